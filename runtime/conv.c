@@ -1,0 +1,258 @@
+/* conv.c: Lua <-> cJSON conversion and checked JSON parsing. */
+#include "conv.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lc.h"
+#include "utf8.h"
+
+static char array_mt_key;
+
+void lc_conv_push_null(lua_State *L) { lua_pushlightuserdata(L, NULL); }
+
+int lc_conv_is_null(lua_State *L, int idx) {
+  return lua_islightuserdata(L, idx) && lua_touserdata(L, idx) == NULL;
+}
+
+void lc_conv_push_array_mt(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &array_mt_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushliteral(L, "array");
+    lua_setfield(L, -2, "__jsontype");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &array_mt_key);
+  }
+}
+
+struct path {
+  struct path *up;
+  const char *key; /* object key, or NULL */
+  size_t klen;
+  lua_Integer index; /* array index (1-based in Lua, shown 0-based) */
+};
+
+static void fmt_path(const struct path *p, char *out, size_t n) {
+  const struct path *stack[LC_CONV_MAX_DEPTH + 2];
+  size_t depth = 0;
+  for (; p && depth < LC_ARRAY_LEN(stack); p = p->up) stack[depth++] = p;
+  size_t used = (size_t)snprintf(out, n, "$");
+  while (depth-- > 0 && used < n) {
+    const struct path *q = stack[depth];
+    int w = q->key ? snprintf(out + used, n - used, ".%.*s", (int)q->klen, q->key)
+                   : snprintf(out + used, n - used, "[%lld]", (long long)q->index - 1);
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+}
+
+#define FAIL(...)                                   \
+  do {                                              \
+    char where_[256];                               \
+    fmt_path(path, where_, sizeof where_);          \
+    char what_[256];                                \
+    snprintf(what_, sizeof what_, __VA_ARGS__);     \
+    snprintf(err, errlen, "%s at %s", what_, where_); \
+    return LC_EINVAL;                               \
+  } while (0)
+
+static int is_marked_array(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return 0;
+  int r = lua_getfield(L, -1, "__jsontype") == LUA_TSTRING &&
+          strcmp(lua_tostring(L, -1), "array") == 0;
+  lua_pop(L, 2);
+  return r;
+}
+
+static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
+                   int depth, char *err, size_t errlen);
+
+static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
+                         int depth, char *err, size_t errlen) {
+  /* Decide array vs object: count keys, check they are 1..n or all strings. */
+  lua_Integer n = 0, maxk = 0;
+  int strings = 0, others = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) strings++;
+    else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+      n++;
+      if (lua_tointeger(L, -1) > maxk) maxk = lua_tointeger(L, -1);
+    } else others++;
+  }
+  int marked = is_marked_array(L, idx);
+  if (others || (strings && n)) FAIL("table mixes array and object keys");
+  if (n && maxk != n) FAIL("array has holes (largest index %lld, %lld items)",
+                           (long long)maxk, (long long)n);
+  if (strings && marked) FAIL("array-marked table has string keys");
+  cJSON *j = (n || marked) ? cJSON_CreateArray() : cJSON_CreateObject();
+  if (!j) return LC_ENOMEM;
+  if (n || marked) {
+    for (lua_Integer i = 1; i <= n; i++) {
+      struct path p = {path, NULL, 0, i};
+      lua_rawgeti(L, idx, i);
+      cJSON *c = NULL;
+      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, err, errlen);
+      lua_pop(L, 1);
+      if (rc) { cJSON_Delete(j); return rc; }
+      cJSON_AddItemToArray(j, c);
+    }
+  } else {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      size_t kl;
+      const char *k = lua_tolstring(L, -2, &kl);
+      struct path p = {path, k, kl, 0};
+      if (memchr(k, 0, kl) || !lc_utf8_valid(k, kl, NULL)) {
+        lua_pop(L, 2);
+        cJSON_Delete(j);
+        struct path *pp = &p;
+        path = pp;
+        FAIL("object key is not valid UTF-8 text");
+      }
+      cJSON *c = NULL;
+      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, err, errlen);
+      if (rc) { lua_pop(L, 2); cJSON_Delete(j); return rc; }
+      lua_pop(L, 1);
+      cJSON_AddItemToObject(j, k, c); /* cJSON copies the key */
+    }
+  }
+  *out = j;
+  return 0;
+}
+
+static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
+                   int depth, char *err, size_t errlen) {
+  if (depth > LC_CONV_MAX_DEPTH) FAIL("nesting deeper than %d", LC_CONV_MAX_DEPTH);
+  luaL_checkstack(L, 6, "json encode");
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      *out = cJSON_CreateNull();
+      break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) != NULL) FAIL("cannot encode a light userdata");
+      *out = cJSON_CreateNull();
+      break;
+    case LUA_TBOOLEAN:
+      *out = cJSON_CreateBool(lua_toboolean(L, idx));
+      break;
+    case LUA_TNUMBER: {
+      if (lua_isinteger(L, idx)) {
+        *out = cJSON_CreateNumber((double)lua_tointeger(L, idx));
+      } else {
+        double d = lua_tonumber(L, idx);
+        if (!isfinite(d)) FAIL("cannot encode %s", isnan(d) ? "NaN" : "infinity");
+        *out = cJSON_CreateNumber(d);
+      }
+      break;
+    }
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      size_t bad;
+      if (memchr(s, 0, len)) FAIL("string contains a NUL byte");
+      if (!lc_utf8_valid(s, len, &bad)) FAIL("string is not valid UTF-8 (byte %zu)", bad);
+      *out = cJSON_CreateString(s);
+      break;
+    }
+    case LUA_TTABLE: {
+      /* A table nested in itself would recurse until the depth limit; that
+       * limit is the cycle guard, and its message names the path. */
+      return table_to_json(L, lua_absindex(L, idx), out, path, depth, err, errlen);
+    }
+    default:
+      FAIL("cannot encode a %s", luaL_typename(L, idx));
+  }
+  return *out ? 0 : LC_ENOMEM;
+}
+
+int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (errlen) err[0] = '\0';
+  return to_json(L, lua_absindex(L, idx), out, NULL, 0, err, errlen);
+}
+
+static void push_json(lua_State *L, const cJSON *j, int depth) {
+  luaL_checkstack(L, 4, "json decode");
+  if (!j || cJSON_IsNull(j)) {
+    lc_conv_push_null(L);
+  } else if (cJSON_IsBool(j)) {
+    lua_pushboolean(L, cJSON_IsTrue(j));
+  } else if (cJSON_IsNumber(j)) {
+    double d = j->valuedouble;
+    if (d == floor(d) && d >= -9007199254740992.0 && d <= 9007199254740992.0)
+      lua_pushinteger(L, (lua_Integer)d);
+    else
+      lua_pushnumber(L, d);
+  } else if (cJSON_IsString(j)) {
+    lua_pushstring(L, j->valuestring);
+  } else if (cJSON_IsArray(j)) {
+    lua_createtable(L, cJSON_GetArraySize(j), 0);
+    lua_Integer i = 1;
+    for (const cJSON *c = j->child; c; c = c->next) {
+      push_json(L, c, depth + 1);
+      lua_rawseti(L, -2, i++);
+    }
+    lc_conv_push_array_mt(L);
+    lua_setmetatable(L, -2);
+  } else if (cJSON_IsObject(j)) {
+    lua_createtable(L, 0, cJSON_GetArraySize(j));
+    for (const cJSON *c = j->child; c; c = c->next) {
+      push_json(L, c, depth + 1);
+      lua_setfield(L, -2, c->string);
+    }
+  } else {
+    lua_pushnil(L);
+  }
+}
+
+void lc_conv_push_json(lua_State *L, const cJSON *j) {
+  if (!j) { lua_pushnil(L); return; }
+  push_json(L, j, 0);
+}
+
+static int depth_ok(const cJSON *j, int depth) {
+  if (depth > LC_CONV_MAX_DEPTH) return 0;
+  for (const cJSON *c = j->child; c; c = c->next)
+    if (!depth_ok(c, depth + 1)) return 0;
+  return 1;
+}
+
+cJSON *lc_json_parse(const char *s, size_t n, char *err, size_t errlen) {
+  size_t bad;
+  if (!lc_utf8_valid(s, n, &bad)) {
+    snprintf(err, errlen, "invalid UTF-8 at byte %zu", bad);
+    return NULL;
+  }
+  /* cJSON's own nesting limit (CJSON_NESTING_LIMIT, 1000) bounds its
+   * recursion; ours is stricter and applied after. */
+  const char *end = NULL;
+  cJSON *j = cJSON_ParseWithLengthOpts(s, n, &end, 0);
+  if (!j) {
+    size_t at = end && end >= s ? (size_t)(end - s) : 0;
+    snprintf(err, errlen, "invalid JSON at byte %zu of %zu", at, n);
+    return NULL;
+  }
+  /* Allow trailing whitespace only. */
+  size_t used = (size_t)(end - s);
+  while (used < n && (s[used] == ' ' || s[used] == '\n' || s[used] == '\r' ||
+                      s[used] == '\t'))
+    used++;
+  if (used < n) {
+    cJSON_Delete(j);
+    snprintf(err, errlen, "trailing data after JSON at byte %zu", used);
+    return NULL;
+  }
+  if (!depth_ok(j, 0)) {
+    cJSON_Delete(j);
+    snprintf(err, errlen, "JSON nested deeper than %d", LC_CONV_MAX_DEPTH);
+    return NULL;
+  }
+  return j;
+}
+
+char *lc_json_print(const cJSON *j) { return cJSON_PrintUnformatted(j); }

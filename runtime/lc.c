@@ -1,0 +1,81 @@
+/* lc.c: allocation wrappers with failure injection, clocks, random numbers. */
+#include "lc.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+static _Atomic long fail_after;  /* 0 = off; else fail when it reaches 1 */
+static _Atomic long live_blocks;
+
+static int should_fail(void) {
+  long n = atomic_load(&fail_after);
+  if (n <= 0) return 0;
+  if (atomic_fetch_sub(&fail_after, 1) == 1) return 1;
+  return 0;
+}
+
+void lc_alloc_fail_after(long n) { atomic_store(&fail_after, n); }
+long lc_alloc_live(void) { return atomic_load(&live_blocks); }
+
+void *lc_malloc(size_t n) {
+  if (should_fail()) return NULL;
+  void *p = malloc(n ? n : 1);
+  if (p) atomic_fetch_add(&live_blocks, 1);
+  return p;
+}
+
+void *lc_calloc(size_t n, size_t size) {
+  if (should_fail()) return NULL;
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (p) atomic_fetch_add(&live_blocks, 1);
+  return p;
+}
+
+void *lc_realloc(void *p, size_t n) {
+  if (!p) return lc_malloc(n);
+  if (should_fail()) return NULL;
+  return realloc(p, n ? n : 1);
+}
+
+void lc_free(void *p) {
+  if (!p) return;
+  atomic_fetch_sub(&live_blocks, 1);
+  free(p);
+}
+
+char *lc_strndup(const char *s, size_t n) {
+  char *d = lc_malloc(n + 1);
+  if (!d) return NULL;
+  memcpy(d, s, n);
+  d[n] = '\0';
+  return d;
+}
+
+char *lc_strdup(const char *s) { return s ? lc_strndup(s, strlen(s)) : NULL; }
+
+double lc_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+double lc_wall_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+uint64_t lc_rand64(void) {
+  static _Thread_local uint64_t s;
+  if (s == 0) {
+    if (getrandom(&s, sizeof s, 0) != sizeof s || s == 0)
+      s = (uint64_t)time(NULL) * 0x9E3779B97F4A7C15ull | 1;
+  }
+  s ^= s << 13;
+  s ^= s >> 7;
+  s ^= s << 17;
+  return s;
+}

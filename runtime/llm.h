@@ -1,0 +1,237 @@
+/* llm.h: the normalised LLM request and response, the provider adapter
+ * interface, and the non-blocking client that runs a call on a loop.
+ *
+ * Ownership: every string and array inside a request or response is heap
+ * memory owned by that struct; lc_llm_request_free / lc_llm_response_free
+ * release it all. cJSON members (tool schemas, parsed tool arguments) are
+ * owned the same way. Adapters never keep pointers into a request after
+ * build() returns.
+ *
+ * Errors: calls return 0 or a negative LC_E* code. A failed LLM call is not a
+ * C error: it completes with response->err set to a kind (auth, rate limit,
+ * ...) and response->err_message holding the provider's own message. */
+#ifndef LC_LLM_H
+#define LC_LLM_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#include "buf.h"
+
+struct lc_loop;
+
+enum lc_llm_provider {
+  LC_PROV_OPENAI,    /* Chat Completions and compatible servers */
+  LC_PROV_ANTHROPIC, /* Messages API */
+  LC_PROV_OLLAMA,    /* native /api/chat */
+  LC_PROV__COUNT
+};
+
+enum lc_llm_role { LC_ROLE_SYSTEM, LC_ROLE_USER, LC_ROLE_ASSISTANT, LC_ROLE_TOOL };
+
+/* Error kinds: stable names via lc_llm_err_name(). */
+enum lc_llm_err {
+  LC_LLM_OK = 0,
+  LC_LLM_EAUTH,       /* 401/403, bad key */
+  LC_LLM_ERATE,       /* 429 rate limit (retryable) */
+  LC_LLM_EQUOTA,      /* 429 insufficient quota / billing (not retryable) */
+  LC_LLM_EOVERLOADED, /* 529, 503 overloaded (retryable) */
+  LC_LLM_ESERVER,     /* other 5xx (retryable) */
+  LC_LLM_EBADREQ,     /* 400/404/422: the request is wrong */
+  LC_LLM_ECONTEXT,    /* prompt longer than the model's context */
+  LC_LLM_ETIMEOUT,    /* connect, idle or total timeout */
+  LC_LLM_ENETWORK,    /* connection refused/reset, DNS, TLS */
+  LC_LLM_EBADRESP,    /* malformed body, cut stream, non-JSON, over the size limit */
+  LC_LLM_ECANCEL,     /* cancelled by the caller */
+  LC_LLM_ECONFIG,     /* unknown provider, missing key: never sent */
+  LC_LLM_E__COUNT
+};
+
+enum lc_llm_finish {
+  LC_FINISH_NONE = 0, /* not reported */
+  LC_FINISH_STOP,     /* natural end or a stop sequence */
+  LC_FINISH_LENGTH,   /* max_tokens reached */
+  LC_FINISH_TOOL_CALLS,
+  LC_FINISH_CONTENT_FILTER,
+  LC_FINISH_OTHER     /* see finish_raw */
+};
+
+enum lc_llm_tool_choice {
+  LC_TOOL_CHOICE_AUTO = 0, /* default: omitted from the request */
+  LC_TOOL_CHOICE_NONE,
+  LC_TOOL_CHOICE_REQUIRED, /* must call some tool */
+  LC_TOOL_CHOICE_NAMED     /* must call tool_choice_name */
+};
+
+enum lc_llm_format {
+  LC_FORMAT_TEXT = 0,
+  LC_FORMAT_JSON,       /* any JSON object */
+  LC_FORMAT_JSON_SCHEMA /* JSON that fits response_schema */
+};
+
+struct lc_llm_tool_call {
+  char *id;        /* provider's call id; synthesised "call_<n>" if absent */
+  char *name;
+  char *args_json; /* arguments as the model wrote them ("{}" if empty) */
+  cJSON *args;     /* parsed; NULL when args_json is not valid JSON */
+};
+
+struct lc_llm_msg {
+  enum lc_llm_role role;
+  char *content; /* text; may be NULL for an assistant message with only calls */
+  size_t content_len;
+  struct lc_llm_tool_call *tool_calls; /* assistant only */
+  size_t n_tool_calls;
+  char *tool_call_id; /* tool result: which call it answers */
+  char *name;         /* tool result: the tool's name (Ollama wants it) */
+  int is_error;       /* tool result: the tool failed (Anthropic is_error) */
+};
+
+struct lc_llm_tool {
+  char *name;
+  char *description;
+  cJSON *schema; /* JSON schema of the arguments (object) */
+  int strict;    /* ask for strict schema adherence where supported */
+};
+
+/* Which optional sampling fields are set (bit flags in request.set). */
+#define LC_SET_TEMPERATURE 0x01u
+#define LC_SET_TOP_P 0x02u
+#define LC_SET_TOP_K 0x04u
+#define LC_SET_MAX_TOKENS 0x08u
+#define LC_SET_SEED 0x10u
+
+struct lc_llm_request {
+  enum lc_llm_provider provider;
+  char *model;    /* without the "provider:" prefix */
+  char *base_url; /* resolved by the client: option, env, or default */
+  char *api_key;  /* resolved by the client; never logged or journaled */
+  struct lc_llm_msg *msgs;
+  size_t n_msgs;
+  struct lc_llm_tool *tools;
+  size_t n_tools;
+  enum lc_llm_tool_choice tool_choice;
+  char *tool_choice_name;
+  unsigned set; /* LC_SET_* */
+  double temperature, top_p;
+  int top_k;
+  int max_tokens; /* Anthropic requires one: the adapter defaults to 4096 */
+  long long seed;
+  char **stop;
+  size_t n_stop;
+  enum lc_llm_format format;
+  cJSON *response_schema;     /* LC_FORMAT_JSON_SCHEMA */
+  char *response_schema_name; /* defaults to "response" */
+  int stream;
+};
+
+struct lc_llm_usage {
+  long input;       /* prompt tokens (including cached) */
+  long output;      /* completion tokens */
+  long cached;      /* prompt tokens served from cache */
+  long cache_write; /* Anthropic cache_creation_input_tokens */
+  long reasoning;   /* reasoning tokens, where reported */
+  double cost;      /* provider-reported cost (OpenRouter), else 0 */
+  int has_cost;
+};
+
+struct lc_llm_response {
+  char *text; /* assistant text, NUL-terminated; NULL if none */
+  size_t text_len;
+  char *reasoning; /* reasoning_content / thinking text, if any */
+  struct lc_llm_tool_call *tool_calls;
+  size_t n_tool_calls;
+  enum lc_llm_finish finish;
+  char *finish_raw; /* the provider's own word ("end_turn", "tool_calls") */
+  struct lc_llm_usage usage;
+  char *model;      /* model the provider says answered */
+  char *id;         /* response id (chatcmpl-..., msg_...) */
+  char *request_id; /* provider request id header (x-request-id, request-id) */
+  double latency_ms;
+  int http_status;
+  int attempts; /* HTTP attempts made, retries included */
+  enum lc_llm_err err;
+  char *err_message; /* provider's message, or ours for local failures */
+  char *err_type;    /* provider's error type/code ("rate_limit_error") */
+  double retry_after_s; /* from Retry-After/retry-after-ms; < 0 when absent */
+};
+
+/* One streamed piece, delivered in order as it is parsed. Pointers are
+ * borrowed for the duration of the callback. */
+enum lc_llm_delta_kind {
+  LC_DELTA_TEXT,
+  LC_DELTA_REASONING,
+  LC_DELTA_TOOL_START, /* index, id, name */
+  LC_DELTA_TOOL_ARGS   /* index, text = argument fragment */
+};
+struct lc_llm_delta {
+  enum lc_llm_delta_kind kind;
+  int index;
+  const char *id;
+  const char *name;
+  const char *text;
+  size_t len;
+};
+typedef void (*lc_llm_delta_fn)(void *ud, const struct lc_llm_delta *d);
+
+/* What an adapter produces to send a request. All heap-owned. */
+struct lc_llm_http {
+  char *url;
+  char **headers; /* "Name: value" lines, including auth */
+  size_t n_headers;
+  char *body;
+  size_t body_len;
+};
+void lc_llm_http_free(struct lc_llm_http *h);
+
+struct lc_llm_stream; /* adapter-private incremental parser state */
+
+struct lc_llm_adapter {
+  const char *name; /* "openai", "anthropic", "ollama" */
+  const char *default_base_url;
+  const char *base_url_env; /* OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST */
+  const char *api_key_env;  /* NULL when the provider takes no key */
+  /* Builds URL, headers and JSON body. err gets a message on failure. */
+  int (*build)(const struct lc_llm_request *req, struct lc_llm_http *out,
+               char *err, size_t errlen);
+  /* Parses a whole 2xx body. On malformed input sets out->err =
+   * LC_LLM_EBADRESP with a message and returns LC_EINVAL. */
+  int (*parse)(const char *body, size_t len, struct lc_llm_response *out);
+  /* Classifies a non-2xx answer: sets out->err, err_message, err_type. */
+  void (*parse_error)(int status, const char *body, size_t len,
+                      struct lc_llm_response *out);
+  /* Streaming: new state, feed bytes as they arrive (split anywhere),
+   * then end. feed/end return 0, or LC_EINVAL with out->err/err_message set
+   * (feed reports into the response passed to end: it keeps it in state). */
+  struct lc_llm_stream *(*stream_new)(void);
+  int (*stream_feed)(struct lc_llm_stream *st, const char *data, size_t len,
+                     lc_llm_delta_fn cb, void *ud);
+  /* Completes the response; a stream without its end marker is an error
+   * (LC_LLM_EBADRESP "stream ended before ..."), never a short answer. */
+  int (*stream_end)(struct lc_llm_stream *st, struct lc_llm_response *out);
+  void (*stream_free)(struct lc_llm_stream *st);
+};
+
+extern const struct lc_llm_adapter lc_llm_openai;
+extern const struct lc_llm_adapter lc_llm_anthropic;
+extern const struct lc_llm_adapter lc_llm_ollama;
+
+const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p);
+/* "openai:gpt-4o-mini" -> provider + model. Returns LC_EINVAL for an
+ * unknown provider or a missing model; *model is heap-owned by the caller. */
+int lc_llm_parse_model(const char *spec, enum lc_llm_provider *p, char **model);
+
+const char *lc_llm_err_name(enum lc_llm_err e); /* "rate_limit", ... */
+const char *lc_llm_finish_name(enum lc_llm_finish f);
+const char *lc_llm_role_name(enum lc_llm_role r);
+int lc_llm_err_retryable(enum lc_llm_err e);
+/* Classification shared by adapters: HTTP status to kind, before the body
+ * refines it (context length, quota). */
+enum lc_llm_err lc_llm_err_from_status(int status);
+
+void lc_llm_request_free(struct lc_llm_request *r);
+void lc_llm_response_free(struct lc_llm_response *r);
+void lc_llm_response_init(struct lc_llm_response *r);
+void lc_llm_tool_call_free(struct lc_llm_tool_call *c);
+
+#endif

@@ -1,0 +1,28 @@
+/* utf8.c: strict UTF-8 validation. */
+#include "utf8.h"
+
+int lc_utf8_valid(const char *str, size_t n, size_t *bad) {
+  const unsigned char *s = (const unsigned char *)str;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t len;
+    unsigned min, cp;
+    if (c < 0x80) { i++; continue; }
+    else if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else goto fail;
+    if (i + len > n) goto fail;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) goto fail;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) goto fail;
+    i += len;
+  }
+  return 1;
+fail:
+  if (bad) *bad = i;
+  return 0;
+}

@@ -1,0 +1,113 @@
+/* check_conv.c: Lua <-> JSON conversion. */
+#include <check.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv.h"
+#include "utf8.h"
+
+static char *roundtrip(const char *lua_expr, char *err, size_t errlen) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  char *out = NULL;
+  if (luaL_dostring(L, lua_expr) == 0) {
+    cJSON *j = NULL;
+    if (lc_conv_to_json(L, -1, &j, err, errlen) == 0) {
+      lua_settop(L, 0);
+      lc_conv_push_json(L, j);   /* back to Lua */
+      cJSON *j2 = NULL;
+      if (lc_conv_to_json(L, -1, &j2, err, errlen) == 0) {
+        out = cJSON_PrintUnformatted(j2);
+        cJSON_Delete(j2);
+      }
+      cJSON_Delete(j);
+    }
+  } else {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  }
+  lua_close(L);
+  return out;
+}
+
+START_TEST(nested_roundtrip) {
+  char err[256];
+  char *s = roundtrip("return {a={1,2,{b='x'}}, n=1.5, t=true}", err, sizeof err);
+  ck_assert_msg(s != NULL, "%s", err);
+  cJSON *j = cJSON_Parse(s);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "a")), 3);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "a"), 2), "b")->valuestring, "x");
+  ck_assert(cJSON_GetObjectItem(j, "n")->valuedouble == 1.5);
+  cJSON_Delete(j);
+  free(s);
+}
+END_TEST
+
+START_TEST(empty_array_survives) {
+  lua_State *L = luaL_newstate();
+  cJSON *in = cJSON_Parse("{\"xs\":[],\"o\":{},\"z\":null}");
+  lc_conv_push_json(L, in);
+  cJSON *out = NULL;
+  char err[128];
+  ck_assert_int_eq(lc_conv_to_json(L, -1, &out, err, sizeof err), 0);
+  char *s = cJSON_PrintUnformatted(out);
+  ck_assert(strstr(s, "\"xs\":[]") != NULL);
+  ck_assert(strstr(s, "\"o\":{}") != NULL);
+  ck_assert(strstr(s, "\"z\":null") != NULL);
+  free(s);
+  cJSON_Delete(in);
+  cJSON_Delete(out);
+  lua_close(L);
+}
+END_TEST
+
+START_TEST(errors_name_the_path) {
+  char err[256];
+  ck_assert_ptr_null(roundtrip("return {a={1,2,print}}", err, sizeof err));
+  ck_assert_msg(strstr(err, "$.a[2]") != NULL, "%s", err);
+  ck_assert_ptr_null(roundtrip("return {1,2,nil,4}", err, sizeof err));
+  ck_assert_ptr_null(roundtrip("return {x='\\xff'}", err, sizeof err));
+  ck_assert_msg(strstr(err, "UTF-8") != NULL, "%s", err);
+  ck_assert_ptr_null(roundtrip("local t = {} t.self = t return t", err, sizeof err));
+  ck_assert_msg(strstr(err, "deeper") != NULL, "%s", err);
+  ck_assert_ptr_null(roundtrip("return {0/0}", err, sizeof err));
+}
+END_TEST
+
+START_TEST(parse_checks_input) {
+  char err[128];
+  ck_assert_ptr_null(lc_json_parse("{\"a\":1} x", 9, err, sizeof err));
+  ck_assert(strstr(err, "trailing") != NULL);
+  ck_assert_ptr_null(lc_json_parse("{\"a\":\"\xc3\x28\"}", 10, err, sizeof err));
+  ck_assert(strstr(err, "UTF-8") != NULL);
+  ck_assert_ptr_null(lc_json_parse("{\"a\":", 5, err, sizeof err));
+  cJSON *j = lc_json_parse("{\"a\":\"\xc3\xa9\"} \n", 12, err, sizeof err);
+  ck_assert_ptr_nonnull(j);
+  cJSON_Delete(j);
+}
+END_TEST
+
+START_TEST(utf8_rules) {
+  size_t bad;
+  ck_assert(lc_utf8_valid("h\xc3\xa9llo", 6, NULL));
+  ck_assert(!lc_utf8_valid("\xc0\xaf", 2, &bad)); /* overlong */
+  ck_assert(!lc_utf8_valid("\xed\xa0\x80", 3, &bad)); /* surrogate */
+  ck_assert(!lc_utf8_valid("ab\xf4\x90\x80\x80", 6, &bad)); /* > U+10FFFF */
+  ck_assert_uint_eq(bad, 2);
+  ck_assert(!lc_utf8_valid("\xe2\x82", 2, &bad)); /* truncated */
+}
+END_TEST
+
+Suite *conv_suite(void) {
+  Suite *s = suite_create("conv");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, nested_roundtrip);
+  tcase_add_test(tc, empty_array_survives);
+  tcase_add_test(tc, errors_name_the_path);
+  tcase_add_test(tc, parse_checks_input);
+  tcase_add_test(tc, utf8_rules);
+  suite_add_tcase(s, tc);
+  return s;
+}

@@ -1,0 +1,29 @@
+/* util_common.c: paths and file reading for the Check suites. */
+#include "util_common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+const char *lc_test_source_dir(void) { return LC_SOURCE_DIR; }
+
+const char *lc_test_fixtures_dir(void) {
+  static char buf[4096];
+  const char *env = getenv("LUACT_FIXTURES");
+  if (env && *env) return env;
+  snprintf(buf, sizeof buf, "%s/../shared/fixtures/llm", LC_SOURCE_DIR);
+  return buf;
+}
+
+char *lc_test_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return NULL; }
+  long n = ftell(f);
+  if (n < 0) { fclose(f); return NULL; }
+  rewind(f);
+  char *p = malloc((size_t)n + 1);
+  if (p && fread(p, 1, (size_t)n, f) != (size_t)n) { free(p); p = NULL; }
+  fclose(f);
+  if (p) { p[n] = '\0'; if (len) *len = (size_t)n; }
+  return p;
+}

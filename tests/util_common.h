@@ -1,0 +1,13 @@
+/* util_common.h: helpers shared by the Check suites. */
+#ifndef LC_TEST_UTIL_COMMON_H
+#define LC_TEST_UTIL_COMMON_H
+
+#include <stddef.h>
+
+/* Absolute path of the repository (LC_SOURCE_DIR) and of shared/fixtures/llm. */
+const char *lc_test_source_dir(void);
+const char *lc_test_fixtures_dir(void); /* $LUACT_FIXTURES or <src>/../shared/fixtures/llm */
+/* Reads a whole file; NULL on error. Caller frees with free(). */
+char *lc_test_read_file(const char *path, size_t *len);
+
+#endif
