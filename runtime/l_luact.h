@@ -1,0 +1,28 @@
+/* l_luact.h: the luact Lua module: luaopen_luact assembles one submodule
+ * per l_<area>.c, and the state setup used by `luact run` and tests. */
+#ifndef LC_L_LUACT_H
+#define LC_L_LUACT_H
+
+#include <lua.h>
+
+struct lc_llm_response;
+struct lc_llm_tool_call;
+
+/* [-0, +1, e] Each pushes its submodule table. */
+int lc_open_json(lua_State *L);
+int lc_open_llm(lua_State *L);
+int lc_open_task(lua_State *L); /* sleep, spawn, wait: merged into luact */
+
+/* [-0, +1, e] The whole module; also registered in package.preload. */
+int luaopen_luact(lua_State *L);
+
+/* Opens the standard libraries and preloads luact (require "luact" works
+ * and the global `luact` is set). */
+void lc_lua_setup(lua_State *L);
+
+/* Shared pushers for LLM results (l_llm.c). */
+void lc_l_push_response(lua_State *L, const struct lc_llm_response *r);
+void lc_l_push_tool_call(lua_State *L, const struct lc_llm_tool_call *c);
+int lc_l_push_llm_error(lua_State *L, const struct lc_llm_response *r);
+
+#endif

@@ -1,0 +1,191 @@
+/* l_task.c: luact.sleep, luact.spawn, luact.wait: the waiting primitives
+ * that every control-flow helper is built from. */
+#include <lauxlib.h>
+#include <string.h>
+
+#include "l_luact.h"
+#include "lc.h"
+#include "loop.h"
+#include "sched.h"
+
+#define SLEEP_MT "luact.Sleep"
+#define TASK_MT "luact.Task"
+
+struct sleep_op {
+  struct lc_loop *loop;
+  struct lc_task *task;
+  struct lc_wait wait;
+  struct lc_timer timer;
+  int fired;
+};
+
+static void sleep_stop(struct sleep_op *op) {
+  if (op->loop) lc_timer_stop(op->loop, &op->timer);
+  op->loop = NULL;
+}
+
+static int sleep_gc(lua_State *L) {
+  sleep_stop(luaL_checkudata(L, 1, SLEEP_MT));
+  return 0;
+}
+
+static void sleep_cancel(struct lc_wait *w) {
+  sleep_stop((struct sleep_op *)((char *)w - offsetof(struct sleep_op, wait)));
+}
+
+static void sleep_fire(struct lc_loop *loop, struct lc_timer *t) {
+  struct sleep_op *op = t->ud;
+  op->fired = 1;
+  lc_task_wake(op->task, &op->wait);
+}
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  struct sleep_op *op = luaL_checkudata(L, 2, SLEEP_MT);
+  sleep_stop(op);
+  return 0;
+}
+
+/* sleep(seconds): yields the task; other tasks run meanwhile. */
+static int l_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds must be >= 0");
+  lua_settop(L, 1);
+  struct lc_task *task = lc_task_check(L, "luact.sleep");
+  struct sleep_op *op = lua_newuserdatauv(L, sizeof *op, 0);
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, SLEEP_MT);
+  op->task = task;
+  op->wait.cancel = sleep_cancel;
+  lc_timer_init(&op->timer, sleep_fire, op);
+  op->loop = lc_sched_loop(lc_sched_get(L));
+  if (lc_timer_start(op->loop, &op->timer, s * 1000.0) < 0)
+    return luaL_error(L, "out of memory");
+  lua_toclose(L, 2);
+  lc_task_wait(task, &op->wait);
+  return lua_yieldk(L, 0, 0, sleep_k);
+}
+
+/* A handle on a spawned task. The parent waits; the task is released when
+ * the handle is waited on or collected. */
+struct task_ref {
+  struct lc_task *task;
+  struct lc_task *waiter; /* task blocked in wait() on it */
+  struct lc_wait wait;
+  int waited;
+};
+
+static void ref_release(struct task_ref *r) {
+  if (r->task) {
+    lc_task_on_done(r->task, NULL, NULL);
+    lc_task_release(r->task); /* kills it if still running */
+    r->task = NULL;
+  }
+}
+
+static int task_gc(lua_State *L) {
+  ref_release(luaL_checkudata(L, 1, TASK_MT));
+  return 0;
+}
+
+static void ref_on_done(struct lc_task *t, void *ud) {
+  struct task_ref *r = ud;
+  if (r->waiter) lc_task_wake(r->waiter, &r->wait);
+}
+
+static void ref_cancel(struct lc_wait *w) {
+  struct task_ref *r = (struct task_ref *)((char *)w - offsetof(struct task_ref, wait));
+  r->waiter = NULL;
+}
+
+/* spawn(fn, ...) -> handle: runs fn(...) as a child task. */
+static int l_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  struct lc_task *parent = lc_task_check(L, "luact.spawn");
+  int nargs = lua_gettop(L) - 1;
+  struct task_ref *r = lua_newuserdatauv(L, sizeof *r, 0);
+  memset(r, 0, sizeof *r);
+  luaL_setmetatable(L, TASK_MT);
+  lua_insert(L, 1); /* handle fn args */
+  struct lc_task *t;
+  if (lc_sched_spawn(lc_sched_get(L), L, nargs, parent, &t))
+    return luaL_error(L, "out of memory");
+  r->task = t;
+  r->wait.cancel = ref_cancel;
+  lc_task_on_done(t, ref_on_done, r);
+  return 1; /* handle */
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
+  r->waiter = NULL;
+  lua_State *co = lc_task_thread(r->task);
+  int n = lua_gettop(co);
+  r->waited = 1;
+  luaL_checkstack(L, n + 2, "luact.wait");
+  if (lc_task_status(r->task) == LUA_OK) {
+    lua_pushboolean(L, 1);
+    lua_xmove(co, L, n);
+    ref_release(r);
+    return n + 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, n > 0 ? 1 : 0);
+  ref_release(r);
+  return n > 0 ? 2 : 1;
+}
+
+/* wait(handle) -> true, results... | false, error */
+static int l_wait(lua_State *L) {
+  struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
+  lua_settop(L, 1);
+  struct lc_task *self = lc_task_check(L, "luact.wait");
+  if (r->waited || !r->task) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "already waited or killed");
+    return 2;
+  }
+  if (lc_task_parent(r->task) != self)
+    return luaL_error(L, "luact.wait: only the task that spawned it may wait");
+  if (lc_task_state(r->task) == LC_TASK_DONE) return wait_k(L, LUA_OK, 0);
+  r->waiter = self;
+  lc_task_wait(self, &r->wait);
+  return lua_yieldk(L, 0, 0, wait_k);
+}
+
+/* kill(handle [, reason]): stops a child and everything it spawned. */
+static int l_kill(lua_State *L) {
+  struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
+  const char *why = luaL_optstring(L, 2, "killed");
+  if (!r->task || r->waited) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "already waited or killed");
+    return 2;
+  }
+  lc_task_kill(r->task, why);
+  ref_release(r);
+  r->waited = 1;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg task_funcs[] = {
+    {"sleep", l_sleep}, {"spawn", l_spawn}, {"wait", l_wait}, {"kill", l_kill}, {NULL, NULL}};
+
+int lc_open_task(lua_State *L) {
+  if (luaL_newmetatable(L, SLEEP_MT)) {
+    lua_pushcfunction(L, sleep_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, sleep_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, TASK_MT)) {
+    lua_pushcfunction(L, task_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "luact.Task");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, task_funcs);
+  return 1;
+}

@@ -1,0 +1,301 @@
+/* llm_call.c: one LLM call on the loop: attempts, retries, streaming. */
+#include "llm_call.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "lc.h"
+#include "loop.h"
+
+struct lc_llm_call {
+  struct lc_loop *loop;
+  struct lc_llm_request *req;
+  const struct lc_llm_adapter *ad;
+  struct lc_llm_opts opts;
+  struct lc_llm_http http; /* built once, sent on every attempt */
+  struct lc_http_op op;
+  struct lc_llm_stream *st;
+  struct lc_llm_response *resp;
+  struct lc_timer timer; /* backoff between attempts, or config failure */
+  lc_llm_delta_fn on_delta;
+  void *delta_ud;
+  lc_llm_done_fn done;
+  void *ud;
+  double first_ms;
+  int attempts;
+  long deltas; /* delivered in the current attempt */
+  int finished;
+};
+
+void lc_llm_opts_default(struct lc_llm_opts *o) {
+  lc_retry_policy_default(&o->retry);
+  o->connect_timeout_ms = 10000;
+  o->idle_timeout_ms = 60000;
+  o->request_timeout_ms = 600000;
+  o->max_response_bytes = 16u << 20;
+}
+
+static int has_scheme(const char *u) { return strstr(u, "://") != NULL; }
+
+int lc_llm_resolve_endpoint(struct lc_llm_request *req, char *err, size_t errlen) {
+  const struct lc_llm_adapter *ad = lc_llm_adapter_for(req->provider);
+  if (!ad) {
+    snprintf(err, errlen, "unknown provider");
+    return LC_EINVAL;
+  }
+  int custom_base = 1;
+  if (!req->base_url || !*req->base_url) {
+    lc_free(req->base_url);
+    const char *env = ad->base_url_env ? getenv(ad->base_url_env) : NULL;
+    if (!env || !*env) {
+      env = ad->default_base_url;
+      custom_base = 0;
+    }
+    /* OLLAMA_HOST is often "host:port" without a scheme. */
+    if (has_scheme(env)) req->base_url = lc_strdup(env);
+    else {
+      size_t n = strlen(env) + 8;
+      req->base_url = lc_malloc(n);
+      if (req->base_url) snprintf(req->base_url, n, "http://%s", env);
+    }
+    if (!req->base_url) return LC_ENOMEM;
+  }
+  if ((!req->api_key || !*req->api_key) && ad->api_key_env) {
+    const char *k = getenv(ad->api_key_env);
+    if (k && *k) {
+      lc_free(req->api_key);
+      if (!(req->api_key = lc_strdup(k))) return LC_ENOMEM;
+    } else if (!custom_base || req->provider == LC_PROV_ANTHROPIC) {
+      /* Local OpenAI-compatible servers take no key; the real services do. */
+      snprintf(err, errlen, "%s is not set (needed for %s at %s)", ad->api_key_env,
+               ad->name, req->base_url);
+      return LC_EINVAL;
+    }
+  }
+  return 0;
+}
+
+static void finish(struct lc_llm_call *c) {
+  c->finished = 1;
+  c->resp->latency_ms = lc_now_ms() - c->first_ms;
+  c->resp->attempts = c->attempts;
+  c->done(c, c->ud);
+}
+
+static void set_err(struct lc_llm_response *r, enum lc_llm_err e, const char *msg) {
+  r->err = e;
+  lc_free(r->err_message);
+  r->err_message = lc_strdup(msg);
+}
+
+static void on_config_failure(struct lc_loop *loop, struct lc_timer *t) { finish(t->ud); }
+
+static void delta_cb(void *ud, const struct lc_llm_delta *d) {
+  struct lc_llm_call *c = ud;
+  c->deltas++;
+  if (c->on_delta) c->on_delta(c->delta_ud, d);
+}
+
+/* http sink: feeds the provider's stream parser from the write callback. */
+static int stream_sink(void *ud, const char *p, size_t n) {
+  struct lc_llm_call *c = ud;
+  return c->ad->stream_feed(c->st, p, n, delta_cb, c) < 0 ? -1 : 0;
+}
+
+/* Completes from the loop on the next pass, never from inside start. */
+static void fail_later(struct lc_llm_call *c, const char *msg) {
+  set_err(c->resp, LC_LLM_ENETWORK, msg);
+  c->timer.cb = on_config_failure;
+  if (lc_timer_start(c->loop, &c->timer, 0) < 0) finish(c);
+}
+
+static void on_http_done(struct lc_http_op *op, void *ud);
+static void attempt(struct lc_llm_call *c);
+
+static void on_backoff(struct lc_loop *loop, struct lc_timer *t) { attempt(t->ud); }
+
+static void reset_response(struct lc_llm_call *c) {
+  lc_llm_response_free(c->resp);
+  lc_llm_response_init(c->resp);
+}
+
+static void attempt(struct lc_llm_call *c) {
+  c->attempts++;
+  c->deltas = 0;
+  reset_response(c);
+  if (c->st) {
+    c->ad->stream_free(c->st);
+    c->st = NULL;
+  }
+  if (c->req->stream && !(c->st = c->ad->stream_new())) {
+    fail_later(c, "out of memory creating the stream parser");
+    return;
+  }
+  struct lc_http_req hr = {
+      .method = "POST",
+      .url = c->http.url,
+      .headers = (const char *const *)c->http.headers,
+      .n_headers = c->http.n_headers,
+      .body = c->http.body,
+      .body_len = c->http.body_len,
+      .connect_timeout_ms = c->opts.connect_timeout_ms,
+      .idle_timeout_ms = c->opts.idle_timeout_ms,
+      .total_timeout_ms = c->opts.request_timeout_ms,
+      .max_body = c->opts.max_response_bytes,
+  };
+  int rc = lc_http_start(c->loop, &c->op, &hr, c->st ? stream_sink : NULL, c,
+                         on_http_done, c);
+  if (rc) fail_later(c, "could not start the HTTP transfer");
+}
+
+static void classify_transport(struct lc_llm_call *c, struct lc_http_op *op) {
+  struct lc_llm_response *r = c->resp;
+  char msg[512];
+  switch (op->err) {
+    case LC_ETIMEOUT: {
+      const char *kind = op->timeout_kind == LC_HTTP_TO_CONNECT ? "connect"
+                         : op->timeout_kind == LC_HTTP_TO_IDLE  ? "idle"
+                                                                : "total";
+      snprintf(msg, sizeof msg, "%s timeout: %s", kind, op->errmsg);
+      set_err(r, LC_LLM_ETIMEOUT, msg);
+      break;
+    }
+    case LC_ETOOBIG:
+      snprintf(msg, sizeof msg, "%s", op->errmsg);
+      set_err(r, LC_LLM_EBADRESP, msg);
+      break;
+    case LC_EINVAL:
+      /* The stream parser refused the bytes: it holds the reason. */
+      if (c->st && c->ad->stream_end(c->st, r) == 0) set_err(r, LC_LLM_EBADRESP, op->errmsg);
+      if (r->err == LC_LLM_OK) set_err(r, LC_LLM_EBADRESP, op->errmsg);
+      break;
+    default:
+      snprintf(msg, sizeof msg, "network error: %s", op->errmsg);
+      set_err(r, LC_LLM_ENETWORK, msg);
+  }
+}
+
+static void on_http_done(struct lc_http_op *op, void *ud) {
+  struct lc_llm_call *c = ud;
+  struct lc_llm_response *r = c->resp;
+  r->http_status = (int)op->status;
+  if (op->err) {
+    classify_transport(c, op);
+  } else if (op->status >= 200 && op->status < 300) {
+    if (c->st) c->ad->stream_end(c->st, r);
+    else c->ad->parse(op->body.data ? op->body.data : "", op->body.len, r);
+  } else {
+    c->ad->parse_error((int)op->status, op->body.data ? op->body.data : "",
+                       op->body.len, r);
+    if (r->err == LC_LLM_OK) r->err = lc_llm_err_from_status((int)op->status);
+  }
+  if (op->request_id[0] && !r->request_id) r->request_id = lc_strdup(op->request_id);
+  double ra = -1;
+  if (op->retry_after_ms[0]) {
+    double ms = lc_http_parse_retry_after(op->retry_after_ms);
+    if (ms >= 0) ra = ms / 1000.0;
+  }
+  if (ra < 0) ra = lc_http_parse_retry_after(op->retry_after);
+  if (ra >= 0) r->retry_after_s = ra;
+
+  /* A stream that already handed text to the caller is not replayed: a
+   * retry would deliver the same deltas twice. */
+  if (r->err != LC_LLM_OK && lc_llm_err_retryable(r->err) && c->deltas == 0) {
+    const char *why = NULL;
+    double delay = lc_retry_delay(&c->opts.retry, c->attempts,
+                                  r->retry_after_s >= 0 ? r->retry_after_s * 1000 : -1,
+                                  lc_now_ms() - c->first_ms, lc_rand64(), &why);
+    if (delay >= 0) {
+      c->timer.cb = on_backoff;
+      if (lc_timer_start(c->loop, &c->timer, delay) == 0) return;
+    }
+    if (why && c->attempts > 1) {
+      char msg[1024];
+      snprintf(msg, sizeof msg, "%s (gave up after %d attempts: %s)",
+               r->err_message ? r->err_message : lc_llm_err_name(r->err), c->attempts, why);
+      set_err(r, r->err, msg);
+    }
+  }
+  finish(c);
+}
+
+int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
+                      const struct lc_llm_opts *o, lc_llm_delta_fn on_delta,
+                      void *delta_ud, lc_llm_done_fn done, void *ud,
+                      struct lc_llm_call **out) {
+  struct lc_llm_call *c = lc_calloc(1, sizeof *c);
+  struct lc_llm_response *resp = lc_calloc(1, sizeof *resp);
+  if (!c || !resp) {
+    lc_free(c);
+    lc_free(resp);
+    lc_llm_request_free(req);
+    lc_free(req);
+    return LC_ENOMEM;
+  }
+  lc_llm_response_init(resp);
+  c->loop = loop;
+  c->req = req;
+  c->resp = resp;
+  c->on_delta = on_delta;
+  c->delta_ud = delta_ud;
+  c->done = done;
+  c->ud = ud;
+  if (o) c->opts = *o;
+  else lc_llm_opts_default(&c->opts);
+  if (c->opts.retry.max_attempts < 1) c->opts.retry.max_attempts = 1;
+  lc_http_op_init(&c->op);
+  lc_timer_init(&c->timer, on_config_failure, c);
+  c->first_ms = lc_now_ms();
+  c->ad = lc_llm_adapter_for(req->provider);
+
+  char err[512] = "";
+  int rc = c->ad ? lc_llm_resolve_endpoint(req, err, sizeof err) : LC_EINVAL;
+  if (rc == LC_ENOMEM) goto nomem;
+  if (rc == 0) {
+    rc = c->ad->build(req, &c->http, err, sizeof err);
+    if (rc == LC_ENOMEM) goto nomem;
+  }
+  if (rc) {
+    set_err(resp, LC_LLM_ECONFIG, err[0] ? err : "cannot build the request");
+    if (lc_timer_start(loop, &c->timer, 0) < 0) goto nomem;
+    *out = c;
+    return 0;
+  }
+  attempt(c);
+  *out = c;
+  return 0;
+nomem:
+  lc_llm_call_free(c);
+  return LC_ENOMEM;
+}
+
+const struct lc_llm_response *lc_llm_call_response(const struct lc_llm_call *c) {
+  return c->resp;
+}
+
+const struct lc_llm_request *lc_llm_call_request(const struct lc_llm_call *c) {
+  return c->req;
+}
+
+struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c) {
+  struct lc_llm_response *r = c->resp;
+  c->resp = NULL;
+  return r;
+}
+
+void lc_llm_call_free(struct lc_llm_call *c) {
+  if (!c) return;
+  if (c->loop) lc_timer_stop(c->loop, &c->timer);
+  lc_http_op_cleanup(&c->op);
+  if (c->st) c->ad->stream_free(c->st);
+  lc_llm_http_free(&c->http);
+  if (c->resp) {
+    lc_llm_response_free(c->resp);
+    lc_free(c->resp);
+  }
+  lc_llm_request_free(c->req);
+  lc_free(c->req);
+  lc_free(c);
+}

@@ -1,0 +1,51 @@
+/* llm_call.h: the non-blocking LLM client: one call = build the provider
+ * request, run it on the loop (curl_multi), stream or buffer the answer,
+ * classify errors, retry the retryable ones with backoff, and complete once.
+ *
+ * Ownership: lc_llm_call_start takes ownership of req, also on failure. The
+ * call object is the caller's: lc_llm_call_free cancels a running call (the
+ * done callback then never runs) and frees everything. The response stays
+ * owned by the call unless taken with lc_llm_call_take_response.
+ *
+ * Callbacks: on_delta runs from inside the transfer's write callback: it
+ * must only copy the delta and mark progress (no Lua, no curl calls). done
+ * runs from the loop, exactly once, after start returned 0. A call that
+ * cannot be sent (unknown provider, missing key) still completes through
+ * done, with err = LC_LLM_ECONFIG, on the next loop pass. */
+#ifndef LC_LLM_CALL_H
+#define LC_LLM_CALL_H
+
+#include "llm.h"
+#include "retry.h"
+
+struct lc_loop;
+struct lc_llm_call;
+
+struct lc_llm_opts {
+  struct lc_retry_policy retry;
+  double connect_timeout_ms; /* default 10 s */
+  double idle_timeout_ms;    /* no byte for this long ends the attempt; 60 s */
+  double request_timeout_ms; /* one attempt, whole transfer; 600 s */
+  size_t max_response_bytes; /* default 16 MiB */
+};
+
+void lc_llm_opts_default(struct lc_llm_opts *o);
+
+typedef void (*lc_llm_done_fn)(struct lc_llm_call *c, void *ud);
+
+int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
+                      const struct lc_llm_opts *o, lc_llm_delta_fn on_delta,
+                      void *delta_ud, lc_llm_done_fn done, void *ud,
+                      struct lc_llm_call **out);
+const struct lc_llm_response *lc_llm_call_response(const struct lc_llm_call *c);
+/* Moves the response out (caller frees with lc_llm_response_free + lc_free). */
+struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c);
+const struct lc_llm_request *lc_llm_call_request(const struct lc_llm_call *c);
+void lc_llm_call_free(struct lc_llm_call *c);
+
+/* Resolves base URL and key from the request, then the environment, then
+ * the provider default. Fills req->base_url / req->api_key. Returns 0, or
+ * LC_EINVAL with a message naming the missing variable. */
+int lc_llm_resolve_endpoint(struct lc_llm_request *req, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,317 @@
+/* loop.c: epoll + timer heap + curl_multi socket interface, one per thread.
+ * The only file that includes the poller headers. */
+#include "loop.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "lc.h"
+
+/* epoll data is fd | kind << 32, never a pointer: a socket that libcurl
+ * closes while a batch of events is being dispatched leaves no dangling
+ * pointer behind (curl's ephiperfifo.c does the same with data.fd). */
+#define KIND_CURL 0ull
+#define KIND_WATCH 1ull
+
+struct easyctx {
+  lc_easy_done_fn done;
+  void *ud;
+};
+
+struct lc_loop {
+  int epfd;
+  CURLM *multi;
+  struct lc_timer **heap;
+  size_t nheap, capheap;
+  struct lc_timer curl_timer;
+  long transfers;
+  long watchers;
+  struct lc_fdwatch **watch_by_fd;
+  size_t nwatch_by_fd;
+};
+
+/* ---- timer heap ---- */
+
+static void heap_swap(struct lc_loop *l, size_t a, size_t b) {
+  struct lc_timer *t = l->heap[a];
+  l->heap[a] = l->heap[b];
+  l->heap[b] = t;
+  l->heap[a]->heap_idx = a;
+  l->heap[b]->heap_idx = b;
+}
+
+static void heap_up(struct lc_loop *l, size_t i) {
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (l->heap[p]->due_ms <= l->heap[i]->due_ms) break;
+    heap_swap(l, p, i);
+    i = p;
+  }
+}
+
+static void heap_down(struct lc_loop *l, size_t i) {
+  for (;;) {
+    size_t a = 2 * i + 1, b = a + 1, m = i;
+    if (a < l->nheap && l->heap[a]->due_ms < l->heap[m]->due_ms) m = a;
+    if (b < l->nheap && l->heap[b]->due_ms < l->heap[m]->due_ms) m = b;
+    if (m == i) break;
+    heap_swap(l, i, m);
+    i = m;
+  }
+}
+
+void lc_timer_init(struct lc_timer *t, lc_timer_fn cb, void *ud) {
+  t->due_ms = 0;
+  t->heap_idx = SIZE_MAX;
+  t->cb = cb;
+  t->ud = ud;
+}
+
+int lc_timer_active(const struct lc_timer *t) { return t->heap_idx != SIZE_MAX; }
+
+void lc_timer_stop(struct lc_loop *l, struct lc_timer *t) {
+  size_t i = t->heap_idx;
+  if (i == SIZE_MAX) return;
+  l->nheap--;
+  if (i != l->nheap) {
+    l->heap[i] = l->heap[l->nheap];
+    l->heap[i]->heap_idx = i;
+    heap_down(l, i);
+    heap_up(l, i);
+  }
+  t->heap_idx = SIZE_MAX;
+}
+
+int lc_timer_start(struct lc_loop *l, struct lc_timer *t, double ms) {
+  lc_timer_stop(l, t);
+  if (l->nheap == l->capheap) {
+    size_t cap = l->capheap ? l->capheap * 2 : 64;
+    struct lc_timer **h = lc_realloc(l->heap, cap * sizeof *h);
+    if (!h) return LC_ENOMEM;
+    l->heap = h;
+    l->capheap = cap;
+  }
+  t->due_ms = lc_now_ms() + (ms > 0 ? ms : 0);
+  t->heap_idx = l->nheap;
+  l->heap[l->nheap++] = t;
+  heap_up(l, t->heap_idx);
+  return 0;
+}
+
+/* ---- curl glue ---- */
+
+static void check_multi_info(struct lc_loop *l) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(l->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    CURL *e = m->easy_handle;
+    CURLcode res = m->data.result;
+    struct easyctx *ec = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&ec);
+    curl_multi_remove_handle(l->multi, e);
+    l->transfers--;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+    if (ec) {
+      lc_easy_done_fn done = ec->done;
+      void *ud = ec->ud;
+      lc_free(ec);
+      done(ud, e, res); /* may free e, start new transfers */
+    }
+  }
+}
+
+/* CURLMOPT_SOCKETFUNCTION: called by libcurl from socket_action. sockp is
+ * a non-NULL marker once the socket is in the epoll set. */
+static int curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp) {
+  static char added;
+  struct lc_loop *l = userp;
+  if (what == CURL_POLL_REMOVE) {
+    if (sockp) {
+      epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+      curl_multi_assign(l->multi, s, NULL);
+    }
+    return 0;
+  }
+  struct epoll_event ev = {0};
+  if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
+  if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
+  ev.data.u64 = (uint64_t)(uint32_t)s | (KIND_CURL << 32);
+  if (!sockp) {
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) < 0) return -1;
+    curl_multi_assign(l->multi, s, &added);
+  } else if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0) {
+    return -1;
+  }
+  return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: never call socket_action from here; arm our timer
+ * (0 ms means "next pass"). */
+static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp) {
+  struct lc_loop *l = userp;
+  if (timeout_ms < 0) lc_timer_stop(l, &l->curl_timer);
+  else if (lc_timer_start(l, &l->curl_timer, (double)timeout_ms) < 0) return -1;
+  return 0;
+}
+
+static void on_curl_timer(struct lc_loop *l, struct lc_timer *t) {
+  int running;
+  curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_multi_info(l);
+}
+
+int lc_loop_new(struct lc_loop **out) {
+  struct lc_loop *l = lc_calloc(1, sizeof *l);
+  if (!l) return LC_ENOMEM;
+  l->epfd = epoll_create1(EPOLL_CLOEXEC);
+  l->multi = curl_multi_init();
+  if (l->epfd < 0 || !l->multi) {
+    if (l->epfd >= 0) close(l->epfd);
+    if (l->multi) curl_multi_cleanup(l->multi);
+    lc_free(l);
+    return LC_EIO;
+  }
+  lc_timer_init(&l->curl_timer, on_curl_timer, l);
+  curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+  curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+  curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+  curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
+  /* Thousands of agents share a handful of provider hosts: keep the
+   * connection cache large enough that keep-alive actually works. */
+  curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, 4096L);
+  *out = l;
+  return 0;
+}
+
+void lc_loop_free(struct lc_loop *l) {
+  if (!l) return;
+  lc_timer_stop(l, &l->curl_timer);
+  curl_multi_cleanup(l->multi); /* fires POLL_REMOVE for cached sockets */
+  close(l->epfd);
+  lc_free(l->watch_by_fd);
+  lc_free(l->heap);
+  lc_free(l);
+}
+
+int lc_loop_watch(struct lc_loop *l, struct lc_fdwatch *w) {
+  if (w->fd < 0) return LC_EINVAL;
+  size_t fd = (size_t)w->fd;
+  if (fd >= l->nwatch_by_fd) {
+    size_t n = l->nwatch_by_fd ? l->nwatch_by_fd : 64;
+    while (n <= fd) n *= 2;
+    struct lc_fdwatch **t = lc_realloc(l->watch_by_fd, n * sizeof *t);
+    if (!t) return LC_ENOMEM;
+    memset(t + l->nwatch_by_fd, 0, (n - l->nwatch_by_fd) * sizeof *t);
+    l->watch_by_fd = t;
+    l->nwatch_by_fd = n;
+  }
+  if (l->watch_by_fd[fd]) return LC_ESTATE;
+  struct epoll_event ev = {0};
+  if (w->events & LC_READ) ev.events |= EPOLLIN;
+  if (w->events & LC_WRITE) ev.events |= EPOLLOUT;
+  ev.data.u64 = (uint64_t)(uint32_t)w->fd | (KIND_WATCH << 32);
+  if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0) return LC_EIO;
+  l->watch_by_fd[fd] = w;
+  l->watchers++;
+  return 0;
+}
+
+void lc_loop_unwatch(struct lc_loop *l, struct lc_fdwatch *w) {
+  size_t fd = (size_t)w->fd;
+  if (fd >= l->nwatch_by_fd || l->watch_by_fd[fd] != w) return;
+  epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+  l->watch_by_fd[fd] = NULL;
+  l->watchers--;
+}
+
+int lc_loop_add_easy(struct lc_loop *l, CURL *e, lc_easy_done_fn done, void *ud) {
+  struct easyctx *ec = lc_malloc(sizeof *ec);
+  if (!ec) return LC_ENOMEM;
+  ec->done = done;
+  ec->ud = ud;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, ec);
+  if (curl_multi_add_handle(l->multi, e) != CURLM_OK) {
+    curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+    lc_free(ec);
+    return LC_EIO;
+  }
+  l->transfers++;
+  return 0;
+}
+
+void lc_loop_remove_easy(struct lc_loop *l, CURL *e) {
+  struct easyctx *ec = NULL;
+  curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&ec);
+  if (!ec) return; /* not added, or already completed */
+  curl_multi_remove_handle(l->multi, e);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+  lc_free(ec);
+  l->transfers--;
+}
+
+static void run_timers(struct lc_loop *l) {
+  double now = lc_now_ms();
+  /* Only timers due now; a timer re-armed with 0 ms from a callback waits
+   * for the next pass so one pass cannot spin forever. */
+  size_t budget = l->nheap;
+  while (l->nheap && l->heap[0]->due_ms <= now && budget--) {
+    struct lc_timer *t = l->heap[0];
+    lc_timer_stop(l, t);
+    t->cb(l, t);
+  }
+}
+
+long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
+  int timeout = -1;
+  if (l->nheap) {
+    double d = l->heap[0]->due_ms - lc_now_ms();
+    timeout = d <= 0 ? 0 : (int)ceil(d);
+  }
+  if (max_wait_ms >= 0 && (timeout < 0 || max_wait_ms < timeout))
+    timeout = (int)ceil(max_wait_ms);
+  if (timeout < 0 && !l->transfers && !l->watchers) return lc_loop_pending(l);
+
+  struct epoll_event evs[256];
+  int n = epoll_wait(l->epfd, evs, 256, timeout);
+  if (n < 0 && errno != EINTR) n = 0;
+  int curl_activity = 0;
+  for (int i = 0; i < n; i++) {
+    uint64_t data = evs[i].data.u64;
+    int fd = (int)(uint32_t)data;
+    unsigned ev = evs[i].events;
+    if ((data >> 32) == KIND_CURL) {
+      int flags = 0, running;
+      if (ev & EPOLLIN) flags |= CURL_CSELECT_IN;
+      if (ev & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+      if (ev & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(l->multi, fd, flags, &running);
+      curl_activity = 1;
+    } else if ((size_t)fd < l->nwatch_by_fd && l->watch_by_fd[fd]) {
+      struct lc_fdwatch *w = l->watch_by_fd[fd];
+      unsigned e = 0;
+      if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) e |= LC_READ;
+      if (ev & EPOLLOUT) e |= LC_WRITE;
+      w->cb(l, w, e);
+    }
+  }
+  if (curl_activity) check_multi_info(l);
+  run_timers(l);
+  return lc_loop_pending(l);
+}
+
+long lc_loop_transfers(const struct lc_loop *l) { return l->transfers; }
+
+long lc_loop_timers(const struct lc_loop *l) {
+  return (long)l->nheap - (lc_timer_active(&l->curl_timer) ? 1 : 0);
+}
+
+long lc_loop_pending(const struct lc_loop *l) {
+  return l->transfers + lc_loop_timers(l) + l->watchers;
+}
+
+CURLM *lc_loop_multi(struct lc_loop *l) { return l->multi; }

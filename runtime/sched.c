@@ -1,0 +1,304 @@
+/* sched.c: tasks as coroutines, the ready queue, and the run loop driver. */
+#include "sched.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lc.h"
+#include "loop.h"
+
+/* Lua 5.4.4 (Debian 12) names it lua_resetthread; 5.4.6 added the from. */
+#if LUA_VERSION_RELEASE_NUM < 50406
+#define lua_closethread(L, from) lua_resetthread(L)
+#endif
+
+struct lc_task {
+  struct lc_sched *s;
+  lua_State *co;
+  int ref;
+  enum lc_task_state state;
+  int status;
+  struct lc_wait *wait;
+  struct lc_task *parent;
+  struct lc_task *next_ready;
+  int queued;
+  int nargs; /* arguments for the first resume */
+  int started;
+  struct lc_task *prev_all, *next_all; /* every live task, for kill-all */
+  void (*on_done)(struct lc_task *, void *);
+  void *on_done_ud;
+};
+
+struct lc_sched {
+  lua_State *L;
+  struct lc_loop *loop;
+  struct lc_task *ready_head, *ready_tail;
+  struct lc_task *all;
+  long live;
+  char err[256];
+};
+
+static char sched_key;
+
+static struct lc_task **task_slot(lua_State *L) {
+  return (struct lc_task **)lua_getextraspace(L);
+}
+
+int lc_sched_new(lua_State *L, struct lc_sched **out) {
+  struct lc_sched *s = lc_calloc(1, sizeof *s);
+  if (!s) return LC_ENOMEM;
+  int rc = lc_loop_new(&s->loop);
+  if (rc) {
+    lc_free(s);
+    return rc;
+  }
+  s->L = L;
+  *task_slot(L) = NULL;
+  lua_pushlightuserdata(L, s);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
+  *out = s;
+  return 0;
+}
+
+void lc_sched_free(struct lc_sched *s) {
+  if (!s) return;
+  while (s->all) {
+    struct lc_task *t = s->all;
+    if (t->state != LC_TASK_DONE) lc_task_kill(t, "scheduler shut down");
+    lc_task_release(t);
+  }
+  lua_pushnil(s->L);
+  lua_rawsetp(s->L, LUA_REGISTRYINDEX, &sched_key);
+  lc_loop_free(s->loop);
+  lc_free(s);
+}
+
+struct lc_sched *lc_sched_get(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_key);
+  struct lc_sched *s = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return s;
+}
+
+struct lc_loop *lc_sched_loop(struct lc_sched *s) { return s->loop; }
+lua_State *lc_sched_state(struct lc_sched *s) { return s->L; }
+const char *lc_sched_error(struct lc_sched *s) { return s->err; }
+long lc_sched_live_tasks(const struct lc_sched *s) { return s->live; }
+
+static void enqueue(struct lc_task *t) {
+  if (t->queued) return;
+  struct lc_sched *s = t->s;
+  t->queued = 1;
+  t->next_ready = NULL;
+  if (s->ready_tail) s->ready_tail->next_ready = t;
+  else s->ready_head = t;
+  s->ready_tail = t;
+}
+
+static void dequeue(struct lc_task *t) {
+  if (!t->queued) return;
+  struct lc_sched *s = t->s;
+  struct lc_task **pp = &s->ready_head, *prev = NULL;
+  while (*pp && *pp != t) {
+    prev = *pp;
+    pp = &(*pp)->next_ready;
+  }
+  if (*pp) {
+    *pp = t->next_ready;
+    if (s->ready_tail == t) s->ready_tail = prev;
+  }
+  t->queued = 0;
+}
+
+int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
+                   struct lc_task *parent, struct lc_task **out) {
+  struct lc_task *t = lc_calloc(1, sizeof *t);
+  if (!t) return LC_ENOMEM;
+  lua_State *co = lua_newthread(L);          /* fn args co */
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* fn args */
+  lua_xmove(L, co, nargs + 1);               /* moved to co */
+  *task_slot(co) = t;
+  t->s = s;
+  t->co = co;
+  t->nargs = nargs;
+  t->parent = parent;
+  t->state = LC_TASK_READY;
+  t->next_all = s->all;
+  if (s->all) s->all->prev_all = t;
+  s->all = t;
+  s->live++;
+  enqueue(t);
+  *out = t;
+  return 0;
+}
+
+struct lc_task *lc_task_current(lua_State *L) { return *task_slot(L); }
+
+struct lc_task *lc_task_check(lua_State *L, const char *what) {
+  struct lc_task *t = *task_slot(L);
+  if (!t)
+    luaL_error(L, "%s: must run inside a luact task (use luact.spawn or "
+                  "luact.parallel, not coroutine.*)", what);
+  return t;
+}
+
+void lc_task_wait(struct lc_task *t, struct lc_wait *w) {
+  t->wait = w;
+  t->state = LC_TASK_WAITING;
+}
+
+void lc_task_wake(struct lc_task *t, struct lc_wait *w) {
+  if (t->state != LC_TASK_WAITING || t->wait != w) return;
+  t->wait = NULL;
+  t->state = LC_TASK_READY;
+  enqueue(t);
+}
+
+int lc_task_waiting_on(const struct lc_task *t, const struct lc_wait *w) {
+  return t->state == LC_TASK_WAITING && t->wait == w;
+}
+
+enum lc_task_state lc_task_state(const struct lc_task *t) { return t->state; }
+lua_State *lc_task_thread(const struct lc_task *t) { return t->co; }
+int lc_task_status(const struct lc_task *t) { return t->status; }
+struct lc_task *lc_task_parent(const struct lc_task *t) { return t->parent; }
+
+void lc_task_on_done(struct lc_task *t, void (*fn)(struct lc_task *, void *), void *ud) {
+  t->on_done = fn;
+  t->on_done_ud = ud;
+}
+
+static void finish(struct lc_task *t, int status) {
+  t->state = LC_TASK_DONE;
+  t->status = status;
+  t->wait = NULL;
+  dequeue(t);
+  if (t->on_done) t->on_done(t, t->on_done_ud);
+}
+
+void lc_task_kill(struct lc_task *t, const char *reason) {
+  if (t->state == LC_TASK_DONE) return;
+  /* Children first, so nothing outlives the branch that spawned it. */
+  for (struct lc_task *c = t->s->all; c;) {
+    struct lc_task *next = c->next_all;
+    if (c->parent == t && c->state != LC_TASK_DONE) {
+      lc_task_kill(c, reason);
+      next = t->s->all; /* the list may have changed under the callback */
+    }
+    c = next;
+  }
+  if (t->wait) {
+    struct lc_wait *w = t->wait;
+    t->wait = NULL;
+    w->cancel(w);
+  }
+  /* Runs pending to-be-closed variables; leaves only the error on the stack. */
+  lua_closethread(t->co, t->s->L);
+  lua_settop(t->co, 0);
+  lua_pushstring(t->co, reason);
+  finish(t, LUA_ERRRUN);
+}
+
+void lc_task_release(struct lc_task *t) {
+  struct lc_sched *s = t->s;
+  if (t->state != LC_TASK_DONE) lc_task_kill(t, "released");
+  /* Orphan children keep running as roots. */
+  for (struct lc_task *c = s->all; c; c = c->next_all)
+    if (c->parent == t) c->parent = NULL;
+  if (t->prev_all) t->prev_all->next_all = t->next_all;
+  else s->all = t->next_all;
+  if (t->next_all) t->next_all->prev_all = t->prev_all;
+  s->live--;
+  *task_slot(t->co) = NULL;
+  luaL_unref(s->L, LUA_REGISTRYINDEX, t->ref);
+  lc_free(t);
+}
+
+static void resume(struct lc_task *t) {
+  lua_State *co = t->co;
+  int nargs = 0;
+  if (!t->started) {
+    t->started = 1;
+    nargs = t->nargs;
+  }
+  t->state = LC_TASK_READY;
+  int nres = 0;
+  int st = lua_resume(co, t->s->L, nargs, &nres);
+  if (st == LUA_YIELD) {
+    if (t->wait == NULL) {
+      /* A plain coroutine.yield at task level: hand the yielded values
+       * back on the next pass, like a cooperative yield. */
+      lua_pop(co, nres);
+      enqueue(t);
+    }
+    return;
+  }
+  if (st != LUA_OK) {
+    /* Add a traceback to string errors while the stack is still there. */
+    if (lua_type(co, -1) == LUA_TSTRING) {
+      luaL_traceback(co, co, lua_tostring(co, -1), 0);
+      lua_remove(co, -2);
+    }
+    lua_closethread(co, t->s->L); /* keeps the error object on top */
+  }
+  finish(t, st);
+}
+
+static int drain(struct lc_sched *s) {
+  int ran = 0;
+  /* Only tasks that were ready when the pass began; tasks woken during it
+   * run next pass, so a busy task cannot starve the loop. */
+  struct lc_task *end = s->ready_tail;
+  while (s->ready_head) {
+    struct lc_task *t = s->ready_head;
+    s->ready_head = t->next_ready;
+    if (!s->ready_head) s->ready_tail = NULL;
+    t->queued = 0;
+    resume(t);
+    ran++;
+    if (t == end) break;
+  }
+  return ran;
+}
+
+int lc_sched_run(struct lc_sched *s, struct lc_task *until) {
+  s->err[0] = '\0';
+  for (;;) {
+    drain(s);
+    if (until ? until->state == LC_TASK_DONE : s->live == 0) return 0;
+    if (!until) {
+      /* Finished roots count as done for a run-all. */
+      int waiting = 0;
+      for (struct lc_task *t = s->all; t; t = t->next_all)
+        if (t->state != LC_TASK_DONE) waiting = 1;
+      if (!waiting) return 0;
+    }
+    long pending = lc_loop_run_once(s->loop, s->ready_head ? 0 : -1);
+    if (!s->ready_head && pending == 0) {
+      snprintf(s->err, sizeof s->err,
+               "deadlock: every task is waiting and nothing is pending");
+      return LC_ESTATE;
+    }
+  }
+}
+
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int lc_lua_pcall(lua_State *L, int nargs, int nresults) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  int st = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  return st;
+}

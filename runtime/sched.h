@@ -1,0 +1,90 @@
+/* sched.h: tasks (Lua coroutines) on one loop, the ready queue, spawn / wait /
+ * kill. The only caller of lua_resume.
+ *
+ * A task's coroutine is pinned by a registry ref and carries its struct
+ * lc_task * in lua_getextraspace; the main thread's slot stays NULL, so a
+ * coroutine that a script creates itself carries NULL and waiting bindings
+ * refuse to yield from it (lc_task_check raises).
+ *
+ * Waiting: a binding fills a struct lc_wait (usually inside a userdata it
+ * keeps on its own stack), calls lc_task_wait, then lua_yieldk with a
+ * continuation. Whoever completes the operation calls lc_task_wake; the
+ * scheduler resumes the task on its next pass (never from inside a libcurl
+ * callback) and the continuation reads the op's result.
+ *
+ * Ownership: the scheduler owns tasks. A finished task stays (a zombie with
+ * its results on its coroutine stack) until lc_task_release. */
+#ifndef LC_SCHED_H
+#define LC_SCHED_H
+
+#include <lua.h>
+
+struct lc_loop;
+struct lc_sched;
+struct lc_task;
+
+struct lc_wait {
+  /* Stops the operation and releases what it holds; after it returns the
+   * task will not be woken by it. Called when the task is killed. */
+  void (*cancel)(struct lc_wait *w);
+};
+
+enum lc_task_state { LC_TASK_READY, LC_TASK_WAITING, LC_TASK_DONE };
+
+/* [-0, +0, m] Creates a scheduler for the main state L (caller-owned) and a
+ * fresh loop it owns. Stores itself in L's registry. */
+int lc_sched_new(lua_State *L, struct lc_sched **out);
+/* Kills every task, frees the loop. L stays the caller's. */
+void lc_sched_free(struct lc_sched *s);
+struct lc_sched *lc_sched_get(lua_State *L);
+struct lc_loop *lc_sched_loop(struct lc_sched *s);
+lua_State *lc_sched_state(struct lc_sched *s);
+
+/* [-(nargs+1), +0, m] Spawns a task that calls the function below the nargs
+ * arguments on top of L's stack (L is any thread of this scheduler).
+ * The task is queued ready; parent may be NULL (a root task). */
+int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
+                   struct lc_task *parent, struct lc_task **out);
+
+/* Runs passes until task t is done (or, with t NULL, until no task is
+ * left). Returns 0, or LC_ESTATE if every remaining task waits on nothing
+ * that can happen (a deadlock), with the message in lc_sched_error. */
+int lc_sched_run(struct lc_sched *s, struct lc_task *t);
+const char *lc_sched_error(struct lc_sched *s);
+
+/* The task running on L, or NULL for the main thread / a plain coroutine. */
+struct lc_task *lc_task_current(lua_State *L);
+/* Like lc_task_current but raises "<what>: must run inside a luact task
+ * (use luact.spawn/parallel, not coroutine.*)" when there is none. */
+struct lc_task *lc_task_check(lua_State *L, const char *what);
+
+void lc_task_wait(struct lc_task *t, struct lc_wait *w);
+/* Makes t ready if it is still waiting on w; otherwise does nothing (the op
+ * keeps its result and the binding finds it when it next looks). Safe from
+ * any loop callback, including libcurl write callbacks: it only queues. */
+void lc_task_wake(struct lc_task *t, struct lc_wait *w);
+/* Is t waiting on w right now? */
+int lc_task_waiting_on(const struct lc_task *t, const struct lc_wait *w);
+enum lc_task_state lc_task_state(const struct lc_task *t);
+lua_State *lc_task_thread(const struct lc_task *t);
+/* After DONE: LUA_OK or the error status; results / error object are the
+ * values on the task thread's stack. */
+int lc_task_status(const struct lc_task *t);
+/* Kills a task that is not done: cancels its wait, closes its coroutine
+ * (running to-be-closed variables), marks it DONE with status LUA_ERRRUN and
+ * the given reason as the error value. Children are killed first. */
+void lc_task_kill(struct lc_task *t, const char *reason);
+/* Frees a DONE task (unrefs its coroutine). */
+void lc_task_release(struct lc_task *t);
+/* Called when the task finishes (after its last resume). */
+void lc_task_on_done(struct lc_task *t, void (*fn)(struct lc_task *, void *), void *ud);
+struct lc_task *lc_task_parent(const struct lc_task *t);
+long lc_sched_live_tasks(const struct lc_sched *s);
+
+/* [-nargs-1, +(nresults|1), -] Calls a function from C with a traceback
+ * message handler (the one way C enters Lua outside a lua_CFunction).
+ * Returns the lua_pcall status; on error the message (with traceback) is on
+ * the stack. */
+int lc_lua_pcall(lua_State *L, int nargs, int nresults);
+
+#endif
