@@ -72,6 +72,13 @@ struct task_ref {
   struct lc_task *waiter; /* task blocked in wait() on it */
   struct lc_wait wait;
   int waited;
+  struct select_op *sel; /* a select() waiting on this handle, if any */
+};
+
+/* select(handles) waits on several handles at once. */
+struct select_op {
+  struct lc_task *task;
+  struct lc_wait wait;
 };
 
 static void ref_release(struct task_ref *r) {
@@ -90,6 +97,7 @@ static int task_gc(lua_State *L) {
 static void ref_on_done(struct lc_task *t, void *ud) {
   struct task_ref *r = ud;
   if (r->waiter) lc_task_wake(r->waiter, &r->wait);
+  if (r->sel) lc_task_wake(r->sel->task, &r->sel->wait);
 }
 
 static void ref_cancel(struct lc_wait *w) {
@@ -168,8 +176,59 @@ static int l_kill(lua_State *L) {
   return 1;
 }
 
+static void select_cancel(struct lc_wait *w) { (void)w; }
+
+/* Index (1-based) of the first handle in the list at idx whose task is done,
+ * or 0. Clears every handle's select link when one is found. */
+static lua_Integer select_scan(lua_State *L, int idx, struct select_op *op) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), found = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    struct task_ref *r = luaL_testudata(L, -1, TASK_MT);
+    lua_pop(L, 1);
+    if (!r) luaL_error(L, "luact.select: item %d is not a task handle", (int)i);
+    if (!r->task || r->waited) luaL_error(L, "luact.select: item %d was already waited or killed", (int)i);
+    if (lc_task_parent(r->task) != op->task)
+      luaL_error(L, "luact.select: item %d was spawned by another task", (int)i);
+    r->sel = op;
+    if (!found && lc_task_state(r->task) == LC_TASK_DONE) found = i;
+  }
+  if (found) {
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, idx, i);
+      ((struct task_ref *)lua_touserdata(L, -1))->sel = NULL;
+      lua_pop(L, 1);
+    }
+  }
+  return found;
+}
+
+static int select_k(lua_State *L, int status, lua_KContext ctx) {
+  struct select_op *op = lua_touserdata(L, 2);
+  lua_Integer i = select_scan(L, 1, op);
+  if (!i) {
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, 0, select_k);
+  }
+  lua_pushinteger(L, i);
+  return 1;
+}
+
+/* select(handles) -> index of the first finished one (its results stay
+ * for wait()). Lets parallel/race react to the first failure at once. */
+static int l_select(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  luaL_argcheck(L, lua_rawlen(L, 1) > 0, 1, "empty list");
+  struct select_op *op = lua_newuserdatauv(L, sizeof *op, 0);
+  op->task = lc_task_check(L, "luact.select");
+  op->wait.cancel = select_cancel;
+  return select_k(L, LUA_OK, 0);
+}
+
 static const luaL_Reg task_funcs[] = {
-    {"sleep", l_sleep}, {"spawn", l_spawn}, {"wait", l_wait}, {"kill", l_kill}, {NULL, NULL}};
+    {"sleep", l_sleep}, {"spawn", l_spawn}, {"wait", l_wait}, {"kill", l_kill},
+    {"select", l_select}, {NULL, NULL}};
 
 int lc_open_task(lua_State *L) {
   if (luaL_newmetatable(L, SLEEP_MT)) {
