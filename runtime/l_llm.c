@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "conv.h"
+#include "governor.h"
 #include "l_luact.h"
 #include "lc.h"
 #include "llm.h"
@@ -579,7 +580,34 @@ static int l_chat(lua_State *L) {
   return lua_yieldk(L, 0, 0, chat_k);
 }
 
-static const luaL_Reg llm_funcs[] = {{"chat", l_chat}, {NULL, NULL}};
+/* limits{openai = {rpm = 500, tpm = 200000, burst = 5}, ...}: one governor
+ * per provider endpoint and key, shared by every task in the process. */
+static int l_limits(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    const char *prov = luaL_checkstring(L, -2);
+    if (strcmp(prov, "openai") && strcmp(prov, "anthropic") && strcmp(prov, "ollama"))
+      return luaL_error(L, "luact.llm.limits: unknown provider '%s'", prov);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    struct lc_governor_limits lim = {0};
+    lua_getfield(L, -1, "rpm");
+    lim.rpm = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, -2, "tpm");
+    lim.tpm = luaL_optnumber(L, -1, 0);
+    lua_getfield(L, -3, "burst");
+    lim.burst_req = luaL_optnumber(L, -1, 1);
+    lua_getfield(L, -4, "burst_tokens");
+    lim.burst_tok = luaL_optnumber(L, -1, 0);
+    lua_pop(L, 4);
+    if (lim.rpm < 0 || lim.tpm < 0) return luaL_error(L, "luact.llm.limits: negative limit");
+    if (lc_governor_configure(prov, &lim)) return luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static const luaL_Reg llm_funcs[] = {{"chat", l_chat}, {"limits", l_limits}, {NULL, NULL}};
 
 static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
 

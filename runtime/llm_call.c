@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "governor.h"
 #include "http.h"
 #include "lc.h"
 #include "loop.h"
@@ -23,6 +24,8 @@ struct lc_llm_call {
   void *delta_ud;
   lc_llm_done_fn done;
   void *ud;
+  struct lc_governor *gov; /* NULL when no rate limit is configured */
+  double est_tokens;
   double first_ms;
   int attempts;
   long deltas; /* delivered in the current attempt */
@@ -114,14 +117,26 @@ static void fail_later(struct lc_llm_call *c, const char *msg) {
 static void on_http_done(struct lc_http_op *op, void *ud);
 static void attempt(struct lc_llm_call *c);
 
+static void send_now(struct lc_llm_call *c);
 static void on_backoff(struct lc_loop *loop, struct lc_timer *t) { attempt(t->ud); }
+static void on_governed(struct lc_loop *loop, struct lc_timer *t) { send_now(t->ud); }
 
 static void reset_response(struct lc_llm_call *c) {
   lc_llm_response_free(c->resp);
   lc_llm_response_init(c->resp);
 }
 
+/* Every attempt, retries included, takes its turn at the rate governor. */
 static void attempt(struct lc_llm_call *c) {
+  double wait = lc_governor_reserve(c->gov, c->est_tokens, lc_now_ms());
+  if (wait > 0) {
+    c->timer.cb = on_governed;
+    if (lc_timer_start(c->loop, &c->timer, wait) == 0) return;
+  }
+  send_now(c);
+}
+
+static void send_now(struct lc_llm_call *c) {
   c->attempts++;
   c->deltas = 0;
   reset_response(c);
@@ -191,6 +206,9 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
                        op->body.len, r);
     if (r->err == LC_LLM_OK) r->err = lc_llm_err_from_status((int)op->status);
   }
+  if (c->gov)
+    lc_governor_settle(c->gov, c->est_tokens,
+                       r->err ? c->est_tokens : (double)(r->usage.input + r->usage.output));
   if (op->request_id[0] && !r->request_id) r->request_id = lc_strdup(op->request_id);
   double ra = -1;
   if (op->retry_after_ms[0]) {
@@ -263,6 +281,10 @@ int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
     *out = c;
     return 0;
   }
+  c->gov = lc_governor_for(c->ad->name, req->base_url, req->api_key);
+  /* Providers count max_tokens against TPM up front; so do we. */
+  c->est_tokens = (double)c->http.body_len / 4.0 +
+                  ((req->set & LC_SET_MAX_TOKENS) ? req->max_tokens : 256);
   attempt(c);
   *out = c;
   return 0;

@@ -1,0 +1,122 @@
+/* governor.c: process-wide GCRA rate limiting per provider+endpoint+key. */
+#include "governor.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lc.h"
+
+struct lc_governor {
+  struct lc_governor *next;
+  char provider[32];
+  uint64_t key_hash; /* of base_url + api_key: the key itself is not kept */
+  struct lc_governor_limits lim;
+  double next_req_ms; /* theoretical arrival time of the next request */
+  double next_tok_ms;
+};
+
+struct provider_limits {
+  struct provider_limits *next;
+  char provider[32];
+  struct lc_governor_limits lim;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lc_governor *govs;
+static struct provider_limits *limits;
+
+static uint64_t fnv1a(uint64_t h, const char *s) {
+  for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+  return (h ^ 0xff) * 0x100000001b3ull; /* separator */
+}
+
+int lc_governor_configure(const char *provider, const struct lc_governor_limits *l) {
+  pthread_mutex_lock(&mu);
+  struct provider_limits *p = limits;
+  while (p && strcmp(p->provider, provider) != 0) p = p->next;
+  if (!p) {
+    p = lc_calloc(1, sizeof *p);
+    if (!p) {
+      pthread_mutex_unlock(&mu);
+      return LC_ENOMEM;
+    }
+    snprintf(p->provider, sizeof p->provider, "%s", provider);
+    p->next = limits;
+    limits = p;
+  }
+  p->lim = *l;
+  /* Existing governors pick the new limits up at once. */
+  for (struct lc_governor *g = govs; g; g = g->next)
+    if (strcmp(g->provider, provider) == 0) g->lim = *l;
+  pthread_mutex_unlock(&mu);
+  return 0;
+}
+
+struct lc_governor *lc_governor_for(const char *provider, const char *base_url,
+                                    const char *api_key) {
+  uint64_t h = fnv1a(fnv1a(0xcbf29ce484222325ull, base_url), api_key);
+  pthread_mutex_lock(&mu);
+  struct provider_limits *p = limits;
+  while (p && strcmp(p->provider, provider) != 0) p = p->next;
+  struct lc_governor *g = NULL;
+  if (p && (p->lim.rpm > 0 || p->lim.tpm > 0)) {
+    for (g = govs; g; g = g->next)
+      if (g->key_hash == h && strcmp(g->provider, provider) == 0) break;
+    if (!g && (g = lc_calloc(1, sizeof *g))) {
+      snprintf(g->provider, sizeof g->provider, "%s", provider);
+      g->key_hash = h;
+      g->lim = p->lim;
+      g->next = govs;
+      govs = g;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  return g;
+}
+
+/* GCRA: each unit costs T = 60000/rate ms; a burst of b units may run
+ * ahead of schedule by (b - 1) * T. */
+static double gcra(double *tat, double now, double units, double rate, double burst) {
+  if (rate <= 0) return 0;
+  double T = 60000.0 / rate;
+  if (burst < 1) burst = 1;
+  double start = *tat > now ? *tat : now;
+  double allowed_at = start - (burst - 1) * T;
+  if (allowed_at < now) allowed_at = now;
+  *tat = start + units * T;
+  return allowed_at - now;
+}
+
+double lc_governor_reserve(struct lc_governor *g, double est_tokens, double now_ms) {
+  if (!g) return 0;
+  pthread_mutex_lock(&mu);
+  double burst_tok = g->lim.burst_tok > 0 ? g->lim.burst_tok : g->lim.tpm / 6;
+  double d1 = gcra(&g->next_req_ms, now_ms, 1, g->lim.rpm, g->lim.burst_req);
+  double d2 = gcra(&g->next_tok_ms, now_ms, est_tokens, g->lim.tpm, burst_tok);
+  pthread_mutex_unlock(&mu);
+  return d1 > d2 ? d1 : d2;
+}
+
+void lc_governor_settle(struct lc_governor *g, double est_tokens, double actual_tokens) {
+  if (!g || g->lim.tpm <= 0) return;
+  pthread_mutex_lock(&mu);
+  g->next_tok_ms += (actual_tokens - est_tokens) * 60000.0 / g->lim.tpm;
+  pthread_mutex_unlock(&mu);
+}
+
+void lc_governor_reset_all(void) {
+  pthread_mutex_lock(&mu);
+  while (govs) {
+    struct lc_governor *g = govs;
+    govs = g->next;
+    lc_free(g);
+  }
+  while (limits) {
+    struct provider_limits *p = limits;
+    limits = p->next;
+    lc_free(p);
+  }
+  pthread_mutex_unlock(&mu);
+}
