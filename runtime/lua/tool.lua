@@ -1,0 +1,98 @@
+-- tool.lua: luact.tool{...}: a declared action with a JSON schema, an
+-- effect class and a timeout. Declaring checks every field with its own
+-- message; calling validates the arguments before fn runs and checks that
+-- the result can go back to a model (JSON-serialisable).
+local luact = ...
+
+local json = luact.json
+local EFFECTS = { pure = true, idempotent = true, at_most_once = true }
+
+-- A model needs the message, not our stack: drop the traceback the
+-- scheduler adds to task errors.
+local function clean(msg)
+  return (tostring(msg):gsub("\nstack traceback:.*$", ""))
+end
+
+local Tool = {}
+Tool.__index = Tool
+Tool.__name = "luact.Tool"
+
+local function field_error(name, field, msg)
+  error(string.format("luact.tool%s: '%s' %s", name and ("(" .. name .. ")") or "", field, msg), 3)
+end
+
+--- Calls the tool: validate, run under its timeout, check the result.
+-- Returns the result, or nil, message, code with code one of
+-- "invalid_arguments", "tool_error", "timeout", "bad_result".
+function Tool:call(args, ctx)
+  if args == nil then args = {} end
+  if self.validator then
+    local ok, msg = self.validator(args)
+    if not ok then
+      return nil, string.format("invalid arguments for %s: %s", self.name, msg), "invalid_arguments"
+    end
+  end
+  local fn = self.fn
+  local ok, res, e2, e3 = pcall(luact.timeout, self.timeout, function() return fn(args, ctx or {}) end)
+  if not ok then
+    return nil, string.format("tool %s failed: %s", self.name, clean(res)), "tool_error"
+  end
+  if res == nil and e3 == "timeout" then
+    return nil, string.format("tool %s timed out after %g s", self.name, self.timeout), "timeout"
+  end
+  if res == nil and e2 ~= nil then
+    return nil, string.format("tool %s failed: %s", self.name, clean(e2)), "tool_error"
+  end
+  local enc, err = json.encode(res == nil and json.null or res)
+  if not enc then
+    return nil, string.format("tool %s returned a value that cannot be sent to the model: %s",
+      self.name, err), "bad_result"
+  end
+  return res
+end
+
+Tool.__call = function(self, args, ctx) return self:call(args, ctx) end
+
+--- luact.tool{name, description, params = <JSON schema>, fn,
+--   effect = "pure" | "idempotent" | "at_most_once", timeout = seconds}
+function luact.tool(spec)
+  if type(spec) ~= "table" then error("luact.tool: expected a table {name=, description=, params=, fn=}", 2) end
+  local name = spec.name
+  if type(name) ~= "string" or not name:match("^[%a_][%w_%-]*$") or #name > 64 then
+    field_error(nil, "name", "must be 1-64 letters, digits, '_' or '-', starting with a letter")
+  end
+  if name == "finish" then field_error(name, "name", "is reserved for the final answer") end
+  if spec.description ~= nil and type(spec.description) ~= "string" then
+    field_error(name, "description", "must be a string")
+  end
+  local params = spec.params or spec.parameters or { type = "object", properties = {} }
+  if type(params) ~= "table" then field_error(name, "params", "must be a JSON schema table") end
+  if params.type ~= nil and params.type ~= "object" then
+    field_error(name, "params", "must describe an object (type = \"object\")")
+  end
+  if type(spec.fn) ~= "function" and not (type(spec.fn) == "table" and getmetatable(spec.fn)
+      and getmetatable(spec.fn).__call) then
+    field_error(name, "fn", "must be a function")
+  end
+  local effect = spec.effect or "pure"
+  if not EFFECTS[effect] then field_error(name, "effect", "must be pure, idempotent or at_most_once") end
+  local timeout = spec.timeout or 60
+  if type(timeout) ~= "number" or timeout <= 0 then field_error(name, "timeout", "must be a positive number of seconds") end
+  local validator
+  if luact.schema then
+    local v, err = luact.schema.compile(params)
+    if not v then field_error(name, "params", "is not a valid JSON schema: " .. err) end
+    validator = function(args) return v:validate(args) end
+  end
+  return setmetatable({
+    name = name,
+    description = spec.description or "",
+    params = params,
+    fn = spec.fn,
+    effect = effect,
+    timeout = timeout,
+    validator = validator,
+  }, Tool)
+end
+
+function luact.is_tool(v) return getmetatable(v) == Tool end
