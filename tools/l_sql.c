@@ -1,0 +1,240 @@
+/* l_sql.c: Lua binding of the SQL tool: luact.sql.open() -> luact.SqlDb. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conv.h"
+#include "l_sql.h"
+#include "sql.h"
+
+#define SQLDB_MT "luact.SqlDb"
+
+static char jbox_key; /* registry key of the box metatable */
+
+/* Scratch cJSON trees live in a box userdata while Lua may raise (memory
+ * errors while pushing results), so a longjmp never leaks them
+ * (lauxlib.c newbox). */
+struct jbox {
+  cJSON *params;
+  cJSON *result;
+};
+
+static void box_clear(struct jbox *b) {
+  cJSON_Delete(b->params);
+  cJSON_Delete(b->result);
+  b->params = b->result = NULL;
+}
+
+static int l_jbox_gc(lua_State *L) {
+  struct jbox *b = lua_touserdata(L, 1);
+  if (b) box_clear(b);
+  return 0;
+}
+
+/* [-0, +1, m] */
+static struct jbox *newbox(lua_State *L) {
+  struct jbox *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->params = b->result = NULL;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &jbox_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_jbox_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &jbox_key);
+  }
+  lua_setmetatable(L, -2);
+  return b;
+}
+
+/* [-0, +3, m] The operational-failure triple: nil, message, code. */
+static int push_fail(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+static struct lc_sql_db *checkdb(lua_State *L) {
+  struct lc_sql_db *db = luaL_checkudata(L, 1, SQLDB_MT);
+  if (!db->db) luaL_error(L, "attempt to use a closed luact.SqlDb");
+  return db;
+}
+
+/* An optional positive integer option from the table at idx. */
+static size_t opt_size(lua_State *L, int idx, const char *name) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  size_t v = 0;
+  if (lua_getfield(L, idx, name) != LUA_TNIL) {
+    int ok;
+    lua_Integer i = lua_tointegerx(L, -1, &ok);
+    if (!ok || i <= 0)
+      luaL_error(L, "option %s must be a positive integer", name);
+    v = (size_t)i;
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* [-0, +0, m] Converts the params table at idx. Integers beyond +-2^53
+ * would lose precision as cJSON doubles, so they become Raw decimal
+ * literals, which lc_sql_query binds exactly. */
+static int params_to_json(lua_State *L, int idx, cJSON **out, char *err,
+                          size_t errlen) {
+  int rc = lc_conv_to_json(L, idx, out, err, errlen);
+  if (rc) return rc;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { /* key value */
+    if (lua_isinteger(L, -1)) {
+      lua_Integer v = lua_tointeger(L, -1);
+      if (v < -(1LL << 53) || v > (1LL << 53)) {
+        char b[32];
+        snprintf(b, sizeof b, "%lld", (long long)v);
+        cJSON *raw = cJSON_CreateRaw(b);
+        if (!raw) { lua_pop(L, 2); return LC_ENOMEM; }
+        if (cJSON_IsArray(*out))
+          cJSON_ReplaceItemInArray(*out, (int)lua_tointeger(L, -2) - 1, raw);
+        else
+          cJSON_ReplaceItemInObjectCaseSensitive(*out, lua_tostring(L, -2),
+                                                 raw);
+      }
+    }
+    lua_pop(L, 1); /* key */
+  }
+  return 0;
+}
+
+/* [-0, +1, m] A result cell or field; Raw nodes hold exact integers. */
+static void push_value(lua_State *L, const cJSON *v) {
+  if (cJSON_IsRaw(v)) {
+    if (!lua_stringtonumber(L, v->valuestring)) lua_pushstring(L, v->valuestring);
+  } else {
+    lc_conv_push_json(L, v);
+  }
+}
+
+/* [-0, +1, m] The query result as a Lua table; SQL NULL is json.null so that
+ * every column stays present in its row. */
+static void push_result(lua_State *L, const cJSON *res) {
+  lua_createtable(L, 0, 6);
+  for (const cJSON *f = res->child; f; f = f->next) {
+    if (strcmp(f->string, "rows") == 0) {
+      lua_createtable(L, cJSON_GetArraySize(f), 0); /* res rows */
+      lua_Integer i = 1;
+      for (const cJSON *row = f->child; row; row = row->next) {
+        lua_createtable(L, 0, cJSON_GetArraySize(row)); /* res rows row */
+        for (const cJSON *c = row->child; c; c = c->next) {
+          push_value(L, c);
+          lua_setfield(L, -2, c->string);
+        }
+        lua_rawseti(L, -2, i++); /* res rows */
+      }
+      lc_conv_push_array_mt(L);
+      lua_setmetatable(L, -2);
+    } else {
+      push_value(L, f);
+    }
+    lua_setfield(L, -2, f->string); /* res */
+  }
+}
+
+/* db:query(sql [, params [, {max_rows=, max_bytes=}]]) -> result table, or
+ * nil, msg, code ("sql_error", "readonly", "bad_params"). Raises on misuse. */
+static int l_query(lua_State *L) {
+  struct lc_sql_db *db = checkdb(L);
+  size_t sqllen;
+  const char *sql = luaL_checklstring(L, 2, &sqllen);
+  if (memchr(sql, 0, sqllen)) luaL_argerror(L, 2, "SQL contains a NUL byte");
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  struct lc_sql_opts opts = {opt_size(L, 4, "max_rows"),
+                             opt_size(L, 4, "max_bytes")};
+  lua_settop(L, 4);
+  struct jbox *box = newbox(L); /* 5: owns the trees from here on */
+  char err[512];
+  if (!lua_isnil(L, 3)) {
+    int rc = params_to_json(L, 3, &box->params, err, sizeof err);
+    if (rc) return push_fail(L, err, "bad_params");
+  }
+  int rc = lc_sql_query(db, sql, box->params, &opts, &box->result, err,
+                        sizeof err);
+  if (rc) return push_fail(L, err, lc_sql_errcode(rc));
+  push_result(L, box->result);
+  box_clear(box); /* free now rather than at the next collection */
+  return 1;
+}
+
+/* db:exec(script) -> true, or nil, msg, code. Trusted setup scripts only. */
+static int l_exec(lua_State *L) {
+  struct lc_sql_db *db = checkdb(L);
+  size_t len;
+  const char *sql = luaL_checklstring(L, 2, &len);
+  if (memchr(sql, 0, len)) luaL_argerror(L, 2, "SQL contains a NUL byte");
+  char err[512];
+  int rc = lc_sql_exec_script(db, sql, err, sizeof err);
+  if (rc) return push_fail(L, err, lc_sql_errcode(rc));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* close(), __close and __gc: idempotent, and safe on a userdata whose open
+ * failed (it was zeroed before the open). */
+static int l_close(lua_State *L) {
+  struct lc_sql_db *db = luaL_checkudata(L, 1, SQLDB_MT);
+  lc_sql_close(db);
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  struct lc_sql_db *db = luaL_checkudata(L, 1, SQLDB_MT);
+  lua_pushfstring(L, "luact.SqlDb (%s)",
+                  !db->db ? "closed"
+                  : (db->flags & LC_SQL_READONLY) ? "read-only"
+                                                  : "read-write");
+  return 1;
+}
+
+/* sql.open(path [, {readonly=, create=}]) -> luact.SqlDb, or nil, msg, code */
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  unsigned flags = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "readonly") != LUA_TNIL && lua_toboolean(L, -1))
+      flags |= LC_SQL_READONLY;
+    if (lua_getfield(L, 2, "create") != LUA_TNIL && lua_toboolean(L, -1))
+      flags |= LC_SQL_CREATE;
+    lua_pop(L, 2);
+  }
+  /* Userdata first, closed, then the connection (liolib.c newprefile). */
+  struct lc_sql_db *db = lua_newuserdatauv(L, sizeof *db, 0);
+  memset(db, 0, sizeof *db);
+  luaL_setmetatable(L, SQLDB_MT);
+  char err[512];
+  int rc = lc_sql_open(db, path, flags, err, sizeof err);
+  if (rc) return push_fail(L, err, lc_sql_errcode(rc));
+  return 1;
+}
+
+static const luaL_Reg sqldb_methods[] = {
+    {"query", l_query}, {"exec", l_exec}, {"close", l_close}, {NULL, NULL}};
+
+static const luaL_Reg sqldb_meta[] = {{"__gc", l_close},
+                                      {"__close", l_close},
+                                      {"__tostring", l_tostring},
+                                      {"__index", NULL},
+                                      {NULL, NULL}};
+
+static const luaL_Reg sql_funcs[] = {{"open", l_open}, {NULL, NULL}};
+
+int lc_open_sql(lua_State *L) {
+  if (luaL_newmetatable(L, SQLDB_MT)) {
+    luaL_setfuncs(L, sqldb_meta, 0);
+    luaL_newlib(L, sqldb_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  luaL_newlib(L, sql_funcs);
+  return 1;
+}
