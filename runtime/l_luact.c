@@ -5,6 +5,8 @@
 #include <lualib.h>
 #include <stdio.h>
 
+#include "l_files.h"
+#include "l_sql.h"
 #include "lc.h"
 #include "sched.h"
 
@@ -42,6 +44,10 @@ int luaopen_luact(lua_State *L) {
   lua_setfield(L, -2, "json");
   lc_open_llm(L);
   lua_setfield(L, -2, "llm");
+  lc_open_sql(L);
+  lua_setfield(L, -2, "sql");
+  lc_open_files(L);
+  lua_setfield(L, -2, "files");
   load_embedded(L, lua_gettop(L));
   return 1;
 }
