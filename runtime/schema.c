@@ -497,6 +497,13 @@ static char *translate_pattern(const char *p, const char **bad) {
     if (*p == '\\' && p[1]) {
       char e = p[1];
       const char *rep = NULL;
+      if (!in_bracket && e >= '1' && e <= '9') {
+        /* glibc matches backreferences by backtracking: exponential time on
+         * a model's input. */
+        *bad = "backreferences (\\1..\\9) are not supported";
+        lc_buf_free(&b);
+        return NULL;
+      }
       if (!in_bracket) {
         switch (e) {
           case 'd': rep = "[0-9]"; break;
@@ -548,6 +555,90 @@ static char *translate_pattern(const char *p, const char **bad) {
   return lc_buf_steal(&b, NULL);
 }
 
+/* glibc's regcomp copies the subtree for every repetition, so stacked or
+ * nested counts ("a+++++...", "((a{99}){99}){99}") cost exponential time and
+ * memory at declaration. Estimate the compiled size of the translated ERE
+ * and refuse patterns that would blow up, with a reason the author can fix. */
+#define PATTERN_MAX_COST 20000.0
+static const char *pattern_too_costly(const char *p) {
+  double stack[LC_SCHEMA_MAX_DEPTH + 1];
+  int depth = 0;
+  double cur = 0, last = 0; /* size so far in this group; last atom's size */
+  int after_quant = 0, have_atom = 0;
+  if (strlen(p) > 1000) return "pattern longer than 1000 characters";
+  while (*p) {
+    char ch = *p;
+    if (ch == '*' || ch == '+' || ch == '?' || ch == '{') {
+      if (after_quant)
+        return "a quantifier follows another quantifier (lazy or possessive "
+               "forms such as +? and ++ are not POSIX)";
+      double mult = ch == '+' ? 2 : 1;
+      if (ch == '{') {
+        char *end;
+        long m = strtol(p + 1, &end, 10), n = m;
+        if (end == p + 1) return NULL; /* not a bound: regcomp will judge */
+        if (*end == ',') {
+          if (end[1] == '}') n = m + 1, end++;
+          else n = strtol(end + 1, &end, 10);
+        }
+        if (*end != '}') return NULL;
+        if (m > 255 || n > 255) return "repetition counts above 255";
+        mult = (double)(n > m ? n : m);
+        if (mult < 1) mult = 1;
+        p = end;
+      }
+      if (have_atom) cur += last * (mult - 1), last *= mult;
+      after_quant = 1;
+      p++;
+      if (cur > PATTERN_MAX_COST) break;
+      continue;
+    }
+    after_quant = 0;
+    if (ch == '(') {
+      if (depth == LC_SCHEMA_MAX_DEPTH) return "groups nested too deeply";
+      stack[depth++] = cur;
+      cur = 0;
+      have_atom = 0;
+      p++;
+      continue;
+    }
+    if (ch == ')' && depth > 0) {
+      last = cur + 1;
+      cur = stack[--depth] + last;
+      have_atom = 1;
+      p++;
+      continue;
+    }
+    if (ch == '|') {
+      have_atom = 0;
+      p++;
+      continue;
+    }
+    if (ch == '\\' && p[1]) p++;
+    else if (ch == '[') {
+      /* Skip the bracket expression: leading ']' and [:class:] included. */
+      p++;
+      if (*p == '^') p++;
+      if (*p == ']') p++;
+      while (*p && *p != ']') {
+        if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+          const char *e = strstr(p + 2, p[1] == ':' ? ":]" : p[1] == '.' ? ".]" : "=]");
+          if (e) p = e + 1;
+        }
+        p++;
+      }
+      if (!*p) return NULL;
+    }
+    last = 1;
+    cur += 1;
+    have_atom = 1;
+    p++;
+  }
+  while (depth > 0) cur += stack[--depth];
+  return cur > PATTERN_MAX_COST ? "too many repetitions (nested counts "
+                                  "multiply)" : NULL;
+}
+
 static int compile_pattern(struct cctx *c, struct node *n, const cJSON *v,
                            const struct seg *at) {
   if (!cJSON_IsString(v)) {
@@ -559,6 +650,12 @@ static int compile_pattern(struct cctx *c, struct node *n, const cJSON *v,
   if (!tr) {
     if (bad) cfail(c, at, "invalid pattern \"%.200s\": %s", v->valuestring, bad);
     else cnomem(c);
+    return -1;
+  }
+  const char *costly = pattern_too_costly(tr);
+  if (costly) {
+    lc_free(tr);
+    cfail(c, at, "pattern \"%.200s\" is refused: %s", v->valuestring, costly);
     return -1;
   }
   int rc = regcomp(&n->re, tr, REG_EXTENDED | REG_NOSUB);

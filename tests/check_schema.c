@@ -297,6 +297,12 @@ START_TEST(compile_errors) {
   CBAD("{\"pattern\":\"(\"}", "#/pattern: invalid pattern \"(\"");
   CBAD("{\"pattern\":\"[\\\\D]\"}", "cannot be used inside");
   CBAD("{\"pattern\":5}", "#/pattern: must be a string");
+  CBAD("{\"pattern\":\"^a+++++++++++++++++++++++++++++$\"}",
+       "a quantifier follows another quantifier");
+  CBAD("{\"pattern\":\"a+?\"}", "lazy or possessive");
+  CBAD("{\"pattern\":\"((a{99}){99}){99}\"}", "too many repetitions");
+  CBAD("{\"pattern\":\"a{1000}\"}", "repetition counts above 255");
+  CBAD("{\"pattern\":\"(a)\\\\1\"}", "backreferences");
   CBAD("{\"minLength\":-1}", "#/minLength: must be a non-negative integer");
   CBAD("{\"maxItems\":1.5}", "#/maxItems: must be a non-negative integer");
   CBAD("{\"minimum\":\"1\"}", "#/minimum: must be a number");
