@@ -778,6 +778,28 @@ static int compile_object_kw(struct cctx *c, struct node *n, const cJSON *kw,
   return n->addl ? 0 : -1;
 }
 
+static const char *keywords[] = {
+    "type", "properties", "required", "additionalProperties", "enum", "const",
+    "items", "prefixItems", "minItems", "maxItems", "uniqueItems", "minLength",
+    "maxLength", "pattern", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "multipleOf", "allOf", "anyOf", "oneOf", "not", "$ref",
+    "additionalItems",
+};
+
+static int is_keyword(const char *k) {
+  for (size_t i = 0; i < LC_ARRAY_LEN(keywords); i++)
+    if (strcmp(k, keywords[i]) == 0) return 1;
+  return 0;
+}
+
+/* Is kw's name used by an earlier member of j? Only asked for the few
+ * keywords we act on, so the scan stays linear in practice. */
+static int has_earlier(const cJSON *j, const cJSON *kw) {
+  for (const cJSON *p = j->child; p && p != kw; p = p->next)
+    if (p->string && strcmp(p->string, kw->string) == 0) return 1;
+  return 0;
+}
+
 static int compile_into(struct cctx *c, struct node *n, const cJSON *j,
                         const struct seg *at, int depth) {
   if (depth > LC_SCHEMA_MAX_DEPTH) {
@@ -798,6 +820,11 @@ static int compile_into(struct cctx *c, struct node *n, const cJSON *j,
     const char *k = kw->string ? kw->string : "";
     struct seg s = {at, k, 0};
     int rc = 0;
+    if (is_keyword(k) && has_earlier(j, kw)) {
+      /* JSON allows it, but which one would win is anyone's guess. */
+      cfail(c, &s, "keyword \"%s\" appears more than once", k);
+      return -1;
+    }
     if (strcmp(k, "type") == 0) {
       rc = compile_type(c, n, kw, &s);
     } else if (strcmp(k, "properties") == 0 || strcmp(k, "required") == 0 ||

@@ -322,6 +322,11 @@ START_TEST(compile_errors) {
   CBAD("{\"exclusiveMinimum\":true}", "needs \"minimum\"");
   CBAD("{\"not\":[]}", "#/not: must be a schema");
   CBAD("3", "a schema must be an object or a boolean");
+  /* Found by fuzz_schema: a repeated keyword used to overrun its array. */
+  CBAD("{\"required\":[\"a\"],\"required\":[\"a\",\"b\"]}",
+       "#/required: keyword \"required\" appears more than once");
+  CBAD("{\"properties\":{\"a\":{\"type\":\"string\",\"type\":\"null\"}}}",
+       "#/properties/a/type: keyword \"type\" appears more than once");
 }
 END_TEST
 
