@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "l_files.h"
+#include "l_native.h"
 #include "l_sql.h"
 #include "lc.h"
 #include "sched.h"
@@ -44,6 +45,10 @@ int luaopen_luact(lua_State *L) {
   lua_setfield(L, -2, "json");
   lc_open_llm(L);
   lua_setfield(L, -2, "llm");
+  lc_open_schema(L);
+  lua_setfield(L, -2, "schema");
+  lc_open_native(L);
+  lua_setfield(L, -2, "native");
   lc_open_sql(L);
   lua_setfield(L, -2, "sql");
   lc_open_files(L);

@@ -12,6 +12,7 @@ struct lc_llm_tool_call;
 int lc_open_json(lua_State *L);
 int lc_open_llm(lua_State *L);
 int lc_open_task(lua_State *L); /* sleep, spawn, wait: merged into luact */
+int lc_open_schema(lua_State *L);
 
 /* [-0, +1, e] The whole module; also registered in package.preload. */
 int luaopen_luact(lua_State *L);
