@@ -158,6 +158,8 @@ int main(int argc, char **argv) {
     char *text = mock_read_file(script_path, NULL);
     if (!text) {
       fprintf(stderr, "lc-mockllm: cannot read %s\n", script_path);
+      free(srv.script_dir);
+      cJSON_Delete(srv.log);
       return 1;
     }
     char err[512];
@@ -165,6 +167,8 @@ int main(int argc, char **argv) {
     free(text);
     if (!srv.script) {
       fprintf(stderr, "lc-mockllm: %s: %s\n", script_path, err);
+      free(srv.script_dir);
+      cJSON_Delete(srv.log);
       return 1;
     }
   }
