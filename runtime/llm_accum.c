@@ -12,7 +12,9 @@
 #include "lc.h"
 #include "utf8.h"
 
-enum { THINK_START, THINK_IN, THINK_AFTER, THINK_PASS };
+/* <think> splitter states: before the tag, just after it (blank lines are
+ * dropped), inside, after </think> (blank lines dropped), plain text. */
+enum { THINK_START, THINK_IN0, THINK_IN, THINK_AFTER, THINK_PASS };
 
 void lc_accum_init(struct lc_llm_accum *a) {
   memset(a, 0, sizeof *a);
@@ -105,6 +107,10 @@ int lc_accum_reasoning(struct lc_llm_accum *a, const char *s, size_t n) {
   return rc;
 }
 
+static int is_ws(char c) {
+  return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
 static size_t skip_ws(const char *s, size_t n) {
   size_t i = 0;
   while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t'))
@@ -125,7 +131,7 @@ static int think_step(struct lc_llm_accum *a) {
       if (r < 7 && memcmp(s + w, open, r) == 0) return 0; /* maybe a tag */
       if (r >= 7 && memcmp(s + w, open, 7) == 0) {
         lc_buf_consume(p, w + 7);
-        a->think_state = THINK_IN;
+        a->think_state = THINK_IN0;
         continue;
       }
       a->think_state = THINK_PASS; /* ordinary text: hand it all over */
@@ -133,11 +139,19 @@ static int think_step(struct lc_llm_accum *a) {
       lc_buf_reset(p);
       return rc;
     }
+    if (a->think_state == THINK_IN0) {
+      size_t w = skip_ws(s, n);
+      lc_buf_consume(p, w);
+      if (p->len == 0) return 0;
+      a->think_state = THINK_IN;
+      continue;
+    }
     if (a->think_state == THINK_IN) {
       const char *end = n >= 8 ? memmem(s, n, close, 8) : NULL;
       if (end) {
-        size_t k = (size_t)(end - s);
-        int rc = k ? lc_accum_reasoning(a, s, k) : 0;
+        size_t k = (size_t)(end - s), t = k;
+        while (t && is_ws(s[t - 1])) t--; /* blank lines before the tag */
+        int rc = t ? lc_accum_reasoning(a, s, t) : 0;
         if (rc) return rc;
         lc_buf_consume(p, k + 8);
         a->think_state = THINK_AFTER;
@@ -146,6 +160,7 @@ static int think_step(struct lc_llm_accum *a) {
       /* Keep a tail that may be the start of "</think>". */
       size_t keep = n < 7 ? n : 7;
       while (keep && memcmp(s + n - keep, close, keep) != 0) keep--;
+      while (keep < n && is_ws(s[n - keep - 1])) keep++; /* maybe trailing */
       int rc = n - keep ? lc_accum_reasoning(a, s, n - keep) : 0;
       lc_buf_consume(p, n - keep);
       return rc;
@@ -273,7 +288,8 @@ int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
   if (!a->err && a->split_think && a->think_pend.len) {
     /* Flush what the splitter held back at the end of the answer. */
     struct lc_buf *p = &a->think_pend;
-    if (a->think_state == THINK_IN) lc_accum_reasoning(a, p->data, p->len);
+    if (a->think_state == THINK_IN || a->think_state == THINK_IN0)
+      lc_accum_reasoning(a, p->data, p->len);
     else if (a->think_state == THINK_START) text_raw(a, p->data, p->len);
     lc_buf_reset(p);
   }
