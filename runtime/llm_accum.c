@@ -519,22 +519,22 @@ void lc_accum_classify(int status, const char *body, size_t len,
     if (!out->request_id && lc_accum_str(root, "request_id"))
       out->request_id = lc_strdup(lc_accum_str(root, "request_id"));
   }
-  out->err = lc_accum_kind(status, type, code, msg);
-  if (out->err == LC_LLM_OK) out->err = LC_LLM_EBADRESP;
   lc_free(out->err_message);
-  lc_free(out->err_type);
-  out->err_type = NULL;
-  if (code && *code) out->err_type = lc_strdup(code);
-  else if (type) out->err_type = lc_strdup(type);
   if (msg && *msg) {
     out->err_message = lc_strdup(msg);
   } else if (len == 0) {
     char tmp[64];
     snprintf(tmp, sizeof tmp, "HTTP %d with an empty body", status);
     out->err_message = lc_strdup(tmp);
-  } else {
+  } else { /* not JSON (HTML page, text/plain) or no message in it */
     out->err_message = lc_accum_excerpt(body, len, 200);
   }
+  out->err = lc_accum_kind(status, type, code, out->err_message);
+  if (out->err == LC_LLM_OK) out->err = LC_LLM_EBADRESP;
+  lc_free(out->err_type);
+  out->err_type = NULL;
+  if (code && *code) out->err_type = lc_strdup(code);
+  else if (type) out->err_type = lc_strdup(type);
   lc_free(code);
   cJSON_Delete(root);
 }
