@@ -228,6 +228,10 @@ int lc_llm_err_retryable(enum lc_llm_err e);
 /* Classification shared by adapters: HTTP status to kind, before the body
  * refines it (context length, quota). */
 enum lc_llm_err lc_llm_err_from_status(int status);
+/* Seconds to wait from one response header: "retry-after" (delta seconds
+ * or an HTTP-date, relative to now_s = lc_wall_s()) or "retry-after-ms".
+ * Returns < 0 when the header is another one or its value is unusable. */
+double lc_llm_retry_after_s(const char *name, const char *value, double now_s);
 
 void lc_llm_request_free(struct lc_llm_request *r);
 void lc_llm_response_free(struct lc_llm_response *r);

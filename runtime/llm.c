@@ -1,0 +1,209 @@
+/* llm.c: the normalised LLM model: names, classification, model specs and
+ * the free functions for requests and responses. The network client lives
+ * in llm_call.c; provider mapping in llm_openai.c, llm_anthropic.c and
+ * llm_ollama.c. */
+#include "llm.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lc.h"
+
+const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p) {
+  switch (p) {
+  case LC_PROV_OPENAI: return &lc_llm_openai;
+  case LC_PROV_ANTHROPIC: return &lc_llm_anthropic;
+  case LC_PROV_OLLAMA: return &lc_llm_ollama;
+  default: return NULL;
+  }
+}
+
+int lc_llm_parse_model(const char *spec, enum lc_llm_provider *p,
+                       char **model) {
+  static const struct {
+    const char *name;
+    enum lc_llm_provider p;
+  } provs[] = {{"openai", LC_PROV_OPENAI},
+               {"anthropic", LC_PROV_ANTHROPIC},
+               {"ollama", LC_PROV_OLLAMA}};
+  if (!spec || !p || !model) return LC_EINVAL;
+  *model = NULL;
+  const char *colon = strchr(spec, ':');
+  if (!colon || colon[1] == '\0') return LC_EINVAL;
+  size_t n = (size_t)(colon - spec);
+  for (size_t i = 0; i < LC_ARRAY_LEN(provs); i++) {
+    if (strlen(provs[i].name) == n && memcmp(spec, provs[i].name, n) == 0) {
+      /* Everything after the first colon is the model: "llama3.1:8b". */
+      char *m = lc_strdup(colon + 1);
+      if (!m) return LC_ENOMEM;
+      *p = provs[i].p;
+      *model = m;
+      return 0;
+    }
+  }
+  return LC_EINVAL;
+}
+
+const char *lc_llm_err_name(enum lc_llm_err e) {
+  static const char *names[LC_LLM_E__COUNT] = {
+      [LC_LLM_OK] = "ok",
+      [LC_LLM_EAUTH] = "auth",
+      [LC_LLM_ERATE] = "rate_limit",
+      [LC_LLM_EQUOTA] = "quota",
+      [LC_LLM_EOVERLOADED] = "overloaded",
+      [LC_LLM_ESERVER] = "server",
+      [LC_LLM_EBADREQ] = "bad_request",
+      [LC_LLM_ECONTEXT] = "context_length",
+      [LC_LLM_ETIMEOUT] = "timeout",
+      [LC_LLM_ENETWORK] = "network",
+      [LC_LLM_EBADRESP] = "bad_response",
+      [LC_LLM_ECANCEL] = "cancelled",
+      [LC_LLM_ECONFIG] = "config",
+  };
+  if ((unsigned)e >= LC_LLM_E__COUNT) return "unknown";
+  return names[e];
+}
+
+const char *lc_llm_finish_name(enum lc_llm_finish f) {
+  switch (f) {
+  case LC_FINISH_NONE: return "none";
+  case LC_FINISH_STOP: return "stop";
+  case LC_FINISH_LENGTH: return "length";
+  case LC_FINISH_TOOL_CALLS: return "tool_calls";
+  case LC_FINISH_CONTENT_FILTER: return "content_filter";
+  case LC_FINISH_OTHER: return "other";
+  }
+  return "other";
+}
+
+const char *lc_llm_role_name(enum lc_llm_role r) {
+  switch (r) {
+  case LC_ROLE_SYSTEM: return "system";
+  case LC_ROLE_USER: return "user";
+  case LC_ROLE_ASSISTANT: return "assistant";
+  case LC_ROLE_TOOL: return "tool";
+  }
+  return "unknown";
+}
+
+int lc_llm_err_retryable(enum lc_llm_err e) {
+  return e == LC_LLM_ERATE || e == LC_LLM_EOVERLOADED || e == LC_LLM_ESERVER ||
+         e == LC_LLM_ETIMEOUT || e == LC_LLM_ENETWORK;
+}
+
+enum lc_llm_err lc_llm_err_from_status(int status) {
+  if (status >= 200 && status < 300) return LC_LLM_OK;
+  switch (status) {
+  case 401:
+  case 403: return LC_LLM_EAUTH;
+  case 402: return LC_LLM_EQUOTA; /* payment required (OpenRouter credits) */
+  case 408: return LC_LLM_ETIMEOUT;
+  case 429: return LC_LLM_ERATE;
+  case 503:
+  case 529: return LC_LLM_EOVERLOADED;
+  }
+  if (status >= 500 && status < 600) return LC_LLM_ESERVER;
+  if (status >= 400 && status < 500) return LC_LLM_EBADREQ;
+  return LC_LLM_EBADRESP; /* 1xx/3xx or garbage: not an answer we can use */
+}
+
+double lc_llm_retry_after_s(const char *name, const char *value,
+                            double now_s) {
+  if (!name || !value) return -1;
+  while (*value == ' ' || *value == '\t') value++;
+  char *end;
+  if (strcasecmp(name, "retry-after-ms") == 0) {
+    double ms = strtod(value, &end);
+    if (end == value || !isfinite(ms) || ms < 0) return -1;
+    return ms / 1000.0;
+  }
+  if (strcasecmp(name, "retry-after") != 0) return -1;
+  if (isdigit((unsigned char)*value)) {
+    double s = strtod(value, &end);
+    while (*end == ' ' || *end == '\t') end++;
+    if (*end || !isfinite(s) || s < 0) return -1;
+    return s;
+  }
+  /* HTTP-date: "Wed, 21 Oct 2015 07:28:00 GMT". */
+  struct tm tm;
+  memset(&tm, 0, sizeof tm);
+  const char *r = strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!r) return -1;
+  double at = (double)timegm(&tm);
+  double d = at - now_s;
+  return d > 0 ? d : 0;
+}
+
+void lc_llm_tool_call_free(struct lc_llm_tool_call *c) {
+  if (!c) return;
+  lc_free(c->id);
+  lc_free(c->name);
+  lc_free(c->args_json);
+  cJSON_Delete(c->args);
+  c->id = c->name = c->args_json = NULL;
+  c->args = NULL;
+}
+
+static void calls_free(struct lc_llm_tool_call *calls, size_t n) {
+  for (size_t i = 0; i < n; i++) lc_llm_tool_call_free(&calls[i]);
+  lc_free(calls);
+}
+
+void lc_llm_request_free(struct lc_llm_request *r) {
+  if (!r) return;
+  lc_free(r->model);
+  lc_free(r->base_url);
+  lc_free(r->api_key);
+  for (size_t i = 0; i < r->n_msgs; i++) {
+    struct lc_llm_msg *m = &r->msgs[i];
+    lc_free(m->content);
+    calls_free(m->tool_calls, m->n_tool_calls);
+    lc_free(m->tool_call_id);
+    lc_free(m->name);
+  }
+  lc_free(r->msgs);
+  for (size_t i = 0; i < r->n_tools; i++) {
+    lc_free(r->tools[i].name);
+    lc_free(r->tools[i].description);
+    cJSON_Delete(r->tools[i].schema);
+  }
+  lc_free(r->tools);
+  lc_free(r->tool_choice_name);
+  for (size_t i = 0; i < r->n_stop; i++) lc_free(r->stop[i]);
+  lc_free(r->stop);
+  cJSON_Delete(r->response_schema);
+  lc_free(r->response_schema_name);
+  memset(r, 0, sizeof *r);
+}
+
+void lc_llm_response_init(struct lc_llm_response *r) {
+  memset(r, 0, sizeof *r);
+  r->retry_after_s = -1;
+}
+
+void lc_llm_response_free(struct lc_llm_response *r) {
+  if (!r) return;
+  lc_free(r->text);
+  lc_free(r->reasoning);
+  calls_free(r->tool_calls, r->n_tool_calls);
+  lc_free(r->finish_raw);
+  lc_free(r->model);
+  lc_free(r->id);
+  lc_free(r->request_id);
+  lc_free(r->err_message);
+  lc_free(r->err_type);
+  lc_llm_response_init(r);
+}
+
+void lc_llm_http_free(struct lc_llm_http *h) {
+  if (!h) return;
+  lc_free(h->url);
+  for (size_t i = 0; i < h->n_headers; i++) lc_free(h->headers[i]);
+  lc_free(h->headers);
+  lc_free(h->body);
+  memset(h, 0, sizeof *h);
+}

@@ -1,0 +1,673 @@
+/* llm_accum.c: builds a normalised response from what an adapter parsed,
+ * and holds the error classification the three adapters share. */
+#include "llm_accum.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conv.h"
+#include "lc.h"
+#include "utf8.h"
+
+/* <think> splitter states: before the tag, just after it (blank lines are
+ * dropped), inside, after </think> (blank lines dropped), plain text. */
+enum { THINK_START, THINK_IN0, THINK_IN, THINK_AFTER, THINK_PASS };
+
+void lc_accum_init(struct lc_llm_accum *a) {
+  memset(a, 0, sizeof *a);
+  lc_buf_init(&a->text, LC_ACCUM_MAX_TEXT);
+  lc_buf_init(&a->reasoning, LC_ACCUM_MAX_TEXT);
+  lc_buf_init(&a->think_pend, LC_ACCUM_MAX_TEXT);
+  a->next_key = 1 << 24; /* far above any real provider index */
+}
+
+void lc_accum_free(struct lc_llm_accum *a) {
+  lc_buf_free(&a->text);
+  lc_buf_free(&a->reasoning);
+  lc_buf_free(&a->think_pend);
+  for (size_t i = 0; i < a->n_calls; i++) {
+    lc_free(a->calls[i].id);
+    lc_free(a->calls[i].name);
+    lc_buf_free(&a->calls[i].args);
+  }
+  lc_free(a->calls);
+  a->calls = NULL;
+  a->n_calls = a->cap_calls = 0;
+  lc_free(a->finish_raw);
+  lc_free(a->model);
+  lc_free(a->id);
+  lc_free(a->request_id);
+  lc_free(a->err_type);
+  a->finish_raw = a->model = a->id = a->request_id = a->err_type = NULL;
+}
+
+void lc_accum_set_cb(struct lc_llm_accum *a, lc_llm_delta_fn cb, void *ud) {
+  a->cb = cb;
+  a->ud = ud;
+}
+
+int lc_accum_fail(struct lc_llm_accum *a, enum lc_llm_err kind,
+                  const char *type, const char *fmt, ...) {
+  if (a->err) return LC_EINVAL; /* the first error is the cause */
+  a->err = kind;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(a->errmsg, sizeof a->errmsg, fmt, ap);
+  va_end(ap);
+  lc_free(a->err_type);
+  a->err_type = type ? lc_strdup(type) : NULL;
+  return LC_EINVAL;
+}
+
+int lc_accum_fail_json(struct lc_llm_accum *a, const cJSON *root) {
+  if (a->err) return LC_EINVAL;
+  char *s = cJSON_PrintUnformatted(root);
+  struct lc_llm_response tmp;
+  lc_llm_response_init(&tmp);
+  lc_accum_classify(0, s ? s : "", s ? strlen(s) : 0, &tmp);
+  cJSON_free(s);
+  lc_accum_fail(a, tmp.err ? tmp.err : LC_LLM_ESERVER, tmp.err_type, "%s",
+                tmp.err_message ? tmp.err_message : "error in stream");
+  lc_llm_response_free(&tmp);
+  return LC_EINVAL;
+}
+
+static void emit(struct lc_llm_accum *a, enum lc_llm_delta_kind k, int index,
+                 const char *id, const char *name, const char *s, size_t n) {
+  if (!a->cb) return;
+  struct lc_llm_delta d = {k, index, id, name, s, n};
+  a->cb(a->ud, &d);
+}
+
+static int append(struct lc_llm_accum *a, struct lc_buf *b, const char *s,
+                  size_t n, const char *what) {
+  int rc = lc_buf_append(b, s, n);
+  if (rc == LC_ETOOBIG)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "%s over the size limit",
+                         what);
+  if (rc) return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+  return 0;
+}
+
+static int text_raw(struct lc_llm_accum *a, const char *s, size_t n) {
+  if (n == 0) return 0;
+  int rc = append(a, &a->text, s, n, "response text");
+  if (!rc) emit(a, LC_DELTA_TEXT, 0, NULL, NULL, s, n);
+  return rc;
+}
+
+int lc_accum_reasoning(struct lc_llm_accum *a, const char *s, size_t n) {
+  if (a->err) return LC_EINVAL;
+  if (n == 0) return 0;
+  int rc = append(a, &a->reasoning, s, n, "reasoning text");
+  if (!rc) emit(a, LC_DELTA_REASONING, 0, NULL, NULL, s, n);
+  return rc;
+}
+
+static int is_ws(char c) {
+  return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static size_t skip_ws(const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n && (s[i] == ' ' || s[i] == '\n' || s[i] == '\r' || s[i] == '\t'))
+    i++;
+  return i;
+}
+
+/* Runs the <think> splitter over think_pend until it needs more bytes. */
+static int think_step(struct lc_llm_accum *a) {
+  static const char open[] = "<think>", close[] = "</think>";
+  struct lc_buf *p = &a->think_pend;
+  for (;;) {
+    const char *s = p->data ? p->data : "";
+    size_t n = p->len;
+    if (a->think_state == THINK_START) {
+      size_t w = skip_ws(s, n), r = n - w;
+      if (r == 0) return 0;
+      if (r < 7 && memcmp(s + w, open, r) == 0) return 0; /* maybe a tag */
+      if (r >= 7 && memcmp(s + w, open, 7) == 0) {
+        lc_buf_consume(p, w + 7);
+        a->think_state = THINK_IN0;
+        continue;
+      }
+      a->think_state = THINK_PASS; /* ordinary text: hand it all over */
+      int rc = text_raw(a, s, n);
+      lc_buf_reset(p);
+      return rc;
+    }
+    if (a->think_state == THINK_IN0) {
+      size_t w = skip_ws(s, n);
+      lc_buf_consume(p, w);
+      if (p->len == 0) return 0;
+      a->think_state = THINK_IN;
+      continue;
+    }
+    if (a->think_state == THINK_IN) {
+      const char *end = n >= 8 ? memmem(s, n, close, 8) : NULL;
+      if (end) {
+        size_t k = (size_t)(end - s), t = k;
+        while (t && is_ws(s[t - 1])) t--; /* blank lines before the tag */
+        int rc = t ? lc_accum_reasoning(a, s, t) : 0;
+        if (rc) return rc;
+        lc_buf_consume(p, k + 8);
+        a->think_state = THINK_AFTER;
+        continue;
+      }
+      /* Keep a tail that may be the start of "</think>". */
+      size_t keep = n < 7 ? n : 7;
+      while (keep && memcmp(s + n - keep, close, keep) != 0) keep--;
+      while (keep < n && is_ws(s[n - keep - 1])) keep++; /* maybe trailing */
+      int rc = n - keep ? lc_accum_reasoning(a, s, n - keep) : 0;
+      lc_buf_consume(p, n - keep);
+      return rc;
+    }
+    if (a->think_state == THINK_AFTER) {
+      size_t w = skip_ws(s, n); /* the blank lines after </think> */
+      lc_buf_consume(p, w);
+      if (p->len == 0) return 0;
+      a->think_state = THINK_PASS;
+      continue;
+    }
+    int rc = text_raw(a, s, n);
+    lc_buf_reset(p);
+    return rc;
+  }
+}
+
+int lc_accum_text(struct lc_llm_accum *a, const char *s, size_t n) {
+  if (a->err) return LC_EINVAL;
+  if (!a->split_think || a->think_state == THINK_PASS) return text_raw(a, s, n);
+  if (n == 0) return 0;
+  int rc = append(a, &a->think_pend, s, n, "response text");
+  return rc ? rc : think_step(a);
+}
+
+struct lc_accum_call *lc_accum_call_by_key(struct lc_llm_accum *a, int key) {
+  for (size_t i = 0; i < a->n_calls; i++)
+    if (a->calls[i].key == key) return &a->calls[i];
+  return NULL;
+}
+
+int lc_accum_key_by_id(const struct lc_llm_accum *a, const char *id) {
+  for (size_t i = 0; i < a->n_calls; i++)
+    if (a->calls[i].id && id && strcmp(a->calls[i].id, id) == 0)
+      return a->calls[i].key;
+  return -1;
+}
+
+int lc_accum_last_key(const struct lc_llm_accum *a) {
+  return a->n_calls ? a->calls[a->n_calls - 1].key : -1;
+}
+
+int lc_accum_fresh_key(struct lc_llm_accum *a) { return a->next_key++; }
+
+static struct lc_accum_call *new_call(struct lc_llm_accum *a, int key) {
+  if (a->n_calls == a->cap_calls) {
+    size_t cap = a->cap_calls ? a->cap_calls * 2 : 4;
+    if (cap > 4096) {
+      lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "too many tool calls");
+      return NULL;
+    }
+    struct lc_accum_call *c = lc_realloc(a->calls, cap * sizeof *c);
+    if (!c) {
+      lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+      return NULL;
+    }
+    a->calls = c;
+    a->cap_calls = cap;
+  }
+  struct lc_accum_call *c = &a->calls[a->n_calls++];
+  memset(c, 0, sizeof *c);
+  c->key = key;
+  lc_buf_init(&c->args, LC_ACCUM_MAX_TEXT);
+  return c;
+}
+
+static int set_if_empty(struct lc_llm_accum *a, char **dst, const char *s) {
+  if (*dst || !s || !*s) return 0;
+  *dst = lc_strdup(s);
+  return *dst ? 0 : lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+}
+
+int lc_accum_tool_start(struct lc_llm_accum *a, int key, const char *id,
+                        const char *name) {
+  if (a->err) return LC_EINVAL;
+  struct lc_accum_call *c = lc_accum_call_by_key(a, key);
+  int fresh = !c;
+  if (!c && !(c = new_call(a, key))) return LC_EINVAL;
+  if (set_if_empty(a, &c->id, id) || set_if_empty(a, &c->name, name))
+    return LC_EINVAL;
+  if (fresh)
+    emit(a, LC_DELTA_TOOL_START, (int)(c - a->calls), c->id, c->name, NULL, 0);
+  return 0;
+}
+
+int lc_accum_tool_args(struct lc_llm_accum *a, int key, const char *s,
+                       size_t n) {
+  if (a->err) return LC_EINVAL;
+  struct lc_accum_call *c = lc_accum_call_by_key(a, key);
+  if (!c) { /* arguments before any start: open the call anyway */
+    if (lc_accum_tool_start(a, key, NULL, NULL)) return LC_EINVAL;
+    c = lc_accum_call_by_key(a, key);
+  }
+  if (n == 0) return 0;
+  int rc = append(a, &c->args, s, n, "tool arguments");
+  if (!rc)
+    emit(a, LC_DELTA_TOOL_ARGS, (int)(c - a->calls), c->id, c->name, s, n);
+  return rc;
+}
+
+void lc_accum_finish(struct lc_llm_accum *a, enum lc_llm_finish f,
+                     const char *raw) {
+  a->finish = f;
+  lc_free(a->finish_raw);
+  a->finish_raw = raw ? lc_strdup(raw) : NULL;
+}
+
+int lc_accum_set_once(char **dst, const char *s) {
+  if (*dst || !s) return 0;
+  *dst = lc_strdup(s);
+  return *dst ? 0 : LC_ENOMEM;
+}
+
+static void move_str(char **dst, char **src) {
+  if (!*dst) {
+    *dst = *src;
+    *src = NULL;
+  }
+}
+
+int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
+  move_str(&out->model, &a->model);
+  move_str(&out->id, &a->id);
+  move_str(&out->request_id, &a->request_id);
+  if (!a->err && a->split_think && a->think_pend.len) {
+    /* Flush what the splitter held back at the end of the answer. */
+    struct lc_buf *p = &a->think_pend;
+    if (a->think_state == THINK_IN || a->think_state == THINK_IN0)
+      lc_accum_reasoning(a, p->data, p->len);
+    else if (a->think_state == THINK_START) text_raw(a, p->data, p->len);
+    lc_buf_reset(p);
+  }
+  size_t n = a->n_calls;
+  struct lc_llm_tool_call *calls = NULL;
+  if (!a->err && n) {
+    calls = lc_calloc(n, sizeof *calls);
+    if (!calls) lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+  }
+  for (size_t i = 0; calls && i < n && !a->err; i++) {
+    struct lc_accum_call *c = &a->calls[i];
+    struct lc_llm_tool_call *t = &calls[i];
+    if (!c->name) {
+      lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "tool call %zu has no name", i);
+      break;
+    }
+    char idbuf[32];
+    snprintf(idbuf, sizeof idbuf, "call_%zu", i);
+    t->id = c->id ? c->id : lc_strdup(idbuf);
+    c->id = NULL;
+    t->name = c->name;
+    c->name = NULL;
+    const char *s = c->args.data ? c->args.data : "";
+    size_t w = skip_ws(s, c->args.len);
+    t->args_json = w == c->args.len ? lc_strdup("{}")
+                                     : lc_strndup(s, c->args.len);
+    if (!t->id || !t->args_json) {
+      lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+      break;
+    }
+    char err[64];
+    /* Invalid arguments are not a transport error: the engine tells the
+     * model, so args stays NULL and args_json keeps what it wrote. */
+    t->args = lc_json_parse(t->args_json, strlen(t->args_json), err, sizeof err);
+  }
+  if (a->err) {
+    if (calls) {
+      for (size_t i = 0; i < n; i++) lc_llm_tool_call_free(&calls[i]);
+      lc_free(calls);
+    }
+    out->err = a->err;
+    lc_free(out->err_message);
+    out->err_message = lc_strdup(a->errmsg);
+    move_str(&out->err_type, &a->err_type);
+    return LC_EINVAL;
+  }
+  out->tool_calls = calls;
+  out->n_tool_calls = n;
+  if (a->text.len) out->text = lc_buf_steal(&a->text, &out->text_len);
+  if (a->reasoning.len) out->reasoning = lc_buf_steal(&a->reasoning, NULL);
+  out->finish = a->finish;
+  /* Some servers (Ollama, OpenRouter) end a tool-calling turn with "stop"
+   * or with no reason at all: what matters to the loop is that there are
+   * calls to run. finish_raw keeps their word. */
+  if (n && (out->finish == LC_FINISH_NONE || out->finish == LC_FINISH_STOP))
+    out->finish = LC_FINISH_TOOL_CALLS;
+  move_str(&out->finish_raw, &a->finish_raw);
+  out->usage = a->usage;
+  out->err = LC_LLM_OK;
+  return 0;
+}
+
+/* ---- shared helpers ---- */
+
+enum lc_llm_finish lc_accum_map_finish(const char *raw) {
+  static const struct {
+    const char *raw;
+    enum lc_llm_finish f;
+  } map[] = {
+      {"stop", LC_FINISH_STOP},         {"end_turn", LC_FINISH_STOP},
+      {"stop_sequence", LC_FINISH_STOP}, {"eos", LC_FINISH_STOP},
+      {"length", LC_FINISH_LENGTH},     {"max_tokens", LC_FINISH_LENGTH},
+      {"model_context_window_exceeded", LC_FINISH_LENGTH},
+      {"tool_calls", LC_FINISH_TOOL_CALLS},
+      {"function_call", LC_FINISH_TOOL_CALLS},
+      {"tool_use", LC_FINISH_TOOL_CALLS},
+      {"content_filter", LC_FINISH_CONTENT_FILTER},
+      {"refusal", LC_FINISH_CONTENT_FILTER},
+  };
+  if (!raw || !*raw) return LC_FINISH_NONE;
+  for (size_t i = 0; i < LC_ARRAY_LEN(map); i++)
+    if (strcmp(raw, map[i].raw) == 0) return map[i].f;
+  return LC_FINISH_OTHER;
+}
+
+const char *lc_accum_str(const cJSON *obj, const char *key) {
+  const cJSON *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+long lc_accum_long(const cJSON *obj, const char *key, long dflt) {
+  const cJSON *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+  if (!cJSON_IsNumber(v)) return dflt;
+  double d = v->valuedouble;
+  if (!(d >= -9e15 && d <= 9e15)) return dflt; /* NaN or absurd */
+  return (long)d;
+}
+
+char *lc_accum_own(char *cjson_str) {
+  if (!cjson_str) return NULL;
+  char *s = lc_strdup(cjson_str);
+  cJSON_free(cjson_str);
+  return s;
+}
+
+char *lc_accum_print(const cJSON *v) {
+  if (cJSON_IsString(v)) return lc_strdup(v->valuestring);
+  return lc_accum_own(cJSON_PrintUnformatted(v));
+}
+
+static int has_ci(const char *hay, const char *needle) {
+  return hay && strcasestr(hay, needle) != NULL;
+}
+
+static int eq(const char *a, const char *b) { return a && strcmp(a, b) == 0; }
+
+enum lc_llm_err lc_accum_kind(int status, const char *type, const char *code,
+                              const char *msg) {
+  enum lc_llm_err k;
+  if (status) {
+    k = lc_llm_err_from_status(status);
+  } else { /* in-band error: only the provider's words tell the kind */
+    k = LC_LLM_ESERVER;
+    if (has_ci(type, "invalid_request") || has_ci(type, "not_found"))
+      k = LC_LLM_EBADREQ;
+    if (has_ci(type, "authentication") || has_ci(type, "permission") ||
+        eq(code, "invalid_api_key"))
+      k = LC_LLM_EAUTH;
+    if (has_ci(type, "rate_limit") || eq(code, "rate_limit_exceeded"))
+      k = LC_LLM_ERATE;
+    if (has_ci(type, "timeout")) k = LC_LLM_ETIMEOUT;
+  }
+  if (k == LC_LLM_OK) return k;
+  int quota = eq(type, "insufficient_quota") || eq(code, "insufficient_quota") ||
+              has_ci(code, "billing_") || has_ci(type, "billing_") ||
+              has_ci(msg, "exceeded your current quota") ||
+              has_ci(msg, "check your plan and billing") ||
+              has_ci(msg, "credit balance is too low");
+  if (quota && (k == LC_LLM_ERATE || k == LC_LLM_EBADREQ ||
+                k == LC_LLM_EAUTH || k == LC_LLM_ESERVER))
+    return LC_LLM_EQUOTA;
+  if (has_ci(type, "overloaded") || eq(msg, "Overloaded"))
+    if (k == LC_LLM_ESERVER || k == LC_LLM_EOVERLOADED || status == 0)
+      return LC_LLM_EOVERLOADED;
+  if (k == LC_LLM_EBADREQ || (status == 0 && k != LC_LLM_ERATE)) {
+    static const char *ctx[] = {
+        "context_length_exceeded", "context length", "context window",
+        "prompt is too long",      "maximum context", "exceed_context_size",
+        "context size",            "too many tokens", "input is too long"};
+    for (size_t i = 0; i < LC_ARRAY_LEN(ctx); i++)
+      if (has_ci(code, ctx[i]) || has_ci(type, ctx[i]) || has_ci(msg, ctx[i]))
+        return LC_LLM_ECONTEXT;
+  }
+  return k;
+}
+
+/* Appends one code point's bytes or '?' for an invalid sequence. */
+char *lc_accum_excerpt(const char *body, size_t len, size_t max) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  size_t i = 0;
+  while (i < len && isspace((unsigned char)body[i])) i++;
+  int html = i < len && body[i] == '<';
+  int in_tag = 0, space = 0, cut = 0;
+  while (i < len) {
+    unsigned char c = (unsigned char)body[i];
+    if (html && c == '<') {
+      in_tag = 1, i++;
+      continue;
+    }
+    if (in_tag) {
+      if (c == '>') in_tag = 0, space = 1;
+      i++;
+      continue;
+    }
+    if (c < 0x20 || c == 0x7f || c == ' ') {
+      space = 1, i++;
+      continue;
+    }
+    size_t clen = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    const char *bytes = body + i;
+    if (clen > len - i || (c >= 0x80 && !lc_utf8_valid(bytes, clen, NULL)))
+      bytes = "?", clen = 1;
+    size_t need = (space && b.len ? 1 : 0) + clen;
+    if (b.len + need > max) {
+      cut = 1;
+      break;
+    }
+    if (space && b.len) lc_buf_append(&b, " ", 1);
+    space = 0;
+    lc_buf_append(&b, bytes, clen);
+    i += bytes == body + i ? clen : 1;
+  }
+  if (cut) lc_buf_append(&b, "...", 3);
+  if (!b.data) lc_buf_append(&b, "", 0);
+  return lc_buf_steal(&b, NULL);
+}
+
+static char *code_str(const cJSON *v) {
+  if (cJSON_IsString(v)) return lc_strdup(v->valuestring);
+  if (cJSON_IsNumber(v)) {
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%ld", (long)v->valuedouble);
+    return lc_strdup(tmp);
+  }
+  return NULL;
+}
+
+void lc_accum_classify(int status, const char *body, size_t len,
+                       struct lc_llm_response *out) {
+  char err[96];
+  const char *type = NULL, *msg = NULL;
+  char *code = NULL;
+  cJSON *root = len ? lc_json_parse(body, len, err, sizeof err) : NULL;
+  if (cJSON_IsObject(root)) {
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+    if (cJSON_IsObject(e)) { /* OpenAI, Anthropic, Groq, Together */
+      msg = lc_accum_str(e, "message");
+      type = lc_accum_str(e, "type");
+      code = code_str(cJSON_GetObjectItemCaseSensitive(e, "code"));
+    } else if (cJSON_IsString(e)) { /* Ollama */
+      msg = e->valuestring;
+    } else {
+      msg = lc_accum_str(root, "message");
+      type = lc_accum_str(root, "type");
+    }
+    if (!out->request_id && lc_accum_str(root, "request_id"))
+      out->request_id = lc_strdup(lc_accum_str(root, "request_id"));
+  }
+  lc_free(out->err_message);
+  if (msg && *msg) {
+    out->err_message = lc_strdup(msg);
+  } else if (len == 0) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "HTTP %d with an empty body", status);
+    out->err_message = lc_strdup(tmp);
+  } else { /* not JSON (HTML page, text/plain) or no message in it */
+    out->err_message = lc_accum_excerpt(body, len, 200);
+  }
+  out->err = lc_accum_kind(status, type, code, out->err_message);
+  if (out->err == LC_LLM_OK) out->err = LC_LLM_EBADRESP;
+  lc_free(out->err_type);
+  out->err_type = NULL;
+  if (code && *code) out->err_type = lc_strdup(code);
+  else if (type) out->err_type = lc_strdup(type);
+  lc_free(code);
+  cJSON_Delete(root);
+}
+
+cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
+                           struct lc_llm_response *out) {
+  char err[96];
+  size_t w = skip_ws(body, len);
+  cJSON *root = NULL;
+  const char *why = NULL;
+  if (w == len) {
+    why = "empty body";
+  } else if (body[w] == '<') {
+    why = "an HTML page";
+  } else {
+    root = lc_json_parse(body, len, err, sizeof err);
+    if (root && !cJSON_IsObject(root)) {
+      cJSON_Delete(root);
+      root = NULL;
+      snprintf(err, sizeof err, "JSON is not an object");
+    }
+    if (!root) why = err;
+  }
+  if (root) return root;
+  out->err = LC_LLM_EBADRESP;
+  lc_free(out->err_message);
+  char *ex = w < len ? lc_accum_excerpt(body, len, 120) : NULL;
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  lc_buf_printf(&b, "malformed %s: %s", what, why);
+  if (ex && *ex) {
+    lc_buf_puts(&b, ": ");
+    lc_buf_puts(&b, ex);
+  }
+  lc_free(ex);
+  out->err_message = lc_buf_steal(&b, NULL);
+  return NULL;
+}
+
+/* ---- request building ---- */
+
+int lc_accum_http_url(struct lc_llm_http *out, const char *base,
+                      const char *path) {
+  size_t n = strlen(base);
+  while (n && base[n - 1] == '/') n--;
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  if (lc_buf_append(&b, base, n) || lc_buf_puts(&b, path)) {
+    lc_buf_free(&b);
+    return LC_ENOMEM;
+  }
+  lc_free(out->url);
+  out->url = lc_buf_steal(&b, NULL);
+  return out->url ? 0 : LC_ENOMEM;
+}
+
+int lc_accum_http_header(struct lc_llm_http *out, const char *fmt, ...) {
+  char tmp[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof tmp) return LC_ETOOBIG;
+  char **h = lc_realloc(out->headers, (out->n_headers + 1) * sizeof *h);
+  if (!h) return LC_ENOMEM;
+  out->headers = h;
+  if (!(h[out->n_headers] = lc_strdup(tmp))) return LC_ENOMEM;
+  out->n_headers++;
+  return 0;
+}
+
+int lc_accum_http_body(struct lc_llm_http *out, cJSON *root) {
+  char *s = root ? cJSON_PrintUnformatted(root) : NULL;
+  cJSON_Delete(root);
+  if (!s) return LC_ENOMEM;
+  lc_free(out->body);
+  out->body = lc_accum_own(s);
+  if (!out->body) return LC_ENOMEM;
+  out->body_len = strlen(out->body);
+  return 0;
+}
+
+cJSON *lc_accum_args_object(const struct lc_llm_tool_call *c, char *err,
+                            size_t errlen) {
+  cJSON *o = NULL;
+  if (c->args) {
+    o = cJSON_Duplicate(c->args, 1);
+  } else {
+    const char *s = c->args_json ? c->args_json : "";
+    size_t n = strlen(s);
+    if (skip_ws(s, n) == n) return cJSON_CreateObject();
+    char perr[96];
+    o = lc_json_parse(s, n, perr, sizeof perr);
+    if (!o) {
+      snprintf(err, errlen, "arguments of tool call %s are not JSON: %s",
+               c->id ? c->id : "?", perr);
+      return NULL;
+    }
+  }
+  if (o && !cJSON_IsObject(o)) {
+    cJSON_Delete(o);
+    snprintf(err, errlen, "arguments of tool call %s are not an object",
+             c->id ? c->id : "?");
+    return NULL;
+  }
+  if (!o) snprintf(err, errlen, "out of memory");
+  return o;
+}
+
+/* ---- stream state ---- */
+
+struct lc_llm_stream *lc_accum_stream_new(void) {
+  struct lc_llm_stream *st = lc_calloc(1, sizeof *st);
+  if (!st) return NULL;
+  lc_sse_init(&st->sse, LC_STREAM_MAX_EVENT);
+  lc_ndjson_init(&st->nd, LC_STREAM_MAX_EVENT);
+  lc_accum_init(&st->acc);
+  return st;
+}
+
+void lc_accum_stream_free(struct lc_llm_stream *st) {
+  if (!st) return;
+  lc_sse_free(&st->sse);
+  lc_ndjson_free(&st->nd);
+  lc_accum_free(&st->acc);
+  lc_free(st);
+}
+
+int lc_accum_stream_end(struct lc_llm_stream *st, struct lc_llm_response *out,
+                        const char *marker) {
+  if (!st->done)
+    lc_accum_fail(&st->acc, LC_LLM_EBADRESP, NULL,
+                  "stream ended before %s (cut short)", marker);
+  lc_accum_set_cb(&st->acc, NULL, NULL);
+  return lc_accum_build(&st->acc, out);
+}

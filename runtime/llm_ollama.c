@@ -1,0 +1,262 @@
+/* llm_ollama.c: adapter for Ollama's native /api/chat: arguments as JSON
+ * objects, tool results with role "tool" + tool_name, sampling in
+ * "options", NDJSON streaming ending with a done:true line. Models that
+ * think inline ("<think>...</think>" in content) have that part moved to
+ * reasoning. */
+#include <stdio.h>
+#include <string.h>
+
+#include "conv.h"
+#include "lc.h"
+#include "llm.h"
+#include "llm_accum.h"
+
+/* ---- request ---- */
+
+static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
+                    size_t errlen) {
+  cJSON *msgs = cJSON_AddArrayToObject(root, "messages");
+  for (size_t i = 0; i < req->n_msgs; i++) {
+    const struct lc_llm_msg *m = &req->msgs[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToArray(msgs, o);
+    cJSON_AddStringToObject(o, "role", lc_llm_role_name(m->role));
+    cJSON_AddStringToObject(o, "content", m->content ? m->content : "");
+    if (m->role == LC_ROLE_ASSISTANT && m->n_tool_calls) {
+      cJSON *arr = cJSON_AddArrayToObject(o, "tool_calls");
+      for (size_t k = 0; k < m->n_tool_calls; k++) {
+        const struct lc_llm_tool_call *c = &m->tool_calls[k];
+        cJSON *args = lc_accum_args_object(c, err, errlen);
+        if (!args) return LC_EINVAL;
+        cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+        cJSON_AddItemToObject(tc, "function", fn);
+        cJSON_AddStringToObject(fn, "name", c->name ? c->name : "");
+        cJSON_AddItemToObject(fn, "arguments", args);
+        cJSON_AddItemToArray(arr, tc);
+      }
+    }
+    if (m->role == LC_ROLE_TOOL && m->name)
+      cJSON_AddStringToObject(o, "tool_name", m->name);
+  }
+  return 0;
+}
+
+/* OLLAMA_HOST may be "host:port", "host" or a URL; like the ollama CLI,
+ * no scheme means http and port 11434. */
+static int base_url(const char *host, struct lc_buf *b) {
+  if (!host || !*host) host = lc_llm_ollama.default_base_url;
+  const char *sep = strstr(host, "://");
+  if (sep) return lc_buf_puts(b, host);
+  size_t hn = strcspn(host, "/");
+  int has_port = 0;
+  if (host[0] == '[') { /* [v6]:port */
+    const char *rb = memchr(host, ']', hn);
+    has_port = rb && rb + 1 < host + hn && rb[1] == ':';
+  } else {
+    has_port = memchr(host, ':', hn) != NULL;
+  }
+  int rc = lc_buf_puts(b, "http://");
+  if (!rc) rc = lc_buf_append(b, host, hn);
+  if (!rc && !has_port) rc = lc_buf_puts(b, ":11434");
+  if (!rc) rc = lc_buf_puts(b, host + hn);
+  return rc;
+}
+
+static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
+                 char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (!req->model || !*req->model) {
+    snprintf(err, errlen, "no model given");
+    return LC_EINVAL;
+  }
+  cJSON *root = cJSON_CreateObject();
+  cJSON_AddStringToObject(root, "model", req->model);
+  if (add_msgs(req, root, err, errlen)) {
+    cJSON_Delete(root);
+    return LC_EINVAL;
+  }
+  /* Ollama streams unless told otherwise, so "stream" is always sent. */
+  cJSON_AddBoolToObject(root, "stream", req->stream != 0);
+  /* Ollama has no tool_choice: "none" is honoured by not offering tools;
+   * required/named cannot be forced and fall back to offering them. */
+  if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {
+    cJSON *tools = cJSON_AddArrayToObject(root, "tools");
+    for (size_t i = 0; i < req->n_tools; i++) {
+      const struct lc_llm_tool *t = &req->tools[i];
+      cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+      cJSON_AddStringToObject(o, "type", "function");
+      cJSON_AddItemToObject(o, "function", fn);
+      cJSON_AddStringToObject(fn, "name", t->name ? t->name : "");
+      if (t->description) cJSON_AddStringToObject(fn, "description", t->description);
+      cJSON_AddItemToObject(fn, "parameters",
+                            t->schema ? cJSON_Duplicate(t->schema, 1)
+                                      : cJSON_CreateObject());
+      cJSON_AddItemToArray(tools, o);
+    }
+  }
+  if (req->format == LC_FORMAT_JSON)
+    cJSON_AddStringToObject(root, "format", "json");
+  else if (req->format == LC_FORMAT_JSON_SCHEMA)
+    cJSON_AddItemToObject(root, "format",
+                          req->response_schema
+                              ? cJSON_Duplicate(req->response_schema, 1)
+                              : cJSON_CreateObject());
+  cJSON *opt = cJSON_CreateObject();
+  if (req->set & LC_SET_TEMPERATURE)
+    cJSON_AddNumberToObject(opt, "temperature", req->temperature);
+  if (req->set & LC_SET_TOP_P) cJSON_AddNumberToObject(opt, "top_p", req->top_p);
+  if (req->set & LC_SET_TOP_K) cJSON_AddNumberToObject(opt, "top_k", req->top_k);
+  if (req->set & LC_SET_MAX_TOKENS)
+    cJSON_AddNumberToObject(opt, "num_predict", req->max_tokens);
+  if (req->set & LC_SET_SEED) cJSON_AddNumberToObject(opt, "seed", (double)req->seed);
+  if (req->n_stop) {
+    cJSON *st = cJSON_AddArrayToObject(opt, "stop");
+    for (size_t i = 0; i < req->n_stop; i++)
+      cJSON_AddItemToArray(st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
+  }
+  if (cJSON_GetArraySize(opt)) cJSON_AddItemToObject(root, "options", opt);
+  else cJSON_Delete(opt);
+
+  struct lc_buf url;
+  lc_buf_init(&url, 0);
+  int rc = base_url(req->base_url, &url);
+  if (!rc) rc = lc_accum_http_body(out, root);
+  else cJSON_Delete(root);
+  if (!rc) rc = lc_accum_http_url(out, url.data, "/api/chat");
+  lc_buf_free(&url);
+  if (!rc) rc = lc_accum_http_header(out, "Content-Type: application/json");
+  if (!rc)
+    rc = lc_accum_http_header(out, "Accept: %s",
+                              req->stream ? "application/x-ndjson" : "application/json");
+  /* Local Ollama takes no key; Ollama Cloud takes a bearer token. */
+  if (!rc && req->api_key && *req->api_key)
+    rc = lc_accum_http_header(out, "Authorization: Bearer %s", req->api_key);
+  if (rc) {
+    lc_llm_http_free(out);
+    snprintf(err, errlen, rc == LC_ETOOBIG ? "header too long" : "out of memory");
+  }
+  return rc;
+}
+
+/* ---- response ---- */
+
+/* One /api/chat object: a whole answer or one NDJSON line. */
+static int chunk(struct lc_llm_accum *a, const cJSON *root, int *done) {
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+  if (e && !cJSON_IsNull(e)) return lc_accum_fail_json(a, root);
+  lc_accum_set_once(&a->model, lc_accum_str(root, "model"));
+  const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "message");
+  const char *s;
+  if ((s = lc_accum_str(m, "thinking")) && lc_accum_reasoning(a, s, strlen(s)))
+    return LC_EINVAL;
+  if ((s = lc_accum_str(m, "content")) && lc_accum_text(a, s, strlen(s)))
+    return LC_EINVAL;
+  const cJSON *tc;
+  cJSON_ArrayForEach(tc, cJSON_GetObjectItemCaseSensitive(m, "tool_calls")) {
+    /* Each entry is a whole call; older servers give no id. */
+    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
+    int key = lc_accum_fresh_key(a);
+    if (lc_accum_tool_start(a, key, lc_accum_str(tc, "id"), lc_accum_str(fn, "name")))
+      return LC_EINVAL;
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+    if (args && !cJSON_IsNull(args)) {
+      char *p = lc_accum_print(args);
+      int rc = p ? lc_accum_tool_args(a, key, p, strlen(p))
+                 : lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+      lc_free(p);
+      if (rc) return LC_EINVAL;
+    }
+  }
+  if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "done"))) {
+    *done = 1;
+    const char *dr = lc_accum_str(root, "done_reason");
+    lc_accum_finish(a, dr ? lc_accum_map_finish(dr) : LC_FINISH_STOP, dr);
+    a->usage.input = lc_accum_long(root, "prompt_eval_count", a->usage.input);
+    a->usage.output = lc_accum_long(root, "eval_count", a->usage.output);
+  }
+  return a->err ? LC_EINVAL : 0;
+}
+
+static int parse(const char *body, size_t len, struct lc_llm_response *out) {
+  cJSON *root = lc_accum_parse_body(body, len, "chat response", out);
+  if (!root) return LC_EINVAL;
+  struct lc_llm_accum a;
+  lc_accum_init(&a);
+  a.split_think = 1;
+  int done = 0;
+  const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+  if (!(e && !cJSON_IsNull(e)) &&
+      !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "message")))
+    lc_accum_fail(&a, LC_LLM_EBADRESP, NULL, "malformed chat response: no message");
+  else
+    chunk(&a, root, &done);
+  cJSON_Delete(root);
+  int rc = lc_accum_build(&a, out);
+  lc_accum_free(&a);
+  return rc;
+}
+
+static void parse_error(int status, const char *body, size_t len,
+                        struct lc_llm_response *out) {
+  out->http_status = status;
+  lc_accum_classify(status, body, len, out);
+}
+
+/* ---- streaming ---- */
+
+static int on_line(void *ud, const char *line, size_t len) {
+  struct lc_llm_stream *st = ud;
+  struct lc_llm_accum *a = &st->acc;
+  if (st->done) return 0;
+  char err[96];
+  cJSON *root = lc_json_parse(line, len, err, sizeof err);
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "malformed stream line: %s",
+                         root ? "not an object" : err);
+  }
+  int rc = chunk(a, root, &st->done);
+  cJSON_Delete(root);
+  return rc;
+}
+
+static struct lc_llm_stream *stream_new(void) {
+  struct lc_llm_stream *st = lc_accum_stream_new();
+  if (st) st->acc.split_think = 1;
+  return st;
+}
+
+static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
+                       lc_llm_delta_fn cb, void *ud) {
+  if (st->acc.err) return LC_EINVAL;
+  lc_accum_set_cb(&st->acc, cb, ud);
+  int rc = lc_ndjson_feed(&st->nd, data, len, on_line, st);
+  if (rc && st->nd.failed)
+    lc_accum_fail(&st->acc, LC_LLM_EBADRESP, NULL, "%s", st->nd.err);
+  return st->acc.err ? LC_EINVAL : 0;
+}
+
+static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
+  /* end() has no callback: the last feed's may be gone by now. */
+  lc_accum_set_cb(&st->acc, NULL, NULL);
+  if (!st->acc.err) {
+    int rc = lc_ndjson_end(&st->nd, on_line, st); /* last line, no newline */
+    if (rc && st->nd.failed)
+      lc_accum_fail(&st->acc, LC_LLM_EBADRESP, NULL, "%s", st->nd.err);
+  }
+  return lc_accum_stream_end(st, out, "the done:true line");
+}
+
+const struct lc_llm_adapter lc_llm_ollama = {
+    .name = "ollama",
+    .default_base_url = "http://127.0.0.1:11434",
+    .base_url_env = "OLLAMA_HOST",
+    .api_key_env = NULL,
+    .build = build,
+    .parse = parse,
+    .parse_error = parse_error,
+    .stream_new = stream_new,
+    .stream_feed = stream_feed,
+    .stream_end = stream_end,
+    .stream_free = lc_accum_stream_free,
+};
