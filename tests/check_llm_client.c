@@ -1,0 +1,332 @@
+/* check_llm_client.c: luact.llm.chat over real HTTP on loopback against
+ * lc-mockllm: the three wire formats, streaming, errors by kind, retries
+ * (Retry-After, 503 then success, caps), timeouts (stall, idle), cut and
+ * malformed streams, size limits, overlap of concurrent calls, cancellation,
+ * and that a key is never shown.
+ *
+ * Time is only ever asserted as a lower bound (a retry must not come before
+ * Retry-After); nothing asserts that something was fast. */
+#include <check.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util_lua.h"
+#include "util_mock.h"
+
+static struct lc_mock mock;
+static char out[8192], err[8192];
+
+static void start(const char *script) { ck_assert_int_eq(lc_mock_start(&mock, script), 0); }
+
+/* Runs code with BASE = "http://127.0.0.1:PORT" as a global. */
+static int run(const char *code) {
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lua_pushstring(t.L, mock.base_url);
+  lua_setglobal(t.L, "BASE");
+  int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t); /* no transfer, timer or task may be left */
+  return rc;
+}
+
+static void stop(void) { ck_assert_int_eq(lc_mock_stop(&mock), 0); }
+
+static double json_num(const char *json, const char *key, int nth) {
+  const char *p = json;
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  for (int i = 0; i <= nth; i++) {
+    p = strstr(p, pat);
+    if (!p) return -1;
+    p += strlen(pat);
+  }
+  return strtod(p, NULL);
+}
+
+#define OPENAI_CALL(extra) \
+  "local r, e, code, info = luact.llm.chat{model='openai:mock-gpt', base_url=BASE..'/v1', " \
+  "prompt='hi', retry_base=0.01, " extra "}\n"
+
+START_TEST(openai_text_and_usage) {
+  start("[{\"match\":{\"path\":\"/v1/chat/completions\"},\"reply\":{\"openai\":{\"text\":\"Hello "
+        "there\",\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":3,\"total_tokens\":14}}}}]");
+  ck_assert_msg(run(OPENAI_CALL("")
+                    "assert(r, e)\n"
+                    "return r.text..'|'..r.finish_reason..'|'..r.usage.input..'/'..r.usage.output"
+                    "..'|'..r.attempts") == 0, "%s", err);
+  ck_assert_str_eq(out, "Hello there|stop|11/3|1");
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(strstr(log, "\"model\":\"mock-gpt\""));
+  ck_assert_ptr_nonnull(strstr(log, "\"content\":\"hi\""));
+  free(log);
+  stop();
+}
+END_TEST
+
+START_TEST(openai_stream_deltas_and_tool_args) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"Let me check.\",\"fragment_bytes\":3,"
+        "\"tool_calls\":[{\"id\":\"c1\",\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\","
+        "\"unit\":\"C\"}}]}}}]");
+  ck_assert_msg(run(OPENAI_CALL("stream=function(d) deltas[#deltas+1] = d.type .. ':' .. (d.text or d.name or '') end,"
+                                "tools={{name='get_weather', parameters={type='object'}}}")
+                    "" ) != 0, "stream callback needs the deltas table");
+  ck_assert_msg(run("deltas = {}\n" OPENAI_CALL(
+                        "stream=function(d) deltas[#deltas+1] = d.type .. ':' .. (d.text or d.name or '') end,"
+                        "tools={{name='get_weather', parameters={type='object'}}}")
+                    "assert(r, e)\n"
+                    "local c = r.tool_calls[1]\n"
+                    "return table.concat(deltas, ',') .. '|' .. r.text .. '|' .. c.name .. '|' .."
+                    " c.arguments.city .. c.arguments.unit .. '|' .. r.finish_reason") == 0,
+                "%s", err);
+  /* Text arrives in 3-byte fragments, the tool name once, then arguments. */
+  ck_assert_msg(strncmp(out, "text:Let,text: me,text: ch,text:eck,text:.,tool_call:get_weather", 63) == 0,
+                "%s", out);
+  ck_assert_msg(strstr(out, "|Let me check.|get_weather|OsloC|tool_calls") != NULL, "%s", out);
+  stop();
+}
+END_TEST
+
+START_TEST(anthropic_and_ollama_streams) {
+  start("[{\"match\":{\"path\":\"/v1/messages\"},\"reply\":{\"anthropic\":{\"text\":\"Bonjour "
+        "le monde\",\"fragment_bytes\":4}}},"
+        "{\"match\":{\"path\":\"/api/chat\"},\"reply\":{\"ollama\":{\"text\":\"Hallo Welt\","
+        "\"tool_calls\":[{\"name\":\"t\",\"arguments\":{\"a\":1}}]}}}]");
+  ck_assert_msg(run("local n = 0\n"
+                    "local a = assert(luact.llm.chat{model='anthropic:claude-x', base_url=BASE, api_key='sk-test',"
+                    " prompt='hi', stream=function(d) n = n + 1 end})\n"
+                    "local o = assert(luact.llm.chat{model='ollama:llama3.1:8b', base_url=BASE, prompt='hi',"
+                    " stream=true})\n"
+                    "return a.text .. '|' .. tostring(n > 3) .. '|' .. o.text .. '|' .."
+                    " o.tool_calls[1].name .. o.tool_calls[1].arguments.a") == 0, "%s", err);
+  ck_assert_str_eq(out, "Bonjour le monde|true|Hallo Welt|t1");
+  char *log = lc_mock_requests(&mock);
+  /* The key is sent (redacted by the mock's log), the model has no prefix. */
+  ck_assert_ptr_nonnull(strstr(log, "\"x-api-key\":\"<redacted>\""));
+  ck_assert_ptr_nonnull(strstr(log, "\"model\":\"llama3.1:8b\""));
+  ck_assert_ptr_null(strstr(log, "sk-test"));
+  free(log);
+  stop();
+}
+END_TEST
+
+START_TEST(retry_after_is_honoured) {
+  start("[{\"times\":1,\"reply\":{\"status\":429,\"retry_after\":1,\"json\":{\"error\":{\"message\":"
+        "\"slow down\",\"type\":\"rate_limit_error\"}}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"ok\"}}}]");
+  ck_assert_msg(run(OPENAI_CALL("") "assert(r, e) return r.text .. r.attempts") == 0, "%s", err);
+  ck_assert_str_eq(out, "ok2");
+  char *log = lc_mock_requests(&mock);
+  double t0 = json_num(log, "time_ms", 0), t1 = json_num(log, "time_ms", 1);
+  free(log);
+  /* The second attempt may not come before the server said it could. */
+  ck_assert_msg(t1 - t0 >= 1000.0, "retried after %.0f ms", t1 - t0);
+  stop();
+}
+END_TEST
+
+START_TEST(server_errors_then_success) {
+  start("[{\"times\":2,\"reply\":{\"status\":503,\"body\":\"upstream connect error\","
+        "\"headers\":{\"content-type\":\"text/plain\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"third time\"}}}]");
+  ck_assert_msg(run(OPENAI_CALL("") "assert(r, e) return r.text .. r.attempts") == 0, "%s", err);
+  ck_assert_str_eq(out, "third time3");
+  ck_assert_int_eq(lc_mock_count_requests(&mock, "/v1/chat/completions"), 3);
+  stop();
+}
+END_TEST
+
+START_TEST(attempts_are_capped) {
+  start("[{\"reply\":{\"status\":500,\"json\":{\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}}}]");
+  ck_assert_msg(run(OPENAI_CALL("retries=2")
+                    "assert(not r) return code .. '|' .. info.attempts .. '|' .. e") == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "server|3|", 9) == 0, "%s", out);
+  ck_assert_msg(strstr(out, "boom") && strstr(out, "gave up after 3 attempts"), "%s", out);
+  ck_assert_int_eq(lc_mock_count_requests(&mock, "/v1/chat/completions"), 3);
+  stop();
+}
+END_TEST
+
+START_TEST(long_retry_after_is_not_waited_out) {
+  start("[{\"reply\":{\"status\":429,\"retry_after\":3600,\"json\":{\"error\":{\"message\":\"later\"}}}}]");
+  ck_assert_msg(run(OPENAI_CALL("max_retry_after=5")
+                    "assert(not r) return code .. '|' .. info.attempts .. '|' .. info.retry_after") == 0, "%s", err);
+  ck_assert_str_eq(out, "rate_limit|1|3600.0");
+  stop();
+}
+END_TEST
+
+START_TEST(non_retryable_errors_are_not_retried) {
+  start("[{\"match\":{\"body_contains\":\"auth\"},\"reply\":{\"status\":401,\"json\":{\"error\":"
+        "{\"message\":\"Incorrect API key provided\",\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}}},"
+        "{\"reply\":{\"status\":400,\"json\":{\"error\":{\"message\":\"This model's maximum context length is 8192 tokens\","
+        "\"type\":\"invalid_request_error\",\"code\":\"context_length_exceeded\"}}}}]");
+  ck_assert_msg(run("local function call(p) return luact.llm.chat{model='openai:m', base_url=BASE..'/v1', prompt=p} end\n"
+                    "local _, e1, c1, i1 = call('auth')\n"
+                    "local _, e2, c2, i2 = call('long')\n"
+                    "return c1 .. i1.attempts .. '|' .. c2 .. i2.attempts .. '|' .. e1") == 0, "%s", err);
+  ck_assert_str_eq(out, "auth1|context_length1|Incorrect API key provided");
+  stop();
+}
+END_TEST
+
+START_TEST(stalled_stream_times_out) {
+  /* Stalls after the first bytes: text was already delivered, so it is an
+   * error, not a retry that would repeat it. */
+  start("[{\"reply\":{\"stall_after_bytes\":700,\"openai\":{\"text\":\"a long answer that stalls\",\"fragment_bytes\":2}}}]");
+  ck_assert_msg(run("local got = ''\n" OPENAI_CALL("idle_timeout=0.3, stream=function(d) got = got .. (d.text or '') end")
+                    "assert(not r) return code .. '|' .. info.attempts .. '|' .. tostring(#got > 0) .. '|' .. e") == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "timeout|1|true|idle timeout", 27) == 0, "%s", out);
+  stop();
+}
+END_TEST
+
+START_TEST(stall_before_any_byte_is_retried) {
+  start("[{\"times\":1,\"reply\":{\"stall_after_bytes\":0,\"openai\":{\"text\":\"x\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"second\"}}}]");
+  ck_assert_msg(run(OPENAI_CALL("idle_timeout=0.2, stream=true") "assert(r, e) return r.text .. r.attempts") == 0, "%s", err);
+  ck_assert_str_eq(out, "second2");
+  stop();
+}
+END_TEST
+
+START_TEST(cut_stream_is_an_error_not_a_short_answer) {
+  start("[{\"reply\":{\"cut_after_bytes\":150,\"openai\":{\"text\":\"this answer will be cut off in the middle\",\"fragment_bytes\":4}}}]");
+  ck_assert_msg(run(OPENAI_CALL("retries=0, stream=function() end")
+                    "return tostring(r) .. '|' .. code .. '|' .. e") == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "nil|", 4) == 0, "%s", out);
+  ck_assert_msg(strstr(out, "network") || strstr(out, "bad_response"), "%s", out);
+  stop();
+}
+END_TEST
+
+START_TEST(malformed_and_html_bodies) {
+  start("[{\"match\":{\"body_contains\":\"malformed\"},\"reply\":{\"malformed\":true,\"openai\":{\"text\":\"x\"}}},"
+        "{\"match\":{\"body_contains\":\"html\"},\"reply\":{\"status\":502,\"headers\":{\"content-type\":\"text/html\"},"
+        "\"body\":\"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>\"}},"
+        "{\"match\":{\"body_contains\":\"okpage\"},\"reply\":{\"headers\":{\"content-type\":\"text/html\"},\"body\":\"<html>hi</html>\"}}]");
+  ck_assert_msg(run("local function call(p, s) return luact.llm.chat{model='openai:m', base_url=BASE..'/v1', prompt=p, retries=0, stream=s} end\n"
+                    "local a, e1, c1 = call('malformed')\n"
+                    "local b, e2, c2 = call('malformed', true)\n"
+                    "local c, e3, c3 = call('html')\n"
+                    "local d, e4, c4 = call('okpage')\n"
+                    "return c1 .. '|' .. c2 .. '|' .. c3 .. '|' .. c4 .. '|' .. e3") == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "bad_response|bad_response|server|bad_response|", 46) == 0, "%s", out);
+  ck_assert_msg(strstr(out, "502") != NULL, "%s", out);
+  stop();
+}
+END_TEST
+
+START_TEST(oversized_body_is_refused) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"0123456789012345678901234567890123456789012345678901234567890123456789\"}}}]");
+  ck_assert_msg(run(OPENAI_CALL("max_response_bytes=64") "return code .. '|' .. e") == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "bad_response|", 13) == 0 && strstr(out, "64 bytes"), "%s", out);
+  stop();
+}
+END_TEST
+
+START_TEST(refused_connection_is_a_network_error) {
+  start("[]");
+  char closed_port_url[64];
+  snprintf(closed_port_url, sizeof closed_port_url, "%s", mock.base_url);
+  stop();
+  snprintf(mock.base_url, sizeof mock.base_url, "%s", closed_port_url);
+  ck_assert_msg(run(OPENAI_CALL("retries=1") "return code .. info.attempts") == 0, "%s", err);
+  ck_assert_str_eq(out, "network2");
+}
+END_TEST
+
+START_TEST(concurrent_calls_overlap) {
+  /* Each reply waits 300 ms at the server. If the client ran the calls one
+   * after another the server would never see two at once. */
+  start("[{\"reply\":{\"delay_ms\":300,\"openai\":{\"echo\":true}}}]");
+  ck_assert_msg(run("local r = luact.parallel{\n"
+                    "  a = function() return assert(luact.llm.chat{model='openai:m', base_url=BASE..'/v1', prompt='one'}).text end,\n"
+                    "  b = function() return assert(luact.llm.chat{model='openai:m', base_url=BASE..'/v1', prompt='two'}).text end }\n"
+                    "return r.a .. r.b") == 0, "%s", err);
+  ck_assert_str_eq(out, "onetwo");
+  char *stats = lc_mock_stats(&mock);
+  ck_assert_msg(json_num(stats, "peak_in_flight", 0) == 2, "%s", stats);
+  free(stats);
+  stop();
+}
+END_TEST
+
+START_TEST(timeout_cancels_the_transfer) {
+  start("[{\"reply\":{\"delay_ms\":60000,\"openai\":{\"text\":\"late\"}}}]");
+  ck_assert_msg(run("local v, e, code = luact.timeout(0.2, function()\n"
+                    "  return luact.llm.chat{model='openai:m', base_url=BASE..'/v1', prompt='x'} end)\n"
+                    "return tostring(v) .. '|' .. code") == 0, "%s", err);
+  ck_assert_str_eq(out, "nil|timeout");
+  /* lc_test_lua_close already asserted that no transfer is left; the mock
+   * saw exactly one request. */
+  ck_assert_int_eq(lc_mock_count_requests(&mock, "/v1/chat/completions"), 1);
+  stop();
+}
+END_TEST
+
+START_TEST(config_errors_are_clear_and_keys_hidden) {
+  start("[]");
+  unsetenv("ANTHROPIC_API_KEY");
+  unsetenv("OPENAI_API_KEY");
+  unsetenv("OPENAI_BASE_URL");
+  ck_assert_msg(run("local r, e, code = luact.llm.chat{model='anthropic:claude', prompt='x'}\n"
+                    "local r2, e2, code2 = luact.llm.chat{model='openai:gpt-4o-mini', prompt='x'}\n"
+                    "return code .. '|' .. e .. '|' .. code2 .. '|' .. e2") == 0, "%s", err);
+  ck_assert_msg(strstr(out, "config|ANTHROPIC_API_KEY is not set") != NULL, "%s", out);
+  ck_assert_msg(strstr(out, "config|OPENAI_API_KEY is not set") != NULL, "%s", out);
+  ck_assert_int_ne(run("luact.llm.chat{model='nope:x', prompt='x'}"), 0);
+  ck_assert_msg(strstr(err, "provider:model") != NULL, "%s", err);
+  ck_assert_int_ne(run("luact.llm.chat{model='openai:x', messages={{role='robot', content='x'}}}"), 0);
+  ck_assert_msg(strstr(err, "messages[1].role") != NULL, "%s", err);
+  /* A key given in the call never shows up in an error message. */
+  ck_assert_msg(run("local r, e = luact.llm.chat{model='openai:m', base_url=BASE..'/v1', api_key='sk-SECRET123',"
+                    " prompt='x', retries=0}\n return e") == 0, "%s", err);
+  ck_assert_ptr_null(strstr(out, "SECRET"));
+  stop();
+}
+END_TEST
+
+START_TEST(tool_round_trip_messages) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"It is 12C in Oslo\"}}}]");
+  ck_assert_msg(run("local r = assert(luact.llm.chat{model='openai:m', base_url=BASE..'/v1', messages={\n"
+                    "  {role='user', content='weather?'},\n"
+                    "  {role='assistant', tool_calls={{id='c1', name='get_weather', arguments={city='Oslo'}}}},\n"
+                    "  {role='tool', tool_call_id='c1', name='get_weather', content={temp=12}}},\n"
+                    "  tools={{name='get_weather', description='w', parameters={type='object', properties={city={type='string'}}}}}})\n"
+                    "return r.text") == 0, "%s", err);
+  ck_assert_str_eq(out, "It is 12C in Oslo");
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(strstr(log, "\"tool_call_id\":\"c1\""));
+  ck_assert_ptr_nonnull(strstr(log, "get_weather"));
+  free(log);
+  stop();
+}
+END_TEST
+
+Suite *llm_client_suite(void) {
+  Suite *s = suite_create("llm_client");
+  TCase *tc = tcase_create("loopback");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, openai_text_and_usage);
+  tcase_add_test(tc, openai_stream_deltas_and_tool_args);
+  tcase_add_test(tc, anthropic_and_ollama_streams);
+  tcase_add_test(tc, retry_after_is_honoured);
+  tcase_add_test(tc, server_errors_then_success);
+  tcase_add_test(tc, attempts_are_capped);
+  tcase_add_test(tc, long_retry_after_is_not_waited_out);
+  tcase_add_test(tc, non_retryable_errors_are_not_retried);
+  tcase_add_test(tc, stalled_stream_times_out);
+  tcase_add_test(tc, stall_before_any_byte_is_retried);
+  tcase_add_test(tc, cut_stream_is_an_error_not_a_short_answer);
+  tcase_add_test(tc, malformed_and_html_bodies);
+  tcase_add_test(tc, oversized_body_is_refused);
+  tcase_add_test(tc, refused_connection_is_a_network_error);
+  tcase_add_test(tc, concurrent_calls_overlap);
+  tcase_add_test(tc, timeout_cancels_the_transfer);
+  tcase_add_test(tc, config_errors_are_clear_and_keys_hidden);
+  tcase_add_test(tc, tool_round_trip_messages);
+  suite_add_tcase(s, tc);
+  return s;
+}
