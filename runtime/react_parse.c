@@ -237,6 +237,130 @@ static void where(const char *s, const char *at, int *line, int *col) {
   }
 }
 
+/* Locating a JSON syntax error. cJSON's error pointer is approximate (one
+ * byte late, and the last byte when input runs out), so a failed parse is
+ * re-scanned by this syntax-only reader to tell the model exactly where.
+ * Returns the offset of the first bad byte, n when the text ends too early,
+ * or (size_t)-1 when it finds nothing wrong. */
+struct jscan {
+  const char *s;
+  size_t n, i;
+  int depth;
+};
+
+static void jws(struct jscan *j) {
+  while (j->i < j->n && is_ws((unsigned char)j->s[j->i])) j->i++;
+}
+
+static int jlit(struct jscan *j, const char *w) {
+  for (; *w; w++, j->i++)
+    if (j->i >= j->n || j->s[j->i] != *w) return -1;
+  return 0;
+}
+
+static int jstring(struct jscan *j) {
+  j->i++; /* opening quote */
+  while (j->i < j->n) {
+    unsigned char c = (unsigned char)j->s[j->i];
+    if (c == '"') {
+      j->i++;
+      return 0;
+    }
+    if (c < 0x20) return -1;
+    if (c == '\\') {
+      j->i++;
+      if (j->i >= j->n) return -1;
+      c = (unsigned char)j->s[j->i];
+      if (c == 'u') {
+        for (int k = 0; k < 4; k++) {
+          j->i++;
+          if (j->i >= j->n || !isxdigit((unsigned char)j->s[j->i])) return -1;
+        }
+      } else if (!strchr("\"\\/bfnrt", c) || !c) {
+        return -1;
+      }
+    }
+    j->i++;
+  }
+  return -1;
+}
+
+static int jdigits(struct jscan *j) {
+  size_t st = j->i;
+  while (j->i < j->n && isdigit((unsigned char)j->s[j->i])) j->i++;
+  return j->i > st ? 0 : -1;
+}
+
+static int jvalue(struct jscan *j);
+
+static int jnumber(struct jscan *j) {
+  if (j->s[j->i] == '-') j->i++;
+  if (j->i < j->n && j->s[j->i] == '0') j->i++;
+  else if (jdigits(j)) return -1;
+  if (j->i < j->n && j->s[j->i] == '.') {
+    j->i++;
+    if (jdigits(j)) return -1;
+  }
+  if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
+    j->i++;
+    if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-')) j->i++;
+    if (jdigits(j)) return -1;
+  }
+  return 0;
+}
+
+static int jcontainer(struct jscan *j, char close) {
+  if (++j->depth > 512) return -1;
+  j->i++;
+  jws(j);
+  if (j->i < j->n && j->s[j->i] == close) {
+    j->i++;
+    j->depth--;
+    return 0;
+  }
+  for (;;) {
+    jws(j);
+    if (close == '}') {
+      if (j->i >= j->n || j->s[j->i] != '"' || jstring(j)) return -1;
+      jws(j);
+      if (j->i >= j->n || j->s[j->i] != ':') return -1;
+      j->i++;
+    }
+    if (jvalue(j)) return -1;
+    jws(j);
+    if (j->i >= j->n) return -1;
+    if (j->s[j->i] == close) {
+      j->i++;
+      j->depth--;
+      return 0;
+    }
+    if (j->s[j->i] != ',') return -1;
+    j->i++;
+  }
+}
+
+static int jvalue(struct jscan *j) {
+  jws(j);
+  if (j->i >= j->n) return -1;
+  switch (j->s[j->i]) {
+  case '{': return jcontainer(j, '}');
+  case '[': return jcontainer(j, ']');
+  case '"': return jstring(j);
+  case 't': return jlit(j, "true");
+  case 'f': return jlit(j, "false");
+  case 'n': return jlit(j, "null");
+  default:
+    if (j->s[j->i] == '-' || isdigit((unsigned char)j->s[j->i])) return jnumber(j);
+    return -1;
+  }
+}
+
+static size_t json_error_at(const char *s, size_t n) {
+  struct jscan j = {s, n, 0, 0};
+  if (jvalue(&j)) return j.i < n ? j.i : n;
+  return (size_t)-1;
+}
+
 /* Parses [s, e) as JSON. A JSON object may be followed by text on later
  * lines (models comment after it); anything else after it on the same line
  * is an error. Returns the tree, or NULL with out->err = EJSON. */
@@ -245,6 +369,10 @@ static cJSON *parse_json(const char *s, const char *e, const char *what,
   const char *end = NULL;
   cJSON *j = cJSON_ParseWithLengthOpts(s, (size_t)(e - s), &end, 0);
   const char *at = end && end >= s && end <= e ? end : e;
+  if (!j) {
+    size_t off = json_error_at(s, (size_t)(e - s));
+    if (off != (size_t)-1) at = s + off;
+  }
   if (j) {
     const char *p = at;
     while (p < e && is_hws(*p)) p++;
