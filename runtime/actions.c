@@ -196,8 +196,11 @@ static int is_required(const cJSON *schema, const char *key) {
 }
 
 int lc_actions_render_input(const struct lc_action *act, struct lc_buf *out) {
-  if (act->string_param) return lc_buf_printf(out, "<%s>", act->string_param);
   const cJSON *props = cJSON_GetObjectItemCaseSensitive(act->schema, "properties");
+  /* Plain text only when that is all there is; with optional extras the
+   * model sees the full object (plain text is still accepted). */
+  if (act->string_param && cJSON_GetArraySize(props) <= 1)
+    return lc_buf_printf(out, "<%s>", act->string_param);
   int rc = lc_buf_puts(out, "{");
   const cJSON *p;
   int first = 1;

@@ -110,7 +110,7 @@ void lc_actions_llm_tools_free(struct lc_llm_tool *t, size_t n);
 cJSON *lc_actions_decoding_schema(const struct lc_actions *a);
 
 /* Compact rendering of an action's input for prompts and error messages:
- * "<key>" when it takes plain text (string_param), else a JSON-ish
+ * "<key>" when its only property is string_param, else a JSON-ish
  * signature such as {"city": string, "units"?: "c"|"f", "days"?: integer}.
  * lc_actions_render_params appends "city: the city; days: how many" from
  * the property descriptions (nothing when there are none). 0 or LC_E*. */
