@@ -40,6 +40,7 @@ int lc_trajectory_add(struct lc_trajectory *t, const struct lc_traj_step *s) {
   }
   struct lc_traj_step c = *s;
   c.index = (int)t->n + 1;
+  c.thought = c.action = c.observation = NULL; /* never free the source's */
   c.args = NULL;
   int rc = dup_opt(&c.thought, s->thought);
   if (!rc) rc = dup_opt(&c.action, s->action);
