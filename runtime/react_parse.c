@@ -518,25 +518,16 @@ done:
   return 1;
 }
 
-static int append_span(char **dst, const char *s, const char *e) {
-  size_t old = *dst ? strlen(*dst) : 0, n = (size_t)(e - s);
-  char *p = lc_realloc(*dst, old + n + 2);
-  if (!p) return LC_ENOMEM;
-  if (old) p[old++] = '\n';
-  memcpy(p + old, s, n);
-  p[old + n] = '\0';
-  *dst = p;
-  return 0;
-}
-
 static int parse(char *t, size_t n, struct lc_react_step *out) {
   size_t nl = 1;
   for (size_t i = 0; i < n; i++) nl += t[i] == '\n';
   struct line *L = lc_calloc(nl, sizeof *L);
-  struct sec *S = lc_calloc(nl + 1, sizeof *S);
-  struct event *E = lc_calloc(nl, sizeof *E);
+  struct sec *S = NULL; /* sized by labelled lines once they are known */
+  struct event *E = NULL;
+  struct lc_buf th; /* Thought sections joined by '\n' */
+  lc_buf_init(&th, 0);
   int rc = LC_ENOMEM;
-  if (!L || !S || !E) goto out;
+  if (!L) goto out;
 
   size_t k = 0;
   for (char *p = t, *end = t + n;;) {
@@ -587,7 +578,7 @@ static int parse(char *t, size_t n, struct lc_react_step *out) {
   /* Label every line; cut at the first Observation after an action. An
    * Observation before any action (an echo of the last one) is ignored. */
   int seen_action = 0, any_label = 0;
-  size_t cut = k;
+  size_t cut = k, nlab = 0;
   for (size_t i = 0; i < k; i++) {
     if (L[i].k == K_SKIP) continue;
     L[i].k = match_label(L[i].s, L[i].e, &L[i].val);
@@ -597,11 +588,15 @@ static int parse(char *t, size_t n, struct lc_react_step *out) {
       break;
     }
     if (L[i].k == K_ACTION || L[i].k == K_FINAL) seen_action = 1;
+    if (L[i].k != K_TEXT) nlab++;
     if (L[i].k != K_TEXT && L[i].k != K_OBS) any_label = 1;
   }
 
   /* Sections: a labelled line plus the unlabelled lines after it. Text
    * before the first label is one K_TEXT section (an untagged thought). */
+  S = lc_calloc(nlab + 1, sizeof *S); /* + the untagged preamble */
+  E = lc_calloc(nlab ? nlab : 1, sizeof *E);
+  if (!S || !E) goto out;
   size_t ns = 0;
   for (size_t i = 0; i < cut; i++) {
     if (L[i].k == K_SKIP) continue;
@@ -621,7 +616,9 @@ static int parse(char *t, size_t n, struct lc_react_step *out) {
     const char *s = sc->s, *e = sc->e;
     trim(&s, &e);
     if (sc->k == K_THOUGHT && s < e) {
-      if ((rc = append_span(&out->thought, s, e))) goto out;
+      if ((th.len && (rc = lc_buf_puts(&th, "\n"))) ||
+          (rc = lc_buf_append(&th, s, (size_t)(e - s))))
+        goto out;
     } else if (sc->k == K_FINAL) {
       E[ne].is_finish = 1;
       E[ne].form = LC_REACT_FORM_FINAL;
@@ -649,6 +646,8 @@ static int parse(char *t, size_t n, struct lc_react_step *out) {
       ne++;
     }
   }
+  rc = LC_ENOMEM;
+  if (th.len && !(out->thought = lc_buf_steal(&th, NULL))) goto out;
   if (!out->thought && ns > 0 && S[0].k == K_TEXT) {
     const char *s = S[0].s, *e = S[0].e;
     trim(&s, &e);
@@ -687,6 +686,7 @@ static int parse(char *t, size_t n, struct lc_react_step *out) {
   rc = finish_event(&E[0], out);
 
 out:
+  lc_buf_free(&th);
   lc_free(L);
   lc_free(S);
   lc_free(E);
