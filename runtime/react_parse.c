@@ -41,6 +41,14 @@ static void trim(const char **s, const char **e) {
   while (*e > *s && is_ws((unsigned char)(*e)[-1])) (*e)--;
 }
 
+static int fail_msg(struct lc_react_step *out, enum lc_react_err err,
+                    const char *msg) {
+  out->err = err;
+  snprintf(out->err_detail, sizeof out->err_detail, "%s", msg);
+  return LC_EINVAL;
+}
+
+/* fmt takes one "%.*s" (alen, a). */
 static int fail(struct lc_react_step *out, enum lc_react_err err,
                 const char *fmt, const char *a, int alen) {
   out->err = err;
@@ -411,7 +419,7 @@ static int finish_event(const struct event *ev, struct lc_react_step *out) {
   if (!out->action) return LC_ENOMEM;
   if (!ev->in) {
     if (ev->is_finish)
-      return fail(out, LC_REACT_ENOANSWER, "finish has no answer%.*s", "", 0);
+      return fail_msg(out, LC_REACT_ENOANSWER, "finish has no answer");
     return 0;
   }
   const char *s = ev->in, *e = ev->in_e;
@@ -456,7 +464,7 @@ static int finish_event(const struct event *ev, struct lc_react_step *out) {
   }
   trim(&as, &ae);
   if (as == ae)
-    return fail(out, LC_REACT_ENOANSWER, "finish has no answer%.*s", "", 0);
+    return fail_msg(out, LC_REACT_ENOANSWER, "finish has no answer");
   out->answer = dupspan(as, ae);
   return out->answer ? 0 : LC_ENOMEM;
 }
@@ -483,7 +491,7 @@ static int try_json_form(const char *s, const char *e, struct lc_react_step *out
   if (cJSON_IsString(th) && !(out->thought = lc_strdup(th->valuestring))) goto done;
   if (!(out->action = lc_strdup(out->is_finish ? "finish" : name))) goto done;
   if (!*name) {
-    *rc = fail(out, LC_REACT_EFORMAT, "\"action\" is empty%.*s", "", 0);
+    *rc = fail_msg(out, LC_REACT_EFORMAT, "\"action\" is empty");
     goto done;
   }
   if (cJSON_IsString(in)) {
@@ -509,7 +517,7 @@ static int try_json_form(const char *s, const char *e, struct lc_react_step *out
     const char *as = a, *ae = a ? a + strlen(a) : NULL;
     if (a) trim(&as, &ae);
     if (!a || as == ae)
-      *rc = fail(out, LC_REACT_ENOANSWER, "finish has no answer%.*s", "", 0);
+      *rc = fail_msg(out, LC_REACT_ENOANSWER, "finish has no answer");
     else if (!(out->answer = dupspan(as, ae)))
       *rc = LC_ENOMEM;
   }
@@ -569,7 +577,7 @@ static int parse(char *t, size_t n, struct lc_react_step *out) {
     }
     if (a) trim(&a, &b);
     if (!a || a == b) {
-      rc = fail(out, LC_REACT_EEMPTY, "the reply is empty%.*s", "", 0);
+      rc = fail_msg(out, LC_REACT_EEMPTY, "the reply is empty");
       goto out;
     }
     if (try_json_form(a, b, out, &rc)) goto out;
@@ -655,12 +663,9 @@ static int parse(char *t, size_t n, struct lc_react_step *out) {
   }
 
   if (ne == 0) {
-    rc = any_label ? fail(out, LC_REACT_ENOACTION,
-                          "the reply has no Action line%.*s", "", 0)
-                   : fail(out, LC_REACT_EFORMAT,
-                          "the reply is not in the expected format: no "
-                          "Thought/Action lines found%.*s",
-                          "", 0);
+    rc = any_label ? fail_msg(out, LC_REACT_ENOACTION, "the reply has no Action line")
+                   : fail_msg(out, LC_REACT_EFORMAT, "the reply is not in the expected format: no "
+                          "Thought/Action lines found");
     goto out;
   }
   /* The same action written twice is harmless; two different ones are an
