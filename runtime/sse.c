@@ -151,7 +151,8 @@ int lc_sse_feed(struct lc_sse *p, const char *buf, size_t n, lc_sse_fn cb,
 }
 
 int lc_sse_end(struct lc_sse *p) {
-  int partial = p->line.len > 0 || p->pending ||
+  /* A failed parse never ended on a boundary, however much it buffered. */
+  int partial = p->failed || p->line.len > 0 || p->pending ||
                 (p->bom_state > 0 && p->bom_state < 3);
   lc_buf_reset(&p->line);
   lc_buf_reset(&p->data);
