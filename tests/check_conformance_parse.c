@@ -14,163 +14,28 @@
 #include "lc.h"
 #include "llm.h"
 #include "util_common.h"
-
-#define MAX_FIXTURES 256
-
-static char *fixtures[MAX_FIXTURES];
-static int n_fixtures;
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void list_fixtures(void) {
-  if (n_fixtures) return;
-  DIR *d = opendir(lc_test_fixtures_dir());
-  if (!d) return;
-  struct dirent *e;
-  while ((e = readdir(d)) && n_fixtures < MAX_FIXTURES) {
-    size_t n = strlen(e->d_name);
-    if (n > 5 && strcmp(e->d_name + n - 5, ".json") == 0)
-      fixtures[n_fixtures++] = strndup(e->d_name, n - 5);
-  }
-  closedir(d);
-  qsort(fixtures, (size_t)n_fixtures, sizeof *fixtures, cmp_str);
-}
-
-static cJSON *load_json(const char *path) {
-  size_t n;
-  char *s = lc_test_read_file(path, &n);
-  ck_assert_msg(s != NULL, "cannot read %s", path);
-  cJSON *j = cJSON_ParseWithLength(s, n);
-  free(s);
-  ck_assert_msg(j != NULL, "bad JSON in %s", path);
-  return j;
-}
-
-static cJSON *load_expected(void) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/tests/conformance/expected.json",
-           lc_test_source_dir());
-  return load_json(path);
-}
-
-static cJSON *load_fixture(const char *id) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s.json", lc_test_fixtures_dir(), id);
-  return load_json(path);
-}
-
-static const struct lc_llm_adapter *adapter_of(const cJSON *fx) {
-  const char *p = cJSON_GetObjectItem(fx, "provider")->valuestring;
-  if (strcmp(p, "openai") == 0 || strcmp(p, "openai-compatible") == 0)
-    return &lc_llm_openai;
-  if (strcmp(p, "anthropic") == 0) return &lc_llm_anthropic;
-  if (strcmp(p, "ollama") == 0) return &lc_llm_ollama;
-  ck_abort_msg("unknown provider %s", p);
-  return NULL;
-}
+#include "util_conformance.h"
 
 /* ---- coverage: fixtures <-> expectations ---- */
 
 START_TEST(every_fixture_has_an_expectation) {
-  list_fixtures();
-  ck_assert_int_ge(n_fixtures, 40);
-  cJSON *exp = load_expected();
-  for (int i = 0; i < n_fixtures; i++)
-    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(exp, fixtures[i]) != NULL,
-                  "fixture %s has no expectation", fixtures[i]);
+  lc_conf_list_fixtures();
+  ck_assert_int_ge(lc_conf_n_fixtures, 40);
+  cJSON *exp = lc_conf_load_expected();
+  for (int i = 0; i < lc_conf_n_fixtures; i++)
+    ck_assert_msg(cJSON_GetObjectItemCaseSensitive(exp, lc_conf_fixtures[i]) != NULL,
+                  "fixture %s has no expectation", lc_conf_fixtures[i]);
   const cJSON *e;
   cJSON_ArrayForEach(e, exp) {
     if (e->string[0] == '_') continue;
     int found = 0;
-    for (int i = 0; i < n_fixtures && !found; i++)
-      found = strcmp(fixtures[i], e->string) == 0;
+    for (int i = 0; i < lc_conf_n_fixtures && !found; i++)
+      found = strcmp(lc_conf_fixtures[i], e->string) == 0;
     ck_assert_msg(found, "expectation %s has no fixture", e->string);
   }
   cJSON_Delete(exp);
 }
 END_TEST
-
-/* ---- checks ---- */
-
-static const char *jstr(const cJSON *o, const char *k) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-  return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static void check_error(const char *id, const struct lc_llm_response *r,
-                        const cJSON *exp) {
-  ck_assert_msg(strcmp(lc_llm_err_name(r->err), jstr(exp, "err")) == 0,
-                "%s: err %s, want %s (%s)", id, lc_llm_err_name(r->err),
-                jstr(exp, "err"), r->err_message);
-  ck_assert_ptr_nonnull(r->err_message);
-  const char *m = jstr(exp, "message"), *mx = jstr(exp, "message_exact");
-  if (m) ck_assert_msg(strstr(r->err_message, m), "%s: message %s", id, r->err_message);
-  if (mx) ck_assert_str_eq(r->err_message, mx);
-  const cJSON *t = cJSON_GetObjectItemCaseSensitive(exp, "err_type");
-  if (cJSON_IsNull(t)) ck_assert_ptr_null(r->err_type);
-  else ck_assert_str_eq(r->err_type ? r->err_type : "(null)", t->valuestring);
-  double ra = cJSON_GetObjectItem(exp, "retry_after")->valuedouble;
-  ck_assert_msg(fabs(r->retry_after_s - ra) < 1e-9, "%s: retry_after %g, want %g",
-                id, r->retry_after_s, ra);
-  if (jstr(exp, "request_id")) ck_assert_str_eq(r->request_id, jstr(exp, "request_id"));
-}
-
-static int has_prefix(const char *s, const char *p) {
-  return s && strncmp(s, p, strlen(p)) == 0;
-}
-
-static int has_suffix(const char *s, const char *p) {
-  size_t n = s ? strlen(s) : 0, k = strlen(p);
-  return s && n >= k && strcmp(s + n - k, p) == 0;
-}
-
-static void check_answer(const char *id, const struct lc_llm_response *r,
-                         const cJSON *exp) {
-  ck_assert_msg(r->err == LC_LLM_OK, "%s: err %s: %s", id, lc_llm_err_name(r->err),
-                r->err_message);
-  const char *s;
-  if ((s = jstr(exp, "text"))) {
-    ck_assert_msg(r->text && strcmp(r->text, s) == 0, "%s: text [%s]", id, r->text);
-    ck_assert_uint_eq(r->text_len, strlen(s));
-  }
-  if ((s = jstr(exp, "text_prefix")))
-    ck_assert_msg(has_prefix(r->text, s), "%s: text [%s]", id, r->text);
-  if ((s = jstr(exp, "text_contains")))
-    ck_assert_msg(r->text && strstr(r->text, s), "%s: text [%s]", id, r->text);
-  if (cJSON_IsTrue(cJSON_GetObjectItem(exp, "text_null")))
-    ck_assert_msg(r->text == NULL, "%s: text [%s]", id, r->text);
-  const char *rp = jstr(exp, "reasoning_prefix"), *rs = jstr(exp, "reasoning_suffix");
-  if (rp) ck_assert_msg(has_prefix(r->reasoning, rp), "%s: reasoning [%s]", id, r->reasoning);
-  if (rs) ck_assert_msg(has_suffix(r->reasoning, rs), "%s: reasoning [%s]", id, r->reasoning);
-  if (!rp && !rs) ck_assert_msg(r->reasoning == NULL, "%s: reasoning [%s]", id, r->reasoning);
-
-  const cJSON *calls = cJSON_GetObjectItem(exp, "tool_calls");
-  ck_assert_int_eq((int)r->n_tool_calls, cJSON_GetArraySize(calls));
-  for (size_t i = 0; i < r->n_tool_calls; i++) {
-    const cJSON *c = cJSON_GetArrayItem(calls, (int)i);
-    const struct lc_llm_tool_call *t = &r->tool_calls[i];
-    ck_assert_str_eq(t->name, jstr(c, "name"));
-    ck_assert_str_eq(t->id, jstr(c, "id"));
-    ck_assert_msg(t->args && cJSON_Compare(t->args, cJSON_GetObjectItem(c, "args"), 1),
-                  "%s: call %zu args %s", id, i, t->args_json);
-    if (jstr(c, "args_json")) ck_assert_str_eq(t->args_json, jstr(c, "args_json"));
-  }
-  ck_assert_str_eq(lc_llm_finish_name(r->finish), jstr(exp, "finish"));
-  const cJSON *fr = cJSON_GetObjectItem(exp, "finish_raw");
-  if (cJSON_IsNull(fr)) ck_assert_ptr_null(r->finish_raw);
-  else ck_assert_str_eq(r->finish_raw ? r->finish_raw : "(null)", fr->valuestring);
-  const cJSON *u = cJSON_GetObjectItem(exp, "usage");
-  ck_assert_int_eq(r->usage.input, cJSON_GetObjectItem(u, "input")->valueint);
-  ck_assert_int_eq(r->usage.output, cJSON_GetObjectItem(u, "output")->valueint);
-  ck_assert_int_eq(r->usage.cached, cJSON_GetObjectItem(u, "cached")->valueint);
-  const cJSON *cost = cJSON_GetObjectItem(u, "cost");
-  ck_assert_int_eq(r->usage.has_cost, cost != NULL);
-  if (cost) ck_assert(fabs(r->usage.cost - cost->valuedouble) < 1e-12);
-  if ((s = jstr(exp, "model"))) ck_assert_str_eq(r->model ? r->model : "(null)", s);
-  if ((s = jstr(exp, "id"))) ck_assert_str_eq(r->id ? r->id : "(null)", s);
-}
 
 /* One line per field: responses from different feeds must be identical. */
 static char *summary(const struct lc_llm_response *r) {
@@ -257,15 +122,15 @@ static const char *end_marker(const struct lc_llm_adapter *ad) {
 }
 
 START_TEST(fixture) {
-  list_fixtures();
-  ck_assert_int_lt(_i, n_fixtures);
-  const char *id = fixtures[_i];
+  lc_conf_list_fixtures();
+  ck_assert_int_lt(_i, lc_conf_n_fixtures);
+  const char *id = lc_conf_fixtures[_i];
   long live = lc_alloc_live();
-  cJSON *all = load_expected();
-  cJSON *fx = load_fixture(id);
+  cJSON *all = lc_conf_load_expected();
+  cJSON *fx = lc_conf_load_fixture(id);
   const cJSON *exp = cJSON_GetObjectItemCaseSensitive(all, id);
   ck_assert_msg(exp != NULL, "no expectation for %s", id);
-  const struct lc_llm_adapter *ad = adapter_of(fx);
+  const struct lc_llm_adapter *ad = lc_conf_adapter_of(fx);
   const cJSON *resp = cJSON_GetObjectItem(fx, "response");
   int status = cJSON_GetObjectItem(resp, "status")->valueint;
   const char *body = cJSON_GetObjectItem(resp, "body_text")->valuestring;
@@ -283,10 +148,10 @@ START_TEST(fixture) {
       double v = lc_llm_retry_after_s(h->string, h->valuestring, lc_wall_s());
       if (v >= 0) r.retry_after_s = v;
     }
-    check_error(id, &r, exp);
+    lc_conf_check_error(id, &r, exp);
   } else if (!stream) {
     ck_assert_int_eq(ad->parse(body, len, &r), 0);
-    check_answer(id, &r, exp);
+    lc_conf_check_answer(id, &r, exp);
     /* the same body cut in half is malformed, never a short answer */
     struct lc_llm_response cut;
     lc_llm_response_init(&cut);
@@ -296,7 +161,7 @@ START_TEST(fixture) {
     lc_llm_response_free(&cut);
   } else {
     ck_assert_int_eq(run_stream(ad, body, len, len, &r), 0);
-    check_answer(id, &r, exp);
+    lc_conf_check_answer(id, &r, exp);
     char *want = summary(&r);
     for (size_t cut = 0; cut <= len + 1; cut++) { /* len + 1: bytewise */
       struct lc_llm_response o;
@@ -333,13 +198,13 @@ END_TEST
 
 Suite *conformance_parse_suite(void) {
   Suite *s = suite_create("conformance_parse");
-  list_fixtures();
+  lc_conf_list_fixtures();
   TCase *tc = tcase_create("coverage");
   tcase_add_test(tc, every_fixture_has_an_expectation);
   suite_add_tcase(s, tc);
   tc = tcase_create("fixtures");
   tcase_set_timeout(tc, 300);
-  tcase_add_loop_test(tc, fixture, 0, n_fixtures ? n_fixtures : 1);
+  tcase_add_loop_test(tc, fixture, 0, lc_conf_n_fixtures ? lc_conf_n_fixtures : 1);
   suite_add_tcase(s, tc);
   return s;
 }
