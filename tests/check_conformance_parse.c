@@ -25,9 +25,11 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static void list_fixtures(void) {
-  if (n_fixtures) return;
+  if (n_fixtures)
+    return;
   DIR *d = opendir(lc_test_fixtures_dir());
-  if (!d) return;
+  if (!d)
+    return;
   struct dirent *e;
   while ((e = readdir(d)) && n_fixtures < MAX_FIXTURES) {
     size_t n = strlen(e->d_name);
@@ -65,8 +67,10 @@ static const struct lc_llm_adapter *adapter_of(const cJSON *fx) {
   const char *p = cJSON_GetObjectItem(fx, "provider")->valuestring;
   if (strcmp(p, "openai") == 0 || strcmp(p, "openai-compatible") == 0)
     return &lc_llm_openai;
-  if (strcmp(p, "anthropic") == 0) return &lc_llm_anthropic;
-  if (strcmp(p, "ollama") == 0) return &lc_llm_ollama;
+  if (strcmp(p, "anthropic") == 0)
+    return &lc_llm_anthropic;
+  if (strcmp(p, "ollama") == 0)
+    return &lc_llm_ollama;
   ck_abort_msg("unknown provider %s", p);
   return NULL;
 }
@@ -82,7 +86,8 @@ START_TEST(every_fixture_has_an_expectation) {
                   "fixture %s has no expectation", fixtures[i]);
   const cJSON *e;
   cJSON_ArrayForEach(e, exp) {
-    if (e->string[0] == '_') continue;
+    if (e->string[0] == '_')
+      continue;
     int found = 0;
     for (int i = 0; i < n_fixtures && !found; i++)
       found = strcmp(fixtures[i], e->string) == 0;
@@ -106,15 +111,21 @@ static void check_error(const char *id, const struct lc_llm_response *r,
                 jstr(exp, "err"), r->err_message);
   ck_assert_ptr_nonnull(r->err_message);
   const char *m = jstr(exp, "message"), *mx = jstr(exp, "message_exact");
-  if (m) ck_assert_msg(strstr(r->err_message, m), "%s: message %s", id, r->err_message);
-  if (mx) ck_assert_str_eq(r->err_message, mx);
+  if (m)
+    ck_assert_msg(strstr(r->err_message, m), "%s: message %s", id,
+                  r->err_message);
+  if (mx)
+    ck_assert_str_eq(r->err_message, mx);
   const cJSON *t = cJSON_GetObjectItemCaseSensitive(exp, "err_type");
-  if (cJSON_IsNull(t)) ck_assert_ptr_null(r->err_type);
-  else ck_assert_str_eq(r->err_type ? r->err_type : "(null)", t->valuestring);
+  if (cJSON_IsNull(t))
+    ck_assert_ptr_null(r->err_type);
+  else
+    ck_assert_str_eq(r->err_type ? r->err_type : "(null)", t->valuestring);
   double ra = cJSON_GetObjectItem(exp, "retry_after")->valuedouble;
-  ck_assert_msg(fabs(r->retry_after_s - ra) < 1e-9, "%s: retry_after %g, want %g",
-                id, r->retry_after_s, ra);
-  if (jstr(exp, "request_id")) ck_assert_str_eq(r->request_id, jstr(exp, "request_id"));
+  ck_assert_msg(fabs(r->retry_after_s - ra) < 1e-9,
+                "%s: retry_after %g, want %g", id, r->retry_after_s, ra);
+  if (jstr(exp, "request_id"))
+    ck_assert_str_eq(r->request_id, jstr(exp, "request_id"));
 }
 
 static int has_prefix(const char *s, const char *p) {
@@ -128,11 +139,12 @@ static int has_suffix(const char *s, const char *p) {
 
 static void check_answer(const char *id, const struct lc_llm_response *r,
                          const cJSON *exp) {
-  ck_assert_msg(r->err == LC_LLM_OK, "%s: err %s: %s", id, lc_llm_err_name(r->err),
-                r->err_message);
+  ck_assert_msg(r->err == LC_LLM_OK, "%s: err %s: %s", id,
+                lc_llm_err_name(r->err), r->err_message);
   const char *s;
   if ((s = jstr(exp, "text"))) {
-    ck_assert_msg(r->text && strcmp(r->text, s) == 0, "%s: text [%s]", id, r->text);
+    ck_assert_msg(r->text && strcmp(r->text, s) == 0, "%s: text [%s]", id,
+                  r->text);
     ck_assert_uint_eq(r->text_len, strlen(s));
   }
   if ((s = jstr(exp, "text_prefix")))
@@ -141,10 +153,16 @@ static void check_answer(const char *id, const struct lc_llm_response *r,
     ck_assert_msg(r->text && strstr(r->text, s), "%s: text [%s]", id, r->text);
   if (cJSON_IsTrue(cJSON_GetObjectItem(exp, "text_null")))
     ck_assert_msg(r->text == NULL, "%s: text [%s]", id, r->text);
-  const char *rp = jstr(exp, "reasoning_prefix"), *rs = jstr(exp, "reasoning_suffix");
-  if (rp) ck_assert_msg(has_prefix(r->reasoning, rp), "%s: reasoning [%s]", id, r->reasoning);
-  if (rs) ck_assert_msg(has_suffix(r->reasoning, rs), "%s: reasoning [%s]", id, r->reasoning);
-  if (!rp && !rs) ck_assert_msg(r->reasoning == NULL, "%s: reasoning [%s]", id, r->reasoning);
+  const char *rp = jstr(exp, "reasoning_prefix"),
+             *rs = jstr(exp, "reasoning_suffix");
+  if (rp)
+    ck_assert_msg(has_prefix(r->reasoning, rp), "%s: reasoning [%s]", id,
+                  r->reasoning);
+  if (rs)
+    ck_assert_msg(has_suffix(r->reasoning, rs), "%s: reasoning [%s]", id,
+                  r->reasoning);
+  if (!rp && !rs)
+    ck_assert_msg(r->reasoning == NULL, "%s: reasoning [%s]", id, r->reasoning);
 
   const cJSON *calls = cJSON_GetObjectItem(exp, "tool_calls");
   ck_assert_int_eq((int)r->n_tool_calls, cJSON_GetArraySize(calls));
@@ -153,23 +171,30 @@ static void check_answer(const char *id, const struct lc_llm_response *r,
     const struct lc_llm_tool_call *t = &r->tool_calls[i];
     ck_assert_str_eq(t->name, jstr(c, "name"));
     ck_assert_str_eq(t->id, jstr(c, "id"));
-    ck_assert_msg(t->args && cJSON_Compare(t->args, cJSON_GetObjectItem(c, "args"), 1),
+    ck_assert_msg(t->args &&
+                      cJSON_Compare(t->args, cJSON_GetObjectItem(c, "args"), 1),
                   "%s: call %zu args %s", id, i, t->args_json);
-    if (jstr(c, "args_json")) ck_assert_str_eq(t->args_json, jstr(c, "args_json"));
+    if (jstr(c, "args_json"))
+      ck_assert_str_eq(t->args_json, jstr(c, "args_json"));
   }
   ck_assert_str_eq(lc_llm_finish_name(r->finish), jstr(exp, "finish"));
   const cJSON *fr = cJSON_GetObjectItem(exp, "finish_raw");
-  if (cJSON_IsNull(fr)) ck_assert_ptr_null(r->finish_raw);
-  else ck_assert_str_eq(r->finish_raw ? r->finish_raw : "(null)", fr->valuestring);
+  if (cJSON_IsNull(fr))
+    ck_assert_ptr_null(r->finish_raw);
+  else
+    ck_assert_str_eq(r->finish_raw ? r->finish_raw : "(null)", fr->valuestring);
   const cJSON *u = cJSON_GetObjectItem(exp, "usage");
   ck_assert_int_eq(r->usage.input, cJSON_GetObjectItem(u, "input")->valueint);
   ck_assert_int_eq(r->usage.output, cJSON_GetObjectItem(u, "output")->valueint);
   ck_assert_int_eq(r->usage.cached, cJSON_GetObjectItem(u, "cached")->valueint);
   const cJSON *cost = cJSON_GetObjectItem(u, "cost");
   ck_assert_int_eq(r->usage.has_cost, cost != NULL);
-  if (cost) ck_assert(fabs(r->usage.cost - cost->valuedouble) < 1e-12);
-  if ((s = jstr(exp, "model"))) ck_assert_str_eq(r->model ? r->model : "(null)", s);
-  if ((s = jstr(exp, "id"))) ck_assert_str_eq(r->id ? r->id : "(null)", s);
+  if (cost)
+    ck_assert(fabs(r->usage.cost - cost->valuedouble) < 1e-12);
+  if ((s = jstr(exp, "model")))
+    ck_assert_str_eq(r->model ? r->model : "(null)", s);
+  if ((s = jstr(exp, "id")))
+    ck_assert_str_eq(r->id ? r->id : "(null)", s);
 }
 
 /* One line per field: responses from different feeds must be identical. */
@@ -179,15 +204,17 @@ static char *summary(const struct lc_llm_response *r) {
   lc_buf_printf(&b, "err=%s msg=%s\n", lc_llm_err_name(r->err),
                 r->err_message ? r->err_message : "-");
   lc_buf_puts(&b, "text=");
-  if (r->text) lc_buf_append(&b, r->text, r->text_len);
+  if (r->text)
+    lc_buf_append(&b, r->text, r->text_len);
   lc_buf_printf(&b, "\nreasoning=%s\n", r->reasoning ? r->reasoning : "-");
   for (size_t i = 0; i < r->n_tool_calls; i++)
-    lc_buf_printf(&b, "call %s %s %s\n", r->tool_calls[i].id, r->tool_calls[i].name,
-                  r->tool_calls[i].args_json);
-  lc_buf_printf(&b, "finish=%d %s usage=%ld/%ld/%ld/%ld/%ld %g %s %s\n", r->finish,
-                r->finish_raw ? r->finish_raw : "-", r->usage.input, r->usage.output,
-                r->usage.cached, r->usage.cache_write, r->usage.reasoning,
-                r->usage.cost, r->model ? r->model : "-", r->id ? r->id : "-");
+    lc_buf_printf(&b, "call %s %s %s\n", r->tool_calls[i].id,
+                  r->tool_calls[i].name, r->tool_calls[i].args_json);
+  lc_buf_printf(&b, "finish=%d %s usage=%ld/%ld/%ld/%ld/%ld %g %s %s\n",
+                r->finish, r->finish_raw ? r->finish_raw : "-", r->usage.input,
+                r->usage.output, r->usage.cached, r->usage.cache_write,
+                r->usage.reasoning, r->usage.cost, r->model ? r->model : "-",
+                r->id ? r->id : "-");
   return lc_buf_steal(&b, NULL);
 }
 
@@ -202,12 +229,15 @@ static void on_delta(void *ud, const struct lc_llm_delta *d) {
   case LC_DELTA_TEXT: lc_buf_append(&x->text, d->text, d->len); break;
   case LC_DELTA_REASONING: lc_buf_append(&x->reasoning, d->text, d->len); break;
   case LC_DELTA_TOOL_START:
-    if (d->index != x->starts) x->bad = 1; /* ordinals, in order */
+    if (d->index != x->starts)
+      x->bad = 1; /* ordinals, in order */
     x->starts++;
     break;
   case LC_DELTA_TOOL_ARGS:
-    if (d->index < 0 || d->index >= 8 || d->index >= x->starts) x->bad = 1;
-    else lc_buf_append(&x->args[d->index], d->text, d->len);
+    if (d->index < 0 || d->index >= 8 || d->index >= x->starts)
+      x->bad = 1;
+    else
+      lc_buf_append(&x->args[d->index], d->text, d->len);
     break;
   }
 }
@@ -215,7 +245,8 @@ static void on_delta(void *ud, const struct lc_llm_delta *d) {
 static void deltas_free(struct deltas *x) {
   lc_buf_free(&x->text);
   lc_buf_free(&x->reasoning);
-  for (int i = 0; i < 8; i++) lc_buf_free(&x->args[i]);
+  for (int i = 0; i < 8; i++)
+    lc_buf_free(&x->args[i]);
 }
 
 /* Feeds body[0,len) in pieces: [0,cut) + [cut,len), or bytewise when
@@ -229,30 +260,38 @@ static int run_stream(const struct lc_llm_adapter *ad, const char *body,
   lc_llm_response_init(r);
   int frc = 0;
   if (cut > len) {
-    for (size_t i = 0; i < len && !frc; i++) frc = ad->stream_feed(st, body + i, 1, on_delta, &x);
+    for (size_t i = 0; i < len && !frc; i++)
+      frc = ad->stream_feed(st, body + i, 1, on_delta, &x);
   } else {
     frc = ad->stream_feed(st, body, cut, on_delta, &x);
-    if (!frc) frc = ad->stream_feed(st, body + cut, len - cut, on_delta, &x);
+    if (!frc)
+      frc = ad->stream_feed(st, body + cut, len - cut, on_delta, &x);
   }
   int rc = ad->stream_end(st, r);
   ad->stream_free(st);
-  if (frc) ck_assert_int_eq(rc, LC_EINVAL); /* a feed error is kept for end */
+  if (frc)
+    ck_assert_int_eq(rc, LC_EINVAL); /* a feed error is kept for end */
   if (rc == 0) {
     ck_assert(!x.bad);
     ck_assert_int_eq(x.starts, (int)r->n_tool_calls);
     ck_assert_uint_eq(x.text.len, r->text_len);
-    if (r->text) ck_assert(memcmp(x.text.data, r->text, r->text_len) == 0);
+    if (r->text)
+      ck_assert(memcmp(x.text.data, r->text, r->text_len) == 0);
     for (size_t i = 0; i < r->n_tool_calls && i < 8; i++)
-      if (x.args[i].len) ck_assert_str_eq(x.args[i].data, r->tool_calls[i].args_json);
-      else ck_assert_str_eq(r->tool_calls[i].args_json, "{}");
+      if (x.args[i].len)
+        ck_assert_str_eq(x.args[i].data, r->tool_calls[i].args_json);
+      else
+        ck_assert_str_eq(r->tool_calls[i].args_json, "{}");
   }
   deltas_free(&x);
   return rc;
 }
 
 static const char *end_marker(const struct lc_llm_adapter *ad) {
-  if (ad == &lc_llm_openai) return "data: [DONE]";
-  if (ad == &lc_llm_anthropic) return "event: message_stop";
+  if (ad == &lc_llm_openai)
+    return "data: [DONE]";
+  if (ad == &lc_llm_anthropic)
+    return "event: message_stop";
   return "\"done\":true";
 }
 
@@ -270,7 +309,8 @@ START_TEST(fixture) {
   int status = cJSON_GetObjectItem(resp, "status")->valueint;
   const char *body = cJSON_GetObjectItem(resp, "body_text")->valuestring;
   size_t len = strlen(body);
-  const cJSON *rq = cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "request"), "body");
+  const cJSON *rq =
+      cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "request"), "body");
   int stream = cJSON_IsTrue(cJSON_GetObjectItem(rq, "stream"));
   struct lc_llm_response r;
   lc_llm_response_init(&r);
@@ -281,7 +321,8 @@ START_TEST(fixture) {
     const cJSON *h;
     cJSON_ArrayForEach(h, cJSON_GetObjectItem(resp, "headers")) {
       double v = lc_llm_retry_after_s(h->string, h->valuestring, lc_wall_s());
-      if (v >= 0) r.retry_after_s = v;
+      if (v >= 0)
+        r.retry_after_s = v;
     }
     check_error(id, &r, exp);
   } else if (!stream) {
@@ -302,8 +343,8 @@ START_TEST(fixture) {
       struct lc_llm_response o;
       ck_assert_int_eq(run_stream(ad, body, len, cut, &o), 0);
       char *got = summary(&o);
-      ck_assert_msg(strcmp(want, got) == 0, "%s: split at %zu:\n%s\nvs\n%s", id, cut,
-                    got, want);
+      ck_assert_msg(strcmp(want, got) == 0, "%s: split at %zu:\n%s\nvs\n%s", id,
+                    cut, got, want);
       lc_free(got);
       lc_llm_response_free(&o);
     }
@@ -313,7 +354,8 @@ START_TEST(fixture) {
     const char *m = strstr(body, mk);
     ck_assert_msg(m != NULL, "%s: no end marker", id);
     size_t mpos = (size_t)(m - body);
-    size_t cuts[] = {0, 1, len / 4, len / 2, mpos, mpos + 3, mpos + strlen(mk) + 1};
+    size_t cuts[] = {
+        0, 1, len / 4, len / 2, mpos, mpos + 3, mpos + strlen(mk) + 1};
     for (size_t k = 0; k < LC_ARRAY_LEN(cuts); k++) {
       struct lc_llm_response o;
       ck_assert_int_eq(run_stream(ad, body, cuts[k], cuts[k], &o), LC_EINVAL);
