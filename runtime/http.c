@@ -221,7 +221,7 @@ void lc_http_op_cleanup(struct lc_http_op *op) {
   lc_buf_free(&op->body);
 }
 
-double lc_http_parse_retry_after(const char *v) {
+double lc_http_parse_retry_after(const char *v, double now_s) {
   if (!v || !*v) return -1;
   char *end;
   double d = strtod(v, &end);
@@ -231,6 +231,6 @@ double lc_http_parse_retry_after(const char *v) {
   }
   time_t t = curl_getdate(v, NULL);
   if (t < 0) return -1;
-  double delta = (double)t - lc_wall_s();
+  double delta = (double)t - now_s;
   return delta > 0 ? delta : 0;
 }

@@ -73,8 +73,9 @@ void lc_http_cancel(struct lc_http_op *op);
 /* Frees the easy handle and buffers; cancels first if still active. */
 void lc_http_op_cleanup(struct lc_http_op *op);
 
-/* Seconds from a Retry-After value (delta-seconds or HTTP-date), or -1. */
-double lc_http_parse_retry_after(const char *v);
+/* Seconds from a Retry-After value (delta-seconds or HTTP-date, measured
+ * from now_s, wall-clock seconds), or -1 when it is neither. */
+double lc_http_parse_retry_after(const char *v, double now_s);
 
 /* Global libcurl init, once per process (thread-safe). */
 void lc_http_global_init(void);

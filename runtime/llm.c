@@ -4,6 +4,8 @@
  * llm_ollama.c. */
 #include "llm.h"
 
+#include "http.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -30,16 +32,19 @@ int lc_llm_parse_model(const char *spec, enum lc_llm_provider *p,
   } provs[] = {{"openai", LC_PROV_OPENAI},
                {"anthropic", LC_PROV_ANTHROPIC},
                {"ollama", LC_PROV_OLLAMA}};
-  if (!spec || !p || !model) return LC_EINVAL;
+  if (!spec || !p || !model)
+    return LC_EINVAL;
   *model = NULL;
   const char *colon = strchr(spec, ':');
-  if (!colon || colon[1] == '\0') return LC_EINVAL;
+  if (!colon || colon[1] == '\0')
+    return LC_EINVAL;
   size_t n = (size_t)(colon - spec);
   for (size_t i = 0; i < LC_ARRAY_LEN(provs); i++) {
     if (strlen(provs[i].name) == n && memcmp(spec, provs[i].name, n) == 0) {
       /* Everything after the first colon is the model: "llama3.1:8b". */
       char *m = lc_strdup(colon + 1);
-      if (!m) return LC_ENOMEM;
+      if (!m)
+        return LC_ENOMEM;
       *p = provs[i].p;
       *model = m;
       return 0;
@@ -64,7 +69,8 @@ const char *lc_llm_err_name(enum lc_llm_err e) {
       [LC_LLM_ECANCEL] = "cancelled",
       [LC_LLM_ECONFIG] = "config",
   };
-  if ((unsigned)e >= LC_LLM_E__COUNT) return "unknown";
+  if ((unsigned)e >= LC_LLM_E__COUNT)
+    return "unknown";
   return names[e];
 }
 
@@ -96,7 +102,8 @@ int lc_llm_err_retryable(enum lc_llm_err e) {
 }
 
 enum lc_llm_err lc_llm_err_from_status(int status) {
-  if (status >= 200 && status < 300) return LC_LLM_OK;
+  if (status >= 200 && status < 300)
+    return LC_LLM_OK;
   switch (status) {
   case 401:
   case 403: return LC_LLM_EAUTH;
@@ -106,40 +113,28 @@ enum lc_llm_err lc_llm_err_from_status(int status) {
   case 503:
   case 529: return LC_LLM_EOVERLOADED;
   }
-  if (status >= 500 && status < 600) return LC_LLM_ESERVER;
-  if (status >= 400 && status < 500) return LC_LLM_EBADREQ;
+  if (status >= 500 && status < 600)
+    return LC_LLM_ESERVER;
+  if (status >= 400 && status < 500)
+    return LC_LLM_EBADREQ;
   return LC_LLM_EBADRESP; /* 1xx/3xx or garbage: not an answer we can use */
 }
 
-double lc_llm_retry_after_s(const char *name, const char *value,
-                            double now_s) {
-  if (!name || !value) return -1;
-  while (*value == ' ' || *value == '\t') value++;
-  char *end;
+double lc_llm_retry_after_s(const char *name, const char *value, double now_s) {
+  if (!name || !value)
+    return -1;
   if (strcasecmp(name, "retry-after-ms") == 0) {
-    double ms = strtod(value, &end);
-    if (end == value || !isfinite(ms) || ms < 0) return -1;
-    return ms / 1000.0;
+    double ms = lc_http_parse_retry_after(value, now_s);
+    return ms < 0 ? -1 : ms / 1000.0;
   }
-  if (strcasecmp(name, "retry-after") != 0) return -1;
-  if (isdigit((unsigned char)*value)) {
-    double s = strtod(value, &end);
-    while (*end == ' ' || *end == '\t') end++;
-    if (*end || !isfinite(s) || s < 0) return -1;
-    return s;
-  }
-  /* HTTP-date: "Wed, 21 Oct 2015 07:28:00 GMT". */
-  struct tm tm;
-  memset(&tm, 0, sizeof tm);
-  const char *r = strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (!r) return -1;
-  double at = (double)timegm(&tm);
-  double d = at - now_s;
-  return d > 0 ? d : 0;
+  if (strcasecmp(name, "retry-after") != 0)
+    return -1;
+  return lc_http_parse_retry_after(value, now_s);
 }
 
 void lc_llm_tool_call_free(struct lc_llm_tool_call *c) {
-  if (!c) return;
+  if (!c)
+    return;
   lc_free(c->id);
   lc_free(c->name);
   lc_free(c->args_json);
@@ -149,12 +144,14 @@ void lc_llm_tool_call_free(struct lc_llm_tool_call *c) {
 }
 
 static void calls_free(struct lc_llm_tool_call *calls, size_t n) {
-  for (size_t i = 0; i < n; i++) lc_llm_tool_call_free(&calls[i]);
+  for (size_t i = 0; i < n; i++)
+    lc_llm_tool_call_free(&calls[i]);
   lc_free(calls);
 }
 
 void lc_llm_request_free(struct lc_llm_request *r) {
-  if (!r) return;
+  if (!r)
+    return;
   lc_free(r->model);
   lc_free(r->base_url);
   lc_free(r->api_key);
@@ -173,7 +170,8 @@ void lc_llm_request_free(struct lc_llm_request *r) {
   }
   lc_free(r->tools);
   lc_free(r->tool_choice_name);
-  for (size_t i = 0; i < r->n_stop; i++) lc_free(r->stop[i]);
+  for (size_t i = 0; i < r->n_stop; i++)
+    lc_free(r->stop[i]);
   lc_free(r->stop);
   cJSON_Delete(r->response_schema);
   lc_free(r->response_schema_name);
@@ -186,7 +184,8 @@ void lc_llm_response_init(struct lc_llm_response *r) {
 }
 
 void lc_llm_response_free(struct lc_llm_response *r) {
-  if (!r) return;
+  if (!r)
+    return;
   lc_free(r->text);
   lc_free(r->reasoning);
   calls_free(r->tool_calls, r->n_tool_calls);
@@ -200,9 +199,11 @@ void lc_llm_response_free(struct lc_llm_response *r) {
 }
 
 void lc_llm_http_free(struct lc_llm_http *h) {
-  if (!h) return;
+  if (!h)
+    return;
   lc_free(h->url);
-  for (size_t i = 0; i < h->n_headers; i++) lc_free(h->headers[i]);
+  for (size_t i = 0; i < h->n_headers; i++)
+    lc_free(h->headers[i]);
   lc_free(h->headers);
   lc_free(h->body);
   memset(h, 0, sizeof *h);

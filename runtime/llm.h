@@ -51,7 +51,8 @@ enum lc_llm_finish {
   LC_FINISH_NONE = 0, /* not reported */
   LC_FINISH_STOP,     /* natural end or a stop sequence */
   LC_FINISH_LENGTH,   /* max_tokens reached */
-  LC_FINISH_TOOL_CALLS,
+  LC_FINISH_TOOL_CALLS, /* also when calls came with "stop" or no reason
+                           (Ollama, OpenRouter); finish_raw keeps theirs */
   LC_FINISH_CONTENT_FILTER,
   LC_FINISH_OTHER     /* see finish_raw */
 };

@@ -51,7 +51,8 @@ void lc_accum_set_cb(struct lc_llm_accum *a, lc_llm_delta_fn cb, void *ud) {
 
 int lc_accum_fail(struct lc_llm_accum *a, enum lc_llm_err kind,
                   const char *type, const char *fmt, ...) {
-  if (a->err) return LC_EINVAL; /* the first error is the cause */
+  if (a->err)
+    return LC_EINVAL; /* the first error is the cause */
   a->err = kind;
   va_list ap;
   va_start(ap, fmt);
@@ -63,7 +64,8 @@ int lc_accum_fail(struct lc_llm_accum *a, enum lc_llm_err kind,
 }
 
 int lc_accum_fail_json(struct lc_llm_accum *a, const cJSON *root) {
-  if (a->err) return LC_EINVAL;
+  if (a->err)
+    return LC_EINVAL;
   char *s = cJSON_PrintUnformatted(root);
   struct lc_llm_response tmp;
   lc_llm_response_init(&tmp);
@@ -77,7 +79,8 @@ int lc_accum_fail_json(struct lc_llm_accum *a, const cJSON *root) {
 
 static void emit(struct lc_llm_accum *a, enum lc_llm_delta_kind k, int index,
                  const char *id, const char *name, const char *s, size_t n) {
-  if (!a->cb) return;
+  if (!a->cb)
+    return;
   struct lc_llm_delta d = {k, index, id, name, s, n};
   a->cb(a->ud, &d);
 }
@@ -88,22 +91,28 @@ static int append(struct lc_llm_accum *a, struct lc_buf *b, const char *s,
   if (rc == LC_ETOOBIG)
     return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "%s over the size limit",
                          what);
-  if (rc) return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+  if (rc)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
   return 0;
 }
 
 static int text_raw(struct lc_llm_accum *a, const char *s, size_t n) {
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   int rc = append(a, &a->text, s, n, "response text");
-  if (!rc) emit(a, LC_DELTA_TEXT, 0, NULL, NULL, s, n);
+  if (!rc)
+    emit(a, LC_DELTA_TEXT, 0, NULL, NULL, s, n);
   return rc;
 }
 
 int lc_accum_reasoning(struct lc_llm_accum *a, const char *s, size_t n) {
-  if (a->err) return LC_EINVAL;
-  if (n == 0) return 0;
+  if (a->err)
+    return LC_EINVAL;
+  if (n == 0)
+    return 0;
   int rc = append(a, &a->reasoning, s, n, "reasoning text");
-  if (!rc) emit(a, LC_DELTA_REASONING, 0, NULL, NULL, s, n);
+  if (!rc)
+    emit(a, LC_DELTA_REASONING, 0, NULL, NULL, s, n);
   return rc;
 }
 
@@ -127,8 +136,10 @@ static int think_step(struct lc_llm_accum *a) {
     size_t n = p->len;
     if (a->think_state == THINK_START) {
       size_t w = skip_ws(s, n), r = n - w;
-      if (r == 0) return 0;
-      if (r < 7 && memcmp(s + w, open, r) == 0) return 0; /* maybe a tag */
+      if (r == 0)
+        return 0;
+      if (r < 7 && memcmp(s + w, open, r) == 0)
+        return 0; /* maybe a tag */
       if (r >= 7 && memcmp(s + w, open, 7) == 0) {
         lc_buf_consume(p, w + 7);
         a->think_state = THINK_IN0;
@@ -142,7 +153,8 @@ static int think_step(struct lc_llm_accum *a) {
     if (a->think_state == THINK_IN0) {
       size_t w = skip_ws(s, n);
       lc_buf_consume(p, w);
-      if (p->len == 0) return 0;
+      if (p->len == 0)
+        return 0;
       a->think_state = THINK_IN;
       continue;
     }
@@ -150,17 +162,21 @@ static int think_step(struct lc_llm_accum *a) {
       const char *end = n >= 8 ? memmem(s, n, close, 8) : NULL;
       if (end) {
         size_t k = (size_t)(end - s), t = k;
-        while (t && is_ws(s[t - 1])) t--; /* blank lines before the tag */
+        while (t && is_ws(s[t - 1]))
+          t--; /* blank lines before the tag */
         int rc = t ? lc_accum_reasoning(a, s, t) : 0;
-        if (rc) return rc;
+        if (rc)
+          return rc;
         lc_buf_consume(p, k + 8);
         a->think_state = THINK_AFTER;
         continue;
       }
       /* Keep a tail that may be the start of "</think>". */
       size_t keep = n < 7 ? n : 7;
-      while (keep && memcmp(s + n - keep, close, keep) != 0) keep--;
-      while (keep < n && is_ws(s[n - keep - 1])) keep++; /* maybe trailing */
+      while (keep && memcmp(s + n - keep, close, keep) != 0)
+        keep--;
+      while (keep < n && is_ws(s[n - keep - 1]))
+        keep++; /* maybe trailing */
       int rc = n - keep ? lc_accum_reasoning(a, s, n - keep) : 0;
       lc_buf_consume(p, n - keep);
       return rc;
@@ -168,7 +184,8 @@ static int think_step(struct lc_llm_accum *a) {
     if (a->think_state == THINK_AFTER) {
       size_t w = skip_ws(s, n); /* the blank lines after </think> */
       lc_buf_consume(p, w);
-      if (p->len == 0) return 0;
+      if (p->len == 0)
+        return 0;
       a->think_state = THINK_PASS;
       continue;
     }
@@ -179,16 +196,20 @@ static int think_step(struct lc_llm_accum *a) {
 }
 
 int lc_accum_text(struct lc_llm_accum *a, const char *s, size_t n) {
-  if (a->err) return LC_EINVAL;
-  if (!a->split_think || a->think_state == THINK_PASS) return text_raw(a, s, n);
-  if (n == 0) return 0;
+  if (a->err)
+    return LC_EINVAL;
+  if (!a->split_think || a->think_state == THINK_PASS)
+    return text_raw(a, s, n);
+  if (n == 0)
+    return 0;
   int rc = append(a, &a->think_pend, s, n, "response text");
   return rc ? rc : think_step(a);
 }
 
 struct lc_accum_call *lc_accum_call_by_key(struct lc_llm_accum *a, int key) {
   for (size_t i = 0; i < a->n_calls; i++)
-    if (a->calls[i].key == key) return &a->calls[i];
+    if (a->calls[i].key == key)
+      return &a->calls[i];
   return NULL;
 }
 
@@ -228,17 +249,20 @@ static struct lc_accum_call *new_call(struct lc_llm_accum *a, int key) {
 }
 
 static int set_if_empty(struct lc_llm_accum *a, char **dst, const char *s) {
-  if (*dst || !s || !*s) return 0;
+  if (*dst || !s || !*s)
+    return 0;
   *dst = lc_strdup(s);
   return *dst ? 0 : lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
 }
 
 int lc_accum_tool_start(struct lc_llm_accum *a, int key, const char *id,
                         const char *name) {
-  if (a->err) return LC_EINVAL;
+  if (a->err)
+    return LC_EINVAL;
   struct lc_accum_call *c = lc_accum_call_by_key(a, key);
   int fresh = !c;
-  if (!c && !(c = new_call(a, key))) return LC_EINVAL;
+  if (!c && !(c = new_call(a, key)))
+    return LC_EINVAL;
   if (set_if_empty(a, &c->id, id) || set_if_empty(a, &c->name, name))
     return LC_EINVAL;
   if (fresh)
@@ -248,13 +272,16 @@ int lc_accum_tool_start(struct lc_llm_accum *a, int key, const char *id,
 
 int lc_accum_tool_args(struct lc_llm_accum *a, int key, const char *s,
                        size_t n) {
-  if (a->err) return LC_EINVAL;
+  if (a->err)
+    return LC_EINVAL;
   struct lc_accum_call *c = lc_accum_call_by_key(a, key);
   if (!c) { /* arguments before any start: open the call anyway */
-    if (lc_accum_tool_start(a, key, NULL, NULL)) return LC_EINVAL;
+    if (lc_accum_tool_start(a, key, NULL, NULL))
+      return LC_EINVAL;
     c = lc_accum_call_by_key(a, key);
   }
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   int rc = append(a, &c->args, s, n, "tool arguments");
   if (!rc)
     emit(a, LC_DELTA_TOOL_ARGS, (int)(c - a->calls), c->id, c->name, s, n);
@@ -269,7 +296,8 @@ void lc_accum_finish(struct lc_llm_accum *a, enum lc_llm_finish f,
 }
 
 int lc_accum_set_once(char **dst, const char *s) {
-  if (*dst || !s) return 0;
+  if (*dst || !s)
+    return 0;
   *dst = lc_strdup(s);
   return *dst ? 0 : LC_ENOMEM;
 }
@@ -290,14 +318,16 @@ int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
     struct lc_buf *p = &a->think_pend;
     if (a->think_state == THINK_IN || a->think_state == THINK_IN0)
       lc_accum_reasoning(a, p->data, p->len);
-    else if (a->think_state == THINK_START) text_raw(a, p->data, p->len);
+    else if (a->think_state == THINK_START)
+      text_raw(a, p->data, p->len);
     lc_buf_reset(p);
   }
   size_t n = a->n_calls;
   struct lc_llm_tool_call *calls = NULL;
   if (!a->err && n) {
     calls = lc_calloc(n, sizeof *calls);
-    if (!calls) lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+    if (!calls)
+      lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
   }
   for (size_t i = 0; calls && i < n && !a->err; i++) {
     struct lc_accum_call *c = &a->calls[i];
@@ -314,8 +344,8 @@ int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
     c->name = NULL;
     const char *s = c->args.data ? c->args.data : "";
     size_t w = skip_ws(s, c->args.len);
-    t->args_json = w == c->args.len ? lc_strdup("{}")
-                                     : lc_strndup(s, c->args.len);
+    t->args_json =
+        w == c->args.len ? lc_strdup("{}") : lc_strndup(s, c->args.len);
     if (!t->id || !t->args_json) {
       lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
       break;
@@ -323,11 +353,13 @@ int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
     char err[64];
     /* Invalid arguments are not a transport error: the engine tells the
      * model, so args stays NULL and args_json keeps what it wrote. */
-    t->args = lc_json_parse(t->args_json, strlen(t->args_json), err, sizeof err);
+    t->args =
+        lc_json_parse(t->args_json, strlen(t->args_json), err, sizeof err);
   }
   if (a->err) {
     if (calls) {
-      for (size_t i = 0; i < n; i++) lc_llm_tool_call_free(&calls[i]);
+      for (size_t i = 0; i < n; i++)
+        lc_llm_tool_call_free(&calls[i]);
       lc_free(calls);
     }
     out->err = a->err;
@@ -338,8 +370,10 @@ int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
   }
   out->tool_calls = calls;
   out->n_tool_calls = n;
-  if (a->text.len) out->text = lc_buf_steal(&a->text, &out->text_len);
-  if (a->reasoning.len) out->reasoning = lc_buf_steal(&a->reasoning, NULL);
+  if (a->text.len)
+    out->text = lc_buf_steal(&a->text, &out->text_len);
+  if (a->reasoning.len)
+    out->reasoning = lc_buf_steal(&a->reasoning, NULL);
   out->finish = a->finish;
   /* Some servers (Ollama, OpenRouter) end a tool-calling turn with "stop"
    * or with no reason at all: what matters to the loop is that there are
@@ -359,9 +393,12 @@ enum lc_llm_finish lc_accum_map_finish(const char *raw) {
     const char *raw;
     enum lc_llm_finish f;
   } map[] = {
-      {"stop", LC_FINISH_STOP},         {"end_turn", LC_FINISH_STOP},
-      {"stop_sequence", LC_FINISH_STOP}, {"eos", LC_FINISH_STOP},
-      {"length", LC_FINISH_LENGTH},     {"max_tokens", LC_FINISH_LENGTH},
+      {"stop", LC_FINISH_STOP},
+      {"end_turn", LC_FINISH_STOP},
+      {"stop_sequence", LC_FINISH_STOP},
+      {"eos", LC_FINISH_STOP},
+      {"length", LC_FINISH_LENGTH},
+      {"max_tokens", LC_FINISH_LENGTH},
       {"model_context_window_exceeded", LC_FINISH_LENGTH},
       {"tool_calls", LC_FINISH_TOOL_CALLS},
       {"function_call", LC_FINISH_TOOL_CALLS},
@@ -369,34 +406,42 @@ enum lc_llm_finish lc_accum_map_finish(const char *raw) {
       {"content_filter", LC_FINISH_CONTENT_FILTER},
       {"refusal", LC_FINISH_CONTENT_FILTER},
   };
-  if (!raw || !*raw) return LC_FINISH_NONE;
+  if (!raw || !*raw)
+    return LC_FINISH_NONE;
   for (size_t i = 0; i < LC_ARRAY_LEN(map); i++)
-    if (strcmp(raw, map[i].raw) == 0) return map[i].f;
+    if (strcmp(raw, map[i].raw) == 0)
+      return map[i].f;
   return LC_FINISH_OTHER;
 }
 
 const char *lc_accum_str(const cJSON *obj, const char *key) {
-  const cJSON *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+  const cJSON *v =
+      cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 long lc_accum_long(const cJSON *obj, const char *key, long dflt) {
-  const cJSON *v = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
-  if (!cJSON_IsNumber(v)) return dflt;
+  const cJSON *v =
+      cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+  if (!cJSON_IsNumber(v))
+    return dflt;
   double d = v->valuedouble;
-  if (!(d >= -9e15 && d <= 9e15)) return dflt; /* NaN or absurd */
+  if (!(d >= -9e15 && d <= 9e15))
+    return dflt; /* NaN or absurd */
   return (long)d;
 }
 
 char *lc_accum_own(char *cjson_str) {
-  if (!cjson_str) return NULL;
+  if (!cjson_str)
+    return NULL;
   char *s = lc_strdup(cjson_str);
   cJSON_free(cjson_str);
   return s;
 }
 
 char *lc_accum_print(const cJSON *v) {
-  if (cJSON_IsString(v)) return lc_strdup(v->valuestring);
+  if (cJSON_IsString(v))
+    return lc_strdup(v->valuestring);
   return lc_accum_own(cJSON_PrintUnformatted(v));
 }
 
@@ -420,25 +465,33 @@ enum lc_llm_err lc_accum_kind(int status, const char *type, const char *code,
       k = LC_LLM_EAUTH;
     if (has_ci(type, "rate_limit") || eq(code, "rate_limit_exceeded"))
       k = LC_LLM_ERATE;
-    if (has_ci(type, "timeout")) k = LC_LLM_ETIMEOUT;
+    if (has_ci(type, "timeout"))
+      k = LC_LLM_ETIMEOUT;
   }
-  if (k == LC_LLM_OK) return k;
-  int quota = eq(type, "insufficient_quota") || eq(code, "insufficient_quota") ||
-              has_ci(code, "billing_") || has_ci(type, "billing_") ||
+  if (k == LC_LLM_OK)
+    return k;
+  int quota = eq(type, "insufficient_quota") ||
+              eq(code, "insufficient_quota") || has_ci(code, "billing_") ||
+              has_ci(type, "billing_") ||
               has_ci(msg, "exceeded your current quota") ||
               has_ci(msg, "check your plan and billing") ||
               has_ci(msg, "credit balance is too low");
-  if (quota && (k == LC_LLM_ERATE || k == LC_LLM_EBADREQ ||
-                k == LC_LLM_EAUTH || k == LC_LLM_ESERVER))
+  if (quota && (k == LC_LLM_ERATE || k == LC_LLM_EBADREQ || k == LC_LLM_EAUTH ||
+                k == LC_LLM_ESERVER))
     return LC_LLM_EQUOTA;
   if (has_ci(type, "overloaded") || eq(msg, "Overloaded"))
     if (k == LC_LLM_ESERVER || k == LC_LLM_EOVERLOADED || status == 0)
       return LC_LLM_EOVERLOADED;
   if (k == LC_LLM_EBADREQ || (status == 0 && k != LC_LLM_ERATE)) {
-    static const char *ctx[] = {
-        "context_length_exceeded", "context length", "context window",
-        "prompt is too long",      "maximum context", "exceed_context_size",
-        "context size",            "too many tokens", "input is too long"};
+    static const char *ctx[] = {"context_length_exceeded",
+                                "context length",
+                                "context window",
+                                "prompt is too long",
+                                "maximum context",
+                                "exceed_context_size",
+                                "context size",
+                                "too many tokens",
+                                "input is too long"};
     for (size_t i = 0; i < LC_ARRAY_LEN(ctx); i++)
       if (has_ci(code, ctx[i]) || has_ci(type, ctx[i]) || has_ci(msg, ctx[i]))
         return LC_LLM_ECONTEXT;
@@ -451,7 +504,8 @@ char *lc_accum_excerpt(const char *body, size_t len, size_t max) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
   size_t i = 0;
-  while (i < len && isspace((unsigned char)body[i])) i++;
+  while (i < len && isspace((unsigned char)body[i]))
+    i++;
   int html = i < len && body[i] == '<';
   int in_tag = 0, space = 0, cut = 0;
   while (i < len) {
@@ -461,7 +515,8 @@ char *lc_accum_excerpt(const char *body, size_t len, size_t max) {
       continue;
     }
     if (in_tag) {
-      if (c == '>') in_tag = 0, space = 1;
+      if (c == '>')
+        in_tag = 0, space = 1;
       i++;
       continue;
     }
@@ -469,7 +524,11 @@ char *lc_accum_excerpt(const char *body, size_t len, size_t max) {
       space = 1, i++;
       continue;
     }
-    size_t clen = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    size_t clen = c < 0x80    ? 1
+                  : c >= 0xF0 ? 4
+                  : c >= 0xE0 ? 3
+                  : c >= 0xC0 ? 2
+                              : 1;
     const char *bytes = body + i;
     if (clen > len - i || (c >= 0x80 && !lc_utf8_valid(bytes, clen, NULL)))
       bytes = "?", clen = 1;
@@ -478,18 +537,22 @@ char *lc_accum_excerpt(const char *body, size_t len, size_t max) {
       cut = 1;
       break;
     }
-    if (space && b.len) lc_buf_append(&b, " ", 1);
+    if (space && b.len)
+      lc_buf_append(&b, " ", 1);
     space = 0;
     lc_buf_append(&b, bytes, clen);
     i += bytes == body + i ? clen : 1;
   }
-  if (cut) lc_buf_append(&b, "...", 3);
-  if (!b.data) lc_buf_append(&b, "", 0);
+  if (cut)
+    lc_buf_append(&b, "...", 3);
+  if (!b.data)
+    lc_buf_append(&b, "", 0);
   return lc_buf_steal(&b, NULL);
 }
 
 static char *code_str(const cJSON *v) {
-  if (cJSON_IsString(v)) return lc_strdup(v->valuestring);
+  if (cJSON_IsString(v))
+    return lc_strdup(v->valuestring);
   if (cJSON_IsNumber(v)) {
     char tmp[32];
     snprintf(tmp, sizeof tmp, "%ld", (long)v->valuedouble);
@@ -530,11 +593,14 @@ void lc_accum_classify(int status, const char *body, size_t len,
     out->err_message = lc_accum_excerpt(body, len, 200);
   }
   out->err = lc_accum_kind(status, type, code, out->err_message);
-  if (out->err == LC_LLM_OK) out->err = LC_LLM_EBADRESP;
+  if (out->err == LC_LLM_OK)
+    out->err = LC_LLM_EBADRESP;
   lc_free(out->err_type);
   out->err_type = NULL;
-  if (code && *code) out->err_type = lc_strdup(code);
-  else if (type) out->err_type = lc_strdup(type);
+  if (code && *code)
+    out->err_type = lc_strdup(code);
+  else if (type)
+    out->err_type = lc_strdup(type);
   lc_free(code);
   cJSON_Delete(root);
 }
@@ -556,9 +622,11 @@ cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
       root = NULL;
       snprintf(err, sizeof err, "JSON is not an object");
     }
-    if (!root) why = err;
+    if (!root)
+      why = err;
   }
-  if (root) return root;
+  if (root)
+    return root;
   out->err = LC_LLM_EBADRESP;
   lc_free(out->err_message);
   char *ex = w < len ? lc_accum_excerpt(body, len, 120) : NULL;
@@ -579,7 +647,8 @@ cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
 int lc_accum_http_url(struct lc_llm_http *out, const char *base,
                       const char *path) {
   size_t n = strlen(base);
-  while (n && base[n - 1] == '/') n--;
+  while (n && base[n - 1] == '/')
+    n--;
   struct lc_buf b;
   lc_buf_init(&b, 0);
   if (lc_buf_append(&b, base, n) || lc_buf_puts(&b, path)) {
@@ -597,11 +666,14 @@ int lc_accum_http_header(struct lc_llm_http *out, const char *fmt, ...) {
   va_start(ap, fmt);
   int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof tmp) return LC_ETOOBIG;
+  if (n < 0 || (size_t)n >= sizeof tmp)
+    return LC_ETOOBIG;
   char **h = lc_realloc(out->headers, (out->n_headers + 1) * sizeof *h);
-  if (!h) return LC_ENOMEM;
+  if (!h)
+    return LC_ENOMEM;
   out->headers = h;
-  if (!(h[out->n_headers] = lc_strdup(tmp))) return LC_ENOMEM;
+  if (!(h[out->n_headers] = lc_strdup(tmp)))
+    return LC_ENOMEM;
   out->n_headers++;
   return 0;
 }
@@ -609,10 +681,12 @@ int lc_accum_http_header(struct lc_llm_http *out, const char *fmt, ...) {
 int lc_accum_http_body(struct lc_llm_http *out, cJSON *root) {
   char *s = root ? cJSON_PrintUnformatted(root) : NULL;
   cJSON_Delete(root);
-  if (!s) return LC_ENOMEM;
+  if (!s)
+    return LC_ENOMEM;
   lc_free(out->body);
   out->body = lc_accum_own(s);
-  if (!out->body) return LC_ENOMEM;
+  if (!out->body)
+    return LC_ENOMEM;
   out->body_len = strlen(out->body);
   return 0;
 }
@@ -625,7 +699,8 @@ cJSON *lc_accum_args_object(const struct lc_llm_tool_call *c, char *err,
   } else {
     const char *s = c->args_json ? c->args_json : "";
     size_t n = strlen(s);
-    if (skip_ws(s, n) == n) return cJSON_CreateObject();
+    if (skip_ws(s, n) == n)
+      return cJSON_CreateObject();
     char perr[96];
     o = lc_json_parse(s, n, perr, sizeof perr);
     if (!o) {
@@ -640,7 +715,8 @@ cJSON *lc_accum_args_object(const struct lc_llm_tool_call *c, char *err,
              c->id ? c->id : "?");
     return NULL;
   }
-  if (!o) snprintf(err, errlen, "out of memory");
+  if (!o)
+    snprintf(err, errlen, "out of memory");
   return o;
 }
 
@@ -648,7 +724,8 @@ cJSON *lc_accum_args_object(const struct lc_llm_tool_call *c, char *err,
 
 struct lc_llm_stream *lc_accum_stream_new(void) {
   struct lc_llm_stream *st = lc_calloc(1, sizeof *st);
-  if (!st) return NULL;
+  if (!st)
+    return NULL;
   lc_sse_init(&st->sse, LC_STREAM_MAX_EVENT);
   lc_ndjson_init(&st->nd, LC_STREAM_MAX_EVENT);
   lc_accum_init(&st->acc);
@@ -656,7 +733,8 @@ struct lc_llm_stream *lc_accum_stream_new(void) {
 }
 
 void lc_accum_stream_free(struct lc_llm_stream *st) {
-  if (!st) return;
+  if (!st)
+    return;
   lc_sse_free(&st->sse);
   lc_ndjson_free(&st->nd);
   lc_accum_free(&st->acc);

@@ -16,11 +16,13 @@
 /* The user message that collects consecutive tool results, or NULL. */
 static cJSON *open_results(cJSON *msgs) {
   int n = cJSON_GetArraySize(msgs);
-  if (n == 0) return NULL;
+  if (n == 0)
+    return NULL;
   cJSON *last = cJSON_GetArrayItem(msgs, n - 1);
   const char *role = lc_accum_str(last, "role");
   cJSON *content = cJSON_GetObjectItemCaseSensitive(last, "content");
-  if (!role || strcmp(role, "user") || !cJSON_IsArray(content)) return NULL;
+  if (!role || strcmp(role, "user") || !cJSON_IsArray(content))
+    return NULL;
   return content;
 }
 
@@ -40,7 +42,8 @@ static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
     const struct lc_llm_msg *m = &req->msgs[i];
     const char *text = m->content ? m->content : "";
     if (m->role == LC_ROLE_SYSTEM) { /* top-level, several joined */
-      if (sys.len) lc_buf_puts(&sys, "\n\n");
+      if (sys.len)
+        lc_buf_puts(&sys, "\n\n");
       lc_buf_puts(&sys, text);
     } else if (m->role == LC_ROLE_USER) {
       cJSON *blocks = open_results(msgs);
@@ -53,14 +56,16 @@ static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
         cJSON_AddItemToArray(msgs, o);
       }
     } else if (m->role == LC_ROLE_ASSISTANT) {
-      if (!m->n_tool_calls && !*text) continue; /* Anthropic rejects empty */
+      if (!m->n_tool_calls && !*text)
+        continue; /* Anthropic rejects empty */
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "role", "assistant");
       if (!m->n_tool_calls) {
         cJSON_AddStringToObject(o, "content", text);
       } else {
         cJSON *blocks = cJSON_AddArrayToObject(o, "content");
-        if (*text) cJSON_AddItemToArray(blocks, text_block(text));
+        if (*text)
+          cJSON_AddItemToArray(blocks, text_block(text));
         for (size_t k = 0; k < m->n_tool_calls; k++) {
           const struct lc_llm_tool_call *c = &m->tool_calls[k];
           cJSON *input = lc_accum_args_object(c, err, errlen);
@@ -88,13 +93,16 @@ static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
       }
       cJSON *b = cJSON_CreateObject();
       cJSON_AddStringToObject(b, "type", "tool_result");
-      cJSON_AddStringToObject(b, "tool_use_id", m->tool_call_id ? m->tool_call_id : "");
+      cJSON_AddStringToObject(b, "tool_use_id",
+                              m->tool_call_id ? m->tool_call_id : "");
       cJSON_AddStringToObject(b, "content", text);
-      if (m->is_error) cJSON_AddTrueToObject(b, "is_error");
+      if (m->is_error)
+        cJSON_AddTrueToObject(b, "is_error");
       cJSON_AddItemToArray(blocks, b);
     }
   }
-  if (sys.len) cJSON_AddStringToObject(root, "system", sys.data);
+  if (sys.len)
+    cJSON_AddStringToObject(root, "system", sys.data);
   lc_buf_free(&sys);
   return 0;
 }
@@ -108,9 +116,9 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   }
   cJSON *root = cJSON_CreateObject();
   cJSON_AddStringToObject(root, "model", req->model);
-  cJSON_AddNumberToObject(root, "max_tokens", (req->set & LC_SET_MAX_TOKENS)
-                                                  ? req->max_tokens
-                                                  : DEFAULT_MAX_TOKENS);
+  cJSON_AddNumberToObject(root, "max_tokens",
+                          (req->set & LC_SET_MAX_TOKENS) ? req->max_tokens
+                                                         : DEFAULT_MAX_TOKENS);
   if (add_msgs(req, root, err, errlen)) {
     cJSON_Delete(root);
     return LC_EINVAL;
@@ -123,7 +131,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
       const struct lc_llm_tool *t = &req->tools[i];
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "name", t->name ? t->name : "");
-      if (t->description) cJSON_AddStringToObject(o, "description", t->description);
+      if (t->description)
+        cJSON_AddStringToObject(o, "description", t->description);
       cJSON *schema = t->schema ? cJSON_Duplicate(t->schema, 1) : NULL;
       if (!schema) {
         schema = cJSON_CreateObject();
@@ -141,19 +150,22 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
       cJSON_AddStringToObject(tc, "type", "any");
     } else {
       cJSON_AddStringToObject(tc, "type", "tool");
-      cJSON_AddStringToObject(tc, "name",
-                              req->tool_choice_name ? req->tool_choice_name : "");
+      cJSON_AddStringToObject(
+          tc, "name", req->tool_choice_name ? req->tool_choice_name : "");
     }
   }
   if (req->set & LC_SET_TEMPERATURE)
     cJSON_AddNumberToObject(root, "temperature", req->temperature);
-  if (req->set & LC_SET_TOP_P) cJSON_AddNumberToObject(root, "top_p", req->top_p);
-  if (req->set & LC_SET_TOP_K) cJSON_AddNumberToObject(root, "top_k", req->top_k);
+  if (req->set & LC_SET_TOP_P)
+    cJSON_AddNumberToObject(root, "top_p", req->top_p);
+  if (req->set & LC_SET_TOP_K)
+    cJSON_AddNumberToObject(root, "top_k", req->top_k);
   /* seed: the Messages API has none, so it is not sent. */
   if (req->n_stop) {
     cJSON *st = cJSON_AddArrayToObject(root, "stop_sequences");
     for (size_t i = 0; i < req->n_stop; i++)
-      cJSON_AddItemToArray(st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
+      cJSON_AddItemToArray(
+          st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
   }
   /* Structured outputs (beta): a schema is enforced; plain "JSON" has no
    * Anthropic equivalent and is left to the prompt. */
@@ -166,24 +178,31 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
                               ? cJSON_Duplicate(req->response_schema, 1)
                               : cJSON_CreateObject());
   }
-  if (req->stream) cJSON_AddTrueToObject(root, "stream");
+  if (req->stream)
+    cJSON_AddTrueToObject(root, "stream");
   const char *base = req->base_url && *req->base_url
                          ? req->base_url
                          : lc_llm_anthropic.default_base_url;
   int rc = lc_accum_http_body(out, root);
-  if (!rc) rc = lc_accum_http_url(out, base, "/v1/messages");
-  if (!rc) rc = lc_accum_http_header(out, "Content-Type: application/json");
+  if (!rc)
+    rc = lc_accum_http_url(out, base, "/v1/messages");
+  if (!rc)
+    rc = lc_accum_http_header(out, "Content-Type: application/json");
   if (!rc)
     rc = lc_accum_http_header(out, "Accept: %s",
-                              req->stream ? "text/event-stream" : "application/json");
-  if (!rc) rc = lc_accum_http_header(out, "anthropic-version: 2023-06-01");
+                              req->stream ? "text/event-stream"
+                                          : "application/json");
+  if (!rc)
+    rc = lc_accum_http_header(out, "anthropic-version: 2023-06-01");
   if (!rc && beta)
-    rc = lc_accum_http_header(out, "anthropic-beta: structured-outputs-2025-11-13");
+    rc = lc_accum_http_header(out,
+                              "anthropic-beta: structured-outputs-2025-11-13");
   if (!rc && req->api_key && *req->api_key)
     rc = lc_accum_http_header(out, "x-api-key: %s", req->api_key);
   if (rc) {
     lc_llm_http_free(out);
-    snprintf(err, errlen, rc == LC_ETOOBIG ? "header too long" : "out of memory");
+    snprintf(err, errlen,
+             rc == LC_ETOOBIG ? "header too long" : "out of memory");
   }
   return rc;
 }
@@ -192,7 +211,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
 
 /* input counts every prompt token, cached ones included (llm.h). */
 static void usage(struct lc_llm_accum *a, const cJSON *u) {
-  if (!cJSON_IsObject(u)) return;
+  if (!cJSON_IsObject(u))
+    return;
   long in = lc_accum_long(u, "input_tokens", -1);
   long rd = lc_accum_long(u, "cache_read_input_tokens", 0);
   long wr = lc_accum_long(u, "cache_creation_input_tokens", 0);
@@ -212,19 +232,22 @@ static int is_error(const cJSON *root) {
 
 static void stop_reason(struct lc_llm_accum *a, const cJSON *o) {
   const char *sr = lc_accum_str(o, "stop_reason");
-  if (sr) lc_accum_finish(a, lc_accum_map_finish(sr), sr);
+  if (sr)
+    lc_accum_finish(a, lc_accum_map_finish(sr), sr);
 }
 
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON *root = lc_accum_parse_body(body, len, "message", out);
-  if (!root) return LC_EINVAL;
+  if (!root)
+    return LC_EINVAL;
   struct lc_llm_accum a;
   lc_accum_init(&a);
   const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
   if (is_error(root)) {
     lc_accum_fail_json(&a, root);
   } else if (!cJSON_IsArray(content)) {
-    lc_accum_fail(&a, LC_LLM_EBADRESP, NULL, "malformed message: no content array");
+    lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
+                  "malformed message: no content array");
   } else {
     lc_accum_set_once(&a.id, lc_accum_str(root, "id"));
     lc_accum_set_once(&a.model, lc_accum_str(root, "model"));
@@ -233,15 +256,20 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
     cJSON_ArrayForEach(b, content) {
       const char *type = lc_accum_str(b, "type");
       const char *s;
-      if (!type) continue;
+      if (!type)
+        continue;
       if (strcmp(type, "text") == 0 && (s = lc_accum_str(b, "text"))) {
         lc_accum_text(&a, s, strlen(s));
-      } else if (strcmp(type, "thinking") == 0 && (s = lc_accum_str(b, "thinking"))) {
+      } else if (strcmp(type, "thinking") == 0 &&
+                 (s = lc_accum_str(b, "thinking"))) {
         lc_accum_reasoning(&a, s, strlen(s));
       } else if (strcmp(type, "tool_use") == 0) {
-        lc_accum_tool_start(&a, i, lc_accum_str(b, "id"), lc_accum_str(b, "name"));
-        char *args = lc_accum_print(cJSON_GetObjectItemCaseSensitive(b, "input"));
-        if (args) lc_accum_tool_args(&a, i, args, strlen(args));
+        lc_accum_tool_start(&a, i, lc_accum_str(b, "id"),
+                            lc_accum_str(b, "name"));
+        char *args =
+            lc_accum_print(cJSON_GetObjectItemCaseSensitive(b, "input"));
+        if (args)
+          lc_accum_tool_args(&a, i, args, strlen(args));
         lc_free(args);
       }
       i++;
@@ -267,9 +295,12 @@ static int block_start(struct lc_llm_accum *a, const cJSON *root) {
   int ix = (int)lc_accum_long(root, "index", 0);
   const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "content_block");
   const char *type = lc_accum_str(b, "type"), *s;
-  if (!type) return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "content block without a type");
+  if (!type)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
+                         "content block without a type");
   if (strcmp(type, "tool_use") == 0)
-    return lc_accum_tool_start(a, ix, lc_accum_str(b, "id"), lc_accum_str(b, "name"));
+    return lc_accum_tool_start(a, ix, lc_accum_str(b, "id"),
+                               lc_accum_str(b, "name"));
   /* Blocks may open with some content already. */
   if (strcmp(type, "text") == 0 && (s = lc_accum_str(b, "text")))
     return lc_accum_text(a, s, strlen(s));
@@ -282,13 +313,16 @@ static int block_delta(struct lc_llm_accum *a, const cJSON *root) {
   int ix = (int)lc_accum_long(root, "index", 0);
   const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "delta");
   const char *type = lc_accum_str(d, "type"), *s;
-  if (!type) return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "delta without a type");
+  if (!type)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "delta without a type");
   if (strcmp(type, "text_delta") == 0 && (s = lc_accum_str(d, "text")))
     return lc_accum_text(a, s, strlen(s));
-  if (strcmp(type, "input_json_delta") == 0 && (s = lc_accum_str(d, "partial_json"))) {
+  if (strcmp(type, "input_json_delta") == 0 &&
+      (s = lc_accum_str(d, "partial_json"))) {
     if (!lc_accum_call_by_key(a, ix))
-      return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
-                           "input_json_delta for block %d, which is not a tool_use", ix);
+      return lc_accum_fail(
+          a, LC_LLM_EBADRESP, NULL,
+          "input_json_delta for block %d, which is not a tool_use", ix);
     return lc_accum_tool_args(a, ix, s, strlen(s));
   }
   if (strcmp(type, "thinking_delta") == 0 && (s = lc_accum_str(d, "thinking")))
@@ -299,14 +333,16 @@ static int block_delta(struct lc_llm_accum *a, const cJSON *root) {
 static int on_event(void *ud, const struct lc_sse_event *ev) {
   struct lc_llm_stream *st = ud;
   struct lc_llm_accum *a = &st->acc;
-  if (st->done) return 0;
+  if (st->done)
+    return 0;
   char err[96];
   cJSON *root = lc_json_parse(ev->data, ev->data_len, err, sizeof err);
   if (!root) {
     if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)
-      return lc_accum_fail(a, LC_LLM_ESERVER, NULL, "error event in stream: %.200s",
-                           ev->data);
-    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "malformed stream event: %s", err);
+      return lc_accum_fail(a, LC_LLM_ESERVER, NULL,
+                           "error event in stream: %.200s", ev->data);
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "malformed stream event: %s",
+                         err);
   }
   /* The data's own "type" is authoritative; the event: line repeats it. */
   const char *type = lc_accum_str(root, "type");
@@ -338,7 +374,8 @@ static struct lc_llm_stream *stream_new(void) { return lc_accum_stream_new(); }
 
 static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
                        lc_llm_delta_fn cb, void *ud) {
-  if (st->acc.err) return LC_EINVAL;
+  if (st->acc.err)
+    return LC_EINVAL;
   lc_accum_set_cb(&st->acc, cb, ud);
   int rc = lc_sse_feed(&st->sse, data, len, on_event, st);
   if (rc && st->sse.failed)

@@ -210,12 +210,8 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
     lc_governor_settle(c->gov, c->est_tokens,
                        r->err ? c->est_tokens : (double)(r->usage.input + r->usage.output));
   if (op->request_id[0] && !r->request_id) r->request_id = lc_strdup(op->request_id);
-  double ra = -1;
-  if (op->retry_after_ms[0]) {
-    double ms = lc_http_parse_retry_after(op->retry_after_ms);
-    if (ms >= 0) ra = ms / 1000.0;
-  }
-  if (ra < 0) ra = lc_http_parse_retry_after(op->retry_after);
+  double ra = lc_llm_retry_after_s("retry-after-ms", op->retry_after_ms, lc_wall_s());
+  if (ra < 0) ra = lc_llm_retry_after_s("retry-after", op->retry_after, lc_wall_s());
   if (ra >= 0) r->retry_after_s = ra;
 
   /* A stream that already handed text to the caller is not replayed: a

@@ -27,7 +27,8 @@ static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
       for (size_t k = 0; k < m->n_tool_calls; k++) {
         const struct lc_llm_tool_call *c = &m->tool_calls[k];
         cJSON *args = lc_accum_args_object(c, err, errlen);
-        if (!args) return LC_EINVAL;
+        if (!args)
+          return LC_EINVAL;
         cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
         cJSON_AddItemToObject(tc, "function", fn);
         cJSON_AddStringToObject(fn, "name", c->name ? c->name : "");
@@ -44,9 +45,11 @@ static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
 /* OLLAMA_HOST may be "host:port", "host" or a URL; like the ollama CLI,
  * no scheme means http and port 11434. */
 static int base_url(const char *host, struct lc_buf *b) {
-  if (!host || !*host) host = lc_llm_ollama.default_base_url;
+  if (!host || !*host)
+    host = lc_llm_ollama.default_base_url;
   const char *sep = strstr(host, "://");
-  if (sep) return lc_buf_puts(b, host);
+  if (sep)
+    return lc_buf_puts(b, host);
   size_t hn = strcspn(host, "/");
   int has_port = 0;
   if (host[0] == '[') { /* [v6]:port */
@@ -56,9 +59,12 @@ static int base_url(const char *host, struct lc_buf *b) {
     has_port = memchr(host, ':', hn) != NULL;
   }
   int rc = lc_buf_puts(b, "http://");
-  if (!rc) rc = lc_buf_append(b, host, hn);
-  if (!rc && !has_port) rc = lc_buf_puts(b, ":11434");
-  if (!rc) rc = lc_buf_puts(b, host + hn);
+  if (!rc)
+    rc = lc_buf_append(b, host, hn);
+  if (!rc && !has_port)
+    rc = lc_buf_puts(b, ":11434");
+  if (!rc)
+    rc = lc_buf_puts(b, host + hn);
   return rc;
 }
 
@@ -87,7 +93,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
       cJSON_AddStringToObject(o, "type", "function");
       cJSON_AddItemToObject(o, "function", fn);
       cJSON_AddStringToObject(fn, "name", t->name ? t->name : "");
-      if (t->description) cJSON_AddStringToObject(fn, "description", t->description);
+      if (t->description)
+        cJSON_AddStringToObject(fn, "description", t->description);
       cJSON_AddItemToObject(fn, "parameters",
                             t->schema ? cJSON_Duplicate(t->schema, 1)
                                       : cJSON_CreateObject());
@@ -104,36 +111,48 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   cJSON *opt = cJSON_CreateObject();
   if (req->set & LC_SET_TEMPERATURE)
     cJSON_AddNumberToObject(opt, "temperature", req->temperature);
-  if (req->set & LC_SET_TOP_P) cJSON_AddNumberToObject(opt, "top_p", req->top_p);
-  if (req->set & LC_SET_TOP_K) cJSON_AddNumberToObject(opt, "top_k", req->top_k);
+  if (req->set & LC_SET_TOP_P)
+    cJSON_AddNumberToObject(opt, "top_p", req->top_p);
+  if (req->set & LC_SET_TOP_K)
+    cJSON_AddNumberToObject(opt, "top_k", req->top_k);
   if (req->set & LC_SET_MAX_TOKENS)
     cJSON_AddNumberToObject(opt, "num_predict", req->max_tokens);
-  if (req->set & LC_SET_SEED) cJSON_AddNumberToObject(opt, "seed", (double)req->seed);
+  if (req->set & LC_SET_SEED)
+    cJSON_AddNumberToObject(opt, "seed", (double)req->seed);
   if (req->n_stop) {
     cJSON *st = cJSON_AddArrayToObject(opt, "stop");
     for (size_t i = 0; i < req->n_stop; i++)
-      cJSON_AddItemToArray(st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
+      cJSON_AddItemToArray(
+          st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
   }
-  if (cJSON_GetArraySize(opt)) cJSON_AddItemToObject(root, "options", opt);
-  else cJSON_Delete(opt);
+  if (cJSON_GetArraySize(opt))
+    cJSON_AddItemToObject(root, "options", opt);
+  else
+    cJSON_Delete(opt);
 
   struct lc_buf url;
   lc_buf_init(&url, 0);
   int rc = base_url(req->base_url, &url);
-  if (!rc) rc = lc_accum_http_body(out, root);
-  else cJSON_Delete(root);
-  if (!rc) rc = lc_accum_http_url(out, url.data, "/api/chat");
+  if (!rc)
+    rc = lc_accum_http_body(out, root);
+  else
+    cJSON_Delete(root);
+  if (!rc)
+    rc = lc_accum_http_url(out, url.data, "/api/chat");
   lc_buf_free(&url);
-  if (!rc) rc = lc_accum_http_header(out, "Content-Type: application/json");
+  if (!rc)
+    rc = lc_accum_http_header(out, "Content-Type: application/json");
   if (!rc)
     rc = lc_accum_http_header(out, "Accept: %s",
-                              req->stream ? "application/x-ndjson" : "application/json");
+                              req->stream ? "application/x-ndjson"
+                                          : "application/json");
   /* Local Ollama takes no key; Ollama Cloud takes a bearer token. */
   if (!rc && req->api_key && *req->api_key)
     rc = lc_accum_http_header(out, "Authorization: Bearer %s", req->api_key);
   if (rc) {
     lc_llm_http_free(out);
-    snprintf(err, errlen, rc == LC_ETOOBIG ? "header too long" : "out of memory");
+    snprintf(err, errlen,
+             rc == LC_ETOOBIG ? "header too long" : "out of memory");
   }
   return rc;
 }
@@ -143,7 +162,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
 /* One /api/chat object: a whole answer or one NDJSON line. */
 static int chunk(struct lc_llm_accum *a, const cJSON *root, int *done) {
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
-  if (e && !cJSON_IsNull(e)) return lc_accum_fail_json(a, root);
+  if (e && !cJSON_IsNull(e))
+    return lc_accum_fail_json(a, root);
   lc_accum_set_once(&a->model, lc_accum_str(root, "model"));
   const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "message");
   const char *s;
@@ -156,7 +176,8 @@ static int chunk(struct lc_llm_accum *a, const cJSON *root, int *done) {
     /* Each entry is a whole call; older servers give no id. */
     const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
     int key = lc_accum_fresh_key(a);
-    if (lc_accum_tool_start(a, key, lc_accum_str(tc, "id"), lc_accum_str(fn, "name")))
+    if (lc_accum_tool_start(a, key, lc_accum_str(tc, "id"),
+                            lc_accum_str(fn, "name")))
       return LC_EINVAL;
     const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
     if (args && !cJSON_IsNull(args)) {
@@ -164,7 +185,8 @@ static int chunk(struct lc_llm_accum *a, const cJSON *root, int *done) {
       int rc = p ? lc_accum_tool_args(a, key, p, strlen(p))
                  : lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
       lc_free(p);
-      if (rc) return LC_EINVAL;
+      if (rc)
+        return LC_EINVAL;
     }
   }
   if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "done"))) {
@@ -179,7 +201,8 @@ static int chunk(struct lc_llm_accum *a, const cJSON *root, int *done) {
 
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON *root = lc_accum_parse_body(body, len, "chat response", out);
-  if (!root) return LC_EINVAL;
+  if (!root)
+    return LC_EINVAL;
   struct lc_llm_accum a;
   lc_accum_init(&a);
   a.split_think = 1;
@@ -187,7 +210,8 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
   if (!(e && !cJSON_IsNull(e)) &&
       !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "message")))
-    lc_accum_fail(&a, LC_LLM_EBADRESP, NULL, "malformed chat response: no message");
+    lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
+                  "malformed chat response: no message");
   else
     chunk(&a, root, &done);
   cJSON_Delete(root);
@@ -207,7 +231,8 @@ static void parse_error(int status, const char *body, size_t len,
 static int on_line(void *ud, const char *line, size_t len) {
   struct lc_llm_stream *st = ud;
   struct lc_llm_accum *a = &st->acc;
-  if (st->done) return 0;
+  if (st->done)
+    return 0;
   char err[96];
   cJSON *root = lc_json_parse(line, len, err, sizeof err);
   if (!cJSON_IsObject(root)) {
@@ -222,13 +247,15 @@ static int on_line(void *ud, const char *line, size_t len) {
 
 static struct lc_llm_stream *stream_new(void) {
   struct lc_llm_stream *st = lc_accum_stream_new();
-  if (st) st->acc.split_think = 1;
+  if (st)
+    st->acc.split_think = 1;
   return st;
 }
 
 static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
                        lc_llm_delta_fn cb, void *ud) {
-  if (st->acc.err) return LC_EINVAL;
+  if (st->acc.err)
+    return LC_EINVAL;
   lc_accum_set_cb(&st->acc, cb, ud);
   int rc = lc_ndjson_feed(&st->nd, data, len, on_line, st);
   if (rc && st->nd.failed)

@@ -17,13 +17,15 @@ void lc_ndjson_free(struct lc_ndjson *p) { lc_buf_free(&p->line); }
 
 static int blank(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++)
-    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
+    if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r')
+      return 0;
   return 1;
 }
 
 static int emit(struct lc_ndjson *p, lc_ndjson_fn cb, void *ud) {
   size_t n = p->line.len;
-  if (n && p->line.data[n - 1] == '\r') n--;
+  if (n && p->line.data[n - 1] == '\r')
+    n--;
   int rc = 0;
   if (n > p->max_line) {
     p->failed = LC_ETOOBIG;
@@ -40,7 +42,8 @@ static int emit(struct lc_ndjson *p, lc_ndjson_fn cb, void *ud) {
 
 int lc_ndjson_feed(struct lc_ndjson *p, const char *buf, size_t n,
                    lc_ndjson_fn cb, void *ud) {
-  if (p->failed) return p->failed;
+  if (p->failed)
+    return p->failed;
   size_t i = 0;
   while (i < n) {
     const char *nl = memchr(buf + i, '\n', n - i);
@@ -55,16 +58,20 @@ int lc_ndjson_feed(struct lc_ndjson *p, const char *buf, size_t n,
         return rc;
       }
     }
-    if (!nl) break;
+    if (!nl)
+      break;
     int rc = emit(p, cb, ud);
-    if (rc) return rc;
+    if (rc)
+      return rc;
     i = j + 1;
   }
   return 0;
 }
 
 int lc_ndjson_end(struct lc_ndjson *p, lc_ndjson_fn cb, void *ud) {
-  if (p->failed) return p->failed;
-  if (p->line.len == 0) return 0;
+  if (p->failed)
+    return p->failed;
+  if (p->line.len == 0)
+    return 0;
   return emit(p, cb, ud);
 }

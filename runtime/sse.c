@@ -38,8 +38,10 @@ static int dispatch(struct lc_sse *p, lc_sse_fn cb, void *ud) {
     lc_buf_reset(&p->event);
     return 0;
   }
-  if (p->data.len && p->data.data[p->data.len - 1] == '\n') p->data.len--;
-  if (p->data.data) p->data.data[p->data.len] = '\0';
+  if (p->data.len && p->data.data[p->data.len - 1] == '\n')
+    p->data.len--;
+  if (p->data.data)
+    p->data.data[p->data.len] = '\0';
   struct lc_sse_event ev = {
       .event = p->event.len ? p->event.data : "message",
       .event_len = p->event.len ? p->event.len : 7,
@@ -61,7 +63,8 @@ static int field(struct lc_sse *p, const char *line, size_t n) {
   size_t nlen = colon ? (size_t)(colon - line) : n;
   const char *v = colon ? colon + 1 : line + n;
   size_t vlen = (size_t)(line + n - v);
-  if (vlen && *v == ' ') v++, vlen--;
+  if (vlen && *v == ' ')
+    v++, vlen--;
   int rc = 0;
   p->pending = 1;
   if (nlen == 5 && memcmp(line, "event", 5) == 0) {
@@ -70,8 +73,10 @@ static int field(struct lc_sse *p, const char *line, size_t n) {
   } else if (nlen == 4 && memcmp(line, "data", 4) == 0) {
     p->has_data = 1;
     rc = lc_buf_append(&p->data, v, vlen);
-    if (!rc) rc = lc_buf_append(&p->data, "\n", 1);
-    if (rc == LC_ETOOBIG) return fail(p, rc, "SSE event over the size limit");
+    if (!rc)
+      rc = lc_buf_append(&p->data, "\n", 1);
+    if (rc == LC_ETOOBIG)
+      return fail(p, rc, "SSE event over the size limit");
   } else if (nlen == 2 && memcmp(line, "id", 2) == 0) {
     if (!memchr(v, '\0', vlen)) { /* WHATWG: ids with NUL are ignored */
       lc_buf_reset(&p->id);
@@ -81,11 +86,15 @@ static int field(struct lc_sse *p, const char *line, size_t n) {
     long ms = 0;
     size_t i;
     for (i = 0; i < vlen && v[i] >= '0' && v[i] <= '9'; i++)
-      if (ms < 100000000L) ms = ms * 10 + (v[i] - '0');
-    if (vlen && i == vlen) p->retry = ms;
+      if (ms < 100000000L)
+        ms = ms * 10 + (v[i] - '0');
+    if (vlen && i == vlen)
+      p->retry = ms;
   } /* other field names are ignored */
-  if (rc == LC_ETOOBIG) return fail(p, rc, "SSE field over the size limit");
-  if (rc) return fail(p, rc, "out of memory");
+  if (rc == LC_ETOOBIG)
+    return fail(p, rc, "SSE field over the size limit");
+  if (rc)
+    return fail(p, rc, "out of memory");
   return 0;
 }
 
@@ -93,8 +102,10 @@ static int end_line(struct lc_sse *p, lc_sse_fn cb, void *ud) {
   const char *l = p->line.data ? p->line.data : "";
   size_t n = p->line.len;
   int rc = 0;
-  if (n == 0) rc = dispatch(p, cb, ud);
-  else if (l[0] != ':') rc = field(p, l, n);
+  if (n == 0)
+    rc = dispatch(p, cb, ud);
+  else if (l[0] != ':')
+    rc = field(p, l, n);
   lc_buf_reset(&p->line);
   return rc;
 }
@@ -112,16 +123,22 @@ static int feed_lines(struct lc_sse *p, const char *s, size_t n, lc_sse_fn cb,
       }
     }
     size_t j = i;
-    while (j < n && s[j] != '\r' && s[j] != '\n') j++;
+    while (j < n && s[j] != '\r' && s[j] != '\n')
+      j++;
     if (j > i) {
       int rc = lc_buf_append(&p->line, s + i, j - i);
-      if (rc == LC_ETOOBIG) return fail(p, rc, "SSE line over the size limit");
-      if (rc) return fail(p, rc, "out of memory");
+      if (rc == LC_ETOOBIG)
+        return fail(p, rc, "SSE line over the size limit");
+      if (rc)
+        return fail(p, rc, "out of memory");
     }
-    if (j == n) break;
-    if (s[j] == '\r') p->cr_seen = 1;
+    if (j == n)
+      break;
+    if (s[j] == '\r')
+      p->cr_seen = 1;
     int rc = end_line(p, cb, ud);
-    if (rc) return rc;
+    if (rc)
+      return rc;
     i = j + 1;
   }
   return 0;
@@ -129,7 +146,8 @@ static int feed_lines(struct lc_sse *p, const char *s, size_t n, lc_sse_fn cb,
 
 int lc_sse_feed(struct lc_sse *p, const char *buf, size_t n, lc_sse_fn cb,
                 void *ud) {
-  if (p->failed) return p->failed;
+  if (p->failed)
+    return p->failed;
   /* The BOM may itself be split across feeds: match it byte by byte, and
    * replay the matched prefix as ordinary bytes if it turns out not to be
    * one. */
@@ -143,10 +161,12 @@ int lc_sse_feed(struct lc_sse *p, const char *buf, size_t n, lc_sse_fn cb,
     p->bom_state = -1;
     if (matched) {
       int rc = feed_lines(p, (const char *)bom, (size_t)matched, cb, ud);
-      if (rc) return rc;
+      if (rc)
+        return rc;
     }
   }
-  if (n == 0) return 0;
+  if (n == 0)
+    return 0;
   return feed_lines(p, buf, n, cb, ud);
 }
 

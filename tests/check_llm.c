@@ -19,7 +19,8 @@ START_TEST(parse_model) {
   ck_assert_int_eq(p, LC_PROV_OPENAI);
   ck_assert_str_eq(m, "gpt-4o-mini");
   lc_free(m);
-  ck_assert_int_eq(lc_llm_parse_model("anthropic:claude-3-5-haiku-latest", &p, &m), 0);
+  ck_assert_int_eq(
+      lc_llm_parse_model("anthropic:claude-3-5-haiku-latest", &p, &m), 0);
   ck_assert_int_eq(p, LC_PROV_ANTHROPIC);
   ck_assert_str_eq(m, "claude-3-5-haiku-latest");
   lc_free(m);
@@ -39,9 +40,10 @@ START_TEST(parse_model) {
 END_TEST
 
 START_TEST(names) {
-  static const char *errs[] = {"ok", "auth", "rate_limit", "quota", "overloaded",
-                               "server", "bad_request", "context_length", "timeout",
-                               "network", "bad_response", "cancelled", "config"};
+  static const char *errs[] = {
+      "ok",           "auth",        "rate_limit",     "quota",   "overloaded",
+      "server",       "bad_request", "context_length", "timeout", "network",
+      "bad_response", "cancelled",   "config"};
   for (int e = 0; e < LC_LLM_E__COUNT; e++)
     ck_assert_str_eq(lc_llm_err_name((enum lc_llm_err)e), errs[e]);
   ck_assert_str_eq(lc_llm_err_name(LC_LLM_E__COUNT), "unknown");
@@ -49,7 +51,8 @@ START_TEST(names) {
   ck_assert_str_eq(lc_llm_finish_name(LC_FINISH_STOP), "stop");
   ck_assert_str_eq(lc_llm_finish_name(LC_FINISH_LENGTH), "length");
   ck_assert_str_eq(lc_llm_finish_name(LC_FINISH_TOOL_CALLS), "tool_calls");
-  ck_assert_str_eq(lc_llm_finish_name(LC_FINISH_CONTENT_FILTER), "content_filter");
+  ck_assert_str_eq(lc_llm_finish_name(LC_FINISH_CONTENT_FILTER),
+                   "content_filter");
   ck_assert_str_eq(lc_llm_finish_name(LC_FINISH_OTHER), "other");
   ck_assert_str_eq(lc_llm_role_name(LC_ROLE_SYSTEM), "system");
   ck_assert_str_eq(lc_llm_role_name(LC_ROLE_USER), "user");
@@ -68,8 +71,9 @@ END_TEST
 
 START_TEST(retryable_and_status) {
   for (int e = 0; e < LC_LLM_E__COUNT; e++) {
-    int want = e == LC_LLM_ERATE || e == LC_LLM_EOVERLOADED || e == LC_LLM_ESERVER ||
-               e == LC_LLM_ETIMEOUT || e == LC_LLM_ENETWORK;
+    int want = e == LC_LLM_ERATE || e == LC_LLM_EOVERLOADED ||
+               e == LC_LLM_ESERVER || e == LC_LLM_ETIMEOUT ||
+               e == LC_LLM_ENETWORK;
     ck_assert_int_eq(lc_llm_err_retryable((enum lc_llm_err)e), want);
   }
   ck_assert_int_eq(lc_llm_err_from_status(200), LC_LLM_OK);
@@ -91,7 +95,8 @@ END_TEST
 START_TEST(retry_after) {
   ck_assert(lc_llm_retry_after_s("Retry-After", "4", 0) == 4);
   ck_assert(lc_llm_retry_after_s("retry-after", " 1.5", 0) == 1.5);
-  ck_assert(fabs(lc_llm_retry_after_s("retry-after-ms", "250", 0) - 0.25) < 1e-12);
+  ck_assert(fabs(lc_llm_retry_after_s("retry-after-ms", "250", 0) - 0.25) <
+            1e-12);
   ck_assert(lc_llm_retry_after_s("retry-after", "soon", 0) < 0);
   ck_assert(lc_llm_retry_after_s("retry-after", "3x", 0) < 0);
   ck_assert(lc_llm_retry_after_s("retry-after", "-1", 0) < 0);
@@ -143,16 +148,19 @@ static int run_stream(const struct lc_llm_adapter *ad, const char *s,
   int frc = ad->stream_feed(st, s, strlen(s), NULL, NULL);
   int rc = ad->stream_end(st, r);
   ad->stream_free(st);
-  if (frc) ck_assert_int_eq(rc, LC_EINVAL);
+  if (frc)
+    ck_assert_int_eq(rc, LC_EINVAL);
   return rc;
 }
 
 START_TEST(openai_error_inside_stream) {
   struct lc_llm_response r;
-  const char *s =
-      "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n"
-      "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n"
-      "data: [DONE]\n\n";
+  const char *s = "data: "
+                  "{\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{"
+                  "\"content\":\"Hi\"}}]}\n\n"
+                  "data: {\"error\":{\"message\":\"The server had an "
+                  "error\",\"type\":\"server_error\"}}\n\n"
+                  "data: [DONE]\n\n";
   ck_assert_int_eq(run_stream(&lc_llm_openai, s, &r), LC_EINVAL);
   ck_assert_int_eq(r.err, LC_LLM_ESERVER);
   ck_assert_str_eq(r.err_message, "The server had an error");
@@ -160,7 +168,8 @@ START_TEST(openai_error_inside_stream) {
   ck_assert_ptr_null(r.text);
   lc_llm_response_free(&r);
   /* an "event: error" line with a rate-limit payload */
-  s = "event: error\ndata: {\"error\":{\"message\":\"slow down\",\"code\":\"rate_limit_exceeded\"}}\n\n";
+  s = "event: error\ndata: {\"error\":{\"message\":\"slow "
+      "down\",\"code\":\"rate_limit_exceeded\"}}\n\n";
   ck_assert_int_eq(run_stream(&lc_llm_openai, s, &r), LC_EINVAL);
   ck_assert_int_eq(r.err, LC_LLM_ERATE);
   lc_llm_response_free(&r);
@@ -171,10 +180,18 @@ END_TEST
 START_TEST(anthropic_error_event) {
   struct lc_llm_response r;
   const char *s =
-      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"c\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n"
-      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
-      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n"
-      "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+      "event: message_start\ndata: "
+      "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":"
+      "\"c\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n"
+      "event: content_block_start\ndata: "
+      "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{"
+      "\"type\":\"text\",\"text\":\"\"}}\n\n"
+      "event: content_block_delta\ndata: "
+      "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+      "\"text_delta\",\"text\":\"Hel\"}}\n\n"
+      "event: error\ndata: "
+      "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+      "\"message\":\"Overloaded\"}}\n\n";
   ck_assert_int_eq(run_stream(&lc_llm_anthropic, s, &r), LC_EINVAL);
   ck_assert_int_eq(r.err, LC_LLM_EOVERLOADED);
   ck_assert_str_eq(r.err_message, "Overloaded");
@@ -182,8 +199,10 @@ START_TEST(anthropic_error_event) {
   lc_llm_response_free(&r);
   /* feed reports the error at once, and keeps refusing */
   struct lc_llm_stream *st = lc_llm_anthropic.stream_new();
-  ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, s, strlen(s), NULL, NULL), LC_EINVAL);
-  ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, "\n", 1, NULL, NULL), LC_EINVAL);
+  ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, s, strlen(s), NULL, NULL),
+                   LC_EINVAL);
+  ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, "\n", 1, NULL, NULL),
+                   LC_EINVAL);
   lc_llm_anthropic.stream_free(st);
   ck_assert_int_eq(lc_alloc_live(), 0);
 }
@@ -192,13 +211,28 @@ END_TEST
 START_TEST(anthropic_thinking_stream) {
   struct lc_llm_response r;
   const char *s =
-      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\",\"usage\":{\"input_tokens\":5,\"cache_read_input_tokens\":100,\"cache_creation_input_tokens\":7,\"output_tokens\":1}}}\n\n"
-      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n"
-      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n"
-      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"abc\"}}\n\n"
-      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
-      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\n"
-      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":9}}\n\n"
+      "event: message_start\ndata: "
+      "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"c\","
+      "\"usage\":{\"input_tokens\":5,\"cache_read_input_tokens\":100,\"cache_"
+      "creation_input_tokens\":7,\"output_tokens\":1}}}\n\n"
+      "event: content_block_start\ndata: "
+      "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{"
+      "\"type\":\"thinking\",\"thinking\":\"\"}}\n\n"
+      "event: content_block_delta\ndata: "
+      "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+      "\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n"
+      "event: content_block_delta\ndata: "
+      "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
+      "\"signature_delta\",\"signature\":\"abc\"}}\n\n"
+      "event: content_block_start\ndata: "
+      "{\"type\":\"content_block_start\",\"index\":1,\"content_block\":{"
+      "\"type\":\"text\",\"text\":\"\"}}\n\n"
+      "event: content_block_delta\ndata: "
+      "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":"
+      "\"text_delta\",\"text\":\"ok\"}}\n\n"
+      "event: message_delta\ndata: "
+      "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},"
+      "\"usage\":{\"output_tokens\":9}}\n\n"
       "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
   ck_assert_int_eq(run_stream(&lc_llm_anthropic, s, &r), 0);
   ck_assert_str_eq(r.reasoning, "hmm");
@@ -214,8 +248,10 @@ END_TEST
 
 START_TEST(ollama_error_line) {
   struct lc_llm_response r;
-  const char *s = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"a\"},\"done\":false}\n"
-                  "{\"error\":\"an error was encountered while running the model: unexpected EOF\"}\n";
+  const char *s = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\","
+                  "\"content\":\"a\"},\"done\":false}\n"
+                  "{\"error\":\"an error was encountered while running the "
+                  "model: unexpected EOF\"}\n";
   ck_assert_int_eq(run_stream(&lc_llm_ollama, s, &r), LC_EINVAL);
   ck_assert_int_eq(r.err, LC_LLM_ESERVER);
   ck_assert(strstr(r.err_message, "unexpected EOF") != NULL);
@@ -225,7 +261,8 @@ START_TEST(ollama_error_line) {
 END_TEST
 
 START_TEST(malformed_bodies) {
-  const struct lc_llm_adapter *ads[] = {&lc_llm_openai, &lc_llm_anthropic, &lc_llm_ollama};
+  const struct lc_llm_adapter *ads[] = {&lc_llm_openai, &lc_llm_anthropic,
+                                        &lc_llm_ollama};
   const char *html = "<!DOCTYPE html><html><head><title>Welcome</title></head>"
                      "<body><h1>Captive portal</h1></body></html>";
   for (size_t i = 0; i < 3; i++) {
@@ -241,8 +278,9 @@ START_TEST(malformed_bodies) {
     lc_llm_response_free(&r);
     ck_assert_int_eq(ads[i]->parse(html, strlen(html), &r), LC_EINVAL);
     ck_assert_int_eq(r.err, LC_LLM_EBADRESP);
-    ck_assert_msg(strstr(r.err_message, "an HTML page: Welcome Captive portal") != NULL,
-                  "%s", r.err_message);
+    ck_assert_msg(
+        strstr(r.err_message, "an HTML page: Welcome Captive portal") != NULL,
+        "%s", r.err_message);
     lc_llm_response_free(&r);
     ck_assert_int_eq(ads[i]->parse("", 0, &r), LC_EINVAL);
     ck_assert(strstr(r.err_message, "empty body") != NULL);
@@ -250,18 +288,22 @@ START_TEST(malformed_bodies) {
     ck_assert_int_eq(ads[i]->parse("[1,2]", 5, &r), LC_EINVAL);
     ck_assert_int_eq(r.err, LC_LLM_EBADRESP);
     lc_llm_response_free(&r);
-    ck_assert_int_eq(ads[i]->parse("{}", 2, &r), LC_EINVAL); /* no answer in it */
+    ck_assert_int_eq(ads[i]->parse("{}", 2, &r),
+                     LC_EINVAL); /* no answer in it */
     ck_assert_int_eq(r.err, LC_LLM_EBADRESP);
     lc_llm_response_free(&r);
   }
   /* a malformed chunk in a stream */
   struct lc_llm_response r;
-  ck_assert_int_eq(run_stream(&lc_llm_openai, "data: {\"choices\":[\n\ndata: [DONE]\n\n", &r),
+  ck_assert_int_eq(run_stream(&lc_llm_openai,
+                              "data: {\"choices\":[\n\ndata: [DONE]\n\n", &r),
                    LC_EINVAL);
   ck_assert_int_eq(r.err, LC_LLM_EBADRESP);
   ck_assert(strstr(r.err_message, "malformed stream chunk") != NULL);
   lc_llm_response_free(&r);
-  ck_assert_int_eq(run_stream(&lc_llm_anthropic, "event: ping\ndata: {\"type\": \"ping\"}\n\n", &r),
+  ck_assert_int_eq(run_stream(&lc_llm_anthropic,
+                              "event: ping\ndata: {\"type\": \"ping\"}\n\n",
+                              &r),
                    LC_EINVAL);
   ck_assert(strstr(r.err_message, "stream ended before message_stop") != NULL);
   lc_llm_response_free(&r);
@@ -270,15 +312,17 @@ START_TEST(malformed_bodies) {
 END_TEST
 
 /* SIZE_MAX in a parse_error call below means "strlen of the literal". */
-#define parse_error(st, body, n, r) \
+#define parse_error(st, body, n, r)                                            \
   parse_error(st, body, (n) == SIZE_MAX ? strlen(body) : (n), r)
 
 START_TEST(error_bodies) {
   struct lc_llm_response r;
   lc_llm_response_init(&r);
-  const char *html = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-                     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-                     "</body>\r\n</html>\r\n";
+  const char *html =
+      "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+      "<center><h1>502 Bad "
+      "Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+      "</body>\r\n</html>\r\n";
   lc_llm_openai.parse_error(502, html, strlen(html), &r);
   ck_assert_int_eq(r.err, LC_LLM_ESERVER);
   ck_assert_str_eq(r.err_message, "502 Bad Gateway 502 Bad Gateway nginx");
@@ -290,26 +334,37 @@ START_TEST(error_bodies) {
   lc_llm_response_free(&r);
   /* a long text body is cut to a short, valid excerpt */
   char big[2000];
-  for (size_t i = 0; i < sizeof big; i++) big[i] = "ab\xC3\xA9 "[i % 5];
+  for (size_t i = 0; i < sizeof big; i++)
+    big[i] = "ab\xC3\xA9 "[i % 5];
   lc_llm_ollama.parse_error(500, big, sizeof big, &r);
   ck_assert_uint_le(strlen(r.err_message), 203);
   ck_assert(strstr(r.err_message, "...") != NULL);
   lc_llm_response_free(&r);
   /* credit and quota wording, Anthropic's 413, OpenRouter's 402 */
-  lc_llm_anthropic.parse_error(400,
-      "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\",\"message\":\"Your credit balance is too low to access the Anthropic API.\"}}",
+  lc_llm_anthropic.parse_error(
+      400,
+      "{\"type\":\"error\",\"error\":{\"type\":\"invalid_request_error\","
+      "\"message\":\"Your credit balance is too low to access the Anthropic "
+      "API.\"}}",
       SIZE_MAX, &r);
   ck_assert_int_eq(r.err, LC_LLM_EQUOTA);
   lc_llm_response_free(&r);
-  lc_llm_openai.parse_error(402, "{\"error\":{\"message\":\"Insufficient credits\",\"code\":402}}", SIZE_MAX, &r);
+  lc_llm_openai.parse_error(
+      402, "{\"error\":{\"message\":\"Insufficient credits\",\"code\":402}}",
+      SIZE_MAX, &r);
   ck_assert_int_eq(r.err, LC_LLM_EQUOTA);
   ck_assert_str_eq(r.err_type, "402");
   lc_llm_response_free(&r);
-  lc_llm_openai.parse_error(400, "{\"error\":{\"message\":\"request (9000 tokens) exceeds the available context size (4096 tokens)\",\"type\":\"exceed_context_size_error\"}}", SIZE_MAX, &r);
+  lc_llm_openai.parse_error(
+      400,
+      "{\"error\":{\"message\":\"request (9000 tokens) exceeds the available "
+      "context size (4096 tokens)\",\"type\":\"exceed_context_size_error\"}}",
+      SIZE_MAX, &r);
   ck_assert_int_eq(r.err, LC_LLM_ECONTEXT);
   lc_llm_response_free(&r);
   /* a 2xx body that is an error envelope */
-  const char *env = "{\"error\":{\"message\":\"Rate limit\",\"type\":\"rate_limit_error\"}}";
+  const char *env =
+      "{\"error\":{\"message\":\"Rate limit\",\"type\":\"rate_limit_error\"}}";
   ck_assert_int_eq(lc_llm_openai.parse(env, strlen(env), &r), LC_EINVAL);
   ck_assert_int_eq(r.err, LC_LLM_ERATE);
   lc_llm_response_free(&r);
@@ -321,8 +376,12 @@ START_TEST(openai_calls_without_index) {
   /* Ollama /v1 style: two whole calls in two chunks, no index */
   struct lc_llm_response r;
   const char *s =
-      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"}}]}}]}\n\n"
-      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n"
+      "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"a\",\"function\":{"
+      "\"name\":\"f\",\"arguments\":\"{\\\"x\\\":1}\"}}]}}]}\n\n"
+      "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"b\",\"function\":{"
+      "\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n"
       "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"
       "data: [DONE]\n\n";
   ck_assert_int_eq(run_stream(&lc_llm_openai, s, &r), 0);
@@ -334,15 +393,22 @@ START_TEST(openai_calls_without_index) {
   ck_assert_str_eq(r.finish_raw, "stop");
   lc_llm_response_free(&r);
   /* every call at index 0 but with its own id */
-  s = "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\n\n"
-      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n"
+  s = "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\","
+      "\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\n\n"
+      "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"b\","
+      "\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n"
       "data: [DONE]\n\n";
   ck_assert_int_eq(run_stream(&lc_llm_openai, s, &r), 0);
   ck_assert_uint_eq(r.n_tool_calls, 2);
   ck_assert_str_eq(r.tool_calls[1].name, "g");
   lc_llm_response_free(&r);
   /* invalid arguments are kept as written, args NULL, no error */
-  s = "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":\"}}]},\"finish_reason\":\"length\"}]}\n\n"
+  s = "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\","
+      "\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\":\"}}]},\"finish_"
+      "reason\":\"length\"}]}\n\n"
       "data: [DONE]\n\n";
   ck_assert_int_eq(run_stream(&lc_llm_openai, s, &r), 0);
   ck_assert_str_eq(r.tool_calls[0].args_json, "{\"x\":");
@@ -354,7 +420,8 @@ START_TEST(openai_calls_without_index) {
 END_TEST
 
 /* The <think> splitter gives the same text/reasoning whatever the split. */
-static void think_case(const char *in, const char *want_text, const char *want_reason) {
+static void think_case(const char *in, const char *want_text,
+                       const char *want_reason) {
   size_t n = strlen(in);
   for (size_t a = 0; a <= n; a++) {
     for (size_t b = a; b <= n; b++) {
@@ -372,7 +439,8 @@ static void think_case(const char *in, const char *want_text, const char *want_r
                         (want_text && r.text && strcmp(r.text, want_text) == 0),
                     "%zu/%zu: text [%s]", a, b, r.text);
       ck_assert_msg((want_reason == NULL && r.reasoning == NULL) ||
-                        (want_reason && r.reasoning && strcmp(r.reasoning, want_reason) == 0),
+                        (want_reason && r.reasoning &&
+                         strcmp(r.reasoning, want_reason) == 0),
                     "%zu/%zu: reasoning [%s]", a, b, r.reasoning);
       lc_llm_response_free(&r);
     }
@@ -380,8 +448,9 @@ static void think_case(const char *in, const char *want_text, const char *want_r
 }
 
 START_TEST(think_splitter) {
-  think_case("<think>\nlet me see </thin k>\n</think>\n\nHello <think>x</think>",
-             "Hello <think>x</think>", "let me see </thin k>");
+  think_case(
+      "<think>\nlet me see </thin k>\n</think>\n\nHello <think>x</think>",
+      "Hello <think>x</think>", "let me see </thin k>");
   think_case("<think>\n\n</think>\n\n", NULL, NULL);
   think_case("  <think>a</think>b", "b", "a");
   think_case("<thinking>no", "<thinking>no", NULL);

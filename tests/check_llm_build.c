@@ -21,7 +21,8 @@ static cJSON *fixture_request(const char *id) {
   ck_assert_ptr_nonnull(s);
   cJSON *fx = cJSON_ParseWithLength(s, n);
   free(s);
-  cJSON *body = cJSON_DetachItemFromObject(cJSON_GetObjectItem(fx, "request"), "body");
+  cJSON *body =
+      cJSON_DetachItemFromObject(cJSON_GetObjectItem(fx, "request"), "body");
   cJSON_Delete(fx);
   return body;
 }
@@ -51,8 +52,8 @@ static struct lc_llm_tool_call *one_call(const char *id, const char *name,
 }
 
 /* Builds, checks the key is only in a header, returns the parsed body. */
-static cJSON *build(const struct lc_llm_adapter *ad, const struct lc_llm_request *q,
-                    struct lc_llm_http *h) {
+static cJSON *build(const struct lc_llm_adapter *ad,
+                    const struct lc_llm_request *q, struct lc_llm_http *h) {
   char err[256] = "";
   ck_assert_msg(ad->build(q, h, err, sizeof err) == 0, "build: %s", err);
   ck_assert_ptr_nonnull(h->url);
@@ -66,19 +67,22 @@ static cJSON *build(const struct lc_llm_adapter *ad, const struct lc_llm_request
 
 static int has_header(const struct lc_llm_http *h, const char *line) {
   for (size_t i = 0; i < h->n_headers; i++)
-    if (strcmp(h->headers[i], line) == 0) return 1;
+    if (strcmp(h->headers[i], line) == 0)
+      return 1;
   return 0;
 }
 
 static int header_count_with(const struct lc_llm_http *h, const char *sub) {
   int n = 0;
-  for (size_t i = 0; i < h->n_headers; i++) n += strstr(h->headers[i], sub) != NULL;
+  for (size_t i = 0; i < h->n_headers; i++)
+    n += strstr(h->headers[i], sub) != NULL;
   return n;
 }
 
 static void same(const cJSON *got, const cJSON *want, const char *what) {
   char *g = cJSON_PrintUnformatted(got), *w = cJSON_PrintUnformatted(want);
-  ck_assert_msg(cJSON_Compare(got, want, 1), "%s:\n got %s\nwant %s", what, g, w);
+  ck_assert_msg(cJSON_Compare(got, want, 1), "%s:\n got %s\nwant %s", what, g,
+                w);
   free(g);
   free(w);
 }
@@ -95,10 +99,11 @@ START_TEST(openai_toolresult_matches_recording) {
   q.stream = 1;
   q.n_msgs = 3;
   q.msgs = lc_calloc(3, sizeof *q.msgs);
-  q.msgs[0] = msg(LC_ROLE_USER, "What is the capital of the UK? Use the tool, then answer.");
+  q.msgs[0] = msg(LC_ROLE_USER,
+                  "What is the capital of the UK? Use the tool, then answer.");
   q.msgs[1] = msg(LC_ROLE_ASSISTANT, NULL);
-  q.msgs[1].tool_calls = one_call("call_ZR5UUuTt3pf61kjwAJIYdVMj", "get_capital",
-                                  "{\"country\":\"UK\"}");
+  q.msgs[1].tool_calls = one_call("call_ZR5UUuTt3pf61kjwAJIYdVMj",
+                                  "get_capital", "{\"country\":\"UK\"}");
   q.msgs[1].n_tool_calls = 1;
   q.msgs[2] = msg(LC_ROLE_TOOL, "London");
   q.msgs[2].tool_call_id = lc_strdup("call_ZR5UUuTt3pf61kjwAJIYdVMj");
@@ -107,7 +112,8 @@ START_TEST(openai_toolresult_matches_recording) {
   q.tools = lc_calloc(1, sizeof *q.tools);
   q.tools[0].name = lc_strdup("get_capital");
   q.tools[0].description = lc_strdup("");
-  q.tools[0].schema = cJSON_Duplicate(cJSON_GetObjectItem(rfn, "parameters"), 1);
+  q.tools[0].schema =
+      cJSON_Duplicate(cJSON_GetObjectItem(rfn, "parameters"), 1);
   q.tools[0].strict = 1;
 
   struct lc_llm_http h;
@@ -116,12 +122,16 @@ START_TEST(openai_toolresult_matches_recording) {
   ck_assert(has_header(&h, "Authorization: Bearer " KEY));
   ck_assert(has_header(&h, "Content-Type: application/json"));
   ck_assert(has_header(&h, "Accept: text/event-stream"));
-  same(cJSON_GetObjectItem(b, "model"), cJSON_GetObjectItem(rec, "model"), "model");
-  same(cJSON_GetObjectItem(b, "messages"), cJSON_GetObjectItem(rec, "messages"), "messages");
-  same(cJSON_GetObjectItem(b, "tools"), cJSON_GetObjectItem(rec, "tools"), "tools");
-  same(cJSON_GetObjectItem(b, "stream"), cJSON_GetObjectItem(rec, "stream"), "stream");
-  same(cJSON_GetObjectItem(b, "stream_options"), cJSON_GetObjectItem(rec, "stream_options"),
-       "stream_options");
+  same(cJSON_GetObjectItem(b, "model"), cJSON_GetObjectItem(rec, "model"),
+       "model");
+  same(cJSON_GetObjectItem(b, "messages"), cJSON_GetObjectItem(rec, "messages"),
+       "messages");
+  same(cJSON_GetObjectItem(b, "tools"), cJSON_GetObjectItem(rec, "tools"),
+       "tools");
+  same(cJSON_GetObjectItem(b, "stream"), cJSON_GetObjectItem(rec, "stream"),
+       "stream");
+  same(cJSON_GetObjectItem(b, "stream_options"),
+       cJSON_GetObjectItem(rec, "stream_options"), "stream_options");
   /* tool_choice "auto" is the default: we leave it out */
   ck_assert_ptr_null(cJSON_GetObjectItem(b, "tool_choice"));
   cJSON_Delete(b);
@@ -144,9 +154,11 @@ START_TEST(anthropic_toolresult_matches_recording) {
   q.max_tokens = 1024;
   q.n_msgs = 3;
   q.msgs = lc_calloc(3, sizeof *q.msgs);
-  q.msgs[0] = msg(LC_ROLE_USER, "What is the weather and current time in San Francisco?");
-  q.msgs[1] = msg(LC_ROLE_ASSISTANT,
-                  "I'll help you get the weather and current time in San Francisco.");
+  q.msgs[0] = msg(LC_ROLE_USER,
+                  "What is the weather and current time in San Francisco?");
+  q.msgs[1] =
+      msg(LC_ROLE_ASSISTANT,
+          "I'll help you get the weather and current time in San Francisco.");
   q.msgs[1].tool_calls = one_call("call_1", "get_weather",
                                   "{\"location\": \"San Francisco, CA\"}");
   q.msgs[1].n_tool_calls = 1;
@@ -158,8 +170,10 @@ START_TEST(anthropic_toolresult_matches_recording) {
   for (int i = 0; i < 2; i++) {
     const cJSON *t = cJSON_GetArrayItem(rtools, i);
     q.tools[i].name = lc_strdup(cJSON_GetObjectItem(t, "name")->valuestring);
-    q.tools[i].description = lc_strdup(cJSON_GetObjectItem(t, "description")->valuestring);
-    q.tools[i].schema = cJSON_Duplicate(cJSON_GetObjectItem(t, "input_schema"), 1);
+    q.tools[i].description =
+        lc_strdup(cJSON_GetObjectItem(t, "description")->valuestring);
+    q.tools[i].schema =
+        cJSON_Duplicate(cJSON_GetObjectItem(t, "input_schema"), 1);
   }
   struct lc_llm_http h;
   cJSON *b = build(&lc_llm_anthropic, &q, &h);
@@ -168,9 +182,12 @@ START_TEST(anthropic_toolresult_matches_recording) {
   ck_assert(has_header(&h, "anthropic-version: 2023-06-01"));
   ck_assert(has_header(&h, "Content-Type: application/json"));
   ck_assert_int_eq(header_count_with(&h, "Authorization"), 0);
-  same(cJSON_GetObjectItem(b, "model"), cJSON_GetObjectItem(rec, "model"), "model");
-  same(cJSON_GetObjectItem(b, "max_tokens"), cJSON_GetObjectItem(rec, "max_tokens"), "max_tokens");
-  same(cJSON_GetObjectItem(b, "messages"), cJSON_GetObjectItem(rec, "messages"), "messages");
+  same(cJSON_GetObjectItem(b, "model"), cJSON_GetObjectItem(rec, "model"),
+       "model");
+  same(cJSON_GetObjectItem(b, "max_tokens"),
+       cJSON_GetObjectItem(rec, "max_tokens"), "max_tokens");
+  same(cJSON_GetObjectItem(b, "messages"), cJSON_GetObjectItem(rec, "messages"),
+       "messages");
   same(cJSON_GetObjectItem(b, "tools"), rtools, "tools");
   ck_assert_ptr_null(cJSON_GetObjectItem(b, "stream"));
   ck_assert_ptr_null(cJSON_GetObjectItem(b, "system"));
@@ -197,33 +214,44 @@ START_TEST(ollama_toolresult_matches_recording) {
   q.msgs[1] = msg(LC_ROLE_ASSISTANT, "");
   q.msgs[1].tool_calls = one_call("call_0", "getTime", "{}");
   q.msgs[1].n_tool_calls = 1;
-  q.msgs[2] = msg(LC_ROLE_TOOL, "2010-08-13 20:15:00.033067589 +0100 CET m=+32.849928139");
+  q.msgs[2] = msg(LC_ROLE_TOOL,
+                  "2010-08-13 20:15:00.033067589 +0100 CET m=+32.849928139");
   q.msgs[2].tool_call_id = lc_strdup("call_0");
   q.msgs[2].name = lc_strdup("getTime");
   q.n_tools = 1;
   q.tools = lc_calloc(1, sizeof *q.tools);
   const cJSON *fn = cJSON_GetObjectItem(rtool, "function");
   q.tools[0].name = lc_strdup("getTime");
-  q.tools[0].description = lc_strdup(cJSON_GetObjectItem(fn, "description")->valuestring);
+  q.tools[0].description =
+      lc_strdup(cJSON_GetObjectItem(fn, "description")->valuestring);
   q.tools[0].schema = cJSON_Duplicate(cJSON_GetObjectItem(fn, "parameters"), 1);
   struct lc_llm_http h;
   cJSON *b = build(&lc_llm_ollama, &q, &h);
   ck_assert_str_eq(h.url, "http://localhost:11434/api/chat");
   ck_assert_int_eq(header_count_with(&h, "Authorization"), 0);
   ck_assert(has_header(&h, "Accept: application/json"));
-  same(cJSON_GetObjectItem(b, "model"), cJSON_GetObjectItem(rec, "model"), "model");
-  same(cJSON_GetObjectItem(b, "stream"), cJSON_GetObjectItem(rec, "stream"), "stream");
-  same(cJSON_GetObjectItem(b, "tools"), cJSON_GetObjectItem(rec, "tools"), "tools");
+  same(cJSON_GetObjectItem(b, "model"), cJSON_GetObjectItem(rec, "model"),
+       "model");
+  same(cJSON_GetObjectItem(b, "stream"), cJSON_GetObjectItem(rec, "stream"),
+       "stream");
+  same(cJSON_GetObjectItem(b, "tools"), cJSON_GetObjectItem(rec, "tools"),
+       "tools");
   const cJSON *bm = cJSON_GetObjectItem(b, "messages");
   ck_assert_int_eq(cJSON_GetArraySize(bm), 3);
   same(cJSON_GetArrayItem(bm, 0), cJSON_GetArrayItem(rmsgs, 0), "user message");
   /* arguments as an object, no call id: exactly as recorded */
-  same(cJSON_GetArrayItem(bm, 1), cJSON_GetArrayItem(rmsgs, 1), "assistant message");
-  const cJSON *tm = cJSON_GetArrayItem(bm, 2), *rm = cJSON_GetArrayItem(rmsgs, 2);
-  same(cJSON_GetObjectItem(tm, "role"), cJSON_GetObjectItem(rm, "role"), "tool role");
-  same(cJSON_GetObjectItem(tm, "content"), cJSON_GetObjectItem(rm, "content"), "tool content");
-  /* newer Ollama matches results to calls by name (the recording predates it) */
-  ck_assert_str_eq(cJSON_GetObjectItem(tm, "tool_name")->valuestring, "getTime");
+  same(cJSON_GetArrayItem(bm, 1), cJSON_GetArrayItem(rmsgs, 1),
+       "assistant message");
+  const cJSON *tm = cJSON_GetArrayItem(bm, 2),
+              *rm = cJSON_GetArrayItem(rmsgs, 2);
+  same(cJSON_GetObjectItem(tm, "role"), cJSON_GetObjectItem(rm, "role"),
+       "tool role");
+  same(cJSON_GetObjectItem(tm, "content"), cJSON_GetObjectItem(rm, "content"),
+       "tool content");
+  /* newer Ollama matches results to calls by name (the recording predates it)
+   */
+  ck_assert_str_eq(cJSON_GetObjectItem(tm, "tool_name")->valuestring,
+                   "getTime");
   cJSON_Delete(b);
   lc_llm_http_free(&h);
   lc_llm_request_free(&q);
@@ -261,7 +289,8 @@ static void full_request(struct lc_llm_request *q, enum lc_llm_provider p) {
   q->tools[0].schema = cJSON_Parse("{\"type\":\"object\"}");
   q->tool_choice = LC_TOOL_CHOICE_NAMED;
   q->tool_choice_name = lc_strdup("f");
-  q->set = LC_SET_TEMPERATURE | LC_SET_TOP_P | LC_SET_TOP_K | LC_SET_MAX_TOKENS | LC_SET_SEED;
+  q->set = LC_SET_TEMPERATURE | LC_SET_TOP_P | LC_SET_TOP_K |
+           LC_SET_MAX_TOKENS | LC_SET_SEED;
   q->temperature = 0.5;
   q->top_p = 0.9;
   q->top_k = 40;
@@ -298,8 +327,10 @@ START_TEST(openai_every_field) {
   ck_assert_int_eq(cJSON_GetArraySize(m), 6);
   ck_assert_str_eq(str(cJSON_GetArrayItem(m, 0), "role"), "system");
   const cJSON *tc = cJSON_GetObjectItem(cJSON_GetArrayItem(m, 3), "tool_calls");
-  ck_assert_str_eq(str(cJSON_GetObjectItem(cJSON_GetArrayItem(tc, 1), "function"), "arguments"),
-                   "{}");
+  ck_assert_str_eq(
+      str(cJSON_GetObjectItem(cJSON_GetArrayItem(tc, 1), "function"),
+          "arguments"),
+      "{}");
   ck_assert_str_eq(str(cJSON_GetArrayItem(m, 5), "tool_call_id"), "c2");
   const cJSON *ch = cJSON_GetObjectItem(b, "tool_choice");
   ck_assert_str_eq(str(ch, "type"), "function");
@@ -308,13 +339,17 @@ START_TEST(openai_every_field) {
   ck_assert(num(b, "top_p") == 0.9);
   ck_assert(num(b, "max_tokens") == 100);
   ck_assert(num(b, "seed") == 42);
-  ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(b, "stop"), 0)->valuestring, "END");
+  ck_assert_str_eq(
+      cJSON_GetArrayItem(cJSON_GetObjectItem(b, "stop"), 0)->valuestring,
+      "END");
   const cJSON *rf = cJSON_GetObjectItem(b, "response_format");
   ck_assert_str_eq(str(rf, "type"), "json_schema");
-  ck_assert_str_eq(str(cJSON_GetObjectItem(rf, "json_schema"), "name"), "response");
-  ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(rf, "json_schema"), "strict")));
-  ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(b, "stream_options"),
-                                             "include_usage")));
+  ck_assert_str_eq(str(cJSON_GetObjectItem(rf, "json_schema"), "name"),
+                   "response");
+  ck_assert(cJSON_IsTrue(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(rf, "json_schema"), "strict")));
+  ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(
+      cJSON_GetObjectItem(b, "stream_options"), "include_usage")));
   cJSON_Delete(b);
   lc_llm_http_free(&h);
   /* other choices, JSON mode, no key: no Authorization header */
@@ -327,7 +362,8 @@ START_TEST(openai_every_field) {
   ck_assert_int_eq(header_count_with(&h, "Authorization"), 0);
   ck_assert(has_header(&h, "Accept: application/json"));
   ck_assert_str_eq(str(b, "tool_choice"), "required");
-  ck_assert_str_eq(str(cJSON_GetObjectItem(b, "response_format"), "type"), "json_object");
+  ck_assert_str_eq(str(cJSON_GetObjectItem(b, "response_format"), "type"),
+                   "json_object");
   ck_assert_ptr_null(cJSON_GetObjectItem(b, "stream"));
   cJSON_Delete(b);
   lc_llm_http_free(&h);
@@ -349,17 +385,22 @@ START_TEST(anthropic_every_field) {
   cJSON *b = build(&lc_llm_anthropic, &q, &h);
   ck_assert_str_eq(str(b, "system"), "Be brief.\n\nUse tools.");
   const cJSON *m = cJSON_GetObjectItem(b, "messages");
-  ck_assert_int_eq(cJSON_GetArraySize(m), 3); /* user, assistant, merged results */
+  ck_assert_int_eq(cJSON_GetArraySize(m),
+                   3); /* user, assistant, merged results */
   const cJSON *asst = cJSON_GetObjectItem(cJSON_GetArrayItem(m, 1), "content");
   ck_assert_int_eq(cJSON_GetArraySize(asst), 2); /* no empty text block */
   ck_assert_str_eq(str(cJSON_GetArrayItem(asst, 1), "type"), "tool_use");
-  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(asst, 1), "input")), 0);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(
+                       cJSON_GetArrayItem(asst, 1), "input")),
+                   0);
   const cJSON *res = cJSON_GetObjectItem(cJSON_GetArrayItem(m, 2), "content");
   ck_assert_str_eq(str(cJSON_GetArrayItem(m, 2), "role"), "user");
   ck_assert_int_eq(cJSON_GetArraySize(res), 2);
   ck_assert_str_eq(str(cJSON_GetArrayItem(res, 0), "tool_use_id"), "c1");
-  ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "is_error"));
-  ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(res, 1), "is_error")));
+  ck_assert_ptr_null(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(res, 0), "is_error"));
+  ck_assert(cJSON_IsTrue(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(res, 1), "is_error")));
   const cJSON *ch = cJSON_GetObjectItem(b, "tool_choice");
   ck_assert_str_eq(str(ch, "type"), "tool");
   ck_assert_str_eq(str(ch, "name"), "f");
@@ -368,9 +409,12 @@ START_TEST(anthropic_every_field) {
   ck_assert(num(b, "top_k") == 40);
   ck_assert(num(b, "max_tokens") == 100);
   ck_assert_ptr_null(cJSON_GetObjectItem(b, "seed"));
-  ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(b, "stop_sequences"), 0)->valuestring,
-                   "END");
-  ck_assert_str_eq(str(cJSON_GetObjectItem(b, "output_format"), "type"), "json_schema");
+  ck_assert_str_eq(
+      cJSON_GetArrayItem(cJSON_GetObjectItem(b, "stop_sequences"), 0)
+          ->valuestring,
+      "END");
+  ck_assert_str_eq(str(cJSON_GetObjectItem(b, "output_format"), "type"),
+                   "json_schema");
   ck_assert(has_header(&h, "anthropic-beta: structured-outputs-2025-11-13"));
   ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(b, "stream")));
   ck_assert(has_header(&h, "Accept: text/event-stream"));
@@ -416,7 +460,8 @@ START_TEST(ollama_every_field) {
   const cJSON *m = cJSON_GetObjectItem(b, "messages");
   ck_assert_int_eq(cJSON_GetArraySize(m), 6);
   const cJSON *tc = cJSON_GetObjectItem(cJSON_GetArrayItem(m, 3), "tool_calls");
-  const cJSON *a0 = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(tc, 0), "function"), "arguments");
+  const cJSON *a0 = cJSON_GetObjectItem(
+      cJSON_GetObjectItem(cJSON_GetArrayItem(tc, 0), "function"), "arguments");
   ck_assert(cJSON_IsObject(a0));
   ck_assert(num(a0, "a") == 1);
   ck_assert_str_eq(str(cJSON_GetArrayItem(m, 5), "tool_name"), "g");
@@ -426,7 +471,9 @@ START_TEST(ollama_every_field) {
   ck_assert(num(o, "top_k") == 40);
   ck_assert(num(o, "num_predict") == 100);
   ck_assert(num(o, "seed") == 42);
-  ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "stop"), 0)->valuestring, "END");
+  ck_assert_str_eq(
+      cJSON_GetArrayItem(cJSON_GetObjectItem(o, "stop"), 0)->valuestring,
+      "END");
   ck_assert(cJSON_IsObject(cJSON_GetObjectItem(b, "format")));
   ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(b, "stream")));
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(b, "tools")), 1);
@@ -439,7 +486,8 @@ START_TEST(ollama_every_field) {
   q.n_stop = 0;
   b = build(&lc_llm_ollama, &q, &h);
   ck_assert_str_eq(str(b, "format"), "json");
-  ck_assert_ptr_null(cJSON_GetObjectItem(b, "tools")); /* no tool_choice in Ollama */
+  ck_assert_ptr_null(
+      cJSON_GetObjectItem(b, "tools")); /* no tool_choice in Ollama */
   ck_assert_ptr_null(cJSON_GetObjectItem(b, "options"));
   ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(b, "stream")));
   cJSON_Delete(b);

@@ -26,10 +26,12 @@ static void run(const char *in, size_t n, size_t cut, size_t max, char *out,
   lc_ndjson_init(&p, max);
   int rc = 0;
   if (cut > n) {
-    for (size_t i = 0; i < n && !rc; i++) rc = lc_ndjson_feed(&p, in + i, 1, on_line, &l);
+    for (size_t i = 0; i < n && !rc; i++)
+      rc = lc_ndjson_feed(&p, in + i, 1, on_line, &l);
   } else {
     rc = lc_ndjson_feed(&p, in, cut, on_line, &l);
-    if (!rc) rc = lc_ndjson_feed(&p, in + cut, n - cut, on_line, &l);
+    if (!rc)
+      rc = lc_ndjson_feed(&p, in + cut, n - cut, on_line, &l);
   }
   int erc = lc_ndjson_end(&p, on_line, &l);
   snprintf(out, outlen, "%s rc=%d end=%d", l.s, rc, erc);
@@ -57,13 +59,15 @@ START_TEST(lines) {
 END_TEST
 
 START_TEST(final_line_without_newline) {
-  CHECK("{\"a\":1}\n{\"done\":true}", "[{\"a\":1}][{\"done\":true}] rc=0 end=0");
+  CHECK("{\"a\":1}\n{\"done\":true}",
+        "[{\"a\":1}][{\"done\":true}] rc=0 end=0");
   CHECK("{\"done\":true}\r", "[{\"done\":true}] rc=0 end=0");
 }
 END_TEST
 
 START_TEST(blank_lines) {
-  CHECK("\n\n{\"a\":1}\n\n  \n\r\n{\"b\":2}\n\n", "[{\"a\":1}][{\"b\":2}] rc=0 end=0");
+  CHECK("\n\n{\"a\":1}\n\n  \n\r\n{\"b\":2}\n\n",
+        "[{\"a\":1}][{\"b\":2}] rc=0 end=0");
   CHECK("", " rc=0 end=0");
   CHECK("\n", " rc=0 end=0");
   CHECK(" \t", " rc=0 end=0");
@@ -72,7 +76,8 @@ END_TEST
 
 START_TEST(bytes_kept) {
   /* the splitter does not judge content: that is the parser's job */
-  CHECK("not json\n{\"x\":\"a\\nb\"}\n", "[not json][{\"x\":\"a\\nb\"}] rc=0 end=0");
+  CHECK("not json\n{\"x\":\"a\\nb\"}\n",
+        "[not json][{\"x\":\"a\\nb\"}] rc=0 end=0");
 }
 END_TEST
 

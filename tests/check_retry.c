@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "http.h"
+#include "lc.h"
 #include "retry.h"
 
 static struct lc_retry_policy pol(void) {
@@ -76,14 +77,14 @@ START_TEST(limits_stop_retrying) {
 END_TEST
 
 START_TEST(retry_after_header_forms) {
-  ck_assert_double_eq_tol(lc_http_parse_retry_after("4"), 4, 1e-9);
-  ck_assert_double_eq_tol(lc_http_parse_retry_after(" 1.5 "), 1.5, 1e-9);
-  ck_assert(lc_http_parse_retry_after("") < 0);
-  ck_assert(lc_http_parse_retry_after("soon") < 0);
-  ck_assert(lc_http_parse_retry_after("-3") < 0);
+  ck_assert_double_eq_tol(lc_http_parse_retry_after("4", lc_wall_s()), 4, 1e-9);
+  ck_assert_double_eq_tol(lc_http_parse_retry_after(" 1.5 ", lc_wall_s()), 1.5, 1e-9);
+  ck_assert(lc_http_parse_retry_after("", lc_wall_s()) < 0);
+  ck_assert(lc_http_parse_retry_after("soon", lc_wall_s()) < 0);
+  ck_assert(lc_http_parse_retry_after("-3", lc_wall_s()) < 0);
   /* An HTTP-date in the past means "now". */
-  ck_assert_double_eq_tol(lc_http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), 0, 1e-9);
-  double future = lc_http_parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT");
+  ck_assert_double_eq_tol(lc_http_parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", lc_wall_s()), 0, 1e-9);
+  double future = lc_http_parse_retry_after("Fri, 01 Jan 2100 00:00:00 GMT", lc_wall_s());
   ck_assert(future > 1e9);
 }
 END_TEST

@@ -15,13 +15,15 @@ struct log {
 
 static int on_ev(void *ud, const struct lc_sse_event *ev) {
   struct log *l = ud;
-  int k = snprintf(l->s + l->n, sizeof l->s - l->n, "[%.*s|", (int)ev->event_len,
-                   ev->event);
+  int k = snprintf(l->s + l->n, sizeof l->s - l->n, "[%.*s|",
+                   (int)ev->event_len, ev->event);
   l->n += (size_t)k;
   /* data may hold NULs: escape them so the log stays a string */
   for (size_t i = 0; i < ev->data_len && l->n + 4 < sizeof l->s; i++) {
-    if (ev->data[i] == '\0') l->n += (size_t)snprintf(l->s + l->n, 4, "\\0");
-    else l->s[l->n++] = ev->data[i];
+    if (ev->data[i] == '\0')
+      l->n += (size_t)snprintf(l->s + l->n, 4, "\\0");
+    else
+      l->s[l->n++] = ev->data[i];
   }
   k = snprintf(l->s + l->n, sizeof l->s - l->n, "|%.*s|%ld]", (int)ev->id_len,
                ev->id, ev->retry);
@@ -39,10 +41,12 @@ static void run(const char *in, size_t n, size_t cut, size_t max, char *out,
   lc_sse_init(&p, max);
   int rc = 0;
   if (cut > n) {
-    for (size_t i = 0; i < n && !rc; i++) rc = lc_sse_feed(&p, in + i, 1, on_ev, &l);
+    for (size_t i = 0; i < n && !rc; i++)
+      rc = lc_sse_feed(&p, in + i, 1, on_ev, &l);
   } else {
     rc = lc_sse_feed(&p, in, cut, on_ev, &l);
-    if (!rc) rc = lc_sse_feed(&p, in + cut, n - cut, on_ev, &l);
+    if (!rc)
+      rc = lc_sse_feed(&p, in + cut, n - cut, on_ev, &l);
   }
   int partial = lc_sse_end(&p);
   snprintf(out, outlen, "%s rc=%d end=%d", l.s, rc, partial);
@@ -98,7 +102,8 @@ START_TEST(line_endings) {
   CHECK("data: x\r\rdata: y\r\r", "[message|x||-1][message|y||-1] rc=0 end=0");
   CHECK("data: a\r\ndata: b\rdata: c\n\n", "[message|a\nb\nc||-1] rc=0 end=0");
   /* CR LF CR LF is two line ends, CR CR LF is two as well */
-  CHECK("data: a\r\r\ndata: b\n\n", "[message|a||-1][message|b||-1] rc=0 end=0");
+  CHECK("data: a\r\r\ndata: b\n\n",
+        "[message|a||-1][message|b||-1] rc=0 end=0");
 }
 END_TEST
 
@@ -111,12 +116,21 @@ START_TEST(space_after_colon) {
 END_TEST
 
 START_TEST(bom) {
-  CHECK("\xEF\xBB\xBF" "data: x\n\n", "[message|x||-1] rc=0 end=0");
+  CHECK("\xEF\xBB\xBF"
+        "data: x\n\n",
+        "[message|x||-1] rc=0 end=0");
   /* only one BOM is dropped: a second makes the field name unknown */
-  CHECK("\xEF\xBB\xBF\xEF\xBB\xBF" "data: x\n\n", " rc=0 end=0");
+  CHECK("\xEF\xBB\xBF\xEF\xBB\xBF"
+        "data: x\n\n",
+        " rc=0 end=0");
   /* a partial BOM is ordinary bytes (an unknown field here) */
-  CHECK("\xEF\xBB" "data: x\n\ndata: y\n\n", "[message|y||-1] rc=0 end=0");
-  CHECK("\xEF" "\n" "data: y\n\n", "[message|y||-1] rc=0 end=0");
+  CHECK("\xEF\xBB"
+        "data: x\n\ndata: y\n\n",
+        "[message|y||-1] rc=0 end=0");
+  CHECK("\xEF"
+        "\n"
+        "data: y\n\n",
+        "[message|y||-1] rc=0 end=0");
 }
 END_TEST
 
@@ -136,8 +150,8 @@ START_TEST(nul_in_data) {
 END_TEST
 
 START_TEST(end_of_input) {
-  CHECK("data: x\n", " rc=0 end=1");     /* no blank line: discarded */
-  CHECK("data: x", " rc=0 end=1");       /* not even a line end */
+  CHECK("data: x\n", " rc=0 end=1"); /* no blank line: discarded */
+  CHECK("data: x", " rc=0 end=1");   /* not even a line end */
   CHECK("data: x\n\n: c", "[message|x||-1] rc=0 end=1");
   CHECK("data: x\n\n", "[message|x||-1] rc=0 end=0");
   CHECK("", " rc=0 end=0");
@@ -174,7 +188,8 @@ START_TEST(callback_stops) {
   struct lc_sse p;
   int calls = 0;
   lc_sse_init(&p, 0);
-  ck_assert_int_eq(lc_sse_feed(&p, "data: a\n\ndata: b\n\n", 18, stop_cb, &calls), 7);
+  ck_assert_int_eq(
+      lc_sse_feed(&p, "data: a\n\ndata: b\n\n", 18, stop_cb, &calls), 7);
   ck_assert_int_eq(calls, 1);
   lc_sse_free(&p);
 }
