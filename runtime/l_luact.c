@@ -45,6 +45,8 @@ int luaopen_luact(lua_State *L) {
   lua_setfield(L, -2, "json");
   lc_open_llm(L);
   lua_setfield(L, -2, "llm");
+  lc_open_worker(L);
+  lua_setfield(L, -2, "worker");
   lc_open_schema(L);
   lua_setfield(L, -2, "schema");
   lc_open_native(L);

@@ -1,0 +1,66 @@
+-- scripts/bench/luact_task.lua: luact's side of ../shared/bench (its README,
+-- "Plugging in the project"). bench.sh appends:
+--   --base-url URL --steps K --tasks T --concurrency C [--warmup W] [--stream]
+-- Runs W warm-up tasks one at a time, then T tasks with at most C in flight,
+-- timing only the second phase; prints one JSON line last on stdout; exits 0
+-- only if every task was correct. With `luact run --workers N` each worker
+-- runs its share and the totals are combined through luact.worker.
+local o = { steps = 5, tasks = 1, concurrency = 1, warmup = 0, mode = os.getenv("LUACT_BENCH_MODE") or "react" }
+local i = 1
+while i <= #arg do
+  local a = arg[i]
+  if a == "--stream" then o.stream = true
+  elseif a == "--" then -- separator left by PROJECT_RUN_CMD
+  elseif a:match("^%-%-") then
+    local key = a:sub(3):gsub("-", "_")
+    local v = arg[i + 1]
+    i = i + 1
+    o[key] = tonumber(v) or v
+  end
+  i = i + 1
+end
+assert(o.base_url, "--base-url is required")
+
+package.path = arg[0]:gsub("scripts/bench/[^/]*$", "agents/?.lua;") .. package.path
+local run_task = require "lookup"
+local expected = {}
+for k = 1, o.steps do expected[k] = "value-of-key-" .. k end
+expected = "DONE " .. table.concat(expected, ",")
+
+local first_error
+local function one()
+  local ok, ans, err = pcall(run_task, o)
+  if ok and ans == expected then return true end
+  first_error = first_error or (ok and (ans and ("wrong answer: " .. tostring(ans)) or tostring(err)) or tostring(ans))
+  return false
+end
+
+-- This worker's share of the tasks and the concurrency.
+local W, id = luact.worker.count, luact.worker.id
+local function share(n) return n // W + ((id <= n % W) and 1 or 0) end
+local tasks, conc, warm = share(o.tasks), math.max(1, share(o.concurrency)), share(o.warmup)
+
+local warm_failed = 0
+for _ = 1, warm do if not one() then warm_failed = warm_failed + 1 end end
+
+local list = {}
+for k = 1, tasks do list[k] = k end
+luact.worker.barrier()
+local t0 = luact.now()
+local oks = (#list > 0) and luact.map(list, function() return one() and 1 or 0 end, { concurrency = conc }) or {}
+local wall = (luact.now() - t0) * 1000
+local ok = 0
+for _, v in ipairs(oks) do ok = ok + v end
+
+ok = math.tointeger(luact.worker.sum("ok", ok))
+local total = math.tointeger(luact.worker.sum("tasks", tasks))
+warm_failed = math.tointeger(luact.worker.sum("warm_failed", warm_failed))
+wall = luact.worker.max("wall", wall)
+if id == 1 then
+  print(luact.json.encode{
+    tasks = total, ok = ok, failed = total - ok, wall_ms = wall, warmup_failed = warm_failed,
+    first_error = first_error or luact.json.null, version = "luact " .. luact.version,
+    mode = o.mode == "loop" and "tools-loop" or "tools",
+  })
+end
+return (ok == total and warm_failed == 0) and 0 or 1
