@@ -2,8 +2,8 @@
  * that refuse bad arguments before anything runs (with a message a model
  * can act on), the confinement of each tool (base_url, read-only SQL, the
  * files root), effect classes, tools that raise, return what cannot be
- * sent to a model, or never return; and examples/native_tool end to end,
- * offline, as a subprocess.
+ * sent to a model, or never return; and examples/native_tool and
+ * examples/research end to end, offline, as subprocesses.
  *
  * Every Lua run ends with lc_test_lua_close: no task, timer or transfer
  * left, lc_ allocations balanced. */
@@ -418,6 +418,48 @@ START_TEST(native_tool_example_runs_offline) {
 }
 END_TEST
 
+/* ---- examples/research, offline: fan-out with the files tool ---- */
+
+START_TEST(research_example_runs_offline) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/examples/research/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&mock, path, NULL), 0);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && OPENAI_BASE_URL='%s/v1' OPENAI_API_KEY= LUACT_MODEL=openai:mock-gpt "
+           "'%s/luact' run examples/research/agent.lua 2>&1",
+           lc_test_source_dir(), mock.base_url, LC_BINARY_DIR);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d:\n%s", st, out);
+  const char *want[] = {
+      "sub-question 3: How long do heat pumps last",
+      "[1] library({\"action\":\"list\",\"path\":\".\"}) -> ok",
+      "[1] library({\"action\":\"read\",\"path\":\"cold-climate.txt\"}) -> ok",
+      "[2] library({\"action\":\"read\",\"path\":\"costs.txt\"}) -> ok",
+      "finding 1: Cold-climate models keep a COP",
+      "finding 2: Installed cost is 8,000-15,000 USD",
+      "finding 3: Air-source units last 15-20 years",
+      "answer: Yes, for a reasonably insulated house",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    ck_assert_msg(strstr(out, want[i]), "missing [%s] in:\n%s", want[i], out);
+  /* The sub-questions' first calls were at the server together. */
+  char *stats = lc_mock_stats(&mock);
+  ck_assert_msg(strstr(stats, "\"peak_in_flight\":3,"), "%s", stats);
+  ck_assert_msg(strstr(stats, "\"unmatched\":0,"), "%s", stats);
+  free(stats);
+  /* What the library returned reached the model. */
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(strstr(log, "Field studies in Norway"));
+  free(log);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+}
+END_TEST
+
 Suite *tools_builtin_suite(void) {
   Suite *s = suite_create("tools_builtin");
   TCase *tc = tcase_create("factories");
@@ -432,6 +474,7 @@ Suite *tools_builtin_suite(void) {
   tcase_add_test(tc, native_tool_checks_types_first);
   tcase_add_test(tc, failing_tools_give_clear_errors);
   tcase_add_test(tc, native_tool_example_runs_offline);
+  tcase_add_test(tc, research_example_runs_offline);
   suite_add_tcase(s, tc);
   return s;
 }
