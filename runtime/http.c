@@ -18,6 +18,7 @@ void lc_http_global_init(void) { pthread_once(&global_once, global_init); }
 void lc_http_op_init(struct lc_http_op *op) {
   memset(op, 0, sizeof *op);
   lc_buf_init(&op->body, 0);
+  lc_buf_init(&op->headers, LC_HTTP_MAX_HEADER_BYTES);
   lc_timer_init(&op->idle_timer, NULL, op);
 }
 
@@ -60,10 +61,22 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     const char *sp = memchr(p, ' ', len);
     op->status = sp ? strtol(sp + 1, NULL, 10) : 0;
     op->content_type[0] = op->retry_after[0] = op->retry_after_ms[0] = '\0';
+    lc_buf_reset(&op->headers);
     return len;
   }
   const char *colon = memchr(p, ':', len);
   if (!colon) return len;
+  if (op->keep_headers) {
+    size_t keep = len;
+    while (keep && (p[keep - 1] == '\r' || p[keep - 1] == '\n')) keep--;
+    int rc = lc_buf_append(&op->headers, p, keep);
+    if (!rc) rc = lc_buf_append(&op->headers, "\n", 1);
+    if (rc) {
+      op->err = rc;
+      op->headers_over = rc == LC_ETOOBIG;
+      return 0; /* aborts the transfer */
+    }
+  }
   size_t klen = (size_t)(colon - p);
   const char *v = colon + 1;
   size_t vlen = len - klen - 1;
@@ -101,8 +114,12 @@ static void complete(struct lc_http_op *op, CURLcode res) {
                detail[0] ? ": " : "", detail);
     }
   } else if (op->err == LC_ETOOBIG) {
-    snprintf(op->errmsg, sizeof op->errmsg, "response body over %zu bytes",
-             op->body.limit);
+    if (op->headers_over)
+      snprintf(op->errmsg, sizeof op->errmsg, "response headers over %zu bytes",
+               op->headers.limit);
+    else
+      snprintf(op->errmsg, sizeof op->errmsg, "response body over %zu bytes",
+               op->body.limit);
   }
   op->done(op, op->ud);
 }
@@ -141,6 +158,9 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   lc_free(op->body_copy);
   op->body_copy = NULL;
   lc_buf_reset(&op->body);
+  lc_buf_reset(&op->headers);
+  op->keep_headers = req->keep_headers;
+  op->headers_over = 0;
   op->body.limit = req->max_body ? req->max_body : 16u << 20;
   op->status = 0;
   op->err = 0;
@@ -174,6 +194,9 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, op->body_copy);
   }
   if (req->method) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+  /* A HEAD answer has no body whatever its Content-Length says. */
+  if (req->method && strcasecmp(req->method, "HEAD") == 0)
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, op);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -219,6 +242,7 @@ void lc_http_op_cleanup(struct lc_http_op *op) {
   lc_free(op->body_copy);
   op->body_copy = NULL;
   lc_buf_free(&op->body);
+  lc_buf_free(&op->headers);
 }
 
 double lc_http_parse_retry_after(const char *v, double now_s) {

@@ -9,7 +9,8 @@
  *
  * Errors: op->err is 0 on a completed exchange (any HTTP status), else an
  * LC_E* code with op->errmsg: LC_ETIMEOUT (connect, idle or total; see
- * op->timeout_kind), LC_ETOOBIG (body over max_body), LC_EIO (network). */
+ * op->timeout_kind), LC_ETOOBIG (body over max_body, or kept headers over
+ * LC_HTTP_MAX_HEADER_BYTES), LC_EIO (network). */
 #ifndef LC_HTTP_H
 #define LC_HTTP_H
 
@@ -18,6 +19,8 @@
 
 #include "buf.h"
 #include "loop.h"
+
+#define LC_HTTP_MAX_HEADER_BYTES (256u << 10)
 
 struct lc_http_req {
   const char *method; /* "GET", "POST", ... (default POST with a body) */
@@ -30,6 +33,7 @@ struct lc_http_req {
   double idle_timeout_ms;    /* no byte received for this long; 0 = off */
   double total_timeout_ms;   /* whole transfer; 0 = off */
   size_t max_body;           /* 0 = 16 MiB */
+  int keep_headers;          /* collect every response header (op->headers) */
 };
 
 enum lc_http_timeout { LC_HTTP_TO_NONE, LC_HTTP_TO_CONNECT, LC_HTTP_TO_IDLE, LC_HTTP_TO_TOTAL };
@@ -53,6 +57,11 @@ struct lc_http_op {
   char retry_after[64];
   char retry_after_ms[32];
   char request_id[128];
+  /* With req->keep_headers: the final response's header lines, each
+   * "Name: value\n" (CR/LF stripped), at most LC_HTTP_MAX_HEADER_BYTES. */
+  struct lc_buf headers;
+  int keep_headers;
+  int headers_over; /* the LC_ETOOBIG came from the headers */
   int err;
   enum lc_http_timeout timeout_kind;
   char errmsg[CURL_ERROR_SIZE + 96];

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "l_files.h"
+#include "l_http.h"
 #include "l_native.h"
 #include "l_sql.h"
 #include "lc.h"
@@ -55,6 +56,8 @@ int luaopen_luact(lua_State *L) {
   lua_setfield(L, -2, "sql");
   lc_open_files(L);
   lua_setfield(L, -2, "files");
+  lc_open_http(L);
+  lua_setfield(L, -2, "http");
   load_embedded(L, lua_gettop(L));
   return 1;
 }

@@ -6,6 +6,7 @@
  *                              signature = "double(double, double)"}
  *   pow(2, 10)          --> 1024.0
  *   pow:describe()      --> "double pow(double, double)"
+ *   pow:args_schema()   --> {type = "array", prefixItems = {...}, ...}
  *   pow:close()         -- or let __gc / <close> do it
  *
  * Errors follow STYLE.md section 3. Misuse raises: bad declare fields, a bad
@@ -162,6 +163,16 @@ static int l_fn_describe(lua_State *L) {
   return 1;
 }
 
+/* [-0, +1, m] fn:args_schema(): the JSON Schema of the argument list (a
+ * tuple, buffers excluded), for building tool schemas. */
+static int l_fn_args_schema(lua_State *L) {
+  struct native_ud *u = check_open(L);
+  struct jsonbox *box = push_box(L);
+  if (!(box->j = lc_ffi_args_schema(u->fn))) return luaL_error(L, "out of memory");
+  lc_conv_push_json(L, box->j);
+  return 1; /* the box is closed on return */
+}
+
 static int l_fn_tostring(lua_State *L) {
   struct native_ud *u = luaL_checkudata(L, 1, NATIVEFN_MT);
   if (u->fn) lua_pushfstring(L, "native function: %s", lc_ffi_describe(u->fn));
@@ -210,6 +221,7 @@ static int l_declare(lua_State *L) {
 static const luaL_Reg nativefn_methods[] = {
     {"close", l_fn_close},
     {"describe", l_fn_describe},
+    {"args_schema", l_fn_args_schema},
     {NULL, NULL},
 };
 

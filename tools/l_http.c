@@ -1,0 +1,354 @@
+/* l_http.c: luact.http: request{...}, get, post as waiting bindings over
+ * tools/http_tool.c.
+ *
+ * The request lives in a "luact.HttpCall" userdata on the binding's own
+ * stack, marked to-be-closed, so a raise while the options are read, a kill
+ * (luact.timeout), a normal return and __gc all end it through one
+ * idempotent close that removes the transfer. */
+#include "l_http.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "conv.h"
+#include "http_tool.h"
+#include "lc.h"
+#include "sched.h"
+
+#define HTTPCALL_MT "luact.HttpCall"
+
+struct http_box {
+  struct lc_http_tool_call call; /* must not move: the userdata never does */
+  struct lc_task *task;
+  struct lc_wait wait;
+  char **hdrs; /* "Name: value" copies, until the request starts */
+  size_t n_hdrs;
+  char *body; /* a table body encoded as JSON (cJSON's allocator) */
+  cJSON *json; /* the parsed response body while it is pushed */
+  int done;
+  int closed;
+};
+
+/* The one close: __gc, __close, kill (wait.cancel) and the normal end. */
+static void box_close(struct http_box *b) {
+  if (b->closed) return;
+  b->closed = 1;
+  lc_http_tool_cleanup(&b->call);
+  for (size_t i = 0; i < b->n_hdrs; i++) lc_free(b->hdrs[i]);
+  lc_free(b->hdrs);
+  b->hdrs = NULL;
+  b->n_hdrs = 0;
+  cJSON_free(b->body);
+  b->body = NULL;
+  cJSON_Delete(b->json);
+  b->json = NULL;
+}
+
+static int box_gc(lua_State *L) {
+  box_close(luaL_checkudata(L, 1, HTTPCALL_MT));
+  return 0;
+}
+
+/* wait.cancel: the task is being killed. */
+static void box_cancel(struct lc_wait *w) {
+  box_close((struct http_box *)((char *)w - offsetof(struct http_box, wait)));
+}
+
+/* http_tool completion, from the loop. */
+static void on_done(struct lc_http_tool_call *c, void *ud) {
+  struct http_box *b = ud;
+  b->done = 1;
+  lc_task_wake(b->task, &b->wait);
+}
+
+/* [-0, +3, m] nil, message, code */
+static int push_fail(lua_State *L, const char *msg, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushstring(L, code);
+  return 3;
+}
+
+static double opt_seconds(lua_State *L, int opts, const char *f) {
+  double v = 0;
+  if (lua_getfield(L, opts, f) != LUA_TNIL) {
+    int ok;
+    v = lua_tonumberx(L, -1, &ok);
+    if (!ok || !(v > 0) || v > 1e7)
+      luaL_error(L, "luact.http: '%s' must be a positive number of seconds", f);
+  }
+  lua_pop(L, 1);
+  return v * 1000.0;
+}
+
+/* [-0, +0, e] Copies headers={name = value} into b->hdrs, checked. */
+static void read_headers(lua_State *L, int opts, struct http_box *b) {
+  int t = lua_getfield(L, opts, "headers");
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (t != LUA_TTABLE) luaL_error(L, "luact.http: 'headers' must be a table {name = value}");
+  int ht = lua_gettop(L);
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, ht)) {
+    n++;
+    lua_pop(L, 1);
+  }
+  if (n == 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  b->hdrs = lc_calloc(n, sizeof *b->hdrs);
+  if (!b->hdrs) luaL_error(L, "out of memory");
+  lua_pushnil(L);
+  while (lua_next(L, ht)) { /* key value */
+    if (lua_type(L, -2) != LUA_TSTRING ||
+        (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
+      luaL_error(L, "luact.http: headers must map string names to string values");
+    size_t kl, vl;
+    const char *k = lua_tolstring(L, -2, &kl);
+    lua_pushvalue(L, -1); /* tolstring on a copy: never convert a key in place */
+    const char *v = lua_tolstring(L, -1, &vl);
+    char err[256];
+    if (lc_http_tool_check_header(k, kl, v, vl, err, sizeof err))
+      luaL_error(L, "luact.http: %s", err);
+    char *line = lc_malloc(kl + vl + 3);
+    if (!line || b->n_hdrs >= n) {
+      lc_free(line);
+      luaL_error(L, "out of memory");
+    }
+    memcpy(line, k, kl);
+    memcpy(line + kl, ": ", 2);
+    memcpy(line + kl + 2, v, vl + 1);
+    b->hdrs[b->n_hdrs++] = line;
+    lua_pop(L, 2); /* key */
+  }
+  lua_pop(L, 1);
+}
+
+/* [-0, +1, e] The body: a string as is, a table as JSON (*is_json = 1). */
+static const char *read_body(lua_State *L, int opts, struct http_box *b, size_t *len,
+                             int *is_json) {
+  int t = lua_getfield(L, opts, "body"); /* stays on the stack */
+  *len = 0;
+  *is_json = 0;
+  if (t == LUA_TNIL) return NULL;
+  if (t == LUA_TSTRING) return lua_tolstring(L, -1, len);
+  if (t != LUA_TTABLE) luaL_error(L, "luact.http: 'body' must be a string or a table (sent as JSON)");
+  cJSON *j = NULL;
+  char err[256];
+  if (lc_conv_to_json(L, -1, &j, err, sizeof err))
+    luaL_error(L, "luact.http: body cannot be sent as JSON: %s", err);
+  b->body = lc_json_print(j);
+  cJSON_Delete(j);
+  if (!b->body) luaL_error(L, "out of memory");
+  *len = strlen(b->body);
+  *is_json = 1;
+  return b->body;
+}
+
+/* [-0, +1, m] The response table. */
+static void push_response(lua_State *L, struct http_box *b) {
+  lua_createtable(L, 0, 4); /* res */
+  lua_pushinteger(L, lc_http_tool_status(&b->call));
+  lua_setfield(L, -2, "status");
+  lua_newtable(L); /* res headers */
+  size_t pos = 0;
+  struct lc_http_tool_header h;
+  while (lc_http_tool_next_header(&b->call, &pos, &h)) {
+    lua_pushlstring(L, h.name, h.name_len); /* res headers name */
+    /* Repeated fields combine with ", " (RFC 9110 5.3). */
+    if (lua_rawget(L, -2) == LUA_TSTRING) { /* res headers old */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, h.value, h.value_len);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, h.value, h.value_len);
+    }
+    lua_pushlstring(L, h.name, h.name_len);
+    lua_insert(L, -2); /* res headers name value */
+    lua_rawset(L, -3);
+  }
+  lua_setfield(L, -2, "headers");
+  size_t len;
+  const char *body = lc_http_tool_body(&b->call, &len);
+  lua_pushlstring(L, body, len);
+  lua_setfield(L, -2, "body");
+  if (len && lc_http_tool_is_json(lc_http_tool_content_type(&b->call))) {
+    char err[128];
+    /* Not JSON after all: the body is still there; json stays nil. */
+    b->json = lc_json_parse(body, len, err, sizeof err);
+    if (b->json) {
+      lc_conv_push_json(L, b->json);
+      lua_setfield(L, -2, "json");
+    }
+  }
+}
+
+#define IDX_OPTS 1
+#define IDX_BOX 2
+
+/* Continuation: the transfer ended (or the wake was for something else). */
+static int request_k(lua_State *L, int status, lua_KContext ctx) {
+  struct http_box *b = luaL_checkudata(L, IDX_BOX, HTTPCALL_MT);
+  if (b->closed) return luaL_error(L, "luact.http.request: call was cancelled");
+  if (!b->done) {
+    lc_task_wait(b->task, &b->wait);
+    return lua_yieldk(L, 0, ctx, request_k);
+  }
+  const char *msg;
+  int rc = lc_http_tool_result(&b->call, &msg);
+  int n;
+  if (rc) {
+    n = push_fail(L, msg, lc_http_tool_errcode(rc));
+  } else {
+    push_response(L, b);
+    n = 1;
+  }
+  box_close(b);
+  return n;
+}
+
+/* [-0, +(1|3), e] request{...} with the options table at index 1 (and
+ * nothing above it). Raises on misuse; nil, msg, code on failure. */
+static int do_request(lua_State *L) {
+  struct lc_task *task = lc_task_check(L, "luact.http.request");
+  /* The box exists before anything is allocated, so a raise while reading
+   * the options frees what was built (it is to-be-closed). */
+  struct http_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* opts box */
+  memset(b, 0, sizeof *b);
+  lc_http_tool_init(&b->call);
+  b->task = task;
+  b->wait.cancel = box_cancel;
+  luaL_setmetatable(L, HTTPCALL_MT);
+  lua_toclose(L, IDX_BOX);
+
+  struct lc_http_tool_req req = {0};
+  if (lua_getfield(L, IDX_OPTS, "url") != LUA_TSTRING) /* opts box url */
+    return luaL_error(L, "luact.http: 'url' must be a string");
+  size_t ulen;
+  req.url = lua_tolstring(L, -1, &ulen);
+  char method[40];
+  if (lua_getfield(L, IDX_OPTS, "method") != LUA_TNIL) { /* ... method */
+    size_t ml;
+    const char *m = lua_tolstring(L, -1, &ml);
+    if (!m || ml == 0 || ml >= sizeof method)
+      return luaL_error(L, "luact.http: 'method' must be a short string such as \"GET\"");
+    for (size_t i = 0; i <= ml; i++)
+      method[i] = (char)(m[i] >= 'a' && m[i] <= 'z' ? m[i] - 32 : m[i]);
+    req.method = method;
+  }
+  read_headers(L, IDX_OPTS, b);
+  req.headers = (const char *const *)b->hdrs;
+  req.n_headers = b->n_hdrs;
+  int is_json;
+  req.body = read_body(L, IDX_OPTS, b, &req.body_len, &is_json); /* ... body */
+  if (is_json) req.content_type = "application/json";
+  req.timeout_ms = opt_seconds(L, IDX_OPTS, "timeout");
+  req.connect_timeout_ms = opt_seconds(L, IDX_OPTS, "connect_timeout");
+  if (lua_getfield(L, IDX_OPTS, "max_body") != LUA_TNIL) { /* ... max_body */
+    int ok;
+    lua_Integer mb = lua_tointegerx(L, -1, &ok);
+    if (!ok || mb <= 0) return luaL_error(L, "luact.http: 'max_body' must be a positive integer");
+    req.max_body = (size_t)mb;
+  }
+  int t = lua_getfield(L, IDX_OPTS, "idempotency_key"); /* ... key */
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushvalue(L, -1); /* convert a copy; the field may be a number */
+    req.idempotency_key = lua_tostring(L, -1);
+  } else if (t != LUA_TNIL) {
+    return luaL_error(L, "luact.http: 'idempotency_key' must be a string");
+  }
+  if (memchr(req.url, 0, ulen)) return push_fail(L, "URL contains a NUL byte", "bad_url");
+
+  char err[512];
+  int rc = lc_http_tool_check_url(req.url, err, sizeof err);
+  if (rc == LC_EINVAL) return push_fail(L, err, "bad_url");
+  if (rc) return luaL_error(L, "out of memory");
+  rc = lc_http_tool_start(lc_sched_loop(lc_sched_get(L)), &b->call, &req, on_done, b, err,
+                          sizeof err);
+  if (rc) return luaL_error(L, "luact.http: %s", err); /* method or key: misuse */
+  /* http.c copied the headers; drop ours now rather than at the end. */
+  for (size_t i = 0; i < b->n_hdrs; i++) lc_free(b->hdrs[i]);
+  lc_free(b->hdrs);
+  b->hdrs = NULL;
+  b->n_hdrs = 0;
+  lua_settop(L, IDX_BOX);
+  lc_task_wait(task, &b->wait);
+  return lua_yieldk(L, 0, 0, request_k);
+}
+
+/* request{method=, url=, headers=, body=, timeout=, connect_timeout=,
+ * max_body=, idempotency_key=} -> {status=, headers=, body=, json=} or
+ * nil, msg, code */
+static int l_request(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  return do_request(L);
+}
+
+/* [-0, +1, m] A shallow copy of the options table at idx (or a new one),
+ * so the shorthands never write into the caller's table. */
+static void copy_opts(lua_State *L, int idx) {
+  lua_newtable(L);
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+}
+
+/* get(url [, opts]) */
+static int l_get(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 2);
+  copy_opts(L, 2); /* url opts t */
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "url");
+  if (lua_getfield(L, -1, "method") == LUA_TNIL) {
+    lua_pushliteral(L, "GET");
+    lua_setfield(L, -3, "method");
+  }
+  lua_pop(L, 1);
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  return do_request(L);
+}
+
+/* post(url, body [, opts]) */
+static int l_post(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_settop(L, 3);
+  copy_opts(L, 3); /* url body opts t */
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "url");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "body");
+  if (lua_getfield(L, -1, "method") == LUA_TNIL) {
+    lua_pushliteral(L, "POST");
+    lua_setfield(L, -3, "method");
+  }
+  lua_pop(L, 1);
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  return do_request(L);
+}
+
+static const luaL_Reg http_funcs[] = {
+    {"request", l_request}, {"get", l_get}, {"post", l_post}, {NULL, NULL}};
+
+static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
+
+int lc_open_http(lua_State *L) {
+  if (luaL_newmetatable(L, HTTPCALL_MT)) luaL_setfuncs(L, box_meta, 0);
+  lua_pop(L, 1);
+  luaL_newlib(L, http_funcs);
+  return 1;
+}
