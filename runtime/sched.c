@@ -28,6 +28,9 @@ struct lc_task {
   struct lc_task *prev_all, *next_all; /* every live task, for kill-all */
   void (*on_done)(struct lc_task *, void *);
   void *on_done_ud;
+  char *path;              /* "1.2.1": see lc_task_path */
+  unsigned long children;  /* spawned so far, numbers the next child */
+  unsigned long seq;       /* effects so far */
 };
 
 struct lc_sched {
@@ -36,6 +39,7 @@ struct lc_sched {
   struct lc_task *ready_head, *ready_tail;
   struct lc_task *all;
   long live;
+  unsigned long roots; /* root tasks spawned, numbers the next root */
   char err[256];
 };
 
@@ -113,11 +117,26 @@ static void dequeue(struct lc_task *t) {
 
 int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
                    struct lc_task *parent, struct lc_task **out) {
+  /* The thread first: lua_newthread may raise, and nothing of ours may be
+   * live when it does. */
+  lua_State *co = lua_newthread(L); /* fn args co */
   struct lc_task *t = lc_calloc(1, sizeof *t);
-  if (!t) return LC_ENOMEM;
-  lua_State *co = lua_newthread(L);          /* fn args co */
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* fn args */
-  lua_xmove(L, co, nargs + 1);               /* moved to co */
+  char path[512];
+  unsigned long n = parent ? parent->children + 1 : s->roots + 1;
+  if (parent) snprintf(path, sizeof path, "%s.%lu", parent->path, n);
+  else snprintf(path, sizeof path, "%lu", n);
+  if (t && !(t->path = lc_strdup(path))) {
+    lc_free(t);
+    t = NULL;
+  }
+  if (!t) {
+    lua_pop(L, 1);
+    return LC_ENOMEM;
+  }
+  if (parent) parent->children = n;
+  else s->roots = n;
+  t->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* fn args; luaL_ref pops co */
+  lua_xmove(L, co, nargs + 1);             /* moved to co */
   *task_slot(co) = t;
   t->s = s;
   t->co = co;
@@ -212,8 +231,12 @@ void lc_task_release(struct lc_task *t) {
   s->live--;
   *task_slot(t->co) = NULL;
   luaL_unref(s->L, LUA_REGISTRYINDEX, t->ref);
+  lc_free(t->path);
   lc_free(t);
 }
+
+const char *lc_task_path(const struct lc_task *t) { return t->path; }
+unsigned long lc_task_next_seq(struct lc_task *t) { return ++t->seq; }
 
 static void resume(struct lc_task *t) {
   lua_State *co = t->co;

@@ -79,6 +79,14 @@ void lc_task_release(struct lc_task *t);
 /* Called when the task finishes (after its last resume). */
 void lc_task_on_done(struct lc_task *t, void (*fn)(struct lc_task *, void *), void *ud);
 struct lc_task *lc_task_parent(const struct lc_task *t);
+/* Deterministic identity for the effect journal: "1" for a root task, the
+ * parent's path plus "." plus the child's spawn number ("1.2.1") for
+ * children. It depends only on the order in which each task spawns its
+ * children, never on the order in which they finish, so a replay finds the
+ * same effect under the same name however branches were scheduled. */
+const char *lc_task_path(const struct lc_task *t);
+/* Sequence number for the next effect of this task (1, 2, ...). */
+unsigned long lc_task_next_seq(struct lc_task *t);
 long lc_sched_live_tasks(const struct lc_sched *s);
 
 /* [-nargs-1, +(nresults|1), -] Calls a function from C with a traceback
