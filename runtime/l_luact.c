@@ -45,6 +45,8 @@ int luaopen_luact(lua_State *L) {
   lua_setfield(L, -2, "json");
   lc_open_llm(L);
   lua_setfield(L, -2, "llm");
+  lc_open_react(L);
+  lua_setfield(L, -2, "react");
   lc_open_schema(L);
   lua_setfield(L, -2, "schema");
   lc_open_native(L);
