@@ -444,10 +444,10 @@ static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
     else if (!strcmp(k, "cost")) lim->cost_usd = v;
     else if (!strcmp(k, "wall_time")) lim->wall_s = v;
     else if (!strcmp(k, "max_invalid")) lim->max_invalid = (long)v;
-    else if (!strcmp(k, "repeat")) lim->repeat = (long)v;
+    else if (!strcmp(k, "repeat") || !strcmp(k, "max_repeat")) lim->repeat = (long)v;
     else
       luaL_error(L, "luact.react: unknown limit '%s' (steps, tokens, cost, wall_time, "
-                    "max_invalid, repeat)", k);
+                    "max_invalid, repeat or max_repeat)", k);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
