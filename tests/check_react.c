@@ -444,6 +444,37 @@ START_TEST(cli_json_and_trace) {
 }
 END_TEST
 
+/* examples/react_wiki runs offline against its own mock script. */
+START_TEST(example_react_wiki) {
+  char script[512], cmd[2048];
+  snprintf(script, sizeof script, "%s/examples/react_wiki/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&mock, script, NULL), 0);
+  snprintf(cmd, sizeof cmd,
+           "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt %s/luact run --json --quiet "
+           "%s/examples/react_wiki/agent.lua 2>/dev/null",
+           mock.base_url, LC_BINARY_DIR, lc_test_source_dir());
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_int_eq(pclose(p), 0);
+  cJSON *j = cJSON_Parse(out);
+  ck_assert_msg(j != NULL, "not JSON: %s", out);
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "finished");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "answer")->valuestring, "1,800 to 7,000 ft");
+  cJSON *steps = cJSON_GetObjectItem(j, "steps");
+  ck_assert_int_eq(cJSON_GetArraySize(steps), 5);
+  /* The similar-titles answer of search and the lookup cursor. */
+  ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(cJSON_GetArrayItem(steps, 2), "observation")->valuestring,
+                               "Similar: ['High Plains (United States)'"));
+  ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(cJSON_GetArrayItem(steps, 1), "observation")->valuestring,
+                               "(Result 1 / 1) The eastern sector"));
+  cJSON_Delete(j);
+  ck_assert_int_eq(n_requests(), 5);
+  stop();
+}
+END_TEST
+
 Suite *react_suite(void) {
   Suite *s = suite_create("react");
   TCase *tc = tcase_create("react");
@@ -465,6 +496,7 @@ Suite *react_suite(void) {
   tcase_add_test(tc, constrained_and_strict);
   tcase_add_test(tc, misuse_raises);
   tcase_add_test(tc, cli_json_and_trace);
+  tcase_add_test(tc, example_react_wiki);
   suite_add_tcase(s, tc);
   return s;
 }
