@@ -15,6 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "http.h"
+#include "lc.h"
+#include "loop.h"
+#include "react.h"
 #include "util_common.h"
 #include "util_lua.h"
 #include "util_mock.h"
@@ -475,6 +479,70 @@ START_TEST(example_react_wiki) {
 }
 END_TEST
 
+/* The engine alone, with a fake host, failing allocation N: start either
+ * fails (no callback) or done runs exactly once; nothing leaks. The model
+ * endpoint refuses connections, so every started run fails fast. */
+struct fake_host {
+  int done, tools;
+};
+static int fake_run_tools(void *ud, struct lc_react *r, const struct lc_react_call *c, size_t n) {
+  ((struct fake_host *)ud)->tools++;
+  return 0;
+}
+static void fake_done(void *ud, struct lc_react *r) { ((struct fake_host *)ud)->done++; }
+
+START_TEST(engine_oom) {
+  lc_http_global_init();
+  long live = lc_alloc_live();
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct fake_host f = {0};
+  struct lc_react_host host = {.run_tools = fake_run_tools, .done = fake_done, .ud = &f};
+  lc_alloc_fail_after(_i);
+  struct lc_llm_request *req = lc_calloc(1, sizeof *req);
+  int started = 0;
+  if (req) {
+    req->provider = LC_PROV_OPENAI;
+    req->model = lc_strdup("m");
+    req->base_url = lc_strdup("http://127.0.0.1:1/v1");
+    struct lc_react_config cfg;
+    lc_react_config_default(&cfg);
+    cfg.base = req;
+    cfg.mode = _i % 2 ? LC_REACT_TEXT : LC_REACT_NATIVE;
+    cfg.question = "q?";
+    cfg.llm.retry.max_attempts = 1;
+    const char *ex[] = {"Question: a\nAction: finish[b]"};
+    cfg.examples = ex;
+    cfg.n_examples = 1;
+    struct lc_react *r = NULL;
+    char e[256];
+    int have = req->model && req->base_url;
+    int rc = have ? lc_react_new(&cfg, &host, &r, e, sizeof e) : LC_ENOMEM;
+    if (!have) { /* lc_react_new owns req only once called */
+      lc_llm_request_free(req);
+      lc_free(req);
+    }
+    if (!rc) {
+      cJSON *schema = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"}}}");
+      rc = lc_react_add_tool(r, "search", "s", schema, LC_EFFECT_PURE, e, sizeof e);
+      if (!rc) rc = lc_react_start(r, loop);
+      started = rc == 0;
+      for (int pass = 0; started && !f.done && pass < 10000; pass++) lc_loop_run_once(loop, 100);
+      lc_alloc_fail_after(0);
+      ck_assert_int_eq(f.done, started ? 1 : 0);
+      if (started) ck_assert_int_ne(lc_react_trajectory(r)->status, LC_TRAJ_RUNNING);
+      lc_react_free(r);
+    }
+  }
+  lc_alloc_fail_after(0);
+  ck_assert_int_eq(f.tools, 0);
+  ck_assert_int_eq(lc_loop_transfers(loop), 0);
+  ck_assert_int_eq(lc_loop_timers(loop), 0);
+  lc_loop_free(loop);
+  ck_assert_int_eq(lc_alloc_live(), live);
+}
+END_TEST
+
 Suite *react_suite(void) {
   Suite *s = suite_create("react");
   TCase *tc = tcase_create("react");
@@ -498,5 +566,9 @@ Suite *react_suite(void) {
   tcase_add_test(tc, cli_json_and_trace);
   tcase_add_test(tc, example_react_wiki);
   suite_add_tcase(s, tc);
+  TCase *oom = tcase_create("oom");
+  tcase_set_timeout(oom, 60);
+  tcase_add_loop_test(oom, engine_oom, 1, 200);
+  suite_add_tcase(s, oom);
   return s;
 }
