@@ -391,22 +391,32 @@ static void parse_opts(lua_State *L, int opts, struct lc_llm_opts *o) {
   lua_pop(L, 2);
 }
 
-/* [-0, +0, e] Fills b->req from the options table at idx. */
-static void parse_request(lua_State *L, int opts, struct llm_box *b) {
-  struct lc_llm_request *r = b->req;
+/* [-0, +0, e] The options every LLM-calling binding shares (luact.llm.chat,
+ * luact.react): model, base_url, api_key, sampling and stop into r (which
+ * owns what is parsed, also when this raises); timeouts and retries into o.
+ * who names the caller in the model error. */
+void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
+                           struct lc_llm_request *r, struct lc_llm_opts *o) {
   lua_getfield(L, opts, "model");
   if (!lua_isstring(L, -1))
-    luaL_error(L, "luact.llm: 'model' is required, as \"provider:model\" (e.g. \"openai:gpt-4o-mini\")");
+    luaL_error(L, "%s: 'model' is required, as \"provider:model\" (e.g. \"openai:gpt-4o-mini\")", who);
   const char *spec = lua_tostring(L, -1);
   if (lc_llm_parse_model(spec, &r->provider, &r->model))
-    luaL_error(L, "luact.llm: bad model '%s': use provider:model with provider openai, "
-                  "anthropic or ollama", spec);
+    luaL_error(L, "%s: bad model '%s': use provider:model with provider openai, "
+                  "anthropic or ollama", who, spec);
   lua_pop(L, 1);
   r->base_url = opt_strdup(L, opts, "base_url", 0);
   r->api_key = opt_strdup(L, opts, "api_key", 0);
+  parse_sampling(L, opts, r);
+  parse_opts(L, opts, o);
+}
+
+/* [-0, +0, e] Fills the rest of b->req (after lc_l_parse_llm_common) from
+ * the options table at idx. */
+static void parse_request(lua_State *L, int opts, struct llm_box *b) {
+  struct lc_llm_request *r = b->req;
   parse_messages(L, opts, r);
   parse_tools(L, opts, r);
-  parse_sampling(L, opts, r);
   parse_choice_and_format(L, opts, r);
   int t = lua_getfield(L, opts, "stream");
   r->stream = t == LUA_TFUNCTION || lua_toboolean(L, -1);
@@ -564,9 +574,9 @@ static int l_chat(lua_State *L) {
   b->task = task;
   b->wait.cancel = box_cancel;
   lua_toclose(L, IDX_BOX);
-  parse_request(L, IDX_OPTS, b);
   struct lc_llm_opts o;
-  parse_opts(L, IDX_OPTS, &o);
+  lc_l_parse_llm_common(L, IDX_OPTS, "luact.llm", b->req, &o);
+  parse_request(L, IDX_OPTS, b);
   lua_getfield(L, IDX_OPTS, "stream"); /* opts box cb */
   if (!lua_isfunction(L, IDX_CB)) {
     lua_pop(L, 1);

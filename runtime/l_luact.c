@@ -36,28 +36,26 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* luact.<name> = open(L), in this order; embedded Lua runs after all. */
+static const struct submodule {
+  const char *name;
+  int (*open)(lua_State *L);
+} submodules[] = {
+    {"json", lc_open_json},     {"llm", lc_open_llm},       {"react", lc_open_react},
+    {"worker", lc_open_worker}, {"schema", lc_open_schema}, {"native", lc_open_native},
+    {"sql", lc_open_sql},       {"files", lc_open_files},   {"http", lc_open_http},
+    {NULL, NULL}};
+
 int luaopen_luact(lua_State *L) {
   lc_open_task(L); /* the module table starts with sleep/spawn/wait/kill */
   lua_pushliteral(L, LUACT_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushcfunction(L, l_now);
   lua_setfield(L, -2, "now");
-  lc_open_json(L);
-  lua_setfield(L, -2, "json");
-  lc_open_llm(L);
-  lua_setfield(L, -2, "llm");
-  lc_open_worker(L);
-  lua_setfield(L, -2, "worker");
-  lc_open_schema(L);
-  lua_setfield(L, -2, "schema");
-  lc_open_native(L);
-  lua_setfield(L, -2, "native");
-  lc_open_sql(L);
-  lua_setfield(L, -2, "sql");
-  lc_open_files(L);
-  lua_setfield(L, -2, "files");
-  lc_open_http(L);
-  lua_setfield(L, -2, "http");
+  for (const struct submodule *m = submodules; m->name; m++) {
+    m->open(L);
+    lua_setfield(L, -2, m->name);
+  }
   load_embedded(L, lua_gettop(L));
   return 1;
 }

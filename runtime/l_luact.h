@@ -22,6 +22,15 @@ int luaopen_luact(lua_State *L);
  * and the global `luact` is set). */
 void lc_lua_setup(lua_State *L);
 
+struct lc_llm_request;
+struct lc_llm_opts;
+
+/* [-0, +0, e] Shared option parsing for LLM-calling bindings (l_llm.c):
+ * model, base_url, api_key, sampling, stop, timeouts and retries. */
+void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
+                           struct lc_llm_request *r, struct lc_llm_opts *o);
+int lc_open_react(lua_State *L); /* luact.react (l_react.c) */
+
 /* Shared pushers for LLM results (l_llm.c). */
 void lc_l_push_response(lua_State *L, const struct lc_llm_response *r);
 void lc_l_push_tool_call(lua_State *L, const struct lc_llm_tool_call *c);

@@ -8,6 +8,7 @@
 
 #include "http.h"
 #include "l_luact.h"
+#include "l_react.h"
 #include "sched.h"
 
 static const char usage_main[] =
@@ -34,7 +35,13 @@ static const char usage_run[] =
     "nil, message (the message goes to stderr).\n"
     "\n"
     "options:\n"
-    "  -h, --help   show this help\n";
+    "  --json        print the script's returned value as JSON on stdout (a\n"
+    "                luact.react result prints whole: answer, status, steps)\n"
+    "  --trace FILE  append every luact.react step, and each run's end, to\n"
+    "                FILE as JSON lines, as they happen\n"
+    "  --quiet       no live step lines on stderr (shown by default when\n"
+    "                stderr is a terminal)\n"
+    "  -h, --help    show this help\n";
 
 /* Decides the exit code from the root task's results (on its stack). */
 static int exit_code_from(lua_State *co) {
@@ -52,12 +59,58 @@ static int exit_code_from(lua_State *co) {
   return 0;
 }
 
+/* --json: the root task's first result through luact.json.encode, under
+ * a protected call (the value may not be JSON). Returns 0 or 1. */
+static int print_json(lua_State *L, lua_State *co) {
+  lua_getglobal(L, "luact");
+  lua_getfield(L, -1, "json");
+  lua_getfield(L, -1, "encode");
+  lua_remove(L, -2);
+  lua_remove(L, -2);
+  if (lua_gettop(co) >= 1) {
+    lua_pushvalue(co, 1);
+    lua_xmove(co, L, 1);
+  } else {
+    lua_pushnil(L);
+  }
+  if (lc_lua_pcall(L, 1, 2) != LUA_OK || !lua_isstring(L, -2)) {
+    const char *m = lua_tostring(L, -1);
+    fprintf(stderr, "luact: --json: %s\n", m ? m : "cannot encode the result");
+    lua_settop(L, 0);
+    return 1;
+  }
+  size_t n;
+  const char *s = lua_tolstring(L, -2, &n);
+  fwrite(s, 1, n, stdout);
+  fputc('\n', stdout);
+  lua_settop(L, 0);
+  return 0;
+}
+
 static int cmd_run(int argc, char **argv) {
   int i = 0;
+  int json = 0;
+  struct lc_run_opts ro = {0};
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       fputs(usage_run, stdout);
       return 0;
+    }
+    if (strcmp(argv[i], "--json") == 0) {
+      json = 1;
+      continue;
+    }
+    if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
+      ro.quiet = 1;
+      continue;
+    }
+    if (strcmp(argv[i], "--trace") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "luact run: --trace needs a FILE\n");
+        return 2;
+      }
+      ro.trace_path = argv[++i];
+      continue;
     }
     if (strcmp(argv[i], "--") == 0) {
       i++;
@@ -78,6 +131,7 @@ static int cmd_run(int argc, char **argv) {
     return 1;
   }
   lc_lua_setup(L);
+  lc_react_set_run_opts(L, &ro);
   struct lc_sched *s;
   if (lc_sched_new(L, &s)) {
     fprintf(stderr, "luact: cannot create the scheduler\n");
@@ -111,7 +165,10 @@ static int cmd_run(int argc, char **argv) {
       fprintf(stderr, "luact: %s\n", msg ? msg : "(error object is not a string)");
       rc = 1;
     } else {
-      rc = exit_code_from(lc_task_thread(t));
+      lua_State *co = lc_task_thread(t);
+      int jrc = json ? print_json(L, co) : 0;
+      rc = exit_code_from(co);
+      if (jrc && !rc) rc = 1;
     }
   }
   lc_sched_free(s);

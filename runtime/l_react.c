@@ -1,0 +1,632 @@
+/* l_react.c: luact.react{...}: a waiting binding over the ReAct engine
+ * (react.c). The engine runs on the loop; this task waits in its
+ * continuation, which is also where every piece of Lua work happens: the
+ * tool calls of a batch are spawned as child tasks (tool:call(args)), their
+ * results collected and handed back, and steps passed to on_step. The run
+ * lives in a "luact.ReactRun" userdata marked to-be-closed, so a normal
+ * return, an error and a kill all end it (LLM call, timers, tool tasks)
+ * through one idempotent close. */
+#include "l_react.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conv.h"
+#include "l_luact.h"
+#include "lc.h"
+#include "llm.h"
+#include "llm_call.h"
+#include "react.h"
+#include "sched.h"
+#include "trajectory.h"
+
+#define REACT_MT "luact.ReactRun"
+#define RUNOPTS_MT "luact.RunOpts"
+
+static char runopts_key;
+
+struct runopts_box {
+  int quiet;
+  char *trace_path;
+};
+
+static int runopts_gc(lua_State *L) {
+  struct runopts_box *o = luaL_checkudata(L, 1, RUNOPTS_MT);
+  lc_free(o->trace_path);
+  o->trace_path = NULL;
+  return 0;
+}
+
+void lc_react_set_run_opts(lua_State *L, const struct lc_run_opts *o) {
+  struct runopts_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  if (luaL_newmetatable(L, RUNOPTS_MT)) {
+    lua_pushcfunction(L, runopts_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  b->quiet = o->quiet;
+  if (o->trace_path && !(b->trace_path = lc_strdup(o->trace_path)))
+    luaL_error(L, "out of memory");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &runopts_key);
+}
+
+/* One tool call of the batch running as a child task. */
+struct kid {
+  struct lc_task *task;
+  size_t index; /* in the engine's batch */
+  int finished;
+  struct react_box *box;
+};
+
+struct react_box {
+  struct lc_react *r;
+  struct lc_llm_request *req; /* until the engine owns it */
+  struct lc_task *task;
+  struct lc_sched *s;
+  struct lc_wait wait;
+  const struct lc_react_call *calls; /* the batch to spawn (engine-owned) */
+  size_t n_calls;
+  struct kid *kids;
+  size_t n_kids, kids_left;
+  size_t delivered; /* steps handed to on_step */
+  int done;
+  int closed;
+  int live; /* print steps on stderr */
+  FILE *trace;
+};
+
+static void kids_release(struct react_box *b) {
+  for (size_t i = 0; i < b->n_kids; i++) {
+    struct kid *k = &b->kids[i];
+    if (!k->task) continue;
+    lc_task_on_done(k->task, NULL, NULL);
+    lc_task_release(k->task); /* kills it first if it still runs */
+    k->task = NULL;
+  }
+  lc_free(b->kids);
+  b->kids = NULL;
+  b->n_kids = b->kids_left = 0;
+}
+
+/* The one close: __gc, __close (normal end, error, kill). */
+static void box_close(struct react_box *b) {
+  if (b->closed) return;
+  b->closed = 1;
+  kids_release(b);
+  lc_react_free(b->r); /* stops the LLM call and the timers */
+  b->r = NULL;
+  b->calls = NULL;
+  if (b->req) {
+    lc_llm_request_free(b->req);
+    lc_free(b->req);
+    b->req = NULL;
+  }
+  if (b->trace) fclose(b->trace);
+  b->trace = NULL;
+}
+
+static int box_gc(lua_State *L) {
+  box_close(luaL_checkudata(L, 1, REACT_MT));
+  return 0;
+}
+
+/* The scheduler calls this when the task is killed: the close comes with
+ * the task's to-be-closed variables right after; nothing to do first. */
+static void box_cancel(struct lc_wait *w) { (void)w; }
+
+/* ---- engine callbacks (from the loop) ---- */
+
+static int host_run_tools(void *ud, struct lc_react *r, const struct lc_react_call *calls,
+                          size_t n) {
+  struct react_box *b = ud;
+  b->calls = calls;
+  b->n_calls = n;
+  lc_task_wake(b->task, &b->wait);
+  return 0;
+}
+
+static void host_cancel_tools(void *ud, struct lc_react *r) {
+  struct react_box *b = ud;
+  b->calls = NULL;
+  b->n_calls = 0;
+  kids_release(b);
+}
+
+/* Writes s on one line, at most max bytes (UTF-8 safe), "..." if cut. */
+static void put_flat(FILE *f, const char *s, size_t max) {
+  size_t n = strlen(s), cut = n;
+  if (n > max) {
+    cut = max;
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+  }
+  for (size_t i = 0; i < cut; i++) {
+    unsigned char c = (unsigned char)s[i];
+    fputc(c < 0x20 || c == 0x7f ? ' ' : c, f);
+  }
+  if (cut < n) fputs("...", f);
+}
+
+static void trace_write(struct react_box *b, struct lc_buf *line) {
+  if (!b->trace || !line->data) return;
+  fwrite(line->data, 1, line->len, b->trace);
+  fflush(b->trace); /* as it happens: a crash keeps what was done */
+}
+
+static void host_on_step(void *ud, struct lc_react *r, const struct lc_traj_step *s) {
+  struct react_box *b = ud;
+  if (b->live) {
+    /* The trajectory's line, plus the observation abbreviated when it is
+     * not an error (errors are already on the line). */
+    char *line = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&line, &len);
+    if (m) {
+      lc_traj_step_print(m, s);
+      fclose(m);
+      if (len && line[len - 1] == '\n') line[--len] = '\0';
+      fputs(line, stderr);
+      free(line);
+      if (!s->is_error && s->observation) {
+        fputs("  -> ", stderr);
+        put_flat(stderr, s->observation, 100);
+      }
+      fputc('\n', stderr);
+    }
+  }
+  if (b->trace) {
+    struct lc_buf l;
+    lc_buf_init(&l, 0);
+    if (lc_traj_step_trace_line(s, &l) == 0) trace_write(b, &l);
+    lc_buf_free(&l);
+  }
+  lc_task_wake(b->task, &b->wait); /* on_step runs from the continuation */
+}
+
+static void host_done(void *ud, struct lc_react *r) {
+  struct react_box *b = ud;
+  b->done = 1;
+  const struct lc_trajectory *t = lc_react_trajectory(r);
+  if (b->live) lc_trajectory_print_end(stderr, t);
+  if (b->trace) {
+    struct lc_buf l;
+    lc_buf_init(&l, 0);
+    if (lc_trajectory_trace_end(t, &l) == 0) trace_write(b, &l);
+    lc_buf_free(&l);
+  }
+  lc_task_wake(b->task, &b->wait);
+}
+
+/* Called by the scheduler when a tool task finishes. */
+static void kid_done(struct lc_task *t, void *ud) {
+  struct kid *k = ud;
+  k->finished = 1;
+  lc_task_wake(k->box->task, &k->box->wait);
+}
+
+/* ---- Lua side ---- */
+
+#define IDX_OPTS 1
+#define IDX_BOX 2
+#define IDX_TOOLS 3 /* name -> luact.tool object */
+#define IDX_CB 4    /* on_step or nil */
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* [-0, +1, m] One trajectory step as a table. */
+static void push_step(lua_State *L, const struct lc_traj_step *s) {
+  lua_createtable(L, 0, 10);
+  set_int(L, "index", s->index);
+  set_str(L, "thought", s->thought);
+  set_str(L, "action", s->action);
+  if (s->args) {
+    lc_conv_push_json(L, s->args);
+    lua_setfield(L, -2, "args");
+  }
+  set_str(L, "observation", s->observation);
+  lua_pushboolean(L, s->is_error);
+  lua_setfield(L, -2, "is_error");
+  set_int(L, "tokens_in", s->tokens_in);
+  set_int(L, "tokens_out", s->tokens_out);
+  set_num(L, "cost", s->cost_usd);
+  set_num(L, "latency_ms", s->latency_ms);
+}
+
+/* [-0, +1, m] The run's result table. */
+static void push_result(lua_State *L, struct lc_react *r) {
+  const struct lc_trajectory *t = lc_react_trajectory(r);
+  const struct lc_react_usage *u = lc_react_usage(r);
+  lua_createtable(L, 0, 8);
+  set_str(L, "answer", t->answer);
+  set_str(L, "status", lc_traj_status_name(t->status));
+  set_str(L, "reason", t->reason);
+  if (lc_react_limit(r) != LC_LIMIT_NONE) set_str(L, "limit", lc_limit_name(lc_react_limit(r)));
+  lua_createtable(L, (int)t->n, 0);
+  for (size_t i = 0; i < t->n; i++) {
+    push_step(L, &t->steps[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lc_conv_push_array_mt(L);
+  lua_setmetatable(L, -2);
+  lua_setfield(L, -2, "steps");
+  lua_createtable(L, 0, 8);
+  set_int(L, "input", u->input);
+  set_int(L, "output", u->output);
+  set_int(L, "cached", u->cached);
+  set_int(L, "total", u->input + u->output);
+  set_int(L, "llm_calls", u->llm_calls);
+  set_int(L, "tool_calls", u->tool_calls);
+  set_int(L, "tool_errors", u->tool_errors);
+  set_int(L, "invalid", u->invalid);
+  lua_setfield(L, -2, "usage");
+  set_num(L, "cost", u->cost_usd);
+  lua_pushboolean(L, !u->cost_unknown);
+  lua_setfield(L, -2, "cost_known");
+}
+
+/* Spawns one child task per call of the pending batch: tool:call(args). */
+static void spawn_batch(lua_State *L, struct react_box *b) {
+  size_t n = b->n_calls;
+  const struct lc_react_call *calls = b->calls;
+  b->calls = NULL;
+  b->n_calls = 0;
+  kids_release(b);
+  b->kids = lc_calloc(n, sizeof *b->kids);
+  if (!b->kids) luaL_error(L, "out of memory");
+  b->n_kids = n;
+  for (size_t i = 0; i < n; i++) {
+    struct kid *k = &b->kids[i];
+    k->box = b;
+    k->index = calls[i].index;
+    if (lua_getfield(L, IDX_TOOLS, calls[i].name) == LUA_TNIL)
+      luaL_error(L, "luact.react: internal error: no tool '%s'", calls[i].name);
+    lua_getfield(L, -1, "call"); /* tool call */
+    lua_insert(L, -2);           /* call tool */
+    lc_conv_push_json(L, calls[i].args); /* call tool args */
+    if (lc_sched_spawn(b->s, L, 2, b->task, &k->task)) luaL_error(L, "out of memory");
+    lc_task_on_done(k->task, kid_done, k);
+    b->kids_left++;
+  }
+}
+
+/* Without the scheduler's traceback: the model needs the message. */
+static void push_clean_error(lua_State *L, int idx) {
+  size_t n;
+  const char *m = lua_tolstring(L, idx, &n);
+  if (!m) {
+    lua_pushliteral(L, "the tool failed");
+    return;
+  }
+  const char *tb = strstr(m, "\nstack traceback:");
+  lua_pushlstring(L, m, tb ? (size_t)(tb - m) : n);
+}
+
+/* Hands every finished tool task's result to the engine, then releases it. */
+static void collect(lua_State *L, struct react_box *b) {
+  for (size_t i = 0; i < b->n_kids; i++) {
+    struct kid *k = &b->kids[i];
+    if (!k->task || !k->finished) continue;
+    lua_State *co = lc_task_thread(k->task);
+    int n = lua_gettop(co);
+    int st = lc_task_status(k->task);
+    luaL_checkstack(L, n + 4, "luact.react");
+    int base = lua_gettop(L);
+    lua_xmove(co, L, n); /* the results, moved to our stack */
+    lc_task_on_done(k->task, NULL, NULL);
+    lc_task_release(k->task);
+    k->task = NULL;
+    b->kids_left--;
+    int ok = 0;
+    const char *code = NULL;
+    char *json = NULL;
+    if (st != LUA_OK) {
+      if (n) push_clean_error(L, base + n);
+      else lua_pushliteral(L, "the tool failed");
+      code = "tool_error";
+    } else if (n >= 1 && !lua_isnil(L, base + 1)) {
+      ok = 1;
+      if (lua_type(L, base + 1) == LUA_TSTRING) {
+        lua_pushvalue(L, base + 1);
+      } else {
+        cJSON *j = NULL;
+        char err[256];
+        if (lc_conv_to_json(L, base + 1, &j, err, sizeof err)) {
+          ok = 0;
+          lua_pushfstring(L, "the tool returned a value that cannot be shown "
+                             "to the model: %s", err);
+          code = "bad_result";
+        } else {
+          json = lc_json_print(j);
+          cJSON_Delete(j);
+          if (!json) luaL_error(L, "out of memory");
+          /* json is not Lua-owned: copy it before anything can raise. */
+          lua_pushstring(L, json);
+          cJSON_free(json);
+        }
+      }
+    } else {
+      if (n >= 2 && !lua_isnil(L, base + 2)) push_clean_error(L, base + 2);
+      else lua_pushliteral(L, "the tool failed without a message");
+      code = n >= 3 && lua_type(L, base + 3) == LUA_TSTRING ? lua_tostring(L, base + 3)
+                                                             : "tool_error";
+    }
+    size_t len;
+    const char *text = lua_tolstring(L, -1, &len);
+    if (lc_react_tool_result(b->r, k->index, ok, text, len, code) == LC_ENOMEM)
+      luaL_error(L, "out of memory");
+    lua_settop(L, base);
+  }
+  if (b->kids && b->kids_left == 0) kids_release(b);
+}
+
+/* Continuation: spawn, collect, deliver steps; wait; return the result. */
+static int react_k(lua_State *L, int status, lua_KContext ctx) {
+  struct react_box *b = luaL_checkudata(L, IDX_BOX, REACT_MT);
+  for (;;) {
+    if (b->closed) return luaL_error(L, "luact.react: the run was cancelled");
+    if (b->calls) spawn_batch(L, b);
+    collect(L, b);
+    const struct lc_trajectory *t = lc_react_trajectory(b->r);
+    if (lua_isfunction(L, IDX_CB) && b->delivered < t->n) {
+      const struct lc_traj_step *s = &t->steps[b->delivered++];
+      lua_pushvalue(L, IDX_CB);
+      push_step(L, s);
+      lua_callk(L, 1, 0, ctx, react_k); /* on_step may itself wait */
+      continue;
+    }
+    if (b->done) break;
+    lc_task_wait(b->task, &b->wait);
+    return lua_yieldk(L, 0, ctx, react_k);
+  }
+  push_result(L, b->r);
+  box_close(b);
+  return 1;
+}
+
+/* ---- parsing ---- */
+
+static const char *opt_string(lua_State *L, int idx, const char *field, int required) {
+  int t = lua_getfield(L, idx, field);
+  const char *s = NULL;
+  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (t != LUA_TNIL || required)
+    luaL_error(L, "luact.react: '%s' must be a string (got %s)", field, luaL_typename(L, -1));
+  lua_pop(L, 1); /* the opts table keeps the string alive */
+  return s;
+}
+
+static int opt_bool(lua_State *L, int idx, const char *field, int dflt) {
+  int t = lua_getfield(L, idx, field);
+  int v = dflt;
+  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL)
+    luaL_error(L, "luact.react: '%s' must be a boolean (got %s)", field, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
+  int t = lua_getfield(L, opts, "limits");
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (t != LUA_TTABLE) luaL_error(L, "luact.react: 'limits' must be a table");
+  int li = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, li)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "luact.react: limits keys must be names");
+    const char *k = lua_tostring(L, -2);
+    double v = 0; /* false turns a limit off, like 0 */
+    if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tonumber(L, -1);
+    else if (!(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
+      luaL_error(L, "luact.react: limits.%s must be a number (or false)", k);
+    if (v < 0) luaL_error(L, "luact.react: limits.%s must be >= 0", k);
+    if (!strcmp(k, "steps")) lim->steps = (long)v;
+    else if (!strcmp(k, "tokens")) lim->tokens = (long)v;
+    else if (!strcmp(k, "cost")) lim->cost_usd = v;
+    else if (!strcmp(k, "wall_time")) lim->wall_s = v;
+    else if (!strcmp(k, "max_invalid")) lim->max_invalid = (long)v;
+    else if (!strcmp(k, "repeat") || !strcmp(k, "max_repeat")) lim->repeat = (long)v;
+    else
+      luaL_error(L, "luact.react: unknown limit '%s' (steps, tokens, cost, wall_time, "
+                    "max_invalid, repeat or max_repeat)", k);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static enum lc_effect parse_effect(lua_State *L, int ti, const char *name) {
+  lua_getfield(L, ti, "effect");
+  const char *e = lua_tostring(L, -1);
+  enum lc_effect v = LC_EFFECT_PURE;
+  if (e && !strcmp(e, "idempotent")) v = LC_EFFECT_IDEMPOTENT;
+  else if (e && !strcmp(e, "at_most_once")) v = LC_EFFECT_AT_MOST_ONCE;
+  else if (e && strcmp(e, "pure")) luaL_error(L, "luact.react: tool %s: bad effect '%s'", name, e);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Declares every luact.tool of opts.tools to the engine and fills the
+ * name -> tool table at IDX_TOOLS. */
+static void add_tools(lua_State *L, struct react_box *b) {
+  int t = lua_getfield(L, IDX_OPTS, "tools");
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (t != LUA_TTABLE) luaL_error(L, "luact.react: 'tools' must be a list of luact.tool objects");
+  int list = lua_gettop(L);
+  size_t n = lua_rawlen(L, list);
+  for (size_t i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, (lua_Integer)i);
+    int ti = lua_gettop(L);
+    int isTool = 0;
+    if (luaL_getmetafield(L, ti, "__name") == LUA_TSTRING) {
+      isTool = !strcmp(lua_tostring(L, -1), "luact.Tool");
+      lua_pop(L, 1);
+    }
+    if (!isTool) luaL_error(L, "luact.react: tools[%d] is not a luact.tool object", (int)i);
+    lua_getfield(L, ti, "name");
+    const char *name = lua_tostring(L, -1);
+    if (!name) luaL_error(L, "luact.react: tools[%d] has no name", (int)i);
+    lua_getfield(L, ti, "description");
+    const char *desc = lua_tostring(L, -1);
+    enum lc_effect eff = parse_effect(L, ti, name);
+    cJSON *schema = NULL;
+    char err[512];
+    if (lua_getfield(L, ti, "params") != LUA_TNIL &&
+        lc_conv_to_json(L, -1, &schema, err, sizeof err))
+      luaL_error(L, "luact.react: tool %s: params: %s", name, err);
+    lua_pop(L, 1);
+    int rc = lc_react_add_tool(b->r, name, desc ? desc : "", schema, eff, err, sizeof err);
+    if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
+    if (rc) luaL_error(L, "luact.react: tool %s: %s", name, err);
+    lua_pushvalue(L, ti);
+    lua_setfield(L, IDX_TOOLS, name);
+    lua_pop(L, 3); /* name desc tool */
+  }
+  lua_pop(L, 1);
+}
+
+static void add_prices(lua_State *L, struct react_box *b) {
+  int t = lua_getfield(L, IDX_OPTS, "prices");
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (t != LUA_TTABLE)
+    luaL_error(L, "luact.react: 'prices' must be {[model] = {input=, output=, cached=}} "
+                  "(USD per 1M tokens)");
+  int pi = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, pi)) {
+    const char *model = lua_tostring(L, -2);
+    if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
+      luaL_error(L, "luact.react: prices entries are [model] = {input=, output=}");
+    lua_getfield(L, -1, "input");
+    lua_getfield(L, -2, "output");
+    lua_getfield(L, -3, "cached");
+    double in = luaL_optnumber(L, -3, 0), out = luaL_optnumber(L, -2, 0);
+    double cached = luaL_optnumber(L, -1, in);
+    lua_pop(L, 3);
+    int rc = lc_react_set_price(b->r, model, in, out, cached);
+    if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
+    if (rc) luaL_error(L, "luact.react: prices[%s]: prices must be >= 0", model);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/* luact.react{model=, tools=, question=, ...} -> result table. A run that
+ * ends at a limit or fails on the LLM side is a result (status says so);
+ * misuse raises. */
+static int l_react(lua_State *L) {
+  luaL_checktype(L, IDX_OPTS, LUA_TTABLE);
+  lua_settop(L, IDX_OPTS);
+  struct lc_task *task = lc_task_check(L, "luact.react");
+  struct react_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* opts box */
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, REACT_MT);
+  lua_toclose(L, IDX_BOX);
+  b->task = task;
+  b->s = lc_sched_get(L);
+  b->wait.cancel = box_cancel;
+  lua_newtable(L); /* opts box tools */
+  lua_getfield(L, IDX_OPTS, "on_step"); /* opts box tools cb */
+  if (!lua_isnil(L, IDX_CB) && !lua_isfunction(L, IDX_CB))
+    return luaL_error(L, "luact.react: 'on_step' must be a function");
+
+  if (!(b->req = lc_calloc(1, sizeof *b->req))) return luaL_error(L, "out of memory");
+  struct lc_react_config cfg;
+  lc_react_config_default(&cfg);
+  lc_l_parse_llm_common(L, IDX_OPTS, "luact.react", b->req, &cfg.llm);
+  b->req->stream = opt_bool(L, IDX_OPTS, "stream", 0);
+  const char *mode = opt_string(L, IDX_OPTS, "mode", 0);
+  if (mode && !strcmp(mode, "text")) cfg.mode = LC_REACT_TEXT;
+  else if (mode && strcmp(mode, "native"))
+    return luaL_error(L, "luact.react: 'mode' must be \"native\" or \"text\"");
+  cfg.question = opt_string(L, IDX_OPTS, "question", 0);
+  if (!cfg.question || !*cfg.question)
+    return luaL_error(L, "luact.react: 'question' is required (a string)");
+  cfg.instructions = opt_string(L, IDX_OPTS, "instructions", 0);
+  int t = lua_getfield(L, IDX_OPTS, "examples");
+  if (t == LUA_TTABLE) {
+    size_t n = lua_rawlen(L, -1);
+    /* Scratch array owned by Lua, so a raise below frees it. */
+    const char **ex = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ex, 0);
+    for (size_t i = 1; i <= n; i++) {
+      if (lua_rawgeti(L, -2, (lua_Integer)i) != LUA_TSTRING)
+        return luaL_error(L, "luact.react: examples[%d] must be a string", (int)i);
+      ex[i - 1] = lua_tostring(L, -1);
+      lua_pop(L, 1); /* the examples table keeps it */
+    }
+    cfg.examples = ex;
+    cfg.n_examples = n;
+  } else if (t != LUA_TNIL) {
+    return luaL_error(L, "luact.react: 'examples' must be a list of strings");
+  } else {
+    lua_pushnil(L); /* keep the stack shape: examples scratch */
+  }
+  parse_limits(L, IDX_OPTS, &cfg.limits);
+  cfg.final_answer_on_limit = opt_bool(L, IDX_OPTS, "final_answer_on_limit", 0);
+  cfg.strict = opt_bool(L, IDX_OPTS, "strict", 0);
+  cfg.constrained = opt_bool(L, IDX_OPTS, "constrained", 0);
+
+  /* Live lines: verbose wins; else on a terminal unless --quiet. */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &runopts_key);
+  struct runopts_box *ro = luaL_testudata(L, -1, RUNOPTS_MT);
+  lua_pop(L, 1); /* the registry keeps it */
+  int verbose = lua_getfield(L, IDX_OPTS, "verbose");
+  lua_pop(L, 1);
+  b->live = verbose != LUA_TNIL ? opt_bool(L, IDX_OPTS, "verbose", 0)
+                                : (!(ro && ro->quiet) && isatty(2));
+
+  struct lc_react_host host = {.run_tools = host_run_tools,
+                               .cancel_tools = host_cancel_tools,
+                               .on_step = host_on_step,
+                               .done = host_done,
+                               .ud = b};
+  char err[512];
+  cfg.base = b->req;
+  b->req = NULL; /* the engine owns it now, also on failure */
+  int rc = lc_react_new(&cfg, &host, &b->r, err, sizeof err);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return luaL_error(L, "luact.react: %s", err);
+  lua_pop(L, 2); /* examples scratch and table: copied by the engine */
+  add_tools(L, b);
+  add_prices(L, b);
+  if (ro && ro->trace_path && !(b->trace = fopen(ro->trace_path, "a")))
+    return luaL_error(L, "luact.react: cannot open trace file %s", ro->trace_path);
+  if (lc_react_start(b->r, lc_sched_loop(b->s)))
+    return luaL_error(L, "out of memory");
+  lc_task_wait(task, &b->wait);
+  return lua_yieldk(L, 0, 0, react_k);
+}
+
+static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
+
+/* [-0, +1, e] Pushes the luact.react function. */
+int lc_open_react(lua_State *L) {
+  if (luaL_newmetatable(L, REACT_MT)) luaL_setfuncs(L, box_meta, 0);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_react);
+  return 1;
+}

@@ -1,0 +1,1170 @@
+/* react.c: the ReAct loop as a state machine on the loop (see react.h). */
+#include "react.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "lc.h"
+#include "loop.h"
+#include "react_parse.h"
+#include "react_prompt.h"
+#include "schema.h"
+
+#define OBS_MAX_DEFAULT (16u * 1024u)
+
+/* Where the run is. Work that follows an event (a reply, the last tool
+ * result, the end) happens in the kick timer on the next pass, so host
+ * callbacks never run inside a call the host made, and the LLM call is
+ * never freed inside its own completion callback. */
+enum phase {
+  P_NEW,
+  P_LLM,        /* a turn's LLM call in flight */
+  P_REPLY,      /* the reply is in; kick processes it */
+  P_TOOLS,      /* the host runs the batch */
+  P_TOOLS_DONE, /* every result is in; kick ends the turn */
+  P_FINAL,      /* the final-answer call in flight */
+  P_FINAL_REPLY,
+  P_END,        /* kick calls done */
+  P_DONE
+};
+
+/* One action the model asked for in the current turn. */
+struct pend {
+  char *id;      /* native call id */
+  char *name;    /* as the model wrote it (NULL when the reply did not parse) */
+  char *thought;
+  char *input;   /* text mode: the raw input, for the scratchpad */
+  char *args_json; /* native: arguments as written, for the messages */
+  cJSON *args;   /* validated arguments (or NULL) */
+  char *obs;
+  char *warn;    /* repeated-action warning appended to the result */
+  int is_error;
+  int run;       /* handed to the host */
+  int have;      /* result in */
+  double t0, tool_ms;
+};
+
+struct lc_react {
+  struct lc_react_config cfg; /* scalars; strings below are our copies */
+  char *instructions, *question;
+  char **examples;
+  size_t n_examples;
+  struct lc_llm_request *base;
+  struct lc_actions actions;
+  struct lc_price_table prices;
+  struct lc_budget budget;
+  struct lc_trajectory traj;
+  struct lc_react_usage usage;
+  struct lc_react_host host;
+  struct lc_loop *loop;
+  struct lc_llm_call *call;
+  struct lc_timer kick, wall;
+  enum phase phase;
+  enum lc_limit limit;
+  /* text mode: the paper's scratchpad */
+  struct lc_buf pad;
+  /* native mode: the conversation after system + user */
+  struct lc_llm_msg *msgs;
+  size_t n_msgs, cap_msgs;
+  /* the current turn */
+  struct pend *pend;
+  size_t n_pend;
+  struct lc_react_call *batch;
+  size_t *batch_pend; /* batch index -> pend index */
+  size_t n_batch, outstanding;
+  char *turn_text; /* the reply text */
+  char *finish_answer; /* a valid finish in this turn */
+  long turn_in, turn_out;
+  double turn_cost, turn_llm_ms;
+  int started;
+  int wall_fired; /* the wall timer went off (the clock check may lag) */
+};
+
+/* ---- small helpers ---- */
+
+static char *dup0(const char *s) { return s ? lc_strdup(s) : NULL; }
+
+/* Copies s[0..n), cut at max bytes on a UTF-8 boundary with a note. */
+static char *dup_capped(const char *s, size_t n, size_t max) {
+  if (n <= max) return lc_strndup(s, n);
+  size_t cut = max;
+  while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  if (lc_buf_append(&b, s, cut) ||
+      lc_buf_printf(&b, "\n... (truncated: %zu of %zu bytes shown)", cut, n)) {
+    lc_buf_free(&b);
+    return NULL;
+  }
+  return lc_buf_steal(&b, NULL);
+}
+
+static void pend_clear(struct pend *p) {
+  lc_free(p->id);
+  lc_free(p->name);
+  lc_free(p->thought);
+  lc_free(p->input);
+  lc_free(p->args_json);
+  cJSON_Delete(p->args);
+  lc_free(p->obs);
+  lc_free(p->warn);
+  memset(p, 0, sizeof *p);
+}
+
+static void turn_clear(struct lc_react *r) {
+  for (size_t i = 0; i < r->n_pend; i++) pend_clear(&r->pend[i]);
+  lc_free(r->pend);
+  r->pend = NULL;
+  r->n_pend = 0;
+  lc_free(r->batch);
+  lc_free(r->batch_pend);
+  r->batch = NULL;
+  r->batch_pend = NULL;
+  r->n_batch = r->outstanding = 0;
+  lc_free(r->turn_text);
+  lc_free(r->finish_answer);
+  r->turn_text = r->finish_answer = NULL;
+  r->turn_in = r->turn_out = 0;
+  r->turn_cost = r->turn_llm_ms = 0;
+}
+
+static struct pend *pend_new(struct lc_react *r) {
+  struct pend *v = lc_realloc(r->pend, (r->n_pend + 1) * sizeof *v);
+  if (!v) return NULL;
+  r->pend = v;
+  struct pend *p = &v[r->n_pend++];
+  memset(p, 0, sizeof *p);
+  return p;
+}
+
+static void msg_clear(struct lc_llm_msg *m) {
+  lc_free(m->content);
+  for (size_t i = 0; i < m->n_tool_calls; i++) lc_llm_tool_call_free(&m->tool_calls[i]);
+  lc_free(m->tool_calls);
+  lc_free(m->tool_call_id);
+  lc_free(m->name);
+  memset(m, 0, sizeof *m);
+}
+
+static int call_copy(struct lc_llm_tool_call *d, const struct lc_llm_tool_call *s) {
+  memset(d, 0, sizeof *d);
+  d->id = dup0(s->id);
+  d->name = dup0(s->name);
+  d->args_json = dup0(s->args_json ? s->args_json : "{}");
+  if (s->args) d->args = cJSON_Duplicate(s->args, 1);
+  if ((s->id && !d->id) || (s->name && !d->name) || !d->args_json ||
+      (s->args && !d->args)) {
+    lc_llm_tool_call_free(d);
+    return LC_ENOMEM;
+  }
+  return 0;
+}
+
+static int msg_copy(struct lc_llm_msg *d, const struct lc_llm_msg *s) {
+  memset(d, 0, sizeof *d);
+  d->role = s->role;
+  d->is_error = s->is_error;
+  if (s->content && !(d->content = lc_strndup(s->content, s->content_len))) goto nomem;
+  d->content_len = s->content_len;
+  if (s->tool_call_id && !(d->tool_call_id = lc_strdup(s->tool_call_id))) goto nomem;
+  if (s->name && !(d->name = lc_strdup(s->name))) goto nomem;
+  if (s->n_tool_calls) {
+    d->tool_calls = lc_calloc(s->n_tool_calls, sizeof *d->tool_calls);
+    if (!d->tool_calls) goto nomem;
+    for (size_t i = 0; i < s->n_tool_calls; i++) {
+      if (call_copy(&d->tool_calls[i], &s->tool_calls[i])) goto nomem;
+      d->n_tool_calls++;
+    }
+  }
+  return 0;
+nomem:
+  msg_clear(d);
+  return LC_ENOMEM;
+}
+
+/* Appends a message to the native conversation; takes ownership of *m
+ * (cleared on failure too). */
+static int conv_push(struct lc_react *r, struct lc_llm_msg *m) {
+  if (r->n_msgs == r->cap_msgs) {
+    size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 16;
+    struct lc_llm_msg *v = lc_realloc(r->msgs, cap * sizeof *v);
+    if (!v) {
+      msg_clear(m);
+      return LC_ENOMEM;
+    }
+    r->msgs = v;
+    r->cap_msgs = cap;
+  }
+  r->msgs[r->n_msgs++] = *m;
+  memset(m, 0, sizeof *m);
+  return 0;
+}
+
+static int text_msg(struct lc_llm_msg *m, enum lc_llm_role role, char *owned) {
+  memset(m, 0, sizeof *m);
+  if (!owned) return LC_ENOMEM;
+  m->role = role;
+  m->content = owned;
+  m->content_len = strlen(owned);
+  return 0;
+}
+
+int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
+                             char *err, size_t errlen) {
+  (void)ud;
+  struct lc_schema *s = NULL;
+  int rc = lc_schema_compile(schema, &s, err, errlen);
+  if (rc) return rc;
+  struct lc_schema_errors e;
+  rc = lc_schema_validate(s, args, &e);
+  if (rc == LC_EINVAL) {
+    char *msg = lc_schema_errors_format(&e);
+    snprintf(err, errlen, "%s", msg ? msg : "arguments do not match the schema");
+    lc_free(msg);
+    /* One line for the model: the Observation follows on the same line. */
+    for (char *p = err; *p; p++)
+      if (*p == '\n') *p = ';';
+  } else if (rc) {
+    snprintf(err, errlen, "out of memory");
+  }
+  lc_schema_errors_free(&e);
+  lc_schema_free(s);
+  return rc;
+}
+
+/* ---- lifecycle ---- */
+
+void lc_react_config_default(struct lc_react_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->mode = LC_REACT_NATIVE;
+  lc_llm_opts_default(&cfg->llm);
+  lc_budget_limits_default(&cfg->limits);
+}
+
+const char *lc_react_mode_name(enum lc_react_mode m) {
+  return m == LC_REACT_TEXT ? "text" : "native";
+}
+
+static void on_kick(struct lc_loop *loop, struct lc_timer *t);
+static void on_wall(struct lc_loop *loop, struct lc_timer *t);
+
+int lc_react_new(const struct lc_react_config *cfg,
+                 const struct lc_react_host *host, struct lc_react **out,
+                 char *err, size_t errlen) {
+  *out = NULL;
+  if (!cfg->base || !cfg->question || !host || !host->run_tools || !host->done) {
+    snprintf(err, errlen, "%s", !cfg->question ? "no question" : "no request or host");
+    if (cfg->base) {
+      lc_llm_request_free(cfg->base);
+      lc_free(cfg->base);
+    }
+    return LC_EINVAL;
+  }
+  struct lc_react *r = lc_calloc(1, sizeof *r);
+  if (!r) {
+    lc_llm_request_free(cfg->base);
+    lc_free(cfg->base);
+    snprintf(err, errlen, "out of memory");
+    return LC_ENOMEM;
+  }
+  r->cfg = *cfg;
+  r->base = cfg->base;
+  r->cfg.base = NULL;
+  r->cfg.instructions = r->cfg.question = NULL;
+  r->cfg.examples = NULL;
+  if (!r->cfg.max_observation) r->cfg.max_observation = OBS_MAX_DEFAULT;
+  r->host = *host;
+  lc_trajectory_init(&r->traj);
+  lc_buf_init(&r->pad, 0);
+  lc_timer_init(&r->kick, on_kick, r);
+  lc_timer_init(&r->wall, on_wall, r);
+  int rc = lc_actions_init(&r->actions, lc_react_schema_validate, NULL);
+  if (!rc) rc = lc_price_table_init(&r->prices);
+  r->instructions = dup0(cfg->instructions);
+  r->question = dup0(cfg->question);
+  if (!rc && ((cfg->instructions && !r->instructions) || !r->question)) rc = LC_ENOMEM;
+  if (!rc && cfg->n_examples) {
+    r->examples = lc_calloc(cfg->n_examples, sizeof *r->examples);
+    if (!r->examples) rc = LC_ENOMEM;
+    for (size_t i = 0; !rc && i < cfg->n_examples; i++) {
+      if (!(r->examples[i] = lc_strdup(cfg->examples[i]))) rc = LC_ENOMEM;
+      r->n_examples = i + 1;
+    }
+  }
+  if (rc) {
+    snprintf(err, errlen, "out of memory");
+    lc_react_free(r);
+    return LC_ENOMEM;
+  }
+  *out = r;
+  return 0;
+}
+
+int lc_react_add_tool(struct lc_react *r, const char *name,
+                      const char *description, cJSON *schema,
+                      enum lc_effect effect, char *err, size_t errlen) {
+  if (r->started) {
+    cJSON_Delete(schema);
+    snprintf(err, errlen, "the run has started");
+    return LC_ESTATE;
+  }
+  int rc = lc_actions_add(&r->actions, name, description, schema, effect);
+  if (rc) snprintf(err, errlen, "%s", rc == LC_ENOMEM ? "out of memory" : r->actions.err);
+  return rc;
+}
+
+int lc_react_set_price(struct lc_react *r, const char *model, double in,
+                       double out, double cached) {
+  return lc_price_set(&r->prices, model, in, out, cached);
+}
+
+void lc_react_free(struct lc_react *r) {
+  if (!r) return;
+  if (r->loop) {
+    lc_timer_stop(r->loop, &r->kick);
+    lc_timer_stop(r->loop, &r->wall);
+  }
+  lc_llm_call_free(r->call); /* cancels a transfer in flight */
+  turn_clear(r);
+  for (size_t i = 0; i < r->n_msgs; i++) msg_clear(&r->msgs[i]);
+  lc_free(r->msgs);
+  lc_buf_free(&r->pad);
+  if (r->base) {
+    lc_llm_request_free(r->base);
+    lc_free(r->base);
+  }
+  lc_actions_free(&r->actions);
+  lc_budget_free(&r->budget);
+  lc_price_table_free(&r->prices);
+  lc_trajectory_free(&r->traj);
+  lc_free(r->instructions);
+  lc_free(r->question);
+  for (size_t i = 0; i < r->n_examples; i++) lc_free(r->examples[i]);
+  lc_free(r->examples);
+  lc_free(r);
+}
+
+const struct lc_trajectory *lc_react_trajectory(const struct lc_react *r) { return &r->traj; }
+const struct lc_react_usage *lc_react_usage(const struct lc_react *r) { return &r->usage; }
+enum lc_limit lc_react_limit(const struct lc_react *r) { return r->limit; }
+
+/* ---- ending ---- */
+
+/* Ends the run; done runs from the kick timer on the next pass. */
+static void end_run(struct lc_react *r, enum lc_traj_status st, const char *answer,
+                    const char *reason) {
+  if (lc_trajectory_end(&r->traj, st, answer, reason)) {
+    /* Out of memory: keep the status even without the texts. */
+    r->traj.status = st;
+  }
+  lc_llm_call_free(r->call);
+  r->call = NULL;
+  lc_timer_stop(r->loop, &r->wall);
+  r->phase = P_END;
+  if (lc_timer_start(r->loop, &r->kick, 0) < 0) {
+    /* No timer slot: finish right here (we are on the loop already). */
+    r->phase = P_DONE;
+    r->host.done(r->host.ud, r);
+  }
+}
+
+static void fail_oom(struct lc_react *r) { end_run(r, LC_TRAJ_FAILED, NULL, "out of memory"); }
+
+/* ---- building requests ---- */
+
+/* A fresh request from the template: provider, model, endpoint, sampling,
+ * stop, stream. */
+static struct lc_llm_request *req_from_base(const struct lc_react *r) {
+  const struct lc_llm_request *b = r->base;
+  struct lc_llm_request *q = lc_calloc(1, sizeof *q);
+  if (!q) return NULL;
+  q->provider = b->provider;
+  q->set = b->set;
+  q->temperature = b->temperature;
+  q->top_p = b->top_p;
+  q->top_k = b->top_k;
+  q->max_tokens = b->max_tokens;
+  q->seed = b->seed;
+  q->stream = b->stream;
+  q->model = dup0(b->model);
+  q->base_url = dup0(b->base_url);
+  q->api_key = dup0(b->api_key);
+  int ok = q->model && (!b->base_url || q->base_url) && (!b->api_key || q->api_key);
+  size_t n_react = 0;
+  const char *const *react_stops = NULL;
+  if (r->cfg.mode == LC_REACT_TEXT) react_stops = lc_react_stop_sequences(&n_react);
+  size_t n = b->n_stop + n_react;
+  if (ok && n) {
+    q->stop = lc_calloc(n, sizeof *q->stop);
+    ok = q->stop != NULL;
+    for (size_t i = 0; ok && i < b->n_stop; i++) ok = (q->stop[q->n_stop++] = lc_strdup(b->stop[i])) != NULL;
+    for (size_t i = 0; ok && i < n_react; i++) ok = (q->stop[q->n_stop++] = lc_strdup(react_stops[i])) != NULL;
+  }
+  if (!ok) {
+    lc_llm_request_free(q);
+    lc_free(q);
+    return NULL;
+  }
+  return q;
+}
+
+static char *system_text(const struct lc_react *r) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  int rc = 0;
+  if (r->cfg.mode == LC_REACT_TEXT) {
+    struct lc_react_prompt p = {.instructions = r->instructions,
+                                .actions = &r->actions,
+                                .examples = (const char *const *)r->examples,
+                                .n_examples = r->n_examples,
+                                .style = LC_REACT_STYLE_BRACKET};
+    rc = lc_react_prompt_system(&p, &b);
+  } else {
+    if (r->instructions && *r->instructions)
+      rc = lc_buf_printf(&b, "%s\n\n", r->instructions);
+    if (!rc)
+      rc = lc_buf_puts(&b, "Work step by step: think, call the tools you need "
+                           "and read their results. When you know the answer, "
+                           "call finish with it. Call finish alone, never "
+                           "together with other tools.\n");
+    for (size_t i = 0; !rc && i < r->n_examples; i++) {
+      if (i == 0) rc = lc_buf_puts(&b, "\nExamples:\n");
+      if (!rc) rc = lc_buf_printf(&b, "%s\n", r->examples[i]);
+    }
+  }
+  if (rc) {
+    lc_buf_free(&b);
+    return NULL;
+  }
+  return lc_buf_steal(&b, NULL);
+}
+
+/* OpenAI's strict mode wants every property required and no extras, so
+ * optional properties become required-but-nullable; the nulls the model
+ * then sends for them are dropped again before validation (strip_nulls). */
+static int strictify(cJSON *s, int depth) {
+  if (!cJSON_IsObject(s) || depth > 16) return 0;
+  cJSON *props = cJSON_GetObjectItemCaseSensitive(s, "properties");
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(s, "type");
+  int is_obj = cJSON_IsObject(props) || (cJSON_IsString(ty) && !strcmp(ty->valuestring, "object"));
+  if (is_obj) {
+    if (!cJSON_GetObjectItemCaseSensitive(s, "additionalProperties") &&
+        !cJSON_AddFalseToObject(s, "additionalProperties"))
+      return LC_ENOMEM;
+    cJSON *req = cJSON_GetObjectItemCaseSensitive(s, "required");
+    if (!req) {
+      if (!(req = cJSON_AddArrayToObject(s, "required"))) return LC_ENOMEM;
+    }
+    cJSON *p;
+    cJSON_ArrayForEach(p, props) {
+      int found = 0;
+      const cJSON *x;
+      cJSON_ArrayForEach(x, req) if (cJSON_IsString(x) && !strcmp(x->valuestring, p->string)) found = 1;
+      if (!found) {
+        cJSON *nm = cJSON_CreateString(p->string);
+        if (!nm) return LC_ENOMEM;
+        cJSON_AddItemToArray(req, nm);
+        cJSON *pt = cJSON_GetObjectItemCaseSensitive(p, "type");
+        if (cJSON_IsString(pt)) {
+          const char *two[] = {pt->valuestring, "null"};
+          cJSON *arr = cJSON_CreateStringArray(two, 2);
+          if (!arr) return LC_ENOMEM;
+          cJSON_ReplaceItemInObjectCaseSensitive(p, "type", arr);
+        }
+      }
+      if (strictify(p, depth + 1)) return LC_ENOMEM;
+    }
+  }
+  cJSON *items = cJSON_GetObjectItemCaseSensitive(s, "items");
+  return strictify(items, depth + 1);
+}
+
+static void strip_nulls(cJSON *args) {
+  if (!cJSON_IsObject(args)) return;
+  cJSON *c = args->child;
+  while (c) {
+    cJSON *next = c->next;
+    if (cJSON_IsNull(c)) cJSON_Delete(cJSON_DetachItemViaPointer(args, c));
+    c = next;
+  }
+}
+
+static void on_llm_done(struct lc_llm_call *c, void *ud);
+
+static const char final_note_text[] =
+    "\nYou cannot take any more actions (%s). Using only what you found so "
+    "far, give your best final answer now, in this form:\n"
+    "Thought: <your reasoning>\nAction: finish[<the answer>]\n";
+static const char final_note_native[] =
+    "You cannot call any more tools (%s). Using only what you found so far, "
+    "reply with your best final answer as plain text.";
+
+/* Builds and starts one LLM call: a turn, or (final != NULL) the
+ * final-answer call with the limit's reason. */
+static int send_call(struct lc_react *r, const char *final) {
+  struct lc_llm_request *q = req_from_base(r);
+  if (!q) return LC_ENOMEM;
+  int rc = 0;
+  size_t n_msgs = 2 + (r->cfg.mode == LC_REACT_NATIVE ? r->n_msgs : 0) +
+                  (final && r->cfg.mode == LC_REACT_NATIVE ? 1 : 0);
+  q->msgs = lc_calloc(n_msgs, sizeof *q->msgs);
+  if (!q->msgs) rc = LC_ENOMEM;
+  if (!rc) {
+    rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_SYSTEM, system_text(r));
+    if (!rc) q->n_msgs++;
+  }
+  if (!rc && r->cfg.mode == LC_REACT_TEXT) {
+    struct lc_buf u;
+    lc_buf_init(&u, 0);
+    rc = lc_react_prompt_user(r->question, r->pad.data, &u);
+    if (!rc && final) rc = lc_buf_printf(&u, final_note_text, final);
+    if (!rc) {
+      rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_USER, lc_buf_steal(&u, NULL));
+      if (!rc) q->n_msgs++;
+    }
+    lc_buf_free(&u);
+    if (!rc && r->cfg.constrained && !final) {
+      q->format = LC_FORMAT_JSON_SCHEMA;
+      q->response_schema = lc_actions_decoding_schema(&r->actions);
+      q->response_schema_name = lc_strdup("react_step");
+      if (!q->response_schema || !q->response_schema_name) rc = LC_ENOMEM;
+    }
+  } else if (!rc) {
+    rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_USER, lc_strdup(r->question));
+    if (!rc) q->n_msgs++;
+    for (size_t i = 0; !rc && i < r->n_msgs; i++) {
+      rc = msg_copy(&q->msgs[q->n_msgs], &r->msgs[i]);
+      if (!rc) q->n_msgs++;
+    }
+    if (!rc && final) {
+      struct lc_buf u;
+      lc_buf_init(&u, 0);
+      rc = lc_buf_printf(&u, final_note_native, final);
+      if (!rc) {
+        rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_USER, lc_buf_steal(&u, NULL));
+        if (!rc) q->n_msgs++;
+      }
+      lc_buf_free(&u);
+    }
+    if (!rc && !final) {
+      rc = lc_actions_to_llm_tools(&r->actions, 1, &q->tools, &q->n_tools);
+      for (size_t i = 0; !rc && i < q->n_tools; i++) {
+        q->tools[i].strict = r->cfg.strict;
+        if (r->cfg.strict) rc = strictify(q->tools[i].schema, 0);
+      }
+      /* finish is a tool too, so some call is always right. */
+      q->tool_choice = LC_TOOL_CHOICE_REQUIRED;
+    }
+  }
+  if (rc) {
+    lc_llm_request_free(q);
+    lc_free(q);
+    return rc;
+  }
+  r->phase = final ? P_FINAL : P_LLM;
+  return lc_llm_call_start(r->loop, q, &r->cfg.llm, NULL, NULL, on_llm_done, r, &r->call);
+}
+
+/* Called by llm_call.c from the loop when the call completes. */
+static void on_llm_done(struct lc_llm_call *c, void *ud) {
+  struct lc_react *r = ud;
+  r->phase = r->phase == P_FINAL ? P_FINAL_REPLY : P_REPLY;
+  if (lc_timer_start(r->loop, &r->kick, 0) < 0) {
+    /* Cannot defer: handle it on the wall timer path is not possible
+     * either; end now (done still runs from the loop). */
+    r->phase = P_DONE;
+    lc_trajectory_end(&r->traj, LC_TRAJ_FAILED, NULL, "out of memory");
+    lc_timer_stop(r->loop, &r->wall);
+    r->host.done(r->host.ud, r);
+  }
+}
+
+int lc_react_start(struct lc_react *r, struct lc_loop *loop) {
+  if (r->started) return LC_ESTATE;
+  r->started = 1;
+  r->loop = loop;
+  double now = lc_now_ms();
+  lc_budget_init(&r->budget, &r->cfg.limits, &r->prices, now);
+  if (r->cfg.limits.wall_s > 0 &&
+      lc_timer_start(loop, &r->wall, r->cfg.limits.wall_s * 1000.0) < 0)
+    return LC_ENOMEM;
+  int rc = send_call(r, NULL);
+  if (rc) {
+    lc_timer_stop(loop, &r->wall);
+    r->phase = P_NEW;
+    return rc;
+  }
+  return 0;
+}
+
+/* ---- processing a reply ---- */
+
+/* Charges the reply's usage; keeps the turn's numbers for its first step. */
+static void charge(struct lc_react *r, const struct lc_llm_response *resp) {
+  const char *model = resp->model ? resp->model : r->base->model;
+  double cost = lc_budget_charge(&r->budget, &resp->usage, model);
+  r->usage.input += resp->usage.input;
+  r->usage.output += resp->usage.output;
+  r->usage.cached += resp->usage.cached;
+  r->usage.llm_calls++;
+  r->usage.cost_usd += cost;
+  r->usage.cost_unknown = r->budget.cost_unknown;
+  r->turn_in = resp->usage.input;
+  r->turn_out = resp->usage.output;
+  r->turn_cost = cost;
+  r->turn_llm_ms = resp->latency_ms;
+}
+
+static int names_list(const struct lc_react *r, struct lc_buf *b) {
+  int rc = lc_buf_puts(b, "Allowed actions: ");
+  for (size_t i = 0; !rc && i < r->actions.n; i++)
+    rc = lc_buf_printf(b, "%s, ", r->actions.v[i].name);
+  return rc ? rc : lc_buf_puts(b, "finish.");
+}
+
+static int set_obs(struct pend *p, const char *text, int is_error) {
+  lc_free(p->obs);
+  p->obs = lc_strdup(text);
+  p->is_error = is_error;
+  return p->obs ? 0 : LC_ENOMEM;
+}
+
+static void mark_invalid(struct lc_react *r, struct pend *p) {
+  p->is_error = 1;
+  lc_budget_note_invalid(&r->budget);
+  r->usage.invalid++;
+}
+
+/* A checked tool action: the loop guard decides whether it runs. */
+static int accept_tool(struct lc_react *r, struct pend *p, const struct lc_action *act,
+                       cJSON *args) {
+  p->args = args;
+  struct lc_buf warn;
+  lc_buf_init(&warn, 0);
+  int g = lc_budget_note_action(&r->budget, act->name, args, &warn);
+  int rc = 0;
+  if (g < 0) {
+    rc = g;
+  } else if (g == 2) {
+    struct lc_buf b;
+    lc_buf_init(&b, 0);
+    rc = lc_buf_printf(&b, "Not run: %s was called with exactly this input too "
+                           "many times.", act->name);
+    if (!rc) rc = set_obs(p, b.data, 1);
+    lc_buf_free(&b);
+  } else {
+    p->run = 1;
+    if (g == 1 && !(p->warn = lc_buf_steal(&warn, NULL))) rc = LC_ENOMEM;
+  }
+  lc_buf_free(&warn);
+  /* The trajectory shows the canonical name (Search -> search). */
+  if (!rc && p->name && strcmp(p->name, act->name)) {
+    char *nm = lc_strdup(act->name);
+    if (!nm) return LC_ENOMEM;
+    lc_free(p->name);
+    p->name = nm;
+  }
+  return rc;
+}
+
+static const char *finish_answer_of(const cJSON *args) {
+  const cJSON *a = cJSON_GetObjectItemCaseSensitive(args, "answer");
+  return cJSON_IsString(a) ? a->valuestring : NULL;
+}
+
+static int process_text_reply(struct lc_react *r, const struct lc_llm_response *resp) {
+  const char *text = resp->text ? resp->text : "";
+  size_t len = resp->text ? resp->text_len : 0;
+  struct lc_react_step st;
+  int prc = lc_react_parse(text, len, &st);
+  if (prc == LC_ENOMEM) {
+    lc_react_step_free(&st);
+    return LC_ENOMEM;
+  }
+  struct pend *p = pend_new(r);
+  int rc = p ? 0 : LC_ENOMEM;
+  if (!rc && st.thought && !(p->thought = lc_strdup(st.thought))) rc = LC_ENOMEM;
+  if (!rc && st.action && !(p->name = lc_strdup(st.action))) rc = LC_ENOMEM;
+  if (!rc && st.input && !(p->input = lc_strndup(st.input, st.input_len))) rc = LC_ENOMEM;
+  if (!rc && prc) {
+    /* Did not parse: the scratchpad shows the raw reply, then what was
+     * wrong (in p->input, the name stays NULL). */
+    const char **names = NULL;
+    size_t n = 0;
+    struct lc_buf b;
+    lc_buf_init(&b, 0);
+    rc = lc_actions_names(&r->actions, &names, &n);
+    if (!rc) rc = lc_react_format_error(&st, LC_REACT_STYLE_BRACKET, names, n, &b);
+    if (!rc) rc = set_obs(p, b.data, 1);
+    lc_free(names);
+    lc_buf_free(&b);
+    lc_free(p->name);
+    p->name = NULL;
+    if (!rc) mark_invalid(r, p);
+  } else if (!rc && st.is_finish) {
+    cJSON *a = cJSON_CreateObject();
+    if (!a || !cJSON_AddStringToObject(a, "answer", st.answer)) rc = LC_ENOMEM;
+    p->args = a;
+    lc_free(p->name);
+    if (!rc && !(p->name = lc_strdup("finish"))) rc = LC_ENOMEM;
+    if (!rc && !(r->finish_answer = lc_strdup(st.answer))) rc = LC_ENOMEM;
+  } else if (!rc) {
+    const struct lc_action *act;
+    cJSON *args;
+    char err[1024];
+    int c = lc_actions_check(&r->actions, st.action, st.args,
+                             st.args ? NULL : (st.input ? st.input : ""), &act, &args,
+                             err, sizeof err);
+    if (c == LC_ENOMEM) {
+      rc = c;
+    } else if (c) {
+      rc = set_obs(p, err, 1);
+      if (!rc) mark_invalid(r, p);
+    } else if (act == &r->actions.finish) {
+      /* "Action: finish {\"answer\": ...}" and friends. */
+      const char *ans = finish_answer_of(args);
+      p->args = args;
+      if (ans && *ans) {
+        if (!(r->finish_answer = lc_strdup(ans))) rc = LC_ENOMEM;
+      } else {
+        rc = set_obs(p, "Invalid reply: finish has no answer.", 1);
+        if (!rc) mark_invalid(r, p);
+      }
+    } else {
+      rc = accept_tool(r, p, act, args);
+    }
+  }
+  if (!rc && st.observation_cut) {
+    char *w = NULL;
+    struct lc_buf b;
+    lc_buf_init(&b, 0);
+    rc = lc_buf_printf(&b, "%s%s", p->warn ? p->warn : "",
+                       (p->warn ? "\n" : ""));
+    if (!rc)
+      rc = lc_buf_puts(&b, "Note: your reply contained an Observation you wrote "
+                           "yourself; it was ignored. Stop after the Action line "
+                           "and wait for the real Observation.");
+    if (!rc) w = lc_buf_steal(&b, NULL);
+    lc_buf_free(&b);
+    if (!rc && !w) rc = LC_ENOMEM;
+    if (!rc) {
+      lc_free(p->warn);
+      p->warn = w;
+    }
+  }
+  lc_react_step_free(&st);
+  return rc;
+}
+
+static int process_native_reply(struct lc_react *r, const struct lc_llm_response *resp) {
+  int rc = 0;
+  if (resp->n_tool_calls == 0) {
+    struct pend *p = pend_new(r);
+    if (!p) return LC_ENOMEM;
+    if (resp->text && !(p->thought = lc_strndup(resp->text, resp->text_len))) return LC_ENOMEM;
+    struct lc_buf b;
+    lc_buf_init(&b, 0);
+    rc = lc_buf_puts(&b, "Invalid reply: you answered with text but called no "
+                         "tool. Call one of the tools, or call finish with your "
+                         "final answer. ");
+    if (!rc) rc = names_list(r, &b);
+    if (!rc) rc = set_obs(p, b.data, 1);
+    lc_buf_free(&b);
+    if (!rc) mark_invalid(r, p);
+    return rc;
+  }
+  size_t n = resp->n_tool_calls;
+  for (size_t i = 0; !rc && i < n; i++) {
+    const struct lc_llm_tool_call *c = &resp->tool_calls[i];
+    struct pend *p = pend_new(r);
+    if (!p) return LC_ENOMEM;
+    p->id = dup0(c->id);
+    p->name = dup0(c->name ? c->name : "");
+    p->args_json = dup0(c->args_json ? c->args_json : "{}");
+    if (!p->id || !p->name || !p->args_json) return LC_ENOMEM;
+    if (i == 0 && resp->text && !(p->thought = lc_strndup(resp->text, resp->text_len)))
+      return LC_ENOMEM;
+    const struct lc_action *act = lc_actions_find(&r->actions, p->name);
+    char err[1024];
+    cJSON *args = NULL;
+    int c_rc;
+    if (act && !c->args) {
+      struct lc_buf b;
+      lc_buf_init(&b, 0);
+      rc = lc_buf_printf(&b, "Invalid arguments for \"%s\": not valid JSON "
+                             "(got %.200s). Expected: %s[", act->name,
+                         c->args_json ? c->args_json : "", act->name);
+      if (!rc) rc = lc_actions_render_input(act, &b);
+      if (!rc) rc = lc_buf_puts(&b, "]");
+      if (!rc) rc = set_obs(p, b.data, 1);
+      lc_buf_free(&b);
+      if (!rc) mark_invalid(r, p);
+      continue;
+    }
+    cJSON *in = c->args ? cJSON_Duplicate(c->args, 1) : NULL;
+    if (c->args && !in) return LC_ENOMEM;
+    if (r->cfg.strict) strip_nulls(in);
+    c_rc = lc_actions_check(&r->actions, p->name, in, NULL, &act, &args, err, sizeof err);
+    cJSON_Delete(in);
+    if (c_rc == LC_ENOMEM) return c_rc;
+    if (c_rc) {
+      rc = set_obs(p, err, 1);
+      if (!rc) mark_invalid(r, p);
+    } else if (act == &r->actions.finish) {
+      const char *ans = finish_answer_of(args);
+      p->args = args;
+      lc_free(p->name);
+      if (!(p->name = lc_strdup("finish"))) return LC_ENOMEM;
+      if (n > 1) {
+        rc = set_obs(p, "Not accepted: call finish alone, after you have seen "
+                        "the results of your other tool calls.", 1);
+        if (!rc) mark_invalid(r, p);
+      } else if (!ans || !*ans) {
+        rc = set_obs(p, "Invalid arguments for \"finish\": the answer is empty.", 1);
+        if (!rc) mark_invalid(r, p);
+      } else if (!(r->finish_answer = lc_strdup(ans))) {
+        rc = LC_ENOMEM;
+      }
+    } else {
+      rc = accept_tool(r, p, act, args);
+    }
+  }
+  return rc;
+}
+
+static void finish_turn(struct lc_react *r);
+
+/* Hands the runnable actions of the turn to the host as one batch. */
+static int run_batch(struct lc_react *r) {
+  size_t n = 0;
+  for (size_t i = 0; i < r->n_pend; i++) n += r->pend[i].run;
+  if (n == 0) return 0;
+  r->batch = lc_calloc(n, sizeof *r->batch);
+  r->batch_pend = lc_calloc(n, sizeof *r->batch_pend);
+  if (!r->batch || !r->batch_pend) return LC_ENOMEM;
+  double now = lc_now_ms();
+  for (size_t i = 0; i < r->n_pend; i++) {
+    struct pend *p = &r->pend[i];
+    if (!p->run) continue;
+    if (!p->id) {
+      char id[32];
+      snprintf(id, sizeof id, "step_%zu", r->traj.n + i + 1);
+      if (!(p->id = lc_strdup(id))) return LC_ENOMEM;
+    }
+    p->t0 = now;
+    struct lc_react_call *c = &r->batch[r->n_batch];
+    c->index = r->n_batch;
+    c->id = p->id;
+    c->name = p->name;
+    c->args = p->args;
+    r->batch_pend[r->n_batch++] = i;
+  }
+  r->outstanding = r->n_batch;
+  r->phase = P_TOOLS;
+  r->usage.tool_calls += (long)n;
+  if (r->host.run_tools(r->host.ud, r, r->batch, r->n_batch) < 0) {
+    r->outstanding = 0;
+    return LC_EIO;
+  }
+  return 1;
+}
+
+static int wall_over(const struct lc_react *r) {
+  return r->wall_fired || (r->cfg.limits.wall_s > 0 &&
+         lc_now_ms() - r->budget.start_ms >= r->cfg.limits.wall_s * 1000.0);
+}
+
+static void handle_reply(struct lc_react *r) {
+  struct lc_llm_call *call = r->call;
+  r->call = NULL;
+  const struct lc_llm_response *resp = lc_llm_call_response(call);
+  if (resp->err != LC_LLM_OK) {
+    char reason[1024];
+    snprintf(reason, sizeof reason, "LLM error (%s): %s", lc_llm_err_name(resp->err),
+             resp->err_message ? resp->err_message : "no message");
+    lc_llm_call_free(call);
+    end_run(r, LC_TRAJ_FAILED, NULL, reason);
+    return;
+  }
+  turn_clear(r);
+  charge(r, resp);
+  if (resp->text && !(r->turn_text = lc_strndup(resp->text, resp->text_len))) {
+    lc_llm_call_free(call);
+    fail_oom(r);
+    return;
+  }
+  int rc = r->cfg.mode == LC_REACT_TEXT ? process_text_reply(r, resp)
+                                        : process_native_reply(r, resp);
+  /* Native conversation: the assistant turn, verbatim (ids matter). */
+  if (!rc && r->cfg.mode == LC_REACT_NATIVE && !r->finish_answer) {
+    struct lc_llm_msg m = {.role = LC_ROLE_ASSISTANT};
+    if (resp->text && !(m.content = lc_strndup(resp->text, resp->text_len))) rc = LC_ENOMEM;
+    m.content_len = resp->text ? resp->text_len : 0;
+    if (!rc && resp->n_tool_calls) {
+      m.tool_calls = lc_calloc(resp->n_tool_calls, sizeof *m.tool_calls);
+      if (!m.tool_calls) rc = LC_ENOMEM;
+      for (size_t i = 0; !rc && i < resp->n_tool_calls; i++) {
+        rc = call_copy(&m.tool_calls[i], &resp->tool_calls[i]);
+        if (!rc) m.n_tool_calls++;
+      }
+    }
+    if (!rc) rc = conv_push(r, &m);
+    else msg_clear(&m);
+  }
+  lc_llm_call_free(call);
+  if (rc) {
+    fail_oom(r);
+    return;
+  }
+  if (r->finish_answer || wall_over(r)) {
+    /* A finish ends the run now; past the wall time nothing more runs. */
+    for (size_t i = 0; i < r->n_pend; i++)
+      if (r->pend[i].run) {
+        r->pend[i].run = 0;
+        if (set_obs(&r->pend[i], "Not run: the wall-time limit was reached.", 1)) {
+          fail_oom(r);
+          return;
+        }
+      }
+    finish_turn(r);
+    return;
+  }
+  rc = run_batch(r);
+  if (rc == LC_EIO) {
+    end_run(r, LC_TRAJ_FAILED, NULL, "the host could not start the tool calls");
+  } else if (rc < 0) {
+    fail_oom(r);
+  } else if (rc == 0) {
+    finish_turn(r);
+  }
+}
+
+int lc_react_tool_result(struct lc_react *r, size_t index, int ok,
+                         const char *text, size_t len, const char *code) {
+  if (r->phase != P_TOOLS || index >= r->n_batch) return LC_EINVAL;
+  struct pend *p = &r->pend[r->batch_pend[index]];
+  if (p->have) return LC_EINVAL;
+  p->have = 1;
+  p->tool_ms = lc_now_ms() - p->t0;
+  if (!text) {
+    text = ok ? "(no result)" : "the tool failed";
+    len = strlen(text);
+  }
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  int rc = 0;
+  if (!ok && code && !strcmp(code, "timeout") && !memmem(text, len, "timed out", 9))
+    rc = lc_buf_puts(&b, "Timed out: ");
+  else if (!ok && !(len >= 5 && !strncasecmp(text, "error", 5)))
+    rc = lc_buf_puts(&b, "Error: ");
+  char *capped = dup_capped(text, len, r->cfg.max_observation);
+  if (!capped) rc = LC_ENOMEM;
+  if (!rc) rc = lc_buf_puts(&b, capped);
+  lc_free(capped);
+  if (!rc && p->warn) rc = lc_buf_printf(&b, "\n%s", p->warn);
+  lc_free(p->obs);
+  p->obs = rc ? NULL : lc_buf_steal(&b, NULL);
+  lc_buf_free(&b);
+  p->is_error = !ok;
+  if (!ok) r->usage.tool_errors++;
+  if (--r->outstanding == 0) {
+    r->phase = P_TOOLS_DONE;
+    if (lc_timer_start(r->loop, &r->kick, 0) < 0) return LC_ENOMEM;
+  }
+  return rc;
+}
+
+/* Records the turn's steps (in the order the model asked), extends the
+ * prompt, then finishes, stops at a limit or starts the next turn. */
+static void finish_turn(struct lc_react *r) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i < r->n_pend; i++) {
+    struct pend *p = &r->pend[i];
+    if (!p->obs && !(r->finish_answer && p->name && !strcmp(p->name, "finish"))) {
+      /* A tool result that never came (out of memory building it). */
+      if (set_obs(p, "Error: no result", 1)) rc = LC_ENOMEM;
+    }
+    if (!rc && p->warn && !p->run && p->obs) {
+      /* Self-written Observation note on an action that did not run. */
+      char *o = NULL;
+      struct lc_buf b;
+      lc_buf_init(&b, 0);
+      if (!lc_buf_printf(&b, "%s\n%s", p->obs, p->warn)) o = lc_buf_steal(&b, NULL);
+      lc_buf_free(&b);
+      if (!o) rc = LC_ENOMEM;
+      else {
+        lc_free(p->obs);
+        p->obs = o;
+      }
+    }
+    if (rc) break;
+    struct lc_traj_step s = {
+        .thought = p->thought,
+        .action = p->name,
+        .args = p->args,
+        .observation = p->obs,
+        .is_error = p->is_error,
+        .tokens_in = i == 0 ? r->turn_in : 0,
+        .tokens_out = i == 0 ? r->turn_out : 0,
+        .cost_usd = i == 0 ? r->turn_cost : 0,
+        .latency_ms = (i == 0 ? r->turn_llm_ms : 0) + p->tool_ms,
+    };
+    rc = lc_trajectory_add(&r->traj, &s);
+    if (rc) break;
+    lc_budget_note_step(&r->budget);
+    if (r->host.on_step) r->host.on_step(r->host.ud, r, &r->traj.steps[r->traj.n - 1]);
+    if (r->finish_answer) continue;
+    if (r->cfg.mode == LC_REACT_TEXT) {
+      if (p->name) {
+        rc = lc_react_scratchpad_add(&r->pad, LC_REACT_STYLE_BRACKET, p->thought,
+                                     p->name, p->input, p->obs);
+      } else {
+        /* The reply did not parse: show it as written, then the error. */
+        const char *t = r->turn_text ? r->turn_text : "";
+        while (*t == ' ' || *t == '\n' || *t == '\t' || *t == '\r') t++;
+        size_t tl = strlen(t);
+        while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\n' || t[tl - 1] == '\r')) tl--;
+        if (tl > 2000) tl = 2000;
+        if (tl) rc = lc_buf_printf(&r->pad, "%.*s\n", (int)tl, t);
+        if (!rc) rc = lc_buf_printf(&r->pad, "Observation: %s\n", p->obs);
+      }
+    } else if (p->id) {
+      struct lc_llm_msg m = {.role = LC_ROLE_TOOL, .is_error = p->is_error};
+      m.tool_call_id = lc_strdup(p->id);
+      m.name = lc_strdup(p->name);
+      m.content = lc_strdup(p->obs);
+      if (!m.tool_call_id || !m.name || !m.content) {
+        msg_clear(&m);
+        rc = LC_ENOMEM;
+      } else {
+        m.content_len = strlen(m.content);
+        rc = conv_push(r, &m);
+      }
+    } else {
+      /* Text instead of a tool call: the error goes back as the user. */
+      struct lc_llm_msg m;
+      rc = text_msg(&m, LC_ROLE_USER, lc_strdup(p->obs));
+      if (!rc) rc = conv_push(r, &m);
+    }
+  }
+  if (rc) {
+    fail_oom(r);
+    return;
+  }
+  if (r->finish_answer) {
+    char *a = r->finish_answer;
+    r->finish_answer = NULL;
+    turn_clear(r);
+    end_run(r, LC_TRAJ_FINISHED, a, NULL);
+    lc_free(a);
+    return;
+  }
+  turn_clear(r);
+  double now = lc_now_ms();
+  enum lc_limit l = lc_budget_check(&r->budget, now);
+  if (l == LC_LIMIT_NONE && r->wall_fired) l = LC_LIMIT_WALL;
+  if (l == LC_LIMIT_NONE) {
+    if (send_call(r, NULL)) fail_oom(r);
+    return;
+  }
+  r->limit = l;
+  struct lc_buf why;
+  lc_buf_init(&why, 0);
+  if (lc_budget_reason(&r->budget, l, now, &why)) {
+    lc_buf_free(&why);
+    fail_oom(r);
+    return;
+  }
+  if (lc_trajectory_end(&r->traj, LC_TRAJ_LIMIT, NULL, why.data)) r->traj.status = LC_TRAJ_LIMIT;
+  if (r->cfg.final_answer_on_limit) {
+    lc_timer_stop(r->loop, &r->wall);
+    int src = send_call(r, why.data);
+    lc_buf_free(&why);
+    if (src) fail_oom(r);
+    return;
+  }
+  r->phase = P_END;
+  lc_buf_free(&why);
+  lc_timer_stop(r->loop, &r->wall);
+  if (lc_timer_start(r->loop, &r->kick, 0) < 0) {
+    r->phase = P_DONE;
+    r->host.done(r->host.ud, r);
+  }
+}
+
+/* The final-answer reply: any text counts; a finish action is unwrapped. */
+static void handle_final(struct lc_react *r) {
+  struct lc_llm_call *call = r->call;
+  r->call = NULL;
+  const struct lc_llm_response *resp = lc_llm_call_response(call);
+  char *answer = NULL;
+  if (resp->err == LC_LLM_OK) {
+    charge(r, resp);
+    const char *t = resp->text ? resp->text : "";
+    size_t n = resp->text ? resp->text_len : 0;
+    struct lc_react_step st;
+    if (lc_react_parse(t, n, &st) == 0 && st.is_finish) {
+      answer = lc_strdup(st.answer);
+    } else if (resp->n_tool_calls && resp->tool_calls[0].args &&
+               finish_answer_of(resp->tool_calls[0].args)) {
+      answer = lc_strdup(finish_answer_of(resp->tool_calls[0].args));
+    } else {
+      while (n && (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t')) t++, n--;
+      while (n && (t[n - 1] == ' ' || t[n - 1] == '\n' || t[n - 1] == '\r')) n--;
+      if (n) answer = lc_strndup(t, n);
+    }
+    lc_react_step_free(&st);
+  }
+  char *reason = dup0(r->traj.reason);
+  lc_llm_call_free(call);
+  end_run(r, LC_TRAJ_LIMIT, answer, reason);
+  lc_free(answer);
+  lc_free(reason);
+}
+
+/* Kick timer (from the loop): the deferred half of every event. */
+static void on_kick(struct lc_loop *loop, struct lc_timer *t) {
+  struct lc_react *r = t->ud;
+  switch (r->phase) {
+  case P_REPLY: handle_reply(r); break;
+  case P_FINAL_REPLY: handle_final(r); break;
+  case P_TOOLS_DONE: finish_turn(r); break;
+  case P_END:
+    r->phase = P_DONE;
+    r->host.done(r->host.ud, r);
+    break;
+  default: break;
+  }
+}
+
+/* Wall timer (from the loop): the limit interrupts the turn in flight. */
+static void on_wall(struct lc_loop *loop, struct lc_timer *t) {
+  struct lc_react *r = t->ud;
+  r->wall_fired = 1;
+  if (r->phase == P_LLM) {
+    lc_llm_call_free(r->call);
+    r->call = NULL;
+    turn_clear(r);
+  } else if (r->phase == P_TOOLS) {
+    if (r->host.cancel_tools) r->host.cancel_tools(r->host.ud, r);
+    for (size_t i = 0; i < r->n_pend; i++) {
+      struct pend *p = &r->pend[i];
+      if (p->run && !p->have) {
+        p->have = 1;
+        p->tool_ms = lc_now_ms() - p->t0;
+        if (set_obs(p, "Interrupted: the wall-time limit was reached.", 1)) {
+          fail_oom(r);
+          return;
+        }
+      }
+    }
+    r->outstanding = 0;
+  } else {
+    return; /* between events: the check at the end of the turn sees it */
+  }
+  /* Record what the turn had; the limit check then ends the run. */
+  r->phase = P_TOOLS_DONE;
+  finish_turn(r);
+}

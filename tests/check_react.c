@@ -1,0 +1,574 @@
+/* check_react.c: luact.react end to end over loopback against lc-mockllm:
+ * text and native runs, parallel tool calls answered in the asked order,
+ * every malformed reply turned into an Observation that the next request
+ * carries, undeclared tools never run, tool errors and timeouts, each
+ * limit, the final answer on a limit, cancellation without leftovers, and
+ * the CLI's --json / --trace.
+ *
+ * Nothing here asserts a duration: order comes from completion logs and
+ * the mock's request log. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "lc.h"
+#include "loop.h"
+#include "react.h"
+#include "util_common.h"
+#include "util_lua.h"
+#include "util_mock.h"
+
+static struct lc_mock mock;
+static char out[16384], err[8192];
+
+static void start(const char *script) { ck_assert_int_eq(lc_mock_start(&mock, script), 0); }
+static void stop(void) { ck_assert_int_eq(lc_mock_stop(&mock), 0); }
+
+/* Runs code with BASE (".../v1") and the tool helpers below as globals. */
+static const char prelude[] =
+    "calls = {}\n"
+    "local function count(n) calls[n] = (calls[n] or 0) + 1 end\n"
+    "search = luact.tool{name='search', description='Search an entity.',\n"
+    "  params={type='object', properties={q={type='string'}}, required={'q'}},\n"
+    "  fn=function(a) count('search') return 'result for ' .. a.q end}\n"
+    "danger = luact.tool{name='danger', description='never offered',\n"
+    "  fn=function() count('danger') return 'boom' end}\n"
+    "function cfg(t)\n"
+    "  t.model = t.model or 'openai:mock-gpt'; t.base_url = BASE; t.retries = 0\n"
+    "  t.question = t.question or 'What is it?'; t.verbose = false\n"
+    "  return t\n"
+    "end\n";
+
+static int run(const char *code) {
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  lua_pushstring(t.L, base);
+  lua_setglobal(t.L, "BASE");
+  size_t n = strlen(prelude) + strlen(code) + 1;
+  char *all = malloc(n);
+  snprintf(all, n, "%s%s", prelude, code);
+  int rc = lc_test_lua_run(&t, all, out, sizeof out, err, sizeof err);
+  free(all);
+  lc_test_lua_close(&t); /* no task, timer or transfer may be left */
+  return rc;
+}
+
+/* Body of the i-th logged request (0-based) as JSON text; free(). */
+static char *req_body(int i) {
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(log);
+  cJSON *a = cJSON_Parse(log);
+  free(log);
+  ck_assert_ptr_nonnull(a);
+  cJSON *r = cJSON_GetArrayItem(a, i);
+  char *s = r ? cJSON_PrintUnformatted(cJSON_GetObjectItem(r, "body")) : NULL;
+  cJSON_Delete(a);
+  return s;
+}
+
+static int n_requests(void) { return lc_mock_count_requests(&mock, "/v1/chat/completions"); }
+
+/* Asserts that request i carries needle (JSON-escaped form). */
+static void assert_req_has(int i, const char *needle) {
+  char *b = req_body(i);
+  ck_assert_msg(b != NULL, "no request %d", i);
+  ck_assert_msg(strstr(b, needle) != NULL, "request %d lacks [%s]: %s", i, needle, b);
+  cJSON_free(b);
+}
+
+#define REPLY(text) "{\"times\":1,\"reply\":{\"openai\":{\"text\":\"" text "\"}}}"
+#define REPLY_U(text, in, outn)                                                         \
+  "{\"reply\":{\"openai\":{\"text\":\"" text "\",\"usage\":{\"prompt_tokens\":" #in \
+  ",\"completion_tokens\":" #outn ",\"total_tokens\":1}}}}"
+
+START_TEST(text_mode_run) {
+  start("[{\"match\":{\"body_contains\":\"Observation: result for Colorado\"},"
+        "\"reply\":{\"openai\":{\"text\":\"Thought: found it\\nAction: finish[3 km]\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"Thought: search first\\nAction: Search[Colorado]\","
+        "\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20,\"total_tokens\":120}}}}]");
+  ck_assert_msg(run("local steps = {}\n"
+                    "local r = luact.react(cfg{mode='text', tools={search}, instructions='Be brief.',\n"
+                    "  examples={'Question: x\\nThought: y\\nAction: finish[z]'},\n"
+                    "  on_step=function(s) steps[#steps+1] = s.index .. ':' .. s.action end})\n"
+                    "return table.concat({r.status, r.answer, #r.steps, r.steps[1].action,\n"
+                    "  r.steps[1].args.q, r.steps[1].observation, r.steps[1].thought,\n"
+                    "  r.steps[1].tokens_in, r.usage.llm_calls, calls.search, table.concat(steps, ',')}, '|')") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "finished|3 km|2|search|Colorado|result for Colorado|search first|100|2|1|"
+                        "1:search,2:finish");
+  ck_assert_int_eq(n_requests(), 2);
+  assert_req_has(0, "Be brief.");
+  assert_req_has(0, "Question: x\\nThought: y\\nAction: finish[z]");
+  assert_req_has(0, "\"stop\":[\"\\nObservation:\"");
+  assert_req_has(1, "Action: search[Colorado]\\nObservation: result for Colorado");
+  stop();
+}
+END_TEST
+
+START_TEST(native_parallel_results_in_asked_order) {
+  start("[{\"match\":{\"body_contains\":\"\\\"role\\\":\\\"tool\\\"\"},"
+        "\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"f1\",\"name\":\"finish\","
+        "\"arguments\":{\"answer\":\"abc\"}}]}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"Three at once.\",\"tool_calls\":["
+        "{\"id\":\"c1\",\"name\":\"slow\",\"arguments\":{\"q\":\"a\",\"s\":0.06}},"
+        "{\"id\":\"c2\",\"name\":\"slow\",\"arguments\":{\"q\":\"b\",\"s\":0.03}},"
+        "{\"id\":\"c3\",\"name\":\"slow\",\"arguments\":{\"q\":\"c\",\"s\":0}}]}}}]");
+  ck_assert_msg(run("local order = {}\n"
+                    "local slow = luact.tool{name='slow', params={type='object',\n"
+                    "  properties={q={type='string'}, s={type='number'}}, required={'q','s'}},\n"
+                    "  fn=function(a) luact.sleep(a.s) order[#order+1] = a.q return {got=a.q} end}\n"
+                    "local r = luact.react(cfg{tools={slow}})\n"
+                    "local obs = {}\n"
+                    "for i = 1, 3 do obs[i] = r.steps[i].args.q .. '=' .. r.steps[i].observation end\n"
+                    "return table.concat({r.status, r.answer, #r.steps, table.concat(order),\n"
+                    "  table.concat(obs, ','), r.steps[1].thought, r.usage.tool_calls}, '|')") == 0,
+                "%s", err);
+  /* Finished c, b, a; reported a, b, c as asked. */
+  ck_assert_str_eq(out, "finished|abc|4|cba|a={\"got\":\"a\"},b={\"got\":\"b\"},c={\"got\":\"c\"}|"
+                        "Three at once.|3");
+  char *b = req_body(1);
+  const char *p1 = strstr(b, "\"tool_call_id\":\"c1\""), *p2 = strstr(b, "\"tool_call_id\":\"c2\""),
+             *p3 = strstr(b, "\"tool_call_id\":\"c3\"");
+  ck_assert_msg(p1 && p2 && p3 && p1 < p2 && p2 < p3, "%s", b);
+  ck_assert_ptr_nonnull(strstr(b, "\"content\":\"{\\\"got\\\":\\\"a\\\"}\""));
+  cJSON_free(b);
+  /* Native mode offers the tools plus finish and requires a call. */
+  assert_req_has(0, "\"name\":\"finish\"");
+  assert_req_has(0, "\"tool_choice\":\"required\"");
+  stop();
+}
+END_TEST
+
+/* Each malformed reply, in sequence; the next request must carry what was
+ * wrong; tolerated forms run the tool. */
+START_TEST(text_malformed_replies_become_observations) {
+  start("[" REPLY("Thought: I wonder what to do") ","
+        REPLY("Thought: try it\\nAction: danger[x]") ","
+        REPLY("Sure! Here is my step.\\nThought: go\\nAction: search[alpha]\\nHope that helps.") ","
+        REPLY("Thought: go\\nAction: search[beta]\\nObservation: I made this up") ","
+        REPLY("```\\nThought: fenced\\nAction: search[gamma]\\n```") ","
+        REPLY("") ","
+        REPLY("Thought: both\\nAction: search[one]\\nAction: search[two]") ","
+        REPLY("Thought: done\\nAction: finish[]") ","
+        REPLY("Thought: json\\nAction: search[{\\\"q\\\": ]") ","
+        REPLY("Thought: ok\\nAction: finish[recovered]") "]");
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={max_invalid=10}})\n"
+                    "return table.concat({r.status, r.answer, #r.steps, r.usage.invalid,\n"
+                    "  calls.search, tostring(calls.danger)}, '|')") == 0, "%s", err);
+  /* 6 invalid (no action, unknown, empty, two actions, no answer, broken
+   * JSON); 3 tolerated forms ran search; danger never ran. */
+  ck_assert_str_eq(out, "finished|recovered|10|6|3|nil");
+  ck_assert_int_eq(n_requests(), 10);
+  assert_req_has(1, "Thought: I wonder what to do\\nObservation: Invalid reply:");
+  assert_req_has(1, "Allowed actions: search, finish");
+  assert_req_has(2, "Observation: Unknown action \\\"danger\\\". Allowed actions: search, finish.");
+  assert_req_has(3, "Action: search[alpha]\\nObservation: result for alpha");
+  assert_req_has(4, "Action: search[beta]\\nObservation: result for beta\\nNote: your reply contained an "
+                    "Observation you wrote yourself");
+  assert_req_has(5, "Action: search[gamma]\\nObservation: result for gamma");
+  assert_req_has(6, "Observation: Invalid reply: the reply is empty");
+  assert_req_has(7, "Invalid reply: the reply has 2 actions");
+  assert_req_has(8, "finish");
+  assert_req_has(8, "Observation: Invalid reply:");
+  assert_req_has(9, "Observation: Invalid reply:");
+  assert_req_has(9, "JSON");
+  /* The invented observation never reached the prompt. */
+  char *b = req_body(9);
+  ck_assert_ptr_null(strstr(b, "I made this up"));
+  cJSON_free(b);
+  stop();
+}
+END_TEST
+
+START_TEST(native_malformed_calls_become_observations) {
+  start("["
+        "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"u1\",\"name\":\"danger\",\"arguments\":{}}]}}},"
+        "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"j1\",\"name\":\"search\",\"arguments\":\"{\\\"q\\\": \"}]}}},"
+        "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"s1\",\"name\":\"search\",\"arguments\":{\"query\":\"x\"}}]}}},"
+        "{\"times\":1,\"reply\":{\"openai\":{\"text\":\"I think the answer is 7.\"}}},"
+        "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"m1\",\"name\":\"search\",\"arguments\":{\"q\":\"z\"}},"
+        "  {\"id\":\"m2\",\"name\":\"finish\",\"arguments\":{\"answer\":\"too early\"}}]}}},"
+        "{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"f\",\"name\":\"finish\",\"arguments\":{\"answer\":\"7\"}}]}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={max_invalid=10}})\n"
+                    "return table.concat({r.status, r.answer, #r.steps, r.usage.invalid,\n"
+                    "  calls.search, tostring(calls.danger)}, '|')") == 0, "%s", err);
+  ck_assert_str_eq(out, "finished|7|7|5|1|nil");
+  assert_req_has(1, "\"tool_call_id\":\"u1\"");
+  assert_req_has(1, "Unknown action \\\"danger\\\"");
+  assert_req_has(2, "\"tool_call_id\":\"j1\"");
+  assert_req_has(2, "not valid JSON");
+  assert_req_has(3, "Invalid input for \\\"search\\\"");
+  assert_req_has(3, "missing required property");
+  assert_req_has(4, "\"role\":\"user\",\"content\":\"Invalid reply: you answered with text but called no tool");
+  assert_req_has(5, "\"content\":\"result for z\",\"tool_call_id\":\"m1\"");
+  assert_req_has(5, "call finish alone");
+  stop();
+}
+END_TEST
+
+START_TEST(tool_errors_and_timeout) {
+  start("[" REPLY("Thought: a\\nAction: broken[x]") "," REPLY("Thought: b\\nAction: hang[y]") ","
+        REPLY("Thought: c\\nAction: finish[gave up]") "]");
+  ck_assert_msg(run("local broken = luact.tool{name='broken', params={type='object',\n"
+                    "  properties={q={type='string'}}}, fn=function() error('disk on fire') end}\n"
+                    "local hang = luact.tool{name='hang', timeout=0.05, params={type='object',\n"
+                    "  properties={q={type='string'}}}, fn=function() luact.sleep(30) return 'late' end}\n"
+                    "local r = luact.react(cfg{mode='text', tools={broken, hang}, limits={max_invalid=1}})\n"
+                    "return table.concat({r.status, r.answer, tostring(r.steps[1].is_error),\n"
+                    "  tostring(r.steps[2].is_error), r.usage.tool_errors, r.usage.invalid}, '|')") == 0,
+                "%s", err);
+  /* Tool failures do not count against max_invalid (1 here). */
+  ck_assert_str_eq(out, "finished|gave up|true|true|2|0");
+  assert_req_has(1, "Observation: Error: tool broken failed:");
+  assert_req_has(1, "disk on fire");
+  assert_req_has(2, "Observation: Error: tool hang timed out after 0.05 s");
+  stop();
+}
+END_TEST
+
+/* Every limit: status "limit", which one, the reason, the partial steps. */
+START_TEST(limit_steps) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"Thought: again\\nAction: search[same]\"}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={steps=3, ['repeat']=0}})\n"
+                    "return table.concat({r.status, r.limit, r.reason, #r.steps, tostring(r.answer)}, '|')") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "limit|steps|step limit reached: 3 of 3 steps|3|nil");
+  ck_assert_int_eq(n_requests(), 3);
+  stop();
+}
+END_TEST
+
+START_TEST(limit_tokens) {
+  start("[" REPLY_U("Thought: t\\nAction: search[a]", 80, 20) "]");
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={tokens=250, ['repeat']=0}})\n"
+                    "return table.concat({r.status, r.limit, r.reason, #r.steps, r.usage.total}, '|')") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "limit|tokens|token limit reached: 300 of 250 tokens|3|300");
+  stop();
+}
+END_TEST
+
+START_TEST(limit_cost) {
+  start("[" REPLY_U("Thought: t\\nAction: search[a]", 100, 0) "]");
+  /* $10000 per 1M input tokens: 100 tokens = $1 a call. */
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={cost=2.5, ['repeat']=0},\n"
+                    "  prices={['mock-gpt']={input=10000, output=0}}})\n"
+                    "return table.concat({r.status, r.limit, r.reason, #r.steps, r.cost,\n"
+                    "  tostring(r.cost_known)}, '|')") == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|cost|cost limit reached: $3.0000 of $2.5000|3|3.0|true");
+  stop();
+}
+END_TEST
+
+START_TEST(limit_wall_time_interrupts_a_tool) {
+  start("[" REPLY("Thought: t\\nAction: hang[a]") "]");
+  ck_assert_msg(run("local hang = luact.tool{name='hang', params={type='object', properties={q={type='string'}}},\n"
+                    "  fn=function() luact.sleep(30) return 'late' end}\n"
+                    "local r = luact.react(cfg{mode='text', tools={hang}, limits={wall_time=0.1}})\n"
+                    "return table.concat({r.status, r.limit, #r.steps, r.steps[1].observation}, '|')") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "limit|wall_time|1|Interrupted: the wall-time limit was reached.");
+  stop();
+}
+END_TEST
+
+START_TEST(limit_max_invalid) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"no idea\"}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={max_invalid=2}})\n"
+                    "return table.concat({r.status, r.limit, r.reason, #r.steps,\n"
+                    "  tostring(r.steps[2].is_error), tostring(calls.search)}, '|')") == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|invalid_output|too many invalid replies: 2 of 2 allowed|2|true|nil");
+  stop();
+}
+END_TEST
+
+START_TEST(limit_repeated_action) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"Thought: t\\nAction: search[same]\"}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={max_repeat=3}})\n"
+                    "return table.concat({r.status, r.limit, #r.steps, calls.search,\n"
+                    "  r.steps[3].observation}, '|')") == 0, "%s", err);
+  /* Call, warning, stop: the third identical call does not run. */
+  ck_assert_msg(strncmp(out, "limit|repeated_action|3|2|Not run:", 34) == 0, "%s", out);
+  assert_req_has(2, "Warning: you already ran search with exactly this input 1 time");
+  stop();
+}
+END_TEST
+
+START_TEST(final_answer_on_limit) {
+  start("[{\"match\":{\"body_contains\":\"You cannot take any more actions\"},"
+        "\"reply\":{\"openai\":{\"text\":\"Thought: best I can do\\nAction: finish[probably 42]\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"Thought: t\\nAction: search[a]\"}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={steps=1},\n"
+                    "  final_answer_on_limit=true})\n"
+                    "return table.concat({r.status, r.limit, r.answer, #r.steps, r.usage.llm_calls}, '|')") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "limit|steps|probably 42|1|2");
+  ck_assert_int_eq(n_requests(), 2);
+  char *b = req_body(1);
+  ck_assert_ptr_nonnull(strstr(b, "step limit reached"));
+  cJSON_free(b);
+  stop();
+  /* Native: the final call goes without tools. */
+  start("[{\"match\":{\"body_contains\":\"You cannot call any more tools\"},"
+        "\"reply\":{\"openai\":{\"text\":\"It is 42.\"}}},"
+        "{\"reply\":{\"openai\":{\"tool_calls\":[{\"name\":\"search\",\"arguments\":{\"q\":\"a\"}}]}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={steps=1}, final_answer_on_limit=true})\n"
+                    "return r.status .. '|' .. r.answer") == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|It is 42.");
+  char *b2 = req_body(1);
+  ck_assert_ptr_null(strstr(b2, "\"tools\""));
+  cJSON_free(b2);
+  stop();
+}
+END_TEST
+
+START_TEST(kill_mid_tool_leaves_nothing) {
+  start("[" REPLY("Thought: t\\nAction: hang[a]") "]");
+  ck_assert_msg(run("started = false\n"
+                    "local hang = luact.tool{name='hang', params={type='object', properties={q={type='string'}}},\n"
+                    "  fn=function() started = true luact.sleep(30) return 'late' end}\n"
+                    "local r, msg, code = luact.timeout(0.2, function()\n"
+                    "  return luact.react(cfg{mode='text', tools={hang}}) end)\n"
+                    "return tostring(r) .. '|' .. code .. '|' .. tostring(started)") == 0, "%s", err);
+  ck_assert_str_eq(out, "nil|timeout|true");
+  stop();
+  /* Killed while the LLM call is in flight: the transfer goes too. */
+  start("[{\"reply\":{\"delay_ms\":20000,\"openai\":{\"text\":\"late\"}}}]");
+  ck_assert_msg(run("local r, msg, code = luact.timeout(0.2, function()\n"
+                    "  return luact.react(cfg{mode='text', tools={search}}) end)\n"
+                    "return tostring(r) .. '|' .. code") == 0, "%s", err);
+  ck_assert_str_eq(out, "nil|timeout");
+  stop();
+}
+END_TEST
+
+START_TEST(llm_failure_is_a_result) {
+  start("[{\"reply\":{\"status\":401,\"json\":{\"error\":{\"message\":\"bad key\"}}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}})\n"
+                    "return r.status .. '|' .. r.reason .. '|' .. #r.steps") == 0, "%s", err);
+  ck_assert_str_eq(out, "failed|LLM error (auth): bad key|0");
+  stop();
+}
+END_TEST
+
+START_TEST(constrained_and_strict) {
+  start("[{\"match\":{\"body_contains\":\"result for x\"},\"reply\":{\"openai\":{\"text\":"
+        "\"{\\\"thought\\\":\\\"done\\\",\\\"action\\\":\\\"finish\\\",\\\"input\\\":{\\\"answer\\\":\\\"ok\\\"}}\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":"
+        "\"{\\\"thought\\\":\\\"look\\\",\\\"action\\\":\\\"search\\\",\\\"input\\\":{\\\"q\\\":\\\"x\\\"}}\"}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{mode='text', constrained=true, tools={search}})\n"
+                    "return r.status .. '|' .. r.answer .. '|' .. calls.search") == 0, "%s", err);
+  ck_assert_str_eq(out, "finished|ok|1");
+  assert_req_has(0, "\"response_format\":{\"type\":\"json_schema\"");
+  assert_req_has(0, "\"enum\":[\"search\",\"finish\"]");
+  stop();
+  /* strict: optional properties become required + nullable; nulls dropped. */
+  start("[{\"match\":{\"body_contains\":\"\\\"role\\\":\\\"tool\\\"\"},\"reply\":{\"openai\":{\"tool_calls\":"
+        "[{\"name\":\"finish\",\"arguments\":{\"answer\":\"s\"}}]}}},"
+        "{\"reply\":{\"openai\":{\"tool_calls\":[{\"name\":\"opt\",\"arguments\":{\"q\":\"x\",\"n\":null}}]}}}]");
+  ck_assert_msg(run("local opt = luact.tool{name='opt', params={type='object', properties={q={type='string'},\n"
+                    "  n={type='integer'}}, required={'q'}}, fn=function(a) return tostring(a.n) end}\n"
+                    "local r = luact.react(cfg{strict=true, tools={opt}})\n"
+                    "return r.status .. '|' .. r.steps[1].observation") == 0, "%s", err);
+  ck_assert_str_eq(out, "finished|nil");
+  assert_req_has(0, "\"strict\":true");
+  assert_req_has(0, "\"type\":[\"integer\",\"null\"]");
+  stop();
+}
+END_TEST
+
+START_TEST(misuse_raises) {
+  start("[]");
+  ck_assert_int_ne(run("luact.react(cfg{tools={search}, question=42})"), 0);
+  ck_assert_msg(strstr(err, "'question'") != NULL, "%s", err);
+  ck_assert_int_ne(run("luact.react(cfg{tools={{name='x'}}})"), 0);
+  ck_assert_msg(strstr(err, "not a luact.tool") != NULL, "%s", err);
+  ck_assert_int_ne(run("luact.react(cfg{tools={search}, limits={stepz=1}})"), 0);
+  ck_assert_msg(strstr(err, "unknown limit 'stepz'") != NULL, "%s", err);
+  ck_assert_int_ne(run("luact.react(cfg{tools={search}, mode='telepathy'})"), 0);
+  ck_assert_int_ne(run("luact.react(cfg{tools={search, search}})"), 0);
+  ck_assert_int_ne(run("luact.react(cfg{model='nope', tools={search}})"), 0);
+  ck_assert_msg(strstr(err, "luact.react: bad model") != NULL, "%s", err);
+  /* Not inside a task: a plain coroutine may not wait. */
+  ck_assert_int_ne(run("local co = coroutine.wrap(function() return luact.react(cfg{tools={search}}) end)\n"
+                       "co()"), 0);
+  ck_assert_int_eq(n_requests(), 0);
+  stop();
+}
+END_TEST
+
+/* `luact run --json --trace FILE` as a subprocess against the mock. */
+START_TEST(cli_json_and_trace) {
+  start("[{\"match\":{\"body_contains\":\"Observation: result for Oslo\"},"
+        "\"reply\":{\"openai\":{\"text\":\"Thought: t\\nAction: finish[cold]\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"Thought: look\\nAction: search[Oslo]\"}}}]");
+  char trace[256], cmd[1024];
+  snprintf(trace, sizeof trace, "/tmp/lc_react_trace_%d.jsonl", (int)getpid());
+  unlink(trace);
+  snprintf(cmd, sizeof cmd,
+           "BASE='%s/v1' %s/luact run --json --quiet --trace %s %s/tests/lua/react_cli.lua 2>&1",
+           mock.base_url, LC_BINARY_DIR, trace, lc_test_source_dir());
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_int_eq(pclose(p), 0);
+  cJSON *j = cJSON_Parse(out);
+  ck_assert_msg(j != NULL, "not JSON: %s", out);
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "finished");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "answer")->valuestring, "cold");
+  cJSON *steps = cJSON_GetObjectItem(j, "steps");
+  ck_assert_int_eq(cJSON_GetArraySize(steps), 2);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(steps, 0), "observation")->valuestring,
+                   "result for Oslo");
+  cJSON_Delete(j);
+  size_t tl;
+  char *t = lc_test_read_file(trace, &tl);
+  ck_assert_ptr_nonnull(t);
+  int lines = 0;
+  const char *events[3] = {"step", "step", "end"};
+  for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *e = cJSON_Parse(line);
+    ck_assert_msg(e && lines < 3, "bad trace line %s", line);
+    ck_assert_str_eq(cJSON_GetObjectItem(e, "event")->valuestring, events[lines]);
+    cJSON_Delete(e);
+    lines++;
+  }
+  ck_assert_int_eq(lines, 3);
+  free(t);
+  unlink(trace);
+  stop();
+}
+END_TEST
+
+/* examples/react_wiki runs offline against its own mock script. */
+START_TEST(example_react_wiki) {
+  char script[512], cmd[2048];
+  snprintf(script, sizeof script, "%s/examples/react_wiki/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&mock, script, NULL), 0);
+  snprintf(cmd, sizeof cmd,
+           "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt %s/luact run --json --quiet "
+           "%s/examples/react_wiki/agent.lua 2>/dev/null",
+           mock.base_url, LC_BINARY_DIR, lc_test_source_dir());
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_int_eq(pclose(p), 0);
+  cJSON *j = cJSON_Parse(out);
+  ck_assert_msg(j != NULL, "not JSON: %s", out);
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "finished");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "answer")->valuestring, "1,800 to 7,000 ft");
+  cJSON *steps = cJSON_GetObjectItem(j, "steps");
+  ck_assert_int_eq(cJSON_GetArraySize(steps), 5);
+  /* The similar-titles answer of search and the lookup cursor. */
+  ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(cJSON_GetArrayItem(steps, 2), "observation")->valuestring,
+                               "Similar: ['High Plains (United States)'"));
+  ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(cJSON_GetArrayItem(steps, 1), "observation")->valuestring,
+                               "(Result 1 / 1) The eastern sector"));
+  cJSON_Delete(j);
+  ck_assert_int_eq(n_requests(), 5);
+  stop();
+}
+END_TEST
+
+/* The engine alone, with a fake host, failing allocation N: start either
+ * fails (no callback) or done runs exactly once; nothing leaks. The model
+ * endpoint refuses connections, so every started run fails fast. */
+struct fake_host {
+  int done, tools;
+};
+static int fake_run_tools(void *ud, struct lc_react *r, const struct lc_react_call *c, size_t n) {
+  ((struct fake_host *)ud)->tools++;
+  return 0;
+}
+static void fake_done(void *ud, struct lc_react *r) { ((struct fake_host *)ud)->done++; }
+
+START_TEST(engine_oom) {
+  lc_http_global_init();
+  long live = lc_alloc_live();
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct fake_host f = {0};
+  struct lc_react_host host = {.run_tools = fake_run_tools, .done = fake_done, .ud = &f};
+  lc_alloc_fail_after(_i);
+  struct lc_llm_request *req = lc_calloc(1, sizeof *req);
+  int started = 0;
+  if (req) {
+    req->provider = LC_PROV_OPENAI;
+    req->model = lc_strdup("m");
+    req->base_url = lc_strdup("http://127.0.0.1:1/v1");
+    struct lc_react_config cfg;
+    lc_react_config_default(&cfg);
+    cfg.base = req;
+    cfg.mode = _i % 2 ? LC_REACT_TEXT : LC_REACT_NATIVE;
+    cfg.question = "q?";
+    cfg.llm.retry.max_attempts = 1;
+    const char *ex[] = {"Question: a\nAction: finish[b]"};
+    cfg.examples = ex;
+    cfg.n_examples = 1;
+    struct lc_react *r = NULL;
+    char e[256];
+    int have = req->model && req->base_url;
+    int rc = have ? lc_react_new(&cfg, &host, &r, e, sizeof e) : LC_ENOMEM;
+    if (!have) { /* lc_react_new owns req only once called */
+      lc_llm_request_free(req);
+      lc_free(req);
+    }
+    if (!rc) {
+      cJSON *schema = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"}}}");
+      rc = lc_react_add_tool(r, "search", "s", schema, LC_EFFECT_PURE, e, sizeof e);
+      if (!rc) rc = lc_react_start(r, loop);
+      started = rc == 0;
+      for (int pass = 0; started && !f.done && pass < 10000; pass++) lc_loop_run_once(loop, 100);
+      lc_alloc_fail_after(0);
+      ck_assert_int_eq(f.done, started ? 1 : 0);
+      if (started) ck_assert_int_ne(lc_react_trajectory(r)->status, LC_TRAJ_RUNNING);
+      lc_react_free(r);
+    }
+  }
+  lc_alloc_fail_after(0);
+  ck_assert_int_eq(f.tools, 0);
+  ck_assert_int_eq(lc_loop_transfers(loop), 0);
+  ck_assert_int_eq(lc_loop_timers(loop), 0);
+  lc_loop_free(loop);
+  ck_assert_int_eq(lc_alloc_live(), live);
+}
+END_TEST
+
+Suite *react_suite(void) {
+  Suite *s = suite_create("react");
+  TCase *tc = tcase_create("react");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, text_mode_run);
+  tcase_add_test(tc, native_parallel_results_in_asked_order);
+  tcase_add_test(tc, text_malformed_replies_become_observations);
+  tcase_add_test(tc, native_malformed_calls_become_observations);
+  tcase_add_test(tc, tool_errors_and_timeout);
+  tcase_add_test(tc, limit_steps);
+  tcase_add_test(tc, limit_tokens);
+  tcase_add_test(tc, limit_cost);
+  tcase_add_test(tc, limit_wall_time_interrupts_a_tool);
+  tcase_add_test(tc, limit_max_invalid);
+  tcase_add_test(tc, limit_repeated_action);
+  tcase_add_test(tc, final_answer_on_limit);
+  tcase_add_test(tc, kill_mid_tool_leaves_nothing);
+  tcase_add_test(tc, llm_failure_is_a_result);
+  tcase_add_test(tc, constrained_and_strict);
+  tcase_add_test(tc, misuse_raises);
+  tcase_add_test(tc, cli_json_and_trace);
+  tcase_add_test(tc, example_react_wiki);
+  suite_add_tcase(s, tc);
+  TCase *oom = tcase_create("oom");
+  tcase_set_timeout(oom, 60);
+  tcase_add_loop_test(oom, engine_oom, 1, 200);
+  suite_add_tcase(s, oom);
+  return s;
+}
