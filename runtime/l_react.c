@@ -589,6 +589,7 @@ static int l_react(lua_State *L) {
   cfg.final_answer_on_limit = opt_bool(L, IDX_OPTS, "final_answer_on_limit", 0);
   cfg.strict = opt_bool(L, IDX_OPTS, "strict", 0);
   cfg.constrained = opt_bool(L, IDX_OPTS, "constrained", 0);
+  cfg.text_is_final = opt_bool(L, IDX_OPTS, "finish_on_text", 1);
 
   /* Live lines: verbose wins; else on a terminal unless --quiet. */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &runopts_key);

@@ -239,6 +239,7 @@ int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
 void lc_react_config_default(struct lc_react_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->mode = LC_REACT_NATIVE;
+  cfg->text_is_final = 1;
   lc_llm_opts_default(&cfg->llm);
   lc_budget_limits_default(&cfg->limits);
 }
@@ -554,8 +555,10 @@ static int send_call(struct lc_react *r, const char *final) {
         q->tools[i].strict = r->cfg.strict;
         if (r->cfg.strict) rc = strictify(q->tools[i].schema, 0);
       }
-      /* finish is a tool too, so some call is always right. */
-      q->tool_choice = LC_TOOL_CHOICE_REQUIRED;
+      /* finish is a tool too, so some call is always right; unless a
+       * plain answer counts as finishing, when the model must be free
+       * not to call anything. */
+      q->tool_choice = r->cfg.text_is_final ? LC_TOOL_CHOICE_AUTO : LC_TOOL_CHOICE_REQUIRED;
     }
   }
   if (rc) {
@@ -760,6 +763,17 @@ static int process_text_reply(struct lc_react *r, const struct lc_llm_response *
 
 static int process_native_reply(struct lc_react *r, const struct lc_llm_response *resp) {
   int rc = 0;
+  if (resp->n_tool_calls == 0 && r->cfg.text_is_final && resp->text_len > 0) {
+    /* The conventional end of a native tool-calling loop: an answer. */
+    struct pend *p = pend_new(r);
+    if (!p) return LC_ENOMEM;
+    if (!(p->name = lc_strdup("finish"))) return LC_ENOMEM;
+    if (!(p->args = cJSON_CreateObject()) ||
+        !cJSON_AddStringToObject(p->args, "answer", resp->text))
+      return LC_ENOMEM;
+    if (!(r->finish_answer = lc_strndup(resp->text, resp->text_len))) return LC_ENOMEM;
+    return 0;
+  }
   if (resp->n_tool_calls == 0) {
     struct pend *p = pend_new(r);
     if (!p) return LC_ENOMEM;

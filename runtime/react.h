@@ -96,6 +96,10 @@ struct lc_react_config {
   int final_answer_on_limit;
   int strict;      /* native: ask for strict tool schemas */
   int constrained; /* text: JSON-schema constrained replies */
+  /* native: a reply with text and no tool call is the final answer (what
+   * OpenAI's and LangGraph's agents do; default). Off: every reply must
+   * call a tool (finish included) and tool_choice is "required". */
+  int text_is_final;
   size_t max_observation; /* bytes an observation may take in the prompt;
                              0 = 16 KiB */
 };

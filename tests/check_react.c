@@ -139,9 +139,32 @@ START_TEST(native_parallel_results_in_asked_order) {
   ck_assert_msg(p1 && p2 && p3 && p1 < p2 && p2 < p3, "%s", b);
   ck_assert_ptr_nonnull(strstr(b, "\"content\":\"{\\\"got\\\":\\\"a\\\"}\""));
   cJSON_free(b);
-  /* Native mode offers the tools plus finish and requires a call. */
+  /* Native mode offers the tools plus finish; a plain answer also ends the
+   * run, so no call is forced. */
   assert_req_has(0, "\"name\":\"finish\"");
+  char *b0 = req_body(0);
+  ck_assert_ptr_null(strstr(b0, "tool_choice"));
+  cJSON_free(b0);
+  stop();
+}
+END_TEST
+
+START_TEST(native_text_answer_finishes) {
+  start("[{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"a\",\"name\":\"search\",\"arguments\":{\"q\":\"x\"}}]}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"The answer is 42.\"}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}})\n"
+                    "return r.status .. '|' .. r.answer .. '|' .. #r.steps") == 0, "%s", err);
+  ck_assert_str_eq(out, "finished|The answer is 42.|2");
+  ck_assert_int_eq(n_requests(), 2);
+  stop();
+  /* Strict: every reply must call a tool, and the request says so. */
+  start("[{\"times\":1,\"reply\":{\"openai\":{\"text\":\"The answer is 42.\"}}},"
+        "{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"f\",\"name\":\"finish\",\"arguments\":{\"answer\":\"42\"}}]}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, finish_on_text=false})\n"
+                    "return r.status .. '|' .. r.answer .. '|' .. r.usage.invalid") == 0, "%s", err);
+  ck_assert_str_eq(out, "finished|42|1");
   assert_req_has(0, "\"tool_choice\":\"required\"");
+  assert_req_has(1, "called no tool");
   stop();
 }
 END_TEST
@@ -196,7 +219,7 @@ START_TEST(native_malformed_calls_become_observations) {
         "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"m1\",\"name\":\"search\",\"arguments\":{\"q\":\"z\"}},"
         "  {\"id\":\"m2\",\"name\":\"finish\",\"arguments\":{\"answer\":\"too early\"}}]}}},"
         "{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"f\",\"name\":\"finish\",\"arguments\":{\"answer\":\"7\"}}]}}}]");
-  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={max_invalid=10}})\n"
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={max_invalid=10}, finish_on_text=false})\n"
                     "return table.concat({r.status, r.answer, #r.steps, r.usage.invalid,\n"
                     "  calls.search, tostring(calls.danger)}, '|')") == 0, "%s", err);
   ck_assert_str_eq(out, "finished|7|7|5|1|nil");
@@ -549,6 +572,7 @@ Suite *react_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, text_mode_run);
   tcase_add_test(tc, native_parallel_results_in_asked_order);
+  tcase_add_test(tc, native_text_answer_finishes);
   tcase_add_test(tc, text_malformed_replies_become_observations);
   tcase_add_test(tc, native_malformed_calls_become_observations);
   tcase_add_test(tc, tool_errors_and_timeout);
