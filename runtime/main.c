@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "l_luact.h"
 #include "l_react.h"
 #include "sched.h"
+#include "workers.h"
 
 static const char usage_main[] =
     "usage: luact <command> [options]\n"
@@ -41,6 +43,12 @@ static const char usage_run[] =
     "                FILE as JSON lines, as they happen\n"
     "  --quiet       no live step lines on stderr (shown by default when\n"
     "                stderr is a terminal)\n"
+    "  --workers N   run the script on N worker threads, each with its own\n"
+    "                event loop and Lua state (`auto`: one per core). Each\n"
+    "                copy sees luact.worker.id and .count and splits the work;\n"
+    "                luact.worker.sum/max/barrier combine results. Default 1:\n"
+    "                a script is one program, and running it once per core\n"
+    "                unasked would repeat its side effects.\n"
     "  -h, --help    show this help\n";
 
 /* Decides the exit code from the root task's results (on its stack). */
@@ -87,9 +95,77 @@ static int print_json(lua_State *L, lua_State *co) {
   return 0;
 }
 
+/* What one worker runs: the script in its own state, scheduler and loop. */
+struct run_ctx {
+  const char *file;
+  int argc; /* arguments after the script */
+  char **argv;
+  int json;
+  struct lc_run_opts ro;
+};
+
+static int run_script(int worker, int workers, void *ud) {
+  const struct run_ctx *c = ud;
+  const char *file = c->file;
+  int json = c->json && worker == 1; /* one JSON document, from worker 1 */
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fprintf(stderr, "luact: cannot create a Lua state\n");
+    return 1;
+  }
+  lc_lua_setup(L);
+  lc_react_set_run_opts(L, &c->ro);
+  struct lc_sched *s;
+  if (lc_sched_new(L, &s)) {
+    fprintf(stderr, "luact: cannot create the scheduler\n");
+    lua_close(L);
+    return 1;
+  }
+  /* arg table like lua.c: arg[0] = script, arg[1..] = arguments. */
+  lua_createtable(L, c->argc, 1);
+  lua_pushstring(L, file);
+  lua_rawseti(L, -2, 0);
+  for (int k = 0; k < c->argc; k++) {
+    lua_pushstring(L, c->argv[k]);
+    lua_rawseti(L, -2, k + 1);
+  }
+  lua_setglobal(L, "arg");
+  int rc;
+  /* Text only: a binary chunk could crash the VM. */
+  if (luaL_loadfilex(L, file, "t") != LUA_OK) {
+    fprintf(stderr, "luact: %s\n", lua_tostring(L, -1));
+    rc = 1;
+  } else {
+    for (int k = 0; k < c->argc; k++) lua_pushstring(L, c->argv[k]);
+    struct lc_task *t;
+    if (lc_sched_spawn(s, L, c->argc, NULL, &t)) {
+      fprintf(stderr, "luact: out of memory\n");
+      rc = 1;
+    } else if (lc_sched_run(s, t)) {
+      fprintf(stderr, "luact: %s\n", lc_sched_error(s));
+      rc = 1;
+    } else if (lc_task_status(t) != LUA_OK) {
+      lua_State *co = lc_task_thread(t);
+      const char *msg = lua_tostring(co, -1);
+      fprintf(stderr, "luact: %s%s\n", workers > 1 ? "worker error: " : "",
+              msg ? msg : "(error object is not a string)");
+      rc = 1;
+    } else {
+      lua_State *co = lc_task_thread(t);
+      int jrc = json ? print_json(L, co) : 0;
+      rc = exit_code_from(co);
+      if (jrc && !rc) rc = 1;
+    }
+  }
+  lc_sched_free(s);
+  lua_close(L);
+  return rc;
+}
+
 static int cmd_run(int argc, char **argv) {
   int i = 0;
   int json = 0;
+  int workers = 1;
   struct lc_run_opts ro = {0};
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -98,6 +174,23 @@ static int cmd_run(int argc, char **argv) {
     }
     if (strcmp(argv[i], "--json") == 0) {
       json = 1;
+      continue;
+    }
+    if (strcmp(argv[i], "--workers") == 0 || strcmp(argv[i], "-w") == 0) {
+      char *end = NULL;
+      long n = 0;
+      if (i + 1 < argc && strcmp(argv[i + 1], "auto") == 0) {
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        end = "";
+      } else if (i + 1 < argc) {
+        n = strtol(argv[i + 1], &end, 10);
+      }
+      if (!end || *end || n < 1 || n > 256) {
+        fprintf(stderr, "luact run: --workers needs a number from 1 to 256\n");
+        return 2;
+      }
+      workers = (int)n;
+      i++;
       continue;
     }
     if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
@@ -123,57 +216,10 @@ static int cmd_run(int argc, char **argv) {
     fputs(usage_run, stderr);
     return 2;
   }
-  const char *file = argv[i];
+  struct run_ctx ctx = {.file = argv[i], .argc = argc - i - 1, .argv = argv + i + 1,
+                        .json = json, .ro = ro};
   lc_http_global_init();
-  lua_State *L = luaL_newstate();
-  if (!L) {
-    fprintf(stderr, "luact: cannot create a Lua state\n");
-    return 1;
-  }
-  lc_lua_setup(L);
-  lc_react_set_run_opts(L, &ro);
-  struct lc_sched *s;
-  if (lc_sched_new(L, &s)) {
-    fprintf(stderr, "luact: cannot create the scheduler\n");
-    lua_close(L);
-    return 1;
-  }
-  /* arg table like lua.c: arg[0] = script, arg[1..] = arguments. */
-  lua_createtable(L, argc - i - 1, 1);
-  for (int k = i; k < argc; k++) {
-    lua_pushstring(L, argv[k]);
-    lua_rawseti(L, -2, k - i);
-  }
-  lua_setglobal(L, "arg");
-  int rc;
-  /* Text only: a binary chunk could crash the VM. */
-  if (luaL_loadfilex(L, file, "t") != LUA_OK) {
-    fprintf(stderr, "luact: %s\n", lua_tostring(L, -1));
-    rc = 1;
-  } else {
-    for (int k = i + 1; k < argc; k++) lua_pushstring(L, argv[k]);
-    struct lc_task *t;
-    if (lc_sched_spawn(s, L, argc - i - 1, NULL, &t)) {
-      fprintf(stderr, "luact: out of memory\n");
-      rc = 1;
-    } else if (lc_sched_run(s, t)) {
-      fprintf(stderr, "luact: %s\n", lc_sched_error(s));
-      rc = 1;
-    } else if (lc_task_status(t) != LUA_OK) {
-      lua_State *co = lc_task_thread(t);
-      const char *msg = lua_tostring(co, -1);
-      fprintf(stderr, "luact: %s\n", msg ? msg : "(error object is not a string)");
-      rc = 1;
-    } else {
-      lua_State *co = lc_task_thread(t);
-      int jrc = json ? print_json(L, co) : 0;
-      rc = exit_code_from(co);
-      if (jrc && !rc) rc = 1;
-    }
-  }
-  lc_sched_free(s);
-  lua_close(L);
-  return rc;
+  return lc_workers_run(workers, run_script, &ctx);
 }
 
 int main(int argc, char **argv) {

@@ -13,6 +13,7 @@ struct slot {
   char name[64];
   double value;
   int used;
+  int arrivals; /* contributions in the current round */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -80,8 +81,10 @@ void lc_worker_barrier(void) {
 
 double lc_worker_reduce(const char *name, double value, int is_max) {
   if (n_workers <= 1) return value;
-  /* Two barriers: everyone has contributed before anyone reads, and
-   * everyone has read before a later reduction can reuse the slot. */
+  /* Slots are never freed (a worker freeing one while another already
+   * reuses it for the next name loses contributions). A round starts with
+   * its first arrival after the previous round was complete; the second
+   * barrier guarantees everyone read the previous value by then. */
   pthread_mutex_lock(&mu);
   struct slot *s = NULL;
   for (int i = 0; i < MAX_SLOTS && !s; i++)
@@ -91,18 +94,22 @@ double lc_worker_reduce(const char *name, double value, int is_max) {
       s = &slots[i];
       s->used = 1;
       snprintf(s->name, sizeof s->name, "%s", name);
-      s->value = is_max ? value : 0; /* the first contribution seeds a max */
+      s->arrivals = 0;
     }
   if (s) {
+    if (s->arrivals == 0 || s->arrivals == n_workers) {
+      s->arrivals = 0;
+      s->value = is_max ? value : 0;
+    }
     if (is_max) s->value = value > s->value ? value : s->value;
     else s->value += value;
+    s->arrivals++;
   }
   pthread_mutex_unlock(&mu);
   lc_worker_barrier();
-  double r = s ? s->value : value;
-  lc_worker_barrier();
   pthread_mutex_lock(&mu);
-  if (s && s->used) s->used = 0; /* free the slot for the next round */
+  double r = s ? s->value : value;
   pthread_mutex_unlock(&mu);
+  lc_worker_barrier();
   return r;
 }
