@@ -17,14 +17,17 @@ struct rbox {
   cJSON *input;
 };
 
-/* __gc of the box, and called directly on the way out; idempotent. */
+/* Frees what the box holds; idempotent. */
+static void rbox_release(struct rbox *b) {
+  lc_sandbox_result_free(&b->res);
+  cJSON_Delete(b->input);
+  b->input = NULL;
+}
+
+/* __gc of the box: the path taken when pushing the results raised. */
 static int l_rbox_free(lua_State *L) {
   struct rbox *b = lua_touserdata(L, 1);
-  if (b) {
-    lc_sandbox_result_free(&b->res);
-    cJSON_Delete(b->input);
-    b->input = NULL;
-  }
+  if (b) rbox_release(b);
   return 0;
 }
 
@@ -110,18 +113,14 @@ static int l_run(lua_State *L) {
     lua_setfield(L, -2, "instructions");
     lua_pushnumber(L, r->elapsed_ms);
     lua_setfield(L, -2, "elapsed_ms");
-    lua_pushcfunction(L, l_rbox_free);
-    lua_pushvalue(L, 3);
-    lua_call(L, 1, 0); /* free now rather than at the next GC */
+    rbox_release(b); /* now rather than at the next GC */
     return 1;
   }
   lua_pushnil(L);
   lua_pushstring(L, r->error);
   lua_pushstring(L, lc_sandbox_status_code(r->status));
   push_details(L, r);
-  lua_pushcfunction(L, l_rbox_free);
-  lua_pushvalue(L, 3);
-  lua_call(L, 1, 0);
+  rbox_release(b);
   return 4;
 }
 

@@ -21,9 +21,22 @@
  *  - Instructions are counted in steps of LC_SANDBOX_HOOK_STEP per thread;
  *    each coroutine.create/wrap is charged one step because a thread that
  *    dies between two hook calls leaves its remainder uncounted.
- *  - Known limit: time spent inside one C library call (e.g. a pathological
- *    string pattern in string.find) cannot be interrupted; the deadline is
- *    checked again when Lua code next runs.
+ *  - After a stop, xpcall message handlers and the __close handlers of a
+ *    coroutine the stop killed do not run: Lua would run them with hooks
+ *    off (the stop is raised from inside the hook).
+ *  - C loops that arguments could make unbounded without allocating are
+ *    bounded: string.rep with empty strings, table.move/insert/remove over
+ *    ranges larger than the memory cap could hold.
+ *  - Known limit (not closed): one string-library call can run for a long
+ *    time without allocating or running Lua code, so neither cap can stop
+ *    it: backtracking patterns (s:find(".-.-.-b") on a few KB) and plain
+ *    find on long near-matches (O(n*m)). The deadline is checked again when
+ *    Lua code next runs and at the end, so such a run ends as "timeout",
+ *    but late. Closing it needs a step-counted matcher or a killable child
+ *    process.
+ *  - Not deterministic across runs: pairs() order over string keys and
+ *    tostring(table) (Lua 5.4.4 seeds its string hash from the time and
+ *    addresses, with no API to fix the seed).
  *
  * Ownership: lc_sandbox_run fills *out; the caller releases it with
  * lc_sandbox_result_free (also safe on a zeroed or half-filled result). */
