@@ -329,9 +329,12 @@ static int l_tmove(lua_State *L) {
   return call_orig(L);
 }
 
-static void check_shift(lua_State *L, lua_Integer len, lua_Integer pos) {
+/* len is #t for remove and #t + 1 for insert, in unsigned arithmetic so a
+ * __len returning math.maxinteger cannot overflow. */
+static void check_shift(lua_State *L, lua_Unsigned len, lua_Integer pos) {
   struct run *r = run_of(L);
-  if (len > pos && (lua_Unsigned)len - (lua_Unsigned)pos >= max_elems(r))
+  if (pos < 1) return; /* the original reports the bad position */
+  if (len > (lua_Unsigned)pos && len - (lua_Unsigned)pos >= max_elems(r))
     luaL_error(L, "table too long for insert/remove in the sandbox");
 }
 
@@ -341,14 +344,14 @@ static void check_shift(lua_State *L, lua_Integer len, lua_Integer pos) {
 static int l_tinsert(lua_State *L) {
   if (lua_gettop(L) == 3 && lua_type(L, 1) == LUA_TTABLE &&
       lua_isinteger(L, 2))
-    check_shift(L, luaL_len(L, 1) + 1, lua_tointeger(L, 2));
+    check_shift(L, (lua_Unsigned)luaL_len(L, 1) + 1u, lua_tointeger(L, 2));
   return call_orig(L);
 }
 
 static int l_tremove(lua_State *L) {
   if (lua_gettop(L) >= 2 && lua_type(L, 1) == LUA_TTABLE &&
       lua_isinteger(L, 2))
-    check_shift(L, luaL_len(L, 1), lua_tointeger(L, 2));
+    check_shift(L, (lua_Unsigned)luaL_len(L, 1), lua_tointeger(L, 2));
   return call_orig(L);
 }
 
