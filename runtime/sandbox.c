@@ -430,7 +430,8 @@ static int measure(lua_State *L, int idx, int depth, size_t *left) {
 }
 
 /* [-0, +0, -] Converts the value at idx for the host without running any
- * sandbox code, charging *budget (shared by several values). Returns 0 and *out, or LC_ETOOBIG / LC_EINVAL / LC_ENOMEM
+ * sandbox code, charging *budget (shared by several values). Returns 0
+ * and *out, or LC_ETOOBIG / LC_EINVAL / LC_ENOMEM
  * with a message in err. */
 static int value_to_json(lua_State *L, int idx, size_t *budget, cJSON **out,
                          char *err, size_t errlen) {
@@ -677,13 +678,15 @@ void lc_sandbox_result_free(struct lc_sandbox_result *r) {
   r->output = r->error = r->traceback = NULL;
 }
 
+static int ident_char(char c, int first) {
+  return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (!first && c >= '0' && c <= '9');
+}
+
 static int valid_name(const char *s) {
-  if (!s || !(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
-    return 0;
-  for (; *s; s++)
-    if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-          (*s >= '0' && *s <= '9')))
-      return 0;
+  if (!s || !ident_char(*s, 1)) return 0;
+  for (s++; *s; s++)
+    if (!ident_char(*s, 0)) return 0;
   return 1;
 }
 
@@ -813,8 +816,9 @@ static void take_results(lua_State *L, struct run *r, int base,
   out->value = v;
 }
 
-int lc_sandbox_run(const char *code, size_t len, const struct lc_sandbox_opts *o,
-                   const cJSON *input, struct lc_sandbox_result *out) {
+int lc_sandbox_run(const char *code, size_t len,
+                   const struct lc_sandbox_opts *o, const cJSON *input,
+                   struct lc_sandbox_result *out) {
   if (!out) return LC_EINVAL;
   memset(out, 0, sizeof *out);
   double t0 = lc_now_ms();

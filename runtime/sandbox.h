@@ -114,8 +114,9 @@ void lc_sandbox_opts_init(struct lc_sandbox_opts *o);
  * function name; out->error says why), LC_ENOMEM if the host itself ran out
  * of memory. In every case *out must be released with lc_sandbox_result_free.
  * Never raises; never calls back into any other lua_State. */
-int lc_sandbox_run(const char *code, size_t len, const struct lc_sandbox_opts *o,
-                   const cJSON *input, struct lc_sandbox_result *out);
+int lc_sandbox_run(const char *code, size_t len,
+                   const struct lc_sandbox_opts *o, const cJSON *input,
+                   struct lc_sandbox_result *out);
 
 void lc_sandbox_result_free(struct lc_sandbox_result *r);
 

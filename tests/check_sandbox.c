@@ -199,7 +199,8 @@ END_TEST
 START_TEST(input_global) {
   cJSON *in = cJSON_Parse("{\"xs\":[10,20,30],\"name\":\"bob\",\"z\":null}");
   struct lc_sandbox_result r = run_src(
-      "return { n = #input.xs, second = input.xs[2], hi = 'hi ' .. input.name }",
+      "return { n = #input.xs, second = input.xs[2],\n"
+      "         hi = 'hi ' .. input.name }",
       NULL, in);
   ck_assert_msg(r.status == LC_SANDBOX_OK, "%s", r.error);
   assert_json(r.value, "{\"n\":3,\"second\":20,\"hi\":\"hi bob\"}");
@@ -324,9 +325,12 @@ END_TEST
 
 START_TEST(allocations_balanced) {
   long live = lc_alloc_live();
-  const char *progs[] = {"return 1", "print('x') error('y')",
-                         "while true do end", "local s = 'x' while true do s = s .. s end",
-                         "return {f = print}", "return 1 +"};
+  const char *progs[] = {"return 1",
+                         "print('x') error('y')",
+                         "while true do end",
+                         "local s = 'x' while true do s = s .. s end",
+                         "return {f = print}",
+                         "return 1 +"};
   for (size_t i = 0; i < LC_ARRAY_LEN(progs); i++) {
     struct lc_sandbox_result r = run_src(progs[i], NULL, NULL);
     ck_assert_uint_eq(r.mem_after_close, 0);
