@@ -59,9 +59,13 @@ static void fmt_path(const struct path *p, char *out, size_t n) {
     return LC_EINVAL;                               \
   } while (0)
 
+/* Raw lookup on purpose: the table may come from untrusted code (the PAL
+ * sandbox), and a metatable that has a metatable of its own could otherwise
+ * run an __index function from inside the converter. */
 static int is_marked_array(lua_State *L, int idx) {
   if (!lua_getmetatable(L, idx)) return 0;
-  int r = lua_getfield(L, -1, "__jsontype") == LUA_TSTRING &&
+  lua_pushliteral(L, "__jsontype");
+  int r = lua_rawget(L, -2) == LUA_TSTRING &&
           strcmp(lua_tostring(L, -1), "array") == 0;
   lua_pop(L, 2);
   return r;

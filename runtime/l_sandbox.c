@@ -1,0 +1,143 @@
+/* l_sandbox.c: Lua binding of the PAL sandbox (sandbox.h). */
+#include "l_sandbox.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#include "conv.h"
+#include "lc.h"
+#include "sandbox.h"
+
+static char rbox_mt_key;
+
+/* Holds the C resources of one run so that a raise while results are
+ * being pushed leaks nothing (STYLE 3: owned by Lua before any lua_*). */
+struct rbox {
+  struct lc_sandbox_result res;
+  cJSON *input;
+};
+
+/* Frees what the box holds; idempotent. */
+static void rbox_release(struct rbox *b) {
+  lc_sandbox_result_free(&b->res);
+  cJSON_Delete(b->input);
+  b->input = NULL;
+}
+
+/* __gc of the box: the path taken when pushing the results raised. */
+static int l_rbox_free(lua_State *L) {
+  struct rbox *b = lua_touserdata(L, 1);
+  if (b) rbox_release(b);
+  return 0;
+}
+
+/* Reads opts[name] as a non-negative number; raises on a wrong type. */
+static double opt_num(lua_State *L, int t, const char *name, double def) {
+  int ty = lua_getfield(L, t, name);
+  double v = def;
+  if (ty != LUA_TNIL) {
+    if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+      luaL_error(L, "sandbox.run: opts.%s must be a non-negative number", name);
+    v = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+static void push_details(lua_State *L, const struct lc_sandbox_result *r) {
+  lua_createtable(L, 0, 5);
+  lua_pushlstring(L, r->output, r->output_len);
+  lua_setfield(L, -2, "output");
+  if (r->traceback) {
+    lua_pushstring(L, r->traceback);
+    lua_setfield(L, -2, "traceback");
+  }
+  lua_pushinteger(L, (lua_Integer)r->mem_peak);
+  lua_setfield(L, -2, "memory");
+  lua_pushinteger(L, (lua_Integer)r->instructions);
+  lua_setfield(L, -2, "instructions");
+  lua_pushnumber(L, r->elapsed_ms);
+  lua_setfield(L, -2, "elapsed_ms");
+}
+
+/* run(code [, opts]) -> result | nil, message, code, details. */
+static int l_run(lua_State *L) {
+  size_t len;
+  const char *code = luaL_checklstring(L, 1, &len);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  struct rbox *b = lua_newuserdatauv(L, sizeof *b, 0); /* code opts box */
+  memset(b, 0, sizeof *b);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rbox_mt_key);
+  lua_setmetatable(L, -2);
+  if (lua_istable(L, 2)) {
+    o.mem_limit = (size_t)opt_num(L, 2, "mem_limit", (double)o.mem_limit);
+    o.instr_limit = (long)opt_num(L, 2, "instr_limit", (double)o.instr_limit);
+    o.wall_ms = opt_num(L, 2, "wall_ms", o.wall_ms);
+    o.output_limit =
+        (size_t)opt_num(L, 2, "output_limit", (double)o.output_limit);
+    o.result_limit =
+        (size_t)opt_num(L, 2, "result_limit", (double)o.result_limit);
+    if (lua_getfield(L, 2, "input") != LUA_TNIL) { /* code opts box input */
+      char err[256];
+      if (lc_conv_to_json(L, -1, &b->input, err, sizeof err))
+        return luaL_error(L, "sandbox.run: opts.input: %s", err);
+    }
+    lua_pop(L, 1);
+  }
+  int rc = lc_sandbox_run(code, len, &o, b->input, &b->res);
+  const struct lc_sandbox_result *r = &b->res;
+  if (rc < 0 && rc != LC_ENOMEM)
+    return luaL_error(L, "sandbox.run: %s", r->error ? r->error : "failed");
+  if (rc == LC_ENOMEM) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "host out of memory");
+    lua_pushliteral(L, "memory");
+    return 3;
+  }
+  if (r->status == LC_SANDBOX_OK) {
+    lua_createtable(L, 0, 6); /* ... box result */
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "ok");
+    if (r->value && !cJSON_IsNull(r->value)) {
+      lc_conv_push_json(L, r->value);
+      lua_setfield(L, -2, "value");
+    }
+    lua_pushlstring(L, r->output, r->output_len);
+    lua_setfield(L, -2, "output");
+    lua_pushinteger(L, (lua_Integer)r->mem_peak);
+    lua_setfield(L, -2, "memory");
+    lua_pushinteger(L, (lua_Integer)r->instructions);
+    lua_setfield(L, -2, "instructions");
+    lua_pushnumber(L, r->elapsed_ms);
+    lua_setfield(L, -2, "elapsed_ms");
+    rbox_release(b); /* now rather than at the next GC */
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, r->error);
+  lua_pushstring(L, lc_sandbox_status_code(r->status));
+  push_details(L, r);
+  rbox_release(b);
+  return 4;
+}
+
+static const luaL_Reg sandbox_funcs[] = {{"run", l_run}, {NULL, NULL}};
+
+int lc_open_sandbox(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &rbox_mt_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_rbox_free);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "luact.SandboxRun");
+    lua_setfield(L, -2, "__name");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &rbox_mt_key);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_newlib(L, sandbox_funcs);
+  return 1;
+}

@@ -1,0 +1,127 @@
+/* sandbox.h: runs model-written Lua (PAL) in a fresh, capped lua_State.
+ *
+ * Each lc_sandbox_run creates its own lua_State with a counting allocator
+ * (memory cap), a count hook (instruction cap and a monotonic wall-clock
+ * deadline), a bounded print buffer and an allowlisted global table with only
+ * base/table/string/math/utf8/coroutine. Data crosses only as JSON (conv.h):
+ * `input` in, the chunk's return value(s) out. Nothing of any host state is
+ * visible; host functions (the later PAL tool proxy) are C callbacks that see
+ * JSON only. No global state: runs on different threads are independent.
+ *
+ * Deliberate choices:
+ *  - math.random/math.randomseed are removed, not seeded: randomness, like
+ *    time, comes from the runtime as a journaled effect so a replayed run
+ *    sees the same values. os.time/os.clock do not exist either.
+ *  - A stop (memory cap hit twice in a row, i.e. after Lua's emergency
+ *    collection; instruction cap; deadline; print past the cap) is sticky:
+ *    every later hook call raises again, pcall cannot swallow it, and the
+ *    run's status is the stop even if the chunk then returns.
+ *  - setmetatable refuses metatables with a __gc field: Lua runs finalizers
+ *    with hooks disabled, so a finalizer could never be stopped.
+ *  - Instructions are counted in steps of LC_SANDBOX_HOOK_STEP per thread;
+ *    each coroutine.create/wrap is charged one step because a thread that
+ *    dies between two hook calls leaves its remainder uncounted.
+ *  - After a stop, xpcall message handlers and the __close handlers of a
+ *    coroutine the stop killed do not run: Lua would run them with hooks
+ *    off (the stop is raised from inside the hook).
+ *  - C loops that arguments could make unbounded without allocating are
+ *    bounded: string.rep with empty strings, table.move/insert/remove over
+ *    ranges larger than the memory cap could hold.
+ *  - Known limit (not closed): one string-library call can run for a long
+ *    time without allocating or running Lua code, so neither cap can stop
+ *    it: backtracking patterns (s:find(".-.-.-b") on a few KB) and plain
+ *    find on long near-matches (O(n*m)). The deadline is checked again when
+ *    Lua code next runs and at the end, so such a run ends as "timeout",
+ *    but late. Closing it needs a step-counted matcher or a killable child
+ *    process.
+ *  - Not deterministic across runs: pairs() order over string keys and
+ *    tostring(table) (Lua 5.4.4 seeds its string hash from the time and
+ *    addresses, with no API to fix the seed).
+ *
+ * Ownership: lc_sandbox_run fills *out; the caller releases it with
+ * lc_sandbox_result_free (also safe on a zeroed or half-filled result). */
+#ifndef LC_SANDBOX_H
+#define LC_SANDBOX_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+#define LC_SANDBOX_DEFAULT_MEM (16u << 20)          /* 16 MiB */
+#define LC_SANDBOX_DEFAULT_INSTR 10000000L          /* 10M VM instructions */
+#define LC_SANDBOX_DEFAULT_WALL_MS 2000.0
+#define LC_SANDBOX_DEFAULT_OUTPUT (64u << 10)       /* 64 KiB of print */
+#define LC_SANDBOX_DEFAULT_RESULT (1u << 20)        /* ~1 MiB of JSON */
+#define LC_SANDBOX_HOOK_STEP 100
+
+enum lc_sandbox_status {
+  LC_SANDBOX_OK = 0,
+  LC_SANDBOX_SYNTAX,       /* the code does not compile */
+  LC_SANDBOX_ERROR,        /* runtime error (message in result.error) */
+  LC_SANDBOX_MEMORY,       /* memory cap */
+  LC_SANDBOX_INSTRUCTIONS, /* instruction cap */
+  LC_SANDBOX_TIMEOUT,      /* wall-clock cap */
+  LC_SANDBOX_OUTPUT,       /* print output over output_limit */
+  LC_SANDBOX_BAD_RESULT    /* return value not serialisable / too large */
+};
+
+/* A host function visible in the sandbox as a global taking one table.
+ * Called on the thread running lc_sandbox_run. Return 0 and set *result
+ * (ownership passes to the sandbox; NULL means nil), or a negative LC_E*
+ * with a message in err: the Lua call then returns nil, err, code where code
+ * is "timeout", "invalid", "not_found" or "error". args is borrowed for the
+ * call only. The callback must not longjmp. */
+struct lc_sandbox_fn {
+  const char *name; /* a Lua identifier not already a global */
+  int (*fn)(void *ud, const cJSON *args, cJSON **result, char *err,
+            size_t errlen);
+  void *ud;
+};
+
+/* Zero fields mean the defaults above. */
+struct lc_sandbox_opts {
+  size_t mem_limit;    /* bytes the sandbox state may hold at once */
+  long instr_limit;    /* VM instructions (granularity LC_SANDBOX_HOOK_STEP) */
+  double wall_ms;      /* from entry to lc_sandbox_run */
+  size_t output_limit; /* bytes of print output */
+  size_t result_limit; /* estimated bytes of the JSON result */
+  const char *chunkname; /* for messages; default "=pal" ("pal:3: ...") */
+  const struct lc_sandbox_fn *fns;
+  size_t nfns;
+  long fail_alloc_after; /* tests only: refuse the Nth Lua allocation */
+};
+
+struct lc_sandbox_result {
+  enum lc_sandbox_status status;
+  cJSON *value;      /* on OK: the return value; null if none, an array if
+                        several. Owned by the result. */
+  char *output;      /* print output, NUL-terminated (lc_malloc'd) */
+  size_t output_len;
+  char *error;       /* clean message for every non-OK status */
+  char *traceback;   /* Lua traceback for runtime errors, else NULL */
+  size_t mem_peak;   /* highest bytes held by the state (<= mem_limit) */
+  size_t mem_after_close; /* bytes still counted after lua_close: 0 */
+  long instructions; /* VM instructions, in hook steps */
+  double elapsed_ms;
+};
+
+/* Fills o with the defaults. */
+void lc_sandbox_opts_init(struct lc_sandbox_opts *o);
+
+/* Runs code (text only; len bytes, may contain NULs) with input visible as
+ * the global `input` (JSON -> Lua via conv.h; NULL -> nil). o may be NULL.
+ * Returns 0 when the run took place (out->status says how it ended, even for
+ * hostile or failing programs), LC_EINVAL for bad arguments (bad host
+ * function name; out->error says why), LC_ENOMEM if the host itself ran out
+ * of memory. In every case *out must be released with lc_sandbox_result_free.
+ * Never raises; never calls back into any other lua_State. */
+int lc_sandbox_run(const char *code, size_t len,
+                   const struct lc_sandbox_opts *o, const cJSON *input,
+                   struct lc_sandbox_result *out);
+
+void lc_sandbox_result_free(struct lc_sandbox_result *r);
+
+/* "ok", "syntax", "error", "memory", "instructions", "timeout", "output",
+ * "bad_result": the codes the Lua binding returns. */
+const char *lc_sandbox_status_code(enum lc_sandbox_status s);
+
+#endif

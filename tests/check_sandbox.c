@@ -1,0 +1,513 @@
+/* check_sandbox.c: the PAL sandbox. One case per hostile program in
+ * tests/lua/sandbox/ (first line "-- expect: <code>[: <substring>]", or
+ * "-- expect: ok: <json>"; optional second line "-- opts: key=value ..."),
+ * plus unit tests of the C API and the Lua binding. */
+#include <check.h>
+#include <dirent.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "l_sandbox.h"
+#include "lc.h"
+#include "sandbox.h"
+#include "util_common.h"
+
+#define MIN_CORPUS 45
+#define MAX_CORPUS 512
+
+static char *corpus[MAX_CORPUS];
+static int ncorpus;
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void corpus_scan(void) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/tests/lua/sandbox", lc_test_source_dir());
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) && ncorpus < MAX_CORPUS) {
+    size_t n = strlen(e->d_name);
+    if (n > 4 && strcmp(e->d_name + n - 4, ".lua") == 0)
+      corpus[ncorpus++] = strdup(e->d_name);
+  }
+  closedir(d);
+  qsort(corpus, (size_t)ncorpus, sizeof corpus[0], cmp_str);
+}
+
+/* A host Lua state in use around every sandbox run: it must come out
+ * untouched. */
+static lua_State *host_open(void) {
+  lua_State *H = luaL_newstate();
+  luaL_openlibs(H);
+  ck_assert_int_eq(luaL_dostring(H, "canary = { n = 41 }"), 0);
+  return H;
+}
+
+static void host_check(lua_State *H) {
+  ck_assert_int_eq(
+      luaL_dostring(H, "canary.n = canary.n + 1\n"
+                       "assert(type(getmetatable('')) == 'table')\n"
+                       "assert(('x'):rep(3) == 'xxx' and os and io)\n"
+                       "return canary.n"),
+      0);
+  ck_assert_int_eq(lua_tointeger(H, -1), 42);
+  lua_close(H);
+}
+
+struct expect {
+  char code[32];
+  char text[512]; /* substring of the message, or JSON for ok */
+};
+
+static void parse_header(const char *src, struct expect *e,
+                         struct lc_sandbox_opts *o) {
+  memset(e, 0, sizeof *e);
+  ck_assert_msg(strncmp(src, "-- expect: ", 11) == 0, "no expect line");
+  const char *p = src + 11, *eol = strchr(p, '\n');
+  ck_assert_ptr_nonnull(eol);
+  size_t n = strcspn(p, ":\n");
+  ck_assert_uint_lt(n, sizeof e->code);
+  memcpy(e->code, p, n);
+  if (p[n] == ':') {
+    const char *t = p + n + 1;
+    while (*t == ' ') t++;
+    size_t tl = (size_t)(eol - t);
+    ck_assert_uint_lt(tl, sizeof e->text);
+    memcpy(e->text, t, tl);
+  }
+  /* Generous defaults so that valgrind's slowdown does not turn an
+   * instruction stop into a timeout; timeout cases set their own. */
+  lc_sandbox_opts_init(o);
+  o->wall_ms = 60000;
+  const char *l2 = eol + 1;
+  if (strncmp(l2, "-- opts:", 8) == 0) {
+    char key[32];
+    double v;
+    const char *q = l2 + 8;
+    int used;
+    while (sscanf(q, " %31[a-z_]=%lf%n", key, &v, &used) == 2) {
+      if (!strcmp(key, "wall_ms")) o->wall_ms = v;
+      else if (!strcmp(key, "instr_limit")) o->instr_limit = (long)v;
+      else if (!strcmp(key, "mem_limit")) o->mem_limit = (size_t)v;
+      else if (!strcmp(key, "output_limit")) o->output_limit = (size_t)v;
+      else ck_abort_msg("unknown opt %s", key);
+      q += used;
+    }
+  }
+}
+
+START_TEST(corpus_case) {
+  ck_assert_msg(ncorpus >= MIN_CORPUS, "corpus has %d files, need %d", ncorpus,
+                MIN_CORPUS);
+  if (_i >= ncorpus) return;
+  const char *name = corpus[_i];
+  char path[4096];
+  snprintf(path, sizeof path, "%s/tests/lua/sandbox/%s", lc_test_source_dir(),
+           name);
+  size_t len;
+  char *src = lc_test_read_file(path, &len);
+  ck_assert_msg(src != NULL, "cannot read %s", path);
+  struct expect e;
+  struct lc_sandbox_opts o;
+  parse_header(src, &e, &o);
+
+  lua_State *H = host_open();
+  long live = lc_alloc_live();
+  struct lc_sandbox_result r;
+  int rc = lc_sandbox_run(src, len, &o, NULL, &r);
+  const char *got = lc_sandbox_status_code(r.status);
+  ck_assert_msg(rc == 0, "%s: rc %d", name, rc);
+  ck_assert_msg(strcmp(got, e.code) == 0, "%s: expected %s, got %s (%s)", name,
+                e.code, got, r.error ? r.error : "no message");
+  if (r.status == LC_SANDBOX_OK) {
+    ck_assert_ptr_nonnull(r.value);
+    if (e.text[0]) {
+      cJSON *want = cJSON_Parse(e.text);
+      ck_assert_msg(want != NULL, "%s: bad expected JSON", name);
+      char *have = cJSON_PrintUnformatted(r.value);
+      ck_assert_msg(cJSON_Compare(r.value, want, 1), "%s: value %s, want %s",
+                    name, have, e.text);
+      free(have);
+      cJSON_Delete(want);
+    }
+  } else {
+    ck_assert_ptr_nonnull(r.error);
+    ck_assert_ptr_null(r.value);
+    ck_assert_msg(strstr(r.error, e.text) != NULL,
+                  "%s: message \"%.300s\" lacks \"%s\"", name, r.error, e.text);
+  }
+  ck_assert_msg(r.mem_peak <= o.mem_limit, "%s: peak %zu over cap %zu", name,
+                r.mem_peak, o.mem_limit);
+  ck_assert_msg(r.mem_after_close == 0, "%s: %zu bytes left", name,
+                r.mem_after_close);
+  ck_assert_uint_le(r.output_len, o.output_limit);
+  lc_sandbox_result_free(&r);
+  ck_assert_int_eq(lc_alloc_live(), live);
+  host_check(H);
+  free(src);
+}
+END_TEST
+
+/* ---- C API ---- */
+
+static struct lc_sandbox_result run_src(const char *src,
+                                        const struct lc_sandbox_opts *o,
+                                        const cJSON *input) {
+  struct lc_sandbox_result r;
+  lc_sandbox_run(src, strlen(src), o, input, &r);
+  return r;
+}
+
+static void assert_json(const cJSON *v, const char *want) {
+  cJSON *w = cJSON_Parse(want);
+  ck_assert_ptr_nonnull(w);
+  char *have = v ? cJSON_PrintUnformatted(v) : NULL;
+  ck_assert_msg(v && cJSON_Compare(v, w, 1), "value %s, want %s",
+                have ? have : "(none)", want);
+  free(have);
+  cJSON_Delete(w);
+}
+
+START_TEST(output_capture) {
+  struct lc_sandbox_result r =
+      run_src("print('a', 1, nil, true) print() print(2.5) return 7", NULL,
+              NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OK);
+  ck_assert_str_eq(r.output, "a\t1\tnil\ttrue\n\n2.5\n");
+  ck_assert_uint_eq(r.output_len, strlen("a\t1\tnil\ttrue\n\n2.5\n"));
+  assert_json(r.value, "7");
+  lc_sandbox_result_free(&r);
+
+  /* Output past the cap is an error, and what fitted is kept. */
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.output_limit = 10;
+  r = run_src("print('12345') print('67890')", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OUTPUT);
+  ck_assert_str_eq(r.output, "12345\n");
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+START_TEST(input_global) {
+  cJSON *in = cJSON_Parse("{\"xs\":[10,20,30],\"name\":\"bob\",\"z\":null}");
+  struct lc_sandbox_result r = run_src(
+      "return { n = #input.xs, second = input.xs[2],\n"
+      "         hi = 'hi ' .. input.name }",
+      NULL, in);
+  ck_assert_msg(r.status == LC_SANDBOX_OK, "%s", r.error);
+  assert_json(r.value, "{\"n\":3,\"second\":20,\"hi\":\"hi bob\"}");
+  lc_sandbox_result_free(&r);
+  /* Round trip keeps empty arrays and nulls. */
+  cJSON *in2 = cJSON_Parse("{\"a\":[],\"b\":{},\"c\":null}");
+  r = run_src("return input", NULL, in2);
+  assert_json(r.value, "{\"a\":[],\"b\":{},\"c\":null}");
+  lc_sandbox_result_free(&r);
+  /* No input: `input` is nil, not an undefined-global error. */
+  r = run_src("return input == nil", NULL, NULL);
+  assert_json(r.value, "true");
+  lc_sandbox_result_free(&r);
+  cJSON_Delete(in);
+  cJSON_Delete(in2);
+}
+END_TEST
+
+START_TEST(value_as_json) {
+  struct lc_sandbox_result r =
+      run_src("return { a = { 1, 2.5, 'x' }, b = { c = false } }", NULL, NULL);
+  assert_json(r.value, "{\"a\":[1,2.5,\"x\"],\"b\":{\"c\":false}}");
+  lc_sandbox_result_free(&r);
+  r = run_src("return 1, 2", NULL, NULL);
+  assert_json(r.value, "[1,2]");
+  lc_sandbox_result_free(&r);
+  r = run_src("return coroutine.create(print)", NULL, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_BAD_RESULT);
+  ck_assert(strstr(r.error, "cannot encode a thread") != NULL);
+  ck_assert_ptr_null(r.value);
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+START_TEST(errors_and_traceback) {
+  struct lc_sandbox_result r =
+      run_src("local function f() error('bad thing') end\nf()", NULL, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_ERROR);
+  ck_assert_str_eq(r.error, "pal:1: bad thing");
+  ck_assert_ptr_nonnull(r.traceback);
+  ck_assert(strstr(r.traceback, "stack traceback:") == r.traceback);
+  lc_sandbox_result_free(&r);
+  r = run_src("return 1 +", NULL, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_SYNTAX);
+  ck_assert(strstr(r.error, "pal:1:") != NULL);
+  lc_sandbox_result_free(&r);
+  /* Binary code given directly is refused at load time. */
+  r = run_src("\033Lua\x54", NULL, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_SYNTAX);
+  ck_assert(strstr(r.error, "binary chunk") != NULL);
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+static int cb_add(void *ud, const cJSON *args, cJSON **result, char *err,
+                  size_t errlen) {
+  int *calls = ud;
+  ++*calls;
+  const cJSON *a = cJSON_GetObjectItem(args, "a"),
+              *b = cJSON_GetObjectItem(args, "b");
+  if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b)) {
+    snprintf(err, errlen, "add needs numbers a and b");
+    return LC_EINVAL;
+  }
+  *result = cJSON_CreateObject();
+  cJSON_AddNumberToObject(*result, "sum", a->valuedouble + b->valuedouble);
+  return 0;
+}
+
+START_TEST(host_functions) {
+  int calls = 0;
+  struct lc_sandbox_fn fns[] = {{"add", cb_add, &calls}};
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.fns = fns;
+  o.nfns = 1;
+  struct lc_sandbox_result r = run_src(
+      "local s = add{ a = 2, b = 3 }.sum\n"
+      "local v, msg, code = add{ a = 'x' }\n"
+      "return { s, v == nil, msg, code, pcall(add, 5) }",
+      &o, NULL);
+  ck_assert_msg(r.status == LC_SANDBOX_OK, "%s", r.error);
+  ck_assert_int_eq(calls, 2);
+  cJSON *v = r.value;
+  ck_assert_int_eq(cJSON_GetArrayItem(v, 0)->valueint, 5);
+  ck_assert(cJSON_IsTrue(cJSON_GetArrayItem(v, 1)));
+  ck_assert_str_eq(cJSON_GetArrayItem(v, 2)->valuestring,
+                   "add needs numbers a and b");
+  ck_assert_str_eq(cJSON_GetArrayItem(v, 3)->valuestring, "invalid");
+  ck_assert(cJSON_IsFalse(cJSON_GetArrayItem(v, 4)));
+  lc_sandbox_result_free(&r);
+
+  /* Arguments that cannot be JSON raise, and the callback is not called. */
+  r = run_src("return add{ f = print }", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_ERROR);
+  ck_assert(strstr(r.error, "add: bad argument") != NULL);
+  ck_assert_int_eq(calls, 2);
+  lc_sandbox_result_free(&r);
+
+  /* A name that shadows a global, or is not an identifier, is refused. */
+  struct lc_sandbox_fn bad[] = {{"print", cb_add, &calls}};
+  o.fns = bad;
+  ck_assert_int_eq(lc_sandbox_run("return 1", 8, &o, NULL, &r), LC_EINVAL);
+  lc_sandbox_result_free(&r);
+  struct lc_sandbox_fn bad2[] = {{"a.b", cb_add, &calls}};
+  o.fns = bad2;
+  ck_assert_int_eq(lc_sandbox_run("return 1", 8, &o, NULL, &r), LC_EINVAL);
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+START_TEST(fresh_state_each_run) {
+  struct lc_sandbox_result r =
+      run_src("string.rep = nil; getmetatable = nil; return 1", NULL, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OK);
+  lc_sandbox_result_free(&r);
+  r = run_src("return ('ab'):rep(2) .. type(getmetatable)", NULL, NULL);
+  assert_json(r.value, "\"ababfunction\"");
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+START_TEST(allocations_balanced) {
+  long live = lc_alloc_live();
+  const char *progs[] = {"return 1",
+                         "print('x') error('y')",
+                         "while true do end",
+                         "local s = 'x' while true do s = s .. s end",
+                         "return {f = print}",
+                         "return 1 +"};
+  for (size_t i = 0; i < LC_ARRAY_LEN(progs); i++) {
+    struct lc_sandbox_result r = run_src(progs[i], NULL, NULL);
+    ck_assert_uint_eq(r.mem_after_close, 0);
+    ck_assert_uint_le(r.mem_peak, LC_SANDBOX_DEFAULT_MEM);
+    ck_assert_uint_gt(r.mem_peak, 0);
+    lc_sandbox_result_free(&r);
+    ck_assert_int_eq(lc_alloc_live(), live);
+  }
+}
+END_TEST
+
+START_TEST(limits_reported) {
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.instr_limit = 5000;
+  struct lc_sandbox_result r = run_src("while true do end", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_INSTRUCTIONS);
+  ck_assert_int_gt(r.instructions, 5000);
+  ck_assert_int_le(r.instructions, 5000 + LC_SANDBOX_HOOK_STEP);
+  lc_sandbox_result_free(&r);
+
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = 50;
+  o.instr_limit = 1000000000000L;
+  r = run_src("while true do end", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_TIMEOUT);
+  ck_assert(r.elapsed_ms >= 50 && r.elapsed_ms < 5000);
+  lc_sandbox_result_free(&r);
+
+  lc_sandbox_opts_init(&o);
+  o.mem_limit = 256 << 10;
+  r = run_src("local t = {} for i = 1, 1e6 do t[i] = i end", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_MEMORY);
+  ck_assert_uint_le(r.mem_peak, 256 << 10);
+  lc_sandbox_result_free(&r);
+
+  /* A cap too small for the libraries themselves is a clean memory stop. */
+  o.mem_limit = 1024;
+  r = run_src("return 1", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_MEMORY);
+  ck_assert_uint_eq(r.mem_after_close, 0);
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+/* Fail the Nth Lua allocation and all later ones: every N must end cleanly
+ * with ok or memory and leave nothing behind. */
+START_TEST(oom_each_allocation) {
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.fail_alloc_after = _i;
+  long live = lc_alloc_live();
+  struct lc_sandbox_result r = run_src(
+      "local t = {} for i = 1, 50 do t[i] = { i, tostring(i) } end\n"
+      "print(#t) return t[50]",
+      &o, NULL);
+  ck_assert_msg(r.status == LC_SANDBOX_OK || r.status == LC_SANDBOX_MEMORY,
+                "N=%d: %s %s", _i, lc_sandbox_status_code(r.status), r.error);
+  if (r.status == LC_SANDBOX_OK) assert_json(r.value, "[50,\"50\"]");
+  ck_assert_uint_eq(r.mem_after_close, 0);
+  lc_sandbox_result_free(&r);
+  ck_assert_int_eq(lc_alloc_live(), live);
+}
+END_TEST
+
+static void *thread_run(void *arg) {
+  int *ok = arg;
+  struct lc_sandbox_opts o; /* loose clock: valgrind serialises threads */
+  lc_sandbox_opts_init(&o);
+  o.instr_limit = 200000;
+  o.wall_ms = 120000;
+  for (int i = 0; i < 20; i++) {
+    struct lc_sandbox_result r = run_src(
+        "local s = 0 for i = 1, 10000 do s = s + i end return s", NULL, NULL);
+    if (r.status == LC_SANDBOX_OK && r.value->valuedouble == 50005000.0) ++*ok;
+    lc_sandbox_result_free(&r);
+    r = run_src("while true do end", &o, NULL);
+    if (r.status == LC_SANDBOX_INSTRUCTIONS) ++*ok;
+    lc_sandbox_result_free(&r);
+  }
+  return NULL;
+}
+
+START_TEST(threads_independent) {
+  pthread_t t[3];
+  int ok[3] = {0, 0, 0};
+  for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, thread_run, &ok[i]);
+  for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(ok[i], 40);
+}
+END_TEST
+
+/* ---- Lua binding ---- */
+
+static lua_State *binding_state(void) {
+  lua_State *L = host_open();
+  lc_open_sandbox(L);
+  lua_setglobal(L, "sandbox");
+  return L;
+}
+
+static void lua_ok(lua_State *L, const char *src) {
+  if (luaL_dostring(L, src) != 0)
+    ck_abort_msg("%s", lua_tostring(L, -1));
+}
+
+START_TEST(binding_result) {
+  lua_State *L = binding_state();
+  lua_ok(L,
+         "local r = sandbox.run('print(\"hi\") return { a = input.x * 2 }',"
+         "                      { input = { x = 21 } })\n"
+         "assert(r.ok == true and r.value.a == 42, 'value')\n"
+         "assert(r.output == 'hi\\n', 'output')\n"
+         "assert(r.memory > 0 and r.instructions >= 0)\n"
+         "local r2 = sandbox.run('local x = 1')\n"
+         "assert(r2.ok and r2.value == nil)");
+  host_check(L);
+}
+END_TEST
+
+START_TEST(binding_nil_msg_code) {
+  lua_State *L = binding_state();
+  lua_ok(L,
+         "local function expect(code, src, opts)\n"
+         "  local r, msg, c, d = sandbox.run(src, opts)\n"
+         "  assert(r == nil, src)\n"
+         "  assert(c == code, ('%s: got %s (%s)'):format(src, c, msg))\n"
+         "  assert(type(msg) == 'string' and type(d) == 'table')\n"
+         "  return msg, d\n"
+         "end\n"
+         "expect('syntax', 'return +')\n"
+         "local m, d = expect('error', 'print(1) error(\"boom\")')\n"
+         "assert(m:find('boom') and d.output == '1\\n' and d.traceback)\n"
+         "expect('memory', 'local s = \"x\" while true do s = s .. s end')\n"
+         "expect('instructions', 'while true do end', { instr_limit = 1000 })\n"
+         "expect('timeout', 'while true do end',"
+         "       { wall_ms = 30, instr_limit = 1e12 })\n"
+         "expect('output', 'while true do print(1) end')\n"
+         "expect('bad_result', 'return print')\n"
+         "expect('error', 'return io')\n");
+  /* Misuse raises. */
+  ck_assert_int_ne(luaL_dostring(L, "sandbox.run({})"), 0);
+  lua_pop(L, 1);
+  ck_assert_int_ne(luaL_dostring(L, "sandbox.run('x', { wall_ms = 'a' })"), 0);
+  lua_pop(L, 1);
+  ck_assert_int_ne(luaL_dostring(L, "sandbox.run('x', { input = print })"), 0);
+  lua_pop(L, 1);
+  host_check(L);
+}
+END_TEST
+
+Suite *sandbox_suite(void) {
+  corpus_scan();
+  Suite *s = suite_create("sandbox");
+  TCase *tc = tcase_create("corpus");
+  tcase_set_timeout(tc, 120);
+  tcase_add_loop_test(tc, corpus_case, 0, ncorpus > 1 ? ncorpus : 1);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("api");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, output_capture);
+  tcase_add_test(tc, input_global);
+  tcase_add_test(tc, value_as_json);
+  tcase_add_test(tc, errors_and_traceback);
+  tcase_add_test(tc, host_functions);
+  tcase_add_test(tc, fresh_state_each_run);
+  tcase_add_test(tc, allocations_balanced);
+  tcase_add_test(tc, limits_reported);
+  tcase_add_loop_test(tc, oom_each_allocation, 1, 400);
+  tcase_add_test(tc, threads_independent);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("binding");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, binding_result);
+  tcase_add_test(tc, binding_nil_msg_code);
+  suite_add_tcase(s, tc);
+  return s;
+}

@@ -1,0 +1,2 @@
+-- expect: error: 'collectgarbage' is not available
+collectgarbage("stop")

@@ -1,0 +1,3 @@
+-- expect: instructions
+local co = coroutine.wrap(function() while true do coroutine.yield() end end)
+while true do co() end

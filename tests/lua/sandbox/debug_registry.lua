@@ -1,0 +1,3 @@
+-- expect: error: 'debug' is not available
+local reg = debug.getregistry()
+return #reg

@@ -1,0 +1,2 @@
+-- expect: ok: true
+return load("return _ENV")() == _G

@@ -1,0 +1,2 @@
+-- expect: error: eeeeeeee
+error(string.rep("e", 1000000))

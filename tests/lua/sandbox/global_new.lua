@@ -1,0 +1,3 @@
+-- expect: error: cannot create global 'counter'
+counter = 1
+return counter

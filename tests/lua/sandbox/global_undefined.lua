@@ -1,0 +1,2 @@
+-- expect: error: undefined global 'undefined_thing'
+return undefined_thing

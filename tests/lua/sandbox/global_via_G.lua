@@ -1,0 +1,2 @@
+-- expect: error: cannot create global 'sneaky'
+_G.sneaky = true

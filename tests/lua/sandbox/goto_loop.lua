@@ -1,0 +1,3 @@
+-- expect: instructions
+::top::
+goto top

@@ -1,0 +1,2 @@
+-- expect: error: 'io' is not available
+io.write("pwned\n")

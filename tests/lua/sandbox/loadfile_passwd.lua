@@ -1,0 +1,2 @@
+-- expect: error: 'loadfile' is not available
+return loadfile("/etc/passwd")

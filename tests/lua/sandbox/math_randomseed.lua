@@ -1,0 +1,2 @@
+-- expect: error: attempt to call a nil value (field 'randomseed')
+math.randomseed(42)

@@ -1,0 +1,2 @@
+-- expect: ok: [1, "two", {"three": [3]}]
+return 1, "two", { three = { 3 } }

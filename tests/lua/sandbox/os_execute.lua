@@ -1,0 +1,2 @@
+-- expect: error: 'os' is not available
+return os.execute("id")

@@ -1,0 +1,2 @@
+-- expect: output: output limit exceeded
+while true do print(string.rep("x", 1000)) end

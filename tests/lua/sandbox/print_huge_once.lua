@@ -1,0 +1,2 @@
+-- expect: output
+print(string.rep("y", 100000))

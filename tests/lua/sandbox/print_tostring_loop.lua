@@ -1,0 +1,2 @@
+-- expect: instructions
+print(setmetatable({}, { __tostring = function() while true do end end }))

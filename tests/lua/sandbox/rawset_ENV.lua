@@ -1,0 +1,2 @@
+-- expect: error: rawset on the global table is not allowed
+rawset(_ENV, "os", { execute = print })

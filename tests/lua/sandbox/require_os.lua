@@ -1,0 +1,3 @@
+-- expect: error: 'require' is not available
+local os = require("os")
+return os.getenv("HOME")

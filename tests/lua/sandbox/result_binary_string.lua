@@ -1,0 +1,2 @@
+-- expect: bad_result: UTF-8
+return "\xff\xfe"

@@ -1,0 +1,4 @@
+-- expect: bad_result: nesting deeper than
+local t = {}
+t.self = t
+return t

@@ -1,0 +1,2 @@
+-- expect: bad_result: cannot encode a function
+return { f = print }

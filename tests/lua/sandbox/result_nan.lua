@@ -1,0 +1,2 @@
+-- expect: bad_result: NaN
+return 0/0

@@ -1,0 +1,3 @@
+-- expect: error: attempt to index a boolean value
+getmetatable("").__index = { len = function() return "pwned" end }
+return ("abc"):len()

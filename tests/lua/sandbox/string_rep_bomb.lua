@@ -1,0 +1,2 @@
+-- expect: memory
+return #string.rep("x", 1 << 30)

@@ -1,0 +1,2 @@
+-- expect: syntax: unexpected symbol
+return 1 +
