@@ -219,7 +219,7 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errmsg);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  if (!req->no_compress) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 10000));

@@ -94,7 +94,7 @@ struct lc_llm_tool {
   cJSON *schema; /* JSON schema of the arguments (object) */
   /* The same schema as compact JSON text, when the producer has it (the
    * Lua binding encodes the table straight to text): adapters then send it
-   * verbatim and schema may be NULL. Must be a JSON object. */
+   * verbatim and schema may be NULL. Must be valid JSON text. */
   char *schema_json;
   int strict; /* ask for strict schema adherence where supported */
 };
