@@ -34,6 +34,8 @@ int lc_buf_append(struct lc_buf *b, const void *p, size_t n) {
   return 0;
 }
 
+int lc_buf_reserve(struct lc_buf *b, size_t n) { return grow(b, b->len + n); }
+
 int lc_buf_puts(struct lc_buf *b, const char *s) {
   return lc_buf_append(b, s, strlen(s));
 }

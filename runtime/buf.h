@@ -18,6 +18,8 @@ struct lc_buf {
 void lc_buf_init(struct lc_buf *b, size_t limit);
 int lc_buf_append(struct lc_buf *b, const void *p, size_t n);
 int lc_buf_puts(struct lc_buf *b, const char *s);
+/* Room for n more bytes (plus the NUL) without a later reallocation. */
+int lc_buf_reserve(struct lc_buf *b, size_t n);
 int lc_buf_printf(struct lc_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void lc_buf_consume(struct lc_buf *b, size_t n); /* drop n bytes from the front */

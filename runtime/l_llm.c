@@ -120,7 +120,8 @@ static char *opt_strdup(lua_State *L, int idx, const char *field, int required) 
   return r;
 }
 
-/* Value at top -> JSON text (tables encoded, strings as they are). */
+/* Value at top -> JSON text (tables encoded, strings as they are). Tables
+ * are encoded straight to text (lc_conv_to_text): no cJSON tree. */
 static char *value_text(lua_State *L, const char *what, size_t *len) {
   if (lua_type(L, -1) == LUA_TSTRING) {
     const char *s = lua_tolstring(L, -1, len);
@@ -128,16 +129,13 @@ static char *value_text(lua_State *L, const char *what, size_t *len) {
     if (!r) luaL_error(L, "out of memory");
     return r;
   }
-  cJSON *j = NULL;
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
   char err[256];
-  if (lc_conv_to_json(L, -1, &j, err, sizeof err))
-    luaL_error(L, "luact.llm: %s: %s", what, err);
-  char *s = lc_json_print(j);
-  cJSON_Delete(j);
-  if (!s) luaL_error(L, "out of memory");
-  *len = strlen(s);
-  char *r = lc_strndup(s, *len);
-  cJSON_free(s);
+  int rc = lc_conv_to_text(L, -1, &b, err, sizeof err);
+  char *r = rc ? NULL : lc_buf_steal(&b, len);
+  lc_buf_free(&b);
+  if (rc == LC_EINVAL) luaL_error(L, "luact.llm: %s: %s", what, err);
   if (!r) luaL_error(L, "out of memory");
   return r;
 }
@@ -180,8 +178,9 @@ static void parse_tool_calls(lua_State *L, int idx, struct lc_llm_msg *m, int mi
       c->args_json = value_text(L, "tool call arguments", &len);
     }
     lua_pop(L, 2);
-    char err[128];
-    c->args = lc_json_parse(c->args_json, strlen(c->args_json), err, sizeof err);
+    /* c->args stays NULL: the adapters that need an object parse args_json
+     * (lc_accum_args_object) and OpenAI sends the text, so parsing here
+     * would be work thrown away on the common path. */
   }
   lua_pop(L, 1);
 }
@@ -263,14 +262,19 @@ static void parse_tools(lua_State *L, int opts, struct lc_llm_request *r) {
       lua_pop(L, 1);
       lua_getfield(L, ti, "params");
     }
+    /* Encoded straight to text, which the adapters send as it is. */
     if (lua_isnil(L, -1)) {
-      tool->schema = cJSON_Parse("{\"type\":\"object\",\"properties\":{}}");
+      tool->schema_json = lc_strdup("{\"type\":\"object\",\"properties\":{}}");
     } else {
+      struct lc_buf sb;
+      lc_buf_init(&sb, 0);
       char err[256];
-      if (lc_conv_to_json(L, -1, &tool->schema, err, sizeof err))
-        luaL_error(L, "luact.llm: tools[%d].parameters: %s", (int)i, err);
+      int rc = lc_conv_to_text(L, -1, &sb, err, sizeof err);
+      if (!rc) tool->schema_json = lc_buf_steal(&sb, NULL);
+      lc_buf_free(&sb);
+      if (rc == LC_EINVAL) luaL_error(L, "luact.llm: tools[%d].parameters: %s", (int)i, err);
     }
-    if (!tool->schema) luaL_error(L, "out of memory");
+    if (!tool->schema_json) luaL_error(L, "out of memory");
     lua_pop(L, 1);
     lua_getfield(L, ti, "strict");
     tool->strict = lua_toboolean(L, -1);

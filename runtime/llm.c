@@ -167,6 +167,7 @@ void lc_llm_request_free(struct lc_llm_request *r) {
     lc_free(r->tools[i].name);
     lc_free(r->tools[i].description);
     cJSON_Delete(r->tools[i].schema);
+    lc_free(r->tools[i].schema_json);
   }
   lc_free(r->tools);
   lc_free(r->tool_choice_name);

@@ -92,7 +92,11 @@ struct lc_llm_tool {
   char *name;
   char *description;
   cJSON *schema; /* JSON schema of the arguments (object) */
-  int strict;    /* ask for strict schema adherence where supported */
+  /* The same schema as compact JSON text, when the producer has it (the
+   * Lua binding encodes the table straight to text): adapters then send it
+   * verbatim and schema may be NULL. Must be valid JSON text. */
+  char *schema_json;
+  int strict; /* ask for strict schema adherence where supported */
 };
 
 /* Which optional sampling fields are set (bit flags in request.set). */

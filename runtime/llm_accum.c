@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "conv.h"
+#include "jsonw.h"
 #include "lc.h"
 #include "utf8.h"
 
@@ -688,6 +689,40 @@ int lc_accum_http_body(struct lc_llm_http *out, cJSON *root) {
   if (!out->body)
     return LC_ENOMEM;
   out->body_len = strlen(out->body);
+  return 0;
+}
+
+int lc_accum_http_body_buf(struct lc_llm_http *out, struct lc_buf *b) {
+  lc_free(out->body);
+  out->body = lc_buf_steal(b, &out->body_len);
+  return out->body ? 0 : LC_ENOMEM;
+}
+
+size_t lc_accum_msg_len(const struct lc_llm_msg *m) {
+  if (!m->content)
+    return 0;
+  size_t n = strlen(m->content);
+  return m->content_len > n ? m->content_len : n;
+}
+
+void lc_accum_w_schema(struct lc_jsonw *w, const struct lc_llm_tool *t,
+                       const char *dflt) {
+  if (t->schema_json)
+    lc_jsonw_raw(w, t->schema_json, strlen(t->schema_json));
+  else if (t->schema)
+    lc_jsonw_cjson(w, t->schema);
+  else
+    lc_jsonw_raw(w, dflt, strlen(dflt));
+}
+
+int lc_accum_w_args_object(struct lc_jsonw *w,
+                           const struct lc_llm_tool_call *c, char *err,
+                           size_t errlen) {
+  cJSON *o = lc_accum_args_object(c, err, errlen);
+  if (!o)
+    return LC_EINVAL;
+  lc_jsonw_cjson(w, o);
+  cJSON_Delete(o);
   return 0;
 }
 

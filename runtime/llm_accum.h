@@ -131,6 +131,21 @@ int lc_accum_http_header(struct lc_llm_http *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Prints root as the body and deletes it (takes ownership). */
 int lc_accum_http_body(struct lc_llm_http *out, cJSON *root);
+/* Moves the bytes of b into out->body (b is left empty). */
+int lc_accum_http_body_buf(struct lc_llm_http *out, struct lc_buf *b);
+/* Length of a message's text: content_len, or strlen when a producer left
+ * it 0 (the text may hold NULs only when content_len says so). */
+size_t lc_accum_msg_len(const struct lc_llm_msg *m);
+/* Writes a tool's argument schema: schema_json verbatim, else the schema
+ * tree, else dflt (JSON text). */
+struct lc_jsonw;
+void lc_accum_w_schema(struct lc_jsonw *w, const struct lc_llm_tool *t,
+                       const char *dflt);
+/* Writes the arguments of a call as a JSON object (lc_accum_args_object);
+ * LC_EINVAL with a message when they are not one. */
+int lc_accum_w_args_object(struct lc_jsonw *w,
+                           const struct lc_llm_tool_call *c, char *err,
+                           size_t errlen);
 /* The arguments of a call as a new JSON object: c->args copied, else
  * args_json parsed ("" -> {}). NULL with a message when not an object. */
 cJSON *lc_accum_args_object(const struct lc_llm_tool_call *c, char *err,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "jsonw.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_accum.h"
@@ -13,97 +14,114 @@
 
 /* ---- request ---- */
 
-/* The user message that collects consecutive tool results, or NULL. */
-static cJSON *open_results(cJSON *msgs) {
-  int n = cJSON_GetArraySize(msgs);
-  if (n == 0)
-    return NULL;
-  cJSON *last = cJSON_GetArrayItem(msgs, n - 1);
-  const char *role = lc_accum_str(last, "role");
-  cJSON *content = cJSON_GetObjectItemCaseSensitive(last, "content");
-  if (!role || strcmp(role, "user") || !cJSON_IsArray(content))
-    return NULL;
-  return content;
+/* The body is written straight to text (jsonw.h), in the member order the
+ * cJSON tree used to have. */
+
+static void text_block(struct lc_jsonw *w, const char *s, size_t n) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "type");
+  lc_jsonw_cstr(w, "text");
+  lc_jsonw_key(w, "text");
+  lc_jsonw_str(w, s, n);
+  lc_jsonw_obj_end(w);
 }
 
-static cJSON *text_block(const char *s) {
-  cJSON *b = cJSON_CreateObject();
-  cJSON_AddStringToObject(b, "type", "text");
-  cJSON_AddStringToObject(b, "text", s);
-  return b;
+/* Closes the user message that collects tool results, if one is open. */
+static void close_results(struct lc_jsonw *w, int *open) {
+  if (!*open)
+    return;
+  lc_jsonw_arr_end(w);
+  lc_jsonw_obj_end(w);
+  *open = 0;
 }
 
-static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
-                    size_t errlen) {
-  struct lc_buf sys;
-  lc_buf_init(&sys, 0);
-  cJSON *msgs = cJSON_AddArrayToObject(root, "messages");
+static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
+                      struct lc_buf *sys, char *err, size_t errlen) {
+  /* open: the last message written is a user turn whose content array is
+   * still open, so tool results (and a user text after them) join it:
+   * roles must alternate. */
+  int open = 0;
+  lc_jsonw_key(w, "messages");
+  lc_jsonw_arr(w);
   for (size_t i = 0; i < req->n_msgs; i++) {
     const struct lc_llm_msg *m = &req->msgs[i];
     const char *text = m->content ? m->content : "";
+    size_t tlen = lc_accum_msg_len(m);
     if (m->role == LC_ROLE_SYSTEM) { /* top-level, several joined */
-      if (sys.len)
-        lc_buf_puts(&sys, "\n\n");
-      lc_buf_puts(&sys, text);
+      if ((sys->len && lc_buf_puts(sys, "\n\n")) ||
+          lc_buf_append(sys, text, tlen))
+        return LC_ENOMEM;
     } else if (m->role == LC_ROLE_USER) {
-      cJSON *blocks = open_results(msgs);
-      if (blocks) { /* roles must alternate: join the tool results' turn */
-        cJSON_AddItemToArray(blocks, text_block(text));
+      if (open) {
+        text_block(w, text, tlen);
       } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "role", "user");
-        cJSON_AddStringToObject(o, "content", text);
-        cJSON_AddItemToArray(msgs, o);
+        lc_jsonw_obj(w);
+        lc_jsonw_key(w, "role");
+        lc_jsonw_cstr(w, "user");
+        lc_jsonw_key(w, "content");
+        lc_jsonw_str(w, text, tlen);
+        lc_jsonw_obj_end(w);
       }
     } else if (m->role == LC_ROLE_ASSISTANT) {
-      if (!m->n_tool_calls && !*text)
+      if (!m->n_tool_calls && !tlen)
         continue; /* Anthropic rejects empty */
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "role", "assistant");
+      close_results(w, &open);
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "role");
+      lc_jsonw_cstr(w, "assistant");
+      lc_jsonw_key(w, "content");
       if (!m->n_tool_calls) {
-        cJSON_AddStringToObject(o, "content", text);
+        lc_jsonw_str(w, text, tlen);
       } else {
-        cJSON *blocks = cJSON_AddArrayToObject(o, "content");
-        if (*text)
-          cJSON_AddItemToArray(blocks, text_block(text));
+        lc_jsonw_arr(w);
+        if (tlen)
+          text_block(w, text, tlen);
         for (size_t k = 0; k < m->n_tool_calls; k++) {
           const struct lc_llm_tool_call *c = &m->tool_calls[k];
-          cJSON *input = lc_accum_args_object(c, err, errlen);
-          if (!input) {
-            cJSON_Delete(o);
-            lc_buf_free(&sys);
+          lc_jsonw_obj(w);
+          lc_jsonw_key(w, "type");
+          lc_jsonw_cstr(w, "tool_use");
+          lc_jsonw_key(w, "id");
+          lc_jsonw_cstr(w, c->id);
+          lc_jsonw_key(w, "name");
+          lc_jsonw_cstr(w, c->name);
+          lc_jsonw_key(w, "input");
+          if (lc_accum_w_args_object(w, c, err, errlen))
             return LC_EINVAL;
-          }
-          cJSON *b = cJSON_CreateObject();
-          cJSON_AddStringToObject(b, "type", "tool_use");
-          cJSON_AddStringToObject(b, "id", c->id ? c->id : "");
-          cJSON_AddStringToObject(b, "name", c->name ? c->name : "");
-          cJSON_AddItemToObject(b, "input", input);
-          cJSON_AddItemToArray(blocks, b);
+          lc_jsonw_obj_end(w);
         }
+        lc_jsonw_arr_end(w);
       }
-      cJSON_AddItemToArray(msgs, o);
+      lc_jsonw_obj_end(w);
     } else { /* tool result: consecutive ones share one user message */
-      cJSON *blocks = open_results(msgs);
-      if (!blocks) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "role", "user");
-        blocks = cJSON_AddArrayToObject(o, "content");
-        cJSON_AddItemToArray(msgs, o);
+      if (!open) {
+        lc_jsonw_obj(w);
+        lc_jsonw_key(w, "role");
+        lc_jsonw_cstr(w, "user");
+        lc_jsonw_key(w, "content");
+        lc_jsonw_arr(w);
+        open = 1;
       }
-      cJSON *b = cJSON_CreateObject();
-      cJSON_AddStringToObject(b, "type", "tool_result");
-      cJSON_AddStringToObject(b, "tool_use_id",
-                              m->tool_call_id ? m->tool_call_id : "");
-      cJSON_AddStringToObject(b, "content", text);
-      if (m->is_error)
-        cJSON_AddTrueToObject(b, "is_error");
-      cJSON_AddItemToArray(blocks, b);
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "type");
+      lc_jsonw_cstr(w, "tool_result");
+      lc_jsonw_key(w, "tool_use_id");
+      lc_jsonw_cstr(w, m->tool_call_id);
+      lc_jsonw_key(w, "content");
+      lc_jsonw_str(w, text, tlen);
+      if (m->is_error) {
+        lc_jsonw_key(w, "is_error");
+        lc_jsonw_bool(w, 1);
+      }
+      lc_jsonw_obj_end(w);
     }
   }
-  if (sys.len)
-    cJSON_AddStringToObject(root, "system", sys.data);
-  lc_buf_free(&sys);
+  close_results(w, &open);
+  lc_jsonw_arr_end(w);
+  if (sys->len) {
+    lc_jsonw_key(w, "system");
+    lc_jsonw_str(w, sys->data, sys->len);
+  }
   return 0;
 }
 
@@ -114,76 +132,109 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
     snprintf(err, errlen, "no model given");
     return LC_EINVAL;
   }
-  cJSON *root = cJSON_CreateObject();
-  cJSON_AddStringToObject(root, "model", req->model);
-  cJSON_AddNumberToObject(root, "max_tokens",
-                          (req->set & LC_SET_MAX_TOKENS) ? req->max_tokens
-                                                         : DEFAULT_MAX_TOKENS);
-  if (add_msgs(req, root, err, errlen)) {
-    cJSON_Delete(root);
-    return LC_EINVAL;
+  struct lc_buf body, sys;
+  lc_buf_init(&body, 0);
+  lc_buf_init(&sys, 0);
+  struct lc_jsonw jw, *w = &jw;
+  lc_jsonw_init(w, &body);
+  /* Most bodies fit: fewer reallocations. A failure shows up later. */
+  (void)lc_buf_reserve(&body, 4096);
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "model");
+  lc_jsonw_cstr(w, req->model);
+  lc_jsonw_key(w, "max_tokens");
+  lc_jsonw_num(w, (req->set & LC_SET_MAX_TOKENS) ? req->max_tokens
+                                                 : DEFAULT_MAX_TOKENS);
+  int mrc = write_msgs(req, w, &sys, err, errlen);
+  lc_buf_free(&sys);
+  if (mrc) {
+    lc_buf_free(&body);
+    if (mrc == LC_ENOMEM)
+      snprintf(err, errlen, "out of memory");
+    return mrc;
   }
   /* tool_choice "none" is expressed by the choice, the tools stay listed so
    * that earlier tool_use blocks still refer to known tools. */
   if (req->n_tools) {
-    cJSON *tools = cJSON_AddArrayToObject(root, "tools");
+    lc_jsonw_key(w, "tools");
+    lc_jsonw_arr(w);
     for (size_t i = 0; i < req->n_tools; i++) {
       const struct lc_llm_tool *t = &req->tools[i];
-      cJSON *o = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "name", t->name ? t->name : "");
-      if (t->description)
-        cJSON_AddStringToObject(o, "description", t->description);
-      cJSON *schema = t->schema ? cJSON_Duplicate(t->schema, 1) : NULL;
-      if (!schema) {
-        schema = cJSON_CreateObject();
-        cJSON_AddStringToObject(schema, "type", "object");
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "name");
+      lc_jsonw_cstr(w, t->name);
+      if (t->description) {
+        lc_jsonw_key(w, "description");
+        lc_jsonw_cstr(w, t->description);
       }
-      cJSON_AddItemToObject(o, "input_schema", schema);
-      cJSON_AddItemToArray(tools, o);
+      lc_jsonw_key(w, "input_schema");
+      lc_accum_w_schema(w, t, "{\"type\":\"object\"}");
+      lc_jsonw_obj_end(w);
     }
+    lc_jsonw_arr_end(w);
   }
   if (req->tool_choice != LC_TOOL_CHOICE_AUTO) {
-    cJSON *tc = cJSON_AddObjectToObject(root, "tool_choice");
+    lc_jsonw_key(w, "tool_choice");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "type");
     if (req->tool_choice == LC_TOOL_CHOICE_NONE) {
-      cJSON_AddStringToObject(tc, "type", "none");
+      lc_jsonw_cstr(w, "none");
     } else if (req->tool_choice == LC_TOOL_CHOICE_REQUIRED) {
-      cJSON_AddStringToObject(tc, "type", "any");
+      lc_jsonw_cstr(w, "any");
     } else {
-      cJSON_AddStringToObject(tc, "type", "tool");
-      cJSON_AddStringToObject(
-          tc, "name", req->tool_choice_name ? req->tool_choice_name : "");
+      lc_jsonw_cstr(w, "tool");
+      lc_jsonw_key(w, "name");
+      lc_jsonw_cstr(w, req->tool_choice_name);
     }
+    lc_jsonw_obj_end(w);
   }
-  if (req->set & LC_SET_TEMPERATURE)
-    cJSON_AddNumberToObject(root, "temperature", req->temperature);
-  if (req->set & LC_SET_TOP_P)
-    cJSON_AddNumberToObject(root, "top_p", req->top_p);
-  if (req->set & LC_SET_TOP_K)
-    cJSON_AddNumberToObject(root, "top_k", req->top_k);
+  if (req->set & LC_SET_TEMPERATURE) {
+    lc_jsonw_key(w, "temperature");
+    lc_jsonw_num(w, req->temperature);
+  }
+  if (req->set & LC_SET_TOP_P) {
+    lc_jsonw_key(w, "top_p");
+    lc_jsonw_num(w, req->top_p);
+  }
+  if (req->set & LC_SET_TOP_K) {
+    lc_jsonw_key(w, "top_k");
+    lc_jsonw_num(w, req->top_k);
+  }
   /* seed: the Messages API has none, so it is not sent. */
   if (req->n_stop) {
-    cJSON *st = cJSON_AddArrayToObject(root, "stop_sequences");
+    lc_jsonw_key(w, "stop_sequences");
+    lc_jsonw_arr(w);
     for (size_t i = 0; i < req->n_stop; i++)
-      cJSON_AddItemToArray(
-          st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
+      lc_jsonw_cstr(w, req->stop[i]);
+    lc_jsonw_arr_end(w);
   }
   /* Structured outputs (beta): a schema is enforced; plain "JSON" has no
    * Anthropic equivalent and is left to the prompt. */
   int beta = req->format == LC_FORMAT_JSON_SCHEMA;
   if (beta) {
-    cJSON *of = cJSON_AddObjectToObject(root, "output_format");
-    cJSON_AddStringToObject(of, "type", "json_schema");
-    cJSON_AddItemToObject(of, "schema",
-                          req->response_schema
-                              ? cJSON_Duplicate(req->response_schema, 1)
-                              : cJSON_CreateObject());
+    lc_jsonw_key(w, "output_format");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "type");
+    lc_jsonw_cstr(w, "json_schema");
+    lc_jsonw_key(w, "schema");
+    if (req->response_schema)
+      lc_jsonw_cjson(w, req->response_schema);
+    else
+      lc_jsonw_raw(w, "{}", 2);
+    lc_jsonw_obj_end(w);
   }
-  if (req->stream)
-    cJSON_AddTrueToObject(root, "stream");
+  if (req->stream) {
+    lc_jsonw_key(w, "stream");
+    lc_jsonw_bool(w, 1);
+  }
+  lc_jsonw_obj_end(w);
   const char *base = req->base_url && *req->base_url
                          ? req->base_url
                          : lc_llm_anthropic.default_base_url;
-  int rc = lc_accum_http_body(out, root);
+  int rc = lc_jsonw_finish(w);
+  if (!rc)
+    rc = lc_accum_http_body_buf(out, &body);
+  lc_buf_free(&body);
   if (!rc)
     rc = lc_accum_http_url(out, base, "/v1/messages");
   if (!rc)

@@ -155,6 +155,7 @@ static void send_now(struct lc_llm_call *c) {
       .n_headers = c->http.n_headers,
       .body = c->http.body,
       .body_len = c->http.body_len,
+      .no_compress = 1, /* see http.h */
       .connect_timeout_ms = c->opts.connect_timeout_ms,
       .idle_timeout_ms = c->opts.idle_timeout_ms,
       .total_timeout_ms = c->opts.request_timeout_ms,

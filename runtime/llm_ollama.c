@@ -7,38 +7,51 @@
 #include <string.h>
 
 #include "conv.h"
+#include "jsonw.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_accum.h"
 
 /* ---- request ---- */
 
-static int add_msgs(const struct lc_llm_request *req, cJSON *root, char *err,
-                    size_t errlen) {
-  cJSON *msgs = cJSON_AddArrayToObject(root, "messages");
+/* The body is written straight to text (jsonw.h), in the member order the
+ * cJSON tree used to have. */
+static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
+                      char *err, size_t errlen) {
+  lc_jsonw_key(w, "messages");
+  lc_jsonw_arr(w);
   for (size_t i = 0; i < req->n_msgs; i++) {
     const struct lc_llm_msg *m = &req->msgs[i];
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToArray(msgs, o);
-    cJSON_AddStringToObject(o, "role", lc_llm_role_name(m->role));
-    cJSON_AddStringToObject(o, "content", m->content ? m->content : "");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "role");
+    lc_jsonw_cstr(w, lc_llm_role_name(m->role));
+    lc_jsonw_key(w, "content");
+    lc_jsonw_str(w, m->content ? m->content : "", lc_accum_msg_len(m));
     if (m->role == LC_ROLE_ASSISTANT && m->n_tool_calls) {
-      cJSON *arr = cJSON_AddArrayToObject(o, "tool_calls");
+      lc_jsonw_key(w, "tool_calls");
+      lc_jsonw_arr(w);
       for (size_t k = 0; k < m->n_tool_calls; k++) {
         const struct lc_llm_tool_call *c = &m->tool_calls[k];
-        cJSON *args = lc_accum_args_object(c, err, errlen);
-        if (!args)
+        lc_jsonw_obj(w);
+        lc_jsonw_key(w, "function");
+        lc_jsonw_obj(w);
+        lc_jsonw_key(w, "name");
+        lc_jsonw_cstr(w, c->name);
+        lc_jsonw_key(w, "arguments");
+        if (lc_accum_w_args_object(w, c, err, errlen))
           return LC_EINVAL;
-        cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-        cJSON_AddItemToObject(tc, "function", fn);
-        cJSON_AddStringToObject(fn, "name", c->name ? c->name : "");
-        cJSON_AddItemToObject(fn, "arguments", args);
-        cJSON_AddItemToArray(arr, tc);
+        lc_jsonw_obj_end(w);
+        lc_jsonw_obj_end(w);
       }
+      lc_jsonw_arr_end(w);
     }
-    if (m->role == LC_ROLE_TOOL && m->name)
-      cJSON_AddStringToObject(o, "tool_name", m->name);
+    if (m->role == LC_ROLE_TOOL && m->name) {
+      lc_jsonw_key(w, "tool_name");
+      lc_jsonw_cstr(w, m->name);
+    }
+    lc_jsonw_obj_end(w);
   }
+  lc_jsonw_arr_end(w);
   return 0;
 }
 
@@ -75,68 +88,101 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
     snprintf(err, errlen, "no model given");
     return LC_EINVAL;
   }
-  cJSON *root = cJSON_CreateObject();
-  cJSON_AddStringToObject(root, "model", req->model);
-  if (add_msgs(req, root, err, errlen)) {
-    cJSON_Delete(root);
+  struct lc_buf body;
+  lc_buf_init(&body, 0);
+  struct lc_jsonw jw, *w = &jw;
+  lc_jsonw_init(w, &body);
+  /* Most bodies fit: fewer reallocations. A failure shows up later. */
+  (void)lc_buf_reserve(&body, 4096);
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "model");
+  lc_jsonw_cstr(w, req->model);
+  if (write_msgs(req, w, err, errlen)) {
+    lc_buf_free(&body);
     return LC_EINVAL;
   }
   /* Ollama streams unless told otherwise, so "stream" is always sent. */
-  cJSON_AddBoolToObject(root, "stream", req->stream != 0);
+  lc_jsonw_key(w, "stream");
+  lc_jsonw_bool(w, req->stream != 0);
   /* Ollama has no tool_choice: "none" is honoured by not offering tools;
    * required/named cannot be forced and fall back to offering them. */
   if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {
-    cJSON *tools = cJSON_AddArrayToObject(root, "tools");
+    lc_jsonw_key(w, "tools");
+    lc_jsonw_arr(w);
     for (size_t i = 0; i < req->n_tools; i++) {
       const struct lc_llm_tool *t = &req->tools[i];
-      cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "type", "function");
-      cJSON_AddItemToObject(o, "function", fn);
-      cJSON_AddStringToObject(fn, "name", t->name ? t->name : "");
-      if (t->description)
-        cJSON_AddStringToObject(fn, "description", t->description);
-      cJSON_AddItemToObject(fn, "parameters",
-                            t->schema ? cJSON_Duplicate(t->schema, 1)
-                                      : cJSON_CreateObject());
-      cJSON_AddItemToArray(tools, o);
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "type");
+      lc_jsonw_cstr(w, "function");
+      lc_jsonw_key(w, "function");
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "name");
+      lc_jsonw_cstr(w, t->name);
+      if (t->description) {
+        lc_jsonw_key(w, "description");
+        lc_jsonw_cstr(w, t->description);
+      }
+      lc_jsonw_key(w, "parameters");
+      lc_accum_w_schema(w, t, "{}");
+      lc_jsonw_obj_end(w);
+      lc_jsonw_obj_end(w);
     }
+    lc_jsonw_arr_end(w);
   }
-  if (req->format == LC_FORMAT_JSON)
-    cJSON_AddStringToObject(root, "format", "json");
-  else if (req->format == LC_FORMAT_JSON_SCHEMA)
-    cJSON_AddItemToObject(root, "format",
-                          req->response_schema
-                              ? cJSON_Duplicate(req->response_schema, 1)
-                              : cJSON_CreateObject());
-  cJSON *opt = cJSON_CreateObject();
-  if (req->set & LC_SET_TEMPERATURE)
-    cJSON_AddNumberToObject(opt, "temperature", req->temperature);
-  if (req->set & LC_SET_TOP_P)
-    cJSON_AddNumberToObject(opt, "top_p", req->top_p);
-  if (req->set & LC_SET_TOP_K)
-    cJSON_AddNumberToObject(opt, "top_k", req->top_k);
-  if (req->set & LC_SET_MAX_TOKENS)
-    cJSON_AddNumberToObject(opt, "num_predict", req->max_tokens);
-  if (req->set & LC_SET_SEED)
-    cJSON_AddNumberToObject(opt, "seed", (double)req->seed);
-  if (req->n_stop) {
-    cJSON *st = cJSON_AddArrayToObject(opt, "stop");
-    for (size_t i = 0; i < req->n_stop; i++)
-      cJSON_AddItemToArray(
-          st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
+  if (req->format == LC_FORMAT_JSON) {
+    lc_jsonw_key(w, "format");
+    lc_jsonw_cstr(w, "json");
+  } else if (req->format == LC_FORMAT_JSON_SCHEMA) {
+    lc_jsonw_key(w, "format");
+    if (req->response_schema)
+      lc_jsonw_cjson(w, req->response_schema);
+    else
+      lc_jsonw_raw(w, "{}", 2);
   }
-  if (cJSON_GetArraySize(opt))
-    cJSON_AddItemToObject(root, "options", opt);
-  else
-    cJSON_Delete(opt);
+  const unsigned opts = LC_SET_TEMPERATURE | LC_SET_TOP_P | LC_SET_TOP_K |
+                        LC_SET_MAX_TOKENS | LC_SET_SEED;
+  if ((req->set & opts) || req->n_stop) { /* omitted when empty */
+    lc_jsonw_key(w, "options");
+    lc_jsonw_obj(w);
+    if (req->set & LC_SET_TEMPERATURE) {
+      lc_jsonw_key(w, "temperature");
+      lc_jsonw_num(w, req->temperature);
+    }
+    if (req->set & LC_SET_TOP_P) {
+      lc_jsonw_key(w, "top_p");
+      lc_jsonw_num(w, req->top_p);
+    }
+    if (req->set & LC_SET_TOP_K) {
+      lc_jsonw_key(w, "top_k");
+      lc_jsonw_num(w, req->top_k);
+    }
+    if (req->set & LC_SET_MAX_TOKENS) {
+      lc_jsonw_key(w, "num_predict");
+      lc_jsonw_num(w, req->max_tokens);
+    }
+    if (req->set & LC_SET_SEED) {
+      lc_jsonw_key(w, "seed");
+      lc_jsonw_num(w, (double)req->seed);
+    }
+    if (req->n_stop) {
+      lc_jsonw_key(w, "stop");
+      lc_jsonw_arr(w);
+      for (size_t i = 0; i < req->n_stop; i++)
+        lc_jsonw_cstr(w, req->stop[i]);
+      lc_jsonw_arr_end(w);
+    }
+    lc_jsonw_obj_end(w);
+  }
+  lc_jsonw_obj_end(w);
 
   struct lc_buf url;
   lc_buf_init(&url, 0);
   int rc = base_url(req->base_url, &url);
   if (!rc)
-    rc = lc_accum_http_body(out, root);
-  else
-    cJSON_Delete(root);
+    rc = lc_jsonw_finish(w);
+  if (!rc)
+    rc = lc_accum_http_body_buf(out, &body);
+  lc_buf_free(&body);
   if (!rc)
     rc = lc_accum_http_url(out, url.data, "/api/chat");
   lc_buf_free(&url);

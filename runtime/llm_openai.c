@@ -7,47 +7,65 @@
 #include <string.h>
 
 #include "conv.h"
+#include "jsonw.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_accum.h"
 
 /* ---- request ---- */
 
-static cJSON *tool_call_json(const struct lc_llm_tool_call *c) {
-  cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-  cJSON_AddItemToObject(o, "function", fn);
-  cJSON_AddStringToObject(o, "id", c->id ? c->id : "");
-  cJSON_AddStringToObject(o, "type", "function");
-  cJSON_AddStringToObject(fn, "name", c->name ? c->name : "");
+/* The body is written straight to text (jsonw.h): a cJSON tree of the whole
+ * history cost a node allocation per value on every call. Member order is
+ * the one the tree had, so the bytes are the same. */
+
+static void write_call(struct lc_jsonw *w, const struct lc_llm_tool_call *c) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "function");
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "name");
+  lc_jsonw_cstr(w, c->name);
   /* OpenAI wants the arguments as the string the model wrote. */
-  char *printed = NULL;
-  const char *args = c->args_json;
-  if ((!args || !*args) && c->args)
-    args = printed = cJSON_PrintUnformatted(c->args);
-  cJSON_AddStringToObject(fn, "arguments", args && *args ? args : "{}");
-  cJSON_free(printed);
-  return o;
+  lc_jsonw_key(w, "arguments");
+  if (c->args_json && *c->args_json) {
+    lc_jsonw_cstr(w, c->args_json);
+  } else if (c->args) {
+    char *printed = cJSON_PrintUnformatted(c->args);
+    lc_jsonw_cstr(w, printed && *printed ? printed : "{}");
+    cJSON_free(printed);
+  } else {
+    lc_jsonw_cstr(w, "{}");
+  }
+  lc_jsonw_obj_end(w);
+  lc_jsonw_key(w, "id");
+  lc_jsonw_cstr(w, c->id);
+  lc_jsonw_key(w, "type");
+  lc_jsonw_cstr(w, "function");
+  lc_jsonw_obj_end(w);
 }
 
-static cJSON *msg_json(const struct lc_llm_msg *m) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "role", lc_llm_role_name(m->role));
+static void write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "role");
+  lc_jsonw_cstr(w, lc_llm_role_name(m->role));
+  lc_jsonw_key(w, "content");
   if (m->content)
-    cJSON_AddItemToObject(o, "content", cJSON_CreateString(m->content));
+    lc_jsonw_str(w, m->content, lc_accum_msg_len(m));
+  else if (m->role == LC_ROLE_TOOL)
+    lc_jsonw_cstr(w, "");
   else
-    cJSON_AddNullToObject(o, "content");
+    lc_jsonw_null(w);
   if (m->role == LC_ROLE_ASSISTANT && m->n_tool_calls) {
-    cJSON *arr = cJSON_AddArrayToObject(o, "tool_calls");
+    lc_jsonw_key(w, "tool_calls");
+    lc_jsonw_arr(w);
     for (size_t i = 0; i < m->n_tool_calls; i++)
-      cJSON_AddItemToArray(arr, tool_call_json(&m->tool_calls[i]));
+      write_call(w, &m->tool_calls[i]);
+    lc_jsonw_arr_end(w);
   }
   if (m->role == LC_ROLE_TOOL) {
-    cJSON_AddStringToObject(o, "tool_call_id",
-                            m->tool_call_id ? m->tool_call_id : "");
-    if (!m->content)
-      cJSON_ReplaceItemInObject(o, "content", cJSON_CreateString(""));
+    lc_jsonw_key(w, "tool_call_id");
+    lc_jsonw_cstr(w, m->tool_call_id);
   }
-  return o;
+  lc_jsonw_obj_end(w);
 }
 
 static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
@@ -57,86 +75,138 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
     snprintf(err, errlen, "no model given");
     return LC_EINVAL;
   }
-  cJSON *root = cJSON_CreateObject();
-  cJSON_AddStringToObject(root, "model", req->model);
-  cJSON *msgs = cJSON_AddArrayToObject(root, "messages");
+  struct lc_buf body;
+  lc_buf_init(&body, 0);
+  struct lc_jsonw jw, *w = &jw;
+  lc_jsonw_init(w, &body);
+  /* Most bodies fit: fewer reallocations. A failure shows up later. */
+  (void)lc_buf_reserve(&body, 4096);
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "model");
+  lc_jsonw_cstr(w, req->model);
+  lc_jsonw_key(w, "messages");
+  lc_jsonw_arr(w);
   for (size_t i = 0; i < req->n_msgs; i++)
-    cJSON_AddItemToArray(msgs, msg_json(&req->msgs[i]));
+    write_msg(w, &req->msgs[i]);
+  lc_jsonw_arr_end(w);
   if (req->n_tools) {
-    cJSON *tools = cJSON_AddArrayToObject(root, "tools");
+    lc_jsonw_key(w, "tools");
+    lc_jsonw_arr(w);
     for (size_t i = 0; i < req->n_tools; i++) {
       const struct lc_llm_tool *t = &req->tools[i];
-      cJSON *o = cJSON_CreateObject(), *fn = cJSON_CreateObject();
-      cJSON_AddStringToObject(o, "type", "function");
-      cJSON_AddItemToObject(o, "function", fn);
-      cJSON_AddStringToObject(fn, "name", t->name ? t->name : "");
-      if (t->description)
-        cJSON_AddStringToObject(fn, "description", t->description);
-      cJSON_AddItemToObject(fn, "parameters",
-                            t->schema ? cJSON_Duplicate(t->schema, 1)
-                                      : cJSON_CreateObject());
-      if (t->strict)
-        cJSON_AddTrueToObject(fn, "strict");
-      cJSON_AddItemToArray(tools, o);
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "type");
+      lc_jsonw_cstr(w, "function");
+      lc_jsonw_key(w, "function");
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "name");
+      lc_jsonw_cstr(w, t->name);
+      if (t->description) {
+        lc_jsonw_key(w, "description");
+        lc_jsonw_cstr(w, t->description);
+      }
+      lc_jsonw_key(w, "parameters");
+      lc_accum_w_schema(w, t, "{}");
+      if (t->strict) {
+        lc_jsonw_key(w, "strict");
+        lc_jsonw_bool(w, 1);
+      }
+      lc_jsonw_obj_end(w);
+      lc_jsonw_obj_end(w);
     }
+    lc_jsonw_arr_end(w);
   }
   switch (req->tool_choice) {
   case LC_TOOL_CHOICE_AUTO: break;
   case LC_TOOL_CHOICE_NONE:
-    cJSON_AddStringToObject(root, "tool_choice", "none");
+    lc_jsonw_key(w, "tool_choice");
+    lc_jsonw_cstr(w, "none");
     break;
   case LC_TOOL_CHOICE_REQUIRED:
-    cJSON_AddStringToObject(root, "tool_choice", "required");
+    lc_jsonw_key(w, "tool_choice");
+    lc_jsonw_cstr(w, "required");
     break;
-  case LC_TOOL_CHOICE_NAMED: {
-    cJSON *tc = cJSON_AddObjectToObject(root, "tool_choice");
-    cJSON_AddStringToObject(tc, "type", "function");
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(tc, "function"), "name",
-                            req->tool_choice_name ? req->tool_choice_name : "");
+  case LC_TOOL_CHOICE_NAMED:
+    lc_jsonw_key(w, "tool_choice");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "type");
+    lc_jsonw_cstr(w, "function");
+    lc_jsonw_key(w, "function");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "name");
+    lc_jsonw_cstr(w, req->tool_choice_name);
+    lc_jsonw_obj_end(w);
+    lc_jsonw_obj_end(w);
     break;
-  }
   }
   if (req->format == LC_FORMAT_JSON) {
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(root, "response_format"),
-                            "type", "json_object");
+    lc_jsonw_key(w, "response_format");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "type");
+    lc_jsonw_cstr(w, "json_object");
+    lc_jsonw_obj_end(w);
   } else if (req->format == LC_FORMAT_JSON_SCHEMA) {
-    cJSON *rf = cJSON_AddObjectToObject(root, "response_format");
-    cJSON_AddStringToObject(rf, "type", "json_schema");
-    cJSON *js = cJSON_AddObjectToObject(rf, "json_schema");
-    cJSON_AddStringToObject(
-        js, "name",
-        req->response_schema_name ? req->response_schema_name : "response");
-    cJSON_AddItemToObject(js, "schema",
-                          req->response_schema
-                              ? cJSON_Duplicate(req->response_schema, 1)
-                              : cJSON_CreateObject());
-    cJSON_AddTrueToObject(js, "strict");
+    lc_jsonw_key(w, "response_format");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "type");
+    lc_jsonw_cstr(w, "json_schema");
+    lc_jsonw_key(w, "json_schema");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "name");
+    lc_jsonw_cstr(w, req->response_schema_name ? req->response_schema_name
+                                               : "response");
+    lc_jsonw_key(w, "schema");
+    if (req->response_schema)
+      lc_jsonw_cjson(w, req->response_schema);
+    else
+      lc_jsonw_raw(w, "{}", 2);
+    lc_jsonw_key(w, "strict");
+    lc_jsonw_bool(w, 1);
+    lc_jsonw_obj_end(w);
+    lc_jsonw_obj_end(w);
   }
-  if (req->set & LC_SET_TEMPERATURE)
-    cJSON_AddNumberToObject(root, "temperature", req->temperature);
-  if (req->set & LC_SET_TOP_P)
-    cJSON_AddNumberToObject(root, "top_p", req->top_p);
+  if (req->set & LC_SET_TEMPERATURE) {
+    lc_jsonw_key(w, "temperature");
+    lc_jsonw_num(w, req->temperature);
+  }
+  if (req->set & LC_SET_TOP_P) {
+    lc_jsonw_key(w, "top_p");
+    lc_jsonw_num(w, req->top_p);
+  }
   /* top_k: api.openai.com rejects it; compatible servers that take it are
    * reached through their own extras, so it is not sent. */
-  if (req->set & LC_SET_MAX_TOKENS)
-    cJSON_AddNumberToObject(root, "max_tokens", req->max_tokens);
-  if (req->set & LC_SET_SEED)
-    cJSON_AddNumberToObject(root, "seed", (double)req->seed);
+  if (req->set & LC_SET_MAX_TOKENS) {
+    lc_jsonw_key(w, "max_tokens");
+    lc_jsonw_num(w, req->max_tokens);
+  }
+  if (req->set & LC_SET_SEED) {
+    lc_jsonw_key(w, "seed");
+    lc_jsonw_num(w, (double)req->seed);
+  }
   if (req->n_stop) {
-    cJSON *st = cJSON_AddArrayToObject(root, "stop");
+    lc_jsonw_key(w, "stop");
+    lc_jsonw_arr(w);
     for (size_t i = 0; i < req->n_stop; i++)
-      cJSON_AddItemToArray(
-          st, cJSON_CreateString(req->stop[i] ? req->stop[i] : ""));
+      lc_jsonw_cstr(w, req->stop[i]);
+    lc_jsonw_arr_end(w);
   }
   if (req->stream) {
-    cJSON_AddTrueToObject(root, "stream");
-    cJSON_AddTrueToObject(cJSON_AddObjectToObject(root, "stream_options"),
-                          "include_usage");
+    lc_jsonw_key(w, "stream");
+    lc_jsonw_bool(w, 1);
+    lc_jsonw_key(w, "stream_options");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "include_usage");
+    lc_jsonw_bool(w, 1);
+    lc_jsonw_obj_end(w);
   }
+  lc_jsonw_obj_end(w);
   const char *base = req->base_url && *req->base_url
                          ? req->base_url
                          : lc_llm_openai.default_base_url;
-  int rc = lc_accum_http_body(out, root);
+  int rc = lc_jsonw_finish(w);
+  if (!rc)
+    rc = lc_accum_http_body_buf(out, &body);
+  lc_buf_free(&body);
   if (!rc)
     rc = lc_accum_http_url(out, base, "/chat/completions");
   if (!rc)

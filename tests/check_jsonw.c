@@ -1,0 +1,286 @@
+/* check_jsonw.c: the JSON writer: escaping, numbers, nesting and commas,
+ * errors, and byte equality with cJSON_PrintUnformatted (the adapters and
+ * lc_conv_to_text rely on it: a body must not depend on the path that
+ * built it). */
+#include <check.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "conv.h"
+#include "jsonw.h"
+#include "lc.h"
+
+/* Writes one string value and returns the text (static buffer). */
+static const char *str_json(const char *s, size_t n) {
+  static char out[256];
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_str(&w, s, n);
+  ck_assert_int_eq(lc_jsonw_finish(&w), 0);
+  ck_assert_uint_lt(b.len, sizeof out);
+  memcpy(out, b.data, b.len + 1);
+  lc_buf_free(&b);
+  return out;
+}
+
+START_TEST(every_control_char_escaped) {
+  static const char *named[32] = {['\b'] = "\\b", ['\f'] = "\\f",
+                                  ['\n'] = "\\n", ['\r'] = "\\r",
+                                  ['\t'] = "\\t"};
+  for (int c = 0; c < 32; c++) {
+    char in[1] = {(char)c}, want[16];
+    if (named[c])
+      snprintf(want, sizeof want, "\"%s\"", named[c]);
+    else
+      snprintf(want, sizeof want, "\"\\u%04x\"", c);
+    ck_assert_str_eq(str_json(in, 1), want);
+  }
+  ck_assert_str_eq(str_json("\"", 1), "\"\\\"\"");
+  ck_assert_str_eq(str_json("\\", 1), "\"\\\\\"");
+  ck_assert_str_eq(str_json("/\x7f", 2), "\"/\x7f\""); /* not escaped */
+}
+END_TEST
+
+START_TEST(nul_and_utf8) {
+  ck_assert_str_eq(str_json("a\0b", 3), "\"a\\u0000b\"");
+  const char *u = "é ☃ 😀";
+  char want[64];
+  snprintf(want, sizeof want, "\"%s\"", u);
+  ck_assert_str_eq(str_json(u, strlen(u)), want);
+  ck_assert_str_eq(str_json("", 0), "\"\"");
+  /* Long runs around escapes exercise the 8-byte scan. */
+  char in[100], exp[200];
+  size_t k = 0;
+  exp[k++] = '"';
+  for (int i = 0; i < 100; i++) {
+    in[i] = (char)(i % 37 == 36 ? '"' : 'a' + i % 26);
+    if (in[i] == '"')
+      exp[k++] = '\\';
+    exp[k++] = in[i];
+  }
+  exp[k++] = '"';
+  exp[k] = '\0';
+  ck_assert_str_eq(str_json(in, 100), exp);
+}
+END_TEST
+
+START_TEST(strings_match_cjson) {
+  for (int c = 0; c < 256; c++) {
+    for (int pos = 0; pos < 10; pos++) {
+      char s[12];
+      memset(s, 'x', 11);
+      s[11] = '\0';
+      s[pos] = (char)(c ? c : 'y');
+      cJSON *j = cJSON_CreateString(s);
+      char *p = cJSON_PrintUnformatted(j);
+      ck_assert_str_eq(str_json(s, 11), p);
+      free(p);
+      cJSON_Delete(j);
+    }
+  }
+}
+END_TEST
+
+START_TEST(numbers_match_cjson) {
+  double vals[] = {0,
+                   -0.0,
+                   1,
+                   -1,
+                   0.5,
+                   0.1,
+                   1.0 / 3,
+                   2147483647.0,
+                   2147483648.0,
+                   -2147483649.0,
+                   1e15 - 1,
+                   1e15,
+                   -1e15,
+                   9007199254740993.0,
+                   1e300,
+                   -1e-300,
+                   5e-324,
+                   0.1 + 0.2,
+                   123456789.125,
+                   NAN,
+                   INFINITY,
+                   -INFINITY};
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 20000; i++) {
+    double d;
+    if (i < (int)(sizeof vals / sizeof *vals)) {
+      d = vals[i];
+    } else {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      if (i % 3 == 0)
+        d = (double)(int64_t)(x % 2000000001) - 1e9;
+      else if (i % 3 == 1)
+        d = (double)(int64_t)(x >> 11) / (double)(1 + x % 1000);
+      else
+        memcpy(&d, &x, sizeof d);
+    }
+    char mine[32];
+    lc_jsonw_fmt_num(d, mine);
+    cJSON *j = cJSON_CreateNumber(d);
+    char *p = cJSON_PrintUnformatted(j);
+    ck_assert_msg(strcmp(mine, p) == 0, "%.17g: %s vs cJSON %s", d, mine, p);
+    free(p);
+    cJSON_Delete(j);
+  }
+}
+END_TEST
+
+START_TEST(nesting_and_commas) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_obj(&w);
+  lc_jsonw_key(&w, "a");
+  lc_jsonw_arr(&w);
+  lc_jsonw_num(&w, 1);
+  lc_jsonw_arr(&w);
+  lc_jsonw_arr_end(&w);
+  lc_jsonw_obj(&w);
+  lc_jsonw_obj_end(&w);
+  lc_jsonw_null(&w);
+  lc_jsonw_bool(&w, 0);
+  lc_jsonw_arr_end(&w);
+  lc_jsonw_key(&w, "k\"");
+  lc_jsonw_raw(&w, "{\"x\":2}", 7);
+  lc_jsonw_key(&w, "c");
+  lc_jsonw_cstr(&w, NULL);
+  lc_jsonw_obj_end(&w);
+  ck_assert_int_eq(lc_jsonw_finish(&w), 0);
+  ck_assert_str_eq(b.data,
+                   "{\"a\":[1,[],{},null,false],\"k\\\"\":{\"x\":2},\"c\":\"\"}");
+  lc_buf_free(&b);
+}
+END_TEST
+
+START_TEST(trees_match_cjson) {
+  const char *src =
+      "{\"a\":[1,2.5,-3e-7,\"x\\u0001\\n\",true,false,null,{},[]],"
+      "\"b\":{\"c\":{\"d\":[[[]]]}},\"\":\"empty key\",\"u\":\"\\u00e9\"}";
+  cJSON *j = cJSON_Parse(src);
+  ck_assert_ptr_nonnull(j);
+  char *p = cJSON_PrintUnformatted(j);
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_cjson(&w, j);
+  ck_assert_int_eq(lc_jsonw_finish(&w), 0);
+  ck_assert_str_eq(b.data, p);
+  free(p);
+  cJSON_Delete(j);
+  lc_buf_free(&b);
+}
+END_TEST
+
+START_TEST(errors_are_sticky) {
+  struct lc_buf b;
+  lc_buf_init(&b, 16); /* a hard limit */
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_arr(&w);
+  lc_jsonw_cstr(&w, "this string is longer than sixteen bytes");
+  ck_assert_int_eq(lc_jsonw_finish(&w), LC_ETOOBIG);
+  lc_jsonw_num(&w, 1); /* ignored */
+  lc_jsonw_arr_end(&w);
+  ck_assert_int_eq(lc_jsonw_finish(&w), LC_ETOOBIG);
+  lc_buf_free(&b);
+
+  lc_buf_init(&b, 0);
+  lc_jsonw_init(&w, &b);
+  for (int i = 0; i <= LC_JSONW_MAX_DEPTH; i++)
+    lc_jsonw_arr(&w);
+  ck_assert_int_eq(lc_jsonw_finish(&w), LC_EINVAL);
+  lc_buf_free(&b);
+
+  /* Out of memory, at every allocation. */
+  for (long n = 1; n < 8; n++) {
+    lc_buf_init(&b, 0);
+    lc_jsonw_init(&w, &b);
+    lc_alloc_fail_after(n);
+    lc_jsonw_obj(&w);
+    lc_jsonw_key(&w, "k");
+    char big[3000];
+    memset(big, 'z', sizeof big);
+    lc_jsonw_str(&w, big, sizeof big);
+    lc_jsonw_obj_end(&w);
+    int rc = lc_jsonw_finish(&w);
+    lc_alloc_fail_after(0);
+    ck_assert(rc == 0 || rc == LC_ENOMEM);
+    if (rc == 0)
+      ck_assert_uint_eq(b.len, sizeof big + 8);
+    lc_buf_free(&b);
+  }
+}
+END_TEST
+
+/* lc_conv_to_text gives the bytes of lc_conv_to_json + print, or the same
+ * error message. */
+static void same_as_tree(lua_State *L, const char *expr) {
+  ck_assert_msg(luaL_dostring(L, expr) == 0, "%s", lua_tostring(L, -1));
+  cJSON *j = NULL;
+  char e1[256], e2[256];
+  int r1 = lc_conv_to_json(L, -1, &j, e1, sizeof e1);
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  int r2 = lc_conv_to_text(L, -1, &b, e2, sizeof e2);
+  ck_assert_int_eq(r1, r2);
+  if (r1 == 0) {
+    char *p = lc_json_print(j);
+    ck_assert_str_eq(b.data, p);
+    free(p);
+  } else {
+    ck_assert_str_eq(e1, e2);
+  }
+  cJSON_Delete(j);
+  lc_buf_free(&b);
+  lua_settop(L, 0);
+}
+
+START_TEST(conv_text_matches_tree) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  same_as_tree(L, "return {type='object', properties={key={type='string'}},"
+                  " required={'key'}}");
+  same_as_tree(L, "return {a={1,2,{b='x\\n\\0'}}, n=1.5, i=2^53, m=-7,"
+                  " t=true, f=false}");
+  same_as_tree(L, "return {a={1,2,{b='x\\1'}}, big=1e300, s='\\u{e9}'}");
+  same_as_tree(L, "return setmetatable({}, {__jsontype='array'})");
+  same_as_tree(L, "return {}");
+  same_as_tree(L, "return 'plain'");
+  same_as_tree(L, "return 42");
+  same_as_tree(L, "return {a={1,2,print}}");         /* error + path */
+  same_as_tree(L, "return {1,2,nil,4}");             /* holes */
+  same_as_tree(L, "return {1, x=2}");                /* mixed */
+  same_as_tree(L, "return {s='\\xff'}");             /* bad UTF-8 */
+  same_as_tree(L, "return {x=0/0}");                 /* NaN */
+  same_as_tree(L, "local t = {} t.t = t return t");  /* depth limit */
+  lua_close(L);
+}
+END_TEST
+
+Suite *jsonw_suite(void) {
+  Suite *s = suite_create("jsonw");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, every_control_char_escaped);
+  tcase_add_test(tc, nul_and_utf8);
+  tcase_add_test(tc, strings_match_cjson);
+  tcase_add_test(tc, numbers_match_cjson);
+  tcase_add_test(tc, nesting_and_commas);
+  tcase_add_test(tc, trees_match_cjson);
+  tcase_add_test(tc, errors_are_sticky);
+  tcase_add_test(tc, conv_text_matches_tree);
+  suite_add_tcase(s, tc);
+  return s;
+}
