@@ -402,6 +402,7 @@ int main(int argc, char **argv) {
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) {
       dup2(devnull, 1);
+      dup2(devnull, 2); /* whoever started us may wait for EOF on these */
       close(devnull);
     }
   }
