@@ -18,6 +18,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  run FILE.lua [ARGS...]   run a Lua agent script with the luact module\n"
+    "  chat DIR [ARGS...]       talk to the agent in DIR in the terminal\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help (also: luact <command> --help)\n"
@@ -222,6 +223,42 @@ static int cmd_run(int argc, char **argv) {
   return lc_workers_run(workers, run_script, &ctx);
 }
 
+static const char usage_chat[] =
+    "usage: luact chat [run options] DIR [ARGS...]\n"
+    "\n"
+    "Talks to the agent in DIR in the terminal: runs DIR/chat.lua (else\n"
+    "DIR/main.lua) as `luact run` does; the script reads the user's lines.\n"
+    "See docs/shopbot.md (luact chat examples/shopbot).\n";
+
+/* chat DIR: run DIR/chat.lua or DIR/main.lua with the run options. */
+static int cmd_chat(int argc, char **argv) {
+  int i = 0;
+  while (i < argc && argv[i][0] == '-') {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      fputs(usage_chat, stdout);
+      return 0;
+    }
+    i += strcmp(argv[i], "--trace") == 0 ? 2 : 1;
+  }
+  if (i >= argc) {
+    fputs(usage_chat, stderr);
+    return 2;
+  }
+  static char path[4096];
+  const char *names[] = {"chat.lua", "main.lua"};
+  for (int k = 0; k < 2; k++) {
+    snprintf(path, sizeof path, "%s/%s", argv[i], names[k]);
+    FILE *f = fopen(path, "r");
+    if (f) {
+      fclose(f);
+      argv[i] = path;
+      return cmd_run(argc, argv);
+    }
+  }
+  fprintf(stderr, "luact chat: no chat.lua or main.lua in '%s'\n", argv[i]);
+  return 2;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     fputs(usage_main, stderr);
@@ -237,6 +274,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
+  if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 2, argv + 2);
   fprintf(stderr, "luact: unknown command '%s' (see luact --help)\n", cmd);
   return 2;
 }
