@@ -8,6 +8,11 @@
 
 #include "lc.h"
 
+/* The registry lives as long as the process (it is shared by every worker
+ * and run), so it uses plain calloc/free, outside lc_malloc's per-run
+ * accounting. */
+#include <stdlib.h>
+
 struct lc_governor {
   struct lc_governor *next;
   char provider[32];
@@ -37,7 +42,7 @@ int lc_governor_configure(const char *provider, const struct lc_governor_limits 
   struct provider_limits *p = limits;
   while (p && strcmp(p->provider, provider) != 0) p = p->next;
   if (!p) {
-    p = lc_calloc(1, sizeof *p);
+    p = calloc(1, sizeof *p);
     if (!p) {
       pthread_mutex_unlock(&mu);
       return LC_ENOMEM;
@@ -64,7 +69,7 @@ struct lc_governor *lc_governor_for(const char *provider, const char *base_url,
   if (p && (p->lim.rpm > 0 || p->lim.tpm > 0)) {
     for (g = govs; g; g = g->next)
       if (g->key_hash == h && strcmp(g->provider, provider) == 0) break;
-    if (!g && (g = lc_calloc(1, sizeof *g))) {
+    if (!g && (g = calloc(1, sizeof *g))) {
       snprintf(g->provider, sizeof g->provider, "%s", provider);
       g->key_hash = h;
       g->lim = p->lim;
@@ -111,12 +116,12 @@ void lc_governor_reset_all(void) {
   while (govs) {
     struct lc_governor *g = govs;
     govs = g->next;
-    lc_free(g);
+    free(g);
   }
   while (limits) {
     struct provider_limits *p = limits;
     limits = p->next;
-    lc_free(p);
+    free(p);
   }
   pthread_mutex_unlock(&mu);
 }

@@ -305,6 +305,30 @@ START_TEST(tool_round_trip_messages) {
 }
 END_TEST
 
+START_TEST(rate_governor_spaces_requests) {
+  /* 600 rpm = one request per 100 ms for this provider and key, shared by
+   * every task: five concurrent calls must reach the server one at a time,
+   * each no sooner than 100 ms after the previous one. */
+  start("[{\"reply\":{\"openai\":{\"echo\":true}}}]");
+  ck_assert_msg(run("luact.llm.limits{openai = {rpm = 600}}\n"
+                    "local fns = {}\n"
+                    "for i = 1, 5 do fns[i] = function() return assert(luact.llm.chat{model='openai:m',"
+                    " base_url=BASE..'/v1', prompt='p'..i}).text end end\n"
+                    "return table.concat(luact.parallel(fns), ',')") == 0, "%s", err);
+  ck_assert_str_eq(out, "p1,p2,p3,p4,p5");
+  char *log = lc_mock_requests(&mock);
+  for (int i = 1; i < 5; i++) {
+    double gap = json_num(log, "time_ms", i) - json_num(log, "time_ms", i - 1);
+    ck_assert_msg(gap >= 99.0, "request %d came %.1f ms after the previous one", i, gap);
+  }
+  free(log);
+  char *stats = lc_mock_stats(&mock);
+  ck_assert_msg(json_num(stats, "peak_in_flight", 0) == 1, "%s", stats);
+  free(stats);
+  stop();
+}
+END_TEST
+
 Suite *llm_client_suite(void) {
   Suite *s = suite_create("llm_client");
   TCase *tc = tcase_create("loopback");
@@ -327,6 +351,7 @@ Suite *llm_client_suite(void) {
   tcase_add_test(tc, timeout_cancels_the_transfer);
   tcase_add_test(tc, config_errors_are_clear_and_keys_hidden);
   tcase_add_test(tc, tool_round_trip_messages);
+  tcase_add_test(tc, rate_governor_spaces_requests);
   suite_add_tcase(s, tc);
   return s;
 }

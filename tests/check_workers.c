@@ -1,0 +1,73 @@
+/* check_workers.c: `luact run --workers N`: every worker runs the script in
+ * its own state; luact.worker.sum/max/barrier combine; exit codes. Runs the
+ * real binary as a subprocess. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char out[4096];
+
+static int run_cli(const char *args, const char *script) {
+  char path[] = "/tmp/lc-workers-XXXXXX.lua";
+  int fd = mkstemps(path, 4);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, script, strlen(script)), (ssize_t)strlen(script));
+  close(fd);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s/luact run %s %s 2>&1", LC_BINARY_DIR, args, path);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  int st = pclose(p);
+  unlink(path);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+START_TEST(each_worker_runs_and_results_combine) {
+  int rc = run_cli("--workers 3",
+                   "local w = luact.worker\n"
+                   "local ids = w.sum('ids', w.id)\n"
+                   "local n = w.sum('n', 1)\n"
+                   "local again = w.sum('ids', w.id * 10)\n"
+                   "local top = w.max('top', w.id)\n"
+                   "if w.id == 1 then print(string.format('%d %d %d %d %d', w.count, ids, n, again, top)) end\n");
+  ck_assert_int_eq(rc, 0);
+  ck_assert_str_eq(out, "3 6 3 60 3\n");
+}
+END_TEST
+
+START_TEST(worker_states_are_separate) {
+  /* A global set by one worker is invisible to the others. */
+  int rc = run_cli("--workers 2",
+                   "if luact.worker.id == 1 then shared = 'one' end\n"
+                   "luact.worker.barrier()\n"
+                   "local seen = luact.worker.sum('seen', shared and 1 or 0)\n"
+                   "if luact.worker.id == 2 then print('seen', seen) end\n");
+  ck_assert_int_eq(rc, 0);
+  ck_assert_str_eq(out, "seen\t1.0\n");
+}
+END_TEST
+
+START_TEST(a_failing_worker_fails_the_run) {
+  int rc = run_cli("--workers 2", "if luact.worker.id == 2 then error('worker two broke') end\n");
+  ck_assert_int_eq(rc, 1);
+  ck_assert_msg(strstr(out, "worker two broke") != NULL, "%s", out);
+  ck_assert_int_eq(run_cli("--workers 0", "return 0"), 2);
+  ck_assert_int_eq(run_cli("--workers auto", "return luact.worker.count >= 1 and 0 or 1"), 0);
+}
+END_TEST
+
+Suite *workers_suite(void) {
+  Suite *s = suite_create("workers");
+  TCase *tc = tcase_create("cli");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, each_worker_runs_and_results_combine);
+  tcase_add_test(tc, worker_states_are_separate);
+  tcase_add_test(tc, a_failing_worker_fails_the_run);
+  suite_add_tcase(s, tc);
+  return s;
+}
