@@ -306,11 +306,12 @@ START_TEST(tool_round_trip_messages) {
 END_TEST
 
 START_TEST(rate_governor_spaces_requests) {
-  /* 600 rpm = one request per 100 ms for this provider and key, shared by
-   * every task: five concurrent calls must reach the server one at a time,
-   * each no sooner than 100 ms after the previous one. */
+  /* 300 rpm = one request per 200 ms for this provider and key, shared by
+   * every task: five concurrent calls must reach the server one at a time.
+   * The mock logs arrivals, not sends, so a delayed delivery of one request
+   * can shorten the next gap: the bound leaves 50 ms for that. */
   start("[{\"reply\":{\"openai\":{\"echo\":true}}}]");
-  ck_assert_msg(run("luact.llm.limits{openai = {rpm = 600}}\n"
+  ck_assert_msg(run("luact.llm.limits{openai = {rpm = 300}}\n"
                     "local fns = {}\n"
                     "for i = 1, 5 do fns[i] = function() return assert(luact.llm.chat{model='openai:m',"
                     " base_url=BASE..'/v1', prompt='p'..i}).text end end\n"
@@ -319,7 +320,7 @@ START_TEST(rate_governor_spaces_requests) {
   char *log = lc_mock_requests(&mock);
   for (int i = 1; i < 5; i++) {
     double gap = json_num(log, "time_ms", i) - json_num(log, "time_ms", i - 1);
-    ck_assert_msg(gap >= 99.0, "request %d came %.1f ms after the previous one", i, gap);
+    ck_assert_msg(gap >= 150.0, "request %d came %.1f ms after the previous one", i, gap);
   }
   free(log);
   char *stats = lc_mock_stats(&mock);
