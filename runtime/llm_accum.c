@@ -784,3 +784,51 @@ int lc_accum_stream_end(struct lc_llm_stream *st, struct lc_llm_response *out,
   lc_accum_set_cb(&st->acc, NULL, NULL);
   return lc_accum_build(&st->acc, out);
 }
+
+int lc_accum_sse_feed(struct lc_llm_stream *st, const char *data, size_t len,
+                      lc_llm_delta_fn cb, void *ud, lc_sse_fn on_event) {
+  if (st->acc.err)
+    return LC_EINVAL;
+  lc_accum_set_cb(&st->acc, cb, ud);
+  int rc = lc_sse_feed(&st->sse, data, len, on_event, st);
+  if (rc && st->sse.failed)
+    lc_accum_fail(&st->acc, LC_LLM_EBADRESP, NULL, "%s", st->sse.err);
+  return st->acc.err ? LC_EINVAL : 0;
+}
+
+int lc_accum_sse_end(struct lc_llm_stream *st, struct lc_llm_response *out,
+                     const char *marker) {
+  lc_sse_end(&st->sse);
+  return lc_accum_stream_end(st, out, marker);
+}
+
+void lc_accum_write_sampling(struct lc_jsonw *w, const struct lc_llm_request *req,
+                             const char *top_k_key, const char *max_tokens_key) {
+  if (req->set & LC_SET_TEMPERATURE) {
+    lc_jsonw_key(w, "temperature");
+    lc_jsonw_num(w, req->temperature);
+  }
+  if (req->set & LC_SET_TOP_P) {
+    lc_jsonw_key(w, "top_p");
+    lc_jsonw_num(w, req->top_p);
+  }
+  if (top_k_key && (req->set & LC_SET_TOP_K)) {
+    lc_jsonw_key(w, top_k_key);
+    lc_jsonw_num(w, req->top_k);
+  }
+  if (req->set & LC_SET_MAX_TOKENS) {
+    lc_jsonw_key(w, max_tokens_key);
+    lc_jsonw_num(w, req->max_tokens);
+  }
+  if (req->set & LC_SET_SEED) {
+    lc_jsonw_key(w, "seed");
+    lc_jsonw_num(w, (double)req->seed);
+  }
+  if (req->n_stop) {
+    lc_jsonw_key(w, "stop");
+    lc_jsonw_arr(w);
+    for (size_t i = 0; i < req->n_stop; i++)
+      lc_jsonw_cstr(w, req->stop[i]);
+    lc_jsonw_arr_end(w);
+  }
+}

@@ -168,5 +168,18 @@ void lc_accum_stream_free(struct lc_llm_stream *st);
  * ("stream ended before <marker>"), becomes out->err and LC_EINVAL. */
 int lc_accum_stream_end(struct lc_llm_stream *st, struct lc_llm_response *out,
                         const char *marker);
+/* The SSE providers' stream_feed / stream_end: bytes through the SSE parser
+ * into on_event (the adapter's per-event handler); a parser failure is a
+ * bad_response. */
+int lc_accum_sse_feed(struct lc_llm_stream *st, const char *data, size_t len,
+                      lc_llm_delta_fn cb, void *ud, lc_sse_fn on_event);
+int lc_accum_sse_end(struct lc_llm_stream *st, struct lc_llm_response *out,
+                     const char *marker);
+
+struct lc_jsonw;
+/* Writes the sampling fields that are set: temperature, top_p, top_k (when
+ * top_k_key is not NULL), max_tokens under max_tokens_key, seed, stop. */
+void lc_accum_write_sampling(struct lc_jsonw *w, const struct lc_llm_request *req,
+                             const char *top_k_key, const char *max_tokens_key);
 
 #endif

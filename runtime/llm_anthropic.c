@@ -425,18 +425,11 @@ static struct lc_llm_stream *stream_new(void) { return lc_accum_stream_new(); }
 
 static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
                        lc_llm_delta_fn cb, void *ud) {
-  if (st->acc.err)
-    return LC_EINVAL;
-  lc_accum_set_cb(&st->acc, cb, ud);
-  int rc = lc_sse_feed(&st->sse, data, len, on_event, st);
-  if (rc && st->sse.failed)
-    lc_accum_fail(&st->acc, LC_LLM_EBADRESP, NULL, "%s", st->sse.err);
-  return st->acc.err ? LC_EINVAL : 0;
+  return lc_accum_sse_feed(st, data, len, cb, ud, on_event);
 }
 
 static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
-  lc_sse_end(&st->sse);
-  return lc_accum_stream_end(st, out, "message_stop");
+  return lc_accum_sse_end(st, out, "message_stop");
 }
 
 const struct lc_llm_adapter lc_llm_anthropic = {

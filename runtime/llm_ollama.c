@@ -144,33 +144,7 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   if ((req->set & opts) || req->n_stop) { /* omitted when empty */
     lc_jsonw_key(w, "options");
     lc_jsonw_obj(w);
-    if (req->set & LC_SET_TEMPERATURE) {
-      lc_jsonw_key(w, "temperature");
-      lc_jsonw_num(w, req->temperature);
-    }
-    if (req->set & LC_SET_TOP_P) {
-      lc_jsonw_key(w, "top_p");
-      lc_jsonw_num(w, req->top_p);
-    }
-    if (req->set & LC_SET_TOP_K) {
-      lc_jsonw_key(w, "top_k");
-      lc_jsonw_num(w, req->top_k);
-    }
-    if (req->set & LC_SET_MAX_TOKENS) {
-      lc_jsonw_key(w, "num_predict");
-      lc_jsonw_num(w, req->max_tokens);
-    }
-    if (req->set & LC_SET_SEED) {
-      lc_jsonw_key(w, "seed");
-      lc_jsonw_num(w, (double)req->seed);
-    }
-    if (req->n_stop) {
-      lc_jsonw_key(w, "stop");
-      lc_jsonw_arr(w);
-      for (size_t i = 0; i < req->n_stop; i++)
-        lc_jsonw_cstr(w, req->stop[i]);
-      lc_jsonw_arr_end(w);
-    }
+    lc_accum_write_sampling(w, req, "top_k", "num_predict");
     lc_jsonw_obj_end(w);
   }
   lc_jsonw_obj_end(w);

@@ -165,31 +165,9 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
     lc_jsonw_obj_end(w);
     lc_jsonw_obj_end(w);
   }
-  if (req->set & LC_SET_TEMPERATURE) {
-    lc_jsonw_key(w, "temperature");
-    lc_jsonw_num(w, req->temperature);
-  }
-  if (req->set & LC_SET_TOP_P) {
-    lc_jsonw_key(w, "top_p");
-    lc_jsonw_num(w, req->top_p);
-  }
   /* top_k: api.openai.com rejects it; compatible servers that take it are
    * reached through their own extras, so it is not sent. */
-  if (req->set & LC_SET_MAX_TOKENS) {
-    lc_jsonw_key(w, "max_tokens");
-    lc_jsonw_num(w, req->max_tokens);
-  }
-  if (req->set & LC_SET_SEED) {
-    lc_jsonw_key(w, "seed");
-    lc_jsonw_num(w, (double)req->seed);
-  }
-  if (req->n_stop) {
-    lc_jsonw_key(w, "stop");
-    lc_jsonw_arr(w);
-    for (size_t i = 0; i < req->n_stop; i++)
-      lc_jsonw_cstr(w, req->stop[i]);
-    lc_jsonw_arr_end(w);
-  }
+  lc_accum_write_sampling(w, req, NULL, "max_tokens");
   if (req->stream) {
     lc_jsonw_key(w, "stream");
     lc_jsonw_bool(w, 1);
@@ -424,18 +402,11 @@ static struct lc_llm_stream *stream_new(void) { return lc_accum_stream_new(); }
 
 static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
                        lc_llm_delta_fn cb, void *ud) {
-  if (st->acc.err)
-    return LC_EINVAL;
-  lc_accum_set_cb(&st->acc, cb, ud);
-  int rc = lc_sse_feed(&st->sse, data, len, on_event, st);
-  if (rc && st->sse.failed)
-    lc_accum_fail(&st->acc, LC_LLM_EBADRESP, NULL, "%s", st->sse.err);
-  return st->acc.err ? LC_EINVAL : 0;
+  return lc_accum_sse_feed(st, data, len, cb, ud, on_event);
 }
 
 static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
-  lc_sse_end(&st->sse);
-  return lc_accum_stream_end(st, out, "[DONE]");
+  return lc_accum_sse_end(st, out, "[DONE]");
 }
 
 const struct lc_llm_adapter lc_llm_openai = {
