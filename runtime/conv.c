@@ -1,6 +1,8 @@
 /* conv.c: Lua <-> cJSON conversion and checked JSON parsing. */
 #include "conv.h"
 
+#include "jcanon.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -120,6 +122,10 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
       lua_pop(L, 1);
       cJSON_AddItemToObject(j, k, c); /* cJSON copies the key */
     }
+    /* Lua's iteration order changes from run to run (hash seeds): sorted
+     * keys make the same table give the same JSON, so prompts, journal
+     * hashes and provider prompt caches see the same bytes. */
+    lc_jcanon_sort(j, 0);
   }
   *out = j;
   return 0;

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "effect.h"
 #include "http.h"
+#include "l_effect.h"
 #include "l_luact.h"
 #include "l_react.h"
 #include "sched.h"
@@ -41,6 +43,17 @@ static const char usage_run[] =
     "                FILE as JSON lines, as they happen\n"
     "  --quiet       no live step lines on stderr (shown by default when\n"
     "                stderr is a terminal)\n"
+    "  --record FILE write the run's effect journal to FILE (JSON lines: every\n"
+    "                LLM call, tool call, HTTP request, luact.now/random/ask;\n"
+    "                never an API key); see docs/journal.md\n"
+    "  --replay FILE run again answering every effect from FILE, without the\n"
+    "                network; the first effect that differs stops the run\n"
+    "                (exit 3, the difference on stderr); an at-most-once\n"
+    "                effect started but never finished stops it (exit 4)\n"
+    "  --input FILE  answers for luact.ask, one per line (default: stdin)\n"
+    "  --journal-sync all|effectful|none\n"
+    "                when to fsync the journal (default effectful: intents of\n"
+    "                at-most-once effects, results of non-pure ones)\n"
     "  -h, --help    show this help\n";
 
 /* Decides the exit code from the root task's results (on its stack). */
@@ -87,10 +100,29 @@ static int print_json(lua_State *L, lua_State *co) {
   return 0;
 }
 
+/* Exit code and message once the run ended, when the journal stopped it. */
+static int journal_verdict(struct lc_journal *j, int rc) {
+  switch (lc_journal_failed(j)) {
+    case LC_JOURNAL_MISMATCH:
+      fprintf(stderr, "luact: %s\n", lc_journal_error(j));
+      return 3;
+    case LC_JOURNAL_IN_DOUBT:
+      fprintf(stderr, "luact: status in_doubt: %s\n", lc_journal_error(j));
+      return 4;
+    case LC_JOURNAL_EIO:
+      fprintf(stderr, "luact: %s\n", lc_journal_error(j));
+      return rc ? rc : 1;
+    default:
+      return rc;
+  }
+}
+
 static int cmd_run(int argc, char **argv) {
   int i = 0;
   int json = 0;
   struct lc_run_opts ro = {0};
+  const char *record = NULL, *replay = NULL, *input = NULL;
+  enum lc_journal_sync jsync = LC_JOURNAL_SYNC_EFFECTFUL;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       fputs(usage_run, stdout);
@@ -112,6 +144,26 @@ static int cmd_run(int argc, char **argv) {
       ro.trace_path = argv[++i];
       continue;
     }
+    if (!strcmp(argv[i], "--record") || !strcmp(argv[i], "--replay") ||
+        !strcmp(argv[i], "--input") || !strcmp(argv[i], "--journal-sync")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "luact run: %s needs a%s\n", argv[i],
+                strcmp(argv[i], "--journal-sync") ? " FILE" : "n argument");
+        return 2;
+      }
+      const char *v = argv[++i];
+      if (!strcmp(argv[i - 1], "--record")) record = v;
+      else if (!strcmp(argv[i - 1], "--replay")) replay = v;
+      else if (!strcmp(argv[i - 1], "--input")) input = v;
+      else if (!strcmp(v, "all")) jsync = LC_JOURNAL_SYNC_ALL;
+      else if (!strcmp(v, "none")) jsync = LC_JOURNAL_SYNC_NONE;
+      else if (!strcmp(v, "effectful")) jsync = LC_JOURNAL_SYNC_EFFECTFUL;
+      else {
+        fprintf(stderr, "luact run: --journal-sync is all, effectful or none\n");
+        return 2;
+      }
+      continue;
+    }
     if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -124,18 +176,42 @@ static int cmd_run(int argc, char **argv) {
     return 2;
   }
   const char *file = argv[i];
+  if (record && replay) {
+    fprintf(stderr, "luact run: give --record or --replay, not both\n");
+    return 2;
+  }
+  struct lc_journal *jr;
+  char jerr[1024];
+  if (lc_journal_open(record ? LC_JOURNAL_RECORD : replay ? LC_JOURNAL_REPLAY : LC_JOURNAL_OFF,
+                      record ? record : replay, file, &jr, jerr, sizeof jerr)) {
+    fprintf(stderr, "luact: %s\n", jerr);
+    return 1;
+  }
+  lc_journal_set_sync(jr, jsync);
+  if (input) {
+    FILE *in = fopen(input, "r");
+    if (!in) {
+      fprintf(stderr, "luact: cannot open --input %s\n", input);
+      lc_journal_free(jr);
+      return 1;
+    }
+    lc_journal_set_input(jr, in);
+  }
   lc_http_global_init();
   lua_State *L = luaL_newstate();
   if (!L) {
     fprintf(stderr, "luact: cannot create a Lua state\n");
+    lc_journal_free(jr);
     return 1;
   }
   lc_lua_setup(L);
+  lc_l_journal_attach(L, jr);
   lc_react_set_run_opts(L, &ro);
   struct lc_sched *s;
   if (lc_sched_new(L, &s)) {
     fprintf(stderr, "luact: cannot create the scheduler\n");
     lua_close(L);
+    lc_journal_free(jr);
     return 1;
   }
   /* arg table like lua.c: arg[0] = script, arg[1..] = arguments. */
@@ -172,7 +248,9 @@ static int cmd_run(int argc, char **argv) {
     }
   }
   lc_sched_free(s);
-  lua_close(L);
+  lua_close(L); /* before the journal: closing may still cancel effects */
+  rc = journal_verdict(jr, rc);
+  lc_journal_free(jr);
   return rc;
 }
 

@@ -238,6 +238,16 @@ void lc_task_release(struct lc_task *t) {
 const char *lc_task_path(const struct lc_task *t) { return t->path; }
 unsigned long lc_task_next_seq(struct lc_task *t) { return ++t->seq; }
 
+void lc_task_counters(const struct lc_task *t, unsigned long *seq, unsigned long *children) {
+  *seq = t->seq;
+  *children = t->children;
+}
+
+void lc_task_skip(struct lc_task *t, unsigned long seqs, unsigned long children) {
+  t->seq += seqs;
+  t->children += children;
+}
+
 static void resume(struct lc_task *t) {
   lua_State *co = t->co;
   int nargs = 0;
