@@ -96,6 +96,7 @@ static int same_type(const cJSON *a, const cJSON *b) {
 /* Depth-first; path is the running prefix (truncated if very deep). */
 static int diff(const cJSON *a, const cJSON *b, char *path, size_t plen, size_t cap, char *out,
                 size_t outlen) {
+  if (!a && !b) return 0;
   if (!a || !b || !same_type(a, b)) goto differ;
   if (cJSON_IsArray(a)) {
     int i = 0;
