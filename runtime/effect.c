@@ -47,6 +47,8 @@ struct lc_journal {
   struct scope *scopes;
   enum lc_journal_fail failed;
   char err[2048];
+  long results; /* result lines written: their order */
+  struct lc_journal_deferred *deferred;
   long begun, replayed, ran;
 };
 
@@ -591,6 +593,7 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
     }
     cJSON_Delete(extra);
   }
+  if (l) cJSON_AddNumberToObject(l, "order", (double)++j->results);
   if (l && !cJSON_GetObjectItemCaseSensitive(l, "latency_ms"))
     cJSON_AddNumberToObject(l, "latency_ms", (double)(long)((lc_now_ms() - e->t0) * 1000) / 1000);
   int sync = j->sync == LC_JOURNAL_SYNC_ALL ||
@@ -617,6 +620,38 @@ const cJSON *lc_effect_member(const struct lc_effect_op *e, const char *name) {
 }
 const cJSON *lc_effect_result(const struct lc_effect_op *e) { return lc_effect_member(e, "result"); }
 const cJSON *lc_effect_error(const struct lc_effect_op *e) { return lc_effect_member(e, "error"); }
+
+/* ---- ordered completion ---- */
+
+void lc_journal_defer(struct lc_journal *j, const struct lc_effect_op *e,
+                      struct lc_journal_deferred *d) {
+  const cJSON *o = lc_effect_member(e, "order");
+  d->order = cJSON_IsNumber(o) ? o->valuedouble : 0;
+  d->next = j->deferred;
+  d->queued = 1;
+  j->deferred = d;
+}
+
+void lc_journal_undefer(struct lc_journal *j, struct lc_journal_deferred *d) {
+  if (!d->queued) return;
+  for (struct lc_journal_deferred **pp = &j->deferred; *pp; pp = &(*pp)->next)
+    if (*pp == d) {
+      *pp = d->next;
+      break;
+    }
+  d->queued = 0;
+}
+
+int lc_journal_idle(void *journal) {
+  struct lc_journal *j = journal;
+  struct lc_journal_deferred *best = NULL;
+  for (struct lc_journal_deferred *d = j->deferred; d; d = d->next)
+    if (!best || d->order < best->order) best = d;
+  if (!best) return 0;
+  lc_journal_undefer(j, best);
+  best->fire(best);
+  return 1;
+}
 
 /* ---- bytes as JSON ---- */
 

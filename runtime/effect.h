@@ -144,6 +144,27 @@ int lc_journal_scope_push(struct lc_journal *j, const void *task, const char *pa
                           unsigned long children);
 void lc_journal_scope_pop(struct lc_journal *j, const void *task);
 
+/* Ordered completion (replay). An effect that completes asynchronously
+ * (an LLM call) does not complete as soon as its answer is found: it is
+ * deferred, and lc_journal_idle releases the deferred one that completed
+ * first in the recording (result lines carry their order) whenever every
+ * task is blocked. So concurrent branches see their answers in the
+ * recorded order and print what the original run printed, whatever the
+ * replay's own timing. */
+struct lc_journal_deferred {
+  double order;
+  void (*fire)(struct lc_journal_deferred *d);
+  struct lc_journal_deferred *next;
+  int queued;
+};
+/* Queues d (caller-owned, must stay alive until fired or removed). */
+void lc_journal_defer(struct lc_journal *j, const struct lc_effect_op *e,
+                      struct lc_journal_deferred *d);
+void lc_journal_undefer(struct lc_journal *j, struct lc_journal_deferred *d);
+/* Fires the first deferred completion; returns 1 if one fired. Called by
+ * the scheduler when no task is ready (lc_sched_on_idle). */
+int lc_journal_idle(void *journal);
+
 /* Stops the run from outside an effect (e.g. a binding found the recorded
  * answer unusable). Keeps the first failure. */
 void lc_journal_fail(struct lc_journal *j, enum lc_journal_fail why, const char *msg);

@@ -24,6 +24,8 @@ static char journal_key;
 void lc_l_journal_attach(lua_State *L, struct lc_journal *j) {
   lua_pushlightuserdata(L, j);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &journal_key);
+  struct lc_sched *s = lc_sched_get(L);
+  if (s) lc_sched_on_idle(s, j ? lc_journal_idle : NULL, j);
 }
 
 struct lc_journal *lc_l_journal(lua_State *L) {

@@ -14,7 +14,9 @@
 
 struct lc_task;
 
-/* [-0, +0, m] The journal of the run on L's state (NULL detaches). */
+/* [-0, +0, m] The journal of the run on L's state (NULL detaches). Call it
+ * after lc_sched_new: it also hooks the journal's ordered replay into the
+ * scheduler's idle point. */
 void lc_l_journal_attach(lua_State *L, struct lc_journal *j);
 /* [-0, +0, -] NULL when no journal is attached. */
 struct lc_journal *lc_l_journal(lua_State *L);

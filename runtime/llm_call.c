@@ -1,6 +1,7 @@
 /* llm_call.c: one LLM call on the loop: attempts, retries, streaming. */
 #include "llm_call.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ struct lc_llm_call {
   struct lc_effect_op eff; /* journal state when opts.effect.j is set */
   int journaled;        /* a result line is owed (record mode) */
   cJSON *rec_deltas;    /* deltas of the current attempt, for the journal */
+  struct lc_journal_deferred replay; /* replay: released in recorded order */
 };
 
 void lc_llm_opts_default(struct lc_llm_opts *o) {
@@ -97,9 +99,10 @@ static void finish(struct lc_llm_call *c) {
   c->done(c, c->ud);
 }
 
-/* Replay: the recorded deltas, then the recorded response; from the loop. */
-static void on_replayed(struct lc_loop *loop, struct lc_timer *t) {
-  struct lc_llm_call *c = t->ud;
+/* Replay: the recorded deltas, then the recorded response; from the
+ * scheduler when every task waits (lc_journal_idle), in recorded order. */
+static void on_replayed(struct lc_journal_deferred *d) {
+  struct lc_llm_call *c = (struct lc_llm_call *)((char *)d - offsetof(struct lc_llm_call, replay));
   if (c->on_delta) lc_effect_llm_each_delta(&c->eff, c->on_delta, c->delta_ud);
   c->finished = 1;
   c->done(c, c->ud);
@@ -292,8 +295,8 @@ int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
       erc = lc_effect_llm_replay(&c->eff, resp);
       if (erc == LC_ENOMEM) goto nomem;
       if (erc == 0) {
-        c->timer.cb = on_replayed;
-        if (lc_timer_start(loop, &c->timer, 0) < 0) goto nomem;
+        c->replay.fire = on_replayed;
+        lc_journal_defer(c->opts.effect.j, &c->eff, &c->replay);
         *out = c;
         return 0;
       }
@@ -348,6 +351,7 @@ struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c) {
 void lc_llm_call_free(struct lc_llm_call *c) {
   if (!c) return;
   if (c->journaled) lc_effect_cancel(&c->eff, "cancelled");
+  if (c->replay.queued) lc_journal_undefer(c->opts.effect.j, &c->replay);
   cJSON_Delete(c->rec_deltas);
   if (c->loop) lc_timer_stop(c->loop, &c->timer);
   lc_http_op_cleanup(&c->op);

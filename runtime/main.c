@@ -205,7 +205,6 @@ static int cmd_run(int argc, char **argv) {
     return 1;
   }
   lc_lua_setup(L);
-  lc_l_journal_attach(L, jr);
   lc_react_set_run_opts(L, &ro);
   struct lc_sched *s;
   if (lc_sched_new(L, &s)) {
@@ -214,6 +213,7 @@ static int cmd_run(int argc, char **argv) {
     lc_journal_free(jr);
     return 1;
   }
+  lc_l_journal_attach(L, jr);
   /* arg table like lua.c: arg[0] = script, arg[1..] = arguments. */
   lua_createtable(L, argc - i - 1, 1);
   for (int k = i; k < argc; k++) {

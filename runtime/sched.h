@@ -93,6 +93,10 @@ unsigned long lc_task_next_seq(struct lc_task *t);
 void lc_task_counters(const struct lc_task *t, unsigned long *seq, unsigned long *children);
 void lc_task_skip(struct lc_task *t, unsigned long seqs, unsigned long children);
 long lc_sched_live_tasks(const struct lc_sched *s);
+/* Called when no task is ready, before the loop blocks; returns 1 when it
+ * made progress (woke a task). The journal's replay uses it to hand out
+ * recorded completions in their recorded order. NULL removes it. */
+void lc_sched_on_idle(struct lc_sched *s, int (*fn)(void *), void *ud);
 
 /* [-nargs-1, +(nresults|1), -] Calls a function from C with a traceback
  * message handler (the one way C enters Lua outside a lua_CFunction).

@@ -441,6 +441,37 @@ START_TEST(cli_weather) {
 }
 END_TEST
 
+/* luact.ask from --input (one answer, then eof), recorded, then replayed
+ * without the input file. */
+START_TEST(cli_ask) {
+  const char *src = lc_test_source_dir();
+  char in[256], jpath[256], o1[256], o2[256], cmd[2048];
+  long pid = (long)getpid();
+  snprintf(in, sizeof in, "/tmp/lc_effect_%ld_ask.in", pid);
+  snprintf(jpath, sizeof jpath, "/tmp/lc_effect_%ld_ask.jsonl", pid);
+  snprintf(o1, sizeof o1, "/tmp/lc_effect_%ld_ask.out1", pid);
+  snprintf(o2, sizeof o2, "/tmp/lc_effect_%ld_ask.out2", pid);
+  FILE *f = fopen(in, "w");
+  fputs("Ada\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s/luact run --record %s --input %s %s/tests/lua/effect_ask.lua > %s",
+           LC_BINARY_DIR, jpath, in, src, o1);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/luact run --replay %s %s/tests/lua/effect_ask.lua < /dev/null > %s",
+           LC_BINARY_DIR, jpath, src, o2);
+  ck_assert_int_eq(sh(cmd), 0);
+  char *a = lc_test_read_file(o1, NULL), *b = lc_test_read_file(o2, NULL);
+  ck_assert_str_eq(a, "Ada\tnil\tno input\teof\n");
+  ck_assert_str_eq(b, a);
+  free(a);
+  free(b);
+  unlink(in);
+  unlink(jpath);
+  unlink(o1);
+  unlink(o2);
+}
+END_TEST
+
 /* Every example in the repository records and replays (those that need
  * `cc` compile as they do in a normal run). */
 START_TEST(cli_every_example) {
@@ -480,6 +511,7 @@ Suite *effect_suite(void) {
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 300);
   tcase_add_test(cli, cli_weather);
+  tcase_add_test(cli, cli_ask);
   tcase_add_test(cli, cli_every_example);
   suite_add_tcase(s, cli);
   return s;
