@@ -1,9 +1,12 @@
 /* conv.c: Lua <-> cJSON conversion and checked JSON parsing. */
 #include "conv.h"
 
+#include "jcanon.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "jsonw.h"
@@ -125,6 +128,10 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
       lua_pop(L, 1);
       cJSON_AddItemToObject(j, k, c); /* cJSON copies the key */
     }
+    /* Lua's iteration order changes from run to run (hash seeds): sorted
+     * keys make the same table give the same JSON, so prompts, journal
+     * hashes and provider prompt caches see the same bytes. */
+    lc_jcanon_sort(j, 0);
   }
   *out = j;
   return 0;
@@ -190,6 +197,17 @@ int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen
 static int to_text(lua_State *L, int idx, struct lc_jsonw *w, struct path *path,
                    int depth, char *err, size_t errlen);
 
+struct tkey {
+  const char *k;
+  size_t kl;
+};
+
+static int tkey_cmp(const void *a, const void *b) {
+  const struct tkey *x = a, *y = b;
+  int c = memcmp(x->k, y->k, x->kl < y->kl ? x->kl : y->kl);
+  return c ? c : (x->kl > y->kl) - (x->kl < y->kl);
+}
+
 static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
                          struct path *path, int depth, char *err,
                          size_t errlen) {
@@ -220,23 +238,38 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
     }
     lc_jsonw_arr_end(w);
   } else {
-    lc_jsonw_obj(w);
+    /* Keys sorted as lc_conv_to_json sorts them (bytewise), so both paths
+     * give the same bytes for the same table whatever Lua's hash order.
+     * The key list lives in a userdata: freed by the GC if we raise. */
+    struct tkey *keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 0);
+    int kidx = lua_gettop(L);
+    size_t nk = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-      size_t kl;
-      const char *k = lua_tolstring(L, -2, &kl);
+      lua_pop(L, 1);
+      keys[nk].k = lua_tolstring(L, -1, &keys[nk].kl); /* anchored by the table */
+      nk++;
+    }
+    qsort(keys, nk, sizeof *keys, tkey_cmp);
+    lc_jsonw_obj(w);
+    for (size_t i = 0; i < nk; i++) {
+      const char *k = keys[i].k;
+      size_t kl = keys[i].kl;
       struct path p = {path, k, kl, 0};
       if (memchr(k, 0, kl) || !lc_utf8_valid(k, kl, NULL)) {
-        lua_pop(L, 2);
+        lua_settop(L, kidx - 1);
         struct path *pp = &p;
         path = pp;
         FAIL("object key is not valid UTF-8 text");
       }
       lc_jsonw_key(w, k);
+      lua_pushlstring(L, k, kl);
+      lua_rawget(L, idx);
       int rc = to_text(L, lua_gettop(L), w, &p, depth + 1, err, errlen);
-      if (rc) { lua_pop(L, 2); return rc; }
       lua_pop(L, 1);
+      if (rc) { lua_settop(L, kidx - 1); return rc; }
     }
+    lua_settop(L, kidx - 1);
     lc_jsonw_obj_end(w);
   }
   return w->err;

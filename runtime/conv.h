@@ -4,7 +4,8 @@
  * floats -> numbers; strings (must be valid UTF-8 without NUL bytes, which
  * cJSON cannot hold); tables -> arrays when their keys are exactly 1..n (n>0)
  * or they carry the array marker metatable, objects when every key is a
- * string (an empty table is an object unless marked). Anything else
+ * string (an empty table is an object unless marked; keys come out sorted,
+ * so the same table always gives the same text). Anything else
  * (functions, userdata, mixed keys, cycles, depth over LC_CONV_MAX_DEPTH) is
  * an error with a path such as "$.items[3].name".
  *

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "conv.h"
 #include "governor.h"
+#include "l_effect.h"
 #include "l_luact.h"
 #include "lc.h"
 #include "llm.h"
@@ -545,6 +546,11 @@ static int chat_k(lua_State *L, int status, lua_KContext ctx) {
     return lua_yieldk(L, 0, ctx, chat_k);
   }
   const struct lc_llm_response *r = lc_llm_call_response(b->call);
+  struct lc_journal *j = lc_l_journal(L);
+  if (j && lc_journal_failed(j) && r->err == LC_LLM_ECONFIG) {
+    box_close(b); /* a replay mismatch (or journal failure) stops the run */
+    return luaL_error(L, "%s", lc_journal_error(j));
+  }
   int n;
   if (b->oom) {
     lua_pushnil(L);
@@ -580,6 +586,7 @@ static int l_chat(lua_State *L) {
   lua_toclose(L, IDX_BOX);
   struct lc_llm_opts o;
   lc_l_parse_llm_common(L, IDX_OPTS, "luact.llm", b->req, &o);
+  lc_l_effect_src(L, task, &o.effect); /* journaled under this task's name */
   parse_request(L, IDX_OPTS, b);
   lua_getfield(L, IDX_OPTS, "stream"); /* opts box cb */
   if (!lua_isfunction(L, IDX_CB)) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "l_files.h"
+#include "l_effect.h"
 #include "l_http.h"
 #include "l_native.h"
 #include "l_sandbox.h"
@@ -32,11 +33,6 @@ static void load_embedded(lua_State *L, int mod) {
   }
 }
 
-static int l_now(lua_State *L) {
-  lua_pushnumber(L, lc_now_ms() / 1000.0);
-  return 1;
-}
-
 /* luact.<name> = open(L), in this order; embedded Lua runs after all. */
 static const struct submodule {
   const char *name;
@@ -52,8 +48,7 @@ int luaopen_luact(lua_State *L) {
   lc_open_task(L); /* the module table starts with sleep/spawn/wait/kill */
   lua_pushliteral(L, LUACT_VERSION);
   lua_setfield(L, -2, "version");
-  lua_pushcfunction(L, l_now);
-  lua_setfield(L, -2, "now");
+  lc_l_effect_register(L); /* now, random, ask: journaled effects */
   for (const struct submodule *m = submodules; m->name; m++) {
     m->open(L);
     lua_setfield(L, -2, m->name);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "conv.h"
+#include "l_effect.h"
 #include "l_luact.h"
 #include "lc.h"
 #include "llm.h"
@@ -558,6 +559,7 @@ static int l_react(lua_State *L) {
   struct lc_react_config cfg;
   lc_react_config_default(&cfg);
   lc_l_parse_llm_common(L, IDX_OPTS, "luact.react", b->req, &cfg.llm);
+  lc_l_effect_src(L, task, &cfg.llm.effect); /* the engine's calls: this task's effects */
   b->req->stream = opt_bool(L, IDX_OPTS, "stream", 0);
   const char *mode = opt_string(L, IDX_OPTS, "mode", 0);
   if (mode && !strcmp(mode, "text")) cfg.mode = LC_REACT_TEXT;

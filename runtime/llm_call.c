@@ -1,6 +1,7 @@
 /* llm_call.c: one LLM call on the loop: attempts, retries, streaming. */
 #include "llm_call.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,10 @@ struct lc_llm_call {
   int attempts;
   long deltas; /* delivered in the current attempt */
   int finished;
+  struct lc_effect_op eff; /* journal state when opts.effect.j is set */
+  int journaled;        /* a result line is owed (record mode) */
+  cJSON *rec_deltas;    /* deltas of the current attempt, for the journal */
+  struct lc_journal_deferred replay; /* replay: released in recorded order */
 };
 
 void lc_llm_opts_default(struct lc_llm_opts *o) {
@@ -38,6 +43,7 @@ void lc_llm_opts_default(struct lc_llm_opts *o) {
   o->idle_timeout_ms = 60000;
   o->request_timeout_ms = 600000;
   o->max_response_bytes = 16u << 20;
+  o->effect = (struct lc_effect_src){0};
 }
 
 static int has_scheme(const char *u) { return strstr(u, "://") != NULL; }
@@ -84,6 +90,21 @@ static void finish(struct lc_llm_call *c) {
   c->finished = 1;
   c->resp->latency_ms = lc_now_ms() - c->first_ms;
   c->resp->attempts = c->attempts;
+  if (c->journaled) {
+    /* Before the result reaches the caller (and so Lua). */
+    c->journaled = 0;
+    lc_effect_llm_end(&c->eff, c->resp, c->rec_deltas);
+    c->rec_deltas = NULL;
+  }
+  c->done(c, c->ud);
+}
+
+/* Replay: the recorded deltas, then the recorded response; from the
+ * scheduler when every task waits (lc_journal_idle), in recorded order. */
+static void on_replayed(struct lc_journal_deferred *d) {
+  struct lc_llm_call *c = (struct lc_llm_call *)((char *)d - offsetof(struct lc_llm_call, replay));
+  if (c->on_delta) lc_effect_llm_each_delta(&c->eff, c->on_delta, c->delta_ud);
+  c->finished = 1;
   c->done(c, c->ud);
 }
 
@@ -98,6 +119,7 @@ static void on_config_failure(struct lc_loop *loop, struct lc_timer *t) { finish
 static void delta_cb(void *ud, const struct lc_llm_delta *d) {
   struct lc_llm_call *c = ud;
   c->deltas++;
+  if (c->journaled) lc_effect_llm_add_delta(&c->rec_deltas, d);
   if (c->on_delta) c->on_delta(c->delta_ud, d);
 }
 
@@ -139,6 +161,8 @@ static void attempt(struct lc_llm_call *c) {
 static void send_now(struct lc_llm_call *c) {
   c->attempts++;
   c->deltas = 0;
+  cJSON_Delete(c->rec_deltas);
+  c->rec_deltas = NULL;
   reset_response(c);
   if (c->st) {
     c->ad->stream_free(c->st);
@@ -266,6 +290,27 @@ int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
   c->ad = lc_llm_adapter_for(req->provider);
 
   char err[512] = "";
+  if (c->opts.effect.j) {
+    int erc = lc_effect_llm_begin(&c->opts.effect, req, &c->eff);
+    if (erc == LC_EFFECT_REPLAYED) {
+      erc = lc_effect_llm_replay(&c->eff, resp);
+      if (erc == LC_ENOMEM) goto nomem;
+      if (erc == 0) {
+        c->replay.fire = on_replayed;
+        lc_journal_defer(c->opts.effect.j, &c->eff, &c->replay);
+        *out = c;
+        return 0;
+      }
+    }
+    if (erc < 0) {
+      /* Mismatch, missing effect or a failed journal: never sent. */
+      set_err(resp, LC_LLM_ECONFIG, lc_journal_error(c->opts.effect.j));
+      if (lc_timer_start(loop, &c->timer, 0) < 0) goto nomem;
+      *out = c;
+      return 0;
+    }
+    c->journaled = c->eff.recording;
+  }
   int rc = c->ad ? lc_llm_resolve_endpoint(req, err, sizeof err) : LC_EINVAL;
   if (rc == LC_ENOMEM) goto nomem;
   if (rc == 0) {
@@ -306,6 +351,9 @@ struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c) {
 
 void lc_llm_call_free(struct lc_llm_call *c) {
   if (!c) return;
+  if (c->journaled) lc_effect_cancel(&c->eff, "cancelled");
+  if (c->replay.queued) lc_journal_undefer(c->opts.effect.j, &c->replay);
+  cJSON_Delete(c->rec_deltas);
   if (c->loop) lc_timer_stop(c->loop, &c->timer);
   lc_http_op_cleanup(&c->op);
   if (c->st) c->ad->stream_free(c->st);

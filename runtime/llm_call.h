@@ -15,6 +15,7 @@
 #ifndef LC_LLM_CALL_H
 #define LC_LLM_CALL_H
 
+#include "effect.h"
 #include "llm.h"
 #include "retry.h"
 
@@ -27,6 +28,11 @@ struct lc_llm_opts {
   double idle_timeout_ms;    /* no byte for this long ends the attempt; 60 s */
   double request_timeout_ms; /* one attempt, whole transfer; 600 s */
   size_t max_response_bytes; /* default 16 MiB */
+  /* Journal the call as an effect (effect.h); zero = not journaled. In
+   * replay the call never touches the network: done runs on the next loop
+   * pass with the recorded response, after on_delta has been handed the
+   * recorded deltas, one per delta the original call streamed. */
+  struct lc_effect_src effect;
 };
 
 void lc_llm_opts_default(struct lc_llm_opts *o);

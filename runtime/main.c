@@ -12,6 +12,8 @@
 #include "l_react.h"
 #include "sched.h"
 #include "workers.h"
+#include "l_effect.h"
+#include "effect.h"
 
 static const char usage_main[] =
     "usage: luact <command> [options]\n"
@@ -44,6 +46,17 @@ static const char usage_run[] =
     "                FILE as JSON lines, as they happen\n"
     "  --quiet       no live step lines on stderr (shown by default when\n"
     "                stderr is a terminal)\n"
+    "  --record FILE write the run's effect journal to FILE (JSON lines: every\n"
+    "                LLM call, tool call, HTTP request, luact.now/random/ask;\n"
+    "                never an API key); see docs/journal.md\n"
+    "  --replay FILE run again answering every effect from FILE, without the\n"
+    "                network; the first effect that differs stops the run\n"
+    "                (exit 3, the difference on stderr); an at-most-once\n"
+    "                effect started but never finished stops it (exit 4)\n"
+    "  --input FILE  answers for luact.ask, one per line (default: stdin)\n"
+    "  --journal-sync all|effectful|none\n"
+    "                when to fsync the journal (default effectful: intents of\n"
+    "                at-most-once effects, results of non-pure ones)\n"
     "  --workers N   run the script on N worker threads, each with its own\n"
     "                event loop and Lua state (`auto`: one per core). Each\n"
     "                copy sees luact.worker.id and .count and splits the work;\n"
@@ -96,6 +109,22 @@ static int print_json(lua_State *L, lua_State *co) {
   return 0;
 }
 
+static int journal_verdict(struct lc_journal *j, int rc) {
+  switch (lc_journal_failed(j)) {
+    case LC_JOURNAL_MISMATCH:
+      fprintf(stderr, "luact: %s\n", lc_journal_error(j));
+      return 3;
+    case LC_JOURNAL_IN_DOUBT:
+      fprintf(stderr, "luact: status in_doubt: %s\n", lc_journal_error(j));
+      return 4;
+    case LC_JOURNAL_EIO:
+      fprintf(stderr, "luact: %s\n", lc_journal_error(j));
+      return rc ? rc : 1;
+    default:
+      return rc;
+  }
+}
+
 /* What one worker runs: the script in its own state, scheduler and loop. */
 struct run_ctx {
   const char *file;
@@ -103,6 +132,7 @@ struct run_ctx {
   char **argv;
   int json;
   struct lc_run_opts ro;
+  struct lc_journal *jr; /* record/replay: one worker only; NULL otherwise */
 };
 
 static int run_script(int worker, int workers, void *ud) {
@@ -122,6 +152,7 @@ static int run_script(int worker, int workers, void *ud) {
     lua_close(L);
     return 1;
   }
+  if (c->jr) lc_l_journal_attach(L, c->jr);
   /* arg table like lua.c: arg[0] = script, arg[1..] = arguments. */
   lua_createtable(L, c->argc, 1);
   lua_pushstring(L, file);
@@ -159,8 +190,8 @@ static int run_script(int worker, int workers, void *ud) {
     }
   }
   lc_sched_free(s);
-  lua_close(L);
-  return rc;
+  lua_close(L); /* before the journal's verdict: closing may cancel effects */
+  return c->jr ? journal_verdict(c->jr, rc) : rc;
 }
 
 static int cmd_run(int argc, char **argv) {
@@ -168,6 +199,8 @@ static int cmd_run(int argc, char **argv) {
   int json = 0;
   int workers = 1;
   struct lc_run_opts ro = {0};
+  const char *record = NULL, *replay = NULL, *input = NULL;
+  enum lc_journal_sync jsync = LC_JOURNAL_SYNC_EFFECTFUL;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       fputs(usage_run, stdout);
@@ -206,6 +239,26 @@ static int cmd_run(int argc, char **argv) {
       ro.trace_path = argv[++i];
       continue;
     }
+    if (!strcmp(argv[i], "--record") || !strcmp(argv[i], "--replay") ||
+        !strcmp(argv[i], "--input") || !strcmp(argv[i], "--journal-sync")) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "luact run: %s needs a%s\n", argv[i],
+                strcmp(argv[i], "--journal-sync") ? " FILE" : "n argument");
+        return 2;
+      }
+      const char *v = argv[++i];
+      if (!strcmp(argv[i - 1], "--record")) record = v;
+      else if (!strcmp(argv[i - 1], "--replay")) replay = v;
+      else if (!strcmp(argv[i - 1], "--input")) input = v;
+      else if (!strcmp(v, "all")) jsync = LC_JOURNAL_SYNC_ALL;
+      else if (!strcmp(v, "none")) jsync = LC_JOURNAL_SYNC_NONE;
+      else if (!strcmp(v, "effectful")) jsync = LC_JOURNAL_SYNC_EFFECTFUL;
+      else {
+        fprintf(stderr, "luact run: --journal-sync is all, effectful or none\n");
+        return 2;
+      }
+      continue;
+    }
     if (strcmp(argv[i], "--") == 0) {
       i++;
       break;
@@ -217,10 +270,41 @@ static int cmd_run(int argc, char **argv) {
     fputs(usage_run, stderr);
     return 2;
   }
-  struct run_ctx ctx = {.file = argv[i], .argc = argc - i - 1, .argv = argv + i + 1,
-                        .json = json, .ro = ro};
+  const char *file = argv[i];
+  if (record && replay) {
+    fprintf(stderr, "luact run: give --record or --replay, not both\n");
+    return 2;
+  }
+  if ((record || replay || input) && workers > 1) {
+    /* One journal is one run's effects in one order of identities. */
+    fprintf(stderr, "luact run: --record, --replay and --input need --workers 1\n");
+    return 2;
+  }
+  struct lc_journal *jr = NULL;
+  if (workers == 1) {
+    char jerr[1024];
+    if (lc_journal_open(record ? LC_JOURNAL_RECORD : replay ? LC_JOURNAL_REPLAY : LC_JOURNAL_OFF,
+                        record ? record : replay, file, &jr, jerr, sizeof jerr)) {
+      fprintf(stderr, "luact: %s\n", jerr);
+      return 1;
+    }
+    lc_journal_set_sync(jr, jsync);
+    if (input) {
+      FILE *in = fopen(input, "r");
+      if (!in) {
+        fprintf(stderr, "luact: cannot open --input %s\n", input);
+        lc_journal_free(jr);
+        return 1;
+      }
+      lc_journal_set_input(jr, in);
+    }
+  }
+  struct run_ctx ctx = {.file = file, .argc = argc - i - 1, .argv = argv + i + 1,
+                        .json = json, .ro = ro, .jr = jr};
   lc_http_global_init();
-  return lc_workers_run(workers, run_script, &ctx);
+  int rc = lc_workers_run(workers, run_script, &ctx);
+  lc_journal_free(jr);
+  return rc;
 }
 
 static const char usage_chat[] =

@@ -41,6 +41,8 @@ struct lc_sched {
   long live;
   unsigned long roots; /* root tasks spawned, numbers the next root */
   char err[256];
+  int (*idle)(void *);
+  void *idle_ud;
 };
 
 static char sched_key;
@@ -89,6 +91,11 @@ struct lc_loop *lc_sched_loop(struct lc_sched *s) { return s->loop; }
 lua_State *lc_sched_state(struct lc_sched *s) { return s->L; }
 const char *lc_sched_error(struct lc_sched *s) { return s->err; }
 long lc_sched_live_tasks(const struct lc_sched *s) { return s->live; }
+
+void lc_sched_on_idle(struct lc_sched *s, int (*fn)(void *), void *ud) {
+  s->idle = fn;
+  s->idle_ud = ud;
+}
 
 static void enqueue(struct lc_task *t) {
   if (t->queued) return;
@@ -238,6 +245,16 @@ void lc_task_release(struct lc_task *t) {
 const char *lc_task_path(const struct lc_task *t) { return t->path; }
 unsigned long lc_task_next_seq(struct lc_task *t) { return ++t->seq; }
 
+void lc_task_counters(const struct lc_task *t, unsigned long *seq, unsigned long *children) {
+  *seq = t->seq;
+  *children = t->children;
+}
+
+void lc_task_skip(struct lc_task *t, unsigned long seqs, unsigned long children) {
+  t->seq += seqs;
+  t->children += children;
+}
+
 static void resume(struct lc_task *t) {
   lua_State *co = t->co;
   int nargs = 0;
@@ -297,6 +314,7 @@ int lc_sched_run(struct lc_sched *s, struct lc_task *until) {
         if (t->state != LC_TASK_DONE) waiting = 1;
       if (!waiting) return 0;
     }
+    if (!s->ready_head && s->idle && s->idle(s->idle_ud)) continue;
     long pending = lc_loop_run_once(s->loop, s->ready_head ? 0 : -1);
     if (!s->ready_head && pending == 0) {
       snprintf(s->err, sizeof s->err,

@@ -87,7 +87,16 @@ struct lc_task *lc_task_parent(const struct lc_task *t);
 const char *lc_task_path(const struct lc_task *t);
 /* Sequence number for the next effect of this task (1, 2, ...). */
 unsigned long lc_task_next_seq(struct lc_task *t);
+/* Effects numbered and children spawned so far. A replayed effect whose
+ * body is not run again skips what that body used (lc_task_skip), so the
+ * effects and branches after it keep their recorded names. */
+void lc_task_counters(const struct lc_task *t, unsigned long *seq, unsigned long *children);
+void lc_task_skip(struct lc_task *t, unsigned long seqs, unsigned long children);
 long lc_sched_live_tasks(const struct lc_sched *s);
+/* Called when no task is ready, before the loop blocks; returns 1 when it
+ * made progress (woke a task). The journal's replay uses it to hand out
+ * recorded completions in their recorded order. NULL removes it. */
+void lc_sched_on_idle(struct lc_sched *s, int (*fn)(void *), void *ud);
 
 /* [-nargs-1, +(nresults|1), -] Calls a function from C with a traceback
  * message handler (the one way C enters Lua outside a lua_CFunction).

@@ -10,9 +10,12 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "conv.h"
+#include "effect.h"
 #include "http_tool.h"
+#include "l_effect.h"
 #include "lc.h"
 #include "sched.h"
 
@@ -28,12 +31,19 @@ struct http_box {
   cJSON *json; /* the parsed response body while it is pushed */
   int done;
   int closed;
+  struct lc_effect_op eff; /* journal: see effect.h */
+  int journaled;        /* a result line is owed */
+  cJSON *rec;           /* the result as journaled, while it is pushed */
 };
 
 /* The one close: __gc, __close, kill (wait.cancel) and the normal end. */
 static void box_close(struct http_box *b) {
   if (b->closed) return;
   b->closed = 1;
+  if (b->journaled) lc_effect_cancel(&b->eff, "cancelled");
+  b->journaled = 0;
+  cJSON_Delete(b->rec);
+  b->rec = NULL;
   lc_http_tool_cleanup(&b->call);
   for (size_t i = 0; i < b->n_hdrs; i++) lc_free(b->hdrs[i]);
   lc_free(b->hdrs);
@@ -189,6 +199,142 @@ static void push_response(lua_State *L, struct http_box *b) {
   }
 }
 
+/* ---- the journal: a request is an effect (kind "http") ---- */
+
+static int secret_header(const char *line) {
+  static const char *const names[] = {"authorization:", "proxy-authorization:", "x-api-key:",
+                                      "api-key:", "cookie:", NULL};
+  for (int i = 0; names[i]; i++)
+    if (strncasecmp(line, names[i], strlen(names[i])) == 0) return 1;
+  return 0;
+}
+
+/* The request as journaled: never a credential's value. */
+static cJSON *request_json(const struct lc_http_tool_req *req) {
+  cJSON *o = cJSON_CreateObject(), *h;
+  if (!o) return NULL;
+  cJSON_AddStringToObject(o, "method", req->method ? req->method : req->body ? "POST" : "GET");
+  cJSON_AddStringToObject(o, "url", req->url);
+  if (req->n_headers && (h = cJSON_AddObjectToObject(o, "headers"))) {
+    for (size_t i = 0; i < req->n_headers; i++) {
+      const char *line = req->headers[i], *colon = strchr(line, ':');
+      if (!colon) continue;
+      char name[128];
+      snprintf(name, sizeof name, "%.*s", (int)(colon - line), line);
+      for (char *p = name; *p; p++) *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+      cJSON_AddStringToObject(h, name, secret_header(line) ? "<redacted>" : colon + 2);
+    }
+  }
+  if (req->body && lc_effect_add_bytes(o, "body", req->body, req->body_len)) {
+    cJSON_Delete(o);
+    return NULL;
+  }
+  if (req->idempotency_key) cJSON_AddStringToObject(o, "idempotency_key", req->idempotency_key);
+  return o;
+}
+
+/* The finished transfer as the journal keeps it. */
+static cJSON *result_json(struct http_box *b, cJSON **error) {
+  const char *msg;
+  int rc = lc_http_tool_result(&b->call, &msg);
+  *error = NULL;
+  if (rc) {
+    cJSON *e = cJSON_CreateObject();
+    if (e) {
+      cJSON_AddStringToObject(e, "message", msg);
+      cJSON_AddStringToObject(e, "code", lc_http_tool_errcode(rc));
+    }
+    *error = e;
+    return NULL;
+  }
+  cJSON *o = cJSON_CreateObject(), *hs = o ? cJSON_AddArrayToObject(o, "headers") : NULL;
+  if (!hs) {
+    cJSON_Delete(o);
+    return NULL;
+  }
+  cJSON_AddNumberToObject(o, "status", (double)lc_http_tool_status(&b->call));
+  size_t pos = 0;
+  struct lc_http_tool_header h;
+  while (lc_http_tool_next_header(&b->call, &pos, &h)) {
+    cJSON *pair = cJSON_CreateObject();
+    if (!pair || !cJSON_AddItemToArray(hs, pair)) {
+      cJSON_Delete(pair);
+      break;
+    }
+    lc_effect_add_bytes(pair, "name", h.name, h.name_len);
+    lc_effect_add_bytes(pair, "value", h.value, h.value_len);
+  }
+  size_t len;
+  const char *body = lc_http_tool_body(&b->call, &len);
+  if (lc_effect_add_bytes(o, "body", body, len)) {
+    cJSON_Delete(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* [-0, +(1|3), m] Pushes a journaled result: the same table (or failure)
+ * the live path pushes. res/err are borrowed; b holds scratch memory. */
+static int push_recorded(lua_State *L, struct http_box *b, const cJSON *res, const cJSON *err) {
+  if (err) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(err, "code");
+    return push_fail(L, cJSON_IsString(m) ? m->valuestring : "request failed",
+                     cJSON_IsString(c) ? c->valuestring : "network");
+  }
+  lua_createtable(L, 0, 4); /* res */
+  const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
+  lua_pushinteger(L, cJSON_IsNumber(st) ? (lua_Integer)st->valuedouble : 0);
+  lua_setfield(L, -2, "status");
+  lua_newtable(L); /* res headers */
+  const cJSON *hs = cJSON_GetObjectItemCaseSensitive(res, "headers");
+  const char *ctype = NULL;
+  for (const cJSON *p = cJSON_IsArray(hs) ? hs->child : NULL; p; p = p->next) {
+    char *name = NULL, *value = NULL;
+    size_t nl, vl;
+    if (lc_effect_get_bytes(p, "name", &name, &nl) || lc_effect_get_bytes(p, "value", &value, &vl)) {
+      lc_free(name);
+      continue;
+    }
+    lua_pushlstring(L, name, nl);
+    if (lua_rawget(L, -2) == LUA_TSTRING) { /* res headers old */
+      lua_pushliteral(L, ", ");
+      lua_pushlstring(L, value, vl);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushlstring(L, value, vl);
+    }
+    lua_pushlstring(L, name, nl);
+    lua_insert(L, -2);
+    lua_rawset(L, -3);
+    lc_free(name);
+    lc_free(value);
+  }
+  lua_getfield(L, -1, "content-type");
+  ctype = lua_tostring(L, -1);
+  int is_json = ctype && lc_http_tool_is_json(ctype);
+  lua_pop(L, 1);
+  lua_setfield(L, -2, "headers");
+  char *body = NULL;
+  size_t len = 0;
+  if (lc_effect_get_bytes(res, "body", &body, &len) == LC_ENOMEM) return luaL_error(L, "out of memory");
+  lua_pushlstring(L, body ? body : "", len);
+  lua_setfield(L, -2, "body");
+  if (len && is_json) {
+    char e[128];
+    b->json = lc_json_parse(body, len, e, sizeof e);
+    if (b->json) {
+      lc_free(body);
+      body = NULL;
+      lc_conv_push_json(L, b->json);
+      lua_setfield(L, -2, "json");
+    }
+  }
+  lc_free(body);
+  return 1;
+}
+
 #define IDX_OPTS 1
 #define IDX_BOX 2
 
@@ -200,9 +346,28 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
     lc_task_wait(b->task, &b->wait);
     return lua_yieldk(L, 0, ctx, request_k);
   }
+  int n;
+  if (b->journaled) {
+    /* Written before the result reaches Lua; then pushed from what was
+     * written, so the replay returns exactly the same. */
+    b->journaled = 0;
+    cJSON *err;
+    b->rec = result_json(b, &err);
+    if (!b->rec && !err) return luaL_error(L, "out of memory");
+    if (lc_effect_end(&b->eff, b->rec ? cJSON_Duplicate(b->rec, 1) : NULL,
+                      err ? cJSON_Duplicate(err, 1) : NULL, NULL))
+      return luaL_error(L, "%s", lc_journal_error(b->eff.j));
+    if (err) {
+      b->rec = err;
+      n = push_recorded(L, b, NULL, err);
+    } else {
+      n = push_recorded(L, b, b->rec, NULL);
+    }
+    box_close(b);
+    return n;
+  }
   const char *msg;
   int rc = lc_http_tool_result(&b->call, &msg);
-  int n;
   if (rc) {
     n = push_fail(L, msg, lc_http_tool_errcode(rc));
   } else {
@@ -269,6 +434,30 @@ static int do_request(lua_State *L) {
   int rc = lc_http_tool_check_url(req.url, err, sizeof err);
   if (rc == LC_EINVAL) return push_fail(L, err, "bad_url");
   if (rc) return luaL_error(L, "out of memory");
+  struct lc_journal *j = lc_l_journal(L);
+  if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {
+    /* The class follows HTTP semantics: safe methods can run again, a
+     * request with a key runs again with it, anything else at most once. */
+    const char *m = req.method ? req.method : req.body ? "POST" : "GET";
+    enum lc_effect cls = req.idempotency_key ? LC_EFFECT_IDEMPOTENT
+                         : (!strcmp(m, "GET") || !strcmp(m, "HEAD") || !strcmp(m, "OPTIONS"))
+                             ? LC_EFFECT_PURE
+                             : LC_EFFECT_AT_MOST_ONCE;
+    b->rec = request_json(&req);
+    if (!b->rec) return luaL_error(L, "out of memory");
+    struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
+    struct lc_effect_desc d = {.kind = "http", .name = m, .request = b->rec, .cls = cls};
+    int erc = lc_effect_begin(j, &w, &d, &b->eff);
+    cJSON_Delete(b->rec);
+    b->rec = NULL;
+    if (erc < 0) return luaL_error(L, "%s", lc_journal_error(j));
+    if (erc == LC_EFFECT_REPLAYED) {
+      int n = push_recorded(L, b, lc_effect_result(&b->eff), lc_effect_error(&b->eff));
+      box_close(b);
+      return n;
+    }
+    b->journaled = b->eff.recording;
+  }
   rc = lc_http_tool_start(lc_sched_loop(lc_sched_get(L)), &b->call, &req, on_done, b, err,
                           sizeof err);
   if (rc) return luaL_error(L, "luact.http: %s", err); /* method or key: misuse */

@@ -32,6 +32,20 @@ function Tool:call(args, ctx)
       return nil, string.format("invalid arguments for %s: %s", self.name, msg), "invalid_arguments"
     end
   end
+  -- One journaled effect: recorded, or answered from the journal on replay
+  -- (docs/journal.md); the tool's schema and description are its version.
+  return luact.effect("tool", self.name, args, self.effect, function(ectx)
+    return self:_run(args, ctx, ectx)
+  end, { schema = { description = self.description, params = self.params } })
+end
+
+function Tool:_run(args, ctx, ectx)
+  if ectx.idempotency_key and not (ctx and ctx.idempotency_key) then
+    local c = {}
+    if ctx then for k, v in pairs(ctx) do c[k] = v end end
+    c.idempotency_key, c.effect_id = ectx.idempotency_key, ectx.effect_id
+    ctx = c
+  end
   local fn = self.fn
   local ok, res, e2, e3 = pcall(luact.timeout, self.timeout, function() return fn(args, ctx or {}) end)
   if not ok then

@@ -138,8 +138,12 @@ static int send_piece(struct conn *c, const struct mock_response *r, const char 
   return send_all(c, "\r\n", 2);
 }
 
-/* Returns 0 when the connection may serve another request, -1 to close. */
-static int send_response(struct conn *c, struct mock_response *r, int keep_alive) {
+/* Returns 0 when the connection may serve another request, -1 to close.
+ * A response to HEAD carries the headers a GET would get and no body
+ * (RFC 9110 9.3.2): a body there would be read as the next response on a
+ * kept-alive connection. */
+static int send_response(struct conn *c, struct mock_response *r, int keep_alive,
+                         int head_only) {
   if (pause_ms(c, r->delay_ms) < 0) return -1;
   int close_after = r->close || !keep_alive;
   struct mbuf h = {0};
@@ -152,6 +156,7 @@ static int send_response(struct conn *c, struct mock_response *r, int keep_alive
   int rc = send_all(c, h.p, h.len);
   mbuf_free(&h);
   if (rc < 0) return -1;
+  if (head_only) return close_after ? -1 : 0;
 
   /* The body goes out in pieces: fixed chunk_bytes, else the generator's
    * event boundaries, else whole. Cut and stall limits count body bytes. */
@@ -214,7 +219,7 @@ static void reply_error_and_close(struct conn *c, int status, const char *msg) {
   mock_resp_init(&r);
   mock_resp_error(&r, status, "mock_http_error", msg);
   r.close = 1;
-  send_response(c, &r, 0);
+  send_response(c, &r, 0, 0);
   mock_resp_free(&r);
   linger_close(c);
 }
@@ -345,8 +350,9 @@ static int serve_one(struct conn *c) {
     mock_log_request(srv, &req);
     mock_answer(srv, &req, &resp);
   }
+  int head_only = strcasecmp(req.method, "HEAD") == 0;
   mock_request_free(&req);
-  int rc = send_response(c, &resp, keep_alive);
+  int rc = send_response(c, &resp, keep_alive, head_only);
   mock_resp_free(&resp);
   if (!control) {
     pthread_mutex_lock(&srv->lock);

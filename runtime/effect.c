@@ -1,0 +1,720 @@
+/* effect.c: the effect journal: identity, intent and result lines,
+ * replay lookup and comparison, in-doubt rules, fsync policy. */
+#include "effect.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "jcanon.h"
+#include "lc.h"
+#include "sha256.h"
+#include "utf8.h"
+
+#define FORMAT_VERSION 1
+
+struct entry {
+  char *id;
+  cJSON *intent;
+  cJSON *result; /* NULL: intent without result (crash, or cut file) */
+  long line;     /* of the intent */
+  struct entry *next;
+};
+
+struct scope {
+  const void *task;
+  char *path;
+  size_t path_len;
+  unsigned long children;
+  struct scope *next;
+};
+
+struct lc_journal {
+  enum lc_journal_mode mode;
+  enum lc_journal_sync sync;
+  char *path;
+  FILE *f; /* record */
+  FILE *input;
+  char run_id[33];
+  char script_hash[65];  /* now */
+  char recorded_script_hash[65];
+  struct entry **buckets;
+  size_t nbuckets;
+  struct scope *scopes;
+  enum lc_journal_fail failed;
+  char err[2048];
+  long results; /* result lines written: their order */
+  struct lc_journal_deferred *deferred;
+  long begun, replayed, ran;
+};
+
+/* ---- small helpers ---- */
+
+static size_t hash_str(const char *s) {
+  size_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static struct entry *find(const struct lc_journal *j, const char *id) {
+  if (!j->nbuckets) return NULL;
+  for (struct entry *e = j->buckets[hash_str(id) & (j->nbuckets - 1)]; e; e = e->next)
+    if (strcmp(e->id, id) == 0) return e;
+  return NULL;
+}
+
+static int file_hash(const char *path, char out[65]) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return LC_EIO;
+  struct lc_sha256 s;
+  unsigned char buf[8192], d[32];
+  size_t n;
+  lc_sha256_init(&s);
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) lc_sha256_update(&s, buf, n);
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) return LC_EIO;
+  lc_sha256_final(&s, d);
+  lc_sha256_to_hex(d, out);
+  return 0;
+}
+
+void lc_journal_fail(struct lc_journal *j, enum lc_journal_fail why, const char *msg) {
+  if (j->failed) return;
+  j->failed = why;
+  snprintf(j->err, sizeof j->err, "%s", msg);
+}
+
+/* Sets the failure with a formatted message; returns code. */
+static int failf(struct lc_journal *j, enum lc_journal_fail why, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int failf(struct lc_journal *j, enum lc_journal_fail why, int code, const char *fmt, ...) {
+  if (j->failed) return code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(j->err, sizeof j->err, fmt, ap);
+  va_end(ap);
+  j->failed = why;
+  return code;
+}
+
+/* Writes one line (takes line), flushes, fsyncs when asked. */
+static int write_line(struct lc_journal *j, cJSON *line, int sync) {
+  char *s = line ? cJSON_PrintUnformatted(line) : NULL;
+  cJSON_Delete(line);
+  if (!s) return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
+  int bad = fputs(s, j->f) < 0 || fputc('\n', j->f) == EOF || fflush(j->f) != 0;
+  cJSON_free(s);
+  if (!bad && sync && fsync(fileno(j->f)) != 0 && errno != EINVAL) bad = 1;
+  if (bad)
+    return failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot write %s: %s", j->path,
+                 strerror(errno));
+  return 0;
+}
+
+static void new_run_id(char out[33]) {
+  uint64_t a = lc_rand64(), b = lc_rand64();
+  snprintf(out, 33, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+/* ---- loading (replay) ---- */
+
+static int add_entry(struct lc_journal *j, struct entry ***all, size_t *n, size_t *cap,
+                     struct entry *e) {
+  if (*n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 64;
+    struct entry **na = lc_realloc(*all, nc * sizeof *na);
+    if (!na) return LC_ENOMEM;
+    *all = na;
+    *cap = nc;
+  }
+  (*all)[(*n)++] = e;
+  return 0;
+}
+
+static void free_entry(struct entry *e) {
+  if (!e) return;
+  lc_free(e->id);
+  cJSON_Delete(e->intent);
+  cJSON_Delete(e->result);
+  lc_free(e);
+}
+
+static const char *str_member(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* Parses the file into entries and the bucket table. */
+static int load(struct lc_journal *j, char *err, size_t errlen) {
+  FILE *f = fopen(j->path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "cannot open journal %s: %s", j->path, strerror(errno));
+    return LC_EIO;
+  }
+  struct entry **all = NULL;
+  size_t n = 0, cap = 0;
+  char *buf = NULL;
+  size_t bcap = 0;
+  ssize_t len;
+  long lineno = 0;
+  int rc = 0, have_header = 0;
+  while ((len = getline(&buf, &bcap, f)) >= 0) {
+    lineno++;
+    int torn = len == 0 || buf[len - 1] != '\n';
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
+    if (len == 0) continue;
+    char perr[160];
+    const char *end = NULL;
+    cJSON *line = cJSON_ParseWithLengthOpts(buf, (size_t)len, &end, 0);
+    if (!line || (size_t)(end - buf) != (size_t)len) {
+      snprintf(perr, sizeof perr, "invalid JSON at byte %ld",
+               (long)((line ? end : cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : buf) - buf));
+      cJSON_Delete(line);
+      line = NULL;
+    }
+    if (!line || !cJSON_IsObject(line)) {
+      cJSON_Delete(line);
+      /* A crash mid-write leaves a last line without its newline: that
+       * effect simply has no (complete) record. */
+      if (torn && fgetc(f) == EOF) break;
+      snprintf(err, errlen, "journal %s line %ld: %s", j->path, lineno,
+               line ? "not a JSON object" : perr);
+      rc = LC_EINVAL;
+      break;
+    }
+    const char *type = str_member(line, "type");
+    if (!have_header) {
+      const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(line, "format");
+      const char *run = str_member(line, "run");
+      if (!type || strcmp(type, "header") || !run || !cJSON_IsNumber(fmt)) {
+        snprintf(err, errlen, "journal %s line %ld: expected the header line "
+                 "{\"type\":\"header\",\"format\":1,\"run\":...}", j->path, lineno);
+        cJSON_Delete(line);
+        rc = LC_EINVAL;
+        break;
+      }
+      if (fmt->valueint != FORMAT_VERSION) {
+        snprintf(err, errlen, "journal %s: format %d is not supported (this luact reads %d)",
+                 j->path, fmt->valueint, FORMAT_VERSION);
+        cJSON_Delete(line);
+        rc = LC_EINVAL;
+        break;
+      }
+      snprintf(j->run_id, sizeof j->run_id, "%s", run);
+      const cJSON *sc = cJSON_GetObjectItemCaseSensitive(line, "script");
+      const char *sh = sc ? str_member(sc, "sha256") : NULL;
+      if (sh) snprintf(j->recorded_script_hash, sizeof j->recorded_script_hash, "%s", sh);
+      have_header = 1;
+      cJSON_Delete(line);
+      continue;
+    }
+    const char *id = str_member(line, "id");
+    if (!type || !id || (strcmp(type, "intent") && strcmp(type, "result"))) {
+      snprintf(err, errlen, "journal %s line %ld: expected an intent or result line with an id",
+               j->path, lineno);
+      cJSON_Delete(line);
+      rc = LC_EINVAL;
+      break;
+    }
+    if (strcmp(type, "intent") == 0) {
+      struct entry *dup = NULL;
+      for (size_t i = 0; i < n && !dup; i++)
+        if (strcmp(all[i]->id, id) == 0) dup = all[i];
+      if (dup) {
+        snprintf(err, errlen, "journal %s line %ld: effect %s already has an intent (line %ld)",
+                 j->path, lineno, id, dup->line);
+        cJSON_Delete(line);
+        rc = LC_EINVAL;
+        break;
+      }
+      struct entry *e = lc_calloc(1, sizeof *e);
+      if (!e || !(e->id = lc_strdup(id)) || add_entry(j, &all, &n, &cap, e)) {
+        free_entry(e);
+        cJSON_Delete(line);
+        rc = LC_ENOMEM;
+        break;
+      }
+      e->intent = line;
+      e->line = lineno;
+    } else {
+      struct entry *e = NULL;
+      /* Results follow their intents, usually closely: search backwards. */
+      for (size_t i = n; i-- > 0 && !e;)
+        if (strcmp(all[i]->id, id) == 0) e = all[i];
+      if (!e || e->result) {
+        snprintf(err, errlen, "journal %s line %ld: result for %s %s", j->path, lineno, id,
+                 e ? "appears twice" : "has no intent before it");
+        cJSON_Delete(line);
+        rc = LC_EINVAL;
+        break;
+      }
+      e->result = line;
+    }
+  }
+  free(buf);
+  fclose(f);
+  if (!rc && !have_header) {
+    snprintf(err, errlen, "journal %s is empty (no header line)", j->path);
+    rc = LC_EINVAL;
+  }
+  if (!rc) {
+    size_t nb = 16;
+    while (nb < 2 * n) nb *= 2;
+    j->buckets = lc_calloc(nb, sizeof *j->buckets);
+    if (!j->buckets) rc = LC_ENOMEM;
+    else j->nbuckets = nb;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (rc) {
+      free_entry(all[i]);
+      continue;
+    }
+    size_t b = hash_str(all[i]->id) & (j->nbuckets - 1);
+    all[i]->next = j->buckets[b];
+    j->buckets[b] = all[i];
+  }
+  lc_free(all);
+  if (rc == LC_ENOMEM) snprintf(err, errlen, "out of memory loading %s", j->path);
+  return rc;
+}
+
+/* ---- open / close ---- */
+
+int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *script_path,
+                    struct lc_journal **out, char *err, size_t errlen) {
+  *out = NULL;
+  struct lc_journal *j = lc_calloc(1, sizeof *j);
+  if (!j) return LC_ENOMEM;
+  j->mode = mode;
+  new_run_id(j->run_id);
+  if (script_path && file_hash(script_path, j->script_hash)) j->script_hash[0] = '\0';
+  if (mode != LC_JOURNAL_OFF) {
+    if (!path || !(j->path = lc_strdup(path))) {
+      lc_free(j);
+      if (!path) snprintf(err, errlen, "journal: a file is needed to record or replay");
+      return path ? LC_ENOMEM : LC_EINVAL;
+    }
+  }
+  int rc = 0;
+  if (mode == LC_JOURNAL_REPLAY) {
+    rc = load(j, err, errlen);
+  } else if (mode == LC_JOURNAL_RECORD) {
+    if (!(j->f = fopen(path, "w"))) {
+      snprintf(err, errlen, "cannot create journal %s: %s", path, strerror(errno));
+      rc = LC_EIO;
+    } else {
+      char when[32];
+      time_t now = time(NULL);
+      struct tm tm;
+      strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+      cJSON *h = cJSON_CreateObject(), *sc = NULL;
+      if (h && cJSON_AddStringToObject(h, "type", "header") &&
+          cJSON_AddNumberToObject(h, "format", FORMAT_VERSION) &&
+          cJSON_AddStringToObject(h, "run", j->run_id) &&
+          cJSON_AddStringToObject(h, "luact", LUACT_VERSION) &&
+          (sc = cJSON_AddObjectToObject(h, "script")) &&
+          (!script_path || cJSON_AddStringToObject(sc, "path", script_path)) &&
+          (!j->script_hash[0] || cJSON_AddStringToObject(sc, "sha256", j->script_hash)))
+        cJSON_AddStringToObject(h, "started", when);
+      rc = write_line(j, h, 1);
+      if (rc) snprintf(err, errlen, "%s", j->err);
+    }
+  }
+  if (rc) {
+    lc_journal_free(j);
+    return rc;
+  }
+  *out = j;
+  return 0;
+}
+
+void lc_journal_free(struct lc_journal *j) {
+  if (!j) return;
+  if (j->f) fclose(j->f);
+  if (j->input) fclose(j->input);
+  for (size_t b = 0; b < j->nbuckets; b++)
+    while (j->buckets[b]) {
+      struct entry *e = j->buckets[b];
+      j->buckets[b] = e->next;
+      free_entry(e);
+    }
+  lc_free(j->buckets);
+  while (j->scopes) {
+    struct scope *s = j->scopes;
+    j->scopes = s->next;
+    lc_free(s->path);
+    lc_free(s);
+  }
+  lc_free(j->path);
+  lc_free(j);
+}
+
+enum lc_journal_mode lc_journal_mode(const struct lc_journal *j) { return j->mode; }
+void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s) { j->sync = s; }
+const char *lc_journal_run_id(const struct lc_journal *j) { return j->run_id; }
+enum lc_journal_fail lc_journal_failed(const struct lc_journal *j) { return j->failed; }
+const char *lc_journal_error(const struct lc_journal *j) { return j->err; }
+
+void lc_journal_set_input(struct lc_journal *j, FILE *f) {
+  if (j->input) fclose(j->input);
+  j->input = f;
+}
+
+FILE *lc_journal_input(const struct lc_journal *j) { return j->input; }
+
+void lc_journal_counts(const struct lc_journal *j, long *begun, long *replayed, long *ran) {
+  if (begun) *begun = j->begun;
+  if (replayed) *replayed = j->replayed;
+  if (ran) *ran = j->ran;
+}
+
+/* ---- live scopes ---- */
+
+int lc_journal_scope_push(struct lc_journal *j, const void *task, const char *path,
+                          unsigned long children) {
+  struct scope *s = lc_calloc(1, sizeof *s);
+  if (!s || !(s->path = lc_strdup(path))) {
+    lc_free(s);
+    return LC_ENOMEM;
+  }
+  s->task = task;
+  s->path_len = strlen(path);
+  s->children = children;
+  s->next = j->scopes;
+  j->scopes = s;
+  return 0;
+}
+
+void lc_journal_scope_pop(struct lc_journal *j, const void *task) {
+  for (struct scope **pp = &j->scopes; *pp; pp = &(*pp)->next)
+    if ((*pp)->task == task) {
+      struct scope *s = *pp;
+      *pp = s->next;
+      lc_free(s->path);
+      lc_free(s);
+      return;
+    }
+}
+
+static int in_live_scope(const struct lc_journal *j, const struct lc_effect_who *w) {
+  for (const struct scope *s = j->scopes; s; s = s->next) {
+    if (s->task == w->task) return 1;
+    if (strncmp(w->path, s->path, s->path_len) == 0 && w->path[s->path_len] == '.' &&
+        strtoul(w->path + s->path_len + 1, NULL, 10) > s->children)
+      return 1;
+  }
+  return 0;
+}
+
+/* ---- effects ---- */
+
+static void derive_key(const struct lc_journal *j, const char *id, char out[33]) {
+  struct lc_sha256 s;
+  unsigned char d[32];
+  char hex[65];
+  lc_sha256_init(&s);
+  lc_sha256_update(&s, j->run_id, strlen(j->run_id));
+  lc_sha256_update(&s, "/", 1);
+  lc_sha256_update(&s, id, strlen(id));
+  lc_sha256_final(&s, d);
+  lc_sha256_to_hex(d, hex);
+  memcpy(out, hex, 32);
+  out[32] = '\0';
+}
+
+static const char *script_note(const struct lc_journal *j) {
+  if (j->recorded_script_hash[0] && j->script_hash[0] &&
+      strcmp(j->recorded_script_hash, j->script_hash))
+    return " (the script has changed since it was recorded)";
+  return "";
+}
+
+/* Replay: compares the recorded intent with d; 0 or a mismatch failure. */
+static int check_intent(struct lc_journal *j, const struct entry *en,
+                        const struct lc_effect_desc *d, const char *id) {
+  char diff[1200];
+  const char *rk = str_member(en->intent, "kind"), *rn = str_member(en->intent, "name");
+  const char *rc = str_member(en->intent, "class");
+  const char *what = NULL;
+  char rv[256] = "", nv[256] = "";
+  if (!rk || strcmp(rk, d->kind)) {
+    what = "kind";
+    snprintf(rv, sizeof rv, "%s", rk ? rk : "(absent)");
+    snprintf(nv, sizeof nv, "%s", d->kind);
+  } else if (!rn || strcmp(rn, d->name)) {
+    what = "name";
+    snprintf(rv, sizeof rv, "%s", rn ? rn : "(absent)");
+    snprintf(nv, sizeof nv, "%s", d->name);
+  } else if (!rc || strcmp(rc, lc_effect_name(d->cls))) {
+    what = "class";
+    snprintf(rv, sizeof rv, "%s", rc ? rc : "(absent)");
+    snprintf(nv, sizeof nv, "%s", lc_effect_name(d->cls));
+  }
+  if (what)
+    return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
+                 "replay: effect %s (%s %s) does not match the journal (line %ld): "
+                 "%s: recorded \"%s\" / now \"%s\"%s",
+                 id, d->kind, d->name, en->line, what, rv, nv, script_note(j));
+  if (lc_jcanon_diff(cJSON_GetObjectItemCaseSensitive(en->intent, "request"), d->request,
+                     "request", diff, sizeof diff))
+    return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
+                 "replay: effect %s (%s %s) does not match the journal (line %ld): %s%s", id,
+                 d->kind, d->name, en->line, diff, script_note(j));
+  const cJSON *h = cJSON_GetObjectItemCaseSensitive(en->intent, "hashes");
+  const char *rp = h ? str_member(h, "prompt") : NULL, *rt = h ? str_member(h, "tools") : NULL;
+  if ((rp || d->prompt_hash) && (!rp || !d->prompt_hash || strcmp(rp, d->prompt_hash)))
+    return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
+                 "replay: effect %s (%s %s) does not match the journal (line %ld): "
+                 "hashes.prompt: recorded %s / now %s (the prompt changed)%s",
+                 id, d->kind, d->name, en->line, rp ? rp : "(absent)",
+                 d->prompt_hash ? d->prompt_hash : "(absent)", script_note(j));
+  if ((rt || d->tools_hash) && (!rt || !d->tools_hash || strcmp(rt, d->tools_hash)))
+    return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
+                 "replay: effect %s (%s %s) does not match the journal (line %ld): "
+                 "hashes.tools: recorded %s / now %s (a tool's schema or description "
+                 "changed)%s",
+                 id, d->kind, d->name, en->line, rt ? rt : "(absent)",
+                 d->tools_hash ? d->tools_hash : "(absent)", script_note(j));
+  return 0;
+}
+
+int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
+                    const struct lc_effect_desc *d, struct lc_effect_op *e) {
+  memset(e, 0, sizeof *e);
+  e->j = j;
+  e->cls = d->cls;
+  e->t0 = lc_now_ms();
+  snprintf(e->id, sizeof e->id, "%s#%lu", who->path, who->seq);
+  derive_key(j, e->id, e->key);
+  if (j->failed) return LC_ESTATE; /* the first failure stops every later effect */
+  j->begun++;
+  if (j->mode == LC_JOURNAL_OFF) {
+    j->ran++;
+    return LC_EFFECT_RUN;
+  }
+  if (j->mode == LC_JOURNAL_RECORD) {
+    cJSON *l = cJSON_CreateObject(), *h = NULL;
+    int ok = l && cJSON_AddStringToObject(l, "type", "intent") &&
+             cJSON_AddStringToObject(l, "id", e->id) &&
+             cJSON_AddStringToObject(l, "kind", d->kind) &&
+             cJSON_AddStringToObject(l, "name", d->name) &&
+             cJSON_AddStringToObject(l, "class", lc_effect_name(d->cls));
+    if (ok && d->request) {
+      cJSON *r = cJSON_Duplicate(d->request, 1);
+      ok = r != NULL;
+      if (ok) {
+        lc_jcanon_sort(r, 1);
+        cJSON_AddItemToObject(l, "request", r);
+      }
+    }
+    if (ok && (d->prompt_hash || d->tools_hash)) {
+      ok = (h = cJSON_AddObjectToObject(l, "hashes")) != NULL &&
+           (!d->prompt_hash || cJSON_AddStringToObject(h, "prompt", d->prompt_hash)) &&
+           (!d->tools_hash || cJSON_AddStringToObject(h, "tools", d->tools_hash));
+    }
+    if (ok && d->cls == LC_EFFECT_IDEMPOTENT)
+      ok = cJSON_AddStringToObject(l, "idempotency_key", e->key) != NULL;
+    if (!ok) {
+      cJSON_Delete(l);
+      return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory");
+    }
+    int sync = j->sync == LC_JOURNAL_SYNC_ALL ||
+               (j->sync == LC_JOURNAL_SYNC_EFFECTFUL && d->cls == LC_EFFECT_AT_MOST_ONCE);
+    int rc = write_line(j, l, sync);
+    if (rc) return rc;
+    e->recording = 1;
+    j->ran++;
+    return LC_EFFECT_RUN;
+  }
+  /* Replay. */
+  if (in_live_scope(j, who)) {
+    e->live = 1;
+    j->ran++;
+    return LC_EFFECT_RUN;
+  }
+  const struct entry *en = find(j, e->id);
+  if (!en)
+    return failf(j, LC_JOURNAL_MISMATCH, LC_ENOTFOUND,
+                 "replay: no recorded effect %s (%s %s) in %s%s", e->id, d->kind, d->name,
+                 j->path, script_note(j));
+  int rc = check_intent(j, en, d, e->id);
+  if (rc) return rc;
+  if (en->result && !cJSON_GetObjectItemCaseSensitive(en->result, "cancelled")) {
+    e->line = en->result;
+    j->replayed++;
+    return LC_EFFECT_REPLAYED;
+  }
+  /* An intent without a result: the effect may or may not have happened.
+   * Decided by its class, never by guessing. */
+  if (d->cls == LC_EFFECT_AT_MOST_ONCE)
+    return failf(j, LC_JOURNAL_IN_DOUBT, LC_ESTATE,
+                 "in_doubt: effect %s (%s %s, at_most_once, journal %s line %ld) was "
+                 "started but has no result: it may or may not have taken place, and it is "
+                 "never run twice. A human must find out what happened, then either add "
+                 "its result line to the journal or start a fresh run",
+                 e->id, d->kind, d->name, j->path, en->line);
+  e->live = 1; /* pure: again; idempotent: again, with the same key */
+  j->ran++;
+  return LC_EFFECT_RUN;
+}
+
+int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra) {
+  if (!e->recording) {
+    cJSON_Delete(result);
+    cJSON_Delete(error);
+    cJSON_Delete(extra);
+    return 0;
+  }
+  e->recording = 0;
+  struct lc_journal *j = e->j;
+  cJSON *l = cJSON_CreateObject();
+  if (!l || !cJSON_AddStringToObject(l, "type", "result") ||
+      !cJSON_AddStringToObject(l, "id", e->id)) {
+    cJSON_Delete(l);
+    l = NULL;
+  }
+  if (l && error) cJSON_AddItemToObject(l, "error", error);
+  else if (l) cJSON_AddItemToObject(l, "result", result ? result : cJSON_CreateNull());
+  else {
+    cJSON_Delete(result);
+    cJSON_Delete(error);
+  }
+  if (l && error) cJSON_Delete(result);
+  if (extra) {
+    while (l && extra->child) {
+      cJSON *c = extra->child;
+      cJSON_DetachItemViaPointer(extra, c);
+      cJSON_AddItemToObject(l, c->string, c); /* keeps c->string as the key */
+    }
+    cJSON_Delete(extra);
+  }
+  if (l) cJSON_AddNumberToObject(l, "order", (double)++j->results);
+  if (l && !cJSON_GetObjectItemCaseSensitive(l, "latency_ms"))
+    cJSON_AddNumberToObject(l, "latency_ms", (double)(long)((lc_now_ms() - e->t0) * 1000) / 1000);
+  int sync = j->sync == LC_JOURNAL_SYNC_ALL ||
+             (j->sync == LC_JOURNAL_SYNC_EFFECTFUL && e->cls != LC_EFFECT_PURE);
+  return write_line(j, l, sync);
+}
+
+void lc_effect_cancel(struct lc_effect_op *e, const char *why) {
+  if (!e->recording) return;
+  e->recording = 0;
+  /* Written as a result line without result: replay treats it as in doubt. */
+  struct lc_journal *j = e->j;
+  cJSON *l = cJSON_CreateObject();
+  if (l && cJSON_AddStringToObject(l, "type", "result") && cJSON_AddStringToObject(l, "id", e->id) &&
+      cJSON_AddStringToObject(l, "cancelled", why ? why : "cancelled")) {
+    write_line(j, l, 0);
+    return;
+  }
+  cJSON_Delete(l);
+}
+
+const cJSON *lc_effect_member(const struct lc_effect_op *e, const char *name) {
+  return e->line ? cJSON_GetObjectItemCaseSensitive(e->line, name) : NULL;
+}
+const cJSON *lc_effect_result(const struct lc_effect_op *e) { return lc_effect_member(e, "result"); }
+const cJSON *lc_effect_error(const struct lc_effect_op *e) { return lc_effect_member(e, "error"); }
+
+/* ---- ordered completion ---- */
+
+void lc_journal_defer(struct lc_journal *j, const struct lc_effect_op *e,
+                      struct lc_journal_deferred *d) {
+  const cJSON *o = lc_effect_member(e, "order");
+  d->order = cJSON_IsNumber(o) ? o->valuedouble : 0;
+  d->next = j->deferred;
+  d->queued = 1;
+  j->deferred = d;
+}
+
+void lc_journal_undefer(struct lc_journal *j, struct lc_journal_deferred *d) {
+  if (!d->queued) return;
+  for (struct lc_journal_deferred **pp = &j->deferred; *pp; pp = &(*pp)->next)
+    if (*pp == d) {
+      *pp = d->next;
+      break;
+    }
+  d->queued = 0;
+}
+
+int lc_journal_idle(void *journal) {
+  struct lc_journal *j = journal;
+  struct lc_journal_deferred *best = NULL;
+  for (struct lc_journal_deferred *d = j->deferred; d; d = d->next)
+    if (!best || d->order < best->order) best = d;
+  if (!best) return 0;
+  lc_journal_undefer(j, best);
+  best->fire(best);
+  return 1;
+}
+
+/* ---- bytes as JSON ---- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+int lc_effect_add_bytes(cJSON *obj, const char *key, const char *p, size_t n) {
+  if (!memchr(p, 0, n) && lc_utf8_valid(p, n, NULL)) {
+    char *s = lc_strndup(p, n);
+    if (!s) return LC_ENOMEM;
+    cJSON *v = cJSON_CreateString(s);
+    lc_free(s);
+    return v && cJSON_AddItemToObject(obj, key, v) ? 0 : LC_ENOMEM;
+  }
+  size_t out_len = (n + 2) / 3 * 4;
+  char *o = lc_malloc(out_len + 1), k[96];
+  if (!o) return LC_ENOMEM;
+  const unsigned char *u = (const unsigned char *)p;
+  size_t w = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)u[i] << 16 | (i + 1 < n ? (uint32_t)u[i + 1] << 8 : 0) |
+                 (i + 2 < n ? u[i + 2] : 0);
+    o[w++] = b64[v >> 18];
+    o[w++] = b64[(v >> 12) & 63];
+    o[w++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+    o[w++] = i + 2 < n ? b64[v & 63] : '=';
+  }
+  o[w] = '\0';
+  snprintf(k, sizeof k, "%s_b64", key);
+  int ok = cJSON_AddStringToObject(obj, k, o) != NULL;
+  lc_free(o);
+  return ok ? 0 : LC_ENOMEM;
+}
+
+int lc_effect_get_bytes(const cJSON *obj, const char *key, char **out, size_t *n) {
+  const char *s = str_member(obj, key);
+  if (s) {
+    *n = strlen(s);
+    return (*out = lc_strndup(s, *n)) ? 0 : LC_ENOMEM;
+  }
+  char k[96];
+  snprintf(k, sizeof k, "%s_b64", key);
+  if (!(s = str_member(obj, k))) return LC_ENOTFOUND;
+  size_t len = strlen(s);
+  char *o = lc_malloc(len / 4 * 3 + 1);
+  if (!o) return LC_ENOMEM;
+  size_t w = 0;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < len && s[i] != '='; i++) {
+    const char *q = strchr(b64, s[i]);
+    if (!q || !s[i]) {
+      lc_free(o);
+      return LC_EINVAL;
+    }
+    acc = acc << 6 | (uint32_t)(q - b64);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      o[w++] = (char)((acc >> bits) & 0xff);
+    }
+  }
+  o[w] = '\0';
+  *out = o;
+  *n = w;
+  return 0;
+}

@@ -1,0 +1,198 @@
+/* effect.h: the effect journal. Every effect of a run (LLM call, tool call,
+ * HTTP request, clock, random number, user input) has an identity
+ * "<task path>#<seq>" and goes through here: in record mode an intent line
+ * (the normalised request) is written and flushed before the effect runs
+ * and a result line before its result reaches Lua; in replay mode the
+ * effect is answered from the file and never runs, and the first effect
+ * that does not match stops the run with the difference. docs/journal.md
+ * describes the file format and the rules.
+ *
+ * One struct lc_journal per scheduler (run). It never sees Lua: bindings
+ * name effects through struct lc_effect_src (see l_effect.h).
+ *
+ * Ownership: the journal owns its file and every loaded line. A struct
+ * lc_effect is caller-owned (embedded in the op that runs the effect); its
+ * recorded result is borrowed from the journal, valid while it lives.
+ *
+ * Errors: 0 / LC_E*; text in lc_journal_error. A mismatch, a missing effect,
+ * an in-doubt at-most-once effect or a write failure sets the journal's
+ * failure state (lc_journal_failed): every later effect then fails too, so a
+ * script that catches the error cannot carry on as if nothing happened. */
+#ifndef LC_EFFECT_H
+#define LC_EFFECT_H
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+#include "actions.h" /* enum lc_effect: pure, idempotent, at_most_once */
+#include "llm.h"
+
+enum lc_journal_mode { LC_JOURNAL_OFF = 0, LC_JOURNAL_RECORD, LC_JOURNAL_REPLAY };
+
+/* When to fsync the journal file (every line is always fflush'ed).
+ * EFFECTFUL (default): the intent of an at-most-once effect (so a crash can
+ * never forget that it may have run) and the result of every idempotent or
+ * at-most-once effect; pure effects (LLM calls, clock, reads) can always run
+ * again, so losing their lines in a crash costs only a repeat. */
+enum lc_journal_sync { LC_JOURNAL_SYNC_EFFECTFUL = 0, LC_JOURNAL_SYNC_ALL, LC_JOURNAL_SYNC_NONE };
+
+/* Why a journal stopped the run (lc_journal_failed). */
+enum lc_journal_fail {
+  LC_JOURNAL_OK = 0,
+  LC_JOURNAL_MISMATCH, /* replay met an effect that differs or is missing */
+  LC_JOURNAL_IN_DOUBT, /* an at-most-once effect has an intent, no result */
+  LC_JOURNAL_EIO       /* the journal could not be written */
+};
+
+struct lc_journal;
+
+/* Opens a journal. record: creates/truncates path and writes the header
+ * (script_path, if given, is hashed from its content). replay: loads path
+ * whole; a malformed line is an error naming its line number (except a torn
+ * last line without its newline: a crash mid-write, ignored). off: path may
+ * be NULL; still gives a run id, so idempotency keys are always derived.
+ * Returns 0, LC_EINVAL / LC_EIO with the message in err, or LC_ENOMEM. */
+int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *script_path,
+                    struct lc_journal **out, char *err, size_t errlen);
+void lc_journal_free(struct lc_journal *j);
+enum lc_journal_mode lc_journal_mode(const struct lc_journal *j);
+void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s);
+/* The run id: fresh when recording, the recorded one when replaying. */
+const char *lc_journal_run_id(const struct lc_journal *j);
+enum lc_journal_fail lc_journal_failed(const struct lc_journal *j);
+const char *lc_journal_error(const struct lc_journal *j);
+/* Where luact.ask reads answers from when not replaying (NULL = stdin).
+ * The journal takes ownership of f (fclose'd by lc_journal_free). */
+void lc_journal_set_input(struct lc_journal *j, FILE *f);
+FILE *lc_journal_input(const struct lc_journal *j);
+/* Counts, for tests and the CLI: effects begun, answered from the file,
+ * run for real. */
+void lc_journal_counts(const struct lc_journal *j, long *begun, long *replayed, long *ran);
+
+/* Who is running an effect: the task (opaque), its path and the effect's
+ * sequence number in it. */
+struct lc_effect_who {
+  const void *task;
+  const char *path;
+  unsigned long seq;
+};
+
+/* How an engine names the effects it runs for a task (filled by the
+ * binding that started it; copied with the options). next is called once
+ * per effect and takes the task's next sequence number. j == NULL: the
+ * effects are not journaled. */
+struct lc_effect_src {
+  struct lc_journal *j;
+  void (*next)(void *ud, struct lc_effect_who *w);
+  void *ud;
+};
+
+/* What an effect is. request is borrowed (compared in replay, written in
+ * record); hashes may be NULL. */
+struct lc_effect_desc {
+  const char *kind; /* "llm", "tool", "http", "clock", "random", "input" */
+  const char *name;
+  const cJSON *request;
+  enum lc_effect cls;
+  const char *prompt_hash; /* hex sha256 or NULL */
+  const char *tools_hash;
+};
+
+#define LC_EFFECT_ID_MAX 600
+
+/* One effect in flight (caller-owned; zero it or let begin fill it). */
+struct lc_effect_op {
+  struct lc_journal *j;
+  char id[LC_EFFECT_ID_MAX];
+  enum lc_effect cls;
+  int recording; /* a result line is owed: call lc_effect_end or _cancel */
+  int live;      /* replay: runs for real (in doubt or nested in one) */
+  char key[33];  /* derived idempotency key (also for non-idempotent ones) */
+  const cJSON *line; /* replayed: the recorded result line */
+  double t0;     /* monotonic ms at begin */
+};
+
+/* begin's outcomes */
+#define LC_EFFECT_RUN 0      /* run the effect for real, then end it */
+#define LC_EFFECT_REPLAYED 1 /* answer it from lc_effect_result/_error */
+
+/* Begins the effect who/d. Record: writes the intent. Replay: finds and
+ * checks the recorded one. Returns LC_EFFECT_RUN, LC_EFFECT_REPLAYED, or a
+ * negative code with the message in lc_journal_error (and the journal
+ * failed). e is filled in every case. */
+int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
+                    const struct lc_effect_desc *d, struct lc_effect_op *e);
+/* Writes the result line when recording (else just forgets). Takes
+ * ownership of result, error and extra (any may be NULL; extra's members
+ * are added to the line, e.g. usage, latency_ms). Returns 0 or LC_EIO. */
+int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra);
+/* The effect was abandoned (task killed, call freed): writes a result line
+ * {cancelled: why} when one is owed. Replay treats it like a missing
+ * result (by the effect's class). */
+void lc_effect_cancel(struct lc_effect_op *e, const char *why);
+/* Replayed answer: the "result" / "error" member, or a top-level member of
+ * the result line (e.g. "nested"). Borrowed. */
+const cJSON *lc_effect_result(const struct lc_effect_op *e);
+const cJSON *lc_effect_error(const struct lc_effect_op *e);
+const cJSON *lc_effect_member(const struct lc_effect_op *e, const char *name);
+
+/* Live scopes (replay): while an in-doubt effect is run again for real,
+ * every effect nested in it runs for real too: effects of the same task,
+ * and of tasks it spawns (paths under "<path>.<k>" with k > children, the
+ * task's spawn count when the scope opened). Returns 0 or LC_ENOMEM. */
+int lc_journal_scope_push(struct lc_journal *j, const void *task, const char *path,
+                          unsigned long children);
+void lc_journal_scope_pop(struct lc_journal *j, const void *task);
+
+/* Ordered completion (replay). An effect that completes asynchronously
+ * (an LLM call) does not complete as soon as its answer is found: it is
+ * deferred, and lc_journal_idle releases the deferred one that completed
+ * first in the recording (result lines carry their order) whenever every
+ * task is blocked. So concurrent branches see their answers in the
+ * recorded order and print what the original run printed, whatever the
+ * replay's own timing. */
+struct lc_journal_deferred {
+  double order;
+  void (*fire)(struct lc_journal_deferred *d);
+  struct lc_journal_deferred *next;
+  int queued;
+};
+/* Queues d (caller-owned, must stay alive until fired or removed). */
+void lc_journal_defer(struct lc_journal *j, const struct lc_effect_op *e,
+                      struct lc_journal_deferred *d);
+void lc_journal_undefer(struct lc_journal *j, struct lc_journal_deferred *d);
+/* Fires the first deferred completion; returns 1 if one fired. Called by
+ * the scheduler when no task is ready (lc_sched_on_idle). */
+int lc_journal_idle(void *journal);
+
+/* Stops the run from outside an effect (e.g. a binding found the recorded
+ * answer unusable). Keeps the first failure. */
+void lc_journal_fail(struct lc_journal *j, enum lc_journal_fail why, const char *msg);
+
+/* Adds bytes to obj as key (a JSON string) when they are valid UTF-8
+ * without NUL, else as key_b64 (base64). Returns 0 or LC_ENOMEM. */
+int lc_effect_add_bytes(cJSON *obj, const char *key, const char *p, size_t n);
+/* Reads what lc_effect_add_bytes wrote: *out is lc_malloc'd (NUL
+ * terminated; *n its length). Returns 0, LC_ENOTFOUND or LC_ENOMEM/EINVAL. */
+int lc_effect_get_bytes(const cJSON *obj, const char *key, char **out, size_t *n);
+
+/* ---- LLM calls (effect_llm.c): the normalised request and response as
+ * JSON. The request never carries the API key, auth headers or the base
+ * URL (which changes between a recording and its replay). */
+cJSON *lc_effect_llm_request_json(const struct lc_llm_request *r);
+/* Begins an LLM call's effect (kind "llm", name "provider:model", pure,
+ * hashes of the prompt and the tool schemas). Same returns as begin. */
+int lc_effect_llm_begin(const struct lc_effect_src *src, const struct lc_llm_request *r,
+                        struct lc_effect_op *e);
+/* Fills resp (initialised, empty) from a replayed effect. 0, LC_EINVAL
+ * (the recorded answer is unusable: the journal fails) or LC_ENOMEM. */
+int lc_effect_llm_replay(struct lc_effect_op *e, struct lc_llm_response *resp);
+/* Records the result: the response, and the deltas (taken) that were
+ * streamed, so a replay hands the same pieces to the same callback. */
+int lc_effect_llm_end(struct lc_effect_op *e, const struct lc_llm_response *resp, cJSON *deltas);
+/* Appends one delta to *deltas (created on first use). */
+int lc_effect_llm_add_delta(cJSON **deltas, const struct lc_llm_delta *d);
+/* The recorded deltas: calls cb for each, in order. */
+void lc_effect_llm_each_delta(const struct lc_effect_op *e, lc_llm_delta_fn cb, void *ud);
+
+#endif

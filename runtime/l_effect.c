@@ -1,0 +1,608 @@
+/* l_effect.c: effects from Lua: luact.effect's C half (begin / results /
+ * finish on a to-be-closed "luact.Effect" token), luact.now, luact.random
+ * and luact.ask, and the per-state journal pointer. */
+#include "l_effect.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conv.h"
+#include "jcanon.h"
+#include "lc.h"
+#include "loop.h"
+#include "sched.h"
+
+#define EFFECT_MT "luact.Effect"
+#define ASK_MT "luact.Ask"
+
+static char journal_key;
+
+void lc_l_journal_attach(lua_State *L, struct lc_journal *j) {
+  lua_pushlightuserdata(L, j);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &journal_key);
+  struct lc_sched *s = lc_sched_get(L);
+  if (s) lc_sched_on_idle(s, j ? lc_journal_idle : NULL, j);
+}
+
+struct lc_journal *lc_l_journal(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &journal_key);
+  struct lc_journal *j = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return j;
+}
+
+/* lc_effect_src.next for tasks: called by engines (llm_call.c) per effect. */
+static void task_next(void *ud, struct lc_effect_who *w) {
+  struct lc_task *t = ud;
+  w->task = t;
+  w->path = lc_task_path(t);
+  w->seq = lc_task_next_seq(t);
+}
+
+void lc_l_effect_src(lua_State *L, struct lc_task *t, struct lc_effect_src *src) {
+  src->j = lc_l_journal(L);
+  src->next = task_next;
+  src->ud = t;
+}
+
+/* [-0, +0, e] Raises the journal's error (the run stops). */
+static int raise_journal(lua_State *L, struct lc_journal *j) {
+  return luaL_error(L, "%s", lc_journal_error(j));
+}
+
+/* ---- luact.Effect: one effect begun from Lua ---- */
+
+enum { TOK_RUNNING, TOK_DONE, TOK_REPLAYED };
+
+struct effect_box {
+  struct lc_effect_op e;
+  struct lc_task *task;
+  unsigned long seq0, children0; /* the task's counters after begin */
+  int scoped;                    /* a live scope is open for it */
+  int state;
+};
+
+static void tok_unscope(struct effect_box *b) {
+  if (b->scoped) {
+    lc_journal_scope_pop(b->e.j, b->task);
+    b->scoped = 0;
+  }
+}
+
+/* __gc and __close: a token still running was abandoned (error, kill). */
+static int tok_close(lua_State *L) {
+  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  if (b->state == TOK_RUNNING) {
+    b->state = TOK_DONE;
+    lc_effect_cancel(&b->e, lua_isnoneornil(L, 2) ? "cancelled" : "cancelled by an error");
+  }
+  tok_unscope(b);
+  return 0;
+}
+
+/* [-0, +1, e] Request value at idx as JSON (NULL for nil). */
+static cJSON *to_json_or_raise(lua_State *L, int idx, const char *what) {
+  if (lua_isnoneornil(L, idx)) return NULL;
+  cJSON *j = NULL;
+  char err[256];
+  if (lc_conv_to_json(L, idx, &j, err, sizeof err))
+    luaL_error(L, "luact.effect: %s cannot be journaled: %s", what, err);
+  return j;
+}
+
+/* Holds a cJSON tree in a to-be-closed box so a raise frees it. */
+struct json_box {
+  cJSON *j;
+};
+
+static int jbox_gc(lua_State *L) {
+  struct json_box *b = lua_touserdata(L, 1);
+  cJSON_Delete(b->j);
+  b->j = NULL;
+  return 0;
+}
+
+static struct json_box *push_jbox(lua_State *L) {
+  struct json_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->j = NULL;
+  if (luaL_newmetatable(L, "luact.JsonBox")) {
+    lua_pushcfunction(L, jbox_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, jbox_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  return b;
+}
+
+static enum lc_effect check_class(lua_State *L, int idx) {
+  static const char *const names[] = {"pure", "idempotent", "at_most_once", NULL};
+  return (enum lc_effect)luaL_checkoption(L, idx, NULL, names);
+}
+
+/* _effect_begin(kind, name, request, class [, schema]) -> token | nil
+ * (nil: no journal attached; run the effect plainly). Raises on a replay
+ * mismatch, a missing effect, an in-doubt at-most-once effect. */
+static int l_effect_begin(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  const char *name = luaL_checkstring(L, 2);
+  enum lc_effect cls = check_class(L, 4);
+  lua_settop(L, 5);
+  struct lc_task *task = lc_task_check(L, "luact.effect");
+  struct lc_journal *j = lc_l_journal(L);
+  if (!j) return 0;
+  struct json_box *req = push_jbox(L); /* ... req */
+  lua_toclose(L, -1);
+  struct json_box *sch = push_jbox(L); /* ... req sch */
+  lua_toclose(L, -1);
+  char th[65];
+  int has_schema = 0;
+  if (lc_journal_mode(j) != LC_JOURNAL_OFF) {
+    req->j = to_json_or_raise(L, 3, "the request");
+    if (!lua_isnoneornil(L, 5)) {
+      sch->j = to_json_or_raise(L, 5, "the schema");
+      if (lc_jcanon_hash(sch->j, th)) return luaL_error(L, "out of memory");
+      has_schema = 1;
+    }
+  }
+  struct effect_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* ... req sch tok */
+  memset(b, 0, sizeof *b);
+  b->state = TOK_DONE; /* nothing owed until begin succeeds */
+  luaL_setmetatable(L, EFFECT_MT);
+  struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
+  struct lc_effect_desc d = {.kind = kind, .name = name, .request = req->j, .cls = cls,
+                             .tools_hash = has_schema ? th : NULL};
+  int rc = lc_effect_begin(j, &w, &d, &b->e);
+  if (rc < 0) return raise_journal(L, j);
+  b->task = task;
+  lc_task_counters(task, &b->seq0, &b->children0);
+  if (rc == LC_EFFECT_REPLAYED) {
+    b->state = TOK_REPLAYED;
+  } else {
+    b->state = TOK_RUNNING;
+    if (b->e.live) {
+      if (lc_journal_scope_push(j, task, w.path, b->children0)) {
+        lc_effect_cancel(&b->e, "out of memory");
+        b->state = TOK_DONE;
+        return luaL_error(L, "out of memory");
+      }
+      b->scoped = 1;
+    }
+  }
+  return 1;
+}
+
+static int tok_replayed(lua_State *L) {
+  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  lua_pushboolean(L, b->state == TOK_REPLAYED);
+  return 1;
+}
+
+/* tok:ctx() -> {idempotency_key =, effect_id =} for the effect's fn. */
+static int tok_ctx(lua_State *L) {
+  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  lua_createtable(L, 0, 2);
+  lua_pushstring(L, b->e.key);
+  lua_setfield(L, -2, "idempotency_key");
+  lua_pushstring(L, b->e.id);
+  lua_setfield(L, -2, "effect_id");
+  return 1;
+}
+
+/* [-0, +n, m] Pushes the elements of a recorded result list (null at the
+ * top level is nil: a Lua function returns nil, not json.null). */
+static int push_values(lua_State *L, const cJSON *a) {
+  int n = cJSON_GetArraySize(a);
+  luaL_checkstack(L, n + 1, "luact.effect");
+  for (const cJSON *c = a->child; c; c = c->next) {
+    if (cJSON_IsNull(c)) lua_pushnil(L);
+    else lc_conv_push_json(L, c);
+  }
+  return n;
+}
+
+/* tok:results() -> the recorded values, or raises the recorded error. */
+static int tok_results(lua_State *L) {
+  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  if (b->state != TOK_REPLAYED) return luaL_error(L, "luact.effect: not a replayed effect");
+  b->state = TOK_DONE;
+  /* What the body used when it ran: skipped now that it does not. */
+  const cJSON *nested = lc_effect_member(&b->e, "nested");
+  if (nested) {
+    const cJSON *ne = cJSON_GetObjectItemCaseSensitive(nested, "effects");
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(nested, "spawned");
+    lc_task_skip(b->task, cJSON_IsNumber(ne) ? (unsigned long)ne->valuedouble : 0,
+                 cJSON_IsNumber(ns) ? (unsigned long)ns->valuedouble : 0);
+  }
+  const cJSON *err = lc_effect_error(&b->e);
+  if (err) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(err, "message");
+    lua_pushstring(L, cJSON_IsString(m) ? m->valuestring : "effect failed");
+    return lua_error(L);
+  }
+  const cJSON *res = lc_effect_result(&b->e);
+  if (!cJSON_IsArray(res)) return 0;
+  return push_values(L, res);
+}
+
+static cJSON *nested_extra(struct effect_box *b) {
+  unsigned long seq, children;
+  lc_task_counters(b->task, &seq, &children);
+  cJSON *x = cJSON_CreateObject(), *n = x ? cJSON_AddObjectToObject(x, "nested") : NULL;
+  if (n) {
+    cJSON_AddNumberToObject(n, "effects", (double)(seq - b->seq0));
+    cJSON_AddNumberToObject(n, "spawned", (double)(children - b->children0));
+  }
+  return x;
+}
+
+/* tok:finish(...) -> ...: records the values; when recording, returns them
+ * as the journal holds them (so a replay returns exactly the same). */
+static int tok_finish(lua_State *L) {
+  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  int n = lua_gettop(L) - 1;
+  if (b->state != TOK_RUNNING) return luaL_error(L, "luact.effect: effect already ended");
+  tok_unscope(b);
+  if (!b->e.recording) {
+    b->state = TOK_DONE;
+    lc_effect_end(&b->e, NULL, NULL, NULL);
+    return n;
+  }
+  struct json_box *res = push_jbox(L);
+  lua_toclose(L, -1);
+  res->j = cJSON_CreateArray();
+  if (!res->j) return luaL_error(L, "out of memory");
+  for (int i = 2; i <= n + 1; i++) {
+    cJSON *v = NULL;
+    char err[256];
+    if (lc_conv_to_json(L, i, &v, err, sizeof err)) {
+      b->state = TOK_DONE;
+      lc_effect_end(&b->e, NULL, cJSON_CreateString(err), nested_extra(b));
+      return luaL_error(L, "luact.effect: result %d cannot be journaled: %s", i - 1, err);
+    }
+    cJSON_AddItemToArray(res->j, v);
+  }
+  b->state = TOK_DONE;
+  cJSON *copy = cJSON_Duplicate(res->j, 1);
+  if (!copy) return luaL_error(L, "out of memory");
+  if (lc_effect_end(&b->e, copy, NULL, nested_extra(b))) return raise_journal(L, b->e.j);
+  return push_values(L, res->j);
+}
+
+/* tok:fail(message): the effect raised; the error is its result. */
+static int tok_fail(lua_State *L) {
+  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  if (b->state != TOK_RUNNING) return 0;
+  b->state = TOK_DONE;
+  tok_unscope(b);
+  const char *m = luaL_tolstring(L, 2, NULL);
+  const char *tb = strstr(m, "\nstack traceback:");
+  cJSON *e = cJSON_CreateObject();
+  if (e) {
+    char *s = lc_strndup(m, tb ? (size_t)(tb - m) : strlen(m));
+    if (s) cJSON_AddStringToObject(e, "message", s);
+    lc_free(s);
+  }
+  if (lc_effect_end(&b->e, NULL, e, nested_extra(b))) return raise_journal(L, b->e.j);
+  return 0;
+}
+
+/* ---- clock and random ---- */
+
+/* Runs a value effect (kind/name/request) whose value is computed by C:
+ * returns 1 and the recorded value in *out when replayed, 0 when the
+ * caller computes it and calls value_end. Raises on journal failure. */
+static int value_begin(lua_State *L, struct lc_effect_op *e, const char *kind, const char *name,
+                       const cJSON *req, int *journaled) {
+  struct lc_journal *j = lc_l_journal(L);
+  struct lc_task *task = lc_task_current(L);
+  *journaled = 0;
+  if (!j || !task || lc_journal_mode(j) == LC_JOURNAL_OFF) return 0;
+  struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
+  struct lc_effect_desc d = {.kind = kind, .name = name, .request = req, .cls = LC_EFFECT_PURE};
+  int rc = lc_effect_begin(j, &w, &d, e);
+  if (rc < 0) return raise_journal(L, j);
+  *journaled = 1;
+  return rc == LC_EFFECT_REPLAYED;
+}
+
+/* [-0, +0, e] Records v (taken). */
+static void value_end(lua_State *L, struct lc_effect_op *e, cJSON *v) {
+  if (lc_effect_end(e, v, NULL, NULL)) raise_journal(L, e->j);
+}
+
+static int l_now(lua_State *L) {
+  struct lc_effect_op e;
+  int journaled;
+  if (value_begin(L, &e, "clock", "now", NULL, &journaled)) {
+    const cJSON *r = lc_effect_result(&e);
+    if (!cJSON_IsNumber(r)) return luaL_error(L, "replay: effect %s: no recorded time", e.id);
+    lua_pushnumber(L, r->valuedouble);
+    return 1;
+  }
+  double now = lc_now_ms() / 1000.0;
+  if (journaled) value_end(L, &e, cJSON_CreateNumber(now));
+  lua_pushnumber(L, now);
+  return 1;
+}
+
+/* luact.random([m [, n]]): math.random's contract, from the runtime's
+ * generator, recorded. */
+static int l_random(lua_State *L) {
+  int nargs = lua_gettop(L);
+  lua_Integer lo = 1, hi = 0;
+  if (nargs == 1) {
+    hi = luaL_checkinteger(L, 1);
+  } else if (nargs >= 2) {
+    lo = luaL_checkinteger(L, 1);
+    hi = luaL_checkinteger(L, 2);
+  }
+  if (nargs >= 1) luaL_argcheck(L, lo <= hi, nargs, "interval is empty");
+  cJSON *req = cJSON_CreateArray();
+  if (!req) return luaL_error(L, "out of memory");
+  if (nargs >= 1) {
+    cJSON_AddItemToArray(req, cJSON_CreateNumber((double)lo));
+    cJSON_AddItemToArray(req, cJSON_CreateNumber((double)hi));
+  }
+  struct lc_effect_op e;
+  int journaled, replayed;
+  /* A raise inside begin would leak req: it only raises after the
+   * comparison, so free it around the call. */
+  replayed = 0;
+  {
+    struct json_box *box = push_jbox(L);
+    box->j = req;
+    lua_toclose(L, -1);
+    replayed = value_begin(L, &e, "random", "random", req, &journaled);
+  }
+  if (replayed) {
+    const cJSON *r = lc_effect_result(&e);
+    if (cJSON_IsString(r)) lua_pushinteger(L, (lua_Integer)strtoll(r->valuestring, NULL, 10));
+    else if (cJSON_IsNumber(r) && nargs >= 1) lua_pushinteger(L, (lua_Integer)r->valuedouble);
+    else if (cJSON_IsNumber(r)) lua_pushnumber(L, r->valuedouble);
+    else return luaL_error(L, "replay: effect %s: no recorded number", e.id);
+    return 1;
+  }
+  uint64_t x = lc_rand64();
+  cJSON *v;
+  if (nargs == 0) {
+    double d = (double)(x >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
+    lua_pushnumber(L, d);
+    v = cJSON_CreateNumber(d);
+  } else {
+    uint64_t span = (uint64_t)hi - (uint64_t)lo; /* inclusive range - 1 */
+    lua_Integer r = (lua_Integer)((uint64_t)lo + (span == UINT64_MAX ? x : x % (span + 1)));
+    lua_pushinteger(L, r);
+    if (r > -9007199254740992LL && r < 9007199254740992LL) {
+      v = cJSON_CreateNumber((double)r);
+    } else {
+      char s[32];
+      snprintf(s, sizeof s, "%lld", (long long)r); /* beyond a double's integers */
+      v = cJSON_CreateString(s);
+    }
+  }
+  if (journaled) value_end(L, &e, v);
+  else cJSON_Delete(v);
+  return 1;
+}
+
+/* ---- luact.ask: a line of user input ---- */
+
+struct ask_op {
+  struct lc_effect_op e;
+  int journaled;
+  struct lc_loop *loop;
+  struct lc_task *task;
+  struct lc_wait wait;
+  struct lc_fdwatch w;
+  int watching;
+  int done, eof, failed;
+  char *line;
+  size_t len, cap;
+};
+
+static void ask_stop(struct ask_op *op) {
+  if (op->watching) lc_loop_unwatch(op->loop, &op->w);
+  op->watching = 0;
+}
+
+static int ask_gc(lua_State *L) {
+  struct ask_op *op = luaL_checkudata(L, 1, ASK_MT);
+  ask_stop(op);
+  if (op->journaled && !op->done) lc_effect_cancel(&op->e, "cancelled");
+  op->journaled = 0;
+  lc_free(op->line);
+  op->line = NULL;
+  return 0;
+}
+
+static void ask_cancel(struct lc_wait *w) {
+  ask_stop((struct ask_op *)((char *)w - offsetof(struct ask_op, wait)));
+}
+
+static int ask_putc(struct ask_op *op, char c) {
+  if (op->len + 2 > op->cap) {
+    size_t nc = op->cap ? op->cap * 2 : 128;
+    char *p = lc_realloc(op->line, nc);
+    if (!p) return LC_ENOMEM;
+    op->line = p;
+    op->cap = nc;
+  }
+  op->line[op->len++] = c;
+  op->line[op->len] = '\0';
+  return 0;
+}
+
+/* Loop callback (lc_loop_run_once): stdin is readable. One byte per
+ * wake-up: stdin may be a blocking fd, and a second read could block the
+ * loop; people type slower than the loop turns. */
+static void ask_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
+  struct ask_op *op = w->ud;
+  char c;
+  ssize_t n = read(0, &c, 1);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) op->eof = 1;
+  else if (c == '\n') op->done = 1;
+  else if (ask_putc(op, c)) op->failed = 1;
+  if (op->eof || op->done || op->failed) {
+    op->done = 1;
+    ask_stop(op);
+    lc_task_wake(op->task, &op->wait);
+  }
+}
+
+/* Reads a whole line from f now (a file or a pipe that cannot be watched). */
+static void ask_read_now(struct ask_op *op, FILE *f) {
+  int c;
+  while ((c = fgetc(f)) != EOF && c != '\n')
+    if (ask_putc(op, (char)c)) {
+      op->failed = 1;
+      break;
+    }
+  if (c == EOF && op->len == 0) op->eof = 1;
+  op->done = 1;
+}
+
+static int ask_finish(lua_State *L, struct ask_op *op) {
+  if (op->failed) return luaL_error(L, "out of memory");
+  if (op->len && op->line[op->len - 1] == '\r') op->line[--op->len] = '\0';
+  if (op->journaled) {
+    op->journaled = 0;
+    int rc;
+    if (op->eof) {
+      cJSON *e = cJSON_CreateObject();
+      if (e) {
+        cJSON_AddStringToObject(e, "message", "no input");
+        cJSON_AddStringToObject(e, "code", "eof");
+      }
+      rc = lc_effect_end(&op->e, NULL, e, NULL);
+    } else {
+      cJSON *r = cJSON_CreateObject();
+      if (r && lc_effect_add_bytes(r, "line", op->line ? op->line : "", op->len)) {
+        cJSON_Delete(r);
+        r = NULL;
+      }
+      rc = lc_effect_end(&op->e, r, NULL, NULL);
+    }
+    if (rc) return raise_journal(L, op->e.j);
+  }
+  if (op->eof) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no input");
+    lua_pushliteral(L, "eof");
+    return 3;
+  }
+  lua_pushlstring(L, op->line ? op->line : "", op->len);
+  return 1;
+}
+
+static int ask_k(lua_State *L, int status, lua_KContext ctx) {
+  struct ask_op *op = luaL_checkudata(L, 2, ASK_MT);
+  if (!op->done) {
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, 0, ask_k);
+  }
+  return ask_finish(L, op);
+}
+
+/* luact.ask(prompt) -> line | nil, "no input", "eof". From the journal in
+ * replay; else from the --input file; else stdin (the prompt is shown when
+ * stdin is a terminal), watched on the loop so other tasks keep running. */
+static int l_ask(lua_State *L) {
+  size_t plen;
+  const char *prompt = luaL_optlstring(L, 1, "", &plen);
+  lua_settop(L, 1);
+  struct lc_task *task = lc_task_check(L, "luact.ask");
+  struct ask_op *op = lua_newuserdatauv(L, sizeof *op, 0); /* prompt op */
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, ASK_MT);
+  lua_toclose(L, 2);
+  op->task = task;
+  op->wait.cancel = ask_cancel;
+  op->loop = lc_sched_loop(lc_sched_get(L));
+  struct lc_journal *j = lc_l_journal(L);
+  if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {
+    cJSON *req = cJSON_CreateObject();
+    if (!req || lc_effect_add_bytes(req, "prompt", prompt, plen)) {
+      cJSON_Delete(req);
+      return luaL_error(L, "out of memory");
+    }
+    struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
+    struct lc_effect_desc d = {.kind = "input", .name = "ask", .request = req,
+                               .cls = LC_EFFECT_PURE};
+    int rc = lc_effect_begin(j, &w, &d, &op->e);
+    cJSON_Delete(req);
+    if (rc < 0) return raise_journal(L, j);
+    if (rc == LC_EFFECT_REPLAYED) {
+      const cJSON *err = lc_effect_error(&op->e);
+      if (err) {
+        op->eof = 1;
+      } else {
+        char *s;
+        size_t n;
+        if (lc_effect_get_bytes(lc_effect_result(&op->e), "line", &s, &n))
+          return luaL_error(L, "replay: effect %s: no recorded line", op->e.id);
+        op->line = s;
+        op->len = n;
+      }
+      op->done = 1;
+      return ask_finish(L, op);
+    }
+    op->journaled = op->e.recording;
+  }
+  FILE *in = j ? lc_journal_input(j) : NULL;
+  if (in) {
+    ask_read_now(op, in);
+    return ask_finish(L, op);
+  }
+  if (isatty(0)) {
+    fwrite(prompt, 1, plen, stdout);
+    fflush(stdout);
+  }
+  op->w.fd = 0;
+  op->w.events = LC_READ;
+  op->w.cb = ask_readable;
+  op->w.ud = op;
+  if (lc_loop_watch(op->loop, &op->w) != 0) {
+    /* A regular file or /dev/null cannot be watched; it never blocks. */
+    ask_read_now(op, stdin);
+    return ask_finish(L, op);
+  }
+  op->watching = 1;
+  lc_task_wait(task, &op->wait);
+  return lua_yieldk(L, 0, 0, ask_k);
+}
+
+static const luaL_Reg effect_funcs[] = {{"_effect_begin", l_effect_begin},
+                                        {"now", l_now},
+                                        {"random", l_random},
+                                        {"ask", l_ask},
+                                        {NULL, NULL}};
+
+static const luaL_Reg tok_methods[] = {{"replayed", tok_replayed}, {"ctx", tok_ctx},
+                                       {"results", tok_results}, {"finish", tok_finish},
+                                       {"fail", tok_fail},         {NULL, NULL}};
+
+void lc_l_effect_register(lua_State *L) {
+  if (luaL_newmetatable(L, EFFECT_MT)) {
+    luaL_newlib(L, tok_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tok_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, tok_close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, ASK_MT)) {
+    lua_pushcfunction(L, ask_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, ask_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  luaL_setfuncs(L, effect_funcs, 0);
+}

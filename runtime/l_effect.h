@@ -1,0 +1,31 @@
+/* l_effect.h: the journal seen from Lua: which journal a state's run uses,
+ * how bindings name their effects (task path + seq), luact.effect's C half,
+ * and the clock / random / input effects (luact.now, luact.random,
+ * luact.ask).
+ *
+ * Ownership: the journal stays the caller's (lc_l_journal_attach only keeps
+ * a pointer); it must outlive the Lua state: close the state first. */
+#ifndef LC_L_EFFECT_H
+#define LC_L_EFFECT_H
+
+#include <lua.h>
+
+#include "effect.h"
+
+struct lc_task;
+
+/* [-0, +0, m] The journal of the run on L's state (NULL detaches). Call it
+ * after lc_sched_new: it also hooks the journal's ordered replay into the
+ * scheduler's idle point. */
+void lc_l_journal_attach(lua_State *L, struct lc_journal *j);
+/* [-0, +0, -] NULL when no journal is attached. */
+struct lc_journal *lc_l_journal(lua_State *L);
+/* [-0, +0, -] Fills src so that an engine's effects are named after task
+ * t (t must outlive every effect started with src). src->j is NULL when no
+ * journal is attached. */
+void lc_l_effect_src(lua_State *L, struct lc_task *t, struct lc_effect_src *src);
+/* [-0, +0, e] Sets now, random, ask and _effect_begin in the table at the
+ * top of the stack (the luact module). */
+void lc_l_effect_register(lua_State *L);
+
+#endif

@@ -1,0 +1,33 @@
+-- effect.lua: luact.effect(kind, name, request, class, fn [, opts]): runs fn
+-- as one journaled effect (docs/journal.md). Recording: the intent is
+-- written before fn runs and its results after, before the caller sees
+-- them. Replaying: the recorded results come back and fn does not run,
+-- unless the journal holds the intent without a result; then the class
+-- decides: pure and idempotent run again (idempotent with the same key in
+-- ctx.idempotency_key), at_most_once stops the run as "in doubt".
+local luact = ...
+
+local begin = luact._effect_begin
+luact._effect_begin = nil
+local pack, unpack = table.pack, table.unpack
+local CLASSES = { pure = true, idempotent = true, at_most_once = true }
+
+--- fn(ctx) gets ctx = {idempotency_key =, effect_id =}. opts.schema: a
+-- table whose content hash is recorded as the effect's tool-schema version
+-- (a replay stops when it changed).
+function luact.effect(kind, name, request, class, fn, opts)
+  if type(kind) ~= "string" or kind == "" then error("luact.effect: 'kind' must be a non-empty string", 2) end
+  if type(name) ~= "string" then error("luact.effect: 'name' must be a string", 2) end
+  if not CLASSES[class] then error("luact.effect: class must be pure, idempotent or at_most_once", 2) end
+  if type(fn) ~= "function" then error("luact.effect: 'fn' must be a function", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("luact.effect: 'opts' must be a table", 2) end
+  local tok <close> = begin(kind, name, request, class, opts and opts.schema)
+  if tok == nil then return fn({}) end -- no journal on this state
+  if tok:replayed() then return tok:results() end
+  local r = pack(pcall(fn, tok:ctx()))
+  if not r[1] then
+    tok:fail(r[2])
+    error(r[2], 0)
+  end
+  return tok:finish(unpack(r, 2, r.n))
+end

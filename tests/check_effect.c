@@ -1,0 +1,518 @@
+/* check_effect.c: the effect journal. SHA-256 against the FIPS 180-4
+ * vectors; canonical JSON diffs; a run with every kind of effect recorded
+ * against lc-mockllm and replayed with the mock stopped (same output, no
+ * effect run for real, same idempotency keys, parallel branches finishing
+ * in another order); an edited prompt and a changed tool schema caught at
+ * the right effect; a cut journal replayed by the in-doubt rules (pure and
+ * idempotent run again, the latter with the same key on the wire;
+ * at-most-once stops "in_doubt"); the API key never in the file; malformed
+ * lines; and `luact run --record/--replay` on every example.
+ *
+ * Nothing here asserts a duration. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "effect.h"
+#include "jcanon.h"
+#include "l_effect.h"
+#include "lc.h"
+#include "sha256.h"
+#include "util_common.h"
+#include "util_lua.h"
+#include "util_mock.h"
+
+#define KEY "sk-test-SECRET-4242"
+
+static const char mock_script[] =
+    "[{\"match\": {\"path\": \"/v1/chat/completions\", \"body_contains\": \"\\\"A\\\"\"},"
+    "  \"reply\": {\"openai\": {\"text\": \"answer A\"}}},"
+    " {\"match\": {\"path\": \"/v1/chat/completions\", \"body_contains\": \"\\\"B\\\"\"},"
+    "  \"reply\": {\"openai\": {\"text\": \"answer B\"}}},"
+    " {\"match\": {\"path\": \"/v1/chat/completions\"},"
+    "  \"reply\": {\"openai\": {\"text\": \"hello there, cyclist\", \"fragment_bytes\": 6}}},"
+    " {\"match\": {\"path\": \"/charge\"}, \"reply\": {\"json\": {\"ok\": true}}},"
+    " {\"match\": {\"path\": \"/items\"}, \"reply\": {\"json\": {\"n\": 3}}}]";
+
+static struct lc_mock mock;
+static char base[128]; /* the mock's root URL, kept after it stops */
+static char out[16384], err[8192];
+static long count_pure, count_idem, count_once;
+
+static void tmp_path(char *p, size_t n, const char *what) {
+  snprintf(p, n, "/tmp/lc_effect_%ld_%s.jsonl", (long)getpid(), what);
+}
+
+/* Runs tests/lua/effect_run.lua with a journal in mode at path. Globals:
+ * BASE, KEY, and the optional PROMPT / SLOW / DESC. Returns the script's
+ * status (0 = ok); out/err hold its result or error; *failed the journal's
+ * failure state; counts[3] how many times each tool body ran. */
+static int run_script(enum lc_journal_mode mode, const char *path, const char *prompt,
+                      const char *slow, const char *desc, enum lc_journal_fail *failed,
+                      long *ran) {
+  struct lc_journal *j;
+  char jerr[512];
+  ck_assert_msg(lc_journal_open(mode, path, NULL, &j, jerr, sizeof jerr) == 0, "%s", jerr);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  lua_pushstring(t.L, base);
+  lua_setglobal(t.L, "BASE");
+  lua_pushstring(t.L, KEY);
+  lua_setglobal(t.L, "KEY");
+  if (prompt) lua_pushstring(t.L, prompt), lua_setglobal(t.L, "PROMPT");
+  if (slow) lua_pushstring(t.L, slow), lua_setglobal(t.L, "SLOW");
+  if (desc) lua_pushstring(t.L, desc), lua_setglobal(t.L, "DESC");
+  char file[512];
+  snprintf(file, sizeof file, "%s/tests/lua/effect_run.lua", lc_test_source_dir());
+  char *code = lc_test_read_file(file, NULL);
+  ck_assert_ptr_nonnull(code);
+  int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
+  free(code);
+  lua_getglobal(t.L, "COUNT");
+  count_pure = count_idem = count_once = -1;
+  if (lua_istable(t.L, -1)) {
+    lua_getfield(t.L, -1, "pure");
+    lua_getfield(t.L, -2, "idem");
+    lua_getfield(t.L, -3, "once");
+    count_pure = (long)lua_tointeger(t.L, -3);
+    count_idem = (long)lua_tointeger(t.L, -2);
+    count_once = (long)lua_tointeger(t.L, -1);
+    lua_pop(t.L, 3);
+  }
+  lua_pop(t.L, 1);
+  lc_test_lua_close(&t);
+  if (failed) *failed = lc_journal_failed(j);
+  if (ran) lc_journal_counts(j, NULL, NULL, ran);
+  lc_journal_free(j);
+  return rc;
+}
+
+static void start_mock(void) {
+  ck_assert_int_eq(lc_mock_start(&mock, mock_script), 0);
+  snprintf(base, sizeof base, "%s", mock.base_url);
+}
+
+/* Records one run into path (mock up, branch a slower); leaves the mock
+ * running. Returns the recorded output (malloc'd). */
+static char *record(const char *path) {
+  start_mock();
+  enum lc_journal_fail f;
+  int rc = run_script(LC_JOURNAL_RECORD, path, NULL, "a", NULL, &f, NULL);
+  ck_assert_msg(rc == 0, "record failed: %s", err);
+  ck_assert_int_eq(f, LC_JOURNAL_OK);
+  ck_assert_int_eq(count_pure, 1);
+  ck_assert_int_eq(count_idem, 1);
+  ck_assert_int_eq(count_once, 1);
+  return strdup(out);
+}
+
+/* ---- SHA-256 and canonical JSON ---- */
+
+START_TEST(sha256_vectors) {
+  char h[65];
+  lc_sha256_hex("abc", 3, h);
+  ck_assert_str_eq(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  lc_sha256_hex("", 0, h);
+  ck_assert_str_eq(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const char *m448 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  lc_sha256_hex(m448, strlen(m448), h);
+  ck_assert_str_eq(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const char *m896 = "abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmno"
+                     "ijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu";
+  lc_sha256_hex(m896, strlen(m896), h);
+  ck_assert_str_eq(h, "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1");
+  /* One million 'a', fed in uneven pieces to cross block boundaries. */
+  struct lc_sha256 s;
+  unsigned char d[32], a[1000];
+  memset(a, 'a', sizeof a);
+  lc_sha256_init(&s);
+  size_t left = 1000000, step = 1;
+  while (left) {
+    size_t n = step < left ? step : left;
+    if (n > sizeof a) n = sizeof a;
+    lc_sha256_update(&s, a, n);
+    left -= n;
+    step = step % 997 + 13;
+  }
+  lc_sha256_final(&s, d);
+  lc_sha256_to_hex(d, h);
+  ck_assert_str_eq(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+END_TEST
+
+START_TEST(canonical_json) {
+  cJSON *a = cJSON_Parse("{\"b\":1,\"a\":{\"y\":[1,2],\"x\":\"s\"}}");
+  cJSON *b = cJSON_Parse("{\"a\":{\"x\":\"s\",\"y\":[1,2]},\"b\":1}");
+  char *pa = lc_jcanon_print(a), *pb = lc_jcanon_print(b);
+  ck_assert_str_eq(pa, "{\"a\":{\"x\":\"s\",\"y\":[1,2]},\"b\":1}");
+  ck_assert_str_eq(pa, pb);
+  char d[512];
+  ck_assert_int_eq(lc_jcanon_diff(a, b, "request", d, sizeof d), 0);
+  cJSON *c = cJSON_Parse("{\"b\":1,\"a\":{\"y\":[1,3],\"x\":\"s\"}}");
+  ck_assert_int_eq(lc_jcanon_diff(a, c, "request", d, sizeof d), 1);
+  ck_assert_str_eq(d, "request.a.y[1]: recorded 2 / now 3");
+  cJSON *e = cJSON_Parse("{\"b\":1}");
+  ck_assert_int_eq(lc_jcanon_diff(a, e, "request", d, sizeof d), 1);
+  ck_assert_str_eq(d, "request.a: recorded {\"x\":\"s\",\"y\":[1,2]} / now (absent)");
+  cJSON_free(pa);
+  cJSON_free(pb);
+  cJSON_Delete(a);
+  cJSON_Delete(b);
+  cJSON_Delete(c);
+  cJSON_Delete(e);
+}
+END_TEST
+
+/* ---- record and replay ---- */
+
+START_TEST(record_replay_offline) {
+  char path[256];
+  tmp_path(path, sizeof path, "full");
+  char *rec = record(path);
+  /* Every part of the script produced what the mock said. */
+  ck_assert_ptr_nonnull(strstr(rec, "llm hello there, cyclist 4 hello |there,| cycli|st"));
+  ck_assert_ptr_nonnull(strstr(rec, "pure 42"));
+  ck_assert_ptr_nonnull(strstr(rec, "once true"));
+  ck_assert_ptr_nonnull(strstr(rec, "http 200 3 application/json"));
+  ck_assert_ptr_nonnull(strstr(rec, "parallel answer A answer B"));
+  /* The idempotent tool's key went out on the wire. */
+  const char *k = strstr(rec, "idem 200 ");
+  ck_assert_ptr_nonnull(k);
+  char key[64];
+  ck_assert_int_eq(sscanf(k + 9, "%63s", key), 1);
+  ck_assert_int_eq((int)strlen(key), 32);
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(strstr(log, key));
+  free(log);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+
+  /* The mock is gone: any real effect would fail. Branch b is the slow
+   * one now, so the branches finish in the other order. */
+  enum lc_journal_fail f;
+  long ran = -1;
+  int rc = run_script(LC_JOURNAL_REPLAY, path, NULL, "b", NULL, &f, &ran);
+  ck_assert_msg(rc == 0, "replay failed: %s", err);
+  ck_assert_int_eq(f, LC_JOURNAL_OK);
+  ck_assert_str_eq(out, rec); /* same output, same key, same clock and dice */
+  ck_assert_int_eq(ran, 0);   /* nothing ran for real */
+  ck_assert_int_eq(count_pure + count_idem + count_once, 0);
+
+  /* The API key is nowhere in the journal. */
+  size_t n;
+  char *text = lc_test_read_file(path, &n);
+  ck_assert_ptr_nonnull(text);
+  ck_assert_ptr_null(strstr(text, "SECRET"));
+  ck_assert_ptr_nonnull(strstr(text, "\"idempotency_key\":\""));
+  free(text);
+  free(rec);
+  unlink(path);
+}
+END_TEST
+
+START_TEST(edited_prompt_is_caught) {
+  char path[256];
+  tmp_path(path, sizeof path, "prompt");
+  free(record(path));
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  enum lc_journal_fail f;
+  int rc = run_script(LC_JOURNAL_REPLAY, path, "Hello", "a", NULL, &f, NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_int_eq(f, LC_JOURNAL_MISMATCH);
+  ck_assert_msg(strstr(err, "effect 1#1 (llm openai:mock-gpt)") &&
+                    strstr(err, "request.messages[0].content: recorded \"Hi\" / now \"Hello\""),
+                "%s", err);
+  unlink(path);
+}
+END_TEST
+
+START_TEST(changed_tool_schema_is_caught) {
+  char path[256];
+  tmp_path(path, sizeof path, "schema");
+  free(record(path));
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  enum lc_journal_fail f;
+  int rc = run_script(LC_JOURNAL_REPLAY, path, NULL, "a", "Doubles x, carefully.", &f, NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_int_eq(f, LC_JOURNAL_MISMATCH);
+  ck_assert_msg(strstr(err, "effect 1#2 (tool double)") && strstr(err, "hashes.tools: recorded "),
+                "%s", err);
+  ck_assert_int_eq(count_pure, 0);
+  unlink(path);
+}
+END_TEST
+
+/* Keeps the lines of src up to and including the intent of id. */
+static void cut_after_intent(const char *src, const char *dst, const char *id) {
+  size_t n;
+  char *text = lc_test_read_file(src, &n);
+  ck_assert_ptr_nonnull(text);
+  char needle[96];
+  snprintf(needle, sizeof needle, "\"type\":\"intent\",\"id\":\"%s\"", id);
+  char *at = strstr(text, needle);
+  ck_assert_ptr_nonnull(at);
+  char *eol = strchr(at, '\n');
+  ck_assert_ptr_nonnull(eol);
+  FILE *f = fopen(dst, "w");
+  fwrite(text, 1, (size_t)(eol + 1 - text), f);
+  fclose(f);
+  free(text);
+}
+
+START_TEST(in_doubt_by_class) {
+  char path[256], cut[256];
+  tmp_path(path, sizeof path, "doubt");
+  tmp_path(cut, sizeof cut, "doubt_cut");
+  char *rec = record(path); /* the mock stays up: in-doubt effects may run */
+  char key[64];
+  ck_assert_int_eq(sscanf(strstr(rec, "idem 200 ") + 9, "%63s", key), 1);
+  enum lc_journal_fail f;
+
+  /* pure (1#2): run again; then the journal ends. */
+  cut_after_intent(path, cut, "1#2");
+  run_script(LC_JOURNAL_REPLAY, cut, NULL, "a", NULL, &f, NULL);
+  ck_assert_int_eq(count_pure, 1);
+  ck_assert_int_eq(f, LC_JOURNAL_MISMATCH);
+  ck_assert_msg(strstr(err, "no recorded effect 1#3 (tool charge)"), "%s", err);
+
+  /* idempotent (1#3): run again, with the same key on the wire. */
+  cut_after_intent(path, cut, "1#3");
+  ck_assert_int_eq(lc_mock_reset(&mock), 0);
+  run_script(LC_JOURNAL_REPLAY, cut, NULL, "a", NULL, &f, NULL);
+  ck_assert_int_eq(count_pure, 0); /* answered from the journal */
+  ck_assert_int_eq(count_idem, 1);
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(log);
+  cJSON *reqs = cJSON_Parse(log);
+  free(log);
+  int charges = 0;
+  cJSON *r;
+  cJSON_ArrayForEach(r, reqs) {
+    cJSON *h = cJSON_GetObjectItem(r, "headers");
+    cJSON *ik = h ? cJSON_GetObjectItem(h, "idempotency-key") : NULL;
+    if (strcmp(cJSON_GetObjectItem(r, "path")->valuestring, "/charge") == 0) {
+      charges++;
+      ck_assert_ptr_nonnull(ik);
+      ck_assert_str_eq(ik->valuestring, key);
+    }
+  }
+  cJSON_Delete(reqs);
+  ck_assert_int_eq(charges, 1); /* once in the record, once now: same key */
+
+  /* at_most_once (1#4): never run again; the run stops in doubt. */
+  cut_after_intent(path, cut, "1#4");
+  int rc = run_script(LC_JOURNAL_REPLAY, cut, NULL, "a", NULL, &f, NULL);
+  ck_assert_int_eq(rc, 1);
+  ck_assert_int_eq(f, LC_JOURNAL_IN_DOUBT);
+  ck_assert_int_eq(count_once, 0);
+  ck_assert_int_eq(count_idem, 0);
+  ck_assert_msg(strstr(err, "in_doubt: effect 1#4 (tool send, at_most_once"), "%s", err);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  free(rec);
+  unlink(path);
+  unlink(cut);
+}
+END_TEST
+
+START_TEST(malformed_journal) {
+  char path[256];
+  tmp_path(path, sizeof path, "bad");
+  FILE *f = fopen(path, "w");
+  fputs("{\"type\":\"header\",\"format\":1,\"run\":\"r1\"}\n"
+        "{\"type\":\"intent\",\"id\":\"1#1\",\"kind\":\"clock\",\"name\":\"now\",\"class\":\"pure\"}\n"
+        "{\"type\":\"result\",\"id\":\"1#1\",\"result\": 12.5\n"
+        "{\"type\":\"intent\",\"id\":\"1#2\",\"kind\":\"clock\",\"name\":\"now\",\"class\":\"pure\"}\n",
+        f);
+  fclose(f);
+  struct lc_journal *j;
+  char e[512];
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), LC_EINVAL);
+  ck_assert_msg(strstr(e, "line 3: invalid JSON at byte"), "%s", e);
+  /* No header. */
+  f = fopen(path, "w");
+  fputs("{\"type\":\"intent\",\"id\":\"1#1\"}\n", f);
+  fclose(f);
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), LC_EINVAL);
+  ck_assert_msg(strstr(e, "line 1: expected the header line"), "%s", e);
+  /* A torn last line (a crash mid-write) is not an error: that effect
+   * simply has no result. */
+  f = fopen(path, "w");
+  fputs("{\"type\":\"header\",\"format\":1,\"run\":\"r1\"}\n"
+        "{\"type\":\"intent\",\"id\":\"1#1\",\"kind\":\"clock\",\"name\":\"now\",\"class\":\"pure\"}\n"
+        "{\"type\":\"result\",\"id\":\"1#1\",\"res",
+        f);
+  fclose(f);
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  ck_assert_str_eq(lc_journal_run_id(j), "r1");
+  lc_journal_free(j);
+  unlink(path);
+}
+END_TEST
+
+/* ---- the CLI on the examples ---- */
+
+/* Runs a shell command; returns its exit status. */
+static int sh(const char *cmd) {
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Records examples/<name>/agent.lua against its mock.json, then replays it
+ * with the mock stopped: same exit code and stdout; no key in the file. */
+static void example_round_trip(const char *name) {
+  const char *src = lc_test_source_dir();
+  char script[512], mockfile[512], jpath[256], o1[256], o2[256], e2[256], cmd[4096];
+  snprintf(script, sizeof script, "%s/examples/%s/agent.lua", src, name);
+  snprintf(mockfile, sizeof mockfile, "%s/examples/%s/mock.json", src, name);
+  snprintf(jpath, sizeof jpath, "/tmp/lc_effect_%ld_%s.jsonl", (long)getpid(), name);
+  snprintf(o1, sizeof o1, "/tmp/lc_effect_%ld_%s.out1", (long)getpid(), name);
+  snprintf(o2, sizeof o2, "/tmp/lc_effect_%ld_%s.out2", (long)getpid(), name);
+  snprintf(e2, sizeof e2, "/tmp/lc_effect_%ld_%s.err2", (long)getpid(), name);
+  ck_assert_int_eq(lc_mock_start_file(&mock, mockfile, NULL), 0);
+  snprintf(cmd, sizeof cmd,
+           "cd %s && OPENAI_API_KEY=%s OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt "
+           "%s/luact run --quiet --record %s %s > %s 2>/dev/null",
+           src, KEY, mock.base_url, LC_BINARY_DIR, jpath, script, o1);
+  int rc1 = sh(cmd);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  snprintf(cmd, sizeof cmd,
+           "cd %s && OPENAI_API_KEY=%s OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt "
+           "%s/luact run --quiet --replay %s %s > %s 2>%s",
+           src, KEY, mock.base_url, LC_BINARY_DIR, jpath, script, o2, e2);
+  int rc2 = sh(cmd);
+  char *a = lc_test_read_file(o1, NULL), *b = lc_test_read_file(o2, NULL);
+  char *e = lc_test_read_file(e2, NULL);
+  char *j = lc_test_read_file(jpath, NULL);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_nonnull(b);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(rc1 == rc2, "%s: record exit %d, replay exit %d: %s", name, rc1, rc2, e ? e : "");
+  ck_assert_msg(strcmp(a, b) == 0, "%s: replay printed\n%s\ninstead of\n%s\n(stderr: %s)", name, b,
+                a, e ? e : "");
+  ck_assert_ptr_null(strstr(j, "SECRET"));
+  ck_assert_ptr_nonnull(strstr(j, "\"kind\":\"llm\""));
+  free(a);
+  free(b);
+  free(e);
+  free(j);
+  unlink(jpath);
+  unlink(o1);
+  unlink(o2);
+  unlink(e2);
+}
+
+START_TEST(cli_weather) {
+  example_round_trip("weather");
+  /* Replaying with another question: exit 3, the difference on stderr. */
+  const char *src = lc_test_source_dir();
+  char jpath[256], epath[256], cmd[4096];
+  snprintf(jpath, sizeof jpath, "/tmp/lc_effect_%ld_w3.jsonl", (long)getpid());
+  snprintf(epath, sizeof epath, "/tmp/lc_effect_%ld_w3.err", (long)getpid());
+  char mockfile[512];
+  snprintf(mockfile, sizeof mockfile, "%s/examples/weather/mock.json", src);
+  ck_assert_int_eq(lc_mock_start_file(&mock, mockfile, NULL), 0);
+  snprintf(cmd, sizeof cmd,
+           "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt OPENAI_API_KEY=%s %s/luact run "
+           "--quiet --record %s %s/examples/weather/agent.lua >/dev/null 2>&1",
+           mock.base_url, KEY, LC_BINARY_DIR, jpath, src);
+  ck_assert_int_eq(sh(cmd), 0);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  snprintf(cmd, sizeof cmd,
+           "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt %s/luact run --quiet --replay %s "
+           "%s/examples/weather/agent.lua 'Should I cycle in Tromso?' >/dev/null 2>%s",
+           mock.base_url, LC_BINARY_DIR, jpath, src, epath);
+  ck_assert_int_eq(sh(cmd), 3);
+  char *e = lc_test_read_file(epath, NULL);
+  ck_assert_ptr_nonnull(e);
+  ck_assert_msg(strstr(e, "effect 1#1 (llm openai:mock-gpt)") &&
+                    strstr(e, "request.messages[1].content: recorded \"Should I cycle in Oslo or "
+                              "Bergen tomorrow?\" / now \"Should I cycle in Tromso?\""),
+                "%s", e);
+  free(e);
+  unlink(jpath);
+  unlink(epath);
+}
+END_TEST
+
+/* luact.ask from --input (one answer, then eof), recorded, then replayed
+ * without the input file. */
+START_TEST(cli_ask) {
+  const char *src = lc_test_source_dir();
+  char in[256], jpath[256], o1[256], o2[256], cmd[2048];
+  long pid = (long)getpid();
+  snprintf(in, sizeof in, "/tmp/lc_effect_%ld_ask.in", pid);
+  snprintf(jpath, sizeof jpath, "/tmp/lc_effect_%ld_ask.jsonl", pid);
+  snprintf(o1, sizeof o1, "/tmp/lc_effect_%ld_ask.out1", pid);
+  snprintf(o2, sizeof o2, "/tmp/lc_effect_%ld_ask.out2", pid);
+  FILE *f = fopen(in, "w");
+  fputs("Ada\n", f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s/luact run --record %s --input %s %s/tests/lua/effect_ask.lua > %s",
+           LC_BINARY_DIR, jpath, in, src, o1);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/luact run --replay %s %s/tests/lua/effect_ask.lua < /dev/null > %s",
+           LC_BINARY_DIR, jpath, src, o2);
+  ck_assert_int_eq(sh(cmd), 0);
+  char *a = lc_test_read_file(o1, NULL), *b = lc_test_read_file(o2, NULL);
+  ck_assert_str_eq(a, "Ada\tnil\tno input\teof\n");
+  ck_assert_str_eq(b, a);
+  free(a);
+  free(b);
+  unlink(in);
+  unlink(jpath);
+  unlink(o1);
+  unlink(o2);
+}
+END_TEST
+
+/* Every example in the repository records and replays (those that need
+ * `cc` compile as they do in a normal run). */
+START_TEST(cli_every_example) {
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/examples", lc_test_source_dir());
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  struct dirent *de;
+  int n = 0;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.') continue;
+    char p[1024], m[1024];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s/agent.lua", dir, de->d_name);
+    snprintf(m, sizeof m, "%s/%s/mock.json", dir, de->d_name);
+    if (stat(p, &st) || stat(m, &st)) continue;
+    example_round_trip(de->d_name);
+    n++;
+  }
+  closedir(d);
+  ck_assert_int_ge(n, 4);
+}
+END_TEST
+
+Suite *effect_suite(void) {
+  Suite *s = suite_create("effect");
+  TCase *tc = tcase_create("journal");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, sha256_vectors);
+  tcase_add_test(tc, canonical_json);
+  tcase_add_test(tc, record_replay_offline);
+  tcase_add_test(tc, edited_prompt_is_caught);
+  tcase_add_test(tc, changed_tool_schema_is_caught);
+  tcase_add_test(tc, in_doubt_by_class);
+  tcase_add_test(tc, malformed_journal);
+  suite_add_tcase(s, tc);
+  TCase *cli = tcase_create("cli");
+  tcase_set_timeout(cli, 300);
+  tcase_add_test(cli, cli_weather);
+  tcase_add_test(cli, cli_ask);
+  tcase_add_test(cli, cli_every_example);
+  suite_add_tcase(s, cli);
+  return s;
+}
