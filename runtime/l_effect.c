@@ -44,7 +44,10 @@ static void task_next(void *ud, struct lc_effect_who *w) {
 }
 
 void lc_l_effect_src(lua_State *L, struct lc_task *t, struct lc_effect_src *src) {
-  src->j = lc_l_journal(L);
+  struct lc_journal *j = lc_l_journal(L);
+  /* Off: no journal at all, so calls pay nothing for request JSON and
+   * hashes they would only throw away. */
+  src->j = j && lc_journal_mode(j) != LC_JOURNAL_OFF ? j : NULL;
   src->next = task_next;
   src->ud = t;
 }

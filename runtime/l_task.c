@@ -1,6 +1,7 @@
 /* l_task.c: luact.sleep, luact.spawn, luact.wait: the waiting primitives
  * that every control-flow helper is built from. */
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "l_luact.h"
@@ -73,6 +74,21 @@ struct task_ref {
   struct lc_wait wait;
   int waited;
   struct select_op *sel; /* a select() waiting on this handle, if any */
+  struct group *group;   /* the group that spawned it, if any */
+  lua_Integer gid;       /* its id in that group */
+};
+
+/* group(): spawn many, collect them in the order they finish. The ids of
+ * finished tasks queue in a FIFO, so taking the next one costs O(1) however
+ * many are running (select() scans its list: fine for a few branches,
+ * quadratic for ten thousand). */
+struct group {
+  struct lc_task *owner;
+  struct lc_wait wait;
+  lua_Integer *fifo;
+  size_t head, tail, cap;
+  lua_Integer next_id;
+  lua_Integer pending; /* spawned, not yet returned by next() */
 };
 
 /* select(handles) waits on several handles at once. */
@@ -94,10 +110,33 @@ static int task_gc(lua_State *L) {
   return 0;
 }
 
+static void group_push(struct group *g, lua_Integer id) {
+  if (g->tail == g->cap) {
+    /* Compact, then grow: the FIFO never holds more than pending ids. */
+    if (g->head > 0) {
+      memmove(g->fifo, g->fifo + g->head, (g->tail - g->head) * sizeof *g->fifo);
+      g->tail -= g->head;
+      g->head = 0;
+    }
+    if (g->tail == g->cap) {
+      size_t cap = g->cap ? g->cap * 2 : 64;
+      lua_Integer *f = realloc(g->fifo, cap * sizeof *f);
+      if (!f) abort(); /* a completion must never be lost */
+      g->fifo = f;
+      g->cap = cap;
+    }
+  }
+  g->fifo[g->tail++] = id;
+}
+
 static void ref_on_done(struct lc_task *t, void *ud) {
   struct task_ref *r = ud;
   if (r->waiter) lc_task_wake(r->waiter, &r->wait);
   if (r->sel) lc_task_wake(r->sel->task, &r->sel->wait);
+  if (r->group) {
+    group_push(r->group, r->gid);
+    lc_task_wake(r->group->owner, &r->group->wait);
+  }
 }
 
 static void ref_cancel(struct lc_wait *w) {
@@ -123,9 +162,9 @@ static int l_spawn(lua_State *L) {
   return 1; /* handle */
 }
 
-static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
-  r->waiter = NULL;
+/* [-0, +n, m] Pushes ok, results... (or false, error) of a finished task
+ * and releases it. */
+static int push_outcome(lua_State *L, struct task_ref *r) {
   lua_State *co = lc_task_thread(r->task);
   int n = lua_gettop(co);
   r->waited = 1;
@@ -140,6 +179,12 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   lua_xmove(co, L, n > 0 ? 1 : 0);
   ref_release(r);
   return n > 0 ? 2 : 1;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
+  r->waiter = NULL;
+  return push_outcome(L, r);
 }
 
 /* wait(handle) -> true, results... | false, error */
@@ -226,9 +271,142 @@ static int l_select(lua_State *L) {
   return select_k(L, LUA_OK, 0);
 }
 
+#define GROUP_MT "luact.Group"
+
+/* The handles table (id -> handle) is the group's user value 1. */
+static void group_detach_all(lua_State *L, int gidx) {
+  lua_getiuservalue(L, gidx, 1);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    struct task_ref *r = lua_touserdata(L, -1);
+    if (r) r->group = NULL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+static int group_gc(lua_State *L) {
+  struct group *g = luaL_checkudata(L, 1, GROUP_MT);
+  group_detach_all(L, 1); /* handles may outlive us within this GC cycle */
+  free(g->fifo);
+  g->fifo = NULL;
+  g->cap = g->head = g->tail = 0;
+  return 0;
+}
+
+/* group() -> g */
+static int l_group(lua_State *L) {
+  struct lc_task *owner = lc_task_check(L, "luact.group");
+  struct group *g = lua_newuserdatauv(L, sizeof *g, 1);
+  memset(g, 0, sizeof *g);
+  g->owner = owner;
+  g->wait.cancel = select_cancel;
+  luaL_setmetatable(L, GROUP_MT);
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+/* g:spawn(fn, ...) -> id: fn(...) as a child task of the group's owner. */
+static int group_spawn(lua_State *L) {
+  struct group *g = luaL_checkudata(L, 1, GROUP_MT);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (lc_task_check(L, "group:spawn") != g->owner)
+    return luaL_error(L, "group:spawn: only the task that made the group may spawn in it");
+  int nargs = lua_gettop(L) - 2;
+  struct task_ref *r = lua_newuserdatauv(L, sizeof *r, 0); /* g fn args handle */
+  memset(r, 0, sizeof *r);
+  luaL_setmetatable(L, TASK_MT);
+  lua_insert(L, 2); /* g handle fn args */
+  struct lc_task *t;
+  if (lc_sched_spawn(lc_sched_get(L), L, nargs, g->owner, &t)) /* g handle */
+    return luaL_error(L, "out of memory");
+  r->task = t;
+  r->wait.cancel = ref_cancel;
+  r->group = g;
+  r->gid = ++g->next_id;
+  g->pending++;
+  lc_task_on_done(t, ref_on_done, r);
+  lua_getiuservalue(L, 1, 1); /* g handle handles */
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, -2, r->gid); /* handles[id] = handle */
+  lua_pushinteger(L, r->gid);
+  return 1;
+}
+
+static int group_next_k(lua_State *L, int status, lua_KContext ctx) {
+  struct group *g = luaL_checkudata(L, 1, GROUP_MT);
+  if (g->head == g->tail) {
+    lc_task_wait(g->owner, &g->wait);
+    return lua_yieldk(L, 0, 0, group_next_k);
+  }
+  lua_Integer id = g->fifo[g->head++];
+  g->pending--;
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, 1);          /* g handles */
+  lua_rawgeti(L, 2, id);               /* g handles handle */
+  struct task_ref *r = luaL_checkudata(L, 3, TASK_MT);
+  lua_pushnil(L);
+  lua_rawseti(L, 2, id);               /* handles[id] = nil; handle kept at 3 */
+  r->group = NULL;
+  r->waited = 1;
+  lua_pushinteger(L, id);              /* g handles handle id */
+  int n = push_outcome(L, r);
+  return n + 1;
+}
+
+/* g:next() -> id, ok, results... in completion order; nil when nothing is
+ * pending. Only the owner may call it. */
+static int group_next(lua_State *L) {
+  struct group *g = luaL_checkudata(L, 1, GROUP_MT);
+  lua_settop(L, 1);
+  if (lc_task_check(L, "group:next") != g->owner)
+    return luaL_error(L, "group:next: only the task that made the group may wait on it");
+  if (g->pending == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return group_next_k(L, LUA_OK, 0);
+}
+
+/* g:kill([reason]): kills every task still pending in the group. */
+static int group_kill(lua_State *L) {
+  struct group *g = luaL_checkudata(L, 1, GROUP_MT);
+  const char *why = luaL_optstring(L, 2, "killed");
+  lua_getiuservalue(L, 1, 1);
+  int handles = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, handles)) {
+    struct task_ref *r = lua_touserdata(L, -1);
+    if (r && r->task && !r->waited) {
+      r->group = NULL;
+      lc_task_kill(r->task, why);
+      ref_release(r);
+      r->waited = 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_newtable(L);
+  lua_setiuservalue(L, 1, 1);
+  g->pending = 0;
+  g->head = g->tail = 0;
+  return 0;
+}
+
+static int group_pending(lua_State *L) {
+  lua_pushinteger(L, ((struct group *)luaL_checkudata(L, 1, GROUP_MT))->pending);
+  return 1;
+}
+
+static const luaL_Reg group_methods[] = {{"spawn", group_spawn},
+                                          {"next", group_next},
+                                          {"kill", group_kill},
+                                          {"pending", group_pending},
+                                          {NULL, NULL}};
+
 static const luaL_Reg task_funcs[] = {
     {"sleep", l_sleep}, {"spawn", l_spawn}, {"wait", l_wait}, {"kill", l_kill},
-    {"select", l_select}, {NULL, NULL}};
+    {"select", l_select}, {"group", l_group}, {NULL, NULL}};
 
 int lc_open_task(lua_State *L) {
   if (luaL_newmetatable(L, SLEEP_MT)) {
@@ -243,6 +421,13 @@ int lc_open_task(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushliteral(L, "luact.Task");
     lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, GROUP_MT)) {
+    lua_pushcfunction(L, group_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, group_methods);
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
   luaL_newlib(L, task_funcs);

@@ -26,6 +26,9 @@ struct lc_task {
   int nargs; /* arguments for the first resume */
   int started;
   struct lc_task *prev_all, *next_all; /* every live task, for kill-all */
+  /* Children, so that kill and release touch only their own family: with
+   * thousands of tasks a scan of every task per operation is quadratic. */
+  struct lc_task *first_child, *prev_sibling, *next_sibling;
   void (*on_done)(struct lc_task *, void *);
   void *on_done_ud;
   char *path;              /* "1.2.1": see lc_task_path */
@@ -149,6 +152,11 @@ int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
   t->co = co;
   t->nargs = nargs;
   t->parent = parent;
+  if (parent) {
+    t->next_sibling = parent->first_child;
+    if (parent->first_child) parent->first_child->prev_sibling = t;
+    parent->first_child = t;
+  }
   t->state = LC_TASK_READY;
   t->next_all = s->all;
   if (s->all) s->all->prev_all = t;
@@ -205,14 +213,14 @@ static void finish(struct lc_task *t, int status) {
 
 void lc_task_kill(struct lc_task *t, const char *reason) {
   if (t->state == LC_TASK_DONE) return;
-  /* Children first, so nothing outlives the branch that spawned it. */
-  for (struct lc_task *c = t->s->all; c;) {
-    struct lc_task *next = c->next_all;
-    if (c->parent == t && c->state != LC_TASK_DONE) {
-      lc_task_kill(c, reason);
-      next = t->s->all; /* the list may have changed under the callback */
-    }
-    c = next;
+  /* Children first, so nothing outlives the branch that spawned it. A
+   * child's __close handlers may spawn or release tasks: look again from
+   * the head after each kill. */
+  for (;;) {
+    struct lc_task *c = t->first_child;
+    while (c && c->state == LC_TASK_DONE) c = c->next_sibling;
+    if (!c) break;
+    lc_task_kill(c, reason);
   }
   if (t->wait) {
     struct lc_wait *w = t->wait;
@@ -230,8 +238,17 @@ void lc_task_release(struct lc_task *t) {
   struct lc_sched *s = t->s;
   if (t->state != LC_TASK_DONE) lc_task_kill(t, "released");
   /* Orphan children keep running as roots. */
-  for (struct lc_task *c = s->all; c; c = c->next_all)
-    if (c->parent == t) c->parent = NULL;
+  for (struct lc_task *c = t->first_child, *next; c; c = next) {
+    next = c->next_sibling;
+    c->parent = NULL;
+    c->prev_sibling = c->next_sibling = NULL;
+  }
+  t->first_child = NULL;
+  if (t->parent) {
+    if (t->prev_sibling) t->prev_sibling->next_sibling = t->next_sibling;
+    else t->parent->first_child = t->next_sibling;
+    if (t->next_sibling) t->next_sibling->prev_sibling = t->prev_sibling;
+  }
   if (t->prev_all) t->prev_all->next_all = t->next_all;
   else s->all = t->next_all;
   if (t->next_all) t->next_all->prev_all = t->prev_all;
