@@ -242,6 +242,9 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errmsg);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  /* libcurl's default 16 KiB receive buffer per handle is most of what a
+   * waiting agent costs; LLM answers arrive in far smaller reads. */
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
   if (!req->no_compress) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,

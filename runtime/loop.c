@@ -14,20 +14,38 @@
 /* epoll data is fd | kind << 32, never a pointer: a socket that libcurl
  * closes while a batch of events is being dispatched leaves no dangling
  * pointer behind (curl's ephiperfifo.c does the same with data.fd). */
-#define KIND_CURL 0ull
 #define KIND_WATCH 1ull
+#define KIND_CURL0 2ull /* + shard index */
+
+/* libcurl (7.88) looks for a reusable connection by walking every
+ * connection it holds to the host, so one multi handle serving ten thousand
+ * transfers spends most of its time in that walk. The loop therefore
+ * spreads transfers over shards of at most SHARD_TARGET live transfers,
+ * each its own multi handle with its own connection cache and timer. */
+#define SHARD_TARGET 256
+#define MAX_SHARDS 4096
+
+struct shard {
+  struct lc_loop *loop;
+  CURLM *multi;
+  struct lc_timer timer;
+  long transfers;
+  unsigned index;
+};
 
 struct easyctx {
   lc_easy_done_fn done;
   void *ud;
+  struct shard *shard;
 };
 
 struct lc_loop {
   int epfd;
-  CURLM *multi;
+  struct shard **shards;
+  size_t nshards;
   struct lc_timer **heap;
   size_t nheap, capheap;
-  struct lc_timer curl_timer;
+  long curl_timers; /* shard timers armed (not counted as user timers) */
   long transfers;
   long watchers;
   struct lc_fdwatch **watch_by_fd;
@@ -104,16 +122,18 @@ int lc_timer_start(struct lc_loop *l, struct lc_timer *t, double ms) {
 
 /* ---- curl glue ---- */
 
-static void check_multi_info(struct lc_loop *l) {
+static void check_multi_info(struct shard *sh) {
+  struct lc_loop *l = sh->loop;
   CURLMsg *m;
   int left;
-  while ((m = curl_multi_info_read(l->multi, &left))) {
+  while ((m = curl_multi_info_read(sh->multi, &left))) {
     if (m->msg != CURLMSG_DONE) continue;
     CURL *e = m->easy_handle;
     CURLcode res = m->data.result;
     struct easyctx *ec = NULL;
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&ec);
-    curl_multi_remove_handle(l->multi, e);
+    curl_multi_remove_handle(sh->multi, e);
+    sh->transfers--;
     l->transfers--;
     curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
     if (ec) {
@@ -129,21 +149,22 @@ static void check_multi_info(struct lc_loop *l) {
  * a non-NULL marker once the socket is in the epoll set. */
 static int curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp) {
   static char added;
-  struct lc_loop *l = userp;
+  struct shard *sh = userp;
+  struct lc_loop *l = sh->loop;
   if (what == CURL_POLL_REMOVE) {
     if (sockp) {
       epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
-      curl_multi_assign(l->multi, s, NULL);
+      curl_multi_assign(sh->multi, s, NULL);
     }
     return 0;
   }
   struct epoll_event ev = {0};
   if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
   if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
-  ev.data.u64 = (uint64_t)(uint32_t)s | (KIND_CURL << 32);
+  ev.data.u64 = (uint64_t)(uint32_t)s | ((KIND_CURL0 + sh->index) << 32);
   if (!sockp) {
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) < 0) return -1;
-    curl_multi_assign(l->multi, s, &added);
+    curl_multi_assign(sh->multi, s, &added);
   } else if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0) {
     return -1;
   }
@@ -153,45 +174,85 @@ static int curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void 
 /* CURLMOPT_TIMERFUNCTION: never call socket_action from here; arm our timer
  * (0 ms means "next pass"). */
 static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp) {
-  struct lc_loop *l = userp;
-  if (timeout_ms < 0) lc_timer_stop(l, &l->curl_timer);
-  else if (lc_timer_start(l, &l->curl_timer, (double)timeout_ms) < 0) return -1;
+  struct shard *sh = userp;
+  struct lc_loop *l = sh->loop;
+  int was = lc_timer_active(&sh->timer);
+  if (timeout_ms < 0) lc_timer_stop(l, &sh->timer);
+  else if (lc_timer_start(l, &sh->timer, (double)timeout_ms) < 0) return -1;
+  l->curl_timers += lc_timer_active(&sh->timer) - was;
   return 0;
 }
 
 static void on_curl_timer(struct lc_loop *l, struct lc_timer *t) {
+  struct shard *sh = t->ud;
+  l->curl_timers--; /* it fired: no longer armed */
   int running;
-  curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  check_multi_info(l);
+  curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_multi_info(sh);
+}
+
+static struct shard *shard_new(struct lc_loop *l) {
+  if (l->nshards >= MAX_SHARDS) return NULL;
+  struct shard **v = lc_realloc(l->shards, (l->nshards + 1) * sizeof *v);
+  if (!v) return NULL;
+  l->shards = v;
+  struct shard *sh = lc_calloc(1, sizeof *sh);
+  if (!sh) return NULL;
+  if (!(sh->multi = curl_multi_init())) {
+    lc_free(sh);
+    return NULL;
+  }
+  sh->loop = l;
+  sh->index = (unsigned)l->nshards;
+  lc_timer_init(&sh->timer, on_curl_timer, sh);
+  curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+  curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+  curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+  curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+  /* Keep-alive must survive a whole round of agents going back to the
+   * model: never let the cache close idle connections we will reuse. */
+  curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, 65536L);
+  l->shards[l->nshards++] = sh;
+  return sh;
+}
+
+/* The shard for a new transfer: the first with room, so a lightly loaded
+ * loop uses one multi handle (and one connection cache) as before. */
+static struct shard *pick_shard(struct lc_loop *l) {
+  for (size_t i = 0; i < l->nshards; i++)
+    if (l->shards[i]->transfers < SHARD_TARGET) return l->shards[i];
+  struct shard *sh = shard_new(l);
+  if (sh) return sh;
+  /* At the shard limit: the least loaded one. */
+  struct shard *best = l->nshards ? l->shards[0] : NULL;
+  for (size_t i = 1; i < l->nshards; i++)
+    if (l->shards[i]->transfers < best->transfers) best = l->shards[i];
+  return best;
 }
 
 int lc_loop_new(struct lc_loop **out) {
   struct lc_loop *l = lc_calloc(1, sizeof *l);
   if (!l) return LC_ENOMEM;
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
-  l->multi = curl_multi_init();
-  if (l->epfd < 0 || !l->multi) {
+  if (l->epfd < 0 || !shard_new(l)) {
     if (l->epfd >= 0) close(l->epfd);
-    if (l->multi) curl_multi_cleanup(l->multi);
+    lc_free(l->shards);
     lc_free(l);
     return LC_EIO;
   }
-  lc_timer_init(&l->curl_timer, on_curl_timer, l);
-  curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
-  curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
-  curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
-  curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
-  /* Thousands of agents share a handful of provider hosts: keep the
-   * connection cache large enough that keep-alive actually works. */
-  curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, 4096L);
   *out = l;
   return 0;
 }
 
 void lc_loop_free(struct lc_loop *l) {
   if (!l) return;
-  lc_timer_stop(l, &l->curl_timer);
-  curl_multi_cleanup(l->multi); /* fires POLL_REMOVE for cached sockets */
+  for (size_t i = 0; i < l->nshards; i++) {
+    struct shard *sh = l->shards[i];
+    lc_timer_stop(l, &sh->timer);
+    curl_multi_cleanup(sh->multi); /* fires POLL_REMOVE for cached sockets */
+    lc_free(sh);
+  }
+  lc_free(l->shards);
   close(l->epfd);
   lc_free(l->watch_by_fd);
   lc_free(l->heap);
@@ -234,12 +295,14 @@ int lc_loop_add_easy(struct lc_loop *l, CURL *e, lc_easy_done_fn done, void *ud)
   if (!ec) return LC_ENOMEM;
   ec->done = done;
   ec->ud = ud;
+  ec->shard = pick_shard(l);
   curl_easy_setopt(e, CURLOPT_PRIVATE, ec);
-  if (curl_multi_add_handle(l->multi, e) != CURLM_OK) {
+  if (!ec->shard || curl_multi_add_handle(ec->shard->multi, e) != CURLM_OK) {
     curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
     lc_free(ec);
     return LC_EIO;
   }
+  ec->shard->transfers++;
   l->transfers++;
   return 0;
 }
@@ -248,8 +311,9 @@ void lc_loop_remove_easy(struct lc_loop *l, CURL *e) {
   struct easyctx *ec = NULL;
   curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&ec);
   if (!ec) return; /* not added, or already completed */
-  curl_multi_remove_handle(l->multi, e);
+  curl_multi_remove_handle(ec->shard->multi, e);
   curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+  ec->shard->transfers--;
   lc_free(ec);
   l->transfers--;
 }
@@ -279,18 +343,19 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
   struct epoll_event evs[256];
   int n = epoll_wait(l->epfd, evs, 256, timeout);
   if (n < 0 && errno != EINTR) n = 0;
-  int curl_activity = 0;
   for (int i = 0; i < n; i++) {
     uint64_t data = evs[i].data.u64;
     int fd = (int)(uint32_t)data;
     unsigned ev = evs[i].events;
-    if ((data >> 32) == KIND_CURL) {
+    uint64_t kind = data >> 32;
+    if (kind >= KIND_CURL0 && kind - KIND_CURL0 < l->nshards) {
+      struct shard *sh = l->shards[kind - KIND_CURL0];
       int flags = 0, running;
       if (ev & EPOLLIN) flags |= CURL_CSELECT_IN;
       if (ev & EPOLLOUT) flags |= CURL_CSELECT_OUT;
       if (ev & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
-      curl_multi_socket_action(l->multi, fd, flags, &running);
-      curl_activity = 1;
+      curl_multi_socket_action(sh->multi, fd, flags, &running);
+      check_multi_info(sh);
     } else if ((size_t)fd < l->nwatch_by_fd && l->watch_by_fd[fd]) {
       struct lc_fdwatch *w = l->watch_by_fd[fd];
       unsigned e = 0;
@@ -299,19 +364,16 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
       w->cb(l, w, e);
     }
   }
-  if (curl_activity) check_multi_info(l);
   run_timers(l);
   return lc_loop_pending(l);
 }
 
 long lc_loop_transfers(const struct lc_loop *l) { return l->transfers; }
 
-long lc_loop_timers(const struct lc_loop *l) {
-  return (long)l->nheap - (lc_timer_active(&l->curl_timer) ? 1 : 0);
-}
+long lc_loop_timers(const struct lc_loop *l) { return (long)l->nheap - l->curl_timers; }
 
 long lc_loop_pending(const struct lc_loop *l) {
   return l->transfers + lc_loop_timers(l) + l->watchers;
 }
 
-CURLM *lc_loop_multi(struct lc_loop *l) { return l->multi; }
+

@@ -69,7 +69,5 @@ long lc_loop_pending(const struct lc_loop *loop);
 long lc_loop_transfers(const struct lc_loop *loop);
 long lc_loop_timers(const struct lc_loop *loop);
 
-/* A shared connection cache etc. is per loop: this is the multi handle. */
-CURLM *lc_loop_multi(struct lc_loop *loop);
 
 #endif
