@@ -395,7 +395,8 @@ static int l_pal(lua_State *L) {
   t = lua_getfield(L, IDX_OPTS, "examples"); /* opts box cb examples */
   if (t == LUA_TTABLE) {
     size_t n = lua_rawlen(L, -1);
-    if (n == 0) return luaL_error(L, WHO ": 'examples' must not be empty (omit it for the built-in ones)");
+    if (n == 0)
+      return luaL_error(L, WHO ": 'examples' must not be empty (omit it for the built-in ones)");
     /* Scratch array owned by Lua, so a raise below frees it. */
     const char **ex = lua_newuserdatauv(L, n * sizeof *ex, 0);
     for (size_t i = 1; i <= n; i++) {

@@ -327,6 +327,16 @@ START_TEST(limits_and_llm_failure) {
 }
 END_TEST
 
+START_TEST(wall_time_interrupts_the_call) {
+  ck_assert_int_eq(lc_mock_start(&mock, "[{\"reply\":{\"delay_ms\":20000,\"openai\":{\"text\":\"late\"}}}]"), 0);
+  ck_assert_msg(run("local r = luact.pal(cfg{limits={wall_time=0.2}})\n"
+                    "return table.concat({r.status, r.limit, #r.attempts, tostring(r.answer)}, '|')") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "failed|wall_time|0|nil");
+  stop();
+}
+END_TEST
+
 START_TEST(kill_mid_call_leaves_nothing) {
   ck_assert_int_eq(lc_mock_start(&mock, "[{\"reply\":{\"delay_ms\":20000,\"openai\":{\"text\":\"late\"}}}]"), 0);
   ck_assert_msg(run("local r, msg, code = luact.timeout(0.2, function() return luact.pal(cfg{}) end)\n"
@@ -587,6 +597,7 @@ Suite *pal_suite(void) {
   tcase_add_test(tc, hostile_programs_refused);
   tcase_add_test(tc, user_prompt_parts);
   tcase_add_test(tc, limits_and_llm_failure);
+  tcase_add_test(tc, wall_time_interrupts_the_call);
   tcase_add_test(tc, kill_mid_call_leaves_nothing);
   tcase_add_test(tc, misuse_raises);
   tcase_add_test(tc, run_and_code_tool);
