@@ -9,6 +9,7 @@
 #include "l_effect.h"
 #include "l_http.h"
 #include "l_native.h"
+#include "l_pal.h"
 #include "l_sandbox.h"
 #include "l_sql.h"
 #include "lc.h"
@@ -42,6 +43,7 @@ static const struct submodule {
     {"worker", lc_open_worker}, {"schema", lc_open_schema}, {"native", lc_open_native},
     {"sql", lc_open_sql},       {"files", lc_open_files},   {"http", lc_open_http},
     {"sandbox", lc_open_sandbox},
+    {"pal", lc_open_pal},
     {NULL, NULL}};
 
 int luaopen_luact(lua_State *L) {

@@ -633,3 +633,14 @@ int lc_open_react(lua_State *L) {
   lua_pushcfunction(L, l_react);
   return 1;
 }
+
+void lc_react_get_run_opts(lua_State *L, struct lc_run_opts *o) {
+  memset(o, 0, sizeof *o);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &runopts_key);
+  struct runopts_box *b = luaL_testudata(L, -1, RUNOPTS_MT);
+  if (b) {
+    o->quiet = b->quiet;
+    o->trace_path = b->trace_path;
+  }
+  lua_pop(L, 1); /* the registry keeps it */
+}

@@ -16,5 +16,8 @@ struct lc_run_opts {
 
 /* [-0, +0, m] Stores a copy of o for luact.react runs in L. */
 void lc_react_set_run_opts(lua_State *L, const struct lc_run_opts *o);
+/* [-0, +0, -] Reads them back for other engines' bindings (luact.pal):
+ * zeroed when none were set; trace_path is borrowed from the registry. */
+void lc_react_get_run_opts(lua_State *L, struct lc_run_opts *o);
 
 #endif
