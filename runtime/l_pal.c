@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "conv.h"
+#include "l_effect.h"
 #include "l_luact.h"
 #include "l_react.h"
 #include "lc.h"
@@ -370,6 +371,7 @@ static int l_pal(lua_State *L) {
   struct lc_pal_config cfg;
   lc_pal_config_default(&cfg);
   lc_l_parse_llm_common(L, IDX_OPTS, WHO, b->req, &cfg.llm);
+  lc_l_effect_src(L, task, &cfg.llm.effect); /* journaled as this task's effects */
   b->req->stream = opt_bool(L, IDX_OPTS, "stream", 0);
   cfg.question = opt_string(L, IDX_OPTS, "question");
   if (!cfg.question || !*cfg.question)
