@@ -135,6 +135,16 @@ static int diff(const cJSON *a, const cJSON *b, char *path, size_t plen, size_t 
   if (cJSON_IsNull(a)) return 0;
   if (cJSON_IsRaw(a) && strcmp(a->valuestring, b->valuestring) == 0) return 0;
 differ : {
+  if (cJSON_IsString(a) && cJSON_IsString(b)) {
+    /* Long prompts share long prefixes: show where they part. */
+    const char *x = a->valuestring, *y = b->valuestring;
+    size_t k = 0;
+    while (x[k] && x[k] == y[k]) k++;
+    size_t from = k > 40 ? k - 40 : 0;
+    snprintf(out, outlen, "%s: differs at character %zu: recorded \"%s%.100s\" / now \"%s%.100s\"",
+             path, k, from ? "..." : "", x + from, from ? "..." : "", y + from);
+    return 1;
+  }
   char va[192], vb[192];
   show(a, va, sizeof va);
   show(b, vb, sizeof vb);

@@ -227,7 +227,7 @@ START_TEST(edited_prompt_is_caught) {
   ck_assert_int_eq(rc, 1);
   ck_assert_int_eq(f, LC_JOURNAL_MISMATCH);
   ck_assert_msg(strstr(err, "effect 1#1 (llm openai:mock-gpt)") &&
-                    strstr(err, "request.messages[0].content: recorded \"Hi\" / now \"Hello\""),
+                    strstr(err, "request.messages[0].content: differs at character 1: recorded \"Hi\" / now \"Hello\""),
                 "%s", err);
   unlink(path);
 }
@@ -432,7 +432,7 @@ START_TEST(cli_weather) {
   char *e = lc_test_read_file(epath, NULL);
   ck_assert_ptr_nonnull(e);
   ck_assert_msg(strstr(e, "effect 1#1 (llm openai:mock-gpt)") &&
-                    strstr(e, "request.messages[1].content: recorded \"Should I cycle in Oslo or "
+                    strstr(e, "request.messages[1].content: differs at character 18: recorded \"Should I cycle in Oslo or "
                               "Bergen tomorrow?\" / now \"Should I cycle in Tromso?\""),
                 "%s", e);
   free(e);
@@ -496,6 +496,33 @@ START_TEST(cli_every_example) {
 }
 END_TEST
 
+/* The README's main command: the ShopBot return replayed from the journal
+ * that ships with the example, with no model, no shipping service and no
+ * network; it must reach the end of the return. */
+START_TEST(shopbot_demo_journal_replays) {
+  const char *src = lc_test_source_dir();
+  char opath[256], data[] = "/tmp/lc_shopbot_replay_XXXXXX", cmd[4096];
+  ck_assert_ptr_nonnull(mkdtemp(data));
+  snprintf(opath, sizeof opath, "/tmp/lc_effect_%ld_shopbot.out", (long)getpid());
+  snprintf(cmd, sizeof cmd,
+           "cd %s && OPENAI_BASE_URL=http://127.0.0.1:9/v1 LUACT_MODEL=openai:mock-gpt "
+           "SHOPBOT_SHIPPING_URL=http://127.0.0.1:9 SHOPBOT_DATA=%s "
+           "SHOPBOT_INPUTS=examples/shopbot/offline-inputs.txt SHOPBOT_RUN_ID=offline-demo "
+           "%s/luact run --quiet --replay examples/shopbot/demo.journal examples/shopbot/chat.lua > %s 2>&1",
+           src, data, LC_BINARY_DIR, opath);
+  int rc = sh(cmd);
+  char *o = lc_test_read_file(opath, NULL);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_msg(rc == 0, "replay exit %d: %s", rc, o);
+  ck_assert_msg(strstr(o, "lookup_order {\"order_number\":\"A1001\"}") != NULL, "%s", o);
+  ck_assert_msg(strstr(o, "create_label") != NULL, "%s", o);
+  ck_assert_msg(strstr(o, "Your return label is in your inbox") != NULL, "%s", o);
+  ck_assert_msg(strstr(o, "finished in step email") != NULL, "%s", o);
+  free(o);
+  unlink(opath);
+}
+END_TEST
+
 Suite *effect_suite(void) {
   Suite *s = suite_create("effect");
   TCase *tc = tcase_create("journal");
@@ -513,6 +540,7 @@ Suite *effect_suite(void) {
   tcase_add_test(cli, cli_weather);
   tcase_add_test(cli, cli_ask);
   tcase_add_test(cli, cli_every_example);
+  tcase_add_test(cli, shopbot_demo_journal_replays);
   suite_add_tcase(s, cli);
   return s;
 }

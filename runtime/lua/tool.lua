@@ -98,7 +98,12 @@ function luact.tool(spec)
     if not v then field_error(name, "params", "is not a valid JSON schema: " .. err) end
     validator = function(args) return v:validate(args) end
   end
+  for _, hook in ipairs { "apply", "present" } do
+    if spec[hook] ~= nil and type(spec[hook]) ~= "function" then field_error(name, hook, "must be a function") end
+  end
   return setmetatable({
+    apply = spec.apply,     -- apply(ctx, result, args): state derived from a result (runs on replay too)
+    present = spec.present, -- present(result) -> what the model is shown
     name = name,
     description = spec.description or "",
     params = params,

@@ -460,6 +460,11 @@ function Workflow:run(opts)
                idempotency_key = tctx.idempotency_key }
       return { error = emsg }
     end
+    -- State comes from the result, never from inside the tool's body: a
+    -- replay answers the tool from the journal without running it, and
+    -- apply rebuilds the same state from the same result.
+    if tool.apply then tool.apply(ctx, res, args) end
+    if tool.present then res = tool.present(res) end
     record { kind = "action", action = name, args = args, result = res, idempotency_key = tctx.idempotency_key }
     return res
   end
