@@ -8,6 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+#include <signal.h>
+#include <poll.h>
+#include <fcntl.h>
+#include <errno.h>
 
 #include "buf.h"
 #include "conv.h"
@@ -816,9 +822,9 @@ static void take_results(lua_State *L, struct run *r, int base,
   out->value = v;
 }
 
-int lc_sandbox_run(const char *code, size_t len,
-                   const struct lc_sandbox_opts *o, const cJSON *input,
-                   struct lc_sandbox_result *out) {
+static int run_here(const char *code, size_t len,
+                    const struct lc_sandbox_opts *o, const cJSON *input,
+                    struct lc_sandbox_result *out) {
   if (!out) return LC_EINVAL;
   memset(out, 0, sizeof *out);
   double t0 = lc_now_ms();
@@ -918,4 +924,160 @@ done:
     return LC_ENOMEM;
   }
   return ret;
+}
+
+/* ---- isolation: the run in a child process ----
+ *
+ * The count hook and the deadline only act between VM instructions, so a
+ * single library call (a backtracking pattern such as ("a"):rep(3000):
+ * find(".-.-.-b"), or a naive plain find of a huge near-match) can run far
+ * past the wall-clock cap. In a child process it cannot: the parent waits
+ * for the result until the deadline and then kills the child. Runs that
+ * pass host functions need this process's state and stay in-process, as do
+ * the allocation-failure tests. The result comes back as one frame of
+ * native-endian fields and raw bytes (print output may be any bytes). */
+
+struct frame {
+  int status;
+  int ret;
+  size_t mem_peak;
+  long instructions;
+  double elapsed_ms;
+  size_t len[4]; /* value JSON, output, error, traceback */
+};
+
+static int write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return -1;
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void child_run(int fd, const char *code, size_t len, const struct lc_sandbox_opts *o,
+                      const cJSON *input) {
+  struct lc_sandbox_result r;
+  int ret = run_here(code, len, o, input, &r);
+  char *value = r.value ? cJSON_PrintUnformatted(r.value) : NULL;
+  const char *parts[4] = {value, r.output, r.error, r.traceback};
+  struct frame f = {.status = (int)r.status, .ret = ret, .mem_peak = r.mem_peak,
+                    .instructions = r.instructions, .elapsed_ms = r.elapsed_ms};
+  f.len[0] = value ? strlen(value) : 0;
+  f.len[1] = r.output ? r.output_len : 0;
+  f.len[2] = r.error ? strlen(r.error) : 0;
+  f.len[3] = r.traceback ? strlen(r.traceback) : 0;
+  int bad = write_all(fd, &f, sizeof f);
+  for (int i = 0; i < 4 && !bad; i++) bad = f.len[i] && write_all(fd, parts[i], f.len[i]);
+  _exit(bad ? 1 : 0); /* no atexit handlers, no flushing of the parent's stdio */
+}
+
+/* Reads n bytes before the deadline. 0, -1 on EOF/error, -2 on timeout. */
+static int read_until(int fd, void *p, size_t n, double deadline) {
+  char *c = p;
+  while (n) {
+    double left = deadline - lc_now_ms();
+    if (left <= 0) return -2;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    int pr = poll(&pf, 1, (int)left + 1);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr == 0) return -2;
+    if (pr < 0) return -1;
+    ssize_t got = read(fd, c, n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return -1;
+    c += got;
+    n -= (size_t)got;
+  }
+  return 0;
+}
+
+static char *read_part(int fd, size_t n, double deadline, int *rc) {
+  if (*rc || n == 0) return NULL;
+  char *p = lc_malloc(n + 1);
+  if (!p) {
+    *rc = LC_ENOMEM;
+    return NULL;
+  }
+  int r = read_until(fd, p, n, deadline);
+  if (r) {
+    lc_free(p);
+    *rc = r;
+    return NULL;
+  }
+  p[n] = '\0';
+  return p;
+}
+
+int lc_sandbox_run(const char *code, size_t len, const struct lc_sandbox_opts *o,
+                   const cJSON *input, struct lc_sandbox_result *out) {
+  if (!out) return LC_EINVAL;
+  if (!code || (o && (o->nfns || o->fail_alloc_after || o->in_process)))
+    return run_here(code, len, o, input, out);
+  memset(out, 0, sizeof *out);
+  double t0 = lc_now_ms();
+  double wall = o && o->wall_ms > 0 ? o->wall_ms : 0;
+  if (!(wall > 0)) {
+    struct lc_sandbox_opts d;
+    lc_sandbox_opts_init(&d);
+    wall = d.wall_ms;
+  }
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return run_here(code, len, o, input, out);
+  pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return run_here(code, len, o, input, out);
+  }
+  if (pid == 0) {
+    close(fds[0]);
+    child_run(fds[1], code, len, o, input);
+  }
+  close(fds[1]);
+  /* The child stops itself at the deadline when it can; the grace period
+   * covers its start-up and the write of the result. */
+  double deadline = t0 + wall + 250;
+  struct frame f;
+  int rc = read_until(fds[0], &f, sizeof f, deadline);
+  char *parts[4] = {NULL, NULL, NULL, NULL};
+  for (int i = 0; i < 4 && !rc; i++) parts[i] = read_part(fds[0], f.len[i], deadline, &rc);
+  close(fds[0]);
+  if (rc == -2 || rc == -1) kill(pid, SIGKILL);
+  int st;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  out->elapsed_ms = lc_now_ms() - t0;
+  if (rc == LC_ENOMEM) {
+    for (int i = 0; i < 4; i++) lc_free(parts[i]);
+    return LC_ENOMEM;
+  }
+  if (rc) {
+    char msg[128];
+    int n = rc == -2 ? snprintf(msg, sizeof msg, "time limit exceeded (%.0f ms)", wall)
+                     : snprintf(msg, sizeof msg, "the sandbox process died (%s)",
+                                WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "no result");
+    set_error(out, rc == -2 ? LC_SANDBOX_TIMEOUT : LC_SANDBOX_ERROR, msg, (size_t)n);
+    return 0;
+  }
+  out->status = (enum lc_sandbox_status)f.status;
+  out->mem_peak = f.mem_peak;
+  out->instructions = f.instructions;
+  if (parts[0]) {
+    out->value = cJSON_Parse(parts[0]);
+    lc_free(parts[0]);
+    if (!out->value) {
+      for (int i = 1; i < 4; i++) lc_free(parts[i]);
+      return LC_ENOMEM;
+    }
+  }
+  out->output = parts[1];
+  out->output_len = f.len[1];
+  out->error = parts[2];
+  out->traceback = parts[3];
+  if (!out->output && (out->output = lc_malloc(1))) out->output[0] = '\0';
+  return f.ret;
 }
