@@ -430,27 +430,11 @@ static void parse_request(lua_State *L, int opts, struct llm_box *b) {
 
 /* ---- response -> Lua ---- */
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-  if (!v) return;
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_num(lua_State *L, const char *k, double v) {
-  lua_pushnumber(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
 void lc_l_push_tool_call(lua_State *L, const struct lc_llm_tool_call *c) {
   lua_createtable(L, 0, 4);
-  set_str(L, "id", c->id);
-  set_str(L, "name", c->name);
-  set_str(L, "arguments_json", c->args_json);
+  lc_l_set_str(L, "id", c->id);
+  lc_l_set_str(L, "name", c->name);
+  lc_l_set_str(L, "arguments_json", c->args_json);
   if (c->args) {
     lc_conv_push_json(L, c->args);
     lua_setfield(L, -2, "arguments");
@@ -464,7 +448,7 @@ void lc_l_push_response(lua_State *L, const struct lc_llm_response *r) {
     lua_pushlstring(L, r->text, r->text_len);
     lua_setfield(L, -2, "text");
   }
-  set_str(L, "reasoning", r->reasoning);
+  lc_l_set_str(L, "reasoning", r->reasoning);
   lua_createtable(L, (int)r->n_tool_calls, 0);
   for (size_t i = 0; i < r->n_tool_calls; i++) {
     lc_l_push_tool_call(L, &r->tool_calls[i]);
@@ -473,22 +457,22 @@ void lc_l_push_response(lua_State *L, const struct lc_llm_response *r) {
   lc_conv_push_array_mt(L);
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "tool_calls");
-  set_str(L, "finish_reason", lc_llm_finish_name(r->finish));
-  set_str(L, "finish_raw", r->finish_raw);
+  lc_l_set_str(L, "finish_reason", lc_llm_finish_name(r->finish));
+  lc_l_set_str(L, "finish_raw", r->finish_raw);
   lua_createtable(L, 0, 6);
-  set_int(L, "input", r->usage.input);
-  set_int(L, "output", r->usage.output);
-  set_int(L, "cached", r->usage.cached);
-  set_int(L, "cache_write", r->usage.cache_write);
-  set_int(L, "reasoning", r->usage.reasoning);
-  if (r->usage.has_cost) set_num(L, "cost", r->usage.cost);
+  lc_l_set_int(L, "input", r->usage.input);
+  lc_l_set_int(L, "output", r->usage.output);
+  lc_l_set_int(L, "cached", r->usage.cached);
+  lc_l_set_int(L, "cache_write", r->usage.cache_write);
+  lc_l_set_int(L, "reasoning", r->usage.reasoning);
+  if (r->usage.has_cost) lc_l_set_num(L, "cost", r->usage.cost);
   lua_setfield(L, -2, "usage");
-  set_str(L, "model", r->model);
-  set_str(L, "id", r->id);
-  set_str(L, "request_id", r->request_id);
-  set_num(L, "latency_ms", r->latency_ms);
-  set_int(L, "attempts", r->attempts);
-  set_int(L, "http_status", r->http_status);
+  lc_l_set_str(L, "model", r->model);
+  lc_l_set_str(L, "id", r->id);
+  lc_l_set_str(L, "request_id", r->request_id);
+  lc_l_set_num(L, "latency_ms", r->latency_ms);
+  lc_l_set_int(L, "attempts", r->attempts);
+  lc_l_set_int(L, "http_status", r->http_status);
 }
 
 /* [-0, +4, m] nil, message, code, details */
@@ -497,21 +481,21 @@ int lc_l_push_llm_error(lua_State *L, const struct lc_llm_response *r) {
   lua_pushstring(L, r->err_message ? r->err_message : lc_llm_err_name(r->err));
   lua_pushstring(L, lc_llm_err_name(r->err));
   lua_createtable(L, 0, 5);
-  set_int(L, "http_status", r->http_status);
-  set_int(L, "attempts", r->attempts);
-  set_str(L, "type", r->err_type);
-  set_str(L, "request_id", r->request_id);
-  if (r->retry_after_s >= 0) set_num(L, "retry_after", r->retry_after_s);
+  lc_l_set_int(L, "http_status", r->http_status);
+  lc_l_set_int(L, "attempts", r->attempts);
+  lc_l_set_str(L, "type", r->err_type);
+  lc_l_set_str(L, "request_id", r->request_id);
+  if (r->retry_after_s >= 0) lc_l_set_num(L, "retry_after", r->retry_after_s);
   return 4;
 }
 
 static void push_delta(lua_State *L, const struct qdelta *d) {
   static const char *const kinds[] = {"text", "reasoning", "tool_call", "tool_arguments"};
   lua_createtable(L, 0, 5);
-  set_str(L, "type", kinds[d->kind]);
-  set_int(L, "index", d->index);
-  set_str(L, "id", d->id);
-  set_str(L, "name", d->name);
+  lc_l_set_str(L, "type", kinds[d->kind]);
+  lc_l_set_int(L, "index", d->index);
+  lc_l_set_str(L, "id", d->id);
+  lc_l_set_str(L, "name", d->name);
   if (d->text) {
     lua_pushlstring(L, d->text, d->len);
     lua_setfield(L, -2, "text");

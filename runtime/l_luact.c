@@ -68,3 +68,19 @@ void lc_lua_setup(lua_State *L) {
   luaL_requiref(L, "luact", luaopen_luact, 1);
   lua_pop(L, 1);
 }
+
+void lc_l_set_str(lua_State *L, const char *k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+void lc_l_set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+void lc_l_set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}

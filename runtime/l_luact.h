@@ -31,6 +31,11 @@ void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
                            struct lc_llm_request *r, struct lc_llm_opts *o);
 int lc_open_react(lua_State *L); /* luact.react (l_react.c) */
 
+/* [-0, +0, m] t[k] = v for the table on top (set_str skips a NULL v). */
+void lc_l_set_str(lua_State *L, const char *k, const char *v);
+void lc_l_set_num(lua_State *L, const char *k, double v);
+void lc_l_set_int(lua_State *L, const char *k, lua_Integer v);
+
 /* Shared pushers for LLM results (l_llm.c). */
 void lc_l_push_response(lua_State *L, const struct lc_llm_response *r);
 void lc_l_push_tool_call(lua_State *L, const struct lc_llm_tool_call *c);

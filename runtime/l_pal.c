@@ -139,30 +139,14 @@ static void host_done(void *ud, struct lc_pal *p) {
 #define IDX_BOX 2
 #define IDX_CB 3 /* on_attempt or nil */
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-  if (!v) return;
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_num(lua_State *L, const char *k, double v) {
-  lua_pushnumber(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
 /* [-0, +1, m] One attempt as a table. */
 static void push_attempt(lua_State *L, const struct lc_pal_attempt *a) {
   lua_createtable(L, 0, 14);
-  set_int(L, "index", a->index);
-  set_str(L, "status", a->status);
-  set_str(L, "reply", a->reply);
-  set_str(L, "code", a->code);
-  set_str(L, "error", a->error);
+  lc_l_set_int(L, "index", a->index);
+  lc_l_set_str(L, "status", a->status);
+  lc_l_set_str(L, "reply", a->reply);
+  lc_l_set_str(L, "code", a->code);
+  lc_l_set_str(L, "error", a->error);
   if (a->output) {
     lua_pushlstring(L, a->output, a->output_len);
     lua_setfield(L, -2, "output");
@@ -171,14 +155,14 @@ static void push_attempt(lua_State *L, const struct lc_pal_attempt *a) {
     lc_conv_push_json(L, a->value);
     lua_setfield(L, -2, "value");
   }
-  set_int(L, "tokens_in", a->tokens_in);
-  set_int(L, "tokens_out", a->tokens_out);
-  set_num(L, "cost", a->cost_usd);
-  set_num(L, "latency_ms", a->llm_ms + a->run_ms);
-  set_num(L, "llm_ms", a->llm_ms);
-  set_num(L, "run_ms", a->run_ms);
-  set_int(L, "instructions", a->instructions);
-  set_int(L, "memory", (lua_Integer)a->memory);
+  lc_l_set_int(L, "tokens_in", a->tokens_in);
+  lc_l_set_int(L, "tokens_out", a->tokens_out);
+  lc_l_set_num(L, "cost", a->cost_usd);
+  lc_l_set_num(L, "latency_ms", a->llm_ms + a->run_ms);
+  lc_l_set_num(L, "llm_ms", a->llm_ms);
+  lc_l_set_num(L, "run_ms", a->run_ms);
+  lc_l_set_int(L, "instructions", a->instructions);
+  lc_l_set_int(L, "memory", (lua_Integer)a->memory);
 }
 
 /* [-0, +1, m] The run's result table. */
@@ -192,9 +176,9 @@ static void push_result(lua_State *L, struct lc_pal *p) {
     lc_conv_push_json(L, ans);
     lua_setfield(L, -2, "answer");
   }
-  set_str(L, "status", lc_pal_status_name(lc_pal_result_status(p)));
-  set_str(L, "reason", lc_pal_reason(p));
-  if (lc_pal_limit(p) != LC_LIMIT_NONE) set_str(L, "limit", lc_limit_name(lc_pal_limit(p)));
+  lc_l_set_str(L, "status", lc_pal_status_name(lc_pal_result_status(p)));
+  lc_l_set_str(L, "reason", lc_pal_reason(p));
+  if (lc_pal_limit(p) != LC_LIMIT_NONE) lc_l_set_str(L, "limit", lc_limit_name(lc_pal_limit(p)));
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     push_attempt(L, &att[i]);
@@ -204,14 +188,14 @@ static void push_result(lua_State *L, struct lc_pal *p) {
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "attempts");
   lua_createtable(L, 0, 6);
-  set_int(L, "input", u->input);
-  set_int(L, "output", u->output);
-  set_int(L, "cached", u->cached);
-  set_int(L, "total", u->input + u->output);
-  set_int(L, "llm_calls", u->llm_calls);
-  set_int(L, "runs", u->runs);
+  lc_l_set_int(L, "input", u->input);
+  lc_l_set_int(L, "output", u->output);
+  lc_l_set_int(L, "cached", u->cached);
+  lc_l_set_int(L, "total", u->input + u->output);
+  lc_l_set_int(L, "llm_calls", u->llm_calls);
+  lc_l_set_int(L, "runs", u->runs);
   lua_setfield(L, -2, "usage");
-  set_num(L, "cost", u->cost_usd);
+  lc_l_set_num(L, "cost", u->cost_usd);
   lua_pushboolean(L, !u->cost_unknown);
   lua_setfield(L, -2, "cost_known");
 }
@@ -520,13 +504,13 @@ static int l_run(lua_State *L) {
       lua_setfield(L, -2, "value");
     }
   } else {
-    set_str(L, "traceback", r->traceback);
+    lc_l_set_str(L, "traceback", r->traceback);
   }
   lua_pushlstring(L, r->output ? r->output : "", r->output_len);
   lua_setfield(L, -2, "output");
-  set_int(L, "memory", (lua_Integer)r->mem_peak);
-  set_int(L, "instructions", r->instructions);
-  set_num(L, "elapsed_ms", r->elapsed_ms);
+  lc_l_set_int(L, "memory", (lua_Integer)r->mem_peak);
+  lc_l_set_int(L, "instructions", r->instructions);
+  lc_l_set_num(L, "elapsed_ms", r->elapsed_ms);
   rbox_release(b); /* now rather than at the next GC */
   return ok ? 1 : 4;
 }

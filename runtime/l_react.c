@@ -215,39 +215,23 @@ static void kid_done(struct lc_task *t, void *ud) {
 #define IDX_TOOLS 3 /* name -> luact.tool object */
 #define IDX_CB 4    /* on_step or nil */
 
-static void set_str(lua_State *L, const char *k, const char *v) {
-  if (!v) return;
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_num(lua_State *L, const char *k, double v) {
-  lua_pushnumber(L, v);
-  lua_setfield(L, -2, k);
-}
-
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
 /* [-0, +1, m] One trajectory step as a table. */
 static void push_step(lua_State *L, const struct lc_traj_step *s) {
   lua_createtable(L, 0, 10);
-  set_int(L, "index", s->index);
-  set_str(L, "thought", s->thought);
-  set_str(L, "action", s->action);
+  lc_l_set_int(L, "index", s->index);
+  lc_l_set_str(L, "thought", s->thought);
+  lc_l_set_str(L, "action", s->action);
   if (s->args) {
     lc_conv_push_json(L, s->args);
     lua_setfield(L, -2, "args");
   }
-  set_str(L, "observation", s->observation);
+  lc_l_set_str(L, "observation", s->observation);
   lua_pushboolean(L, s->is_error);
   lua_setfield(L, -2, "is_error");
-  set_int(L, "tokens_in", s->tokens_in);
-  set_int(L, "tokens_out", s->tokens_out);
-  set_num(L, "cost", s->cost_usd);
-  set_num(L, "latency_ms", s->latency_ms);
+  lc_l_set_int(L, "tokens_in", s->tokens_in);
+  lc_l_set_int(L, "tokens_out", s->tokens_out);
+  lc_l_set_num(L, "cost", s->cost_usd);
+  lc_l_set_num(L, "latency_ms", s->latency_ms);
 }
 
 /* [-0, +1, m] The run's result table. */
@@ -255,10 +239,10 @@ static void push_result(lua_State *L, struct lc_react *r) {
   const struct lc_trajectory *t = lc_react_trajectory(r);
   const struct lc_react_usage *u = lc_react_usage(r);
   lua_createtable(L, 0, 8);
-  set_str(L, "answer", t->answer);
-  set_str(L, "status", lc_traj_status_name(t->status));
-  set_str(L, "reason", t->reason);
-  if (lc_react_limit(r) != LC_LIMIT_NONE) set_str(L, "limit", lc_limit_name(lc_react_limit(r)));
+  lc_l_set_str(L, "answer", t->answer);
+  lc_l_set_str(L, "status", lc_traj_status_name(t->status));
+  lc_l_set_str(L, "reason", t->reason);
+  if (lc_react_limit(r) != LC_LIMIT_NONE) lc_l_set_str(L, "limit", lc_limit_name(lc_react_limit(r)));
   lua_createtable(L, (int)t->n, 0);
   for (size_t i = 0; i < t->n; i++) {
     push_step(L, &t->steps[i]);
@@ -268,16 +252,16 @@ static void push_result(lua_State *L, struct lc_react *r) {
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "steps");
   lua_createtable(L, 0, 8);
-  set_int(L, "input", u->input);
-  set_int(L, "output", u->output);
-  set_int(L, "cached", u->cached);
-  set_int(L, "total", u->input + u->output);
-  set_int(L, "llm_calls", u->llm_calls);
-  set_int(L, "tool_calls", u->tool_calls);
-  set_int(L, "tool_errors", u->tool_errors);
-  set_int(L, "invalid", u->invalid);
+  lc_l_set_int(L, "input", u->input);
+  lc_l_set_int(L, "output", u->output);
+  lc_l_set_int(L, "cached", u->cached);
+  lc_l_set_int(L, "total", u->input + u->output);
+  lc_l_set_int(L, "llm_calls", u->llm_calls);
+  lc_l_set_int(L, "tool_calls", u->tool_calls);
+  lc_l_set_int(L, "tool_errors", u->tool_errors);
+  lc_l_set_int(L, "invalid", u->invalid);
   lua_setfield(L, -2, "usage");
-  set_num(L, "cost", u->cost_usd);
+  lc_l_set_num(L, "cost", u->cost_usd);
   lua_pushboolean(L, !u->cost_unknown);
   lua_setfield(L, -2, "cost_known");
 }
