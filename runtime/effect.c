@@ -12,6 +12,7 @@
 
 #include "jcanon.h"
 #include "lc.h"
+#include "jsonw.h"
 #include "sha256.h"
 #include "utf8.h"
 
@@ -104,11 +105,20 @@ static int failf(struct lc_journal *j, enum lc_journal_fail why, int code, const
 
 /* Writes one line (takes line), flushes, fsyncs when asked. */
 static int write_line(struct lc_journal *j, cJSON *line, int sync) {
-  char *s = line ? cJSON_PrintUnformatted(line) : NULL;
+  /* jsonw, not cJSON's printer: numbers must read back as the same double. */
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  if (line) lc_jsonw_cjson(&w, line);
   cJSON_Delete(line);
-  if (!s) return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
-  int bad = fputs(s, j->f) < 0 || fputc('\n', j->f) == EOF || fflush(j->f) != 0;
-  cJSON_free(s);
+  if (!line || lc_jsonw_finish(&w)) {
+    lc_buf_free(&b);
+    return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
+  }
+  int bad = fwrite(b.data, 1, b.len, j->f) != b.len || fputc('\n', j->f) == EOF ||
+            fflush(j->f) != 0;
+  lc_buf_free(&b);
   if (!bad && sync && fsync(fileno(j->f)) != 0 && errno != EINVAL) bad = 1;
   if (bad)
     return failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot write %s: %s", j->path,

@@ -146,10 +146,22 @@ static void complete(struct lc_http_op *op, CURLcode res) {
       op->err = LC_EIO;
     }
     if (!op->errmsg[0] || op->err != LC_EINVAL) {
+      /* "<curl's words>: <curl's detail>", cut to the buffer. */
       char detail[sizeof op->errmsg];
-      snprintf(detail, sizeof detail, "%s", op->errmsg);
-      snprintf(op->errmsg, sizeof op->errmsg, "%s%s%s", curl_easy_strerror(res),
-               detail[0] ? ": " : "", detail);
+      memcpy(detail, op->errmsg, sizeof detail);
+      const char *what = curl_easy_strerror(res);
+      size_t n = strlen(what), cap = sizeof op->errmsg - 1;
+      if (n > cap) n = cap;
+      memcpy(op->errmsg, what, n);
+      if (detail[0] && n + 2 < cap) {
+        memcpy(op->errmsg + n, ": ", 2);
+        n += 2;
+        size_t d = strnlen(detail, sizeof detail);
+        if (d > cap - n) d = cap - n;
+        memcpy(op->errmsg + n, detail, d);
+        n += d;
+      }
+      op->errmsg[n] = '\0';
     }
   } else if (op->err == LC_ETOOBIG) {
     if (op->headers_over)

@@ -84,11 +84,6 @@ int lc_jsonw_escape(struct lc_buf *b, const char *s, size_t n) {
   return 0;
 }
 
-/* cJSON's compare_double: equal within the larger magnitude's epsilon. */
-static int close_enough(double a, double b) {
-  double m = fabs(a) > fabs(b) ? fabs(a) : fabs(b);
-  return fabs(a - b) <= m * 2.220446049250313e-16;
-}
 
 size_t lc_jsonw_fmt_num(double d, char *out) {
   if (isnan(d) || isinf(d)) {
@@ -117,8 +112,12 @@ size_t lc_jsonw_fmt_num(double d, char *out) {
     out[n] = '\0';
     return n;
   }
+  /* Exact: 15 digits when they read back as the same double, else 17.
+   * (cJSON accepts a 15-digit form within an epsilon, which can lose the
+   * last bit; a journal replays the value it printed, so it must be
+   * exact.) */
   int n = snprintf(out, 32, "%1.15g", d);
-  if (!close_enough(strtod(out, NULL), d))
+  if (strtod(out, NULL) != d)
     n = snprintf(out, 32, "%1.17g", d);
   return (size_t)n;
 }

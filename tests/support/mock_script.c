@@ -40,7 +40,7 @@ static int load_fixture(struct mock_rule *r, const char *path, const char *base_
   size_t len;
   char *text = mock_read_file(full, &len);
   if (!text) {
-    snprintf(err, errlen, "cannot read fixture %s", full);
+    snprintf(err, errlen, "cannot read fixture %.300s", full);
     return -1;
   }
   cJSON *fx = cJSON_ParseWithLength(text, len);
@@ -49,7 +49,7 @@ static int load_fixture(struct mock_rule *r, const char *path, const char *base_
   cJSON *status = cJSON_GetObjectItemCaseSensitive(resp, "status");
   cJSON *body = cJSON_GetObjectItemCaseSensitive(resp, "body_text");
   if (!cJSON_IsNumber(status) || !cJSON_IsString(body)) {
-    snprintf(err, errlen, "fixture %s: no response.status/body_text", full);
+    snprintf(err, errlen, "fixture %.300s: no response.status/body_text", full);
     cJSON_Delete(fx);
     return -1;
   }
