@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "l_files.h"
 #include "l_effect.h"
@@ -83,4 +84,38 @@ void lc_l_set_num(lua_State *L, const char *k, double v) {
 void lc_l_set_int(lua_State *L, const char *k, lua_Integer v) {
   lua_pushinteger(L, v);
   lua_setfield(L, -2, k);
+}
+
+const char *lc_l_opt_string(lua_State *L, int idx, const char *who, const char *field,
+                            int required) {
+  int t = lua_getfield(L, idx, field);
+  const char *s = NULL;
+  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+  else if (t != LUA_TNIL || required)
+    luaL_error(L, "%s: '%s' must be a string (got %s)", who, field, luaL_typename(L, -1));
+  lua_pop(L, 1); /* the opts table keeps the string alive */
+  return s;
+}
+
+int lc_l_opt_bool(lua_State *L, int idx, const char *who, const char *field, int dflt) {
+  int t = lua_getfield(L, idx, field);
+  int v = dflt;
+  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL)
+    luaL_error(L, "%s: '%s' must be a boolean (got %s)", who, field, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+
+void lc_l_put_flat(FILE *f, const char *s, size_t max) {
+  size_t n = strlen(s), cut = n;
+  if (n > max) {
+    cut = max;
+    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
+  }
+  for (size_t i = 0; i < cut; i++) {
+    unsigned char c = (unsigned char)s[i];
+    fputc(c < 0x20 || c == 0x7f ? ' ' : c, f);
+  }
+  if (cut < n) fputs("...", f);
 }

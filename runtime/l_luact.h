@@ -4,6 +4,7 @@
 #define LC_L_LUACT_H
 
 #include <lua.h>
+#include <stdio.h>
 
 struct lc_llm_response;
 struct lc_llm_tool_call;
@@ -35,6 +36,15 @@ int lc_open_react(lua_State *L); /* luact.react (l_react.c) */
 void lc_l_set_str(lua_State *L, const char *k, const char *v);
 void lc_l_set_num(lua_State *L, const char *k, double v);
 void lc_l_set_int(lua_State *L, const char *k, lua_Integer v);
+
+/* [-0, +0, e] Optional option-table fields; wrong types raise naming who
+ * ("luact.react: 'question' must be a string"). opt_string's result is
+ * kept alive by the table. */
+const char *lc_l_opt_string(lua_State *L, int idx, const char *who, const char *field,
+                            int required);
+int lc_l_opt_bool(lua_State *L, int idx, const char *who, const char *field, int dflt);
+/* Writes s on one line to f, at most max bytes (UTF-8 safe), "..." if cut. */
+void lc_l_put_flat(FILE *f, const char *s, size_t max);
 
 /* Shared pushers for LLM results (l_llm.c). */
 void lc_l_push_response(lua_State *L, const struct lc_llm_response *r);

@@ -66,19 +66,6 @@ static void box_cancel(struct lc_wait *w) { (void)w; }
 /* ---- engine callbacks (from the loop) ---- */
 
 /* Writes s on one line, at most max bytes (UTF-8 safe), "..." if cut. */
-static void put_flat(FILE *f, const char *s, size_t max) {
-  size_t n = strlen(s), cut = n;
-  if (n > max) {
-    cut = max;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
-  }
-  for (size_t i = 0; i < cut; i++) {
-    unsigned char c = (unsigned char)s[i];
-    fputc(c < 0x20 || c == 0x7f ? ' ' : c, f);
-  }
-  if (cut < n) fputs("...", f);
-}
-
 static void trace_write(struct pal_box *b, struct lc_buf *line) {
   if (!b->trace || !line->data) return;
   fwrite(line->data, 1, line->len, b->trace);
@@ -92,10 +79,10 @@ static void host_on_attempt(void *ud, struct lc_pal *p, const struct lc_pal_atte
     fprintf(stderr, "pal attempt %d  %s: ", a->index, a->status);
     if (a->value) {
       char *j = lc_json_print(a->value);
-      if (j) put_flat(stderr, j, 100);
+      if (j) lc_l_put_flat(stderr, j, 100);
       cJSON_free(j);
     } else {
-      put_flat(stderr, a->error ? a->error : "", 160);
+      lc_l_put_flat(stderr, a->error ? a->error : "", 160);
     }
     fprintf(stderr, "  (%.0f ms, %ld tok)\n", a->llm_ms + a->run_ms,
             a->tokens_in + a->tokens_out);
@@ -120,7 +107,7 @@ static void host_done(void *ud, struct lc_pal *p) {
             n, n == 1 ? "" : "s");
     if (lc_pal_reason(p)) {
       fputs(": ", stderr);
-      put_flat(stderr, lc_pal_reason(p), 200);
+      lc_l_put_flat(stderr, lc_pal_reason(p), 200);
     }
     fprintf(stderr, "  (%ld tok)\n", u->input + u->output);
   }
@@ -224,26 +211,6 @@ static int pal_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* ---- parsing ---- */
-
-static const char *opt_string(lua_State *L, int idx, const char *field) {
-  int t = lua_getfield(L, idx, field);
-  const char *s = NULL;
-  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
-  else if (t != LUA_TNIL)
-    luaL_error(L, WHO ": '%s' must be a string (got %s)", field, luaL_typename(L, -1));
-  lua_pop(L, 1); /* the opts table keeps the string alive */
-  return s;
-}
-
-static int opt_bool(lua_State *L, int idx, const char *field, int dflt) {
-  int t = lua_getfield(L, idx, field);
-  int v = dflt;
-  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL)
-    luaL_error(L, WHO ": '%s' must be a boolean (got %s)", field, luaL_typename(L, -1));
-  lua_pop(L, 1);
-  return v;
-}
 
 /* The value at -1 as a positive number, or raise naming what. */
 static double positive(lua_State *L, const char *what) {
@@ -356,11 +323,11 @@ static int l_pal(lua_State *L) {
   lc_pal_config_default(&cfg);
   lc_l_parse_llm_common(L, IDX_OPTS, WHO, b->req, &cfg.llm);
   lc_l_effect_src(L, task, &cfg.llm.effect); /* journaled as this task's effects */
-  b->req->stream = opt_bool(L, IDX_OPTS, "stream", 0);
-  cfg.question = opt_string(L, IDX_OPTS, "question");
+  b->req->stream = lc_l_opt_bool(L, IDX_OPTS, WHO, "stream", 0);
+  cfg.question = lc_l_opt_string(L, IDX_OPTS, WHO, "question", 0);
   if (!cfg.question || !*cfg.question)
     return luaL_error(L, WHO ": 'question' is required (a string)");
-  cfg.instructions = opt_string(L, IDX_OPTS, "instructions");
+  cfg.instructions = lc_l_opt_string(L, IDX_OPTS, WHO, "instructions", 0);
   int t = lua_getfield(L, IDX_OPTS, "repairs");
   if (t != LUA_TNIL) {
     if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 100)
@@ -404,7 +371,7 @@ static int l_pal(lua_State *L) {
   lc_react_get_run_opts(L, &ro);
   int verbose = lua_getfield(L, IDX_OPTS, "verbose");
   lua_pop(L, 1);
-  b->live = verbose != LUA_TNIL ? opt_bool(L, IDX_OPTS, "verbose", 0) : (!ro.quiet && isatty(2));
+  b->live = verbose != LUA_TNIL ? lc_l_opt_bool(L, IDX_OPTS, WHO, "verbose", 0) : (!ro.quiet && isatty(2));
 
   struct lc_pal_host host = {.on_attempt = host_on_attempt, .done = host_done, .ud = b};
   char err[512];
@@ -476,7 +443,7 @@ static int l_run(lua_State *L) {
       }
       lua_pop(L, 1);
     }
-    nil_ok = opt_bool(L, 2, "allow_nil", 0);
+    nil_ok = lc_l_opt_bool(L, 2, WHO, "allow_nil", 0);
     if (lua_getfield(L, 2, "input") != LUA_TNIL) {
       char err[256];
       int rc = lc_conv_to_json(L, -1, &b->input, err, sizeof err);

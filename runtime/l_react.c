@@ -138,19 +138,6 @@ static void host_cancel_tools(void *ud, struct lc_react *r) {
 }
 
 /* Writes s on one line, at most max bytes (UTF-8 safe), "..." if cut. */
-static void put_flat(FILE *f, const char *s, size_t max) {
-  size_t n = strlen(s), cut = n;
-  if (n > max) {
-    cut = max;
-    while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80) cut--;
-  }
-  for (size_t i = 0; i < cut; i++) {
-    unsigned char c = (unsigned char)s[i];
-    fputc(c < 0x20 || c == 0x7f ? ' ' : c, f);
-  }
-  if (cut < n) fputs("...", f);
-}
-
 static void trace_write(struct react_box *b, struct lc_buf *line) {
   if (!b->trace || !line->data) return;
   fwrite(line->data, 1, line->len, b->trace);
@@ -173,7 +160,7 @@ static void host_on_step(void *ud, struct lc_react *r, const struct lc_traj_step
       free(line);
       if (!s->is_error && s->observation) {
         fputs("  -> ", stderr);
-        put_flat(stderr, s->observation, 100);
+        lc_l_put_flat(stderr, s->observation, 100);
       }
       fputc('\n', stderr);
     }
@@ -387,26 +374,6 @@ static int react_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* ---- parsing ---- */
 
-static const char *opt_string(lua_State *L, int idx, const char *field, int required) {
-  int t = lua_getfield(L, idx, field);
-  const char *s = NULL;
-  if (t == LUA_TSTRING) s = lua_tostring(L, -1);
-  else if (t != LUA_TNIL || required)
-    luaL_error(L, "luact.react: '%s' must be a string (got %s)", field, luaL_typename(L, -1));
-  lua_pop(L, 1); /* the opts table keeps the string alive */
-  return s;
-}
-
-static int opt_bool(lua_State *L, int idx, const char *field, int dflt) {
-  int t = lua_getfield(L, idx, field);
-  int v = dflt;
-  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL)
-    luaL_error(L, "luact.react: '%s' must be a boolean (got %s)", field, luaL_typename(L, -1));
-  lua_pop(L, 1);
-  return v;
-}
-
 static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
   int t = lua_getfield(L, opts, "limits");
   if (t == LUA_TNIL) {
@@ -544,15 +511,15 @@ static int l_react(lua_State *L) {
   lc_react_config_default(&cfg);
   lc_l_parse_llm_common(L, IDX_OPTS, "luact.react", b->req, &cfg.llm);
   lc_l_effect_src(L, task, &cfg.llm.effect); /* the engine's calls: this task's effects */
-  b->req->stream = opt_bool(L, IDX_OPTS, "stream", 0);
-  const char *mode = opt_string(L, IDX_OPTS, "mode", 0);
+  b->req->stream = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "stream", 0);
+  const char *mode = lc_l_opt_string(L, IDX_OPTS, "luact.react", "mode", 0);
   if (mode && !strcmp(mode, "text")) cfg.mode = LC_REACT_TEXT;
   else if (mode && strcmp(mode, "native"))
     return luaL_error(L, "luact.react: 'mode' must be \"native\" or \"text\"");
-  cfg.question = opt_string(L, IDX_OPTS, "question", 0);
+  cfg.question = lc_l_opt_string(L, IDX_OPTS, "luact.react", "question", 0);
   if (!cfg.question || !*cfg.question)
     return luaL_error(L, "luact.react: 'question' is required (a string)");
-  cfg.instructions = opt_string(L, IDX_OPTS, "instructions", 0);
+  cfg.instructions = lc_l_opt_string(L, IDX_OPTS, "luact.react", "instructions", 0);
   int t = lua_getfield(L, IDX_OPTS, "examples");
   if (t == LUA_TTABLE) {
     size_t n = lua_rawlen(L, -1);
@@ -572,10 +539,10 @@ static int l_react(lua_State *L) {
     lua_pushnil(L); /* keep the stack shape: examples scratch */
   }
   parse_limits(L, IDX_OPTS, &cfg.limits);
-  cfg.final_answer_on_limit = opt_bool(L, IDX_OPTS, "final_answer_on_limit", 0);
-  cfg.strict = opt_bool(L, IDX_OPTS, "strict", 0);
-  cfg.constrained = opt_bool(L, IDX_OPTS, "constrained", 0);
-  cfg.text_is_final = opt_bool(L, IDX_OPTS, "finish_on_text", 1);
+  cfg.final_answer_on_limit = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "final_answer_on_limit", 0);
+  cfg.strict = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "strict", 0);
+  cfg.constrained = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "constrained", 0);
+  cfg.text_is_final = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "finish_on_text", 1);
 
   /* Live lines: verbose wins; else on a terminal unless --quiet. */
   lua_rawgetp(L, LUA_REGISTRYINDEX, &runopts_key);
@@ -583,7 +550,7 @@ static int l_react(lua_State *L) {
   lua_pop(L, 1); /* the registry keeps it */
   int verbose = lua_getfield(L, IDX_OPTS, "verbose");
   lua_pop(L, 1);
-  b->live = verbose != LUA_TNIL ? opt_bool(L, IDX_OPTS, "verbose", 0)
+  b->live = verbose != LUA_TNIL ? lc_l_opt_bool(L, IDX_OPTS, "luact.react", "verbose", 0)
                                 : (!(ro && ro->quiet) && isatty(2));
 
   struct lc_react_host host = {.run_tools = host_run_tools,
