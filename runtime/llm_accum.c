@@ -832,3 +832,26 @@ void lc_accum_write_sampling(struct lc_jsonw *w, const struct lc_llm_request *re
     lc_jsonw_arr_end(w);
   }
 }
+
+void lc_accum_w_function_tool(struct lc_jsonw *w, const struct lc_llm_tool *t,
+                              int with_strict) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "type");
+  lc_jsonw_cstr(w, "function");
+  lc_jsonw_key(w, "function");
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "name");
+  lc_jsonw_cstr(w, t->name);
+  if (t->description) {
+    lc_jsonw_key(w, "description");
+    lc_jsonw_cstr(w, t->description);
+  }
+  lc_jsonw_key(w, "parameters");
+  lc_accum_w_schema(w, t, "{}");
+  if (with_strict && t->strict) {
+    lc_jsonw_key(w, "strict");
+    lc_jsonw_bool(w, 1);
+  }
+  lc_jsonw_obj_end(w);
+  lc_jsonw_obj_end(w);
+}

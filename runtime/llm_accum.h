@@ -139,6 +139,11 @@ size_t lc_accum_msg_len(const struct lc_llm_msg *m);
 /* Writes a tool's argument schema: schema_json verbatim, else the schema
  * tree, else dflt (JSON text). */
 struct lc_jsonw;
+/* {"type":"function","function":{name, description, parameters[, strict]}}:
+ * the tool object of OpenAI's API, which Ollama's /api/chat shares (without
+ * strict). */
+void lc_accum_w_function_tool(struct lc_jsonw *w, const struct lc_llm_tool *t,
+                              int with_strict);
 void lc_accum_w_schema(struct lc_jsonw *w, const struct lc_llm_tool *t,
                        const char *dflt);
 /* Writes the arguments of a call as a JSON object (lc_accum_args_object);

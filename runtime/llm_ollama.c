@@ -109,24 +109,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {
     lc_jsonw_key(w, "tools");
     lc_jsonw_arr(w);
-    for (size_t i = 0; i < req->n_tools; i++) {
-      const struct lc_llm_tool *t = &req->tools[i];
-      lc_jsonw_obj(w);
-      lc_jsonw_key(w, "type");
-      lc_jsonw_cstr(w, "function");
-      lc_jsonw_key(w, "function");
-      lc_jsonw_obj(w);
-      lc_jsonw_key(w, "name");
-      lc_jsonw_cstr(w, t->name);
-      if (t->description) {
-        lc_jsonw_key(w, "description");
-        lc_jsonw_cstr(w, t->description);
-      }
-      lc_jsonw_key(w, "parameters");
-      lc_accum_w_schema(w, t, "{}");
-      lc_jsonw_obj_end(w);
-      lc_jsonw_obj_end(w);
-    }
+    for (size_t i = 0; i < req->n_tools; i++)
+      lc_accum_w_function_tool(w, &req->tools[i], 0);
     lc_jsonw_arr_end(w);
   }
   if (req->format == LC_FORMAT_JSON) {
