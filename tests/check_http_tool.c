@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "util_common.h"
 #include "util_lua.h"
 #include "util_mock.h"
 
@@ -27,23 +28,10 @@ static void stop(void) { ck_assert_int_eq(lc_mock_stop(&mock), 0); }
 
 /* Runs code with BASE = "http://127.0.0.1:PORT" as a global. */
 static int run_base(const char *base, const char *code) {
-  struct lc_test_lua t;
-  lc_test_lua_open(&t);
-  lua_pushstring(t.L, base);
-  lua_setglobal(t.L, "BASE");
-  int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
-  lc_test_lua_close(&t);
-  return rc;
+  return lc_test_lua_run_once(base, NULL, code, out, sizeof out, err, sizeof err);
 }
 
 static int run(const char *code) { return run_base(mock.base_url, code); }
-
-static double json_num(const char *json, const char *key) {
-  char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":", key);
-  const char *p = strstr(json, pat);
-  return p ? strtod(p + strlen(pat), NULL) : -1;
-}
 
 START_TEST(get_and_post_json) {
   start("[{\"match\":{\"method\":\"GET\",\"path\":\"/items/7\"},"
@@ -136,7 +124,7 @@ START_TEST(concurrent_requests_overlap) {
                     "return table.concat(r, ',')") == 0, "%s", err);
   ck_assert_str_eq(out, "200,200,200");
   char *stats = lc_mock_stats(&mock);
-  ck_assert_msg(json_num(stats, "peak_in_flight") == 3, "%s", stats);
+  ck_assert_msg(lc_test_json_num(stats, "peak_in_flight", 0) == 3, "%s", stats);
   free(stats);
   stop();
 }
@@ -211,7 +199,7 @@ START_TEST(bad_urls_are_refused) {
                              "nil:bad_url,nil:bad_url|", 84) == 0, "%s", out);
   ck_assert_ptr_nonnull(strstr(out, "only http:// and https://"));
   char *stats = lc_mock_stats(&mock);
-  ck_assert_msg(json_num(stats, "requests") == 0, "%s", stats);
+  ck_assert_msg(lc_test_json_num(stats, "requests", 0) == 0, "%s", stats);
   free(stats);
   stop();
 }
@@ -261,7 +249,7 @@ START_TEST(misuse_raises) {
   ck_assert_ptr_nonnull(strstr(out, "body cannot be sent as JSON"));
   ck_assert_ptr_nonnull(strstr(out, "bad HTTP method"));
   char *stats = lc_mock_stats(&mock);
-  ck_assert_msg(json_num(stats, "requests") == 0, "%s", stats);
+  ck_assert_msg(lc_test_json_num(stats, "requests", 0) == 0, "%s", stats);
   free(stats);
   stop();
 }

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util_common.h"
 #include "util_lua.h"
 #include "util_mock.h"
 
@@ -22,28 +23,10 @@ static void start(const char *script) { ck_assert_int_eq(lc_mock_start(&mock, sc
 
 /* Runs code with BASE = "http://127.0.0.1:PORT" as a global. */
 static int run(const char *code) {
-  struct lc_test_lua t;
-  lc_test_lua_open(&t);
-  lua_pushstring(t.L, mock.base_url);
-  lua_setglobal(t.L, "BASE");
-  int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
-  lc_test_lua_close(&t); /* no transfer, timer or task may be left */
-  return rc;
+  return lc_test_lua_run_once(mock.base_url, NULL, code, out, sizeof out, err, sizeof err);
 }
 
 static void stop(void) { ck_assert_int_eq(lc_mock_stop(&mock), 0); }
-
-static double json_num(const char *json, const char *key, int nth) {
-  const char *p = json;
-  char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":", key);
-  for (int i = 0; i <= nth; i++) {
-    p = strstr(p, pat);
-    if (!p) return -1;
-    p += strlen(pat);
-  }
-  return strtod(p, NULL);
-}
 
 #define OPENAI_CALL(extra) \
   "local r, e, code, info = luact.llm.chat{model='openai:mock-gpt', base_url=BASE..'/v1', " \
@@ -118,7 +101,7 @@ START_TEST(retry_after_is_honoured) {
   ck_assert_msg(run(OPENAI_CALL("") "assert(r, e) return r.text .. r.attempts") == 0, "%s", err);
   ck_assert_str_eq(out, "ok2");
   char *log = lc_mock_requests(&mock);
-  double t0 = json_num(log, "time_ms", 0), t1 = json_num(log, "time_ms", 1);
+  double t0 = lc_test_json_num(log, "time_ms", 0), t1 = lc_test_json_num(log, "time_ms", 1);
   free(log);
   /* The second attempt may not come before the server said it could. */
   ck_assert_msg(t1 - t0 >= 1000.0, "retried after %.0f ms", t1 - t0);
@@ -247,7 +230,7 @@ START_TEST(concurrent_calls_overlap) {
                     "return r.a .. r.b") == 0, "%s", err);
   ck_assert_str_eq(out, "onetwo");
   char *stats = lc_mock_stats(&mock);
-  ck_assert_msg(json_num(stats, "peak_in_flight", 0) == 2, "%s", stats);
+  ck_assert_msg(lc_test_json_num(stats, "peak_in_flight", 0) == 2, "%s", stats);
   free(stats);
   stop();
 }
@@ -319,12 +302,12 @@ START_TEST(rate_governor_spaces_requests) {
   ck_assert_str_eq(out, "p1,p2,p3,p4,p5");
   char *log = lc_mock_requests(&mock);
   for (int i = 1; i < 5; i++) {
-    double gap = json_num(log, "time_ms", i) - json_num(log, "time_ms", i - 1);
+    double gap = lc_test_json_num(log, "time_ms", i) - lc_test_json_num(log, "time_ms", i - 1);
     ck_assert_msg(gap >= 150.0, "request %d came %.1f ms after the previous one", i, gap);
   }
   free(log);
   char *stats = lc_mock_stats(&mock);
-  ck_assert_msg(json_num(stats, "peak_in_flight", 0) == 1, "%s", stats);
+  ck_assert_msg(lc_test_json_num(stats, "peak_in_flight", 0) == 1, "%s", stats);
   free(stats);
   stop();
 }

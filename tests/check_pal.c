@@ -65,46 +65,15 @@ static const char prelude[] =
     "end\n";
 
 static int run(const char *code) {
-  struct lc_test_lua t;
-  lc_test_lua_open(&t);
   char base[128];
   snprintf(base, sizeof base, "%s/v1", mock.base_url);
-  lua_pushstring(t.L, base);
-  lua_setglobal(t.L, "BASE");
-  size_t n = strlen(prelude) + strlen(code) + 1;
-  char *all = malloc(n);
-  snprintf(all, n, "%s%s", prelude, code);
-  int rc = lc_test_lua_run(&t, all, out, sizeof out, err, sizeof err);
-  free(all);
-  lc_test_lua_close(&t); /* no task, timer or transfer may be left */
-  return rc;
-}
-
-/* Body of the i-th logged request (0-based) as JSON text; cJSON_free(). */
-static char *req_body(int i) {
-  char *log = lc_mock_requests(&mock);
-  ck_assert_ptr_nonnull(log);
-  cJSON *a = cJSON_Parse(log);
-  free(log);
-  ck_assert_ptr_nonnull(a);
-  cJSON *r = cJSON_GetArrayItem(a, i);
-  char *s = r ? cJSON_PrintUnformatted(cJSON_GetObjectItem(r, "body")) : NULL;
-  cJSON_Delete(a);
-  return s;
+  return lc_test_lua_run_once(base, prelude, code, out, sizeof out, err, sizeof err);
 }
 
 static int n_requests(void) { return lc_mock_count_requests(&mock, "/v1/chat/completions"); }
 
-/* Asserts that request i carries needle (JSON-escaped form). */
-static void assert_req_has(int i, const char *needle) {
-  char *b = req_body(i);
-  ck_assert_msg(b != NULL, "no request %d", i);
-  ck_assert_msg(strstr(b, needle) != NULL, "request %d lacks [%s]: %s", i, needle, b);
-  cJSON_free(b);
-}
-
 static void assert_req_lacks(int i, const char *needle) {
-  char *b = req_body(i);
+  char *b = lc_mock_request_body(&mock, i);
   ck_assert_msg(b != NULL, "no request %d", i);
   ck_assert_msg(strstr(b, needle) == NULL, "request %d has [%s]: %s", i, needle, b);
   cJSON_free(b);
@@ -124,11 +93,11 @@ START_TEST(solution_form) {
   ck_assert_int_eq(n_requests(), 1);
   /* The paper's prompt: instructions, few-shot programs, the question as a
    * "-- Q:" comment; PAL's stop sequence. */
-  assert_req_has(0, "function solution()");
-  assert_req_has(0, "-- Q: Olivia has $23.");
-  assert_req_has(0, "local money_left = money_initial - money_spent");
-  assert_req_has(0, "\"role\":\"user\",\"content\":\"-- Q: How many apples?\"");
-  assert_req_has(0, "\"stop\":[\"\\n\\n-- Q:\"]");
+  lc_mock_assert_request_has(&mock, 0, "function solution()");
+  lc_mock_assert_request_has(&mock, 0, "-- Q: Olivia has $23.");
+  lc_mock_assert_request_has(&mock, 0, "local money_left = money_initial - money_spent");
+  lc_mock_assert_request_has(&mock, 0, "\"role\":\"user\",\"content\":\"-- Q: How many apples?\"");
+  lc_mock_assert_request_has(&mock, 0, "\"stop\":[\"\\n\\n-- Q:\"]");
   stop();
 }
 END_TEST
@@ -149,7 +118,7 @@ START_TEST(plain_chunk_and_fences) {
                     "return table.concat({r1.answer, r2.answer, r3.answer.total, r3.answer.items[2],\n"
                     "  r4.answer, statuses(r1), statuses(r4)}, '|')") == 0, "%s", err);
   ck_assert_str_eq(out, "42|raw|7|2|12|ok|ok");
-  assert_req_has(3, "-- Q: Total?\\n-- The global `input` holds: {\\\"prices\\\":[3,4,5]}");
+  lc_mock_assert_request_has(&mock, 3, "-- Q: Total?\\n-- The global `input` holds: {\\\"prices\\\":[3,4,5]}");
   stop();
 }
 END_TEST
@@ -176,9 +145,9 @@ START_TEST(repair_syntax_error) {
   ck_assert_str_eq(out, "finished|12|syntax,ok|pal:4: unexpected symbol near 'end'");
   ck_assert_int_eq(n_requests(), 2);
   /* The second request: the broken reply as the assistant, then the error. */
-  assert_req_has(1, "\"role\":\"assistant\",\"content\":\"```lua\\nfunction solution()");
-  assert_req_has(1, "Syntax error: pal:4: unexpected symbol near 'end'");
-  assert_req_has(1, "Reply with the complete corrected program");
+  lc_mock_assert_request_has(&mock, 1, "\"role\":\"assistant\",\"content\":\"```lua\\nfunction solution()");
+  lc_mock_assert_request_has(&mock, 1, "Syntax error: pal:4: unexpected symbol near 'end'");
+  lc_mock_assert_request_has(&mock, 1, "Reply with the complete corrected program");
   assert_req_lacks(0, "Syntax error");
   stop();
 }
@@ -193,8 +162,8 @@ START_TEST(repair_runtime_error) {
                     "return table.concat({r.status, r.answer, statuses(r), a.error, a.output}, '|')") == 0,
                 "%s", err);
   ck_assert_str_eq(out, "finished|12|error,ok|pal:4: undefined global 'apples_per_box'|boxes\t3\n");
-  assert_req_has(1, "Runtime error: pal:4: undefined global 'apples_per_box'");
-  assert_req_has(1, "Output it printed before it stopped:\\nboxes\\t3\\n");
+  lc_mock_assert_request_has(&mock, 1, "Runtime error: pal:4: undefined global 'apples_per_box'");
+  lc_mock_assert_request_has(&mock, 1, "Output it printed before it stopped:\\nboxes\\t3\\n");
   stop();
   /* nil arithmetic */
   start_replies("```lua\nfunction solution()\n  local price\n  return price * 2\nend\n```",
@@ -202,7 +171,7 @@ START_TEST(repair_runtime_error) {
   ck_assert_msg(run("local r = luact.pal(cfg{})\n"
                     "return r.answer .. '|' .. statuses(r)") == 0, "%s", err);
   ck_assert_str_eq(out, "8|error,ok");
-  assert_req_has(1, "attempt to perform arithmetic on a nil value (local 'price')");
+  lc_mock_assert_request_has(&mock, 1, "attempt to perform arithmetic on a nil value (local 'price')");
   stop();
 }
 END_TEST
@@ -216,8 +185,8 @@ START_TEST(repair_infinite_loop) {
                     "return table.concat({r.status, r.answer, statuses(r), a.error,\n"
                     "  tostring(a.instructions >= 100000)}, '|')") == 0, "%s", err);
   ck_assert_str_eq(out, "finished|12|instructions,ok|instruction limit exceeded (100000)|true");
-  assert_req_has(1, "Instruction limit exceeded: instruction limit exceeded (100000)");
-  assert_req_has(1, "infinite loop");
+  lc_mock_assert_request_has(&mock, 1, "Instruction limit exceeded: instruction limit exceeded (100000)");
+  lc_mock_assert_request_has(&mock, 1, "infinite loop");
   stop();
 }
 END_TEST
@@ -231,7 +200,7 @@ START_TEST(repairs_exhausted) {
   ck_assert_str_eq(out, "failed|nil|bad_result,error|no working program after 2 attempts; "
                         "last: error: pal:1: still wrong");
   ck_assert_int_eq(n_requests(), 2);
-  assert_req_has(1, "Bad result: the program returned nil");
+  lc_mock_assert_request_has(&mock, 1, "Bad result: the program returned nil");
   stop();
   /* repairs = 0: one attempt only. */
   start_replies("```lua\nreturn {f = print}\n```", NULL);
@@ -251,9 +220,9 @@ START_TEST(no_code_in_reply) {
                     "return table.concat({r.answer, statuses(r), tostring(r.attempts[1].code),\n"
                     "  r.usage.runs}, '|')") == 0, "%s", err);
   ck_assert_str_eq(out, "12|no_code,no_code,no_code,ok|nil|1");
-  assert_req_has(1, "Your reply contains no Lua program.");
-  assert_req_has(2, "Your reply has a ```python code block but no Lua program.");
-  assert_req_has(3, "Your code block is empty.");
+  lc_mock_assert_request_has(&mock, 1, "Your reply contains no Lua program.");
+  lc_mock_assert_request_has(&mock, 2, "Your reply has a ```python code block but no Lua program.");
+  lc_mock_assert_request_has(&mock, 3, "Your code block is empty.");
   stop();
 }
 END_TEST
@@ -279,11 +248,11 @@ START_TEST(hostile_programs_refused) {
   ck_assert_msg(strncmp(out, "5|error,error,error,error,error,error,ok|", 41) == 0, "%s", out);
   ck_assert_msg(strstr(out, "|function|number|function") != NULL, "host changed: %s", out);
   ck_assert_int_eq(access(path, F_OK), -1); /* nothing was created */
-  assert_req_has(1, "'io' is not available in the sandbox");
-  assert_req_has(2, "'os' is not available in the sandbox");
-  assert_req_has(3, "attempt to call a nil value (field 'dump')");
-  assert_req_has(4, "attempt to load a binary chunk");
-  assert_req_has(6, "cannot create global 'answer'");
+  lc_mock_assert_request_has(&mock, 1, "'io' is not available in the sandbox");
+  lc_mock_assert_request_has(&mock, 2, "'os' is not available in the sandbox");
+  lc_mock_assert_request_has(&mock, 3, "attempt to call a nil value (field 'dump')");
+  lc_mock_assert_request_has(&mock, 4, "attempt to load a binary chunk");
+  lc_mock_assert_request_has(&mock, 6, "cannot create global 'answer'");
   stop();
 }
 END_TEST
@@ -297,8 +266,8 @@ START_TEST(user_prompt_parts) {
                     "  on_attempt=function(a) seen[#seen+1] = a.index .. a.status end})\n"
                     "return r.answer .. '|' .. table.concat(seen, ',')") == 0, "%s", err);
   ck_assert_str_eq(out, "ok|1ok");
-  assert_req_has(0, "Write Lua. Be exact.\\n\\nExamples:\\n\\n-- Q: 1+1?\\nfunction solution()");
-  assert_req_has(0, "-- Q: Line one\\n-- line two");
+  lc_mock_assert_request_has(&mock, 0, "Write Lua. Be exact.\\n\\nExamples:\\n\\n-- Q: 1+1?\\nfunction solution()");
+  lc_mock_assert_request_has(&mock, 0, "-- Q: Line one\\n-- line two");
   assert_req_lacks(0, "Olivia"); /* user examples replace the built-in ones */
   stop();
 }
@@ -414,9 +383,9 @@ START_TEST(code_tool_in_react) {
                     "  o.value, '[' .. o.output .. ']', r.usage.tool_errors}, '|')") == 0, "%s", err);
   ck_assert_str_eq(out, "finished|The answer is 42.|3|true|42|[]|1");
   ck_assert_int_eq(n_requests(), 3);
-  assert_req_has(0, "\"name\":\"run_lua\"");
-  assert_req_has(0, "\"required\":[\"code\"]");
-  assert_req_has(1, "tool run_lua failed: error: pal:1: undefined global 'nope'");
+  lc_mock_assert_request_has(&mock, 0, "\"name\":\"run_lua\"");
+  lc_mock_assert_request_has(&mock, 0, "\"required\":[\"code\"]");
+  lc_mock_assert_request_has(&mock, 1, "tool run_lua failed: error: pal:1: undefined global 'nope'");
   stop();
 }
 END_TEST

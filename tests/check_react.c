@@ -45,43 +45,12 @@ static const char prelude[] =
     "end\n";
 
 static int run(const char *code) {
-  struct lc_test_lua t;
-  lc_test_lua_open(&t);
   char base[128];
   snprintf(base, sizeof base, "%s/v1", mock.base_url);
-  lua_pushstring(t.L, base);
-  lua_setglobal(t.L, "BASE");
-  size_t n = strlen(prelude) + strlen(code) + 1;
-  char *all = malloc(n);
-  snprintf(all, n, "%s%s", prelude, code);
-  int rc = lc_test_lua_run(&t, all, out, sizeof out, err, sizeof err);
-  free(all);
-  lc_test_lua_close(&t); /* no task, timer or transfer may be left */
-  return rc;
-}
-
-/* Body of the i-th logged request (0-based) as JSON text; free(). */
-static char *req_body(int i) {
-  char *log = lc_mock_requests(&mock);
-  ck_assert_ptr_nonnull(log);
-  cJSON *a = cJSON_Parse(log);
-  free(log);
-  ck_assert_ptr_nonnull(a);
-  cJSON *r = cJSON_GetArrayItem(a, i);
-  char *s = r ? cJSON_PrintUnformatted(cJSON_GetObjectItem(r, "body")) : NULL;
-  cJSON_Delete(a);
-  return s;
+  return lc_test_lua_run_once(base, prelude, code, out, sizeof out, err, sizeof err);
 }
 
 static int n_requests(void) { return lc_mock_count_requests(&mock, "/v1/chat/completions"); }
-
-/* Asserts that request i carries needle (JSON-escaped form). */
-static void assert_req_has(int i, const char *needle) {
-  char *b = req_body(i);
-  ck_assert_msg(b != NULL, "no request %d", i);
-  ck_assert_msg(strstr(b, needle) != NULL, "request %d lacks [%s]: %s", i, needle, b);
-  cJSON_free(b);
-}
 
 #define REPLY(text) "{\"times\":1,\"reply\":{\"openai\":{\"text\":\"" text "\"}}}"
 #define REPLY_U(text, in, outn)                                                         \
@@ -104,10 +73,10 @@ START_TEST(text_mode_run) {
   ck_assert_str_eq(out, "finished|3 km|2|search|Colorado|result for Colorado|search first|100|2|1|"
                         "1:search,2:finish");
   ck_assert_int_eq(n_requests(), 2);
-  assert_req_has(0, "Be brief.");
-  assert_req_has(0, "Question: x\\nThought: y\\nAction: finish[z]");
-  assert_req_has(0, "\"stop\":[\"\\nObservation:\"");
-  assert_req_has(1, "Action: search[Colorado]\\nObservation: result for Colorado");
+  lc_mock_assert_request_has(&mock, 0, "Be brief.");
+  lc_mock_assert_request_has(&mock, 0, "Question: x\\nThought: y\\nAction: finish[z]");
+  lc_mock_assert_request_has(&mock, 0, "\"stop\":[\"\\nObservation:\"");
+  lc_mock_assert_request_has(&mock, 1, "Action: search[Colorado]\\nObservation: result for Colorado");
   stop();
 }
 END_TEST
@@ -133,7 +102,7 @@ START_TEST(native_parallel_results_in_asked_order) {
   /* Finished c, b, a; reported a, b, c as asked. */
   ck_assert_str_eq(out, "finished|abc|4|cba|a={\"got\":\"a\"},b={\"got\":\"b\"},c={\"got\":\"c\"}|"
                         "Three at once.|3");
-  char *b = req_body(1);
+  char *b = lc_mock_request_body(&mock, 1);
   const char *p1 = strstr(b, "\"tool_call_id\":\"c1\""), *p2 = strstr(b, "\"tool_call_id\":\"c2\""),
              *p3 = strstr(b, "\"tool_call_id\":\"c3\"");
   ck_assert_msg(p1 && p2 && p3 && p1 < p2 && p2 < p3, "%s", b);
@@ -141,8 +110,8 @@ START_TEST(native_parallel_results_in_asked_order) {
   cJSON_free(b);
   /* Native mode offers the tools plus finish; a plain answer also ends the
    * run, so no call is forced. */
-  assert_req_has(0, "\"name\":\"finish\"");
-  char *b0 = req_body(0);
+  lc_mock_assert_request_has(&mock, 0, "\"name\":\"finish\"");
+  char *b0 = lc_mock_request_body(&mock, 0);
   ck_assert_ptr_null(strstr(b0, "tool_choice"));
   cJSON_free(b0);
   stop();
@@ -163,8 +132,8 @@ START_TEST(native_text_answer_finishes) {
   ck_assert_msg(run("local r = luact.react(cfg{tools={search}, finish_on_text=false})\n"
                     "return r.status .. '|' .. r.answer .. '|' .. r.usage.invalid") == 0, "%s", err);
   ck_assert_str_eq(out, "finished|42|1");
-  assert_req_has(0, "\"tool_choice\":\"required\"");
-  assert_req_has(1, "called no tool");
+  lc_mock_assert_request_has(&mock, 0, "\"tool_choice\":\"required\"");
+  lc_mock_assert_request_has(&mock, 1, "called no tool");
   stop();
 }
 END_TEST
@@ -189,21 +158,21 @@ START_TEST(text_malformed_replies_become_observations) {
    * JSON); 3 tolerated forms ran search; danger never ran. */
   ck_assert_str_eq(out, "finished|recovered|10|6|3|nil");
   ck_assert_int_eq(n_requests(), 10);
-  assert_req_has(1, "Thought: I wonder what to do\\nObservation: Invalid reply:");
-  assert_req_has(1, "Allowed actions: search, finish");
-  assert_req_has(2, "Observation: Unknown action \\\"danger\\\". Allowed actions: search, finish.");
-  assert_req_has(3, "Action: search[alpha]\\nObservation: result for alpha");
-  assert_req_has(4, "Action: search[beta]\\nObservation: result for beta\\nNote: your reply contained an "
+  lc_mock_assert_request_has(&mock, 1, "Thought: I wonder what to do\\nObservation: Invalid reply:");
+  lc_mock_assert_request_has(&mock, 1, "Allowed actions: search, finish");
+  lc_mock_assert_request_has(&mock, 2, "Observation: Unknown action \\\"danger\\\". Allowed actions: search, finish.");
+  lc_mock_assert_request_has(&mock, 3, "Action: search[alpha]\\nObservation: result for alpha");
+  lc_mock_assert_request_has(&mock, 4, "Action: search[beta]\\nObservation: result for beta\\nNote: your reply contained an "
                     "Observation you wrote yourself");
-  assert_req_has(5, "Action: search[gamma]\\nObservation: result for gamma");
-  assert_req_has(6, "Observation: Invalid reply: the reply is empty");
-  assert_req_has(7, "Invalid reply: the reply has 2 actions");
-  assert_req_has(8, "finish");
-  assert_req_has(8, "Observation: Invalid reply:");
-  assert_req_has(9, "Observation: Invalid reply:");
-  assert_req_has(9, "JSON");
+  lc_mock_assert_request_has(&mock, 5, "Action: search[gamma]\\nObservation: result for gamma");
+  lc_mock_assert_request_has(&mock, 6, "Observation: Invalid reply: the reply is empty");
+  lc_mock_assert_request_has(&mock, 7, "Invalid reply: the reply has 2 actions");
+  lc_mock_assert_request_has(&mock, 8, "finish");
+  lc_mock_assert_request_has(&mock, 8, "Observation: Invalid reply:");
+  lc_mock_assert_request_has(&mock, 9, "Observation: Invalid reply:");
+  lc_mock_assert_request_has(&mock, 9, "JSON");
   /* The invented observation never reached the prompt. */
-  char *b = req_body(9);
+  char *b = lc_mock_request_body(&mock, 9);
   ck_assert_ptr_null(strstr(b, "I made this up"));
   cJSON_free(b);
   stop();
@@ -223,15 +192,15 @@ START_TEST(native_malformed_calls_become_observations) {
                     "return table.concat({r.status, r.answer, #r.steps, r.usage.invalid,\n"
                     "  calls.search, tostring(calls.danger)}, '|')") == 0, "%s", err);
   ck_assert_str_eq(out, "finished|7|7|5|1|nil");
-  assert_req_has(1, "\"tool_call_id\":\"u1\"");
-  assert_req_has(1, "Unknown action \\\"danger\\\"");
-  assert_req_has(2, "\"tool_call_id\":\"j1\"");
-  assert_req_has(2, "not valid JSON");
-  assert_req_has(3, "Invalid input for \\\"search\\\"");
-  assert_req_has(3, "missing required property");
-  assert_req_has(4, "\"role\":\"user\",\"content\":\"Invalid reply: you answered with text but called no tool");
-  assert_req_has(5, "\"content\":\"result for z\",\"tool_call_id\":\"m1\"");
-  assert_req_has(5, "call finish alone");
+  lc_mock_assert_request_has(&mock, 1, "\"tool_call_id\":\"u1\"");
+  lc_mock_assert_request_has(&mock, 1, "Unknown action \\\"danger\\\"");
+  lc_mock_assert_request_has(&mock, 2, "\"tool_call_id\":\"j1\"");
+  lc_mock_assert_request_has(&mock, 2, "not valid JSON");
+  lc_mock_assert_request_has(&mock, 3, "Invalid input for \\\"search\\\"");
+  lc_mock_assert_request_has(&mock, 3, "missing required property");
+  lc_mock_assert_request_has(&mock, 4, "\"role\":\"user\",\"content\":\"Invalid reply: you answered with text but called no tool");
+  lc_mock_assert_request_has(&mock, 5, "\"content\":\"result for z\",\"tool_call_id\":\"m1\"");
+  lc_mock_assert_request_has(&mock, 5, "call finish alone");
   stop();
 }
 END_TEST
@@ -249,9 +218,9 @@ START_TEST(tool_errors_and_timeout) {
                 "%s", err);
   /* Tool failures do not count against max_invalid (1 here). */
   ck_assert_str_eq(out, "finished|gave up|true|true|2|0");
-  assert_req_has(1, "Observation: Error: tool broken failed:");
-  assert_req_has(1, "disk on fire");
-  assert_req_has(2, "Observation: Error: tool hang timed out after 0.05 s");
+  lc_mock_assert_request_has(&mock, 1, "Observation: Error: tool broken failed:");
+  lc_mock_assert_request_has(&mock, 1, "disk on fire");
+  lc_mock_assert_request_has(&mock, 2, "Observation: Error: tool hang timed out after 0.05 s");
   stop();
 }
 END_TEST
@@ -319,7 +288,7 @@ START_TEST(limit_repeated_action) {
                     "  r.steps[3].observation}, '|')") == 0, "%s", err);
   /* Call, warning, stop: the third identical call does not run. */
   ck_assert_msg(strncmp(out, "limit|repeated_action|3|2|Not run:", 34) == 0, "%s", out);
-  assert_req_has(2, "Warning: you already ran search with exactly this input 1 time");
+  lc_mock_assert_request_has(&mock, 2, "Warning: you already ran search with exactly this input 1 time");
   stop();
 }
 END_TEST
@@ -334,7 +303,7 @@ START_TEST(final_answer_on_limit) {
                 "%s", err);
   ck_assert_str_eq(out, "limit|steps|probably 42|1|2");
   ck_assert_int_eq(n_requests(), 2);
-  char *b = req_body(1);
+  char *b = lc_mock_request_body(&mock, 1);
   ck_assert_ptr_nonnull(strstr(b, "step limit reached"));
   cJSON_free(b);
   stop();
@@ -345,7 +314,7 @@ START_TEST(final_answer_on_limit) {
   ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={steps=1}, final_answer_on_limit=true})\n"
                     "return r.status .. '|' .. r.answer") == 0, "%s", err);
   ck_assert_str_eq(out, "limit|It is 42.");
-  char *b2 = req_body(1);
+  char *b2 = lc_mock_request_body(&mock, 1);
   ck_assert_ptr_null(strstr(b2, "\"tools\""));
   cJSON_free(b2);
   stop();
@@ -389,8 +358,8 @@ START_TEST(constrained_and_strict) {
   ck_assert_msg(run("local r = luact.react(cfg{mode='text', constrained=true, tools={search}})\n"
                     "return r.status .. '|' .. r.answer .. '|' .. calls.search") == 0, "%s", err);
   ck_assert_str_eq(out, "finished|ok|1");
-  assert_req_has(0, "\"response_format\":{\"type\":\"json_schema\"");
-  assert_req_has(0, "\"enum\":[\"search\",\"finish\"]");
+  lc_mock_assert_request_has(&mock, 0, "\"response_format\":{\"type\":\"json_schema\"");
+  lc_mock_assert_request_has(&mock, 0, "\"enum\":[\"search\",\"finish\"]");
   stop();
   /* strict: optional properties become required + nullable; nulls dropped. */
   start("[{\"match\":{\"body_contains\":\"\\\"role\\\":\\\"tool\\\"\"},\"reply\":{\"openai\":{\"tool_calls\":"
@@ -401,8 +370,8 @@ START_TEST(constrained_and_strict) {
                     "local r = luact.react(cfg{strict=true, tools={opt}})\n"
                     "return r.status .. '|' .. r.steps[1].observation") == 0, "%s", err);
   ck_assert_str_eq(out, "finished|nil");
-  assert_req_has(0, "\"strict\":true");
-  assert_req_has(0, "\"type\":[\"integer\",\"null\"]");
+  lc_mock_assert_request_has(&mock, 0, "\"strict\":true");
+  lc_mock_assert_request_has(&mock, 0, "\"type\":[\"integer\",\"null\"]");
   stop();
 }
 END_TEST

@@ -33,19 +33,9 @@ static const char prelude[] =
     "end\n";
 
 static int run(const char *code) {
-  struct lc_test_lua t;
-  lc_test_lua_open(&t);
   char base[128];
   snprintf(base, sizeof base, "%s/v1", mock.pid > 0 ? mock.base_url : "http://127.0.0.1:1");
-  lua_pushstring(t.L, base);
-  lua_setglobal(t.L, "BASE");
-  size_t n = strlen(prelude) + strlen(code) + 1;
-  char *all = malloc(n);
-  snprintf(all, n, "%s%s", prelude, code);
-  int rc = lc_test_lua_run(&t, all, out, sizeof out, err, sizeof err);
-  free(all);
-  lc_test_lua_close(&t);
-  return rc;
+  return lc_test_lua_run_once(base, prelude, code, out, sizeof out, err, sizeof err);
 }
 
 /* Loads a definition that must be refused; returns the error text. */

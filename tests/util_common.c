@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 const char *lc_test_source_dir(void) { return LC_SOURCE_DIR; }
 
@@ -26,4 +27,15 @@ char *lc_test_read_file(const char *path, size_t *len) {
   fclose(f);
   if (p) { p[n] = '\0'; if (len) *len = (size_t)n; }
   return p;
+}
+
+double lc_test_json_num(const char *json, const char *key, int nth) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  const char *p = json;
+  for (int i = 0; i <= nth; i++) {
+    if (!p || !(p = strstr(p, pat))) return -1;
+    p += strlen(pat);
+  }
+  return strtod(p, NULL);
 }

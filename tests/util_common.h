@@ -10,4 +10,8 @@ const char *lc_test_fixtures_dir(void); /* $LUACT_FIXTURES or <src>/../shared/fi
 /* Reads a whole file; NULL on error. Caller frees with free(). */
 char *lc_test_read_file(const char *path, size_t *len);
 
+/* The number after the nth (0-based) "key": in json text, or -1. A
+ * scanner for counters in the mock's /_stats and /_requests answers. */
+double lc_test_json_num(const char *json, const char *key, int nth);
+
 #endif

@@ -4,6 +4,7 @@
 #include <check.h>
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http.h"
@@ -59,4 +60,23 @@ void lc_test_lua_close(struct lc_test_lua *t) {
   lc_sched_free(t->s);
   lua_close(t->L);
   ck_assert_int_eq(lc_alloc_live(), t->live_before);
+}
+
+int lc_test_lua_run_once(const char *base, const char *prelude, const char *code, char *out,
+                         size_t outlen, char *err, size_t errlen) {
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  if (base) {
+    lua_pushstring(t.L, base);
+    lua_setglobal(t.L, "BASE");
+  }
+  if (!prelude) prelude = "";
+  size_t n = strlen(prelude) + strlen(code) + 1;
+  char *all = malloc(n);
+  ck_assert_ptr_nonnull(all);
+  snprintf(all, n, "%s%s", prelude, code);
+  int rc = lc_test_lua_run(&t, all, out, outlen, err, errlen);
+  free(all);
+  lc_test_lua_close(&t); /* no task, timer or transfer may be left */
+  return rc;
 }

@@ -18,6 +18,12 @@ void lc_test_lua_open(struct lc_test_lua *t);
  * is a string, is copied into out (may be NULL). */
 int lc_test_lua_run(struct lc_test_lua *t, const char *code, char *out, size_t outlen,
                     char *err, size_t errlen);
+/* The whole cycle for one script: a fresh state with the global BASE set
+ * (when base is not NULL), prelude (may be NULL) and code run as one root
+ * task, then the teardown checks of lc_test_lua_close. */
+int lc_test_lua_run_once(const char *base, const char *prelude, const char *code, char *out,
+                         size_t outlen, char *err, size_t errlen);
+
 /* Asserts nothing is left: no task, timer or transfer; then closes. */
 void lc_test_lua_close(struct lc_test_lua *t);
 

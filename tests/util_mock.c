@@ -6,6 +6,8 @@
  * stdout, read with poll() and a deadline, never a sleep. */
 #include "util_mock.h"
 
+#include <check.h>
+
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -225,4 +227,22 @@ int lc_mock_reset(struct lc_mock *m) {
   int rc = r ? 0 : -1;
   free(r);
   return rc;
+}
+
+char *lc_mock_request_body(struct lc_mock *m, int i) {
+  char *log = lc_mock_requests(m);
+  if (!log) return NULL;
+  cJSON *a = cJSON_Parse(log);
+  free(log);
+  cJSON *r = a ? cJSON_GetArrayItem(a, i) : NULL;
+  char *s = r ? cJSON_PrintUnformatted(cJSON_GetObjectItem(r, "body")) : NULL;
+  cJSON_Delete(a);
+  return s;
+}
+
+void lc_mock_assert_request_has(struct lc_mock *m, int i, const char *needle) {
+  char *b = lc_mock_request_body(m, i);
+  ck_assert_msg(b != NULL, "no request %d", i);
+  ck_assert_msg(strstr(b, needle) != NULL, "request %d lacks [%s]: %s", i, needle, b);
+  cJSON_free(b);
 }

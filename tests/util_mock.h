@@ -31,6 +31,11 @@ int lc_mock_stop(struct lc_mock *m);
 char *lc_mock_requests(struct lc_mock *m);
 /* How many logged requests have this path (with query string, as sent); -1 on error. */
 int lc_mock_count_requests(struct lc_mock *m, const char *path);
+/* The body of the i-th logged request (0-based) as compact JSON text, or
+ * NULL; free with cJSON_free(). */
+char *lc_mock_request_body(struct lc_mock *m, int i);
+/* Asserts (Check) that request i's body contains needle (JSON-escaped). */
+void lc_mock_assert_request_has(struct lc_mock *m, int i, const char *needle);
 /* GET /_stats: the JSON object text, or NULL. */
 char *lc_mock_stats(struct lc_mock *m);
 /* POST /_script and POST /_reset: 0 on a 200 answer. */
