@@ -119,3 +119,14 @@ void lc_l_put_flat(FILE *f, const char *s, size_t max) {
   }
   if (cut < n) fputs("...", f);
 }
+
+void lc_l_class(lua_State *L, const char *name, const luaL_Reg *meta,
+                const luaL_Reg *methods) {
+  if (luaL_newmetatable(L, name)) {
+    luaL_setfuncs(L, meta, 0);
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}

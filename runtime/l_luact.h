@@ -3,6 +3,7 @@
 #ifndef LC_L_LUACT_H
 #define LC_L_LUACT_H
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stdio.h>
 
@@ -31,6 +32,11 @@ struct lc_llm_opts;
 void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
                            struct lc_llm_request *r, struct lc_llm_opts *o);
 int lc_open_react(lua_State *L); /* luact.react (l_react.c) */
+
+/* [-0, +0, m] Registers metatable `name` (once): the meta functions, and
+ * the methods table as __index. */
+void lc_l_class(lua_State *L, const char *name, const luaL_Reg *meta,
+                const luaL_Reg *methods);
 
 /* [-0, +0, m] t[k] = v for the table on top (set_str skips a NULL v). */
 void lc_l_set_str(lua_State *L, const char *k, const char *v);

@@ -1,6 +1,8 @@
 /* l_files.c: Lua binding of the files tool: luact.files.root() ->
  * luact.FilesRoot with read/list/close. */
 #include <lauxlib.h>
+
+#include "l_luact.h"
 #include <lua.h>
 #include <string.h>
 
@@ -162,12 +164,7 @@ static const luaL_Reg root_meta[] = {{"__gc", l_close},
 static const luaL_Reg files_funcs[] = {{"root", l_root}, {NULL, NULL}};
 
 int lc_open_files(lua_State *L) {
-  if (luaL_newmetatable(L, ROOT_MT)) {
-    luaL_setfuncs(L, root_meta, 0);
-    luaL_newlib(L, root_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  lc_l_class(L, ROOT_MT, root_meta, root_methods);
   luaL_newlib(L, files_funcs);
   return 1;
 }

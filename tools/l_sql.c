@@ -1,5 +1,7 @@
 /* l_sql.c: Lua binding of the SQL tool: luact.sql.open() -> luact.SqlDb. */
 #include <lauxlib.h>
+
+#include "l_luact.h"
 #include <lua.h>
 #include <stdio.h>
 #include <string.h>
@@ -229,12 +231,7 @@ static const luaL_Reg sqldb_meta[] = {{"__gc", l_close},
 static const luaL_Reg sql_funcs[] = {{"open", l_open}, {NULL, NULL}};
 
 int lc_open_sql(lua_State *L) {
-  if (luaL_newmetatable(L, SQLDB_MT)) {
-    luaL_setfuncs(L, sqldb_meta, 0);
-    luaL_newlib(L, sqldb_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  lc_l_class(L, SQLDB_MT, sqldb_meta, sqldb_methods);
   luaL_newlib(L, sql_funcs);
   return 1;
 }
