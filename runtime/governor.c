@@ -2,6 +2,7 @@
 #include "governor.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +30,8 @@ struct provider_limits {
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+/* Set once any limits exist: until then every call skips the mutex. */
+static _Atomic int configured;
 static struct lc_governor *govs;
 static struct provider_limits *limits;
 
@@ -52,6 +55,7 @@ int lc_governor_configure(const char *provider, const struct lc_governor_limits 
     limits = p;
   }
   p->lim = *l;
+  configured = 1;
   /* Existing governors pick the new limits up at once. */
   for (struct lc_governor *g = govs; g; g = g->next)
     if (strcmp(g->provider, provider) == 0) g->lim = *l;
@@ -61,6 +65,7 @@ int lc_governor_configure(const char *provider, const struct lc_governor_limits 
 
 struct lc_governor *lc_governor_for(const char *provider, const char *base_url,
                                     const char *api_key) {
+  if (!configured) return NULL;
   uint64_t h = fnv1a(fnv1a(0xcbf29ce484222325ull, base_url), api_key);
   pthread_mutex_lock(&mu);
   struct provider_limits *p = limits;
@@ -123,5 +128,6 @@ void lc_governor_reset_all(void) {
     limits = p->next;
     free(p);
   }
+  configured = 0;
   pthread_mutex_unlock(&mu);
 }
