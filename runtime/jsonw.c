@@ -221,6 +221,13 @@ void lc_jsonw_raw(struct lc_jsonw *w, const char *json, size_t n) {
   w->b->data[w->b->len] = '\0';
 }
 
+size_t lc_jsonw_value_at(struct lc_jsonw *w) {
+  if (sep(w, 0))
+    return w->b->len;
+  w->after_key = 1; /* the separator is out: the value writes none */
+  return w->b->len;
+}
+
 void lc_jsonw_num(struct lc_jsonw *w, double d) {
   char tmp[32];
   size_t n = lc_jsonw_fmt_num(d, tmp);

@@ -53,6 +53,10 @@ void lc_jsonw_bool(struct lc_jsonw *w, int v);
 void lc_jsonw_null(struct lc_jsonw *w);
 /* A value that is already JSON text, copied verbatim (not checked). */
 void lc_jsonw_raw(struct lc_jsonw *w, const char *json, size_t n);
+/* Writes the separator the next value needs and returns the buffer offset
+ * where that value will start: the bytes from there to the end of the
+ * value are the value alone, for a caller that keeps them (wire caches). */
+size_t lc_jsonw_value_at(struct lc_jsonw *w);
 /* A cJSON tree, printed as cJSON_PrintUnformatted would. */
 void lc_jsonw_cjson(struct lc_jsonw *w, const cJSON *j);
 

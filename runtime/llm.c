@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "jsonw.h"
 #include "lc.h"
 
 const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p) {
@@ -149,20 +150,54 @@ static void calls_free(struct lc_llm_tool_call *calls, size_t n) {
   lc_free(calls);
 }
 
+void lc_llm_wire_drop(struct lc_llm_wire *c) {
+  lc_free(c->data);
+  c->data = NULL;
+  c->len = 0;
+}
+
+int lc_llm_wire_put(struct lc_jsonw *w, const struct lc_llm_wire *c,
+                    enum lc_llm_provider p) {
+  if (!c->data || c->prov != (signed char)p)
+    return 0;
+  lc_jsonw_raw(w, c->data, c->len);
+  return 1;
+}
+
+void lc_llm_wire_keep(struct lc_llm_wire *c, enum lc_llm_provider p,
+                      const struct lc_jsonw *w, size_t mark) {
+  lc_llm_wire_drop(c);
+  if (w->err || mark > w->b->len)
+    return;
+  size_t n = w->b->len - mark;
+  if (!(c->data = lc_malloc(n ? n : 1)))
+    return;
+  memcpy(c->data, w->b->data + mark, n);
+  c->len = n;
+  c->prov = (signed char)p;
+}
+
+void lc_llm_msg_free(struct lc_llm_msg *m) {
+  if (!m)
+    return;
+  lc_free(m->content);
+  calls_free(m->tool_calls, m->n_tool_calls);
+  lc_free(m->tool_call_id);
+  lc_free(m->name);
+  lc_llm_wire_drop(&m->wire);
+  memset(m, 0, sizeof *m);
+}
+
 void lc_llm_request_free(struct lc_llm_request *r) {
   if (!r)
     return;
   lc_free(r->model);
   lc_free(r->base_url);
   lc_free(r->api_key);
-  for (size_t i = 0; i < r->n_msgs; i++) {
-    struct lc_llm_msg *m = &r->msgs[i];
-    lc_free(m->content);
-    calls_free(m->tool_calls, m->n_tool_calls);
-    lc_free(m->tool_call_id);
-    lc_free(m->name);
-  }
+  for (size_t i = 0; i < r->n_msgs; i++)
+    lc_llm_msg_free(&r->msgs[i]);
   lc_free(r->msgs);
+  lc_llm_wire_drop(&r->tools_wire);
   for (size_t i = 0; i < r->n_tools; i++) {
     lc_free(r->tools[i].name);
     lc_free(r->tools[i].description);

@@ -7,6 +7,15 @@
  * owned the same way. Adapters never keep pointers into a request after
  * build() returns.
  *
+ * Wire caches: a message (and a request's tools array) may carry its own
+ * serialised form for one provider (struct lc_llm_wire), owned by it and
+ * freed with it. When req->cache_wire is set, an adapter's build() fills
+ * the caches it can (the one write build() makes through its const
+ * request, so such a request must live in writable memory) and every
+ * build() appends a valid cache with one copy instead of serialising
+ * again. A cached message is immutable: whoever changes a message or the
+ * tools after a build must drop the cache (lc_llm_wire_drop).
+ *
  * Errors: calls return 0 or a negative LC_E* code. A failed LLM call is not a
  * C error: it completes with response->err set to a kind (auth, rate limit,
  * ...) and response->err_message holding the provider's own message. */
@@ -77,6 +86,14 @@ struct lc_llm_tool_call {
   cJSON *args;     /* parsed; NULL when args_json is not valid JSON */
 };
 
+/* One value as the provider's JSON (exactly the bytes build() would write),
+ * or empty (data == NULL). */
+struct lc_llm_wire {
+  char *data;
+  size_t len;
+  signed char prov; /* enum lc_llm_provider the bytes are for */
+};
+
 struct lc_llm_msg {
   enum lc_llm_role role;
   char *content; /* text; may be NULL for an assistant message with only calls */
@@ -86,6 +103,7 @@ struct lc_llm_msg {
   char *tool_call_id; /* tool result: which call it answers */
   char *name;         /* tool result: the tool's name (Ollama wants it) */
   int is_error;       /* tool result: the tool failed (Anthropic is_error) */
+  struct lc_llm_wire wire; /* cache of this message as one array element */
 };
 
 struct lc_llm_tool {
@@ -128,6 +146,11 @@ struct lc_llm_request {
   cJSON *response_schema;     /* LC_FORMAT_JSON_SCHEMA */
   char *response_schema_name; /* defaults to "response" */
   int stream;
+  /* Fill the wire caches on build (see the top of this file): for a
+   * request that is built again and again as it grows (the ReAct engine's
+   * conversation). Existing caches are used either way. */
+  int cache_wire;
+  struct lc_llm_wire tools_wire; /* cache of the whole "tools" array */
 };
 
 struct lc_llm_usage {
@@ -239,6 +262,21 @@ enum lc_llm_err lc_llm_err_from_status(int status);
 double lc_llm_retry_after_s(const char *name, const char *value, double now_s);
 
 void lc_llm_request_free(struct lc_llm_request *r);
+/* Frees what a message owns (its wire cache too) and zeroes it. */
+void lc_llm_msg_free(struct lc_llm_msg *m);
+
+/* ---- wire caches, for the adapters' build() ---- */
+struct lc_jsonw;
+/* Appends c as the next value when it holds bytes for provider p:
+ * returns 1; else writes nothing and returns 0. */
+int lc_llm_wire_put(struct lc_jsonw *w, const struct lc_llm_wire *c,
+                    enum lc_llm_provider p);
+/* Stores the bytes written since mark (lc_jsonw_value_at, taken just
+ * before the value) as c's cache for p, when w has no error. Best effort:
+ * out of memory just leaves c empty. */
+void lc_llm_wire_keep(struct lc_llm_wire *c, enum lc_llm_provider p,
+                      const struct lc_jsonw *w, size_t mark);
+void lc_llm_wire_drop(struct lc_llm_wire *c);
 void lc_llm_response_free(struct lc_llm_response *r);
 void lc_llm_response_init(struct lc_llm_response *r);
 void lc_llm_tool_call_free(struct lc_llm_tool_call *c);

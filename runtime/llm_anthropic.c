@@ -125,6 +125,33 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
   return 0;
 }
 
+/* The "tools" array, through the wire cache (llm.h). Messages are not
+ * cached here: tool results merge into one user turn, so a message's bytes
+ * depend on its neighbours. The cast is the cache's one write. */
+static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
+  if (lc_llm_wire_put(w, &req->tools_wire, LC_PROV_ANTHROPIC))
+    return;
+  size_t at = lc_jsonw_value_at(w);
+  lc_jsonw_arr(w);
+  for (size_t i = 0; i < req->n_tools; i++) {
+    const struct lc_llm_tool *t = &req->tools[i];
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "name");
+    lc_jsonw_cstr(w, t->name);
+    if (t->description) {
+      lc_jsonw_key(w, "description");
+      lc_jsonw_cstr(w, t->description);
+    }
+    lc_jsonw_key(w, "input_schema");
+    lc_accum_w_schema(w, t, "{\"type\":\"object\"}");
+    lc_jsonw_obj_end(w);
+  }
+  lc_jsonw_arr_end(w);
+  if (req->cache_wire)
+    lc_llm_wire_keep(&((struct lc_llm_request *)req)->tools_wire,
+                     LC_PROV_ANTHROPIC, w, at);
+}
+
 static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
                  char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
@@ -157,21 +184,7 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
    * that earlier tool_use blocks still refer to known tools. */
   if (req->n_tools) {
     lc_jsonw_key(w, "tools");
-    lc_jsonw_arr(w);
-    for (size_t i = 0; i < req->n_tools; i++) {
-      const struct lc_llm_tool *t = &req->tools[i];
-      lc_jsonw_obj(w);
-      lc_jsonw_key(w, "name");
-      lc_jsonw_cstr(w, t->name);
-      if (t->description) {
-        lc_jsonw_key(w, "description");
-        lc_jsonw_cstr(w, t->description);
-      }
-      lc_jsonw_key(w, "input_schema");
-      lc_accum_w_schema(w, t, "{\"type\":\"object\"}");
-      lc_jsonw_obj_end(w);
-    }
-    lc_jsonw_arr_end(w);
+    write_tools(w, req);
   }
   if (req->tool_choice != LC_TOOL_CHOICE_AUTO) {
     lc_jsonw_key(w, "tool_choice");

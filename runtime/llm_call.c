@@ -13,7 +13,12 @@
 
 struct lc_llm_call {
   struct lc_loop *loop;
+  /* The request: the caller's own when owned; else &view, a shallow copy
+   * of the borrowed one whose endpoint strings may be ours (own_*). */
   struct lc_llm_request *req;
+  int owned;
+  struct lc_llm_request view;
+  char *own_base_url, *own_api_key;
   const struct lc_llm_adapter *ad;
   struct lc_llm_opts opts;
   struct lc_llm_http http; /* built once, sent on every attempt */
@@ -260,21 +265,35 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
   finish(c);
 }
 
-int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
-                      const struct lc_llm_opts *o, lc_llm_delta_fn on_delta,
-                      void *delta_ud, lc_llm_done_fn done, void *ud,
-                      struct lc_llm_call **out) {
+/* Takes ownership of req when owned (also on failure); else borrows it. */
+static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
+                 const struct lc_llm_opts *o, lc_llm_delta_fn on_delta,
+                 void *delta_ud, lc_llm_done_fn done, void *ud,
+                 struct lc_llm_call **out) {
+  struct lc_llm_request *src = req; /* the caller's, owned or not */
   struct lc_llm_call *c = lc_calloc(1, sizeof *c);
   struct lc_llm_response *resp = lc_calloc(1, sizeof *resp);
   if (!c || !resp) {
     lc_free(c);
     lc_free(resp);
-    lc_llm_request_free(req);
-    lc_free(req);
+    if (owned) {
+      lc_llm_request_free(req);
+      lc_free(req);
+    }
     return LC_ENOMEM;
   }
   lc_llm_response_init(resp);
   c->loop = loop;
+  c->owned = owned;
+  if (!owned) {
+    /* Endpoint resolution writes base_url / api_key: into our view, never
+     * into the caller's request. Empty strings count as unset there and
+     * would be freed, so the view starts from NULL instead. */
+    c->view = *req;
+    if (c->view.base_url && !*c->view.base_url) c->view.base_url = NULL;
+    if (c->view.api_key && !*c->view.api_key) c->view.api_key = NULL;
+    req = &c->view;
+  }
   c->req = req;
   c->resp = resp;
   c->on_delta = on_delta;
@@ -311,10 +330,19 @@ int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
     }
     c->journaled = c->eff.recording;
   }
+  const char *base0 = req->base_url, *key0 = req->api_key;
   int rc = c->ad ? lc_llm_resolve_endpoint(req, err, sizeof err) : LC_EINVAL;
+  if (!owned) {
+    /* What resolution put in the view is ours to free. */
+    if (req->base_url != base0) c->own_base_url = req->base_url;
+    if (req->api_key != key0) c->own_api_key = req->api_key;
+  }
   if (rc == LC_ENOMEM) goto nomem;
   if (rc == 0) {
     rc = c->ad->build(req, &c->http, err, sizeof err);
+    /* The view's tools cache is a copy of the caller's: what build kept
+     * (or dropped) there belongs to the caller's request. */
+    if (!owned) src->tools_wire = c->view.tools_wire;
     if (rc == LC_ENOMEM) goto nomem;
   }
   if (rc) {
@@ -333,6 +361,25 @@ int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
 nomem:
   lc_llm_call_free(c);
   return LC_ENOMEM;
+}
+
+int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
+                      const struct lc_llm_opts *o, lc_llm_delta_fn on_delta,
+                      void *delta_ud, lc_llm_done_fn done, void *ud,
+                      struct lc_llm_call **out) {
+  return start(loop, req, 1, o, on_delta, delta_ud, done, ud, out);
+}
+
+int lc_llm_call_start_borrowed(struct lc_loop *loop,
+                               const struct lc_llm_request *req,
+                               const struct lc_llm_opts *o,
+                               lc_llm_delta_fn on_delta, void *delta_ud,
+                               lc_llm_done_fn done, void *ud,
+                               struct lc_llm_call **out) {
+  /* Never written through: start() works on a copy of the struct. The
+   * wire caches are the exception llm.h allows for cache_wire requests. */
+  return start(loop, (struct lc_llm_request *)req, 0, o, on_delta, delta_ud,
+               done, ud, out);
 }
 
 const struct lc_llm_response *lc_llm_call_response(const struct lc_llm_call *c) {
@@ -362,7 +409,11 @@ void lc_llm_call_free(struct lc_llm_call *c) {
     lc_llm_response_free(c->resp);
     lc_free(c->resp);
   }
-  lc_llm_request_free(c->req);
-  lc_free(c->req);
+  if (c->owned) {
+    lc_llm_request_free(c->req);
+    lc_free(c->req);
+  }
+  lc_free(c->own_base_url);
+  lc_free(c->own_api_key);
   lc_free(c);
 }

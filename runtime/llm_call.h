@@ -2,10 +2,17 @@
  * request, run it on the loop (curl_multi), stream or buffer the answer,
  * classify errors, retry the retryable ones with backoff, and complete once.
  *
- * Ownership: lc_llm_call_start takes ownership of req, also on failure. The
- * call object is the caller's: lc_llm_call_free cancels a running call (the
- * done callback then never runs) and frees everything. The response stays
- * owned by the call unless taken with lc_llm_call_take_response.
+ * Ownership: lc_llm_call_start takes ownership of req, also on failure.
+ * lc_llm_call_start_borrowed only borrows it: the caller keeps it valid and
+ * unchanged until done has run, or until lc_llm_call_free when the call is
+ * freed before that; afterwards it may change or go (the call built the
+ * HTTP body up front and retries resend those bytes; the journal reads the
+ * request inside start). The call never writes the borrowed request except
+ * its wire caches (llm.h, cache_wire); a base URL or key it resolves from
+ * the environment is its own copy. The call object is the caller's:
+ * lc_llm_call_free cancels a running call (the done callback then never
+ * runs) and frees everything it owns. The response stays owned by the call
+ * unless taken with lc_llm_call_take_response.
  *
  * Callbacks: on_delta runs from inside the transfer's write callback: it
  * must only copy the delta and mark progress (no Lua, no curl calls). done
@@ -43,9 +50,18 @@ int lc_llm_call_start(struct lc_loop *loop, struct lc_llm_request *req,
                       const struct lc_llm_opts *o, lc_llm_delta_fn on_delta,
                       void *delta_ud, lc_llm_done_fn done, void *ud,
                       struct lc_llm_call **out);
+/* Same, on a borrowed request (see above). Fails with LC_ENOMEM only. */
+int lc_llm_call_start_borrowed(struct lc_loop *loop,
+                               const struct lc_llm_request *req,
+                               const struct lc_llm_opts *o,
+                               lc_llm_delta_fn on_delta, void *delta_ud,
+                               lc_llm_done_fn done, void *ud,
+                               struct lc_llm_call **out);
 const struct lc_llm_response *lc_llm_call_response(const struct lc_llm_call *c);
 /* Moves the response out (caller frees with lc_llm_response_free + lc_free). */
 struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c);
+/* The request as sent (endpoint resolved). For a borrowed request, valid
+ * only while the caller's request is. */
 const struct lc_llm_request *lc_llm_call_request(const struct lc_llm_call *c);
 void lc_llm_call_free(struct lc_llm_call *c);
 

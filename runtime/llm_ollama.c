@@ -18,10 +18,15 @@
  * cJSON tree used to have. */
 static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
                       char *err, size_t errlen) {
+  /* Wire caches (llm.h): the cast is the cache's one write. */
+  struct lc_llm_request *cache = req->cache_wire ? (struct lc_llm_request *)req : NULL;
   lc_jsonw_key(w, "messages");
   lc_jsonw_arr(w);
   for (size_t i = 0; i < req->n_msgs; i++) {
     const struct lc_llm_msg *m = &req->msgs[i];
+    if (lc_llm_wire_put(w, &m->wire, LC_PROV_OLLAMA))
+      continue;
+    size_t at = lc_jsonw_value_at(w);
     lc_jsonw_obj(w);
     lc_jsonw_key(w, "role");
     lc_jsonw_cstr(w, lc_llm_role_name(m->role));
@@ -50,6 +55,8 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_cstr(w, m->name);
     }
     lc_jsonw_obj_end(w);
+    if (cache)
+      lc_llm_wire_keep(&cache->msgs[i].wire, LC_PROV_OLLAMA, w, at);
   }
   lc_jsonw_arr_end(w);
   return 0;
@@ -108,10 +115,16 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
    * required/named cannot be forced and fall back to offering them. */
   if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {
     lc_jsonw_key(w, "tools");
-    lc_jsonw_arr(w);
-    for (size_t i = 0; i < req->n_tools; i++)
-      lc_accum_w_function_tool(w, &req->tools[i], 0);
-    lc_jsonw_arr_end(w);
+    if (!lc_llm_wire_put(w, &req->tools_wire, LC_PROV_OLLAMA)) {
+      size_t at = lc_jsonw_value_at(w);
+      lc_jsonw_arr(w);
+      for (size_t i = 0; i < req->n_tools; i++)
+        lc_accum_w_function_tool(w, &req->tools[i], 0);
+      lc_jsonw_arr_end(w);
+      if (req->cache_wire)
+        lc_llm_wire_keep(&((struct lc_llm_request *)req)->tools_wire,
+                         LC_PROV_OLLAMA, w, at);
+    }
   }
   if (req->format == LC_FORMAT_JSON) {
     lc_jsonw_key(w, "format");

@@ -84,17 +84,31 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "model");
   lc_jsonw_cstr(w, req->model);
+  /* Wire caches (llm.h): unchanged messages and tools are copied as the
+   * bytes an earlier build wrote; the cast is the cache's one write. */
+  struct lc_llm_request *cache = req->cache_wire ? (struct lc_llm_request *)req : NULL;
   lc_jsonw_key(w, "messages");
   lc_jsonw_arr(w);
-  for (size_t i = 0; i < req->n_msgs; i++)
+  for (size_t i = 0; i < req->n_msgs; i++) {
+    if (lc_llm_wire_put(w, &req->msgs[i].wire, LC_PROV_OPENAI))
+      continue;
+    size_t at = lc_jsonw_value_at(w);
     write_msg(w, &req->msgs[i]);
+    if (cache)
+      lc_llm_wire_keep(&cache->msgs[i].wire, LC_PROV_OPENAI, w, at);
+  }
   lc_jsonw_arr_end(w);
   if (req->n_tools) {
     lc_jsonw_key(w, "tools");
-    lc_jsonw_arr(w);
-    for (size_t i = 0; i < req->n_tools; i++)
-      lc_accum_w_function_tool(w, &req->tools[i], 1);
-    lc_jsonw_arr_end(w);
+    if (!lc_llm_wire_put(w, &req->tools_wire, LC_PROV_OPENAI)) {
+      size_t at = lc_jsonw_value_at(w);
+      lc_jsonw_arr(w);
+      for (size_t i = 0; i < req->n_tools; i++)
+        lc_accum_w_function_tool(w, &req->tools[i], 1);
+      lc_jsonw_arr_end(w);
+      if (cache)
+        lc_llm_wire_keep(&cache->tools_wire, LC_PROV_OPENAI, w, at);
+    }
   }
   switch (req->tool_choice) {
   case LC_TOOL_CHOICE_AUTO: break;

@@ -51,7 +51,14 @@ struct lc_react {
   char *instructions, *question;
   char **examples;
   size_t n_examples;
-  struct lc_llm_request *base;
+  struct lc_llm_request *base; /* the template, until start builds req */
+  /* The run's one request, built at start and borrowed by every call
+   * (lc_llm_call_start_borrowed): system + user, then (native) the
+   * conversation, appended to as turns complete, and the tools; text mode
+   * replaces the user message (the scratchpad) per turn. It is changed
+   * only while no call is in flight. */
+  struct lc_llm_request req;
+  size_t cap_msgs;
   struct lc_actions actions;
   struct lc_price_table prices;
   struct lc_budget budget;
@@ -65,9 +72,6 @@ struct lc_react {
   enum lc_limit limit;
   /* text mode: the paper's scratchpad */
   struct lc_buf pad;
-  /* native mode: the conversation after system + user */
-  struct lc_llm_msg *msgs;
-  size_t n_msgs, cap_msgs;
   /* the current turn */
   struct pend *pend;
   size_t n_pend;
@@ -139,65 +143,24 @@ static struct pend *pend_new(struct lc_react *r) {
   return p;
 }
 
-static void msg_clear(struct lc_llm_msg *m) {
-  lc_free(m->content);
-  for (size_t i = 0; i < m->n_tool_calls; i++) lc_llm_tool_call_free(&m->tool_calls[i]);
-  lc_free(m->tool_calls);
-  lc_free(m->tool_call_id);
-  lc_free(m->name);
-  memset(m, 0, sizeof *m);
-}
+static void msg_clear(struct lc_llm_msg *m) { lc_llm_msg_free(m); }
 
-static int call_copy(struct lc_llm_tool_call *d, const struct lc_llm_tool_call *s) {
-  memset(d, 0, sizeof *d);
-  d->id = dup0(s->id);
-  d->name = dup0(s->name);
-  d->args_json = dup0(s->args_json ? s->args_json : "{}");
-  if (s->args) d->args = cJSON_Duplicate(s->args, 1);
-  if ((s->id && !d->id) || (s->name && !d->name) || !d->args_json ||
-      (s->args && !d->args)) {
-    lc_llm_tool_call_free(d);
-    return LC_ENOMEM;
-  }
-  return 0;
-}
-
-static int msg_copy(struct lc_llm_msg *d, const struct lc_llm_msg *s) {
-  memset(d, 0, sizeof *d);
-  d->role = s->role;
-  d->is_error = s->is_error;
-  if (s->content && !(d->content = lc_strndup(s->content, s->content_len))) goto nomem;
-  d->content_len = s->content_len;
-  if (s->tool_call_id && !(d->tool_call_id = lc_strdup(s->tool_call_id))) goto nomem;
-  if (s->name && !(d->name = lc_strdup(s->name))) goto nomem;
-  if (s->n_tool_calls) {
-    d->tool_calls = lc_calloc(s->n_tool_calls, sizeof *d->tool_calls);
-    if (!d->tool_calls) goto nomem;
-    for (size_t i = 0; i < s->n_tool_calls; i++) {
-      if (call_copy(&d->tool_calls[i], &s->tool_calls[i])) goto nomem;
-      d->n_tool_calls++;
-    }
-  }
-  return 0;
-nomem:
-  msg_clear(d);
-  return LC_ENOMEM;
-}
-
-/* Appends a message to the native conversation; takes ownership of *m
- * (cleared on failure too). */
+/* Appends a message to the run's request (the native conversation); takes
+ * ownership of *m (cleared on failure too). Only between calls: a call in
+ * flight borrows the request. */
 static int conv_push(struct lc_react *r, struct lc_llm_msg *m) {
-  if (r->n_msgs == r->cap_msgs) {
+  struct lc_llm_request *q = &r->req;
+  if (q->n_msgs == r->cap_msgs) {
     size_t cap = r->cap_msgs ? r->cap_msgs * 2 : 16;
-    struct lc_llm_msg *v = lc_realloc(r->msgs, cap * sizeof *v);
+    struct lc_llm_msg *v = lc_realloc(q->msgs, cap * sizeof *v);
     if (!v) {
       msg_clear(m);
       return LC_ENOMEM;
     }
-    r->msgs = v;
+    q->msgs = v;
     r->cap_msgs = cap;
   }
-  r->msgs[r->n_msgs++] = *m;
+  q->msgs[q->n_msgs++] = *m;
   memset(m, 0, sizeof *m);
   return 0;
 }
@@ -329,8 +292,7 @@ void lc_react_free(struct lc_react *r) {
   }
   lc_llm_call_free(r->call); /* cancels a transfer in flight */
   turn_clear(r);
-  for (size_t i = 0; i < r->n_msgs; i++) msg_clear(&r->msgs[i]);
-  lc_free(r->msgs);
+  lc_llm_request_free(&r->req);
   lc_buf_free(&r->pad);
   if (r->base) {
     lc_llm_request_free(r->base);
@@ -374,42 +336,6 @@ static void end_run(struct lc_react *r, enum lc_traj_status st, const char *answ
 static void fail_oom(struct lc_react *r) { end_run(r, LC_TRAJ_FAILED, NULL, "out of memory"); }
 
 /* ---- building requests ---- */
-
-/* A fresh request from the template: provider, model, endpoint, sampling,
- * stop, stream. */
-static struct lc_llm_request *req_from_base(const struct lc_react *r) {
-  const struct lc_llm_request *b = r->base;
-  struct lc_llm_request *q = lc_calloc(1, sizeof *q);
-  if (!q) return NULL;
-  q->provider = b->provider;
-  q->set = b->set;
-  q->temperature = b->temperature;
-  q->top_p = b->top_p;
-  q->top_k = b->top_k;
-  q->max_tokens = b->max_tokens;
-  q->seed = b->seed;
-  q->stream = b->stream;
-  q->model = dup0(b->model);
-  q->base_url = dup0(b->base_url);
-  q->api_key = dup0(b->api_key);
-  int ok = q->model && (!b->base_url || q->base_url) && (!b->api_key || q->api_key);
-  size_t n_react = 0;
-  const char *const *react_stops = NULL;
-  if (r->cfg.mode == LC_REACT_TEXT) react_stops = lc_react_stop_sequences(&n_react);
-  size_t n = b->n_stop + n_react;
-  if (ok && n) {
-    q->stop = lc_calloc(n, sizeof *q->stop);
-    ok = q->stop != NULL;
-    for (size_t i = 0; ok && i < b->n_stop; i++) ok = (q->stop[q->n_stop++] = lc_strdup(b->stop[i])) != NULL;
-    for (size_t i = 0; ok && i < n_react; i++) ok = (q->stop[q->n_stop++] = lc_strdup(react_stops[i])) != NULL;
-  }
-  if (!ok) {
-    lc_llm_request_free(q);
-    lc_free(q);
-    return NULL;
-  }
-  return q;
-}
 
 static char *system_text(const struct lc_react *r) {
   struct lc_buf b;
@@ -502,72 +428,125 @@ static const char final_note_native[] =
     "You cannot call any more tools (%s). Using only what you found so far, "
     "reply with your best final answer as plain text.";
 
-/* Builds and starts one LLM call: a turn, or (final != NULL) the
- * final-answer call with the limit's reason. */
-static int send_call(struct lc_react *r, const char *final) {
-  struct lc_llm_request *q = req_from_base(r);
-  if (!q) return LC_ENOMEM;
-  int rc = 0;
-  size_t n_msgs = 2 + (r->cfg.mode == LC_REACT_NATIVE ? r->n_msgs : 0) +
-                  (final && r->cfg.mode == LC_REACT_NATIVE ? 1 : 0);
-  q->msgs = lc_calloc(n_msgs, sizeof *q->msgs);
-  if (!q->msgs) rc = LC_ENOMEM;
-  if (!rc) {
-    rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_SYSTEM, system_text(r));
-    if (!rc) q->n_msgs++;
+/* Drops the tools from the run's request (the final-answer call offers
+ * none; it is the run's last call). */
+static void req_drop_tools(struct lc_llm_request *q) {
+  lc_actions_llm_tools_free(q->tools, q->n_tools);
+  q->tools = NULL;
+  q->n_tools = 0;
+  lc_llm_wire_drop(&q->tools_wire);
+  q->tool_choice = LC_TOOL_CHOICE_AUTO;
+}
+
+/* Builds the run's request once, at start: the template's provider,
+ * model, endpoint, sampling, stop and stream (moved out of it; the
+ * template is freed), the text mode's stop sequences, the system prompt,
+ * and (native) the user message and the tools, strictified once, or
+ * (text, constrained) the reply schema. Returns 0 or LC_ENOMEM. */
+static int req_init(struct lc_react *r) {
+  struct lc_llm_request *b = r->base, *q = &r->req;
+  q->provider = b->provider;
+  q->set = b->set;
+  q->temperature = b->temperature;
+  q->top_p = b->top_p;
+  q->top_k = b->top_k;
+  q->max_tokens = b->max_tokens;
+  q->seed = b->seed;
+  q->stream = b->stream;
+  q->model = b->model;
+  q->base_url = b->base_url;
+  q->api_key = b->api_key;
+  q->stop = b->stop;
+  q->n_stop = b->n_stop;
+  b->model = b->base_url = b->api_key = NULL;
+  b->stop = NULL;
+  b->n_stop = 0;
+  lc_llm_request_free(b);
+  lc_free(b);
+  r->base = NULL;
+  /* Built again and again as it grows: keep each message's wire bytes. */
+  q->cache_wire = 1;
+  if (!q->model) return LC_ENOMEM; /* as a failed copy always did */
+  if (r->cfg.mode == LC_REACT_TEXT) {
+    size_t n_react = 0;
+    const char *const *react_stops = lc_react_stop_sequences(&n_react);
+    if (n_react) {
+      char **v = lc_realloc(q->stop, (q->n_stop + n_react) * sizeof *v);
+      if (!v) return LC_ENOMEM;
+      q->stop = v;
+      for (size_t i = 0; i < n_react; i++)
+        if (!(q->stop[q->n_stop++] = lc_strdup(react_stops[i]))) {
+          q->n_stop--;
+          return LC_ENOMEM;
+        }
+    }
   }
-  if (!rc && r->cfg.mode == LC_REACT_TEXT) {
+  r->cap_msgs = r->cfg.mode == LC_REACT_NATIVE ? 16 : 2;
+  if (!(q->msgs = lc_calloc(r->cap_msgs, sizeof *q->msgs))) return LC_ENOMEM;
+  int rc = text_msg(&q->msgs[0], LC_ROLE_SYSTEM, system_text(r));
+  if (rc) return rc;
+  q->n_msgs = 1;
+  if (r->cfg.mode == LC_REACT_TEXT) {
+    if (r->cfg.constrained) {
+      q->format = LC_FORMAT_JSON_SCHEMA;
+      q->response_schema = lc_actions_decoding_schema(&r->actions);
+      q->response_schema_name = lc_strdup("react_step");
+      if (!q->response_schema || !q->response_schema_name) return LC_ENOMEM;
+    }
+    return 0; /* the user message is the scratchpad: per turn */
+  }
+  if ((rc = text_msg(&q->msgs[1], LC_ROLE_USER, lc_strdup(r->question)))) return rc;
+  q->n_msgs = 2;
+  rc = lc_actions_to_llm_tools(&r->actions, 1, &q->tools, &q->n_tools);
+  for (size_t i = 0; !rc && i < q->n_tools; i++) {
+    q->tools[i].strict = r->cfg.strict;
+    if (r->cfg.strict) rc = strictify(q->tools[i].schema, 0);
+  }
+  /* finish is a tool too, so some call is always right; unless a plain
+   * answer counts as finishing, when the model must be free not to call
+   * anything. */
+  q->tool_choice = r->cfg.text_is_final ? LC_TOOL_CHOICE_AUTO : LC_TOOL_CHOICE_REQUIRED;
+  return rc;
+}
+
+/* Starts one LLM call on the run's request: a turn, or (final != NULL)
+ * the final-answer call with the limit's reason. Text mode first puts the
+ * current scratchpad in as the user message; the final-answer call adds
+ * its note and drops the tools (native) or the reply schema (text): it is
+ * the last call of the run. */
+static int send_call(struct lc_react *r, const char *final) {
+  struct lc_llm_request *q = &r->req;
+  int rc = 0;
+  if (r->cfg.mode == LC_REACT_TEXT) {
     struct lc_buf u;
     lc_buf_init(&u, 0);
     rc = lc_react_prompt_user(r->question, r->pad.data, &u);
     if (!rc && final) rc = lc_buf_printf(&u, final_note_text, final);
-    if (!rc) {
-      rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_USER, lc_buf_steal(&u, NULL));
-      if (!rc) q->n_msgs++;
-    }
+    if (q->n_msgs > 1) msg_clear(&q->msgs[--q->n_msgs]);
+    if (!rc) rc = text_msg(&q->msgs[1], LC_ROLE_USER, lc_buf_steal(&u, NULL));
+    if (!rc) q->n_msgs = 2;
     lc_buf_free(&u);
-    if (!rc && r->cfg.constrained && !final) {
-      q->format = LC_FORMAT_JSON_SCHEMA;
-      q->response_schema = lc_actions_decoding_schema(&r->actions);
-      q->response_schema_name = lc_strdup("react_step");
-      if (!q->response_schema || !q->response_schema_name) rc = LC_ENOMEM;
+    if (!rc && final && q->format != LC_FORMAT_TEXT) {
+      q->format = LC_FORMAT_TEXT;
+      cJSON_Delete(q->response_schema);
+      lc_free(q->response_schema_name);
+      q->response_schema = NULL;
+      q->response_schema_name = NULL;
     }
-  } else if (!rc) {
-    rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_USER, lc_strdup(r->question));
-    if (!rc) q->n_msgs++;
-    for (size_t i = 0; !rc && i < r->n_msgs; i++) {
-      rc = msg_copy(&q->msgs[q->n_msgs], &r->msgs[i]);
-      if (!rc) q->n_msgs++;
-    }
-    if (!rc && final) {
-      struct lc_buf u;
-      lc_buf_init(&u, 0);
-      rc = lc_buf_printf(&u, final_note_native, final);
-      if (!rc) {
-        rc = text_msg(&q->msgs[q->n_msgs], LC_ROLE_USER, lc_buf_steal(&u, NULL));
-        if (!rc) q->n_msgs++;
-      }
-      lc_buf_free(&u);
-    }
-    if (!rc && !final) {
-      rc = lc_actions_to_llm_tools(&r->actions, 1, &q->tools, &q->n_tools);
-      for (size_t i = 0; !rc && i < q->n_tools; i++) {
-        q->tools[i].strict = r->cfg.strict;
-        if (r->cfg.strict) rc = strictify(q->tools[i].schema, 0);
-      }
-      /* finish is a tool too, so some call is always right; unless a
-       * plain answer counts as finishing, when the model must be free
-       * not to call anything. */
-      q->tool_choice = r->cfg.text_is_final ? LC_TOOL_CHOICE_AUTO : LC_TOOL_CHOICE_REQUIRED;
-    }
+  } else if (final) {
+    struct lc_buf u;
+    lc_buf_init(&u, 0);
+    struct lc_llm_msg m;
+    rc = lc_buf_printf(&u, final_note_native, final);
+    if (!rc) rc = text_msg(&m, LC_ROLE_USER, lc_buf_steal(&u, NULL));
+    if (!rc) rc = conv_push(r, &m);
+    lc_buf_free(&u);
+    req_drop_tools(q);
   }
-  if (rc) {
-    lc_llm_request_free(q);
-    lc_free(q);
-    return rc;
-  }
+  if (rc) return rc;
   r->phase = final ? P_FINAL : P_LLM;
-  return lc_llm_call_start(r->loop, q, &r->cfg.llm, NULL, NULL, on_llm_done, r, &r->call);
+  return lc_llm_call_start_borrowed(r->loop, q, &r->cfg.llm, NULL, NULL, on_llm_done, r,
+                                    &r->call);
 }
 
 /* Called by llm_call.c from the loop when the call completes. */
@@ -593,7 +572,8 @@ int lc_react_start(struct lc_react *r, struct lc_loop *loop) {
   if (r->cfg.limits.wall_s > 0 &&
       lc_timer_start(loop, &r->wall, r->cfg.limits.wall_s * 1000.0) < 0)
     return LC_ENOMEM;
-  int rc = send_call(r, NULL);
+  int rc = req_init(r);
+  if (!rc) rc = send_call(r, NULL);
   if (rc) {
     lc_timer_stop(loop, &r->wall);
     r->phase = P_NEW;
@@ -606,7 +586,7 @@ int lc_react_start(struct lc_react *r, struct lc_loop *loop) {
 
 /* Charges the reply's usage; keeps the turn's numbers for its first step. */
 static void charge(struct lc_react *r, const struct lc_llm_response *resp) {
-  const char *model = resp->model ? resp->model : r->base->model;
+  const char *model = resp->model ? resp->model : r->req.model;
   double cost = lc_budget_charge(&r->budget, &resp->usage, model);
   r->usage.input += resp->usage.input;
   r->usage.output += resp->usage.output;
@@ -890,44 +870,57 @@ static int wall_over(const struct lc_react *r) {
          lc_now_ms() - r->budget.start_ms >= r->cfg.limits.wall_s * 1000.0);
 }
 
+static void resp_free(struct lc_llm_response *resp) {
+  lc_llm_response_free(resp);
+  lc_free(resp);
+}
+
 static void handle_reply(struct lc_react *r) {
-  struct lc_llm_call *call = r->call;
+  /* The call is done with the request: take the response and free it. */
+  struct lc_llm_response *resp = lc_llm_call_take_response(r->call);
+  lc_llm_call_free(r->call);
   r->call = NULL;
-  const struct lc_llm_response *resp = lc_llm_call_response(call);
+  if (!resp) {
+    fail_oom(r);
+    return;
+  }
   if (resp->err != LC_LLM_OK) {
     char reason[1024];
     snprintf(reason, sizeof reason, "LLM error (%s): %s", lc_llm_err_name(resp->err),
              resp->err_message ? resp->err_message : "no message");
-    lc_llm_call_free(call);
+    resp_free(resp);
     end_run(r, LC_TRAJ_FAILED, NULL, reason);
     return;
   }
   turn_clear(r);
   charge(r, resp);
-  if (resp->text && !(r->turn_text = lc_strndup(resp->text, resp->text_len))) {
-    lc_llm_call_free(call);
-    fail_oom(r);
-    return;
-  }
-  int rc = r->cfg.mode == LC_REACT_TEXT ? process_text_reply(r, resp)
-                                        : process_native_reply(r, resp);
-  /* Native conversation: the assistant turn, verbatim (ids matter). */
+  int rc = 0;
+  /* The reply as written: the text mode's scratchpad shows it when it did
+   * not parse. */
+  if (r->cfg.mode == LC_REACT_TEXT && resp->text &&
+      !(r->turn_text = lc_strndup(resp->text, resp->text_len)))
+    rc = LC_ENOMEM;
+  if (!rc)
+    rc = r->cfg.mode == LC_REACT_TEXT ? process_text_reply(r, resp)
+                                      : process_native_reply(r, resp);
+  /* Native conversation: the assistant turn, verbatim (ids matter), moved
+   * out of the response. */
   if (!rc && r->cfg.mode == LC_REACT_NATIVE && !r->finish_answer) {
     struct lc_llm_msg m = {.role = LC_ROLE_ASSISTANT};
-    if (resp->text && !(m.content = lc_strndup(resp->text, resp->text_len))) rc = LC_ENOMEM;
+    m.content = resp->text;
     m.content_len = resp->text ? resp->text_len : 0;
-    if (!rc && resp->n_tool_calls) {
-      m.tool_calls = lc_calloc(resp->n_tool_calls, sizeof *m.tool_calls);
-      if (!m.tool_calls) rc = LC_ENOMEM;
-      for (size_t i = 0; !rc && i < resp->n_tool_calls; i++) {
-        rc = call_copy(&m.tool_calls[i], &resp->tool_calls[i]);
-        if (!rc) m.n_tool_calls++;
-      }
-    }
+    m.tool_calls = resp->tool_calls;
+    m.n_tool_calls = resp->n_tool_calls;
+    resp->text = NULL;
+    resp->tool_calls = NULL;
+    resp->n_tool_calls = 0;
+    for (size_t i = 0; !rc && i < m.n_tool_calls; i++)
+      if (!m.tool_calls[i].args_json && !(m.tool_calls[i].args_json = lc_strdup("{}")))
+        rc = LC_ENOMEM;
     if (!rc) rc = conv_push(r, &m);
     else msg_clear(&m);
   }
-  lc_llm_call_free(call);
+  resp_free(resp);
   if (rc) {
     fail_oom(r);
     return;
@@ -1045,21 +1038,20 @@ static void finish_turn(struct lc_react *r) {
         if (!rc) rc = lc_buf_printf(&r->pad, "Observation: %s\n", p->obs);
       }
     } else if (p->id) {
+      /* The step is recorded (copied): id, name and observation move into
+       * the conversation. */
       struct lc_llm_msg m = {.role = LC_ROLE_TOOL, .is_error = p->is_error};
-      m.tool_call_id = lc_strdup(p->id);
-      m.name = lc_strdup(p->name);
-      m.content = lc_strdup(p->obs);
-      if (!m.tool_call_id || !m.name || !m.content) {
-        msg_clear(&m);
-        rc = LC_ENOMEM;
-      } else {
-        m.content_len = strlen(m.content);
-        rc = conv_push(r, &m);
-      }
+      m.tool_call_id = p->id;
+      m.name = p->name;
+      m.content = p->obs;
+      p->id = p->name = p->obs = NULL;
+      m.content_len = strlen(m.content);
+      rc = conv_push(r, &m);
     } else {
       /* Text instead of a tool call: the error goes back as the user. */
       struct lc_llm_msg m;
-      rc = text_msg(&m, LC_ROLE_USER, lc_strdup(p->obs));
+      rc = text_msg(&m, LC_ROLE_USER, p->obs);
+      p->obs = NULL;
       if (!rc) rc = conv_push(r, &m);
     }
   }
