@@ -30,6 +30,12 @@ enum phase {
   P_DONE
 };
 
+/* An action's schema, compiled at its first check (engine_validate). */
+struct compiled {
+  const cJSON *schema; /* the action's own, owned by actions */
+  struct lc_schema *s;
+};
+
 /* One action the model asked for in the current turn. */
 struct pend {
   char *id;      /* native call id */
@@ -60,6 +66,8 @@ struct lc_react {
   struct lc_llm_request req;
   size_t cap_msgs;
   struct lc_actions actions;
+  struct compiled *compiled; /* by engine_validate */
+  size_t n_compiled;
   struct lc_price_table prices;
   struct lc_budget budget;
   struct lc_trajectory traj;
@@ -174,14 +182,11 @@ static int text_msg(struct lc_llm_msg *m, enum lc_llm_role role, char *owned) {
   return 0;
 }
 
-int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
+/* Validates args against a compiled schema; the message goes in err. */
+static int validate_compiled(const struct lc_schema *s, const cJSON *args,
                              char *err, size_t errlen) {
-  (void)ud;
-  struct lc_schema *s = NULL;
-  int rc = lc_schema_compile(schema, &s, err, errlen);
-  if (rc) return rc;
   struct lc_schema_errors e;
-  rc = lc_schema_validate(s, args, &e);
+  int rc = lc_schema_validate(s, args, &e);
   if (rc == LC_EINVAL) {
     char *msg = lc_schema_errors_format(&e);
     snprintf(err, errlen, "%s", msg ? msg : "arguments do not match the schema");
@@ -193,8 +198,42 @@ int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
     snprintf(err, errlen, "out of memory");
   }
   lc_schema_errors_free(&e);
+  return rc;
+}
+
+int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
+                             char *err, size_t errlen) {
+  (void)ud;
+  struct lc_schema *s = NULL;
+  int rc = lc_schema_compile(schema, &s, err, errlen);
+  if (rc) return rc;
+  rc = validate_compiled(s, args, err, errlen);
   lc_schema_free(s);
   return rc;
+}
+
+/* The engine's validator (actions.h, ud = the run): each action's schema
+ * is compiled once, at its first check, and kept until lc_react_free. The
+ * action set does not change once the run has started, so a schema's
+ * address names it. A schema that does not compile is not kept (the
+ * error comes back every time, as from lc_react_schema_validate). */
+static int engine_validate(void *ud, const cJSON *schema, const cJSON *args,
+                           char *err, size_t errlen) {
+  struct lc_react *r = ud;
+  for (size_t i = 0; i < r->n_compiled; i++)
+    if (r->compiled[i].schema == schema)
+      return validate_compiled(r->compiled[i].s, args, err, errlen);
+  struct compiled *v = lc_realloc(r->compiled, (r->n_compiled + 1) * sizeof *v);
+  if (!v) {
+    snprintf(err, errlen, "out of memory");
+    return LC_ENOMEM;
+  }
+  r->compiled = v;
+  struct lc_schema *s = NULL;
+  int rc = lc_schema_compile(schema, &s, err, errlen);
+  if (rc) return rc;
+  v[r->n_compiled++] = (struct compiled){.schema = schema, .s = s};
+  return validate_compiled(s, args, err, errlen);
 }
 
 /* ---- lifecycle ---- */
@@ -244,7 +283,7 @@ int lc_react_new(const struct lc_react_config *cfg,
   lc_buf_init(&r->pad, 0);
   lc_timer_init(&r->kick, on_kick, r);
   lc_timer_init(&r->wall, on_wall, r);
-  int rc = lc_actions_init(&r->actions, lc_react_schema_validate, NULL);
+  int rc = lc_actions_init(&r->actions, engine_validate, r);
   if (!rc) rc = lc_price_table_init(&r->prices);
   r->instructions = dup0(cfg->instructions);
   r->question = dup0(cfg->question);
@@ -299,6 +338,8 @@ void lc_react_free(struct lc_react *r) {
     lc_free(r->base);
   }
   lc_actions_free(&r->actions);
+  for (size_t i = 0; i < r->n_compiled; i++) lc_schema_free(r->compiled[i].s);
+  lc_free(r->compiled);
   lc_budget_free(&r->budget);
   lc_price_table_free(&r->prices);
   lc_trajectory_free(&r->traj);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lc.h"
+#include "jsonw.h"
 #include "llm.h"
 #include "util_common.h"
 
@@ -538,6 +539,189 @@ START_TEST(missing_model) {
 }
 END_TEST
 
+
+/* ---- wire caches ---- */
+
+static const struct lc_llm_adapter *const adapters[] = {
+    &lc_llm_openai, &lc_llm_anthropic, &lc_llm_ollama};
+static const enum lc_llm_provider provs[] = {LC_PROV_OPENAI, LC_PROV_ANTHROPIC,
+                                             LC_PROV_OLLAMA};
+
+/* The body as built, copied out (malloc). */
+static char *body_of(const struct lc_llm_adapter *ad,
+                     const struct lc_llm_request *q, size_t *len) {
+  struct lc_llm_http h;
+  char err[256] = "";
+  ck_assert_msg(ad->build(q, &h, err, sizeof err) == 0, "build: %s", err);
+  char *b = malloc(h.body_len + 1);
+  ck_assert_ptr_nonnull(b);
+  memcpy(b, h.body, h.body_len + 1);
+  *len = h.body_len;
+  lc_llm_http_free(&h);
+  return b;
+}
+
+static void drop_caches(struct lc_llm_request *q) {
+  for (size_t i = 0; i < q->n_msgs; i++)
+    lc_llm_wire_drop(&q->msgs[i].wire);
+  lc_llm_wire_drop(&q->tools_wire);
+}
+
+static void same_bytes(const char *a, size_t na, const char *b, size_t nb,
+                       const char *what) {
+  ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "%s differs:\n%.*s\n%.*s",
+                what, (int)na, a, (int)nb, b);
+}
+
+/* The body with every cache of q hidden for the build (restored). */
+static char *body_uncached(const struct lc_llm_adapter *ad,
+                           struct lc_llm_request *q, size_t *len) {
+  struct lc_llm_wire *saved = calloc(q->n_msgs + 1, sizeof *saved);
+  ck_assert_ptr_nonnull(saved);
+  for (size_t i = 0; i < q->n_msgs; i++) {
+    saved[i] = q->msgs[i].wire;
+    q->msgs[i].wire = (struct lc_llm_wire){0};
+  }
+  saved[q->n_msgs] = q->tools_wire;
+  q->tools_wire = (struct lc_llm_wire){0};
+  int fill = q->cache_wire;
+  q->cache_wire = 0;
+  char *b = body_of(ad, q, len);
+  q->cache_wire = fill;
+  for (size_t i = 0; i < q->n_msgs; i++)
+    q->msgs[i].wire = saved[i];
+  q->tools_wire = saved[q->n_msgs];
+  free(saved);
+  return b;
+}
+
+/* Appends a message with escapes and a NUL in it, then a tool result. */
+static void grow(struct lc_llm_request *q) {
+  q->msgs = lc_realloc(q->msgs, (q->n_msgs + 2) * sizeof *q->msgs);
+  ck_assert_ptr_nonnull(q->msgs);
+  struct lc_llm_msg *a = &q->msgs[q->n_msgs++];
+  *a = msg(LC_ROLE_ASSISTANT, "say \"x\"\tthen\n\\ y");
+  a->content[3] = '\0'; /* "say\0..." with the length kept */
+  a->n_tool_calls = 1;
+  a->tool_calls = one_call("c3", "f", "{\"a\":[1,2,{\"b\":null}]}");
+  struct lc_llm_msg *t = &q->msgs[q->n_msgs++];
+  *t = msg(LC_ROLE_TOOL, "\x01 ctl \xc3\xa9");
+  t->tool_call_id = lc_strdup("c3");
+  t->name = lc_strdup("f");
+}
+
+/* Built cold (no caches), with cache_wire cold (filling them) and warm,
+ * then grown and built warm: the bytes are the same as without any cache,
+ * for every provider; another provider's caches are never used. */
+START_TEST(wire_cache_same_body) {
+  const struct lc_llm_adapter *ad = adapters[_i];
+  struct lc_llm_request q;
+  full_request(&q, provs[_i]);
+  q.base_url = lc_strdup("http://127.0.0.1:8080/v1");
+  /* A second tool given as text, and strict, to cover both schema forms. */
+  q.tools = lc_realloc(q.tools, 2 * sizeof *q.tools);
+  memset(&q.tools[1], 0, sizeof q.tools[1]);
+  q.tools[1].name = lc_strdup("g");
+  q.tools[1].description = lc_strdup("the \"g\" tool");
+  q.tools[1].schema_json = lc_strdup("{\"type\":\"object\",\"properties\":{}}");
+  q.tools[1].strict = 1;
+  q.n_tools = 2;
+
+  size_t n_cold, n_fill, n_warm;
+  char *cold = body_of(ad, &q, &n_cold);
+  for (size_t i = 0; i < q.n_msgs; i++)
+    ck_assert_ptr_null(q.msgs[i].wire.data); /* not asked to cache */
+  ck_assert_ptr_null(q.tools_wire.data);
+  q.cache_wire = 1;
+  char *fill = body_of(ad, &q, &n_fill);
+  same_bytes(cold, n_cold, fill, n_fill, "filling");
+  /* Anthropic merges tool results into user turns: only its tools. */
+  for (size_t i = 0; i < q.n_msgs; i++)
+    ck_assert(_i == 1 ? q.msgs[i].wire.data == NULL
+                      : q.msgs[i].wire.data != NULL);
+  ck_assert_ptr_nonnull(q.tools_wire.data);
+  char *warm = body_of(ad, &q, &n_warm);
+  same_bytes(cold, n_cold, warm, n_warm, "warm");
+  /* A warm cache is what is sent, unchecked: that is why a cached message
+   * must not change. Shown with a substitute. */
+  if (_i != 1) {
+    struct lc_llm_wire real = q.msgs[2].wire;
+    static const char sub[] = "{\"role\":\"user\",\"content\":\"FROM-CACHE\"}";
+    q.msgs[2].wire.data = lc_strdup(sub);
+    q.msgs[2].wire.len = strlen(sub);
+    size_t n_sub;
+    char *b = body_of(ad, &q, &n_sub);
+    ck_assert_ptr_nonnull(strstr(b, sub));
+    free(b);
+    lc_llm_wire_drop(&q.msgs[2].wire);
+    q.msgs[2].wire = real;
+  }
+
+  /* Grown: old messages from the cache, new ones written and kept. */
+  grow(&q);
+  size_t n_grown, n_ref;
+  char *grown = body_of(ad, &q, &n_grown);
+  char *ref = body_uncached(ad, &q, &n_ref);
+  same_bytes(ref, n_ref, grown, n_grown, "grown");
+  if (_i != 1)
+    ck_assert_ptr_nonnull(q.msgs[q.n_msgs - 1].wire.data);
+
+  /* This provider's caches, built by another: that one's own bytes. */
+  for (int k = 0; k < 3; k++) {
+    if (k == _i)
+      continue;
+    struct lc_llm_request o = q; /* shallow: same messages and caches */
+    o.provider = provs[k];
+    o.cache_wire = 0;
+    size_t n_other, n_other_ref;
+    char *other = body_of(adapters[k], &o, &n_other);
+    char *other_ref = body_uncached(adapters[k], &o, &n_other_ref);
+    same_bytes(other_ref, n_other_ref, other, n_other, "other provider");
+    free(other);
+    free(other_ref);
+  }
+  free(cold);
+  free(fill);
+  free(warm);
+  free(grown);
+  free(ref);
+  /* Dropping works and leaves a valid request. */
+  drop_caches(&q);
+  for (size_t i = 0; i < q.n_msgs; i++)
+    ck_assert_ptr_null(q.msgs[i].wire.data);
+  lc_llm_request_free(&q);
+  ck_assert_int_eq(lc_alloc_live(), 0);
+}
+END_TEST
+
+/* lc_jsonw_value_at: the bytes from the mark are the value alone, also
+ * after a key and between array elements. */
+START_TEST(jsonw_value_at_marks_the_value) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_obj(&w);
+  lc_jsonw_key(&w, "a");
+  size_t at = lc_jsonw_value_at(&w);
+  lc_jsonw_arr(&w);
+  lc_jsonw_num(&w, 1);
+  size_t at2 = lc_jsonw_value_at(&w);
+  lc_jsonw_cstr(&w, "x");
+  ck_assert_str_eq(b.data + at2, "\"x\"");
+  lc_jsonw_arr_end(&w);
+  ck_assert_str_eq(b.data + at, "[1,\"x\"]");
+  char copy[8];
+  memcpy(copy, b.data + at, 7);
+  lc_jsonw_key(&w, "b");
+  lc_jsonw_raw(&w, copy, 7);
+  lc_jsonw_obj_end(&w);
+  ck_assert_int_eq(lc_jsonw_finish(&w), 0);
+  ck_assert_str_eq(b.data, "{\"a\":[1,\"x\"],\"b\":[1,\"x\"]}");
+  lc_buf_free(&b);
+}
+END_TEST
+
 Suite *llm_build_suite(void) {
   Suite *s = suite_create("llm_build");
   TCase *tc = tcase_create("recorded");
@@ -551,6 +735,8 @@ Suite *llm_build_suite(void) {
   tcase_add_test(tc, ollama_every_field);
   tcase_add_test(tc, ollama_host_forms);
   tcase_add_test(tc, missing_model);
+  tcase_add_loop_test(tc, wire_cache_same_body, 0, 3);
+  tcase_add_test(tc, jsonw_value_at_marks_the_value);
   suite_add_tcase(s, tc);
   return s;
 }

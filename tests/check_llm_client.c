@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
+#include "lc.h"
+#include "llm_call.h"
+#include "loop.h"
 #include "util_common.h"
 #include "util_lua.h"
 #include "util_mock.h"
@@ -313,6 +317,113 @@ START_TEST(rate_governor_spaces_requests) {
 }
 END_TEST
 
+
+/* ---- the C client on a borrowed request ---- */
+
+static void on_call_done(struct lc_llm_call *c, void *ud) {
+  (void)c;
+  (*(int *)ud)++;
+}
+
+static struct lc_llm_msg text_msg(enum lc_llm_role role, const char *s) {
+  struct lc_llm_msg m = {.role = role};
+  m.content = lc_strdup(s);
+  m.content_len = strlen(s);
+  return m;
+}
+
+/* lc_llm_call_start_borrowed: the endpoint resolved from the environment
+ * stays the call's (the caller's request is not written, its empty base
+ * URL is not freed), a retry resends the same bytes, the wire caches go
+ * into the caller's request, and a second call on the same request (caches
+ * warm) sends the same body again. */
+START_TEST(borrowed_request_retries_and_reuse) {
+  start("[{\"times\":1,\"reply\":{\"status\":503,\"body\":\"busy\","
+        "\"headers\":{\"content-type\":\"text/plain\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"fine\"}}}]");
+  lc_http_global_init();
+  long live = lc_alloc_live();
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  ck_assert_int_eq(setenv("OPENAI_BASE_URL", base, 1), 0); /* forked case */
+  struct lc_llm_request q;
+  memset(&q, 0, sizeof q);
+  q.provider = LC_PROV_OPENAI;
+  q.model = lc_strdup("mock-gpt");
+  char *empty = lc_strdup("");
+  q.base_url = empty;
+  q.cache_wire = 1;
+  q.msgs = lc_calloc(2, sizeof *q.msgs);
+  q.msgs[0] = text_msg(LC_ROLE_SYSTEM, "Be \"brief\".");
+  q.msgs[1] = text_msg(LC_ROLE_USER, "hi\nthere");
+  q.n_msgs = 2;
+  q.tools = lc_calloc(1, sizeof *q.tools);
+  q.tools[0].name = lc_strdup("t");
+  q.tools[0].schema_json = lc_strdup("{\"type\":\"object\"}");
+  q.n_tools = 1;
+
+  struct lc_llm_opts o;
+  lc_llm_opts_default(&o);
+  o.retry.base_delay_ms = 1;
+  o.retry.max_delay_ms = 5;
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  int done = 0;
+  struct lc_llm_call *call;
+  ck_assert_int_eq(lc_llm_call_start_borrowed(loop, &q, &o, NULL, NULL, on_call_done, &done, &call), 0);
+  while (!done) lc_loop_run_once(loop, -1);
+  const struct lc_llm_response *r = lc_llm_call_response(call);
+  ck_assert_int_eq(r->err, LC_LLM_OK);
+  ck_assert_str_eq(r->text, "fine");
+  ck_assert_int_eq(r->attempts, 2);
+  ck_assert_str_eq(lc_llm_call_request(call)->base_url, base);
+  /* The caller's request: as it was, caches filled. */
+  ck_assert_ptr_eq(q.base_url, empty);
+  ck_assert_str_eq(q.base_url, "");
+  ck_assert_ptr_null(q.api_key);
+  ck_assert_uint_eq(q.n_msgs, 2);
+  ck_assert_ptr_nonnull(q.msgs[0].wire.data);
+  ck_assert_ptr_nonnull(q.msgs[1].wire.data);
+  ck_assert_ptr_nonnull(q.tools_wire.data);
+  lc_llm_call_free(call);
+
+  /* Again on the same request, caches warm; then grown by one message. */
+  done = 0;
+  ck_assert_int_eq(lc_llm_call_start_borrowed(loop, &q, &o, NULL, NULL, on_call_done, &done, &call), 0);
+  while (!done) lc_loop_run_once(loop, -1);
+  ck_assert_str_eq(lc_llm_call_response(call)->text, "fine");
+  lc_llm_call_free(call);
+  q.msgs = lc_realloc(q.msgs, 3 * sizeof *q.msgs);
+  q.msgs[2] = text_msg(LC_ROLE_USER, "more");
+  q.n_msgs = 3;
+  done = 0;
+  ck_assert_int_eq(lc_llm_call_start_borrowed(loop, &q, &o, NULL, NULL, on_call_done, &done, &call), 0);
+  while (!done) lc_loop_run_once(loop, -1);
+  ck_assert_str_eq(lc_llm_call_response(call)->text, "fine");
+  lc_llm_call_free(call);
+  ck_assert_int_eq(lc_loop_pending(loop), 0);
+  lc_loop_free(loop);
+
+  ck_assert_int_eq(lc_mock_count_requests(&mock, "/v1/chat/completions"), 4);
+  char *b0 = lc_mock_request_body(&mock, 0), *b1 = lc_mock_request_body(&mock, 1),
+       *b2 = lc_mock_request_body(&mock, 2), *b3 = lc_mock_request_body(&mock, 3);
+  ck_assert_ptr_nonnull(b0);
+  ck_assert_str_eq(b0, b1); /* the retry */
+  ck_assert_str_eq(b0, b2); /* the warm build */
+  ck_assert_ptr_nonnull(strstr(b0, "\"content\":\"Be \\\"brief\\\".\""));
+  ck_assert_ptr_nonnull(strstr(b0, "\"tools\":[{\"type\":\"function\""));
+  ck_assert_ptr_nonnull(strstr(b3, "{\"role\":\"user\",\"content\":\"hi\\nthere\"},"
+                                   "{\"role\":\"user\",\"content\":\"more\"}]"));
+  cJSON_free(b0);
+  cJSON_free(b1);
+  cJSON_free(b2);
+  cJSON_free(b3);
+  lc_llm_request_free(&q);
+  ck_assert_int_eq(lc_alloc_live(), live);
+  stop();
+}
+END_TEST
+
 Suite *llm_client_suite(void) {
   Suite *s = suite_create("llm_client");
   TCase *tc = tcase_create("loopback");
@@ -336,6 +447,7 @@ Suite *llm_client_suite(void) {
   tcase_add_test(tc, config_errors_are_clear_and_keys_hidden);
   tcase_add_test(tc, tool_round_trip_messages);
   tcase_add_test(tc, rate_governor_spaces_requests);
+  tcase_add_test(tc, borrowed_request_retries_and_reuse);
   suite_add_tcase(s, tc);
   return s;
 }

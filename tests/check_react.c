@@ -321,6 +321,68 @@ START_TEST(final_answer_on_limit) {
 }
 END_TEST
 
+
+/* Native: the run's one request only grows. Each request's messages are
+ * the previous request's, unchanged, plus the new turn; the tools are the
+ * same every time; the final-answer call adds its note and drops them. */
+START_TEST(native_history_only_grows) {
+  start("[{\"match\":{\"body_contains\":\"You cannot call any more tools\"},"
+        "\"reply\":{\"openai\":{\"text\":\"It is abc.\"}}},"
+        "{\"times\":1,\"reply\":{\"openai\":{\"text\":\"first\",\"tool_calls\":[{\"id\":\"a1\","
+        "\"name\":\"search\",\"arguments\":{\"q\":\"a\"}}]}}},"
+        "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"b1\",\"name\":\"search\","
+        "\"arguments\":{\"q\":\"b\"}},{\"id\":\"b2\",\"name\":\"search\",\"arguments\":{\"q\":\"c\"}}]}}},"
+        "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"d1\",\"name\":\"search\","
+        "\"arguments\":{\"q\":\"d\\\"\\n\"}}]}}}]");
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={steps=4},\n"
+                    "  final_answer_on_limit=true})\n"
+                    "return r.status .. '|' .. r.answer .. '|' .. #r.steps") == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|It is abc.|4");
+  ck_assert_int_eq(n_requests(), 4);
+  cJSON *req[4];
+  for (int i = 0; i < 4; i++) {
+    char *b = lc_mock_request_body(&mock, i);
+    ck_assert_ptr_nonnull(b);
+    req[i] = cJSON_Parse(b);
+    cJSON_free(b);
+    ck_assert_ptr_nonnull(req[i]);
+  }
+  /* system + user, then + assistant + 1 result, + assistant + 2, ... */
+  static const int want_n[4] = {2, 4, 7, 10};
+  for (int i = 0; i < 4; i++) {
+    const cJSON *m = cJSON_GetObjectItem(req[i], "messages");
+    ck_assert_int_eq(cJSON_GetArraySize(m), want_n[i]);
+    if (i == 0) continue;
+    const cJSON *prev = cJSON_GetObjectItem(req[i - 1], "messages");
+    for (int k = 0; k < cJSON_GetArraySize(prev); k++)
+      ck_assert_msg(cJSON_Compare(cJSON_GetArrayItem(prev, k), cJSON_GetArrayItem(m, k), 1),
+                    "request %d changed message %d", i, k);
+  }
+  for (int i = 1; i < 3; i++)
+    ck_assert(cJSON_Compare(cJSON_GetObjectItem(req[0], "tools"),
+                            cJSON_GetObjectItem(req[i], "tools"), 1));
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(req[0], "tools")), 2);
+  ck_assert_ptr_null(cJSON_GetObjectItem(req[3], "tools"));
+  ck_assert_ptr_null(cJSON_GetObjectItem(req[3], "tool_choice"));
+  const cJSON *m3 = cJSON_GetObjectItem(req[3], "messages");
+  const cJSON *note = cJSON_GetArrayItem(m3, 9);
+  ck_assert_str_eq(cJSON_GetObjectItem(note, "role")->valuestring, "user");
+  ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(note, "content")->valuestring,
+                               "You cannot call any more tools (step limit reached"));
+  /* The assistant turns went back verbatim, ids and arguments included. */
+  const cJSON *a2 = cJSON_GetArrayItem(m3, 4);
+  ck_assert_str_eq(cJSON_GetObjectItem(a2, "role")->valuestring, "assistant");
+  const cJSON *calls = cJSON_GetObjectItem(a2, "tool_calls");
+  ck_assert_int_eq(cJSON_GetArraySize(calls), 2);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(calls, 1), "id")->valuestring, "b2");
+  const cJSON *t9 = cJSON_GetArrayItem(m3, 8);
+  ck_assert_str_eq(cJSON_GetObjectItem(t9, "tool_call_id")->valuestring, "d1");
+  ck_assert_str_eq(cJSON_GetObjectItem(t9, "content")->valuestring, "result for d\"\n");
+  for (int i = 0; i < 4; i++) cJSON_Delete(req[i]);
+  stop();
+}
+END_TEST
+
 START_TEST(kill_mid_tool_leaves_nothing) {
   start("[" REPLY("Thought: t\\nAction: hang[a]") "]");
   ck_assert_msg(run("started = false\n"
@@ -552,6 +614,7 @@ Suite *react_suite(void) {
   tcase_add_test(tc, limit_max_invalid);
   tcase_add_test(tc, limit_repeated_action);
   tcase_add_test(tc, final_answer_on_limit);
+  tcase_add_test(tc, native_history_only_grows);
   tcase_add_test(tc, kill_mid_tool_leaves_nothing);
   tcase_add_test(tc, llm_failure_is_a_result);
   tcase_add_test(tc, constrained_and_strict);
