@@ -37,7 +37,13 @@
  * Ownership: lc_react_new copies the config strings and takes ownership of
  * cfg->base (the request template) also on failure; lc_react_add_tool takes
  * its schema. The trajectory and usage belong to the engine and stay valid
- * until lc_react_free. */
+ * until lc_react_free.
+ *
+ * Requests: lc_react_start turns the template into the run's one request
+ * (system prompt, user message, tools built once) and every LLM call
+ * borrows it (lc_llm_call_start_borrowed); the conversation is appended to
+ * it between calls, never while one is in flight, and with cache_wire set
+ * the adapters serialise each message once (llm.h). */
 #ifndef LC_REACT_H
 #define LC_REACT_H
 
@@ -154,8 +160,9 @@ enum lc_limit lc_react_limit(const struct lc_react *r);
 /* "native" / "text". */
 const char *lc_react_mode_name(enum lc_react_mode m);
 
-/* The lc_schema_validate_fn for lc_actions_init over schema.c (compiles
- * the schema per check; schemas are small). ud is unused. */
+/* An lc_schema_validate_fn for lc_actions_init over schema.c (compiles
+ * the schema per check). ud is unused. The engine itself uses its own,
+ * which compiles each action's schema once per run. */
 int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
                              char *err, size_t errlen);
 
