@@ -237,11 +237,15 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   curl_easy_setopt(e, CURLOPT_URL, req->url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->hdrs);
   if (req->body) {
-    op->body_copy = lc_malloc(req->body_len ? req->body_len : 1);
-    if (!op->body_copy) return LC_ENOMEM;
-    memcpy(op->body_copy, req->body, req->body_len);
+    const char *body = req->body;
+    if (!req->body_borrowed) {
+      op->body_copy = lc_malloc(req->body_len ? req->body_len : 1);
+      if (!op->body_copy) return LC_ENOMEM;
+      memcpy(op->body_copy, req->body, req->body_len);
+      body = op->body_copy;
+    }
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, op->body_copy);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
   }
   if (req->method) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
   /* A HEAD answer has no body whatever its Content-Length says. */
