@@ -36,10 +36,7 @@ const char *lc_limit_name(enum lc_limit l) {
  * of 2025-08; they change, so callers that enforce cost limits should set
  * their own with lc_price_set. Anthropic's "cached" is the cache-read price
  * (cache writes are billed as input here). */
-static const struct {
-  const char *model;
-  double in, out, cached;
-} builtin[] = {
+static const struct lc_price builtin[] = {
     /* OpenAI */
     {"gpt-5", 1.25, 10.00, 0.125},
     {"gpt-5-mini", 0.25, 2.00, 0.025},
@@ -67,20 +64,16 @@ static const struct {
     {"claude-3-haiku", 0.25, 1.25, 0.03},
 };
 
+/* The built-in entries are not copied: an engine per agent would pay two
+ * dozen allocations for them. The table holds what the caller set, and
+ * lookups fall back to the built-ins. */
 int lc_price_table_init(struct lc_price_table *t) {
   memset(t, 0, sizeof *t);
-  for (size_t i = 0; i < LC_ARRAY_LEN(builtin); i++) {
-    if (lc_price_set(t, builtin[i].model, builtin[i].in, builtin[i].out,
-                     builtin[i].cached)) {
-      lc_price_table_free(t);
-      return LC_ENOMEM;
-    }
-  }
   return 0;
 }
 
 void lc_price_table_free(struct lc_price_table *t) {
-  for (size_t i = 0; i < t->n; i++) lc_free(t->v[i].model);
+  for (size_t i = 0; i < t->n; i++) lc_free((char *)t->v[i].model);
   lc_free(t->v);
   memset(t, 0, sizeof *t);
 }
@@ -112,21 +105,35 @@ int lc_price_set(struct lc_price_table *t, const char *model, double in,
 /* A prefix counts only when it ends at a separator, so "o1" does not price
  * "o1x" and a dated snapshot finds its family. '.' is not a separator:
  * "gpt-4" must not price "gpt-4.1". */
-static const struct lc_price *find_one(const struct lc_price_table *t,
-                                       const char *model) {
-  const struct lc_price *best = NULL;
-  size_t best_len = 0;
-  for (size_t i = 0; i < t->n; i++) {
-    const char *m = t->v[i].model;
+static const struct lc_price *find_in(const struct lc_price *v, size_t nv,
+                                      const char *model, int exact,
+                                      const struct lc_price *best, size_t *best_len) {
+  for (size_t i = 0; i < nv; i++) {
+    const char *m = v[i].model;
+    if (exact) {
+      if (strcmp(m, model) == 0) return &v[i];
+      continue;
+    }
     size_t n = strlen(m);
-    if (strcmp(m, model) == 0) return &t->v[i];
-    if (n > best_len && strncmp(m, model, n) == 0 &&
+    if (n > *best_len && strncmp(m, model, n) == 0 &&
         strchr("-@:_", model[n]) && model[n]) {
-      best = &t->v[i];
-      best_len = n;
+      best = &v[i];
+      *best_len = n;
     }
   }
   return best;
+}
+
+/* The caller's entries first, so one of theirs shadows a built-in of the
+ * same name (and wins a prefix tie). */
+static const struct lc_price *find_one(const struct lc_price_table *t,
+                                       const char *model) {
+  size_t len = 0;
+  const struct lc_price *p = find_in(t->v, t->n, model, 1, NULL, &len);
+  if (!p) p = find_in(builtin, LC_ARRAY_LEN(builtin), model, 1, NULL, &len);
+  if (p) return p;
+  p = find_in(t->v, t->n, model, 0, NULL, &len);
+  return find_in(builtin, LC_ARRAY_LEN(builtin), model, 0, p, &len);
 }
 
 const struct lc_price *lc_price_find(const struct lc_price_table *t,

@@ -57,7 +57,7 @@ void lc_budget_limits_default(struct lc_budget_limits *l);
 
 /* USD per 1M tokens. cached applies to the cached part of the input. */
 struct lc_price {
-  char *model;
+  const char *model; /* heap-owned in a table's own entries */
   double in, out, cached;
 };
 
@@ -66,8 +66,8 @@ struct lc_price_table {
   size_t n, cap;
 };
 
-/* Fills t with the built-in entries. Returns 0 or LC_ENOMEM (t is then
- * empty but valid for lc_price_table_free). */
+/* An empty table: lookups see the built-in entries until lc_price_set
+ * adds or overrides one. Returns 0 (kept int for callers' error paths). */
 int lc_price_table_init(struct lc_price_table *t);
 void lc_price_table_free(struct lc_price_table *t);
 /* Adds or replaces the entry for model. Negative prices: LC_EINVAL. */

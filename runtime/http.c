@@ -230,18 +230,26 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
     if (!h) return LC_ENOMEM;
     op->hdrs = h;
   }
-  /* libcurl adds "Expect: 100-continue" to large POSTs; one round-trip less. */
-  struct curl_slist *h = curl_slist_append(op->hdrs, "Expect:");
-  if (!h) return LC_ENOMEM;
-  op->hdrs = h;
+  /* libcurl adds "Expect: 100-continue" to POSTs over 1 MiB; one
+   * round-trip less. Below that the header would only cost header
+   * matching in libcurl on every request. */
+  if (req->body && req->body_len >= (1u << 20)) {
+    struct curl_slist *h = curl_slist_append(op->hdrs, "Expect:");
+    if (!h) return LC_ENOMEM;
+    op->hdrs = h;
+  }
   curl_easy_setopt(e, CURLOPT_URL, req->url);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->hdrs);
   if (req->body) {
-    op->body_copy = lc_malloc(req->body_len ? req->body_len : 1);
-    if (!op->body_copy) return LC_ENOMEM;
-    memcpy(op->body_copy, req->body, req->body_len);
+    const char *body = req->body;
+    if (!req->body_borrowed) {
+      op->body_copy = lc_malloc(req->body_len ? req->body_len : 1);
+      if (!op->body_copy) return LC_ENOMEM;
+      memcpy(op->body_copy, req->body, req->body_len);
+      body = op->body_copy;
+    }
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, op->body_copy);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
   }
   if (req->method) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
   /* A HEAD answer has no body whatever its Content-Length says. */

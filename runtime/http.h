@@ -29,6 +29,10 @@ struct lc_http_req {
   size_t n_headers;
   const char *body;
   size_t body_len;
+  /* The caller keeps body valid and unchanged until the op completes, is
+   * cancelled or cleaned up, so it is not copied (an LLM call's body is
+   * held by the call anyway; a copy is one more body per waiting agent). */
+  int body_borrowed;
   /* Don't offer compressed encodings (no Accept-Encoding). LLM calls set
    * it: their bodies are a few KB and arrive at generation speed, so
    * gzip saves no time, while asking for it costs ~9k instructions per

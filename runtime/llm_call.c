@@ -184,6 +184,7 @@ static void send_now(struct lc_llm_call *c) {
       .n_headers = c->http.n_headers,
       .body = c->http.body,
       .body_len = c->http.body_len,
+      .body_borrowed = 1, /* c->http lives as long as the call */
       .no_compress = 1, /* see http.h */
       .connect_timeout_ms = c->opts.connect_timeout_ms,
       .idle_timeout_ms = c->opts.idle_timeout_ms,
@@ -344,6 +345,10 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
      * (or dropped) there belongs to the caller's request. */
     if (!owned) src->tools_wire = c->view.tools_wire;
     if (rc == LC_ENOMEM) goto nomem;
+    /* The body waits with the agent for the whole call: give back the
+     * builder's slack (a shrinking realloc stays in place). */
+    char *fit = rc ? NULL : lc_realloc(c->http.body, c->http.body_len + 1);
+    if (fit) c->http.body = fit;
   }
   if (rc) {
     set_err(resp, LC_LLM_ECONFIG, err[0] ? err : "cannot build the request");

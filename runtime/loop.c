@@ -48,6 +48,7 @@ struct lc_loop {
   long curl_timers; /* shard timers armed (not counted as user timers) */
   long transfers;
   long watchers;
+  long curl_socks; /* curl sockets in the epoll set */
   struct lc_fdwatch **watch_by_fd;
   size_t nwatch_by_fd;
 };
@@ -155,6 +156,7 @@ static int curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void 
     if (sockp) {
       epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
       curl_multi_assign(sh->multi, s, NULL);
+      l->curl_socks--;
     }
     return 0;
   }
@@ -165,6 +167,7 @@ static int curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void 
   if (!sockp) {
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) < 0) return -1;
     curl_multi_assign(sh->multi, s, &added);
+    l->curl_socks++;
   } else if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0) {
     return -1;
   }
@@ -341,7 +344,11 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
   if (timeout < 0 && !l->transfers && !l->watchers) return lc_loop_pending(l);
 
   struct epoll_event evs[256];
-  int n = epoll_wait(l->epfd, evs, 256, timeout);
+  /* A zero wait with no descriptor in the set cannot report anything:
+   * skip the system call (between model calls an agent's steps run many
+   * zero-time passes). */
+  int n = 0;
+  if (timeout != 0 || l->curl_socks || l->watchers) n = epoll_wait(l->epfd, evs, 256, timeout);
   if (n < 0 && errno != EINTR) n = 0;
   for (int i = 0; i < n; i++) {
     uint64_t data = evs[i].data.u64;

@@ -226,10 +226,16 @@ END_TEST
 START_TEST(price_override) {
   struct lc_price_table t;
   ck_assert_int_eq(lc_price_table_init(&t), 0);
-  size_t n = t.n;
+  /* the built-ins are looked up, not copied into each table */
+  ck_assert_uint_eq(t.n, 0);
+  ck_assert(lc_price_find(&t, "gpt-4o")->in == 2.50);
   ck_assert_int_eq(lc_price_set(&t, "gpt-4o", 1, 2, 0.5), 0);
-  ck_assert_uint_eq(t.n, n);
   ck_assert(lc_price_find(&t, "gpt-4o-2024-08-06")->in == 1);
+  /* setting the same model again replaces the entry */
+  ck_assert_int_eq(lc_price_set(&t, "gpt-4o", 1.5, 2, 0.5), 0);
+  ck_assert_uint_eq(t.n, 1);
+  ck_assert(lc_price_find(&t, "gpt-4o")->in == 1.5);
+  ck_assert_int_eq(lc_price_set(&t, "gpt-4o", 1, 2, 0.5), 0);
   /* a more specific entry added at run time wins over the family */
   ck_assert_int_eq(lc_price_set(&t, "gpt-4o-2024-08-06", 7, 8, 0), 0);
   ck_assert(lc_price_find(&t, "gpt-4o-2024-08-06")->in == 7);
