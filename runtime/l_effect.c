@@ -178,10 +178,28 @@ static int lazyctx_pairs(lua_State *L) {
   return 3;
 }
 
+/* [-0, +1, m] Pushes "path#seq", the id lc_effect_begin gives an effect
+ * (cut to LC_EFFECT_ID_MAX - 1 bytes like it), without printf. */
+static void push_effect_id(lua_State *L, const char *path, unsigned long seq) {
+  char id[LC_EFFECT_ID_MAX], num[24];
+  size_t nl = 0, cap = sizeof id - 1;
+  do num[sizeof num - 1 - nl++] = (char)('0' + seq % 10);
+  while ((seq /= 10) != 0);
+  size_t n = strlen(path);
+  if (n > cap) n = cap;
+  memcpy(id, path, n);
+  if (n < cap) id[n++] = '#';
+  const char *digits = num + sizeof num - nl;
+  if (nl > cap - n) nl = cap - n; /* cut like snprintf: the end goes */
+  memcpy(id + n, digits, nl);
+  n += nl;
+  lua_pushlstring(L, id, n);
+}
+
 /* [-0, +1, m] Pushes the ctx of effect path#seq. */
 static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
   lua_createtable(L, 0, 2);
-  lua_pushfstring(L, "%s#%I", path, (LUAI_UACINT)seq);
+  push_effect_id(L, path, seq);
   lua_setfield(L, -2, "effect_id");
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazyctx_key) != LUA_TTABLE) {
     lua_pop(L, 1);

@@ -339,7 +339,7 @@ static void timeout_cancel(struct lc_wait *w) {
 static int timeout_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  struct timeout_op *op = luaL_checkudata(L, 1, TIMEOUT_MT);
+  struct timeout_op *op = lua_touserdata(L, 1); /* l_timeout put it there */
   lua_settop(L, 1); /* op */
   if (op->work && lc_task_state(op->work) == LC_TASK_DONE) {
     lua_State *co = lc_task_thread(op->work);

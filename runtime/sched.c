@@ -133,17 +133,39 @@ static void dequeue(struct lc_task *t) {
   t->queued = 0;
 }
 
+/* Writes n in decimal (no NUL); returns the length. snprintf costs ~1k
+ * instructions, and every spawn (every tool call: two) names a task. */
+static size_t fmt_ulong(unsigned long n, char *out) {
+  char tmp[24];
+  size_t k = 0;
+  do tmp[k++] = (char)('0' + n % 10);
+  while ((n /= 10) != 0);
+  for (size_t i = 0; i < k; i++) out[i] = tmp[k - 1 - i];
+  return k;
+}
+
+/* "<parent path>.<n>", or "<n>" for a root: lc_malloc'd, NULL when out of
+ * memory. */
+static char *child_path(const struct lc_task *parent, unsigned long n) {
+  size_t pl = parent ? strlen(parent->path) + 1 : 0;
+  char *p = lc_malloc(pl + 24);
+  if (!p) return NULL;
+  if (parent) {
+    memcpy(p, parent->path, pl - 1);
+    p[pl - 1] = '.';
+  }
+  p[pl + fmt_ulong(n, p + pl)] = '\0';
+  return p;
+}
+
 int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
                    struct lc_task *parent, struct lc_task **out) {
   /* The thread first: lua_newthread may raise, and nothing of ours may be
    * live when it does. */
   lua_State *co = lua_newthread(L); /* fn args co */
   struct lc_task *t = lc_calloc(1, sizeof *t);
-  char path[512];
   unsigned long n = parent ? parent->children + 1 : s->roots + 1;
-  if (parent) snprintf(path, sizeof path, "%s.%lu", parent->path, n);
-  else snprintf(path, sizeof path, "%lu", n);
-  if (t && !(t->path = lc_strdup(path))) {
+  if (t && !(t->path = child_path(parent, n))) {
     lc_free(t);
     t = NULL;
   }
