@@ -107,7 +107,11 @@ static void ref_release(struct task_ref *r) {
 }
 
 static int task_gc(lua_State *L) {
-  ref_release(luaL_checkudata(L, 1, TASK_MT));
+  struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
+  /* A handle that outlives the scheduler (lua_close after lc_sched_free):
+   * its task went with the scheduler. */
+  if (!lc_sched_get(L)) r->task = NULL;
+  ref_release(r);
   return 0;
 }
 
@@ -307,7 +311,12 @@ static void timeout_close(struct timeout_op *op, const char *why) {
 }
 
 static int timeout_gc(lua_State *L) {
-  timeout_close(luaL_checkudata(L, 1, TIMEOUT_MT), "cancelled");
+  struct timeout_op *op = luaL_checkudata(L, 1, TIMEOUT_MT);
+  if (!lc_sched_get(L)) { /* as task_gc: the scheduler took both along */
+    op->work = NULL;
+    op->loop = NULL;
+  }
+  timeout_close(op, "cancelled");
   return 0;
 }
 
