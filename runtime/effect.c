@@ -437,6 +437,17 @@ static void derive_key(const struct lc_journal *j, const char *id, char out[33])
   out[32] = '\0';
 }
 
+void lc_effect_key(const struct lc_journal *j, const char *id, char out[33]) {
+  derive_key(j, id, out);
+}
+
+int lc_effect_pass(struct lc_journal *j) {
+  if (j->failed) return LC_ESTATE;
+  j->begun++;
+  j->ran++;
+  return 0;
+}
+
 static const char *script_note(const struct lc_journal *j) {
   if (j->recorded_script_hash[0] && j->script_hash[0] &&
       strcmp(j->recorded_script_hash, j->script_hash))

@@ -122,6 +122,14 @@ struct lc_effect_op {
  * failed). e is filled in every case. */
 int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                     const struct lc_effect_desc *d, struct lc_effect_op *e);
+/* An effect that a journal in mode off sees: counted like
+ * lc_effect_begin counts it, nothing else (no id, no key, no line).
+ * Returns 0, or LC_ESTATE when the journal has failed. */
+int lc_effect_pass(struct lc_journal *j);
+/* The idempotency key of effect id ("1.2#3") in this run: what
+ * lc_effect_begin puts in e->key, for callers that derive it only when it
+ * is asked for. */
+void lc_effect_key(const struct lc_journal *j, const char *id, char out[33]);
 /* Writes the result line when recording (else just forgets). Takes
  * ownership of result, error and extra (any may be NULL; extra's members
  * are added to the line, e.g. usage, latency_ms). Returns 0 or LC_EIO. */

@@ -127,9 +127,97 @@ static enum lc_effect check_class(lua_State *L, int idx) {
   return (enum lc_effect)luaL_checkoption(L, idx, NULL, names);
 }
 
-/* _effect_begin(kind, name, request, class [, schema]) -> token | nil
- * (nil: no journal attached; run the effect plainly). Raises on a replay
- * mismatch, a missing effect, an in-doubt at-most-once effect. */
+/* ---- the ctx of an effect that is not journaled ----
+ * {effect_id =, idempotency_key =} like tok:ctx(), but the key (a SHA-256
+ * of the run id and the effect id) is derived the first time it is read:
+ * most tools never read it. A shared metatable does it; __pairs derives it
+ * first, so iterating the ctx shows both fields as before. */
+
+static char lazyctx_key;
+
+/* [-0, +0, m] Derives ctx.idempotency_key from ctx.effect_id (ctx at idx)
+ * and stores it in the table; pushes nothing. */
+static void lazyctx_fill(lua_State *L, int idx) {
+  struct lc_journal *j = lc_l_journal(L);
+  lua_pushliteral(L, "effect_id");
+  if (!j || lua_rawget(L, idx) != LUA_TSTRING) { /* ... id */
+    lua_pop(L, 1);
+    return;
+  }
+  char key[33];
+  lc_effect_key(j, lua_tostring(L, -1), key);
+  lua_pop(L, 1);
+  lua_pushstring(L, key);
+  lua_setfield(L, idx, "idempotency_key"); /* the ctx has no __newindex */
+}
+
+static int lazyctx_index(lua_State *L) {
+  /* ctx k */
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "idempotency_key")) return 0;
+  lazyctx_fill(L, 1);
+  lua_rawget(L, 1); /* ctx key */
+  return 1;
+}
+
+static int lazyctx_next(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int lazyctx_pairs(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_pushliteral(L, "idempotency_key");
+  if (lua_rawget(L, 1) == LUA_TNIL) lazyctx_fill(L, 1);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, lazyctx_next);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* [-0, +1, m] Pushes "path#seq", the id lc_effect_begin gives an effect
+ * (cut to LC_EFFECT_ID_MAX - 1 bytes like it), without printf. */
+static void push_effect_id(lua_State *L, const char *path, unsigned long seq) {
+  char id[LC_EFFECT_ID_MAX], num[24];
+  size_t nl = 0, cap = sizeof id - 1;
+  do num[sizeof num - 1 - nl++] = (char)('0' + seq % 10);
+  while ((seq /= 10) != 0);
+  size_t n = strlen(path);
+  if (n > cap) n = cap;
+  memcpy(id, path, n);
+  if (n < cap) id[n++] = '#';
+  const char *digits = num + sizeof num - nl;
+  if (nl > cap - n) nl = cap - n; /* cut like snprintf: the end goes */
+  memcpy(id + n, digits, nl);
+  n += nl;
+  lua_pushlstring(L, id, n);
+}
+
+/* [-0, +1, m] Pushes the ctx of effect path#seq. */
+static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
+  lua_createtable(L, 0, 2);
+  push_effect_id(L, path, seq);
+  lua_setfield(L, -2, "effect_id");
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazyctx_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, lazyctx_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, lazyctx_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &lazyctx_key);
+  }
+  lua_setmetatable(L, -2);
+}
+
+/* _effect_begin(kind, name, request, class [, schema]) -> token | nil |
+ * false, ctx. nil: no journal attached; run the effect plainly. false: the
+ * journal is off; run it plainly with ctx. Raises on a replay mismatch, a
+ * missing effect, an in-doubt at-most-once effect. */
 static int l_effect_begin(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   const char *name = luaL_checkstring(L, 2);
@@ -138,19 +226,26 @@ static int l_effect_begin(lua_State *L) {
   struct lc_task *task = lc_task_check(L, "luact.effect");
   struct lc_journal *j = lc_l_journal(L);
   if (!j) return 0;
+  if (lc_journal_mode(j) == LC_JOURNAL_OFF) {
+    /* Nothing to write, compare or hash, and no token to end. The effect
+     * still takes its number, so later effects keep their names. */
+    unsigned long seq = lc_task_next_seq(task);
+    if (lc_effect_pass(j)) return raise_journal(L, j);
+    lua_pushboolean(L, 0);
+    push_lazy_ctx(L, lc_task_path(task), seq);
+    return 2;
+  }
   struct json_box *req = push_jbox(L); /* ... req */
   lua_toclose(L, -1);
   struct json_box *sch = push_jbox(L); /* ... req sch */
   lua_toclose(L, -1);
   char th[65];
   int has_schema = 0;
-  if (lc_journal_mode(j) != LC_JOURNAL_OFF) {
-    req->j = to_json_or_raise(L, 3, "the request");
-    if (!lua_isnoneornil(L, 5)) {
-      sch->j = to_json_or_raise(L, 5, "the schema");
-      if (lc_jcanon_hash(sch->j, th)) return luaL_error(L, "out of memory");
-      has_schema = 1;
-    }
+  req->j = to_json_or_raise(L, 3, "the request");
+  if (!lua_isnoneornil(L, 5)) {
+    sch->j = to_json_or_raise(L, 5, "the schema");
+    if (lc_jcanon_hash(sch->j, th)) return luaL_error(L, "out of memory");
+    has_schema = 1;
   }
   struct effect_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* ... req sch tok */
   memset(b, 0, sizeof *b);

@@ -78,6 +78,7 @@ struct react_box {
   int closed;
   int live; /* print steps on stderr */
   FILE *trace;
+  struct lc_buf text; /* a tool result as JSON, reused (zeroed = empty) */
 };
 
 static void kids_release(struct react_box *b) {
@@ -108,6 +109,7 @@ static void box_close(struct react_box *b) {
   }
   if (b->trace) fclose(b->trace);
   b->trace = NULL;
+  lc_buf_free(&b->text);
 }
 
 static int box_gc(lua_State *L) {
@@ -253,7 +255,10 @@ static void push_result(lua_State *L, struct lc_react *r) {
   lua_setfield(L, -2, "cost_known");
 }
 
-/* Spawns one child task per call of the pending batch: tool:call(args). */
+/* Spawns one child task per call of the pending batch: tool:call(args),
+ * each started at once (lc_task_start). A kid keeps the call's identity:
+ * its path names the tool's effect in the journal, and killing it cancels
+ * the call (run cancelled, wall-time limit). */
 static void spawn_batch(lua_State *L, struct react_box *b) {
   size_t n = b->n_calls;
   const struct lc_react_call *calls = b->calls;
@@ -275,6 +280,10 @@ static void spawn_batch(lua_State *L, struct react_box *b) {
     if (lc_sched_spawn(b->s, L, 2, b->task, &k->task)) luaL_error(L, "out of memory");
     lc_task_on_done(k->task, kid_done, k);
     b->kids_left++;
+    /* Now rather than next pass: a tool that never waits is done before
+     * the next call starts (the order queued kids ran in), and collect
+     * hands its result over without a round trip through the loop. */
+    lc_task_start(k->task);
   }
 }
 
@@ -307,7 +316,6 @@ static void collect(lua_State *L, struct react_box *b) {
     b->kids_left--;
     int ok = 0;
     const char *code = NULL;
-    char *json = NULL;
     if (st != LUA_OK) {
       if (n) push_clean_error(L, base + n);
       else lua_pushliteral(L, "the tool failed");
@@ -317,20 +325,19 @@ static void collect(lua_State *L, struct react_box *b) {
       if (lua_type(L, base + 1) == LUA_TSTRING) {
         lua_pushvalue(L, base + 1);
       } else {
-        cJSON *j = NULL;
+        /* The one encode of the result: text straight from the Lua value
+         * into the box's buffer (Lua-owned, so a raise leaks nothing). */
         char err[256];
-        if (lc_conv_to_json(L, base + 1, &j, err, sizeof err)) {
+        lc_buf_reset(&b->text);
+        int rc = lc_conv_to_text(L, base + 1, &b->text, err, sizeof err);
+        if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
+        if (rc) {
           ok = 0;
           lua_pushfstring(L, "the tool returned a value that cannot be shown "
                              "to the model: %s", err);
           code = "bad_result";
         } else {
-          json = lc_json_print(j);
-          cJSON_Delete(j);
-          if (!json) luaL_error(L, "out of memory");
-          /* json is not Lua-owned: copy it before anything can raise. */
-          lua_pushstring(L, json);
-          cJSON_free(json);
+          lua_pushlstring(L, b->text.data, b->text.len);
         }
       }
     } else {

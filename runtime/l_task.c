@@ -11,6 +11,7 @@
 
 #define SLEEP_MT "luact.Sleep"
 #define TASK_MT "luact.Task"
+#define TIMEOUT_MT "luact.Timeout"
 
 struct sleep_op {
   struct lc_loop *loop;
@@ -106,7 +107,11 @@ static void ref_release(struct task_ref *r) {
 }
 
 static int task_gc(lua_State *L) {
-  ref_release(luaL_checkudata(L, 1, TASK_MT));
+  struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
+  /* A handle that outlives the scheduler (lua_close after lc_sched_free):
+   * its task went with the scheduler. */
+  if (!lc_sched_get(L)) r->task = NULL;
+  ref_release(r);
   return 0;
 }
 
@@ -271,6 +276,145 @@ static int l_select(lua_State *L) {
   return select_k(L, LUA_OK, 0);
 }
 
+/* ---- timeout ---- */
+
+/* luact.timeout's state, a to-be-closed userdata at index 1 of the waiting
+ * task's stack: the work task (a child) and a plain loop timer. Every tool
+ * call runs under it, so it costs one task and, only when the work waits,
+ * one timer: no timer task, no select. */
+struct timeout_op {
+  struct lc_loop *loop;  /* set while the timer is armed */
+  struct lc_timer timer;
+  struct lc_task *task;  /* the task waiting in timeout */
+  struct lc_task *work;  /* the child running fn, until released */
+  struct lc_wait wait;
+  double seconds;
+  int fired;
+};
+
+static void timeout_disarm(struct timeout_op *op) {
+  if (op->loop) lc_timer_stop(op->loop, &op->timer);
+  op->loop = NULL;
+}
+
+/* The one close (__close, __gc, and the normal ends): stops the timer,
+ * releases the work (killing it if it still runs). Idempotent. */
+static void timeout_close(struct timeout_op *op, const char *why) {
+  timeout_disarm(op);
+  if (op->work) {
+    struct lc_task *w = op->work;
+    op->work = NULL;
+    lc_task_on_done(w, NULL, NULL);
+    if (lc_task_state(w) != LC_TASK_DONE) lc_task_kill(w, why);
+    lc_task_release(w);
+  }
+}
+
+static int timeout_gc(lua_State *L) {
+  struct timeout_op *op = luaL_checkudata(L, 1, TIMEOUT_MT);
+  if (!lc_sched_get(L)) { /* as task_gc: the scheduler took both along */
+    op->work = NULL;
+    op->loop = NULL;
+  }
+  timeout_close(op, "cancelled");
+  return 0;
+}
+
+/* Loop callback (lc_loop_run_once): the time is up. */
+static void timeout_fire(struct lc_loop *loop, struct lc_timer *t) {
+  struct timeout_op *op = t->ud;
+  (void)loop;
+  op->loop = NULL; /* fired: no longer armed */
+  op->fired = 1;
+  lc_task_wake(op->task, &op->wait);
+}
+
+/* Scheduler callback: the work task finished. */
+static void timeout_done(struct lc_task *t, void *ud) {
+  struct timeout_op *op = ud;
+  (void)t;
+  lc_task_wake(op->task, &op->wait);
+}
+
+/* The waiting task is killed: its children (the work) die first; the
+ * close comes with its to-be-closed variables right after. */
+static void timeout_cancel(struct lc_wait *w) {
+  timeout_disarm((struct timeout_op *)((char *)w - offsetof(struct timeout_op, wait)));
+}
+
+/* [-0, +n, e] Continuation (and the eager path's end): the work's results,
+ * its error raised again, or nil, msg, "timeout" once the timer fired. The
+ * work wins a tie, as select over {work, timer} did. */
+static int timeout_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct timeout_op *op = lua_touserdata(L, 1); /* l_timeout put it there */
+  lua_settop(L, 1); /* op */
+  if (op->work && lc_task_state(op->work) == LC_TASK_DONE) {
+    lua_State *co = lc_task_thread(op->work);
+    int n = lua_gettop(co);
+    int st = lc_task_status(op->work);
+    luaL_checkstack(L, n + 1, "luact.timeout");
+    lua_xmove(co, L, n); /* op results... | op err */
+    timeout_close(op, "done");
+    if (st != LUA_OK) {
+      if (n == 0) lua_pushliteral(L, "the task failed");
+      return lua_error(L);
+    }
+    return n;
+  }
+  if (op->fired) {
+    timeout_close(op, "timeout");
+    char msg[64];
+    snprintf(msg, sizeof msg, "timed out after %g s", op->seconds);
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushliteral(L, "timeout");
+    return 3;
+  }
+  lc_task_wait(op->task, &op->wait);
+  return lua_yieldk(L, 0, 0, timeout_k);
+}
+
+/* timeout(seconds, fn, ...) -> fn's results | nil, "timed out after N s",
+ * "timeout". fn(...) runs as a child task, started at once (a body that
+ * never waits finishes before timeout returns, and no timer is armed);
+ * when it waits, a loop timer is armed, and when that fires first the
+ * child is killed, with everything it has in flight (to-be-closed
+ * variables, transfers, its own children). Its errors are raised again.
+ * It takes two spawn numbers, the work's and the one the timer task of
+ * the Lua version had, so effects keep the names journals recorded. */
+static int l_timeout(lua_State *L) {
+  double secs = lua_type(L, 1) == LUA_TNUMBER ? lua_tonumber(L, 1) : -1;
+  if (!(secs >= 0)) return luaL_error(L, "luact.timeout: seconds must be >= 0");
+  if (lua_type(L, 2) != LUA_TFUNCTION) return luaL_error(L, "luact.timeout: expected a function");
+  struct lc_task *task = lc_task_check(L, "luact.timeout");
+  struct lc_sched *s = lc_sched_get(L);
+  int nargs = lua_gettop(L) - 2;
+  struct timeout_op *op = lua_newuserdatauv(L, sizeof *op, 0); /* secs fn args op */
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, TIMEOUT_MT);
+  lua_insert(L, 1);  /* op secs fn args */
+  lua_toclose(L, 1);
+  op->task = task;
+  op->seconds = secs;
+  op->wait.cancel = timeout_cancel;
+  lc_timer_init(&op->timer, timeout_fire, op);
+  if (lc_sched_spawn(s, L, nargs, task, &op->work)) /* op secs */
+    return luaL_error(L, "out of memory");
+  lc_task_skip(task, 0, 1);
+  lc_task_on_done(op->work, timeout_done, op);
+  lc_task_start(op->work);
+  if (lc_task_state(op->work) != LC_TASK_DONE && secs < 1e9) {
+    /* Not armed for "forever": a timer must fit the loop's clock. */
+    struct lc_loop *loop = lc_sched_loop(s);
+    if (lc_timer_start(loop, &op->timer, secs * 1000.0) < 0)
+      return luaL_error(L, "out of memory");
+    op->loop = loop;
+  }
+  return timeout_k(L, LUA_OK, 0);
+}
+
 #define GROUP_MT "luact.Group"
 
 /* The handles table (id -> handle) is the group's user value 1. */
@@ -406,7 +550,7 @@ static const luaL_Reg group_methods[] = {{"spawn", group_spawn},
 
 static const luaL_Reg task_funcs[] = {
     {"sleep", l_sleep}, {"spawn", l_spawn}, {"wait", l_wait}, {"kill", l_kill},
-    {"select", l_select}, {"group", l_group}, {NULL, NULL}};
+    {"select", l_select}, {"group", l_group}, {"timeout", l_timeout}, {NULL, NULL}};
 
 int lc_open_task(lua_State *L) {
   if (luaL_newmetatable(L, SLEEP_MT)) {
@@ -421,6 +565,13 @@ int lc_open_task(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushliteral(L, "luact.Task");
     lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, TIMEOUT_MT)) {
+    lua_pushcfunction(L, timeout_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, timeout_gc);
+    lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, GROUP_MT)) {

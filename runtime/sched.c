@@ -21,7 +21,7 @@ struct lc_task {
   int status;
   struct lc_wait *wait;
   struct lc_task *parent;
-  struct lc_task *next_ready;
+  struct lc_task *next_ready, *prev_ready; /* O(1) dequeue (kill, start) */
   int queued;
   int nargs; /* arguments for the first resume */
   int started;
@@ -46,7 +46,12 @@ struct lc_sched {
   char err[256];
   int (*idle)(void *);
   void *idle_ud;
+  int nest; /* tasks being started inside another task's resume */
 };
+
+/* How deep lc_task_start nests resumes before it queues instead: every
+ * level adds a lua_resume (and the caller's C frames) to the C stack. */
+#define MAX_NEST 8
 
 static char sched_key;
 
@@ -72,11 +77,17 @@ int lc_sched_new(lua_State *L, struct lc_sched **out) {
 
 void lc_sched_free(struct lc_sched *s) {
   if (!s) return;
-  while (s->all) {
+  /* Kill everything first, release after: a task's to-be-closed variables
+   * (luact.timeout, luact.react) release its children, and must find them
+   * still there. A kill may release any task, so look again from the head
+   * after each one. */
+  for (;;) {
     struct lc_task *t = s->all;
-    if (t->state != LC_TASK_DONE) lc_task_kill(t, "scheduler shut down");
-    lc_task_release(t);
+    while (t && t->state == LC_TASK_DONE) t = t->next_all;
+    if (!t) break;
+    lc_task_kill(t, "scheduler shut down");
   }
+  while (s->all) lc_task_release(s->all);
   lua_pushnil(s->L);
   lua_rawsetp(s->L, LUA_REGISTRYINDEX, &sched_key);
   lc_loop_free(s->loop);
@@ -105,6 +116,7 @@ static void enqueue(struct lc_task *t) {
   struct lc_sched *s = t->s;
   t->queued = 1;
   t->next_ready = NULL;
+  t->prev_ready = s->ready_tail;
   if (s->ready_tail) s->ready_tail->next_ready = t;
   else s->ready_head = t;
   s->ready_tail = t;
@@ -113,16 +125,37 @@ static void enqueue(struct lc_task *t) {
 static void dequeue(struct lc_task *t) {
   if (!t->queued) return;
   struct lc_sched *s = t->s;
-  struct lc_task **pp = &s->ready_head, *prev = NULL;
-  while (*pp && *pp != t) {
-    prev = *pp;
-    pp = &(*pp)->next_ready;
-  }
-  if (*pp) {
-    *pp = t->next_ready;
-    if (s->ready_tail == t) s->ready_tail = prev;
-  }
+  if (t->prev_ready) t->prev_ready->next_ready = t->next_ready;
+  else s->ready_head = t->next_ready;
+  if (t->next_ready) t->next_ready->prev_ready = t->prev_ready;
+  else s->ready_tail = t->prev_ready;
+  t->next_ready = t->prev_ready = NULL;
   t->queued = 0;
+}
+
+/* Writes n in decimal (no NUL); returns the length. snprintf costs ~1k
+ * instructions, and every spawn (every tool call: two) names a task. */
+static size_t fmt_ulong(unsigned long n, char *out) {
+  char tmp[24];
+  size_t k = 0;
+  do tmp[k++] = (char)('0' + n % 10);
+  while ((n /= 10) != 0);
+  for (size_t i = 0; i < k; i++) out[i] = tmp[k - 1 - i];
+  return k;
+}
+
+/* "<parent path>.<n>", or "<n>" for a root: lc_malloc'd, NULL when out of
+ * memory. */
+static char *child_path(const struct lc_task *parent, unsigned long n) {
+  size_t pl = parent ? strlen(parent->path) + 1 : 0;
+  char *p = lc_malloc(pl + 24);
+  if (!p) return NULL;
+  if (parent) {
+    memcpy(p, parent->path, pl - 1);
+    p[pl - 1] = '.';
+  }
+  p[pl + fmt_ulong(n, p + pl)] = '\0';
+  return p;
 }
 
 int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
@@ -131,11 +164,8 @@ int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
    * live when it does. */
   lua_State *co = lua_newthread(L); /* fn args co */
   struct lc_task *t = lc_calloc(1, sizeof *t);
-  char path[512];
   unsigned long n = parent ? parent->children + 1 : s->roots + 1;
-  if (parent) snprintf(path, sizeof path, "%s.%lu", parent->path, n);
-  else snprintf(path, sizeof path, "%lu", n);
-  if (t && !(t->path = lc_strdup(path))) {
+  if (t && !(t->path = child_path(parent, n))) {
     lc_free(t);
     t = NULL;
   }
@@ -302,6 +332,15 @@ static void resume(struct lc_task *t) {
   finish(t, st);
 }
 
+void lc_task_start(struct lc_task *t) {
+  struct lc_sched *s = t->s;
+  if (t->started || t->state != LC_TASK_READY || s->nest >= MAX_NEST) return;
+  dequeue(t);
+  s->nest++;
+  resume(t);
+  s->nest--;
+}
+
 static int drain(struct lc_sched *s) {
   int ran = 0;
   /* Only tasks that were ready when the pass began; tasks woken during it
@@ -309,9 +348,7 @@ static int drain(struct lc_sched *s) {
   struct lc_task *end = s->ready_tail;
   while (s->ready_head) {
     struct lc_task *t = s->ready_head;
-    s->ready_head = t->next_ready;
-    if (!s->ready_head) s->ready_tail = NULL;
-    t->queued = 0;
+    dequeue(t);
     resume(t);
     ran++;
     if (t == end) break;

@@ -46,6 +46,16 @@ lua_State *lc_sched_state(struct lc_sched *s);
 int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
                    struct lc_task *parent, struct lc_task **out);
 
+/* Starts a task that has not run yet at once, inside the caller's own
+ * resume, instead of on the next pass: it runs up to its first wait (or to
+ * its end; then its on_done has run when this returns). Its path, its
+ * number and what it computes are those it would have had queued; only
+ * when it runs changes. Call it from the task that spawned it, right after
+ * lc_sched_spawn and lc_task_on_done. When starts are already nested too
+ * deep (every level is a lua_resume on the C stack) the task just stays
+ * queued. Runs the task's Lua; never raises (the task's errors end it). */
+void lc_task_start(struct lc_task *t);
+
 /* Runs passes until task t is done (or, with t NULL, until no task is
  * left). Returns 0, or LC_ESTATE if every remaining task waits on nothing
  * that can happen (a deadlock), with the message in lc_sched_error. */

@@ -321,6 +321,56 @@ START_TEST(in_doubt_by_class) {
 }
 END_TEST
 
+/* Journal off (every CLI run without --record/--replay): no token, no
+ * hash up front, but the same names and the same key, derived when read. */
+START_TEST(off_mode_names_and_lazy_key) {
+  struct lc_journal *j;
+  char jerr[256];
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_OFF, NULL, NULL, &j, jerr, sizeof jerr), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t,
+      "local function id() return luact.effect('k', 'n', nil, 'pure', function(ctx) return ctx.effect_id end) end\n"
+      "local ids = { id(), luact.timeout(1, id) }\n"
+      /* The timeout took two spawn numbers: this child is the third. */
+      "ids[3] = select(2, luact.wait(luact.spawn(id)))\n"
+      "local raw, key, n = luact.effect('k', 'n', nil, 'pure', function(ctx)\n"
+      "  local raw = rawget(ctx, 'idempotency_key')\n"
+      "  local n = 0\n"
+      "  for _ in pairs(ctx) do n = n + 1 end\n"
+      "  return tostring(raw), ctx.idempotency_key, n\n"
+      "end)\n"
+      "local tool = luact.tool{name = 't', fn = function(a, ctx)\n"
+      "  return ctx.effect_id .. ' ' .. ctx.idempotency_key .. ' ' .. tostring(ctx.extra) end}\n"
+      "local plain = tool{}\n"
+      "local with = tool({}, { extra = 'x', effect_id = 'mine' })\n"
+      "local own = tool({}, { idempotency_key = 'k1', effect_id = 'e1' })\n"
+      "return table.concat(ids, ',') .. '|' .. raw .. '|' .. n .. '|' .. key .. '|' .. plain ..\n"
+      "  '|' .. with .. '|' .. own",
+      out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  ck_assert_msg(rc == 0, "%s", err);
+  /* The keys: sha256(run id .. "/" .. effect id), 32 hex digits. */
+  char want[3][96], full[65], src[256];
+  const char *idn[] = {"1#2", "1#3", "1#4"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(src, sizeof src, "%s/%s", lc_journal_run_id(j), idn[i]);
+    lc_sha256_hex(src, strlen(src), full);
+    snprintf(want[i], sizeof want[i], "%.32s", full);
+  }
+  char expect[1024];
+  snprintf(expect, sizeof expect, "1#1,1.1#1,1.3#1|nil|2|%s|1#3 %s nil|1#4 %s x|e1 k1 nil", want[0],
+           want[1], want[2]);
+  ck_assert_str_eq(out, expect);
+  long begun, ran;
+  lc_journal_counts(j, &begun, NULL, &ran);
+  ck_assert_int_eq(begun, 7);
+  ck_assert_int_eq(ran, 7);
+  lc_journal_free(j);
+}
+END_TEST
+
 START_TEST(malformed_journal) {
   char path[256];
   tmp_path(path, sizeof path, "bad");
@@ -534,6 +584,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, changed_tool_schema_is_caught);
   tcase_add_test(tc, in_doubt_by_class);
   tcase_add_test(tc, malformed_journal);
+  tcase_add_test(tc, off_mode_names_and_lazy_key);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 300);

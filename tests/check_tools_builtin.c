@@ -384,6 +384,40 @@ START_TEST(failing_tools_give_clear_errors) {
 }
 END_TEST
 
+/* What a tool returns is checked, not encoded: a string only for UTF-8
+ * and NUL, anything else with the encoder's rules and messages. */
+START_TEST(tool_results_checked) {
+  ck_assert_msg(run("local out = {}\n"
+                    "local function try(fn)\n"
+                    "  local r, msg, code = luact.tool{name = 't', fn = fn}({})\n"
+                    "  if type(r) == 'table' then r = r.n end\n"
+                    "  out[#out + 1] = code and (code .. ':' .. msg) or type(r) .. ':' .. tostring(r)\n"
+                    "end\n"
+                    "try(function() return 'caf\\xc3\\xa9' end)\n"
+                    "try(function() return 'bad \\xff byte' end)\n"
+                    "try(function() return 'nul \\0 byte' end)\n"
+                    "try(function() return { a = { 1, 'x\\xff' } } end)\n"
+                    "try(function() return { n = 1 } end)\n"
+                    "try(function() return nil end)\n"
+                    "try(function() return 0 / 0 end)\n"
+                    "try(setmetatable({}, { __call = function(self, a, ctx) return 'callable' end }))\n"
+                    "return table.concat(out, '\\n')") == 0, "%s", err);
+  ck_assert_str_eq(out,
+      "string:caf\xc3\xa9\n"
+      "bad_result:tool t returned a value that cannot be sent to the model: json.encode: "
+      "string is not valid UTF-8 (byte 4) at $\n"
+      "bad_result:tool t returned a value that cannot be sent to the model: json.encode: "
+      "string contains a NUL byte at $\n"
+      "bad_result:tool t returned a value that cannot be sent to the model: json.encode: "
+      "string is not valid UTF-8 (byte 1) at $.a[1]\n"
+      "number:1\n"
+      "nil:nil\n"
+      "bad_result:tool t returned a value that cannot be sent to the model: json.encode: "
+      "cannot encode NaN at $\n"
+      "string:callable");
+}
+END_TEST
+
 /* ---- examples/native_tool, offline, end to end ---- */
 
 START_TEST(native_tool_example_runs_offline) {
@@ -473,6 +507,7 @@ Suite *tools_builtin_suite(void) {
   tcase_add_test(tc, files_tool_confined_to_root);
   tcase_add_test(tc, native_tool_checks_types_first);
   tcase_add_test(tc, failing_tools_give_clear_errors);
+  tcase_add_test(tc, tool_results_checked);
   tcase_add_test(tc, native_tool_example_runs_offline);
   tcase_add_test(tc, research_example_runs_offline);
   suite_add_tcase(s, tc);

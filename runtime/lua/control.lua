@@ -1,8 +1,8 @@
--- control.lua: structured concurrency built on spawn / select / wait / kill.
+-- control.lua: structured concurrency built on luact.group.
 -- Embedded in the binary as source text; loaded into the luact module.
 local luact = ...
 
-local spawn, select, wait, kill, group = luact.spawn, luact.select, luact.wait, luact.kill, luact.group
+local group = luact.group
 local pack, unpack = table.pack, table.unpack
 
 -- Every helper below is built on luact.group(): tasks report in the order
@@ -91,21 +91,5 @@ function luact.race(fns)
   error("luact.race: every branch failed; last error: " .. tostring(last_err), 0)
 end
 
---- timeout(seconds, fn, ...): runs fn; if it takes longer it is cancelled
--- (its in-flight calls included) and timeout returns nil, msg, "timeout".
-function luact.timeout(seconds, fn, ...)
-  if type(seconds) ~= "number" or seconds < 0 then error("luact.timeout: seconds must be >= 0", 2) end
-  if type(fn) ~= "function" then error("luact.timeout: expected a function", 2) end
-  local work = spawn(fn, ...)
-  local timer = spawn(luact.sleep, seconds)
-  local first = select({ work, timer })
-  if first == 2 then
-    wait(timer)
-    kill(work, "timeout")
-    return nil, string.format("timed out after %g s", seconds), "timeout"
-  end
-  kill(timer, "done")
-  local r = pack(wait(work))
-  if not r[1] then error(r[2], 0) end
-  return unpack(r, 2, r.n)
-end
+-- luact.timeout(seconds, fn, ...) is in C (runtime/l_task.c): every tool
+-- call runs under it, and there it costs one task and one loop timer.

@@ -12,6 +12,22 @@ luact._effect_begin = nil
 local pack, unpack = table.pack, table.unpack
 local CLASSES = { pure = true, idempotent = true, at_most_once = true }
 
+-- The effect itself, arguments already checked: fn(ctx, ...). With the
+-- journal off (or none) there is no token: fn runs plainly, and the key in
+-- ctx is derived only if fn reads it.
+local function run(kind, name, request, class, schema, fn, ...)
+  local tok <close>, ctx = begin(kind, name, request, class, schema)
+  if not tok then return fn(ctx or {}, ...) end -- not journaled
+  if tok:replayed() then return tok:results() end
+  local r = pack(pcall(fn, tok:ctx(), ...))
+  if not r[1] then
+    tok:fail(r[2])
+    error(r[2], 0)
+  end
+  return tok:finish(unpack(r, 2, r.n))
+end
+luact._effect_run = run -- for tool.lua, which takes it away
+
 --- fn(ctx) gets ctx = {idempotency_key =, effect_id =}. opts.schema: a
 -- table whose content hash is recorded as the effect's tool-schema version
 -- (a replay stops when it changed).
@@ -21,13 +37,5 @@ function luact.effect(kind, name, request, class, fn, opts)
   if not CLASSES[class] then error("luact.effect: class must be pure, idempotent or at_most_once", 2) end
   if type(fn) ~= "function" then error("luact.effect: 'fn' must be a function", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("luact.effect: 'opts' must be a table", 2) end
-  local tok <close> = begin(kind, name, request, class, opts and opts.schema)
-  if tok == nil then return fn({}) end -- no journal on this state
-  if tok:replayed() then return tok:results() end
-  local r = pack(pcall(fn, tok:ctx()))
-  if not r[1] then
-    tok:fail(r[2])
-    error(r[2], 0)
-  end
-  return tok:finish(unpack(r, 2, r.n))
+  return run(kind, name, request, class, opts and opts.schema, fn)
 end

@@ -6,6 +6,14 @@ local luact = ...
 
 local json = luact.json
 local EFFECTS = { pure = true, idempotent = true, at_most_once = true }
+local effect_run = luact._effect_run -- luact.effect without its checks
+luact._effect_run = nil
+local encodable = json._encodable
+json._encodable = nil
+local timeout = luact.timeout
+-- The schema each tool's effect records as its version, made once per tool
+-- (again if the tool's description or params were replaced).
+local schemas = setmetatable({}, { __mode = "k" })
 
 -- A model needs the message, not our stack: drop the traceback the
 -- scheduler adds to task errors.
@@ -21,6 +29,17 @@ local function field_error(name, field, msg)
   error(string.format("luact.tool%s: '%s' %s", name and ("(" .. name .. ")") or "", field, msg), 3)
 end
 
+local function schema_of(tool)
+  local s = schemas[tool]
+  if not s or s.description ~= tool.description or s.params ~= tool.params then
+    s = { description = tool.description, params = tool.params }
+    schemas[tool] = s
+  end
+  return s
+end
+
+local function run_effect(ectx, tool, args, ctx) return tool:_run(args, ctx, ectx) end
+
 --- Calls the tool: validate, run under its timeout, check the result.
 -- Returns the result, or nil, message, code with code one of
 -- "invalid_arguments", "tool_error", "timeout", "bad_result".
@@ -34,20 +53,28 @@ function Tool:call(args, ctx)
   end
   -- One journaled effect: recorded, or answered from the journal on replay
   -- (docs/journal.md); the tool's schema and description are its version.
-  return luact.effect("tool", self.name, args, self.effect, function(ectx)
-    return self:_run(args, ctx, ectx)
-  end, { schema = { description = self.description, params = self.params } })
+  return effect_run("tool", self.name, args, self.effect, schema_of(self), run_effect, self, args, ctx)
 end
 
 function Tool:_run(args, ctx, ectx)
-  if ectx.idempotency_key and not (ctx and ctx.idempotency_key) then
-    local c = {}
-    if ctx then for k, v in pairs(ctx) do c[k] = v end end
-    c.idempotency_key, c.effect_id = ectx.idempotency_key, ectx.effect_id
-    ctx = c
+  -- fn gets the effect's ctx ({idempotency_key =, effect_id =}; {} without
+  -- a journal), or the caller's ctx, plus the effect's key and id unless
+  -- it brings its own key. ectx is this call's own table: it can take the
+  -- caller's fields, and its key is derived only when fn reads it.
+  if ctx == nil then
+    ctx = ectx
+  elseif not ctx.idempotency_key and ectx.effect_id ~= nil then
+    for k, v in pairs(ctx) do
+      if k ~= "idempotency_key" and k ~= "effect_id" then ectx[k] = v end
+    end
+    ctx = ectx
   end
   local fn = self.fn
-  local ok, res, e2, e3 = pcall(luact.timeout, self.timeout, function() return fn(args, ctx or {}) end)
+  if type(fn) ~= "function" then -- a callable table
+    local callable = fn
+    fn = function(a, c) return callable(a, c) end
+  end
+  local ok, res, e2, e3 = pcall(timeout, self.timeout, fn, args, ctx)
   if not ok then
     return nil, string.format("tool %s failed: %s", self.name, clean(res)), "tool_error"
   end
@@ -57,10 +84,14 @@ function Tool:_run(args, ctx, ectx)
   if res == nil and e2 ~= nil then
     return nil, string.format("tool %s failed: %s", self.name, clean(e2)), "tool_error"
   end
-  local enc, err = json.encode(res == nil and json.null or res)
-  if not enc then
-    return nil, string.format("tool %s returned a value that cannot be sent to the model: %s",
-      self.name, err), "bad_result"
+  -- Can it go back to a model? Checked, not encoded: luact.react encodes
+  -- it once when it hands it over (a string needs only a UTF-8 check).
+  if res ~= nil then
+    local can, err = encodable(res)
+    if not can then
+      return nil, string.format("tool %s returned a value that cannot be sent to the model: %s",
+        self.name, err), "bad_result"
+    end
   end
   return res
 end
