@@ -111,6 +111,12 @@ enum lc_llm_err lc_accum_kind(int status, const char *type, const char *code,
  * ("not JSON: an HTML page ...") on failure. */
 cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
                            struct lc_llm_response *out);
+/* The same check and messages without a tree: 0 when body is one JSON
+ * object, with offs[i] = where the value of member keys[i] starts
+ * (LC_JSONR_NONE if absent; first occurrence, as cJSON's lookup). */
+int lc_accum_index_body(const char *body, size_t len, const char *what,
+                        const char *const *keys, size_t nkeys, size_t *offs,
+                        struct lc_llm_response *out);
 /* Short, printable, valid-UTF-8 excerpt of a non-JSON body (tags stripped
  * from HTML, whitespace collapsed). Heap (lc_free). */
 char *lc_accum_excerpt(const char *body, size_t len, size_t max);

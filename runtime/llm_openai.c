@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "jsonr.h"
 #include "jsonw.h"
 #include "lc.h"
 #include "llm.h"
@@ -185,29 +186,134 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
 
 /* ---- response ---- */
 
-static void usage(struct lc_llm_accum *a, const cJSON *u) {
-  if (!cJSON_IsObject(u))
+/* Responses are read with the pull reader (jsonr.h), no cJSON tree: a
+ * first pass checks the whole text and notes where the top-level members
+ * start, then each part is read where it is. Lookups take a member's first
+ * occurrence and accept the same types as the tree walk did, so answers
+ * and error messages are those of the cJSON version. */
+
+enum { K_ERROR, K_CHOICES, K_ID, K_MODEL, K_USAGE, K_N };
+static const char *const top_keys[K_N] = {"error", "choices", "id", "model",
+                                          "usage"};
+#define NONE LC_JSONR_NONE
+
+/* Second-pass state over text already checked. */
+struct rd {
+  struct lc_jsonr it; /* walks arrays */
+  struct lc_jsonr pt; /* point reads at an offset */
+  /* Strings handed on as C strings, NUL-terminated. Sized once for the
+   * whole text, twice over (see str_at), so it never moves and earlier
+   * pointers stay valid. */
+  struct lc_buf arena;
+  int oom;
+};
+
+static void rd_init(struct rd *d, const char *s, size_t n) {
+  lc_jsonr_init(&d->it, s, n);
+  lc_jsonr_init(&d->pt, s, n);
+  lc_buf_init(&d->arena, 0);
+  d->oom = 0;
+}
+
+static enum lc_jsonr_type type_at(struct rd *d, size_t off) {
+  if (off == NONE)
+    return LC_JSONR_BAD;
+  lc_jsonr_seek(&d->pt, off);
+  return lc_jsonr_peek(&d->pt);
+}
+
+/* The string at off, or NULL when absent or not a string. As cJSON's
+ * valuestring was, it ends at a NUL (from \u0000). cstr: copied to the
+ * arena and NUL-terminated; else it may point into the text. */
+static const char *str_at(struct rd *d, size_t off, size_t *len, int cstr) {
+  if (type_at(d, off) != LC_JSONR_STRING)
+    return NULL;
+  struct lc_buf *b = &d->arena;
+  /* Each string is read at most once, so all of them take at most n bytes
+   * (decoded + NUL <= escaped + quotes); this one at most n - off + 1. */
+  size_t room = d->pt.n - off + 1;
+  if (!b->data && lc_buf_reserve(b, 2 * d->pt.n + 2))
+    room = (size_t)-1;
+  if (b->len + room > b->cap) { /* out of memory (never out of room) */
+    d->oom = 1;
+    return NULL;
+  }
+  const char *s;
+  size_t n;
+  char *mark = b->data + b->len;
+  if (lc_jsonr_str(&d->pt, b, &s, &n))
+    return NULL; /* checked already: cannot happen */
+  if (s == mark) { /* decoded: may hold a NUL */
+    n = strnlen(s, n);
+  } else if (cstr) {
+    memcpy(mark, s, n);
+    b->len += n;
+    s = mark;
+  }
+  if (cstr) {
+    b->data[b->len++] = '\0';
+  }
+  *len = n;
+  return s;
+}
+
+static const char *cstr_at(struct rd *d, size_t off) {
+  size_t n;
+  return str_at(d, off, &n, 1);
+}
+
+/* 1 and *v for a number at off. */
+static int num_at(struct rd *d, size_t off, double *v) {
+  return type_at(d, off) == LC_JSONR_NUMBER && !lc_jsonr_num(&d->pt, v);
+}
+
+/* 1 when off holds an object; its members keys[] indexed into offs. */
+static int obj_at(struct rd *d, size_t off, const char *const *keys, size_t n,
+                  size_t *offs) {
+  if (type_at(d, off) != LC_JSONR_OBJECT || lc_jsonr_obj(&d->pt) ||
+      lc_jsonr_index(&d->pt, keys, n, offs)) {
+    for (size_t i = 0; i < n; i++)
+      offs[i] = NONE;
+    return 0;
+  }
+  return 1;
+}
+
+/* lc_accum_long: member key of the object at off, as a long. */
+static long long_in(struct rd *d, size_t off, const char *key, long dflt) {
+  size_t at;
+  double v;
+  if (!obj_at(d, off, &key, 1, &at) || !num_at(d, at, &v))
+    return dflt;
+  if (!(v >= -9e15 && v <= 9e15))
+    return dflt; /* NaN or absurd */
+  return (long)v;
+}
+
+static void usage(struct lc_llm_accum *a, struct rd *d, size_t off) {
+  static const char *const keys[] = {"prompt_tokens", "completion_tokens",
+                                     "prompt_tokens_details",
+                                     "completion_tokens_details", "cost"};
+  size_t o[5];
+  if (!obj_at(d, off, keys, 5, o))
     return;
-  a->usage.input = lc_accum_long(u, "prompt_tokens", a->usage.input);
-  a->usage.output = lc_accum_long(u, "completion_tokens", a->usage.output);
-  a->usage.cached = lc_accum_long(
-      cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens_details"),
-      "cached_tokens", a->usage.cached);
-  a->usage.reasoning = lc_accum_long(
-      cJSON_GetObjectItemCaseSensitive(u, "completion_tokens_details"),
-      "reasoning_tokens", a->usage.reasoning);
-  const cJSON *cost = cJSON_GetObjectItemCaseSensitive(u, "cost");
-  if (cJSON_IsNumber(cost)) {
-    a->usage.cost = cost->valuedouble;
+  a->usage.input = long_in(d, off, "prompt_tokens", a->usage.input);
+  a->usage.output = long_in(d, off, "completion_tokens", a->usage.output);
+  a->usage.cached = long_in(d, o[2], "cached_tokens", a->usage.cached);
+  a->usage.reasoning = long_in(d, o[3], "reasoning_tokens", a->usage.reasoning);
+  double cost;
+  if (num_at(d, o[4], &cost)) {
+    a->usage.cost = cost;
     a->usage.has_cost = 1;
   }
 }
 
 /* Which accumulator slot a tool_calls[] entry belongs to. */
-static int call_key(struct lc_llm_accum *a, const cJSON *tc, const char *id) {
-  const cJSON *ix = cJSON_GetObjectItemCaseSensitive(tc, "index");
-  if (cJSON_IsNumber(ix) && ix->valuedouble >= 0 && ix->valuedouble < 1e6) {
-    int key = (int)ix->valuedouble;
+static int call_key(struct lc_llm_accum *a, struct rd *d, size_t ix_off,
+                    const char *id) {
+  double ix;
+  if (num_at(d, ix_off, &ix) && ix >= 0 && ix < 1e6) {
+    int key = (int)ix;
     struct lc_accum_call *c = lc_accum_call_by_key(a, key);
     /* A server that gives every call index 0 but a new id. */
     if (c && id && *id && c->id && strcmp(c->id, id) != 0) {
@@ -225,106 +331,168 @@ static int call_key(struct lc_llm_accum *a, const cJSON *tc, const char *id) {
   return k >= 0 ? k : lc_accum_fresh_key(a);
 }
 
-static int tool_calls(struct lc_llm_accum *a, const cJSON *arr, int whole) {
-  const cJSON *tc;
+/* Arguments given as a JSON value instead of text: printed as cJSON
+ * prints it (rare, so the value is parsed into a tree here). */
+static int args_value(struct lc_llm_accum *a, struct rd *d, int key,
+                      size_t off) {
+  lc_jsonr_seek(&d->pt, off);
+  lc_jsonr_skip(&d->pt);
+  char err[96];
+  cJSON *v = lc_json_parse(d->pt.s + off, d->pt.pos - off, err, sizeof err);
+  char *s = v ? lc_accum_print(v) : NULL;
+  cJSON_Delete(v);
+  int rc = s ? lc_accum_tool_args(a, key, s, strlen(s)) : LC_ENOMEM;
+  lc_free(s);
+  return rc;
+}
+
+static int tool_calls(struct lc_llm_accum *a, struct rd *d, size_t off,
+                      int whole) {
+  static const char *const tc_keys[] = {"id", "function", "index"};
+  static const char *const fn_keys[] = {"name", "arguments"};
+  struct lc_jsonr *it = &d->it;
+  lc_jsonr_seek(it, off);
+  lc_jsonr_arr(it);
   int i = 0;
-  cJSON_ArrayForEach(tc, arr) {
-    if (!cJSON_IsObject(tc))
+  while (lc_jsonr_item(it) == 1) {
+    size_t at = (lc_jsonr_peek(it), it->pos), t[3], f[2];
+    lc_jsonr_skip(it);
+    if (!obj_at(d, at, tc_keys, 3, t))
       return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
                            "tool call is not an object");
-    const char *id = lc_accum_str(tc, "id");
-    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(tc, "function");
-    const char *name = lc_accum_str(fn, "name");
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+    const char *id = cstr_at(d, t[0]);
+    obj_at(d, t[1], fn_keys, 2, f);
+    const char *name = cstr_at(d, f[0]);
     /* A whole message lists each call once: its position is its key. */
-    int key = whole ? i : call_key(a, tc, id);
+    int key = whole ? i : call_key(a, d, t[2], id);
     i++;
     if (lc_accum_tool_start(a, key, id, name))
       return LC_EINVAL;
-    if (cJSON_IsString(args)) {
-      if (lc_accum_tool_args(a, key, args->valuestring,
-                             strlen(args->valuestring)))
+    enum lc_jsonr_type at_args = type_at(d, f[1]);
+    if (at_args == LC_JSONR_STRING) {
+      size_t n;
+      const char *s = cstr_at(d, f[1]);
+      n = s ? strlen(s) : 0;
+      if (s && lc_accum_tool_args(a, key, s, n))
         return LC_EINVAL;
-    } else if (args && !cJSON_IsNull(args)) { /* an object instead of text */
-      char *s = lc_accum_print(args);
-      int rc = s ? lc_accum_tool_args(a, key, s, strlen(s)) : LC_ENOMEM;
-      lc_free(s);
-      if (rc)
+    } else if (at_args != LC_JSONR_BAD && at_args != LC_JSONR_NULL) {
+      if (args_value(a, d, key, f[1])) /* an object instead of text */
         return LC_EINVAL;
     }
   }
   return 0;
 }
 
-/* One choice's message (whole) or delta (stream). */
-static int choice_part(struct lc_llm_accum *a, const cJSON *m, int whole) {
+/* One choice's message (whole) or delta (stream), an object at off. */
+static int choice_part(struct lc_llm_accum *a, struct rd *d, size_t off,
+                       int whole) {
+  static const char *const keys[] = {"reasoning_content", "reasoning",
+                                     "content", "tool_calls"};
+  size_t o[4], n;
   const char *s;
-  if ((s = lc_accum_str(m, "reasoning_content")) ||
-      (s = lc_accum_str(m, "reasoning")))
-    if (lc_accum_reasoning(a, s, strlen(s)))
+  obj_at(d, off, keys, 4, o);
+  if ((s = str_at(d, o[0], &n, 0)) || (s = str_at(d, o[1], &n, 0)))
+    if (lc_accum_reasoning(a, s, n))
       return LC_EINVAL;
-  if ((s = lc_accum_str(m, "content")) && lc_accum_text(a, s, strlen(s)))
+  if ((s = str_at(d, o[2], &n, 0)) && lc_accum_text(a, s, n))
     return LC_EINVAL;
-  const cJSON *tcs = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
-  if (cJSON_IsArray(tcs) && tool_calls(a, tcs, whole))
+  if (type_at(d, o[3]) == LC_JSONR_ARRAY && tool_calls(a, d, o[3], whole))
     return LC_EINVAL;
   return a->err ? LC_EINVAL : 0;
 }
 
 /* An "error" member that is not null (some servers send "error": null). */
-static int has_error(const cJSON *root) {
-  const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
-  return e && !cJSON_IsNull(e);
+static int has_error(struct rd *d, const size_t *top) {
+  enum lc_jsonr_type t = type_at(d, top[K_ERROR]);
+  return t != LC_JSONR_BAD && t != LC_JSONR_NULL;
 }
 
-static const cJSON *first_choice(const cJSON *root) {
-  const cJSON *ch = cJSON_GetObjectItemCaseSensitive(root, "choices"), *c;
-  cJSON_ArrayForEach(c, ch) {
-    if (lc_accum_long(c, "index", 0) == 0)
-      return c; /* n > 1: keep the first */
+/* The first element of choices (members too, when it is an object, as
+ * cJSON's iteration went) whose "index" is 0 or missing: n > 1 keeps the
+ * first. */
+static size_t first_choice(struct rd *d, size_t off) {
+  struct lc_jsonr *it = &d->it;
+  enum lc_jsonr_type t = type_at(d, off);
+  if (t != LC_JSONR_ARRAY && t != LC_JSONR_OBJECT)
+    return NONE;
+  lc_jsonr_seek(it, off);
+  t == LC_JSONR_ARRAY ? lc_jsonr_arr(it) : lc_jsonr_obj(it);
+  while ((t == LC_JSONR_ARRAY ? lc_jsonr_item(it) : lc_jsonr_member(it)) ==
+         1) {
+    size_t at = (lc_jsonr_peek(it), it->pos);
+    lc_jsonr_skip(it);
+    if (long_in(d, at, "index", 0) == 0)
+      return at;
   }
-  return NULL;
+  return NONE;
 }
 
-static void meta(struct lc_llm_accum *a, const cJSON *root) {
-  lc_accum_set_once(&a->id, lc_accum_str(root, "id"));
-  lc_accum_set_once(&a->model, lc_accum_str(root, "model"));
+static void meta(struct lc_llm_accum *a, struct rd *d, const size_t *top) {
+  if (!a->id)
+    lc_accum_set_once(&a->id, cstr_at(d, top[K_ID]));
+  if (!a->model)
+    lc_accum_set_once(&a->model, cstr_at(d, top[K_MODEL]));
 }
 
-static void finish(struct lc_llm_accum *a, const cJSON *choice) {
-  const char *fr = lc_accum_str(choice, "finish_reason");
+static void finish(struct lc_llm_accum *a, struct rd *d, size_t off) {
+  const char *fr = cstr_at(d, off);
   if (fr)
     lc_accum_finish(a, lc_accum_map_finish(fr), fr);
 }
 
+/* The in-band error object: classified from its cJSON tree as before
+ * (rare), or from the text if cJSON refuses what the reader took. */
+static int fail_error(struct lc_llm_accum *a, const char *s, size_t n) {
+  char err[96];
+  cJSON *root = lc_json_parse(s, n, err, sizeof err);
+  if (root) {
+    lc_accum_fail_json(a, root);
+    cJSON_Delete(root);
+    return LC_EINVAL;
+  }
+  struct lc_llm_response tmp;
+  lc_llm_response_init(&tmp);
+  lc_accum_classify(0, s, n, &tmp);
+  lc_accum_fail(a, tmp.err ? tmp.err : LC_LLM_ESERVER, tmp.err_type, "%s",
+                tmp.err_message ? tmp.err_message : "error in stream");
+  lc_llm_response_free(&tmp);
+  return LC_EINVAL;
+}
+
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {
-  cJSON *root = lc_accum_parse_body(body, len, "chat completion", out);
-  if (!root)
+  size_t top[K_N];
+  if (lc_accum_index_body(body, len, "chat completion", top_keys, K_N, top,
+                          out))
     return LC_EINVAL;
   struct lc_llm_accum a;
   lc_accum_init(&a);
-  const cJSON *choice = first_choice(root);
-  if (has_error(root)) {
-    lc_accum_fail_json(&a, root);
-  } else if (!cJSON_IsArray(
-                 cJSON_GetObjectItemCaseSensitive(root, "choices"))) {
+  struct rd d;
+  rd_init(&d, body, len);
+  static const char *const ch_keys[] = {"message", "finish_reason"};
+  size_t c[2];
+  size_t choice = first_choice(&d, top[K_CHOICES]);
+  if (has_error(&d, top)) {
+    fail_error(&a, body, len);
+  } else if (type_at(&d, top[K_CHOICES]) != LC_JSONR_ARRAY) {
     lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
                   "malformed chat completion: no choices array");
-  } else if (!choice) {
+  } else if (choice == NONE) {
     lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
                   "malformed chat completion: no choice");
   } else {
-    meta(&a, root);
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(choice, "message");
-    if (!cJSON_IsObject(m))
+    meta(&a, &d, top);
+    obj_at(&d, choice, ch_keys, 2, c);
+    if (type_at(&d, c[0]) != LC_JSONR_OBJECT)
       lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
                     "malformed chat completion: choice has no message");
     else
-      choice_part(&a, m, 1);
-    finish(&a, choice);
-    usage(&a, cJSON_GetObjectItemCaseSensitive(root, "usage"));
+      choice_part(&a, &d, c[0], 1);
+    finish(&a, &d, c[1]);
+    usage(&a, &d, top[K_USAGE]);
   }
-  cJSON_Delete(root);
+  if (d.oom)
+    lc_accum_fail(&a, LC_LLM_EBADRESP, NULL, "out of memory");
+  lc_buf_free(&d.arena);
   int rc = lc_accum_build(&a, out);
   lc_accum_free(&a);
   return rc;
@@ -347,34 +515,42 @@ static int on_event(void *ud, const struct lc_sse_event *ev) {
     st->done = 1;
     return 0;
   }
-  char err[96];
-  cJSON *root = lc_json_parse(ev->data, ev->data_len, err, sizeof err);
+  char err[128];
+  size_t top[K_N];
+  int is_obj;
   int is_err_event = ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0;
-  if (!root) {
+  if (lc_jsonr_check_index(ev->data, ev->data_len, top_keys, K_N, top, &is_obj,
+                           err, sizeof err)) {
     if (is_err_event)
       return lc_accum_fail(a, LC_LLM_ESERVER, NULL,
                            "error event in stream: %.200s", ev->data);
     return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "malformed stream chunk: %s",
                          err);
   }
+  struct rd d;
+  rd_init(&d, ev->data, ev->data_len);
   int rc = 0;
-  if (is_err_event || (cJSON_IsObject(root) && has_error(root))) {
-    rc = lc_accum_fail_json(a, root);
-  } else if (!cJSON_IsObject(root)) {
+  if (is_err_event || (is_obj && has_error(&d, top))) {
+    rc = fail_error(a, ev->data, ev->data_len);
+  } else if (!is_obj) {
     rc = lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
                        "stream chunk is not an object");
   } else {
-    meta(a, root);
-    const cJSON *choice = first_choice(root);
-    if (choice) {
-      const cJSON *d = cJSON_GetObjectItemCaseSensitive(choice, "delta");
-      if (cJSON_IsObject(d))
-        rc = choice_part(a, d, 0);
-      finish(a, choice);
+    static const char *const ch_keys[] = {"delta", "finish_reason"};
+    size_t c[2];
+    meta(a, &d, top);
+    size_t choice = first_choice(&d, top[K_CHOICES]);
+    if (choice != NONE) {
+      obj_at(&d, choice, ch_keys, 2, c);
+      if (type_at(&d, c[0]) == LC_JSONR_OBJECT)
+        rc = choice_part(a, &d, c[0], 0);
+      finish(a, &d, c[1]);
     }
-    usage(a, cJSON_GetObjectItemCaseSensitive(root, "usage"));
+    usage(a, &d, top[K_USAGE]);
   }
-  cJSON_Delete(root);
+  if (d.oom)
+    rc = lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+  lc_buf_free(&d.arena);
   return rc;
 }
 
