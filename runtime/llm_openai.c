@@ -279,15 +279,18 @@ static int obj_at(struct rd *d, size_t off, const char *const *keys, size_t n,
   return 1;
 }
 
-/* lc_accum_long: member key of the object at off, as a long. */
+/* lc_accum_long on the value at off. */
+static long long_at(struct rd *d, size_t off, long dflt) {
+  double v;
+  if (!num_at(d, off, &v) || !(v >= -9e15 && v <= 9e15))
+    return dflt; /* not a number, NaN or absurd */
+  return (long)v;
+}
+
+/* lc_accum_long: member key of the object at off. */
 static long long_in(struct rd *d, size_t off, const char *key, long dflt) {
   size_t at;
-  double v;
-  if (!obj_at(d, off, &key, 1, &at) || !num_at(d, at, &v))
-    return dflt;
-  if (!(v >= -9e15 && v <= 9e15))
-    return dflt; /* NaN or absurd */
-  return (long)v;
+  return obj_at(d, off, &key, 1, &at) ? long_at(d, at, dflt) : dflt;
 }
 
 static void usage(struct lc_llm_accum *a, struct rd *d, size_t off) {
@@ -297,8 +300,8 @@ static void usage(struct lc_llm_accum *a, struct rd *d, size_t off) {
   size_t o[5];
   if (!obj_at(d, off, keys, 5, o))
     return;
-  a->usage.input = long_in(d, off, "prompt_tokens", a->usage.input);
-  a->usage.output = long_in(d, off, "completion_tokens", a->usage.output);
+  a->usage.input = long_at(d, o[0], a->usage.input);
+  a->usage.output = long_at(d, o[1], a->usage.output);
   a->usage.cached = long_in(d, o[2], "cached_tokens", a->usage.cached);
   a->usage.reasoning = long_in(d, o[3], "reasoning_tokens", a->usage.reasoning);
   double cost;
@@ -355,11 +358,12 @@ static int tool_calls(struct lc_llm_accum *a, struct rd *d, size_t off,
   lc_jsonr_arr(it);
   int i = 0;
   while (lc_jsonr_item(it) == 1) {
-    size_t at = (lc_jsonr_peek(it), it->pos), t[3], f[2];
-    lc_jsonr_skip(it);
-    if (!obj_at(d, at, tc_keys, 3, t))
+    size_t t[3], f[2];
+    if (lc_jsonr_peek(it) != LC_JSONR_OBJECT)
       return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
                            "tool call is not an object");
+    lc_jsonr_obj(it);
+    lc_jsonr_index(it, tc_keys, 3, t);
     const char *id = cstr_at(d, t[0]);
     obj_at(d, t[1], fn_keys, 2, f);
     const char *name = cstr_at(d, f[0]);
@@ -407,10 +411,15 @@ static int has_error(struct rd *d, const size_t *top) {
   return t != LC_JSONR_BAD && t != LC_JSONR_NULL;
 }
 
+/* Members of a choice, found while looking for it. */
+enum { C_INDEX, C_MESSAGE, C_DELTA, C_FINISH, C_N };
+
 /* The first element of choices (members too, when it is an object, as
  * cJSON's iteration went) whose "index" is 0 or missing: n > 1 keeps the
- * first. */
-static size_t first_choice(struct rd *d, size_t off) {
+ * first. Its members go to c (all NONE when it is not an object). */
+static size_t first_choice(struct rd *d, size_t off, size_t *c) {
+  static const char *const keys[C_N] = {"index", "message", "delta",
+                                        "finish_reason"};
   struct lc_jsonr *it = &d->it;
   enum lc_jsonr_type t = type_at(d, off);
   if (t != LC_JSONR_ARRAY && t != LC_JSONR_OBJECT)
@@ -420,8 +429,15 @@ static size_t first_choice(struct rd *d, size_t off) {
   while ((t == LC_JSONR_ARRAY ? lc_jsonr_item(it) : lc_jsonr_member(it)) ==
          1) {
     size_t at = (lc_jsonr_peek(it), it->pos);
-    lc_jsonr_skip(it);
-    if (long_in(d, at, "index", 0) == 0)
+    if (lc_jsonr_peek(it) == LC_JSONR_OBJECT) {
+      lc_jsonr_obj(it);
+      lc_jsonr_index(it, keys, C_N, c);
+    } else {
+      lc_jsonr_skip(it);
+      for (size_t i = 0; i < C_N; i++)
+        c[i] = NONE;
+    }
+    if (long_at(d, c[C_INDEX], 0) == 0)
       return at;
   }
   return NONE;
@@ -468,9 +484,8 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   lc_accum_init(&a);
   struct rd d;
   rd_init(&d, body, len);
-  static const char *const ch_keys[] = {"message", "finish_reason"};
-  size_t c[2];
-  size_t choice = first_choice(&d, top[K_CHOICES]);
+  size_t c[C_N];
+  size_t choice = first_choice(&d, top[K_CHOICES], c);
   if (has_error(&d, top)) {
     fail_error(&a, body, len);
   } else if (type_at(&d, top[K_CHOICES]) != LC_JSONR_ARRAY) {
@@ -481,13 +496,12 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
                   "malformed chat completion: no choice");
   } else {
     meta(&a, &d, top);
-    obj_at(&d, choice, ch_keys, 2, c);
-    if (type_at(&d, c[0]) != LC_JSONR_OBJECT)
+    if (type_at(&d, c[C_MESSAGE]) != LC_JSONR_OBJECT)
       lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
                     "malformed chat completion: choice has no message");
     else
-      choice_part(&a, &d, c[0], 1);
-    finish(&a, &d, c[1]);
+      choice_part(&a, &d, c[C_MESSAGE], 1);
+    finish(&a, &d, c[C_FINISH]);
     usage(&a, &d, top[K_USAGE]);
   }
   if (d.oom)
@@ -536,15 +550,12 @@ static int on_event(void *ud, const struct lc_sse_event *ev) {
     rc = lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
                        "stream chunk is not an object");
   } else {
-    static const char *const ch_keys[] = {"delta", "finish_reason"};
-    size_t c[2];
+    size_t c[C_N];
     meta(a, &d, top);
-    size_t choice = first_choice(&d, top[K_CHOICES]);
-    if (choice != NONE) {
-      obj_at(&d, choice, ch_keys, 2, c);
-      if (type_at(&d, c[0]) == LC_JSONR_OBJECT)
-        rc = choice_part(a, &d, c[0], 0);
-      finish(a, &d, c[1]);
+    if (first_choice(&d, top[K_CHOICES], c) != NONE) {
+      if (type_at(&d, c[C_DELTA]) == LC_JSONR_OBJECT)
+        rc = choice_part(a, &d, c[C_DELTA], 0);
+      finish(a, &d, c[C_FINISH]);
     }
     usage(a, &d, top[K_USAGE]);
   }
