@@ -586,17 +586,37 @@ void lc_jsonr_errmsg(const struct lc_jsonr *r, char *err, size_t errlen) {
     snprintf(err, errlen, "%s", r->msg);
 }
 
-int lc_jsonr_check_index(const char *s, size_t n, const char *const *keys,
-                         size_t nkeys, size_t *offs, int *is_obj, char *err,
-                         size_t errlen) {
+int lc_jsonr_walk(const char *s, size_t n, lc_jsonr_walk_fn walk, void *ud,
+                  int *is_obj, char *err, size_t errlen) {
   struct lc_jsonr r;
   lc_jsonr_init(&r, s, n);
   *is_obj = lc_jsonr_peek(&r) == LC_JSONR_OBJECT;
   int rc = *is_obj ? lc_jsonr_obj(&r) : 0;
   if (!rc)
-    rc = *is_obj ? lc_jsonr_index(&r, keys, nkeys, offs) : lc_jsonr_skip(&r);
-  if (rc >= 0 && !lc_jsonr_end(&r))
+    rc = *is_obj ? walk(&r, ud) : lc_jsonr_skip(&r);
+  if (rc >= 0 && !r.err && !lc_jsonr_end(&r))
     return 0;
+  if (!r.err) { /* walk failed on its own (out of memory) */
+    snprintf(err, errlen, "out of memory");
+    return rc < 0 ? rc : LC_ENOMEM;
+  }
   lc_jsonr_errmsg(&r, err, errlen);
   return r.err;
+}
+
+struct index_ud {
+  const char *const *keys;
+  size_t nkeys, *offs;
+};
+
+static int index_walk(struct lc_jsonr *r, void *ud) {
+  struct index_ud *x = ud;
+  return lc_jsonr_index(r, x->keys, x->nkeys, x->offs);
+}
+
+int lc_jsonr_check_index(const char *s, size_t n, const char *const *keys,
+                         size_t nkeys, size_t *offs, int *is_obj, char *err,
+                         size_t errlen) {
+  struct index_ud x = {keys, nkeys, offs};
+  return lc_jsonr_walk(s, n, index_walk, &x, is_obj, err, errlen);
 }

@@ -88,6 +88,13 @@ void lc_jsonr_seek(struct lc_jsonr *r, size_t off);
 /* The error of r as lc_json_parse words it: "invalid UTF-8 at byte N"
  * (anywhere in the input) wins over any other error, as there. */
 void lc_jsonr_errmsg(const struct lc_jsonr *r, char *err, size_t errlen);
+/* Reads the members of an object just entered (to its end); 0 or < 0. */
+typedef int (*lc_jsonr_walk_fn)(struct lc_jsonr *r, void *ud);
+/* Checks that s[0..n) is one JSON value; when it is an object (*is_obj),
+ * walk reads its members. 0, or < 0 with lc_jsonr_errmsg's message in err
+ * ("out of memory" when walk failed without a reader error). */
+int lc_jsonr_walk(const char *s, size_t n, lc_jsonr_walk_fn walk, void *ud,
+                  int *is_obj, char *err, size_t errlen);
 /* Checks that s[0..n) is one JSON value; when it is an object (*is_obj),
  * indexes its members as lc_jsonr_index does. 0, or LC_EINVAL with
  * lc_jsonr_errmsg's message in err. */

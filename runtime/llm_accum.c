@@ -650,9 +650,9 @@ cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
   return NULL;
 }
 
-int lc_accum_index_body(const char *body, size_t len, const char *what,
-                        const char *const *keys, size_t nkeys, size_t *offs,
-                        struct lc_llm_response *out) {
+int lc_accum_walk_body(const char *body, size_t len, const char *what,
+                       lc_jsonr_walk_fn walk, void *ud,
+                       struct lc_llm_response *out) {
   char err[128] = "";
   size_t w = skip_ws(body, len);
   const char *why = err;
@@ -661,8 +661,7 @@ int lc_accum_index_body(const char *body, size_t len, const char *what,
     why = "empty body";
   else if (body[w] == '<')
     why = "an HTML page";
-  else if (!lc_jsonr_check_index(body, len, keys, nkeys, offs, &is_obj, err,
-                                 sizeof err) &&
+  else if (!lc_jsonr_walk(body, len, walk, ud, &is_obj, err, sizeof err) &&
            is_obj)
     return 0;
   else if (!is_obj && !err[0])

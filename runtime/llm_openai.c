@@ -3,6 +3,7 @@
  * Studio), including their quirks: no tool-call index (Ollama /v1), id and
  * name repeated in every chunk (OpenRouter), reasoning_content (llama.cpp),
  * usage in a final chunk without choices. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -186,21 +187,56 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
 
 /* ---- response ---- */
 
-/* Responses are read with the pull reader (jsonr.h), no cJSON tree: a
- * first pass checks the whole text and notes where the top-level members
- * start, then each part is read where it is. Lookups take a member's first
- * occurrence and accept the same types as the tree walk did, so answers
- * and error messages are those of the cJSON version. */
+/* Responses are read with the pull reader (jsonr.h), no cJSON tree. One
+ * walk checks the whole text and notes where the values that matter start
+ * (struct found); then those values are read where they are. Lookups take
+ * a member's first occurrence and accept the same types as the tree walk
+ * did, so answers and error messages are those of the cJSON version. */
 
-enum { K_ERROR, K_CHOICES, K_ID, K_MODEL, K_USAGE, K_N };
-static const char *const top_keys[K_N] = {"error", "choices", "id", "model",
-                                          "usage"};
 #define NONE LC_JSONR_NONE
 
-/* Second-pass state over text already checked. */
-struct rd {
-  struct lc_jsonr it; /* walks arrays */
-  struct lc_jsonr pt; /* point reads at an offset */
+struct key {
+  const char *s;
+  size_t n;
+};
+#define KEY(s) {s, sizeof(s) - 1}
+
+enum { K_ERROR, K_CHOICES, K_ID, K_MODEL, K_USAGE, K_N };
+static const struct key top_keys[K_N] = {KEY("error"), KEY("choices"),
+                                         KEY("id"), KEY("model"),
+                                         KEY("usage")};
+enum { C_INDEX, C_MESSAGE, C_DELTA, C_FINISH, C_N };
+static const struct key choice_keys[C_N] = {
+    KEY("index"), KEY("message"), KEY("delta"), KEY("finish_reason")};
+enum { M_REASONING_CONTENT, M_REASONING, M_CONTENT, M_TOOL_CALLS, M_N };
+static const struct key msg_keys[M_N] = {KEY("reasoning_content"),
+                                         KEY("reasoning"), KEY("content"),
+                                         KEY("tool_calls")};
+enum { T_ID, T_FUNCTION, T_INDEX, T_NAME, T_ARGS, T_N };
+static const struct key tc_keys[3] = {KEY("id"), KEY("function"),
+                                      KEY("index")};
+static const struct key fn_keys[2] = {KEY("name"), KEY("arguments")};
+enum { U_PROMPT, U_COMPLETION, U_PDETAILS, U_CDETAILS, U_COST, U_CACHED,
+       U_REASONING, U_N };
+static const struct key usage_keys[5] = {
+    KEY("prompt_tokens"), KEY("completion_tokens"),
+    KEY("prompt_tokens_details"), KEY("completion_tokens_details"),
+    KEY("cost")};
+static const struct key cached_key[1] = {KEY("cached_tokens")};
+static const struct key reasoning_key[1] = {KEY("reasoning_tokens")};
+
+/* Where the values of one completion (or chunk) start, NONE if absent. */
+struct found {
+  int whole;          /* the choice's "message" (else its "delta") */
+  size_t top[K_N];
+  size_t choice;      /* the first choice with index 0 */
+  size_t c[C_N];      /* its members */
+  size_t m[M_N];      /* its message's (delta's) members */
+  size_t (*tc)[T_N];  /* its tool calls, when tool_calls is an array */
+  size_t ntc, cap_tc;
+  int tc_bad;         /* an entry that is not an object ends the list */
+  size_t u[U_N];
+  struct lc_jsonr pt; /* point reads over the same text */
   /* Strings handed on as C strings, NUL-terminated. Sized once for the
    * whole text, twice over (see str_at), so it never moves and earlier
    * pointers stay valid. */
@@ -208,40 +244,223 @@ struct rd {
   int oom;
 };
 
-static void rd_init(struct rd *d, const char *s, size_t n) {
-  lc_jsonr_init(&d->it, s, n);
-  lc_jsonr_init(&d->pt, s, n);
-  lc_buf_init(&d->arena, 0);
-  d->oom = 0;
+static void none(size_t *o, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    o[i] = NONE;
 }
 
-static enum lc_jsonr_type type_at(struct rd *d, size_t off) {
+static void found_init(struct found *f, const char *s, size_t n, int whole) {
+  memset(f, 0, offsetof(struct found, pt));
+  f->whole = whole;
+  none(f->top, K_N);
+  f->choice = NONE;
+  none(f->c, C_N);
+  none(f->m, M_N);
+  none(f->u, U_N);
+  lc_jsonr_init(&f->pt, s, n);
+  lc_buf_init(&f->arena, 0);
+  f->oom = 0;
+}
+
+static void found_free(struct found *f) {
+  lc_free(f->tc);
+  lc_buf_free(&f->arena);
+}
+
+/* Index of the current member's name in keys, -1 if none. */
+static int key_of(const struct lc_jsonr *r, const struct key *keys, int n) {
+  if (!r->key)
+    return -1;
+  for (int i = 0; i < n; i++)
+    if (keys[i].n == r->klen && memcmp(keys[i].s, r->key, r->klen) == 0)
+      return i;
+  return -1;
+}
+
+/* Walks the members of the object just entered: where the first
+ * occurrence of each keys[i] starts goes to offs[i]; sub(r, f, i) reads
+ * that value when it is an object (array for want_arr), skip does the
+ * rest. */
+static int members(struct lc_jsonr *r, struct found *f, const struct key *keys,
+                   int n, size_t *offs,
+                   int (*sub)(struct lc_jsonr *, struct found *, int)) {
+  int rc;
+  while ((rc = lc_jsonr_member(r)) == 1) {
+    int k = key_of(r, keys, n);
+    if (k >= 0 && offs[k] == NONE) {
+      enum lc_jsonr_type t = lc_jsonr_peek(r);
+      offs[k] = r->pos;
+      if (sub && (rc = sub(r, f, k)) != 1) {
+        if (rc < 0)
+          return rc;
+        continue; /* read by sub */
+      }
+      (void)t;
+    }
+    if (lc_jsonr_skip(r))
+      return r->err;
+  }
+  return rc;
+}
+
+static enum lc_jsonr_type type_at(struct found *f, size_t off) {
   if (off == NONE)
     return LC_JSONR_BAD;
-  lc_jsonr_seek(&d->pt, off);
-  return lc_jsonr_peek(&d->pt);
+  lc_jsonr_seek(&f->pt, off);
+  return lc_jsonr_peek(&f->pt);
 }
+
+/* 1 and *v for a number at off. */
+static int num_at(struct found *f, size_t off, double *v) {
+  return type_at(f, off) == LC_JSONR_NUMBER && !lc_jsonr_num(&f->pt, v);
+}
+
+/* lc_accum_long on the value at off. */
+static long long_at(struct found *f, size_t off, long dflt) {
+  double v;
+  if (!num_at(f, off, &v) || !(v >= -9e15 && v <= 9e15))
+    return dflt; /* not a number, NaN or absurd */
+  return (long)v;
+}
+
+/* ---- the walk ---- */
+
+static int sub_fn(struct lc_jsonr *r, struct found *f, int k) {
+  (void)r, (void)f, (void)k;
+  return 1;
+}
+
+static int sub_tc(struct lc_jsonr *r, struct found *f, int k) {
+  if (k != T_FUNCTION || lc_jsonr_peek(r) != LC_JSONR_OBJECT)
+    return 1;
+  if (lc_jsonr_obj(r))
+    return r->err;
+  return members(r, f, fn_keys, 2, &f->tc[f->ntc - 1][T_NAME], sub_fn);
+}
+
+static int tool_call_list(struct lc_jsonr *r, struct found *f) {
+  int rc;
+  if (lc_jsonr_arr(r))
+    return r->err;
+  while ((rc = lc_jsonr_item(r)) == 1) {
+    if (f->tc_bad || lc_jsonr_peek(r) != LC_JSONR_OBJECT) {
+      f->tc_bad = 1;
+      if (lc_jsonr_skip(r))
+        return r->err;
+      continue;
+    }
+    if (f->ntc == f->cap_tc) {
+      size_t cap = f->cap_tc ? 2 * f->cap_tc : 4;
+      void *p = lc_realloc(f->tc, cap * sizeof *f->tc);
+      if (!p)
+        return LC_ENOMEM;
+      f->tc = p;
+      f->cap_tc = cap;
+    }
+    size_t *t = f->tc[f->ntc++];
+    none(t, T_N);
+    if (lc_jsonr_obj(r) || (rc = members(r, f, tc_keys, 3, t, sub_tc)) < 0)
+      return r->err ? r->err : rc;
+  }
+  return rc;
+}
+
+static int sub_msg(struct lc_jsonr *r, struct found *f, int k) {
+  if (k != M_TOOL_CALLS || lc_jsonr_peek(r) != LC_JSONR_ARRAY)
+    return 1;
+  return tool_call_list(r, f);
+}
+
+static int sub_choice(struct lc_jsonr *r, struct found *f, int k) {
+  if (k != (f->whole ? C_MESSAGE : C_DELTA) ||
+      lc_jsonr_peek(r) != LC_JSONR_OBJECT)
+    return 1;
+  if (lc_jsonr_obj(r))
+    return r->err;
+  return members(r, f, msg_keys, M_N, f->m, sub_msg);
+}
+
+/* choices, an array (or an object: cJSON's iteration took its members
+ * too): finds the first element whose "index" is 0 or missing. */
+static int choice_list(struct lc_jsonr *r, struct found *f) {
+  int arr = lc_jsonr_peek(r) == LC_JSONR_ARRAY, rc;
+  if (arr ? lc_jsonr_arr(r) : lc_jsonr_obj(r))
+    return r->err;
+  while ((rc = arr ? lc_jsonr_item(r) : lc_jsonr_member(r)) == 1) {
+    enum lc_jsonr_type t = lc_jsonr_peek(r);
+    size_t at = r->pos;
+    if (f->choice != NONE || t != LC_JSONR_OBJECT) {
+      if (lc_jsonr_skip(r))
+        return r->err;
+      if (f->choice == NONE)
+        f->choice = at; /* not an object: index 0, nothing in it */
+      continue;
+    }
+    if (lc_jsonr_obj(r) || (rc = members(r, f, choice_keys, C_N, f->c,
+                                         sub_choice)) < 0)
+      return r->err ? r->err : rc;
+    if (long_at(f, f->c[C_INDEX], 0) == 0) {
+      f->choice = at;
+    } else { /* another choice (n > 1): forget what it held */
+      none(f->c, C_N);
+      none(f->m, M_N);
+      f->ntc = 0;
+      f->tc_bad = 0;
+    }
+  }
+  return rc;
+}
+
+static int sub_usage(struct lc_jsonr *r, struct found *f, int k) {
+  if ((k != U_PDETAILS && k != U_CDETAILS) ||
+      lc_jsonr_peek(r) != LC_JSONR_OBJECT)
+    return 1;
+  if (lc_jsonr_obj(r))
+    return r->err;
+  return k == U_PDETAILS
+             ? members(r, f, cached_key, 1, &f->u[U_CACHED], NULL)
+             : members(r, f, reasoning_key, 1, &f->u[U_REASONING], NULL);
+}
+
+static int sub_top(struct lc_jsonr *r, struct found *f, int k) {
+  enum lc_jsonr_type t = lc_jsonr_peek(r);
+  if (k == K_CHOICES && (t == LC_JSONR_ARRAY || t == LC_JSONR_OBJECT))
+    return choice_list(r, f);
+  if (k == K_USAGE && t == LC_JSONR_OBJECT) {
+    if (lc_jsonr_obj(r))
+      return r->err;
+    return members(r, f, usage_keys, 5, f->u, sub_usage);
+  }
+  return 1;
+}
+
+/* lc_jsonr_walk_fn over a completion or chunk. */
+static int walk(struct lc_jsonr *r, void *ud) {
+  return members(r, ud, top_keys, K_N, ((struct found *)ud)->top, sub_top);
+}
+
+/* ---- reading what the walk found ---- */
 
 /* The string at off, or NULL when absent or not a string. As cJSON's
  * valuestring was, it ends at a NUL (from \u0000). cstr: copied to the
  * arena and NUL-terminated; else it may point into the text. */
-static const char *str_at(struct rd *d, size_t off, size_t *len, int cstr) {
-  if (type_at(d, off) != LC_JSONR_STRING)
+static const char *str_at(struct found *f, size_t off, size_t *len, int cstr) {
+  if (type_at(f, off) != LC_JSONR_STRING)
     return NULL;
-  struct lc_buf *b = &d->arena;
+  struct lc_buf *b = &f->arena;
   /* Each string is read at most once, so all of them take at most n bytes
    * (decoded + NUL <= escaped + quotes); this one at most n - off + 1. */
-  size_t room = d->pt.n - off + 1;
-  if (!b->data && lc_buf_reserve(b, 2 * d->pt.n + 2))
+  size_t room = f->pt.n - off + 1;
+  if (!b->data && lc_buf_reserve(b, 2 * f->pt.n + 2))
     room = (size_t)-1;
   if (b->len + room > b->cap) { /* out of memory (never out of room) */
-    d->oom = 1;
+    f->oom = 1;
     return NULL;
   }
   const char *s;
   size_t n;
   char *mark = b->data + b->len;
-  if (lc_jsonr_str(&d->pt, b, &s, &n))
+  if (lc_jsonr_str(&f->pt, b, &s, &n))
     return NULL; /* checked already: cannot happen */
   if (s == mark) { /* decoded: may hold a NUL */
     n = strnlen(s, n);
@@ -250,72 +469,37 @@ static const char *str_at(struct rd *d, size_t off, size_t *len, int cstr) {
     b->len += n;
     s = mark;
   }
-  if (cstr) {
+  if (cstr)
     b->data[b->len++] = '\0';
-  }
   *len = n;
   return s;
 }
 
-static const char *cstr_at(struct rd *d, size_t off) {
+static const char *cstr_at(struct found *f, size_t off) {
   size_t n;
-  return str_at(d, off, &n, 1);
+  return str_at(f, off, &n, 1);
 }
 
-/* 1 and *v for a number at off. */
-static int num_at(struct rd *d, size_t off, double *v) {
-  return type_at(d, off) == LC_JSONR_NUMBER && !lc_jsonr_num(&d->pt, v);
-}
-
-/* 1 when off holds an object; its members keys[] indexed into offs. */
-static int obj_at(struct rd *d, size_t off, const char *const *keys, size_t n,
-                  size_t *offs) {
-  if (type_at(d, off) != LC_JSONR_OBJECT || lc_jsonr_obj(&d->pt) ||
-      lc_jsonr_index(&d->pt, keys, n, offs)) {
-    for (size_t i = 0; i < n; i++)
-      offs[i] = NONE;
-    return 0;
-  }
-  return 1;
-}
-
-/* lc_accum_long on the value at off. */
-static long long_at(struct rd *d, size_t off, long dflt) {
-  double v;
-  if (!num_at(d, off, &v) || !(v >= -9e15 && v <= 9e15))
-    return dflt; /* not a number, NaN or absurd */
-  return (long)v;
-}
-
-/* lc_accum_long: member key of the object at off. */
-static long long_in(struct rd *d, size_t off, const char *key, long dflt) {
-  size_t at;
-  return obj_at(d, off, &key, 1, &at) ? long_at(d, at, dflt) : dflt;
-}
-
-static void usage(struct lc_llm_accum *a, struct rd *d, size_t off) {
-  static const char *const keys[] = {"prompt_tokens", "completion_tokens",
-                                     "prompt_tokens_details",
-                                     "completion_tokens_details", "cost"};
-  size_t o[5];
-  if (!obj_at(d, off, keys, 5, o))
+static void usage(struct lc_llm_accum *a, struct found *f) {
+  if (type_at(f, f->top[K_USAGE]) != LC_JSONR_OBJECT)
     return;
-  a->usage.input = long_at(d, o[0], a->usage.input);
-  a->usage.output = long_at(d, o[1], a->usage.output);
-  a->usage.cached = long_in(d, o[2], "cached_tokens", a->usage.cached);
-  a->usage.reasoning = long_in(d, o[3], "reasoning_tokens", a->usage.reasoning);
+  const size_t *u = f->u;
+  a->usage.input = long_at(f, u[U_PROMPT], a->usage.input);
+  a->usage.output = long_at(f, u[U_COMPLETION], a->usage.output);
+  a->usage.cached = long_at(f, u[U_CACHED], a->usage.cached);
+  a->usage.reasoning = long_at(f, u[U_REASONING], a->usage.reasoning);
   double cost;
-  if (num_at(d, o[4], &cost)) {
+  if (num_at(f, u[U_COST], &cost)) {
     a->usage.cost = cost;
     a->usage.has_cost = 1;
   }
 }
 
 /* Which accumulator slot a tool_calls[] entry belongs to. */
-static int call_key(struct lc_llm_accum *a, struct rd *d, size_t ix_off,
+static int call_key(struct lc_llm_accum *a, struct found *f, size_t ix_off,
                     const char *id) {
   double ix;
-  if (num_at(d, ix_off, &ix) && ix >= 0 && ix < 1e6) {
+  if (num_at(f, ix_off, &ix) && ix >= 0 && ix < 1e6) {
     int key = (int)ix;
     struct lc_accum_call *c = lc_accum_call_by_key(a, key);
     /* A server that gives every call index 0 but a new id. */
@@ -336,12 +520,12 @@ static int call_key(struct lc_llm_accum *a, struct rd *d, size_t ix_off,
 
 /* Arguments given as a JSON value instead of text: printed as cJSON
  * prints it (rare, so the value is parsed into a tree here). */
-static int args_value(struct lc_llm_accum *a, struct rd *d, int key,
+static int args_value(struct lc_llm_accum *a, struct found *f, int key,
                       size_t off) {
-  lc_jsonr_seek(&d->pt, off);
-  lc_jsonr_skip(&d->pt);
+  lc_jsonr_seek(&f->pt, off);
+  lc_jsonr_skip(&f->pt);
   char err[96];
-  cJSON *v = lc_json_parse(d->pt.s + off, d->pt.pos - off, err, sizeof err);
+  cJSON *v = lc_json_parse(f->pt.s + off, f->pt.pos - off, err, sizeof err);
   char *s = v ? lc_accum_print(v) : NULL;
   cJSON_Delete(v);
   int rc = s ? lc_accum_tool_args(a, key, s, strlen(s)) : LC_ENOMEM;
@@ -349,109 +533,64 @@ static int args_value(struct lc_llm_accum *a, struct rd *d, int key,
   return rc;
 }
 
-static int tool_calls(struct lc_llm_accum *a, struct rd *d, size_t off,
-                      int whole) {
-  static const char *const tc_keys[] = {"id", "function", "index"};
-  static const char *const fn_keys[] = {"name", "arguments"};
-  struct lc_jsonr *it = &d->it;
-  lc_jsonr_seek(it, off);
-  lc_jsonr_arr(it);
-  int i = 0;
-  while (lc_jsonr_item(it) == 1) {
-    size_t t[3], f[2];
-    if (lc_jsonr_peek(it) != LC_JSONR_OBJECT)
-      return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
-                           "tool call is not an object");
-    lc_jsonr_obj(it);
-    lc_jsonr_index(it, tc_keys, 3, t);
-    const char *id = cstr_at(d, t[0]);
-    obj_at(d, t[1], fn_keys, 2, f);
-    const char *name = cstr_at(d, f[0]);
+static int tool_calls(struct lc_llm_accum *a, struct found *f, int whole) {
+  for (size_t i = 0; i < f->ntc; i++) {
+    const size_t *t = f->tc[i];
+    const char *id = cstr_at(f, t[T_ID]);
+    /* name and arguments were found only in a "function" object */
+    const char *name = cstr_at(f, t[T_NAME]);
     /* A whole message lists each call once: its position is its key. */
-    int key = whole ? i : call_key(a, d, t[2], id);
-    i++;
+    int key = whole ? (int)i : call_key(a, f, t[T_INDEX], id);
     if (lc_accum_tool_start(a, key, id, name))
       return LC_EINVAL;
-    enum lc_jsonr_type at_args = type_at(d, f[1]);
-    if (at_args == LC_JSONR_STRING) {
-      size_t n;
-      const char *s = cstr_at(d, f[1]);
-      n = s ? strlen(s) : 0;
-      if (s && lc_accum_tool_args(a, key, s, n))
+    enum lc_jsonr_type ty = type_at(f, t[T_ARGS]);
+    if (ty == LC_JSONR_STRING) {
+      const char *s = cstr_at(f, t[T_ARGS]);
+      if (s && lc_accum_tool_args(a, key, s, strlen(s)))
         return LC_EINVAL;
-    } else if (at_args != LC_JSONR_BAD && at_args != LC_JSONR_NULL) {
-      if (args_value(a, d, key, f[1])) /* an object instead of text */
+    } else if (ty != LC_JSONR_BAD && ty != LC_JSONR_NULL) {
+      if (args_value(a, f, key, t[T_ARGS])) /* an object instead of text */
         return LC_EINVAL;
     }
   }
+  if (f->tc_bad)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
+                         "tool call is not an object");
   return 0;
 }
 
-/* One choice's message (whole) or delta (stream), an object at off. */
-static int choice_part(struct lc_llm_accum *a, struct rd *d, size_t off,
-                       int whole) {
-  static const char *const keys[] = {"reasoning_content", "reasoning",
-                                     "content", "tool_calls"};
-  size_t o[4], n;
+/* One choice's message (whole) or delta (stream). */
+static int choice_part(struct lc_llm_accum *a, struct found *f, int whole) {
+  const size_t *m = f->m;
+  size_t n;
   const char *s;
-  obj_at(d, off, keys, 4, o);
-  if ((s = str_at(d, o[0], &n, 0)) || (s = str_at(d, o[1], &n, 0)))
+  if ((s = str_at(f, m[M_REASONING_CONTENT], &n, 0)) ||
+      (s = str_at(f, m[M_REASONING], &n, 0)))
     if (lc_accum_reasoning(a, s, n))
       return LC_EINVAL;
-  if ((s = str_at(d, o[2], &n, 0)) && lc_accum_text(a, s, n))
+  if ((s = str_at(f, m[M_CONTENT], &n, 0)) && lc_accum_text(a, s, n))
     return LC_EINVAL;
-  if (type_at(d, o[3]) == LC_JSONR_ARRAY && tool_calls(a, d, o[3], whole))
+  if (type_at(f, m[M_TOOL_CALLS]) == LC_JSONR_ARRAY &&
+      tool_calls(a, f, whole))
     return LC_EINVAL;
   return a->err ? LC_EINVAL : 0;
 }
 
 /* An "error" member that is not null (some servers send "error": null). */
-static int has_error(struct rd *d, const size_t *top) {
-  enum lc_jsonr_type t = type_at(d, top[K_ERROR]);
+static int has_error(struct found *f) {
+  enum lc_jsonr_type t = type_at(f, f->top[K_ERROR]);
   return t != LC_JSONR_BAD && t != LC_JSONR_NULL;
 }
 
-/* Members of a choice, found while looking for it. */
-enum { C_INDEX, C_MESSAGE, C_DELTA, C_FINISH, C_N };
-
-/* The first element of choices (members too, when it is an object, as
- * cJSON's iteration went) whose "index" is 0 or missing: n > 1 keeps the
- * first. Its members go to c (all NONE when it is not an object). */
-static size_t first_choice(struct rd *d, size_t off, size_t *c) {
-  static const char *const keys[C_N] = {"index", "message", "delta",
-                                        "finish_reason"};
-  struct lc_jsonr *it = &d->it;
-  enum lc_jsonr_type t = type_at(d, off);
-  if (t != LC_JSONR_ARRAY && t != LC_JSONR_OBJECT)
-    return NONE;
-  lc_jsonr_seek(it, off);
-  t == LC_JSONR_ARRAY ? lc_jsonr_arr(it) : lc_jsonr_obj(it);
-  while ((t == LC_JSONR_ARRAY ? lc_jsonr_item(it) : lc_jsonr_member(it)) ==
-         1) {
-    size_t at = (lc_jsonr_peek(it), it->pos);
-    if (lc_jsonr_peek(it) == LC_JSONR_OBJECT) {
-      lc_jsonr_obj(it);
-      lc_jsonr_index(it, keys, C_N, c);
-    } else {
-      lc_jsonr_skip(it);
-      for (size_t i = 0; i < C_N; i++)
-        c[i] = NONE;
-    }
-    if (long_at(d, c[C_INDEX], 0) == 0)
-      return at;
-  }
-  return NONE;
-}
-
-static void meta(struct lc_llm_accum *a, struct rd *d, const size_t *top) {
+static void meta(struct lc_llm_accum *a, struct found *f) {
   if (!a->id)
-    lc_accum_set_once(&a->id, cstr_at(d, top[K_ID]));
+    lc_accum_set_once(&a->id, cstr_at(f, f->top[K_ID]));
   if (!a->model)
-    lc_accum_set_once(&a->model, cstr_at(d, top[K_MODEL]));
+    lc_accum_set_once(&a->model, cstr_at(f, f->top[K_MODEL]));
 }
 
-static void finish(struct lc_llm_accum *a, struct rd *d, size_t off) {
-  const char *fr = cstr_at(d, off);
+static void finish(struct lc_llm_accum *a, struct found *f) {
+  const char *fr = cstr_at(f, f->c[C_FINISH]);
   if (fr)
     lc_accum_finish(a, lc_accum_map_finish(fr), fr);
 }
@@ -476,37 +615,35 @@ static int fail_error(struct lc_llm_accum *a, const char *s, size_t n) {
 }
 
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {
-  size_t top[K_N];
-  if (lc_accum_index_body(body, len, "chat completion", top_keys, K_N, top,
-                          out))
+  struct found f;
+  found_init(&f, body, len, 1);
+  if (lc_accum_walk_body(body, len, "chat completion", walk, &f, out)) {
+    found_free(&f);
     return LC_EINVAL;
+  }
   struct lc_llm_accum a;
   lc_accum_init(&a);
-  struct rd d;
-  rd_init(&d, body, len);
-  size_t c[C_N];
-  size_t choice = first_choice(&d, top[K_CHOICES], c);
-  if (has_error(&d, top)) {
+  if (has_error(&f)) {
     fail_error(&a, body, len);
-  } else if (type_at(&d, top[K_CHOICES]) != LC_JSONR_ARRAY) {
+  } else if (type_at(&f, f.top[K_CHOICES]) != LC_JSONR_ARRAY) {
     lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
                   "malformed chat completion: no choices array");
-  } else if (choice == NONE) {
+  } else if (f.choice == NONE) {
     lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
                   "malformed chat completion: no choice");
   } else {
-    meta(&a, &d, top);
-    if (type_at(&d, c[C_MESSAGE]) != LC_JSONR_OBJECT)
+    meta(&a, &f);
+    if (type_at(&f, f.c[C_MESSAGE]) != LC_JSONR_OBJECT)
       lc_accum_fail(&a, LC_LLM_EBADRESP, NULL,
                     "malformed chat completion: choice has no message");
     else
-      choice_part(&a, &d, c[C_MESSAGE], 1);
-    finish(&a, &d, c[C_FINISH]);
-    usage(&a, &d, top[K_USAGE]);
+      choice_part(&a, &f, 1);
+    finish(&a, &f);
+    usage(&a, &f);
   }
-  if (d.oom)
+  if (f.oom)
     lc_accum_fail(&a, LC_LLM_EBADRESP, NULL, "out of memory");
-  lc_buf_free(&d.arena);
+  found_free(&f);
   int rc = lc_accum_build(&a, out);
   lc_accum_free(&a);
   return rc;
@@ -530,38 +667,37 @@ static int on_event(void *ud, const struct lc_sse_event *ev) {
     return 0;
   }
   char err[128];
-  size_t top[K_N];
   int is_obj;
   int is_err_event = ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0;
-  if (lc_jsonr_check_index(ev->data, ev->data_len, top_keys, K_N, top, &is_obj,
-                           err, sizeof err)) {
+  struct found f;
+  found_init(&f, ev->data, ev->data_len, 0);
+  if (lc_jsonr_walk(ev->data, ev->data_len, walk, &f, &is_obj, err,
+                    sizeof err)) {
+    found_free(&f);
     if (is_err_event)
       return lc_accum_fail(a, LC_LLM_ESERVER, NULL,
                            "error event in stream: %.200s", ev->data);
     return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "malformed stream chunk: %s",
                          err);
   }
-  struct rd d;
-  rd_init(&d, ev->data, ev->data_len);
   int rc = 0;
-  if (is_err_event || (is_obj && has_error(&d, top))) {
+  if (is_err_event || (is_obj && has_error(&f))) {
     rc = fail_error(a, ev->data, ev->data_len);
   } else if (!is_obj) {
     rc = lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
                        "stream chunk is not an object");
   } else {
-    size_t c[C_N];
-    meta(a, &d, top);
-    if (first_choice(&d, top[K_CHOICES], c) != NONE) {
-      if (type_at(&d, c[C_DELTA]) == LC_JSONR_OBJECT)
-        rc = choice_part(a, &d, c[C_DELTA], 0);
-      finish(a, &d, c[C_FINISH]);
+    meta(a, &f);
+    if (f.choice != NONE) {
+      if (type_at(&f, f.c[C_DELTA]) == LC_JSONR_OBJECT)
+        rc = choice_part(a, &f, 0);
+      finish(a, &f);
     }
-    usage(a, &d, top[K_USAGE]);
+    usage(a, &f);
   }
-  if (d.oom)
+  if (f.oom)
     rc = lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
-  lc_buf_free(&d.arena);
+  found_free(&f);
   return rc;
 }
 
