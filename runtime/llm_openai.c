@@ -278,9 +278,8 @@ static int key_of(const struct lc_jsonr *r, const struct key *keys, int n) {
 }
 
 /* Walks the members of the object just entered: where the first
- * occurrence of each keys[i] starts goes to offs[i]; sub(r, f, i) reads
- * that value when it is an object (array for want_arr), skip does the
- * rest. */
+ * occurrence of each keys[i] starts goes to offs[i]. sub(r, f, i) may read
+ * that value (returns 0) or leave it (1) to be skipped, like the rest. */
 static int members(struct lc_jsonr *r, struct found *f, const struct key *keys,
                    int n, size_t *offs,
                    int (*sub)(struct lc_jsonr *, struct found *, int)) {
@@ -288,14 +287,13 @@ static int members(struct lc_jsonr *r, struct found *f, const struct key *keys,
   while ((rc = lc_jsonr_member(r)) == 1) {
     int k = key_of(r, keys, n);
     if (k >= 0 && offs[k] == NONE) {
-      enum lc_jsonr_type t = lc_jsonr_peek(r);
+      lc_jsonr_peek(r); /* past the whitespace */
       offs[k] = r->pos;
       if (sub && (rc = sub(r, f, k)) != 1) {
         if (rc < 0)
           return rc;
         continue; /* read by sub */
       }
-      (void)t;
     }
     if (lc_jsonr_skip(r))
       return r->err;
