@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "conv.h"
+#include "jsonr.h"
 #include "jsonw.h"
 #include "lc.h"
 #include "utf8.h"
@@ -606,6 +607,23 @@ void lc_accum_classify(int status, const char *body, size_t len,
   cJSON_Delete(root);
 }
 
+/* out->err = EBADRESP, "malformed <what>: <why>[: <excerpt>]". */
+static void body_fail(const char *body, size_t len, size_t w, const char *what,
+                      const char *why, struct lc_llm_response *out) {
+  out->err = LC_LLM_EBADRESP;
+  lc_free(out->err_message);
+  char *ex = w < len ? lc_accum_excerpt(body, len, 120) : NULL;
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  lc_buf_printf(&b, "malformed %s: %s", what, why);
+  if (ex && *ex) {
+    lc_buf_puts(&b, ": ");
+    lc_buf_puts(&b, ex);
+  }
+  lc_free(ex);
+  out->err_message = lc_buf_steal(&b, NULL);
+}
+
 cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
                            struct lc_llm_response *out) {
   char err[96];
@@ -628,19 +646,28 @@ cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
   }
   if (root)
     return root;
-  out->err = LC_LLM_EBADRESP;
-  lc_free(out->err_message);
-  char *ex = w < len ? lc_accum_excerpt(body, len, 120) : NULL;
-  struct lc_buf b;
-  lc_buf_init(&b, 0);
-  lc_buf_printf(&b, "malformed %s: %s", what, why);
-  if (ex && *ex) {
-    lc_buf_puts(&b, ": ");
-    lc_buf_puts(&b, ex);
-  }
-  lc_free(ex);
-  out->err_message = lc_buf_steal(&b, NULL);
+  body_fail(body, len, w, what, why, out);
   return NULL;
+}
+
+int lc_accum_walk_body(const char *body, size_t len, const char *what,
+                       lc_jsonr_walk_fn walk, void *ud,
+                       struct lc_llm_response *out) {
+  char err[128] = "";
+  size_t w = skip_ws(body, len);
+  const char *why = err;
+  int is_obj = 0;
+  if (w == len)
+    why = "empty body";
+  else if (body[w] == '<')
+    why = "an HTML page";
+  else if (!lc_jsonr_walk(body, len, walk, ud, &is_obj, err, sizeof err) &&
+           is_obj)
+    return 0;
+  else if (!is_obj && !err[0])
+    why = "JSON is not an object";
+  body_fail(body, len, w, what, why, out);
+  return LC_EINVAL;
 }
 
 /* ---- request building ---- */

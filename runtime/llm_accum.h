@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "jsonr.h"
 #include "llm.h"
 #include "ndjson.h"
 #include "sse.h"
@@ -111,6 +112,11 @@ enum lc_llm_err lc_accum_kind(int status, const char *type, const char *code,
  * ("not JSON: an HTML page ...") on failure. */
 cJSON *lc_accum_parse_body(const char *body, size_t len, const char *what,
                            struct lc_llm_response *out);
+/* The same check and messages without a tree: 0 when body is one JSON
+ * object, whose members walk has read (jsonr.h). */
+int lc_accum_walk_body(const char *body, size_t len, const char *what,
+                       lc_jsonr_walk_fn walk, void *ud,
+                       struct lc_llm_response *out);
 /* Short, printable, valid-UTF-8 excerpt of a non-JSON body (tags stripped
  * from HTML, whitespace collapsed). Heap (lc_free). */
 char *lc_accum_excerpt(const char *body, size_t len, size_t max);

@@ -260,6 +260,99 @@ START_TEST(ollama_error_line) {
 }
 END_TEST
 
+/* OpenAI whole bodies read by the pull reader: wrong types, escapes, first
+ * occurrence of a duplicate key, n > 1, strictness; the answers the cJSON
+ * version gave. */
+static void oa(const char *body, int want_rc, const char *want) {
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  int rc = lc_llm_openai.parse(body, strlen(body), &r);
+  ck_assert_msg(rc == want_rc, "%s: rc %d (%s)", body, rc, r.err_message);
+  if (rc) {
+    /* an in-band error object keeps its own kind */
+    ck_assert_int_eq(r.err, strstr(body, "\"error\"") ? LC_LLM_ESERVER
+                                                      : LC_LLM_EBADRESP);
+    ck_assert_msg(strstr(r.err_message, want) != NULL, "%s: %s", body,
+                  r.err_message);
+  } else if (want) {
+    ck_assert_msg(r.text && strcmp(r.text, want) == 0, "%s: text %s", body,
+                  r.text);
+  } else {
+    ck_assert_ptr_null(r.text);
+  }
+  lc_llm_response_free(&r);
+}
+
+START_TEST(openai_body_edges) {
+  oa("{\"choices\":{}}", LC_EINVAL, "no choices array");
+  oa("{\"choices\":\"x\"}", LC_EINVAL, "no choices array");
+  oa("{\"choices\":[]}", LC_EINVAL, "no choice");
+  oa("{\"choices\":[{\"index\":1}]}", LC_EINVAL, "no choice");
+  oa("{\"choices\":[{\"message\":\"x\"}]}", LC_EINVAL, "choice has no message");
+  oa("{\"choices\":[7]}", LC_EINVAL, "choice has no message");
+  oa("{\"choices\":[{\"message\":{\"tool_calls\":[{\"function\":{\"name\":"
+     "\"f\"}},1]}}]}",
+     LC_EINVAL, "tool call is not an object");
+  oa("{\"choices\":[{\"message\":{\"tool_calls\":[{\"function\":{}}]}}]}",
+     LC_EINVAL, "tool call 0 has no name");
+  oa("{\"choices\":[{\"message\":{\"content\":5}}]}", 0, NULL);
+  oa("{\"choices\":[{\"message\":{\"content\":\"a\"}}]} x", LC_EINVAL,
+     "trailing data after JSON at byte 42");
+  oa("{\"choices\":[{\"message\":{\"content\":\"a\"}}]}\n", 0, "a");
+  oa("{\"choices\":[{\"message\":{\"content\":\"a\\ud800\"}}]}", LC_EINVAL,
+     "invalid JSON");
+  oa("{\"choices\":[{\"message\":{\"content\":\"a\\x\"}}]}", LC_EINVAL,
+     "invalid JSON");
+  oa("{\"choices\":[{\"message\":{\"content\":\"a\"}}],}", LC_EINVAL,
+     "invalid JSON");
+  oa("{\"choices\":[{\"message\":{\"content\":\"a\"}}]", LC_EINVAL,
+     "invalid JSON");
+  /* Stricter than cJSON was: it took "1." (and "01", raw control
+   * characters in strings, bad \u hex digits); RFC 8259 does not. */
+  oa("{\"choices\":[{\"message\":{\"content\":1.}}]}", LC_EINVAL,
+     "invalid JSON");
+  oa("\"text\"", LC_EINVAL, "JSON is not an object");
+  oa("null", LC_EINVAL, "JSON is not an object");
+  oa("{\"error\":{\"message\":\"boom\"},\"choices\":[]}", LC_EINVAL, "boom");
+  oa("{\"error\":null,\"choices\":[{\"message\":{\"content\":\"a\"}}]}", 0,
+     "a");
+  /* escapes; the first of two "content"; index 0 wherever it stands */
+  oa("{\"choices\":[{\"index\":1,\"message\":{\"content\":\"b\"}},"
+     "{\"message\":{\"content\":\"\\u00e9\\ud83d\\ude00\\n\\/\","
+     "\"content\":\"no\"},\"index\":0}]}",
+     0, "\xC3\xA9\xF0\x9F\x98\x80\n/");
+  oa("{\"choices\":[{\"message\":{\"con\\u0074ent\":\"k\"}}]}", 0, "k");
+
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  const char *b =
+      "{\"id\":\"i1\",\"id\":\"i2\",\"model\":\"m\\\"1\",\"choices\":[{"
+      "\"finish_reason\":\"tool_calls\",\"message\":{\"reasoning\":\"r2\","
+      "\"reasoning_content\":\"r1\",\"tool_calls\":[{\"id\":\"c1\","
+      "\"function\":{\"name\":\"f\",\"arguments\":{\"a\": [1, 2]}}},"
+      "{\"function\":{\"name\":\"g\",\"arguments\":\"{\\\"x\\\":\\\"\\\\n\\\"}\"}}"
+      "]}}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4.0,"
+      "\"prompt_tokens_details\":{\"cached_tokens\":2},\"cost\":0.5}}";
+  ck_assert_int_eq(lc_llm_openai.parse(b, strlen(b), &r), 0);
+  ck_assert_str_eq(r.id, "i1");
+  ck_assert_str_eq(r.model, "m\"1");
+  ck_assert_str_eq(r.reasoning, "r1");
+  ck_assert_int_eq(r.n_tool_calls, 2);
+  ck_assert_str_eq(r.tool_calls[0].id, "c1");
+  ck_assert_str_eq(r.tool_calls[0].args_json, "{\"a\":[1,2]}");
+  ck_assert_str_eq(r.tool_calls[1].id, "call_1");
+  ck_assert_str_eq(r.tool_calls[1].args_json, "{\"x\":\"\\n\"}");
+  ck_assert_ptr_nonnull(r.tool_calls[1].args);
+  ck_assert_int_eq(r.finish, LC_FINISH_TOOL_CALLS);
+  ck_assert_int_eq(r.usage.input, 3);
+  ck_assert_int_eq(r.usage.output, 4);
+  ck_assert_int_eq(r.usage.cached, 2);
+  ck_assert_int_eq(r.usage.has_cost, 1);
+  lc_llm_response_free(&r);
+  ck_assert_int_eq(lc_alloc_live(), 0);
+}
+END_TEST
+
 START_TEST(malformed_bodies) {
   const struct lc_llm_adapter *ads[] = {&lc_llm_openai, &lc_llm_anthropic,
                                         &lc_llm_ollama};
@@ -477,6 +570,7 @@ Suite *llm_suite(void) {
   tcase_add_test(tc, anthropic_thinking_stream);
   tcase_add_test(tc, ollama_error_line);
   tcase_add_test(tc, malformed_bodies);
+  tcase_add_test(tc, openai_body_edges);
   tcase_add_test(tc, error_bodies);
   tcase_add_test(tc, openai_calls_without_index);
   tcase_add_test(tc, think_splitter);
