@@ -262,9 +262,11 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errmsg);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-  /* libcurl's default 16 KiB receive buffer per handle is most of what a
-   * waiting agent costs; LLM answers arrive in far smaller reads. */
-  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+  /* libcurl's default 16 KiB receive buffer is allocated per transfer and
+   * held while the agent waits: at 10,000 waiting agents 4 KiB cost 28 MB
+   * more than 1 KiB. 1 KiB is libcurl's minimum; a bigger answer takes a
+   * few more reads (a microsecond each) while a model takes seconds. */
+  curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 1024L);
   if (!req->no_compress) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,

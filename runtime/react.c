@@ -955,9 +955,14 @@ static void handle_reply(struct lc_react *r) {
     resp->text = NULL;
     resp->tool_calls = NULL;
     resp->n_tool_calls = 0;
-    for (size_t i = 0; !rc && i < m.n_tool_calls; i++)
+    /* The history needs the text only (adapters that want an object
+     * parse it): the parsed trees would wait with the agent. */
+    for (size_t i = 0; !rc && i < m.n_tool_calls; i++) {
+      cJSON_Delete(m.tool_calls[i].args);
+      m.tool_calls[i].args = NULL;
       if (!m.tool_calls[i].args_json && !(m.tool_calls[i].args_json = lc_strdup("{}")))
         rc = LC_ENOMEM;
+    }
     if (!rc) rc = conv_push(r, &m);
     else msg_clear(&m);
   }
