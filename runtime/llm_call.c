@@ -36,7 +36,9 @@ struct lc_llm_call {
   int attempts;
   long deltas; /* delivered in the current attempt */
   int finished;
-  struct lc_effect_op eff; /* journal state when opts.effect.j is set */
+  /* Journal state, allocated when opts.effect.j is set: 672 bytes that
+   * every waiting agent would otherwise carry for nothing. */
+  struct lc_effect_op *eff;
   int journaled;        /* a result line is owed (record mode) */
   cJSON *rec_deltas;    /* deltas of the current attempt, for the journal */
   struct lc_journal_deferred replay; /* replay: released in recorded order */
@@ -98,7 +100,7 @@ static void finish(struct lc_llm_call *c) {
   if (c->journaled) {
     /* Before the result reaches the caller (and so Lua). */
     c->journaled = 0;
-    lc_effect_llm_end(&c->eff, c->resp, c->rec_deltas);
+    lc_effect_llm_end(c->eff, c->resp, c->rec_deltas);
     c->rec_deltas = NULL;
   }
   c->done(c, c->ud);
@@ -108,7 +110,7 @@ static void finish(struct lc_llm_call *c) {
  * scheduler when every task waits (lc_journal_idle), in recorded order. */
 static void on_replayed(struct lc_journal_deferred *d) {
   struct lc_llm_call *c = (struct lc_llm_call *)((char *)d - offsetof(struct lc_llm_call, replay));
-  if (c->on_delta) lc_effect_llm_each_delta(&c->eff, c->on_delta, c->delta_ud);
+  if (c->on_delta) lc_effect_llm_each_delta(c->eff, c->on_delta, c->delta_ud);
   c->finished = 1;
   c->done(c, c->ud);
 }
@@ -311,13 +313,14 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
 
   char err[512] = "";
   if (c->opts.effect.j) {
-    int erc = lc_effect_llm_begin(&c->opts.effect, req, &c->eff);
+    if (!(c->eff = lc_calloc(1, sizeof *c->eff))) goto nomem;
+    int erc = lc_effect_llm_begin(&c->opts.effect, req, c->eff);
     if (erc == LC_EFFECT_REPLAYED) {
-      erc = lc_effect_llm_replay(&c->eff, resp);
+      erc = lc_effect_llm_replay(c->eff, resp);
       if (erc == LC_ENOMEM) goto nomem;
       if (erc == 0) {
         c->replay.fire = on_replayed;
-        lc_journal_defer(c->opts.effect.j, &c->eff, &c->replay);
+        lc_journal_defer(c->opts.effect.j, c->eff, &c->replay);
         *out = c;
         return 0;
       }
@@ -329,7 +332,7 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
       *out = c;
       return 0;
     }
-    c->journaled = c->eff.recording;
+    c->journaled = c->eff->recording;
   }
   const char *base0 = req->base_url, *key0 = req->api_key;
   int rc = c->ad ? lc_llm_resolve_endpoint(req, err, sizeof err) : LC_EINVAL;
@@ -403,7 +406,7 @@ struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c) {
 
 void lc_llm_call_free(struct lc_llm_call *c) {
   if (!c) return;
-  if (c->journaled) lc_effect_cancel(&c->eff, "cancelled");
+  if (c->journaled) lc_effect_cancel(c->eff, "cancelled");
   if (c->replay.queued) lc_journal_undefer(c->opts.effect.j, &c->replay);
   cJSON_Delete(c->rec_deltas);
   if (c->loop) lc_timer_stop(c->loop, &c->timer);
@@ -420,5 +423,6 @@ void lc_llm_call_free(struct lc_llm_call *c) {
   }
   lc_free(c->own_base_url);
   lc_free(c->own_api_key);
+  lc_free(c->eff);
   lc_free(c);
 }
