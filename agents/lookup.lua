@@ -18,14 +18,28 @@ local function prompt(steps)
   return string.format("Look up key-1 through key-%d with the lookup tool, one call each, then report all values.", steps)
 end
 
--- The engine: luact.react in native tool-calling mode.
+-- The engine: luact.react in native tool-calling mode. The options are
+-- built once per endpoint and shared by every run, as LangGraph's
+-- createReactAgent is built once and invoked per task (the engine only
+-- reads them).
+local configs = {}
+local function config(o)
+  local key = table.concat({ o.base_url, o.steps, tostring(o.stream) }, "\0")
+  local c = configs[key]
+  if not c then
+    c = {
+      model = "openai:mock-gpt", base_url = o.base_url, api_key = "x",
+      tools = { lookup }, mode = "native", instructions = SYSTEM_PROMPT, question = prompt(o.steps),
+      limits = { steps = o.steps + 5 }, retries = 0, timeout = 60, stream = o.stream or nil,
+      verbose = false,
+    }
+    configs[key] = c
+  end
+  return c
+end
+
 local function run_react(o)
-  local r = luact.react{
-    model = "openai:mock-gpt", base_url = o.base_url, api_key = "x",
-    tools = { lookup }, mode = "native", instructions = SYSTEM_PROMPT, question = prompt(o.steps),
-    limits = { steps = o.steps + 5 }, retries = 0, timeout = 60, stream = o.stream or nil,
-    verbose = false,
-  }
+  local r = luact.react(config(o))
   if r.status ~= "finished" then return nil, r.status .. ": " .. tostring(r.reason) end
   return r.answer
 end
