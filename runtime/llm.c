@@ -188,6 +188,18 @@ void lc_llm_msg_free(struct lc_llm_msg *m) {
   memset(m, 0, sizeof *m);
 }
 
+void lc_llm_request_copy_settings(struct lc_llm_request *dst,
+                                  const struct lc_llm_request *src) {
+  dst->provider = src->provider;
+  dst->set = src->set;
+  dst->temperature = src->temperature;
+  dst->top_p = src->top_p;
+  dst->top_k = src->top_k;
+  dst->max_tokens = src->max_tokens;
+  dst->seed = src->seed;
+  dst->stream = src->stream;
+}
+
 void lc_llm_request_free(struct lc_llm_request *r) {
   if (!r)
     return;

@@ -261,6 +261,10 @@ enum lc_llm_err lc_llm_err_from_status(int status);
  * Returns < 0 when the header is another one or its value is unusable. */
 double lc_llm_retry_after_s(const char *name, const char *value, double now_s);
 
+/* Copies provider, sampling fields (set, temperature, top_p, top_k,
+ * max_tokens, seed) and stream from src; nothing owned. */
+void lc_llm_request_copy_settings(struct lc_llm_request *dst,
+                                  const struct lc_llm_request *src);
 void lc_llm_request_free(struct lc_llm_request *r);
 /* Frees what a message owns (its wire cache too) and zeroes it. */
 void lc_llm_msg_free(struct lc_llm_msg *m);

@@ -673,14 +673,7 @@ static struct lc_llm_request *req_from_base(const struct lc_pal *p) {
   const struct lc_llm_request *b = p->base;
   struct lc_llm_request *q = lc_calloc(1, sizeof *q);
   if (!q) return NULL;
-  q->provider = b->provider;
-  q->set = b->set;
-  q->temperature = b->temperature;
-  q->top_p = b->top_p;
-  q->top_k = b->top_k;
-  q->max_tokens = b->max_tokens;
-  q->seed = b->seed;
-  q->stream = b->stream;
+  lc_llm_request_copy_settings(q, b);
   q->model = dup0(b->model);
   q->base_url = dup0(b->base_url);
   q->api_key = dup0(b->api_key);

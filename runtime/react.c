@@ -486,14 +486,7 @@ static void req_drop_tools(struct lc_llm_request *q) {
  * (text, constrained) the reply schema. Returns 0 or LC_ENOMEM. */
 static int req_init(struct lc_react *r) {
   struct lc_llm_request *b = r->base, *q = &r->req;
-  q->provider = b->provider;
-  q->set = b->set;
-  q->temperature = b->temperature;
-  q->top_p = b->top_p;
-  q->top_k = b->top_k;
-  q->max_tokens = b->max_tokens;
-  q->seed = b->seed;
-  q->stream = b->stream;
+  lc_llm_request_copy_settings(q, b);
   q->model = b->model;
   q->base_url = b->base_url;
   q->api_key = b->api_key;
