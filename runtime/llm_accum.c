@@ -860,8 +860,8 @@ void lc_accum_write_sampling(struct lc_jsonw *w, const struct lc_llm_request *re
   }
 }
 
-void lc_accum_w_function_tool(struct lc_jsonw *w, const struct lc_llm_tool *t,
-                              int with_strict) {
+static void w_function_tool(struct lc_jsonw *w, const struct lc_llm_tool *t,
+                            int with_strict) {
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "type");
   lc_jsonw_cstr(w, "function");
@@ -881,4 +881,37 @@ void lc_accum_w_function_tool(struct lc_jsonw *w, const struct lc_llm_tool *t,
   }
   lc_jsonw_obj_end(w);
   lc_jsonw_obj_end(w);
+}
+
+void lc_accum_w_function_tools(struct lc_jsonw *w, const struct lc_llm_request *req,
+                               enum lc_llm_provider p, int with_strict) {
+  if (lc_llm_wire_put(w, &req->tools_wire, p))
+    return;
+  size_t at = lc_jsonw_value_at(w);
+  lc_jsonw_arr(w);
+  for (size_t i = 0; i < req->n_tools; i++)
+    w_function_tool(w, &req->tools[i], with_strict);
+  lc_jsonw_arr_end(w);
+  /* The cast is the cache's one write (llm.h). */
+  if (req->cache_wire)
+    lc_llm_wire_keep(&((struct lc_llm_request *)req)->tools_wire, p, w, at);
+}
+
+int lc_accum_body_begin(struct lc_llm_http *out, const struct lc_llm_request *req,
+                        struct lc_buf *body, struct lc_jsonw *w, char *err,
+                        size_t errlen) {
+  memset(out, 0, sizeof *out);
+  lc_buf_init(body, 0);
+  if (!req->model || !*req->model) {
+    snprintf(err, errlen, "no model given");
+    return LC_EINVAL;
+  }
+  lc_jsonw_init(w, body);
+  /* Most bodies fit: fewer reallocations; one byte under 4 KiB so the
+   * buffer's NUL does not double it to 8. A failure shows up later. */
+  (void)lc_buf_reserve(body, 4095);
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "model");
+  lc_jsonw_cstr(w, req->model);
+  return 0;
 }

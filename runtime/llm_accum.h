@@ -145,11 +145,19 @@ size_t lc_accum_msg_len(const struct lc_llm_msg *m);
 /* Writes a tool's argument schema: schema_json verbatim, else the schema
  * tree, else dflt (JSON text). */
 struct lc_jsonw;
-/* {"type":"function","function":{name, description, parameters[, strict]}}:
- * the tool object of OpenAI's API, which Ollama's /api/chat shares (without
- * strict). */
-void lc_accum_w_function_tool(struct lc_jsonw *w, const struct lc_llm_tool *t,
-                              int with_strict);
+/* The request body's opening, shared by the adapters: clears out, refuses a
+ * request without a model (LC_EINVAL, message in err), starts body (owned
+ * by the caller, lc_buf_free) with room for a typical request, and writes
+ * '{"model":...'. */
+int lc_accum_body_begin(struct lc_llm_http *out, const struct lc_llm_request *req,
+                        struct lc_buf *body, struct lc_jsonw *w, char *err,
+                        size_t errlen);
+/* req's tools as an array of {"type":"function","function":{name,
+ * description, parameters[, strict]}} (OpenAI's tool object, which Ollama's
+ * /api/chat shares without strict), through the request's tools wire cache
+ * for provider p (llm.h). */
+void lc_accum_w_function_tools(struct lc_jsonw *w, const struct lc_llm_request *req,
+                               enum lc_llm_provider p, int with_strict);
 void lc_accum_w_schema(struct lc_jsonw *w, const struct lc_llm_tool *t,
                        const char *dflt);
 /* Writes the arguments of a call as a JSON object (lc_accum_args_object);

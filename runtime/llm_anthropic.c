@@ -154,21 +154,11 @@ static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
 
 static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
                  char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  if (!req->model || !*req->model) {
-    snprintf(err, errlen, "no model given");
-    return LC_EINVAL;
-  }
   struct lc_buf body, sys;
-  lc_buf_init(&body, 0);
   lc_buf_init(&sys, 0);
   struct lc_jsonw jw, *w = &jw;
-  lc_jsonw_init(w, &body);
-  /* Most bodies fit: fewer reallocations. A failure shows up later. */
-  (void)lc_buf_reserve(&body, 4096);
-  lc_jsonw_obj(w);
-  lc_jsonw_key(w, "model");
-  lc_jsonw_cstr(w, req->model);
+  if (lc_accum_body_begin(out, req, &body, w, err, errlen))
+    return LC_EINVAL;
   lc_jsonw_key(w, "max_tokens");
   lc_jsonw_num(w, (req->set & LC_SET_MAX_TOKENS) ? req->max_tokens
                                                  : DEFAULT_MAX_TOKENS);

@@ -90,20 +90,10 @@ static int base_url(const char *host, struct lc_buf *b) {
 
 static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
                  char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  if (!req->model || !*req->model) {
-    snprintf(err, errlen, "no model given");
-    return LC_EINVAL;
-  }
   struct lc_buf body;
-  lc_buf_init(&body, 0);
   struct lc_jsonw jw, *w = &jw;
-  lc_jsonw_init(w, &body);
-  /* Most bodies fit: fewer reallocations. A failure shows up later. */
-  (void)lc_buf_reserve(&body, 4096);
-  lc_jsonw_obj(w);
-  lc_jsonw_key(w, "model");
-  lc_jsonw_cstr(w, req->model);
+  if (lc_accum_body_begin(out, req, &body, w, err, errlen))
+    return LC_EINVAL;
   if (write_msgs(req, w, err, errlen)) {
     lc_buf_free(&body);
     return LC_EINVAL;
@@ -115,16 +105,7 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
    * required/named cannot be forced and fall back to offering them. */
   if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {
     lc_jsonw_key(w, "tools");
-    if (!lc_llm_wire_put(w, &req->tools_wire, LC_PROV_OLLAMA)) {
-      size_t at = lc_jsonw_value_at(w);
-      lc_jsonw_arr(w);
-      for (size_t i = 0; i < req->n_tools; i++)
-        lc_accum_w_function_tool(w, &req->tools[i], 0);
-      lc_jsonw_arr_end(w);
-      if (req->cache_wire)
-        lc_llm_wire_keep(&((struct lc_llm_request *)req)->tools_wire,
-                         LC_PROV_OLLAMA, w, at);
-    }
+    lc_accum_w_function_tools(w, req, LC_PROV_OLLAMA, 0);
   }
   if (req->format == LC_FORMAT_JSON) {
     lc_jsonw_key(w, "format");

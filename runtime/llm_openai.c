@@ -72,20 +72,10 @@ static void write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m) {
 
 static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
                  char *err, size_t errlen) {
-  memset(out, 0, sizeof *out);
-  if (!req->model || !*req->model) {
-    snprintf(err, errlen, "no model given");
-    return LC_EINVAL;
-  }
   struct lc_buf body;
-  lc_buf_init(&body, 0);
   struct lc_jsonw jw, *w = &jw;
-  lc_jsonw_init(w, &body);
-  /* Most bodies fit: fewer reallocations. A failure shows up later. */
-  (void)lc_buf_reserve(&body, 4096);
-  lc_jsonw_obj(w);
-  lc_jsonw_key(w, "model");
-  lc_jsonw_cstr(w, req->model);
+  if (lc_accum_body_begin(out, req, &body, w, err, errlen))
+    return LC_EINVAL;
   /* Wire caches (llm.h): unchanged messages and tools are copied as the
    * bytes an earlier build wrote; the cast is the cache's one write. */
   struct lc_llm_request *cache = req->cache_wire ? (struct lc_llm_request *)req : NULL;
@@ -102,15 +92,7 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   lc_jsonw_arr_end(w);
   if (req->n_tools) {
     lc_jsonw_key(w, "tools");
-    if (!lc_llm_wire_put(w, &req->tools_wire, LC_PROV_OPENAI)) {
-      size_t at = lc_jsonw_value_at(w);
-      lc_jsonw_arr(w);
-      for (size_t i = 0; i < req->n_tools; i++)
-        lc_accum_w_function_tool(w, &req->tools[i], 1);
-      lc_jsonw_arr_end(w);
-      if (cache)
-        lc_llm_wire_keep(&cache->tools_wire, LC_PROV_OPENAI, w, at);
-    }
+    lc_accum_w_function_tools(w, req, LC_PROV_OPENAI, 1);
   }
   switch (req->tool_choice) {
   case LC_TOOL_CHOICE_AUTO: break;
