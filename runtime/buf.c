@@ -78,6 +78,13 @@ char *lc_buf_steal(struct lc_buf *b, size_t *len) {
   char *p = b->data;
   if (len) *len = b->len;
   p[b->len] = '\0';
+  /* A stolen string is usually kept (an observation, a message): give
+   * back the doubling slack, e.g. 256 bytes for a 15-byte tool result.
+   * A shrinking realloc stays in place. */
+  if (b->cap - b->len > 64) {
+    char *fit = lc_realloc(p, b->len + 1);
+    if (fit) p = fit;
+  }
   b->data = NULL;
   b->len = b->cap = 0;
   return p;

@@ -24,7 +24,8 @@ int lc_buf_printf(struct lc_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void lc_buf_consume(struct lc_buf *b, size_t n); /* drop n bytes from the front */
 void lc_buf_reset(struct lc_buf *b);             /* len = 0, keeps memory */
-/* Hands the bytes to the caller (who lc_free's them) and empties b. */
+/* Hands the bytes to the caller (who lc_free's them) and empties b; more
+ * than 64 bytes of slack are given back first (the string is usually kept). */
 char *lc_buf_steal(struct lc_buf *b, size_t *len);
 void lc_buf_free(struct lc_buf *b);
 
