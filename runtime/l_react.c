@@ -210,9 +210,13 @@ static void push_step(lua_State *L, const struct lc_traj_step *s) {
   lc_l_set_int(L, "index", s->index);
   lc_l_set_str(L, "thought", s->thought);
   lc_l_set_str(L, "action", s->action);
-  if (s->args) {
-    lc_conv_push_json(L, s->args);
+  cJSON *args = lc_traj_step_args(s);
+  if (args) {
+    lc_conv_push_json(L, args);
+    cJSON_Delete(args);
     lua_setfield(L, -2, "args");
+  } else if (s->args || s->args_json) {
+    luaL_error(L, "out of memory");
   }
   lc_l_set_str(L, "observation", s->observation);
   lua_pushboolean(L, s->is_error);

@@ -7,12 +7,7 @@
 
 void lc_trajectory_init(struct lc_trajectory *t) { memset(t, 0, sizeof *t); }
 
-static void step_clear(struct lc_traj_step *s) {
-  lc_free(s->thought);
-  lc_free(s->action);
-  lc_free(s->observation);
-  cJSON_Delete(s->args);
-}
+static void step_clear(struct lc_traj_step *s) { lc_free(s->mem); }
 
 void lc_trajectory_free(struct lc_trajectory *t) {
   for (size_t i = 0; i < t->n; i++) step_clear(&t->steps[i]);
@@ -38,18 +33,26 @@ int lc_trajectory_add(struct lc_trajectory *t, const struct lc_traj_step *s) {
     t->steps = v;
     t->cap = cap;
   }
+  char *args = NULL;
+  if (s->args && !(args = cJSON_PrintUnformatted(s->args))) return LC_ENOMEM;
+  const char *src[4] = {s->thought, s->action, s->observation, args ? args : s->args_json};
+  size_t len[4], total = 0;
+  for (int i = 0; i < 4; i++) total += len[i] = src[i] ? strlen(src[i]) + 1 : 0;
   struct lc_traj_step c = *s;
   c.index = (int)t->n + 1;
-  c.thought = c.action = c.observation = NULL; /* never free the source's */
   c.args = NULL;
-  int rc = dup_opt(&c.thought, s->thought);
-  if (!rc) rc = dup_opt(&c.action, s->action);
-  if (!rc) rc = dup_opt(&c.observation, s->observation);
-  if (!rc && s->args && !(c.args = cJSON_Duplicate(s->args, 1))) rc = LC_ENOMEM;
-  if (rc) {
-    step_clear(&c);
-    return rc;
+  c.mem = total ? lc_malloc(total) : NULL;
+  if (total && !c.mem) {
+    cJSON_free(args);
+    return LC_ENOMEM;
   }
+  char **dst[4] = {&c.thought, &c.action, &c.observation, &c.args_json};
+  char *at = c.mem;
+  for (int i = 0; i < 4; i++) {
+    *dst[i] = src[i] ? memcpy(at, src[i], len[i]) : NULL;
+    at += len[i];
+  }
+  cJSON_free(args);
   t->steps[t->n++] = c;
   return 0;
 }
@@ -92,6 +95,11 @@ double lc_trajectory_cost(const struct lc_trajectory *t) {
   return c;
 }
 
+cJSON *lc_traj_step_args(const struct lc_traj_step *s) {
+  if (s->args) return cJSON_Duplicate(s->args, 1);
+  return s->args_json ? cJSON_Parse(s->args_json) : NULL;
+}
+
 /* cJSON_Add*ToObject return NULL on failure; fold that into one flag. */
 static void add_str(cJSON *o, const char *k, const char *v, int *ok) {
   if (!(v ? cJSON_AddStringToObject(o, k, v) : cJSON_AddNullToObject(o, k)))
@@ -106,11 +114,10 @@ static int fill_step(cJSON *o, const struct lc_traj_step *s) {
   add_num(o, "index", s->index, &ok);
   add_str(o, "thought", s->thought, &ok);
   add_str(o, "action", s->action, &ok);
-  if (s->args) {
-    cJSON *a = cJSON_Duplicate(s->args, 1);
-    if (!a) ok = 0;
-    else cJSON_AddItemToObject(o, "args", a);
-  } else if (!cJSON_AddNullToObject(o, "args")) {
+  cJSON *args = lc_traj_step_args(s);
+  if (args) {
+    cJSON_AddItemToObject(o, "args", args);
+  } else if ((s->args || s->args_json) || !cJSON_AddNullToObject(o, "args")) {
     ok = 0;
   }
   add_str(o, "observation", s->observation, &ok);
@@ -209,17 +216,18 @@ static void put_flat(FILE *f, const char *s, size_t max) {
 
 /* The input as a person would write it: the single string argument as is,
  * anything else as compact JSON. */
-static void put_args(FILE *f, const cJSON *args) {
+static void put_args(FILE *f, const struct lc_traj_step *st) {
+  cJSON *args = lc_traj_step_args(st);
   if (!args) return;
   if (cJSON_IsObject(args) && args->child && !args->child->next &&
       cJSON_IsString(args->child)) {
     put_flat(f, args->child->valuestring, 60);
-    return;
+  } else if (!cJSON_IsObject(args) || args->child) {
+    char *s = cJSON_PrintUnformatted(args);
+    if (s) put_flat(f, s, 60);
+    cJSON_free(s);
   }
-  if (cJSON_IsObject(args) && !args->child) return;
-  char *s = cJSON_PrintUnformatted(args);
-  if (s) put_flat(f, s, 60);
-  cJSON_free(s);
+  cJSON_Delete(args);
 }
 
 int lc_traj_step_print(FILE *f, const struct lc_traj_step *s) {
@@ -228,7 +236,7 @@ int lc_traj_step_print(FILE *f, const struct lc_traj_step *s) {
     fputs("Action: ", f);
     put_flat(f, s->action, 40);
     fputc('[', f);
-    put_args(f, s->args);
+    put_args(f, s);
     fputc(']', f);
   } else {
     fputs("(no action)", f);

@@ -3,8 +3,11 @@
  * JSON lines for --trace FILE, and as one human line per event.
  *
  * Ownership: the trajectory owns copies of everything added to it;
- * lc_trajectory_add copies the strings and duplicates args. JSON results
- * are new trees the caller deletes. Errors: 0 or negative LC_E*. */
+ * lc_trajectory_add copies a step's strings and its args (as compact JSON
+ * text) into one block per step: ten thousand waiting agents each keep
+ * their steps, and a parsed tree plus separate strings cost five or six
+ * allocations a step. JSON results are new trees the caller deletes.
+ * Errors: 0 or negative LC_E*. */
 #ifndef LC_TRAJECTORY_H
 #define LC_TRAJECTORY_H
 
@@ -24,12 +27,15 @@ struct lc_traj_step {
   int index;         /* 1-based; set by lc_trajectory_add */
   char *thought;     /* may be NULL */
   char *action;      /* may be NULL when the reply did not parse */
-  cJSON *args;       /* may be NULL */
+  cJSON *args;       /* given to lc_trajectory_add (may be NULL); NULL in
+                        the trajectory's own steps, which hold args_json */
+  char *args_json;   /* stored steps: args as compact JSON, or NULL */
   char *observation; /* tool result or error text shown to the model */
   int is_error;      /* observation reports an error (parse, check, tool) */
   long tokens_in, tokens_out;
   double cost_usd;
   double latency_ms; /* LLM call + tool */
+  char *mem;         /* stored steps: the one block the strings live in */
 };
 
 struct lc_trajectory {
@@ -49,6 +55,10 @@ int lc_trajectory_add(struct lc_trajectory *t, const struct lc_traj_step *s);
 /* Sets the end. answer/reason are copied (either may be NULL). */
 int lc_trajectory_end(struct lc_trajectory *t, enum lc_traj_status status,
                       const char *answer, const char *reason);
+
+/* A new tree of the step's args (from args, else args_json), NULL when it
+ * has none or on allocation failure; the caller deletes it. */
+cJSON *lc_traj_step_args(const struct lc_traj_step *s);
 
 const char *lc_traj_status_name(enum lc_traj_status s); /* "finished", ... */
 

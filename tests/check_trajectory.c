@@ -33,6 +33,15 @@ START_TEST(add_and_totals) {
   ck_assert_int_eq(t.steps[1].index, 2);
   ck_assert_str_eq(t.steps[0].thought, "I need to search Colorado orogeny.");
   ck_assert_ptr_null(t.steps[1].thought);
+  /* stored steps keep their args as compact JSON text, no tree */
+  ck_assert_ptr_null(t.steps[0].args);
+  ck_assert_str_eq(t.steps[0].args_json, "{\"query\":\"Colorado orogeny\"}");
+  ck_assert_ptr_null(t.steps[1].args_json);
+  cJSON *a = lc_traj_step_args(&t.steps[0]);
+  ck_assert_str_eq(cJSON_GetObjectItem(a, "query")->valuestring, "Colorado orogeny");
+  cJSON_Delete(a);
+  ck_assert_ptr_null(lc_traj_step_args(&t.steps[1]));
+  ck_assert_str_eq(t.steps[1].observation, "Unknown action \"serch\".\nAllowed: search");
   ck_assert_int_eq(lc_trajectory_tokens(&t), 363);
   ck_assert_double_eq_tol(lc_trajectory_cost(&t), 0.001, 1e-12);
   ck_assert_int_eq(t.status, LC_TRAJ_RUNNING);
