@@ -300,6 +300,57 @@ START_TEST(decoding_schema) {
 }
 END_TEST
 
+/* One action in two sets (and a shared finish): each set holds its own
+ * reference, the same checks apply, the compiled schema is made once, and
+ * the last reference frees everything. */
+START_TEST(shared_action) {
+  long live = lc_alloc_live(), alive = lc_action_live();
+  struct lc_action *x, *fin;
+  ck_assert_int_eq(lc_action_new("lookup", "Look up a key.", cJSON_Parse(lookup_schema),
+                                 LC_EFFECT_PURE, &x), 0);
+  ck_assert_int_eq(lc_action_new_finish(&fin), 0);
+  struct lc_actions a, b;
+  ck_assert_int_eq(lc_actions_init(&a, NULL, NULL, fin), 0);
+  ck_assert_int_eq(lc_actions_init(&b, NULL, NULL, fin), 0);
+  ck_assert_ptr_eq(a.finish, fin);
+  ck_assert_int_eq(lc_actions_add_action(&a, x), 0);
+  ck_assert_int_eq(lc_actions_add_action(&b, x), 0);
+  ck_assert_int_eq(lc_actions_add_action(&b, x), LC_EINVAL);
+  ck_assert_str_eq(b.err, "action \"lookup\" is declared twice");
+  ck_assert_int_eq(x->refs, 3);
+  ck_assert_int_eq(fin->refs, 3);
+  ck_assert_ptr_eq(lc_actions_find(&b, "Lookup"), x);
+  const struct lc_schema *s1, *s2;
+  char err[128];
+  ck_assert_int_eq(lc_action_compiled(x, &s1, err, sizeof err), 0);
+  ck_assert_int_eq(lc_action_compiled(x, &s2, err, sizeof err), 0);
+  ck_assert_ptr_eq(s1, s2);
+  /* A schema that does not compile is an error every time, never kept. */
+  struct lc_action *bad;
+  ck_assert_int_eq(lc_action_new("bad", NULL, cJSON_Parse("{\"type\":\"objekt\"}"), 0, &bad), 0);
+  ck_assert_int_eq(lc_action_compiled(bad, &s1, err, sizeof err), LC_EINVAL);
+  ck_assert_int_eq(lc_action_compiled(bad, &s1, err, sizeof err), LC_EINVAL);
+  ck_assert_ptr_null(bad->compiled);
+  ck_assert_int_eq(lc_actions_add_action(&a, bad), LC_EINVAL); /* not an object schema */
+  ck_assert_ptr_nonnull(strstr(a.err, "must be an object schema"));
+  lc_action_unref(bad);
+  lc_action_unref(x);
+  lc_action_unref(fin);
+  ck_assert_int_eq(lc_action_live() - alive, 2);
+  struct lc_llm_tool *t;
+  size_t n;
+  ck_assert_int_eq(lc_actions_to_llm_tools(&a, 1, &t, &n), 0);
+  lc_actions_free(&a);
+  ck_assert_str_eq(t[0].name, "lookup"); /* b keeps it */
+  ck_assert_str_eq(t[1].name, "finish");
+  lc_actions_llm_tools_free(t, n);
+  ck_assert_int_eq(x->refs, 1);
+  lc_actions_free(&b);
+  ck_assert_int_eq(lc_action_live(), alive);
+  ck_assert_int_eq(lc_alloc_live(), live);
+}
+END_TEST
+
 /* Allocation failures in add/check/tools fail cleanly and leak nothing. */
 START_TEST(oom) {
   long live = lc_alloc_live();
@@ -331,6 +382,7 @@ END_TEST
 Suite *actions_suite(void) {
   Suite *s = suite_create("actions");
   TCase *tc = tcase_create("core");
+  tcase_add_test(tc, shared_action);
   tcase_add_test(tc, add_rules);
   tcase_add_test(tc, find);
   tcase_add_test(tc, string_param_rules);
