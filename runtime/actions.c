@@ -2,11 +2,13 @@
  * checks a model's choice before anything runs. */
 #include "actions.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "lc.h"
+#include "schema.h"
 
 static const char *find_string_param(const cJSON *schema) {
   const cJSON *props = cJSON_GetObjectItemCaseSensitive(schema, "properties");
@@ -26,39 +28,106 @@ static const char *find_string_param(const cJSON *schema) {
   return cand;
 }
 
-static void action_clear(struct lc_action *x) {
-  lc_free(x->name);
-  lc_free(x->description);
-  cJSON_Delete(x->schema);
-  memset(x, 0, sizeof *x);
-}
+/* ---- one action: shared, immutable, counted ---- */
 
-int lc_actions_init(struct lc_actions *a, lc_schema_validate_fn validate,
-                    void *validate_ud) {
-  memset(a, 0, sizeof *a);
-  a->validate = validate;
-  a->validate_ud = validate_ud;
-  struct lc_action *f = &a->finish;
-  f->name = lc_strdup("finish");
-  f->description = lc_strdup("Give the final answer and end the task.");
-  f->schema = cJSON_Parse(
-      "{\"type\":\"object\",\"properties\":{\"answer\":{\"type\":\"string\","
-      "\"description\":\"the final answer\"}},\"required\":[\"answer\"],"
-      "\"additionalProperties\":false}");
-  f->effect = LC_EFFECT_PURE;
-  if (!f->name || !f->description || !f->schema) {
-    action_clear(f);
+static _Atomic long made, live; /* test hooks */
+
+long lc_action_made(void) { return atomic_load(&made); }
+long lc_action_live(void) { return atomic_load(&live); }
+
+int lc_action_new(const char *name, const char *description, cJSON *schema,
+                  enum lc_effect effect, struct lc_action **out) {
+  *out = NULL;
+  if (!schema && !(schema = cJSON_Parse("{\"type\":\"object\",\"properties\":{}}")))
+    return LC_ENOMEM;
+  struct lc_action *x = lc_calloc(1, sizeof *x);
+  if (x) {
+    x->name = lc_strdup(name ? name : "");
+    x->description = lc_strdup(description ? description : "");
+  }
+  if (!x || !x->name || !x->description) {
+    if (x) {
+      lc_free(x->name);
+      lc_free(x->description);
+      lc_free(x);
+    }
+    cJSON_Delete(schema);
     return LC_ENOMEM;
   }
-  f->string_param = find_string_param(f->schema);
+  x->schema = schema;
+  x->effect = effect;
+  x->string_param = find_string_param(schema);
+  x->refs = 1;
+  atomic_fetch_add(&made, 1);
+  atomic_fetch_add(&live, 1);
+  *out = x;
   return 0;
 }
 
+int lc_action_new_finish(struct lc_action **out) {
+  cJSON *schema = cJSON_Parse(
+      "{\"type\":\"object\",\"properties\":{\"answer\":{\"type\":\"string\","
+      "\"description\":\"the final answer\"}},\"required\":[\"answer\"],"
+      "\"additionalProperties\":false}");
+  if (!schema) {
+    *out = NULL;
+    return LC_ENOMEM;
+  }
+  return lc_action_new("finish", "Give the final answer and end the task.", schema,
+                       LC_EFFECT_PURE, out);
+}
+
+struct lc_action *lc_action_ref(struct lc_action *x) {
+  x->refs++;
+  return x;
+}
+
+void lc_action_unref(struct lc_action *x) {
+  if (!x || --x->refs > 0) return;
+  lc_free(x->name);
+  lc_free(x->description);
+  cJSON_Delete(x->schema);
+  lc_schema_free(x->compiled);
+  lc_free(x);
+  atomic_fetch_sub(&live, 1);
+}
+
+int lc_action_compiled(const struct lc_action *x, const struct lc_schema **out,
+                       char *err, size_t errlen) {
+  if (!x->compiled) {
+    struct lc_schema *s = NULL;
+    int rc = lc_schema_compile(x->schema, &s, err, errlen);
+    if (rc) {
+      *out = NULL;
+      return rc;
+    }
+    /* The memo is the one write to a shared action (actions.h). */
+    ((struct lc_action *)x)->compiled = s;
+  }
+  *out = x->compiled;
+  return 0;
+}
+
+/* ---- the set ---- */
+
+int lc_actions_init(struct lc_actions *a, lc_schema_validate_fn validate,
+                    void *validate_ud, struct lc_action *finish) {
+  memset(a, 0, sizeof *a);
+  a->validate = validate;
+  a->validate_ud = validate_ud;
+  if (finish) {
+    a->finish = lc_action_ref(finish);
+    return 0;
+  }
+  return lc_action_new_finish(&a->finish);
+}
+
 void lc_actions_free(struct lc_actions *a) {
-  for (size_t i = 0; i < a->n; i++) action_clear(&a->v[i]);
+  for (size_t i = 0; i < a->n; i++) lc_action_unref(a->v[i]);
   lc_free(a->v);
-  action_clear(&a->finish);
+  lc_action_unref(a->finish);
   a->v = NULL;
+  a->finish = NULL;
   a->n = a->cap = 0;
 }
 
@@ -73,84 +142,94 @@ static int valid_name(const char *s) {
   return n >= 1 && n <= LC_ACTION_NAME_MAX;
 }
 
-int lc_actions_add(struct lc_actions *a, const char *name,
-                   const char *description, cJSON *schema,
-                   enum lc_effect effect) {
-  a->err[0] = '\0';
-  int rc = LC_EINVAL;
+/* The rules of a declaration, in the order lc_actions_add has always
+ * checked them; schema NULL stands for "no arguments". */
+static int check_decl(struct lc_actions *a, const char *name, const cJSON *schema) {
   if (!name || !valid_name(name)) {
     snprintf(a->err, sizeof a->err,
              "action name \"%.64s\" is not 1..64 characters of A-Z a-z 0-9 _ -",
              name ? name : "(null)");
-    goto fail;
+    return LC_EINVAL;
   }
   if (strcasecmp(name, "finish") == 0) {
     snprintf(a->err, sizeof a->err, "\"finish\" is reserved for the answer");
-    goto fail;
+    return LC_EINVAL;
   }
   for (size_t i = 0; i < a->n; i++)
-    if (strcasecmp(a->v[i].name, name) == 0) {
+    if (strcasecmp(a->v[i]->name, name) == 0) {
       /* Case-insensitive: lc_actions_find falls back to it. */
       snprintf(a->err, sizeof a->err, "action \"%s\" is declared twice", name);
-      goto fail;
+      return LC_EINVAL;
     }
-  if (schema && !(cJSON_IsObject(schema) &&
-                  cJSON_IsString(cJSON_GetObjectItemCaseSensitive(schema, "type")) &&
-                  strcmp(cJSON_GetObjectItemCaseSensitive(schema, "type")->valuestring,
-                         "object") == 0)) {
+  const cJSON *ty = cJSON_GetObjectItemCaseSensitive(schema, "type");
+  if (schema && !(cJSON_IsObject(schema) && cJSON_IsString(ty) &&
+                  strcmp(ty->valuestring, "object") == 0)) {
     snprintf(a->err, sizeof a->err,
              "schema of \"%s\" must be an object schema ({\"type\":\"object\",...})",
              name);
-    goto fail;
+    return LC_EINVAL;
   }
-  rc = LC_ENOMEM;
-  if (!schema &&
-      !(schema = cJSON_Parse("{\"type\":\"object\",\"properties\":{}}")))
-    goto fail;
+  return 0;
+}
+
+/* Appends a reference to x (taken over). */
+static int push(struct lc_actions *a, struct lc_action *x) {
   if (a->n == a->cap) {
-    size_t cap = a->cap ? a->cap * 2 : 8;
-    struct lc_action *v = lc_realloc(a->v, cap * sizeof *v);
-    if (!v) goto fail;
+    size_t cap = a->cap ? a->cap * 2 : 4;
+    struct lc_action **v = lc_realloc(a->v, cap * sizeof *v);
+    if (!v) {
+      lc_action_unref(x);
+      snprintf(a->err, sizeof a->err, "out of memory");
+      return LC_ENOMEM;
+    }
     a->v = v;
     a->cap = cap;
   }
-  struct lc_action *x = &a->v[a->n];
-  memset(x, 0, sizeof *x);
-  x->name = lc_strdup(name);
-  x->description = lc_strdup(description ? description : "");
-  if (!x->name || !x->description) {
-    action_clear(x);
-    goto fail;
-  }
-  x->schema = schema;
-  x->effect = effect;
-  x->string_param = find_string_param(schema);
-  a->n++;
+  a->v[a->n++] = x;
   return 0;
-fail:
-  if (rc == LC_ENOMEM) snprintf(a->err, sizeof a->err, "out of memory");
-  cJSON_Delete(schema);
-  return rc;
+}
+
+int lc_actions_add_action(struct lc_actions *a, struct lc_action *x) {
+  a->err[0] = '\0';
+  int rc = check_decl(a, x->name, x->schema);
+  return rc ? rc : push(a, lc_action_ref(x));
+}
+
+int lc_actions_add(struct lc_actions *a, const char *name,
+                   const char *description, cJSON *schema,
+                   enum lc_effect effect) {
+  a->err[0] = '\0';
+  int rc = check_decl(a, name, schema);
+  if (rc) {
+    cJSON_Delete(schema);
+    return rc;
+  }
+  struct lc_action *x;
+  if (lc_action_new(name, description, schema, effect, &x)) {
+    snprintf(a->err, sizeof a->err, "out of memory");
+    return LC_ENOMEM;
+  }
+  return push(a, x);
 }
 
 const struct lc_action *lc_actions_find(const struct lc_actions *a,
                                         const char *name) {
   if (!name) return NULL;
-  if (strcmp(name, "finish") == 0) return &a->finish;
+  if (strcmp(name, "finish") == 0) return a->finish;
   for (size_t i = 0; i < a->n; i++)
-    if (strcmp(a->v[i].name, name) == 0) return &a->v[i];
-  if (strcasecmp(name, "finish") == 0) return &a->finish;
+    if (strcmp(a->v[i]->name, name) == 0) return a->v[i];
+  if (strcasecmp(name, "finish") == 0) return a->finish;
   /* Names are unique ignoring case (lc_actions_add), so this is unique. */
   for (size_t i = 0; i < a->n; i++)
-    if (strcasecmp(a->v[i].name, name) == 0) return &a->v[i];
+    if (strcasecmp(a->v[i]->name, name) == 0) return a->v[i];
   return NULL;
 }
 
 int lc_actions_names(const struct lc_actions *a, const char ***out, size_t *n) {
   const char **v = lc_malloc((a->n + 1) * sizeof *v);
   if (!v) return LC_ENOMEM;
-  for (size_t i = 0; i < a->n; i++) v[i] = a->v[i].name;
-  v[a->n] = a->finish.name;
+  for (size_t i = 0; i < a->n; i++) v[i] = a->v[i]->name;
+  v[a->n] = a->finish->name;
   *out = v;
   *n = a->n + 1;
   return 0;
@@ -230,7 +309,7 @@ int lc_actions_render_params(const struct lc_action *act, struct lc_buf *out) {
 
 static int list_names(const struct lc_actions *a, struct lc_buf *b) {
   int rc = lc_buf_puts(b, "Allowed actions: ");
-  for (size_t i = 0; !rc && i < a->n; i++) rc = lc_buf_printf(b, "%s, ", a->v[i].name);
+  for (size_t i = 0; !rc && i < a->n; i++) rc = lc_buf_printf(b, "%s, ", a->v[i]->name);
   return rc ? rc : lc_buf_puts(b, "finish.");
 }
 
@@ -285,7 +364,7 @@ int lc_actions_check(const struct lc_actions *a, const char *name,
   if (a->validate) {
     char verr[512];
     verr[0] = '\0';
-    if (a->validate(a->validate_ud, act->schema, obj, verr, sizeof verr) != 0) {
+    if (a->validate(a->validate_ud, act, obj, verr, sizeof verr) != 0) {
       cJSON_Delete(obj);
       rc = lc_buf_printf(&b, "Invalid input for \"%s\": %s. Expected: ", act->name,
                          verr[0] ? verr : "does not match the schema");
@@ -306,20 +385,15 @@ bad:
   return rc ? rc : LC_EINVAL;
 }
 
-static int tool_copy(const struct lc_action *x, struct lc_llm_tool *t) {
-  t->name = lc_strdup(x->name);
-  t->description = lc_strdup(x->description);
-  t->schema = cJSON_Duplicate(x->schema, 1);
-  t->strict = 0;
-  return t->name && t->description && t->schema ? 0 : LC_ENOMEM;
-}
-
 void lc_actions_llm_tools_free(struct lc_llm_tool *t, size_t n) {
   if (!t) return;
   for (size_t i = 0; i < n; i++) {
-    lc_free(t[i].name);
-    lc_free(t[i].description);
-    cJSON_Delete(t[i].schema);
+    if (!(t[i].borrowed & LC_LLM_TOOL_BORROWED_TEXT)) {
+      lc_free(t[i].name);
+      lc_free(t[i].description);
+    }
+    if (!(t[i].borrowed & LC_LLM_TOOL_BORROWED_SCHEMA)) cJSON_Delete(t[i].schema);
+    lc_free(t[i].schema_json);
   }
   lc_free(t);
 }
@@ -332,10 +406,12 @@ int lc_actions_to_llm_tools(const struct lc_actions *a, int include_finish,
   struct lc_llm_tool *t = lc_calloc(total ? total : 1, sizeof *t);
   if (!t) return LC_ENOMEM;
   for (size_t i = 0; i < total; i++) {
-    if (tool_copy(i < a->n ? &a->v[i] : &a->finish, &t[i])) {
-      lc_actions_llm_tools_free(t, i + 1);
-      return LC_ENOMEM;
-    }
+    const struct lc_action *x = i < a->n ? a->v[i] : a->finish;
+    /* Borrowed, never changed through the tool (actions.h). */
+    t[i].name = x->name;
+    t[i].description = x->description;
+    t[i].schema = x->schema;
+    t[i].borrowed = LC_LLM_TOOL_BORROWED;
   }
   *out = t;
   *n = total;
@@ -361,7 +437,7 @@ cJSON *lc_actions_decoding_schema(const struct lc_actions *a) {
   if (!en || !any || !cJSON_AddFalseToObject(root, "additionalProperties"))
     goto fail;
   for (size_t i = 0; i <= a->n; i++) {
-    const struct lc_action *x = i < a->n ? &a->v[i] : &a->finish;
+    const struct lc_action *x = i < a->n ? a->v[i] : a->finish;
     cJSON *nm = cJSON_CreateString(x->name);
     cJSON *sc = cJSON_Duplicate(x->schema, 1);
     if (!nm || !sc) {

@@ -26,8 +26,13 @@
 
 #define REACT_MT "luact.ReactRun"
 #define RUNOPTS_MT "luact.RunOpts"
+#define ACTION_MT "luact.ReactAction"
 
 static char runopts_key;
+/* The state's shared actions (actions.h "Sharing"): a weak-keyed table
+ * luact.tool -> action box, and the state's one `finish` box. */
+static char actions_key;
+static char finish_key;
 
 struct runopts_box {
   int quiet;
@@ -53,6 +58,97 @@ void lc_react_set_run_opts(lua_State *L, const struct lc_run_opts *o) {
   if (o->trace_path && !(b->trace_path = lc_strdup(o->trace_path)))
     luaL_error(L, "out of memory");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &runopts_key);
+}
+
+/* ---- shared actions ---- */
+
+/* One reference to a shared action, held by Lua: the cache's (or the
+ * finish slot's). User value 1 is the tool's params value the action was
+ * made from. A run holds references of its own, so collecting the box
+ * (the tool was collected, or changed and made again) never pulls an
+ * action from under a run. */
+struct action_box {
+  struct lc_action *x;
+};
+
+static int action_box_gc(lua_State *L) {
+  struct action_box *b = luaL_checkudata(L, 1, ACTION_MT);
+  lc_action_unref(b->x);
+  b->x = NULL;
+  return 0;
+}
+
+/* [-0, +1, m] An empty box (x NULL): made before the action it holds. */
+static struct action_box *action_box_new(lua_State *L) {
+  struct action_box *b = lua_newuserdatauv(L, sizeof *b, 1);
+  b->x = NULL;
+  luaL_setmetatable(L, ACTION_MT);
+  return b;
+}
+
+/* [-0, +0, m] The state's `finish`, made at its first run. Borrowed: the
+ * registry keeps it. */
+static struct lc_action *state_finish(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &finish_key) == LUA_TUSERDATA) {
+    struct action_box *b = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return b->x;
+  }
+  lua_pop(L, 1);
+  struct action_box *b = action_box_new(L);
+  if (lc_action_new_finish(&b->x)) luaL_error(L, "out of memory");
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &finish_key);
+  return b->x;
+}
+
+/* [-0, +0, e] The shared action of the luact.tool at ti, whose name,
+ * description and effect the caller has read: the cached one while they
+ * and params (the same value: a table by identity, as tool.lua's
+ * schema_of) are unchanged, else a new one, converted from params and
+ * cached in place of the old (which lives on in the runs that hold it).
+ * Borrowed: the cache keeps it while the tool lives and stays unchanged. */
+static struct lc_action *tool_action(lua_State *L, int ti, const char *name,
+                                     const char *desc, enum lc_effect eff) {
+  if (!desc) desc = "";
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &actions_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &actions_key);
+  }
+  int cache = lua_gettop(L);
+  lua_getfield(L, ti, "params"); /* cache params */
+  int pi = cache + 1;
+  lua_pushvalue(L, ti);
+  if (lua_rawget(L, cache) == LUA_TUSERDATA) { /* cache params box */
+    struct action_box *b = lua_touserdata(L, -1);
+    lua_getiuservalue(L, -1, 1);
+    struct lc_action *x = b->x;
+    if (x && lua_rawequal(L, -1, pi) && x->effect == eff && !strcmp(x->name, name) &&
+        !strcmp(x->description, desc)) {
+      lua_settop(L, cache - 1);
+      return x;
+    }
+  }
+  lua_settop(L, pi);
+  struct action_box *b = action_box_new(L); /* cache params box */
+  cJSON *schema = NULL;
+  char err[512];
+  if (!lua_isnil(L, pi) && lc_conv_to_json(L, pi, &schema, err, sizeof err))
+    luaL_error(L, "luact.react: tool %s: params: %s", name, err);
+  if (lc_action_new(name, desc, schema, eff, &b->x)) luaL_error(L, "out of memory");
+  lua_pushvalue(L, pi);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, ti);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, cache); /* cache[tool] = box */
+  struct lc_action *x = b->x;
+  lua_settop(L, cache - 1);
+  return x;
 }
 
 /* One tool call of the batch running as a child task. */
@@ -427,8 +523,8 @@ static enum lc_effect parse_effect(lua_State *L, int ti, const char *name) {
   return v;
 }
 
-/* Declares every luact.tool of opts.tools to the engine and fills the
- * name -> tool table at IDX_TOOLS. */
+/* Declares every luact.tool of opts.tools to the engine (their shared
+ * actions) and fills the name -> tool table at IDX_TOOLS. */
 static void add_tools(lua_State *L, struct react_box *b) {
   int t = lua_getfield(L, IDX_OPTS, "tools");
   if (t == LUA_TNIL) {
@@ -453,13 +549,9 @@ static void add_tools(lua_State *L, struct react_box *b) {
     lua_getfield(L, ti, "description");
     const char *desc = lua_tostring(L, -1);
     enum lc_effect eff = parse_effect(L, ti, name);
-    cJSON *schema = NULL;
     char err[512];
-    if (lua_getfield(L, ti, "params") != LUA_TNIL &&
-        lc_conv_to_json(L, -1, &schema, err, sizeof err))
-      luaL_error(L, "luact.react: tool %s: params: %s", name, err);
-    lua_pop(L, 1);
-    int rc = lc_react_add_tool(b->r, name, desc ? desc : "", schema, eff, err, sizeof err);
+    struct lc_action *x = tool_action(L, ti, name, desc, eff);
+    int rc = lc_react_add_action(b->r, x, err, sizeof err); /* the run's own ref */
     if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
     if (rc) luaL_error(L, "luact.react: tool %s: %s", name, err);
     lua_pushvalue(L, ti);
@@ -570,6 +662,7 @@ static int l_react(lua_State *L) {
                                .done = host_done,
                                .ud = b};
   char err[512];
+  cfg.finish = state_finish(L);
   cfg.base = b->req;
   b->req = NULL; /* the engine owns it now, also on failure */
   int rc = lc_react_new(&cfg, &host, &b->r, err, sizeof err);
@@ -591,6 +684,11 @@ static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL
 /* [-0, +1, e] Pushes the luact.react function. */
 int lc_open_react(lua_State *L) {
   if (luaL_newmetatable(L, REACT_MT)) luaL_setfuncs(L, box_meta, 0);
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, ACTION_MT)) {
+    lua_pushcfunction(L, action_box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
   lua_pop(L, 1);
   lua_pushcfunction(L, l_react);
   return 1;

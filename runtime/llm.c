@@ -211,10 +211,14 @@ void lc_llm_request_free(struct lc_llm_request *r) {
   lc_free(r->msgs);
   lc_llm_wire_drop(&r->tools_wire);
   for (size_t i = 0; i < r->n_tools; i++) {
-    lc_free(r->tools[i].name);
-    lc_free(r->tools[i].description);
-    cJSON_Delete(r->tools[i].schema);
-    lc_free(r->tools[i].schema_json);
+    const struct lc_llm_tool *t = &r->tools[i];
+    if (!(t->borrowed & LC_LLM_TOOL_BORROWED_TEXT)) {
+      lc_free(t->name);
+      lc_free(t->description);
+    }
+    if (!(t->borrowed & LC_LLM_TOOL_BORROWED_SCHEMA))
+      cJSON_Delete(t->schema);
+    lc_free(t->schema_json);
   }
   lc_free(r->tools);
   lc_free(r->tool_choice_name);

@@ -4,7 +4,9 @@
  * Ownership: every string and array inside a request or response is heap
  * memory owned by that struct; lc_llm_request_free / lc_llm_response_free
  * release it all. cJSON members (tool schemas, parsed tool arguments) are
- * owned the same way. Adapters never keep pointers into a request after
+ * owned the same way. The one exception: a tool's name, description and
+ * schema may be borrowed (struct lc_llm_tool.borrowed), as luact.react's
+ * requests borrow them from the run's shared actions. Adapters never keep pointers into a request after
  * build() returns.
  *
  * Wire caches: a message (and a request's tools array) may carry its own
@@ -115,7 +117,15 @@ struct lc_llm_tool {
    * verbatim and schema may be NULL. Must be valid JSON text. */
   char *schema_json;
   int strict; /* ask for strict schema adherence where supported */
+  /* What the tool does not own (LC_LLM_TOOL_BORROWED_*): someone else
+   * keeps those members alive and unchanged while the tool lives, and
+   * lc_llm_request_free leaves them. 0 (everything owned) unless set. */
+  unsigned borrowed;
 };
+
+#define LC_LLM_TOOL_BORROWED_TEXT 0x1u   /* name and description */
+#define LC_LLM_TOOL_BORROWED_SCHEMA 0x2u /* schema */
+#define LC_LLM_TOOL_BORROWED (LC_LLM_TOOL_BORROWED_TEXT | LC_LLM_TOOL_BORROWED_SCHEMA)
 
 /* Which optional sampling fields are set (bit flags in request.set). */
 #define LC_SET_TEMPERATURE 0x01u

@@ -30,12 +30,6 @@ enum phase {
   P_DONE
 };
 
-/* An action's schema, compiled at its first check (engine_validate). */
-struct compiled {
-  const cJSON *schema; /* the action's own, owned by actions */
-  struct lc_schema *s;
-};
-
 /* One action the model asked for in the current turn. */
 struct pend {
   char *id;      /* native call id */
@@ -66,8 +60,6 @@ struct lc_react {
   struct lc_llm_request req;
   size_t cap_msgs;
   struct lc_actions actions;
-  struct compiled *compiled; /* by engine_validate */
-  size_t n_compiled;
   struct lc_price_table prices;
   struct lc_budget budget;
   struct lc_trajectory traj;
@@ -201,39 +193,29 @@ static int validate_compiled(const struct lc_schema *s, const cJSON *args,
   return rc;
 }
 
-int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
+int lc_react_schema_validate(void *ud, const struct lc_action *act, const cJSON *args,
                              char *err, size_t errlen) {
   (void)ud;
   struct lc_schema *s = NULL;
-  int rc = lc_schema_compile(schema, &s, err, errlen);
+  int rc = lc_schema_compile(act->schema, &s, err, errlen);
   if (rc) return rc;
   rc = validate_compiled(s, args, err, errlen);
   lc_schema_free(s);
   return rc;
 }
 
-/* The engine's validator (actions.h, ud = the run): each action's schema
- * is compiled once, at its first check, and kept until lc_react_free. The
- * action set does not change once the run has started, so a schema's
- * address names it. A schema that does not compile is not kept (the
- * error comes back every time, as from lc_react_schema_validate). */
-static int engine_validate(void *ud, const cJSON *schema, const cJSON *args,
+/* The engine's validator (actions.h): each action's schema is compiled
+ * once, at its first check, and kept with the action, so every run that
+ * shares the action shares the compiled form too. A schema that does not
+ * compile is not kept (the error comes back every time, as from
+ * lc_react_schema_validate). */
+static int engine_validate(void *ud, const struct lc_action *act, const cJSON *args,
                            char *err, size_t errlen) {
-  struct lc_react *r = ud;
-  for (size_t i = 0; i < r->n_compiled; i++)
-    if (r->compiled[i].schema == schema)
-      return validate_compiled(r->compiled[i].s, args, err, errlen);
-  struct compiled *v = lc_realloc(r->compiled, (r->n_compiled + 1) * sizeof *v);
-  if (!v) {
-    snprintf(err, errlen, "out of memory");
-    return LC_ENOMEM;
-  }
-  r->compiled = v;
-  struct lc_schema *s = NULL;
-  int rc = lc_schema_compile(schema, &s, err, errlen);
-  if (rc) return rc;
-  v[r->n_compiled++] = (struct compiled){.schema = schema, .s = s};
-  return validate_compiled(s, args, err, errlen);
+  (void)ud;
+  const struct lc_schema *s;
+  int rc = lc_action_compiled(act, &s, err, errlen);
+  if (rc == LC_ENOMEM) snprintf(err, errlen, "out of memory");
+  return rc ? rc : validate_compiled(s, args, err, errlen);
 }
 
 /* ---- lifecycle ---- */
@@ -277,13 +259,14 @@ int lc_react_new(const struct lc_react_config *cfg,
   r->cfg.base = NULL;
   r->cfg.instructions = r->cfg.question = NULL;
   r->cfg.examples = NULL;
+  r->cfg.finish = NULL; /* the set holds its own reference */
   if (!r->cfg.max_observation) r->cfg.max_observation = OBS_MAX_DEFAULT;
   r->host = *host;
   lc_trajectory_init(&r->traj);
   lc_buf_init(&r->pad, 0);
   lc_timer_init(&r->kick, on_kick, r);
   lc_timer_init(&r->wall, on_wall, r);
-  int rc = lc_actions_init(&r->actions, engine_validate, r);
+  int rc = lc_actions_init(&r->actions, engine_validate, r, cfg->finish);
   if (!rc) rc = lc_price_table_init(&r->prices);
   r->instructions = dup0(cfg->instructions);
   r->question = dup0(cfg->question);
@@ -318,6 +301,17 @@ int lc_react_add_tool(struct lc_react *r, const char *name,
   return rc;
 }
 
+int lc_react_add_action(struct lc_react *r, struct lc_action *x, char *err,
+                        size_t errlen) {
+  if (r->started) {
+    snprintf(err, errlen, "the run has started");
+    return LC_ESTATE;
+  }
+  int rc = lc_actions_add_action(&r->actions, x);
+  if (rc) snprintf(err, errlen, "%s", rc == LC_ENOMEM ? "out of memory" : r->actions.err);
+  return rc;
+}
+
 int lc_react_set_price(struct lc_react *r, const char *model, double in,
                        double out, double cached) {
   return lc_price_set(&r->prices, model, in, out, cached);
@@ -338,8 +332,6 @@ void lc_react_free(struct lc_react *r) {
     lc_free(r->base);
   }
   lc_actions_free(&r->actions);
-  for (size_t i = 0; i < r->n_compiled; i++) lc_schema_free(r->compiled[i].s);
-  lc_free(r->compiled);
   lc_budget_free(&r->budget);
   lc_price_table_free(&r->prices);
   lc_trajectory_free(&r->traj);
@@ -531,10 +523,18 @@ static int req_init(struct lc_react *r) {
   }
   if ((rc = text_msg(&q->msgs[1], LC_ROLE_USER, lc_strdup(r->question)))) return rc;
   q->n_msgs = 2;
+  /* The tools borrow the actions' names, descriptions and schemas (the
+   * actions outlive the request); strict mode changes a schema, so it
+   * strictifies a copy of its own. */
   rc = lc_actions_to_llm_tools(&r->actions, 1, &q->tools, &q->n_tools);
-  for (size_t i = 0; !rc && i < q->n_tools; i++) {
-    q->tools[i].strict = r->cfg.strict;
-    if (r->cfg.strict) rc = strictify(q->tools[i].schema, 0);
+  for (size_t i = 0; !rc && r->cfg.strict && i < q->n_tools; i++) {
+    struct lc_llm_tool *t = &q->tools[i];
+    cJSON *own = cJSON_Duplicate(t->schema, 1);
+    if (!own) return LC_ENOMEM;
+    t->schema = own;
+    t->borrowed &= ~LC_LLM_TOOL_BORROWED_SCHEMA;
+    t->strict = 1;
+    rc = strictify(own, 0);
   }
   /* finish is a tool too, so some call is always right; unless a plain
    * answer counts as finishing, when the model must be free not to call
@@ -637,7 +637,7 @@ static void charge(struct lc_react *r, const struct lc_llm_response *resp) {
 static int names_list(const struct lc_react *r, struct lc_buf *b) {
   int rc = lc_buf_puts(b, "Allowed actions: ");
   for (size_t i = 0; !rc && i < r->actions.n; i++)
-    rc = lc_buf_printf(b, "%s, ", r->actions.v[i].name);
+    rc = lc_buf_printf(b, "%s, ", r->actions.v[i]->name);
   return rc ? rc : lc_buf_puts(b, "finish.");
 }
 
@@ -739,7 +739,7 @@ static int process_text_reply(struct lc_react *r, const struct lc_llm_response *
     } else if (c) {
       rc = set_obs(p, err, 1);
       if (!rc) mark_invalid(r, p);
-    } else if (act == &r->actions.finish) {
+    } else if (act == r->actions.finish) {
       /* "Action: finish {\"answer\": ...}" and friends. */
       const char *ans = finish_answer_of(args);
       p->args = args;
@@ -840,7 +840,7 @@ static int process_native_reply(struct lc_react *r, const struct lc_llm_response
     if (c_rc) {
       rc = set_obs(p, err, 1);
       if (!rc) mark_invalid(r, p);
-    } else if (act == &r->actions.finish) {
+    } else if (act == r->actions.finish) {
       const char *ans = finish_answer_of(args);
       p->args = args;
       lc_free(p->name);

@@ -36,7 +36,9 @@
  *
  * Ownership: lc_react_new copies the config strings and takes ownership of
  * cfg->base (the request template) also on failure; lc_react_add_tool takes
- * its schema. The trajectory and usage belong to the engine and stay valid
+ * its schema; lc_react_add_action and cfg->finish are shared actions the run
+ * holds a reference to until lc_react_free (the request's tools borrow
+ * from them). The trajectory and usage belong to the engine and stay valid
  * until lc_react_free.
  *
  * Requests: lc_react_start turns the template into the run's one request
@@ -108,6 +110,9 @@ struct lc_react_config {
   int text_is_final;
   size_t max_observation; /* bytes an observation may take in the prompt;
                              0 = 16 KiB */
+  /* The `finish` action to share (lc_action_new_finish; the run takes its
+   * own reference), or NULL for one of the run's own. */
+  struct lc_action *finish;
 };
 
 /* Usage totals over every LLM call of the run (the final-answer call too). */
@@ -134,6 +139,11 @@ int lc_react_new(const struct lc_react_config *cfg,
 int lc_react_add_tool(struct lc_react *r, const char *name,
                       const char *description, cJSON *schema,
                       enum lc_effect effect, char *err, size_t errlen);
+/* Declares a shared action (before start): the same rules and messages as
+ * lc_react_add_tool; the run takes its own reference to x, so the caller
+ * may drop its own at any time. */
+int lc_react_add_action(struct lc_react *r, struct lc_action *x, char *err,
+                        size_t errlen);
 /* Adds or replaces a price (USD per 1M tokens) for cost accounting. */
 int lc_react_set_price(struct lc_react *r, const char *model, double in,
                        double out, double cached);
@@ -162,8 +172,9 @@ const char *lc_react_mode_name(enum lc_react_mode m);
 
 /* An lc_schema_validate_fn for lc_actions_init over schema.c (compiles
  * the schema per check). ud is unused. The engine itself uses its own,
- * which compiles each action's schema once per run. */
-int lc_react_schema_validate(void *ud, const cJSON *schema, const cJSON *args,
+ * which uses the schema compiled once per action (lc_action_compiled) and
+ * shared by every run that offers the action. */
+int lc_react_schema_validate(void *ud, const struct lc_action *act, const cJSON *args,
                              char *err, size_t errlen);
 
 #endif

@@ -80,8 +80,8 @@ int lc_react_prompt_system(const struct lc_react_prompt *p, struct lc_buf *out) 
                                                                : fmt_bracket);
   if (!rc) rc = lc_buf_puts(out, "\nAvailable actions:\n");
   for (size_t i = 0; !rc && i < p->actions->n; i++)
-    rc = put_action(out, &p->actions->v[i], p->style);
-  if (!rc) rc = put_action(out, &p->actions->finish, p->style);
+    rc = put_action(out, p->actions->v[i], p->style);
+  if (!rc) rc = put_action(out, p->actions->finish, p->style);
   for (size_t i = 0; !rc && i < p->n_examples; i++) {
     if (i == 0) rc = lc_buf_puts(out, "\nExamples:\n");
     if (!rc) rc = lc_buf_puts(out, p->examples[i]);

@@ -10,8 +10,9 @@
 
 /* TEST DOUBLE, not a JSON-schema validator: checks only that every name in
  * "required" is present. The real validator is runtime/schema.h. */
-static int stub_validate(void *ud, const cJSON *schema, const cJSON *args,
+static int stub_validate(void *ud, const struct lc_action *act, const cJSON *args,
                          char *err, size_t errlen) {
+  const cJSON *schema = act->schema;
   int *calls = ud;
   if (calls) (*calls)++;
   const cJSON *r;
@@ -37,7 +38,7 @@ static int calls;
 
 static void setup_set(struct lc_actions *a) {
   calls = 0;
-  ck_assert_int_eq(lc_actions_init(a, stub_validate, &calls), 0);
+  ck_assert_int_eq(lc_actions_init(a, stub_validate, &calls, NULL), 0);
   ck_assert_int_eq(lc_actions_add(a, "lookup", "Look up a key.", cJSON_Parse(lookup_schema),
                                   LC_EFFECT_PURE), 0);
   ck_assert_int_eq(lc_actions_add(a, "get_weather", "Current weather.",
@@ -68,7 +69,7 @@ START_TEST(add_rules) {
                    LC_EINVAL);
   ck_assert_ptr_nonnull(strstr(a.err, "object schema"));
   ck_assert_uint_eq(a.n, 4);
-  ck_assert_str_eq(lc_effect_name(a.v[2].effect), "at_most_once");
+  ck_assert_str_eq(lc_effect_name(a.v[2]->effect), "at_most_once");
   lc_actions_free(&a);
 }
 END_TEST
@@ -78,8 +79,8 @@ START_TEST(find) {
   setup_set(&a);
   ck_assert_str_eq(lc_actions_find(&a, "lookup")->name, "lookup");
   ck_assert_str_eq(lc_actions_find(&a, "Lookup")->name, "lookup"); /* paper style */
-  ck_assert_ptr_eq(lc_actions_find(&a, "finish"), &a.finish);
-  ck_assert_ptr_eq(lc_actions_find(&a, "Finish"), &a.finish);
+  ck_assert_ptr_eq(lc_actions_find(&a, "finish"), a.finish);
+  ck_assert_ptr_eq(lc_actions_find(&a, "Finish"), a.finish);
   ck_assert_ptr_null(lc_actions_find(&a, "search"));
   ck_assert_ptr_null(lc_actions_find(&a, NULL));
   const char **names;
@@ -95,7 +96,7 @@ END_TEST
 
 START_TEST(string_param_rules) {
   struct lc_actions a;
-  ck_assert_int_eq(lc_actions_init(&a, NULL, NULL), 0);
+  ck_assert_int_eq(lc_actions_init(&a, NULL, NULL, NULL), 0);
   const char *schemas[] = {
       /* one required string */
       "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"},"
@@ -116,10 +117,10 @@ START_TEST(string_param_rules) {
     char name[8];
     snprintf(name, sizeof name, "t%zu", i);
     ck_assert_int_eq(lc_actions_add(&a, name, "", cJSON_Parse(schemas[i]), 0), 0);
-    if (want[i]) ck_assert_str_eq(a.v[i].string_param, want[i]);
-    else ck_assert_ptr_null(a.v[i].string_param);
+    if (want[i]) ck_assert_str_eq(a.v[i]->string_param, want[i]);
+    else ck_assert_ptr_null(a.v[i]->string_param);
   }
-  ck_assert_str_eq(a.finish.string_param, "answer");
+  ck_assert_str_eq(a.finish->string_param, "answer");
   lc_actions_free(&a);
 }
 END_TEST
@@ -225,7 +226,7 @@ START_TEST(check_object_args) {
   cJSON_Delete(in);
   lc_actions_free(&a);
   /* without a validator only the object shape is checked */
-  ck_assert_int_eq(lc_actions_init(&a, NULL, NULL), 0);
+  ck_assert_int_eq(lc_actions_init(&a, NULL, NULL, NULL), 0);
   ck_assert_int_eq(lc_actions_add(&a, "lookup", "", cJSON_Parse(lookup_schema), 0), 0);
   in = cJSON_Parse("{}");
   ck_assert_int_eq(lc_actions_check(&a, "lookup", in, NULL, &act, &args, err, sizeof err), 0);
@@ -240,13 +241,13 @@ START_TEST(render) {
   setup_set(&a);
   struct lc_buf b;
   lc_buf_init(&b, 0);
-  ck_assert_int_eq(lc_actions_render_input(&a.v[0], &b), 0);
+  ck_assert_int_eq(lc_actions_render_input(a.v[0], &b), 0);
   ck_assert_str_eq(b.data, "<key>");
   lc_buf_reset(&b);
-  ck_assert_int_eq(lc_actions_render_params(&a.v[1], &b), 0);
+  ck_assert_int_eq(lc_actions_render_params(a.v[1], &b), 0);
   ck_assert_str_eq(b.data, "city: city name");
   lc_buf_reset(&b);
-  ck_assert_int_eq(lc_actions_render_input(&a.v[2], &b), 0);
+  ck_assert_int_eq(lc_actions_render_input(a.v[2], &b), 0);
   ck_assert_str_eq(b.data, "{}");
   lc_buf_free(&b);
   lc_actions_free(&a);
@@ -262,8 +263,10 @@ START_TEST(llm_tools) {
   ck_assert_uint_eq(n, 3);
   ck_assert_str_eq(t[1].name, "get_weather");
   ck_assert_str_eq(t[1].description, "Current weather.");
-  ck_assert_ptr_ne(t[1].schema, a.v[1].schema);
-  ck_assert(cJSON_Compare(t[1].schema, a.v[1].schema, 1));
+  /* Borrowed from the actions, not copied; freeing the list leaves them. */
+  ck_assert_ptr_eq(t[1].schema, a.v[1]->schema);
+  ck_assert_ptr_eq(t[1].name, a.v[1]->name);
+  ck_assert_uint_eq(t[1].borrowed, LC_LLM_TOOL_BORROWED);
   lc_actions_llm_tools_free(t, n);
   ck_assert_int_eq(lc_actions_to_llm_tools(&a, 1, &t, &n), 0);
   ck_assert_uint_eq(n, 4);
@@ -285,7 +288,7 @@ START_TEST(decoding_schema) {
   ck_assert_str_eq(cJSON_GetArrayItem(en, 3)->valuestring, "finish");
   cJSON *any = cJSON_GetObjectItem(cJSON_GetObjectItem(props, "input"), "anyOf");
   ck_assert_int_eq(cJSON_GetArraySize(any), 4);
-  ck_assert(cJSON_Compare(cJSON_GetArrayItem(any, 1), a.v[1].schema, 1));
+  ck_assert(cJSON_Compare(cJSON_GetArrayItem(any, 1), a.v[1]->schema, 1));
   ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(props, "thought"), "type")->valuestring,
                    "string");
   char *req = json(cJSON_GetObjectItem(s, "required"));
@@ -297,13 +300,64 @@ START_TEST(decoding_schema) {
 }
 END_TEST
 
+/* One action in two sets (and a shared finish): each set holds its own
+ * reference, the same checks apply, the compiled schema is made once, and
+ * the last reference frees everything. */
+START_TEST(shared_action) {
+  long live = lc_alloc_live(), alive = lc_action_live();
+  struct lc_action *x, *fin;
+  ck_assert_int_eq(lc_action_new("lookup", "Look up a key.", cJSON_Parse(lookup_schema),
+                                 LC_EFFECT_PURE, &x), 0);
+  ck_assert_int_eq(lc_action_new_finish(&fin), 0);
+  struct lc_actions a, b;
+  ck_assert_int_eq(lc_actions_init(&a, NULL, NULL, fin), 0);
+  ck_assert_int_eq(lc_actions_init(&b, NULL, NULL, fin), 0);
+  ck_assert_ptr_eq(a.finish, fin);
+  ck_assert_int_eq(lc_actions_add_action(&a, x), 0);
+  ck_assert_int_eq(lc_actions_add_action(&b, x), 0);
+  ck_assert_int_eq(lc_actions_add_action(&b, x), LC_EINVAL);
+  ck_assert_str_eq(b.err, "action \"lookup\" is declared twice");
+  ck_assert_int_eq(x->refs, 3);
+  ck_assert_int_eq(fin->refs, 3);
+  ck_assert_ptr_eq(lc_actions_find(&b, "Lookup"), x);
+  const struct lc_schema *s1, *s2;
+  char err[128];
+  ck_assert_int_eq(lc_action_compiled(x, &s1, err, sizeof err), 0);
+  ck_assert_int_eq(lc_action_compiled(x, &s2, err, sizeof err), 0);
+  ck_assert_ptr_eq(s1, s2);
+  /* A schema that does not compile is an error every time, never kept. */
+  struct lc_action *bad;
+  ck_assert_int_eq(lc_action_new("bad", NULL, cJSON_Parse("{\"type\":\"objekt\"}"), 0, &bad), 0);
+  ck_assert_int_eq(lc_action_compiled(bad, &s1, err, sizeof err), LC_EINVAL);
+  ck_assert_int_eq(lc_action_compiled(bad, &s1, err, sizeof err), LC_EINVAL);
+  ck_assert_ptr_null(bad->compiled);
+  ck_assert_int_eq(lc_actions_add_action(&a, bad), LC_EINVAL); /* not an object schema */
+  ck_assert_ptr_nonnull(strstr(a.err, "must be an object schema"));
+  lc_action_unref(bad);
+  lc_action_unref(x);
+  lc_action_unref(fin);
+  ck_assert_int_eq(lc_action_live() - alive, 2);
+  struct lc_llm_tool *t;
+  size_t n;
+  ck_assert_int_eq(lc_actions_to_llm_tools(&a, 1, &t, &n), 0);
+  lc_actions_free(&a);
+  ck_assert_str_eq(t[0].name, "lookup"); /* b keeps it */
+  ck_assert_str_eq(t[1].name, "finish");
+  lc_actions_llm_tools_free(t, n);
+  ck_assert_int_eq(x->refs, 1);
+  lc_actions_free(&b);
+  ck_assert_int_eq(lc_action_live(), alive);
+  ck_assert_int_eq(lc_alloc_live(), live);
+}
+END_TEST
+
 /* Allocation failures in add/check/tools fail cleanly and leak nothing. */
 START_TEST(oom) {
   long live = lc_alloc_live();
   for (long n = 1; n < 40; n++) {
     struct lc_actions a;
     lc_alloc_fail_after(n);
-    int rc = lc_actions_init(&a, stub_validate, NULL);
+    int rc = lc_actions_init(&a, stub_validate, NULL, NULL);
     if (rc == 0) {
       rc = lc_actions_add(&a, "lookup", "d", cJSON_Parse(lookup_schema), 0);
       ck_assert(rc == 0 || rc == LC_ENOMEM);
@@ -328,6 +382,7 @@ END_TEST
 Suite *actions_suite(void) {
   Suite *s = suite_create("actions");
   TCase *tc = tcase_create("core");
+  tcase_add_test(tc, shared_action);
   tcase_add_test(tc, add_rules);
   tcase_add_test(tc, find);
   tcase_add_test(tc, string_param_rules);

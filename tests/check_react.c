@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "actions.h"
 #include "http.h"
 #include "lc.h"
 #include "loop.h"
@@ -533,6 +534,179 @@ START_TEST(example_react_wiki) {
 }
 END_TEST
 
+/* ---- shared actions (actions.h "Sharing") ---- */
+
+/* Several chunks in one Lua state, with BASE and the prelude's helpers. */
+static void shared_open(struct lc_test_lua *t) {
+  lc_test_lua_open(t);
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  lua_pushstring(t->L, base);
+  lua_setglobal(t->L, "BASE");
+  ck_assert_msg(lc_test_lua_run(t, prelude, NULL, 0, err, sizeof err) == 0, "%s", err);
+}
+
+static void shared_run(struct lc_test_lua *t, const char *code, const char *want) {
+  ck_assert_msg(lc_test_lua_run(t, code, out, sizeof out, err, sizeof err) == 0, "%s", err);
+  if (want) ck_assert_str_eq(out, want);
+}
+
+/* Calls search(q=x), then answers once the result is in. */
+#define SEARCH_THEN_ANSWER                                                               \
+  "[{\"match\":{\"body_contains\":\"\\\"role\\\":\\\"tool\\\"\"},"                     \
+  "\"reply\":{\"openai\":{\"text\":\"done\"}}},"                                         \
+  "{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"s1\",\"name\":\"search\","         \
+  "\"arguments\":{\"q\":\"x\"}}]}}}]"
+
+/* Runs in one state share the tool's action and finish: made once, each
+ * request still carries the whole schema, and collecting the tool drops
+ * its action. */
+START_TEST(shared_actions_reused_across_runs) {
+  start(SEARCH_THEN_ANSWER);
+  long live0 = lc_action_live();
+  struct lc_test_lua t;
+  shared_open(&t);
+  long made0 = lc_action_made();
+  const char *code = "local r = luact.react(cfg{tools={search}})\n"
+                     "return r.status .. '|' .. r.answer .. '|' .. r.steps[1].observation";
+  shared_run(&t, code, "finished|done|result for x");
+  ck_assert_int_eq(lc_action_made() - made0, 2); /* search + finish */
+  shared_run(&t, code, "finished|done|result for x");
+  shared_run(&t, "local a = luact.spawn(function() return luact.react(cfg{tools={search}}) end)\n"
+                 "local b = luact.react(cfg{tools={search}})\n"
+                 "local ok, ra = luact.wait(a)\n"
+                 "return ra.status .. b.status", "finishedfinished");
+  ck_assert_int_eq(lc_action_made() - made0, 2); /* nothing new */
+  ck_assert_int_eq(lc_action_live() - live0, 2);
+  ck_assert_int_eq(n_requests(), 8);
+  char *b0 = lc_mock_request_body(&mock, 0), *b2 = lc_mock_request_body(&mock, 2);
+  cJSON *j0 = cJSON_Parse(b0), *j2 = cJSON_Parse(b2);
+  ck_assert(cJSON_Compare(cJSON_GetObjectItem(j0, "tools"), cJSON_GetObjectItem(j2, "tools"), 1));
+  ck_assert_ptr_nonnull(strstr(b2, "\"required\":[\"q\"]"));
+  cJSON_Delete(j0);
+  cJSON_Delete(j2);
+  cJSON_free(b0);
+  cJSON_free(b2);
+  /* The tool gone: so is its action; the state keeps finish. */
+  shared_run(&t, "search = nil; collectgarbage(); collectgarbage()", NULL);
+  ck_assert_int_eq(lc_action_live() - live0, 1);
+  lc_test_lua_close(&t); /* and nothing leaked */
+  ck_assert_int_eq(lc_action_live(), live0);
+  stop();
+}
+END_TEST
+
+/* Replaced params or description between runs: the next run offers and
+ * validates the new ones (a new action); the old stays for no one. */
+START_TEST(shared_actions_follow_replaced_params) {
+  start(SEARCH_THEN_ANSWER);
+  long live0 = lc_action_live();
+  struct lc_test_lua t;
+  shared_open(&t);
+  long made0 = lc_action_made();
+  shared_run(&t, "return tostring(luact.react(cfg{tools={search}}).usage.invalid)", "0");
+  shared_run(&t, "search.params = {type='object', properties={query={type='string'}},\n"
+                 "  required={'query'}}\n"
+                 "search.description = 'Search anew.'\n"
+                 "local r = luact.react(cfg{tools={search}, limits={steps=1}})\n"
+                 "return r.usage.invalid .. '|' .. r.steps[1].observation",
+             "1|Invalid input for \"search\": $: missing required property \"query\". "
+             "Expected: search[<query>]");
+  ck_assert_int_eq(lc_action_made() - made0, 3);
+  lc_mock_assert_request_has(&mock, 2, "\"description\":\"Search anew.\"");
+  lc_mock_assert_request_has(&mock, 2, "\"required\":[\"query\"]");
+  /* Same params table changed only in effect: a new action too. */
+  shared_run(&t, "search.effect = 'idempotent'\n"
+                 "return tostring(luact.react(cfg{tools={search}, limits={steps=1}}).usage.invalid)",
+             "1");
+  ck_assert_int_eq(lc_action_made() - made0, 4);
+  shared_run(&t, "collectgarbage(); collectgarbage()", NULL);
+  ck_assert_int_eq(lc_action_live() - live0, 2); /* search's latest + finish */
+  lc_test_lua_close(&t);
+  ck_assert_int_eq(lc_action_live(), live0);
+  stop();
+}
+END_TEST
+
+/* A run keeps its own references: the tool's params replaced and its old
+ * action collected while run A is between calls (A's tool starts run B
+ * with the new params, then collects garbage); A goes on offering and
+ * validating the old schema. */
+START_TEST(shared_action_outlives_cache_in_run) {
+  start("[{\"match\":{\"body_contains\":\"QB\"},\"reply\":{\"openai\":{\"text\":\"B done.\"}}},"
+        "{\"match\":{\"body_contains\":\"ok second\"},\"reply\":{\"openai\":{\"text\":\"A done.\"}}},"
+        "{\"match\":{\"body_contains\":\"ok first\"},\"reply\":{\"openai\":{\"tool_calls\":"
+        "[{\"id\":\"a2\",\"name\":\"t\",\"arguments\":{\"q\":\"second\"}}]}}},"
+        "{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"a1\",\"name\":\"t\","
+        "\"arguments\":{\"q\":\"first\"}}]}}}]");
+  long live0 = lc_action_live();
+  struct lc_test_lua t;
+  shared_open(&t);
+  shared_run(&t,
+             "local t\n"
+             "t = luact.tool{name='t', params={type='object', properties={q={type='string'}},\n"
+             "  required={'q'}}, fn=function(a)\n"
+             "    if a.q == 'first' then\n"
+             "      t.params = {type='object', properties={query={type='string'}}, required={'query'}}\n"
+             "      local rb = luact.react(cfg{question='QB', tools={t}})\n"
+             "      collectgarbage(); collectgarbage()\n"
+             "      assert(rb.answer == 'B done.')\n"
+             "    end\n"
+             "    return 'ok ' .. a.q end}\n"
+             "local r = luact.react(cfg{question='QA', tools={t}})\n"
+             "return r.status .. '|' .. r.answer .. '|' .. r.steps[2].observation .. '|' ..\n"
+             "  r.usage.invalid",
+             "finished|A done.|ok second|0");
+  ck_assert_int_eq(n_requests(), 4);
+  lc_mock_assert_request_has(&mock, 1, "\"required\":[\"query\"]"); /* B: the new params */
+  for (int i = 2; i < 4; i++) { /* A, after B: still its own */
+    char *b = lc_mock_request_body(&mock, i);
+    ck_assert_ptr_nonnull(strstr(b, "\"required\":[\"q\"]"));
+    ck_assert_ptr_null(strstr(b, "query"));
+    cJSON_free(b);
+  }
+  lc_test_lua_close(&t);
+  ck_assert_int_eq(lc_action_live(), live0);
+  stop();
+}
+END_TEST
+
+/* Strict mode strictifies a copy: a plain run after a strict one, with the
+ * same shared action, sends the schema as written. */
+START_TEST(shared_action_strict_then_plain) {
+  start("[{\"match\":{\"body_contains\":\"\\\"role\\\":\\\"tool\\\"\"},\"reply\":{\"openai\":"
+        "{\"text\":\"done\"}}},"
+        "{\"reply\":{\"openai\":{\"tool_calls\":[{\"name\":\"opt\",\"arguments\":"
+        "{\"q\":\"x\",\"n\":null}}]}}}]");
+  struct lc_test_lua t;
+  shared_open(&t);
+  shared_run(&t, "opt = luact.tool{name='opt', params={type='object', properties={q={type='string'},\n"
+                 "  n={type='integer'}}, required={'q'}}, fn=function(a) return tostring(a.n) end}\n"
+                 "return luact.react(cfg{strict=true, tools={opt}}).steps[1].observation", "nil");
+  lc_mock_assert_request_has(&mock, 0, "\"type\":[\"integer\",\"null\"]");
+  lc_mock_assert_request_has(&mock, 0, "\"strict\":true");
+  /* Without strict the null is the model's mistake again. */
+  shared_run(&t, "local r = luact.react(cfg{tools={opt}, limits={steps=1}})\n"
+                 "return r.usage.invalid .. '|' .. tostring(r.steps[1].is_error)", "1|true");
+  char *b = lc_mock_request_body(&mock, 2);
+  ck_assert_ptr_null(strstr(b, "strict"));
+  cJSON *j = cJSON_Parse(b), *want = cJSON_Parse(
+      "{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"},"
+      "\"n\":{\"type\":\"integer\"}},\"required\":[\"q\"]}");
+  const cJSON *fn = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tools"), 0),
+                                        "function");
+  ck_assert_str_eq(cJSON_GetObjectItem(fn, "name")->valuestring, "opt");
+  ck_assert(cJSON_Compare(cJSON_GetObjectItem(fn, "parameters"), want, 1));
+  cJSON_Delete(j);
+  cJSON_Delete(want);
+  cJSON_free(b);
+  shared_run(&t, "return luact.react(cfg{strict=true, tools={opt}}).steps[1].observation", "nil");
+  lc_mock_assert_request_has(&mock, 3, "\"type\":[\"integer\",\"null\"]");
+  lc_test_lua_close(&t);
+  stop();
+}
+END_TEST
+
 /* The engine alone, with a fake host, failing allocation N: start either
  * fails (no callback) or done runs exactly once; nothing leaks. The model
  * endpoint refuses connections, so every started run fails fast. */
@@ -621,6 +795,10 @@ Suite *react_suite(void) {
   tcase_add_test(tc, misuse_raises);
   tcase_add_test(tc, cli_json_and_trace);
   tcase_add_test(tc, example_react_wiki);
+  tcase_add_test(tc, shared_actions_reused_across_runs);
+  tcase_add_test(tc, shared_actions_follow_replaced_params);
+  tcase_add_test(tc, shared_action_outlives_cache_in_run);
+  tcase_add_test(tc, shared_action_strict_then_plain);
   suite_add_tcase(s, tc);
   TCase *oom = tcase_create("oom");
   tcase_set_timeout(oom, 60);

@@ -10,7 +10,7 @@
 #include "react_prompt.h"
 
 static void make_actions(struct lc_actions *a) {
-  ck_assert_int_eq(lc_actions_init(a, NULL, NULL), 0);
+  ck_assert_int_eq(lc_actions_init(a, NULL, NULL, NULL), 0);
   ck_assert_int_eq(
       lc_actions_add(a, "lookup", "Look up a key.",
                      cJSON_Parse("{\"type\":\"object\",\"properties\":{\"key\":{"
