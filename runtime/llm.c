@@ -177,6 +177,88 @@ void lc_llm_wire_keep(struct lc_llm_wire *c, enum lc_llm_provider p,
   c->prov = (signed char)p;
 }
 
+void lc_llm_prefix_drop(struct lc_llm_request *q) {
+  lc_free(q->prefix.data);
+  memset(&q->prefix, 0, sizeof q->prefix);
+}
+
+void lc_llm_prefix_cut(struct lc_llm_request *q, size_t keep) {
+  struct lc_llm_prefix *pc = &q->prefix;
+  if (keep >= pc->n_msgs)
+    return;
+  if (keep + 1 == pc->n_msgs && pc->last_at != LC_LLM_PREFIX_NO_LAST) {
+    /* Also while lent: the bytes up to last_at are the same. */
+    pc->len = pc->last_at;
+    pc->n_msgs = keep;
+    pc->last_at = LC_LLM_PREFIX_NO_LAST;
+    return;
+  }
+  lc_llm_prefix_drop(q);
+}
+
+void lc_llm_prefix_give_back(struct lc_llm_request *q, char **body) {
+  struct lc_llm_prefix *pc = &q->prefix;
+  if (!*body || pc->lent != *body || pc->data)
+    return;
+  pc->data = *body;
+  pc->lent = NULL;
+  *body = NULL;
+}
+
+/* FNV-1a, 64 bits. */
+#define FP_INIT 0xcbf29ce484222325ull
+static unsigned long long fp_bytes(unsigned long long h, const void *p,
+                                   size_t n) {
+  const unsigned char *s = p;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ s[i]) * 0x100000001b3ull;
+  return h;
+}
+/* A string by content, NULL apart from "". */
+static unsigned long long fp_str(unsigned long long h, const char *s) {
+  if (!s)
+    return fp_bytes(h, "\xff", 1);
+  return fp_bytes(h, s, strlen(s) + 1);
+}
+#define FP_VAL(h, v) fp_bytes(h, &(v), sizeof(v))
+
+unsigned long long lc_llm_request_head_fp(const struct lc_llm_request *q) {
+  unsigned long long h = FP_INIT;
+  h = fp_str(h, q->model);
+  h = FP_VAL(h, q->n_tools);
+  h = FP_VAL(h, q->tools);
+  for (size_t i = 0; i < q->n_tools; i++) {
+    const struct lc_llm_tool *t = &q->tools[i];
+    /* Names by content; the long texts and trees by identity (llm.h). */
+    h = fp_str(h, t->name);
+    h = FP_VAL(h, t->description);
+    h = FP_VAL(h, t->schema);
+    h = FP_VAL(h, t->schema_json);
+    h = FP_VAL(h, t->strict);
+  }
+  h = FP_VAL(h, q->tool_choice);
+  h = fp_str(h, q->tool_choice_name);
+  h = FP_VAL(h, q->set);
+  if (q->set & LC_SET_TEMPERATURE)
+    h = FP_VAL(h, q->temperature);
+  if (q->set & LC_SET_TOP_P)
+    h = FP_VAL(h, q->top_p);
+  if (q->set & LC_SET_TOP_K)
+    h = FP_VAL(h, q->top_k);
+  if (q->set & LC_SET_MAX_TOKENS)
+    h = FP_VAL(h, q->max_tokens);
+  if (q->set & LC_SET_SEED)
+    h = FP_VAL(h, q->seed);
+  h = FP_VAL(h, q->n_stop);
+  for (size_t i = 0; i < q->n_stop; i++)
+    h = fp_str(h, q->stop[i]);
+  h = FP_VAL(h, q->format);
+  h = FP_VAL(h, q->response_schema);
+  h = fp_str(h, q->response_schema_name);
+  int stream = q->stream != 0;
+  return FP_VAL(h, stream);
+}
+
 void lc_llm_msg_free(struct lc_llm_msg *m) {
   if (!m)
     return;
@@ -184,7 +266,6 @@ void lc_llm_msg_free(struct lc_llm_msg *m) {
   calls_free(m->tool_calls, m->n_tool_calls);
   lc_free(m->tool_call_id);
   lc_free(m->name);
-  lc_llm_wire_drop(&m->wire);
   memset(m, 0, sizeof *m);
 }
 
@@ -210,6 +291,7 @@ void lc_llm_request_free(struct lc_llm_request *r) {
     lc_llm_msg_free(&r->msgs[i]);
   lc_free(r->msgs);
   lc_llm_wire_drop(&r->tools_wire);
+  lc_llm_prefix_drop(r);
   for (size_t i = 0; i < r->n_tools; i++) {
     lc_free(r->tools[i].name);
     lc_free(r->tools[i].description);
