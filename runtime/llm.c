@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -205,58 +206,65 @@ void lc_llm_prefix_give_back(struct lc_llm_request *q, char **body) {
   *body = NULL;
 }
 
-/* FNV-1a, 64 bits. */
+/* FNV-1a, 64 bits, over bytes; scalars and pointers a word at a time
+ * (change detection, not a defence against chosen inputs). */
 #define FP_INIT 0xcbf29ce484222325ull
-static unsigned long long fp_bytes(unsigned long long h, const void *p,
-                                   size_t n) {
-  const unsigned char *s = p;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ s[i]) * 0x100000001b3ull;
-  return h;
+#define FP_PRIME 0x100000001b3ull
+static unsigned long long fp_u64(unsigned long long h, unsigned long long v) {
+  h = (h ^ v) * FP_PRIME;
+  return h ^ (h >> 31);
 }
-/* A string by content, NULL apart from "". */
+static unsigned long long fp_ptr(unsigned long long h, const void *p) {
+  return fp_u64(h, (unsigned long long)(uintptr_t)p);
+}
+static unsigned long long fp_dbl(unsigned long long h, double d) {
+  unsigned long long v;
+  memcpy(&v, &d, sizeof v);
+  return fp_u64(h, v);
+}
+/* A string by content; NULL apart from "". */
 static unsigned long long fp_str(unsigned long long h, const char *s) {
   if (!s)
-    return fp_bytes(h, "\xff", 1);
-  return fp_bytes(h, s, strlen(s) + 1);
+    return fp_u64(h, 0xffu);
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * FP_PRIME;
+  return fp_u64(h, 0);
 }
-#define FP_VAL(h, v) fp_bytes(h, &(v), sizeof(v))
 
 unsigned long long lc_llm_request_head_fp(const struct lc_llm_request *q) {
   unsigned long long h = FP_INIT;
   h = fp_str(h, q->model);
-  h = FP_VAL(h, q->n_tools);
-  h = FP_VAL(h, q->tools);
+  h = fp_u64(h, q->n_tools);
+  h = fp_ptr(h, q->tools);
   for (size_t i = 0; i < q->n_tools; i++) {
     const struct lc_llm_tool *t = &q->tools[i];
     /* Names by content; the long texts and trees by identity (llm.h). */
     h = fp_str(h, t->name);
-    h = FP_VAL(h, t->description);
-    h = FP_VAL(h, t->schema);
-    h = FP_VAL(h, t->schema_json);
-    h = FP_VAL(h, t->strict);
+    h = fp_ptr(h, t->description);
+    h = fp_ptr(h, t->schema);
+    h = fp_ptr(h, t->schema_json);
+    h = fp_u64(h, (unsigned long long)t->strict);
   }
-  h = FP_VAL(h, q->tool_choice);
+  h = fp_u64(h, (unsigned long long)q->tool_choice);
   h = fp_str(h, q->tool_choice_name);
-  h = FP_VAL(h, q->set);
+  h = fp_u64(h, q->set);
   if (q->set & LC_SET_TEMPERATURE)
-    h = FP_VAL(h, q->temperature);
+    h = fp_dbl(h, q->temperature);
   if (q->set & LC_SET_TOP_P)
-    h = FP_VAL(h, q->top_p);
+    h = fp_dbl(h, q->top_p);
   if (q->set & LC_SET_TOP_K)
-    h = FP_VAL(h, q->top_k);
+    h = fp_u64(h, (unsigned long long)q->top_k);
   if (q->set & LC_SET_MAX_TOKENS)
-    h = FP_VAL(h, q->max_tokens);
+    h = fp_u64(h, (unsigned long long)q->max_tokens);
   if (q->set & LC_SET_SEED)
-    h = FP_VAL(h, q->seed);
-  h = FP_VAL(h, q->n_stop);
+    h = fp_u64(h, (unsigned long long)q->seed);
+  h = fp_u64(h, q->n_stop);
   for (size_t i = 0; i < q->n_stop; i++)
     h = fp_str(h, q->stop[i]);
-  h = FP_VAL(h, q->format);
-  h = FP_VAL(h, q->response_schema);
+  h = fp_u64(h, (unsigned long long)q->format);
+  h = fp_ptr(h, q->response_schema);
   h = fp_str(h, q->response_schema_name);
-  int stream = q->stream != 0;
-  return FP_VAL(h, stream);
+  return fp_u64(h, q->stream != 0);
 }
 
 void lc_llm_msg_free(struct lc_llm_msg *m) {

@@ -20,7 +20,9 @@
  * returns it (the LLM call does so when it completes or is freed), and a
  * build that finds it still lent starts a fresh one. build() writing
  * req->prefix through its const request is the cache's one write, so such
- * a request must live in writable memory.
+ * a request must live in writable memory; a shallow copy shares the
+ * buffer, so only the LLM call makes one (its view), and it copies the
+ * cache back after build.
  *   What the cache checks itself: the head (fingerprint: strings by
  * content, schemas and descriptions by identity), appended messages, and
  * the last message covered (written again and compared, so replacing the

@@ -3,6 +3,7 @@
  * the recorded request on the fields that matter; every request field maps;
  * the API key goes in a header and never in the body. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -794,6 +795,23 @@ START_TEST(prefix_failed_build_drops) {
 }
 END_TEST
 
+#ifdef LUACT_DEBUG_CHECKS
+/* Debug builds catch what the cache cannot see: a message before the last
+ * changed in place without lc_llm_prefix_cut/drop would be sent stale. */
+START_TEST(prefix_stale_aborts_in_debug) {
+  struct lc_llm_request q;
+  full_request(&q, LC_PROV_OPENAI);
+  q.cache_wire = 1;
+  build_cached(&lc_llm_openai, &q, "cold");
+  q.msgs[2].content[0] = 'X'; /* "hi" -> "Xi", same string */
+  grow(&q, 0);
+  struct lc_llm_http h;
+  char err[256];
+  lc_llm_openai.build(&q, &h, err, sizeof err); /* aborts */
+}
+END_TEST
+#endif
+
 /* lc_jsonw_value_at: the bytes from the mark are the value alone, also
  * after a key and between array elements. */
 START_TEST(jsonw_value_at_marks_the_value) {
@@ -837,6 +855,9 @@ Suite *llm_build_suite(void) {
   tcase_add_test(tc, missing_model);
   tcase_add_loop_test(tc, prefix_same_body, 0, 6);
   tcase_add_loop_test(tc, prefix_failed_build_drops, 0, 3);
+#ifdef LUACT_DEBUG_CHECKS
+  tcase_add_test_raise_signal(tc, prefix_stale_aborts_in_debug, SIGABRT);
+#endif
   tcase_add_test(tc, jsonw_value_at_marks_the_value);
   suite_add_tcase(s, tc);
   return s;
