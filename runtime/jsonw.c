@@ -130,6 +130,18 @@ void lc_jsonw_init(struct lc_jsonw *w, struct lc_buf *b) {
   w->more[0] = 0;
 }
 
+void lc_jsonw_reopen(struct lc_jsonw *w, struct lc_buf *b, int depth, int more) {
+  lc_jsonw_init(w, b);
+  if (depth < 0 || depth > LC_JSONW_MAX_DEPTH) {
+    w->err = LC_EINVAL;
+    return;
+  }
+  for (int i = 0; i < depth; i++)
+    w->more[i] = 1;
+  w->depth = depth;
+  w->more[depth] = more != 0;
+}
+
 int lc_jsonw_finish(const struct lc_jsonw *w) { return w->err; }
 
 /* Separator before a value (or key) at the current level. */

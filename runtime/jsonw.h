@@ -37,6 +37,10 @@ struct lc_jsonw {
 };
 
 void lc_jsonw_init(struct lc_jsonw *w, struct lc_buf *b);
+/* Resumes at the end of b as a writer that has opened depth levels (each
+ * with members already, the innermost only when more is set) and written
+ * no key: to append to an array an earlier writer left open. */
+void lc_jsonw_reopen(struct lc_jsonw *w, struct lc_buf *b, int depth, int more);
 /* 0, or the first error. Does not check that every level was closed. */
 int lc_jsonw_finish(const struct lc_jsonw *w);
 

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -177,6 +178,95 @@ void lc_llm_wire_keep(struct lc_llm_wire *c, enum lc_llm_provider p,
   c->prov = (signed char)p;
 }
 
+void lc_llm_prefix_drop(struct lc_llm_request *q) {
+  lc_free(q->prefix.data);
+  memset(&q->prefix, 0, sizeof q->prefix);
+}
+
+void lc_llm_prefix_cut(struct lc_llm_request *q, size_t keep) {
+  struct lc_llm_prefix *pc = &q->prefix;
+  if (keep >= pc->n_msgs)
+    return;
+  if (keep + 1 == pc->n_msgs && pc->last_at != LC_LLM_PREFIX_NO_LAST) {
+    /* Also while lent: the bytes up to last_at are the same. */
+    pc->len = pc->last_at;
+    pc->n_msgs = keep;
+    pc->last_at = LC_LLM_PREFIX_NO_LAST;
+    return;
+  }
+  lc_llm_prefix_drop(q);
+}
+
+void lc_llm_prefix_give_back(struct lc_llm_request *q, char **body) {
+  struct lc_llm_prefix *pc = &q->prefix;
+  if (!*body || pc->lent != *body || pc->data)
+    return;
+  pc->data = *body;
+  pc->lent = NULL;
+  *body = NULL;
+}
+
+/* FNV-1a, 64 bits, over bytes; scalars and pointers a word at a time
+ * (change detection, not a defence against chosen inputs). */
+#define FP_INIT 0xcbf29ce484222325ull
+#define FP_PRIME 0x100000001b3ull
+static unsigned long long fp_u64(unsigned long long h, unsigned long long v) {
+  h = (h ^ v) * FP_PRIME;
+  return h ^ (h >> 31);
+}
+static unsigned long long fp_ptr(unsigned long long h, const void *p) {
+  return fp_u64(h, (unsigned long long)(uintptr_t)p);
+}
+static unsigned long long fp_dbl(unsigned long long h, double d) {
+  unsigned long long v;
+  memcpy(&v, &d, sizeof v);
+  return fp_u64(h, v);
+}
+/* A string by content; NULL apart from "". */
+static unsigned long long fp_str(unsigned long long h, const char *s) {
+  if (!s)
+    return fp_u64(h, 0xffu);
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * FP_PRIME;
+  return fp_u64(h, 0);
+}
+
+unsigned long long lc_llm_request_head_fp(const struct lc_llm_request *q) {
+  unsigned long long h = FP_INIT;
+  h = fp_str(h, q->model);
+  h = fp_u64(h, q->n_tools);
+  h = fp_ptr(h, q->tools);
+  for (size_t i = 0; i < q->n_tools; i++) {
+    const struct lc_llm_tool *t = &q->tools[i];
+    /* Names by content; the long texts and trees by identity (llm.h). */
+    h = fp_str(h, t->name);
+    h = fp_ptr(h, t->description);
+    h = fp_ptr(h, t->schema);
+    h = fp_ptr(h, t->schema_json);
+    h = fp_u64(h, (unsigned long long)t->strict);
+  }
+  h = fp_u64(h, (unsigned long long)q->tool_choice);
+  h = fp_str(h, q->tool_choice_name);
+  h = fp_u64(h, q->set);
+  if (q->set & LC_SET_TEMPERATURE)
+    h = fp_dbl(h, q->temperature);
+  if (q->set & LC_SET_TOP_P)
+    h = fp_dbl(h, q->top_p);
+  if (q->set & LC_SET_TOP_K)
+    h = fp_u64(h, (unsigned long long)q->top_k);
+  if (q->set & LC_SET_MAX_TOKENS)
+    h = fp_u64(h, (unsigned long long)q->max_tokens);
+  if (q->set & LC_SET_SEED)
+    h = fp_u64(h, (unsigned long long)q->seed);
+  h = fp_u64(h, q->n_stop);
+  for (size_t i = 0; i < q->n_stop; i++)
+    h = fp_str(h, q->stop[i]);
+  h = fp_u64(h, (unsigned long long)q->format);
+  h = fp_ptr(h, q->response_schema);
+  h = fp_str(h, q->response_schema_name);
+  return fp_u64(h, q->stream != 0);
+}
+
 void lc_llm_msg_free(struct lc_llm_msg *m) {
   if (!m)
     return;
@@ -184,7 +274,6 @@ void lc_llm_msg_free(struct lc_llm_msg *m) {
   calls_free(m->tool_calls, m->n_tool_calls);
   lc_free(m->tool_call_id);
   lc_free(m->name);
-  lc_llm_wire_drop(&m->wire);
   memset(m, 0, sizeof *m);
 }
 
@@ -210,6 +299,7 @@ void lc_llm_request_free(struct lc_llm_request *r) {
     lc_llm_msg_free(&r->msgs[i]);
   lc_free(r->msgs);
   lc_llm_wire_drop(&r->tools_wire);
+  lc_llm_prefix_drop(r);
   for (size_t i = 0; i < r->n_tools; i++) {
     const struct lc_llm_tool *t = &r->tools[i];
     if (!(t->borrowed & LC_LLM_TOOL_BORROWED_TEXT)) {

@@ -9,14 +9,34 @@
  * requests borrow them from the run's shared actions. Adapters never keep pointers into a request after
  * build() returns.
  *
- * Wire caches: a message (and a request's tools array) may carry its own
- * serialised form for one provider (struct lc_llm_wire), owned by it and
- * freed with it. When req->cache_wire is set, an adapter's build() fills
- * the caches it can (the one write build() makes through its const
- * request, so such a request must live in writable memory) and every
- * build() appends a valid cache with one copy instead of serialising
- * again. A cached message is immutable: whoever changes a message or the
- * tools after a build must drop the cache (lc_llm_wire_drop).
+ * Body prefix cache: a request that is built again and again as it grows
+ * (the ReAct engine's conversation) sets cache_wire. The OpenAI and Ollama
+ * adapters then write everything that does not change between turns
+ * before "messages" and keep the body's bytes up to the end of its last
+ * message in req->prefix (struct lc_llm_prefix), with the number of
+ * messages covered, the provider and a fingerprint of the head (model,
+ * tools, settings); the next build with the same head truncates there and
+ * appends only the new messages and "]}". The conversation is so held
+ * once, as the body the next call extends. The built body is the cache's
+ * own buffer, lent to the caller (out->body): lc_llm_prefix_give_back
+ * returns it (the LLM call does so when it completes or is freed), and a
+ * build that finds it still lent starts a fresh one. build() writing
+ * req->prefix through its const request is the cache's one write, so such
+ * a request must live in writable memory; a shallow copy shares the
+ * buffer, so only the LLM call makes one (its view), and it copies the
+ * cache back after build.
+ *   What the cache checks itself: the head (fingerprint: strings by
+ * content, schemas and descriptions by identity), appended messages, and
+ * the last message covered (written again and compared, so replacing the
+ * last message, as text mode does with its scratchpad, is seen). What it
+ * cannot see: an earlier message changed in place, or a tool schema or
+ * description changed in place: whoever does that must call
+ * lc_llm_prefix_cut or lc_llm_prefix_drop first. Builds with
+ * LUACT_DEBUG_CHECKS compare every cached body with a fresh one and abort
+ * on a difference.
+ *   Anthropic merges tool results into user turns and does not use the
+ * prefix; its tools array has its own cache (tools_wire, struct
+ * lc_llm_wire), dropped by whoever changes the tools.
  *
  * Errors: calls return 0 or a negative LC_E* code. A failed LLM call is not a
  * C error: it completes with response->err set to a kind (auth, rate limit,
@@ -105,7 +125,6 @@ struct lc_llm_msg {
   char *tool_call_id; /* tool result: which call it answers */
   char *name;         /* tool result: the tool's name (Ollama wants it) */
   int is_error;       /* tool result: the tool failed (Anthropic is_error) */
-  struct lc_llm_wire wire; /* cache of this message as one array element */
 };
 
 struct lc_llm_tool {
@@ -134,6 +153,21 @@ struct lc_llm_tool {
 #define LC_SET_MAX_TOKENS 0x08u
 #define LC_SET_SEED 0x10u
 
+/* The body prefix cache of a cache_wire request (see the top of this
+ * file); all zero when empty. */
+struct lc_llm_prefix {
+  char *data;       /* the bytes (cap allocated); NULL while lent or empty */
+  const char *lent; /* the body a build handed out, compared, never read */
+  size_t len;       /* through the end of message n_msgs - 1 */
+  size_t cap;
+  size_t last_at;   /* the length covering n_msgs - 1 messages, or
+                       LC_LLM_PREFIX_NO_LAST when not known */
+  size_t n_msgs;    /* messages covered */
+  unsigned long long fp; /* lc_llm_request_head_fp when built */
+  signed char prov; /* enum lc_llm_provider */
+};
+#define LC_LLM_PREFIX_NO_LAST ((size_t)-1)
+
 struct lc_llm_request {
   enum lc_llm_provider provider;
   char *model;    /* without the "provider:" prefix */
@@ -156,11 +190,11 @@ struct lc_llm_request {
   cJSON *response_schema;     /* LC_FORMAT_JSON_SCHEMA */
   char *response_schema_name; /* defaults to "response" */
   int stream;
-  /* Fill the wire caches on build (see the top of this file): for a
-   * request that is built again and again as it grows (the ReAct engine's
-   * conversation). Existing caches are used either way. */
+  /* Keep the body prefix (OpenAI, Ollama) and the tools array
+   * (Anthropic) between builds (see the top of this file). */
   int cache_wire;
-  struct lc_llm_wire tools_wire; /* cache of the whole "tools" array */
+  struct lc_llm_wire tools_wire; /* Anthropic's "tools" array */
+  struct lc_llm_prefix prefix;
 };
 
 struct lc_llm_usage {
@@ -276,10 +310,25 @@ double lc_llm_retry_after_s(const char *name, const char *value, double now_s);
 void lc_llm_request_copy_settings(struct lc_llm_request *dst,
                                   const struct lc_llm_request *src);
 void lc_llm_request_free(struct lc_llm_request *r);
-/* Frees what a message owns (its wire cache too) and zeroes it. */
+/* Frees what a message owns and zeroes it. */
 void lc_llm_msg_free(struct lc_llm_msg *m);
 
-/* ---- wire caches, for the adapters' build() ---- */
+/* ---- the body prefix cache (see the top of this file) ---- */
+/* Frees the cached bytes and forgets a lent body: for any change the
+ * cache cannot see (a message before the last, a tool's schema). */
+void lc_llm_prefix_drop(struct lc_llm_request *q);
+/* The messages from index keep on are about to change or go: the cache
+ * keeps what covers the first keep (only keep >= n_msgs - 1 is kept
+ * without a rebuild; anything shorter drops it). */
+void lc_llm_prefix_cut(struct lc_llm_request *q, size_t keep);
+/* Gives *body back to q's cache when it is the body q's cache lent (then
+ * *body = NULL); else changes nothing and the caller still owns *body. */
+void lc_llm_prefix_give_back(struct lc_llm_request *q, char **body);
+/* Fingerprint of everything a body holds before "messages" (provider
+ * aside): model, tools, tool choice, sampling, stop, format, stream. */
+unsigned long long lc_llm_request_head_fp(const struct lc_llm_request *q);
+
+/* ---- Anthropic's tools wire cache, for its build() ---- */
 struct lc_jsonw;
 /* Appends c as the next value when it holds bytes for provider p:
  * returns 1; else writes nothing and returns 0. */

@@ -3,6 +3,7 @@
 #include "llm_accum.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -884,18 +885,16 @@ static void w_function_tool(struct lc_jsonw *w, const struct lc_llm_tool *t,
 }
 
 void lc_accum_w_function_tools(struct lc_jsonw *w, const struct lc_llm_request *req,
-                               enum lc_llm_provider p, int with_strict) {
-  if (lc_llm_wire_put(w, &req->tools_wire, p))
-    return;
-  size_t at = lc_jsonw_value_at(w);
+                               int with_strict) {
   lc_jsonw_arr(w);
   for (size_t i = 0; i < req->n_tools; i++)
     w_function_tool(w, &req->tools[i], with_strict);
   lc_jsonw_arr_end(w);
-  /* The cast is the cache's one write (llm.h). */
-  if (req->cache_wire)
-    lc_llm_wire_keep(&((struct lc_llm_request *)req)->tools_wire, p, w, at);
 }
+
+/* Most bodies fit: fewer reallocations; one byte under 4 KiB so the
+ * buffer's NUL does not double it to 8. A failure shows up later. */
+#define BODY_RESERVE 4095
 
 int lc_accum_body_begin(struct lc_llm_http *out, const struct lc_llm_request *req,
                         struct lc_buf *body, struct lc_jsonw *w, char *err,
@@ -907,11 +906,173 @@ int lc_accum_body_begin(struct lc_llm_http *out, const struct lc_llm_request *re
     return LC_EINVAL;
   }
   lc_jsonw_init(w, body);
-  /* Most bodies fit: fewer reallocations; one byte under 4 KiB so the
-   * buffer's NUL does not double it to 8. A failure shows up later. */
-  (void)lc_buf_reserve(body, 4095);
+  (void)lc_buf_reserve(body, BODY_RESERVE);
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "model");
   lc_jsonw_cstr(w, req->model);
+  return 0;
+}
+
+/* ---- chat bodies and the prefix cache ---- */
+
+/* A fresh body up to the open "messages" array. */
+static void chat_open(struct lc_buf *body, struct lc_jsonw *w,
+                      const struct lc_llm_request *req, lc_accum_head_fn head) {
+  lc_buf_init(body, 0);
+  lc_jsonw_init(w, body);
+  (void)lc_buf_reserve(body, BODY_RESERVE);
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "model");
+  lc_jsonw_cstr(w, req->model);
+  head(w, req);
+  lc_jsonw_key(w, "messages");
+  lc_jsonw_arr(w);
+}
+
+/* Messages [from, n_msgs); *last_at becomes the length before the last
+ * one when it is written here. */
+static int chat_msgs(struct lc_jsonw *w, const struct lc_llm_request *req,
+                     size_t from, lc_accum_msg_fn msg, size_t *last_at,
+                     char *err, size_t errlen) {
+  for (size_t i = from; i < req->n_msgs; i++) {
+    if (i + 1 == req->n_msgs)
+      *last_at = w->b->len;
+    if (msg(w, &req->msgs[i], err, errlen))
+      return LC_EINVAL;
+  }
+  return 0;
+}
+
+/* Takes the request's prefix (pc, left empty) into body when it was built
+ * for this provider and head and covers no more messages than there are;
+ * else frees it and starts body fresh. *from is the first message still
+ * to write. The last message covered is written again past the end and
+ * compared: when it changed (text mode replaces its scratchpad) the body
+ * goes back to before it. Returns 0, or msg's failure (body is then the
+ * caller's to free). */
+static int chat_resume(struct lc_llm_prefix *pc, const struct lc_llm_request *req,
+                       enum lc_llm_provider p, unsigned long long fp,
+                       struct lc_buf *body, struct lc_jsonw *w,
+                       lc_accum_head_fn head, lc_accum_msg_fn msg,
+                       size_t *from, size_t *last_at, char *err, size_t errlen) {
+  struct lc_llm_prefix old = *pc;
+  memset(pc, 0, sizeof *pc);
+  if (!old.data || old.prov != (signed char)p || old.fp != fp ||
+      old.n_msgs > req->n_msgs || old.len + 1 > old.cap) {
+    lc_free(old.data);
+    chat_open(body, w, req, head);
+    *from = 0;
+    *last_at = LC_LLM_PREFIX_NO_LAST;
+    return 0;
+  }
+  lc_buf_init(body, 0);
+  body->data = old.data;
+  body->len = old.len;
+  body->cap = old.cap;
+  body->data[body->len] = '\0';
+  *from = old.n_msgs;
+  *last_at = old.last_at;
+  lc_jsonw_reopen(w, body, 2, old.n_msgs > 0);
+  if (old.n_msgs == 0 || old.last_at == LC_LLM_PREFIX_NO_LAST)
+    return 0;
+  size_t was = old.last_at + (old.n_msgs > 1); /* past its comma */
+  size_t at = lc_jsonw_value_at(w);
+  if (msg(w, &req->msgs[old.n_msgs - 1], err, errlen))
+    return LC_EINVAL;
+  if (w->err)
+    return 0; /* lc_jsonw_finish reports it */
+  size_t n = body->len - at;
+  if (n == old.len - was && memcmp(body->data + was, body->data + at, n) == 0) {
+    body->len = old.len;
+  } else {
+    body->len = old.last_at;
+    *from = old.n_msgs - 1;
+  }
+  body->data[body->len] = '\0';
+  lc_jsonw_reopen(w, body, 2, *from > 0);
+  return 0;
+}
+
+#ifdef LUACT_DEBUG_CHECKS
+/* The cached body must be the one a fresh build writes. */
+static void chat_check(const struct lc_llm_request *req, lc_accum_head_fn head,
+                       lc_accum_msg_fn msg, const char *got, size_t n) {
+  struct lc_buf b;
+  struct lc_jsonw w;
+  char e[256];
+  size_t last_at;
+  chat_open(&b, &w, req, head);
+  int rc = chat_msgs(&w, req, 0, msg, &last_at, e, sizeof e);
+  lc_jsonw_arr_end(&w);
+  lc_jsonw_obj_end(&w);
+  if (!rc && !lc_jsonw_finish(&w) &&
+      (b.len != n || memcmp(b.data, got, n) != 0)) {
+    fprintf(stderr,
+            "luact: a cached request body differs from a fresh build (a "
+            "message or tool changed without lc_llm_prefix_cut/drop)\n"
+            "cached: %.*s\nfresh:  %.*s\n",
+            (int)n, got, (int)b.len, b.data);
+    abort();
+  }
+  lc_buf_free(&b);
+}
+#endif
+
+int lc_accum_chat_body(struct lc_llm_http *out, const struct lc_llm_request *req,
+                       enum lc_llm_provider p, lc_accum_head_fn head,
+                       lc_accum_msg_fn msg, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (!req->model || !*req->model) {
+    snprintf(err, errlen, "no model given");
+    return LC_EINVAL;
+  }
+  struct lc_buf body;
+  struct lc_jsonw jw, *w = &jw;
+  /* The cast is the cache's one write (llm.h). */
+  struct lc_llm_prefix *pc =
+      req->cache_wire ? &((struct lc_llm_request *)req)->prefix : NULL;
+  unsigned long long fp = 0;
+  size_t from = 0, last_at = LC_LLM_PREFIX_NO_LAST;
+  int rc = 0;
+  if (pc) {
+    fp = lc_llm_request_head_fp(req);
+    rc = chat_resume(pc, req, p, fp, &body, w, head, msg, &from, &last_at,
+                     err, errlen);
+  } else {
+    chat_open(&body, w, req, head);
+  }
+  if (!rc)
+    rc = chat_msgs(w, req, from, msg, &last_at, err, errlen);
+  size_t len = body.len; /* the prefix: up to the end of the last message */
+  lc_jsonw_arr_end(w);
+  lc_jsonw_obj_end(w);
+  if (!rc && (rc = lc_jsonw_finish(w)))
+    snprintf(err, errlen,
+             rc == LC_ETOOBIG ? "request too large" : "out of memory");
+  if (rc) {
+    lc_buf_free(&body); /* pc is empty: dropped */
+    return rc;
+  }
+  /* The body waits with the agent for the whole call: no slack (a
+   * shrinking realloc stays in place). The next build grows it. */
+  char *fit = lc_realloc(body.data, body.len + 1);
+  if (fit) {
+    body.data = fit;
+    body.cap = body.len + 1;
+  }
+  out->body = body.data;
+  out->body_len = body.len;
+  if (pc) {
+    *pc = (struct lc_llm_prefix){.lent = body.data,
+                                 .len = len,
+                                 .cap = body.cap,
+                                 .last_at = last_at,
+                                 .n_msgs = req->n_msgs,
+                                 .fp = fp,
+                                 .prov = (signed char)p};
+#ifdef LUACT_DEBUG_CHECKS
+    chat_check(req, head, msg, out->body, out->body_len);
+#endif
+  }
   return 0;
 }

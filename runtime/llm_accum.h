@@ -145,19 +145,34 @@ size_t lc_accum_msg_len(const struct lc_llm_msg *m);
 /* Writes a tool's argument schema: schema_json verbatim, else the schema
  * tree, else dflt (JSON text). */
 struct lc_jsonw;
-/* The request body's opening, shared by the adapters: clears out, refuses a
+/* The request body's opening (Anthropic's): clears out, refuses a
  * request without a model (LC_EINVAL, message in err), starts body (owned
  * by the caller, lc_buf_free) with room for a typical request, and writes
  * '{"model":...'. */
 int lc_accum_body_begin(struct lc_llm_http *out, const struct lc_llm_request *req,
                         struct lc_buf *body, struct lc_jsonw *w, char *err,
                         size_t errlen);
+/* The chat body OpenAI and Ollama share, into out->body (out cleared
+ * first): {"model":..., <head>, "messages":[<msg>, ...]}. head writes the
+ * members that do not change between turns (keys and values); msg writes
+ * one message (0, or LC_EINVAL with a message). With req->cache_wire the
+ * body goes through req->prefix (llm.h): only messages the prefix does not
+ * cover are written, and out->body is the prefix's buffer, lent (given
+ * back with lc_llm_prefix_give_back). Returns 0, or LC_EINVAL (no model,
+ * msg's failure), LC_ENOMEM or LC_ETOOBIG with a message in err; on
+ * failure the prefix is left empty. */
+typedef void (*lc_accum_head_fn)(struct lc_jsonw *w,
+                                 const struct lc_llm_request *req);
+typedef int (*lc_accum_msg_fn)(struct lc_jsonw *w, const struct lc_llm_msg *m,
+                               char *err, size_t errlen);
+int lc_accum_chat_body(struct lc_llm_http *out, const struct lc_llm_request *req,
+                       enum lc_llm_provider p, lc_accum_head_fn head,
+                       lc_accum_msg_fn msg, char *err, size_t errlen);
 /* req's tools as an array of {"type":"function","function":{name,
  * description, parameters[, strict]}} (OpenAI's tool object, which Ollama's
- * /api/chat shares without strict), through the request's tools wire cache
- * for provider p (llm.h). */
+ * /api/chat shares without strict). */
 void lc_accum_w_function_tools(struct lc_jsonw *w, const struct lc_llm_request *req,
-                               enum lc_llm_provider p, int with_strict);
+                               int with_strict);
 void lc_accum_w_schema(struct lc_jsonw *w, const struct lc_llm_tool *t,
                        const char *dflt);
 /* Writes the arguments of a call as a JSON object (lc_accum_args_object);

@@ -16,6 +16,9 @@ struct lc_llm_call {
   /* The request: the caller's own when owned; else &view, a shallow copy
    * of the borrowed one whose endpoint strings may be ours (own_*). */
   struct lc_llm_request *req;
+  /* The caller's request (req itself when owned): a body built through
+   * its prefix cache is lent by it and given back (llm.h). */
+  struct lc_llm_request *src;
   int owned;
   struct lc_llm_request view;
   char *own_base_url, *own_api_key;
@@ -93,8 +96,17 @@ int lc_llm_resolve_endpoint(struct lc_llm_request *req, char *err, size_t errlen
   return 0;
 }
 
+/* Gives a body lent by the request's prefix cache back to it: once no
+ * attempt will send it again, while the request is still the caller's to
+ * keep valid (llm_call.h). */
+static void body_back(struct lc_llm_call *c) {
+  if (c->src && c->http.body)
+    lc_llm_prefix_give_back(c->src, &c->http.body);
+}
+
 static void finish(struct lc_llm_call *c) {
   c->finished = 1;
+  body_back(c);
   c->resp->latency_ms = lc_now_ms() - c->first_ms;
   c->resp->attempts = c->attempts;
   if (c->journaled) {
@@ -298,6 +310,7 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
     req = &c->view;
   }
   c->req = req;
+  c->src = src;
   c->resp = resp;
   c->on_delta = on_delta;
   c->delta_ud = delta_ud;
@@ -344,13 +357,19 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
   if (rc == LC_ENOMEM) goto nomem;
   if (rc == 0) {
     rc = c->ad->build(req, &c->http, err, sizeof err);
-    /* The view's tools cache is a copy of the caller's: what build kept
-     * (or dropped) there belongs to the caller's request. */
-    if (!owned) src->tools_wire = c->view.tools_wire;
+    /* The view's caches are a copy of the caller's: what build kept (or
+     * lent, or dropped) there belongs to the caller's request. */
+    if (!owned) {
+      src->tools_wire = c->view.tools_wire;
+      src->prefix = c->view.prefix;
+    }
     if (rc == LC_ENOMEM) goto nomem;
     /* The body waits with the agent for the whole call: give back the
-     * builder's slack (a shrinking realloc stays in place). */
-    char *fit = rc ? NULL : lc_realloc(c->http.body, c->http.body_len + 1);
+     * builder's slack (a shrinking realloc stays in place). A body lent
+     * by the prefix cache is already trimmed, and must keep its address. */
+    char *fit = rc || c->http.body == src->prefix.lent
+                    ? NULL
+                    : lc_realloc(c->http.body, c->http.body_len + 1);
     if (fit) c->http.body = fit;
   }
   if (rc) {
@@ -411,6 +430,8 @@ void lc_llm_call_free(struct lc_llm_call *c) {
   cJSON_Delete(c->rec_deltas);
   if (c->loop) lc_timer_stop(c->loop, &c->timer);
   lc_http_op_cleanup(&c->op);
+  /* Cancelled: the transfer is gone, the request still valid. */
+  if (!c->finished) body_back(c);
   if (c->st) c->ad->stream_free(c->st);
   lc_llm_http_free(&c->http);
   if (c->resp) {

@@ -8,8 +8,10 @@
  * freed before that; afterwards it may change or go (the call built the
  * HTTP body up front and retries resend those bytes; the journal reads the
  * request inside start). The call never writes the borrowed request except
- * its wire caches (llm.h, cache_wire); a base URL or key it resolves from
- * the environment is its own copy. The call object is the caller's:
+ * its caches (llm.h, cache_wire): a body built through the prefix cache is
+ * the request's buffer, lent to the call and given back when the call
+ * completes (before done runs) or is freed. A base URL or key it resolves
+ * from the environment is its own copy. The call object is the caller's:
  * lc_llm_call_free cancels a running call (the done callback then never
  * runs) and frees everything it owns. The response stays owned by the call
  * unless taken with lc_llm_call_take_response.

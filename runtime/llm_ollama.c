@@ -14,52 +14,69 @@
 
 /* ---- request ---- */
 
-/* The body is written straight to text (jsonw.h), in the member order the
- * cJSON tree used to have. */
-static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
-                      char *err, size_t errlen) {
-  /* Wire caches (llm.h): the cast is the cache's one write. */
-  struct lc_llm_request *cache = req->cache_wire ? (struct lc_llm_request *)req : NULL;
-  lc_jsonw_key(w, "messages");
-  lc_jsonw_arr(w);
-  for (size_t i = 0; i < req->n_msgs; i++) {
-    const struct lc_llm_msg *m = &req->msgs[i];
-    if (lc_llm_wire_put(w, &m->wire, LC_PROV_OLLAMA))
-      continue;
-    size_t at = lc_jsonw_value_at(w);
-    lc_jsonw_obj(w);
-    lc_jsonw_key(w, "role");
-    lc_jsonw_cstr(w, lc_llm_role_name(m->role));
-    lc_jsonw_key(w, "content");
-    lc_jsonw_str(w, m->content ? m->content : "", lc_accum_msg_len(m));
-    if (m->role == LC_ROLE_ASSISTANT && m->n_tool_calls) {
-      lc_jsonw_key(w, "tool_calls");
-      lc_jsonw_arr(w);
-      for (size_t k = 0; k < m->n_tool_calls; k++) {
-        const struct lc_llm_tool_call *c = &m->tool_calls[k];
-        lc_jsonw_obj(w);
-        lc_jsonw_key(w, "function");
-        lc_jsonw_obj(w);
-        lc_jsonw_key(w, "name");
-        lc_jsonw_cstr(w, c->name);
-        lc_jsonw_key(w, "arguments");
-        if (lc_accum_w_args_object(w, c, err, errlen))
-          return LC_EINVAL;
-        lc_jsonw_obj_end(w);
-        lc_jsonw_obj_end(w);
-      }
-      lc_jsonw_arr_end(w);
+/* The body is written straight to text (jsonw.h), the members that stay
+ * the same between turns before "messages" (llm.h, the body prefix cache). */
+static int write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m,
+                     char *err, size_t errlen) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "role");
+  lc_jsonw_cstr(w, lc_llm_role_name(m->role));
+  lc_jsonw_key(w, "content");
+  lc_jsonw_str(w, m->content ? m->content : "", lc_accum_msg_len(m));
+  if (m->role == LC_ROLE_ASSISTANT && m->n_tool_calls) {
+    lc_jsonw_key(w, "tool_calls");
+    lc_jsonw_arr(w);
+    for (size_t k = 0; k < m->n_tool_calls; k++) {
+      const struct lc_llm_tool_call *c = &m->tool_calls[k];
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "function");
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "name");
+      lc_jsonw_cstr(w, c->name);
+      lc_jsonw_key(w, "arguments");
+      if (lc_accum_w_args_object(w, c, err, errlen))
+        return LC_EINVAL;
+      lc_jsonw_obj_end(w);
+      lc_jsonw_obj_end(w);
     }
-    if (m->role == LC_ROLE_TOOL && m->name) {
-      lc_jsonw_key(w, "tool_name");
-      lc_jsonw_cstr(w, m->name);
-    }
-    lc_jsonw_obj_end(w);
-    if (cache)
-      lc_llm_wire_keep(&cache->msgs[i].wire, LC_PROV_OLLAMA, w, at);
+    lc_jsonw_arr_end(w);
   }
-  lc_jsonw_arr_end(w);
+  if (m->role == LC_ROLE_TOOL && m->name) {
+    lc_jsonw_key(w, "tool_name");
+    lc_jsonw_cstr(w, m->name);
+  }
+  lc_jsonw_obj_end(w);
   return 0;
+}
+
+static void write_head(struct lc_jsonw *w, const struct lc_llm_request *req) {
+  /* Ollama streams unless told otherwise, so "stream" is always sent. */
+  lc_jsonw_key(w, "stream");
+  lc_jsonw_bool(w, req->stream != 0);
+  /* Ollama has no tool_choice: "none" is honoured by not offering tools;
+   * required/named cannot be forced and fall back to offering them. */
+  if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {
+    lc_jsonw_key(w, "tools");
+    lc_accum_w_function_tools(w, req, 0);
+  }
+  if (req->format == LC_FORMAT_JSON) {
+    lc_jsonw_key(w, "format");
+    lc_jsonw_cstr(w, "json");
+  } else if (req->format == LC_FORMAT_JSON_SCHEMA) {
+    lc_jsonw_key(w, "format");
+    if (req->response_schema)
+      lc_jsonw_cjson(w, req->response_schema);
+    else
+      lc_jsonw_raw(w, "{}", 2);
+  }
+  const unsigned opts = LC_SET_TEMPERATURE | LC_SET_TOP_P | LC_SET_TOP_K |
+                        LC_SET_MAX_TOKENS | LC_SET_SEED;
+  if ((req->set & opts) || req->n_stop) { /* omitted when empty */
+    lc_jsonw_key(w, "options");
+    lc_jsonw_obj(w);
+    lc_accum_write_sampling(w, req, "top_k", "num_predict");
+    lc_jsonw_obj_end(w);
+  }
 }
 
 /* OLLAMA_HOST may be "host:port", "host" or a URL; like the ollama CLI,
@@ -90,51 +107,13 @@ static int base_url(const char *host, struct lc_buf *b) {
 
 static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
                  char *err, size_t errlen) {
-  struct lc_buf body;
-  struct lc_jsonw jw, *w = &jw;
-  if (lc_accum_body_begin(out, req, &body, w, err, errlen))
-    return LC_EINVAL;
-  if (write_msgs(req, w, err, errlen)) {
-    lc_buf_free(&body);
-    return LC_EINVAL;
-  }
-  /* Ollama streams unless told otherwise, so "stream" is always sent. */
-  lc_jsonw_key(w, "stream");
-  lc_jsonw_bool(w, req->stream != 0);
-  /* Ollama has no tool_choice: "none" is honoured by not offering tools;
-   * required/named cannot be forced and fall back to offering them. */
-  if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {
-    lc_jsonw_key(w, "tools");
-    lc_accum_w_function_tools(w, req, LC_PROV_OLLAMA, 0);
-  }
-  if (req->format == LC_FORMAT_JSON) {
-    lc_jsonw_key(w, "format");
-    lc_jsonw_cstr(w, "json");
-  } else if (req->format == LC_FORMAT_JSON_SCHEMA) {
-    lc_jsonw_key(w, "format");
-    if (req->response_schema)
-      lc_jsonw_cjson(w, req->response_schema);
-    else
-      lc_jsonw_raw(w, "{}", 2);
-  }
-  const unsigned opts = LC_SET_TEMPERATURE | LC_SET_TOP_P | LC_SET_TOP_K |
-                        LC_SET_MAX_TOKENS | LC_SET_SEED;
-  if ((req->set & opts) || req->n_stop) { /* omitted when empty */
-    lc_jsonw_key(w, "options");
-    lc_jsonw_obj(w);
-    lc_accum_write_sampling(w, req, "top_k", "num_predict");
-    lc_jsonw_obj_end(w);
-  }
-  lc_jsonw_obj_end(w);
-
+  int rc = lc_accum_chat_body(out, req, LC_PROV_OLLAMA, write_head, write_msg,
+                              err, errlen);
+  if (rc)
+    return rc;
   struct lc_buf url;
   lc_buf_init(&url, 0);
-  int rc = base_url(req->base_url, &url);
-  if (!rc)
-    rc = lc_jsonw_finish(w);
-  if (!rc)
-    rc = lc_accum_http_body_buf(out, &body);
-  lc_buf_free(&body);
+  rc = base_url(req->base_url, &url);
   if (!rc)
     rc = lc_accum_http_url(out, url.data, "/api/chat");
   lc_buf_free(&url);
@@ -148,6 +127,10 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   if (!rc && req->api_key && *req->api_key)
     rc = lc_accum_http_header(out, "Authorization: Bearer %s", req->api_key);
   if (rc) {
+    /* The body goes back to the prefix it came from (llm.h): the cast is
+     * the cache's one write. */
+    if (req->cache_wire)
+      lc_llm_prefix_give_back((struct lc_llm_request *)req, &out->body);
     lc_llm_http_free(out);
     snprintf(err, errlen,
              rc == LC_ETOOBIG ? "header too long" : "out of memory");

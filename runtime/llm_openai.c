@@ -17,8 +17,9 @@
 /* ---- request ---- */
 
 /* The body is written straight to text (jsonw.h): a cJSON tree of the whole
- * history cost a node allocation per value on every call. Member order is
- * the one the tree had, so the bytes are the same. */
+ * history cost a node allocation per value on every call. The members that
+ * stay the same between turns come before "messages", so a conversation's
+ * next body extends the last one (llm.h, the body prefix cache). */
 
 static void write_call(struct lc_jsonw *w, const struct lc_llm_tool_call *c) {
   lc_jsonw_obj(w);
@@ -45,7 +46,9 @@ static void write_call(struct lc_jsonw *w, const struct lc_llm_tool_call *c) {
   lc_jsonw_obj_end(w);
 }
 
-static void write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m) {
+static int write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m,
+                     char *err, size_t errlen) {
+  (void)err, (void)errlen;
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "role");
   lc_jsonw_cstr(w, lc_llm_role_name(m->role));
@@ -68,31 +71,15 @@ static void write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m) {
     lc_jsonw_cstr(w, m->tool_call_id);
   }
   lc_jsonw_obj_end(w);
+  return 0;
 }
 
-static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
-                 char *err, size_t errlen) {
-  struct lc_buf body;
-  struct lc_jsonw jw, *w = &jw;
-  if (lc_accum_body_begin(out, req, &body, w, err, errlen))
-    return LC_EINVAL;
-  /* Wire caches (llm.h): unchanged messages and tools are copied as the
-   * bytes an earlier build wrote; the cast is the cache's one write. */
-  struct lc_llm_request *cache = req->cache_wire ? (struct lc_llm_request *)req : NULL;
-  lc_jsonw_key(w, "messages");
-  lc_jsonw_arr(w);
-  for (size_t i = 0; i < req->n_msgs; i++) {
-    if (lc_llm_wire_put(w, &req->msgs[i].wire, LC_PROV_OPENAI))
-      continue;
-    size_t at = lc_jsonw_value_at(w);
-    write_msg(w, &req->msgs[i]);
-    if (cache)
-      lc_llm_wire_keep(&cache->msgs[i].wire, LC_PROV_OPENAI, w, at);
-  }
-  lc_jsonw_arr_end(w);
+/* Everything before "messages": what stays the same from turn to turn, so
+ * a cached body (llm.h) is extended by appending messages. */
+static void write_head(struct lc_jsonw *w, const struct lc_llm_request *req) {
   if (req->n_tools) {
     lc_jsonw_key(w, "tools");
-    lc_accum_w_function_tools(w, req, LC_PROV_OPENAI, 1);
+    lc_accum_w_function_tools(w, req, 1);
   }
   switch (req->tool_choice) {
   case LC_TOOL_CHOICE_AUTO: break;
@@ -155,16 +142,18 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
     lc_jsonw_bool(w, 1);
     lc_jsonw_obj_end(w);
   }
-  lc_jsonw_obj_end(w);
+}
+
+static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
+                 char *err, size_t errlen) {
+  int rc = lc_accum_chat_body(out, req, LC_PROV_OPENAI, write_head, write_msg,
+                              err, errlen);
+  if (rc)
+    return rc;
   const char *base = req->base_url && *req->base_url
                          ? req->base_url
                          : lc_llm_openai.default_base_url;
-  int rc = lc_jsonw_finish(w);
-  if (!rc)
-    rc = lc_accum_http_body_buf(out, &body);
-  lc_buf_free(&body);
-  if (!rc)
-    rc = lc_accum_http_url(out, base, "/chat/completions");
+  rc = lc_accum_http_url(out, base, "/chat/completions");
   if (!rc)
     rc = lc_accum_http_header(out, "Content-Type: application/json");
   if (!rc)
@@ -174,6 +163,10 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   if (!rc && req->api_key && *req->api_key)
     rc = lc_accum_http_header(out, "Authorization: Bearer %s", req->api_key);
   if (rc) {
+    /* The body goes back to the prefix it came from (llm.h): the cast is
+     * the cache's one write. */
+    if (req->cache_wire)
+      lc_llm_prefix_give_back((struct lc_llm_request *)req, &out->body);
     lc_llm_http_free(out);
     snprintf(err, errlen,
              rc == LC_ETOOBIG ? "header too long" : "out of memory");

@@ -56,7 +56,10 @@ struct lc_react {
    * (lc_llm_call_start_borrowed): system + user, then (native) the
    * conversation, appended to as turns complete, and the tools; text mode
    * replaces the user message (the scratchpad) per turn. It is changed
-   * only while no call is in flight. */
+   * only while no call is in flight. With cache_wire it also holds the
+   * last body up to its last message (llm.h): the conversation is held
+   * once, as the body the next call extends; a change other than
+   * appending messages cuts or drops it (lc_llm_prefix_cut/drop). */
   struct lc_llm_request req;
   size_t cap_msgs;
   struct lc_actions actions;
@@ -468,6 +471,7 @@ static void req_drop_tools(struct lc_llm_request *q) {
   q->tools = NULL;
   q->n_tools = 0;
   lc_llm_wire_drop(&q->tools_wire);
+  lc_llm_prefix_drop(q); /* its head had the tools */
   q->tool_choice = LC_TOOL_CHOICE_AUTO;
 }
 
@@ -490,7 +494,7 @@ static int req_init(struct lc_react *r) {
   lc_llm_request_free(b);
   lc_free(b);
   r->base = NULL;
-  /* Built again and again as it grows: keep each message's wire bytes. */
+  /* Built again and again as it grows: keep the body's prefix (llm.h). */
   q->cache_wire = 1;
   if (!q->model) return LC_ENOMEM; /* as a failed copy always did */
   if (r->cfg.mode == LC_REACT_TEXT) {
@@ -556,6 +560,7 @@ static int send_call(struct lc_react *r, const char *final) {
     lc_buf_init(&u, 0);
     rc = lc_react_prompt_user(r->question, r->pad.data, &u);
     if (!rc && final) rc = lc_buf_printf(&u, final_note_text, final);
+    lc_llm_prefix_cut(q, 1); /* the body keeps the system message */
     if (q->n_msgs > 1) msg_clear(&q->msgs[--q->n_msgs]);
     if (!rc) rc = text_msg(&q->msgs[1], LC_ROLE_USER, lc_buf_steal(&u, NULL));
     if (!rc) q->n_msgs = 2;

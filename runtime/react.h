@@ -45,7 +45,8 @@
  * (system prompt, user message, tools built once) and every LLM call
  * borrows it (lc_llm_call_start_borrowed); the conversation is appended to
  * it between calls, never while one is in flight, and with cache_wire set
- * the adapters serialise each message once (llm.h). */
+ * the adapters keep the last body up to its last message and append only
+ * the new messages (llm.h, the body prefix cache). */
 #ifndef LC_REACT_H
 #define LC_REACT_H
 

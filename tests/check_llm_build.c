@@ -3,6 +3,7 @@
  * the recorded request on the fields that matter; every request field maps;
  * the API key goes in a header and never in the body. */
 #include <check.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,19 +541,28 @@ START_TEST(missing_model) {
 END_TEST
 
 
-/* ---- wire caches ---- */
+/* ---- the body prefix cache ---- */
 
 static const struct lc_llm_adapter *const adapters[] = {
     &lc_llm_openai, &lc_llm_anthropic, &lc_llm_ollama};
 static const enum lc_llm_provider provs[] = {LC_PROV_OPENAI, LC_PROV_ANTHROPIC,
                                              LC_PROV_OLLAMA};
 
-/* The body as built, copied out (malloc). */
-static char *body_of(const struct lc_llm_adapter *ad,
-                     const struct lc_llm_request *q, size_t *len) {
+static void same_bytes(const char *a, size_t na, const char *b, size_t nb,
+                       const char *what) {
+  ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "%s differs:\n%.*s\n%.*s",
+                what, (int)na, a, (int)nb, b);
+}
+
+/* The body built from scratch (no cache), copied out (malloc). */
+static char *body_fresh(const struct lc_llm_adapter *ad,
+                        struct lc_llm_request *q, size_t *len) {
+  int fill = q->cache_wire;
+  q->cache_wire = 0;
   struct lc_llm_http h;
   char err[256] = "";
   ck_assert_msg(ad->build(q, &h, err, sizeof err) == 0, "build: %s", err);
+  q->cache_wire = fill;
   char *b = malloc(h.body_len + 1);
   ck_assert_ptr_nonnull(b);
   memcpy(b, h.body, h.body_len + 1);
@@ -561,138 +571,246 @@ static char *body_of(const struct lc_llm_adapter *ad,
   return b;
 }
 
-static void drop_caches(struct lc_llm_request *q) {
-  for (size_t i = 0; i < q->n_msgs; i++)
-    lc_llm_wire_drop(&q->msgs[i].wire);
-  lc_llm_wire_drop(&q->tools_wire);
-}
-
-static void same_bytes(const char *a, size_t na, const char *b, size_t nb,
-                       const char *what) {
-  ck_assert_msg(na == nb && memcmp(a, b, na) == 0, "%s differs:\n%.*s\n%.*s",
-                what, (int)na, a, (int)nb, b);
-}
-
-/* The body with every cache of q hidden for the build (restored). */
-static char *body_uncached(const struct lc_llm_adapter *ad,
-                           struct lc_llm_request *q, size_t *len) {
-  struct lc_llm_wire *saved = calloc(q->n_msgs + 1, sizeof *saved);
-  ck_assert_ptr_nonnull(saved);
-  for (size_t i = 0; i < q->n_msgs; i++) {
-    saved[i] = q->msgs[i].wire;
-    q->msgs[i].wire = (struct lc_llm_wire){0};
+/* Builds q through its cache, checks the body is the one a build from
+ * scratch writes and, for the adapters with a prefix, that it is the
+ * cache's lent buffer covering every message; then gives it back as a
+ * call does. */
+static void build_cached(const struct lc_llm_adapter *ad,
+                         struct lc_llm_request *q, const char *what) {
+  size_t n_ref;
+  char *ref = body_fresh(ad, q, &n_ref);
+  struct lc_llm_prefix before = q->prefix;
+  struct lc_llm_http h;
+  char err[256] = "";
+  ck_assert_msg(ad->build(q, &h, err, sizeof err) == 0, "build: %s", err);
+  same_bytes(ref, n_ref, h.body, h.body_len, what);
+  free(ref);
+  if (ad != &lc_llm_anthropic && q->cache_wire) {
+    ck_assert_ptr_eq(q->prefix.lent, h.body);
+    ck_assert_ptr_null(q->prefix.data);
+    ck_assert_uint_eq(q->prefix.n_msgs, q->n_msgs);
+    ck_assert_int_eq(q->prefix.prov, (int)q->provider);
+    /* The prefix ends where the last message does: "]}" follows. */
+    ck_assert_uint_eq(q->prefix.len + 2, h.body_len);
+    char *body = h.body;
+    lc_llm_prefix_give_back(q, &h.body);
+    ck_assert_ptr_null(h.body);
+    ck_assert_ptr_eq(q->prefix.data, body);
+    ck_assert_ptr_null(q->prefix.lent);
+    /* The cache holds no slack while the agent waits. */
+    ck_assert_uint_eq(q->prefix.cap, n_ref + 1);
+  } else {
+    /* Anthropic, or not asked: another provider's prefix stays as it was. */
+    ck_assert_ptr_eq(q->prefix.data, before.data);
+    ck_assert_ptr_eq(q->prefix.lent, before.lent);
+    ck_assert_uint_eq(q->prefix.n_msgs, before.n_msgs);
   }
-  saved[q->n_msgs] = q->tools_wire;
-  q->tools_wire = (struct lc_llm_wire){0};
-  int fill = q->cache_wire;
-  q->cache_wire = 0;
-  char *b = body_of(ad, q, len);
-  q->cache_wire = fill;
-  for (size_t i = 0; i < q->n_msgs; i++)
-    q->msgs[i].wire = saved[i];
-  q->tools_wire = saved[q->n_msgs];
-  free(saved);
-  return b;
+  lc_llm_http_free(&h);
 }
 
-/* Appends a message with escapes and a NUL in it, then a tool result. */
-static void grow(struct lc_llm_request *q) {
+/* Appends an assistant message (escapes, a NUL kept by its length, a
+ * call) and its tool result (control byte, unicode, quotes). */
+static void grow(struct lc_llm_request *q, int turn) {
   q->msgs = lc_realloc(q->msgs, (q->n_msgs + 2) * sizeof *q->msgs);
   ck_assert_ptr_nonnull(q->msgs);
+  char id[16];
+  snprintf(id, sizeof id, "c%d", 10 + turn);
   struct lc_llm_msg *a = &q->msgs[q->n_msgs++];
   *a = msg(LC_ROLE_ASSISTANT, "say \"x\"\tthen\n\\ y");
   a->content[3] = '\0'; /* "say\0..." with the length kept */
   a->n_tool_calls = 1;
-  a->tool_calls = one_call("c3", "f", "{\"a\":[1,2,{\"b\":null}]}");
+  a->tool_calls = one_call(id, "f", "{\"a\":[1,2,{\"b\":null}],\"s\":\"\\u00e9\\n\"}");
   struct lc_llm_msg *t = &q->msgs[q->n_msgs++];
-  *t = msg(LC_ROLE_TOOL, "\x01 ctl \xc3\xa9");
-  t->tool_call_id = lc_strdup("c3");
+  *t = msg(LC_ROLE_TOOL, "\x01 ctl \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \"q\" \\ </x>");
+  t->tool_call_id = lc_strdup(id);
   t->name = lc_strdup("f");
 }
 
-/* Built cold (no caches), with cache_wire cold (filling them) and warm,
- * then grown and built warm: the bytes are the same as without any cache,
- * for every provider; another provider's caches are never used. */
-START_TEST(wire_cache_same_body) {
+static void add_second_tool(struct lc_llm_request *q) {
+  /* A second tool given as text, and strict, to cover both schema forms. */
+  q->tools = lc_realloc(q->tools, 2 * sizeof *q->tools);
+  memset(&q->tools[1], 0, sizeof q->tools[1]);
+  q->tools[1].name = lc_strdup("g");
+  q->tools[1].description = lc_strdup("the \"g\" tool");
+  q->tools[1].schema_json = lc_strdup("{\"type\":\"object\",\"properties\":{}}");
+  q->tools[1].strict = 1;
+  q->n_tools = 2;
+}
+
+/* Over several turns the body built by extending the cached prefix is
+ * byte for byte the one built from scratch, for every provider, streaming
+ * or not, with tools, tool_choice, sampling and a response format; a
+ * change the cache sees (head, last message) or is told about (cut, drop)
+ * rebuilds; a prefix another provider built is not used; a body never
+ * given back only costs a rebuild. */
+START_TEST(prefix_same_body) {
+  const struct lc_llm_adapter *ad = adapters[_i % 3];
+  struct lc_llm_request q;
+  full_request(&q, provs[_i % 3]);
+  q.stream = _i >= 3;
+  q.base_url = lc_strdup("http://127.0.0.1:8080/v1");
+  add_second_tool(&q);
+
+  build_cached(ad, &q, "not asked to cache"); /* cache_wire off */
+  ck_assert_ptr_null(q.tools_wire.data);
+  q.cache_wire = 1;
+  build_cached(ad, &q, "cold");
+  /* OpenAI and Ollama: the tools are in the prefix, not kept apart. */
+  if (ad == &lc_llm_anthropic)
+    ck_assert_ptr_nonnull(q.tools_wire.data);
+  else
+    ck_assert_ptr_null(q.tools_wire.data);
+  build_cached(ad, &q, "warm, nothing new");
+  for (int turn = 0; turn < 4; turn++) {
+    grow(&q, turn);
+    build_cached(ad, &q, "grown");
+  }
+  size_t covered = q.prefix.n_msgs;
+
+  /* The last message replaced without a word: seen, rewritten. */
+  struct lc_llm_msg *last = &q.msgs[q.n_msgs - 1];
+  lc_free(last->content);
+  last->content = lc_strdup("replaced");
+  last->content_len = 8;
+  build_cached(ad, &q, "last replaced");
+  /* Cut before the last message, then replaced: only that one written. */
+  lc_llm_prefix_cut(&q, q.n_msgs - 1);
+  if (ad != &lc_llm_anthropic) {
+    ck_assert_uint_eq(q.prefix.n_msgs, covered - 1);
+    ck_assert_ptr_nonnull(q.prefix.data);
+  }
+  lc_free(last->content);
+  last->content = lc_strdup("replaced again, longer");
+  last->content_len = strlen(last->content);
+  build_cached(ad, &q, "cut, then replaced");
+  /* A message in the middle changed: announced by a drop. */
+  lc_free(q.msgs[2].content);
+  q.msgs[2].content = lc_strdup("hello \"again\"");
+  q.msgs[2].content_len = strlen(q.msgs[2].content);
+  lc_llm_prefix_cut(&q, 2); /* more than the last one: drops */
+  ck_assert_ptr_null(q.prefix.data);
+  ck_assert_uint_eq(q.prefix.n_msgs, 0);
+  build_cached(ad, &q, "middle changed");
+
+  /* Settings changed in place: the head's fingerprint sees them. */
+  q.temperature = 0.25;
+  build_cached(ad, &q, "temperature");
+  q.stream = !q.stream;
+  build_cached(ad, &q, "stream");
+  q.tool_choice = LC_TOOL_CHOICE_REQUIRED;
+  build_cached(ad, &q, "tool_choice");
+  lc_free(q.stop[0]);
+  q.stop[0] = lc_strdup("STOP");
+  build_cached(ad, &q, "stop");
+  q.format = LC_FORMAT_TEXT;
+  build_cached(ad, &q, "format");
+  /* One tool fewer: seen by the fingerprint. */
+  lc_free(q.tools[1].name);
+  lc_free(q.tools[1].description);
+  lc_free(q.tools[1].schema_json);
+  q.n_tools = 1;
+  lc_llm_wire_drop(&q.tools_wire); /* Anthropic's cache is told */
+  build_cached(ad, &q, "one tool fewer");
+  /* A tool's schema replaced in place: the cache must be told. */
+  cJSON_AddItemToObject(q.tools[0].schema, "required", cJSON_CreateArray());
+  lc_llm_wire_drop(&q.tools_wire);
+  lc_llm_prefix_drop(&q);
+  build_cached(ad, &q, "schema changed, dropped");
+
+  /* Another provider's prefix is not used, and theirs not ours. */
+  for (int k = 0; k < 3; k++) {
+    if (adapters[k] == ad)
+      continue;
+    q.provider = provs[k];
+    build_cached(adapters[k], &q, "other provider");
+    q.provider = provs[_i % 3];
+    build_cached(ad, &q, "back to ours");
+  }
+
+  /* A body never given back: the next build starts afresh. */
+  struct lc_llm_http h;
+  char err[256];
+  ck_assert_int_eq(ad->build(&q, &h, err, sizeof err), 0);
+  lc_llm_http_free(&h);
+  grow(&q, 9);
+  build_cached(ad, &q, "after a body was kept");
+
+  lc_llm_request_free(&q); /* frees the prefix too */
+  ck_assert_int_eq(lc_alloc_live(), 0);
+}
+END_TEST
+
+/* A build that fails leaves the prefix empty, never half-written: a
+ * message Ollama cannot send (arguments not an object), then out of
+ * memory at every allocation in turn; each success is the fresh body. */
+START_TEST(prefix_failed_build_drops) {
   const struct lc_llm_adapter *ad = adapters[_i];
   struct lc_llm_request q;
   full_request(&q, provs[_i]);
-  q.base_url = lc_strdup("http://127.0.0.1:8080/v1");
-  /* A second tool given as text, and strict, to cover both schema forms. */
-  q.tools = lc_realloc(q.tools, 2 * sizeof *q.tools);
-  memset(&q.tools[1], 0, sizeof q.tools[1]);
-  q.tools[1].name = lc_strdup("g");
-  q.tools[1].description = lc_strdup("the \"g\" tool");
-  q.tools[1].schema_json = lc_strdup("{\"type\":\"object\",\"properties\":{}}");
-  q.tools[1].strict = 1;
-  q.n_tools = 2;
-
-  size_t n_cold, n_fill, n_warm;
-  char *cold = body_of(ad, &q, &n_cold);
-  for (size_t i = 0; i < q.n_msgs; i++)
-    ck_assert_ptr_null(q.msgs[i].wire.data); /* not asked to cache */
-  ck_assert_ptr_null(q.tools_wire.data);
   q.cache_wire = 1;
-  char *fill = body_of(ad, &q, &n_fill);
-  same_bytes(cold, n_cold, fill, n_fill, "filling");
-  /* Anthropic merges tool results into user turns: only its tools. */
-  for (size_t i = 0; i < q.n_msgs; i++)
-    ck_assert(_i == 1 ? q.msgs[i].wire.data == NULL
-                      : q.msgs[i].wire.data != NULL);
-  ck_assert_ptr_nonnull(q.tools_wire.data);
-  char *warm = body_of(ad, &q, &n_warm);
-  same_bytes(cold, n_cold, warm, n_warm, "warm");
-  /* A warm cache is what is sent, unchecked: that is why a cached message
-   * must not change. Shown with a substitute. */
-  if (_i != 1) {
-    struct lc_llm_wire real = q.msgs[2].wire;
-    static const char sub[] = "{\"role\":\"user\",\"content\":\"FROM-CACHE\"}";
-    q.msgs[2].wire.data = lc_strdup(sub);
-    q.msgs[2].wire.len = strlen(sub);
-    size_t n_sub;
-    char *b = body_of(ad, &q, &n_sub);
-    ck_assert_ptr_nonnull(strstr(b, sub));
-    free(b);
-    lc_llm_wire_drop(&q.msgs[2].wire);
-    q.msgs[2].wire = real;
+  build_cached(ad, &q, "cold");
+  if (ad == &lc_llm_ollama) {
+    grow(&q, 0);
+    struct lc_llm_tool_call *c = &q.msgs[q.n_msgs - 2].tool_calls[0];
+    lc_free(c->args_json);
+    cJSON_Delete(c->args);
+    c->args_json = lc_strdup("[1]");
+    c->args = cJSON_Parse("[1]");
+    struct lc_llm_http h;
+    char err[256] = "";
+    ck_assert_int_eq(ad->build(&q, &h, err, sizeof err), LC_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "object"));
+    ck_assert_ptr_null(q.prefix.data);
+    ck_assert_ptr_null(q.prefix.lent);
+    ck_assert_uint_eq(q.prefix.n_msgs, 0);
+    lc_free(c->args_json);
+    cJSON_Delete(c->args);
+    c->args_json = lc_strdup("{}");
+    c->args = cJSON_Parse("{}");
+    build_cached(ad, &q, "fixed");
   }
-
-  /* Grown: old messages from the cache, new ones written and kept. */
-  grow(&q);
-  size_t n_grown, n_ref;
-  char *grown = body_of(ad, &q, &n_grown);
-  char *ref = body_uncached(ad, &q, &n_ref);
-  same_bytes(ref, n_ref, grown, n_grown, "grown");
-  if (_i != 1)
-    ck_assert_ptr_nonnull(q.msgs[q.n_msgs - 1].wire.data);
-
-  /* This provider's caches, built by another: that one's own bytes. */
-  for (int k = 0; k < 3; k++) {
-    if (k == _i)
-      continue;
-    struct lc_llm_request o = q; /* shallow: same messages and caches */
-    o.provider = provs[k];
-    o.cache_wire = 0;
-    size_t n_other, n_other_ref;
-    char *other = body_of(adapters[k], &o, &n_other);
-    char *other_ref = body_uncached(adapters[k], &o, &n_other_ref);
-    same_bytes(other_ref, n_other_ref, other, n_other, "other provider");
-    free(other);
-    free(other_ref);
+  for (long k = 1; k < 200; k++) {
+    grow(&q, (int)k);
+    struct lc_llm_http h;
+    char err[256] = "";
+    lc_alloc_fail_after(k);
+    int rc = ad->build(&q, &h, err, sizeof err);
+    lc_alloc_fail_after(0);
+    if (rc == 0) {
+      size_t n_ref;
+      char *ref = body_fresh(ad, &q, &n_ref);
+      same_bytes(ref, n_ref, h.body, h.body_len, "under failures");
+      free(ref);
+      lc_llm_prefix_give_back(&q, &h.body);
+      lc_llm_http_free(&h);
+      break;
+    }
+    /* Dropped, or (a header failed) the body given back whole. */
+    ck_assert_ptr_null(q.prefix.lent);
+    ck_assert(q.prefix.data != NULL || q.prefix.n_msgs == 0);
+    build_cached(ad, &q, "after a failure");
   }
-  free(cold);
-  free(fill);
-  free(warm);
-  free(grown);
-  free(ref);
-  /* Dropping works and leaves a valid request. */
-  drop_caches(&q);
-  for (size_t i = 0; i < q.n_msgs; i++)
-    ck_assert_ptr_null(q.msgs[i].wire.data);
   lc_llm_request_free(&q);
   ck_assert_int_eq(lc_alloc_live(), 0);
 }
 END_TEST
+
+#ifdef LUACT_DEBUG_CHECKS
+/* Debug builds catch what the cache cannot see: a message before the last
+ * changed in place without lc_llm_prefix_cut/drop would be sent stale. */
+START_TEST(prefix_stale_aborts_in_debug) {
+  struct lc_llm_request q;
+  full_request(&q, LC_PROV_OPENAI);
+  q.cache_wire = 1;
+  build_cached(&lc_llm_openai, &q, "cold");
+  q.msgs[2].content[0] = 'X'; /* "hi" -> "Xi", same string */
+  grow(&q, 0);
+  struct lc_llm_http h;
+  char err[256];
+  lc_llm_openai.build(&q, &h, err, sizeof err); /* aborts */
+}
+END_TEST
+#endif
 
 /* lc_jsonw_value_at: the bytes from the mark are the value alone, also
  * after a key and between array elements. */
@@ -735,7 +853,11 @@ Suite *llm_build_suite(void) {
   tcase_add_test(tc, ollama_every_field);
   tcase_add_test(tc, ollama_host_forms);
   tcase_add_test(tc, missing_model);
-  tcase_add_loop_test(tc, wire_cache_same_body, 0, 3);
+  tcase_add_loop_test(tc, prefix_same_body, 0, 6);
+  tcase_add_loop_test(tc, prefix_failed_build_drops, 0, 3);
+#ifdef LUACT_DEBUG_CHECKS
+  tcase_add_test_raise_signal(tc, prefix_stale_aborts_in_debug, SIGABRT);
+#endif
   tcase_add_test(tc, jsonw_value_at_marks_the_value);
   suite_add_tcase(s, tc);
   return s;

@@ -334,9 +334,9 @@ static struct lc_llm_msg text_msg(enum lc_llm_role role, const char *s) {
 
 /* lc_llm_call_start_borrowed: the endpoint resolved from the environment
  * stays the call's (the caller's request is not written, its empty base
- * URL is not freed), a retry resends the same bytes, the wire caches go
- * into the caller's request, and a second call on the same request (caches
- * warm) sends the same body again. */
+ * URL is not freed), a retry resends the same bytes, the body prefix goes
+ * back to the caller's request, and a second call on the same request
+ * (prefix warm) sends the same body again. */
 START_TEST(borrowed_request_retries_and_reuse) {
   start("[{\"times\":1,\"reply\":{\"status\":503,\"body\":\"busy\","
         "\"headers\":{\"content-type\":\"text/plain\"}}},"
@@ -382,9 +382,12 @@ START_TEST(borrowed_request_retries_and_reuse) {
   ck_assert_str_eq(q.base_url, "");
   ck_assert_ptr_null(q.api_key);
   ck_assert_uint_eq(q.n_msgs, 2);
-  ck_assert_ptr_nonnull(q.msgs[0].wire.data);
-  ck_assert_ptr_nonnull(q.msgs[1].wire.data);
-  ck_assert_ptr_nonnull(q.tools_wire.data);
+  /* The body, the request's prefix buffer (llm.h), came back to it when
+   * the call completed; the tools are in it, not cached apart. */
+  ck_assert_ptr_nonnull(q.prefix.data);
+  ck_assert_ptr_null(q.prefix.lent);
+  ck_assert_uint_eq(q.prefix.n_msgs, 2);
+  ck_assert_ptr_null(q.tools_wire.data);
   lc_llm_call_free(call);
 
   /* Again on the same request, caches warm; then grown by one message. */
@@ -424,6 +427,75 @@ START_TEST(borrowed_request_retries_and_reuse) {
 }
 END_TEST
 
+/* A call cancelled while its body (the request's prefix buffer) is in
+ * flight gives the buffer back intact; the next call on the grown request
+ * extends it and sends exactly the body a build from scratch writes. */
+START_TEST(borrowed_request_cancelled_then_again) {
+  start("[{\"times\":1,\"reply\":{\"delay_ms\":60000,\"openai\":{\"text\":\"late\"}}},"
+        "{\"reply\":{\"openai\":{\"text\":\"fine\"}}}]");
+  lc_http_global_init();
+  long live = lc_alloc_live();
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  struct lc_llm_request q;
+  memset(&q, 0, sizeof q);
+  q.provider = LC_PROV_OPENAI;
+  q.model = lc_strdup("mock-gpt");
+  q.base_url = lc_strdup(base);
+  q.cache_wire = 1;
+  q.stream = 1;
+  q.msgs = lc_calloc(3, sizeof *q.msgs);
+  q.msgs[0] = text_msg(LC_ROLE_SYSTEM, "Be \"brief\".");
+  q.msgs[1] = text_msg(LC_ROLE_USER, "caf\xc3\xa9 \x01\n");
+  q.n_msgs = 2;
+  q.tools = lc_calloc(1, sizeof *q.tools);
+  q.tools[0].name = lc_strdup("t");
+  q.tools[0].schema_json = lc_strdup("{\"type\":\"object\"}");
+  q.n_tools = 1;
+  q.tool_choice = LC_TOOL_CHOICE_REQUIRED;
+
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  int done = 0;
+  struct lc_llm_call *call;
+  ck_assert_int_eq(lc_llm_call_start_borrowed(loop, &q, NULL, NULL, NULL, on_call_done, &done, &call), 0);
+  /* In flight: the call holds the buffer, the request only its address. */
+  ck_assert_ptr_null(q.prefix.data);
+  ck_assert_ptr_nonnull(q.prefix.lent);
+  while (lc_mock_count_requests(&mock, "/v1/chat/completions") < 1) lc_loop_run_once(loop, 10);
+  lc_llm_call_free(call); /* cancels */
+  ck_assert_int_eq(done, 0);
+  ck_assert_ptr_nonnull(q.prefix.data);
+  ck_assert_ptr_null(q.prefix.lent);
+  ck_assert_uint_eq(q.prefix.n_msgs, 2);
+
+  q.msgs[2] = text_msg(LC_ROLE_TOOL, "r\u00e9sult \"q\"");
+  q.msgs[2].tool_call_id = lc_strdup("c1");
+  q.n_msgs = 3;
+  ck_assert_int_eq(lc_llm_call_start_borrowed(loop, &q, NULL, NULL, NULL, on_call_done, &done, &call), 0);
+  while (!done) lc_loop_run_once(loop, -1);
+  ck_assert_int_eq(lc_llm_call_response(call)->err, LC_LLM_OK);
+  ck_assert_str_eq(lc_llm_call_response(call)->text, "fine");
+  lc_llm_call_free(call);
+  ck_assert_int_eq(lc_loop_pending(loop), 0);
+  lc_loop_free(loop);
+
+  q.cache_wire = 0;
+  struct lc_llm_http h;
+  char msg[256] = "";
+  ck_assert_int_eq(lc_llm_openai.build(&q, &h, msg, sizeof msg), 0);
+  ck_assert_int_eq(lc_mock_count_requests(&mock, "/v1/chat/completions"), 2);
+  char *b1 = lc_mock_request_body(&mock, 1);
+  ck_assert_ptr_nonnull(b1);
+  ck_assert_str_eq(b1, h.body);
+  cJSON_free(b1);
+  lc_llm_http_free(&h);
+  lc_llm_request_free(&q);
+  ck_assert_int_eq(lc_alloc_live(), live);
+  stop();
+}
+END_TEST
+
 Suite *llm_client_suite(void) {
   Suite *s = suite_create("llm_client");
   TCase *tc = tcase_create("loopback");
@@ -448,6 +520,7 @@ Suite *llm_client_suite(void) {
   tcase_add_test(tc, tool_round_trip_messages);
   tcase_add_test(tc, rate_governor_spaces_requests);
   tcase_add_test(tc, borrowed_request_retries_and_reuse);
+  tcase_add_test(tc, borrowed_request_cancelled_then_again);
   suite_add_tcase(s, tc);
   return s;
 }
