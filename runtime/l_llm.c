@@ -59,8 +59,7 @@ static void box_close(struct llm_box *b) {
   lc_llm_call_free(b->call);
   b->call = NULL;
   if (b->req) {
-    lc_llm_request_free(b->req);
-    lc_free(b->req);
+    lc_llm_request_delete(b->req);
     b->req = NULL;
   }
   free_queue(b);

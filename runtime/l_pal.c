@@ -44,8 +44,7 @@ static void box_close(struct pal_box *b) {
   lc_pal_free(b->p); /* stops the LLM call and the timers */
   b->p = NULL;
   if (b->req) {
-    lc_llm_request_free(b->req);
-    lc_free(b->req);
+    lc_llm_request_delete(b->req);
     b->req = NULL;
   }
   cJSON_Delete(b->input);

@@ -199,8 +199,7 @@ static void box_close(struct react_box *b) {
   b->r = NULL;
   b->calls = NULL;
   if (b->req) {
-    lc_llm_request_free(b->req);
-    lc_free(b->req);
+    lc_llm_request_delete(b->req);
     b->req = NULL;
   }
   if (b->trace) fclose(b->trace);

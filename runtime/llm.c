@@ -320,6 +320,11 @@ void lc_llm_request_free(struct lc_llm_request *r) {
   memset(r, 0, sizeof *r);
 }
 
+void lc_llm_request_delete(struct lc_llm_request *r) {
+  lc_llm_request_free(r);
+  lc_free(r);
+}
+
 void lc_llm_response_init(struct lc_llm_response *r) {
   memset(r, 0, sizeof *r);
   r->retry_after_s = -1;

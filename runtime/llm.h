@@ -310,6 +310,8 @@ double lc_llm_retry_after_s(const char *name, const char *value, double now_s);
 void lc_llm_request_copy_settings(struct lc_llm_request *dst,
                                   const struct lc_llm_request *src);
 void lc_llm_request_free(struct lc_llm_request *r);
+/* lc_llm_request_free, then frees r itself (a heap request); NULL is fine. */
+void lc_llm_request_delete(struct lc_llm_request *r);
 /* Frees what a message owns and zeroes it. */
 void lc_llm_msg_free(struct lc_llm_msg *m);
 

@@ -291,10 +291,7 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
   if (!c || !resp) {
     lc_free(c);
     lc_free(resp);
-    if (owned) {
-      lc_llm_request_free(req);
-      lc_free(req);
-    }
+    if (owned) lc_llm_request_delete(req);
     return LC_ENOMEM;
   }
   lc_llm_response_init(resp);
@@ -438,10 +435,7 @@ void lc_llm_call_free(struct lc_llm_call *c) {
     lc_llm_response_free(c->resp);
     lc_free(c->resp);
   }
-  if (c->owned) {
-    lc_llm_request_free(c->req);
-    lc_free(c->req);
-  }
+  if (c->owned) lc_llm_request_delete(c->req);
   lc_free(c->own_base_url);
   lc_free(c->own_api_key);
   lc_free(c->eff);

@@ -502,16 +502,12 @@ int lc_pal_new(const struct lc_pal_config *cfg, const struct lc_pal_host *host,
                                        : NULL;
   if (bad) {
     snprintf(err, errlen, "%s", bad);
-    if (cfg->base) {
-      lc_llm_request_free(cfg->base);
-      lc_free(cfg->base);
-    }
+    lc_llm_request_delete(cfg->base);
     return LC_EINVAL;
   }
   struct lc_pal *p = lc_calloc(1, sizeof *p);
   if (!p) {
-    lc_llm_request_free(cfg->base);
-    lc_free(cfg->base);
+    lc_llm_request_delete(cfg->base);
     snprintf(err, errlen, "out of memory");
     return LC_ENOMEM;
   }
@@ -568,10 +564,7 @@ void lc_pal_free(struct lc_pal *p) {
   lc_free(p->msgs);
   for (size_t i = 0; i < p->n_att; i++) attempt_clear(&p->att[i]);
   lc_free(p->att);
-  if (p->base) {
-    lc_llm_request_free(p->base);
-    lc_free(p->base);
-  }
+  lc_llm_request_delete(p->base);
   if (p->started) lc_budget_free(&p->budget);
   lc_price_table_free(&p->prices);
   lc_free(p->instructions);
@@ -686,8 +679,7 @@ static struct lc_llm_request *req_from_base(const struct lc_pal *p) {
     if (ok) ok = (q->stop[q->n_stop++] = lc_strdup(LC_PAL_STOP)) != NULL;
   }
   if (!ok) {
-    lc_llm_request_free(q);
-    lc_free(q);
+    lc_llm_request_delete(q);
     return NULL;
   }
   return q;
@@ -709,8 +701,7 @@ static int send_call(struct lc_pal *p) {
     if (!rc) q->msgs[q->n_msgs++].content_len = m->content_len;
   }
   if (rc) {
-    lc_llm_request_free(q);
-    lc_free(q);
+    lc_llm_request_delete(q);
     return rc;
   }
   p->phase = P_LLM;

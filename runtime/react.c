@@ -244,16 +244,12 @@ int lc_react_new(const struct lc_react_config *cfg,
   *out = NULL;
   if (!cfg->base || !cfg->question || !host || !host->run_tools || !host->done) {
     snprintf(err, errlen, "%s", !cfg->question ? "no question" : "no request or host");
-    if (cfg->base) {
-      lc_llm_request_free(cfg->base);
-      lc_free(cfg->base);
-    }
+    lc_llm_request_delete(cfg->base);
     return LC_EINVAL;
   }
   struct lc_react *r = lc_calloc(1, sizeof *r);
   if (!r) {
-    lc_llm_request_free(cfg->base);
-    lc_free(cfg->base);
+    lc_llm_request_delete(cfg->base);
     snprintf(err, errlen, "out of memory");
     return LC_ENOMEM;
   }
@@ -330,10 +326,7 @@ void lc_react_free(struct lc_react *r) {
   turn_clear(r);
   lc_llm_request_free(&r->req);
   lc_buf_free(&r->pad);
-  if (r->base) {
-    lc_llm_request_free(r->base);
-    lc_free(r->base);
-  }
+  lc_llm_request_delete(r->base);
   lc_actions_free(&r->actions);
   lc_budget_free(&r->budget);
   lc_price_table_free(&r->prices);
@@ -491,8 +484,7 @@ static int req_init(struct lc_react *r) {
   b->model = b->base_url = b->api_key = NULL;
   b->stop = NULL;
   b->n_stop = 0;
-  lc_llm_request_free(b);
-  lc_free(b);
+  lc_llm_request_delete(b);
   r->base = NULL;
   /* Built again and again as it grows: keep the body's prefix (llm.h). */
   q->cache_wire = 1;
