@@ -115,11 +115,12 @@ static int fill_step(cJSON *o, const struct lc_traj_step *s) {
   add_str(o, "thought", s->thought, &ok);
   add_str(o, "action", s->action, &ok);
   cJSON *args = lc_traj_step_args(s);
-  if (args) {
+  if (args)
     cJSON_AddItemToObject(o, "args", args);
-  } else if ((s->args || s->args_json) || !cJSON_AddNullToObject(o, "args")) {
+  else if (s->args || s->args_json) /* it has args: the copy failed */
     ok = 0;
-  }
+  else if (!cJSON_AddNullToObject(o, "args"))
+    ok = 0;
   add_str(o, "observation", s->observation, &ok);
   if (!cJSON_AddBoolToObject(o, "is_error", s->is_error)) ok = 0;
   add_num(o, "tokens_in", (double)s->tokens_in, &ok);

@@ -43,11 +43,18 @@ local tasks, conc, warm = share(o.tasks), math.max(1, share(o.concurrency)), sha
 local warm_failed = 0
 for _ = 1, warm do if not one() then warm_failed = warm_failed + 1 end end
 
+-- LUACT_BENCH_RAMP_S=s (not used by the bench): task k first waits
+-- k/tasks * s, spreading the opening connections over s seconds. It shows
+-- what the 10,000-agent connection burst costs (docs/BENCHMARKS.md).
+local ramp = tonumber(os.getenv("LUACT_BENCH_RAMP_S") or "0") or 0
 local list = {}
 for k = 1, tasks do list[k] = k end
 luact.worker.barrier()
 local t0 = luact.now()
-local oks = (#list > 0) and luact.map(list, function() return one() and 1 or 0 end, { concurrency = conc }) or {}
+local oks = (#list > 0) and luact.map(list, function(k)
+  if ramp > 0 then luact.sleep(ramp * k / tasks) end
+  return one() and 1 or 0
+end, { concurrency = conc }) or {}
 local wall = (luact.now() - t0) * 1000
 local ok = 0
 for _, v in ipairs(oks) do ok = ok + v end
