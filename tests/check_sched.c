@@ -2,6 +2,10 @@
 #include <check.h>
 #include <string.h>
 
+#include <lauxlib.h>
+
+#include "loop.h"
+#include "sched.h"
 #include "util_lua.h"
 
 static const char *run_ok(const char *code) {
@@ -102,6 +106,57 @@ START_TEST(child_error_does_not_kill_parent) {
 }
 END_TEST
 
+/* The probe: a loop timer armed from inside the crowd of ready tasks,
+ * recording how many of them had run when the loop got to fire it. */
+static int ticks, ticks_at_probe;
+static struct lc_timer probe;
+static void on_probe(struct lc_loop *l, struct lc_timer *t) {
+  (void)l;
+  (void)t;
+  ticks_at_probe = ticks;
+}
+static int l_tick(lua_State *L) {
+  (void)L;
+  ticks++;
+  return 0;
+}
+static int l_arm(lua_State *L) {
+  lc_timer_init(&probe, on_probe, NULL);
+  if (lc_timer_start(lc_sched_loop(lc_sched_get(L)), &probe, 0) < 0) luaL_error(L, "no memory");
+  return 0;
+}
+
+START_TEST(a_crowd_of_ready_tasks_does_not_starve_the_loop) {
+  /* 200 tasks become ready in one pass and each keeps the CPU for at least
+   * 0.1 ms; the first arms a timer that is due at once. Run back to back
+   * they would hold the loop for 20 ms or more and the timer would fire
+   * after all 200; the pass yields to the loop after a slice instead. */
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  ticks = 0;
+  ticks_at_probe = -1;
+  lua_register(t.L, "tick", l_tick);
+  lua_register(t.L, "arm", l_arm);
+  char out[64], err[1024];
+  int rc = lc_test_lua_run(&t,
+      "local hs = {}\n"
+      "for i = 1, 200 do hs[i] = luact.spawn(function()\n"
+      "  if i == 1 then arm() end\n"
+      "  local c = os.clock() while os.clock() - c < 1e-4 do end\n"
+      "  tick() return i end) end\n"
+      "local sum = 0\n"
+      "for _, h in ipairs(hs) do local ok, v = luact.wait(h); assert(ok); sum = sum + v end\n"
+      "return tostring(sum)",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "20100"); /* every task ran once, all results back */
+  ck_assert_int_eq(ticks, 200);
+  ck_assert_msg(ticks_at_probe >= 1 && ticks_at_probe < 200,
+                "the due timer fired after %d of the 200 tasks", ticks_at_probe);
+  lc_test_lua_close(&t);
+}
+END_TEST
+
 Suite *sched_suite(void) {
   Suite *s = suite_create("sched");
   TCase *tc = tcase_create("tasks");
@@ -112,6 +167,7 @@ Suite *sched_suite(void) {
   tcase_add_test(tc, only_the_parent_waits);
   tcase_add_test(tc, errors_carry_a_traceback);
   tcase_add_test(tc, child_error_does_not_kill_parent);
+  tcase_add_test(tc, a_crowd_of_ready_tasks_does_not_starve_the_loop);
   suite_add_tcase(s, tc);
   return s;
 }
