@@ -47,22 +47,23 @@ struct lc_sched {
   int (*idle)(void *);
   void *idle_ud;
   int nest; /* tasks being started inside another task's resume */
-  int draining;      /* inside drain: slice_end applies */
-  double slice_end;  /* lc_now_ms() at which the current pass yields to I/O */
 };
 
 /* How deep lc_task_start nests resumes before it queues instead: every
  * level adds a lua_resume (and the caller's C frames) to the C stack. */
 #define MAX_NEST 8
 
-/* A pass over the ready queue ends after this long, and the loop polls
- * (without waiting) before the next pass goes on with the rest. Ten
- * thousand tasks made ready at once (a luact.map over a long list) run
- * for about a second to their first waits: without slices not one of
- * their requests left, and no in-flight transfer, stream or timer was
- * served, until the last had started. One poll per slice costs a few
- * microseconds. */
-#define SLICE_MS 1.0
+/* A pass over the ready queue ends after this many resumes, and the loop
+ * polls (without waiting) before the next pass goes on with the rest. Ten
+ * thousand tasks made ready at once (a luact.map over a long list) run for
+ * about a second to their first waits: without slices not one of their
+ * requests left, and no in-flight transfer, stream or timer was served,
+ * until the last had started. A count, not a time: where a pass ends must
+ * not depend on how fast the machine is, or a journal's replay (no I/O,
+ * only the loop's timers) would interleave parallel branches differently
+ * on a slow machine. A poll costs a few microseconds; 64 resumes of the
+ * cheapest task cost more. */
+#define SLICE_TASKS 64
 
 static char sched_key;
 
@@ -346,8 +347,6 @@ static void resume(struct lc_task *t) {
 void lc_task_start(struct lc_task *t) {
   struct lc_sched *s = t->s;
   if (t->started || t->state != LC_TASK_READY || s->nest >= MAX_NEST) return;
-  /* Past the pass's slice it stays queued: the loop polls first. */
-  if (s->draining && lc_now_ms() >= s->slice_end) return;
   dequeue(t);
   s->nest++;
   resume(t);
@@ -359,21 +358,18 @@ static int drain(struct lc_sched *s) {
   /* Only tasks that were ready when the pass began, and only for a slice;
    * tasks woken during it run next pass, so neither a busy task nor a
    * crowd of ready ones can starve the loop. The rest keep their place at
-   * the head of the queue. */
+   * the head of the queue, ahead of whatever the poll wakes, so the order
+   * in which ready tasks run is the same as without slices. Tasks started
+   * inline (lc_task_start) still start inline: a slice ends between two
+   * resumes of this loop, never inside one. */
   struct lc_task *end = s->ready_tail;
-  int was_draining = s->draining;
-  double was_end = s->slice_end;
-  s->draining = 1;
-  s->slice_end = lc_now_ms() + SLICE_MS;
   while (s->ready_head) {
     struct lc_task *t = s->ready_head;
     dequeue(t);
     resume(t);
     ran++;
-    if (t == end || lc_now_ms() >= s->slice_end) break;
+    if (t == end || ran == SLICE_TASKS) break;
   }
-  s->draining = was_draining;
-  s->slice_end = was_end;
   return ran;
 }
 
