@@ -39,11 +39,34 @@ struct easyctx {
   struct shard *shard;
 };
 
+struct heap_entry {
+  double due_ms;
+  struct lc_timer *t;
+};
+
+/* What the loop knows of one of libcurl's sockets, by fd. A connection's
+ * socket stays in the epoll set after libcurl says CURL_POLL_REMOVE at
+ * the end of a transfer ("parked"): its next transfer asks for the same
+ * events, and an idle keep-alive connection between two model calls
+ * otherwise costs an EPOLL_CTL_DEL and an EPOLL_CTL_ADD per call. Only
+ * sockets opened and closed through our callbacks are parked: they are
+ * the ones whose number cannot be reused behind our back (the close
+ * callback forgets the fd; closing a file takes it out of the set). A
+ * parked socket that reports an event (the server closed it) is taken
+ * out then, so level-triggered epoll cannot spin on it. */
+enum { CS_NONE, CS_ACTIVE, CS_PARKED };
+struct csock {
+  uint32_t events;
+  uint16_t shard;
+  uint8_t ours; /* opened by open_socket_cb */
+  uint8_t state;
+};
+
 struct lc_loop {
   int epfd;
   struct shard **shards;
   size_t nshards;
-  struct lc_timer **heap;
+  struct heap_entry *heap;
   size_t nheap, capheap;
   long curl_timers; /* shard timers armed (not counted as user timers) */
   long transfers;
@@ -51,36 +74,44 @@ struct lc_loop {
   long curl_socks; /* curl sockets in the epoll set */
   struct lc_fdwatch **watch_by_fd;
   size_t nwatch_by_fd;
+  struct csock *csocks; /* by fd */
+  size_t ncsocks;
+  long events; /* epoll events dispatched, for lc_loop_events */
 };
 
-/* ---- timer heap ---- */
+/* ---- timer heap ----
+ * Each entry carries its deadline next to the pointer: with tens of
+ * thousands of timers (one idle timer per transfer, one per run) a
+ * comparison that followed the pointer missed the cache at every level.
+ * Entries move into a hole instead of being swapped. */
 
-static void heap_swap(struct lc_loop *l, size_t a, size_t b) {
-  struct lc_timer *t = l->heap[a];
-  l->heap[a] = l->heap[b];
-  l->heap[b] = t;
-  l->heap[a]->heap_idx = a;
-  l->heap[b]->heap_idx = b;
+static void heap_put(struct lc_loop *l, size_t i, struct heap_entry e) {
+  l->heap[i] = e;
+  e.t->heap_idx = i;
 }
 
 static void heap_up(struct lc_loop *l, size_t i) {
+  struct heap_entry e = l->heap[i];
   while (i > 0) {
     size_t p = (i - 1) / 2;
-    if (l->heap[p]->due_ms <= l->heap[i]->due_ms) break;
-    heap_swap(l, p, i);
+    if (l->heap[p].due_ms <= e.due_ms) break;
+    heap_put(l, i, l->heap[p]);
     i = p;
   }
+  heap_put(l, i, e);
 }
 
 static void heap_down(struct lc_loop *l, size_t i) {
+  struct heap_entry e = l->heap[i];
   for (;;) {
-    size_t a = 2 * i + 1, b = a + 1, m = i;
-    if (a < l->nheap && l->heap[a]->due_ms < l->heap[m]->due_ms) m = a;
-    if (b < l->nheap && l->heap[b]->due_ms < l->heap[m]->due_ms) m = b;
-    if (m == i) break;
-    heap_swap(l, i, m);
+    size_t a = 2 * i + 1, m = a;
+    if (a >= l->nheap) break;
+    if (a + 1 < l->nheap && l->heap[a + 1].due_ms < l->heap[a].due_ms) m = a + 1;
+    if (e.due_ms <= l->heap[m].due_ms) break;
+    heap_put(l, i, l->heap[m]);
     i = m;
   }
+  heap_put(l, i, e);
 }
 
 void lc_timer_init(struct lc_timer *t, lc_timer_fn cb, void *ud) {
@@ -97,8 +128,7 @@ void lc_timer_stop(struct lc_loop *l, struct lc_timer *t) {
   if (i == SIZE_MAX) return;
   l->nheap--;
   if (i != l->nheap) {
-    l->heap[i] = l->heap[l->nheap];
-    l->heap[i]->heap_idx = i;
+    heap_put(l, i, l->heap[l->nheap]);
     heap_down(l, i);
     heap_up(l, i);
   }
@@ -109,15 +139,14 @@ int lc_timer_start(struct lc_loop *l, struct lc_timer *t, double ms) {
   lc_timer_stop(l, t);
   if (l->nheap == l->capheap) {
     size_t cap = l->capheap ? l->capheap * 2 : 64;
-    struct lc_timer **h = lc_realloc(l->heap, cap * sizeof *h);
+    struct heap_entry *h = lc_realloc(l->heap, cap * sizeof *h);
     if (!h) return LC_ENOMEM;
     l->heap = h;
     l->capheap = cap;
   }
   t->due_ms = lc_now_ms() + (ms > 0 ? ms : 0);
-  t->heap_idx = l->nheap;
-  l->heap[l->nheap++] = t;
-  heap_up(l, t->heap_idx);
+  l->heap[l->nheap] = (struct heap_entry){t->due_ms, t};
+  heap_up(l, l->nheap++);
   return 0;
 }
 
@@ -146,30 +175,78 @@ static void check_multi_info(struct shard *sh) {
   }
 }
 
+static struct csock *csock_get(struct lc_loop *l, curl_socket_t s) {
+  if (s < 0) return NULL;
+  size_t fd = (size_t)s;
+  if (fd >= l->ncsocks) {
+    size_t n = l->ncsocks ? l->ncsocks : 64;
+    while (n <= fd) n *= 2;
+    struct csock *v = lc_realloc(l->csocks, n * sizeof *v);
+    if (!v) return NULL;
+    memset(v + l->ncsocks, 0, (n - l->ncsocks) * sizeof *v);
+    l->csocks = v;
+    l->ncsocks = n;
+  }
+  return &l->csocks[fd];
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION / CURLOPT_CLOSESOCKETFUNCTION: mark the
+ * sockets that may be parked (see struct csock). Close-on-exec as well, so
+ * a model connection never leaks into a child process. */
+static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *a) {
+  (void)purpose;
+  int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  struct csock *c = csock_get(clientp, fd);
+  if (c) *c = (struct csock){.ours = 1};
+  return fd;
+}
+
+static int close_socket_cb(void *clientp, curl_socket_t s) {
+  struct lc_loop *l = clientp;
+  if (s >= 0 && (size_t)s < l->ncsocks) l->csocks[s] = (struct csock){0};
+  return close(s);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: called by libcurl from socket_action. sockp is
- * a non-NULL marker once the socket is in the epoll set. */
+ * a non-NULL marker while libcurl watches the socket. */
 static int curl_socket_cb(CURL *e, curl_socket_t s, int what, void *userp, void *sockp) {
   static char added;
+  (void)e;
   struct shard *sh = userp;
   struct lc_loop *l = sh->loop;
   if (what == CURL_POLL_REMOVE) {
     if (sockp) {
-      epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+      struct csock *c = (size_t)s < l->ncsocks ? &l->csocks[s] : NULL;
+      if (c && c->ours && c->state == CS_ACTIVE) {
+        c->state = CS_PARKED;
+      } else {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+        if (c) c->state = CS_NONE;
+      }
       curl_multi_assign(sh->multi, s, NULL);
       l->curl_socks--;
     }
     return 0;
   }
+  struct csock *c = csock_get(l, s);
+  if (!c) return -1;
   struct epoll_event ev = {0};
   if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
   if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
   ev.data.u64 = (uint64_t)(uint32_t)s | ((KIND_CURL0 + sh->index) << 32);
-  if (!sockp) {
+  if (c->state == CS_NONE) {
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) < 0) return -1;
+  } else if (c->events != ev.events || c->shard != sh->index) {
+    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0) return -1;
+  }
+  c->state = CS_ACTIVE;
+  c->events = ev.events;
+  c->shard = (uint16_t)sh->index;
+  if (!sockp) {
     curl_multi_assign(sh->multi, s, &added);
     l->curl_socks++;
-  } else if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) < 0) {
-    return -1;
   }
   return 0;
 }
@@ -258,6 +335,7 @@ void lc_loop_free(struct lc_loop *l) {
   lc_free(l->shards);
   close(l->epfd);
   lc_free(l->watch_by_fd);
+  lc_free(l->csocks);
   lc_free(l->heap);
   lc_free(l);
 }
@@ -300,6 +378,10 @@ int lc_loop_add_easy(struct lc_loop *l, CURL *e, lc_easy_done_fn done, void *ud)
   ec->ud = ud;
   ec->shard = pick_shard(l);
   curl_easy_setopt(e, CURLOPT_PRIVATE, ec);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, l);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, l);
   if (!ec->shard || curl_multi_add_handle(ec->shard->multi, e) != CURLM_OK) {
     curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
     lc_free(ec);
@@ -326,8 +408,8 @@ static void run_timers(struct lc_loop *l) {
   /* Only timers due now; a timer re-armed with 0 ms from a callback waits
    * for the next pass so one pass cannot spin forever. */
   size_t budget = l->nheap;
-  while (l->nheap && l->heap[0]->due_ms <= now && budget--) {
-    struct lc_timer *t = l->heap[0];
+  while (l->nheap && l->heap[0].due_ms <= now && budget--) {
+    struct lc_timer *t = l->heap[0].t;
     lc_timer_stop(l, t);
     t->cb(l, t);
   }
@@ -336,7 +418,7 @@ static void run_timers(struct lc_loop *l) {
 long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
   int timeout = -1;
   if (l->nheap) {
-    double d = l->heap[0]->due_ms - lc_now_ms();
+    double d = l->heap[0].due_ms - lc_now_ms();
     timeout = d <= 0 ? 0 : (int)ceil(d);
   }
   if (max_wait_ms >= 0 && (timeout < 0 || max_wait_ms < timeout))
@@ -355,7 +437,15 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
     int fd = (int)(uint32_t)data;
     unsigned ev = evs[i].events;
     uint64_t kind = data >> 32;
+    l->events++;
     if (kind >= KIND_CURL0 && kind - KIND_CURL0 < l->nshards) {
+      if ((size_t)fd < l->ncsocks && l->csocks[fd].state == CS_PARKED) {
+        /* Nobody waits on it: the server closed it, or sent what nobody
+         * asked for. libcurl finds out when it next tries to reuse it. */
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        l->csocks[fd].state = CS_NONE;
+        continue;
+      }
       struct shard *sh = l->shards[kind - KIND_CURL0];
       int flags = 0, running;
       if (ev & EPOLLIN) flags |= CURL_CSELECT_IN;
@@ -376,6 +466,8 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
 }
 
 long lc_loop_transfers(const struct lc_loop *l) { return l->transfers; }
+
+long lc_loop_events(const struct lc_loop *l) { return l->events; }
 
 long lc_loop_timers(const struct lc_loop *l) { return (long)l->nheap - l->curl_timers; }
 

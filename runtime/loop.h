@@ -67,6 +67,9 @@ long lc_loop_run_once(struct lc_loop *loop, double max_wait_ms);
 /* Count of live transfers, active timers and fd watchers (leak checks). */
 long lc_loop_pending(const struct lc_loop *loop);
 long lc_loop_transfers(const struct lc_loop *loop);
+/* Poller events dispatched since the loop was made (tests use it to show
+ * that an idle socket does not make the loop spin). */
+long lc_loop_events(const struct lc_loop *loop);
 long lc_loop_timers(const struct lc_loop *loop);
 
 
