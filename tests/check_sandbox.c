@@ -398,7 +398,7 @@ END_TEST
 
 /* Under AddressSanitizer the programs run in the calling thread: GCC 12's
  * libasan installs no fork handlers, so a child forked while another
- * thread holds the sanitizer allocator's lock hangs on its first malloc
+ * thread holds the sanitizer allocator's lock can hang on its first malloc
  * (twice in six full `ctest -j2` runs here). Release builds fork
  * safely: glibc's malloc and jemalloc both lock around fork. */
 #if defined(__SANITIZE_ADDRESS__)
