@@ -47,14 +47,28 @@ for _ = 1, warm do if not one() then warm_failed = warm_failed + 1 end end
 -- k/tasks * s, spreading the opening connections over s seconds. It shows
 -- what the 10,000-agent connection burst costs (docs/BENCHMARKS.md).
 local ramp = tonumber(os.getenv("LUACT_BENCH_RAMP_S") or "0") or 0
+-- LUACT_BENCH_TRACE=path (not used by the bench): one line per timed task,
+-- "<start s> <end s>" from the start of the timed phase (path.<worker id>
+-- with several workers). It shows how long a burst of tasks takes to get
+-- going and how the finishing times spread.
+local trace_path = os.getenv("LUACT_BENCH_TRACE")
+local trace = trace_path and {} or nil
 local list = {}
 for k = 1, tasks do list[k] = k end
 luact.worker.barrier()
 local t0 = luact.now()
 local oks = (#list > 0) and luact.map(list, function(k)
   if ramp > 0 then luact.sleep(ramp * k / tasks) end
-  return one() and 1 or 0
+  local started = trace and luact.now()
+  local r = one() and 1 or 0
+  if trace then trace[k] = string.format("%.3f %.3f", started - t0, luact.now() - t0) end
+  return r
 end, { concurrency = conc }) or {}
+if trace then
+  local f = assert(io.open(trace_path .. (W > 1 and ("." .. id) or ""), "w"))
+  f:write(table.concat(trace, "\n"), "\n")
+  f:close()
+end
 local wall = (luact.now() - t0) * 1000
 local ok = 0
 for _, v in ipairs(oks) do ok = ok + v end
