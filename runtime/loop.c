@@ -51,9 +51,9 @@ struct heap_entry {
  * otherwise costs an EPOLL_CTL_DEL and an EPOLL_CTL_ADD per call. Only
  * sockets opened and closed through our callbacks are parked: they are
  * the ones whose number cannot be reused behind our back (the close
- * callback forgets the fd; closing a file takes it out of the set). A
- * parked socket that reports an event (the server closed it) is taken
- * out then, so level-triggered epoll cannot spin on it. */
+ * callback takes the socket out of the set and forgets it). A parked
+ * socket that reports an event (the server closed it) is taken out then,
+ * so level-triggered epoll cannot spin on it. */
 enum { CS_NONE, CS_ACTIVE, CS_PARKED };
 struct csock {
   uint32_t events;
@@ -205,7 +205,13 @@ static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
 
 static int close_socket_cb(void *clientp, curl_socket_t s) {
   struct lc_loop *l = clientp;
-  if (s >= 0 && (size_t)s < l->ncsocks) l->csocks[s] = (struct csock){0};
+  if (s >= 0 && (size_t)s < l->ncsocks) {
+    /* Out of the set before the close: a forked child (the PAL sandbox)
+     * may hold the same file open, and then closing our descriptor would
+     * leave it registered. */
+    if (l->csocks[s].state != CS_NONE) epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+    l->csocks[s] = (struct csock){0};
+  }
   return close(s);
 }
 

@@ -359,9 +359,9 @@ static int drain(struct lc_sched *s) {
    * tasks woken during it run next pass, so neither a busy task nor a
    * crowd of ready ones can starve the loop. The rest keep their place at
    * the head of the queue, ahead of whatever the poll wakes, so the order
-   * in which ready tasks run is the same as without slices. Tasks started
-   * inline (lc_task_start) still start inline: a slice ends between two
-   * resumes of this loop, never inside one. */
+   * in which ready tasks run is the same as without slices. A task started
+   * inline (lc_task_start) starts inline whatever the slice: a slice ends
+   * between two resumes of this loop, never inside one. */
   struct lc_task *end = s->ready_tail;
   while (s->ready_head) {
     struct lc_task *t = s->ready_head;

@@ -80,6 +80,15 @@ static void server_stop(void) {
   pthread_mutex_destroy(&srv.mu);
 }
 
+/* A fresh state with BASE set to the server's address. */
+static void open_with_base(struct lc_test_lua *t) {
+  lc_test_lua_open(t);
+  char base[64];
+  snprintf(base, sizeof base, "http://127.0.0.1:%d", srv.port);
+  lua_pushstring(t->L, base);
+  lua_setglobal(t->L, "BASE");
+}
+
 /* hangup(): the server closes the connection it last answered, as servers
  * do with idle keep-alive connections. */
 static int l_hangup(lua_State *L) {
@@ -100,12 +109,8 @@ START_TEST(a_hung_up_idle_connection_neither_spins_nor_breaks_the_next_call) {
    * and the next call must go out on a fresh connection. */
   server_start(2, 1);
   struct lc_test_lua t;
-  lc_test_lua_open(&t);
+  open_with_base(&t);
   lua_register(t.L, "hangup", l_hangup);
-  char base[64];
-  snprintf(base, sizeof base, "http://127.0.0.1:%d", srv.port);
-  lua_pushstring(t.L, base);
-  lua_setglobal(t.L, "BASE");
   struct lc_loop *loop = lc_sched_loop(t.s);
   char out[64], err[1024];
   int rc = lc_test_lua_run(&t,
@@ -130,11 +135,7 @@ END_TEST
 START_TEST(an_idle_connection_is_reused_without_reconnecting) {
   server_start(1, 3);
   struct lc_test_lua t;
-  lc_test_lua_open(&t);
-  char base[64];
-  snprintf(base, sizeof base, "http://127.0.0.1:%d", srv.port);
-  lua_pushstring(t.L, base);
-  lua_setglobal(t.L, "BASE");
+  open_with_base(&t);
   char out[64], err[1024];
   /* The server takes one connection only: a request on a second one
    * would never be answered. */
