@@ -78,9 +78,11 @@ static int is_marked_array(lua_State *L, int idx) {
 static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
                    int depth, char *err, size_t errlen);
 
-static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
-                         int depth, char *err, size_t errlen) {
-  /* Decide array vs object: count keys, check they are 1..n or all strings. */
+/* What a table becomes in JSON: an array of *n items (keys 1..n, or
+ * marked as an array), or an object of *strings string keys. Anything else
+ * (mixed keys, holes, a marked table with string keys) is an error. */
+static int table_shape(lua_State *L, int idx, const struct path *path, int *is_array,
+                       lua_Integer *n_out, int *strings_out, char *err, size_t errlen) {
   lua_Integer n = 0, maxk = 0;
   int strings = 0, others = 0;
   lua_pushnil(L);
@@ -97,9 +99,21 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
   if (n && maxk != n) FAIL("array has holes (largest index %lld, %lld items)",
                            (long long)maxk, (long long)n);
   if (strings && marked) FAIL("array-marked table has string keys");
-  cJSON *j = (n || marked) ? cJSON_CreateArray() : cJSON_CreateObject();
+  *is_array = n || marked;
+  *n_out = n;
+  *strings_out = strings;
+  return 0;
+}
+
+static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
+                         int depth, char *err, size_t errlen) {
+  lua_Integer n;
+  int strings, is_array;
+  int rc0 = table_shape(L, idx, path, &is_array, &n, &strings, err, errlen);
+  if (rc0) return rc0;
+  cJSON *j = is_array ? cJSON_CreateArray() : cJSON_CreateObject();
   if (!j) return LC_ENOMEM;
-  if (n || marked) {
+  if (is_array) {
     for (lua_Integer i = 1; i <= n; i++) {
       struct path p = {path, NULL, 0, i};
       lua_rawgeti(L, idx, i);
@@ -211,23 +225,11 @@ static int tkey_cmp(const void *a, const void *b) {
 static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
                          struct path *path, int depth, char *err,
                          size_t errlen) {
-  lua_Integer n = 0, maxk = 0;
-  int strings = 0, others = 0;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING) strings++;
-    else if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1) {
-      n++;
-      if (lua_tointeger(L, -1) > maxk) maxk = lua_tointeger(L, -1);
-    } else others++;
-  }
-  int marked = is_marked_array(L, idx);
-  if (others || (strings && n)) FAIL("table mixes array and object keys");
-  if (n && maxk != n) FAIL("array has holes (largest index %lld, %lld items)",
-                           (long long)maxk, (long long)n);
-  if (strings && marked) FAIL("array-marked table has string keys");
-  if (n || marked) {
+  lua_Integer n;
+  int strings, is_array;
+  int rc0 = table_shape(L, idx, path, &is_array, &n, &strings, err, errlen);
+  if (rc0) return rc0;
+  if (is_array) {
     lc_jsonw_arr(w);
     for (lua_Integer i = 1; i <= n; i++) {
       struct path p = {path, NULL, 0, i};
