@@ -24,14 +24,14 @@ end
 -- reads them).
 local configs = {}
 local function config(o)
-  local key = table.concat({ o.base_url, o.steps, tostring(o.stream) }, "\0")
+  local key = table.concat({ o.base_url, o.steps, tostring(o.stream), tostring(o.on_step) }, "\0")
   local c = configs[key]
   if not c then
     c = {
       model = "openai:mock-gpt", base_url = o.base_url, api_key = "x",
       tools = { lookup }, mode = "native", instructions = SYSTEM_PROMPT, question = prompt(o.steps),
       limits = { steps = o.steps + 5 }, retries = 0, timeout = 60, stream = o.stream or nil,
-      verbose = false,
+      verbose = false, on_step = o.on_step,
     }
     configs[key] = c
   end

@@ -48,25 +48,37 @@ for _ = 1, warm do if not one() then warm_failed = warm_failed + 1 end end
 -- what the 10,000-agent connection burst costs (docs/BENCHMARKS.md).
 local ramp = tonumber(os.getenv("LUACT_BENCH_RAMP_S") or "0") or 0
 -- LUACT_BENCH_TRACE=path (not used by the bench): one line per timed task,
--- "<start s> <end s>" from the start of the timed phase (path.<worker id>
--- with several workers). It shows how long a burst of tasks takes to get
--- going and how the finishing times spread.
+-- "<start> <end> <step 1> ... <step K+1>", seconds from the start of the
+-- timed phase (path.<worker id> with several workers). A step's time is
+-- when the engine recorded it, just after the model's answer (and the
+-- tool call) of that round. It shows how long a burst of tasks takes to
+-- get going and how each round spreads.
 local trace_path = os.getenv("LUACT_BENCH_TRACE")
-local trace = trace_path and {} or nil
+local trace, task_of = trace_path and {} or nil, {}
+local t0
+if trace then
+  o.on_step = function()
+    local row = trace[task_of[coroutine.running()]]
+    row[#row + 1] = string.format("%.3f", luact.now() - t0)
+  end
+end
 local list = {}
 for k = 1, tasks do list[k] = k end
 luact.worker.barrier()
-local t0 = luact.now()
+t0 = luact.now()
 local oks = (#list > 0) and luact.map(list, function(k)
   if ramp > 0 then luact.sleep(ramp * k / tasks) end
-  local started = trace and luact.now()
+  if trace then
+    task_of[coroutine.running()] = k
+    trace[k] = { string.format("%.3f", luact.now() - t0) }
+  end
   local r = one() and 1 or 0
-  if trace then trace[k] = string.format("%.3f %.3f", started - t0, luact.now() - t0) end
+  if trace then table.insert(trace[k], 2, string.format("%.3f", luact.now() - t0)) end
   return r
 end, { concurrency = conc }) or {}
 if trace then
   local f = assert(io.open(trace_path .. (W > 1 and ("." .. id) or ""), "w"))
-  f:write(table.concat(trace, "\n"), "\n")
+  for k = 1, #trace do f:write(table.concat(trace[k], " "), "\n") end
   f:close()
 end
 local wall = (luact.now() - t0) * 1000
