@@ -40,10 +40,9 @@ static const struct submodule {
   const char *name;
   int (*open)(lua_State *L);
 } submodules[] = {
-    {"json", lc_open_json},     {"llm", lc_open_llm},       {"react", lc_open_react},
-    {"worker", lc_open_worker}, {"schema", lc_open_schema}, {"native", lc_open_native},
-    {"sql", lc_open_sql},       {"files", lc_open_files},   {"http", lc_open_http},
-    {"sandbox", lc_open_sandbox},
+    {"json", lc_open_json},       {"llm", lc_open_llm},     {"react", lc_open_react},
+    {"schema", lc_open_schema},   {"native", lc_open_native}, {"sql", lc_open_sql},
+    {"files", lc_open_files},     {"http", lc_open_http},   {"sandbox", lc_open_sandbox},
     {"pal", lc_open_pal},
     {NULL, NULL}};
 
@@ -57,6 +56,7 @@ int luaopen_luact(lua_State *L) {
     lua_setfield(L, -2, m->name);
   }
   load_embedded(L, lua_gettop(L));
+  lc_l_worker_install(L, lua_gettop(L));
   return 1;
 }
 

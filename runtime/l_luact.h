@@ -15,7 +15,8 @@ int lc_open_json(lua_State *L);
 int lc_open_llm(lua_State *L);
 int lc_open_task(lua_State *L); /* sleep, spawn, wait: merged into luact */
 int lc_open_schema(lua_State *L);
-int lc_open_worker(lua_State *L); /* id, count, barrier, sum, max */
+/* luact.worker (id, count, barrier, sum, max), made on first use */
+void lc_l_worker_install(lua_State *L, int mod);
 
 /* [-0, +1, e] The whole module; also registered in package.preload. */
 int luaopen_luact(lua_State *L);

@@ -1,10 +1,19 @@
-/* l_worker.c: luact.worker: id, count, barrier, sum, max. */
+/* l_worker.c: luact.worker: id, count, barrier, sum, max.
+ *
+ * The table is made on first use, through the luact table's __index: that
+ * first use, on worker 1, is what starts the other workers (workers.h).
+ * It must come before the script's first wait, or the others would repeat
+ * everything the script did until then; later, the run stays on one
+ * worker and says so on stderr. */
 #include <lauxlib.h>
+#include <string.h>
 
 #include "l_luact.h"
+#include "sched.h"
 #include "workers.h"
 
 static int l_barrier(lua_State *L) {
+  (void)L;
   lc_worker_barrier();
   return 0;
 }
@@ -24,11 +33,28 @@ static int l_max(lua_State *L) {
 static const luaL_Reg worker_funcs[] = {
     {"barrier", l_barrier}, {"sum", l_sum}, {"max", l_max}, {NULL, NULL}};
 
-int lc_open_worker(lua_State *L) {
+/* __index(luact, key): makes luact.worker on first use. */
+static int l_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(k, "worker") != 0) return 0;
+  struct lc_sched *s = lc_sched_get(L);
+  lc_workers_spread(s && lc_sched_has_waited(s)
+                        ? "luact.worker was first used after the script's first wait (use it "
+                          "at the top, before any call that waits)"
+                        : NULL);
   luaL_newlib(L, worker_funcs);
   lua_pushinteger(L, lc_worker_id());
   lua_setfield(L, -2, "id");
   lua_pushinteger(L, lc_worker_count());
   lua_setfield(L, -2, "count");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, 1, "worker"); /* the module table has no __newindex */
   return 1;
+}
+
+void lc_l_worker_install(lua_State *L, int mod) {
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, l_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, mod);
 }

@@ -57,12 +57,14 @@ static const char usage_run[] =
     "  --journal-sync all|effectful|none\n"
     "                when to fsync the journal (default effectful: intents of\n"
     "                at-most-once effects, results of non-pure ones)\n"
-    "  --workers N   run the script on N worker threads, each with its own\n"
-    "                event loop and Lua state (`auto`: one per core). Each\n"
-    "                copy sees luact.worker.id and .count and splits the work;\n"
-    "                luact.worker.sum/max/barrier combine results. Default 1:\n"
-    "                a script is one program, and running it once per core\n"
-    "                unasked would repeat its side effects.\n"
+    "  --workers N   up to N worker threads, each with its own event loop\n"
+    "                and Lua state (default, and `auto`: one per core). The\n"
+    "                script starts on worker 1; the first use of luact.worker\n"
+    "                starts the others, each running the script from the top,\n"
+    "                and each copy splits the work by luact.worker.id and\n"
+    "                .count (sum/max/barrier combine results). A script that\n"
+    "                never uses luact.worker runs once. Use it before the\n"
+    "                script's first wait, or the run stays on one worker.\n"
     "  -h, --help    show this help\n";
 
 /* Decides the exit code from the root task's results (on its stack). */
@@ -132,10 +134,10 @@ struct run_ctx {
   char **argv;
   int json;
   struct lc_run_opts ro;
-  struct lc_journal *jr; /* record/replay: one worker only; NULL otherwise */
+  struct lc_journal *jr; /* worker 1's (off unless --record/--replay) */
 };
 
-static int run_script(int worker, int workers, void *ud) {
+static int run_script(int worker, void *ud) {
   const struct run_ctx *c = ud;
   const char *file = c->file;
   int json = c->json && worker == 1; /* one JSON document, from worker 1 */
@@ -152,7 +154,8 @@ static int run_script(int worker, int workers, void *ud) {
     lua_close(L);
     return 1;
   }
-  if (c->jr) lc_l_journal_attach(L, c->jr);
+  struct lc_journal *jr = worker == 1 ? c->jr : NULL;
+  if (jr) lc_l_journal_attach(L, jr);
   /* arg table like lua.c: arg[0] = script, arg[1..] = arguments. */
   lua_createtable(L, c->argc, 1);
   lua_pushstring(L, file);
@@ -179,7 +182,7 @@ static int run_script(int worker, int workers, void *ud) {
     } else if (lc_task_status(t) != LUA_OK) {
       lua_State *co = lc_task_thread(t);
       const char *msg = lua_tostring(co, -1);
-      fprintf(stderr, "luact: %s%s\n", workers > 1 ? "worker error: " : "",
+      fprintf(stderr, "luact: %s%s\n", lc_worker_count() > 1 ? "worker error: " : "",
               msg ? msg : "(error object is not a string)");
       rc = 1;
     } else {
@@ -191,13 +194,18 @@ static int run_script(int worker, int workers, void *ud) {
   }
   lc_sched_free(s);
   lua_close(L); /* before the journal's verdict: closing may cancel effects */
-  return c->jr ? journal_verdict(c->jr, rc) : rc;
+  return jr ? journal_verdict(jr, rc) : rc;
+}
+
+static int cores(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > 256 ? 256 : (int)n;
 }
 
 static int cmd_run(int argc, char **argv) {
   int i = 0;
   int json = 0;
-  int workers = 1;
+  int workers = 0; /* not given: one per core, or 1 with a journal */
   struct lc_run_opts ro = {0};
   const char *record = NULL, *replay = NULL, *input = NULL;
   enum lc_journal_sync jsync = LC_JOURNAL_SYNC_EFFECTFUL;
@@ -214,7 +222,7 @@ static int cmd_run(int argc, char **argv) {
       char *end = NULL;
       long n = 0;
       if (i + 1 < argc && strcmp(argv[i + 1], "auto") == 0) {
-        n = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores();
         end = "";
       } else if (i + 1 < argc) {
         n = strtol(argv[i + 1], &end, 10);
@@ -280,8 +288,9 @@ static int cmd_run(int argc, char **argv) {
     fprintf(stderr, "luact run: --record, --replay and --input need --workers 1\n");
     return 2;
   }
-  struct lc_journal *jr = NULL;
-  if (workers == 1) {
+  if (workers == 0) workers = record || replay || input ? 1 : cores();
+  struct lc_journal *jr = NULL; /* worker 1's; none for the others */
+  {
     char jerr[1024];
     if (lc_journal_open(record ? LC_JOURNAL_RECORD : replay ? LC_JOURNAL_REPLAY : LC_JOURNAL_OFF,
                         record ? record : replay, file, &jr, jerr, sizeof jerr)) {

@@ -47,6 +47,7 @@ struct lc_sched {
   int (*idle)(void *);
   void *idle_ud;
   int nest; /* tasks being started inside another task's resume */
+  int waited; /* some task has yielded */
 };
 
 /* How deep lc_task_start nests resumes before it queues instead: every
@@ -114,6 +115,7 @@ struct lc_sched *lc_sched_get(lua_State *L) {
 }
 
 struct lc_loop *lc_sched_loop(struct lc_sched *s) { return s->loop; }
+int lc_sched_has_waited(const struct lc_sched *s) { return s->waited; }
 lua_State *lc_sched_state(struct lc_sched *s) { return s->L; }
 const char *lc_sched_error(struct lc_sched *s) { return s->err; }
 long lc_sched_live_tasks(const struct lc_sched *s) { return s->live; }
@@ -325,6 +327,7 @@ static void resume(struct lc_task *t) {
   int nres = 0;
   int st = lua_resume(co, t->s->L, nargs, &nres);
   if (st == LUA_YIELD) {
+    t->s->waited = 1;
     if (t->wait == NULL) {
       /* A plain coroutine.yield at task level: hand the yielded values
        * back on the next pass, like a cooperative yield. */

@@ -37,6 +37,8 @@ int lc_sched_new(lua_State *L, struct lc_sched **out);
 /* Kills every task, frees the loop. L stays the caller's. */
 void lc_sched_free(struct lc_sched *s);
 struct lc_sched *lc_sched_get(lua_State *L);
+/* Whether any task of s has yielded (waited) yet. */
+int lc_sched_has_waited(const struct lc_sched *s);
 struct lc_loop *lc_sched_loop(struct lc_sched *s);
 lua_State *lc_sched_state(struct lc_sched *s);
 

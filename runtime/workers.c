@@ -24,50 +24,82 @@ static _Thread_local int my_id = 1;
 static int n_workers = 1;
 
 struct start {
-  lc_worker_fn fn;
-  void *ud;
-  int id, count, rc;
+  int id, rc;
   pthread_t th;
 };
+
+/* The run in progress. Written by worker 1 only; the others read it after
+ * the gate opens (the mutex orders those writes before their reads). */
+struct run {
+  lc_worker_fn fn;
+  void *ud;
+  int max;     /* --workers */
+  int decided; /* lc_workers_spread ran on worker 1 */
+  int started; /* threads started for workers 2.. */
+  int gate;    /* 0 closed, 1 go, -1 stop: a thread could not be started */
+  struct start *st;
+};
+static struct run run;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 
 static void *thread_main(void *p) {
   struct start *s = p;
   my_id = s->id;
-  s->rc = s->fn(s->id, s->count, s->ud);
+  pthread_mutex_lock(&mu);
+  while (run.gate == 0) pthread_cond_wait(&gate_cv, &mu);
+  int go = run.gate > 0;
+  pthread_mutex_unlock(&mu);
+  if (go) s->rc = run.fn(s->id, run.ud);
   return NULL;
 }
 
-int lc_workers_run(int count, lc_worker_fn fn, void *ud) {
-  if (count < 1) count = 1;
-  n_workers = count;
-  memset(slots, 0, sizeof slots);
-  if (pthread_barrier_init(&barrier, NULL, (unsigned)count) != 0) return 1;
-  barrier_ready = 1;
-  int rc = 0;
-  if (count == 1) {
-    my_id = 1;
-    rc = fn(1, 1, ud);
-  } else {
-    struct start *st = lc_calloc((size_t)count, sizeof *st);
-    if (!st) return 1;
-    int started = 0;
-    for (int i = 0; i < count; i++) {
-      st[i] = (struct start){.fn = fn, .ud = ud, .id = i + 1, .count = count};
-      if (pthread_create(&st[i].th, NULL, thread_main, &st[i]) != 0) {
-        fprintf(stderr, "luact: cannot start worker %d\n", i + 1);
-        rc = 1;
-        break;
-      }
-      started++;
-    }
-    for (int i = 0; i < started; i++) {
-      pthread_join(st[i].th, NULL);
-      if (!rc && st[i].rc) rc = st[i].rc;
-    }
-    lc_free(st);
+int lc_workers_spread(const char *why_not) {
+  if (my_id != 1 || run.decided) return n_workers;
+  run.decided = 1;
+  if (run.max < 2) return n_workers;
+  if (why_not) {
+    fprintf(stderr, "luact: %s; running on one worker, not %d\n", why_not, run.max);
+    return n_workers;
   }
+  run.st = lc_calloc((size_t)run.max - 1, sizeof *run.st);
+  if (!run.st) return n_workers;
+  /* Every thread is started before any runs the script: the barrier and
+   * the reductions count all workers, and a run short of one would hang
+   * in them. If one cannot be started, none runs and worker 1 goes on
+   * alone. */
+  for (int i = 0; i < run.max - 1; i++) {
+    run.st[i].id = i + 2;
+    if (pthread_create(&run.st[i].th, NULL, thread_main, &run.st[i]) != 0) break;
+    run.started++;
+  }
+  int all = run.started == run.max - 1 &&
+            pthread_barrier_init(&barrier, NULL, (unsigned)run.max) == 0;
+  pthread_mutex_lock(&mu);
+  if (all) {
+    barrier_ready = 1;
+    n_workers = run.max;
+  }
+  run.gate = all ? 1 : -1;
+  pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&mu);
+  if (!all) fprintf(stderr, "luact: cannot start %d workers; running on one\n", run.max);
+  return n_workers;
+}
+
+int lc_workers_run(int count, lc_worker_fn fn, void *ud) {
+  run = (struct run){.fn = fn, .ud = ud, .max = count < 1 ? 1 : count};
+  n_workers = 1;
+  my_id = 1;
+  memset(slots, 0, sizeof slots);
+  int rc = fn(1, ud);
+  for (int i = 0; i < run.started; i++) {
+    pthread_join(run.st[i].th, NULL);
+    if (!rc && run.st[i].rc) rc = run.st[i].rc;
+  }
+  if (barrier_ready) pthread_barrier_destroy(&barrier);
   barrier_ready = 0;
-  pthread_barrier_destroy(&barrier);
+  lc_free(run.st);
+  run.st = NULL;
   n_workers = 1;
   return rc;
 }

@@ -1,24 +1,35 @@
-/* workers.h: N worker threads, each with its own loop, scheduler and Lua
- * state, running the same script (as wrk runs its script per thread).
- * Nothing Lua is shared; workers meet only through the few process-wide
- * primitives below (a barrier and named sum/max reductions), which block
- * the calling thread and so belong at the start or end of a script.
+/* workers.h: up to N worker threads, each with its own loop, scheduler and
+ * Lua state, running the same script (as wrk runs its script per thread).
+ * The script starts on worker 1 alone. The others start when it first asks
+ * which worker it is (lc_workers_spread, behind luact.worker), so a script
+ * written for workers runs on all of them while any other script runs once:
+ * N copies of a script that does not split its work would repeat its side
+ * effects. Nothing Lua is shared; workers meet only through the few
+ * process-wide primitives below (a barrier and named sum/max reductions),
+ * which block the calling thread and so belong at the start or end of a
+ * script.
  *
  * Ownership: lc_workers_run owns the threads; it returns when all are done. */
 #ifndef LC_WORKERS_H
 #define LC_WORKERS_H
 
-struct lc_workers;
-
 /* Per-thread body: returns the worker's exit code. */
-typedef int (*lc_worker_fn)(int id, int count, void *ud);
+typedef int (*lc_worker_fn)(int id, void *ud);
 
-/* Runs fn on count threads (ids 1..count) and returns the first non-zero
- * exit code, or 0. count == 1 runs on the calling thread. */
+/* Runs fn as worker 1 on the calling thread, with up to count workers in
+ * all; joins whichever others were started and returns the first non-zero
+ * exit code, or 0. */
 int lc_workers_run(int count, lc_worker_fn fn, void *ud);
 
-/* The calling thread's worker id (1-based) and the worker count; 1/1 on a
- * thread that lc_workers_run did not start. */
+/* On worker 1, the first call decides the run's worker count: with
+ * why_not NULL, workers 2..count start now (each runs fn from the top);
+ * otherwise the run stays on one worker, and if more were asked for,
+ * stderr says so with why_not. Later calls, and calls on other workers,
+ * change nothing. Returns the count in effect. */
+int lc_workers_spread(const char *why_not);
+
+/* The calling thread's worker id (1-based) and the count in effect; 1/1
+ * before lc_workers_spread and on threads lc_workers_run did not start. */
 int lc_worker_id(void);
 int lc_worker_count(void);
 

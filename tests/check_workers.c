@@ -1,6 +1,7 @@
-/* check_workers.c: `luact run --workers N`: every worker runs the script in
- * its own state; luact.worker.sum/max/barrier combine; exit codes. Runs the
- * real binary as a subprocess. */
+/* check_workers.c: `luact run --workers N`: a script that uses luact.worker
+ * runs on every worker in its own state, one that does not runs once;
+ * luact.worker.sum/max/barrier combine; exit codes. Runs the real binary as
+ * a subprocess. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,42 @@ START_TEST(a_failing_worker_fails_the_run) {
 }
 END_TEST
 
+START_TEST(default_is_one_worker_per_core) {
+  char want[64];
+  snprintf(want, sizeof want, "%ld %ld\n", sysconf(_SC_NPROCESSORS_ONLN),
+           sysconf(_SC_NPROCESSORS_ONLN));
+  int rc = run_cli("", "local w = luact.worker\n"
+                       "local n = w.sum('n', 1)\n"
+                       "if w.id == 1 then print(w.count, math.tointeger(n)) end\n");
+  ck_assert_int_eq(rc, 0);
+  /* print separates with a tab */
+  for (char *p = want; *p; p++)
+    if (*p == ' ') *p = '\t';
+  ck_assert_str_eq(out, want);
+}
+END_TEST
+
+START_TEST(a_script_without_luact_worker_runs_once) {
+  int rc = run_cli("--workers 3", "print('side effect')\nluact.sleep(0.001)\nprint('done')\n");
+  ck_assert_int_eq(rc, 0);
+  ck_assert_str_eq(out, "side effect\ndone\n");
+}
+END_TEST
+
+START_TEST(luact_worker_after_a_wait_stays_on_one_worker) {
+  /* Starting the others now would repeat the print and the sleep: the run
+   * stays on one worker, says why on stderr, and the script sees count 1. */
+  int rc = run_cli("--workers 3", "print('before')\nluact.sleep(0.001)\n"
+                                  "local w = luact.worker\n"
+                                  "print('after', w.id, w.count, w.sum('x', 5))\n");
+  ck_assert_int_eq(rc, 0);
+  ck_assert_msg(strstr(out, "before\n") != NULL, "%s", out);
+  ck_assert_msg(strstr(out, "after\t1\t1\t5.0\n") != NULL, "%s", out);
+  ck_assert_msg(strstr(out, "running on one worker, not 3") != NULL, "%s", out);
+  ck_assert_ptr_null(strstr(strstr(out, "before\n") + 1, "before\n"));
+}
+END_TEST
+
 Suite *workers_suite(void) {
   Suite *s = suite_create("workers");
   TCase *tc = tcase_create("cli");
@@ -68,6 +105,9 @@ Suite *workers_suite(void) {
   tcase_add_test(tc, each_worker_runs_and_results_combine);
   tcase_add_test(tc, worker_states_are_separate);
   tcase_add_test(tc, a_failing_worker_fails_the_run);
+  tcase_add_test(tc, default_is_one_worker_per_core);
+  tcase_add_test(tc, a_script_without_luact_worker_runs_once);
+  tcase_add_test(tc, luact_worker_after_a_wait_stays_on_one_worker);
   suite_add_tcase(s, tc);
   return s;
 }
