@@ -35,8 +35,7 @@ static const luaL_Reg worker_funcs[] = {
 
 /* __index(luact, key): makes luact.worker on first use. */
 static int l_index(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  if (lua_type(L, 2) != LUA_TSTRING || strcmp(k, "worker") != 0) return 0;
+  if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "worker") != 0) return 0;
   struct lc_sched *s = lc_sched_get(L);
   lc_workers_spread(s && lc_sched_has_waited(s)
                         ? "luact.worker was first used after the script's first wait (use it "

@@ -62,7 +62,10 @@ int lc_workers_spread(const char *why_not) {
     return n_workers;
   }
   run.st = lc_calloc((size_t)run.max - 1, sizeof *run.st);
-  if (!run.st) return n_workers;
+  if (!run.st) {
+    fprintf(stderr, "luact: out of memory starting %d workers; running on one\n", run.max);
+    return n_workers;
+  }
   /* Every thread is started before any runs the script: the barrier and
    * the reductions count all workers, and a run short of one would hang
    * in them. If one cannot be started, none runs and worker 1 goes on

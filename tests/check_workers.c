@@ -78,7 +78,8 @@ START_TEST(default_is_one_worker_per_core) {
 END_TEST
 
 START_TEST(a_script_without_luact_worker_runs_once) {
-  int rc = run_cli("--workers 3", "print('side effect')\nluact.sleep(0.001)\nprint('done')\n");
+  int rc = run_cli("--workers 3", "assert(luact.no_such_field == nil)\nprint('side effect')\n"
+                                  "luact.sleep(0.001)\nprint('done')\n");
   ck_assert_int_eq(rc, 0);
   ck_assert_str_eq(out, "side effect\ndone\n");
 }
