@@ -86,6 +86,22 @@ void lc_l_set_int(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
+void lc_l_push_usage(lua_State *L, long input, long output, long cached, long llm_calls,
+                     int extra) {
+  lua_createtable(L, 0, 5 + extra);
+  lc_l_set_int(L, "input", input);
+  lc_l_set_int(L, "output", output);
+  lc_l_set_int(L, "cached", cached);
+  lc_l_set_int(L, "total", input + output);
+  lc_l_set_int(L, "llm_calls", llm_calls);
+}
+
+void lc_l_set_cost(lua_State *L, double usd, int unknown) {
+  lc_l_set_num(L, "cost", usd);
+  lua_pushboolean(L, !unknown);
+  lua_setfield(L, -2, "cost_known");
+}
+
 const char *lc_l_opt_string(lua_State *L, int idx, const char *who, const char *field,
                             int required) {
   int t = lua_getfield(L, idx, field);

@@ -43,6 +43,11 @@ void lc_l_class(lua_State *L, const char *name, const luaL_Reg *meta,
 void lc_l_set_str(lua_State *L, const char *k, const char *v);
 void lc_l_set_num(lua_State *L, const char *k, double v);
 void lc_l_set_int(lua_State *L, const char *k, lua_Integer v);
+/* [-0, +1] A run's usage table with the counts every engine has; the
+ * caller adds its own before setting it into the result. */
+void lc_l_push_usage(lua_State *L, long input, long output, long cached, long llm_calls, int extra);
+/* [-0, +0] cost and cost_known on the result table on top. */
+void lc_l_set_cost(lua_State *L, double usd, int unknown);
 
 /* [-0, +0, e] Optional option-table fields; wrong types raise naming who
  * ("luact.react: 'question' must be a string"). opt_string's result is

@@ -339,19 +339,12 @@ static void push_result(lua_State *L, struct lc_react *r) {
   lc_conv_push_array_mt(L);
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "steps");
-  lua_createtable(L, 0, 8);
-  lc_l_set_int(L, "input", u->input);
-  lc_l_set_int(L, "output", u->output);
-  lc_l_set_int(L, "cached", u->cached);
-  lc_l_set_int(L, "total", u->input + u->output);
-  lc_l_set_int(L, "llm_calls", u->llm_calls);
+  lc_l_push_usage(L, u->input, u->output, u->cached, u->llm_calls, 3);
   lc_l_set_int(L, "tool_calls", u->tool_calls);
   lc_l_set_int(L, "tool_errors", u->tool_errors);
   lc_l_set_int(L, "invalid", u->invalid);
   lua_setfield(L, -2, "usage");
-  lc_l_set_num(L, "cost", u->cost_usd);
-  lua_pushboolean(L, !u->cost_unknown);
-  lua_setfield(L, -2, "cost_known");
+  lc_l_set_cost(L, u->cost_usd, u->cost_unknown);
 }
 
 /* Spawns one child task per call of the pending batch: tool:call(args),
