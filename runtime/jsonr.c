@@ -327,31 +327,41 @@ static void close_(struct lc_jsonr *r) {
   r->first = 0;
 }
 
-int lc_jsonr_member(struct lc_jsonr *r) {
-  if (r->err)
-    return r->err;
-  if (!is_obj(r))
-    return fail(r, r->pos, "not in an object");
+/* Moves past the separator before the next element of the open object or
+ * array: 1 at an element, 0 at the container's end (now closed), or the
+ * error. */
+static int next_elem(struct lc_jsonr *r, char closer, const char *unterminated,
+                     const char *expected) {
   skip_ws(r);
   if (r->pos >= r->n)
-    return fail(r, r->pos, "unterminated object");
+    return fail(r, r->pos, "%s", unterminated);
   char c = r->s[r->pos];
-  if (c == '}') {
+  if (c == closer) {
     close_(r);
     return 0;
   }
   if (r->first) {
     r->first = 0;
-  } else {
-    if (c != ',')
-      return fail(r, r->pos, "expected ',' or '}'");
-    r->pos++;
-    skip_ws(r);
-    if (r->pos >= r->n)
-      return fail(r, r->pos, "unterminated object");
-    c = r->s[r->pos];
+    return 1;
   }
-  if (c != '"')
+  if (c != ',')
+    return fail(r, r->pos, "%s", expected);
+  r->pos++;
+  return 1;
+}
+
+int lc_jsonr_member(struct lc_jsonr *r) {
+  if (r->err)
+    return r->err;
+  if (!is_obj(r))
+    return fail(r, r->pos, "not in an object");
+  int k = next_elem(r, '}', "unterminated object", "expected ',' or '}'");
+  if (k != 1)
+    return k;
+  skip_ws(r);
+  if (r->pos >= r->n)
+    return fail(r, r->pos, "unterminated object");
+  if (r->s[r->pos] != '"')
     return fail(r, r->pos, "expected a member name");
   size_t end;
   int esc;
@@ -383,22 +393,7 @@ int lc_jsonr_item(struct lc_jsonr *r) {
     return r->err;
   if (r->depth < 1 || is_obj(r))
     return fail(r, r->pos, "not in an array");
-  skip_ws(r);
-  if (r->pos >= r->n)
-    return fail(r, r->pos, "unterminated array");
-  char c = r->s[r->pos];
-  if (c == ']') {
-    close_(r);
-    return 0;
-  }
-  if (r->first) {
-    r->first = 0;
-    return 1;
-  }
-  if (c != ',')
-    return fail(r, r->pos, "expected ',' or ']'");
-  r->pos++;
-  return 1;
+  return next_elem(r, ']', "unterminated array", "expected ',' or ']'");
 }
 
 int lc_jsonr_key_is(const struct lc_jsonr *r, const char *key) {
