@@ -24,9 +24,13 @@ static int run(const char *code) {
 START_TEST(parallel_keeps_keys_and_overlaps) {
   ck_assert_msg(run(
       "local log = {}\n"
+      "local function after(name)\n" /* yields until name is logged: order by sync, not by timers */
+      "  for _ = 1, 1000 do if table.concat(log):find(name, 1, true) then return end luact.sleep(0) end\n"
+      "  error('waited for ' .. name .. ' in vain')\n"
+      "end\n"
       "local r = luact.parallel{\n"
-      "  a = function() luact.sleep(0.03); log[#log+1] = 'a'; return 1 end,\n"
-      "  b = function() luact.sleep(0.01); log[#log+1] = 'b'; return 2, 3 end,\n"
+      "  a = function() after('b'); log[#log+1] = 'a'; return 1 end,\n"
+      "  b = function() luact.sleep(0); log[#log+1] = 'b'; return 2, 3 end,\n"
       "  c = function() log[#log+1] = 'c'; return 'x' end }\n"
       "return r.a .. '|' .. r.b[1] .. r.b[2] .. '|' .. r.c .. '|' .. table.concat(log)") == 0, "%s", err);
   /* b finishes before a although a started first: they ran concurrently. */

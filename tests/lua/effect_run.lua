@@ -50,11 +50,20 @@ log("http", h.status, h.json.n, h.headers["content-type"])
 local t1 = luact.now()
 log("now", string.format("%.6f", t1), luact.now() >= t1)
 log("random", luact.random(1, 1000), luact.random(6), string.format("%.17g", luact.random()))
+-- SLOW names the branch that finishes last: it waits (yielding) until the
+-- other branch is done, so the order comes from synchronisation, not timers.
+local done = {}
+local function wait_for(other)
+  for _ = 1, 100000 do if done[other] then return end luact.sleep(0) end
+  error("branch " .. other .. " never finished")
+end
 local res = luact.parallel{
-  a = function() if SLOW == "a" then luact.sleep(0.05) end
-    return assert(chat{ messages = { { role = "user", content = "A" } } }).text end,
-  b = function() if SLOW == "b" then luact.sleep(0.05) end
-    return assert(chat{ messages = { { role = "user", content = "B" } } }).text end,
+  a = function() if SLOW == "a" then wait_for("b") end
+    local t = assert(chat{ messages = { { role = "user", content = "A" } } }).text
+    done.a = true return t end,
+  b = function() if SLOW == "b" then wait_for("a") end
+    local t = assert(chat{ messages = { { role = "user", content = "B" } } }).text
+    done.b = true return t end,
 }
 log("parallel", res.a, res.b)
 return table.concat(out, "\n")

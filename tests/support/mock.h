@@ -144,7 +144,9 @@ struct mock_conn_arg {
 void *mock_conn_main(void *arg);
 
 /* mock_control.c: request log, stats, /_ endpoints, rule selection. */
-void mock_log_request(struct mock_server *srv, const struct mock_request *req);
+/* Logs a request with the delay its response was given (tests read the
+ * delay instead of timing the response). */
+void mock_log_request(struct mock_server *srv, const struct mock_request *req, long delay_ms);
 void mock_control(struct mock_server *srv, const struct mock_request *req,
                   struct mock_response *resp);
 void mock_answer(struct mock_server *srv, const struct mock_request *req,

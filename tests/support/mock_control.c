@@ -20,7 +20,7 @@ static int secret_header(const char *name) {
   return 0;
 }
 
-void mock_log_request(struct mock_server *srv, const struct mock_request *req) {
+void mock_log_request(struct mock_server *srv, const struct mock_request *req, long delay_ms) {
   cJSON *e = cJSON_CreateObject();
   cJSON_AddStringToObject(e, "method", req->method);
   cJSON_AddStringToObject(e, "path", req->target);
@@ -37,6 +37,7 @@ void mock_log_request(struct mock_server *srv, const struct mock_request *req) {
   if (req->json) cJSON_AddItemToObject(e, "body", cJSON_Duplicate(req->json, 1));
   else cJSON_AddStringToObject(e, "body", req->body ? req->body : "");
   cJSON_AddNumberToObject(e, "time_ms", mock_now_ms() - srv->t0);
+  cJSON_AddNumberToObject(e, "delay_ms", (double)delay_ms);
   pthread_mutex_lock(&srv->lock);
   if (cJSON_GetArraySize(srv->log) < LOG_MAX) cJSON_AddItemToArray(srv->log, e);
   else cJSON_Delete(e);

@@ -347,8 +347,8 @@ static int serve_one(struct conn *c) {
     srv->requests++;
     if (++srv->in_flight > srv->peak_in_flight) srv->peak_in_flight = srv->in_flight;
     pthread_mutex_unlock(&srv->lock);
-    mock_log_request(srv, &req);
     mock_answer(srv, &req, &resp);
+    mock_log_request(srv, &req, resp.delay_ms);
   }
   int head_only = strcasecmp(req.method, "HEAD") == 0;
   mock_request_free(&req);
