@@ -1,5 +1,5 @@
 /* http_tool.c: the built-in HTTP tool's request checks, header assembly and
- * response access, over one runtime/http.c transfer. */
+ * response access, over one runtime/llm/http.c transfer. */
 #include "http_tool.h"
 
 #include <ctype.h>

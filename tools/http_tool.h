@@ -1,4 +1,4 @@
-/* http_tool.h: the built-in HTTP tool: one request over runtime/http.c with
+/* http_tool.h: the built-in HTTP tool: one request over runtime/llm/http.c with
  * a checked URL (http/https only) and header list, every response header
  * kept, a response size cap (an error, never a cut) and an optional
  * Idempotency-Key header. Lua-free; tools/l_http.c binds it.

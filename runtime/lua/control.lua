@@ -91,5 +91,5 @@ function luact.race(fns)
   error("luact.race: every branch failed; last error: " .. tostring(last_err), 0)
 end
 
--- luact.timeout(seconds, fn, ...) is in C (runtime/l_task.c): every tool
+-- luact.timeout(seconds, fn, ...) is in C (runtime/bindings/l_task.c): every tool
 -- call runs under it, and there it costs one task and one loop timer.

@@ -9,7 +9,7 @@
 #include "lc.h"
 
 /* TEST DOUBLE, not a JSON-schema validator: checks only that every name in
- * "required" is present. The real validator is runtime/schema.h. */
+ * "required" is present. The real validator is runtime/json/schema.h. */
 static int stub_validate(void *ud, const struct lc_action *act, const cJSON *args,
                          char *err, size_t errlen) {
   const cJSON *schema = act->schema;
