@@ -739,3 +739,12 @@ int lc_effect_get_bytes(const cJSON *obj, const char *key, char **out, size_t *n
   *n = w;
   return 0;
 }
+
+const char *lc_effect_name(enum lc_effect e) {
+  switch (e) {
+  case LC_EFFECT_PURE: return "pure";
+  case LC_EFFECT_IDEMPOTENT: return "idempotent";
+  case LC_EFFECT_AT_MOST_ONCE: return "at_most_once";
+  }
+  return "unknown";
+}

@@ -24,8 +24,15 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
-#include "actions.h" /* enum lc_effect: pure, idempotent, at_most_once */
 #include "llm.h"
+
+/* What running a tool twice means (DESIGN.md "Effects and the journal"). */
+enum lc_effect {
+  LC_EFFECT_PURE = 0,     /* safe to run again */
+  LC_EFFECT_IDEMPOTENT,   /* run again with the same idempotency key */
+  LC_EFFECT_AT_MOST_ONCE  /* never run again; in doubt after a crash */
+};
+const char *lc_effect_name(enum lc_effect e); /* "pure", "idempotent", ... */
 
 enum lc_journal_mode { LC_JOURNAL_OFF = 0, LC_JOURNAL_RECORD, LC_JOURNAL_REPLAY };
 

@@ -453,12 +453,3 @@ fail:
   cJSON_Delete(root);
   return NULL;
 }
-
-const char *lc_effect_name(enum lc_effect e) {
-  switch (e) {
-  case LC_EFFECT_PURE: return "pure";
-  case LC_EFFECT_IDEMPOTENT: return "idempotent";
-  case LC_EFFECT_AT_MOST_ONCE: return "at_most_once";
-  }
-  return "unknown";
-}

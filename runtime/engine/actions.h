@@ -7,7 +7,7 @@
  * never as a call.
  *
  * Schema validation is the caller's: lc_actions_init takes a validator
- * callback (runtime/schema.h provides the real one). Without one, arguments
+ * callback (runtime/json/schema.h provides the real one). Without one, arguments
  * are only checked to be a JSON object.
  *
  * Sharing: an action (struct lc_action) is immutable once made and
@@ -29,16 +29,10 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "effect.h" /* enum lc_effect */
 #include "llm.h"
 
 struct lc_schema;
-
-/* What running a tool twice means (DESIGN.md "Effects and the journal"). */
-enum lc_effect {
-  LC_EFFECT_PURE = 0,     /* safe to run again */
-  LC_EFFECT_IDEMPOTENT,   /* run again with the same idempotency key */
-  LC_EFFECT_AT_MOST_ONCE  /* never run again; in doubt after a crash */
-};
 
 struct lc_action {
   char *name;
@@ -164,6 +158,5 @@ cJSON *lc_actions_decoding_schema(const struct lc_actions *a);
 int lc_actions_render_input(const struct lc_action *act, struct lc_buf *out);
 int lc_actions_render_params(const struct lc_action *act, struct lc_buf *out);
 
-const char *lc_effect_name(enum lc_effect e); /* "pure", "idempotent", ... */
 
 #endif
