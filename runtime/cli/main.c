@@ -310,7 +310,8 @@ static int cmd_run(int argc, char **argv) {
   }
   struct run_ctx ctx = {.file = file, .argc = argc - i - 1, .argv = argv + i + 1,
                         .json = json, .ro = ro, .jr = jr};
-  lc_http_global_init();
+  /* libcurl is loaded and initialised by the first transfer
+   * (runtime/core/curl_dl.c), not here: a run without requests skips it. */
   int rc = lc_workers_run(workers, run_script, &ctx);
   lc_journal_free(jr);
   return rc;

@@ -95,7 +95,8 @@ void lc_http_op_cleanup(struct lc_http_op *op);
  * from now_s, wall-clock seconds), or -1 when it is neither. */
 double lc_http_parse_retry_after(const char *v, double now_s);
 
-/* Global libcurl init, once per process (thread-safe). */
+/* Global libcurl init, once per process (thread-safe); lc_http_start calls
+ * it, and libcurl itself is loaded on its first use (core/curl_dl.c). */
 void lc_http_global_init(void);
 
 #endif

@@ -320,9 +320,9 @@ int lc_loop_new(struct lc_loop **out) {
   struct lc_loop *l = lc_calloc(1, sizeof *l);
   if (!l) return LC_ENOMEM;
   l->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (l->epfd < 0 || !shard_new(l)) {
-    if (l->epfd >= 0) close(l->epfd);
-    lc_free(l->shards);
+  /* No multi handle yet: the first transfer makes one (pick_shard), so a
+   * loop that never transfers never loads libcurl (core/curl_dl.c). */
+  if (l->epfd < 0) {
     lc_free(l);
     return LC_EIO;
   }
