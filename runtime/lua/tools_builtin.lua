@@ -329,7 +329,8 @@ end
 --- luact.tools.native{lib=, symbol=, signature=, args = {...}, result =
 -- function(r) -> value, name=symbol, description=, effect="pure"}
 -- args names the C arguments in order: "name", {name=, description=}, or
--- {name=, value=} for an argument the script fixes (a buffer size, say),
+-- {name=, value=} for an argument the script fixes (a mode, say; buffer
+-- sizes are len in the signature, filled by the runtime),
 -- which the model never sees. With args the model passes named arguments;
 -- without, {args = [...]}. The schema comes from the C signature, so a
 -- wrong type, count or range is refused before the native call. result
