@@ -472,7 +472,9 @@ static int convert_int(struct callctx *c, int argno, const struct ptype *t,
       describe_json(v, got, sizeof got);
       return afail(c, argno, t, "expected an integer, got %s", got);
     }
-    if (fabs(d) > MAX_EXACT) {
+    /* 2^53 itself is where doubles stop being exact: a parsed 2^53 + 1
+     * reads as 2^53, so it is as ambiguous as anything above. */
+    if (fabs(d) >= MAX_EXACT) {
       if (wide)
         return afail(c, argno, t, "%.17g is too large to be exact in JSON; "
                      "pass it as a decimal string", d);
@@ -778,9 +780,15 @@ cJSON *lc_ffi_args_schema(const struct lc_ffi_fn *fn) {
     else if (t->k == K_FLOAT || t->k == K_DOUBLE) cJSON_AddStringToObject(a, "type", "number");
     else if (t->k == K_I64 || t->k == K_U64) {
       /* Full range needs decimal strings; see the header. */
+      /* A JSON number is a double after parsing: 2^53 + 1 arrives as 2^53
+       * and would be called silently as its neighbour. So numbers stop
+       * below 2^53 (exact), and larger values are decimal strings. */
       cJSON *any = cJSON_Parse(t->k == K_I64
-          ? "[{\"type\":\"integer\"},{\"type\":\"string\",\"pattern\":\"^-?[0-9]+$\"}]"
-          : "[{\"type\":\"integer\",\"minimum\":0},{\"type\":\"string\",\"pattern\":\"^[0-9]+$\"}]");
+          ? "[{\"type\":\"integer\",\"minimum\":-9007199254740991,"
+            "\"maximum\":9007199254740991},"
+            "{\"type\":\"string\",\"pattern\":\"^-?[0-9]+$\"}]"
+          : "[{\"type\":\"integer\",\"minimum\":0,\"maximum\":9007199254740991},"
+            "{\"type\":\"string\",\"pattern\":\"^[0-9]+$\"}]");
       if (!any) goto fail;
       cJSON_AddItemToObject(a, "anyOf", any);
     } else {

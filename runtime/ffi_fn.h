@@ -13,9 +13,10 @@
  * Values (JSON, as a model or a script sends them):
  *   bool         true/false only.
  *   integers     integral JSON numbers inside the C type's range. For the
- *                64-bit types (int64, long, uint64, size_t) a number beyond
- *                +/-2^53 cannot be exact in JSON and is refused; pass a
- *                decimal string ("9223372036854775807") instead. Integer
+ *                64-bit types (int64, long, uint64, size_t) a number of
+ *                magnitude 2^53 or more cannot be exact in JSON (2^53 + 1
+ *                parses as 2^53) and is refused, by the args schema too;
+ *                pass a decimal string ("9223372036854775807"). Integer
  *                results of 10^15 or more in magnitude come back as decimal
  *                strings: past 2^53 a double rounds, and cJSON prints only
  *                15 significant digits.

@@ -97,8 +97,11 @@ START_TEST(integer_types) {
       {"lc_tn_i16", "int16(int16)", "[-32768]", "-32768", "[32768]", "out of range"},
       {"lc_tn_u16", "uint16(uint16)", "[65535]", "65535", "[65536]", "out of range"},
       {"lc_tn_u32", "uint32(uint32)", "[4294967295]", "4294967295", "[4294967296]", "out of range"},
-      {"lc_tn_i64", "int64(int64)", "[-9007199254740992]", "\"-9007199254740992\"",
+      {"lc_tn_i64", "int64(int64)", "[-9007199254740991]", "\"-9007199254740991\"",
        "[9007199254740994]", "too large to be exact in JSON; pass it as a decimal string"},
+      /* 2^53 + 1 parses as 2^53: refused, not called as its neighbour. */
+      {"lc_tn_i64", "int64(int64)", "[\"9007199254740992\"]", "\"9007199254740992\"",
+       "[9007199254740993]", "too large to be exact in JSON"},
       {"lc_tn_long_neg", "long(long)", "[5]", "-5", "[1e300]", "too large to be exact"},
       {"lc_tn_u64", "size_t(size_t)", "[0]", "0", "[-1]", "-1 is out of range"},
   };
