@@ -74,27 +74,6 @@ local function encode_query(q)
   return #parts > 0 and ("?" .. table.concat(parts, "&")) or ""
 end
 
--- The model's path, checked so that base_url .. path can only name
--- something under base_url. Returns nil, message-for-the-model on refusal.
-local function check_path(base, path)
-  if path:sub(1, 1) ~= "/" then
-    return nil, string.format("path must start with '/'; it is appended to %s", base)
-  end
-  local decoded = path:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
-  for _, p in ipairs { path, decoded } do
-    if p:find("[%c \\?#]") then
-      return nil, "path must not contain spaces, control characters, '\\', '?' or '#' " ..
-        "(give query parameters in 'query')"
-    end
-    for seg in (p .. "/"):gmatch("([^/]*)/") do
-      if seg == ".." or seg == "." then
-        return nil, string.format("path must stay under %s: '.' and '..' segments are refused", base)
-      end
-    end
-  end
-  return true
-end
-
 local key_seq = 0
 
 --- luact.tools.http{base_url=, allow_methods={"GET"}, headers=, timeout=30,
@@ -155,11 +134,14 @@ function tools.http(spec)
 
   local function fn(args, ctx)
     local method = args.method or list[1]
-    local ok, msg = check_path(base, args.path)
+    -- The model's path must name something under base_url however a
+    -- server decodes it (http_tool.h), and the URL as sent is checked
+    -- again against base_url (under).
+    local ok, msg = luact.http.check_path(base, args.path)
     if not ok then return nil, msg end
     local req = {
       method = method, url = base .. args.path .. encode_query(args.query),
-      headers = headers, timeout = timeout, max_body = max_body,
+      headers = headers, timeout = timeout, max_body = max_body, under = base,
     }
     if args.body ~= nil then
       if SAFE[method] then return nil, "a body is not allowed with " .. method end
