@@ -122,6 +122,13 @@ static const struct hcase cases[] = {
      "(1) must be <= 9007199254740991; got 9007199254740992 | (2) expected string, got "
      "number 9007199254740992|"
      "9007199254740993|9007199254740991|tool_error:tool lc_tn_i64 failed: "},
+    {"int64_result_reaches_the_model_exact",
+     "local i = declare('int64(int64)', 'lc_tn_i64')\n"
+     "local a = try(i, '{\"args\":[\"9007199254740993\"]}')\n"
+     "local b = try(i, '{\"args\":[\"-9223372036854775808\"]}')\n"
+     "local c = try(i, '{\"args\":[42]}')\n"
+     "i.close() return a .. '|' .. b .. '|' .. c .. '|' .. alive()",
+     "\"9007199254740993\"|\"-9223372036854775808\"|42|alive"},
     {"float_overflow_and_non_numbers",
      "local f = declare('float(float)', 'lc_tn_fhalf')\n"
      "local a = try(f, '{\"args\":[1e39]}')\n"

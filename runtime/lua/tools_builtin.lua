@@ -317,6 +317,13 @@ end
 -- without, {args = [...]}. The schema comes from the C signature, so a
 -- wrong type, count or range is refused before the native call. result
 -- reshapes what the function returns (e.g. r.buffers[1]).
+-- JSON numbers are doubles: an integer result past 2^53 goes to the model
+-- as exact decimal text (as the arguments come), not rounded.
+local function exact(v)
+  if math.type(v) == "integer" and (v >= 1 << 53 or v <= -(1 << 53)) then return tostring(v) end
+  return v
+end
+
 function tools.native(spec)
   local F = "native"
   if type(spec) ~= "table" then error("luact.tools.native: expected a table {lib=, symbol=, signature=, ...}", 2) end
@@ -378,8 +385,9 @@ function tools.native(spec)
     end
     local r, msg = nfn(table.unpack(list, 1, #items))
     if r == nil then return nil, msg end
-    if shape then return shape(r) end
-    return r
+    if shape then r = shape(r) end
+    if type(r) == "table" then r["return"] = exact(r["return"]) end
+    return exact(r)
   end
 
   return make(spec, {
