@@ -19,7 +19,7 @@
 
 enum kind {
   K_VOID, K_BOOL, K_I8, K_I16, K_I32, K_I64, K_U8, K_U16, K_U32, K_U64,
-  K_FLOAT, K_DOUBLE, K_STRING, K_STRING_OWNED, K_BUFFER,
+  K_FLOAT, K_DOUBLE, K_STRING, K_STRING_OWNED, K_BUFFER, K_LEN,
 };
 
 /* Type names as written in signatures. int, long and size_t map to fixed
@@ -44,6 +44,9 @@ struct ptype {
   enum kind k;
   const char *name; /* static: the spelling used, for messages */
   size_t bufsize;   /* K_BUFFER */
+  enum kind lenk;   /* K_LEN: the integer type passed (size_t by default) */
+  const char *lenname; /* K_LEN: T of len(T), NULL for plain len */
+  int of;           /* K_LEN: index of the buffer or string it measures */
 };
 
 struct lc_ffi_fn {
@@ -56,6 +59,7 @@ struct lc_ffi_fn {
   int nargs;   /* C parameters */
   int npassed; /* JSON arguments (nargs minus buffers) */
   int nbuf;
+  int nlen;    /* len parameters: filled by the call, not passed */
   ffi_type *atypes[LC_FFI_MAX_ARGS];
   ffi_cif cif;
 };
@@ -158,6 +162,37 @@ static int read_type(struct lexer *lx, struct ptype *t, const char *where) {
     t->bufsize = (size_t)sz;
     return 0;
   }
+  if (n == 3 && memcmp(s, "len", 3) == 0) {
+    /* len or len(T): an integer the call fills in (see the header). */
+    t->k = K_LEN;
+    t->name = "len";
+    t->lenk = K_U64;
+    skip_ws(lx);
+    const char *save = lx->p;
+    if (*lx->p != '(') return 0;
+    lx->p++;
+    skip_ws(lx);
+    if (*lx->p == ')') { /* "len()": a return type with no arguments */
+      lx->p = save;
+      return 0;
+    }
+    struct ptype it;
+    memset(&it, 0, sizeof it);
+    int rc = read_type(lx, &it, where);
+    if (rc) return rc;
+    if (!is_int_kind(it.k)) {
+      lx->p = save;
+      return lfail(lx, "%s: len(T) needs an integer type T, not %s", where,
+                   it.name);
+    }
+    skip_ws(lx);
+    if (*lx->p != ')') return lfail(lx, "%s: missing ')' after len(%s", where,
+                                    it.name);
+    lx->p++;
+    t->lenk = it.k;
+    t->lenname = it.name;
+    return 0;
+  }
   if (n == 3 && memcmp(s, "ptr", 3) == 0)
     return lfail(lx, "%s: ptr is not supported (a raw address cannot be "
                  "checked); use string for input text or buffer[N] for output",
@@ -172,7 +207,56 @@ static int read_type(struct lexer *lx, struct ptype *t, const char *where) {
   return lfail(lx, "unknown type \"%.*s\" for %s; known: void, bool, char, "
                "int8, int16, int32, int, int64, long, uint8, uint16, uint32, "
                "uint64, size_t, float, double, string, string_owned, "
-               "buffer[N]", (int)(n > 40 ? 40 : n), s, where);
+               "buffer[N], len", (int)(n > 40 ? 40 : n), s, where);
+}
+
+/* Binds len to the nearest buffer or string before it; a len(T) for a
+ * buffer must be able to hold the buffer's size. */
+static int bind_len(struct lexer *lx, struct lc_ffi_fn *fn, struct ptype *t,
+                    const char *where) {
+  int of = fn->nargs - 1;
+  while (of >= 0 && fn->args[of].k != K_BUFFER && fn->args[of].k != K_STRING)
+    of--;
+  if (of < 0)
+    return lfail(lx, "%s: len must come after the buffer[N] or string it "
+                 "measures", where);
+  t->of = of;
+  int64_t lo;
+  uint64_t hi;
+  int_range(t->lenk, &lo, &hi);
+  if (fn->args[of].k == K_BUFFER && fn->args[of].bufsize > hi)
+    return lfail(lx, "%s: len(%s) cannot hold the size of buffer[%zu]", where,
+                 t->lenname, fn->args[of].bufsize);
+  return 0;
+}
+
+/* A size that describes memory is the runtime's to give, never the
+ * caller's: a model that picks the size of a buffer[16] picks how far the
+ * callee writes, and a length past a string's end is how far it reads.
+ * Nothing in a C signature says what an integer means, so the rule goes by
+ * where C puts sizes: in a signature with a buffer, any integer after the
+ * first buffer, and a size_t or uint64 anywhere; after a string, a size_t
+ * or uint64 right behind it. Such a declaration is refused and len
+ * offered instead. */
+static int check_exposed(struct lexer *lx, const struct lc_ffi_fn *fn) {
+  int seen_buf = 0;
+  for (int i = 0; i < fn->nargs; i++) {
+    const struct ptype *t = &fn->args[i];
+    if (t->k == K_BUFFER) seen_buf = 1;
+    if (!is_int_kind(t->k)) continue;
+    const char *what = NULL;
+    if (seen_buf) what = "comes after a buffer[N], where C puts its size";
+    else if (t->k == K_U64 && fn->nbuf)
+      what = "is a size in a signature with a buffer[N]";
+    else if (t->k == K_U64 && i > 0 && fn->args[i - 1].k == K_STRING)
+      what = "comes right after a string, where C puts its length";
+    if (what)
+      return lfail(lx, "argument %d (%s) %s; a size the caller chooses lets "
+                   "the callee overrun that memory, so the runtime fills it: "
+                   "write len (or len(%s)) after the buffer or string it "
+                   "measures", i + 1, t->name, what, t->name);
+  }
+  return 0;
 }
 
 static int parse_sig(struct lc_ffi_fn *fn, const char *sig, char *err,
@@ -180,8 +264,9 @@ static int parse_sig(struct lc_ffi_fn *fn, const char *sig, char *err,
   struct lexer lx = {sig, sig, err, errlen};
   int rc = read_type(&lx, &fn->ret, "the return type");
   if (rc) return rc;
-  if (fn->ret.k == K_BUFFER)
-    return lfail(&lx, "buffer[N] is an argument type, not a return type");
+  if (fn->ret.k == K_BUFFER || fn->ret.k == K_LEN)
+    return lfail(&lx, "%s is an argument type, not a return type",
+                 fn->ret.k == K_LEN ? "len" : "buffer[N]");
   skip_ws(&lx);
   if (*lx.p != '(')
     return lfail(&lx, "expected '(' after the return type, as in \"double(double)\"");
@@ -201,8 +286,10 @@ static int parse_sig(struct lc_ffi_fn *fn, const char *sig, char *err,
       if (t->k == K_STRING_OWNED)
         return lfail(&lx, "%s: string_owned is only a return type; use string",
                      where);
+      if (t->k == K_LEN && (rc = bind_len(&lx, fn, t, where))) return rc;
       fn->nargs++;
       if (t->k == K_BUFFER) fn->nbuf++;
+      if (t->k == K_LEN) fn->nlen++;
       skip_ws(&lx);
       if (*lx.p == ',') {
         lx.p++;
@@ -216,8 +303,8 @@ static int parse_sig(struct lc_ffi_fn *fn, const char *sig, char *err,
   lx.p++;
   skip_ws(&lx);
   if (*lx.p) return lfail(&lx, "unexpected text after ')': \"%.20s\"", lx.p);
-  fn->npassed = fn->nargs - fn->nbuf;
-  return 0;
+  fn->npassed = fn->nargs - fn->nbuf - fn->nlen;
+  return check_exposed(&lx, fn);
 }
 
 static char *make_desc(const struct lc_ffi_fn *fn) {
@@ -227,6 +314,8 @@ static char *make_desc(const struct lc_ffi_fn *fn) {
   for (int i = 0; i < fn->nargs; i++) {
     if (i) lc_buf_puts(&b, ", ");
     if (fn->args[i].k == K_BUFFER) lc_buf_printf(&b, "buffer[%zu]", fn->args[i].bufsize);
+    else if (fn->args[i].k == K_LEN && fn->args[i].lenname)
+      lc_buf_printf(&b, "len(%s)", fn->args[i].lenname);
     else lc_buf_puts(&b, fn->args[i].name);
   }
   lc_buf_puts(&b, ")");
@@ -277,7 +366,9 @@ int lc_ffi_open(const char *lib, const char *symbol, const char *signature,
     lc_ffi_free(fn);
     return LC_ENOTFOUND;
   }
-  for (int i = 0; i < fn->nargs; i++) fn->atypes[i] = ffi_type_of(fn->args[i].k);
+  for (int i = 0; i < fn->nargs; i++)
+    fn->atypes[i] = ffi_type_of(fn->args[i].k == K_LEN ? fn->args[i].lenk
+                                                        : fn->args[i].k);
   if (ffi_prep_cif(&fn->cif, FFI_DEFAULT_ABI, (unsigned)fn->nargs,
                    ffi_type_of(fn->ret.k), fn->atypes) != FFI_OK) {
     snprintf(err, errlen, "%s: libffi cannot prepare this signature", symbol);
@@ -381,7 +472,9 @@ static int convert_int(struct callctx *c, int argno, const struct ptype *t,
       describe_json(v, got, sizeof got);
       return afail(c, argno, t, "expected an integer, got %s", got);
     }
-    if (fabs(d) > MAX_EXACT) {
+    /* 2^53 itself is where doubles stop being exact: a parsed 2^53 + 1
+     * reads as 2^53, so it is as ambiguous as anything above. */
+    if (fabs(d) >= MAX_EXACT) {
       if (wide)
         return afail(c, argno, t, "%.17g is too large to be exact in JSON; "
                      "pass it as a decimal string", d);
@@ -458,6 +551,34 @@ static int convert_arg(struct callctx *c, int argno, const struct ptype *t,
   const char *want = t->k == K_BOOL ? "true or false"
                      : t->k == K_STRING ? "a string" : "a number";
   return afail(c, argno, t, "expected %s, got %s", want, got);
+}
+
+/* The value of len parameter i: the size of the buffer, or the byte
+ * length of the string, it measures (already converted: it comes first). */
+static int fill_len(struct callctx *c, int i, union val *vals) {
+  const struct ptype *t = &c->fn->args[i], *of = &c->fn->args[t->of];
+  uint64_t n = of->k == K_BUFFER ? of->bufsize : strlen(vals[t->of].s);
+  int64_t lo;
+  uint64_t hi;
+  int_range(t->lenk, &lo, &hi);
+  if (n > hi) {
+    snprintf(c->err, c->errlen, "%s: argument %d (string) is %" PRIu64
+             " bytes, more than len(%s) at parameter %d can hold",
+             c->fn->symbol, t->of + 1, n, t->lenname ? t->lenname : "size_t",
+             i + 1);
+    return LC_EINVAL;
+  }
+  switch (t->lenk) {
+    case K_I8: vals[i].i8 = (int8_t)n; break;
+    case K_I16: vals[i].i16 = (int16_t)n; break;
+    case K_I32: vals[i].i32 = (int32_t)n; break;
+    case K_I64: vals[i].i64 = (int64_t)n; break;
+    case K_U8: vals[i].u8 = (uint8_t)n; break;
+    case K_U16: vals[i].u16 = (uint16_t)n; break;
+    case K_U32: vals[i].u32 = (uint32_t)n; break;
+    default: vals[i].u64 = n; break;
+  }
+  return 0;
 }
 
 /* Copies a returned C string into JSON; NULL -> null. */
@@ -548,7 +669,7 @@ sint:
 static void put_arg_list(struct lc_buf *b, const struct lc_ffi_fn *fn) {
   int first = 1;
   for (int i = 0; i < fn->nargs; i++) {
-    if (fn->args[i].k == K_BUFFER) continue;
+    if (fn->args[i].k == K_BUFFER || fn->args[i].k == K_LEN) continue;
     lc_buf_printf(b, "%s%s", first ? "" : ", ", fn->args[i].name);
     first = 0;
   }
@@ -571,8 +692,9 @@ int lc_ffi_call(struct lc_ffi_fn *fn, const cJSON *args, cJSON **result,
     put_arg_list(&b, fn);
     snprintf(err, errlen, "%s: expects %d argument%s (%s)%s, got %d", fn->symbol,
              fn->npassed, fn->npassed == 1 ? "" : "s", b.data ? b.data : "",
-             fn->nbuf ? "; buffer parameters are filled by the call and not passed"
-                      : "",
+             fn->nbuf || fn->nlen ? "; buffer and len parameters are filled by "
+                                    "the call and not passed"
+                                  : "",
              given);
     lc_buf_free(&b);
     return LC_EINVAL;
@@ -592,6 +714,10 @@ int lc_ffi_call(struct lc_ffi_fn *fn, const cJSON *args, cJSON **result,
         goto done;
       }
       vals[i].buf = bufs[i];
+      continue;
+    }
+    if (fn->args[i].k == K_LEN) {
+      if ((rc = fill_len(&c, i, vals))) goto done;
       continue;
     }
     argno++;
@@ -645,7 +771,7 @@ cJSON *lc_ffi_args_schema(const struct lc_ffi_fn *fn) {
   cJSON_AddStringToObject(s, "type", "array");
   for (int i = 0; i < fn->nargs; i++) {
     const struct ptype *t = &fn->args[i];
-    if (t->k == K_BUFFER) continue;
+    if (t->k == K_BUFFER || t->k == K_LEN) continue;
     cJSON *a = cJSON_CreateObject();
     if (!a) goto fail;
     cJSON_AddItemToArray(pre, a);
@@ -654,9 +780,15 @@ cJSON *lc_ffi_args_schema(const struct lc_ffi_fn *fn) {
     else if (t->k == K_FLOAT || t->k == K_DOUBLE) cJSON_AddStringToObject(a, "type", "number");
     else if (t->k == K_I64 || t->k == K_U64) {
       /* Full range needs decimal strings; see the header. */
+      /* A JSON number is a double after parsing: 2^53 + 1 arrives as 2^53
+       * and would be called silently as its neighbour. So numbers stop
+       * below 2^53 (exact), and larger values are decimal strings. */
       cJSON *any = cJSON_Parse(t->k == K_I64
-          ? "[{\"type\":\"integer\"},{\"type\":\"string\",\"pattern\":\"^-?[0-9]+$\"}]"
-          : "[{\"type\":\"integer\",\"minimum\":0},{\"type\":\"string\",\"pattern\":\"^[0-9]+$\"}]");
+          ? "[{\"type\":\"integer\",\"minimum\":-9007199254740991,"
+            "\"maximum\":9007199254740991},"
+            "{\"type\":\"string\",\"pattern\":\"^-?[0-9]+$\"}]"
+          : "[{\"type\":\"integer\",\"minimum\":0,\"maximum\":9007199254740991},"
+            "{\"type\":\"string\",\"pattern\":\"^[0-9]+$\"}]");
       if (!any) goto fail;
       cJSON_AddItemToObject(a, "anyOf", any);
     } else {

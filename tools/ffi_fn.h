@@ -4,7 +4,7 @@
  * Signature grammar (whitespace anywhere between tokens):
  *   sig  := ret "(" [arg {"," arg}] ")"        at most LC_FFI_MAX_ARGS args
  *   ret  := "void" | scalar | "string" | "string_owned"
- *   arg  := scalar | "string" | "buffer[" N "]"
+ *   arg  := scalar | "string" | "buffer[" N "]" | "len" [ "(" T ")" ]
  *   scalar := bool | char | int8 | int16 | int32 | int | int64 | long
  *           | uint8 | uint16 | uint32 | uint64 | size_t | float | double
  * char is int8 (a small integer, not a character). "()" means no arguments;
@@ -13,9 +13,10 @@
  * Values (JSON, as a model or a script sends them):
  *   bool         true/false only.
  *   integers     integral JSON numbers inside the C type's range. For the
- *                64-bit types (int64, long, uint64, size_t) a number beyond
- *                +/-2^53 cannot be exact in JSON and is refused; pass a
- *                decimal string ("9223372036854775807") instead. Integer
+ *                64-bit types (int64, long, uint64, size_t) a number of
+ *                magnitude 2^53 or more cannot be exact in JSON (2^53 + 1
+ *                parses as 2^53) and is refused, by the args schema too;
+ *                pass a decimal string ("9223372036854775807"). Integer
  *                results of 10^15 or more in magnitude come back as decimal
  *                strings: past 2^53 a double rounds, and cJSON prints only
  *                15 significant digits.
@@ -27,8 +28,18 @@
  *   buffer[N]    an output buffer: N zeroed bytes (1..LC_FFI_MAX_BUFFER)
  *                passed as char *. It is NOT in the caller's argument list;
  *                after the call its text up to the first NUL (or N bytes) is
- *                returned. Typically paired with a size_t argument the
- *                script passes explicitly.
+ *                returned.
+ *   len, len(T)  the size of the buffer[N], or the byte length of the
+ *                string, nearest before it, filled in by the call (size_t,
+ *                or the integer type T). NOT in the caller's argument list.
+ *                A size that describes memory is the runtime's to give:
+ *                the declaration is refused when a caller-passed integer
+ *                sits where C puts such a size (any integer after the first
+ *                buffer, a size_t/uint64 anywhere in a signature with a
+ *                buffer, or right after a string), since a model choosing
+ *                it chooses how far the callee writes or reads. So
+ *                "void(buffer[16], size_t)" is refused and
+ *                "void(buffer[16], len)" passes 16.
  *   ptr          refused: a raw address cannot be checked.
  * Strings coming back (returns and buffers) must be valid UTF-8.
  *
@@ -68,7 +79,7 @@ int lc_ffi_call(struct lc_ffi_fn *fn, const cJSON *args, cJSON **result,
                 char *err, size_t errlen);
 /* "double pow(double, double)"; owned by fn. */
 const char *lc_ffi_describe(const struct lc_ffi_fn *fn);
-/* Number of arguments a caller passes (buffers excluded). */
+/* Number of arguments a caller passes (buffers and lens excluded). */
 int lc_ffi_arity(const struct lc_ffi_fn *fn);
 /* Number of buffer[N] parameters (non-zero: results are objects). */
 int lc_ffi_nbuffers(const struct lc_ffi_fn *fn);

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "lc.h"
+#include "utf8.h"
 
 void lc_http_tool_init(struct lc_http_tool_call *c) {
   memset(c, 0, sizeof *c);
@@ -44,6 +45,182 @@ int lc_http_tool_check_url(const char *url, char *err, size_t errlen) {
   }
   curl_free(host);
   curl_url_cleanup(u);
+  return rc;
+}
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* One spelling of the path: what no server may see in it. */
+static int check_layer(const char *base, const char *p, size_t n, int decoded,
+                       char *err, size_t errlen) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c < 0x20 || c == 0x7f || c == ' ' || c == '\\' || c == '?' || c == '#') {
+      snprintf(err, errlen, "path must not contain spaces, control characters, "
+               "'\\', '?' or '#'%s (give query parameters in 'query')",
+               decoded ? ", also percent-encoded" : "");
+      return LC_EINVAL;
+    }
+    if (!decoded && c == '%' &&
+        (i + 2 >= n || hexval((unsigned char)p[i + 1]) < 0 ||
+         hexval((unsigned char)p[i + 2]) < 0)) {
+      snprintf(err, errlen, "path has a '%%' that does not start a %%XX escape");
+      return LC_EINVAL;
+    }
+  }
+  size_t bad;
+  if (!lc_utf8_valid(p, n, &bad)) {
+    snprintf(err, errlen, "path is not UTF-8%s (byte %zu)",
+             decoded ? " once percent-decoded" : "", bad);
+    return LC_EINVAL;
+  }
+  /* Servers that take ";params" off a segment (Tomcat, Jetty, Spring) see
+   * "..;x" as "..", so the part before ';' counts. */
+  for (size_t s = 0; s <= n;) {
+    size_t e = s;
+    while (e < n && p[e] != '/') e++;
+    size_t core = s;
+    while (core < e && p[core] != ';') core++;
+    size_t cl = core - s;
+    if ((cl == 1 && p[s] == '.') || (cl == 2 && p[s] == '.' && p[s + 1] == '.')) {
+      snprintf(err, errlen, "path must stay under %.200s: '.' and '..' segments "
+               "are refused, however they are encoded", base);
+      return LC_EINVAL;
+    }
+    s = e + 1;
+  }
+  return 0;
+}
+
+int lc_http_tool_check_path(const char *base, const char *path, size_t len,
+                            char *err, size_t errlen) {
+  if (len == 0 || path[0] != '/') {
+    snprintf(err, errlen, "path must start with '/'; it is appended to %.200s", base);
+    return LC_EINVAL;
+  }
+  if (len > LC_HTTP_TOOL_MAX_URL) {
+    snprintf(err, errlen, "path is longer than %d bytes", LC_HTTP_TOOL_MAX_URL);
+    return LC_EINVAL;
+  }
+  char *a = lc_malloc(len + 1), *b = lc_malloc(len + 1);
+  int rc = LC_ENOMEM;
+  if (!a || !b) goto out;
+  memcpy(a, path, len);
+  size_t n = len;
+  /* A proxy, a framework and an application may each decode once, so
+   * every decoding is checked, not just the first. */
+  for (int round = 0;; round++) {
+    if ((rc = check_layer(base, a, n, round > 0, err, errlen))) goto out;
+    size_t m = 0;
+    int changed = 0;
+    for (size_t i = 0; i < n; i++) {
+      int hi, lo;
+      if (a[i] == '%' && i + 2 < n &&
+          (hi = hexval((unsigned char)a[i + 1])) >= 0 &&
+          (lo = hexval((unsigned char)a[i + 2])) >= 0) {
+        b[m++] = (char)(hi * 16 + lo);
+        i += 2;
+        changed = 1;
+      } else {
+        b[m++] = a[i];
+      }
+    }
+    if (!changed) break;
+    if (round == LC_HTTP_TOOL_MAX_DECODES) {
+      snprintf(err, errlen, "path is percent-encoded more than %d times over",
+               LC_HTTP_TOOL_MAX_DECODES);
+      rc = LC_EINVAL;
+      goto out;
+    }
+    char *t = a;
+    a = b;
+    b = t;
+    n = m;
+  }
+  rc = 0;
+out:
+  if (rc == LC_ENOMEM) snprintf(err, errlen, "out of memory");
+  lc_free(a);
+  lc_free(b);
+  return rc;
+}
+
+/* The parts of a URL that name where a request goes. */
+struct origin {
+  char *scheme, *host, *port, *user, *password, *path;
+};
+
+static void origin_free(struct origin *o) {
+  curl_free(o->scheme);
+  curl_free(o->host);
+  curl_free(o->port);
+  curl_free(o->user);
+  curl_free(o->password);
+  curl_free(o->path);
+}
+
+static int origin_of(const char *url, struct origin *o) {
+  memset(o, 0, sizeof *o);
+  CURLU *u = curl_url();
+  if (!u) return LC_ENOMEM;
+  /* Parsed as CURLOPT_URL does it: dot segments go, as on the wire. */
+  CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, 0);
+  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_SCHEME, &o->scheme, 0);
+  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_HOST, &o->host, 0);
+  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_PORT, &o->port, CURLU_DEFAULT_PORT);
+  if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_PATH, &o->path, 0);
+  if (uc == CURLUE_OK) {
+    curl_url_get(u, CURLUPART_USER, &o->user, 0); /* absent: stays NULL */
+    curl_url_get(u, CURLUPART_PASSWORD, &o->password, 0);
+  }
+  curl_url_cleanup(u);
+  if (uc == CURLUE_OUT_OF_MEMORY) return LC_ENOMEM;
+  return uc == CURLUE_OK ? 0 : LC_EINVAL;
+}
+
+static int same(const char *a, const char *b) {
+  return (!a && !b) || (a && b && strcasecmp(a, b) == 0);
+}
+
+int lc_http_tool_check_under(const char *url, const char *base, char *err,
+                             size_t errlen) {
+  struct origin u, b;
+  int rc = origin_of(url, &u), rb = origin_of(base, &b);
+  if (rc || rb) {
+    rc = rc == LC_ENOMEM || rb == LC_ENOMEM ? LC_ENOMEM : LC_EINVAL;
+    if (rc == LC_ENOMEM) snprintf(err, errlen, "out of memory");
+    else snprintf(err, errlen, "malformed URL '%.200s'", rb ? base : url);
+    goto out;
+  }
+  rc = LC_EINVAL;
+  if (!same(u.scheme, b.scheme) || !same(u.host, b.host) || !same(u.port, b.port)) {
+    snprintf(err, errlen, "URL '%.200s' is not on %s://%s:%s", url, b.scheme, b.host,
+             b.port);
+    goto out;
+  }
+  /* User info is compared exactly: it can carry credentials. */
+  if (!((!u.user && !b.user) || (u.user && b.user && !strcmp(u.user, b.user))) ||
+      !((!u.password && !b.password) ||
+        (u.password && b.password && !strcmp(u.password, b.password)))) {
+    snprintf(err, errlen, "URL '%.200s' has other user info than %.200s", url, base);
+    goto out;
+  }
+  size_t bl = strlen(b.path);
+  while (bl > 0 && b.path[bl - 1] == '/') bl--;
+  if (strncmp(u.path, b.path, bl) != 0 || (u.path[bl] != '/' && u.path[bl] != '\0')) {
+    snprintf(err, errlen, "URL '%.200s' resolves to %.200s, outside %.200s", url,
+             u.path, base);
+    goto out;
+  }
+  rc = 0;
+out:
+  origin_free(&u);
+  origin_free(&b);
   return rc;
 }
 

@@ -84,6 +84,23 @@ int lc_http_tool_next_header(const struct lc_http_tool_call *c, size_t *pos,
 /* 0 for an absolute http/https URL with a host; LC_EINVAL and a message
  * (naming what is wrong) otherwise. */
 int lc_http_tool_check_url(const char *url, char *err, size_t errlen);
+/* A path a model gives, to be appended to a base URL: 0 when it starts
+ * with '/' and names something under the base however a server decodes
+ * it. Every percent-decoding of it (repeated while %XX escapes remain, at
+ * most LC_HTTP_TOOL_MAX_DECODES times) is checked: no control characters,
+ * space, '\\', '?' or '#'; no "." or ".." segment, also with a ";param"
+ * tail ("/..;/") or spelt with escapes ("%2e%2e", "%252e%252e",
+ * "..%2f"); decoded bytes must be UTF-8 (no overlong "%c0%ae"); a raw '%'
+ * must start an escape. LC_EINVAL and a message a model can act on
+ * otherwise. base is only used in messages. */
+#define LC_HTTP_TOOL_MAX_DECODES 4
+int lc_http_tool_check_path(const char *base, const char *path, size_t len,
+                            char *err, size_t errlen);
+/* 0 when url, parsed as curl will send it (dot segments removed), has the
+ * scheme, host, port and user info of base and a path at or below base's
+ * path; LC_EINVAL naming the difference otherwise, LC_ENOMEM. */
+int lc_http_tool_check_under(const char *url, const char *base, char *err,
+                             size_t errlen);
 /* 0 when name is an HTTP token and value has no CR, LF or NUL. */
 int lc_http_tool_check_header(const char *name, size_t name_len,
                               const char *value, size_t value_len, char *err,

@@ -428,10 +428,17 @@ static int do_request(lua_State *L) {
   } else if (t != LUA_TNIL) {
     return luaL_error(L, "luact.http: 'idempotency_key' must be a string");
   }
+  const char *under = NULL;
+  t = lua_getfield(L, IDX_OPTS, "under"); /* ... under */
+  if (t == LUA_TSTRING) under = lua_tostring(L, -1);
+  else if (t != LUA_TNIL) return luaL_error(L, "luact.http: 'under' must be a base URL string");
   if (memchr(req.url, 0, ulen)) return push_fail(L, "URL contains a NUL byte", "bad_url");
 
   char err[512];
   int rc = lc_http_tool_check_url(req.url, err, sizeof err);
+  /* under: the URL as curl will send it must stay below this base, however
+   * it was built (the http tool passes its base_url). */
+  if (!rc && under) rc = lc_http_tool_check_under(req.url, under, err, sizeof err);
   if (rc == LC_EINVAL) return push_fail(L, err, "bad_url");
   if (rc) return luaL_error(L, "out of memory");
   struct lc_journal *j = lc_l_journal(L);
@@ -472,8 +479,8 @@ static int do_request(lua_State *L) {
 }
 
 /* request{method=, url=, headers=, body=, timeout=, connect_timeout=,
- * max_body=, idempotency_key=} -> {status=, headers=, body=, json=} or
- * nil, msg, code */
+ * max_body=, idempotency_key=, under=} -> {status=, headers=, body=,
+ * json=} or nil, msg, code */
 static int l_request(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
@@ -530,8 +537,23 @@ static int l_post(lua_State *L) {
   return do_request(L);
 }
 
-static const luaL_Reg http_funcs[] = {
-    {"request", l_request}, {"get", l_get}, {"post", l_post}, {NULL, NULL}};
+/* check_path(base, path) -> true, or nil, message, "bad_url": whether a
+ * model's path, appended to base, stays under it (http_tool.h). */
+static int l_check_path(lua_State *L) {
+  const char *base = luaL_checkstring(L, 1);
+  size_t n;
+  const char *path = luaL_checklstring(L, 2, &n);
+  char err[512];
+  int rc = lc_http_tool_check_path(base, path, n, err, sizeof err);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return push_fail(L, err, "bad_url");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg http_funcs[] = {{"request", l_request}, {"get", l_get},
+                                      {"post", l_post},       {"check_path", l_check_path},
+                                      {NULL, NULL}};
 
 static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
 

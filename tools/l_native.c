@@ -123,7 +123,7 @@ static int l_fn_call(lua_State *L) {
     cJSON *item = NULL;
     if (lua_isinteger(L, i)) {
       lua_Integer v = lua_tointeger(L, i);
-      if (v > (1LL << 53) || v < -(1LL << 53)) {
+      if (v >= (1LL << 53) || v <= -(1LL << 53)) {
         /* A double would round it; ffi_fn.h takes exact decimal text. */
         char tmp[32];
         snprintf(tmp, sizeof tmp, "%lld", (long long)v);

@@ -42,12 +42,12 @@ local tools = {
     description = "Monthly payment of an annuity loan, rounded to cents.",
   },
   luact.tools.native{
-    lib = lib, symbol = "format_amount", signature = "int(string, double, buffer[64], size_t)",
+    lib = lib, symbol = "format_amount", signature = "int(string, double, buffer[64], len)",
     args = {
       { name = "currency", description = "ISO currency code, e.g. USD" },
       { name = "amount", description = "The amount to format" },
-      { name = "cap", value = 64 }, -- the buffer size: fixed here, never the model's business
-    },
+    }, -- len: the runtime passes the buffer's size, never the model
+
     description = "Formats an amount for people: 'USD 1,234.56'.",
     result = function(r) return r.buffers[1] end,
   },

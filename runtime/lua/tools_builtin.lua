@@ -74,27 +74,6 @@ local function encode_query(q)
   return #parts > 0 and ("?" .. table.concat(parts, "&")) or ""
 end
 
--- The model's path, checked so that base_url .. path can only name
--- something under base_url. Returns nil, message-for-the-model on refusal.
-local function check_path(base, path)
-  if path:sub(1, 1) ~= "/" then
-    return nil, string.format("path must start with '/'; it is appended to %s", base)
-  end
-  local decoded = path:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)
-  for _, p in ipairs { path, decoded } do
-    if p:find("[%c \\?#]") then
-      return nil, "path must not contain spaces, control characters, '\\', '?' or '#' " ..
-        "(give query parameters in 'query')"
-    end
-    for seg in (p .. "/"):gmatch("([^/]*)/") do
-      if seg == ".." or seg == "." then
-        return nil, string.format("path must stay under %s: '.' and '..' segments are refused", base)
-      end
-    end
-  end
-  return true
-end
-
 local key_seq = 0
 
 --- luact.tools.http{base_url=, allow_methods={"GET"}, headers=, timeout=30,
@@ -155,11 +134,14 @@ function tools.http(spec)
 
   local function fn(args, ctx)
     local method = args.method or list[1]
-    local ok, msg = check_path(base, args.path)
+    -- The model's path must name something under base_url however a
+    -- server decodes it (http_tool.h), and the URL as sent is checked
+    -- again against base_url (under).
+    local ok, msg = luact.http.check_path(base, args.path)
     if not ok then return nil, msg end
     local req = {
       method = method, url = base .. args.path .. encode_query(args.query),
-      headers = headers, timeout = timeout, max_body = max_body,
+      headers = headers, timeout = timeout, max_body = max_body, under = base,
     }
     if args.body ~= nil then
       if SAFE[method] then return nil, "a body is not allowed with " .. method end
@@ -329,11 +311,19 @@ end
 --- luact.tools.native{lib=, symbol=, signature=, args = {...}, result =
 -- function(r) -> value, name=symbol, description=, effect="pure"}
 -- args names the C arguments in order: "name", {name=, description=}, or
--- {name=, value=} for an argument the script fixes (a buffer size, say),
+-- {name=, value=} for an argument the script fixes (a mode, say; buffer
+-- sizes are len in the signature, filled by the runtime),
 -- which the model never sees. With args the model passes named arguments;
 -- without, {args = [...]}. The schema comes from the C signature, so a
 -- wrong type, count or range is refused before the native call. result
 -- reshapes what the function returns (e.g. r.buffers[1]).
+-- JSON numbers are doubles: an integer result past 2^53 goes to the model
+-- as exact decimal text (as the arguments come), not rounded.
+local function exact(v)
+  if math.type(v) == "integer" and (v >= 1 << 53 or v <= -(1 << 53)) then return tostring(v) end
+  return v
+end
+
 function tools.native(spec)
   local F = "native"
   if type(spec) ~= "table" then error("luact.tools.native: expected a table {lib=, symbol=, signature=, ...}", 2) end
@@ -395,8 +385,9 @@ function tools.native(spec)
     end
     local r, msg = nfn(table.unpack(list, 1, #items))
     if r == nil then return nil, msg end
-    if shape then return shape(r) end
-    return r
+    if shape then r = shape(r) end
+    if type(r) == "table" then r["return"] = exact(r["return"]) end
+    return exact(r)
   end
 
   return make(spec, {

@@ -66,3 +66,15 @@ int lc_tn_sum16(int a1, int a2, int a3, int a4, int a5, int a6, int a7, int a8,
   return a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11 + a12 + a13 +
          a14 + a15 + a16;
 }
+
+/* For the hostile corpus: reads exactly n bytes of s (a callee that trusts
+ * the length it is given), and writes exactly n bytes into buf. */
+size_t lc_tn_count_nonzero(const char *s, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) k += s[i] != 0;
+  return k;
+}
+int lc_tn_fill_int(char *buf, int n) {
+  for (int i = 0; i < n; i++) buf[i] = 'y';
+  return n;
+}

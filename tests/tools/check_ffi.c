@@ -97,8 +97,11 @@ START_TEST(integer_types) {
       {"lc_tn_i16", "int16(int16)", "[-32768]", "-32768", "[32768]", "out of range"},
       {"lc_tn_u16", "uint16(uint16)", "[65535]", "65535", "[65536]", "out of range"},
       {"lc_tn_u32", "uint32(uint32)", "[4294967295]", "4294967295", "[4294967296]", "out of range"},
-      {"lc_tn_i64", "int64(int64)", "[-9007199254740992]", "\"-9007199254740992\"",
+      {"lc_tn_i64", "int64(int64)", "[-9007199254740991]", "\"-9007199254740991\"",
        "[9007199254740994]", "too large to be exact in JSON; pass it as a decimal string"},
+      /* 2^53 + 1 parses as 2^53: refused, not called as its neighbour. */
+      {"lc_tn_i64", "int64(int64)", "[\"9007199254740992\"]", "\"9007199254740992\"",
+       "[9007199254740993]", "too large to be exact in JSON"},
       {"lc_tn_long_neg", "long(long)", "[5]", "-5", "[1e300]", "too large to be exact"},
       {"lc_tn_u64", "size_t(size_t)", "[0]", "0", "[-1]", "-1 is out of range"},
   };
@@ -182,24 +185,83 @@ START_TEST(other_types) {
 END_TEST
 
 START_TEST(buffers) {
-  struct lc_ffi_fn *f = open_ok(TN, "lc_tn_upper", "int(string, buffer[8], size_t)");
-  ck_assert_int_eq(lc_ffi_arity(f), 2);
+  struct lc_ffi_fn *f = open_ok(TN, "lc_tn_upper", "int(string, buffer[8], len)");
+  ck_assert_int_eq(lc_ffi_arity(f), 1);
   ck_assert_int_eq(lc_ffi_nbuffers(f), 1);
-  ck_assert_str_eq(lc_ffi_describe(f), "int lc_tn_upper(string, buffer[8], size_t)");
-  CALL_EQ(f, "[\"abc\", 8]", "{\"return\":3,\"buffers\":[\"ABC\"]}");
-  /* The callee honours the size the script passes. */
-  CALL_EQ(f, "[\"hello world\", 8]", "{\"return\":11,\"buffers\":[\"HELLO W\"]}");
-  CALL_ERR(f, "[\"abc\", 8, 1]", LC_EINVAL,
-           "expects 2 arguments (string, size_t); buffer parameters are filled by "
-           "the call and not passed, got 3");
+  ck_assert_str_eq(lc_ffi_describe(f), "int lc_tn_upper(string, buffer[8], len)");
+  CALL_EQ(f, "[\"abc\"]", "{\"return\":3,\"buffers\":[\"ABC\"]}");
+  /* The callee gets the buffer's own size. */
+  CALL_EQ(f, "[\"hello world\"]", "{\"return\":11,\"buffers\":[\"HELLO W\"]}");
+  CALL_ERR(f, "[\"abc\", 8]", LC_EINVAL,
+           "expects 1 argument (string); buffer and len parameters are filled by "
+           "the call and not passed, got 2");
   lc_ffi_free(f);
   f = open_ok(TN, "lc_tn_split", "void(string, buffer[16], buffer[16])");
   CALL_EQ(f, "[\"left,right\"]", "{\"return\":null,\"buffers\":[\"left\",\"right\"]}");
   lc_ffi_free(f);
   /* No terminator written: the text stops at N bytes. */
-  f = open_ok(TN, "lc_tn_fill", "void(buffer[5], size_t)");
-  CALL_EQ(f, "[5]", "{\"return\":null,\"buffers\":[\"xxxxx\"]}");
+  f = open_ok(TN, "lc_tn_fill", "void(buffer[5], len)");
+  CALL_EQ(f, "[]", "{\"return\":null,\"buffers\":[\"xxxxx\"]}");
   lc_ffi_free(f);
+  /* len(T) passes the size as T. */
+  f = open_ok(TN, "lc_tn_fill_int", "int(buffer[3], len(int))");
+  ck_assert_str_eq(lc_ffi_describe(f), "int lc_tn_fill_int(buffer[3], len(int))");
+  CALL_EQ(f, "[]", "{\"return\":3,\"buffers\":[\"yyy\"]}");
+  lc_ffi_free(f);
+  /* After a string, len is its byte length. */
+  f = open_ok(TN, "lc_tn_count_nonzero", "size_t(string, len)");
+  CALL_EQ(f, "[\"h\\u00e9llo\"]", "6");
+  CALL_EQ(f, "[\"\"]", "0");
+  lc_ffi_free(f);
+}
+END_TEST
+
+/* Issue 12 item 3: with "void(buffer[16], size_t)" the size went into the
+ * caller's arguments, and [4096] made the callee write 4096 bytes into a
+ * 16-byte buffer. Any declaration where a caller-passed integer stands
+ * where C puts a buffer's or a string's size is refused now. */
+START_TEST(caller_sizes_refused) {
+  const char *bad[] = {
+      "void(buffer[16], size_t)",
+      "int(string, buffer[8], size_t)",
+      "int(buffer[3], int)",
+      "int(buffer[3], int64)",
+      "int(buffer[3], uint8)",
+      "void(size_t, buffer[16])",
+      "void(uint64, buffer[16])",
+      "int(string, double, buffer[64], size_t)",
+      "size_t(string, size_t)",
+      "size_t(string, uint64)",
+      "void(buffer[16], len, int)",
+  };
+  for (size_t i = 0; i < LC_ARRAY_LEN(bad); i++) {
+    struct lc_ffi_fn *fn = NULL;
+    int rc = lc_ffi_open(TN, "lc_tn_fill", bad[i], &fn, err, sizeof err);
+    ck_assert_msg(rc == LC_EINVAL, "%s: accepted (rc %d)", bad[i], rc);
+    ck_assert_ptr_null(fn);
+    ck_assert_msg(strstr(err, "the runtime fills it: write len") != NULL, "%s: %s",
+                  bad[i], err);
+  }
+  /* Integers before the first buffer, and ints after a string, stay. */
+  struct lc_ffi_fn *ok = open_ok(TN, "lc_tn_upper", "int(int, string, int, buffer[4], len)");
+  lc_ffi_free(ok);
+  struct {
+    const char *sig, *want;
+  } wrong[] = {
+      {"void(len)", "argument 1: len must come after the buffer[N] or string"},
+      {"void(int, len)", "len must come after"},
+      {"len()", "len is an argument type, not a return type"},
+      {"void(buffer[300], len(uint8))", "len(uint8) cannot hold the size of buffer[300]"},
+      {"void(buffer[3], len(double))", "len(T) needs an integer type T, not double"},
+      {"void(buffer[3], len(int)", "missing ')'"},
+  };
+  for (size_t i = 0; i < LC_ARRAY_LEN(wrong); i++) {
+    struct lc_ffi_fn *fn = NULL;
+    int rc = lc_ffi_open(TN, "lc_tn_fill", wrong[i].sig, &fn, err, sizeof err);
+    ck_assert_msg(rc == LC_EINVAL, "%s: rc %d", wrong[i].sig, rc);
+    ck_assert_msg(strstr(err, wrong[i].want) != NULL, "%s: wanted [%s] in [%s]",
+                  wrong[i].sig, wrong[i].want, err);
+  }
 }
 END_TEST
 
@@ -265,7 +327,7 @@ START_TEST(handles_released) {
 END_TEST
 
 START_TEST(args_schema) {
-  struct lc_ffi_fn *f = open_ok(TN, "lc_tn_upper", "int(string, buffer[8], uint8)");
+  struct lc_ffi_fn *f = open_ok(TN, "lc_tn_upper", "int(string, uint8, buffer[8])");
   cJSON *sj = lc_ffi_args_schema(f);
   ck_assert_ptr_nonnull(sj);
   struct lc_schema *s;
@@ -292,9 +354,9 @@ START_TEST(oom) {
   long live = lc_alloc_live();
   lc_alloc_fail_after(_i);
   struct lc_ffi_fn *f = NULL;
-  int rc = lc_ffi_open(TN, "lc_tn_upper", "int(string, buffer[8], size_t)", &f, err, sizeof err);
+  int rc = lc_ffi_open(TN, "lc_tn_upper", "int(string, buffer[8], len)", &f, err, sizeof err);
   if (rc == 0) {
-    cJSON *a = cJSON_Parse("[\"abc\", 8]");
+    cJSON *a = cJSON_Parse("[\"abc\"]");
     cJSON *r = NULL;
     rc = lc_ffi_call(f, a, &r, err, sizeof err);
     ck_assert(rc == 0 || rc == LC_ENOMEM);
@@ -372,8 +434,8 @@ START_TEST(lua_binding) {
          "integer");
   LUA_EQ(L, "local f = native.declare(TN, 'lc_tn_u64_max', 'uint64()') return f()",
          "18446744073709551615");
-  LUA_EQ(L, "local f = native.declare(TN, 'lc_tn_upper', 'int(string, buffer[16], size_t)')\n"
-            "local r = f('shout', 16) return r['return'] .. ':' .. r.buffers[1]",
+  LUA_EQ(L, "local f = native.declare(TN, 'lc_tn_upper', 'int(string, buffer[16], len)')\n"
+            "local r = f('shout') return r['return'] .. ':' .. r.buffers[1]",
          "5:SHOUT");
   LUA_EQ(L, "local f = native.declare(TN, 'lc_tn_bump', 'void()') return tostring(f())",
          "true");
@@ -450,6 +512,7 @@ Suite *ffi_suite(void) {
   tcase_add_test(tc, int64_edges);
   tcase_add_test(tc, other_types);
   tcase_add_test(tc, buffers);
+  tcase_add_test(tc, caller_sizes_refused);
   tcase_add_test(tc, declare_errors);
   tcase_add_test(tc, handles_released);
   tcase_add_test(tc, args_schema);

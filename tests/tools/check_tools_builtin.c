@@ -96,7 +96,7 @@ START_TEST(http_tool_stays_under_base_url) {
       "invalid_arguments:invalid arguments for http: $.path: expected string, got",
       "invalid_arguments:invalid arguments for http: $.header: property not allowed",
       "tool_error:tool http failed: path must stay under http://127.0.0.1:",
-      "'.' and '..' segments are refused\ntool_error:tool http failed: path must stay under",
+      "'.' and '..' segments are refused, however they are encoded\ntool_error:tool http failed: path must stay under",
       "tool_error:tool http failed: path must start with '/'",
       "tool_error:tool http failed: path must not contain spaces, control characters, '\\', '?' or '#'",
       "invalid_arguments:invalid arguments for catalog: $.body: property not allowed",
@@ -292,7 +292,7 @@ START_TEST(native_tool_checks_types_first) {
   ck_assert_msg(run("local add = luact.tools.native{lib=TN, symbol='lc_tn_add', signature='int(int, int)',"
                     "  args={'a', {name='b', description='the second addend'}}, description='Adds.'}\n"
                     "local upper = luact.tools.native{lib=TN, symbol='lc_tn_upper',"
-                    "  signature='int(string, buffer[8], size_t)', effect='idempotent'}\n"
+                    "  signature='int(string, buffer[8], len)', effect='idempotent'}\n"
                     "local bad = luact.tools.native{lib=TN, symbol='lc_tn_badutf8', signature='string()'}\n"
                     "local bump = luact.tools.native{lib=TN, symbol='lc_tn_bump', signature='void()'}\n"
                     "local count = luact.native.declare{lib=TN, symbol='lc_tn_counter', signature='int()'}\n"
@@ -308,9 +308,9 @@ START_TEST(native_tool_checks_types_first) {
                     "try(add, {a=2})\n"
                     "try(add, {a=2, b=1, c=3})\n"
                     "try(add, {a=1 << 40, b=1})\n"
-                    "try(upper, {args={'abc', 8}})\n"
                     "try(upper, {args={'abc'}})\n"
-                    "try(upper, {args={1, 8}})\n"
+                    "try(upper, {args={'abc', 8}})\n"
+                    "try(upper, {args={1}})\n"
                     "try(bad, {})\n"
                     "try(bump, {args={1}})\n"
                     "local before = count()\n"
@@ -330,7 +330,7 @@ START_TEST(native_tool_checks_types_first) {
       "invalid_arguments:invalid arguments for lc_tn_add: $.c: property not allowed",
       "invalid_arguments:invalid arguments for lc_tn_add: $.a: ",
       "\"buffers\":[\"ABC\"]", "\"return\":3",
-      "invalid_arguments:invalid arguments for lc_tn_upper: $.args: must have at least 2 items; got 1",
+      "invalid_arguments:invalid arguments for lc_tn_upper: $.args: must have at most 1 item; got 2",
       "invalid_arguments:invalid arguments for lc_tn_upper: $.args[0]: expected string, got number",
       "tool_error:tool lc_tn_badutf8 failed: ",
       "invalid_arguments:invalid arguments for lc_tn_bump: $.args: property not allowed",
