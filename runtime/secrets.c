@@ -16,8 +16,8 @@ extern char **environ;
 struct form {
   char *s;
   size_t len;
-  int json; /* may appear in JSON text as is (no raw quote, backslash,
-               control byte) */
+  int json; /* may appear in JSON text as is: an escaped or percent form,
+               or a raw value with no quote, backslash or control byte */
 };
 
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -45,10 +45,17 @@ static void mark_bigrams(const struct form *f) {
   }
 }
 
-/* Takes s (malloc'd). Caller holds the write lock. */
-static int add_form(char *s, size_t len) {
+/* Takes s (malloc'd). raw: the value itself (its JSON form is another
+ * form). Caller holds the write lock. */
+static int add_form(char *s, size_t len, int raw) {
+  int json = 1;
+  for (size_t i = 0; raw && i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\' || c < 0x20) json = 0;
+  }
   for (size_t i = 0; i < nforms; i++)
     if (forms[i].len == len && memcmp(forms[i].s, s, len) == 0) {
+      forms[i].json |= json;
       free(s);
       return 0;
     }
@@ -65,11 +72,7 @@ static int add_form(char *s, size_t len) {
   struct form *f = &forms[nforms];
   f->s = s;
   f->len = len;
-  f->json = 1;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '"' || c == '\\' || c < 0x20) f->json = 0;
-  }
+  f->json = json;
   mark_bigrams(f);
   nforms++;
   atomic_store(&nforms_pub, (int)nforms);
@@ -161,7 +164,7 @@ int lc_secret_add(const char *value, size_t len) {
   pthread_rwlock_wrlock(&lock);
   for (int i = 0; i < 5; i++) {
     if (!v[i]) rc = LC_ENOMEM;
-    else if (add_form(v[i], n[i])) rc = LC_ENOMEM; /* add_form owns v[i] */
+    else if (add_form(v[i], n[i], i == 0)) rc = LC_ENOMEM; /* add_form owns v[i] */
   }
   pthread_rwlock_unlock(&lock);
   return rc;
@@ -175,12 +178,11 @@ int lc_secret_add_header(const char *name, size_t name_len, const char *value,
   for (int i = 0; names[i]; i++)
     if (strlen(names[i]) == name_len && strncasecmp(name, names[i], name_len) == 0) hit = 1;
   if (!hit || !value) return 0;
-  int rc = lc_secret_add(value, value_len);
-  /* "Bearer TOKEN", "Basic B64": the credential without its scheme, so an
-   * echo of the token alone is caught too. */
+  /* "Bearer TOKEN", "Basic B64": the credential is the token (an echo of
+   * the whole value then reads "Bearer [REDACTED]"). */
   const char *sp = memchr(value, ' ', value_len);
-  if (sp && !rc) rc = lc_secret_add(sp + 1, value_len - (size_t)(sp + 1 - value));
-  return rc;
+  if (sp) return lc_secret_add(sp + 1, value_len - (size_t)(sp + 1 - value));
+  return lc_secret_add(value, value_len);
 }
 
 static int ends_with(const char *s, size_t n, const char *suf) {
