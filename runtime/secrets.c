@@ -239,47 +239,61 @@ static size_t match_at(const char *s, size_t n, size_t i, int mode) {
   return best;
 }
 
-/* Is s[j] a backslash that starts an escape (preceded by an even run)? */
-static int escape_starts(const char *s, size_t lo, size_t j) {
-  if (s[j] != '\\') return 0;
+/* The scrub works in place: input byte i is at s[i] once i >= r (not read
+ * yet); bytes in [done, r) were copied unchanged to r - w places earlier,
+ * and their old places may hold output by now. */
+struct cursor {
+  const char *s;
+  size_t n, r, w, done;
+};
+
+static char in_at(const struct cursor *c, size_t i) {
+  return i < c->r ? c->s[i - (c->r - c->w)] : c->s[i];
+}
+
+/* Does input byte j (>= done) start an escape (a backslash after an even
+ * run of them since done; a match never ends inside an escape, so done is
+ * a boundary)? */
+static int escape_starts(const struct cursor *c, size_t j) {
+  if (in_at(c, j) != '\\') return 0;
   size_t run = 0;
-  while (j > lo + run && s[j - 1 - run] == '\\') run++;
+  while (j > c->done + run && in_at(c, j - 1 - run) == '\\') run++;
   return run % 2 == 0;
 }
 
-static size_t escape_len(const char *s, size_t n, size_t j) {
-  return j + 1 < n && s[j + 1] == 'u' ? 6 : 2;
+static size_t escape_len(const struct cursor *c, size_t j) {
+  return j + 1 < c->n && in_at(c, j + 1) == 'u' ? 6 : 2;
 }
 
 size_t lc_secrets_scrub(char *s, size_t n, int mode) {
   if (!s || n < 2 || !lc_secrets_any()) return n;
   pthread_rwlock_rdlock(&lock);
-  size_t r = 0, w = 0, done = 0; /* read, write; bytes before done are settled */
+  struct cursor c = {s, n, 0, 0, 0}; /* read, write; done: settled input */
   int changed = 0;
-  while (r < n) {
-    size_t l = 0;
+  while (c.r < n) {
+    size_t l = 0, r = c.r;
     if (r + 1 < n) {
       unsigned b = (unsigned char)s[r] << 8 | (unsigned char)s[r + 1];
       if (bigram[b >> 6] & (1ull << (b & 63))) l = match_at(s, n, r, mode);
     }
     if (!l) {
-      s[w++] = s[r++];
+      s[c.w++] = s[c.r++];
       continue;
     }
     size_t start = r, end = r + l;
     if (mode == LC_SCRUB_JSON) {
       /* Never cut an escape sequence in two: the rest would be invalid
        * JSON, or a lone '"' would end the string early. */
-      for (size_t j = start; j > done && start - j < 6;) {
+      for (size_t j = start; j > c.done && start - j < 6;) {
         j--;
-        if (escape_starts(s, done, j) && j + escape_len(s, n, j) > start) {
+        if (escape_starts(&c, j) && j + escape_len(&c, j) > start) {
           start = j;
           break;
         }
       }
       for (size_t p = start; p < end;) {
-        if (s[p] == '\\') {
-          size_t e = p + escape_len(s, n, p);
+        if (in_at(&c, p) == '\\') {
+          size_t e = p + escape_len(&c, p);
           if (e > n) e = n;
           if (e > end) end = e;
           p = e;
@@ -288,15 +302,15 @@ size_t lc_secrets_scrub(char *s, size_t n, int mode) {
         }
       }
     }
-    w -= r - start; /* bytes already copied 1:1 from start..r */
-    memcpy(s + w, LC_SECRET_MASK, MASK_LEN);
-    w += MASK_LEN;
-    r = done = end;
+    c.w -= r - start; /* bytes already copied 1:1 from start..r */
+    memcpy(s + c.w, LC_SECRET_MASK, MASK_LEN);
+    c.w += MASK_LEN;
+    c.r = c.done = end;
     changed = 1;
   }
   pthread_rwlock_unlock(&lock);
-  if (changed && w < n) s[w] = '\0';
-  return w;
+  if (changed && c.w < n) s[c.w] = '\0';
+  return c.w;
 }
 
 void lc_secrets_scrub_str(char *s) {

@@ -3,6 +3,7 @@
  * provider echoes every key back, with no key in any output. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,10 +94,12 @@ START_TEST(json_mode_never_breaks_json) {
   cJSON_Delete(s);
   size_t fl = strlen(form) - 2;
   const char *f = form + 1;
-  char doc[256];
+  char doc[512];
   for (size_t o = 0; o < fl; o++)
     for (size_t l = 1; o + l <= fl; l++) {
-      snprintf(doc, sizeof doc, "{\"k\":\"x%.*sy\",\"n\":1}", (int)l, f + o);
+      /* Odd o: after a whole key, so the text has already shrunk. */
+      snprintf(doc, sizeof doc, "{\"k\":\"%.*sx%.*sy\",\"n\":1}", o % 2 ? (int)fl : 0, f,
+               (int)l, f + o);
       cJSON *ok = cJSON_Parse(doc);
       if (!ok) continue; /* this piece is not valid JSON to begin with */
       cJSON_Delete(ok);
@@ -110,6 +113,84 @@ START_TEST(json_mode_never_breaks_json) {
       free(t);
     }
   cJSON_free(form);
+  /* A piece that starts just after a backslash ("\\n" then "nopq..."): the
+   * escape goes with it, also after an earlier key shrank the text. */
+  lc_secret_add("sk-abcnopqrstuvwxyz12", 21);
+  expect("{\"k\":\"\\nopqrstuvwxyz12\"}", LC_SCRUB_JSON, "{\"k\":\"[REDACTED]\"}");
+  expect("{\"k\":\"sk-abcnopqrstuvwxyz12 and \\nopqrstuvwxyz12\"}", LC_SCRUB_JSON,
+         "{\"k\":\"[REDACTED] and [REDACTED]\"}");
+  lc_secrets_reset();
+}
+END_TEST
+
+/* Strict RFC 8259 check of {"k":"..."} (cJSON accepts some bad escapes). */
+static int strict_doc(const char *d) {
+  size_t n = strlen(d);
+  if (n < 8 || strncmp(d, "{\"k\":\"", 6) != 0 || strcmp(d + n - 2, "\"}") != 0) return 0;
+  for (size_t i = 6; i < n - 2; i++) {
+    unsigned char c = (unsigned char)d[i];
+    if (c < 0x20 || c == '"') return 0;
+    if (c != '\\') continue;
+    if (++i >= n - 2) return 0;
+    if (d[i] == 'u') {
+      for (int h = 1; h <= 4; h++)
+        if (i + h >= n - 2 || !strchr("0123456789abcdefABCDEF", d[i + h])) return 0;
+      i += 4;
+    } else if (!strchr("\"\\/bfnrt", d[i])) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Random JSON strings made of pieces of short keys (so a mask shrinks the
+ * text by little and earlier output sits close behind the read position),
+ * escapes and filler: the result always parses, and no 12-byte window of a
+ * key survives. */
+START_TEST(json_mode_random_documents) {
+  lc_secrets_reset();
+  static const char *const keys[] = {"n\\u0041\"k-0", "ab\\\\cd\"ef/g", "uuuu0041nn\\"};
+  char *forms[3];
+  for (int k = 0; k < 3; k++) {
+    lc_secret_add(keys[k], strlen(keys[k]));
+    cJSON *js = cJSON_CreateString(keys[k]);
+    forms[k] = cJSON_PrintUnformatted(js);
+    cJSON_Delete(js);
+  }
+  static const char *const filler[] = {"\\n", "\\u0041", "\\\\", "\\\"", "x", "u", "n", "0041"};
+  uint64_t rnd = 0x9e3779b97f4a7c15ull;
+#define NEXT() (rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17, rnd)
+  char doc[1024];
+  int tried = 0;
+  for (int it = 0; it < 20000; it++) {
+    size_t len = (size_t)snprintf(doc, sizeof doc, "{\"k\":\"");
+    int parts = 1 + (int)(NEXT() % 8);
+    for (int p = 0; p < parts; p++) {
+      if (NEXT() % 2) {
+        const char *f = forms[NEXT() % 3] + 1;
+        size_t fl = strlen(f) - 1, o = NEXT() % fl, l = 1 + NEXT() % (fl - o);
+        len += (size_t)snprintf(doc + len, sizeof doc - len, "%.*s", (int)l, f + o);
+      } else {
+        len += (size_t)snprintf(doc + len, sizeof doc - len, "%s", filler[NEXT() % 8]);
+      }
+    }
+    snprintf(doc + len, sizeof doc - len, "\"}");
+    if (!strict_doc(doc)) continue;
+    tried++;
+    char *t = scrubbed(doc, LC_SCRUB_JSON);
+    ck_assert_msg(strict_doc(t), "scrubbing %s gave invalid JSON %s", doc, t);
+    for (int k = 0; k < 3; k++)
+      for (size_t o = 1; o + 12 < strlen(forms[k]); o++) {
+        char win[13];
+        memcpy(win, forms[k] + o, 12);
+        win[12] = '\0';
+        ck_assert_msg(!strstr(t, win), "%s (from %s) kept %s", t, doc, win);
+      }
+    free(t);
+  }
+#undef NEXT
+  ck_assert_int_gt(tried, 1000);
+  for (int k = 0; k < 3; k++) cJSON_free(forms[k]);
   lc_secrets_reset();
 }
 END_TEST
@@ -290,6 +371,7 @@ Suite *secrets_suite(void) {
   tcase_add_test(tc, whole_values_and_fragments);
   tcase_add_test(tc, encoded_forms);
   tcase_add_test(tc, json_mode_never_breaks_json);
+  tcase_add_test(tc, json_mode_random_documents);
   tcase_add_test(tc, registered_where_read);
   suite_add_tcase(s, tc);
   TCase *io = tcase_create("outputs");
