@@ -18,6 +18,7 @@ struct form {
   size_t len;
   int json; /* may appear in JSON text as is: an escaped or percent form,
                or a raw value with no quote, backslash or control byte */
+  int raw;  /* the value itself (its forms were added with it) */
 };
 
 static pthread_rwlock_t lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -56,6 +57,7 @@ static int add_form(char *s, size_t len, int raw) {
   for (size_t i = 0; i < nforms; i++)
     if (forms[i].len == len && memcmp(forms[i].s, s, len) == 0) {
       forms[i].json |= json;
+      forms[i].raw |= raw;
       free(s);
       return 0;
     }
@@ -73,6 +75,7 @@ static int add_form(char *s, size_t len, int raw) {
   f->s = s;
   f->len = len;
   f->json = json;
+  f->raw = raw;
   mark_bigrams(f);
   nforms++;
   atomic_store(&nforms_pub, (int)nforms);
@@ -152,6 +155,14 @@ int lc_secret_add(const char *value, size_t len) {
     len--;
   if (len < LC_SECRET_MIN_LEN) return 0;
   if (len > MAX_SECRET) len = MAX_SECRET;
+  /* Every LLM call registers its key: the usual case is "known", found
+   * under the read lock without allocating. */
+  int known = 0;
+  pthread_rwlock_rdlock(&lock);
+  for (size_t i = 0; i < nforms && !known; i++)
+    known = forms[i].raw && forms[i].len == len && memcmp(forms[i].s, value, len) == 0;
+  pthread_rwlock_unlock(&lock);
+  if (known) return 0;
   char *v[5];
   size_t n[5];
   v[0] = dup_n(value, len);
