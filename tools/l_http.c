@@ -18,6 +18,7 @@
 #include "l_effect.h"
 #include "lc.h"
 #include "sched.h"
+#include "secrets.h"
 
 #define HTTPCALL_MT "luact.HttpCall"
 
@@ -122,6 +123,8 @@ static void read_headers(lua_State *L, int opts, struct http_box *b) {
     const char *k = lua_tolstring(L, -2, &kl);
     lua_pushvalue(L, -1); /* tolstring on a copy: never convert a key in place */
     const char *v = lua_tolstring(L, -1, &vl);
+    /* A credential the script sends is known from here on (secrets.h). */
+    lc_secret_add_header(k, kl, v, vl);
     char err[256];
     if (lc_http_tool_check_header(k, kl, v, vl, err, sizeof err))
       luaL_error(L, "luact.http: %s", err);

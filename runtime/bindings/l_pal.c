@@ -20,6 +20,7 @@
 #include "llm.h"
 #include "pal.h"
 #include "sched.h"
+#include "secrets.h"
 
 #define PAL_MT "luact.PalRun"
 #define WHO "luact.pal"
@@ -67,6 +68,7 @@ static void box_cancel(struct lc_wait *w) { (void)w; }
 /* Writes s on one line, at most max bytes (UTF-8 safe), "..." if cut. */
 static void trace_write(struct pal_box *b, struct lc_buf *line) {
   if (!b->trace || !line->data) return;
+  line->len = lc_secrets_scrub(line->data, line->len, LC_SCRUB_JSON); /* secrets.h */
   fwrite(line->data, 1, line->len, b->trace);
   fflush(b->trace); /* as it happens: a crash keeps what was done */
 }

@@ -14,6 +14,7 @@
 #include "workers.h"
 #include "l_effect.h"
 #include "effect.h"
+#include "secrets.h"
 
 static const char usage_main[] =
     "usage: luact <command> [options]\n"
@@ -67,6 +68,15 @@ static const char usage_run[] =
     "                script's first wait, or the run stays on one worker.\n"
     "  -h, --help    show this help\n";
 
+/* Every message that may carry text from a script, a provider or a tool
+ * goes to stderr through here, without known secrets (secrets.h). */
+static void err_line(const char *prefix, const char *msg) {
+  char *m = strdup(msg ? msg : "");
+  if (m) lc_secrets_scrub_str(m);
+  fprintf(stderr, "luact: %s%s\n", prefix, m ? m : "out of memory");
+  free(m);
+}
+
 /* Decides the exit code from the root task's results (on its stack). */
 static int exit_code_from(lua_State *co) {
   int n = lua_gettop(co);
@@ -76,7 +86,7 @@ static int exit_code_from(lua_State *co) {
   if (t == LUA_TBOOLEAN && lua_toboolean(co, 1)) return 0;
   if ((t == LUA_TBOOLEAN || t == LUA_TNIL) && n >= 2) {
     const char *msg = lua_tostring(co, 2);
-    fprintf(stderr, "luact: %s\n", msg ? msg : "script failed");
+    err_line("", msg ? msg : "script failed");
     return 1;
   }
   if (t == LUA_TBOOLEAN || (t == LUA_TNIL && n == 1)) return t == LUA_TNIL ? 0 : 1;
@@ -99,13 +109,22 @@ static int print_json(lua_State *L, lua_State *co) {
   }
   if (lc_lua_pcall(L, 1, 2) != LUA_OK || !lua_isstring(L, -2)) {
     const char *m = lua_tostring(L, -1);
-    fprintf(stderr, "luact: --json: %s\n", m ? m : "cannot encode the result");
+    err_line("--json: ", m ? m : "cannot encode the result");
     lua_settop(L, 0);
     return 1;
   }
   size_t n;
   const char *s = lua_tolstring(L, -2, &n);
-  fwrite(s, 1, n, stdout);
+  char *out = malloc(n + 1); /* scrubbed in a copy: Lua strings are shared */
+  if (!out) {
+    err_line("--json: ", "out of memory");
+    lua_settop(L, 0);
+    return 1;
+  }
+  memcpy(out, s, n + 1);
+  n = lc_secrets_scrub(out, n, LC_SCRUB_JSON);
+  fwrite(out, 1, n, stdout);
+  free(out);
   fputc('\n', stdout);
   lua_settop(L, 0);
   return 0;
@@ -114,13 +133,13 @@ static int print_json(lua_State *L, lua_State *co) {
 static int journal_verdict(struct lc_journal *j, int rc) {
   switch (lc_journal_failed(j)) {
     case LC_JOURNAL_MISMATCH:
-      fprintf(stderr, "luact: %s\n", lc_journal_error(j));
+      err_line("", lc_journal_error(j));
       return 3;
     case LC_JOURNAL_IN_DOUBT:
-      fprintf(stderr, "luact: status in_doubt: %s\n", lc_journal_error(j));
+      err_line("status in_doubt: ", lc_journal_error(j));
       return 4;
     case LC_JOURNAL_EIO:
-      fprintf(stderr, "luact: %s\n", lc_journal_error(j));
+      err_line("", lc_journal_error(j));
       return rc ? rc : 1;
     default:
       return rc;
@@ -168,7 +187,7 @@ static int run_script(int worker, void *ud) {
   int rc;
   /* Text only: a binary chunk could crash the VM. */
   if (luaL_loadfilex(L, file, "t") != LUA_OK) {
-    fprintf(stderr, "luact: %s\n", lua_tostring(L, -1));
+    err_line("", lua_tostring(L, -1));
     rc = 1;
   } else {
     for (int k = 0; k < c->argc; k++) lua_pushstring(L, c->argv[k]);
@@ -177,13 +196,13 @@ static int run_script(int worker, void *ud) {
       fprintf(stderr, "luact: out of memory\n");
       rc = 1;
     } else if (lc_sched_run(s, t)) {
-      fprintf(stderr, "luact: %s\n", lc_sched_error(s));
+      err_line("", lc_sched_error(s));
       rc = 1;
     } else if (lc_task_status(t) != LUA_OK) {
       lua_State *co = lc_task_thread(t);
       const char *msg = lua_tostring(co, -1);
-      fprintf(stderr, "luact: %s%s\n", lc_worker_count() > 1 ? "worker error: " : "",
-              msg ? msg : "(error object is not a string)");
+      err_line(lc_worker_count() > 1 ? "worker error: " : "",
+               msg ? msg : "(error object is not a string)");
       rc = 1;
     } else {
       lua_State *co = lc_task_thread(t);
@@ -359,6 +378,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *cmd = argv[1];
+  /* Credentials in the environment are known before anything runs, so
+   * whatever echoes one (a provider, a proxy, a script) is scrubbed. */
+  lc_secrets_from_env();
   if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
     fputs(usage_main, stdout);
     return 0;

@@ -12,6 +12,7 @@
 
 #include "jcanon.h"
 #include "lc.h"
+#include "secrets.h"
 #include "jsonw.h"
 #include "sha256.h"
 #include "utf8.h"
@@ -116,6 +117,9 @@ static int write_line(struct lc_journal *j, cJSON *line, int sync) {
     lc_buf_free(&b);
     return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
   }
+  /* Last line before disk: a key echoed into an error or a result (a
+   * provider's 401, a tool's output) is never journaled. */
+  b.len = lc_secrets_scrub(b.data, b.len, LC_SCRUB_JSON);
   int bad = fwrite(b.data, 1, b.len, j->f) != b.len || fputc('\n', j->f) == EOF ||
             fflush(j->f) != 0;
   lc_buf_free(&b);

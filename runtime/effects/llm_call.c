@@ -10,6 +10,7 @@
 #include "http.h"
 #include "lc.h"
 #include "loop.h"
+#include "secrets.h"
 
 struct lc_llm_call {
   struct lc_loop *loop;
@@ -34,6 +35,8 @@ struct lc_llm_call {
   lc_llm_done_fn done;
   void *ud;
   struct lc_governor *gov; /* NULL when no rate limit is configured */
+  struct lc_governor_ticket ticket; /* the reservation being waited out */
+  int gov_waiting;                  /* ... and not yet sent: refund on cancel */
   double est_tokens;
   double first_ms;
   int attempts;
@@ -82,7 +85,8 @@ int lc_llm_resolve_endpoint(struct lc_llm_request *req, char *err, size_t errlen
     if (!req->base_url) return LC_ENOMEM;
   }
   if ((!req->api_key || !*req->api_key) && ad->api_key_env) {
-    const char *k = getenv(ad->api_key_env);
+    /* Registered as it is read: a provider may echo it back (secrets.h). */
+    const char *k = lc_secret_getenv(ad->api_key_env);
     if (k && *k) {
       lc_free(req->api_key);
       if (!(req->api_key = lc_strdup(k))) return LC_ENOMEM;
@@ -106,6 +110,9 @@ static void body_back(struct lc_llm_call *c) {
 
 static void finish(struct lc_llm_call *c) {
   c->finished = 1;
+  /* Last line before the journal, the caller and Lua: whatever error text
+   * was formed on the way (adapter, transport, retries) loses the key. */
+  lc_llm_response_scrub(c->resp);
   body_back(c);
   c->resp->latency_ms = lc_now_ms() - c->first_ms;
   c->resp->attempts = c->attempts;
@@ -160,7 +167,11 @@ static void attempt(struct lc_llm_call *c);
 
 static void send_now(struct lc_llm_call *c);
 static void on_backoff(struct lc_loop *loop, struct lc_timer *t) { attempt(t->ud); }
-static void on_governed(struct lc_loop *loop, struct lc_timer *t) { send_now(t->ud); }
+static void on_governed(struct lc_loop *loop, struct lc_timer *t) {
+  struct lc_llm_call *c = t->ud;
+  c->gov_waiting = 0;
+  send_now(c);
+}
 
 static void reset_response(struct lc_llm_call *c) {
   lc_llm_response_free(c->resp);
@@ -169,10 +180,13 @@ static void reset_response(struct lc_llm_call *c) {
 
 /* Every attempt, retries included, takes its turn at the rate governor. */
 static void attempt(struct lc_llm_call *c) {
-  double wait = lc_governor_reserve(c->gov, c->est_tokens, lc_now_ms());
+  double wait = lc_governor_reserve_ticket(c->gov, c->est_tokens, lc_now_ms(), &c->ticket);
   if (wait > 0) {
     c->timer.cb = on_governed;
-    if (lc_timer_start(c->loop, &c->timer, wait) == 0) return;
+    if (lc_timer_start(c->loop, &c->timer, wait) == 0) {
+      c->gov_waiting = 1;
+      return;
+    }
   }
   send_now(c);
 }
@@ -345,6 +359,9 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
     c->journaled = c->eff->recording;
   }
   const char *base0 = req->base_url, *key0 = req->api_key;
+  /* A key from the script's options (the environment's is registered as
+   * it is read): known before anything can echo it. */
+  if (req->api_key) lc_secret_add(req->api_key, strlen(req->api_key));
   int rc = c->ad ? lc_llm_resolve_endpoint(req, err, sizeof err) : LC_EINVAL;
   if (!owned) {
     /* What resolution put in the view is ours to free. */
@@ -426,6 +443,9 @@ void lc_llm_call_free(struct lc_llm_call *c) {
   if (c->replay.queued) lc_journal_undefer(c->opts.effect.j, &c->replay);
   cJSON_Delete(c->rec_deltas);
   if (c->loop) lc_timer_stop(c->loop, &c->timer);
+  /* Cancelled while waiting its turn: the request was never sent, so the
+   * slot goes back to the governor for the calls after it. */
+  if (c->gov_waiting) lc_governor_refund(c->gov, &c->ticket);
   lc_http_op_cleanup(&c->op);
   /* Cancelled: the transfer is gone, the request still valid. */
   if (!c->finished) body_back(c);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "lc.h"
+#include "secrets.h"
 
 void lc_trajectory_init(struct lc_trajectory *t) { memset(t, 0, sizeof *t); }
 
@@ -50,6 +51,9 @@ int lc_trajectory_add(struct lc_trajectory *t, const struct lc_traj_step *s) {
   char *at = c.mem;
   for (int i = 0; i < 4; i++) {
     *dst[i] = src[i] ? memcpy(at, src[i], len[i]) : NULL;
+    /* Stored without known secrets (a tool's output, an LLM error); args
+     * are JSON text and stay parseable. */
+    if (*dst[i]) lc_secrets_scrub(*dst[i], len[i] - 1, i == 3 ? LC_SCRUB_JSON : LC_SCRUB_TEXT);
     at += len[i];
   }
   cJSON_free(args);
@@ -65,6 +69,8 @@ int lc_trajectory_end(struct lc_trajectory *t, enum lc_traj_status status,
     lc_free(a);
     return LC_ENOMEM;
   }
+  lc_secrets_scrub_str(a);
+  lc_secrets_scrub_str(r); /* e.g. an LLM error that echoed the key */
   lc_free(t->answer);
   lc_free(t->reason);
   t->answer = a;
@@ -177,6 +183,7 @@ static int put_line(cJSON *j, struct lc_buf *out) {
   char *s = j ? cJSON_PrintUnformatted(j) : NULL;
   cJSON_Delete(j);
   if (!s) return LC_ENOMEM;
+  lc_secrets_scrub(s, strlen(s), LC_SCRUB_JSON); /* last line before the trace */
   int rc = lc_buf_puts(out, s);
   cJSON_free(s);
   return rc ? rc : lc_buf_puts(out, "\n");

@@ -99,20 +99,52 @@ static double gcra(double *tat, double now, double units, double rate, double bu
   return allowed_at - now;
 }
 
-double lc_governor_reserve(struct lc_governor *g, double est_tokens, double now_ms) {
+double lc_governor_reserve_ticket(struct lc_governor *g, double est_tokens, double now_ms,
+                                  struct lc_governor_ticket *t) {
+  if (t) *t = (struct lc_governor_ticket){0};
   if (!g) return 0;
   pthread_mutex_lock(&mu);
   double burst_tok = g->lim.burst_tok > 0 ? g->lim.burst_tok : g->lim.tpm / 6;
+  double r0 = g->next_req_ms, t0 = g->next_tok_ms;
   double d1 = gcra(&g->next_req_ms, now_ms, 1, g->lim.rpm, g->lim.burst_req);
   double d2 = gcra(&g->next_tok_ms, now_ms, est_tokens, g->lim.tpm, burst_tok);
+  if (t) {
+    /* What the schedule moved by, not units * T: gcra first brings an
+     * instant in the past up to now, and that part is not ours to undo. */
+    double rs = r0 > now_ms ? r0 : now_ms, ts = t0 > now_ms ? t0 : now_ms;
+    t->req_ms = g->lim.rpm > 0 ? g->next_req_ms - rs : 0;
+    t->tok_ms = g->lim.tpm > 0 ? g->next_tok_ms - ts : 0;
+  }
   pthread_mutex_unlock(&mu);
   return d1 > d2 ? d1 : d2;
 }
 
-void lc_governor_settle(struct lc_governor *g, double est_tokens, double actual_tokens) {
-  if (!g || g->lim.tpm <= 0) return;
+double lc_governor_reserve(struct lc_governor *g, double est_tokens, double now_ms) {
+  return lc_governor_reserve_ticket(g, est_tokens, now_ms, NULL);
+}
+
+void lc_governor_refund(struct lc_governor *g, const struct lc_governor_ticket *t) {
+  if (!g || !t) return;
   pthread_mutex_lock(&mu);
-  g->next_tok_ms += (actual_tokens - est_tokens) * 60000.0 / g->lim.tpm;
+  g->next_req_ms -= t->req_ms;
+  g->next_tok_ms -= t->tok_ms;
+  pthread_mutex_unlock(&mu);
+}
+
+void lc_governor_settle(struct lc_governor *g, double est_tokens, double actual_tokens) {
+  if (!g) return;
+  /* The limit is read under the lock: lc_governor_configure may change it
+   * from another worker, and a tpm set to 0 between a check outside and
+   * the division inside would put the schedule at infinity. */
+  pthread_mutex_lock(&mu);
+  if (g->lim.tpm > 0) g->next_tok_ms += (actual_tokens - est_tokens) * 60000.0 / g->lim.tpm;
+  pthread_mutex_unlock(&mu);
+}
+
+void lc_governor_state(struct lc_governor *g, double *next_req_ms, double *next_tok_ms) {
+  pthread_mutex_lock(&mu);
+  if (next_req_ms) *next_req_ms = g ? g->next_req_ms : 0;
+  if (next_tok_ms) *next_tok_ms = g ? g->next_tok_ms : 0;
   pthread_mutex_unlock(&mu);
 }
 

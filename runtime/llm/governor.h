@@ -32,8 +32,24 @@ int lc_governor_configure(const char *provider, const struct lc_governor_limits 
 /* Reserves one request of est_tokens; returns the delay in ms before it may
  * be sent (0 = now). */
 double lc_governor_reserve(struct lc_governor *g, double est_tokens, double now_ms);
+/* What one reservation took from the schedule, so that it can be given
+ * back exactly even if the limits change meanwhile. */
+struct lc_governor_ticket {
+  double req_ms, tok_ms;
+};
+/* lc_governor_reserve that also fills *t (may be NULL). */
+double lc_governor_reserve_ticket(struct lc_governor *g, double est_tokens, double now_ms,
+                                  struct lc_governor_ticket *t);
+/* Gives back a reservation whose request was never sent (the call was
+ * cancelled while it waited for its turn), so the calls after it are not
+ * held back by a slot nobody uses. Calls already told their delay keep it;
+ * a later one may share their instant, which keeps the rate per window. */
+void lc_governor_refund(struct lc_governor *g, const struct lc_governor_ticket *t);
 /* After the answer: corrects the token reservation by actual - estimated. */
 void lc_governor_settle(struct lc_governor *g, double est_tokens, double actual_tokens);
+/* The schedule as it stands (tests): the next free request and token
+ * instants. */
+void lc_governor_state(struct lc_governor *g, double *next_req_ms, double *next_tok_ms);
 void lc_governor_reset_all(void);
 
 #endif

@@ -16,6 +16,7 @@
 
 #include "jsonw.h"
 #include "lc.h"
+#include "secrets.h"
 
 const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p) {
   switch (p) {
@@ -343,6 +344,12 @@ void lc_llm_response_free(struct lc_llm_response *r) {
   lc_free(r->err_message);
   lc_free(r->err_type);
   lc_llm_response_init(r);
+}
+
+void lc_llm_response_scrub(struct lc_llm_response *r) {
+  if (!r) return;
+  lc_secrets_scrub_str(r->err_message);
+  lc_secrets_scrub_str(r->err_type);
 }
 
 void lc_llm_http_free(struct lc_llm_http *h) {

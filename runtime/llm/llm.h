@@ -304,6 +304,11 @@ enum lc_llm_err lc_llm_err_from_status(int status);
  * or an HTTP-date, relative to now_s = lc_wall_s()) or "retry-after-ms".
  * Returns < 0 when the header is another one or its value is unusable. */
 double lc_llm_retry_after_s(const char *name, const char *value, double now_s);
+/* Removes known secrets (secrets.h) from the text a provider or proxy
+ * wrote into r's error fields: a 401 that echoes the key must not carry it
+ * into stderr, the journal or Lua. Adapters call it where they form error
+ * text, and the call path once more before the response leaves it. */
+void lc_llm_response_scrub(struct lc_llm_response *r);
 
 /* Copies provider, sampling fields (set, temperature, top_p, top_k,
  * max_tokens, seed) and stream from src; nothing owned. */

@@ -640,6 +640,7 @@ static void parse_error(int status, const char *body, size_t len,
                         struct lc_llm_response *out) {
   out->http_status = status;
   lc_accum_classify(status, body, len, out);
+  lc_llm_response_scrub(out); /* the body may echo the key */
 }
 
 /* ---- streaming ---- */

@@ -3,9 +3,15 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <curl/curl.h>
+#include <stdio.h>
+
 #include "http.h"
 #include "lc.h"
+#include "llm.h"
 #include "retry.h"
+#include "util_lua.h"
+#include "util_mock.h"
 
 static struct lc_retry_policy pol(void) {
   struct lc_retry_policy p;
@@ -89,6 +95,84 @@ START_TEST(retry_after_header_forms) {
 }
 END_TEST
 
+/* Retry-After: 0 means "now", not "absent": a mutant that falls back to
+ * backoff for 0 would wait base/2 at least. Asserted on the computed delay,
+ * from the header's text through to retry.c. */
+START_TEST(retry_after_zero_is_now_not_absent) {
+  struct lc_retry_policy p = pol();
+  double ra = lc_llm_retry_after_s("retry-after", "0", lc_wall_s());
+  ck_assert_double_eq_tol(ra, 0, 1e-12);
+  ck_assert_double_eq_tol(lc_llm_retry_after_s("retry-after-ms", "0", lc_wall_s()), 0, 1e-12);
+  /* Whatever the jitter, 0 stays 0 (the spread is 10% of the wait). */
+  ck_assert_double_eq_tol(lc_retry_delay(&p, 1, ra * 1000, 0, RND_MIN, NULL), 0, 1e-12);
+  ck_assert_double_eq_tol(lc_retry_delay(&p, 3, ra * 1000, 0, RND_MAX, NULL), 0, 1e-12);
+  /* Absent is the backoff: never 0. */
+  ck_assert(lc_retry_delay(&p, 1, -1, 0, RND_MIN, NULL) >= 50);
+}
+END_TEST
+
+/* The HTTP-date form gives the seconds until that instant, and the delay
+ * follows it exactly (a fixed "now", so no wall time is involved). */
+START_TEST(retry_after_http_date_gives_that_delay) {
+  struct lc_retry_policy p = pol();
+  double now = (double)curl_getdate("Wed, 21 Oct 2026 07:28:00 GMT", NULL);
+  ck_assert(now > 0);
+  double ra = lc_llm_retry_after_s("Retry-After", "Wed, 21 Oct 2026 07:28:03 GMT", now);
+  ck_assert_double_eq_tol(ra, 3, 1e-9);
+  ck_assert_double_eq_tol(lc_retry_delay(&p, 1, ra * 1000, 0, RND_MIN, NULL), 3000, 1e-9);
+  /* Another date format curl reads (RFC 850). */
+  ra = lc_llm_retry_after_s("retry-after", "Wednesday, 21-Oct-26 07:28:02 GMT", now);
+  ck_assert_double_eq_tol(ra, 2, 1e-9);
+  /* Past: now. */
+  ra = lc_llm_retry_after_s("retry-after", "Wed, 21 Oct 2026 07:27:00 GMT", now);
+  ck_assert_double_eq_tol(ra, 0, 1e-9);
+  ck_assert_double_eq_tol(lc_retry_delay(&p, 1, ra * 1000, 0, RND_MAX, NULL), 0, 1e-12);
+}
+END_TEST
+
+/* Above max_retry_after the call stops instead of waiting (as a date too);
+ * at the cap exactly it is still honoured. */
+START_TEST(retry_after_above_the_cap_stops) {
+  struct lc_retry_policy p = pol(); /* max_retry_after_ms = 5000 */
+  const char *why = NULL;
+  ck_assert(lc_retry_delay(&p, 1, 5001, 0, RND_MIN, &why) < 0);
+  ck_assert_str_eq(why, "server asked to wait longer than max_retry_after");
+  ck_assert_double_eq_tol(lc_retry_delay(&p, 1, 5000, 0, RND_MIN, NULL), 5000, 1e-9);
+  double now = (double)curl_getdate("Wed, 21 Oct 2026 07:28:00 GMT", NULL);
+  double ra = lc_llm_retry_after_s("retry-after", "Wed, 21 Oct 2026 07:29:00 GMT", now);
+  ck_assert_double_eq_tol(ra, 60, 1e-9);
+  why = NULL;
+  ck_assert(lc_retry_delay(&p, 1, ra * 1000, 0, RND_MIN, &why) < 0);
+  ck_assert_str_eq(why, "server asked to wait longer than max_retry_after");
+}
+END_TEST
+
+/* End to end through the call: a 429 with Retry-After: 0, then an answer.
+ * The backoff alone (retry_base 1000 s) would exceed the retry budget
+ * (100 s) and the call would give up, so success proves 0 was taken as
+ * "now" all the way from the header to the timer. No wall time is read. */
+START_TEST(retry_after_zero_through_the_call) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m,
+      "[{\"times\": 1, \"reply\": {\"status\": 429, \"retry_after\": 0,"
+      "   \"body\": \"{\\\"error\\\":{\\\"message\\\":\\\"slow down\\\"}}\"}},"
+      " {\"reply\": {\"openai\": {\"text\": \"ok\"}}}]"), 0);
+  char out[256] = "", err[512] = "";
+  int rc = lc_test_lua_run_once(m.base_url, NULL,
+      "local r, msg, code = luact.llm.chat{model = 'openai:mock', base_url = BASE .. '/v1',\n"
+      "  api_key = 'none', prompt = 'hi', retries = 1, retry_base = 1000,\n"
+      "  retry_max_delay = 1000, retry_budget = 100}\n"
+      "if not r then return 'failed: ' .. tostring(msg) end\n"
+      "return r.text .. ' after ' .. r.attempts\n",
+      out, sizeof out, err, sizeof err);
+  int n = lc_mock_count_requests(&m, "/v1/chat/completions");
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "ok after 2");
+  ck_assert_int_eq(n, 2);
+}
+END_TEST
+
 Suite *retry_suite(void) {
   Suite *s = suite_create("retry");
   TCase *tc = tcase_create("policy");
@@ -98,6 +182,13 @@ Suite *retry_suite(void) {
   tcase_add_test(tc, retry_after_wins_and_is_never_shortened);
   tcase_add_test(tc, limits_stop_retrying);
   tcase_add_test(tc, retry_after_header_forms);
+  tcase_add_test(tc, retry_after_zero_is_now_not_absent);
+  tcase_add_test(tc, retry_after_http_date_gives_that_delay);
+  tcase_add_test(tc, retry_after_above_the_cap_stops);
   suite_add_tcase(s, tc);
+  TCase *call = tcase_create("call");
+  tcase_set_timeout(call, 30);
+  tcase_add_test(call, retry_after_zero_through_the_call);
+  suite_add_tcase(s, call);
   return s;
 }

@@ -1,6 +1,7 @@
 /* mock_script.c: the script (an ordered list of match -> reply rules):
  * loading and checking it, matching a request, and turning a rule's reply
  * into a response (raw body, fixture, generator, faults). */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@ static const char *const match_keys[] = {"path", "path_prefix", "method", "body_
 static const char *const reply_keys[] = {
     "status", "headers", "body", "json", "fixture", "openai", "anthropic", "ollama",
     "delay_ms", "chunk_bytes", "gap_ms", "cut_after_bytes", "stall_after_bytes", "stall_max_ms",
-    "malformed", "retry_after", "close", "chunked", NULL};
+    "malformed", "retry_after", "close", "chunked", "echo_credentials", NULL};
 
 /* Unknown keys are errors: a typo such as "delay" would otherwise silently
  * turn a fault test into a passing happy-path test. */
@@ -207,6 +208,58 @@ static void set_headers(struct mock_response *resp, const cJSON *h) {
   }
 }
 
+/* "echo_credentials": a 401 whose body carries the request's credential,
+ * as a careless provider or proxy writes it (the leak secrets.c stops).
+ * true or "json": inside a JSON error message; "slash": the same with '/'
+ * written "\/"; "percent": percent-encoded; "raw": a text/plain body; a
+ * number N: only the first N bytes of the token (after "Bearer "). */
+static void echo_credentials(const cJSON *how, const struct mock_request *req,
+                             struct mock_response *resp) {
+  const char *cred = mock_req_header(req, "authorization");
+  if (!cred) cred = mock_req_header(req, "x-api-key");
+  if (!cred) cred = mock_req_header(req, "api-key");
+  if (!cred) cred = "";
+  resp->status = 401;
+  struct mbuf msg = {0};
+  if (cJSON_IsNumber(how)) {
+    const char *tok = strchr(cred, ' ');
+    tok = tok ? tok + 1 : cred;
+    size_t n = strlen(tok), k = how->valuedouble > 0 ? (size_t)how->valuedouble : 0;
+    mbuf_puts(&msg, "Incorrect API key provided: ");
+    mbuf_add(&msg, tok, k < n ? k : n);
+    mbuf_puts(&msg, "...");
+  } else if (cJSON_IsString(how) && strcmp(how->valuestring, "percent") == 0) {
+    mbuf_puts(&msg, "bad credential: ");
+    for (const unsigned char *c = (const unsigned char *)cred; *c; c++) {
+      if (isalnum(*c) || strchr("-._~", *c)) mbuf_add(&msg, c, 1);
+      else mbuf_printf(&msg, "%%%02X", *c);
+    }
+  } else {
+    mbuf_printf(&msg, "Incorrect API key provided: %s", cred);
+  }
+  if (cJSON_IsString(how) && strcmp(how->valuestring, "raw") == 0) {
+    mbuf_printf(&resp->body, "401 Unauthorized: %s", msg.p);
+    mock_resp_set_header(resp, "Content-Type", "text/plain");
+    mbuf_free(&msg);
+    return;
+  }
+  cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+  cJSON_AddStringToObject(e, "message", msg.p);
+  cJSON_AddStringToObject(e, "type", "invalid_request_error");
+  cJSON_AddStringToObject(e, "code", "invalid_api_key");
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  mbuf_free(&msg);
+  if (!text) abort();
+  int slash = cJSON_IsString(how) && strcmp(how->valuestring, "slash") == 0;
+  for (const char *c = text; *c; c++) {
+    if (slash && *c == '/') mbuf_add(&resp->body, "\\", 1);
+    mbuf_add(&resp->body, c, 1);
+  }
+  cJSON_free(text);
+  mock_resp_set_header(resp, "Content-Type", "application/json");
+}
+
 void mock_reply_build(const struct mock_rule *rule, const struct mock_request *req,
                       long default_delay_ms, struct mock_response *resp) {
   const cJSON *rep = rule->reply;
@@ -224,6 +277,8 @@ void mock_reply_build(const struct mock_rule *rule, const struct mock_request *r
     mock_gen_anthropic(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "ollama"))) {
     mock_gen_ollama(v, req, resp);
+  } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "echo_credentials"))) {
+    echo_credentials(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "json"))) {
     mock_resp_json(resp, 200, v);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "body")) && cJSON_IsString(v)) {
