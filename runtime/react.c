@@ -271,6 +271,7 @@ int lc_react_new(const struct lc_react_config *cfg,
   lc_timer_init(&r->kick, on_kick, r);
   lc_timer_init(&r->wall, on_wall, r);
   int rc = lc_actions_init(&r->actions, engine_validate, r, cfg->finish);
+  r->actions.exact = cfg->mode == LC_REACT_NATIVE;
   if (!rc) rc = lc_price_table_init(&r->prices);
   r->instructions = dup0(cfg->instructions);
   r->question = dup0(cfg->question);

@@ -206,6 +206,70 @@ START_TEST(native_malformed_calls_become_observations) {
 }
 END_TEST
 
+/* A native call must name a tool exactly: a prefix, the empty name, an
+ * extension, another case and a name with a NUL after "search" (sent as
+ * \u0000, which once decoded to "search") are each refused with an
+ * Observation, and search never runs. */
+START_TEST(native_names_must_match_exactly) {
+  const char *names[] = {"sea", "", "searchX", "SEARCH", "searchNULx"};
+  cJSON *c = cJSON_CreateObject(), *choice = cJSON_CreateObject(), *msg = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "id", "chatcmpl-1");
+  cJSON_AddStringToObject(c, "object", "chat.completion");
+  cJSON_AddStringToObject(c, "model", "mock-gpt");
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "choices"), choice);
+  cJSON_AddNumberToObject(choice, "index", 0);
+  cJSON_AddStringToObject(choice, "finish_reason", "tool_calls");
+  cJSON_AddItemToObject(choice, "message", msg);
+  cJSON_AddStringToObject(msg, "role", "assistant");
+  cJSON_AddNullToObject(msg, "content");
+  cJSON *tcs = cJSON_AddArrayToObject(msg, "tool_calls");
+  for (int i = 0; i < 5; i++) {
+    cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+    char id[8];
+    snprintf(id, sizeof id, "n%d", i);
+    cJSON_AddStringToObject(tc, "id", id);
+    cJSON_AddStringToObject(tc, "type", "function");
+    cJSON_AddStringToObject(fn, "name", names[i]);
+    cJSON_AddStringToObject(fn, "arguments", "{\"q\":\"a\"}");
+    cJSON_AddItemToObject(tc, "function", fn);
+    cJSON_AddItemToArray(tcs, tc);
+  }
+  char *body = cJSON_PrintUnformatted(c);
+  cJSON_Delete(c);
+  char *nul = strstr(body, "searchNULx");
+  ck_assert_ptr_nonnull(nul);
+  char wire[4096];
+  snprintf(wire, sizeof wire, "%.*ssearch\\u0000x%s", (int)(nul - body), body,
+           nul + strlen("searchNULx"));
+  cJSON_free(body);
+  cJSON *script = cJSON_CreateArray(), *r0 = cJSON_CreateObject(), *rep = cJSON_CreateObject();
+  cJSON_AddNumberToObject(r0, "times", 1);
+  cJSON_AddStringToObject(rep, "body", wire);
+  cJSON_AddItemToObject(r0, "reply", rep);
+  cJSON_AddItemToArray(script, r0);
+  cJSON_AddItemToArray(script, cJSON_Parse("{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"f\","
+                                           "\"name\":\"finish\",\"arguments\":{\"answer\":\"7\"}}]}}}"));
+  char *text = cJSON_PrintUnformatted(script);
+  cJSON_Delete(script);
+  start(text);
+  cJSON_free(text);
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={max_invalid=10}})\n"
+                    "local o = {}\n"
+                    "for i = 1, 5 do o[i] = r.steps[i].action .. '=' .. r.steps[i].observation:sub(1, 14) end\n"
+                    "return table.concat({r.status, r.answer, #r.steps, r.usage.invalid,\n"
+                    "  tostring(calls.search), table.concat(o, ',')}, '|')") == 0, "%s", err);
+  ck_assert_str_eq(out, "finished|7|6|5|nil|sea=Unknown action,=Unknown action,searchX=Unknown action,"
+                        "SEARCH=Unknown action,search\\u0000x=Unknown action");
+  for (int i = 0; i < 5; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "\"tool_call_id\":\"n%d\"", i);
+    lc_mock_assert_request_has(&mock, 1, id);
+  }
+  lc_mock_assert_request_has(&mock, 1, "Unknown action \\\"SEARCH\\\"");
+  stop();
+}
+END_TEST
+
 START_TEST(tool_errors_and_timeout) {
   start("[" REPLY("Thought: a\\nAction: broken[x]") "," REPLY("Thought: b\\nAction: hang[y]") ","
         REPLY("Thought: c\\nAction: finish[gave up]") "]");
@@ -869,6 +933,7 @@ Suite *react_suite(void) {
   tcase_add_test(tc, native_text_answer_finishes);
   tcase_add_test(tc, text_malformed_replies_become_observations);
   tcase_add_test(tc, native_malformed_calls_become_observations);
+  tcase_add_test(tc, native_names_must_match_exactly);
   tcase_add_test(tc, tool_errors_and_timeout);
   tcase_add_test(tc, limit_steps);
   tcase_add_test(tc, limit_steps_counts_a_replys_calls);
