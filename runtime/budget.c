@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnum.h"
 #include "lc.h"
 
 void lc_budget_limits_default(struct lc_budget_limits *l) {
@@ -352,11 +353,20 @@ int lc_budget_reason(const struct lc_budget *b, enum lc_limit l, double now_ms,
     return lc_buf_printf(out, "token limit reached: %ld of %ld tokens",
                          b->tokens_in + b->tokens_out, m->tokens);
   case LC_LIMIT_COST:
-    return lc_buf_printf(out, "cost limit reached: $%.4f of $%.4f", b->cost_usd,
-                         m->cost_usd);
+  {
+    /* The reason lands in results and JSON: the same text in any locale. */
+    char tmp[96];
+    lc_cnum_fmt(tmp, sizeof tmp, "cost limit reached: $%.4f of $%.4f", b->cost_usd,
+                m->cost_usd);
+    return lc_buf_puts(out, tmp);
+  }
   case LC_LIMIT_WALL:
-    return lc_buf_printf(out, "wall-time limit reached: %.1f s of %.1f s",
-                         (now_ms - b->start_ms) / 1000.0, m->wall_s);
+  {
+    char tmp[96];
+    lc_cnum_fmt(tmp, sizeof tmp, "wall-time limit reached: %.1f s of %.1f s",
+                (now_ms - b->start_ms) / 1000.0, m->wall_s);
+    return lc_buf_puts(out, tmp);
+  }
   case LC_LIMIT_INVALID:
     return lc_buf_printf(out, "too many invalid replies: %ld of %ld allowed",
                          b->invalid, m->max_invalid);

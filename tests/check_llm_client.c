@@ -7,6 +7,7 @@
  * Time is only ever asserted as a lower bound (a retry must not come before
  * Retry-After); nothing asserts that something was fast. */
 #include <check.h>
+#include <locale.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "llm_call.h"
 #include "loop.h"
 #include "util_common.h"
+#include "util_locale.h"
 #include "util_lua.h"
 #include "util_mock.h"
 
@@ -496,11 +498,56 @@ START_TEST(borrowed_request_cancelled_then_again) {
 }
 END_TEST
 
+/* Under a decimal-comma locale the request body still says 0.7: it once
+ * went out as "temperature":0,7 (invalid JSON; the mock then logs the body
+ * as a string). The reply's numbers are read with '.' too. */
+START_TEST(wire_numbers_ignore_the_locale) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"ok\",\"usage\":{\"prompt_tokens\":1,"
+        "\"completion_tokens\":1,\"total_tokens\":2,\"cost\":0.25}}}}]");
+  lc_test_comma_locale();
+  ck_assert_msg(run(OPENAI_CALL("temperature=0.7, top_p=0.95")
+                    "assert(r, e)\n"
+                    "return r.text .. '|' .. string.format('%d', r.usage.cost * 100)") == 0, "%s", err);
+  lc_test_locale_done();
+  ck_assert_str_eq(out, "ok|25");
+  char *log = lc_mock_requests(&mock);
+  ck_assert_msg(strstr(log, "\"temperature\":0.7") && strstr(log, "\"top_p\":0.95"), "%s", log);
+  free(log);
+  stop();
+}
+END_TEST
+
+/* os.setlocale only reports: a script cannot switch the process-wide
+ * locale under the other worker threads (nil is Lua's "cannot be
+ * honoured"), though the locale exists and C could switch to it. */
+START_TEST(scripts_cannot_set_the_locale) {
+  start("[]");
+  const char *name = lc_test_comma_locale();
+  setlocale(LC_ALL, "C");
+  char code[512];
+  snprintf(code, sizeof code,
+           "return table.concat({tostring(os.setlocale('%s')), tostring(os.setlocale('%s', 'numeric')),\n"
+           "  os.setlocale(), os.setlocale(nil, 'numeric'), tostring(0.5),\n"
+           "  tostring(select(2, pcall(os.setlocale, nil, 'bogus')):match('invalid option') ~= nil)}, '|')",
+           name, name);
+  int rc = run(code);
+  char now[64];
+  snprintf(now, sizeof now, "%s", setlocale(LC_ALL, NULL));
+  lc_test_locale_done();
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "nil|nil|C|C|0.5|true");
+  ck_assert_str_eq(now, "C");
+  stop();
+}
+END_TEST
+
 Suite *llm_client_suite(void) {
   Suite *s = suite_create("llm_client");
   TCase *tc = tcase_create("loopback");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, openai_text_and_usage);
+  tcase_add_test(tc, wire_numbers_ignore_the_locale);
+  tcase_add_test(tc, scripts_cannot_set_the_locale);
   tcase_add_test(tc, openai_stream_deltas_and_tool_args);
   tcase_add_test(tc, anthropic_and_ollama_streams);
   tcase_add_test(tc, retry_after_is_honoured);
