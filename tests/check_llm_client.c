@@ -541,6 +541,35 @@ START_TEST(scripts_cannot_set_the_locale) {
 }
 END_TEST
 
+/* A streamed response is capped in total, as bytes arrive: 100 tool calls
+ * of ~1 KB each (every buffer far under its own cap) against
+ * max_response_bytes = 20000. It once accumulated all of them. */
+START_TEST(streamed_response_total_is_capped) {
+  char *script = malloc(200000);
+  size_t k = (size_t)sprintf(script, "[{\"reply\":{\"openai\":{\"tool_calls\":[");
+  char pad[1001];
+  memset(pad, 'x', 1000);
+  pad[1000] = '\0';
+  for (int i = 0; i < 100; i++)
+    k += (size_t)sprintf(script + k, "%s{\"id\":\"c%d\",\"name\":\"f\",\"arguments\":{\"q\":\"%s\"}}",
+                         i ? "," : "", i, pad);
+  sprintf(script + k, "]}}}]");
+  start(script);
+  free(script);
+  ck_assert_msg(run("local starts = 0\n" OPENAI_CALL(
+                        "max_response_bytes=20000, tools={{name='f', parameters={type='object'}}},"
+                        "stream=function(d) if d.type == 'tool_call' then starts = starts + 1 end end")
+                    "return tostring(r) .. '|' .. tostring(code) .. '|' .. tostring(e) .. '|' .."
+                    " tostring(starts < 100)") == 0, "%s", err);
+  ck_assert_str_eq(out, "nil|bad_response|streamed response over 20000 bytes "
+                        "(max_response_bytes)|true");
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(strstr(log, "\"stream\":true"));
+  free(log);
+  stop();
+}
+END_TEST
+
 Suite *llm_client_suite(void) {
   Suite *s = suite_create("llm_client");
   TCase *tc = tcase_create("loopback");
@@ -560,6 +589,7 @@ Suite *llm_client_suite(void) {
   tcase_add_test(tc, cut_stream_is_an_error_not_a_short_answer);
   tcase_add_test(tc, malformed_and_html_bodies);
   tcase_add_test(tc, oversized_body_is_refused);
+  tcase_add_test(tc, streamed_response_total_is_capped);
   tcase_add_test(tc, refused_connection_is_a_network_error);
   tcase_add_test(tc, concurrent_calls_overlap);
   tcase_add_test(tc, timeout_cancels_the_transfer);
