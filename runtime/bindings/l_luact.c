@@ -2,6 +2,7 @@
 #include "l_luact.h"
 
 #include <lauxlib.h>
+#include <locale.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <string.h>
@@ -60,8 +61,34 @@ int luaopen_luact(lua_State *L) {
   return 1;
 }
 
+/* os.setlocale, query only: os.setlocale() / os.setlocale(nil, cat) say
+ * what is set; a request to change it gets nil, Lua's "cannot be honoured".
+ * setlocale is process-wide: a script changing it would race every other
+ * worker thread's formatting and parsing (printf and strtod read it, as do
+ * Lua's own tostring and tonumber), and under a decimal-comma locale JSON
+ * on the wire had "0,7" in it. */
+static int l_setlocale_query(lua_State *L) {
+  static const int cat[] = {LC_ALL, LC_COLLATE, LC_CTYPE, LC_MONETARY, LC_NUMERIC,
+                            LC_TIME};
+  static const char *const names[] = {"all", "collate", "ctype", "monetary",
+                                      "numeric", "time", NULL};
+  const char *l = luaL_optstring(L, 1, NULL);
+  int op = luaL_checkoption(L, 2, "all", names);
+  if (l) {
+    luaL_pushfail(L);
+    return 1;
+  }
+  lua_pushstring(L, setlocale(cat[op], NULL));
+  return 1;
+}
+
 void lc_lua_setup(lua_State *L) {
   luaL_openlibs(L);
+  if (lua_getglobal(L, "os") == LUA_TTABLE) {
+    lua_pushcfunction(L, l_setlocale_query);
+    lua_setfield(L, -2, "setlocale");
+  }
+  lua_pop(L, 1);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_luact);
   lua_setfield(L, -2, "luact");

@@ -496,9 +496,10 @@ static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
     else if (!strcmp(k, "wall_time")) lim->wall_s = v;
     else if (!strcmp(k, "max_invalid")) lim->max_invalid = (long)v;
     else if (!strcmp(k, "repeat") || !strcmp(k, "max_repeat")) lim->repeat = (long)v;
+    else if (!strcmp(k, "tool_calls")) lim->tool_calls = (long)v;
     else
       luaL_error(L, "luact.react: unknown limit '%s' (steps, tokens, cost, wall_time, "
-                    "max_invalid, repeat or max_repeat)", k);
+                    "max_invalid, repeat, max_repeat or tool_calls)", k);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

@@ -41,6 +41,10 @@ struct lc_llm_call {
   double first_ms;
   int attempts;
   long deltas; /* delivered in the current attempt */
+  /* Streamed bytes of the current attempt: max_response_bytes caps their
+   * total (a non-streamed body is capped by the HTTP layer). */
+  size_t streamed;
+  int stream_over;
   int finished;
   /* Journal state, allocated when opts.effect.j is set: 672 bytes that
    * every waiting agent would otherwise carry for nothing. */
@@ -150,8 +154,22 @@ static void delta_cb(void *ud, const struct lc_llm_delta *d) {
 }
 
 /* http sink: feeds the provider's stream parser from the write callback. */
+static size_t response_cap(const struct lc_llm_call *c) {
+  return c->opts.max_response_bytes ? c->opts.max_response_bytes : 16u << 20;
+}
+
+/* The HTTP layer's sink (curl's write callback, from the loop). Every byte
+ * the response accumulates (text, reasoning, each tool call's name and
+ * arguments) comes from these, so one count over them is the one total
+ * cap, checked before the parser sees the bytes; the accumulator's own
+ * per-buffer caps are far larger. */
 static int stream_sink(void *ud, const char *p, size_t n) {
   struct lc_llm_call *c = ud;
+  if (n > response_cap(c) - c->streamed) {
+    c->stream_over = 1;
+    return -1;
+  }
+  c->streamed += n;
   return c->ad->stream_feed(c->st, p, n, delta_cb, c) < 0 ? -1 : 0;
 }
 
@@ -194,6 +212,8 @@ static void attempt(struct lc_llm_call *c) {
 static void send_now(struct lc_llm_call *c) {
   c->attempts++;
   c->deltas = 0;
+  c->streamed = 0;
+  c->stream_over = 0;
   cJSON_Delete(c->rec_deltas);
   c->rec_deltas = NULL;
   reset_response(c);
@@ -241,6 +261,12 @@ static void classify_transport(struct lc_llm_call *c, struct lc_http_op *op) {
       set_err(r, LC_LLM_EBADRESP, msg);
       break;
     case LC_EINVAL:
+      if (c->stream_over) {
+        snprintf(msg, sizeof msg, "streamed response over %zu bytes (max_response_bytes)",
+                 response_cap(c));
+        set_err(r, LC_LLM_EBADRESP, msg);
+        break;
+      }
       /* The stream parser refused the bytes: it holds the reason. */
       if (c->st && c->ad->stream_end(c->st, r) == 0) set_err(r, LC_LLM_EBADRESP, op->errmsg);
       if (r->err == LC_LLM_OK) set_err(r, LC_LLM_EBADRESP, op->errmsg);

@@ -218,6 +218,7 @@ const struct lc_action *lc_actions_find(const struct lc_actions *a,
   if (strcmp(name, "finish") == 0) return a->finish;
   for (size_t i = 0; i < a->n; i++)
     if (strcmp(a->v[i]->name, name) == 0) return a->v[i];
+  if (a->exact) return NULL;
   if (strcasecmp(name, "finish") == 0) return a->finish;
   /* Names are unique ignoring case (lc_actions_add), so this is unique. */
   for (size_t i = 0; i < a->n; i++)

@@ -62,6 +62,10 @@ struct lc_actions {
   lc_schema_validate_fn validate;
   void *validate_ud;
   char err[256]; /* message of the last failed lc_actions_add */
+  /* Names match exactly, with no case-insensitive fallback: native tool
+   * calls name a tool the provider was given verbatim, so "SEARCH" is a
+   * wrong call (and its result would answer a name never offered). */
+  int exact;
 };
 
 #define LC_ACTION_NAME_MAX 64
@@ -108,9 +112,10 @@ int lc_actions_add(struct lc_actions *a, const char *name,
                    const char *description, cJSON *schema,
                    enum lc_effect effect);
 
-/* Exact name first, then a unique case-insensitive match (the paper's
- * prompts write "Search[...]" for a tool named search). finish included.
- * NULL when not found. */
+/* Exact name first, then (unless a->exact) a unique case-insensitive
+ * match (the paper's prompts write "Search[...]" for a tool named search).
+ * finish included. Whole names only: no prefix, no empty name. NULL when
+ * not found. */
 const struct lc_action *lc_actions_find(const struct lc_actions *a,
                                         const char *name);
 

@@ -1,10 +1,12 @@
 /* budget.c: run limits, model prices and the repeated-action guard. */
 #include "budget.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnum.h"
 #include "lc.h"
 
 void lc_budget_limits_default(struct lc_budget_limits *l) {
@@ -14,6 +16,10 @@ void lc_budget_limits_default(struct lc_budget_limits *l) {
   l->wall_s = 300.0;
   l->max_invalid = 5;
   l->repeat = 3;
+  /* Each call is a step too, so under the default 20 steps this binds only
+   * when steps are raised or off; it bounds what one run can make its
+   * tools do whatever the other limits say. */
+  l->tool_calls = 100;
 }
 
 const char *lc_limit_name(enum lc_limit l) {
@@ -25,6 +31,7 @@ const char *lc_limit_name(enum lc_limit l) {
   case LC_LIMIT_WALL: return "wall_time";
   case LC_LIMIT_INVALID: return "invalid_output";
   case LC_LIMIT_REPEAT: return "repeated_action";
+  case LC_LIMIT_TOOL_CALLS: return "tool_calls";
   }
   return "unknown";
 }
@@ -190,6 +197,22 @@ double lc_budget_charge(struct lc_budget *b, const struct lc_llm_usage *usage,
 
 void lc_budget_note_step(struct lc_budget *b) { b->steps++; }
 void lc_budget_note_invalid(struct lc_budget *b) { b->invalid++; }
+void lc_budget_note_tool_calls(struct lc_budget *b, long n) { b->tool_calls += n; }
+
+long lc_budget_steps_left(const struct lc_budget *b) {
+  if (b->lim.steps <= 0) return LONG_MAX;
+  return b->steps >= b->lim.steps ? 0 : b->lim.steps - b->steps;
+}
+
+enum lc_limit lc_budget_admit(const struct lc_budget *b, long pending) {
+  const struct lc_budget_limits *l = &b->lim;
+  if (l->tool_calls > 0 && b->tool_calls + pending >= l->tool_calls)
+    return LC_LIMIT_TOOL_CALLS;
+  if (l->tokens > 0 && b->tokens_in + b->tokens_out >= l->tokens)
+    return LC_LIMIT_TOKENS;
+  if (l->cost_usd > 0 && b->cost_usd >= l->cost_usd) return LC_LIMIT_COST;
+  return LC_LIMIT_NONE;
+}
 
 /* FNV-1a over a typed walk of the tree: each value is fed with a type tag,
  * strings and keys with their length, object members sorted by key. So
@@ -314,6 +337,8 @@ enum lc_limit lc_budget_check(const struct lc_budget *b, double now_ms) {
   if (l->max_invalid > 0 && b->invalid >= l->max_invalid)
     return LC_LIMIT_INVALID;
   if (l->repeat > 0 && b->repeat_max >= l->repeat) return LC_LIMIT_REPEAT;
+  if (l->tool_calls > 0 && b->tool_calls >= l->tool_calls)
+    return LC_LIMIT_TOOL_CALLS;
   return LC_LIMIT_NONE;
 }
 
@@ -328,11 +353,20 @@ int lc_budget_reason(const struct lc_budget *b, enum lc_limit l, double now_ms,
     return lc_buf_printf(out, "token limit reached: %ld of %ld tokens",
                          b->tokens_in + b->tokens_out, m->tokens);
   case LC_LIMIT_COST:
-    return lc_buf_printf(out, "cost limit reached: $%.4f of $%.4f", b->cost_usd,
-                         m->cost_usd);
+  {
+    /* The reason lands in results and JSON: the same text in any locale. */
+    char tmp[96];
+    lc_cnum_fmt(tmp, sizeof tmp, "cost limit reached: $%.4f of $%.4f", b->cost_usd,
+                m->cost_usd);
+    return lc_buf_puts(out, tmp);
+  }
   case LC_LIMIT_WALL:
-    return lc_buf_printf(out, "wall-time limit reached: %.1f s of %.1f s",
-                         (now_ms - b->start_ms) / 1000.0, m->wall_s);
+  {
+    char tmp[96];
+    lc_cnum_fmt(tmp, sizeof tmp, "wall-time limit reached: %.1f s of %.1f s",
+                (now_ms - b->start_ms) / 1000.0, m->wall_s);
+    return lc_buf_puts(out, tmp);
+  }
   case LC_LIMIT_INVALID:
     return lc_buf_printf(out, "too many invalid replies: %ld of %ld allowed",
                          b->invalid, m->max_invalid);
@@ -341,6 +375,9 @@ int lc_budget_reason(const struct lc_budget *b, enum lc_limit l, double now_ms,
                          "the same action with the same input was called %ld "
                          "times (limit %ld)",
                          b->repeat_max, m->repeat);
+  case LC_LIMIT_TOOL_CALLS:
+    return lc_buf_printf(out, "tool-call limit reached: %ld of %ld tool calls",
+                         b->tool_calls, m->tool_calls);
   case LC_LIMIT_NONE: break;
   }
   return lc_buf_puts(out, "no limit reached");

@@ -2,8 +2,8 @@
  * repeated actions), the per-model price table, and the loop guard.
  *
  * Limits are on by default (lc_budget_limits_default): 20 steps, 100k
- * tokens, $1, 300 s, 5 invalid outputs, 3 identical calls. A value of 0 or
- * less turns that limit off.
+ * tokens, $1, 300 s, 5 invalid outputs, 3 identical calls, 100 tool
+ * calls. A value of 0 or less turns that limit off.
  *
  *  steps         - actions executed or attempted (lc_budget_note_step)
  *  tokens        - input + output tokens over all LLM calls
@@ -17,6 +17,12 @@
  *  repeat        - the repeat-th identical call (same action, same args
  *                  ignoring key order) ends the run; each earlier repeat
  *                  gets a warning Observation. 3 = call, warning, stop.
+ *  tool_calls    - tool calls handed to the host over the whole run
+ *                  (lc_budget_note_tool_calls)
+ *
+ * A reply may ask for many calls at once: the engine admits them one by
+ * one before any runs (lc_budget_steps_left, lc_budget_admit), so no call
+ * runs past a limit that the reply's own calls reach.
  *
  * Ownership: a budget borrows its price table, which must outlive it.
  * Errors: 0 or negative LC_E*. */
@@ -37,11 +43,12 @@ enum lc_limit {
   LC_LIMIT_COST,
   LC_LIMIT_WALL,
   LC_LIMIT_INVALID,
-  LC_LIMIT_REPEAT
+  LC_LIMIT_REPEAT,
+  LC_LIMIT_TOOL_CALLS
 };
 
 /* "steps", "tokens", "cost", "wall_time", "invalid_output",
- * "repeated_action"; "none" for LC_LIMIT_NONE. */
+ * "repeated_action", "tool_calls"; "none" for LC_LIMIT_NONE. */
 const char *lc_limit_name(enum lc_limit l);
 
 struct lc_budget_limits {
@@ -51,6 +58,7 @@ struct lc_budget_limits {
   double wall_s;
   long max_invalid;
   long repeat;
+  long tool_calls;
 };
 
 void lc_budget_limits_default(struct lc_budget_limits *l);
@@ -94,6 +102,7 @@ struct lc_budget {
   int cost_unknown; /* some call's model had no price */
   long invalid;
   long repeat_max;  /* highest identical-call count seen */
+  long tool_calls;  /* handed to the host */
   struct lc_guard_entry *guard;
   size_t n_guard, cap_guard;
 };
@@ -112,6 +121,16 @@ double lc_price_cost(const struct lc_price *p, const struct lc_llm_usage *u);
 
 void lc_budget_note_step(struct lc_budget *b);
 void lc_budget_note_invalid(struct lc_budget *b);
+void lc_budget_note_tool_calls(struct lc_budget *b, long n);
+
+/* Steps the run may still record (LONG_MAX when the limit is off, 0 when
+ * it is reached): a reply's actions beyond it are not steps at all. */
+long lc_budget_steps_left(const struct lc_budget *b);
+/* Whether one more tool call may run, when pending calls of the same
+ * reply were admitted already and have not run yet: LC_LIMIT_NONE, or
+ * the limit that forbids it (tool_calls, then tokens and cost, which the
+ * reply's own usage may have reached: its calls then do not run). */
+enum lc_limit lc_budget_admit(const struct lc_budget *b, long pending);
 
 /* Loop guard: records one call of action with args (NULL = {}). Returns 0
  * for a first call, 1 for a repeat below the limit (a warning for the model

@@ -42,6 +42,8 @@ struct pend {
   char *warn;    /* repeated-action warning appended to the result */
   int is_error;
   int run;       /* handed to the host */
+  int cut;       /* past the step limit: no step, never checked or run (the
+                    conversation still gets its result) */
   int have;      /* result in */
   double t0, tool_ms;
 };
@@ -81,6 +83,8 @@ struct lc_react {
   struct lc_react_call *batch;
   size_t *batch_pend; /* batch index -> pend index */
   size_t n_batch, outstanding;
+  long turn_runs;   /* tool calls of this reply admitted to run */
+  long turn_notrun; /* tool calls of this reply a limit kept from running */
   char *turn_text; /* the reply text */
   char *finish_answer; /* a valid finish in this turn */
   long turn_in, turn_out;
@@ -130,6 +134,7 @@ static void turn_clear(struct lc_react *r) {
   r->batch = NULL;
   r->batch_pend = NULL;
   r->n_batch = r->outstanding = 0;
+  r->turn_runs = r->turn_notrun = 0;
   lc_free(r->turn_text);
   lc_free(r->finish_answer);
   r->turn_text = r->finish_answer = NULL;
@@ -266,6 +271,7 @@ int lc_react_new(const struct lc_react_config *cfg,
   lc_timer_init(&r->kick, on_kick, r);
   lc_timer_init(&r->wall, on_wall, r);
   int rc = lc_actions_init(&r->actions, engine_validate, r, cfg->finish);
+  r->actions.exact = cfg->mode == LC_REACT_NATIVE;
   if (!rc) rc = lc_price_table_init(&r->prices);
   r->instructions = dup0(cfg->instructions);
   r->question = dup0(cfg->question);
@@ -651,15 +657,30 @@ static void mark_invalid(struct lc_react *r, struct pend *p) {
   r->usage.invalid++;
 }
 
-/* A checked tool action: the loop guard decides whether it runs. */
+/* A checked tool action: the limits, then the loop guard, decide whether
+ * it runs. The limits count the calls of this reply admitted before it, so
+ * a reply of many calls cannot run past them (they are checked again only
+ * after the whole batch has run). */
 static int accept_tool(struct lc_react *r, struct pend *p, const struct lc_action *act,
                        cJSON *args) {
   p->args = args;
   struct lc_buf warn;
   lc_buf_init(&warn, 0);
-  int g = lc_budget_note_action(&r->budget, act->name, args, &warn);
+  enum lc_limit lim = lc_budget_admit(&r->budget, r->turn_runs);
+  int g = lim == LC_LIMIT_NONE ? lc_budget_note_action(&r->budget, act->name, args, &warn)
+                               : 0;
   int rc = 0;
-  if (g < 0) {
+  if (lim != LC_LIMIT_NONE) {
+    struct lc_buf b;
+    lc_buf_init(&b, 0);
+    rc = lc_buf_printf(&b, "Not run: the %s limit of this run was reached.",
+                       lim == LC_LIMIT_TOOL_CALLS ? "tool-call"
+                       : lim == LC_LIMIT_TOKENS   ? "token"
+                                                  : "cost");
+    if (!rc) rc = set_obs(p, b.data, 1);
+    lc_buf_free(&b);
+    r->turn_notrun++;
+  } else if (g < 0) {
     rc = g;
   } else if (g == 2) {
     struct lc_buf b;
@@ -670,6 +691,7 @@ static int accept_tool(struct lc_react *r, struct pend *p, const struct lc_actio
     lc_buf_free(&b);
   } else {
     p->run = 1;
+    r->turn_runs++;
     if (g == 1 && !(p->warn = lc_buf_steal(&warn, NULL))) rc = LC_ENOMEM;
   }
   lc_buf_free(&warn);
@@ -801,6 +823,10 @@ static int process_native_reply(struct lc_react *r, const struct lc_llm_response
     return rc;
   }
   size_t n = resp->n_tool_calls;
+  /* Each call is a step: those past the step limit are not checked, not
+   * run and not recorded (a model cannot buy more steps by asking for them
+   * in one reply); each still gets a result, which the conversation needs. */
+  long left = lc_budget_steps_left(&r->budget);
   for (size_t i = 0; !rc && i < n; i++) {
     const struct lc_llm_tool_call *c = &resp->tool_calls[i];
     struct pend *p = pend_new(r);
@@ -809,6 +835,12 @@ static int process_native_reply(struct lc_react *r, const struct lc_llm_response
     p->name = dup0(c->name ? c->name : "");
     p->args_json = dup0(c->args_json ? c->args_json : "{}");
     if (!p->id || !p->name || !p->args_json) return LC_ENOMEM;
+    if ((long long)i >= (long long)left) {
+      p->cut = 1;
+      r->turn_notrun++;
+      rc = set_obs(p, "Not run: the step limit of this run was reached.", 1);
+      continue;
+    }
     if (i == 0 && resp->text && !(p->thought = lc_strndup(resp->text, resp->text_len)))
       return LC_ENOMEM;
     const struct lc_action *act = lc_actions_find(&r->actions, p->name);
@@ -889,6 +921,7 @@ static int run_batch(struct lc_react *r) {
   r->outstanding = r->n_batch;
   r->phase = P_TOOLS;
   r->usage.tool_calls += (long)n;
+  lc_budget_note_tool_calls(&r->budget, (long)n);
   if (r->host.run_tools(r->host.ud, r, r->batch, r->n_batch) < 0) {
     r->outstanding = 0;
     return LC_EIO;
@@ -1019,6 +1052,26 @@ int lc_react_tool_result(struct lc_react *r, size_t index, int ok,
   return rc;
 }
 
+/* Adds p, the i-th action of the turn, to the trajectory as a step. */
+static int record_step(struct lc_react *r, struct pend *p, size_t i) {
+  struct lc_traj_step s = {
+      .thought = p->thought,
+      .action = p->name,
+      .args = p->args,
+      .observation = p->obs,
+      .is_error = p->is_error,
+      .tokens_in = i == 0 ? r->turn_in : 0,
+      .tokens_out = i == 0 ? r->turn_out : 0,
+      .cost_usd = i == 0 ? r->turn_cost : 0,
+      .latency_ms = (i == 0 ? r->turn_llm_ms : 0) + p->tool_ms,
+  };
+  int rc = lc_trajectory_add(&r->traj, &s);
+  if (rc) return rc;
+  lc_budget_note_step(&r->budget);
+  if (r->host.on_step) r->host.on_step(r->host.ud, r, &r->traj.steps[r->traj.n - 1]);
+  return 0;
+}
+
 /* Records the turn's steps (in the order the model asked), extends the
  * prompt, then finishes, stops at a limit or starts the next turn. */
 static void finish_turn(struct lc_react *r) {
@@ -1043,21 +1096,7 @@ static void finish_turn(struct lc_react *r) {
       }
     }
     if (rc) break;
-    struct lc_traj_step s = {
-        .thought = p->thought,
-        .action = p->name,
-        .args = p->args,
-        .observation = p->obs,
-        .is_error = p->is_error,
-        .tokens_in = i == 0 ? r->turn_in : 0,
-        .tokens_out = i == 0 ? r->turn_out : 0,
-        .cost_usd = i == 0 ? r->turn_cost : 0,
-        .latency_ms = (i == 0 ? r->turn_llm_ms : 0) + p->tool_ms,
-    };
-    rc = lc_trajectory_add(&r->traj, &s);
-    if (rc) break;
-    lc_budget_note_step(&r->budget);
-    if (r->host.on_step) r->host.on_step(r->host.ud, r, &r->traj.steps[r->traj.n - 1]);
+    if (!p->cut && (rc = record_step(r, p, i))) break;
     if (r->finish_answer) continue;
     if (r->cfg.mode == LC_REACT_TEXT) {
       if (p->name) {
@@ -1103,6 +1142,7 @@ static void finish_turn(struct lc_react *r) {
     lc_free(a);
     return;
   }
+  long notrun = r->turn_notrun;
   turn_clear(r);
   double now = lc_now_ms();
   enum lc_limit l = lc_budget_check(&r->budget, now);
@@ -1114,7 +1154,9 @@ static void finish_turn(struct lc_react *r) {
   r->limit = l;
   struct lc_buf why;
   lc_buf_init(&why, 0);
-  if (lc_budget_reason(&r->budget, l, now, &why)) {
+  if (lc_budget_reason(&r->budget, l, now, &why) ||
+      (notrun && lc_buf_printf(&why, " (%ld tool call%s of the last reply not run)",
+                               notrun, notrun == 1 ? "" : "s"))) {
     lc_buf_free(&why);
     fail_oom(r);
     return;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnum.h"
 #include "lc.h"
 #include "utf8.h"
 
@@ -466,7 +467,7 @@ int lc_jsonr_num(struct lc_jsonr *r, double *d) {
     }
     memcpy(p, s, len);
     p[len] = '\0';
-    *d = strtod(p, NULL);
+    *d = lc_cnum_strtod(p, NULL); /* '.' whatever the locale */
     if (p != tmp)
       lc_free(p);
   }

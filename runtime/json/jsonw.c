@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cnum.h"
 #include "lc.h"
 
 /* Escape for each byte: 0 = copy, 'u' = \u00xx, else the letter after '\'. */
@@ -115,10 +116,11 @@ size_t lc_jsonw_fmt_num(double d, char *out) {
   /* Exact: 15 digits when they read back as the same double, else 17.
    * (cJSON accepts a 15-digit form within an epsilon, which can lose the
    * last bit; a journal replays the value it printed, so it must be
-   * exact.) */
-  int n = snprintf(out, 32, "%1.15g", d);
-  if (strtod(out, NULL) != d)
-    n = snprintf(out, 32, "%1.17g", d);
+   * exact.) In the "C" locale: JSON's decimal point is '.' whatever
+   * LC_NUMERIC says. */
+  int n = lc_cnum_fmt(out, 32, "%1.15g", d);
+  if (lc_cnum_strtod(out, NULL) != d)
+    n = lc_cnum_fmt(out, 32, "%1.17g", d);
   return (size_t)n;
 }
 

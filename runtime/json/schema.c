@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "cnum.h"
 #include "lc.h"
 
 enum {
@@ -179,8 +180,8 @@ static void put_number(struct lc_buf *b, double d) {
   if (d == floor(d) && fabs(d) < 1e15) {
     snprintf(tmp, sizeof tmp, "%.0f", d);
   } else {
-    snprintf(tmp, sizeof tmp, "%.15g", d);
-    if (strtod(tmp, NULL) != d) snprintf(tmp, sizeof tmp, "%.17g", d);
+    lc_cnum_fmt(tmp, sizeof tmp, "%.15g", d); /* JSON: '.' in any locale */
+    if (lc_cnum_strtod(tmp, NULL) != d) lc_cnum_fmt(tmp, sizeof tmp, "%.17g", d);
   }
   lc_buf_puts(b, tmp);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cnum.h"
 #include "lc.h"
 
 /* ---- easy handle pool ----
@@ -311,7 +312,7 @@ void lc_http_op_cleanup(struct lc_http_op *op) {
 double lc_http_parse_retry_after(const char *v, double now_s) {
   if (!v || !*v) return -1;
   char *end;
-  double d = strtod(v, &end);
+  double d = lc_cnum_strtod(v, &end); /* "1.5" in any locale */
   if (end != v) {
     while (isspace((unsigned char)*end)) end++;
     if (*end == '\0') return d >= 0 ? d : -1;

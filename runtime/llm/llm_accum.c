@@ -268,9 +268,31 @@ int lc_accum_tool_start(struct lc_llm_accum *a, int key, const char *id,
     return LC_EINVAL;
   if (set_if_empty(a, &c->id, id) || set_if_empty(a, &c->name, name))
     return LC_EINVAL;
+  if (name && !*name)
+    c->empty_name = 1;
   if (fresh)
     emit(a, LC_DELTA_TOOL_START, (int)(c - a->calls), c->id, c->name, NULL, 0);
   return 0;
+}
+
+int lc_accum_tool_start_n(struct lc_llm_accum *a, int key, const char *id,
+                          const char *name, size_t name_len) {
+  if (!name || !memchr(name, '\0', name_len))
+    return lc_accum_tool_start(a, key, id, name);
+  if (a->err)
+    return LC_EINVAL;
+  struct lc_buf b;
+  lc_buf_init(&b, LC_ACCUM_MAX_TEXT);
+  int rc = 0;
+  for (size_t i = 0; !rc && i < name_len; i++)
+    rc = name[i] ? lc_buf_append(&b, name + i, 1) : lc_buf_puts(&b, "\\u0000");
+  if (rc) {
+    lc_buf_free(&b);
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+  }
+  rc = lc_accum_tool_start(a, key, id, b.data);
+  lc_buf_free(&b);
+  return rc;
 }
 
 int lc_accum_tool_args(struct lc_llm_accum *a, int key, const char *s,
@@ -335,6 +357,12 @@ int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
   for (size_t i = 0; calls && i < n && !a->err; i++) {
     struct lc_accum_call *c = &a->calls[i];
     struct lc_llm_tool_call *t = &calls[i];
+    /* A call named "" is the model's mistake, which the engine answers
+     * with an Observation; a call with no name at all is a bad response. */
+    if (!c->name && c->empty_name && !(c->name = lc_strdup(""))) {
+      lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+      break;
+    }
     if (!c->name) {
       lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "tool call %zu has no name", i);
       break;

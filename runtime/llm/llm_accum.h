@@ -34,6 +34,7 @@ struct lc_accum_call {
   int key; /* provider index or a synthesised key */
   char *id;
   char *name;
+  int empty_name; /* a name was given, and it was "" */
   struct lc_buf args;
 };
 
@@ -69,6 +70,12 @@ int lc_accum_reasoning(struct lc_llm_accum *a, const char *s, size_t n);
  * that repeat id and name in every chunk). Emits LC_DELTA_TOOL_START once. */
 int lc_accum_tool_start(struct lc_llm_accum *a, int key, const char *id,
                         const char *name);
+/* The same with the name's length as decoded: a name holding a NUL
+ * (from \u0000) keeps it written out as the text \u0000, so it can
+ * never equal a declared name (which holds no backslash) that it would
+ * equal if it ended at the NUL ("search\u0000x" is not "search"). */
+int lc_accum_tool_start_n(struct lc_llm_accum *a, int key, const char *id,
+                          const char *name, size_t name_len);
 int lc_accum_tool_args(struct lc_llm_accum *a, int key, const char *s,
                        size_t n);
 /* Key lookups for providers without indexes: -1 when none. */

@@ -231,6 +231,7 @@ struct found {
    * pointers stay valid. */
   struct lc_buf arena;
   int oom;
+  size_t str_full; /* the last str_at string's decoded length (NULs kept) */
 };
 
 static void none(size_t *o, size_t n) {
@@ -449,6 +450,7 @@ static const char *str_at(struct found *f, size_t off, size_t *len, int cstr) {
   char *mark = b->data + b->len;
   if (lc_jsonr_str(&f->pt, b, &s, &n))
     return NULL; /* checked already: cannot happen */
+  f->str_full = n;
   if (s == mark) { /* decoded: may hold a NUL */
     n = strnlen(s, n);
   } else if (cstr) {
@@ -526,9 +528,10 @@ static int tool_calls(struct lc_llm_accum *a, struct found *f, int whole) {
     const char *id = cstr_at(f, t[T_ID]);
     /* name and arguments were found only in a "function" object */
     const char *name = cstr_at(f, t[T_NAME]);
+    size_t name_full = name ? f->str_full : 0;
     /* A whole message lists each call once: its position is its key. */
     int key = whole ? (int)i : call_key(a, f, t[T_INDEX], id);
-    if (lc_accum_tool_start(a, key, id, name))
+    if (lc_accum_tool_start_n(a, key, id, name, name_full))
       return LC_EINVAL;
     enum lc_jsonr_type ty = type_at(f, t[T_ARGS]);
     if (ty == LC_JSONR_STRING) {

@@ -94,6 +94,43 @@ START_TEST(find) {
 }
 END_TEST
 
+/* Whole names only: a prefix, an extension, the empty name or (in exact
+ * mode, as native tool calls use) another case never picks a tool, and
+ * lc_actions_check answers each with the Observation naming the allowed
+ * actions. (A lookup by the given name's length would take "look" and ""
+ * for lookup.) */
+START_TEST(find_whole_names_only) {
+  struct lc_actions a;
+  setup_set(&a);
+  const char *bad[] = {"look", "", "lookupX", "lookup ", " lookup", "l", "LOOK",
+                       "fin", "finishX", "get_weather_", "get"};
+  for (int exact = 0; exact <= 1; exact++) {
+    a.exact = exact;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+      ck_assert_msg(lc_actions_find(&a, bad[i]) == NULL, "\"%s\" found", bad[i]);
+      const struct lc_action *act = (const void *)1;
+      cJSON *args = (cJSON *)1;
+      char err[512];
+      ck_assert_int_eq(lc_actions_check(&a, bad[i], NULL, "k", &act, &args, err, sizeof err),
+                       LC_ENOTFOUND);
+      ck_assert_ptr_null(act);
+      ck_assert_ptr_null(args);
+      ck_assert_msg(strstr(err, "Unknown action") && strstr(err, "lookup"), "%s", err);
+    }
+  }
+  ck_assert_int_eq(calls, 0); /* nothing was validated, let alone run */
+  a.exact = 1;
+  ck_assert_ptr_null(lc_actions_find(&a, "LOOKUP"));
+  ck_assert_ptr_null(lc_actions_find(&a, "Lookup"));
+  ck_assert_ptr_null(lc_actions_find(&a, "Finish"));
+  ck_assert_str_eq(lc_actions_find(&a, "lookup")->name, "lookup");
+  ck_assert_ptr_eq(lc_actions_find(&a, "finish"), a.finish);
+  a.exact = 0;
+  ck_assert_str_eq(lc_actions_find(&a, "LOOKUP")->name, "lookup");
+  lc_actions_free(&a);
+}
+END_TEST
+
 START_TEST(string_param_rules) {
   struct lc_actions a;
   ck_assert_int_eq(lc_actions_init(&a, NULL, NULL, NULL), 0);
@@ -385,6 +422,7 @@ Suite *actions_suite(void) {
   tcase_add_test(tc, shared_action);
   tcase_add_test(tc, add_rules);
   tcase_add_test(tc, find);
+  tcase_add_test(tc, find_whole_names_only);
   tcase_add_test(tc, string_param_rules);
   tcase_add_test(tc, check_unknown);
   tcase_add_test(tc, check_string_mapping);

@@ -1,5 +1,6 @@
 /* check_budget.c: limits, prices, and the repeated-action guard. */
 #include <check.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -135,13 +136,16 @@ END_TEST
 
 /* 0 and negative turn a limit off. */
 START_TEST(limits_off) {
-  struct lc_budget_limits l = {0, -1, 0, -5, 0, -1};
+  struct lc_budget_limits l = {0, -1, 0, -5, 0, -1, -1};
   struct lc_budget b;
   lc_budget_init(&b, &l, NULL, 0);
   for (int i = 0; i < 1000; i++) {
     lc_budget_note_step(&b);
     lc_budget_note_invalid(&b);
+    lc_budget_note_tool_calls(&b, 1);
   }
+  ck_assert(lc_budget_steps_left(&b) == LONG_MAX);
+  ck_assert_int_eq(lc_budget_admit(&b, 1000000), LC_LIMIT_NONE);
   struct lc_llm_usage u = usage(10000000, 10000000, 0);
   u.has_cost = 1;
   u.cost = 500;
@@ -150,6 +154,59 @@ START_TEST(limits_off) {
   for (int i = 0; i < 10; i++) ck_assert_int_le(lc_budget_note_action(&b, "f", args, NULL), 1);
   cJSON_Delete(args);
   ck_assert_int_eq(lc_budget_check(&b, 1e12), LC_LIMIT_NONE);
+  lc_budget_free(&b);
+}
+END_TEST
+
+/* A reply's calls are admitted one by one before any runs: the pending
+ * ones count, and a reply whose own usage reached the tokens or cost
+ * limit runs none. */
+START_TEST(admit_counts_pending_calls) {
+  struct lc_budget_limits l;
+  all_off(&l);
+  l.tool_calls = 3;
+  l.steps = 4;
+  struct lc_budget b;
+  lc_budget_init(&b, &l, NULL, 0);
+  ck_assert_int_eq(lc_budget_steps_left(&b), 4);
+  ck_assert_int_eq(lc_budget_admit(&b, 0), LC_LIMIT_NONE);
+  ck_assert_int_eq(lc_budget_admit(&b, 2), LC_LIMIT_NONE);
+  ck_assert_int_eq(lc_budget_admit(&b, 3), LC_LIMIT_TOOL_CALLS);
+  lc_budget_note_tool_calls(&b, 2);
+  lc_budget_note_step(&b);
+  lc_budget_note_step(&b);
+  ck_assert_int_eq(lc_budget_steps_left(&b), 2);
+  ck_assert_int_eq(lc_budget_admit(&b, 0), LC_LIMIT_NONE);
+  ck_assert_int_eq(lc_budget_admit(&b, 1), LC_LIMIT_TOOL_CALLS);
+  ck_assert_int_eq(lc_budget_check(&b, 0), LC_LIMIT_NONE);
+  lc_budget_note_tool_calls(&b, 1);
+  ck_assert_int_eq(lc_budget_check(&b, 0), LC_LIMIT_TOOL_CALLS);
+  struct lc_buf why;
+  lc_buf_init(&why, 0);
+  ck_assert_int_eq(lc_budget_reason(&b, LC_LIMIT_TOOL_CALLS, 0, &why), 0);
+  ck_assert_str_eq(why.data, "tool-call limit reached: 3 of 3 tool calls");
+  lc_buf_free(&why);
+  ck_assert_str_eq(lc_limit_name(LC_LIMIT_TOOL_CALLS), "tool_calls");
+  lc_budget_note_step(&b);
+  lc_budget_note_step(&b);
+  ck_assert_int_eq(lc_budget_steps_left(&b), 0);
+  lc_budget_free(&b);
+
+  all_off(&l);
+  l.tokens = 100;
+  l.cost_usd = 1;
+  lc_budget_init(&b, &l, NULL, 0);
+  struct lc_llm_usage u = usage(60, 40, 0);
+  lc_budget_charge(&b, &u, "unpriced");
+  ck_assert_int_eq(lc_budget_admit(&b, 0), LC_LIMIT_TOKENS);
+  lc_budget_free(&b);
+  all_off(&l);
+  l.cost_usd = 1;
+  lc_budget_init(&b, &l, NULL, 0);
+  u.has_cost = 1;
+  u.cost = 1.5;
+  lc_budget_charge(&b, &u, "unpriced");
+  ck_assert_int_eq(lc_budget_admit(&b, 0), LC_LIMIT_COST);
   lc_budget_free(&b);
 }
 END_TEST
@@ -364,6 +421,7 @@ Suite *budget_suite(void) {
   tcase_add_test(tc, limit_wall);
   tcase_add_test(tc, limit_invalid);
   tcase_add_test(tc, limits_off);
+  tcase_add_test(tc, admit_counts_pending_calls);
   tcase_add_test(tc, first_limit_wins);
   suite_add_tcase(s, tc);
   tc = tcase_create("prices");

@@ -209,6 +209,70 @@ START_TEST(native_malformed_calls_become_observations) {
 }
 END_TEST
 
+/* A native call must name a tool exactly: a prefix, the empty name, an
+ * extension, another case and a name with a NUL after "search" (sent as
+ * \u0000, which once decoded to "search") are each refused with an
+ * Observation, and search never runs. */
+START_TEST(native_names_must_match_exactly) {
+  const char *names[] = {"sea", "", "searchX", "SEARCH", "searchNULx"};
+  cJSON *c = cJSON_CreateObject(), *choice = cJSON_CreateObject(), *msg = cJSON_CreateObject();
+  cJSON_AddStringToObject(c, "id", "chatcmpl-1");
+  cJSON_AddStringToObject(c, "object", "chat.completion");
+  cJSON_AddStringToObject(c, "model", "mock-gpt");
+  cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "choices"), choice);
+  cJSON_AddNumberToObject(choice, "index", 0);
+  cJSON_AddStringToObject(choice, "finish_reason", "tool_calls");
+  cJSON_AddItemToObject(choice, "message", msg);
+  cJSON_AddStringToObject(msg, "role", "assistant");
+  cJSON_AddNullToObject(msg, "content");
+  cJSON *tcs = cJSON_AddArrayToObject(msg, "tool_calls");
+  for (int i = 0; i < 5; i++) {
+    cJSON *tc = cJSON_CreateObject(), *fn = cJSON_CreateObject();
+    char id[8];
+    snprintf(id, sizeof id, "n%d", i);
+    cJSON_AddStringToObject(tc, "id", id);
+    cJSON_AddStringToObject(tc, "type", "function");
+    cJSON_AddStringToObject(fn, "name", names[i]);
+    cJSON_AddStringToObject(fn, "arguments", "{\"q\":\"a\"}");
+    cJSON_AddItemToObject(tc, "function", fn);
+    cJSON_AddItemToArray(tcs, tc);
+  }
+  char *body = cJSON_PrintUnformatted(c);
+  cJSON_Delete(c);
+  char *nul = strstr(body, "searchNULx");
+  ck_assert_ptr_nonnull(nul);
+  char wire[4096];
+  snprintf(wire, sizeof wire, "%.*ssearch\\u0000x%s", (int)(nul - body), body,
+           nul + strlen("searchNULx"));
+  cJSON_free(body);
+  cJSON *script = cJSON_CreateArray(), *r0 = cJSON_CreateObject(), *rep = cJSON_CreateObject();
+  cJSON_AddNumberToObject(r0, "times", 1);
+  cJSON_AddStringToObject(rep, "body", wire);
+  cJSON_AddItemToObject(r0, "reply", rep);
+  cJSON_AddItemToArray(script, r0);
+  cJSON_AddItemToArray(script, cJSON_Parse("{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"f\","
+                                           "\"name\":\"finish\",\"arguments\":{\"answer\":\"7\"}}]}}}"));
+  char *text = cJSON_PrintUnformatted(script);
+  cJSON_Delete(script);
+  start(text);
+  cJSON_free(text);
+  ck_assert_msg(run("local r = luact.react(cfg{tools={search}, limits={max_invalid=10}})\n"
+                    "local o = {}\n"
+                    "for i = 1, 5 do o[i] = r.steps[i].action .. '=' .. r.steps[i].observation:sub(1, 14) end\n"
+                    "return table.concat({r.status, r.answer, #r.steps, r.usage.invalid,\n"
+                    "  tostring(calls.search), table.concat(o, ',')}, '|')") == 0, "%s", err);
+  ck_assert_str_eq(out, "finished|7|6|5|nil|sea=Unknown action,=Unknown action,searchX=Unknown action,"
+                        "SEARCH=Unknown action,search\\u0000x=Unknown action");
+  for (int i = 0; i < 5; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "\"tool_call_id\":\"n%d\"", i);
+    lc_mock_assert_request_has(&mock, 1, id);
+  }
+  lc_mock_assert_request_has(&mock, 1, "Unknown action \\\"SEARCH\\\"");
+  stop();
+}
+END_TEST
+
 START_TEST(tool_errors_and_timeout) {
   start("[" REPLY("Thought: a\\nAction: broken[x]") "," REPLY("Thought: b\\nAction: hang[y]") ","
         REPLY("Thought: c\\nAction: finish[gave up]") "]");
@@ -241,12 +305,100 @@ START_TEST(limit_steps) {
 }
 END_TEST
 
+/* One reply of many calls of an at-most-once tool: the calls count
+ * against the limits before any runs, so with steps = 3 three run, the
+ * rest get a result but never run, and the run ends at the step limit
+ * (it once ran all 1,000, the limit being checked after the batch). */
+static char *many_calls(int n, const char *name, const char *idp) {
+  size_t cap = 128 + (size_t)n * 96;
+  char *s = malloc(cap);
+  size_t k = (size_t)snprintf(s, cap, "{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[");
+  for (int i = 0; i < n; i++)
+    k += (size_t)snprintf(s + k, cap - k,
+                          "%s{\"id\":\"%s%d\",\"name\":\"%s\",\"arguments\":{\"q\":\"%s%d\"}}",
+                          i ? "," : "", idp, i, name, idp, i);
+  snprintf(s + k, cap - k, "]}}}");
+  return s;
+}
+
+static const char charge_tool[] =
+    "local charge = luact.tool{name='charge', effect='at_most_once',\n"
+    "  params={type='object', properties={q={type='string'}}, required={'q'}},\n"
+    "  fn=function(a) calls.charge = (calls.charge or 0) + 1 return 'charged ' .. a.q end}\n";
+
+START_TEST(limit_steps_counts_a_replys_calls) {
+  char *one = many_calls(1000, "charge", "c");
+  char script[96 * 1000 + 256];
+  snprintf(script, sizeof script, "[%s]", one);
+  free(one);
+  start(script);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "%slocal r = luact.react(cfg{tools={charge}, limits={steps=3}})\n"
+           "return table.concat({r.status, r.limit, r.reason, #r.steps, calls.charge,\n"
+           "  r.usage.tool_calls, r.steps[3].observation}, '|')",
+           charge_tool);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|steps|step limit reached: 3 of 3 steps (997 tool calls of "
+                        "the last reply not run)|3|3|3|charged c2");
+  ck_assert_int_eq(n_requests(), 1);
+  stop();
+}
+END_TEST
+
+/* limits.tool_calls bounds the calls over the run, counting the calls of
+ * the reply at hand: 3 run, then 2 of the next 3, and the run ends. */
+START_TEST(limit_tool_calls) {
+  char *a = many_calls(3, "charge", "a"), *b = many_calls(3, "charge", "b");
+  char script[2048];
+  snprintf(script, sizeof script, "[%s,%s]", a, b);
+  free(a);
+  free(b);
+  start(script);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "%slocal r = luact.react(cfg{tools={charge}, limits={steps=0, ['repeat']=0, tool_calls=5}})\n"
+           "return table.concat({r.status, r.limit, r.reason, #r.steps, calls.charge,\n"
+           "  r.usage.tool_calls, r.steps[5].observation, r.steps[6].observation}, '|')",
+           charge_tool);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|tool_calls|tool-call limit reached: 5 of 5 tool calls (1 tool "
+                        "call of the last reply not run)|6|5|5|charged b1|Not run: the "
+                        "tool-call limit of this run was reached.");
+  ck_assert_int_eq(n_requests(), 2);
+  /* The default is on, and a bad value is misuse. */
+  ck_assert_int_ne(run("luact.react(cfg{tools={search}, limits={tool_calls=-1}})"), 0);
+  ck_assert_ptr_nonnull(strstr(err, "limits.tool_calls must be >= 0"));
+  stop();
+}
+END_TEST
+
+/* A reply whose own usage reaches the token limit runs none of its calls. */
+START_TEST(limit_tokens_before_a_replys_calls) {
+  start("[{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"t1\",\"name\":\"charge\","
+        "\"arguments\":{\"q\":\"x\"}}],\"usage\":{\"prompt_tokens\":80,"
+        "\"completion_tokens\":40,\"total_tokens\":120}}}}]");
+  char code[1024];
+  snprintf(code, sizeof code,
+           "%slocal r = luact.react(cfg{tools={charge}, limits={tokens=100}})\n"
+           "return table.concat({r.status, r.limit, #r.steps, tostring(calls.charge),\n"
+           "  r.steps[1].observation}, '|')",
+           charge_tool);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|tokens|1|nil|Not run: the token limit of this run was reached.");
+  stop();
+}
+END_TEST
+
 START_TEST(limit_tokens) {
   start("[" REPLY_U("Thought: t\\nAction: search[a]", 80, 20) "]");
   ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={tokens=250, ['repeat']=0}})\n"
-                    "return table.concat({r.status, r.limit, r.reason, #r.steps, r.usage.total}, '|')") == 0,
+                    "return table.concat({r.status, r.limit, r.reason, #r.steps, r.usage.total,\n"
+                    "  calls.search}, '|')") == 0,
                 "%s", err);
-  ck_assert_str_eq(out, "limit|tokens|token limit reached: 300 of 250 tokens|3|300");
+  /* The third reply reached the limit: its call did not run. */
+  ck_assert_str_eq(out, "limit|tokens|token limit reached: 300 of 250 tokens (1 tool call of "
+                        "the last reply not run)|3|300|2");
   stop();
 }
 END_TEST
@@ -257,8 +409,9 @@ START_TEST(limit_cost) {
   ck_assert_msg(run("local r = luact.react(cfg{mode='text', tools={search}, limits={cost=2.5, ['repeat']=0},\n"
                     "  prices={['mock-gpt']={input=10000, output=0}}})\n"
                     "return table.concat({r.status, r.limit, r.reason, #r.steps, r.cost,\n"
-                    "  tostring(r.cost_known)}, '|')") == 0, "%s", err);
-  ck_assert_str_eq(out, "limit|cost|cost limit reached: $3.0000 of $2.5000|3|3.0|true");
+                    "  tostring(r.cost_known), calls.search}, '|')") == 0, "%s", err);
+  ck_assert_str_eq(out, "limit|cost|cost limit reached: $3.0000 of $2.5000 (1 tool call of "
+                        "the last reply not run)|3|3.0|true|2");
   stop();
 }
 END_TEST
@@ -783,8 +936,12 @@ Suite *react_suite(void) {
   tcase_add_test(tc, native_text_answer_finishes);
   tcase_add_test(tc, text_malformed_replies_become_observations);
   tcase_add_test(tc, native_malformed_calls_become_observations);
+  tcase_add_test(tc, native_names_must_match_exactly);
   tcase_add_test(tc, tool_errors_and_timeout);
   tcase_add_test(tc, limit_steps);
+  tcase_add_test(tc, limit_steps_counts_a_replys_calls);
+  tcase_add_test(tc, limit_tool_calls);
+  tcase_add_test(tc, limit_tokens_before_a_replys_calls);
   tcase_add_test(tc, limit_tokens);
   tcase_add_test(tc, limit_cost);
   tcase_add_test(tc, limit_wall_time_interrupts_a_tool);

@@ -10,10 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "buf.h"
 #include "conv.h"
+#include "http.h"
+#include "jsonr.h"
 #include "jsonw.h"
 #include "lc.h"
+#include "schema.h"
+#include "util_locale.h"
 
 /* Writes one string value and returns the text (static buffer). */
 static const char *str_json(const char *s, size_t n) {
@@ -278,6 +283,77 @@ START_TEST(conv_text_matches_tree) {
 }
 END_TEST
 
+/* Under a real decimal-comma locale (de_DE: printf("%g", 0.7) gives
+ * "0,7"), every number written to or read from JSON or the wire keeps '.':
+ * the writer, the reader, the schema's messages, Retry-After and the
+ * budget's reasons. The request body once carried "temperature":0,7. */
+START_TEST(numbers_ignore_the_locale) {
+  const char *name = lc_test_comma_locale();
+  char tmp[64];
+  snprintf(tmp, sizeof tmp, "%g", 0.7);
+  ck_assert_msg(strcmp(tmp, "0,7") == 0, "%s does not write 0,7 but %s", name, tmp);
+  /* writer */
+  ck_assert_uint_eq(lc_jsonw_fmt_num(0.7, tmp), 3);
+  ck_assert_str_eq(tmp, "0.7");
+  lc_jsonw_fmt_num(0.1 + 0.2, tmp);
+  ck_assert_str_eq(tmp, "0.30000000000000004");
+  lc_jsonw_fmt_num(-2.5e-300, tmp);
+  ck_assert_str_eq(tmp, "-2.5e-300");
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_obj(&w);
+  lc_jsonw_key(&w, "temperature");
+  lc_jsonw_num(&w, 0.7);
+  lc_jsonw_obj_end(&w);
+  ck_assert_int_eq(lc_jsonw_finish(&w), 0);
+  ck_assert_str_eq(b.data, "{\"temperature\":0.7}");
+  lc_buf_free(&b);
+  /* reader */
+  char e[128];
+  cJSON *j = lc_json_parse("[0.7,1.5e3,-0.25]", 17, e, sizeof e);
+  ck_assert_ptr_nonnull(j);
+  ck_assert(cJSON_GetArrayItem(j, 0)->valuedouble == 0.7);
+  ck_assert(cJSON_GetArrayItem(j, 1)->valuedouble == 1500);
+  ck_assert(cJSON_GetArrayItem(j, 2)->valuedouble == -0.25);
+  cJSON_Delete(j);
+  struct lc_jsonr jr; /* the streaming reader the adapters use */
+  double d = 0;
+  lc_jsonr_init(&jr, "0.7", 3);
+  ck_assert_int_eq(lc_jsonr_num(&jr, &d), 0);
+  ck_assert(d == 0.7);
+  /* schema messages name the bound as JSON */
+  cJSON *sch = cJSON_Parse("{\"type\":\"number\",\"maximum\":0.5}");
+  struct lc_schema *s = NULL;
+  ck_assert_int_eq(lc_schema_compile(sch, &s, e, sizeof e), 0);
+  cJSON *v = cJSON_CreateNumber(0.75);
+  struct lc_schema_errors se;
+  ck_assert_int_eq(lc_schema_validate(s, v, &se), LC_EINVAL);
+  char *msg = lc_schema_errors_format(&se);
+  ck_assert_msg(strstr(msg, "0.5") && !strstr(msg, "0,5"), "%s", msg);
+  lc_free(msg);
+  lc_schema_errors_free(&se);
+  lc_schema_free(s);
+  cJSON_Delete(v);
+  cJSON_Delete(sch);
+  /* the wire: Retry-After in seconds */
+  ck_assert(lc_http_parse_retry_after("1.5", 0) == 1.5);
+  /* reasons that land in results */
+  struct lc_budget_limits l;
+  lc_budget_limits_default(&l);
+  l.cost_usd = 2.5;
+  struct lc_budget bu;
+  lc_budget_init(&bu, &l, NULL, 0);
+  lc_buf_init(&b, 0);
+  ck_assert_int_eq(lc_budget_reason(&bu, LC_LIMIT_COST, 0, &b), 0);
+  ck_assert_str_eq(b.data, "cost limit reached: $0.0000 of $2.5000");
+  lc_buf_free(&b);
+  lc_budget_free(&bu);
+  lc_test_locale_done();
+}
+END_TEST
+
 Suite *jsonw_suite(void) {
   Suite *s = suite_create("jsonw");
   TCase *tc = tcase_create("core");
@@ -289,6 +365,7 @@ Suite *jsonw_suite(void) {
   tcase_add_test(tc, trees_match_cjson);
   tcase_add_test(tc, errors_are_sticky);
   tcase_add_test(tc, conv_text_matches_tree);
+  tcase_add_test(tc, numbers_ignore_the_locale);
   suite_add_tcase(s, tc);
   return s;
 }

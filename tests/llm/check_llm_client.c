@@ -7,6 +7,7 @@
  * Time is only ever asserted as a lower bound (a retry must not come before
  * Retry-After); nothing asserts that something was fast. */
 #include <check.h>
+#include <locale.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "llm_call.h"
 #include "loop.h"
 #include "util_common.h"
+#include "util_locale.h"
 #include "util_lua.h"
 #include "util_mock.h"
 
@@ -496,11 +498,85 @@ START_TEST(borrowed_request_cancelled_then_again) {
 }
 END_TEST
 
+/* Under a decimal-comma locale the request body still says 0.7: it once
+ * went out as "temperature":0,7 (invalid JSON; the mock then logs the body
+ * as a string). The reply's numbers are read with '.' too. */
+START_TEST(wire_numbers_ignore_the_locale) {
+  start("[{\"reply\":{\"openai\":{\"text\":\"ok\",\"usage\":{\"prompt_tokens\":1,"
+        "\"completion_tokens\":1,\"total_tokens\":2,\"cost\":0.25}}}}]");
+  lc_test_comma_locale();
+  ck_assert_msg(run(OPENAI_CALL("temperature=0.7, top_p=0.95")
+                    "assert(r, e)\n"
+                    "return r.text .. '|' .. string.format('%d', r.usage.cost * 100)") == 0, "%s", err);
+  lc_test_locale_done();
+  ck_assert_str_eq(out, "ok|25");
+  char *log = lc_mock_requests(&mock);
+  ck_assert_msg(strstr(log, "\"temperature\":0.7") && strstr(log, "\"top_p\":0.95"), "%s", log);
+  free(log);
+  stop();
+}
+END_TEST
+
+/* os.setlocale only reports: a script cannot switch the process-wide
+ * locale under the other worker threads (nil is Lua's "cannot be
+ * honoured"), though the locale exists and C could switch to it. */
+START_TEST(scripts_cannot_set_the_locale) {
+  start("[]");
+  const char *name = lc_test_comma_locale();
+  setlocale(LC_ALL, "C");
+  char code[512];
+  snprintf(code, sizeof code,
+           "return table.concat({tostring(os.setlocale('%s')), tostring(os.setlocale('%s', 'numeric')),\n"
+           "  os.setlocale(), os.setlocale(nil, 'numeric'), tostring(0.5),\n"
+           "  tostring(select(2, pcall(os.setlocale, nil, 'bogus')):match('invalid option') ~= nil)}, '|')",
+           name, name);
+  int rc = run(code);
+  char now[64];
+  snprintf(now, sizeof now, "%s", setlocale(LC_ALL, NULL));
+  lc_test_locale_done();
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "nil|nil|C|C|0.5|true");
+  ck_assert_str_eq(now, "C");
+  stop();
+}
+END_TEST
+
+/* A streamed response is capped in total, as bytes arrive: 100 tool calls
+ * of ~1 KB each (every buffer far under its own cap) against
+ * max_response_bytes = 20000. It once accumulated all of them. */
+START_TEST(streamed_response_total_is_capped) {
+  char *script = malloc(200000);
+  size_t k = (size_t)sprintf(script, "[{\"reply\":{\"openai\":{\"tool_calls\":[");
+  char pad[1001];
+  memset(pad, 'x', 1000);
+  pad[1000] = '\0';
+  for (int i = 0; i < 100; i++)
+    k += (size_t)sprintf(script + k, "%s{\"id\":\"c%d\",\"name\":\"f\",\"arguments\":{\"q\":\"%s\"}}",
+                         i ? "," : "", i, pad);
+  sprintf(script + k, "]}}}]");
+  start(script);
+  free(script);
+  ck_assert_msg(run("local starts = 0\n" OPENAI_CALL(
+                        "max_response_bytes=20000, tools={{name='f', parameters={type='object'}}},"
+                        "stream=function(d) if d.type == 'tool_call' then starts = starts + 1 end end")
+                    "return tostring(r) .. '|' .. tostring(code) .. '|' .. tostring(e) .. '|' .."
+                    " tostring(starts < 100)") == 0, "%s", err);
+  ck_assert_str_eq(out, "nil|bad_response|streamed response over 20000 bytes "
+                        "(max_response_bytes)|true");
+  char *log = lc_mock_requests(&mock);
+  ck_assert_ptr_nonnull(strstr(log, "\"stream\":true"));
+  free(log);
+  stop();
+}
+END_TEST
+
 Suite *llm_client_suite(void) {
   Suite *s = suite_create("llm_client");
   TCase *tc = tcase_create("loopback");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, openai_text_and_usage);
+  tcase_add_test(tc, wire_numbers_ignore_the_locale);
+  tcase_add_test(tc, scripts_cannot_set_the_locale);
   tcase_add_test(tc, openai_stream_deltas_and_tool_args);
   tcase_add_test(tc, anthropic_and_ollama_streams);
   tcase_add_test(tc, retry_after_is_honoured);
@@ -513,6 +589,7 @@ Suite *llm_client_suite(void) {
   tcase_add_test(tc, cut_stream_is_an_error_not_a_short_answer);
   tcase_add_test(tc, malformed_and_html_bodies);
   tcase_add_test(tc, oversized_body_is_refused);
+  tcase_add_test(tc, streamed_response_total_is_capped);
   tcase_add_test(tc, refused_connection_is_a_network_error);
   tcase_add_test(tc, concurrent_calls_overlap);
   tcase_add_test(tc, timeout_cancels_the_transfer);
