@@ -148,6 +148,49 @@ START_TEST(hello_runs_offline) {
 }
 END_TEST
 
+/* Each ```lua snippet of docs/quickstart.md, run as the page says (the
+ * hello mock has their replies); the first is examples/hello verbatim. */
+START_TEST(quickstart_snippets_run) {
+  static const char *const want[] = {
+      "finished\t17 + 25 = 42.\n",
+      "pro: No commute.\ncon: Fewer chance meetings.\n",
+      "finished\tOrder A-1 (jeans, 12 days ago) is within 30 days: return accepted.\n"};
+  const char *src = lc_test_source_dir();
+  char path[512], env[256];
+  snprintf(path, sizeof path, "%s/docs/quickstart.md", src);
+  char *page = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(page);
+  snprintf(path, sizeof path, "%s/examples/hello/agent.lua", src);
+  char *hello = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(hello);
+  snprintf(path, sizeof path, "%s/examples/hello/mock.json", src);
+  size_t n = 0;
+  for (const char *p = page; (p = strstr(p, "```lua\n")); n++) {
+    p += 7;
+    const char *end = strstr(p, "```\n");
+    ck_assert_ptr_nonnull(end);
+    ck_assert_msg(n < sizeof want / sizeof want[0], "more snippets than expected outputs");
+    if (n == 0)
+      ck_assert_msg(strlen(hello) == (size_t)(end - p) && !memcmp(hello, p, strlen(hello)),
+                    "the first snippet is not examples/hello/agent.lua");
+    write_file(lua_path, p, (size_t)(end - p));
+    struct lc_mock m;
+    ck_assert_int_eq(lc_mock_start_file(&m, path, NULL), 0);
+    snprintf(env, sizeof env, "OPENAI_BASE_URL=%s/v1 LUACT_MODEL=openai:mock-gpt", m.base_url);
+    char args[256];
+    snprintf(args, sizeof args, "run --quiet %s", lua_path);
+    int rc = luact(env, args);
+    ck_assert_int_eq(lc_mock_stop(&m), 0);
+    ck_assert_msg(rc == 0, "snippet %zu: exit %d: %s", n + 1, rc, err);
+    ck_assert_str_eq(out, want[n]);
+    p = end;
+  }
+  ck_assert_uint_eq(n, sizeof want / sizeof want[0]);
+  free(page);
+  free(hello);
+}
+END_TEST
+
 /* The README says every example has a run-offline.sh. */
 START_TEST(every_example_has_run_offline) {
   static const char *const names[] = {"hello", "shopbot", "react_wiki", "pal_math", "weather",
@@ -170,6 +213,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, limited_run_exits_5);
   tcase_add_test(tc, other_results_keep_their_codes);
   tcase_add_test(tc, hello_runs_offline);
+  tcase_add_test(tc, quickstart_snippets_run);
   tcase_add_test(tc, every_example_has_run_offline);
   suite_add_tcase(s, tc);
   return s;

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Runs examples/hello offline: lc-mockllm answers with the scripted model
-# replies in mock.json (OpenAI wire format). Arguments are
-# `luact run` options, e.g. --json, --trace FILE, --quiet.
+# replies in mock.json (OpenAI wire format), which also has the replies for
+# the snippets of docs/quickstart.md. Usage:
+#   examples/hello/run-offline.sh [FILE.lua] [luact run options]
+# FILE.lua (default: agent.lua beside this script) may be one of the
+# quickstart snippets saved to a file.
 set -euo pipefail
+script=examples/hello/agent.lua
+if [[ "${1:-}" == *.lua ]]; then script=$(realpath "$1"); shift; fi
 cd "$(dirname "$0")/../.."
 [ -x build/luact ] && [ -x build/lc-mockllm ] || {
   cmake -S . -B build >/dev/null && cmake --build build -j"$(nproc)" >/dev/null
@@ -15,4 +20,4 @@ read -r -t 10 line <&3 || { echo "run-offline: mock server failed to start" >&2;
 addr=${line#listening on }
 echo "(offline: model replies scripted by lc-mockllm at $addr; see examples/hello/mock.json)" >&2
 OPENAI_BASE_URL="http://$addr/v1" LUACT_MODEL="openai:mock-gpt" \
-  build/luact run "$@" examples/hello/agent.lua
+  build/luact run "$@" "$script"
