@@ -26,6 +26,11 @@ static const char usage_main[] =
     "  -h, --help      show this help (also: luact <command> --help)\n"
     "  -V, --version   print the version\n"
     "\n"
+    "exit codes (luact run; details in luact run --help and docs/api.md):\n"
+    "  0 finished, N the integer the script returned, 1 error or failed run,\n"
+    "  2 bad command line, 3 replay mismatch, 4 effect in doubt, 5 run\n"
+    "  stopped at a limit\n"
+    "\n"
     "environment:\n"
     "  OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL,\n"
     "  OLLAMA_HOST   provider keys and endpoints (keys are never printed)\n";

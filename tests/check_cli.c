@@ -69,6 +69,9 @@ START_TEST(help_documents_exit_codes) {
   ck_assert_msg(strstr(out, "status \"failed\""), "%s", out);
   ck_assert_msg(strstr(out, "  5   the script returned a run result with status \"limit\""), "%s",
                 out);
+  ck_assert_int_eq(luact(NULL, "--help"), 0);
+  ck_assert_msg(strstr(out, "exit codes (luact run"), "%s", out);
+  ck_assert_msg(strstr(out, "5 run\n  stopped at a limit"), "%s", out);
 }
 END_TEST
 
