@@ -64,10 +64,11 @@ static const struct {
      "luact.http.request: unknown option 'methd' (did you mean 'method'?"},
     {"luact.http.get('http://127.0.0.1:9/', {timout = 1})",
      "luact.http.request: unknown option 'timout' (did you mean 'timeout'?"},
-    {"luact.sql.open(os.tmpname(), {creat = true})",
+    {"luact.sql.open('/nonexistent/x.db', {creat = true})",
      "luact.sql.open: unknown option 'creat' (did you mean 'create'?"},
     {"local p = os.tmpname()\n"
      "local db <close> = assert(luact.sql.open(p, {create = true}))\n"
+     "os.remove(p)\n"
      "db:query('select 1', nil, {max_row = 1})",
      "db:query: unknown option 'max_row' (did you mean 'max_rows'?"},
     {"local r <close> = assert(luact.files.root('.'))\n"
