@@ -2,6 +2,7 @@
  * luact.FilesRoot with read/list/close. */
 #include <lauxlib.h>
 
+#include "l_opts.h"
 #include "l_luact.h"
 #include <lua.h>
 #include <string.h>
@@ -94,6 +95,7 @@ static int l_read(lua_State *L) {
   struct lc_files_root *r = checkroot(L);
   int nul;
   const char *rel = checkrel(L, 2, &nul);
+  if (lua_istable(L, 3)) lc_l_check_opts(L, 3, "root:read");
   size_t max = opt_size(L, 3, "max_bytes");
   if (nul) return push_fail(L, "path contains a NUL byte", LC_EINVAL);
   lua_settop(L, 3);
@@ -113,6 +115,7 @@ static int l_list(lua_State *L) {
   struct lc_files_root *r = checkroot(L);
   int nul;
   const char *rel = checkrel(L, 2, &nul);
+  if (lua_istable(L, 3)) lc_l_check_opts(L, 3, "root:list");
   size_t max = opt_size(L, 3, "max_entries");
   if (nul) return push_fail(L, "path contains a NUL byte", LC_EINVAL);
   lua_settop(L, 3);

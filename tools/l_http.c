@@ -5,6 +5,7 @@
  * stack, marked to-be-closed, so a raise while the options are read, a kill
  * (luact.timeout), a normal return and __gc all end it through one
  * idempotent close that removes the transfer. */
+#include "l_opts.h"
 #include "l_http.h"
 
 #include <lauxlib.h>
@@ -384,6 +385,7 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
 /* [-0, +(1|3), e] request{...} with the options table at index 1 (and
  * nothing above it). Raises on misuse; nil, msg, code on failure. */
 static int do_request(lua_State *L) {
+  lc_l_check_opts(L, IDX_OPTS, "luact.http.request");
   struct lc_task *task = lc_task_check(L, "luact.http.request");
   /* The box exists before anything is allocated, so a raise while reading
    * the options frees what was built (it is to-be-closed). */

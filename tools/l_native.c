@@ -22,6 +22,7 @@
  * are Lua integers (a uint64 above math.maxinteger stays a decimal string);
  * NULL strings are luact.json.null; with buffer[N] parameters the result is
  * {["return"] = r, buffers = {"...", ...}}. */
+#include "l_opts.h"
 #include "l_native.h"
 
 #include <lauxlib.h>
@@ -203,6 +204,7 @@ static int l_declare(lua_State *L) {
   if (!lua_istable(L, 1) && lua_type(L, 1) != LUA_TSTRING)
     luaL_argerror(L, 1, "expected a table {lib=, symbol=, signature=} or "
                         "lib, symbol, signature");
+  if (lua_istable(L, 1)) lc_l_check_opts(L, 1, "luact.native.declare");
   const char *lib = get_field(L, 1, "lib");
   const char *sym = get_field(L, 2, "symbol");
   const char *sig = get_field(L, 3, "signature");

@@ -1,6 +1,7 @@
 /* l_sql.c: Lua binding of the SQL tool: luact.sql.open() -> luact.SqlDb. */
 #include <lauxlib.h>
 
+#include "l_opts.h"
 #include "l_luact.h"
 #include <lua.h>
 #include <stdio.h>
@@ -149,7 +150,10 @@ static int l_query(lua_State *L) {
   const char *sql = luaL_checklstring(L, 2, &sqllen);
   if (memchr(sql, 0, sqllen)) luaL_argerror(L, 2, "SQL contains a NUL byte");
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lc_l_check_opts(L, 4, "db:query");
+  }
   struct lc_sql_opts opts = {opt_size(L, 4, "max_rows"),
                              opt_size(L, 4, "max_bytes")};
   lua_settop(L, 4);
@@ -203,6 +207,7 @@ static int l_open(lua_State *L) {
   unsigned flags = 0;
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
+    lc_l_check_opts(L, 2, "luact.sql.open");
     if (lua_getfield(L, 2, "readonly") != LUA_TNIL && lua_toboolean(L, -1))
       flags |= LC_SQL_READONLY;
     if (lua_getfield(L, 2, "create") != LUA_TNIL && lua_toboolean(L, -1))

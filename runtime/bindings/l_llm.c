@@ -14,6 +14,7 @@
 #include "governor.h"
 #include "l_effect.h"
 #include "l_luact.h"
+#include "l_opts.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_call.h"
@@ -568,6 +569,7 @@ static int l_chat(lua_State *L) {
   b->wait.cancel = box_cancel;
   lua_toclose(L, IDX_BOX);
   struct lc_llm_opts o;
+  lc_l_check_opts(L, IDX_OPTS, "luact.llm.chat");
   lc_l_parse_llm_common(L, IDX_OPTS, "luact.llm", b->req, &o);
   lc_l_effect_src(L, task, &o.effect); /* journaled under this task's name */
   parse_request(L, IDX_OPTS, b);
@@ -594,6 +596,7 @@ static int l_limits(lua_State *L) {
     if (strcmp(prov, "openai") && strcmp(prov, "anthropic") && strcmp(prov, "ollama"))
       return luaL_error(L, "luact.llm.limits: unknown provider '%s'", prov);
     luaL_checktype(L, -1, LUA_TTABLE);
+    lc_l_check_opts(L, -1, "luact.llm.limits");
     struct lc_governor_limits lim = {0};
     lua_getfield(L, -1, "rpm");
     lim.rpm = luaL_optnumber(L, -1, 0);

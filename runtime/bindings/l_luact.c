@@ -11,6 +11,7 @@
 #include "l_effect.h"
 #include "l_http.h"
 #include "l_native.h"
+#include "l_opts.h"
 #include "l_pal.h"
 #include "l_sandbox.h"
 #include "l_sql.h"
@@ -25,14 +26,16 @@ struct lc_embedded_lua {
 };
 extern const struct lc_embedded_lua lc_embedded_lua[];
 
-/* [-0, +0, e] Runs each embedded chunk with the module table as `...`. */
+/* [-0, +0, e] Runs each embedded chunk with the module table and the
+ * options checker (l_opts.c) as `...`; the checker stays out of luact. */
 static void load_embedded(lua_State *L, int mod) {
   for (const struct lc_embedded_lua *e = lc_embedded_lua; e->name; e++) {
     char chunk[96];
     snprintf(chunk, sizeof chunk, "=[luact %s.lua]", e->name);
     if (luaL_loadbufferx(L, e->src, e->len, chunk, "t") != LUA_OK) lua_error(L);
     lua_pushvalue(L, mod);
-    lua_call(L, 1, 0); /* inside luaopen: errors propagate to require */
+    lc_l_push_opts_checker(L);
+    lua_call(L, 2, 0); /* inside luaopen: errors propagate to require */
   }
 }
 

@@ -15,6 +15,7 @@
 #include "conv.h"
 #include "l_effect.h"
 #include "l_luact.h"
+#include "l_opts.h"
 #include "l_react.h"
 #include "lc.h"
 #include "llm.h"
@@ -225,6 +226,7 @@ static void parse_sandbox(lua_State *L, struct lc_sandbox_opts *o) {
   if (t != LUA_TTABLE)
     luaL_error(L, WHO ": 'sandbox' must be a table {memory=, instructions=, time=, output=}");
   int si = lua_gettop(L);
+  lc_l_check_opts(L, si, "luact.pal sandbox");
   lua_pushnil(L);
   while (lua_next(L, si)) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
@@ -249,6 +251,7 @@ static void parse_limits(lua_State *L, struct lc_budget_limits *lim) {
   }
   if (t != LUA_TTABLE) luaL_error(L, WHO ": 'limits' must be a table");
   int li = lua_gettop(L);
+  lc_l_check_opts(L, li, "luact.pal limits");
   lua_pushnil(L);
   while (lua_next(L, li)) {
     if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, WHO ": limits keys must be names");
@@ -301,6 +304,7 @@ static void add_prices(lua_State *L, struct pal_box *b) {
 static int l_pal(lua_State *L) {
   luaL_checktype(L, IDX_OPTS, LUA_TTABLE);
   lua_settop(L, IDX_OPTS);
+  lc_l_check_opts(L, IDX_OPTS, "luact.pal");
   struct lc_task *task = lc_task_check(L, WHO);
   struct pal_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* opts box */
   memset(b, 0, sizeof *b);
@@ -424,6 +428,7 @@ static int l_run(lua_State *L) {
   lc_sandbox_opts_init(&o);
   int nil_ok = 0;
   if (lua_istable(L, 2)) {
+    lc_l_check_opts(L, 2, "luact.pal.run");
     static const char *const caps[] = {"memory", "instructions", "time", "output"};
     for (size_t i = 0; i < LC_ARRAY_LEN(caps); i++) {
       if (lua_getfield(L, 2, caps[i]) != LUA_TNIL) {

@@ -17,6 +17,7 @@
 #include "conv.h"
 #include "l_effect.h"
 #include "l_luact.h"
+#include "l_opts.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_call.h"
@@ -481,6 +482,7 @@ static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
   }
   if (t != LUA_TTABLE) luaL_error(L, "luact.react: 'limits' must be a table");
   int li = lua_gettop(L);
+  lc_l_check_opts(L, li, "luact.react limits");
   lua_pushnil(L);
   while (lua_next(L, li)) {
     if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "luact.react: limits keys must be names");
@@ -589,6 +591,7 @@ static void add_prices(lua_State *L, struct react_box *b) {
 static int l_react(lua_State *L) {
   luaL_checktype(L, IDX_OPTS, LUA_TTABLE);
   lua_settop(L, IDX_OPTS);
+  lc_l_check_opts(L, IDX_OPTS, "luact.react");
   struct lc_task *task = lc_task_check(L, "luact.react");
   struct react_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* opts box */
   memset(b, 0, sizeof *b);

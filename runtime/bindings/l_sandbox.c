@@ -1,4 +1,5 @@
 /* l_sandbox.c: Lua binding of the PAL sandbox (sandbox.h). */
+#include "l_opts.h"
 #include "l_sandbox.h"
 
 #include <lauxlib.h>
@@ -73,6 +74,7 @@ static int l_run(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &rbox_mt_key);
   lua_setmetatable(L, -2);
   if (lua_istable(L, 2)) {
+    lc_l_check_opts(L, 2, "luact.sandbox.run");
     o.mem_limit = (size_t)opt_num(L, 2, "mem_limit", (double)o.mem_limit);
     o.instr_limit = (long)opt_num(L, 2, "instr_limit", (double)o.instr_limit);
     o.wall_ms = opt_num(L, 2, "wall_ms", o.wall_ms);

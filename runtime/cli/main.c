@@ -27,6 +27,11 @@ static const char usage_main[] =
     "  -h, --help      show this help (also: luact <command> --help)\n"
     "  -V, --version   print the version\n"
     "\n"
+    "exit codes (luact run; details in luact run --help and docs/api.md):\n"
+    "  0 finished, N the integer the script returned, 1 error or failed run,\n"
+    "  2 bad command line, 3 replay mismatch, 4 effect in doubt, 5 run\n"
+    "  stopped at a limit\n"
+    "\n"
     "environment:\n"
     "  OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL,\n"
     "  OLLAMA_HOST   provider keys and endpoints (keys are never printed)\n";
@@ -36,9 +41,21 @@ static const char usage_run[] =
     "\n"
     "Runs FILE.lua as a luact task. The script gets ARGS as `arg` (arg[0] is\n"
     "the script) and as `...`; `luact` is preloaded (require \"luact\" also\n"
-    "works). Exit code: 0 when the script returns nothing, true or 0; the\n"
-    "number it returns; 1 when it raises an error or returns false or\n"
-    "nil, message (the message goes to stderr).\n"
+    "works).\n"
+    "\n"
+    "exit codes:\n"
+    "  0   the script returned nothing, true, 0, or a run result (a table\n"
+    "      with status, as luact.react, luact.pal and wf:run return) whose\n"
+    "      status is \"finished\"\n"
+    "  N   the integer N the script returned (0-255)\n"
+    "  1   the script raised an error, returned false or nil, message, or\n"
+    "      returned a run result with status \"failed\" (the reason goes to\n"
+    "      stderr)\n"
+    "  2   bad command line\n"
+    "  3   --replay: the run asked for an effect the journal does not have\n"
+    "  4   --replay: an at-most-once effect is in doubt\n"
+    "  5   the script returned a run result with status \"limit\" (a budget\n"
+    "      ran out: steps, tokens, cost, wall time; the reason on stderr)\n"
     "\n"
     "options:\n"
     "  --json        print the script's returned value as JSON on stdout (a\n"
@@ -77,10 +94,39 @@ static void err_line(const char *prefix, const char *msg) {
   free(m);
 }
 
+/* A run result returned by the script (a table with a status field, as
+ * luact.react, luact.pal and wf:run make) decides the exit code: a failed
+ * or limited run must not look like success to a shell. Raw reads: the
+ * table is the script's, and this runs outside any protected call.
+ * Returns -1 when the value is not a failed or limited run result. */
+static int run_result_code(lua_State *co) {
+  if (!lua_istable(co, 1)) return -1;
+  lua_pushliteral(co, "status");
+  lua_rawget(co, 1);
+  const char *st = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : "";
+  int code = !strcmp(st, "failed") ? 1 : !strcmp(st, "limit") ? 5 : -1;
+  if (code > 0) {
+    lua_pushliteral(co, "reason");
+    lua_rawget(co, 1);
+    const char *why = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1) : "no reason given";
+    char *w = strdup(why); /* model or provider text: no secrets, one line */
+    if (w) lc_secrets_scrub_str(w);
+    fputs(code == 1 ? "luact: the run failed: " : "luact: the run stopped at a limit: ", stderr);
+    lc_l_put_flat(stderr, w ? w : "out of memory", 2000);
+    fputc('\n', stderr);
+    free(w);
+    lua_pop(co, 1);
+  }
+  lua_pop(co, 1);
+  return code;
+}
+
 /* Decides the exit code from the root task's results (on its stack). */
 static int exit_code_from(lua_State *co) {
   int n = lua_gettop(co);
   if (n == 0) return 0;
+  int rr = run_result_code(co);
+  if (rr > 0) return rr;
   int t = lua_type(co, 1);
   if (t == LUA_TNUMBER && lua_isinteger(co, 1)) return (int)(lua_tointeger(co, 1) & 0xff);
   if (t == LUA_TBOOLEAN && lua_toboolean(co, 1)) return 0;

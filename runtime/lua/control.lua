@@ -1,6 +1,6 @@
 -- control.lua: structured concurrency built on luact.group.
 -- Embedded in the binary as source text; loaded into the luact module.
-local luact = ...
+local luact, check_opts = ...
 
 local group = luact.group
 local pack, unpack = table.pack, table.unpack
@@ -48,6 +48,11 @@ end
 function luact.map(list, fn, opts)
   if type(list) ~= "table" then error("luact.map: expected a list", 2) end
   if type(fn) ~= "function" then error("luact.map: expected a function", 2) end
+  if opts ~= nil then
+    if type(opts) ~= "table" then error("luact.map: options must be a table {concurrency=}", 2) end
+    local bad = check_opts(opts, "luact.map")
+    if bad then error(bad, 2) end
+  end
   local n = #list
   local k = opts and opts.concurrency or n
   if type(k) ~= "number" or k < 1 then error("luact.map: concurrency must be >= 1", 2) end

@@ -5,7 +5,7 @@
 -- unless the journal holds the intent without a result; then the class
 -- decides: pure and idempotent run again (idempotent with the same key in
 -- ctx.idempotency_key), at_most_once stops the run as "in doubt".
-local luact = ...
+local luact, check_opts = ...
 
 local begin = luact._effect_begin
 luact._effect_begin = nil
@@ -37,5 +37,7 @@ function luact.effect(kind, name, request, class, fn, opts)
   if not CLASSES[class] then error("luact.effect: class must be pure, idempotent or at_most_once", 2) end
   if type(fn) ~= "function" then error("luact.effect: 'fn' must be a function", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("luact.effect: 'opts' must be a table", 2) end
+  local bad = opts and check_opts(opts, "luact.effect")
+  if bad then error(bad, 2) end
   return run(kind, name, request, class, opts and opts.schema, fn)
 end

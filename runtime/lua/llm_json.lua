@@ -4,7 +4,7 @@
 -- native_schema = false, plain JSON mode and the schema in the
 -- instructions), validates the reply with luact.schema and an optional Lua
 -- check, and asks again with the errors a bounded number of times.
-local luact = ...
+local luact, check_opts = ...
 
 local json = luact.json
 
@@ -32,6 +32,8 @@ function luact.llm.json(opts)
   local v, serr = luact.schema.compile(opts.schema)
   if not v then error("luact.llm.json: 'schema' is not a valid JSON schema: " .. tostring(serr), 2) end
   if opts.response_format ~= nil then error("luact.llm.json: give 'schema', not 'response_format'", 2) end
+  local bad = check_opts(opts, "luact.llm.json")
+  if bad then error(bad, 2) end
 
   local req = {}
   for k, val in pairs(opts) do if not OWN[k] then req[k] = val end end

@@ -2,7 +2,7 @@
 -- effect class and a timeout. Declaring checks every field with its own
 -- message; calling validates the arguments before fn runs and checks that
 -- the result can go back to a model (JSON-serialisable).
-local luact = ...
+local luact, check_opts = ...
 
 local json = luact.json
 local EFFECTS = { pure = true, idempotent = true, at_most_once = true }
@@ -102,6 +102,8 @@ Tool.__call = function(self, args, ctx) return self:call(args, ctx) end
 --   effect = "pure" | "idempotent" | "at_most_once", timeout = seconds}
 function luact.tool(spec)
   if type(spec) ~= "table" then error("luact.tool: expected a table {name=, description=, params=, fn=}", 2) end
+  local bad = check_opts(spec, "luact.tool")
+  if bad then error(bad, 2) end
   local name = spec.name
   if type(name) ~= "string" or not name:match("^[%a_][%w_%-]*$") or #name > 64 then
     field_error(nil, "name", "must be 1-64 letters, digits, '_' or '-', starting with a letter")

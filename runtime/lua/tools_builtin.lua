@@ -4,7 +4,7 @@
 -- Declaring checks every field with its own message (raises); at call time
 -- the tool's schema rejects bad arguments before anything runs, and every
 -- operational failure comes back as nil, message (Tool:call adds the code).
-local luact = ...
+local luact, check_opts = ...
 
 local json = luact.json
 local tools = luact.tools or {}
@@ -85,6 +85,8 @@ local key_seq = 0
 function tools.http(spec)
   local F = "http"
   if type(spec) ~= "table" then error("luact.tools.http: expected a table {base_url=, allow_methods=, ...}", 2) end
+  local bad = check_opts(spec, "luact.tools.http")
+  if bad then error(bad, 2) end
   local base = spec.base_url
   if type(base) ~= "string" or not base:match("^[hH][tT][tT][pP][sS]?://[^/?#%s]+") or base:find("[?#%s]") then
     ferr(F, "base_url", "must be an http:// or https:// URL without query or fragment")
@@ -190,6 +192,8 @@ local SQL_HINT = {
 function tools.sql(spec)
   local F = "sql"
   if type(spec) ~= "table" then error("luact.tools.sql: expected a table {db=, readonly=, ...}", 2) end
+  local bad = check_opts(spec, "luact.tools.sql")
+  if bad then error(bad, 2) end
   local readonly = spec.readonly ~= false
   if spec.readonly ~= nil and type(spec.readonly) ~= "boolean" then ferr(F, "readonly", "must be a boolean") end
   local max_rows = opt_positive(spec, F, "max_rows", 50, true)
@@ -258,6 +262,8 @@ end
 function tools.files(spec)
   local F = "files"
   if type(spec) ~= "table" then error("luact.tools.files: expected a table {root=, ...}", 2) end
+  local bad = check_opts(spec, "luact.tools.files")
+  if bad then error(bad, 2) end
   local max_bytes = opt_positive(spec, F, "max_bytes", 64 * 1024, true)
   opt_string(spec, F, "name")
   opt_string(spec, F, "description")
@@ -327,6 +333,8 @@ end
 function tools.native(spec)
   local F = "native"
   if type(spec) ~= "table" then error("luact.tools.native: expected a table {lib=, symbol=, signature=, ...}", 2) end
+  local bad = check_opts(spec, "luact.tools.native")
+  if bad then error(bad, 2) end
   for _, f in ipairs { "lib", "symbol", "signature" } do
     if type(spec[f]) ~= "string" then ferr(F, f, "must be a string") end
   end

@@ -4,7 +4,7 @@
 -- (its return value, else solution()), and the model gets back
 -- {value=, output=} or an error it can act on: status, message and what
 -- the program printed before it stopped.
-local luact = ...
+local luact, check_opts = ...
 
 local json = luact.json
 local tools = luact.tools or {}
@@ -30,6 +30,9 @@ end
 function tools.code(spec)
   spec = spec or {}
   if type(spec) ~= "table" then error("luact.tools.code: expected a table {name=, sandbox=, ...}", 2) end
+  local bad = check_opts(spec, "luact.tools.code")
+    or (type(spec.sandbox) == "table" and check_opts(spec.sandbox, "luact.tools.code sandbox"))
+  if bad then error(bad, 2) end
   local caps = {}
   if spec.sandbox ~= nil then
     if type(spec.sandbox) ~= "table" then ferr("sandbox", "must be a table {memory=, instructions=, time=, output=}") end

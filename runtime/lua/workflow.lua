@@ -15,7 +15,7 @@
 -- reached, a tool that is not declared, a check that is not a function.
 -- Each error names the place (workflow, path in the definition) and the
 -- reason, and is raised at the caller's line.
-local luact = ...
+local luact, check_opts = ...
 
 local json = luact.json
 
@@ -61,16 +61,8 @@ end
 local function compile_state(wname, sname, s, tools, state_names)
   local at = "states." .. sname
   if type(s) ~= "table" then def_error(wname, at, "must be a table") end
-  local allowed_keys = {
-    description = true, tools = true, ask_user = true, transitions = true,
-    finish = true, checks = true, retries = true, on_enter = true, instructions = true,
-  }
-  for k in pairs(s) do
-    if not allowed_keys[k] then
-      def_error(wname, at .. "." .. tostring(k), "unknown field (fields: %s)",
-        table.concat(sorted_keys(allowed_keys), ", "))
-    end
-  end
+  local bad, key, hint = check_opts(s, "luact.workflow state")
+  if bad then def_error(wname, at .. "." .. key, "unknown field%s", hint) end
   local st = {
     name = sname, description = s.description or s.instructions or "",
     tools = {}, tool_order = {}, transitions = {}, checks = {},
@@ -155,6 +147,12 @@ local function build(def)
   if type(def) ~= "table" then def_error("?", "definition", "expected a table {name=, initial=, states=, tools=}") end
   local wname = def.name or "workflow"
   if type(wname) ~= "string" then def_error("?", "name", "must be a string") end
+  local bad, key, hint = check_opts(def, "luact.workflow")
+  if bad then def_error(wname, key, "unknown field%s", hint) end
+  if type(def.limits) == "table" then
+    bad, key, hint = check_opts(def.limits, "luact.workflow limits")
+    if bad then def_error(wname, "limits." .. key, "unknown limit%s", hint) end
+  end
   if type(def.states) ~= "table" or next(def.states) == nil then def_error(wname, "states", "must be a non-empty table {name = {...}}") end
   local tools = {}
   for k, t in pairs(def.tools or {}) do
@@ -302,6 +300,9 @@ end
 function Workflow:run(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("workflow:run: expected a table", 2) end
+  local bad = check_opts(opts, "workflow:run")
+    or (type(opts.limits) == "table" and check_opts(opts.limits, "luact.workflow limits"))
+  if bad then error(bad, 2) end
   local def = self.def
   local model = opts.model or def.model
   if type(model) ~= "string" then error("workflow:run: 'model' is required (here or in the definition)", 2) end

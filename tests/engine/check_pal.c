@@ -361,7 +361,7 @@ START_TEST(run_and_code_tool) {
                         "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n13\n14\n15\n16\n17\n18\n19\n20\n21\n22\n23\n24\n|"
                         "run_lua|pure");
   ck_assert_int_ne(run("luact.tools.code{sandbox={cpu=1}}"), 0);
-  ck_assert_msg(strstr(err, "unknown option 'cpu'") != NULL, "%s", err);
+  ck_assert_msg(strstr(err, "unknown sandbox option 'cpu'") != NULL, "%s", err);
   stop();
 }
 END_TEST

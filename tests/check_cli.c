@@ -1,0 +1,223 @@
+/* check_cli.c: the built `luact` binary: exit codes for run results (a
+ * failed run exits 1, a limited one 5, with the reason on stderr), the
+ * README's snippet, examples/hello offline, and that --help documents
+ * the codes. Runs build/luact as a user would, against lc-mockllm. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util_common.h"
+#include "util_mock.h"
+
+static char out_path[128], err_path[128], lua_path[128];
+static char *out, *err; /* what the last run printed (malloc'd) */
+
+static void setup(void) {
+  snprintf(out_path, sizeof out_path, "/tmp/lc_cli_%ld.out", (long)getpid());
+  snprintf(err_path, sizeof err_path, "/tmp/lc_cli_%ld.err", (long)getpid());
+  snprintf(lua_path, sizeof lua_path, "/tmp/lc_cli_%ld.lua", (long)getpid());
+  out = err = NULL;
+}
+
+static void teardown(void) {
+  free(out);
+  free(err);
+  unlink(out_path);
+  unlink(err_path);
+  unlink(lua_path);
+}
+
+static void write_file(const char *path, const char *text, size_t len) {
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(text, 1, len, f), len);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Runs `env ENV luact ARGS` in the source tree with no provider keys or
+ * endpoints from the caller's environment; out/err get what it printed.
+ * Returns the exit status. */
+static int luact(const char *env, const char *args) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u ANTHROPIC_API_KEY "
+           "-u ANTHROPIC_BASE_URL -u OLLAMA_HOST -u LUACT_MODEL %s '%s/luact' %s > %s 2> %s",
+           lc_test_source_dir(), env ? env : "", LC_BINARY_DIR, args, out_path, err_path);
+  int st = system(cmd);
+  free(out);
+  free(err);
+  out = lc_test_read_file(out_path, NULL);
+  err = lc_test_read_file(err_path, NULL);
+  ck_assert_ptr_nonnull(out);
+  ck_assert_ptr_nonnull(err);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_lua(const char *env, const char *code) {
+  write_file(lua_path, code, strlen(code));
+  char args[256];
+  snprintf(args, sizeof args, "run --quiet %s", lua_path);
+  return luact(env, args);
+}
+
+START_TEST(help_documents_exit_codes) {
+  ck_assert_int_eq(luact(NULL, "run --help"), 0);
+  ck_assert_msg(strstr(out, "exit codes:"), "%s", out);
+  ck_assert_msg(strstr(out, "status \"failed\""), "%s", out);
+  ck_assert_msg(strstr(out, "  5   the script returned a run result with status \"limit\""), "%s",
+                out);
+  ck_assert_int_eq(luact(NULL, "--help"), 0);
+  ck_assert_msg(strstr(out, "exit codes (luact run"), "%s", out);
+  ck_assert_msg(strstr(out, "5 run\n  stopped at a limit"), "%s", out);
+}
+END_TEST
+
+/* The README's own snippet, with no key: before, it printed "failed nil"
+ * and exited 0. Now the reason is printed and the exit code says so. */
+START_TEST(readme_snippet_without_key_fails_loudly) {
+  size_t n;
+  char path[512];
+  snprintf(path, sizeof path, "%s/README.md", lc_test_source_dir());
+  char *readme = lc_test_read_file(path, &n);
+  ck_assert_ptr_nonnull(readme);
+  const char *h = strstr(readme, "## Writing an agent script\n\n```lua\n");
+  ck_assert_ptr_nonnull(h);
+  h = strchr(strstr(h, "```lua"), '\n') + 1;
+  const char *end = strstr(h, "\n```\n");
+  ck_assert_ptr_nonnull(end);
+  write_file(lua_path, h, (size_t)(end - h) + 1);
+  free(readme);
+  char args[256];
+  snprintf(args, sizeof args, "run --quiet %s", lua_path);
+  ck_assert_int_eq(luact(NULL, args), 1);
+  ck_assert_msg(strstr(out, "failed\tLLM error (config): ANTHROPIC_API_KEY is not set"), "%s",
+                out);
+  ck_assert_msg(strstr(err, "luact: the run failed: LLM error (config): ANTHROPIC_API_KEY"), "%s",
+                err);
+}
+END_TEST
+
+/* A run stopped by its budget exits 5, the reason on stderr. */
+START_TEST(limited_run_exits_5) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m,
+      "[{\"match\": {\"path\": \"/v1/chat/completions\"}, \"reply\": {\"openai\": "
+      "{\"tool_calls\": [{\"id\": \"c1\", \"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}]}}}]"),
+      0);
+  char env[256];
+  snprintf(env, sizeof env, "OPENAI_BASE_URL=%s/v1", m.base_url);
+  int rc = run_lua(env,
+      "local add = luact.tool{name = 'add', params = {type = 'object', properties = "
+      "{a = {type = 'number'}, b = {type = 'number'}}}, fn = function(a) return a.a + a.b end}\n"
+      "return luact.react{model = 'openai:mock', tools = {add}, question = 'go', "
+      "limits = {steps = 2}}\n");
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+  ck_assert_msg(rc == 5, "exit %d: %s", rc, err);
+  ck_assert_msg(strstr(err, "luact: the run stopped at a limit: "), "%s", err);
+}
+END_TEST
+
+/* Only a run result's status decides: other tables, "finished", and the
+ * old rules (numbers, false/nil, message) are as before. */
+START_TEST(other_results_keep_their_codes) {
+  ck_assert_int_eq(run_lua(NULL, "return {status = 'finished', answer = 'x'}"), 0);
+  ck_assert_int_eq(run_lua(NULL, "return {status = 'ok'}"), 0);
+  ck_assert_int_eq(run_lua(NULL, "return setmetatable({}, {__index = function() error('no') end})"),
+                   0);
+  ck_assert_int_eq(run_lua(NULL, "return {status = 'failed'}"), 1);
+  ck_assert_msg(strstr(err, "luact: the run failed: no reason given"), "%s", err);
+  ck_assert_int_eq(run_lua(NULL, "return {status = 'limit', reason = 'steps:\\n3'}"), 5);
+  ck_assert_msg(strstr(err, "luact: the run stopped at a limit: steps: 3\n"), "%s", err);
+  ck_assert_int_eq(run_lua(NULL, "return 7"), 7);
+  ck_assert_int_eq(run_lua(NULL, "return nil, 'nope'"), 1);
+  ck_assert_msg(strstr(err, "luact: nope"), "%s", err);
+}
+END_TEST
+
+/* examples/hello as its run-offline.sh runs it: mock.json beside it. */
+START_TEST(hello_runs_offline) {
+  struct lc_mock m;
+  char mockfile[512], env[256];
+  snprintf(mockfile, sizeof mockfile, "%s/examples/hello/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&m, mockfile, NULL), 0);
+  snprintf(env, sizeof env, "OPENAI_BASE_URL=%s/v1 LUACT_MODEL=openai:mock-gpt", m.base_url);
+  int rc = luact(env, "run --quiet examples/hello/agent.lua");
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "finished\t17 + 25 = 42.\n");
+}
+END_TEST
+
+/* Each ```lua snippet of docs/quickstart.md, run as the page says (the
+ * hello mock has their replies); the first is examples/hello verbatim. */
+START_TEST(quickstart_snippets_run) {
+  static const char *const want[] = {
+      "finished\t17 + 25 = 42.\n",
+      "pro: No commute.\ncon: Fewer chance meetings.\n",
+      "finished\tOrder A-1 (jeans, 12 days ago) is within 30 days: return accepted.\n"};
+  const char *src = lc_test_source_dir();
+  char path[512], env[256];
+  snprintf(path, sizeof path, "%s/docs/quickstart.md", src);
+  char *page = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(page);
+  snprintf(path, sizeof path, "%s/examples/hello/agent.lua", src);
+  char *hello = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(hello);
+  snprintf(path, sizeof path, "%s/examples/hello/mock.json", src);
+  size_t n = 0;
+  for (const char *p = page; (p = strstr(p, "```lua\n")); n++) {
+    p += 7;
+    const char *end = strstr(p, "```\n");
+    ck_assert_ptr_nonnull(end);
+    ck_assert_msg(n < sizeof want / sizeof want[0], "more snippets than expected outputs");
+    if (n == 0)
+      ck_assert_msg(strlen(hello) == (size_t)(end - p) && !memcmp(hello, p, strlen(hello)),
+                    "the first snippet is not examples/hello/agent.lua");
+    write_file(lua_path, p, (size_t)(end - p));
+    struct lc_mock m;
+    ck_assert_int_eq(lc_mock_start_file(&m, path, NULL), 0);
+    snprintf(env, sizeof env, "OPENAI_BASE_URL=%s/v1 LUACT_MODEL=openai:mock-gpt", m.base_url);
+    char args[256];
+    snprintf(args, sizeof args, "run --quiet %s", lua_path);
+    int rc = luact(env, args);
+    ck_assert_int_eq(lc_mock_stop(&m), 0);
+    ck_assert_msg(rc == 0, "snippet %zu: exit %d: %s", n + 1, rc, err);
+    ck_assert_str_eq(out, want[n]);
+    p = end;
+  }
+  ck_assert_uint_eq(n, sizeof want / sizeof want[0]);
+  free(page);
+  free(hello);
+}
+END_TEST
+
+/* The README says every example has a run-offline.sh. */
+START_TEST(every_example_has_run_offline) {
+  static const char *const names[] = {"hello", "shopbot", "react_wiki", "pal_math", "weather",
+                                      "research", "native_tool", "recipes"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/examples/%s/run-offline.sh", lc_test_source_dir(), names[i]);
+    ck_assert_msg(access(p, X_OK) == 0, "%s is missing or not executable", p);
+  }
+}
+END_TEST
+
+Suite *cli_suite(void) {
+  Suite *s = suite_create("cli");
+  TCase *tc = tcase_create("cli");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, help_documents_exit_codes);
+  tcase_add_test(tc, readme_snippet_without_key_fails_loudly);
+  tcase_add_test(tc, limited_run_exits_5);
+  tcase_add_test(tc, other_results_keep_their_codes);
+  tcase_add_test(tc, hello_runs_offline);
+  tcase_add_test(tc, quickstart_snippets_run);
+  tcase_add_test(tc, every_example_has_run_offline);
+  suite_add_tcase(s, tc);
+  return s;
+}
