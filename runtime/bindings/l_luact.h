@@ -15,8 +15,12 @@ int lc_open_json(lua_State *L);
 int lc_open_llm(lua_State *L);
 int lc_open_task(lua_State *L); /* sleep, spawn, wait: merged into luact */
 int lc_open_schema(lua_State *L);
-/* luact.worker (id, count, barrier, sum, max), made on first use */
-void lc_l_worker_install(lua_State *L, int mod);
+/* __index for luact's "worker": makes luact.worker on first use (l_worker.c);
+ * 0 results for any other key. */
+int lc_l_worker_index(lua_State *L);
+/* Fields whose embedded Lua runs on first use ("workflow", "llm.json", ...):
+ * pairs() does not see them until then. NULL-terminated. */
+const char *const *lc_l_lazy_names(void);
 
 /* [-0, +1, e] The whole module; also registered in package.preload. */
 int luaopen_luact(lua_State *L);

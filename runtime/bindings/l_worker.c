@@ -33,8 +33,9 @@ static int l_max(lua_State *L) {
 static const luaL_Reg worker_funcs[] = {
     {"barrier", l_barrier}, {"sum", l_sum}, {"max", l_max}, {NULL, NULL}};
 
-/* __index(luact, key): makes luact.worker on first use. */
-static int l_index(lua_State *L) {
+/* __index(luact, key): makes luact.worker on first use (called from the
+ * luact table's __index, l_luact.c). */
+int lc_l_worker_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "worker") != 0) return 0;
   struct lc_sched *s = lc_sched_get(L);
   lc_workers_spread(s && lc_sched_has_waited(s)
@@ -49,11 +50,4 @@ static int l_index(lua_State *L) {
   lua_pushvalue(L, -1);
   lua_setfield(L, 1, "worker"); /* the module table has no __newindex */
   return 1;
-}
-
-void lc_l_worker_install(lua_State *L, int mod) {
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, l_index);
-  lua_setfield(L, -2, "__index");
-  lua_setmetatable(L, mod);
 }

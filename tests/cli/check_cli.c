@@ -206,6 +206,28 @@ START_TEST(every_example_has_run_offline) {
 }
 END_TEST
 
+/* Start-up: libcurl is mapped only once a request is made
+ * (core/curl_dl.c), and the lazily compiled modules (workflow, the
+ * built-in tools, llm.json) work on first use. */
+START_TEST(libcurl_and_lazy_modules_load_on_first_use) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"body\": \"{}\"}}]"), 0);
+  char env[256];
+  snprintf(env, sizeof env, "MOCK=%s", m.base_url);
+  int rc = run_lua(env,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libcurl', 1, true) ~= nil end\n"
+      "local before = mapped()\n"
+      "local r = assert(luact.http.get(os.getenv('MOCK') .. '/x'))\n"
+      "local wf = type(luact.workflow) == 'function' and type(luact.tools.http) == 'function'\n"
+      "  and type(luact.llm.json) == 'function' and type(luact.tools.code) == 'function'\n"
+      "print(before, mapped(), r.status, wf)\n");
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\ttrue\t200\ttrue\n");
+}
+END_TEST
+
 Suite *cli_suite(void) {
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
@@ -218,6 +240,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, hello_runs_offline);
   tcase_add_test(tc, quickstart_snippets_run);
   tcase_add_test(tc, every_example_has_run_offline);
+  tcase_add_test(tc, libcurl_and_lazy_modules_load_on_first_use);
   suite_add_tcase(s, tc);
   return s;
 }
