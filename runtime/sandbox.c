@@ -1163,6 +1163,7 @@ static void child_main(void) {
   memmove(json, buf + q.len[0] + q.len[1], q.len[2]);
   memmove(code, buf + q.len[0], q.len[1]);
   name[q.len[0]] = code[q.len[1]] = json[q.len[2]] = '\0';
+  prctl(PR_SET_NAME, "luact-sandbox"); /* for ps; "exe" otherwise */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(3);
   if (getppid() != q.ppid) _exit(3); /* the parent died before the prctl */
   child_limits(&q);
