@@ -1102,7 +1102,7 @@ static int child_filter(void) {
       SCMP_SYS(pread64),      SCMP_SYS(getdents64),   SCMP_SYS(mincore),
       SCMP_SYS(getppid),      SCMP_SYS(ioctl),        SCMP_SYS(write),
       SCMP_SYS(mmap),         SCMP_SYS(mprotect),     SCMP_SYS(nanosleep),
-      SCMP_SYS(clock_nanosleep)};
+      SCMP_SYS(clock_nanosleep), SCMP_SYS(fcntl)};
   int rc = 0;
   for (size_t i = 0; i < LC_ARRAY_LEN(allow); i++)
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, allow[i], 0);
