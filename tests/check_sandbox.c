@@ -23,6 +23,7 @@
 #include "loop.h"
 #include "sandbox.h"
 #include "util_common.h"
+#include "util_lua.h"
 
 #define MIN_CORPUS 108 /* the files in tests/lua/sandbox: a lost file fails */
 #define MAX_CORPUS 512
@@ -752,6 +753,36 @@ START_TEST(binding_nil_msg_code) {
 }
 END_TEST
 
+/* Inside a task, luact.sandbox.run yields while the child runs: a ticker
+ * task beside it completes its ticks while the program spins to its time
+ * cap (a run on the loop thread would leave it at most one tick). A task
+ * killed while waiting kills its child. */
+START_TEST(binding_yields_in_task) {
+  char out[256], err[1024];
+  int rc = lc_test_lua_run_once(
+      NULL, NULL,
+      "local running, ticks = true, 0\n"
+      "local t = luact.spawn(function()\n"
+      "  while running do luact.sleep(0.001); ticks = ticks + 1 end\n"
+      "end)\n"
+      "local r, msg, code = luact.sandbox.run('while true do end',\n"
+      "  { wall_ms = 1500, instr_limit = 1e12 })\n"
+      "running = false\n"
+      "luact.wait(t)\n"
+      "local k = luact.spawn(function()\n"
+      "  return luact.sandbox.run('while true do end',\n"
+      "    { wall_ms = 600000, instr_limit = 1e12 })\n"
+      "end)\n"
+      "luact.sleep(0.001)\n"
+      "luact.kill(k)\n"
+      "return code .. '|' .. tostring(ticks >= 20) .. '|' .. ticks",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "timeout|true|", 13) == 0, "%s", out);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+}
+END_TEST
+
 Suite *sandbox_suite(void) {
   corpus_scan();
   Suite *s = suite_create("sandbox");
@@ -787,6 +818,7 @@ Suite *sandbox_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, binding_result);
   tcase_add_test(tc, binding_nil_msg_code);
+  tcase_add_test(tc, binding_yields_in_task);
   suite_add_tcase(s, tc);
   return s;
 }
