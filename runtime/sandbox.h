@@ -30,11 +30,15 @@
  *  - One library call can run long without allocating or running Lua code
  *    (backtracking patterns such as s:find(".-.-.-b") on a few KB, a plain
  *    find of a long near-match), out of reach of both the hook and the
- *    clock checks. So each run happens in a forked child process that the
- *    caller kills at the deadline (+250 ms for start-up and the result):
- *    the wall-clock cap holds for every program. Runs with host functions
- *    (they need this process's state) and opts.in_process runs stay in
- *    this process, with the hook and clock checks only.
+ *    clock checks. So each run happens in a child process that the caller
+ *    kills at the deadline (+250 ms for start-up and the result): the
+ *    wall-clock cap holds for every program, and a crash of the Lua state
+ *    is LC_SANDBOX_DIED. The child is posix_spawn'ed from /proc/self/exe
+ *    with an empty environment, no inherited descriptors, rlimits,
+ *    PR_SET_PDEATHSIG and a seccomp filter (sandbox.c, docs/pal.md). Runs
+ *    with host functions (they need this process's state) and
+ *    opts.in_process runs stay in this process, with the hook and clock
+ *    checks only.
  *  - Not deterministic across runs: pairs() order over string keys and
  *    tostring(table) (Lua 5.4.4 seeds its string hash from the time and
  *    addresses, with no API to fix the seed).
@@ -123,8 +127,11 @@ void lc_sandbox_opts_init(struct lc_sandbox_opts *o);
  * Returns 0 when the run took place (out->status says how it ended, even for
  * hostile or failing programs), LC_EINVAL for bad arguments (bad host
  * function name; out->error says why), LC_ENOMEM if the host itself ran out
- * of memory. In every case *out must be released with lc_sandbox_result_free.
- * Never raises; never calls back into any other lua_State. */
+ * of memory (never for a child that died: that is LC_SANDBOX_DIED). In
+ * every case *out must be released with lc_sandbox_result_free. Never
+ * raises; never calls back into any other lua_State. Waits for the child
+ * on the calling thread (on a private loop): a loop thread uses
+ * lc_sandbox_start instead. */
 int lc_sandbox_run(const char *code, size_t len,
                    const struct lc_sandbox_opts *o, const cJSON *input,
                    struct lc_sandbox_result *out);
