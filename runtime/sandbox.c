@@ -1210,7 +1210,7 @@ struct lc_sandbox_job {
   double t0, wall;
   char *in;              /* bytes from the child: 'R', frame, parts */
   size_t nin, cap, max_in;
-  int eof, exited, timed_out, overflow;
+  int eof, timed_out, overflow, nomem;
   siginfo_t si;
   struct lc_sandbox_result res;
   int ret;
@@ -1236,7 +1236,8 @@ static void job_drain(struct lc_sandbox_job *j) {
       size_t nc = j->cap ? j->cap * 2 : 16384;
       char *p = nc > j->max_in + 4096 ? NULL : lc_realloc(j->in, nc);
       if (!p) {
-        j->overflow = 1;
+        if (nc > j->max_in + 4096) j->overflow = 1;
+        else j->nomem = 1; /* the host's failure, not the child's */
         syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
         return;
       }
@@ -1296,6 +1297,12 @@ static void job_result(struct lc_sandbox_job *j) {
                 ? j->si.si_status : 0;
   char msg[160];
   int n;
+  if (j->nomem) {
+    lc_sandbox_result_free(out);
+    out->status = LC_SANDBOX_ERROR;
+    j->ret = LC_ENOMEM;
+    return;
+  }
   if (clean && !j->overflow && job_parse(j) == 0) {
     /* a whole result: even if the deadline fired as it arrived */
   } else if (j->overflow) {
