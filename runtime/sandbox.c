@@ -1233,16 +1233,24 @@ struct lc_sandbox_result *lc_sandbox_job_result(struct lc_sandbox_job *j) {
 static void job_drain(struct lc_sandbox_job *j) {
   while (!j->eof) {
     if (j->cap - j->nin < 4096) {
-      size_t nc = j->cap ? j->cap * 2 : 16384;
-      char *p = nc > j->max_in + 4096 ? NULL : lc_realloc(j->in, nc);
+      size_t lim = j->max_in + 4096;
+      char *p = NULL;
+      if (j->cap < lim) {
+        size_t nc = j->cap ? j->cap * 2 : 16384;
+        if (nc > lim) nc = lim;
+        if ((p = lc_realloc(j->in, nc))) {
+          j->in = p;
+          j->cap = nc;
+        } else {
+          j->nomem = 1; /* the host's failure, not the child's */
+        }
+      } else {
+        j->overflow = 1;
+      }
       if (!p) {
-        if (nc > j->max_in + 4096) j->overflow = 1;
-        else j->nomem = 1; /* the host's failure, not the child's */
         syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
         return;
       }
-      j->in = p;
-      j->cap = nc;
     }
     ssize_t got = read(j->rfd, j->in + j->nin, j->cap - j->nin);
     if (got < 0 && errno == EINTR) continue;

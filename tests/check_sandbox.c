@@ -474,6 +474,23 @@ START_TEST(cocreate_charged) {
 }
 END_TEST
 
+/* The largest result a program may return comes back whole from the
+ * child: a string of control characters at the result limit is six times
+ * longer as JSON. */
+START_TEST(largest_result_from_child) {
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = 60000;
+  struct lc_sandbox_result r =
+      run_src("return string.rep('\\1', 1024 * 1024 - 100)", &o, NULL);
+  ck_assert_msg(r.status == LC_SANDBOX_OK, "%s: %s",
+                lc_sandbox_status_code(r.status), r.error);
+  ck_assert(cJSON_IsString(r.value));
+  ck_assert_uint_eq(strlen(r.value->valuestring), 1024 * 1024 - 100);
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
 struct jobwait {
   int done;
 };
@@ -798,6 +815,7 @@ Suite *sandbox_suite(void) {
   tcase_add_loop_test(tc, oom_each_allocation, 1, 400);
   tcase_add_test(tc, threads_independent);
   tcase_add_test(tc, cocreate_charged);
+  tcase_add_test(tc, largest_result_from_child);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("child");
