@@ -1386,9 +1386,15 @@ static void on_exit_fd(struct lc_loop *loop, struct lc_fdwatch *w,
   struct lc_sandbox_job *j = w->ud;
   memset(&j->si, 0, sizeof j->si);
   if (waitid((idtype_t)P_PIDFD, (id_t)j->pidfd, &j->si, WEXITED | WNOHANG) <
-          0 ||
-      j->si.si_pid == 0)
+      0) {
+    if (errno != ECHILD) return;
+    /* SIGCHLD ignored by the program: the kernel reaped it, the status is
+     * lost; the frame decides (else "died"). */
+    j->si.si_code = CLD_EXITED;
+    j->si.si_status = 0;
+  } else if (j->si.si_pid == 0) {
     return; /* not yet (spurious wake-up) */
+  }
   job_finish(j);
 }
 

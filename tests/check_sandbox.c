@@ -673,6 +673,26 @@ START_TEST(child_dies_with_parent) {
 }
 END_TEST
 
+/* A program that ignores SIGCHLD has its children reaped by the kernel:
+ * runs still end, with their result (or "died" without one), never hang. */
+START_TEST(sigchld_ignored) {
+  signal(SIGCHLD, SIG_IGN);
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = 60000;
+  struct lc_sandbox_result r = run_src("return 6 * 7", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OK);
+  ck_assert_int_eq(r.value->valueint, 42);
+  lc_sandbox_result_free(&r);
+  o.test_syscall = SYS_socket;
+  r = run_src("return 1", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_DIED);
+  lc_sandbox_result_free(&r);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+  signal(SIGCHLD, SIG_DFL);
+}
+END_TEST
+
 static void tick(struct lc_loop *loop, struct lc_timer *t) {
   long *n = t->ud;
   ++*n;
@@ -824,6 +844,7 @@ Suite *sandbox_suite(void) {
   tcase_add_test(tc, forbidden_syscall);
   tcase_add_test(tc, child_dies_with_parent);
   tcase_add_test(tc, loop_runs_beside_child);
+  tcase_add_test(tc, sigchld_ignored);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("binding");
