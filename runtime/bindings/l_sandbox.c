@@ -1,6 +1,6 @@
 /* l_sandbox.c: Lua binding of the PAL sandbox (sandbox.h). */
-#include "l_opts.h"
 #include "l_sandbox.h"
+#include "l_opts.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 #include "conv.h"
 #include "lc.h"
 #include "sandbox.h"
+#include "sched.h"
 
 static char rbox_mt_key;
 
@@ -16,16 +17,43 @@ static char rbox_mt_key;
 struct rbox {
   struct lc_sandbox_result res;
   cJSON *input;
+  /* Inside a task the run is a child watched by the loop and the task
+   * waits (yields) for it. */
+  struct lc_sandbox_job *job;
+  struct lc_task *task;
+  struct lc_wait wait;
+  int rc;
 };
 
-/* Frees what the box holds; idempotent. */
+/* Frees what the box holds; idempotent. Kills a child still running. */
 static void rbox_release(struct rbox *b) {
+  lc_sandbox_job_free(b->job);
+  b->job = NULL;
   lc_sandbox_result_free(&b->res);
   cJSON_Delete(b->input);
   b->input = NULL;
 }
 
-/* __gc of the box: the path taken when pushing the results raised. */
+/* The task was killed while waiting (from sched.c). */
+static void rbox_cancel(struct lc_wait *w) {
+  struct rbox *b = (struct rbox *)((char *)w - offsetof(struct rbox, wait));
+  lc_sandbox_job_free(b->job);
+  b->job = NULL;
+}
+
+/* Called by sandbox.c from the loop when the child ended. */
+static void rbox_done(struct lc_sandbox_job *j, void *ud) {
+  struct rbox *b = ud;
+  b->rc = lc_sandbox_job_rc(j);
+  b->res = *lc_sandbox_job_result(j);
+  memset(lc_sandbox_job_result(j), 0, sizeof b->res);
+  lc_sandbox_job_free(j);
+  b->job = NULL;
+  lc_task_wake(b->task, &b->wait);
+}
+
+/* __gc and __close of the box: the paths taken when pushing the results
+ * raised, or when the waiting task was closed. */
 static int l_rbox_free(lua_State *L) {
   struct rbox *b = lua_touserdata(L, 1);
   if (b) rbox_release(b);
@@ -61,35 +89,9 @@ static void push_details(lua_State *L, const struct lc_sandbox_result *r) {
   lua_setfield(L, -2, "elapsed_ms");
 }
 
-/* run(code [, opts]) -> result | nil, message, code, details. */
-static int l_run(lua_State *L) {
-  size_t len;
-  const char *code = luaL_checklstring(L, 1, &len);
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  struct lc_sandbox_opts o;
-  lc_sandbox_opts_init(&o);
-  struct rbox *b = lua_newuserdatauv(L, sizeof *b, 0); /* code opts box */
-  memset(b, 0, sizeof *b);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &rbox_mt_key);
-  lua_setmetatable(L, -2);
-  if (lua_istable(L, 2)) {
-    lc_l_check_opts(L, 2, "luact.sandbox.run");
-    o.mem_limit = (size_t)opt_num(L, 2, "mem_limit", (double)o.mem_limit);
-    o.instr_limit = (long)opt_num(L, 2, "instr_limit", (double)o.instr_limit);
-    o.wall_ms = opt_num(L, 2, "wall_ms", o.wall_ms);
-    o.output_limit =
-        (size_t)opt_num(L, 2, "output_limit", (double)o.output_limit);
-    o.result_limit =
-        (size_t)opt_num(L, 2, "result_limit", (double)o.result_limit);
-    if (lua_getfield(L, 2, "input") != LUA_TNIL) { /* code opts box input */
-      char err[256];
-      if (lc_conv_to_json(L, -1, &b->input, err, sizeof err))
-        return luaL_error(L, "sandbox.run: opts.input: %s", err);
-    }
-    lua_pop(L, 1);
-  }
-  int rc = lc_sandbox_run(code, len, &o, b->input, &b->res);
+/* [-0, +1|4, m] Pushes the outcome of a run held by box b (index 3):
+ * result | nil, message, code, details. Raises on a host error. */
+static int push_run(lua_State *L, struct rbox *b, int rc) {
   const struct lc_sandbox_result *r = &b->res;
   if (rc < 0 && rc != LC_ENOMEM)
     return luaL_error(L, "sandbox.run: %s", r->error ? r->error : "failed");
@@ -126,6 +128,64 @@ static int l_run(lua_State *L) {
   return 4;
 }
 
+/* Continuation of l_run after the task waited for the child. */
+static int run_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct rbox *b = lua_touserdata(L, 3);
+  int rc = b->rc;
+  return push_run(L, b, rc);
+}
+
+/* run(code [, opts]) -> result | nil, message, code, details. Inside a
+ * task it yields while the child runs. */
+static int l_run(lua_State *L) {
+  size_t len;
+  const char *code = luaL_checklstring(L, 1, &len);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  struct rbox *b = lua_newuserdatauv(L, sizeof *b, 0); /* code opts box */
+  memset(b, 0, sizeof *b);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rbox_mt_key);
+  lua_setmetatable(L, -2);
+  if (lua_istable(L, 2)) {
+    lc_l_check_opts(L, 2, "luact.sandbox.run");
+    o.mem_limit = (size_t)opt_num(L, 2, "mem_limit", (double)o.mem_limit);
+    o.instr_limit = (long)opt_num(L, 2, "instr_limit", (double)o.instr_limit);
+    o.wall_ms = opt_num(L, 2, "wall_ms", o.wall_ms);
+    o.output_limit =
+        (size_t)opt_num(L, 2, "output_limit", (double)o.output_limit);
+    o.result_limit =
+        (size_t)opt_num(L, 2, "result_limit", (double)o.result_limit);
+    if (lua_getfield(L, 2, "input") != LUA_TNIL) { /* code opts box input */
+      char err[256];
+      if (lc_conv_to_json(L, -1, &b->input, err, sizeof err))
+        return luaL_error(L, "sandbox.run: opts.input: %s", err);
+    }
+    lua_pop(L, 1);
+  }
+  struct lc_task *task = lc_task_current(L);
+  struct lc_sched *sched =
+      task && lua_isyieldable(L) ? lc_sched_get(L) : NULL;
+  if (sched) {
+    /* In a task: the loop drives the child; other tasks run meanwhile. */
+    b->task = task;
+    b->wait.cancel = rbox_cancel;
+    int rc = lc_sandbox_start(lc_sched_loop(sched), code, len, &o, b->input,
+                              rbox_done, b, &b->job);
+    if (rc == 0) {
+      lua_toclose(L, 3); /* a killed task kills the child */
+      lc_task_wait(task, &b->wait);
+      return lua_yieldk(L, 0, 0, run_k);
+    }
+    if (rc != LC_EIO) return push_run(L, b, rc);
+    /* no child could be spawned: say so like the synchronous form */
+  }
+  return push_run(L, b, lc_sandbox_run(code, len, &o, b->input, &b->res));
+}
+
 static const luaL_Reg sandbox_funcs[] = {{"run", l_run}, {NULL, NULL}};
 
 int lc_open_sandbox(lua_State *L) {
@@ -134,6 +194,8 @@ int lc_open_sandbox(lua_State *L) {
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, l_rbox_free);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_rbox_free);
+    lua_setfield(L, -2, "__close");
     lua_pushliteral(L, "luact.SandboxRun");
     lua_setfield(L, -2, "__name");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &rbox_mt_key);

@@ -304,6 +304,9 @@ static int syntax_message(const char *code, size_t len,
   co.fns = NULL;
   co.nfns = 0;
   co.chunkname = "=pal_check";
+  /* Only compiles (load) in our own checker: no model code runs, so no
+   * child process is needed, and this stays cheap on the loop thread. */
+  co.in_process = 1;
   if (co.mem_limit && co.mem_limit < 4 * len + (1u << 20))
     co.mem_limit = 4 * len + (1u << 20);
   struct lc_sandbox_result cr;
@@ -317,38 +320,25 @@ static int syntax_message(const char *code, size_t len,
   return rc;
 }
 
-int lc_pal_run_code(const char *code, size_t len,
-                    const struct lc_sandbox_opts *o, const cJSON *input,
-                    int nil_ok, struct lc_sandbox_result *out) {
-  struct lc_sandbox_opts d;
-  if (!o) {
-    lc_sandbox_opts_init(&d);
-    o = &d;
-  }
-  if (!code) return lc_sandbox_run(NULL, 0, o, input, out);
-  if (memchr(code, '\0', len)) {
-    /* Never reaches the sandbox: JSON (the syntax check) cannot carry it. */
-    memset(out, 0, sizeof *out);
-    out->output = lc_strdup("");
-    if (!out->output || set_err(out, LC_SANDBOX_SYNTAX,
-                                "the program contains a NUL byte")) {
-      lc_sandbox_result_free(out);
-      return LC_ENOMEM;
-    }
-    return 0;
-  }
+/* The program inside the wrapper that declares `solution` local (lc_malloc'd,
+ * NUL-terminated, *wlen bytes), or NULL on out of memory. */
+static char *wrap_code(const char *code, size_t len, size_t *wlen) {
   size_t hl = sizeof wrap_head - 1, tl = sizeof wrap_tail - 1;
   char *w = lc_malloc(hl + len + tl + 1);
-  if (!w) {
-    memset(out, 0, sizeof *out);
-    return LC_ENOMEM;
-  }
+  if (!w) return NULL;
   memcpy(w, wrap_head, hl);
   memcpy(w + hl, code, len);
   unlocal_solution(w + hl, len);
   memcpy(w + hl + len, wrap_tail, tl + 1);
-  int rc = lc_sandbox_run(w, hl + len + tl, o, input, out);
-  lc_free(w);
+  *wlen = hl + len + tl;
+  return w;
+}
+
+/* After the run of the wrapped program (rc from the sandbox): the syntax
+ * message for the program as written, a nil answer as a bad result. */
+static int finish_code(const char *code, size_t len,
+                       const struct lc_sandbox_opts *o, int nil_ok, int rc,
+                       struct lc_sandbox_result *out) {
   if (rc) return rc;
   if (out->status == LC_SANDBOX_SYNTAX) {
     rc = syntax_message(code, len, o, out);
@@ -363,6 +353,40 @@ int lc_pal_run_code(const char *code, size_t len,
     out->status = LC_SANDBOX_ERROR;
   }
   return rc;
+}
+
+/* A program with a NUL byte never reaches the sandbox: JSON (the syntax
+ * check) cannot carry it. 0 or LC_ENOMEM. */
+static int nul_result(struct lc_sandbox_result *out) {
+  memset(out, 0, sizeof *out);
+  out->output = lc_strdup("");
+  if (!out->output || set_err(out, LC_SANDBOX_SYNTAX,
+                              "the program contains a NUL byte")) {
+    lc_sandbox_result_free(out);
+    return LC_ENOMEM;
+  }
+  return 0;
+}
+
+int lc_pal_run_code(const char *code, size_t len,
+                    const struct lc_sandbox_opts *o, const cJSON *input,
+                    int nil_ok, struct lc_sandbox_result *out) {
+  struct lc_sandbox_opts d;
+  if (!o) {
+    lc_sandbox_opts_init(&d);
+    o = &d;
+  }
+  if (!code) return lc_sandbox_run(NULL, 0, o, input, out);
+  if (memchr(code, '\0', len)) return nul_result(out);
+  size_t wl;
+  char *w = wrap_code(code, len, &wl);
+  if (!w) {
+    memset(out, 0, sizeof *out);
+    return LC_ENOMEM;
+  }
+  int rc = lc_sandbox_run(w, wl, o, input, out);
+  lc_free(w);
+  return finish_code(code, len, o, nil_ok, rc, out);
 }
 
 /* ---- repair requests ---- */
@@ -397,6 +421,11 @@ int lc_pal_repair_text(const char *status, const char *error,
       {"bad_result", "Bad result",
        "solution() must return the answer: a number, a string, a boolean or "
        "a table of those (not nil, not a function)."},
+      {"died", "The program crashed the interpreter",
+       "Write a simpler program: avoid deep recursion and deeply nested "
+       "coroutines."},
+      {"violation", "Sandbox violation",
+       "The program may only compute: no files, processes or network."},
   };
   if (status && !strcmp(status, "no_code"))
     return lc_buf_puts(out, error ? error : "Your reply contains no Lua program.");
@@ -429,7 +458,7 @@ int lc_pal_repair_text(const char *status, const char *error,
 
 /* ---- the run ---- */
 
-enum phase { P_NEW, P_LLM, P_REPLY, P_END, P_DONE };
+enum phase { P_NEW, P_LLM, P_REPLY, P_RUN, P_END, P_DONE };
 
 struct lc_pal {
   struct lc_pal_config cfg; /* scalars; strings below are our copies */
@@ -456,6 +485,11 @@ struct lc_pal {
   char *reason;
   int started;
   int wall_fired;
+  /* P_RUN: the program of the last attempt runs in this sandbox child,
+   * watched by the loop (the loop thread never waits for it). */
+  struct lc_sandbox_job *job;
+  struct lc_sandbox_opts run_opts;
+  size_t reply_len; /* of the last attempt's reply (may hold NULs) */
 };
 
 static char *dup0(const char *s) { return s ? lc_strdup(s) : NULL; }
@@ -560,6 +594,7 @@ void lc_pal_free(struct lc_pal *p) {
     lc_timer_stop(p->loop, &p->wall);
   }
   lc_llm_call_free(p->call); /* cancels a transfer in flight */
+  lc_sandbox_job_free(p->job); /* kills a program still running */
   for (size_t i = 0; i < p->n_msgs; i++) msg_clear(&p->msgs[i]);
   lc_free(p->msgs);
   for (size_t i = 0; i < p->n_att; i++) attempt_clear(&p->att[i]);
@@ -758,8 +793,40 @@ static int push_msg(struct lc_pal *p, enum lc_llm_role role, const char *s, size
   return 0;
 }
 
-/* Extracts and runs the program of reply into a (already holding the
- * reply and the LLM numbers). 0 or LC_ENOMEM. */
+/* Fills the attempt from a finished run (rc and res as lc_pal_run_code
+ * gives them). 0 or LC_ENOMEM. */
+static int take_run(struct lc_pal_attempt *a, int rc,
+                    struct lc_sandbox_result *res) {
+  if (rc == 0) {
+    a->status = lc_sandbox_status_code(res->status);
+    a->run_ms = res->elapsed_ms;
+    a->instructions = res->instructions;
+    a->memory = res->mem_peak;
+    a->output = res->output;
+    a->output_len = res->output_len;
+    res->output = NULL;
+    if (res->status == LC_SANDBOX_OK) {
+      a->value = res->value;
+      res->value = NULL;
+    } else {
+      a->error = res->error;
+      res->error = NULL;
+    }
+  } else if (rc == LC_EINVAL) {
+    a->status = "error";
+    a->error = dup0(res->error ? res->error : "the sandbox refused the program");
+    a->output = lc_strdup("");
+    rc = a->error && a->output ? 0 : LC_ENOMEM;
+  }
+  lc_sandbox_result_free(res);
+  return rc;
+}
+
+static void on_run_done(struct lc_sandbox_job *j, void *ud);
+
+/* Extracts the program of reply into a (already holding the reply and the
+ * LLM numbers) and starts its run: p->job is set and on_run_done follows,
+ * or a (no code, NUL byte) is complete at once. 0 or LC_ENOMEM. */
 static int try_reply(struct lc_pal *p, struct lc_pal_attempt *a, const char *text,
                      size_t len) {
   char why[512];
@@ -779,84 +846,34 @@ static int try_reply(struct lc_pal *p, struct lc_pal_attempt *a, const char *tex
     double cap = o.wall_ms > 0 ? o.wall_ms : LC_SANDBOX_DEFAULT_WALL_MS;
     o.wall_ms = left < cap ? (left > 1 ? left : 1) : cap;
   }
-  struct lc_sandbox_result res;
-  rc = lc_pal_run_code(a->code, code_len, &o, p->input, 0, &res);
+  p->run_opts = o;
   p->usage.runs++;
-  if (rc == 0) {
-    a->status = lc_sandbox_status_code(res.status);
-    a->run_ms = res.elapsed_ms;
-    a->instructions = res.instructions;
-    a->memory = res.mem_peak;
-    a->output = res.output;
-    a->output_len = res.output_len;
-    res.output = NULL;
-    if (res.status == LC_SANDBOX_OK) {
-      a->value = res.value;
-      res.value = NULL;
-    } else {
-      a->error = res.error;
-      res.error = NULL;
-    }
-  } else if (rc == LC_EINVAL) {
-    a->status = "error";
-    a->error = dup0(res.error ? res.error : "the sandbox refused the program");
-    a->output = lc_strdup("");
-    rc = a->error && a->output ? 0 : LC_ENOMEM;
+  struct lc_sandbox_result res;
+  if (memchr(a->code, '\0', code_len)) return take_run(a, nul_result(&res), &res);
+  size_t wl;
+  char *w = wrap_code(a->code, code_len, &wl);
+  if (!w) return LC_ENOMEM;
+  rc = lc_sandbox_start(p->loop, w, wl, &o, p->input, on_run_done, p, &p->job);
+  lc_free(w);
+  if (rc == LC_EIO) {
+    /* No child could be spawned: an attempt that failed, not the host. */
+    memset(&res, 0, sizeof res);
+    res.output = lc_strdup("");
+    rc = set_err(&res, LC_SANDBOX_DIED, "cannot start the sandbox process");
+    if (!res.output) rc = LC_ENOMEM;
+    return take_run(a, rc, &res);
   }
-  lc_sandbox_result_free(&res);
+  if (rc == 0) p->phase = P_RUN;
   return rc;
 }
 
-/* The kick after a reply: record the attempt, then finish, stop or ask for
- * a repair. */
-static void handle_reply(struct lc_pal *p) {
-  struct lc_llm_call *call = p->call;
-  p->call = NULL;
-  const struct lc_llm_response *resp = lc_llm_call_response(call);
-  if (resp->err != LC_LLM_OK) {
-    char reason[1024];
-    snprintf(reason, sizeof reason, "LLM error (%s): %s", lc_llm_err_name(resp->err),
-             resp->err_message ? resp->err_message : "no message");
-    lc_llm_call_free(call);
-    end_run(p, LC_PAL_FAILED, reason);
-    return;
-  }
-  struct lc_pal_attempt *v = lc_realloc(p->att, (p->n_att + 1) * sizeof *v);
-  if (!v) {
-    lc_llm_call_free(call);
-    fail_oom(p);
-    return;
-  }
-  p->att = v;
-  struct lc_pal_attempt *a = &v[p->n_att++];
-  memset(a, 0, sizeof *a);
-  a->index = (int)p->n_att;
-  const char *model = resp->model ? resp->model : p->base->model;
-  a->cost_usd = lc_budget_charge(&p->budget, &resp->usage, model);
-  a->tokens_in = resp->usage.input;
-  a->tokens_out = resp->usage.output;
-  a->llm_ms = resp->latency_ms;
-  p->usage.input += resp->usage.input;
-  p->usage.output += resp->usage.output;
-  p->usage.cached += resp->usage.cached;
-  p->usage.llm_calls++;
-  p->usage.cost_usd += a->cost_usd;
-  p->usage.cost_unknown = p->budget.cost_unknown;
+/* The attempt a is complete: report it, then finish, stop or ask for a
+ * repair. */
+static void after_attempt(struct lc_pal *p, struct lc_pal_attempt *a) {
   int rc = 0;
-  if (resp->text && !(a->reply = lc_strndup(resp->text, resp->text_len))) rc = LC_ENOMEM;
-  if (!rc) rc = try_reply(p, a, resp->text, resp->text ? resp->text_len : 0);
-  if (rc) {
-    /* A half-filled attempt is dropped: the host sees only whole ones. */
-    attempt_clear(a);
-    p->n_att--;
-    lc_llm_call_free(call);
-    fail_oom(p);
-    return;
-  }
   if (p->host.on_attempt) p->host.on_attempt(p->host.ud, p, a);
   /* The assistant turn, as written, for the repair conversation. */
-  if (!a->value) rc = push_msg(p, LC_ROLE_ASSISTANT, resp->text, resp->text_len);
-  lc_llm_call_free(call);
+  if (!a->value) rc = push_msg(p, LC_ROLE_ASSISTANT, a->reply, p->reply_len);
   if (rc) {
     fail_oom(p);
     return;
@@ -894,6 +911,76 @@ static void handle_reply(struct lc_pal *p) {
     if (rc) p->call = NULL;
   }
   if (rc) fail_oom(p);
+}
+
+/* Called by sandbox.c from the loop when the program's child has ended. */
+static void on_run_done(struct lc_sandbox_job *j, void *ud) {
+  struct lc_pal *p = ud;
+  struct lc_pal_attempt *a = &p->att[p->n_att - 1];
+  struct lc_sandbox_result res = *lc_sandbox_job_result(j);
+  memset(lc_sandbox_job_result(j), 0, sizeof res);
+  int rc = lc_sandbox_job_rc(j);
+  lc_sandbox_job_free(j);
+  p->job = NULL;
+  p->phase = P_REPLY;
+  rc = finish_code(a->code, strlen(a->code), &p->run_opts, 0, rc, &res);
+  rc = take_run(a, rc, &res);
+  if (rc) {
+    attempt_clear(a);
+    p->n_att--;
+    fail_oom(p);
+    return;
+  }
+  after_attempt(p, a);
+}
+
+/* The kick after a reply: record the attempt and run its program. */
+static void handle_reply(struct lc_pal *p) {
+  struct lc_llm_call *call = p->call;
+  p->call = NULL;
+  const struct lc_llm_response *resp = lc_llm_call_response(call);
+  if (resp->err != LC_LLM_OK) {
+    char reason[1024];
+    snprintf(reason, sizeof reason, "LLM error (%s): %s", lc_llm_err_name(resp->err),
+             resp->err_message ? resp->err_message : "no message");
+    lc_llm_call_free(call);
+    end_run(p, LC_PAL_FAILED, reason);
+    return;
+  }
+  struct lc_pal_attempt *v = lc_realloc(p->att, (p->n_att + 1) * sizeof *v);
+  if (!v) {
+    lc_llm_call_free(call);
+    fail_oom(p);
+    return;
+  }
+  p->att = v;
+  struct lc_pal_attempt *a = &v[p->n_att++];
+  memset(a, 0, sizeof *a);
+  a->index = (int)p->n_att;
+  const char *model = resp->model ? resp->model : p->base->model;
+  a->cost_usd = lc_budget_charge(&p->budget, &resp->usage, model);
+  a->tokens_in = resp->usage.input;
+  a->tokens_out = resp->usage.output;
+  a->llm_ms = resp->latency_ms;
+  p->usage.input += resp->usage.input;
+  p->usage.output += resp->usage.output;
+  p->usage.cached += resp->usage.cached;
+  p->usage.llm_calls++;
+  p->usage.cost_usd += a->cost_usd;
+  p->usage.cost_unknown = p->budget.cost_unknown;
+  p->reply_len = resp->text ? resp->text_len : 0;
+  int rc = 0;
+  if (resp->text && !(a->reply = lc_strndup(resp->text, resp->text_len))) rc = LC_ENOMEM;
+  if (!rc) rc = try_reply(p, a, resp->text, resp->text ? resp->text_len : 0);
+  lc_llm_call_free(call);
+  if (rc) {
+    /* A half-filled attempt is dropped: the host sees only whole ones. */
+    attempt_clear(a);
+    p->n_att--;
+    fail_oom(p);
+    return;
+  }
+  if (!p->job) after_attempt(p, a);
 }
 
 /* Kick timer (from the loop): the deferred half of every event. */

@@ -22,8 +22,9 @@
  * Completion (STYLE 3): lc_pal_start either fails now (no callback ever
  * runs) or succeeds, and then done runs exactly once, from the loop, unless
  * lc_pal_free comes first (then never). on_attempt also runs only from the
- * loop. The sandbox runs synchronously on the loop thread, bounded by its
- * wall-clock cap (clamped to what is left of the run's wall time).
+ * loop. The program runs in a sandbox child driven by the loop (the loop
+ * thread never waits for it), bounded by its wall-clock cap (clamped to
+ * what is left of the run's wall time).
  *
  * Ownership: lc_pal_new copies every config string, the examples and the
  * input, and takes ownership of cfg->base (the request template) also on

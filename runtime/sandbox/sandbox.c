@@ -14,10 +14,19 @@
 #include <poll.h>
 #include <fcntl.h>
 #include <errno.h>
+#include <seccomp.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 
 #include "buf.h"
 #include "conv.h"
 #include "lc.h"
+#include "loop.h"
 
 enum stop { STOP_NONE, STOP_MEMORY, STOP_INSTR, STOP_TIME, STOP_OUTPUT,
             STOP_CLOSING, STOP_N };
@@ -670,6 +679,8 @@ const char *lc_sandbox_status_code(enum lc_sandbox_status s) {
     case LC_SANDBOX_TIMEOUT: return "timeout";
     case LC_SANDBOX_OUTPUT: return "output";
     case LC_SANDBOX_BAD_RESULT: return "bad_result";
+    case LC_SANDBOX_DIED: return "died";
+    case LC_SANDBOX_VIOLATION: return "violation";
   }
   return "error";
 }
@@ -822,12 +833,14 @@ static void take_results(lua_State *L, struct run *r, int base,
   out->value = v;
 }
 
+/* Runs in this process. t0 is when the run began (the wall-clock cap counts
+ * from there; a child gets its parent's start time), 0 for now. */
 static int run_here(const char *code, size_t len,
                     const struct lc_sandbox_opts *o, const cJSON *input,
-                    struct lc_sandbox_result *out) {
+                    double t0, struct lc_sandbox_result *out) {
   if (!out) return LC_EINVAL;
   memset(out, 0, sizeof *out);
-  double t0 = lc_now_ms();
+  if (!(t0 > 0)) t0 = lc_now_ms();
   struct run r;
   memset(&r, 0, sizeof r);
   lc_sandbox_opts_init(&r.o);
@@ -931,11 +944,70 @@ done:
  * The count hook and the deadline only act between VM instructions, so a
  * single library call (a backtracking pattern such as ("a"):rep(3000):
  * find(".-.-.-b"), or a naive plain find of a huge near-match) can run far
- * past the wall-clock cap. In a child process it cannot: the parent waits
- * for the result until the deadline and then kills the child. Runs that
- * pass host functions need this process's state and stay in-process, as do
- * the allocation-failure tests. The result comes back as one frame of
- * native-endian fields and raw bytes (print output may be any bytes). */
+ * past the wall-clock cap; and a Lua bug (5.4.4 overflows the C stack with
+ * deeply nested coroutine.close) can crash the state. In a child process
+ * neither can hurt the host: the parent kills it at the deadline, and a
+ * crash is a "died" result.
+ *
+ * How the child is made: posix_spawn of this same executable
+ * (/proc/self/exe) with a marker argument, caught by the constructor below
+ * before main runs. glibc's posix_spawn is clone(CLONE_VM|CLONE_VFORK) +
+ * execve: its cost does not grow with the parent's memory (fork copies the
+ * page tables of a daemon holding thousands of runs), it runs nothing but
+ * async-signal-safe code before the exec (a fork of a threaded process can
+ * inherit a held allocator lock: the ASan hang), and the child starts with
+ * a fresh address space (no copy of the parent's heap, API keys included),
+ * the environment and descriptors we give it, and nothing else. A zygote
+ * would save the exec (~1 ms) but needs its own protocol and process
+ * management; a PAL run follows an LLM call, so the exec is noise.
+ *
+ * Descriptors of the child: 0 and 1 are /dev/null, 2 is /dev/null too
+ * (sanitizer builds keep the parent's stderr so that a report is seen),
+ * 3 the request (a sealed-size memfd: writing it never blocks the parent),
+ * 4 the write end of the result pipe. Everything else is closed at the
+ * spawn (closefrom), whatever its CLOEXEC flag. The environment is empty.
+ *
+ * The child then reads the request, sets PR_SET_PDEATHSIG (SIGKILL when the
+ * thread that spawned it exits: a dying parent takes its sandboxes along),
+ * rlimits, and a seccomp filter that allows what a pure Lua state needs
+ * (memory, the clock, write to its pipe, exit); any other system call kills
+ * it (SIGSYS), reported as "violation". It writes 'R' (started), runs, and
+ * writes one frame of native-endian fields and raw bytes.
+ *
+ * The parent never blocks: the pipe and a pidfd of the child are watched by
+ * the loop, a timer kills the child at the deadline, and the exit status
+ * comes from waitid(P_PIDFD, WNOHANG) once the pidfd is readable. */
+
+#define CHILD_ARG "--luact-sandbox-child"
+#define REQ_FD 3
+#define OUT_FD 4
+#define REQ_MAGIC 0x6c637362u
+#define GRACE_MS 250.0 /* start-up (an exec) and the write of the result */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+struct req {
+  uint32_t magic;
+  int32_t ppid;       /* the parent: the child exits if it is gone */
+  double t0;          /* CLOCK_MONOTONIC ms at the start of the run */
+  double wall_ms;
+  size_t mem_limit, output_limit, result_limit;
+  long instr_limit, test_syscall;
+  size_t len[3];      /* chunkname, code, input JSON */
+};
 
 struct frame {
   int status;
@@ -958,126 +1030,565 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
-static void child_run(int fd, const char *code, size_t len, const struct lc_sandbox_opts *o,
-                      const cJSON *input) {
-  struct lc_sandbox_result r;
-  int ret = run_here(code, len, o, input, &r);
-  char *value = r.value ? cJSON_PrintUnformatted(r.value) : NULL;
-  const char *parts[4] = {value, r.output, r.error, r.traceback};
-  struct frame f = {.status = (int)r.status, .ret = ret, .mem_peak = r.mem_peak,
-                    .instructions = r.instructions, .elapsed_ms = r.elapsed_ms};
-  f.len[0] = value ? strlen(value) : 0;
-  f.len[1] = r.output ? r.output_len : 0;
-  f.len[2] = r.error ? strlen(r.error) : 0;
-  f.len[3] = r.traceback ? strlen(r.traceback) : 0;
-  int bad = write_all(fd, &f, sizeof f);
-  for (int i = 0; i < 4 && !bad; i++) bad = f.len[i] && write_all(fd, parts[i], f.len[i]);
-  _exit(bad ? 1 : 0); /* no atexit handlers, no flushing of the parent's stdio */
-}
+/* ---- the child side ---- */
 
-/* Reads n bytes before the deadline. 0, -1 on EOF/error, -2 on timeout. */
-static int read_until(int fd, void *p, size_t n, double deadline) {
+static int pread_all(int fd, void *p, size_t n, off_t off) {
   char *c = p;
   while (n) {
-    double left = deadline - lc_now_ms();
-    if (left <= 0) return -2;
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
-    int pr = poll(&pf, 1, (int)left + 1);
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr == 0) return -2;
-    if (pr < 0) return -1;
-    ssize_t got = read(fd, c, n);
+    ssize_t got = pread(fd, c, n, off);
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) return -1;
     c += got;
+    off += got;
     n -= (size_t)got;
   }
   return 0;
 }
 
-static char *read_part(int fd, size_t n, double deadline, int *rc) {
-  if (*rc || n == 0) return NULL;
-  char *p = lc_malloc(n + 1);
-  if (!p) {
-    *rc = LC_ENOMEM;
-    return NULL;
-  }
-  int r = read_until(fd, p, n, deadline);
-  if (r) {
-    lc_free(p);
-    *rc = r;
-    return NULL;
-  }
-  p[n] = '\0';
-  return p;
+static void set_limit(int res, rlim_t v) {
+  struct rlimit cur;
+  if (getrlimit(res, &cur) == 0 && cur.rlim_max != RLIM_INFINITY &&
+      cur.rlim_max < v)
+    v = cur.rlim_max; /* never try to raise */
+  struct rlimit l = {v, v};
+  if (setrlimit(res, &l) != 0) _exit(5);
 }
 
-int lc_sandbox_run(const char *code, size_t len, const struct lc_sandbox_opts *o,
-                   const cJSON *input, struct lc_sandbox_result *out) {
-  if (!out) return LC_EINVAL;
-  if (!code || (o && (o->nfns || o->fail_alloc_after || o->in_process)))
-    return run_here(code, len, o, input, out);
-  memset(out, 0, sizeof *out);
-  double t0 = lc_now_ms();
-  double wall = o && o->wall_ms > 0 ? o->wall_ms : 0;
-  if (!(wall > 0)) {
-    struct lc_sandbox_opts d;
-    lc_sandbox_opts_init(&d);
-    wall = d.wall_ms;
+/* Belt and braces under the Lua allocator's cap and the filter: no core
+ * dumps (they would hold the program's data), no files, no processes, no
+ * new descriptors beyond the ones it has, CPU time a little over the wall
+ * cap (SIGXCPU, reported as a timeout), a fixed 8 MiB stack (so a C-stack
+ * overflow is a crash at the same depth whatever the parent's ulimit), and
+ * an address-space cap well over the memory cap (not in ASan builds: ASan
+ * reserves terabytes of shadow). */
+static void child_limits(const struct req *q) {
+  set_limit(RLIMIT_CORE, 0);
+  set_limit(RLIMIT_FSIZE, 0);
+  set_limit(RLIMIT_NPROC, 0);
+  set_limit(RLIMIT_MEMLOCK, 0);
+  set_limit(RLIMIT_MSGQUEUE, 0);
+  set_limit(RLIMIT_NOFILE, OUT_FD + 1);
+  set_limit(RLIMIT_STACK, 8u << 20);
+  set_limit(RLIMIT_CPU, (rlim_t)(q->wall_ms / 1000.0) + 2);
+  if (!SANITIZED)
+    set_limit(RLIMIT_AS, (rlim_t)q->mem_limit * 2 + ((rlim_t)1 << 30));
+}
+
+/* Allows what a pure Lua state needs, kills the process on anything else.
+ * No open, no socket, no exec, no fork/clone, no kill of others; memory
+ * only without PROT_EXEC; write only to stderr and the result pipe. ASan
+ * (sanitizer builds) also needs to install its handlers' alternate stack,
+ * read /proc/self/maps and the like when it reports: those calls are added
+ * there only. */
+static int child_filter(void) {
+  scmp_filter_ctx f = seccomp_init(SCMP_ACT_KILL_PROCESS);
+  if (!f) return -1;
+  static const int allow[] = {
+      SCMP_SYS(read),          SCMP_SYS(close),
+      SCMP_SYS(exit),          SCMP_SYS(exit_group),
+      SCMP_SYS(brk),           SCMP_SYS(munmap),
+      SCMP_SYS(mremap),        SCMP_SYS(madvise),
+      SCMP_SYS(rt_sigreturn),  SCMP_SYS(rt_sigprocmask),
+      SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday),
+      SCMP_SYS(futex),         SCMP_SYS(getpid),
+      SCMP_SYS(gettid),        SCMP_SYS(fstat),
+      SCMP_SYS(newfstatat),    SCMP_SYS(lseek),
+  };
+  static const int allow_sanitized[] = {
+      SCMP_SYS(sigaltstack),  SCMP_SYS(rt_sigaction), SCMP_SYS(open),
+      SCMP_SYS(openat),       SCMP_SYS(readlink),     SCMP_SYS(readlinkat),
+      SCMP_SYS(prlimit64),    SCMP_SYS(getrlimit),    SCMP_SYS(sched_yield),
+      SCMP_SYS(sched_getaffinity), SCMP_SYS(uname),   SCMP_SYS(prctl),
+      SCMP_SYS(pread64),      SCMP_SYS(getdents64),   SCMP_SYS(mincore),
+      SCMP_SYS(getppid),      SCMP_SYS(ioctl),        SCMP_SYS(write),
+      SCMP_SYS(mmap),         SCMP_SYS(mprotect),     SCMP_SYS(nanosleep),
+      SCMP_SYS(clock_nanosleep), SCMP_SYS(fcntl)};
+  int rc = 0;
+  for (size_t i = 0; i < LC_ARRAY_LEN(allow); i++)
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, allow[i], 0);
+  if (SANITIZED) {
+    for (size_t i = 0; i < LC_ARRAY_LEN(allow_sanitized); i++)
+      rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, allow_sanitized[i], 0);
+  } else {
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
+                           SCMP_A0(SCMP_CMP_EQ, 2));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
+                           SCMP_A0(SCMP_CMP_EQ, OUT_FD));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                           SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
+    rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                           SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
   }
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) return run_here(code, len, o, input, out);
-  pid_t pid = fork();
-  if (pid < 0) {
-    close(fds[0]);
-    close(fds[1]);
-    return run_here(code, len, o, input, out);
+  /* abort() signals itself (l_panic). */
+  rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+                         SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+  /* seccomp_load sets PR_SET_NO_NEW_PRIVS first (libseccomp's default). */
+  if (rc == 0) rc = seccomp_load(f);
+  seccomp_release(f);
+  return rc;
+}
+
+/* Writes the frame of one run to fd and exits. */
+static void child_reply(int fd, const struct lc_sandbox_result *r, int ret) {
+  char *value = r->value ? cJSON_PrintUnformatted(r->value) : NULL;
+  const char *parts[4] = {value, r->output, r->error, r->traceback};
+  struct frame f = {.status = (int)r->status, .ret = ret,
+                    .mem_peak = r->mem_peak,
+                    .instructions = r->instructions,
+                    .elapsed_ms = r->elapsed_ms};
+  if (r->value && !value) f.ret = LC_ENOMEM;
+  f.len[0] = value ? strlen(value) : 0;
+  f.len[1] = r->output ? r->output_len : 0;
+  f.len[2] = r->error ? strlen(r->error) : 0;
+  f.len[3] = r->traceback ? strlen(r->traceback) : 0;
+  int bad = write_all(fd, &f, sizeof f);
+  for (int i = 0; i < 4 && !bad; i++)
+    bad = f.len[i] && write_all(fd, parts[i], f.len[i]);
+  _exit(bad ? 1 : 0); /* no atexit handlers, no stdio flushing */
+}
+
+/* The child's main: reads the request from REQ_FD, confines itself, runs,
+ * replies on OUT_FD. Never returns. */
+static void child_main(void) {
+  /* Spawned with exactly 0-4 open; close anything else all the same. */
+  syscall(SYS_close_range, OUT_FD + 1, ~0u, 0);
+  struct req q;
+  if (pread_all(REQ_FD, &q, sizeof q, 0) || q.magic != REQ_MAGIC) _exit(2);
+  size_t total = q.len[0] + q.len[1] + q.len[2];
+  if (total < q.len[1] || total > ((size_t)1 << 40)) _exit(2);
+  char *buf = malloc(total + 3);
+  if (!buf || pread_all(REQ_FD, buf, total, sizeof q)) _exit(2);
+  close(REQ_FD);
+  char *name = buf, *code = buf + q.len[0] + 1, *json = code + q.len[1] + 1;
+  memmove(json, buf + q.len[0] + q.len[1], q.len[2]);
+  memmove(code, buf + q.len[0], q.len[1]);
+  name[q.len[0]] = code[q.len[1]] = json[q.len[2]] = '\0';
+  prctl(PR_SET_NAME, "luact-sandbox"); /* for ps; "exe" otherwise */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(3);
+  if (getppid() != q.ppid) _exit(3); /* the parent died before the prctl */
+  child_limits(&q);
+  cJSON *input = NULL;
+  if (q.len[2] && !(input = cJSON_Parse(json))) _exit(2);
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.mem_limit = q.mem_limit;
+  o.instr_limit = q.instr_limit;
+  o.wall_ms = q.wall_ms;
+  o.output_limit = q.output_limit;
+  o.result_limit = q.result_limit;
+  o.chunkname = name;
+  if (child_filter() != 0) _exit(4);
+  if (write_all(OUT_FD, "R", 1)) _exit(1);
+  if (q.test_syscall) syscall(q.test_syscall, -1L, 0L, 0L, 0L, 0L, 0L);
+  struct lc_sandbox_result r;
+  int ret = run_here(code, q.len[1], &o, input, q.t0, &r);
+  child_reply(OUT_FD, &r, ret);
+}
+
+/* Runs before main in every program linked with this file (glibc passes
+ * argc/argv/envp to ELF constructors): the child side of a spawn. */
+__attribute__((constructor)) static void child_entry(int argc, char **argv,
+                                                     char **envp) {
+  (void)envp;
+  if (argc == 2 && argv && argv[1] && strcmp(argv[1], CHILD_ARG) == 0)
+    child_main();
+}
+
+/* ---- the parent side ---- */
+
+static atomic_long live_children;
+
+enum job_state { J_RUNNING, J_DONE };
+
+struct lc_sandbox_job {
+  struct lc_loop *loop;
+  enum job_state state;
+  pid_t pid;
+  int pidfd, rfd;
+  struct lc_fdwatch wr, wp;
+  struct lc_timer deadline;
+  double t0, wall;
+  char *in;              /* bytes from the child: 'R', frame, parts */
+  size_t nin, cap, max_in;
+  int eof, timed_out, overflow, nomem;
+  siginfo_t si;
+  struct lc_sandbox_result res;
+  int ret;
+  lc_sandbox_done_fn done;
+  void *ud;
+};
+
+long lc_sandbox_live(void) { return atomic_load(&live_children); }
+int lc_sandbox_job_pid(const struct lc_sandbox_job *j) { return (int)j->pid; }
+int lc_sandbox_job_started(const struct lc_sandbox_job *j) {
+  return j->nin > 0 && j->in[0] == 'R';
+}
+int lc_sandbox_job_rc(const struct lc_sandbox_job *j) { return j->ret; }
+struct lc_sandbox_result *lc_sandbox_job_result(struct lc_sandbox_job *j) {
+  return &j->res;
+}
+
+/* Reads what the pipe holds (non-blocking). Past max_in the child is not
+ * ours any more (an honest one stays under it): killed, bad result. */
+static void job_drain(struct lc_sandbox_job *j) {
+  while (!j->eof) {
+    if (j->cap - j->nin < 4096) {
+      size_t lim = j->max_in + 4096;
+      char *p = NULL;
+      if (j->cap < lim) {
+        size_t nc = j->cap ? j->cap * 2 : 16384;
+        if (nc > lim) nc = lim;
+        if ((p = lc_realloc(j->in, nc))) {
+          j->in = p;
+          j->cap = nc;
+        } else {
+          j->nomem = 1; /* the host's failure, not the child's */
+        }
+      } else {
+        j->overflow = 1;
+      }
+      if (!p) {
+        syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
+        return;
+      }
+    }
+    ssize_t got = read(j->rfd, j->in + j->nin, j->cap - j->nin);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return; /* EAGAIN: more later */
+    if (got == 0) j->eof = 1;
+    j->nin += (size_t)got;
   }
-  if (pid == 0) {
-    close(fds[0]);
-    child_run(fds[1], code, len, o, input);
-  }
-  close(fds[1]);
-  /* The child stops itself at the deadline when it can; the grace period
-   * covers its start-up and the write of the result. */
-  double deadline = t0 + wall + 250;
+}
+
+/* The frame, if the child sent a whole one: 0, else -1. */
+static int job_parse(struct lc_sandbox_job *j) {
   struct frame f;
-  int rc = read_until(fds[0], &f, sizeof f, deadline);
-  char *parts[4] = {NULL, NULL, NULL, NULL};
-  for (int i = 0; i < 4 && !rc; i++) parts[i] = read_part(fds[0], f.len[i], deadline, &rc);
-  close(fds[0]);
-  if (rc == -2 || rc == -1) kill(pid, SIGKILL);
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  struct lc_sandbox_result *out = &j->res;
+  if (j->nin < 1 + sizeof f || j->in[0] != 'R') return -1;
+  memcpy(&f, j->in + 1, sizeof f);
+  size_t off = 1 + sizeof f, left = j->nin - off;
+  for (int i = 0; i < 4; i++) {
+    if (f.len[i] > left) return -1;
+    left -= f.len[i];
   }
-  out->elapsed_ms = lc_now_ms() - t0;
-  if (rc == LC_ENOMEM) {
-    for (int i = 0; i < 4; i++) lc_free(parts[i]);
-    return LC_ENOMEM;
-  }
-  if (rc) {
-    char msg[128];
-    int n = rc == -2 ? snprintf(msg, sizeof msg, "time limit exceeded (%.0f ms)", wall)
-                     : snprintf(msg, sizeof msg, "the sandbox process died (%s)",
-                                WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "no result");
-    set_error(out, rc == -2 ? LC_SANDBOX_TIMEOUT : LC_SANDBOX_ERROR, msg, (size_t)n);
-    return 0;
+  if (left || f.status < LC_SANDBOX_OK || f.status > LC_SANDBOX_VIOLATION)
+    return -1;
+  char *parts[4];
+  for (int i = 0; i < 4; i++) {
+    parts[i] = lc_strndup(j->in + off, f.len[i]);
+    off += f.len[i];
   }
   out->status = (enum lc_sandbox_status)f.status;
   out->mem_peak = f.mem_peak;
   out->instructions = f.instructions;
-  if (parts[0]) {
-    out->value = cJSON_Parse(parts[0]);
-    lc_free(parts[0]);
-    if (!out->value) {
-      for (int i = 1; i < 4; i++) lc_free(parts[i]);
-      return LC_ENOMEM;
-    }
-  }
   out->output = parts[1];
   out->output_len = f.len[1];
-  out->error = parts[2];
-  out->traceback = parts[3];
+  out->error = f.len[2] ? parts[2] : NULL;
+  out->traceback = f.len[3] ? parts[3] : NULL;
+  if (!f.len[2]) lc_free(parts[2]);
+  if (!f.len[3]) lc_free(parts[3]);
+  j->ret = f.ret;
+  if (!parts[0] || !parts[1] || (f.len[2] && !parts[2]) ||
+      (f.len[3] && !parts[3]))
+    j->ret = LC_ENOMEM;
+  else if (f.len[0] && !(out->value = cJSON_Parse(parts[0])))
+    j->ret = LC_ENOMEM;
+  lc_free(parts[0]);
+  return 0;
+}
+
+/* Fills j->res from what the child sent and how it ended. */
+static void job_result(struct lc_sandbox_job *j) {
+  struct lc_sandbox_result *out = &j->res;
+  int clean = j->si.si_code == CLD_EXITED && j->si.si_status == 0;
+  int sig = j->si.si_code == CLD_KILLED || j->si.si_code == CLD_DUMPED
+                ? j->si.si_status : 0;
+  char msg[160];
+  int n;
+  if (j->nomem) {
+    lc_sandbox_result_free(out);
+    out->status = LC_SANDBOX_ERROR;
+    j->ret = LC_ENOMEM;
+    return;
+  }
+  if (clean && !j->overflow && job_parse(j) == 0) {
+    /* a whole result: even if the deadline fired as it arrived */
+  } else if (j->overflow) {
+    n = snprintf(msg, sizeof msg, "the sandbox sent more than its limits allow");
+    set_error(out, LC_SANDBOX_BAD_RESULT, msg, (size_t)n);
+  } else if (j->timed_out || sig == SIGXCPU) {
+    n = snprintf(msg, sizeof msg, "time limit exceeded (%.0f ms)", j->wall);
+    set_error(out, LC_SANDBOX_TIMEOUT, msg, (size_t)n);
+  } else if (sig == SIGSYS) {
+    n = snprintf(msg, sizeof msg,
+                 "sandbox violation: the program's process made a "
+                 "forbidden system call and was killed");
+    set_error(out, LC_SANDBOX_VIOLATION, msg, (size_t)n);
+  } else {
+    if (sig)
+      n = snprintf(msg, sizeof msg, "the sandbox process died (%s)",
+                   strsignal(sig));
+    else
+      n = snprintf(msg, sizeof msg,
+                   "the sandbox process died (exit status %d, no result)",
+                   j->si.si_status);
+    set_error(out, LC_SANDBOX_DIED, msg, (size_t)n);
+  }
+  out->elapsed_ms = lc_now_ms() - j->t0;
   if (!out->output && (out->output = lc_malloc(1))) out->output[0] = '\0';
-  return f.ret;
+  if (!out->output || (out->status != LC_SANDBOX_OK && !out->error)) {
+    lc_sandbox_result_free(out);
+    out->status = LC_SANDBOX_ERROR;
+    j->ret = LC_ENOMEM;
+  }
+}
+
+/* Stops watching and closes; the child must be reaped already. */
+static void job_release(struct lc_sandbox_job *j) {
+  if (j->loop) {
+    if (j->rfd >= 0) lc_loop_unwatch(j->loop, &j->wr);
+    if (j->pidfd >= 0) lc_loop_unwatch(j->loop, &j->wp);
+    lc_timer_stop(j->loop, &j->deadline);
+  }
+  if (j->rfd >= 0) close(j->rfd);
+  if (j->pidfd >= 0) close(j->pidfd);
+  j->rfd = j->pidfd = -1;
+}
+
+/* The child has been reaped: finish. done may free j. */
+static void job_finish(struct lc_sandbox_job *j) {
+  job_drain(j); /* the child is gone: what it wrote is all there */
+  job_release(j);
+  atomic_fetch_sub(&live_children, 1);
+  job_result(j);
+  lc_free(j->in);
+  j->in = NULL;
+  j->nin = j->cap = 0;
+  j->state = J_DONE;
+  j->done(j, j->ud);
+}
+
+/* Watcher of the result pipe (from the loop). */
+static void on_pipe(struct lc_loop *loop, struct lc_fdwatch *w,
+                    unsigned events) {
+  struct lc_sandbox_job *j = w->ud;
+  job_drain(j);
+  if (j->eof && j->rfd >= 0) {
+    lc_loop_unwatch(loop, &j->wr); /* the pidfd says when it is gone */
+    close(j->rfd);
+    j->rfd = -1;
+  }
+}
+
+/* Watcher of the pidfd (from the loop): readable once the child exited. */
+static void on_exit_fd(struct lc_loop *loop, struct lc_fdwatch *w,
+                       unsigned events) {
+  struct lc_sandbox_job *j = w->ud;
+  memset(&j->si, 0, sizeof j->si);
+  if (waitid((idtype_t)P_PIDFD, (id_t)j->pidfd, &j->si, WEXITED | WNOHANG) <
+      0) {
+    if (errno != ECHILD) return;
+    /* SIGCHLD ignored by the program: the kernel reaped it, the status is
+     * lost; the frame decides (else "died"). */
+    j->si.si_code = CLD_EXITED;
+    j->si.si_status = 0;
+  } else if (j->si.si_pid == 0) {
+    return; /* not yet (spurious wake-up) */
+  }
+  job_finish(j);
+}
+
+/* Deadline timer (from the loop): kill; the pidfd then reports the end. */
+static void on_deadline(struct lc_loop *loop, struct lc_timer *t) {
+  struct lc_sandbox_job *j = t->ud;
+  j->timed_out = 1;
+  syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
+}
+
+/* The request the child reads from its REQ_FD: a memfd, so that writing
+ * it never blocks however large the code and input are. -1 on failure. */
+static int make_request(const char *code, size_t len,
+                        const struct lc_sandbox_opts *o, const cJSON *input,
+                        double t0) {
+  struct lc_sandbox_opts d;
+  lc_sandbox_opts_init(&d);
+  if (!o) o = &d;
+  struct req q = {.magic = REQ_MAGIC, .ppid = (int32_t)getpid(), .t0 = t0};
+  q.wall_ms = o->wall_ms > 0 ? o->wall_ms : d.wall_ms;
+  q.mem_limit = o->mem_limit ? o->mem_limit : d.mem_limit;
+  q.output_limit = o->output_limit ? o->output_limit : d.output_limit;
+  q.result_limit = o->result_limit ? o->result_limit : d.result_limit;
+  q.instr_limit = o->instr_limit > 0 ? o->instr_limit : d.instr_limit;
+  q.test_syscall = o->test_syscall;
+  const char *name = o->chunkname ? o->chunkname : d.chunkname;
+  char *json = input ? cJSON_PrintUnformatted(input) : NULL;
+  if (input && !json) return -1;
+  q.len[0] = strlen(name);
+  q.len[1] = len;
+  q.len[2] = json ? strlen(json) : 0;
+  int fd = memfd_create("luact-sandbox-request", MFD_CLOEXEC);
+  int bad = fd < 0 || write_all(fd, &q, sizeof q) ||
+            write_all(fd, name, q.len[0]) || write_all(fd, code, len) ||
+            (json && write_all(fd, json, q.len[2]));
+  cJSON_free(json);
+  if (bad) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Spawns the child with its request on REQ_FD and the pipe's write end on
+ * OUT_FD. 0 or -1 (errno). */
+static int spawn_child(int reqfd, int wfd, pid_t *pid) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  if (posix_spawn_file_actions_init(&fa)) return -1;
+  if (posix_spawnattr_init(&at)) {
+    posix_spawn_file_actions_destroy(&fa);
+    return -1;
+  }
+  int rc = posix_spawn_file_actions_adddup2(&fa, reqfd, REQ_FD);
+  rc = rc ? rc : posix_spawn_file_actions_adddup2(&fa, wfd, OUT_FD);
+  rc = rc ? rc : posix_spawn_file_actions_addopen(&fa, 0, "/dev/null",
+                                                  O_RDONLY, 0);
+  rc = rc ? rc : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null",
+                                                  O_WRONLY, 0);
+  if (!SANITIZED)
+    rc = rc ? rc : posix_spawn_file_actions_addopen(&fa, 2, "/dev/null",
+                                                    O_WRONLY, 0);
+  rc = rc ? rc : posix_spawn_file_actions_addclosefrom_np(&fa, OUT_FD + 1);
+  /* Default dispositions and an empty mask, whatever the parent set. */
+  rc = rc ? rc : posix_spawnattr_setsigmask(&at, &none);
+  rc = rc ? rc : posix_spawnattr_setsigdefault(&at, &all);
+  rc = rc ? rc : posix_spawnattr_setflags(
+                     &at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  char *argv[] = {"luact-sandbox", CHILD_ARG, NULL};
+  char *envp[] = {NULL};
+  if (!rc) rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&at);
+  if (rc) {
+    errno = rc;
+    return -1;
+  }
+  return 0;
+}
+
+int lc_sandbox_start(struct lc_loop *loop, const char *code, size_t len,
+                     const struct lc_sandbox_opts *o, const cJSON *input,
+                     lc_sandbox_done_fn done, void *ud,
+                     struct lc_sandbox_job **out) {
+  *out = NULL;
+  if (!loop || !code || !done ||
+      (o && (o->nfns || o->fail_alloc_after || o->in_process)))
+    return LC_EINVAL;
+  struct lc_sandbox_job *j = lc_calloc(1, sizeof *j);
+  if (!j) return LC_ENOMEM;
+  j->loop = loop;
+  j->done = done;
+  j->ud = ud;
+  j->rfd = j->pidfd = -1;
+  j->t0 = lc_now_ms();
+  j->wall = o && o->wall_ms > 0 ? o->wall_ms : LC_SANDBOX_DEFAULT_WALL_MS;
+  size_t ol = o && o->output_limit ? o->output_limit
+                                   : LC_SANDBOX_DEFAULT_OUTPUT;
+  size_t rl = o && o->result_limit ? o->result_limit
+                                   : LC_SANDBOX_DEFAULT_RESULT;
+  /* JSON escapes can make a string six times longer than its bytes. */
+  j->max_in = sizeof(struct frame) + ol + 6 * rl + 4 * ERR_MAX + 65536;
+  lc_timer_init(&j->deadline, on_deadline, j);
+  int reqfd = make_request(code, len, o, input, j->t0);
+  if (reqfd < 0) {
+    lc_free(j);
+    return errno == ENOMEM || errno == 0 ? LC_ENOMEM : LC_EIO;
+  }
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) {
+    close(reqfd);
+    lc_free(j);
+    return LC_EIO;
+  }
+  int rc = spawn_child(reqfd, p[1], &j->pid);
+  close(reqfd);
+  close(p[1]);
+  j->rfd = p[0];
+  if (rc < 0) {
+    close(p[0]);
+    lc_free(j);
+    return LC_EIO;
+  }
+  atomic_fetch_add(&live_children, 1);
+  /* Not reaped until we say so, so the pid cannot be reused before this. */
+  j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
+  fcntl(j->rfd, F_SETFL, O_NONBLOCK);
+  j->wr = (struct lc_fdwatch){.fd = j->rfd, .events = LC_READ,
+                              .cb = on_pipe, .ud = j};
+  j->wp = (struct lc_fdwatch){.fd = j->pidfd, .events = LC_READ,
+                              .cb = on_exit_fd, .ud = j};
+  if (j->pidfd < 0 || lc_loop_watch(loop, &j->wr) < 0 ||
+      lc_loop_watch(loop, &j->wp) < 0 ||
+      lc_timer_start(loop, &j->deadline, j->wall + GRACE_MS) < 0) {
+    lc_sandbox_job_free(j);
+    return LC_ENOMEM;
+  }
+  *out = j;
+  return 0;
+}
+
+void lc_sandbox_job_free(struct lc_sandbox_job *j) {
+  if (!j) return;
+  if (j->state == J_RUNNING) {
+    /* Cancelled: kill and reap now. After SIGKILL the wait is the
+     * kernel's teardown of the process, not anything the program does. */
+    kill(j->pid, SIGKILL);
+    int st;
+    while (waitpid(j->pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    job_release(j);
+    atomic_fetch_sub(&live_children, 1);
+  }
+  lc_sandbox_result_free(&j->res);
+  lc_free(j->in);
+  lc_free(j);
+}
+
+/* ---- the synchronous form ---- */
+
+static void sync_done(struct lc_sandbox_job *j, void *ud) {
+  (void)j;
+  *(int *)ud = 1;
+}
+
+int lc_sandbox_run(const char *code, size_t len,
+                   const struct lc_sandbox_opts *o, const cJSON *input,
+                   struct lc_sandbox_result *out) {
+  if (!out) return LC_EINVAL;
+  if (!code || (o && (o->nfns || o->fail_alloc_after || o->in_process)))
+    return run_here(code, len, o, input, 0, out);
+  memset(out, 0, sizeof *out);
+  struct lc_loop *loop;
+  if (lc_loop_new(&loop) < 0) return LC_ENOMEM;
+  struct lc_sandbox_job *j;
+  int fin = 0;
+  int rc = lc_sandbox_start(loop, code, len, o, input, sync_done, &fin, &j);
+  if (rc == LC_EIO) {
+    char msg[160];
+    int n = snprintf(msg, sizeof msg,
+                     "cannot start the sandbox process (%s)", strerror(errno));
+    set_error(out, LC_SANDBOX_DIED, msg, (size_t)n);
+    out->output = lc_strdup("");
+    rc = out->output && out->error ? 0 : LC_ENOMEM;
+  } else if (rc == 0) {
+    while (!fin) lc_loop_run_once(loop, -1);
+    rc = j->ret;
+    *out = j->res;
+    memset(&j->res, 0, sizeof j->res);
+    lc_sandbox_job_free(j);
+  }
+  lc_loop_free(loop);
+  return rc;
 }

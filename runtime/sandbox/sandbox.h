@@ -30,11 +30,15 @@
  *  - One library call can run long without allocating or running Lua code
  *    (backtracking patterns such as s:find(".-.-.-b") on a few KB, a plain
  *    find of a long near-match), out of reach of both the hook and the
- *    clock checks. So each run happens in a forked child process that the
- *    caller kills at the deadline (+250 ms for start-up and the result):
- *    the wall-clock cap holds for every program. Runs with host functions
- *    (they need this process's state) and opts.in_process runs stay in
- *    this process, with the hook and clock checks only.
+ *    clock checks. So each run happens in a child process that the caller
+ *    kills at the deadline (+250 ms for start-up and the result): the
+ *    wall-clock cap holds for every program, and a crash of the Lua state
+ *    is LC_SANDBOX_DIED. The child is posix_spawn'ed from /proc/self/exe
+ *    with an empty environment, no inherited descriptors, rlimits,
+ *    PR_SET_PDEATHSIG and a seccomp filter (sandbox.c, docs/pal.md). Runs
+ *    with host functions (they need this process's state) and
+ *    opts.in_process runs stay in this process, with the hook and clock
+ *    checks only.
  *  - Not deterministic across runs: pairs() order over string keys and
  *    tostring(table) (Lua 5.4.4 seeds its string hash from the time and
  *    addresses, with no API to fix the seed).
@@ -62,7 +66,10 @@ enum lc_sandbox_status {
   LC_SANDBOX_INSTRUCTIONS, /* instruction cap */
   LC_SANDBOX_TIMEOUT,      /* wall-clock cap */
   LC_SANDBOX_OUTPUT,       /* print output over output_limit */
-  LC_SANDBOX_BAD_RESULT    /* return value not serialisable / too large */
+  LC_SANDBOX_BAD_RESULT,   /* return value not serialisable / too large */
+  LC_SANDBOX_DIED,         /* the sandbox process died without a result
+                              (a crash: e.g. a C-stack overflow in Lua) */
+  LC_SANDBOX_VIOLATION     /* the system-call filter killed the process */
 };
 
 /* A host function visible in the sandbox as a global taking one table.
@@ -93,6 +100,9 @@ struct lc_sandbox_opts {
    * long library call cannot overrun the wall-clock cap. Set to run in this
    * process instead (runs with host functions always do). */
   int in_process;
+  /* Tests only: the child makes this system call (a number, SYS_*) once
+   * its filter is installed, before the program runs. 0 = none. */
+  long test_syscall;
 };
 
 struct lc_sandbox_result {
@@ -117,8 +127,11 @@ void lc_sandbox_opts_init(struct lc_sandbox_opts *o);
  * Returns 0 when the run took place (out->status says how it ended, even for
  * hostile or failing programs), LC_EINVAL for bad arguments (bad host
  * function name; out->error says why), LC_ENOMEM if the host itself ran out
- * of memory. In every case *out must be released with lc_sandbox_result_free.
- * Never raises; never calls back into any other lua_State. */
+ * of memory (never for a child that died: that is LC_SANDBOX_DIED). In
+ * every case *out must be released with lc_sandbox_result_free. Never
+ * raises; never calls back into any other lua_State. Waits for the child
+ * on the calling thread (on a private loop): a loop thread uses
+ * lc_sandbox_start instead. */
 int lc_sandbox_run(const char *code, size_t len,
                    const struct lc_sandbox_opts *o, const cJSON *input,
                    struct lc_sandbox_result *out);
@@ -126,7 +139,38 @@ int lc_sandbox_run(const char *code, size_t len,
 void lc_sandbox_result_free(struct lc_sandbox_result *r);
 
 /* "ok", "syntax", "error", "memory", "instructions", "timeout", "output",
- * "bad_result": the codes the Lua binding returns. */
+ * "bad_result", "died", "violation": the codes the Lua binding returns. */
 const char *lc_sandbox_status_code(enum lc_sandbox_status s);
+
+/* ---- runs driven by an event loop ----
+ *
+ * lc_sandbox_start spawns the child and returns at once; the child's result
+ * pipe and its pidfd are watched by loop, and a timer kills it at the
+ * deadline. Nothing here blocks the loop thread. done runs exactly once,
+ * from the loop, unless lc_sandbox_job_free comes first (then never). Runs
+ * that need this process (host functions, in_process, fail_alloc_after)
+ * cannot be started this way (LC_EINVAL). */
+struct lc_loop;
+struct lc_sandbox_job;
+typedef void (*lc_sandbox_done_fn)(struct lc_sandbox_job *j, void *ud);
+
+/* Copies code, opts and input. Returns 0 (done will run), LC_EINVAL,
+ * LC_ENOMEM or LC_EIO (the child could not be spawned); then no callback. */
+int lc_sandbox_start(struct lc_loop *loop, const char *code, size_t len,
+                     const struct lc_sandbox_opts *o, const cJSON *input,
+                     lc_sandbox_done_fn done, void *ud,
+                     struct lc_sandbox_job **out);
+/* After done: the return code lc_sandbox_run would have given, and the
+ * result (the job owns it; the caller may take its fields, leaving NULLs). */
+int lc_sandbox_job_rc(const struct lc_sandbox_job *j);
+struct lc_sandbox_result *lc_sandbox_job_result(struct lc_sandbox_job *j);
+/* The child's pid (tests); its filter is in place once started is set. */
+int lc_sandbox_job_pid(const struct lc_sandbox_job *j);
+int lc_sandbox_job_started(const struct lc_sandbox_job *j);
+/* Kills a running child (SIGKILL, then reaps it: bounded by the kernel's
+ * teardown of a killed process) and frees the job. NULL is fine. */
+void lc_sandbox_job_free(struct lc_sandbox_job *j);
+/* Jobs whose child is alive, in this process (tests and leak checks). */
+long lc_sandbox_live(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include "lc.h"
 #include "loop.h"
 #include "pal.h"
+#include "sandbox.h"
 #include "util_common.h"
 #include "util_lua.h"
 #include "util_mock.h"
@@ -551,6 +552,90 @@ START_TEST(engine_oom) {
 }
 END_TEST
 
+/* Lua 5.4.4 overflows the C stack with deeply nested coroutine.close
+ * (see tests/lua/sandbox/coroutine_close_cstack.lua): the child dies. */
+#define CRASH "```lua\nfunction solution()\n  local coro = false\n" \
+  "  for i = 1, 30000 do\n    local previous = coro\n" \
+  "    coro = coroutine.create(function()\n" \
+  "      local cc <close> = setmetatable({}, {__close = function()\n" \
+  "        if previous then coroutine.close(previous) end\n      end})\n" \
+  "      coroutine.yield()\n    end)\n    coroutine.resume(coro)\n  end\n" \
+  "  return coroutine.close(coro)\nend\n```"
+
+/* A program that crashes the interpreter is a dead child: the model is
+ * asked for a repair, the run is not lost as "out of memory". */
+START_TEST(crash_is_repaired) {
+  start_replies(CRASH, GOOD, NULL);
+  ck_assert_msg(run("local r = luact.pal(cfg{sandbox={memory=64*1024*1024}})\n"
+                    "return table.concat({r.status, tostring(r.answer), statuses(r),\n"
+                    "  tostring(r.attempts[1].error)}, '|')") == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "finished|12|died,ok|the sandbox process died", 44) == 0,
+                "%s", out);
+  ck_assert_int_eq(n_requests(), 2);
+  lc_mock_assert_request_has(&mock, 1, "The program crashed the interpreter");
+  stop();
+}
+END_TEST
+
+struct ticker {
+  long ticks, during_run;
+};
+static void ticker_tick(struct lc_loop *loop, struct lc_timer *t) {
+  struct ticker *k = t->ud;
+  k->ticks++;
+  if (lc_sandbox_live() > 0) k->during_run++;
+  lc_timer_start(loop, t, 1);
+}
+
+/* The sandbox run does not hold the loop: a ticker beside a PAL run whose
+ * program spins until its time cap completes its ticks while the program
+ * is still running (a run on the loop thread would starve it to 0). */
+START_TEST(ticker_beside_long_run) {
+  start_replies("```lua\nwhile true do end\n```", NULL);
+  lc_http_global_init();
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct fake_host f = {0};
+  struct lc_pal_host host = {.on_attempt = fake_attempt, .done = fake_done, .ud = &f};
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  struct lc_llm_request *req = lc_calloc(1, sizeof *req);
+  req->provider = LC_PROV_OPENAI;
+  req->model = lc_strdup("m");
+  req->base_url = lc_strdup(base);
+  req->api_key = lc_strdup("k");
+  struct lc_pal_config cfg;
+  lc_pal_config_default(&cfg);
+  cfg.base = req;
+  cfg.question = "q?";
+  cfg.repairs = 0;
+  cfg.llm.retry.max_attempts = 1;
+  cfg.sandbox.wall_ms = 1500;
+  cfg.sandbox.instr_limit = 1000000000000L;
+  struct lc_pal *p = NULL;
+  char e[256];
+  ck_assert_int_eq(lc_pal_new(&cfg, &host, &p, e, sizeof e), 0);
+  ck_assert_int_eq(lc_pal_start(p, loop), 0);
+  struct ticker k = {0, 0};
+  struct lc_timer t;
+  lc_timer_init(&t, ticker_tick, &k);
+  lc_timer_start(loop, &t, 1);
+  while (!f.done) lc_loop_run_once(loop, -1);
+  lc_timer_stop(loop, &t);
+  ck_assert_msg(k.during_run >= 20, "the ticker stalled: %ld of %ld ticks during the run",
+                k.during_run, k.ticks);
+  size_t n;
+  const struct lc_pal_attempt *a = lc_pal_attempts(p, &n);
+  ck_assert_int_eq(n, 1);
+  ck_assert_str_eq(a[0].status, "timeout"); /* it ran until its cap */
+  lc_pal_free(p);
+  ck_assert_int_eq(lc_loop_pending(loop), 0);
+  lc_loop_free(loop);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+  stop();
+}
+END_TEST
+
 Suite *pal_suite(void) {
   Suite *s = suite_create("pal");
   TCase *tc = tcase_create("pal");
@@ -573,6 +658,8 @@ Suite *pal_suite(void) {
   tcase_add_test(tc, code_tool_in_react);
   tcase_add_test(tc, example_pal_math);
   tcase_add_test(tc, extraction_rules);
+  tcase_add_test(tc, crash_is_repaired);
+  tcase_add_test(tc, ticker_beside_long_run);
   suite_add_tcase(s, tc);
   TCase *oom = tcase_create("oom");
   tcase_set_timeout(oom, 120);

@@ -6,17 +6,26 @@
 #include <dirent.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "l_sandbox.h"
 #include "lc.h"
+#include "loop.h"
 #include "sandbox.h"
 #include "util_common.h"
+#include "util_lua.h"
 
-#define MIN_CORPUS 45
+#define MIN_CORPUS 108 /* the files in tests/lua/sandbox: a lost file fails */
 #define MAX_CORPUS 512
 
 static char *corpus[MAX_CORPUS];
@@ -396,27 +405,21 @@ START_TEST(oom_each_allocation) {
 }
 END_TEST
 
-/* Under AddressSanitizer the programs run in the calling thread: GCC 12's
- * libasan installs no fork handlers, so a child forked while another
- * thread holds the sanitizer allocator's lock can hang on its first malloc
- * (twice in six full `ctest -j2` runs here). Release builds fork
- * safely: glibc's malloc and jemalloc both lock around fork. */
-#if defined(__SANITIZE_ADDRESS__)
-#define THREAD_IN_PROCESS 1
-#else
-#define THREAD_IN_PROCESS 0
-#endif
-
+/* Half the runs are children spawned from three threads at once, half
+ * run in the calling thread. Children are posix_spawn'ed (vfork + exec:
+ * nothing runs between the two that could take a lock), so this holds
+ * under ASan too: GCC 12's libasan installs no fork handlers, and a fork
+ * while another thread held its allocator lock used to hang the child. */
 static void *thread_run(void *arg) {
   int *ok = arg;
   struct lc_sandbox_opts o; /* loose clock: valgrind serialises threads */
   lc_sandbox_opts_init(&o);
   o.instr_limit = 200000;
   o.wall_ms = 120000;
-  o.in_process = THREAD_IN_PROCESS;
+  o.in_process = 1;
   struct lc_sandbox_opts plain;
   lc_sandbox_opts_init(&plain);
-  plain.in_process = THREAD_IN_PROCESS;
+  plain.in_process = 0;
   for (int i = 0; i < 20; i++) {
     struct lc_sandbox_result r = run_src(
         "local s = 0 for i = 1, 10000 do s = s + i end return s", &plain, NULL);
@@ -435,6 +438,290 @@ START_TEST(threads_independent) {
   for (int i = 0; i < 3; i++) pthread_create(&t[i], NULL, thread_run, &ok[i]);
   for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
   for (int i = 0; i < 3; i++) ck_assert_int_eq(ok[i], 40);
+}
+END_TEST
+
+
+/* ---- the child process ---- */
+
+/* Mutation guard: each coroutine.create is charged one hook step (a thread
+ * that dies between two hook calls would leave its count unpaid). 1000
+ * creates of an empty function cost ~6000 VM instructions uncharged. */
+START_TEST(cocreate_charged) {
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = 60000;
+  const char *src =
+      "local f = function() end\n"
+      "for i = 1, 1000 do coroutine.create(f) end\n"
+      "return 1";
+  struct lc_sandbox_result r = run_src(src, &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OK);
+  ck_assert_int_ge(r.instructions, 1000L * LC_SANDBOX_HOOK_STEP);
+  lc_sandbox_result_free(&r);
+  o.instr_limit = 50000; /* the loop alone fits; the charges do not */
+  r = run_src(src, &o, NULL);
+  ck_assert_msg(r.status == LC_SANDBOX_INSTRUCTIONS, "got %s",
+                lc_sandbox_status_code(r.status));
+  lc_sandbox_result_free(&r);
+  /* coroutine.wrap is charged the same way. */
+  o.instr_limit = 50000;
+  r = run_src("local f = function() end\n"
+              "for i = 1, 1000 do coroutine.wrap(f) end\n"
+              "return 1", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_INSTRUCTIONS);
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+/* The largest result a program may return comes back whole from the
+ * child: a string of control characters at the result limit is six times
+ * longer as JSON. */
+START_TEST(largest_result_from_child) {
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = 60000;
+  struct lc_sandbox_result r =
+      run_src("return string.rep('\\1', 1024 * 1024 - 100)", &o, NULL);
+  ck_assert_msg(r.status == LC_SANDBOX_OK, "%s: %s",
+                lc_sandbox_status_code(r.status), r.error);
+  ck_assert(cJSON_IsString(r.value));
+  ck_assert_uint_eq(strlen(r.value->valuestring), 1024 * 1024 - 100);
+  lc_sandbox_result_free(&r);
+}
+END_TEST
+
+struct jobwait {
+  int done;
+};
+static void job_done(struct lc_sandbox_job *j, void *ud) {
+  (void)j;
+  ((struct jobwait *)ud)->done = 1;
+}
+
+/* Starts `while true do end` for a long time and drives loop until the
+ * child has installed its filter. */
+static struct lc_sandbox_job *start_spinner(struct lc_loop *loop,
+                                            struct jobwait *w, double wall) {
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = wall;
+  o.instr_limit = 1000000000000L;
+  struct lc_sandbox_job *j;
+  const char *src = "while true do end";
+  ck_assert_int_eq(
+      lc_sandbox_start(loop, src, strlen(src), &o, NULL, job_done, w, &j), 0);
+  while (!lc_sandbox_job_started(j) && !w->done) lc_loop_run_once(loop, -1);
+  ck_assert_msg(!w->done, "the child ended before it started");
+  return j;
+}
+
+static char *proc_read(int pid, const char *what, size_t *n) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", pid, what);
+  int fd = open(path, O_RDONLY | O_CLOEXEC); /* /proc files have no size */
+  ck_assert_msg(fd >= 0, "cannot open %s: %s", path, strerror(errno));
+  size_t cap = 65536;
+  char *s = malloc(cap + 1);
+  ck_assert_ptr_nonnull(s);
+  *n = 0;
+  ssize_t got;
+  while ((got = read(fd, s + *n, cap - *n)) > 0) *n += (size_t)got;
+  close(fd);
+  s[*n] = '\0';
+  return s;
+}
+
+static void assert_limit(const char *limits, const char *name,
+                         const char *want) {
+  const char *l = strstr(limits, name);
+  ck_assert_msg(l != NULL, "no %s in limits", name);
+  char soft[32], hard[32];
+  ck_assert_int_eq(sscanf(l + strlen(name), " %31s %31s", soft, hard), 2);
+  ck_assert_msg(!strcmp(soft, want) && !strcmp(hard, want),
+                "%s: %s %s, want %s", name, soft, hard, want);
+}
+
+/* The child sees no environment (a canary set here is absent), no
+ * descriptor of ours (one opened without CLOEXEC included), runs under
+ * rlimits and a seccomp filter with no_new_privs. Checked from /proc while
+ * it runs, once it reported that its filter is in place. */
+START_TEST(child_confined) {
+  setenv("LUACT_TEST_CANARY", "sk-canary-not-for-the-child", 1);
+  int leak = open("/dev/null", O_RDONLY); /* no O_CLOEXEC on purpose */
+  ck_assert_int_ge(leak, 0);
+  ck_assert_int_eq(dup2(leak, 77), 77);
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct jobwait w = {0};
+  struct lc_sandbox_job *j = start_spinner(loop, &w, 60000);
+  int pid = lc_sandbox_job_pid(j);
+  size_t n;
+  char *env = proc_read(pid, "environ", &n);
+  ck_assert_msg(n == 0, "child environment: %.*s", (int)n, env);
+  free(env);
+
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  struct dirent *e;
+  int seen = 0;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    char path[320], target[256];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    ssize_t tl = readlink(path, target, sizeof target - 1);
+    ck_assert_int_gt(tl, 0);
+    target[tl] = '\0';
+    /* 0 and 1 are /dev/null, 2 too outside sanitizer builds, 4 the pipe. */
+    ck_assert_msg(fd == 0 || fd == 1 || fd == 2 || fd == 4,
+                  "child has fd %d (%s)", fd, target);
+    if (fd == 4) ck_assert_msg(!strncmp(target, "pipe:", 5), "fd 4: %s", target);
+#if !defined(__SANITIZE_ADDRESS__)
+    else ck_assert_msg(!strcmp(target, "/dev/null"), "fd %d: %s", fd, target);
+#endif
+    seen++;
+  }
+  closedir(d);
+  ck_assert_int_eq(seen, 4);
+
+  char *lim = proc_read(pid, "limits", &n);
+  assert_limit(lim, "Max core file size", "0");
+  assert_limit(lim, "Max file size", "0");
+  assert_limit(lim, "Max processes", "0");
+  assert_limit(lim, "Max open files", "5");
+  assert_limit(lim, "Max cpu time", "62");
+  free(lim);
+  char *st = proc_read(pid, "status", &n);
+  ck_assert_msg(strstr(st, "\nSeccomp:\t2\n") != NULL, "no filter: %s", st);
+  ck_assert_msg(strstr(st, "\nNoNewPrivs:\t1\n") != NULL, "may gain privileges");
+  free(st);
+
+  ck_assert_int_eq(lc_sandbox_live(), 1);
+  lc_sandbox_job_free(j); /* kills and reaps; no callback */
+  ck_assert_int_eq(w.done, 0);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+  ck_assert_int_eq(lc_loop_pending(loop), 0);
+  lc_loop_free(loop);
+  close(77);
+  close(leak);
+  unsetenv("LUACT_TEST_CANARY");
+}
+END_TEST
+
+/* A system call outside the filter kills the child: "violation", never
+ * ENOMEM or an ok run. (Arguments are -1 and 0: harmless if allowed.) */
+START_TEST(forbidden_syscall) {
+  static const long calls[] = {SYS_socket, SYS_connect, SYS_clone,
+                               SYS_execve, SYS_ptrace,  SYS_kill,
+                               SYS_setsid, SYS_chdir};
+  for (size_t i = 0; i < LC_ARRAY_LEN(calls); i++) {
+    struct lc_sandbox_opts o;
+    lc_sandbox_opts_init(&o);
+    o.wall_ms = 60000;
+    o.test_syscall = calls[i];
+    struct lc_sandbox_result r;
+    int rc = lc_sandbox_run("return 1", 8, &o, NULL, &r);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(r.status == LC_SANDBOX_VIOLATION, "syscall %ld: %s (%s)",
+                  calls[i], lc_sandbox_status_code(r.status),
+                  r.error ? r.error : "");
+    ck_assert_ptr_nonnull(strstr(r.error, "sandbox violation"));
+    ck_assert_str_eq(lc_sandbox_status_code(r.status), "violation");
+    lc_sandbox_result_free(&r);
+  }
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+}
+END_TEST
+
+/* The child dies with its parent: a process of ours starts a long run and
+ * is SIGKILLed; the grandchild must exit (waited for on its pidfd; the
+ * case's timeout is far below the run's caps). */
+START_TEST(child_dies_with_parent) {
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t mid = fork();
+  ck_assert_int_ge(mid, 0);
+  if (mid == 0) {
+    close(p[0]);
+    struct lc_loop *loop;
+    if (lc_loop_new(&loop)) _exit(1);
+    struct jobwait w = {0};
+    struct lc_sandbox_job *j = start_spinner(loop, &w, 600000);
+    int pid = lc_sandbox_job_pid(j);
+    if (write(p[1], &pid, sizeof pid) != sizeof pid) _exit(1);
+    for (;;) lc_loop_run_once(loop, -1);
+  }
+  close(p[1]);
+  int gc = 0;
+  ck_assert_int_eq(read(p[0], &gc, sizeof gc), (ssize_t)sizeof gc);
+  close(p[0]);
+  int pidfd = (int)syscall(SYS_pidfd_open, gc, 0);
+  ck_assert_int_ge(pidfd, 0);
+  struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+  ck_assert_int_eq(poll(&pf, 1, 0), 0); /* running */
+  ck_assert_int_eq(kill(mid, SIGKILL), 0);
+  int st;
+  ck_assert_int_eq(waitpid(mid, &st, 0), mid);
+  int pr;
+  while ((pr = poll(&pf, 1, -1)) < 0 && errno == EINTR) {
+  }
+  ck_assert_int_eq(pr, 1); /* the grandchild is gone */
+  close(pidfd);
+}
+END_TEST
+
+/* A program that ignores SIGCHLD has its children reaped by the kernel:
+ * runs still end, with their result (or "died" without one), never hang. */
+START_TEST(sigchld_ignored) {
+  signal(SIGCHLD, SIG_IGN);
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = 60000;
+  struct lc_sandbox_result r = run_src("return 6 * 7", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OK);
+  ck_assert_int_eq(r.value->valueint, 42);
+  lc_sandbox_result_free(&r);
+  o.test_syscall = SYS_socket;
+  r = run_src("return 1", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_DIED);
+  lc_sandbox_result_free(&r);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+  signal(SIGCHLD, SIG_DFL);
+}
+END_TEST
+
+static void tick(struct lc_loop *loop, struct lc_timer *t) {
+  long *n = t->ud;
+  ++*n;
+  lc_timer_start(loop, t, 1);
+}
+
+/* A run driven by the loop leaves the loop free: a ticker on the same loop
+ * completes its ticks while the program is still running, and the program
+ * then runs until its time cap. */
+START_TEST(loop_runs_beside_child) {
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct jobwait w = {0};
+  struct lc_sandbox_job *j = start_spinner(loop, &w, 1500);
+  long ticks = 0, during = -1;
+  struct lc_timer t;
+  lc_timer_init(&t, tick, &ticks);
+  lc_timer_start(loop, &t, 1);
+  while (!w.done) {
+    lc_loop_run_once(loop, -1);
+    if (ticks >= 20 && during < 0) during = ticks;
+  }
+  lc_timer_stop(loop, &t);
+  ck_assert_msg(during >= 20, "the ticker stalled: %ld ticks", ticks);
+  ck_assert_int_eq(lc_sandbox_job_rc(j), 0);
+  ck_assert_int_eq(lc_sandbox_job_result(j)->status, LC_SANDBOX_TIMEOUT);
+  lc_sandbox_job_free(j);
+  ck_assert_int_eq(lc_loop_pending(loop), 0);
+  lc_loop_free(loop);
 }
 END_TEST
 
@@ -497,6 +784,36 @@ START_TEST(binding_nil_msg_code) {
 }
 END_TEST
 
+/* Inside a task, luact.sandbox.run yields while the child runs: a ticker
+ * task beside it completes its ticks while the program spins to its time
+ * cap (a run on the loop thread would leave it at most one tick). A task
+ * killed while waiting kills its child. */
+START_TEST(binding_yields_in_task) {
+  char out[256], err[1024];
+  int rc = lc_test_lua_run_once(
+      NULL, NULL,
+      "local running, ticks = true, 0\n"
+      "local t = luact.spawn(function()\n"
+      "  while running do luact.sleep(0.001); ticks = ticks + 1 end\n"
+      "end)\n"
+      "local r, msg, code = luact.sandbox.run('while true do end',\n"
+      "  { wall_ms = 1500, instr_limit = 1e12 })\n"
+      "running = false\n"
+      "luact.wait(t)\n"
+      "local k = luact.spawn(function()\n"
+      "  return luact.sandbox.run('while true do end',\n"
+      "    { wall_ms = 600000, instr_limit = 1e12 })\n"
+      "end)\n"
+      "luact.sleep(0.001)\n"
+      "luact.kill(k)\n"
+      "return code .. '|' .. tostring(ticks >= 20) .. '|' .. ticks",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "timeout|true|", 13) == 0, "%s", out);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+}
+END_TEST
+
 Suite *sandbox_suite(void) {
   corpus_scan();
   Suite *s = suite_create("sandbox");
@@ -517,12 +834,24 @@ Suite *sandbox_suite(void) {
   tcase_add_test(tc, limits_reported);
   tcase_add_loop_test(tc, oom_each_allocation, 1, 400);
   tcase_add_test(tc, threads_independent);
+  tcase_add_test(tc, cocreate_charged);
+  tcase_add_test(tc, largest_result_from_child);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("child");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, child_confined);
+  tcase_add_test(tc, forbidden_syscall);
+  tcase_add_test(tc, child_dies_with_parent);
+  tcase_add_test(tc, loop_runs_beside_child);
+  tcase_add_test(tc, sigchld_ignored);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("binding");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, binding_result);
   tcase_add_test(tc, binding_nil_msg_code);
+  tcase_add_test(tc, binding_yields_in_task);
   suite_add_tcase(s, tc);
   return s;
 }
