@@ -67,6 +67,8 @@ void lc_journal_set_input(struct lc_journal *j, FILE *f);
 FILE *lc_journal_input(const struct lc_journal *j);
 /* Counts, for tests and the CLI: effects begun, answered from the file,
  * run for real. */
+/* Replay: id comparisons the loader made (a test keeps loading linear). */
+long lc_journal_load_compares(const struct lc_journal *j);
 void lc_journal_counts(const struct lc_journal *j, long *begun, long *replayed, long *ran);
 
 /* Who is running an effect: the task (opaque), its path and the effect's

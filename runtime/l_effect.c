@@ -15,6 +15,7 @@
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
+#include "utf8.h"
 
 #define EFFECT_MT "luact.Effect"
 #define ASK_MT "luact.Ask"
@@ -371,22 +372,30 @@ static int tok_finish(lua_State *L) {
   return push_values(L, res->j);
 }
 
-/* tok:fail(message): the effect raised; the error is its result. */
+/* tok:fail(message) -> message as recorded: the effect raised; the error
+ * is its result. The text is made valid UTF-8 (a message cut mid-character
+ * would make the line unreadable), and the caller raises what it returns
+ * so that the run sees what its replay will. */
 static int tok_fail(lua_State *L) {
   struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
-  if (b->state != TOK_RUNNING) return 0;
+  size_t ml;
+  const char *m = luaL_tolstring(L, 2, &ml);
+  const char *tb = strstr(m, "\nstack traceback:");
+  char *s = lc_utf8_sanitize(m, tb ? (size_t)(tb - m) : ml, &ml);
+  if (b->state != TOK_RUNNING) {
+    if (s) lua_pushlstring(L, s, ml);
+    lc_free(s);
+    return s ? 1 : luaL_error(L, "out of memory");
+  }
   b->state = TOK_DONE;
   tok_unscope(b);
-  const char *m = luaL_tolstring(L, 2, NULL);
-  const char *tb = strstr(m, "\nstack traceback:");
   cJSON *e = cJSON_CreateObject();
-  if (e) {
-    char *s = lc_strndup(m, tb ? (size_t)(tb - m) : strlen(m));
-    if (s) cJSON_AddStringToObject(e, "message", s);
-    lc_free(s);
-  }
-  if (lc_effect_end(&b->e, NULL, e, nested_extra(b))) return raise_journal(L, b->e.j);
-  return 0;
+  if (e && s) cJSON_AddStringToObject(e, "message", s);
+  int rc = lc_effect_end(&b->e, NULL, e, nested_extra(b));
+  if (s) lua_pushlstring(L, s, ml);
+  lc_free(s);
+  if (rc) return raise_journal(L, b->e.j);
+  return s ? 1 : luaL_error(L, "out of memory");
 }
 
 /* ---- clock and random ---- */
