@@ -1,0 +1,166 @@
+/* check_stall.c: nothing blocks the loop thread. Each case runs a
+ * blocking-prone operation beside a ticker task (util_stall.h) and holds
+ * the operation open until the ticker has completed its ticks: a loop
+ * thread stuck in the operation never lets it finish.
+ *
+ * Cases: cancelling a transfer while its name is being resolved (curl's
+ * threaded resolver used to be joined on cancel: a slow getaddrinfo froze
+ * every task of the worker). More cases are added by the owners of the
+ * other blocking paths (journal fsync, luact.ask, SQL, sandbox). */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util_stall.h"
+
+/* ---- a name server that answers only when released ---- */
+
+struct dns {
+  struct lc_stall *s;
+  int fd;
+  int wake[2]; /* release / stop */
+  atomic_int released, stop;
+  pthread_t th;
+  unsigned char q[8][512];
+  ssize_t qlen[8];
+  struct sockaddr_in from[8];
+  int nq;
+};
+
+/* NXDOMAIN for the query in q (the question is echoed). */
+static void dns_answer(struct dns *d, unsigned char *q, ssize_t n, struct sockaddr_in *to) {
+  if (n < 12) return;
+  q[2] = (unsigned char)(0x80 | (q[2] & 0x79)); /* QR, opcode, RD kept */
+  q[3] = 0x80 | 3;                             /* RA, NXDOMAIN */
+  sendto(d->fd, q, (size_t)n, 0, (struct sockaddr *)to, sizeof *to);
+}
+
+static void *dns_main(void *p) {
+  struct dns *d = p;
+  for (;;) {
+    struct pollfd pf[2] = {{d->fd, POLLIN, 0}, {d->wake[0], POLLIN, 0}};
+    if (poll(pf, 2, -1) < 0 && errno != EINTR) break;
+    if (pf[1].revents) {
+      char c;
+      if (read(d->wake[0], &c, 1) <= 0 || atomic_load(&d->stop)) break;
+      for (int i = 0; i < d->nq; i++) dns_answer(d, d->q[i], d->qlen[i], &d->from[i]);
+      d->nq = 0;
+    }
+    if (pf[0].revents & POLLIN) {
+      unsigned char buf[512];
+      struct sockaddr_in from;
+      socklen_t fl = sizeof from;
+      ssize_t n = recvfrom(d->fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+      if (n <= 0) continue;
+      lc_stall_in_flight(d->s); /* the resolver is waiting on us now */
+      if (atomic_load(&d->released)) {
+        dns_answer(d, buf, n, &from);
+      } else if (d->nq < 8) {
+        memcpy(d->q[d->nq], buf, (size_t)n);
+        d->qlen[d->nq] = n;
+        d->from[d->nq++] = from;
+      }
+    }
+  }
+  return NULL;
+}
+
+static void dns_release(struct lc_stall *s) {
+  struct dns *d = s->ud;
+  atomic_store(&d->released, 1);
+  ck_assert_int_eq(write(d->wake[1], "r", 1), 1);
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(text, f);
+  ck_assert_int_eq(fclose(f), 0);
+}
+
+/* This test process (Check's forked child) in its own mount and network
+ * namespaces: a loopback of its own, where port 53 is ours, and a
+ * resolv.conf and nsswitch.conf that send every lookup to it. Needs root
+ * (CAP_SYS_ADMIN), which the test machines have; without it the case
+ * fails and says so rather than skipping. */
+static void private_resolver(void) {
+  ck_assert_msg(unshare(CLONE_NEWNS | CLONE_NEWNET) == 0,
+                "unshare(CLONE_NEWNS|CLONE_NEWNET): %s (this case needs root: it runs the "
+                "resolver against a name server of its own)", strerror(errno));
+  ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+  int sk = socket(AF_INET, SOCK_DGRAM, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+  ck_assert_int_eq(ioctl(sk, SIOCGIFFLAGS, &ifr), 0);
+  ifr.ifr_flags |= IFF_UP;
+  ck_assert_int_eq(ioctl(sk, SIOCSIFFLAGS, &ifr), 0);
+  close(sk);
+  char rc[64], ns[64];
+  snprintf(rc, sizeof rc, "/tmp/lc_stall_%ld_resolv.conf", (long)getpid());
+  snprintf(ns, sizeof ns, "/tmp/lc_stall_%ld_nsswitch.conf", (long)getpid());
+  /* Long timeouts: without an answer, getaddrinfo waits minutes. */
+  write_file(rc, "nameserver 127.0.0.1\noptions timeout:30 attempts:5\n");
+  write_file(ns, "hosts: dns\n");
+  ck_assert_msg(mount(rc, "/etc/resolv.conf", NULL, MS_BIND, NULL) == 0, "bind resolv.conf: %s",
+                strerror(errno));
+  ck_assert_msg(mount(ns, "/etc/nsswitch.conf", NULL, MS_BIND, NULL) == 0,
+                "bind nsswitch.conf: %s", strerror(errno));
+  unlink(rc); /* the mounts keep them */
+  unlink(ns);
+}
+
+/* A transfer cancelled while its name is being resolved: the cancel must
+ * not wait for the resolver thread. */
+START_TEST(dns_cancel_does_not_block) {
+  private_resolver();
+  static struct dns d;
+  memset(&d, 0, sizeof d);
+  d.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(53)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ck_assert_int_eq(bind(d.fd, (struct sockaddr *)&a, sizeof a), 0);
+  ck_assert_int_eq(pipe2(d.wake, O_CLOEXEC), 0);
+  static struct lc_stall s;
+  memset(&s, 0, sizeof s);
+  s.name = "dns cancel";
+  s.script = "function op() return luact.http.get('http://luact-stall.test:9/') end\n"
+             "function after_in_flight(task) luact.kill(task) end\n";
+  s.release = dns_release;
+  s.ud = &d;
+  d.s = &s;
+  ck_assert_int_eq(pthread_create(&d.th, NULL, dns_main, &d), 0);
+  char err[512];
+  int rc = lc_stall_run(&s, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  lc_stall_assert_ok(&s);
+  ck_assert_str_eq(s.result, "nil already waited or killed");
+  atomic_store(&d.stop, 1);
+  ck_assert_int_eq(write(d.wake[1], "s", 1), 1);
+  pthread_join(d.th, NULL);
+  close(d.fd);
+}
+END_TEST
+
+Suite *stall_suite(void) {
+  Suite *s = suite_create("stall");
+  TCase *tc = tcase_create("ticker");
+  /* A case that stalls never ends: this timeout is what fails it. */
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, dns_cancel_does_not_block);
+  suite_add_tcase(s, tc);
+  return s;
+}
