@@ -630,6 +630,44 @@ START_TEST(cli_ask) {
 }
 END_TEST
 
+/* Two asks waiting at once, then a third: each gets the next line, in the
+ * order they asked, from a pipe (the second used to read stdin with a
+ * blocking fgetc whose buffer swallowed the first ask's line), with and
+ * without recording; the journal replays them. */
+START_TEST(cli_concurrent_asks) {
+  char script[256], jpath[256], o1[256], o2[256], cmd[2048];
+  long pid = (long)getpid();
+  snprintf(script, sizeof script, "/tmp/lc_effect_%ld_asks.lua", pid);
+  snprintf(jpath, sizeof jpath, "/tmp/lc_effect_%ld_asks.jsonl", pid);
+  snprintf(o1, sizeof o1, "/tmp/lc_effect_%ld_asks.out1", pid);
+  snprintf(o2, sizeof o2, "/tmp/lc_effect_%ld_asks.out2", pid);
+  FILE *f = fopen(script, "w");
+  fputs("local a = luact.spawn(function() return luact.ask('1? ') end)\n"
+        "local b = luact.spawn(function() return luact.ask('2? ') end)\n"
+        "local _, x = luact.wait(a)\nlocal _, y = luact.wait(b)\n"
+        "print(x, y, luact.ask('3? '), luact.ask('4? '))\n", f);
+  fclose(f);
+  for (int rec = 0; rec < 2; rec++) {
+    snprintf(cmd, sizeof cmd, "printf 'one\\ntwo\\r\\nthree\\nfour' | %s/luact run %s%s %s > %s",
+             LC_BINARY_DIR, rec ? "--record " : "", rec ? jpath : "", script, o1);
+    ck_assert_int_eq(sh(cmd), 0);
+    char *a = lc_test_read_file(o1, NULL);
+    ck_assert_str_eq(a, "one\ttwo\tthree\tfour\n");
+    free(a);
+  }
+  snprintf(cmd, sizeof cmd, "%s/luact run --replay %s %s < /dev/null > %s", LC_BINARY_DIR, jpath,
+           script, o2);
+  ck_assert_int_eq(sh(cmd), 0);
+  char *b = lc_test_read_file(o2, NULL);
+  ck_assert_str_eq(b, "one\ttwo\tthree\tfour\n");
+  free(b);
+  unlink(script);
+  unlink(jpath);
+  unlink(o1);
+  unlink(o2);
+}
+END_TEST
+
 /* Every example in the repository records and replays (those that need
  * `cc` compile as they do in a normal run). */
 START_TEST(cli_every_example) {
@@ -701,6 +739,7 @@ Suite *effect_suite(void) {
   tcase_set_timeout(cli, 300);
   tcase_add_test(cli, cli_weather);
   tcase_add_test(cli, cli_ask);
+  tcase_add_test(cli, cli_concurrent_asks);
   tcase_add_test(cli, cli_every_example);
   tcase_add_test(cli, shopbot_demo_journal_replays);
   suite_add_tcase(s, cli);

@@ -5,8 +5,9 @@
  *
  * Cases: cancelling a transfer while its name is being resolved (curl's
  * threaded resolver used to be joined on cancel: a slow getaddrinfo froze
- * every task of the worker). More cases are added by the owners of the
- * other blocking paths (journal fsync, luact.ask, SQL, sandbox). */
+ * every task of the worker); two concurrent luact.ask (the second read
+ * stdin with a blocking fgetc). More cases are added by the owners of the
+ * other blocking paths (SQL, sandbox). */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -155,12 +156,49 @@ START_TEST(dns_cancel_does_not_block) {
 }
 END_TEST
 
+/* ---- luact.ask: two asks at once on an input that has no line yet ---- */
+
+static int ask_pipe[2];
+
+static void ask_release(struct lc_stall *s) {
+  (void)s;
+  ck_assert_int_eq(write(ask_pipe[1], "x\ny\n", 4), 4);
+  close(ask_pipe[1]);
+}
+
+START_TEST(concurrent_asks_do_not_block) {
+  /* stdin of this test process (Check's forked child) becomes a pipe that
+   * the release writes to. */
+  ck_assert_int_eq(pipe2(ask_pipe, O_CLOEXEC), 0);
+  ck_assert_int_eq(dup2(ask_pipe[0], 0), 0);
+  close(ask_pipe[0]);
+  static struct lc_stall s;
+  memset(&s, 0, sizeof s);
+  s.name = "concurrent ask";
+  s.script = "function op()\n"
+             "  local a = luact.spawn(function() return luact.ask('') end)\n"
+             "  local b = luact.spawn(function() return luact.ask('') end)\n"
+             "  stall.mark() -- both ask before the ticker's first tick\n"
+             "  local _, x = luact.wait(a)\n"
+             "  local _, y = luact.wait(b)\n"
+             "  return x .. ',' .. y\n"
+             "end\n";
+  s.release = ask_release;
+  char err[512];
+  int rc = lc_stall_run(&s, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  lc_stall_assert_ok(&s);
+  ck_assert_str_eq(s.result, "true x,y");
+}
+END_TEST
+
 Suite *stall_suite(void) {
   Suite *s = suite_create("stall");
   TCase *tc = tcase_create("ticker");
   /* A case that stalls never ends: this timeout is what fails it. */
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, dns_cancel_does_not_block);
+  tcase_add_test(tc, concurrent_asks_do_not_block);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -30,6 +30,11 @@ static int l_in_flight(lua_State *L) {
   return 1;
 }
 
+static int l_mark(lua_State *L) {
+  lc_stall_in_flight(self(L));
+  return 0;
+}
+
 static int l_tick(lua_State *L) {
   self(L)->ticks++;
   return 0;
@@ -52,7 +57,8 @@ int lc_stall_run(struct lc_stall *s, char *err, size_t errlen) {
   struct lc_test_lua t;
   lc_test_lua_open(&t);
   static const luaL_Reg fns[] = {
-      {"in_flight", l_in_flight}, {"tick", l_tick}, {"release", l_release}, {NULL, NULL}};
+      {"in_flight", l_in_flight}, {"mark", l_mark}, {"tick", l_tick},
+      {"release", l_release},     {NULL, NULL}};
   lua_createtable(t.L, 0, 4);
   lua_pushlightuserdata(t.L, s);
   luaL_setfuncs(t.L, fns, 1);

@@ -15,7 +15,9 @@
  * To add a case (SQL, sandbox, ...): fill a struct lc_stall (script with
  * op() and maybe after_in_flight(task), setup to attach what the script
  * needs, release to let the operation end), call lc_stall_run, then
- * lc_stall_assert_ok. The hold calls lc_stall_in_flight from any thread. */
+ * lc_stall_assert_ok. The hold calls lc_stall_in_flight from any thread,
+ * or op() calls stall.mark() when the hold is its own state (e.g. input
+ * that has not been written yet). */
 #ifndef LC_TEST_UTIL_STALL_H
 #define LC_TEST_UTIL_STALL_H
 
