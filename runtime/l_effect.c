@@ -28,6 +28,8 @@ void lc_l_journal_attach(lua_State *L, struct lc_journal *j) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &journal_key);
   struct lc_sched *s = lc_sched_get(L);
   if (s) lc_sched_on_idle(s, j ? lc_journal_idle : NULL, j);
+  /* Its fsyncs then run on a writer thread, and tasks wait on this loop. */
+  if (j && s) lc_journal_set_loop(j, lc_sched_loop(s));
 }
 
 struct lc_journal *lc_l_journal(lua_State *L) {
@@ -66,6 +68,8 @@ enum { TOK_RUNNING, TOK_DONE, TOK_REPLAYED };
 struct effect_box {
   struct lc_effect_op e;
   struct lc_task *task;
+  struct lc_journal_waiter jw; /* waiting for a line to be durable */
+  struct lc_wait wait;
   unsigned long seq0, children0; /* the task's counters after begin */
   int scoped;                    /* a live scope is open for it */
   int state;
@@ -76,6 +80,59 @@ static void tok_unscope(struct effect_box *b) {
     lc_journal_scope_pop(b->e.j, b->task);
     b->scoped = 0;
   }
+}
+
+/* ---- waiting for the journal's writer thread ----
+ * An effect's intent must be durable before it runs and its result before
+ * Lua sees it; the fsync runs on the journal's writer thread and the task
+ * yields meanwhile, so the loop and every other task go on. */
+
+static void dw_fire(struct lc_journal_waiter *w) {
+  struct effect_box *b = (struct effect_box *)((char *)w - offsetof(struct effect_box, jw));
+  lc_task_wake(b->task, &b->wait);
+}
+
+static void dw_cancel(struct lc_wait *w) {
+  struct effect_box *b = (struct effect_box *)((char *)w - offsetof(struct effect_box, wait));
+  lc_journal_unwait(b->e.j, &b->jw);
+}
+
+/* What a binding does once the line is durable (await_durable's ctx is
+ * which | n << 8). */
+enum { K_BEGIN, K_FINISH, K_FAIL };
+static int after_durable(lua_State *L, int which, int n);
+
+static int durable_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The token: at 8 for begin (after its 5 arguments and 2 boxes), else 1. */
+static struct effect_box *k_box(lua_State *L, lua_KContext ctx) {
+  return lua_touserdata(L, (ctx & 0xff) == K_BEGIN ? 8 : 1);
+}
+
+/* Goes on (after_durable) once the token's pending line is durable: at
+ * once when it is, by yielding the task otherwise (an fsync on this
+ * thread only where the task cannot yield). Raises when syncing failed. */
+static int await_durable(lua_State *L, lua_KContext ctx) {
+  struct effect_box *b = k_box(L, ctx);
+  struct lc_journal *j = b->e.j;
+  if (!lc_journal_durable(j, b->e.ticket)) {
+    b->jw.ticket = b->e.ticket;
+    b->jw.fire = dw_fire;
+    b->wait.cancel = dw_cancel;
+    if (lua_isyieldable(L) && lc_journal_wait(j, &b->jw) == 0) {
+      lc_task_wait(b->task, &b->wait);
+      return lua_yieldk(L, 0, ctx, durable_k);
+    }
+    if (lc_journal_sync_now(j, b->e.ticket)) return raise_journal(L, j);
+  }
+  if (lc_journal_failed(j) == LC_JOURNAL_EIO) return raise_journal(L, j);
+  b->e.ticket = 0;
+  return after_durable(L, (int)(ctx & 0xff), (int)(ctx >> 8));
+}
+
+static int durable_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return await_durable(L, ctx);
 }
 
 /* __gc and __close: a token still running was abandoned (error, kill). */
@@ -255,7 +312,7 @@ static int l_effect_begin(lua_State *L) {
   luaL_setmetatable(L, EFFECT_MT);
   struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
   struct lc_effect_desc d = {.kind = kind, .name = name, .request = req->j, .cls = cls,
-                             .tools_hash = has_schema ? th : NULL};
+                             .tools_hash = has_schema ? th : NULL, .waits = 1};
   int rc = lc_effect_begin(j, &w, &d, &b->e);
   if (rc < 0) return raise_journal(L, j);
   b->task = task;
@@ -273,7 +330,10 @@ static int l_effect_begin(lua_State *L) {
       b->scoped = 1;
     }
   }
-  return 1;
+  if (!b->e.ticket) return 1;
+  lua_closeslot(L, 7); /* the boxes go now, not after the wait */
+  lua_closeslot(L, 6);
+  return await_durable(L, K_BEGIN);
 }
 
 static int tok_replayed(lua_State *L) {
@@ -370,6 +430,18 @@ static int tok_finish(lua_State *L) {
   cJSON *copy = cJSON_Duplicate(res->j, 1);
   if (!copy) return luaL_error(L, "out of memory");
   if (lc_effect_end(&b->e, copy, NULL, nested_extra(b))) return raise_journal(L, b->e.j);
+  if (!b->e.ticket) return push_values(L, res->j);
+  return await_durable(L, K_FINISH | (lua_KContext)n << 8);
+}
+
+/* [-0, +n, e] The binding's results, its line durable now. */
+static int after_durable(lua_State *L, int which, int n) {
+  if (which == K_BEGIN) {
+    lua_settop(L, 8);
+    return 1; /* the token */
+  }
+  if (which == K_FAIL) return 1; /* the message on top */
+  struct json_box *res = lua_touserdata(L, n + 2);
   return push_values(L, res->j);
 }
 
@@ -396,7 +468,8 @@ static int tok_fail(lua_State *L) {
   if (s) lua_pushlstring(L, s, ml);
   lc_free(s);
   if (rc) return raise_journal(L, b->e.j);
-  return s ? 1 : luaL_error(L, "out of memory");
+  if (!s) return luaL_error(L, "out of memory");
+  return b->e.ticket ? await_durable(L, K_FAIL) : 1;
 }
 
 /* ---- clock and random ---- */

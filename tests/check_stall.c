@@ -6,7 +6,8 @@
  * Cases: cancelling a transfer while its name is being resolved (curl's
  * threaded resolver used to be joined on cancel: a slow getaddrinfo froze
  * every task of the worker); two concurrent luact.ask (the second read
- * stdin with a blocking fgetc). More cases are added by the owners of the
+ * stdin with a blocking fgetc); the journal's fsync of an at-most-once
+ * effect (on the loop thread, it froze every task for the disk's time). More cases are added by the owners of the
  * other blocking paths (SQL, sandbox). */
 #include <arpa/inet.h>
 #include <check.h>
@@ -23,8 +24,11 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "effect.h"
+#include "l_effect.h"
 #include "util_stall.h"
 
 /* ---- a name server that answers only when released ---- */
@@ -156,6 +160,103 @@ START_TEST(dns_cancel_does_not_block) {
 }
 END_TEST
 
+/* ---- the journal's fsync ----
+ * This binary's fsync: the journal file's syncs are held (or, on the loop
+ * thread, reported) while a case runs; everything else goes straight to
+ * the system call. */
+
+static struct {
+  struct lc_stall *s; /* a case is running */
+  char path[256];
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int released;
+  atomic_long done; /* journal fsyncs completed */
+} fs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int is_held_file(int fd) {
+  char link[64], target[256];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n < 0) return 0;
+  target[n] = '\0';
+  return strcmp(target, fs.path) == 0;
+}
+
+int fsync(int fd) {
+  struct lc_stall *s = fs.s;
+  if (s && is_held_file(fd)) {
+    if (lc_stall_on_loop_thread(s)) {
+      lc_stall_blocked_loop(s); /* would have frozen every task */
+    } else {
+      lc_stall_in_flight(s);
+      pthread_mutex_lock(&fs.mu);
+      while (!fs.released) pthread_cond_wait(&fs.cv, &fs.mu);
+      pthread_mutex_unlock(&fs.mu);
+    }
+    int rc = (int)syscall(SYS_fsync, fd);
+    atomic_fetch_add(&fs.done, 1);
+    return rc;
+  }
+  return (int)syscall(SYS_fsync, fd);
+}
+
+static struct lc_journal *fs_journal;
+
+static int l_fsyncs(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)atomic_load(&fs.done));
+  return 1;
+}
+
+static void fs_setup(struct lc_stall *s, lua_State *L) {
+  lc_l_journal_attach(L, fs_journal);
+  lua_pushcfunction(L, l_fsyncs);
+  lua_setglobal(L, "fsyncs");
+  fs.s = s; /* the header's fsync at open is not the case's */
+}
+
+static void fs_release(struct lc_stall *s) {
+  (void)s;
+  pthread_mutex_lock(&fs.mu);
+  fs.released = 1;
+  pthread_cond_broadcast(&fs.cv);
+  pthread_mutex_unlock(&fs.mu);
+}
+
+/* An at-most-once effect: its intent is fsynced before it runs and its
+ * result before Lua sees it, and while either sync is in progress the
+ * loop goes on. */
+START_TEST(journal_fsync_does_not_block) {
+  char e[512];
+  snprintf(fs.path, sizeof fs.path, "/tmp/lc_stall_%ld_journal.jsonl", (long)getpid());
+  ck_assert_msg(lc_journal_open(LC_JOURNAL_RECORD, fs.path, NULL, &fs_journal, e, sizeof e) == 0,
+                "%s", e);
+  static struct lc_stall s;
+  memset(&s, 0, sizeof s);
+  s.name = "journal fsync";
+  s.script =
+      "function op()\n"
+      "  local r = luact.effect('tool', 'send', {to = 'x'}, 'at_most_once', function()\n"
+      "    assert(fsyncs() >= 1, 'the effect ran before its intent was durable')\n"
+      "    return 'sent'\n"
+      "  end)\n"
+      "  assert(fsyncs() >= 2, 'the result reached Lua before it was durable')\n"
+      "  return r\n"
+      "end\n";
+  s.setup = fs_setup;
+  s.release = fs_release;
+  char err[512];
+  int rc = lc_stall_run(&s, err, sizeof err);
+  fs.s = NULL;
+  ck_assert_msg(rc == 0, "%s", err);
+  lc_stall_assert_ok(&s);
+  ck_assert_str_eq(s.result, "true sent");
+  ck_assert_int_eq(lc_journal_failed(fs_journal), LC_JOURNAL_OK);
+  lc_journal_free(fs_journal);
+  unlink(fs.path);
+}
+END_TEST
+
 /* ---- luact.ask: two asks at once on an input that has no line yet ---- */
 
 static int ask_pipe[2];
@@ -199,6 +300,7 @@ Suite *stall_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, dns_cancel_does_not_block);
   tcase_add_test(tc, concurrent_asks_do_not_block);
+  tcase_add_test(tc, journal_fsync_does_not_block);
   suite_add_tcase(s, tc);
   return s;
 }
