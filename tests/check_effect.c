@@ -447,7 +447,9 @@ START_TEST(replay_compares_kind_name_class) {
 END_TEST
 
 /* A tool error whose text is not valid UTF-8 (a message cut mid-character
- * by a "%.200s") is recorded, and the journal replays. */
+ * by a "%.200s") is recorded, and the journal replays: raised through
+ * luact.effect, and returned (nil, msg, "tool_error") by a luact.tool,
+ * whose recording used to fail ("result 2 cannot be journaled"). */
 START_TEST(error_message_not_utf8_records_and_replays) {
   char path[256], e[512];
   tmp_path(path, sizeof path, "utf8");
@@ -457,6 +459,12 @@ START_TEST(error_message_not_utf8_records_and_replays) {
       "  local ok, m = pcall(luact.effect, 'tool', 'cut', nil, 'pure', function()\n"
       "    error('caf\\xC3', 0) end)\n"
       "  r[#r + 1] = tostring(ok) .. ' ' .. tostring(utf8.len(m))\n"
+      "end\n"
+      "local t = luact.tool{name = 'cut', fn = function() error('caf\\xC3', 0) end}\n"
+      "local u = luact.tool{name = 'cut2', fn = function() return nil, 'na\\xEFve' end}\n"
+      "for _, tool in ipairs({t, u}) do\n"
+      "  local v, m, code = tool:call({})\n"
+      "  r[#r + 1] = tostring(v) .. ' ' .. tostring(utf8.len(m)) .. ' ' .. code\n"
       "end\n"
       "return table.concat(r, ',') .. ' ' .. luact.now()\n";
   char o1[256] = "", o2[256] = "";
@@ -476,7 +484,8 @@ START_TEST(error_message_not_utf8_records_and_replays) {
   ck_assert_str_eq(o1, o2);
   /* The message Lua saw, valid UTF-8, is the one the journal holds: the
    * cut byte became U+FFFD ("caf" + 1 character). */
-  ck_assert_msg(strncmp(o1, "false 4,false 4 ", 16) == 0, "%s", o1);
+  ck_assert_msg(strncmp(o1, "false 4,false 4,nil 21 tool_error,nil 23 tool_error ", 52) == 0,
+                "%s", o1);
   unlink(path);
 }
 END_TEST
