@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "effect.h"
-#include "utf8.h"
 #include "jcanon.h"
 #include "lc.h"
 
@@ -155,14 +154,6 @@ static void add_str(cJSON *o, const char *k, const char *v) {
   if (v) cJSON_AddStringToObject(o, k, v);
 }
 
-/* Provider text that may be cut mid-character ("%.200s" of an error
- * event): valid UTF-8 in the journal. */
-static void add_text(cJSON *o, const char *k, const char *v) {
-  char *s = v ? lc_utf8_sanitize(v, strlen(v), NULL) : NULL;
-  if (s) cJSON_AddStringToObject(o, k, s);
-  lc_free(s);
-}
-
 int lc_effect_llm_end(struct lc_effect_op *e, const struct lc_llm_response *r, cJSON *deltas) {
   if (!e->recording) {
     cJSON_Delete(deltas);
@@ -172,7 +163,7 @@ int lc_effect_llm_end(struct lc_effect_op *e, const struct lc_llm_response *r, c
   if (!body || !extra) goto nomem;
   if (r->err != LC_LLM_OK) {
     cJSON_AddStringToObject(body, "kind", lc_llm_err_name(r->err));
-    add_text(body, "message", r->err_message);
+    add_str(body, "message", r->err_message);
     add_str(body, "type", r->err_type);
     if (r->retry_after_s >= 0) cJSON_AddNumberToObject(body, "retry_after_s", r->retry_after_s);
   } else {
