@@ -7,10 +7,10 @@
 
 #include "lc.h"
 
-#define MAX_SLOTS 64
+#define MAX_SLOTS LC_WORKER_NAMES
 
 struct slot {
-  char name[64];
+  char name[LC_WORKER_NAME_MAX + 1];
   double value;
   int used;
   int arrivals; /* contributions in the current round */
@@ -169,7 +169,12 @@ int lc_worker_reduce(const char *name, double value, int is_max, double *out) {
       snprintf(s->name, sizeof s->name, "%s", name);
       s->arrivals = 0;
     }
-  if (s) {
+  if (!s) {
+    /* Returning the caller's own value would look like a combined one. */
+    pthread_mutex_unlock(&mu);
+    return LC_ETOOBIG;
+  }
+  {
     if (s->arrivals == 0 || s->arrivals == n_workers) {
       s->arrivals = 0;
       s->value = is_max ? value : 0;
@@ -182,7 +187,7 @@ int lc_worker_reduce(const char *name, double value, int is_max, double *out) {
   int rc = lc_worker_barrier();
   if (rc) return rc;
   pthread_mutex_lock(&mu);
-  *out = s ? s->value : value;
+  *out = s->value;
   pthread_mutex_unlock(&mu);
   return lc_worker_barrier();
 }

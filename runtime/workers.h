@@ -41,7 +41,11 @@ int lc_worker_count(void);
 int lc_worker_barrier(void);
 /* Adds / maxes value into the named process-wide slot, waits for every
  * worker, and puts the combined value in *out (all workers get the same
- * one). Returns 0 or, like lc_worker_barrier, the id of a worker gone. */
+ * one). name is at most LC_WORKER_NAME_MAX bytes (the caller checks). Returns
+ * 0; like lc_worker_barrier, the id of a worker gone; or LC_ETOOBIG when
+ * the run already uses LC_WORKER_NAMES names. */
+#define LC_WORKER_NAME_MAX 63
+#define LC_WORKER_NAMES 64
 int lc_worker_reduce(const char *name, double value, int is_max, double *out);
 /* The calling worker has ended its run with exit code rc: breaks the
  * meeting points (called by lc_workers_run for each worker). */
