@@ -29,6 +29,7 @@
 
 #include "effect.h"
 #include "l_effect.h"
+#include "util_lua.h"
 #include "util_stall.h"
 
 /* ---- a name server that answers only when released ---- */
@@ -128,9 +129,9 @@ static void private_resolver(void) {
   unlink(ns);
 }
 
-/* A transfer cancelled while its name is being resolved: the cancel must
- * not wait for the resolver thread. */
-START_TEST(dns_cancel_does_not_block) {
+/* Runs a case whose operation resolves luact-stall.test against a name
+ * server that answers (NXDOMAIN) only once the ticker is done. */
+static void run_dns_case(const char *name, const char *script, const char *want) {
   private_resolver();
   static struct dns d;
   memset(&d, 0, sizeof d);
@@ -141,9 +142,8 @@ START_TEST(dns_cancel_does_not_block) {
   ck_assert_int_eq(pipe2(d.wake, O_CLOEXEC), 0);
   static struct lc_stall s;
   memset(&s, 0, sizeof s);
-  s.name = "dns cancel";
-  s.script = "function op() return luact.http.get('http://luact-stall.test:9/') end\n"
-             "function after_in_flight(task) luact.kill(task) end\n";
+  s.name = name;
+  s.script = script;
   s.release = dns_release;
   s.ud = &d;
   d.s = &s;
@@ -152,11 +152,37 @@ START_TEST(dns_cancel_does_not_block) {
   int rc = lc_stall_run(&s, err, sizeof err);
   ck_assert_msg(rc == 0, "%s", err);
   lc_stall_assert_ok(&s);
-  ck_assert_str_eq(s.result, "nil already waited or killed");
+  ck_assert_str_eq(s.result, want);
   atomic_store(&d.stop, 1);
   ck_assert_int_eq(write(d.wake[1], "s", 1), 1);
   pthread_join(d.th, NULL);
   close(d.fd);
+}
+
+/* A transfer cancelled while its name is being resolved: the cancel must
+ * not wait for the resolver thread. */
+START_TEST(dns_cancel_does_not_block) {
+  run_dns_case("dns cancel",
+               "function op() return luact.http.get('http://luact-stall.test:9/') end\n"
+               "function after_in_flight(task) luact.kill(task) end\n",
+               "nil already waited or killed");
+}
+END_TEST
+
+/* The same when curl itself gives up: the connect timeout expires while
+ * the name is still being resolved. The ticker first waits for that
+ * outcome, so the timeout surely fell inside the hold. */
+START_TEST(dns_timeout_does_not_block) {
+  run_dns_case("dns timeout",
+               "function op()\n"
+               "  return luact.http.request{url = 'http://luact-stall.test:9/',\n"
+               "                            connect_timeout = 0.05}\n"
+               "end\n"
+               "function after_in_flight(task)\n"
+               "  local ok, v, msg, code = luact.wait(task)\n"
+               "  assert(ok and v == nil and code == 'timeout', tostring(msg))\n"
+               "end\n",
+               "nil already waited or killed");
 }
 END_TEST
 
@@ -171,6 +197,7 @@ static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int released;
+  int fail;         /* the journal's fsyncs fail with EIO */
   atomic_long done; /* journal fsyncs completed */
 } fs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
@@ -185,6 +212,10 @@ static int is_held_file(int fd) {
 
 int fsync(int fd) {
   struct lc_stall *s = fs.s;
+  if (fs.fail && is_held_file(fd)) {
+    errno = EIO;
+    return -1;
+  }
   if (s && is_held_file(fd)) {
     if (lc_stall_on_loop_thread(s)) {
       lc_stall_blocked_loop(s); /* would have frozen every task */
@@ -257,6 +288,36 @@ START_TEST(journal_fsync_does_not_block) {
 }
 END_TEST
 
+/* The writer thread's fsync fails: the task waiting for its intent raises
+ * the journal's error, the effect never runs, and the journal has failed. */
+START_TEST(journal_fsync_failure_stops_the_effect) {
+  char e[512];
+  snprintf(fs.path, sizeof fs.path, "/tmp/lc_stall_%ld_fail.jsonl", (long)getpid());
+  struct lc_journal *j;
+  ck_assert_msg(lc_journal_open(LC_JOURNAL_RECORD, fs.path, NULL, &j, e, sizeof e) == 0, "%s",
+                e);
+  fs.fail = 1;
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  char out[256], err[1024];
+  int rc = lc_test_lua_run(&t,
+                           "RAN = false\n"
+                           "local ok, m = pcall(luact.effect, 'tool', 'send', nil, 'at_most_once',\n"
+                           "  function() RAN = true end)\n"
+                           "return tostring(ok) .. ' ' .. tostring(RAN) .. ' ' .. m\n",
+                           out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  fs.fail = 0;
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_msg(strncmp(out, "false false ", 12) == 0 && strstr(out, "journal: cannot sync") &&
+                    strstr(out, "Input/output error"), "%s", out);
+  ck_assert_int_eq(lc_journal_failed(j), LC_JOURNAL_EIO);
+  lc_journal_free(j);
+  unlink(fs.path);
+}
+END_TEST
+
 /* ---- luact.ask: two asks at once on an input that has no line yet ---- */
 
 static int ask_pipe[2];
@@ -299,8 +360,10 @@ Suite *stall_suite(void) {
   /* A case that stalls never ends: this timeout is what fails it. */
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, dns_cancel_does_not_block);
+  tcase_add_test(tc, dns_timeout_does_not_block);
   tcase_add_test(tc, concurrent_asks_do_not_block);
   tcase_add_test(tc, journal_fsync_does_not_block);
+  tcase_add_test(tc, journal_fsync_failure_stops_the_effect);
   suite_add_tcase(s, tc);
   return s;
 }
