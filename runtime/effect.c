@@ -731,7 +731,11 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
     }
     int sync = j->sync == LC_JOURNAL_SYNC_ALL ||
                (j->sync == LC_JOURNAL_SYNC_EFFECTFUL && d->cls == LC_EFFECT_AT_MOST_ONCE);
-    int rc = write_line_t(j, l, sync, e->async ? &e->ticket : NULL);
+    unsigned long unused; /* a pure effect's line: see lc_effect_end */
+    int rc = write_line_t(j, l, sync,
+                          e->async                    ? &e->ticket
+                          : d->cls == LC_EFFECT_PURE ? &unused
+                                                     : NULL);
     if (rc) return rc;
     e->recording = 1;
     j->ran++;
@@ -805,8 +809,14 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
   int sync = j->sync == LC_JOURNAL_SYNC_ALL ||
              (j->sync == LC_JOURNAL_SYNC_EFFECTFUL && e->cls != LC_EFFECT_PURE);
   e->ticket = 0;
-  /* A caller that does not wait gets it durable now. */
-  return write_line_t(j, l, sync, e->async ? &e->ticket : NULL);
+  /* A caller that does not wait gets it durable now; except a pure
+   * effect's line (synced only with --journal-sync all): losing it costs
+   * a repeat, so the writer syncs it and nobody waits. */
+  unsigned long unused;
+  return write_line_t(j, l, sync,
+                      e->async                    ? &e->ticket
+                      : e->cls == LC_EFFECT_PURE ? &unused
+                                                 : NULL);
 }
 
 void lc_effect_cancel(struct lc_effect_op *e, const char *why) {

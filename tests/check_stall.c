@@ -288,6 +288,41 @@ START_TEST(journal_fsync_does_not_block) {
 }
 END_TEST
 
+static void fs_setup_all(struct lc_stall *s, lua_State *L) {
+  lc_journal_set_sync(fs_journal, LC_JOURNAL_SYNC_ALL);
+  fs_setup(s, L);
+}
+
+/* --journal-sync all: pure effects (luact.now and luact.random here; LLM
+ * calls and luact.ask alike) have their lines synced by the writer thread
+ * and nobody waits for them; they used to fsync on the loop thread. */
+START_TEST(journal_sync_all_pure_does_not_block) {
+  char e[512];
+  snprintf(fs.path, sizeof fs.path, "/tmp/lc_stall_%ld_all.jsonl", (long)getpid());
+  ck_assert_msg(lc_journal_open(LC_JOURNAL_RECORD, fs.path, NULL, &fs_journal, e, sizeof e) == 0,
+                "%s", e);
+  pthread_mutex_lock(&fs.mu);
+  fs.released = 0;
+  pthread_mutex_unlock(&fs.mu);
+  static struct lc_stall s;
+  memset(&s, 0, sizeof s);
+  s.name = "journal sync all";
+  s.script = "function op() return luact.now() > 0, luact.random(3, 3) end\n";
+  s.setup = fs_setup_all;
+  s.release = fs_release;
+  char err[512];
+  int rc = lc_stall_run(&s, err, sizeof err);
+  fs.s = NULL;
+  ck_assert_msg(rc == 0, "%s", err);
+  lc_stall_assert_ok(&s);
+  ck_assert_str_eq(s.result, "true true 3");
+  ck_assert_int_eq(lc_journal_failed(fs_journal), LC_JOURNAL_OK);
+  lc_journal_free(fs_journal); /* waits for the writer's last fsync */
+  ck_assert_int_ge(atomic_load(&fs.done), 1);
+  unlink(fs.path);
+}
+END_TEST
+
 /* The writer thread's fsync fails: the task waiting for its intent raises
  * the journal's error, the effect never runs, and the journal has failed. */
 START_TEST(journal_fsync_failure_stops_the_effect) {
@@ -364,6 +399,7 @@ Suite *stall_suite(void) {
   tcase_add_test(tc, concurrent_asks_do_not_block);
   tcase_add_test(tc, journal_fsync_does_not_block);
   tcase_add_test(tc, journal_fsync_failure_stops_the_effect);
+  tcase_add_test(tc, journal_sync_all_pure_does_not_block);
   suite_add_tcase(s, tc);
   return s;
 }
