@@ -595,6 +595,7 @@ struct ask_reader {
   int saved_flags; /* fcntl flags to restore, or -1 */
   int nonblock;    /* reads never block: drain after a wake-up */
   int eof;
+  int closed; /* collected: the loop may be gone */
   char *buf; /* read, not yet handed out */
   size_t len, cap;
   struct ask_op *head, *tail;
@@ -616,7 +617,7 @@ struct ask_op {
 };
 
 static void reader_watch(struct ask_reader *r, int on) {
-  if (on == r->watching || (on && r->unwatchable)) return;
+  if (on == r->watching || (on && (r->unwatchable || r->closed))) return;
   if (on) {
     r->w.fd = r->fd;
     r->w.events = LC_READ;
@@ -733,6 +734,7 @@ static void reader_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned
 static int reader_gc(lua_State *L) {
   struct ask_reader *r = luaL_checkudata(L, 1, READER_MT);
   if (r->watching) reader_watch(r, 0);
+  r->closed = 1;
   lc_free(r->buf);
   r->buf = NULL;
   r->len = r->cap = 0;
