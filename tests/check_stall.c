@@ -29,7 +29,9 @@
 
 #include "effect.h"
 #include "l_effect.h"
+#include "util_common.h"
 #include "util_lua.h"
+#include "util_mock.h"
 #include "util_stall.h"
 
 /* ---- a name server that answers only when released ---- */
@@ -323,6 +325,104 @@ START_TEST(journal_sync_all_pure_does_not_block) {
 }
 END_TEST
 
+static char http_base[96];
+
+static void fs_setup_http(struct lc_stall *s, lua_State *L) {
+  lua_pushstring(L, http_base);
+  lua_setglobal(L, "BASE");
+  fs_setup(s, L);
+}
+
+/* luact.http's at-most-once POST: the intent is durable before the
+ * request goes out, the result before Lua sees it, and neither fsync runs
+ * on the loop thread. */
+START_TEST(http_tool_fsync_does_not_block) {
+  struct lc_mock m;
+  ck_assert_int_eq(
+      lc_mock_start(&m, "[{\"match\": {\"path\": \"/charge\"}, \"reply\": {\"json\": {\"ok\": true}}}]"),
+      0);
+  snprintf(http_base, sizeof http_base, "%s", m.base_url);
+  char e[512];
+  snprintf(fs.path, sizeof fs.path, "/tmp/lc_stall_%ld_http.jsonl", (long)getpid());
+  ck_assert_msg(lc_journal_open(LC_JOURNAL_RECORD, fs.path, NULL, &fs_journal, e, sizeof e) == 0,
+                "%s", e);
+  static struct lc_stall s;
+  memset(&s, 0, sizeof s);
+  s.name = "http tool fsync";
+  s.script = "function op()\n"
+             "  local r, msg = luact.http.post(BASE .. '/charge', {amount = 1})\n"
+             "  assert(r, msg)\n"
+             "  assert(fsyncs() >= 2, 'the result reached Lua before it was durable')\n"
+             "  return r.status\n"
+             "end\n";
+  s.setup = fs_setup_http;
+  s.release = fs_release;
+  char err[512];
+  int rc = lc_stall_run(&s, err, sizeof err);
+  fs.s = NULL;
+  ck_assert_msg(rc == 0, "%s", err);
+  lc_stall_assert_ok(&s);
+  ck_assert_str_eq(s.result, "true 200");
+  ck_assert_int_eq(lc_journal_failed(fs_journal), LC_JOURNAL_OK);
+  lc_journal_free(fs_journal);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+  char *text = lc_test_read_file(fs.path, NULL);
+  ck_assert_ptr_nonnull(text);
+  ck_assert_msg(strstr(text, "\"class\":\"at_most_once\"") && strstr(text, "\"status\":200"),
+                "%s", text);
+  free(text);
+  unlink(fs.path);
+}
+END_TEST
+
+/* A task killed while it waits for its intent to be durable: the wait
+ * ends cleanly (no watcher or waiter left: the teardown checks), the
+ * effect never runs, and a cancelled result is written. */
+START_TEST(killed_while_waiting_for_the_journal) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"match\": {}, \"reply\": {\"json\": {}}}]"), 0);
+  snprintf(http_base, sizeof http_base, "%s", m.base_url);
+  const char *ops[] = {
+      "function op() luact.effect('tool', 'send', nil, 'at_most_once', function()\n"
+      "  error('ran') end) end\n",
+      "function op() luact.http.post(BASE .. '/charge', {}) error('ran') end\n"};
+  for (int i = 0; i < 2; i++) {
+    char e[512];
+    snprintf(fs.path, sizeof fs.path, "/tmp/lc_stall_%ld_kill%d.jsonl", (long)getpid(), i);
+    ck_assert_msg(
+        lc_journal_open(LC_JOURNAL_RECORD, fs.path, NULL, &fs_journal, e, sizeof e) == 0, "%s", e);
+    pthread_mutex_lock(&fs.mu);
+    fs.released = 0;
+    pthread_mutex_unlock(&fs.mu);
+    static struct lc_stall s;
+    memset(&s, 0, sizeof s);
+    s.name = i ? "kill http" : "kill effect";
+    char script[512];
+    snprintf(script, sizeof script, "%sfunction after_in_flight(t) luact.kill(t) end\n", ops[i]);
+    s.script = script;
+    s.setup = fs_setup_http;
+    s.release = fs_release;
+    char err[512];
+    int rc = lc_stall_run(&s, err, sizeof err);
+    fs.s = NULL;
+    ck_assert_msg(rc == 0, "%s", err);
+    lc_stall_assert_ok(&s);
+    ck_assert_str_eq(s.result, "nil already waited or killed");
+    lc_journal_free(fs_journal);
+    char *text = lc_test_read_file(fs.path, NULL);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "\"cancelled\":") != NULL, "%s", text);
+    free(text);
+    unlink(fs.path);
+  }
+  char *log = lc_mock_requests(&m); /* the POST never went out */
+  ck_assert_ptr_nonnull(log);
+  ck_assert_msg(strstr(log, "/charge") == NULL, "%s", log);
+  free(log);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
 /* The writer thread's fsync fails: the task waiting for its intent raises
  * the journal's error, the effect never runs, and the journal has failed. */
 START_TEST(journal_fsync_failure_stops_the_effect) {
@@ -400,6 +500,8 @@ Suite *stall_suite(void) {
   tcase_add_test(tc, journal_fsync_does_not_block);
   tcase_add_test(tc, journal_fsync_failure_stops_the_effect);
   tcase_add_test(tc, journal_sync_all_pure_does_not_block);
+  tcase_add_test(tc, http_tool_fsync_does_not_block);
+  tcase_add_test(tc, killed_while_waiting_for_the_journal);
   suite_add_tcase(s, tc);
   return s;
 }
