@@ -105,6 +105,9 @@ static void write_file(const char *path, const char *text) {
  * (CAP_SYS_ADMIN), which the test machines have; without it the case
  * fails and says so rather than skipping. */
 static void private_resolver(void) {
+  const char *fork = getenv("CK_FORK");
+  ck_assert_msg(!fork || strcmp(fork, "no") != 0,
+                "this case changes its process's namespaces: run it in Check's fork mode");
   ck_assert_msg(unshare(CLONE_NEWNS | CLONE_NEWNET) == 0,
                 "unshare(CLONE_NEWNS|CLONE_NEWNET): %s (this case needs root: it runs the "
                 "resolver against a name server of its own)", strerror(errno));
@@ -466,6 +469,9 @@ static void ask_release(struct lc_stall *s) {
 START_TEST(concurrent_asks_do_not_block) {
   /* stdin of this test process (Check's forked child) becomes a pipe that
    * the release writes to. */
+  const char *fork = getenv("CK_FORK");
+  ck_assert_msg(!fork || strcmp(fork, "no") != 0,
+                "this case replaces its process's stdin: run it in Check's fork mode");
   ck_assert_int_eq(pipe2(ask_pipe, O_CLOEXEC), 0);
   ck_assert_int_eq(dup2(ask_pipe[0], 0), 0);
   close(ask_pipe[0]);
