@@ -402,6 +402,21 @@ START_TEST(malformed_journal) {
   ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
   ck_assert_str_eq(lc_journal_run_id(j), "r1");
   lc_journal_free(j);
+  /* Ids: a second intent, a result without intent, a second result. */
+  static const char *const bad[][2] = {
+      {"{\"type\":\"intent\",\"id\":\"1#1\"}\n{\"type\":\"intent\",\"id\":\"1#1\"}\n",
+       "line 3: effect 1#1 already has an intent (line 2)"},
+      {"{\"type\":\"result\",\"id\":\"1#1\"}\n", "line 2: result for 1#1 has no intent before it"},
+      {"{\"type\":\"intent\",\"id\":\"1#1\"}\n{\"type\":\"result\",\"id\":\"1#1\"}\n"
+       "{\"type\":\"result\",\"id\":\"1#1\"}\n",
+       "line 4: result for 1#1 appears twice"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    f = fopen(path, "w");
+    fprintf(f, "{\"type\":\"header\",\"format\":1,\"run\":\"r1\"}\n%s", bad[i][0]);
+    fclose(f);
+    ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), LC_EINVAL);
+    ck_assert_msg(strstr(e, bad[i][1]), "%s", e);
+  }
   unlink(path);
 }
 END_TEST
