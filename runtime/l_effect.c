@@ -628,12 +628,15 @@ static void reader_watch(struct ask_reader *r, int on) {
     r->watching = 1;
     /* Non-blocking while watched: a reader that shares the descriptor
      * could take the bytes between the wake-up and our read. Restored
-     * when no ask waits (the terminal is the shell's too). */
+     * when no ask waits. Not a terminal: stdout and stderr are usually
+     * the same open file there, and would turn non-blocking too (a print
+     * could then fail with EAGAIN); a terminal's read after a wake-up
+     * returns the line that woke it. */
     int fl = fcntl(r->fd, F_GETFL);
     r->saved_flags = -1;
     if (fl >= 0 && (fl & O_NONBLOCK)) {
       r->nonblock = 1;
-    } else if (fl >= 0 && fcntl(r->fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+    } else if (fl >= 0 && !isatty(r->fd) && fcntl(r->fd, F_SETFL, fl | O_NONBLOCK) == 0) {
       r->saved_flags = fl;
       r->nonblock = 1;
     }
