@@ -12,6 +12,8 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -692,6 +694,65 @@ START_TEST(cli_concurrent_asks) {
 }
 END_TEST
 
+/* Reads the pty master into buf (NUL terminated) until it holds want. */
+static void pty_until(int fd, char *buf, size_t cap, size_t *len, const char *want) {
+  while (!strstr(buf, want)) {
+    struct pollfd p = {fd, POLLIN, 0};
+    ck_assert_int_eq(poll(&p, 1, -1), 1);
+    ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+    ck_assert_msg(n > 0, "pty closed before \"%s\": %s", want, buf);
+    *len += (size_t)n;
+    buf[*len] = '\0';
+  }
+}
+
+/* On a terminal: two asks at once prompt in turn (the second prompt only
+ * once the first ask has its line) and each gets its own line. */
+START_TEST(cli_concurrent_asks_on_a_terminal) {
+  char script[256];
+  snprintf(script, sizeof script, "/tmp/lc_effect_%ld_tty.lua", (long)getpid());
+  FILE *f = fopen(script, "w");
+  fputs("local a = luact.spawn(function() return luact.ask('first? ') end)\n"
+        "local b = luact.spawn(function() return luact.ask('second? ') end)\n"
+        "local _, x = luact.wait(a)\nlocal _, y = luact.wait(b)\n"
+        "print('got', x, y)\n", f);
+  fclose(f);
+  int m = posix_openpt(O_RDWR | O_NOCTTY);
+  ck_assert_int_ge(m, 0);
+  ck_assert_int_eq(grantpt(m), 0);
+  ck_assert_int_eq(unlockpt(m), 0);
+  char slave[128];
+  ck_assert_int_eq(ptsname_r(m, slave, sizeof slave), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    setsid();
+    int s = open(slave, O_RDWR);
+    if (s < 0) _exit(127);
+    dup2(s, 0);
+    dup2(s, 1);
+    dup2(s, 2);
+    char bin[512];
+    snprintf(bin, sizeof bin, "%s/luact", LC_BINARY_DIR);
+    execl(bin, "luact", "run", script, (char *)NULL);
+    _exit(127);
+  }
+  char buf[4096] = "";
+  size_t len = 0;
+  pty_until(m, buf, sizeof buf, &len, "first? ");
+  ck_assert_ptr_null(strstr(buf, "second? "));
+  ck_assert_int_eq(write(m, "one\n", 4), 4);
+  pty_until(m, buf, sizeof buf, &len, "second? ");
+  ck_assert_int_eq(write(m, "two\n", 4), 4);
+  pty_until(m, buf, sizeof buf, &len, "got\tone\ttwo");
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s", buf);
+  close(m);
+  unlink(script);
+}
+END_TEST
+
 /* Every example in the repository records and replays (those that need
  * `cc` compile as they do in a normal run). */
 START_TEST(cli_every_example) {
@@ -764,6 +825,7 @@ Suite *effect_suite(void) {
   tcase_add_test(cli, cli_weather);
   tcase_add_test(cli, cli_ask);
   tcase_add_test(cli, cli_concurrent_asks);
+  tcase_add_test(cli, cli_concurrent_asks_on_a_terminal);
   tcase_add_test(cli, cli_every_example);
   tcase_add_test(cli, shopbot_demo_journal_replays);
   suite_add_tcase(s, cli);
