@@ -36,12 +36,20 @@ struct http_box {
   struct lc_effect_op eff; /* journal: see effect.h */
   int journaled;        /* a result line is owed */
   cJSON *rec;           /* the result as journaled, while it is pushed */
+  int rec_is_err;
+  /* Waiting for a journal line to be durable (its fsync runs on the
+   * journal's writer thread, not on the loop): the request, kept until
+   * its intent is durable; its strings stay on the Lua stack. */
+  struct lc_journal_waiter jw;
+  struct lc_http_tool_req req;
+  char method[40];
 };
 
 /* The one close: __gc, __close, kill (wait.cancel) and the normal end. */
 static void box_close(struct http_box *b) {
   if (b->closed) return;
   b->closed = 1;
+  if (b->eff.j) lc_journal_unwait(b->eff.j, &b->jw);
   if (b->journaled) lc_effect_cancel(&b->eff, "cancelled");
   b->journaled = 0;
   cJSON_Delete(b->rec);
@@ -72,6 +80,31 @@ static void on_done(struct lc_http_tool_call *c, void *ud) {
   struct http_box *b = ud;
   b->done = 1;
   lc_task_wake(b->task, &b->wait);
+}
+
+/* The journal's writer made the awaited line durable (from the loop). */
+static void on_durable(struct lc_journal_waiter *w) {
+  struct http_box *b = (struct http_box *)((char *)w - offsetof(struct http_box, jw));
+  lc_task_wake(b->task, &b->wait);
+}
+
+/* 1 when the effect's pending journal line is durable (raises when
+ * syncing failed); 0 when the task must yield first, with the wait set up
+ * (or the line synced here when the task cannot yield). */
+static int line_durable(lua_State *L, struct http_box *b) {
+  struct lc_journal *j = b->eff.j;
+  if (!lc_journal_durable(j, b->eff.ticket)) {
+    b->jw.ticket = b->eff.ticket;
+    b->jw.fire = on_durable;
+    if (lua_isyieldable(L) && lc_journal_wait(j, &b->jw) == 0) {
+      lc_task_wait(b->task, &b->wait);
+      return 0;
+    }
+    if (lc_journal_sync_now(j, b->eff.ticket)) return luaL_error(L, "%s", lc_journal_error(j));
+  }
+  if (lc_journal_failed(j) == LC_JOURNAL_EIO) return luaL_error(L, "%s", lc_journal_error(j));
+  b->eff.ticket = 0;
+  return 1;
 }
 
 /* [-0, +3, m] nil, message, code */
@@ -342,6 +375,20 @@ static int push_recorded(lua_State *L, struct http_box *b, const cJSON *res, con
 #define IDX_OPTS 1
 #define IDX_BOX 2
 
+/* Pushes the journaled result (its line durable now) and ends the call. */
+static int push_journaled(lua_State *L, struct http_box *b) {
+  int n = b->rec_is_err ? push_recorded(L, b, NULL, b->rec) : push_recorded(L, b, b->rec, NULL);
+  box_close(b);
+  return n;
+}
+
+static int result_k(lua_State *L, int status, lua_KContext ctx) {
+  struct http_box *b = luaL_checkudata(L, IDX_BOX, HTTPCALL_MT);
+  if (b->closed) return luaL_error(L, "luact.http.request: call was cancelled");
+  if (!line_durable(L, b)) return lua_yieldk(L, 0, ctx, result_k);
+  return push_journaled(L, b);
+}
+
 /* Continuation: the transfer ended (or the wake was for something else). */
 static int request_k(lua_State *L, int status, lua_KContext ctx) {
   struct http_box *b = luaL_checkudata(L, IDX_BOX, HTTPCALL_MT);
@@ -352,8 +399,8 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
   }
   int n;
   if (b->journaled) {
-    /* Written before the result reaches Lua; then pushed from what was
-     * written, so the replay returns exactly the same. */
+    /* Written (and durable) before the result reaches Lua; then pushed
+     * from what was written, so the replay returns exactly the same. */
     b->journaled = 0;
     cJSON *err;
     b->rec = result_json(b, &err);
@@ -363,12 +410,10 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
       return luaL_error(L, "%s", lc_journal_error(b->eff.j));
     if (err) {
       b->rec = err;
-      n = push_recorded(L, b, NULL, err);
-    } else {
-      n = push_recorded(L, b, b->rec, NULL);
+      b->rec_is_err = 1;
     }
-    box_close(b);
-    return n;
+    if (!line_durable(L, b)) return lua_yieldk(L, 0, ctx, result_k);
+    return push_journaled(L, b);
   }
   const char *msg;
   int rc = lc_http_tool_result(&b->call, &msg);
@@ -380,6 +425,31 @@ static int request_k(lua_State *L, int status, lua_KContext ctx) {
   }
   box_close(b);
   return n;
+}
+
+/* Starts the transfer of req (its strings on the stack above the box) and
+ * yields until it ends. */
+static int start_request(lua_State *L, struct http_box *b, const struct lc_http_tool_req *req) {
+  char err[512];
+  int rc = lc_http_tool_start(lc_sched_loop(lc_sched_get(L)), &b->call, req, on_done, b, err,
+                              sizeof err);
+  if (rc) return luaL_error(L, "luact.http: %s", err); /* method or key: misuse */
+  /* http.c copied the headers; drop ours now rather than at the end. */
+  for (size_t i = 0; i < b->n_hdrs; i++) lc_free(b->hdrs[i]);
+  lc_free(b->hdrs);
+  b->hdrs = NULL;
+  b->n_hdrs = 0;
+  lua_settop(L, IDX_BOX);
+  lc_task_wait(b->task, &b->wait);
+  return lua_yieldk(L, 0, 0, request_k);
+}
+
+/* Continuation: waiting for the intent to be durable. */
+static int start_k(lua_State *L, int status, lua_KContext ctx) {
+  struct http_box *b = luaL_checkudata(L, IDX_BOX, HTTPCALL_MT);
+  if (b->closed) return luaL_error(L, "luact.http.request: call was cancelled");
+  if (!line_durable(L, b)) return lua_yieldk(L, 0, ctx, start_k);
+  return start_request(L, b, &b->req);
 }
 
 /* [-0, +(1|3), e] request{...} with the options table at index 1 (and
@@ -458,7 +528,8 @@ static int do_request(lua_State *L) {
     b->rec = request_json(&req);
     if (!b->rec) return luaL_error(L, "out of memory");
     struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
-    struct lc_effect_desc d = {.kind = "http", .name = m, .request = b->rec, .cls = cls};
+    struct lc_effect_desc d = {.kind = "http", .name = m, .request = b->rec, .cls = cls,
+                               .waits = 1};
     int erc = lc_effect_begin(j, &w, &d, &b->eff);
     cJSON_Delete(b->rec);
     b->rec = NULL;
@@ -469,18 +540,16 @@ static int do_request(lua_State *L) {
       return n;
     }
     b->journaled = b->eff.recording;
+    if (b->eff.ticket) { /* the intent must be durable before it runs */
+      b->req = req;
+      if (req.method) {
+        memcpy(b->method, method, sizeof method);
+        b->req.method = b->method;
+      }
+      if (!line_durable(L, b)) return lua_yieldk(L, 0, 0, start_k);
+    }
   }
-  rc = lc_http_tool_start(lc_sched_loop(lc_sched_get(L)), &b->call, &req, on_done, b, err,
-                          sizeof err);
-  if (rc) return luaL_error(L, "luact.http: %s", err); /* method or key: misuse */
-  /* http.c copied the headers; drop ours now rather than at the end. */
-  for (size_t i = 0; i < b->n_hdrs; i++) lc_free(b->hdrs[i]);
-  lc_free(b->hdrs);
-  b->hdrs = NULL;
-  b->n_hdrs = 0;
-  lua_settop(L, IDX_BOX);
-  lc_task_wait(task, &b->wait);
-  return lua_yieldk(L, 0, 0, request_k);
+  return start_request(L, b, &req);
 }
 
 /* request{method=, url=, headers=, body=, timeout=, connect_timeout=,

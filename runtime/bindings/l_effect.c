@@ -4,6 +4,7 @@
 #include "l_effect.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
+#include "utf8.h"
 
 #define EFFECT_MT "luact.Effect"
 #define ASK_MT "luact.Ask"
@@ -26,6 +28,8 @@ void lc_l_journal_attach(lua_State *L, struct lc_journal *j) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &journal_key);
   struct lc_sched *s = lc_sched_get(L);
   if (s) lc_sched_on_idle(s, j ? lc_journal_idle : NULL, j);
+  /* Its fsyncs then run on a writer thread, and tasks wait on this loop. */
+  if (j && s) lc_journal_set_loop(j, lc_sched_loop(s));
 }
 
 struct lc_journal *lc_l_journal(lua_State *L) {
@@ -64,6 +68,8 @@ enum { TOK_RUNNING, TOK_DONE, TOK_REPLAYED };
 struct effect_box {
   struct lc_effect_op e;
   struct lc_task *task;
+  struct lc_journal_waiter jw; /* waiting for a line to be durable */
+  struct lc_wait wait;
   unsigned long seq0, children0; /* the task's counters after begin */
   int scoped;                    /* a live scope is open for it */
   int state;
@@ -74,6 +80,59 @@ static void tok_unscope(struct effect_box *b) {
     lc_journal_scope_pop(b->e.j, b->task);
     b->scoped = 0;
   }
+}
+
+/* ---- waiting for the journal's writer thread ----
+ * An effect's intent must be durable before it runs and its result before
+ * Lua sees it; the fsync runs on the journal's writer thread and the task
+ * yields meanwhile, so the loop and every other task go on. */
+
+static void dw_fire(struct lc_journal_waiter *w) {
+  struct effect_box *b = (struct effect_box *)((char *)w - offsetof(struct effect_box, jw));
+  lc_task_wake(b->task, &b->wait);
+}
+
+static void dw_cancel(struct lc_wait *w) {
+  struct effect_box *b = (struct effect_box *)((char *)w - offsetof(struct effect_box, wait));
+  lc_journal_unwait(b->e.j, &b->jw);
+}
+
+/* What a binding does once the line is durable (await_durable's ctx is
+ * which | n << 8). */
+enum { K_BEGIN, K_FINISH, K_FAIL };
+static int after_durable(lua_State *L, int which, int n);
+
+static int durable_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The token: at 8 for begin (after its 5 arguments and 2 boxes), else 1. */
+static struct effect_box *k_box(lua_State *L, lua_KContext ctx) {
+  return lua_touserdata(L, (ctx & 0xff) == K_BEGIN ? 8 : 1);
+}
+
+/* Goes on (after_durable) once the token's pending line is durable: at
+ * once when it is, by yielding the task otherwise (an fsync on this
+ * thread only where the task cannot yield). Raises when syncing failed. */
+static int await_durable(lua_State *L, lua_KContext ctx) {
+  struct effect_box *b = k_box(L, ctx);
+  struct lc_journal *j = b->e.j;
+  if (!lc_journal_durable(j, b->e.ticket)) {
+    b->jw.ticket = b->e.ticket;
+    b->jw.fire = dw_fire;
+    b->wait.cancel = dw_cancel;
+    if (lua_isyieldable(L) && lc_journal_wait(j, &b->jw) == 0) {
+      lc_task_wait(b->task, &b->wait);
+      return lua_yieldk(L, 0, ctx, durable_k);
+    }
+    if (lc_journal_sync_now(j, b->e.ticket)) return raise_journal(L, j);
+  }
+  if (lc_journal_failed(j) == LC_JOURNAL_EIO) return raise_journal(L, j);
+  b->e.ticket = 0;
+  return after_durable(L, (int)(ctx & 0xff), (int)(ctx >> 8));
+}
+
+static int durable_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return await_durable(L, ctx);
 }
 
 /* __gc and __close: a token still running was abandoned (error, kill). */
@@ -253,7 +312,7 @@ static int l_effect_begin(lua_State *L) {
   luaL_setmetatable(L, EFFECT_MT);
   struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
   struct lc_effect_desc d = {.kind = kind, .name = name, .request = req->j, .cls = cls,
-                             .tools_hash = has_schema ? th : NULL};
+                             .tools_hash = has_schema ? th : NULL, .waits = 1};
   int rc = lc_effect_begin(j, &w, &d, &b->e);
   if (rc < 0) return raise_journal(L, j);
   b->task = task;
@@ -271,7 +330,10 @@ static int l_effect_begin(lua_State *L) {
       b->scoped = 1;
     }
   }
-  return 1;
+  if (!b->e.ticket) return 1;
+  lua_closeslot(L, 7); /* the boxes go now, not after the wait */
+  lua_closeslot(L, 6);
+  return await_durable(L, K_BEGIN);
 }
 
 static int tok_replayed(lua_State *L) {
@@ -368,25 +430,46 @@ static int tok_finish(lua_State *L) {
   cJSON *copy = cJSON_Duplicate(res->j, 1);
   if (!copy) return luaL_error(L, "out of memory");
   if (lc_effect_end(&b->e, copy, NULL, nested_extra(b))) return raise_journal(L, b->e.j);
+  if (!b->e.ticket) return push_values(L, res->j);
+  return await_durable(L, K_FINISH | (lua_KContext)n << 8);
+}
+
+/* [-0, +n, e] The binding's results, its line durable now. */
+static int after_durable(lua_State *L, int which, int n) {
+  if (which == K_BEGIN) {
+    lua_settop(L, 8);
+    return 1; /* the token */
+  }
+  if (which == K_FAIL) return 1; /* the message on top */
+  struct json_box *res = lua_touserdata(L, n + 2);
   return push_values(L, res->j);
 }
 
-/* tok:fail(message): the effect raised; the error is its result. */
+/* tok:fail(message) -> message as recorded: the effect raised; the error
+ * is its result. The text is made valid UTF-8 (a message cut mid-character
+ * would make the line unreadable), and the caller raises what it returns
+ * so that the run sees what its replay will. */
 static int tok_fail(lua_State *L) {
   struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
-  if (b->state != TOK_RUNNING) return 0;
+  size_t ml;
+  const char *m = luaL_tolstring(L, 2, &ml);
+  const char *tb = strstr(m, "\nstack traceback:");
+  char *s = lc_utf8_sanitize(m, tb ? (size_t)(tb - m) : ml, &ml);
+  if (b->state != TOK_RUNNING) {
+    if (s) lua_pushlstring(L, s, ml);
+    lc_free(s);
+    return s ? 1 : luaL_error(L, "out of memory");
+  }
   b->state = TOK_DONE;
   tok_unscope(b);
-  const char *m = luaL_tolstring(L, 2, NULL);
-  const char *tb = strstr(m, "\nstack traceback:");
   cJSON *e = cJSON_CreateObject();
-  if (e) {
-    char *s = lc_strndup(m, tb ? (size_t)(tb - m) : strlen(m));
-    if (s) cJSON_AddStringToObject(e, "message", s);
-    lc_free(s);
-  }
-  if (lc_effect_end(&b->e, NULL, e, nested_extra(b))) return raise_journal(L, b->e.j);
-  return 0;
+  if (e && s) cJSON_AddStringToObject(e, "message", s);
+  int rc = lc_effect_end(&b->e, NULL, e, nested_extra(b));
+  if (s) lua_pushlstring(L, s, ml);
+  lc_free(s);
+  if (rc) return raise_journal(L, b->e.j);
+  if (!s) return luaL_error(L, "out of memory");
+  return b->e.ticket ? await_durable(L, K_FAIL) : 1;
 }
 
 /* ---- clock and random ---- */
@@ -488,24 +571,206 @@ static int l_random(lua_State *L) {
   return 1;
 }
 
-/* ---- luact.ask: a line of user input ---- */
+/* ---- luact.ask: a line of user input ----
+ *
+ * One reader per Lua state owns the input (stdin, or the --input file):
+ * asks queue on it in the order they were made, and each gets the next
+ * line. Bytes read past a line stay in the reader for the next ask, so
+ * concurrent asks lose nothing. A descriptor the loop can watch (a
+ * terminal, a pipe) is read only when the loop says it is readable, and
+ * non-blocking while asks wait; a regular file (which epoll refuses) never
+ * blocks and is read at once. */
+
+#define READER_MT "luact.AskReader"
+static char reader_key;
+
+struct ask_op;
+
+struct ask_reader {
+  struct lc_loop *loop;
+  int fd;
+  struct lc_fdwatch w;
+  int watching;
+  int unwatchable; /* epoll refused the fd: read it directly */
+  int saved_flags; /* fcntl flags to restore, or -1 */
+  int nonblock;    /* reads never block: drain after a wake-up */
+  int eof;
+  int closed; /* collected: the loop may be gone */
+  char *buf; /* read, not yet handed out */
+  size_t len, cap;
+  struct ask_op *head, *tail;
+};
 
 struct ask_op {
   struct lc_effect_op e;
   int journaled;
-  struct lc_loop *loop;
+  struct ask_reader *r;
   struct lc_task *task;
   struct lc_wait wait;
-  struct lc_fdwatch w;
-  int watching;
+  struct ask_op *next;
+  int queued, waiting;
   int done, eof, failed;
+  char *prompt; /* shown when it reaches the head of the queue (terminal) */
+  size_t plen;
   char *line;
-  size_t len, cap;
+  size_t len;
 };
 
+static void reader_watch(struct ask_reader *r, int on) {
+  if (on == r->watching || (on && (r->unwatchable || r->closed))) return;
+  if (on) {
+    r->w.fd = r->fd;
+    r->w.events = LC_READ;
+    if (lc_loop_watch(r->loop, &r->w) != 0) {
+      r->unwatchable = 1; /* a regular file or /dev/null: never blocks */
+      return;
+    }
+    r->watching = 1;
+    /* Non-blocking while watched: a reader that shares the descriptor
+     * could take the bytes between the wake-up and our read. Restored
+     * when no ask waits. Not a terminal: stdout and stderr are usually
+     * the same open file there, and would turn non-blocking too (a print
+     * could then fail with EAGAIN); a terminal's read after a wake-up
+     * returns the line that woke it. */
+    int fl = fcntl(r->fd, F_GETFL);
+    r->saved_flags = -1;
+    if (fl >= 0 && (fl & O_NONBLOCK)) {
+      r->nonblock = 1;
+    } else if (fl >= 0 && !isatty(r->fd) && fcntl(r->fd, F_SETFL, fl | O_NONBLOCK) == 0) {
+      r->saved_flags = fl;
+      r->nonblock = 1;
+    }
+  } else {
+    lc_loop_unwatch(r->loop, &r->w);
+    r->watching = 0;
+    if (r->saved_flags >= 0) fcntl(r->fd, F_SETFL, r->saved_flags);
+    r->saved_flags = -1;
+    r->nonblock = 0;
+  }
+}
+
+static void show_prompt(struct ask_op *op) {
+  if (op->plen && isatty(op->r->fd)) {
+    fwrite(op->prompt, 1, op->plen, stdout);
+    fflush(stdout);
+  }
+}
+
+static void reader_dequeue(struct ask_reader *r, struct ask_op *op) {
+  if (!op->queued) return;
+  struct ask_op **pp = &r->head, *prev = NULL;
+  while (*pp && *pp != op) prev = *pp, pp = &(*pp)->next;
+  if (*pp) *pp = op->next;
+  if (r->tail == op) r->tail = prev;
+  op->queued = 0;
+  op->next = NULL;
+  if (!prev && r->head) show_prompt(r->head);
+}
+
+/* Reads what is there (one read); 1 if bytes or end of input came. */
+static int reader_fill(struct ask_reader *r) {
+  if (r->cap - r->len < 4096) {
+    size_t nc = r->cap ? r->cap * 2 : 8192;
+    char *b = lc_realloc(r->buf, nc);
+    if (!b) {
+      r->eof = 1; /* no memory to read into: the asks end with eof */
+      return 1;
+    }
+    r->buf = b;
+    r->cap = nc;
+  }
+  ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+  if (n <= 0) r->eof = 1;
+  else r->len += (size_t)n;
+  return 1;
+}
+
+/* Hands complete lines to the queued asks, in order; reads more from an
+ * unwatchable input; watches a watchable one while asks wait. */
+static void reader_pump(struct ask_reader *r) {
+  while (r->head) {
+    struct ask_op *op = r->head;
+    char *nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
+    if (nl || (r->eof && r->len)) {
+      size_t n = nl ? (size_t)(nl - r->buf) : r->len;
+      op->line = lc_malloc(n + 1);
+      if (op->line) {
+        memcpy(op->line, r->buf, n);
+        op->line[n] = '\0';
+        op->len = n;
+      } else {
+        op->failed = 1;
+      }
+      size_t used = nl ? n + 1 : n;
+      memmove(r->buf, r->buf + used, r->len - used);
+      r->len -= used;
+    } else if (r->eof) {
+      op->eof = 1;
+    } else if (r->unwatchable) {
+      if (!reader_fill(r) && errno != EINTR) break;
+      continue;
+    } else {
+      break;
+    }
+    op->done = 1;
+    reader_dequeue(r, op);
+    if (op->waiting) lc_task_wake(op->task, &op->wait);
+  }
+  int could = !r->unwatchable;
+  reader_watch(r, r->head != NULL && !r->eof);
+  if (r->head && r->unwatchable && could) reader_pump(r); /* the watch was refused */
+}
+
+/* Loop callback (lc_loop_run_once): the input is readable. */
+static void reader_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
+  (void)loop;
+  (void)events;
+  struct ask_reader *r = w->ud;
+  /* Non-blocking: read until a line is complete or nothing is left;
+   * otherwise one read, which the wake-up says will not block. */
+  while (reader_fill(r) && !r->eof && r->nonblock && !memchr(r->buf, '\n', r->len)) {
+  }
+  reader_pump(r);
+}
+
+static int reader_gc(lua_State *L) {
+  struct ask_reader *r = luaL_checkudata(L, 1, READER_MT);
+  if (r->watching) reader_watch(r, 0);
+  r->closed = 1;
+  lc_free(r->buf);
+  r->buf = NULL;
+  r->len = r->cap = 0;
+  return 0;
+}
+
+/* [-0, +0, m] The state's reader of fd (made on first use). */
+static struct ask_reader *get_reader(lua_State *L, struct lc_loop *loop, int fd) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &reader_key) == LUA_TUSERDATA) {
+    struct ask_reader *r = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (r->fd == fd) return r;
+  } else {
+    lua_pop(L, 1);
+  }
+  /* A new input (another --input file): the old reader's leftovers go. */
+  struct ask_reader *r = lua_newuserdatauv(L, sizeof *r, 0);
+  memset(r, 0, sizeof *r);
+  r->fd = fd;
+  r->loop = loop;
+  r->saved_flags = -1;
+  r->w.cb = reader_readable;
+  r->w.ud = r;
+  luaL_setmetatable(L, READER_MT);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &reader_key);
+  return r;
+}
+
 static void ask_stop(struct ask_op *op) {
-  if (op->watching) lc_loop_unwatch(op->loop, &op->w);
-  op->watching = 0;
+  if (op->r && op->queued) {
+    reader_dequeue(op->r, op);
+    reader_watch(op->r, op->r->head != NULL && !op->r->eof);
+  }
 }
 
 static int ask_gc(lua_State *L) {
@@ -515,54 +780,13 @@ static int ask_gc(lua_State *L) {
   op->journaled = 0;
   lc_free(op->line);
   op->line = NULL;
+  lc_free(op->prompt);
+  op->prompt = NULL;
   return 0;
 }
 
 static void ask_cancel(struct lc_wait *w) {
   ask_stop((struct ask_op *)((char *)w - offsetof(struct ask_op, wait)));
-}
-
-static int ask_putc(struct ask_op *op, char c) {
-  if (op->len + 2 > op->cap) {
-    size_t nc = op->cap ? op->cap * 2 : 128;
-    char *p = lc_realloc(op->line, nc);
-    if (!p) return LC_ENOMEM;
-    op->line = p;
-    op->cap = nc;
-  }
-  op->line[op->len++] = c;
-  op->line[op->len] = '\0';
-  return 0;
-}
-
-/* Loop callback (lc_loop_run_once): stdin is readable. One byte per
- * wake-up: stdin may be a blocking fd, and a second read could block the
- * loop; people type slower than the loop turns. */
-static void ask_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
-  struct ask_op *op = w->ud;
-  char c;
-  ssize_t n = read(0, &c, 1);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
-  if (n <= 0) op->eof = 1;
-  else if (c == '\n') op->done = 1;
-  else if (ask_putc(op, c)) op->failed = 1;
-  if (op->eof || op->done || op->failed) {
-    op->done = 1;
-    ask_stop(op);
-    lc_task_wake(op->task, &op->wait);
-  }
-}
-
-/* Reads a whole line from f now (a file or a pipe that cannot be watched). */
-static void ask_read_now(struct ask_op *op, FILE *f) {
-  int c;
-  while ((c = fgetc(f)) != EOF && c != '\n')
-    if (ask_putc(op, (char)c)) {
-      op->failed = 1;
-      break;
-    }
-  if (c == EOF && op->len == 0) op->eof = 1;
-  op->done = 1;
 }
 
 static int ask_finish(lua_State *L, struct ask_op *op) {
@@ -604,6 +828,7 @@ static int ask_k(lua_State *L, int status, lua_KContext ctx) {
     lc_task_wait(op->task, &op->wait);
     return lua_yieldk(L, 0, 0, ask_k);
   }
+  op->waiting = 0;
   return ask_finish(L, op);
 }
 
@@ -621,7 +846,6 @@ static int l_ask(lua_State *L) {
   lua_toclose(L, 2);
   op->task = task;
   op->wait.cancel = ask_cancel;
-  op->loop = lc_sched_loop(lc_sched_get(L));
   struct lc_journal *j = lc_l_journal(L);
   if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {
     cJSON *req = cJSON_CreateObject();
@@ -653,24 +877,19 @@ static int l_ask(lua_State *L) {
     op->journaled = op->e.recording;
   }
   FILE *in = j ? lc_journal_input(j) : NULL;
-  if (in) {
-    ask_read_now(op, in);
-    return ask_finish(L, op);
-  }
-  if (isatty(0)) {
-    fwrite(prompt, 1, plen, stdout);
-    fflush(stdout);
-  }
-  op->w.fd = 0;
-  op->w.events = LC_READ;
-  op->w.cb = ask_readable;
-  op->w.ud = op;
-  if (lc_loop_watch(op->loop, &op->w) != 0) {
-    /* A regular file or /dev/null cannot be watched; it never blocks. */
-    ask_read_now(op, stdin);
-    return ask_finish(L, op);
-  }
-  op->watching = 1;
+  struct ask_reader *r = get_reader(L, lc_sched_loop(lc_sched_get(L)), in ? fileno(in) : 0);
+  op->r = r;
+  if (plen && !(op->prompt = lc_malloc(plen))) return luaL_error(L, "out of memory");
+  if (plen) memcpy(op->prompt, prompt, plen);
+  op->plen = plen;
+  op->queued = 1;
+  if (r->tail) r->tail->next = op;
+  else r->head = op;
+  r->tail = op;
+  if (r->head == op) show_prompt(op);
+  reader_pump(r);
+  if (op->done) return ask_finish(L, op);
+  op->waiting = 1;
   lc_task_wait(task, &op->wait);
   return lua_yieldk(L, 0, 0, ask_k);
 }
@@ -693,6 +912,11 @@ void lc_l_effect_register(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, tok_close);
     lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, READER_MT)) {
+    lua_pushcfunction(L, reader_gc);
+    lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, ASK_MT)) {

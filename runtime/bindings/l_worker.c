@@ -8,27 +8,50 @@
 #include <lauxlib.h>
 #include <string.h>
 
+#define LC_STR_(x) #x
+#define LC_STR(x) LC_STR_(x)
+
 #include "l_luact.h"
+#include "lc.h"
 #include "sched.h"
 #include "workers.h"
 
+/* [-0, +0, e] Raises: the workers can no longer all meet. */
+static int gone(lua_State *L, const char *what, int id) {
+  return luaL_error(L, "luact.worker.%s: worker %d has ended (it failed, or never calls %s), "
+                    "so the workers cannot all meet", what, id, what);
+}
+
 static int l_barrier(lua_State *L) {
-  (void)L;
-  lc_worker_barrier();
-  return 0;
+  int id = lc_worker_barrier();
+  return id ? gone(L, "barrier", id) : 0;
 }
 
 /* sum(name, x) / max(name, x): process-wide reductions; every worker must
- * call with the same name; all get the combined value. Blocks the thread. */
-static int l_sum(lua_State *L) {
-  lua_pushnumber(L, lc_worker_reduce(luaL_checkstring(L, 1), luaL_checknumber(L, 2), 0));
+ * call with the same name; all get the combined value. Blocks the thread;
+ * raises when a worker has ended before meeting. */
+static int reduce(lua_State *L, int is_max) {
+  const char *what = is_max ? "max" : "sum";
+  size_t len;
+  const char *name = luaL_checklstring(L, 1, &len);
+  double v = luaL_checknumber(L, 2);
+  /* A longer name was cut to fit its slot and then never matched it: the
+   * workers' values silently stayed apart. */
+  luaL_argcheck(L, len <= LC_WORKER_NAME_MAX && !memchr(name, 0, len), 1,
+                "name must be 1-" LC_STR(LC_WORKER_NAME_MAX) " bytes without NUL");
+  luaL_argcheck(L, len > 0, 1, "name must not be empty");
+  double r;
+  int id = lc_worker_reduce(name, v, is_max, &r);
+  if (id == LC_ETOOBIG)
+    return luaL_error(L, "luact.worker.%s: a run combines at most %d names", what,
+                      LC_WORKER_NAMES);
+  if (id) return gone(L, what, id);
+  lua_pushnumber(L, r);
   return 1;
 }
 
-static int l_max(lua_State *L) {
-  lua_pushnumber(L, lc_worker_reduce(luaL_checkstring(L, 1), luaL_checknumber(L, 2), 1));
-  return 1;
-}
+static int l_sum(lua_State *L) { return reduce(L, 0); }
+static int l_max(lua_State *L) { return reduce(L, 1); }
 
 static const luaL_Reg worker_funcs[] = {
     {"barrier", l_barrier}, {"sum", l_sum}, {"max", l_max}, {NULL, NULL}};

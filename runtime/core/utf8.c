@@ -1,5 +1,10 @@
-/* utf8.c: strict UTF-8 validation. */
+/* utf8.c: strict UTF-8 validation and repair. */
 #include "utf8.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "lc.h"
 
 int lc_utf8_valid(const char *str, size_t n, size_t *bad) {
   const unsigned char *s = (const unsigned char *)str;
@@ -25,4 +30,29 @@ int lc_utf8_valid(const char *str, size_t n, size_t *bad) {
 fail:
   if (bad) *bad = i;
   return 0;
+}
+
+char *lc_utf8_sanitize(const char *str, size_t n, size_t *out_len) {
+  /* Worst case: every byte becomes the 3-byte U+FFFD. */
+  if (n > (SIZE_MAX - 1) / 3) return NULL;
+  char *o = lc_malloc(n * 3 + 1);
+  if (!o) return NULL;
+  size_t w = 0, i = 0;
+  while (i < n) {
+    size_t bad;
+    if (lc_utf8_valid(str + i, n - i, &bad)) bad = n - i;
+    size_t keep = 0; /* copy the valid run, NULs excepted */
+    while (keep < bad && str[i + keep]) keep++;
+    memcpy(o + w, str + i, keep);
+    w += keep;
+    i += keep;
+    if (i < n) { /* one invalid byte (or a NUL) */
+      memcpy(o + w, "\xEF\xBF\xBD", 3);
+      w += 3;
+      i++;
+    }
+  }
+  o[w] = '\0';
+  if (out_len) *out_len = w;
+  return o;
 }

@@ -8,4 +8,10 @@
  * first invalid byte (bad may be NULL). */
 int lc_utf8_valid(const char *s, size_t n, size_t *bad);
 
+/* A copy of s[0..n) that is valid UTF-8 without NUL: each byte that
+ * starts no valid sequence (a character cut short, say) and each NUL
+ * becomes U+FFFD. lc_malloc'd, NUL terminated, length in *out_len (may be
+ * NULL). NULL when out of memory. */
+char *lc_utf8_sanitize(const char *s, size_t n, size_t *out_len);
+
 #endif

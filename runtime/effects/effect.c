@@ -3,15 +3,18 @@
 #include "effect.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "jcanon.h"
 #include "lc.h"
+#include "loop.h"
 #include "secrets.h"
 #include "jsonw.h"
 #include "sha256.h"
@@ -52,6 +55,24 @@ struct lc_journal {
   long results; /* result lines written: their order */
   struct lc_journal_deferred *deferred;
   long begun, replayed, ran;
+  size_t nentries;
+  long load_cmps; /* id comparisons made while loading (tests) */
+  /* Syncing off the loop thread (with a loop attached): lines are written
+   * and flushed on the loop thread; a writer thread fsyncs, one fsync for
+   * every line written by then (group commit), and tells the loop through
+   * an eventfd; the task that needs a line durable waits for it. Line
+   * numbers count lines written; 'want' is the newest asked to be durable,
+   * 'synced' the newest known to be. */
+  struct lc_loop *loop;
+  pthread_mutex_t wmu;
+  pthread_cond_t wcv;
+  pthread_t writer;
+  int writer_on, wstop, werr;
+  unsigned long lines, want, synced;
+  int efd; /* eventfd: the writer made progress */
+  struct lc_fdwatch ew;
+  int ew_on;
+  struct lc_journal_waiter *waiters;
 };
 
 /* ---- small helpers ---- */
@@ -68,6 +89,45 @@ static struct entry *find(const struct lc_journal *j, const char *id) {
     if (strcmp(e->id, id) == 0) return e;
   return NULL;
 }
+
+/* find, counting the comparisons (the loader's cost, for tests). */
+static struct entry *find_counted(struct lc_journal *j, const char *id) {
+  if (!j->nbuckets) return NULL;
+  for (struct entry *e = j->buckets[hash_str(id) & (j->nbuckets - 1)]; e; e = e->next) {
+    j->load_cmps++;
+    if (strcmp(e->id, id) == 0) return e;
+  }
+  return NULL;
+}
+
+/* Adds e to the table, doubling it past one entry per bucket, so loading
+ * n effects costs O(n) (a scan of the earlier entries per line made 80k
+ * intents take 24 s). */
+static int table_put(struct lc_journal *j, struct entry *e) {
+  if (j->nentries + 1 > j->nbuckets) {
+    size_t nb = j->nbuckets ? j->nbuckets * 2 : 64;
+    struct entry **t = lc_calloc(nb, sizeof *t);
+    if (!t) return LC_ENOMEM;
+    for (size_t b = 0; b < j->nbuckets; b++)
+      while (j->buckets[b]) {
+        struct entry *x = j->buckets[b];
+        j->buckets[b] = x->next;
+        size_t k = hash_str(x->id) & (nb - 1);
+        x->next = t[k];
+        t[k] = x;
+      }
+    lc_free(j->buckets);
+    j->buckets = t;
+    j->nbuckets = nb;
+  }
+  size_t k = hash_str(e->id) & (j->nbuckets - 1);
+  e->next = j->buckets[k];
+  j->buckets[k] = e;
+  j->nentries++;
+  return 0;
+}
+
+long lc_journal_load_compares(const struct lc_journal *j) { return j->load_cmps; }
 
 static int file_hash(const char *path, char out[65]) {
   FILE *f = fopen(path, "rb");
@@ -104,8 +164,49 @@ static int failf(struct lc_journal *j, enum lc_journal_fail why, int code, const
   return code;
 }
 
-/* Writes one line (takes line), flushes, fsyncs when asked. */
-static int write_line(struct lc_journal *j, cJSON *line, int sync) {
+static int fsync_file(int fd) {
+  /* EINVAL: a pipe or special file, which cannot be synced (and need
+   * not be). */
+  return fsync(fd) != 0 && errno != EINVAL ? errno : 0;
+}
+
+/* The writer thread: fsyncs up to the newest line asked for, then says so
+ * through the eventfd. Exits when told to and nothing is owed. */
+static void *writer_main(void *p) {
+  struct lc_journal *j = p;
+  pthread_mutex_lock(&j->wmu);
+  for (;;) {
+    while (!j->wstop && j->want <= j->synced) pthread_cond_wait(&j->wcv, &j->wmu);
+    if (j->want <= j->synced) break; /* stopping, nothing owed */
+    unsigned long target = j->want;
+    pthread_mutex_unlock(&j->wmu);
+    int err = fsync_file(fileno(j->f));
+    pthread_mutex_lock(&j->wmu);
+    if (err && !j->werr) j->werr = err;
+    j->synced = target;
+    uint64_t one = 1;
+    ssize_t w = write(j->efd, &one, sizeof one); /* cannot block: counter */
+    (void)w;
+  }
+  pthread_mutex_unlock(&j->wmu);
+  return NULL;
+}
+
+static void writer_stop(struct lc_journal *j) {
+  if (!j->writer_on) return;
+  pthread_mutex_lock(&j->wmu);
+  j->wstop = 1;
+  pthread_cond_signal(&j->wcv);
+  pthread_mutex_unlock(&j->wmu);
+  pthread_join(j->writer, NULL);
+  j->writer_on = 0;
+}
+
+/* Writes one line (takes line) and flushes it. sync: the line must become
+ * durable: with ticket (the caller will wait) and a loop attached, queued
+ * for the writer and *ticket set to the line's number for
+ * lc_journal_durable / lc_journal_wait; otherwise fsynced here. */
+static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned long *ticket) {
   /* jsonw, not cJSON's printer: numbers must read back as the same double. */
   struct lc_buf b;
   lc_buf_init(&b, 0);
@@ -123,10 +224,121 @@ static int write_line(struct lc_journal *j, cJSON *line, int sync) {
   int bad = fwrite(b.data, 1, b.len, j->f) != b.len || fputc('\n', j->f) == EOF ||
             fflush(j->f) != 0;
   lc_buf_free(&b);
-  if (!bad && sync && fsync(fileno(j->f)) != 0 && errno != EINVAL) bad = 1;
+  int err = bad ? errno : 0;
+  if (!bad) j->lines++;
+  if (!bad && sync && ticket && j->loop && !j->writer_on && j->efd >= 0)
+    j->writer_on = pthread_create(&j->writer, NULL, writer_main, j) == 0;
+  if (!bad && sync && ticket && j->writer_on) {
+    pthread_mutex_lock(&j->wmu);
+    j->want = j->lines;
+    pthread_cond_signal(&j->wcv);
+    pthread_mutex_unlock(&j->wmu);
+    *ticket = j->lines;
+  } else if (!bad && sync) {
+    err = fsync_file(fileno(j->f));
+    bad = err != 0;
+  }
   if (bad)
     return failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot write %s: %s", j->path,
-                 strerror(errno));
+                 strerror(err));
+  return 0;
+}
+
+static int write_line(struct lc_journal *j, cJSON *line, int sync) {
+  return write_line_t(j, line, sync, NULL);
+}
+
+/* ---- waiting for durability ---- */
+
+static void ew_watch(struct lc_journal *j, int on);
+
+/* Loop callback (lc_loop_run_once): the writer made progress. Fails the
+ * journal if an fsync failed, then wakes the waiters it satisfied (all of
+ * them on failure: they find the journal failed). */
+static void on_synced(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
+  (void)loop;
+  (void)events;
+  struct lc_journal *j = w->ud;
+  uint64_t n;
+  ssize_t r = read(j->efd, &n, sizeof n);
+  (void)r;
+  pthread_mutex_lock(&j->wmu);
+  unsigned long synced = j->synced;
+  int werr = j->werr;
+  pthread_mutex_unlock(&j->wmu);
+  if (werr)
+    failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot sync %s: %s", j->path, strerror(werr));
+  struct lc_journal_waiter **pp = &j->waiters;
+  while (*pp) {
+    struct lc_journal_waiter *x = *pp;
+    if (werr || x->ticket <= synced) {
+      *pp = x->next;
+      x->queued = 0;
+      x->fire(x);
+    } else {
+      pp = &x->next;
+    }
+  }
+  ew_watch(j, j->waiters != NULL);
+}
+
+static void ew_watch(struct lc_journal *j, int on) {
+  if (on == j->ew_on || !j->loop) return;
+  if (on) {
+    j->ew.fd = j->efd;
+    j->ew.events = LC_READ;
+    j->ew.cb = on_synced;
+    j->ew.ud = j;
+    if (lc_loop_watch(j->loop, &j->ew) == 0) j->ew_on = 1;
+  } else {
+    lc_loop_unwatch(j->loop, &j->ew);
+    j->ew_on = 0;
+  }
+}
+
+void lc_journal_set_loop(struct lc_journal *j, struct lc_loop *loop) {
+  if (j->ew_on) ew_watch(j, 0);
+  j->loop = loop;
+}
+
+int lc_journal_durable(struct lc_journal *j, unsigned long ticket) {
+  if (!ticket || !j->writer_on) return 1;
+  pthread_mutex_lock(&j->wmu);
+  int done = j->synced >= ticket || j->werr;
+  pthread_mutex_unlock(&j->wmu);
+  return done;
+}
+
+int lc_journal_wait(struct lc_journal *j, struct lc_journal_waiter *w) {
+  if (!j->loop || !j->writer_on) return LC_ESTATE;
+  w->next = j->waiters;
+  w->queued = 1;
+  j->waiters = w;
+  ew_watch(j, 1);
+  if (!j->ew_on) {
+    lc_journal_unwait(j, w);
+    return LC_EIO;
+  }
+  return 0;
+}
+
+void lc_journal_unwait(struct lc_journal *j, struct lc_journal_waiter *w) {
+  if (!w->queued) return;
+  for (struct lc_journal_waiter **pp = &j->waiters; *pp; pp = &(*pp)->next)
+    if (*pp == w) {
+      *pp = w->next;
+      break;
+    }
+  w->queued = 0;
+  ew_watch(j, j->waiters != NULL);
+}
+
+int lc_journal_sync_now(struct lc_journal *j, unsigned long ticket) {
+  if (lc_journal_durable(j, ticket)) return 0;
+  int err = fsync_file(fileno(j->f));
+  if (err)
+    return failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot sync %s: %s", j->path,
+                 strerror(err));
   return 0;
 }
 
@@ -136,19 +348,6 @@ static void new_run_id(char out[33]) {
 }
 
 /* ---- loading (replay) ---- */
-
-static int add_entry(struct lc_journal *j, struct entry ***all, size_t *n, size_t *cap,
-                     struct entry *e) {
-  if (*n == *cap) {
-    size_t nc = *cap ? *cap * 2 : 64;
-    struct entry **na = lc_realloc(*all, nc * sizeof *na);
-    if (!na) return LC_ENOMEM;
-    *all = na;
-    *cap = nc;
-  }
-  (*all)[(*n)++] = e;
-  return 0;
-}
 
 static void free_entry(struct entry *e) {
   if (!e) return;
@@ -170,8 +369,6 @@ static int load(struct lc_journal *j, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot open journal %s: %s", j->path, strerror(errno));
     return LC_EIO;
   }
-  struct entry **all = NULL;
-  size_t n = 0, cap = 0;
   char *buf = NULL;
   size_t bcap = 0;
   ssize_t len;
@@ -236,9 +433,7 @@ static int load(struct lc_journal *j, char *err, size_t errlen) {
       break;
     }
     if (strcmp(type, "intent") == 0) {
-      struct entry *dup = NULL;
-      for (size_t i = 0; i < n && !dup; i++)
-        if (strcmp(all[i]->id, id) == 0) dup = all[i];
+      struct entry *dup = find_counted(j, id);
       if (dup) {
         snprintf(err, errlen, "journal %s line %ld: effect %s already has an intent (line %ld)",
                  j->path, lineno, id, dup->line);
@@ -247,7 +442,7 @@ static int load(struct lc_journal *j, char *err, size_t errlen) {
         break;
       }
       struct entry *e = lc_calloc(1, sizeof *e);
-      if (!e || !(e->id = lc_strdup(id)) || add_entry(j, &all, &n, &cap, e)) {
+      if (!e || !(e->id = lc_strdup(id)) || table_put(j, e)) {
         free_entry(e);
         cJSON_Delete(line);
         rc = LC_ENOMEM;
@@ -256,10 +451,7 @@ static int load(struct lc_journal *j, char *err, size_t errlen) {
       e->intent = line;
       e->line = lineno;
     } else {
-      struct entry *e = NULL;
-      /* Results follow their intents, usually closely: search backwards. */
-      for (size_t i = n; i-- > 0 && !e;)
-        if (strcmp(all[i]->id, id) == 0) e = all[i];
+      struct entry *e = find_counted(j, id);
       if (!e || e->result) {
         snprintf(err, errlen, "journal %s line %ld: result for %s %s", j->path, lineno, id,
                  e ? "appears twice" : "has no intent before it");
@@ -276,23 +468,6 @@ static int load(struct lc_journal *j, char *err, size_t errlen) {
     snprintf(err, errlen, "journal %s is empty (no header line)", j->path);
     rc = LC_EINVAL;
   }
-  if (!rc) {
-    size_t nb = 16;
-    while (nb < 2 * n) nb *= 2;
-    j->buckets = lc_calloc(nb, sizeof *j->buckets);
-    if (!j->buckets) rc = LC_ENOMEM;
-    else j->nbuckets = nb;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (rc) {
-      free_entry(all[i]);
-      continue;
-    }
-    size_t b = hash_str(all[i]->id) & (j->nbuckets - 1);
-    all[i]->next = j->buckets[b];
-    j->buckets[b] = all[i];
-  }
-  lc_free(all);
   if (rc == LC_ENOMEM) snprintf(err, errlen, "out of memory loading %s", j->path);
   return rc;
 }
@@ -305,10 +480,14 @@ int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *scr
   struct lc_journal *j = lc_calloc(1, sizeof *j);
   if (!j) return LC_ENOMEM;
   j->mode = mode;
+  pthread_mutex_init(&j->wmu, NULL);
+  pthread_cond_init(&j->wcv, NULL);
+  j->efd = mode == LC_JOURNAL_RECORD ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
   new_run_id(j->run_id);
   if (script_path && file_hash(script_path, j->script_hash)) j->script_hash[0] = '\0';
   if (mode != LC_JOURNAL_OFF) {
     if (!path || !(j->path = lc_strdup(path))) {
+      if (j->efd >= 0) close(j->efd);
       lc_free(j);
       if (!path) snprintf(err, errlen, "journal: a file is needed to record or replay");
       return path ? LC_ENOMEM : LC_EINVAL;
@@ -349,6 +528,11 @@ int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *scr
 
 void lc_journal_free(struct lc_journal *j) {
   if (!j) return;
+  writer_stop(j); /* after its last fsync */
+  if (j->ew_on) ew_watch(j, 0);
+  if (j->efd >= 0) close(j->efd);
+  pthread_mutex_destroy(&j->wmu);
+  pthread_cond_destroy(&j->wcv);
   if (j->f) fclose(j->f);
   if (j->input) fclose(j->input);
   for (size_t b = 0; b < j->nbuckets; b++)
@@ -512,6 +696,7 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                     const struct lc_effect_desc *d, struct lc_effect_op *e) {
   memset(e, 0, sizeof *e);
   e->j = j;
+  e->async = d->waits;
   e->cls = d->cls;
   e->t0 = lc_now_ms();
   snprintf(e->id, sizeof e->id, "%s#%lu", who->path, who->seq);
@@ -550,7 +735,11 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
     }
     int sync = j->sync == LC_JOURNAL_SYNC_ALL ||
                (j->sync == LC_JOURNAL_SYNC_EFFECTFUL && d->cls == LC_EFFECT_AT_MOST_ONCE);
-    int rc = write_line(j, l, sync);
+    unsigned long unused; /* a pure effect's line: see lc_effect_end */
+    int rc = write_line_t(j, l, sync,
+                          e->async                    ? &e->ticket
+                          : d->cls == LC_EFFECT_PURE ? &unused
+                                                     : NULL);
     if (rc) return rc;
     e->recording = 1;
     j->ran++;
@@ -623,7 +812,15 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
     cJSON_AddNumberToObject(l, "latency_ms", (double)(long)((lc_now_ms() - e->t0) * 1000) / 1000);
   int sync = j->sync == LC_JOURNAL_SYNC_ALL ||
              (j->sync == LC_JOURNAL_SYNC_EFFECTFUL && e->cls != LC_EFFECT_PURE);
-  return write_line(j, l, sync);
+  e->ticket = 0;
+  /* A caller that does not wait gets it durable now; except a pure
+   * effect's line (synced only with --journal-sync all): losing it costs
+   * a repeat, so the writer syncs it and nobody waits. */
+  unsigned long unused;
+  return write_line_t(j, l, sync,
+                      e->async                    ? &e->ticket
+                      : e->cls == LC_EFFECT_PURE ? &unused
+                                                 : NULL);
 }
 
 void lc_effect_cancel(struct lc_effect_op *e, const char *why) {

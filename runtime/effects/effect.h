@@ -74,6 +74,8 @@ void lc_journal_set_input(struct lc_journal *j, FILE *f);
 FILE *lc_journal_input(const struct lc_journal *j);
 /* Counts, for tests and the CLI: effects begun, answered from the file,
  * run for real. */
+/* Replay: id comparisons the loader made (a test keeps loading linear). */
+long lc_journal_load_compares(const struct lc_journal *j);
 void lc_journal_counts(const struct lc_journal *j, long *begun, long *replayed, long *ran);
 
 /* Who is running an effect: the task (opaque), its path and the effect's
@@ -103,6 +105,11 @@ struct lc_effect_desc {
   enum lc_effect cls;
   const char *prompt_hash; /* hex sha256 or NULL */
   const char *tools_hash;
+  /* The caller waits for durability itself (lc_journal_durable /
+   * lc_journal_wait on e->ticket) after begin and after end, so the fsync
+   * happens off the loop thread. 0: begin and end return with the line
+   * already durable (an fsync on the calling thread). */
+  int waits;
 };
 
 #define LC_EFFECT_ID_MAX 600
@@ -117,6 +124,10 @@ struct lc_effect_op {
   char key[33];  /* derived idempotency key (also for non-idempotent ones) */
   const cJSON *line; /* replayed: the recorded result line */
   double t0;     /* monotonic ms at begin */
+  int async;     /* desc.waits */
+  /* With async: the line begin or end wrote that must be durable before
+   * the effect runs / its result reaches Lua (0: nothing to wait for). */
+  unsigned long ticket;
 };
 
 /* begin's outcomes */
@@ -179,6 +190,33 @@ void lc_journal_undefer(struct lc_journal *j, struct lc_journal_deferred *d);
 /* Fires the first deferred completion; returns 1 if one fired. Called by
  * the scheduler when no task is ready (lc_sched_on_idle). */
 int lc_journal_idle(void *journal);
+
+/* ---- durability off the loop thread ----
+ * With a loop attached, lines of effects begun with desc.waits are fsynced
+ * by a writer thread, one fsync for all the lines written by then (group
+ * commit, also across runs' tasks); the loop learns of it through an
+ * eventfd and wakes the waiters. Without a loop, every sync is inline. */
+struct lc_loop;
+struct lc_journal_waiter {
+  unsigned long ticket;
+  void (*fire)(struct lc_journal_waiter *w); /* from the loop; may wake a task */
+  struct lc_journal_waiter *next;
+  int queued;
+};
+/* The loop the journal's waiters are woken on (lc_l_journal_attach sets
+ * it; NULL detaches). */
+void lc_journal_set_loop(struct lc_journal *j, struct lc_loop *loop);
+/* 1 when line ticket is durable (or ticket is 0, or syncing failed: the
+ * journal's failure state then says so). */
+int lc_journal_durable(struct lc_journal *j, unsigned long ticket);
+/* Queues w (caller-owned, alive until fired or unwaited): fire runs once
+ * line w->ticket is durable or syncing failed. 0, or LC_ESTATE / LC_EIO
+ * when it cannot wait (then use lc_journal_sync_now). */
+int lc_journal_wait(struct lc_journal *j, struct lc_journal_waiter *w);
+void lc_journal_unwait(struct lc_journal *j, struct lc_journal_waiter *w);
+/* Makes line ticket durable on the calling thread (for a caller that
+ * cannot yield). 0 or LC_EIO (the journal failed). */
+int lc_journal_sync_now(struct lc_journal *j, unsigned long ticket);
 
 /* Stops the run from outside an effect (e.g. a binding found the recorded
  * answer unusable). Keeps the first failure. */

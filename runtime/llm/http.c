@@ -262,6 +262,11 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   curl_easy_setopt(e, CURLOPT_HEADERDATA, op);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errmsg);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  /* Removing a transfer whose name is still being resolved would otherwise
+   * join the resolver thread, blocking the loop (every task of the worker)
+   * for as long as getaddrinfo takes; with it, libcurl leaves that thread
+   * to finish on its own (7.87+). */
+  curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   /* libcurl's default 16 KiB receive buffer is allocated per transfer and
    * held while the agent waits: at 10,000 waiting agents 4 KiB cost 28 MB

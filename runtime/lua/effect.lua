@@ -21,8 +21,8 @@ local function run(kind, name, request, class, schema, fn, ...)
   if tok:replayed() then return tok:results() end
   local r = pack(pcall(fn, tok:ctx(), ...))
   if not r[1] then
-    tok:fail(r[2])
-    error(r[2], 0)
+    local m = tok:fail(r[2]) -- the text as recorded
+    error(type(r[2]) == "string" and m or r[2], 0)
   end
   return tok:finish(unpack(r, 2, r.n))
 end

@@ -16,9 +16,21 @@ local timeout = luact.timeout
 local schemas = setmetatable({}, { __mode = "k" })
 
 -- A model needs the message, not our stack: drop the traceback the
--- scheduler adds to task errors.
+-- scheduler adds to task errors. It goes to a model and into the journal,
+-- which take UTF-8 text: each byte that starts no valid sequence (a
+-- message cut mid-character by a C "%.200s") becomes U+FFFD.
 local function clean(msg)
-  return (tostring(msg):gsub("\nstack traceback:.*$", ""))
+  local s = tostring(msg):gsub("\nstack traceback:.*$", "")
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while true do
+    local n, bad = utf8.len(s, i)
+    if n then break end
+    out[#out + 1] = s:sub(i, bad - 1) .. "\u{FFFD}"
+    i = bad + 1
+  end
+  out[#out + 1] = s:sub(i)
+  return table.concat(out)
 end
 
 local Tool = {}

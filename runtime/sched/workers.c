@@ -7,18 +7,25 @@
 
 #include "lc.h"
 
-#define MAX_SLOTS 64
+#define MAX_SLOTS LC_WORKER_NAMES
 
 struct slot {
-  char name[64];
+  char name[LC_WORKER_NAME_MAX + 1];
   double value;
   int used;
   int arrivals; /* contributions in the current round */
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_barrier_t barrier;
+/* The meeting point: a generation-counting barrier under mu that a worker
+ * leaving the run breaks (pthread_barrier_wait cannot be broken: one
+ * worker failing before a sum left the others waiting forever). */
+static pthread_cond_t meet_cv = PTHREAD_COND_INITIALIZER;
 static int barrier_ready;
+static int meet_waiting;      /* arrivals in the current generation */
+static unsigned long meet_gen;
+static int meet_broken;       /* id of the first worker that left, else 0 */
+static int meet_broken_rc;    /* and its exit code */
 static struct slot slots[MAX_SLOTS];
 static _Thread_local int my_id = 1;
 static int n_workers = 1;
@@ -50,6 +57,7 @@ static void *thread_main(void *p) {
   int go = run.gate > 0;
   pthread_mutex_unlock(&mu);
   if (go) s->rc = run.fn(s->id, run.ud);
+  lc_worker_leave(s->rc);
   return NULL;
 }
 
@@ -75,8 +83,7 @@ int lc_workers_spread(const char *why_not) {
     if (pthread_create(&run.st[i].th, NULL, thread_main, &run.st[i]) != 0) break;
     run.started++;
   }
-  int all = run.started == run.max - 1 &&
-            pthread_barrier_init(&barrier, NULL, (unsigned)run.max) == 0;
+  int all = run.started == run.max - 1;
   pthread_mutex_lock(&mu);
   if (all) {
     barrier_ready = 1;
@@ -94,12 +101,15 @@ int lc_workers_run(int count, lc_worker_fn fn, void *ud) {
   n_workers = 1;
   my_id = 1;
   memset(slots, 0, sizeof slots);
+  meet_waiting = meet_broken = meet_broken_rc = 0;
   int rc = fn(1, ud);
-  for (int i = 0; i < run.started; i++) {
-    pthread_join(run.st[i].th, NULL);
-    if (!rc && run.st[i].rc) rc = run.st[i].rc;
-  }
-  if (barrier_ready) pthread_barrier_destroy(&barrier);
+  lc_worker_leave(rc);
+  for (int i = 0; i < run.started; i++) pthread_join(run.st[i].th, NULL);
+  /* The first worker that failed says how the run ends; the others
+   * failed because it did. */
+  int first = meet_broken_rc;
+  if (first) rc = first;
+  for (int i = 0; i < run.started && !rc; i++) rc = run.st[i].rc;
   barrier_ready = 0;
   lc_free(run.st);
   run.st = NULL;
@@ -110,12 +120,40 @@ int lc_workers_run(int count, lc_worker_fn fn, void *ud) {
 int lc_worker_id(void) { return my_id; }
 int lc_worker_count(void) { return n_workers; }
 
-void lc_worker_barrier(void) {
-  if (barrier_ready && n_workers > 1) pthread_barrier_wait(&barrier);
+void lc_worker_leave(int rc) {
+  pthread_mutex_lock(&mu);
+  if (!meet_broken && barrier_ready) {
+    meet_broken = my_id;
+    meet_broken_rc = rc;
+    pthread_cond_broadcast(&meet_cv);
+  } else if (rc && !meet_broken_rc) {
+    meet_broken_rc = rc;
+  }
+  pthread_mutex_unlock(&mu);
 }
 
-double lc_worker_reduce(const char *name, double value, int is_max) {
-  if (n_workers <= 1) return value;
+int lc_worker_barrier(void) {
+  if (!barrier_ready || n_workers <= 1) return 0;
+  pthread_mutex_lock(&mu);
+  int rc = 0;
+  if (meet_broken) {
+    rc = meet_broken;
+  } else if (++meet_waiting == n_workers) {
+    meet_waiting = 0;
+    meet_gen++;
+    pthread_cond_broadcast(&meet_cv);
+  } else {
+    unsigned long gen = meet_gen;
+    while (gen == meet_gen && !meet_broken) pthread_cond_wait(&meet_cv, &mu);
+    if (gen == meet_gen) rc = meet_broken; /* broken before everyone came */
+  }
+  pthread_mutex_unlock(&mu);
+  return rc;
+}
+
+int lc_worker_reduce(const char *name, double value, int is_max, double *out) {
+  *out = value;
+  if (n_workers <= 1) return 0;
   /* Slots are never freed (a worker freeing one while another already
    * reuses it for the next name loses contributions). A round starts with
    * its first arrival after the previous round was complete; the second
@@ -131,7 +169,12 @@ double lc_worker_reduce(const char *name, double value, int is_max) {
       snprintf(s->name, sizeof s->name, "%s", name);
       s->arrivals = 0;
     }
-  if (s) {
+  if (!s) {
+    /* Returning the caller's own value would look like a combined one. */
+    pthread_mutex_unlock(&mu);
+    return LC_ETOOBIG;
+  }
+  {
     if (s->arrivals == 0 || s->arrivals == n_workers) {
       s->arrivals = 0;
       s->value = is_max ? value : 0;
@@ -141,10 +184,10 @@ double lc_worker_reduce(const char *name, double value, int is_max) {
     s->arrivals++;
   }
   pthread_mutex_unlock(&mu);
-  lc_worker_barrier();
+  int rc = lc_worker_barrier();
+  if (rc) return rc;
   pthread_mutex_lock(&mu);
-  double r = s ? s->value : value;
+  *out = s->value;
   pthread_mutex_unlock(&mu);
-  lc_worker_barrier();
-  return r;
+  return lc_worker_barrier();
 }

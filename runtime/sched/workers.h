@@ -7,7 +7,8 @@
  * effects. Nothing Lua is shared; workers meet only through the few
  * process-wide primitives below (a barrier and named sum/max reductions),
  * which block the calling thread and so belong at the start or end of a
- * script.
+ * script. A worker that ends (fails, or returns without meeting) breaks
+ * them: the others get an error instead of waiting forever.
  *
  * Ownership: lc_workers_run owns the threads; it returns when all are done. */
 #ifndef LC_WORKERS_H
@@ -17,8 +18,8 @@
 typedef int (*lc_worker_fn)(int id, void *ud);
 
 /* Runs fn as worker 1 on the calling thread, with up to count workers in
- * all; joins whichever others were started and returns the first non-zero
- * exit code, or 0. */
+ * all; joins whichever others were started and returns the exit code of
+ * the first worker that failed, or 0. */
 int lc_workers_run(int count, lc_worker_fn fn, void *ud);
 
 /* On worker 1, the first call decides the run's worker count: with
@@ -33,10 +34,21 @@ int lc_workers_spread(const char *why_not);
 int lc_worker_id(void);
 int lc_worker_count(void);
 
-/* Blocks until every worker has called it. */
-void lc_worker_barrier(void);
+/* Blocks until every worker has called it. Returns 0, or the id of a
+ * worker that ended its run first (it failed, or never calls this): the
+ * workers can no longer all meet, so every waiting and later call returns
+ * at once with that id instead of waiting forever. */
+int lc_worker_barrier(void);
 /* Adds / maxes value into the named process-wide slot, waits for every
- * worker, and returns the combined value (all workers get the same one). */
-double lc_worker_reduce(const char *name, double value, int is_max);
+ * worker, and puts the combined value in *out (all workers get the same
+ * one). name is at most LC_WORKER_NAME_MAX bytes (the caller checks). Returns
+ * 0; like lc_worker_barrier, the id of a worker gone; or LC_ETOOBIG when
+ * the run already uses LC_WORKER_NAMES names. */
+#define LC_WORKER_NAME_MAX 63
+#define LC_WORKER_NAMES 64
+int lc_worker_reduce(const char *name, double value, int is_max, double *out);
+/* The calling worker has ended its run with exit code rc: breaks the
+ * meeting points (called by lc_workers_run for each worker). */
+void lc_worker_leave(int rc);
 
 #endif

@@ -62,6 +62,53 @@ START_TEST(a_failing_worker_fails_the_run) {
 }
 END_TEST
 
+/* Worker 2 fails before the sum the others wait in: they are released
+ * with an error naming it, and the run exits with worker 2's failure
+ * (pthread_barrier_wait kept them waiting forever). */
+START_TEST(a_failing_worker_releases_the_others) {
+  int rc = run_cli("--workers 3",
+                   "local w = luact.worker\n"
+                   "if w.id == 2 then error('worker two broke') end\n"
+                   "local n = w.sum('n', 1)\n"
+                   "print('unreached', n)\n");
+  ck_assert_int_eq(rc, 1);
+  ck_assert_msg(strstr(out, "worker two broke") != NULL, "%s", out);
+  ck_assert_msg(strstr(out, "luact.worker.sum: worker 2 has ended") != NULL, "%s", out);
+  ck_assert_ptr_null(strstr(out, "unreached"));
+  /* The same when it waits in a barrier, and when the worker that is gone
+   * ended without error. */
+  rc = run_cli("--workers 2", "local w = luact.worker\n"
+                              "if w.id == 1 then return 0 end\n"
+                              "w.barrier()\nprint('unreached')\n");
+  ck_assert_int_eq(rc, 1);
+  ck_assert_msg(strstr(out, "luact.worker.barrier: worker 1 has ended") != NULL, "%s", out);
+  ck_assert_ptr_null(strstr(out, "unreached"));
+}
+END_TEST
+
+/* Past the 64 names a run can combine, and with a name too long for its
+ * slot, sum raised nothing and returned the worker's own value as if it
+ * were the total. */
+START_TEST(reduce_limits_raise) {
+  int rc = run_cli("--workers 2", "local w = luact.worker\n"
+                                  "local t = 0\n"
+                                  "for i = 1, 70 do t = t + w.sum('n' .. i, 1) end\n"
+                                  "print('total', t)\n");
+  ck_assert_int_eq(rc, 1);
+  ck_assert_msg(strstr(out, "luact.worker.sum: a run combines at most 64 names"), "%s", out);
+  ck_assert_ptr_null(strstr(out, "total"));
+  rc = run_cli("--workers 2", "local w = luact.worker\n"
+                              "print('total', w.sum(string.rep('x', 64), 1))\n");
+  ck_assert_int_eq(rc, 1);
+  ck_assert_msg(strstr(out, "name must be 1-63 bytes"), "%s", out);
+  rc = run_cli("--workers 2", "local w = luact.worker\n"
+                              "local v = w.sum(string.rep('x', 63), 1)\n"
+                              "if w.id == 1 then print('total', v) end\n");
+  ck_assert_int_eq(rc, 0);
+  ck_assert_str_eq(out, "total\t2.0\n");
+}
+END_TEST
+
 START_TEST(default_is_one_worker_per_core) {
   char want[64];
   snprintf(want, sizeof want, "%ld %ld\n", sysconf(_SC_NPROCESSORS_ONLN),
@@ -106,6 +153,8 @@ Suite *workers_suite(void) {
   tcase_add_test(tc, each_worker_runs_and_results_combine);
   tcase_add_test(tc, worker_states_are_separate);
   tcase_add_test(tc, a_failing_worker_fails_the_run);
+  tcase_add_test(tc, a_failing_worker_releases_the_others);
+  tcase_add_test(tc, reduce_limits_raise);
   tcase_add_test(tc, default_is_one_worker_per_core);
   tcase_add_test(tc, a_script_without_luact_worker_runs_once);
   tcase_add_test(tc, luact_worker_after_a_wait_stays_on_one_worker);
