@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conv.h"
+#include "crash.h"
 #include "jcanon.h"
 #include "lc.h"
 #include "loop.h"
@@ -30,6 +31,13 @@ void lc_l_journal_attach(lua_State *L, struct lc_journal *j) {
   if (s) lc_sched_on_idle(s, j ? lc_journal_idle : NULL, j);
   /* Its fsyncs then run on a writer thread, and tasks wait on this loop. */
   if (j && s) lc_journal_set_loop(j, lc_sched_loop(s));
+  /* The run's identity, from the runtime (restored on resume): what a
+   * script derives keys and names from. */
+  if (j && lua_getglobal(L, "luact") == LUA_TTABLE) {
+    lua_pushstring(L, lc_journal_run_id(j));
+    lua_setfield(L, -2, "run_id");
+  }
+  if (j) lua_pop(L, 1);
 }
 
 struct lc_journal *lc_l_journal(lua_State *L) {
@@ -792,6 +800,17 @@ static void ask_cancel(struct lc_wait *w) {
 static int ask_finish(lua_State *L, struct ask_op *op) {
   if (op->failed) return luaL_error(L, "out of memory");
   if (op->len && op->line[op->len - 1] == '\r') op->line[--op->len] = '\0';
+  struct lc_journal *j = op->journaled ? op->e.j : NULL;
+  if (op->eof && j && lc_journal_wait_input(j)) {
+    /* A durable run with no more input waits for a person: the intent
+     * stays without a result (luact runs input answers it), the journal
+     * stops every later effect, and the run ends as waiting_input. */
+    op->journaled = 0;
+    op->e.recording = 0;
+    lc_journal_wait_for_input(j, op->prompt, op->plen);
+    lc_crash_point("waiting_input", "input");
+    return raise_journal(L, j);
+  }
   if (op->journaled) {
     op->journaled = 0;
     int rc;

@@ -2,9 +2,11 @@
  * runtime. Errors go to stderr; the exit code says how it went. */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -14,7 +16,10 @@
 #include "workers.h"
 #include "l_effect.h"
 #include "effect.h"
+#include "cli.h"
+#include "crash.h"
 #include "secrets.h"
+#include "store.h"
 
 static const char usage_main[] =
     "usage: luact <command> [options]\n"
@@ -187,6 +192,12 @@ static int journal_verdict(struct lc_journal *j, int rc) {
     case LC_JOURNAL_EIO:
       err_line("", lc_journal_error(j));
       return rc ? rc : 1;
+    case LC_JOURNAL_WAITING:
+      err_line("", lc_journal_error(j));
+      return 6;
+    case LC_JOURNAL_CANCELLED:
+      err_line("", lc_journal_error(j));
+      return 7;
     default:
       return rc;
   }
@@ -200,10 +211,31 @@ struct run_ctx {
   int json;
   struct lc_run_opts ro;
   struct lc_journal *jr; /* worker 1's (off unless --record/--replay) */
+  char *result_json;     /* worker 1's first result as JSON, for the store */
 };
 
+/* The root task's first result as JSON (NULL when it cannot be encoded),
+ * for the run's row. */
+static char *result_json(lua_State *L, lua_State *co) {
+  if (lua_gettop(co) < 1) return NULL;
+  lua_getglobal(L, "luact");
+  lua_getfield(L, -1, "json");
+  lua_getfield(L, -1, "encode");
+  lua_remove(L, -2);
+  lua_remove(L, -2);
+  lua_pushvalue(co, 1);
+  lua_xmove(co, L, 1);
+  char *out = NULL;
+  if (lc_lua_pcall(L, 1, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
+    out = strdup(lua_tostring(L, -1));
+    if (out) lc_secrets_scrub_str(out);
+  }
+  lua_pop(L, 1);
+  return out;
+}
+
 static int run_script(int worker, void *ud) {
-  const struct run_ctx *c = ud;
+  struct run_ctx *c = ud;
   const char *file = c->file;
   int json = c->json && worker == 1; /* one JSON document, from worker 1 */
   lua_State *L = luaL_newstate();
@@ -247,12 +279,15 @@ static int run_script(int worker, void *ud) {
     } else if (lc_task_status(t) != LUA_OK) {
       lua_State *co = lc_task_thread(t);
       const char *msg = lua_tostring(co, -1);
-      err_line(lc_worker_count() > 1 ? "worker error: " : "",
-               msg ? msg : "(error object is not a string)");
+      /* A run stopped by its journal says why in the verdict below. */
+      if (!jr || !lc_journal_failed(jr))
+        err_line(lc_worker_count() > 1 ? "worker error: " : "",
+                 msg ? msg : "(error object is not a string)");
       rc = 1;
     } else {
       lua_State *co = lc_task_thread(t);
       int jrc = json ? print_json(L, co) : 0;
+      if (worker == 1) c->result_json = result_json(L, co);
       rc = exit_code_from(co);
       if (jrc && !rc) rc = 1;
     }
@@ -267,154 +302,348 @@ static int cores(void) {
   return n < 1 ? 1 : n > 256 ? 256 : (int)n;
 }
 
-static int cmd_run(int argc, char **argv) {
+/* The options of luact run and luact chat. */
+struct run_args {
+  int json, workers, no_store, allow_script_change;
+  struct lc_run_opts ro;
+  const char *record, *replay, *input, *run_id, *resume, *store;
+  enum lc_journal_sync jsync;
+  enum lc_store_sync ssync;
+  int first; /* index of the script (or DIR) in argv */
+};
+
+/* Parses options up to the first argument that is not one. Returns 0, 1
+ * when --help was shown, or 2 after saying what is wrong. */
+static int parse_run_args(const char *cmd, const char *usage, int argc, char **argv,
+                          struct run_args *a) {
+  memset(a, 0, sizeof *a);
+  a->jsync = LC_JOURNAL_SYNC_EFFECTFUL;
   int i = 0;
-  int json = 0;
-  int workers = 0; /* not given: one per core, or 1 with a journal */
-  struct lc_run_opts ro = {0};
-  const char *record = NULL, *replay = NULL, *input = NULL;
-  enum lc_journal_sync jsync = LC_JOURNAL_SYNC_EFFECTFUL;
   for (; i < argc && argv[i][0] == '-'; i++) {
-    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      fputs(usage_run, stdout);
-      return 0;
+    const char *o = argv[i];
+    if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+      fputs(usage, stdout);
+      return 1;
     }
-    if (strcmp(argv[i], "--json") == 0) {
-      json = 1;
-      continue;
-    }
-    if (strcmp(argv[i], "--workers") == 0 || strcmp(argv[i], "-w") == 0) {
-      char *end = NULL;
-      long n = 0;
-      if (i + 1 < argc && strcmp(argv[i + 1], "auto") == 0) {
-        n = cores();
-        end = "";
-      } else if (i + 1 < argc) {
-        n = strtol(argv[i + 1], &end, 10);
-      }
-      if (!end || *end || n < 1 || n > 256) {
-        fprintf(stderr, "luact run: --workers needs a number from 1 to 256\n");
-        return 2;
-      }
-      workers = (int)n;
-      i++;
-      continue;
-    }
-    if (strcmp(argv[i], "--quiet") == 0 || strcmp(argv[i], "-q") == 0) {
-      ro.quiet = 1;
-      continue;
-    }
-    if (strcmp(argv[i], "--trace") == 0) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "luact run: --trace needs a FILE\n");
-        return 2;
-      }
-      ro.trace_path = argv[++i];
-      continue;
-    }
-    if (!strcmp(argv[i], "--record") || !strcmp(argv[i], "--replay") ||
-        !strcmp(argv[i], "--input") || !strcmp(argv[i], "--journal-sync")) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "luact run: %s needs a%s\n", argv[i],
-                strcmp(argv[i], "--journal-sync") ? " FILE" : "n argument");
-        return 2;
-      }
-      const char *v = argv[++i];
-      if (!strcmp(argv[i - 1], "--record")) record = v;
-      else if (!strcmp(argv[i - 1], "--replay")) replay = v;
-      else if (!strcmp(argv[i - 1], "--input")) input = v;
-      else if (!strcmp(v, "all")) jsync = LC_JOURNAL_SYNC_ALL;
-      else if (!strcmp(v, "none")) jsync = LC_JOURNAL_SYNC_NONE;
-      else if (!strcmp(v, "effectful")) jsync = LC_JOURNAL_SYNC_EFFECTFUL;
-      else {
-        fprintf(stderr, "luact run: --journal-sync is all, effectful or none\n");
-        return 2;
-      }
-      continue;
-    }
-    if (strcmp(argv[i], "--") == 0) {
+    if (!strcmp(o, "--")) {
       i++;
       break;
     }
-    fprintf(stderr, "luact run: unknown option '%s' (see luact run --help)\n", argv[i]);
+    if (!strcmp(o, "--json")) a->json = 1;
+    else if (!strcmp(o, "--quiet") || !strcmp(o, "-q")) a->ro.quiet = 1;
+    else if (!strcmp(o, "--no-store")) a->no_store = 1;
+    else if (!strcmp(o, "--allow-script-change")) a->allow_script_change = 1;
+    else {
+      static const char *const with_value[] = {"--workers", "-w", "--trace", "--record",
+                                               "--replay", "--input", "--journal-sync",
+                                               "--run-id", "--resume", "--store",
+                                               "--store-sync", NULL};
+      int known = 0;
+      for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
+      if (!known) {
+        fprintf(stderr, "luact %s: unknown option '%s' (see luact %s --help)\n", cmd, o, cmd);
+        return 2;
+      }
+      if (i + 1 >= argc) {
+        fprintf(stderr, "luact %s: %s needs a value\n", cmd, o);
+        return 2;
+      }
+      const char *v = argv[++i];
+      if (!strcmp(o, "--workers") || !strcmp(o, "-w")) {
+        char *end = NULL;
+        long n = !strcmp(v, "auto") ? cores() : strtol(v, &end, 10);
+        if ((end && *end) || n < 1 || n > 256) {
+          fprintf(stderr, "luact %s: --workers needs a number from 1 to 256\n", cmd);
+          return 2;
+        }
+        a->workers = (int)n;
+      } else if (!strcmp(o, "--trace")) a->ro.trace_path = v;
+      else if (!strcmp(o, "--record")) a->record = v;
+      else if (!strcmp(o, "--replay")) a->replay = v;
+      else if (!strcmp(o, "--input")) a->input = v;
+      else if (!strcmp(o, "--run-id")) a->run_id = v;
+      else if (!strcmp(o, "--resume")) a->resume = v;
+      else if (!strcmp(o, "--store")) a->store = v;
+      else if (!strcmp(o, "--store-sync")) {
+        if (!strcmp(v, "full")) a->ssync = LC_STORE_SYNC_FULL;
+        else if (!strcmp(v, "normal")) a->ssync = LC_STORE_SYNC_NORMAL;
+        else {
+          fprintf(stderr, "luact %s: --store-sync is full or normal\n", cmd);
+          return 2;
+        }
+      } else if (!strcmp(v, "all")) a->jsync = LC_JOURNAL_SYNC_ALL;
+      else if (!strcmp(v, "none")) a->jsync = LC_JOURNAL_SYNC_NONE;
+      else if (!strcmp(v, "effectful")) a->jsync = LC_JOURNAL_SYNC_EFFECTFUL;
+      else {
+        fprintf(stderr, "luact %s: --journal-sync is all, effectful or none\n", cmd);
+        return 2;
+      }
+    }
+  }
+  a->first = i;
+  int modes = !!a->record + !!a->replay + !!a->resume;
+  if (modes > 1) {
+    fprintf(stderr, "luact %s: give one of --record, --replay and --resume\n", cmd);
     return 2;
   }
-  if (i >= argc) {
-    fputs(usage_run, stderr);
+  if ((a->record || a->replay) && a->store) {
+    fprintf(stderr, "luact %s: --record and --replay write and read JSONL files; "
+                    "--store is for durable runs\n", cmd);
     return 2;
   }
-  const char *file = argv[i];
-  if (record && replay) {
-    fprintf(stderr, "luact run: give --record or --replay, not both\n");
+  if ((a->replay) && a->run_id) {
+    fprintf(stderr, "luact %s: --replay takes the run id from its journal\n", cmd);
     return 2;
   }
-  if ((record || replay || input) && workers > 1) {
+  return 0;
+}
+
+/* Is path an existing regular file (a JSONL journal to resume)? */
+static int is_file(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* args as a JSON array of strings. */
+static char *args_json(int argc, char **argv) {
+  cJSON *a = cJSON_CreateArray();
+  for (int k = 0; a && k < argc; k++) cJSON_AddItemToArray(a, cJSON_CreateString(argv[k]));
+  char *s = a ? cJSON_PrintUnformatted(a) : NULL;
+  cJSON_Delete(a);
+  return s;
+}
+
+/* Runs a script with the parsed options: file is the script (NULL with
+ * --resume RUN: the run's own), argc/argv its arguments. */
+static int run_with(struct run_args *a, const char *file, int argc, char **argv) {
+  const char *cmd = "run";
+  struct lc_store *store = NULL;
+  struct lc_run_row row;
+  memset(&row, 0, sizeof row);
+  char **sargv = NULL; /* a resumed run's own arguments */
+  char *ajson = NULL;
+  int rc = 1;
+  int durable = !a->record && !a->replay && !a->no_store &&
+                !(a->resume && is_file(a->resume));
+  const char *env = getenv("LUACT_STORE");
+  if (!a->store && env && !strcmp(env, "off") && !a->resume) durable = 0;
+  char spath[4096];
+  if (durable) {
+    const char *p = a->store ? a->store : lc_store_default_path(spath, sizeof spath);
+    if (!p || (env && !strcmp(env, "off") && !a->store)) {
+      fprintf(stderr, "luact %s: no run store (--store FILE, or set HOME or LUACT_STORE)\n", cmd);
+      return 2;
+    }
+    char err[1024];
+    if (lc_store_open(p, a->ssync, &store, err, sizeof err)) {
+      fprintf(stderr, "luact: %s\n", err);
+      return 1;
+    }
+  }
+  if (a->resume && store) {
+    char err[1024];
+    if (lc_store_run_get(store, a->resume, &row, err, sizeof err)) {
+      fprintf(stderr, "luact: %s\n", err);
+      goto out;
+    }
+    const char *st = row.status ? row.status : "";
+    if (!strcmp(st, "finished") || !strcmp(st, "cancelled")) {
+      fprintf(stderr, "luact: run %s is %s: there is nothing to resume\n", row.id, st);
+      rc = 2;
+      goto out;
+    }
+    if (!strcmp(st, "running") && row.pid > 0 && row.pid != (long)getpid() &&
+        kill((pid_t)row.pid, 0) == 0) {
+      fprintf(stderr, "luact: run %s is running in process %ld\n", row.id, row.pid);
+      rc = 2;
+      goto out;
+    }
+    if (!file) file = row.script;
+    if (!argc && row.args) {
+      /* The run's own arguments, as recorded. */
+      cJSON *arr = cJSON_Parse(row.args);
+      int n = cJSON_GetArraySize(arr);
+      sargv = calloc((size_t)n + 1, sizeof *sargv);
+      for (int k = 0; sargv && k < n; k++) {
+        const cJSON *x = cJSON_GetArrayItem(arr, k);
+        sargv[k] = strdup(cJSON_IsString(x) ? x->valuestring : "");
+      }
+      cJSON_Delete(arr);
+      if (sargv) {
+        argc = n;
+        argv = sargv;
+      }
+    }
+    if (row.cwd && chdir(row.cwd)) {
+      fprintf(stderr, "luact: cannot go to run %s's folder %s\n", row.id, row.cwd);
+      goto out;
+    }
+    char e2[256];
+    lc_store_run_set_status(store, row.id, "running", NULL, NULL, NULL, (long)getpid(), e2,
+                            sizeof e2);
+  }
+  if (!file) {
+    fprintf(stderr, "luact %s: no script\n", cmd);
+    rc = 2;
+    goto out;
+  }
+  if (a->workers == 0) a->workers = a->record || a->replay || a->input || a->resume ? 1 : cores();
+  if ((a->record || a->replay || a->input || a->resume) && a->workers > 1) {
     /* One journal is one run's effects in one order of identities. */
-    fprintf(stderr, "luact run: --record, --replay and --input need --workers 1\n");
-    return 2;
+    fprintf(stderr, "luact %s: --record, --replay, --resume and --input need --workers 1\n", cmd);
+    rc = 2;
+    goto out;
   }
-  if (workers == 0) workers = record || replay || input ? 1 : cores();
+  ajson = args_json(argc, argv);
   struct lc_journal *jr = NULL; /* worker 1's; none for the others */
   {
     char jerr[1024];
-    if (lc_journal_open(record ? LC_JOURNAL_RECORD : replay ? LC_JOURNAL_REPLAY : LC_JOURNAL_OFF,
-                        record ? record : replay, file, &jr, jerr, sizeof jerr)) {
+    int resume_file = a->resume && !store;
+    struct lc_journal_opts o = {
+        .mode = a->replay ? LC_JOURNAL_REPLAY
+                : (a->record || resume_file || store) ? LC_JOURNAL_RECORD
+                                                      : LC_JOURNAL_OFF,
+        .path = a->record ? a->record : a->replay ? a->replay : resume_file ? a->resume : NULL,
+        .store = store,
+        .script_path = file,
+        .run_id = store && a->resume ? row.id : a->run_id,
+        .args_json = ajson,
+        .resume = a->resume != NULL,
+        .allow_script_change = a->allow_script_change};
+    if (lc_journal_open_with(&o, &jr, jerr, sizeof jerr)) {
       fprintf(stderr, "luact: %s\n", jerr);
-      return 1;
+      if (store && a->resume) {
+        char e2[256];
+        lc_store_run_set_status(store, row.id, "failed", NULL, jerr, NULL, 0, e2, sizeof e2);
+      }
+      goto out;
     }
-    lc_journal_set_sync(jr, jsync);
-    if (input) {
-      FILE *in = fopen(input, "r");
+    lc_journal_set_sync(jr, a->jsync);
+    /* A durable run with nobody to type waits for a person instead. */
+    if (store && !a->input) lc_journal_set_wait_input(jr, 1);
+    if (a->input) {
+      FILE *in = fopen(a->input, "r");
       if (!in) {
-        fprintf(stderr, "luact: cannot open --input %s\n", input);
+        fprintf(stderr, "luact: cannot open --input %s\n", a->input);
         lc_journal_free(jr);
-        return 1;
+        goto out;
       }
       lc_journal_set_input(jr, in);
     }
   }
-  struct run_ctx ctx = {.file = file, .argc = argc - i - 1, .argv = argv + i + 1,
-                        .json = json, .ro = ro, .jr = jr};
+  if (store && !a->resume && isatty(2) && !a->ro.quiet)
+    fprintf(stderr, "luact: run %s (luact runs show %s)\n", lc_journal_run_id(jr),
+            lc_journal_run_id(jr));
+  struct run_ctx ctx = {.file = file, .argc = argc, .argv = argv, .json = a->json,
+                        .ro = a->ro, .jr = jr};
   /* libcurl is loaded and initialised by the first transfer
    * (runtime/core/curl_dl.c), not here: a run without requests skips it. */
-  int rc = lc_workers_run(workers, run_script, &ctx);
+  rc = lc_workers_run(a->workers, run_script, &ctx);
+  if (store) {
+    /* The final status, committed before we exit (and report it). */
+    char id[65];
+    snprintf(id, sizeof id, "%s", lc_journal_run_id(jr));
+    const char *status = "finished", *error = NULL, *question = NULL;
+    switch (lc_journal_failed(jr)) {
+      case LC_JOURNAL_WAITING:
+        status = "waiting_input";
+        question = lc_journal_question(jr);
+        break;
+      case LC_JOURNAL_IN_DOUBT: status = "in_doubt"; error = lc_journal_error(jr); break;
+      case LC_JOURNAL_CANCELLED: status = "cancelled"; break;
+      case LC_JOURNAL_OK:
+        if (rc) {
+          status = "failed";
+          error = "the script failed (see its output)";
+        }
+        break;
+      default: status = "failed"; error = lc_journal_error(jr); break;
+    }
+    char *err_copy = error ? strdup(error) : NULL;
+    if (err_copy) lc_secrets_scrub_str(err_copy);
+    char *q = question ? strdup(question) : NULL;
+    lc_journal_free(jr); /* every line committed first */
+    jr = NULL;
+    lc_crash_point("before_final_status", NULL);
+    char e2[512];
+    if (lc_store_run_set_status(store, id, status, ctx.result_json, err_copy, q, 0, e2,
+                                sizeof e2)) {
+      fprintf(stderr, "luact: %s\n", e2);
+      if (!rc) rc = 1;
+    }
+    if (!strcmp(status, "waiting_input"))
+      fprintf(stderr, "luact: run %s is waiting for input: luact runs input %s VALUE\n", id, id);
+    free(err_copy);
+    free(q);
+  }
   lc_journal_free(jr);
+  free(ctx.result_json);
+out:
+  if (sargv) {
+    for (int k = 0; k < argc; k++) free(sargv[k]);
+    free(sargv);
+  }
+  cJSON_free(ajson);
+  lc_run_row_free(&row);
+  lc_store_close(store);
   return rc;
+}
+
+static int cmd_run(int argc, char **argv) {
+  struct run_args a;
+  int pr = parse_run_args("run", usage_run, argc, argv, &a);
+  if (pr) return pr == 1 ? 0 : 2;
+  if (a.first >= argc && !a.resume) {
+    fputs(usage_run, stderr);
+    return 2;
+  }
+  const char *file = a.first < argc ? argv[a.first] : NULL;
+  int rest = a.first < argc ? a.first + 1 : argc;
+  return run_with(&a, file, argc - rest, argv + rest);
+}
+
+int lc_cli_resume(const char *store_path, const char *run_id, int argc, char **argv) {
+  struct run_args a;
+  int pr = parse_run_args("runs resume", usage_run, argc, argv, &a);
+  if (pr) return pr == 1 ? 0 : 2;
+  if (a.first < argc) {
+    fprintf(stderr, "luact runs resume: unexpected argument '%s'\n", argv[a.first]);
+    return 2;
+  }
+  if (a.record || a.replay) {
+    fprintf(stderr, "luact runs resume: --record and --replay do not go with a resume\n");
+    return 2;
+  }
+  a.resume = run_id;
+  if (!a.store) a.store = store_path;
+  return run_with(&a, NULL, 0, NULL);
 }
 
 static const char usage_chat[] =
     "usage: luact chat [run options] DIR [ARGS...]\n"
     "\n"
     "Talks to the agent in DIR in the terminal: runs DIR/chat.lua (else\n"
-    "DIR/main.lua) as `luact run` does; the script reads the user's lines.\n"
+    "DIR/main.lua) as `luact run` does, with the same options (luact run\n"
+    "--help); the script reads the user's lines.\n"
     "See docs/shopbot.md (luact chat examples/shopbot).\n";
 
 /* chat DIR: run DIR/chat.lua or DIR/main.lua with the run options. */
 static int cmd_chat(int argc, char **argv) {
-  int i = 0;
-  while (i < argc && argv[i][0] == '-') {
-    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-      fputs(usage_chat, stdout);
-      return 0;
-    }
-    i += strcmp(argv[i], "--trace") == 0 ? 2 : 1;
-  }
-  if (i >= argc) {
+  struct run_args a;
+  int pr = parse_run_args("chat", usage_chat, argc, argv, &a);
+  if (pr) return pr == 1 ? 0 : 2;
+  if (a.first >= argc) {
     fputs(usage_chat, stderr);
     return 2;
   }
   static char path[4096];
   const char *names[] = {"chat.lua", "main.lua"};
   for (int k = 0; k < 2; k++) {
-    snprintf(path, sizeof path, "%s/%s", argv[i], names[k]);
-    FILE *f = fopen(path, "r");
-    if (f) {
-      fclose(f);
-      argv[i] = path;
-      return cmd_run(argc, argv);
-    }
+    snprintf(path, sizeof path, "%s/%s", argv[a.first], names[k]);
+    if (is_file(path))
+      return run_with(&a, path, argc - a.first - 1, argv + a.first + 1);
   }
-  fprintf(stderr, "luact chat: no chat.lua or main.lua in '%s'\n", argv[i]);
+  fprintf(stderr, "luact chat: no chat.lua or main.lua in '%s'\n", argv[a.first]);
   return 2;
 }
 
@@ -437,6 +666,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
   if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 2, argv + 2);
+  if (strcmp(cmd, "runs") == 0) return lc_cli_runs(argc - 2, argv + 2);
+  if (strcmp(cmd, "journal") == 0) return lc_cli_journal(argc - 2, argv + 2);
   fprintf(stderr, "luact: unknown command '%s' (see luact --help)\n", cmd);
   return 2;
 }

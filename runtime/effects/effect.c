@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "jcanon.h"
 #include "lc.h"
 #include "loop.h"
 #include "secrets.h"
+#include "store.h"
 #include "jsonw.h"
 #include "sha256.h"
 #include "utf8.h"
@@ -73,6 +77,18 @@ struct lc_journal {
   struct lc_fdwatch ew;
   int ew_on;
   struct lc_journal_waiter *waiters;
+  /* Resume (opts.resume): the loaded journal answers, new lines append. */
+  int resume;
+  char *recorded_args, *recorded_script;
+  /* A store journal: lines go to the store's writer (group commit); its
+   * callback moves 'synced' and writes the eventfd, as the writer thread
+   * does for a file. */
+  struct lc_store *store;
+  struct lc_store_client sc;
+  long seq; /* the store's line number of the last line */
+  atomic_int cancel_req;
+  int wait_input;
+  char *question;
 };
 
 /* ---- small helpers ---- */
@@ -202,10 +218,43 @@ static void writer_stop(struct lc_journal *j) {
   j->writer_on = 0;
 }
 
-/* Writes one line (takes line) and flushes it. sync: the line must become
- * durable: with ticket (the caller will wait) and a loop attached, queued
- * for the writer and *ticket set to the line's number for
- * lc_journal_durable / lc_journal_wait; otherwise fsynced here. */
+/* A store journal's lines: the writer committed up to ticket (store.h). */
+static void store_committed(void *ud, unsigned long ticket, int err) {
+  struct lc_journal *j = ud;
+  pthread_mutex_lock(&j->wmu);
+  if (ticket > j->synced) j->synced = ticket;
+  if (err && !j->werr) j->werr = err;
+  pthread_mutex_unlock(&j->wmu);
+  uint64_t one = 1;
+  ssize_t w = write(j->efd, &one, sizeof one); /* cannot block: counter */
+  (void)w;
+}
+
+static void store_cancel(void *ud) {
+  struct lc_journal *j = ud;
+  atomic_store(&j->cancel_req, 1);
+}
+
+/* 1 when lines can be made durable off the calling thread. */
+static int syncs_off_thread(const struct lc_journal *j) { return j->writer_on || j->store; }
+
+/* Makes every line written so far durable on this thread. */
+static int sync_inline(struct lc_journal *j) {
+  if (j->store) {
+    lc_store_flush(j->store);
+    pthread_mutex_lock(&j->wmu);
+    int err = j->werr;
+    pthread_mutex_unlock(&j->wmu);
+    return err;
+  }
+  return fsync_file(fileno(j->f));
+}
+
+/* Writes one line (takes line): to the file, flushed, or queued for the
+ * store's writer. sync: the line must become durable: with ticket (the
+ * caller will wait) and a loop attached, by the writer thread, *ticket set
+ * to the line's number for lc_journal_durable / lc_journal_wait; otherwise
+ * here. */
 static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned long *ticket) {
   /* jsonw, not cJSON's printer: numbers must read back as the same double. */
   struct lc_buf b;
@@ -221,26 +270,36 @@ static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned lo
   /* Last line before disk: a key echoed into an error or a result (a
    * provider's 401, a tool's output) is never journaled. */
   b.len = lc_secrets_scrub(b.data, b.len, LC_SCRUB_JSON);
-  int bad = fwrite(b.data, 1, b.len, j->f) != b.len || fputc('\n', j->f) == EOF ||
-            fflush(j->f) != 0;
+  int bad, err = 0;
+  if (j->store) {
+    int rc = lc_store_append(j->store, &j->sc, j->seq + 1, j->lines + 1, b.data, b.len);
+    bad = rc != 0;
+    err = rc == LC_ENOMEM ? ENOMEM : EIO;
+    if (!bad) j->seq++;
+  } else {
+    bad = fwrite(b.data, 1, b.len, j->f) != b.len || fputc('\n', j->f) == EOF ||
+          fflush(j->f) != 0;
+    err = bad ? errno : 0;
+  }
   lc_buf_free(&b);
-  int err = bad ? errno : 0;
   if (!bad) j->lines++;
-  if (!bad && sync && ticket && j->loop && !j->writer_on && j->efd >= 0)
+  if (!bad && sync && ticket && j->loop && !j->store && !j->writer_on && j->efd >= 0)
     j->writer_on = pthread_create(&j->writer, NULL, writer_main, j) == 0;
-  if (!bad && sync && ticket && j->writer_on) {
-    pthread_mutex_lock(&j->wmu);
-    j->want = j->lines;
-    pthread_cond_signal(&j->wcv);
-    pthread_mutex_unlock(&j->wmu);
+  if (!bad && sync && ticket && j->loop && syncs_off_thread(j)) {
+    if (!j->store) {
+      pthread_mutex_lock(&j->wmu);
+      j->want = j->lines;
+      pthread_cond_signal(&j->wcv);
+      pthread_mutex_unlock(&j->wmu);
+    }
     *ticket = j->lines;
   } else if (!bad && sync) {
-    err = fsync_file(fileno(j->f));
+    err = sync_inline(j);
     bad = err != 0;
   }
   if (bad)
-    return failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot write %s: %s", j->path,
-                 strerror(err));
+    return failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot write %s: %s",
+                 j->store ? lc_store_path(j->store) : j->path, strerror(err));
   return 0;
 }
 
@@ -302,7 +361,7 @@ void lc_journal_set_loop(struct lc_journal *j, struct lc_loop *loop) {
 }
 
 int lc_journal_durable(struct lc_journal *j, unsigned long ticket) {
-  if (!ticket || !j->writer_on) return 1;
+  if (!ticket || !syncs_off_thread(j)) return 1;
   pthread_mutex_lock(&j->wmu);
   int done = j->synced >= ticket || j->werr;
   pthread_mutex_unlock(&j->wmu);
@@ -310,7 +369,7 @@ int lc_journal_durable(struct lc_journal *j, unsigned long ticket) {
 }
 
 int lc_journal_wait(struct lc_journal *j, struct lc_journal_waiter *w) {
-  if (!j->loop || !j->writer_on) return LC_ESTATE;
+  if (!j->loop || !syncs_off_thread(j)) return LC_ESTATE;
   w->next = j->waiters;
   w->queued = 1;
   j->waiters = w;
@@ -335,7 +394,7 @@ void lc_journal_unwait(struct lc_journal *j, struct lc_journal_waiter *w) {
 
 int lc_journal_sync_now(struct lc_journal *j, unsigned long ticket) {
   if (lc_journal_durable(j, ticket)) return 0;
-  int err = fsync_file(fileno(j->f));
+  int err = sync_inline(j);
   if (err)
     return failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot sync %s: %s", j->path,
                  strerror(err));
@@ -362,8 +421,115 @@ static const char *str_member(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* Parses the file into entries and the bucket table. */
-static int load(struct lc_journal *j, char *err, size_t errlen) {
+/* One parsed line into the journal's state: the header, a resume mark, an
+ * intent or a result. Returns 0, LC_EINVAL (message in err) or LC_ENOMEM.
+ * Takes line. */
+static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON *line,
+                     int *have_header, char *err, size_t errlen) {
+  const char *type = str_member(line, "type");
+  if (!*have_header) {
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(line, "format");
+    const char *run = str_member(line, "run");
+    if (!type || strcmp(type, "header") || !run || !cJSON_IsNumber(fmt)) {
+      snprintf(err, errlen, "journal %s line %ld: expected the header line "
+               "{\"type\":\"header\",\"format\":1,\"run\":...}", where, lineno);
+      cJSON_Delete(line);
+      return LC_EINVAL;
+    }
+    if (fmt->valueint != FORMAT_VERSION) {
+      snprintf(err, errlen, "journal %s: format %d is not supported (this luact reads %d)",
+               where, fmt->valueint, FORMAT_VERSION);
+      cJSON_Delete(line);
+      return LC_EINVAL;
+    }
+    snprintf(j->run_id, sizeof j->run_id, "%s", run);
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(line, "script");
+    const char *sh = sc ? str_member(sc, "sha256") : NULL;
+    if (sh) snprintf(j->recorded_script_hash, sizeof j->recorded_script_hash, "%s", sh);
+    const char *sp = sc ? str_member(sc, "path") : NULL;
+    if (sp && !(j->recorded_script = lc_strdup(sp))) {
+      cJSON_Delete(line);
+      return LC_ENOMEM;
+    }
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(line, "args");
+    if (cJSON_IsArray(args) && !(j->recorded_args = cJSON_PrintUnformatted(args))) {
+      cJSON_Delete(line);
+      return LC_ENOMEM;
+    }
+    *have_header = 1;
+    cJSON_Delete(line);
+    return 0;
+  }
+  if (type && strcmp(type, "resume") == 0) {
+    /* A later run continued this one: under this script, if it changed
+     * with --allow-script-change. */
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(line, "script");
+    const char *sh = sc ? str_member(sc, "sha256") : NULL;
+    if (sh) snprintf(j->recorded_script_hash, sizeof j->recorded_script_hash, "%s", sh);
+    cJSON_Delete(line);
+    return 0;
+  }
+  const char *id = str_member(line, "id");
+  if (!type || !id || (strcmp(type, "intent") && strcmp(type, "result"))) {
+    snprintf(err, errlen, "journal %s line %ld: expected an intent or result line with an id",
+             where, lineno);
+    cJSON_Delete(line);
+    return LC_EINVAL;
+  }
+  if (strcmp(type, "intent") == 0) {
+    struct entry *dup = find_counted(j, id);
+    if (dup) {
+      snprintf(err, errlen, "journal %s line %ld: effect %s already has an intent (line %ld)",
+               where, lineno, id, dup->line);
+      cJSON_Delete(line);
+      return LC_EINVAL;
+    }
+    struct entry *e = lc_calloc(1, sizeof *e);
+    if (!e || !(e->id = lc_strdup(id)) || table_put(j, e)) {
+      free_entry(e);
+      cJSON_Delete(line);
+      return LC_ENOMEM;
+    }
+    e->intent = line;
+    e->line = lineno;
+    return 0;
+  }
+  struct entry *e = find_counted(j, id);
+  /* A result may follow a cancelled one: a resumed run ran the effect again. */
+  if (!e || (e->result && !cJSON_GetObjectItemCaseSensitive(e->result, "cancelled"))) {
+    snprintf(err, errlen, "journal %s line %ld: result for %s %s", where, lineno, id,
+             e ? "appears twice" : "has no intent before it");
+    cJSON_Delete(line);
+    return LC_EINVAL;
+  }
+  const cJSON *o = cJSON_GetObjectItemCaseSensitive(line, "order");
+  if (cJSON_IsNumber(o) && o->valuedouble > (double)j->results) j->results = (long)o->valuedouble;
+  cJSON_Delete(e->result);
+  e->result = line;
+  return 0;
+}
+
+/* Parses one line's text; torn_tail: a line that does not parse is the
+ * cut end of a crash (the caller knows it is the last and has no newline). */
+static int parse_line(struct lc_journal *j, const char *where, long lineno, const char *buf,
+                      size_t len, int *have_header, char *err, size_t errlen) {
+  const char *end = NULL;
+  cJSON *line = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+  if (!line || (size_t)(end - buf) != len || !cJSON_IsObject(line)) {
+    long at = (long)((line ? end : cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : buf) - buf);
+    int obj = line && cJSON_IsObject(line);
+    cJSON_Delete(line);
+    if (line && !obj) snprintf(err, errlen, "journal %s line %ld: not a JSON object", where, lineno);
+    else snprintf(err, errlen, "journal %s line %ld: invalid JSON at byte %ld", where, lineno, at);
+    return LC_EINVAL;
+  }
+  return take_line(j, where, lineno, line, have_header, err, errlen);
+}
+
+/* Parses the file into entries and the bucket table. *torn gets the
+ * offset where a torn last line starts (-1: none). */
+static int load(struct lc_journal *j, long *torn_at, char *err, size_t errlen) {
+  *torn_at = -1;
   FILE *f = fopen(j->path, "rb");
   if (!f) {
     snprintf(err, errlen, "cannot open journal %s: %s", j->path, strerror(errno));
@@ -372,95 +538,24 @@ static int load(struct lc_journal *j, char *err, size_t errlen) {
   char *buf = NULL;
   size_t bcap = 0;
   ssize_t len;
-  long lineno = 0;
+  long lineno = 0, off = 0;
   int rc = 0, have_header = 0;
   while ((len = getline(&buf, &bcap, f)) >= 0) {
     lineno++;
+    long line_off = off;
+    off += (long)len;
     int torn = len == 0 || buf[len - 1] != '\n';
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) len--;
     if (len == 0) continue;
-    char perr[160];
-    const char *end = NULL;
-    cJSON *line = cJSON_ParseWithLengthOpts(buf, (size_t)len, &end, 0);
-    if (!line || (size_t)(end - buf) != (size_t)len) {
-      snprintf(perr, sizeof perr, "invalid JSON at byte %ld",
-               (long)((line ? end : cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : buf) - buf));
-      cJSON_Delete(line);
-      line = NULL;
-    }
-    if (!line || !cJSON_IsObject(line)) {
-      cJSON_Delete(line);
+    rc = parse_line(j, j->path, lineno, buf, (size_t)len, &have_header, err, errlen);
+    if (rc == LC_EINVAL && torn && fgetc(f) == EOF) {
       /* A crash mid-write leaves a last line without its newline: that
        * effect simply has no (complete) record. */
-      if (torn && fgetc(f) == EOF) break;
-      snprintf(err, errlen, "journal %s line %ld: %s", j->path, lineno,
-               line ? "not a JSON object" : perr);
-      rc = LC_EINVAL;
+      rc = 0;
+      *torn_at = line_off;
       break;
     }
-    const char *type = str_member(line, "type");
-    if (!have_header) {
-      const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(line, "format");
-      const char *run = str_member(line, "run");
-      if (!type || strcmp(type, "header") || !run || !cJSON_IsNumber(fmt)) {
-        snprintf(err, errlen, "journal %s line %ld: expected the header line "
-                 "{\"type\":\"header\",\"format\":1,\"run\":...}", j->path, lineno);
-        cJSON_Delete(line);
-        rc = LC_EINVAL;
-        break;
-      }
-      if (fmt->valueint != FORMAT_VERSION) {
-        snprintf(err, errlen, "journal %s: format %d is not supported (this luact reads %d)",
-                 j->path, fmt->valueint, FORMAT_VERSION);
-        cJSON_Delete(line);
-        rc = LC_EINVAL;
-        break;
-      }
-      snprintf(j->run_id, sizeof j->run_id, "%s", run);
-      const cJSON *sc = cJSON_GetObjectItemCaseSensitive(line, "script");
-      const char *sh = sc ? str_member(sc, "sha256") : NULL;
-      if (sh) snprintf(j->recorded_script_hash, sizeof j->recorded_script_hash, "%s", sh);
-      have_header = 1;
-      cJSON_Delete(line);
-      continue;
-    }
-    const char *id = str_member(line, "id");
-    if (!type || !id || (strcmp(type, "intent") && strcmp(type, "result"))) {
-      snprintf(err, errlen, "journal %s line %ld: expected an intent or result line with an id",
-               j->path, lineno);
-      cJSON_Delete(line);
-      rc = LC_EINVAL;
-      break;
-    }
-    if (strcmp(type, "intent") == 0) {
-      struct entry *dup = find_counted(j, id);
-      if (dup) {
-        snprintf(err, errlen, "journal %s line %ld: effect %s already has an intent (line %ld)",
-                 j->path, lineno, id, dup->line);
-        cJSON_Delete(line);
-        rc = LC_EINVAL;
-        break;
-      }
-      struct entry *e = lc_calloc(1, sizeof *e);
-      if (!e || !(e->id = lc_strdup(id)) || table_put(j, e)) {
-        free_entry(e);
-        cJSON_Delete(line);
-        rc = LC_ENOMEM;
-        break;
-      }
-      e->intent = line;
-      e->line = lineno;
-    } else {
-      struct entry *e = find_counted(j, id);
-      if (!e || e->result) {
-        snprintf(err, errlen, "journal %s line %ld: result for %s %s", j->path, lineno, id,
-                 e ? "appears twice" : "has no intent before it");
-        cJSON_Delete(line);
-        rc = LC_EINVAL;
-        break;
-      }
-      e->result = line;
-    }
+    if (rc) break;
   }
   free(buf);
   fclose(f);
@@ -472,48 +567,222 @@ static int load(struct lc_journal *j, char *err, size_t errlen) {
   return rc;
 }
 
+/* The store's journal lines, as load reads a file's. */
+struct store_load {
+  struct lc_journal *j;
+  int have_header;
+  char *err;
+  size_t errlen;
+};
+
+static int store_line(void *ud, long seq, const char *text, size_t len) {
+  struct store_load *x = ud;
+  char where[128];
+  snprintf(where, sizeof where, "of run %s", x->j->sc.run_id);
+  return parse_line(x->j, where, seq, text, len, &x->have_header, x->err, x->errlen);
+}
+
 /* ---- open / close ---- */
+
+static void utc_now(char when[32]) {
+  time_t now = time(NULL);
+  struct tm tm;
+  strftime(when, 32, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+}
+
+/* A run id names files and rows and goes into keys: letters, digits and
+ * ._- only, 1 to 64 of them. */
+static int run_id_ok(const char *id) {
+  size_t n = strlen(id);
+  if (n == 0 || n > 64) return 0;
+  for (const char *p = id; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '.' || *p == '_' || *p == '-'))
+      return 0;
+  return 1;
+}
+
+static cJSON *header_json(const struct lc_journal *j, const char *script_path,
+                          const char *args_json) {
+  char when[32];
+  utc_now(when);
+  cJSON *h = cJSON_CreateObject(), *sc = NULL;
+  int ok = h && cJSON_AddStringToObject(h, "type", "header") &&
+           cJSON_AddNumberToObject(h, "format", FORMAT_VERSION) &&
+           cJSON_AddStringToObject(h, "run", j->run_id) &&
+           cJSON_AddStringToObject(h, "luact", LUACT_VERSION) &&
+           (sc = cJSON_AddObjectToObject(h, "script")) &&
+           (!script_path || cJSON_AddStringToObject(sc, "path", script_path)) &&
+           (!j->script_hash[0] || cJSON_AddStringToObject(sc, "sha256", j->script_hash)) &&
+           cJSON_AddStringToObject(h, "started", when);
+  if (ok && args_json) {
+    cJSON *a = cJSON_Parse(args_json);
+    ok = cJSON_IsArray(a);
+    if (ok) cJSON_AddItemToObject(h, "args", a);
+    else cJSON_Delete(a);
+  }
+  if (!ok) {
+    cJSON_Delete(h);
+    return NULL;
+  }
+  return h;
+}
+
+/* The header as a line of text (jsonw, scrubbed), for the store. */
+static int header_text(const struct lc_journal *j, const char *script_path,
+                       const char *args_json, struct lc_buf *b) {
+  cJSON *h = header_json(j, script_path, args_json);
+  if (!h) return LC_ENOMEM;
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, b);
+  lc_jsonw_cjson(&w, h);
+  cJSON_Delete(h);
+  if (lc_jsonw_finish(&w)) return LC_ENOMEM;
+  b->len = lc_secrets_scrub(b->data, b->len, LC_SCRUB_JSON);
+  return 0;
+}
+
+/* Creates the run's row and header in the store. */
+static int store_create(struct lc_journal *j, const struct lc_journal_opts *o, char *err,
+                        size_t errlen) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  char abs[4096], cwd[4096];
+  const char *script = o->script_path;
+  if (script && realpath(script, abs)) script = abs;
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "%s", j->run_id);
+  r.script = (char *)script;
+  r.script_sha256 = j->script_hash[0] ? j->script_hash : NULL;
+  r.args = (char *)(o->args_json ? o->args_json : "[]");
+  r.cwd = getcwd(cwd, sizeof cwd) ? cwd : NULL;
+  r.status = "running";
+  r.pid = (long)getpid();
+  int rc = header_text(j, script, o->args_json, &b);
+  if (rc) snprintf(err, errlen, "out of memory");
+  else rc = lc_store_run_create(j->store, &r, b.data, b.len, err, errlen);
+  lc_buf_free(&b);
+  if (!rc) j->seq = 1;
+  return rc;
+}
+
+/* Resume: checks the script against the recording and appends the resume
+ * mark. The file is open for appending (or the store's seq is set). */
+static int resume_begin(struct lc_journal *j, const struct lc_journal_opts *o, char *err,
+                        size_t errlen) {
+  if (j->recorded_script_hash[0] && j->script_hash[0] &&
+      strcmp(j->recorded_script_hash, j->script_hash) && !o->allow_script_change) {
+    snprintf(err, errlen,
+             "resume: the script has changed since run %s was recorded (sha256 %.12s..., now "
+             "%.12s...): resuming it under a different script is refused (its effects may no "
+             "longer match); --allow-script-change resumes anyway",
+             j->run_id, j->recorded_script_hash, j->script_hash);
+    return LC_EINVAL;
+  }
+  char when[32];
+  utc_now(when);
+  cJSON *l = cJSON_CreateObject(), *sc = NULL;
+  if (!l || !cJSON_AddStringToObject(l, "type", "resume") ||
+      !cJSON_AddStringToObject(l, "at", when) ||
+      !(sc = cJSON_AddObjectToObject(l, "script")) ||
+      (j->script_hash[0] && !cJSON_AddStringToObject(sc, "sha256", j->script_hash))) {
+    cJSON_Delete(l);
+    snprintf(err, errlen, "out of memory");
+    return LC_ENOMEM;
+  }
+  int rc = write_line(j, l, 0);
+  if (rc) snprintf(err, errlen, "%s", j->err);
+  return rc;
+}
 
 int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *script_path,
                     struct lc_journal **out, char *err, size_t errlen) {
+  struct lc_journal_opts o = {.mode = mode, .path = path, .script_path = script_path};
+  return lc_journal_open_with(&o, out, err, errlen);
+}
+
+int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **out, char *err,
+                         size_t errlen) {
   *out = NULL;
+  enum lc_journal_mode mode = o->mode;
+  if (o->run_id && !run_id_ok(o->run_id)) {
+    snprintf(err, errlen,
+             "run id '%.80s' is not valid: 1 to 64 letters, digits, '.', '_' or '-'", o->run_id);
+    return LC_EINVAL;
+  }
+  if (mode != LC_JOURNAL_OFF && !o->path && !o->store) {
+    snprintf(err, errlen, "journal: a file or a store is needed to record or replay");
+    return LC_EINVAL;
+  }
+  if (o->store && o->resume && !o->run_id) {
+    snprintf(err, errlen, "journal: resuming from a store needs the run's id");
+    return LC_EINVAL;
+  }
   struct lc_journal *j = lc_calloc(1, sizeof *j);
   if (!j) return LC_ENOMEM;
   j->mode = mode;
+  j->resume = o->resume && mode == LC_JOURNAL_RECORD;
+  j->store = mode != LC_JOURNAL_OFF ? o->store : NULL;
   pthread_mutex_init(&j->wmu, NULL);
   pthread_cond_init(&j->wcv, NULL);
   j->efd = mode == LC_JOURNAL_RECORD ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
-  new_run_id(j->run_id);
-  if (script_path && file_hash(script_path, j->script_hash)) j->script_hash[0] = '\0';
-  if (mode != LC_JOURNAL_OFF) {
-    if (!path || !(j->path = lc_strdup(path))) {
-      if (j->efd >= 0) close(j->efd);
-      lc_free(j);
-      if (!path) snprintf(err, errlen, "journal: a file is needed to record or replay");
-      return path ? LC_ENOMEM : LC_EINVAL;
-    }
-  }
+  if (o->run_id) snprintf(j->run_id, sizeof j->run_id, "%s", o->run_id);
+  else new_run_id(j->run_id);
+  if (o->script_path && file_hash(o->script_path, j->script_hash)) j->script_hash[0] = '\0';
+  j->sc.committed = store_committed;
+  j->sc.cancel = store_cancel;
+  j->sc.ud = j;
+  snprintf(j->sc.run_id, sizeof j->sc.run_id, "%s", j->run_id);
   int rc = 0;
-  if (mode == LC_JOURNAL_REPLAY) {
-    rc = load(j, err, errlen);
+  const char *where = j->store ? lc_store_path(j->store) : o->path;
+  if (mode != LC_JOURNAL_OFF && !(j->path = lc_strdup(where))) rc = LC_ENOMEM;
+  long torn_at = -1;
+  if (rc) {
+    snprintf(err, errlen, "out of memory");
+  } else if (mode == LC_JOURNAL_REPLAY || j->resume) {
+    if (j->store) {
+      struct store_load x = {.j = j, .err = err, .errlen = errlen};
+      long last = 0;
+      rc = lc_store_journal_read(j->store, j->run_id, store_line, &x, &last, err, errlen);
+      j->seq = last;
+    } else {
+      rc = load(j, &torn_at, err, errlen);
+    }
+    if (!rc && o->run_id && strcmp(o->run_id, j->run_id)) {
+      snprintf(err, errlen, "journal %s is run %s, not %s", where, j->run_id, o->run_id);
+      rc = LC_EINVAL;
+    }
+    snprintf(j->sc.run_id, sizeof j->sc.run_id, "%s", j->run_id);
+    if (!rc && j->resume && !j->store) {
+      /* Append after the last whole line: a torn one is cut off first. */
+      if (!(j->f = fopen(o->path, "r+")) || fseek(j->f, 0, SEEK_END)) {
+        snprintf(err, errlen, "cannot open journal %s to resume: %s", o->path, strerror(errno));
+        rc = LC_EIO;
+      } else if (torn_at >= 0) {
+        long size = ftell(j->f);
+        if (ftruncate(fileno(j->f), torn_at) || fseek(j->f, torn_at, SEEK_SET)) {
+          snprintf(err, errlen, "cannot cut the torn last line of %s: %s", o->path,
+                   strerror(errno));
+          rc = LC_EIO;
+        } else {
+          fprintf(stderr,
+                  "luact: journal %s: its last line was cut by a crash (%ld bytes, no "
+                  "newline); that effect has no complete record and is settled by its "
+                  "class\n",
+                  o->path, size - torn_at);
+        }
+      }
+    }
+    if (!rc && j->resume) rc = resume_begin(j, o, err, errlen);
   } else if (mode == LC_JOURNAL_RECORD) {
-    if (!(j->f = fopen(path, "w"))) {
-      snprintf(err, errlen, "cannot create journal %s: %s", path, strerror(errno));
+    if (j->store) {
+      rc = store_create(j, o, err, errlen);
+    } else if (!(j->f = fopen(o->path, "w"))) {
+      snprintf(err, errlen, "cannot create journal %s: %s", o->path, strerror(errno));
       rc = LC_EIO;
     } else {
-      char when[32];
-      time_t now = time(NULL);
-      struct tm tm;
-      strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-      cJSON *h = cJSON_CreateObject(), *sc = NULL;
-      if (h && cJSON_AddStringToObject(h, "type", "header") &&
-          cJSON_AddNumberToObject(h, "format", FORMAT_VERSION) &&
-          cJSON_AddStringToObject(h, "run", j->run_id) &&
-          cJSON_AddStringToObject(h, "luact", LUACT_VERSION) &&
-          (sc = cJSON_AddObjectToObject(h, "script")) &&
-          (!script_path || cJSON_AddStringToObject(sc, "path", script_path)) &&
-          (!j->script_hash[0] || cJSON_AddStringToObject(sc, "sha256", j->script_hash)))
-        cJSON_AddStringToObject(h, "started", when);
+      cJSON *h = header_json(j, o->script_path, o->args_json);
       rc = write_line(j, h, 1);
       if (rc) snprintf(err, errlen, "%s", j->err);
     }
@@ -526,9 +795,27 @@ int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *scr
   return 0;
 }
 
+int lc_journal_resuming(const struct lc_journal *j) { return j->resume; }
+const char *lc_journal_recorded_args(const struct lc_journal *j) { return j->recorded_args; }
+const char *lc_journal_recorded_script(const struct lc_journal *j) { return j->recorded_script; }
+void lc_journal_set_wait_input(struct lc_journal *j, int on) { j->wait_input = on; }
+int lc_journal_wait_input(const struct lc_journal *j) { return j->wait_input; }
+const char *lc_journal_question(const struct lc_journal *j) { return j->question; }
+
+void lc_journal_wait_for_input(struct lc_journal *j, const char *question, size_t len) {
+  if (j->failed) return;
+  lc_free(j->question);
+  j->question = lc_strndup(question ? question : "", question ? len : 0);
+  lc_journal_fail(j, LC_JOURNAL_WAITING,
+                  "waiting for input: luact.ask found no more input; answer with "
+                  "`luact runs input RUN VALUE`");
+}
+
 void lc_journal_free(struct lc_journal *j) {
   if (!j) return;
   writer_stop(j); /* after its last fsync */
+  /* The store's writer calls back into j: every line committed first. */
+  if (j->store) lc_store_flush(j->store);
   if (j->ew_on) ew_watch(j, 0);
   if (j->efd >= 0) close(j->efd);
   pthread_mutex_destroy(&j->wmu);
@@ -549,6 +836,9 @@ void lc_journal_free(struct lc_journal *j) {
     lc_free(s);
   }
   lc_free(j->path);
+  cJSON_free(j->recorded_args); /* cJSON's printer made it */
+  lc_free(j->recorded_script);
+  lc_free(j->question);
   lc_free(j);
 }
 
@@ -636,6 +926,12 @@ int lc_effect_pass(struct lc_journal *j) {
   return 0;
 }
 
+/* What a mismatch is called: a replay found a different run; a resumed
+ * run found that its script no longer does what it did. */
+static const char *mismatch_word(const struct lc_journal *j) {
+  return j->resume ? "nondeterminism" : "replay";
+}
+
 static const char *script_note(const struct lc_journal *j) {
   if (j->recorded_script_hash[0] && j->script_hash[0] &&
       strcmp(j->recorded_script_hash, j->script_hash))
@@ -666,28 +962,29 @@ static int check_intent(struct lc_journal *j, const struct entry *en,
   }
   if (what)
     return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
-                 "replay: effect %s (%s %s) does not match the journal (line %ld): "
+                 "%s: effect %s (%s %s) does not match the journal (line %ld): "
                  "%s: recorded \"%s\" / now \"%s\"%s",
-                 id, d->kind, d->name, en->line, what, rv, nv, script_note(j));
+                 mismatch_word(j), id, d->kind, d->name, en->line, what, rv, nv,
+                 script_note(j));
   if (lc_jcanon_diff(cJSON_GetObjectItemCaseSensitive(en->intent, "request"), d->request,
                      "request", diff, sizeof diff))
     return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
-                 "replay: effect %s (%s %s) does not match the journal (line %ld): %s%s", id,
-                 d->kind, d->name, en->line, diff, script_note(j));
+                 "%s: effect %s (%s %s) does not match the journal (line %ld): %s%s",
+                 mismatch_word(j), id, d->kind, d->name, en->line, diff, script_note(j));
   const cJSON *h = cJSON_GetObjectItemCaseSensitive(en->intent, "hashes");
   const char *rp = h ? str_member(h, "prompt") : NULL, *rt = h ? str_member(h, "tools") : NULL;
   if ((rp || d->prompt_hash) && (!rp || !d->prompt_hash || strcmp(rp, d->prompt_hash)))
     return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
-                 "replay: effect %s (%s %s) does not match the journal (line %ld): "
+                 "%s: effect %s (%s %s) does not match the journal (line %ld): "
                  "hashes.prompt: recorded %s / now %s (the prompt changed)%s",
-                 id, d->kind, d->name, en->line, rp ? rp : "(absent)",
+                 mismatch_word(j), id, d->kind, d->name, en->line, rp ? rp : "(absent)",
                  d->prompt_hash ? d->prompt_hash : "(absent)", script_note(j));
   if ((rt || d->tools_hash) && (!rt || !d->tools_hash || strcmp(rt, d->tools_hash)))
     return failf(j, LC_JOURNAL_MISMATCH, LC_EINVAL,
-                 "replay: effect %s (%s %s) does not match the journal (line %ld): "
+                 "%s: effect %s (%s %s) does not match the journal (line %ld): "
                  "hashes.tools: recorded %s / now %s (a tool's schema or description "
                  "changed)%s",
-                 id, d->kind, d->name, en->line, rt ? rt : "(absent)",
+                 mismatch_word(j), id, d->kind, d->name, en->line, rt ? rt : "(absent)",
                  d->tools_hash ? d->tools_hash : "(absent)", script_note(j));
   return 0;
 }
@@ -698,14 +995,44 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
   e->j = j;
   e->async = d->waits;
   e->cls = d->cls;
+  snprintf(e->kind, sizeof e->kind, "%s", d->kind ? d->kind : "");
   e->t0 = lc_now_ms();
   snprintf(e->id, sizeof e->id, "%s#%lu", who->path, who->seq);
   derive_key(j, e->id, e->key);
+  if (atomic_load(&j->cancel_req))
+    lc_journal_fail(j, LC_JOURNAL_CANCELLED,
+                    "cancelled: `luact runs cancel` asked this run to stop");
   if (j->failed) return LC_ESTATE; /* the first failure stops every later effect */
   j->begun++;
   if (j->mode == LC_JOURNAL_OFF) {
     j->ran++;
     return LC_EFFECT_RUN;
+  }
+  if (j->resume) {
+    /* What the journal holds answers; the rest runs live and is appended. */
+    const struct entry *en = find(j, e->id);
+    if (en) {
+      int rc = check_intent(j, en, d, e->id);
+      if (rc) return rc;
+      if (en->result && !cJSON_GetObjectItemCaseSensitive(en->result, "cancelled")) {
+        e->line = en->result;
+        j->replayed++;
+        return LC_EFFECT_REPLAYED;
+      }
+      if (d->cls == LC_EFFECT_AT_MOST_ONCE)
+        return failf(j, LC_JOURNAL_IN_DOUBT, LC_ESTATE,
+                     "in_doubt: effect %s (%s %s, at_most_once, line %ld of %s) was started "
+                     "but has no result: it may or may not have taken place, and it is never "
+                     "run twice. A person must find out what happened and settle it with "
+                     "`luact runs resolve RUN %s --result JSON` or `--not-run`",
+                     e->id, d->kind, d->name, en->line, j->path, e->id);
+      /* pure: again; idempotent: again, with the same key. Its intent is
+       * there already: only the result is owed. */
+      e->recording = 1;
+      e->live = 1;
+      j->ran++;
+      return LC_EFFECT_RUN;
+    }
   }
   if (j->mode == LC_JOURNAL_RECORD) {
     cJSON *l = cJSON_CreateObject(), *h = NULL;
@@ -741,6 +1068,7 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                           : d->cls == LC_EFFECT_PURE ? &unused
                                                      : NULL);
     if (rc) return rc;
+    lc_crash_point("after_intent", d->kind);
     e->recording = 1;
     j->ran++;
     return LC_EFFECT_RUN;
@@ -786,6 +1114,7 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
   }
   e->recording = 0;
   struct lc_journal *j = e->j;
+  lc_crash_point("before_result", e->kind);
   cJSON *l = cJSON_CreateObject();
   if (!l || !cJSON_AddStringToObject(l, "type", "result") ||
       !cJSON_AddStringToObject(l, "id", e->id)) {
@@ -817,10 +1146,12 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
    * effect's line (synced only with --journal-sync all): losing it costs
    * a repeat, so the writer syncs it and nobody waits. */
   unsigned long unused;
-  return write_line_t(j, l, sync,
-                      e->async                    ? &e->ticket
-                      : e->cls == LC_EFFECT_PURE ? &unused
-                                                 : NULL);
+  int rc = write_line_t(j, l, sync,
+                        e->async                    ? &e->ticket
+                        : e->cls == LC_EFFECT_PURE ? &unused
+                                                   : NULL);
+  if (!rc) lc_crash_point("after_result", e->kind);
+  return rc;
 }
 
 void lc_effect_cancel(struct lc_effect_op *e, const char *why) {

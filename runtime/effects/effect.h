@@ -46,12 +46,38 @@ enum lc_journal_sync { LC_JOURNAL_SYNC_EFFECTFUL = 0, LC_JOURNAL_SYNC_ALL, LC_JO
 /* Why a journal stopped the run (lc_journal_failed). */
 enum lc_journal_fail {
   LC_JOURNAL_OK = 0,
-  LC_JOURNAL_MISMATCH, /* replay met an effect that differs or is missing */
+  LC_JOURNAL_MISMATCH, /* replay met an effect that differs or is missing;
+                          resume: the script no longer makes the effects
+                          it made (nondeterminism) */
   LC_JOURNAL_IN_DOUBT, /* an at-most-once effect has an intent, no result */
-  LC_JOURNAL_EIO       /* the journal could not be written */
+  LC_JOURNAL_EIO,      /* the journal could not be written */
+  LC_JOURNAL_WAITING,  /* luact.ask found no input: the run waits for a
+                          person (lc_journal_question) */
+  LC_JOURNAL_CANCELLED /* luact runs cancel asked the run to stop */
 };
 
 struct lc_journal;
+struct lc_store;
+
+/* Everything lc_journal_open_with can be told. */
+struct lc_journal_opts {
+  enum lc_journal_mode mode;
+  const char *path;        /* the JSONL file (record, replay, resume) */
+  struct lc_store *store;  /* instead of path: the run's rows in a store */
+  const char *script_path; /* hashed from its content into the header */
+  const char *run_id;      /* record: the run's id (NULL: a fresh one) */
+  const char *args_json;   /* record: the script's arguments, for the header */
+  /* With RECORD: continue the journal that is there. Its effects are
+   * answered from it (none runs again), an intent without a result is
+   * settled by its class (pure, idempotent: run again, with the same key;
+   * at-most-once: in doubt, the run stops), and everything after the
+   * recorded prefix runs live and is appended. A recorded effect that the
+   * script no longer makes the same way ends the run (nondeterminism). A
+   * script whose content changed since the recording is refused unless
+   * allow_script_change. */
+  int resume;
+  int allow_script_change;
+};
 
 /* Opens a journal. record: creates/truncates path and writes the header
  * (script_path, if given, is hashed from its content). replay: loads path
@@ -61,7 +87,27 @@ struct lc_journal;
  * Returns 0, LC_EINVAL / LC_EIO with the message in err, or LC_ENOMEM. */
 int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *script_path,
                     struct lc_journal **out, char *err, size_t errlen);
+/* The general form (lc_journal_open is it with mode, path, script_path). A
+ * store journal writes through the store's writer thread (group commit);
+ * the store must outlive the journal. Resume of a file drops a torn last
+ * line (a crash mid-write; said on stderr) before appending. */
+int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **out, char *err,
+                         size_t errlen);
 void lc_journal_free(struct lc_journal *j);
+/* 1 when the journal continues an earlier run (opts.resume). */
+int lc_journal_resuming(const struct lc_journal *j);
+/* The header's args (a JSON array of strings) and script path, as
+ * recorded; NULL when absent. Borrowed. */
+const char *lc_journal_recorded_args(const struct lc_journal *j);
+const char *lc_journal_recorded_script(const struct lc_journal *j);
+/* When luact.ask meets the end of its input: 1 makes the run wait for a
+ * person (LC_JOURNAL_WAITING, the prompt kept as the question) instead of
+ * answering nil. Set for durable runs without --input. */
+void lc_journal_set_wait_input(struct lc_journal *j, int on);
+int lc_journal_wait_input(const struct lc_journal *j);
+/* Puts the run in LC_JOURNAL_WAITING with question (copied). */
+void lc_journal_wait_for_input(struct lc_journal *j, const char *question, size_t len);
+const char *lc_journal_question(const struct lc_journal *j);
 enum lc_journal_mode lc_journal_mode(const struct lc_journal *j);
 void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s);
 /* The run id: fresh when recording, the recorded one when replaying. */
@@ -125,6 +171,7 @@ struct lc_effect_op {
   const cJSON *line; /* replayed: the recorded result line */
   double t0;     /* monotonic ms at begin */
   int async;     /* desc.waits */
+  char kind[24];    /* desc.kind (cut): for crash points */
   /* With async: the line begin or end wrote that must be durable before
    * the effect runs / its result reaches Lua (0: nothing to wait for). */
   unsigned long ticket;

@@ -1,0 +1,39 @@
+/* crash.c: named crash points (crash.h). */
+#include "crash.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char want_point[64], want_kind[32];
+static long want_n = 1;
+static atomic_long hits;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void parse(void) {
+  const char *e = getenv("LUACT_CRASH_AT");
+  if (!e || !*e) return;
+  snprintf(want_point, sizeof want_point, "%s", e);
+  char *hash = strchr(want_point, '#');
+  if (hash) {
+    *hash = '\0';
+    want_n = strtol(hash + 1, NULL, 10);
+    if (want_n < 1) want_n = 1;
+  }
+  char *at = strchr(want_point, '@');
+  if (at) {
+    *at = '\0';
+    snprintf(want_kind, sizeof want_kind, "%s", at + 1);
+  }
+}
+
+void lc_crash_point(const char *point, const char *kind) {
+  pthread_once(&once, parse);
+  if (!want_point[0] || strcmp(point, want_point)) return;
+  if (want_kind[0] && (!kind || strcmp(kind, want_kind))) return;
+  if (atomic_fetch_add(&hits, 1) + 1 != want_n) return;
+  raise(SIGKILL);
+}

@@ -1,0 +1,14 @@
+/* crash.h: named crash points, for the crash tests of durable runs.
+ *
+ * LUACT_CRASH_AT=point[@kind][#n] makes the process SIGKILL itself the n-th
+ * time (default 1) it reaches point (for an effect of kind, when given),
+ * the way a power cut or the OOM killer would end it: no cleanup, no
+ * flush. Points: after_intent, before_result, after_result (effects.c),
+ * waiting_input, before_final_status (luact run). Unset: a load and a
+ * compare per call. */
+#ifndef LC_CRASH_H
+#define LC_CRASH_H
+
+void lc_crash_point(const char *point, const char *kind);
+
+#endif

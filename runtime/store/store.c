@@ -1,0 +1,707 @@
+/* store.c: the run store over SQLite (store.h): schema and its version,
+ * runs, journal lines with CRCs, and the group-commit writer thread. */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lc.h"
+
+#define SCHEMA_VERSION 1
+#define BUSY_MS 10000
+
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS runs("
+    "  id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT, cwd TEXT,"
+    "  status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
+    "  created REAL NOT NULL, updated REAL NOT NULL, pid INTEGER NOT NULL DEFAULT 0,"
+    "  cancel_requested INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated);"
+    "CREATE TABLE IF NOT EXISTS journal("
+    "  run_id TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL, crc INTEGER NOT NULL,"
+    "  PRIMARY KEY(run_id, seq)) WITHOUT ROWID;";
+
+struct pending {
+  struct lc_store_client c; /* copied: the client may go before the commit */
+  long seq;
+  unsigned long ticket;
+  char *text;
+  size_t len;
+  struct pending *next;
+};
+
+struct lc_store {
+  char *path;
+  sqlite3 *db; /* the callers' connection (runs, reads, *_now) */
+  pthread_mutex_t dbmu;
+  /* the writer thread and its own connection */
+  sqlite3 *wdb;
+  pthread_t writer;
+  int writer_on;
+  pthread_mutex_t mu;
+  pthread_cond_t cv, idle;
+  struct pending *head, **tail;
+  int stop, busy, failed;
+  long lines, commits;
+};
+
+/* ---- CRC-32 (IEEE 802.3, as zlib's crc32) ---- */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    crc_table[i] = c;
+  }
+}
+static uint32_t crc32_of(const char *p, size_t n) {
+  pthread_once(&crc_once, crc_init);
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) c = crc_table[(c ^ (unsigned char)p[i]) & 0xff] ^ (c >> 8);
+  return c ^ 0xffffffffu;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int dberr(sqlite3 *db, char *err, size_t errlen, const char *what) {
+  snprintf(err, errlen, "store: %s: %s", what, sqlite3_errmsg(db));
+  int c = sqlite3_errcode(db);
+  return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? LC_EINVAL : LC_EIO;
+}
+
+/* ---- opening ---- */
+
+const char *lc_store_default_path(char *buf, size_t n) {
+  const char *e = getenv("LUACT_STORE");
+  if (e && *e) {
+    snprintf(buf, n, "%s", e);
+    return buf;
+  }
+  const char *x = getenv("XDG_DATA_HOME");
+  const char *h = getenv("HOME");
+  if (x && *x) snprintf(buf, n, "%s/luact/runs.db", x);
+  else if (h && *h) snprintf(buf, n, "%s/.local/share/luact/runs.db", h);
+  else return NULL;
+  return buf;
+}
+
+/* mkdir -p of path's folder. */
+static int make_parent(const char *path) {
+  char d[4096];
+  snprintf(d, sizeof d, "%s", path);
+  char *slash = strrchr(d, '/');
+  if (!slash || slash == d) return 0;
+  *slash = '\0';
+  for (char *p = d + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(d, 0700) && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  return mkdir(d, 0700) && errno != EEXIST ? -1 : 0;
+}
+
+static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+  char *m = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &m) == SQLITE_OK) return 0;
+  snprintf(err, errlen, "store: %s", m ? m : sqlite3_errmsg(db));
+  int c = sqlite3_errcode(db);
+  sqlite3_free(m);
+  return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? LC_EINVAL : LC_EIO;
+}
+
+static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, char *err,
+                   size_t errlen) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                               SQLITE_OPEN_EXRESCODE,
+                           NULL);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "store: cannot open %s: %s", path,
+             db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_close(db);
+    return LC_EIO;
+  }
+  sqlite3_busy_timeout(db, BUSY_MS);
+  sqlite3_extended_result_codes(db, 1);
+  int d = 1;
+  sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &d);
+  rc = exec(db, "PRAGMA journal_mode=WAL", err, errlen);
+  if (!rc)
+    rc = exec(db, sync == LC_STORE_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
+                                               : "PRAGMA synchronous=FULL",
+              err, errlen);
+  if (rc) {
+    /* A file that is not a database (or a damaged one) says so here. */
+    char m[512];
+    snprintf(m, sizeof m, "%s", err);
+    snprintf(err, errlen, "store %s: integrity error: %s", path, m);
+    sqlite3_close(db);
+    return LC_EINVAL;
+  }
+  *out = db;
+  return 0;
+}
+
+static int check_file(struct lc_store *s, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "store %s: integrity error: %s", s->path, sqlite3_errmsg(s->db));
+    return LC_EINVAL;
+  }
+  int rc = 0;
+  char first[400] = "";
+  int rows = 0;
+  int r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *t = (const char *)sqlite3_column_text(st, 0);
+    if (rows++ == 0) snprintf(first, sizeof first, "%s", t ? t : "");
+  }
+  if (r != SQLITE_DONE) {
+    snprintf(err, errlen, "store %s: integrity error: %s", s->path, sqlite3_errmsg(s->db));
+    rc = LC_EINVAL;
+  } else if (rows != 1 || strcmp(first, "ok")) {
+    snprintf(err, errlen, "store %s: integrity error: quick_check: %s%s", s->path, first,
+             rows > 1 ? " (and more)" : "");
+    rc = LC_EINVAL;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static int check_schema(struct lc_store *s, char *err, size_t errlen) {
+  int rc = exec(s->db, "BEGIN IMMEDIATE", err, errlen);
+  if (rc) return rc;
+  rc = exec(s->db, schema_sql, err, errlen);
+  sqlite3_stmt *st = NULL;
+  if (!rc && sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key='schema_version'", -1,
+                                &st, NULL) != SQLITE_OK)
+    rc = dberr(s->db, err, errlen, "reading the schema version");
+  if (!rc) {
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+      int v = atoi((const char *)sqlite3_column_text(st, 0));
+      if (v > SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "store %s: schema version %d is newer than this luact knows (%d): "
+                 "use a newer luact",
+                 s->path, v, SCHEMA_VERSION);
+        rc = LC_EINVAL;
+      }
+    } else if (r == SQLITE_DONE) {
+      char sql[128];
+      snprintf(sql, sizeof sql, "INSERT INTO meta VALUES('schema_version','%d')", SCHEMA_VERSION);
+      sqlite3_finalize(st);
+      st = NULL;
+      rc = exec(s->db, sql, err, errlen);
+    } else {
+      rc = dberr(s->db, err, errlen, "reading the schema version");
+    }
+  }
+  sqlite3_finalize(st);
+  char e2[64];
+  if (!rc) rc = exec(s->db, "COMMIT", err, errlen);
+  else exec(s->db, "ROLLBACK", e2, sizeof e2);
+  return rc;
+}
+
+static void *writer_main(void *p);
+
+int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **out, char *err,
+                  size_t errlen) {
+  *out = NULL;
+  if (make_parent(path)) {
+    snprintf(err, errlen, "store: cannot create the folder of %s: %s", path, strerror(errno));
+    return LC_EIO;
+  }
+  struct lc_store *s = lc_calloc(1, sizeof *s);
+  if (!s || !(s->path = lc_strdup(path))) {
+    lc_free(s);
+    snprintf(err, errlen, "out of memory");
+    return LC_ENOMEM;
+  }
+  pthread_mutex_init(&s->dbmu, NULL);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_cond_init(&s->idle, NULL);
+  s->tail = &s->head;
+  int rc = connect(path, sync, &s->db, err, errlen);
+  if (!rc) rc = check_file(s, err, errlen);
+  if (!rc) rc = check_schema(s, err, errlen);
+  if (!rc) rc = connect(path, sync, &s->wdb, err, errlen);
+  if (!rc) {
+    if (pthread_create(&s->writer, NULL, writer_main, s)) {
+      snprintf(err, errlen, "store: cannot start the writer thread");
+      rc = LC_EIO;
+    } else {
+      s->writer_on = 1;
+    }
+  }
+  if (rc) {
+    lc_store_close(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+const char *lc_store_path(const struct lc_store *s) { return s->path; }
+
+void lc_store_close(struct lc_store *s) {
+  if (!s) return;
+  if (s->writer_on) {
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->writer, NULL);
+  }
+  while (s->head) {
+    struct pending *x = s->head;
+    s->head = x->next;
+    lc_free(x->text);
+    lc_free(x);
+  }
+  sqlite3_close(s->wdb);
+  sqlite3_close(s->db);
+  pthread_mutex_destroy(&s->dbmu);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  pthread_cond_destroy(&s->idle);
+  lc_free(s->path);
+  lc_free(s);
+}
+
+/* ---- runs ---- */
+
+void lc_run_row_free(struct lc_run_row *r) {
+  free(r->script);
+  free(r->script_sha256);
+  free(r->args);
+  free(r->cwd);
+  free(r->status);
+  free(r->result);
+  free(r->error);
+  free(r->question);
+  memset(r, 0, sizeof *r);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v) {
+  if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+  else sqlite3_bind_null(st, i);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i) {
+  const char *t = (const char *)sqlite3_column_text(st, i);
+  return t ? strdup(t) : NULL;
+}
+
+#define RUN_COLS \
+  "id, script, script_sha256, args, cwd, status, result, error, question, created, updated, " \
+  "pid, cancel_requested"
+
+static void row_from(sqlite3_stmt *st, struct lc_run_row *r) {
+  memset(r, 0, sizeof *r);
+  const char *id = (const char *)sqlite3_column_text(st, 0);
+  snprintf(r->id, sizeof r->id, "%s", id ? id : "");
+  r->script = col_dup(st, 1);
+  r->script_sha256 = col_dup(st, 2);
+  r->args = col_dup(st, 3);
+  r->cwd = col_dup(st, 4);
+  r->status = col_dup(st, 5);
+  r->result = col_dup(st, 6);
+  r->error = col_dup(st, 7);
+  r->question = col_dup(st, 8);
+  r->created = sqlite3_column_double(st, 9);
+  r->updated = sqlite3_column_double(st, 10);
+  r->pid = (long)sqlite3_column_int64(st, 11);
+  r->cancel_requested = sqlite3_column_int(st, 12);
+}
+
+static int insert_line(sqlite3 *db, const char *run_id, long seq, const char *text, size_t len) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "INSERT INTO journal(run_id, seq, line, crc) VALUES(?,?,?,?)",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
+    sqlite3_bind_text(st, 3, text, (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, crc32_of(text, len));
+    rc = sqlite3_step(st);
+    rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const char *header,
+                        size_t header_len, char *err, size_t errlen) {
+  pthread_mutex_lock(&s->dbmu);
+  int rc = exec(s->db, "BEGIN IMMEDIATE", err, errlen);
+  sqlite3_stmt *st = NULL;
+  if (!rc) {
+    double t = now_s();
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO runs(id, script, script_sha256, args, cwd, status, "
+                           "created, updated, pid) VALUES(?,?,?,?,?,?,?,?,?)",
+                           -1, &st, NULL) != SQLITE_OK) {
+      rc = dberr(s->db, err, errlen, "creating the run");
+    } else {
+      bind_text(st, 1, r->id);
+      bind_text(st, 2, r->script);
+      bind_text(st, 3, r->script_sha256);
+      bind_text(st, 4, r->args);
+      bind_text(st, 5, r->cwd);
+      bind_text(st, 6, r->status ? r->status : "running");
+      sqlite3_bind_double(st, 7, t);
+      sqlite3_bind_double(st, 8, t);
+      sqlite3_bind_int64(st, 9, r->pid);
+      int x = sqlite3_step(st);
+      if (x == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        snprintf(err, errlen, "store: a run with id %s exists already", r->id);
+        rc = LC_ESTATE;
+      } else if (x != SQLITE_DONE) {
+        rc = dberr(s->db, err, errlen, "creating the run");
+      }
+    }
+    sqlite3_finalize(st);
+    if (!rc && insert_line(s->db, r->id, 1, header, header_len) != SQLITE_OK)
+      rc = dberr(s->db, err, errlen, "writing the journal header");
+    char e2[64];
+    if (!rc) rc = exec(s->db, "COMMIT", err, errlen);
+    else exec(s->db, "ROLLBACK", e2, sizeof e2);
+  }
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_store_run_get(struct lc_store *s, const char *id, struct lc_run_row *out, char *err,
+                     size_t errlen) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&s->dbmu);
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+  if (sqlite3_prepare_v2(s->db, "SELECT " RUN_COLS " FROM runs WHERE id=?", -1, &st, NULL) !=
+      SQLITE_OK) {
+    rc = dberr(s->db, err, errlen, "reading a run");
+  } else {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int x = sqlite3_step(st);
+    if (x == SQLITE_ROW) row_from(st, out);
+    else if (x == SQLITE_DONE) {
+      snprintf(err, errlen, "no run %s in %s", id, s->path);
+      rc = LC_ENOTFOUND;
+    } else {
+      rc = dberr(s->db, err, errlen, "reading a run");
+    }
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_store_run_set_status(struct lc_store *s, const char *id, const char *status,
+                            const char *result, const char *error, const char *question,
+                            long pid, char *err, size_t errlen) {
+  pthread_mutex_lock(&s->dbmu);
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+  if (sqlite3_prepare_v2(s->db,
+                         "UPDATE runs SET status=?, result=?, error=?, question=?, pid=?, "
+                         "updated=?, cancel_requested=CASE WHEN ?='running' THEN "
+                         "cancel_requested ELSE 0 END WHERE id=?",
+                         -1, &st, NULL) != SQLITE_OK) {
+    rc = dberr(s->db, err, errlen, "updating a run");
+  } else {
+    bind_text(st, 1, status);
+    bind_text(st, 2, result);
+    bind_text(st, 3, error);
+    bind_text(st, 4, question);
+    sqlite3_bind_int64(st, 5, pid);
+    sqlite3_bind_double(st, 6, now_s());
+    bind_text(st, 7, status);
+    bind_text(st, 8, id);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = dberr(s->db, err, errlen, "updating a run");
+    else if (sqlite3_changes(s->db) == 0) {
+      snprintf(err, errlen, "no run %s in %s", id, s->path);
+      rc = LC_ENOTFOUND;
+    }
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t waslen, char *err,
+                        size_t errlen) {
+  struct lc_run_row r;
+  int rc = lc_store_run_get(s, id, &r, err, errlen);
+  if (rc) return rc;
+  snprintf(was, waslen, "%s", r.status ? r.status : "");
+  const char *st = r.status ? r.status : "";
+  int terminal = !strcmp(st, "finished") || !strcmp(st, "failed") || !strcmp(st, "cancelled");
+  int live = !strcmp(st, "running") && r.pid > 0 && (kill((pid_t)r.pid, 0) == 0 || errno == EPERM);
+  lc_run_row_free(&r);
+  if (terminal) return 0; /* idempotent: nothing to do */
+  pthread_mutex_lock(&s->dbmu);
+  const char *sql = live ? "UPDATE runs SET cancel_requested=1, updated=? WHERE id=?"
+                         : "UPDATE runs SET status='cancelled', pid=0, question=NULL, updated=? "
+                           "WHERE id=?";
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+    rc = dberr(s->db, err, errlen, "cancelling a run");
+  } else {
+    sqlite3_bind_double(q, 1, now_s());
+    sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = dberr(s->db, err, errlen, "cancelling a run");
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_store_run_list(struct lc_store *s, long limit,
+                      int (*fn)(void *ud, const struct lc_run_row *r), void *ud, char *err,
+                      size_t errlen) {
+  pthread_mutex_lock(&s->dbmu);
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+  if (sqlite3_prepare_v2(s->db,
+                         "SELECT " RUN_COLS " FROM runs ORDER BY created DESC, id LIMIT ?", -1,
+                         &st, NULL) != SQLITE_OK) {
+    rc = dberr(s->db, err, errlen, "listing runs");
+  } else {
+    sqlite3_bind_int64(st, 1, limit > 0 ? limit : -1);
+    int x;
+    while ((x = sqlite3_step(st)) == SQLITE_ROW) {
+      struct lc_run_row r;
+      row_from(st, &r);
+      int stop = fn(ud, &r);
+      lc_run_row_free(&r);
+      if (stop) break;
+    }
+    if (x != SQLITE_ROW && x != SQLITE_DONE) rc = dberr(s->db, err, errlen, "listing runs");
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+/* ---- journal ---- */
+
+int lc_store_journal_read(struct lc_store *s, const char *run_id,
+                          int (*fn)(void *ud, long seq, const char *text, size_t len), void *ud,
+                          long *last, char *err, size_t errlen) {
+  *last = 0;
+  pthread_mutex_lock(&s->dbmu);
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+  if (sqlite3_prepare_v2(s->db,
+                         "SELECT seq, line, crc FROM journal WHERE run_id=? ORDER BY seq", -1,
+                         &st, NULL) != SQLITE_OK) {
+    rc = dberr(s->db, err, errlen, "reading a journal");
+  } else {
+    sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
+    int x;
+    long want = 1;
+    while ((x = sqlite3_step(st)) == SQLITE_ROW) {
+      long seq = (long)sqlite3_column_int64(st, 0);
+      const char *text = (const char *)sqlite3_column_text(st, 1);
+      size_t len = (size_t)sqlite3_column_bytes(st, 1);
+      uint32_t crc = (uint32_t)sqlite3_column_int64(st, 2);
+      if (seq != want) {
+        snprintf(err, errlen,
+                 "store %s: integrity error: run %s's journal has no line %ld (next is %ld)",
+                 s->path, run_id, want, seq);
+        rc = LC_EINVAL;
+        break;
+      }
+      if (!text || crc32_of(text, len) != crc) {
+        snprintf(err, errlen,
+                 "store %s: integrity error: run %s's journal line %ld does not match its "
+                 "checksum",
+                 s->path, run_id, seq);
+        rc = LC_EINVAL;
+        break;
+      }
+      *last = seq;
+      want++;
+      /* The callback runs with the lock held: it must not call back in. */
+      if ((rc = fn(ud, seq, text, len)) != 0) break;
+    }
+    if (!rc && x != SQLITE_DONE) rc = dberr(s->db, err, errlen, "reading a journal");
+    if (!rc && *last == 0) {
+      snprintf(err, errlen, "store %s: run %s has no journal", s->path, run_id);
+      rc = LC_ENOTFOUND;
+    }
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_store_journal_append_now(struct lc_store *s, const char *run_id, long seq,
+                                const char *text, size_t len, char *err, size_t errlen) {
+  pthread_mutex_lock(&s->dbmu);
+  int rc = 0;
+  int x = insert_line(s->db, run_id, seq, text, len);
+  if (x == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    snprintf(err, errlen, "store: run %s already has journal line %ld", run_id, seq);
+    rc = LC_ESTATE;
+  } else if (x != SQLITE_OK) {
+    rc = dberr(s->db, err, errlen, "appending to a journal");
+  }
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+/* ---- the writer: group commit ---- */
+
+int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
+                    unsigned long ticket, const char *text, size_t len) {
+  struct pending *p = lc_calloc(1, sizeof *p);
+  if (!p || !(p->text = lc_malloc(len ? len : 1))) {
+    lc_free(p);
+    return LC_ENOMEM;
+  }
+  memcpy(p->text, text, len);
+  p->len = len;
+  p->c = *c;
+  p->seq = seq;
+  p->ticket = ticket;
+  pthread_mutex_lock(&s->mu);
+  int failed = s->failed;
+  if (!failed) {
+    *s->tail = p;
+    s->tail = &p->next;
+    pthread_cond_signal(&s->cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (failed) {
+    lc_free(p->text);
+    lc_free(p);
+    return LC_EIO;
+  }
+  return 0;
+}
+
+void lc_store_flush(struct lc_store *s) {
+  pthread_mutex_lock(&s->mu);
+  while (s->head || s->busy) pthread_cond_wait(&s->idle, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void lc_store_stats(const struct lc_store *s, long *lines, long *commits) {
+  pthread_mutex_lock((pthread_mutex_t *)&s->mu);
+  if (lines) *lines = s->lines;
+  if (commits) *commits = s->commits;
+  pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
+}
+
+/* Commits one group; returns an errno-like code (0 on success). */
+static int commit_group(struct lc_store *s, struct pending *g) {
+  char err[256];
+  if (exec(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
+  int bad = 0;
+  for (struct pending *p = g; p && !bad; p = p->next)
+    bad = insert_line(s->wdb, p->c.run_id, p->seq, p->text, p->len) != SQLITE_OK;
+  if (bad || exec(s->wdb, "COMMIT", err, sizeof err)) {
+    char e2[64];
+    exec(s->wdb, "ROLLBACK", e2, sizeof e2);
+    return EIO;
+  }
+  return 0;
+}
+
+/* After a commit: each client hears of its newest line in the group (the
+ * last one it queued: lines of one client are queued in ticket order), and
+ * of a cancel asked for its run. A small pointer set keeps it linear in
+ * the group's size. */
+static void notify(struct lc_store *s, struct pending *g, long n, int err) {
+  struct pending **v = lc_malloc((size_t)n * sizeof *v);
+  size_t cap = 16;
+  while (cap < (size_t)n * 2) cap *= 2;
+  const void **seen = lc_calloc(cap, sizeof *seen);
+  if (!v || !seen) { /* no memory: tell every line (still correct, slower) */
+    for (struct pending *p = g; p; p = p->next)
+      if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err);
+    lc_free(v);
+    lc_free(seen);
+    return;
+  }
+  long k = 0;
+  for (struct pending *p = g; p; p = p->next) v[k++] = p;
+  sqlite3_stmt *st = NULL;
+  if (!err && sqlite3_prepare_v2(s->wdb, "SELECT cancel_requested FROM runs WHERE id=?", -1,
+                                 &st, NULL) != SQLITE_OK)
+    st = NULL;
+  for (long i = n - 1; i >= 0; i--) {
+    struct pending *p = v[i];
+    size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
+    while (seen[h] && seen[h] != p->c.ud) h = (h + 1) & (cap - 1);
+    if (seen[h]) continue; /* a later line of this client reported */
+    seen[h] = p->c.ud;
+    if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err);
+    if (st && p->c.cancel) {
+      sqlite3_reset(st);
+      sqlite3_bind_text(st, 1, p->c.run_id, -1, SQLITE_STATIC);
+      if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) p->c.cancel(p->c.ud);
+    }
+  }
+  sqlite3_finalize(st);
+  lc_free(v);
+  lc_free(seen);
+}
+
+static void *writer_main(void *arg) {
+  struct lc_store *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->stop && !s->head) pthread_cond_wait(&s->cv, &s->mu);
+    if (!s->head) break; /* stopping, nothing queued */
+    struct pending *g = s->head;
+    s->head = NULL;
+    s->tail = &s->head;
+    s->busy = 1;
+    pthread_mutex_unlock(&s->mu);
+    int err = s->failed ? EIO : commit_group(s, g);
+    long n = 0;
+    for (struct pending *p = g; p; p = p->next) n++;
+    notify(s, g, n, err);
+    while (g) {
+      struct pending *x = g;
+      g = g->next;
+      lc_free(x->text);
+      lc_free(x);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (err) s->failed = 1;
+    else {
+      s->lines += n;
+      s->commits++;
+    }
+    s->busy = 0;
+    if (!s->head) pthread_cond_broadcast(&s->idle);
+  }
+  s->busy = 0;
+  pthread_cond_broadcast(&s->idle);
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
