@@ -1,5 +1,7 @@
-/* sql.c: the SQL tool's core: open/close, one bound statement per query with
- * capped JSON results, trusted setup scripts, read-only enforcement. */
+/* sql.c: the SQL tool's core: a connection with its own thread, one bound
+ * statement per query with capped JSON results under a deadline and
+ * resource limits, trusted setup scripts, the authorizer that keeps
+ * pointers, files and unbounded resources away from the model. */
 #include "sql.h"
 
 #include <ctype.h>
@@ -11,6 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "utf8.h"
 
@@ -109,16 +117,242 @@ static cJSON *b64_object(const void *p, size_t n) {
   return o;
 }
 
-/* ---- open / close ---- */
+/* ---- connection and job state ---- */
+
+enum { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+enum { KIND_QUERY, KIND_SCRIPT };
+
+/* Everything below db->mu is shared between the owner's thread and the SQL
+ * thread; the rest of struct lc_sql_db is used by one thread at a time (the
+ * SQL thread while a job runs, the opener/closer when none can). Both
+ * structs use plain malloc, not lc_malloc: whichever thread lets go last
+ * frees them, possibly after a test's allocation-count check. */
+struct lc_sql_job {
+  struct lc_sql_db *db; /* holds a reference */
+  struct lc_sql_job *next;
+  int kind;
+  char *sql;
+  cJSON *params;
+  struct lc_sql_opts opts;
+  double deadline_ms; /* monotonic */
+  int efd;            /* -1 for blocking callers */
+  /* under db->mu */
+  int state;
+  int refs; /* submitter + queue/thread */
+  /* written by the SQL thread before state = JOB_DONE */
+  int rc;
+  cJSON *result;
+  char err[512];
+};
+
+struct lc_sql_db {
+  struct sqlite3 *h;
+  unsigned flags;
+  size_t max_length, max_temp;
+  pthread_mutex_t mu;
+  pthread_cond_t cv; /* queue changed, or a job is done */
+  pthread_t thread;
+  int thread_started;
+  int refs;    /* owner + thread + jobs; under mu */
+  int closing; /* under mu */
+  struct lc_sql_job *head, *tail, *running; /* under mu */
+  atomic_int stop; /* the running job is cancelled */
+  /* Used only by the thread running a job: */
+  double deadline_ms;
+  int timed_out, temp_full, trusted;
+  char denied[96];
+  int denied_rc;
+  size_t temp_used; /* bytes in open temp files (capfile) */
+};
+
+static void db_free(struct lc_sql_db *db) {
+  sqlite3_close_v2(db->h); /* statements are finalized on every path */
+  pthread_mutex_destroy(&db->mu);
+  pthread_cond_destroy(&db->cv);
+  free(db);
+}
+
+/* Drops one reference; db->mu held. Returns 1 when it was the last: the
+ * caller unlocks and calls db_free. */
+static int db_unref_locked(struct lc_sql_db *db) { return --db->refs == 0; }
+
+static void job_free(struct lc_sql_job *j) {
+  if (j->efd >= 0) close(j->efd);
+  free(j->sql);
+  cJSON_Delete(j->params);
+  cJSON_Delete(j->result);
+  free(j);
+}
+
+/* Drops one job reference with db->mu held; a freed job drops its db
+ * reference. Returns 1 when that was the db's last. */
+static int job_unref_locked(struct lc_sql_job *j) {
+  if (--j->refs > 0) return 0;
+  struct lc_sql_db *db = j->db;
+  job_free(j);
+  return db_unref_locked(db);
+}
+
+/* Marks j done with db->mu held and tells its waiter. */
+static void job_done_locked(struct lc_sql_job *j) {
+  j->state = JOB_DONE;
+  if (j->efd >= 0) {
+    uint64_t one = 1;
+    ssize_t n = write(j->efd, &one, sizeof one); /* an eventfd never blocks here */
+    (void)n;
+  }
+  pthread_cond_broadcast(&j->db->cv);
+}
+
+static double mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- temp-storage cap: a VFS shim over the default one ----
+ *
+ * Sorts that spill, recursive-CTE queues, DISTINCT/GROUP BY tables and temp
+ * tables all live in temporary files the connection opens through its VFS.
+ * The shim counts the bytes of every temp file of the connection that is
+ * running a job (the SQL thread sets cur_db) and refuses a write past
+ * db->max_temp with SQLITE_FULL. Main database, journal and WAL files pass
+ * through untouched. */
+
+static _Thread_local struct lc_sql_db *cur_db;
+static sqlite3_vfs *base_vfs;
+static sqlite3_vfs cap_vfs;
+static pthread_once_t cap_once = PTHREAD_ONCE_INIT;
+static int cap_ok;
+
+struct capfile {
+  sqlite3_file base;
+  struct lc_sql_db *owner; /* NULL: not a temp file */
+  sqlite3_int64 size;      /* bytes counted for this file */
+  sqlite3_file *real;      /* follows this struct (szOsFile) */
+};
+
+static int cap_close(sqlite3_file *f) {
+  struct capfile *c = (struct capfile *)f;
+  if (c->owner) c->owner->temp_used -= (size_t)c->size;
+  return c->real->pMethods ? c->real->pMethods->xClose(c->real) : SQLITE_OK;
+}
+static int cap_read(sqlite3_file *f, void *p, int n, sqlite3_int64 off) {
+  struct capfile *c = (struct capfile *)f;
+  return c->real->pMethods->xRead(c->real, p, n, off);
+}
+static int cap_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off) {
+  struct capfile *c = (struct capfile *)f;
+  if (c->owner && off + n > c->size) {
+    sqlite3_int64 grow = off + n - c->size;
+    if (c->owner->temp_used + (size_t)grow > c->owner->max_temp) {
+      c->owner->temp_full = 1;
+      return SQLITE_FULL;
+    }
+    c->owner->temp_used += (size_t)grow;
+    c->size = off + n;
+  }
+  return c->real->pMethods->xWrite(c->real, p, n, off);
+}
+static int cap_truncate(sqlite3_file *f, sqlite3_int64 size) {
+  struct capfile *c = (struct capfile *)f;
+  if (c->owner && size < c->size) {
+    c->owner->temp_used -= (size_t)(c->size - size);
+    c->size = size;
+  }
+  return c->real->pMethods->xTruncate(c->real, size);
+}
+#define FWD(name, sig, args)                                          \
+  static int cap_##name sig {                                         \
+    struct capfile *c = (struct capfile *)f;                          \
+    return c->real->pMethods->x##name args;                           \
+  }
+FWD(Sync, (sqlite3_file *f, int fl), (c->real, fl))
+FWD(FileSize, (sqlite3_file *f, sqlite3_int64 *s), (c->real, s))
+FWD(Lock, (sqlite3_file *f, int l), (c->real, l))
+FWD(Unlock, (sqlite3_file *f, int l), (c->real, l))
+FWD(CheckReservedLock, (sqlite3_file *f, int *o), (c->real, o))
+FWD(FileControl, (sqlite3_file *f, int op, void *a), (c->real, op, a))
+FWD(SectorSize, (sqlite3_file *f), (c->real))
+FWD(DeviceCharacteristics, (sqlite3_file *f), (c->real))
+FWD(ShmMap, (sqlite3_file *f, int i, int sz, int e, void volatile **p),
+    (c->real, i, sz, e, p))
+FWD(ShmLock, (sqlite3_file *f, int o, int n, int fl), (c->real, o, n, fl))
+FWD(ShmUnmap, (sqlite3_file *f, int d), (c->real, d))
+FWD(Fetch, (sqlite3_file *f, sqlite3_int64 o, int n, void **p),
+    (c->real, o, n, p))
+FWD(Unfetch, (sqlite3_file *f, sqlite3_int64 o, void *p), (c->real, o, p))
+#undef FWD
+static void cap_ShmBarrier(sqlite3_file *f) {
+  struct capfile *c = (struct capfile *)f;
+  c->real->pMethods->xShmBarrier(c->real);
+}
+
+static const sqlite3_io_methods cap_methods = {
+    3,           cap_close,       cap_read,
+    cap_write,   cap_truncate,    cap_Sync,
+    cap_FileSize, cap_Lock,       cap_Unlock,
+    cap_CheckReservedLock, cap_FileControl, cap_SectorSize,
+    cap_DeviceCharacteristics, cap_ShmMap, cap_ShmLock,
+    cap_ShmBarrier, cap_ShmUnmap, cap_Fetch,
+    cap_Unfetch};
+
+#define TEMP_FILES                                                \
+  (SQLITE_OPEN_TEMP_DB | SQLITE_OPEN_TEMP_JOURNAL |               \
+   SQLITE_OPEN_SUBJOURNAL | SQLITE_OPEN_TRANSIENT_DB)
+
+static int cap_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f,
+                    int flags, int *out) {
+  (void)vfs;
+  struct capfile *c = (struct capfile *)f;
+  memset(c, 0, sizeof *c);
+  c->real = (sqlite3_file *)(c + 1);
+  int rc = base_vfs->xOpen(base_vfs, name, c->real, flags, out);
+  if (rc != SQLITE_OK) return rc; /* pMethods stays NULL: no xClose */
+  if ((flags & TEMP_FILES) || !name) c->owner = cur_db;
+  c->base.pMethods = &cap_methods;
+  return SQLITE_OK;
+}
+
+static void cap_init(void) {
+  base_vfs = sqlite3_vfs_find(NULL);
+  if (!base_vfs || base_vfs->iVersion < 1) return;
+  cap_vfs = *base_vfs;
+  cap_vfs.iVersion = base_vfs->iVersion < 3 ? base_vfs->iVersion : 3;
+  cap_vfs.szOsFile = (int)sizeof(struct capfile) + base_vfs->szOsFile;
+  cap_vfs.zName = "luact-capped";
+  cap_vfs.pNext = NULL;
+  cap_vfs.xOpen = cap_open;
+  cap_ok = sqlite3_vfs_register(&cap_vfs, 0) == SQLITE_OK;
+}
+
+/* ---- the authorizer: what a model can never reach ---- */
 
 /* Pragmas that only report, even when given an argument (a table name). */
 static const char *const introspect_pragmas[] = {
     "table_info",  "table_xinfo",      "index_info",        "index_xinfo",
     "index_list",  "foreign_key_list", "foreign_key_check", "integrity_check",
     "quick_check", NULL};
-/* Pragmas that change the file or the connection even without a value. */
+/* Pragmas that change the file or the connection even without a value, or
+ * tell the host's file paths. */
 static const char *const acting_pragmas[] = {
-    "optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory", NULL};
+    "optimize",      "wal_checkpoint",      "incremental_vacuum",
+    "shrink_memory", "database_list",       "temp_store_directory",
+    "data_store_directory", NULL};
+/* Functions that hand out or take pointers (fts3_tokenizer, fts5), load
+ * code (load_extension), touch files (the CLI's readfile, writefile, edit,
+ * zipfile, fsdir, in case a host registers them), write to the process's
+ * log (sqlite_log), or parse caller-made internal pages (rtreenode,
+ * rtreedepth). */
+static const char *const denied_functions[] = {
+    "fts3_tokenizer", "fts5",       "load_extension", "readfile",
+    "writefile",      "edit",       "zipfile",        "zipfile_cds",
+    "fsdir",          "sqlar_compress", "sqlar_uncompress", "sqlite_log",
+    "rtreenode",      "rtreedepth", NULL};
+/* Virtual tables that expose raw pages (deleted rows included) or the
+ * connection's internals, or reach files. */
+static const char *const denied_tables[] = {
+    "sqlite_dbpage", "dbstat", "sqlite_stmt", "zipfile", "fsdir", NULL};
 
 static int in_list(const char *const *list, const char *s) {
   for (; s && *list; list++)
@@ -126,61 +360,151 @@ static int in_list(const char *const *list, const char *s) {
   return 0;
 }
 
-/* sqlite3_set_authorizer callback, called by SQLite while preparing a
- * statement on a read-only connection. SQLITE_OPEN_READONLY already stops
- * writes to the file; this also stops changes to the connection (attaching
- * another, writable, file or flipping pragmas such as foreign_keys). */
-static int ro_authorizer(void *ud, int action, const char *a1, const char *a2,
-                         const char *dbname, const char *trigger) {
+static int deny(struct lc_sql_db *db, int rc, const char *fmt, const char *a,
+                const char *b) {
+  snprintf(db->denied, sizeof db->denied, fmt, a ? a : "?", b ? b : "");
+  db->denied_rc = rc;
+  return SQLITE_DENY;
+}
+
+/* sqlite3_set_authorizer callback, on every connection, called by SQLite
+ * on the SQL thread while it prepares a statement (views and triggers
+ * included). SQLITE_OPEN_READONLY already stops writes to the file; this
+ * stops what no model may do in either mode. */
+static int authorizer(void *ud, int action, const char *a1, const char *a2,
+                      const char *dbname, const char *trigger) {
   struct lc_sql_db *db = ud;
   (void)dbname;
   (void)trigger;
+  int ro = (db->flags & LC_SQL_READONLY) != 0;
   switch (action) {
     case SQLITE_ATTACH:
-      snprintf(db->denied, sizeof db->denied, "ATTACH");
-      return SQLITE_DENY;
+      return deny(db, ro ? LC_SQL_EREADONLY : LC_SQL_EDENIED, "ATTACH%s%s",
+                  "", "");
     case SQLITE_DETACH:
-      snprintf(db->denied, sizeof db->denied, "DETACH");
-      return SQLITE_DENY;
+      return deny(db, ro ? LC_SQL_EREADONLY : LC_SQL_EDENIED, "DETACH%s%s",
+                  "", "");
+    case SQLITE_FUNCTION:
+      if (in_list(denied_functions, a2))
+        return deny(db, LC_SQL_EDENIED, "function %s()%s", a2, "");
+      return SQLITE_OK;
+    case SQLITE_READ:
+    case SQLITE_UPDATE:
+    case SQLITE_INSERT:
+    case SQLITE_DELETE:
+      if (in_list(denied_tables, a1))
+        return deny(db, LC_SQL_EDENIED, "table %s%s", a1, "");
+      return SQLITE_OK;
+    case SQLITE_CREATE_VTABLE:
+    case SQLITE_DROP_VTABLE:
+      if (in_list(denied_tables, a2))
+        return deny(db, LC_SQL_EDENIED, "module %s%s", a2, "");
+      return SQLITE_OK;
     case SQLITE_PRAGMA:
+      if (db->trusted) return SQLITE_OK;
       if (in_list(acting_pragmas, a1) ||
-          (a2 && !in_list(introspect_pragmas, a1))) {
-        snprintf(db->denied, sizeof db->denied, "PRAGMA %s%s", a1 ? a1 : "?",
-                 a2 ? " with a value" : "");
-        return SQLITE_DENY;
-      }
+          (a2 && !in_list(introspect_pragmas, a1)))
+        return deny(db, ro ? LC_SQL_EREADONLY : LC_SQL_EDENIED, "PRAGMA %s%s",
+                    a1, a2 ? " with a value" : "");
       return SQLITE_OK;
     default:
       return SQLITE_OK;
   }
 }
 
-int lc_sql_open(struct lc_sql_db *db, const char *path, unsigned flags,
+/* Progress handler (every 1000 VM steps) and busy handler: stop at the
+ * deadline or when cancelled. Returning nonzero interrupts the statement. */
+static int progress(void *ud) {
+  struct lc_sql_db *db = ud;
+  if (atomic_load(&db->stop)) return 1;
+  if (db->deadline_ms > 0 && mono_ms() > db->deadline_ms) {
+    db->timed_out = 1;
+    return 1;
+  }
+  return 0;
+}
+
+static int busy(void *ud, int n) {
+  struct lc_sql_db *db = ud;
+  if (progress(ud) || n * 10 >= LC_SQL_BUSY_TIMEOUT_MS) return 0;
+  (void)db;
+  sqlite3_sleep(10); /* as SQLite's own busy_timeout, but it can be stopped */
+  return 1;
+}
+
+/* Per-connection limits. The SQL length is set per job (scripts are
+ * trusted and may be long). */
+static void set_limits(struct lc_sql_db *db) {
+  sqlite3 *h = db->h;
+  sqlite3_limit(h, SQLITE_LIMIT_LENGTH, (int)db->max_length);
+  sqlite3_limit(h, SQLITE_LIMIT_SQL_LENGTH, LC_SQL_MAX_SQL_LENGTH);
+  sqlite3_limit(h, SQLITE_LIMIT_COLUMN, 200);
+  sqlite3_limit(h, SQLITE_LIMIT_EXPR_DEPTH, 100);
+  sqlite3_limit(h, SQLITE_LIMIT_COMPOUND_SELECT, 50);
+  sqlite3_limit(h, SQLITE_LIMIT_VDBE_OP, 100000);
+  sqlite3_limit(h, SQLITE_LIMIT_FUNCTION_ARG, 32);
+  sqlite3_limit(h, SQLITE_LIMIT_ATTACHED, 0); /* also stops VACUUM [INTO] */
+  sqlite3_limit(h, SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000);
+  sqlite3_limit(h, SQLITE_LIMIT_VARIABLE_NUMBER, 999);
+  sqlite3_limit(h, SQLITE_LIMIT_TRIGGER_DEPTH, 16);
+  sqlite3_limit(h, SQLITE_LIMIT_WORKER_THREADS, 0);
+}
+
+static void *sql_thread(void *arg);
+
+int lc_sql_open(const char *path, unsigned flags,
+                const struct lc_sql_limits *lim, struct lc_sql_db **out,
                 char *err, size_t errlen) {
   if (errlen) err[0] = '\0';
-  if (!db || !path) return fail(err, errlen, LC_EINVAL, "no database path");
-  memset(db, 0, sizeof *db);
+  if (out) *out = NULL;
+  if (!out || !path) return fail(err, errlen, LC_EINVAL, "no database path");
   if ((flags & LC_SQL_READONLY) && (flags & LC_SQL_CREATE))
     return fail(err, errlen, LC_EINVAL, "readonly and create exclude each other");
+  pthread_once(&cap_once, cap_init);
+  if (!cap_ok)
+    return fail(err, errlen, LC_SQL_ESQL, "cannot register the SQL tool's VFS");
   int oflags = (flags & LC_SQL_READONLY)
                    ? SQLITE_OPEN_READONLY
                    : SQLITE_OPEN_READWRITE |
                          ((flags & LC_SQL_CREATE) ? SQLITE_OPEN_CREATE : 0);
+  /* Each connection has its own mutex-free use: only one thread at a time. */
+  oflags |= SQLITE_OPEN_NOMUTEX;
   sqlite3 *h = NULL;
-  int rc = sqlite3_open_v2(path, &h, oflags, NULL);
+  int rc = sqlite3_open_v2(path, &h, oflags, cap_vfs.zName);
   if (rc != SQLITE_OK) {
     int r = fail(err, errlen, LC_SQL_ESQL, "cannot open %s: %s", path,
                  h ? sqlite3_errmsg(h) : sqlite3_errstr(rc));
     sqlite3_close(h);
     return r;
   }
+  struct lc_sql_db *db = calloc(1, sizeof *db);
+  if (!db) {
+    sqlite3_close(h);
+    return fail(err, errlen, LC_ENOMEM, "out of memory");
+  }
+  db->h = h;
+  db->flags = flags;
+  db->max_length = lim && lim->max_length ? lim->max_length
+                                          : LC_SQL_DEFAULT_MAX_LENGTH;
+  if (db->max_length > 0x7fffffff) db->max_length = 0x7fffffff;
+  db->max_temp = lim && lim->max_temp ? lim->max_temp : LC_SQL_DEFAULT_MAX_TEMP;
+  pthread_mutex_init(&db->mu, NULL);
+  pthread_cond_init(&db->cv, NULL);
+  db->refs = 1;
   sqlite3_extended_result_codes(h, 1);
-  sqlite3_busy_timeout(h, LC_SQL_BUSY_TIMEOUT_MS);
+  sqlite3_busy_handler(h, busy, db);
+  sqlite3_progress_handler(h, 1000, progress, db);
   sqlite3_db_config(h, SQLITE_DBCONFIG_ENABLE_FKEY, 1, (int *)NULL);
-  /* Defensive: no writable_schema tricks that corrupt the file. Untrusted
-   * schema: functions with side effects cannot hide in views or triggers. */
+  /* Defensive: no writable_schema, no sqlite_dbpage writes, no shadow
+   * table writes. Untrusted schema: functions with side effects cannot
+   * hide in views or triggers. No extension loading, not even from C. */
   sqlite3_db_config(h, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
   sqlite3_db_config(h, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+  sqlite3_db_config(h, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
+  sqlite3_db_config(h, SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER, 0, (int *)NULL);
+  sqlite3_enable_load_extension(h, 0);
+  set_limits(db);
+  sqlite3_set_authorizer(h, authorizer, db);
   /* Read the header now so that "not a database" is an open error rather
    * than a surprise on the first query. */
   char *msg = NULL;
@@ -189,23 +513,51 @@ int lc_sql_open(struct lc_sql_db *db, const char *path, unsigned flags,
     int r = fail(err, errlen, LC_SQL_ESQL, "cannot open %s: %s", path,
                  msg ? msg : sqlite3_errmsg(h));
     sqlite3_free(msg);
-    sqlite3_close(h);
+    db_free(db);
     return r;
   }
-  db->db = h;
-  db->flags = flags;
-  if (flags & LC_SQL_READONLY) sqlite3_set_authorizer(h, ro_authorizer, db);
+  db->refs = 2; /* owner + thread */
+  if (pthread_create(&db->thread, NULL, sql_thread, db) != 0) {
+    db_free(db);
+    return fail(err, errlen, LC_ENOMEM, "cannot start the SQL thread");
+  }
+  db->thread_started = 1;
+  *out = db;
   return 0;
 }
 
-void lc_sql_close(struct lc_sql_db *db) {
-  if (!db || !db->db) return;
-  /* sqlite3_close_v2 never fails for busy statements; we finalize ours in
-   * every path, so nothing is left behind. */
-  sqlite3_close_v2(db->db);
-  db->db = NULL;
+int lc_sql_readonly(const struct lc_sql_db *db) {
+  return db && (db->flags & LC_SQL_READONLY);
 }
 
+void lc_sql_close(struct lc_sql_db *db) {
+  if (!db) return;
+  pthread_mutex_lock(&db->mu);
+  db->closing = 1;
+  for (struct lc_sql_job *j; (j = db->head);) {
+    db->head = j->next;
+    j->rc = fail(j->err, sizeof j->err, LC_SQL_ECANCELLED, "database closed");
+    job_done_locked(j);
+    job_unref_locked(j); /* the queue's; never the db's last (ours) */
+  }
+  db->tail = NULL;
+  int running = db->running != NULL;
+  if (running) {
+    /* Under mu: the thread cannot finish (and the handle cannot close)
+     * before sqlite3_interrupt returns. */
+    atomic_store(&db->stop, 1);
+    sqlite3_interrupt(db->h);
+  }
+  pthread_cond_broadcast(&db->cv);
+  pthread_mutex_unlock(&db->mu);
+  /* An idle thread exits at once; a running one is never waited for. */
+  if (running) pthread_detach(db->thread);
+  else pthread_join(db->thread, NULL);
+  pthread_mutex_lock(&db->mu);
+  int last = db_unref_locked(db);
+  pthread_mutex_unlock(&db->mu);
+  if (last) db_free(db);
+}
 /* ---- parameters ---- */
 
 /* Binds one JSON value to parameter i; label names it in messages. */
@@ -375,18 +727,39 @@ static const char *extra_text(const char *p) {
   return NULL;
 }
 
-/* The error for a failed prepare or step: the authorizer's reason when it
- * was the cause, else SQLite's message. */
-static int sql_fail(struct lc_sql_db *db, char *err, size_t errlen) {
-  if (db->denied[0])
-    return fail(err, errlen, LC_SQL_EREADONLY,
-                "read-only database: %s is not allowed", db->denied);
-  int code = sqlite3_errcode(db->db);
+/* The error for a failed prepare, step or script: the authorizer's reason
+ * when it was the cause, the deadline, a limit, else SQLite's message (msg
+ * when sqlite3_exec gave one). Runs on the SQL thread. */
+static int sql_fail(struct lc_sql_db *db, const char *msg, char *err,
+                    size_t errlen) {
+  if (db->denied[0]) {
+    if (db->denied_rc == LC_SQL_EREADONLY)
+      return fail(err, errlen, LC_SQL_EREADONLY,
+                  "read-only database: %s is not allowed", db->denied);
+    return fail(err, errlen, LC_SQL_EDENIED,
+                "%s is not allowed in the SQL tool", db->denied);
+  }
+  int code = sqlite3_errcode(db->h);
+  if (!msg) msg = sqlite3_errmsg(db->h);
   if (code == SQLITE_NOMEM) return fail(err, errlen, LC_ENOMEM, "out of memory");
+  if ((code & 0xff) == SQLITE_INTERRUPT) {
+    if (db->timed_out)
+      return fail(err, errlen, LC_SQL_ETIMEOUT,
+                  "query stopped at its deadline (timed out)");
+    return fail(err, errlen, LC_SQL_ECANCELLED, "query cancelled");
+  }
+  if ((code & 0xff) == SQLITE_TOOBIG)
+    return fail(err, errlen, LC_SQL_ELIMIT,
+                "%s (limits: %zu bytes per value or row, %d bytes of SQL)",
+                msg, db->max_length, LC_SQL_MAX_SQL_LENGTH);
+  if ((code & 0xff) == SQLITE_FULL && db->temp_full)
+    return fail(err, errlen, LC_SQL_ELIMIT,
+                "temporary storage limit reached (%zu bytes for sorting, "
+                "recursion and temp tables)",
+                db->max_temp);
   if ((code & 0xff) == SQLITE_READONLY)
-    return fail(err, errlen, LC_SQL_EREADONLY, "read-only database: %s",
-                sqlite3_errmsg(db->db));
-  return fail(err, errlen, LC_SQL_ESQL, "%s", sqlite3_errmsg(db->db));
+    return fail(err, errlen, LC_SQL_EREADONLY, "read-only database: %s", msg);
+  return fail(err, errlen, LC_SQL_ESQL, "%s", msg);
 }
 
 /* cJSON prints numbers beyond int range with 15 significant digits, so only
@@ -476,14 +849,14 @@ static int run(struct lc_sql_db *db, sqlite3_stmt *st,
     }
     cJSON_AddItemToArray(cols, s);
   }
-  sqlite3_int64 before = sqlite3_total_changes64(db->db);
+  sqlite3_int64 before = sqlite3_total_changes64(db->h);
   size_t bytes = 64, nrows = 0;
   int truncated = 0;
   for (;;) {
     int s = sqlite3_step(st);
     if (s == SQLITE_DONE) break;
     if (s != SQLITE_ROW) {
-      rc = sql_fail(db, err, errlen);
+      rc = sql_fail(db, NULL, err, errlen);
       goto out;
     }
     /* One row past the cap tells us there was more: truncated, not silent. */
@@ -520,9 +893,9 @@ static int run(struct lc_sql_db *db, sqlite3_stmt *st,
    * it would be stale for a SELECT or DDL; only report it if this statement
    * changed something. */
   sqlite3_int64 changes = 0;
-  if (!sqlite3_stmt_readonly(st) && sqlite3_total_changes64(db->db) != before)
-    changes = sqlite3_changes64(db->db);
-  sqlite3_int64 lid = sqlite3_last_insert_rowid(db->db);
+  if (!sqlite3_stmt_readonly(st) && sqlite3_total_changes64(db->h) != before)
+    changes = sqlite3_changes64(db->h);
+  sqlite3_int64 lid = sqlite3_last_insert_rowid(db->h);
   char b[32];
   snprintf(b, sizeof b, "%lld", (long long)lid);
   if (!cJSON_AddNumberToObject(res, "row_count", (double)nrows) ||
@@ -545,18 +918,28 @@ out:
   return 0;
 }
 
-int lc_sql_query(struct lc_sql_db *db, const char *sql, const cJSON *params,
-                 const struct lc_sql_opts *opts, cJSON **result, char *err,
-                 size_t errlen) {
-  if (errlen) err[0] = '\0';
-  if (result) *result = NULL;
-  if (!db || !sql || !result) return fail(err, errlen, LC_EINVAL, "no SQL");
-  if (!db->db) return fail(err, errlen, LC_ESTATE, "database is closed");
-  db->denied[0] = '\0';
+/* Does the statement start with the keyword kw (after comments)? */
+static int starts_with_keyword(const char *sql, const char *kw) {
+  const char *p = extra_text(sql);
+  size_t n = strlen(kw);
+  return p && strncasecmp(p, kw, n) == 0 &&
+         !(isalnum((unsigned char)p[n]) || p[n] == '_');
+}
+
+/* One query, on the SQL thread. */
+static int do_query(struct lc_sql_db *db, struct lc_sql_job *j, char *err,
+                    size_t errlen) {
+  const char *sql = j->sql;
+  /* VACUUM rewrites the whole file, and VACUUM INTO writes a new one
+   * anywhere the process may write: never from a model. (LIMIT_ATTACHED 0
+   * stops both too; this names the reason.) */
+  if (starts_with_keyword(sql, "VACUUM"))
+    return fail(err, errlen, LC_SQL_EDENIED,
+                "VACUUM is not allowed in the SQL tool");
   sqlite3_stmt *st = NULL;
   const char *tail = NULL;
-  if (sqlite3_prepare_v3(db->db, sql, -1, 0, &st, &tail) != SQLITE_OK)
-    return sql_fail(db, err, errlen);
+  if (sqlite3_prepare_v3(db->h, sql, -1, 0, &st, &tail) != SQLITE_OK)
+    return sql_fail(db, NULL, err, errlen);
   if (!st) return fail(err, errlen, LC_SQL_ESQL, "no SQL statement to run");
   const char *extra = tail ? extra_text(tail) : NULL;
   int rc;
@@ -569,32 +952,214 @@ int lc_sql_query(struct lc_sql_db *db, const char *sql, const cJSON *params,
     rc = fail(err, errlen, LC_SQL_EREADONLY,
               "read-only database: this statement would write");
   } else {
-    rc = bind_params(st, params, err, errlen);
-    if (rc == 0) rc = run(db, st, opts, result, err, errlen);
+    rc = bind_params(st, j->params, err, errlen);
+    if (rc == 0) rc = run(db, st, &j->opts, &j->result, err, errlen);
   }
   sqlite3_finalize(st);
   return rc;
+}
+
+/* A trusted script, on the SQL thread. */
+static int do_script(struct lc_sql_db *db, struct lc_sql_job *j, char *err,
+                     size_t errlen) {
+  if (db->flags & LC_SQL_READONLY)
+    return fail(err, errlen, LC_SQL_EREADONLY,
+                "read-only database: scripts are not allowed");
+  sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, 0x7fffffff);
+  char *msg = NULL;
+  int rc = 0;
+  if (sqlite3_exec(db->h, j->sql, NULL, NULL, &msg) != SQLITE_OK)
+    rc = sql_fail(db, msg, err, errlen);
+  sqlite3_free(msg);
+  sqlite3_limit(db->h, SQLITE_LIMIT_SQL_LENGTH, LC_SQL_MAX_SQL_LENGTH);
+  return rc;
+}
+
+static void run_job(struct lc_sql_db *db, struct lc_sql_job *j) {
+  db->deadline_ms = j->deadline_ms;
+  db->timed_out = db->temp_full = 0;
+  db->denied[0] = '\0';
+  db->trusted = j->kind == KIND_SCRIPT;
+  cur_db = db; /* temp files opened from here on count against db */
+  j->err[0] = '\0';
+  j->rc = j->kind == KIND_SCRIPT ? do_script(db, j, j->err, sizeof j->err)
+                                 : do_query(db, j, j->err, sizeof j->err);
+  cur_db = NULL;
+  db->trusted = 0;
+}
+
+/* The connection's thread: runs queued jobs in order until closed. */
+static void *sql_thread(void *arg) {
+  struct lc_sql_db *db = arg;
+  pthread_mutex_lock(&db->mu);
+  for (;;) {
+    while (!db->head && !db->closing) pthread_cond_wait(&db->cv, &db->mu);
+    struct lc_sql_job *j = db->head;
+    if (!j) break; /* closing, nothing left */
+    db->head = j->next;
+    if (!db->head) db->tail = NULL;
+    j->state = JOB_RUNNING;
+    db->running = j;
+    atomic_store(&db->stop, 0);
+    pthread_mutex_unlock(&db->mu);
+    run_job(db, j);
+    pthread_mutex_lock(&db->mu);
+    db->running = NULL;
+    job_done_locked(j);
+    job_unref_locked(j); /* ours; the db keeps the thread's reference */
+  }
+  int last = db_unref_locked(db);
+  pthread_mutex_unlock(&db->mu);
+  if (last) db_free(db);
+  return NULL;
+}
+
+static int submit(struct lc_sql_db *db, int kind, const char *sql,
+                  size_t sqllen, cJSON *params, const struct lc_sql_opts *opts,
+                  int want_fd, struct lc_sql_job **out, int *fd, char *err,
+                  size_t errlen) {
+  if (errlen) err[0] = '\0';
+  *out = NULL;
+  if (!db || !sql) {
+    cJSON_Delete(params);
+    return fail(err, errlen, LC_EINVAL, "no SQL");
+  }
+  struct lc_sql_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    cJSON_Delete(params);
+    return fail(err, errlen, LC_ENOMEM, "out of memory");
+  }
+  j->efd = -1;
+  j->params = params;
+  j->kind = kind;
+  if (opts) j->opts = *opts;
+  j->sql = malloc(sqllen + 1);
+  if (want_fd) j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (!j->sql || (want_fd && j->efd < 0)) {
+    job_free(j);
+    return fail(err, errlen, LC_ENOMEM, "out of memory");
+  }
+  memcpy(j->sql, sql, sqllen);
+  j->sql[sqllen] = '\0';
+  /* Scripts are trusted: no deadline. Queries: from submission, so time
+   * spent queued behind another query counts too. */
+  double t = j->opts.timeout > 0 ? j->opts.timeout : LC_SQL_DEFAULT_TIMEOUT_S;
+  if (t > 1e9) t = 1e9;
+  j->deadline_ms = kind == KIND_SCRIPT ? 0 : mono_ms() + t * 1e3;
+  pthread_mutex_lock(&db->mu);
+  if (db->closing) {
+    pthread_mutex_unlock(&db->mu);
+    job_free(j);
+    return fail(err, errlen, LC_ESTATE, "database is closed");
+  }
+  j->db = db;
+  db->refs++;
+  j->refs = 2; /* the caller's and the queue's */
+  j->state = JOB_QUEUED;
+  if (db->tail) db->tail->next = j;
+  else db->head = j;
+  db->tail = j;
+  pthread_cond_broadcast(&db->cv);
+  pthread_mutex_unlock(&db->mu);
+  *out = j;
+  if (fd) *fd = j->efd;
+  return 0;
+}
+
+int lc_sql_submit(struct lc_sql_db *db, const char *sql, size_t sqllen,
+                  cJSON *params, const struct lc_sql_opts *opts,
+                  struct lc_sql_job **job, int *fd, char *err, size_t errlen) {
+  return submit(db, KIND_QUERY, sql, sqllen, params, opts, 1, job, fd, err,
+                errlen);
+}
+
+int lc_sql_job_done(struct lc_sql_job *j) {
+  pthread_mutex_lock(&j->db->mu);
+  int d = j->state == JOB_DONE;
+  pthread_mutex_unlock(&j->db->mu);
+  return d;
+}
+
+int lc_sql_job_finish(struct lc_sql_job *j, cJSON **result, char *err,
+                      size_t errlen) {
+  if (!lc_sql_job_done(j)) return fail(err, errlen, LC_ESTATE, "not done");
+  /* After DONE (seen under the mutex) only this thread touches the job. */
+  if (errlen) snprintf(err, errlen, "%s", j->err);
+  if (result) {
+    *result = j->result;
+    j->result = NULL;
+  }
+  return j->rc;
+}
+
+void lc_sql_job_cancel(struct lc_sql_job *j) {
+  struct lc_sql_db *db = j->db;
+  pthread_mutex_lock(&db->mu);
+  if (j->state == JOB_QUEUED) {
+    struct lc_sql_job **pp = &db->head, *prev = NULL;
+    while (*pp && *pp != j) {
+      prev = *pp;
+      pp = &(*pp)->next;
+    }
+    if (*pp) {
+      *pp = j->next;
+      if (db->tail == j) db->tail = prev;
+    }
+    j->rc = fail(j->err, sizeof j->err, LC_SQL_ECANCELLED, "query cancelled");
+    job_done_locked(j);
+    job_unref_locked(j); /* the queue's; the caller still holds one */
+  } else if (j->state == JOB_RUNNING) {
+    /* Under mu: the thread cannot finish the job (nor close the handle)
+     * before sqlite3_interrupt returns. */
+    atomic_store(&db->stop, 1);
+    sqlite3_interrupt(db->h);
+  }
+  pthread_mutex_unlock(&db->mu);
+}
+
+void lc_sql_job_release(struct lc_sql_job *j) {
+  if (!j) return;
+  struct lc_sql_db *db = j->db;
+  lc_sql_job_cancel(j);
+  pthread_mutex_lock(&db->mu);
+  int last = job_unref_locked(j);
+  pthread_mutex_unlock(&db->mu);
+  if (last) db_free(db);
+}
+
+/* Submits and blocks until done. */
+static int run_blocking(struct lc_sql_db *db, int kind, const char *sql,
+                        cJSON *params, const struct lc_sql_opts *opts,
+                        cJSON **result, char *err, size_t errlen) {
+  struct lc_sql_job *j;
+  int rc = submit(db, kind, sql, strlen(sql), params, opts, 0, &j, NULL, err,
+                  errlen);
+  if (rc) return rc;
+  pthread_mutex_lock(&db->mu);
+  while (j->state != JOB_DONE) pthread_cond_wait(&db->cv, &db->mu);
+  pthread_mutex_unlock(&db->mu);
+  rc = lc_sql_job_finish(j, result, err, errlen);
+  lc_sql_job_release(j);
+  return rc;
+}
+
+int lc_sql_query(struct lc_sql_db *db, const char *sql, const cJSON *params,
+                 const struct lc_sql_opts *opts, cJSON **result, char *err,
+                 size_t errlen) {
+  if (errlen) err[0] = '\0';
+  if (result) *result = NULL;
+  if (!db || !sql || !result) return fail(err, errlen, LC_EINVAL, "no SQL");
+  cJSON *p = NULL;
+  if (params && !(p = cJSON_Duplicate(params, 1)))
+    return fail(err, errlen, LC_ENOMEM, "out of memory");
+  return run_blocking(db, KIND_QUERY, sql, p, opts, result, err, errlen);
 }
 
 int lc_sql_exec_script(struct lc_sql_db *db, const char *sql, char *err,
                        size_t errlen) {
   if (errlen) err[0] = '\0';
   if (!db || !sql) return fail(err, errlen, LC_EINVAL, "no SQL");
-  if (!db->db) return fail(err, errlen, LC_ESTATE, "database is closed");
-  if (db->flags & LC_SQL_READONLY)
-    return fail(err, errlen, LC_SQL_EREADONLY,
-                "read-only database: scripts are not allowed");
-  char *msg = NULL;
-  if (sqlite3_exec(db->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-    int code = sqlite3_errcode(db->db);
-    int rc = code == SQLITE_NOMEM
-                 ? fail(err, errlen, LC_ENOMEM, "out of memory")
-                 : fail(err, errlen, LC_SQL_ESQL, "%s",
-                        msg ? msg : sqlite3_errmsg(db->db));
-    sqlite3_free(msg);
-    return rc;
-  }
-  return 0;
+  return run_blocking(db, KIND_SCRIPT, sql, NULL, NULL, NULL, err, errlen);
 }
 
 const char *lc_sql_errcode(int rc) {
@@ -603,6 +1168,10 @@ const char *lc_sql_errcode(int rc) {
     case LC_SQL_EREADONLY: return "readonly";
     case LC_SQL_EPARAMS: return "bad_params";
     case LC_SQL_ESQL: return "sql_error";
+    case LC_SQL_EDENIED: return "denied";
+    case LC_SQL_ETIMEOUT: return "timeout";
+    case LC_SQL_ECANCELLED: return "cancelled";
+    case LC_SQL_ELIMIT: return "limit";
     case LC_ESTATE: return "closed";
     case LC_ENOMEM: return "no_memory";
     default: return "invalid";
