@@ -333,12 +333,12 @@ static const char *const introspect_pragmas[] = {
     "table_info",  "table_xinfo",      "index_info",        "index_xinfo",
     "index_list",  "foreign_key_list", "foreign_key_check", "integrity_check",
     "quick_check", NULL};
-/* Pragmas that change the file or the connection even without a value, or
- * tell the host's file paths. */
+/* Pragmas that change the file or the connection even without a value. */
 static const char *const acting_pragmas[] = {
-    "optimize",      "wal_checkpoint",      "incremental_vacuum",
-    "shrink_memory", "database_list",       "temp_store_directory",
-    "data_store_directory", NULL};
+    "optimize", "wal_checkpoint", "incremental_vacuum", "shrink_memory", NULL};
+/* Pragmas that tell the host's file paths: never, in either mode. */
+static const char *const path_pragmas[] = {
+    "database_list", "temp_store_directory", "data_store_directory", NULL};
 /* Functions that hand out or take pointers (fts3_tokenizer, fts5), load
  * code (load_extension), touch files (the CLI's readfile, writefile, edit,
  * zipfile, fsdir, in case a host registers them), write to the process's
@@ -402,6 +402,8 @@ static int authorizer(void *ud, int action, const char *a1, const char *a2,
       return SQLITE_OK;
     case SQLITE_PRAGMA:
       if (db->trusted) return SQLITE_OK;
+      if (in_list(path_pragmas, a1))
+        return deny(db, LC_SQL_EDENIED, "PRAGMA %s%s", a1, "");
       if (in_list(acting_pragmas, a1) ||
           (a2 && !in_list(introspect_pragmas, a1)))
         return deny(db, ro ? LC_SQL_EREADONLY : LC_SQL_EDENIED, "PRAGMA %s%s",
