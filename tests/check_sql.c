@@ -11,6 +11,7 @@
 
 #include "l_sql.h"
 #include "sql.h"
+#include "util_lua.h"
 
 static char dir[256];
 static char dbpath[300];
@@ -528,6 +529,126 @@ START_TEST(lua_binding) {
 }
 END_TEST
 
+/* Runs chunk as a luact task (scheduler, loop, luact module) with DB =
+ * dbpath seeded; the chunk raises on any failed check. */
+static void run_task(const char *chunk) {
+  struct lc_sql_db *db;
+  open_db(&db, LC_SQL_CREATE, 1);
+  lc_sql_close(db);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lua_pushstring(t.L, dbpath);
+  lua_setglobal(t.L, "DB");
+  lua_pushstring(t.L, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+                      "SELECT x + 1 FROM c) SELECT count(*) AS n FROM c");
+  lua_setglobal(t.L, "ENDLESS");
+  char out[64], err[2048];
+  int rc = lc_test_lua_run(&t, chunk, out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "lua: %s", err);
+  ck_assert_str_eq(out, "ok");
+  lc_test_lua_close(&t);
+}
+
+/* Finding 2: a query that never ends must not stall the loop. The ticker
+ * must complete its ticks while the query is in flight (the query's own
+ * deadline is far away); then it closes the database, which cancels the
+ * query. Before, db:query blocked the loop thread and the ticker never ran
+ * (the case hung until Check's timeout). */
+START_TEST(ticker_runs_beside_slow_query) {
+  run_task(
+      "local db = assert(luact.sql.open(DB, {readonly = true}))\n"
+      "local state = 'running'\n"
+      "local q = luact.spawn(function()\n"
+      "  local r, msg, code = db:query(ENDLESS, nil, {timeout = 1e6})\n"
+      "  state = code or 'finished'\n"
+      "  return code, msg\n"
+      "end)\n"
+      "local ticks = 0\n"
+      "local t = luact.spawn(function()\n"
+      "  for i = 1, 200 do\n"
+      "    luact.sleep(0)\n"
+      "    assert(state == 'running', 'the query ended early: ' .. state)\n"
+      "    ticks = ticks + 1\n"
+      "  end\n"
+      "  db:close() -- cancels the query in flight\n"
+      "end)\n"
+      "assert(luact.wait(t))\n"
+      "local ok, code, msg = luact.wait(q)\n"
+      "assert(ok and ticks == 200, ticks)\n"
+      "assert(code == 'cancelled', tostring(code) .. ' ' .. tostring(msg))\n"
+      "return 'ok'\n");
+}
+END_TEST
+
+/* luact.timeout kills the waiting task; the kill must interrupt the query
+ * on the SQL thread (else the next query on the connection, queued behind
+ * it, would never run), and the connection stays usable. */
+START_TEST(timeout_interrupts_query) {
+  run_task(
+      "local db = assert(luact.sql.open(DB, {readonly = true}))\n"
+      "local r, msg, code = luact.timeout(0.2, function()\n"
+      "  return db:query(ENDLESS, nil, {timeout = 1e6})\n"
+      "end)\n"
+      "assert(r == nil and code == 'timeout', tostring(msg))\n"
+      "local n = assert(db:query('SELECT count(*) AS n FROM users'))\n"
+      "assert(n.rows[1].n == 3)\n"
+      /* A task killed outright (luact.kill) cancels its query the same way. */
+      "local q = luact.spawn(function() return db:query(ENDLESS, nil,\n"
+      "  {timeout = 1e6}) end)\n"
+      "luact.sleep(0)\n"
+      "assert(luact.kill(q))\n"
+      "n = assert(db:query('SELECT count(*) AS n FROM users'))\n"
+      "assert(n.rows[1].n == 3)\n"
+      /* The query's own deadline, with no luact.timeout around it. */
+      "r, msg, code = db:query(ENDLESS, nil, {timeout = 0.2})\n"
+      "assert(r == nil and code == 'timeout', tostring(msg))\n"
+      "assert(msg:find('deadline'), msg)\n"
+      "assert(not pcall(db.query, db, 'SELECT 1', nil, {timeout = -1}))\n"
+      "db:close()\n"
+      "return 'ok'\n");
+}
+END_TEST
+
+/* Several tasks share one connection: their queries queue on its thread
+ * (never two threads on one connection) and each gets its own answer. */
+START_TEST(parallel_queries_share_connection) {
+  run_task(
+      "local db = assert(luact.sql.open(DB, {readonly = true}))\n"
+      "local hs = {}\n"
+      "for i = 1, 8 do\n"
+      "  hs[i] = luact.spawn(function()\n"
+      "    local r = assert(db:query('SELECT ? + count(*) AS v FROM users',\n"
+      "      {i}))\n"
+      "    return r.rows[1].v\n"
+      "  end)\n"
+      "end\n"
+      "for i = 1, 8 do\n"
+      "  local ok, v = luact.wait(hs[i])\n"
+      "  assert(ok and v == i + 3, tostring(v))\n"
+      "end\n"
+      /* A query left in flight when the state closes is cancelled by the
+       * scheduler's teardown, not leaked. */
+      "luact.spawn(function() db:query(ENDLESS, nil, {timeout = 1e6}) end)\n"
+      "luact.sleep(0)\n"
+      "return 'ok'\n");
+}
+END_TEST
+
+/* The sql tool passes its timeout to the query as the deadline. */
+START_TEST(tool_timeout_stops_query) {
+  run_task(
+      "local t = luact.tools.sql{db = DB, timeout = 0.3}\n"
+      "local r, msg, code = t{sql = ENDLESS}\n"
+      "assert(r == nil and msg:find('timed out'), tostring(msg))\n"
+      "r = assert(t{sql = 'SELECT count(*) AS n FROM users'})\n"
+      "assert(r.rows[1].n == 3)\n"
+      "r, msg = t{sql = 'SELECT hex(fts3_tokenizer(?))', params = {'simple'}}\n"
+      "assert(r == nil and msg:find('fts3_tokenizer'), tostring(msg))\n"
+      "t.close()\n"
+      "return 'ok'\n");
+}
+END_TEST
+
 Suite *sql_suite(void) {
   Suite *s = suite_create("sql");
   TCase *tc = tcase_create("core");
@@ -546,5 +667,13 @@ Suite *sql_suite(void) {
   tcase_add_checked_fixture(tl, setup, teardown);
   tcase_add_test(tl, lua_binding);
   suite_add_tcase(s, tl);
+  TCase *ta = tcase_create("async");
+  tcase_add_checked_fixture(ta, setup, teardown);
+  tcase_set_timeout(ta, 60);
+  tcase_add_test(ta, ticker_runs_beside_slow_query);
+  tcase_add_test(ta, timeout_interrupts_query);
+  tcase_add_test(ta, parallel_queries_share_connection);
+  tcase_add_test(ta, tool_timeout_stops_query);
+  suite_add_tcase(s, ta);
   return s;
 }
