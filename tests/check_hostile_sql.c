@@ -185,7 +185,8 @@ static char *gen(const char *what) {
     n = (size_t)snprintf(s, cap, "SELECT ");
     /* A left-deep chain: deep for the planner, flat for the parser. */
     n += (size_t)snprintf(s + n, cap - n, "1");
-    for (int i = 0; i < 5000; i++) n += (size_t)snprintf(s + n, cap - n, "+1");
+    for (int i = 0; i < 500; i++) /* SQLite's own cap is 1000 */
+      n += (size_t)snprintf(s + n, cap - n, "+1");
   } else if (strcmp(what, "@like_pattern") == 0) {
     n = (size_t)snprintf(s, cap, "[\"");
     for (int i = 0; i < 20000; i++) {
@@ -195,11 +196,12 @@ static char *gen(const char *what) {
     snprintf(s + n, cap - n, "b\"]");
   } else if (strcmp(what, "@compound") == 0) {
     n = (size_t)snprintf(s, cap, "SELECT 1");
-    for (int i = 0; i < 1000; i++)
+    for (int i = 0; i < 100; i++) /* SQLite's own cap is 500 */
       n += (size_t)snprintf(s + n, cap - n, " UNION ALL SELECT %d", i);
   } else if (strcmp(what, "@variables") == 0) {
-    n = (size_t)snprintf(s, cap, "SELECT ?");
+    n = (size_t)snprintf(s, cap, "SELECT 1 IN (?");
     for (int i = 0; i < 5000; i++) n += (size_t)snprintf(s + n, cap - n, ",?");
+    snprintf(s + n, cap - n, ")");
   } else if (strcmp(what, "@outside") == 0) {
     snprintf(s, cap, "[\"%s\"]", outside);
   } else {

@@ -125,7 +125,8 @@ enum { KIND_QUERY, KIND_SCRIPT };
 /* Everything below db->mu is shared between the owner's thread and the SQL
  * thread; the rest of struct lc_sql_db is used by one thread at a time (the
  * SQL thread while a job runs, the opener/closer when none can). Both
- * structs use plain malloc, not lc_malloc: whichever thread lets go last
+ * structs use plain malloc, not lc_malloc (so does everything the SQL
+ * thread allocates): whichever thread lets go last
  * frees them, possibly after a test's allocation-count check. */
 struct lc_sql_job {
   struct lc_sql_db *db; /* holds a reference */
@@ -813,7 +814,7 @@ static int column_keys(sqlite3_stmt *st, int ncol, char **keys) {
     const char *name = sqlite3_column_name(st, i);
     if (!name) return LC_ENOMEM;
     size_t sz = strlen(name) + 24;
-    keys[i] = lc_malloc(sz);
+    keys[i] = malloc(sz);
     if (!keys[i]) return LC_ENOMEM;
     snprintf(keys[i], sz, "%s", name);
     for (int suffix = 2;; suffix++) {
@@ -834,7 +835,7 @@ static int run(struct lc_sql_db *db, sqlite3_stmt *st,
   size_t max_bytes = opts && opts->max_bytes ? opts->max_bytes
                                              : LC_SQL_DEFAULT_MAX_BYTES;
   int ncol = sqlite3_column_count(st);
-  char **keys = lc_calloc((size_t)ncol + 1, sizeof *keys);
+  char **keys = calloc((size_t)ncol + 1, sizeof *keys);
   cJSON *res = cJSON_CreateObject();
   cJSON *cols = cJSON_AddArrayToObject(res, "columns");
   cJSON *rows = cJSON_AddArrayToObject(res, "rows");
@@ -909,8 +910,8 @@ static int run(struct lc_sql_db *db, sqlite3_stmt *st,
     rc = fail(err, errlen, LC_ENOMEM, "out of memory");
 out:
   if (keys) {
-    for (int i = 0; i < ncol; i++) lc_free(keys[i]);
-    lc_free(keys);
+    for (int i = 0; i < ncol; i++) free(keys[i]);
+    free(keys);
   }
   if (rc) {
     cJSON_Delete(res);
