@@ -252,6 +252,10 @@ START_TEST(readonly_refuses_writes) {
   cJSON *r = ok(db, "PRAGMA table_info(users)", NULL);
   ck_assert_int_eq((int)num(r, "row_count"), 5);
   cJSON_Delete(r);
+  r = ok(db, "SELECT name FROM pragma_table_info('users') ORDER BY cid",
+         NULL);
+  ck_assert_int_eq((int)num(r, "row_count"), 5);
+  cJSON_Delete(r);
   r = ok(db, "PRAGMA user_version", NULL);
   ck_assert_int_eq((int)num(row(r, 0), "user_version"), 0);
   cJSON_Delete(r);
@@ -493,6 +497,11 @@ START_TEST(lua_binding) {
       "  .. 'SELECT x + 1 FROM c WHERE x < 20) SELECT x FROM c', nil,\n"
       "  {max_rows = 5}))\n"
       "assert(r.row_count == 5 and r.truncated == true and #r.rows == 5)\n"
+      /* Outside a task the query blocks, still under its deadline. */
+      "local r2, m2, c2 = db:query('WITH RECURSIVE c(x) AS (SELECT 1 UNION '\n"
+      "  .. 'ALL SELECT x + 1 FROM c) SELECT count(*) FROM c', nil,\n"
+      "  {timeout = 0.2})\n"
+      "assert(r2 == nil and c2 == 'timeout', m2)\n"
       "local w = assert(db:query(\"INSERT INTO kv VALUES ('d', 4)\"))\n"
       "assert(w.changes == 1 and w.last_insert_id == 4)\n"
       /* Operational failures: nil, msg, code. */
