@@ -135,6 +135,9 @@ static const struct hostile hostile_sql[] = {
     {"temp_table_fill", RW,
      "CREATE TEMP TABLE big AS " ENDLESS "SELECT randomblob(1000) FROM c",
      NULL, "limit", "temporary storage limit", 60},
+    {"main_db_fill", RW,
+     "INSERT INTO users(name) " ENDLESS "SELECT randomblob(10000) FROM c",
+     NULL, "limit", "may grow the database", 60},
     {"huge_sql_text", RO, "@huge_sql", NULL, "limit", "too big", 0},
     {"deep_nesting", RO, "@deep_nesting", NULL, "sql_error",
      "parser stack overflow", 0},
@@ -252,9 +255,9 @@ START_TEST(hostile_request) {
   ck_assert_msg(lc_sql_exec_script(db, seed, err, sizeof err) == 0, "seed: %s",
                 err);
   lc_sql_close(db);
-  /* A small temp cap keeps the fill cases quick; the length limit is the
-   * default. */
-  struct lc_sql_limits lim = {0, 8u << 20};
+  /* Small temp and growth caps keep the fill cases quick; the length
+   * limit is the default. */
+  struct lc_sql_limits lim = {0, 8u << 20, 8u << 20};
   ck_assert_int_eq(lc_sql_open(dbpath, h->mode, &lim, &db, err, sizeof err), 0);
 
   char *sql = h->sql[0] == '@' ? gen(h->sql) : strdup(h->sql);

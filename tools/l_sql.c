@@ -333,13 +333,15 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
-/* sql.open(path [, {readonly=, create=, max_length=, max_temp=}]) ->
+/* sql.open(path [, {readonly=, create=, max_length=, max_temp=,
+ * max_growth=}]) ->
  * luact.SqlDb, or nil, msg, code */
 static int l_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   unsigned flags = 0;
   struct lc_sql_limits lim = {opt_size(L, 2, "max_length"),
-                              opt_size(L, 2, "max_temp")};
+                              opt_size(L, 2, "max_temp"),
+                              opt_size(L, 2, "max_growth")};
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     if (lua_getfield(L, 2, "readonly") != LUA_TNIL && lua_toboolean(L, -1))

@@ -151,6 +151,7 @@ struct lc_sql_db {
   struct sqlite3 *h;
   unsigned flags;
   size_t max_length, max_temp;
+  sqlite3_int64 max_pages, page_size; /* read-write growth cap */
   pthread_mutex_t mu;
   pthread_cond_t cv; /* queue changed, or a job is done */
   pthread_t thread;
@@ -698,6 +699,34 @@ static int register_linear(sqlite3 *h) {
   return rc;
 }
 
+/* One integer from a PRAGMA that reports one (page_count, page_size). */
+static sqlite3_int64 pragma_int(sqlite3 *h, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  sqlite3_int64 v = -1;
+  if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+/* Read-write: the file may grow by at most grow bytes while this
+ * connection is open; past that, writes fail with SQLITE_FULL (a "limit"
+ * error). Only trusted scripts may change it afterwards. */
+static int cap_growth(struct lc_sql_db *db, size_t grow) {
+  sqlite3_int64 pages = pragma_int(db->h, "PRAGMA page_count");
+  sqlite3_int64 size = pragma_int(db->h, "PRAGMA page_size");
+  if (pages < 0 || size <= 0) return LC_SQL_ESQL;
+  sqlite3_int64 max = pages + (sqlite3_int64)(grow / (size_t)size) + 1;
+  if (max > 0xfffffffe) max = 0xfffffffe;
+  char sql[64];
+  snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", (long long)max);
+  if (pragma_int(db->h, sql) < 0) return LC_SQL_ESQL;
+  db->max_pages = max;
+  db->page_size = size;
+  return 0;
+}
+
 static void *sql_thread(void *arg);
 
 int lc_sql_open(const char *path, unsigned flags,
@@ -767,6 +796,18 @@ int lc_sql_open(const char *path, unsigned flags,
     sqlite3_free(msg);
     db_free(db);
     return r;
+  }
+  if (!(flags & LC_SQL_READONLY)) {
+    size_t grow = lim && lim->max_growth ? lim->max_growth
+                                         : LC_SQL_DEFAULT_MAX_GROWTH;
+    db->trusted = 1; /* our own pragma, past the authorizer */
+    int rc2 = cap_growth(db, grow);
+    db->trusted = 0;
+    if (rc2) {
+      db_free(db);
+      return fail(err, errlen, rc2, "cannot open %s: %s", path,
+                  sqlite3_errmsg(h));
+    }
   }
   db->refs = 2; /* owner + thread */
   if (pthread_create(&db->thread, NULL, sql_thread, db) != 0) {
@@ -1009,6 +1050,12 @@ static int sql_fail(struct lc_sql_db *db, const char *msg, char *err,
                 "temporary storage limit reached (%zu bytes for sorting, "
                 "recursion and temp tables)",
                 db->max_temp);
+  /* The statement's rollback has already shrunk the file again, so say
+   * both causes rather than guess. */
+  if ((code & 0xff) == SQLITE_FULL && db->max_pages)
+    return fail(err, errlen, LC_SQL_ELIMIT,
+                "%s (this connection may grow the database to %lld bytes)",
+                msg, (long long)(db->max_pages * db->page_size));
   if ((code & 0xff) == SQLITE_READONLY)
     return fail(err, errlen, LC_SQL_EREADONLY, "read-only database: %s", msg);
   return fail(err, errlen, LC_SQL_ESQL, "%s", msg);

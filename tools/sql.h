@@ -65,6 +65,9 @@
 /* Bytes of temporary files (sorts, recursive CTE queues, temp tables) one
  * connection may hold at once. */
 #define LC_SQL_DEFAULT_MAX_TEMP (64 * 1024 * 1024)
+/* Bytes a read-write connection may grow its database file by
+ * (PRAGMA max_page_count, which only trusted scripts may change). */
+#define LC_SQL_DEFAULT_MAX_GROWTH (256 * 1024 * 1024)
 /* Longest SQL text a query may have; trusted scripts are not limited. */
 #define LC_SQL_MAX_SQL_LENGTH (64 * 1024)
 
@@ -74,6 +77,7 @@ struct lc_sql_job;
 struct lc_sql_limits {
   size_t max_length; /* 0 = LC_SQL_DEFAULT_MAX_LENGTH */
   size_t max_temp;   /* 0 = LC_SQL_DEFAULT_MAX_TEMP */
+  size_t max_growth; /* 0 = LC_SQL_DEFAULT_MAX_GROWTH (read-write only) */
 };
 
 struct lc_sql_opts {
