@@ -430,15 +430,13 @@ static int progress(void *ud) {
 }
 
 static int busy(void *ud, int n) {
-  struct lc_sql_db *db = ud;
   if (progress(ud) || n * 10 >= LC_SQL_BUSY_TIMEOUT_MS) return 0;
-  (void)db;
   sqlite3_sleep(10); /* as SQLite's own busy_timeout, but it can be stopped */
   return 1;
 }
 
-/* Per-connection limits. The SQL length is set per job (scripts are
- * trusted and may be long). */
+/* Per-connection limits (scripts lift the SQL length while they run: they
+ * are trusted and may be long). */
 static void set_limits(struct lc_sql_db *db) {
   sqlite3 *h = db->h;
   sqlite3_limit(h, SQLITE_LIMIT_LENGTH, (int)db->max_length);
