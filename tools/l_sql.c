@@ -1,17 +1,35 @@
-/* l_sql.c: Lua binding of the SQL tool: luact.sql.open() -> luact.SqlDb. */
+/* l_sql.c: Lua binding of the SQL tool: luact.sql.open() -> luact.SqlDb.
+ *
+ * Inside a luact task, db:query queues the query on the connection's SQL
+ * thread and yields; the job's eventfd is watched on the task's loop, which
+ * wakes the task when the query is done, so other tasks keep running. The
+ * job lives in a to-be-closed "luact.SqlQuery" userdata: a kill (luact.
+ * timeout, task kill, tool timeout) cancels it through the wait's cancel,
+ * and the close releases it; the SQL thread keeps what it still uses. */
 #include <lauxlib.h>
 
 #include "l_opts.h"
 #include "l_luact.h"
+#include <errno.h>
 #include <lua.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conv.h"
 #include "l_sql.h"
+#include "loop.h"
+#include "sched.h"
 #include "sql.h"
 
 #define SQLDB_MT "luact.SqlDb"
+#define SQLQUERY_MT "luact.SqlQuery"
+
+/* The SqlDb userdata: the connection, NULL once closed. */
+struct sqldb {
+  struct lc_sql_db *db;
+};
 
 static char jbox_key; /* registry key of the box metatable */
 
@@ -60,9 +78,71 @@ static int push_fail(lua_State *L, const char *msg, const char *code) {
 }
 
 static struct lc_sql_db *checkdb(lua_State *L) {
-  struct lc_sql_db *db = luaL_checkudata(L, 1, SQLDB_MT);
-  if (!db->db) luaL_error(L, "attempt to use a closed luact.SqlDb");
-  return db;
+  struct sqldb *u = luaL_checkudata(L, 1, SQLDB_MT);
+  if (!u->db) luaL_error(L, "attempt to use a closed luact.SqlDb");
+  return u->db;
+}
+
+/* An optional positive number option from the table at idx. */
+static double opt_num(lua_State *L, int idx, const char *name) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  double v = 0;
+  if (lua_getfield(L, idx, name) != LUA_TNIL) {
+    int ok;
+    v = lua_tonumberx(L, -1, &ok);
+    if (!ok || !(v > 0))
+      luaL_error(L, "option %s must be a positive number", name);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* ---- a query in flight ---- */
+
+struct sqlop {
+  struct lc_sql_job *job; /* NULL once released */
+  struct lc_loop *loop;
+  struct lc_fdwatch w;
+  int watching;
+  struct lc_task *task;
+  struct lc_wait wait;
+};
+
+static void op_unwatch(struct sqlop *op) {
+  if (op->watching) lc_loop_unwatch(op->loop, &op->w);
+  op->watching = 0;
+}
+
+/* The one close: __close, __gc and the normal end. Stops watching before
+ * the release closes the fd (the number could be reused at once). */
+static void op_close(struct sqlop *op) {
+  op_unwatch(op);
+  if (op->job) lc_sql_job_release(op->job); /* cancels it if not done */
+  op->job = NULL;
+}
+
+static int op_gc(lua_State *L) {
+  op_close(luaL_checkudata(L, 1, SQLQUERY_MT));
+  return 0;
+}
+
+/* wait.cancel: the task is being killed; its close follows. */
+static void op_cancel(struct lc_wait *w) {
+  struct sqlop *op = (struct sqlop *)((char *)w - offsetof(struct sqlop, wait));
+  op_unwatch(op);
+  if (op->job) lc_sql_job_cancel(op->job);
+}
+
+/* Loop callback (lc_loop_run_once): the job's eventfd is readable. */
+static void op_readable(struct lc_loop *loop, struct lc_fdwatch *w,
+                        unsigned events) {
+  struct sqlop *op = w->ud;
+  (void)loop;
+  (void)events;
+  uint64_t n;
+  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
+  op_unwatch(op);
+  lc_task_wake(op->task, &op->wait);
 }
 
 /* An optional positive integer option from the table at idx. */
@@ -142,8 +222,35 @@ static void push_result(lua_State *L, const cJSON *res) {
   }
 }
 
-/* db:query(sql [, params [, {max_rows=, max_bytes=}]]) -> result table, or
- * nil, msg, code ("sql_error", "readonly", "bad_params"). Raises on misuse. */
+/* [-0, +(1|3), m] The finished job's result or nil, msg, code. */
+static int query_finish(lua_State *L, struct jbox *box, struct sqlop *op) {
+  char err[512];
+  int rc = lc_sql_job_finish(op->job, &box->result, err, sizeof err);
+  op_close(op);
+  if (rc) return push_fail(L, err, lc_sql_errcode(rc));
+  push_result(L, box->result);
+  box_clear(box); /* free now rather than at the next collection */
+  return 1;
+}
+
+/* Continuation of l_query: stack is db sql params opts box op. */
+static int query_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct jbox *box = lua_touserdata(L, 5);
+  struct sqlop *op = luaL_checkudata(L, 6, SQLQUERY_MT);
+  if (!lc_sql_job_done(op->job)) { /* woken early: wait on */
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, 0, query_k);
+  }
+  return query_finish(L, box, op);
+}
+
+/* db:query(sql [, params [, {max_rows=, max_bytes=, timeout=}]]) -> result
+ * table, or nil, msg, code ("sql_error", "readonly", "bad_params",
+ * "denied", "timeout", "cancelled", "limit"). Raises on misuse. Inside a
+ * task it yields while the SQL thread runs the query; elsewhere (a plain
+ * script, a coroutine) it blocks until done, still under the deadline. */
 static int l_query(lua_State *L) {
   struct lc_sql_db *db = checkdb(L);
   size_t sqllen;
@@ -155,7 +262,8 @@ static int l_query(lua_State *L) {
     lc_l_check_opts(L, 4, "db:query");
   }
   struct lc_sql_opts opts = {opt_size(L, 4, "max_rows"),
-                             opt_size(L, 4, "max_bytes")};
+                             opt_size(L, 4, "max_bytes"),
+                             opt_num(L, 4, "timeout")};
   lua_settop(L, 4);
   struct jbox *box = newbox(L); /* 5: owns the trees from here on */
   char err[512];
@@ -163,12 +271,38 @@ static int l_query(lua_State *L) {
     int rc = params_to_json(L, 3, &box->params, err, sizeof err);
     if (rc) return push_fail(L, err, "bad_params");
   }
-  int rc = lc_sql_query(db, sql, box->params, &opts, &box->result, err,
-                        sizeof err);
+  /* No scheduler (a bare state): the extra space is not ours to read. */
+  struct lc_sched *sched = lc_sched_get(L);
+  struct lc_task *task = sched ? lc_task_current(L) : NULL;
+  if (!task) {
+    int rc = lc_sql_query(db, sql, box->params, &opts, &box->result, err,
+                          sizeof err);
+    if (rc) return push_fail(L, err, lc_sql_errcode(rc));
+    push_result(L, box->result);
+    box_clear(box);
+    return 1;
+  }
+  struct sqlop *op = lua_newuserdatauv(L, sizeof *op, 0); /* 6 */
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, SQLQUERY_MT);
+  lua_toclose(L, 6);
+  op->task = task;
+  op->wait.cancel = op_cancel;
+  op->loop = lc_sched_loop(sched);
+  cJSON *params = box->params;
+  box->params = NULL; /* the job takes it */
+  int fd = -1;
+  int rc = lc_sql_submit(db, sql, sqllen, params, &opts, &op->job, &fd, err,
+                         sizeof err);
   if (rc) return push_fail(L, err, lc_sql_errcode(rc));
-  push_result(L, box->result);
-  box_clear(box); /* free now rather than at the next collection */
-  return 1;
+  op->w.fd = fd;
+  op->w.events = LC_READ;
+  op->w.cb = op_readable;
+  op->w.ud = op;
+  if (lc_loop_watch(op->loop, &op->w) != 0) return luaL_error(L, "out of memory");
+  op->watching = 1;
+  lc_task_wait(task, &op->wait);
+  return lua_yieldk(L, 0, 0, query_k);
 }
 
 /* db:exec(script) -> true, or nil, msg, code. Trusted setup scripts only. */
@@ -187,24 +321,31 @@ static int l_exec(lua_State *L) {
 /* close(), __close and __gc: idempotent, and safe on a userdata whose open
  * failed (it was zeroed before the open). */
 static int l_close(lua_State *L) {
-  struct lc_sql_db *db = luaL_checkudata(L, 1, SQLDB_MT);
-  lc_sql_close(db);
+  struct sqldb *u = luaL_checkudata(L, 1, SQLDB_MT);
+  struct lc_sql_db *db = u->db;
+  u->db = NULL;
+  lc_sql_close(db); /* a query in flight ends with "cancelled" */
   return 0;
 }
 
 static int l_tostring(lua_State *L) {
-  struct lc_sql_db *db = luaL_checkudata(L, 1, SQLDB_MT);
+  struct sqldb *u = luaL_checkudata(L, 1, SQLDB_MT);
   lua_pushfstring(L, "luact.SqlDb (%s)",
-                  !db->db ? "closed"
-                  : (db->flags & LC_SQL_READONLY) ? "read-only"
-                                                  : "read-write");
+                  !u->db                  ? "closed"
+                  : lc_sql_readonly(u->db) ? "read-only"
+                                           : "read-write");
   return 1;
 }
 
-/* sql.open(path [, {readonly=, create=}]) -> luact.SqlDb, or nil, msg, code */
+/* sql.open(path [, {readonly=, create=, max_length=, max_temp=,
+ * max_growth=}]) ->
+ * luact.SqlDb, or nil, msg, code */
 static int l_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   unsigned flags = 0;
+  struct lc_sql_limits lim = {opt_size(L, 2, "max_length"),
+                              opt_size(L, 2, "max_temp"),
+                              opt_size(L, 2, "max_growth")};
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
     lc_l_check_opts(L, 2, "luact.sql.open");
@@ -215,11 +356,11 @@ static int l_open(lua_State *L) {
     lua_pop(L, 2);
   }
   /* Userdata first, closed, then the connection (liolib.c newprefile). */
-  struct lc_sql_db *db = lua_newuserdatauv(L, sizeof *db, 0);
-  memset(db, 0, sizeof *db);
+  struct sqldb *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->db = NULL;
   luaL_setmetatable(L, SQLDB_MT);
   char err[512];
-  int rc = lc_sql_open(db, path, flags, err, sizeof err);
+  int rc = lc_sql_open(path, flags, &lim, &u->db, err, sizeof err);
   if (rc) return push_fail(L, err, lc_sql_errcode(rc));
   return 1;
 }
@@ -237,6 +378,13 @@ static const luaL_Reg sql_funcs[] = {{"open", l_open}, {NULL, NULL}};
 
 int lc_open_sql(lua_State *L) {
   lc_l_class(L, SQLDB_MT, sqldb_meta, sqldb_methods);
+  if (luaL_newmetatable(L, SQLQUERY_MT)) {
+    lua_pushcfunction(L, op_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, op_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, sql_funcs);
   return 1;
 }

@@ -184,6 +184,9 @@ end
 local SQL_HINT = {
   readonly = " (this tool is read-only: use SELECT; writes are refused)",
   bad_params = " (give one value per placeholder: a list for ?, an object for :name)",
+  denied = " (see the SQL tool's limits: no extensions, files, ATTACH, VACUUM or pragmas that change the connection)",
+  timeout = " (the query ran past the tool's time limit; narrow it, add a LIMIT or a WHERE)",
+  limit = " (a value, the SQL text or temporary storage passed the tool's size limit)",
 }
 
 --- luact.tools.sql{db = <luact.sql db or path>, readonly = true,
@@ -219,8 +222,11 @@ function tools.sql(spec)
     "AND name NOT LIKE 'sqlite_%' ORDER BY name")
   for _, row in ipairs(r and r.rows or {}) do schema_text[#schema_text + 1] = row.sql end
 
+  -- The query's own deadline is the tool's timeout: the SQL thread stops
+  -- the statement then, not just the task waiting for it.
+  local deadline = type(spec.timeout) == "number" and spec.timeout > 0 and spec.timeout or 60
   local function fn(args)
-    local res, err, code = db:query(args.sql, args.params, { max_rows = max_rows })
+    local res, err, code = db:query(args.sql, args.params, { max_rows = max_rows, timeout = deadline })
     if not res then return nil, err .. (SQL_HINT[code] or "") end
     local out = { columns = res.columns, rows = res.rows, row_count = res.row_count, truncated = res.truncated }
     if not readonly then out.changes = res.changes end
