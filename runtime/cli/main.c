@@ -532,15 +532,15 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
     }
   }
   if (store && !a->resume && isatty(2) && !a->ro.quiet)
-    fprintf(stderr, "luact: run %s (luact runs show %s)\n", lc_journal_run_id(jr),
-            lc_journal_run_id(jr));
+    fprintf(stderr, "luact: run %s\n", lc_journal_run_id(jr));
   struct run_ctx ctx = {.file = file, .argc = argc, .argv = argv, .json = a->json,
                         .ro = a->ro, .jr = jr};
   /* libcurl is loaded and initialised by the first transfer
    * (runtime/core/curl_dl.c), not here: a run without requests skips it. */
   rc = lc_workers_run(a->workers, run_script, &ctx);
-  if (store) {
-    /* The final status, committed before we exit (and report it). */
+  if (store && lc_journal_has_run(jr)) {
+    /* The final status, committed before we exit (and report it). A run
+     * that made no effect was never stored: running it again is the same. */
     char id[65];
     snprintf(id, sizeof id, "%s", lc_journal_run_id(jr));
     const char *status = "finished", *error = NULL, *question = NULL;

@@ -89,6 +89,9 @@ struct lc_journal {
   atomic_int cancel_req;
   int wait_input;
   char *question;
+  /* A store journal's header, until its run is created (first line). */
+  int created;
+  char *hdr_script, *hdr_args;
 };
 
 /* ---- small helpers ---- */
@@ -218,6 +221,8 @@ static void writer_stop(struct lc_journal *j) {
   j->writer_on = 0;
 }
 
+static int store_create(struct lc_journal *j);
+
 /* A store journal's lines: the writer committed up to ticket (store.h). */
 static void store_committed(void *ud, unsigned long ticket, int err) {
   struct lc_journal *j = ud;
@@ -271,6 +276,10 @@ static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned lo
    * provider's 401, a tool's output) is never journaled. */
   b.len = lc_secrets_scrub(b.data, b.len, LC_SCRUB_JSON);
   int bad, err = 0;
+  if (j->store && !j->created && store_create(j)) {
+    lc_buf_free(&b);
+    return LC_EIO;
+  }
   if (j->store) {
     int rc = lc_store_append(j->store, &j->sc, j->seq + 1, j->lines + 1, b.data, b.len);
     bad = rc != 0;
@@ -642,29 +651,32 @@ static int header_text(const struct lc_journal *j, const char *script_path,
   return 0;
 }
 
-/* Creates the run's row and header in the store. */
-static int store_create(struct lc_journal *j, const struct lc_journal_opts *o, char *err,
-                        size_t errlen) {
+/* A store journal's run is created with its first line, by the store's
+ * writer (a run that makes no effect never touches the store): queues the
+ * row and the header. */
+static int store_create(struct lc_journal *j) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
-  char abs[4096], cwd[4096];
-  const char *script = o->script_path;
-  if (script && realpath(script, abs)) script = abs;
+  char cwd[4096];
   struct lc_run_row r;
   memset(&r, 0, sizeof r);
   snprintf(r.id, sizeof r.id, "%s", j->run_id);
-  r.script = (char *)script;
+  r.script = j->hdr_script;
   r.script_sha256 = j->script_hash[0] ? j->script_hash : NULL;
-  r.args = (char *)(o->args_json ? o->args_json : "[]");
+  r.args = j->hdr_args ? j->hdr_args : "[]";
   r.cwd = getcwd(cwd, sizeof cwd) ? cwd : NULL;
   r.status = "running";
   r.pid = (long)getpid();
-  int rc = header_text(j, script, o->args_json, &b);
-  if (rc) snprintf(err, errlen, "out of memory");
-  else rc = lc_store_run_create(j->store, &r, b.data, b.len, err, errlen);
+  int rc = header_text(j, j->hdr_script, j->hdr_args, &b);
+  if (!rc) rc = lc_store_append_run(j->store, &j->sc, &r);
+  if (!rc) rc = lc_store_append(j->store, &j->sc, 1, j->lines + 1, b.data, b.len);
   lc_buf_free(&b);
-  if (!rc) j->seq = 1;
-  return rc;
+  if (rc) return failf(j, LC_JOURNAL_EIO, rc, "journal: cannot queue run %s for %s", j->run_id,
+                       lc_store_path(j->store));
+  j->seq = 1;
+  j->lines++;
+  j->created = 1;
+  return 0;
 }
 
 /* Resume: checks the script against the recording and appends the resume
@@ -746,6 +758,7 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
       long last = 0;
       rc = lc_store_journal_read(j->store, j->run_id, store_line, &x, &last, err, errlen);
       j->seq = last;
+      j->created = 1;
     } else {
       rc = load(j, &torn_at, err, errlen);
     }
@@ -777,7 +790,13 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
     if (!rc && j->resume) rc = resume_begin(j, o, err, errlen);
   } else if (mode == LC_JOURNAL_RECORD) {
     if (j->store) {
-      rc = store_create(j, o, err, errlen);
+      char abs[4096];
+      const char *sp = o->script_path && realpath(o->script_path, abs) ? abs : o->script_path;
+      if ((sp && !(j->hdr_script = lc_strdup(sp))) ||
+          (o->args_json && !(j->hdr_args = lc_strdup(o->args_json)))) {
+        snprintf(err, errlen, "out of memory");
+        rc = LC_ENOMEM;
+      }
     } else if (!(j->f = fopen(o->path, "w"))) {
       snprintf(err, errlen, "cannot create journal %s: %s", o->path, strerror(errno));
       rc = LC_EIO;
@@ -839,8 +858,12 @@ void lc_journal_free(struct lc_journal *j) {
   cJSON_free(j->recorded_args); /* cJSON's printer made it */
   lc_free(j->recorded_script);
   lc_free(j->question);
+  lc_free(j->hdr_script);
+  lc_free(j->hdr_args);
   lc_free(j);
 }
+
+int lc_journal_has_run(const struct lc_journal *j) { return j->store && j->created; }
 
 enum lc_journal_mode lc_journal_mode(const struct lc_journal *j) { return j->mode; }
 void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s) { j->sync = s; }

@@ -94,6 +94,9 @@ int lc_journal_open(enum lc_journal_mode mode, const char *path, const char *scr
 int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **out, char *err,
                          size_t errlen);
 void lc_journal_free(struct lc_journal *j);
+/* 1 when a store journal's run exists in the store (created with the
+ * first effect's line, or resumed). */
+int lc_journal_has_run(const struct lc_journal *j);
 /* 1 when the journal continues an earlier run (opts.resume). */
 int lc_journal_resuming(const struct lc_journal *j);
 /* The header's args (a JSON array of strings) and script path, as

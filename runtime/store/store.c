@@ -18,6 +18,7 @@
 
 #define SCHEMA_VERSION 1
 #define BUSY_MS 10000
+#define QUICK_CHECK_MAX (16L << 20)
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -33,6 +34,7 @@ static const char schema_sql[] =
 
 struct pending {
   struct lc_store_client c; /* copied: the client may go before the commit */
+  struct lc_run_row *create; /* a run to create before its lines (copied) */
   long seq;
   unsigned long ticket;
   char *text;
@@ -42,6 +44,12 @@ struct pending {
 
 struct lc_store {
   char *path;
+  enum lc_store_sync sync;
+  /* Connected on first use (lc_store_open only remembers the path), so a
+   * run that makes no effect never touches the file. */
+  pthread_mutex_t openmu;
+  int opened, open_rc;
+  char open_err[1024];
   sqlite3 *db; /* the callers' connection (runs, reads, *_now) */
   pthread_mutex_t dbmu;
   /* the writer thread and its own connection */
@@ -161,6 +169,11 @@ static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, cha
 }
 
 static int check_file(struct lc_store *s, char *err, size_t errlen) {
+  /* quick_check reads the whole file: at every start only while the store
+   * is small (a large one is checked by its readers: SQLite reports a
+   * damaged page, and every journal line has its CRC). */
+  struct stat stt;
+  if (stat(s->path, &stt) == 0 && stt.st_size > QUICK_CHECK_MAX) return 0;
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &st, NULL) != SQLITE_OK) {
     snprintf(err, errlen, "store %s: integrity error: %s", s->path, sqlite3_errmsg(s->db));
@@ -223,44 +236,52 @@ static int check_schema(struct lc_store *s, char *err, size_t errlen) {
 }
 
 static void *writer_main(void *p);
+static void pending_free(struct pending *p);
 
 int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **out, char *err,
                   size_t errlen) {
   *out = NULL;
-  if (make_parent(path)) {
-    snprintf(err, errlen, "store: cannot create the folder of %s: %s", path, strerror(errno));
-    return LC_EIO;
-  }
   struct lc_store *s = lc_calloc(1, sizeof *s);
   if (!s || !(s->path = lc_strdup(path))) {
     lc_free(s);
     snprintf(err, errlen, "out of memory");
     return LC_ENOMEM;
   }
+  s->sync = sync;
+  pthread_mutex_init(&s->openmu, NULL);
   pthread_mutex_init(&s->dbmu, NULL);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   pthread_cond_init(&s->idle, NULL);
   s->tail = &s->head;
-  int rc = connect(path, sync, &s->db, err, errlen);
-  if (!rc) rc = check_file(s, err, errlen);
-  if (!rc) rc = check_schema(s, err, errlen);
-  if (!rc) rc = connect(path, sync, &s->wdb, err, errlen);
-  if (!rc) {
-    if (pthread_create(&s->writer, NULL, writer_main, s)) {
-      snprintf(err, errlen, "store: cannot start the writer thread");
-      rc = LC_EIO;
-    } else {
-      s->writer_on = 1;
-    }
-  }
-  if (rc) {
-    lc_store_close(s);
-    return rc;
-  }
   *out = s;
   return 0;
 }
+
+/* Connects the callers' connection and checks the file, once. */
+static int ensure(struct lc_store *s, char *err, size_t errlen) {
+  pthread_mutex_lock(&s->openmu);
+  if (!s->opened) {
+    s->opened = 1;
+    char *e = s->open_err;
+    size_t n = sizeof s->open_err;
+    int rc = 0;
+    if (make_parent(s->path)) {
+      snprintf(e, n, "store: cannot create the folder of %s: %s", s->path, strerror(errno));
+      rc = LC_EIO;
+    }
+    if (!rc) rc = connect(s->path, s->sync, &s->db, e, n);
+    if (!rc) rc = check_file(s, e, n);
+    if (!rc) rc = check_schema(s, e, n);
+    s->open_rc = rc;
+  }
+  int rc = s->open_rc;
+  if (rc && err) snprintf(err, errlen, "%s", s->open_err);
+  pthread_mutex_unlock(&s->openmu);
+  return rc;
+}
+
+int lc_store_connect(struct lc_store *s, char *err, size_t errlen) { return ensure(s, err, errlen); }
 
 const char *lc_store_path(const struct lc_store *s) { return s->path; }
 
@@ -276,11 +297,11 @@ void lc_store_close(struct lc_store *s) {
   while (s->head) {
     struct pending *x = s->head;
     s->head = x->next;
-    lc_free(x->text);
-    lc_free(x);
+    pending_free(x);
   }
   sqlite3_close(s->wdb);
   sqlite3_close(s->db);
+  pthread_mutex_destroy(&s->openmu);
   pthread_mutex_destroy(&s->dbmu);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
@@ -351,37 +372,43 @@ static int insert_line(sqlite3 *db, const char *run_id, long seq, const char *te
   return rc;
 }
 
+/* INSERTs the run row (status running unless given) on db. */
+static int insert_run(sqlite3 *db, const struct lc_run_row *r, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  int rc = 0;
+  double t = now_s();
+  if (sqlite3_prepare_v2(db,
+                         "INSERT INTO runs(id, script, script_sha256, args, cwd, status, "
+                         "created, updated, pid) VALUES(?,?,?,?,?,?,?,?,?)",
+                         -1, &st, NULL) != SQLITE_OK)
+    return dberr(db, err, errlen, "creating the run");
+  bind_text(st, 1, r->id);
+  bind_text(st, 2, r->script);
+  bind_text(st, 3, r->script_sha256);
+  bind_text(st, 4, r->args);
+  bind_text(st, 5, r->cwd);
+  bind_text(st, 6, r->status ? r->status : "running");
+  sqlite3_bind_double(st, 7, t);
+  sqlite3_bind_double(st, 8, t);
+  sqlite3_bind_int64(st, 9, r->pid);
+  int x = sqlite3_step(st);
+  if (x == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    snprintf(err, errlen, "store: a run with id %s exists already", r->id);
+    rc = LC_ESTATE;
+  } else if (x != SQLITE_DONE) {
+    rc = dberr(db, err, errlen, "creating the run");
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
 int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const char *header,
                         size_t header_len, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   int rc = exec(s->db, "BEGIN IMMEDIATE", err, errlen);
-  sqlite3_stmt *st = NULL;
   if (!rc) {
-    double t = now_s();
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO runs(id, script, script_sha256, args, cwd, status, "
-                           "created, updated, pid) VALUES(?,?,?,?,?,?,?,?,?)",
-                           -1, &st, NULL) != SQLITE_OK) {
-      rc = dberr(s->db, err, errlen, "creating the run");
-    } else {
-      bind_text(st, 1, r->id);
-      bind_text(st, 2, r->script);
-      bind_text(st, 3, r->script_sha256);
-      bind_text(st, 4, r->args);
-      bind_text(st, 5, r->cwd);
-      bind_text(st, 6, r->status ? r->status : "running");
-      sqlite3_bind_double(st, 7, t);
-      sqlite3_bind_double(st, 8, t);
-      sqlite3_bind_int64(st, 9, r->pid);
-      int x = sqlite3_step(st);
-      if (x == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        snprintf(err, errlen, "store: a run with id %s exists already", r->id);
-        rc = LC_ESTATE;
-      } else if (x != SQLITE_DONE) {
-        rc = dberr(s->db, err, errlen, "creating the run");
-      }
-    }
-    sqlite3_finalize(st);
+    rc = insert_run(s->db, r, err, errlen);
     if (!rc && insert_line(s->db, r->id, 1, header, header_len) != SQLITE_OK)
       rc = dberr(s->db, err, errlen, "writing the journal header");
     char e2[64];
@@ -394,6 +421,7 @@ int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const ch
 
 int lc_store_run_get(struct lc_store *s, const char *id, struct lc_run_row *out, char *err,
                      size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&s->dbmu);
   sqlite3_stmt *st = NULL;
@@ -420,6 +448,7 @@ int lc_store_run_get(struct lc_store *s, const char *id, struct lc_run_row *out,
 int lc_store_run_set_status(struct lc_store *s, const char *id, const char *status,
                             const char *result, const char *error, const char *question,
                             long pid, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   sqlite3_stmt *st = NULL;
   int rc = 0;
@@ -451,6 +480,7 @@ int lc_store_run_set_status(struct lc_store *s, const char *id, const char *stat
 
 int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t waslen, char *err,
                         size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
   struct lc_run_row r;
   int rc = lc_store_run_get(s, id, &r, err, errlen);
   if (rc) return rc;
@@ -480,6 +510,7 @@ int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t wa
 int lc_store_run_list(struct lc_store *s, long limit,
                       int (*fn)(void *ud, const struct lc_run_row *r), void *ud, char *err,
                       size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   sqlite3_stmt *st = NULL;
   int rc = 0;
@@ -509,6 +540,7 @@ int lc_store_run_list(struct lc_store *s, long limit,
 int lc_store_journal_read(struct lc_store *s, const char *run_id,
                           int (*fn)(void *ud, long seq, const char *text, size_t len), void *ud,
                           long *last, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
   *last = 0;
   pthread_mutex_lock(&s->dbmu);
   sqlite3_stmt *st = NULL;
@@ -559,6 +591,7 @@ int lc_store_journal_read(struct lc_store *s, const char *run_id,
 
 int lc_store_journal_append_now(struct lc_store *s, const char *run_id, long seq,
                                 const char *text, size_t len, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   int rc = 0;
   int x = insert_line(s->db, run_id, seq, text, len);
@@ -574,6 +607,60 @@ int lc_store_journal_append_now(struct lc_store *s, const char *run_id, long seq
 
 /* ---- the writer: group commit ---- */
 
+static void pending_free(struct pending *p) {
+  if (p->create) {
+    lc_run_row_free(p->create);
+    free(p->create);
+  }
+  lc_free(p->text);
+  lc_free(p);
+}
+
+static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
+
+/* Queues p; starts the writer thread on the first item. */
+static int enqueue(struct lc_store *s, struct pending *p) {
+  pthread_mutex_lock(&s->mu);
+  int failed = s->failed;
+  if (!failed && !s->writer_on) {
+    if (pthread_create(&s->writer, NULL, writer_main, s)) failed = 1;
+    else s->writer_on = 1;
+  }
+  if (!failed) {
+    *s->tail = p;
+    s->tail = &p->next;
+    pthread_cond_signal(&s->cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (failed) {
+    pending_free(p);
+    return LC_EIO;
+  }
+  return 0;
+}
+
+int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
+                        const struct lc_run_row *r) {
+  struct pending *p = lc_calloc(1, sizeof *p);
+  struct lc_run_row *x = p ? calloc(1, sizeof *x) : NULL;
+  if (!p || !x) {
+    lc_free(p);
+    free(x);
+    return LC_ENOMEM;
+  }
+  snprintf(x->id, sizeof x->id, "%s", r->id);
+  x->script = dup_or_null(r->script);
+  x->script_sha256 = dup_or_null(r->script_sha256);
+  x->args = dup_or_null(r->args);
+  x->cwd = dup_or_null(r->cwd);
+  x->status = dup_or_null(r->status);
+  x->pid = r->pid;
+  p->create = x;
+  p->c = *c;
+  p->ticket = 0; /* reports nothing by itself */
+  return enqueue(s, p);
+}
+
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len) {
   struct pending *p = lc_calloc(1, sizeof *p);
@@ -586,20 +673,7 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
   p->c = *c;
   p->seq = seq;
   p->ticket = ticket;
-  pthread_mutex_lock(&s->mu);
-  int failed = s->failed;
-  if (!failed) {
-    *s->tail = p;
-    s->tail = &p->next;
-    pthread_cond_signal(&s->cv);
-  }
-  pthread_mutex_unlock(&s->mu);
-  if (failed) {
-    lc_free(p->text);
-    lc_free(p);
-    return LC_EIO;
-  }
-  return 0;
+  return enqueue(s, p);
 }
 
 void lc_store_flush(struct lc_store *s) {
@@ -615,13 +689,20 @@ void lc_store_stats(const struct lc_store *s, long *lines, long *commits) {
   pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
 }
 
-/* Commits one group; returns an errno-like code (0 on success). */
+/* Commits one group; returns an errno-like code (0 on success). The
+ * writer's connection is made here, on the writer thread, the first time. */
 static int commit_group(struct lc_store *s, struct pending *g) {
-  char err[256];
+  char err[1024];
+  if (!s->wdb) {
+    if (ensure(s, NULL, 0)) return EIO; /* the file, checked once */
+    if (connect(s->path, s->sync, &s->wdb, err, sizeof err)) return EIO;
+  }
   if (exec(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
   int bad = 0;
-  for (struct pending *p = g; p && !bad; p = p->next)
-    bad = insert_line(s->wdb, p->c.run_id, p->seq, p->text, p->len) != SQLITE_OK;
+  for (struct pending *p = g; p && !bad; p = p->next) {
+    if (p->create) bad = insert_run(s->wdb, p->create, err, sizeof err) != 0;
+    else bad = insert_line(s->wdb, p->c.run_id, p->seq, p->text, p->len) != SQLITE_OK;
+  }
   if (bad || exec(s->wdb, "COMMIT", err, sizeof err)) {
     char e2[64];
     exec(s->wdb, "ROLLBACK", e2, sizeof e2);
@@ -656,7 +737,7 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
     struct pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
     while (seen[h] && seen[h] != p->c.ud) h = (h + 1) & (cap - 1);
-    if (seen[h]) continue; /* a later line of this client reported */
+    if (seen[h] || p->create) continue; /* a later line of this client reported */
     seen[h] = p->c.ud;
     if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err);
     if (st && p->c.cancel) {
@@ -688,8 +769,7 @@ static void *writer_main(void *arg) {
     while (g) {
       struct pending *x = g;
       g = g->next;
-      lc_free(x->text);
-      lc_free(x);
+      pending_free(x);
     }
     pthread_mutex_lock(&s->mu);
     if (err) s->failed = 1;

@@ -36,11 +36,14 @@ enum lc_store_sync { LC_STORE_SYNC_FULL = 0, LC_STORE_SYNC_NORMAL };
  * buf, or NULL when no location can be made. */
 const char *lc_store_default_path(char *buf, size_t n);
 
-/* Opens (creating the file, its folder and the schema when missing) and
- * checks the file: SQLite's quick_check, and a schema version this luact
- * knows (a newer one is refused). */
+/* Makes a store for path. The file is opened (created with its folder and
+ * schema when missing) and checked on first use, not here: SQLite's
+ * quick_check while it is under 16 MiB, and a schema version this luact
+ * knows (a newer one is refused); lc_store_connect does it now and says
+ * what is wrong. Every call after a failed check fails the same way. */
 int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **out, char *err,
                   size_t errlen);
+int lc_store_connect(struct lc_store *s, char *err, size_t errlen);
 /* Commits what is queued, stops the writer, closes. */
 void lc_store_close(struct lc_store *s);
 const char *lc_store_path(const struct lc_store *s);
@@ -106,8 +109,14 @@ struct lc_store_client {
   void *ud;
   char run_id[65];
 };
+/* Queues the creation of run r (copied): committed with the lines queued
+ * after it, in the same transaction, by the writer (which also opens the
+ * file the first time: the thread that queues never does I/O). */
+int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
+                        const struct lc_run_row *r);
 /* Queues a line (copied) with its seq and ticket (the client's own line
- * counter); never waits. LC_ENOMEM, or LC_EIO once the writer failed. */
+ * counter); never waits. LC_ENOMEM, or LC_EIO once the writer failed. A
+ * client must stay alive until its lines are committed (lc_store_flush). */
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len);
 /* Waits (on the calling thread) until every line queued by c is committed
