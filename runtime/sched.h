@@ -84,9 +84,18 @@ lua_State *lc_task_thread(const struct lc_task *t);
 int lc_task_status(const struct lc_task *t);
 /* Kills a task that is not done: cancels its wait, closes its coroutine
  * (running to-be-closed variables), marks it DONE with status LUA_ERRRUN and
- * the given reason as the error value. Children are killed first. */
+ * the given reason as the error value. Children are killed first. A task
+ * whose coroutine is on the C stack (the running task, or an ancestor that
+ * started it inline, or one whose close handlers are running) is never
+ * closed there: it is marked, runs on to its next yield (or its end) and
+ * is killed then, with the same reason and status. */
 void lc_task_kill(struct lc_task *t, const char *reason);
-/* Frees a DONE task (unrefs its coroutine). */
+/* The holder lets go of t: a DONE task is freed now (unrefs its
+ * coroutine); a live one keeps running, held by the scheduler, and is
+ * freed when it finishes. Clears its on_done. Never kills. */
+void lc_task_detach(struct lc_task *t);
+/* Kills t if it is not done (see lc_task_kill: maybe deferred), then
+ * detaches it. Frees a DONE task at once. */
 void lc_task_release(struct lc_task *t);
 /* Called when the task finishes (after its last resume). */
 void lc_task_on_done(struct lc_task *t, void (*fn)(struct lc_task *, void *), void *ud);
