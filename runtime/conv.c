@@ -242,14 +242,27 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
   } else {
     /* Keys sorted as lc_conv_to_json sorts them (bytewise), so both paths
      * give the same bytes for the same table whatever Lua's hash order.
-     * The key list lives in a userdata: freed by the GC if we raise. */
-    struct tkey *keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 0);
+     * The key list lives in a userdata: freed by the GC if we raise. Its
+     * user value anchors the key strings: a __gc finalizer run by any
+     * allocation from here on may change the table, even drop a key we
+     * hold. The same finalizer may have added keys since table_shape
+     * counted them: the array holds that count, never more. */
+    struct tkey *keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 1);
     int kidx = lua_gettop(L);
+    lua_createtable(L, strings, 0);
+    lua_setiuservalue(L, kidx, 1);
+    lua_getiuservalue(L, kidx, 1); /* keys anchor */
     size_t nk = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
-      keys[nk].k = lua_tolstring(L, -1, &keys[nk].kl); /* anchored by the table */
+      if (nk == (size_t)strings || lua_type(L, -1) != LUA_TSTRING) {
+        lua_settop(L, kidx - 1);
+        FAIL("table changed while it was being encoded");
+      }
+      keys[nk].k = lua_tolstring(L, -1, &keys[nk].kl);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, kidx + 1, (lua_Integer)nk + 1);
       nk++;
     }
     qsort(keys, nk, sizeof *keys, tkey_cmp);
