@@ -142,13 +142,18 @@ static void group_push(struct group *g, lua_Integer id) {
   g->fifo[g->tail++] = id;
 }
 
+/* Scheduler callback: the task of handle r finished. The waiter and the
+ * group's owner are t's parent: when that parent is gone (freed after it
+ * ended, t orphaned) there is nobody to wake, and the pointer is stale.
+ * A select's task is alive while it is linked (its close unlinks). */
 static void ref_on_done(struct lc_task *t, void *ud) {
   struct task_ref *r = ud;
-  if (r->waiter) lc_task_wake(r->waiter, &r->wait);
+  struct lc_task *parent = lc_task_parent(t);
+  if (r->waiter && r->waiter == parent) lc_task_wake(r->waiter, &r->wait);
   if (r->sel) lc_task_wake(r->sel->task, &r->sel->wait);
   if (r->group) {
     group_push(r->group, r->gid);
-    lc_task_wake(r->group->owner, &r->group->wait);
+    if (r->group->owner == parent) lc_task_wake(r->group->owner, &r->group->wait);
   }
 }
 
@@ -471,7 +476,10 @@ static int l_timeout(lua_State *L) {
 
 /* The handles table (id -> handle) is the group's user value 1. */
 static void group_detach_all(lua_State *L, int gidx) {
-  lua_getiuservalue(L, gidx, 1);
+  if (lua_getiuservalue(L, gidx, 1) != LUA_TTABLE) { /* half-built group */
+    lua_pop(L, 1);
+    return;
+  }
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     struct task_ref *r = lua_touserdata(L, -1);
@@ -497,9 +505,9 @@ static int l_group(lua_State *L) {
   memset(g, 0, sizeof *g);
   g->owner = owner;
   g->wait.cancel = select_cancel;
-  luaL_setmetatable(L, GROUP_MT);
-  lua_newtable(L);
+  lua_newtable(L); /* before the metatable: __gc never sees it missing */
   lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, GROUP_MT);
   return 1;
 }
 
@@ -593,8 +601,10 @@ static int group_kill(lua_State *L) {
   g->pending = 0;
   g->head = g->tail = 0;
   /* Called by a member, the owner may be waiting in g:next(): nothing is
-   * pending any more, so it gets nil. */
-  lc_task_wake(g->owner, &g->wait);
+   * pending any more, so it gets nil. The owner may also have ended and
+   * been freed while the group lives on: wake it only if it is still a
+   * task of the scheduler. */
+  if (lc_sched_has_task(lc_sched_get(L), g->owner)) lc_task_wake(g->owner, &g->wait);
   return 0;
 }
 

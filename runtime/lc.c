@@ -1,7 +1,10 @@
-/* lc.c: allocation wrappers with failure injection, clocks, random numbers. */
+/* lc.c: allocation wrappers with failure injection (C and Lua), the Lua
+ * state constructor, checked number conversions, clocks, random numbers. */
 #include "lc.h"
 
+#include <lua.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -44,6 +47,79 @@ void lc_free(void *p) {
   if (!p) return;
   atomic_fetch_sub(&live_blocks, 1);
   free(p);
+}
+
+/* ---- the Lua allocator ---- */
+
+static _Atomic long lua_fail_after; /* as fail_after, for Lua's allocations */
+
+void lc_lua_alloc_fail_after(long n) { atomic_store(&lua_fail_after, n); }
+
+/* lua_Alloc of every luact state (lc_lua_newstate); called by Lua for every
+ * allocation. Only a growing request can be made to fail: the manual says
+ * Lua assumes a shrinking one never does, and nsize == 0 always frees. */
+void *lc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  if (!ptr || nsize > osize) {
+    /* Lua answers a failure with an emergency collection and asks again
+     * for the same block: that retry fails too, or the injected failure
+     * would never be seen. (Test-only state: one failing request.) */
+    static _Thread_local struct { void *ptr; size_t osize, nsize; int set; } last;
+    if (last.set) {
+      last.set = 0;
+      if (last.ptr == ptr && last.osize == osize && last.nsize == nsize) return NULL;
+    }
+    long n = atomic_load(&lua_fail_after);
+    if (n > 0 && atomic_fetch_sub(&lua_fail_after, 1) == 1) {
+      last.ptr = ptr;
+      last.osize = osize;
+      last.nsize = nsize;
+      last.set = 1;
+      return NULL;
+    }
+  }
+  return realloc(ptr, nsize);
+}
+
+/* An error outside every protected call: a bug in luact, never a script's
+ * doing. Log it and stop before Lua's state is used any further. */
+static int lua_panic(lua_State *L) {
+  const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  fprintf(stderr, "luact: unprotected Lua error (a bug): %s\n",
+          msg ? msg : "(error object is not a string)");
+  fflush(stderr);
+  abort();
+  return 0;
+}
+
+struct lua_State *lc_lua_newstate(void) {
+  lua_State *L = lua_newstate(lc_lua_alloc, NULL);
+  if (L) lua_atpanic(L, lua_panic);
+  return L;
+}
+
+/* ---- checked conversions of script numbers ---- */
+
+int lc_dbl_to_long(double v, long lo, long hi, long *out) {
+  /* (double)LONG_MAX rounds up to 2^63, which does not fit: the last test
+   * keeps the cast defined. NaN fails every comparison. */
+  if (!(v >= (double)lo && v <= (double)hi && v < 0x1p63)) return LC_EINVAL;
+  long l = (long)v;
+  if (l < lo || l > hi) return LC_EINVAL;
+  *out = l;
+  return 0;
+}
+
+int lc_dbl_to_size(double v, size_t hi, size_t *out) {
+  if (!(v >= 0 && v <= (double)hi && v < 0x1p64)) return LC_EINVAL;
+  size_t z = (size_t)v;
+  if (z > hi) return LC_EINVAL;
+  *out = z;
+  return 0;
 }
 
 char *lc_strndup(const char *s, size_t n) {

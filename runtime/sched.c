@@ -224,6 +224,13 @@ int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
 
 struct lc_task *lc_task_current(lua_State *L) { return *task_slot(L); }
 
+int lc_sched_has_task(const struct lc_sched *s, const struct lc_task *t) {
+  /* Compares addresses only: t may point to freed memory. */
+  for (struct lc_task *a = s->all; a; a = a->next_all)
+    if (a == t) return 1;
+  return 0;
+}
+
 struct lc_task *lc_task_check(lua_State *L, const char *what) {
   struct lc_task *t = *task_slot(L);
   if (!t)

@@ -66,6 +66,9 @@ const char *lc_sched_error(struct lc_sched *s);
 
 /* The task running on L, or NULL for the main thread / a plain coroutine. */
 struct lc_task *lc_task_current(lua_State *L);
+/* Is t (maybe a stale pointer, never dereferenced) a task of s? O(tasks):
+ * for rare paths that hold a task pointer without a handle. */
+int lc_sched_has_task(const struct lc_sched *s, const struct lc_task *t);
 /* Like lc_task_current but raises "<what>: must run inside a luact task
  * (use luact.spawn/parallel, not coroutine.*)" when there is none. */
 struct lc_task *lc_task_check(lua_State *L, const char *what);
