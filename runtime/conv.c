@@ -106,7 +106,7 @@ struct lc_conv_box *lc_conv_box_push(lua_State *L) {
 }
 
 static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
-                   int depth, struct lc_conv_box *box, char *err, size_t errlen);
+                   int depth, struct lc_conv_box **boxp, char *err, size_t errlen);
 
 /* What a table becomes in JSON: an array of *n items (keys 1..n, or
  * marked as an array), or an object of *strings string keys. Anything else
@@ -137,13 +137,18 @@ static int table_shape(lua_State *L, int idx, const struct path *path, int *is_a
 
 /* The container being filled is held in box->pending (a raise inside the
  * walk, out of memory, frees it with the box); it is taken off when it
- * is returned or deleted. */
+ * is returned or deleted. The box is made for the first container, left
+ * on the stack above everything the walk uses, and popped by
+ * lc_conv_to_json: a scalar costs no allocation (the sandbox converts
+ * each of its results near its memory cap). */
 static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
-                         int depth, struct lc_conv_box *box, char *err, size_t errlen) {
+                         int depth, struct lc_conv_box **boxp, char *err, size_t errlen) {
   lua_Integer n;
   int strings, is_array;
   int rc0 = table_shape(L, idx, path, &is_array, &n, &strings, err, errlen);
   if (rc0) return rc0;
+  if (!*boxp) *boxp = lc_conv_box_push(L); /* may raise: nothing held yet */
+  struct lc_conv_box *box = *boxp;
   cJSON *j = is_array ? cJSON_CreateArray() : cJSON_CreateObject();
   if (!j) return LC_ENOMEM;
   box->pending[box->n++] = j; /* depth <= LC_CONV_MAX_DEPTH: room */
@@ -152,7 +157,7 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
       struct path p = {path, NULL, 0, i};
       lua_rawgeti(L, idx, i);
       cJSON *c = NULL;
-      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, box, err, errlen);
+      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, boxp, err, errlen);
       lua_pop(L, 1);
       if (rc) { box->n--; cJSON_Delete(j); return rc; }
       cJSON_AddItemToArray(j, c);
@@ -172,7 +177,7 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
         FAIL("object key is not valid UTF-8 text");
       }
       cJSON *c = NULL;
-      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, box, err, errlen);
+      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, boxp, err, errlen);
       if (rc) { lua_pop(L, 2); box->n--; cJSON_Delete(j); return rc; }
       lua_pop(L, 1);
       if (!cJSON_AddItemToObject(j, k, c)) { /* it copies the key: malloc */
@@ -194,7 +199,7 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
 }
 
 static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
-                   int depth, struct lc_conv_box *box, char *err, size_t errlen) {
+                   int depth, struct lc_conv_box **boxp, char *err, size_t errlen) {
   if (depth > LC_CONV_MAX_DEPTH) FAIL("nesting deeper than %d", LC_CONV_MAX_DEPTH);
   luaL_checkstack(L, 6, "json encode");
   switch (lua_type(L, idx)) {
@@ -230,7 +235,7 @@ static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
     case LUA_TTABLE: {
       /* A table nested in itself would recurse until the depth limit; that
        * limit is the cycle guard, and its message names the path. */
-      return table_to_json(L, lua_absindex(L, idx), out, path, depth, box, err, errlen);
+      return table_to_json(L, lua_absindex(L, idx), out, path, depth, boxp, err, errlen);
     }
     default:
       FAIL("cannot encode a %s", luaL_typename(L, idx));
@@ -242,10 +247,10 @@ int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen
   *out = NULL;
   if (errlen) err[0] = '\0';
   idx = lua_absindex(L, idx);
-  /* Raises (out of memory) before anything is allocated, or never. */
-  struct lc_conv_box *box = lc_conv_box_push(L);
-  int rc = to_json(L, idx, out, NULL, 0, box, err, errlen);
-  lua_pop(L, 1); /* empty again: the tree, if any, is the caller's */
+  int top = lua_gettop(L);
+  struct lc_conv_box *box = NULL; /* made by the first table */
+  int rc = to_json(L, idx, out, NULL, 0, &box, err, errlen);
+  lua_settop(L, top); /* the box, empty again: the tree is the caller's */
   return rc;
 }
 
