@@ -2,6 +2,7 @@
  * state constructor, checked number conversions, clocks, random numbers. */
 #include "lc.h"
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -120,6 +121,26 @@ int lc_dbl_to_size(double v, size_t hi, size_t *out) {
   if (z > hi) return LC_EINVAL;
   *out = z;
   return 0;
+}
+
+long lc_lua_checklong(struct lua_State *L, double v, long lo, long hi, const char *what) {
+  long out = 0;
+  if (lc_dbl_to_long(v, lo, hi, &out)) {
+    char msg[256]; /* lua_pushfstring has no %ld */
+    snprintf(msg, sizeof msg, "%s must be a number from %ld to %ld", what, lo, hi);
+    luaL_error(L, "%s", msg);
+  }
+  return out;
+}
+
+size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, const char *what) {
+  size_t out = 0;
+  if (lc_dbl_to_size(v, hi, &out) || out < lo) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s must be a number from %zu to %zu", what, lo, hi);
+    luaL_error(L, "%s", msg);
+  }
+  return out;
 }
 
 char *lc_strndup(const char *s, size_t n) {

@@ -45,6 +45,10 @@ struct lua_State *lc_lua_newstate(void);
  * infinities and values out of range make the cast undefined. */
 int lc_dbl_to_long(double v, long lo, long hi, long *out);
 int lc_dbl_to_size(double v, size_t hi, size_t *out);
+/* [-0, +0, v] The same for a binding: the converted value, or raises
+ * "<what> must be a number from <lo> to <hi>". */
+long lc_lua_checklong(struct lua_State *L, double v, long lo, long hi, const char *what);
+size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, const char *what);
 
 /* Monotonic clock in milliseconds (double: sub-ms resolution). */
 double lc_now_ms(void);
