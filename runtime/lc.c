@@ -53,8 +53,13 @@ void lc_free(void *p) {
 /* ---- the Lua allocator ---- */
 
 static _Atomic long lua_fail_after; /* as fail_after, for Lua's allocations */
+/* The request that failed last, so that Lua's retry of it fails too. */
+static _Thread_local struct { void *ptr; size_t osize, nsize; int set; } last;
 
-void lc_lua_alloc_fail_after(long n) { atomic_store(&lua_fail_after, n); }
+void lc_lua_alloc_fail_after(long n) {
+  last.set = 0; /* a failure Lua did not retry must not hit a later call */
+  atomic_store(&lua_fail_after, n);
+}
 
 /* lua_Alloc of every luact state (lc_lua_newstate); called by Lua for every
  * allocation. Only a growing request can be made to fail: the manual says
@@ -68,8 +73,7 @@ void *lc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   if (!ptr || nsize > osize) {
     /* Lua answers a failure with an emergency collection and asks again
      * for the same block: that retry fails too, or the injected failure
-     * would never be seen. (Test-only state: one failing request.) */
-    static _Thread_local struct { void *ptr; size_t osize, nsize; int set; } last;
+     * would never be seen. */
     if (last.set) {
       last.set = 0;
       if (last.ptr == ptr && last.osize == osize && last.nsize == nsize) return NULL;

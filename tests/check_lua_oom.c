@@ -5,6 +5,7 @@
  * hit something the script survives), never a crash, a panic or a leak
  * (lc_malloc blocks counted here; the ASan build checks the rest). */
 #include <check.h>
+#include <signal.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +154,20 @@ END_TEST
 START_TEST(scenario_under_lc_malloc_oom) { run_under_oom(_i, 0); }
 END_TEST
 
+START_TEST(panic_logs_and_aborts) {
+  /* An error outside every protected call reaches the panic handler of
+   * lc_lua_newstate: it must stop the process (SIGABRT), never return
+   * into a state Lua cannot continue. */
+  lua_State *L = lc_lua_newstate();
+  ck_assert_ptr_nonnull(L);
+  lua_CFunction handler = lua_atpanic(L, NULL); /* lua_newstate sets none */
+  ck_assert_ptr_nonnull(handler);
+  lua_atpanic(L, handler);
+  lua_pushliteral(L, "raised with no protected call");
+  lua_error(L);
+}
+END_TEST
+
 Suite *lua_oom_suite(void) {
   Suite *s = suite_create("lua_oom");
   TCase *tc = tcase_create("bindings");
@@ -160,5 +175,8 @@ Suite *lua_oom_suite(void) {
   tcase_add_loop_test(tc, scenario_under_lua_oom, 0, (int)LC_ARRAY_LEN(scenarios));
   tcase_add_loop_test(tc, scenario_under_lc_malloc_oom, 0, (int)LC_ARRAY_LEN(scenarios));
   suite_add_tcase(s, tc);
+  TCase *panic = tcase_create("panic");
+  tcase_add_test_raise_signal(panic, panic_logs_and_aborts, SIGABRT);
+  suite_add_tcase(s, panic);
   return s;
 }
