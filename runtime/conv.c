@@ -251,6 +251,8 @@ int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen
   struct lc_conv_box *box = NULL; /* made by the first table */
   int rc = to_json(L, idx, out, NULL, 0, &box, err, errlen);
   lua_settop(L, top); /* the box, empty again: the tree is the caller's */
+  /* Callers print err for any failure ("... is not JSON: <err>"). */
+  if (rc == LC_ENOMEM && errlen && !err[0]) snprintf(err, errlen, "not enough memory");
   return rc;
 }
 
