@@ -13,7 +13,12 @@
  * callback) and the continuation reads the op's result.
  *
  * Ownership: the scheduler owns tasks. A finished task stays (a zombie with
- * its results on its coroutine stack) until lc_task_release. */
+ * its results on its coroutine stack) until lc_task_release or
+ * lc_task_detach; a detached task that is still live runs on and is freed
+ * when it ends. A task whose coroutine is on the C stack (running, or an
+ * ancestor that started the running one inline) is never closed or freed
+ * there: kills and releases of it wait until control is back in the
+ * scheduler. */
 #ifndef LC_SCHED_H
 #define LC_SCHED_H
 
