@@ -297,7 +297,8 @@ static void parse_sampling(lua_State *L, int opts, struct lc_llm_request *r) {
     r->set |= LC_SET_TOP_P;
   }
   if (lua_getfield(L, opts, "top_k") != LUA_TNIL) {
-    r->top_k = (int)lc_lua_checklong(L, (double)luaL_checkinteger(L, -1), 0, INT_MAX, "luact.llm: 'top_k'");
+    r->top_k = (int)lc_lua_checklong(L, (double)luaL_checkinteger(L, -1), 0, INT_MAX,
+                                     "luact.llm: 'top_k'");
     r->set |= LC_SET_TOP_K;
   }
   if (lua_getfield(L, opts, "max_tokens") != LUA_TNIL) {

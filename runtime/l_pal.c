@@ -231,10 +231,14 @@ static void parse_sandbox(lua_State *L, struct lc_sandbox_opts *o) {
     char what[64];
     snprintf(what, sizeof what, "sandbox.%s", k);
     /* Range checks before the casts (1e300 would make them undefined). */
-    if (!strcmp(k, "memory")) o->mem_limit = lc_lua_checksize(L, positive(L, what), 1, SIZE_MAX, what);
-    else if (!strcmp(k, "instructions")) o->instr_limit = lc_lua_checklong(L, positive(L, what), 1, LONG_MAX, what);
-    else if (!strcmp(k, "time")) o->wall_ms = (double)lc_lua_checklong(L, positive(L, what) * 1000.0, 1, 1000000000000L, what);
-    else if (!strcmp(k, "output")) o->output_limit = lc_lua_checksize(L, positive(L, what), 1, SIZE_MAX, what);
+    if (!strcmp(k, "memory"))
+      o->mem_limit = lc_lua_checksize(L, positive(L, what), 1, SIZE_MAX, what);
+    else if (!strcmp(k, "instructions"))
+      o->instr_limit = lc_lua_checklong(L, positive(L, what), 1, LONG_MAX, what);
+    else if (!strcmp(k, "time"))
+      o->wall_ms = (double)lc_lua_checklong(L, positive(L, what) * 1000.0, 1, 1000000000000L, what);
+    else if (!strcmp(k, "output"))
+      o->output_limit = lc_lua_checksize(L, positive(L, what), 1, SIZE_MAX, what);
     else
       luaL_error(L, WHO ": unknown sandbox option '%s' (memory, instructions, time, output)", k);
     lua_pop(L, 1);
@@ -259,7 +263,8 @@ static void parse_limits(lua_State *L, struct lc_budget_limits *lim) {
     else if (!(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
       luaL_error(L, WHO ": limits.%s must be a number (or false)", k);
     if (!(v >= 0)) luaL_error(L, WHO ": limits.%s must be >= 0", k); /* NaN too */
-    if (!strcmp(k, "tokens")) lim->tokens = lc_lua_checklong(L, v, 0, LONG_MAX, WHO ": limits.tokens");
+    if (!strcmp(k, "tokens"))
+      lim->tokens = lc_lua_checklong(L, v, 0, LONG_MAX, WHO ": limits.tokens");
     else if (!strcmp(k, "cost")) lim->cost_usd = v;
     else if (!strcmp(k, "wall_time")) lim->wall_s = v;
     else luaL_error(L, WHO ": unknown limit '%s' (tokens, cost or wall_time)", k);
@@ -434,7 +439,8 @@ static int l_run(lua_State *L) {
         /* Range checks before the casts (1e300 would make them undefined). */
         if (i == 0) o.mem_limit = lc_lua_checksize(L, v, 1, SIZE_MAX, what);
         else if (i == 1) o.instr_limit = lc_lua_checklong(L, v, 1, LONG_MAX, what);
-        else if (i == 2) o.wall_ms = (double)lc_lua_checklong(L, v * 1000.0, 1, 1000000000000L, what);
+        else if (i == 2)
+          o.wall_ms = (double)lc_lua_checklong(L, v * 1000.0, 1, 1000000000000L, what);
         else o.output_limit = lc_lua_checksize(L, v, 1, SIZE_MAX, what);
       }
       lua_pop(L, 1);

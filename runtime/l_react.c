@@ -498,7 +498,8 @@ static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
     else if (!strcmp(k, "tokens")) lim->tokens = lc_lua_checklong(L, v, 0, LONG_MAX, what);
     else if (!strcmp(k, "cost")) lim->cost_usd = v;
     else if (!strcmp(k, "wall_time")) lim->wall_s = v;
-    else if (!strcmp(k, "max_invalid")) lim->max_invalid = lc_lua_checklong(L, v, 0, LONG_MAX, what);
+    else if (!strcmp(k, "max_invalid"))
+      lim->max_invalid = lc_lua_checklong(L, v, 0, LONG_MAX, what);
     else if (!strcmp(k, "repeat") || !strcmp(k, "max_repeat"))
       lim->repeat = lc_lua_checklong(L, v, 0, LONG_MAX, what);
     else
