@@ -488,10 +488,11 @@ static int drain(struct lc_sched *s) {
   struct lc_task *end = s->ready_tail;
   while (s->ready_head) {
     struct lc_task *t = s->ready_head;
+    int last = t == end; /* before resume: a detached t is freed when it ends */
     dequeue(t);
     resume(t);
     ran++;
-    if (t == end || ran == SLICE_TASKS) break;
+    if (last || ran == SLICE_TASKS) break;
   }
   return ran;
 }
