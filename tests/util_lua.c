@@ -16,7 +16,7 @@
 void lc_test_lua_open(struct lc_test_lua *t) {
   lc_http_global_init();
   t->live_before = lc_alloc_live();
-  t->L = luaL_newstate();
+  t->L = lc_lua_newstate();
   ck_assert_ptr_nonnull(t->L);
   lc_lua_setup(t->L);
   ck_assert_int_eq(lc_sched_new(t->L, &t->s), 0);

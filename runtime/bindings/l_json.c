@@ -18,19 +18,22 @@ static int l_encode(lua_State *L) {
     pretty = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  cJSON *j = NULL;
+  lua_settop(L, 1);
+  /* The tree and its text are held by a box while Lua calls may raise. */
+  struct lc_conv_box *box = lc_conv_box_push(L);
   char err[256];
-  if (lc_conv_to_json(L, 1, &j, err, sizeof err)) {
+  int rc = lc_conv_to_json(L, 1, &box->tree, err, sizeof err);
+  if (rc == LC_ENOMEM) return luaL_error(L, "not enough memory");
+  if (rc) {
     lua_pushnil(L);
     lua_pushfstring(L, "json.encode: %s", err);
     lua_pushliteral(L, "json");
     return 3;
   }
-  char *s = pretty ? cJSON_Print(j) : cJSON_PrintUnformatted(j);
-  cJSON_Delete(j);
-  if (!s) return luaL_error(L, "out of memory");
-  lua_pushstring(L, s);
-  cJSON_free(s);
+  box->text = pretty ? cJSON_Print(box->tree) : cJSON_PrintUnformatted(box->tree);
+  if (!box->text) return luaL_error(L, "not enough memory");
+  lua_pushstring(L, box->text);
+  lc_conv_box_clear(box);
   return 1;
 }
 
@@ -39,15 +42,16 @@ static int l_decode(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   char err[256];
-  cJSON *j = lc_json_parse(s, n, err, sizeof err);
-  if (!j) {
+  struct lc_conv_box *box = lc_conv_box_push(L); /* before the tree */
+  box->tree = lc_json_parse(s, n, err, sizeof err);
+  if (!box->tree) {
     lua_pushnil(L);
     lua_pushfstring(L, "json.decode: %s", err);
     lua_pushliteral(L, "json");
     return 3;
   }
-  lc_conv_push_json(L, j);
-  cJSON_Delete(j);
+  lc_conv_push_json(L, box->tree); /* may raise: the box frees the tree */
+  lc_conv_box_clear(box);
   return 1;
 }
 

@@ -6,6 +6,10 @@
  * the C callback and handed to the Lua callback from the continuation,
  * never from inside libcurl. */
 #include <lauxlib.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -294,11 +298,13 @@ static void parse_sampling(lua_State *L, int opts, struct lc_llm_request *r) {
     r->set |= LC_SET_TOP_P;
   }
   if (lua_getfield(L, opts, "top_k") != LUA_TNIL) {
-    r->top_k = (int)luaL_checkinteger(L, -1);
+    r->top_k = (int)lc_lua_checklong(L, (double)luaL_checkinteger(L, -1), 0, INT_MAX,
+                                     "luact.llm: 'top_k'");
     r->set |= LC_SET_TOP_K;
   }
   if (lua_getfield(L, opts, "max_tokens") != LUA_TNIL) {
-    r->max_tokens = (int)luaL_checkinteger(L, -1);
+    r->max_tokens = (int)lc_lua_checklong(L, (double)luaL_checkinteger(L, -1), 0, INT_MAX,
+                                          "luact.llm: 'max_tokens'");
     r->set |= LC_SET_MAX_TOKENS;
   }
   if (lua_getfield(L, opts, "seed") != LUA_TNIL) {
@@ -372,7 +378,12 @@ static void parse_choice_and_format(lua_State *L, int opts, struct lc_llm_reques
 
 static double opt_seconds(lua_State *L, int opts, const char *f, double dflt_ms) {
   double v = dflt_ms;
-  if (lua_getfield(L, opts, f) != LUA_TNIL) v = luaL_checknumber(L, -1) * 1000.0;
+  if (lua_getfield(L, opts, f) != LUA_TNIL) {
+    /* Becomes a long for curl: range-checked first (NaN, inf, 1e300). */
+    char what[64];
+    snprintf(what, sizeof what, "luact.llm: '%s' (ms)", f);
+    v = (double)lc_lua_checklong(L, luaL_checknumber(L, -1) * 1000.0, 0, 1000000000000L, what);
+  }
   lua_pop(L, 1);
   return v;
 }
@@ -391,8 +402,9 @@ static void parse_opts(lua_State *L, int opts, struct lc_llm_opts *o) {
     if (n < 0 || n > 100) luaL_error(L, "luact.llm: 'retries' must be 0..100");
     o->retry.max_attempts = (int)n + 1;
   }
-  if (lua_getfield(L, opts, "max_response_bytes") != LUA_TNIL)
-    o->max_response_bytes = (size_t)luaL_checkinteger(L, -1);
+  if (lua_getfield(L, opts, "max_response_bytes") != LUA_TNIL) /* not negative */
+    o->max_response_bytes = lc_lua_checksize(L, (double)luaL_checkinteger(L, -1), 0, SIZE_MAX,
+                                             "luact.llm: 'max_response_bytes'");
   lua_pop(L, 2);
 }
 
@@ -607,7 +619,9 @@ static int l_limits(lua_State *L) {
     lua_getfield(L, -4, "burst_tokens");
     lim.burst_tok = luaL_optnumber(L, -1, 0);
     lua_pop(L, 4);
-    if (lim.rpm < 0 || lim.tpm < 0) return luaL_error(L, "luact.llm.limits: negative limit");
+    if (!(lim.rpm >= 0 && lim.tpm >= 0 && lim.burst_req >= 0 && lim.burst_tok >= 0) ||
+        !isfinite(lim.rpm + lim.tpm + lim.burst_req + lim.burst_tok)) /* NaN, inf */
+      return luaL_error(L, "luact.llm.limits: negative limit");
     if (lc_governor_configure(prov, &lim)) return luaL_error(L, "out of memory");
     lua_pop(L, 1);
   }

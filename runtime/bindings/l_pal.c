@@ -7,7 +7,9 @@
 #include "l_pal.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -232,10 +234,15 @@ static void parse_sandbox(lua_State *L, struct lc_sandbox_opts *o) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
     char what[64];
     snprintf(what, sizeof what, "sandbox.%s", k);
-    if (!strcmp(k, "memory")) o->mem_limit = (size_t)positive(L, what);
-    else if (!strcmp(k, "instructions")) o->instr_limit = (long)positive(L, what);
-    else if (!strcmp(k, "time")) o->wall_ms = positive(L, what) * 1000.0;
-    else if (!strcmp(k, "output")) o->output_limit = (size_t)positive(L, what);
+    /* Range checks before the casts (1e300 would make them undefined). */
+    if (!strcmp(k, "memory"))
+      o->mem_limit = lc_lua_checksize(L, positive(L, what), 1, SIZE_MAX, what);
+    else if (!strcmp(k, "instructions"))
+      o->instr_limit = lc_lua_checklong(L, positive(L, what), 1, LONG_MAX, what);
+    else if (!strcmp(k, "time"))
+      o->wall_ms = (double)lc_lua_checklong(L, positive(L, what) * 1000.0, 1, 1000000000000L, what);
+    else if (!strcmp(k, "output"))
+      o->output_limit = lc_lua_checksize(L, positive(L, what), 1, SIZE_MAX, what);
     else
       luaL_error(L, WHO ": unknown sandbox option '%s' (memory, instructions, time, output)", k);
     lua_pop(L, 1);
@@ -260,8 +267,9 @@ static void parse_limits(lua_State *L, struct lc_budget_limits *lim) {
     if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tonumber(L, -1);
     else if (!(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
       luaL_error(L, WHO ": limits.%s must be a number (or false)", k);
-    if (v < 0) luaL_error(L, WHO ": limits.%s must be >= 0", k);
-    if (!strcmp(k, "tokens")) lim->tokens = (long)v;
+    if (!(v >= 0)) luaL_error(L, WHO ": limits.%s must be >= 0", k); /* NaN too */
+    if (!strcmp(k, "tokens"))
+      lim->tokens = lc_lua_checklong(L, v, 0, LONG_MAX, WHO ": limits.tokens");
     else if (!strcmp(k, "cost")) lim->cost_usd = v;
     else if (!strcmp(k, "wall_time")) lim->wall_s = v;
     else luaL_error(L, WHO ": unknown limit '%s' (tokens, cost or wall_time)", k);
@@ -435,10 +443,12 @@ static int l_run(lua_State *L) {
         char what[32];
         snprintf(what, sizeof what, "run: opts.%s", caps[i]);
         double v = positive(L, what);
-        if (i == 0) o.mem_limit = (size_t)v;
-        else if (i == 1) o.instr_limit = (long)v;
-        else if (i == 2) o.wall_ms = v * 1000.0;
-        else o.output_limit = (size_t)v;
+        /* Range checks before the casts (1e300 would make them undefined). */
+        if (i == 0) o.mem_limit = lc_lua_checksize(L, v, 1, SIZE_MAX, what);
+        else if (i == 1) o.instr_limit = lc_lua_checklong(L, v, 1, LONG_MAX, what);
+        else if (i == 2)
+          o.wall_ms = (double)lc_lua_checklong(L, v * 1000.0, 1, 1000000000000L, what);
+        else o.output_limit = lc_lua_checksize(L, v, 1, SIZE_MAX, what);
       }
       lua_pop(L, 1);
     }

@@ -9,6 +9,7 @@
 #include "l_react.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,14 +492,20 @@ static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
     if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tonumber(L, -1);
     else if (!(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
       luaL_error(L, "luact.react: limits.%s must be a number (or false)", k);
-    if (v < 0) luaL_error(L, "luact.react: limits.%s must be >= 0", k);
-    if (!strcmp(k, "steps")) lim->steps = (long)v;
-    else if (!strcmp(k, "tokens")) lim->tokens = (long)v;
+    if (!(v >= 0)) luaL_error(L, "luact.react: limits.%s must be >= 0", k); /* NaN too */
+    /* Counts are cast to long: a range check first (1e300, inf). */
+    char what[64];
+    snprintf(what, sizeof what, "luact.react: limits.%s", k);
+    if (!strcmp(k, "steps")) lim->steps = lc_lua_checklong(L, v, 0, LONG_MAX, what);
+    else if (!strcmp(k, "tokens")) lim->tokens = lc_lua_checklong(L, v, 0, LONG_MAX, what);
     else if (!strcmp(k, "cost")) lim->cost_usd = v;
     else if (!strcmp(k, "wall_time")) lim->wall_s = v;
-    else if (!strcmp(k, "max_invalid")) lim->max_invalid = (long)v;
-    else if (!strcmp(k, "repeat") || !strcmp(k, "max_repeat")) lim->repeat = (long)v;
-    else if (!strcmp(k, "tool_calls")) lim->tool_calls = (long)v;
+    else if (!strcmp(k, "max_invalid"))
+      lim->max_invalid = lc_lua_checklong(L, v, 0, LONG_MAX, what);
+    else if (!strcmp(k, "repeat") || !strcmp(k, "max_repeat"))
+      lim->repeat = lc_lua_checklong(L, v, 0, LONG_MAX, what);
+    else if (!strcmp(k, "tool_calls"))
+      lim->tool_calls = lc_lua_checklong(L, v, 0, LONG_MAX, what);
     else
       luaL_error(L, "luact.react: unknown limit '%s' (steps, tokens, cost, wall_time, "
                     "max_invalid, repeat, max_repeat or tool_calls)", k);

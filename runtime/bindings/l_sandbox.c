@@ -3,6 +3,8 @@
 #include "l_opts.h"
 
 #include <lauxlib.h>
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "conv.h"
@@ -152,13 +154,17 @@ static int l_run(lua_State *L) {
   lua_setmetatable(L, -2);
   if (lua_istable(L, 2)) {
     lc_l_check_opts(L, 2, "luact.sandbox.run");
-    o.mem_limit = (size_t)opt_num(L, 2, "mem_limit", (double)o.mem_limit);
-    o.instr_limit = (long)opt_num(L, 2, "instr_limit", (double)o.instr_limit);
-    o.wall_ms = opt_num(L, 2, "wall_ms", o.wall_ms);
-    o.output_limit =
-        (size_t)opt_num(L, 2, "output_limit", (double)o.output_limit);
-    o.result_limit =
-        (size_t)opt_num(L, 2, "result_limit", (double)o.result_limit);
+    /* Range checks before the casts (1e300 would make them undefined). */
+    o.mem_limit = lc_lua_checksize(L, opt_num(L, 2, "mem_limit", (double)o.mem_limit), 0,
+                                   SIZE_MAX, "sandbox.run: opts.mem_limit");
+    o.instr_limit = lc_lua_checklong(L, opt_num(L, 2, "instr_limit", (double)o.instr_limit), 0,
+                                     LONG_MAX, "sandbox.run: opts.instr_limit");
+    o.wall_ms = (double)lc_lua_checklong(L, opt_num(L, 2, "wall_ms", o.wall_ms), 0,
+                                         1000000000000L, "sandbox.run: opts.wall_ms");
+    o.output_limit = lc_lua_checksize(L, opt_num(L, 2, "output_limit", (double)o.output_limit),
+                                      0, SIZE_MAX, "sandbox.run: opts.output_limit");
+    o.result_limit = lc_lua_checksize(L, opt_num(L, 2, "result_limit", (double)o.result_limit),
+                                      0, SIZE_MAX, "sandbox.run: opts.result_limit");
     if (lua_getfield(L, 2, "input") != LUA_TNIL) { /* code opts box input */
       char err[256];
       if (lc_conv_to_json(L, -1, &b->input, err, sizeof err))

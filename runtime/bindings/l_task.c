@@ -50,7 +50,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 /* sleep(seconds): yields the task; other tasks run meanwhile. */
 static int l_sleep(lua_State *L) {
   double s = luaL_checknumber(L, 1);
-  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds must be >= 0");
+  luaL_argcheck(L, s >= 0 && s < 1e9, 1, "seconds must be >= 0 and < 1e9");
   lua_settop(L, 1);
   struct lc_task *task = lc_task_check(L, "luact.sleep");
   struct sleep_op *op = lua_newuserdatauv(L, sizeof *op, 0);
@@ -106,41 +106,54 @@ static void ref_release(struct task_ref *r) {
   }
 }
 
+/* A collected handle only lets go: the task runs on (the scheduler holds
+ * it) and is freed when it ends. Killing it here would depend on when the
+ * collector runs, and the collector may run inside that very task. */
 static int task_gc(lua_State *L) {
   struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
   /* A handle that outlives the scheduler (lua_close after lc_sched_free):
    * its task went with the scheduler. */
   if (!lc_sched_get(L)) r->task = NULL;
-  ref_release(r);
+  if (r->task) lc_task_detach(r->task);
+  r->task = NULL;
+  return 0;
+}
+
+/* Makes room in the FIFO for one more pending id: called before a spawn,
+ * where running out of memory can still be reported, so that a completion
+ * (group_push) never allocates. The FIFO never holds more than pending
+ * ids. Returns 0 or LC_ENOMEM. */
+static int group_reserve(struct group *g) {
+  if ((lua_Integer)g->cap > g->pending) return 0;
+  size_t cap = g->cap ? g->cap * 2 : 64;
+  lua_Integer *f = lc_realloc(g->fifo, cap * sizeof *f);
+  if (!f) return LC_ENOMEM;
+  g->fifo = f;
+  g->cap = cap;
   return 0;
 }
 
 static void group_push(struct group *g, lua_Integer id) {
-  if (g->tail == g->cap) {
-    /* Compact, then grow: the FIFO never holds more than pending ids. */
-    if (g->head > 0) {
-      memmove(g->fifo, g->fifo + g->head, (g->tail - g->head) * sizeof *g->fifo);
-      g->tail -= g->head;
-      g->head = 0;
-    }
-    if (g->tail == g->cap) {
-      size_t cap = g->cap ? g->cap * 2 : 64;
-      lua_Integer *f = realloc(g->fifo, cap * sizeof *f);
-      if (!f) abort(); /* a completion must never be lost */
-      g->fifo = f;
-      g->cap = cap;
-    }
+  if (g->tail == g->cap) { /* room was reserved: compacting finds it */
+    memmove(g->fifo, g->fifo + g->head, (g->tail - g->head) * sizeof *g->fifo);
+    g->tail -= g->head;
+    g->head = 0;
   }
   g->fifo[g->tail++] = id;
 }
 
+/* Scheduler callback: the task of handle r finished. The waiter and the
+ * group's owner are t's parent: when that parent is gone (freed after it
+ * ended, t orphaned) there is nobody to wake, and the pointer is stale.
+ * A select's task is alive while it is linked (its close unlinks). */
 static void ref_on_done(struct lc_task *t, void *ud) {
   struct task_ref *r = ud;
-  if (r->waiter) lc_task_wake(r->waiter, &r->wait);
+  struct lc_task *parent = lc_task_parent(t);
+  if (r->waiter && r->waiter == parent) lc_task_wake(r->waiter, &r->wait);
   if (r->sel) lc_task_wake(r->sel->task, &r->sel->wait);
   if (r->group) {
     group_push(r->group, r->gid);
-    lc_task_wake(r->group->owner, &r->group->wait);
+    if (r->group->owner == parent) lc_task_wake(r->group->owner, &r->group->wait);
   }
 }
 
@@ -189,6 +202,11 @@ static int push_outcome(lua_State *L, struct task_ref *r) {
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   struct task_ref *r = luaL_checkudata(L, 1, TASK_MT);
   r->waiter = NULL;
+  if (!r->task) { /* another task killed it (luact.kill) while we waited */
+    lua_pushnil(L);
+    lua_pushliteral(L, "already waited or killed");
+    return 2;
+  }
   return push_outcome(L, r);
 }
 
@@ -228,9 +246,36 @@ static int l_kill(lua_State *L) {
 
 static void select_cancel(struct lc_wait *w) { (void)w; }
 
-/* Index (1-based) of the first handle in the list at idx whose task is done,
- * or 0. Clears every handle's select link when one is found. */
-static lua_Integer select_scan(lua_State *L, int idx, struct select_op *op) {
+#define SELECT_MT "luact.Select"
+
+/* The handles select() links to itself (r->sel) are its own copy of the
+ * list (user value 1), taken before the first link: the script may change
+ * its table while select waits. */
+
+/* [-0, +0, -] Unlinks every handle of op's list (op at idx) still linked
+ * to op. The one close (__close and __gc): select returns, raises (a bad
+ * item, found on a later pass too) or its task is killed; a link left
+ * behind would point into a collected userdata. */
+static int select_close(lua_State *L) {
+  struct select_op *op = luaL_checkudata(L, 1, SELECT_MT);
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      struct task_ref *r = luaL_testudata(L, -1, TASK_MT);
+      if (r && r->sel == op) r->sel = NULL;
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Index (1-based) of the first handle in op's list (op at index 1 of L)
+ * whose task is done, or 0. Every item is checked before any is linked. */
+static lua_Integer select_scan(lua_State *L, struct select_op *op) {
+  lua_getiuservalue(L, 1, 1); /* op list */
+  int idx = lua_gettop(L);
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx), found = 0;
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
@@ -240,28 +285,29 @@ static lua_Integer select_scan(lua_State *L, int idx, struct select_op *op) {
     if (!r->task || r->waited) luaL_error(L, "luact.select: item %d was already waited or killed", (int)i);
     if (lc_task_parent(r->task) != op->task)
       luaL_error(L, "luact.select: item %d was spawned by another task", (int)i);
-    r->sel = op;
     if (!found && lc_task_state(r->task) == LC_TASK_DONE) found = i;
   }
-  if (found) {
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, idx, i);
-      ((struct task_ref *)lua_touserdata(L, -1))->sel = NULL;
-      lua_pop(L, 1);
-    }
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    struct task_ref *r = lua_touserdata(L, -1);
+    r->sel = found ? NULL : op;
+    lua_pop(L, 1);
   }
+  lua_pop(L, 1); /* op */
   return found;
 }
 
 static int select_k(lua_State *L, int status, lua_KContext ctx) {
-  struct select_op *op = lua_touserdata(L, 2);
-  lua_Integer i = select_scan(L, 1, op);
+  (void)status;
+  (void)ctx;
+  struct select_op *op = lua_touserdata(L, 1);
+  lua_Integer i = select_scan(L, op);
   if (!i) {
     lc_task_wait(op->task, &op->wait);
     return lua_yieldk(L, 0, 0, select_k);
   }
   lua_pushinteger(L, i);
-  return 1;
+  return 1; /* closing op (index 1) unlinks what is left */
 }
 
 /* select(handles) -> index of the first finished one (its results stay
@@ -269,10 +315,21 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
 static int l_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  luaL_argcheck(L, lua_rawlen(L, 1) > 0, 1, "empty list");
-  struct select_op *op = lua_newuserdatauv(L, sizeof *op, 0);
-  op->task = lc_task_check(L, "luact.select");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  luaL_argcheck(L, n > 0, 1, "empty list");
+  struct lc_task *task = lc_task_check(L, "luact.select");
+  struct select_op *op = lua_newuserdatauv(L, sizeof *op, 1); /* list op */
+  op->task = task;
   op->wait.cancel = select_cancel;
+  luaL_setmetatable(L, SELECT_MT);
+  lua_createtable(L, (int)(n < 1024 ? n : 1024), 0); /* list op copy */
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    lua_rawseti(L, -2, i);
+  }
+  lua_setiuservalue(L, 2, 1); /* list op */
+  lua_replace(L, 1);          /* op */
+  lua_toclose(L, 1);
   return select_k(L, LUA_OK, 0);
 }
 
@@ -419,7 +476,10 @@ static int l_timeout(lua_State *L) {
 
 /* The handles table (id -> handle) is the group's user value 1. */
 static void group_detach_all(lua_State *L, int gidx) {
-  lua_getiuservalue(L, gidx, 1);
+  if (lua_getiuservalue(L, gidx, 1) != LUA_TTABLE) { /* half-built group */
+    lua_pop(L, 1);
+    return;
+  }
   lua_pushnil(L);
   while (lua_next(L, -2)) {
     struct task_ref *r = lua_touserdata(L, -1);
@@ -432,7 +492,7 @@ static void group_detach_all(lua_State *L, int gidx) {
 static int group_gc(lua_State *L) {
   struct group *g = luaL_checkudata(L, 1, GROUP_MT);
   group_detach_all(L, 1); /* handles may outlive us within this GC cycle */
-  free(g->fifo);
+  lc_free(g->fifo);
   g->fifo = NULL;
   g->cap = g->head = g->tail = 0;
   return 0;
@@ -445,9 +505,9 @@ static int l_group(lua_State *L) {
   memset(g, 0, sizeof *g);
   g->owner = owner;
   g->wait.cancel = select_cancel;
-  luaL_setmetatable(L, GROUP_MT);
-  lua_newtable(L);
+  lua_newtable(L); /* before the metatable: __gc never sees it missing */
   lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, GROUP_MT);
   return 1;
 }
 
@@ -457,6 +517,7 @@ static int group_spawn(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   if (lc_task_check(L, "group:spawn") != g->owner)
     return luaL_error(L, "group:spawn: only the task that made the group may spawn in it");
+  if (group_reserve(g)) return luaL_error(L, "not enough memory");
   int nargs = lua_gettop(L) - 2;
   struct task_ref *r = lua_newuserdatauv(L, sizeof *r, 0); /* g fn args handle */
   memset(r, 0, sizeof *r);
@@ -481,6 +542,11 @@ static int group_spawn(lua_State *L) {
 static int group_next_k(lua_State *L, int status, lua_KContext ctx) {
   struct group *g = luaL_checkudata(L, 1, GROUP_MT);
   if (g->head == g->tail) {
+    if (g->pending == 0) { /* g:kill() from a member while we waited */
+      lua_settop(L, 0);
+      lua_pushnil(L);
+      return 1;
+    }
     lc_task_wait(g->owner, &g->wait);
     return lua_yieldk(L, 0, 0, group_next_k);
   }
@@ -534,6 +600,11 @@ static int group_kill(lua_State *L) {
   lua_setiuservalue(L, 1, 1);
   g->pending = 0;
   g->head = g->tail = 0;
+  /* Called by a member, the owner may be waiting in g:next(): nothing is
+   * pending any more, so it gets nil. The owner may also have ended and
+   * been freed while the group lives on: wake it only if it is still a
+   * task of the scheduler. */
+  if (lc_sched_has_task(lc_sched_get(L), g->owner)) lc_task_wake(g->owner, &g->wait);
   return 0;
 }
 
@@ -572,6 +643,13 @@ int lc_open_task(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, timeout_gc);
     lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, SELECT_MT)) {
+    lua_pushcfunction(L, select_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, select_close);
+    lua_setfield(L, -2, "__gc");
   }
   lua_pop(L, 1);
   if (luaL_newmetatable(L, GROUP_MT)) {

@@ -12,6 +12,7 @@
 #include "http.h"
 #include "l_luact.h"
 #include "l_react.h"
+#include "lc.h"
 #include "sched.h"
 #include "workers.h"
 #include "l_effect.h"
@@ -238,7 +239,7 @@ static int run_script(int worker, void *ud) {
   struct run_ctx *c = ud;
   const char *file = c->file;
   int json = c->json && worker == 1; /* one JSON document, from worker 1 */
-  lua_State *L = luaL_newstate();
+  lua_State *L = lc_lua_newstate(); /* logs and aborts on a panic */
   if (!L) {
     fprintf(stderr, "luact: cannot create a Lua state\n");
     return 1;

@@ -75,8 +75,38 @@ static int is_marked_array(lua_State *L, int idx) {
   return r;
 }
 
+/* ---- the box: C memory held across Lua calls that may raise ---- */
+
+#define BOX_MT "luact.ConvBox"
+
+void lc_conv_box_clear(struct lc_conv_box *b) {
+  while (b->n > 0) cJSON_Delete(b->pending[--b->n]);
+  cJSON_Delete(b->tree);
+  b->tree = NULL;
+  if (b->text) cJSON_free(b->text);
+  b->text = NULL;
+}
+
+static int box_gc(lua_State *L) {
+  lc_conv_box_clear(luaL_checkudata(L, 1, BOX_MT));
+  return 0;
+}
+
+struct lc_conv_box *lc_conv_box_push(lua_State *L) {
+  struct lc_conv_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->tree = NULL;
+  b->text = NULL;
+  b->n = 0;
+  if (luaL_newmetatable(L, BOX_MT)) {
+    lua_pushcfunction(L, box_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  return b;
+}
+
 static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
-                   int depth, char *err, size_t errlen);
+                   int depth, struct lc_conv_box **boxp, char *err, size_t errlen);
 
 /* What a table becomes in JSON: an array of *n items (keys 1..n, or
  * marked as an array), or an object of *strings string keys. Anything else
@@ -105,22 +135,31 @@ static int table_shape(lua_State *L, int idx, const struct path *path, int *is_a
   return 0;
 }
 
+/* The container being filled is held in box->pending (a raise inside the
+ * walk, out of memory, frees it with the box); it is taken off when it
+ * is returned or deleted. The box is made for the first container, left
+ * on the stack above everything the walk uses, and popped by
+ * lc_conv_to_json: a scalar costs no allocation (the sandbox converts
+ * each of its results near its memory cap). */
 static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
-                         int depth, char *err, size_t errlen) {
+                         int depth, struct lc_conv_box **boxp, char *err, size_t errlen) {
   lua_Integer n;
   int strings, is_array;
   int rc0 = table_shape(L, idx, path, &is_array, &n, &strings, err, errlen);
   if (rc0) return rc0;
+  if (!*boxp) *boxp = lc_conv_box_push(L); /* may raise: nothing held yet */
+  struct lc_conv_box *box = *boxp;
   cJSON *j = is_array ? cJSON_CreateArray() : cJSON_CreateObject();
   if (!j) return LC_ENOMEM;
+  box->pending[box->n++] = j; /* depth <= LC_CONV_MAX_DEPTH: room */
   if (is_array) {
     for (lua_Integer i = 1; i <= n; i++) {
       struct path p = {path, NULL, 0, i};
       lua_rawgeti(L, idx, i);
       cJSON *c = NULL;
-      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, err, errlen);
+      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, boxp, err, errlen);
       lua_pop(L, 1);
-      if (rc) { cJSON_Delete(j); return rc; }
+      if (rc) { box->n--; cJSON_Delete(j); return rc; }
       cJSON_AddItemToArray(j, c);
     }
   } else {
@@ -131,28 +170,36 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
       struct path p = {path, k, kl, 0};
       if (memchr(k, 0, kl) || !lc_utf8_valid(k, kl, NULL)) {
         lua_pop(L, 2);
+        box->n--;
         cJSON_Delete(j);
         struct path *pp = &p;
         path = pp;
         FAIL("object key is not valid UTF-8 text");
       }
       cJSON *c = NULL;
-      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, err, errlen);
-      if (rc) { lua_pop(L, 2); cJSON_Delete(j); return rc; }
+      int rc = to_json(L, lua_gettop(L), &c, &p, depth + 1, boxp, err, errlen);
+      if (rc) { lua_pop(L, 2); box->n--; cJSON_Delete(j); return rc; }
       lua_pop(L, 1);
-      cJSON_AddItemToObject(j, k, c); /* cJSON copies the key */
+      if (!cJSON_AddItemToObject(j, k, c)) { /* it copies the key: malloc */
+        lua_pop(L, 1);
+        cJSON_Delete(c);
+        box->n--;
+        cJSON_Delete(j);
+        return LC_ENOMEM;
+      }
     }
     /* Lua's iteration order changes from run to run (hash seeds): sorted
      * keys make the same table give the same JSON, so prompts, journal
      * hashes and provider prompt caches see the same bytes. */
     lc_jcanon_sort(j, 0);
   }
+  box->n--; /* j is the top entry: the caller holds it now */
   *out = j;
   return 0;
 }
 
 static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
-                   int depth, char *err, size_t errlen) {
+                   int depth, struct lc_conv_box **boxp, char *err, size_t errlen) {
   if (depth > LC_CONV_MAX_DEPTH) FAIL("nesting deeper than %d", LC_CONV_MAX_DEPTH);
   luaL_checkstack(L, 6, "json encode");
   switch (lua_type(L, idx)) {
@@ -188,7 +235,7 @@ static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
     case LUA_TTABLE: {
       /* A table nested in itself would recurse until the depth limit; that
        * limit is the cycle guard, and its message names the path. */
-      return table_to_json(L, lua_absindex(L, idx), out, path, depth, err, errlen);
+      return table_to_json(L, lua_absindex(L, idx), out, path, depth, boxp, err, errlen);
     }
     default:
       FAIL("cannot encode a %s", luaL_typename(L, idx));
@@ -199,7 +246,14 @@ static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
 int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen) {
   *out = NULL;
   if (errlen) err[0] = '\0';
-  return to_json(L, lua_absindex(L, idx), out, NULL, 0, err, errlen);
+  idx = lua_absindex(L, idx);
+  int top = lua_gettop(L);
+  struct lc_conv_box *box = NULL; /* made by the first table */
+  int rc = to_json(L, idx, out, NULL, 0, &box, err, errlen);
+  lua_settop(L, top); /* the box, empty again: the tree is the caller's */
+  /* Callers print err for any failure ("... is not JSON: <err>"). */
+  if (rc == LC_ENOMEM && errlen && !err[0]) snprintf(err, errlen, "not enough memory");
+  return rc;
 }
 
 /* ---- Lua -> JSON text, without a cJSON tree ----
@@ -242,14 +296,27 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
   } else {
     /* Keys sorted as lc_conv_to_json sorts them (bytewise), so both paths
      * give the same bytes for the same table whatever Lua's hash order.
-     * The key list lives in a userdata: freed by the GC if we raise. */
-    struct tkey *keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 0);
+     * The key list lives in a userdata: freed by the GC if we raise. Its
+     * user value anchors the key strings: a __gc finalizer run by any
+     * allocation from here on may change the table, even drop a key we
+     * hold. The same finalizer may have added keys since table_shape
+     * counted them: the array holds that count, never more. */
+    struct tkey *keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 1);
     int kidx = lua_gettop(L);
+    lua_createtable(L, strings, 0);
+    lua_setiuservalue(L, kidx, 1);
+    lua_getiuservalue(L, kidx, 1); /* keys anchor */
     size_t nk = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
-      keys[nk].k = lua_tolstring(L, -1, &keys[nk].kl); /* anchored by the table */
+      if (nk == (size_t)strings || lua_type(L, -1) != LUA_TSTRING) {
+        lua_settop(L, kidx - 1);
+        FAIL("table changed while it was being encoded");
+      }
+      keys[nk].k = lua_tolstring(L, -1, &keys[nk].kl);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, kidx + 1, (lua_Integer)nk + 1);
       nk++;
     }
     qsort(keys, nk, sizeof *keys, tkey_cmp);

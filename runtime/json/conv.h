@@ -27,6 +27,20 @@
 
 #define LC_CONV_MAX_DEPTH 128
 
+/* C memory that must survive Lua calls that may raise (out of memory): a
+ * userdata that frees what it holds when it is collected. Fill tree or
+ * text, make the Lua calls, then take them out or lc_conv_box_clear. */
+struct lc_conv_box {
+  cJSON *tree;
+  char *text; /* cJSON-allocated (cJSON_Print*): freed with cJSON_free */
+  int n;      /* lc_conv_to_json's containers being filled */
+  cJSON *pending[LC_CONV_MAX_DEPTH + 2];
+};
+/* [-0, +1, m] Pushes an empty box. */
+struct lc_conv_box *lc_conv_box_push(lua_State *L);
+/* Frees what b holds now; idempotent. */
+void lc_conv_box_clear(struct lc_conv_box *b);
+
 /* [-0, +0, m] Converts the value at idx. Returns 0 and *out, or a negative
  * LC_E* code and a message in err. */
 int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen);

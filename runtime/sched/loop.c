@@ -3,6 +3,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -425,10 +426,13 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
   int timeout = -1;
   if (l->nheap) {
     double d = l->heap[0].due_ms - lc_now_ms();
-    timeout = d <= 0 ? 0 : (int)ceil(d);
+    /* A far timer (a sleep of weeks) waits at most INT_MAX ms per call:
+     * the cast of a larger value is undefined (it came out negative:
+     * "wait forever", or no wait at all). */
+    timeout = d <= 0 ? 0 : d >= INT_MAX ? INT_MAX : (int)ceil(d);
   }
   if (max_wait_ms >= 0 && (timeout < 0 || max_wait_ms < timeout))
-    timeout = (int)ceil(max_wait_ms);
+    timeout = max_wait_ms >= INT_MAX ? INT_MAX : (int)ceil(max_wait_ms);
   if (timeout < 0 && !l->transfers && !l->watchers) return lc_loop_pending(l);
 
   struct epoll_event evs[256];

@@ -34,6 +34,13 @@ struct lc_task {
   char *path;              /* "1.2.1": see lc_task_path */
   unsigned long children;  /* spawned so far, numbers the next child */
   unsigned long seq;       /* effects so far */
+  /* Its coroutine is executing (inside lua_resume, or lua_closethread
+   * running its to-be-closed variables): it, and every task that started
+   * it inline, is on the C stack and must not be closed or freed. */
+  int active;
+  int kill_pending; /* killed while active: ends when control is back */
+  char *kill_reason;  /* lc_malloc'd; NULL means "killed" */
+  int detached;       /* no holder left: freed as soon as it is done */
 };
 
 struct lc_sched {
@@ -177,20 +184,24 @@ int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
   /* The thread first: lua_newthread may raise, and nothing of ours may be
    * live when it does. */
   lua_State *co = lua_newthread(L); /* fn args co */
-  struct lc_task *t = lc_calloc(1, sizeof *t);
+  /* luaL_ref may raise too (the registry grows): still nothing of ours. */
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* fn args; luaL_ref pops co */
+  /* A new thread has room for about 40 values; more arguments would be
+   * written past its stack. lua_checkstack does not raise. */
+  struct lc_task *t = lua_checkstack(co, nargs + 1) ? lc_calloc(1, sizeof *t) : NULL;
   unsigned long n = parent ? parent->children + 1 : s->roots + 1;
   if (t && !(t->path = child_path(parent, n))) {
     lc_free(t);
     t = NULL;
   }
   if (!t) {
-    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return LC_ENOMEM;
   }
   if (parent) parent->children = n;
   else s->roots = n;
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX); /* fn args; luaL_ref pops co */
-  lua_xmove(L, co, nargs + 1);             /* moved to co */
+  t->ref = ref;
+  lua_xmove(L, co, nargs + 1); /* moved to co */
   *task_slot(co) = t;
   t->s = s;
   t->co = co;
@@ -212,6 +223,13 @@ int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
 }
 
 struct lc_task *lc_task_current(lua_State *L) { return *task_slot(L); }
+
+int lc_sched_has_task(const struct lc_sched *s, const struct lc_task *t) {
+  /* Compares addresses only: t may point to freed memory. */
+  for (struct lc_task *a = s->all; a; a = a->next_all)
+    if (a == t) return 1;
+  return 0;
+}
 
 struct lc_task *lc_task_check(lua_State *L, const char *what) {
   struct lc_task *t = *task_slot(L);
@@ -247,41 +265,10 @@ void lc_task_on_done(struct lc_task *t, void (*fn)(struct lc_task *, void *), vo
   t->on_done_ud = ud;
 }
 
-static void finish(struct lc_task *t, int status) {
-  t->state = LC_TASK_DONE;
-  t->status = status;
-  t->wait = NULL;
-  dequeue(t);
-  if (t->on_done) t->on_done(t, t->on_done_ud);
-}
-
-void lc_task_kill(struct lc_task *t, const char *reason) {
-  if (t->state == LC_TASK_DONE) return;
-  /* Children first, so nothing outlives the branch that spawned it. A
-   * child's __close handlers may spawn or release tasks: look again from
-   * the head after each kill. */
-  for (;;) {
-    struct lc_task *c = t->first_child;
-    while (c && c->state == LC_TASK_DONE) c = c->next_sibling;
-    if (!c) break;
-    lc_task_kill(c, reason);
-  }
-  if (t->wait) {
-    struct lc_wait *w = t->wait;
-    t->wait = NULL;
-    w->cancel(w);
-  }
-  /* Runs pending to-be-closed variables; leaves only the error on the stack. */
-  lua_closethread(t->co, t->s->L);
-  lua_settop(t->co, 0);
-  lua_pushstring(t->co, reason);
-  finish(t, LUA_ERRRUN);
-}
-
-void lc_task_release(struct lc_task *t) {
+/* Unlinks and frees t (DONE, not active). Its children are orphaned and
+ * keep running as roots. */
+static void free_task(struct lc_task *t) {
   struct lc_sched *s = t->s;
-  if (t->state != LC_TASK_DONE) lc_task_kill(t, "released");
-  /* Orphan children keep running as roots. */
   for (struct lc_task *c = t->first_child, *next; c; c = next) {
     next = c->next_sibling;
     c->parent = NULL;
@@ -299,8 +286,102 @@ void lc_task_release(struct lc_task *t) {
   s->live--;
   *task_slot(t->co) = NULL;
   luaL_unref(s->L, LUA_REGISTRYINDEX, t->ref);
+  lc_free(t->kill_reason);
   lc_free(t->path);
   lc_free(t);
+}
+
+/* Marks t DONE and tells its holder. t is not active. A detached task
+ * (nobody holds it) is freed here; otherwise on_done may release it, so
+ * t must not be touched after this returns. */
+static void finish(struct lc_task *t, int status) {
+  t->state = LC_TASK_DONE;
+  t->status = status;
+  t->wait = NULL;
+  t->kill_pending = 0;
+  lc_free(t->kill_reason);
+  t->kill_reason = NULL;
+  dequeue(t);
+  if (t->detached) {
+    free_task(t);
+    return;
+  }
+  if (t->on_done) t->on_done(t, t->on_done_ud);
+}
+
+/* [-0, +1, -] Runs on the main thread under lc_lua_pcall: pushes the
+ * string at upvalue-free argument 1 (a light userdata). */
+static int push_reason(lua_State *L) {
+  lua_pushstring(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+/* Replaces co's stack by the string reason. co is not executing. Made on
+ * the main thread inside a protected call: out of memory there leaves
+ * Lua's own "not enough memory" instead (preallocated), never a panic. */
+static void set_reason(struct lc_task *t, const char *reason) {
+  lua_State *L = t->s->L, *co = t->co;
+  lua_settop(co, 0);
+  lua_pushcfunction(L, push_reason);
+  lua_pushlightuserdata(L, (void *)reason);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK && lua_type(L, -1) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "killed"); /* a literal: an interned, fixed string */
+  }
+  lua_xmove(L, co, 1); /* co's stack is empty: room for one */
+}
+
+/* Closes t's coroutine (its to-be-closed variables run now) and ends it
+ * with reason. t is neither done nor active. */
+static void kill_now(struct lc_task *t, const char *reason) {
+  if (t->wait) {
+    struct lc_wait *w = t->wait;
+    t->wait = NULL;
+    w->cancel(w);
+  }
+  /* Active while the close handlers run: one that kills or releases t
+   * again must find it busy, not close it a second time. */
+  t->active = 1;
+  lua_closethread(t->co, t->s->L);
+  t->active = 0;
+  set_reason(t, reason);
+  finish(t, LUA_ERRRUN);
+}
+
+void lc_task_kill(struct lc_task *t, const char *reason) {
+  if (t->state == LC_TASK_DONE || t->kill_pending) return;
+  /* Children first, so nothing outlives the branch that spawned it. A
+   * child's __close handlers may spawn or release tasks: look again from
+   * the head after each kill. A child that is active (it started us...
+   * or we started it inline) only gets marked, and is skipped after. */
+  for (;;) {
+    struct lc_task *c = t->first_child;
+    while (c && (c->state == LC_TASK_DONE || c->kill_pending)) c = c->next_sibling;
+    if (!c) break;
+    lc_task_kill(c, reason);
+  }
+  if (t->state == LC_TASK_DONE) return; /* a child's close ended it */
+  if (t->active) {
+    /* t is running, or is an ancestor of the task running now (started
+     * inline): its coroutine is on the C stack and closing it there would
+     * free a running thread. It ends when control is back in resume(). */
+    t->kill_pending = 1;
+    t->kill_reason = lc_strdup(reason); /* NULL: "killed" */
+    return;
+  }
+  kill_now(t, reason);
+}
+
+void lc_task_detach(struct lc_task *t) {
+  t->on_done = NULL;
+  t->on_done_ud = NULL;
+  if (t->state == LC_TASK_DONE && !t->active) free_task(t);
+  else t->detached = 1;
+}
+
+void lc_task_release(struct lc_task *t) {
+  if (t->state != LC_TASK_DONE) lc_task_kill(t, "released");
+  lc_task_detach(t);
 }
 
 const char *lc_task_path(const struct lc_task *t) { return t->path; }
@@ -316,6 +397,14 @@ void lc_task_skip(struct lc_task *t, unsigned long seqs, unsigned long children)
   t->children += children;
 }
 
+/* [-0, +1, -] Under lc_lua_pcall on the main thread: the traceback of
+ * the failed coroutine (argument 1, light userdata) under its message. */
+static int traceback(lua_State *L) {
+  lua_State *co = lua_touserdata(L, 1);
+  luaL_traceback(L, co, lua_tostring(co, -1), 0);
+  return 1;
+}
+
 static void resume(struct lc_task *t) {
   lua_State *co = t->co;
   int nargs = 0;
@@ -325,9 +414,20 @@ static void resume(struct lc_task *t) {
   }
   t->state = LC_TASK_READY;
   int nres = 0;
+  t->active = 1;
   int st = lua_resume(co, t->s->L, nargs, &nres);
+  t->active = 0;
   if (st == LUA_YIELD) {
     t->s->waited = 1;
+    if (t->kill_pending) {
+      /* Killed while it ran: it has reached a yield, where it can be closed. */
+      t->kill_pending = 0;
+      char *why = t->kill_reason;
+      t->kill_reason = NULL;
+      kill_now(t, why ? why : "killed");
+      lc_free(why);
+      return;
+    }
     if (t->wait == NULL) {
       /* A plain coroutine.yield at task level: hand the yielded values
        * back on the next pass, like a cooperative yield. */
@@ -337,12 +437,32 @@ static void resume(struct lc_task *t) {
     return;
   }
   if (st != LUA_OK) {
-    /* Add a traceback to string errors while the stack is still there. */
-    if (lua_type(co, -1) == LUA_TSTRING) {
-      luaL_traceback(co, co, lua_tostring(co, -1), 0);
-      lua_remove(co, -2);
+    /* Add a traceback to string errors while the stack is still there.
+     * Built on the main thread in a protected call (it allocates: out of
+     * memory keeps the bare message); co cannot make calls now. */
+    lua_State *L = t->s->L;
+    if (lua_type(co, -1) == LUA_TSTRING && lua_checkstack(co, 1)) {
+      lua_pushcfunction(L, traceback);
+      lua_pushlightuserdata(L, co);
+      if (lua_pcall(L, 1, 1, 0) == LUA_OK) {
+        lua_xmove(L, co, 1);
+        lua_remove(co, -2);
+      } else {
+        lua_pop(L, 1);
+      }
     }
+    t->active = 1; /* its to-be-closed variables run now */
     lua_closethread(co, t->s->L); /* keeps the error object on top */
+    t->active = 0;
+  }
+  if (t->kill_pending) {
+    /* Killed while it ran, and it ended before it could be stopped: it
+     * ends killed, whatever it returned. */
+    char *why = t->kill_reason;
+    t->kill_reason = NULL;
+    set_reason(t, why ? why : "killed");
+    lc_free(why);
+    st = LUA_ERRRUN;
   }
   finish(t, st);
 }
@@ -368,10 +488,11 @@ static int drain(struct lc_sched *s) {
   struct lc_task *end = s->ready_tail;
   while (s->ready_head) {
     struct lc_task *t = s->ready_head;
+    int last = t == end; /* before resume: a detached t is freed when it ends */
     dequeue(t);
     resume(t);
     ran++;
-    if (t == end || ran == SLICE_TASKS) break;
+    if (last || ran == SLICE_TASKS) break;
   }
   return ran;
 }

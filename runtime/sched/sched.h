@@ -13,7 +13,12 @@
  * callback) and the continuation reads the op's result.
  *
  * Ownership: the scheduler owns tasks. A finished task stays (a zombie with
- * its results on its coroutine stack) until lc_task_release. */
+ * its results on its coroutine stack) until lc_task_release or
+ * lc_task_detach; a detached task that is still live runs on and is freed
+ * when it ends. A task whose coroutine is on the C stack (running, or an
+ * ancestor that started the running one inline) is never closed or freed
+ * there: kills and releases of it wait until control is back in the
+ * scheduler. */
 #ifndef LC_SCHED_H
 #define LC_SCHED_H
 
@@ -66,6 +71,9 @@ const char *lc_sched_error(struct lc_sched *s);
 
 /* The task running on L, or NULL for the main thread / a plain coroutine. */
 struct lc_task *lc_task_current(lua_State *L);
+/* Is t (maybe a stale pointer, never dereferenced) a task of s? O(tasks):
+ * for rare paths that hold a task pointer without a handle. */
+int lc_sched_has_task(const struct lc_sched *s, const struct lc_task *t);
 /* Like lc_task_current but raises "<what>: must run inside a luact task
  * (use luact.spawn/parallel, not coroutine.*)" when there is none. */
 struct lc_task *lc_task_check(lua_State *L, const char *what);
@@ -84,9 +92,18 @@ lua_State *lc_task_thread(const struct lc_task *t);
 int lc_task_status(const struct lc_task *t);
 /* Kills a task that is not done: cancels its wait, closes its coroutine
  * (running to-be-closed variables), marks it DONE with status LUA_ERRRUN and
- * the given reason as the error value. Children are killed first. */
+ * the given reason as the error value. Children are killed first. A task
+ * whose coroutine is on the C stack (the running task, or an ancestor that
+ * started it inline, or one whose close handlers are running) is never
+ * closed there: it is marked, runs on to its next yield (or its end) and
+ * is killed then, with the same reason and status. */
 void lc_task_kill(struct lc_task *t, const char *reason);
-/* Frees a DONE task (unrefs its coroutine). */
+/* The holder lets go of t: a DONE task is freed now (unrefs its
+ * coroutine); a live one keeps running, held by the scheduler, and is
+ * freed when it finishes. Clears its on_done. Never kills. */
+void lc_task_detach(struct lc_task *t);
+/* Kills t if it is not done (see lc_task_kill: maybe deferred), then
+ * detaches it. Frees a DONE task at once. */
 void lc_task_release(struct lc_task *t);
 /* Called when the task finishes (after its last resume). */
 void lc_task_on_done(struct lc_task *t, void (*fn)(struct lc_task *, void *), void *ud);

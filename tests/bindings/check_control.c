@@ -250,6 +250,31 @@ START_TEST(thousands_of_tasks) {
 }
 END_TEST
 
+
+START_TEST(timeout_work_kills_its_caller) {
+  /* The work (a child of the task waiting in luact.timeout) kills that
+   * task after its first wait: the caller's close releases the work while
+   * the work runs. It must run on to its next wait and end there. */
+  ck_assert_msg(run(
+      "local log = {}\n"
+      "local ph\n"
+      "ph = luact.spawn(function()\n"
+      "  local g <close> = setmetatable({}, {__close = function() log[#log+1] = 'caller closed' end})\n"
+      "  luact.timeout(5, function()\n"
+      "    local w <close> = setmetatable({}, {__close = function() log[#log+1] = 'work closed' end})\n"
+      "    luact.sleep(0)\n"
+      "    luact.kill(ph, 'by work')\n"
+      "    log[#log+1] = 'work on'\n"
+      "    luact.sleep(3600)\n"
+      "  end)\n"
+      "  log[#log+1] = 'caller never'\n"
+      "end)\n"
+      "for i = 1, 100 do if #log == 3 then break end luact.sleep(0) end\n"
+      "return table.concat(log, ',')") == 0, "%s", err);
+  ck_assert_str_eq(out, "caller closed,work on,work closed");
+}
+END_TEST
+
 Suite *control_suite(void) {
   Suite *s = suite_create("control");
   TCase *tc = tcase_create("flow");
@@ -262,6 +287,7 @@ Suite *control_suite(void) {
   tcase_add_test(tc, race_all_fail);
   tcase_add_test(tc, timeout_cancels_work);
   tcase_add_test(tc, timeout_passes_results_and_errors);
+  tcase_add_test(tc, timeout_work_kills_its_caller);
   tcase_add_test(tc, nested_timeouts);
   tcase_add_test(tc, timeout_arms_a_timer_only_when_the_work_waits);
   tcase_add_test(tc, timeout_waiter_killed);

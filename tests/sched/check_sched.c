@@ -156,6 +156,173 @@ START_TEST(a_crowd_of_ready_tasks_does_not_starve_the_loop) {
 }
 END_TEST
 
+
+/* ---- kills and handles that reach a running task (issue 12, item 8) ----
+ * Each of these closed or freed a coroutine that was on the C stack: a
+ * crash or an ASan report on the old scheduler. The waiting loops below
+ * count loop passes (luact.sleep(0) ends on the next pass), never time. */
+
+START_TEST(collected_handle_leaves_its_task_running) {
+  /* Only the child collects: its handle goes while it runs (the old
+   * scheduler closed the running thread: SEGV). */
+  const char *out = run_ok(
+      "local done = false\n"
+      "local function fire() luact.spawn(function()\n"
+      "  collectgarbage(); collectgarbage()\n"
+      "  luact.sleep(0)\n"
+      "  done = true\n"
+      "end) end\n"
+      "fire()\n"
+      "for i = 1, 100 do if done then break end luact.sleep(0) end\n"
+      "return tostring(done)");
+  ck_assert_str_eq(out, "true");
+  /* The parent collects too, before the child starts and while it waits
+   * (the old scheduler killed it). */
+  out = run_ok(
+      "local done = false\n"
+      "local function fire() luact.spawn(function()\n"
+      "  collectgarbage(); collectgarbage()\n"
+      "  luact.sleep(0)\n"
+      "  done = true\n"
+      "end) end\n"
+      "fire()\n"
+      "for i = 1, 100 do if done then break end collectgarbage(); luact.sleep(0) end\n"
+      "return tostring(done)");
+  ck_assert_str_eq(out, "true");
+}
+END_TEST
+
+START_TEST(a_task_kills_itself) {
+  const char *out = run_ok(
+      "local closed, after, never = false\n"
+      "local h\n"
+      "h = luact.spawn(function()\n"
+      "  local g <close> = setmetatable({}, {__close = function() closed = true end})\n"
+      "  luact.sleep(0)\n"
+      "  assert(luact.kill(h, 'myself'))\n"
+      "  after = true -- runs on to its next wait, and ends there\n"
+      "  luact.sleep(3600)\n"
+      "  never = true\n"
+      "end)\n"
+      "for i = 1, 100 do if closed then break end luact.sleep(0) end\n"
+      "local ok, why = luact.wait(h)\n"
+      "return tostring(after) .. '|' .. tostring(never) .. '|' .. tostring(closed) .. '|' .. why");
+  ck_assert_str_eq(out, "true|nil|true|already waited or killed");
+}
+END_TEST
+
+START_TEST(a_task_kills_its_parent) {
+  /* The parent waits on the child; the child kills the parent (whose
+   * kill kills the child first) while the root waits on the parent. */
+  const char *out = run_ok(
+      "local log = {}\n"
+      "local ph\n"
+      "ph = luact.spawn(function()\n"
+      "  local g <close> = setmetatable({}, {__close = function() log[#log+1] = 'parent closed' end})\n"
+      "  local c = luact.spawn(function()\n"
+      "    local g2 <close> = setmetatable({}, {__close = function() log[#log+1] = 'child closed' end})\n"
+      "    luact.sleep(0)\n"
+      "    luact.kill(ph, 'from child')\n"
+      "    log[#log+1] = 'child on'\n"
+      "    luact.sleep(3600)\n"
+      "  end)\n"
+      "  luact.wait(c)\n"
+      "  log[#log+1] = 'parent never'\n"
+      "end)\n"
+      "local ok, why = luact.wait(ph)\n"
+      "for i = 1, 100 do if #log == 3 then break end luact.sleep(0) end\n"
+      "collectgarbage()\n"
+      "return tostring(ok) .. '|' .. why .. '|' .. table.concat(log, ',')");
+  ck_assert_str_eq(out, "nil|already waited or killed|parent closed,child on,child closed");
+}
+END_TEST
+
+START_TEST(a_task_kills_the_ancestor_that_started_it) {
+  /* luact.timeout starts its work inside the caller's own resume: the work
+   * kills the caller while both are on the C stack. */
+  const char *out = run_ok(
+      "local log = {}\n"
+      "local ph\n"
+      "ph = luact.spawn(function()\n"
+      "  local ok, e = pcall(luact.timeout, 5, function()\n"
+      "    luact.kill(ph, 'by work')\n"
+      "    log[#log+1] = 'work on'\n"
+      "    luact.sleep(3600)\n"
+      "  end)\n"
+      "  log[#log+1] = 'caught ' .. tostring(e)\n"
+      "  luact.sleep(3600)\n"
+      "  log[#log+1] = 'parent never'\n"
+      "end)\n"
+      "for i = 1, 100 do if #log == 2 then break end luact.sleep(0) end\n"
+      "luact.sleep(0)\n"
+      "return table.concat(log, ',')");
+  ck_assert_str_eq(out, "work on,caught by work");
+}
+END_TEST
+
+START_TEST(killing_a_handle_its_parent_waits_on) {
+  const char *out = run_ok(
+      "local h = luact.spawn(function() luact.sleep(3600) end)\n"
+      "luact.spawn(function() luact.kill(h, 'by sibling') end)\n"
+      "local ok, why = luact.wait(h)\n"
+      "return tostring(ok) .. '|' .. why");
+  ck_assert_str_eq(out, "nil|already waited or killed");
+}
+END_TEST
+
+START_TEST(group_kill_from_a_member) {
+  /* "The first one done cancels the rest", from inside the winner. */
+  const char *out = run_ok(
+      "local g = luact.group()\n"
+      "local closed, winner = 0\n"
+      "for i = 1, 3 do\n"
+      "  g:spawn(function()\n"
+      "    local c <close> = setmetatable({}, {__close = function() closed = closed + 1 end})\n"
+      "    luact.sleep(i == 2 and 0 or 3600)\n"
+      "    winner = i\n"
+      "    g:kill('lost')\n"
+      "    return 'won'\n"
+      "  end)\n"
+      "end\n"
+      "local r = g:next()\n"
+      "for i = 1, 100 do if closed == 3 then break end luact.sleep(0) end\n"
+      "return tostring(r) .. '|' .. winner .. '|' .. closed .. '|' .. g:pending()");
+  ck_assert_str_eq(out, "nil|2|3|0");
+}
+END_TEST
+
+START_TEST(failed_select_leaves_no_link) {
+  /* A bad item found on the first pass, then one found on a later pass
+   * (a sibling killed it meanwhile): each time the other handles stayed
+   * linked to the select's collected state. */
+  const char *out = run_ok(
+      "local a = luact.spawn(function() luact.sleep(0) return 1 end)\n"
+      "local ok, e = pcall(luact.select, {a, 'x'})\n"
+      "collectgarbage(); collectgarbage()\n"
+      "local ok2, v = luact.wait(a)\n"
+      "local b = luact.spawn(function() luact.sleep(0) luact.sleep(0) return 2 end)\n"
+      "local c = luact.spawn(function() luact.sleep(3600) end)\n"
+      "luact.spawn(function() luact.kill(c) end)\n"
+      "local ok3, e3 = pcall(luact.select, {b, c})\n"
+      "collectgarbage(); collectgarbage()\n"
+      "local ok4, w = luact.wait(b)\n"
+      "return tostring(ok) .. '|' .. e:match('item 2 is not a task handle') .. '|' .. v ..\n"
+      "  '|' .. tostring(ok3) .. '|' .. e3:match('item 2 was already waited or killed') .. '|' .. w");
+  ck_assert_str_eq(out, "false|item 2 is not a task handle|1|false|item 2 was already waited or killed|2");
+}
+END_TEST
+
+START_TEST(spawn_with_many_arguments) {
+  /* A new coroutine has room for about 40 values. */
+  const char *out = run_ok(
+      "local t = {} for i = 1, 200 do t[i] = i end\n"
+      "local h = luact.spawn(function(...) return select('#', ...) + select(200, ...) end, table.unpack(t))\n"
+      "local ok, n = luact.wait(h)\n"
+      "return tostring(n)");
+  ck_assert_str_eq(out, "400");
+}
+END_TEST
+
 Suite *sched_suite(void) {
   Suite *s = suite_create("sched");
   TCase *tc = tcase_create("tasks");
@@ -167,6 +334,14 @@ Suite *sched_suite(void) {
   tcase_add_test(tc, errors_carry_a_traceback);
   tcase_add_test(tc, child_error_does_not_kill_parent);
   tcase_add_test(tc, a_crowd_of_ready_tasks_does_not_starve_the_loop);
+  tcase_add_test(tc, collected_handle_leaves_its_task_running);
+  tcase_add_test(tc, a_task_kills_itself);
+  tcase_add_test(tc, a_task_kills_its_parent);
+  tcase_add_test(tc, a_task_kills_the_ancestor_that_started_it);
+  tcase_add_test(tc, killing_a_handle_its_parent_waits_on);
+  tcase_add_test(tc, group_kill_from_a_member);
+  tcase_add_test(tc, failed_select_leaves_no_link);
+  tcase_add_test(tc, spawn_with_many_arguments);
   suite_add_tcase(s, tc);
   return s;
 }

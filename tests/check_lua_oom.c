@@ -1,0 +1,182 @@
+/* check_lua_oom.c: every binding scenario under Lua allocation failures.
+ * Each loop test fails the Nth allocation the Lua allocator sees while the
+ * script runs, for N = 1, 2, ... until the script completes: every run
+ * must end with a clear out-of-memory error (or succeed, when the failure
+ * hit something the script survives), never a crash, a panic or a leak
+ * (lc_malloc blocks counted here; the ASan build checks the rest). */
+#include <check.h>
+#include <signal.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+#include "l_luact.h"
+#include "lc.h"
+#include "loop.h"
+#include "sched.h"
+
+/* Upper bound on N: every scenario completes well before it. */
+#define MAX_FAILS 20000
+
+struct scenario {
+  const char *name;
+  const char *code;
+};
+
+static const struct scenario scenarios[] = {
+    {"spawn_wait",
+     "local h = luact.spawn(function(a, b) luact.sleep(0) return a + b, 'x' end, 1, 2)\n"
+     "local ok, v = luact.wait(h)\n"
+     "if not ok then error(v, 0) end\n"
+     "return tostring(v)"},
+    {"child_error_traceback",
+     "local h = luact.spawn(function() local function f() error('boom') end f() end)\n"
+     "local ok, e = luact.wait(h)\n"
+     "if ok or not tostring(e):find('boom') then error(e, 0) end\n"
+     "return 'ok'"},
+    {"kill_with_reason",
+     "local closed = false\n"
+     "local h = luact.spawn(function()\n"
+     "  local c <close> = setmetatable({}, {__close = function() closed = true end})\n"
+     "  luact.sleep(3600)\n"
+     "end)\n"
+     "luact.sleep(0)\n"
+     "assert(luact.kill(h, 'stopped by the test, with a long reason ' .. string.rep('r', 64)))\n"
+     "return 'ok'"},
+    {"kill_self_and_parent",
+     "local ph\n"
+     "ph = luact.spawn(function()\n"
+     "  local c = luact.spawn(function() luact.sleep(0) luact.kill(ph, 'up') luact.sleep(3600) end)\n"
+     "  luact.wait(c)\n"
+     "end)\n"
+     "luact.wait(ph)\n"
+     "luact.sleep(0) luact.sleep(0)\n"
+     "local me\n"
+     "me = luact.spawn(function() luact.sleep(0) luact.kill(me, 'me') luact.sleep(3600) end)\n"
+     "luact.sleep(0) luact.sleep(0)\n"
+     "return 'ok'"},
+    {"select",
+     "local a = luact.spawn(function() luact.sleep(0) return 1 end)\n"
+     "local b = luact.spawn(function() luact.sleep(0) luact.sleep(0) return 2 end)\n"
+     "local i = luact.select({a, b})\n"
+     "local ok, v = luact.wait(({a, b})[i])\n"
+     "if not ok then error(v, 0) end\n"
+     "local ok2, w = luact.wait(i == 1 and b or a)\n"
+     "if not ok2 then error(w, 0) end\n"
+     "return 'ok'"},
+    {"group_and_member_kill",
+     "local g = luact.group()\n"
+     "for i = 1, 3 do g:spawn(function() luact.sleep(i == 2 and 0 or 3600) g:kill('lost') return i end) end\n"
+     "local r, ok, e = g:next()\n"
+     "if r ~= nil then error(ok and 'g:next gave ' .. r or e, 0) end\n"
+     "return 'ok'"},
+    {"parallel_map_race",
+     "local r = luact.parallel{ a = function() luact.sleep(0) return 1 end, b = function() return 2, 3 end }\n"
+     "local m = luact.map({1, 2, 3}, function(x) luact.sleep(0) return x * 2 end, {concurrency = 2})\n"
+     "local v = luact.race{ function() luact.sleep(0) return 'fast' end,\n"
+     "  function() luact.sleep(0) luact.sleep(0) luact.sleep(0) return 'slow' end }\n"
+     "return r.a .. m[3] .. v"},
+    {"timeout",
+     "local v, msg, code = luact.timeout(0, function() luact.sleep(3600) end)\n"
+     "if code ~= 'timeout' then error(msg, 0) end\n"
+     "local a, b = luact.timeout(5, function(x) luact.sleep(0) return x, 'y' end, 'x')\n"
+     "return a .. b"},
+    {"collected_handle",
+     "local done = false\n"
+     "local function fire() luact.spawn(function() collectgarbage() luact.sleep(0) done = true end) end\n"
+     "fire()\n"
+     "for i = 1, 50 do if done then break end collectgarbage() luact.sleep(0) end\n"
+     "return tostring(done)"},
+    {"json",
+     "local j = luact.json\n"
+     "local t = { name = 'x', list = j.array{1, 2.5, 'three', j.null, {deep = {true, false}}}, n = 42 }\n"
+     "local s = j.encode(t)\n"
+     "local p = j.encode(t, {pretty = true})\n"
+     "local back = j.decode(s)\n"
+     "if back.list[3] ~= 'three' then error('decode lost data', 0) end\n"
+     "return #s .. #p"},
+};
+
+static int mentions_memory(const char *m) {
+  return m && (strstr(m, "not enough memory") || strstr(m, "out of memory"));
+}
+
+/* Runs scenario i with the Nth allocation of one allocator failing, N =
+ * 1, 2, ... until it completes (lua: Lua's allocator; else lc_malloc). */
+static void run_under_oom(int i, int lua) {
+  const char *only = getenv("LC_OOM_SCENARIO"); /* debugging: one by name */
+  if (only && strcmp(only, scenarios[i].name)) return;
+  const struct scenario *sc = &scenarios[i];
+  int completed = 0;
+  long n;
+  for (n = 1; n <= MAX_FAILS && !completed; n++) {
+    lc_http_global_init();
+    long live = lc_alloc_live();
+    lua_State *L = lc_lua_newstate();
+    ck_assert_ptr_nonnull(L);
+    lc_lua_setup(L);
+    struct lc_sched *s;
+    ck_assert_int_eq(lc_sched_new(L, &s), 0);
+    ck_assert_int_eq(luaL_loadbufferx(L, sc->code, strlen(sc->code), "=oom", "t"), LUA_OK);
+    struct lc_task *task;
+    ck_assert_int_eq(lc_sched_spawn(s, L, 0, NULL, &task), 0);
+    if (lua) lc_lua_alloc_fail_after(n);
+    else lc_alloc_fail_after(n);
+    int rc = lc_sched_run(s, task);
+    lc_lua_alloc_fail_after(0);
+    lc_alloc_fail_after(0);
+    ck_assert_msg(rc == 0, "%s, failing allocation %ld: %s", sc->name, n, lc_sched_error(s));
+    lua_State *co = lc_task_thread(task);
+    if (lc_task_status(task) == LUA_OK) {
+      completed = 1;
+    } else {
+      const char *m = lua_tostring(co, -1);
+      ck_assert_msg(mentions_memory(m), "%s, failing allocation %ld: %s", sc->name, n,
+                    m ? m : "(not a string)");
+    }
+    lc_task_release(task);
+    lc_sched_free(s);
+    lua_close(L);
+    ck_assert_msg(lc_alloc_live() == live, "%s, failing allocation %ld: %ld blocks leaked",
+                  sc->name, n, lc_alloc_live() - live);
+  }
+  ck_assert_msg(completed, "%s never completed", sc->name);
+  /* At least one run had a failure to survive (the json scenario makes
+   * no lc_malloc call: cJSON allocates with malloc). */
+  if (lua) ck_assert_int_gt(n, 2);
+}
+
+START_TEST(scenario_under_lua_oom) { run_under_oom(_i, 1); }
+END_TEST
+
+START_TEST(scenario_under_lc_malloc_oom) { run_under_oom(_i, 0); }
+END_TEST
+
+START_TEST(panic_logs_and_aborts) {
+  /* An error outside every protected call reaches the panic handler of
+   * lc_lua_newstate: it must stop the process (SIGABRT), never return
+   * into a state Lua cannot continue. */
+  lua_State *L = lc_lua_newstate();
+  ck_assert_ptr_nonnull(L);
+  lua_CFunction handler = lua_atpanic(L, NULL); /* lua_newstate sets none */
+  ck_assert_ptr_nonnull(handler);
+  lua_atpanic(L, handler);
+  lua_pushliteral(L, "raised with no protected call");
+  lua_error(L);
+}
+END_TEST
+
+Suite *lua_oom_suite(void) {
+  Suite *s = suite_create("lua_oom");
+  TCase *tc = tcase_create("bindings");
+  tcase_set_timeout(tc, 300);
+  tcase_add_loop_test(tc, scenario_under_lua_oom, 0, (int)LC_ARRAY_LEN(scenarios));
+  tcase_add_loop_test(tc, scenario_under_lc_malloc_oom, 0, (int)LC_ARRAY_LEN(scenarios));
+  suite_add_tcase(s, tc);
+  TCase *panic = tcase_create("panic");
+  tcase_add_test_raise_signal(panic, panic_logs_and_aborts, SIGABRT);
+  suite_add_tcase(s, panic);
+  return s;
+}
