@@ -9,6 +9,7 @@
 
 #include "http.h"
 #include "l_luact.h"
+#include "l_state.h"
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"

@@ -19,6 +19,7 @@
 #include "l_effect.h"
 #include "l_luact.h"
 #include "l_opts.h"
+#include "l_state.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_call.h"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "l_state.h"
 #include "lc.h"
 #include "sandbox.h"
 #include "sched.h"

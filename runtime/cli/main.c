@@ -12,6 +12,7 @@
 #include "http.h"
 #include "l_luact.h"
 #include "l_react.h"
+#include "l_state.h"
 #include "lc.h"
 #include "sched.h"
 #include "workers.h"

@@ -31,25 +31,11 @@ char *lc_strndup(const char *s, size_t n);
 void lc_alloc_fail_after(long n);
 long lc_alloc_live(void);
 
-/* The lua_Alloc of every luact state: plain realloc/free, plus a test hook
- * that fails the Nth growing allocation from now (0 = never), as
- * lc_alloc_fail_after does for lc_malloc. */
-void *lc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
-void lc_lua_alloc_fail_after(long n);
-/* A Lua state on lc_lua_alloc whose panic handler (an error outside any
- * protected call: a bug) logs and aborts. NULL when out of memory. */
-struct lua_State *lc_lua_newstate(void);
-
 /* Numbers from scripts (doubles) into integer types: 0 and *out when v is
  * finite and lo <= v <= hi (the fraction dropped), else LC_EINVAL: NaN,
  * infinities and values out of range make the cast undefined. */
 int lc_dbl_to_long(double v, long lo, long hi, long *out);
 int lc_dbl_to_size(double v, size_t hi, size_t *out);
-/* [-0, +0, v] The same for a binding: the converted value, or raises
- * "<what> must be a number from <lo> to <hi>". */
-long lc_lua_checklong(struct lua_State *L, double v, long lo, long hi, const char *what);
-size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, const char *what);
-
 /* Monotonic clock in milliseconds (double: sub-ms resolution). */
 double lc_now_ms(void);
 /* Wall clock, seconds since the epoch. */

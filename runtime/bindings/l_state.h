@@ -1,0 +1,26 @@
+/* l_state.h: a luact Lua state: the allocator every state uses (with
+ * failure injection for out-of-memory tests), the panic handler, and
+ * checked conversions of script numbers for bindings (lc_dbl_to_long and
+ * friends in lc.h do the arithmetic). */
+#ifndef LC_L_STATE_H
+#define LC_L_STATE_H
+
+#include <stddef.h>
+
+struct lua_State;
+
+/* The lua_Alloc of every luact state: plain realloc/free, plus a test hook
+ * that fails the Nth growing allocation from now (0 = never), as
+ * lc_alloc_fail_after does for lc_malloc. */
+void *lc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void lc_lua_alloc_fail_after(long n);
+/* A Lua state on lc_lua_alloc whose panic handler (an error outside any
+ * protected call: a bug) logs and aborts. NULL when out of memory. */
+struct lua_State *lc_lua_newstate(void);
+
+/* [-0, +0, v] lc_dbl_to_long / lc_dbl_to_size for a binding: the converted value, or raises
+ * "<what> must be a number from <lo> to <hi>". */
+long lc_lua_checklong(struct lua_State *L, double v, long lo, long hi, const char *what);
+size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, const char *what);
+
+#endif
