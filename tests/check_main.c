@@ -22,6 +22,13 @@ static const struct entry suites[] = {
     {NULL, NULL}};
 
 int main(int argc, char **argv) {
+  /* Every luact a test starts keeps its durable runs in a store of this
+   * test run's own, not in the user's data folder. */
+  if (!getenv("LUACT_TEST_KEEP_STORE")) {
+    static char dir[] = "/tmp/luact-test-data-XXXXXX";
+    if (mkdtemp(dir)) setenv("XDG_DATA_HOME", dir, 1);
+    unsetenv("LUACT_STORE");
+  }
   SRunner *sr = NULL;
   for (const struct entry *e = suites; e->name; e++) {
     int wanted = argc < 2;

@@ -142,6 +142,13 @@ int luaopen_luact(lua_State *L) {
   lua_pushliteral(L, LUACT_VERSION);
   lua_setfield(L, -2, "version");
   lc_l_effect_register(L); /* now, random, ask: journaled effects */
+  /* A run id for a state without a journal; attaching one (luact run)
+   * replaces it with the journal's, which a resumed run restores. */
+  char rid[33];
+  snprintf(rid, sizeof rid, "%016llx%016llx", (unsigned long long)lc_rand64(),
+           (unsigned long long)lc_rand64());
+  lua_pushstring(L, rid);
+  lua_setfield(L, -2, "run_id");
   for (const struct submodule *m = submodules; m->name; m++) {
     m->open(L);
     lua_setfield(L, -2, m->name);

@@ -11,6 +11,7 @@
 #define LC_STR_(x) #x
 #define LC_STR(x) LC_STR_(x)
 
+#include "l_effect.h"
 #include "l_luact.h"
 #include "lc.h"
 #include "sched.h"
@@ -61,7 +62,13 @@ static const luaL_Reg worker_funcs[] = {
 int lc_l_worker_index(lua_State *L) {
   if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "worker") != 0) return 0;
   struct lc_sched *s = lc_sched_get(L);
-  lc_workers_spread(s && lc_sched_has_waited(s)
+  struct lc_journal *j = lc_l_journal(L);
+  /* One journal is one run's effects in one order of identities: a
+   * recorded (durable) run stays on the worker that holds it. */
+  lc_workers_spread(j && lc_journal_mode(j) != LC_JOURNAL_OFF
+                        ? "a recorded or durable run is journaled on one worker (pass "
+                          "--no-store to use every core)"
+                    : s && lc_sched_has_waited(s)
                         ? "luact.worker was first used after the script's first wait (use it "
                           "at the top, before any call that waits)"
                         : NULL);

@@ -282,14 +282,13 @@ local function builtin_validator(name, spec)
   return ARG_SCHEMAS[name]
 end
 
+-- The run's identity comes from the runtime (luact.run_id: restored when a
+-- run resumes), never from unrecorded randomness: the idempotency keys of
+-- the workflow's tools derive from it.
 local function new_run_id()
-  if type(luact.run_id) == "function" then
-    local id = luact.run_id()
-    if id then return id end
-  elseif type(luact.run_id) == "string" then
-    return luact.run_id
-  end
-  return string.format("wf-%x-%06x", math.floor(luact.now()), math.random(0, 0xffffff))
+  local id = luact.run_id
+  if type(id) ~= "string" or id == "" then error("luact.workflow: the runtime gave no luact.run_id", 3) end
+  return id
 end
 
 --- wf:run{input=, message=, data=, run_id=, on_event=, model=, base_url=,

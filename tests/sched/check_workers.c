@@ -11,6 +11,8 @@
 
 static char out[4096];
 
+/* Runs the script with the run store off (a durable run is journaled on
+ * one worker: see durable_run_stays_on_one_worker). */
 static int run_cli(const char *args, const char *script) {
   char path[] = "/tmp/lc-workers-XXXXXX.lua";
   int fd = mkstemps(path, 4);
@@ -18,7 +20,8 @@ static int run_cli(const char *args, const char *script) {
   ck_assert_int_eq(write(fd, script, strlen(script)), (ssize_t)strlen(script));
   close(fd);
   char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s/luact run %s %s 2>&1", LC_BINARY_DIR, args, path);
+  snprintf(cmd, sizeof cmd, "%s/luact run %s %s %s 2>&1", LC_BINARY_DIR,
+           strstr(args, "--store") ? "" : "--no-store", args, path);
   FILE *p = popen(cmd, "r");
   ck_assert_ptr_nonnull(p);
   size_t n = fread(out, 1, sizeof out - 1, p);
@@ -146,10 +149,28 @@ START_TEST(luact_worker_after_a_wait_stays_on_one_worker) {
 }
 END_TEST
 
+/* A durable run (the default) keeps its one journal on worker 1: the first
+ * use of luact.worker does not spread it, and stderr says how to. */
+START_TEST(durable_run_stays_on_one_worker) {
+  char store[] = "/tmp/lc-workers-store-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(store));
+  char args[256];
+  snprintf(args, sizeof args, "--workers 2 --store %s/runs.db", store);
+  int rc = run_cli(args, "local w = luact.worker\nluact.now()\nprint(w.count, w.sum('n', 1))\n");
+  ck_assert_msg(rc == 0, "%s", out);
+  ck_assert_msg(strstr(out, "1\t1"), "%s", out);
+  ck_assert_msg(strstr(out, "--no-store"), "%s", out);
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", store);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 Suite *workers_suite(void) {
   Suite *s = suite_create("workers");
   TCase *tc = tcase_create("cli");
   tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, durable_run_stays_on_one_worker);
   tcase_add_test(tc, each_worker_runs_and_results_combine);
   tcase_add_test(tc, worker_states_are_separate);
   tcase_add_test(tc, a_failing_worker_fails_the_run);
