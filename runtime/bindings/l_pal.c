@@ -111,7 +111,7 @@ static void host_done(void *ud, struct lc_pal *p) {
       fputs(": ", stderr);
       lc_l_put_flat(stderr, lc_pal_reason(p), 200);
     }
-    fprintf(stderr, "  (%ld tok)\n", u->input + u->output);
+    fprintf(stderr, "  (%ld tok)\n", u->llm.input + u->llm.output);
   }
   if (b->trace) {
     struct lc_buf l;
@@ -176,10 +176,10 @@ static void push_result(lua_State *L, struct lc_pal *p) {
   lc_conv_push_array_mt(L);
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "attempts");
-  lc_l_push_usage(L, u->input, u->output, u->cached, u->llm_calls, 1);
+  lc_l_push_usage(L, u->llm.input, u->llm.output, u->llm.cached, u->llm.llm_calls, 1);
   lc_l_set_int(L, "runs", u->runs);
   lua_setfield(L, -2, "usage");
-  lc_l_set_cost(L, u->cost_usd, u->cost_unknown);
+  lc_l_set_cost(L, u->llm.cost_usd, u->llm.cost_unknown);
 }
 
 /* Continuation: deliver attempts to on_attempt; wait; return the result. */

@@ -340,12 +340,12 @@ static void push_result(lua_State *L, struct lc_react *r) {
   lc_conv_push_array_mt(L);
   lua_setmetatable(L, -2);
   lua_setfield(L, -2, "steps");
-  lc_l_push_usage(L, u->input, u->output, u->cached, u->llm_calls, 3);
+  lc_l_push_usage(L, u->llm.input, u->llm.output, u->llm.cached, u->llm.llm_calls, 3);
   lc_l_set_int(L, "tool_calls", u->tool_calls);
   lc_l_set_int(L, "tool_errors", u->tool_errors);
   lc_l_set_int(L, "invalid", u->invalid);
   lua_setfield(L, -2, "usage");
-  lc_l_set_cost(L, u->cost_usd, u->cost_unknown);
+  lc_l_set_cost(L, u->llm.cost_usd, u->llm.cost_unknown);
 }
 
 /* Spawns one child task per call of the pending batch: tool:call(args),
