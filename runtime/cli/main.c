@@ -9,7 +9,7 @@
 
 #include "http.h"
 #include "l_luact.h"
-#include "l_react.h"
+#include "l_engine.h"
 #include "sched.h"
 #include "workers.h"
 #include "l_effect.h"
@@ -212,7 +212,7 @@ static int run_script(int worker, void *ud) {
     return 1;
   }
   lc_lua_setup(L);
-  lc_react_set_run_opts(L, &c->ro);
+  lc_l_set_run_opts(L, &c->ro);
   struct lc_sched *s;
   if (lc_sched_new(L, &s)) {
     fprintf(stderr, "luact: cannot create the scheduler\n");

@@ -578,6 +578,7 @@ int lc_react_start(struct lc_react *r, struct lc_loop *loop) {
 /* Charges the reply's usage; keeps the turn's numbers for its first step. */
 static void charge(struct lc_react *r, const struct lc_llm_response *resp) {
   double cost = lc_engine_charge(&r->e, resp, r->req.model);
+  r->traj.cost_unknown = r->usage.llm.cost_unknown;
   r->turn_in = resp->usage.input;
   r->turn_out = resp->usage.output;
   r->turn_cost = cost;
