@@ -20,6 +20,7 @@
 #include "l_luact.h"
 #include "l_opts.h"
 #include "l_state.h"
+#include "l_status.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_call.h"
@@ -585,6 +586,7 @@ static int l_chat(lua_State *L) {
   lc_l_check_opts(L, IDX_OPTS, "luact.llm.chat");
   lc_l_parse_llm_common(L, IDX_OPTS, "luact.llm", b->req, &o);
   lc_l_effect_src(L, task, &o.effect); /* journaled under this task's name */
+  lc_l_status_attach(L, &o); /* the status line, on a terminal */
   parse_request(L, IDX_OPTS, b);
   lua_getfield(L, IDX_OPTS, "stream"); /* opts box cb */
   if (!lua_isfunction(L, IDX_CB)) {

@@ -15,6 +15,7 @@
 #include "l_pal.h"
 #include "l_sandbox.h"
 #include "l_sql.h"
+#include "l_status.h"
 #include "lc.h"
 #include "sched.h"
 
@@ -59,7 +60,8 @@ static void run_chunk(lua_State *L, int mod, const struct lc_embedded_lua *e) {
   if (luaL_loadbufferx(L, e->src, e->len, chunk, "t") != LUA_OK) lua_error(L);
   lua_pushvalue(L, mod);
   lc_l_push_opts_checker(L);
-  lua_call(L, 2, 0); /* inside luaopen or __index: errors propagate */
+  lc_l_push_term(L);
+  lua_call(L, 3, 0); /* inside luaopen or __index: errors propagate */
 }
 
 static const struct lc_embedded_lua *find_chunk(const char *name) {

@@ -68,14 +68,15 @@ const struct lc_l_optset lc_l_optsets[] = {
     {"luact.effect", NULL, "luact.effect", "", {L_("schema")}},
     {"luact.workflow", "field", "luact.workflow", "",
      {L_("name", "initial", "states", "tools", "system", "model", "base_url", "temperature",
-         "limits", "retry_delay", "on_event", "input", "on_finish")}},
+         "limits", "retry_delay", "on_event", "input", "on_finish", "verbose")}},
     {"luact.workflow state", "field", "luact.workflow", "states.*.",
      {L_("description", "instructions", "tools", "ask_user", "transitions", "finish", "checks",
          "retries", "on_enter")}},
     {"luact.workflow limits", "limit", "luact.workflow", "limits.", {L_("steps", "invalid")}},
     {"workflow:run", NULL, "luact.workflow", "run.",
      {L_("input", "message", "data", "run_id", "on_event", "model", "base_url", "api_key",
-         "temperature", "max_tokens", "timeout", "retries", "limits", "retry_delay")}},
+         "temperature", "max_tokens", "timeout", "retries", "limits", "retry_delay",
+         "verbose")}},
     {NULL, NULL, NULL, NULL, {NULL}}};
 
 const struct lc_l_optset *lc_l_optset_find(const char *name) {

@@ -9,17 +9,15 @@
 #include "l_react.h"
 
 #include <lauxlib.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "conv.h"
-#include "l_effect.h"
+#include "l_engine.h"
 #include "l_luact.h"
+#include "l_status.h"
 #include "l_opts.h"
-#include "l_state.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_call.h"
@@ -28,40 +26,12 @@
 #include "trajectory.h"
 
 #define REACT_MT "luact.ReactRun"
-#define RUNOPTS_MT "luact.RunOpts"
 #define ACTION_MT "luact.ReactAction"
 
-static char runopts_key;
 /* The state's shared actions (actions.h "Sharing"): a weak-keyed table
  * luact.tool -> action box, and the state's one `finish` box. */
 static char actions_key;
 static char finish_key;
-
-struct runopts_box {
-  int quiet;
-  char *trace_path;
-};
-
-static int runopts_gc(lua_State *L) {
-  struct runopts_box *o = luaL_checkudata(L, 1, RUNOPTS_MT);
-  lc_free(o->trace_path);
-  o->trace_path = NULL;
-  return 0;
-}
-
-void lc_react_set_run_opts(lua_State *L, const struct lc_run_opts *o) {
-  struct runopts_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  if (luaL_newmetatable(L, RUNOPTS_MT)) {
-    lua_pushcfunction(L, runopts_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
-  b->quiet = o->quiet;
-  if (o->trace_path && !(b->trace_path = lc_strdup(o->trace_path)))
-    luaL_error(L, "out of memory");
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &runopts_key);
-}
 
 /* ---- shared actions ---- */
 
@@ -163,20 +133,13 @@ struct kid {
 };
 
 struct react_box {
+  struct lc_l_run run; /* first (l_engine.h) */
   struct lc_react *r;
-  struct lc_llm_request *req; /* until the engine owns it */
-  struct lc_task *task;
   struct lc_sched *s;
-  struct lc_wait wait;
   const struct lc_react_call *calls; /* the batch to spawn (engine-owned) */
   size_t n_calls;
   struct kid *kids;
   size_t n_kids, kids_left;
-  size_t delivered; /* steps handed to on_step */
-  int done;
-  int closed;
-  int live; /* print steps on stderr */
-  FILE *trace;
   struct lc_buf text; /* a tool result as JSON, reused (zeroed = empty) */
 };
 
@@ -193,31 +156,15 @@ static void kids_release(struct react_box *b) {
   b->n_kids = b->kids_left = 0;
 }
 
-/* The one close: __gc, __close (normal end, error, kill). */
-static void box_close(struct react_box *b) {
-  if (b->closed) return;
-  b->closed = 1;
+/* The class's close (l_engine.h): the tool tasks, then the run. */
+static void react_close(struct lc_l_run *run) {
+  struct react_box *b = (struct react_box *)run;
   kids_release(b);
   lc_react_free(b->r); /* stops the LLM call and the timers */
   b->r = NULL;
   b->calls = NULL;
-  if (b->req) {
-    lc_llm_request_delete(b->req);
-    b->req = NULL;
-  }
-  if (b->trace) fclose(b->trace);
-  b->trace = NULL;
   lc_buf_free(&b->text);
 }
-
-static int box_gc(lua_State *L) {
-  box_close(luaL_checkudata(L, 1, REACT_MT));
-  return 0;
-}
-
-/* The scheduler calls this when the task is killed: the close comes with
- * the task's to-be-closed variables right after; nothing to do first. */
-static void box_cancel(struct lc_wait *w) { (void)w; }
 
 /* ---- engine callbacks (from the loop) ---- */
 
@@ -226,7 +173,7 @@ static int host_run_tools(void *ud, struct lc_react *r, const struct lc_react_ca
   struct react_box *b = ud;
   b->calls = calls;
   b->n_calls = n;
-  lc_task_wake(b->task, &b->wait);
+  lc_l_run_wake(&b->run);
   return 0;
 }
 
@@ -237,16 +184,10 @@ static void host_cancel_tools(void *ud, struct lc_react *r) {
   kids_release(b);
 }
 
-/* Writes s on one line, at most max bytes (UTF-8 safe), "..." if cut. */
-static void trace_write(struct react_box *b, struct lc_buf *line) {
-  if (!b->trace || !line->data) return;
-  fwrite(line->data, 1, line->len, b->trace);
-  fflush(b->trace); /* as it happens: a crash keeps what was done */
-}
-
 static void host_on_step(void *ud, struct lc_react *r, const struct lc_traj_step *s) {
   struct react_box *b = ud;
-  if (b->live) {
+  if (b->run.live) {
+    lc_l_status_clear();
     /* The trajectory's line, plus the observation abbreviated when it is
      * not an error (errors are already on the line). */
     char *line = NULL;
@@ -265,40 +206,34 @@ static void host_on_step(void *ud, struct lc_react *r, const struct lc_traj_step
       fputc('\n', stderr);
     }
   }
-  if (b->trace) {
-    struct lc_buf l;
-    lc_buf_init(&l, 0);
-    if (lc_traj_step_trace_line(s, &l) == 0) trace_write(b, &l);
-    lc_buf_free(&l);
-  }
-  lc_task_wake(b->task, &b->wait); /* on_step runs from the continuation */
+  struct lc_buf *l = lc_l_run_trace_line(&b->run);
+  if (l && lc_traj_step_trace_line(s, l) == 0) lc_l_run_trace(&b->run);
+  lc_l_run_wake(&b->run); /* on_step runs from the continuation */
 }
 
 static void host_done(void *ud, struct lc_react *r) {
   struct react_box *b = ud;
-  b->done = 1;
+  b->run.done = 1;
   const struct lc_trajectory *t = lc_react_trajectory(r);
-  if (b->live) lc_trajectory_print_end(stderr, t);
-  if (b->trace) {
-    struct lc_buf l;
-    lc_buf_init(&l, 0);
-    if (lc_trajectory_trace_end(t, &l) == 0) trace_write(b, &l);
-    lc_buf_free(&l);
+  if (b->run.live) {
+    lc_l_status_clear();
+    lc_trajectory_print_end(stderr, t);
   }
-  lc_task_wake(b->task, &b->wait);
+  struct lc_buf *l = lc_l_run_trace_line(&b->run);
+  if (l && lc_trajectory_trace_end(t, l) == 0) lc_l_run_trace(&b->run);
+  lc_l_run_wake(&b->run);
 }
 
 /* Called by the scheduler when a tool task finishes. */
 static void kid_done(struct lc_task *t, void *ud) {
   struct kid *k = ud;
   k->finished = 1;
-  lc_task_wake(k->box->task, &k->box->wait);
+  lc_l_run_wake(&k->box->run);
 }
 
 /* ---- Lua side ---- */
 
-#define IDX_OPTS 1
-#define IDX_BOX 2
+#define IDX_OPTS LC_L_RUN_OPTS
 #define IDX_TOOLS 3 /* name -> luact.tool object */
 #define IDX_CB 4    /* on_step or nil */
 
@@ -325,8 +260,17 @@ static void push_step(lua_State *L, const struct lc_traj_step *s) {
   lc_l_set_num(L, "latency_ms", s->latency_ms);
 }
 
+static size_t react_count(struct lc_l_run *run) {
+  return lc_react_trajectory(((struct react_box *)run)->r)->n;
+}
+
+static void react_push_item(lua_State *L, struct lc_l_run *run, size_t i) {
+  push_step(L, &lc_react_trajectory(((struct react_box *)run)->r)->steps[i]);
+}
+
 /* [-0, +1, m] The run's result table. */
-static void push_result(lua_State *L, struct lc_react *r) {
+static void react_push_result(lua_State *L, struct lc_l_run *run) {
+  struct lc_react *r = ((struct react_box *)run)->r;
   const struct lc_trajectory *t = lc_react_trajectory(r);
   const struct lc_react_usage *u = lc_react_usage(r);
   lua_createtable(L, 0, 8);
@@ -334,20 +278,14 @@ static void push_result(lua_State *L, struct lc_react *r) {
   lc_l_set_str(L, "status", lc_traj_status_name(t->status));
   lc_l_set_str(L, "reason", t->reason);
   if (lc_react_limit(r) != LC_LIMIT_NONE) lc_l_set_str(L, "limit", lc_limit_name(lc_react_limit(r)));
-  lua_createtable(L, (int)t->n, 0);
-  for (size_t i = 0; i < t->n; i++) {
-    push_step(L, &t->steps[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  lc_conv_push_array_mt(L);
-  lua_setmetatable(L, -2);
+  lc_l_run_push_items(L, run, t->n);
   lua_setfield(L, -2, "steps");
-  lc_l_push_usage(L, u->input, u->output, u->cached, u->llm_calls, 3);
+  lc_l_run_push_usage(L, &u->llm, 3);
   lc_l_set_int(L, "tool_calls", u->tool_calls);
   lc_l_set_int(L, "tool_errors", u->tool_errors);
   lc_l_set_int(L, "invalid", u->invalid);
   lua_setfield(L, -2, "usage");
-  lc_l_set_cost(L, u->cost_usd, u->cost_unknown);
+  lc_l_run_set_cost(L, &u->llm);
 }
 
 /* Spawns one child task per call of the pending batch: tool:call(args),
@@ -372,7 +310,7 @@ static void spawn_batch(lua_State *L, struct react_box *b) {
     lua_getfield(L, -1, "call"); /* tool call */
     lua_insert(L, -2);           /* call tool */
     lc_conv_push_json(L, calls[i].args); /* call tool args */
-    if (lc_sched_spawn(b->s, L, 2, b->task, &k->task)) luaL_error(L, "out of memory");
+    if (lc_sched_spawn(b->s, L, 2, b->run.task, &k->task)) luaL_error(L, "out of memory");
     lc_task_on_done(k->task, kid_done, k);
     b->kids_left++;
     /* Now rather than next pass: a tool that never waits is done before
@@ -450,70 +388,25 @@ static void collect(lua_State *L, struct react_box *b) {
   if (b->kids && b->kids_left == 0) kids_release(b);
 }
 
-/* Continuation: spawn, collect, deliver steps; wait; return the result. */
-static int react_k(lua_State *L, int status, lua_KContext ctx) {
-  struct react_box *b = luaL_checkudata(L, IDX_BOX, REACT_MT);
-  for (;;) {
-    if (b->closed) return luaL_error(L, "luact.react: the run was cancelled");
-    if (b->calls) spawn_batch(L, b);
-    collect(L, b);
-    const struct lc_trajectory *t = lc_react_trajectory(b->r);
-    if (lua_isfunction(L, IDX_CB) && b->delivered < t->n) {
-      const struct lc_traj_step *s = &t->steps[b->delivered++];
-      lua_pushvalue(L, IDX_CB);
-      push_step(L, s);
-      lua_callk(L, 1, 0, ctx, react_k); /* on_step may itself wait */
-      continue;
-    }
-    if (b->done) break;
-    lc_task_wait(b->task, &b->wait);
-    return lua_yieldk(L, 0, ctx, react_k);
-  }
-  push_result(L, b->r);
-  box_close(b);
-  return 1;
+/* The class's pump (l_engine.h): spawn the batch, collect results. */
+static void react_pump(lua_State *L, struct lc_l_run *run) {
+  struct react_box *b = (struct react_box *)run;
+  if (b->calls) spawn_batch(L, b);
+  collect(L, b);
 }
+
+static const struct lc_l_run_class react_class = {
+    .mt = REACT_MT,
+    .who = "luact.react",
+    .cb_idx = IDX_CB,
+    .pump = react_pump,
+    .count = react_count,
+    .push_item = react_push_item,
+    .push_result = react_push_result,
+    .close = react_close,
+};
 
 /* ---- parsing ---- */
-
-static void parse_limits(lua_State *L, int opts, struct lc_budget_limits *lim) {
-  int t = lua_getfield(L, opts, "limits");
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return;
-  }
-  if (t != LUA_TTABLE) luaL_error(L, "luact.react: 'limits' must be a table");
-  int li = lua_gettop(L);
-  lc_l_check_opts(L, li, "luact.react limits");
-  lua_pushnil(L);
-  while (lua_next(L, li)) {
-    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "luact.react: limits keys must be names");
-    const char *k = lua_tostring(L, -2);
-    double v = 0; /* false turns a limit off, like 0 */
-    if (lua_type(L, -1) == LUA_TNUMBER) v = lua_tonumber(L, -1);
-    else if (!(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)))
-      luaL_error(L, "luact.react: limits.%s must be a number (or false)", k);
-    if (!(v >= 0)) luaL_error(L, "luact.react: limits.%s must be >= 0", k); /* NaN too */
-    /* Counts are cast to long: a range check first (1e300, inf). */
-    char what[64];
-    snprintf(what, sizeof what, "luact.react: limits.%s", k);
-    if (!strcmp(k, "steps")) lim->steps = lc_lua_checklong(L, v, 0, LONG_MAX, what);
-    else if (!strcmp(k, "tokens")) lim->tokens = lc_lua_checklong(L, v, 0, LONG_MAX, what);
-    else if (!strcmp(k, "cost")) lim->cost_usd = v;
-    else if (!strcmp(k, "wall_time")) lim->wall_s = v;
-    else if (!strcmp(k, "max_invalid"))
-      lim->max_invalid = lc_lua_checklong(L, v, 0, LONG_MAX, what);
-    else if (!strcmp(k, "repeat") || !strcmp(k, "max_repeat"))
-      lim->repeat = lc_lua_checklong(L, v, 0, LONG_MAX, what);
-    else if (!strcmp(k, "tool_calls"))
-      lim->tool_calls = lc_lua_checklong(L, v, 0, LONG_MAX, what);
-    else
-      luaL_error(L, "luact.react: unknown limit '%s' (steps, tokens, cost, wall_time, "
-                    "max_invalid, repeat, max_repeat or tool_calls)", k);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
 
 static enum lc_effect parse_effect(lua_State *L, int ti, const char *name) {
   lua_getfield(L, ti, "effect");
@@ -564,101 +457,30 @@ static void add_tools(lua_State *L, struct react_box *b) {
   lua_pop(L, 1);
 }
 
-static void add_prices(lua_State *L, struct react_box *b) {
-  int t = lua_getfield(L, IDX_OPTS, "prices");
-  if (t == LUA_TNIL) {
-    lua_pop(L, 1);
-    return;
-  }
-  if (t != LUA_TTABLE)
-    luaL_error(L, "luact.react: 'prices' must be {[model] = {input=, output=, cached=}} "
-                  "(USD per 1M tokens)");
-  int pi = lua_gettop(L);
-  lua_pushnil(L);
-  while (lua_next(L, pi)) {
-    const char *model = lua_tostring(L, -2);
-    if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
-      luaL_error(L, "luact.react: prices entries are [model] = {input=, output=}");
-    lua_getfield(L, -1, "input");
-    lua_getfield(L, -2, "output");
-    lua_getfield(L, -3, "cached");
-    double in = luaL_optnumber(L, -3, 0), out = luaL_optnumber(L, -2, 0);
-    double cached = luaL_optnumber(L, -1, in);
-    lua_pop(L, 3);
-    int rc = lc_react_set_price(b->r, model, in, out, cached);
-    if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
-    if (rc) luaL_error(L, "luact.react: prices[%s]: prices must be >= 0", model);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
 /* luact.react{model=, tools=, question=, ...} -> result table. A run that
  * ends at a limit or fails on the LLM side is a result (status says so);
  * misuse raises. */
 static int l_react(lua_State *L) {
-  luaL_checktype(L, IDX_OPTS, LUA_TTABLE);
-  lua_settop(L, IDX_OPTS);
-  lc_l_check_opts(L, IDX_OPTS, "luact.react");
-  struct lc_task *task = lc_task_check(L, "luact.react");
-  struct react_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* opts box */
-  memset(b, 0, sizeof *b);
-  luaL_setmetatable(L, REACT_MT);
-  lua_toclose(L, IDX_BOX);
-  b->task = task;
+  struct lc_react_config cfg;
+  lc_react_config_default(&cfg);
+  struct react_box *b = lc_l_run_new(L, &react_class, sizeof *b, &cfg.llm); /* opts box */
   b->s = lc_sched_get(L);
-  b->wait.cancel = box_cancel;
   lua_newtable(L); /* opts box tools */
   lua_getfield(L, IDX_OPTS, "on_step"); /* opts box tools cb */
   if (!lua_isnil(L, IDX_CB) && !lua_isfunction(L, IDX_CB))
     return luaL_error(L, "luact.react: 'on_step' must be a function");
-
-  if (!(b->req = lc_calloc(1, sizeof *b->req))) return luaL_error(L, "out of memory");
-  struct lc_react_config cfg;
-  lc_react_config_default(&cfg);
-  lc_l_parse_llm_common(L, IDX_OPTS, "luact.react", b->req, &cfg.llm);
-  lc_l_effect_src(L, task, &cfg.llm.effect); /* the engine's calls: this task's effects */
-  b->req->stream = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "stream", 0);
   const char *mode = lc_l_opt_string(L, IDX_OPTS, "luact.react", "mode", 0);
   if (mode && !strcmp(mode, "text")) cfg.mode = LC_REACT_TEXT;
   else if (mode && strcmp(mode, "native"))
     return luaL_error(L, "luact.react: 'mode' must be \"native\" or \"text\"");
-  cfg.question = lc_l_opt_string(L, IDX_OPTS, "luact.react", "question", 0);
-  if (!cfg.question || !*cfg.question)
-    return luaL_error(L, "luact.react: 'question' is required (a string)");
-  cfg.instructions = lc_l_opt_string(L, IDX_OPTS, "luact.react", "instructions", 0);
-  int t = lua_getfield(L, IDX_OPTS, "examples");
-  if (t == LUA_TTABLE) {
-    size_t n = lua_rawlen(L, -1);
-    /* Scratch array owned by Lua, so a raise below frees it. */
-    const char **ex = lua_newuserdatauv(L, (n ? n : 1) * sizeof *ex, 0);
-    for (size_t i = 1; i <= n; i++) {
-      if (lua_rawgeti(L, -2, (lua_Integer)i) != LUA_TSTRING)
-        return luaL_error(L, "luact.react: examples[%d] must be a string", (int)i);
-      ex[i - 1] = lua_tostring(L, -1);
-      lua_pop(L, 1); /* the examples table keeps it */
-    }
-    cfg.examples = ex;
-    cfg.n_examples = n;
-  } else if (t != LUA_TNIL) {
-    return luaL_error(L, "luact.react: 'examples' must be a list of strings");
-  } else {
-    lua_pushnil(L); /* keep the stack shape: examples scratch */
-  }
-  parse_limits(L, IDX_OPTS, &cfg.limits);
+  lc_l_run_texts(L, "luact.react", &cfg.question, &cfg.instructions);
+  lc_l_run_examples(L, "luact.react", 1, &cfg.examples, &cfg.n_examples); /* ... list scratch */
+  lc_l_run_limits(L, "luact.react", "luact.react limits", &cfg.limits);
   cfg.final_answer_on_limit = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "final_answer_on_limit", 0);
   cfg.strict = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "strict", 0);
   cfg.constrained = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "constrained", 0);
   cfg.text_is_final = lc_l_opt_bool(L, IDX_OPTS, "luact.react", "finish_on_text", 1);
-
-  /* Live lines: verbose wins; else on a terminal unless --quiet. */
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &runopts_key);
-  struct runopts_box *ro = luaL_testudata(L, -1, RUNOPTS_MT);
-  lua_pop(L, 1); /* the registry keeps it */
-  int verbose = lua_getfield(L, IDX_OPTS, "verbose");
-  lua_pop(L, 1);
-  b->live = verbose != LUA_TNIL ? lc_l_opt_bool(L, IDX_OPTS, "luact.react", "verbose", 0)
-                                : (!(ro && ro->quiet) && isatty(2));
+  lc_l_run_output(L, &b->run, &cfg.llm);
 
   struct lc_react_host host = {.run_tools = host_run_tools,
                                .cancel_tools = host_cancel_tools,
@@ -667,28 +489,21 @@ static int l_react(lua_State *L) {
                                .ud = b};
   char err[512];
   cfg.finish = state_finish(L);
-  cfg.base = b->req;
-  b->req = NULL; /* the engine owns it now, also on failure */
+  cfg.base = b->run.req;
+  b->run.req = NULL; /* the engine owns it now, also on failure */
   int rc = lc_react_new(&cfg, &host, &b->r, err, sizeof err);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc) return luaL_error(L, "luact.react: %s", err);
-  lua_pop(L, 2); /* examples scratch and table: copied by the engine */
+  lua_settop(L, IDX_CB); /* examples: copied by the engine */
   add_tools(L, b);
-  add_prices(L, b);
-  if (ro && ro->trace_path && !(b->trace = fopen(ro->trace_path, "a")))
-    return luaL_error(L, "luact.react: cannot open trace file %s", ro->trace_path);
-  if (lc_react_start(b->r, lc_sched_loop(b->s)))
-    return luaL_error(L, "out of memory");
-  lc_task_wait(task, &b->wait);
-  return lua_yieldk(L, 0, 0, react_k);
+  lc_l_run_prices(L, "luact.react", lc_react_engine(b->r));
+  if (lc_react_start(b->r, lc_sched_loop(b->s))) return luaL_error(L, "out of memory");
+  return lc_l_run_wait(L, &b->run);
 }
-
-static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
 
 /* [-0, +1, e] Pushes the luact.react function. */
 int lc_open_react(lua_State *L) {
-  if (luaL_newmetatable(L, REACT_MT)) luaL_setfuncs(L, box_meta, 0);
-  lua_pop(L, 1);
+  lc_l_run_register(L, &react_class);
   if (luaL_newmetatable(L, ACTION_MT)) {
     lua_pushcfunction(L, action_box_gc);
     lua_setfield(L, -2, "__gc");
@@ -696,15 +511,4 @@ int lc_open_react(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_react);
   return 1;
-}
-
-void lc_react_get_run_opts(lua_State *L, struct lc_run_opts *o) {
-  memset(o, 0, sizeof *o);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &runopts_key);
-  struct runopts_box *b = luaL_testudata(L, -1, RUNOPTS_MT);
-  if (b) {
-    o->quiet = b->quiet;
-    o->trace_path = b->trace_path;
-  }
-  lua_pop(L, 1); /* the registry keeps it */
 }

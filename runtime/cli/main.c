@@ -11,7 +11,7 @@
 
 #include "http.h"
 #include "l_luact.h"
-#include "l_react.h"
+#include "l_engine.h"
 #include "l_state.h"
 #include "lc.h"
 #include "sched.h"
@@ -246,7 +246,7 @@ static int run_script(int worker, void *ud) {
     return 1;
   }
   lc_lua_setup(L);
-  lc_react_set_run_opts(L, &c->ro);
+  lc_l_set_run_opts(L, &c->ro);
   struct lc_sched *s;
   if (lc_sched_new(L, &s)) {
     fprintf(stderr, "luact: cannot create the scheduler\n");

@@ -30,6 +30,9 @@ struct lc_llm_call {
   struct lc_llm_stream *st;
   struct lc_llm_response *resp;
   struct lc_timer timer; /* backoff between attempts, or config failure */
+  struct lc_timer tick;  /* status reports while an attempt is in flight */
+  double sent_ms;        /* when the current attempt went out */
+  int status_live;       /* a SEND was reported and END is owed */
   lc_llm_delta_fn on_delta;
   void *delta_ud;
   lc_llm_done_fn done;
@@ -61,6 +64,40 @@ void lc_llm_opts_default(struct lc_llm_opts *o) {
   o->request_timeout_ms = 600000;
   o->max_response_bytes = 16u << 20;
   o->effect = (struct lc_effect_src){0};
+  o->status = NULL;
+  o->status_ud = NULL;
+}
+
+#define TICK_MS 1000.0
+
+/* One progress report (opts.status); kind END also ends the ticks. */
+static void report(struct lc_llm_call *c, enum lc_llm_status_kind kind, double delay_ms) {
+  if (!c->opts.status) return;
+  if (kind == LC_LLM_ST_END) {
+    if (c->loop) lc_timer_stop(c->loop, &c->tick);
+    if (!c->status_live) return;
+    c->status_live = 0;
+  }
+  if (kind == LC_LLM_ST_SEND) c->status_live = 1;
+  struct lc_llm_status st = {
+      .kind = kind,
+      .model = c->req ? c->req->model : NULL,
+      .attempt = c->attempts,
+      .max_attempts = c->opts.retry.max_attempts,
+      .waited_s = (lc_now_ms() - c->sent_ms) / 1000.0,
+      .tokens = c->deltas,
+      .delay_s = delay_ms / 1000.0,
+      .error = c->resp && c->resp->err ? lc_llm_err_name(c->resp->err) : NULL,
+      .http_status = c->resp ? c->resp->http_status : 0,
+  };
+  c->opts.status(c->opts.status_ud, &st);
+}
+
+/* Tick timer (from the loop): how long the attempt has waited so far. */
+static void on_tick(struct lc_loop *loop, struct lc_timer *t) {
+  struct lc_llm_call *c = t->ud;
+  report(c, LC_LLM_ST_WAIT, 0);
+  lc_timer_start(loop, &c->tick, TICK_MS); /* no slot: no more ticks */
 }
 
 static int has_scheme(const char *u) { return strstr(u, "://") != NULL; }
@@ -120,6 +157,7 @@ static void finish(struct lc_llm_call *c) {
   body_back(c);
   c->resp->latency_ms = lc_now_ms() - c->first_ms;
   c->resp->attempts = c->attempts;
+  report(c, LC_LLM_ST_END, 0);
   if (c->journaled) {
     /* Before the result reaches the caller (and so Lua). */
     c->journaled = 0;
@@ -149,6 +187,7 @@ static void on_config_failure(struct lc_loop *loop, struct lc_timer *t) { finish
 static void delta_cb(void *ud, const struct lc_llm_delta *d) {
   struct lc_llm_call *c = ud;
   c->deltas++;
+  if (c->deltas == 1) report(c, LC_LLM_ST_TOKENS, 0);
   if (c->journaled) lc_effect_llm_add_delta(&c->rec_deltas, d);
   if (c->on_delta) c->on_delta(c->delta_ud, d);
 }
@@ -241,7 +280,15 @@ static void send_now(struct lc_llm_call *c) {
   };
   int rc = lc_http_start(c->loop, &c->op, &hr, c->st ? stream_sink : NULL, c,
                          on_http_done, c);
-  if (rc) fail_later(c, "could not start the HTTP transfer");
+  if (rc) {
+    fail_later(c, "could not start the HTTP transfer");
+    return;
+  }
+  c->sent_ms = lc_now_ms();
+  if (c->opts.status) {
+    report(c, LC_LLM_ST_SEND, 0);
+    lc_timer_start(c->loop, &c->tick, TICK_MS); /* no slot: no ticks */
+  }
 }
 
 static void classify_transport(struct lc_llm_call *c, struct lc_http_op *op) {
@@ -281,6 +328,7 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
   struct lc_llm_call *c = ud;
   struct lc_llm_response *r = c->resp;
   r->http_status = (int)op->status;
+  lc_timer_stop(c->loop, &c->tick);
   if (op->err) {
     classify_transport(c, op);
   } else if (op->status >= 200 && op->status < 300) {
@@ -308,7 +356,10 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
                                   lc_now_ms() - c->first_ms, lc_rand64(), &why);
     if (delay >= 0) {
       c->timer.cb = on_backoff;
-      if (lc_timer_start(c->loop, &c->timer, delay) == 0) return;
+      if (lc_timer_start(c->loop, &c->timer, delay) == 0) {
+        report(c, LC_LLM_ST_RETRY, delay);
+        return;
+      }
     }
     if (why && c->attempts > 1) {
       char msg[1024];
@@ -358,6 +409,7 @@ static int start(struct lc_loop *loop, struct lc_llm_request *req, int owned,
   if (c->opts.retry.max_attempts < 1) c->opts.retry.max_attempts = 1;
   lc_http_op_init(&c->op);
   lc_timer_init(&c->timer, on_config_failure, c);
+  lc_timer_init(&c->tick, on_tick, c);
   c->first_ms = lc_now_ms();
   c->ad = lc_llm_adapter_for(req->provider);
 
@@ -468,6 +520,7 @@ void lc_llm_call_free(struct lc_llm_call *c) {
   if (c->journaled) lc_effect_cancel(c->eff, "cancelled");
   if (c->replay.queued) lc_journal_undefer(c->opts.effect.j, &c->replay);
   cJSON_Delete(c->rec_deltas);
+  report(c, LC_LLM_ST_END, 0); /* cancelled in flight: the display's end */
   if (c->loop) lc_timer_stop(c->loop, &c->timer);
   /* Cancelled while waiting its turn: the request was never sent, so the
    * slot goes back to the governor for the calls after it. */

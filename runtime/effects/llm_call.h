@@ -31,6 +31,31 @@
 struct lc_loop;
 struct lc_llm_call;
 
+/* Progress of a call, for a live display (l_status.c). */
+enum lc_llm_status_kind {
+  LC_LLM_ST_SEND,   /* an attempt went out */
+  LC_LLM_ST_WAIT,   /* once a second while it is in flight */
+  LC_LLM_ST_TOKENS, /* the first token of the attempt streamed in */
+  LC_LLM_ST_RETRY,  /* the attempt failed; the next starts in delay_s */
+  LC_LLM_ST_END     /* the call completed or was freed: the last event */
+};
+
+struct lc_llm_status {
+  enum lc_llm_status_kind kind;
+  const char *model;  /* may be NULL */
+  int attempt;        /* 1-based: the attempt in flight (RETRY: that failed) */
+  int max_attempts;
+  double waited_s;    /* since the attempt went out */
+  long tokens;        /* deltas streamed in this attempt */
+  double delay_s;     /* RETRY: backoff before the next attempt */
+  const char *error;  /* RETRY: the error kind ("rate_limit", "timeout") */
+  int http_status;    /* RETRY: 0 when no response came */
+};
+
+/* Runs from the loop, except TOKENS, which runs from inside the transfer's
+ * write callback: it may only note or print (no Lua, no curl). */
+typedef void (*lc_llm_status_fn)(void *ud, const struct lc_llm_status *s);
+
 struct lc_llm_opts {
   struct lc_retry_policy retry;
   double connect_timeout_ms; /* default 10 s */
@@ -42,6 +67,9 @@ struct lc_llm_opts {
    * pass with the recorded response, after on_delta has been handed the
    * recorded deltas, one per delta the original call streamed. */
   struct lc_effect_src effect;
+  /* Optional progress reports (never in replay); status_ud is theirs. */
+  lc_llm_status_fn status;
+  void *status_ud;
 };
 
 void lc_llm_opts_default(struct lc_llm_opts *o);

@@ -461,18 +461,10 @@ int lc_pal_repair_text(const char *status, const char *error,
 enum phase { P_NEW, P_LLM, P_REPLY, P_RUN, P_END, P_DONE };
 
 struct lc_pal {
-  struct lc_pal_config cfg; /* scalars; strings below are our copies */
-  char *instructions, *question;
-  char **examples;
-  size_t n_examples;
+  struct lc_engine e;       /* first: the base (engine.h) */
+  struct lc_pal_config cfg; /* scalars; the strings are e's copies */
   cJSON *input;
-  struct lc_llm_request *base;
-  struct lc_price_table prices;
-  struct lc_budget budget;
   struct lc_pal_host host;
-  struct lc_loop *loop;
-  struct lc_llm_call *call;
-  struct lc_timer kick, wall;
   enum phase phase;
   /* the conversation after system + user: reply, repair, reply, ... */
   struct lc_llm_msg *msgs;
@@ -483,8 +475,6 @@ struct lc_pal {
   enum lc_pal_status status;
   enum lc_limit limit;
   char *reason;
-  int started;
-  int wall_fired;
   /* P_RUN: the program of the last attempt runs in this sandbox child,
    * watched by the loop (the loop thread never waits for it). */
   struct lc_sandbox_job *job;
@@ -493,6 +483,8 @@ struct lc_pal {
 };
 
 static char *dup0(const char *s) { return s ? lc_strdup(s) : NULL; }
+
+#define text_msg lc_engine_text_msg
 
 static void msg_clear(struct lc_llm_msg *m) {
   lc_free(m->content);
@@ -534,19 +526,10 @@ int lc_pal_new(const struct lc_pal_config *cfg, const struct lc_pal_host *host,
                     : !cfg->base || !host || !host->done ? "no request or host"
                     : cfg->repairs < 0 ? "repairs must be >= 0"
                                        : NULL;
-  if (bad) {
-    snprintf(err, errlen, "%s", bad);
-    lc_llm_request_delete(cfg->base);
-    return LC_EINVAL;
-  }
+  if (bad) return lc_engine_refuse(cfg->base, LC_EINVAL, bad, err, errlen);
   struct lc_pal *p = lc_calloc(1, sizeof *p);
-  if (!p) {
-    lc_llm_request_delete(cfg->base);
-    snprintf(err, errlen, "out of memory");
-    return LC_ENOMEM;
-  }
+  if (!p) return lc_engine_refuse(cfg->base, LC_ENOMEM, "out of memory", err, errlen);
   p->cfg = *cfg;
-  p->base = cfg->base;
   p->cfg.base = NULL;
   p->cfg.instructions = p->cfg.question = NULL;
   p->cfg.examples = NULL;
@@ -555,23 +538,14 @@ int lc_pal_new(const struct lc_pal_config *cfg, const struct lc_pal_host *host,
   p->cfg.sandbox.nfns = 0;
   p->cfg.sandbox.chunkname = "=pal";
   p->host = *host;
-  lc_timer_init(&p->kick, on_kick, p);
-  lc_timer_init(&p->wall, on_wall, p);
-  int rc = lc_price_table_init(&p->prices);
-  p->instructions = dup0(cfg->instructions ? cfg->instructions : default_instructions);
-  p->question = dup0(cfg->question);
-  if (!rc && (!p->instructions || !p->question)) rc = LC_ENOMEM;
-  const char *const *ex = cfg->examples;
-  size_t nex = cfg->n_examples;
-  if (!nex) ex = lc_pal_default_examples(&nex);
-  if (!rc) {
-    p->examples = lc_calloc(nex ? nex : 1, sizeof *p->examples);
-    if (!p->examples) rc = LC_ENOMEM;
-    for (size_t i = 0; !rc && i < nex; i++) {
-      if (!(p->examples[i] = lc_strdup(ex[i]))) rc = LC_ENOMEM;
-      p->n_examples = i + 1;
-    }
-  }
+  struct lc_engine_config ec = {
+      .base = cfg->base,
+      .instructions = cfg->instructions ? cfg->instructions : default_instructions,
+      .question = cfg->question,
+      .examples = cfg->examples,
+      .n_examples = cfg->n_examples};
+  if (!ec.n_examples) ec.examples = lc_pal_default_examples(&ec.n_examples);
+  int rc = lc_engine_init(&p->e, &ec, &p->usage.llm, on_kick, on_wall, p);
   if (!rc && cfg->input && !(p->input = cJSON_Duplicate(cfg->input, 1))) rc = LC_ENOMEM;
   if (rc) {
     snprintf(err, errlen, "out of memory");
@@ -584,28 +558,19 @@ int lc_pal_new(const struct lc_pal_config *cfg, const struct lc_pal_host *host,
 
 int lc_pal_set_price(struct lc_pal *p, const char *model, double in,
                      double out, double cached) {
-  return lc_price_set(&p->prices, model, in, out, cached);
+  return lc_engine_set_price(&p->e, model, in, out, cached);
 }
+
+struct lc_engine *lc_pal_engine(struct lc_pal *p) { return &p->e; }
 
 void lc_pal_free(struct lc_pal *p) {
   if (!p) return;
-  if (p->loop) {
-    lc_timer_stop(p->loop, &p->kick);
-    lc_timer_stop(p->loop, &p->wall);
-  }
-  lc_llm_call_free(p->call); /* cancels a transfer in flight */
+  lc_engine_free(&p->e); /* timers, the call in flight, the copies */
   lc_sandbox_job_free(p->job); /* kills a program still running */
   for (size_t i = 0; i < p->n_msgs; i++) msg_clear(&p->msgs[i]);
   lc_free(p->msgs);
   for (size_t i = 0; i < p->n_att; i++) attempt_clear(&p->att[i]);
   lc_free(p->att);
-  lc_llm_request_delete(p->base);
-  if (p->started) lc_budget_free(&p->budget);
-  lc_price_table_free(&p->prices);
-  lc_free(p->instructions);
-  lc_free(p->question);
-  for (size_t i = 0; i < p->n_examples; i++) lc_free(p->examples[i]);
-  lc_free(p->examples);
   cJSON_Delete(p->input);
   lc_free(p->reason);
   lc_free(p);
@@ -632,11 +597,9 @@ static void end_run(struct lc_pal *p, enum lc_pal_status st, const char *reason)
   p->status = st;
   lc_free(p->reason);
   p->reason = reason ? lc_strdup(reason) : NULL; /* NULL on OOM: no text */
-  lc_llm_call_free(p->call);
-  p->call = NULL;
-  lc_timer_stop(p->loop, &p->wall);
+  lc_engine_end_call(&p->e);
   p->phase = P_END;
-  if (lc_timer_start(p->loop, &p->kick, 0) < 0) {
+  if (lc_engine_defer(&p->e) < 0) {
     /* No timer slot: finish right here (we are on the loop already). */
     p->phase = P_DONE;
     p->host.done(p->host.ud, p);
@@ -649,10 +612,10 @@ static char *system_text(const struct lc_pal *p) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
   int rc = 0;
-  if (*p->instructions) rc = lc_buf_printf(&b, "%s\n", p->instructions);
-  for (size_t i = 0; !rc && i < p->n_examples; i++) {
+  if (*p->e.instructions) rc = lc_buf_printf(&b, "%s\n", p->e.instructions);
+  for (size_t i = 0; !rc && i < p->e.n_examples; i++) {
     if (i == 0) rc = lc_buf_puts(&b, "\nExamples:\n");
-    if (!rc) rc = lc_buf_printf(&b, "\n%s\n", p->examples[i]);
+    if (!rc) rc = lc_buf_printf(&b, "\n%s\n", p->e.examples[i]);
   }
   if (rc) {
     lc_buf_free(&b);
@@ -667,7 +630,7 @@ static char *user_text(const struct lc_pal *p) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
   int rc = lc_buf_puts(&b, "-- Q: ");
-  for (const char *s = p->question; !rc && *s; s++) {
+  for (const char *s = p->e.question; !rc && *s; s++) {
     rc = lc_buf_append(&b, s, 1);
     if (!rc && *s == '\n' && s[1]) rc = lc_buf_puts(&b, "-- ");
   }
@@ -687,18 +650,9 @@ static char *user_text(const struct lc_pal *p) {
   return lc_buf_steal(&b, NULL);
 }
 
-static int text_msg(struct lc_llm_msg *m, enum lc_llm_role role, char *owned) {
-  memset(m, 0, sizeof *m);
-  if (!owned) return LC_ENOMEM;
-  m->role = role;
-  m->content = owned;
-  m->content_len = strlen(owned);
-  return 0;
-}
-
 /* A fresh request from the template plus PAL's stop sequence. */
 static struct lc_llm_request *req_from_base(const struct lc_pal *p) {
-  const struct lc_llm_request *b = p->base;
+  const struct lc_llm_request *b = p->e.base;
   struct lc_llm_request *q = lc_calloc(1, sizeof *q);
   if (!q) return NULL;
   lc_llm_request_copy_settings(q, b);
@@ -741,7 +695,7 @@ static int send_call(struct lc_pal *p) {
   }
   p->phase = P_LLM;
   /* q is the call's now, also on failure. */
-  return lc_llm_call_start(p->loop, q, &p->cfg.llm, NULL, NULL, on_llm_done, p, &p->call);
+  return lc_llm_call_start(p->e.loop, q, &p->cfg.llm, NULL, NULL, on_llm_done, p, &p->e.call);
 }
 
 /* Called by llm_call.c from the loop when the call completes. */
@@ -749,30 +703,24 @@ static void on_llm_done(struct lc_llm_call *c, void *ud) {
   (void)c;
   struct lc_pal *p = ud;
   p->phase = P_REPLY;
-  if (lc_timer_start(p->loop, &p->kick, 0) < 0) {
-    lc_llm_call_free(p->call); /* done runs from the loop: this is it */
-    p->call = NULL;
+  if (lc_engine_defer(&p->e) < 0) {
+    lc_engine_end_call(&p->e); /* done runs from the loop: this is it */
     p->status = LC_PAL_FAILED;
     p->reason = dup0("out of memory");
-    lc_timer_stop(p->loop, &p->wall);
     p->phase = P_DONE;
     p->host.done(p->host.ud, p);
   }
 }
 
 int lc_pal_start(struct lc_pal *p, struct lc_loop *loop) {
-  if (p->started) return LC_ESTATE;
-  p->started = 1;
-  p->loop = loop;
   struct lc_budget_limits lim = p->cfg.limits;
   lim.steps = lim.max_invalid = lim.repeat = 0; /* repairs bound attempts */
-  lc_budget_init(&p->budget, &lim, &p->prices, lc_now_ms());
-  if (lim.wall_s > 0 && lc_timer_start(loop, &p->wall, lim.wall_s * 1000.0) < 0)
-    return LC_ENOMEM;
-  int rc = send_call(p);
+  int rc = lc_engine_start(&p->e, loop, &lim);
+  if (rc) return rc;
+  rc = send_call(p);
   if (rc) {
-    p->call = NULL;
-    lc_timer_stop(loop, &p->wall);
+    p->e.call = NULL;
+    lc_engine_end_call(&p->e);
     p->phase = P_NEW;
     return rc;
   }
@@ -840,9 +788,9 @@ static int try_reply(struct lc_pal *p, struct lc_pal_attempt *a, const char *tex
     return a->output && a->error ? 0 : LC_ENOMEM;
   }
   struct lc_sandbox_opts o = p->cfg.sandbox;
-  if (p->budget.lim.wall_s > 0) {
+  if (p->e.budget.lim.wall_s > 0) {
     /* The program may not outlive the run. */
-    double left = p->budget.lim.wall_s * 1000.0 - (lc_now_ms() - p->budget.start_ms);
+    double left = p->e.budget.lim.wall_s * 1000.0 - (lc_now_ms() - p->e.budget.start_ms);
     double cap = o.wall_ms > 0 ? o.wall_ms : LC_SANDBOX_DEFAULT_WALL_MS;
     o.wall_ms = left < cap ? (left > 1 ? left : 1) : cap;
   }
@@ -853,7 +801,7 @@ static int try_reply(struct lc_pal *p, struct lc_pal_attempt *a, const char *tex
   size_t wl;
   char *w = wrap_code(a->code, code_len, &wl);
   if (!w) return LC_ENOMEM;
-  rc = lc_sandbox_start(p->loop, w, wl, &o, p->input, on_run_done, p, &p->job);
+  rc = lc_sandbox_start(p->e.loop, w, wl, &o, p->input, on_run_done, p, &p->job);
   lc_free(w);
   if (rc == LC_EIO) {
     /* No child could be spawned: an attempt that failed, not the host. */
@@ -894,11 +842,10 @@ static void after_attempt(struct lc_pal *p, struct lc_pal_attempt *a) {
     return;
   }
   double now = lc_now_ms();
-  enum lc_limit l = lc_budget_check(&p->budget, now);
-  if (l == LC_LIMIT_NONE && p->wall_fired) l = LC_LIMIT_WALL;
+  enum lc_limit l = lc_engine_check(&p->e, now);
   if (l != LC_LIMIT_NONE) {
     p->limit = l;
-    if (lc_budget_reason(&p->budget, l, now, &why)) fail_oom(p);
+    if (lc_budget_reason(&p->e.budget, l, now, &why)) fail_oom(p);
     else end_run(p, LC_PAL_FAILED, why.data);
     lc_buf_free(&why);
     return;
@@ -908,7 +855,7 @@ static void after_attempt(struct lc_pal *p, struct lc_pal_attempt *a) {
   lc_buf_free(&why);
   if (!rc) {
     rc = send_call(p);
-    if (rc) p->call = NULL;
+    if (rc) p->e.call = NULL;
   }
   if (rc) fail_oom(p);
 }
@@ -936,8 +883,8 @@ static void on_run_done(struct lc_sandbox_job *j, void *ud) {
 
 /* The kick after a reply: record the attempt and run its program. */
 static void handle_reply(struct lc_pal *p) {
-  struct lc_llm_call *call = p->call;
-  p->call = NULL;
+  struct lc_llm_call *call = p->e.call;
+  p->e.call = NULL;
   const struct lc_llm_response *resp = lc_llm_call_response(call);
   if (resp->err != LC_LLM_OK) {
     char reason[1024];
@@ -957,17 +904,10 @@ static void handle_reply(struct lc_pal *p) {
   struct lc_pal_attempt *a = &v[p->n_att++];
   memset(a, 0, sizeof *a);
   a->index = (int)p->n_att;
-  const char *model = resp->model ? resp->model : p->base->model;
-  a->cost_usd = lc_budget_charge(&p->budget, &resp->usage, model);
+  a->cost_usd = lc_engine_charge(&p->e, resp, p->e.base->model);
   a->tokens_in = resp->usage.input;
   a->tokens_out = resp->usage.output;
   a->llm_ms = resp->latency_ms;
-  p->usage.input += resp->usage.input;
-  p->usage.output += resp->usage.output;
-  p->usage.cached += resp->usage.cached;
-  p->usage.llm_calls++;
-  p->usage.cost_usd += a->cost_usd;
-  p->usage.cost_unknown = p->budget.cost_unknown;
   p->reply_len = resp->text ? resp->text_len : 0;
   int rc = 0;
   if (resp->text && !(a->reply = lc_strndup(resp->text, resp->text_len))) rc = LC_ENOMEM;
@@ -1002,12 +942,12 @@ static void on_kick(struct lc_loop *loop, struct lc_timer *t) {
 static void on_wall(struct lc_loop *loop, struct lc_timer *t) {
   (void)loop;
   struct lc_pal *p = t->ud;
-  p->wall_fired = 1;
+  p->e.wall_fired = 1;
   if (p->phase != P_LLM) return; /* handle_reply's check sees it */
   p->limit = LC_LIMIT_WALL;
   struct lc_buf why;
   lc_buf_init(&why, 0);
-  if (lc_budget_reason(&p->budget, LC_LIMIT_WALL, lc_now_ms(), &why)) fail_oom(p);
+  if (lc_budget_reason(&p->e.budget, LC_LIMIT_WALL, lc_now_ms(), &why)) fail_oom(p);
   else end_run(p, LC_PAL_FAILED, why.data);
   lc_buf_free(&why);
 }
@@ -1056,9 +996,9 @@ int lc_pal_end_trace_line(const struct lc_pal *p, struct lc_buf *out) {
            (p->limit == LC_LIMIT_NONE ||
             cJSON_AddStringToObject(o, "limit", lc_limit_name(p->limit))) &&
            cJSON_AddNumberToObject(o, "attempts", (double)p->n_att) &&
-           cJSON_AddNumberToObject(o, "tokens_in", (double)p->usage.input) &&
-           cJSON_AddNumberToObject(o, "tokens_out", (double)p->usage.output) &&
-           cJSON_AddNumberToObject(o, "cost_usd", p->usage.cost_usd);
+           cJSON_AddNumberToObject(o, "tokens_in", (double)p->usage.llm.input) &&
+           cJSON_AddNumberToObject(o, "tokens_out", (double)p->usage.llm.output) &&
+           cJSON_AddNumberToObject(o, "cost_usd", p->usage.llm.cost_usd);
   if (ok && ans) {
     cJSON *v = cJSON_Duplicate(ans, 1);
     ok = v && cJSON_AddItemToObject(o, "answer", v);

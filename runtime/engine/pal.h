@@ -36,6 +36,7 @@
 #include <stddef.h>
 
 #include "budget.h"
+#include "engine.h"
 #include "llm.h"
 #include "llm_call.h"
 #include "sandbox.h"
@@ -68,11 +69,8 @@ struct lc_pal_attempt {
 };
 
 struct lc_pal_usage {
-  long input, output, cached;
-  long llm_calls;
-  long runs; /* sandbox runs */
-  double cost_usd;
-  int cost_unknown; /* some call's model had no price */
+  struct lc_engine_usage llm; /* tokens, calls, cost (engine.h) */
+  long runs;                  /* sandbox runs */
 };
 
 struct lc_pal_host {
@@ -115,6 +113,8 @@ int lc_pal_new(const struct lc_pal_config *cfg, const struct lc_pal_host *host,
 /* Adds or replaces a price (USD per 1M tokens) for cost accounting. */
 int lc_pal_set_price(struct lc_pal *p, const char *model, double in,
                      double out, double cached);
+/* The run's base (engine.h): prices, usage, the loop it runs on. */
+struct lc_engine *lc_pal_engine(struct lc_pal *p);
 /* Starts the first LLM call on loop. 0 (done will run exactly once), or
  * LC_ESTATE (already started) / LC_ENOMEM with no callback. */
 int lc_pal_start(struct lc_pal *p, struct lc_loop *loop);

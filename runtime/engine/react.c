@@ -49,11 +49,9 @@ struct pend {
 };
 
 struct lc_react {
-  struct lc_react_config cfg; /* scalars; strings below are our copies */
-  char *instructions, *question;
-  char **examples;
-  size_t n_examples;
-  struct lc_llm_request *base; /* the template, until start builds req */
+  struct lc_engine e; /* first: the base (engine.h); its template lives
+                         until start builds req */
+  struct lc_react_config cfg; /* scalars; the strings are e's copies */
   /* The run's one request, built at start and borrowed by every call
    * (lc_llm_call_start_borrowed): system + user, then (native) the
    * conversation, appended to as turns complete, and the tools; text mode
@@ -65,14 +63,9 @@ struct lc_react {
   struct lc_llm_request req;
   size_t cap_msgs;
   struct lc_actions actions;
-  struct lc_price_table prices;
-  struct lc_budget budget;
   struct lc_trajectory traj;
   struct lc_react_usage usage;
   struct lc_react_host host;
-  struct lc_loop *loop;
-  struct lc_llm_call *call;
-  struct lc_timer kick, wall;
   enum phase phase;
   enum lc_limit limit;
   /* text mode: the paper's scratchpad */
@@ -89,8 +82,6 @@ struct lc_react {
   char *finish_answer; /* a valid finish in this turn */
   long turn_in, turn_out;
   double turn_cost, turn_llm_ms;
-  int started;
-  int wall_fired; /* the wall timer went off (the clock check may lag) */
 };
 
 /* ---- small helpers ---- */
@@ -173,14 +164,7 @@ static int conv_push(struct lc_react *r, struct lc_llm_msg *m) {
   return 0;
 }
 
-static int text_msg(struct lc_llm_msg *m, enum lc_llm_role role, char *owned) {
-  memset(m, 0, sizeof *m);
-  if (!owned) return LC_ENOMEM;
-  m->role = role;
-  m->content = owned;
-  m->content_len = strlen(owned);
-  return 0;
-}
+#define text_msg lc_engine_text_msg
 
 /* Validates args against a compiled schema; the message goes in err. */
 static int validate_compiled(const struct lc_schema *s, const cJSON *args,
@@ -247,19 +231,19 @@ int lc_react_new(const struct lc_react_config *cfg,
                  const struct lc_react_host *host, struct lc_react **out,
                  char *err, size_t errlen) {
   *out = NULL;
-  if (!cfg->base || !cfg->question || !host || !host->run_tools || !host->done) {
-    snprintf(err, errlen, "%s", !cfg->question ? "no question" : "no request or host");
-    lc_llm_request_delete(cfg->base);
-    return LC_EINVAL;
-  }
+  if (!cfg->base || !cfg->question || !host || !host->run_tools || !host->done)
+    return lc_engine_refuse(cfg->base, LC_EINVAL,
+                            !cfg->question ? "no question" : "no request or host", err,
+                            errlen);
   struct lc_react *r = lc_calloc(1, sizeof *r);
-  if (!r) {
-    lc_llm_request_delete(cfg->base);
-    snprintf(err, errlen, "out of memory");
-    return LC_ENOMEM;
-  }
+  if (!r) return lc_engine_refuse(cfg->base, LC_ENOMEM, "out of memory", err, errlen);
+  struct lc_engine_config ec = {.base = cfg->base,
+                                .instructions = cfg->instructions,
+                                .question = cfg->question,
+                                .examples = cfg->examples,
+                                .n_examples = cfg->n_examples};
+  int rc = lc_engine_init(&r->e, &ec, &r->usage.llm, on_kick, on_wall, r);
   r->cfg = *cfg;
-  r->base = cfg->base;
   r->cfg.base = NULL;
   r->cfg.instructions = r->cfg.question = NULL;
   r->cfg.examples = NULL;
@@ -268,22 +252,9 @@ int lc_react_new(const struct lc_react_config *cfg,
   r->host = *host;
   lc_trajectory_init(&r->traj);
   lc_buf_init(&r->pad, 0);
-  lc_timer_init(&r->kick, on_kick, r);
-  lc_timer_init(&r->wall, on_wall, r);
-  int rc = lc_actions_init(&r->actions, engine_validate, r, cfg->finish);
+  int arc = lc_actions_init(&r->actions, engine_validate, r, cfg->finish);
   r->actions.exact = cfg->mode == LC_REACT_NATIVE;
-  if (!rc) rc = lc_price_table_init(&r->prices);
-  r->instructions = dup0(cfg->instructions);
-  r->question = dup0(cfg->question);
-  if (!rc && ((cfg->instructions && !r->instructions) || !r->question)) rc = LC_ENOMEM;
-  if (!rc && cfg->n_examples) {
-    r->examples = lc_calloc(cfg->n_examples, sizeof *r->examples);
-    if (!r->examples) rc = LC_ENOMEM;
-    for (size_t i = 0; !rc && i < cfg->n_examples; i++) {
-      if (!(r->examples[i] = lc_strdup(cfg->examples[i]))) rc = LC_ENOMEM;
-      r->n_examples = i + 1;
-    }
-  }
+  if (!rc) rc = arc;
   if (rc) {
     snprintf(err, errlen, "out of memory");
     lc_react_free(r);
@@ -296,7 +267,7 @@ int lc_react_new(const struct lc_react_config *cfg,
 int lc_react_add_tool(struct lc_react *r, const char *name,
                       const char *description, cJSON *schema,
                       enum lc_effect effect, char *err, size_t errlen) {
-  if (r->started) {
+  if (r->e.started) {
     cJSON_Delete(schema);
     snprintf(err, errlen, "the run has started");
     return LC_ESTATE;
@@ -308,7 +279,7 @@ int lc_react_add_tool(struct lc_react *r, const char *name,
 
 int lc_react_add_action(struct lc_react *r, struct lc_action *x, char *err,
                         size_t errlen) {
-  if (r->started) {
+  if (r->e.started) {
     snprintf(err, errlen, "the run has started");
     return LC_ESTATE;
   }
@@ -319,28 +290,19 @@ int lc_react_add_action(struct lc_react *r, struct lc_action *x, char *err,
 
 int lc_react_set_price(struct lc_react *r, const char *model, double in,
                        double out, double cached) {
-  return lc_price_set(&r->prices, model, in, out, cached);
+  return lc_engine_set_price(&r->e, model, in, out, cached);
 }
+
+struct lc_engine *lc_react_engine(struct lc_react *r) { return &r->e; }
 
 void lc_react_free(struct lc_react *r) {
   if (!r) return;
-  if (r->loop) {
-    lc_timer_stop(r->loop, &r->kick);
-    lc_timer_stop(r->loop, &r->wall);
-  }
-  lc_llm_call_free(r->call); /* cancels a transfer in flight */
+  lc_engine_free(&r->e); /* first: the call in flight borrows req */
   turn_clear(r);
   lc_llm_request_free(&r->req);
   lc_buf_free(&r->pad);
-  lc_llm_request_delete(r->base);
   lc_actions_free(&r->actions);
-  lc_budget_free(&r->budget);
-  lc_price_table_free(&r->prices);
   lc_trajectory_free(&r->traj);
-  lc_free(r->instructions);
-  lc_free(r->question);
-  for (size_t i = 0; i < r->n_examples; i++) lc_free(r->examples[i]);
-  lc_free(r->examples);
   lc_free(r);
 }
 
@@ -357,11 +319,9 @@ static void end_run(struct lc_react *r, enum lc_traj_status st, const char *answ
     /* Out of memory: keep the status even without the texts. */
     r->traj.status = st;
   }
-  lc_llm_call_free(r->call);
-  r->call = NULL;
-  lc_timer_stop(r->loop, &r->wall);
+  lc_engine_end_call(&r->e);
   r->phase = P_END;
-  if (lc_timer_start(r->loop, &r->kick, 0) < 0) {
+  if (lc_engine_defer(&r->e) < 0) {
     /* No timer slot: finish right here (we are on the loop already). */
     r->phase = P_DONE;
     r->host.done(r->host.ud, r);
@@ -377,23 +337,23 @@ static char *system_text(const struct lc_react *r) {
   lc_buf_init(&b, 0);
   int rc = 0;
   if (r->cfg.mode == LC_REACT_TEXT) {
-    struct lc_react_prompt p = {.instructions = r->instructions,
+    struct lc_react_prompt p = {.instructions = r->e.instructions,
                                 .actions = &r->actions,
-                                .examples = (const char *const *)r->examples,
-                                .n_examples = r->n_examples,
+                                .examples = (const char *const *)r->e.examples,
+                                .n_examples = r->e.n_examples,
                                 .style = LC_REACT_STYLE_BRACKET};
     rc = lc_react_prompt_system(&p, &b);
   } else {
-    if (r->instructions && *r->instructions)
-      rc = lc_buf_printf(&b, "%s\n\n", r->instructions);
+    if (r->e.instructions && *r->e.instructions)
+      rc = lc_buf_printf(&b, "%s\n\n", r->e.instructions);
     if (!rc)
       rc = lc_buf_puts(&b, "Work step by step: think, call the tools you need "
                            "and read their results. When you know the answer, "
                            "call finish with it. Call finish alone, never "
                            "together with other tools.\n");
-    for (size_t i = 0; !rc && i < r->n_examples; i++) {
+    for (size_t i = 0; !rc && i < r->e.n_examples; i++) {
       if (i == 0) rc = lc_buf_puts(&b, "\nExamples:\n");
-      if (!rc) rc = lc_buf_printf(&b, "%s\n", r->examples[i]);
+      if (!rc) rc = lc_buf_printf(&b, "%s\n", r->e.examples[i]);
     }
   }
   if (rc) {
@@ -480,7 +440,7 @@ static void req_drop_tools(struct lc_llm_request *q) {
  * and (native) the user message and the tools, strictified once, or
  * (text, constrained) the reply schema. Returns 0 or LC_ENOMEM. */
 static int req_init(struct lc_react *r) {
-  struct lc_llm_request *b = r->base, *q = &r->req;
+  struct lc_llm_request *b = r->e.base, *q = &r->req;
   lc_llm_request_copy_settings(q, b);
   q->model = b->model;
   q->base_url = b->base_url;
@@ -491,7 +451,7 @@ static int req_init(struct lc_react *r) {
   b->stop = NULL;
   b->n_stop = 0;
   lc_llm_request_delete(b);
-  r->base = NULL;
+  r->e.base = NULL;
   /* Built again and again as it grows: keep the body's prefix (llm.h). */
   q->cache_wire = 1;
   if (!q->model) return LC_ENOMEM; /* as a failed copy always did */
@@ -523,7 +483,7 @@ static int req_init(struct lc_react *r) {
     }
     return 0; /* the user message is the scratchpad: per turn */
   }
-  if ((rc = text_msg(&q->msgs[1], LC_ROLE_USER, lc_strdup(r->question)))) return rc;
+  if ((rc = text_msg(&q->msgs[1], LC_ROLE_USER, lc_strdup(r->e.question)))) return rc;
   q->n_msgs = 2;
   /* The tools borrow the actions' names, descriptions and schemas (the
    * actions outlive the request); strict mode changes a schema, so it
@@ -556,7 +516,7 @@ static int send_call(struct lc_react *r, const char *final) {
   if (r->cfg.mode == LC_REACT_TEXT) {
     struct lc_buf u;
     lc_buf_init(&u, 0);
-    rc = lc_react_prompt_user(r->question, r->pad.data, &u);
+    rc = lc_react_prompt_user(r->e.question, r->pad.data, &u);
     if (!rc && final) rc = lc_buf_printf(&u, final_note_text, final);
     lc_llm_prefix_cut(q, 1); /* the body keeps the system message */
     if (q->n_msgs > 1) msg_clear(&q->msgs[--q->n_msgs]);
@@ -582,37 +542,31 @@ static int send_call(struct lc_react *r, const char *final) {
   }
   if (rc) return rc;
   r->phase = final ? P_FINAL : P_LLM;
-  return lc_llm_call_start_borrowed(r->loop, q, &r->cfg.llm, NULL, NULL, on_llm_done, r,
-                                    &r->call);
+  return lc_llm_call_start_borrowed(r->e.loop, q, &r->cfg.llm, NULL, NULL, on_llm_done, r,
+                                    &r->e.call);
 }
 
 /* Called by llm_call.c from the loop when the call completes. */
 static void on_llm_done(struct lc_llm_call *c, void *ud) {
   struct lc_react *r = ud;
   r->phase = r->phase == P_FINAL ? P_FINAL_REPLY : P_REPLY;
-  if (lc_timer_start(r->loop, &r->kick, 0) < 0) {
+  if (lc_engine_defer(&r->e) < 0) {
     /* Cannot defer: handle it on the wall timer path is not possible
      * either; end now (done still runs from the loop). */
     r->phase = P_DONE;
     lc_trajectory_end(&r->traj, LC_TRAJ_FAILED, NULL, "out of memory");
-    lc_timer_stop(r->loop, &r->wall);
+    lc_timer_stop(r->e.loop, &r->e.wall);
     r->host.done(r->host.ud, r);
   }
 }
 
 int lc_react_start(struct lc_react *r, struct lc_loop *loop) {
-  if (r->started) return LC_ESTATE;
-  r->started = 1;
-  r->loop = loop;
-  double now = lc_now_ms();
-  lc_budget_init(&r->budget, &r->cfg.limits, &r->prices, now);
-  if (r->cfg.limits.wall_s > 0 &&
-      lc_timer_start(loop, &r->wall, r->cfg.limits.wall_s * 1000.0) < 0)
-    return LC_ENOMEM;
-  int rc = req_init(r);
+  int rc = lc_engine_start(&r->e, loop, &r->cfg.limits);
+  if (rc) return rc;
+  rc = req_init(r);
   if (!rc) rc = send_call(r, NULL);
   if (rc) {
-    lc_timer_stop(loop, &r->wall);
+    lc_engine_end_call(&r->e);
     r->phase = P_NEW;
     return rc;
   }
@@ -623,14 +577,8 @@ int lc_react_start(struct lc_react *r, struct lc_loop *loop) {
 
 /* Charges the reply's usage; keeps the turn's numbers for its first step. */
 static void charge(struct lc_react *r, const struct lc_llm_response *resp) {
-  const char *model = resp->model ? resp->model : r->req.model;
-  double cost = lc_budget_charge(&r->budget, &resp->usage, model);
-  r->usage.input += resp->usage.input;
-  r->usage.output += resp->usage.output;
-  r->usage.cached += resp->usage.cached;
-  r->usage.llm_calls++;
-  r->usage.cost_usd += cost;
-  r->usage.cost_unknown = r->budget.cost_unknown;
+  double cost = lc_engine_charge(&r->e, resp, r->req.model);
+  r->traj.cost_unknown = r->usage.llm.cost_unknown;
   r->turn_in = resp->usage.input;
   r->turn_out = resp->usage.output;
   r->turn_cost = cost;
@@ -653,7 +601,7 @@ static int set_obs(struct pend *p, const char *text, int is_error) {
 
 static void mark_invalid(struct lc_react *r, struct pend *p) {
   p->is_error = 1;
-  lc_budget_note_invalid(&r->budget);
+  lc_budget_note_invalid(&r->e.budget);
   r->usage.invalid++;
 }
 
@@ -666,8 +614,8 @@ static int accept_tool(struct lc_react *r, struct pend *p, const struct lc_actio
   p->args = args;
   struct lc_buf warn;
   lc_buf_init(&warn, 0);
-  enum lc_limit lim = lc_budget_admit(&r->budget, r->turn_runs);
-  int g = lim == LC_LIMIT_NONE ? lc_budget_note_action(&r->budget, act->name, args, &warn)
+  enum lc_limit lim = lc_budget_admit(&r->e.budget, r->turn_runs);
+  int g = lim == LC_LIMIT_NONE ? lc_budget_note_action(&r->e.budget, act->name, args, &warn)
                                : 0;
   int rc = 0;
   if (lim != LC_LIMIT_NONE) {
@@ -826,7 +774,7 @@ static int process_native_reply(struct lc_react *r, const struct lc_llm_response
   /* Each call is a step: those past the step limit are not checked, not
    * run and not recorded (a model cannot buy more steps by asking for them
    * in one reply); each still gets a result, which the conversation needs. */
-  long left = lc_budget_steps_left(&r->budget);
+  long left = lc_budget_steps_left(&r->e.budget);
   for (size_t i = 0; !rc && i < n; i++) {
     const struct lc_llm_tool_call *c = &resp->tool_calls[i];
     struct pend *p = pend_new(r);
@@ -921,7 +869,7 @@ static int run_batch(struct lc_react *r) {
   r->outstanding = r->n_batch;
   r->phase = P_TOOLS;
   r->usage.tool_calls += (long)n;
-  lc_budget_note_tool_calls(&r->budget, (long)n);
+  lc_budget_note_tool_calls(&r->e.budget, (long)n);
   if (r->host.run_tools(r->host.ud, r, r->batch, r->n_batch) < 0) {
     r->outstanding = 0;
     return LC_EIO;
@@ -930,8 +878,8 @@ static int run_batch(struct lc_react *r) {
 }
 
 static int wall_over(const struct lc_react *r) {
-  return r->wall_fired || (r->cfg.limits.wall_s > 0 &&
-         lc_now_ms() - r->budget.start_ms >= r->cfg.limits.wall_s * 1000.0);
+  return r->e.wall_fired || (r->cfg.limits.wall_s > 0 &&
+         lc_now_ms() - r->e.budget.start_ms >= r->cfg.limits.wall_s * 1000.0);
 }
 
 static void resp_free(struct lc_llm_response *resp) {
@@ -941,9 +889,9 @@ static void resp_free(struct lc_llm_response *resp) {
 
 static void handle_reply(struct lc_react *r) {
   /* The call is done with the request: take the response and free it. */
-  struct lc_llm_response *resp = lc_llm_call_take_response(r->call);
-  lc_llm_call_free(r->call);
-  r->call = NULL;
+  struct lc_llm_response *resp = lc_llm_call_take_response(r->e.call);
+  lc_llm_call_free(r->e.call);
+  r->e.call = NULL;
   if (!resp) {
     fail_oom(r);
     return;
@@ -1047,7 +995,7 @@ int lc_react_tool_result(struct lc_react *r, size_t index, int ok,
   if (!ok) r->usage.tool_errors++;
   if (--r->outstanding == 0) {
     r->phase = P_TOOLS_DONE;
-    if (lc_timer_start(r->loop, &r->kick, 0) < 0) return LC_ENOMEM;
+    if (lc_engine_defer(&r->e) < 0) return LC_ENOMEM;
   }
   return rc;
 }
@@ -1067,7 +1015,7 @@ static int record_step(struct lc_react *r, struct pend *p, size_t i) {
   };
   int rc = lc_trajectory_add(&r->traj, &s);
   if (rc) return rc;
-  lc_budget_note_step(&r->budget);
+  lc_budget_note_step(&r->e.budget);
   if (r->host.on_step) r->host.on_step(r->host.ud, r, &r->traj.steps[r->traj.n - 1]);
   return 0;
 }
@@ -1145,8 +1093,7 @@ static void finish_turn(struct lc_react *r) {
   long notrun = r->turn_notrun;
   turn_clear(r);
   double now = lc_now_ms();
-  enum lc_limit l = lc_budget_check(&r->budget, now);
-  if (l == LC_LIMIT_NONE && r->wall_fired) l = LC_LIMIT_WALL;
+  enum lc_limit l = lc_engine_check(&r->e, now);
   if (l == LC_LIMIT_NONE) {
     if (send_call(r, NULL)) fail_oom(r);
     return;
@@ -1154,7 +1101,7 @@ static void finish_turn(struct lc_react *r) {
   r->limit = l;
   struct lc_buf why;
   lc_buf_init(&why, 0);
-  if (lc_budget_reason(&r->budget, l, now, &why) ||
+  if (lc_budget_reason(&r->e.budget, l, now, &why) ||
       (notrun && lc_buf_printf(&why, " (%ld tool call%s of the last reply not run)",
                                notrun, notrun == 1 ? "" : "s"))) {
     lc_buf_free(&why);
@@ -1163,7 +1110,7 @@ static void finish_turn(struct lc_react *r) {
   }
   if (lc_trajectory_end(&r->traj, LC_TRAJ_LIMIT, NULL, why.data)) r->traj.status = LC_TRAJ_LIMIT;
   if (r->cfg.final_answer_on_limit) {
-    lc_timer_stop(r->loop, &r->wall);
+    lc_timer_stop(r->e.loop, &r->e.wall);
     int src = send_call(r, why.data);
     lc_buf_free(&why);
     if (src) fail_oom(r);
@@ -1171,8 +1118,8 @@ static void finish_turn(struct lc_react *r) {
   }
   r->phase = P_END;
   lc_buf_free(&why);
-  lc_timer_stop(r->loop, &r->wall);
-  if (lc_timer_start(r->loop, &r->kick, 0) < 0) {
+  lc_timer_stop(r->e.loop, &r->e.wall);
+  if (lc_engine_defer(&r->e) < 0) {
     r->phase = P_DONE;
     r->host.done(r->host.ud, r);
   }
@@ -1180,8 +1127,8 @@ static void finish_turn(struct lc_react *r) {
 
 /* The final-answer reply: any text counts; a finish action is unwrapped. */
 static void handle_final(struct lc_react *r) {
-  struct lc_llm_call *call = r->call;
-  r->call = NULL;
+  struct lc_llm_call *call = r->e.call;
+  r->e.call = NULL;
   const struct lc_llm_response *resp = lc_llm_call_response(call);
   char *answer = NULL;
   if (resp->err == LC_LLM_OK) {
@@ -1226,10 +1173,10 @@ static void on_kick(struct lc_loop *loop, struct lc_timer *t) {
 /* Wall timer (from the loop): the limit interrupts the turn in flight. */
 static void on_wall(struct lc_loop *loop, struct lc_timer *t) {
   struct lc_react *r = t->ud;
-  r->wall_fired = 1;
+  r->e.wall_fired = 1;
   if (r->phase == P_LLM) {
-    lc_llm_call_free(r->call);
-    r->call = NULL;
+    lc_llm_call_free(r->e.call);
+    r->e.call = NULL;
     turn_clear(r);
   } else if (r->phase == P_TOOLS) {
     if (r->host.cancel_tools) r->host.cancel_tools(r->host.ud, r);

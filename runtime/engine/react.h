@@ -55,6 +55,7 @@
 
 #include "actions.h"
 #include "budget.h"
+#include "engine.h"
 #include "llm.h"
 #include "llm_call.h"
 #include "trajectory.h"
@@ -118,12 +119,9 @@ struct lc_react_config {
 
 /* Usage totals over every LLM call of the run (the final-answer call too). */
 struct lc_react_usage {
-  long input, output, cached;
-  long llm_calls;
+  struct lc_engine_usage llm; /* tokens, calls, cost (engine.h) */
   long tool_calls, tool_errors;
   long invalid;
-  double cost_usd;
-  int cost_unknown; /* some call's model had no price */
 };
 
 /* Sets cfg to defaults: native, default limits and LLM options. */
@@ -148,6 +146,9 @@ int lc_react_add_action(struct lc_react *r, struct lc_action *x, char *err,
 /* Adds or replaces a price (USD per 1M tokens) for cost accounting. */
 int lc_react_set_price(struct lc_react *r, const char *model, double in,
                        double out, double cached);
+
+/* The run's base (engine.h): prices, usage, the loop it runs on. */
+struct lc_engine *lc_react_engine(struct lc_react *r);
 
 /* Starts the run on loop. 0 (done will run exactly once) or LC_ENOMEM /
  * LC_ESTATE (already started) / LC_EINVAL, with no callback. */

@@ -268,6 +268,8 @@ int lc_trajectory_print_end(FILE *f, const struct lc_trajectory *t) {
     fputs(": ", f);
     put_flat(f, t->reason, 200);
   }
-  fprintf(f, "  (%ld tok, $%.4f)\n", lc_trajectory_tokens(t), lc_trajectory_cost(t));
+  /* $0.0000 would claim a price nobody gave. */
+  if (t->cost_unknown) fprintf(f, "  (%ld tok, cost unknown)\n", lc_trajectory_tokens(t));
+  else fprintf(f, "  (%ld tok, $%.4f)\n", lc_trajectory_tokens(t), lc_trajectory_cost(t));
   return ferror(f) ? LC_EIO : 0;
 }

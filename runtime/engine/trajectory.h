@@ -44,6 +44,7 @@ struct lc_trajectory {
   enum lc_traj_status status;
   char *answer; /* finished only */
   char *reason; /* limit/failed: why; may be NULL otherwise */
+  int cost_unknown; /* some call's model had no price: the cost is a floor */
 };
 
 void lc_trajectory_init(struct lc_trajectory *t);

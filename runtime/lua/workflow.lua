@@ -15,7 +15,10 @@
 -- reached, a tool that is not declared, a check that is not a function.
 -- Each error names the place (workflow, path in the definition) and the
 -- reason, and is raised at the caller's line.
-local luact, check_opts = ...
+-- term: the terminal as the bindings see it (l_status.h): live() says
+-- whether live lines go to stderr by default, clear() erases the status
+-- line of the model calls in flight before a line is printed.
+local luact, check_opts, term = ...
 
 local json = luact.json
 
@@ -308,6 +311,12 @@ function Workflow:run(opts)
   local input = opts.input or def.input or default_input
   if not is_callable(input) then error("workflow:run: 'input' must be a function(question) -> answer", 2) end
   local on_event = opts.on_event or def.on_event
+  -- Live lines, like luact.react's: on a terminal unless --quiet, and
+  -- unless the script shows the events itself (on_event).
+  local verbose = opts.verbose
+  if verbose == nil then verbose = def.verbose end
+  if verbose == nil then verbose = on_event == nil and term ~= nil and term.live() end
+  if verbose ~= nil and type(verbose) ~= "boolean" then error("workflow:run: 'verbose' must be a boolean", 2) end
   local limits = opts.limits or def.limits or {}
   local max_steps = limits.steps or 60
   local max_invalid = limits.invalid or 8
@@ -323,6 +332,10 @@ function Workflow:run(opts)
   local transcript = ctx.transcript
 
   local function emit(ev)
+    if verbose then
+      if term then term.clear() end
+      io.stderr:write(luact.workflow_format_event(ev), "\n")
+    end
     if on_event then on_event(ev, ctx) end
   end
   local function record(entry)
@@ -543,6 +556,13 @@ function Workflow:run(opts)
   result.transcript = transcript
   result.data = ctx.data
   result.usage = usage
+  if verbose then
+    if term then term.clear() end
+    -- No price table here: the cost is unknown, and says so.
+    io.stderr:write(string.format("workflow %s in step %s after %d action%s%s  (%d tok, cost unknown)\n",
+      result.status, tostring(ctx.state), usage.actions, usage.actions == 1 and "" or "s",
+      result.reason and (": " .. clip(result.reason, 200)) or "", usage.input + usage.output))
+  end
   return result
 end
 

@@ -146,6 +146,19 @@ START_TEST(human_lines) {
 }
 END_TEST
 
+/* A model without a price: the end line says so instead of $0.0000. */
+START_TEST(human_cost_unknown) {
+  struct lc_trajectory t;
+  two_steps(&t);
+  t.cost_unknown = 1;
+  lc_trajectory_end(&t, LC_TRAJ_FINISHED, "done", NULL);
+  char *out = print_to_string(&t);
+  ck_assert_msg(strstr(out, "finished after 2 steps: done  (363 tok, cost unknown)\n"), "%s", out);
+  free(out);
+  lc_trajectory_free(&t);
+}
+END_TEST
+
 START_TEST(human_long_and_unicode) {
   struct lc_trajectory t;
   lc_trajectory_init(&t);
@@ -194,6 +207,7 @@ Suite *trajectory_suite(void) {
   tcase_add_test(tc, to_json);
   tcase_add_test(tc, trace_lines);
   tcase_add_test(tc, human_lines);
+  tcase_add_test(tc, human_cost_unknown);
   tcase_add_test(tc, human_long_and_unicode);
   tcase_add_test(tc, oom);
   suite_add_tcase(s, tc);
