@@ -432,12 +432,19 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
   char spath[4096];
   if (durable) {
     const char *p = a->store ? a->store : lc_store_default_path(spath, sizeof spath);
-    if (!p || (env && !strcmp(env, "off") && !a->store)) {
+    if (!p && a->resume) {
       fprintf(stderr, "luact %s: no run store (--store FILE, or set HOME or LUACT_STORE)\n", cmd);
       return 2;
     }
     char err[1024];
-    if (lc_store_open(p, a->ssync, &store, err, sizeof err)) {
+    if (!p) {
+      /* Nowhere to keep it (no HOME, no XDG_DATA_HOME, no LUACT_STORE): the
+       * run goes on, not durable, and says so. */
+      if (isatty(2) && !a->ro.quiet)
+        fprintf(stderr, "luact: no run store (HOME is not set): this run is not durable "
+                        "(--store FILE or LUACT_STORE=FILE)\n");
+      durable = 0;
+    } else if (lc_store_open(p, a->ssync, &store, err, sizeof err)) {
       fprintf(stderr, "luact: %s\n", err);
       return 1;
     }
