@@ -23,6 +23,8 @@ const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p) {
   case LC_PROV_OPENAI: return &lc_llm_openai;
   case LC_PROV_ANTHROPIC: return &lc_llm_anthropic;
   case LC_PROV_OLLAMA: return &lc_llm_ollama;
+  case LC_PROV_GEMINI: return &lc_llm_gemini;
+  case LC_PROV_BEDROCK: return &lc_llm_bedrock;
   default: return NULL;
   }
 }
@@ -34,7 +36,9 @@ int lc_llm_parse_model(const char *spec, enum lc_llm_provider *p,
     enum lc_llm_provider p;
   } provs[] = {{"openai", LC_PROV_OPENAI},
                {"anthropic", LC_PROV_ANTHROPIC},
-               {"ollama", LC_PROV_OLLAMA}};
+               {"ollama", LC_PROV_OLLAMA},
+               {"gemini", LC_PROV_GEMINI},
+               {"bedrock", LC_PROV_BEDROCK}};
   if (!spec || !p || !model)
     return LC_EINVAL;
   *model = NULL;
@@ -141,8 +145,9 @@ void lc_llm_tool_call_free(struct lc_llm_tool_call *c) {
   lc_free(c->id);
   lc_free(c->name);
   lc_free(c->args_json);
+  lc_free(c->signature);
   cJSON_Delete(c->args);
-  c->id = c->name = c->args_json = NULL;
+  c->id = c->name = c->args_json = c->signature = NULL;
   c->args = NULL;
 }
 
@@ -360,5 +365,9 @@ void lc_llm_http_free(struct lc_llm_http *h) {
     lc_free(h->headers[i]);
   lc_free(h->headers);
   lc_free(h->body);
+  lc_free(h->aws_sigv4);
+  if (h->aws_userpwd) /* holds the secret key */
+    memset(h->aws_userpwd, 0, strlen(h->aws_userpwd));
+  lc_free(h->aws_userpwd);
   memset(h, 0, sizeof *h);
 }

@@ -55,6 +55,8 @@ enum lc_llm_provider {
   LC_PROV_OPENAI,    /* Chat Completions and compatible servers */
   LC_PROV_ANTHROPIC, /* Messages API */
   LC_PROV_OLLAMA,    /* native /api/chat */
+  LC_PROV_GEMINI,    /* "gemini:": generateContent / streamGenerateContent */
+  LC_PROV_BEDROCK,   /* "bedrock:": Converse / ConverseStream, SigV4 */
   LC_PROV__COUNT
 };
 
@@ -106,6 +108,11 @@ struct lc_llm_tool_call {
   char *name;
   char *args_json; /* arguments as the model wrote them ("{}" if empty) */
   cJSON *args;     /* parsed; NULL when args_json is not valid JSON */
+  /* Opaque per-call state the provider wants echoed back verbatim with
+   * this call in the next request (Gemini's thoughtSignature, a Responses
+   * function_call item's own "id" as "fc_..."); NULL when none. Never
+   * interpreted, never shown. */
+  char *signature;
 };
 
 /* One value as the provider's JSON (exactly the bytes build() would write),
@@ -253,6 +260,11 @@ struct lc_llm_http {
   size_t n_headers;
   char *body;
   size_t body_len;
+  /* AWS SigV4 signing by libcurl (Bedrock): CURLOPT_AWS_SIGV4's
+   * "aws:amz:<region>:<service>" and CURLOPT_USERPWD's "<key id>:<secret>"
+   * (a secret: registered, never logged); NULL when not signed. */
+  char *aws_sigv4;
+  char *aws_userpwd;
 };
 void lc_llm_http_free(struct lc_llm_http *h);
 
@@ -287,6 +299,8 @@ struct lc_llm_adapter {
 extern const struct lc_llm_adapter lc_llm_openai;
 extern const struct lc_llm_adapter lc_llm_anthropic;
 extern const struct lc_llm_adapter lc_llm_ollama;
+extern const struct lc_llm_adapter lc_llm_gemini;
+extern const struct lc_llm_adapter lc_llm_bedrock;
 
 const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p);
 /* "openai:gpt-4o-mini" -> provider + model. Returns LC_EINVAL for an

@@ -826,6 +826,8 @@ struct lc_llm_stream *lc_accum_stream_new(void) {
 void lc_accum_stream_free(struct lc_llm_stream *st) {
   if (!st)
     return;
+  if (st->ext_free)
+    st->ext_free(st->ext);
   lc_sse_free(&st->sse);
   lc_ndjson_free(&st->nd);
   lc_accum_free(&st->acc);
