@@ -719,7 +719,9 @@ void mock_gen_gemini(const cJSON *spec, const struct mock_request *req, struct m
   memset(&m, 0, sizeof m);
   gen_init(&m.g, spec, req);
   m.g.stream = strstr(req->path, ":streamGenerateContent") != NULL;
-  m.sse = strstr(req->target, "alt=sse") != NULL;
+  /* "json_array": true answers in the array framing whatever was asked. */
+  m.sse = strstr(req->target, "alt=sse") != NULL &&
+          !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "json_array"));
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, "thoughts");
   m.thoughts = cJSON_IsString(v) ? v->valuestring : NULL;
   char id[64];
