@@ -18,6 +18,7 @@
 #include "loop.h"
 #include "secrets.h"
 #include "util_common.h"
+#include "util_lua.h"
 #include "util_mock.h"
 
 /* ---- event-stream decoder ---- */
@@ -697,6 +698,40 @@ START_TEST(gemini_key_required_and_kept_out_of_errors) {
 }
 END_TEST
 
+/* luact.llm.limits governs the new providers as the others: 600 rpm is
+ * one request per 100 ms, so three concurrent calls arrive one at a time
+ * (a lower bound only; the mock logs arrivals). */
+START_TEST(rate_governor_covers_gemini_and_bedrock) {
+  const char *provs[] = {"gemini", "bedrock"};
+  for (int k = 0; k < 2; k++) {
+    struct lc_mock m;
+    ck_assert_int_eq(lc_mock_start(&m, k ? "[{\"reply\":{\"bedrock\":{\"echo\":true}}}]"
+                                         : "[{\"reply\":{\"gemini\":{\"echo\":true}}}]"),
+                     0);
+    char base[160], code[1024], out[4096], err[4096];
+    snprintf(base, sizeof base, "%s%s", m.base_url, k ? "" : "/v1beta");
+    snprintf(code, sizeof code,
+             "luact.llm.limits{%s = {rpm = 600}}\n"
+             "local fns = {}\n"
+             "for i = 1, 3 do fns[i] = function() return assert(luact.llm.chat{model='%s:m',"
+             " base_url=BASE, api_key='k-0123456789abc', prompt='p'..i}).text end end\n"
+             "return table.concat(luact.parallel(fns), ',')",
+             provs[k], provs[k]);
+    ck_assert_msg(lc_test_lua_run_once(base, "", code, out, sizeof out, err, sizeof err) == 0, "%s",
+                  err);
+    ck_assert_str_eq(out, "p1,p2,p3");
+    char *log = lc_mock_requests(&m);
+    for (int i = 1; i < 3; i++) {
+      double gap = lc_test_json_num(log, "time_ms", i) - lc_test_json_num(log, "time_ms", i - 1);
+      ck_assert_msg(gap >= 75.0, "%s: request %d came %.1f ms after the previous one", provs[k],
+                    i, gap);
+    }
+    free(log);
+    ck_assert_int_eq(lc_mock_stop(&m), 0);
+  }
+}
+END_TEST
+
 Suite *llm_gb_suite(void) {
   Suite *s = suite_create("llm_gb");
   TCase *tc = tcase_create("eventstream");
@@ -723,6 +758,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, bedrock_stream_and_retry_from_the_mock);
   tcase_add_test(tc, bedrock_sigv4_from_the_environment);
   tcase_add_test(tc, gemini_key_required_and_kept_out_of_errors);
+  tcase_add_test(tc, rate_governor_covers_gemini_and_bedrock);
   suite_add_tcase(s, tc);
   return s;
 }
