@@ -655,6 +655,16 @@ int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
     if (!p->data)
       return img_err(err, errlen, "image: Ollama takes image bytes, not URLs");
     break;
+  case LC_PROV_GEMINI: /* inlineData; fileData wants Files API URIs */
+    if (!p->data)
+      return img_err(err, errlen, "image: Gemini takes image bytes (inlineData), not URLs");
+    break;
+  case LC_PROV_BEDROCK: /* Converse: source.bytes only, 3.75 MB each */
+    if (!p->data)
+      return img_err(err, errlen, "image: Bedrock takes image bytes, not URLs");
+    if (p->data_len > 3932160u)
+      return img_err(err, errlen, "image: Bedrock takes at most 3.75 MB per image");
+    break;
   default:
     break;
   }

@@ -118,6 +118,41 @@ static void text_block(struct lc_jsonw *w, const char *s, size_t n) {
   lc_jsonw_obj_end(w);
 }
 
+/* A message's content parts (llm.h): text blocks, and images as
+ * {"image": {"format": "png", "source": {"bytes": <base64>}}} (the format
+ * is the media type's subtype). */
+static int write_parts(struct lc_jsonw *w, const struct lc_llm_msg *m, char *err,
+                       size_t errlen) {
+  for (size_t i = 0; i < m->n_parts; i++) {
+    const struct lc_llm_part *p = &m->parts[i];
+    if (p->kind == LC_PART_TEXT) {
+      text_block(w, p->text ? p->text : "", p->text_len);
+      continue;
+    }
+    if (lc_llm_image_check(p, LC_PROV_BEDROCK, err, errlen))
+      return LC_EINVAL;
+    size_t n;
+    char *b64 = lc_llm_base64(p->data, p->data_len, &n);
+    if (!b64)
+      return LC_ENOMEM;
+    const char *slash = strchr(p->media_type, '/');
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "image");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "format");
+    lc_jsonw_cstr(w, slash ? slash + 1 : p->media_type);
+    lc_jsonw_key(w, "source");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "bytes");
+    lc_jsonw_str(w, b64, n);
+    lc_jsonw_obj_end(w);
+    lc_jsonw_obj_end(w);
+    lc_jsonw_obj_end(w);
+    lc_free(b64);
+  }
+  return 0;
+}
+
 static void close_open(struct lc_jsonw *w, int *open) {
   if (!*open)
     return;
@@ -149,6 +184,11 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
     const struct lc_llm_msg *m = &req->msgs[i];
     const char *text = m->content ? m->content : "";
     size_t tlen = lc_accum_msg_len(m);
+    if (m->n_parts && m->role != LC_ROLE_USER && m->role != LC_ROLE_TOOL) {
+      snprintf(err, errlen, "image: Bedrock takes content parts in user messages and tool "
+                            "results only (a %s message has some)", lc_llm_role_name(m->role));
+      return LC_EINVAL;
+    }
     if (m->role == LC_ROLE_SYSTEM) {
       if (tlen) {
         text_block(sys, text, tlen);
@@ -156,7 +196,12 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       }
     } else if (m->role == LC_ROLE_USER) {
       open_user(w, &open);
-      text_block(w, text, tlen);
+      /* With parts, the text leads only when there is some (llm.h). */
+      if (m->content || !m->n_parts)
+        text_block(w, text, tlen);
+      int rc = write_parts(w, m, err, errlen);
+      if (rc)
+        return rc;
     } else if (m->role == LC_ROLE_ASSISTANT) {
       if (!m->n_tool_calls && !tlen)
         continue; /* Bedrock rejects empty content */
@@ -194,7 +239,11 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_cstr(w, m->tool_call_id);
       lc_jsonw_key(w, "content");
       lc_jsonw_arr(w);
-      text_block(w, text, tlen);
+      if (m->content || !m->n_parts)
+        text_block(w, text, tlen);
+      int rc = write_parts(w, m, err, errlen); /* images a tool returned */
+      if (rc)
+        return rc;
       lc_jsonw_arr_end(w);
       if (m->is_error) {
         lc_jsonw_key(w, "status");

@@ -71,21 +71,69 @@ static void turn(struct lc_jsonw *w, const char **open, const char *r) {
   *open = r;
 }
 
+/* Gemini's limit on inline data per request (images, base64). */
+#define INLINE_MAX ((size_t)20 << 20)
+
+/* A message's content parts (llm.h): text, and images as inlineData. */
+static int write_parts(struct lc_jsonw *w, const struct lc_llm_msg *m, size_t *inline_total,
+                       char *err, size_t errlen) {
+  for (size_t i = 0; i < m->n_parts; i++) {
+    const struct lc_llm_part *p = &m->parts[i];
+    if (p->kind == LC_PART_TEXT) {
+      text_part(w, p->text ? p->text : "", p->text_len);
+      continue;
+    }
+    if (lc_llm_image_check(p, LC_PROV_GEMINI, err, errlen))
+      return LC_EINVAL;
+    size_t n;
+    char *b64 = lc_llm_base64(p->data, p->data_len, &n);
+    if (!b64)
+      return LC_ENOMEM;
+    *inline_total += n;
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "inlineData");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "mimeType");
+    lc_jsonw_cstr(w, p->media_type);
+    lc_jsonw_key(w, "data");
+    lc_jsonw_str(w, b64, n);
+    lc_jsonw_obj_end(w);
+    lc_jsonw_obj_end(w);
+    lc_free(b64);
+    if (*inline_total > INLINE_MAX) {
+      snprintf(err, errlen, "image: Gemini takes at most 20 MB of inline data per request");
+      return LC_EINVAL;
+    }
+  }
+  return 0;
+}
+
 static int write_contents(const struct lc_llm_request *req, struct lc_jsonw *w,
                           struct lc_buf *sys, char *err, size_t errlen) {
   const char *open = NULL;
+  size_t inline_total = 0;
   lc_jsonw_key(w, "contents");
   lc_jsonw_arr(w);
   for (size_t i = 0; i < req->n_msgs; i++) {
     const struct lc_llm_msg *m = &req->msgs[i];
     const char *text = m->content ? m->content : "";
     size_t tlen = lc_accum_msg_len(m);
+    if (m->n_parts && m->role != LC_ROLE_USER) {
+      snprintf(err, errlen, "image: Gemini takes content parts in user messages only (a %s "
+                            "message has some)", lc_llm_role_name(m->role));
+      return LC_EINVAL;
+    }
     if (m->role == LC_ROLE_SYSTEM) {
       if ((sys->len && lc_buf_puts(sys, "\n\n")) || lc_buf_append(sys, text, tlen))
         return LC_ENOMEM;
     } else if (m->role == LC_ROLE_USER) {
       turn(w, &open, "user");
-      text_part(w, text, tlen);
+      /* With parts, the text leads only when there is some (llm.h). */
+      if (m->content || !m->n_parts)
+        text_part(w, text, tlen);
+      int rc = write_parts(w, m, &inline_total, err, errlen);
+      if (rc)
+        return rc;
     } else if (m->role == LC_ROLE_ASSISTANT) {
       if (!m->n_tool_calls && !tlen)
         continue; /* an empty model turn is refused */

@@ -349,6 +349,93 @@ START_TEST(gemini_request_echoes_signatures_and_names_results) {
 }
 END_TEST
 
+/* ---- images ---- */
+
+static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
+                                    'I', 'H', 'D', 'R'};
+
+static void add_png(struct lc_llm_msg *m) {
+  m->parts = lc_realloc(m->parts, (m->n_parts + 1) * sizeof *m->parts);
+  char err[128];
+  ck_assert_int_eq(lc_llm_part_image_bytes(&m->parts[m->n_parts++], png, sizeof png, NULL, err,
+                                           sizeof err), 0);
+}
+
+static int build_err(const struct lc_llm_adapter *ad, struct lc_llm_request *q, char *err,
+                     size_t n) {
+  struct lc_llm_http h;
+  int rc = ad->build(q, &h, err, n);
+  if (!rc) lc_llm_http_free(&h);
+  return rc;
+}
+
+START_TEST(images_in_each_form) {
+  /* Gemini: inlineData after the text, in the user turn. */
+  struct lc_llm_request q;
+  req_init(&q, LC_PROV_GEMINI);
+  add_png(msg(&q, LC_ROLE_USER, "What is this?"));
+  struct lc_llm_http h;
+  char err[256] = "";
+  ck_assert_int_eq(lc_llm_gemini.build(&q, &h, err, sizeof err), 0);
+  ck_assert_str_eq(h.body, "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":\"What is this?\"},"
+                           "{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":"
+                           "\"iVBORw0KGgoAAAANSUhEUg==\"}}]}]}");
+  lc_llm_http_free(&h);
+  /* A URL, or an image in a tool result: refused, never sent. */
+  struct lc_llm_msg *t = msg(&q, LC_ROLE_TOOL, "shot");
+  t->name = lc_strdup("camera");
+  add_png(t);
+  ck_assert_int_eq(build_err(&lc_llm_gemini, &q, err, sizeof err), LC_EINVAL);
+  ck_assert_msg(strstr(err, "user messages only"), "%s", err);
+  lc_llm_request_free(&q);
+  req_init(&q, LC_PROV_GEMINI);
+  struct lc_llm_msg *u = msg(&q, LC_ROLE_USER, NULL);
+  u->parts = lc_calloc(1, sizeof *u->parts);
+  ck_assert_int_eq(lc_llm_part_image_url(&u->parts[0], "https://example.com/a.png", err, sizeof err), 0);
+  u->n_parts = 1;
+  ck_assert_int_eq(build_err(&lc_llm_gemini, &q, err, sizeof err), LC_EINVAL);
+  ck_assert_msg(strstr(err, "not URLs"), "%s", err);
+  lc_llm_request_free(&q);
+
+  /* Bedrock: image bytes in a user turn and in a tool result. */
+  req_init(&q, LC_PROV_BEDROCK);
+  q.api_key = lc_strdup("bedrock-key-0123456789");
+  q.base_url = lc_strdup("http://127.0.0.1:1");
+  add_png(msg(&q, LC_ROLE_USER, NULL)); /* no text: the image alone */
+  struct lc_llm_msg *a = msg(&q, LC_ROLE_ASSISTANT, NULL);
+  call(a, "tu1", "camera", NULL);
+  t = msg(&q, LC_ROLE_TOOL, "shot");
+  t->tool_call_id = lc_strdup("tu1");
+  add_png(t);
+  ck_assert_int_eq(lc_llm_bedrock.build(&q, &h, err, sizeof err), 0);
+  const char *img = "{\"image\":{\"format\":\"png\",\"source\":{\"bytes\":\"iVBORw0KGgoAAAANSUhEUg==\"}}}";
+  char want[1024];
+  snprintf(want, sizeof want,
+           "{\"messages\":[{\"role\":\"user\",\"content\":[%s]},{\"role\":\"assistant\",\"content\":"
+           "[{\"toolUse\":{\"toolUseId\":\"tu1\",\"name\":\"camera\",\"input\":{\"q\":1}}}]},"
+           "{\"role\":\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"tu1\",\"content\":"
+           "[{\"text\":\"shot\"},%s]}}]}],\"inferenceConfig\":{}}",
+           img, img);
+  ck_assert_str_eq(h.body, want);
+  lc_llm_http_free(&h);
+  lc_llm_request_free(&q);
+  /* Over Bedrock's 3.75 MB per image: refused. */
+  req_init(&q, LC_PROV_BEDROCK);
+  q.api_key = lc_strdup("bedrock-key-0123456789");
+  u = msg(&q, LC_ROLE_USER, "big");
+  size_t big = 4u << 20;
+  unsigned char *bytes = lc_calloc(1, big);
+  memcpy(bytes, png, sizeof png);
+  u->parts = lc_calloc(1, sizeof *u->parts);
+  ck_assert_int_eq(lc_llm_part_image_bytes(&u->parts[0], bytes, big, NULL, err, sizeof err), 0);
+  u->n_parts = 1;
+  lc_free(bytes);
+  ck_assert_int_eq(build_err(&lc_llm_bedrock, &q, err, sizeof err), LC_EINVAL);
+  ck_assert_msg(strstr(err, "3.75 MB"), "%s", err);
+  lc_llm_request_free(&q);
+}
+END_TEST
+
 /* ---- Bedrock ---- */
 
 START_TEST(bedrock_error_type_header_decides_the_kind) {
@@ -747,6 +834,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, gemini_array_framing_is_strict);
   tcase_add_test(tc, gemini_in_band_errors_and_blocked_prompts);
   tcase_add_test(tc, gemini_request_echoes_signatures_and_names_results);
+  tcase_add_test(tc, images_in_each_form);
   tcase_add_test(tc, bedrock_error_type_header_decides_the_kind);
   tcase_add_test(tc, bedrock_request_shape);
   tcase_add_test(tc, bedrock_stream_exception_is_an_error_of_its_kind);
