@@ -71,6 +71,8 @@ static void turn(struct lc_jsonw *w, const char **open, const char *r) {
   *open = r;
 }
 
+static char *text_signature(const struct lc_llm_msg *m);
+
 /* Gemini's limit on inline data per request (images, base64). */
 #define INLINE_MAX ((size_t)20 << 20)
 
@@ -135,11 +137,23 @@ static int write_contents(const struct lc_llm_request *req, struct lc_jsonw *w,
       if (rc)
         return rc;
     } else if (m->role == LC_ROLE_ASSISTANT) {
-      if (!m->n_tool_calls && !tlen)
+      /* The turn's text signature (Gemini 3) goes back on its text, or
+       * on an empty text part as Gemini streams it when there is none. */
+      char *tsig = text_signature(m);
+      if (!m->n_tool_calls && !tlen && !tsig)
         continue; /* an empty model turn is refused */
       turn(w, &open, "model");
-      if (tlen)
-        text_part(w, text, tlen);
+      if (tlen || tsig) {
+        lc_jsonw_obj(w);
+        lc_jsonw_key(w, "text");
+        lc_jsonw_str(w, text, tlen);
+        if (tsig) {
+          lc_jsonw_key(w, "thoughtSignature");
+          lc_jsonw_cstr(w, tsig);
+        }
+        lc_jsonw_obj_end(w);
+      }
+      lc_free(tsig);
       for (size_t k = 0; k < m->n_tool_calls; k++) {
         const struct lc_llm_tool_call *c = &m->tool_calls[k];
         lc_jsonw_obj(w);
@@ -381,6 +395,7 @@ struct gem {
   char **sigs;
   size_t n_calls;
   int finished; /* a finishReason or a prompt blockReason arrived */
+  char *text_sig; /* the last thoughtSignature on a part that is not a call */
   /* stream framing: 0 undecided, then SSE, JSON array or bare object */
   int mode;
   int phase; /* JSON array: see arr_feed */
@@ -400,6 +415,8 @@ static void gem_free(struct gem *g) {
     lc_free(g->sigs[i]);
   lc_free(g->sigs);
   g->sigs = NULL;
+  lc_free(g->text_sig);
+  g->text_sig = NULL;
   g->n_calls = 0;
   lc_buf_free(&g->elem);
 }
@@ -495,6 +512,12 @@ static int chunk(struct gem *g, const cJSON *root) {
     const cJSON *fc = cJSON_GetObjectItemCaseSensitive(p, "functionCall");
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
     int rc = 0;
+    const char *sig = lc_accum_str(p, "thoughtSignature");
+    if (sig && !cJSON_IsObject(fc)) { /* Gemini 3 signs text parts too */
+      lc_free(g->text_sig);
+      if (!(g->text_sig = lc_strdup(sig)))
+        return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+    }
     if (cJSON_IsObject(fc))
       rc = add_call(g, p, fc);
     else if (cJSON_IsString(t) && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "thought")))
@@ -522,13 +545,49 @@ static int chunk_text(struct gem *g, const char *s, size_t n) {
   return rc;
 }
 
-/* Moves the signatures into the built response's calls. */
+/* Moves the signatures into the built response: each call's onto it, a
+ * text part's into reasoning_state as [{"thoughtSignature": ...}] (llm.h:
+ * what goes back with the turn; build() puts it on the turn's text). */
 static int finish_build(struct gem *g, struct lc_llm_response *out, int rc) {
   for (size_t i = 0; rc == 0 && i < out->n_tool_calls && i < g->n_calls; i++) {
     out->tool_calls[i].signature = g->sigs[i];
     g->sigs[i] = NULL;
   }
+  if (rc == 0 && g->text_sig) {
+    struct lc_buf b;
+    struct lc_jsonw w;
+    lc_buf_init(&b, 0);
+    lc_jsonw_init(&w, &b);
+    lc_jsonw_arr(&w);
+    lc_jsonw_obj(&w);
+    lc_jsonw_key(&w, "thoughtSignature");
+    lc_jsonw_cstr(&w, g->text_sig);
+    lc_jsonw_obj_end(&w);
+    lc_jsonw_arr_end(&w);
+    if (!lc_jsonw_finish(&w))
+      out->reasoning_state = lc_buf_steal(&b, NULL);
+    lc_buf_free(&b);
+    if (!out->reasoning_state) { /* the answer without it would be refused later */
+      lc_llm_response_free(out);
+      out->err = LC_LLM_EBADRESP;
+      out->err_message = lc_strdup("out of memory");
+      return LC_EINVAL;
+    }
+  }
   return rc;
+}
+
+/* The text signature an assistant message carries back (its
+ * reasoning_state from a Gemini answer), or NULL. Heap. */
+static char *text_signature(const struct lc_llm_msg *m) {
+  if (!m->reasoning_state || m->reasoning_prov != (signed char)LC_PROV_GEMINI)
+    return NULL;
+  char e[64];
+  cJSON *st = lc_json_parse(m->reasoning_state, strlen(m->reasoning_state), e, sizeof e);
+  const char *sig = lc_accum_str(cJSON_GetArrayItem(st, 0), "thoughtSignature");
+  char *out = sig ? lc_strdup(sig) : NULL;
+  cJSON_Delete(st);
+  return out;
 }
 
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {

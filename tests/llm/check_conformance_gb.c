@@ -148,6 +148,13 @@ static void check(const char *id, const struct lc_llm_response *r, const cJSON *
   } else {
     lc_conf_check_answer(id, r, exp);
     check_signatures(id, r, exp);
+    /* A text part's signature, kept as the turn's reasoning_state. */
+    const char *ts = lc_conf_jstr(exp, "text_signature");
+    char want[128];
+    if (ts) snprintf(want, sizeof want, "[{\"thoughtSignature\":\"%s", ts);
+    if (ts) ck_assert_msg(lc_conf_has_prefix(r->reasoning_state, want), "%s: state %s", id,
+                          r->reasoning_state ? r->reasoning_state : "(none)");
+    else ck_assert_msg(r->reasoning_state == NULL, "%s: state %s", id, r->reasoning_state);
   }
 }
 
@@ -228,7 +235,8 @@ static char *summary(const struct lc_llm_response *r) {
   lc_buf_printf(&b, "err=%s msg=%s\ntext=", lc_llm_err_name(r->err),
                 r->err_message ? r->err_message : "-");
   if (r->text) lc_buf_append(&b, r->text, r->text_len);
-  lc_buf_printf(&b, "\nreasoning=%s\n", r->reasoning ? r->reasoning : "-");
+  lc_buf_printf(&b, "\nreasoning=%s\nstate=%s\n", r->reasoning ? r->reasoning : "-",
+                r->reasoning_state ? r->reasoning_state : "-");
   for (size_t i = 0; i < r->n_tool_calls; i++)
     lc_buf_printf(&b, "call %s %s %s %s\n", r->tool_calls[i].id, r->tool_calls[i].name,
                   r->tool_calls[i].args_json,
@@ -502,6 +510,13 @@ static void gemini_request(const cJSON *b, struct lc_llm_request *q) {
                    lc_conf_jstr(p, "thoughtSignature"));
         } else if (t) {
           am->content = lc_strdup(t);
+        }
+        const char *ts = lc_conf_jstr(p, "thoughtSignature");
+        if (!fc && ts) {
+          char st[4096];
+          snprintf(st, sizeof st, "[{\"thoughtSignature\":\"%s\"}]", ts);
+          am->reasoning_state = lc_strdup(st);
+          am->reasoning_prov = LC_PROV_GEMINI;
         }
       } else if (fr) {
         char cid[32];

@@ -349,6 +349,48 @@ START_TEST(gemini_request_echoes_signatures_and_names_results) {
 }
 END_TEST
 
+/* A Gemini 3 text signature comes back as reasoning_state and goes out
+ * again on the replayed turn's text (and only to Gemini). */
+START_TEST(gemini_text_signature_round_trip) {
+  const char *body = "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"4\",\"thoughtSignature\":"
+                     "\"VFNJRw==\"}],\"role\":\"model\"},\"finishReason\":\"STOP\"}]}";
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_gemini.parse(body, strlen(body), &r), 0);
+  ck_assert_str_eq(r.reasoning_state, "[{\"thoughtSignature\":\"VFNJRw==\"}]");
+  struct lc_llm_request q;
+  req_init(&q, LC_PROV_GEMINI);
+  msg(&q, LC_ROLE_USER, "2+2?");
+  struct lc_llm_msg *a = msg(&q, LC_ROLE_ASSISTANT, r.text);
+  a->reasoning_state = lc_strdup(r.reasoning_state);
+  a->reasoning_prov = LC_PROV_GEMINI;
+  msg(&q, LC_ROLE_USER, "and 3+3?");
+  struct lc_llm_http h;
+  char err[128];
+  ck_assert_int_eq(lc_llm_gemini.build(&q, &h, err, sizeof err), 0);
+  ck_assert_ptr_nonnull(strstr(h.body, "{\"role\":\"model\",\"parts\":[{\"text\":\"4\",\"thoughtSignature\":\"VFNJRw==\"}]}"));
+  lc_llm_http_free(&h);
+  /* State another provider wrote is not Gemini's to send. */
+  a->reasoning_prov = LC_PROV_ANTHROPIC;
+  ck_assert_int_eq(lc_llm_gemini.build(&q, &h, err, sizeof err), 0);
+  ck_assert_ptr_null(strstr(h.body, "thoughtSignature"));
+  lc_llm_http_free(&h);
+  lc_llm_request_free(&q);
+  /* Streamed: the signature on a trailing empty text part. */
+  struct lc_llm_response s;
+  ck_assert_int_eq(feed_all(&lc_llm_gemini,
+                            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"4\"}]}}]}\r\n\r\n"
+                            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\",\"thoughtSignature\":"
+                            "\"U0lH\"}]},\"finishReason\":\"STOP\"}]}\r\n\r\n",
+                            &s),
+                   0);
+  ck_assert_str_eq(s.text, "4");
+  ck_assert_str_eq(s.reasoning_state, "[{\"thoughtSignature\":\"U0lH\"}]");
+  lc_llm_response_free(&s);
+  lc_llm_response_free(&r);
+}
+END_TEST
+
 /* ---- images ---- */
 
 static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
@@ -835,6 +877,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, gemini_in_band_errors_and_blocked_prompts);
   tcase_add_test(tc, gemini_request_echoes_signatures_and_names_results);
   tcase_add_test(tc, images_in_each_form);
+  tcase_add_test(tc, gemini_text_signature_round_trip);
   tcase_add_test(tc, bedrock_error_type_header_decides_the_kind);
   tcase_add_test(tc, bedrock_request_shape);
   tcase_add_test(tc, bedrock_stream_exception_is_an_error_of_its_kind);
