@@ -153,6 +153,33 @@ static int write_parts(struct lc_jsonw *w, const struct lc_llm_msg *m, char *err
   return 0;
 }
 
+/* A prompt-caching breakpoint (cache_control): everything before it. */
+static void cache_point(struct lc_jsonw *w) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "cachePoint");
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "type");
+  lc_jsonw_cstr(w, "default");
+  lc_jsonw_obj_end(w);
+  lc_jsonw_obj_end(w);
+}
+
+/* The reasoning blocks a Bedrock answer came with (its reasoning_state),
+ * first in the replayed turn: Anthropic models refuse a tool-use turn
+ * whose signed thinking is missing. Another provider's state is dropped. */
+static void replay_reasoning(struct lc_jsonw *w, const struct lc_llm_msg *m) {
+  if (!m->reasoning_state || m->reasoning_prov != (signed char)LC_PROV_BEDROCK)
+    return;
+  char e[64];
+  cJSON *st = lc_json_parse(m->reasoning_state, strlen(m->reasoning_state), e, sizeof e);
+  const cJSON *b;
+  cJSON_ArrayForEach(b, (cJSON_IsArray(st) ? st : NULL)) {
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(b, "reasoningContent")))
+      lc_jsonw_cjson(w, b);
+  }
+  cJSON_Delete(st);
+}
+
 static void close_open(struct lc_jsonw *w, int *open) {
   if (!*open)
     return;
@@ -178,6 +205,9 @@ static void open_user(struct lc_jsonw *w, int *open) {
 static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
                       struct lc_jsonw *sys, int *n_sys, char *err, size_t errlen) {
   int open = 0;
+  /* Where the last message's content ends: its cache point goes there. */
+  int cache_last = req->cache_control && req->n_msgs &&
+                   req->msgs[req->n_msgs - 1].role != LC_ROLE_SYSTEM;
   lc_jsonw_key(w, "messages");
   lc_jsonw_arr(w);
   for (size_t i = 0; i < req->n_msgs; i++) {
@@ -211,6 +241,7 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_cstr(w, "assistant");
       lc_jsonw_key(w, "content");
       lc_jsonw_arr(w);
+      replay_reasoning(w, m);
       if (tlen) /* and blank text blocks */
         text_block(w, text, tlen);
       for (size_t k = 0; k < m->n_tool_calls; k++) {
@@ -228,6 +259,8 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
         lc_jsonw_obj_end(w);
         lc_jsonw_obj_end(w);
       }
+      if (cache_last && i + 1 == req->n_msgs)
+        cache_point(w);
       lc_jsonw_arr_end(w);
       lc_jsonw_obj_end(w);
     } else {
@@ -253,6 +286,8 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_obj_end(w);
     }
   }
+  if (open && cache_last)
+    cache_point(w);
   close_open(w, &open);
   lc_jsonw_arr_end(w);
   return 0;
@@ -282,6 +317,8 @@ static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
     lc_jsonw_obj_end(w);
     lc_jsonw_obj_end(w);
   }
+  if (req->cache_control)
+    cache_point(w);
   lc_jsonw_arr_end(w);
   /* Converse has no "none": the tools stay listed (earlier toolUse blocks
    * need them) and the choice is left to the model. */
@@ -331,11 +368,22 @@ static void write_inference(struct lc_jsonw *w, const struct lc_llm_request *req
   /* top_k is model-specific on Bedrock: passed where Anthropic's and
    * others' request fields go. seed and JSON formats have no Converse
    * field and are not sent. */
-  if (req->set & LC_SET_TOP_K) {
+  if ((req->set & LC_SET_TOP_K) || req->thinking_budget > 0) {
     lc_jsonw_key(w, "additionalModelRequestFields");
     lc_jsonw_obj(w);
-    lc_jsonw_key(w, "top_k");
-    lc_jsonw_num(w, req->top_k);
+    if (req->set & LC_SET_TOP_K) {
+      lc_jsonw_key(w, "top_k");
+      lc_jsonw_num(w, req->top_k);
+    }
+    if (req->thinking_budget > 0) { /* Anthropic models' extended thinking */
+      lc_jsonw_key(w, "thinking");
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "type");
+      lc_jsonw_cstr(w, "enabled");
+      lc_jsonw_key(w, "budget_tokens");
+      lc_jsonw_num(w, req->thinking_budget);
+      lc_jsonw_obj_end(w);
+    }
     lc_jsonw_obj_end(w);
   }
 }
@@ -428,6 +476,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   int n_sys = 0;
   lc_jsonw_obj(w);
   int rc = write_msgs(req, w, &sw, &n_sys, err, errlen);
+  if (n_sys && req->cache_control)
+    cache_point(&sw);
   lc_jsonw_arr_end(&sw);
   if (!rc && n_sys) {
     if ((rc = lc_jsonw_finish(&sw)) == 0) {
@@ -526,7 +576,25 @@ static void stop_reason(struct lc_llm_accum *a, const char *sr) {
   lc_accum_finish(a, f, sr);
 }
 
+/* The reasoning blocks (an array, or NULL) as out->reasoning_state: what
+ * goes back with this turn (llm.h). rc: lc_accum_build's. */
+static int set_state(struct lc_llm_response *out, int rc, const cJSON *state) {
+  if (rc || !state || !cJSON_GetArraySize(state))
+    return rc;
+  char *txt = cJSON_PrintUnformatted(state);
+  out->reasoning_state = txt ? lc_strdup(txt) : NULL;
+  cJSON_free(txt);
+  if (!out->reasoning_state) {
+    lc_llm_response_free(out);
+    out->err = LC_LLM_EBADRESP;
+    out->err_message = lc_strdup("out of memory");
+    return LC_EINVAL;
+  }
+  return 0;
+}
+
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {
+  cJSON *state = NULL;
   cJSON *root = lc_accum_parse_body(body, len, "Converse response", out);
   if (!root)
     return LC_EINVAL;
@@ -562,6 +630,9 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
         const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rc, "reasoningText");
         if ((s = lc_accum_str(rt, "text")))
           lc_accum_reasoning(&a, s, strlen(s));
+        if (!state)
+          state = cJSON_CreateArray();
+        cJSON_AddItemToArray(state, cJSON_Duplicate(b, 1)); /* verbatim */
       }
       i++;
     }
@@ -571,6 +642,8 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON_Delete(root);
   int rc = lc_accum_build(&a, out);
   lc_accum_free(&a);
+  rc = set_state(out, rc, state);
+  cJSON_Delete(state);
   return rc;
 }
 
@@ -580,12 +653,70 @@ struct es_state {
   struct lc_es es;
   int stopped;  /* messageStop */
   int metadata; /* metadata (usage): the last event */
+  /* Reasoning blocks as they stream: [{"reasoningContent": {...}}], the
+   * text and signature of each joined from its deltas. */
+  cJSON *state;
 };
 
 static void es_state_free(void *p) {
   struct es_state *s = p;
   lc_es_free(&s->es);
+  cJSON_Delete(s->state);
   lc_free(s);
+}
+
+/* The reasoningText object of block ix in the state, made when new. */
+static cJSON *reasoning_block(struct es_state *s, int ix, int redacted) {
+  if (!s->state && !(s->state = cJSON_CreateArray()))
+    return NULL;
+  cJSON *b;
+  cJSON_ArrayForEach(b, s->state) {
+    if (lc_accum_long(b, "index", -1) == ix)
+      return cJSON_GetObjectItemCaseSensitive(b, "reasoningContent");
+  }
+  b = cJSON_CreateObject();
+  cJSON *rc = cJSON_AddObjectToObject(b, "reasoningContent");
+  if (!rc || !cJSON_AddNumberToObject(b, "index", ix) ||
+      (!redacted && !cJSON_AddObjectToObject(rc, "reasoningText"))) {
+    cJSON_Delete(b);
+    return NULL;
+  }
+  cJSON_AddItemToArray(s->state, b);
+  return rc;
+}
+
+/* Appends t to the string member key of o (made when absent). */
+static int append_member(cJSON *o, const char *key, const char *t) {
+  const char *old = lc_accum_str(o, key);
+  size_t n = old ? strlen(old) : 0, k = strlen(t);
+  char *v = lc_malloc(n + k + 1);
+  if (!v)
+    return LC_ENOMEM;
+  memcpy(v, old ? old : "", n);
+  memcpy(v + n, t, k + 1);
+  cJSON *item = cJSON_CreateString(v);
+  lc_free(v);
+  if (!item)
+    return LC_ENOMEM;
+  if (old)
+    cJSON_ReplaceItemInObjectCaseSensitive(o, key, item);
+  else
+    cJSON_AddItemToObject(o, key, item);
+  return 0;
+}
+
+static int stream_reasoning(struct lc_llm_stream *st, struct es_state *s, int ix,
+                            const cJSON *rc) {
+  struct lc_llm_accum *a = &st->acc;
+  const char *t = lc_accum_str(rc, "text"), *sig = lc_accum_str(rc, "signature");
+  const char *red = lc_accum_str(rc, "redactedContent");
+  cJSON *b = reasoning_block(s, ix, red != NULL);
+  cJSON *rt = b ? cJSON_GetObjectItemCaseSensitive(b, "reasoningText") : NULL;
+  if (!b || (t && (!rt || append_member(rt, "text", t))) ||
+      (sig && (!rt || append_member(rt, "signature", sig))) ||
+      (red && append_member(b, "redactedContent", red)))
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "reasoning block %d: malformed or out of memory", ix);
+  return t ? lc_accum_reasoning(a, t, strlen(t)) : 0;
 }
 
 static int stream_event(struct lc_llm_stream *st, struct es_state *s,
@@ -615,9 +746,9 @@ static int stream_event(struct lc_llm_stream *st, struct es_state *s,
       t = lc_accum_str(tu, "input");
       return t ? lc_accum_tool_args(a, ix, t, strlen(t)) : 0;
     }
-    if (cJSON_IsObject(rc) && (t = lc_accum_str(rc, "text")))
-      return lc_accum_reasoning(a, t, strlen(t));
-    return 0; /* reasoning signatures, citations: nothing kept */
+    if (cJSON_IsObject(rc))
+      return stream_reasoning(st, s, ix, rc);
+    return 0; /* citations: nothing kept */
   }
   if (IS("messageStop")) {
     s->stopped = 1;
@@ -712,7 +843,10 @@ static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
                   "event stream cut inside a message (cut short)");
   /* messageStop, then metadata with the usage: both or it was cut. */
   st->done = s->stopped && s->metadata;
-  return lc_accum_stream_end(st, out, "messageStop and metadata");
+  int rc = lc_accum_stream_end(st, out, "messageStop and metadata");
+  cJSON *b; /* the blocks as Converse takes them back: no index */
+  cJSON_ArrayForEach(b, s->state) cJSON_DeleteItemFromObjectCaseSensitive(b, "index");
+  return set_state(out, rc, s->state);
 }
 
 const struct lc_llm_adapter lc_llm_bedrock = {

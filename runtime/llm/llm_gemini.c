@@ -257,7 +257,7 @@ static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
 }
 
 static void write_generation(struct lc_jsonw *w, const struct lc_llm_request *req) {
-  if (!req->set && !req->n_stop && req->format == LC_FORMAT_TEXT)
+  if (!req->set && !req->n_stop && req->format == LC_FORMAT_TEXT && req->thinking_budget <= 0)
     return;
   lc_jsonw_key(w, "generationConfig");
   lc_jsonw_obj(w);
@@ -291,6 +291,15 @@ static void write_generation(struct lc_jsonw *w, const struct lc_llm_request *re
   if (req->format != LC_FORMAT_TEXT) {
     lc_jsonw_key(w, "responseMimeType");
     lc_jsonw_cstr(w, "application/json");
+  }
+  if (req->thinking_budget > 0) { /* and show the thought summaries */
+    lc_jsonw_key(w, "thinkingConfig");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "includeThoughts");
+    lc_jsonw_bool(w, 1);
+    lc_jsonw_key(w, "thinkingBudget");
+    lc_jsonw_num(w, req->thinking_budget);
+    lc_jsonw_obj_end(w);
   }
   if (req->format == LC_FORMAT_JSON_SCHEMA) {
     lc_jsonw_key(w, "responseJsonSchema");

@@ -547,6 +547,9 @@ static void gemini_request(const cJSON *b, struct lc_llm_request *q) {
     q->set |= LC_SET_SEED;
     q->seed = (long long)v->valuedouble;
   }
+  const cJSON *tc = cJSON_GetObjectItem(gc, "thinkingConfig");
+  if ((v = cJSON_GetObjectItem(tc, "thinking_budget")) || (v = cJSON_GetObjectItem(tc, "thinkingBudget")))
+    q->thinking_budget = v->valueint;
 }
 
 static void bedrock_request(const cJSON *b, struct lc_llm_request *q) {
@@ -659,6 +662,13 @@ static void gemini_shape(struct lc_buf *b, const cJSON *body) {
   lc_buf_printf(b, "temperature %s seed %s\n",
                 cJSON_GetObjectItem(gc, "temperature") ? "set" : "-",
                 cJSON_GetObjectItem(gc, "seed") ? "set" : "-");
+  /* The SDK wrote snake_case (the API takes both), we camelCase. */
+  const cJSON *tc = cJSON_GetObjectItem(gc, "thinkingConfig"), *v;
+  if ((v = cJSON_GetObjectItem(tc, "thinking_budget")) || (v = cJSON_GetObjectItem(tc, "thinkingBudget")))
+    lc_buf_printf(b, "thinking %d %s\n", v->valueint,
+                  cJSON_IsTrue(cJSON_GetObjectItem(tc, "include_thoughts")) ||
+                          cJSON_IsTrue(cJSON_GetObjectItem(tc, "includeThoughts"))
+                      ? "thoughts" : "-");
 }
 
 static void bedrock_shape(struct lc_buf *b, const cJSON *body) {

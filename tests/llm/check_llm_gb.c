@@ -579,6 +579,96 @@ START_TEST(bedrock_stream_exception_is_an_error_of_its_kind) {
 }
 END_TEST
 
+/* Extended thinking through Bedrock (Anthropic models): the reasoning
+ * blocks, signature included, are kept as reasoning_state, streamed or
+ * not, and go back first in the replayed turn. */
+static void es_event(struct lc_buf *b, const char *type, const char *payload) {
+  const char *n[] = {":event-type", ":content-type", ":message-type"};
+  const char *v[] = {type, "application/json", "event"};
+  ck_assert_int_eq(lc_es_encode(b, n, v, 3, payload, strlen(payload)), 0);
+}
+
+START_TEST(bedrock_reasoning_round_trip) {
+  const char *want_state = "[{\"reasoningContent\":{\"reasoningText\":{\"text\":\"Let me think\","
+                           "\"signature\":\"c2ln\"}}}]";
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  es_event(&b, "messageStart", "{\"role\":\"assistant\"}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":0,\"delta\":{\"reasoningContent\":{\"text\":\"Let me\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":0,\"delta\":{\"reasoningContent\":{\"text\":\" think\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":0,\"delta\":{\"reasoningContent\":{\"signature\":\"c2ln\"}}}");
+  es_event(&b, "contentBlockStop", "{\"contentBlockIndex\":0}");
+  es_event(&b, "contentBlockStart", "{\"contentBlockIndex\":1,\"start\":{\"toolUse\":{\"toolUseId\":\"tu1\",\"name\":\"f\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":1,\"delta\":{\"toolUse\":{\"input\":\"{}\"}}}");
+  es_event(&b, "messageStop", "{\"stopReason\":\"tool_use\"}");
+  es_event(&b, "metadata", "{\"usage\":{\"inputTokens\":3,\"outputTokens\":4}}");
+  struct lc_llm_stream *st = lc_llm_bedrock.stream_new();
+  for (size_t i = 0; i < b.len; i++) /* bytewise */
+    ck_assert_int_eq(lc_llm_bedrock.stream_feed(st, b.data + i, 1, NULL, NULL), 0);
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_bedrock.stream_end(st, &r), 0);
+  lc_llm_bedrock.stream_free(st);
+  lc_buf_free(&b);
+  ck_assert_str_eq(r.reasoning, "Let me think");
+  ck_assert_str_eq(r.reasoning_state, want_state);
+  ck_assert_uint_eq(r.n_tool_calls, 1);
+  /* Not streamed: the same block, verbatim. */
+  const char *body = "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[{\"reasoningContent\":"
+                     "{\"reasoningText\":{\"text\":\"Let me think\",\"signature\":\"c2ln\"}}},{\"toolUse\":"
+                     "{\"toolUseId\":\"tu1\",\"name\":\"f\",\"input\":{}}}]}},\"stopReason\":\"tool_use\"}";
+  struct lc_llm_response w;
+  lc_llm_response_init(&w);
+  ck_assert_int_eq(lc_llm_bedrock.parse(body, strlen(body), &w), 0);
+  ck_assert_str_eq(w.reasoning_state, want_state);
+  lc_llm_response_free(&w);
+  /* Replayed: the block first in the assistant turn; thinking asked for. */
+  struct lc_llm_request q;
+  req_init(&q, LC_PROV_BEDROCK);
+  q.api_key = lc_strdup("bedrock-key-0123456789");
+  q.base_url = lc_strdup("http://127.0.0.1:1");
+  q.thinking_budget = 2048;
+  q.cache_control = 1;
+  msg(&q, LC_ROLE_SYSTEM, "sys");
+  msg(&q, LC_ROLE_USER, "hi");
+  struct lc_llm_msg *a = msg(&q, LC_ROLE_ASSISTANT, NULL);
+  call(a, "tu1", "f", NULL);
+  a->reasoning_state = lc_strdup(r.reasoning_state);
+  a->reasoning_prov = LC_PROV_BEDROCK;
+  msg(&q, LC_ROLE_TOOL, "done")->tool_call_id = lc_strdup("tu1");
+  struct lc_llm_http h;
+  char err[128];
+  ck_assert_int_eq(lc_llm_bedrock.build(&q, &h, err, sizeof err), 0);
+  ck_assert_str_eq(
+      h.body,
+      "{\"messages\":[{\"role\":\"user\",\"content\":[{\"text\":\"hi\"}]},{\"role\":\"assistant\","
+      "\"content\":[{\"reasoningContent\":{\"reasoningText\":{\"text\":\"Let me think\",\"signature\":"
+      "\"c2ln\"}}},{\"toolUse\":{\"toolUseId\":\"tu1\",\"name\":\"f\",\"input\":{\"q\":1}}}]},"
+      "{\"role\":\"user\",\"content\":[{\"toolResult\":{\"toolUseId\":\"tu1\",\"content\":[{\"text\":"
+      "\"done\"}]}},{\"cachePoint\":{\"type\":\"default\"}}]}],\"system\":[{\"text\":\"sys\"},"
+      "{\"cachePoint\":{\"type\":\"default\"}}],\"inferenceConfig\":{},\"additionalModelRequestFields\":"
+      "{\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":2048}}}");
+  lc_llm_http_free(&h);
+  lc_llm_request_free(&q);
+  lc_llm_response_free(&r);
+}
+END_TEST
+
+START_TEST(gemini_thinking_budget) {
+  struct lc_llm_request q;
+  req_init(&q, LC_PROV_GEMINI);
+  msg(&q, LC_ROLE_USER, "hi");
+  q.thinking_budget = 1024;
+  struct lc_llm_http h;
+  char err[128];
+  ck_assert_int_eq(lc_llm_gemini.build(&q, &h, err, sizeof err), 0);
+  ck_assert_ptr_nonnull(strstr(h.body, "\"generationConfig\":{\"thinkingConfig\":{\"includeThoughts\":true,"
+                                       "\"thinkingBudget\":1024}}"));
+  lc_llm_http_free(&h);
+  lc_llm_request_free(&q);
+}
+END_TEST
+
 /* ---- through the client and the mock ---- */
 
 static void on_done(struct lc_llm_call *c, void *ud) { (void)c, *(int *)ud = 1; }
@@ -878,6 +968,8 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, gemini_request_echoes_signatures_and_names_results);
   tcase_add_test(tc, images_in_each_form);
   tcase_add_test(tc, gemini_text_signature_round_trip);
+  tcase_add_test(tc, bedrock_reasoning_round_trip);
+  tcase_add_test(tc, gemini_thinking_budget);
   tcase_add_test(tc, bedrock_error_type_header_decides_the_kind);
   tcase_add_test(tc, bedrock_request_shape);
   tcase_add_test(tc, bedrock_stream_exception_is_an_error_of_its_kind);
