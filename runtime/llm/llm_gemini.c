@@ -405,6 +405,7 @@ struct gem {
   size_t n_calls;
   int finished; /* a finishReason or a prompt blockReason arrived */
   char *text_sig; /* the last thoughtSignature on a part that is not a call */
+  double retry_after; /* an in-band error's RetryInfo, or < 0 */
   /* stream framing: 0 undecided, then SSE, JSON array or bare object */
   int mode;
   int phase; /* JSON array: see arr_feed */
@@ -416,6 +417,7 @@ enum { M_NONE, M_SSE, M_ARRAY, M_OBJECT };
 static void gem_init(struct gem *g, struct lc_llm_accum *a) {
   memset(g, 0, sizeof *g);
   g->a = a;
+  g->retry_after = -1;
   lc_buf_init(&g->elem, LC_STREAM_MAX_EVENT);
 }
 
@@ -484,6 +486,8 @@ static int add_call(struct gem *g, const cJSON *part, const cJSON *fc) {
   return rc;
 }
 
+static int chunk_error(struct gem *g, const cJSON *err);
+
 /* One GenerateContentResponse (a whole answer, or one stream chunk). */
 static int chunk(struct gem *g, const cJSON *root) {
   struct lc_llm_accum *a = g->a;
@@ -491,7 +495,7 @@ static int chunk(struct gem *g, const cJSON *root) {
     return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "Gemini chunk is not an object");
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
   if (e && !cJSON_IsNull(e))
-    return lc_accum_fail_json(a, root);
+    return chunk_error(g, e);
   if (!a->id)
     lc_accum_set_once(&a->id, lc_accum_str(root, "responseId"));
   if (!a->model)
@@ -558,6 +562,8 @@ static int chunk_text(struct gem *g, const char *s, size_t n) {
  * text part's into reasoning_state as [{"thoughtSignature": ...}] (llm.h:
  * what goes back with the turn; build() puts it on the turn's text). */
 static int finish_build(struct gem *g, struct lc_llm_response *out, int rc) {
+  if (rc && g->retry_after >= 0)
+    out->retry_after_s = g->retry_after;
   for (size_t i = 0; rc == 0 && i < out->n_tool_calls && i < g->n_calls; i++) {
     out->tool_calls[i].signature = g->sigs[i];
     g->sigs[i] = NULL;
@@ -631,20 +637,9 @@ static double duration_s(const char *s) {
   return v;
 }
 
-static void parse_error(int status, const char *body, size_t len,
-                        struct lc_llm_response *out) {
-  out->http_status = status;
-  char e[96];
-  cJSON *root = len ? lc_json_parse(body, len, e, sizeof e) : NULL;
-  /* Without alt=sse the stream endpoint wraps its error in an array. */
-  const cJSON *obj = cJSON_IsArray(root) ? cJSON_GetArrayItem(root, 0) : root;
-  const cJSON *err = cJSON_GetObjectItemCaseSensitive(obj, "error");
-  if (!cJSON_IsObject(err)) {
-    lc_accum_classify(status, body, len, out);
-    cJSON_Delete(root);
-    lc_llm_response_scrub(out);
-    return;
-  }
+/* A google.rpc.Status ({"code", "message", "status", "details"}) at HTTP
+ * status (or its own code, in band): kind, message, type, retry hint. */
+static void status_error(int status, const cJSON *err, struct lc_llm_response *out) {
   const char *msg = lc_accum_str(err, "message");
   const char *st = lc_accum_str(err, "status");
   const char *reason = NULL;
@@ -679,6 +674,37 @@ static void parse_error(int status, const char *body, size_t len,
   if (k == LC_LLM_OK)
     k = LC_LLM_EBADRESP;
   out->err = k;
+}
+
+/* An error object inside a 2xx answer or stream: classified as the same
+ * error at its own code would be, its retry hint kept for the response. */
+static int chunk_error(struct gem *g, const cJSON *err) {
+  struct lc_llm_response tmp;
+  lc_llm_response_init(&tmp);
+  if (!cJSON_IsObject(err)) {
+    lc_llm_response_free(&tmp);
+    return lc_accum_fail(g->a, LC_LLM_ESERVER, NULL, "error in the Gemini answer");
+  }
+  long code = lc_accum_long(err, "code", 0);
+  status_error(code >= 400 && code < 600 ? (int)code : 0, err, &tmp);
+  g->retry_after = tmp.retry_after_s;
+  lc_accum_fail(g->a, tmp.err, tmp.err_type, "%s", tmp.err_message ? tmp.err_message : "error");
+  lc_llm_response_free(&tmp);
+  return LC_EINVAL;
+}
+
+static void parse_error(int status, const char *body, size_t len,
+                        struct lc_llm_response *out) {
+  out->http_status = status;
+  char e[96];
+  cJSON *root = len ? lc_json_parse(body, len, e, sizeof e) : NULL;
+  /* Without alt=sse the stream endpoint wraps its error in an array. */
+  const cJSON *obj = cJSON_IsArray(root) ? cJSON_GetArrayItem(root, 0) : root;
+  const cJSON *err = cJSON_GetObjectItemCaseSensitive(obj, "error");
+  if (cJSON_IsObject(err))
+    status_error(status, err, out);
+  else
+    lc_accum_classify(status, body, len, out);
   cJSON_Delete(root);
   lc_llm_response_scrub(out);
 }

@@ -254,6 +254,19 @@ START_TEST(gemini_in_band_errors_and_blocked_prompts) {
                             &r),
                    LC_EINVAL);
   ck_assert_ptr_nonnull(strstr(r.err_message, "slow down"));
+  /* Classified as Gemini's own error at its code: a rate limit. */
+  ck_assert_str_eq(lc_llm_err_name(r.err), "rate_limit");
+  ck_assert_str_eq(r.err_type, "RESOURCE_EXHAUSTED");
+  lc_llm_response_free(&r);
+  /* In the array framing, with a RetryInfo: its delay is kept. */
+  ck_assert_int_eq(feed_all(&lc_llm_gemini,
+                            "[{\"error\":{\"code\":429,\"message\":\"quota\",\"status\":\"RESOURCE_EXHAUSTED\","
+                            "\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\","
+                            "\"retryDelay\":\"5s\"}]}}]",
+                            &r),
+                   LC_EINVAL);
+  ck_assert_str_eq(lc_llm_err_name(r.err), "rate_limit");
+  ck_assert(r.retry_after_s == 5);
   lc_llm_response_free(&r);
   /* An error event in the middle of an SSE stream. */
   ck_assert_int_eq(feed_all(&lc_llm_gemini,
