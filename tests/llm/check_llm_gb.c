@@ -847,6 +847,48 @@ START_TEST(bedrock_stream_and_retry_from_the_mock) {
 }
 END_TEST
 
+/* The mock's transport faults on both new stream formats: bodies in odd
+ * pieces read the same; a body cut mid-stream is an error, never a short
+ * answer. */
+START_TEST(stream_faults_from_the_mock) {
+  static const struct {
+    enum lc_llm_provider p;
+    const char *gen;
+  } cases[] = {{LC_PROV_GEMINI, "gemini"}, {LC_PROV_BEDROCK, "bedrock"}};
+  for (size_t k = 0; k < 2; k++) {
+    char script[1024];
+    snprintf(script, sizeof script,
+             "[{\"times\":1,\"reply\":{\"%s\":{\"text\":\"one two three four five six\","
+             "\"fragment_bytes\":4},\"chunk_bytes\":7}},"
+             "{\"reply\":{\"%s\":{\"text\":\"one two three four five six\",\"fragment_bytes\":4},"
+             "\"cut_after_bytes\":400}}]",
+             cases[k].gen, cases[k].gen);
+    struct lc_mock m;
+    ck_assert_int_eq(lc_mock_start(&m, script), 0);
+    struct lc_llm_request *q = mock_req(cases[k].p, &m, 1);
+    q->api_key = lc_strdup("key-0123456789abcdef");
+    struct lc_llm_response *r = run_call(q, NULL, NULL);
+    ck_assert_msg(r->err == LC_LLM_OK, "%s: %s", cases[k].gen, r->err_message);
+    ck_assert_str_eq(r->text, "one two three four five six");
+    resp_delete(r);
+    struct lc_retry_policy pol;
+    lc_retry_policy_default(&pol);
+    pol.max_attempts = 1;
+    q = mock_req(cases[k].p, &m, 1);
+    q->api_key = lc_strdup("key-0123456789abcdef");
+    struct run x = {0};
+    r = run_call(q, &pol, &x);
+    ck_assert_msg(r->err == LC_LLM_ENETWORK || r->err == LC_LLM_EBADRESP, "%s: %s", cases[k].gen,
+                  lc_llm_err_name(r->err));
+    ck_assert_ptr_null(r->text);
+    ck_assert_uint_gt(x.text.len, 0); /* some text had streamed: cut, not empty */
+    resp_delete(r);
+    lc_buf_free(&x.text);
+    ck_assert_int_eq(lc_mock_stop(&m), 0);
+  }
+}
+END_TEST
+
 /* Forked (environment): SigV4 from the AWS variables, secrets registered,
  * an echoed key scrubbed, a missing credential or region refused. */
 START_TEST(bedrock_sigv4_from_the_environment) {
@@ -995,6 +1037,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, bedrock_sigv4_from_the_environment);
   tcase_add_test(tc, gemini_key_required_and_kept_out_of_errors);
   tcase_add_test(tc, rate_governor_covers_gemini_and_bedrock);
+  tcase_add_test(tc, stream_faults_from_the_mock);
   suite_add_tcase(s, tc);
   return s;
 }
