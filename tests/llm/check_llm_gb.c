@@ -566,6 +566,39 @@ START_TEST(bedrock_request_shape) {
 }
 END_TEST
 
+/* Temporary credentials: an STS session token (and a short-term Bedrock
+ * API key) runs past 1 KB, and must go out whole. */
+START_TEST(bedrock_long_session_token) {
+  char tok[2049];
+  memset(tok, 'T', sizeof tok - 1);
+  tok[sizeof tok - 1] = '\0';
+  setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE0123456789", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
+  setenv("AWS_SESSION_TOKEN", tok, 1);
+  setenv("AWS_REGION", "eu-central-1", 1);
+  unsetenv("AWS_BEARER_TOKEN_BEDROCK");
+  struct lc_llm_request q;
+  req_init(&q, LC_PROV_BEDROCK);
+  msg(&q, LC_ROLE_USER, "hi");
+  struct lc_llm_http h;
+  char err[256] = "";
+  ck_assert_msg(lc_llm_bedrock.build(&q, &h, err, sizeof err) == 0, "%s", err);
+  ck_assert_str_eq(h.url, "https://bedrock-runtime.eu-central-1.amazonaws.com/model/m-1/converse");
+  ck_assert_str_eq(h.aws_sigv4, "aws:amz:eu-central-1:bedrock");
+  int found = 0;
+  for (size_t i = 0; i < h.n_headers; i++)
+    found |= strncmp(h.headers[i], "x-amz-security-token: TTTT", 26) == 0 &&
+             strlen(h.headers[i]) == 22 + sizeof tok - 1;
+  ck_assert(found);
+  lc_llm_http_free(&h);
+  /* A long bearer key as well. */
+  q.api_key = lc_strdup(tok);
+  ck_assert_msg(lc_llm_bedrock.build(&q, &h, err, sizeof err) == 0, "%s", err);
+  lc_llm_http_free(&h);
+  lc_llm_request_free(&q);
+}
+END_TEST
+
 /* One Bedrock stream with an exception frame after some text. */
 START_TEST(bedrock_stream_exception_is_an_error_of_its_kind) {
   struct lc_buf b;
@@ -1027,6 +1060,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, gemini_thinking_budget);
   tcase_add_test(tc, bedrock_error_type_header_decides_the_kind);
   tcase_add_test(tc, bedrock_request_shape);
+  tcase_add_test(tc, bedrock_long_session_token);
   tcase_add_test(tc, bedrock_stream_exception_is_an_error_of_its_kind);
   suite_add_tcase(s, tc);
   tc = tcase_create("client");
