@@ -188,20 +188,23 @@ static void close_open(struct lc_jsonw *w, int *open) {
   *open = 0;
 }
 
-static void open_user(struct lc_jsonw *w, int *open) {
-  if (*open)
+/* Opens a turn of role r (1 user, 2 assistant) unless one is open:
+ * Converse wants roles to alternate, so consecutive messages of one role
+ * (tool results and user text; two assistant replies) share a turn. */
+static void open_turn(struct lc_jsonw *w, int *open, int r) {
+  if (*open == r)
     return;
+  close_open(w, open);
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "role");
-  lc_jsonw_cstr(w, "user");
+  lc_jsonw_cstr(w, r == 1 ? "user" : "assistant");
   lc_jsonw_key(w, "content");
   lc_jsonw_arr(w);
-  *open = 1;
+  *open = r;
 }
 
-/* Messages: roles alternate, so a user turn stays open (open = 1) while
- * tool results and user text follow one another; system messages go to
- * sys as blocks. */
+/* Messages, in turns of alternating roles (open_turn); system messages
+ * go to sys as blocks. */
 static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
                       struct lc_jsonw *sys, int *n_sys, char *err, size_t errlen) {
   int open = 0;
@@ -225,7 +228,7 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
         (*n_sys)++;
       }
     } else if (m->role == LC_ROLE_USER) {
-      open_user(w, &open);
+      open_turn(w, &open, 1);
       /* With parts, the text leads only when there is some (llm.h). */
       if (m->content || !m->n_parts)
         text_block(w, text, tlen);
@@ -235,12 +238,7 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
     } else if (m->role == LC_ROLE_ASSISTANT) {
       if (!m->n_tool_calls && !tlen)
         continue; /* Bedrock rejects empty content */
-      close_open(w, &open);
-      lc_jsonw_obj(w);
-      lc_jsonw_key(w, "role");
-      lc_jsonw_cstr(w, "assistant");
-      lc_jsonw_key(w, "content");
-      lc_jsonw_arr(w);
+      open_turn(w, &open, 2);
       replay_reasoning(w, m);
       if (tlen) /* and blank text blocks */
         text_block(w, text, tlen);
@@ -259,12 +257,8 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
         lc_jsonw_obj_end(w);
         lc_jsonw_obj_end(w);
       }
-      if (cache_last && i + 1 == req->n_msgs)
-        cache_point(w);
-      lc_jsonw_arr_end(w);
-      lc_jsonw_obj_end(w);
     } else {
-      open_user(w, &open);
+      open_turn(w, &open, 1);
       lc_jsonw_obj(w);
       lc_jsonw_key(w, "toolResult");
       lc_jsonw_obj(w);

@@ -562,6 +562,13 @@ START_TEST(bedrock_request_shape) {
                           "anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream");
   ck_assert_ptr_null(h.aws_sigv4); /* a bearer key, not signed */
   lc_llm_http_free(&h);
+  /* Two assistant replies in a row share one turn (roles alternate). */
+  msg(&q, LC_ROLE_ASSISTANT, "first");
+  msg(&q, LC_ROLE_ASSISTANT, "second");
+  ck_assert_int_eq(lc_llm_bedrock.build(&q, &h, err, sizeof err), 0);
+  ck_assert_ptr_nonnull(strstr(h.body, "{\"text\":\"and?\"}]},{\"role\":\"assistant\",\"content\":"
+                                       "[{\"text\":\"first\"},{\"text\":\"second\"}]}]"));
+  lc_llm_http_free(&h);
   lc_llm_request_free(&q);
 }
 END_TEST
