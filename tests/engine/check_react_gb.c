@@ -115,6 +115,34 @@ END_TEST
 START_TEST(bedrock_native_run_streamed) { bedrock_run(1); }
 END_TEST
 
+/* Text mode: the prompt as system instruction / system blocks, the
+ * "\nObservation:" stop as stopSequences, the reply parsed as text. */
+START_TEST(text_mode_through_both) {
+  for (int k = 0; k < 2; k++) {
+    const char *gen = k ? "bedrock" : "gemini";
+    char script[1024];
+    snprintf(script, sizeof script,
+             "[{\"match\":{\"body_contains\":\"Observation: result for x\"},"
+             "\"reply\":{\"%s\":{\"text\":\"Thought: done\\nAction: finish[42]\"}}},"
+             "{\"reply\":{\"%s\":{\"text\":\"Thought: look\\nAction: search[x]\"}}}]",
+             gen, gen);
+    ck_assert_int_eq(lc_mock_start(&mock, script), 0);
+    char base[160], code[1024];
+    snprintf(base, sizeof base, "%s%s", mock.base_url, k ? "" : "/v1beta");
+    snprintf(code, sizeof code,
+             "local r = luact.react{model='%s:m', base_url=BASE, api_key='key-0123456789ab',\n"
+             "  retries=0, mode='text', question='Q?', tools={search}}\n"
+             "return r.status .. '|' .. r.answer .. '|' .. #r.steps",
+             gen);
+    ck_assert_msg(run(base, code) == 0, "%s: %s", gen, err);
+    ck_assert_str_eq(out, "finished|42|2");
+    lc_mock_assert_request_has(&mock, 0, "\"stopSequences\":[\"\\nObservation:\"");
+    lc_mock_assert_request_has(&mock, 0, k ? "\"system\":[{\"text\":" : "\"systemInstruction\":");
+    ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  }
+}
+END_TEST
+
 /* A journaled Gemini run cut after the second model call's intent: on
  * replay the first answer comes from the journal and the second call is
  * sent again for real, so the calls it replays must still carry the
@@ -197,6 +225,7 @@ Suite *react_gb_suite(void) {
   tcase_add_test(tc, bedrock_native_run);
   tcase_add_test(tc, bedrock_native_run_streamed);
   tcase_add_test(tc, journal_keeps_thought_signatures);
+  tcase_add_test(tc, text_mode_through_both);
   suite_add_tcase(s, tc);
   return s;
 }
