@@ -22,6 +22,9 @@ static cJSON *tool_call_json(const struct lc_llm_tool_call *c) {
    * order keys differently, the value does not change. */
   if (c->args) cJSON_AddItemToObject(o, "arguments", cJSON_Duplicate(c->args, 1));
   else if (c->args_json) cJSON_AddStringToObject(o, "arguments", c->args_json);
+  /* Part of what is sent (Gemini's thoughtSignature); absent when none,
+   * so the identity of calls without one is unchanged. */
+  if (c->signature) cJSON_AddStringToObject(o, "signature", c->signature);
   return o;
 }
 
@@ -178,6 +181,8 @@ int lc_effect_llm_end(struct lc_effect_op *e, const struct lc_llm_response *r, c
         add_str(c, "id", r->tool_calls[i].id);
         add_str(c, "name", r->tool_calls[i].name);
         add_str(c, "arguments_json", r->tool_calls[i].args_json);
+        /* A replayed turn must send it back as the live one would. */
+        add_str(c, "signature", r->tool_calls[i].signature);
       }
     }
     cJSON_AddStringToObject(body, "finish", lc_llm_finish_name(r->finish));
@@ -257,6 +262,7 @@ int lc_effect_llm_replay(struct lc_effect_op *e, struct lc_llm_response *r) {
       rc |= dup_opt(&d->id, jstr(c, "id"));
       rc |= dup_opt(&d->name, jstr(c, "name"));
       rc |= dup_opt(&d->args_json, aj ? aj : "{}");
+      rc |= dup_opt(&d->signature, jstr(c, "signature"));
       if (!rc) d->args = cJSON_Parse(d->args_json);
     }
     const char *fin = jstr(res, "finish");

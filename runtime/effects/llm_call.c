@@ -9,6 +9,7 @@
 #include "governor.h"
 #include "http.h"
 #include "lc.h"
+#include "llm_bedrock.h"
 #include "loop.h"
 #include "secrets.h"
 
@@ -277,6 +278,8 @@ static void send_now(struct lc_llm_call *c) {
       .idle_timeout_ms = c->opts.idle_timeout_ms,
       .total_timeout_ms = c->opts.request_timeout_ms,
       .max_body = c->opts.max_response_bytes,
+      .aws_sigv4 = c->http.aws_sigv4,
+      .aws_userpwd = c->http.aws_userpwd,
   };
   int rc = lc_http_start(c->loop, &c->op, &hr, c->st ? stream_sink : NULL, c,
                          on_http_done, c);
@@ -337,6 +340,9 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
   } else {
     c->ad->parse_error((int)op->status, op->body.data ? op->body.data : "",
                        op->body.len, r);
+    /* AWS names the error only in a header (llm_bedrock.h). */
+    if (c->ad == &lc_llm_bedrock && op->amzn_error_type[0])
+      lc_llm_bedrock_error_type(op->amzn_error_type, r);
     if (r->err == LC_LLM_OK) r->err = lc_llm_err_from_status((int)op->status);
   }
   if (c->gov)

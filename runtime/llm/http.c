@@ -100,6 +100,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
     const char *sp = memchr(p, ' ', len);
     op->status = sp ? strtol(sp + 1, NULL, 10) : 0;
     op->content_type[0] = op->retry_after[0] = op->retry_after_ms[0] = '\0';
+    op->amzn_error_type[0] = '\0';
     lc_buf_reset(&op->headers);
     return len;
   }
@@ -127,6 +128,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud) {
   HDR("retry-after-ms", retry_after_ms)
   HDR("x-request-id", request_id)
   HDR("request-id", request_id)
+  HDR("x-amzn-requestid", request_id)
+  HDR("x-amzn-errortype", amzn_error_type)
 #undef HDR
   return len;
 }
@@ -218,7 +221,7 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
   op->sink_failed = 0;
   op->timeout_kind = LC_HTTP_TO_NONE;
   op->errmsg[0] = op->content_type[0] = op->retry_after[0] = '\0';
-  op->retry_after_ms[0] = op->request_id[0] = '\0';
+  op->retry_after_ms[0] = op->request_id[0] = op->amzn_error_type[0] = '\0';
   op->loop = loop;
   op->sink = sink;
   op->sink_ud = sink_ud;
@@ -251,6 +254,11 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
     }
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+  }
+  if (req->aws_sigv4 && req->aws_userpwd) {
+    /* libcurl signs the request (Authorization, x-amz-date) itself. */
+    curl_easy_setopt(e, CURLOPT_AWS_SIGV4, req->aws_sigv4);
+    curl_easy_setopt(e, CURLOPT_USERPWD, req->aws_userpwd);
   }
   if (req->method) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
   /* A HEAD answer has no body whatever its Content-Length says. */

@@ -43,6 +43,11 @@ struct lc_http_req {
   double total_timeout_ms;   /* whole transfer; 0 = off */
   size_t max_body;           /* 0 = 16 MiB */
   int keep_headers;          /* collect every response header (op->headers) */
+  /* AWS SigV4 (CURLOPT_AWS_SIGV4 "aws:amz:<region>:<service>", and
+   * CURLOPT_USERPWD "<key id>:<secret>"); NULL = not signed. Copied by
+   * libcurl at start. */
+  const char *aws_sigv4;
+  const char *aws_userpwd;
 };
 
 enum lc_http_timeout { LC_HTTP_TO_NONE, LC_HTTP_TO_CONNECT, LC_HTTP_TO_IDLE, LC_HTTP_TO_TOTAL };
@@ -66,6 +71,7 @@ struct lc_http_op {
   char retry_after[64];
   char retry_after_ms[32];
   char request_id[128];
+  char amzn_error_type[128]; /* x-amzn-ErrorType (AWS names errors there) */
   /* With req->keep_headers: the final response's header lines, each
    * "Name: value\n" (CR/LF stripped), at most LC_HTTP_MAX_HEADER_BYTES. */
   struct lc_buf headers;

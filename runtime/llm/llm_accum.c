@@ -717,20 +717,26 @@ int lc_accum_http_url(struct lc_llm_http *out, const char *base,
   return out->url ? 0 : LC_ENOMEM;
 }
 
+/* Credentials can be long: AWS session tokens and Bedrock's short-term
+ * API keys run past 1 KB, a gateway's JWT too. */
+#define HEADER_MAX ((size_t)64 << 10)
+
 int lc_accum_http_header(struct lc_llm_http *out, const char *fmt, ...) {
-  char tmp[1024];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  int n = vsnprintf(NULL, 0, fmt, ap);
   va_end(ap);
-  if (n < 0 || (size_t)n >= sizeof tmp)
+  if (n < 0 || (size_t)n >= HEADER_MAX)
     return LC_ETOOBIG;
   char **h = lc_realloc(out->headers, (out->n_headers + 1) * sizeof *h);
   if (!h)
     return LC_ENOMEM;
   out->headers = h;
-  if (!(h[out->n_headers] = lc_strdup(tmp)))
+  if (!(h[out->n_headers] = lc_malloc((size_t)n + 1)))
     return LC_ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf(h[out->n_headers], (size_t)n + 1, fmt, ap);
+  va_end(ap);
   out->n_headers++;
   return 0;
 }
@@ -826,6 +832,8 @@ struct lc_llm_stream *lc_accum_stream_new(void) {
 void lc_accum_stream_free(struct lc_llm_stream *st) {
   if (!st)
     return;
+  if (st->ext_free)
+    st->ext_free(st->ext);
   lc_sse_free(&st->sse);
   lc_ndjson_free(&st->nd);
   lc_accum_free(&st->acc);

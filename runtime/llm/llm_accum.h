@@ -201,6 +201,10 @@ struct lc_llm_stream {
   struct lc_ndjson nd;
   struct lc_llm_accum acc;
   int done; /* the provider's end marker arrived */
+  /* Adapter-private state beyond the above (Gemini's framing, Bedrock's
+   * event-stream decoder); lc_accum_stream_free calls ext_free(ext). */
+  void *ext;
+  void (*ext_free)(void *ext);
 };
 
 struct lc_llm_stream *lc_accum_stream_new(void);

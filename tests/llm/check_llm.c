@@ -28,7 +28,15 @@ START_TEST(parse_model) {
   ck_assert_int_eq(p, LC_PROV_OLLAMA);
   ck_assert_str_eq(m, "llama3.1:8b");
   lc_free(m);
-  ck_assert_int_eq(lc_llm_parse_model("gemini:pro", &p, &m), LC_EINVAL);
+  ck_assert_int_eq(lc_llm_parse_model("gemini:gemini-2.5-flash", &p, &m), 0);
+  ck_assert_int_eq(p, LC_PROV_GEMINI);
+  ck_assert_str_eq(m, "gemini-2.5-flash");
+  lc_free(m);
+  ck_assert_int_eq(lc_llm_parse_model("bedrock:anthropic.claude-3-haiku-20240307-v1:0", &p, &m), 0);
+  ck_assert_int_eq(p, LC_PROV_BEDROCK);
+  ck_assert_str_eq(m, "anthropic.claude-3-haiku-20240307-v1:0");
+  lc_free(m);
+  ck_assert_int_eq(lc_llm_parse_model("vertex:pro", &p, &m), LC_EINVAL);
   ck_assert_ptr_null(m);
   ck_assert_int_eq(lc_llm_parse_model("openai:", &p, &m), LC_EINVAL);
   ck_assert_int_eq(lc_llm_parse_model("gpt-4o", &p, &m), LC_EINVAL);

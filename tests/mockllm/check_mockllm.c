@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "eventstream.h"
+#include "lc.h"
 #include "util_common.h"
 #include "util_mock.h"
 
@@ -469,6 +471,130 @@ START_TEST(serves_fixtures) {
     res_free(&r);
     cJSON_Delete(fx);
   }
+  stop(&m);
+}
+END_TEST
+
+/* ---- Gemini and Bedrock ---- */
+
+START_TEST(gemini_three_framings) {
+  struct lc_mock m;
+  start(&m, "[{\"reply\":{\"gemini\":{\"text\":\"abcdefghij\",\"fragment_bytes\":4,"
+            "\"thoughts\":\"hm\",\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"x\":1},"
+            "\"signature\":\"U0lH\"}]}}}]");
+  /* SSE: data-only events ended by CRLF CRLF, no end marker. */
+  struct res r;
+  post(&m, "/v1beta/models/g:streamGenerateContent?alt=sse", "{}", &r);
+  ck_assert_int_eq(r.code, 200);
+  ck_assert_ptr_nonnull(strstr(r.head, "text/event-stream"));
+  int events = 0;
+  for (const char *p = r.body; *p; events++) {
+    ck_assert_msg(strncmp(p, "data: {", 7) == 0, "%s", p);
+    const char *e = strstr(p, "\r\n\r\n");
+    ck_assert_ptr_nonnull(e);
+    p = e + 4;
+  }
+  ck_assert_int_eq(events, 1 + 3 + 1); /* thought, 3 text pieces, the calls */
+  ck_assert_ptr_null(strstr(r.body, "[DONE]"));
+  ck_assert_ptr_nonnull(strstr(r.body, "\"thought\":true"));
+  ck_assert_ptr_nonnull(strstr(r.body, "\"thoughtSignature\":\"U0lH\""));
+  res_free(&r);
+  /* Without alt=sse: one JSON array. */
+  post(&m, "/v1beta/models/g:streamGenerateContent", "{}", &r);
+  ck_assert_msg(r.body[0] == '[' && r.body[r.len - 1] == ']', "%s", r.body);
+  ck_assert_ptr_nonnull(strstr(r.body, "\n,\r\n{"));
+  cJSON *arr = cJSON_Parse(r.body);
+  ck_assert_int_eq(cJSON_GetArraySize(arr), 5);
+  cJSON *last = cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(arr, 4), "candidates"), 0);
+  ck_assert_str_eq(cJSON_GetObjectItem(last, "finishReason")->valuestring, "STOP");
+  cJSON_Delete(arr);
+  res_free(&r);
+  /* Not streamed: one GenerateContentResponse. */
+  post(&m, "/v1beta/models/g:generateContent", "{}", &r);
+  cJSON *o = cJSON_Parse(r.body);
+  cJSON *parts = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(
+                                         cJSON_GetObjectItem(o, "candidates"), 0), "content"), "parts");
+  ck_assert_int_eq(cJSON_GetArraySize(parts), 3); /* thought, text, call */
+  cJSON_Delete(o);
+  res_free(&r);
+  stop(&m);
+}
+END_TEST
+
+struct es_log {
+  char types[64][32];
+  int n;
+};
+
+static int es_type(void *ud, const struct lc_es_msg *msg) {
+  struct es_log *l = ud;
+  size_t n;
+  const char *t = lc_es_header_str(msg, ":event-type", &n);
+  if (!t) t = lc_es_header_str(msg, ":exception-type", &n);
+  if (l->n < 64) snprintf(l->types[l->n++], 32, "%.*s", (int)n, t ? t : "?");
+  return 0;
+}
+
+START_TEST(bedrock_event_stream) {
+  struct lc_mock m;
+  char script[8400];
+  snprintf(script, sizeof script,
+           "[{\"match\":{\"path\":\"/fx\"},\"reply\":{\"fixture\":"
+           "\"%s/../llm2/bedrock-conversestream-tooluse-01.json\"}},"
+           "{\"match\":{\"path\":\"/model/m/converse-stream\"},\"times\":1,\"reply\":{\"bedrock\":"
+           "{\"text\":\"hello\",\"fragment_bytes\":2,\"tool_calls\":[{\"name\":\"f\",\"arguments\":{\"x\":1}}]}}},"
+           "{\"match\":{\"path\":\"/model/m/converse-stream\"},\"times\":1,\"reply\":{\"bedrock\":"
+           "{\"text\":\"hello\"},\"malformed\":true}},"
+           "{\"match\":{\"path\":\"/model/m/converse-stream\"},\"reply\":{\"bedrock\":"
+           "{\"text\":\"hi\",\"exception\":{\"type\":\"throttlingException\"}}}},"
+           "{\"reply\":{\"bedrock\":{\"text\":\"plain\"}}}]",
+           lc_test_fixtures_dir());
+  start(&m, script);
+  struct res r;
+  post(&m, "/model/m/converse-stream", "{}", &r);
+  ck_assert_ptr_nonnull(strstr(r.head, "application/vnd.amazon.eventstream"));
+  struct es_log l = {0};
+  struct lc_es p;
+  lc_es_init(&p, 0);
+  ck_assert_int_eq(lc_es_feed(&p, r.body, r.len, es_type, &l), 0); /* CRCs hold */
+  ck_assert_int_eq(lc_es_end(&p), 0);
+  lc_es_free(&p);
+  const char *want[] = {"messageStart", "contentBlockDelta", "contentBlockDelta", "contentBlockDelta",
+                        "contentBlockStop", "contentBlockStart", "contentBlockDelta",
+                        "contentBlockDelta", "contentBlockDelta", "contentBlockDelta",
+                        "contentBlockStop", "messageStop", "metadata"};
+  ck_assert_int_eq(l.n, 13);
+  for (int i = 0; i < 13; i++) ck_assert_str_eq(l.types[i], want[i]);
+  res_free(&r);
+  /* malformed: the same framing, a message CRC that fails. */
+  post(&m, "/model/m/converse-stream", "{}", &r);
+  lc_es_init(&p, 0);
+  ck_assert_int_eq(lc_es_feed(&p, r.body, r.len, NULL, NULL), LC_EINVAL);
+  ck_assert_ptr_nonnull(strstr(p.err, "CRC"));
+  lc_es_free(&p);
+  res_free(&r);
+  /* An exception message ends the stream. */
+  post(&m, "/model/m/converse-stream", "{}", &r);
+  memset(&l, 0, sizeof l);
+  lc_es_init(&p, 0);
+  ck_assert_int_eq(lc_es_feed(&p, r.body, r.len, es_type, &l), 0);
+  lc_es_free(&p);
+  ck_assert_str_eq(l.types[l.n - 1], "throttlingException");
+  res_free(&r);
+  /* Not streamed: Converse JSON. */
+  post(&m, "/model/m/converse", "{}", &r);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"output\":{\"message\":{\"content\":[{\"text\":\"plain\"}]"));
+  res_free(&r);
+  /* A binary fixture (body_base64) served byte for byte. */
+  post(&m, "/fx", "{}", &r);
+  ck_assert_int_eq(r.len, 4734);
+  lc_es_init(&p, 0);
+  memset(&l, 0, sizeof l);
+  ck_assert_int_eq(lc_es_feed(&p, r.body, r.len, es_type, &l), 0);
+  ck_assert_int_eq(lc_es_end(&p), 0);
+  lc_es_free(&p);
+  ck_assert_str_eq(l.types[l.n - 1], "metadata");
+  res_free(&r);
   stop(&m);
 }
 END_TEST
@@ -938,6 +1064,8 @@ Suite *mockllm_suite(void) {
   tcase_add_test(tc, ollama_both);
   tcase_add_test(tc, echo_last_user_or_tool);
   tcase_add_test(tc, serves_fixtures);
+  tcase_add_test(tc, gemini_three_framings);
+  tcase_add_test(tc, bedrock_event_stream);
   tcase_add_test(tc, times_sequence_and_reset);
   tcase_add_test(tc, retry_after_and_headers);
   tcase_add_test(tc, delay_and_latency);

@@ -14,7 +14,8 @@
 /* Credentials never reach the log: tests print it on failure. */
 static int secret_header(const char *name) {
   static const char *const names[] = {"authorization", "proxy-authorization", "x-api-key",
-                                      "api-key", "x-goog-api-key", NULL};
+                                      "api-key", "x-goog-api-key",
+                                      "x-amz-security-token", NULL};
   for (const char *const *n = names; *n; n++)
     if (strcasecmp(name, *n) == 0) return 1;
   return 0;

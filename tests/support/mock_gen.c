@@ -12,6 +12,7 @@
  * calls whole (as the real server does).
  *
  * The shapes follow the recordings in shared/fixtures/llm. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -545,6 +546,11 @@ void mock_gen_ollama(const cJSON *spec, const struct mock_request *req, struct m
 void mock_gen_malform(struct mock_response *r) {
   const char *ct = mock_resp_header(r, "content-type");
   const char *broken;
+  if (ct && strstr(ct, "amazon.eventstream")) {
+    /* Same frames, one payload byte flipped: the message CRC fails. */
+    if (r->body.len > 40) r->body.p[r->body.len / 2] ^= 0x20;
+    return;
+  }
   if (ct && strstr(ct, "event-stream"))
     broken = "data: {\"choices\": [{\"delta\": {\"content\": \"unterminated\n\n"
              "event: message_stop\ndata: {\"type\": \"message_stop\"\n\n"
@@ -574,12 +580,31 @@ static void content_text(struct mbuf *b, const cJSON *c) {
     if (cJSON_IsString(t)) mbuf_puts(b, t->valuestring);
     const cJSON *inner = cJSON_GetObjectItemCaseSensitive(blk, "content");
     if (inner) content_text(b, inner);
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(blk, "toolResult"); /* Bedrock */
+    if (tr) content_text(b, cJSON_GetObjectItemCaseSensitive(tr, "content"));
   }
 }
 
 char *mock_last_user_text(const cJSON *body) {
   const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
   struct mbuf b = {0};
+  /* Gemini: "contents" of parts (text, functionResponse.response.*). */
+  const cJSON *contents = cJSON_GetObjectItemCaseSensitive(body, "contents");
+  for (int i = cJSON_GetArraySize(contents) - 1; i >= 0; i--) {
+    const cJSON *c = cJSON_GetArrayItem(contents, i);
+    const cJSON *role = cJSON_GetObjectItemCaseSensitive(c, "role");
+    if (!cJSON_IsString(role) || strcmp(role->valuestring, "user")) continue;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(c, "parts")) {
+      const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
+      const cJSON *fr = cJSON_GetObjectItemCaseSensitive(
+          cJSON_GetObjectItemCaseSensitive(p, "functionResponse"), "response");
+      if (cJSON_IsString(t)) mbuf_puts(&b, t->valuestring);
+      const cJSON *o;
+      cJSON_ArrayForEach(o, fr) if (cJSON_IsString(o)) mbuf_puts(&b, o->valuestring);
+    }
+    break;
+  }
   for (int i = cJSON_GetArraySize(msgs) - 1; i >= 0; i--) {
     const cJSON *m = cJSON_GetArrayItem(msgs, i);
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
@@ -590,4 +615,362 @@ char *mock_last_user_text(const cJSON *body) {
   }
   if (!b.p) mbuf_add(&b, "", 0);
   return b.p;
+}
+
+/* ---- Gemini (generateContent / streamGenerateContent) ----
+ *
+ * JSON: one GenerateContentResponse. Streams: with ?alt=sse, "data: {chunk}"
+ * events ended by CRLF CRLF and no end marker; without it, one JSON array
+ * streamed element by element ("[{...}\n,\r\n{...}\n]"). Chunks carry
+ * cumulative usageMetadata; thoughts come first as {"text","thought":true}
+ * parts; function calls come whole in the last chunk, with finishReason
+ * "STOP" (Gemini has no tool-call reason), a thoughtSignature next to a
+ * call when the spec gives one. */
+
+struct gm {
+  struct gen g;
+  const char *thoughts; /* spec "thoughts": reasoning text, or NULL */
+  const char *id;
+  int sse, n_chunks;
+  long cand; /* candidatesTokenCount so far */
+};
+
+static cJSON *gm_usage(const struct gm *m, long cand) {
+  if (m->g.usage) return cJSON_Duplicate(m->g.usage, 1);
+  cJSON *u = cJSON_CreateObject();
+  cJSON_AddNumberToObject(u, "promptTokenCount", (double)m->g.in_tokens);
+  cJSON_AddNumberToObject(u, "candidatesTokenCount", (double)cand);
+  cJSON_AddNumberToObject(u, "totalTokenCount", (double)(m->g.in_tokens + cand));
+  return u;
+}
+
+/* A GenerateContentResponse holding parts (taken), with finishReason when
+ * finish is not NULL. */
+static cJSON *gm_chunk(const struct gm *m, cJSON *parts, const char *finish, long cand) {
+  cJSON *root = cJSON_CreateObject();
+  cJSON *cands = cJSON_AddArrayToObject(root, "candidates");
+  cJSON *c = cJSON_CreateObject();
+  cJSON *content = cJSON_AddObjectToObject(c, "content");
+  cJSON_AddItemToObject(content, "parts", parts);
+  cJSON_AddStringToObject(content, "role", "model");
+  if (finish) cJSON_AddStringToObject(c, "finishReason", finish);
+  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON_AddItemToArray(cands, c);
+  cJSON_AddItemToObject(root, "usageMetadata", gm_usage(m, cand));
+  cJSON_AddStringToObject(root, "modelVersion", m->g.model);
+  cJSON_AddStringToObject(root, "responseId", m->id);
+  return root;
+}
+
+static cJSON *gm_text_part(const char *s, size_t n, int thought) {
+  cJSON *p = cJSON_CreateObject();
+  char *t = xstrndup(s, n);
+  cJSON_AddStringToObject(p, "text", t);
+  free(t);
+  if (thought) cJSON_AddBoolToObject(p, "thought", 1);
+  return p;
+}
+
+static void gm_calls(const struct gm *m, cJSON *parts) {
+  const cJSON *t;
+  cJSON_ArrayForEach(t, m->g.tools) {
+    cJSON *p = cJSON_CreateObject();
+    cJSON *fc = cJSON_AddObjectToObject(p, "functionCall");
+    cJSON_AddStringToObject(fc, "name", tool_name(t));
+    cJSON_AddItemToObject(fc, "args", tool_args_value(t));
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
+    if (cJSON_IsString(id)) cJSON_AddStringToObject(fc, "id", id->valuestring);
+    const cJSON *sig = cJSON_GetObjectItemCaseSensitive(t, "signature");
+    if (cJSON_IsString(sig)) cJSON_AddStringToObject(p, "thoughtSignature", sig->valuestring);
+    cJSON_AddItemToArray(parts, p);
+  }
+}
+
+static void gm_emit(struct gm *m, struct mock_response *r, cJSON *chunk) {
+  char *s = cJSON_PrintUnformatted(chunk);
+  if (!s) abort();
+  if (m->sse) {
+    mbuf_printf(&r->body, "data: %s\r\n\r\n", s);
+  } else {
+    mbuf_puts(&r->body, m->n_chunks ? "\n,\r\n" : "[");
+    mbuf_puts(&r->body, s);
+  }
+  mock_resp_mark(r);
+  m->n_chunks++;
+  free(s);
+  cJSON_Delete(chunk);
+}
+
+/* Streamed pieces of s as text (or thought) chunks. */
+static void gm_pieces(struct gm *m, struct mock_response *r, const char *s, int thought) {
+  size_t n = strlen(s);
+  for (size_t off = 0; off < n;) {
+    size_t k = mock_utf8_piece(s + off, n - off, m->g.frag);
+    cJSON *parts = cJSON_CreateArray();
+    cJSON_AddItemToArray(parts, gm_text_part(s + off, k, thought));
+    m->cand += thought ? 0 : 1;
+    gm_emit(m, r, gm_chunk(m, parts, NULL, m->cand));
+    off += k;
+  }
+}
+
+void mock_gen_gemini(const cJSON *spec, const struct mock_request *req, struct mock_response *r) {
+  struct gm m;
+  memset(&m, 0, sizeof m);
+  gen_init(&m.g, spec, req);
+  m.g.stream = strstr(req->path, ":streamGenerateContent") != NULL;
+  /* "json_array": true answers in the array framing whatever was asked. */
+  m.sse = strstr(req->target, "alt=sse") != NULL &&
+          !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "json_array"));
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, "thoughts");
+  m.thoughts = cJSON_IsString(v) ? v->valuestring : NULL;
+  char id[64];
+  v = cJSON_GetObjectItemCaseSensitive(spec, "id");
+  if (cJSON_IsString(v)) snprintf(id, sizeof id, "%s", v->valuestring);
+  else snprintf(id, sizeof id, "resp-mock%ld", next_id());
+  m.id = id;
+  const char *finish = m.g.finish ? m.g.finish : "STOP";
+  if (!m.g.stream) {
+    cJSON *parts = cJSON_CreateArray();
+    if (m.thoughts) cJSON_AddItemToArray(parts, gm_text_part(m.thoughts, strlen(m.thoughts), 1));
+    if (m.g.text || !m.g.tools)
+      cJSON_AddItemToArray(parts, gm_text_part(m.g.text ? m.g.text : "",
+                                               m.g.text ? strlen(m.g.text) : 0, 0));
+    gm_calls(&m, parts);
+    body_json(r, gm_chunk(&m, parts, finish, m.g.out_tokens));
+    gen_free(&m.g);
+    return;
+  }
+  start_stream(r, m.sse ? "text/event-stream" : "application/json; charset=UTF-8");
+  if (m.thoughts) gm_pieces(&m, r, m.thoughts, 1);
+  if (m.g.text) gm_pieces(&m, r, m.g.text, 0);
+  /* The last chunk: the calls, whole, and the finishReason. */
+  cJSON *parts = cJSON_CreateArray();
+  if (!m.g.tools) cJSON_AddItemToArray(parts, gm_text_part("", 0, 0));
+  gm_calls(&m, parts);
+  gm_emit(&m, r, gm_chunk(&m, parts, finish, m.g.out_tokens));
+  if (!m.sse) {
+    mbuf_puts(&r->body, "\n]");
+    mock_resp_mark(r);
+  }
+  gen_free(&m.g);
+}
+
+/* ---- Bedrock Converse / ConverseStream ----
+ *
+ * JSON: {"output":{"message":{"role":"assistant","content":[{text},
+ * {toolUse:{toolUseId,name,input}}...]}},"stopReason","usage","metrics"}.
+ * ConverseStream: AWS event-stream binary frames (prelude CRC32, headers
+ * :event-type / :content-type / :message-type, JSON payload with a "p"
+ * padding field, message CRC32): messageStart, text deltas for block 0
+ * (no contentBlockStart for text, as recorded), contentBlockStop, per tool
+ * contentBlockStart + toolUse.input fragments + contentBlockStop,
+ * messageStop, metadata. "exception": {"type","message"} in the spec ends
+ * the stream with an exception frame after the text. */
+
+static uint32_t es_crc(const unsigned char *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+  }
+  return ~c;
+}
+
+static void es_put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+  p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+/* One frame with string headers; names[i] / values[i]. */
+static void es_frame(struct mock_response *r, const char *const *names,
+                     const char *const *values, int nh, const char *payload) {
+  struct mbuf h = {0};
+  for (int i = 0; i < nh; i++) {
+    size_t nl = strlen(names[i]), vl = strlen(values[i]);
+    unsigned char b[3] = {7, (unsigned char)(vl >> 8), (unsigned char)vl};
+    unsigned char l = (unsigned char)nl;
+    mbuf_add(&h, &l, 1);
+    mbuf_add(&h, names[i], nl);
+    mbuf_add(&h, b, 3);
+    mbuf_add(&h, values[i], vl);
+  }
+  size_t pl = strlen(payload), total = 12 + h.len + pl + 4;
+  unsigned char *f = xmalloc(total);
+  es_put32(f, (uint32_t)total);
+  es_put32(f + 4, (uint32_t)h.len);
+  es_put32(f + 8, es_crc(f, 8));
+  if (h.len) memcpy(f + 12, h.p, h.len);
+  memcpy(f + 12 + h.len, payload, pl);
+  es_put32(f + total - 4, es_crc(f, total - 4));
+  mbuf_add(&r->body, f, total);
+  mock_resp_mark(r);
+  free(f);
+  mbuf_free(&h);
+}
+
+static void es_event(struct mock_response *r, const char *type, cJSON *payload) {
+  /* The padding field real streams carry, of a varying length. */
+  static const char pad[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ";
+  cJSON_AddStringToObject(payload, "p", pad + (next_id() % 20));
+  char *s = cJSON_PrintUnformatted(payload);
+  if (!s) abort();
+  const char *names[] = {":event-type", ":content-type", ":message-type"};
+  const char *values[] = {type, "application/json", "event"};
+  es_frame(r, names, values, 3, s);
+  free(s);
+  cJSON_Delete(payload);
+}
+
+static cJSON *br_usage(const struct gen *g) {
+  if (g->usage) return cJSON_Duplicate(g->usage, 1);
+  cJSON *u = cJSON_CreateObject();
+  cJSON_AddNumberToObject(u, "inputTokens", (double)g->in_tokens);
+  cJSON_AddNumberToObject(u, "outputTokens", (double)g->out_tokens);
+  cJSON_AddNumberToObject(u, "totalTokens", (double)(g->in_tokens + g->out_tokens));
+  return u;
+}
+
+void mock_gen_bedrock(const cJSON *spec, const struct mock_request *req, struct mock_response *r) {
+  struct gen g;
+  gen_init(&g, spec, req);
+  size_t pl = strlen(req->path);
+  g.stream = pl >= 16 && strcmp(req->path + pl - 16, "/converse-stream") == 0;
+  const char *stop = g.finish ? g.finish : g.tools ? "tool_use" : "end_turn";
+  int with_text = (g.text && *g.text) || !g.tools;
+  const char *text = g.text ? g.text : "";
+  if (!g.stream) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(root, "metrics"), "latencyMs", 1);
+    cJSON *msg = cJSON_AddObjectToObject(cJSON_AddObjectToObject(root, "output"), "message");
+    cJSON *content = cJSON_AddArrayToObject(msg, "content");
+    if (with_text) {
+      cJSON *b = cJSON_CreateObject();
+      cJSON_AddStringToObject(b, "text", text);
+      cJSON_AddItemToArray(content, b);
+    }
+    const cJSON *t;
+    int i = 0;
+    cJSON_ArrayForEach(t, g.tools) {
+      cJSON *b = cJSON_CreateObject();
+      cJSON *tu = cJSON_AddObjectToObject(b, "toolUse");
+      char *tid = tool_id(t, "tooluse_mock", i++);
+      cJSON_AddItemToObject(tu, "input", tool_args_value(t));
+      cJSON_AddStringToObject(tu, "name", tool_name(t));
+      cJSON_AddStringToObject(tu, "toolUseId", tid);
+      cJSON_AddItemToArray(content, b);
+      free(tid);
+    }
+    cJSON_AddStringToObject(msg, "role", "assistant");
+    cJSON_AddStringToObject(root, "stopReason", stop);
+    cJSON_AddItemToObject(root, "usage", br_usage(&g));
+    body_json(r, root);
+    gen_free(&g);
+    return;
+  }
+  mock_resp_set_header(r, "Content-Type", "application/vnd.amazon.eventstream");
+  r->chunked = 1;
+  cJSON *e = cJSON_CreateObject();
+  cJSON_AddStringToObject(e, "role", "assistant");
+  es_event(r, "messageStart", e);
+  int index = 0;
+  if (with_text) {
+    size_t n = strlen(text);
+    for (size_t off = 0; off < n;) {
+      size_t k = mock_utf8_piece(text + off, n - off, g.frag);
+      char *piece = xstrndup(text + off, k);
+      e = cJSON_CreateObject();
+      cJSON_AddNumberToObject(e, "contentBlockIndex", index);
+      cJSON_AddStringToObject(cJSON_AddObjectToObject(e, "delta"), "text", piece);
+      es_event(r, "contentBlockDelta", e);
+      free(piece);
+      off += k;
+    }
+    e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "contentBlockIndex", index++);
+    es_event(r, "contentBlockStop", e);
+  }
+  const cJSON *exc = cJSON_GetObjectItemCaseSensitive(spec, "exception");
+  if (cJSON_IsObject(exc)) {
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(exc, "type");
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(exc, "message");
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "message", cJSON_IsString(ms) ? ms->valuestring : "exception");
+    char *s = cJSON_PrintUnformatted(p);
+    const char *names[] = {":exception-type", ":content-type", ":message-type"};
+    const char *values[] = {cJSON_IsString(ty) ? ty->valuestring : "internalServerException",
+                            "application/json", "exception"};
+    es_frame(r, names, values, 3, s);
+    free(s);
+    cJSON_Delete(p);
+    gen_free(&g);
+    return;
+  }
+  const cJSON *t;
+  int i = 0;
+  cJSON_ArrayForEach(t, g.tools) {
+    char *tid = tool_id(t, "tooluse_mock", i++);
+    e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "contentBlockIndex", index);
+    cJSON *tu = cJSON_AddObjectToObject(cJSON_AddObjectToObject(e, "start"), "toolUse");
+    cJSON_AddStringToObject(tu, "name", tool_name(t));
+    cJSON_AddStringToObject(tu, "toolUseId", tid);
+    es_event(r, "contentBlockStart", e);
+    free(tid);
+    char *args = tool_args_text(t);
+    size_t n = strlen(args);
+    for (size_t off = 0; off < n;) {
+      size_t k = mock_utf8_piece(args + off, n - off, g.frag);
+      char *piece = xstrndup(args + off, k);
+      e = cJSON_CreateObject();
+      cJSON_AddNumberToObject(e, "contentBlockIndex", index);
+      cJSON *d = cJSON_AddObjectToObject(cJSON_AddObjectToObject(e, "delta"), "toolUse");
+      cJSON_AddStringToObject(d, "input", piece);
+      es_event(r, "contentBlockDelta", e);
+      free(piece);
+      off += k;
+    }
+    free(args);
+    e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "contentBlockIndex", index++);
+    es_event(r, "contentBlockStop", e);
+  }
+  e = cJSON_CreateObject();
+  cJSON_AddStringToObject(e, "stopReason", stop);
+  es_event(r, "messageStop", e);
+  e = cJSON_CreateObject();
+  cJSON_AddItemToObject(e, "usage", br_usage(&g));
+  cJSON_AddNumberToObject(cJSON_AddObjectToObject(e, "metrics"), "latencyMs", 1);
+  es_event(r, "metadata", e);
+  gen_free(&g);
+}
+
+/* Standard or URL-safe base64, padding optional; NULL on a bad input. */
+unsigned char *mock_base64_decode(const char *s, size_t *out_len) {
+  size_t n = strlen(s);
+  unsigned char *out = xmalloc(n / 4 * 3 + 3);
+  size_t o = 0;
+  unsigned acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int c = (unsigned char)s[i], v;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') v = c - '0' + 52;
+    else if (c == '+' || c == '-') v = 62;
+    else if (c == '/' || c == '_') v = 63;
+    else if (c == '=' || c == '\n' || c == '\r') continue;
+    else {
+      free(out);
+      return NULL;
+    }
+    acc = (acc << 6) | (unsigned)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (unsigned char)(acc >> bits);
+    }
+  }
+  *out_len = o;
+  return out;
 }

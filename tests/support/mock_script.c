@@ -13,6 +13,7 @@ static const char *const match_keys[] = {"path", "path_prefix", "method", "body_
                                          "stream", "headers", NULL};
 static const char *const reply_keys[] = {
     "status", "headers", "body", "json", "fixture", "openai", "anthropic", "ollama",
+    "gemini", "bedrock",
     "delay_ms", "chunk_bytes", "gap_ms", "cut_after_bytes", "stall_after_bytes", "stall_max_ms",
     "malformed", "retry_after", "close", "chunked", "echo_credentials", NULL};
 
@@ -49,14 +50,29 @@ static int load_fixture(struct mock_rule *r, const char *path, const char *base_
   cJSON *resp = cJSON_GetObjectItemCaseSensitive(fx, "response");
   cJSON *status = cJSON_GetObjectItemCaseSensitive(resp, "status");
   cJSON *body = cJSON_GetObjectItemCaseSensitive(resp, "body_text");
-  if (!cJSON_IsNumber(status) || !cJSON_IsString(body)) {
+  /* Binary bodies (Bedrock's event-stream) are recorded as base64. */
+  cJSON *b64 = cJSON_GetObjectItemCaseSensitive(resp, "body_base64");
+  unsigned char *bin = NULL;
+  size_t bin_len = 0;
+  if (!cJSON_IsString(body) && cJSON_IsString(b64) &&
+      !(bin = mock_base64_decode(b64->valuestring, &bin_len))) {
+    snprintf(err, errlen, "fixture %.300s: bad response.body_base64", full);
+    cJSON_Delete(fx);
+    return -1;
+  }
+  if (!cJSON_IsNumber(status) || (!cJSON_IsString(body) && !bin)) {
     snprintf(err, errlen, "fixture %.300s: no response.status/body_text", full);
     cJSON_Delete(fx);
     return -1;
   }
   r->fx_status = status->valueint;
-  r->fx_len = strlen(body->valuestring);
-  r->fx_body = xstrndup(body->valuestring, r->fx_len);
+  if (bin) {
+    r->fx_len = bin_len;
+    r->fx_body = (char *)bin;
+  } else {
+    r->fx_len = strlen(body->valuestring);
+    r->fx_body = xstrndup(body->valuestring, r->fx_len);
+  }
   cJSON *h = cJSON_GetObjectItemCaseSensitive(resp, "headers");
   r->fx_headers = cJSON_IsObject(h) ? cJSON_Duplicate(h, 1) : NULL;
   cJSON_Delete(fx);
@@ -270,13 +286,18 @@ void mock_reply_build(const struct mock_rule *rule, const struct mock_request *r
     mbuf_add(&resp->body, rule->fx_body, rule->fx_len);
     /* Streams were chunked on the wire; replay them the same way. */
     const char *ct = mock_resp_header(resp, "content-type");
-    resp->chunked = ct && (strstr(ct, "event-stream") || strstr(ct, "ndjson"));
+    resp->chunked = ct && (strstr(ct, "event-stream") || strstr(ct, "ndjson") ||
+                           strstr(ct, "eventstream"));
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "openai"))) {
     mock_gen_openai(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "anthropic"))) {
     mock_gen_anthropic(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "ollama"))) {
     mock_gen_ollama(v, req, resp);
+  } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "gemini"))) {
+    mock_gen_gemini(v, req, resp);
+  } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "bedrock"))) {
+    mock_gen_bedrock(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "echo_credentials"))) {
     echo_credentials(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "json"))) {
