@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -257,13 +258,43 @@ static int l_pal(lua_State *L) {
 struct rbox {
   struct lc_sandbox_result res;
   cJSON *input;
+  /* Inside a task the program is a child the loop watches while the task
+   * waits (yields); the copies below outlive the caller's stack. */
+  struct lc_sandbox_job *job;
+  struct lc_task *task;
+  struct lc_wait wait;
+  struct lc_sandbox_opts o;
+  int rc, nil_ok;
 };
 
 static void rbox_release(struct rbox *b) {
+  lc_sandbox_job_free(b->job); /* kills a child still running */
+  b->job = NULL;
   lc_sandbox_result_free(&b->res);
   cJSON_Delete(b->input);
   b->input = NULL;
 }
+
+/* The task was killed while waiting (from sched.c). */
+static void rbox_cancel(struct lc_wait *w) {
+  struct rbox *b = (struct rbox *)((char *)w - offsetof(struct rbox, wait));
+  lc_sandbox_job_free(b->job);
+  b->job = NULL;
+}
+
+/* From the loop when the child ended. */
+static void rbox_done(struct lc_sandbox_job *j, void *ud) {
+  struct rbox *b = ud;
+  b->rc = lc_sandbox_job_rc(j);
+  b->res = *lc_sandbox_job_result(j);
+  memset(lc_sandbox_job_result(j), 0, sizeof b->res);
+  lc_sandbox_job_free(j);
+  b->job = NULL;
+  lc_task_wake(b->task, &b->wait);
+}
+
+static int push_run(lua_State *L, struct rbox *b, int rc);
+static int run_k(lua_State *L, int status, lua_KContext ctx);
 
 static int rbox_gc(lua_State *L) {
   rbox_release(luaL_checkudata(L, 1, RUN_MT));
@@ -274,7 +305,8 @@ static int rbox_gc(lua_State *L) {
  * elapsed_ms=} | nil, message, code, {output=, traceback=, ...}: the
  * program as luact.pal runs it (its return value, else solution()).
  * opts: memory, instructions, time (s), output, input, allow_nil. Misuse
- * raises. Blocks for at most about opts.time. */
+ * raises. Inside a task it yields while the program runs (the loop watches
+ * the child); outside one it blocks for at most about opts.time. */
 static int l_run(lua_State *L) {
   size_t len;
   const char *code = luaL_checklstring(L, 1, &len);
@@ -312,7 +344,40 @@ static int l_run(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  int rc = lc_pal_run_code(code, len, &o, b->input, nil_ok, &b->res);
+  struct lc_task *task = lc_task_current(L);
+  struct lc_sched *sched = task && lua_isyieldable(L) ? lc_sched_get(L) : NULL;
+  if (sched) {
+    /* In a task: the loop drives the child; other tasks run meanwhile. */
+    b->task = task;
+    b->wait.cancel = rbox_cancel;
+    b->o = o;
+    b->nil_ok = nil_ok;
+    int rc = lc_pal_code_start(lc_sched_loop(sched), code, len, &b->o, b->input, rbox_done, b,
+                               &b->job, &b->res);
+    if (rc == 0) {
+      lua_toclose(L, 3); /* a killed task kills the child */
+      lc_task_wait(task, &b->wait);
+      return lua_yieldk(L, 0, 0, run_k);
+    }
+    if (rc == 1) return push_run(L, b, 0);
+    if (rc != LC_EIO) return push_run(L, b, rc);
+    /* no child could be spawned: run as the synchronous form does */
+  }
+  return push_run(L, b, lc_pal_run_code(code, len, &o, b->input, nil_ok, &b->res));
+}
+
+/* Continuation of l_run after the task waited for the child. */
+static int run_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct rbox *b = luaL_checkudata(L, 3, RUN_MT);
+  size_t len;
+  const char *code = lua_tolstring(L, 1, &len);
+  return push_run(L, b, lc_pal_code_finish(code, len, &b->o, b->nil_ok, b->rc, &b->res));
+}
+
+/* [-0, +1|4, m] The outcome of a run held by box b (index 3). */
+static int push_run(lua_State *L, struct rbox *b, int rc) {
   const struct lc_sandbox_result *r = &b->res;
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc < 0) return luaL_error(L, WHO ".run: %s", r->error ? r->error : "failed");
@@ -354,6 +419,8 @@ int lc_open_pal(lua_State *L) {
   if (luaL_newmetatable(L, RUN_MT)) {
     lua_pushcfunction(L, rbox_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, rbox_gc);
+    lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
   lua_createtable(L, 0, 1);

@@ -389,6 +389,29 @@ int lc_pal_run_code(const char *code, size_t len,
   return finish_code(code, len, o, nil_ok, rc, out);
 }
 
+int lc_pal_code_start(struct lc_loop *loop, const char *code, size_t len,
+                      const struct lc_sandbox_opts *o, const cJSON *input,
+                      lc_sandbox_done_fn done, void *ud, struct lc_sandbox_job **out,
+                      struct lc_sandbox_result *now) {
+  *out = NULL;
+  memset(now, 0, sizeof *now);
+  if (memchr(code, '\0', len)) {
+    int rc = nul_result(now);
+    return rc ? rc : 1;
+  }
+  size_t wl;
+  char *w = wrap_code(code, len, &wl);
+  if (!w) return LC_ENOMEM;
+  int rc = lc_sandbox_start(loop, w, wl, o, input, done, ud, out);
+  lc_free(w);
+  return rc;
+}
+
+int lc_pal_code_finish(const char *code, size_t len, const struct lc_sandbox_opts *o, int nil_ok,
+                       int rc, struct lc_sandbox_result *out) {
+  return finish_code(code, len, o, nil_ok, rc, out);
+}
+
 /* ---- repair requests ---- */
 
 int lc_pal_repair_text(const char *status, const char *error,

@@ -155,6 +155,19 @@ int lc_pal_extract(const char *reply, size_t len, char **code,
 int lc_pal_run_code(const char *code, size_t len,
                     const struct lc_sandbox_opts *o, const cJSON *input,
                     int nil_ok, struct lc_sandbox_result *out);
+/* lc_pal_run_code driven by the loop (the thread never waits for the
+ * child): starts the wrapped program as lc_sandbox_start does (done runs
+ * once, from the loop, unless *out is freed first) and returns 0; or
+ * returns 1 with the outcome already in *now (a program that never reaches
+ * the sandbox, e.g. one with a NUL byte), or a negative code. After done,
+ * lc_pal_code_finish turns the job's rc and result into what
+ * lc_pal_run_code would have returned. */
+int lc_pal_code_start(struct lc_loop *loop, const char *code, size_t len,
+                      const struct lc_sandbox_opts *o, const cJSON *input,
+                      lc_sandbox_done_fn done, void *ud, struct lc_sandbox_job **out,
+                      struct lc_sandbox_result *now);
+int lc_pal_code_finish(const char *code, size_t len, const struct lc_sandbox_opts *o, int nil_ok,
+                       int rc, struct lc_sandbox_result *out);
 
 /* The repair request for a failed attempt (status + error + output), as the
  * model sees it. Appends to out; 0 or LC_ENOMEM. */

@@ -636,11 +636,41 @@ START_TEST(ticker_beside_long_run) {
 }
 END_TEST
 
+/* luact.pal.run (and the code tool on it) inside a task: the loop watches
+ * the child, so a ticker keeps ticking while a program runs to its time
+ * cap, and killing the task kills its program. On the old binding the
+ * ticker got no tick (the thread waited for the child). */
+START_TEST(pal_run_yields_in_task) {
+  char o[256], e[1024];
+  int rc = lc_test_lua_run_once(
+      NULL, NULL,
+      "local running, ticks = true, 0\n"
+      "local t = luact.spawn(function()\n"
+      "  while running do luact.sleep(0.001); ticks = ticks + 1 end\n"
+      "end)\n"
+      "local r, msg, code = luact.pal.run('while true do end', { time = 1.5, instructions = 1e12 })\n"
+      "running = false\n"
+      "luact.wait(t)\n"
+      "local ok = assert(luact.pal.run('return 6 * 7'))\n"
+      "local k = luact.spawn(function()\n"
+      "  return luact.pal.run('while true do end', { time = 600, instructions = 1e12 })\n"
+      "end)\n"
+      "luact.sleep(0.001)\n"
+      "luact.kill(k)\n"
+      "return code .. '|' .. tostring(ticks >= 20) .. '|' .. ok.value",
+      o, sizeof o, e, sizeof e);
+  ck_assert_msg(rc == 0, "%s", e);
+  ck_assert_msg(strcmp(o, "timeout|true|42") == 0, "%s", o);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+}
+END_TEST
+
 Suite *pal_suite(void) {
   Suite *s = suite_create("pal");
   TCase *tc = tcase_create("pal");
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, solution_form);
+  tcase_add_test(tc, pal_run_yields_in_task);
   tcase_add_test(tc, plain_chunk_and_fences);
   tcase_add_test(tc, last_code_block_wins);
   tcase_add_test(tc, repair_syntax_error);
