@@ -365,6 +365,11 @@ Suite *jsonw_suite(void) {
   tcase_add_test(tc, trees_match_cjson);
   tcase_add_test(tc, errors_are_sticky);
   tcase_add_test(tc, conv_text_matches_tree);
+  suite_add_tcase(s, tc);
+  /* Its own case with room for localedef (compiling de_DE when the
+   * machine has no decimal-comma locale installed takes seconds). */
+  tc = tcase_create("locale");
+  tcase_set_timeout(tc, 120);
   tcase_add_test(tc, numbers_ignore_the_locale);
   suite_add_tcase(s, tc);
   return s;
