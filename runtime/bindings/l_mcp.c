@@ -536,7 +536,8 @@ static int l_info(lua_State *L) {
 static int l_stats(lua_State *L) {
   long in, bad, unknown;
   lc_mcp_stats(check_sess(L)->m, &in, &bad, &unknown);
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 4);
+  lc_l_set_int(L, "pid", lc_mcp_pid(check_sess(L)->m));
   lc_l_set_int(L, "messages", in);
   lc_l_set_int(L, "bad", bad);
   lc_l_set_int(L, "unknown_ids", unknown);

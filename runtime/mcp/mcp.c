@@ -1177,6 +1177,10 @@ void lc_mcp_stats(const struct lc_mcp *m, long *in, long *bad,
   if (unknown) *unknown = m->n_unknown;
 }
 
+int lc_mcp_pid(const struct lc_mcp *m) {
+  return m->exited ? -1 : (int)m->pid;
+}
+
 void lc_mcp_free(struct lc_mcp *m) {
   if (!m) return;
   m->st = ST_DEAD; /* no more sends */

@@ -95,6 +95,8 @@ const cJSON *lc_mcp_server_info(const struct lc_mcp *m);
 const char *lc_mcp_dead(const struct lc_mcp *m);
 /* Counters for tests: messages read, bad lines skipped, unknown ids. */
 void lc_mcp_stats(const struct lc_mcp *m, long *in, long *bad, long *unknown);
+/* The stdio server's pid (-1 for HTTP or once reaped). */
+int lc_mcp_pid(const struct lc_mcp *m);
 /* Kills the child (stdio) or ends the transfers and the HTTP session,
  * runs the pending replies with LC_ECANCEL, frees everything. */
 void lc_mcp_free(struct lc_mcp *m);

@@ -1,0 +1,487 @@
+/* check_mcp.c: luact.mcp against real MCP servers from npm (installed by
+ * scripts/test with npm ci in tests/mcp): server-everything over stdio and
+ * Streamable HTTP, server-filesystem, server-memory, a ReAct agent through
+ * the mock LLM; and against tests/mcp/fake_server.js for what a hostile or
+ * broken server does (junk, malformed JSON-RPC, unknown ids, floods,
+ * oversize messages, bad schemas, exits, a tool that changes). */
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util_common.h"
+#include "util_lua.h"
+#include "util_mock.h"
+
+static char out[8192], err[4096];
+static char prelude[4096];
+static struct lc_mock mock;
+
+static void make_prelude(void) {
+  const char *src = lc_test_source_dir();
+  char nm[600];
+  snprintf(nm, sizeof nm, "%s/tests/mcp/node_modules/@modelcontextprotocol", src);
+  struct stat st;
+  ck_assert_msg(stat(nm, &st) == 0,
+                "%s is missing: run 'npm ci' in tests/mcp (scripts/test does)", nm);
+  snprintf(prelude, sizeof prelude,
+           "NODE_MODULES = '%s'\n"
+           "EVERYTHING = {'%s/server-everything/dist/index.js', 'stdio'}\n"
+           "FS = '%s/server-filesystem/dist/index.js'\n"
+           "MEMORY = '%s/server-memory/dist/index.js'\n"
+           "FAKE = '%s/tests/mcp/fake_server.js'\n"
+           "function fake(mode, extra)\n"
+           "  local t = {command='node', args={FAKE, mode, LOG}, connect_timeout=20}\n"
+           "  for k, v in pairs(extra or {}) do t[k] = v end\n"
+           "  return luact.mcp.connect(t)\n"
+           "end\n"
+           "function check(c, ...) if not c then error(table.concat({...}, ' '), 2) end return c end\n",
+           nm, nm, nm, nm, src);
+}
+
+static int run(const char *code) {
+  return lc_test_lua_run_once(mock.pid ? mock.base_url : NULL, prelude, code, out,
+                              sizeof out, err, sizeof err);
+}
+
+static void setup(void) {
+  memset(&mock, 0, sizeof mock);
+  make_prelude();
+}
+
+/* ---- server-everything over stdio ---- */
+
+START_TEST(everything_stdio) {
+  ck_assert_msg(run("local s, e = luact.mcp.connect{command='node', args=EVERYTHING}\n"
+                    "check(s, e)\n"
+                    "check(s.version == '2025-11-25', 'version', s.version)\n"
+                    "check(#s.tools >= 10, 'tools', #s.tools)\n"
+                    "local echo, sum = s.tool.echo, s.tool['get-sum']\n"
+                    "check(luact.is_tool(echo))\n"
+                    "check(echo.effect == 'pure' and s.tool['toggle-simulated-logging'].effect == 'at_most_once')\n"
+                    "local r = echo{message='hi'}\n"
+                    "check(r:find('Echo: hi', 1, true) and r:find('<mcp%-tool%-output'), r)\n"
+                    "local x, m, c = sum{a='x', b=1}\n"
+                    "check(x == nil and c == 'invalid_arguments', m)\n"
+                    "check(sum{a=2, b=3}:find('5'))\n"
+                    /* structured content through the raw call */
+                    "local raw = s:call('get-structured-content', {location='New York'})\n"
+                    "check(type(raw.structuredContent) == 'table' and raw.structuredContent.temperature)\n"
+                    /* the same session served every call */
+                    "check(s.restarts == 0)\n"
+                    "s:close()\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
+/* The child's environment is what the script gave plus PATH and HOME. */
+START_TEST(everything_env_is_only_given) {
+  setenv("LUACT_MCP_SECRET_CANARY", "leak", 1);
+  ck_assert_msg(run("local s, e = luact.mcp.connect{command='node', args=EVERYTHING,\n"
+                    "  env={GIVEN='yes'}}\n"
+                    "check(s, e)\n"
+                    "local r = s:call('get-env', {})\n"
+                    "local t = r.content[1].text\n"
+                    "check(t:find('GIVEN'), t)\n"
+                    "check(t:find('PATH'), t)\n"
+                    "check(not t:find('LUACT_MCP_SECRET_CANARY'), 'leaked: ' .. t)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+  unsetenv("LUACT_MCP_SECRET_CANARY");
+}
+END_TEST
+
+/* Progress arrives while the call runs; resources and prompts read. */
+START_TEST(everything_progress_resources_prompts) {
+  ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+                    "local seen = {}\n"
+                    "local r = s:call('trigger-long-running-operation', {duration=1, steps=3},\n"
+                    "  {on_progress=function(p) seen[#seen+1] = p.progress end})\n"
+                    "check(r, 'no result')\n"
+                    "check(#seen == 3 and seen[3] == 3, 'progress ' .. #seen)\n"
+                    "local res = check(s:resources())\n"
+                    "check(#res > 0)\n"
+                    "local c = check(s:read(res[1].uri))\n"
+                    "check(type(c[1].text) == 'string' or type(c[1].blob) == 'string')\n"
+                    "local ps = check(s:prompts())\n"
+                    "check(#ps > 0)\n"
+                    "local p = check(s:prompt('simple-prompt'))\n"
+                    "check(type(p.messages) == 'table')\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A task killed while its call waits sends notifications/cancelled. */
+START_TEST(cancel_on_kill) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok'))\n"
+           "local r, m, c = luact.timeout(0.2, function() return s:call('slow', {}) end)\n"
+           "check(r == nil and c == 'timeout', m, c)\n"
+           /* the session still works after the cancel */
+           "check(s:call('ok', {}).content[1].text == 'ok from ok')\n"
+           "s:close()\n"
+           "return 'ok'",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  ck_assert_msg(strstr(t, "\"method\":\"notifications/cancelled\""), "%s", t);
+  ck_assert_msg(strstr(t, "\"requestId\":4"), "%s", t);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
+/* A server that dies mid-call: that call fails clearly, the next restarts. */
+START_TEST(server_dies_mid_call) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('die_on_call'))\n"
+                    "local r, m, c = s:call('ok', {})\n"
+                    "check(r == nil and c == 'server_died', m, c)\n"
+                    "check(m:find('exited with status 7'), m)\n"
+                    /* the tool form: a pure tool is run once more on a fresh server */
+                    "local r2, m2 = s.tool.ok{}\n"
+                    "check(r2 == nil and m2:find('status 7'), m2)\n"
+                    "check(s.restarts >= 1, 'restarts ' .. s.restarts)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A killed server (SIGKILL from outside) mid-call is reported, no hang. */
+START_TEST(server_killed_mid_call) {
+  /* Killed on its first progress report: the call is surely in flight. */
+  ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+                    "local r, m, c = s:call('trigger-long-running-operation', {duration=30, steps=30},\n"
+                    "  {on_progress=function() os.execute('kill -9 ' .. s:stats().pid) end})\n"
+                    "check(r == nil and c == 'server_died', m, c)\n"
+                    "check(m:find('signal 9'), m)\n"
+                    "check(s.tool.echo{message='again'}:find('again'))\n"
+                    "check(s.restarts == 1)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+static const struct bad {
+  const char *mode, *want_code, *want_msg;
+} bads[] = {
+    {"exit_now", "mcp_connect", "exited with status 3; stderr: fake: cannot start"},
+    {"junk_exit", "mcp_connect", "non-JSON-RPC line"},
+    {"old", "mcp_connect", "speaks protocol revision 2024-11-05"},
+    {"oversize", "server_died", "over 4194304 bytes"},
+    {"flood", "server_died", "flooded"},
+    {"malformed", "server_died", "broke the protocol"},
+};
+
+/* Each broken server gives a clear error for itself, and another server
+ * opened beside it keeps working. */
+START_TEST(bad_servers) {
+  const struct bad *b = &bads[_i];
+  char code[2048];
+  snprintf(code, sizeof code,
+           "LOG = nil\n"
+           "local good = check(fake('ok'))\n"
+           "local s, m, c = fake('%s')\n"
+           "if s then\n"
+           "  local r\n"
+           "  r, m, c = s:call('ok', {})\n"
+           "  check(r == nil, 'call worked')\n"
+           "end\n"
+           "check(c == '%s', 'code', tostring(c), tostring(m))\n"
+           "check(m:find('%s', 1, true), m)\n"
+           "check(good:call('ok', {}).content[1].text == 'ok from ok')\n"
+           "return 'ok'",
+           b->mode, b->want_code, b->want_msg);
+  ck_assert_msg(run(code) == 0, "%s: %s", b->mode, err);
+}
+END_TEST
+
+/* Junk before valid lines and answers to unknown ids are tolerated and
+ * counted; a 2025-06-18 server is accepted; pagination is followed. */
+START_TEST(tolerated_input) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('junk'))\n"
+                    "check(s:call('ok', {}))\n"
+                    "check(s:stats().bad == 1)\n"
+                    "local u = check(fake('unknown_ids'))\n"
+                    "check(u:call('ok', {}))\n"
+                    "check(u:stats().unknown_ids == 5)\n"
+                    "local v = check(fake('v0618'))\n"
+                    "check(v.version == '2025-06-18', v.version)\n"
+                    "local p = check(fake('paged'))\n"
+                    "check(#p.tools == 9, #p.tools)\n"
+                    "local st = check(fake('stateless'))\n"
+                    "check(st.version == '2026-07-28', st.version)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* The script can ask for an older revision. */
+START_TEST(protocol_option) {
+  ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING,\n"
+                    "  protocol='2025-06-18'})\n"
+                    "check(s.version == '2025-06-18', s.version)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A tool whose schema is not JSON Schema is skipped with the reason; the
+ * others are there. */
+START_TEST(invalid_tool_schema) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('bad_schema'))\n"
+                    "check(s.tool.ok and not s.tool.broken)\n"
+                    "check(s.skipped.broken and s.skipped.broken:find('schema'), s.skipped.broken)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* Output is bounded, screened, and marked; a closing marker inside it is
+ * defused. */
+START_TEST(untrusted_output) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('big_text', {max_output=1000}))\n"
+                    "local r = s.tool.ok{}\n"
+                    "check(#r < 1200 and r:find('bytes cut'), #r)\n"
+                    "local i = check(fake('inject', {screen=function(t)\n"
+                    "  if t:find('ignore all previous') then return nil, 'injection' end\n"
+                    "  return t end}))\n"
+                    "local x, m = i.tool.ok{}\n"
+                    "check(x == nil and m:find('withheld by the screen: injection'), m)\n"
+                    "local j = check(fake('inject'))\n"
+                    "local y = j.tool.ok{}\n"
+                    "local _, closes = y:gsub('</mcp%-tool%-output>', '')\n"
+                    "check(closes == 1, y)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A tool whose description changes during the run is refused until the
+ * script accepts it. */
+START_TEST(rug_pull_refused) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('rugpull'))\n"
+                    "check(s.tool.ok{})\n" /* this call makes the server send list_changed */
+                    "local r, m, c = s.tool.ok{}\n"
+                    "check(r == nil and m:find('changed its description'), m)\n"
+                    "check(s:accept('ok'))\n"
+                    "check(s.tool.ok{})\n"
+                    "local s2 = check(fake('rugpull', {on_change=function(n, old, new) return true end}))\n"
+                    "check(s2.tool.ok{}) check(s2.tool.ok{})\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* ---- filesystem and memory servers ---- */
+
+START_TEST(filesystem_server) {
+  char dir[] = "/tmp/lc_mcp_fs_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char p[600];
+  snprintf(p, sizeof p, "%s/notes.txt", dir);
+  FILE *f = fopen(p, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("the launch code is 1234\n", f);
+  fclose(f);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{command='node', args={FS, '%s'}})\n"
+           "local read = check(s.tool.read_text_file or s.tool.read_file, 'no read tool')\n"
+           "check(read.effect == 'pure', read.effect)\n"
+           "local r = check(read{path='%s/notes.txt'})\n"
+           "check(r:find('launch code is 1234'), r)\n"
+           "local x, m, c = read{path='/etc/passwd'}\n"
+           "check(x == nil and c == 'tool_error', m)\n"
+           "return 'ok'",
+           dir, dir);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  unlink(p);
+  rmdir(dir);
+}
+END_TEST
+
+/* server-memory keeps a graph per process: one session across calls. */
+START_TEST(memory_server_session_reused) {
+  char dir[] = "/tmp/lc_mcp_mem_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{command='node', args={MEMORY},\n"
+           "  env={MEMORY_FILE_PATH='%s/m.jsonl'}})\n"
+           "check(s.tool.create_entities{entities={{name='Ada', entityType='person',\n"
+           "  observations={'wrote the first program'}}}})\n"
+           "local g = check(s.tool.read_graph{})\n"
+           "check(g:find('Ada') and g:find('first program'), g)\n"
+           "check(s.restarts == 0)\n"
+           "return 'ok'",
+           dir);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  char p[600];
+  snprintf(p, sizeof p, "%s/m.jsonl", dir);
+  unlink(p);
+  rmdir(dir);
+}
+END_TEST
+
+/* ---- a ReAct agent over MCP tools, through the mock LLM ---- */
+
+START_TEST(react_over_mcp) {
+  const char *script =
+      "{\"rules\":["
+      "{\"match\":{\"body_contains\":\"Echo: luact\"},"
+      " \"reply\":{\"openai\":{\"text\":\"The server said Echo: luact.\"}}},"
+      "{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c1\",\"name\":\"echo\","
+      " \"arguments\":{\"message\":\"luact\"}}]}}}]}";
+  ck_assert_int_eq(lc_mock_start(&mock, script), 0);
+  int rc = run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+               "local r = luact.react{model='openai:mock-gpt', base_url=BASE .. '/v1', retries=0,\n"
+               "  question='What does echo say?', tools={s.tool.echo}, verbose=false}\n"
+               "check(r.status == 'finished', r.status, tostring(r.reason))\n"
+               "check(r.steps[1].action == 'echo', r.steps[1].action)\n"
+               "check(r.steps[1].observation:find('<mcp%-tool%-output'), r.steps[1].observation)\n"
+               "return r.answer");
+  lc_mock_stop(&mock);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "The server said Echo: luact.");
+}
+END_TEST
+
+/* ---- Streamable HTTP ---- */
+
+static pid_t http_pid;
+static int http_port;
+
+/* Starts server-everything's Streamable HTTP transport on a free port and
+ * waits (reading its stderr, no sleep) until it listens. */
+static void http_start(void) {
+  char js[700];
+  snprintf(js, sizeof js,
+           "%s/tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+           lc_test_source_dir());
+  for (int attempt = 0; attempt < 5; attempt++) {
+    http_port = 20000 + (int)((getpid() * 7919 + attempt * 104729) % 30000);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    http_pid = fork();
+    if (http_pid == 0) {
+      char port[16];
+      snprintf(port, sizeof port, "%d", http_port);
+      setenv("PORT", port, 1);
+      dup2(p[1], 2);
+      int devnull = open("/dev/null", O_RDWR);
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+      close(p[0]);
+      execlp("node", "node", js, "streamableHttp", (char *)NULL);
+      _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char line[512];
+    int ok = 0;
+    while (fgets(line, sizeof line, f)) {
+      if (strstr(line, "listening on port")) {
+        ok = 1;
+        break;
+      }
+    }
+    /* keep reading its stderr in the background is not needed: the pipe
+     * closes with us; node ignores EPIPE on stderr writes */
+    fclose(f);
+    if (ok) return;
+    waitpid(http_pid, NULL, 0);
+  }
+  ck_abort_msg("server-everything did not start over HTTP");
+}
+
+static void http_stop(void) {
+  kill(http_pid, SIGKILL);
+  waitpid(http_pid, NULL, 0);
+}
+
+START_TEST(everything_http) {
+  http_start();
+  char code[3000];
+  snprintf(code, sizeof code,
+           "local s, e = luact.mcp.connect{url='http://127.0.0.1:%d/mcp',\n"
+           "  headers={['X-Test']='1'}}\n"
+           "check(s, e)\n"
+           "check(s.version == '2025-11-25', s.version)\n"
+           "check(s.tool.echo{message='over http'}:find('Echo: over http'))\n"
+           "local seen = 0\n"
+           "local r = s:call('trigger-long-running-operation', {duration=1, steps=2},\n"
+           "  {on_progress=function() seen = seen + 1 end})\n"
+           "check(r and seen == 2, 'progress', seen)\n"
+           /* concurrent calls on one session */
+           "local ts = {}\n"
+           "for i = 1, 8 do ts[i] = luact.spawn(function() return s.tool['get-sum']{a=i, b=1} end) end\n"
+           "for i = 1, 8 do local ok, v = luact.wait(ts[i]); check(v:find(tostring(i+1)), v) end\n"
+           "local x, m, c = luact.timeout(0.3, function()\n"
+           "  return s:call('trigger-long-running-operation', {duration=20, steps=2}) end)\n"
+           "check(x == nil and c == 'timeout', m, c)\n"
+           "check(s.tool.echo{message='after'}:find('after'))\n"
+           "return 'ok'",
+           http_port);
+  int rc = run(code);
+  http_stop();
+  ck_assert_msg(rc == 0, "%s", err);
+}
+END_TEST
+
+/* The server gone (connection refused) is a clear error, not a hang. */
+START_TEST(http_refused) {
+  ck_assert_msg(run("local s, m, c = luact.mcp.connect{url='http://127.0.0.1:9/mcp',\n"
+                    "  connect_timeout=10}\n"
+                    "check(s == nil and c == 'mcp_connect', m, c)\n"
+                    "check(m:find('HTTP transfer failed'), m)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+Suite *mcp_suite(void) {
+  Suite *s = suite_create("mcp");
+  TCase *tc = tcase_create("mcp");
+  tcase_add_checked_fixture(tc, setup, NULL);
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, everything_stdio);
+  tcase_add_test(tc, everything_env_is_only_given);
+  tcase_add_test(tc, everything_progress_resources_prompts);
+  tcase_add_test(tc, cancel_on_kill);
+  tcase_add_test(tc, server_dies_mid_call);
+  tcase_add_test(tc, server_killed_mid_call);
+  tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0]));
+  tcase_add_test(tc, tolerated_input);
+  tcase_add_test(tc, protocol_option);
+  tcase_add_test(tc, invalid_tool_schema);
+  tcase_add_test(tc, untrusted_output);
+  tcase_add_test(tc, rug_pull_refused);
+  tcase_add_test(tc, filesystem_server);
+  tcase_add_test(tc, memory_server_session_reused);
+  tcase_add_test(tc, react_over_mcp);
+  tcase_add_test(tc, everything_http);
+  tcase_add_test(tc, http_refused);
+  suite_add_tcase(s, tc);
+  return s;
+}
