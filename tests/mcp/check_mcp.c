@@ -460,6 +460,46 @@ START_TEST(http_refused) {
 }
 END_TEST
 
+/* A replay of a recorded run answers the listing and the calls from the
+ * journal: the server is never started (its log file stays absent). */
+START_TEST(replay_starts_no_server) {
+  char dir[] = "/tmp/lc_mcp_rep_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], journal[700], log[700], cmd[4096];
+  snprintf(script, sizeof script, "%s/agent.lua", dir);
+  snprintf(journal, sizeof journal, "%s/run.jsonl", dir);
+  snprintf(log, sizeof log, "%s/server.log", dir);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local s = assert(luact.mcp.connect{command='node', args={'%s/tests/mcp/fake_server.js',"
+          " 'ok', '%s'}})\n"
+          "print(s.tool.ok{})\n",
+          lc_test_source_dir(), log);
+  fclose(f);
+  for (int replay = 0; replay < 2; replay++) {
+    snprintf(cmd, sizeof cmd, "%s/luact run %s %s %s 2>&1", LC_BINARY_DIR,
+             replay ? "--replay" : "--record", journal, script);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "ok from ok"), "%s", out);
+    struct stat st;
+    if (!replay) {
+      ck_assert_int_eq(stat(log, &st), 0); /* the recording ran the server */
+      unlink(log);
+    } else {
+      ck_assert_msg(stat(log, &st) != 0, "the replay started the server");
+    }
+  }
+  unlink(script);
+  unlink(journal);
+  rmdir(dir);
+}
+END_TEST
+
 Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
   TCase *tc = tcase_create("mcp");
@@ -482,6 +522,7 @@ Suite *mcp_suite(void) {
   tcase_add_test(tc, react_over_mcp);
   tcase_add_test(tc, everything_http);
   tcase_add_test(tc, http_refused);
+  tcase_add_test(tc, replay_starts_no_server);
   suite_add_tcase(s, tc);
   return s;
 }
