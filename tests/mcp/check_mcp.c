@@ -500,6 +500,29 @@ START_TEST(replay_starts_no_server) {
 }
 END_TEST
 
+/* examples/mcp_files runs offline against its own mock script. */
+START_TEST(example_mcp_files) {
+  char script[512], cmd[2048];
+  snprintf(script, sizeof script, "%s/examples/mcp_files/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&mock, script, NULL), 0);
+  snprintf(cmd, sizeof cmd,
+           "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt %s/luact run --json --quiet "
+           "%s/examples/mcp_files/agent.lua 2>/dev/null",
+           mock.base_url, LC_BINARY_DIR, lc_test_source_dir());
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  int rc = pclose(p);
+  int llm = lc_mock_count_requests(&mock, "/v1/chat/completions");
+  lc_mock_stop(&mock);
+  ck_assert_msg(rc == 0, "%s", out);
+  ck_assert_msg(strstr(out, "\"answer\":\"Grace owns the MCP server work; it ships in Q2.\""), "%s", out);
+  ck_assert_msg(strstr(out, "\"status\":\"finished\""), "%s", out);
+  ck_assert_int_eq(llm, 3);
+}
+END_TEST
+
 Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
   TCase *tc = tcase_create("mcp");
@@ -523,6 +546,7 @@ Suite *mcp_suite(void) {
   tcase_add_test(tc, everything_http);
   tcase_add_test(tc, http_refused);
   tcase_add_test(tc, replay_starts_no_server);
+  tcase_add_test(tc, example_mcp_files);
   suite_add_tcase(s, tc);
   return s;
 }
