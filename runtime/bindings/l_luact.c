@@ -38,11 +38,12 @@ static const struct lazy {
     {NULL, "tools", {"tools_builtin", "tools_code"}},
     {"llm", "json", {"llm_json"}},
     {"mcp", "connect", {"mcp"}},
+    {"mcp", "serve", {"mcp_serve"}},
 };
 #define NLAZY (sizeof lazy / sizeof lazy[0])
 
 static const char *const lazy_names[] = {"workflow", "workflow_format_event", "tools", "llm.json",
-                                         "mcp.connect", NULL};
+                                         "mcp.connect", "mcp.serve", NULL};
 const char *const *lc_l_lazy_names(void) { return lazy_names; }
 
 static int is_lazy(const char *chunk) {

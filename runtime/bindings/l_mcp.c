@@ -16,12 +16,18 @@
  *
  * A task killed inside op:wait cancels the request: the server gets
  * notifications/cancelled. */
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conv.h"
+#include "jsonrpc.h"
+#include "loop.h"
 #include "l_luact.h"
 #include "lc.h"
 #include "mcp.h"
@@ -549,6 +555,208 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
+
+/* ---- the server side's stdio: lines in from fd 0, lines out to fd 1,
+ * both on the loop (a slow client never blocks the other calls) ---- */
+
+#define STDIO_MT "luact.McpStdio"
+
+struct lstdio {
+  struct lc_loop *loop;
+  struct lc_fdwatch rw, ww;
+  int r_on, w_on, eof, failed;
+  struct lc_jr_split split;
+  struct lc_buf lines; /* complete lines, each followed by a NUL */
+  size_t head;         /* read offset in lines */
+  struct lc_buf outq;
+  struct lc_task *reader;
+  struct lc_wait wait;
+};
+
+static int stdio_line(void *ud, const char *line, size_t n) {
+  struct lstdio *io = ud;
+  if (memchr(line, '\0', n)) return 0; /* not JSON: dropped */
+  if (lc_buf_append(&io->lines, line, n) < 0 ||
+      lc_buf_append(&io->lines, "", 1) < 0)
+    return LC_ENOMEM;
+  return 0;
+}
+
+static void stdio_wake(struct lstdio *io) {
+  if (io->reader && lc_task_waiting_on(io->reader, &io->wait))
+    lc_task_wake(io->reader, &io->wait);
+}
+
+/* Watcher of fd 0 (from the loop). */
+static void stdio_on_read(struct lc_loop *loop, struct lc_fdwatch *w,
+                          unsigned ev) {
+  struct lstdio *io = w->ud;
+  char buf[16384];
+  for (int i = 0; i < 8; i++) {
+    ssize_t k = read(0, buf, sizeof buf);
+    if (k > 0) {
+      if (lc_jr_split_feed(&io->split, buf, (size_t)k, stdio_line, io) < 0)
+        io->failed = 1;
+      continue;
+    }
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && errno == EAGAIN) break;
+    io->eof = 1;
+    lc_loop_unwatch(loop, &io->rw);
+    io->r_on = 0;
+    break;
+  }
+  stdio_wake(io);
+}
+
+static void stdio_flush(struct lstdio *io) {
+  while (io->outq.len) {
+    ssize_t k = write(1, io->outq.data, io->outq.len);
+    if (k > 0) {
+      lc_buf_consume(&io->outq, (size_t)k);
+      continue;
+    }
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && errno == EAGAIN) break;
+    lc_buf_reset(&io->outq); /* the client is gone */
+    break;
+  }
+  int want = io->outq.len > 0;
+  if (want && !io->w_on) io->w_on = lc_loop_watch(io->loop, &io->ww) == 0;
+  else if (!want && io->w_on) {
+    lc_loop_unwatch(io->loop, &io->ww);
+    io->w_on = 0;
+  }
+}
+
+/* Watcher of fd 1 (from the loop): writable again. */
+static void stdio_on_write(struct lc_loop *loop, struct lc_fdwatch *w,
+                           unsigned ev) {
+  stdio_flush(w->ud);
+}
+
+static void stdio_stop(struct lstdio *io) {
+  if (!io->loop) return;
+  if (io->r_on) lc_loop_unwatch(io->loop, &io->rw);
+  if (io->w_on) lc_loop_unwatch(io->loop, &io->ww);
+  io->r_on = io->w_on = 0;
+  /* What is still queued goes out now: the server is ending. */
+  if (io->outq.len) {
+    int fl = fcntl(1, F_GETFL);
+    if (fl >= 0) fcntl(1, F_SETFL, fl & ~O_NONBLOCK);
+    while (io->outq.len) {
+      ssize_t k = write(1, io->outq.data, io->outq.len);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) break;
+      lc_buf_consume(&io->outq, (size_t)k);
+    }
+  }
+  lc_jr_split_free(&io->split);
+  lc_buf_free(&io->lines);
+  lc_buf_free(&io->outq);
+  io->loop = NULL;
+}
+
+static int stdio_gc(lua_State *L) {
+  stdio_stop(luaL_checkudata(L, 1, STDIO_MT));
+  return 0;
+}
+
+static void stdio_cancel(struct lc_wait *w) {
+  struct lstdio *io = (struct lstdio *)((char *)w - offsetof(struct lstdio, wait));
+  io->reader = NULL;
+}
+
+static int stdio_pop(lua_State *L, struct lstdio *io) {
+  if (io->head < io->lines.len) {
+    const char *p = io->lines.data + io->head;
+    size_t n = strlen(p);
+    lua_pushlstring(L, p, n);
+    io->head += n + 1;
+    if (io->head == io->lines.len) {
+      lc_buf_reset(&io->lines);
+      io->head = 0;
+    }
+    return 1;
+  }
+  if (io->failed) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "a message over the size limit");
+    return 2;
+  }
+  if (io->eof) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return 0;
+}
+
+static int stdio_read_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lstdio *io = luaL_checkudata(L, 1, STDIO_MT);
+  int n = stdio_pop(L, io);
+  if (n) {
+    io->reader = NULL;
+    return n;
+  }
+  lc_task_wait(io->reader, &io->wait);
+  return lua_yieldk(L, 0, 0, stdio_read_k);
+}
+
+/* io:read() -> line | nil at EOF | nil, message */
+static int l_stdio_read(lua_State *L) {
+  struct lstdio *io = luaL_checkudata(L, 1, STDIO_MT);
+  lua_settop(L, 1);
+  if (!io->loop) return luaL_error(L, "stdio is closed");
+  if (io->reader) return luaL_error(L, "stdio: another task is reading");
+  int n = stdio_pop(L, io);
+  if (n) return n;
+  io->reader = lc_task_check(L, "luact.mcp.serve");
+  io->wait.cancel = stdio_cancel;
+  lc_task_wait(io->reader, &io->wait);
+  return lua_yieldk(L, 0, 0, stdio_read_k);
+}
+
+/* io:write(line): queued, never blocks. */
+static int l_stdio_write(lua_State *L) {
+  struct lstdio *io = luaL_checkudata(L, 1, STDIO_MT);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (!io->loop) return luaL_error(L, "stdio is closed");
+  if (lc_buf_append(&io->outq, s, n) < 0 || lc_buf_append(&io->outq, "\n", 1) < 0)
+    return luaL_error(L, "out of memory");
+  stdio_flush(io);
+  return 0;
+}
+
+/* luact.mcp._stdio() -> the process's stdin/stdout as a line channel. */
+static int l_stdio(lua_State *L) {
+  struct lstdio *io = lua_newuserdatauv(L, sizeof *io, 0);
+  memset(io, 0, sizeof *io);
+  luaL_setmetatable(L, STDIO_MT);
+  lc_jr_split_init(&io->split, 4u << 20);
+  lc_buf_init(&io->lines, 0);
+  lc_buf_init(&io->outq, 0);
+  io->loop = lc_sched_loop(lc_sched_get(L));
+  for (int fd = 0; fd <= 1; fd++) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  }
+  io->rw = (struct lc_fdwatch){.fd = 0, .events = LC_READ, .cb = stdio_on_read, .ud = io};
+  io->ww = (struct lc_fdwatch){.fd = 1, .events = LC_WRITE, .cb = stdio_on_write, .ud = io};
+  if (lc_loop_watch(io->loop, &io->rw) < 0) {
+    /* a regular file or /dev/null cannot be polled: read it whole now */
+    char buf[16384];
+    ssize_t k;
+    while ((k = read(0, buf, sizeof buf)) > 0)
+      if (lc_jr_split_feed(&io->split, buf, (size_t)k, stdio_line, io) < 0) io->failed = 1;
+    io->eof = 1;
+  } else io->r_on = 1;
+  return 1;
+}
+
+static const luaL_Reg stdio_methods[] = {
+    {"read", l_stdio_read}, {"write", l_stdio_write}, {NULL, NULL}};
+
 static const luaL_Reg sess_methods[] = {
     {"_start", l_start},     {"_respond", l_respond},
     {"_respond_error", l_respond_error},
@@ -560,7 +768,7 @@ static const luaL_Reg sess_methods[] = {
 static const luaL_Reg op_methods[] = {
     {"wait", l_op_wait}, {"cancel", l_op_cancel}, {NULL, NULL}};
 
-static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {NULL, NULL}};
+static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {"_stdio", l_stdio}, {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
   luaL_newmetatable(L, SESSION_MT);
@@ -579,6 +787,52 @@ int lc_open_mcp(lua_State *L) {
   lua_pushcfunction(L, op_gc);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
+  luaL_newmetatable(L, STDIO_MT);
+  luaL_newlib(L, stdio_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, stdio_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, stdio_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
   luaL_newlib(L, mcp_funcs);
   return 1;
+}
+
+/* luact mcp serve AGENTS_DIR: a Lua state and scheduler running
+ * luact.mcp.serve(dir) as the root task (runtime/lua/mcp_serve.lua). */
+int lc_l_mcp_main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[0], "serve") || argv[1][0] == '-') {
+    fputs("usage: luact mcp serve AGENTS_DIR\n"
+          "\n"
+          "Serves every agent and tool that AGENTS_DIR/*.lua return as MCP\n"
+          "tools over stdio (JSON-RPC lines on stdin/stdout; see docs/mcp.md).\n",
+          stderr);
+    return 2;
+  }
+  lua_State *L = luaL_newstate();
+  if (!L) return 1;
+  lc_lua_setup(L);
+  struct lc_sched *s;
+  if (lc_sched_new(L, &s)) {
+    lua_close(L);
+    return 1;
+  }
+  int rc = 1;
+  struct lc_task *t;
+  if (luaL_loadstring(L, "return luact.mcp.serve(...)") == LUA_OK) {
+    lua_pushstring(L, argv[1]);
+    if (lc_sched_spawn(s, L, 1, NULL, &t) == 0 && lc_sched_run(s, t) == 0) {
+      if (lc_task_status(t) == LUA_OK) rc = 0;
+      else {
+        const char *msg = lua_tostring(lc_task_thread(t), -1);
+        fprintf(stderr, "luact mcp serve: %s\n", msg ? msg : "error");
+      }
+    } else {
+      fprintf(stderr, "luact mcp serve: %s\n", lc_sched_error(s));
+    }
+  }
+  lc_sched_free(s);
+  lua_close(L);
+  return rc;
 }

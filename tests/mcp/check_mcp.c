@@ -523,6 +523,51 @@ START_TEST(example_mcp_files) {
 }
 END_TEST
 
+/* ---- luact mcp serve ---- */
+
+/* The official TypeScript SDK client drives `luact mcp serve`. */
+START_TEST(serve_driven_by_sdk_client) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cd %s/tests/mcp && node sdk_client.mjs %s/luact agents 2>&1",
+           lc_test_source_dir(), LC_BINARY_DIR);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_msg(pclose(p) == 0, "%s", out);
+  const char *want[] = {
+      "\"version\":{\"name\":\"luact\"",
+      "\"name\":\"add\",\"description\":\"Adds two numbers.\"",
+      "\"annotations\":{\"readOnlyHint\":true}",
+      "\"name\":\"shout\"",
+      "\"add\":{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"sum\\\":42}\"}],\"structuredContent\":{\"sum\":42}}",
+      "\"shout\":{\"content\":[{\"type\":\"text\",\"text\":\"HELLO MCP\"}]}",
+      "expected number, got string",
+      "\"isError\":true",
+      "unknown tool: nope",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    ck_assert_msg(strstr(out, want[i]), "missing %s in %s", want[i], out);
+}
+END_TEST
+
+/* luact's client against luact's server: the stateless revision is
+ * negotiated (server/discover), and a killed call is cancelled there. */
+START_TEST(serve_driven_by_luact) {
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{command='%s/luact',\n"
+           "  args={'mcp', 'serve', '%s/tests/mcp/agents'}})\n"
+           "check(s.version == '2026-07-28', s.version)\n"
+           "check(s.tool.add.effect == 'pure' and s.tool.shout.effect == 'at_most_once')\n"
+           "check(s.tool.add{a=1, b=2}:find('\"sum\":3'))\n"
+           "check(s.tool.shout{question='x'}:find('X'))\n"
+           "return 'ok'",
+           LC_BINARY_DIR, lc_test_source_dir());
+  ck_assert_msg(run(code) == 0, "%s", err);
+}
+END_TEST
+
 Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
   TCase *tc = tcase_create("mcp");
@@ -547,6 +592,8 @@ Suite *mcp_suite(void) {
   tcase_add_test(tc, http_refused);
   tcase_add_test(tc, replay_starts_no_server);
   tcase_add_test(tc, example_mcp_files);
+  tcase_add_test(tc, serve_driven_by_sdk_client);
+  tcase_add_test(tc, serve_driven_by_luact);
   suite_add_tcase(s, tc);
   return s;
 }

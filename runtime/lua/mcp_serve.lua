@@ -1,0 +1,164 @@
+-- mcp_serve.lua: luact.mcp.serve(dir): luact's agents and tools as an MCP
+-- server over stdio (`luact mcp serve AGENTS_DIR`). Every DIR/*.lua is run
+-- once and returns a luact.tool, a list of them, or an agent
+-- {name=, description=, params=, run=function(args) -> answer | result};
+-- each becomes an MCP tool with its schema and annotations. Every call runs
+-- in its own task: calls overlap, and notifications/cancelled kills one.
+local luact, check_opts = ...
+
+local mcp = luact.mcp
+local stdio = mcp._stdio
+mcp._stdio = nil
+local json = luact.json
+
+local VERSIONS = { ["2026-07-28"] = true, ["2025-11-25"] = true, ["2025-06-18"] = true }
+local NEWEST_STATEFUL = "2025-11-25"
+
+local function annotations(effect)
+  if effect == "pure" then return { readOnlyHint = true } end
+  if effect == "idempotent" then return { readOnlyHint = false, idempotentHint = true, destructiveHint = false } end
+  return { readOnlyHint = false, idempotentHint = false }
+end
+
+-- An agent spec becomes a tool whose effect is at-most-once (it calls
+-- models and tools of its own).
+local function agent_tool(spec, file)
+  if type(spec.run) ~= "function" then error(file .. ": an agent needs run = function(args)", 0) end
+  return luact.tool {
+    name = spec.name, description = spec.description or ("Agent " .. spec.name),
+    params = spec.params or { type = "object", properties = { question = { type = "string" } },
+      required = { "question" } },
+    effect = spec.effect or "at_most_once", timeout = spec.timeout or 600,
+    fn = function(args)
+      local r, e = spec.run(args)
+      if type(r) == "table" and r.status ~= nil then
+        if r.status ~= "finished" then return nil, tostring(r.reason or r.status) end
+        return r.answer
+      end
+      if r == nil then return nil, e end
+      return r
+    end,
+  }
+end
+
+local function load_dir(dir)
+  local root = assert(luact.files.root(dir))
+  local entries = assert(root:list("."))
+  table.sort(entries, function(a, b) return a.name < b.name end)
+  local tools, by_name = {}, {}
+  local function add(t, file)
+    if not luact.is_tool(t) then error(file .. ": returned something that is not a luact.tool or an agent", 0) end
+    if by_name[t.name] then error(file .. ": a second tool named " .. t.name, 0) end
+    by_name[t.name] = t
+    tools[#tools + 1] = t
+  end
+  for _, e in ipairs(entries) do
+    if e.type == "file" and e.name:match("%.lua$") then
+      local file = dir .. "/" .. e.name
+      local chunk, err = loadfile(file, "t")
+      if not chunk then error(err, 0) end
+      local v = chunk()
+      if luact.is_tool(v) then add(v, file)
+      elseif type(v) == "table" and v.run ~= nil then add(agent_tool(v, file), file)
+      elseif type(v) == "table" then
+        for _, t in ipairs(v) do
+          if type(t) == "table" and not luact.is_tool(t) and t.run then t = agent_tool(t, file) end
+          add(t, file)
+        end
+      else
+        error(file .. ": must return a luact.tool, a list of them, or an agent {name=, run=}", 0)
+      end
+    end
+  end
+  return tools, by_name
+end
+
+local function text_of(v)
+  if type(v) == "string" then return v end
+  return json.encode(v)
+end
+
+--- luact.mcp.serve(dir): serves until stdin ends.
+function mcp.serve(dir)
+  if type(dir) ~= "string" then error("luact.mcp.serve: 'dir' must be a string", 2) end
+  local tools, by_name = load_dir(dir)
+  local io_ = stdio()
+  local running = {} -- request id (JSON text) -> task
+  local function send(msg) io_:write(json.encode(msg)) end
+  local function reply(id, result) send { jsonrpc = "2.0", id = id, result = result } end
+  local function fail(id, code, message)
+    send { jsonrpc = "2.0", id = id == nil and json.null or id, error = { code = code, message = message } }
+  end
+  local function tool_list()
+    local list = {}
+    for _, t in ipairs(tools) do
+      list[#list + 1] = { name = t.name, description = t.description, inputSchema = t.params,
+        annotations = annotations(t.effect) }
+    end
+    return list
+  end
+  local info = { name = "luact", version = luact.version }
+  local caps = { tools = { listChanged = false } }
+
+  local function call(id, params)
+    local t = type(params) == "table" and by_name[params.name]
+    if not t then return fail(id, -32602, "unknown tool: " .. tostring(type(params) == "table" and params.name)) end
+    local args = params.arguments
+    if args == nil then args = {} end
+    if type(args) ~= "table" then return fail(id, -32602, "arguments must be an object") end
+    local key = json.encode(id)
+    running[key] = luact.spawn(function()
+      local ok, r, e = pcall(t.call, t, args)
+      running[key] = nil
+      if not ok then
+        reply(id, { content = { { type = "text", text = tostring(r) } }, isError = true })
+      elseif r == nil then
+        reply(id, { content = { { type = "text", text = tostring(e or "failed") } }, isError = true })
+      else
+        local res = { content = { { type = "text", text = text_of(r) } } }
+        if type(r) == "table" then res.structuredContent = r end
+        reply(id, res)
+      end
+    end)
+  end
+
+  while true do
+    local line, err = io_:read()
+    if not line then
+      if err then fail(nil, -32600, err) end
+      break
+    end
+    local ok, m = pcall(json.decode, line)
+    if not ok or type(m) ~= "table" or m.jsonrpc ~= "2.0" then
+      fail(nil, -32700, "parse error")
+    elseif m.method == nil then
+      -- a response to a request of ours: we send none
+    elseif m.id == nil then
+      if m.method == "notifications/cancelled" and type(m.params) == "table" then
+        local key = json.encode(m.params.requestId)
+        local task = running[key]
+        if task then
+          running[key] = nil
+          luact.kill(task)
+        end
+      end
+    elseif m.method == "initialize" then
+      local want = type(m.params) == "table" and m.params.protocolVersion
+      local v = (VERSIONS[want] and want ~= "2026-07-28") and want or NEWEST_STATEFUL
+      reply(m.id, { protocolVersion = v, capabilities = caps, serverInfo = info })
+    elseif m.method == "server/discover" then
+      reply(m.id, { supportedVersions = { "2026-07-28", "2025-11-25", "2025-06-18" },
+        capabilities = caps, serverInfo = info })
+    elseif m.method == "ping" then
+      reply(m.id, {})
+    elseif m.method == "tools/list" then
+      reply(m.id, { tools = tool_list() })
+    elseif m.method == "tools/call" then
+      call(m.id, m.params)
+    else
+      fail(m.id, -32601, "Method not found: " .. tostring(m.method))
+    end
+  end
+  for _, task in pairs(running) do luact.kill(task) end
+  return true
+end
