@@ -122,16 +122,28 @@ function Server:_answer(s, method, params, id)
     local names = {}
     for k in pairs(props) do names[#names + 1] = k end
     table.sort(names)
+    local required = {}
+    for _, k in ipairs(type(schema.required) == "table" and schema.required or {}) do required[k] = true end
     local out = {}
     for _, k in ipairs(names) do
-      local p = props[k]
-      local q = string.format("[%s asks] %s\n%s%s: ", self.label, tostring(params.message or ""),
-        k, type(p.description) == "string" and (" (" .. p.description .. ")") or "")
-      local line = luact.ask(q)
-      if line == nil then return nil end
-      if p.type == "number" or p.type == "integer" then line = tonumber(line)
-      elseif p.type == "boolean" then line = (line == "y" or line == "yes" or line == "true") end
-      out[k] = line
+      local p = type(props[k]) == "table" and props[k] or {}
+      if p.type == "string" or p.type == "number" or p.type == "integer" or p.type == "boolean" then
+        local q = string.format("[%s asks] %s\n%s%s%s: ", self.label, tostring(params.message or ""),
+          k, type(p.description) == "string" and (" (" .. p.description .. ")") or "",
+          p.default ~= nil and (" [" .. tostring(p.default) .. "]") or "")
+        local line = luact.ask(q)
+        if line == nil then return nil end -- no input: decline
+        local v = line
+        if line == "" then v = p.default
+        elseif p.type == "number" or p.type == "integer" then
+          v = tonumber(line)
+          if p.type == "integer" and v then v = math.tointeger(v) end
+        elseif p.type == "boolean" then
+          v = line == "y" or line == "yes" or line == "true"
+        end
+        if v == nil and required[k] then return nil end
+        out[k] = v
+      end
     end
     return out
   end)

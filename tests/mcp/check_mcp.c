@@ -568,6 +568,114 @@ START_TEST(serve_driven_by_luact) {
 }
 END_TEST
 
+/* Elicitation from a server goes through luact.ask (here --input, the
+ * journaled path); no answer declines. */
+START_TEST(elicitation_through_ask) {
+  char dir[] = "/tmp/lc_mcp_el_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], answers[700], cmd[4096];
+  snprintf(script, sizeof script, "%s/el.lua", dir);
+  snprintf(answers, sizeof answers, "%s/answers.txt", dir);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local s = assert(luact.mcp.connect{command='node', args={'%s/tests/mcp/fake_server.js',"
+          " 'elicit'}})\n"
+          "print(s.tool.ok{})\n",
+          lc_test_source_dir());
+  fclose(f);
+  const char *inputs[] = {"Oslo\n\n", ""};
+  const char *want[] = {"elicited accept {\"city\":\"Oslo\",\"days\":3}", "elicited decline null"};
+  for (int i = 0; i < 2; i++) {
+    f = fopen(answers, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(inputs[i], f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s/luact run --input %s %s 2>&1", LC_BINARY_DIR, answers, script);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s", out);
+    ck_assert_msg(strstr(out, want[i]), "%s", out);
+  }
+  unlink(script);
+  unlink(answers);
+  rmdir(dir);
+}
+END_TEST
+
+/* server-everything's elicitation answered by the script's on_elicit. */
+START_TEST(elicitation_on_elicit) {
+  ck_assert_msg(run("local asked\n"
+                    "local s = check(luact.mcp.connect{command='node', args=EVERYTHING,\n"
+                    "  on_elicit=function(p) asked = p.message; return {name='Ada'} end})\n"
+                    "local r = check(s:call('trigger-elicitation-request', {}))\n"
+                    "local t = r.content[2] and r.content[2].text or r.content[1].text\n"
+                    "check(t:find('Name: Ada'), t)\n"
+                    "check(asked and asked:find('Please provide'), tostring(asked))\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* With a 2026-07-28 server every request carries the version and the
+ * capabilities in _meta, and no initialize is sent. */
+START_TEST(stateless_meta) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('stateless'))\n"
+           "check(s.version == '2026-07-28')\n"
+           "return 'ok'", log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  ck_assert_msg(!strstr(t, "\"initialize\""), "%s", t);
+  const char *list = strstr(t, "\"tools/list\"");
+  ck_assert_msg(list && strstr(list, "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\""),
+                "%s", t);
+  ck_assert_msg(strstr(list, "io.modelcontextprotocol/clientCapabilities"), "%s", t);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
+/* MCP tools in a workflow state's allowed set: a tool not allowed in the
+ * state is refused, an allowed one runs. */
+START_TEST(workflow_allowed_set) {
+  ck_assert_int_eq(lc_mock_start(&mock,
+      "[{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c1\",\"name\":\"get-sum\","
+      "   \"arguments\":{\"a\":1,\"b\":2}}]}}},"
+      " {\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c2\",\"name\":\"echo\","
+      "   \"arguments\":{\"message\":\"wf\"}}]}}},"
+      " {\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c3\",\"name\":\"finish\","
+      "   \"arguments\":{\"summary\":\"done\"}}]}}}]"), 0);
+  int rc = run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+               "local wf = luact.workflow{name='w', initial='a',\n"
+               "  tools={echo=s.tool.echo, ['get-sum']=s.tool['get-sum']},\n"
+               "  states={a={description='Echo only.', tools={'echo'}, finish=true}}}\n"
+               "local r = wf:run{model='openai:m', base_url=BASE .. '/v1', retries=0, message='go'}\n"
+               "check(r.status == 'finished', r.status, tostring(r.reason))\n"
+               "local seen = {}\n"
+               "for _, e in ipairs(r.transcript) do\n"
+               "  if e.kind == 'action' then seen[#seen+1] = e.action .. (e.refused and '!' or '') end\n"
+               "end\n"
+               "return table.concat(seen, ' ')");
+  char *log = lc_mock_requests(&mock);
+  lc_mock_stop(&mock);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "get-sum! echo finish");
+  ck_assert_msg(log && strstr(log, "Echo: wf"), "%s", log ? log : "(no log)");
+  free(log);
+}
+END_TEST
+
 Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
   TCase *tc = tcase_create("mcp");
@@ -594,6 +702,10 @@ Suite *mcp_suite(void) {
   tcase_add_test(tc, example_mcp_files);
   tcase_add_test(tc, serve_driven_by_sdk_client);
   tcase_add_test(tc, serve_driven_by_luact);
+  tcase_add_test(tc, elicitation_through_ask);
+  tcase_add_test(tc, elicitation_on_elicit);
+  tcase_add_test(tc, stateless_meta);
+  tcase_add_test(tc, workflow_allowed_set);
   suite_add_tcase(s, tc);
   return s;
 }

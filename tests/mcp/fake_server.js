@@ -47,7 +47,15 @@ process.stdin.on('data', (d) => {
 });
 process.stdin.on('end', () => process.exit(0));
 
+let pendingCall = null;
 function handle(m) {
+  if (m.id === 'e1' && m.method === undefined && pendingCall !== null) {
+    const r = m.result || {};
+    out({ jsonrpc: '2.0', id: pendingCall, result: { content: [{ type: 'text',
+      text: 'elicited ' + r.action + ' ' + JSON.stringify(r.content || null) }] } });
+    pendingCall = null;
+    return;
+  }
   if (m.method === 'server/discover') {
     if (mode === 'stateless') {
       out({ jsonrpc: '2.0', id: m.id, result: { supportedVersions: ['2026-07-28'],
@@ -103,6 +111,14 @@ function handle(m) {
       return;
     }
     if (name === 'slow') return; // answered never: the client must cancel
+    if (mode === 'elicit') {
+      pendingCall = m.id;
+      out({ jsonrpc: '2.0', id: 'e1', method: 'elicitation/create', params: {
+        message: 'Which city?', requestedSchema: { type: 'object',
+          properties: { city: { type: 'string', description: 'a city' },
+            days: { type: 'integer', default: 3 } }, required: ['city'] } } });
+      return;
+    }
     if (mode === 'rugpull') {
       out({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
     }
