@@ -46,7 +46,51 @@ struct sreq {
   cJSON *params;
 };
 
+/* Every object here that holds loop watchers without belonging to a task
+ * is on this per-state list, closed by the scheduler's at-free hook (the
+ * loop goes before lua_close collects them). */
+struct closable {
+  struct closable *next, **prev;
+  void (*close)(struct closable *);
+};
+struct mcp_reg {
+  struct closable *head;
+};
+static char reg_key;
+
+static void close_all(void *ud) {
+  struct mcp_reg *r = ud;
+  while (r->head) r->head->close(r->head); /* each unlinks itself */
+}
+
+/* [-0, +0, m] Puts c on L's list (made, and hooked, on first use). */
+static void closable_add(lua_State *L, struct closable *c) {
+  struct mcp_reg *r;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &reg_key) == LUA_TUSERDATA) {
+    r = lua_touserdata(L, -1);
+  } else {
+    r = lua_newuserdatauv(L, sizeof *r, 0);
+    r->head = NULL;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &reg_key);
+    lc_sched_at_free(lc_sched_get(L), close_all, r);
+  }
+  lua_pop(L, 1);
+  c->next = r->head;
+  c->prev = &r->head;
+  if (r->head) r->head->prev = &c->next;
+  r->head = c;
+}
+
+static void closable_remove(struct closable *c) {
+  if (!c->prev) return;
+  *c->prev = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = NULL;
+  c->prev = NULL;
+}
+
 struct lsess {
+  struct closable cl; /* first: the list gives back the session */
   struct lc_mcp *m;
   struct lop *ops;
   struct sreq *reqs, **reqs_tail;
@@ -205,6 +249,7 @@ static void ev_closed(void *ud, const char *why) {
 /* ---- session ---- */
 
 static void sess_close(struct lsess *s) {
+  closable_remove(&s->cl);
   for (struct lop *op = s->ops; op; op = op->next) op->s = NULL;
   s->ops = NULL;
   while (s->reqs) {
@@ -222,6 +267,8 @@ static void sess_close(struct lsess *s) {
     lc_mcp_free(m);
   }
 }
+
+static void sess_close_cl(struct closable *c) { sess_close((struct lsess *)c); }
 
 static int sess_gc(lua_State *L) {
   sess_close(luaL_checkudata(L, 1, SESSION_MT));
@@ -330,7 +377,9 @@ static int l_open(lua_State *L) {
   struct lsess *s = lua_newuserdatauv(L, sizeof *s, 0); /* 8 */
   memset(s, 0, sizeof *s);
   s->reqs_tail = &s->reqs;
+  s->cl.close = sess_close_cl;
   luaL_setmetatable(L, SESSION_MT);
+  closable_add(L, &s->cl);
   struct lc_mcp_events ev = {.ready = ev_ready,
                              .notification = ev_notification,
                              .request = ev_request,
@@ -562,6 +611,7 @@ static int l_close(lua_State *L) {
 #define STDIO_MT "luact.McpStdio"
 
 struct lstdio {
+  struct closable cl; /* first */
   struct lc_loop *loop;
   struct lc_fdwatch rw, ww;
   int r_on, w_on, eof, failed;
@@ -636,6 +686,7 @@ static void stdio_on_write(struct lc_loop *loop, struct lc_fdwatch *w,
 }
 
 static void stdio_stop(struct lstdio *io) {
+  closable_remove(&io->cl);
   if (!io->loop) return;
   if (io->r_on) lc_loop_unwatch(io->loop, &io->rw);
   if (io->w_on) lc_loop_unwatch(io->loop, &io->ww);
@@ -656,6 +707,8 @@ static void stdio_stop(struct lstdio *io) {
   lc_buf_free(&io->outq);
   io->loop = NULL;
 }
+
+static void stdio_close_cl(struct closable *c) { stdio_stop((struct lstdio *)c); }
 
 static int stdio_gc(lua_State *L) {
   stdio_stop(luaL_checkudata(L, 1, STDIO_MT));
@@ -733,10 +786,12 @@ static int l_stdio(lua_State *L) {
   struct lstdio *io = lua_newuserdatauv(L, sizeof *io, 0);
   memset(io, 0, sizeof *io);
   luaL_setmetatable(L, STDIO_MT);
+  io->cl.close = stdio_close_cl;
   lc_jr_split_init(&io->split, 4u << 20);
   lc_buf_init(&io->lines, 0);
   lc_buf_init(&io->outq, 0);
   io->loop = lc_sched_loop(lc_sched_get(L));
+  closable_add(L, &io->cl);
   for (int fd = 0; fd <= 1; fd++) {
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);

@@ -732,6 +732,16 @@ static void add_meta(struct lc_mcp *m, cJSON *params, long long progress) {
   }
 }
 
+/* HTTP: the POST that carries request id is no longer wanted (its SSE
+ * stream would stay open until the server ends it). */
+static void drop_post(struct lc_mcp *m, long long id) {
+  for (struct post *p = m->posts; p; p = p->next)
+    if (p->id == id) {
+      post_free(m, p);
+      return;
+    }
+}
+
 static void timeout_fire(struct lc_loop *loop, struct lc_timer *t) {
   struct pending *p = t->ud;
   struct lc_mcp *m = p->m;
@@ -740,6 +750,7 @@ static void timeout_fire(struct lc_loop *loop, struct lc_timer *t) {
                            .message = "MCP request timed out"};
   reply(m, p, &r);
   m->n_abandoned++;
+  if (m->url) drop_post(m, id);
   /* Tell the server to stop working on it (best effort). */
   cJSON *n = new_msg("notifications/cancelled");
   cJSON *params = n ? cJSON_AddObjectToObject(n, "params") : NULL;
@@ -1114,6 +1125,7 @@ void lc_mcp_cancel(struct lc_mcp *m, long long id, const char *reason) {
   lc_free(p);
   if (queued || m->st != ST_READY) return;
   m->n_abandoned++;
+  if (m->url) drop_post(m, id);
   cJSON *params = cJSON_CreateObject();
   if (!params) return;
   cJSON_AddNumberToObject(params, "requestId", (double)id);
