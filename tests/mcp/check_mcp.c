@@ -676,36 +676,59 @@ START_TEST(workflow_allowed_set) {
 }
 END_TEST
 
+/* The child gets its three descriptors only: a file the script has open
+ * (Lua's io.open is not close-on-exec) is not among its fds. */
+START_TEST(child_inherits_no_descriptors) {
+  ck_assert_msg(run("local probe = os.tmpname()\n"
+                    "local f = assert(io.open(probe, 'w'))\n"
+                    "local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+                    "local p = io.popen('ls -l /proc/' .. s:stats().pid .. '/fd')\n"
+                    "local fds = p:read('a') p:close()\n"
+                    "f:close() os.remove(probe)\n"
+                    "check(fds:find('socket:'), fds)\n" /* its stdin */
+                    "check(not fds:find(probe, 1, true), 'inherited: ' .. fds)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* One case per test, named after it, so CK_RUN_CASE picks one. */
+#define CASE(name, add)                                   \
+  do {                                                    \
+    TCase *tc = tcase_create(#name);                      \
+    tcase_add_checked_fixture(tc, setup, NULL);           \
+    tcase_set_timeout(tc, 120);                           \
+    add;                                                  \
+    suite_add_tcase(s, tc);                               \
+  } while (0)
+
 Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
-  TCase *tc = tcase_create("mcp");
-  tcase_add_checked_fixture(tc, setup, NULL);
-  tcase_set_timeout(tc, 120);
-  tcase_add_test(tc, everything_stdio);
-  tcase_add_test(tc, everything_env_is_only_given);
-  tcase_add_test(tc, everything_progress_resources_prompts);
-  tcase_add_test(tc, cancel_on_kill);
-  tcase_add_test(tc, server_dies_mid_call);
-  tcase_add_test(tc, server_killed_mid_call);
-  tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0]));
-  tcase_add_test(tc, tolerated_input);
-  tcase_add_test(tc, protocol_option);
-  tcase_add_test(tc, invalid_tool_schema);
-  tcase_add_test(tc, untrusted_output);
-  tcase_add_test(tc, rug_pull_refused);
-  tcase_add_test(tc, filesystem_server);
-  tcase_add_test(tc, memory_server_session_reused);
-  tcase_add_test(tc, react_over_mcp);
-  tcase_add_test(tc, everything_http);
-  tcase_add_test(tc, http_refused);
-  tcase_add_test(tc, replay_starts_no_server);
-  tcase_add_test(tc, example_mcp_files);
-  tcase_add_test(tc, serve_driven_by_sdk_client);
-  tcase_add_test(tc, serve_driven_by_luact);
-  tcase_add_test(tc, elicitation_through_ask);
-  tcase_add_test(tc, elicitation_on_elicit);
-  tcase_add_test(tc, stateless_meta);
-  tcase_add_test(tc, workflow_allowed_set);
-  suite_add_tcase(s, tc);
+  CASE(everything_stdio, tcase_add_test(tc, everything_stdio));
+  CASE(child_inherits_no_descriptors, tcase_add_test(tc, child_inherits_no_descriptors));
+  CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
+  CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
+  CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
+  CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
+  CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
+  CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));
+  CASE(tolerated_input, tcase_add_test(tc, tolerated_input));
+  CASE(protocol_option, tcase_add_test(tc, protocol_option));
+  CASE(invalid_tool_schema, tcase_add_test(tc, invalid_tool_schema));
+  CASE(untrusted_output, tcase_add_test(tc, untrusted_output));
+  CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));
+  CASE(filesystem_server, tcase_add_test(tc, filesystem_server));
+  CASE(memory_server_session_reused, tcase_add_test(tc, memory_server_session_reused));
+  CASE(react_over_mcp, tcase_add_test(tc, react_over_mcp));
+  CASE(everything_http, tcase_add_test(tc, everything_http));
+  CASE(http_refused, tcase_add_test(tc, http_refused));
+  CASE(replay_starts_no_server, tcase_add_test(tc, replay_starts_no_server));
+  CASE(example_mcp_files, tcase_add_test(tc, example_mcp_files));
+  CASE(serve_driven_by_sdk_client, tcase_add_test(tc, serve_driven_by_sdk_client));
+  CASE(serve_driven_by_luact, tcase_add_test(tc, serve_driven_by_luact));
+  CASE(elicitation_through_ask, tcase_add_test(tc, elicitation_through_ask));
+  CASE(elicitation_on_elicit, tcase_add_test(tc, elicitation_on_elicit));
+  CASE(stateless_meta, tcase_add_test(tc, stateless_meta));
+  CASE(workflow_allowed_set, tcase_add_test(tc, workflow_allowed_set));
   return s;
 }
