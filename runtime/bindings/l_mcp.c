@@ -31,6 +31,7 @@
 #include "l_luact.h"
 #include "lc.h"
 #include "mcp.h"
+#include "mcp_httpd.h"
 #include "sched.h"
 
 #define SESSION_MT "luact.McpSession"
@@ -812,6 +813,150 @@ static int l_stdio(lua_State *L) {
 static const luaL_Reg stdio_methods[] = {
     {"read", l_stdio_read}, {"write", l_stdio_write}, {NULL, NULL}};
 
+/* ---- the server side over Streamable HTTP (mcp_httpd.c) ---- */
+
+#define HTTPD_MT "luact.McpHttpd"
+
+struct hmsg {
+  struct hmsg *next;
+  long id;
+  size_t n;
+  char body[];
+};
+
+struct lhttpd {
+  struct closable cl; /* first */
+  struct lc_mcp_httpd *h;
+  struct hmsg *head, **tail;
+  struct lc_task *reader;
+  struct lc_wait wait;
+};
+
+/* on_msg (inside MHD_run, from the loop): queue it, wake the reader. */
+static void httpd_msg(void *ud, long id, const char *body, size_t n) {
+  struct lhttpd *x = ud;
+  struct hmsg *m = lc_malloc(sizeof *m + n + 1);
+  if (!m) {
+    lc_mcp_httpd_reply(x->h, id, 500, "", 0);
+    return;
+  }
+  m->next = NULL;
+  m->id = id;
+  m->n = n;
+  memcpy(m->body, body, n);
+  m->body[n] = '\0';
+  *x->tail = m;
+  x->tail = &m->next;
+  if (x->reader && lc_task_waiting_on(x->reader, &x->wait))
+    lc_task_wake(x->reader, &x->wait);
+}
+
+static void httpd_stop(struct lhttpd *x) {
+  closable_remove(&x->cl);
+  if (x->h) {
+    lc_mcp_httpd_free(x->h);
+    x->h = NULL;
+  }
+  while (x->head) {
+    struct hmsg *m = x->head;
+    x->head = m->next;
+    lc_free(m);
+  }
+  x->tail = &x->head;
+}
+
+static void httpd_close_cl(struct closable *c) { httpd_stop((struct lhttpd *)c); }
+
+static int httpd_gc(lua_State *L) {
+  httpd_stop(luaL_checkudata(L, 1, HTTPD_MT));
+  return 0;
+}
+
+static void httpd_cancel(struct lc_wait *w) {
+  struct lhttpd *x = (struct lhttpd *)((char *)w - offsetof(struct lhttpd, wait));
+  x->reader = NULL;
+}
+
+static int httpd_pop(lua_State *L, struct lhttpd *x) {
+  struct hmsg *m = x->head;
+  if (!m) return 0;
+  x->head = m->next;
+  if (!x->head) x->tail = &x->head;
+  lua_pushlstring(L, m->body, m->n);
+  lua_pushinteger(L, m->id);
+  lc_free(m);
+  return 2;
+}
+
+static int httpd_read_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  int n = httpd_pop(L, x);
+  if (n) {
+    x->reader = NULL;
+    return n;
+  }
+  lc_task_wait(x->reader, &x->wait);
+  return lua_yieldk(L, 0, 0, httpd_read_k);
+}
+
+/* srv:read() -> body, reqid (waits; the server runs until closed) */
+static int l_httpd_read(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  lua_settop(L, 1);
+  if (!x->h) return luaL_error(L, "the MCP HTTP server is closed");
+  if (x->reader) return luaL_error(L, "the MCP HTTP server: another task is reading");
+  int n = httpd_pop(L, x);
+  if (n) return n;
+  x->reader = lc_task_check(L, "luact.mcp.serve");
+  x->wait.cancel = httpd_cancel;
+  lc_task_wait(x->reader, &x->wait);
+  return lua_yieldk(L, 0, 0, httpd_read_k);
+}
+
+/* srv:reply(reqid, status [, body]) */
+static int l_httpd_reply(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  long id = (long)luaL_checkinteger(L, 2);
+  int status = (int)luaL_checkinteger(L, 3);
+  size_t n = 0;
+  const char *body = luaL_optlstring(L, 4, "", &n);
+  if (x->h) lc_mcp_httpd_reply(x->h, id, status, body, n);
+  return 0;
+}
+
+static int l_httpd_port(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  lua_pushinteger(L, x->h ? lc_mcp_httpd_port(x->h) : 0);
+  return 1;
+}
+
+/* luact.mcp._http(port, token) -> server | nil, message */
+static int l_http(lua_State *L) {
+  int port = (int)luaL_checkinteger(L, 1);
+  const char *token = luaL_checkstring(L, 2);
+  luaL_argcheck(L, port >= 0 && port < 65536, 1, "not a port");
+  struct lhttpd *x = lua_newuserdatauv(L, sizeof *x, 0);
+  memset(x, 0, sizeof *x);
+  x->tail = &x->head;
+  x->cl.close = httpd_close_cl;
+  luaL_setmetatable(L, HTTPD_MT);
+  closable_add(L, &x->cl);
+  char err[256];
+  if (lc_mcp_httpd_start(lc_sched_loop(lc_sched_get(L)), port, token, 0, httpd_msg, x, &x->h,
+                         err, sizeof err) < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+static const luaL_Reg httpd_methods[] = {{"read", l_httpd_read},
+                                         {"reply", l_httpd_reply},
+                                         {"port", l_httpd_port},
+                                         {"close", httpd_gc},
+                                         {NULL, NULL}};
+
 static const luaL_Reg sess_methods[] = {
     {"_start", l_start},     {"_respond", l_respond},
     {"_respond_error", l_respond_error},
@@ -823,7 +968,7 @@ static const luaL_Reg sess_methods[] = {
 static const luaL_Reg op_methods[] = {
     {"wait", l_op_wait}, {"cancel", l_op_cancel}, {NULL, NULL}};
 
-static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {"_stdio", l_stdio}, {NULL, NULL}};
+static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {"_stdio", l_stdio}, {"_http", l_http}, {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
   luaL_newmetatable(L, SESSION_MT);
@@ -842,6 +987,12 @@ int lc_open_mcp(lua_State *L) {
   lua_pushcfunction(L, op_gc);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
+  luaL_newmetatable(L, HTTPD_MT);
+  luaL_newlib(L, httpd_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, httpd_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   luaL_newmetatable(L, STDIO_MT);
   luaL_newlib(L, stdio_methods);
   lua_setfield(L, -2, "__index");
@@ -857,12 +1008,29 @@ int lc_open_mcp(lua_State *L) {
 /* luact mcp serve AGENTS_DIR: a Lua state and scheduler running
  * luact.mcp.serve(dir) as the root task (runtime/lua/mcp_serve.lua). */
 int lc_l_mcp_main(int argc, char **argv) {
-  if (argc < 2 || strcmp(argv[0], "serve") || argv[1][0] == '-') {
-    fputs("usage: luact mcp serve AGENTS_DIR\n"
+  const char *http = NULL;
+  int i = 1;
+  if (argc >= 3 && !strcmp(argv[1], "--http")) {
+    http = argv[2];
+    i = 3;
+  }
+  char *end = NULL;
+  long port = http ? strtol(http, &end, 10) : 0;
+  if (argc != i + 1 || strcmp(argv[0], "serve") || argv[i][0] == '-' ||
+      (http && (*end || port < 0 || port > 65535))) {
+    fputs("usage: luact mcp serve [--http PORT] AGENTS_DIR\n"
           "\n"
           "Serves every agent and tool that AGENTS_DIR/*.lua return as MCP\n"
-          "tools over stdio (JSON-RPC lines on stdin/stdout; see docs/mcp.md).\n",
+          "tools: over stdio (JSON-RPC lines on stdin/stdout), or with --http\n"
+          "as Streamable HTTP on 127.0.0.1:PORT/mcp (0 = a free port, printed\n"
+          "on stderr), every request carrying 'Authorization: Bearer' and the\n"
+          "token in $LUACT_MCP_TOKEN (16 characters or more). See docs/mcp.md.\n",
           stderr);
+    return 2;
+  }
+  const char *token = getenv("LUACT_MCP_TOKEN");
+  if (http && (!token || strlen(token) < 16)) {
+    fputs("luact mcp serve: --http needs LUACT_MCP_TOKEN (16 characters or more)\n", stderr);
     return 2;
   }
   lua_State *L = luaL_newstate();
@@ -875,9 +1043,18 @@ int lc_l_mcp_main(int argc, char **argv) {
   }
   int rc = 1;
   struct lc_task *t;
-  if (luaL_loadstring(L, "return luact.mcp.serve(...)") == LUA_OK) {
-    lua_pushstring(L, argv[1]);
-    if (lc_sched_spawn(s, L, 1, NULL, &t) == 0 && lc_sched_run(s, t) == 0) {
+  if (luaL_loadstring(L, "local dir, port, token = ...\n"
+                          "return luact.mcp.serve(dir, port and {http = port, token = token})") ==
+      LUA_OK) {
+    lua_pushstring(L, argv[i]);
+    if (http) {
+      lua_pushinteger(L, port);
+      lua_pushstring(L, token);
+    } else {
+      lua_pushnil(L);
+      lua_pushnil(L);
+    }
+    if (lc_sched_spawn(s, L, 3, NULL, &t) == 0 && lc_sched_run(s, t) == 0) {
       if (lc_task_status(t) == LUA_OK) rc = 0;
       else {
         const char *msg = lua_tostring(lc_task_thread(t), -1);

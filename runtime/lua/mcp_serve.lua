@@ -7,8 +7,8 @@
 local luact, check_opts = ...
 
 local mcp = luact.mcp
-local stdio = mcp._stdio
-mcp._stdio = nil
+local stdio, http = mcp._stdio, mcp._http
+mcp._stdio, mcp._http = nil, nil
 local json = luact.json
 
 local VERSIONS = { ["2026-07-28"] = true, ["2025-11-25"] = true, ["2025-06-18"] = true }
@@ -78,17 +78,26 @@ local function text_of(v)
   return json.encode(v)
 end
 
---- luact.mcp.serve(dir): serves until stdin ends.
-function mcp.serve(dir)
+--- luact.mcp.serve(dir [, {http = port, token =}]): serves until stdin
+-- ends (stdio) or forever (HTTP).
+function mcp.serve(dir, opts)
   if type(dir) ~= "string" then error("luact.mcp.serve: 'dir' must be a string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("luact.mcp.serve: 'opts' must be a table", 2) end
+  local bad = opts and check_opts(opts, "luact.mcp.serve")
+  if bad then error(bad, 2) end
   local tools, by_name = load_dir(dir)
-  local io_ = stdio()
-  local running = {} -- request id (JSON text) -> task
-  local function send(msg) io_:write(json.encode(msg)) end
-  local function reply(id, result) send { jsonrpc = "2.0", id = id, result = result } end
-  local function fail(id, code, message)
-    send { jsonrpc = "2.0", id = id == nil and json.null or id, error = { code = code, message = message } }
+  local chan, err
+  if opts and opts.http then
+    if type(opts.http) ~= "number" then error("luact.mcp.serve: 'http' must be a port number", 2) end
+    if type(opts.token) ~= "string" then error("luact.mcp.serve: 'token' is required with http", 2) end
+    chan, err = http(math.floor(opts.http), opts.token)
+    if not chan then return nil, err end
+    io.stderr:write(string.format("luact mcp: listening on http://127.0.0.1:%d/mcp\n", chan:port()))
+  else
+    chan = stdio()
   end
+  local running = {} -- request id (JSON text) -> task
+
   local function tool_list()
     local list = {}
     for _, t in ipairs(tools) do
@@ -100,63 +109,87 @@ function mcp.serve(dir)
   local info = { name = "luact", version = luact.version }
   local caps = { tools = { listChanged = false } }
 
-  local function call(id, params)
-    local t = type(params) == "table" and by_name[params.name]
-    if not t then return fail(id, -32602, "unknown tool: " .. tostring(type(params) == "table" and params.name)) end
-    local args = params.arguments
-    if args == nil then args = {} end
-    if type(args) ~= "table" then return fail(id, -32602, "arguments must be an object") end
-    local key = json.encode(id)
-    running[key] = luact.spawn(function()
-      local ok, r, e = pcall(t.call, t, args)
-      running[key] = nil
-      if not ok then
-        reply(id, { content = { { type = "text", text = tostring(r) } }, isError = true })
-      elseif r == nil then
-        reply(id, { content = { { type = "text", text = tostring(e or "failed") } }, isError = true })
-      else
-        local res = { content = { { type = "text", text = text_of(r) } } }
-        if type(r) == "table" then res.structuredContent = r end
-        reply(id, res)
+  -- One message; send(msg) delivers the answer (over stdio: a line; over
+  -- HTTP: the body of this POST's response).
+  local function handle(m, send)
+    local function reply(result) send { jsonrpc = "2.0", id = m.id, result = result } end
+    local function fail(code, message)
+      send { jsonrpc = "2.0", id = m.id == nil and json.null or m.id, error = { code = code, message = message } }
+    end
+    if m.method == "initialize" then
+      local want = type(m.params) == "table" and m.params.protocolVersion
+      local v = (VERSIONS[want] and want ~= "2026-07-28") and want or NEWEST_STATEFUL
+      reply { protocolVersion = v, capabilities = caps, serverInfo = info }
+    elseif m.method == "server/discover" then
+      reply { supportedVersions = { "2026-07-28", "2025-11-25", "2025-06-18" },
+        capabilities = caps, serverInfo = info }
+    elseif m.method == "ping" then
+      reply {}
+    elseif m.method == "tools/list" then
+      reply { tools = tool_list() }
+    elseif m.method == "tools/call" then
+      local p = m.params
+      local t = type(p) == "table" and by_name[p.name]
+      if not t then return fail(-32602, "unknown tool: " .. tostring(type(p) == "table" and p.name)) end
+      local args = p.arguments
+      if args == nil then args = {} end
+      if type(args) ~= "table" then return fail(-32602, "arguments must be an object") end
+      local key = json.encode(m.id)
+      running[key] = luact.spawn(function()
+        local ok, r, e = pcall(t.call, t, args)
+        running[key] = nil
+        if not ok then
+          reply { content = { { type = "text", text = tostring(r) } }, isError = true }
+        elseif r == nil then
+          reply { content = { { type = "text", text = tostring(e or "failed") } }, isError = true }
+        else
+          local res = { content = { { type = "text", text = text_of(r) } } }
+          if type(r) == "table" then res.structuredContent = r end
+          reply(res)
+        end
+      end)
+    else
+      fail(-32601, "Method not found: " .. tostring(m.method))
+    end
+  end
+
+  local function notified(m)
+    if m.method == "notifications/cancelled" and type(m.params) == "table" then
+      local key = json.encode(m.params.requestId)
+      local task = running[key]
+      if task then
+        running[key] = nil
+        luact.kill(task)
       end
-    end)
+    end
   end
 
   while true do
-    local line, err = io_:read()
+    local line, reqid = chan:read()
     if not line then
-      if err then fail(nil, -32600, err) end
+      if reqid then io.stderr:write("luact mcp: " .. tostring(reqid) .. "\n") end
       break
+    end
+    local send
+    if opts and opts.http then
+      send = function(msg) chan:reply(reqid, 200, json.encode(msg)) end
+    else
+      send = function(msg) chan:write(json.encode(msg)) end
     end
     local ok, m = pcall(json.decode, line)
     if not ok or type(m) ~= "table" or m.jsonrpc ~= "2.0" then
-      fail(nil, -32700, "parse error")
-    elseif m.method == nil then
-      -- a response to a request of ours: we send none
-    elseif m.id == nil then
-      if m.method == "notifications/cancelled" and type(m.params) == "table" then
-        local key = json.encode(m.params.requestId)
-        local task = running[key]
-        if task then
-          running[key] = nil
-          luact.kill(task)
-        end
+      if opts and opts.http then
+        chan:reply(reqid, 400, json.encode { jsonrpc = "2.0", id = json.null,
+          error = { code = -32700, message = "parse error" } })
+      else
+        send { jsonrpc = "2.0", id = json.null, error = { code = -32700, message = "parse error" } }
       end
-    elseif m.method == "initialize" then
-      local want = type(m.params) == "table" and m.params.protocolVersion
-      local v = (VERSIONS[want] and want ~= "2026-07-28") and want or NEWEST_STATEFUL
-      reply(m.id, { protocolVersion = v, capabilities = caps, serverInfo = info })
-    elseif m.method == "server/discover" then
-      reply(m.id, { supportedVersions = { "2026-07-28", "2025-11-25", "2025-06-18" },
-        capabilities = caps, serverInfo = info })
-    elseif m.method == "ping" then
-      reply(m.id, {})
-    elseif m.method == "tools/list" then
-      reply(m.id, { tools = tool_list() })
-    elseif m.method == "tools/call" then
-      call(m.id, m.params)
+    elseif m.method == nil or m.id == nil then
+      -- a notification, or a response to a request of ours (we send none)
+      if m.method ~= nil then notified(m) end
+      if opts and opts.http then chan:reply(reqid, 202) end
     else
-      fail(m.id, -32601, "Method not found: " .. tostring(m.method))
+      handle(m, send)
     end
   end
   for _, task in pairs(running) do luact.kill(task) end

@@ -692,6 +692,64 @@ START_TEST(child_inherits_no_descriptors) {
 }
 END_TEST
 
+/* `luact mcp serve --http`: the SDK client over Streamable HTTP with the
+ * bearer token, luact's client too; no token is 401. */
+START_TEST(serve_http_bearer) {
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/tests/mcp/agents", lc_test_source_dir());
+    setenv("LUACT_MCP_TOKEN", "test-token-0123456789", 1);
+    dup2(p[1], 2);
+    close(p[0]);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", "--http", "0", dir, (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  FILE *f = fdopen(p[0], "r");
+  char line[256];
+  int port = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "luact mcp: listening on http://127.0.0.1:%d/mcp", &port) == 1) break;
+  ck_assert_msg(port > 0, "the server did not start");
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "cd %s/tests/mcp && node sdk_client.mjs --http http://127.0.0.1:%d/mcp "
+           "test-token-0123456789 2>&1",
+           lc_test_source_dir(), port);
+  FILE *c = popen(cmd, "r");
+  ck_assert_ptr_nonnull(c);
+  static char nout[8192];
+  size_t n = fread(nout, 1, sizeof nout - 1, c);
+  nout[n] = '\0';
+  int crc = pclose(c);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local url = 'http://127.0.0.1:%d/mcp'\n"
+           "local s = check(luact.mcp.connect{url=url,\n"
+           "  headers={Authorization='Bearer test-token-0123456789'}})\n"
+           "check(s.version == '2026-07-28', s.version)\n"
+           "check(s.tool.add{a=20, b=22}:find('\"sum\":42'))\n"
+           "local x, m, c = luact.mcp.connect{url=url, headers={Authorization='Bearer wrong-token-000000000'}}\n"
+           "check(x == nil and m:find('HTTP 401'), m)\n"
+           "return 'ok'",
+           port);
+  int lrc = run(code);
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  fclose(f);
+  ck_assert_msg(crc == 0, "%s", nout);
+  ck_assert_msg(strstr(nout, "\"structuredContent\":{\"sum\":42}"), "%s", nout);
+  ck_assert_msg(strstr(nout, "HELLO MCP"), "%s", nout);
+  ck_assert_msg(lrc == 0, "%s", err);
+}
+END_TEST
+
 /* One case per test, named after it, so CK_RUN_CASE picks one. */
 #define CASE(name, add)                                   \
   do {                                                    \
@@ -725,6 +783,7 @@ Suite *mcp_suite(void) {
   CASE(replay_starts_no_server, tcase_add_test(tc, replay_starts_no_server));
   CASE(example_mcp_files, tcase_add_test(tc, example_mcp_files));
   CASE(serve_driven_by_sdk_client, tcase_add_test(tc, serve_driven_by_sdk_client));
+  CASE(serve_http_bearer, tcase_add_test(tc, serve_http_bearer));
   CASE(serve_driven_by_luact, tcase_add_test(tc, serve_driven_by_luact));
   CASE(elicitation_through_ask, tcase_add_test(tc, elicitation_through_ask));
   CASE(elicitation_on_elicit, tcase_add_test(tc, elicitation_on_elicit));

@@ -1,11 +1,15 @@
 // sdk_client.mjs: the official TypeScript SDK client driving
 // `luact mcp serve DIR` over stdio. Prints one JSON object with what it saw.
-// node sdk_client.mjs LUACT_BINARY AGENTS_DIR
+// node sdk_client.mjs LUACT_BINARY AGENTS_DIR       (stdio)
+// node sdk_client.mjs --http URL TOKEN              (Streamable HTTP)
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-const [luact, dir] = process.argv.slice(2);
-const transport = new StdioClientTransport({ command: luact, args: ['mcp', 'serve', dir] });
+const [a, b, c] = process.argv.slice(2);
+const transport = a === '--http'
+  ? new StreamableHTTPClientTransport(new URL(b), { requestInit: { headers: { Authorization: 'Bearer ' + c } } })
+  : new StdioClientTransport({ command: a, args: ['mcp', 'serve', b] });
 const client = new Client({ name: 'luact-test', version: '1.0.0' });
 await client.connect(transport);
 const out = { version: client.getServerVersion(), tools: (await client.listTools()).tools };
