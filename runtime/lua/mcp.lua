@@ -223,8 +223,8 @@ function Server:call(name, args, opts)
   local s = self._s
   if s and not s:dead() then
     local tools_changed = s:_changed()
-    if tools_changed then
-      local ok, err, code = self:_refresh()
+    if tools_changed then -- notifications/tools/list_changed: list again
+      local ok, err, code = self:refresh()
       if not ok then return nil, err, code end
     end
   end

@@ -286,6 +286,9 @@ START_TEST(rug_pull_refused) {
                     "check(r == nil and m:find('changed its description'), m)\n"
                     "check(s:accept('ok'))\n"
                     "check(s.tool.ok{})\n"
+                    /* the new listing's new tool was added */
+                    "check(s.tool.extra and s.tools[#s.tools] == s.tool.extra, 'no extra tool')\n"
+                    "check(s.tool.extra{}:find('ok from extra'))\n"
                     "local s2 = check(fake('rugpull', {on_change=function(n, old, new) return true end}))\n"
                     "check(s2.tool.ok{}) check(s2.tool.ok{})\n"
                     "return 'ok'") == 0,
