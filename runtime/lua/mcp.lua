@@ -101,7 +101,18 @@ function Server:request(method, params, opts)
     local kind, a, b, c = op:wait()
     if kind == "result" then
       if type(a) ~= "table" then return nil, self.label .. ": result is not an object", "bad_result" end
-      return a
+      if a.resultType ~= "input_required" then return a end
+      -- The server needs input first: answer, then send the request again
+      -- with the answers and its opaque state (at most MAX_ROUNDS times).
+      opts.rounds = (opts.rounds or 0) + 1
+      if opts.rounds > 8 then
+        return nil, self.label .. ": the server asked for input more than 8 times", "mcp_error"
+      end
+      local p = {}
+      for k, v in pairs(params or {}) do p[k] = v end
+      p.inputResponses = self:_input_responses(a.inputRequests)
+      p.requestState = a.requestState
+      return self:request(method, p, opts)
     elseif kind == "error" then
       return nil, string.format("%s: %s", self.label, a), b, c
     elseif kind == "progress" then
@@ -113,7 +124,8 @@ function Server:request(method, params, opts)
 end
 
 -- elicitation/create: the script's on_elicit, else luact.ask per field.
-function Server:_answer(s, method, params, id)
+-- Returns the ElicitResult.
+function Server:_elicit(params)
   local ok, content = pcall(function()
     if self.on_elicit then return self.on_elicit(params) end
     if type(luact.ask) ~= "function" then return nil end
@@ -147,11 +159,31 @@ function Server:_answer(s, method, params, id)
     end
     return out
   end)
-  if ok and type(content) == "table" then
-    s:_respond(id, { action = "accept", content = content })
-  else
-    s:_respond(id, { action = "decline" })
+  if ok and type(content) == "table" then return { action = "accept", content = content } end
+  return { action = "decline" }
+end
+
+-- A request the server sent during a call (2025-11-25): answered on the
+-- session (the binding only passes elicitation/create).
+function Server:_answer(s, method, params, id)
+  s:_respond(id, self:_elicit(params))
+end
+
+-- 2026-07-28 multi round-trip: the answers to a result's inputRequests,
+-- keyed as the server keyed them. Only elicitation is answered; roots is
+-- an empty list; anything else (sampling) is left out.
+function Server:_input_responses(reqs)
+  local out = {}
+  for key, r in pairs(type(reqs) == "table" and reqs or {}) do
+    if type(r) == "table" then
+      if r.method == "elicitation/create" then
+        out[key] = self:_elicit(type(r.params) == "table" and r.params or {})
+      elseif r.method == "roots/list" then
+        out[key] = { roots = luact.json.array {} }
+      end
+    end
   end
+  return out
 end
 
 -- Follows nextCursor; items under key.

@@ -632,8 +632,12 @@ START_TEST(stateless_meta) {
   char code[1024];
   snprintf(code, sizeof code,
            "LOG = '%s'\n"
-           "local s = check(fake('stateless'))\n"
+           "local s = check(fake('stateless', {on_elicit=function(p) return {city='Oslo'} end}))\n"
            "check(s.version == '2026-07-28')\n"
+           /* a multi round-trip: input_required, answered, sent again */
+           "local r = check(s:call('ask', {}))\n"
+           "local t = r.content[1].text\n"
+           "check(t:find('state opaque-1 answer', 1, true) and t:find('Oslo') and t:find('accept'), t)\n"
            "return 'ok'", log);
   ck_assert_msg(run(code) == 0, "%s", err);
   size_t n;

@@ -112,6 +112,18 @@ function handle(m) {
       return;
     }
     if (name === 'slow') return; // answered never: the client must cancel
+    if (mode === 'stateless' && name === 'ask') {
+      const ir = m.params.inputResponses;
+      if (!ir) {
+        out({ jsonrpc: '2.0', id: m.id, result: { resultType: 'input_required', requestState: 'opaque-1',
+          inputRequests: { q: { method: 'elicitation/create', params: { message: 'Which city?',
+            requestedSchema: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } } } } });
+        return;
+      }
+      out({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text',
+        text: 'state ' + m.params.requestState + ' answer ' + JSON.stringify(ir.q) }] } });
+      return;
+    }
     if (mode === 'elicit') {
       pendingCall = m.id;
       out({ jsonrpc: '2.0', id: 'e1', method: 'elicitation/create', params: {
