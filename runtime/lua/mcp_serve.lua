@@ -29,8 +29,8 @@ local function agent_tool(spec, file)
     params = spec.params or { type = "object", properties = { question = { type = "string" } },
       required = { "question" } },
     effect = spec.effect or "at_most_once", timeout = spec.timeout or 600,
-    fn = function(args)
-      local r, e = spec.run(args)
+    fn = function(args, ctx)
+      local r, e = spec.run(args, ctx)
       if type(r) == "table" and r.status ~= nil then
         if r.status ~= "finished" then return nil, tostring(r.reason or r.status) end
         return r.answer
@@ -135,8 +135,18 @@ function mcp.serve(dir, opts)
       if args == nil then args = {} end
       if type(args) ~= "table" then return fail(-32602, "arguments must be an object") end
       local key = json.encode(m.id)
+      -- ctx.progress(done [, total [, message]]) reports to a client that
+      -- asked (params._meta.progressToken); over HTTP answers are plain
+      -- JSON, so there it does nothing.
+      local meta = type(p._meta) == "table" and p._meta or {}
+      local token = meta.progressToken
+      local ctx = { progress = function(done, total, message)
+        if token == nil or (opts and opts.http) then return end
+        chan:write(json.encode { jsonrpc = "2.0", method = "notifications/progress",
+          params = { progressToken = token, progress = done, total = total, message = message } })
+      end }
       running[key] = luact.spawn(function()
-        local ok, r, e = pcall(t.call, t, args)
+        local ok, r, e = pcall(t.call, t, args, ctx)
         running[key] = nil
         if not ok then
           reply { content = { { type = "text", text = tostring(r) } }, isError = true }

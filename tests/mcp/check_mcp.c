@@ -565,6 +565,23 @@ START_TEST(serve_driven_by_luact) {
            "check(s.tool.add.effect == 'pure' and s.tool.shout.effect == 'at_most_once')\n"
            "check(s.tool.add{a=1, b=2}:find('\"sum\":3'))\n"
            "check(s.tool.shout{question='x'}:find('X'))\n"
+           /* progress from a served run */
+           "local seen = {}\n"
+           "check(s:call('count', {}, {on_progress=function(p) seen[#seen+1] = p.message end}))\n"
+           /* reports that arrive together are coalesced: the newest counts */
+           "check(#seen >= 1 and seen[#seen] == 'step 3', table.concat(seen, ','))\n"
+           /* a cancelled call kills the served task (its guard runs); the
+            * kill comes once the tool reports that it runs */
+           "local marker = os.tmpname() os.remove(marker)\n"
+           "local started = false\n"
+           "local t = luact.spawn(function() return s:call('wait', {marker=marker},\n"
+           "  {on_progress=function() started = true end}) end)\n"
+           "while not started do luact.sleep(0.01) end\n"
+           "luact.kill(t)\n"
+           "check(s:call('count', {}))\n" /* the server went on; the cancel came before this */
+           "local f = io.open(marker)\n"
+           "check(f and f:read('a') == 'cancelled', 'the served task was not cancelled')\n"
+           "f:close() os.remove(marker)\n"
            "return 'ok'",
            LC_BINARY_DIR, lc_test_source_dir());
   ck_assert_msg(run(code) == 0, "%s", err);
