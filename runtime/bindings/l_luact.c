@@ -38,11 +38,13 @@ static const struct lazy {
     {NULL, "workflow_format_event", {"workflow"}},
     {NULL, "tools", {"tools_builtin", "tools_code"}},
     {"llm", "json", {"llm_json"}},
+    {"mcp", "connect", {"mcp"}},
+    {"mcp", "serve", {"mcp_serve"}},
 };
 #define NLAZY (sizeof lazy / sizeof lazy[0])
 
 static const char *const lazy_names[] = {"workflow", "workflow_format_event", "tools", "llm.json",
-                                         NULL};
+                                         "mcp.connect", "mcp.serve", NULL};
 const char *const *lc_l_lazy_names(void) { return lazy_names; }
 
 static int is_lazy(const char *chunk) {
@@ -126,6 +128,9 @@ static void load_embedded(lua_State *L, int mod) {
   lua_getfield(L, mod, "llm");
   set_lazy_index(L, lua_gettop(L), mod, "llm");
   lua_pop(L, 1);
+  lua_getfield(L, mod, "mcp");
+  set_lazy_index(L, lua_gettop(L), mod, "mcp");
+  lua_pop(L, 1);
 }
 
 /* luact.<name> = open(L), in this order; embedded Lua runs after all. */
@@ -136,7 +141,7 @@ static const struct submodule {
     {"json", lc_open_json},       {"llm", lc_open_llm},     {"react", lc_open_react},
     {"schema", lc_open_schema},   {"native", lc_open_native}, {"sql", lc_open_sql},
     {"files", lc_open_files},     {"http", lc_open_http},   {"sandbox", lc_open_sandbox},
-    {"pal", lc_open_pal},
+    {"pal", lc_open_pal},         {"mcp", lc_open_mcp},
     {NULL, NULL}};
 
 int luaopen_luact(lua_State *L) {

@@ -15,6 +15,9 @@ int lc_open_json(lua_State *L);
 int lc_open_llm(lua_State *L);
 int lc_open_task(lua_State *L); /* sleep, spawn, wait: merged into luact */
 int lc_open_schema(lua_State *L);
+int lc_open_mcp(lua_State *L); /* luact.mcp (l_mcp.c, runtime/lua/mcp.lua) */
+/* luact mcp serve AGENTS_DIR (argv after "mcp"): the exit code. */
+int lc_l_mcp_main(int argc, char **argv);
 /* __index for luact's "worker": makes luact.worker on first use (l_worker.c);
  * 0 results for any other key. */
 int lc_l_worker_index(lua_State *L);

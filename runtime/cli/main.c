@@ -29,6 +29,7 @@ static const char usage_main[] =
     "commands:\n"
     "  run FILE.lua [ARGS...]   run a Lua agent script with the luact module\n"
     "  chat DIR [ARGS...]       talk to the agent in DIR in the terminal\n"
+    "  mcp serve AGENTS_DIR     serve DIR's agents and tools as MCP tools (stdio)\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help (also: luact <command> --help)\n"
@@ -677,6 +678,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 2, argv + 2);
   if (strcmp(cmd, "runs") == 0) return lc_cli_runs(argc - 2, argv + 2);
   if (strcmp(cmd, "journal") == 0) return lc_cli_journal(argc - 2, argv + 2);
+  if (strcmp(cmd, "mcp") == 0) return lc_l_mcp_main(argc - 2, argv + 2);
   fprintf(stderr, "luact: unknown command '%s' (see luact --help)\n", cmd);
   return 2;
 }

@@ -55,6 +55,8 @@ struct lc_sched {
   void *idle_ud;
   int nest; /* tasks being started inside another task's resume */
   int waited; /* some task has yielded */
+  void (*at_free)(void *); /* lc_sched_at_free */
+  void *at_free_ud;
 };
 
 /* How deep lc_task_start nests resumes before it queues instead: every
@@ -108,10 +110,16 @@ void lc_sched_free(struct lc_sched *s) {
     lc_task_kill(t, "scheduler shut down");
   }
   while (s->all) lc_task_release(s->all);
+  if (s->at_free) s->at_free(s->at_free_ud);
   lua_pushnil(s->L);
   lua_rawsetp(s->L, LUA_REGISTRYINDEX, &sched_key);
   lc_loop_free(s->loop);
   lc_free(s);
+}
+
+void lc_sched_at_free(struct lc_sched *s, void (*fn)(void *), void *ud) {
+  s->at_free = fn;
+  s->at_free_ud = ud;
 }
 
 struct lc_sched *lc_sched_get(lua_State *L) {

@@ -41,6 +41,11 @@ enum lc_task_state { LC_TASK_READY, LC_TASK_WAITING, LC_TASK_DONE };
 int lc_sched_new(lua_State *L, struct lc_sched **out);
 /* Kills every task, frees the loop. L stays the caller's. */
 void lc_sched_free(struct lc_sched *s);
+/* fn(ud) runs in lc_sched_free after the tasks are gone and before the
+ * loop is freed: objects that hold loop watchers but belong to no task
+ * (MCP sessions, held by script variables that outlive the scheduler until
+ * lua_close) let go of them there. One hook per scheduler; NULL removes. */
+void lc_sched_at_free(struct lc_sched *s, void (*fn)(void *), void *ud);
 struct lc_sched *lc_sched_get(lua_State *L);
 /* Whether any task of s has yielded (waited) yet. */
 int lc_sched_has_waited(const struct lc_sched *s);

@@ -1,0 +1,1070 @@
+/* l_mcp.c: luact.mcp's C half: a session userdata over runtime/mcp and
+ * one waitable op per request. The Lua half (runtime/lua/mcp.lua) builds
+ * luact tools, pagination, screening and the change checks on top.
+ *
+ *   luact.mcp._open{argv=, env=, url=, headers=, max_message=,
+ *                   connect_timeout=, protocol=} -> session | nil, msg, code
+ *   session:_start(method, params, timeout_s, progress) -> op | nil, msg, code
+ *   op:wait() -> "result", value
+ *             |  "error", message, code [, jsonrpc_code]
+ *             |  "progress", params
+ *             |  "request", method, params, reqid
+ *   session:_respond(reqid, result) / session:_respond_error(reqid, code, msg)
+ *   session:_changed() -> tools, resources, prompts (and clears them)
+ *   session:dead() -> message | nil; session:version(); session:info()
+ *   session:close()
+ *
+ * A task killed inside op:wait cancels the request: the server gets
+ * notifications/cancelled. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conv.h"
+#include "jsonrpc.h"
+#include "loop.h"
+#include "l_luact.h"
+#include "lc.h"
+#include "mcp.h"
+#include "mcp_httpd.h"
+#include "sched.h"
+
+#define SESSION_MT "luact.McpSession"
+#define OP_MT "luact.McpOp"
+
+struct lop;
+
+/* A request from the server waiting for a task to take it. */
+struct sreq {
+  struct sreq *next;
+  cJSON *id;
+  char *method;
+  cJSON *params;
+};
+
+/* Every object here that holds loop watchers without belonging to a task
+ * is on this per-state list, closed by the scheduler's at-free hook (the
+ * loop goes before lua_close collects them). */
+struct closable {
+  struct closable *next, **prev;
+  void (*close)(struct closable *);
+};
+struct mcp_reg {
+  struct closable *head;
+};
+static char reg_key;
+
+static void close_all(void *ud) {
+  struct mcp_reg *r = ud;
+  while (r->head) r->head->close(r->head); /* each unlinks itself */
+}
+
+/* [-0, +0, m] Puts c on L's list (made, and hooked, on first use). */
+static void closable_add(lua_State *L, struct closable *c) {
+  struct mcp_reg *r;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &reg_key) == LUA_TUSERDATA) {
+    r = lua_touserdata(L, -1);
+  } else {
+    r = lua_newuserdatauv(L, sizeof *r, 0);
+    r->head = NULL;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &reg_key);
+    lc_sched_at_free(lc_sched_get(L), close_all, r);
+  }
+  lua_pop(L, 1);
+  c->next = r->head;
+  c->prev = &r->head;
+  if (r->head) r->head->prev = &c->next;
+  r->head = c;
+}
+
+static void closable_remove(struct closable *c) {
+  if (!c->prev) return;
+  *c->prev = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = NULL;
+  c->prev = NULL;
+}
+
+struct lsess {
+  struct closable cl; /* first: the list gives back the session */
+  struct lc_mcp *m;
+  struct lop *ops;
+  struct sreq *reqs, **reqs_tail;
+  /* the opener */
+  struct lc_task *opener;
+  struct lc_wait open_wait;
+  int ready, ready_rc;
+  char ready_msg[512];
+  int ch_tools, ch_resources, ch_prompts;
+};
+
+struct lop {
+  struct lop *next;
+  struct lsess *s; /* NULL once the session is gone */
+  struct lc_task *task;
+  struct lc_wait wait;
+  long long id;
+  int started, done, rc;
+  long long code;
+  char *msg;
+  cJSON *result;
+  cJSON *progress; /* latest progress params not yet returned */
+};
+
+/* ---- ops ---- */
+
+static void op_unlink(struct lop *op) {
+  if (!op->s) return;
+  for (struct lop **pp = &op->s->ops; *pp; pp = &(*pp)->next)
+    if (*pp == op) {
+      *pp = op->next;
+      break;
+    }
+}
+
+/* Stops the op: the server is told if the request is still out. */
+static void op_stop(struct lop *op, const char *reason) {
+  if (op->s && op->started && !op->done && op->s->m)
+    lc_mcp_cancel(op->s->m, op->id, reason);
+  op->started = 0;
+  op_unlink(op);
+  op->s = NULL;
+}
+
+static int op_gc(lua_State *L) {
+  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  op_stop(op, "abandoned");
+  cJSON_Delete(op->result);
+  cJSON_Delete(op->progress);
+  lc_free(op->msg);
+  op->result = op->progress = NULL;
+  op->msg = NULL;
+  return 0;
+}
+
+static void op_cancel(struct lc_wait *w) {
+  struct lop *op = (struct lop *)((char *)w - offsetof(struct lop, wait));
+  op->task = NULL;
+  op_stop(op, "the luact task was killed");
+}
+
+static void op_wake(struct lop *op) {
+  if (op->task && lc_task_waiting_on(op->task, &op->wait))
+    lc_task_wake(op->task, &op->wait);
+}
+
+/* Reply callback (from the loop, through lc_mcp). */
+static void op_reply(void *ud, const struct lc_mcp_reply *r) {
+  struct lop *op = ud;
+  op->done = 1;
+  op->rc = r->rc;
+  op->code = r->code;
+  if (r->rc == 0) {
+    op->result = cJSON_Duplicate(r->result, 1);
+    if (!op->result) op->rc = LC_ENOMEM;
+  } else {
+    op->msg = lc_strdup(r->message ? r->message : "MCP request failed");
+  }
+  op_wake(op);
+}
+
+/* ---- session events (from the loop) ---- */
+
+static void ev_ready(void *ud, int rc, const char *msg) {
+  struct lsess *s = ud;
+  s->ready = 1;
+  s->ready_rc = rc;
+  snprintf(s->ready_msg, sizeof s->ready_msg, "%s", msg ? msg : "");
+  if (s->opener && lc_task_waiting_on(s->opener, &s->open_wait))
+    lc_task_wake(s->opener, &s->open_wait);
+}
+
+static void ev_notification(void *ud, const char *method,
+                            const cJSON *params) {
+  struct lsess *s = ud;
+  if (!strcmp(method, "notifications/progress")) {
+    const cJSON *tok = cJSON_GetObjectItemCaseSensitive(params, "progressToken");
+    if (!cJSON_IsNumber(tok)) return;
+    for (struct lop *op = s->ops; op; op = op->next)
+      if (op->id == (long long)tok->valuedouble && !op->done) {
+        cJSON *dup = cJSON_Duplicate(params, 1);
+        if (!dup) return;
+        cJSON_Delete(op->progress); /* only the latest is worth showing */
+        op->progress = dup;
+        op_wake(op);
+        return;
+      }
+  } else if (!strcmp(method, "notifications/tools/list_changed")) {
+    s->ch_tools = 1;
+  } else if (!strcmp(method, "notifications/resources/list_changed")) {
+    s->ch_resources = 1;
+  } else if (!strcmp(method, "notifications/prompts/list_changed")) {
+    s->ch_prompts = 1;
+  }
+  /* others (logging/message, resources/updated) are dropped */
+}
+
+static void ev_request(void *ud, const cJSON *id, const char *method,
+                       const cJSON *params) {
+  struct lsess *s = ud;
+  if (strcmp(method, "elicitation/create")) {
+    lc_mcp_respond_error(s->m, id, -32601, "Method not found");
+    return;
+  }
+  struct sreq *q = lc_calloc(1, sizeof *q);
+  if (q) {
+    q->id = cJSON_Duplicate(id, 0);
+    q->method = lc_strdup(method);
+    q->params = params ? cJSON_Duplicate(params, 1) : cJSON_CreateObject();
+  }
+  if (!q || !q->id || !q->method || !q->params) {
+    if (q) {
+      cJSON_Delete(q->id);
+      cJSON_Delete(q->params);
+      lc_free(q->method);
+      lc_free(q);
+    }
+    lc_mcp_respond_error(s->m, id, -32603, "out of memory");
+    return;
+  }
+  *s->reqs_tail = q;
+  s->reqs_tail = &q->next;
+  /* Whoever waits on this server answers it (its own tool call asked). */
+  for (struct lop *op = s->ops; op; op = op->next)
+    if (op->task && lc_task_waiting_on(op->task, &op->wait)) {
+      op_wake(op);
+      break;
+    }
+}
+
+static void ev_closed(void *ud, const char *why) {
+  struct lsess *s = ud;
+  for (struct lop *op = s->ops; op; op = op->next) op_wake(op);
+}
+
+/* ---- session ---- */
+
+static void sess_close(struct lsess *s) {
+  closable_remove(&s->cl);
+  for (struct lop *op = s->ops; op; op = op->next) op->s = NULL;
+  s->ops = NULL;
+  while (s->reqs) {
+    struct sreq *q = s->reqs;
+    s->reqs = q->next;
+    cJSON_Delete(q->id);
+    cJSON_Delete(q->params);
+    lc_free(q->method);
+    lc_free(q);
+  }
+  s->reqs_tail = &s->reqs;
+  if (s->m) {
+    struct lc_mcp *m = s->m;
+    s->m = NULL;
+    lc_mcp_free(m);
+  }
+}
+
+static void sess_close_cl(struct closable *c) { sess_close((struct lsess *)c); }
+
+static int sess_gc(lua_State *L) {
+  sess_close(luaL_checkudata(L, 1, SESSION_MT));
+  return 0;
+}
+
+static struct lsess *check_sess(lua_State *L) {
+  struct lsess *s = luaL_checkudata(L, 1, SESSION_MT);
+  if (!s->m) luaL_error(L, "MCP session is closed");
+  return s;
+}
+
+static void open_cancel(struct lc_wait *w) {
+  struct lsess *s = (struct lsess *)((char *)w - offsetof(struct lsess, open_wait));
+  s->opener = NULL;
+}
+
+static int open_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lsess *s = luaL_checkudata(L, -1, SESSION_MT);
+  s->opener = NULL;
+  if (s->ready_rc) {
+    const char *msg = s->ready_msg;
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    lua_pushstring(L, strstr(msg, "in time") ? "timeout" : "mcp_connect");
+    sess_close(s);
+    return 3;
+  }
+  return 1;
+}
+
+/* Reads a list of strings t[1..n] into a NULL-terminated array inside a
+ * userdata left on the stack (Lua owns it). [-0, +1, e] */
+static const char **str_array(lua_State *L, int t, const char *who,
+                              const char *field, const char *prefix_kv) {
+  size_t n = 0;
+  if (!lua_isnil(L, t)) {
+    luaL_checktype(L, t, LUA_TTABLE);
+    if (prefix_kv) {
+      lua_pushnil(L);
+      while (lua_next(L, t)) {
+        n++;
+        lua_pop(L, 1);
+      }
+    } else n = lua_rawlen(L, t);
+  }
+  const char **a = lua_newuserdatauv(L, (n + 2) * sizeof *a, 1);
+  lua_newtable(L); /* strings made here stay alive in the uservalue */
+  lua_setiuservalue(L, -2, 1);
+  size_t k = 0;
+  if (n && prefix_kv) {
+    lua_getiuservalue(L, -1, 1);
+    int keep = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, t)) {
+      if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+        luaL_error(L, "%s: '%s' must map names to strings", who, field);
+      const char *kk = lua_tostring(L, -2), *v = lua_tostring(L, -1);
+      if (strpbrk(kk, prefix_kv) || strchr(kk, '\n') || strchr(v, '\n') ||
+          strchr(v, '\r') || !*kk)
+        luaL_error(L, "%s: bad entry '%s' in '%s'", who, kk, field);
+      lua_pushfstring(L, "%s%s%s", kk, *prefix_kv == '=' ? "=" : ": ", v);
+      a[k++] = lua_tostring(L, -1);
+      lua_rawseti(L, keep, (lua_Integer)k);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  } else {
+    for (size_t i = 1; i <= n; i++) {
+      if (lua_rawgeti(L, t, (lua_Integer)i) != LUA_TSTRING)
+        luaL_error(L, "%s: '%s' must be a list of strings", who, field);
+      const char *v = lua_tostring(L, -1);
+      if (strlen(v) != lua_rawlen(L, -1))
+        luaL_error(L, "%s: '%s' has a string with a NUL byte", who, field);
+      a[k++] = v; /* kept alive by t, which the caller holds */
+      lua_pop(L, 1);
+    }
+  }
+  a[k] = NULL;
+  return a;
+}
+
+/* luact.mcp._open(cfg): yields until the handshake ends. */
+static int l_open(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  struct lc_task *task = lc_task_check(L, "luact.mcp.connect");
+  lua_settop(L, 1);
+  struct lc_mcp_config cfg = {0};
+  lua_getfield(L, 1, "argv"); /* 2 */
+  lua_getfield(L, 1, "env");  /* 3 */
+  lua_getfield(L, 1, "headers"); /* 4 */
+  const char **argv = lua_isnil(L, 2) ? NULL : str_array(L, 2, "luact.mcp.connect", "args", NULL);
+  if (!argv) lua_pushnil(L); /* 5 */
+  const char **env = str_array(L, 3, "luact.mcp.connect", "env", "=");     /* 6 */
+  const char **hdr = str_array(L, 4, "luact.mcp.connect", "headers", ":\r\n"); /* 7 */
+  cfg.argv = argv;
+  cfg.env = env;
+  cfg.headers = hdr;
+  cfg.url = lc_l_opt_string(L, 1, "luact.mcp.connect", "url", 0);
+  cfg.max_version = lc_l_opt_string(L, 1, "luact.mcp.connect", "protocol", 0);
+  lua_getfield(L, 1, "max_message");
+  cfg.max_message = (size_t)luaL_optinteger(L, -1, 0);
+  lua_getfield(L, 1, "connect_timeout");
+  cfg.connect_timeout_ms = luaL_optnumber(L, -1, 30) * 1000.0;
+  lua_pop(L, 2);
+  struct lsess *s = lua_newuserdatauv(L, sizeof *s, 0); /* 8 */
+  memset(s, 0, sizeof *s);
+  s->reqs_tail = &s->reqs;
+  s->cl.close = sess_close_cl;
+  luaL_setmetatable(L, SESSION_MT);
+  closable_add(L, &s->cl);
+  struct lc_mcp_events ev = {.ready = ev_ready,
+                             .notification = ev_notification,
+                             .request = ev_request,
+                             .closed = ev_closed,
+                             .ud = s};
+  char err[256];
+  int rc = lc_mcp_open(lc_sched_loop(lc_sched_get(L)), &cfg, &ev, &s->m, err,
+                       sizeof err);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    lua_pushstring(L, rc == LC_EINVAL ? "invalid" : "mcp_connect");
+    return 3;
+  }
+  s->opener = task;
+  s->open_wait.cancel = open_cancel;
+  lc_task_wait(task, &s->open_wait);
+  return lua_yieldk(L, 0, 0, open_k);
+}
+
+/* session:_start(method, params, timeout_s, progress) -> op */
+static int l_start(lua_State *L) {
+  struct lsess *s = check_sess(L);
+  const char *method = luaL_checkstring(L, 2);
+  double timeout = luaL_optnumber(L, 4, 0);
+  int progress = lua_toboolean(L, 5);
+  cJSON *params = NULL;
+  if (!lua_isnoneornil(L, 3)) {
+    char err[160];
+    if (lc_conv_to_json(L, 3, &params, err, sizeof err) < 0)
+      return luaL_error(L, "MCP params: %s", err);
+    if (!cJSON_IsObject(params)) {
+      cJSON_Delete(params);
+      return luaL_error(L, "MCP params must be an object");
+    }
+  }
+  struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, OP_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
+  const char *dead = lc_mcp_dead(s->m);
+  if (dead) {
+    cJSON_Delete(params);
+    lua_pushnil(L);
+    lua_pushstring(L, dead);
+    lua_pushliteral(L, "server_died");
+    return 3;
+  }
+  op->s = s;
+  op->next = s->ops;
+  s->ops = op;
+  int rc = lc_mcp_call(s->m, method, params, timeout * 1000.0, progress ? -1 : 0,
+                       op_reply, op, &op->id);
+  if (rc < 0) {
+    op_unlink(op);
+    op->s = NULL;
+    lua_pushnil(L);
+    lua_pushstring(L, lc_mcp_dead(s->m) ? lc_mcp_dead(s->m) : "cannot send the MCP request");
+    lua_pushstring(L, rc == LC_ENOMEM ? "nomem" : "server_died");
+    return 3;
+  }
+  op->started = 1;
+  return 1;
+}
+
+static int push_event(lua_State *L, struct lop *op) {
+  struct lsess *s = op->s;
+  if (op->progress) {
+    lua_pushliteral(L, "progress");
+    lc_conv_push_json(L, op->progress);
+    cJSON_Delete(op->progress);
+    op->progress = NULL;
+    return 2;
+  }
+  if (s && s->reqs) {
+    struct sreq *q = s->reqs;
+    s->reqs = q->next;
+    if (!s->reqs) s->reqs_tail = &s->reqs;
+    lua_pushliteral(L, "request");
+    lua_pushstring(L, q->method);
+    lc_conv_push_json(L, q->params);
+    /* the id as a JSON text: strings and integers both survive */
+    char *id = cJSON_PrintUnformatted(q->id);
+    lua_pushstring(L, id ? id : "null");
+    cJSON_free(id);
+    cJSON_Delete(q->id);
+    cJSON_Delete(q->params);
+    lc_free(q->method);
+    lc_free(q);
+    return 4;
+  }
+  if (op->done) {
+    op->started = 0;
+    op_unlink(op);
+    if (op->rc == 0) {
+      lua_pushliteral(L, "result");
+      lc_conv_push_json(L, op->result);
+      return 2;
+    }
+    lua_pushliteral(L, "error");
+    lua_pushstring(L, op->msg ? op->msg : "MCP request failed");
+    const char *code = op->rc == LC_ETIMEOUT ? "timeout"
+                       : op->rc == LC_EINVAL ? "mcp_error"
+                       : op->rc == LC_ECANCEL ? "closed"
+                       : op->rc == LC_ENOMEM ? "nomem"
+                                             : "server_died";
+    lua_pushstring(L, code);
+    if (op->rc == LC_EINVAL) {
+      lua_pushinteger(L, (lua_Integer)op->code);
+      return 4;
+    }
+    return 3;
+  }
+  return 0;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  int n = push_event(L, op);
+  if (n) {
+    op->task = NULL;
+    return n;
+  }
+  lc_task_wait(op->task, &op->wait);
+  return lua_yieldk(L, 0, 0, wait_k);
+}
+
+static int l_op_wait(lua_State *L) {
+  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  lua_settop(L, 1);
+  if (!op->done && !op->started)
+    return luaL_error(L, "MCP request already finished");
+  int n = push_event(L, op);
+  if (n) return n;
+  op->task = lc_task_check(L, "MCP request");
+  op->wait.cancel = op_cancel;
+  lc_task_wait(op->task, &op->wait);
+  return lua_yieldk(L, 0, 0, wait_k);
+}
+
+static int l_op_cancel(lua_State *L) {
+  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  op_stop(op, luaL_optstring(L, 2, "cancelled"));
+  return 0;
+}
+
+static cJSON *id_from(lua_State *L, int idx) {
+  size_t n;
+  const char *t = luaL_checklstring(L, idx, &n);
+  char err[64];
+  cJSON *id = lc_json_parse(t, n, err, sizeof err);
+  if (!id || !(cJSON_IsNumber(id) || cJSON_IsString(id))) {
+    cJSON_Delete(id);
+    luaL_argerror(L, idx, "not a request id");
+  }
+  return id;
+}
+
+static int l_respond(lua_State *L) {
+  struct lsess *s = check_sess(L);
+  char err[160];
+  cJSON *result = NULL;
+  if (lc_conv_to_json(L, 3, &result, err, sizeof err) < 0)
+    return luaL_error(L, "MCP result: %s", err);
+  cJSON *id = id_from(L, 2); /* may raise: result would leak */
+  lc_mcp_respond(s->m, id, result);
+  cJSON_Delete(id);
+  return 0;
+}
+
+static int l_respond_error(lua_State *L) {
+  struct lsess *s = check_sess(L);
+  int code = (int)luaL_checkinteger(L, 3);
+  const char *msg = luaL_checkstring(L, 4);
+  cJSON *id = id_from(L, 2);
+  lc_mcp_respond_error(s->m, id, code, msg);
+  cJSON_Delete(id);
+  return 0;
+}
+
+static int l_changed(lua_State *L) {
+  struct lsess *s = check_sess(L);
+  lua_pushboolean(L, s->ch_tools);
+  lua_pushboolean(L, s->ch_resources);
+  lua_pushboolean(L, s->ch_prompts);
+  s->ch_tools = s->ch_resources = s->ch_prompts = 0;
+  return 3;
+}
+
+static int l_dead(lua_State *L) {
+  struct lsess *s = luaL_checkudata(L, 1, SESSION_MT);
+  if (!s->m) lua_pushliteral(L, "MCP session is closed");
+  else if (lc_mcp_dead(s->m)) lua_pushstring(L, lc_mcp_dead(s->m));
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_version(lua_State *L) {
+  lua_pushstring(L, lc_mcp_version(check_sess(L)->m));
+  return 1;
+}
+
+static int l_info(lua_State *L) {
+  lc_conv_push_json(L, lc_mcp_server_info(check_sess(L)->m));
+  return 1;
+}
+
+static int l_stats(lua_State *L) {
+  long in, bad, unknown;
+  lc_mcp_stats(check_sess(L)->m, &in, &bad, &unknown);
+  lua_createtable(L, 0, 4);
+  lc_l_set_int(L, "pid", lc_mcp_pid(check_sess(L)->m));
+  lc_l_set_int(L, "messages", in);
+  lc_l_set_int(L, "bad", bad);
+  lc_l_set_int(L, "unknown_ids", unknown);
+  return 1;
+}
+
+static int l_close(lua_State *L) {
+  sess_close(luaL_checkudata(L, 1, SESSION_MT));
+  return 0;
+}
+
+
+/* ---- the server side's stdio: lines in from fd 0, lines out to fd 1,
+ * both on the loop (a slow client never blocks the other calls) ---- */
+
+#define STDIO_MT "luact.McpStdio"
+
+struct lstdio {
+  struct closable cl; /* first */
+  struct lc_loop *loop;
+  struct lc_fdwatch rw, ww;
+  int r_on, w_on, eof, failed;
+  struct lc_jr_split split;
+  struct lc_buf lines; /* complete lines, each followed by a NUL */
+  size_t head;         /* read offset in lines */
+  struct lc_buf outq;
+  struct lc_task *reader;
+  struct lc_wait wait;
+};
+
+static int stdio_line(void *ud, const char *line, size_t n) {
+  struct lstdio *io = ud;
+  if (memchr(line, '\0', n)) return 0; /* not JSON: dropped */
+  if (lc_buf_append(&io->lines, line, n) < 0 ||
+      lc_buf_append(&io->lines, "", 1) < 0)
+    return LC_ENOMEM;
+  return 0;
+}
+
+static void stdio_wake(struct lstdio *io) {
+  if (io->reader && lc_task_waiting_on(io->reader, &io->wait))
+    lc_task_wake(io->reader, &io->wait);
+}
+
+/* Watcher of fd 0 (from the loop). */
+static void stdio_on_read(struct lc_loop *loop, struct lc_fdwatch *w,
+                          unsigned ev) {
+  struct lstdio *io = w->ud;
+  char buf[16384];
+  for (int i = 0; i < 8; i++) {
+    ssize_t k = read(0, buf, sizeof buf);
+    if (k > 0) {
+      if (lc_jr_split_feed(&io->split, buf, (size_t)k, stdio_line, io) < 0)
+        io->failed = 1;
+      continue;
+    }
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && errno == EAGAIN) break;
+    io->eof = 1;
+    lc_loop_unwatch(loop, &io->rw);
+    io->r_on = 0;
+    break;
+  }
+  stdio_wake(io);
+}
+
+static void stdio_flush(struct lstdio *io) {
+  while (io->outq.len) {
+    ssize_t k = write(1, io->outq.data, io->outq.len);
+    if (k > 0) {
+      lc_buf_consume(&io->outq, (size_t)k);
+      continue;
+    }
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && errno == EAGAIN) break;
+    lc_buf_reset(&io->outq); /* the client is gone */
+    break;
+  }
+  int want = io->outq.len > 0;
+  if (want && !io->w_on) io->w_on = lc_loop_watch(io->loop, &io->ww) == 0;
+  else if (!want && io->w_on) {
+    lc_loop_unwatch(io->loop, &io->ww);
+    io->w_on = 0;
+  }
+}
+
+/* Watcher of fd 1 (from the loop): writable again. */
+static void stdio_on_write(struct lc_loop *loop, struct lc_fdwatch *w,
+                           unsigned ev) {
+  stdio_flush(w->ud);
+}
+
+static void stdio_stop(struct lstdio *io) {
+  closable_remove(&io->cl);
+  if (!io->loop) return;
+  if (io->r_on) lc_loop_unwatch(io->loop, &io->rw);
+  if (io->w_on) lc_loop_unwatch(io->loop, &io->ww);
+  io->r_on = io->w_on = 0;
+  /* What is still queued goes out now: the server is ending. */
+  if (io->outq.len) {
+    int fl = fcntl(1, F_GETFL);
+    if (fl >= 0) fcntl(1, F_SETFL, fl & ~O_NONBLOCK);
+    while (io->outq.len) {
+      ssize_t k = write(1, io->outq.data, io->outq.len);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) break;
+      lc_buf_consume(&io->outq, (size_t)k);
+    }
+  }
+  lc_jr_split_free(&io->split);
+  lc_buf_free(&io->lines);
+  lc_buf_free(&io->outq);
+  io->loop = NULL;
+}
+
+static void stdio_close_cl(struct closable *c) { stdio_stop((struct lstdio *)c); }
+
+static int stdio_gc(lua_State *L) {
+  stdio_stop(luaL_checkudata(L, 1, STDIO_MT));
+  return 0;
+}
+
+static void stdio_cancel(struct lc_wait *w) {
+  struct lstdio *io = (struct lstdio *)((char *)w - offsetof(struct lstdio, wait));
+  io->reader = NULL;
+}
+
+static int stdio_pop(lua_State *L, struct lstdio *io) {
+  if (io->head < io->lines.len) {
+    const char *p = io->lines.data + io->head;
+    size_t n = strlen(p);
+    lua_pushlstring(L, p, n);
+    io->head += n + 1;
+    if (io->head == io->lines.len) {
+      lc_buf_reset(&io->lines);
+      io->head = 0;
+    }
+    return 1;
+  }
+  if (io->failed) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "a message over the size limit");
+    return 2;
+  }
+  if (io->eof) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return 0;
+}
+
+static int stdio_read_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lstdio *io = luaL_checkudata(L, 1, STDIO_MT);
+  int n = stdio_pop(L, io);
+  if (n) {
+    io->reader = NULL;
+    return n;
+  }
+  lc_task_wait(io->reader, &io->wait);
+  return lua_yieldk(L, 0, 0, stdio_read_k);
+}
+
+/* io:read() -> line | nil at EOF | nil, message */
+static int l_stdio_read(lua_State *L) {
+  struct lstdio *io = luaL_checkudata(L, 1, STDIO_MT);
+  lua_settop(L, 1);
+  if (!io->loop) return luaL_error(L, "stdio is closed");
+  if (io->reader) return luaL_error(L, "stdio: another task is reading");
+  int n = stdio_pop(L, io);
+  if (n) return n;
+  io->reader = lc_task_check(L, "luact.mcp.serve");
+  io->wait.cancel = stdio_cancel;
+  lc_task_wait(io->reader, &io->wait);
+  return lua_yieldk(L, 0, 0, stdio_read_k);
+}
+
+/* io:write(line): queued, never blocks. */
+static int l_stdio_write(lua_State *L) {
+  struct lstdio *io = luaL_checkudata(L, 1, STDIO_MT);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  if (!io->loop) return luaL_error(L, "stdio is closed");
+  if (lc_buf_append(&io->outq, s, n) < 0 || lc_buf_append(&io->outq, "\n", 1) < 0)
+    return luaL_error(L, "out of memory");
+  stdio_flush(io);
+  return 0;
+}
+
+/* luact.mcp._stdio() -> the process's stdin/stdout as a line channel. */
+static int l_stdio(lua_State *L) {
+  struct lstdio *io = lua_newuserdatauv(L, sizeof *io, 0);
+  memset(io, 0, sizeof *io);
+  luaL_setmetatable(L, STDIO_MT);
+  io->cl.close = stdio_close_cl;
+  lc_jr_split_init(&io->split, 4u << 20);
+  lc_buf_init(&io->lines, 0);
+  lc_buf_init(&io->outq, 0);
+  io->loop = lc_sched_loop(lc_sched_get(L));
+  closable_add(L, &io->cl);
+  for (int fd = 0; fd <= 1; fd++) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  }
+  io->rw = (struct lc_fdwatch){.fd = 0, .events = LC_READ, .cb = stdio_on_read, .ud = io};
+  io->ww = (struct lc_fdwatch){.fd = 1, .events = LC_WRITE, .cb = stdio_on_write, .ud = io};
+  if (lc_loop_watch(io->loop, &io->rw) < 0) {
+    /* a regular file or /dev/null cannot be polled: read it whole now */
+    char buf[16384];
+    ssize_t k;
+    while ((k = read(0, buf, sizeof buf)) > 0)
+      if (lc_jr_split_feed(&io->split, buf, (size_t)k, stdio_line, io) < 0) io->failed = 1;
+    io->eof = 1;
+  } else io->r_on = 1;
+  return 1;
+}
+
+static const luaL_Reg stdio_methods[] = {
+    {"read", l_stdio_read}, {"write", l_stdio_write}, {NULL, NULL}};
+
+/* ---- the server side over Streamable HTTP (mcp_httpd.c) ---- */
+
+#define HTTPD_MT "luact.McpHttpd"
+
+struct hmsg {
+  struct hmsg *next;
+  long id;
+  size_t n;
+  char body[];
+};
+
+struct lhttpd {
+  struct closable cl; /* first */
+  struct lc_mcp_httpd *h;
+  struct hmsg *head, **tail;
+  struct lc_task *reader;
+  struct lc_wait wait;
+};
+
+/* on_msg (inside MHD_run, from the loop): queue it, wake the reader. */
+static void httpd_msg(void *ud, long id, const char *body, size_t n) {
+  struct lhttpd *x = ud;
+  struct hmsg *m = lc_malloc(sizeof *m + n + 1);
+  if (!m) {
+    lc_mcp_httpd_reply(x->h, id, 500, "", 0);
+    return;
+  }
+  m->next = NULL;
+  m->id = id;
+  m->n = n;
+  memcpy(m->body, body, n);
+  m->body[n] = '\0';
+  *x->tail = m;
+  x->tail = &m->next;
+  if (x->reader && lc_task_waiting_on(x->reader, &x->wait))
+    lc_task_wake(x->reader, &x->wait);
+}
+
+static void httpd_stop(struct lhttpd *x) {
+  closable_remove(&x->cl);
+  if (x->h) {
+    lc_mcp_httpd_free(x->h);
+    x->h = NULL;
+  }
+  while (x->head) {
+    struct hmsg *m = x->head;
+    x->head = m->next;
+    lc_free(m);
+  }
+  x->tail = &x->head;
+}
+
+static void httpd_close_cl(struct closable *c) { httpd_stop((struct lhttpd *)c); }
+
+static int httpd_gc(lua_State *L) {
+  httpd_stop(luaL_checkudata(L, 1, HTTPD_MT));
+  return 0;
+}
+
+static void httpd_cancel(struct lc_wait *w) {
+  struct lhttpd *x = (struct lhttpd *)((char *)w - offsetof(struct lhttpd, wait));
+  x->reader = NULL;
+}
+
+static int httpd_pop(lua_State *L, struct lhttpd *x) {
+  struct hmsg *m = x->head;
+  if (!m) return 0;
+  x->head = m->next;
+  if (!x->head) x->tail = &x->head;
+  lua_pushlstring(L, m->body, m->n);
+  lua_pushinteger(L, m->id);
+  lc_free(m);
+  return 2;
+}
+
+static int httpd_read_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  int n = httpd_pop(L, x);
+  if (n) {
+    x->reader = NULL;
+    return n;
+  }
+  lc_task_wait(x->reader, &x->wait);
+  return lua_yieldk(L, 0, 0, httpd_read_k);
+}
+
+/* srv:read() -> body, reqid (waits; the server runs until closed) */
+static int l_httpd_read(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  lua_settop(L, 1);
+  if (!x->h) return luaL_error(L, "the MCP HTTP server is closed");
+  if (x->reader) return luaL_error(L, "the MCP HTTP server: another task is reading");
+  int n = httpd_pop(L, x);
+  if (n) return n;
+  x->reader = lc_task_check(L, "luact.mcp.serve");
+  x->wait.cancel = httpd_cancel;
+  lc_task_wait(x->reader, &x->wait);
+  return lua_yieldk(L, 0, 0, httpd_read_k);
+}
+
+/* srv:reply(reqid, status [, body]) */
+static int l_httpd_reply(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  long id = (long)luaL_checkinteger(L, 2);
+  int status = (int)luaL_checkinteger(L, 3);
+  size_t n = 0;
+  const char *body = luaL_optlstring(L, 4, "", &n);
+  if (x->h) lc_mcp_httpd_reply(x->h, id, status, body, n);
+  return 0;
+}
+
+static int l_httpd_port(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  lua_pushinteger(L, x->h ? lc_mcp_httpd_port(x->h) : 0);
+  return 1;
+}
+
+/* luact.mcp._http(port, token) -> server | nil, message */
+static int l_http(lua_State *L) {
+  int port = (int)luaL_checkinteger(L, 1);
+  const char *token = luaL_checkstring(L, 2);
+  luaL_argcheck(L, port >= 0 && port < 65536, 1, "not a port");
+  struct lhttpd *x = lua_newuserdatauv(L, sizeof *x, 0);
+  memset(x, 0, sizeof *x);
+  x->tail = &x->head;
+  x->cl.close = httpd_close_cl;
+  luaL_setmetatable(L, HTTPD_MT);
+  closable_add(L, &x->cl);
+  char err[256];
+  if (lc_mcp_httpd_start(lc_sched_loop(lc_sched_get(L)), port, token, 0, httpd_msg, x, &x->h,
+                         err, sizeof err) < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  return 1;
+}
+
+static const luaL_Reg httpd_methods[] = {{"read", l_httpd_read},
+                                         {"reply", l_httpd_reply},
+                                         {"port", l_httpd_port},
+                                         {"close", httpd_gc},
+                                         {NULL, NULL}};
+
+static const luaL_Reg sess_methods[] = {
+    {"_start", l_start},     {"_respond", l_respond},
+    {"_respond_error", l_respond_error},
+    {"_changed", l_changed}, {"dead", l_dead},
+    {"version", l_version},  {"info", l_info},
+    {"stats", l_stats},      {"close", l_close},
+    {NULL, NULL}};
+
+static const luaL_Reg op_methods[] = {
+    {"wait", l_op_wait}, {"cancel", l_op_cancel}, {NULL, NULL}};
+
+static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {"_stdio", l_stdio}, {"_http", l_http}, {NULL, NULL}};
+
+int lc_open_mcp(lua_State *L) {
+  luaL_newmetatable(L, SESSION_MT);
+  luaL_newlib(L, sess_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, sess_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, sess_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, OP_MT);
+  luaL_newlib(L, op_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, op_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, op_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, HTTPD_MT);
+  luaL_newlib(L, httpd_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, httpd_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, STDIO_MT);
+  luaL_newlib(L, stdio_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, stdio_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, stdio_gc);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+  luaL_newlib(L, mcp_funcs);
+  return 1;
+}
+
+/* luact mcp serve AGENTS_DIR: a Lua state and scheduler running
+ * luact.mcp.serve(dir) as the root task (runtime/lua/mcp_serve.lua). */
+int lc_l_mcp_main(int argc, char **argv) {
+  const char *http = NULL;
+  int i = 1;
+  if (argc >= 3 && !strcmp(argv[1], "--http")) {
+    http = argv[2];
+    i = 3;
+  }
+  char *end = NULL;
+  long port = http ? strtol(http, &end, 10) : 0;
+  if (argc != i + 1 || strcmp(argv[0], "serve") || argv[i][0] == '-' ||
+      (http && (*end || port < 0 || port > 65535))) {
+    fputs("usage: luact mcp serve [--http PORT] AGENTS_DIR\n"
+          "\n"
+          "Serves every agent and tool that AGENTS_DIR/*.lua return as MCP\n"
+          "tools: over stdio (JSON-RPC lines on stdin/stdout), or with --http\n"
+          "as Streamable HTTP on 127.0.0.1:PORT/mcp (0 = a free port, printed\n"
+          "on stderr), every request carrying 'Authorization: Bearer' and the\n"
+          "token in $LUACT_MCP_TOKEN (16 characters or more). See docs/mcp.md.\n",
+          stderr);
+    return 2;
+  }
+  const char *token = getenv("LUACT_MCP_TOKEN");
+  if (http && (!token || strlen(token) < 16)) {
+    fputs("luact mcp serve: --http needs LUACT_MCP_TOKEN (16 characters or more)\n", stderr);
+    return 2;
+  }
+  lua_State *L = luaL_newstate();
+  if (!L) return 1;
+  lc_lua_setup(L);
+  struct lc_sched *s;
+  if (lc_sched_new(L, &s)) {
+    lua_close(L);
+    return 1;
+  }
+  int rc = 1;
+  struct lc_task *t;
+  if (luaL_loadstring(L, "local dir, port, token = ...\n"
+                          "return luact.mcp.serve(dir, port and {http = port, token = token})") ==
+      LUA_OK) {
+    lua_pushstring(L, argv[i]);
+    if (http) {
+      lua_pushinteger(L, port);
+      lua_pushstring(L, token);
+    } else {
+      lua_pushnil(L);
+      lua_pushnil(L);
+    }
+    if (lc_sched_spawn(s, L, 3, NULL, &t) == 0 && lc_sched_run(s, t) == 0) {
+      if (lc_task_status(t) == LUA_OK) rc = 0;
+      else {
+        const char *msg = lua_tostring(lc_task_thread(t), -1);
+        fprintf(stderr, "luact mcp serve: %s\n", msg ? msg : "error");
+      }
+    } else {
+      fprintf(stderr, "luact mcp serve: %s\n", lc_sched_error(s));
+    }
+  }
+  lc_sched_free(s);
+  lua_close(L);
+  return rc;
+}

@@ -1,0 +1,417 @@
+-- mcp.lua: luact.mcp.connect: an MCP server's tools as ordinary luact
+-- tools (docs/mcp.md). The C half (runtime/bindings/l_mcp.c) owns the
+-- session; this half lists (with pagination), maps annotations to effect
+-- classes, screens and bounds what comes back, refuses tools whose
+-- definition changed during the run, and routes elicitation to luact.ask.
+local luact, check_opts = ...
+
+local mcp = luact.mcp
+local open = mcp._open
+mcp._open = nil
+local json = luact.json
+
+local MAX_PAGES = 100
+local MAX_TOOLS = 1000
+
+local Server = {}
+Server.__index = Server
+Server.__name = "luact.McpServer"
+
+local function clean_name(s)
+  s = tostring(s):gsub("[^%w_%-]", "_")
+  if not s:match("^[%a_]") then s = "_" .. s end
+  return s:sub(1, 64)
+end
+
+-- The model-facing text of a tools/call result.
+local function result_text(res)
+  local parts = {}
+  for _, c in ipairs(type(res.content) == "table" and res.content or {}) do
+    if type(c) == "table" then
+      if c.type == "text" and type(c.text) == "string" then
+        parts[#parts + 1] = c.text
+      elseif c.type == "resource" and type(c.resource) == "table" then
+        local r = c.resource
+        if type(r.text) == "string" then parts[#parts + 1] = r.text
+        else parts[#parts + 1] = string.format("[resource %s]", tostring(r.uri)) end
+      elseif c.type == "resource_link" then
+        parts[#parts + 1] = string.format("[resource link %s]", tostring(c.uri))
+      elseif c.type == "image" or c.type == "audio" then
+        parts[#parts + 1] = string.format("[%s %s, %d bytes base64]", c.type,
+          tostring(c.mimeType), type(c.data) == "string" and #c.data or 0)
+      end
+    end
+  end
+  if #parts == 0 and type(res.structuredContent) == "table" then
+    return json.encode(res.structuredContent)
+  end
+  return table.concat(parts, "\n")
+end
+
+-- Cuts text to at most max bytes on a UTF-8 boundary.
+local function bound(text, max)
+  if #text <= max then return text end
+  local cut = max
+  while cut > 0 and (text:byte(cut + 1) or 0) & 0xC0 == 0x80 do cut = cut - 1 end
+  return text:sub(1, cut) .. string.format("\n[... %d bytes cut]", #text - cut)
+end
+
+-- What identifies a tool's contract: a change is a possible rug pull.
+local function fingerprint(t)
+  return json.encode { d = t.description or "", s = t.inputSchema or json.null,
+    a = t.annotations or json.null, o = t.outputSchema or json.null }
+end
+
+local function effect_of(t)
+  local a = type(t.annotations) == "table" and t.annotations or {}
+  if a.readOnlyHint == true then return "pure" end
+  if a.idempotentHint == true and a.destructiveHint ~= true then return "idempotent" end
+  return "at_most_once" -- destructive, or the server does not say
+end
+
+function Server:_session()
+  local s = self._s
+  if s and not s:dead() then return s end
+  if s then
+    if not self.restart or self.restarts >= self.max_restarts then
+      return nil, self.label .. ": " .. s:dead(), "server_died"
+    end
+    self.restarts = self.restarts + 1
+    s:close()
+  end
+  local err, code
+  s, err, code = open(self._cfg)
+  if not s then return nil, self.label .. ": " .. err, code end
+  self._s = s
+  self.version = s:version()
+  return s
+end
+
+-- One request; progress and the server's own requests are handled while
+-- it runs. Returns the result table or nil, message, code.
+function Server:request(method, params, opts)
+  if type(method) ~= "string" then error("server:request: 'method' must be a string", 2) end
+  local s, err, code = self:_session()
+  if not s then return nil, err, code end
+  opts = opts or {}
+  local op
+  op, err, code = s:_start(method, params, opts.timeout or self.timeout, opts.on_progress ~= nil)
+  if not op then return nil, self.label .. ": " .. err, code end
+  while true do
+    local kind, a, b, c = op:wait()
+    if kind == "result" then
+      if type(a) ~= "table" then return nil, self.label .. ": result is not an object", "bad_result" end
+      if a.resultType ~= "input_required" then return a end
+      -- The server needs input first: answer, then send the request again
+      -- with the answers and its opaque state (at most MAX_ROUNDS times).
+      opts.rounds = (opts.rounds or 0) + 1
+      if opts.rounds > 8 then
+        return nil, self.label .. ": the server asked for input more than 8 times", "mcp_error"
+      end
+      local p = {}
+      for k, v in pairs(params or {}) do p[k] = v end
+      p.inputResponses = self:_input_responses(a.inputRequests)
+      p.requestState = a.requestState
+      return self:request(method, p, opts)
+    elseif kind == "error" then
+      return nil, string.format("%s: %s", self.label, a), b, c
+    elseif kind == "progress" then
+      if opts.on_progress then pcall(opts.on_progress, a) end
+    elseif kind == "request" then
+      self:_answer(s, a, b, c)
+    end
+  end
+end
+
+-- elicitation/create: the script's on_elicit, else luact.ask per field.
+-- Returns the ElicitResult.
+function Server:_elicit(params)
+  local ok, content = pcall(function()
+    if self.on_elicit then return self.on_elicit(params) end
+    if type(luact.ask) ~= "function" then return nil end
+    local schema = type(params.requestedSchema) == "table" and params.requestedSchema or {}
+    local props = type(schema.properties) == "table" and schema.properties or {}
+    local names = {}
+    for k in pairs(props) do names[#names + 1] = k end
+    table.sort(names)
+    local required = {}
+    for _, k in ipairs(type(schema.required) == "table" and schema.required or {}) do required[k] = true end
+    local out = {}
+    for _, k in ipairs(names) do
+      local p = type(props[k]) == "table" and props[k] or {}
+      if p.type == "string" or p.type == "number" or p.type == "integer" or p.type == "boolean" then
+        local q = string.format("[%s asks] %s\n%s%s%s: ", self.label, tostring(params.message or ""),
+          k, type(p.description) == "string" and (" (" .. p.description .. ")") or "",
+          p.default ~= nil and (" [" .. tostring(p.default) .. "]") or "")
+        local line = luact.ask(q)
+        if line == nil then return nil end -- no input: decline
+        local v = line
+        if line == "" then v = p.default
+        elseif p.type == "number" or p.type == "integer" then
+          v = tonumber(line)
+          if p.type == "integer" and v then v = math.tointeger(v) end
+        elseif p.type == "boolean" then
+          v = line == "y" or line == "yes" or line == "true"
+        end
+        if v == nil and required[k] then return nil end
+        out[k] = v
+      end
+    end
+    return out
+  end)
+  if ok and type(content) == "table" then return { action = "accept", content = content } end
+  return { action = "decline" }
+end
+
+-- A request the server sent during a call (2025-11-25): answered on the
+-- session (the binding only passes elicitation/create).
+function Server:_answer(s, method, params, id)
+  s:_respond(id, self:_elicit(params))
+end
+
+-- 2026-07-28 multi round-trip: the answers to a result's inputRequests,
+-- keyed as the server keyed them. Only elicitation is answered; roots is
+-- an empty list; anything else (sampling) is left out.
+function Server:_input_responses(reqs)
+  local out = {}
+  for key, r in pairs(type(reqs) == "table" and reqs or {}) do
+    if type(r) == "table" then
+      if r.method == "elicitation/create" then
+        out[key] = self:_elicit(type(r.params) == "table" and r.params or {})
+      elseif r.method == "roots/list" then
+        out[key] = { roots = luact.json.array {} }
+      end
+    end
+  end
+  return out
+end
+
+-- Follows nextCursor; items under key.
+function Server:_list(method, key)
+  local all, cursor = {}, nil
+  for _ = 1, MAX_PAGES do
+    local res, err, code = self:request(method, cursor and { cursor = cursor } or nil)
+    if not res then return nil, err, code end
+    for _, t in ipairs(type(res[key]) == "table" and res[key] or {}) do
+      all[#all + 1] = t
+      if #all > MAX_TOOLS then return nil, self.label .. ": more than " .. MAX_TOOLS .. " " .. key, "too_many" end
+    end
+    cursor = res.nextCursor
+    if type(cursor) ~= "string" or cursor == "" then return all end
+  end
+  return nil, self.label .. ": " .. method .. " did not end after " .. MAX_PAGES .. " pages", "too_many"
+end
+
+-- The output the model sees: bounded, screened, marked as data.
+function Server:_present(tool, text)
+  text = bound(text, self.max_output)
+  if self.screen then
+    local ok, r, why = pcall(self.screen, text, tool)
+    if not ok then return nil, "screen failed: " .. tostring(r), "screened" end
+    if r == nil then return nil, "output withheld by the screen" .. (why and (": " .. tostring(why)) or ""), "screened" end
+    text = bound(tostring(r), self.max_output)
+  end
+  return string.format("<mcp-tool-output server=%q tool=%q>\n%s\n</mcp-tool-output>",
+    self.label, tool, (text:gsub("</mcp%-tool%-output>", "</mcp-tool-output_>")))
+end
+
+-- tools/list again when the server said it changed: a tool whose contract
+-- changed is refused until accepted.
+function Server:_refresh()
+  local list, err, code = self:_list("tools/list", "tools")
+  if not list then return nil, err, code end
+  local seen = {}
+  for _, t in ipairs(list) do
+    if type(t) == "table" and type(t.name) == "string" then
+      seen[t.name] = true
+      local old = self._defs[t.name]
+      local fp = fingerprint(t)
+      if old and old.fp ~= fp and not self._refused[t.name] then
+        local accept = self.on_change and select(2, pcall(self.on_change, t.name, old.def, t)) == true
+        if accept then self._defs[t.name] = { fp = fp, def = t }
+        else self._refused[t.name] = { fp = fp, def = t } end
+      elseif not old then
+        self._pending_new[t.name] = t
+      end
+    end
+  end
+  for name in pairs(self._defs) do
+    if not seen[name] then self._gone[name] = true end
+  end
+  return true
+end
+
+--- server:accept(name): takes a changed tool's new definition.
+function Server:accept(name)
+  local r = self._refused[name]
+  if not r then return false end
+  self._defs[name] = r
+  self._refused[name] = nil
+  return true
+end
+
+function Server:call(name, args, opts)
+  if type(name) ~= "string" then error("server:call: 'name' must be a string", 2) end
+  local s = self._s
+  if s and not s:dead() then
+    local tools_changed = s:_changed()
+    if tools_changed then -- notifications/tools/list_changed: list again
+      local ok, err, code = self:refresh()
+      if not ok then return nil, err, code end
+    end
+  end
+  if self._refused[name] then
+    return nil, string.format("%s: tool %s changed its description or schema during the run; refused until the script accepts it (server:accept)", self.label, name), "tool_changed"
+  end
+  if self._gone[name] then
+    return nil, string.format("%s: tool %s is no longer offered", self.label, name), "tool_gone"
+  end
+  return self:request("tools/call", { name = name, arguments = args or {} }, opts)
+end
+
+function Server:_tool(def)
+  local name = clean_name((self.prefix or "") .. def.name)
+  local n = 2
+  while self.tool[name] do
+    name = clean_name((self.prefix or "") .. def.name):sub(1, 60) .. "_" .. n
+    n = n + 1
+  end
+  local server, mname = self, def.name
+  local t = luact.tool {
+    name = name,
+    description = type(def.description) == "string" and def.description or (def.title or ""),
+    params = type(def.inputSchema) == "table" and def.inputSchema or { type = "object" },
+    effect = effect_of(def),
+    timeout = self.timeout,
+    fn = function(args)
+      local res, err, code = server:call(mname, args, { on_progress = server.on_progress and function(p)
+        server.on_progress(mname, p)
+      end })
+      if not res and (code == "server_died") and effect_of(def) ~= "at_most_once" then
+        res, err, code = server:call(mname, args) -- safe to run again: restart once
+      end
+      if not res then return nil, err, code end
+      local text = result_text(res)
+      if res.isError == true then
+        local msg = server:_present(mname, text ~= "" and text or "error")
+        return nil, msg or "tool error", "tool_error"
+      end
+      return server:_present(mname, text)
+    end,
+  }
+  self.tool[name] = t
+  return t
+end
+
+local CONNECT = "luact.mcp.connect"
+local function field(f, msg) error(string.format("%s: '%s' %s", CONNECT, f, msg), 3) end
+
+--- luact.mcp.connect{command=, args=, env=} | {url=, headers=} ->
+--  server (server.tools: luact tools) | nil, message, code
+function mcp.connect(spec)
+  if type(spec) ~= "table" then error(CONNECT .. ": expected a table {command=} or {url=}", 2) end
+  local bad = check_opts(spec, CONNECT)
+  if bad then error(bad, 2) end
+  if (spec.command == nil) == (spec.url == nil) then field("command", "or 'url' is required (exactly one)") end
+  if spec.command ~= nil and (type(spec.command) ~= "string" or spec.command == "") then field("command", "must be a non-empty string") end
+  if spec.url ~= nil and (type(spec.url) ~= "string" or not spec.url:match("^https?://")) then field("url", "must be an http:// or https:// URL") end
+  for _, f in ipairs { "args", "env", "headers" } do
+    if spec[f] ~= nil and type(spec[f]) ~= "table" then field(f, "must be a table") end
+  end
+  if spec.url and (spec.args or spec.env) then field("args", "and 'env' are for a command, not a url") end
+  if spec.command and spec.headers then field("headers", "is for a url, not a command") end
+  for _, f in ipairs { "screen", "on_progress", "on_change", "on_elicit" } do
+    if spec[f] ~= nil and type(spec[f]) ~= "function" then field(f, "must be a function") end
+  end
+  for _, f in ipairs { "timeout", "connect_timeout", "max_output", "max_message", "max_restarts" } do
+    if spec[f] ~= nil and (type(spec[f]) ~= "number" or spec[f] <= 0) then field(f, "must be a positive number") end
+  end
+  if spec.prefix ~= nil and type(spec.prefix) ~= "string" then field("prefix", "must be a string") end
+  if spec.name ~= nil and type(spec.name) ~= "string" then field("name", "must be a string") end
+  if spec.protocol ~= nil and spec.protocol ~= "2026-07-28" and spec.protocol ~= "2025-11-25"
+      and spec.protocol ~= "2025-06-18" then
+    field("protocol", "must be 2026-07-28, 2025-11-25 or 2025-06-18")
+  end
+  local argv
+  if spec.command then
+    argv = { spec.command }
+    for i, a in ipairs(spec.args or {}) do
+      if type(a) ~= "string" then field("args", "must be a list of strings") end
+      argv[i + 1] = a
+    end
+  end
+  local label = spec.name or spec.command or spec.url
+  local self = setmetatable({
+    label = label,
+    prefix = spec.prefix,
+    timeout = spec.timeout or 60,
+    max_output = math.floor(spec.max_output or 16384),
+    screen = spec.screen,
+    on_progress = spec.on_progress,
+    on_change = spec.on_change,
+    on_elicit = spec.on_elicit,
+    restart = spec.restart ~= false,
+    max_restarts = spec.max_restarts or 3,
+    restarts = 0,
+    tools = {}, tool = {}, skipped = {},
+    _defs = {}, _refused = {}, _gone = {}, _pending_new = {},
+    _cfg = { argv = argv, env = spec.env, url = spec.url, headers = spec.headers,
+      max_message = spec.max_message and math.floor(spec.max_message),
+      connect_timeout = spec.connect_timeout, protocol = spec.protocol },
+  }, Server)
+  -- The listing is a journaled effect: a replay gets it from the journal
+  -- and starts no server (the session opens on the first real call).
+  local request = { command = argv, url = spec.url }
+  local list, err, code = luact.effect("mcp", "tools/list " .. label, request, "pure",
+    function() return self:_list("tools/list", "tools") end)
+  if not list then
+    if self._s then self._s:close() end
+    return nil, err, code
+  end
+  for _, def in ipairs(list) do
+    if type(def) == "table" and type(def.name) == "string" and not self._defs[def.name] then
+      self._defs[def.name] = { fp = fingerprint(def), def = def }
+      local tok, t = pcall(Server._tool, self, def)
+      if tok then self.tools[#self.tools + 1] = t
+      else self.skipped[def.name] = tostring(t):gsub("^.-luact%.tool", "luact.tool") end
+    end
+  end
+  return self
+end
+
+--- server:refresh(): lists again; new tools are added to server.tools.
+function Server:refresh()
+  local ok, err, code = self:_refresh()
+  if not ok then return nil, err, code end
+  for name, def in pairs(self._pending_new) do
+    self._defs[name] = { fp = fingerprint(def), def = def }
+    local tok, t = pcall(Server._tool, self, def)
+    if tok then self.tools[#self.tools + 1] = t else self.skipped[name] = tostring(t) end
+  end
+  self._pending_new = {}
+  return self.tools
+end
+
+function Server:resources() return self:_list("resources/list", "resources") end
+function Server:read(uri)
+  if type(uri) ~= "string" then error("server:read: 'uri' must be a string", 2) end
+  local r, err, code = self:request("resources/read", { uri = uri })
+  if not r then return nil, err, code end
+  return r.contents
+end
+function Server:prompts() return self:_list("prompts/list", "prompts") end
+function Server:prompt(name, args)
+  if type(name) ~= "string" then error("server:prompt: 'name' must be a string", 2) end
+  return self:request("prompts/get", { name = name, arguments = args })
+end
+function Server:info()
+  local s = self:_session()
+  return s and s:info()
+end
+function Server:stats() return self._s and self._s:stats() end
+function Server:dead() return self._s and self._s:dead() end
+function Server:close()
+  if self._s then self._s:close() end
+  self._s = nil
+  self.restart = false
+end

@@ -1,0 +1,207 @@
+-- mcp_serve.lua: luact.mcp.serve(dir): luact's agents and tools as an MCP
+-- server over stdio (`luact mcp serve AGENTS_DIR`). Every DIR/*.lua is run
+-- once and returns a luact.tool, a list of them, or an agent
+-- {name=, description=, params=, run=function(args) -> answer | result};
+-- each becomes an MCP tool with its schema and annotations. Every call runs
+-- in its own task: calls overlap, and notifications/cancelled kills one.
+local luact, check_opts = ...
+
+local mcp = luact.mcp
+local stdio, http = mcp._stdio, mcp._http
+mcp._stdio, mcp._http = nil, nil
+local json = luact.json
+
+local VERSIONS = { ["2026-07-28"] = true, ["2025-11-25"] = true, ["2025-06-18"] = true }
+local NEWEST_STATEFUL = "2025-11-25"
+
+local function annotations(effect)
+  if effect == "pure" then return { readOnlyHint = true } end
+  if effect == "idempotent" then return { readOnlyHint = false, idempotentHint = true, destructiveHint = false } end
+  return { readOnlyHint = false, idempotentHint = false }
+end
+
+-- An agent spec becomes a tool whose effect is at-most-once (it calls
+-- models and tools of its own).
+local function agent_tool(spec, file)
+  if type(spec.run) ~= "function" then error(file .. ": an agent needs run = function(args)", 0) end
+  return luact.tool {
+    name = spec.name, description = spec.description or ("Agent " .. spec.name),
+    params = spec.params or { type = "object", properties = { question = { type = "string" } },
+      required = { "question" } },
+    effect = spec.effect or "at_most_once", timeout = spec.timeout or 600,
+    fn = function(args, ctx)
+      local r, e = spec.run(args, ctx)
+      if type(r) == "table" and r.status ~= nil then
+        if r.status ~= "finished" then return nil, tostring(r.reason or r.status) end
+        return r.answer
+      end
+      if r == nil then return nil, e end
+      return r
+    end,
+  }
+end
+
+local function load_dir(dir)
+  local root = assert(luact.files.root(dir))
+  local entries = assert(root:list("."))
+  table.sort(entries, function(a, b) return a.name < b.name end)
+  local tools, by_name = {}, {}
+  local function add(t, file)
+    if not luact.is_tool(t) then error(file .. ": returned something that is not a luact.tool or an agent", 0) end
+    if by_name[t.name] then error(file .. ": a second tool named " .. t.name, 0) end
+    by_name[t.name] = t
+    tools[#tools + 1] = t
+  end
+  for _, e in ipairs(entries) do
+    if e.type == "file" and e.name:match("%.lua$") then
+      local file = dir .. "/" .. e.name
+      local chunk, err = loadfile(file, "t")
+      if not chunk then error(err, 0) end
+      local v = chunk()
+      if luact.is_tool(v) then add(v, file)
+      elseif type(v) == "table" and v.run ~= nil then add(agent_tool(v, file), file)
+      elseif type(v) == "table" then
+        for _, t in ipairs(v) do
+          if type(t) == "table" and not luact.is_tool(t) and t.run then t = agent_tool(t, file) end
+          add(t, file)
+        end
+      else
+        error(file .. ": must return a luact.tool, a list of them, or an agent {name=, run=}", 0)
+      end
+    end
+  end
+  return tools, by_name
+end
+
+local function text_of(v)
+  if type(v) == "string" then return v end
+  return json.encode(v)
+end
+
+--- luact.mcp.serve(dir [, {http = port, token =}]): serves until stdin
+-- ends (stdio) or forever (HTTP).
+function mcp.serve(dir, opts)
+  if type(dir) ~= "string" then error("luact.mcp.serve: 'dir' must be a string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("luact.mcp.serve: 'opts' must be a table", 2) end
+  local bad = opts and check_opts(opts, "luact.mcp.serve")
+  if bad then error(bad, 2) end
+  local tools, by_name = load_dir(dir)
+  local chan, err
+  if opts and opts.http then
+    if type(opts.http) ~= "number" then error("luact.mcp.serve: 'http' must be a port number", 2) end
+    if type(opts.token) ~= "string" then error("luact.mcp.serve: 'token' is required with http", 2) end
+    chan, err = http(math.floor(opts.http), opts.token)
+    if not chan then return nil, err end
+    io.stderr:write(string.format("luact mcp: listening on http://127.0.0.1:%d/mcp\n", chan:port()))
+  else
+    chan = stdio()
+  end
+  local running = {} -- request id (JSON text) -> task
+
+  local function tool_list()
+    local list = {}
+    for _, t in ipairs(tools) do
+      list[#list + 1] = { name = t.name, description = t.description, inputSchema = t.params,
+        annotations = annotations(t.effect) }
+    end
+    return list
+  end
+  local info = { name = "luact", version = luact.version }
+  local caps = { tools = { listChanged = false } }
+
+  -- One message; send(msg) delivers the answer (over stdio: a line; over
+  -- HTTP: the body of this POST's response).
+  local function handle(m, send)
+    local function reply(result) send { jsonrpc = "2.0", id = m.id, result = result } end
+    local function fail(code, message)
+      send { jsonrpc = "2.0", id = m.id == nil and json.null or m.id, error = { code = code, message = message } }
+    end
+    if m.method == "initialize" then
+      local want = type(m.params) == "table" and m.params.protocolVersion
+      local v = (VERSIONS[want] and want ~= "2026-07-28") and want or NEWEST_STATEFUL
+      reply { protocolVersion = v, capabilities = caps, serverInfo = info }
+    elseif m.method == "server/discover" then
+      reply { supportedVersions = { "2026-07-28", "2025-11-25", "2025-06-18" },
+        capabilities = caps, serverInfo = info }
+    elseif m.method == "ping" then
+      reply {}
+    elseif m.method == "tools/list" then
+      reply { tools = tool_list() }
+    elseif m.method == "tools/call" then
+      local p = m.params
+      local t = type(p) == "table" and by_name[p.name]
+      if not t then return fail(-32602, "unknown tool: " .. tostring(type(p) == "table" and p.name)) end
+      local args = p.arguments
+      if args == nil then args = {} end
+      if type(args) ~= "table" then return fail(-32602, "arguments must be an object") end
+      local key = json.encode(m.id)
+      -- ctx.progress(done [, total [, message]]) reports to a client that
+      -- asked (params._meta.progressToken); over HTTP answers are plain
+      -- JSON, so there it does nothing.
+      local meta = type(p._meta) == "table" and p._meta or {}
+      local token = meta.progressToken
+      local ctx = { progress = function(done, total, message)
+        if token == nil or (opts and opts.http) then return end
+        chan:write(json.encode { jsonrpc = "2.0", method = "notifications/progress",
+          params = { progressToken = token, progress = done, total = total, message = message } })
+      end }
+      running[key] = luact.spawn(function()
+        local ok, r, e = pcall(t.call, t, args, ctx)
+        running[key] = nil
+        if not ok then
+          reply { content = { { type = "text", text = tostring(r) } }, isError = true }
+        elseif r == nil then
+          reply { content = { { type = "text", text = tostring(e or "failed") } }, isError = true }
+        else
+          local res = { content = { { type = "text", text = text_of(r) } } }
+          if type(r) == "table" then res.structuredContent = r end
+          reply(res)
+        end
+      end)
+    else
+      fail(-32601, "Method not found: " .. tostring(m.method))
+    end
+  end
+
+  local function notified(m)
+    if m.method == "notifications/cancelled" and type(m.params) == "table" then
+      local key = json.encode(m.params.requestId)
+      local task = running[key]
+      if task then
+        running[key] = nil
+        luact.kill(task)
+      end
+    end
+  end
+
+  while true do
+    local line, reqid = chan:read()
+    if not line then
+      if reqid then io.stderr:write("luact mcp: " .. tostring(reqid) .. "\n") end
+      break
+    end
+    local send
+    if opts and opts.http then
+      send = function(msg) chan:reply(reqid, 200, json.encode(msg)) end
+    else
+      send = function(msg) chan:write(json.encode(msg)) end
+    end
+    local ok, m = pcall(json.decode, line)
+    if not ok or type(m) ~= "table" or m.jsonrpc ~= "2.0" then
+      if opts and opts.http then
+        chan:reply(reqid, 400, json.encode { jsonrpc = "2.0", id = json.null,
+          error = { code = -32700, message = "parse error" } })
+      else
+        send { jsonrpc = "2.0", id = json.null, error = { code = -32700, message = "parse error" } }
+      end
+    elseif m.method == nil or m.id == nil then
+      -- a notification, or a response to a request of ours (we send none)
+      if m.method ~= nil then notified(m) end
+      if opts and opts.http then chan:reply(reqid, 202) end
+    else
+      handle(m, send)
+    end
+  end
+  for _, task in pairs(running) do luact.kill(task) end
+  return true
+end

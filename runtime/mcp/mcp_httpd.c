@@ -1,0 +1,321 @@
+/* mcp_httpd.c: `luact mcp serve --http`: libmicrohttpd in external-epoll
+ * mode on our loop, loaded with dlopen, one suspended connection per
+ * request until the script answers it. */
+#include "mcp_httpd.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "lc.h"
+#include "loop.h"
+
+static struct {
+  struct MHD_Daemon *(*start_daemon)(unsigned int, uint16_t,
+                                     MHD_AcceptPolicyCallback, void *,
+                                     MHD_AccessHandlerCallback, void *, ...);
+  void (*stop_daemon)(struct MHD_Daemon *);
+  const union MHD_DaemonInfo *(*get_daemon_info)(struct MHD_Daemon *,
+                                                 enum MHD_DaemonInfoType, ...);
+  enum MHD_Result (*run)(struct MHD_Daemon *);
+  enum MHD_Result (*get_timeout)(struct MHD_Daemon *, MHD_UNSIGNED_LONG_LONG *);
+  const char *(*lookup)(struct MHD_Connection *, enum MHD_ValueKind,
+                        const char *);
+  enum MHD_Result (*queue_response)(struct MHD_Connection *, unsigned int,
+                                    struct MHD_Response *);
+  void (*suspend)(struct MHD_Connection *);
+  void (*resume)(struct MHD_Connection *);
+  struct MHD_Response *(*from_buffer)(size_t, void *,
+                                      enum MHD_ResponseMemoryMode);
+  void (*destroy_response)(struct MHD_Response *);
+  enum MHD_Result (*add_header)(struct MHD_Response *, const char *,
+                                const char *);
+} mhd;
+static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
+static int mhd_ok;
+static char mhd_err[256];
+
+static void mhd_load(void) {
+  void *h = dlopen("libmicrohttpd.so.12", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    snprintf(mhd_err, sizeof mhd_err, "cannot load libmicrohttpd: %s", dlerror());
+    return;
+  }
+#define SYM(field, name)                                            \
+  if (!(*(void **)&mhd.field = dlsym(h, name))) {                   \
+    snprintf(mhd_err, sizeof mhd_err, "libmicrohttpd has no %s", name); \
+    return;                                                         \
+  }
+  SYM(start_daemon, "MHD_start_daemon");
+  SYM(stop_daemon, "MHD_stop_daemon");
+  SYM(get_daemon_info, "MHD_get_daemon_info");
+  SYM(run, "MHD_run");
+  SYM(get_timeout, "MHD_get_timeout");
+  SYM(lookup, "MHD_lookup_connection_value");
+  SYM(queue_response, "MHD_queue_response");
+  SYM(suspend, "MHD_suspend_connection");
+  SYM(resume, "MHD_resume_connection");
+  SYM(from_buffer, "MHD_create_response_from_buffer");
+  SYM(destroy_response, "MHD_destroy_response");
+  SYM(add_header, "MHD_add_response_header");
+#undef SYM
+  mhd_ok = 1;
+}
+
+/* One POST: its body, then (after the script answers) its response. */
+struct hreq {
+  struct hreq *next, **prev;
+  struct lc_mcp_httpd *h;
+  struct MHD_Connection *conn;
+  long id;
+  struct lc_buf body;
+  int status; /* answer ready when non-zero */
+  char *answer;
+  size_t answer_len;
+  int delivered, suspended, too_big;
+};
+
+struct lc_mcp_httpd {
+  struct lc_loop *loop;
+  struct MHD_Daemon *d;
+  struct lc_fdwatch w;
+  struct lc_timer timer;
+  char *token;
+  size_t max_body;
+  lc_mcp_httpd_fn on_msg;
+  void *ud;
+  long next_id;
+  struct hreq *reqs; /* delivered, waiting for their answer */
+  int port;
+  int running; /* inside MHD_run */
+};
+
+static void kick(struct lc_mcp_httpd *h);
+
+static enum MHD_Result respond(struct MHD_Connection *c, int status,
+                               const char *body, size_t n, int json) {
+  struct MHD_Response *r =
+      mhd.from_buffer(n, (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (!r) return MHD_NO;
+  if (json) mhd.add_header(r, "Content-Type", "application/json");
+  if (status == 401) mhd.add_header(r, "WWW-Authenticate", "Bearer");
+  enum MHD_Result rc = mhd.queue_response(c, (unsigned)status, r);
+  mhd.destroy_response(r);
+  return rc;
+}
+
+/* Constant-time comparison: the token must not leak through timing. */
+static int token_ok(const struct lc_mcp_httpd *h, const char *auth) {
+  if (!auth || strncasecmp(auth, "Bearer ", 7)) return 0;
+  const char *t = auth + 7;
+  size_t a = strlen(t), b = strlen(h->token);
+  unsigned char diff = (unsigned char)(a != b);
+  for (size_t i = 0; i < b; i++) diff |= (unsigned char)(t[i < a ? i : 0] ^ h->token[i]);
+  return diff == 0;
+}
+
+/* A browser page must not reach a loopback server (DNS rebinding): only
+ * loopback origins, or none (non-browser clients). */
+static int origin_ok(const char *o) {
+  if (!o) return 1;
+  return !strncmp(o, "http://127.0.0.1", 16) || !strncmp(o, "http://localhost", 16) ||
+         !strncmp(o, "http://[::1]", 12);
+}
+
+static void hreq_unlink(struct hreq *r) {
+  if (!r->prev) return;
+  *r->prev = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = NULL;
+  r->next = NULL;
+}
+
+/* MHD access handler (inside MHD_run, from our loop): never calls Lua;
+ * on_msg only queues for the script. */
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls) {
+  struct lc_mcp_httpd *h = cls;
+  struct hreq *r = *con_cls;
+  if (!r) {
+    if (strcmp(url, "/mcp")) return respond(c, 404, "", 0, 0);
+    if (!origin_ok(mhd.lookup(c, MHD_HEADER_KIND, "Origin")))
+      return respond(c, 403, "", 0, 0);
+    if (!token_ok(h, mhd.lookup(c, MHD_HEADER_KIND, "Authorization")))
+      return respond(c, 401, "", 0, 0);
+    /* Stateless: no GET stream, no session to DELETE. */
+    if (strcmp(method, "POST")) return respond(c, 405, "", 0, 0);
+    r = lc_calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    r->h = h;
+    r->conn = c;
+    lc_buf_init(&r->body, h->max_body);
+    *con_cls = r;
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (!r->too_big && lc_buf_append(&r->body, upload, *upload_size) < 0)
+      r->too_big = 1;
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (r->too_big) return respond(c, 413, "", 0, 0);
+  if (r->status) {
+    enum MHD_Result rc = respond(c, r->status, r->answer ? r->answer : "",
+                                 r->answer_len, r->status != 202);
+    return rc;
+  }
+  if (r->delivered) return MHD_YES; /* resumed without an answer: wait */
+  r->delivered = 1;
+  r->id = ++h->next_id;
+  r->next = h->reqs;
+  r->prev = &h->reqs;
+  if (h->reqs) h->reqs->prev = &r->next;
+  h->reqs = r;
+  mhd.suspend(c);
+  r->suspended = 1;
+  h->on_msg(h->ud, r->id, r->body.data ? r->body.data : "", r->body.len);
+  return MHD_YES;
+}
+
+/* MHD completion: the connection is done with this request. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  struct hreq *r = *con_cls;
+  if (!r) return;
+  hreq_unlink(r);
+  lc_buf_free(&r->body);
+  lc_free(r->answer);
+  lc_free(r);
+  *con_cls = NULL;
+}
+
+static void run_now(struct lc_mcp_httpd *h) {
+  if (h->running) return;
+  h->running = 1;
+  mhd.run(h->d);
+  h->running = 0;
+  kick(h);
+}
+
+/* Watcher of MHD's epoll fd (from the loop). */
+static void on_fd(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
+  run_now(w->ud);
+}
+
+/* MHD's own timeouts, and a pass after a resume (from the loop). */
+static void on_timer(struct lc_loop *loop, struct lc_timer *t) {
+  run_now(t->ud);
+}
+
+static void kick(struct lc_mcp_httpd *h) {
+  MHD_UNSIGNED_LONG_LONG ms = 0;
+  if (mhd.get_timeout(h->d, &ms) == MHD_YES)
+    lc_timer_start(h->loop, &h->timer, (double)(ms > 60000 ? 60000 : ms));
+  else lc_timer_stop(h->loop, &h->timer);
+}
+
+int lc_mcp_httpd_start(struct lc_loop *loop, int port, const char *token,
+                       size_t max_body, lc_mcp_httpd_fn on_msg, void *ud,
+                       struct lc_mcp_httpd **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (!token || strlen(token) < 16) {
+    snprintf(err, errlen, "a bearer token of at least 16 characters is required");
+    return LC_EINVAL;
+  }
+  pthread_once(&mhd_once, mhd_load);
+  if (!mhd_ok) {
+    snprintf(err, errlen, "%s", mhd_err);
+    return LC_EIO;
+  }
+  struct lc_mcp_httpd *h = lc_calloc(1, sizeof *h);
+  if (!h || !(h->token = lc_strdup(token))) {
+    lc_free(h);
+    snprintf(err, errlen, "out of memory");
+    return LC_ENOMEM;
+  }
+  h->loop = loop;
+  h->on_msg = on_msg;
+  h->ud = ud;
+  h->max_body = max_body ? max_body : (4u << 20);
+  lc_timer_init(&h->timer, on_timer, h);
+  struct sockaddr_in sin;
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_port = htons((uint16_t)port);
+  sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* loopback only */
+  h->d = mhd.start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME, (uint16_t)port,
+                          NULL, NULL, on_access, h, MHD_OPTION_SOCK_ADDR, &sin,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)300,
+                          MHD_OPTION_END);
+  if (!h->d) {
+    snprintf(err, errlen, "cannot listen on 127.0.0.1:%d", port);
+    lc_free(h->token);
+    lc_free(h);
+    return LC_EIO;
+  }
+  const union MHD_DaemonInfo *i = mhd.get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
+  const union MHD_DaemonInfo *p = mhd.get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+  h->port = p ? p->port : port;
+  h->w = (struct lc_fdwatch){.fd = i ? i->epoll_fd : -1, .events = LC_READ,
+                             .cb = on_fd, .ud = h};
+  if (!i || lc_loop_watch(loop, &h->w) < 0) {
+    snprintf(err, errlen, "cannot watch the HTTP server");
+    mhd.stop_daemon(h->d);
+    lc_free(h->token);
+    lc_free(h);
+    return LC_EIO;
+  }
+  kick(h);
+  *out = h;
+  return 0;
+}
+
+int lc_mcp_httpd_port(const struct lc_mcp_httpd *h) { return h->port; }
+
+void lc_mcp_httpd_reply(struct lc_mcp_httpd *h, long id, int status,
+                        const char *body, size_t n) {
+  struct hreq *r = h->reqs;
+  while (r && r->id != id) r = r->next;
+  if (!r || r->status) return;
+  r->status = status;
+  if (n) {
+    r->answer = lc_malloc(n);
+    if (r->answer) memcpy(r->answer, body, n), r->answer_len = n;
+    else r->status = 500;
+  }
+  hreq_unlink(r);
+  if (r->suspended) {
+    r->suspended = 0;
+    mhd.resume(r->conn);
+  }
+  /* MHD finishes it on its next run: a pass from now. */
+  lc_timer_start(h->loop, &h->timer, 0);
+}
+
+void lc_mcp_httpd_free(struct lc_mcp_httpd *h) {
+  if (!h) return;
+  lc_loop_unwatch(h->loop, &h->w);
+  lc_timer_stop(h->loop, &h->timer);
+  /* Suspended connections must be resumed before the daemon stops. */
+  while (h->reqs) {
+    struct hreq *r = h->reqs;
+    hreq_unlink(r);
+    if (r->suspended) {
+      r->suspended = 0;
+      r->status = 503;
+      mhd.resume(r->conn);
+    }
+  }
+  mhd.stop_daemon(h->d);
+  lc_free(h->token);
+  lc_free(h);
+}

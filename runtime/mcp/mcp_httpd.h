@@ -1,0 +1,37 @@
+/* mcp_httpd.h: the Streamable HTTP side of `luact mcp serve`: one POST
+ * endpoint (/mcp) on a loopback address, bearer-token auth, Origin check,
+ * JSON answers. libmicrohttpd runs in external-epoll mode on our loop (its
+ * epoll fd is one of our watchers; no thread of its own), and is loaded
+ * with dlopen on first use so that a run that never serves does not load it.
+ *
+ * Flow: each authorised POST body is handed to on_msg with a request id;
+ * the connection is suspended until lc_mcp_httpd_reply(id, ...) gives its
+ * answer (exactly once; 202 with no body for notifications). Requests that
+ * fail the checks are answered here (401, 403, 404, 405, 413) and never
+ * reach on_msg.
+ *
+ * Ownership: the server is the caller's (lc_mcp_httpd_free, which also
+ * drops unanswered requests). on_msg's body is borrowed for the call. */
+#ifndef LC_MCP_HTTPD_H
+#define LC_MCP_HTTPD_H
+
+#include <stddef.h>
+
+struct lc_loop;
+struct lc_mcp_httpd;
+
+typedef void (*lc_mcp_httpd_fn)(void *ud, long id, const char *body, size_t n);
+
+/* Listens on 127.0.0.1:port (0 = any free port). token: the bearer token
+ * every request must carry (required, copied). <0 with err on failure. */
+int lc_mcp_httpd_start(struct lc_loop *loop, int port, const char *token,
+                       size_t max_body, lc_mcp_httpd_fn on_msg, void *ud,
+                       struct lc_mcp_httpd **out, char *err, size_t errlen);
+int lc_mcp_httpd_port(const struct lc_mcp_httpd *h);
+/* Answers request id (unknown or answered ids are ignored). status 202
+ * sends no body. */
+void lc_mcp_httpd_reply(struct lc_mcp_httpd *h, long id, int status,
+                        const char *body, size_t n);
+void lc_mcp_httpd_free(struct lc_mcp_httpd *h);
+
+#endif

@@ -1,0 +1,61 @@
+/* fuzz_jsonrpc.c: MCP's stdio framing and JSON-RPC classification. Split
+ * feeds must give the same lines and verdicts as one feed; a parsed
+ * message's fields must be consistent with its kind. */
+#include "fuzz_common.h"
+#include "jsonrpc.h"
+
+static int on_line(void *ud, const char *line, size_t len) {
+  struct lc_buf *b = ud;
+  if (memchr(line, '\n', len)) abort(); /* a line never holds its newline */
+  struct lc_jr_msg m;
+  char err[128];
+  int rc = lc_jr_parse(line, len, &m, err, sizeof err);
+  if (rc == 0) {
+    if (!m.root) abort();
+    switch (m.kind) {
+    case LC_JR_REQUEST:
+      if (!m.method || !m.id) abort();
+      break;
+    case LC_JR_NOTIFICATION:
+      if (!m.method || m.id) abort();
+      break;
+    case LC_JR_RESPONSE:
+      if (!m.id || !!m.result == !!m.error || !m.err_msg) abort();
+      break;
+    }
+    lc_buf_printf(b, "k%d id%lld", (int)m.kind, m.id_num);
+    cJSON_Delete(m.root);
+  } else {
+    if (m.root) abort();
+    lc_buf_printf(b, "bad(%s)", err);
+  }
+  lc_buf_append(b, "\x01", 1);
+  return 0;
+}
+
+static void run(const uint8_t *d, size_t n, uint32_t seed, struct lc_buf *log) {
+  struct lc_jr_split s;
+  lc_jr_split_init(&s, 256);
+  size_t off = 0;
+  int rc = 0;
+  while (off < n && !rc) {
+    size_t k = seed ? fz_next(&seed, n - off) : n - off;
+    rc = lc_jr_split_feed(&s, (const char *)d + off, k, on_line, log);
+    off += k;
+  }
+  lc_buf_printf(log, "rc=%d pending=%zu", rc, rc ? 0 : lc_jr_split_pending(&s));
+  lc_jr_split_free(&s);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 1) return 0;
+  struct lc_buf a, b;
+  lc_buf_init(&a, 0);
+  lc_buf_init(&b, 0);
+  run(data + 1, size - 1, 0, &a);
+  run(data + 1, size - 1, data[0] * 2654435761u + 1, &b);
+  if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0) abort();
+  lc_buf_free(&a);
+  lc_buf_free(&b);
+  return 0;
+}

@@ -1,0 +1,818 @@
+/* check_mcp.c: luact.mcp against real MCP servers from npm (installed by
+ * scripts/test with npm ci in tests/mcp): server-everything over stdio and
+ * Streamable HTTP, server-filesystem, server-memory, a ReAct agent through
+ * the mock LLM; and against tests/mcp/fake_server.js for what a hostile or
+ * broken server does (junk, malformed JSON-RPC, unknown ids, floods,
+ * oversize messages, bad schemas, exits, a tool that changes). */
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util_common.h"
+#include "util_lua.h"
+#include "util_mock.h"
+
+static char out[8192], err[4096];
+static char prelude[4096];
+static struct lc_mock mock;
+
+static void make_prelude(void) {
+  const char *src = lc_test_source_dir();
+  char nm[600];
+  snprintf(nm, sizeof nm, "%s/tests/mcp/node_modules/@modelcontextprotocol", src);
+  struct stat st;
+  ck_assert_msg(stat(nm, &st) == 0,
+                "%s is missing: run 'npm ci' in tests/mcp (scripts/test does)", nm);
+  snprintf(prelude, sizeof prelude,
+           "NODE_MODULES = '%s'\n"
+           "EVERYTHING = {'%s/server-everything/dist/index.js', 'stdio'}\n"
+           "FS = '%s/server-filesystem/dist/index.js'\n"
+           "MEMORY = '%s/server-memory/dist/index.js'\n"
+           "FAKE = '%s/tests/mcp/fake_server.js'\n"
+           "function fake(mode, extra)\n"
+           "  local t = {command='node', args={FAKE, mode, LOG}, connect_timeout=20}\n"
+           "  for k, v in pairs(extra or {}) do t[k] = v end\n"
+           "  return luact.mcp.connect(t)\n"
+           "end\n"
+           "function check(c, ...) if not c then error(table.concat({...}, ' '), 2) end return c end\n",
+           nm, nm, nm, nm, src);
+}
+
+static int run(const char *code) {
+  return lc_test_lua_run_once(mock.pid ? mock.base_url : NULL, prelude, code, out,
+                              sizeof out, err, sizeof err);
+}
+
+static void setup(void) {
+  memset(&mock, 0, sizeof mock);
+  make_prelude();
+}
+
+/* ---- server-everything over stdio ---- */
+
+START_TEST(everything_stdio) {
+  ck_assert_msg(run("local s, e = luact.mcp.connect{command='node', args=EVERYTHING}\n"
+                    "check(s, e)\n"
+                    "check(s.version == '2025-11-25', 'version', s.version)\n"
+                    "check(#s.tools >= 10, 'tools', #s.tools)\n"
+                    "local echo, sum = s.tool.echo, s.tool['get-sum']\n"
+                    "check(luact.is_tool(echo))\n"
+                    "check(echo.effect == 'pure' and s.tool['toggle-simulated-logging'].effect == 'at_most_once')\n"
+                    "local r = echo{message='hi'}\n"
+                    "check(r:find('Echo: hi', 1, true) and r:find('<mcp%-tool%-output'), r)\n"
+                    "local x, m, c = sum{a='x', b=1}\n"
+                    "check(x == nil and c == 'invalid_arguments', m)\n"
+                    "check(sum{a=2, b=3}:find('5'))\n"
+                    /* structured content through the raw call */
+                    "local raw = s:call('get-structured-content', {location='New York'})\n"
+                    "check(type(raw.structuredContent) == 'table' and raw.structuredContent.temperature)\n"
+                    /* the same session served every call */
+                    "check(s.restarts == 0)\n"
+                    "s:close()\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
+/* The child's environment is what the script gave plus PATH and HOME. */
+START_TEST(everything_env_is_only_given) {
+  setenv("LUACT_MCP_SECRET_CANARY", "leak", 1);
+  ck_assert_msg(run("local s, e = luact.mcp.connect{command='node', args=EVERYTHING,\n"
+                    "  env={GIVEN='yes'}}\n"
+                    "check(s, e)\n"
+                    "local r = s:call('get-env', {})\n"
+                    "local t = r.content[1].text\n"
+                    "check(t:find('GIVEN'), t)\n"
+                    "check(t:find('PATH'), t)\n"
+                    "check(not t:find('LUACT_MCP_SECRET_CANARY'), 'leaked: ' .. t)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+  unsetenv("LUACT_MCP_SECRET_CANARY");
+}
+END_TEST
+
+/* Progress arrives while the call runs; resources and prompts read. */
+START_TEST(everything_progress_resources_prompts) {
+  ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+                    "local seen = {}\n"
+                    "local r = s:call('trigger-long-running-operation', {duration=1, steps=3},\n"
+                    "  {on_progress=function(p) seen[#seen+1] = p.progress end})\n"
+                    "check(r, 'no result')\n"
+                    /* reports may be coalesced on a loaded machine: the newest counts */
+                    "check(#seen >= 1 and seen[#seen] == 3, 'progress ' .. #seen)\n"
+                    "local res = check(s:resources())\n"
+                    "check(#res > 0)\n"
+                    "local c = check(s:read(res[1].uri))\n"
+                    "check(type(c[1].text) == 'string' or type(c[1].blob) == 'string')\n"
+                    "local ps = check(s:prompts())\n"
+                    "check(#ps > 0)\n"
+                    "local p = check(s:prompt('simple-prompt'))\n"
+                    "check(type(p.messages) == 'table')\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A task killed while its call waits sends notifications/cancelled. */
+START_TEST(cancel_on_kill) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok'))\n"
+           "local r, m, c = luact.timeout(0.2, function() return s:call('slow', {}) end)\n"
+           "check(r == nil and c == 'timeout', m, c)\n"
+           /* the session still works after the cancel */
+           "check(s:call('ok', {}).content[1].text == 'ok from ok')\n"
+           "s:close()\n"
+           "return 'ok'",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  ck_assert_msg(strstr(t, "\"method\":\"notifications/cancelled\""), "%s", t);
+  ck_assert_msg(strstr(t, "\"requestId\":4"), "%s", t);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
+/* A server that dies mid-call: that call fails clearly, the next restarts. */
+START_TEST(server_dies_mid_call) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('die_on_call'))\n"
+                    "local r, m, c = s:call('ok', {})\n"
+                    "check(r == nil and c == 'server_died', m, c)\n"
+                    "check(m:find('exited with status 7'), m)\n"
+                    /* the tool form: a pure tool is run once more on a fresh server */
+                    "local r2, m2 = s.tool.ok{}\n"
+                    "check(r2 == nil and m2:find('status 7'), m2)\n"
+                    "check(s.restarts >= 1, 'restarts ' .. s.restarts)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A killed server (SIGKILL from outside) mid-call is reported, no hang. */
+START_TEST(server_killed_mid_call) {
+  /* Killed on its first progress report: the call is surely in flight. */
+  ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+                    "local r, m, c = s:call('trigger-long-running-operation', {duration=30, steps=30},\n"
+                    "  {on_progress=function() os.execute('kill -9 ' .. s:stats().pid) end})\n"
+                    "check(r == nil and c == 'server_died', m, c)\n"
+                    "check(m:find('signal 9'), m)\n"
+                    "check(s.tool.echo{message='again'}:find('again'))\n"
+                    "check(s.restarts == 1)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+static const struct bad {
+  const char *mode, *want_code, *want_msg;
+} bads[] = {
+    {"exit_now", "mcp_connect", "exited with status 3; stderr: fake: cannot start"},
+    {"junk_exit", "mcp_connect", "non-JSON-RPC line"},
+    {"old", "mcp_connect", "speaks protocol revision 2024-11-05"},
+    {"oversize", "server_died", "over 4194304 bytes"},
+    {"flood", "server_died", "flooded"},
+    {"malformed", "server_died", "broke the protocol"},
+};
+
+/* Each broken server gives a clear error for itself, and another server
+ * opened beside it keeps working. */
+START_TEST(bad_servers) {
+  const struct bad *b = &bads[_i];
+  char code[2048];
+  snprintf(code, sizeof code,
+           "LOG = nil\n"
+           "local good = check(fake('ok'))\n"
+           "local s, m, c = fake('%s')\n"
+           "if s then\n"
+           "  local r\n"
+           "  r, m, c = s:call('ok', {})\n"
+           "  check(r == nil, 'call worked')\n"
+           "end\n"
+           "check(c == '%s', 'code', tostring(c), tostring(m))\n"
+           "check(m:find('%s', 1, true), m)\n"
+           "check(good:call('ok', {}).content[1].text == 'ok from ok')\n"
+           "return 'ok'",
+           b->mode, b->want_code, b->want_msg);
+  ck_assert_msg(run(code) == 0, "%s: %s", b->mode, err);
+}
+END_TEST
+
+/* Junk before valid lines and answers to unknown ids are tolerated and
+ * counted; a 2025-06-18 server is accepted; pagination is followed. */
+START_TEST(tolerated_input) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('junk'))\n"
+                    "check(s:call('ok', {}))\n"
+                    "check(s:stats().bad == 1)\n"
+                    "local u = check(fake('unknown_ids'))\n"
+                    "check(u:call('ok', {}))\n"
+                    "check(u:stats().unknown_ids == 5)\n"
+                    "local v = check(fake('v0618'))\n"
+                    "check(v.version == '2025-06-18', v.version)\n"
+                    "local p = check(fake('paged'))\n"
+                    "check(#p.tools == 9, #p.tools)\n"
+                    "local st = check(fake('stateless'))\n"
+                    "check(st.version == '2026-07-28', st.version)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* The script can ask for an older revision. */
+START_TEST(protocol_option) {
+  ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING,\n"
+                    "  protocol='2025-06-18'})\n"
+                    "check(s.version == '2025-06-18', s.version)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A tool whose schema is not JSON Schema is skipped with the reason; the
+ * others are there. */
+START_TEST(invalid_tool_schema) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('bad_schema'))\n"
+                    "check(s.tool.ok and not s.tool.broken)\n"
+                    "check(s.skipped.broken and s.skipped.broken:find('schema'), s.skipped.broken)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* Output is bounded, screened, and marked; a closing marker inside it is
+ * defused. */
+START_TEST(untrusted_output) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('big_text', {max_output=1000}))\n"
+                    "local r = s.tool.ok{}\n"
+                    "check(#r < 1200 and r:find('bytes cut'), #r)\n"
+                    "local i = check(fake('inject', {screen=function(t)\n"
+                    "  if t:find('ignore all previous') then return nil, 'injection' end\n"
+                    "  return t end}))\n"
+                    "local x, m = i.tool.ok{}\n"
+                    "check(x == nil and m:find('withheld by the screen: injection'), m)\n"
+                    "local j = check(fake('inject'))\n"
+                    "local y = j.tool.ok{}\n"
+                    "local _, closes = y:gsub('</mcp%-tool%-output>', '')\n"
+                    "check(closes == 1, y)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A tool whose description changes during the run is refused until the
+ * script accepts it. */
+START_TEST(rug_pull_refused) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('rugpull'))\n"
+                    "check(s.tool.ok{})\n" /* this call makes the server send list_changed */
+                    "local r, m, c = s.tool.ok{}\n"
+                    "check(r == nil and m:find('changed its description'), m)\n"
+                    "check(s:accept('ok'))\n"
+                    "check(s.tool.ok{})\n"
+                    /* the new listing's new tool was added */
+                    "check(s.tool.extra and s.tools[#s.tools] == s.tool.extra, 'no extra tool')\n"
+                    "check(s.tool.extra{}:find('ok from extra'))\n"
+                    "local s2 = check(fake('rugpull', {on_change=function(n, old, new) return true end}))\n"
+                    "check(s2.tool.ok{}) check(s2.tool.ok{})\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* ---- filesystem and memory servers ---- */
+
+START_TEST(filesystem_server) {
+  char dir[] = "/tmp/lc_mcp_fs_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char p[600];
+  snprintf(p, sizeof p, "%s/notes.txt", dir);
+  FILE *f = fopen(p, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("the launch code is 1234\n", f);
+  fclose(f);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{command='node', args={FS, '%s'}})\n"
+           "local read = check(s.tool.read_text_file or s.tool.read_file, 'no read tool')\n"
+           "check(read.effect == 'pure', read.effect)\n"
+           "local r = check(read{path='%s/notes.txt'})\n"
+           "check(r:find('launch code is 1234'), r)\n"
+           "local x, m, c = read{path='/etc/passwd'}\n"
+           "check(x == nil and c == 'tool_error', m)\n"
+           "return 'ok'",
+           dir, dir);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  unlink(p);
+  rmdir(dir);
+}
+END_TEST
+
+/* server-memory keeps a graph per process: one session across calls. */
+START_TEST(memory_server_session_reused) {
+  char dir[] = "/tmp/lc_mcp_mem_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{command='node', args={MEMORY},\n"
+           "  env={MEMORY_FILE_PATH='%s/m.jsonl'}})\n"
+           "check(s.tool.create_entities{entities={{name='Ada', entityType='person',\n"
+           "  observations={'wrote the first program'}}}})\n"
+           "local g = check(s.tool.read_graph{})\n"
+           "check(g:find('Ada') and g:find('first program'), g)\n"
+           "check(s.restarts == 0)\n"
+           "return 'ok'",
+           dir);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  char p[600];
+  snprintf(p, sizeof p, "%s/m.jsonl", dir);
+  unlink(p);
+  rmdir(dir);
+}
+END_TEST
+
+/* ---- a ReAct agent over MCP tools, through the mock LLM ---- */
+
+START_TEST(react_over_mcp) {
+  const char *script =
+      "{\"rules\":["
+      "{\"match\":{\"body_contains\":\"Echo: luact\"},"
+      " \"reply\":{\"openai\":{\"text\":\"The server said Echo: luact.\"}}},"
+      "{\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c1\",\"name\":\"echo\","
+      " \"arguments\":{\"message\":\"luact\"}}]}}}]}";
+  ck_assert_int_eq(lc_mock_start(&mock, script), 0);
+  int rc = run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+               "local r = luact.react{model='openai:mock-gpt', base_url=BASE .. '/v1', retries=0,\n"
+               "  question='What does echo say?', tools={s.tool.echo}, verbose=false}\n"
+               "check(r.status == 'finished', r.status, tostring(r.reason))\n"
+               "check(r.steps[1].action == 'echo', r.steps[1].action)\n"
+               "check(r.steps[1].observation:find('<mcp%-tool%-output'), r.steps[1].observation)\n"
+               "return r.answer");
+  lc_mock_stop(&mock);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "The server said Echo: luact.");
+}
+END_TEST
+
+/* ---- Streamable HTTP ---- */
+
+static pid_t http_pid;
+static int http_port;
+
+/* Starts server-everything's Streamable HTTP transport on a free port and
+ * waits (reading its stderr, no sleep) until it listens. */
+static void http_start(void) {
+  char js[700];
+  snprintf(js, sizeof js,
+           "%s/tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
+           lc_test_source_dir());
+  for (int attempt = 0; attempt < 5; attempt++) {
+    http_port = 20000 + (int)((getpid() * 7919 + attempt * 104729) % 30000);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    http_pid = fork();
+    if (http_pid == 0) {
+      char port[16];
+      snprintf(port, sizeof port, "%d", http_port);
+      setenv("PORT", port, 1);
+      dup2(p[1], 2);
+      int devnull = open("/dev/null", O_RDWR);
+      dup2(devnull, 0);
+      dup2(devnull, 1);
+      close(p[0]);
+      execlp("node", "node", js, "streamableHttp", (char *)NULL);
+      _exit(127);
+    }
+    close(p[1]);
+    FILE *f = fdopen(p[0], "r");
+    char line[512];
+    int ok = 0;
+    while (fgets(line, sizeof line, f)) {
+      if (strstr(line, "listening on port")) {
+        ok = 1;
+        break;
+      }
+    }
+    /* keep reading its stderr in the background is not needed: the pipe
+     * closes with us; node ignores EPIPE on stderr writes */
+    fclose(f);
+    if (ok) return;
+    waitpid(http_pid, NULL, 0);
+  }
+  ck_abort_msg("server-everything did not start over HTTP");
+}
+
+static void http_stop(void) {
+  kill(http_pid, SIGKILL);
+  waitpid(http_pid, NULL, 0);
+}
+
+START_TEST(everything_http) {
+  http_start();
+  char code[3000];
+  snprintf(code, sizeof code,
+           "local s, e = luact.mcp.connect{url='http://127.0.0.1:%d/mcp',\n"
+           "  headers={['X-Test']='1'}}\n"
+           "check(s, e)\n"
+           "check(s.version == '2025-11-25', s.version)\n"
+           "check(s.tool.echo{message='over http'}:find('Echo: over http'))\n"
+           "local seen, last = 0\n"
+           "local r = s:call('trigger-long-running-operation', {duration=1, steps=2},\n"
+           "  {on_progress=function(p) seen = seen + 1; last = p.progress end})\n"
+           "check(r and seen >= 1 and last == 2, 'progress', seen)\n"
+           /* concurrent calls on one session */
+           "local ts = {}\n"
+           "for i = 1, 8 do ts[i] = luact.spawn(function() return s.tool['get-sum']{a=i, b=1} end) end\n"
+           "for i = 1, 8 do local ok, v = luact.wait(ts[i]); check(v:find(tostring(i+1)), v) end\n"
+           "local x, m, c = luact.timeout(0.3, function()\n"
+           "  return s:call('trigger-long-running-operation', {duration=20, steps=2}) end)\n"
+           "check(x == nil and c == 'timeout', m, c)\n"
+           "check(s.tool.echo{message='after'}:find('after'))\n"
+           "return 'ok'",
+           http_port);
+  int rc = run(code);
+  http_stop();
+  ck_assert_msg(rc == 0, "%s", err);
+}
+END_TEST
+
+/* The server gone (connection refused) is a clear error, not a hang. */
+START_TEST(http_refused) {
+  ck_assert_msg(run("local s, m, c = luact.mcp.connect{url='http://127.0.0.1:9/mcp',\n"
+                    "  connect_timeout=10}\n"
+                    "check(s == nil and c == 'mcp_connect', m, c)\n"
+                    "check(m:find('HTTP transfer failed'), m)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A replay of a recorded run answers the listing and the calls from the
+ * journal: the server is never started (its log file stays absent). */
+START_TEST(replay_starts_no_server) {
+  char dir[] = "/tmp/lc_mcp_rep_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], journal[700], log[700], cmd[4096];
+  snprintf(script, sizeof script, "%s/agent.lua", dir);
+  snprintf(journal, sizeof journal, "%s/run.jsonl", dir);
+  snprintf(log, sizeof log, "%s/server.log", dir);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local s = assert(luact.mcp.connect{command='node', args={'%s/tests/mcp/fake_server.js',"
+          " 'ok', '%s'}})\n"
+          "print(s.tool.ok{})\n",
+          lc_test_source_dir(), log);
+  fclose(f);
+  for (int replay = 0; replay < 2; replay++) {
+    snprintf(cmd, sizeof cmd, "%s/luact run %s %s %s 2>&1", LC_BINARY_DIR,
+             replay ? "--replay" : "--record", journal, script);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "ok from ok"), "%s", out);
+    struct stat st;
+    if (!replay) {
+      ck_assert_int_eq(stat(log, &st), 0); /* the recording ran the server */
+      unlink(log);
+    } else {
+      ck_assert_msg(stat(log, &st) != 0, "the replay started the server");
+    }
+  }
+  unlink(script);
+  unlink(journal);
+  rmdir(dir);
+}
+END_TEST
+
+/* examples/mcp_files runs offline against its own mock script. */
+START_TEST(example_mcp_files) {
+  char script[512], cmd[2048];
+  snprintf(script, sizeof script, "%s/examples/mcp_files/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&mock, script, NULL), 0);
+  snprintf(cmd, sizeof cmd,
+           "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt %s/luact run --json --quiet "
+           "%s/examples/mcp_files/agent.lua 2>/dev/null",
+           mock.base_url, LC_BINARY_DIR, lc_test_source_dir());
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  int rc = pclose(p);
+  int llm = lc_mock_count_requests(&mock, "/v1/chat/completions");
+  lc_mock_stop(&mock);
+  ck_assert_msg(rc == 0, "%s", out);
+  ck_assert_msg(strstr(out, "\"answer\":\"Grace owns the MCP server work; it ships in Q2.\""), "%s", out);
+  ck_assert_msg(strstr(out, "\"status\":\"finished\""), "%s", out);
+  ck_assert_int_eq(llm, 3);
+}
+END_TEST
+
+/* ---- luact mcp serve ---- */
+
+/* The official TypeScript SDK client drives `luact mcp serve`. */
+START_TEST(serve_driven_by_sdk_client) {
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cd %s/tests/mcp && node sdk_client.mjs %s/luact agents 2>&1",
+           lc_test_source_dir(), LC_BINARY_DIR);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_msg(pclose(p) == 0, "%s", out);
+  const char *want[] = {
+      "\"version\":{\"name\":\"luact\"",
+      "\"name\":\"add\",\"description\":\"Adds two numbers.\"",
+      "\"annotations\":{\"readOnlyHint\":true}",
+      "\"name\":\"shout\"",
+      "\"add\":{\"content\":[{\"type\":\"text\",\"text\":\"{\\\"sum\\\":42}\"}],\"structuredContent\":{\"sum\":42}}",
+      "\"shout\":{\"content\":[{\"type\":\"text\",\"text\":\"HELLO MCP\"}]}",
+      "expected number, got string",
+      "\"isError\":true",
+      "unknown tool: nope",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    ck_assert_msg(strstr(out, want[i]), "missing %s in %s", want[i], out);
+}
+END_TEST
+
+/* luact's client against luact's server: the stateless revision is
+ * negotiated (server/discover), and a killed call is cancelled there. */
+START_TEST(serve_driven_by_luact) {
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{command='%s/luact',\n"
+           "  args={'mcp', 'serve', '%s/tests/mcp/agents'}})\n"
+           "check(s.version == '2026-07-28', s.version)\n"
+           "check(s.tool.add.effect == 'pure' and s.tool.shout.effect == 'at_most_once')\n"
+           "check(s.tool.add{a=1, b=2}:find('\"sum\":3'))\n"
+           "check(s.tool.shout{question='x'}:find('X'))\n"
+           /* progress from a served run */
+           "local seen = {}\n"
+           "check(s:call('count', {}, {on_progress=function(p) seen[#seen+1] = p.message end}))\n"
+           /* reports that arrive together are coalesced: the newest counts */
+           "check(#seen >= 1 and seen[#seen] == 'step 3', table.concat(seen, ','))\n"
+           /* a cancelled call kills the served task (its guard runs); the
+            * kill comes once the tool reports that it runs */
+           "local marker = os.tmpname() os.remove(marker)\n"
+           "local started = false\n"
+           "local t = luact.spawn(function() return s:call('wait', {marker=marker},\n"
+           "  {on_progress=function() started = true end}) end)\n"
+           "while not started do luact.sleep(0.01) end\n"
+           "luact.kill(t)\n"
+           "check(s:call('count', {}))\n" /* the server went on; the cancel came before this */
+           "local f = io.open(marker)\n"
+           "check(f and f:read('a') == 'cancelled', 'the served task was not cancelled')\n"
+           "f:close() os.remove(marker)\n"
+           "return 'ok'",
+           LC_BINARY_DIR, lc_test_source_dir());
+  ck_assert_msg(run(code) == 0, "%s", err);
+}
+END_TEST
+
+/* Elicitation from a server goes through luact.ask (here --input, the
+ * journaled path); no answer declines. */
+START_TEST(elicitation_through_ask) {
+  char dir[] = "/tmp/lc_mcp_el_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], answers[700], cmd[4096];
+  snprintf(script, sizeof script, "%s/el.lua", dir);
+  snprintf(answers, sizeof answers, "%s/answers.txt", dir);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local s = assert(luact.mcp.connect{command='node', args={'%s/tests/mcp/fake_server.js',"
+          " 'elicit'}})\n"
+          "print(s.tool.ok{})\n",
+          lc_test_source_dir());
+  fclose(f);
+  const char *inputs[] = {"Oslo\n\n", ""};
+  const char *want[] = {"elicited accept {\"city\":\"Oslo\",\"days\":3}", "elicited decline null"};
+  for (int i = 0; i < 2; i++) {
+    f = fopen(answers, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(inputs[i], f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s/luact run --input %s %s 2>&1", LC_BINARY_DIR, answers, script);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s", out);
+    ck_assert_msg(strstr(out, want[i]), "%s", out);
+  }
+  unlink(script);
+  unlink(answers);
+  rmdir(dir);
+}
+END_TEST
+
+/* server-everything's elicitation answered by the script's on_elicit. */
+START_TEST(elicitation_on_elicit) {
+  ck_assert_msg(run("local asked\n"
+                    "local s = check(luact.mcp.connect{command='node', args=EVERYTHING,\n"
+                    "  on_elicit=function(p) asked = p.message; return {name='Ada'} end})\n"
+                    "local r = check(s:call('trigger-elicitation-request', {}))\n"
+                    "local t = r.content[2] and r.content[2].text or r.content[1].text\n"
+                    "check(t:find('Name: Ada'), t)\n"
+                    "check(asked and asked:find('Please provide'), tostring(asked))\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* With a 2026-07-28 server every request carries the version and the
+ * capabilities in _meta, and no initialize is sent. */
+START_TEST(stateless_meta) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('stateless', {on_elicit=function(p) return {city='Oslo'} end}))\n"
+           "check(s.version == '2026-07-28')\n"
+           /* a multi round-trip: input_required, answered, sent again */
+           "local r = check(s:call('ask', {}))\n"
+           "local t = r.content[1].text\n"
+           "check(t:find('state opaque-1 answer', 1, true) and t:find('Oslo') and t:find('accept'), t)\n"
+           "return 'ok'", log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  ck_assert_msg(!strstr(t, "\"initialize\""), "%s", t);
+  const char *list = strstr(t, "\"tools/list\"");
+  ck_assert_msg(list && strstr(list, "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\""),
+                "%s", t);
+  ck_assert_msg(strstr(list, "io.modelcontextprotocol/clientCapabilities"), "%s", t);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
+/* MCP tools in a workflow state's allowed set: a tool not allowed in the
+ * state is refused, an allowed one runs. */
+START_TEST(workflow_allowed_set) {
+  ck_assert_int_eq(lc_mock_start(&mock,
+      "[{\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c1\",\"name\":\"get-sum\","
+      "   \"arguments\":{\"a\":1,\"b\":2}}]}}},"
+      " {\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c2\",\"name\":\"echo\","
+      "   \"arguments\":{\"message\":\"wf\"}}]}}},"
+      " {\"times\":1,\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c3\",\"name\":\"finish\","
+      "   \"arguments\":{\"summary\":\"done\"}}]}}}]"), 0);
+  int rc = run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+               "local wf = luact.workflow{name='w', initial='a',\n"
+               "  tools={echo=s.tool.echo, ['get-sum']=s.tool['get-sum']},\n"
+               "  states={a={description='Echo only.', tools={'echo'}, finish=true}}}\n"
+               "local r = wf:run{model='openai:m', base_url=BASE .. '/v1', retries=0, message='go'}\n"
+               "check(r.status == 'finished', r.status, tostring(r.reason))\n"
+               "local seen = {}\n"
+               "for _, e in ipairs(r.transcript) do\n"
+               "  if e.kind == 'action' then seen[#seen+1] = e.action .. (e.refused and '!' or '') end\n"
+               "end\n"
+               "return table.concat(seen, ' ')");
+  char *log = lc_mock_requests(&mock);
+  lc_mock_stop(&mock);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "get-sum! echo finish");
+  ck_assert_msg(log && strstr(log, "Echo: wf"), "%s", log ? log : "(no log)");
+  free(log);
+}
+END_TEST
+
+/* The child gets its three descriptors only: a file the script has open
+ * (Lua's io.open is not close-on-exec) is not among its fds. */
+START_TEST(child_inherits_no_descriptors) {
+  ck_assert_msg(run("local probe = os.tmpname()\n"
+                    "local f = assert(io.open(probe, 'w'))\n"
+                    "local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+                    "local p = io.popen('ls -l /proc/' .. s:stats().pid .. '/fd')\n"
+                    "local fds = p:read('a') p:close()\n"
+                    "f:close() os.remove(probe)\n"
+                    "check(fds:find('socket:'), fds)\n" /* its stdin */
+                    "check(not fds:find(probe, 1, true), 'inherited: ' .. fds)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* `luact mcp serve --http`: the SDK client over Streamable HTTP with the
+ * bearer token, luact's client too; no token is 401. */
+START_TEST(serve_http_bearer) {
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/tests/mcp/agents", lc_test_source_dir());
+    setenv("LUACT_MCP_TOKEN", "test-token-0123456789", 1);
+    dup2(p[1], 2);
+    close(p[0]);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", "--http", "0", dir, (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  FILE *f = fdopen(p[0], "r");
+  char line[256];
+  int port = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "luact mcp: listening on http://127.0.0.1:%d/mcp", &port) == 1) break;
+  ck_assert_msg(port > 0, "the server did not start");
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "cd %s/tests/mcp && node sdk_client.mjs --http http://127.0.0.1:%d/mcp "
+           "test-token-0123456789 2>&1",
+           lc_test_source_dir(), port);
+  FILE *c = popen(cmd, "r");
+  ck_assert_ptr_nonnull(c);
+  static char nout[8192];
+  size_t n = fread(nout, 1, sizeof nout - 1, c);
+  nout[n] = '\0';
+  int crc = pclose(c);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "local url = 'http://127.0.0.1:%d/mcp'\n"
+           "local s = check(luact.mcp.connect{url=url,\n"
+           "  headers={Authorization='Bearer test-token-0123456789'}})\n"
+           "check(s.version == '2026-07-28', s.version)\n"
+           "check(s.tool.add{a=20, b=22}:find('\"sum\":42'))\n"
+           "local x, m, c = luact.mcp.connect{url=url, headers={Authorization='Bearer wrong-token-000000000'}}\n"
+           "check(x == nil and m:find('HTTP 401'), m)\n"
+           "return 'ok'",
+           port);
+  int lrc = run(code);
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  fclose(f);
+  ck_assert_msg(crc == 0, "%s", nout);
+  ck_assert_msg(strstr(nout, "\"structuredContent\":{\"sum\":42}"), "%s", nout);
+  ck_assert_msg(strstr(nout, "HELLO MCP"), "%s", nout);
+  ck_assert_msg(lrc == 0, "%s", err);
+}
+END_TEST
+
+/* One case per test, named after it, so CK_RUN_CASE picks one. */
+#define CASE(name, add)                                   \
+  do {                                                    \
+    TCase *tc = tcase_create(#name);                      \
+    tcase_add_checked_fixture(tc, setup, NULL);           \
+    tcase_set_timeout(tc, 120);                           \
+    add;                                                  \
+    suite_add_tcase(s, tc);                               \
+  } while (0)
+
+Suite *mcp_suite(void) {
+  Suite *s = suite_create("mcp");
+  CASE(everything_stdio, tcase_add_test(tc, everything_stdio));
+  CASE(child_inherits_no_descriptors, tcase_add_test(tc, child_inherits_no_descriptors));
+  CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
+  CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
+  CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
+  CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
+  CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
+  CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));
+  CASE(tolerated_input, tcase_add_test(tc, tolerated_input));
+  CASE(protocol_option, tcase_add_test(tc, protocol_option));
+  CASE(invalid_tool_schema, tcase_add_test(tc, invalid_tool_schema));
+  CASE(untrusted_output, tcase_add_test(tc, untrusted_output));
+  CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));
+  CASE(filesystem_server, tcase_add_test(tc, filesystem_server));
+  CASE(memory_server_session_reused, tcase_add_test(tc, memory_server_session_reused));
+  CASE(react_over_mcp, tcase_add_test(tc, react_over_mcp));
+  CASE(everything_http, tcase_add_test(tc, everything_http));
+  CASE(http_refused, tcase_add_test(tc, http_refused));
+  CASE(replay_starts_no_server, tcase_add_test(tc, replay_starts_no_server));
+  CASE(example_mcp_files, tcase_add_test(tc, example_mcp_files));
+  CASE(serve_driven_by_sdk_client, tcase_add_test(tc, serve_driven_by_sdk_client));
+  CASE(serve_http_bearer, tcase_add_test(tc, serve_http_bearer));
+  CASE(serve_driven_by_luact, tcase_add_test(tc, serve_driven_by_luact));
+  CASE(elicitation_through_ask, tcase_add_test(tc, elicitation_through_ask));
+  CASE(elicitation_on_elicit, tcase_add_test(tc, elicitation_on_elicit));
+  CASE(stateless_meta, tcase_add_test(tc, stateless_meta));
+  CASE(workflow_allowed_set, tcase_add_test(tc, workflow_allowed_set));
+  return s;
+}
