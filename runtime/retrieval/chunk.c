@@ -14,7 +14,8 @@ static const char *const SEPS[] = {"\n\n", "\n", " ", ""};
 
 struct span {
   size_t a, b;
-  size_t cp; /* code points in [a, b) */
+  size_t cp;   /* code points in [a, b) */
+  size_t lead; /* leading white space (ASCII): trimmed when it starts a chunk */
 };
 
 struct ctx {
@@ -40,6 +41,15 @@ static void emit(struct ctx *c, size_t a, size_t b) {
   while (b > a && is_space(c->d[b - 1])) b--;
   if (a == b) return;
   struct lc_chunks *o = c->out;
+  /* Runs of white space make windows that trim to where the last chunk
+   * began: keep the longer of the two, never two chunks at one start. */
+  if (o->n && a <= o->v[o->n - 1].start) {
+    struct lc_chunk *last = &o->v[o->n - 1];
+    if (a < last->start || b <= last->start + last->len) return;
+    last->len = b - a;
+    last->len_cp = count_cp(c->d, a, b);
+    return;
+  }
   if (o->n == o->cap) {
     size_t cap = o->cap ? o->cap * 2 : 16;
     struct lc_chunk *v = lc_realloc(o->v, cap * sizeof *v);
@@ -71,11 +81,14 @@ static void emit(struct ctx *c, size_t a, size_t b) {
 /* Merges pieces (contiguous spans, each at most size) into chunks of at
  * most size code points, neighbours sharing at most overlap. */
 static void merge(struct ctx *c, const struct span *p, size_t n) {
+  /* A window's size leaves out its first piece's leading white space:
+   * the chunk is trimmed of it, so "a b" fits size 1 + ... as "b". */
   size_t lo = 0, total = 0;
   for (size_t i = 0; i < n; i++) {
-    if (total + p[i].cp > c->size && i > lo) {
+    if (i > lo && total + p[i].cp - p[lo].lead > c->size) {
       emit(c, p[lo].a, p[i - 1].b);
-      while (lo < i && (total > c->overlap || total + p[i].cp > c->size)) total -= p[lo++].cp;
+      while (lo < i && (total - p[lo].lead > c->overlap || total + p[i].cp - p[lo].lead > c->size))
+        total -= p[lo++].cp;
     }
     total += p[i].cp;
   }
@@ -120,6 +133,8 @@ static void split(struct ctx *c, size_t a, size_t b, int si) {
     p[n].a = from;
     p[n].b = i;
     p[n].cp = count_cp(d, from, i);
+    p[n].lead = 0;
+    while (from + p[n].lead < i && is_space(d[from + p[n].lead])) p[n].lead++;
     n++;
     from = i;
     if (sl && i < b) i += sl - 1; /* a separator never cuts itself */
@@ -127,7 +142,7 @@ static void split(struct ctx *c, size_t a, size_t b, int si) {
   size_t good = 0; /* pieces [good_from, i) fit and wait for merging */
   size_t good_from = 0;
   for (size_t i = 0; i < n && !c->rc; i++) {
-    if (p[i].cp <= c->size) {
+    if (p[i].cp - p[i].lead <= c->size) {
       if (!good) good_from = i;
       good++;
       continue;
