@@ -235,7 +235,9 @@ static int split_markdown(struct ctx *c, size_t len) {
       c->heading = path;
       sec = ln;
     }
-    ln = eol + 1;
+    /* A last line without its newline still ends at len, never past it:
+     * the next pass flushes the last section. */
+    ln = eol < len ? eol + 1 : len + (ln >= len);
   }
   return c->rc;
 }

@@ -187,6 +187,9 @@ START_TEST(small_exact_cases) {
   ck_assert_str_eq(split_str("héllo wörld", 5, 0, 0), "[0:héllo][6:wörld]");
   /* Markdown: never across a heading, even when both would fit. */
   ck_assert_str_eq(split_str("# A\nx\n## B\ny\n", 100, 0, 1), "[0:# A\nx][6:## B\ny]");
+  /* No newline at the end: the last section is still there. */
+  ck_assert_str_eq(split_str("# A\n\nx y", 100, 0, 1), "[0:# A\n\nx y]");
+  ck_assert_str_eq(split_str("# A\nx\n# B\ny", 100, 0, 1), "[0:# A\nx][6:# B\ny]");
   /* A heading inside a fence is code, not a heading. */
   ck_assert_str_eq(split_str("# A\n```\n# not\n```\n", 100, 0, 1), "[0:# A\n```\n# not\n```]");
 }
