@@ -416,6 +416,38 @@ START_TEST(overlong_input_is_context_error) {
 }
 END_TEST
 
+/* Out of memory at every allocation of a parse: LC_ENOMEM (or success),
+ * nothing half-taken, nothing leaked. */
+START_TEST(parse_out_of_memory) {
+  static const char *const bodies[] = {
+      "{\"data\":[{\"index\":1,\"embedding\":\"AACAPwAAgD8=\"},{\"index\":0,\"embedding\":[1,2]}],"
+      "\"model\":\"m\",\"usage\":{\"prompt_tokens\":3}}",
+      "{\"embeddings\":[[1,2,3],[4,5,6]],\"model\":\"m\"}"};
+  for (size_t b = 0; b < 2; b++) {
+    long live0 = lc_alloc_live();
+    int finished = 0;
+    for (long n = 1; n < 100 && !finished; n++) {
+      struct lc_embed_request q = {.provider = LC_PROV_OPENAI};
+      struct lc_embed_result r;
+      lc_embed_result_init(&r);
+      lc_alloc_fail_after(n);
+      int rc = lc_embed_parse(&q, bodies[b], strlen(bodies[b]), 2, &r);
+      lc_alloc_fail_after(0);
+      ck_assert_msg(rc == 0 || rc == LC_ENOMEM, "n=%ld rc=%d %s", n, rc, r.err_message);
+      if (rc == 0) {
+        finished = 1;
+        ck_assert_uint_eq(r.n, 2);
+      } else {
+        ck_assert_uint_eq(r.n, 0);
+      }
+      lc_embed_result_free(&r);
+      ck_assert_int_eq(lc_alloc_live(), live0);
+    }
+    ck_assert(finished);
+  }
+}
+END_TEST
+
 Suite *embed_suite(void) {
   Suite *s = suite_create("embed");
   TCase *tc = tcase_create("conformance");
@@ -426,6 +458,7 @@ Suite *embed_suite(void) {
   tc = tcase_create("hostile");
   tcase_add_loop_test(tc, hostile_response_refused, 0, (int)(sizeof bads / sizeof bads[0]));
   tcase_add_test(tc, base64_round_trip);
+  tcase_add_test(tc, parse_out_of_memory);
   suite_add_tcase(s, tc);
   tc = tcase_create("call");
   tcase_set_timeout(tc, 60);

@@ -219,6 +219,32 @@ START_TEST(bad_input) {
 }
 END_TEST
 
+START_TEST(out_of_memory_everywhere) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/tests/retrieval/golden/architecture.md", lc_test_source_dir());
+  size_t len;
+  char *d = lc_test_read_file(path, &len);
+  long live0 = lc_alloc_live();
+  int finished = 0;
+  for (long n = 1; n < 2000 && !finished; n++) {
+    struct lc_chunk_opts o = {120, 30, 1};
+    struct lc_chunks c;
+    char err[256];
+    lc_alloc_fail_after(n);
+    int rc = lc_chunk_split(d, len, &o, &c, err, sizeof err);
+    lc_alloc_fail_after(0);
+    ck_assert_msg(rc == 0 || rc == LC_ENOMEM, "n=%ld rc=%d", n, rc);
+    if (rc == 0) {
+      finished = 1;
+      lc_chunks_free(&c);
+    }
+    ck_assert_int_eq(lc_alloc_live(), live0);
+  }
+  ck_assert(finished);
+  free(d);
+}
+END_TEST
+
 Suite *chunk_suite(void) {
   Suite *s = suite_create("chunk");
   TCase *tc = tcase_create("chunk");
@@ -227,6 +253,8 @@ Suite *chunk_suite(void) {
   tcase_add_test(tc, golden_architecture);
   tcase_add_test(tc, small_exact_cases);
   tcase_add_test(tc, bad_input);
+  tcase_add_test(tc, out_of_memory_everywhere);
   suite_add_tcase(s, tc);
   return s;
 }
+

@@ -226,6 +226,40 @@ START_TEST(save_load_and_corruption) {
 }
 END_TEST
 
+/* Out of memory at the Nth allocation, for every N the work makes: each
+ * call fails cleanly with LC_ENOMEM (or succeeds) and nothing leaks. */
+START_TEST(out_of_memory_everywhere) {
+  char path[128], err[512];
+  snprintf(path, sizeof path, "/tmp/lc_vindex_oom_%ld.hnsw", (long)getpid());
+  float *cent = make_centres(4, 8, 3);
+  float *base = clustered(200, 8, 4, 5, cent);
+  long live0 = lc_alloc_live();
+  int finished = 0;
+  for (long n = 1; n < 4000 && !finished; n++) {
+    lc_alloc_fail_after(n);
+    struct lc_vindex *x = NULL, *y = NULL;
+    int rc = lc_vindex_new(8, 1, NULL, &x);
+    for (int i = 0; !rc && i < 200; i++) rc = lc_vindex_add(x, base + i * 8, i);
+    struct lc_vhit h[5];
+    size_t got;
+    if (!rc) rc = lc_vindex_search(x, base, 5, 0, 0, NULL, NULL, h, &got);
+    if (!rc) rc = lc_vindex_search(x, base, 5, 1, 0, NULL, NULL, h, &got);
+    if (!rc) rc = lc_vindex_save(x, path, err, sizeof err);
+    if (!rc) rc = lc_vindex_load(path, &y, err, sizeof err);
+    lc_alloc_fail_after(0);
+    ck_assert_msg(rc == 0 || rc == LC_ENOMEM, "n=%ld rc=%d", n, rc);
+    finished = rc == 0;
+    lc_vindex_free(x);
+    lc_vindex_free(y);
+    ck_assert_int_eq(lc_alloc_live(), live0);
+  }
+  ck_assert(finished);
+  unlink(path);
+  free(cent);
+  free(base);
+}
+END_TEST
+
 Suite *vindex_suite(void) {
   Suite *s = suite_create("vindex");
   TCase *tc = tcase_create("basics");
@@ -233,6 +267,7 @@ Suite *vindex_suite(void) {
   tcase_add_test(tc, filters_hold_in_both_indexes);
   tcase_add_test(tc, bad_vectors_refused);
   tcase_add_test(tc, save_load_and_corruption);
+  tcase_add_test(tc, out_of_memory_everywhere);
   suite_add_tcase(s, tc);
   tc = tcase_create("recall");
   /* Generous: a shared machine, and sanitizers make the build ~10x slower. */
@@ -242,3 +277,4 @@ Suite *vindex_suite(void) {
   suite_add_tcase(s, tc);
   return s;
 }
+
