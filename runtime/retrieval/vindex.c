@@ -23,14 +23,17 @@ struct visited {
 
 struct lc_vindex {
   size_t dims, n, cap;
-  float *vec;
+  /* One block per node: its layer-0 links (count, then ids) and then its
+   * vector, so a visited node costs one cache miss, not two. Without a
+   * graph a block is just the vector. */
+  unsigned char *blk;
+  size_t blk_size, link_bytes;
   int64_t *labels;
   int hnsw;
   struct lc_hnsw_params p;
   int m, m0;
   double ml;
   int *level;
-  uint32_t *l0;  /* cap * (m0 + 1): count, then ids */
   uint32_t **up; /* per node: level * (m + 1) for layers 1..level */
   int maxlevel;
   uint32_t entry;
@@ -89,7 +92,7 @@ int lc_vindex_normalise(float *v, size_t dims) {
 }
 
 static inline const float *vec_of(const struct lc_vindex *x, uint32_t i) {
-  return x->vec + (size_t)i * x->dims;
+  return (const float *)(void *)(x->blk + (size_t)i * x->blk_size + x->link_bytes);
 }
 
 /* Distance for the graph: smaller is closer. */
@@ -116,6 +119,8 @@ int lc_vindex_new(size_t dims, int hnsw, const struct lc_hnsw_params *p, struct 
   x->ml = 1.0 / log((double)x->m);
   x->rng = x->p.seed ? x->p.seed : 42;
   x->maxlevel = -1;
+  x->link_bytes = hnsw ? (size_t)(x->m0 + 1) * sizeof(uint32_t) : 0;
+  x->blk_size = x->link_bytes + dims * sizeof(float);
   pthread_mutex_init(&x->vis_mu, NULL);
   *out = x;
   return 0;
@@ -123,10 +128,9 @@ int lc_vindex_new(size_t dims, int hnsw, const struct lc_hnsw_params *p, struct 
 
 void lc_vindex_free(struct lc_vindex *x) {
   if (!x) return;
-  lc_free(x->vec);
+  lc_free(x->blk);
   lc_free(x->labels);
   lc_free(x->level);
-  lc_free(x->l0);
   if (x->up)
     for (size_t i = 0; i < x->n; i++) lc_free(x->up[i]);
   lc_free(x->up);
@@ -152,9 +156,9 @@ const float *lc_vindex_vector(const struct lc_vindex *x, size_t i, int64_t *labe
 
 static int grow(struct lc_vindex *x) {
   size_t cap = x->cap ? x->cap * 2 : 64;
-  float *v = lc_realloc(x->vec, cap * x->dims * sizeof *v);
+  unsigned char *v = lc_realloc(x->blk, cap * x->blk_size);
   if (!v) return LC_ENOMEM;
-  x->vec = v;
+  x->blk = v;
   int64_t *l = lc_realloc(x->labels, cap * sizeof *l);
   if (!l) return LC_ENOMEM;
   x->labels = l;
@@ -162,9 +166,6 @@ static int grow(struct lc_vindex *x) {
     int *lv = lc_realloc(x->level, cap * sizeof *lv);
     if (!lv) return LC_ENOMEM;
     x->level = lv;
-    uint32_t *l0 = lc_realloc(x->l0, cap * (size_t)(x->m0 + 1) * sizeof *l0);
-    if (!l0) return LC_ENOMEM;
-    x->l0 = l0;
     uint32_t **up = lc_realloc(x->up, cap * sizeof *up);
     if (!up) return LC_ENOMEM;
     x->up = up;
@@ -174,7 +175,7 @@ static int grow(struct lc_vindex *x) {
 }
 
 static inline uint32_t *links(const struct lc_vindex *x, uint32_t i, int l) {
-  if (l == 0) return x->l0 + (size_t)i * (size_t)(x->m0 + 1);
+  if (l == 0) return (uint32_t *)(void *)(x->blk + (size_t)i * x->blk_size);
   return x->up[i] + (size_t)(l - 1) * (size_t)(x->m + 1);
 }
 
@@ -388,7 +389,7 @@ static int insert(struct lc_vindex *x, uint32_t i) {
   int lvl = (int)floor(-log(u > 0 ? u : 1e-300) * x->ml);
   if (lvl > 32) lvl = 32;
   x->level[i] = lvl;
-  x->l0[(size_t)i * (size_t)(x->m0 + 1)] = 0;
+  links(x, i, 0)[0] = 0;
   x->up[i] = NULL;
   if (lvl > 0) {
     x->up[i] = lc_calloc((size_t)lvl * (size_t)(x->m + 1), sizeof **x->up);
@@ -445,7 +446,7 @@ static int insert(struct lc_vindex *x, uint32_t i) {
 int lc_vindex_add(struct lc_vindex *x, const float *v, int64_t label) {
   if (x->n >= UINT32_MAX - 1) return LC_ETOOBIG;
   if (x->n == x->cap && grow(x)) return LC_ENOMEM;
-  float *dst = x->vec + x->n * x->dims;
+  float *dst = (float *)(void *)(x->blk + x->n * x->blk_size + x->link_bytes);
   memcpy(dst, v, x->dims * sizeof *dst);
   if (lc_vindex_normalise(dst, x->dims)) return LC_EINVAL;
   x->labels[x->n] = label;
@@ -566,11 +567,12 @@ int lc_vindex_save(const struct lc_vindex *x, const char *path, char *err, size_
   wr(&w, MAGIC, 8);
   wr(&w, hdr, sizeof hdr);
   wr(&w, &x->rng, sizeof x->rng);
-  wr(&w, x->vec, x->n * x->dims * sizeof *x->vec);
+  /* The file keeps vectors, then layer-0 links, each in node order. */
+  for (size_t i = 0; i < x->n; i++) wr(&w, vec_of(x, (uint32_t)i), x->dims * sizeof(float));
   wr(&w, x->labels, x->n * sizeof *x->labels);
   if (x->hnsw) {
     wr(&w, x->level, x->n * sizeof *x->level);
-    wr(&w, x->l0, x->n * (size_t)(x->m0 + 1) * sizeof *x->l0);
+    for (size_t i = 0; i < x->n; i++) wr(&w, links(x, (uint32_t)i, 0), x->link_bytes);
     for (size_t i = 0; i < x->n; i++)
       wr(&w, x->up[i], (size_t)x->level[i] * (size_t)(x->m + 1) * sizeof **x->up);
   }
@@ -688,13 +690,14 @@ int lc_vindex_load(const char *path, struct lc_vindex **out, char *err, size_t e
       goto fail;
     }
   rd(&r, &x->rng, sizeof x->rng);
-  rd(&r, x->vec, cnt * x->dims * sizeof *x->vec);
+  for (size_t i = 0; i < cnt; i++)
+    rd(&r, (float *)(void *)(x->blk + i * x->blk_size + x->link_bytes), x->dims * sizeof(float));
   rd(&r, x->labels, cnt * sizeof *x->labels);
   x->maxlevel = (int)(int64_t)hdr[7];
   x->entry = (uint32_t)hdr[8];
   if (x->hnsw) {
     rd(&r, x->level, cnt * sizeof *x->level);
-    rd(&r, x->l0, cnt * (size_t)(x->m0 + 1) * sizeof *x->l0);
+    for (size_t i = 0; i < cnt; i++) rd(&r, links(x, (uint32_t)i, 0), x->link_bytes);
     for (size_t i = 0; i < cnt && !r.err; i++) {
       x->up[i] = NULL;
       x->n = i + 1; /* so free() sees every up[] set so far */
@@ -738,7 +741,7 @@ int lc_vindex_load(const char *path, struct lc_vindex **out, char *err, size_t e
     }
   }
   for (size_t i = 0; i < cnt * x->dims; i++)
-    if (!isfinite(x->vec[i])) {
+    if (!isfinite(vec_of(x, (uint32_t)(i / x->dims))[i % x->dims])) {
       snprintf(err, errlen, "%s: a stored vector is not finite", path);
       goto fail;
     }
