@@ -356,10 +356,11 @@ function R.format(hits, max_chars)
     if utf8.len(text) and utf8.len(text) > max_chars then
       text = text:sub(1, utf8.offset(text, max_chars + 1) - 1) .. " [...]"
     end
-    -- The block cannot be closed from inside a passage.
-    text = text:gsub("<(/?)retrieved_data", "<%1retrieved-data")
-    out[#out + 1] = string.format("\n[%d] source: %s%s (score %.3f)\n%s", h.id, h.source,
+    -- The block cannot be closed from inside a passage, nor from a
+    -- heading or a source name (both come from documents).
+    local entry = string.format("\n[%d] source: %s%s (score %.3f)\n%s", h.id, h.source,
       h.heading and (" > " .. h.heading) or "", h.score or 0, text)
+    out[#out + 1] = (entry:gsub("<(/?)retrieved_data", "<%1retrieved-data"))
   end
   out[#out + 1] = "</retrieved_data>"
   return table.concat(out, "\n")
