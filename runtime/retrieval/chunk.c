@@ -221,7 +221,8 @@ static int split_markdown(struct ctx *c, size_t len) {
       size_t te = eol;
       while (te > t && (d[te - 1] == ' ' || d[te - 1] == '#' || d[te - 1] == '\r')) te--;
       size_t tl = te - t < HEAD_TEXT - 1 ? te - t : HEAD_TEXT - 1;
-      while (tl && ((unsigned char)d[t + tl] & 0xC0) == 0x80 && t + tl < te) tl--; /* whole code points */
+      /* Cut titles end on a whole code point (a whole one is not cut). */
+      while (tl && tl < te - t && ((unsigned char)d[t + tl] & 0xC0) == 0x80) tl--;
       memcpy(titles[lvl], d + t, tl);
       titles[lvl][tl] = 0;
       have[lvl] = 1;

@@ -195,6 +195,26 @@ START_TEST(small_exact_cases) {
 }
 END_TEST
 
+/* A heading that ends the document: its title is read up to the last
+ * byte, never past it (found by fuzz_chunk; ASan sees the read in a
+ * buffer of exactly the document's size). */
+START_TEST(heading_at_the_very_end) {
+  static const char *const docs[] = {"# A\n# B", "x\n## t\xc3\xa9", "#"};
+  for (size_t i = 0; i < 3; i++) {
+    size_t len = strlen(docs[i]);
+    char *d = malloc(len);
+    memcpy(d, docs[i], len);
+    struct lc_chunk_opts o = {50, 0, 1};
+    struct lc_chunks c;
+    char err[256];
+    ck_assert_int_eq(lc_chunk_split(d, len, &o, &c, err, sizeof err), 0);
+    ck_assert_uint_ge(c.n, 1);
+    lc_chunks_free(&c);
+    free(d);
+  }
+}
+END_TEST
+
 START_TEST(bad_input) {
   struct lc_chunk_opts o = {100, 10, 0};
   struct lc_chunks c;
@@ -253,6 +273,7 @@ Suite *chunk_suite(void) {
   tcase_add_test(tc, golden_architecture);
   tcase_add_test(tc, small_exact_cases);
   tcase_add_test(tc, bad_input);
+  tcase_add_test(tc, heading_at_the_very_end);
   tcase_add_test(tc, out_of_memory_everywhere);
   suite_add_tcase(s, tc);
   return s;
