@@ -89,7 +89,11 @@ local function chunks_of(self, text, source)
         error(string.format("luact.retrieval: the splitter's chunk %d must be {text=, start=}", i), 3)
       end
       local start = c.start or (text:find(c.text, 1, true) or 1)
-      out[i] = { text = c.text, start = start, char_start = c.char_start or utf8.len(text, 1, start - 1) + 1 or start,
+      if math.type(start) ~= "integer" or start < 1 or start > #text then
+        error(string.format("luact.retrieval: the splitter's chunk %d has a bad start", i), 3)
+      end
+      out[i] = { text = c.text, start = start,
+        char_start = c.char_start or (utf8.len(text, 1, start - 1) or (start - 1)) + 1,
         heading = c.heading }
     end
     if #out == 0 then return nil, "the splitter returned no chunks", "bad_document" end

@@ -204,11 +204,11 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
   int64_t rows = count_rows(s);
   if (lr == 0 && (lc_vindex_dims(x) != s->dims || (int64_t)lc_vindex_count(x) != rows ||
                   lc_vindex_has_graph(x) != !s->exact_only)) {
-    snprintf(ierr, sizeof ierr, "%s does not match %s (%zu vectors, %lld rows)", s->ixpath, path,
-             lc_vindex_count(x), (long long)rows);
+    /* Stale, not damaged: rows were added or replaced after the last
+     * save (or the settings changed). The rows are the truth. */
     lc_vindex_free(x);
     x = NULL;
-    lr = LC_EINVAL;
+    lr = LC_ENOTFOUND;
   }
   if (lr == 0) {
     /* Settings given now win over the saved search width. */

@@ -36,8 +36,10 @@ struct lc_rstore_opts {
 
 /* Opens or creates the collection at path. A stored model or dimension
  * count different from opts' is refused (LC_EINVAL): vectors from two
- * models are not comparable. A corrupt index file is LC_EINVAL unless
- * opts->rebuild (then it is rebuilt from the rows). */
+ * models are not comparable. A saved index that is stale (another count
+ * of vectors than rows, other settings) is rebuilt from the rows; a
+ * damaged one (checksum, format, links) is LC_EINVAL unless
+ * opts->rebuild (then it is rebuilt too). */
 int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_rstore **out,
                    char *err, size_t errlen);
 void lc_rstore_close(struct lc_rstore *s);

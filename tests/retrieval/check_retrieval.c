@@ -150,8 +150,9 @@ START_TEST(bad_documents_leave_it_consistent) {
           /* a splitter of the script's own */
           "local ix2 = assert(open{splitter = function(t) return {t:sub(1, 5), t:sub(6)} end})\n"
           "assert(ix2:add{source = 'own.md', text = 'hello world'} == 2)\n"
-          "local ok2, e2 = pcall(ix2.add, ix2, {source = 'own2.md', text = 'abc', meta = nil,\n"
-          "  })\n"
+          "local ix3 = assert(open{splitter = function(t) return {{text = 'b', start = 99}} end})\n"
+          "local ok2, e2 = pcall(ix3.add, ix3, {source = 'own2.md', text = 'abc'})\n"
+          "assert(not ok2 and e2:find('bad start'), e2)\n"
           "return 'ok'",
           out, sizeof out),
       1);
@@ -173,6 +174,16 @@ START_TEST(wrong_dimensions_and_corrupt_index) {
       "st:close()\n"
       "return 'ok'",
       out, sizeof out);
+  /* Added to after the last save: the saved index is stale, not damaged,
+   * and is rebuilt from the rows without being asked. */
+  run("local ix = assert(open())\n"
+      "assert(ix:add{source = 'new.md', text = 'new words here'} == 1)\n"
+      "ix:close()\n"
+      "local iy, m = open()\n"
+      "assert(iy, m)\n"
+      "assert(iy:count() == 4, iy:count())\n"
+      "return 'ok'",
+      out, sizeof out);
   /* A flipped byte in the saved index: refused, then rebuilt on request
    * with the same answers. */
   char p[160];
@@ -187,7 +198,7 @@ START_TEST(wrong_dimensions_and_corrupt_index) {
   run("local ix, m, c = open()\n"
       "assert(ix == nil and c == 'corrupt_index' and m:find('checksum'), m)\n"
       "ix = assert(open{rebuild = true})\n"
-      "assert(ix:count() == 3)\n"
+      "assert(ix:count() == 4)\n"
       "assert(ix:search('bread flour yeast')[1].source == 'bread.md')\n"
       "return 'ok'",
       out, sizeof out);
