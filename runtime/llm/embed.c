@@ -2,6 +2,7 @@
 #include "embed.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -164,9 +165,14 @@ void lc_embed_b64_encode(const unsigned char *p, size_t n, char *out) {
 
 /* ---- parsing ---- */
 
-static int bad(struct lc_embed_result *r, const char *fmt, size_t a, size_t b) {
+static int bad(struct lc_embed_result *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int bad(struct lc_embed_result *r, const char *fmt, ...) {
   char msg[256];
-  snprintf(msg, sizeof msg, fmt, a, b);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
   r->err = LC_LLM_EBADRESP;
   lc_free(r->err_message);
   r->err_message = lc_strdup(msg);
@@ -180,12 +186,7 @@ static uint32_t le32(const unsigned char *p) {
 /* Room for one more row of d values in r; sets r->dims on the first. */
 static float *row_slot(struct lc_embed_result *r, size_t d, size_t row_no) {
   if (r->dims && d != r->dims) {
-    bad(r, "embeddings: row %zu has %zu values", row_no, d);
-    char msg[256];
-    snprintf(msg, sizeof msg, "embeddings: row %zu has %zu values, the others %zu", row_no, d,
-             r->dims);
-    lc_free(r->err_message);
-    r->err_message = lc_strdup(msg);
+    bad(r, "embeddings: row %zu has %zu values, the others %zu", row_no, d, r->dims);
     return NULL;
   }
   if (!d || d > LC_EMBED_MAX_DIMS) {
@@ -273,7 +274,7 @@ static int take_row(const struct lc_embed_request *q, struct lc_embed_result *r,
                     size_t row_no) {
   if (cJSON_IsArray(e)) return take_array(r, e, row_no);
   if (cJSON_IsString(e)) return take_b64(q, r, e->valuestring, row_no);
-  return bad(r, "embeddings: row %zu is neither a list of numbers nor base64%.0zu", row_no, 0);
+  return bad(r, "embeddings: row %zu is neither a list of numbers nor base64", row_no);
 }
 
 int lc_embed_parse(const struct lc_embed_request *q, const char *body, size_t len, size_t want,
@@ -281,7 +282,7 @@ int lc_embed_parse(const struct lc_embed_request *q, const char *body, size_t le
   cJSON *root = cJSON_ParseWithLength(body, len);
   if (!root || !cJSON_IsObject(root)) {
     cJSON_Delete(root);
-    return bad(out, "embeddings: the response is not a JSON object (%zu bytes)%.0zu", len, 0);
+    return bad(out, "embeddings: the response is not a JSON object (%zu bytes)", len);
   }
   size_t n0 = out->n;
   int rc = 0;
@@ -315,7 +316,7 @@ int lc_embed_parse(const struct lc_embed_request *q, const char *body, size_t le
       }
       for (size_t i = 0; !rc && i < n; i++)
         rc = by[i] ? take_row(q, out, by[i], n0 + i)
-                   : bad(out, "embeddings: row %zu has no \"embedding\"%.0zu", n0 + i, 0);
+                   : bad(out, "embeddings: row %zu has no \"embedding\"", n0 + i);
       lc_free(by);
     }
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
@@ -329,15 +330,15 @@ int lc_embed_parse(const struct lc_embed_request *q, const char *body, size_t le
       /* Ollama: [[...]]; Gemini's batchEmbedContents: [{"values":[...]}] */
       const cJSON *v = cJSON_IsObject(e) ? cJSON_GetObjectItemCaseSensitive(e, "values") : e;
       rc = cJSON_IsArray(v) ? take_array(out, v, n0 + k)
-                            : bad(out, "embeddings: row %zu is not a list of numbers%.0zu", n0 + k, 0);
+                            : bad(out, "embeddings: row %zu is not a list of numbers", n0 + k);
     }
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "prompt_eval_count");
     if (cJSON_IsNumber(pt)) out->input_tokens += (long)pt->valuedouble;
   } else if (cJSON_IsArray(one)) {
-    rc = want != 1 ? bad(out, "embeddings: 1 vector for %zu inputs%.0zu", want, 0)
+    rc = want != 1 ? bad(out, "embeddings: 1 vector for %zu inputs", want)
                    : take_array(out, one, n0);
   } else {
-    rc = bad(out, "embeddings: the response has no \"data\", \"embeddings\" or \"embedding\"%.0zu%.0zu", 0, 0);
+    rc = bad(out, "embeddings: the response has no \"data\", \"embeddings\" or \"embedding\"");
   }
   if (!rc && q->dimensions > 0 && out->dims != (size_t)q->dimensions)
     rc = bad(out, "embeddings: vectors have %zu values, %zu were asked for", out->dims,
