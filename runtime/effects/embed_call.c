@@ -11,6 +11,7 @@
 #include "lc.h"
 #include "loop.h"
 #include "secrets.h"
+#include "sha256.h"
 
 struct lc_embed_call {
   struct lc_loop *loop;
@@ -44,13 +45,18 @@ static void set_err(struct lc_embed_result *r, enum lc_llm_err e, const char *ms
 
 /* ---- journal ---- */
 
+/* The inputs go in by their SHA-256: a replay still compares them one by
+ * one, and the journal does not carry a second copy of every document
+ * (often large, sometimes confidential) next to the vectors. */
 static cJSON *request_json(const struct lc_embed_request *q) {
-  cJSON *o = cJSON_CreateObject(), *in = o ? cJSON_AddArrayToObject(o, "input") : NULL;
+  cJSON *o = cJSON_CreateObject(), *in = o ? cJSON_AddArrayToObject(o, "input_sha256") : NULL;
   if (!in) goto nomem;
   cJSON_AddStringToObject(o, "provider", q->provider == LC_PROV_OLLAMA ? "ollama" : "openai");
   cJSON_AddStringToObject(o, "model", q->model ? q->model : "");
   for (size_t i = 0; i < q->n_input; i++) {
-    cJSON *s = cJSON_CreateString(q->input[i]);
+    char hex[65];
+    lc_sha256_hex(q->input[i], q->input_len[i], hex);
+    cJSON *s = cJSON_CreateString(hex);
     if (!s) goto nomem;
     cJSON_AddItemToArray(in, s);
   }
