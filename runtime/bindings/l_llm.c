@@ -17,6 +17,7 @@
 #include "conv.h"
 #include "governor.h"
 #include "l_effect.h"
+#include "l_embed.h"
 #include "l_luact.h"
 #include "l_opts.h"
 #include "l_state.h"
@@ -636,13 +637,15 @@ static int l_limits(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg llm_funcs[] = {{"chat", l_chat}, {"limits", l_limits}, {NULL, NULL}};
+static const luaL_Reg llm_funcs[] = {
+    {"chat", l_chat}, {"limits", l_limits}, {"embed", lc_l_embed}, {NULL, NULL}};
 
 static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
 
 int lc_open_llm(lua_State *L) {
   if (luaL_newmetatable(L, LLMCALL_MT)) luaL_setfuncs(L, box_meta, 0);
   lua_pop(L, 1);
+  lc_l_embed_register(L);
   luaL_newlib(L, llm_funcs);
   return 1;
 }

@@ -13,6 +13,7 @@
 #include "l_native.h"
 #include "l_opts.h"
 #include "l_pal.h"
+#include "l_retrieval.h"
 #include "l_sandbox.h"
 #include "l_sql.h"
 #include "l_status.h"
@@ -141,7 +142,7 @@ static const struct submodule {
     {"json", lc_open_json},       {"llm", lc_open_llm},     {"react", lc_open_react},
     {"schema", lc_open_schema},   {"native", lc_open_native}, {"sql", lc_open_sql},
     {"files", lc_open_files},     {"http", lc_open_http},   {"sandbox", lc_open_sandbox},
-    {"pal", lc_open_pal},         {"mcp", lc_open_mcp},
+    {"pal", lc_open_pal},         {"mcp", lc_open_mcp},     {"retrieval", lc_open_retrieval},
     {NULL, NULL}};
 
 int luaopen_luact(lua_State *L) {

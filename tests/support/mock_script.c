@@ -15,7 +15,7 @@ static const char *const reply_keys[] = {
     "status", "headers", "body", "json", "fixture", "openai", "anthropic", "ollama",
     "gemini", "bedrock",
     "delay_ms", "chunk_bytes", "gap_ms", "cut_after_bytes", "stall_after_bytes", "stall_max_ms",
-    "malformed", "retry_after", "close", "chunked", "echo_credentials", NULL};
+    "malformed", "retry_after", "close", "chunked", "echo_credentials", "embeddings", NULL};
 
 /* Unknown keys are errors: a typo such as "delay" would otherwise silently
  * turn a fault test into a passing happy-path test. */
@@ -298,6 +298,8 @@ void mock_reply_build(const struct mock_rule *rule, const struct mock_request *r
     mock_gen_gemini(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "bedrock"))) {
     mock_gen_bedrock(v, req, resp);
+  } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "embeddings"))) {
+    mock_gen_embeddings(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "echo_credentials"))) {
     echo_credentials(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "json"))) {

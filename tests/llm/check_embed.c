@@ -1,0 +1,471 @@
+/* check_embed.c: embeddings. Every recorded embeddings exchange in
+ * shared/fixtures/llm2 served from loopback (status, headers, body byte
+ * for byte, matched on the recorded path) and read by the real client;
+ * the request we send held against the recorded one; hostile responses
+ * (wrong dimensions, NaN, cut base64, missing rows) refused with a clear
+ * message; batching, retries, and record/replay of the journal. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "effect.h"
+#include "embed.h"
+#include "embed_call.h"
+#include "lc.h"
+#include "loop.h"
+#include "util_common.h"
+#include "util_lua.h"
+#include "util_mock.h"
+
+static const char *fixtures2(void) {
+  static char buf[512];
+  snprintf(buf, sizeof buf, "%s/../shared/fixtures/llm2", lc_test_source_dir());
+  return buf;
+}
+
+struct conf_case {
+  const char *id;
+  enum lc_llm_provider prov;
+  int legacy, base64, dims_req;
+  const char *model, *input;
+  size_t dims;          /* expected per row; 0 = an error */
+  double first, last;   /* expected values (from Python's own decoding) */
+  const char *err_kind; /* for the error fixture */
+};
+
+static const struct conf_case cases[] = {
+    {"openai-embeddings-float-01", LC_PROV_OPENAI, 0, 0, 0, "text-embedding-ada-002",
+     "Hello world", 1536, -0.005540426, -0.0070824116, NULL},
+    {"openai-embeddings-base64-01", LC_PROV_OPENAI, 0, 1, 0, "text-embedding-3-small",
+     "The capital of France is Paris.", 1536, 0.031128916889429092, 0.019402403384447098, NULL},
+    {"openai-embeddings-dimensions-01", LC_PROV_OPENAI, 0, 0, 256, "text-embedding-3-small",
+     "Hello world", 256, -0.0039325873, 0.0011830473, NULL},
+    {"openai-embeddings-error-404-01", LC_PROV_OPENAI, 0, 1, 0, "text-embedding-4-ultra",
+     "Test with unknown model", 0, 0, 0, "bad_request"},
+    {"vllm-embeddings-base64-float64-01", LC_PROV_OPENAI, 0, 1, 0,
+     "intfloat/e5-mistral-7b-instruct", "Tell me a joke about opentelemetry", 4096,
+     0.0016355514526367188, 0.01079559326171875, NULL},
+    {"ollama-embed-01", LC_PROV_OLLAMA, 0, 0, 0, "nomic-embed-text", "Hello, world!", 768,
+     0.015991924, 0.007620321, NULL},
+    {"ollama-embeddings-legacy-01", LC_PROV_OLLAMA, 1, 0, 0, "llama3", "all-minilm", 4096,
+     -0.07757184654474258, 0.21410991251468658, NULL},
+};
+#define N_CASES ((int)(sizeof cases / sizeof cases[0]))
+
+static void on_done(struct lc_embed_call *c, void *ud) { *(int *)ud = 1; }
+
+static struct lc_embed_request *new_req(enum lc_llm_provider p, const char *model,
+                                        const char *base, const char *const *in, size_t n) {
+  struct lc_embed_request *q = lc_calloc(1, sizeof *q);
+  ck_assert_ptr_nonnull(q);
+  q->provider = p;
+  q->model = lc_strdup(model);
+  q->base_url = lc_strdup(base);
+  q->api_key = lc_strdup("test-key");
+  q->input = lc_calloc(n, sizeof *q->input);
+  q->input_len = lc_calloc(n, sizeof *q->input_len);
+  for (size_t i = 0; i < n; i++) {
+    q->input[i] = lc_strdup(in[i]);
+    q->input_len[i] = strlen(in[i]);
+  }
+  q->n_input = n;
+  return q;
+}
+
+/* Runs q (owned) on a fresh loop to completion; the call is the caller's. */
+static struct lc_embed_call *run(struct lc_embed_request *q, const struct lc_llm_opts *o,
+                                 struct lc_journal *j) {
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  int done = 0;
+  struct lc_embed_call *c;
+  ck_assert_int_eq(lc_embed_call_start(loop, q, o, on_done, &done, &c), 0);
+  lc_free(q);
+  while (!done) {
+    if (j && lc_journal_idle(j)) continue;
+    lc_loop_run_once(loop, -1);
+  }
+  /* The loop goes; the result stays with the call. */
+  ck_assert_int_eq(lc_loop_pending(loop), 0);
+  lc_loop_free(loop);
+  return c;
+}
+
+START_TEST(conformance_over_loopback) {
+  const struct conf_case *k = &cases[_i];
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s.json", fixtures2(), k->id);
+  size_t flen;
+  char *ftext = lc_test_read_file(path, &flen);
+  ck_assert_msg(ftext != NULL, "missing fixture %s", path);
+  cJSON *fx = cJSON_Parse(ftext);
+  free(ftext);
+  const cJSON *rq = cJSON_GetObjectItem(fx, "request");
+  const char *rpath = cJSON_GetObjectItem(rq, "path")->valuestring;
+  char script[2048];
+  snprintf(script, sizeof script,
+           "[{\"match\":{\"path\":\"%s\"},\"reply\":{\"fixture\":\"%s\"}}]", rpath, path);
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, script), 0);
+  char base[128];
+  snprintf(base, sizeof base, "%s%s", m.base_url, k->prov == LC_PROV_OPENAI ? "/v1" : "");
+  const char *in[] = {k->input};
+  struct lc_embed_request *q = new_req(k->prov, k->model, base, in, 1);
+  q->legacy = k->legacy;
+  q->base64 = k->base64;
+  q->dimensions = k->dims_req;
+  struct lc_llm_opts o;
+  lc_llm_opts_default(&o);
+  o.retry.max_attempts = 1;
+  struct lc_embed_call *c = run(q, &o, NULL);
+  const struct lc_embed_result *r = lc_embed_call_result(c);
+  if (k->dims) {
+    ck_assert_msg(r->err == LC_LLM_OK, "%s: %s", k->id, r->err_message);
+    ck_assert_uint_eq(r->n, 1);
+    ck_assert_uint_eq(r->dims, k->dims);
+    ck_assert_msg(fabs(r->rows[0] - k->first) < 1e-7 && fabs(r->rows[k->dims - 1] - k->last) < 1e-7,
+                  "%s: got %g .. %g", k->id, r->rows[0], r->rows[k->dims - 1]);
+    for (size_t i = 0; i < r->dims; i++) ck_assert(isfinite(r->rows[i]));
+  } else {
+    ck_assert_str_eq(lc_llm_err_name(r->err), k->err_kind);
+    ck_assert_int_eq(r->http_status, 404);
+    ck_assert_ptr_nonnull(strstr(r->err_message, "does not exist"));
+    ck_assert_ptr_eq(r->rows, NULL);
+  }
+  ck_assert_int_eq(r->attempts, 1);
+  lc_embed_call_free(c);
+
+  /* What we sent holds what the recorded client sent. */
+  ck_assert_int_eq(lc_mock_count_requests(&m, rpath), 1);
+  char *sent = lc_mock_request_body(&m, 0);
+  ck_assert_ptr_nonnull(sent);
+  cJSON *sj = cJSON_Parse(sent);
+  cJSON_free(sent);
+  const cJSON *rb = cJSON_GetObjectItem(rq, "body");
+  ck_assert_str_eq(cJSON_GetObjectItem(sj, "model")->valuestring,
+                   cJSON_GetObjectItem(rb, "model")->valuestring);
+  const char *field = k->legacy ? "prompt" : "input";
+  const cJSON *a = cJSON_GetObjectItem(sj, field), *b = cJSON_GetObjectItem(rb, field);
+  if (cJSON_IsArray(a)) a = a->child; /* one input: a list of one here */
+  if (cJSON_IsArray(b)) b = b->child;
+  ck_assert_str_eq(a->valuestring, b->valuestring);
+  const cJSON *rd = cJSON_GetObjectItem(rb, "dimensions");
+  if (rd) ck_assert_int_eq(cJSON_GetObjectItem(sj, "dimensions")->valueint, rd->valueint);
+  const cJSON *re = cJSON_GetObjectItem(rb, "encoding_format");
+  if (re)
+    ck_assert_str_eq(cJSON_GetObjectItem(sj, "encoding_format")->valuestring, re->valuestring);
+  cJSON_Delete(sj);
+  cJSON_Delete(fx);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
+/* Gemini's batchEmbedContents answer ({"embeddings":[{"values":[...]}]})
+ * parses; sending to Gemini waits for its provider. */
+START_TEST(gemini_batch_shape_parses) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/gemini-batchembedcontents-01.json", fixtures2());
+  char *t = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(t);
+  cJSON *fx = cJSON_Parse(t);
+  free(t);
+  const char *body =
+      cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "response"), "body_text")->valuestring;
+  struct lc_embed_request q = {.provider = LC_PROV_OPENAI};
+  struct lc_embed_result r;
+  lc_embed_result_init(&r);
+  ck_assert_int_eq(lc_embed_parse(&q, body, strlen(body), 1, &r), 0);
+  ck_assert_uint_eq(r.dims, 768);
+  ck_assert(fabs(r.rows[0] - -0.01530608) < 1e-7);
+  ck_assert(fabs(r.rows[767] - -0.032271363) < 1e-7);
+  lc_embed_result_free(&r);
+  cJSON_Delete(fx);
+}
+END_TEST
+
+/* ---- hostile responses ---- */
+
+struct bad_case {
+  const char *body;
+  size_t want;
+  int dims_req;
+  const char *needle;
+};
+
+static const struct bad_case bads[] = {
+    /* rows of different lengths */
+    {"{\"data\":[{\"index\":0,\"embedding\":[1,2,3]},{\"index\":1,\"embedding\":[1,2]}]}", 2, 0,
+     "row 1 has 2 values, the others 3"},
+    /* not what dimensions asked for */
+    {"{\"data\":[{\"index\":0,\"embedding\":[1,2,3]}]}", 1, 4, "3 values, 4 were asked for"},
+    /* an overflowing number (JSON has no NaN literal; 1e999 is inf) */
+    {"{\"data\":[{\"index\":0,\"embedding\":[1,1e999,3]}]}", 1, 0, "value 1 is not a finite"},
+    /* NaN inside base64 float32: 00 00 c0 7f */
+    {"{\"data\":[{\"index\":0,\"embedding\":\"AACAPwAAwH8=\"}]}", 1, 0, "value 1 is not a finite"},
+    /* base64 cut mid-quantum */
+    {"{\"data\":[{\"index\":0,\"embedding\":\"AACAPwAAwH\"}]}", 1, 0, "cut or malformed"},
+    /* base64 cut at a quantum but not at a value */
+    {"{\"data\":[{\"index\":0,\"embedding\":\"AACAPwAA\"}]}", 1, 0, "no whole number of values"},
+    /* foreign byte in base64 */
+    {"{\"data\":[{\"index\":0,\"embedding\":\"AACA*wAAgD8=\"}]}", 1, 0, "cut or malformed"},
+    /* fewer rows than inputs */
+    {"{\"data\":[{\"index\":0,\"embedding\":[1]}]}", 2, 0, "1 vectors for 2 inputs"},
+    /* the same index twice */
+    {"{\"data\":[{\"index\":0,\"embedding\":[1]},{\"index\":0,\"embedding\":[2]}]}", 2, 0,
+     "repeated index"},
+    /* a string where a number goes */
+    {"{\"embeddings\":[[1,\"2\"]]}", 1, 0, "value 1 is not a number"},
+    /* an empty vector */
+    {"{\"embeddings\":[[]]}", 1, 0, "has 0 values"},
+    /* not JSON */
+    {"<html>bad gateway</html>", 1, 0, "not a JSON object"},
+    {"{\"object\":\"list\"}", 1, 0, "no \"data\""},
+};
+
+START_TEST(hostile_response_refused) {
+  const struct bad_case *b = &bads[_i];
+  struct lc_embed_request q = {.provider = LC_PROV_OPENAI, .dimensions = b->dims_req};
+  struct lc_embed_result r;
+  lc_embed_result_init(&r);
+  ck_assert_int_eq(lc_embed_parse(&q, b->body, strlen(b->body), b->want, &r), LC_EINVAL);
+  ck_assert_int_eq(r.err, LC_LLM_EBADRESP);
+  ck_assert_msg(strstr(r.err_message, b->needle) != NULL, "case %d: %s", _i, r.err_message);
+  ck_assert_uint_eq(r.n, 0); /* nothing half-taken */
+  lc_embed_result_free(&r);
+}
+END_TEST
+
+START_TEST(base64_round_trip) {
+  unsigned char in[10] = {0, 1, 2, 250, 251, 252, 253, 254, 255, 7};
+  for (size_t n = 0; n <= 10; n++) {
+    char enc[32];
+    unsigned char out[16];
+    lc_embed_b64_encode(in, n, enc);
+    ck_assert_int_eq(lc_embed_b64_decode(enc, strlen(enc), out), (long)n);
+    ck_assert_int_eq(memcmp(in, out, n), 0);
+  }
+  unsigned char out[8];
+  ck_assert_int_eq(lc_embed_b64_decode("AA=A", 4, out), -1); /* data after '=' */
+  ck_assert_int_eq(lc_embed_b64_decode("A===", 4, out), -1);
+}
+END_TEST
+
+/* ---- batching, retries, journal ---- */
+
+static const char batch_script[] =
+    "[{\"match\":{\"path\":\"/v1/embeddings\",\"body_contains\":\"\\\"t0\\\"\"},"
+    "  \"reply\":{\"json\":{\"data\":[{\"index\":1,\"embedding\":[0,1]},"
+    "                                {\"index\":0,\"embedding\":[1,0]}],\"usage\":{\"prompt_tokens\":2}}}},"
+    " {\"match\":{\"path\":\"/v1/embeddings\",\"body_contains\":\"\\\"t2\\\"\"},"
+    "  \"reply\":{\"json\":{\"data\":[{\"index\":0,\"embedding\":[2,0]},"
+    "                                {\"index\":1,\"embedding\":[3,0]}],\"usage\":{\"prompt_tokens\":2}}}},"
+    " {\"match\":{\"path\":\"/v1/embeddings\",\"body_contains\":\"\\\"t4\\\"\"},\"times\":1,"
+    "  \"reply\":{\"status\":429,\"headers\":{\"retry-after\":\"0\"},"
+    "            \"json\":{\"error\":{\"message\":\"slow down\",\"type\":\"rate_limit\"}}}},"
+    " {\"match\":{\"path\":\"/v1/embeddings\",\"body_contains\":\"\\\"t4\\\"\"},"
+    "  \"reply\":{\"json\":{\"data\":[{\"index\":0,\"embedding\":[4,0]}],\"usage\":{\"prompt_tokens\":1}}}}]";
+
+static const char *const five[] = {"t0", "t1", "t2", "t3", "t4"};
+
+static void check_five(const struct lc_embed_result *r) {
+  ck_assert_msg(r->err == LC_LLM_OK, "%s", r->err_message);
+  ck_assert_uint_eq(r->n, 5);
+  ck_assert_uint_eq(r->dims, 2);
+  /* Rows in input order, placed by their index within each batch. */
+  const float want[10] = {1, 0, 0, 1, 2, 0, 3, 0, 4, 0};
+  for (int i = 0; i < 10; i++) ck_assert_msg(r->rows[i] == want[i], "value %d", i);
+}
+
+START_TEST(batches_in_order_with_retry) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, batch_script), 0);
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", m.base_url);
+  struct lc_embed_request *q = new_req(LC_PROV_OPENAI, "emb", base, five, 5);
+  q->max_batch = 2;
+  struct lc_llm_opts o;
+  lc_llm_opts_default(&o);
+  o.retry.base_delay_ms = 1;
+  struct lc_embed_call *c = run(q, &o, NULL);
+  const struct lc_embed_result *r = lc_embed_call_result(c);
+  check_five(r);
+  ck_assert_int_eq(r->input_tokens, 5);
+  ck_assert_int_eq(lc_embed_call_requests(c), 4); /* 3 batches, one retried */
+  lc_embed_call_free(c);
+  ck_assert_int_eq(lc_mock_count_requests(&m, "/v1/embeddings"), 4);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
+static unsigned long seqno;
+static void next_id(void *ud, struct lc_effect_who *w) {
+  w->task = ud;
+  w->path = "1";
+  w->seq = ++seqno;
+}
+
+START_TEST(journal_replays_offline) {
+  char jpath[128];
+  snprintf(jpath, sizeof jpath, "/tmp/lc_embed_%ld.jsonl", (long)getpid());
+  char err[512];
+  struct lc_journal *j;
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, batch_script), 0);
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", m.base_url);
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, jpath, NULL, &j, err, sizeof err), 0);
+  struct lc_llm_opts o;
+  lc_llm_opts_default(&o);
+  o.retry.base_delay_ms = 1;
+  o.effect = (struct lc_effect_src){.j = j, .next = next_id, .ud = &seqno};
+  seqno = 0;
+  struct lc_embed_request *q = new_req(LC_PROV_OPENAI, "emb", base, five, 5);
+  q->max_batch = 2;
+  struct lc_embed_call *c = run(q, &o, j);
+  check_five(lc_embed_call_result(c));
+  lc_embed_call_free(c);
+  lc_journal_free(j);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+
+  /* Replay: no server at all; the same vectors. */
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
+  o.effect.j = j;
+  seqno = 0;
+  q = new_req(LC_PROV_OPENAI, "emb", "http://127.0.0.1:1/v1", five, 5);
+  q->max_batch = 2;
+  c = run(q, &o, j);
+  check_five(lc_embed_call_result(c));
+  ck_assert_int_eq(lc_embed_call_requests(c), 0);
+  lc_embed_call_free(c);
+  long begun, replayed, ran;
+  lc_journal_counts(j, &begun, &replayed, &ran);
+  ck_assert_int_eq(replayed, 1);
+  ck_assert_int_eq(ran, 0);
+  lc_journal_free(j);
+
+  /* Replay with different input: a mismatch, never a silent answer. */
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
+  o.effect.j = j;
+  seqno = 0;
+  const char *other[] = {"t0", "t1", "t2", "t3", "changed"};
+  q = new_req(LC_PROV_OPENAI, "emb", "http://127.0.0.1:1/v1", other, 5);
+  c = run(q, &o, j);
+  ck_assert_int_eq(lc_embed_call_result(c)->err, LC_LLM_ECONFIG);
+  ck_assert_int_eq(lc_journal_failed(j), LC_JOURNAL_MISMATCH);
+  lc_embed_call_free(c);
+  lc_journal_free(j);
+  unlink(jpath);
+}
+END_TEST
+
+/* Over Lua: luact.llm.embed, its misuse errors and its result table. */
+START_TEST(lua_embed) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, batch_script), 0);
+  char out[4096], err[4096];
+  int rc = lc_test_lua_run_once(
+      m.base_url, NULL,
+      "local luact = require 'luact'\n"
+      "local r, e = luact.llm.embed{model='openai:emb', base_url=BASE..'/v1', api_key='k',\n"
+      "  input={'t0','t1','t2','t3','t4'}, max_batch=2, retry_base=0.001}\n"
+      "assert(r, e)\n"
+      "assert(#r.vectors == 5 and r.dims == 2 and r.vectors[4][1] == 3, 'rows')\n"
+      "local function raises(t, needle)\n"
+      "  local ok, msg = pcall(luact.llm.embed, t)\n"
+      "  assert(not ok and msg:find(needle, 1, true), tostring(msg))\n"
+      "end\n"
+      "raises({model='openai:e', input=''}, 'input[1] is empty')\n"
+      "raises({model='openai:e', input={'a', '\\xff\\xfe'}}, 'input[2] is not UTF-8')\n"
+      "raises({model='openai:e', input={'a', 'b\\0c'}}, 'input[2] is not UTF-8')\n"
+      "raises({model='openai:e', input=string.rep('x', 100), max_input_bytes=10}, 'over max_input_bytes')\n"
+      "raises({model='openai:e', input={}}, 'empty list')\n"
+      "raises({model='anthropic:c', input='x'}, 'embeddings need provider')\n"
+      "raises({model='openai:e', input='x', dimension=3}, 'dimensions')\n"
+      "raises({model='openai:e', input='x', encoding='f16'}, 'encoding')\n"
+      "return 'ok'\n",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "ok");
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
+/* An input longer than the model takes: the provider's 400 becomes a
+ * clear "context" error, not a crash or a retry. */
+START_TEST(overlong_input_is_context_error) {
+  struct lc_mock m;
+  ck_assert_int_eq(
+      lc_mock_start(&m, "[{\"reply\":{\"status\":400,\"json\":{\"error\":{\"message\":"
+                        "\"This model's maximum context length is 8192 tokens, however you "
+                        "requested 9000 tokens\",\"type\":\"invalid_request_error\",\"code\":"
+                        "\"context_length_exceeded\"}}}}]"),
+      0);
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", m.base_url);
+  const char *in[] = {"long"};
+  struct lc_embed_call *c = run(new_req(LC_PROV_OPENAI, "emb", base, in, 1), NULL, NULL);
+  const struct lc_embed_result *r = lc_embed_call_result(c);
+  ck_assert_str_eq(lc_llm_err_name(r->err), "context_length");
+  ck_assert_ptr_nonnull(strstr(r->err_message, "maximum context length"));
+  ck_assert_int_eq(r->attempts, 1);
+  lc_embed_call_free(c);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
+/* Out of memory at every allocation of a parse: LC_ENOMEM (or success),
+ * nothing half-taken, nothing leaked. */
+START_TEST(parse_out_of_memory) {
+  static const char *const bodies[] = {
+      "{\"data\":[{\"index\":1,\"embedding\":\"AACAPwAAgD8=\"},{\"index\":0,\"embedding\":[1,2]}],"
+      "\"model\":\"m\",\"usage\":{\"prompt_tokens\":3}}",
+      "{\"embeddings\":[[1,2,3],[4,5,6]],\"model\":\"m\"}"};
+  for (size_t b = 0; b < 2; b++) {
+    long live0 = lc_alloc_live();
+    int finished = 0;
+    for (long n = 1; n < 100 && !finished; n++) {
+      struct lc_embed_request q = {.provider = LC_PROV_OPENAI};
+      struct lc_embed_result r;
+      lc_embed_result_init(&r);
+      lc_alloc_fail_after(n);
+      int rc = lc_embed_parse(&q, bodies[b], strlen(bodies[b]), 2, &r);
+      lc_alloc_fail_after(0);
+      ck_assert_msg(rc == 0 || rc == LC_ENOMEM, "n=%ld rc=%d %s", n, rc, r.err_message);
+      if (rc == 0) {
+        finished = 1;
+        ck_assert_uint_eq(r.n, 2);
+      } else {
+        ck_assert_uint_eq(r.n, 0);
+      }
+      lc_embed_result_free(&r);
+      ck_assert_int_eq(lc_alloc_live(), live0);
+    }
+    ck_assert(finished);
+  }
+}
+END_TEST
+
+Suite *embed_suite(void) {
+  Suite *s = suite_create("embed");
+  TCase *tc = tcase_create("conformance");
+  tcase_set_timeout(tc, 60);
+  tcase_add_loop_test(tc, conformance_over_loopback, 0, N_CASES);
+  tcase_add_test(tc, gemini_batch_shape_parses);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("hostile");
+  tcase_add_loop_test(tc, hostile_response_refused, 0, (int)(sizeof bads / sizeof bads[0]));
+  tcase_add_test(tc, base64_round_trip);
+  tcase_add_test(tc, parse_out_of_memory);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("call");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, batches_in_order_with_retry);
+  tcase_add_test(tc, journal_replays_offline);
+  tcase_add_test(tc, lua_embed);
+  tcase_add_test(tc, overlong_input_is_context_error);
+  suite_add_tcase(s, tc);
+  return s;
+}

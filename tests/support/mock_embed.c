@@ -1,0 +1,111 @@
+/* mock_embed.c: an embeddings generator for the mock: OpenAI's
+ * /v1/embeddings (float or base64) and Ollama's /api/embed, vectors by
+ * feature hashing of the lower-cased words (so texts that share words are
+ * near each other, deterministically, with no model). Reply spec:
+ * {"embeddings": {"dims": 64}}. */
+#include <ctype.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mock.h"
+
+static void vector_of(const char *s, int dims, float *v) {
+  memset(v, 0, (size_t)dims * sizeof *v);
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    while (*p && !isalnum(*p) && *p < 0x80) p++;
+    if (!*p) break;
+    uint32_t h = 2166136261u;
+    while (*p && (isalnum(*p) || *p >= 0x80)) {
+      h ^= (uint32_t)tolower(*p++);
+      h *= 16777619u;
+    }
+    v[h % (uint32_t)dims] += (h >> 31) ? -1.0f : 1.0f;
+  }
+  double n = 0;
+  for (int i = 0; i < dims; i++) n += (double)v[i] * v[i];
+  if (n == 0) {
+    v[0] = 1;
+    return;
+  }
+  for (int i = 0; i < dims; i++) v[i] = (float)(v[i] / sqrt(n));
+}
+
+static char *b64(const float *v, int dims) {
+  static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t n = (size_t)dims * 4, o = 0;
+  unsigned char *p = malloc(n);
+  char *out = malloc(4 * ((n + 2) / 3) + 1);
+  for (int i = 0; i < dims; i++) {
+    uint32_t u;
+    memcpy(&u, &v[i], 4);
+    for (int k = 0; k < 4; k++) p[i * 4 + k] = (unsigned char)(u >> (8 * k));
+  }
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                 (i + 2 < n ? p[i + 2] : 0);
+    out[o++] = t[w >> 18 & 63];
+    out[o++] = t[w >> 12 & 63];
+    out[o++] = i + 1 < n ? t[w >> 6 & 63] : '=';
+    out[o++] = i + 2 < n ? t[w & 63] : '=';
+  }
+  out[o] = 0;
+  free(p);
+  return out;
+}
+
+void mock_gen_embeddings(const cJSON *spec, const struct mock_request *req,
+                         struct mock_response *r) {
+  const cJSON *d = cJSON_GetObjectItemCaseSensitive(spec, "dims");
+  int dims = cJSON_IsNumber(d) && d->valuedouble >= 1 && d->valuedouble <= 4096 ? (int)d->valuedouble : 64;
+  const cJSON *want = cJSON_GetObjectItemCaseSensitive(req->json, "dimensions");
+  if (cJSON_IsNumber(want) && want->valuedouble >= 1 && want->valuedouble <= 4096)
+    dims = (int)want->valuedouble;
+  const cJSON *in = cJSON_GetObjectItemCaseSensitive(req->json, "input");
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(req->json, "model");
+  const cJSON *enc = cJSON_GetObjectItemCaseSensitive(req->json, "encoding_format");
+  int base64 = cJSON_IsString(enc) && !strcmp(enc->valuestring, "base64");
+  int ollama = strstr(req->path, "/api/embed") != NULL;
+  float *v = malloc((size_t)dims * sizeof *v);
+  cJSON *root = cJSON_CreateObject();
+  cJSON *list = cJSON_AddArrayToObject(root, ollama ? "embeddings" : "data");
+  long words = 0;
+  int n = cJSON_IsArray(in) ? cJSON_GetArraySize(in) : 1;
+  for (int i = 0; i < n; i++) {
+    const cJSON *s = cJSON_IsArray(in) ? cJSON_GetArrayItem(in, i) : in;
+    vector_of(cJSON_IsString(s) ? s->valuestring : "", dims, v);
+    words += cJSON_IsString(s) ? (long)strlen(s->valuestring) / 4 + 1 : 1;
+    cJSON *vec;
+    if (base64 && !ollama) {
+      char *t = b64(v, dims);
+      vec = cJSON_CreateString(t);
+      free(t);
+    } else {
+      vec = cJSON_CreateArray();
+      for (int k = 0; k < dims; k++) cJSON_AddItemToArray(vec, cJSON_CreateNumber(v[k]));
+    }
+    if (ollama) {
+      cJSON_AddItemToArray(list, vec);
+    } else {
+      cJSON *e = cJSON_CreateObject();
+      cJSON_AddStringToObject(e, "object", "embedding");
+      cJSON_AddNumberToObject(e, "index", i);
+      cJSON_AddItemToObject(e, "embedding", vec);
+      cJSON_AddItemToArray(list, e);
+    }
+  }
+  cJSON_AddStringToObject(root, "model", cJSON_IsString(model) ? model->valuestring : "mock-embed");
+  if (ollama) {
+    cJSON_AddNumberToObject(root, "prompt_eval_count", (double)words);
+  } else {
+    cJSON_AddStringToObject(root, "object", "list");
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)words);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)words);
+  }
+  mock_resp_json(r, 200, root);
+  cJSON_Delete(root);
+  free(v);
+}
