@@ -47,7 +47,7 @@ static const struct submodule {
     {"json", lc_open_json},       {"llm", lc_open_llm},     {"react", lc_open_react},
     {"schema", lc_open_schema},   {"native", lc_open_native}, {"sql", lc_open_sql},
     {"files", lc_open_files},     {"http", lc_open_http},   {"sandbox", lc_open_sandbox},
-    {"pal", lc_open_pal},
+    {"pal", lc_open_pal},         {"eval", lc_open_eval},
     {NULL, NULL}};
 
 int luaopen_luact(lua_State *L) {

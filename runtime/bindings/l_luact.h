@@ -15,6 +15,7 @@ int lc_open_json(lua_State *L);
 int lc_open_llm(lua_State *L);
 int lc_open_task(lua_State *L); /* sleep, spawn, wait: merged into luact */
 int lc_open_schema(lua_State *L);
+int lc_open_eval(lua_State *L);   /* luact.eval: regex, sha256 (l_eval.c) */
 /* luact.worker (id, count, barrier, sum, max), made on first use */
 void lc_l_worker_install(lua_State *L, int mod);
 

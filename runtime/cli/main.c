@@ -15,6 +15,7 @@
 #include "l_effect.h"
 #include "effect.h"
 #include "secrets.h"
+#include "eval_main.h"
 
 static const char usage_main[] =
     "usage: luact <command> [options]\n"
@@ -22,6 +23,7 @@ static const char usage_main[] =
     "commands:\n"
     "  run FILE.lua [ARGS...]   run a Lua agent script with the luact module\n"
     "  chat DIR [ARGS...]       talk to the agent in DIR in the terminal\n"
+    "  eval EVAL.lua            evaluate prompts and agents on a dataset (luact eval --help)\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help (also: luact <command> --help)\n"
@@ -437,6 +439,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "run") == 0) return cmd_run(argc - 2, argv + 2);
   if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 2, argv + 2);
+  if (strcmp(cmd, "eval") == 0) return lc_eval_main(argc - 2, argv + 2);
   fprintf(stderr, "luact: unknown command '%s' (see luact --help)\n", cmd);
   return 2;
 }
