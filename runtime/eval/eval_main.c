@@ -53,13 +53,17 @@ static int run_plan(lua_State *L, int plan) {
   /* A run's journal is its record: every line synced is too slow for
    * thousands of cases and buys nothing (a lost line is re-run). */
   lc_journal_set_sync(jr, LC_JOURNAL_SYNC_NONE);
-  if (jm != LC_JOURNAL_OFF) lc_l_journal_attach(L, jr);
   struct lc_sched *s;
   if (lc_sched_new(L, &s)) {
     fprintf(stderr, "luact eval: cannot create the scheduler\n");
+    lua_close(L);
     lc_journal_free(jr);
     return 1;
   }
+  /* After the scheduler: attaching registers the replay's idle hook on it
+   * (replayed model calls complete in their recorded order when every
+   * task waits). */
+  if (jm != LC_JOURNAL_OFF) lc_l_journal_attach(L, jr);
   push_eval_fn(L, "cli_run");
   lua_pushvalue(L, plan);
   struct lc_task *t;
