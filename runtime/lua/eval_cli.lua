@@ -262,7 +262,7 @@ function E.cli_run(o)
     rep.replay_of, rep.rescore_of = o.replay, o.rescore
     if o.replay or o.rescore then
       local reviews = json.decode(read((o.replay or o.rescore) .. "/review.json") or "null")
-      if reviews then rep.review = review_stats(rep, reviews) end
+      if type(reviews) == "table" then rep.review = review_stats(rep, reviews) end
     end
     return rep
   end)

@@ -109,10 +109,12 @@ function E.summarize(cfg, results, extra)
     end
     local lo, hi = M.wilson(pass, n)
     local sm, slo, shi = M.mean_ci(scores)
+    if sm then slo, shi = math.max(0, slo), math.min(1, shi) end
     local metrics = json.array({})
     for _, k in ipairs(order) do
       local m = mets[k]
       local mm, ml, mh = M.mean_ci(m.scores)
+      ml, mh = math.max(0, ml), math.min(1, mh) -- scores live in [0, 1]
       metrics[#metrics + 1] = { type = k, n = #m.scores, mean = mm, low = ml, high = mh, pass_rate = m.pass / #m.scores }
     end
     rep.summary[#rep.summary + 1] = {
