@@ -6,7 +6,7 @@
 -- like any other and their usage is counted apart (ctx.judge_usage).
 -- What a model or a target wrote is data here: it goes into judge prompts
 -- between markers, never as instructions, and never reaches a path.
-local luact = ...
+local luact, check_opts = ...
 
 luact.eval = luact.eval or {}
 local E = luact.eval
@@ -405,9 +405,6 @@ M["context-relevance"] = function(a, res, case, ctx)
   return s, s >= t, string.format("ratings %d and %d of 2", r1.rating, r2.rating)
 end
 
-E.MODEL_GRADED = { ["llm-rubric"] = true, faithfulness = true, ["answer-relevancy"] = true,
-                   ["context-recall"] = true, ["context-relevance"] = true }
-
 ---------------------------------------------------------------------------
 -- pairwise (MT-Bench pair-v2)
 ---------------------------------------------------------------------------
@@ -458,9 +455,6 @@ end
 -- running one assertion
 ---------------------------------------------------------------------------
 
-local KNOWN = { type = true, value = true, weight = true, negate = true, threshold = true, any = true,
-  case_insensitive = true, icase = true, schema = true, mode = true, args = true, k = true, judge = true,
-  model = true, repairs = true, strictness = true, metric = true, name = true }
 
 --- luact.eval.check(assertion, result, case [, ctx]) -> {type, score, pass,
 -- reason, weight}. "not-<type>" or negate = true inverts.
@@ -468,9 +462,8 @@ function E.check(a, res, case, ctx)
   if type(a) ~= "table" or type(a.type) ~= "string" then
     error({ config = "an assertion must be a table with a 'type'" })
   end
-  for k in pairs(a) do
-    if not KNOWN[k] then error({ config = string.format("assertion %s: unknown field '%s'", a.type, tostring(k)) }) end
-  end
+  local bad = check_opts(a, "luact.eval.check")
+  if bad then error({ config = bad .. " in assertion " .. a.type }) end
   local t, neg = a.type, a.negate == true
   if t:sub(1, 4) == "not-" then t, neg = t:sub(5), not neg end
   local fn = D[t] or M[t]

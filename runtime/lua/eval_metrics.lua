@@ -6,7 +6,7 @@
 -- reports print (mean with a 95% interval, Wilson interval, percentiles,
 -- Cohen's kappa). No effects: everything here is a pure function of its
 -- arguments.
-local luact = ...
+local luact, check_opts = ...
 
 luact.eval = luact.eval or {}
 local M = {}
@@ -276,6 +276,8 @@ end
 -- arguments within the reference's), "superset".
 function M.trajectory_match(out, ref, opts)
   opts = opts or {}
+  local bad = check_opts(opts, "luact.eval.metrics.trajectory_match")
+  if bad then error(bad, 2) end
   local mode, am = opts.mode or "strict", opts.args or "exact"
   if not ({ strict = true, unordered = true, subset = true, superset = true })[mode] then
     error("luact.eval.metrics.trajectory_match: mode must be strict, unordered, subset or superset", 2)

@@ -5,7 +5,7 @@
 -- on the job's position, so a replay answers each from its own record),
 -- scores them with eval_assert.lua and returns the run as one table (the
 -- JSON report, docs/eval-report.schema.json).
-local luact = ...
+local luact, check_opts = ...
 
 luact.eval = luact.eval or {}
 local E = luact.eval
@@ -32,15 +32,10 @@ local function read_file(path)
   return s
 end
 
-local CASE_FIELDS = { id = true, input = true, vars = true, expected = true, context_ids = true,
-  context = true, trajectory = true, tags = true, assert = true, threshold = true, description = true,
-  rubric = true, turns = true, model = true, state = true, metadata = true }
-
 local function check_case(c, where)
   if type(c) ~= "table" then cfg_error(where .. ": a case must be an object") end
-  for k in pairs(c) do
-    if not CASE_FIELDS[k] then cfg_error(string.format("%s: unknown case field '%s'", where, tostring(k))) end
-  end
+  local bad = check_opts(c, "luact.eval case")
+  if bad then cfg_error(where .. ": " .. bad) end
   return c
 end
 
@@ -184,14 +179,10 @@ function E.version(t)
   return E.sha256(json.encode(v))
 end
 
-local TARGET_FIELDS = { name = true, prompt = true, system = true, model = true, params = true, tools = true,
-  react = true, run = true, label = true, version = true, scenario = true }
-
 local function normalize_target(t, i, providers)
   if type(t) ~= "table" then cfg_error("targets[" .. i .. "] must be a table") end
-  for k in pairs(t) do
-    if not TARGET_FIELDS[k] then cfg_error(string.format("targets[%d]: unknown field '%s'", i, tostring(k))) end
-  end
+  local bad = check_opts(t, "luact.eval target")
+  if bad then cfg_error("targets[" .. i .. "]: " .. bad) end
   local kinds = (t.prompt and 1 or 0) + (t.react and 1 or 0) + (t.run and 1 or 0)
   if kinds ~= 1 then cfg_error("targets[" .. i .. "]: give exactly one of prompt, react, run") end
   if t.run and type(t.run) ~= "function" then cfg_error("targets[" .. i .. "]: 'run' must be a function(case, ctx)") end
@@ -324,10 +315,6 @@ end
 -- loading and running
 ---------------------------------------------------------------------------
 
-local CFG_FIELDS = { description = true, targets = true, prompts = true, providers = true, dataset = true,
-  assert = true, judge = true, ["repeat"] = true, concurrency = true, threshold = true, prices = true,
-  labels = true, pairwise = true, scenarios = true, setup = true }
-
 --- luact.eval.load(path) -> config (checked; raises {config = message})
 function E.load(path)
   local chunk, err = loadfile(path, "t")
@@ -335,9 +322,8 @@ function E.load(path)
   local ok, cfg = pcall(chunk)
   if not ok then cfg_error(path .. ": " .. str(cfg)) end
   if type(cfg) ~= "table" then cfg_error(path .. ": must return a table") end
-  for k in pairs(cfg) do
-    if not CFG_FIELDS[k] then cfg_error(string.format("%s: unknown field '%s'", path, tostring(k))) end
-  end
+  local bad = check_opts(cfg, "luact.eval.load")
+  if bad then cfg_error(path .. ": " .. bad) end
   cfg.dir = path:match("^(.*)/[^/]*$") or "."
   cfg.path = path
   local targets = cfg.targets or cfg.prompts
@@ -371,6 +357,8 @@ end
 -- of an earlier run whose outputs are scored again), on_result.
 function E.run(cfg, opts)
   opts = opts or {}
+  local bad = check_opts(opts, "luact.eval.run")
+  if bad then error(bad, 2) end
   local reps = opts["repeat"] or cfg["repeat"]
   local env = { prices = cfg.prices, replay = opts.replay, dir = cfg.dir }
   local jobs = {}

@@ -7,7 +7,7 @@
 -- replies are served by a private lc-mockllm per scenario; the final state
 -- (and what the mock saw) is read inside one journaled effect, so
 -- --replay re-scores a conversation without the services it touched.
-local luact = ...
+local luact, check_opts = ...
 
 luact.eval = luact.eval or {}
 local E = luact.eval
@@ -15,8 +15,6 @@ local json = luact.json
 
 local function cfg_error(msg) error({ config = msg }, 0) end
 local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local SC_FIELDS = { dir = true, files = true, run = true, state = true, mock = true, model = true, name = true }
 
 -- The mock's rules: one per scripted reply, in order, each used once.
 local function rules(model)
@@ -77,15 +75,11 @@ local function list_files(spec, base)
   return out
 end
 
-local EXPECT = { status = true, state = true, tool_calls = true, trajectory = true, mode = true, args = true,
-  model_saw = true, model_never_saw = true, check = true, all_used = true }
-
 -- expect -> assertions
 local function expectations(sc, id)
   local x = sc.expect or {}
-  for k in pairs(x) do
-    if not EXPECT[k] then cfg_error(string.format("scenario %s: unknown expect field '%s'", id, tostring(k))) end
-  end
+  local bad = check_opts(x, "luact.eval expect")
+  if bad then cfg_error("scenario " .. id .. ": " .. bad) end
   local l = {}
   if x.status then
     l[#l + 1] = { type = "lua", name = "status", value = function(_, _, res)
@@ -143,9 +137,8 @@ function E.scenario_targets(cfg)
   if type(spec) ~= "table" or type(spec.run) ~= "function" or (spec.dir == nil and spec.files == nil) then
     cfg_error("'scenarios' must be {dir = (or files =), run = function(scenario, env), state = function(scenario, env, result)}")
   end
-  for k in pairs(spec) do
-    if not SC_FIELDS[k] then cfg_error("scenarios: unknown field '" .. tostring(k) .. "'") end
-  end
+  local bad = check_opts(spec, "luact.eval scenarios")
+  if bad then cfg_error(bad) end
   local t = { name = spec.name or "agent", model = spec.model, version = { scenarios = spec.dir or spec.files } }
   t.run = function(case, ctx)
     local sc = case.scenario
