@@ -478,7 +478,9 @@ function E.check(a, res, case, ctx)
     s, p, why = 0, false, "error: " .. str(s)
   end
   s = tonumber(s) or 0
+  -- NaN is 0; rounding (BLEU 100.00000000000001 / 100) stays inside [0, 1]
   if s ~= s then s = 0 end
+  s = math.max(0, math.min(1, s))
   if neg then s, p, why = 1 - s, not p, "not: " .. str(why) end
   return { type = a.type, name = a.name or a.metric, score = s, pass = not not p, reason = str(why),
            weight = a.weight or 1, model_graded = M[t] ~= nil }
