@@ -85,7 +85,9 @@ D["icontains-all"] = function(a, res, case) a.case_insensitive = true return con
 D.regex = function(a, res, case)
   local pat = reference(a, case)
   if type(pat) ~= "string" then error({ config = "regex: 'value' must be a pattern string" }) end
-  local ok = E.regex(pat, str(res.output), { icase = a.case_insensitive }) ~= nil
+  local good, m = pcall(E.regex, pat, str(res.output), { icase = a.case_insensitive })
+  if not good then error({ config = tostring(m) }) end -- the eval file's mistake
+  local ok = m ~= nil
   return ok and 1 or 0, ok, ok and "matches" or ("no match for /" .. pat .. "/")
 end
 

@@ -175,6 +175,8 @@ function E.version(t)
     params = t.params or {},
     tools = tool_schemas(t.tools or (t.react and t.react.tools)),
     version = t.version,
+    -- a Lua target's code (stripped bytecode: no file names or lines)
+    code = t.run and E.sha256((select(2, pcall(string.dump, t.run, true))) or "") or nil,
   }
   return E.sha256(json.encode(v))
 end
@@ -359,7 +361,7 @@ function E.run(cfg, opts)
   opts = opts or {}
   local bad = check_opts(opts, "luact.eval.run")
   if bad then error(bad, 2) end
-  local reps = opts["repeat"] or cfg["repeat"]
+  local reps = opts["repeat"] or cfg["repeat"] or 1
   local env = { prices = cfg.prices, replay = opts.replay, dir = cfg.dir }
   local jobs = {}
   local stored = {}
