@@ -130,6 +130,10 @@ START_TEST(assertions_one_by_one) {
          "if ok or not e.config:find('unknown assertion type') then return 'unknown type' end\n"
          "ok, e = pcall(E.check, {type='regex', value='('}, res, case)\n"
          "if ok then return 'bad regex accepted' end\n"
+         "-- scores stay in [0, 1]: this BLEU is 100.00000000000004 in floating point\n"
+         "local s = 'You have 30 days from delivery to return an item.'\n"
+         "local b = E.check({type='bleu'}, {output = s}, {expected = s})\n"
+         "if not (b.score <= 1 and b.pass) then return string.format('bleu score %.17g', b.score) end\n"
          "-- NUL bytes in model output reach the regex whole\n"
          "if not v({type='regex', value='b$'}, {output = 'a\\0b'}) then return 'regex NUL' end\n"
          "return 'ok'\n");
