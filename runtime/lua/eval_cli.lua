@@ -112,7 +112,8 @@ local function review_stats(rep, reviews)
 end
 
 local function write_reports(rep, dir, o, cmp)
-  local pretty = json.encode(rep, { pretty = true })
+  local pretty, jerr = json.encode(rep, { pretty = true })
+  if not pretty then error("cannot write the JSON report: " .. tostring(jerr), 0) end
   assert(write(dir .. "/results.json", pretty .. "\n"))
   assert(write(dir .. "/junit.xml", E.junit(rep)))
   assert(write(dir .. "/report.html", E.html(rep, cmp)))

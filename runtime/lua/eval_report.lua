@@ -19,10 +19,29 @@ local function str(v)
   return tostring(v)
 end
 
+-- Model output may be any bytes: a report keeps valid UTF-8 and puts
+-- U+FFFD where a byte is not (JSON text must be UTF-8), and for NUL
+-- (luact.json refuses it: C consumers would cut the string there).
+local function valid_utf8(s)
+  s = s:gsub("%z", "\u{FFFD}")
+  if utf8.len(s) then return s end
+  local out, i = {}, 1
+  while i <= #s do
+    local ok, bad = utf8.len(s, i)
+    if ok then out[#out + 1] = s:sub(i) break end
+    out[#out + 1] = s:sub(i, bad - 1)
+    out[#out + 1] = "\u{FFFD}"
+    i = bad + 1
+  end
+  return table.concat(out)
+end
+E.valid_utf8 = valid_utf8
+
 local function jsonable(v, depth)
   depth = depth or 0
   local t = type(v)
-  if t == "string" or t == "boolean" or v == json.null then return v end
+  if t == "string" then return valid_utf8(v) end
+  if t == "boolean" or v == json.null then return v end
   if t == "number" then return (v ~= v or v == math.huge or v == -math.huge) and nil or v end
   if t == "table" and depth < 20 then
     local out = {}
@@ -80,8 +99,8 @@ function E.summarize(cfg, results, extra)
     rep.targets[#rep.targets + 1] = { name = t.name, version = t.hash, model = t.model, labels = json.array(labels) }
   end
   for _, c in ipairs(cfg.cases) do
-    rep.cases[#rep.cases + 1] = { id = c.id, description = c.description, tags = c.tags and json.array(c.tags) or nil,
-                                  input = type(c.input) == "string" and c.input or nil }
+    rep.cases[#rep.cases + 1] = jsonable({ id = c.id, description = c.description,
+      tags = c.tags and json.array(c.tags) or nil, input = type(c.input) == "string" and c.input or nil })
   end
   for _, r in ipairs(results) do rep.results[#rep.results + 1] = clean_result(r) end
   local tot = { runs = 0, passed = 0, errors = 0, cost = 0, judge_cost = 0, tokens = 0 }

@@ -385,6 +385,31 @@ START_TEST(exit_codes_repeat_rescore_compare_review) {
 }
 END_TEST
 
+/* Model output is hostile: invalid UTF-8, NUL, markup, escape sequences.
+ * Every report is still written, valid, and shows it as text. */
+START_TEST(hostile_output_in_reports) {
+  static char out[65536];
+  write_file("h.eval.lua",
+             "return { targets = {{ name = 'bad', run = function()\n"
+             "  return 'a\\255\\254<script>alert(1)</script>\\0\\27[31m]]></failure>' end }},\n"
+             "  dataset = {{ id = 'x\\n<b>', expected = 'a' }}, assert = {{ type = 'contains' }} }\n");
+  int rc = sh(out, sizeof out, "'%s' eval --out '%s/h' '%s/h.eval.lua'", LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  ck_assert_ptr_null(strchr(out, 27)); /* no escape sequence reaches the terminal */
+  char run[200];
+  snprintf(run, sizeof run, "%s/h", tmp);
+  check_schema(run);
+  char *html = slurp("%s/h/report.html", tmp);
+  ck_assert_ptr_null(strstr(html, "<script>alert"));
+  ck_assert_ptr_nonnull(strstr(html, "&lt;script&gt;alert(1)&lt;/script&gt;"));
+  free(html);
+  char *x = slurp("%s/h/junit.xml", tmp);
+  ck_assert_ptr_null(strstr(x, "]]></failure>"));
+  ck_assert_ptr_null(strchr(x, 27));
+  free(x);
+}
+END_TEST
+
 /* review: a person's verdicts on the judge's; agreement and kappa. */
 START_TEST(review_agreement_and_kappa) {
   start_mock();
@@ -480,6 +505,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, replay_opens_no_socket);
   tcase_add_test(cli, exit_codes_repeat_rescore_compare_review);
   tcase_add_test(cli, review_agreement_and_kappa);
+  tcase_add_test(cli, hostile_output_in_reports);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
   return s;
