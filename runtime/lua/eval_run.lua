@@ -185,8 +185,12 @@ local function normalize_target(t, i, providers)
   if type(t) ~= "table" then cfg_error("targets[" .. i .. "] must be a table") end
   local bad = check_opts(t, "luact.eval target")
   if bad then cfg_error("targets[" .. i .. "]: " .. bad) end
-  local kinds = (t.prompt and 1 or 0) + (t.react and 1 or 0) + (t.run and 1 or 0)
-  if kinds ~= 1 then cfg_error("targets[" .. i .. "]: give exactly one of prompt, react, run") end
+  -- A ReAct target may have a prompt: the template of its question.
+  local kinds = (t.react and 1 or 0) + (t.run and 1 or 0)
+  if kinds == 0 and t.prompt then kinds = 1 end
+  if kinds ~= 1 or (t.run and t.prompt) then
+    cfg_error("targets[" .. i .. "]: give one of prompt, react (with an optional prompt template), run")
+  end
   if t.run and type(t.run) ~= "function" then cfg_error("targets[" .. i .. "]: 'run' must be a function(case, ctx)") end
   local out = {}
   if t.model == nil and providers and (t.prompt or t.react) then
@@ -216,7 +220,7 @@ local function run_target(t, case, env)
   for k, v in pairs(case.vars or {}) do vars[k] = v end
   if case.input ~= nil then vars.input = case.input end
   local res = { usage = { input = 0, output = 0 } }
-  if t.prompt then
+  if t.prompt and not t.react then
     local o = {}
     for k, v in pairs(t.params or {}) do o[k] = v end
     o.model = case.model or t.model

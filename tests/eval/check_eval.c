@@ -410,6 +410,47 @@ START_TEST(hostile_output_in_reports) {
 }
 END_TEST
 
+/* A ReAct agent as a target (its tool calls are the trajectory), and
+ * providers: a prompt target without a model runs on each. */
+START_TEST(react_target_and_providers) {
+  static char out[65536];
+  ck_assert_int_eq(lc_mock_start(&mock,
+      "[{\"times\": 1, \"match\": {\"body_contains\": \"Question: what is six times seven\"},"
+      "  \"reply\": {\"openai\": {\"tool_calls\": [{\"id\": \"c1\", \"name\": \"calc\","
+      "   \"arguments\": {\"expr\": \"6*7\"}}]}}},"
+      " {\"match\": {\"body_contains\": \"six times seven\"}, \"reply\": {\"openai\": {\"text\": \"It is 42.\"}}},"
+      " {\"match\": {\"body_contains\": \"Say hi\"}, \"reply\": {\"openai\": {\"text\": \"hi there\"}}}]"), 0);
+  write_file("r.eval.lua",
+             "local calc = luact.tool{ name = 'calc', params = { type = 'object', properties = { expr = { type = 'string' } } },\n"
+             "  fn = function(a) return '42' end }\n"
+             "return { providers = { 'openai:mock-a', 'openai:mock-b' },\n"
+             "  targets = {{ name = 'agent', model = 'openai:mock-a', react = { tools = { calc } },\n"
+             "               prompt = 'Question: {{input}}' },\n"
+             "             { name = 'hi', prompt = 'Say hi' }},\n"
+             "  dataset = {{ id = 'q', input = 'what is six times seven?' }},\n"
+             "  assert = {{ type = 'contains', value = 'i' }},\n"
+             "  concurrency = 1 }\n");
+  int rc = sh(out, sizeof out, "OPENAI_BASE_URL='%s/v1' '%s' eval --quiet --out '%s/r' '%s/r.eval.lua'",
+              mock.base_url, LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  rc = sh(out, sizeof out,
+          "cat > '%s/c.lua' <<'EOF'\n"
+          "local f = assert(io.open(arg[1])) local r = luact.json.decode(f:read('a')) f:close()\n"
+          "local names = {} for _, t in ipairs(r.targets) do names[#names + 1] = t.name end\n"
+          "assert(table.concat(names, ',') == 'agent,hi@openai:mock-a,hi@openai:mock-b', table.concat(names, ','))\n"
+          "local a = r.results[1]\n"
+          "assert(a.output == 'It is 42.', a.output)\n"
+          "assert(#a.trajectory == 1 and a.trajectory[1].name == 'calc' and a.trajectory[1].args.expr == '6*7')\n"
+          "assert(a.steps == 2 and a.usage.input > 0, luact.json.encode(a))\n"
+          "assert(r.results[2].output == 'hi there' and r.results[3].output == 'hi there')\n"
+          "assert(r.targets[2].version ~= r.targets[3].version, 'the model is part of the version')\n"
+          "EOF\n"
+          "'%s' run '%s/c.lua' '%s/r/results.json'",
+          tmp, LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0, "%s", out);
+}
+END_TEST
+
 /* review: a person's verdicts on the judge's; agreement and kappa. */
 START_TEST(review_agreement_and_kappa) {
   start_mock();
@@ -506,6 +547,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, exit_codes_repeat_rescore_compare_review);
   tcase_add_test(cli, review_agreement_and_kappa);
   tcase_add_test(cli, hostile_output_in_reports);
+  tcase_add_test(cli, react_target_and_providers);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
   return s;
