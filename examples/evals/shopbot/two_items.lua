@@ -15,7 +15,10 @@ local function label_sent(st, item)
   if st.labels ~= 1 or st.outbox_new ~= 1 or st.outbox_tmp ~= 0 or st.null_keys ~= 0 then return false end
   if not (st.label_request:find('"order_number":"A1001"', 1, true) and st.label_request:find(item, 1, true)) then return false end
   local m = st.message or ""
-  for _, h in ipairs { "\r\nTo: \"Alice Moreau\" <alice@example.com>\r\n", "\r\nSubject: Your return label for order A1001\r\n",
+  for _, h in ipairs { "\r\nFrom: Shop Example Returns <returns@shop.example>\r\n",
+      "\r\nTo: \"Alice Moreau\" <alice@example.com>\r\n", "\r\nSubject: Your return label for order A1001\r\n",
+      "\r\nMessage-ID: <t-", "@shop.example>\r\n", "\r\nMIME-Version: 1.0\r\n",
+      "\r\nContent-Type: multipart/mixed; boundary=", "\r\n\r\n",
       "filename=\"return-label-LBL-000001.txt\"", "UEFSQ0VMTyBSRVRVUk4gTEFCRUwgTEJMLTAwMDAwMQpUcmFja2luZzogUFg0NzExMDAwMDAx" } do
     if not m:find(h, 1, true) then return false end
   end
