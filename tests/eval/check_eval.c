@@ -321,6 +321,15 @@ START_TEST(replay_opens_no_socket) {
           "'%s' run '%s/same.lua' '%s'",
           tmp, LUACT, tmp, tmp);
   ck_assert_msg(rc == 0, "%s", out);
+  /* A changed prompt asks the journal for a call it does not have: exit 1,
+   * naming the difference. */
+  rc = sh(out, sizeof out,
+          "sed 's/Give one recipe/Give a recipe/' examples/evals/recipes.eval.lua > examples/evals/.t-recipes.eval.lua && "
+          "unshare -n env LUACT_MODEL=openai:mock-gpt '%s' eval --quiet --replay '%s/a' --out '%s/c' "
+          "examples/evals/.t-recipes.eval.lua; r=$?; rm -f examples/evals/.t-recipes.eval.lua; exit $r",
+          LUACT, tmp, tmp);
+  ck_assert_msg(rc == 1, "rc %d: %s", rc, out);
+  ck_assert_msg(strstr(out, "does not match the journal") && strstr(out, "Give a recipe"), "%s", out);
   /* compare: nothing changed between a run and its replay */
   rc = sh(out, sizeof out, "'%s' eval compare '%s/a' '%s/b'", LUACT, tmp, tmp);
   ck_assert_msg(rc == 0 && strstr(out, "0 of 8 rows changed; pass rate 75.0% -> 75.0%"), "%s", out);
@@ -382,6 +391,10 @@ START_TEST(exit_codes_repeat_rescore_compare_review) {
   ck_assert_msg(strstr(out, "PASS->FAIL") && strstr(out, "REGRESSED") && strstr(out, "version "),
                 "%s", out);
   ck_assert_ptr_nonnull(strstr(out, "2 of 2 rows changed; pass rate 100.0% -> 0.0%"));
+  char *cmp = slurp("%s/cmp.html", tmp);
+  ck_assert_ptr_nonnull(strstr(cmp, "id=\"compare\""));
+  ck_assert_ptr_nonnull(strstr(cmp, "one                upper"));
+  free(cmp);
 }
 END_TEST
 
