@@ -156,7 +156,13 @@ function E.scenario_targets(cfg)
         end
       end
       local i = 1
-      env.input = function() i = i + 1 return sc.turns[i] end
+      -- The next user line; nil once they are used up (asking again does
+      -- not count as using one).
+      env.input = function()
+        if i >= #sc.turns then return nil end
+        i = i + 1
+        return sc.turns[i]
+      end
       local res = spec.run(sc, env) or {}
       -- What the world holds afterwards, read once and journaled.
       res.state = luact.effect("eval", "scenario_state", { case = case.id }, "pure", function()

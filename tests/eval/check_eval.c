@@ -464,6 +464,50 @@ START_TEST(react_target_and_providers) {
 }
 END_TEST
 
+/* The scenario format on its own: a two-turn echo agent, one scenario
+ * with scripted replies (the runner's own mock), one against "a real
+ * model" (here the test's mock, through OPENAI_BASE_URL). */
+START_TEST(generic_scenarios_scripted_and_real) {
+  static char out[65536];
+  ck_assert_int_eq(lc_mock_start(&mock, "[{\"reply\": {\"openai\": {\"text\": \"real reply\"}}}]"), 0);
+  char d[300];
+  snprintf(d, sizeof d, "%s/sc", tmp);
+  ck_assert_int_eq(sh(out, sizeof out, "mkdir -p '%s'", d), 0);
+  write_file("sc/a_scripted.lua",
+             "return { turns = { 'hello', 'again' }, model = { { 'text', 'one' }, { 'text', 'two' } },\n"
+             "  expect = { status = 'finished', state = { said = 'one|two' },\n"
+             "             model_saw = { 'again' }, check = function(st) return st.said:find('two') ~= nil end } }\n");
+  write_file("sc/b_real.lua",
+             "return { turns = { 'hi' }, expect = { state = { said = 'real reply' } } }\n");
+  write_file("sc/c_unused.lua",
+             "return { turns = { 'x', 'y', 'z' }, model = { { 'text', 'a' }, { 'text', 'b' }, { 'text', 'c' } } }\n");
+  write_file("s.eval.lua",
+             "return { scenarios = { dir = 'sc', model = 'openai:whatever', run = function(sc, env)\n"
+             "    local said = {}\n"
+             "    local line = env.message\n"
+             "    for _ = 1, 2 do\n"
+             "      if not line then break end\n"
+             "      local r = assert(luact.llm.chat{ model = env.model, base_url = env.base_url, prompt = line })\n"
+             "      said[#said + 1] = r.text\n"
+             "      if not sc.model then break end\n"
+             "      line = env.input()\n"
+             "    end\n"
+             "    env.said = table.concat(said, '|')\n"
+             "    return { output = env.said, status = 'finished' }\n"
+             "  end, state = function(sc, env) return { said = env.said } end } }\n");
+  int rc = sh(out, sizeof out, "OPENAI_BASE_URL='%s/v1' LUACT_MOCKLLM='%s/lc-mockllm' '%s' eval --out '%s/r' '%s/s.eval.lua'",
+              mock.base_url, LC_BINARY_DIR, LUACT, tmp, tmp);
+  ck_assert_msg(rc == 100, "rc %d: %s", rc, out);
+  ck_assert_msg(strstr(out, "a_scripted         | PASS") && strstr(out, "b_real             | PASS") &&
+                    strstr(out, "c_unused           | FAIL"),
+                "%s", out);
+  char *j = slurp("%s/r/results.json", tmp);
+  /* three scripted replies, two asked for */
+  ck_assert_msg(strstr(j, "1 scripted replies unused"), "%.3000s", j);
+  free(j);
+}
+END_TEST
+
 /* review: a person's verdicts on the judge's; agreement and kappa. */
 START_TEST(review_agreement_and_kappa) {
   start_mock();
@@ -561,6 +605,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, review_agreement_and_kappa);
   tcase_add_test(cli, hostile_output_in_reports);
   tcase_add_test(cli, react_target_and_providers);
+  tcase_add_test(cli, generic_scenarios_scripted_and_real);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
   return s;
