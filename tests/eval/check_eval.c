@@ -508,6 +508,37 @@ START_TEST(generic_scenarios_scripted_and_real) {
 }
 END_TEST
 
+/* Pairwise: a judge that prefers the same answer in both orders gives a
+ * win; one that always says "A" (position bias) gives a tie. */
+START_TEST(pairwise_both_orders) {
+  char out[4096], err[4096];
+  ck_assert_int_eq(lc_mock_start(&mock,
+      "[{\"match\": {\"body_contains\": \"Assistant A's Answer]\\\\nGOOD\"},"
+      "  \"reply\": {\"openai\": {\"text\": \"A is right. [[A]]\"}}},"
+      " {\"match\": {\"body_contains\": \"Assistant A's Answer]\\\\nBAD\"},"
+      "  \"reply\": {\"openai\": {\"text\": \"no verdict yet\"}}, \"times\": 1},"
+      " {\"match\": {\"body_contains\": \"Assistant A's Answer]\\\\nBAD\"},"
+      "  \"reply\": {\"openai\": {\"text\": \"[[B]]\"}}},"
+      " {\"reply\": {\"openai\": {\"text\": \"[[A]]\"}}}]"), 0);
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  int rc = lc_test_lua_run_once(base, NULL,
+      "local ctx = { judge = { model = 'openai:j', base_url = BASE }, judge_usage = { input = 0, output = 0, calls = 0, cost = 0 } }\n"
+      "local w, d = luact.eval.pairwise('q?', 'GOOD', 'BAD', { type = 'pairwise' }, ctx)\n"
+      "if w ~= 'a' then return 'good first: ' .. tostring(w) end\n"
+      "w = luact.eval.pairwise('q?', 'BAD', 'GOOD', { type = 'pairwise' }, ctx)\n"
+      "if w ~= 'b' then return 'good second: ' .. tostring(w) end\n"
+      "w, d = luact.eval.pairwise('q?', 'one', 'two', { type = 'pairwise' }, ctx)\n"
+      "if w ~= 'tie' or d.first ~= 'A' or d.swapped ~= 'A' then return 'bias: ' .. tostring(w) end\n"
+      "-- 7 calls: 2 + 2 (one re-asked: no verdict) + ... \n"
+      "if ctx.judge_usage.calls ~= 7 then return 'calls ' .. ctx.judge_usage.calls end\n"
+      "return 'ok'\n",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_msg(strcmp(out, "ok") == 0, "%s", out);
+}
+END_TEST
+
 /* review: a person's verdicts on the judge's; agreement and kappa. */
 START_TEST(review_agreement_and_kappa) {
   start_mock();
@@ -606,6 +637,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, hostile_output_in_reports);
   tcase_add_test(cli, react_target_and_providers);
   tcase_add_test(cli, generic_scenarios_scripted_and_real);
+  tcase_add_test(cli, pairwise_both_orders);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
   return s;
