@@ -530,7 +530,7 @@ START_TEST(pairwise_both_orders) {
       "if w ~= 'b' then return 'good second: ' .. tostring(w) end\n"
       "w, d = luact.eval.pairwise('q?', 'one', 'two', { type = 'pairwise' }, ctx)\n"
       "if w ~= 'tie' or d.first ~= 'A' or d.swapped ~= 'A' then return 'bias: ' .. tostring(w) end\n"
-      "-- 7 calls: 2 + 2 (one re-asked: no verdict) + ... \n"
+      "-- 3 + 2 + 2 calls: the reply without a verdict was asked again\n"
       "if ctx.judge_usage.calls ~= 7 then return 'calls ' .. ctx.judge_usage.calls end\n"
       "return 'ok'\n",
       out, sizeof out, err, sizeof err);
