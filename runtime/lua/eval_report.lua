@@ -35,7 +35,6 @@ local function valid_utf8(s)
   end
   return table.concat(out)
 end
-E.valid_utf8 = valid_utf8
 
 local function jsonable(v, depth)
   depth = depth or 0
