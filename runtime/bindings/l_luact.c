@@ -26,10 +26,17 @@ struct lc_embedded_lua {
 };
 extern const struct lc_embedded_lua lc_embedded_lua[];
 
-/* [-0, +0, e] Runs each embedded chunk with the module table and the
- * options checker (l_opts.c) as `...`; the checker stays out of luact. */
-static void load_embedded(lua_State *L, int mod) {
+/* luact eval's Lua half (runtime/lua/eval_*.lua) is compiled on first
+ * use of luact.eval, not in every state: it is a fifth of the embedded
+ * source and most scripts never evaluate anything. */
+static int is_lazy(const char *name) { return strncmp(name, "eval_", 5) == 0; }
+
+/* [-0, +0, e] Runs the embedded chunks (the lazy ones when lazy is set,
+ * else the others) with the module table and the options checker
+ * (l_opts.c) as `...`; the checker stays out of luact. */
+static void run_embedded(lua_State *L, int mod, int lazy) {
   for (const struct lc_embedded_lua *e = lc_embedded_lua; e->name; e++) {
+    if (is_lazy(e->name) != lazy) continue;
     char chunk[96];
     snprintf(chunk, sizeof chunk, "=[luact %s.lua]", e->name);
     if (luaL_loadbufferx(L, e->src, e->len, chunk, "t") != LUA_OK) lua_error(L);
@@ -37,6 +44,30 @@ static void load_embedded(lua_State *L, int mod) {
     lc_l_push_opts_checker(L);
     lua_call(L, 2, 0); /* inside luaopen: errors propagate to require */
   }
+}
+
+/* luact.eval's __index(t, k) (upvalue 1: the luact table): loads the
+ * eval modules once (the metatable goes first, so their own reads of
+ * luact.eval do not come back here), then answers rawget(t, k). */
+static int l_eval_index(lua_State *L) {
+  lua_pushnil(L);
+  lua_setmetatable(L, 1);
+  run_embedded(L, lua_upvalueindex(1), 1);
+  lua_settop(L, 2);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+/* [-0, +0, m] Arms the lazy load on luact.eval. */
+static void lazy_eval(lua_State *L, int mod) {
+  if (lua_getfield(L, mod, "eval") == LUA_TTABLE) {
+    lua_createtable(L, 0, 1);
+    lua_pushvalue(L, mod);
+    lua_pushcclosure(L, l_eval_index, 1);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);
+  }
+  lua_pop(L, 1);
 }
 
 /* luact.<name> = open(L), in this order; embedded Lua runs after all. */
@@ -59,7 +90,8 @@ int luaopen_luact(lua_State *L) {
     m->open(L);
     lua_setfield(L, -2, m->name);
   }
-  load_embedded(L, lua_gettop(L));
+  run_embedded(L, lua_gettop(L), 0);
+  lazy_eval(L, lua_gettop(L));
   lc_l_worker_install(L, lua_gettop(L));
   return 1;
 }
