@@ -170,6 +170,7 @@ end
 function E.version(t)
   local v = {
     template = t.prompt or (t.react and t.react.instructions) or nil,
+    workflow = t.workflow and t.workflow.name or nil,
     system = t.system,
     model = t.model,
     params = t.params or {},
@@ -186,10 +187,14 @@ local function normalize_target(t, i, providers)
   local bad = check_opts(t, "luact.eval target")
   if bad then cfg_error("targets[" .. i .. "]: " .. bad) end
   -- A ReAct target may have a prompt: the template of its question.
-  local kinds = (t.react and 1 or 0) + (t.run and 1 or 0)
+  local kinds = (t.react and 1 or 0) + (t.run and 1 or 0) + (t.workflow and 1 or 0)
   if kinds == 0 and t.prompt then kinds = 1 end
   if kinds ~= 1 or (t.run and t.prompt) then
-    cfg_error("targets[" .. i .. "]: give one of prompt, react (with an optional prompt template), run")
+    cfg_error("targets[" .. i .. "]: give one of prompt, react or workflow (each with an optional prompt " ..
+      "template), run")
+  end
+  if t.workflow and not luact.is_workflow(t.workflow) then
+    cfg_error("targets[" .. i .. "]: 'workflow' must be a luact.workflow")
   end
   if t.run and type(t.run) ~= "function" then cfg_error("targets[" .. i .. "]: 'run' must be a function(case, ctx)") end
   local out = {}
@@ -220,7 +225,7 @@ local function run_target(t, case, env)
   for k, v in pairs(case.vars or {}) do vars[k] = v end
   if case.input ~= nil then vars.input = case.input end
   local res = { usage = { input = 0, output = 0 } }
-  if t.prompt and not t.react then
+  if t.prompt and not t.react and not t.workflow then
     local o = {}
     for k, v in pairs(t.params or {}) do o[k] = v end
     o.model = case.model or t.model
@@ -244,7 +249,28 @@ local function run_target(t, case, env)
     return res
   end
   local t0 = now_ms()
-  if t.react then
+  if t.workflow then
+    -- The first user message is the rendered prompt (or the input); later
+    -- ones come from case.turns, then the input is closed.
+    local turns, i = case.turns or {}, 1
+    local r = t.workflow:run { message = t.prompt and render(t.prompt, vars) or str(case.input),
+      model = case.model or t.model, input = function() i = i + 1 return turns[i] end,
+      temperature = t.params and t.params.temperature }
+    res.output, res.status = r.summary or r.reason, r.status
+    if r.status ~= "finished" then res.error = r.reason end
+    res.usage = { input = r.usage.input or 0, output = r.usage.output or 0 }
+    res.cost = E.price(env.prices, case.model or t.model, r.usage)
+    res.trajectory = {}
+    for _, e in ipairs(r.transcript or {}) do
+      -- every action the model took and the workflow accepted (asking the
+      -- user is one)
+      if (e.kind == "action" or e.kind == "ask") and not e.refused then
+        res.trajectory[#res.trajectory + 1] = { name = e.action, args = e.args }
+      end
+    end
+    res.steps = r.usage.actions
+    res.state = { state = r.state, data = r.data }
+  elseif t.react then
     local o = {}
     for k, v in pairs(t.react) do o[k] = v end
     o.model = o.model or case.model or t.model

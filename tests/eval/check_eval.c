@@ -461,6 +461,20 @@ START_TEST(react_target_and_providers) {
           "'%s' run '%s/c.lua' '%s/r/results.json'",
           tmp, LUACT, tmp, tmp);
   ck_assert_msg(rc == 0, "%s", out);
+  /* A luact.workflow as a target: the case's turns are the user's lines. */
+  ck_assert_int_eq(lc_mock_set_script(&mock,
+      "[{\"times\": 1, \"reply\": {\"openai\": {\"tool_calls\": [{\"id\": \"c1\", \"name\": \"ask_user\","
+      "   \"arguments\": {\"question\": \"Which number?\"}}]}}},"
+      " {\"reply\": {\"openai\": {\"tool_calls\": [{\"id\": \"c2\", \"name\": \"finish\","
+      "   \"arguments\": {\"summary\": \"You said 42.\"}}]}}}]"), 0);
+  write_file("w.eval.lua",
+             "local wf = luact.workflow{ name = 'w', initial = 's', states = { s = { ask_user = true, finish = true } } }\n"
+             "return { targets = {{ name = 'flow', workflow = wf, model = 'openai:m' }},\n"
+             "  dataset = {{ id = 'one', input = 'hello', turns = { 'hello', '42' } }},\n"
+             "  assert = {{ type = 'contains', value = '42' }, { type = 'trajectory', mode = 'strict', args = 'ignore',\n"
+             "             value = {{ name = 'ask_user' }, { name = 'finish' }} }, { type = 'steps', value = 2 }} }\n");
+  rc = sh(out, sizeof out, "OPENAI_BASE_URL='%s/v1' '%s' eval --out '%s/w' '%s/w.eval.lua'", mock.base_url, LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0 && strstr(out, "one                | PASS 1.00"), "rc %d: %s", rc, out);
 }
 END_TEST
 
