@@ -259,11 +259,14 @@ local function ask_json(a, ctx, system, prompt, schema)
   o.system, o.prompt, o.schema, o.repairs = system, prompt, schema, a.repairs or 2
   o.schema_name = "verdict"
   local v, info, code, info2 = luact.llm.json(o)
+  -- luact.llm.json hands back the last response only: every attempt is a
+  -- call, the tokens are the last one's.
   if v ~= nil then
     add_usage(ctx, info.response, o.model)
+    ctx.judge_usage.calls = ctx.judge_usage.calls + (info.attempts or 1) - 1
     return v
   end
-  if info2 and info2.response then add_usage(ctx, info2.response, o.model) end
+  if info2 and info2.attempts then ctx.judge_usage.calls = ctx.judge_usage.calls + info2.attempts end
   return nil, "judge: " .. tostring(info) .. " (" .. tostring(code) .. ")"
 end
 

@@ -254,9 +254,14 @@ START_TEST(recipes_end_to_end_with_every_report) {
   ck_assert_ptr_nonnull(strstr(x, "<testcase classname=\"v2\" name=\"rice\""));
   ck_assert_ptr_nonnull(strstr(x, "<failure message=\"not-icontains: not: found\">"));
   free(x);
-  /* The judge's first, invalid reply was asked again (3 judge calls for
-   * the first case instead of 2 would show in the journal). */
+  /* The judge's first, invalid reply was asked again: it is in the
+   * journal, and the 8 rubric verdicts took 9 judge calls. */
   ck_assert_int_eq(sh(out, sizeof out, "grep -c 'I think it passes' '%s/run/journal.jsonl'", tmp), 0);
+  int rc2 = sh(out, sizeof out,
+               "echo \"local f = io.open(arg[1]) local r = luact.json.decode(f:read('a')) local n = 0 "
+               "for _, x in ipairs(r.results) do n = n + x.judge.calls end print(n, r.pairwise.judge.calls)\" "
+               "> '%s/n.lua' && '%s' run '%s/n.lua' '%s/run/results.json'", tmp, LUACT, tmp, tmp);
+  ck_assert_msg(rc2 == 0 && strcmp(out, "9\t8\n") == 0, "judge calls: %s", out);
 }
 END_TEST
 
