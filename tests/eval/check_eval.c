@@ -558,6 +558,32 @@ START_TEST(pairwise_both_orders) {
 }
 END_TEST
 
+/* The RAG example: retrieval by chunk id, ROUGE-L and BLEU against the
+ * reference, and ragas's four judge metrics (the mock plays the judge). */
+START_TEST(support_rag_metrics) {
+  start_mock();
+  static char out[65536];
+  int rc = sh(out, sizeof out,
+              "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt '%s' eval --out '%s/run' "
+              "examples/evals/support.eval.lua",
+              mock.base_url, LUACT, tmp);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  const char *want[] = {"4/4 passed", "recall@k             mean 1.000", "context-precision@k  mean 1.000",
+                        "faithfulness         mean 1.000", "context-recall       mean 1.000",
+                        /* ratings 2 and 1 of 2: (2 + 1) / 4 */
+                        "context-relevance    mean 0.750", "answer-relevancy", "rouge-l", "bleu"};
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    ck_assert_msg(strstr(out, want[i]), "missing [%s] in:\n%s", want[i], out);
+  char run[200];
+  snprintf(run, sizeof run, "%s/run", tmp);
+  check_schema(run);
+  char *j = slurp("%s/run/results.json", tmp);
+  ck_assert_ptr_nonnull(strstr(j, "1 of 1 statements supported by the context"));
+  ck_assert_ptr_nonnull(strstr(j, "ratings 2 and 1 of 2"));
+  free(j);
+}
+END_TEST
+
 /* review: a person's verdicts on the judge's; agreement and kappa. */
 START_TEST(review_agreement_and_kappa) {
   start_mock();
@@ -657,6 +683,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, react_target_and_providers);
   tcase_add_test(cli, generic_scenarios_scripted_and_real);
   tcase_add_test(cli, pairwise_both_orders);
+  tcase_add_test(cli, support_rag_metrics);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
   return s;
