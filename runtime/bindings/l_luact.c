@@ -41,17 +41,27 @@ static const struct lazy {
     {"llm", "json", {"llm_json"}},
     {"mcp", "connect", {"mcp"}},
     {"mcp", "serve", {"mcp_serve"}},
+    /* luact eval's Lua half, a fifth of the embedded source: any field of
+     * luact.eval that C did not set ("name*": every chunk so named). */
+    {"eval", "*", {"eval_*"}},
 };
 #define NLAZY (sizeof lazy / sizeof lazy[0])
 
 static const char *const lazy_names[] = {"workflow", "workflow_format_event", "tools", "llm.json",
-                                         "mcp.connect", "mcp.serve", NULL};
+                                         "mcp.connect", "mcp.serve", "eval.load", NULL};
 const char *const *lc_l_lazy_names(void) { return lazy_names; }
+
+/* Does chunk name match pattern (a name, or a prefix ending in '*')? */
+static int chunk_match(const char *pattern, const char *name) {
+  size_t n = strlen(pattern);
+  if (n && pattern[n - 1] == '*') return strncmp(pattern, name, n - 1) == 0;
+  return strcmp(pattern, name) == 0;
+}
 
 static int is_lazy(const char *chunk) {
   for (size_t i = 0; i < NLAZY; i++)
     for (const char *const *c = lazy[i].chunks; *c; c++)
-      if (!strcmp(*c, chunk)) return 1;
+      if (chunk_match(*c, chunk)) return 1;
   return 0;
 }
 
@@ -67,12 +77,6 @@ static void run_chunk(lua_State *L, int mod, const struct lc_embedded_lua *e) {
   lua_call(L, 3, 0); /* inside luaopen or __index: errors propagate */
 }
 
-static const struct lc_embedded_lua *find_chunk(const char *name) {
-  for (const struct lc_embedded_lua *e = lc_embedded_lua; e->name; e++)
-    if (!strcmp(e->name, name)) return e;
-  return NULL;
-}
-
 /* __index(t, key), upvalue 1 the luact table, 2 the name of t ("" for
  * luact): runs the chunks behind a lazy field once, then answers from t.
  * A chunk is marked loaded in the registry before it runs, so a chunk that
@@ -84,20 +88,25 @@ static int l_lazy_index(lua_State *L) {
   const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
   int found = 0;
   for (size_t i = 0; key && i < NLAZY; i++) {
-    if (strcmp(lazy[i].field, key) || strcmp(lazy[i].table ? lazy[i].table : "", tname)) continue;
+    if ((strcmp(lazy[i].field, "*") && strcmp(lazy[i].field, key)) ||
+        strcmp(lazy[i].table ? lazy[i].table : "", tname))
+      continue;
     found = 1;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &loaded_key);
     int loaded = lua_gettop(L);
     for (const char *const *c = lazy[i].chunks; *c; c++) {
-      if (lua_getfield(L, loaded, *c) != LUA_TNIL) {
+      /* Every embedded chunk the pattern names, in the embedded order. */
+      for (const struct lc_embedded_lua *e = lc_embedded_lua; e->name; e++) {
+        if (!chunk_match(*c, e->name)) continue;
+        if (lua_getfield(L, loaded, e->name) != LUA_TNIL) {
+          lua_pop(L, 1);
+          continue;
+        }
         lua_pop(L, 1);
-        continue;
+        lua_pushboolean(L, 1);
+        lua_setfield(L, loaded, e->name);
+        run_chunk(L, lua_upvalueindex(1), e);
       }
-      lua_pop(L, 1);
-      lua_pushboolean(L, 1);
-      lua_setfield(L, loaded, *c);
-      const struct lc_embedded_lua *e = find_chunk(*c);
-      if (e) run_chunk(L, lua_upvalueindex(1), e);
     }
     lua_pop(L, 1);
   }
@@ -132,6 +141,9 @@ static void load_embedded(lua_State *L, int mod) {
   lua_getfield(L, mod, "mcp");
   set_lazy_index(L, lua_gettop(L), mod, "mcp");
   lua_pop(L, 1);
+  lua_getfield(L, mod, "eval");
+  set_lazy_index(L, lua_gettop(L), mod, "eval");
+  lua_pop(L, 1);
 }
 
 /* luact.<name> = open(L), in this order; embedded Lua runs after all. */
@@ -143,6 +155,7 @@ static const struct submodule {
     {"schema", lc_open_schema},   {"native", lc_open_native}, {"sql", lc_open_sql},
     {"files", lc_open_files},     {"http", lc_open_http},   {"sandbox", lc_open_sandbox},
     {"pal", lc_open_pal},         {"mcp", lc_open_mcp},     {"retrieval", lc_open_retrieval},
+    {"eval", lc_open_eval},
     {NULL, NULL}};
 
 int luaopen_luact(lua_State *L) {

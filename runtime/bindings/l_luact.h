@@ -24,6 +24,7 @@ int lc_l_worker_index(lua_State *L);
 /* Fields whose embedded Lua runs on first use ("workflow", "llm.json", ...):
  * pairs() does not see them until then. NULL-terminated. */
 const char *const *lc_l_lazy_names(void);
+int lc_open_eval(lua_State *L);   /* luact.eval: regex, sha256 (l_eval.c) */
 
 /* [-0, +1, e] The whole module; also registered in package.preload. */
 int luaopen_luact(lua_State *L);

@@ -1,0 +1,454 @@
+-- eval_run.lua: luact eval's runner. Loads an eval file (targets under
+-- test, dataset, default assertions, judge, repeat, concurrency), runs
+-- every target x case x repetition as a task on the scheduler (luact.map
+-- with the file's concurrency; task paths, hence journal ids, depend only
+-- on the job's position, so a replay answers each from its own record),
+-- scores them with eval_assert.lua and returns the run as one table (the
+-- JSON report, docs/eval-report.schema.json).
+local luact, check_opts = ...
+
+luact.eval = luact.eval or {}
+local E = luact.eval
+local json = luact.json
+
+local function cfg_error(msg) error({ config = msg }, 0) end
+
+local function str(v)
+  if v == nil then return "" end
+  if type(v) == "string" then return v end
+  if type(v) == "table" then return json.encode(v) or tostring(v) end
+  return tostring(v)
+end
+
+---------------------------------------------------------------------------
+-- datasets: JSONL and promptfoo-style CSV
+---------------------------------------------------------------------------
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then cfg_error("cannot read " .. path .. ": " .. tostring(err)) end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function check_case(c, where)
+  if type(c) ~= "table" then cfg_error(where .. ": a case must be an object") end
+  local bad = check_opts(c, "luact.eval case")
+  if bad then cfg_error(where .. ": " .. bad) end
+  return c
+end
+
+--- luact.eval.load_jsonl(path) -> cases
+function E.load_jsonl(path)
+  local cases, n = {}, 0
+  for line in read_file(path):gmatch("[^\n]+") do
+    n = n + 1
+    if line:match("%S") then
+      local c, err = json.decode(line)
+      if c == nil then cfg_error(string.format("%s line %d: %s", path, n, tostring(err))) end
+      cases[#cases + 1] = check_case(c, path .. " line " .. n)
+    end
+  end
+  return cases
+end
+
+-- RFC 4180: quoted fields, doubled quotes, newlines inside quotes.
+local function csv_rows(text)
+  local rows, row, field, i, n = {}, {}, {}, 1, #text
+  local inq = false
+  while i <= n do
+    local ch = text:sub(i, i)
+    if inq then
+      if ch == '"' then
+        if text:sub(i + 1, i + 1) == '"' then field[#field + 1] = '"' i = i + 1 else inq = false end
+      else field[#field + 1] = ch end
+    elseif ch == '"' then inq = true
+    elseif ch == "," then row[#row + 1] = table.concat(field) field = {}
+    elseif ch == "\n" or ch == "\r" then
+      if ch == "\r" and text:sub(i + 1, i + 1) == "\n" then i = i + 1 end
+      row[#row + 1] = table.concat(field) field = {}
+      rows[#rows + 1] = row row = {}
+    else field[#field + 1] = ch end
+    i = i + 1
+  end
+  if #field > 0 or #row > 0 then row[#row + 1] = table.concat(field) rows[#rows + 1] = row end
+  return rows
+end
+
+-- promptfoo's __expected forms: "type: value", "not-type: value", a bare
+-- type without value (is-json), or plain text (equals).
+local PREFIX = { "contains-any", "contains-all", "icontains-any", "icontains-all", "icontains", "contains",
+  "equals", "regex", "starts-with", "is-json", "levenshtein", "rouge-l", "bleu", "llm-rubric", "grade",
+  "faithfulness", "answer-relevancy", "context-recall", "context-relevance", "latency", "cost" }
+local function expected_assert(s)
+  local neg = ""
+  local body = s
+  if body:sub(1, 4) == "not-" then neg, body = "not-", body:sub(5) end
+  for _, p in ipairs(PREFIX) do
+    if body == p then return { type = neg .. (p == "grade" and "llm-rubric" or p) } end
+    if body:sub(1, #p + 1) == p .. ":" then
+      local v = body:sub(#p + 2):gsub("^%s+", "")
+      local t = p == "grade" and "llm-rubric" or p
+      if t:match("contains%-") then
+        local l = {}
+        for x in v:gmatch("[^,]+") do l[#l + 1] = (x:gsub("^%s+", ""):gsub("%s+$", "")) end
+        return { type = neg .. t, value = l }
+      end
+      if t == "latency" or t == "cost" or t == "levenshtein" then
+        return { type = neg .. t, value = tonumber(v), threshold = t == "levenshtein" and nil or nil }
+      end
+      if t == "rouge-l" or t == "bleu" then
+        local th, ref = v:match("^([%d%.]+)%s*:%s*(.*)$")
+        return { type = neg .. t, value = ref or v, threshold = tonumber(th) }
+      end
+      return { type = neg .. t, value = v }
+    end
+  end
+  return { type = "equals", value = s }
+end
+
+--- luact.eval.load_csv(path) -> cases: one per row; columns are vars,
+-- __expected* columns assertions, __description / __threshold as named.
+function E.load_csv(path)
+  local rows = csv_rows(read_file(path))
+  local head = table.remove(rows, 1)
+  if not head then cfg_error(path .. ": empty CSV") end
+  local cases = {}
+  for r, row in ipairs(rows) do
+    if not (#row == 1 and row[1] == "") then
+      local c = { id = tostring(r), vars = {}, assert = {} }
+      for i, h in ipairs(head) do
+        local v = row[i] or ""
+        if h:match("^__expected%d*$") then
+          if v ~= "" then c.assert[#c.assert + 1] = expected_assert(v) end
+        elseif h == "__description" then c.description = v
+        elseif h == "__threshold" then c.threshold = tonumber(v)
+        elseif h:sub(1, 2) ~= "__" then c.vars[h] = v end
+      end
+      cases[#cases + 1] = c
+    end
+  end
+  return cases
+end
+
+local function dataset(spec, dir)
+  if type(spec) == "table" then
+    for i, c in ipairs(spec) do check_case(c, "dataset[" .. i .. "]") end
+    return spec
+  end
+  if type(spec) ~= "string" then cfg_error("'dataset' must be a path (.jsonl or .csv) or a list of cases") end
+  local path = spec:sub(1, 1) == "/" and spec or (dir .. "/" .. spec)
+  if spec:match("%.csv$") then return E.load_csv(path) end
+  return E.load_jsonl(path)
+end
+
+---------------------------------------------------------------------------
+-- targets and versions
+---------------------------------------------------------------------------
+
+local function render(t, vars)
+  return (t:gsub("{{%s*([%w_%.]+)%s*}}", function(k)
+    local v = vars[k]
+    if v == nil then return "" end
+    return str(v)
+  end))
+end
+
+local function tool_schemas(tools)
+  local out = {}
+  for i, t in ipairs(tools or {}) do
+    if type(t) == "table" then
+      out[i] = { name = t.name, description = t.description, params = t.params or t.parameters }
+    end
+  end
+  return out
+end
+
+--- version(target) -> hash: SHA-256 of the canonical JSON of the
+-- template, model, parameters and tool schemas.
+function E.version(t)
+  local v = {
+    template = t.prompt or (t.react and t.react.instructions) or nil,
+    workflow = t.workflow and t.workflow.name or nil,
+    system = t.system,
+    model = t.model,
+    params = t.params or {},
+    tools = tool_schemas(t.tools or (t.react and t.react.tools)),
+    version = t.version,
+    -- a Lua target's code (stripped bytecode: no file names or lines)
+    code = t.run and E.sha256((select(2, pcall(string.dump, t.run, true))) or "") or nil,
+  }
+  return E.sha256(json.encode(v))
+end
+
+local function normalize_target(t, i, providers)
+  if type(t) ~= "table" then cfg_error("targets[" .. i .. "] must be a table") end
+  local bad = check_opts(t, "luact.eval target")
+  if bad then cfg_error("targets[" .. i .. "]: " .. bad) end
+  -- A ReAct target may have a prompt: the template of its question.
+  local kinds = (t.react and 1 or 0) + (t.run and 1 or 0) + (t.workflow and 1 or 0)
+  if kinds == 0 and t.prompt then kinds = 1 end
+  if kinds ~= 1 or (t.run and t.prompt) then
+    cfg_error("targets[" .. i .. "]: give one of prompt, react or workflow (each with an optional prompt " ..
+      "template), run")
+  end
+  if t.workflow and not luact.is_workflow(t.workflow) then
+    cfg_error("targets[" .. i .. "]: 'workflow' must be a luact.workflow")
+  end
+  if t.run and type(t.run) ~= "function" then cfg_error("targets[" .. i .. "]: 'run' must be a function(case, ctx)") end
+  local out = {}
+  if t.model == nil and providers and (t.prompt or t.react) then
+    for _, p in ipairs(providers) do
+      local c = {}
+      for k, v in pairs(t) do c[k] = v end
+      c.model = p
+      c.name = (t.name or ("target" .. i)) .. "@" .. p
+      out[#out + 1] = c
+    end
+  else
+    local c = {}
+    for k, v in pairs(t) do c[k] = v end
+    c.name = t.name or ("target" .. i)
+    out[1] = c
+  end
+  for _, c in ipairs(out) do c.hash = E.version(c) end
+  return out
+end
+
+local function now_ms() return luact.now() * 1000 end
+
+-- Runs one target on one case: {output, trajectory, usage, cost,
+-- latency_ms, steps, retrieved, context, state, status, error}.
+local function run_target(t, case, env)
+  local vars = {}
+  for k, v in pairs(case.vars or {}) do vars[k] = v end
+  if case.input ~= nil then vars.input = case.input end
+  local res = { usage = { input = 0, output = 0 } }
+  if t.prompt and not t.react and not t.workflow then
+    local o = {}
+    for k, v in pairs(t.params or {}) do o[k] = v end
+    o.model = case.model or t.model
+    if not o.model then cfg_error("target " .. t.name .. ": no model") end
+    o.system = t.system and render(t.system, vars) or nil
+    o.prompt = render(t.prompt, vars)
+    o.tools = t.tools
+    local r, err, code = luact.llm.chat(o)
+    if not r then
+      res.status, res.error = "error", str(err) .. " (" .. str(code) .. ")"
+      return res
+    end
+    res.output = r.text or ""
+    res.latency_ms = r.latency_ms
+    res.usage = { input = r.usage.input or 0, output = r.usage.output or 0 }
+    res.cost = E.price(env.prices, o.model, r.usage)
+    res.trajectory = {}
+    for _, c in ipairs(r.tool_calls or {}) do res.trajectory[#res.trajectory + 1] = { name = c.name, args = c.arguments } end
+    res.steps = 1
+    res.status = "finished"
+    return res
+  end
+  local t0 = now_ms()
+  if t.workflow then
+    -- The first user message is the rendered prompt (or the input); later
+    -- ones come from case.turns, then the input is closed.
+    local turns, i = case.turns or {}, 1
+    local r = t.workflow:run { message = t.prompt and render(t.prompt, vars) or str(case.input),
+      model = case.model or t.model, input = function() i = i + 1 return turns[i] end,
+      temperature = t.params and t.params.temperature }
+    res.output, res.status = r.summary or r.reason, r.status
+    if r.status ~= "finished" then res.error = r.reason end
+    res.usage = { input = r.usage.input or 0, output = r.usage.output or 0 }
+    res.cost = E.price(env.prices, case.model or t.model, r.usage)
+    res.trajectory = {}
+    for _, e in ipairs(r.transcript or {}) do
+      -- every action the model took and the workflow accepted (asking the
+      -- user is one)
+      if (e.kind == "action" or e.kind == "ask") and not e.refused then
+        res.trajectory[#res.trajectory + 1] = { name = e.action, args = e.args }
+      end
+    end
+    res.steps = r.usage.actions
+    res.state = { state = r.state, data = r.data }
+  elseif t.react then
+    local o = {}
+    for k, v in pairs(t.react) do o[k] = v end
+    o.model = o.model or case.model or t.model
+    o.question = t.prompt and render(t.prompt, vars) or str(case.input)
+    o.prices = o.prices or env.prices
+    o.verbose = false
+    local r = luact.react(o)
+    res.output = r.answer
+    res.status = r.status
+    if r.status ~= "finished" then res.error = r.reason end
+    res.usage = { input = r.usage.input or 0, output = r.usage.output or 0 }
+    res.cost = r.cost
+    res.trajectory = {}
+    for _, s in ipairs(r.steps or {}) do
+      if s.action and s.action ~= "finish" then res.trajectory[#res.trajectory + 1] = { name = s.action, args = s.args } end
+    end
+    res.steps = #(r.steps or {})
+  else
+    local ok, r = pcall(t.run, case, { vars = vars, render = render, prices = env.prices, model = t.model,
+                                       replay = env.replay, dir = env.dir })
+    if not ok then
+      if type(r) == "table" and r.config then error(r, 0) end
+      res.status, res.error = "error", str(r)
+      res.latency_ms = now_ms() - t0
+      return res
+    end
+    if type(r) ~= "table" then r = { output = r } end
+    for k, v in pairs(r) do res[k] = v end
+    res.usage = res.usage or { input = 0, output = 0 }
+    res.status = res.status or "finished"
+  end
+  res.latency_ms = res.latency_ms or (now_ms() - t0)
+  return res
+end
+
+local function assertions_for(cfg, case)
+  local l = {}
+  for _, a in ipairs(cfg.assert or {}) do l[#l + 1] = a end
+  for _, a in ipairs(case.assert or {}) do l[#l + 1] = a end
+  return l
+end
+
+-- The weighted mean of the scores; a case passes at its threshold when
+-- it has one, else when every weighted assertion passes.
+local function score_case(checks, threshold)
+  local wsum, ssum, all = 0, 0, true
+  for _, c in ipairs(checks) do
+    if c.weight > 0 then
+      wsum = wsum + c.weight
+      ssum = ssum + c.weight * c.score
+      if not c.pass then all = false end
+    end
+  end
+  local score = wsum > 0 and ssum / wsum or (all and 1 or 0)
+  local pass
+  if threshold then pass = score >= threshold else pass = all end
+  return score, pass
+end
+
+local function score_result(cfg, res, case, env)
+  local ctx = { judge = cfg.judge, prices = env.prices, judge_usage = { input = 0, output = 0, calls = 0, cost = 0 } }
+  local checks = {}
+  if res.status == "error" then
+    res.assertions, res.score, res.pass = {}, 0, false
+  else
+    for _, a in ipairs(assertions_for(cfg, case)) do checks[#checks + 1] = E.check(a, res, case, ctx) end
+    res.assertions = checks
+    res.score, res.pass = score_case(checks, case.threshold or cfg.threshold)
+  end
+  res.judge = ctx.judge_usage
+end
+
+---------------------------------------------------------------------------
+-- loading and running
+---------------------------------------------------------------------------
+
+--- luact.eval.load(path) -> config (checked; raises {config = message})
+function E.load(path)
+  local chunk, err = loadfile(path, "t")
+  if not chunk then cfg_error(tostring(err)) end
+  local ok, cfg = pcall(chunk)
+  if not ok then cfg_error(path .. ": " .. str(cfg)) end
+  if type(cfg) ~= "table" then cfg_error(path .. ": must return a table") end
+  local bad = check_opts(cfg, "luact.eval.load")
+  if bad then cfg_error(path .. ": " .. bad) end
+  cfg.dir = path:match("^(.*)/[^/]*$") or "."
+  cfg.path = path
+  local targets = cfg.targets or cfg.prompts
+  if cfg.scenarios then targets = targets or {} end
+  if type(targets) ~= "table" then cfg_error(path .. ": 'targets' must be a list") end
+  cfg.targets = {}
+  for i, t in ipairs(targets) do
+    for _, n in ipairs(normalize_target(t, i, cfg.providers)) do cfg.targets[#cfg.targets + 1] = n end
+  end
+  if cfg.scenarios then E.scenario_targets(cfg) end
+  if #cfg.targets == 0 then cfg_error(path .. ": no targets") end
+  local seen = {}
+  for _, t in ipairs(cfg.targets) do
+    if seen[t.name] then cfg_error(path .. ": two targets named " .. t.name) end
+    seen[t.name] = true
+  end
+  cfg.cases = cfg.scenarios and E.scenario_cases(cfg) or dataset(cfg.dataset, cfg.dir)
+  for i, c in ipairs(cfg.cases) do c.id = c.id and tostring(c.id) or tostring(i) end
+  cfg["repeat"] = cfg["repeat"] or 1
+  if math.type(cfg["repeat"]) ~= "integer" or cfg["repeat"] < 1 then cfg_error("'repeat' must be an integer >= 1") end
+  cfg.concurrency = cfg.concurrency or 8
+  if math.type(cfg.concurrency) ~= "integer" or cfg.concurrency < 1 then cfg_error("'concurrency' must be an integer >= 1") end
+  for i, a in ipairs(cfg.assert or {}) do
+    if type(a) ~= "table" or type(a.type) ~= "string" then cfg_error("assert[" .. i .. "] must be {type=...}") end
+  end
+  return cfg
+end
+
+--- luact.eval.run(cfg, opts) -> report table. opts: repeat, concurrency,
+-- replay (a journal answers every effect), stored (rescore: the results
+-- of an earlier run whose outputs are scored again), on_result.
+function E.run(cfg, opts)
+  opts = opts or {}
+  local bad = check_opts(opts, "luact.eval.run")
+  if bad then error(bad, 2) end
+  local reps = opts["repeat"] or cfg["repeat"] or 1
+  local env = { prices = cfg.prices, replay = opts.replay, dir = cfg.dir }
+  local jobs = {}
+  local stored = {}
+  for _, r in ipairs(opts.stored or {}) do stored[r.target .. "\0" .. r.case .. "\0" .. r["repeat"]] = r end
+  for _, t in ipairs(cfg.targets) do
+    for _, c in ipairs(cfg.cases) do
+      for rep = 1, reps do jobs[#jobs + 1] = { t = t, c = c, rep = rep } end
+    end
+  end
+  if cfg.setup and not opts.stored then cfg.setup(env) end
+  local t0 = luact.now()
+  local results = luact.map(jobs, function(j)
+    local res
+    local old = stored[j.t.name .. "\0" .. j.c.id .. "\0" .. j.rep]
+    if opts.stored then
+      if not old then return { target = j.t.name, case = j.c.id, ["repeat"] = j.rep, status = "error",
+                               error = "not in the stored run", pass = false, score = 0, assertions = {},
+                               judge = { input = 0, output = 0, calls = 0, cost = 0 } } end
+      res = {}
+      for k, v in pairs(old) do if k ~= "assertions" and k ~= "judge" then res[k] = v end end
+    else
+      res = run_target(j.t, j.c, env)
+    end
+    score_result(cfg, res, j.c, env)
+    res.target, res.case, res["repeat"] = j.t.name, j.c.id, j.rep
+    res.version = j.t.hash
+    res.description = j.c.description
+    res.tags = j.c.tags
+    if opts.on_result then opts.on_result(res) end
+    return res
+  end, { concurrency = opts.concurrency or cfg.concurrency })
+  local pair
+  if cfg.pairwise then pair = E.run_pairwise(cfg, results) end
+  return E.summarize(cfg, results, { pairwise = pair, wall_s = luact.now() - t0, repeat_n = reps })
+end
+
+-- Pairwise: for every case, the first repetition's outputs of targets a
+-- and b, judged in both orders.
+function E.run_pairwise(cfg, results)
+  local p = cfg.pairwise
+  if type(p) ~= "table" or type(p.a) ~= "string" or type(p.b) ~= "string" then
+    cfg_error("'pairwise' must be {a = target name, b = target name}")
+  end
+  local by = {}
+  for _, r in ipairs(results) do if r["repeat"] == 1 then by[r.target .. "\0" .. r.case] = r end end
+  local ctx = { judge = cfg.judge, prices = cfg.prices, judge_usage = { input = 0, output = 0, calls = 0, cost = 0 } }
+  local rows = luact.map(cfg.cases, function(c)
+    local ra, rb = by[p.a .. "\0" .. c.id], by[p.b .. "\0" .. c.id]
+    if not ra or not rb then cfg_error("pairwise: no target " .. (ra and p.b or p.a)) end
+    local w, d = E.pairwise(c.input or str(c.vars), ra.output, rb.output, { type = "pairwise", model = p.model }, ctx)
+    return { case = c.id, winner = w or "error", detail = type(d) == "table" and d or { error = d } }
+  end, { concurrency = cfg.concurrency })
+  local wa, wb, ties = 0, 0, 0
+  for _, r in ipairs(rows) do
+    if r.winner == "a" then wa = wa + 1 elseif r.winner == "b" then wb = wb + 1 elseif r.winner == "tie" then ties = ties + 1 end
+  end
+  local n = wa + wb + ties
+  return { a = p.a, b = p.b, cases = rows, wins_a = wa, wins_b = wb, ties = ties,
+           win_rate_a = n > 0 and (wa + ties / 2) / n or nil, judge = ctx.judge_usage }
+end
