@@ -29,6 +29,7 @@
 #include "jsonrpc.h"
 #include "loop.h"
 #include "l_luact.h"
+#include "l_state.h"
 #include "lc.h"
 #include "mcp.h"
 #include "mcp_httpd.h"
@@ -1033,7 +1034,7 @@ int lc_l_mcp_main(int argc, char **argv) {
     fputs("luact mcp serve: --http needs LUACT_MCP_TOKEN (16 characters or more)\n", stderr);
     return 2;
   }
-  lua_State *L = luaL_newstate();
+  lua_State *L = lc_lua_newstate(); /* logs and aborts on a panic */
   if (!L) return 1;
   lc_lua_setup(L);
   struct lc_sched *s;

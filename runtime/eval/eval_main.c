@@ -15,7 +15,8 @@
 #include "effect.h"
 #include "l_effect.h"
 #include "l_luact.h"
-#include "l_react.h"
+#include "l_engine.h"
+#include "l_state.h"
 #include "sched.h"
 
 /* [-0, +1, e] luact.eval.<name> */
@@ -96,14 +97,14 @@ static int run_plan(lua_State *L, int plan) {
 }
 
 int lc_eval_main(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
+  lua_State *L = lc_lua_newstate(); /* logs and aborts on a panic */
   if (!L) {
     fprintf(stderr, "luact eval: cannot create a Lua state\n");
     return 1;
   }
   lc_lua_setup(L);
   struct lc_run_opts ro = {.quiet = 1};
-  lc_react_set_run_opts(L, &ro);
+  lc_l_set_run_opts(L, &ro);
   push_eval_fn(L, "cli_plan");
   lua_createtable(L, argc, 0);
   for (int i = 0; i < argc; i++) {
