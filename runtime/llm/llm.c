@@ -17,12 +17,16 @@
 #include "jsonw.h"
 #include "lc.h"
 #include "secrets.h"
+#include "sha256.h"
+
+#include <stdio.h>
 
 const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p) {
   switch (p) {
   case LC_PROV_OPENAI: return &lc_llm_openai;
   case LC_PROV_ANTHROPIC: return &lc_llm_anthropic;
   case LC_PROV_OLLAMA: return &lc_llm_ollama;
+  case LC_PROV_OPENAI_RESPONSES: return &lc_llm_openai_responses;
   default: return NULL;
   }
 }
@@ -34,7 +38,8 @@ int lc_llm_parse_model(const char *spec, enum lc_llm_provider *p,
     enum lc_llm_provider p;
   } provs[] = {{"openai", LC_PROV_OPENAI},
                {"anthropic", LC_PROV_ANTHROPIC},
-               {"ollama", LC_PROV_OLLAMA}};
+               {"ollama", LC_PROV_OLLAMA},
+               {"openai-responses", LC_PROV_OPENAI_RESPONSES}};
   if (!spec || !p || !model)
     return LC_EINVAL;
   *model = NULL;
@@ -142,6 +147,8 @@ void lc_llm_tool_call_free(struct lc_llm_tool_call *c) {
   lc_free(c->name);
   lc_free(c->args_json);
   cJSON_Delete(c->args);
+  lc_free(c->signature);
+  c->signature = NULL;
   c->id = c->name = c->args_json = NULL;
   c->args = NULL;
 }
@@ -265,6 +272,13 @@ unsigned long long lc_llm_request_head_fp(const struct lc_llm_request *q) {
   h = fp_u64(h, (unsigned long long)q->format);
   h = fp_ptr(h, q->response_schema);
   h = fp_str(h, q->response_schema_name);
+  h = fp_str(h, q->reasoning_effort);
+  h = fp_str(h, q->reasoning_summary);
+  h = fp_u64(h, (unsigned long long)q->thinking_budget);
+  h = fp_str(h, q->cache_key);
+  h = fp_u64(h, (unsigned long long)q->cache_control);
+  h = fp_str(h, q->previous_response_id);
+  h = fp_u64(h, (unsigned long long)q->store);
   return fp_u64(h, q->stream != 0);
 }
 
@@ -275,6 +289,10 @@ void lc_llm_msg_free(struct lc_llm_msg *m) {
   calls_free(m->tool_calls, m->n_tool_calls);
   lc_free(m->tool_call_id);
   lc_free(m->name);
+  for (size_t i = 0; i < m->n_parts; i++)
+    lc_llm_part_free(&m->parts[i]);
+  lc_free(m->parts);
+  lc_free(m->reasoning_state);
   memset(m, 0, sizeof *m);
 }
 
@@ -318,6 +336,10 @@ void lc_llm_request_free(struct lc_llm_request *r) {
   lc_free(r->stop);
   cJSON_Delete(r->response_schema);
   lc_free(r->response_schema_name);
+  lc_free(r->reasoning_effort);
+  lc_free(r->reasoning_summary);
+  lc_free(r->cache_key);
+  lc_free(r->previous_response_id);
   memset(r, 0, sizeof *r);
 }
 
@@ -336,6 +358,7 @@ void lc_llm_response_free(struct lc_llm_response *r) {
     return;
   lc_free(r->text);
   lc_free(r->reasoning);
+  lc_free(r->reasoning_state);
   calls_free(r->tool_calls, r->n_tool_calls);
   lc_free(r->finish_raw);
   lc_free(r->model);
@@ -361,4 +384,273 @@ void lc_llm_http_free(struct lc_llm_http *h) {
   lc_free(h->headers);
   lc_free(h->body);
   memset(h, 0, sizeof *h);
+}
+
+/* ---- images ---- */
+
+const char *lc_llm_image_sniff(const void *data, size_t len) {
+  const unsigned char *b = data;
+  if (!b)
+    return NULL;
+  if (len >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0)
+    return "image/png";
+  if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff)
+    return "image/jpeg";
+  if (len >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0))
+    return "image/gif";
+  if (len >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0)
+    return "image/webp";
+  return NULL;
+}
+
+void lc_llm_part_free(struct lc_llm_part *p) {
+  if (!p)
+    return;
+  lc_free(p->text);
+  lc_free(p->data);
+  lc_free(p->url);
+  memset(p, 0, sizeof *p);
+}
+
+int lc_llm_part_text(struct lc_llm_part *p, const char *text, size_t len) {
+  memset(p, 0, sizeof *p);
+  p->kind = LC_PART_TEXT;
+  if (!(p->text = lc_strndup(text ? text : "", text ? len : 0)))
+    return LC_ENOMEM;
+  p->text_len = text ? len : 0;
+  return 0;
+}
+
+static int img_err(char *err, size_t errlen, const char *msg) {
+  if (err && errlen)
+    snprintf(err, errlen, "%s", msg);
+  return LC_EINVAL;
+}
+
+int lc_llm_part_image_bytes(struct lc_llm_part *p, const void *data, size_t len,
+                            const char *media_type, char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  p->kind = LC_PART_IMAGE;
+  if (!data || len == 0)
+    return img_err(err, errlen, "image: empty");
+  if (len > LC_LLM_IMAGE_MAX)
+    return img_err(err, errlen, "image: larger than 20 MB");
+  const char *mt = lc_llm_image_sniff(data, len);
+  if (!mt)
+    return img_err(err, errlen,
+                   "image: not PNG, JPEG, GIF or WebP (the formats every provider takes)");
+  /* "image/jpg" is a common misspelling; the bytes decide anyway. */
+  if (media_type && *media_type && strcasecmp(media_type, mt) != 0 &&
+      !(strcasecmp(media_type, "image/jpg") == 0 && strcmp(mt, "image/jpeg") == 0))
+    return img_err(err, errlen, "image: media type does not match the bytes");
+  if (!(p->data = lc_malloc(len)))
+    return LC_ENOMEM;
+  memcpy(p->data, data, len);
+  p->data_len = len;
+  snprintf(p->media_type, sizeof p->media_type, "%s", mt);
+  lc_sha256_hex(data, len, p->sha256);
+  return 0;
+}
+
+static int b64_val(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+' || c == '-') return 62;
+  if (c == '/' || c == '_') return 63;
+  return -1;
+}
+
+/* Standard or URL-safe base64, padding optional; NULL when malformed. */
+static unsigned char *b64_decode(const char *s, size_t n, size_t *out_len) {
+  while (n && s[n - 1] == '=')
+    n--;
+  if (n % 4 == 1)
+    return NULL;
+  unsigned char *o = lc_malloc(n / 4 * 3 + 3);
+  if (!o)
+    return NULL;
+  size_t k = 0;
+  unsigned acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int v = b64_val((unsigned char)s[i]);
+    if (v < 0) {
+      lc_free(o);
+      return NULL;
+    }
+    acc = (acc << 6) | (unsigned)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      o[k++] = (unsigned char)(acc >> bits);
+    }
+  }
+  *out_len = k;
+  return o;
+}
+
+char *lc_llm_base64(const void *data, size_t n, size_t *out_len) {
+  static const char tab[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const unsigned char *b = data;
+  size_t m = (n + 2) / 3 * 4;
+  char *o = lc_malloc(m + 1);
+  if (!o)
+    return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)b[i] << 16;
+    if (i + 1 < n) v |= (unsigned)b[i + 1] << 8;
+    if (i + 2 < n) v |= b[i + 2];
+    o[k++] = tab[(v >> 18) & 63];
+    o[k++] = tab[(v >> 12) & 63];
+    o[k++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+    o[k++] = i + 2 < n ? tab[v & 63] : '=';
+  }
+  o[k] = '\0';
+  if (out_len)
+    *out_len = k;
+  return o;
+}
+
+int lc_llm_part_image_data_url(struct lc_llm_part *p, const char *url,
+                               size_t len, char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  p->kind = LC_PART_IMAGE;
+  if (!url || len < 5 || strncasecmp(url, "data:", 5) != 0)
+    return img_err(err, errlen, "image: not a data: URL");
+  const char *comma = memchr(url, ',', len);
+  if (!comma)
+    return img_err(err, errlen, "image: data: URL without a comma");
+  size_t hl = (size_t)(comma - url);
+  /* Only base64 payloads: a percent-encoded image is not worth the risk. */
+  if (hl < 12 || strncasecmp(comma - 7, ";base64", 7) != 0)
+    return img_err(err, errlen, "image: data: URL is not ;base64");
+  char mt[32] = "";
+  size_t ml = hl - 5 - 7;
+  const char *semi = memchr(url + 5, ';', ml);
+  if (semi)
+    ml = (size_t)(semi - (url + 5));
+  if (ml >= sizeof mt)
+    return img_err(err, errlen, "image: data: URL media type too long");
+  memcpy(mt, url + 5, ml);
+  mt[ml] = '\0';
+  size_t n = 0;
+  unsigned char *bytes = b64_decode(comma + 1, len - hl - 1, &n);
+  if (!bytes)
+    return len - hl - 1 > 4 * (size_t)LC_LLM_IMAGE_MAX
+               ? img_err(err, errlen, "image: larger than 20 MB")
+               : img_err(err, errlen, "image: data: URL is not valid base64");
+  int rc = lc_llm_part_image_bytes(p, bytes, n, mt, err, errlen);
+  lc_free(bytes);
+  return rc;
+}
+
+static int is_loopback_http(const char *url) {
+  static const char *const ok[] = {"http://127.0.0.1:", "http://127.0.0.1/",
+                                   "http://localhost:", "http://localhost/",
+                                   "http://[::1]:", "http://[::1]/"};
+  for (size_t i = 0; i < LC_ARRAY_LEN(ok); i++)
+    if (strncasecmp(url, ok[i], strlen(ok[i])) == 0)
+      return 1;
+  return 0;
+}
+
+int lc_llm_part_image_url(struct lc_llm_part *p, const char *url,
+                          char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  p->kind = LC_PART_IMAGE;
+  if (!url)
+    return img_err(err, errlen, "image: no URL");
+  size_t len = strlen(url);
+  if (len >= 5 && strncasecmp(url, "data:", 5) == 0)
+    return lc_llm_part_image_data_url(p, url, len, err, errlen);
+  if (strncasecmp(url, "https://", 8) != 0 && !is_loopback_http(url))
+    return img_err(err, errlen, "image: URL must be https:// or data:");
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f)
+      return img_err(err, errlen, "image: URL holds spaces or control characters");
+  if (len > 8192)
+    return img_err(err, errlen, "image: URL longer than 8192 bytes");
+  if (!(p->url = lc_strndup(url, len)))
+    return LC_ENOMEM;
+  /* The extension is only a hint (the provider fetches and decides). */
+  const char *q = strpbrk(url + 8, "?#");
+  size_t end = q ? (size_t)(q - url) : len;
+  static const struct { const char *ext, *mt; } exts[] = {
+      {".png", "image/png"}, {".jpg", "image/jpeg"}, {".jpeg", "image/jpeg"},
+      {".gif", "image/gif"}, {".webp", "image/webp"}};
+  for (size_t i = 0; i < LC_ARRAY_LEN(exts); i++) {
+    size_t el = strlen(exts[i].ext);
+    if (end > el && strncasecmp(url + end - el, exts[i].ext, el) == 0)
+      snprintf(p->media_type, sizeof p->media_type, "%s", exts[i].mt);
+  }
+  lc_sha256_hex(url, len, p->sha256);
+  return 0;
+}
+
+int lc_llm_part_image_file(struct lc_llm_part *p, const char *path,
+                           char *err, size_t errlen) {
+  memset(p, 0, sizeof *p);
+  p->kind = LC_PART_IMAGE;
+  if (!path)
+    return img_err(err, errlen, "image: no path");
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    if (err && errlen)
+      snprintf(err, errlen, "image: cannot open %s", path);
+    return LC_EINVAL;
+  }
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  char chunk[65536];
+  size_t n;
+  int rc = 0;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+    if (b.len + n > LC_LLM_IMAGE_MAX) {
+      rc = img_err(err, errlen, "image: larger than 20 MB");
+      break;
+    }
+    if (lc_buf_append(&b, chunk, n) != 0) {
+      rc = LC_ENOMEM;
+      break;
+    }
+  }
+  if (!rc && ferror(f)) {
+    if (err && errlen)
+      snprintf(err, errlen, "image: cannot read %s", path);
+    rc = LC_EINVAL;
+  }
+  fclose(f);
+  if (!rc)
+    rc = lc_llm_part_image_bytes(p, b.data, b.len, NULL, err, errlen);
+  lc_buf_free(&b);
+  return rc;
+}
+
+int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
+                       char *err, size_t errlen) {
+  if (p->kind != LC_PART_IMAGE)
+    return 0;
+  /* What each provider documents (2025): the four formats everywhere
+   * (checked when the part was made); per image, Anthropic 5 MB; OpenAI
+   * 50 MB per request (our 20 MB per image is below it); Ollama takes only
+   * base64 bytes, no URLs. Gemini (inlineData, 20 MB per request, no
+   * arbitrary URLs) and Bedrock (bytes only, 3.75 MB) are the lead's. */
+  switch (prov) {
+  case LC_PROV_ANTHROPIC:
+    if (p->data && p->data_len > 5u * 1024u * 1024u)
+      return img_err(err, errlen, "image: Anthropic takes at most 5 MB per image");
+    break;
+  case LC_PROV_OLLAMA:
+    if (!p->data)
+      return img_err(err, errlen, "image: Ollama takes image bytes, not URLs");
+    break;
+  default:
+    break;
+  }
+  if (!p->data && !p->url)
+    return img_err(err, errlen, "image: neither bytes nor URL");
+  return 0;
 }

@@ -55,6 +55,7 @@ enum lc_llm_provider {
   LC_PROV_OPENAI,    /* Chat Completions and compatible servers */
   LC_PROV_ANTHROPIC, /* Messages API */
   LC_PROV_OLLAMA,    /* native /api/chat */
+  LC_PROV_OPENAI_RESPONSES, /* "openai-responses:": POST /responses */
   LC_PROV__COUNT
 };
 
@@ -106,7 +107,55 @@ struct lc_llm_tool_call {
   char *name;
   char *args_json; /* arguments as the model wrote them ("{}" if empty) */
   cJSON *args;     /* parsed; NULL when args_json is not valid JSON */
+  /* Opaque per-call state the provider wants echoed back verbatim with
+   * this call in the next request (Gemini's thoughtSignature, a Responses
+   * function_call item's own "id" as "fc_..."); NULL when none. Never
+   * interpreted, never shown. */
+  char *signature;
 };
+
+/* ---- Content parts: images (and text between them) in a message ----
+ *
+ * A message's text stays in msg.content. A message that carries images
+ * also has parts: when n_parts > 0 an adapter sends, in order, content
+ * (when non-NULL) as a leading text part and then every part. So
+ * {content = "What is in this image?", parts = [image]} is the common
+ * case, and code that only reads content (prompts, token estimates) keeps
+ * working. Parts are valid in user messages (every provider) and in tool
+ * results where the provider takes them (Anthropic, Responses); an adapter
+ * refuses the request (ECONFIG-like build error) where it cannot send one.
+ *
+ * An image part holds EITHER bytes (data, from a file, a Lua string or a
+ * data: URL, always decoded: adapters base64 them in their own form) OR an
+ * https URL (url, passed as is, never fetched by luact; Ollama and Bedrock
+ * take no URLs and refuse it). media_type is sniffed from the bytes' magic
+ * (PNG, JPEG, GIF, WebP are the four every provider takes); for a URL it
+ * is guessed from the extension and may be "". sha256 is the hex SHA-256
+ * of the bytes (of the URL text for a URL): the journal records
+ * {type:"image", sha256, media_type, bytes:<size>} and never the bytes, so
+ * a replayed run's request hash still changes when the image does, and
+ * journals stay small. detail is OpenAI's "low"/"high"/"auto" ("" = omit).
+ *
+ * Build one with lc_llm_part_image_* below (they check and hash); the
+ * per-provider limits are in lc_llm_image_check, which every adapter's
+ * build() calls for each image it sends. */
+enum lc_llm_part_kind { LC_PART_TEXT = 0, LC_PART_IMAGE };
+
+struct lc_llm_part {
+  enum lc_llm_part_kind kind;
+  char *text; /* LC_PART_TEXT: owned, NUL-terminated */
+  size_t text_len;
+  unsigned char *data; /* LC_PART_IMAGE bytes (owned), or NULL for a URL */
+  size_t data_len;
+  char *url;           /* LC_PART_IMAGE https URL (owned), or NULL */
+  char media_type[32]; /* "image/png", "image/jpeg", "image/gif", "image/webp" */
+  char sha256[65];     /* hex; of data, or of url */
+  char detail[8];      /* "low", "high", "auto" or "" */
+};
+
+/* Largest image luact accepts at all, before any provider's own limit
+ * (OpenAI's 50 MB per request is the largest documented). */
+#define LC_LLM_IMAGE_MAX (20u * 1024u * 1024u)
 
 /* One value as the provider's JSON (exactly the bytes build() would write),
  * or empty (data == NULL). */
@@ -125,6 +174,16 @@ struct lc_llm_msg {
   char *tool_call_id; /* tool result: which call it answers */
   char *name;         /* tool result: the tool's name (Ollama wants it) */
   int is_error;       /* tool result: the tool failed (Anthropic is_error) */
+  struct lc_llm_part *parts; /* see "Content parts" above; owned */
+  size_t n_parts;
+  /* Assistant messages replayed to the provider: the reasoning the
+   * provider returned with them (struct lc_llm_response.reasoning_state,
+   * copied as is). Sent back only to the provider that wrote it
+   * (reasoning_prov), where it requires it: Responses reasoning items
+   * (with encrypted_content) before the calls, Anthropic thinking blocks
+   * (with signature) before tool_use. Other providers drop it. */
+  char *reasoning_state; /* owned JSON text, or NULL */
+  signed char reasoning_prov; /* enum lc_llm_provider of reasoning_state */
 };
 
 struct lc_llm_tool {
@@ -193,6 +252,26 @@ struct lc_llm_request {
   /* Keep the body prefix (OpenAI, Ollama) and the tools array
    * (Anthropic) between builds (see the top of this file). */
   int cache_wire;
+  /* Reasoning, caching and server state (0/NULL = provider default):
+   * reasoning_effort is OpenAI's reasoning.effort ("minimal" .. "high",
+   * chat and Responses); reasoning_summary is Responses' reasoning.summary
+   * ("auto", "concise", "detailed"; with it the adapter also asks for
+   * reasoning.encrypted_content so stateless turns can pass it back);
+   * thinking_budget is Anthropic's thinking.budget_tokens (>= 1024) and
+   * Ollama's "think": true when > 0. cache_key is OpenAI's
+   * prompt_cache_key (chat and Responses); cache_control asks Anthropic to
+   * cache the prefix (an ephemeral breakpoint on the last tool, the system
+   * prompt and the last message). previous_response_id continues a
+   * Responses conversation the server stored: only then is "store" sent
+   * true; luact is stateless by default ("store": false, the whole
+   * history in every request). */
+  char *reasoning_effort;
+  char *reasoning_summary;
+  int thinking_budget;
+  char *cache_key;
+  int cache_control;
+  char *previous_response_id;
+  int store; /* Responses "store": 1 keeps the response server-side */
   struct lc_llm_wire tools_wire; /* Anthropic's "tools" array */
   struct lc_llm_prefix prefix;
 };
@@ -210,7 +289,16 @@ struct lc_llm_usage {
 struct lc_llm_response {
   char *text; /* assistant text, NUL-terminated; NULL if none */
   size_t text_len;
-  char *reasoning; /* reasoning_content / thinking text, if any */
+  /* Reasoning, in one place for every provider: the text shown
+   * (Anthropic thinking, Responses summaries or reasoning_text, Ollama
+   * "thinking", llama.cpp/DeepSeek reasoning_content, Gemini thought
+   * parts), and what must go back with this turn (reasoning_state: JSON
+   * text, an array of the provider's own items, e.g. Responses reasoning
+   * items with encrypted_content, Anthropic thinking blocks with their
+   * signature; NULL when there is none). A caller replaying this turn
+   * copies reasoning_state into the assistant message (llm.h msg). */
+  char *reasoning;
+  char *reasoning_state;
   struct lc_llm_tool_call *tool_calls;
   size_t n_tool_calls;
   enum lc_llm_finish finish;
@@ -287,6 +375,7 @@ struct lc_llm_adapter {
 extern const struct lc_llm_adapter lc_llm_openai;
 extern const struct lc_llm_adapter lc_llm_anthropic;
 extern const struct lc_llm_adapter lc_llm_ollama;
+extern const struct lc_llm_adapter lc_llm_openai_responses;
 
 const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p);
 /* "openai:gpt-4o-mini" -> provider + model. Returns LC_EINVAL for an
@@ -350,5 +439,32 @@ void lc_llm_wire_drop(struct lc_llm_wire *c);
 void lc_llm_response_free(struct lc_llm_response *r);
 void lc_llm_response_init(struct lc_llm_response *r);
 void lc_llm_tool_call_free(struct lc_llm_tool_call *c);
+
+/* ---- images (see "Content parts") ----
+ * Each fills *p (zeroed first; lc_llm_part_free releases it) and returns
+ * 0, or LC_EINVAL with a message in err for a refused image (unknown
+ * format, empty, over LC_LLM_IMAGE_MAX, not https, bad data: URL), or
+ * LC_ENOMEM. media_type may be NULL: the bytes' magic decides, and a given
+ * one that disagrees with the bytes is refused. */
+int lc_llm_part_image_bytes(struct lc_llm_part *p, const void *data, size_t len,
+                            const char *media_type, char *err, size_t errlen);
+int lc_llm_part_image_data_url(struct lc_llm_part *p, const char *url,
+                               size_t len, char *err, size_t errlen);
+/* https:// (or data:, handed to the above); http:// only to loopback. */
+int lc_llm_part_image_url(struct lc_llm_part *p, const char *url,
+                          char *err, size_t errlen);
+int lc_llm_part_image_file(struct lc_llm_part *p, const char *path,
+                           char *err, size_t errlen);
+int lc_llm_part_text(struct lc_llm_part *p, const char *text, size_t len);
+void lc_llm_part_free(struct lc_llm_part *p);
+/* "image/png" etc. from magic bytes, or NULL when none of the four. */
+const char *lc_llm_image_sniff(const void *data, size_t len);
+/* The provider's documented limits for one image of a request: media
+ * type, size, URL allowed. 0, or LC_EINVAL with a message in err. */
+int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
+                       char *err, size_t errlen);
+/* Standard base64 (with padding) of n bytes into a fresh NUL-terminated
+ * string; NULL on out of memory. data: URLs are "data:<mt>;base64,<this>". */
+char *lc_llm_base64(const void *data, size_t n, size_t *out_len);
 
 #endif
