@@ -17,6 +17,15 @@
 /* The body is written straight to text (jsonw.h), in the member order the
  * cJSON tree used to have. */
 
+/* Adds "cache_control" to the block just written: the writer's buffer
+ * ends with that block's '}', which is taken back. */
+static void cache_mark(struct lc_jsonw *w) {
+  if (w->err || !w->b->len || w->b->data[w->b->len - 1] != '}')
+    return;
+  w->b->len--;
+  lc_buf_puts(w->b, ",\"cache_control\":{\"type\":\"ephemeral\"}}");
+}
+
 static void text_block(struct lc_jsonw *w, const char *s, size_t n) {
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "type");
@@ -24,6 +33,73 @@ static void text_block(struct lc_jsonw *w, const char *s, size_t n) {
   lc_jsonw_key(w, "text");
   lc_jsonw_str(w, s, n);
   lc_jsonw_obj_end(w);
+}
+
+/* An image block: base64 bytes or a URL source. */
+static void image_block(struct lc_jsonw *w, const struct lc_llm_part *p) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "type");
+  lc_jsonw_cstr(w, "image");
+  lc_jsonw_key(w, "source");
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "type");
+  if (p->url) {
+    lc_jsonw_cstr(w, "url");
+    lc_jsonw_key(w, "url");
+    lc_jsonw_cstr(w, p->url);
+  } else {
+    lc_jsonw_cstr(w, "base64");
+    lc_jsonw_key(w, "media_type");
+    lc_jsonw_cstr(w, p->media_type);
+    lc_jsonw_key(w, "data");
+    lc_accum_w_base64(w, "", p->data, p->data_len);
+  }
+  lc_jsonw_obj_end(w);
+  lc_jsonw_obj_end(w);
+}
+
+/* A message's content blocks (into an open array): its text, then its
+ * parts; with cache, the last block carries an ephemeral cache_control. */
+static int content_blocks(struct lc_jsonw *w, const struct lc_llm_msg *m,
+                          int cache, char *err, size_t errlen) {
+  size_t tlen = lc_accum_msg_len(m);
+  if (m->content && (tlen || !m->n_parts)) {
+    text_block(w, m->content, tlen);
+    if (cache && !m->n_parts)
+      cache_mark(w);
+  }
+  for (size_t i = 0; i < m->n_parts; i++) {
+    const struct lc_llm_part *p = &m->parts[i];
+    if (p->kind == LC_PART_IMAGE) {
+      if (lc_llm_image_check(p, LC_PROV_ANTHROPIC, err, errlen))
+        return LC_EINVAL;
+      image_block(w, p);
+    } else {
+      text_block(w, p->text ? p->text : "", p->text ? p->text_len : 0);
+    }
+    if (cache && i + 1 == m->n_parts)
+      cache_mark(w);
+  }
+  return 0;
+}
+
+/* The thinking blocks of a turn (a JSON array kept from its response). */
+static int write_thinking(struct lc_jsonw *w, const char *state, char *err,
+                          size_t errlen) {
+  char perr[96];
+  cJSON *a = lc_json_parse(state, strlen(state), perr, sizeof perr);
+  if (!cJSON_IsArray(a)) {
+    cJSON_Delete(a);
+    snprintf(err, errlen, "reasoning_state is not a JSON array");
+    return LC_EINVAL;
+  }
+  const cJSON *b;
+  cJSON_ArrayForEach(b, a) {
+    if (cJSON_IsObject(b))
+      lc_jsonw_cjson(w, b);
+  }
+  cJSON_Delete(a);
+  return 0;
 }
 
 /* Closes the user message that collects tool results, if one is open. */
@@ -52,7 +128,22 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
           lc_buf_append(sys, text, tlen))
         return LC_ENOMEM;
     } else if (m->role == LC_ROLE_USER) {
-      if (open) {
+      int cache = req->cache_control && i + 1 == req->n_msgs;
+      if (m->n_parts || cache) {
+        if (!open) {
+          lc_jsonw_obj(w);
+          lc_jsonw_key(w, "role");
+          lc_jsonw_cstr(w, "user");
+          lc_jsonw_key(w, "content");
+          lc_jsonw_arr(w);
+        }
+        if (content_blocks(w, m, cache, err, errlen))
+          return LC_EINVAL;
+        if (!open) {
+          lc_jsonw_arr_end(w);
+          lc_jsonw_obj_end(w);
+        }
+      } else if (open) {
         text_block(w, text, tlen);
       } else {
         lc_jsonw_obj(w);
@@ -70,10 +161,16 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_key(w, "role");
       lc_jsonw_cstr(w, "assistant");
       lc_jsonw_key(w, "content");
+      /* Thinking blocks go back first, unchanged (their signature is
+       * checked by the API), when the turn had tool calls. */
+      int think = m->reasoning_state && m->n_tool_calls &&
+                  m->reasoning_prov == (signed char)LC_PROV_ANTHROPIC;
       if (!m->n_tool_calls) {
         lc_jsonw_str(w, text, tlen);
       } else {
         lc_jsonw_arr(w);
+        if (think && write_thinking(w, m->reasoning_state, err, errlen))
+          return LC_EINVAL;
         if (tlen)
           text_block(w, text, tlen);
         for (size_t k = 0; k < m->n_tool_calls; k++) {
@@ -108,19 +205,35 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_key(w, "tool_use_id");
       lc_jsonw_cstr(w, m->tool_call_id);
       lc_jsonw_key(w, "content");
-      lc_jsonw_str(w, text, tlen);
+      if (m->n_parts) {
+        lc_jsonw_arr(w);
+        if (content_blocks(w, m, 0, err, errlen))
+          return LC_EINVAL;
+        lc_jsonw_arr_end(w);
+      } else {
+        lc_jsonw_str(w, text, tlen);
+      }
       if (m->is_error) {
         lc_jsonw_key(w, "is_error");
         lc_jsonw_bool(w, 1);
       }
       lc_jsonw_obj_end(w);
+      if (req->cache_control && i + 1 == req->n_msgs)
+        cache_mark(w);
     }
   }
   close_results(w, &open);
   lc_jsonw_arr_end(w);
   if (sys->len) {
     lc_jsonw_key(w, "system");
-    lc_jsonw_str(w, sys->data, sys->len);
+    if (req->cache_control) {
+      lc_jsonw_arr(w);
+      text_block(w, sys->data, sys->len);
+      cache_mark(w);
+      lc_jsonw_arr_end(w);
+    } else {
+      lc_jsonw_str(w, sys->data, sys->len);
+    }
   }
   return 0;
 }
@@ -129,7 +242,9 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
  * cached here: tool results merge into one user turn, so a message's bytes
  * depend on its neighbours. The cast is the cache's one write. */
 static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
-  if (lc_llm_wire_put(w, &req->tools_wire, LC_PROV_ANTHROPIC))
+  /* A cache breakpoint on the last tool is not kept in the wire cache. */
+  int mark = req->cache_control;
+  if (!mark && lc_llm_wire_put(w, &req->tools_wire, LC_PROV_ANTHROPIC))
     return;
   size_t at = lc_jsonw_value_at(w);
   lc_jsonw_arr(w);
@@ -145,9 +260,11 @@ static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
     lc_jsonw_key(w, "input_schema");
     lc_accum_w_schema(w, t, "{\"type\":\"object\"}");
     lc_jsonw_obj_end(w);
+    if (mark && i + 1 == req->n_tools)
+      cache_mark(w);
   }
   lc_jsonw_arr_end(w);
-  if (req->cache_wire)
+  if (req->cache_wire && !mark)
     lc_llm_wire_keep(&((struct lc_llm_request *)req)->tools_wire,
                      LC_PROV_ANTHROPIC, w, at);
 }
@@ -226,6 +343,15 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
       lc_jsonw_raw(w, "{}", 2);
     lc_jsonw_obj_end(w);
   }
+  if (req->thinking_budget > 0) {
+    lc_jsonw_key(w, "thinking");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "type");
+    lc_jsonw_cstr(w, "enabled");
+    lc_jsonw_key(w, "budget_tokens");
+    lc_jsonw_num(w, req->thinking_budget);
+    lc_jsonw_obj_end(w);
+  }
   if (req->stream) {
     lc_jsonw_key(w, "stream");
     lc_jsonw_bool(w, 1);
@@ -290,10 +416,22 @@ static void stop_reason(struct lc_llm_accum *a, const cJSON *o) {
     lc_accum_finish(a, lc_accum_map_finish(sr), sr);
 }
 
+static int keep_block(cJSON **state, const cJSON *b) {
+  if (!*state && !(*state = cJSON_CreateArray()))
+    return LC_ENOMEM;
+  cJSON *c = cJSON_Duplicate(b, 1);
+  if (!c || !cJSON_AddItemToArray(*state, c)) {
+    cJSON_Delete(c);
+    return LC_ENOMEM;
+  }
+  return 0;
+}
+
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON *root = lc_accum_parse_body(body, len, "message", out);
   if (!root)
     return LC_EINVAL;
+  cJSON *state = NULL;
   struct lc_llm_accum a;
   lc_accum_init(&a);
   const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
@@ -312,6 +450,12 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
       const char *s;
       if (!type)
         continue;
+      /* Thinking blocks (with their signature) are what a tool-use turn
+       * must send back: kept whole as the reasoning state. */
+      if ((strcmp(type, "thinking") == 0 ||
+           strcmp(type, "redacted_thinking") == 0) &&
+          keep_block(&state, b))
+        lc_accum_fail(&a, LC_LLM_EBADRESP, NULL, "out of memory");
       if (strcmp(type, "text") == 0 && (s = lc_accum_str(b, "text"))) {
         lc_accum_text(&a, s, strlen(s));
       } else if (strcmp(type, "thinking") == 0 &&
@@ -334,6 +478,19 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON_Delete(root);
   int rc = lc_accum_build(&a, out);
   lc_accum_free(&a);
+  if (!rc && state) {
+    char *p = cJSON_PrintUnformatted(state);
+    if (p && (out->reasoning_state = lc_strdup(p)) == NULL)
+      rc = LC_ENOMEM;
+    cJSON_free(p);
+  }
+  cJSON_Delete(state);
+  if (rc == LC_ENOMEM) {
+    lc_llm_response_free(out);
+    out->err = LC_LLM_EBADRESP;
+    out->err_message = lc_strdup("out of memory");
+    rc = LC_EINVAL;
+  }
   return rc;
 }
 
