@@ -306,6 +306,22 @@ void lc_llm_request_copy_settings(struct lc_llm_request *dst,
   dst->max_tokens = src->max_tokens;
   dst->seed = src->seed;
   dst->stream = src->stream;
+  dst->thinking_budget = src->thinking_budget;
+  dst->cache_control = src->cache_control;
+  dst->store = src->store;
+}
+
+void lc_llm_request_move_reasoning(struct lc_llm_request *dst,
+                                   struct lc_llm_request *src) {
+  char **from[] = {&src->reasoning_effort, &src->reasoning_summary,
+                   &src->cache_key, &src->previous_response_id};
+  char **to[] = {&dst->reasoning_effort, &dst->reasoning_summary,
+                 &dst->cache_key, &dst->previous_response_id};
+  for (size_t i = 0; i < LC_ARRAY_LEN(from); i++) {
+    lc_free(*to[i]);
+    *to[i] = *from[i];
+    *from[i] = NULL;
+  }
 }
 
 void lc_llm_request_free(struct lc_llm_request *r) {
