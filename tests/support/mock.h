@@ -113,6 +113,8 @@ void mock_gen_openai(const cJSON *spec, const struct mock_request *req, struct m
 void mock_gen_anthropic(const cJSON *spec, const struct mock_request *req,
                         struct mock_response *r);
 void mock_gen_ollama(const cJSON *spec, const struct mock_request *req, struct mock_response *r);
+void mock_gen_responses(const cJSON *spec, const struct mock_request *req,
+                        struct mock_response *r);
 /* Replaces the body by a broken variant of the same framing (JSON/SSE/NDJSON). */
 void mock_gen_malform(struct mock_response *r);
 /* Text of the last user or tool message in an OpenAI/Anthropic/Ollama body. */
