@@ -694,8 +694,13 @@ static int l_limits(lua_State *L) {
   lua_pushnil(L);
   while (lua_next(L, 1)) {
     const char *prov = luaL_checkstring(L, -2);
-    if (strcmp(prov, "openai") && strcmp(prov, "anthropic") && strcmp(prov, "ollama"))
-      return luaL_error(L, "luact.llm.limits: unknown provider '%s'", prov);
+    /* Any provider an adapter exists for (its name is the prefix). */
+    int known = 0;
+    for (int p = 0; p < LC_PROV__COUNT && !known; p++) {
+      const struct lc_llm_adapter *ad = lc_llm_adapter_for((enum lc_llm_provider)p);
+      known = ad && strcmp(ad->name, prov) == 0;
+    }
+    if (!known) return luaL_error(L, "luact.llm.limits: unknown provider '%s'", prov);
     luaL_checktype(L, -1, LUA_TTABLE);
     lc_l_check_opts(L, -1, "luact.llm.limits");
     struct lc_governor_limits lim = {0};
