@@ -109,7 +109,9 @@ END_TEST
 
 START_TEST(previous_response_id_is_stateful) {
   start("[{\"reply\":{\"responses\":{\"text\":\"ok\",\"id\":\"resp_2\"}}}]");
-  ck_assert_msg(run("local r = assert(luact.llm.chat(opts{prompt='more', previous_response_id='resp_1',\n"
+  /* its own governor, configurable by its name */
+  ck_assert_msg(run("luact.llm.limits{['openai-responses'] = {rpm = 6000}}\n"
+                    "local r = assert(luact.llm.chat(opts{prompt='more', previous_response_id='resp_1',\n"
                     "  cache_key='tenant-7'}))\n"
                     "return r.text .. '|' .. r.id") == 0,
                 "%s", err);
