@@ -1,6 +1,7 @@
 /* llm_anthropic.c: adapter for the Anthropic Messages API: system prompt at
  * the top level, tool_use / tool_result content blocks, SSE events with
  * names (message_start ... message_stop, ping, error). */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -503,6 +504,100 @@ static void parse_error(int status, const char *body, size_t len,
 
 /* ---- streaming ---- */
 
+/* The thinking blocks of a stream, assembled from their deltas: a turn
+ * with tool use must send them back whole, signature included. */
+struct an_think {
+  int index;
+  int redacted;
+  struct lc_buf thinking, signature;
+  char *data; /* redacted_thinking's opaque data */
+};
+
+struct an_stream {
+  struct lc_llm_stream base; /* first: lc_accum_* take it */
+  struct an_think *blocks;
+  size_t n_blocks;
+};
+
+static struct an_think *think_of(struct an_stream *s, int index) {
+  for (size_t i = 0; i < s->n_blocks; i++)
+    if (s->blocks[i].index == index)
+      return &s->blocks[i];
+  return NULL;
+}
+
+static int think_start(struct an_stream *s, int index, const cJSON *b,
+                       int redacted) {
+  struct lc_llm_accum *a = &s->base.acc;
+  if (think_of(s, index))
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "block %d started twice", index);
+  void *p = lc_realloc(s->blocks, (s->n_blocks + 1) * sizeof *s->blocks);
+  if (!p)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+  s->blocks = p;
+  struct an_think *t = &s->blocks[s->n_blocks++];
+  memset(t, 0, sizeof *t);
+  t->index = index;
+  t->redacted = redacted;
+  lc_buf_init(&t->thinking, LC_ACCUM_MAX_TEXT);
+  lc_buf_init(&t->signature, LC_ACCUM_MAX_TEXT);
+  const char *v;
+  int rc = 0;
+  if (redacted && (v = lc_accum_str(b, "data")) && !(t->data = lc_strdup(v)))
+    rc = LC_ENOMEM;
+  if (!redacted && (v = lc_accum_str(b, "signature")) && *v)
+    rc = lc_buf_puts(&t->signature, v);
+  return rc ? lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory") : 0;
+}
+
+static void thinks_free(struct an_stream *s) {
+  for (size_t i = 0; i < s->n_blocks; i++) {
+    lc_buf_free(&s->blocks[i].thinking);
+    lc_buf_free(&s->blocks[i].signature);
+    lc_free(s->blocks[i].data);
+  }
+  lc_free(s->blocks);
+  s->blocks = NULL;
+  s->n_blocks = 0;
+}
+
+/* The assembled blocks as the reasoning state (JSON array text). */
+static int thinks_state(struct an_stream *s, struct lc_llm_response *out) {
+  if (!s->n_blocks || out->err)
+    return 0;
+  cJSON *a = cJSON_CreateArray();
+  for (size_t i = 0; a && i < s->n_blocks; i++) {
+    const struct an_think *t = &s->blocks[i];
+    cJSON *b = cJSON_CreateObject();
+    if (!b || !cJSON_AddItemToArray(a, b)) {
+      cJSON_Delete(b);
+      cJSON_Delete(a);
+      a = NULL;
+      break;
+    }
+    if (t->redacted) {
+      cJSON_AddStringToObject(b, "type", "redacted_thinking");
+      cJSON_AddStringToObject(b, "data", t->data ? t->data : "");
+    } else {
+      cJSON_AddStringToObject(b, "type", "thinking");
+      cJSON_AddStringToObject(b, "thinking", t->thinking.data ? t->thinking.data : "");
+      cJSON_AddStringToObject(b, "signature", t->signature.data ? t->signature.data : "");
+    }
+  }
+  char *p = a ? cJSON_PrintUnformatted(a) : NULL;
+  cJSON_Delete(a);
+  if (p)
+    out->reasoning_state = lc_strdup(p);
+  cJSON_free(p);
+  return out->reasoning_state ? 0 : LC_ENOMEM;
+}
+
+/* The stream whose accumulator a is (only streams call the block
+ * handlers; an_stream starts with its lc_llm_stream). */
+static struct an_stream *stream_of(struct lc_llm_accum *a) {
+  return (struct an_stream *)(void *)((char *)a - offsetof(struct lc_llm_stream, acc));
+}
+
 static int block_start(struct lc_llm_accum *a, const cJSON *root) {
   int ix = (int)lc_accum_long(root, "index", 0);
   const cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "content_block");
@@ -516,8 +611,17 @@ static int block_start(struct lc_llm_accum *a, const cJSON *root) {
   /* Blocks may open with some content already. */
   if (strcmp(type, "text") == 0 && (s = lc_accum_str(b, "text")))
     return lc_accum_text(a, s, strlen(s));
-  if (strcmp(type, "thinking") == 0 && (s = lc_accum_str(b, "thinking")))
-    return lc_accum_reasoning(a, s, strlen(s));
+  struct an_stream *st = stream_of(a);
+  if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0) {
+    int redacted = type[0] == 'r';
+    if (think_start(st, ix, b, redacted))
+      return LC_EINVAL;
+    if (!redacted && (s = lc_accum_str(b, "thinking")) && *s) {
+      if (lc_buf_puts(&think_of(st, ix)->thinking, s))
+        return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "thinking over the size limit");
+      return lc_accum_reasoning(a, s, strlen(s));
+    }
+  }
   return 0;
 }
 
@@ -537,9 +641,19 @@ static int block_delta(struct lc_llm_accum *a, const cJSON *root) {
           "input_json_delta for block %d, which is not a tool_use", ix);
     return lc_accum_tool_args(a, ix, s, strlen(s));
   }
-  if (strcmp(type, "thinking_delta") == 0 && (s = lc_accum_str(d, "thinking")))
-    return lc_accum_reasoning(a, s, strlen(s));
-  return 0; /* signature_delta, citations_delta, ...: nothing to keep */
+  struct an_stream *st = stream_of(a);
+  int sig = strcmp(type, "signature_delta") == 0;
+  if ((sig && (s = lc_accum_str(d, "signature"))) ||
+      (strcmp(type, "thinking_delta") == 0 && (s = lc_accum_str(d, "thinking")))) {
+    struct an_think *t = think_of(st, ix);
+    if (!t || t->redacted)
+      return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
+                           "%s for block %d, which is not a thinking block", type, ix);
+    if (lc_buf_puts(sig ? &t->signature : &t->thinking, s))
+      return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "thinking over the size limit");
+    return sig ? 0 : lc_accum_reasoning(a, s, strlen(s));
+  }
+  return 0; /* citations_delta, ...: nothing to keep */
 }
 
 static int on_event(void *ud, const struct lc_sse_event *ev) {
@@ -582,7 +696,26 @@ static int on_event(void *ud, const struct lc_sse_event *ev) {
   return rc;
 }
 
-static struct lc_llm_stream *stream_new(void) { return lc_accum_stream_new(); }
+static struct lc_llm_stream *stream_new(void) {
+  struct an_stream *s = lc_calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  lc_sse_init(&s->base.sse, LC_STREAM_MAX_EVENT);
+  lc_ndjson_init(&s->base.nd, LC_STREAM_MAX_EVENT);
+  lc_accum_init(&s->base.acc);
+  return &s->base;
+}
+
+static void stream_free(struct lc_llm_stream *st) {
+  if (!st)
+    return;
+  struct an_stream *s = (struct an_stream *)st;
+  thinks_free(s);
+  lc_sse_free(&st->sse);
+  lc_ndjson_free(&st->nd);
+  lc_accum_free(&st->acc);
+  lc_free(s);
+}
 
 static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
                        lc_llm_delta_fn cb, void *ud) {
@@ -590,7 +723,14 @@ static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
 }
 
 static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
-  return lc_accum_sse_end(st, out, "message_stop");
+  int rc = lc_accum_sse_end(st, out, "message_stop");
+  if (!rc && thinks_state((struct an_stream *)st, out)) {
+    lc_llm_response_free(out);
+    out->err = LC_LLM_EBADRESP;
+    out->err_message = lc_strdup("out of memory");
+    rc = LC_EINVAL;
+  }
+  return rc;
 }
 
 const struct lc_llm_adapter lc_llm_anthropic = {
@@ -604,5 +744,5 @@ const struct lc_llm_adapter lc_llm_anthropic = {
     .stream_new = stream_new,
     .stream_feed = stream_feed,
     .stream_end = stream_end,
-    .stream_free = lc_accum_stream_free,
+    .stream_free = stream_free,
 };

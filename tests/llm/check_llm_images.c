@@ -255,6 +255,45 @@ START_TEST(anthropic_thinking_kept) {
 }
 END_TEST
 
+/* Streamed: the thinking block is assembled from thinking_delta and
+ * signature_delta, at any split. */
+START_TEST(anthropic_thinking_stream_kept) {
+  const char *body =
+      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","
+      "\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+      "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+      "\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me \"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+      "\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"see.\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+      "\"delta\":{\"type\":\"signature_delta\",\"signature\":\"EqQB\"}}\n\n"
+      "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,"
+      "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"t\",\"input\":{}}}\n\n"
+      "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},"
+      "\"usage\":{\"output_tokens\":9}}\n\n"
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+  size_t len = strlen(body);
+  for (size_t cut = 0; cut <= len; cut += 7) {
+    struct lc_llm_stream *st = lc_llm_anthropic.stream_new();
+    ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, body, cut, NULL, NULL), 0);
+    ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, body + cut, len - cut, NULL, NULL), 0);
+    struct lc_llm_response r;
+    lc_llm_response_init(&r);
+    ck_assert_int_eq(lc_llm_anthropic.stream_end(st, &r), 0);
+    lc_llm_anthropic.stream_free(st);
+    ck_assert_str_eq(r.reasoning, "Let me see.");
+    ck_assert_str_eq(r.reasoning_state,
+                     "[{\"type\":\"thinking\",\"thinking\":\"Let me see.\",\"signature\":\"EqQB\"}]");
+    ck_assert_uint_eq(r.n_tool_calls, 1);
+    lc_llm_response_free(&r);
+  }
+}
+END_TEST
+
 Suite *llm_images_suite(void) {
   Suite *s = suite_create("llm_images");
   TCase *tc = tcase_create("images");
@@ -264,6 +303,7 @@ Suite *llm_images_suite(void) {
   tcase_add_test(tc, journaled_by_hash);
   tcase_add_test(tc, caching_and_thinking_controls);
   tcase_add_test(tc, anthropic_thinking_kept);
+  tcase_add_test(tc, anthropic_thinking_stream_kept);
   suite_add_tcase(s, tc);
   return s;
 }
