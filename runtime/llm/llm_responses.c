@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "jsonr.h"
 #include "jsonw.h"
 #include "lc.h"
 #include "llm.h"
@@ -708,11 +709,122 @@ static int args_whole(struct rs_stream *s, struct rs_item *it,
   return lc_accum_tool_args(&s->base.acc, it->key, args, strlen(args));
 }
 
+/* Events that only repeat what the deltas said: checked as JSON, not
+ * read. */
+static int ignorable(const char *t, size_t n) {
+  static const char *const ig[] = {
+      "response.content_part.added", "response.content_part.done",
+      "response.output_text.done", "response.reasoning_summary_text.done",
+      "response.reasoning_summary_part.done", "response.reasoning_text.done",
+      "response.refusal.done", "response.output_text.annotation.added",
+      "response.queued"};
+  for (size_t i = 0; i < LC_ARRAY_LEN(ig); i++)
+    if (strlen(ig[i]) == n && memcmp(ig[i], t, n) == 0)
+      return 1;
+  return 0;
+}
+
+static int type_is(const char *t, size_t n, const char *want) {
+  return strlen(want) == n && memcmp(t, want, n) == 0;
+}
+
+/* The bulk of a stream is small delta events: read with the pull reader
+ * (no tree, no allocation unless a string has escapes). 1 when handled,
+ * 0 to take the general path, < 0 on failure. */
+static int fast_event(struct rs_stream *s, const struct lc_sse_event *ev) {
+  struct lc_llm_accum *a = &s->base.acc;
+  static const char *const keys[] = {"type", "delta", "item_id", "output_index"};
+  size_t off[4];
+  int is_obj;
+  char err[128];
+  if (lc_jsonr_check_index(ev->data, ev->data_len, keys, 4, off, &is_obj, err,
+                           sizeof err))
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "malformed stream event: %s",
+                         err);
+  if (!is_obj || off[0] == LC_JSONR_NONE)
+    return 0;
+  struct lc_jsonr r;
+  lc_jsonr_init(&r, ev->data, ev->data_len);
+  struct lc_buf tb, db;
+  lc_buf_init(&tb, 0);
+  lc_buf_init(&db, 0);
+  const char *t = NULL, *d = NULL, *iid = NULL;
+  size_t tn = 0, dn = 0, in = 0;
+  int rc = 0;
+  lc_jsonr_seek(&r, off[0]);
+  if (lc_jsonr_peek(&r) != LC_JSONR_STRING || lc_jsonr_str(&r, &tb, &t, &tn))
+    goto general;
+  if (ignorable(t, tn)) {
+    rc = 1;
+    goto out;
+  }
+  int text = type_is(t, tn, "response.output_text.delta") ||
+             type_is(t, tn, "response.refusal.delta");
+  int reasoning = type_is(t, tn, "response.reasoning_summary_text.delta") ||
+                  type_is(t, tn, "response.reasoning_text.delta");
+  int args = type_is(t, tn, "response.function_call_arguments.delta");
+  if (!text && !reasoning && !args)
+    goto general;
+  if (off[1] != LC_JSONR_NONE) {
+    lc_jsonr_seek(&r, off[1]);
+    if (lc_jsonr_peek(&r) != LC_JSONR_STRING || lc_jsonr_str(&r, &db, &d, &dn))
+      d = NULL;
+  }
+  if (!d) { /* a delta without its text adds nothing */
+    rc = 1;
+    goto out;
+  }
+  if (text) {
+    rc = lc_accum_text(a, d, dn) ? LC_EINVAL : 1;
+  } else if (reasoning) {
+    rc = lc_accum_reasoning(a, d, dn) ? LC_EINVAL : 1;
+  } else {
+    struct rs_item *it = NULL;
+    char idb[256];
+    if (off[2] != LC_JSONR_NONE) {
+      struct lc_buf ib;
+      lc_buf_init(&ib, 0);
+      lc_jsonr_seek(&r, off[2]);
+      if (lc_jsonr_peek(&r) == LC_JSONR_STRING && !lc_jsonr_str(&r, &ib, &iid, &in) &&
+          in < sizeof idb) {
+        memcpy(idb, iid, in);
+        idb[in] = '\0';
+        it = item_by_id(s, idb);
+      }
+      lc_buf_free(&ib);
+    }
+    double ix;
+    if (!it && off[3] != LC_JSONR_NONE) {
+      lc_jsonr_seek(&r, off[3]);
+      if (lc_jsonr_peek(&r) == LC_JSONR_NUMBER && !lc_jsonr_num(&r, &ix) &&
+          ix >= 0 && ix < 1e6)
+        it = item_by_key(s, (int)ix);
+    }
+    if (!it || !it->is_call) {
+      rc = lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
+                         "arguments for an unknown function call item");
+    } else {
+      it->got_args = 1;
+      rc = lc_accum_tool_args(a, it->key, d, dn) ? LC_EINVAL : 1;
+    }
+  }
+  goto out;
+general:
+  rc = 0;
+out:
+  lc_buf_free(&tb);
+  lc_buf_free(&db);
+  return rc;
+}
+
 static int on_event(void *ud, const struct lc_sse_event *ev) {
   struct rs_stream *s = ud;
   struct lc_llm_accum *a = &s->base.acc;
   if (s->base.done)
     return 0; /* nothing counts after the terminal event */
+  int f = fast_event(s, ev);
+  if (f)
+    return f < 0 ? LC_EINVAL : (a->err ? LC_EINVAL : 0);
   char err[128];
   cJSON *j = lc_json_parse(ev->data, ev->data_len, err, sizeof err);
   if (!j)
