@@ -552,12 +552,13 @@ int lc_llm_part_image_data_url(struct lc_llm_part *p, const char *url,
     return img_err(err, errlen, "image: data: URL media type too long");
   memcpy(mt, url + 5, ml);
   mt[ml] = '\0';
+  /* Refused by its length before anything is decoded or allocated. */
+  if ((len - hl - 1) / 4 * 3 > (size_t)LC_LLM_IMAGE_MAX + 3)
+    return img_err(err, errlen, "image: larger than 20 MB");
   size_t n = 0;
   unsigned char *bytes = b64_decode(comma + 1, len - hl - 1, &n);
   if (!bytes)
-    return len - hl - 1 > 4 * (size_t)LC_LLM_IMAGE_MAX
-               ? img_err(err, errlen, "image: larger than 20 MB")
-               : img_err(err, errlen, "image: data: URL is not valid base64");
+    return img_err(err, errlen, "image: data: URL is not valid base64");
   int rc = lc_llm_part_image_bytes(p, bytes, n, mt, err, errlen);
   lc_free(bytes);
   return rc;

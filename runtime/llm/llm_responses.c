@@ -611,6 +611,8 @@ static void parse_error(int status, const char *body, size_t len,
  * response.incomplete / response.failed); there is no [DONE], and a
  * stream that stops before one of those is an error. */
 
+#define RS_MAX_ITEMS 4096
+
 struct rs_item {
   char *id;   /* item id */
   int key;    /* output_index */
@@ -667,6 +669,11 @@ static int on_item_added(struct rs_stream *s, const cJSON *ev) {
   if (item_by_key(s, key))
     return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
                          "output_index %d added twice", key);
+  /* Items are found by a linear search per delta: a hostile stream of
+   * countless items must not make that quadratic. */
+  if (s->n_items >= RS_MAX_ITEMS)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
+                         "more than %d output items", RS_MAX_ITEMS);
   if (s->n_items == s->cap_items) {
     size_t cap = s->cap_items ? 2 * s->cap_items : 8;
     void *p = lc_realloc(s->items, cap * sizeof *s->items);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "effect.h"
 #include "lc.h"
 #include "llm.h"
@@ -294,6 +295,49 @@ START_TEST(anthropic_thinking_stream_kept) {
 }
 END_TEST
 
+/* A data: URL over the cap is refused by its length: nothing decoded. */
+START_TEST(huge_data_url_refused_before_decoding) {
+  size_t n = (size_t)LC_LLM_IMAGE_MAX / 3 * 4 + 64;
+  char *url = malloc(n + 32);
+  strcpy(url, "data:image/png;base64,");
+  size_t h = strlen(url);
+  memset(url + h, 'A', n);
+  url[h + n] = '\0';
+  struct lc_llm_part p;
+  char err[128];
+  long live = lc_alloc_live();
+  lc_alloc_fail_after(1); /* the first allocation would fail: none is made */
+  int rc = lc_llm_part_image_data_url(&p, url, h + n, err, sizeof err);
+  lc_alloc_fail_after(0);
+  ck_assert_int_eq(rc, LC_EINVAL);
+  ck_assert_msg(strstr(err, "20 MB") != NULL, "%s", err);
+  ck_assert_int_eq(lc_alloc_live(), live);
+  free(url);
+}
+END_TEST
+
+/* A stream announcing countless output items is cut off, not searched
+ * quadratically. */
+START_TEST(responses_item_cap) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  for (int i = 0; i < 5000; i++)
+    lc_buf_printf(&b, "data: {\"type\":\"response.output_item.added\",\"output_index\":%d,"
+                      "\"item\":{\"type\":\"message\",\"id\":\"m%d\"}}\n\n", i, i);
+  struct lc_llm_stream *st = lc_llm_openai_responses.stream_new();
+  int frc = lc_llm_openai_responses.stream_feed(st, b.data, b.len, NULL, NULL);
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(frc, LC_EINVAL);
+  ck_assert_int_eq(lc_llm_openai_responses.stream_end(st, &r), LC_EINVAL);
+  ck_assert_int_eq(r.err, LC_LLM_EBADRESP);
+  ck_assert_msg(strstr(r.err_message, "more than 4096 output items") != NULL, "%s", r.err_message);
+  lc_llm_openai_responses.stream_free(st);
+  lc_llm_response_free(&r);
+  lc_buf_free(&b);
+}
+END_TEST
+
 Suite *llm_images_suite(void) {
   Suite *s = suite_create("llm_images");
   TCase *tc = tcase_create("images");
@@ -304,6 +348,8 @@ Suite *llm_images_suite(void) {
   tcase_add_test(tc, caching_and_thinking_controls);
   tcase_add_test(tc, anthropic_thinking_kept);
   tcase_add_test(tc, anthropic_thinking_stream_kept);
+  tcase_add_test(tc, huge_data_url_refused_before_decoding);
+  tcase_add_test(tc, responses_item_cap);
   suite_add_tcase(s, tc);
   return s;
 }
