@@ -20,6 +20,7 @@
 #include "sha256.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p) {
   switch (p) {
@@ -617,6 +618,15 @@ int lc_llm_part_image_file(struct lc_llm_part *p, const char *path,
   if (!f) {
     if (err && errlen)
       snprintf(err, errlen, "image: cannot open %s", path);
+    return LC_EINVAL;
+  }
+  /* A regular file only: a FIFO or a device would block the loop's
+   * thread or never end. */
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    fclose(f);
+    if (err && errlen)
+      snprintf(err, errlen, "image: %s is not a regular file", path);
     return LC_EINVAL;
   }
   struct lc_buf b;

@@ -531,6 +531,9 @@ static int think_start(struct an_stream *s, int index, const cJSON *b,
   struct lc_llm_accum *a = &s->base.acc;
   if (think_of(s, index))
     return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "block %d started twice", index);
+  /* Found by a linear search per delta: bounded, so never quadratic. */
+  if (s->n_blocks >= 1024)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "more than 1024 thinking blocks");
   void *p = lc_realloc(s->blocks, (s->n_blocks + 1) * sizeof *s->blocks);
   if (!p)
     return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");

@@ -95,6 +95,12 @@ START_TEST(sniff_and_checks) {
   lc_llm_part_free(&p);
   ck_assert_int_eq(lc_llm_part_image_file(&p, "/nonexistent/x.png", err, sizeof err), LC_EINVAL);
   lc_llm_part_free(&p);
+  /* not a regular file: refused before any read (a device never ends) */
+  ck_assert_int_eq(lc_llm_part_image_file(&p, "/dev/zero", err, sizeof err), LC_EINVAL);
+  ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+  lc_llm_part_free(&p);
+  ck_assert_int_eq(lc_llm_part_image_file(&p, "/tmp", err, sizeof err), LC_EINVAL);
+  lc_llm_part_free(&p);
 }
 END_TEST
 
@@ -338,6 +344,25 @@ START_TEST(responses_item_cap) {
 }
 END_TEST
 
+START_TEST(anthropic_thinking_block_cap) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  lc_buf_puts(&b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n");
+  for (int i = 0; i < 1100; i++)
+    lc_buf_printf(&b, "data: {\"type\":\"content_block_start\",\"index\":%d,"
+                      "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n", i);
+  struct lc_llm_stream *st = lc_llm_anthropic.stream_new();
+  ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, b.data, b.len, NULL, NULL), LC_EINVAL);
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_anthropic.stream_end(st, &r), LC_EINVAL);
+  ck_assert_msg(strstr(r.err_message, "more than 1024 thinking blocks") != NULL, "%s", r.err_message);
+  lc_llm_anthropic.stream_free(st);
+  lc_llm_response_free(&r);
+  lc_buf_free(&b);
+}
+END_TEST
+
 Suite *llm_images_suite(void) {
   Suite *s = suite_create("llm_images");
   TCase *tc = tcase_create("images");
@@ -350,6 +375,7 @@ Suite *llm_images_suite(void) {
   tcase_add_test(tc, anthropic_thinking_stream_kept);
   tcase_add_test(tc, huge_data_url_refused_before_decoding);
   tcase_add_test(tc, responses_item_cap);
+  tcase_add_test(tc, anthropic_thinking_block_cap);
   suite_add_tcase(s, tc);
   return s;
 }
