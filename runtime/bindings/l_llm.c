@@ -178,6 +178,7 @@ static void parse_tool_calls(lua_State *L, int idx, struct lc_llm_msg *m, int mi
     struct lc_llm_tool_call *c = &m->tool_calls[m->n_tool_calls++];
     c->id = opt_strdup(L, ci, "id", 0);
     c->name = opt_strdup(L, ci, "name", 1);
+    c->signature = opt_strdup(L, ci, "signature", 0);
     lua_getfield(L, ci, "arguments");
     if (lua_isnil(L, -1)) {
       c->args_json = lc_strdup("{}");
@@ -189,6 +190,79 @@ static void parse_tool_calls(lua_State *L, int idx, struct lc_llm_msg *m, int mi
     /* c->args stays NULL: the adapters that need an object parse args_json
      * (lc_accum_args_object) and OpenAI sends the text, so parsing here
      * would be work thrown away on the common path. */
+  }
+  lua_pop(L, 1);
+}
+
+/* One image given in Lua: "path", "https://...", "data:...;base64,...",
+ * or a table {path=} / {url=} / {data=<bytes>, media_type=}, each with an
+ * optional detail= ("low", "high", "auto"). A refused image raises: it is
+ * the script's mistake, not the provider's. */
+static void parse_image(lua_State *L, int idx, struct lc_llm_part *p, const char *where) {
+  char err[256];
+  int rc;
+  const char *detail = NULL;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, idx);
+    if (strncmp(s, "https://", 8) == 0 || strncmp(s, "http://", 7) == 0 ||
+        strncmp(s, "data:", 5) == 0)
+      rc = lc_llm_part_image_url(p, s, err, sizeof err);
+    else
+      rc = lc_llm_part_image_file(p, s, err, sizeof err);
+  } else if (lua_istable(L, idx)) {
+    int has_path = lua_getfield(L, idx, "path") == LUA_TSTRING;
+    int has_url = lua_getfield(L, idx, "url") == LUA_TSTRING;
+    int has_data = lua_getfield(L, idx, "data") == LUA_TSTRING;
+    lua_getfield(L, idx, "media_type");
+    lua_getfield(L, idx, "detail");
+    detail = lua_tostring(L, -1);
+    if (has_path + has_url + has_data != 1)
+      luaL_error(L, "luact.llm: %s: give exactly one of path, url or data", where);
+    if (has_path) {
+      rc = lc_llm_part_image_file(p, lua_tostring(L, -5), err, sizeof err);
+    } else if (has_url) {
+      rc = lc_llm_part_image_url(p, lua_tostring(L, -4), err, sizeof err);
+    } else {
+      size_t n;
+      const char *d = lua_tolstring(L, -3, &n);
+      rc = lc_llm_part_image_bytes(p, d, n, lua_tostring(L, -2), err, sizeof err);
+    }
+    if (!rc && detail) {
+      if (strcmp(detail, "low") && strcmp(detail, "high") && strcmp(detail, "auto"))
+        luaL_error(L, "luact.llm: %s: detail must be \"low\", \"high\" or \"auto\"", where);
+      snprintf(p->detail, sizeof p->detail, "%s", detail);
+    }
+    lua_pop(L, 5);
+  } else {
+    luaL_error(L, "luact.llm: %s must be a path, a URL or a table", where);
+    return;
+  }
+  if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
+  if (rc) luaL_error(L, "luact.llm: %s: %s", where, err);
+}
+
+/* images = {...} of a message (or of the options, for prompt=) at idx. */
+static void parse_images(lua_State *L, int idx, struct lc_llm_msg *m, const char *who) {
+  int t = lua_getfield(L, idx, "images");
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (t != LUA_TTABLE) luaL_error(L, "luact.llm: %s.images must be a list", who);
+  int list = lua_gettop(L);
+  size_t n = lua_rawlen(L, list);
+  if (n) {
+    m->parts = lc_calloc(n, sizeof *m->parts);
+    if (!m->parts) luaL_error(L, "out of memory");
+  }
+  for (size_t k = 1; k <= n; k++) {
+    char where[96];
+    snprintf(where, sizeof where, "%s.images[%d]", who, (int)k);
+    lua_rawgeti(L, list, (lua_Integer)k);
+    /* Counted before parsing: a raise leaves a zeroed part to free. */
+    struct lc_llm_part *p = &m->parts[m->n_parts++];
+    parse_image(L, lua_gettop(L), p, where);
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
 }
@@ -227,7 +301,17 @@ static void parse_messages(lua_State *L, int opts, struct lc_llm_request *r) {
       luaL_error(L, "luact.llm: messages[%d].content is missing", (int)i);
     }
     lua_pop(L, 1);
-    if (m->role == LC_ROLE_ASSISTANT) parse_tool_calls(L, mi, m, (int)i);
+    if (m->role == LC_ROLE_ASSISTANT) {
+      parse_tool_calls(L, mi, m, (int)i);
+      /* What the provider returned with this turn (result.reasoning_state),
+       * passed back unchanged. */
+      m->reasoning_state = opt_strdup(L, mi, "reasoning_state", 0);
+      m->reasoning_prov = (signed char)r->provider;
+    } else {
+      char who[48];
+      snprintf(who, sizeof who, "messages[%d]", (int)i);
+      parse_images(L, mi, m, who);
+    }
     if (m->role == LC_ROLE_TOOL) {
       m->tool_call_id = opt_strdup(L, mi, "tool_call_id", 0);
       m->name = opt_strdup(L, mi, "name", 0);
@@ -243,6 +327,7 @@ static void parse_messages(lua_State *L, int opts, struct lc_llm_request *r) {
     m->role = LC_ROLE_USER;
     m->content = opt_strdup(L, opts, "prompt", 1);
     m->content_len = strlen(m->content);
+    parse_images(L, opts, m, "options");
   }
 }
 
@@ -423,11 +508,25 @@ void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
   const char *spec = lua_tostring(L, -1);
   if (lc_llm_parse_model(spec, &r->provider, &r->model))
     luaL_error(L, "%s: bad model '%s': use provider:model with provider openai, "
-                  "anthropic or ollama", who, spec);
+                  "openai-responses, anthropic or ollama", who, spec);
   lua_pop(L, 1);
   r->base_url = opt_strdup(L, opts, "base_url", 0);
   r->api_key = opt_strdup(L, opts, "api_key", 0);
   parse_sampling(L, opts, r);
+  r->reasoning_effort = opt_strdup(L, opts, "reasoning_effort", 0);
+  r->reasoning_summary = opt_strdup(L, opts, "reasoning_summary", 0);
+  r->cache_key = opt_strdup(L, opts, "cache_key", 0);
+  r->previous_response_id = opt_strdup(L, opts, "previous_response_id", 0);
+  if (lua_getfield(L, opts, "thinking_budget") != LUA_TNIL) {
+    lua_Integer b = luaL_checkinteger(L, -1);
+    if (b < 0 || b > 1000000) luaL_error(L, "%s: 'thinking_budget' must be 0..1000000", who);
+    r->thinking_budget = (int)b;
+  }
+  lua_getfield(L, opts, "cache_control");
+  r->cache_control = lua_toboolean(L, -1);
+  lua_getfield(L, opts, "store");
+  r->store = lua_toboolean(L, -1);
+  lua_pop(L, 3);
   parse_opts(L, opts, o);
 }
 
@@ -450,6 +549,7 @@ void lc_l_push_tool_call(lua_State *L, const struct lc_llm_tool_call *c) {
   lc_l_set_str(L, "id", c->id);
   lc_l_set_str(L, "name", c->name);
   lc_l_set_str(L, "arguments_json", c->args_json);
+  lc_l_set_str(L, "signature", c->signature);
   if (c->args) {
     lc_conv_push_json(L, c->args);
     lua_setfield(L, -2, "arguments");
@@ -464,6 +564,7 @@ void lc_l_push_response(lua_State *L, const struct lc_llm_response *r) {
     lua_setfield(L, -2, "text");
   }
   lc_l_set_str(L, "reasoning", r->reasoning);
+  lc_l_set_str(L, "reasoning_state", r->reasoning_state);
   lua_createtable(L, (int)r->n_tool_calls, 0);
   for (size_t i = 0; i < r->n_tool_calls; i++) {
     lc_l_push_tool_call(L, &r->tool_calls[i]);

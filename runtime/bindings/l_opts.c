@@ -14,9 +14,11 @@
 static const char *const llm_common[] = {
     "model", "base_url", "api_key", "temperature", "top_p", "top_k", "max_tokens", "seed",
     "stop", "timeout", "connect_timeout", "idle_timeout", "retries", "retry_base",
-    "retry_max_delay", "max_retry_after", "retry_budget", "max_response_bytes", NULL};
-static const char *const chat_own[] = {"messages", "system", "prompt", "tools", "tool_choice",
-                                       "stream", NULL};
+    "retry_max_delay", "max_retry_after", "retry_budget", "max_response_bytes",
+    "reasoning_effort", "reasoning_summary", "thinking_budget", "cache_key", "cache_control",
+    "previous_response_id", "store", NULL};
+static const char *const chat_own[] = {"messages", "system", "prompt", "images", "tools",
+                                       "tool_choice", "stream", NULL};
 static const char *const tool_common[] = {"name", "description", "effect", "timeout", NULL};
 
 const struct lc_l_optset lc_l_optsets[] = {

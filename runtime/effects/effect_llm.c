@@ -40,6 +40,31 @@ static cJSON *messages_json(const struct lc_llm_request *r) {
     }
     cJSON_AddStringToObject(o, "role", lc_llm_role_name(m->role));
     if (m->content) lc_effect_add_bytes(o, "content", m->content, m->content_len);
+    if (m->n_parts) {
+      /* Images by content hash, never inline: the journal stays small and
+       * the request's hash still changes when an image does. */
+      cJSON *pa = cJSON_AddArrayToObject(o, "parts");
+      for (size_t k = 0; pa && k < m->n_parts; k++) {
+        const struct lc_llm_part *p = &m->parts[k];
+        cJSON *po = cJSON_CreateObject();
+        if (!po || !cJSON_AddItemToArray(pa, po)) {
+          cJSON_Delete(po);
+          break;
+        }
+        if (p->kind == LC_PART_TEXT) {
+          cJSON_AddStringToObject(po, "type", "text");
+          lc_effect_add_bytes(po, "text", p->text ? p->text : "", p->text_len);
+          continue;
+        }
+        cJSON_AddStringToObject(po, "type", "image");
+        cJSON_AddStringToObject(po, "sha256", p->sha256);
+        if (p->media_type[0]) cJSON_AddStringToObject(po, "media_type", p->media_type);
+        if (p->url) cJSON_AddStringToObject(po, "source", "url");
+        else cJSON_AddNumberToObject(po, "bytes", (double)p->data_len);
+        if (p->detail[0]) cJSON_AddStringToObject(po, "detail", p->detail);
+      }
+    }
+    if (m->reasoning_state) cJSON_AddStringToObject(o, "reasoning_state", m->reasoning_state);
     if (m->n_tool_calls) {
       cJSON *tc = cJSON_AddArrayToObject(o, "tool_calls");
       for (size_t k = 0; tc && k < m->n_tool_calls; k++)
@@ -104,6 +129,14 @@ cJSON *lc_effect_llm_request_json(const struct lc_llm_request *r) {
   if (r->response_schema_name)
     cJSON_AddStringToObject(o, "response_schema_name", r->response_schema_name);
   if (r->stream) cJSON_AddBoolToObject(o, "stream", 1);
+  if (r->reasoning_effort) cJSON_AddStringToObject(o, "reasoning_effort", r->reasoning_effort);
+  if (r->reasoning_summary) cJSON_AddStringToObject(o, "reasoning_summary", r->reasoning_summary);
+  if (r->thinking_budget) cJSON_AddNumberToObject(o, "thinking_budget", r->thinking_budget);
+  if (r->cache_key) cJSON_AddStringToObject(o, "cache_key", r->cache_key);
+  if (r->cache_control) cJSON_AddBoolToObject(o, "cache_control", 1);
+  if (r->previous_response_id)
+    cJSON_AddStringToObject(o, "previous_response_id", r->previous_response_id);
+  if (r->store) cJSON_AddBoolToObject(o, "store", 1);
   /* Deliberately absent: api_key and base_url. */
   return o;
 nomem:
@@ -185,6 +218,9 @@ int lc_effect_llm_end(struct lc_effect_op *e, const struct lc_llm_response *r, c
         add_str(c, "signature", r->tool_calls[i].signature);
       }
     }
+    /* What the next turn must send back (encrypted reasoning, thinking
+     * signatures): a replayed run sends the same requests. */
+    add_str(body, "reasoning_state", r->reasoning_state);
     cJSON_AddStringToObject(body, "finish", lc_llm_finish_name(r->finish));
     add_str(body, "finish_raw", r->finish_raw);
     add_str(body, "model", r->model);
@@ -252,6 +288,7 @@ int lc_effect_llm_replay(struct lc_effect_op *e, struct lc_llm_response *r) {
       rc = t;
     }
     rc |= dup_opt(&r->reasoning, jstr(res, "reasoning"));
+    rc |= dup_opt(&r->reasoning_state, jstr(res, "reasoning_state"));
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(res, "tool_calls");
     int ntc = cJSON_IsArray(tc) ? cJSON_GetArraySize(tc) : 0;
     if (ntc > 0 && !(r->tool_calls = lc_calloc((size_t)ntc, sizeof *r->tool_calls)))

@@ -682,7 +682,10 @@ static struct lc_llm_request *req_from_base(const struct lc_pal *p) {
   q->model = dup0(b->model);
   q->base_url = dup0(b->base_url);
   q->api_key = dup0(b->api_key);
-  int ok = q->model && (!b->base_url || q->base_url) && (!b->api_key || q->api_key);
+  q->reasoning_effort = dup0(b->reasoning_effort);
+  q->cache_key = dup0(b->cache_key);
+  int ok = q->model && (!b->base_url || q->base_url) && (!b->api_key || q->api_key) &&
+           (!b->reasoning_effort || q->reasoning_effort) && (!b->cache_key || q->cache_key);
   if (ok) {
     q->stop = lc_calloc(b->n_stop + 1, sizeof *q->stop);
     ok = q->stop != NULL;

@@ -442,6 +442,7 @@ static void req_drop_tools(struct lc_llm_request *q) {
 static int req_init(struct lc_react *r) {
   struct lc_llm_request *b = r->e.base, *q = &r->req;
   lc_llm_request_copy_settings(q, b);
+  lc_llm_request_move_reasoning(q, b);
   q->model = b->model;
   q->base_url = b->base_url;
   q->api_key = b->api_key;
@@ -923,6 +924,11 @@ static void handle_reply(struct lc_react *r) {
     m.content_len = resp->text ? resp->text_len : 0;
     m.tool_calls = resp->tool_calls;
     m.n_tool_calls = resp->n_tool_calls;
+    /* Reasoning the provider wants back with this turn (Responses
+     * encrypted reasoning, Anthropic thinking signatures). */
+    m.reasoning_state = resp->reasoning_state;
+    m.reasoning_prov = (signed char)r->req.provider;
+    resp->reasoning_state = NULL;
     resp->text = NULL;
     resp->tool_calls = NULL;
     resp->n_tool_calls = 0;

@@ -20,6 +20,7 @@
 #include "sha256.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 
 const struct lc_llm_adapter *lc_llm_adapter_for(enum lc_llm_provider p) {
   switch (p) {
@@ -310,6 +311,22 @@ void lc_llm_request_copy_settings(struct lc_llm_request *dst,
   dst->max_tokens = src->max_tokens;
   dst->seed = src->seed;
   dst->stream = src->stream;
+  dst->thinking_budget = src->thinking_budget;
+  dst->cache_control = src->cache_control;
+  dst->store = src->store;
+}
+
+void lc_llm_request_move_reasoning(struct lc_llm_request *dst,
+                                   struct lc_llm_request *src) {
+  char **from[] = {&src->reasoning_effort, &src->reasoning_summary,
+                   &src->cache_key, &src->previous_response_id};
+  char **to[] = {&dst->reasoning_effort, &dst->reasoning_summary,
+                 &dst->cache_key, &dst->previous_response_id};
+  for (size_t i = 0; i < LC_ARRAY_LEN(from); i++) {
+    lc_free(*to[i]);
+    *to[i] = *from[i];
+    *from[i] = NULL;
+  }
 }
 
 void lc_llm_request_free(struct lc_llm_request *r) {
@@ -544,12 +561,13 @@ int lc_llm_part_image_data_url(struct lc_llm_part *p, const char *url,
     return img_err(err, errlen, "image: data: URL media type too long");
   memcpy(mt, url + 5, ml);
   mt[ml] = '\0';
+  /* Refused by its length before anything is decoded or allocated. */
+  if ((len - hl - 1) / 4 * 3 > (size_t)LC_LLM_IMAGE_MAX + 3)
+    return img_err(err, errlen, "image: larger than 20 MB");
   size_t n = 0;
   unsigned char *bytes = b64_decode(comma + 1, len - hl - 1, &n);
   if (!bytes)
-    return len - hl - 1 > 4 * (size_t)LC_LLM_IMAGE_MAX
-               ? img_err(err, errlen, "image: larger than 20 MB")
-               : img_err(err, errlen, "image: data: URL is not valid base64");
+    return img_err(err, errlen, "image: data: URL is not valid base64");
   int rc = lc_llm_part_image_bytes(p, bytes, n, mt, err, errlen);
   lc_free(bytes);
   return rc;
@@ -608,6 +626,15 @@ int lc_llm_part_image_file(struct lc_llm_part *p, const char *path,
   if (!f) {
     if (err && errlen)
       snprintf(err, errlen, "image: cannot open %s", path);
+    return LC_EINVAL;
+  }
+  /* A regular file only: a FIFO or a device would block the loop's
+   * thread or never end. */
+  struct stat sb;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    fclose(f);
+    if (err && errlen)
+      snprintf(err, errlen, "image: %s is not a regular file", path);
     return LC_EINVAL;
   }
   struct lc_buf b;

@@ -409,9 +409,14 @@ double lc_llm_retry_after_s(const char *name, const char *value, double now_s);
 void lc_llm_response_scrub(struct lc_llm_response *r);
 
 /* Copies provider, sampling fields (set, temperature, top_p, top_k,
- * max_tokens, seed) and stream from src; nothing owned. */
+ * max_tokens, seed), stream, thinking_budget, cache_control and store
+ * from src; nothing owned. */
 void lc_llm_request_copy_settings(struct lc_llm_request *dst,
                                   const struct lc_llm_request *src);
+/* Moves the owned reasoning and caching strings (reasoning_effort,
+ * reasoning_summary, cache_key, previous_response_id) from src to dst. */
+void lc_llm_request_move_reasoning(struct lc_llm_request *dst,
+                                   struct lc_llm_request *src);
 void lc_llm_request_free(struct lc_llm_request *r);
 /* lc_llm_request_free, then frees r itself (a heap request); NULL is fine. */
 void lc_llm_request_delete(struct lc_llm_request *r);

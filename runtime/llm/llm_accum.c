@@ -1112,3 +1112,32 @@ int lc_accum_chat_body(struct lc_llm_http *out, const struct lc_llm_request *req
   }
   return 0;
 }
+
+void lc_accum_w_base64(struct lc_jsonw *w, const char *prefix,
+                       const void *data, size_t n) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  /* Base64 and the prefixes used (media types we sniffed) need no
+   * escaping: raw is exact. */
+  int rc = lc_buf_printf(&b, "\"%s", prefix);
+  size_t bn = 0;
+  char *b64 = rc ? NULL : lc_llm_base64(data, n, &bn);
+  if (!b64 || lc_buf_append(&b, b64, bn) || lc_buf_append(&b, "\"", 1)) {
+    lc_jsonw_raw(w, "\"\"", 2);
+    w->err = LC_ENOMEM;
+  } else {
+    lc_jsonw_raw(w, b.data, b.len);
+  }
+  lc_free(b64);
+  lc_buf_free(&b);
+}
+
+void lc_accum_w_image_url(struct lc_jsonw *w, const struct lc_llm_part *p) {
+  if (p->url) {
+    lc_jsonw_cstr(w, p->url);
+    return;
+  }
+  char pre[64];
+  snprintf(pre, sizeof pre, "data:%s;base64,", p->media_type);
+  lc_accum_w_base64(w, pre, p->data, p->data_len);
+}

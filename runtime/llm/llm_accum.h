@@ -182,6 +182,13 @@ void lc_accum_w_function_tools(struct lc_jsonw *w, const struct lc_llm_request *
                                int with_strict);
 void lc_accum_w_schema(struct lc_jsonw *w, const struct lc_llm_tool *t,
                        const char *dflt);
+/* An image part as the URL string OpenAI's chat image_url.url and the
+ * Responses input_image.image_url take: its https URL, or a data: URL
+ * ("data:image/png;base64,...") of its bytes. */
+void lc_accum_w_image_url(struct lc_jsonw *w, const struct lc_llm_part *p);
+/* A JSON string: prefix (no escaping needed) then base64 of data. */
+void lc_accum_w_base64(struct lc_jsonw *w, const char *prefix,
+                       const void *data, size_t n);
 /* Writes the arguments of a call as a JSON object (lc_accum_args_object);
  * LC_EINVAL with a message when they are not one. */
 int lc_accum_w_args_object(struct lc_jsonw *w,

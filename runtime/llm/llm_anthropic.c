@@ -1,6 +1,7 @@
 /* llm_anthropic.c: adapter for the Anthropic Messages API: system prompt at
  * the top level, tool_use / tool_result content blocks, SSE events with
  * names (message_start ... message_stop, ping, error). */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,6 +18,15 @@
 /* The body is written straight to text (jsonw.h), in the member order the
  * cJSON tree used to have. */
 
+/* Adds "cache_control" to the block just written: the writer's buffer
+ * ends with that block's '}', which is taken back. */
+static void cache_mark(struct lc_jsonw *w) {
+  if (w->err || !w->b->len || w->b->data[w->b->len - 1] != '}')
+    return;
+  w->b->len--;
+  lc_buf_puts(w->b, ",\"cache_control\":{\"type\":\"ephemeral\"}}");
+}
+
 static void text_block(struct lc_jsonw *w, const char *s, size_t n) {
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "type");
@@ -24,6 +34,73 @@ static void text_block(struct lc_jsonw *w, const char *s, size_t n) {
   lc_jsonw_key(w, "text");
   lc_jsonw_str(w, s, n);
   lc_jsonw_obj_end(w);
+}
+
+/* An image block: base64 bytes or a URL source. */
+static void image_block(struct lc_jsonw *w, const struct lc_llm_part *p) {
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "type");
+  lc_jsonw_cstr(w, "image");
+  lc_jsonw_key(w, "source");
+  lc_jsonw_obj(w);
+  lc_jsonw_key(w, "type");
+  if (p->url) {
+    lc_jsonw_cstr(w, "url");
+    lc_jsonw_key(w, "url");
+    lc_jsonw_cstr(w, p->url);
+  } else {
+    lc_jsonw_cstr(w, "base64");
+    lc_jsonw_key(w, "media_type");
+    lc_jsonw_cstr(w, p->media_type);
+    lc_jsonw_key(w, "data");
+    lc_accum_w_base64(w, "", p->data, p->data_len);
+  }
+  lc_jsonw_obj_end(w);
+  lc_jsonw_obj_end(w);
+}
+
+/* A message's content blocks (into an open array): its text, then its
+ * parts; with cache, the last block carries an ephemeral cache_control. */
+static int content_blocks(struct lc_jsonw *w, const struct lc_llm_msg *m,
+                          int cache, char *err, size_t errlen) {
+  size_t tlen = lc_accum_msg_len(m);
+  if (m->content && (tlen || !m->n_parts)) {
+    text_block(w, m->content, tlen);
+    if (cache && !m->n_parts)
+      cache_mark(w);
+  }
+  for (size_t i = 0; i < m->n_parts; i++) {
+    const struct lc_llm_part *p = &m->parts[i];
+    if (p->kind == LC_PART_IMAGE) {
+      if (lc_llm_image_check(p, LC_PROV_ANTHROPIC, err, errlen))
+        return LC_EINVAL;
+      image_block(w, p);
+    } else {
+      text_block(w, p->text ? p->text : "", p->text ? p->text_len : 0);
+    }
+    if (cache && i + 1 == m->n_parts)
+      cache_mark(w);
+  }
+  return 0;
+}
+
+/* The thinking blocks of a turn (a JSON array kept from its response). */
+static int write_thinking(struct lc_jsonw *w, const char *state, char *err,
+                          size_t errlen) {
+  char perr[96];
+  cJSON *a = lc_json_parse(state, strlen(state), perr, sizeof perr);
+  if (!cJSON_IsArray(a)) {
+    cJSON_Delete(a);
+    snprintf(err, errlen, "reasoning_state is not a JSON array");
+    return LC_EINVAL;
+  }
+  const cJSON *b;
+  cJSON_ArrayForEach(b, a) {
+    if (cJSON_IsObject(b))
+      lc_jsonw_cjson(w, b);
+  }
+  cJSON_Delete(a);
+  return 0;
 }
 
 /* Closes the user message that collects tool results, if one is open. */
@@ -52,7 +129,22 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
           lc_buf_append(sys, text, tlen))
         return LC_ENOMEM;
     } else if (m->role == LC_ROLE_USER) {
-      if (open) {
+      int cache = req->cache_control && i + 1 == req->n_msgs;
+      if (m->n_parts || cache) {
+        if (!open) {
+          lc_jsonw_obj(w);
+          lc_jsonw_key(w, "role");
+          lc_jsonw_cstr(w, "user");
+          lc_jsonw_key(w, "content");
+          lc_jsonw_arr(w);
+        }
+        if (content_blocks(w, m, cache, err, errlen))
+          return LC_EINVAL;
+        if (!open) {
+          lc_jsonw_arr_end(w);
+          lc_jsonw_obj_end(w);
+        }
+      } else if (open) {
         text_block(w, text, tlen);
       } else {
         lc_jsonw_obj(w);
@@ -70,10 +162,16 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_key(w, "role");
       lc_jsonw_cstr(w, "assistant");
       lc_jsonw_key(w, "content");
+      /* Thinking blocks go back first, unchanged (their signature is
+       * checked by the API), when the turn had tool calls. */
+      int think = m->reasoning_state && m->n_tool_calls &&
+                  m->reasoning_prov == (signed char)LC_PROV_ANTHROPIC;
       if (!m->n_tool_calls) {
         lc_jsonw_str(w, text, tlen);
       } else {
         lc_jsonw_arr(w);
+        if (think && write_thinking(w, m->reasoning_state, err, errlen))
+          return LC_EINVAL;
         if (tlen)
           text_block(w, text, tlen);
         for (size_t k = 0; k < m->n_tool_calls; k++) {
@@ -108,19 +206,35 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
       lc_jsonw_key(w, "tool_use_id");
       lc_jsonw_cstr(w, m->tool_call_id);
       lc_jsonw_key(w, "content");
-      lc_jsonw_str(w, text, tlen);
+      if (m->n_parts) {
+        lc_jsonw_arr(w);
+        if (content_blocks(w, m, 0, err, errlen))
+          return LC_EINVAL;
+        lc_jsonw_arr_end(w);
+      } else {
+        lc_jsonw_str(w, text, tlen);
+      }
       if (m->is_error) {
         lc_jsonw_key(w, "is_error");
         lc_jsonw_bool(w, 1);
       }
       lc_jsonw_obj_end(w);
+      if (req->cache_control && i + 1 == req->n_msgs)
+        cache_mark(w);
     }
   }
   close_results(w, &open);
   lc_jsonw_arr_end(w);
   if (sys->len) {
     lc_jsonw_key(w, "system");
-    lc_jsonw_str(w, sys->data, sys->len);
+    if (req->cache_control) {
+      lc_jsonw_arr(w);
+      text_block(w, sys->data, sys->len);
+      cache_mark(w);
+      lc_jsonw_arr_end(w);
+    } else {
+      lc_jsonw_str(w, sys->data, sys->len);
+    }
   }
   return 0;
 }
@@ -129,7 +243,9 @@ static int write_msgs(const struct lc_llm_request *req, struct lc_jsonw *w,
  * cached here: tool results merge into one user turn, so a message's bytes
  * depend on its neighbours. The cast is the cache's one write. */
 static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
-  if (lc_llm_wire_put(w, &req->tools_wire, LC_PROV_ANTHROPIC))
+  /* A cache breakpoint on the last tool is not kept in the wire cache. */
+  int mark = req->cache_control;
+  if (!mark && lc_llm_wire_put(w, &req->tools_wire, LC_PROV_ANTHROPIC))
     return;
   size_t at = lc_jsonw_value_at(w);
   lc_jsonw_arr(w);
@@ -145,9 +261,11 @@ static void write_tools(struct lc_jsonw *w, const struct lc_llm_request *req) {
     lc_jsonw_key(w, "input_schema");
     lc_accum_w_schema(w, t, "{\"type\":\"object\"}");
     lc_jsonw_obj_end(w);
+    if (mark && i + 1 == req->n_tools)
+      cache_mark(w);
   }
   lc_jsonw_arr_end(w);
-  if (req->cache_wire)
+  if (req->cache_wire && !mark)
     lc_llm_wire_keep(&((struct lc_llm_request *)req)->tools_wire,
                      LC_PROV_ANTHROPIC, w, at);
 }
@@ -226,6 +344,15 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
       lc_jsonw_raw(w, "{}", 2);
     lc_jsonw_obj_end(w);
   }
+  if (req->thinking_budget > 0) {
+    lc_jsonw_key(w, "thinking");
+    lc_jsonw_obj(w);
+    lc_jsonw_key(w, "type");
+    lc_jsonw_cstr(w, "enabled");
+    lc_jsonw_key(w, "budget_tokens");
+    lc_jsonw_num(w, req->thinking_budget);
+    lc_jsonw_obj_end(w);
+  }
   if (req->stream) {
     lc_jsonw_key(w, "stream");
     lc_jsonw_bool(w, 1);
@@ -290,10 +417,22 @@ static void stop_reason(struct lc_llm_accum *a, const cJSON *o) {
     lc_accum_finish(a, lc_accum_map_finish(sr), sr);
 }
 
+static int keep_block(cJSON **state, const cJSON *b) {
+  if (!*state && !(*state = cJSON_CreateArray()))
+    return LC_ENOMEM;
+  cJSON *c = cJSON_Duplicate(b, 1);
+  if (!c || !cJSON_AddItemToArray(*state, c)) {
+    cJSON_Delete(c);
+    return LC_ENOMEM;
+  }
+  return 0;
+}
+
 static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON *root = lc_accum_parse_body(body, len, "message", out);
   if (!root)
     return LC_EINVAL;
+  cJSON *state = NULL;
   struct lc_llm_accum a;
   lc_accum_init(&a);
   const cJSON *content = cJSON_GetObjectItemCaseSensitive(root, "content");
@@ -312,6 +451,12 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
       const char *s;
       if (!type)
         continue;
+      /* Thinking blocks (with their signature) are what a tool-use turn
+       * must send back: kept whole as the reasoning state. */
+      if ((strcmp(type, "thinking") == 0 ||
+           strcmp(type, "redacted_thinking") == 0) &&
+          keep_block(&state, b))
+        lc_accum_fail(&a, LC_LLM_EBADRESP, NULL, "out of memory");
       if (strcmp(type, "text") == 0 && (s = lc_accum_str(b, "text"))) {
         lc_accum_text(&a, s, strlen(s));
       } else if (strcmp(type, "thinking") == 0 &&
@@ -334,6 +479,19 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON_Delete(root);
   int rc = lc_accum_build(&a, out);
   lc_accum_free(&a);
+  if (!rc && state) {
+    char *p = cJSON_PrintUnformatted(state);
+    if (p && (out->reasoning_state = lc_strdup(p)) == NULL)
+      rc = LC_ENOMEM;
+    cJSON_free(p);
+  }
+  cJSON_Delete(state);
+  if (rc == LC_ENOMEM) {
+    lc_llm_response_free(out);
+    out->err = LC_LLM_EBADRESP;
+    out->err_message = lc_strdup("out of memory");
+    rc = LC_EINVAL;
+  }
   return rc;
 }
 
@@ -345,6 +503,103 @@ static void parse_error(int status, const char *body, size_t len,
 }
 
 /* ---- streaming ---- */
+
+/* The thinking blocks of a stream, assembled from their deltas: a turn
+ * with tool use must send them back whole, signature included. */
+struct an_think {
+  int index;
+  int redacted;
+  struct lc_buf thinking, signature;
+  char *data; /* redacted_thinking's opaque data */
+};
+
+struct an_stream {
+  struct lc_llm_stream base; /* first: lc_accum_* take it */
+  struct an_think *blocks;
+  size_t n_blocks;
+};
+
+static struct an_think *think_of(struct an_stream *s, int index) {
+  for (size_t i = 0; i < s->n_blocks; i++)
+    if (s->blocks[i].index == index)
+      return &s->blocks[i];
+  return NULL;
+}
+
+static int think_start(struct an_stream *s, int index, const cJSON *b,
+                       int redacted) {
+  struct lc_llm_accum *a = &s->base.acc;
+  if (think_of(s, index))
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "block %d started twice", index);
+  /* Found by a linear search per delta: bounded, so never quadratic. */
+  if (s->n_blocks >= 1024)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "more than 1024 thinking blocks");
+  void *p = lc_realloc(s->blocks, (s->n_blocks + 1) * sizeof *s->blocks);
+  if (!p)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory");
+  s->blocks = p;
+  struct an_think *t = &s->blocks[s->n_blocks++];
+  memset(t, 0, sizeof *t);
+  t->index = index;
+  t->redacted = redacted;
+  lc_buf_init(&t->thinking, LC_ACCUM_MAX_TEXT);
+  lc_buf_init(&t->signature, LC_ACCUM_MAX_TEXT);
+  const char *v;
+  int rc = 0;
+  if (redacted && (v = lc_accum_str(b, "data")) && !(t->data = lc_strdup(v)))
+    rc = LC_ENOMEM;
+  if (!redacted && (v = lc_accum_str(b, "signature")) && *v)
+    rc = lc_buf_puts(&t->signature, v);
+  return rc ? lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "out of memory") : 0;
+}
+
+static void thinks_free(struct an_stream *s) {
+  for (size_t i = 0; i < s->n_blocks; i++) {
+    lc_buf_free(&s->blocks[i].thinking);
+    lc_buf_free(&s->blocks[i].signature);
+    lc_free(s->blocks[i].data);
+  }
+  lc_free(s->blocks);
+  s->blocks = NULL;
+  s->n_blocks = 0;
+}
+
+/* The assembled blocks as the reasoning state (JSON array text). */
+static int thinks_state(struct an_stream *s, struct lc_llm_response *out) {
+  if (!s->n_blocks || out->err)
+    return 0;
+  cJSON *a = cJSON_CreateArray();
+  for (size_t i = 0; a && i < s->n_blocks; i++) {
+    const struct an_think *t = &s->blocks[i];
+    cJSON *b = cJSON_CreateObject();
+    if (!b || !cJSON_AddItemToArray(a, b)) {
+      cJSON_Delete(b);
+      cJSON_Delete(a);
+      a = NULL;
+      break;
+    }
+    if (t->redacted) {
+      cJSON_AddStringToObject(b, "type", "redacted_thinking");
+      cJSON_AddStringToObject(b, "data", t->data ? t->data : "");
+    } else {
+      cJSON_AddStringToObject(b, "type", "thinking");
+      cJSON_AddStringToObject(b, "thinking", t->thinking.data ? t->thinking.data : "");
+      cJSON_AddStringToObject(b, "signature", t->signature.data ? t->signature.data : "");
+    }
+  }
+  char *p = a ? cJSON_PrintUnformatted(a) : NULL;
+  cJSON_Delete(a);
+  if (p)
+    out->reasoning_state = lc_strdup(p);
+  cJSON_free(p);
+  return out->reasoning_state ? 0 : LC_ENOMEM;
+}
+
+/* The stream whose accumulator a is (only streams call the block
+ * handlers; an_stream starts with its lc_llm_stream). */
+static struct an_stream *stream_of(struct lc_llm_accum *a) {
+  return (struct an_stream *)(void *)((char *)a - offsetof(struct lc_llm_stream, acc));
+}
 
 static int block_start(struct lc_llm_accum *a, const cJSON *root) {
   int ix = (int)lc_accum_long(root, "index", 0);
@@ -359,8 +614,17 @@ static int block_start(struct lc_llm_accum *a, const cJSON *root) {
   /* Blocks may open with some content already. */
   if (strcmp(type, "text") == 0 && (s = lc_accum_str(b, "text")))
     return lc_accum_text(a, s, strlen(s));
-  if (strcmp(type, "thinking") == 0 && (s = lc_accum_str(b, "thinking")))
-    return lc_accum_reasoning(a, s, strlen(s));
+  struct an_stream *st = stream_of(a);
+  if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0) {
+    int redacted = type[0] == 'r';
+    if (think_start(st, ix, b, redacted))
+      return LC_EINVAL;
+    if (!redacted && (s = lc_accum_str(b, "thinking")) && *s) {
+      if (lc_buf_puts(&think_of(st, ix)->thinking, s))
+        return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "thinking over the size limit");
+      return lc_accum_reasoning(a, s, strlen(s));
+    }
+  }
   return 0;
 }
 
@@ -380,9 +644,19 @@ static int block_delta(struct lc_llm_accum *a, const cJSON *root) {
           "input_json_delta for block %d, which is not a tool_use", ix);
     return lc_accum_tool_args(a, ix, s, strlen(s));
   }
-  if (strcmp(type, "thinking_delta") == 0 && (s = lc_accum_str(d, "thinking")))
-    return lc_accum_reasoning(a, s, strlen(s));
-  return 0; /* signature_delta, citations_delta, ...: nothing to keep */
+  struct an_stream *st = stream_of(a);
+  int sig = strcmp(type, "signature_delta") == 0;
+  if ((sig && (s = lc_accum_str(d, "signature"))) ||
+      (strcmp(type, "thinking_delta") == 0 && (s = lc_accum_str(d, "thinking")))) {
+    struct an_think *t = think_of(st, ix);
+    if (!t || t->redacted)
+      return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
+                           "%s for block %d, which is not a thinking block", type, ix);
+    if (lc_buf_puts(sig ? &t->signature : &t->thinking, s))
+      return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "thinking over the size limit");
+    return sig ? 0 : lc_accum_reasoning(a, s, strlen(s));
+  }
+  return 0; /* citations_delta, ...: nothing to keep */
 }
 
 static int on_event(void *ud, const struct lc_sse_event *ev) {
@@ -425,7 +699,26 @@ static int on_event(void *ud, const struct lc_sse_event *ev) {
   return rc;
 }
 
-static struct lc_llm_stream *stream_new(void) { return lc_accum_stream_new(); }
+static struct lc_llm_stream *stream_new(void) {
+  struct an_stream *s = lc_calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  lc_sse_init(&s->base.sse, LC_STREAM_MAX_EVENT);
+  lc_ndjson_init(&s->base.nd, LC_STREAM_MAX_EVENT);
+  lc_accum_init(&s->base.acc);
+  return &s->base;
+}
+
+static void stream_free(struct lc_llm_stream *st) {
+  if (!st)
+    return;
+  struct an_stream *s = (struct an_stream *)st;
+  thinks_free(s);
+  lc_sse_free(&st->sse);
+  lc_ndjson_free(&st->nd);
+  lc_accum_free(&st->acc);
+  lc_free(s);
+}
 
 static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
                        lc_llm_delta_fn cb, void *ud) {
@@ -433,7 +726,14 @@ static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
 }
 
 static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
-  return lc_accum_sse_end(st, out, "message_stop");
+  int rc = lc_accum_sse_end(st, out, "message_stop");
+  if (!rc && thinks_state((struct an_stream *)st, out)) {
+    lc_llm_response_free(out);
+    out->err = LC_LLM_EBADRESP;
+    out->err_message = lc_strdup("out of memory");
+    rc = LC_EINVAL;
+  }
+  return rc;
 }
 
 const struct lc_llm_adapter lc_llm_anthropic = {
@@ -447,5 +747,5 @@ const struct lc_llm_adapter lc_llm_anthropic = {
     .stream_new = stream_new,
     .stream_feed = stream_feed,
     .stream_end = stream_end,
-    .stream_free = lc_accum_stream_free,
+    .stream_free = stream_free,
 };

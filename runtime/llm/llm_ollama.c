@@ -22,7 +22,50 @@ static int write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m,
   lc_jsonw_key(w, "role");
   lc_jsonw_cstr(w, lc_llm_role_name(m->role));
   lc_jsonw_key(w, "content");
-  lc_jsonw_str(w, m->content ? m->content : "", lc_accum_msg_len(m));
+  /* Text parts join the content (Ollama has one text per message);
+   * images go to "images" as bare base64 (no URLs: refused). */
+  size_t n_img = 0;
+  int more_text = 0;
+  for (size_t i = 0; i < m->n_parts; i++) {
+    if (m->parts[i].kind == LC_PART_IMAGE) {
+      if (lc_llm_image_check(&m->parts[i], LC_PROV_OLLAMA, err, errlen))
+        return LC_EINVAL;
+      n_img++;
+    } else {
+      more_text = 1;
+    }
+  }
+  if (!more_text) {
+    lc_jsonw_str(w, m->content ? m->content : "", lc_accum_msg_len(m));
+  } else {
+    struct lc_buf t;
+    lc_buf_init(&t, 0);
+    int rc = m->content ? lc_buf_append(&t, m->content, lc_accum_msg_len(m)) : 0;
+    for (size_t i = 0; !rc && i < m->n_parts; i++) {
+      const struct lc_llm_part *p = &m->parts[i];
+      if (p->kind != LC_PART_TEXT)
+        continue;
+      if (t.len)
+        rc = lc_buf_append(&t, "\n\n", 2);
+      if (!rc && p->text_len)
+        rc = lc_buf_append(&t, p->text, p->text_len);
+    }
+    if (rc) {
+      lc_buf_free(&t);
+      snprintf(err, errlen, "out of memory");
+      return LC_ENOMEM;
+    }
+    lc_jsonw_str(w, t.data ? t.data : "", t.len);
+    lc_buf_free(&t);
+  }
+  if (n_img) {
+    lc_jsonw_key(w, "images");
+    lc_jsonw_arr(w);
+    for (size_t i = 0; i < m->n_parts; i++)
+      if (m->parts[i].kind == LC_PART_IMAGE)
+        lc_accum_w_base64(w, "", m->parts[i].data, m->parts[i].data_len);
+    lc_jsonw_arr_end(w);
+  }
   if (m->role == LC_ROLE_ASSISTANT && m->n_tool_calls) {
     lc_jsonw_key(w, "tool_calls");
     lc_jsonw_arr(w);
@@ -53,6 +96,10 @@ static void write_head(struct lc_jsonw *w, const struct lc_llm_request *req) {
   /* Ollama streams unless told otherwise, so "stream" is always sent. */
   lc_jsonw_key(w, "stream");
   lc_jsonw_bool(w, req->stream != 0);
+  if (req->thinking_budget > 0) {
+    lc_jsonw_key(w, "think");
+    lc_jsonw_bool(w, 1);
+  }
   /* Ollama has no tool_choice: "none" is honoured by not offering tools;
    * required/named cannot be forced and fall back to offering them. */
   if (req->n_tools && req->tool_choice != LC_TOOL_CHOICE_NONE) {

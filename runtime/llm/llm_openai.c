@@ -48,12 +48,49 @@ static void write_call(struct lc_jsonw *w, const struct lc_llm_tool_call *c) {
 
 static int write_msg(struct lc_jsonw *w, const struct lc_llm_msg *m,
                      char *err, size_t errlen) {
-  (void)err, (void)errlen;
   lc_jsonw_obj(w);
   lc_jsonw_key(w, "role");
   lc_jsonw_cstr(w, lc_llm_role_name(m->role));
   lc_jsonw_key(w, "content");
-  if (m->content)
+  if (m->n_parts && m->role != LC_ROLE_ASSISTANT) {
+    /* Parts: text and image_url entries (chat takes images in user
+     * turns; a tool result with parts is sent the same way, which
+     * compatible servers that refuse it answer with a 400). */
+    lc_jsonw_arr(w);
+    if (m->content) {
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "type");
+      lc_jsonw_cstr(w, "text");
+      lc_jsonw_key(w, "text");
+      lc_jsonw_str(w, m->content, lc_accum_msg_len(m));
+      lc_jsonw_obj_end(w);
+    }
+    for (size_t i = 0; i < m->n_parts; i++) {
+      const struct lc_llm_part *p = &m->parts[i];
+      lc_jsonw_obj(w);
+      lc_jsonw_key(w, "type");
+      if (p->kind == LC_PART_IMAGE) {
+        if (lc_llm_image_check(p, LC_PROV_OPENAI, err, errlen))
+          return LC_EINVAL;
+        lc_jsonw_cstr(w, "image_url");
+        lc_jsonw_key(w, "image_url");
+        lc_jsonw_obj(w);
+        lc_jsonw_key(w, "url");
+        lc_accum_w_image_url(w, p);
+        if (p->detail[0]) {
+          lc_jsonw_key(w, "detail");
+          lc_jsonw_cstr(w, p->detail);
+        }
+        lc_jsonw_obj_end(w);
+      } else {
+        lc_jsonw_cstr(w, "text");
+        lc_jsonw_key(w, "text");
+        lc_jsonw_str(w, p->text ? p->text : "", p->text ? p->text_len : 0);
+      }
+      lc_jsonw_obj_end(w);
+    }
+    lc_jsonw_arr_end(w);
+  } else if (m->content)
     lc_jsonw_str(w, m->content, lc_accum_msg_len(m));
   else if (m->role == LC_ROLE_TOOL)
     lc_jsonw_cstr(w, "");
@@ -133,6 +170,14 @@ static void write_head(struct lc_jsonw *w, const struct lc_llm_request *req) {
   /* top_k: api.openai.com rejects it; compatible servers that take it are
    * reached through their own extras, so it is not sent. */
   lc_accum_write_sampling(w, req, NULL, "max_tokens");
+  if (req->reasoning_effort && *req->reasoning_effort) {
+    lc_jsonw_key(w, "reasoning_effort");
+    lc_jsonw_cstr(w, req->reasoning_effort);
+  }
+  if (req->cache_key && *req->cache_key) {
+    lc_jsonw_key(w, "prompt_cache_key");
+    lc_jsonw_cstr(w, req->cache_key);
+  }
   if (req->stream) {
     lc_jsonw_key(w, "stream");
     lc_jsonw_bool(w, 1);

@@ -31,8 +31,10 @@ static inline char *fz_summary(const struct lc_llm_response *r) {
     lc_buf_append(&b, r->text, r->text_len);
   lc_buf_printf(&b, "|%s|", r->reasoning ? r->reasoning : "");
   for (size_t i = 0; i < r->n_tool_calls; i++)
-    lc_buf_printf(&b, "%s %s %s;", r->tool_calls[i].id, r->tool_calls[i].name,
-                  r->tool_calls[i].args_json);
+    lc_buf_printf(&b, "%s %s %s %s;", r->tool_calls[i].id, r->tool_calls[i].name,
+                  r->tool_calls[i].args_json,
+                  r->tool_calls[i].signature ? r->tool_calls[i].signature : "");
+  lc_buf_printf(&b, "|%s|", r->reasoning_state ? r->reasoning_state : "");
   lc_buf_printf(&b, "%d %s %ld %ld %ld %s %s", r->finish,
                 r->finish_raw ? r->finish_raw : "", r->usage.input,
                 r->usage.output, r->usage.cached, r->model ? r->model : "",

@@ -120,6 +120,8 @@ unsigned char *mock_base64_decode(const char *s, size_t *out_len);
 /* mock_embed.c: {"embeddings": {"dims": n}}: vectors by feature hashing. */
 void mock_gen_embeddings(const cJSON *spec, const struct mock_request *req,
                          struct mock_response *r);
+void mock_gen_responses(const cJSON *spec, const struct mock_request *req,
+                        struct mock_response *r);
 /* Replaces the body by a broken variant of the same framing (JSON/SSE/NDJSON). */
 void mock_gen_malform(struct mock_response *r);
 /* Text of the last user or tool message in an OpenAI/Anthropic/Ollama body. */

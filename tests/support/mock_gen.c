@@ -11,7 +11,14 @@
  * Ollama streams unless the request says "stream": false, and sends tool
  * calls whole (as the real server does).
  *
- * The shapes follow the recordings in shared/fixtures/llm. */
+ * OpenAI Responses (/responses): JSON {object:"response", output:[items]},
+ * or SSE "event:/data:" pairs with typed events and a sequence_number:
+ * response.created, in_progress, per output item output_item.added, its
+ * deltas (reasoning_summary_text, output_text, function_call_arguments
+ * keyed by item_id), its .done events and output_item.done, and
+ * response.completed; no [DONE].
+ *
+ * The shapes follow the recordings in shared/fixtures/llm and llm2. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -587,6 +594,7 @@ static void content_text(struct mbuf *b, const cJSON *c) {
 
 char *mock_last_user_text(const cJSON *body) {
   const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(body, "messages");
+  if (!msgs) msgs = cJSON_GetObjectItemCaseSensitive(body, "input"); /* Responses */
   struct mbuf b = {0};
   /* Gemini: "contents" of parts (text, functionResponse.response.*). */
   const cJSON *contents = cJSON_GetObjectItemCaseSensitive(body, "contents");
@@ -605,8 +613,14 @@ char *mock_last_user_text(const cJSON *body) {
     }
     break;
   }
-  for (int i = cJSON_GetArraySize(msgs) - 1; i >= 0; i--) {
+  if (cJSON_IsString(msgs)) mbuf_puts(&b, msgs->valuestring);
+  for (int i = cJSON_GetArraySize(msgs) - 1; i >= 0 && !b.p; i--) {
     const cJSON *m = cJSON_GetArrayItem(msgs, i);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(m, "type");
+    if (cJSON_IsString(type) && strcmp(type->valuestring, "function_call_output") == 0) {
+      content_text(&b, cJSON_GetObjectItemCaseSensitive(m, "output"));
+      break;
+    }
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
     if (!cJSON_IsString(role)) continue;
     if (strcmp(role->valuestring, "user") && strcmp(role->valuestring, "tool")) continue;
@@ -973,4 +987,208 @@ unsigned char *mock_base64_decode(const char *s, size_t *out_len) {
   }
   *out_len = o;
   return out;
+}
+
+/* ---- OpenAI Responses ---- */
+
+struct rs_gen {
+  struct mock_response *r;
+  long seq;
+};
+
+static void rs_event(struct rs_gen *x, const char *type, cJSON *e) {
+  cJSON_AddStringToObject(e, "type", type);
+  cJSON_AddNumberToObject(e, "sequence_number", (double)x->seq++);
+  sse(x->r, type, e);
+}
+
+static cJSON *rs_usage(const struct gen *g) {
+  if (g->usage) return cJSON_Duplicate(g->usage, 1);
+  cJSON *u = cJSON_CreateObject();
+  cJSON_AddNumberToObject(u, "input_tokens", (double)g->in_tokens);
+  cJSON_AddObjectToObject(u, "input_tokens_details");
+  cJSON_AddNumberToObject(cJSON_GetObjectItem(u, "input_tokens_details"), "cached_tokens", 0);
+  cJSON_AddNumberToObject(u, "output_tokens", (double)g->out_tokens);
+  cJSON_AddObjectToObject(u, "output_tokens_details");
+  cJSON_AddNumberToObject(cJSON_GetObjectItem(u, "output_tokens_details"), "reasoning_tokens", 0);
+  cJSON_AddNumberToObject(u, "total_tokens", (double)(g->in_tokens + g->out_tokens));
+  return u;
+}
+
+static cJSON *rs_response(const struct gen *g, const char *id, const char *status) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", id);
+  cJSON_AddStringToObject(o, "object", "response");
+  cJSON_AddNumberToObject(o, "created_at", (double)time(NULL));
+  cJSON_AddStringToObject(o, "status", status);
+  cJSON_AddNullToObject(o, "error");
+  cJSON_AddNullToObject(o, "incomplete_details");
+  cJSON_AddStringToObject(o, "model", g->model);
+  cJSON_AddArrayToObject(o, "output");
+  cJSON_AddNullToObject(o, "usage");
+  return o;
+}
+
+/* The output items, whole: reasoning (when the spec has "reasoning"), the
+ * message (when there is text, or nothing else), the function calls. */
+static cJSON *rs_items(const struct gen *g, const char *id) {
+  cJSON *a = cJSON_CreateArray();
+  const cJSON *rs = cJSON_GetObjectItemCaseSensitive(g->spec, "reasoning");
+  if (cJSON_IsString(rs)) {
+    cJSON *it = cJSON_CreateObject();
+    char iid[96];
+    snprintf(iid, sizeof iid, "rs_%s", id);
+    cJSON_AddStringToObject(it, "id", iid);
+    cJSON_AddStringToObject(it, "type", "reasoning");
+    cJSON *sum = cJSON_AddArrayToObject(it, "summary");
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "type", "summary_text");
+    cJSON_AddStringToObject(p, "text", rs->valuestring);
+    cJSON_AddItemToArray(sum, p);
+    const cJSON *enc = cJSON_GetObjectItemCaseSensitive(g->spec, "encrypted_content");
+    if (cJSON_IsString(enc)) cJSON_AddStringToObject(it, "encrypted_content", enc->valuestring);
+    cJSON_AddItemToArray(a, it);
+  }
+  if ((g->text && *g->text) || !g->tools) {
+    cJSON *it = cJSON_CreateObject();
+    char iid[96];
+    snprintf(iid, sizeof iid, "msg_%s", id);
+    cJSON_AddStringToObject(it, "id", iid);
+    cJSON_AddStringToObject(it, "type", "message");
+    cJSON_AddStringToObject(it, "status", "completed");
+    cJSON_AddStringToObject(it, "role", "assistant");
+    cJSON *c = cJSON_AddArrayToObject(it, "content");
+    cJSON *p = cJSON_CreateObject();
+    cJSON_AddStringToObject(p, "type", "output_text");
+    cJSON_AddArrayToObject(p, "annotations");
+    cJSON_AddStringToObject(p, "text", g->text ? g->text : "");
+    cJSON_AddItemToArray(c, p);
+    cJSON_AddItemToArray(a, it);
+  }
+  const cJSON *t;
+  int i = 0;
+  cJSON_ArrayForEach(t, g->tools) {
+    cJSON *it = cJSON_CreateObject();
+    char iid[96];
+    snprintf(iid, sizeof iid, "fc_%s_%d", id, i);
+    char *cid = tool_id(t, "call_mock", i++);
+    char *args = tool_args_text(t);
+    cJSON_AddStringToObject(it, "id", iid);
+    cJSON_AddStringToObject(it, "type", "function_call");
+    cJSON_AddStringToObject(it, "status", "completed");
+    cJSON_AddStringToObject(it, "arguments", args);
+    cJSON_AddStringToObject(it, "call_id", cid);
+    cJSON_AddStringToObject(it, "name", tool_name(t));
+    cJSON_AddItemToArray(a, it);
+    free(cid);
+    free(args);
+  }
+  return a;
+}
+
+/* Fragments of s as events of this type keyed by item_id. */
+static void rs_deltas(struct rs_gen *x, const struct gen *g, const char *type,
+                      const char *item_id, int index, const char *s) {
+  size_t n = strlen(s);
+  for (size_t off = 0; off < n;) {
+    size_t k = mock_utf8_piece(s + off, n - off, g->frag);
+    char *piece = xstrndup(s + off, k);
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "item_id", item_id);
+    cJSON_AddNumberToObject(e, "output_index", index);
+    if (strcmp(type, "response.function_call_arguments.delta") != 0)
+      cJSON_AddNumberToObject(e, strstr(type, "summary") ? "summary_index" : "content_index", 0);
+    cJSON_AddStringToObject(e, "delta", piece);
+    rs_event(x, type, e);
+    free(piece);
+    off += k;
+  }
+}
+
+void mock_gen_responses(const cJSON *spec, const struct mock_request *req,
+                        struct mock_response *r) {
+  struct gen g;
+  gen_init(&g, spec, req);
+  char id[64];
+  const cJSON *idv = cJSON_GetObjectItemCaseSensitive(spec, "id");
+  if (cJSON_IsString(idv)) snprintf(id, sizeof id, "%s", idv->valuestring);
+  else snprintf(id, sizeof id, "resp_mock%ld", next_id());
+  const char *status = g.finish ? g.finish : "completed";
+  cJSON *items = rs_items(&g, id);
+  if (!g.stream) {
+    cJSON *o = rs_response(&g, id, status);
+    cJSON_ReplaceItemInObject(o, "output", items);
+    cJSON_ReplaceItemInObject(o, "usage", rs_usage(&g));
+    body_json(r, o);
+    gen_free(&g);
+    return;
+  }
+  start_stream(r, "text/event-stream; charset=utf-8");
+  struct rs_gen x = {r, 0};
+  cJSON *e = cJSON_CreateObject();
+  cJSON_AddItemToObject(e, "response", rs_response(&g, id, "in_progress"));
+  rs_event(&x, "response.created", e);
+  e = cJSON_CreateObject();
+  cJSON_AddItemToObject(e, "response", rs_response(&g, id, "in_progress"));
+  rs_event(&x, "response.in_progress", e);
+  const cJSON *it;
+  int index = 0;
+  cJSON_ArrayForEach(it, items) {
+    const char *type = cJSON_GetObjectItem(it, "type")->valuestring;
+    const char *iid = cJSON_GetObjectItem(it, "id")->valuestring;
+    /* added: the item without what the deltas will bring */
+    cJSON *added = cJSON_Duplicate(it, 1);
+    if (strcmp(type, "reasoning") == 0) {
+      cJSON_ReplaceItemInObject(added, "summary", cJSON_CreateArray());
+    } else if (strcmp(type, "message") == 0) {
+      cJSON_ReplaceItemInObject(added, "content", cJSON_CreateArray());
+      cJSON_ReplaceItemInObject(added, "status", cJSON_CreateString("in_progress"));
+    } else {
+      cJSON_ReplaceItemInObject(added, "arguments", cJSON_CreateString(""));
+      cJSON_ReplaceItemInObject(added, "status", cJSON_CreateString("in_progress"));
+    }
+    e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "output_index", index);
+    cJSON_AddItemToObject(e, "item", added);
+    rs_event(&x, "response.output_item.added", e);
+    if (strcmp(type, "reasoning") == 0) {
+      const char *t = cJSON_GetArrayItem(cJSON_GetObjectItem(it, "summary"), 0)
+                          ->child->next->valuestring;
+      e = cJSON_CreateObject();
+      cJSON_AddStringToObject(e, "item_id", iid);
+      cJSON_AddNumberToObject(e, "output_index", index);
+      cJSON_AddNumberToObject(e, "summary_index", 0);
+      rs_event(&x, "response.reasoning_summary_part.added", e);
+      rs_deltas(&x, &g, "response.reasoning_summary_text.delta", iid, index, t);
+    } else if (strcmp(type, "message") == 0) {
+      const char *t = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(it, "content"), 0),
+                                          "text")->valuestring;
+      rs_deltas(&x, &g, "response.output_text.delta", iid, index, t);
+      e = cJSON_CreateObject();
+      cJSON_AddStringToObject(e, "item_id", iid);
+      cJSON_AddNumberToObject(e, "output_index", index);
+      cJSON_AddNumberToObject(e, "content_index", 0);
+      cJSON_AddStringToObject(e, "text", t);
+      rs_event(&x, "response.output_text.done", e);
+    } else {
+      const char *a = cJSON_GetObjectItem(it, "arguments")->valuestring;
+      rs_deltas(&x, &g, "response.function_call_arguments.delta", iid, index, a);
+      e = cJSON_CreateObject();
+      cJSON_AddStringToObject(e, "item_id", iid);
+      cJSON_AddNumberToObject(e, "output_index", index);
+      cJSON_AddStringToObject(e, "arguments", a);
+      rs_event(&x, "response.function_call_arguments.done", e);
+    }
+    e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "output_index", index++);
+    cJSON_AddItemToObject(e, "item", cJSON_Duplicate(it, 1));
+    rs_event(&x, "response.output_item.done", e);
+  }
+  cJSON *o = rs_response(&g, id, status);
+  cJSON_ReplaceItemInObject(o, "output", items);
+  cJSON_ReplaceItemInObject(o, "usage", rs_usage(&g));
+  e = cJSON_CreateObject();
+  cJSON_AddItemToObject(e, "response", o);
+  rs_event(&x, strcmp(status, "incomplete") == 0 ? "response.incomplete" : "response.completed", e);
+  gen_free(&g);
 }

@@ -13,7 +13,7 @@ static const char *const match_keys[] = {"path", "path_prefix", "method", "body_
                                          "stream", "headers", NULL};
 static const char *const reply_keys[] = {
     "status", "headers", "body", "json", "fixture", "openai", "anthropic", "ollama",
-    "gemini", "bedrock",
+    "gemini", "bedrock", "responses",
     "delay_ms", "chunk_bytes", "gap_ms", "cut_after_bytes", "stall_after_bytes", "stall_max_ms",
     "malformed", "retry_after", "close", "chunked", "echo_credentials", "embeddings", NULL};
 
@@ -300,6 +300,8 @@ void mock_reply_build(const struct mock_rule *rule, const struct mock_request *r
     mock_gen_bedrock(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "embeddings"))) {
     mock_gen_embeddings(v, req, resp);
+  } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "responses"))) {
+    mock_gen_responses(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "echo_credentials"))) {
     echo_credentials(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "json"))) {

@@ -1,0 +1,381 @@
+/* check_llm_images.c: image parts (llm.h "Content parts"): sniffing,
+ * data: URLs, size and scheme checks, each adapter's own form and limits,
+ * the journal's record by hash (never the bytes), and the reasoning and
+ * caching controls the adapters write (Anthropic thinking blocks passed
+ * back, cache_control breakpoints, prompt_cache_key, Ollama think). */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "effect.h"
+#include "lc.h"
+#include "llm.h"
+
+static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13,
+                                    'I',  'H', 'D', 'R', 0,    0,    0,    1,    0, 0, 0, 1};
+
+static void user_with_image(struct lc_llm_request *q, enum lc_llm_provider p,
+                            const unsigned char *data, size_t n) {
+  memset(q, 0, sizeof *q);
+  q->provider = p;
+  q->model = lc_strdup("m");
+  q->msgs = lc_calloc(1, sizeof *q->msgs);
+  q->n_msgs = 1;
+  q->msgs[0].role = LC_ROLE_USER;
+  q->msgs[0].content = lc_strdup("What is this?");
+  q->msgs[0].content_len = 13;
+  q->msgs[0].parts = lc_calloc(1, sizeof *q->msgs[0].parts);
+  q->msgs[0].n_parts = 1;
+  char err[128];
+  ck_assert_int_eq(lc_llm_part_image_bytes(&q->msgs[0].parts[0], data, n, NULL, err, sizeof err), 0);
+}
+
+static char *build(struct lc_llm_request *q, int want_rc, char *err, size_t errlen) {
+  struct lc_llm_http h;
+  int rc = lc_llm_adapter_for(q->provider)->build(q, &h, err, errlen);
+  ck_assert_msg(rc == want_rc, "build rc %d: %s", rc, err);
+  if (rc) return NULL;
+  char *b = lc_strndup(h.body, h.body_len);
+  lc_llm_http_free(&h);
+  return b;
+}
+
+START_TEST(sniff_and_checks) {
+  char err[128];
+  struct lc_llm_part p;
+  ck_assert_str_eq(lc_llm_image_sniff(png, sizeof png), "image/png");
+  ck_assert_str_eq(lc_llm_image_sniff("\xff\xd8\xff\xe0", 4), "image/jpeg");
+  ck_assert_str_eq(lc_llm_image_sniff("GIF89a", 6), "image/gif");
+  ck_assert_str_eq(lc_llm_image_sniff("RIFF\0\0\0\0WEBPVP8 ", 16), "image/webp");
+  ck_assert_ptr_null(lc_llm_image_sniff("<svg", 4));
+  ck_assert_ptr_null(lc_llm_image_sniff("\x89PN", 3));
+  /* bytes */
+  ck_assert_int_eq(lc_llm_part_image_bytes(&p, png, sizeof png, "image/png", err, sizeof err), 0);
+  ck_assert_str_eq(p.media_type, "image/png");
+  ck_assert_uint_eq(strlen(p.sha256), 64);
+  lc_llm_part_free(&p);
+  ck_assert_int_eq(lc_llm_part_image_bytes(&p, png, sizeof png, "image/gif", err, sizeof err), LC_EINVAL);
+  lc_llm_part_free(&p);
+  ck_assert_int_eq(lc_llm_part_image_bytes(&p, "", 0, NULL, err, sizeof err), LC_EINVAL);
+  lc_llm_part_free(&p);
+  /* over the cap: refused before anything is copied */
+  unsigned char *big = calloc(1, LC_LLM_IMAGE_MAX + 1);
+  memcpy(big, png, sizeof png);
+  ck_assert_int_eq(lc_llm_part_image_bytes(&p, big, LC_LLM_IMAGE_MAX + 1, NULL, err, sizeof err), LC_EINVAL);
+  ck_assert_ptr_nonnull(strstr(err, "20 MB"));
+  lc_llm_part_free(&p);
+  free(big);
+  /* data: URLs, standard and URL-safe base64, padding optional */
+  size_t n;
+  char *b64 = lc_llm_base64(png, sizeof png, &n);
+  char url[256];
+  snprintf(url, sizeof url, "data:image/png;base64,%s", b64);
+  ck_assert_int_eq(lc_llm_part_image_url(&p, url, err, sizeof err), 0);
+  ck_assert_uint_eq(p.data_len, sizeof png);
+  ck_assert(memcmp(p.data, png, sizeof png) == 0);
+  ck_assert_ptr_null(p.url);
+  lc_llm_part_free(&p);
+  lc_free(b64);
+  static const char *const bad[] = {"data:image/png,rawbytes", "data:image/png;base64,@@@@",
+                                    "data:;base64", "http://example.org/a.png",
+                                    "ftp://x/a.png", "https://x/a b.png", "file:///etc/passwd"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    ck_assert_msg(lc_llm_part_image_url(&p, bad[i], err, sizeof err) == LC_EINVAL, "%s", bad[i]);
+    lc_llm_part_free(&p);
+  }
+  /* https and loopback http are kept as URLs (never fetched) */
+  ck_assert_int_eq(lc_llm_part_image_url(&p, "https://example.org/cat.JPG?x=1", err, sizeof err), 0);
+  ck_assert_str_eq(p.media_type, "image/jpeg");
+  ck_assert_ptr_null(p.data);
+  lc_llm_part_free(&p);
+  ck_assert_int_eq(lc_llm_part_image_url(&p, "http://127.0.0.1:8080/a.png", err, sizeof err), 0);
+  lc_llm_part_free(&p);
+  ck_assert_int_eq(lc_llm_part_image_file(&p, "/nonexistent/x.png", err, sizeof err), LC_EINVAL);
+  lc_llm_part_free(&p);
+  /* not a regular file: refused before any read (a device never ends) */
+  ck_assert_int_eq(lc_llm_part_image_file(&p, "/dev/zero", err, sizeof err), LC_EINVAL);
+  ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
+  lc_llm_part_free(&p);
+  ck_assert_int_eq(lc_llm_part_image_file(&p, "/tmp", err, sizeof err), LC_EINVAL);
+  lc_llm_part_free(&p);
+}
+END_TEST
+
+START_TEST(each_adapter_its_form) {
+  struct lc_llm_request q;
+  char err[256];
+  char *b;
+  user_with_image(&q, LC_PROV_OPENAI, png, sizeof png);
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
+                          "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0KGgo"),
+                "%s", b);
+  lc_free(b);
+  q.provider = LC_PROV_ANTHROPIC;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":\"image/png\","
+                          "\"data\":\"iVBORw0KGgo"),
+                "%s", b);
+  lc_free(b);
+  q.provider = LC_PROV_OLLAMA;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "\"content\":\"What is this?\",\"images\":[\"iVBORw0KGgo"), "%s", b);
+  lc_free(b);
+  q.provider = LC_PROV_OPENAI_RESPONSES;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "{\"type\":\"input_image\",\"image_url\":\"data:image/png;base64,iVBORw0KGgo"), "%s", b);
+  lc_free(b);
+  /* a URL: Ollama takes none */
+  lc_llm_part_free(&q.msgs[0].parts[0]);
+  ck_assert_int_eq(lc_llm_part_image_url(&q.msgs[0].parts[0], "https://x.org/a.png", err, sizeof err), 0);
+  q.provider = LC_PROV_OLLAMA;
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_ptr_nonnull(strstr(err, "Ollama takes image bytes"));
+  q.provider = LC_PROV_ANTHROPIC;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":\"https://x.org/a.png\"}}"), "%s", b);
+  lc_free(b);
+  lc_llm_request_free(&q);
+  /* Anthropic's 5 MB per image */
+  size_t n = 5u * 1024u * 1024u + 1;
+  unsigned char *big = calloc(1, n);
+  memcpy(big, png, sizeof png);
+  user_with_image(&q, LC_PROV_ANTHROPIC, big, n);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_ptr_nonnull(strstr(err, "5 MB"));
+  q.provider = LC_PROV_OPENAI; /* within OpenAI's */
+  b = build(&q, 0, err, sizeof err);
+  lc_free(b);
+  lc_llm_request_free(&q);
+  free(big);
+}
+END_TEST
+
+/* The journal keeps the hash, media type and size, never the bytes: a
+ * 1 MB image makes a record of a few hundred bytes, and another image
+ * makes another record (replay still tells them apart). */
+START_TEST(journaled_by_hash) {
+  size_t n = 1u << 20;
+  unsigned char *img = calloc(1, n);
+  memcpy(img, png, sizeof png);
+  struct lc_llm_request q;
+  user_with_image(&q, LC_PROV_OPENAI, img, n);
+  cJSON *j = lc_effect_llm_request_json(&q);
+  char *s = cJSON_PrintUnformatted(j);
+  ck_assert_msg(strlen(s) < 600, "%zu bytes: %.300s", strlen(s), s);
+  ck_assert_ptr_nonnull(strstr(s, q.msgs[0].parts[0].sha256));
+  ck_assert_ptr_nonnull(strstr(s, "\"bytes\":1048576"));
+  ck_assert_ptr_null(strstr(s, "iVBOR"));
+  img[100] = 1; /* another image, same size */
+  lc_llm_part_free(&q.msgs[0].parts[0]);
+  char err[64];
+  ck_assert_int_eq(lc_llm_part_image_bytes(&q.msgs[0].parts[0], img, n, NULL, err, sizeof err), 0);
+  cJSON *j2 = lc_effect_llm_request_json(&q);
+  char *s2 = cJSON_PrintUnformatted(j2);
+  ck_assert_str_ne(s, s2);
+  cJSON_free(s);
+  cJSON_free(s2);
+  cJSON_Delete(j);
+  cJSON_Delete(j2);
+  lc_llm_request_free(&q);
+  free(img);
+}
+END_TEST
+
+START_TEST(caching_and_thinking_controls) {
+  struct lc_llm_request q;
+  char err[256];
+  memset(&q, 0, sizeof q);
+  q.provider = LC_PROV_ANTHROPIC;
+  q.model = lc_strdup("claude");
+  q.cache_control = 1;
+  q.thinking_budget = 2048;
+  q.n_tools = 1;
+  q.tools = lc_calloc(1, sizeof *q.tools);
+  q.tools[0].name = lc_strdup("t");
+  q.tools[0].schema_json = lc_strdup("{\"type\":\"object\"}");
+  q.msgs = lc_calloc(4, sizeof *q.msgs);
+  q.n_msgs = 4;
+  q.msgs[0].role = LC_ROLE_SYSTEM;
+  q.msgs[0].content = lc_strdup("sys");
+  q.msgs[1].role = LC_ROLE_USER;
+  q.msgs[1].content = lc_strdup("hi");
+  q.msgs[2].role = LC_ROLE_ASSISTANT;
+  q.msgs[2].n_tool_calls = 1;
+  q.msgs[2].tool_calls = lc_calloc(1, sizeof *q.msgs[2].tool_calls);
+  q.msgs[2].tool_calls[0].id = lc_strdup("toolu_1");
+  q.msgs[2].tool_calls[0].name = lc_strdup("t");
+  q.msgs[2].tool_calls[0].args_json = lc_strdup("{}");
+  q.msgs[2].reasoning_state = lc_strdup("[{\"type\":\"thinking\",\"thinking\":\"hm\",\"signature\":\"SIG\"}]");
+  q.msgs[2].reasoning_prov = LC_PROV_ANTHROPIC;
+  q.msgs[3].role = LC_ROLE_TOOL;
+  q.msgs[3].tool_call_id = lc_strdup("toolu_1");
+  q.msgs[3].content = lc_strdup("ok");
+  char *b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "\"content\":[{\"type\":\"thinking\",\"thinking\":\"hm\",\"signature\":\"SIG\"},"
+                          "{\"type\":\"tool_use\""),
+                "%s", b);
+  ck_assert_msg(strstr(b, "\"input_schema\":{\"type\":\"object\"},\"cache_control\":{\"type\":\"ephemeral\"}}"), "%s", b);
+  ck_assert_msg(strstr(b, "\"system\":[{\"type\":\"text\",\"text\":\"sys\",\"cache_control\":{\"type\":\"ephemeral\"}}]"), "%s", b);
+  ck_assert_msg(strstr(b, "\"content\":\"ok\",\"cache_control\":{\"type\":\"ephemeral\"}}"), "%s", b);
+  ck_assert_msg(strstr(b, "\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":2048}"), "%s", b);
+  lc_free(b);
+  /* another provider's state is not sent to Anthropic */
+  q.msgs[2].reasoning_prov = LC_PROV_OPENAI_RESPONSES;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(!strstr(b, "SIG"), "%s", b);
+  lc_free(b);
+  /* OpenAI: prompt_cache_key and reasoning_effort */
+  q.provider = LC_PROV_OPENAI;
+  q.cache_key = lc_strdup("k1");
+  q.reasoning_effort = lc_strdup("low");
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "\"reasoning_effort\":\"low\",\"prompt_cache_key\":\"k1\""), "%s", b);
+  lc_free(b);
+  q.provider = LC_PROV_OLLAMA;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "\"think\":true"), "%s", b);
+  lc_free(b);
+  lc_llm_request_free(&q);
+}
+END_TEST
+
+/* Anthropic's non-streamed thinking blocks come back as reasoning_state. */
+START_TEST(anthropic_thinking_kept) {
+  const char *body =
+      "{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":["
+      "{\"type\":\"thinking\",\"thinking\":\"Let me see.\",\"signature\":\"EqQB\"},"
+      "{\"type\":\"redacted_thinking\",\"data\":\"opaque\"},"
+      "{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"t\",\"input\":{}}],"
+      "\"stop_reason\":\"tool_use\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}";
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_anthropic.parse(body, strlen(body), &r), 0);
+  ck_assert_str_eq(r.reasoning, "Let me see.");
+  ck_assert_str_eq(r.reasoning_state,
+                   "[{\"type\":\"thinking\",\"thinking\":\"Let me see.\",\"signature\":\"EqQB\"},"
+                   "{\"type\":\"redacted_thinking\",\"data\":\"opaque\"}]");
+  lc_llm_response_free(&r);
+}
+END_TEST
+
+/* Streamed: the thinking block is assembled from thinking_delta and
+ * signature_delta, at any split. */
+START_TEST(anthropic_thinking_stream_kept) {
+  const char *body =
+      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\","
+      "\"model\":\"c\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,"
+      "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+      "\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me \"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+      "\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"see.\"}}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+      "\"delta\":{\"type\":\"signature_delta\",\"signature\":\"EqQB\"}}\n\n"
+      "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+      "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,"
+      "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"t\",\"input\":{}}}\n\n"
+      "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},"
+      "\"usage\":{\"output_tokens\":9}}\n\n"
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+  size_t len = strlen(body);
+  for (size_t cut = 0; cut <= len; cut += 7) {
+    struct lc_llm_stream *st = lc_llm_anthropic.stream_new();
+    ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, body, cut, NULL, NULL), 0);
+    ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, body + cut, len - cut, NULL, NULL), 0);
+    struct lc_llm_response r;
+    lc_llm_response_init(&r);
+    ck_assert_int_eq(lc_llm_anthropic.stream_end(st, &r), 0);
+    lc_llm_anthropic.stream_free(st);
+    ck_assert_str_eq(r.reasoning, "Let me see.");
+    ck_assert_str_eq(r.reasoning_state,
+                     "[{\"type\":\"thinking\",\"thinking\":\"Let me see.\",\"signature\":\"EqQB\"}]");
+    ck_assert_uint_eq(r.n_tool_calls, 1);
+    lc_llm_response_free(&r);
+  }
+}
+END_TEST
+
+/* A data: URL over the cap is refused by its length: nothing decoded. */
+START_TEST(huge_data_url_refused_before_decoding) {
+  size_t n = (size_t)LC_LLM_IMAGE_MAX / 3 * 4 + 64;
+  char *url = malloc(n + 32);
+  strcpy(url, "data:image/png;base64,");
+  size_t h = strlen(url);
+  memset(url + h, 'A', n);
+  url[h + n] = '\0';
+  struct lc_llm_part p;
+  char err[128];
+  long live = lc_alloc_live();
+  lc_alloc_fail_after(1); /* the first allocation would fail: none is made */
+  int rc = lc_llm_part_image_data_url(&p, url, h + n, err, sizeof err);
+  lc_alloc_fail_after(0);
+  ck_assert_int_eq(rc, LC_EINVAL);
+  ck_assert_msg(strstr(err, "20 MB") != NULL, "%s", err);
+  ck_assert_int_eq(lc_alloc_live(), live);
+  free(url);
+}
+END_TEST
+
+/* A stream announcing countless output items is cut off, not searched
+ * quadratically. */
+START_TEST(responses_item_cap) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  for (int i = 0; i < 5000; i++)
+    lc_buf_printf(&b, "data: {\"type\":\"response.output_item.added\",\"output_index\":%d,"
+                      "\"item\":{\"type\":\"message\",\"id\":\"m%d\"}}\n\n", i, i);
+  struct lc_llm_stream *st = lc_llm_openai_responses.stream_new();
+  int frc = lc_llm_openai_responses.stream_feed(st, b.data, b.len, NULL, NULL);
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(frc, LC_EINVAL);
+  ck_assert_int_eq(lc_llm_openai_responses.stream_end(st, &r), LC_EINVAL);
+  ck_assert_int_eq(r.err, LC_LLM_EBADRESP);
+  ck_assert_msg(strstr(r.err_message, "more than 4096 output items") != NULL, "%s", r.err_message);
+  lc_llm_openai_responses.stream_free(st);
+  lc_llm_response_free(&r);
+  lc_buf_free(&b);
+}
+END_TEST
+
+START_TEST(anthropic_thinking_block_cap) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  lc_buf_puts(&b, "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n");
+  for (int i = 0; i < 1100; i++)
+    lc_buf_printf(&b, "data: {\"type\":\"content_block_start\",\"index\":%d,"
+                      "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}\n\n", i);
+  struct lc_llm_stream *st = lc_llm_anthropic.stream_new();
+  ck_assert_int_eq(lc_llm_anthropic.stream_feed(st, b.data, b.len, NULL, NULL), LC_EINVAL);
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_anthropic.stream_end(st, &r), LC_EINVAL);
+  ck_assert_msg(strstr(r.err_message, "more than 1024 thinking blocks") != NULL, "%s", r.err_message);
+  lc_llm_anthropic.stream_free(st);
+  lc_llm_response_free(&r);
+  lc_buf_free(&b);
+}
+END_TEST
+
+Suite *llm_images_suite(void) {
+  Suite *s = suite_create("llm_images");
+  TCase *tc = tcase_create("images");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, sniff_and_checks);
+  tcase_add_test(tc, each_adapter_its_form);
+  tcase_add_test(tc, journaled_by_hash);
+  tcase_add_test(tc, caching_and_thinking_controls);
+  tcase_add_test(tc, anthropic_thinking_kept);
+  tcase_add_test(tc, anthropic_thinking_stream_kept);
+  tcase_add_test(tc, huge_data_url_refused_before_decoding);
+  tcase_add_test(tc, responses_item_cap);
+  tcase_add_test(tc, anthropic_thinking_block_cap);
+  suite_add_tcase(s, tc);
+  return s;
+}
