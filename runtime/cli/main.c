@@ -20,6 +20,7 @@
 #include "crash.h"
 #include "secrets.h"
 #include "store.h"
+#include "serve.h"
 
 static const char usage_main[] =
     "usage: luact <command> [options]\n"
@@ -27,6 +28,7 @@ static const char usage_main[] =
     "commands:\n"
     "  run FILE.lua [ARGS...]   run a Lua agent script with the luact module\n"
     "  chat DIR [ARGS...]       talk to the agent in DIR in the terminal\n"
+    "  serve AGENTS_DIR         serve the agents over HTTP (luact serve --help)\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help (also: luact <command> --help)\n"
@@ -668,6 +670,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "chat") == 0) return cmd_chat(argc - 2, argv + 2);
   if (strcmp(cmd, "runs") == 0) return lc_cli_runs(argc - 2, argv + 2);
   if (strcmp(cmd, "journal") == 0) return lc_cli_journal(argc - 2, argv + 2);
+  if (strcmp(cmd, "serve") == 0) return lc_serve_main(argc - 2, argv + 2);
   fprintf(stderr, "luact: unknown command '%s' (see luact --help)\n", cmd);
   return 2;
 }
