@@ -547,6 +547,9 @@ final:
     }
   }
   if (!strcmp(status, "finished")) thread_values(s, ri.thread, result);
+  if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
+                   a->id);
   lc_serve_log(s, strcmp(status, "failed") ? "info" : "warn", "run_end", a->id, status);
   if (!strcmp(status, "finished")) atomic_fetch_add(&s->runs_done_ok, 1);
   else if (!strcmp(status, "cancelled")) atomic_fetch_add(&s->runs_done_cancelled, 1);
@@ -935,6 +938,8 @@ int lc_serve_main(int argc, char **argv) {
                  "ALTER TABLE d_runs ADD COLUMN pstatus TEXT NOT NULL DEFAULT 'pending'", "");
   lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN perror TEXT", "");
   lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN ctx TEXT", "");
+  lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                 "ALTER TABLE d_runs ADD COLUMN asked INTEGER NOT NULL DEFAULT 0", "");
   if (load_agents(s)) return 1;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->changed, NULL);

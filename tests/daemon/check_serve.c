@@ -1,0 +1,727 @@
+/* check_serve.c: `luact serve` from the outside: the daemon started on a
+ * free loopback port, driven over HTTP with libcurl (every route, its
+ * error cases, tenants, streams and their resume, interrupts, restarts
+ * and SIGKILL). */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util_common.h"
+
+#define CANARY "sk-canary-5f3e9a1b7c2d"
+
+struct daemon {
+  char dir[256], agents[300], store[300], log[300], tokens[300];
+  pid_t pid;
+  int port;
+};
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static const char echo_agent[] =
+    "return {\n"
+    "  name = 'echo', description = 'echoes its input',\n"
+    "  input_schema = {type = 'object'}, output_schema = {type = 'object'},\n"
+    "  run = function(input, ctx)\n"
+    "    local t = luact.now()\n"
+    "    return {echo = input, n = (ctx.values and ctx.values.n or 0) + 1}\n"
+    "  end,\n"
+    "}\n";
+
+static const char asker_agent[] =
+    "return function(input, ctx)\n"
+    "  local name = luact.ask('your name?')\n"
+    "  return {hello = name}\n"
+    "end\n";
+
+/* Sleeps in steps (each a journaled effect): long enough to be killed. */
+static const char slow_agent[] =
+    "return function(input, ctx)\n"
+    "  local n = (type(input) == 'table' and input.steps) or 5\n"
+    "  for i = 1, n do luact.sleep(0.05); luact.now() end\n"
+    "  return {done = n}\n"
+    "end\n";
+
+/* Tries to leak a provider key and a bearer token. */
+static const char leak_agent[] =
+    "return function(input, ctx)\n"
+    "  local k = os.getenv('OPENAI_API_KEY')\n"
+    "  luact.now()\n"
+    "  error('leaking ' .. k)\n"
+    "end\n";
+
+static const char leak2_agent[] =
+    "return function(input, ctx)\n"
+    "  return {key = os.getenv('OPENAI_API_KEY'), tok = 'tok-alice-secret-1'}\n"
+    "end\n";
+
+static void setup_dir(struct daemon *d) {
+  memset(d, 0, sizeof *d);
+  snprintf(d->dir, sizeof d->dir, "/tmp/lc_serve_XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(d->dir));
+  snprintf(d->agents, sizeof d->agents, "%s/agents", d->dir);
+  mkdir(d->agents, 0700);
+  snprintf(d->store, sizeof d->store, "%s/runs.db", d->dir);
+  snprintf(d->tokens, sizeof d->tokens, "%s/tokens", d->dir);
+  char p[400];
+  snprintf(p, sizeof p, "%s/echo.lua", d->agents);
+  write_file(p, echo_agent);
+  snprintf(p, sizeof p, "%s/asker.lua", d->agents);
+  write_file(p, asker_agent);
+  snprintf(p, sizeof p, "%s/slow.lua", d->agents);
+  write_file(p, slow_agent);
+  snprintf(p, sizeof p, "%s/leak.lua", d->agents);
+  write_file(p, leak_agent);
+  snprintf(p, sizeof p, "%s/leak2.lua", d->agents);
+  write_file(p, leak2_agent);
+  write_file(d->tokens, "# token tenant\ntok-alice-secret-1 alice\ntok-bob-secret-2 bob\n");
+}
+
+static void nap(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Starts the daemon on port 0 and reads the port it got from its log. */
+static void start(struct daemon *d, const char *extra) {
+  static int gen;
+  snprintf(d->log, sizeof d->log, "%s/log%d", d->dir, ++gen);
+  d->pid = fork();
+  ck_assert_int_ge(d->pid, 0);
+  if (d->pid == 0) {
+    int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    setenv("OPENAI_API_KEY", CANARY, 1);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "exec %s/luact serve --listen 127.0.0.1:0 --store %s --max-body 4096 --tokens %s %s %s",
+             LC_BINARY_DIR, d->store, d->tokens, extra ? extra : "", d->agents);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  /* Drive until the log says where it listens (or the daemon died). */
+  for (;;) {
+    char *t = lc_test_read_file(d->log, NULL);
+    const char *p = t ? strstr(t, "listening on 127.0.0.1:") : NULL;
+    if (p) {
+      d->port = atoi(p + strlen("listening on 127.0.0.1:"));
+      free(t);
+      break;
+    }
+    free(t);
+    int st;
+    ck_assert_msg(waitpid(d->pid, &st, WNOHANG) == 0, "the daemon exited at start");
+    nap(20);
+  }
+  ck_assert_int_gt(d->port, 0);
+}
+
+static int stop(struct daemon *d, int sig) {
+  int st = 0;
+  kill(d->pid, sig);
+  waitpid(d->pid, &st, 0);
+  return st;
+}
+
+struct resp {
+  long code;
+  char *body;
+  size_t len;
+  char *hdrs;
+  size_t hlen;
+};
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud) {
+  struct resp *r = ud;
+  char *b = realloc(r->body, r->len + sz * n + 1);
+  if (!b) return 0;
+  memcpy(b + r->len, p, sz * n);
+  r->body = b;
+  r->len += sz * n;
+  b[r->len] = 0;
+  return sz * n;
+}
+
+static size_t on_hdr(char *p, size_t sz, size_t n, void *ud) {
+  struct resp *r = ud;
+  char *b = realloc(r->hdrs, r->hlen + sz * n + 1);
+  if (!b) return 0;
+  memcpy(b + r->hlen, p, sz * n);
+  r->hdrs = b;
+  r->hlen += sz * n;
+  b[r->hlen] = 0;
+  return sz * n;
+}
+
+/* One request; token NULL: none. extra: one more header or NULL. */
+static struct resp req(struct daemon *d, const char *method, const char *path, const char *body,
+                       const char *token, const char *extra) {
+  struct resp r = {0};
+  r.body = calloc(1, 1);
+  CURL *c = curl_easy_init();
+  char url[600];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+  char auth[200];
+  if (token) {
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    h = curl_slist_append(h, auth);
+  }
+  if (extra) h = curl_slist_append(h, extra);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_hdr);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+  CURLcode rc = curl_easy_perform(c);
+  ck_assert_msg(rc == CURLE_OK, "%s %s: %s", method, path, curl_easy_strerror(rc));
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.code);
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  return r;
+}
+
+static void resp_free(struct resp *r) {
+  free(r->body);
+  free(r->hdrs);
+}
+
+#define A "tok-alice-secret-1"
+#define B "tok-bob-secret-2"
+
+/* A request that must answer code; returns the parsed body (or NULL). */
+static cJSON *expect(struct daemon *d, const char *method, const char *path, const char *body,
+                     const char *token, long code) {
+  struct resp r = req(d, method, path, body, token, NULL);
+  ck_assert_msg(r.code == code, "%s %s: got %ld, want %ld: %s", method, path, r.code, code,
+                r.body);
+  cJSON *j = cJSON_Parse(r.body);
+  resp_free(&r);
+  return j;
+}
+
+static const char *str(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+START_TEST(help_lists_options) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "%s/luact serve --help", LC_BINARY_DIR);
+  FILE *p = popen(cmd, "r");
+  char buf[8192];
+  size_t n = fread(buf, 1, sizeof buf - 1, p);
+  buf[n] = 0;
+  ck_assert_int_eq(pclose(p), 0);
+  const char *opts[] = {"--listen", "--store", "--store-sync", "--tokens", "--no-auth",
+                        "--max-runs", "--max-body", "--max-conns", "--max-streams",
+                        "--conn-timeout", "--grace", "--help"};
+  for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+    ck_assert_msg(strstr(buf, opts[i]), "--help misses %s", opts[i]);
+}
+END_TEST
+
+START_TEST(no_auth_only_on_loopback) {
+  struct daemon d;
+  setup_dir(&d);
+  char cmd[2400];
+  snprintf(cmd, sizeof cmd, "%s/luact serve --no-auth --listen 0.0.0.0:0 --store %s %s 2>/dev/null",
+           LC_BINARY_DIR, d.store, d.agents);
+  int st = system(cmd);
+  ck_assert_int_eq(WEXITSTATUS(st), 2);
+  snprintf(cmd, sizeof cmd, "%s/luact serve --store %s %s 2>/dev/null", LC_BINARY_DIR, d.store,
+           d.agents);
+  st = system(cmd); /* neither --tokens nor --no-auth */
+  ck_assert_int_eq(WEXITSTATUS(st), 2);
+}
+END_TEST
+
+START_TEST(agents_auth_and_limits) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  cJSON *j = expect(&d, "GET", "/healthz", NULL, NULL, 200);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", "/readyz", NULL, NULL, 401);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", "/readyz", NULL, "not-a-token", 401);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", "/readyz", NULL, A, 200);
+  cJSON_Delete(j);
+  for (int k = 0; k < 2; k++) {
+    const char *base = k ? "/assistants" : "/agents";
+    char p[200];
+    snprintf(p, sizeof p, "%s/search", base);
+    j = expect(&d, "POST", p, "{\"limit\":100}", A, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 5);
+    cJSON_Delete(j);
+    snprintf(p, sizeof p, "%s/echo", base);
+    j = expect(&d, "GET", p, NULL, A, 200);
+    ck_assert_str_eq(str(j, "description"), "echoes its input");
+    cJSON_Delete(j);
+    snprintf(p, sizeof p, "%s/echo/schemas", base);
+    j = expect(&d, "GET", p, NULL, A, 200);
+    ck_assert_str_eq(str(cJSON_GetObjectItem(j, "input_schema"), "type"), "object");
+    cJSON_Delete(j);
+    snprintf(p, sizeof p, "%s/nope", base);
+    j = expect(&d, "GET", p, NULL, A, 404);
+    cJSON_Delete(j);
+  }
+  /* Bad JSON, a body that is no object, an unknown agent, no agent. */
+  j = expect(&d, "POST", "/runs/wait", "{not json", A, 400);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/runs/wait", "[1,2]", A, 422);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"nope\"}", A, 404);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/runs", "{\"input\":1}", A, 422);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/threads", "{bad", A, 400);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", "/no/such/route", NULL, A, 404);
+  cJSON_Delete(j);
+  /* Over --max-body (4096): 413, and the daemon still answers. */
+  char *big = malloc(10000);
+  memset(big, ' ', 9999);
+  big[0] = '{';
+  memcpy(big + 9990, "\"a\":1}", 6);
+  big[9996] = 0;
+  j = expect(&d, "POST", "/threads", big, A, 413);
+  cJSON_Delete(j);
+  free(big);
+  j = expect(&d, "GET", "/healthz", NULL, NULL, 200);
+  cJSON_Delete(j);
+  struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+  ck_assert_int_eq(m.code, 200);
+  ck_assert_ptr_nonnull(strstr(m.body, "# TYPE luact_runs_created_total counter"));
+  ck_assert_ptr_nonnull(strstr(m.body, "luact_http_rejected_total{reason=\"body_size\"} 1"));
+  resp_free(&m);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+START_TEST(threads_and_tenants) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  cJSON *t = expect(&d, "POST", "/threads", "{\"metadata\":{\"user\":\"ann\"}}", A, 200);
+  char tid[80], p[300];
+  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
+  ck_assert_str_eq(str(t, "status"), "idle");
+  cJSON_Delete(t);
+  snprintf(p, sizeof p, "/threads/%s", tid);
+  cJSON *j = expect(&d, "GET", p, NULL, A, 200);
+  cJSON_Delete(j);
+  /* Another tenant sees nothing of it: 404, never 403. */
+  j = expect(&d, "GET", p, NULL, B, 404);
+  cJSON_Delete(j);
+  j = expect(&d, "PATCH", p, "{\"metadata\":{\"x\":1}}", B, 404);
+  cJSON_Delete(j);
+  j = expect(&d, "PATCH", p, "{\"metadata\":{\"x\":1}}", A, 200);
+  ck_assert_str_eq(str(cJSON_GetObjectItem(j, "metadata"), "user"), "ann");
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/threads/search", "{\"metadata\":{\"x\":1}}", A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 1);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/threads/search", "{}", B, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 0);
+  cJSON_Delete(j);
+  /* Two runs on the thread: the second sees the first's values. */
+  snprintf(p, sizeof p, "/threads/%s/runs/wait", tid);
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"echo\",\"input\":{\"a\":1}}", A, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "n")->valueint, 1);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"echo\",\"input\":{\"a\":2}}", A, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "n")->valueint, 2);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"echo\"}", B, 404);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/history", tid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 2);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/state", tid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "n")->valueint, 2);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/copy", tid);
+  j = expect(&d, "POST", p, "{}", A, 200);
+  ck_assert_str_ne(str(j, "thread_id"), tid);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "n")->valueint, 2);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 2);
+  char rid[80], rp[400];
+  snprintf(rid, sizeof rid, "%s", str(cJSON_GetArrayItem(j, 0), "run_id"));
+  ck_assert_str_eq(str(cJSON_GetArrayItem(j, 0), "status"), "success");
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/threads/%s/runs/%s", tid, rid);
+  j = expect(&d, "GET", rp, NULL, A, 200);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", rp, NULL, B, 404);
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/threads/%s/runs/%s/join", tid, rid);
+  j = expect(&d, "GET", rp, NULL, A, 200);
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/threads/%s/runs/%s", tid, rid);
+  j = expect(&d, "DELETE", rp, NULL, B, 404);
+  cJSON_Delete(j);
+  j = expect(&d, "DELETE", rp, NULL, A, 204);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", rp, NULL, A, 404);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s", tid);
+  j = expect(&d, "DELETE", p, NULL, B, 404);
+  cJSON_Delete(j);
+  j = expect(&d, "DELETE", p, NULL, A, 204);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", p, NULL, A, 404);
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+/* Waits (polling the API) until the run's luact_status is one of want. */
+static void await_status(struct daemon *d, const char *path, const char *want) {
+  for (;;) {
+    cJSON *j = expect(d, "GET", path, NULL, A, 200);
+    int done = strstr(want, str(j, "luact_status")) != NULL && *str(j, "luact_status");
+    cJSON_Delete(j);
+    if (done) return;
+    nap(20);
+  }
+}
+
+START_TEST(interrupt_resume_cancel_idempotency) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  cJSON *t = expect(&d, "POST", "/threads", "{}", A, 200);
+  char tid[80], p[300], rp[400];
+  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
+  cJSON_Delete(t);
+  snprintf(p, sizeof p, "/threads/%s/runs/wait", tid);
+  cJSON *j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\"}", A, 200);
+  const cJSON *intr = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "__interrupt__"), 0);
+  ck_assert_str_eq(str(intr, "value"), "your name?");
+  char rid[80];
+  snprintf(rid, sizeof rid, "%s", str(intr, "id"));
+  cJSON_Delete(j);
+  /* The thread is interrupted; reject refuses a second run, enqueue takes it. */
+  snprintf(p, sizeof p, "/threads/%s", tid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_str_eq(str(j, "status"), "interrupted");
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"echo\"}", A, 409);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"echo\",\"multitask_strategy\":\"enqueue\"}", A,
+             200);
+  char queued[80];
+  snprintf(queued, sizeof queued, "%s", str(j, "run_id"));
+  ck_assert_str_eq(str(j, "status"), "pending");
+  cJSON_Delete(j);
+  /* Restart in between: the question survives. */
+  stop(&d, SIGKILL);
+  start(&d, NULL);
+  snprintf(p, sizeof p, "/threads/%s/runs/wait", tid);
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"Ann\"}}", A,
+             200);
+  /* The wait returns when the answered run ends; the enqueued run then
+   * runs after it. */
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/threads/%s/runs/%s", tid, rid);
+  await_status(&d, rp, "finished");
+  snprintf(rp, sizeof rp, "/threads/%s/runs/%s/join", tid, rid);
+  j = expect(&d, "GET", rp, NULL, A, 200);
+  cJSON_Delete(j);
+  /* The same answer again is harmless; another is refused. */
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"Ann\"}}", A,
+             200);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"Bo\"}}", A,
+             409);
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/threads/%s/runs/%s", tid, queued);
+  await_status(&d, rp, "finished");
+  /* Idempotency-Key: the same run twice. */
+  struct resp r1 = req(&d, "POST", "/runs", "{\"assistant_id\":\"echo\"}", A, "Idempotency-Key: k1");
+  struct resp r2 = req(&d, "POST", "/runs", "{\"assistant_id\":\"echo\"}", A, "Idempotency-Key: k1");
+  struct resp r3 = req(&d, "POST", "/runs", "{\"assistant_id\":\"echo\"}", B, "Idempotency-Key: k1");
+  ck_assert_int_eq(r1.code, 200);
+  cJSON *a1 = cJSON_Parse(r1.body), *a2 = cJSON_Parse(r2.body), *a3 = cJSON_Parse(r3.body);
+  ck_assert_str_eq(str(a1, "run_id"), str(a2, "run_id"));
+  ck_assert_str_ne(str(a1, "run_id"), str(a3, "run_id")); /* keys are per tenant */
+  cJSON_Delete(a1);
+  cJSON_Delete(a2);
+  cJSON_Delete(a3);
+  resp_free(&r1);
+  resp_free(&r2);
+  resp_free(&r3);
+  /* Cancel a waiting run: cancelled, and cancelling again changes nothing. */
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"asker\"}", A, 200);
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/runs/%s", rid);
+  await_status(&d, rp, "waiting_input");
+  snprintf(rp, sizeof rp, "/runs/%s/cancel", rid);
+  j = expect(&d, "POST", rp, NULL, B, 404);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", rp, NULL, A, 202);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", rp, NULL, A, 202);
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/runs/%s", rid);
+  j = expect(&d, "GET", rp, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "cancelled");
+  cJSON_Delete(j);
+  /* Immediate cancel of a running run: one terminal state, cancelled. */
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"slow\",\"input\":{\"steps\":100000}}", A,
+             200);
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/runs/%s", rid);
+  await_status(&d, rp, "running");
+  snprintf(rp, sizeof rp, "/runs/%s/cancel?action=interrupt&wait=1", rid);
+  j = expect(&d, "POST", rp, NULL, A, 202);
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/runs/%s", rid);
+  await_status(&d, rp, "cancelled");
+  /* Cooperative cancel: at the next effect. */
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"slow\",\"input\":{\"steps\":100000}}", A,
+             200);
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/runs/%s", rid);
+  await_status(&d, rp, "running");
+  snprintf(rp, sizeof rp, "/runs/%s/cancel", rid);
+  j = expect(&d, "POST", rp, NULL, A, 202);
+  cJSON_Delete(j);
+  snprintf(rp, sizeof rp, "/runs/%s", rid);
+  await_status(&d, rp, "cancelled");
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+/* Events of an SSE body: ids in order (NULL for events without one). */
+static int sse_ids(const char *body, char ids[][32], int max, int *ends) {
+  int n = 0;
+  *ends = 0;
+  for (const char *p = body; (p = strstr(p, "event: ")); p++) {
+    const char *nl = strchr(p, '\n');
+    if (!strncmp(p, "event: end", 10)) (*ends)++;
+    if (nl && !strncmp(nl + 1, "id: ", 4) && n < max) {
+      sscanf(nl + 5, "%31s", ids[n]);
+      n++;
+    }
+  }
+  return n;
+}
+
+START_TEST(stream_and_resume) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  struct resp r = req(&d, "POST", "/runs/stream",
+                      "{\"assistant_id\":\"slow\",\"input\":{\"steps\":3}}", A, NULL);
+  ck_assert_int_eq(r.code, 200);
+  ck_assert_ptr_nonnull(strstr(r.hdrs, "text/event-stream"));
+  ck_assert_ptr_nonnull(strstr(r.body, "event: metadata"));
+  char ids[64][32];
+  int ends;
+  int n = sse_ids(r.body, ids, 64, &ends);
+  ck_assert_int_eq(ends, 1);
+  ck_assert_int_ge(n, 8); /* header, 2 lines per effect x 6, values, end */
+  for (int i = 1; i < n; i++) ck_assert_msg(strtod(ids[i], NULL) > strtod(ids[i - 1], NULL) ||
+                                                (strtod(ids[i], NULL) == strtod(ids[i - 1], NULL) &&
+                                                 strcmp(ids[i], ids[i - 1]) > 0),
+                                            "ids not increasing: %s then %s", ids[i - 1], ids[i]);
+  ck_assert_ptr_nonnull(strstr(r.body, "\"done\":3"));
+  cJSON *meta = NULL;
+  const char *m = strstr(r.body, "data: ");
+  meta = cJSON_ParseWithLength(m + 6, strcspn(m + 6, "\n"));
+  char rid[80], p[300], h[80];
+  rid[0] = 0;
+  snprintf(rid, sizeof rid, "%s", str(meta, "run_id"));
+  cJSON_Delete(meta);
+  /* Resume after each id: exactly the rest, no duplicate, no gap. */
+  snprintf(p, sizeof p, "/runs/%s/stream", rid);
+  for (int k = 0; k < n; k++) {
+    snprintf(h, sizeof h, "Last-Event-ID: %.31s", ids[k]);
+    struct resp r2 = req(&d, "GET", p, NULL, A, h);
+    char ids2[64][32];
+    int ends2;
+    int n2 = sse_ids(r2.body, ids2, 64, &ends2);
+    ck_assert_int_eq(n2, n - k - 1);
+    for (int i = 0; i < n2; i++) ck_assert_str_eq(ids2[i], ids[k + 1 + i]);
+    resp_free(&r2);
+  }
+  /* Another tenant cannot join it. */
+  struct resp r3 = req(&d, "GET", p, NULL, B, NULL);
+  ck_assert_int_eq(r3.code, 404);
+  resp_free(&r3);
+  /* Token deltas asked for: the gap is announced, never silent. */
+  struct resp r4 = req(&d, "GET", "/runs/x/stream", NULL, A, NULL);
+  ck_assert_int_eq(r4.code, 404);
+  resp_free(&r4);
+  snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages", rid);
+  struct resp r5 = req(&d, "GET", p, NULL, A, "Last-Event-ID: 2");
+  ck_assert_ptr_nonnull(strstr(r5.body, "event: luact/gap"));
+  resp_free(&r5);
+  resp_free(&r);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+START_TEST(store_items) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  cJSON *j = expect(&d, "PUT", "/store/items",
+                    "{\"namespace\":[\"users\",\"ann\"],\"key\":\"prefs\",\"value\":{\"tz\":\"UTC\"}}",
+                    A, 204);
+  cJSON_Delete(j);
+  j = expect(&d, "PUT", "/store/items",
+             "{\"namespace\":[\"users\",\"bo\"],\"key\":\"prefs\",\"value\":{\"tz\":\"CET\"}}", A, 204);
+  cJSON_Delete(j);
+  j = expect(&d, "PUT", "/store/items", "{\"namespace\":[],\"key\":\"x\",\"value\":{}}", A, 422);
+  cJSON_Delete(j);
+  j = expect(&d, "PUT", "/store/items", "{oops", A, 400);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", "/store/items?namespace=users.ann&key=prefs", NULL, A, 200);
+  ck_assert_str_eq(str(cJSON_GetObjectItem(j, "value"), "tz"), "UTC");
+  cJSON_Delete(j);
+  j = expect(&d, "GET", "/store/items?namespace=users.ann&key=prefs", NULL, B, 404);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\":[\"users\"]}", A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 2);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/store/items/search",
+             "{\"namespace_prefix\":[\"users\"],\"filter\":{\"tz\":\"CET\"}}", A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 1);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/store/items/search", "{}", B, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/store/namespaces", "{\"max_depth\":1}", A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "namespaces")), 1);
+  cJSON_Delete(j);
+  j = expect(&d, "DELETE", "/store/items", "{\"namespace\":[\"users\",\"ann\"],\"key\":\"prefs\"}",
+             A, 204);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", "/store/items?namespace=users.ann&key=prefs", NULL, A, 404);
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+/* A provider key and a bearer token never reach a reply, an event or the
+ * log. */
+START_TEST(secrets_canary) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  struct resp r1 = req(&d, "POST", "/runs/wait", "{\"assistant_id\":\"leak\"}", A, NULL);
+  struct resp r2 = req(&d, "POST", "/runs/wait", "{\"assistant_id\":\"leak2\"}", A, NULL);
+  struct resp r3 = req(&d, "POST", "/runs/stream", "{\"assistant_id\":\"leak2\"}", A, NULL);
+  struct resp r4 = req(&d, "GET", "/metrics", NULL, A, NULL);
+  ck_assert_ptr_nonnull(strstr(r1.body, "__error__"));
+  ck_assert_ptr_nonnull(strstr(r2.body, "\"key\""));
+  const char *all[] = {r1.body, r2.body, r3.body, r4.body};
+  for (int i = 0; i < 4; i++) {
+    ck_assert_msg(!strstr(all[i], CANARY), "the key leaked: %s", all[i]);
+    ck_assert_msg(!strstr(all[i], A), "the token leaked: %s", all[i]);
+  }
+  resp_free(&r1);
+  resp_free(&r2);
+  resp_free(&r3);
+  resp_free(&r4);
+  stop(&d, SIGTERM);
+  char *log = lc_test_read_file(d.log, NULL);
+  ck_assert_ptr_nonnull(log);
+  ck_assert_msg(!strstr(log, CANARY), "the key is in the log");
+  ck_assert_msg(!strstr(log, A), "the token is in the log");
+  free(log);
+}
+END_TEST
+
+/* SIGKILL right after runs were accepted and while they run: after a
+ * restart every accepted run finishes, once (one run row each, finished,
+ * with its output). */
+START_TEST(sigkill_and_restart) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "--max-runs 3");
+  enum { N = 12 };
+  char ids[N][80];
+  for (int i = 0; i < N; i++) {
+    cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"slow\",\"input\":{\"steps\":4}}",
+                      A, 200);
+    snprintf(ids[i], sizeof ids[i], "%s", str(j, "run_id"));
+    cJSON_Delete(j);
+  }
+  stop(&d, SIGKILL); /* some queued, some mid-run, maybe some done */
+  start(&d, "--max-runs 3");
+  for (int i = 0; i < N; i++) {
+    char p[300];
+    snprintf(p, sizeof p, "/runs/%.80s/join", ids[i]);
+    cJSON *j = expect(&d, "GET", p, NULL, A, 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "done")->valueint, 4);
+    cJSON_Delete(j);
+    snprintf(p, sizeof p, "/runs/%.80s", ids[i]);
+    j = expect(&d, "GET", p, NULL, A, 200);
+    ck_assert_str_eq(str(j, "luact_status"), "finished");
+    cJSON_Delete(j);
+  }
+  /* One journal per run, each effect's result once. */
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd,
+           "sqlite3 %s \"SELECT count(*) FROM (SELECT run_id, json_extract(line,'$.id') AS e, "
+           "count(*) AS n FROM journal WHERE json_extract(line,'$.type')='result' GROUP BY 1,2 "
+           "HAVING n > 1)\"",
+           d.store);
+  FILE *p = popen(cmd, "r");
+  char out[64] = "";
+  ck_assert_ptr_nonnull(p);
+  ck_assert_ptr_nonnull(fgets(out, sizeof out, p));
+  pclose(p);
+  ck_assert_int_eq(atoi(out), 0);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+Suite *serve_suite(void) {
+  Suite *s = suite_create("serve");
+  TCase *tc = tcase_create("serve");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, help_lists_options);
+  tcase_add_test(tc, no_auth_only_on_loopback);
+  tcase_add_test(tc, agents_auth_and_limits);
+  tcase_add_test(tc, threads_and_tenants);
+  tcase_add_test(tc, interrupt_resume_cancel_idempotency);
+  tcase_add_test(tc, stream_and_resume);
+  tcase_add_test(tc, store_items);
+  tcase_add_test(tc, secrets_canary);
+  tcase_add_test(tc, sigkill_and_restart);
+  suite_add_tcase(s, tc);
+  return s;
+}
