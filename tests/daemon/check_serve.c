@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "util_common.h"
+#include "util_mock.h"
 
 #define CANARY "sk-canary-5f3e9a1b7c2d"
 
@@ -70,6 +71,20 @@ static const char leak2_agent[] =
     "  return {key = os.getenv('OPENAI_API_KEY'), tok = 'tok-alice-secret-1'}\n"
     "end\n";
 
+/* luact.react with one tool; the model is lc-mockllm (OPENAI_BASE_URL). */
+static const char react_agent[] =
+    "local add = luact.tool{ name = 'add', description = 'Adds two numbers.',\n"
+    "  params = { type = 'object', properties = { a = { type = 'number' },\n"
+    "    b = { type = 'number' } }, required = { 'a', 'b' } },\n"
+    "  fn = function(args) return args.a + args.b end }\n"
+    "return { name = 'react', run = function(input, ctx)\n"
+    "  local r = luact.react{ model = 'openai:mock-gpt', tools = { add },\n"
+    "    question = input.question }\n"
+    "  return { status = r.status, answer = r.answer or r.reason }\n"
+    "end }\n";
+
+static char model_url[128]; /* OPENAI_BASE_URL for the daemon, when set */
+
 static void setup_dir(struct daemon *d) {
   memset(d, 0, sizeof *d);
   snprintf(d->dir, sizeof d->dir, "/tmp/lc_serve_XXXXXX");
@@ -89,6 +104,8 @@ static void setup_dir(struct daemon *d) {
   write_file(p, leak_agent);
   snprintf(p, sizeof p, "%s/leak2.lua", d->agents);
   write_file(p, leak2_agent);
+  snprintf(p, sizeof p, "%s/react.lua", d->agents);
+  write_file(p, react_agent);
   write_file(d->tokens, "# token tenant\ntok-alice-secret-1 alice\ntok-bob-secret-2 bob\n");
 }
 
@@ -107,6 +124,7 @@ static void start(struct daemon *d, const char *extra) {
     int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fd, 2);
     setenv("OPENAI_API_KEY", CANARY, 1);
+    if (model_url[0]) setenv("OPENAI_BASE_URL", model_url, 1);
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "exec %s/luact serve --listen 127.0.0.1:0 --store %s --max-body 4096 --tokens %s %s %s",
@@ -271,7 +289,7 @@ START_TEST(agents_auth_and_limits) {
     char p[200];
     snprintf(p, sizeof p, "%s/search", base);
     j = expect(&d, "POST", p, "{\"limit\":100}", A, 200);
-    ck_assert_int_eq(cJSON_GetArraySize(j), 5);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 6);
     cJSON_Delete(j);
     snprintf(p, sizeof p, "%s/echo", base);
     j = expect(&d, "GET", p, NULL, A, 200);
@@ -709,6 +727,34 @@ START_TEST(sigkill_and_restart) {
 }
 END_TEST
 
+/* The official LangGraph JS SDK drives the daemon (tests/daemon/js;
+ * scripts/test installs it with npm ci). */
+START_TEST(sdk_langgraph_js) {
+  char js[600], mod[700];
+  snprintf(js, sizeof js, "%s/tests/daemon/js", lc_test_source_dir());
+  snprintf(mod, sizeof mod, "%s/node_modules/@langchain/langgraph-sdk/package.json", js);
+  ck_assert_msg(access(mod, R_OK) == 0,
+                "the SDK is not installed: run `npm ci` in %s (scripts/test does)", js);
+  struct lc_mock m;
+  char mock[600];
+  snprintf(mock, sizeof mock, "%s/examples/hello/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&m, mock, NULL), 0);
+  snprintf(model_url, sizeof model_url, "%s/v1", m.base_url);
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  char cmd[2000];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && LUACT_URL=http://127.0.0.1:%d LUACT_TOKEN=%s node sdk_test.mjs >&2", js,
+           d.port, A);
+  int st = system(cmd);
+  model_url[0] = 0;
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  lc_mock_stop(&m);
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the SDK checks failed (stderr above)");
+}
+END_TEST
+
 Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("serve");
@@ -722,6 +768,7 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, store_items);
   tcase_add_test(tc, secrets_canary);
   tcase_add_test(tc, sigkill_and_restart);
+  tcase_add_test(tc, sdk_langgraph_js);
   suite_add_tcase(s, tc);
   return s;
 }
