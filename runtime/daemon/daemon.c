@@ -32,7 +32,7 @@ static const char usage_serve[] =
     "\n"
     "Serves the agents in AGENTS_DIR over the Agent Protocol (and LangGraph's\n"
     "route names), with durable runs in the run store. Each AGENTS_DIR/*.lua\n"
-    "and AGENTS_DIR/*/agent.lua is an agent: a script that returns its run\n"
+    "and AGENTS_DIR/*/serve.lua is an agent: a script that returns its run\n"
     "function, or a table {run = fn, name =, description =, input_schema =,\n"
     "output_schema =}. See docs/serve.md.\n"
     "\n"
@@ -142,6 +142,10 @@ static int load_agent(struct lc_serve *s, const char *file, const char *base,
   lua_State *L = luaL_newstate();
   if (!L) return -1;
   lc_lua_setup(L);
+  lua_createtable(L, 0, 1); /* arg[0]: the script, as when it runs */
+  lua_pushstring(L, abs);
+  lua_rawseti(L, -2, 0);
+  lua_setglobal(L, "arg");
   int ok = 0;
   if (luaL_loadfilex(L, abs, "t") != LUA_OK || lc_lua_pcall(L, 0, 1) != LUA_OK) {
     lc_serve_log(s, "error", "agent_load_failed", NULL, lua_tostring(L, -1));
@@ -196,7 +200,7 @@ static int load_agents(struct lc_serve *s) {
       snprintf(path, sizeof path, "%s/%s", s->agents_dir, e->d_name);
       snprintf(base, sizeof base, "%.*s", (int)(n - 4), e->d_name);
     } else {
-      snprintf(path, sizeof path, "%s/%s/agent.lua", s->agents_dir, e->d_name);
+      snprintf(path, sizeof path, "%s/%s/serve.lua", s->agents_dir, e->d_name);
       snprintf(base, sizeof base, "%s", e->d_name);
       struct stat st;
       if (stat(path, &st) || !S_ISREG(st.st_mode)) continue;

@@ -84,6 +84,9 @@ static const char react_agent[] =
     "end }\n";
 
 static char model_url[128]; /* OPENAI_BASE_URL for the daemon, when set */
+static char shipping_url[128]; /* SHOPBOT_SHIPPING_URL, when set */
+static char shopbot_data[300];
+static char agents_override[600]; /* serve this folder instead of d->agents */
 
 static void setup_dir(struct daemon *d) {
   memset(d, 0, sizeof *d);
@@ -125,10 +128,16 @@ static void start(struct daemon *d, const char *extra) {
     dup2(fd, 2);
     setenv("OPENAI_API_KEY", CANARY, 1);
     if (model_url[0]) setenv("OPENAI_BASE_URL", model_url, 1);
+    if (shipping_url[0]) {
+      setenv("SHOPBOT_SHIPPING_URL", shipping_url, 1);
+      setenv("SHOPBOT_DATA", shopbot_data, 1);
+      setenv("LUACT_MODEL", "openai:mock-gpt", 1);
+    }
     char cmd[4096];
     snprintf(cmd, sizeof cmd,
              "exec %s/luact serve --listen 127.0.0.1:0 --store %s --max-body 4096 --tokens %s %s %s",
-             LC_BINARY_DIR, d->store, d->tokens, extra ? extra : "", d->agents);
+             LC_BINARY_DIR, d->store, d->tokens, extra ? extra : "",
+             agents_override[0] ? agents_override : d->agents);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
     _exit(127);
   }
@@ -755,6 +764,106 @@ START_TEST(sdk_langgraph_js) {
 }
 END_TEST
 
+/* ShopBot as an agent of `luact serve examples/`: the customer talks
+ * through the API, each question an interrupt, each answer a resume
+ * command; the daemon is SIGKILLed and restarted between two answers.
+ * One label and one email in the end. */
+START_TEST(shopbot_across_restart) {
+  struct lc_mock m;
+  char path[700];
+  snprintf(path, sizeof path, "%s/examples/shopbot/mock.json", lc_test_source_dir());
+  ck_assert_int_eq(lc_mock_start_file(&m, path, NULL), 0);
+  snprintf(model_url, sizeof model_url, "%s/v1", m.base_url);
+  struct daemon d;
+  setup_dir(&d);
+  char shipout[400];
+  snprintf(shipout, sizeof shipout, "%s/ship.out", d.dir);
+  snprintf(shopbot_data, sizeof shopbot_data, "%s/data", d.dir);
+  pid_t ship = fork();
+  if (ship == 0) {
+    int fd = open(shipout, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 1);
+    char db[400];
+    snprintf(db, sizeof db, "%s/shipping.db", d.dir);
+    execl(LC_BINARY_DIR "/shopbot-shipping", "shopbot-shipping", "--db", db, (char *)NULL);
+    _exit(127);
+  }
+  for (;;) { /* until it says where it listens */
+    char *t = lc_test_read_file(shipout, NULL);
+    const char *p = t ? strstr(t, "listening on ") : NULL;
+    if (p && strchr(p, '\n')) {
+      snprintf(shipping_url, sizeof shipping_url, "http://%.*s", (int)strcspn(p + 13, "\n"),
+               p + 13);
+      free(t);
+      break;
+    }
+    free(t);
+    int st;
+    ck_assert_msg(waitpid(ship, &st, WNOHANG) == 0, "shopbot-shipping exited");
+    nap(20);
+  }
+  snprintf(agents_override, sizeof agents_override, "%s/examples", lc_test_source_dir());
+  start(&d, NULL);
+  cJSON *t = expect(&d, "POST", "/threads", "{}", A, 200);
+  char tid[80], p[300];
+  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
+  cJSON_Delete(t);
+  snprintf(p, sizeof p, "/threads/%s/runs/wait", tid);
+  cJSON *j = expect(&d, "POST", p,
+                    "{\"assistant_id\":\"shopbot\",\"input\":{\"message\":"
+                    "\"Hi, I'd like to return the jeans I bought.\"}}",
+                    A, 200);
+  const char *answers[] = {"It's A1001", "Just the jeans, please.", "Yes, only the jeans.",
+                           "alice@example.com"};
+  for (int i = 0; i < 4; i++) {
+    const cJSON *q = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "__interrupt__"), 0);
+    ck_assert_msg(q != NULL, "answer %d: no question", i);
+    cJSON_Delete(j);
+    if (i == 2) { /* the daemon dies between two answers */
+      stop(&d, SIGKILL);
+      start(&d, NULL);
+    }
+    char body[300];
+    snprintf(body, sizeof body,
+             "{\"assistant_id\":\"shopbot\",\"command\":{\"resume\":\"%s\"}}", answers[i]);
+    j = expect(&d, "POST", p, body, A, 200);
+  }
+  ck_assert_str_eq(str(j, "status"), "finished");
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  agents_override[0] = model_url[0] = 0;
+  /* One label, one email. */
+  CURL *c = curl_easy_init();
+  struct resp r = {0};
+  r.body = calloc(1, 1);
+  char u[200];
+  snprintf(u, sizeof u, "%s/_requests", shipping_url);
+  shipping_url[0] = 0;
+  curl_easy_setopt(c, CURLOPT_URL, u);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+  ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+  curl_easy_cleanup(c);
+  cJSON *reqs = cJSON_Parse(r.body);
+  int labels = 0;
+  const cJSON *x;
+  cJSON_ArrayForEach(x, reqs) labels += !strcmp(str(x, "path"), "/labels") && str(x, "label_id")[0];
+  cJSON_Delete(reqs);
+  resp_free(&r);
+  ck_assert_int_eq(labels, 1);
+  char cmd[500];
+  snprintf(cmd, sizeof cmd, "ls %s/outbox/new | wc -l", shopbot_data);
+  FILE *f = popen(cmd, "r");
+  char out[32] = "";
+  ck_assert_ptr_nonnull(fgets(out, sizeof out, f));
+  pclose(f);
+  ck_assert_int_eq(atoi(out), 1);
+  kill(ship, SIGTERM);
+  waitpid(ship, NULL, 0);
+  lc_mock_stop(&m);
+}
+END_TEST
+
 Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("serve");
@@ -769,6 +878,7 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, secrets_canary);
   tcase_add_test(tc, sigkill_and_restart);
   tcase_add_test(tc, sdk_langgraph_js);
+  tcase_add_test(tc, shopbot_across_restart);
   suite_add_tcase(s, tc);
   return s;
 }
