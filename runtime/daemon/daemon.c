@@ -337,6 +337,150 @@ static void on_kill(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
 
 static void pump(struct lc_serve *s);
 
+static const char *jstr(const cJSON *o, const char *k);
+
+/* ---- luact.store: the daemon's key-value store, from scripts ---- */
+
+struct store_ctx {
+  struct lc_serve *s;
+  const char *tenant;
+};
+
+/* The raw operations (upvalue 1: struct store_ctx). Namespaces arrive as
+ * the stored key (labels each ended by \x1f), values as JSON text. */
+static int l_store_put(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2),
+             *val = luaL_checkstring(L, 3);
+  char err[256];
+  double now = lc_serve_now();
+  if (lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
+                     "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
+                     "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, ns, key) DO UPDATE SET "
+                     "value=excluded.value, updated=excluded.updated",
+                     "ssssdd", c->tenant, ns, key, val, now, now)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_store_get(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(c->s->ds, &rows, err, sizeof err,
+                 "SELECT value FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", c->tenant,
+                 ns, key);
+  const char *v = jstr(cJSON_GetArrayItem(rows, 0), "value");
+  if (v) lua_pushstring(L, v);
+  else lua_pushnil(L);
+  cJSON_Delete(rows);
+  return 1;
+}
+
+static int l_store_delete(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+  char err[256];
+  lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
+                 "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", c->tenant, ns,
+                 key);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* search(prefix, limit) -> JSON text: [{"ns": key, "key": k, "value": {...}}] */
+static int l_store_search(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1);
+  long limit = (long)luaL_optinteger(L, 2, 10);
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(c->s->ds, &rows, err, sizeof err,
+                 "SELECT ns, key, value FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? "
+                 "ORDER BY updated DESC LIMIT ?",
+                 "sssi", c->tenant, ns, ns, limit);
+  cJSON *r;
+  cJSON_ArrayForEach(r, rows) {
+    const char *v = jstr(r, "value");
+    cJSON *pv = v ? cJSON_Parse(v) : NULL;
+    cJSON_ReplaceItemInObject(r, "value", pv ? pv : cJSON_CreateNull());
+  }
+  char *t = cJSON_PrintUnformatted(rows ? rows : cJSON_CreateArray());
+  cJSON_Delete(rows);
+  lua_pushstring(L, t ? t : "[]");
+  cJSON_free(t);
+  return 1;
+}
+
+/* Each operation is a journaled effect (luact.effect): a resumed run gets
+ * what it read and wrote the first time instead of doing it again. */
+static const char store_lua[] =
+    "local raw = ...\n"
+    "local J = luact.json\n"
+    "local function nskey(ns, who, empty)\n"
+    "  if type(ns) ~= 'table' or (#ns == 0 and not empty) then\n"
+    "    error('luact.store.' .. who .. ': the namespace must be a list of labels', 3) end\n"
+    "  for i = 1, #ns do\n"
+    "    local l = ns[i]\n"
+    "    if type(l) ~= 'string' or l == '' or l:find('[%z\\31.]') then\n"
+    "      error('luact.store.' .. who .. ': bad namespace label ' .. tostring(l), 3) end\n"
+    "  end\n"
+    "  return #ns == 0 and '' or table.concat(ns, '\\31') .. '\\31'\n"
+    "end\n"
+    "local S = {}\n"
+    "function S.put(ns, key, value)\n"
+    "  local k = nskey(ns, 'put')\n"
+    "  if type(key) ~= 'string' then error('luact.store.put: key must be a string', 2) end\n"
+    "  if type(value) ~= 'table' then error('luact.store.put: value must be a table', 2) end\n"
+    "  local v = J.encode(value)\n"
+    "  return luact.effect('store', 'put', {namespace = ns, key = key, value = value},\n"
+    "    'idempotent', function() return raw.put(k, key, v) end)\n"
+    "end\n"
+    "function S.get(ns, key)\n"
+    "  local k = nskey(ns, 'get')\n"
+    "  if type(key) ~= 'string' then error('luact.store.get: key must be a string', 2) end\n"
+    "  local v = luact.effect('store', 'get', {namespace = ns, key = key}, 'pure',\n"
+    "    function() return raw.get(k, key) end)\n"
+    "  return v and J.decode(v) or nil\n"
+    "end\n"
+    "function S.delete(ns, key)\n"
+    "  local k = nskey(ns, 'delete')\n"
+    "  return luact.effect('store', 'delete', {namespace = ns, key = key}, 'idempotent',\n"
+    "    function() return raw.delete(k, key) end)\n"
+    "end\n"
+    "function S.search(prefix, opts)\n"
+    "  local k = nskey(prefix or {}, 'search', true)\n"
+    "  local limit = opts and opts.limit or 10\n"
+    "  local t = luact.effect('store', 'search', {prefix = prefix or {}, limit = limit}, 'pure',\n"
+    "    function() return raw.search(k, limit) end)\n"
+    "  local out = {}\n"
+    "  for _, it in ipairs(J.decode(t)) do\n"
+    "    local ns = {}\n"
+    "    for l in it.ns:gmatch('([^\\31]+)\\31') do ns[#ns + 1] = l end\n"
+    "    out[#out + 1] = {namespace = ns, key = it.key, value = it.value}\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "luact.store = S\n";
+
+/* [-0, +0, e] Sets luact.store in L for a run of tenant c->tenant. */
+static int open_store(lua_State *L, struct store_ctx *c) {
+  if (luaL_loadbufferx(L, store_lua, sizeof store_lua - 1, "=luact.store", "t") != LUA_OK)
+    return -1;
+  static const luaL_Reg fns[] = {{"put", l_store_put}, {"get", l_store_get},
+                                 {"delete", l_store_delete}, {"search", l_store_search},
+                                 {NULL, NULL}};
+  lua_newtable(L);
+  lua_pushlightuserdata(L, c);
+  luaL_setfuncs(L, fns, 1);
+  return lc_lua_pcall(L, 1, 0) == LUA_OK ? 0 : -1;
+}
+
 struct run_in {
   char *agent, *input, *ctx, *thread, *tenant;
 };
@@ -473,6 +617,9 @@ static void *run_thread(void *ud) {
     goto final;
   }
   lc_l_journal_attach(L, jr);
+  struct store_ctx sctx = {.s = s, .tenant = ri.tenant ? ri.tenant : "default"};
+  if (open_store(L, &sctx)) lc_serve_log(s, "error", "store_binding", a->id, lua_tostring(L, -1));
+  lua_settop(L, 0);
   lua_createtable(L, 0, 1);
   lua_pushstring(L, ag->file);
   lua_rawseti(L, -2, 0);

@@ -88,6 +88,16 @@ static char shipping_url[128]; /* SHOPBOT_SHIPPING_URL, when set */
 static char shopbot_data[300];
 static char agents_override[600]; /* serve this folder instead of d->agents */
 
+/* luact.store from a script: writes, reads back, searches. */
+static const char mem_agent[] =
+    "return function(input, ctx)\n"
+    "  luact.store.put({'notes', ctx.run_id}, 'n1', {text = input.text})\n"
+    "  local v = luact.store.get({'notes', ctx.run_id}, 'n1')\n"
+    "  local found = luact.store.search({'notes'}, {limit = 100})\n"
+    "  local ok, err = pcall(luact.store.put, {}, 'k', {})\n"
+    "  return {got = v.text, found = #found, refused = not ok}\n"
+    "end\n";
+
 static void setup_dir(struct daemon *d) {
   memset(d, 0, sizeof *d);
   snprintf(d->dir, sizeof d->dir, "/tmp/lc_serve_XXXXXX");
@@ -107,6 +117,8 @@ static void setup_dir(struct daemon *d) {
   write_file(p, leak_agent);
   snprintf(p, sizeof p, "%s/leak2.lua", d->agents);
   write_file(p, leak2_agent);
+  snprintf(p, sizeof p, "%s/mem.lua", d->agents);
+  write_file(p, mem_agent);
   snprintf(p, sizeof p, "%s/react.lua", d->agents);
   write_file(p, react_agent);
   write_file(d->tokens, "# token tenant\ntok-alice-secret-1 alice\ntok-bob-secret-2 bob\n");
@@ -298,7 +310,7 @@ START_TEST(agents_auth_and_limits) {
     char p[200];
     snprintf(p, sizeof p, "%s/search", base);
     j = expect(&d, "POST", p, "{\"limit\":100}", A, 200);
-    ck_assert_int_eq(cJSON_GetArraySize(j), 6);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 7);
     cJSON_Delete(j);
     snprintf(p, sizeof p, "%s/echo", base);
     j = expect(&d, "GET", p, NULL, A, 200);
@@ -656,6 +668,21 @@ START_TEST(store_items) {
              A, 204);
   cJSON_Delete(j);
   j = expect(&d, "GET", "/store/items?namespace=users.ann&key=prefs", NULL, A, 404);
+  cJSON_Delete(j);
+  /* luact.store in a script: the run's tenant's store, through the API. */
+  j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"mem\",\"input\":{\"text\":\"hi\"}}",
+             A, 200);
+  ck_assert_str_eq(str(j, "got"), "hi");
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "found")->valueint, 1);
+  ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "refused")));
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\":[\"notes\"]}", A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 1);
+  ck_assert_str_eq(str(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "items"), 0),
+                                           "value"), "text"), "hi");
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\":[\"notes\"]}", B, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
   cJSON_Delete(j);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
 }
