@@ -472,8 +472,14 @@ struct sse {
   int meta, gap, done, tokens;
   char *buf;
   size_t len, off, cap;
-  time_t last_send;
+  double last_send; /* monotonic seconds */
 };
+
+static double mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static void sse_put(struct sse *e, const char *event, const char *id, const char *data) {
   size_t need = strlen(event) + (id ? strlen(id) : 0) + strlen(data) + 64;
@@ -591,16 +597,18 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
       size_t k = e->len - e->off < max ? e->len - e->off : max;
       memcpy(buf, e->buf + e->off, k);
       e->off += k;
-      e->last_send = time(NULL);
+      e->last_send = mono();
       return (ssize_t)k;
     }
     e->len = e->off = 0;
     if (e->done || atomic_load(&e->s->stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
     sse_fill(e);
     if (e->len) continue;
-    if (time(NULL) - e->last_send >= 15) {
-      sse_put(e, "", NULL, "");
-      e->len = 0;
+    /* Every 15 s, or twice per --conn-timeout when that is shorter (an
+     * idle stream would be cut as a slow client). */
+    double every = e->s->conn_timeout_s / 2.0 < 15 ? e->s->conn_timeout_s / 2.0 : 15;
+    if (mono() - e->last_send >= every) {
+      sse_put(e, "", NULL, ""); /* makes room */
       const char ka[] = ": keep-alive\n\n";
       memcpy(e->buf, ka, sizeof ka - 1);
       e->len = sizeof ka - 1;
@@ -655,7 +663,7 @@ static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, 
   e->tokens = tokens;
   last_event(c, &e->seq, &e->sub);
   if (e->seq > 0) e->meta = !tokens; /* a resumed stream: metadata again only with the gap */
-  e->last_send = time(NULL);
+  e->last_send = mono();
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, e,
                                                              sse_free);
   if (!r) {

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,6 +92,9 @@ static char shopbot_data[300];
 static char agents_override[600]; /* serve this folder instead of d->agents */
 
 /* luact.store from a script: writes, reads back, searches. */
+static const char sleeper_agent[] =
+    "return function(input, ctx) luact.sleep(input.s) return {slept = input.s} end\n";
+
 static const char mem_agent[] =
     "return function(input, ctx)\n"
     "  luact.store.put({'notes', ctx.run_id}, 'n1', {text = input.text})\n"
@@ -117,6 +123,8 @@ static void setup_dir(struct daemon *d) {
   write_file(p, leak_agent);
   snprintf(p, sizeof p, "%s/leak2.lua", d->agents);
   write_file(p, leak2_agent);
+  snprintf(p, sizeof p, "%s/sleeper.lua", d->agents);
+  write_file(p, sleeper_agent);
   snprintf(p, sizeof p, "%s/mem.lua", d->agents);
   write_file(p, mem_agent);
   snprintf(p, sizeof p, "%s/react.lua", d->agents);
@@ -310,7 +318,7 @@ START_TEST(agents_auth_and_limits) {
     char p[200];
     snprintf(p, sizeof p, "%s/search", base);
     j = expect(&d, "POST", p, "{\"limit\":100}", A, 200);
-    ck_assert_int_eq(cJSON_GetArraySize(j), 7);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 8);
     cJSON_Delete(j);
     snprintf(p, sizeof p, "%s/echo", base);
     j = expect(&d, "GET", p, NULL, A, 200);
@@ -891,6 +899,95 @@ START_TEST(shopbot_across_restart) {
 }
 END_TEST
 
+/* Streams stay under --max-streams (503 beyond), so that /healthz and run
+ * creation still get a connection; an idle client is cut off. */
+START_TEST(limits_and_slow_clients) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "--max-conns 8 --max-streams 3 --conn-timeout 1");
+  FILE *streams[3];
+  for (int i = 0; i < 3; i++) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd,
+             "curl -sN -H 'Authorization: Bearer " A "' -d '{\"assistant_id\":\"sleeper\","
+             "\"input\":{\"s\":3}}' http://127.0.0.1:%d/runs/stream",
+             d.port);
+    streams[i] = popen(cmd, "r");
+    char line[256];
+    /* Until the stream is open (its first event). */
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, streams[i]));
+    ck_assert_ptr_nonnull(strstr(line, "event: metadata"));
+  }
+  struct resp r = req(&d, "POST", "/runs/stream", "{\"assistant_id\":\"echo\"}", A, NULL);
+  ck_assert_int_eq(r.code, 503);
+  resp_free(&r);
+  cJSON *j = expect(&d, "GET", "/healthz", NULL, NULL, 200);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"echo\"}", A, 200);
+  cJSON_Delete(j);
+  /* A client that sends half a request and waits is cut off. */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d.port)};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  const char half[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+  ck_assert_int_eq(write(fd, half, sizeof half - 1), (ssize_t)(sizeof half - 1));
+  char buf[256];
+  ssize_t n = read(fd, buf, sizeof buf); /* blocks until the daemon closes */
+  ck_assert_int_le(n, 0);
+  close(fd);
+  for (int i = 0; i < 3; i++) {
+    char all[65536];
+    size_t k = fread(all, 1, sizeof all - 1, streams[i]);
+    all[k] = 0;
+    ck_assert_ptr_nonnull(strstr(all, "\"slept\":3"));
+    pclose(streams[i]);
+  }
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+/* SIGTERM with a run going and no grace left: the daemon exits 0, and the
+ * next start resumes the run from its journal. */
+START_TEST(sigterm_then_resume) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "--grace 0");
+  cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"slow\",\"input\":{\"steps\":30}}",
+                    A, 200);
+  char rid[80], p[300];
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  await_status(&d, p, "running");
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  start(&d, NULL);
+  snprintf(p, sizeof p, "/runs/%s/join", rid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "done")->valueint, 30);
+  cJSON_Delete(j);
+  struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+  ck_assert_ptr_nonnull(strstr(m.body, "luact_runs_resumed_total 1"));
+  ck_assert_ptr_null(strstr(m.body, rid)); /* never a run id in a metric */
+  resp_free(&m);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
+/* A stream with nothing to say for 15 s gets a keep-alive comment. */
+START_TEST(keep_alive) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "--conn-timeout 30");
+  struct resp r = req(&d, "POST", "/runs/stream", "{\"assistant_id\":\"sleeper\",\"input\":{\"s\":16}}",
+                      A, NULL);
+  ck_assert_ptr_nonnull(strstr(r.body, ": keep-alive"));
+  ck_assert_ptr_nonnull(strstr(r.body, "\"slept\":16"));
+  resp_free(&r);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+}
+END_TEST
+
 Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("serve");
@@ -906,6 +1003,12 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, sigkill_and_restart);
   tcase_add_test(tc, sdk_langgraph_js);
   tcase_add_test(tc, shopbot_across_restart);
+  tcase_add_test(tc, limits_and_slow_clients);
+  tcase_add_test(tc, sigterm_then_resume);
   suite_add_tcase(s, tc);
+  TCase *slow = tcase_create("keepalive");
+  tcase_set_timeout(slow, 120);
+  tcase_add_test(slow, keep_alive);
+  suite_add_tcase(s, slow);
   return s;
 }
