@@ -726,23 +726,74 @@ START_TEST(secrets_canary) {
 }
 END_TEST
 
-/* SIGKILL right after runs were accepted and while they run: after a
- * restart every accepted run finishes, once (one run row each, finished,
- * with its output). */
+/* The ids of an SSE text, in order, into ids (at most max). */
+static int text_ids(const char *t, long long *ids, int max) {
+  int n = 0;
+  for (const char *p = t; (p = strstr(p, "\nid: ")) && n < max; p++) {
+    double v = strtod(p + 5, NULL); /* "N" or "N.k": N*10+k keeps the order */
+    const char *dot = strchr(p + 5, '.');
+    const char *nl = strchr(p + 5, '\n');
+    long long k = (dot && nl && dot < nl) ? atoll(dot + 1) : 0;
+    ids[n++] = (long long)v * 10 + k;
+  }
+  return n;
+}
+
+/* SIGKILL while runs are queued, running and streamed, several times at
+ * random moments: after the restarts every accepted run has finished, once
+ * (its output, each effect's result once in its journal), and a stream cut
+ * by the kill resumes from its last id with no duplicate and no gap. */
 START_TEST(sigkill_and_restart) {
   struct daemon d;
   setup_dir(&d);
   start(&d, "--max-runs 3");
-  enum { N = 12 };
+  enum { ROUNDS = 4, PER = 6, N = ROUNDS * PER };
   char ids[N][80];
-  for (int i = 0; i < N; i++) {
-    cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"slow\",\"input\":{\"steps\":4}}",
-                      A, 200);
-    snprintf(ids[i], sizeof ids[i], "%s", str(j, "run_id"));
-    cJSON_Delete(j);
+  srand((unsigned)getpid());
+  int n = 0;
+  char last_id[32] = "";
+  char watched[80] = "";
+  long long seen[512];
+  int nseen = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    for (int i = 0; i < PER; i++, n++) {
+      cJSON *j = expect(&d, "POST", "/runs",
+                        "{\"assistant_id\":\"slow\",\"input\":{\"steps\":4}}", A, 200);
+      snprintf(ids[n], sizeof ids[n], "%s", str(j, "run_id"));
+      cJSON_Delete(j);
+    }
+    if (round == 1) {
+      /* A stream of a live run, cut by the kill below. */
+      snprintf(watched, sizeof watched, "%s", ids[n - 1]);
+      char cmd[600];
+      snprintf(cmd, sizeof cmd,
+               "curl -sN -H 'Authorization: Bearer " A "' http://127.0.0.1:%d/runs/%s/stream",
+               d.port, watched);
+      FILE *f = popen(cmd, "r");
+      char line[4096], all[65536] = "";
+      size_t used = 0;
+      int got = 0;
+      while (got < 2 && fgets(line, sizeof line, f)) { /* until two events with ids */
+        got += !strncmp(line, "id: ", 4);
+        used += (size_t)snprintf(all + used, sizeof all - used, "%s", line);
+      }
+      stop(&d, SIGKILL);
+      size_t k = fread(all + used, 1, sizeof all - used - 1, f);
+      all[used + k] = 0;
+      pclose(f);
+      nseen = text_ids(all, seen, 512);
+      ck_assert_int_ge(nseen, 2);
+      const char *lp = NULL;
+      for (const char *p = all; (p = strstr(p, "\nid: ")); p++) lp = p;
+      if (!lp && !strncmp(all, "id: ", 4)) lp = all - 1;
+      ck_assert_ptr_nonnull(lp);
+      sscanf(lp + 5, "%31s", last_id);
+    } else {
+      nap(rand() % 300); /* a random moment: queued, running or done */
+      stop(&d, SIGKILL);
+    }
+    start(&d, "--max-runs 3");
   }
-  stop(&d, SIGKILL); /* some queued, some mid-run, maybe some done */
-  start(&d, "--max-runs 3");
   for (int i = 0; i < N; i++) {
     char p[300];
     snprintf(p, sizeof p, "/runs/%.80s/join", ids[i]);
@@ -754,6 +805,19 @@ START_TEST(sigkill_and_restart) {
     ck_assert_str_eq(str(j, "luact_status"), "finished");
     cJSON_Delete(j);
   }
+  /* The cut stream, resumed: exactly the events after the last id. */
+  char p[300], h[80];
+  snprintf(p, sizeof p, "/runs/%.80s/stream", watched);
+  struct resp full = req(&d, "GET", p, NULL, A, NULL);
+  snprintf(h, sizeof h, "Last-Event-ID: %.31s", last_id);
+  struct resp rest = req(&d, "GET", p, NULL, A, h);
+  long long fids[512], rids[512];
+  int nf = text_ids(full.body, fids, 512), nr = text_ids(rest.body, rids, 512);
+  for (int i = 0; i < nseen; i++) ck_assert(fids[i] == seen[i]); /* same ids after restart */
+  ck_assert_int_eq(nr, nf - nseen);
+  for (int i = 0; i < nr; i++) ck_assert(rids[i] == fids[nseen + i]);
+  resp_free(&full);
+  resp_free(&rest);
   /* One journal per run, each effect's result once. */
   char cmd[1400];
   snprintf(cmd, sizeof cmd,
@@ -761,11 +825,11 @@ START_TEST(sigkill_and_restart) {
            "count(*) AS n FROM journal WHERE json_extract(line,'$.type')='result' GROUP BY 1,2 "
            "HAVING n > 1)\"",
            d.store);
-  FILE *p = popen(cmd, "r");
+  FILE *f = popen(cmd, "r");
   char out[64] = "";
-  ck_assert_ptr_nonnull(p);
-  ck_assert_ptr_nonnull(fgets(out, sizeof out, p));
-  pclose(p);
+  ck_assert_ptr_nonnull(f);
+  ck_assert_ptr_nonnull(fgets(out, sizeof out, f));
+  pclose(f);
   ck_assert_int_eq(atoi(out), 0);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
 }
