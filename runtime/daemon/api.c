@@ -400,6 +400,7 @@ static unsigned create_run(struct lc_serve *s, struct MHD_Connection *c, const c
     goto done;
   }
   atomic_fetch_add(&s->runs_created, 1);
+  atomic_fetch_add(&((struct lc_agent *)lc_serve_agent(s, agent))->created, 1);
   lc_serve_log(s, "info", "run_created", id, agent);
   *out = run_row(s, tenant, id);
   lc_serve_enqueue(s, id, thread, 0);
@@ -685,6 +686,18 @@ static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, 
 
 /* ---- metrics ---- */
 
+/* A label value, escaped as the text format says. */
+static void put_label(FILE *f, const char *v) {
+  for (; *v; v++) {
+    if (*v == '\n') {
+      fputs("\\n", f);
+      continue;
+    }
+    if (*v == '"' || *v == '\\') fputc('\\', f);
+    fputc(*v, f);
+  }
+}
+
 static enum MHD_Result metrics(struct lc_serve *s, struct MHD_Connection *c) {
   char *b = NULL;
   size_t n = 0;
@@ -714,6 +727,28 @@ static enum MHD_Result metrics(struct lc_serve *s, struct MHD_Connection *c) {
              "luact_runs_ended_total{status=\"waiting_input\"} %ld\n",
           atomic_load(&s->runs_done_ok), atomic_load(&s->runs_done_failed),
           atomic_load(&s->runs_done_cancelled), atomic_load(&s->runs_interrupted));
+  /* By agent: the agent names are the folder's files, a bounded set;
+   * quotes, backslashes and newlines escaped as the text format says. */
+  fprintf(f, "# HELP luact_agent_runs_created_total Runs accepted, by agent.\n"
+             "# TYPE luact_agent_runs_created_total counter\n");
+  for (int i = 0; i < s->nagents; i++) {
+    fputs("luact_agent_runs_created_total{agent=\"", f);
+    put_label(f, s->agents[i].id);
+    fprintf(f, "\"} %ld\n", atomic_load(&s->agents[i].created));
+  }
+  fprintf(f, "# HELP luact_agent_runs_ended_total Run executions ended, by agent and status.\n"
+             "# TYPE luact_agent_runs_ended_total counter\n");
+  for (int i = 0; i < s->nagents; i++)
+    for (int k = 0; lc_serve_end_names[k]; k++) {
+      fputs("luact_agent_runs_ended_total{agent=\"", f);
+      put_label(f, s->agents[i].id);
+      fprintf(f, "\",status=\"%s\"} %ld\n", lc_serve_end_names[k],
+              atomic_load(&s->agents[i].ended[k]));
+    }
+  fprintf(f, "# HELP luact_effects_total Effects of run executions: answered from the journal "
+             "(replayed) or run.\n# TYPE luact_effects_total counter\n"
+             "luact_effects_total{how=\"replayed\"} %ld\nluact_effects_total{how=\"ran\"} %ld\n",
+          atomic_load(&s->effects_replayed), atomic_load(&s->effects_ran));
   fprintf(f, "# HELP luact_runs_resumed_total Runs continued from their journal.\n"
              "# TYPE luact_runs_resumed_total counter\nluact_runs_resumed_total %ld\n",
           atomic_load(&s->runs_resumed));

@@ -56,6 +56,9 @@ static const char usage_serve[] =
     "                       10); runs still going resume at the next start\n"
     "  -h, --help           show this help\n";
 
+const char *const lc_serve_end_names[] = {"finished", "failed", "cancelled", "waiting_input",
+                                          "in_doubt", NULL};
+
 /* ---- small helpers ---- */
 
 double lc_serve_now(void) {
@@ -674,6 +677,11 @@ final:
         free(error);
         error = strdup(lc_journal_error(jr));
     }
+    long begun = 0, replayed = 0, ran = 0;
+    lc_journal_counts(jr, &begun, &replayed, &ran);
+    atomic_fetch_add(&s->effects_begun, begun);
+    atomic_fetch_add(&s->effects_replayed, replayed);
+    atomic_fetch_add(&s->effects_ran, ran);
     lc_journal_free(jr); /* every line committed first */
   }
   if (error) lc_secrets_scrub_str(error);
@@ -706,6 +714,9 @@ final:
   else if (!strcmp(status, "cancelled")) atomic_fetch_add(&s->runs_done_cancelled, 1);
   else if (!strcmp(status, "waiting_input")) atomic_fetch_add(&s->runs_interrupted, 1);
   else atomic_fetch_add(&s->runs_done_failed, 1);
+  if (ag)
+    for (int k = 0; lc_serve_end_names[k]; k++)
+      if (!strcmp(lc_serve_end_names[k], status)) atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
   atomic_fetch_add(&s->run_us, (long)((mono_s() - t0) * 1e6));
   atomic_fetch_add(&s->runs_timed, 1);
   free(result);

@@ -25,7 +25,13 @@ struct lc_agent {
   char *file;        /* absolute path */
   char *description;
   char *input_schema, *output_schema; /* JSON text, or NULL */
+  /* metrics: runs created, and run executions ended by status (in the
+   * order of lc_serve_end_names) */
+  atomic_long created, ended[6];
 };
+
+/* "finished", "failed", "cancelled", "waiting_input", "in_doubt", NULL */
+extern const char *const lc_serve_end_names[];
 
 struct lc_token {
   char *token, *tenant;
@@ -59,6 +65,7 @@ struct lc_serve {
       runs_done_failed, runs_done_cancelled, runs_interrupted, runs_resumed, body_rejected,
       auth_rejected, streams_rejected;
   atomic_long queue_wait_us, queue_waits, run_us, runs_timed;
+  atomic_long effects_replayed, effects_ran, effects_begun;
   atomic_int ready;
 };
 

@@ -1022,8 +1022,19 @@ START_TEST(sigterm_then_resume) {
   char rid[80], p[300];
   snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
   cJSON_Delete(j);
-  snprintf(p, sizeof p, "/runs/%s", rid);
-  await_status(&d, p, "running");
+  /* Until a few effects are in its journal (then some are replayed). */
+  for (;;) {
+    char cmd[800], out[32] = "";
+    snprintf(cmd, sizeof cmd, "sqlite3 %s \"SELECT count(*) FROM journal WHERE run_id='%s'\"",
+             d.store, rid);
+    FILE *f = popen(cmd, "r");
+    if (f && fgets(out, sizeof out, f) && atoi(out) >= 6) {
+      pclose(f);
+      break;
+    }
+    if (f) pclose(f);
+    nap(20);
+  }
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
   start(&d, NULL);
   snprintf(p, sizeof p, "/runs/%s/join", rid);
@@ -1032,6 +1043,9 @@ START_TEST(sigterm_then_resume) {
   cJSON_Delete(j);
   struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
   ck_assert_ptr_nonnull(strstr(m.body, "luact_runs_resumed_total 1"));
+  ck_assert_ptr_nonnull(strstr(m.body, "luact_agent_runs_ended_total{agent=\"slow\",status=\"finished\"} 1"));
+  ck_assert_ptr_nonnull(strstr(m.body, "luact_effects_total{how=\"replayed\"} "));
+  ck_assert_ptr_null(strstr(m.body, "luact_effects_total{how=\"replayed\"} 0\n"));
   ck_assert_ptr_null(strstr(m.body, rid)); /* never a run id in a metric */
   resp_free(&m);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
