@@ -178,6 +178,13 @@ static void start(struct daemon *d, const char *extra) {
   ck_assert_int_gt(d->port, 0);
 }
 
+/* Removes the case's folder (after the daemon stopped). */
+static void rm_dir(struct daemon *d) {
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
 static int stop(struct daemon *d, int sig) {
   int st = 0;
   kill(d->pid, sig);
@@ -298,6 +305,7 @@ START_TEST(no_auth_only_on_loopback) {
            d.agents);
   st = system(cmd); /* neither --tokens nor --no-auth */
   ck_assert_int_eq(WEXITSTATUS(st), 2);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -362,6 +370,7 @@ START_TEST(agents_auth_and_limits) {
   ck_assert_ptr_nonnull(strstr(m.body, "luact_http_rejected_total{reason=\"body_size\"} 1"));
   resp_free(&m);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -444,6 +453,7 @@ START_TEST(threads_and_tenants) {
   j = expect(&d, "GET", p, NULL, A, 404);
   cJSON_Delete(j);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -566,6 +576,7 @@ START_TEST(interrupt_resume_cancel_idempotency) {
   snprintf(rp, sizeof rp, "/runs/%s", rid);
   await_status(&d, rp, "cancelled");
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -636,6 +647,7 @@ START_TEST(stream_and_resume) {
   resp_free(&r5);
   resp_free(&r);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -693,6 +705,7 @@ START_TEST(store_items) {
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
   cJSON_Delete(j);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -723,6 +736,53 @@ START_TEST(secrets_canary) {
   ck_assert_msg(!strstr(log, CANARY), "the key is in the log");
   ck_assert_msg(!strstr(log, A), "the token is in the log");
   free(log);
+  rm_dir(&d);
+}
+END_TEST
+
+/* Cancel racing completion: each run ends in exactly one terminal state,
+ * and the counters agree (one end per run). */
+START_TEST(cancel_races_completion) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  enum { N = 20 };
+  char ids[N][80];
+  for (int i = 0; i < N; i++) {
+    cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"echo\"}", A, 200);
+    snprintf(ids[i], sizeof ids[i], "%s", str(j, "run_id"));
+    cJSON_Delete(j);
+    char p[300];
+    snprintf(p, sizeof p, "/runs/%.80s/cancel%s", ids[i], i % 2 ? "?action=interrupt" : "");
+    j = expect(&d, "POST", p, NULL, A, 202);
+    cJSON_Delete(j);
+  }
+  int fin = 0, can = 0;
+  for (int i = 0; i < N; i++) {
+    char p[300];
+    snprintf(p, sizeof p, "/runs/%.80s", ids[i]);
+    await_status(&d, p, "finished cancelled");
+    cJSON *j = expect(&d, "GET", p, NULL, A, 200);
+    char was[32];
+    snprintf(was, sizeof was, "%s", str(j, "luact_status"));
+    fin += !strcmp(was, "finished");
+    can += !strcmp(was, "cancelled");
+    cJSON_Delete(j);
+    snprintf(p, sizeof p, "/runs/%.80s/cancel", ids[i]); /* again: nothing changes */
+    j = expect(&d, "POST", p, NULL, A, 202);
+    ck_assert_str_eq(str(j, "luact_status"), was);
+    cJSON_Delete(j);
+  }
+  ck_assert_int_eq(fin + can, N);
+  struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+  const char *pf = strstr(m.body, "luact_runs_ended_total{status=\"finished\"} ");
+  const char *pc = strstr(m.body, "luact_runs_ended_total{status=\"cancelled\"} ");
+  ck_assert(pf && pc);
+  ck_assert_int_eq(atoi(pf + strlen("luact_runs_ended_total{status=\"finished\"} ")), fin);
+  ck_assert_int_eq(atoi(pc + strlen("luact_runs_ended_total{status=\"cancelled\"} ")), can);
+  resp_free(&m);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -832,6 +892,7 @@ START_TEST(sigkill_and_restart) {
   pclose(f);
   ck_assert_int_eq(atoi(out), 0);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -858,6 +919,7 @@ START_TEST(sdk_langgraph_js) {
   int st = system(cmd);
   model_url[0] = 0;
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
   lc_mock_stop(&m);
   ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the SDK checks failed (stderr above)");
 }
@@ -960,6 +1022,7 @@ START_TEST(shopbot_across_restart) {
   kill(ship, SIGTERM);
   waitpid(ship, NULL, 0);
   lc_mock_stop(&m);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -1008,6 +1071,7 @@ START_TEST(limits_and_slow_clients) {
     pclose(streams[i]);
   }
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -1049,6 +1113,7 @@ START_TEST(sigterm_then_resume) {
   ck_assert_ptr_null(strstr(m.body, rid)); /* never a run id in a metric */
   resp_free(&m);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -1063,6 +1128,7 @@ START_TEST(keep_alive) {
   ck_assert_ptr_nonnull(strstr(r.body, "\"slept\":16"));
   resp_free(&r);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
 }
 END_TEST
 
@@ -1083,6 +1149,7 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, shopbot_across_restart);
   tcase_add_test(tc, limits_and_slow_clients);
   tcase_add_test(tc, sigterm_then_resume);
+  tcase_add_test(tc, cancel_races_completion);
   suite_add_tcase(s, tc);
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);
