@@ -350,7 +350,7 @@ static unsigned create_run(struct lc_serve *s, struct MHD_Connection *c, const c
     }
     if (!again) {
       lc_serve_log(s, "info", "run_answered", jstr(r, "id"), NULL);
-      lc_serve_enqueue(s, jstr(r, "id"), thread, 1);
+      lc_serve_enqueue(s, jstr(r, "id"), thread, jstr(r, "agent"), 1);
     }
     *out = r;
     goto done;
@@ -403,7 +403,7 @@ static unsigned create_run(struct lc_serve *s, struct MHD_Connection *c, const c
   atomic_fetch_add(&((struct lc_agent *)lc_serve_agent(s, agent))->created, 1);
   lc_serve_log(s, "info", "run_created", id, agent);
   *out = run_row(s, tenant, id);
-  lc_serve_enqueue(s, id, thread, 0);
+  lc_serve_enqueue(s, id, thread, agent, 0);
 done:
   pthread_mutex_unlock(&create_mu);
   return code;

@@ -170,6 +170,10 @@ static int load_agent(struct lc_serve *s, const char *file, const char *base,
     lua_getfield(L, -1, "output_schema");
     if (lua_istable(L, -1)) a->output_schema = top_json(L);
     else lua_pop(L, 1);
+    lua_getfield(L, -1, "max_runs");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && lua_tointeger(L, -1) < 1 << 20)
+      a->max_runs = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
     if (!ok) lc_serve_log(s, "error", "agent_load_failed", NULL, abs);
   } else {
     lc_serve_log(s, "error", "agent_load_failed", NULL, "the script returns no run function");
@@ -258,6 +262,7 @@ static int load_tokens(struct lc_serve *s) {
 struct lc_active {
   char id[65];
   char thread[65];
+  struct lc_agent *agent;
   int efd;               /* immediate cancel: written by lc_serve_cancel */
   struct lc_journal *jr; /* while the run runs (under s->mu) */
   atomic_int killed;
@@ -268,6 +273,7 @@ struct lc_active {
 struct lc_queued {
   char id[65];
   char thread[65];
+  struct lc_agent *agent; /* NULL: gone from the folder (the run fails) */
   double t0;
   struct lc_queued *next;
 };
@@ -731,6 +737,7 @@ final:
       break;
     }
   s->nactive--;
+  if (a->agent) a->agent->active--;
   close(a->efd);
   free(a);
   pump(s);
@@ -752,14 +759,16 @@ static void pump(struct lc_serve *s) {
   if (atomic_load(&s->stopping)) return;
   for (struct lc_queued **p = &s->queue; *p && s->nactive < s->max_runs;) {
     struct lc_queued *q = *p;
-    if (thread_busy(s, q->thread)) {
-      p = &q->next;
+    if (thread_busy(s, q->thread) ||
+        (q->agent && q->agent->max_runs && q->agent->active >= q->agent->max_runs)) {
+      p = &q->next; /* its turn comes when its thread or agent has room */
       continue;
     }
     struct lc_active *a = calloc(1, sizeof *a);
     if (!a) return;
     snprintf(a->id, sizeof a->id, "%s", q->id);
     snprintf(a->thread, sizeof a->thread, "%s", q->thread);
+    a->agent = q->agent;
     a->s = s;
     a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_t th;
@@ -777,6 +786,7 @@ static void pump(struct lc_serve *s) {
     a->next = s->active;
     s->active = a;
     s->nactive++;
+    if (a->agent) a->agent->active++;
     atomic_fetch_add(&s->queue_wait_us, (long)((mono_s() - q->t0) * 1e6));
     atomic_fetch_add(&s->queue_waits, 1);
     *p = q->next;
@@ -785,11 +795,13 @@ static void pump(struct lc_serve *s) {
   }
 }
 
-int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id, int front) {
+int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id,
+                     const char *agent, int front) {
   struct lc_queued *q = calloc(1, sizeof *q);
   if (!q) return LC_ENOMEM;
   snprintf(q->id, sizeof q->id, "%s", run_id);
   snprintf(q->thread, sizeof q->thread, "%s", thread_id ? thread_id : "");
+  q->agent = (struct lc_agent *)lc_serve_agent(s, agent);
   q->t0 = mono_s();
   pthread_mutex_lock(&s->mu);
   struct lc_queued **p = &s->queue;
@@ -965,7 +977,8 @@ static void recover(struct lc_serve *s) {
   char err[256];
   cJSON *rows = NULL;
   lc_dstore_exec(s->ds, &rows, err, sizeof err,
-                 "SELECT d.id AS id, d.thread_id AS thread_id, r.status AS status, d.pstatus AS "
+                 "SELECT d.id AS id, d.thread_id AS thread_id, d.agent AS agent, r.status AS status, "
+                 "d.pstatus AS "
                  "pstatus FROM d_runs d LEFT JOIN runs r ON r.id = d.id WHERE d.deleted = 0 AND "
                  "((r.status IS NULL AND d.pstatus = 'pending') OR r.status = 'running') "
                  "ORDER BY d.created",
@@ -973,7 +986,7 @@ static void recover(struct lc_serve *s) {
   const cJSON *r;
   int n = 0;
   cJSON_ArrayForEach(r, rows) {
-    lc_serve_enqueue(s, jstr(r, "id"), jstr(r, "thread_id"), 0);
+    lc_serve_enqueue(s, jstr(r, "id"), jstr(r, "thread_id"), jstr(r, "agent"), 0);
     n++;
   }
   cJSON_Delete(rows);

@@ -25,6 +25,8 @@ struct lc_agent {
   char *file;        /* absolute path */
   char *description;
   char *input_schema, *output_schema; /* JSON text, or NULL */
+  int max_runs; /* the script's max_runs: at most so many at once (0: no limit) */
+  int active;   /* runs of it executing (under lc_serve.mu) */
   /* metrics: runs created, and run executions ended by status (in the
    * order of lc_serve_end_names) */
   atomic_long created, ended[6];
@@ -74,7 +76,8 @@ void lc_serve_log(struct lc_serve *s, const char *level, const char *event, cons
                   const char *msg);
 const struct lc_agent *lc_serve_agent(struct lc_serve *s, const char *id);
 /* Queues a run to start (front: an answered run continues first). */
-int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id, int front);
+int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id,
+                     const char *agent, int front);
 /* Wakes everybody waiting for a run change (waits and streams). */
 void lc_serve_notify(struct lc_serve *s);
 /* Cancels: queued runs at once; running ones at their next effect, or at

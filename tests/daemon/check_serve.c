@@ -95,6 +95,9 @@ static char agents_override[600]; /* serve this folder instead of d->agents */
 static const char sleeper_agent[] =
     "return function(input, ctx) luact.sleep(input.s) return {slept = input.s} end\n";
 
+static const char single_agent[] =
+    "return { max_runs = 1, run = function(input, ctx) luact.sleep(60) return {} end }\n";
+
 static const char mem_agent[] =
     "return function(input, ctx)\n"
     "  luact.store.put({'notes', ctx.run_id}, 'n1', {text = input.text})\n"
@@ -125,6 +128,8 @@ static void setup_dir(struct daemon *d) {
   write_file(p, leak2_agent);
   snprintf(p, sizeof p, "%s/sleeper.lua", d->agents);
   write_file(p, sleeper_agent);
+  snprintf(p, sizeof p, "%s/single.lua", d->agents);
+  write_file(p, single_agent);
   snprintf(p, sizeof p, "%s/mem.lua", d->agents);
   write_file(p, mem_agent);
   snprintf(p, sizeof p, "%s/react.lua", d->agents);
@@ -326,7 +331,7 @@ START_TEST(agents_auth_and_limits) {
     char p[200];
     snprintf(p, sizeof p, "%s/search", base);
     j = expect(&d, "POST", p, "{\"limit\":100}", A, 200);
-    ck_assert_int_eq(cJSON_GetArraySize(j), 8);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 9);
     cJSON_Delete(j);
     snprintf(p, sizeof p, "%s/echo", base);
     j = expect(&d, "GET", p, NULL, A, 200);
@@ -786,6 +791,38 @@ START_TEST(cancel_races_completion) {
 }
 END_TEST
 
+/* An agent's max_runs: its second run waits in the queue until the first
+ * has ended (the first sleeps 60 s: it cannot end before the cancel). */
+START_TEST(agent_limit) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  char r1[80], r2[80], p[300];
+  cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"single\"}", A, 200);
+  snprintf(r1, sizeof r1, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"single\"}", A, 200);
+  snprintf(r2, sizeof r2, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", r1);
+  await_status(&d, p, "running");
+  snprintf(p, sizeof p, "/runs/%s", r2);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "pending");
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", r1);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s", r2);
+  await_status(&d, p, "running");
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", r2);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s", r2);
+  await_status(&d, p, "cancelled");
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* The ids of an SSE text, in order, into ids (at most max). */
 static int text_ids(const char *t, long long *ids, int max) {
   int n = 0;
@@ -1150,6 +1187,7 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, limits_and_slow_clients);
   tcase_add_test(tc, sigterm_then_resume);
   tcase_add_test(tc, cancel_races_completion);
+  tcase_add_test(tc, agent_limit);
   suite_add_tcase(s, tc);
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);
