@@ -463,6 +463,15 @@ static cJSON *run_outcome(struct lc_serve *s, const cJSON *row, const char *st) 
   return v;
 }
 
+/* The Agent Protocol's RunWaitResponse: {run, values, messages}. */
+static cJSON *ap_wait(struct lc_serve *s, const cJSON *row, const char *st) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddItemToObject(o, "run", run_json(s, row));
+  cJSON_AddItemToObject(o, "values", run_outcome(s, row, st));
+  cJSON_AddItemToObject(o, "messages", cJSON_CreateArray());
+  return o;
+}
+
 /* ---- SSE ---- */
 
 struct sse {
@@ -1045,6 +1054,11 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
       (nseg == 0 || (nseg == 1 && (!strcmp(seg[0], "wait") || !strcmp(seg[0], "stream"))))) {
     if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
     if (!cJSON_IsObject(body)) return reply_err(s, c, 422, "the body must be a JSON object");
+    /* The Agent Protocol names the thread in the body of POST /runs. */
+    if (!thread && jstr(body, "thread_id")) thread = jstr(body, "thread_id");
+    /* An Agent Protocol request (agent_id, not LangGraph's assistant_id)
+     * gets the protocol's wait answer: {run, values, messages}. */
+    int ap = !jstr(body, "assistant_id") && jstr(body, "agent_id");
     cJSON *row = NULL;
     unsigned code = create_run(s, c, tenant, thread, body, &row, msg, sizeof msg);
     if (code != 200) return reply_err(s, c, code, msg);
@@ -1060,12 +1074,42 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
       char st[32];
       wait_run(s, jstr(row, "id"), st, sizeof st);
       atomic_fetch_sub(&s->sse_clients, 1);
-      res = reply_json(c, 200, run_outcome(s, row, st));
+      res = reply_json(c, 200, ap ? ap_wait(s, row, st) : run_outcome(s, row, st));
     } else {
       res = reply_json(c, 200, run_json(s, row));
     }
     cJSON_Delete(row);
     return res;
+  }
+  if (nseg == 1 && !strcmp(seg[0], "search") && !strcmp(method, "POST") && !thread) {
+    /* Agent Protocol: runs by thread, agent, status, metadata. */
+    if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
+    long limit = qnum(c, body, "limit", 10), offset = qnum(c, body, "offset", 0);
+    const char *tf = jstr(body, "thread_id"), *af = jstr(body, "agent_id"),
+               *stf = jstr(body, "status");
+    const cJSON *md = cJSON_GetObjectItem(body, "metadata");
+    cJSON *rows = query(s,
+                        "SELECT * FROM d_runs WHERE tenant=? AND deleted=0 ORDER BY created DESC, "
+                        "rowid DESC",
+                        "s", tenant);
+    cJSON *arr = cJSON_CreateArray();
+    long seen = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rows) {
+      if ((tf && (!jstr(r, "thread_id") || strcmp(tf, jstr(r, "thread_id")))) ||
+          (af && strcmp(af, jstr(r, "agent"))))
+        continue;
+      cJSON *j = run_json(s, r);
+      if ((stf && strcmp(jstr(j, "status"), stf)) ||
+          (md && !md_match(cJSON_GetObjectItem(j, "metadata"), md)) || seen++ < offset ||
+          cJSON_GetArraySize(arr) >= limit) {
+        cJSON_Delete(j);
+        continue;
+      }
+      cJSON_AddItemToArray(arr, j);
+    }
+    cJSON_Delete(rows);
+    return reply_json(c, 200, arr);
   }
   if (nseg == 0 && !strcmp(method, "GET") && thread) {
     long limit = qnum(c, NULL, "limit", 10), offset = qnum(c, NULL, "offset", 0);
@@ -1122,13 +1166,16 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
     res = reply_json(c, 202, run_json(s, row));
   } else if (nseg == 2 && (!strcmp(seg[1], "join") || !strcmp(seg[1], "wait")) &&
              !strcmp(method, "GET")) {
+    /* GET /runs/{id}/wait is the Agent Protocol's: {run, values}; join
+     * (LangGraph's) answers the values. */
+    int ap = !thread && !strcmp(seg[1], "wait");
     if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
       atomic_fetch_sub(&s->sse_clients, 1);
       res = reply_err(s, c, 503, "too many waits open: retry later");
     } else {
       wait_run(s, id, st, sizeof st);
       atomic_fetch_sub(&s->sse_clients, 1);
-      res = reply_json(c, 200, run_outcome(s, row, st));
+      res = reply_json(c, 200, ap ? ap_wait(s, row, st) : run_outcome(s, row, st));
     }
   } else if (nseg == 2 && !strcmp(seg[1], "stream") && !strcmp(method, "GET")) {
     const char *sm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stream_mode");
