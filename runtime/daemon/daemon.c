@@ -586,7 +586,13 @@ static void *run_thread(void *ud) {
   }
   struct lc_run_row row;
   int resume = lc_store_run_get(s->store, a->id, &row, err, sizeof err) == 0;
-  if (resume) lc_run_row_free(&row);
+  if (resume) {
+    lc_run_row_free(&row);
+    /* This process runs it now: `luact runs cancel` then asks it to stop
+     * instead of marking a run that goes on as cancelled. */
+    lc_store_run_set_status(s->store, a->id, "running", NULL, NULL, NULL, (long)getpid(), err,
+                            sizeof err);
+  }
   cJSON *args = cJSON_CreateArray();
   cJSON_AddItemToArray(args, cJSON_CreateString(ri.input));
   char *ajson = cJSON_PrintUnformatted(args);

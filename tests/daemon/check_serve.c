@@ -1198,6 +1198,43 @@ START_TEST(sigterm_then_resume) {
 }
 END_TEST
 
+/* `luact runs cancel` on a run the daemon resumed after a restart: the run
+ * stops at its next effect and ends cancelled (it used to be marked
+ * cancelled while it went on, then finished: two terminal states). */
+START_TEST(cli_cancel_of_resumed_run) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"slow\",\"input\":{\"steps\":400}}",
+                    A, 200);
+  char rid[80], p[300], cmd[1200];
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  await_status(&d, p, "running");
+  stop(&d, SIGKILL);
+  start(&d, NULL); /* resumes it */
+  await_status(&d, p, "running");
+  snprintf(cmd, sizeof cmd, "%s/luact runs cancel %s --store %s >/dev/null 2>&1", LC_BINARY_DIR,
+           rid, d.store);
+  ck_assert_int_eq(system(cmd), 0);
+  /* Until nothing executes any more, then its one final status. */
+  for (;;) {
+    struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+    int idle = strstr(m.body, "luact_runs{state=\"running\"} 0\n") != NULL;
+    resp_free(&m);
+    if (idle) break;
+    nap(50);
+  }
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "cancelled");
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A stream with nothing to say for 15 s gets a keep-alive comment. */
 START_TEST(keep_alive) {
   struct daemon d;
@@ -1232,6 +1269,7 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, sigterm_then_resume);
   tcase_add_test(tc, cancel_races_completion);
   tcase_add_test(tc, agent_limit);
+  tcase_add_test(tc, cli_cancel_of_resumed_run);
   suite_add_tcase(s, tc);
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);
