@@ -587,7 +587,26 @@ static void *run_thread(void *ud) {
   struct lc_run_row row;
   int resume = lc_store_run_get(s->store, a->id, &row, err, sizeof err) == 0;
   if (resume) {
+    const char *was = row.status ? row.status : "";
+    int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
     lc_run_row_free(&row);
+    if (ended) { /* cancelled while queued (luact runs cancel): stays so */
+      pthread_mutex_lock(&s->mu);
+      for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
+        if (*p == a) {
+          *p = a->next;
+          break;
+        }
+      s->nactive--;
+      if (a->agent) a->agent->active--;
+      close(a->efd);
+      free(a);
+      pump(s);
+      pthread_cond_broadcast(&s->changed);
+      pthread_mutex_unlock(&s->mu);
+      run_in_free(&ri);
+      return NULL;
+    }
     /* This process runs it now: `luact runs cancel` then asks it to stop
      * instead of marking a run that goes on as cancelled. */
     lc_store_run_set_status(s->store, a->id, "running", NULL, NULL, NULL, (long)getpid(), err,
@@ -721,7 +740,11 @@ final:
   if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
     lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
                    a->id);
-  lc_serve_log(s, strcmp(status, "failed") ? "info" : "warn", "run_end", a->id, status);
+  {
+    char m[600];
+    snprintf(m, sizeof m, "%s%s%.500s", status, error ? ": " : "", error ? error : "");
+    lc_serve_log(s, strcmp(status, "failed") ? "info" : "warn", "run_end", a->id, m);
+  }
   if (!strcmp(status, "finished")) atomic_fetch_add(&s->runs_done_ok, 1);
   else if (!strcmp(status, "cancelled")) atomic_fetch_add(&s->runs_done_cancelled, 1);
   else if (!strcmp(status, "waiting_input")) atomic_fetch_add(&s->runs_interrupted, 1);

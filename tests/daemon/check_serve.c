@@ -98,6 +98,12 @@ static const char sleeper_agent[] =
 static const char single_agent[] =
     "return { max_runs = 1, run = function(input, ctx) luact.sleep(60) return {} end }\n";
 
+static const char gate_agent[] =
+    "return { max_runs = 1, run = function(input, ctx)\n"
+    "  if type(input) == 'table' and input.hold then luact.sleep(60) return {} end\n"
+    "  return {said = luact.ask('q?')}\n"
+    "end }\n";
+
 static const char mem_agent[] =
     "return function(input, ctx)\n"
     "  luact.store.put({'notes', ctx.run_id}, 'n1', {text = input.text})\n"
@@ -130,6 +136,8 @@ static void setup_dir(struct daemon *d) {
   write_file(p, sleeper_agent);
   snprintf(p, sizeof p, "%s/single.lua", d->agents);
   write_file(p, single_agent);
+  snprintf(p, sizeof p, "%s/gate.lua", d->agents);
+  write_file(p, gate_agent);
   snprintf(p, sizeof p, "%s/mem.lua", d->agents);
   write_file(p, mem_agent);
   snprintf(p, sizeof p, "%s/react.lua", d->agents);
@@ -340,7 +348,7 @@ START_TEST(agents_auth_and_limits) {
     char p[200];
     snprintf(p, sizeof p, "%s/search", base);
     j = expect(&d, "POST", p, "{\"limit\":100}", A, 200);
-    ck_assert_int_eq(cJSON_GetArraySize(j), 9);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 10);
     cJSON_Delete(j);
     snprintf(p, sizeof p, "%s/echo", base);
     j = expect(&d, "GET", p, NULL, A, 200);
@@ -1235,6 +1243,53 @@ START_TEST(cli_cancel_of_resumed_run) {
 }
 END_TEST
 
+/* A run answered, queued behind its agent's limit, then cancelled with
+ * `luact runs cancel` before it starts: it stays cancelled (the runner
+ * used to set it running again and finish it). */
+START_TEST(cancelled_in_queue_stays_cancelled) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  cJSON *t = expect(&d, "POST", "/threads", "{}", A, 200);
+  char tid[80], ra[80], rb[80], p[300], cmd[1200];
+  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
+  cJSON_Delete(t);
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  cJSON *j = expect(&d, "POST", p, "{\"assistant_id\":\"gate\"}", A, 200);
+  snprintf(ra, sizeof ra, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", ra);
+  await_status(&d, p, "waiting_input");
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"gate\",\"input\":{\"hold\":true}}", A, 200);
+  snprintf(rb, sizeof rb, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rb);
+  await_status(&d, p, "running"); /* holds the agent's one slot for 60 s */
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  cJSON_Delete(expect(&d, "POST", p, "{\"assistant_id\":\"gate\",\"command\":{\"resume\":\"x\"}}",
+                      A, 200)); /* queued behind rb */
+  snprintf(cmd, sizeof cmd, "%s/luact runs cancel %s --store %s >/dev/null 2>&1", LC_BINARY_DIR,
+           ra, d.store);
+  ck_assert_int_eq(system(cmd), 0);
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rb);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  for (;;) { /* until nothing runs or waits in the queue */
+    struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+    int idle = strstr(m.body, "luact_runs{state=\"running\"} 0\n") &&
+               strstr(m.body, "luact_runs{state=\"queued\"} 0\n");
+    resp_free(&m);
+    if (idle) break;
+    nap(50);
+  }
+  snprintf(p, sizeof p, "/runs/%s", ra);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "cancelled");
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A stream with nothing to say for 15 s gets a keep-alive comment. */
 START_TEST(keep_alive) {
   struct daemon d;
@@ -1270,6 +1325,7 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, cancel_races_completion);
   tcase_add_test(tc, agent_limit);
   tcase_add_test(tc, cli_cancel_of_resumed_run);
+  tcase_add_test(tc, cancelled_in_queue_stays_cancelled);
   suite_add_tcase(s, tc);
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);
