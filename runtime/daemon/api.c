@@ -758,6 +758,19 @@ static enum MHD_Result metrics(struct lc_serve *s, struct MHD_Connection *c) {
              "(replayed) or run.\n# TYPE luact_effects_total counter\n"
              "luact_effects_total{how=\"replayed\"} %ld\nluact_effects_total{how=\"ran\"} %ld\n",
           atomic_load(&s->effects_replayed), atomic_load(&s->effects_ran));
+  fprintf(f, "# HELP luact_effect_duration_seconds Effects run live, by kind (from the "
+             "journal's latency).\n# TYPE luact_effect_duration_seconds summary\n");
+  for (int k = 0; lc_serve_kind_names[k]; k++)
+    fprintf(f,
+            "luact_effect_duration_seconds_sum{kind=\"%s\"} %.6f\n"
+            "luact_effect_duration_seconds_count{kind=\"%s\"} %ld\n",
+            lc_serve_kind_names[k], atomic_load(&s->kind_us[k]) / 1e6, lc_serve_kind_names[k],
+            atomic_load(&s->kind_n[k]));
+  fprintf(f, "# HELP luact_llm_tokens_total LLM tokens of runs' calls.\n"
+             "# TYPE luact_llm_tokens_total counter\n"
+             "luact_llm_tokens_total{direction=\"input\"} %ld\n"
+             "luact_llm_tokens_total{direction=\"output\"} %ld\n",
+          atomic_load(&s->llm_tokens_in), atomic_load(&s->llm_tokens_out));
   fprintf(f, "# HELP luact_runs_resumed_total Runs continued from their journal.\n"
              "# TYPE luact_runs_resumed_total counter\nluact_runs_resumed_total %ld\n",
           atomic_load(&s->runs_resumed));

@@ -59,6 +59,9 @@ static const char usage_serve[] =
 const char *const lc_serve_end_names[] = {"finished", "failed", "cancelled", "waiting_input",
                                           "in_doubt", NULL};
 
+const char *const lc_serve_kind_names[] = {"llm", "tool", "http", "sql", "store", "input",
+                                           "clock", "other", NULL};
+
 /* ---- small helpers ---- */
 
 double lc_serve_now(void) {
@@ -567,6 +570,57 @@ static void thread_values(struct lc_serve *s, const char *thread, const char *re
   cJSON_free(t);
 }
 
+/* After a run's execution: the latency of each effect it ran live (result
+ * lines after line `from`), by kind, and the LLM tokens, into the
+ * metrics. Reads the journal back: the results carry latency_ms and the
+ * LLM's usage, their intents the kind. */
+static void effect_metrics(struct lc_serve *s, const char *run, long from) {
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                 "SELECT seq, line FROM journal WHERE run_id=? ORDER BY seq", "s", run);
+  cJSON *kinds = cJSON_CreateObject(); /* effect id -> kind */
+  const cJSON *r;
+  cJSON_ArrayForEach(r, rows) {
+    cJSON *l = cJSON_Parse(jstr(r, "line") ? jstr(r, "line") : "null");
+    const char *t = jstr(l, "type"), *id = jstr(l, "id");
+    if (t && id && !strcmp(t, "intent") && jstr(l, "kind")) {
+      cJSON_DeleteItemFromObjectCaseSensitive(kinds, id);
+      cJSON_AddStringToObject(kinds, id, jstr(l, "kind"));
+    } else if (t && id && !strcmp(t, "result") &&
+               cJSON_GetObjectItem(r, "seq")->valuedouble > (double)from) {
+      const char *k = jstr(kinds, id);
+      int ki = 0;
+      while (lc_serve_kind_names[ki + 1] && (!k || strcmp(lc_serve_kind_names[ki], k))) ki++;
+      const cJSON *lat = cJSON_GetObjectItemCaseSensitive(l, "latency_ms");
+      if (cJSON_IsNumber(lat)) {
+        atomic_fetch_add(&s->kind_us[ki], (long)(lat->valuedouble * 1000));
+        atomic_fetch_add(&s->kind_n[ki], 1);
+      }
+      const cJSON *u = cJSON_GetObjectItemCaseSensitive(l, "usage");
+      const cJSON *in = cJSON_GetObjectItemCaseSensitive(u, "input"),
+                  *out = cJSON_GetObjectItemCaseSensitive(u, "output");
+      if (cJSON_IsNumber(in)) atomic_fetch_add(&s->llm_tokens_in, (long)in->valuedouble);
+      if (cJSON_IsNumber(out)) atomic_fetch_add(&s->llm_tokens_out, (long)out->valuedouble);
+    }
+    cJSON_Delete(l);
+  }
+  cJSON_Delete(kinds);
+  cJSON_Delete(rows);
+}
+
+/* The journal's last line number (0: none yet). */
+static long journal_last(struct lc_serve *s, const char *run) {
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                 "SELECT coalesce(max(seq), 0) AS n FROM journal WHERE run_id=?", "s", run);
+  const cJSON *n = cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "n");
+  long v = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
+  cJSON_Delete(rows);
+  return v;
+}
+
 static void *run_thread(void *ud) {
   struct lc_active *a = ud;
   struct lc_serve *s = a->s;
@@ -579,6 +633,7 @@ static void *run_thread(void *ud) {
   const char *status = "failed";
   char *error = NULL, *question = NULL;
   int rc = 1;
+  long from = 0;
   if (run_request(s, a->id, &ri) || !(ag = lc_serve_agent(s, ri.agent))) {
     error = strdup(ri.agent ? "the agent is gone (not in AGENTS_DIR any more)"
                             : "the run's request is missing");
@@ -612,6 +667,7 @@ static void *run_thread(void *ud) {
     lc_store_run_set_status(s->store, a->id, "running", NULL, NULL, NULL, (long)getpid(), err,
                             sizeof err);
   }
+  from = journal_last(s, a->id); /* lines after it are this execution's */
   cJSON *args = cJSON_CreateArray();
   cJSON_AddItemToArray(args, cJSON_CreateString(ri.input));
   char *ajson = cJSON_PrintUnformatted(args);
@@ -714,6 +770,7 @@ final:
     atomic_fetch_add(&s->effects_replayed, replayed);
     atomic_fetch_add(&s->effects_ran, ran);
     lc_journal_free(jr); /* every line committed first */
+    effect_metrics(s, a->id, from);
   }
   if (error) lc_secrets_scrub_str(error);
   if (strcmp(status, "failed") && strcmp(status, "in_doubt")) {

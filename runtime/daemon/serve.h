@@ -32,6 +32,10 @@ struct lc_agent {
   atomic_long created, ended[6];
 };
 
+/* Effect kinds for metrics (a fixed set: a script's own kinds are
+ * "other", so labels stay bounded), NULL-terminated. */
+extern const char *const lc_serve_kind_names[];
+
 /* "finished", "failed", "cancelled", "waiting_input", "in_doubt", NULL */
 extern const char *const lc_serve_end_names[];
 
@@ -68,6 +72,9 @@ struct lc_serve {
       auth_rejected, streams_rejected;
   atomic_long queue_wait_us, queue_waits, run_us, runs_timed;
   atomic_long effects_replayed, effects_ran, effects_begun;
+  /* effects run live, by kind (lc_serve_kind_names): latency and count;
+   * LLM tokens */
+  atomic_long kind_us[8], kind_n[8], llm_tokens_in, llm_tokens_out;
   atomic_int ready;
 };
 

@@ -1007,6 +1007,15 @@ START_TEST(sdk_langgraph_js) {
            d.port, A);
   int st = system(cmd);
   model_url[0] = 0;
+  /* The ReAct runs' LLM calls and tool calls are in the metrics. */
+  struct resp mt = req(&d, "GET", "/metrics", NULL, A, NULL);
+  const char *lc = strstr(mt.body, "luact_effect_duration_seconds_count{kind=\"llm\"} ");
+  ck_assert_ptr_nonnull(lc);
+  ck_assert_int_gt(atoi(lc + strlen("luact_effect_duration_seconds_count{kind=\"llm\"} ")), 0);
+  const char *tk = strstr(mt.body, "luact_llm_tokens_total{direction=\"input\"} ");
+  ck_assert_ptr_nonnull(tk);
+  ck_assert_int_gt(atoi(tk + strlen("luact_llm_tokens_total{direction=\"input\"} ")), 0);
+  resp_free(&mt);
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
   lc_mock_stop(&m);
