@@ -687,6 +687,7 @@ static void *run_thread(void *ud) {
   }
   if (resume) atomic_fetch_add(&s->runs_resumed, 1);
   lc_journal_set_wait_input(jr, 1);
+  lc_serve_notify(s); /* its header is in: streams have a first event */
   pthread_mutex_lock(&s->mu);
   a->jr = jr;
   int cancel_now = atomic_load(&a->killed);
@@ -815,6 +816,13 @@ final:
   free(error);
   free(question);
   run_in_free(&ri);
+  /* Test hook (check_serve): a run that stopped to wait stays on the
+   * active list until it is cancelled, to pin down that race. */
+  if (!strcmp(status, "waiting_input") && getenv("LUACT_SERVE_HOLD_WAITING"))
+    while (!atomic_load(&a->killed)) {
+      struct timespec ts = {0, 10000000L};
+      nanosleep(&ts, NULL);
+    }
   /* Off the active list; the next queued run may start. */
   pthread_mutex_lock(&s->mu);
   for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
@@ -822,6 +830,13 @@ final:
       *p = a->next;
       break;
     }
+  /* A cancel that came after the run stopped to wait, while it was still
+   * on the list, found no journal to stop: the waiting run is cancelled
+   * here (later cancels find it in the store). */
+  if (atomic_load(&a->killed) && !strcmp(status, "waiting_input") &&
+      lc_store_run_set_status(s->store, a->id, "cancelled", NULL, NULL, NULL, 0, err,
+                              sizeof err) == 0)
+    atomic_fetch_add(&s->runs_done_cancelled, 1);
   s->nactive--;
   if (a->agent) a->agent->active--;
   close(a->efd);

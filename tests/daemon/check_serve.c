@@ -1299,6 +1299,40 @@ START_TEST(cancelled_in_queue_stays_cancelled) {
 }
 END_TEST
 
+/* A cancel that arrives after the run stopped to wait but before its
+ * thread left the active list (held there by a test hook) still cancels
+ * it (it used to stay waiting_input). */
+START_TEST(cancel_while_run_leaves) {
+  struct daemon d;
+  setup_dir(&d);
+  setenv("LUACT_SERVE_HOLD_WAITING", "1", 1);
+  start(&d, NULL);
+  unsetenv("LUACT_SERVE_HOLD_WAITING");
+  cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"asker\"}", A, 200);
+  char rid[80], p[300];
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  await_status(&d, p, "waiting_input");
+  snprintf(p, sizeof p, "/runs/%s/cancel", rid);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  await_status(&d, p, "cancelled waiting_input");
+  for (;;) { /* until its thread is gone */
+    struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+    int idle = strstr(m.body, "luact_runs{state=\"running\"} 0\n") != NULL;
+    resp_free(&m);
+    if (idle) break;
+    nap(20);
+  }
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "cancelled");
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A stream with nothing to say for 15 s gets a keep-alive comment. */
 START_TEST(keep_alive) {
   struct daemon d;
@@ -1335,6 +1369,7 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, agent_limit);
   tcase_add_test(tc, cli_cancel_of_resumed_run);
   tcase_add_test(tc, cancelled_in_queue_stays_cancelled);
+  tcase_add_test(tc, cancel_while_run_leaves);
   suite_add_tcase(s, tc);
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);
