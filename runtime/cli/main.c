@@ -23,6 +23,7 @@
 #include "secrets.h"
 #include "store.h"
 #include "eval_main.h"
+#include "serve.h"
 
 static const char usage_main[] =
     "usage: luact <command> [options]\n"
@@ -32,6 +33,7 @@ static const char usage_main[] =
     "  chat DIR [ARGS...]       talk to the agent in DIR in the terminal\n"
     "  mcp serve AGENTS_DIR     serve DIR's agents and tools as MCP tools (stdio)\n"
     "  eval EVAL.lua            evaluate prompts and agents on a dataset (luact eval --help)\n"
+    "  serve AGENTS_DIR         serve the agents over HTTP (luact serve --help)\n"
     "\n"
     "options:\n"
     "  -h, --help      show this help (also: luact <command> --help)\n"
@@ -682,6 +684,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "journal") == 0) return lc_cli_journal(argc - 2, argv + 2);
   if (strcmp(cmd, "mcp") == 0) return lc_l_mcp_main(argc - 2, argv + 2);
   if (strcmp(cmd, "eval") == 0) return lc_eval_main(argc - 2, argv + 2);
+  if (strcmp(cmd, "serve") == 0) return lc_serve_main(argc - 2, argv + 2);
   fprintf(stderr, "luact: unknown command '%s' (see luact --help)\n", cmd);
   return 2;
 }

@@ -240,6 +240,8 @@ static void store_cancel(void *ud) {
   atomic_store(&j->cancel_req, 1);
 }
 
+void lc_journal_request_cancel(struct lc_journal *j) { store_cancel(j); }
+
 /* 1 when lines can be made durable off the calling thread. */
 static int syncs_off_thread(const struct lc_journal *j) { return j->writer_on || j->store; }
 

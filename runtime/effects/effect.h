@@ -116,6 +116,9 @@ void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s);
 /* The run id: fresh when recording, the recorded one when replaying. */
 const char *lc_journal_run_id(const struct lc_journal *j);
 enum lc_journal_fail lc_journal_failed(const struct lc_journal *j);
+/* Asks the run to stop at its next effect (LC_JOURNAL_CANCELLED), as
+ * `luact runs cancel` does through the store. Safe from any thread. */
+void lc_journal_request_cancel(struct lc_journal *j);
 const char *lc_journal_error(const struct lc_journal *j);
 /* Where luact.ask reads answers from when not replaying (NULL = stdin).
  * The journal takes ownership of f (fclose'd by lc_journal_free). */

@@ -420,7 +420,10 @@ START_TEST(limit_wall_time_interrupts_a_tool) {
   start("[" REPLY("Thought: t\\nAction: hang[a]") "]");
   ck_assert_msg(run("local hang = luact.tool{name='hang', params={type='object', properties={q={type='string'}}},\n"
                     "  fn=function() luact.sleep(30) return 'late' end}\n"
-                    "local r = luact.react(cfg{mode='text', tools={hang}, limits={wall_time=0.1}})\n"
+                    /* 2 s: the mock answers at once, so the limit falls while the
+                     * tool hangs even on a loaded machine (at 0.1 s a slow first
+                     * call could use it up before the tool started). */
+                    "local r = luact.react(cfg{mode='text', tools={hang}, limits={wall_time=2}})\n"
                     "return table.concat({r.status, r.limit, #r.steps, r.steps[1].observation}, '|')") == 0,
                 "%s", err);
   ck_assert_str_eq(out, "limit|wall_time|1|Interrupted: the wall-time limit was reached.");

@@ -1,0 +1,1289 @@
+/* daemon.c: `luact serve`: options, agents, the runner, signals, logs. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "effect.h"
+#include "l_effect.h"
+#include "l_luact.h"
+#include "l_react.h"
+#include "lc.h"
+#include "loop.h"
+#include "sched.h"
+#include "secrets.h"
+#include "serve.h"
+#include "store.h"
+
+static const char usage_serve[] =
+    "usage: luact serve [options] AGENTS_DIR\n"
+    "\n"
+    "Serves the agents in AGENTS_DIR over the Agent Protocol (and LangGraph's\n"
+    "route names), with durable runs in the run store. Each AGENTS_DIR/*.lua\n"
+    "and AGENTS_DIR/*/serve.lua is an agent: a script that returns its run\n"
+    "function, or a table {run = fn, name =, description =, input_schema =,\n"
+    "output_schema =}. See docs/serve.md.\n"
+    "\n"
+    "options:\n"
+    "  --listen HOST:PORT   address to listen on (default 127.0.0.1:7420)\n"
+    "  --store FILE         the run store (default as luact run: $LUACT_STORE,\n"
+    "                       else $XDG_DATA_HOME/luact/runs.db)\n"
+    "  --store-sync full|normal  SQLite synchronous mode (default full)\n"
+    "  --tokens FILE        bearer tokens, one `TOKEN TENANT` per line\n"
+    "  --no-auth            no authentication (only on a loopback address);\n"
+    "                       everything belongs to tenant \"default\"\n"
+    "  --max-runs N         runs executing at once (default 64); more wait\n"
+    "                       in a queue\n"
+    "  --max-body BYTES     request body limit (default 1048576): 413 above\n"
+    "  --max-conns N        connections at once (default 512)\n"
+    "  --max-streams N      SSE streams and waits at once (default 3/4 of\n"
+    "                       --max-conns), so health checks and run creation\n"
+    "                       keep working\n"
+    "  --conn-timeout S     idle connection cut after S seconds (default 30)\n"
+    "  --grace S            on SIGTERM, seconds runs get to finish (default\n"
+    "                       10); runs still going resume at the next start\n"
+    "  -h, --help           show this help\n";
+
+const char *const lc_serve_end_names[] = {"finished", "failed", "cancelled", "waiting_input",
+                                          "in_doubt", NULL};
+
+const char *const lc_serve_kind_names[] = {"llm", "tool", "http", "sql", "store", "input",
+                                           "clock", "other", NULL};
+
+/* ---- small helpers ---- */
+
+double lc_serve_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void lc_serve_uuid(char out[37]) {
+  unsigned char b[16];
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+    for (int i = 0; i < 16; i++) b[i] = (unsigned char)rand();
+  }
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+  snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+           b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+           b[14], b[15]);
+}
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void lc_serve_log(struct lc_serve *s, const char *level, const char *event, const char *run,
+                  const char *msg) {
+  (void)s;
+  cJSON *o = cJSON_CreateObject();
+  char ts[40];
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  cJSON_AddStringToObject(o, "ts", ts);
+  cJSON_AddStringToObject(o, "level", level);
+  cJSON_AddStringToObject(o, "event", event);
+  if (run) cJSON_AddStringToObject(o, "run_id", run);
+  if (msg) cJSON_AddStringToObject(o, "msg", msg);
+  char *text = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!text) return;
+  size_t n = lc_secrets_scrub(text, strlen(text), LC_SCRUB_JSON);
+  pthread_mutex_lock(&log_mu);
+  fwrite(text, 1, n, stderr);
+  fputc('\n', stderr);
+  pthread_mutex_unlock(&log_mu);
+  cJSON_free(text);
+}
+
+const struct lc_agent *lc_serve_agent(struct lc_serve *s, const char *id) {
+  for (int i = 0; id && i < s->nagents; i++)
+    if (!strcmp(s->agents[i].id, id)) return &s->agents[i];
+  return NULL;
+}
+
+/* ---- agents ---- */
+
+/* [-1, +0] The value on top as JSON text (NULL when it is not JSON). */
+static char *top_json(lua_State *L) {
+  lua_getglobal(L, "luact");
+  lua_getfield(L, -1, "json");
+  lua_getfield(L, -1, "encode");
+  lua_remove(L, -2);
+  lua_remove(L, -2);
+  lua_insert(L, -2);
+  char *out = NULL;
+  if (lc_lua_pcall(L, 1, 1) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
+    out = strdup(lua_tostring(L, -1));
+  lua_pop(L, 1);
+  return out;
+}
+
+/* Loads one agent's script in a state of its own to read what it says
+ * about itself. Returns 0, or -1 with the reason logged. */
+static int load_agent(struct lc_serve *s, const char *file, const char *base,
+                      struct lc_agent *a) {
+  memset(a, 0, sizeof *a);
+  char abs[4096];
+  if (!realpath(file, abs)) return -1;
+  lua_State *L = luaL_newstate();
+  if (!L) return -1;
+  lc_lua_setup(L);
+  lua_createtable(L, 0, 1); /* arg[0]: the script, as when it runs */
+  lua_pushstring(L, abs);
+  lua_rawseti(L, -2, 0);
+  lua_setglobal(L, "arg");
+  int ok = 0;
+  if (luaL_loadfilex(L, abs, "t") != LUA_OK || lc_lua_pcall(L, 0, 1) != LUA_OK) {
+    lc_serve_log(s, "error", "agent_load_failed", NULL, lua_tostring(L, -1));
+  } else if (lua_isfunction(L, -1)) {
+    ok = 1;
+  } else if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "run");
+    ok = lua_isfunction(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "name");
+    if (lua_type(L, -1) == LUA_TSTRING) a->id = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "description");
+    if (lua_type(L, -1) == LUA_TSTRING) a->description = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "input_schema");
+    if (lua_istable(L, -1)) a->input_schema = top_json(L);
+    else lua_pop(L, 1);
+    lua_getfield(L, -1, "output_schema");
+    if (lua_istable(L, -1)) a->output_schema = top_json(L);
+    else lua_pop(L, 1);
+    lua_getfield(L, -1, "max_runs");
+    if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0 && lua_tointeger(L, -1) < 1 << 20)
+      a->max_runs = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (!ok) lc_serve_log(s, "error", "agent_load_failed", NULL, abs);
+  } else {
+    lc_serve_log(s, "error", "agent_load_failed", NULL, "the script returns no run function");
+  }
+  lua_close(L);
+  if (!ok) {
+    free(a->id);
+    free(a->description);
+    free(a->input_schema);
+    free(a->output_schema);
+    memset(a, 0, sizeof *a);
+    return -1;
+  }
+  if (!a->id) a->id = strdup(base);
+  a->file = strdup(abs);
+  return 0;
+}
+
+static int load_agents(struct lc_serve *s) {
+  DIR *d = opendir(s->agents_dir);
+  if (!d) {
+    fprintf(stderr, "luact serve: cannot open %s: %s\n", s->agents_dir, strerror(errno));
+    return -1;
+  }
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.') continue;
+    char path[4096], base[256];
+    size_t n = strlen(e->d_name);
+    if (n > 4 && !strcmp(e->d_name + n - 4, ".lua")) {
+      snprintf(path, sizeof path, "%s/%s", s->agents_dir, e->d_name);
+      snprintf(base, sizeof base, "%.*s", (int)(n - 4), e->d_name);
+    } else {
+      snprintf(path, sizeof path, "%s/%s/serve.lua", s->agents_dir, e->d_name);
+      snprintf(base, sizeof base, "%s", e->d_name);
+      struct stat st;
+      if (stat(path, &st) || !S_ISREG(st.st_mode)) continue;
+    }
+    struct lc_agent a;
+    if (load_agent(s, path, base, &a)) continue;
+    if (lc_serve_agent(s, a.id)) {
+      fprintf(stderr, "luact serve: two agents are named '%s'\n", a.id);
+      closedir(d);
+      return -1;
+    }
+    struct lc_agent *v = realloc(s->agents, (size_t)(s->nagents + 1) * sizeof *v);
+    if (!v) break;
+    s->agents = v;
+    s->agents[s->nagents++] = a;
+  }
+  closedir(d);
+  return 0;
+}
+
+/* ---- tokens ---- */
+
+static int load_tokens(struct lc_serve *s) {
+  FILE *f = fopen(s->tokens_file, "r");
+  if (!f) {
+    fprintf(stderr, "luact serve: cannot open --tokens %s\n", s->tokens_file);
+    return -1;
+  }
+  char line[1024];
+  while (fgets(line, sizeof line, f)) {
+    char tok[512], ten[256];
+    if (line[0] == '#' || sscanf(line, "%511s %255s", tok, ten) != 2) continue;
+    struct lc_token *v = realloc(s->tokens, (size_t)(s->ntokens + 1) * sizeof *v);
+    if (!v) break;
+    s->tokens = v;
+    s->tokens[s->ntokens].token = strdup(tok);
+    s->tokens[s->ntokens].tenant = strdup(ten);
+    /* A token is a secret: never in a log, event or metric. */
+    lc_secret_add(tok, strlen(tok));
+    s->ntokens++;
+  }
+  fclose(f);
+  if (!s->ntokens) {
+    fprintf(stderr, "luact serve: --tokens %s holds no `TOKEN TENANT` line\n", s->tokens_file);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- the runner ---- */
+
+struct lc_active {
+  char id[65];
+  char thread[65];
+  struct lc_agent *agent;
+  int efd;               /* immediate cancel: written by lc_serve_cancel */
+  struct lc_journal *jr; /* while the run runs (under s->mu) */
+  atomic_int killed;
+  struct lc_serve *s;
+  struct lc_active *next;
+};
+
+struct lc_queued {
+  char id[65];
+  char thread[65];
+  struct lc_agent *agent; /* NULL: gone from the folder (the run fails) */
+  double t0;
+  struct lc_queued *next;
+};
+
+void lc_serve_notify(struct lc_serve *s) {
+  pthread_mutex_lock(&s->mu);
+  pthread_cond_broadcast(&s->changed);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void lc_serve_wait_change(struct lc_serve *s, long ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&s->mu);
+  pthread_cond_timedwait(&s->changed, &s->mu, &ts);
+  pthread_mutex_unlock(&s->mu);
+}
+
+int lc_serve_run_status(struct lc_serve *s, const char *run_id, char *buf, size_t n) {
+  struct lc_run_row r;
+  char err[256];
+  if (lc_store_run_get(s->store, run_id, &r, err, sizeof err) == 0) {
+    snprintf(buf, n, "%s", r.status ? r.status : "running");
+    lc_run_row_free(&r);
+    return 0;
+  }
+  cJSON *rows = NULL;
+  lc_dstore_exec(s->ds, &rows, err, sizeof err, "SELECT pstatus FROM d_runs WHERE id=?", "s",
+                 run_id);
+  const cJSON *row = cJSON_GetArrayItem(rows, 0);
+  const cJSON *st = cJSON_GetObjectItem(row, "pstatus");
+  int rc = cJSON_IsString(st) ? 0 : LC_ENOTFOUND;
+  if (!rc) snprintf(buf, n, "%s", st->valuestring);
+  cJSON_Delete(rows);
+  return rc;
+}
+
+static const char wrapper[] =
+    "local chunk, input_json, ctx_json = ...\n"
+    "local r = chunk()\n"
+    "local f = type(r) == 'table' and r.run or r\n"
+    "if type(f) ~= 'function' then error('the agent script returns no run function') end\n"
+    "return f(luact.json.decode(input_json), luact.json.decode(ctx_json))\n";
+
+/* The root task's first result as JSON (NULL when none or not JSON). */
+static char *result_json(lua_State *L, lua_State *co) {
+  if (lua_gettop(co) < 1) return NULL;
+  lua_pushvalue(co, 1);
+  lua_xmove(co, L, 1);
+  char *out = top_json(L);
+  if (out) lc_secrets_scrub_str(out);
+  return out;
+}
+
+/* Immediate cancel (loop callback on the run's thread): kill the root. */
+static void on_kill(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
+  (void)loop;
+  (void)ev;
+  struct lc_task *t = w->ud;
+  uint64_t v;
+  if (read(w->fd, &v, sizeof v) < 0) return;
+  if (lc_task_state(t) != LC_TASK_DONE) lc_task_kill(t, "cancelled");
+}
+
+static void pump(struct lc_serve *s);
+
+static const char *jstr(const cJSON *o, const char *k);
+
+/* ---- luact.store: the daemon's key-value store, from scripts ---- */
+
+struct store_ctx {
+  struct lc_serve *s;
+  const char *tenant;
+};
+
+/* The raw operations (upvalue 1: struct store_ctx). Namespaces arrive as
+ * the stored key (labels each ended by \x1f), values as JSON text. */
+static int l_store_put(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2),
+             *val = luaL_checkstring(L, 3);
+  char err[256];
+  double now = lc_serve_now();
+  if (lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
+                     "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
+                     "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, ns, key) DO UPDATE SET "
+                     "value=excluded.value, updated=excluded.updated",
+                     "ssssdd", c->tenant, ns, key, val, now, now)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_store_get(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(c->s->ds, &rows, err, sizeof err,
+                 "SELECT value FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", c->tenant,
+                 ns, key);
+  const char *v = jstr(cJSON_GetArrayItem(rows, 0), "value");
+  if (v) lua_pushstring(L, v);
+  else lua_pushnil(L);
+  cJSON_Delete(rows);
+  return 1;
+}
+
+static int l_store_delete(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+  char err[256];
+  lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
+                 "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", c->tenant, ns,
+                 key);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* search(prefix, limit) -> JSON text: [{"ns": key, "key": k, "value": {...}}] */
+static int l_store_search(lua_State *L) {
+  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
+  const char *ns = luaL_checkstring(L, 1);
+  long limit = (long)luaL_optinteger(L, 2, 10);
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(c->s->ds, &rows, err, sizeof err,
+                 "SELECT ns, key, value FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? "
+                 "ORDER BY updated DESC LIMIT ?",
+                 "sssi", c->tenant, ns, ns, limit);
+  cJSON *r;
+  cJSON_ArrayForEach(r, rows) {
+    const char *v = jstr(r, "value");
+    cJSON *pv = v ? cJSON_Parse(v) : NULL;
+    cJSON_ReplaceItemInObject(r, "value", pv ? pv : cJSON_CreateNull());
+  }
+  char *t = cJSON_PrintUnformatted(rows ? rows : cJSON_CreateArray());
+  cJSON_Delete(rows);
+  lua_pushstring(L, t ? t : "[]");
+  cJSON_free(t);
+  return 1;
+}
+
+/* Each operation is a journaled effect (luact.effect): a resumed run gets
+ * what it read and wrote the first time instead of doing it again. */
+static const char store_lua[] =
+    "local raw = ...\n"
+    "local J = luact.json\n"
+    "local function nskey(ns, who, empty)\n"
+    "  if type(ns) ~= 'table' or (#ns == 0 and not empty) then\n"
+    "    error('luact.store.' .. who .. ': the namespace must be a list of labels', 3) end\n"
+    "  for i = 1, #ns do\n"
+    "    local l = ns[i]\n"
+    "    if type(l) ~= 'string' or l == '' or l:find('[%z\\31.]') then\n"
+    "      error('luact.store.' .. who .. ': bad namespace label ' .. tostring(l), 3) end\n"
+    "  end\n"
+    "  return #ns == 0 and '' or table.concat(ns, '\\31') .. '\\31'\n"
+    "end\n"
+    "local S = {}\n"
+    "function S.put(ns, key, value)\n"
+    "  local k = nskey(ns, 'put')\n"
+    "  if type(key) ~= 'string' then error('luact.store.put: key must be a string', 2) end\n"
+    "  if type(value) ~= 'table' then error('luact.store.put: value must be a table', 2) end\n"
+    "  local v = J.encode(value)\n"
+    "  return luact.effect('store', 'put', {namespace = ns, key = key, value = value},\n"
+    "    'idempotent', function() return raw.put(k, key, v) end)\n"
+    "end\n"
+    "function S.get(ns, key)\n"
+    "  local k = nskey(ns, 'get')\n"
+    "  if type(key) ~= 'string' then error('luact.store.get: key must be a string', 2) end\n"
+    "  local v = luact.effect('store', 'get', {namespace = ns, key = key}, 'pure',\n"
+    "    function() return raw.get(k, key) end)\n"
+    "  return v and J.decode(v) or nil\n"
+    "end\n"
+    "function S.delete(ns, key)\n"
+    "  local k = nskey(ns, 'delete')\n"
+    "  return luact.effect('store', 'delete', {namespace = ns, key = key}, 'idempotent',\n"
+    "    function() return raw.delete(k, key) end)\n"
+    "end\n"
+    "function S.search(prefix, opts)\n"
+    "  local k = nskey(prefix or {}, 'search', true)\n"
+    "  local limit = opts and opts.limit or 10\n"
+    "  local t = luact.effect('store', 'search', {prefix = prefix or {}, limit = limit}, 'pure',\n"
+    "    function() return raw.search(k, limit) end)\n"
+    "  local out = {}\n"
+    "  for _, it in ipairs(J.decode(t)) do\n"
+    "    local ns = {}\n"
+    "    for l in it.ns:gmatch('([^\\31]+)\\31') do ns[#ns + 1] = l end\n"
+    "    out[#out + 1] = {namespace = ns, key = it.key, value = it.value}\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "luact.store = S\n";
+
+/* [-0, +0, e] Sets luact.store in L for a run of tenant c->tenant. */
+static int open_store(lua_State *L, struct store_ctx *c) {
+  if (luaL_loadbufferx(L, store_lua, sizeof store_lua - 1, "=luact.store", "t") != LUA_OK)
+    return -1;
+  static const luaL_Reg fns[] = {{"put", l_store_put}, {"get", l_store_get},
+                                 {"delete", l_store_delete}, {"search", l_store_search},
+                                 {NULL, NULL}};
+  lua_newtable(L);
+  lua_pushlightuserdata(L, c);
+  luaL_setfuncs(L, fns, 1);
+  return lc_lua_pcall(L, 1, 0) == LUA_OK ? 0 : -1;
+}
+
+struct run_in {
+  char *agent, *input, *ctx, *thread, *tenant;
+};
+
+static void run_in_free(struct run_in *ri) {
+  free(ri->agent);
+  free(ri->input);
+  free(ri->ctx);
+  free(ri->thread);
+  free(ri->tenant);
+}
+
+static char *jdup(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItem(o, k);
+  return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+/* The run's request, and its context fixed at the first start (so that a
+ * resumed run replays against what it first saw). */
+static int run_request(struct lc_serve *s, const char *id, struct run_in *ri) {
+  char err[256];
+  cJSON *rows = NULL;
+  memset(ri, 0, sizeof *ri);
+  if (lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                     "SELECT agent, input, ctx, thread_id, tenant FROM d_runs WHERE id=?", "s",
+                     id))
+    return -1;
+  const cJSON *r = cJSON_GetArrayItem(rows, 0);
+  if (!r) {
+    cJSON_Delete(rows);
+    return -1;
+  }
+  ri->agent = jdup(r, "agent");
+  ri->input = jdup(r, "input");
+  ri->ctx = jdup(r, "ctx");
+  ri->thread = jdup(r, "thread_id");
+  ri->tenant = jdup(r, "tenant");
+  cJSON_Delete(rows);
+  if (!ri->ctx) {
+    cJSON *ctx = cJSON_CreateObject();
+    cJSON_AddStringToObject(ctx, "run_id", id);
+    if (ri->thread) {
+      cJSON_AddStringToObject(ctx, "thread_id", ri->thread);
+      cJSON *v = NULL;
+      lc_dstore_exec(s->ds, &v, err, sizeof err, "SELECT vals FROM d_threads WHERE id=?", "s",
+                     ri->thread);
+      const cJSON *vals = cJSON_GetObjectItem(cJSON_GetArrayItem(v, 0), "vals");
+      cJSON *pv = cJSON_IsString(vals) ? cJSON_Parse(vals->valuestring) : NULL;
+      if (pv) cJSON_AddItemToObject(ctx, "values", pv);
+      cJSON_Delete(v);
+    }
+    ri->ctx = cJSON_PrintUnformatted(ctx);
+    cJSON_Delete(ctx);
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET ctx=?, started=1 WHERE id=?",
+                   "ss", ri->ctx, id);
+  }
+  return ri->agent && ri->input && ri->ctx ? 0 : -1;
+}
+
+/* Sets the thread's values from a finished run's output (an object stays
+ * as it is; anything else is {"output": value}). */
+static void thread_values(struct lc_serve *s, const char *thread, const char *result) {
+  if (!thread) return;
+  cJSON *v = result ? cJSON_Parse(result) : NULL;
+  if (!cJSON_IsObject(v)) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "output", v ? v : cJSON_CreateNull());
+    v = o;
+  }
+  char *t = cJSON_PrintUnformatted(v);
+  cJSON_Delete(v);
+  char err[256];
+  lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_threads SET vals=?, updated=? WHERE id=?",
+                 "sds", t, lc_serve_now(), thread);
+  cJSON_free(t);
+}
+
+/* After a run's execution: the latency of each effect it ran live (result
+ * lines after line `from`), by kind, and the LLM tokens, into the
+ * metrics. Reads the journal back: the results carry latency_ms and the
+ * LLM's usage, their intents the kind. */
+static void effect_metrics(struct lc_serve *s, const char *run, long from) {
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                 "SELECT seq, line FROM journal WHERE run_id=? ORDER BY seq", "s", run);
+  cJSON *kinds = cJSON_CreateObject(); /* effect id -> kind */
+  const cJSON *r;
+  cJSON_ArrayForEach(r, rows) {
+    cJSON *l = cJSON_Parse(jstr(r, "line") ? jstr(r, "line") : "null");
+    const char *t = jstr(l, "type"), *id = jstr(l, "id");
+    if (t && id && !strcmp(t, "intent") && jstr(l, "kind")) {
+      cJSON_DeleteItemFromObjectCaseSensitive(kinds, id);
+      cJSON_AddStringToObject(kinds, id, jstr(l, "kind"));
+    } else if (t && id && !strcmp(t, "result") &&
+               cJSON_GetObjectItem(r, "seq")->valuedouble > (double)from) {
+      const char *k = jstr(kinds, id);
+      int ki = 0;
+      while (lc_serve_kind_names[ki + 1] && (!k || strcmp(lc_serve_kind_names[ki], k))) ki++;
+      const cJSON *lat = cJSON_GetObjectItemCaseSensitive(l, "latency_ms");
+      if (cJSON_IsNumber(lat)) {
+        atomic_fetch_add(&s->kind_us[ki], (long)(lat->valuedouble * 1000));
+        atomic_fetch_add(&s->kind_n[ki], 1);
+      }
+      const cJSON *u = cJSON_GetObjectItemCaseSensitive(l, "usage");
+      const cJSON *in = cJSON_GetObjectItemCaseSensitive(u, "input"),
+                  *out = cJSON_GetObjectItemCaseSensitive(u, "output");
+      if (cJSON_IsNumber(in)) atomic_fetch_add(&s->llm_tokens_in, (long)in->valuedouble);
+      if (cJSON_IsNumber(out)) atomic_fetch_add(&s->llm_tokens_out, (long)out->valuedouble);
+    }
+    cJSON_Delete(l);
+  }
+  cJSON_Delete(kinds);
+  cJSON_Delete(rows);
+}
+
+/* The journal's last line number (0: none yet). */
+static long journal_last(struct lc_serve *s, const char *run) {
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                 "SELECT coalesce(max(seq), 0) AS n FROM journal WHERE run_id=?", "s", run);
+  const cJSON *n = cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "n");
+  long v = cJSON_IsNumber(n) ? (long)n->valuedouble : 0;
+  cJSON_Delete(rows);
+  return v;
+}
+
+static void *run_thread(void *ud) {
+  struct lc_active *a = ud;
+  struct lc_serve *s = a->s;
+  double t0 = mono_s();
+  struct run_in ri;
+  char err[1024];
+  const struct lc_agent *ag = NULL;
+  struct lc_journal *jr = NULL;
+  char *result = NULL;
+  const char *status = "failed";
+  char *error = NULL, *question = NULL;
+  int rc = 1;
+  long from = 0;
+  if (run_request(s, a->id, &ri) || !(ag = lc_serve_agent(s, ri.agent))) {
+    error = strdup(ri.agent ? "the agent is gone (not in AGENTS_DIR any more)"
+                            : "the run's request is missing");
+    goto final;
+  }
+  struct lc_run_row row;
+  int resume = lc_store_run_get(s->store, a->id, &row, err, sizeof err) == 0;
+  if (resume) {
+    const char *was = row.status ? row.status : "";
+    int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
+    lc_run_row_free(&row);
+    if (ended) { /* cancelled while queued (luact runs cancel): stays so */
+      pthread_mutex_lock(&s->mu);
+      for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
+        if (*p == a) {
+          *p = a->next;
+          break;
+        }
+      s->nactive--;
+      if (a->agent) a->agent->active--;
+      close(a->efd);
+      free(a);
+      pump(s);
+      pthread_cond_broadcast(&s->changed);
+      pthread_mutex_unlock(&s->mu);
+      run_in_free(&ri);
+      return NULL;
+    }
+    /* This process runs it now: `luact runs cancel` then asks it to stop
+     * instead of marking a run that goes on as cancelled. */
+    lc_store_run_set_status(s->store, a->id, "running", NULL, NULL, NULL, (long)getpid(), err,
+                            sizeof err);
+  }
+  from = journal_last(s, a->id); /* lines after it are this execution's */
+  cJSON *args = cJSON_CreateArray();
+  cJSON_AddItemToArray(args, cJSON_CreateString(ri.input));
+  char *ajson = cJSON_PrintUnformatted(args);
+  cJSON_Delete(args);
+  struct lc_journal_opts o = {.mode = LC_JOURNAL_RECORD,
+                              .store = s->store,
+                              .script_path = ag->file,
+                              .run_id = a->id,
+                              .args_json = ajson,
+                              .resume = resume};
+  int jrc = lc_journal_open_with(&o, &jr, err, sizeof err);
+  cJSON_free(ajson);
+  if (jrc) {
+    error = strdup(err);
+    jr = NULL;
+    goto final;
+  }
+  if (resume) atomic_fetch_add(&s->runs_resumed, 1);
+  lc_journal_set_wait_input(jr, 1);
+  lc_serve_notify(s); /* its header is in: streams have a first event */
+  pthread_mutex_lock(&s->mu);
+  a->jr = jr;
+  int cancel_now = atomic_load(&a->killed);
+  pthread_mutex_unlock(&s->mu);
+  if (cancel_now) lc_journal_request_cancel(jr);
+  lua_State *L = luaL_newstate();
+  struct lc_sched *sc = NULL;
+  if (!L) {
+    error = strdup("out of memory");
+    goto final;
+  }
+  lc_lua_setup(L);
+  struct lc_run_opts ro = {.quiet = 1};
+  lc_react_set_run_opts(L, &ro);
+  if (lc_sched_new(L, &sc)) {
+    lua_close(L);
+    error = strdup("cannot create the scheduler");
+    goto final;
+  }
+  lc_l_journal_attach(L, jr);
+  struct store_ctx sctx = {.s = s, .tenant = ri.tenant ? ri.tenant : "default"};
+  if (open_store(L, &sctx)) lc_serve_log(s, "error", "store_binding", a->id, lua_tostring(L, -1));
+  lua_settop(L, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, ag->file);
+  lua_rawseti(L, -2, 0);
+  lua_setglobal(L, "arg");
+  if (luaL_loadbufferx(L, wrapper, sizeof wrapper - 1, "=serve", "t") != LUA_OK ||
+      luaL_loadfilex(L, ag->file, "t") != LUA_OK) {
+    error = strdup(lua_tostring(L, -1));
+  } else {
+    lua_pushstring(L, ri.input);
+    lua_pushstring(L, ri.ctx);
+    struct lc_task *t;
+    if (lc_sched_spawn(s->store ? sc : sc, L, 3, NULL, &t)) {
+      error = strdup("out of memory");
+    } else {
+      struct lc_fdwatch w = {.fd = a->efd, .events = LC_READ, .cb = on_kill, .ud = t};
+      int watched = lc_loop_watch(lc_sched_loop(sc), &w) == 0;
+      if (lc_sched_run(sc, t)) {
+        error = strdup(lc_sched_error(sc));
+      } else if (lc_task_status(t) != LUA_OK) {
+        const char *m = lua_tostring(lc_task_thread(t), -1);
+        error = strdup(m ? m : "the run raised an error");
+      } else {
+        result = result_json(L, lc_task_thread(t));
+        rc = 0;
+      }
+      if (watched) lc_loop_unwatch(lc_sched_loop(sc), &w);
+    }
+  }
+  lc_sched_free(sc);
+  lua_close(L);
+final:
+  pthread_mutex_lock(&s->mu);
+  a->jr = NULL;
+  pthread_mutex_unlock(&s->mu);
+  if (jr) {
+    switch (lc_journal_failed(jr)) {
+      case LC_JOURNAL_WAITING:
+        status = "waiting_input";
+        question = strdup(lc_journal_question(jr) ? lc_journal_question(jr) : "");
+        break;
+      case LC_JOURNAL_IN_DOUBT:
+        status = "in_doubt";
+        free(error);
+        error = strdup(lc_journal_error(jr));
+        break;
+      case LC_JOURNAL_CANCELLED: status = "cancelled"; break;
+      case LC_JOURNAL_OK:
+        status = atomic_load(&a->killed) && rc ? "cancelled" : rc ? "failed" : "finished";
+        break;
+      default:
+        status = "failed";
+        free(error);
+        error = strdup(lc_journal_error(jr));
+    }
+    long begun = 0, replayed = 0, ran = 0;
+    lc_journal_counts(jr, &begun, &replayed, &ran);
+    atomic_fetch_add(&s->effects_begun, begun);
+    atomic_fetch_add(&s->effects_replayed, replayed);
+    atomic_fetch_add(&s->effects_ran, ran);
+    lc_journal_free(jr); /* every line committed first */
+    effect_metrics(s, a->id, from);
+  }
+  if (error) lc_secrets_scrub_str(error);
+  if (strcmp(status, "failed") && strcmp(status, "in_doubt")) {
+    free(error);
+    error = NULL;
+  }
+  if (jr) {
+    if (lc_store_run_set_status(s->store, a->id, status, result, error, question, 0, err,
+                                sizeof err))
+      lc_serve_log(s, "error", "run_status_failed", a->id, err);
+  } else {
+    /* The journal never opened: the run has no row if it never started. */
+    struct lc_run_row r2;
+    if (lc_store_run_get(s->store, a->id, &r2, err, sizeof err) == 0) {
+      lc_run_row_free(&r2);
+      lc_store_run_set_status(s->store, a->id, status, NULL, error, NULL, 0, err, sizeof err);
+    } else {
+      lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                     "UPDATE d_runs SET pstatus='failed', perror=? WHERE id=?", "ss", error,
+                     a->id);
+    }
+  }
+  if (!strcmp(status, "finished")) thread_values(s, ri.thread, result);
+  if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
+                   a->id);
+  {
+    char m[600];
+    snprintf(m, sizeof m, "%s%s%.500s", status, error ? ": " : "", error ? error : "");
+    lc_serve_log(s, strcmp(status, "failed") ? "info" : "warn", "run_end", a->id, m);
+  }
+  if (!strcmp(status, "finished")) atomic_fetch_add(&s->runs_done_ok, 1);
+  else if (!strcmp(status, "cancelled")) atomic_fetch_add(&s->runs_done_cancelled, 1);
+  else if (!strcmp(status, "waiting_input")) atomic_fetch_add(&s->runs_interrupted, 1);
+  else atomic_fetch_add(&s->runs_done_failed, 1);
+  if (ag)
+    for (int k = 0; lc_serve_end_names[k]; k++)
+      if (!strcmp(lc_serve_end_names[k], status)) atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
+  atomic_fetch_add(&s->run_us, (long)((mono_s() - t0) * 1e6));
+  atomic_fetch_add(&s->runs_timed, 1);
+  free(result);
+  free(error);
+  free(question);
+  run_in_free(&ri);
+  /* Test hook (check_serve): a run that stopped to wait stays on the
+   * active list until it is cancelled, to pin down that race. */
+  if (!strcmp(status, "waiting_input") && getenv("LUACT_SERVE_HOLD_WAITING"))
+    while (!atomic_load(&a->killed)) {
+      struct timespec ts = {0, 10000000L};
+      nanosleep(&ts, NULL);
+    }
+  /* Off the active list; the next queued run may start. */
+  pthread_mutex_lock(&s->mu);
+  for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
+    if (*p == a) {
+      *p = a->next;
+      break;
+    }
+  /* A cancel that came after the run stopped to wait, while it was still
+   * on the list, found no journal to stop: the waiting run is cancelled
+   * here (later cancels find it in the store). */
+  if (atomic_load(&a->killed) && !strcmp(status, "waiting_input") &&
+      lc_store_run_set_status(s->store, a->id, "cancelled", NULL, NULL, NULL, 0, err,
+                              sizeof err) == 0)
+    atomic_fetch_add(&s->runs_done_cancelled, 1);
+  s->nactive--;
+  if (a->agent) a->agent->active--;
+  close(a->efd);
+  free(a);
+  pump(s);
+  pthread_cond_broadcast(&s->changed);
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+static int thread_busy(struct lc_serve *s, const char *thread) {
+  if (!thread[0]) return 0;
+  for (struct lc_active *a = s->active; a; a = a->next)
+    if (!strcmp(a->thread, thread)) return 1;
+  return 0;
+}
+
+/* Starts queued runs while there is room (s->mu held). A run waits while
+ * another run of its thread is active. */
+static void pump(struct lc_serve *s) {
+  if (atomic_load(&s->stopping)) return;
+  for (struct lc_queued **p = &s->queue; *p && s->nactive < s->max_runs;) {
+    struct lc_queued *q = *p;
+    if (thread_busy(s, q->thread) ||
+        (q->agent && q->agent->max_runs && q->agent->active >= q->agent->max_runs)) {
+      p = &q->next; /* its turn comes when its thread or agent has room */
+      continue;
+    }
+    struct lc_active *a = calloc(1, sizeof *a);
+    if (!a) return;
+    snprintf(a->id, sizeof a->id, "%s", q->id);
+    snprintf(a->thread, sizeof a->thread, "%s", q->thread);
+    a->agent = q->agent;
+    a->s = s;
+    a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pthread_t th;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 8u << 20);
+    if (a->efd < 0 || pthread_create(&th, &at, run_thread, a)) {
+      pthread_attr_destroy(&at);
+      if (a->efd >= 0) close(a->efd);
+      free(a);
+      return;
+    }
+    pthread_attr_destroy(&at);
+    a->next = s->active;
+    s->active = a;
+    s->nactive++;
+    if (a->agent) a->agent->active++;
+    atomic_fetch_add(&s->queue_wait_us, (long)((mono_s() - q->t0) * 1e6));
+    atomic_fetch_add(&s->queue_waits, 1);
+    *p = q->next;
+    s->nqueued--;
+    free(q);
+  }
+}
+
+int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id,
+                     const char *agent, int front) {
+  struct lc_queued *q = calloc(1, sizeof *q);
+  if (!q) return LC_ENOMEM;
+  snprintf(q->id, sizeof q->id, "%s", run_id);
+  snprintf(q->thread, sizeof q->thread, "%s", thread_id ? thread_id : "");
+  q->agent = (struct lc_agent *)lc_serve_agent(s, agent);
+  q->t0 = mono_s();
+  pthread_mutex_lock(&s->mu);
+  struct lc_queued **p = &s->queue;
+  if (!front)
+    while (*p) p = &(*p)->next;
+  q->next = *p;
+  *p = q;
+  s->nqueued++;
+  pump(s);
+  pthread_cond_broadcast(&s->changed);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
+  char err[256];
+  pthread_mutex_lock(&s->mu);
+  for (struct lc_queued **p = &s->queue; *p; p = &(*p)->next)
+    if (!strcmp((*p)->id, run_id)) {
+      struct lc_queued *q = *p;
+      *p = q->next;
+      s->nqueued--;
+      free(q);
+      /* Not started: no run row; a resumed one has one. */
+      struct lc_run_row r;
+      if (lc_store_run_get(s->store, run_id, &r, err, sizeof err) == 0) {
+        lc_run_row_free(&r);
+        lc_store_run_set_status(s->store, run_id, "cancelled", NULL, NULL, NULL, 0, err,
+                                sizeof err);
+      } else {
+        lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                       "UPDATE d_runs SET pstatus='cancelled' WHERE id=?", "s", run_id);
+      }
+      atomic_fetch_add(&s->runs_done_cancelled, 1);
+      pthread_cond_broadcast(&s->changed);
+      pthread_mutex_unlock(&s->mu);
+      return 0;
+    }
+  for (struct lc_active *a = s->active; a; a = a->next)
+    if (!strcmp(a->id, run_id)) {
+      atomic_store(&a->killed, 1);
+      if (a->jr) lc_journal_request_cancel(a->jr);
+      if (immediate) {
+        uint64_t one = 1;
+        ssize_t w = write(a->efd, &one, sizeof one);
+        (void)w;
+      }
+      pthread_mutex_unlock(&s->mu);
+      return 0;
+    }
+  pthread_mutex_unlock(&s->mu);
+  /* Not running here: a waiting run is cancelled in the store. */
+  char was[32];
+  int rc = lc_store_run_cancel(s->store, run_id, was, sizeof was, err, sizeof err);
+  if (rc == 0 && !strcmp(was, "waiting_input")) atomic_fetch_add(&s->runs_done_cancelled, 1);
+  lc_serve_notify(s);
+  return rc;
+}
+
+/* ---- answering a question ---- */
+
+static int collect_line(void *ud, long seq, const char *text, size_t len) {
+  (void)seq;
+  cJSON *arr = ud;
+  cJSON *o = cJSON_ParseWithLength(text, len);
+  cJSON_AddItemToArray(arr, o ? o : cJSON_CreateNull());
+  return 0;
+}
+
+static const char *jstr(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, int *again,
+                    char *msg, size_t n) {
+  *again = 0;
+  pthread_mutex_lock(&s->mu); /* one answer at a time */
+  cJSON *lines = cJSON_CreateArray();
+  long last = 0;
+  char err[512];
+  int rc = lc_store_journal_read(s->store, run_id, collect_line, lines, &last, err, sizeof err);
+  if (rc) {
+    snprintf(msg, n, "%s", err);
+    goto out;
+  }
+  char st[32] = "";
+  lc_serve_run_status(s, run_id, st, sizeof st);
+  /* The last input intent without a result, and the last answer given. */
+  const char *pending = NULL, *answered = NULL;
+  double order = 0;
+  const cJSON *l;
+  cJSON_ArrayForEach(l, lines) {
+    const cJSON *ord = cJSON_GetObjectItemCaseSensitive(l, "order");
+    if (cJSON_IsNumber(ord) && ord->valuedouble > order) order = ord->valuedouble;
+    const char *t = jstr(l, "type"), *id = jstr(l, "id");
+    if (!t || !id) continue;
+    if (!strcmp(t, "intent") && jstr(l, "kind") && !strcmp(jstr(l, "kind"), "input")) {
+      pending = id;
+    } else if (!strcmp(t, "result") && pending && !strcmp(pending, id) &&
+               !cJSON_GetObjectItemCaseSensitive(l, "cancelled")) {
+      pending = NULL;
+      if (cJSON_GetObjectItemCaseSensitive(l, "answered_by"))
+        answered = jstr(cJSON_GetObjectItemCaseSensitive(l, "result"), "line");
+    }
+  }
+  if (!pending || strcmp(st, "waiting_input")) {
+    if (answered && !strcmp(answered, value)) {
+      *again = 1; /* the same answer twice: harmless */
+      rc = 0;
+    } else {
+      snprintf(msg, n, answered ? "the run was already answered with a different value"
+                                : "the run is %s and waits for no answer", st);
+      rc = LC_ESTATE;
+    }
+    goto out;
+  }
+  cJSON *line = cJSON_CreateObject();
+  cJSON_AddStringToObject(line, "type", "result");
+  cJSON_AddStringToObject(line, "id", pending);
+  cJSON *res = cJSON_AddObjectToObject(line, "result");
+  cJSON_AddStringToObject(res, "line", value);
+  cJSON_AddNumberToObject(line, "order", order + 1);
+  cJSON_AddStringToObject(line, "answered_by", "luact serve");
+  char *t = cJSON_PrintUnformatted(line);
+  cJSON_Delete(line);
+  rc = lc_store_journal_append_now(s->store, run_id, last + 1, t, strlen(t), err, sizeof err);
+  cJSON_free(t);
+  if (rc) {
+    snprintf(msg, n, "%s", err);
+    goto out;
+  }
+  rc = lc_store_run_set_status(s->store, run_id, "running", NULL, NULL, NULL, 0, err, sizeof err);
+  if (rc) snprintf(msg, n, "%s", err);
+out:
+  cJSON_Delete(lines);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+/* ---- start, signals, shutdown ---- */
+
+static int parse_listen(struct lc_serve *s, const char *v) {
+  const char *colon = strrchr(v, ':');
+  if (!colon || colon == v || (size_t)(colon - v) >= sizeof s->host) return -1;
+  snprintf(s->host, sizeof s->host, "%.*s", (int)(colon - v), v);
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || p < 0 || p > 65535) return -1;
+  s->port = (int)p;
+  struct in_addr a;
+  return inet_pton(AF_INET, s->host, &a) == 1 ? 0 : -1;
+}
+
+static int is_loopback(const char *host) {
+  struct in_addr a;
+  return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+static long num_opt(const char *o, const char *v, long lo, long hi) {
+  char *end;
+  long n = strtol(v, &end, 10);
+  if (*end || n < lo || n > hi) {
+    fprintf(stderr, "luact serve: %s needs a number from %ld to %ld\n", o, lo, hi);
+    return -1;
+  }
+  return n;
+}
+
+/* Runs found not finished at start: started ones resume, queued ones
+ * start; waiting ones wait. */
+static void recover(struct lc_serve *s) {
+  char err[256];
+  cJSON *rows = NULL;
+  lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                 "SELECT d.id AS id, d.thread_id AS thread_id, d.agent AS agent, r.status AS status, "
+                 "d.pstatus AS "
+                 "pstatus FROM d_runs d LEFT JOIN runs r ON r.id = d.id WHERE d.deleted = 0 AND "
+                 "((r.status IS NULL AND d.pstatus = 'pending') OR r.status = 'running') "
+                 "ORDER BY d.created",
+                 "");
+  const cJSON *r;
+  int n = 0;
+  cJSON_ArrayForEach(r, rows) {
+    lc_serve_enqueue(s, jstr(r, "id"), jstr(r, "thread_id"), jstr(r, "agent"), 0);
+    n++;
+  }
+  cJSON_Delete(rows);
+  if (n) {
+    char m[64];
+    snprintf(m, sizeof m, "%d runs resumed or started", n);
+    lc_serve_log(s, "info", "recover", NULL, m);
+  }
+}
+
+int lc_serve_main(int argc, char **argv) {
+  struct lc_serve S, *s = &S;
+  memset(s, 0, sizeof *s);
+  snprintf(s->host, sizeof s->host, "127.0.0.1");
+  s->port = 7420;
+  s->max_runs = 64;
+  s->max_body = 1 << 20;
+  s->max_conns = 512;
+  s->max_streams = -1;
+  s->grace_s = 10;
+  s->conn_timeout_s = 30;
+  int i = 0;
+  for (; i < argc && argv[i][0] == '-'; i++) {
+    const char *o = argv[i];
+    if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+      fputs(usage_serve, stdout);
+      return 0;
+    }
+    if (!strcmp(o, "--no-auth")) {
+      s->no_auth = 1;
+      continue;
+    }
+    static const char *const with_value[] = {"--listen", "--store", "--store-sync", "--tokens",
+                                             "--max-runs", "--max-body", "--max-conns",
+                                             "--max-streams", "--conn-timeout", "--grace",
+                                             NULL};
+    int known = 0;
+    for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
+    if (!known) {
+      fprintf(stderr, "luact serve: unknown option '%s' (see luact serve --help)\n", o);
+      return 2;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "luact serve: %s needs a value\n", o);
+      return 2;
+    }
+    const char *v = argv[++i];
+    long n = 0;
+    if (!strcmp(o, "--listen")) {
+      if (parse_listen(s, v)) {
+        fprintf(stderr, "luact serve: --listen takes IPV4:PORT, e.g. 127.0.0.1:7420\n");
+        return 2;
+      }
+    } else if (!strcmp(o, "--store")) s->store_path = v;
+    else if (!strcmp(o, "--tokens")) s->tokens_file = v;
+    else if (!strcmp(o, "--store-sync")) {
+      if (strcmp(v, "full") && strcmp(v, "normal")) {
+        fprintf(stderr, "luact serve: --store-sync is full or normal\n");
+        return 2;
+      }
+      s->sync_normal = !strcmp(v, "normal");
+    } else {
+      n = num_opt(o, v, !strcmp(o, "--grace") ? 0 : 1, 1L << 30);
+      if (n < 0) return 2;
+      if (!strcmp(o, "--max-runs")) s->max_runs = (int)n;
+      else if (!strcmp(o, "--max-body")) s->max_body = n;
+      else if (!strcmp(o, "--max-conns")) s->max_conns = (int)n;
+      else if (!strcmp(o, "--max-streams")) s->max_streams = (int)n;
+      else if (!strcmp(o, "--conn-timeout")) s->conn_timeout_s = (int)n;
+      else s->grace_s = (int)n;
+    }
+  }
+  if (i + 1 != argc) {
+    fputs(usage_serve, stderr);
+    return 2;
+  }
+  s->agents_dir = argv[i];
+  if (s->max_streams < 0) s->max_streams = s->max_conns * 3 / 4;
+  if (s->max_streams >= s->max_conns) {
+    fprintf(stderr, "luact serve: --max-streams must stay below --max-conns\n");
+    return 2;
+  }
+  if (s->no_auth && s->tokens_file) {
+    fprintf(stderr, "luact serve: give --tokens or --no-auth, not both\n");
+    return 2;
+  }
+  if (!s->no_auth && !s->tokens_file) {
+    fprintf(stderr, "luact serve: give --tokens FILE (or --no-auth on a loopback address)\n");
+    return 2;
+  }
+  if (s->no_auth && !is_loopback(s->host)) {
+    fprintf(stderr, "luact serve: --no-auth only on a loopback address (127.x.x.x)\n");
+    return 2;
+  }
+  if (s->tokens_file && load_tokens(s)) return 1;
+  char spath[4096];
+  if (!s->store_path) s->store_path = lc_store_default_path(spath, sizeof spath);
+  if (!s->store_path) {
+    fprintf(stderr, "luact serve: no run store (--store FILE, or set HOME or LUACT_STORE)\n");
+    return 2;
+  }
+  char err[1024];
+  if (lc_store_open(s->store_path, s->sync_normal ? LC_STORE_SYNC_NORMAL : LC_STORE_SYNC_FULL,
+                    &s->store, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    return 1;
+  }
+  /* One daemon per store: two would both resume the same runs. */
+  char lpath[4200];
+  snprintf(lpath, sizeof lpath, "%s.serve-lock", s->store_path);
+  int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB)) {
+    fprintf(stderr, "luact serve: another luact serve uses %s\n", s->store_path);
+    lc_store_close(s->store);
+    return 1;
+  }
+  if (lc_dstore_open(s->store_path, !s->sync_normal, &s->ds, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    lc_store_close(s->store);
+    return 1;
+  }
+  /* Columns added after the first schema (older daemons' files). */
+  lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                 "ALTER TABLE d_runs ADD COLUMN pstatus TEXT NOT NULL DEFAULT 'pending'", "");
+  lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN perror TEXT", "");
+  lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN ctx TEXT", "");
+  lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                 "ALTER TABLE d_runs ADD COLUMN asked INTEGER NOT NULL DEFAULT 0", "");
+  if (load_agents(s)) return 1;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->changed, NULL);
+  /* Signals go to this thread only (sigwait below); every thread started
+   * from here inherits the mask. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  if (lc_api_start(s, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    return 1;
+  }
+  recover(s);
+  atomic_store(&s->ready, 1);
+  char m[4400];
+  snprintf(m, sizeof m, "listening on %s:%d, %d agents, store %s", s->host, s->port, s->nagents,
+           s->store_path);
+  lc_serve_log(s, "info", "start", NULL, m);
+  int sig = 0;
+  sigwait(&set, &sig);
+  lc_serve_log(s, "info", "stopping", NULL, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  atomic_store(&s->ready, 0);
+  atomic_store(&s->stopping, 1);
+  lc_api_quiesce(s);
+  double until = mono_s() + s->grace_s;
+  pthread_mutex_lock(&s->mu);
+  pthread_cond_broadcast(&s->changed);
+  while (s->nactive > 0 && mono_s() < until) {
+    pthread_mutex_unlock(&s->mu);
+    lc_serve_wait_change(s, 200);
+    pthread_mutex_lock(&s->mu);
+  }
+  int left = s->nactive;
+  pthread_mutex_unlock(&s->mu);
+  lc_api_stop(s);
+  if (left) {
+    /* Their rows say running: the next start resumes them. Closing the
+     * store under them would be a use after free: leave at once. */
+    snprintf(m, sizeof m, "%d runs still running after the grace period: they resume at the "
+                          "next start", left);
+    lc_serve_log(s, "warn", "exit", NULL, m);
+    lc_store_flush(s->store);
+    _exit(0);
+  }
+  lc_serve_log(s, "info", "exit", NULL, NULL);
+  lc_dstore_close(s->ds);
+  lc_store_close(s->store);
+  for (int k = 0; k < s->nagents; k++) {
+    free(s->agents[k].id);
+    free(s->agents[k].file);
+    free(s->agents[k].description);
+    free(s->agents[k].input_schema);
+    free(s->agents[k].output_schema);
+  }
+  free(s->agents);
+  for (int k = 0; k < s->ntokens; k++) {
+    free(s->tokens[k].token);
+    free(s->tokens[k].tenant);
+  }
+  free(s->tokens);
+  while (s->queue) {
+    struct lc_queued *q = s->queue;
+    s->queue = q->next;
+    free(q);
+  }
+  close(lfd);
+  return 0;
+}

@@ -1,0 +1,29 @@
+/* dstore.h: the daemon's own tables (threads, runs' requests, store items)
+ * beside the run store's, in the same SQLite file, through a connection of
+ * their own. The run store keeps a run's status and journal; these tables
+ * keep what the Agent Protocol adds: the thread a run belongs to, its
+ * tenant, agent, input and Idempotency-Key, and the key-value store.
+ *
+ * Queries take a bind spec: one letter per parameter, s (const char *,
+ * NULL binds NULL), d (double), i (long). Rows come back as a cJSON array
+ * of objects keyed by column name (the caller's, cJSON_Delete). Thread
+ * safe (one mutex). Errors: 0 / LC_E*, text in err. */
+#ifndef LC_DSTORE_H
+#define LC_DSTORE_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+
+struct lc_dstore;
+
+int lc_dstore_open(const char *path, int sync_full, struct lc_dstore **out, char *err,
+                   size_t errlen);
+void lc_dstore_close(struct lc_dstore *d);
+/* Runs sql (one statement) with its parameters; *rows (may be NULL) gets
+ * the result rows. LC_ESTATE for a constraint violation (a taken key). */
+int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
+                   const char *spec, ...);
+/* Is the file reachable and answering (readyz)? */
+int lc_dstore_ping(struct lc_dstore *d);
+
+#endif

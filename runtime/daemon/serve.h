@@ -1,0 +1,114 @@
+/* serve.h: `luact serve`, the Agent Protocol daemon (docs/serve.md).
+ *
+ * daemon.c owns the process: options, agents, the run store, the runner
+ * (runs on threads of their own, each with its own Lua state, scheduler
+ * and loop, at most --max-runs at once, a FIFO queue beyond), signals and
+ * logs. api.c is the HTTP side (libmicrohttpd): routes, auth, SSE.
+ *
+ * A run's status lives in the run store (runtime/store) once it started;
+ * before that in d_runs.pstatus ("pending", or "cancelled" when cancelled
+ * in the queue). Its journal is its event log: SSE ids are journal line
+ * numbers, so they never repeat across restarts. */
+#ifndef LC_SERVE_H
+#define LC_SERVE_H
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "dstore.h"
+
+struct lc_store;
+
+struct lc_agent {
+  char *id;          /* the name: the file's base name unless it says */
+  char *file;        /* absolute path */
+  char *description;
+  char *input_schema, *output_schema; /* JSON text, or NULL */
+  int max_runs; /* the script's max_runs: at most so many at once (0: no limit) */
+  int active;   /* runs of it executing (under lc_serve.mu) */
+  /* metrics: runs created, and run executions ended by status (in the
+   * order of lc_serve_end_names) */
+  atomic_long created, ended[6];
+};
+
+/* Effect kinds for metrics (a fixed set: a script's own kinds are
+ * "other", so labels stay bounded), NULL-terminated. */
+extern const char *const lc_serve_kind_names[];
+
+/* "finished", "failed", "cancelled", "waiting_input", "in_doubt", NULL */
+extern const char *const lc_serve_end_names[];
+
+struct lc_token {
+  char *token, *tenant;
+};
+
+struct lc_active; /* a run on its thread (daemon.c) */
+struct lc_queued;
+
+struct lc_serve {
+  /* options */
+  const char *agents_dir, *store_path, *tokens_file;
+  char host[64];
+  int port, no_auth, max_runs, max_conns, max_streams, grace_s, conn_timeout_s, sync_normal;
+  long max_body;
+  /* state */
+  struct lc_store *store;
+  struct lc_dstore *ds;
+  struct lc_agent *agents;
+  int nagents;
+  struct lc_token *tokens;
+  int ntokens;
+  pthread_mutex_t mu;     /* the runner: queue, active list */
+  pthread_cond_t changed; /* broadcast on every run change */
+  struct lc_active *active;
+  struct lc_queued *queue;
+  int nactive, nqueued;
+  atomic_int stopping;
+  void *http; /* api.c's */
+  /* metrics */
+  atomic_long http_requests, http_errors, sse_clients, runs_created, runs_done_ok,
+      runs_done_failed, runs_done_cancelled, runs_interrupted, runs_resumed, body_rejected,
+      auth_rejected, streams_rejected;
+  atomic_long queue_wait_us, queue_waits, run_us, runs_timed;
+  atomic_long effects_replayed, effects_ran, effects_begun;
+  /* effects run live, by kind (lc_serve_kind_names): latency and count;
+   * LLM tokens */
+  atomic_long kind_us[8], kind_n[8], llm_tokens_in, llm_tokens_out;
+  atomic_int ready;
+};
+
+/* Structured log line on stderr (JSON, secrets scrubbed). run may be NULL. */
+void lc_serve_log(struct lc_serve *s, const char *level, const char *event, const char *run,
+                  const char *msg);
+const struct lc_agent *lc_serve_agent(struct lc_serve *s, const char *id);
+/* Queues a run to start (front: an answered run continues first). */
+int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id,
+                     const char *agent, int front);
+/* Wakes everybody waiting for a run change (waits and streams). */
+void lc_serve_notify(struct lc_serve *s);
+/* Cancels: queued runs at once; running ones at their next effect, or at
+ * once (immediate: the task is killed). 0, or LC_ENOTFOUND. */
+int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate);
+/* The status of a run: "pending", "running", "waiting_input", "finished",
+ * "failed", "cancelled", "in_doubt" (into buf). 0 or LC_ENOTFOUND. */
+int lc_serve_run_status(struct lc_serve *s, const char *run_id, char *buf, size_t n);
+/* Waits (timed, ms) on the change condition; returns when something changed
+ * or the time is up. */
+void lc_serve_wait_change(struct lc_serve *s, long ms);
+double lc_serve_now(void);
+void lc_serve_uuid(char out[37]);
+/* Answers a waiting run's question (the journal's pending input). 0: done
+ * (or the same answer again: *again = 1); LC_ESTATE: nothing waits or a
+ * different answer was given; msg says why. */
+int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, int *again,
+                    char *msg, size_t n);
+
+/* api.c */
+int lc_api_start(struct lc_serve *s, char *err, size_t n);
+void lc_api_quiesce(struct lc_serve *s);
+void lc_api_stop(struct lc_serve *s);
+
+int lc_serve_main(int argc, char **argv);
+
+#endif
