@@ -19,7 +19,8 @@
 #include "effect.h"
 #include "l_effect.h"
 #include "l_luact.h"
-#include "l_react.h"
+#include "l_engine.h"
+#include "l_state.h"
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
@@ -145,7 +146,7 @@ static int load_agent(struct lc_serve *s, const char *file, const char *base,
   memset(a, 0, sizeof *a);
   char abs[4096];
   if (!realpath(file, abs)) return -1;
-  lua_State *L = luaL_newstate();
+  lua_State *L = lc_lua_newstate(); /* logs and aborts on a panic */
   if (!L) return -1;
   lc_lua_setup(L);
   lua_createtable(L, 0, 1); /* arg[0]: the script, as when it runs */
@@ -693,7 +694,7 @@ static void *run_thread(void *ud) {
   int cancel_now = atomic_load(&a->killed);
   pthread_mutex_unlock(&s->mu);
   if (cancel_now) lc_journal_request_cancel(jr);
-  lua_State *L = luaL_newstate();
+  lua_State *L = lc_lua_newstate(); /* logs and aborts on a panic */
   struct lc_sched *sc = NULL;
   if (!L) {
     error = strdup("out of memory");
@@ -701,7 +702,7 @@ static void *run_thread(void *ud) {
   }
   lc_lua_setup(L);
   struct lc_run_opts ro = {.quiet = 1};
-  lc_react_set_run_opts(L, &ro);
+  lc_l_set_run_opts(L, &ro);
   if (lc_sched_new(L, &sc)) {
     lua_close(L);
     error = strdup("cannot create the scheduler");
