@@ -1,6 +1,8 @@
 -- examples/vision: describe an image. Offline: ./run-offline.sh
 -- With a key: LUACT_MODEL=openai-responses:gpt-4o-mini (or openai:gpt-4o-mini,
--- anthropic:claude-sonnet-4-0, ollama:llava) luact run examples/vision/describe.lua [IMAGE]
+-- anthropic:claude-sonnet-4-0, ollama:llava, gemini:gemini-2.5-flash with
+-- GEMINI_API_KEY, bedrock:us.anthropic.claude-sonnet-4-6 with the AWS
+-- variables) luact run examples/vision/describe.lua [IMAGE]
 -- IMAGE is a file path, an https:// URL or a data: URL (default: the red dot here).
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local image = (arg and arg[1]) or os.getenv("LUACT_IMAGE") or (here .. "red-dot.png")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs examples/vision offline: lc-mockllm checks that the image arrived in
 # the provider's own form and answers (mock.json). Usage:
-#   examples/vision/run-offline.sh [openai-responses|openai|anthropic|ollama]
+#   examples/vision/run-offline.sh [openai-responses|openai|anthropic|ollama|gemini|bedrock]
 set -euo pipefail
 prov=${1:-openai-responses}
 cd "$(dirname "$0")/../.."
@@ -16,5 +16,8 @@ read -r -t 10 line <&3 || { echo "run-offline: mock server failed to start" >&2;
 addr=${line#listening on }
 echo "(offline: lc-mockllm at $addr plays $prov; see examples/vision/mock.json)" >&2
 OPENAI_BASE_URL="http://$addr/v1" ANTHROPIC_BASE_URL="http://$addr" OLLAMA_HOST="http://$addr" \
-  OPENAI_API_KEY=offline ANTHROPIC_API_KEY=offline LUACT_MODEL="$prov:mock-vision" \
+  GOOGLE_GEMINI_BASE_URL="http://$addr/v1beta" AWS_ENDPOINT_URL_BEDROCK_RUNTIME="http://$addr" \
+  OPENAI_API_KEY=offline ANTHROPIC_API_KEY=offline GEMINI_API_KEY=offline \
+  AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline AWS_REGION=us-east-1 \
+  LUACT_MODEL="$prov:mock-vision" \
   build/luact run examples/vision/describe.lua

@@ -159,9 +159,10 @@ int lc_l_embed(lua_State *L) {
   q->base_url = tmp->base_url;
   q->api_key = tmp->api_key;
   tmp->model = tmp->base_url = tmp->api_key = NULL;
-  if (q->provider != LC_PROV_OPENAI && q->provider != LC_PROV_OLLAMA)
+  if (q->provider != LC_PROV_OPENAI && q->provider != LC_PROV_OLLAMA &&
+      q->provider != LC_PROV_GEMINI)
     return luaL_error(L, "luact.llm.embed: embeddings need provider openai (or a compatible "
-                         "server through base_url) or ollama");
+                         "server through base_url), ollama or gemini");
   lc_l_effect_src(L, task, &o.effect);
 
   lua_Integer dims = 0, max_batch = 0, max_in = 1 << 20;
@@ -193,6 +194,20 @@ int lc_l_embed(lua_State *L) {
   else if (strcmp(bt, "auto"))
     return luaL_error(L, "luact.llm.embed: 'base64_type' must be \"auto\", \"float32\" or \"float64\"");
   q->legacy = lc_l_opt_bool(L, IDX_OPTS, "luact.llm.embed", "legacy", 0);
+  /* Gemini's taskType: passed as given (Google adds kinds now and then),
+   * but only where it means something, and only as a plain word. */
+  const char *tt = lc_l_opt_string(L, IDX_OPTS, "luact.llm.embed", "task_type", 0);
+  if (tt) {
+    if (q->provider != LC_PROV_GEMINI)
+      return luaL_error(L, "luact.llm.embed: 'task_type' is for gemini models only");
+    size_t n = strlen(tt);
+    if (!n || n > 64 || strspn(tt, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_") != n)
+      return luaL_error(L, "luact.llm.embed: 'task_type' must be a Gemini task type such as "
+                           "\"RETRIEVAL_QUERY\" or \"RETRIEVAL_DOCUMENT\"");
+    if (!(q->task_type = lc_strdup(tt))) return luaL_error(L, "out of memory");
+  }
+  if (q->provider == LC_PROV_GEMINI && (q->base64 || q->legacy))
+    return luaL_error(L, "luact.llm.embed: gemini takes neither encoding=\"base64\" nor legacy");
 
   int t = lua_getfield(L, IDX_OPTS, "input"); /* opts box input */
   if (t == LUA_TSTRING) {

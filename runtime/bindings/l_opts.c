@@ -29,7 +29,7 @@ const struct lc_l_optset lc_l_optsets[] = {
      {L_("model", "base_url", "api_key", "timeout", "connect_timeout", "idle_timeout", "retries",
          "retry_base", "retry_max_delay", "max_retry_after", "retry_budget",
          "max_response_bytes", "input", "dimensions", "encoding", "base64_type", "legacy",
-         "max_batch", "max_input_bytes")}},
+         "max_batch", "max_input_bytes", "task_type")}},
     {"luact.retrieval.split", NULL, "luact.retrieval.split", "", {L_("size", "overlap", "markdown")}},
     {"luact.retrieval.store", NULL, "luact.retrieval.store", "",
      {L_("model", "dimensions", "exact", "m", "ef_construction", "ef_search", "rebuild")}},

@@ -51,7 +51,7 @@ static void set_err(struct lc_embed_result *r, enum lc_llm_err e, const char *ms
 static cJSON *request_json(const struct lc_embed_request *q) {
   cJSON *o = cJSON_CreateObject(), *in = o ? cJSON_AddArrayToObject(o, "input_sha256") : NULL;
   if (!in) goto nomem;
-  cJSON_AddStringToObject(o, "provider", q->provider == LC_PROV_OLLAMA ? "ollama" : "openai");
+  cJSON_AddStringToObject(o, "provider", lc_embed_provider_name(q->provider));
   cJSON_AddStringToObject(o, "model", q->model ? q->model : "");
   for (size_t i = 0; i < q->n_input; i++) {
     char hex[65];
@@ -63,6 +63,7 @@ static cJSON *request_json(const struct lc_embed_request *q) {
   if (q->dimensions) cJSON_AddNumberToObject(o, "dimensions", q->dimensions);
   if (q->base64) cJSON_AddBoolToObject(o, "base64", 1);
   if (q->legacy) cJSON_AddBoolToObject(o, "legacy", 1);
+  if (q->task_type) cJSON_AddStringToObject(o, "task_type", q->task_type);
   return o;
 nomem:
   cJSON_Delete(o);
@@ -76,7 +77,7 @@ static int effect_begin(struct lc_embed_call *c) {
     return LC_ENOMEM;
   }
   char name[300];
-  snprintf(name, sizeof name, "%s:%.250s", c->q.provider == LC_PROV_OLLAMA ? "ollama" : "openai",
+  snprintf(name, sizeof name, "%s:%.250s", lc_embed_provider_name(c->q.provider),
            c->q.model ? c->q.model : "");
   struct lc_effect_who w;
   c->opts.effect.next(c->opts.effect.ud, &w);
@@ -413,8 +414,7 @@ int lc_embed_call_start(struct lc_loop *loop, struct lc_embed_request *q,
     *out = c;
     return 0;
   }
-  c->gov = lc_governor_for(c->q.provider == LC_PROV_OLLAMA ? "ollama" : "openai", c->q.base_url,
-                           c->q.api_key);
+  c->gov = lc_governor_for(lc_embed_provider_name(c->q.provider), c->q.base_url, c->q.api_key);
   if (c->q.n_input == 0) {
     if (lc_timer_start(loop, &c->timer, 0) < 0) goto nomem; /* done: no rows */
   } else {

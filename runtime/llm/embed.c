@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "buf.h"
 #include "lc.h"
 #include "llm_accum.h"
+#include "secrets.h"
 
 void lc_embed_request_free(struct lc_embed_request *q) {
   if (!q) return;
@@ -18,6 +20,7 @@ void lc_embed_request_free(struct lc_embed_request *q) {
   for (size_t i = 0; i < q->n_input; i++) lc_free(q->input[i]);
   lc_free(q->input);
   lc_free(q->input_len);
+  lc_free(q->task_type);
   memset(q, 0, sizeof *q);
 }
 
@@ -35,10 +38,15 @@ void lc_embed_result_free(struct lc_embed_result *r) {
   lc_embed_result_init(r);
 }
 
+const char *lc_embed_provider_name(enum lc_llm_provider p) {
+  return p == LC_PROV_OLLAMA ? "ollama" : p == LC_PROV_GEMINI ? "gemini" : "openai";
+}
+
 size_t lc_embed_batch_limit(const struct lc_embed_request *q) {
   if (q->provider == LC_PROV_OLLAMA && q->legacy) return 1;
-  size_t lim = q->provider == LC_PROV_OLLAMA ? LC_EMBED_OLLAMA_MAX_BATCH
-                                             : LC_EMBED_OPENAI_MAX_BATCH;
+  size_t lim = q->provider == LC_PROV_OLLAMA   ? LC_EMBED_OLLAMA_MAX_BATCH
+               : q->provider == LC_PROV_GEMINI ? LC_EMBED_GEMINI_MAX_BATCH
+                                               : LC_EMBED_OPENAI_MAX_BATCH;
   return q->max_batch && q->max_batch < lim ? q->max_batch : lim;
 }
 
@@ -63,16 +71,98 @@ static int add_input(cJSON *arr, const char *s, size_t n) {
   return 0;
 }
 
+/* "/models/" + model (percent-encoded, a leading "models/" dropped) +
+ * ":batchEmbedContents", as the Gemini chat adapter forms its URLs: a
+ * model name is the script's, and must not reach into the path. */
+static char *gemini_path(const char *model) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  if (strncmp(model, "models/", 7) == 0) model += 7;
+  int rc = lc_buf_puts(&b, "/models/");
+  for (const char *m = model; !rc && *m; m++) {
+    unsigned char c = (unsigned char)*m;
+    int keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '.' || c == '_' || c == '~';
+    rc = keep ? lc_buf_append(&b, m, 1) : lc_buf_printf(&b, "%%%02X", c);
+  }
+  if (!rc) rc = lc_buf_puts(&b, ":batchEmbedContents");
+  char *s = rc ? NULL : lc_buf_steal(&b, NULL);
+  lc_buf_free(&b);
+  return s;
+}
+
+/* {"requests":[{"model":"models/M","content":{"parts":[{"text":T}]},
+ *   "outputDimensionality":D,"taskType":K}, ...]}: one request per input,
+ * each naming the model again (Gemini refuses a mismatch). */
+static cJSON *gemini_body(const struct lc_embed_request *q, size_t from, size_t n) {
+  const char *model = q->model ? q->model : "";
+  if (strncmp(model, "models/", 7) == 0) model += 7;
+  size_t ml = strlen(model) + 8;
+  char *full = lc_malloc(ml);
+  cJSON *root = cJSON_CreateObject();
+  cJSON *reqs = root ? cJSON_AddArrayToObject(root, "requests") : NULL;
+  if (!full || !reqs) goto nomem;
+  snprintf(full, ml, "models/%s", model);
+  for (size_t i = 0; i < n; i++) {
+    cJSON *r = cJSON_CreateObject(), *content, *parts, *part;
+    if (!r) goto nomem;
+    cJSON_AddItemToArray(reqs, r);
+    if (!cJSON_AddStringToObject(r, "model", full) ||
+        !(content = cJSON_AddObjectToObject(r, "content")) ||
+        !(parts = cJSON_AddArrayToObject(content, "parts")) || !(part = cJSON_CreateObject()))
+      goto nomem;
+    cJSON_AddItemToArray(parts, part);
+    if (!cJSON_AddStringToObject(part, "text", q->input[from + i])) goto nomem;
+    if (q->dimensions > 0 && !cJSON_AddNumberToObject(r, "outputDimensionality", q->dimensions))
+      goto nomem;
+    if (q->task_type && !cJSON_AddStringToObject(r, "taskType", q->task_type)) goto nomem;
+  }
+  lc_free(full);
+  return root;
+nomem:
+  lc_free(full);
+  cJSON_Delete(root);
+  return NULL;
+}
+
 int lc_embed_build(const struct lc_embed_request *q, size_t from, size_t n,
                    struct lc_llm_http *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
-  if (q->provider != LC_PROV_OPENAI && q->provider != LC_PROV_OLLAMA) {
-    snprintf(err, errlen, "embeddings: provider not supported (use openai or ollama)");
+  if (q->provider != LC_PROV_OPENAI && q->provider != LC_PROV_OLLAMA &&
+      q->provider != LC_PROV_GEMINI) {
+    snprintf(err, errlen, "embeddings: provider not supported (use openai, ollama or gemini)");
     return LC_EINVAL;
   }
   if (!n || from + n > q->n_input) {
     snprintf(err, errlen, "embeddings: empty batch");
     return LC_EINVAL;
+  }
+  if (q->provider == LC_PROV_GEMINI) {
+    if (!q->model || !*q->model) {
+      snprintf(err, errlen, "embeddings: no model given");
+      return LC_EINVAL;
+    }
+    cJSON *root = gemini_body(q, from, n);
+    char *path = gemini_path(q->model);
+    const char *base = q->base_url && *q->base_url ? q->base_url : lc_llm_gemini.default_base_url;
+    int rc = root && path ? 0 : LC_ENOMEM;
+    if (!rc) rc = lc_accum_http_body(out, root); /* takes root */
+    else cJSON_Delete(root);
+    if (!rc) rc = lc_accum_http_url(out, base, path);
+    lc_free(path);
+    if (!rc) rc = lc_accum_http_header(out, "Content-Type: application/json");
+    if (!rc) rc = lc_accum_http_header(out, "Accept: application/json");
+    /* In a header, never in the URL (?key=), where proxies and error
+     * messages would show it. */
+    if (!rc && q->api_key && *q->api_key) {
+      lc_secret_add(q->api_key, strlen(q->api_key));
+      rc = lc_accum_http_header(out, "x-goog-api-key: %s", q->api_key);
+    }
+    if (rc) {
+      lc_llm_http_free(out);
+      snprintf(err, errlen, rc == LC_ETOOBIG ? "header too long" : "out of memory");
+    }
+    return rc;
   }
   cJSON *root = cJSON_CreateObject();
   if (!root || !cJSON_AddStringToObject(root, "model", q->model ? q->model : "")) goto nomem;
@@ -365,6 +455,9 @@ void lc_embed_parse_error(const struct lc_embed_request *q, int status, const ch
   if (r.err == LC_LLM_OK) r.err = lc_llm_err_from_status(status);
   lc_llm_response_scrub(&r);
   out->err = r.err;
+  /* A hint in the body (Gemini's RetryInfo retryDelay) counts like a
+   * Retry-After header; the transfer's header, when present, wins. */
+  if (r.retry_after_s >= 0) out->retry_after_s = r.retry_after_s;
   lc_free(out->err_message);
   lc_free(out->err_type);
   out->err_message = r.err_message;

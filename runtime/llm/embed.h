@@ -1,6 +1,7 @@
 /* embed.h: embeddings on the wire: OpenAI /v1/embeddings (and servers
- * compatible with it: vLLM, llama.cpp, LM Studio) and Ollama's /api/embed
- * (and its legacy /api/embeddings): request bodies for one batch, and
+ * compatible with it: vLLM, llama.cpp, LM Studio), Ollama's /api/embed
+ * (and its legacy /api/embeddings) and Gemini's
+ * models/{model}:batchEmbedContents: request bodies for one batch, and
  * response parsing into float32 rows with every check a hostile server
  * needs (row count, one dimension count, finite values, whole base64).
  *
@@ -25,15 +26,17 @@
 enum lc_embed_b64 { LC_EMBED_B64_AUTO = 0, LC_EMBED_B64_F32, LC_EMBED_B64_F64 };
 
 /* Batch limits by provider: OpenAI takes at most 2048 inputs per request
- * (and 300k tokens); Ollama has no documented cap, so a modest one keeps
- * one request's time bounded. */
+ * (and 300k tokens); Gemini's batchEmbedContents refuses more than 100
+ * requests; Ollama has no documented cap, so a modest one keeps one
+ * request's time bounded. */
 #define LC_EMBED_OPENAI_MAX_BATCH 2048
+#define LC_EMBED_GEMINI_MAX_BATCH 100
 #define LC_EMBED_OLLAMA_MAX_BATCH 256
 #define LC_EMBED_MAX_BATCH_BYTES (1u << 20) /* ~250k tokens at 4 bytes each */
 #define LC_EMBED_MAX_DIMS 65536
 
 struct lc_embed_request {
-  enum lc_llm_provider provider; /* OPENAI or OLLAMA */
+  enum lc_llm_provider provider; /* OPENAI, OLLAMA or GEMINI */
   char *model;
   char *base_url; /* resolved like chat's (llm_call.h) */
   char *api_key;
@@ -45,7 +48,11 @@ struct lc_embed_request {
   enum lc_embed_b64 b64_type;
   int legacy;       /* Ollama: /api/embeddings, one "prompt" per request */
   size_t max_batch; /* 0: the provider's limit */
+  char *task_type;  /* Gemini: taskType (RETRIEVAL_QUERY, ...); NULL: none */
 };
+
+/* "openai", "ollama" or "gemini": journal, governor and messages. */
+const char *lc_embed_provider_name(enum lc_llm_provider p);
 
 struct lc_embed_result {
   float *rows; /* n * dims, row-major */

@@ -109,6 +109,7 @@ START_TEST(each_adapter_its_form) {
   char err[256];
   char *b;
   user_with_image(&q, LC_PROV_OPENAI, png, sizeof png);
+  q.base_url = lc_strdup("http://127.0.0.1:1"); /* Bedrock: no region, no credentials */
   b = build(&q, 0, err, sizeof err);
   ck_assert_msg(strstr(b, "\"content\":[{\"type\":\"text\",\"text\":\"What is this?\"},"
                           "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,iVBORw0KGgo"),
@@ -128,12 +129,26 @@ START_TEST(each_adapter_its_form) {
   b = build(&q, 0, err, sizeof err);
   ck_assert_msg(strstr(b, "{\"type\":\"input_image\",\"image_url\":\"data:image/png;base64,iVBORw0KGgo"), "%s", b);
   lc_free(b);
-  /* a URL: Ollama takes none */
+  q.provider = LC_PROV_GEMINI;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "{\"inlineData\":{\"mimeType\":\"image/png\",\"data\":\"iVBORw0KGgo"), "%s", b);
+  lc_free(b);
+  q.provider = LC_PROV_BEDROCK;
+  b = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(b, "{\"image\":{\"format\":\"png\",\"source\":{\"bytes\":\"iVBORw0KGgo"), "%s", b);
+  lc_free(b);
+  /* a URL: Ollama, Gemini and Bedrock take none */
   lc_llm_part_free(&q.msgs[0].parts[0]);
   ck_assert_int_eq(lc_llm_part_image_url(&q.msgs[0].parts[0], "https://x.org/a.png", err, sizeof err), 0);
   q.provider = LC_PROV_OLLAMA;
   build(&q, LC_EINVAL, err, sizeof err);
   ck_assert_ptr_nonnull(strstr(err, "Ollama takes image bytes"));
+  q.provider = LC_PROV_GEMINI;
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "Gemini takes image bytes") != NULL, "%s", err);
+  q.provider = LC_PROV_BEDROCK;
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "Bedrock takes image bytes") != NULL, "%s", err);
   q.provider = LC_PROV_ANTHROPIC;
   b = build(&q, 0, err, sizeof err);
   ck_assert_msg(strstr(b, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":\"https://x.org/a.png\"}}"), "%s", b);
@@ -144,8 +159,15 @@ START_TEST(each_adapter_its_form) {
   unsigned char *big = calloc(1, n);
   memcpy(big, png, sizeof png);
   user_with_image(&q, LC_PROV_ANTHROPIC, big, n);
+  q.base_url = lc_strdup("http://127.0.0.1:1");
   build(&q, LC_EINVAL, err, sizeof err);
   ck_assert_ptr_nonnull(strstr(err, "5 MB"));
+  q.provider = LC_PROV_BEDROCK; /* 3.75 MB at Bedrock */
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "3.75 MB") != NULL, "%s", err);
+  q.provider = LC_PROV_GEMINI; /* within Gemini's inline limit */
+  b = build(&q, 0, err, sizeof err);
+  lc_free(b);
   q.provider = LC_PROV_OPENAI; /* within OpenAI's */
   b = build(&q, 0, err, sizeof err);
   lc_free(b);

@@ -1,5 +1,6 @@
 /* mock_embed.c: an embeddings generator for the mock: OpenAI's
- * /v1/embeddings (float or base64) and Ollama's /api/embed, vectors by
+ * /v1/embeddings (float or base64), Ollama's /api/embed and Gemini's
+ * models/{model}:batchEmbedContents (chosen by the path), vectors by
  * feature hashing of the lower-cased words (so texts that share words are
  * near each other, deterministically, with no model). Reply spec:
  * {"embeddings": {"dims": 64}}. */
@@ -56,6 +57,55 @@ static char *b64(const float *v, int dims) {
   return out;
 }
 
+/* Gemini: {"requests":[{"model","content":{"parts":[{"text"}]},
+ * "outputDimensionality"?}]} -> {"embeddings":[{"values":[...]}]}, no
+ * usage (as the service answers). A request naming another model than
+ * the path, or more than 100 requests, is Gemini's 400. */
+static void mock_gen_gemini_embeddings(int dims, const struct mock_request *req,
+                                       struct mock_response *r) {
+  const cJSON *reqs = cJSON_GetObjectItemCaseSensitive(req->json, "requests");
+  const char *colon = strrchr(req->path, ':'), *slash = strstr(req->path, "/models/");
+  int n = cJSON_IsArray(reqs) ? cJSON_GetArraySize(reqs) : 0;
+  const char *why = !n ? "requests is empty" : n > 100 ? "at most 100 requests can be in one batch"
+                                                      : NULL;
+  const cJSON *e;
+  cJSON_ArrayForEach(e, reqs) {
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "model");
+    if (!why && (!slash || colon < slash + 8 || !cJSON_IsString(m) || strncmp(m->valuestring, "models/", 7) ||
+                 strlen(m->valuestring + 7) != (size_t)(colon - slash - 8) ||
+                 strncmp(m->valuestring + 7, slash + 8, (size_t)(colon - slash - 8))))
+      why = "Model name in request does not match the model in the URL";
+  }
+  if (why) {
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddNumberToObject(err, "code", 400);
+    cJSON_AddStringToObject(err, "message", why);
+    cJSON_AddStringToObject(err, "status", "INVALID_ARGUMENT");
+    mock_resp_json(r, 400, root);
+    cJSON_Delete(root);
+    return;
+  }
+  cJSON *root = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(root, "embeddings");
+  float *v = NULL;
+  cJSON_ArrayForEach(e, reqs) {
+    int d = dims;
+    const cJSON *want = cJSON_GetObjectItemCaseSensitive(e, "outputDimensionality");
+    if (cJSON_IsNumber(want) && want->valuedouble >= 1 && want->valuedouble <= 4096)
+      d = (int)want->valuedouble;
+    v = realloc(v, (size_t)d * sizeof *v);
+    const cJSON *part = cJSON_GetArrayItem(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e, "content"), "parts"), 0);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(part, "text");
+    vector_of(cJSON_IsString(t) ? t->valuestring : "", d, v);
+    cJSON *o = cJSON_CreateObject(), *vals = cJSON_AddArrayToObject(o, "values");
+    for (int k = 0; k < d; k++) cJSON_AddItemToArray(vals, cJSON_CreateNumber(v[k]));
+    cJSON_AddItemToArray(list, o);
+  }
+  free(v);
+  mock_resp_json(r, 200, root);
+  cJSON_Delete(root);
+}
+
 void mock_gen_embeddings(const cJSON *spec, const struct mock_request *req,
                          struct mock_response *r) {
   const cJSON *d = cJSON_GetObjectItemCaseSensitive(spec, "dims");
@@ -63,6 +113,11 @@ void mock_gen_embeddings(const cJSON *spec, const struct mock_request *req,
   const cJSON *want = cJSON_GetObjectItemCaseSensitive(req->json, "dimensions");
   if (cJSON_IsNumber(want) && want->valuedouble >= 1 && want->valuedouble <= 4096)
     dims = (int)want->valuedouble;
+  int gemini = strstr(req->path, ":batchEmbedContents") != NULL;
+  if (gemini) {
+    mock_gen_gemini_embeddings(dims, req, r);
+    return;
+  }
   const cJSON *in = cJSON_GetObjectItemCaseSensitive(req->json, "input");
   const cJSON *model = cJSON_GetObjectItemCaseSensitive(req->json, "model");
   const cJSON *enc = cJSON_GetObjectItemCaseSensitive(req->json, "encoding_format");
