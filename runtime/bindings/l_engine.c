@@ -28,12 +28,15 @@ static char runopts_key;
 struct runopts_box {
   int quiet;
   char *trace_path;
+  char *history;
 };
 
 static int runopts_gc(lua_State *L) {
   struct runopts_box *o = luaL_checkudata(L, 1, RUNOPTS_MT);
   lc_free(o->trace_path);
   o->trace_path = NULL;
+  lc_free(o->history);
+  o->history = NULL;
   return 0;
 }
 
@@ -48,6 +51,7 @@ void lc_l_set_run_opts(lua_State *L, const struct lc_run_opts *o) {
   b->quiet = o->quiet;
   if (o->trace_path && !(b->trace_path = lc_strdup(o->trace_path)))
     luaL_error(L, "out of memory");
+  if (o->history && !(b->history = lc_strdup(o->history))) luaL_error(L, "out of memory");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &runopts_key);
 }
 
@@ -58,6 +62,7 @@ void lc_l_get_run_opts(lua_State *L, struct lc_run_opts *o) {
   if (b) {
     o->quiet = b->quiet;
     o->trace_path = b->trace_path;
+    o->history = b->history;
   }
   lua_pop(L, 1); /* the registry keeps it */
 }

@@ -33,12 +33,14 @@ struct lc_run_opts {
   int quiet;              /* no live lines or status on stderr, even on a tty */
   const char *trace_path; /* append every step and each run's end as JSON
                              lines (NULL = no trace) */
+  const char *history;    /* luact.ask's line history on a terminal: the
+                             chat's name (NULL = kept in memory only) */
 };
 
 /* [-0, +0, m] Stores a copy of o for the runs of L. */
 void lc_l_set_run_opts(lua_State *L, const struct lc_run_opts *o);
-/* [-0, +0, -] Reads them back: zeroed when none were set; trace_path is
- * borrowed from the registry. */
+/* [-0, +0, -] Reads them back: zeroed when none were set; trace_path and
+ * history are borrowed from the registry. */
 void lc_l_get_run_opts(lua_State *L, struct lc_run_opts *o);
 
 struct lc_l_run;
