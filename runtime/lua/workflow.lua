@@ -516,6 +516,7 @@ function Workflow:run(opts)
       end
       record { kind = "user", text = tostring(answer) }
       messages[#messages + 1] = { role = "user", content = tostring(answer) }
+      goto next_turn
     elseif not r then
       result = { status = "failed", reason = string.format("LLM call failed (%s): %s", code, err), run_id = run_id }
       break
@@ -564,6 +565,7 @@ function Workflow:run(opts)
         messages[#messages + 1] = { role = "tool", tool_call_id = c.id, name = c.name, content = content }
       end
     end
+    ::next_turn::
   end
 
   result.state = ctx.state
