@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "buf.h"
+#include "l_chat.h"
 #include "sched.h"
 
 struct lc_budget_limits;
@@ -60,6 +61,8 @@ struct lc_l_run_class {
   void (*push_result)(lua_State *L, struct lc_l_run *run);
   /* Frees the engine's run (idempotent parts of the close). */
   void (*close)(struct lc_l_run *run);
+  /* Optional: the engine's base (its LLM call in flight), or NULL. */
+  struct lc_engine *(*engine)(struct lc_l_run *run);
 };
 
 /* The common part of a run box; the box starts with it. */
@@ -74,6 +77,7 @@ struct lc_l_run {
   int live; /* print live lines on stderr */
   FILE *trace;
   struct lc_buf line; /* a trace line, reused */
+  struct lc_l_intr intr; /* Ctrl-C in luact chat stops its LLM call */
 };
 
 #define LC_L_RUN_OPTS 1 /* the options table */

@@ -313,6 +313,36 @@ START_TEST(thinking_sign_cleared_before_the_reply) {
 }
 END_TEST
 
+/* The same inside luact.react: its call ends, the run fails with that
+ * reason, and the chat asks again. */
+START_TEST(ctrl_c_cancels_a_react_turn) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"delay_ms\": 100000, \"openai\": "
+                                     "{\"text\": \"late\"}}}]"),
+                   0);
+  write_chat("while true do\n"
+             "  local q = luact.ask('you> ')\n"
+             "  if not q then return 0 end\n"
+             "  local r = luact.react{model = 'openai:mock', question = q, retries = 0}\n"
+             "  print('react ' .. r.status .. ': ' .. tostring(r.reason))\n"
+             "end\n");
+  int fd;
+  pid_t pid = start(1, &m, NULL, &fd, NULL);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  send_keys(fd, "what now\r");
+  ck_assert_msg(wait_for(fd, "waiting for mock") == 0, "%s", buf);
+  send_keys(fd, "\003");
+  ck_assert_msg(wait_for(fd, "(cancelled)") == 0, "%s", buf);
+  ck_assert_msg(wait_for(fd, "react failed: LLM error (cancelled): interrupted (Ctrl-C)") == 0,
+                "%s", buf);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  send_keys(fd, "\004");
+  int st = finish(pid, fd);
+  lc_mock_stop(&m);
+  ck_assert_msg(EXITED_0(st), "status %d: %s", st, buf);
+}
+END_TEST
+
 /* Ctrl-C at an empty prompt ends the input (exit 0); on a line being
  * typed it only clears the line. */
 START_TEST(ctrl_c_at_the_prompt) {
@@ -458,6 +488,7 @@ Suite *chat_suite(void) {
   tcase_add_test(tc, arrow_keys_edit_and_recall);
   tcase_add_test(tc, history_across_sessions_without_secrets);
   tcase_add_test(tc, ctrl_c_cancels_the_turn);
+  tcase_add_test(tc, ctrl_c_cancels_a_react_turn);
   tcase_add_test(tc, thinking_sign_cleared_before_the_reply);
   tcase_add_test(tc, ctrl_c_at_the_prompt);
   tcase_add_test(tc, ctrl_c_twice_quits);
