@@ -186,8 +186,8 @@ int lc_l_edit_start(const char *prompt, size_t plen, int secret, const char *his
   pending = 0; /* a prompt: the next Ctrl-C is the prompt's */
   lc_l_status_hold(1); /* no status line over the line being typed */
   if (secret) {
-    fwrite(p, 1, plen, stdout);
-    fflush(stdout);
+    /* Echo off before the prompt shows: keys typed once it is there
+     * must not appear. */
     struct termios t;
     if (tcgetattr(0, &ed.saved) == 0) {
       ed.saved_ok = 1;
@@ -195,6 +195,8 @@ int lc_l_edit_start(const char *prompt, size_t plen, int secret, const char *his
       t.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
       tcsetattr(0, TCSANOW, &t);
     }
+    fwrite(p, 1, plen, stdout);
+    fflush(stdout);
     ed.active = 2;
     return 0;
   }

@@ -343,6 +343,39 @@ START_TEST(ctrl_c_cancels_a_react_turn) {
 }
 END_TEST
 
+/* A call that starts while the person types (another task's) draws no
+ * status line over the prompt. Before, "luact: waiting for mock" replaced
+ * the prompt line. */
+START_TEST(no_status_line_over_the_prompt) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"times\": 1, \"reply\": {\"openai\": {\"text\": "
+                                     "\"one\"}}}, {\"reply\": {\"delay_ms\": 100000, "
+                                     "\"openai\": {\"text\": \"late\"}}}]"),
+                   0);
+  write_chat("luact.spawn(function()\n"
+             "  luact.llm.chat{model = 'openai:mock', prompt = '1', retries = 0}\n"
+             "  luact.llm.chat{model = 'openai:mock', prompt = '2', retries = 0}\n"
+             "end)\n"
+             "print('got: [' .. tostring(luact.ask('you> ')) .. ']')\n"
+             "io.stdout:flush()\n"
+             "os.exit(0)\n");
+  int fd;
+  pid_t pid = start(1, &m, NULL, &fd, NULL);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  size_t prompt_end = mark;
+  /* The second call has gone out (its status report came before). */
+  while (lc_mock_count_requests(&m, "/v1/chat/completions") < 2) poll(NULL, 0, 5);
+  send_keys(fd, "typed");
+  ck_assert_int_eq(wait_for(fd, "typed"), 0);
+  ck_assert_msg(!strstr(buf + prompt_end, "waiting for"), "status over the prompt: %s", buf);
+  send_keys(fd, "\r");
+  ck_assert_msg(wait_for(fd, "got: [typed]") == 0, "%s", buf);
+  int st = finish(pid, fd);
+  lc_mock_stop(&m);
+  ck_assert_msg(EXITED_0(st), "status %d: %s", st, buf);
+}
+END_TEST
+
 /* Ctrl-C at an empty prompt ends the input (exit 0); on a line being
  * typed it only clears the line. */
 START_TEST(ctrl_c_at_the_prompt) {
@@ -357,8 +390,10 @@ START_TEST(ctrl_c_at_the_prompt) {
   send_keys(fd, "new\r");
   ck_assert_msg(wait_for(fd, "got: [new]") == 0, "%s", buf);
   ck_assert_int_eq(wait_for(fd, "you> "), 0);
-  send_keys(fd, "x\177"); /* typed and erased: empty again */
-  ck_assert_int_eq(wait_for(fd, "x"), 0);
+  /* Typed and erased: empty again. Ctrl-L redraws the prompt once the
+   * keys before it were taken (a Ctrl-C sooner would flush them). */
+  send_keys(fd, "x\177\014");
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
   send_keys(fd, "\003");
   ck_assert_msg(wait_for(fd, "bye eof") == 0, "%s", buf);
   int st = finish(pid, fd);
@@ -490,6 +525,7 @@ Suite *chat_suite(void) {
   tcase_add_test(tc, ctrl_c_cancels_the_turn);
   tcase_add_test(tc, ctrl_c_cancels_a_react_turn);
   tcase_add_test(tc, thinking_sign_cleared_before_the_reply);
+  tcase_add_test(tc, no_status_line_over_the_prompt);
   tcase_add_test(tc, ctrl_c_at_the_prompt);
   tcase_add_test(tc, ctrl_c_twice_quits);
   tcase_add_test(tc, ctrl_c_outside_a_terminal);
