@@ -141,10 +141,12 @@ static void at_exit(void) { restore_tty(); }
 static void init_once(void) {
   if (ed.inited) return;
   ed.inited = 1;
-  /* No handlers of libedit's: Ctrl-C is the loop's (l_chat_enable), and
-   * a handler that re-raises would take the whole process group. */
-  rl_catch_signals = 0;
-  rl_catch_sigwinch = 0;
+  /* libedit's handlers, while a prompt is up: Ctrl-Z and a resize redraw
+   * the line, and a Ctrl-C that ends the process (luact run) gives the
+   * terminal its modes back first. In luact chat SIGINT never reaches
+   * them: it is blocked, and read from the loop (lc_l_chat_enable). */
+  rl_catch_signals = 1;
+  rl_catch_sigwinch = 1;
   rl_readline_name = "luact"; /* "luact:" lines in ~/.editrc */
   rl_instream = stdin;
   rl_outstream = stdout;

@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "util_common.h"
@@ -27,6 +28,7 @@
 static char dir[128];     /* the chat's folder: DIR/chat.lua */
 static char data[160];    /* XDG_DATA_HOME */
 static char chatdir[192]; /* dir/talk */
+static const char *command = "chat"; /* or "run" (of chatdir/chat.lua) */
 static char buf[131072];
 static size_t len, mark; /* output so far; where the next wait looks from */
 
@@ -46,6 +48,7 @@ static void setup(void) {
   ck_assert_int_eq(mkdir(chatdir, 0700), 0);
   buf[0] = '\0';
   len = mark = 0;
+  command = "chat";
 }
 
 static void teardown(void) { rm_rf(dir); }
@@ -134,10 +137,12 @@ static pid_t start(int tty, const struct lc_mock *mock, const char *const *opts,
     }
     char bin[512];
     snprintf(bin, sizeof bin, "%s/luact", LC_BINARY_DIR);
-    char *argv[16] = {"luact", "chat"};
+    char *argv[16] = {"luact", (char *)command};
     int k = 2;
     for (; opts && *opts && k < 14; opts++) argv[k++] = (char *)*opts;
-    argv[k++] = chatdir;
+    char script[256];
+    snprintf(script, sizeof script, "%s/chat.lua", chatdir);
+    argv[k++] = strcmp(command, "run") ? chatdir : script;
     argv[k] = NULL;
     execve(bin, argv, env);
     _exit(127);
@@ -418,6 +423,33 @@ START_TEST(ctrl_c_twice_quits) {
 }
 END_TEST
 
+/* luact run edits lines too, but Ctrl-C keeps its default there: at the
+ * prompt it ends the process, and the terminal gets its modes back. */
+START_TEST(run_ctrl_c_at_the_prompt_restores_the_terminal) {
+  command = "run";
+  write_chat(echo_chat);
+  int fd;
+  pid_t pid = start(1, NULL, NULL, &fd, NULL);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  send_keys(fd, "abd\033[Dc\r");
+  ck_assert_msg(wait_for(fd, "got: [abcd]") == 0, "%s", buf);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  send_keys(fd, "\003");
+  wait_for(fd, NULL);
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGINT, "status %d: %s", st, buf);
+  struct termios t;
+  ck_assert_int_eq(tcgetattr(fd, &t), 0); /* the pair's modes, from the master */
+  close(fd);
+  ck_assert_msg((t.c_lflag & (ICANON | ECHO)) == (ICANON | ECHO), "left raw: lflag %#x",
+                (unsigned)t.c_lflag);
+  char hp[256];
+  snprintf(hp, sizeof hp, "%s/luact/history/chat", data); /* named for the script */
+  ck_assert_msg(slurp(hp) && strstr(slurp(hp), "abcd"), "no history in %s", hp);
+}
+END_TEST
+
 /* Not a terminal: Ctrl-C (SIGINT) ends luact chat as it always did. */
 START_TEST(ctrl_c_outside_a_terminal) {
   write_chat("print('ready') io.stdout:flush()\nreturn luact.ask('you> ')\n");
@@ -529,6 +561,7 @@ Suite *chat_suite(void) {
   tcase_add_test(tc, ctrl_c_at_the_prompt);
   tcase_add_test(tc, ctrl_c_twice_quits);
   tcase_add_test(tc, ctrl_c_outside_a_terminal);
+  tcase_add_test(tc, run_ctrl_c_at_the_prompt_restores_the_terminal);
   tcase_add_test(tc, workflow_goes_on_after_a_cancelled_turn);
   tcase_add_test(tc, run_options_record_and_store);
   suite_add_tcase(s, tc);
