@@ -263,6 +263,45 @@ START_TEST(history_across_sessions_without_secrets) {
 }
 END_TEST
 
+/* The history file stays bounded: 1000 lines (libedit's own header line
+ * aside), the oldest dropped. */
+START_TEST(history_is_bounded) {
+  write_chat(echo_chat);
+  char hd[256], hp[300];
+  snprintf(hd, sizeof hd, "%s/luact", data);
+  ck_assert_int_eq(mkdir(hd, 0700), 0);
+  snprintf(hd, sizeof hd, "%s/luact/history", data);
+  ck_assert_int_eq(mkdir(hd, 0700), 0);
+  snprintf(hp, sizeof hp, "%s/talk", hd);
+  FILE *f = fopen(hp, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("_HiStOrY_V2_\n", f);
+  for (int i = 0; i < 1500; i++) fprintf(f, "old%d\n", i);
+  ck_assert_int_eq(fclose(f), 0);
+  int fd;
+  pid_t pid = start(1, NULL, NULL, &fd, NULL);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  send_keys(fd, "newest\r");
+  ck_assert_int_eq(wait_for(fd, "got: [newest]"), 0);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  send_keys(fd, "\004");
+  int st = finish(pid, fd);
+  ck_assert_msg(EXITED_0(st), "status %d: %s", st, buf);
+  f = fopen(hp, "r");
+  ck_assert_ptr_nonnull(f);
+  char line[256];
+  int n = 0, has_newest = 0, has_oldest = 0;
+  while (fgets(line, sizeof line, f)) {
+    n++;
+    has_newest |= !strcmp(line, "newest\n");
+    has_oldest |= !strcmp(line, "old0\n");
+  }
+  fclose(f);
+  ck_assert_msg(n <= 1001 && has_newest && !has_oldest, "%d lines, newest %d, old0 %d", n,
+                has_newest, has_oldest);
+}
+END_TEST
+
 /* A model that does not answer: the status line says we wait; Ctrl-C
  * cancels the call ("cancelled" to the script), says so and prompts
  * again, the process lives on; Ctrl-D then ends it with 0. Before, Ctrl-C
@@ -554,6 +593,7 @@ Suite *chat_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, arrow_keys_edit_and_recall);
   tcase_add_test(tc, history_across_sessions_without_secrets);
+  tcase_add_test(tc, history_is_bounded);
   tcase_add_test(tc, ctrl_c_cancels_the_turn);
   tcase_add_test(tc, ctrl_c_cancels_a_react_turn);
   tcase_add_test(tc, thinking_sign_cleared_before_the_reply);
