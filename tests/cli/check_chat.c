@@ -92,7 +92,10 @@ static void send_keys(int fd, const char *keys) {
 /* The environment: the mock's URL (or none), the data folder. */
 static char env_base[160], env_data[256], env_home[256];
 static char *env[] = {"PATH=/usr/bin:/bin", "TERM=xterm", "NO_COLOR=1", env_base, env_data,
-                      env_home, "LUACT_STORE=off", NULL};
+                      env_home, "LUACT_STORE=off",
+                      /* The sanitizer build's luact stops at its first finding. */
+                      "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1",
+                      "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1", NULL};
 
 static void set_env(const struct lc_mock *m) {
   snprintf(env_base, sizeof env_base, "OPENAI_BASE_URL=%s/v1",
