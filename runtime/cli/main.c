@@ -667,6 +667,7 @@ static const char usage_chat[] =
     "  Ctrl-C at the prompt               clear the line; on an empty line,\n"
     "                                     or twice in one turn: quit\n"
     "  Ctrl-D on an empty line            end the chat\n"
+    "\n"
     "See docs/shopbot.md (luact chat examples/shopbot).\n";
 
 /* chat DIR: run DIR/chat.lua or DIR/main.lua with the run options. */
