@@ -65,8 +65,8 @@ end
 local function show(ev)
   if ev.kind == "ask" then
     io.write("\nshopbot> ", ev.text, "\n")
-  elseif ev.kind == "user" then
-    -- already on screen (typed, or echoed by input)
+  elseif ev.kind == "user" or ev.kind == "cancelled" then
+    -- already on screen (typed, or echoed by input; luact printed "(cancelled)")
   elseif ev.action == "finish" and not ev.refused then
     io.write("\nshopbot> ", ev.args.summary, "\n")
   else

@@ -14,9 +14,14 @@
 #include "conv.h"
 #include "crash.h"
 #include "jcanon.h"
+#include "l_chat.h"
+#include "l_engine.h"
+#include "l_luact.h"
+#include "l_opts.h"
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
+#include "secrets.h"
 #include "utf8.h"
 
 #define EFFECT_MT "luact.Effect"
@@ -587,7 +592,9 @@ static int l_random(lua_State *L) {
  * concurrent asks lose nothing. A descriptor the loop can watch (a
  * terminal, a pipe) is read only when the loop says it is readable, and
  * non-blocking while asks wait; a regular file (which epoll refuses) never
- * blocks and is read at once. */
+ * blocks and is read at once. When stdin and stdout are a terminal the
+ * person edits the line (l_chat.c: libedit, fed a character at a time
+ * when the loop says stdin is readable), with the run's history. */
 
 #define READER_MT "luact.AskReader"
 static char reader_key;
@@ -604,6 +611,9 @@ struct ask_reader {
   int nonblock;    /* reads never block: drain after a wake-up */
   int eof;
   int closed; /* collected: the loop may be gone */
+  int tty_edit; /* a person at a terminal: lines are edited (l_chat.h) */
+  int editing;  /* the head ask's edit is active */
+  char *history; /* the run's history name, or NULL */
   char *buf; /* read, not yet handed out */
   size_t len, cap;
   struct ask_op *head, *tail;
@@ -618,6 +628,8 @@ struct ask_op {
   struct ask_op *next;
   int queued, waiting;
   int done, eof, failed;
+  int secret;    /* no echo, no history */
+  int typed_eof; /* the person ended the input at the terminal */
   char *prompt; /* shown when it reaches the head of the queue (terminal) */
   size_t plen;
   char *line;
@@ -657,7 +669,15 @@ static void reader_watch(struct ask_reader *r, int on) {
   }
 }
 
+static void edit_done(void *ud, char *line, size_t len);
+
 static void show_prompt(struct ask_op *op) {
+  struct ask_reader *r = op->r;
+  if (r->tty_edit && lc_l_edit_start(op->prompt ? op->prompt : "", op->plen, op->secret,
+                                     r->history, edit_done, r) == 0) {
+    r->editing = 1;
+    return;
+  }
   if (op->plen && isatty(op->r->fd)) {
     fwrite(op->prompt, 1, op->plen, stdout);
     fflush(stdout);
@@ -672,7 +692,35 @@ static void reader_dequeue(struct ask_reader *r, struct ask_op *op) {
   if (r->tail == op) r->tail = prev;
   op->queued = 0;
   op->next = NULL;
+  if (!prev && r->editing) {
+    /* The head's edit: its line came through the reader (a secret one),
+     * or the ask went away. */
+    r->editing = 0;
+    lc_l_edit_stop();
+  }
   if (!prev && r->head) show_prompt(r->head);
+}
+
+/* l_chat.c's edit of the head ask ended (never inside libedit): line is
+ * ours (lc_malloc'd), or NULL when the person ended the input. */
+static void edit_done(void *ud, char *line, size_t len) {
+  struct ask_reader *r = ud;
+  r->editing = 0;
+  struct ask_op *op = r->head;
+  if (!op) {
+    lc_free(line);
+    return;
+  }
+  if (line) {
+    op->line = line;
+    op->len = len;
+  } else {
+    op->eof = op->typed_eof = 1;
+  }
+  op->done = 1;
+  reader_dequeue(r, op); /* the next ask's prompt, if one waits */
+  if (op->waiting) lc_task_wake(op->task, &op->wait);
+  reader_watch(r, r->head != NULL && !r->eof);
 }
 
 /* Reads what is there (one read); 1 if bytes or end of input came. */
@@ -715,6 +763,7 @@ static void reader_pump(struct ask_reader *r) {
       r->len -= used;
     } else if (r->eof) {
       op->eof = 1;
+      op->typed_eof = r->tty_edit; /* Ctrl-D at a secret prompt */
     } else if (r->unwatchable) {
       if (!reader_fill(r) && errno != EINTR) break;
       continue;
@@ -735,6 +784,10 @@ static void reader_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned
   (void)loop;
   (void)events;
   struct ask_reader *r = w->ud;
+  if (r->editing && lc_l_edit_active() == 1) {
+    lc_l_edit_readable(); /* libedit reads what it needs; may end the edit */
+    return;
+  }
   /* Non-blocking: read until a line is complete or nothing is left;
    * otherwise one read, which the wake-up says will not block. */
   while (reader_fill(r) && !r->eof && r->nonblock && !memchr(r->buf, '\n', r->len)) {
@@ -745,6 +798,10 @@ static void reader_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned
 static int reader_gc(lua_State *L) {
   struct ask_reader *r = luaL_checkudata(L, 1, READER_MT);
   if (r->watching) reader_watch(r, 0);
+  if (r->editing) lc_l_edit_stop();
+  r->editing = 0;
+  lc_free(r->history);
+  r->history = NULL;
   r->closed = 1;
   lc_free(r->buf);
   r->buf = NULL;
@@ -770,6 +827,11 @@ static struct ask_reader *get_reader(lua_State *L, struct lc_loop *loop, int fd)
   r->w.cb = reader_readable;
   r->w.ud = r;
   luaL_setmetatable(L, READER_MT);
+  r->tty_edit = lc_l_edit_usable(fd);
+  struct lc_run_opts ro;
+  lc_l_get_run_opts(L, &ro);
+  if (r->tty_edit && ro.history && !(r->history = lc_strdup(ro.history)))
+    luaL_error(L, "out of memory");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &reader_key);
   return r;
 }
@@ -801,7 +863,7 @@ static int ask_finish(lua_State *L, struct ask_op *op) {
   if (op->failed) return luaL_error(L, "out of memory");
   if (op->len && op->line[op->len - 1] == '\r') op->line[--op->len] = '\0';
   struct lc_journal *j = op->journaled ? op->e.j : NULL;
-  if (op->eof && j && lc_journal_wait_input(j)) {
+  if (op->eof && !op->typed_eof && j && lc_journal_wait_input(j)) {
     /* A durable run with no more input waits for a person: the intent
      * stays without a result (luact runs input answers it), the journal
      * stops every later effect, and the run ends as waiting_input. */
@@ -811,6 +873,9 @@ static int ask_finish(lua_State *L, struct ask_op *op) {
     lc_crash_point("waiting_input", "input");
     return raise_journal(L, j);
   }
+  /* A secret is scrubbed from what the runtime prints or stores, the
+   * journal included (secrets.h). */
+  if (op->secret && op->line) lc_secret_add(op->line, op->len);
   if (op->journaled) {
     op->journaled = 0;
     int rc;
@@ -851,12 +916,19 @@ static int ask_k(lua_State *L, int status, lua_KContext ctx) {
   return ask_finish(L, op);
 }
 
-/* luact.ask(prompt) -> line | nil, "no input", "eof". From the journal in
- * replay; else from the --input file; else stdin (the prompt is shown when
- * stdin is a terminal), watched on the loop so other tasks keep running. */
+/* luact.ask(prompt [, {secret = true}]) -> line | nil, "no input", "eof".
+ * From the journal in replay; else from the --input file; else stdin (the
+ * prompt is shown when stdin is a terminal, where the person edits the
+ * line), watched on the loop so other tasks keep running. */
 static int l_ask(lua_State *L) {
   size_t plen;
   const char *prompt = luaL_optlstring(L, 1, "", &plen);
+  int secret = 0;
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lc_l_check_opts(L, 2, "luact.ask");
+    secret = lc_l_opt_bool(L, 2, "luact.ask", "secret", 0);
+  }
   lua_settop(L, 1);
   struct lc_task *task = lc_task_check(L, "luact.ask");
   struct ask_op *op = lua_newuserdatauv(L, sizeof *op, 0); /* prompt op */
@@ -864,6 +936,7 @@ static int l_ask(lua_State *L) {
   luaL_setmetatable(L, ASK_MT);
   lua_toclose(L, 2);
   op->task = task;
+  op->secret = secret;
   op->wait.cancel = ask_cancel;
   struct lc_journal *j = lc_l_journal(L);
   if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {

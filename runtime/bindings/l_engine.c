@@ -28,12 +28,15 @@ static char runopts_key;
 struct runopts_box {
   int quiet;
   char *trace_path;
+  char *history;
 };
 
 static int runopts_gc(lua_State *L) {
   struct runopts_box *o = luaL_checkudata(L, 1, RUNOPTS_MT);
   lc_free(o->trace_path);
   o->trace_path = NULL;
+  lc_free(o->history);
+  o->history = NULL;
   return 0;
 }
 
@@ -48,6 +51,7 @@ void lc_l_set_run_opts(lua_State *L, const struct lc_run_opts *o) {
   b->quiet = o->quiet;
   if (o->trace_path && !(b->trace_path = lc_strdup(o->trace_path)))
     luaL_error(L, "out of memory");
+  if (o->history && !(b->history = lc_strdup(o->history))) luaL_error(L, "out of memory");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &runopts_key);
 }
 
@@ -58,6 +62,7 @@ void lc_l_get_run_opts(lua_State *L, struct lc_run_opts *o) {
   if (b) {
     o->quiet = b->quiet;
     o->trace_path = b->trace_path;
+    o->history = b->history;
   }
   lua_pop(L, 1); /* the registry keeps it */
 }
@@ -67,6 +72,7 @@ void lc_l_get_run_opts(lua_State *L, struct lc_run_opts *o) {
 void lc_l_run_close(struct lc_l_run *run) {
   if (run->closed) return;
   run->closed = 1;
+  lc_l_intr_unlink(&run->intr);
   if (run->cls) run->cls->close(run); /* stops the LLM call and the timers */
   if (run->req) {
     lc_llm_request_delete(run->req);
@@ -264,6 +270,19 @@ void lc_l_run_trace(struct lc_l_run *run) {
 
 void lc_l_run_wake(struct lc_l_run *run) { lc_task_wake(run->task, &run->wait); }
 
+/* l_chat.c, on Ctrl-C: the engine's LLM call in flight ends with
+ * "cancelled", and the run with it (failed, with that reason). */
+static int run_interrupt(struct lc_l_intr *i) {
+  struct lc_l_run *run = (struct lc_l_run *)((char *)i - offsetof(struct lc_l_run, intr));
+  struct lc_engine *e = run->cls && run->cls->engine ? run->cls->engine(run) : NULL;
+  return e && e->call ? lc_llm_call_interrupt(e->call, "interrupted (Ctrl-C)") : 0;
+}
+
+static void run_link(struct lc_l_run *run) {
+  run->intr.fn = run_interrupt;
+  lc_l_intr_link(&run->intr);
+}
+
 /* ---- the continuation ---- */
 
 /* Pump, deliver items to the callback, wait; at the end the result. ctx
@@ -282,6 +301,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
       continue;
     }
     if (run->done) break;
+    run_link(run);
     lc_task_wait(run->task, &run->wait);
     return lua_yieldk(L, 0, ctx, run_k);
   }
@@ -291,6 +311,7 @@ static int run_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 int lc_l_run_wait(lua_State *L, struct lc_l_run *run) {
+  run_link(run);
   lc_task_wait(run->task, &run->wait);
   return lua_yieldk(L, 0, (lua_KContext)run->cls, run_k);
 }

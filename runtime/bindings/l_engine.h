@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "buf.h"
+#include "l_chat.h"
 #include "sched.h"
 
 struct lc_budget_limits;
@@ -33,12 +34,14 @@ struct lc_run_opts {
   int quiet;              /* no live lines or status on stderr, even on a tty */
   const char *trace_path; /* append every step and each run's end as JSON
                              lines (NULL = no trace) */
+  const char *history;    /* luact.ask's line history on a terminal: the
+                             chat's name (NULL = kept in memory only) */
 };
 
 /* [-0, +0, m] Stores a copy of o for the runs of L. */
 void lc_l_set_run_opts(lua_State *L, const struct lc_run_opts *o);
-/* [-0, +0, -] Reads them back: zeroed when none were set; trace_path is
- * borrowed from the registry. */
+/* [-0, +0, -] Reads them back: zeroed when none were set; trace_path and
+ * history are borrowed from the registry. */
 void lc_l_get_run_opts(lua_State *L, struct lc_run_opts *o);
 
 struct lc_l_run;
@@ -58,6 +61,8 @@ struct lc_l_run_class {
   void (*push_result)(lua_State *L, struct lc_l_run *run);
   /* Frees the engine's run (idempotent parts of the close). */
   void (*close)(struct lc_l_run *run);
+  /* Optional: the engine's base (its LLM call in flight), or NULL. */
+  struct lc_engine *(*engine)(struct lc_l_run *run);
 };
 
 /* The common part of a run box; the box starts with it. */
@@ -72,6 +77,7 @@ struct lc_l_run {
   int live; /* print live lines on stderr */
   FILE *trace;
   struct lc_buf line; /* a trace line, reused */
+  struct lc_l_intr intr; /* Ctrl-C in luact chat stops its LLM call */
 };
 
 #define LC_L_RUN_OPTS 1 /* the options table */

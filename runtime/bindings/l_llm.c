@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "conv.h"
 #include "governor.h"
+#include "l_chat.h"
 #include "l_effect.h"
 #include "l_embed.h"
 #include "l_luact.h"
@@ -42,6 +43,7 @@ struct llm_box {
   struct lc_llm_call *call;
   struct lc_task *task;
   struct lc_wait wait;
+  struct lc_l_intr intr; /* Ctrl-C in luact chat stops the call */
   struct qdelta *qhead, *qtail;
   int done;
   int closed;
@@ -64,6 +66,7 @@ static void free_queue(struct llm_box *b) {
 static void box_close(struct llm_box *b) {
   if (b->closed) return;
   b->closed = 1;
+  lc_l_intr_unlink(&b->intr);
   lc_llm_call_free(b->call);
   b->call = NULL;
   if (b->req) {
@@ -105,8 +108,15 @@ static void on_delta(void *ud, const struct lc_llm_delta *d) {
   lc_task_wake(b->task, &b->wait);
 }
 
+/* l_chat.c, on Ctrl-C: the call ends with "cancelled" (journaled). */
+static int box_interrupt(struct lc_l_intr *i) {
+  struct llm_box *b = (struct llm_box *)((char *)i - offsetof(struct llm_box, intr));
+  return lc_llm_call_interrupt(b->call, "interrupted (Ctrl-C)");
+}
+
 static void on_done(struct lc_llm_call *c, void *ud) {
   struct llm_box *b = ud;
+  lc_l_intr_unlink(&b->intr);
   b->done = 1;
   lc_task_wake(b->task, &b->wait);
 }
@@ -699,6 +709,8 @@ static int l_chat(lua_State *L) {
   b->req = NULL; /* the call owns it now, also on failure */
   if (lc_llm_call_start(lc_sched_loop(s), req, &o, on_delta, b, on_done, b, &b->call))
     return luaL_error(L, "out of memory");
+  b->intr.fn = box_interrupt;
+  lc_l_intr_link(&b->intr);
   lc_task_wait(task, &b->wait);
   return lua_yieldk(L, 0, 0, chat_k);
 }

@@ -96,6 +96,7 @@ const struct lc_l_optset lc_l_optsets[] = {
     {"luact.mcp.serve", NULL, "luact.mcp.serve", "", {L_("http", "token")}},
     {"luact.map", NULL, "luact.map", "", {L_("concurrency")}},
     {"luact.effect", NULL, "luact.effect", "", {L_("schema")}},
+    {"luact.ask", NULL, "luact.ask", "", {L_("secret")}},
     {"luact.workflow", "field", "luact.workflow", "",
      {L_("name", "initial", "states", "tools", "system", "model", "base_url", "temperature",
          "limits", "retry_delay", "on_event", "input", "on_finish", "verbose")}},

@@ -151,6 +151,11 @@ static void pal_push_result(lua_State *L, struct lc_l_run *run) {
   lc_l_run_set_cost(L, &u->llm);
 }
 
+/* The engine base is lc_pal's first member (engine.h). */
+static struct lc_engine *pal_engine(struct lc_l_run *run) {
+  return (struct lc_engine *)((struct pal_box *)run)->p;
+}
+
 static const struct lc_l_run_class pal_class = {
     .mt = PAL_MT,
     .who = WHO,
@@ -159,6 +164,7 @@ static const struct lc_l_run_class pal_class = {
     .push_item = pal_push_item,
     .push_result = pal_push_result,
     .close = pal_close,
+    .engine = pal_engine,
 };
 
 /* ---- parsing ---- */

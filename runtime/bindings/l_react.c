@@ -395,6 +395,11 @@ static void react_pump(lua_State *L, struct lc_l_run *run) {
   collect(L, b);
 }
 
+/* The engine base is lc_react's first member (engine.h). */
+static struct lc_engine *react_engine(struct lc_l_run *run) {
+  return (struct lc_engine *)((struct react_box *)run)->r;
+}
+
 static const struct lc_l_run_class react_class = {
     .mt = REACT_MT,
     .who = "luact.react",
@@ -404,6 +409,7 @@ static const struct lc_l_run_class react_class = {
     .push_item = react_push_item,
     .push_result = react_push_result,
     .close = react_close,
+    .engine = react_engine,
 };
 
 /* ---- parsing ---- */

@@ -17,6 +17,7 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int drawn;  /* the line is on the screen */
 static int active; /* calls between their first SEND and their END */
+static int held;   /* a line is being typed: draw nothing over it */
 
 int lc_l_status_colour(void) {
   const char *nc = getenv("NO_COLOR"), *term = getenv("TERM");
@@ -28,6 +29,13 @@ static void clear_locked(void) {
   fputs(ERASE, stderr);
   fflush(stderr);
   drawn = 0;
+}
+
+void lc_l_status_hold(int on) {
+  pthread_mutex_lock(&mu);
+  held = on;
+  if (on) clear_locked();
+  pthread_mutex_unlock(&mu);
 }
 
 void lc_l_status_clear(void) {
@@ -84,7 +92,7 @@ static void on_status(void *ud, const struct lc_llm_status *s) {
   if (s->kind == LC_LLM_ST_END) {
     if (active > 0) active--;
     if (active == 0) clear_locked();
-  } else {
+  } else if (!held) {
     size_t n = strlen(line), max = columns() - 1;
     if (n > max) n = max;
     for (size_t i = 0; i < n; i++) /* a model name is the script's: no escapes */

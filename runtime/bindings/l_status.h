@@ -22,6 +22,9 @@ struct lc_llm_opts;
 void lc_l_status_attach(lua_State *L, struct lc_llm_opts *o);
 /* Erases the line if it is drawn (before printing a line of one's own). */
 void lc_l_status_clear(void);
+/* While on (a prompt is up and a person types), the line is erased and
+ * not drawn; reports after it goes off draw it again. */
+void lc_l_status_hold(int on);
 /* Whether escapes for colour may go to stderr now. */
 int lc_l_status_colour(void);
 /* [-0, +1, m] The embedded Lua's view of the terminal: {live = function()

@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "l_chat.h"
 #include "l_luact.h"
 #include "l_engine.h"
 #include "l_state.h"
 #include "lc.h"
+#include "loop.h"
 #include "sched.h"
 #include "workers.h"
 #include "l_effect.h"
@@ -216,6 +218,7 @@ struct run_ctx {
   int argc; /* arguments after the script */
   char **argv;
   int json;
+  int chat; /* a person at the terminal: Ctrl-C is the chat's */
   struct lc_run_opts ro;
   struct lc_journal *jr; /* worker 1's (off unless --record/--replay) */
   char *result_json;     /* worker 1's first result as JSON, for the store */
@@ -260,6 +263,8 @@ static int run_script(int worker, void *ud) {
   }
   struct lc_journal *jr = worker == 1 ? c->jr : NULL;
   if (jr) lc_l_journal_attach(L, jr);
+  if (worker == 1 && c->chat && lc_l_chat_enable(L))
+    fprintf(stderr, "luact: cannot watch Ctrl-C; it will do nothing in this chat\n");
   /* arg table like lua.c: arg[0] = script, arg[1..] = arguments. */
   lua_createtable(L, c->argc, 1);
   lua_pushstring(L, file);
@@ -299,6 +304,7 @@ static int run_script(int worker, void *ud) {
       if (jrc && !rc) rc = 1;
     }
   }
+  if (worker == 1 && c->chat) lc_l_chat_disable(L);
   lc_sched_free(s);
   lua_close(L); /* before the journal's verdict: closing may cancel effects */
   return jr ? journal_verdict(jr, rc) : rc;
@@ -312,6 +318,7 @@ static int cores(void) {
 /* The options of luact run and luact chat. */
 struct run_args {
   int json, workers, no_store, allow_script_change;
+  int chat; /* luact chat with a person at the terminal */
   struct lc_run_opts ro;
   const char *record, *replay, *input, *run_id, *resume, *store;
   enum lc_journal_sync jsync;
@@ -548,7 +555,7 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
   if (store && !a->resume && isatty(2) && !a->ro.quiet)
     fprintf(stderr, "luact: run %s\n", lc_journal_run_id(jr));
   struct run_ctx ctx = {.file = file, .argc = argc, .argv = argv, .json = a->json,
-                        .ro = a->ro, .jr = jr};
+                        .chat = a->chat, .ro = a->ro, .jr = jr};
   /* libcurl is loaded and initialised by the first transfer
    * (runtime/core/curl_dl.c), not here: a run without requests skips it. */
   rc = lc_workers_run(a->workers, run_script, &ctx);
@@ -603,6 +610,21 @@ out:
   return rc;
 }
 
+/* The history name of a script or chat folder: its last path component,
+ * without suffix. */
+static const char *history_name(const char *path, const char *suffix, char *out, size_t n) {
+  size_t len = strlen(path);
+  while (len > 1 && path[len - 1] == '/') len--;
+  size_t b = len;
+  while (b > 0 && path[b - 1] != '/') b--;
+  size_t m = len - b, sl = strlen(suffix);
+  if (m > sl && !strncmp(path + len - sl, suffix, sl)) m -= sl;
+  if (m >= n) m = n - 1;
+  memcpy(out, path + b, m);
+  out[m] = '\0';
+  return m && strcmp(out, ".") && strcmp(out, "..") ? out : NULL;
+}
+
 static int cmd_run(int argc, char **argv) {
   struct run_args a;
   int pr = parse_run_args("run", usage_run, argc, argv, &a);
@@ -613,6 +635,8 @@ static int cmd_run(int argc, char **argv) {
   }
   const char *file = a.first < argc ? argv[a.first] : NULL;
   int rest = a.first < argc ? a.first + 1 : argc;
+  char hist[128];
+  if (file) a.ro.history = history_name(file, ".lua", hist, sizeof hist);
   return run_with(&a, file, argc - rest, argv + rest);
 }
 
@@ -638,7 +662,17 @@ static const char usage_chat[] =
     "\n"
     "Talks to the agent in DIR in the terminal: runs DIR/chat.lua (else\n"
     "DIR/main.lua) as `luact run` does, with the same options (luact run\n"
-    "--help); the script reads the user's lines.\n"
+    "--help); the script reads the user's lines (luact.ask).\n"
+    "\n"
+    "keys (stdin and stdout a terminal):\n"
+    "  arrows, Home/End, Ctrl-A/E/K/U/W   edit the line (libedit; ~/.editrc)\n"
+    "  Up/Down                            earlier lines, kept per chat in\n"
+    "                                     $XDG_DATA_HOME/luact/history/DIR\n"
+    "  Ctrl-C while the model works       cancel the turn, ask again\n"
+    "  Ctrl-C at the prompt               clear the line; on an empty line,\n"
+    "                                     or twice in one turn: quit\n"
+    "  Ctrl-D on an empty line            end the chat\n"
+    "\n"
     "See docs/shopbot.md (luact chat examples/shopbot).\n";
 
 /* chat DIR: run DIR/chat.lua or DIR/main.lua with the run options. */
@@ -652,10 +686,21 @@ static int cmd_chat(int argc, char **argv) {
   }
   static char path[4096];
   const char *names[] = {"chat.lua", "main.lua"};
+  char hist[128];
+  a.ro.history = history_name(argv[a.first], "", hist, sizeof hist);
+  /* A person at the terminal: Ctrl-C goes to the chat's loop (l_chat.h).
+   * Blocked before any thread starts (the journal's and the store's
+   * writers, the workers), so every thread inherits the mask and the
+   * signal waits for that loop. */
+  a.chat = isatty(0) && isatty(1) && !a.input && !a.replay;
   for (int k = 0; k < 2; k++) {
     snprintf(path, sizeof path, "%s/%s", argv[a.first], names[k]);
-    if (is_file(path))
-      return run_with(&a, path, argc - a.first - 1, argv + a.first + 1);
+    if (is_file(path)) {
+      if (a.chat) lc_signal_block(SIGINT, 1);
+      int rc = run_with(&a, path, argc - a.first - 1, argv + a.first + 1);
+      if (a.chat) lc_signal_block(SIGINT, 0);
+      return rc;
+    }
   }
   fprintf(stderr, "luact chat: no chat.lua or main.lua in '%s'\n", argv[a.first]);
   return 2;

@@ -521,6 +521,24 @@ struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c) {
   return r;
 }
 
+int lc_llm_call_interrupt(struct lc_llm_call *c, const char *why) {
+  /* Done, or a replay: the journal answers it, and must answer the same. */
+  if (!c || c->finished || c->replay.fire) return 0;
+  if (c->timer.cb == on_config_failure && lc_timer_active(&c->timer)) return 0; /* ending */
+  lc_http_cancel(&c->op); /* no completion from the transfer now */
+  lc_timer_stop(c->loop, &c->timer);
+  if (c->gov_waiting) {
+    lc_governor_refund(c->gov, &c->ticket);
+    c->gov_waiting = 0;
+  }
+  if (!c->resp) return 0;
+  reset_response(c);
+  set_err(c->resp, LC_LLM_ECANCEL, why ? why : "interrupted");
+  c->timer.cb = on_config_failure; /* finish on the next pass, journaled */
+  if (lc_timer_start(c->loop, &c->timer, 0) < 0) finish(c);
+  return 1;
+}
+
 void lc_llm_call_free(struct lc_llm_call *c) {
   if (!c) return;
   if (c->journaled) lc_effect_cancel(c->eff, "cancelled");

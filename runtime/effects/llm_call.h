@@ -94,6 +94,13 @@ struct lc_llm_response *lc_llm_call_take_response(struct lc_llm_call *c);
  * only while the caller's request is. */
 const struct lc_llm_request *lc_llm_call_request(const struct lc_llm_call *c);
 void lc_llm_call_free(struct lc_llm_call *c);
+/* Stops a call in flight (a person pressed Ctrl-C): the transfer, backoff
+ * or governor wait ends and the call completes through done on the next
+ * loop pass with err LC_LLM_ECANCEL and message why, journaled like any
+ * failed call. Returns 1 if it did; 0 for a call that is done, already
+ * completing, or answered from a journal (a replay must get what was
+ * recorded). */
+int lc_llm_call_interrupt(struct lc_llm_call *c, const char *why);
 
 /* Resolves base URL and key from the request, then the environment, then
  * the provider default. Fills req->base_url / req->api_key. Returns 0, or

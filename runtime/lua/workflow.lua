@@ -384,6 +384,7 @@ function Workflow:run(opts)
   end
 
   local result = { status = "limit", reason = "steps", run_id = run_id }
+  local last_question -- what input() was last asked, asked again after a cancelled turn
   local invalid = 0
   local done = false
 
@@ -426,6 +427,7 @@ function Workflow:run(opts)
     end
 
     if name == "ask_user" then
+      last_question = args.question
       record { kind = "ask", action = name, args = args, text = args.question }
       local answer = input(args.question, ctx)
       if answer == nil then
@@ -503,7 +505,19 @@ function Workflow:run(opts)
       retries = opts.retries, timeout = opts.timeout, max_tokens = opts.max_tokens,
     }
     usage.llm_calls = usage.llm_calls + 1
-    if not r then
+    if not r and code == "cancelled" then
+      -- A person stopped the model's turn (Ctrl-C in luact chat): the turn
+      -- is dropped and the conversation goes on with what they say next.
+      record { kind = "cancelled" }
+      local answer = input(last_question or "", ctx)
+      if answer == nil then
+        result = { status = "input_closed", reason = "the customer left (no more input)", run_id = run_id }
+        break
+      end
+      record { kind = "user", text = tostring(answer) }
+      messages[#messages + 1] = { role = "user", content = tostring(answer) }
+      goto next_turn
+    elseif not r then
       result = { status = "failed", reason = string.format("LLM call failed (%s): %s", code, err), run_id = run_id }
       break
     end
@@ -517,6 +531,7 @@ function Workflow:run(opts)
       if st.ask and r.text and r.text:match("%S") then
         ctx.step = ctx.step + 1
         usage.actions = usage.actions + 1
+        last_question = r.text
         record { kind = "ask", action = "ask_user", args = { question = r.text }, text = r.text }
         local answer = input(r.text, ctx)
         if answer == nil then
@@ -550,6 +565,7 @@ function Workflow:run(opts)
         messages[#messages + 1] = { role = "tool", tool_call_id = c.id, name = c.name, content = content }
       end
     end
+    ::next_turn::
   end
 
   result.state = ctx.state
@@ -572,6 +588,8 @@ function luact.workflow_format_event(ev)
     return ev.closed and "customer: (left)" or ("customer: " .. tostring(ev.text))
   elseif ev.kind == "ask" then
     return "bot: " .. tostring(ev.text)
+  elseif ev.kind == "cancelled" then
+    return "  [" .. tostring(ev.state) .. "] (the model's turn was cancelled)"
   elseif ev.kind == "retry" then
     return string.format("  [%s] retry %s (attempt %d failed: %s)", ev.state, ev.action, ev.attempt, clip(ev.error, 120))
   end

@@ -7,7 +7,10 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "lc.h"
@@ -16,6 +19,7 @@
  * closes while a batch of events is being dispatched leaves no dangling
  * pointer behind (curl's ephiperfifo.c does the same with data.fd). */
 #define KIND_WATCH 1ull
+#define KIND_SIGNAL 0x7fffffffull /* the loop's signalfd (lc_loop_signal_watch) */
 #define KIND_CURL0 2ull /* + shard index */
 
 /* libcurl (7.88) looks for a reusable connection by walking every
@@ -78,6 +82,7 @@ struct lc_loop {
   struct csock *csocks; /* by fd */
   size_t ncsocks;
   long events; /* epoll events dispatched, for lc_loop_events */
+  struct lc_sigwatch *sigw; /* at most one; not counted as pending */
 };
 
 /* ---- timer heap ----
@@ -333,6 +338,7 @@ int lc_loop_new(struct lc_loop **out) {
 
 void lc_loop_free(struct lc_loop *l) {
   if (!l) return;
+  if (l->sigw) lc_loop_signal_unwatch(l, l->sigw);
   for (size_t i = 0; i < l->nshards; i++) {
     struct shard *sh = l->shards[i];
     lc_timer_stop(l, &sh->timer);
@@ -422,6 +428,50 @@ static void run_timers(struct lc_loop *l) {
   }
 }
 
+/* ---- signals as events ---- */
+
+int lc_signal_block(int sig, int on) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  return pthread_sigmask(on ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL) ? LC_EIO : 0;
+}
+
+int lc_loop_signal_watch(struct lc_loop *l, struct lc_sigwatch *w) {
+  if (l->sigw) return LC_ESTATE;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, w->sig);
+  w->fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (w->fd < 0) return LC_EIO;
+  struct epoll_event ev = {0};
+  ev.events = EPOLLIN;
+  ev.data.u64 = (uint64_t)(uint32_t)w->fd | (KIND_SIGNAL << 32);
+  if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, w->fd, &ev) < 0) {
+    close(w->fd);
+    w->fd = -1;
+    return LC_EIO;
+  }
+  l->sigw = w;
+  return 0;
+}
+
+void lc_loop_signal_unwatch(struct lc_loop *l, struct lc_sigwatch *w) {
+  if (l->sigw != w) return;
+  epoll_ctl(l->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+  close(w->fd);
+  w->fd = -1;
+  l->sigw = NULL;
+}
+
+/* The signalfd is readable: one callback per signal taken from it. The
+ * callback may unwatch (then the rest stays pending). */
+static void read_signals(struct lc_loop *l) {
+  struct signalfd_siginfo si;
+  while (l->sigw && read(l->sigw->fd, &si, sizeof si) == (ssize_t)sizeof si)
+    l->sigw->cb(l, l->sigw);
+}
+
 long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
   int timeout = -1;
   if (l->nheap) {
@@ -440,7 +490,7 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
    * skip the system call (between model calls an agent's steps run many
    * zero-time passes). */
   int n = 0;
-  if (timeout != 0 || l->curl_socks || l->watchers) n = epoll_wait(l->epfd, evs, 256, timeout);
+  if (timeout != 0 || l->curl_socks || l->watchers || l->sigw) n = epoll_wait(l->epfd, evs, 256, timeout);
   if (n < 0 && errno != EINTR) n = 0;
   for (int i = 0; i < n; i++) {
     uint64_t data = evs[i].data.u64;
@@ -448,6 +498,10 @@ long lc_loop_run_once(struct lc_loop *l, double max_wait_ms) {
     unsigned ev = evs[i].events;
     uint64_t kind = data >> 32;
     l->events++;
+    if (kind == KIND_SIGNAL) {
+      read_signals(l);
+      continue;
+    }
     if (kind >= KIND_CURL0 && kind - KIND_CURL0 < l->nshards) {
       if ((size_t)fd < l->ncsocks && l->csocks[fd].state == CS_PARKED) {
         /* Nobody waits on it: the server closed it, or sent what nobody

@@ -72,5 +72,26 @@ long lc_loop_transfers(const struct lc_loop *loop);
 long lc_loop_events(const struct lc_loop *loop);
 long lc_loop_timers(const struct lc_loop *loop);
 
+/* Signals as loop events, never handlers: the signal is blocked in every
+ * thread (lc_signal_block before any thread starts: threads inherit the
+ * mask), and a loop that watches it reads it from a signalfd. cb runs
+ * from lc_loop_run_once, once per delivery. One watch per loop; it does
+ * not count as pending (a run whose tasks all wait on nothing else still
+ * ends as a deadlock). Children inherit the blocked mask: exec'd programs
+ * that need the signal must unblock it. */
+struct lc_sigwatch;
+typedef void (*lc_sig_fn)(struct lc_loop *loop, struct lc_sigwatch *w);
+struct lc_sigwatch {
+  int sig;
+  lc_sig_fn cb;
+  void *ud;
+  int fd; /* the signalfd, while watched */
+};
+/* Blocks (on = 1) or unblocks sig in the calling thread. 0 or LC_EIO. */
+int lc_signal_block(int sig, int on);
+/* 0, LC_ESTATE (the loop watches one already) or LC_EIO. */
+int lc_loop_signal_watch(struct lc_loop *loop, struct lc_sigwatch *w);
+void lc_loop_signal_unwatch(struct lc_loop *loop, struct lc_sigwatch *w);
+
 
 #endif

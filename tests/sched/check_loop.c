@@ -6,11 +6,13 @@
 #include <lauxlib.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "lc.h"
 #include "loop.h"
 #include "sched.h"
 #include "util_lua.h"
@@ -154,11 +156,40 @@ START_TEST(an_idle_connection_is_reused_without_reconnecting) {
 }
 END_TEST
 
+static int sig_seen;
+static void on_sig(struct lc_loop *loop, struct lc_sigwatch *w) {
+  (void)loop;
+  sig_seen += w->sig == SIGUSR1;
+}
+
+/* A blocked signal reaches the loop as an event (no handler runs): once
+ * per delivery, from lc_loop_run_once, and the watch is not pending work
+ * (a loop with nothing else to wait for still says so). */
+START_TEST(a_blocked_signal_is_a_loop_event) {
+  struct lc_loop *l;
+  ck_assert_int_eq(lc_loop_new(&l), 0);
+  ck_assert_int_eq(lc_signal_block(SIGUSR1, 1), 0);
+  struct lc_sigwatch w = {.sig = SIGUSR1, .cb = on_sig};
+  ck_assert_int_eq(lc_loop_signal_watch(l, &w), 0);
+  ck_assert_int_eq(lc_loop_signal_watch(l, &w), LC_ESTATE);
+  ck_assert_int_eq(lc_loop_pending(l), 0);
+  sig_seen = 0;
+  ck_assert_int_eq(raise(SIGUSR1), 0); /* pending: blocked, not delivered */
+  while (!sig_seen) lc_loop_run_once(l, 1000);
+  ck_assert_int_eq(sig_seen, 1);
+  lc_loop_signal_unwatch(l, &w);
+  ck_assert_int_eq(w.fd, -1);
+  lc_loop_free(l);
+  ck_assert_int_eq(lc_signal_block(SIGUSR1, 0), 0);
+}
+END_TEST
+
 Suite *loop_suite(void) {
   Suite *s = suite_create("loop");
   TCase *tc = tcase_create("sockets");
   tcase_add_test(tc, a_hung_up_idle_connection_neither_spins_nor_breaks_the_next_call);
   tcase_add_test(tc, an_idle_connection_is_reused_without_reconnecting);
+  tcase_add_test(tc, a_blocked_signal_is_a_loop_event);
   suite_add_tcase(s, tc);
   return s;
 }
