@@ -893,14 +893,15 @@ void lc_journal_free(struct lc_journal *j) {
   lc_free(j);
 }
 
-int lc_journal_has_run(const struct lc_journal *j) {
+int lc_journal_has_run(struct lc_journal *j) {
   if (!j->store || !j->created) return 0;
   if (j->resume) return 1;
   /* Created only once its first line committed: a creation the store
    * refused (an id taken meanwhile) must not touch that other run's row. */
-  pthread_mutex_lock((pthread_mutex_t *)&j->wmu);
+  lc_store_flush(j->store);
+  pthread_mutex_lock(&j->wmu);
   int ok = j->synced >= 1;
-  pthread_mutex_unlock((pthread_mutex_t *)&j->wmu);
+  pthread_mutex_unlock(&j->wmu);
   return ok;
 }
 
