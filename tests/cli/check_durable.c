@@ -336,6 +336,8 @@ static char *shopbot_run(const char *sub, const char *crash, int *crashed) {
            mock.base_url, ship_url, data);
   char store[450];
   snprintf(store, sizeof store, "%s/s.db", data);
+  free(out);
+  free(err);
   int rc = lc_dur_sh(NULL, &out, &err,
                      "%s%s%s \"$LUACT\" run --quiet --store '%s' --run-id %s "
                      "examples/shopbot/chat.lua",

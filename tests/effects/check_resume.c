@@ -104,7 +104,7 @@ START_TEST(pure_and_idempotent_run_again_with_their_key) {
   replays_clean();
 
   /* A pure effect cut before its result runs again too. */
-  lc_dur_rmrf(dir);
+  teardown();
   setup();
   record_crash("before_result@tool#1");
   ck_assert_int_eq(resume_jsonl(""), 0);
