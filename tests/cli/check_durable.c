@@ -182,6 +182,27 @@ START_TEST(waiting_run_cancelled) {
 }
 END_TEST
 
+/* A running run asked to stop (here by itself, so that the cancel
+ * surely comes while it runs) stops at one of its next effects. */
+START_TEST(running_run_cancelled) {
+  lc_dur_write(dir, "loop.lua",
+               "local function e(i) return luact.effect('tool', 'e', {i = i}, 'idempotent',\n"
+               "  function() local f = io.open(arg[1] .. '/e', 'a') f:write('x\\n') f:close() end) end\n"
+               "e(0)\n"
+               "os.execute(os.getenv('LUACT') .. ' runs cancel ' .. luact.run_id .. ' --store s.db')\n"
+               "for i = 1, 20 do e(i) end\n"
+               "return 0\n");
+  ck_assert_int_eq(LUACT("\"$LUACT\" run --quiet --run-id r1 --store s.db loop.lua %s", dir), 7);
+  ck_assert_msg(strstr(err, "cancelled"), "%s", err);
+  ck_assert_msg(strstr(out, "cancel requested"), "%s", out);
+  status_is("r1", "cancelled");
+  int n = lc_dur_lines(dir, "e");
+  ck_assert_msg(n >= 1 && n < 5, "%d effects ran", n);
+  ck_assert_int_eq(LUACT("\"$LUACT\" runs resume r1 --store s.db"), 2);
+  ck_assert_int_eq(lc_dur_lines(dir, "e"), n);
+}
+END_TEST
+
 /* ---- ShopBot: the crash-point sweep ---- */
 
 static struct lc_mock mock;
@@ -737,6 +758,7 @@ Suite *durable_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, waits_for_input_across_exits);
   tcase_add_test(tc, waiting_run_cancelled);
+  tcase_add_test(tc, running_run_cancelled);
   suite_add_tcase(s, tc);
   tc = tcase_create("crash_points");
   tcase_set_timeout(tc, 240);
