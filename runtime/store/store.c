@@ -59,7 +59,7 @@ struct lc_store {
   pthread_mutex_t mu;
   pthread_cond_t cv, idle;
   struct pending *head, **tail;
-  int stop, busy, failed;
+  int stop, busy, failed, flushing;
   long lines, commits;
 };
 
@@ -678,8 +678,35 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
 
 void lc_store_flush(struct lc_store *s) {
   pthread_mutex_lock(&s->mu);
+  s->flushing++; /* a run's creation held for its first line goes now */
+  pthread_cond_signal(&s->cv);
   while (s->head || s->busy) pthread_cond_wait(&s->idle, &s->mu);
+  s->flushing--;
   pthread_mutex_unlock(&s->mu);
+}
+
+/* The group the writer takes (under s->mu): everything queued, except a
+ * run's creation at the end of the queue, which waits for the line queued
+ * after it. Committed alone, a crash could leave a run without a journal,
+ * which nothing could resume. NULL: nothing to take yet. */
+static struct pending *take_group(struct lc_store *s) {
+  struct pending *last = NULL, *prev = NULL;
+  for (struct pending *p = s->head; p; p = p->next) {
+    prev = last;
+    last = p;
+  }
+  if (!last) return NULL;
+  struct pending *g = s->head;
+  if (last->create && !s->stop && !s->flushing) {
+    if (!prev) return NULL;
+    prev->next = NULL;
+    s->head = last;
+    s->tail = &last->next;
+    return g;
+  }
+  s->head = NULL;
+  s->tail = &s->head;
+  return g;
 }
 
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits) {
@@ -755,11 +782,9 @@ static void *writer_main(void *arg) {
   struct lc_store *s = arg;
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    while (!s->stop && !s->head) pthread_cond_wait(&s->cv, &s->mu);
-    if (!s->head) break; /* stopping, nothing queued */
-    struct pending *g = s->head;
-    s->head = NULL;
-    s->tail = &s->head;
+    struct pending *g;
+    while (!(g = take_group(s)) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    if (!g) break; /* stopping, nothing queued */
     s->busy = 1;
     pthread_mutex_unlock(&s->mu);
     int err = s->failed ? EIO : commit_group(s, g);

@@ -2,10 +2,13 @@
  * journals with CRCs and contiguous seqs, group commit, the integrity
  * errors a damaged file gives, and luact journal export/import. */
 #include <check.h>
+#include <cjson/cJSON.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -192,6 +195,67 @@ START_TEST(group_commit_takes_many_lines_per_commit) {
     ck_assert_msg(read_journal(k[i].c.run_id, &s, &last) == 0, "%s", err);
     ck_assert_int_eq(last, LINES);
   }
+}
+END_TEST
+
+/* A run's row and its first line go in one transaction: a process killed
+ * between two groups must never leave a run without a journal (nothing
+ * could resume it: "run R has no journal"). The writer used to commit a
+ * creation that happened to end the queue by itself. Each child queues
+ * runs without pause and is killed from here at a random moment, so the
+ * kill lands between two of its writer's commits. */
+static int collect_id(void *ud, const struct lc_run_row *r) {
+  cJSON_AddItemToArray(ud, cJSON_CreateString(r->id));
+  return 0;
+}
+
+START_TEST(run_never_committed_without_its_first_line) {
+  unsigned seed = 12345;
+  for (int round = 0; round < 20; round++) {
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      struct lc_store *cs;
+      char e[256];
+      if (lc_store_open(path, LC_STORE_SYNC_NORMAL, &cs, e, sizeof e) ||
+          lc_store_connect(cs, e, sizeof e))
+        _exit(1);
+      if (write(ready[1], "r", 1) != 1) _exit(1);
+      static struct lc_store_client c;
+      for (long i = 0;; i++) {
+        snprintf(c.run_id, sizeof c.run_id, "x%d_%ld", round, i);
+        struct lc_run_row r;
+        memset(&r, 0, sizeof r);
+        snprintf(r.id, sizeof r.id, "%s", c.run_id);
+        r.status = "running";
+        if (lc_store_append_run(cs, &c, &r) ||
+            lc_store_append(cs, &c, 1, 1, "{\"type\":\"header\"}", 17))
+          _exit(1);
+      }
+    }
+    close(ready[1]);
+    char b;
+    ck_assert_int_eq(read(ready[0], &b, 1), 1); /* connected: now it queues */
+    close(ready[0]);
+    struct timespec ts = {0, (long)(2 + rand_r(&seed) % 30) * 1000000L}; /* the fault's moment */
+    nanosleep(&ts, NULL);
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(lc_dur_wait(pid), 137);
+  }
+  cJSON *ids = cJSON_CreateArray();
+  ck_assert_int_eq(lc_store_run_list(st, 0, collect_id, ids, err, sizeof err), 0);
+  ck_assert_int_gt(cJSON_GetArraySize(ids), 20);
+  int bad = 0;
+  cJSON *id;
+  cJSON_ArrayForEach(id, ids) {
+    struct seen sn;
+    long last;
+    if (read_journal(id->valuestring, &sn, &last) != 0 && bad++ < 3) fprintf(stderr, "%s\n", err);
+  }
+  cJSON_Delete(ids);
+  ck_assert_int_eq(bad, 0);
 }
 END_TEST
 
@@ -387,6 +451,7 @@ Suite *store_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, runs_and_statuses);
   tcase_add_test(tc, group_commit_takes_many_lines_per_commit);
+  tcase_add_test(tc, run_never_committed_without_its_first_line);
   tcase_add_test(tc, flipped_byte_in_a_line_names_it);
   tcase_add_test(tc, seq_gap_is_an_integrity_error);
   tcase_add_test(tc, truncated_file_refused_at_connect);
