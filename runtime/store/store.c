@@ -134,6 +134,24 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
   return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? LC_EINVAL : LC_EIO;
 }
 
+/* exec, again while the database is busy (up to BUSY_MS): SQLite returns
+ * SQLITE_BUSY without calling the busy handler in some cases, e.g. while
+ * another connection recovers the WAL of a process that was killed. */
+static double mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int exec_busy(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+  double until = mono_ms() + BUSY_MS;
+  int rc;
+  while ((rc = exec(db, sql, err, errlen)) != 0 && mono_ms() < until &&
+         ((sqlite3_errcode(db) & 0xff) == SQLITE_BUSY || (sqlite3_errcode(db) & 0xff) == SQLITE_LOCKED))
+    sqlite3_sleep(20);
+  return rc;
+}
+
 static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, char *err,
                    size_t errlen) {
   sqlite3 *db = NULL;
@@ -151,18 +169,19 @@ static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, cha
   sqlite3_extended_result_codes(db, 1);
   int d = 1;
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &d);
-  rc = exec(db, "PRAGMA journal_mode=WAL", err, errlen);
+  rc = exec_busy(db, "PRAGMA journal_mode=WAL", err, errlen);
   if (!rc)
-    rc = exec(db, sync == LC_STORE_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
-                                               : "PRAGMA synchronous=FULL",
-              err, errlen);
+    rc = exec_busy(db, sync == LC_STORE_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
+                                                    : "PRAGMA synchronous=FULL",
+                   err, errlen);
   if (rc) {
-    /* A file that is not a database (or a damaged one) says so here. */
+    /* A file that is not a database (or a damaged one) says so here; a
+     * busy one is not damaged. */
     char m[512];
     snprintf(m, sizeof m, "%s", err);
-    snprintf(err, errlen, "store %s: integrity error: %s", path, m);
+    snprintf(err, errlen, "store %s: %s%s", path, rc == LC_EINVAL ? "integrity error: " : "", m);
     sqlite3_close(db);
-    return LC_EINVAL;
+    return rc;
   }
   *out = db;
   return 0;
@@ -183,11 +202,22 @@ static int check_file(struct lc_store *s, char *err, size_t errlen) {
   char first[400] = "";
   int rows = 0;
   int r;
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+  double until = mono_ms() + BUSY_MS;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW || (r & 0xff) == SQLITE_BUSY) {
+    if ((r & 0xff) == SQLITE_BUSY) { /* busy, not damaged: again (see exec_busy) */
+      if (mono_ms() >= until) break;
+      sqlite3_sleep(20);
+      sqlite3_reset(st);
+      rows = 0;
+      continue;
+    }
     const char *t = (const char *)sqlite3_column_text(st, 0);
     if (rows++ == 0) snprintf(first, sizeof first, "%s", t ? t : "");
   }
-  if (r != SQLITE_DONE) {
+  if ((r & 0xff) == SQLITE_BUSY) {
+    snprintf(err, errlen, "store %s: %s", s->path, sqlite3_errmsg(s->db));
+    rc = LC_EIO;
+  } else if (r != SQLITE_DONE) {
     snprintf(err, errlen, "store %s: integrity error: %s", s->path, sqlite3_errmsg(s->db));
     rc = LC_EINVAL;
   } else if (rows != 1 || strcmp(first, "ok")) {
@@ -200,7 +230,7 @@ static int check_file(struct lc_store *s, char *err, size_t errlen) {
 }
 
 static int check_schema(struct lc_store *s, char *err, size_t errlen) {
-  int rc = exec(s->db, "BEGIN IMMEDIATE", err, errlen);
+  int rc = exec_busy(s->db, "BEGIN IMMEDIATE", err, errlen);
   if (rc) return rc;
   rc = exec(s->db, schema_sql, err, errlen);
   sqlite3_stmt *st = NULL;
@@ -406,7 +436,7 @@ int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const ch
                         size_t header_len, char *err, size_t errlen) {
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
-  int rc = exec(s->db, "BEGIN IMMEDIATE", err, errlen);
+  int rc = exec_busy(s->db, "BEGIN IMMEDIATE", err, errlen);
   if (!rc) {
     rc = insert_run(s->db, r, err, errlen);
     if (!rc && insert_line(s->db, r->id, 1, header, header_len) != SQLITE_OK)
@@ -724,7 +754,7 @@ static int commit_group(struct lc_store *s, struct pending *g) {
     if (ensure(s, NULL, 0)) return EIO; /* the file, checked once */
     if (connect(s->path, s->sync, &s->wdb, err, sizeof err)) return EIO;
   }
-  if (exec(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
+  if (exec_busy(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
   int bad = 0;
   for (struct pending *p = g; p && !bad; p = p->next) {
     if (p->create) bad = insert_run(s->wdb, p->create, err, sizeof err) != 0;

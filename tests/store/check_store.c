@@ -222,9 +222,12 @@ START_TEST(run_never_committed_without_its_first_line) {
       if (lc_store_open(path, LC_STORE_SYNC_NORMAL, &cs, e, sizeof e) ||
           lc_store_connect(cs, e, sizeof e))
         _exit(1);
-      if (write(ready[1], "r", 1) != 1) _exit(1);
       static struct lc_store_client c;
       for (long i = 0;; i++) {
+        if (i == 1) { /* one run surely in: the kill may come from now on */
+          lc_store_flush(cs);
+          if (write(ready[1], "r", 1) != 1) _exit(1);
+        }
         snprintf(c.run_id, sizeof c.run_id, "x%d_%ld", round, i);
         struct lc_run_row r;
         memset(&r, 0, sizeof r);
@@ -246,7 +249,7 @@ START_TEST(run_never_committed_without_its_first_line) {
   }
   cJSON *ids = cJSON_CreateArray();
   ck_assert_int_eq(lc_store_run_list(st, 0, collect_id, ids, err, sizeof err), 0);
-  ck_assert_int_gt(cJSON_GetArraySize(ids), 20);
+  ck_assert_int_ge(cJSON_GetArraySize(ids), 20);
   int bad = 0;
   cJSON *id;
   cJSON_ArrayForEach(id, ids) {
@@ -367,6 +370,24 @@ START_TEST(bit_flip_in_a_page_refused) {
 }
 END_TEST
 
+/* A store another process holds locked is busy, not damaged: it used to
+ * be reported as "integrity error: database is locked". */
+START_TEST(locked_store_is_not_an_integrity_error) {
+  create("r", 1);
+  lc_store_close(st);
+  st = NULL;
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(h, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; "
+                                   "UPDATE runs SET updated = 0", NULL, NULL, NULL),
+                   SQLITE_OK);
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_int_ne(lc_store_connect(st, err, sizeof err), 0);
+  ck_assert_msg(strstr(err, "locked") && !strstr(err, "integrity"), "%s", err);
+  sqlite3_close(h);
+}
+END_TEST
+
 START_TEST(newer_schema_refused) {
   create("r", 1);
   lc_store_close(st);
@@ -458,6 +479,7 @@ Suite *store_suite(void) {
   tcase_add_test(tc, garbage_file_refused_at_connect);
   tcase_add_test(tc, bit_flip_in_a_page_refused);
   tcase_add_test(tc, newer_schema_refused);
+  tcase_add_test(tc, locked_store_is_not_an_integrity_error);
   tcase_add_test(tc, writer_failure_stops_the_effect);
   tcase_add_test(tc, export_import_round_trip);
   suite_add_tcase(s, tc);
