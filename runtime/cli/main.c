@@ -461,6 +461,24 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
       return 1;
     }
   }
+  if (store && a->run_id && !a->resume) {
+    /* A new run with an id that is taken: say so now (a second run must
+     * never write into, or end, the first one). */
+    char err[1024];
+    int got = lc_store_run_get(store, a->run_id, &row, err, sizeof err);
+    if (got == 0) {
+      fprintf(stderr, "luact: run %s exists already (%s): luact runs resume %s, or another "
+                      "--run-id\n", a->run_id, row.status ? row.status : "?", a->run_id);
+      rc = 2;
+      goto out;
+    }
+    if (got != LC_ENOTFOUND) {
+      fprintf(stderr, "luact: %s\n", err);
+      goto out;
+    }
+    lc_run_row_free(&row);
+    memset(&row, 0, sizeof row);
+  }
   if (a->resume && store) {
     char err[1024];
     if (lc_store_run_get(store, a->resume, &row, err, sizeof err)) {

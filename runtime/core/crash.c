@@ -30,10 +30,15 @@ static void parse(void) {
   }
 }
 
-void lc_crash_point(const char *point, const char *kind) {
+int lc_crash_due(const char *point, const char *kind) {
   pthread_once(&once, parse);
-  if (!want_point[0] || strcmp(point, want_point)) return;
-  if (want_kind[0] && (!kind || strcmp(kind, want_kind))) return;
-  if (atomic_fetch_add(&hits, 1) + 1 != want_n) return;
-  raise(SIGKILL);
+  if (!want_point[0] || strcmp(point, want_point)) return 0;
+  if (want_kind[0] && (!kind || strcmp(kind, want_kind))) return 0;
+  return atomic_fetch_add(&hits, 1) + 1 == want_n;
+}
+
+void lc_crash_now(void) { raise(SIGKILL); }
+
+void lc_crash_point(const char *point, const char *kind) {
+  if (lc_crash_due(point, kind)) lc_crash_now();
 }

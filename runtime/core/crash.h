@@ -10,5 +10,10 @@
 #define LC_CRASH_H
 
 void lc_crash_point(const char *point, const char *kind);
+/* The two halves, for a point that must first finish what it names
+ * (after_intent / after_result: the line durable, as the caller's wait
+ * would make it): due counts the hit and says whether to crash now. */
+int lc_crash_due(const char *point, const char *kind);
+void lc_crash_now(void);
 
 #endif

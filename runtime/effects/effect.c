@@ -227,7 +227,7 @@ static int store_create(struct lc_journal *j);
 static void store_committed(void *ud, unsigned long ticket, int err) {
   struct lc_journal *j = ud;
   pthread_mutex_lock(&j->wmu);
-  if (ticket > j->synced) j->synced = ticket;
+  if (!err && ticket > j->synced) j->synced = ticket; /* a failed group wrote nothing */
   if (err && !j->werr) j->werr = err;
   pthread_mutex_unlock(&j->wmu);
   uint64_t one = 1;
@@ -375,7 +375,12 @@ int lc_journal_durable(struct lc_journal *j, unsigned long ticket) {
   if (!ticket || !syncs_off_thread(j)) return 1;
   pthread_mutex_lock(&j->wmu);
   int done = j->synced >= ticket || j->werr;
+  int werr = j->werr;
   pthread_mutex_unlock(&j->wmu);
+  /* Failed before the loop heard of it (on_synced): fail the journal now,
+   * or the caller would run an effect whose intent was never written. */
+  if (werr && !j->failed)
+    failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot sync %s: %s", j->path, strerror(werr));
   return done;
 }
 
@@ -430,6 +435,21 @@ static void free_entry(struct entry *e) {
 static const char *str_member(const cJSON *o, const char *k) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
   return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A result line that answers its effect: not a cancelled one (the effect
+ * may or may not have happened) and not a `luact runs resolve --not-run`
+ * (a person found it did not happen: it runs on resume). */
+static int answered(const cJSON *result) {
+  return result && !cJSON_GetObjectItemCaseSensitive(result, "cancelled") &&
+         !cJSON_GetObjectItemCaseSensitive(result, "resolved");
+}
+
+/* Settled as not having happened by a person (luact runs resolve
+ * --not-run): an at-most-once effect may then run, once. */
+static int resolved_not_run(const cJSON *result) {
+  const cJSON *r = result ? cJSON_GetObjectItemCaseSensitive(result, "resolved") : NULL;
+  return cJSON_IsString(r) && !strcmp(r->valuestring, "not_run");
 }
 
 /* One parsed line into the journal's state: the header, a resume mark, an
@@ -506,8 +526,9 @@ static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON
     return 0;
   }
   struct entry *e = find_counted(j, id);
-  /* A result may follow a cancelled one: a resumed run ran the effect again. */
-  if (!e || (e->result && !cJSON_GetObjectItemCaseSensitive(e->result, "cancelled"))) {
+  /* A result may follow a cancelled or not-run one: a resumed run ran the
+   * effect again. */
+  if (!e || (e->result && answered(e->result))) {
     snprintf(err, errlen, "journal %s line %ld: result for %s %s", where, lineno, id,
              e ? "appears twice" : "has no intent before it");
     cJSON_Delete(line);
@@ -787,6 +808,15 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
                   "class\n",
                   o->path, size - torn_at);
         }
+      } else if (ftell(j->f) > 0) {
+        /* A whole last line whose newline the crash cut: end it, or the
+         * next line would be glued to it (and the journal unreadable). */
+        int last = fseek(j->f, -1, SEEK_END) == 0 ? fgetc(j->f) : EOF;
+        if (fseek(j->f, 0, SEEK_END) || (last != '\n' && (fputc('\n', j->f) == EOF ||
+                                                          fflush(j->f)))) {
+          snprintf(err, errlen, "cannot end the last line of %s: %s", o->path, strerror(errno));
+          rc = LC_EIO;
+        }
       }
     }
     if (!rc && j->resume) rc = resume_begin(j, o, err, errlen);
@@ -865,7 +895,17 @@ void lc_journal_free(struct lc_journal *j) {
   lc_free(j);
 }
 
-int lc_journal_has_run(const struct lc_journal *j) { return j->store && j->created; }
+int lc_journal_has_run(struct lc_journal *j) {
+  if (!j->store || !j->created) return 0;
+  if (j->resume) return 1;
+  /* Created only once its first line committed: a creation the store
+   * refused (an id taken meanwhile) must not touch that other run's row. */
+  lc_store_flush(j->store);
+  pthread_mutex_lock(&j->wmu);
+  int ok = j->synced >= 1;
+  pthread_mutex_unlock(&j->wmu);
+  return ok;
+}
 
 enum lc_journal_mode lc_journal_mode(const struct lc_journal *j) { return j->mode; }
 void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s) { j->sync = s; }
@@ -1014,6 +1054,15 @@ static int check_intent(struct lc_journal *j, const struct entry *en,
   return 0;
 }
 
+/* Crash points after a line: the crash comes once the line is durable (a
+ * store journal's line only sits in the writer's queue until then, and
+ * "after the result" must mean the result survived). */
+static void crash_after(struct lc_journal *j, const char *point, const char *kind) {
+  if (!lc_crash_due(point, kind)) return;
+  if (j->store) lc_store_flush(j->store);
+  lc_crash_now();
+}
+
 int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                     const struct lc_effect_desc *d, struct lc_effect_op *e) {
   memset(e, 0, sizeof *e);
@@ -1039,12 +1088,12 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
     if (en) {
       int rc = check_intent(j, en, d, e->id);
       if (rc) return rc;
-      if (en->result && !cJSON_GetObjectItemCaseSensitive(en->result, "cancelled")) {
+      if (answered(en->result)) {
         e->line = en->result;
         j->replayed++;
         return LC_EFFECT_REPLAYED;
       }
-      if (d->cls == LC_EFFECT_AT_MOST_ONCE)
+      if (d->cls == LC_EFFECT_AT_MOST_ONCE && !resolved_not_run(en->result))
         return failf(j, LC_JOURNAL_IN_DOUBT, LC_ESTATE,
                      "in_doubt: effect %s (%s %s, at_most_once, line %ld of %s) was started "
                      "but has no result: it may or may not have taken place, and it is never "
@@ -1093,7 +1142,7 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                           : d->cls == LC_EFFECT_PURE ? &unused
                                                      : NULL);
     if (rc) return rc;
-    lc_crash_point("after_intent", d->kind);
+    crash_after(j, "after_intent", d->kind);
     e->recording = 1;
     j->ran++;
     return LC_EFFECT_RUN;
@@ -1111,14 +1160,14 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                  j->path, script_note(j));
   int rc = check_intent(j, en, d, e->id);
   if (rc) return rc;
-  if (en->result && !cJSON_GetObjectItemCaseSensitive(en->result, "cancelled")) {
+  if (answered(en->result)) {
     e->line = en->result;
     j->replayed++;
     return LC_EFFECT_REPLAYED;
   }
   /* An intent without a result: the effect may or may not have happened.
    * Decided by its class, never by guessing. */
-  if (d->cls == LC_EFFECT_AT_MOST_ONCE)
+  if (d->cls == LC_EFFECT_AT_MOST_ONCE && !resolved_not_run(en->result))
     return failf(j, LC_JOURNAL_IN_DOUBT, LC_ESTATE,
                  "in_doubt: effect %s (%s %s, at_most_once, journal %s line %ld) was "
                  "started but has no result: it may or may not have taken place, and it is "
@@ -1175,7 +1224,7 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
                         e->async                    ? &e->ticket
                         : e->cls == LC_EFFECT_PURE ? &unused
                                                    : NULL);
-  if (!rc) lc_crash_point("after_result", e->kind);
+  if (!rc) crash_after(j, "after_result", e->kind);
   return rc;
 }
 

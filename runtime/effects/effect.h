@@ -95,8 +95,9 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
                          size_t errlen);
 void lc_journal_free(struct lc_journal *j);
 /* 1 when a store journal's run exists in the store (created with the
- * first effect's line, or resumed). */
-int lc_journal_has_run(const struct lc_journal *j);
+ * first effect's line, committed, or resumed). Waits for the store's
+ * writer: call it off the loop, once the run's tasks are done. */
+int lc_journal_has_run(struct lc_journal *j);
 /* 1 when the journal continues an earlier run (opts.resume). */
 int lc_journal_resuming(const struct lc_journal *j);
 /* The header's args (a JSON array of strings) and script path, as

@@ -59,7 +59,7 @@ struct lc_store {
   pthread_mutex_t mu;
   pthread_cond_t cv, idle;
   struct pending *head, **tail;
-  int stop, busy, failed;
+  int stop, busy, failed, flushing;
   long lines, commits;
 };
 
@@ -134,6 +134,24 @@ static int exec(sqlite3 *db, const char *sql, char *err, size_t errlen) {
   return c == SQLITE_CORRUPT || c == SQLITE_NOTADB ? LC_EINVAL : LC_EIO;
 }
 
+/* exec, again while the database is busy (up to BUSY_MS): SQLite returns
+ * SQLITE_BUSY without calling the busy handler in some cases, e.g. while
+ * another connection recovers the WAL of a process that was killed. */
+static double mono_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static int exec_busy(sqlite3 *db, const char *sql, char *err, size_t errlen) {
+  double until = mono_ms() + BUSY_MS;
+  int rc;
+  while ((rc = exec(db, sql, err, errlen)) != 0 && mono_ms() < until &&
+         ((sqlite3_errcode(db) & 0xff) == SQLITE_BUSY || (sqlite3_errcode(db) & 0xff) == SQLITE_LOCKED))
+    sqlite3_sleep(20);
+  return rc;
+}
+
 static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, char *err,
                    size_t errlen) {
   sqlite3 *db = NULL;
@@ -151,18 +169,19 @@ static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, cha
   sqlite3_extended_result_codes(db, 1);
   int d = 1;
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &d);
-  rc = exec(db, "PRAGMA journal_mode=WAL", err, errlen);
+  rc = exec_busy(db, "PRAGMA journal_mode=WAL", err, errlen);
   if (!rc)
-    rc = exec(db, sync == LC_STORE_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
-                                               : "PRAGMA synchronous=FULL",
-              err, errlen);
+    rc = exec_busy(db, sync == LC_STORE_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
+                                                    : "PRAGMA synchronous=FULL",
+                   err, errlen);
   if (rc) {
-    /* A file that is not a database (or a damaged one) says so here. */
+    /* A file that is not a database (or a damaged one) says so here; a
+     * busy one is not damaged. */
     char m[512];
     snprintf(m, sizeof m, "%s", err);
-    snprintf(err, errlen, "store %s: integrity error: %s", path, m);
+    snprintf(err, errlen, "store %s: %s%s", path, rc == LC_EINVAL ? "integrity error: " : "", m);
     sqlite3_close(db);
-    return LC_EINVAL;
+    return rc;
   }
   *out = db;
   return 0;
@@ -183,11 +202,22 @@ static int check_file(struct lc_store *s, char *err, size_t errlen) {
   char first[400] = "";
   int rows = 0;
   int r;
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+  double until = mono_ms() + BUSY_MS;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW || (r & 0xff) == SQLITE_BUSY) {
+    if ((r & 0xff) == SQLITE_BUSY) { /* busy, not damaged: again (see exec_busy) */
+      if (mono_ms() >= until) break;
+      sqlite3_sleep(20);
+      sqlite3_reset(st);
+      rows = 0;
+      continue;
+    }
     const char *t = (const char *)sqlite3_column_text(st, 0);
     if (rows++ == 0) snprintf(first, sizeof first, "%s", t ? t : "");
   }
-  if (r != SQLITE_DONE) {
+  if ((r & 0xff) == SQLITE_BUSY) {
+    snprintf(err, errlen, "store %s: %s", s->path, sqlite3_errmsg(s->db));
+    rc = LC_EIO;
+  } else if (r != SQLITE_DONE) {
     snprintf(err, errlen, "store %s: integrity error: %s", s->path, sqlite3_errmsg(s->db));
     rc = LC_EINVAL;
   } else if (rows != 1 || strcmp(first, "ok")) {
@@ -200,7 +230,7 @@ static int check_file(struct lc_store *s, char *err, size_t errlen) {
 }
 
 static int check_schema(struct lc_store *s, char *err, size_t errlen) {
-  int rc = exec(s->db, "BEGIN IMMEDIATE", err, errlen);
+  int rc = exec_busy(s->db, "BEGIN IMMEDIATE", err, errlen);
   if (rc) return rc;
   rc = exec(s->db, schema_sql, err, errlen);
   sqlite3_stmt *st = NULL;
@@ -406,7 +436,7 @@ int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const ch
                         size_t header_len, char *err, size_t errlen) {
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
-  int rc = exec(s->db, "BEGIN IMMEDIATE", err, errlen);
+  int rc = exec_busy(s->db, "BEGIN IMMEDIATE", err, errlen);
   if (!rc) {
     rc = insert_run(s->db, r, err, errlen);
     if (!rc && insert_line(s->db, r->id, 1, header, header_len) != SQLITE_OK)
@@ -678,8 +708,35 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
 
 void lc_store_flush(struct lc_store *s) {
   pthread_mutex_lock(&s->mu);
+  s->flushing++; /* a run's creation held for its first line goes now */
+  pthread_cond_signal(&s->cv);
   while (s->head || s->busy) pthread_cond_wait(&s->idle, &s->mu);
+  s->flushing--;
   pthread_mutex_unlock(&s->mu);
+}
+
+/* The group the writer takes (under s->mu): everything queued, except a
+ * run's creation at the end of the queue, which waits for the line queued
+ * after it. Committed alone, a crash could leave a run without a journal,
+ * which nothing could resume. NULL: nothing to take yet. */
+static struct pending *take_group(struct lc_store *s) {
+  struct pending *last = NULL, *prev = NULL;
+  for (struct pending *p = s->head; p; p = p->next) {
+    prev = last;
+    last = p;
+  }
+  if (!last) return NULL;
+  struct pending *g = s->head;
+  if (last->create && !s->stop && !s->flushing) {
+    if (!prev) return NULL;
+    prev->next = NULL;
+    s->head = last;
+    s->tail = &last->next;
+    return g;
+  }
+  s->head = NULL;
+  s->tail = &s->head;
+  return g;
 }
 
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits) {
@@ -697,7 +754,7 @@ static int commit_group(struct lc_store *s, struct pending *g) {
     if (ensure(s, NULL, 0)) return EIO; /* the file, checked once */
     if (connect(s->path, s->sync, &s->wdb, err, sizeof err)) return EIO;
   }
-  if (exec(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
+  if (exec_busy(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
   int bad = 0;
   for (struct pending *p = g; p && !bad; p = p->next) {
     if (p->create) bad = insert_run(s->wdb, p->create, err, sizeof err) != 0;
@@ -755,11 +812,9 @@ static void *writer_main(void *arg) {
   struct lc_store *s = arg;
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    while (!s->stop && !s->head) pthread_cond_wait(&s->cv, &s->mu);
-    if (!s->head) break; /* stopping, nothing queued */
-    struct pending *g = s->head;
-    s->head = NULL;
-    s->tail = &s->head;
+    struct pending *g;
+    while (!(g = take_group(s)) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    if (!g) break; /* stopping, nothing queued */
     s->busy = 1;
     pthread_mutex_unlock(&s->mu);
     int err = s->failed ? EIO : commit_group(s, g);

@@ -1,0 +1,487 @@
+/* check_store.c: the run store (runtime/store): runs and their statuses,
+ * journals with CRCs and contiguous seqs, group commit, the integrity
+ * errors a damaged file gives, and luact journal export/import. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "effect.h"
+#include "lc.h"
+#include "loop.h"
+#include "store.h"
+#include "util_common.h"
+#include "util_durable.h"
+
+static char dir[256], path[320];
+static char err[1024];
+static struct lc_store *st;
+
+static void setup(void) {
+  lc_dur_tmpdir(dir, sizeof dir);
+  snprintf(path, sizeof path, "%s/runs.db", dir);
+  st = NULL;
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+}
+
+static void teardown(void) {
+  lc_store_close(st);
+  lc_dur_rmrf(dir);
+}
+
+static void create(const char *id, long lines) {
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "%s", id);
+  r.script = "/x/agent.lua";
+  r.args = "[\"a\"]";
+  r.status = "running";
+  char h[128];
+  snprintf(h, sizeof h, "{\"type\":\"header\",\"format\":1,\"run\":\"%s\"}", id);
+  ck_assert_msg(lc_store_run_create(st, &r, h, strlen(h), err, sizeof err) == 0, "%s", err);
+  for (long s = 2; s <= lines; s++) {
+    char l[128];
+    snprintf(l, sizeof l, "{\"type\":\"intent\",\"id\":\"1#%ld\",\"kind\":\"tool\"}", s - 1);
+    ck_assert_msg(lc_store_journal_append_now(st, id, s, l, strlen(l), err, sizeof err) == 0,
+                  "%s", err);
+  }
+}
+
+struct seen {
+  long n, last_seq;
+  char first[256];
+};
+
+static int on_line(void *ud, long seq, const char *text, size_t len) {
+  struct seen *s = ud;
+  ck_assert_int_eq(seq, s->last_seq + 1);
+  s->last_seq = seq;
+  if (!s->n++) snprintf(s->first, sizeof s->first, "%.*s", (int)len, text);
+  return 0;
+}
+
+static int read_journal(const char *id, struct seen *s, long *last) {
+  memset(s, 0, sizeof *s);
+  return lc_store_journal_read(st, id, on_line, s, last, err, sizeof err);
+}
+
+static int count_runs(void *ud, const struct lc_run_row *r) {
+  char *order = ud;
+  strcat(order, r->id);
+  strcat(order, " ");
+  return 0;
+}
+
+START_TEST(runs_and_statuses) {
+  create("r1", 3);
+  create("r2", 1);
+  struct lc_run_row r;
+  ck_assert_int_eq(lc_store_run_get(st, "r1", &r, err, sizeof err), 0);
+  ck_assert_str_eq(r.status, "running");
+  ck_assert_str_eq(r.script, "/x/agent.lua");
+  ck_assert_str_eq(r.args, "[\"a\"]");
+  ck_assert(r.created > 0 && r.updated >= r.created);
+  lc_run_row_free(&r);
+  ck_assert_int_eq(lc_store_run_get(st, "nope", &r, err, sizeof err), LC_ENOTFOUND);
+  /* An id is taken once. */
+  struct lc_run_row dup;
+  memset(&dup, 0, sizeof dup);
+  snprintf(dup.id, sizeof dup.id, "r1");
+  dup.status = "running";
+  ck_assert_int_eq(lc_store_run_create(st, &dup, "{}", 2, err, sizeof err), LC_ESTATE);
+
+  ck_assert_int_eq(lc_store_run_set_status(st, "r1", "waiting_input", NULL, NULL, "Order?", 0,
+                                           err, sizeof err),
+                   0);
+  ck_assert_int_eq(lc_store_run_get(st, "r1", &r, err, sizeof err), 0);
+  ck_assert_str_eq(r.status, "waiting_input");
+  ck_assert_str_eq(r.question, "Order?");
+  lc_run_row_free(&r);
+  ck_assert_int_eq(lc_store_run_set_status(st, "r2", "finished", "{\"ok\":true}", NULL, NULL, 0,
+                                           err, sizeof err),
+                   0);
+  ck_assert_int_eq(lc_store_run_get(st, "r2", &r, err, sizeof err), 0);
+  ck_assert_str_eq(r.result, "{\"ok\":true}");
+  ck_assert_ptr_null(r.question);
+  lc_run_row_free(&r);
+
+  char order[64] = "";
+  ck_assert_int_eq(lc_store_run_list(st, 0, count_runs, order, err, sizeof err), 0);
+  ck_assert_str_eq(order, "r2 r1 "); /* newest (updated) first */
+  order[0] = '\0';
+  ck_assert_int_eq(lc_store_run_list(st, 1, count_runs, order, err, sizeof err), 0);
+  ck_assert_str_eq(order, "r2 ");
+
+  /* Cancelling a waiting run cancels it; again is harmless; an ended run
+   * stays as it ended. */
+  char was[32];
+  ck_assert_int_eq(lc_store_run_cancel(st, "r1", was, sizeof was, err, sizeof err), 0);
+  ck_assert_str_eq(was, "waiting_input");
+  ck_assert_int_eq(lc_store_run_cancel(st, "r1", was, sizeof was, err, sizeof err), 0);
+  ck_assert_str_eq(was, "cancelled");
+  ck_assert_int_eq(lc_store_run_get(st, "r1", &r, err, sizeof err), 0);
+  ck_assert_str_eq(r.status, "cancelled");
+  lc_run_row_free(&r);
+  ck_assert_int_eq(lc_store_run_cancel(st, "r2", was, sizeof was, err, sizeof err), 0);
+  ck_assert_str_eq(was, "finished");
+  ck_assert_int_eq(lc_store_run_get(st, "r2", &r, err, sizeof err), 0);
+  ck_assert_str_eq(r.status, "finished");
+  lc_run_row_free(&r);
+  ck_assert_int_ne(lc_store_run_cancel(st, "nope", was, sizeof was, err, sizeof err), 0);
+
+  struct seen s;
+  long last = 0;
+  ck_assert_msg(read_journal("r1", &s, &last) == 0, "%s", err);
+  ck_assert_int_eq(s.n, 3);
+  ck_assert_int_eq(last, 3);
+  ck_assert_str_eq(s.first, "{\"type\":\"header\",\"format\":1,\"run\":\"r1\"}");
+  /* A seq is written once. */
+  ck_assert_int_eq(lc_store_journal_append_now(st, "r1", 3, "{}", 2, err, sizeof err), LC_ESTATE);
+}
+END_TEST
+
+/* ---- group commit ---- */
+
+struct client {
+  struct lc_store_client c;
+  atomic_ulong newest;
+  atomic_int errors;
+};
+
+static void on_committed(void *ud, unsigned long ticket, int e) {
+  struct client *k = ud;
+  if (e) atomic_fetch_add(&k->errors, 1);
+  else if (ticket > atomic_load(&k->newest)) atomic_store(&k->newest, ticket);
+}
+
+START_TEST(group_commit_takes_many_lines_per_commit) {
+  enum { CLIENTS = 5, LINES = 60 };
+  static struct client k[CLIENTS];
+  for (int i = 0; i < CLIENTS; i++) {
+    memset(&k[i], 0, sizeof k[i]);
+    k[i].c.committed = on_committed;
+    k[i].c.ud = &k[i];
+    snprintf(k[i].c.run_id, sizeof k[i].c.run_id, "g%d", i);
+    struct lc_run_row r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "g%d", i);
+    r.status = "running";
+    ck_assert_int_eq(lc_store_append_run(st, &k[i].c, &r), 0);
+  }
+  /* Interleaved, as concurrent runs queue them; nobody waits. */
+  for (long s = 1; s <= LINES; s++)
+    for (int i = 0; i < CLIENTS; i++) {
+      char l[64];
+      int n = snprintf(l, sizeof l, "{\"type\":\"x\",\"n\":%ld}", s);
+      ck_assert_int_eq(lc_store_append(st, &k[i].c, s, (unsigned long)s, l, (size_t)n), 0);
+    }
+  lc_store_flush(st);
+  long lines, commits;
+  lc_store_stats(st, &lines, &commits);
+  ck_assert_int_eq(lines, CLIENTS * (LINES + 1)); /* a run's row counts as one */
+  ck_assert_int_ge(commits, 1);
+  ck_assert_msg(commits < lines / 4, "%ld commits for %ld lines", commits, lines);
+  for (int i = 0; i < CLIENTS; i++) {
+    ck_assert_int_eq(atomic_load(&k[i].errors), 0);
+    ck_assert_uint_eq(atomic_load(&k[i].newest), LINES);
+    struct seen s;
+    long last;
+    ck_assert_msg(read_journal(k[i].c.run_id, &s, &last) == 0, "%s", err);
+    ck_assert_int_eq(last, LINES);
+  }
+}
+END_TEST
+
+/* A run's row and its first line go in one transaction: a process killed
+ * between two groups must never leave a run without a journal (nothing
+ * could resume it: "run R has no journal"). The writer used to commit a
+ * creation that happened to end the queue by itself. Each child queues
+ * runs without pause and is killed from here at a random moment, so the
+ * kill lands between two of its writer's commits. */
+static int collect_id(void *ud, const struct lc_run_row *r) {
+  cJSON_AddItemToArray(ud, cJSON_CreateString(r->id));
+  return 0;
+}
+
+START_TEST(run_never_committed_without_its_first_line) {
+  unsigned seed = 12345;
+  for (int round = 0; round < 20; round++) {
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      struct lc_store *cs;
+      char e[256];
+      if (lc_store_open(path, LC_STORE_SYNC_NORMAL, &cs, e, sizeof e) ||
+          lc_store_connect(cs, e, sizeof e))
+        _exit(1);
+      static struct lc_store_client c;
+      for (long i = 0;; i++) {
+        if (i == 1) { /* one run surely in: the kill may come from now on */
+          lc_store_flush(cs);
+          if (write(ready[1], "r", 1) != 1) _exit(1);
+        }
+        snprintf(c.run_id, sizeof c.run_id, "x%d_%ld", round, i);
+        struct lc_run_row r;
+        memset(&r, 0, sizeof r);
+        snprintf(r.id, sizeof r.id, "%s", c.run_id);
+        r.status = "running";
+        if (lc_store_append_run(cs, &c, &r) ||
+            lc_store_append(cs, &c, 1, 1, "{\"type\":\"header\"}", 17))
+          _exit(1);
+      }
+    }
+    close(ready[1]);
+    char b;
+    ck_assert_int_eq(read(ready[0], &b, 1), 1); /* connected: now it queues */
+    close(ready[0]);
+    struct timespec ts = {0, (long)(2 + rand_r(&seed) % 30) * 1000000L}; /* the fault's moment */
+    nanosleep(&ts, NULL);
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(lc_dur_wait(pid), 137);
+  }
+  cJSON *ids = cJSON_CreateArray();
+  ck_assert_int_eq(lc_store_run_list(st, 0, collect_id, ids, err, sizeof err), 0);
+  ck_assert_int_ge(cJSON_GetArraySize(ids), 20);
+  int bad = 0;
+  cJSON *id;
+  cJSON_ArrayForEach(id, ids) {
+    struct seen sn;
+    long last;
+    if (read_journal(id->valuestring, &sn, &last) != 0 && bad++ < 3) fprintf(stderr, "%s\n", err);
+  }
+  cJSON_Delete(ids);
+  ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+/* ---- integrity ---- */
+
+static void sql(const char *q) {
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  char *e = NULL;
+  ck_assert_msg(sqlite3_exec(h, q, NULL, NULL, &e) == SQLITE_OK, "%s: %s", q, e);
+  sqlite3_close(h);
+}
+
+START_TEST(flipped_byte_in_a_line_names_it) {
+  create("r", 4);
+  /* Same length, one byte different, CRC as it was. */
+  sql("UPDATE journal SET line = replace(line, '1#2', '1#3') WHERE run_id = 'r' AND seq = 3");
+  struct seen s;
+  long last;
+  ck_assert_int_eq(read_journal("r", &s, &last), LC_EINVAL);
+  ck_assert_msg(strstr(err, "integrity error") && strstr(err, "line 3"), "%s", err);
+  /* The CLI says it too, and refuses to resume from it. */
+  char *out = NULL, *e2 = NULL;
+  ck_assert_int_eq(lc_dur_sh(dir, &out, &e2, "\"$LUACT\" runs show r --store runs.db"), 1);
+  ck_assert_msg(strstr(e2, "line 3"), "%s", e2);
+  free(out);
+  free(e2);
+  ck_assert_int_ne(lc_dur_sh(dir, NULL, &e2, "\"$LUACT\" runs resume r --store runs.db"), 0);
+  ck_assert_msg(strstr(e2, "integrity error"), "%s", e2);
+  free(e2);
+}
+END_TEST
+
+START_TEST(seq_gap_is_an_integrity_error) {
+  create("r", 5);
+  sql("DELETE FROM journal WHERE run_id = 'r' AND seq = 3");
+  struct seen s;
+  long last;
+  ck_assert_int_eq(read_journal("r", &s, &last), LC_EINVAL);
+  ck_assert_msg(strstr(err, "integrity error") && strstr(err, "no line 3"), "%s", err);
+}
+END_TEST
+
+/* A store file with enough pages that cutting it loses some. */
+static void fill_and_close(void) {
+  for (int i = 0; i < 40; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "f%d", i);
+    create(id, 30);
+  }
+  lc_store_close(st);
+  st = NULL;
+}
+
+static void connect_fails(const char *want) {
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_int_ne(lc_store_connect(st, err, sizeof err), 0);
+  ck_assert_msg(strstr(err, want), "%s", err);
+  /* Every later call fails the same way. */
+  struct lc_run_row r;
+  char e2[1024];
+  ck_assert_int_ne(lc_store_run_get(st, "f1", &r, e2, sizeof e2), 0);
+  ck_assert_str_eq(e2, err);
+}
+
+START_TEST(truncated_file_refused_at_connect) {
+  fill_and_close();
+  FILE *f = fopen(path, "r+");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  fclose(f);
+  ck_assert_int_gt(size, 16384);
+  ck_assert_int_eq(truncate(path, size / 2), 0);
+  connect_fails("integrity error");
+  char *e2 = NULL;
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, &e2, "\"$LUACT\" runs list --store runs.db"), 1);
+  ck_assert_msg(strstr(e2, "integrity error"), "%s", e2);
+  free(e2);
+}
+END_TEST
+
+START_TEST(garbage_file_refused_at_connect) {
+  lc_store_close(st);
+  st = NULL;
+  FILE *f = fopen(path, "w");
+  for (int i = 0; i < 8192; i++) fputc((i * 7919) & 0xff, f);
+  fclose(f);
+  connect_fails("integrity error");
+}
+END_TEST
+
+START_TEST(bit_flip_in_a_page_refused) {
+  fill_and_close();
+  /* A flipped bit in the b-tree of the journal (past the header page). */
+  FILE *f = fopen(path, "r+");
+  ck_assert_ptr_nonnull(f);
+  int flipped = 0;
+  for (long off = 4096 * 2; off < 4096 * 6; off += 4096) {
+    fseek(f, off + 8, SEEK_SET); /* a page header's cell count/first cell */
+    int c = fgetc(f);
+    fseek(f, off + 8, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    flipped++;
+  }
+  fclose(f);
+  ck_assert_int_gt(flipped, 0);
+  connect_fails("integrity error");
+}
+END_TEST
+
+/* A store another process holds locked is busy, not damaged: it used to
+ * be reported as "integrity error: database is locked". */
+START_TEST(locked_store_is_not_an_integrity_error) {
+  create("r", 1);
+  lc_store_close(st);
+  st = NULL;
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(h, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; "
+                                   "UPDATE runs SET updated = 0", NULL, NULL, NULL),
+                   SQLITE_OK);
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_int_ne(lc_store_connect(st, err, sizeof err), 0);
+  ck_assert_msg(strstr(err, "locked") && !strstr(err, "integrity"), "%s", err);
+  sqlite3_close(h);
+}
+END_TEST
+
+START_TEST(newer_schema_refused) {
+  create("r", 1);
+  lc_store_close(st);
+  st = NULL;
+  sql("UPDATE meta SET value = '999' WHERE key = 'schema_version'");
+  connect_fails("schema version 999 is newer");
+}
+END_TEST
+
+/* ---- the journal's writer failing under a run ---- */
+
+/* The store refuses the run's creation (its id is taken); an effect that
+ * waited for its intent to be durable must not run. It used to: the
+ * journal failed only when the loop read the writer's eventfd, and
+ * lc_journal_durable said "durable" meanwhile; the run then also wrote its
+ * final status over the other run's row. */
+START_TEST(writer_failure_stops_the_effect) {
+  create("taken", 2);
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct lc_journal *j;
+  struct lc_journal_opts o = {.mode = LC_JOURNAL_RECORD, .store = st, .run_id = "taken"};
+  ck_assert_msg(lc_journal_open_with(&o, &j, err, sizeof err) == 0, "%s", err);
+  lc_journal_set_loop(j, loop);
+  struct lc_effect_op op;
+  struct lc_effect_who w = {&op, "1", 1};
+  struct lc_effect_desc d = {.kind = "tool", .name = "charge", .cls = LC_EFFECT_AT_MOST_ONCE,
+                             .waits = 1};
+  ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_RUN);
+  ck_assert_uint_gt(op.ticket, 0);
+  lc_store_flush(st); /* the writer has tried (and failed) */
+  ck_assert_int_eq(lc_journal_durable(j, op.ticket), 1);
+  ck_assert_int_eq(lc_journal_failed(j), LC_JOURNAL_EIO);
+  ck_assert_int_eq(lc_journal_has_run(j), 0);
+  lc_effect_cancel(&op, "stopped");
+  lc_journal_set_loop(j, NULL);
+  lc_journal_free(j);
+  lc_loop_free(loop);
+  struct seen s;
+  long last;
+  ck_assert_int_eq(read_journal("taken", &s, &last), 0);
+  ck_assert_int_eq(last, 2); /* the other run's journal is untouched */
+}
+END_TEST
+
+/* ---- luact journal export / import ---- */
+
+START_TEST(export_import_round_trip) {
+  lc_dur_write(dir, "t.lua",
+               "local a = luact.effect('tool', 'a', {n = 1}, 'idempotent', function(c) return "
+               "c.idempotency_key end)\n"
+               "local b = luact.now()\n"
+               "return luact.json.encode{a, luact.effect('tool', 'b', {s = 'é\\n\"'}, "
+               "'at_most_once', function() return {x = {1, 2.5, 'z'}} end)}\n");
+  char *out = NULL, *e = NULL;
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, &e, "\"$LUACT\" run --quiet --run-id rt --store a.db "
+                                            "t.lua"),
+                   0);
+  free(e);
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "\"$LUACT\" journal export rt --store a.db -o x.jsonl"), 0);
+  ck_assert_int_eq(lc_dur_sh(dir, &out, &e, "\"$LUACT\" journal import x.jsonl --store b.db"), 0);
+  ck_assert_msg(strstr(out, "run rt imported (7 lines)"), "%s%s", out, e);
+  free(out);
+  free(e);
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "\"$LUACT\" journal export rt --store b.db -o y.jsonl"), 0);
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "cmp x.jsonl y.jsonl"), 0);
+  ck_assert_int_eq(lc_dur_lines(dir, "x.jsonl"), 7);
+  /* Importing it again is refused: the id is taken. */
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, &e, "\"$LUACT\" journal import x.jsonl --store b.db"), 1);
+  ck_assert_msg(strstr(e, "exists already"), "%s", e);
+  free(e);
+  /* The imported run replays from the file with the same answer. */
+  ck_assert_int_eq(lc_dur_sh(dir, &out, NULL, "\"$LUACT\" run --quiet --replay y.jsonl t.lua"), 0);
+  free(out);
+}
+END_TEST
+
+Suite *store_suite(void) {
+  Suite *s = suite_create("store");
+  TCase *tc = tcase_create("store");
+  tcase_set_timeout(tc, 60);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, runs_and_statuses);
+  tcase_add_test(tc, group_commit_takes_many_lines_per_commit);
+  tcase_add_test(tc, run_never_committed_without_its_first_line);
+  tcase_add_test(tc, flipped_byte_in_a_line_names_it);
+  tcase_add_test(tc, seq_gap_is_an_integrity_error);
+  tcase_add_test(tc, truncated_file_refused_at_connect);
+  tcase_add_test(tc, garbage_file_refused_at_connect);
+  tcase_add_test(tc, bit_flip_in_a_page_refused);
+  tcase_add_test(tc, newer_schema_refused);
+  tcase_add_test(tc, locked_store_is_not_an_integrity_error);
+  tcase_add_test(tc, writer_failure_stops_the_effect);
+  tcase_add_test(tc, export_import_round_trip);
+  suite_add_tcase(s, tc);
+  return s;
+}
