@@ -678,7 +678,8 @@ static void *run_thread(void *ud) {
                               .script_path = ag->file,
                               .run_id = a->id,
                               .args_json = ajson,
-                              .resume = resume};
+                              .resume = resume,
+                              .create_now = !resume}; /* streams start from its header */
   int jrc = lc_journal_open_with(&o, &jr, err, sizeof err);
   cJSON_free(ajson);
   if (jrc) {

@@ -829,6 +829,17 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
         snprintf(err, errlen, "out of memory");
         rc = LC_ENOMEM;
       }
+      if (!rc && o->create_now) {
+        rc = store_create(j);
+        if (!rc) {
+          lc_store_flush(j->store);
+          pthread_mutex_lock(&j->wmu);
+          int werr = j->werr, ok = j->synced >= 1;
+          pthread_mutex_unlock(&j->wmu);
+          if (werr || !ok) rc = LC_EIO;
+        }
+        if (rc) snprintf(err, errlen, "%s", j->err[0] ? j->err : "cannot create the run in the store");
+      }
     } else if (!(j->f = fopen(o->path, "w"))) {
       snprintf(err, errlen, "cannot create journal %s: %s", o->path, strerror(errno));
       rc = LC_EIO;

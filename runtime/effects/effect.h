@@ -77,6 +77,11 @@ struct lc_journal_opts {
    * allow_script_change. */
   int resume;
   int allow_script_change;
+  /* A store journal's run is created with its first effect's line (a run
+   * that makes none never touches the store). create_now creates it at
+   * open and waits until it is committed: for a caller that reports the
+   * run before it makes an effect (luact serve). Not on the loop thread. */
+  int create_now;
 };
 
 /* Opens a journal. record: creates/truncates path and writes the header
