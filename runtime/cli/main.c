@@ -196,7 +196,7 @@ static int journal_verdict(struct lc_journal *j, int rc) {
       err_line("", lc_journal_error(j));
       return 3;
     case LC_JOURNAL_IN_DOUBT:
-      err_line("status in_doubt: ", lc_journal_error(j));
+      err_line("status ", lc_journal_error(j)); /* the message starts "in_doubt: " */
       return 4;
     case LC_JOURNAL_EIO:
       err_line("", lc_journal_error(j));

@@ -82,7 +82,9 @@ int lc_store_run_set_status(struct lc_store *s, const char *id, const char *stat
  * cancels a run that no process runs. *was gets the status before. */
 int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t waslen, char *err,
                         size_t errlen);
-/* Calls fn for each run, newest first (at most limit; 0: all). */
+/* Calls fn for each run, newest first (at most limit; 0: all). fn runs
+ * with the store's lock held: it must not call back into the store (here
+ * and in lc_store_journal_read). */
 int lc_store_run_list(struct lc_store *s, long limit,
                       int (*fn)(void *ud, const struct lc_run_row *r), void *ud, char *err,
                       size_t errlen);
