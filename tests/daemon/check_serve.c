@@ -513,6 +513,19 @@ static void await_status(struct daemon *d, const char *path, const char *want) {
   }
 }
 
+/* Waits (polling /metrics) until no run executes, and with queued also
+ * none waits in the queue. */
+static void await_idle(struct daemon *d, int queued) {
+  for (;;) {
+    struct resp m = req(d, "GET", "/metrics", NULL, A, NULL);
+    int idle = strstr(m.body, "luact_runs{state=\"running\"} 0\n") != NULL &&
+               (!queued || strstr(m.body, "luact_runs{state=\"queued\"} 0\n") != NULL);
+    resp_free(&m);
+    if (idle) return;
+    nap(20);
+  }
+}
+
 START_TEST(interrupt_resume_cancel_idempotency) {
   struct daemon d;
   setup_dir(&d);
@@ -1235,14 +1248,7 @@ START_TEST(cli_cancel_of_resumed_run) {
   snprintf(cmd, sizeof cmd, "%s/luact runs cancel %s --store %s >/dev/null 2>&1", LC_BINARY_DIR,
            rid, d.store);
   ck_assert_int_eq(system(cmd), 0);
-  /* Until nothing executes any more, then its one final status. */
-  for (;;) {
-    struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
-    int idle = strstr(m.body, "luact_runs{state=\"running\"} 0\n") != NULL;
-    resp_free(&m);
-    if (idle) break;
-    nap(50);
-  }
+  await_idle(&d, 0); /* until nothing executes any more, then its one final status */
   snprintf(p, sizeof p, "/runs/%s", rid);
   j = expect(&d, "GET", p, NULL, A, 200);
   ck_assert_str_eq(str(j, "luact_status"), "cancelled");
@@ -1282,14 +1288,7 @@ START_TEST(cancelled_in_queue_stays_cancelled) {
   ck_assert_int_eq(system(cmd), 0);
   snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rb);
   cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
-  for (;;) { /* until nothing runs or waits in the queue */
-    struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
-    int idle = strstr(m.body, "luact_runs{state=\"running\"} 0\n") &&
-               strstr(m.body, "luact_runs{state=\"queued\"} 0\n");
-    resp_free(&m);
-    if (idle) break;
-    nap(50);
-  }
+  await_idle(&d, 1); /* until nothing runs or waits in the queue */
   snprintf(p, sizeof p, "/runs/%s", ra);
   j = expect(&d, "GET", p, NULL, A, 200);
   ck_assert_str_eq(str(j, "luact_status"), "cancelled");
@@ -1318,13 +1317,7 @@ START_TEST(cancel_while_run_leaves) {
   cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
   snprintf(p, sizeof p, "/runs/%s", rid);
   await_status(&d, p, "cancelled waiting_input");
-  for (;;) { /* until its thread is gone */
-    struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
-    int idle = strstr(m.body, "luact_runs{state=\"running\"} 0\n") != NULL;
-    resp_free(&m);
-    if (idle) break;
-    nap(20);
-  }
+  await_idle(&d, 0); /* until its thread is gone */
   j = expect(&d, "GET", p, NULL, A, 200);
   ck_assert_str_eq(str(j, "luact_status"), "cancelled");
   cJSON_Delete(j);

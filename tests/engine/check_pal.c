@@ -652,10 +652,15 @@ START_TEST(pal_run_yields_in_task) {
       "running = false\n"
       "luact.wait(t)\n"
       "local ok = assert(luact.pal.run('return 6 * 7'))\n"
+      /* started is set in the same resume that starts the child (the task
+       * only yields once its program runs): waiting for it, not a timer,
+       * puts the kill on a running child. */
+      "local started = false\n"
       "local k = luact.spawn(function()\n"
+      "  started = true\n"
       "  return luact.pal.run('while true do end', { time = 600, instructions = 1e12 })\n"
       "end)\n"
-      "luact.sleep(0.001)\n"
+      "while not started do luact.sleep(0) end\n"
       "luact.kill(k)\n"
       "return code .. '|' .. tostring(ticks >= 20) .. '|' .. ok.value",
       o, sizeof o, e, sizeof e);

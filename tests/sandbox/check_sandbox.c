@@ -800,11 +800,16 @@ START_TEST(binding_yields_in_task) {
       "  { wall_ms = 1500, instr_limit = 1e12 })\n"
       "running = false\n"
       "luact.wait(t)\n"
+      /* started is set in the same resume that starts the child (the task
+       * only yields once its program runs): waiting for it, not a timer,
+       * puts the kill on a running child. */
+      "local started = false\n"
       "local k = luact.spawn(function()\n"
+      "  started = true\n"
       "  return luact.sandbox.run('while true do end',\n"
       "    { wall_ms = 600000, instr_limit = 1e12 })\n"
       "end)\n"
-      "luact.sleep(0.001)\n"
+      "while not started do luact.sleep(0) end\n"
       "luact.kill(k)\n"
       "return code .. '|' .. tostring(ticks >= 20) .. '|' .. ticks",
       out, sizeof out, err, sizeof err);
