@@ -144,25 +144,6 @@ static int known(const struct lc_l_optset *s, const char *k) {
   return 0;
 }
 
-/* Levenshtein distance, capped at 64 bytes: used only for the suggestion. */
-static size_t distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return 99;
-  size_t row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t prev = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t cur = row[j], best = prev + (a[i - 1] != b[j - 1]);
-      if (row[j] + 1 < best) best = row[j] + 1;
-      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-      row[j] = best;
-      prev = cur;
-    }
-  }
-  return row[lb];
-}
 
 /* [-0, +1, m] The hint for unknown key k of set s: " (did you mean 'x'?;
  * options: a, b)". */
@@ -173,7 +154,7 @@ static void push_hint(lua_State *L, const struct lc_l_optset *s, const char *k) 
   size_t bestd = strlen(k) <= 3 ? 2 : 3; /* only close matches */
   for (size_t i = 0; i < LC_ARRAY_LEN(s->fields) && s->fields[i]; i++)
     for (const char *const *f = s->fields[i]; *f; f++) {
-      size_t d = distance(k, *f);
+      size_t d = lc_edit_distance(k, *f);
       if (d < bestd) bestd = d, best = *f;
     }
   luaL_addstring(&b, " (");

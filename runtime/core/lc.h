@@ -36,6 +36,10 @@ long lc_alloc_live(void);
  * infinities and values out of range make the cast undefined. */
 int lc_dbl_to_long(double v, long lo, long hi, long *out);
 int lc_dbl_to_size(double v, size_t hi, size_t *out);
+/* Levenshtein distance between a and b, for "did you mean" hints; 99
+ * when either is longer than 64 bytes. */
+size_t lc_edit_distance(const char *a, const char *b);
+
 /* Monotonic clock in milliseconds (double: sub-ms resolution). */
 double lc_now_ms(void);
 /* Wall clock, seconds since the epoch. */

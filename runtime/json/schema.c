@@ -1120,25 +1120,6 @@ static size_t utf8_len(const char *s) {
   return n;
 }
 
-/* Levenshtein distance, capped: used only for "did you mean". */
-static size_t edit_distance(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > 64 || lb > 64) return 99;
-  size_t row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = j;
-  for (size_t i = 1; i <= la; i++) {
-    size_t prev = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= lb; j++) {
-      size_t cur = row[j];
-      size_t sub = prev + (a[i - 1] != b[j - 1]);
-      size_t del = row[j] + 1, ins = row[j - 1] + 1;
-      row[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-      prev = cur;
-    }
-  }
-  return row[lb];
-}
 
 static const struct prop *find_prop(const struct node *n, const char *k) {
   for (size_t i = 0; i < n->nprops; i++)
@@ -1185,7 +1166,7 @@ static void check_object(const struct node *n, const cJSON *v,
       lc_buf_puts(&b, n->props[i].name);
     }
     for (size_t i = 0; i < n->nprops; i++) {
-      size_t d = edit_distance(k, n->props[i].name);
+      size_t d = lc_edit_distance(k, n->props[i].name);
       if (d < bestd) bestd = d, best = n->props[i].name;
     }
     if (best) {
