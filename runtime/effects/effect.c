@@ -79,7 +79,6 @@ struct lc_journal {
   struct lc_journal_waiter *waiters;
   /* Resume (opts.resume): the loaded journal answers, new lines append. */
   int resume;
-  char *recorded_args, *recorded_script;
   /* A store journal: lines go to the store's writer (group commit); its
    * callback moves 'synced' and writes the eventfd, as the writer thread
    * does for a file. */
@@ -477,16 +476,6 @@ static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(line, "script");
     const char *sh = sc ? str_member(sc, "sha256") : NULL;
     if (sh) snprintf(j->recorded_script_hash, sizeof j->recorded_script_hash, "%s", sh);
-    const char *sp = sc ? str_member(sc, "path") : NULL;
-    if (sp && !(j->recorded_script = lc_strdup(sp))) {
-      cJSON_Delete(line);
-      return LC_ENOMEM;
-    }
-    const cJSON *args = cJSON_GetObjectItemCaseSensitive(line, "args");
-    if (cJSON_IsArray(args) && !(j->recorded_args = cJSON_PrintUnformatted(args))) {
-      cJSON_Delete(line);
-      return LC_ENOMEM;
-    }
     *have_header = 1;
     cJSON_Delete(line);
     return 0;
@@ -857,9 +846,6 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
   return 0;
 }
 
-int lc_journal_resuming(const struct lc_journal *j) { return j->resume; }
-const char *lc_journal_recorded_args(const struct lc_journal *j) { return j->recorded_args; }
-const char *lc_journal_recorded_script(const struct lc_journal *j) { return j->recorded_script; }
 void lc_journal_set_wait_input(struct lc_journal *j, int on) { j->wait_input = on; }
 int lc_journal_wait_input(const struct lc_journal *j) { return j->wait_input; }
 const char *lc_journal_question(const struct lc_journal *j) { return j->question; }
@@ -898,8 +884,6 @@ void lc_journal_free(struct lc_journal *j) {
     lc_free(s);
   }
   lc_free(j->path);
-  cJSON_free(j->recorded_args); /* cJSON's printer made it */
-  lc_free(j->recorded_script);
   lc_free(j->question);
   lc_free(j->hdr_script);
   lc_free(j->hdr_args);

@@ -103,12 +103,6 @@ void lc_journal_free(struct lc_journal *j);
  * first effect's line, committed, or resumed). Waits for the store's
  * writer: call it off the loop, once the run's tasks are done. */
 int lc_journal_has_run(struct lc_journal *j);
-/* 1 when the journal continues an earlier run (opts.resume). */
-int lc_journal_resuming(const struct lc_journal *j);
-/* The header's args (a JSON array of strings) and script path, as
- * recorded; NULL when absent. Borrowed. */
-const char *lc_journal_recorded_args(const struct lc_journal *j);
-const char *lc_journal_recorded_script(const struct lc_journal *j);
 /* When luact.ask meets the end of its input: 1 makes the run wait for a
  * person (LC_JOURNAL_WAITING, the prompt kept as the question) instead of
  * answering nil. Set for durable runs without --input. */
