@@ -780,6 +780,21 @@ final:
     free(error);
     error = NULL;
   }
+  /* The thread's values, the asked mark and the counters before the
+   * status: a waiter that sees the run end reads them next. */
+  if (!strcmp(status, "finished")) atomic_fetch_add(&s->runs_done_ok, 1);
+  else if (!strcmp(status, "cancelled")) atomic_fetch_add(&s->runs_done_cancelled, 1);
+  else if (!strcmp(status, "waiting_input")) atomic_fetch_add(&s->runs_interrupted, 1);
+  else atomic_fetch_add(&s->runs_done_failed, 1);
+  if (ag)
+    for (int k = 0; lc_serve_end_names[k]; k++)
+      if (!strcmp(lc_serve_end_names[k], status)) atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
+  atomic_fetch_add(&s->run_us, (long)((mono_s() - t0) * 1e6));
+  atomic_fetch_add(&s->runs_timed, 1);
+  if (!strcmp(status, "finished")) thread_values(s, ri.thread, result);
+  if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
+                   a->id);
   if (jr) {
     if (lc_store_run_set_status(s->store, a->id, status, result, error, question, 0, err,
                                 sizeof err))
@@ -796,24 +811,11 @@ final:
                      a->id);
     }
   }
-  if (!strcmp(status, "finished")) thread_values(s, ri.thread, result);
-  if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
-    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
-                   a->id);
   {
     char m[600];
     snprintf(m, sizeof m, "%s%s%.500s", status, error ? ": " : "", error ? error : "");
     lc_serve_log(s, strcmp(status, "failed") ? "info" : "warn", "run_end", a->id, m);
   }
-  if (!strcmp(status, "finished")) atomic_fetch_add(&s->runs_done_ok, 1);
-  else if (!strcmp(status, "cancelled")) atomic_fetch_add(&s->runs_done_cancelled, 1);
-  else if (!strcmp(status, "waiting_input")) atomic_fetch_add(&s->runs_interrupted, 1);
-  else atomic_fetch_add(&s->runs_done_failed, 1);
-  if (ag)
-    for (int k = 0; lc_serve_end_names[k]; k++)
-      if (!strcmp(lc_serve_end_names[k], status)) atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
-  atomic_fetch_add(&s->run_us, (long)((mono_s() - t0) * 1e6));
-  atomic_fetch_add(&s->runs_timed, 1);
   free(result);
   free(error);
   free(question);
