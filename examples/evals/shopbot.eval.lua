@@ -8,6 +8,8 @@
 --   luact eval --replay .luact-eval/<run> examples/evals/shopbot.eval.lua   (no network)
 local HERE = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local shopbot = dofile(HERE .. "/../shopbot/shopbot.lua")
+-- The scenarios' shared checks (shopbot_checks.lua), wherever a scenario file is.
+package.path = HERE .. "/?.lua;" .. package.path
 
 local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 

@@ -1,29 +1,7 @@
 -- examples/evals/shopbot/two_items.lua: converted from tests/shopbot/two_items.json and its
 -- checks in tests/examples/check_shopbot.c. Two items; leaving too early is refused twice (items first, then confirmation).
--- How many actions named `action` (refused or not; nil: either) whose
--- transcript entry contains needle.
-local function count(st, action, refused, needle)
-  local n = 0
-  for _, e in ipairs(st.actions or {}) do
-    if e.action == action and (refused == nil or e.refused == refused)
-      and (not needle or e.text:find(needle, 1, true)) then n = n + 1 end
-  end
-  return n
-end
--- One label, asked for with the run's key, and one RFC 5322 message.
-local function label_sent(st, item)
-  if st.labels ~= 1 or st.outbox_new ~= 1 or st.outbox_tmp ~= 0 or st.null_keys ~= 0 then return false end
-  if not (st.label_request:find('"order_number":"A1001"', 1, true) and st.label_request:find(item, 1, true)) then return false end
-  local m = st.message or ""
-  for _, h in ipairs { "\r\nFrom: Shop Example Returns <returns@shop.example>\r\n",
-      "\r\nTo: \"Alice Moreau\" <alice@example.com>\r\n", "\r\nSubject: Your return label for order A1001\r\n",
-      "\r\nMessage-ID: <t-", "@shop.example>\r\n", "\r\nMIME-Version: 1.0\r\n",
-      "\r\nContent-Type: multipart/mixed; boundary=", "\r\n\r\n",
-      "filename=\"return-label-LBL-000001.txt\"", "UEFSQ0VMTyBSRVRVUk4gTEFCRUwgTEJMLTAwMDAwMQpUcmFja2luZzogUFg0NzExMDAwMDAx" } do
-    if not m:find(h, 1, true) then return false end
-  end
-  return m:sub(1, 6) == "Date: " and not m:find("[^\r]\n")
-end
+local C = require "shopbot_checks"
+local count, label_sent = C.count, C.label_sent
 return {
   description = "Two items; leaving too early is refused twice (items first, then confirmation).",
   turns = {

@@ -1,19 +1,7 @@
 -- examples/evals/shopbot/window_passed.lua: converted from tests/shopbot/window_passed.json and its
 -- checks in tests/examples/check_shopbot.c. Delivered 45 days ago: the 30-day window has passed; nothing is created.
--- How many actions named `action` (refused or not; nil: either) whose
--- transcript entry contains needle.
-local function count(st, action, refused, needle)
-  local n = 0
-  for _, e in ipairs(st.actions or {}) do
-    if e.action == action and (refused == nil or e.refused == refused)
-      and (not needle or e.text:find(needle, 1, true)) then n = n + 1 end
-  end
-  return n
-end
--- Nothing made anywhere: no return, label, request or message.
-local function nothing_created(st)
-  return st.returns == "" and st.labels == 0 and st.requests == 0 and st.outbox_new == 0 and st.outbox_tmp == 0
-end
+local C = require "shopbot_checks"
+local count, nothing_created = C.count, C.nothing_created
 return {
   description = "Delivered 45 days ago: the 30-day window has passed; nothing is created.",
   turns = {
