@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <time.h>
 
 #include "lc.h"
+#include "llm.h"
 #include "secrets.h"
 #include "serve.h"
 #include "store.h"
@@ -472,6 +474,138 @@ static cJSON *ap_wait(struct lc_serve *s, const cJSON *row, const char *st) {
   return o;
 }
 
+/* ---- live token deltas ----
+ *
+ * The journal records an LLM call's whole result, not its token deltas, so
+ * deltas live here, in memory, per run (fed by the journal's delta hook on
+ * the run's thread, read by stream threads). A delta's SSE id is "N.0.k":
+ * the k-th delta after journal line N, so it sorts after line N ("N") and
+ * before line N+1 and the terminal events ("N.1", "N.2"). Deltas under
+ * lines after `start` are all here (this process ran them); deltas under
+ * earlier lines may have gone to clients of an earlier process or an
+ * evicted buffer: a stream passing those lines says so with one luact/gap
+ * event and never sends an id twice. */
+
+enum { DL_MAX_ITEMS = 65536, DL_MAX_BYTES = 4 << 20, DL_KEEP_ENDED = 256 };
+
+struct dl_item {
+  long base, k;
+  int kind; /* enum lc_llm_delta_kind */
+  int index;
+  char eff[64];   /* the LLM call's effect id: the message's id */
+  char *text;     /* fragment (tool start: the tool's name) */
+  char *tool_id;  /* tool start: the call id */
+  struct dl_item *next;
+};
+
+struct lc_deltas {
+  struct lc_serve *s;
+  char run[65];
+  long start;    /* every delta under a line >= start is here */
+  long full_at;  /* LONG_MAX, or the line from which deltas were dropped (cap) */
+  long last_base, last_k, nitems;
+  size_t bytes;
+  int running;
+  struct dl_item *head, *tail;
+  struct lc_deltas *next;
+};
+
+static pthread_mutex_t dl_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lc_deltas *dl_runs; /* newest first */
+
+static void dl_free(struct lc_deltas *d) {
+  for (struct dl_item *i = d->head, *n; i; i = n) {
+    n = i->next;
+    free(i->text);
+    free(i->tool_id);
+    free(i);
+  }
+  free(d);
+}
+
+static struct lc_deltas *dl_find(const char *run) {
+  for (struct lc_deltas *d = dl_runs; d; d = d->next)
+    if (!strcmp(d->run, run)) return d;
+  return NULL;
+}
+
+struct lc_deltas *lc_api_deltas_open(struct lc_serve *s, const char *run, long from) {
+  pthread_mutex_lock(&dl_mu);
+  struct lc_deltas *d = dl_find(run);
+  if (!d && (d = calloc(1, sizeof *d))) {
+    d->s = s;
+    snprintf(d->run, sizeof d->run, "%s", run);
+    /* A resumed execution writes its resume line (from + 1) before any
+     * delta; deltas under lines up to `from` were another execution's. A
+     * new run has no line before its header. */
+    d->start = from > 0 ? from + 1 : 0;
+    d->full_at = LONG_MAX;
+    d->next = dl_runs;
+    dl_runs = d;
+  }
+  /* Else: an answered run executing again in this process; its earlier
+   * deltas are all here. */
+  if (d) d->running = 1;
+  /* Keep the newest ended buffers only. */
+  int ended = 0;
+  for (struct lc_deltas **p = &dl_runs; *p;) {
+    if (!(*p)->running && ++ended > DL_KEEP_ENDED) {
+      struct lc_deltas *x = *p;
+      *p = x->next;
+      dl_free(x);
+    } else {
+      p = &(*p)->next;
+    }
+  }
+  pthread_mutex_unlock(&dl_mu);
+  return d;
+}
+
+void lc_api_deltas_close(struct lc_deltas *d) {
+  if (!d) return;
+  pthread_mutex_lock(&dl_mu);
+  d->running = 0;
+  pthread_mutex_unlock(&dl_mu);
+}
+
+void lc_api_delta(void *ud, long seq, const char *eff, const struct lc_llm_delta *dd) {
+  struct lc_deltas *d = ud;
+  if (!d) return;
+  size_t len = dd->text ? dd->len : 0;
+  if (dd->kind == LC_DELTA_TOOL_START && dd->name) len = strlen(dd->name);
+  pthread_mutex_lock(&dl_mu);
+  long k = seq == d->last_base ? d->last_k + 1 : 1;
+  if (d->full_at != LONG_MAX || d->nitems >= DL_MAX_ITEMS || d->bytes + len > DL_MAX_BYTES) {
+    if (d->full_at == LONG_MAX) d->full_at = seq; /* streams announce the rest as a gap */
+    pthread_mutex_unlock(&dl_mu);
+    return;
+  }
+  struct dl_item *i = calloc(1, sizeof *i);
+  const char *src = dd->kind == LC_DELTA_TOOL_START ? dd->name : dd->text;
+  if (i && (i->text = malloc(len + 1))) {
+    if (len) memcpy(i->text, src, len);
+    i->text[len] = 0;
+    if (dd->kind == LC_DELTA_TOOL_START && dd->id) i->tool_id = strdup(dd->id);
+    i->base = seq;
+    i->k = k;
+    i->kind = (int)dd->kind;
+    i->index = dd->index;
+    snprintf(i->eff, sizeof i->eff, "%s", eff ? eff : "");
+    if (d->tail) d->tail->next = i;
+    else d->head = i;
+    d->tail = i;
+    d->last_base = seq;
+    d->last_k = k;
+    d->nitems++;
+    d->bytes += len + sizeof *i;
+  } else {
+    free(i);
+    if (d->full_at == LONG_MAX) d->full_at = seq;
+  }
+  pthread_mutex_unlock(&dl_mu);
+  lc_serve_notify(d->s); /* streams waiting at the tail */
+}
+
 /* ---- SSE ---- */
 
 struct sse {
@@ -479,7 +613,13 @@ struct sse {
   char run[65], thread[65];
   long seq;   /* last journal line sent */
   int sub;    /* last terminal event sent after seq (0: none) */
-  int meta, gap, done, tokens;
+  int meta, gap, done, tokens; /* tokens: 0, or TOK_MESSAGES / TOK_TUPLE */
+  long dk;                     /* last token delta sent after line seq (0: none) */
+  int gap_full;                /* the cap's gap announced */
+  int thread_mode;             /* GET /threads/{id}/stream: the thread's runs in turn */
+  char acc_eff[64];            /* "messages": the message being accumulated */
+  char *acc;
+  size_t acc_len;
   char *buf;
   size_t len, off, cap;
   double last_send; /* monotonic seconds */
@@ -492,6 +632,11 @@ static double mono(void) {
 }
 
 static void sse_put(struct sse *e, const char *event, const char *id, const char *data) {
+  char tid[160];
+  if (id && e->thread_mode) { /* a thread's stream: the run names the id */
+    snprintf(tid, sizeof tid, "%s:%s", e->run, id);
+    id = tid;
+  }
   size_t need = strlen(event) + (id ? strlen(id) : 0) + strlen(data) + 64;
   if (e->len + need > e->cap) {
     size_t cap = (e->len + need) * 2;
@@ -515,6 +660,141 @@ static void sse_put_json(struct sse *e, const char *event, const char *id, cJSON
   cJSON_free(t);
 }
 
+enum { TOK_MESSAGES = 1, TOK_TUPLE = 2 };
+
+static void sse_gap(struct sse *e, long from, const char *why) {
+  cJSON *g = cJSON_CreateObject();
+  cJSON_AddStringToObject(g, "missing", "token deltas");
+  cJSON_AddNumberToObject(g, "after_line", (double)from);
+  cJSON_AddStringToObject(g, "reason", why);
+  sse_put_json(e, "luact/gap", NULL, g);
+}
+
+/* One delta as LangGraph's message chunk: "messages-tuple" sends the chunk
+ * ([chunk, metadata], event "messages"), "messages" the message so far
+ * (event "messages/partial"). Under dl_mu. */
+static void sse_delta(struct sse *e, const struct lc_deltas *d, const struct dl_item *i) {
+  cJSON *msg = cJSON_CreateObject();
+  char mid[160];
+  snprintf(mid, sizeof mid, "luact-%s-%s", e->run, i->eff);
+  const char *text = i->kind == LC_DELTA_TEXT ? i->text : "";
+  if (e->tokens == TOK_MESSAGES) {
+    if (strcmp(e->acc_eff, i->eff)) { /* a new message: what came before of it */
+      snprintf(e->acc_eff, sizeof e->acc_eff, "%s", i->eff);
+      e->acc_len = 0;
+      for (const struct dl_item *x = d->head; x && x != i; x = x->next)
+        if (!strcmp(x->eff, i->eff) && x->kind == LC_DELTA_TEXT) {
+          size_t n = strlen(x->text);
+          char *b = realloc(e->acc, e->acc_len + n + 1);
+          if (!b) break;
+          memcpy(b + e->acc_len, x->text, n + 1);
+          e->acc = b;
+          e->acc_len += n;
+        }
+    }
+    size_t n = strlen(text);
+    char *b = realloc(e->acc, e->acc_len + n + 1);
+    if (b) {
+      memcpy(b + e->acc_len, text, n + 1);
+      e->acc = b;
+      e->acc_len += n;
+    }
+    text = e->acc ? e->acc : "";
+  }
+  cJSON_AddStringToObject(msg, "content", text);
+  cJSON_AddObjectToObject(msg, "additional_kwargs");
+  cJSON_AddObjectToObject(msg, "response_metadata");
+  cJSON_AddStringToObject(msg, "type", e->tokens == TOK_TUPLE ? "AIMessageChunk" : "ai");
+  cJSON_AddStringToObject(msg, "id", mid);
+  cJSON_AddArrayToObject(msg, "tool_calls");
+  cJSON *tc = cJSON_AddArrayToObject(msg, "tool_call_chunks");
+  if (i->kind == LC_DELTA_TOOL_START || i->kind == LC_DELTA_TOOL_ARGS) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", i->index);
+    if (i->kind == LC_DELTA_TOOL_START) {
+      cJSON_AddStringToObject(c, "name", i->text);
+      if (i->tool_id) cJSON_AddStringToObject(c, "id", i->tool_id);
+      cJSON_AddStringToObject(c, "args", "");
+    } else {
+      cJSON_AddStringToObject(c, "args", i->text);
+    }
+    cJSON_AddStringToObject(c, "type", "tool_call_chunk");
+    cJSON_AddItemToArray(tc, c);
+  }
+  if (i->kind == LC_DELTA_REASONING) {
+    cJSON *ak = cJSON_GetObjectItem(msg, "additional_kwargs");
+    cJSON_AddStringToObject(ak, "reasoning_content", i->text);
+  }
+  char id[64];
+  snprintf(id, sizeof id, "%ld.0.%ld", i->base, i->k);
+  cJSON *data = cJSON_CreateArray();
+  cJSON_AddItemToArray(data, msg);
+  if (e->tokens == TOK_TUPLE) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "run_id", e->run);
+    if (e->thread[0]) cJSON_AddStringToObject(m, "thread_id", e->thread);
+    cJSON_AddStringToObject(m, "luact_effect", i->eff);
+    cJSON_AddItemToArray(data, m);
+  }
+  sse_put_json(e, e->tokens == TOK_TUPLE ? "messages" : "messages/partial", id, data);
+}
+
+/* The token deltas after journal line e->seq not sent yet (1: some went
+ * out). Deltas this process cannot know of are announced once as a gap. */
+static int sse_deltas(struct sse *e) {
+  int sent = 0;
+  pthread_mutex_lock(&dl_mu);
+  const struct lc_deltas *d = dl_find(e->run);
+  long b = e->seq;
+  if (b > 0 && (!d || b < d->start)) {
+    /* Line b was written by another execution (an earlier process, or a
+     * buffer since dropped): its deltas, if any, cannot be replayed. */
+    if (!e->gap) {
+      e->gap = 1;
+      sse_gap(e, b, "token deltas are not journaled and this server did not stream those of "
+                    "earlier executions; the complete LLM responses come as steps");
+      sent = 1;
+    }
+  } else if (d) {
+    for (const struct dl_item *i = d->head; i; i = i->next) {
+      if (i->base != b || i->k <= e->dk) continue;
+      sse_delta(e, d, i);
+      e->dk = i->k;
+      sent = 1;
+    }
+    if (b >= d->full_at && !e->gap_full) {
+      e->gap_full = 1;
+      sse_gap(e, b, "too many token deltas for this run: the rest are not streamed; the "
+                    "complete LLM responses come as steps");
+      sent = 1;
+    }
+  }
+  pthread_mutex_unlock(&dl_mu);
+  return sent;
+}
+
+/* The run's stream is over. A thread's stream goes on with the thread's
+ * next run (created after it), from its start, if there is one. */
+static void sse_finish(struct sse *e) {
+  e->done = 1;
+  if (!e->thread_mode) return;
+  cJSON *rows = query(e->s,
+                      "SELECT n.id AS id FROM d_runs n JOIN d_runs c ON c.id=? WHERE "
+                      "n.thread_id=c.thread_id AND n.deleted=0 AND (n.created>c.created OR "
+                      "(n.created=c.created AND n.id>c.id)) ORDER BY n.created, n.id LIMIT 1",
+                      "s", e->run);
+  const char *next = jstr(cJSON_GetArrayItem(rows, 0), "id");
+  if (next) {
+    snprintf(e->run, sizeof e->run, "%s", next);
+    e->seq = e->dk = 0;
+    e->sub = e->gap = e->gap_full = 0;
+    e->meta = 0; /* its metadata first */
+    e->acc_eff[0] = 0;
+    e->done = 0;
+  }
+  cJSON_Delete(rows);
+}
+
 /* Appends what is new: journal lines after e->seq, then, once the run has
  * ended or waits, its terminal events. */
 static void sse_fill(struct sse *e) {
@@ -525,14 +805,6 @@ static void sse_fill(struct sse *e) {
     cJSON_AddStringToObject(m, "run_id", e->run);
     if (e->thread[0]) cJSON_AddStringToObject(m, "thread_id", e->thread);
     sse_put_json(e, "metadata", NULL, m);
-    if (e->tokens) {
-      /* Token deltas are never journaled: say so instead of a silent gap. */
-      cJSON *g = cJSON_CreateObject();
-      cJSON_AddStringToObject(g, "missing", "token deltas");
-      cJSON_AddStringToObject(g, "reason", "token deltas are not journaled; the complete LLM "
-                                           "responses come as steps");
-      sse_put_json(e, "luact/gap", NULL, g);
-    }
     return;
   }
   /* The status first: when it says ended, every line is already in. */
@@ -548,6 +820,7 @@ static void sse_fill(struct sse *e) {
   cJSON_ArrayForEach(r, rows) {
     const cJSON *sq = cJSON_GetObjectItem(r, "seq");
     long seq = (long)sq->valuedouble;
+    if (e->tokens) sse_deltas(e); /* the rest of those after the previous line */
     cJSON *line = cJSON_Parse(jstr(r, "line") ? jstr(r, "line") : "null");
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "run_id", e->run);
@@ -558,16 +831,18 @@ static void sse_fill(struct sse *e) {
     sse_put_json(e, "custom", id, d);
     e->seq = seq;
     e->sub = 0;
+    e->dk = 0;
     any = 1;
   }
   cJSON_Delete(rows);
+  if (!any && e->tokens && e->sub == 0) any = sse_deltas(e); /* live, at the tail */
   if (any || !waits_or_ends(st)) return;
   if (!strcmp(st, "cancelled") && e->sub >= 2) {
-    e->done = 1;
+    sse_finish(e);
     return;
   }
   if (e->sub >= 2) {
-    e->done = 1;
+    sse_finish(e);
     return;
   }
   /* The tenant was checked when the stream opened. */
@@ -593,7 +868,7 @@ static void sse_fill(struct sse *e) {
   cJSON_AddStringToObject(end, "luact_status", st);
   sse_put_json(e, "end", id, end);
   e->sub = 2;
-  e->done = 1;
+  sse_finish(e);
   cJSON_Delete(row);
 }
 
@@ -631,32 +906,72 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void sse_free(void *cls) {
   struct sse *e = cls;
   atomic_fetch_sub(&e->s->sse_clients, 1);
+  free(e->acc);
   free(e->buf);
   free(e);
 }
 
-/* Parses Last-Event-ID ("N" or "N.k"). */
-static void last_event(struct MHD_Connection *c, long *seq, int *sub) {
+/* Parses Last-Event-ID ("N", "N.k", or a token delta's "N.0.k"). */
+static void last_event(const char *h, long *seq, int *sub, long *dk) {
   *seq = 0;
   *sub = 0;
-  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  *dk = 0;
   if (!h) return;
   char *end;
   long n = strtol(h, &end, 10);
   if (n < 0) return;
   *seq = n;
-  if (*end == '.') *sub = atoi(end + 1);
+  if (*end != '.') return;
+  long k = strtol(end + 1, &end, 10);
+  if (k < 0) return;
+  *sub = (int)(k > 2 ? 2 : k);
+  if (*sub == 0 && *end == '.') {
+    long d = strtol(end + 1, NULL, 10);
+    *dk = d > 0 ? d : 0;
+  }
+}
+
+/* The token form a stream_mode asks for: "messages-tuple" (LangGraph's
+ * SDK) or "messages" (TOK_*), else 0. */
+static int tok_mode(const char *m) {
+  if (!strcmp(m, "messages-tuple")) return TOK_TUPLE;
+  if (!strcmp(m, "messages")) return TOK_MESSAGES;
+  return 0;
 }
 
 static int wants_tokens(const cJSON *sm) {
   const cJSON *x;
-  if (cJSON_IsString(sm)) return strstr(sm->valuestring, "messages") != NULL;
-  cJSON_ArrayForEach(x, sm) if (cJSON_IsString(x) && strstr(x->valuestring, "messages")) return 1;
-  return 0;
+  int t = 0;
+  if (cJSON_IsString(sm)) return tok_mode(sm->valuestring);
+  cJSON_ArrayForEach(x, sm) if (cJSON_IsString(x) && tok_mode(x->valuestring) > t) t =
+      tok_mode(x->valuestring);
+  return t;
 }
 
-static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
-                                  int tokens) {
+/* stream_mode as query arguments (stream_mode=a&stream_mode=b, or a,b). */
+static enum MHD_Result tok_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value) {
+  (void)kind;
+  int *t = cls;
+  if (!key || strcmp(key, "stream_mode") || !value) return MHD_YES;
+  char v[128];
+  snprintf(v, sizeof v, "%s", value);
+  for (char *sv, *p = strtok_r(v, ",", &sv); p; p = strtok_r(NULL, ",", &sv))
+    if (tok_mode(p) > *t) *t = tok_mode(p);
+  return MHD_YES;
+}
+
+static int query_tokens(struct MHD_Connection *c) {
+  int t = 0;
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, tok_arg, &t);
+  return t;
+}
+
+/* A run's stream; a thread's (thread_mode) starts at row's run and goes on
+ * with the thread's later runs. last: the Last-Event-ID to resume after
+ * (without a thread's run prefix), or NULL. */
+static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
+                                   int tokens, int thread_mode, const char *last) {
   if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
     atomic_fetch_sub(&s->sse_clients, 1);
     atomic_fetch_add(&s->streams_rejected, 1);
@@ -671,8 +986,9 @@ static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, 
   snprintf(e->run, sizeof e->run, "%s", jstr(row, "id"));
   if (jstr(row, "thread_id")) snprintf(e->thread, sizeof e->thread, "%s", jstr(row, "thread_id"));
   e->tokens = tokens;
-  last_event(c, &e->seq, &e->sub);
-  if (e->seq > 0) e->meta = !tokens; /* a resumed stream: metadata again only with the gap */
+  e->thread_mode = thread_mode;
+  last_event(last, &e->seq, &e->sub, &e->dk);
+  if (e->seq > 0) e->meta = 1; /* a resumed stream: no metadata again */
   e->last_send = mono();
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, e,
                                                              sse_free);
@@ -691,6 +1007,46 @@ static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, 
   enum MHD_Result ok = MHD_queue_response(c, 200, r);
   MHD_destroy_response(r);
   return ok;
+}
+
+static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
+                                  int tokens) {
+  return stream_from(s, c, row, tokens, 0,
+                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"));
+}
+
+/* GET /threads/{id}/stream (LangGraph's threads.joinStream): the thread's
+ * newest run, then the runs created after it. Its ids are "RUN:ID", so a
+ * Last-Event-ID names the run to go on with. */
+static enum MHD_Result stream_thread(struct lc_serve *s, struct MHD_Connection *c,
+                                     const char *tenant, const char *thread) {
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  const char *rest = NULL;
+  cJSON *row = NULL;
+  if (h) {
+    const char *colon = strchr(h, ':');
+    if (!colon || colon == h || colon - h > 64)
+      return reply_err(s, c, 400, "the Last-Event-ID of a thread's stream is RUN:ID");
+    char rid[65];
+    snprintf(rid, sizeof rid, "%.*s", (int)(colon - h), h);
+    rest = colon + 1;
+    row = run_row(s, tenant, rid);
+    if (!row || !jstr(row, "thread_id") || strcmp(jstr(row, "thread_id"), thread)) {
+      cJSON_Delete(row);
+      return reply_err(s, c, 404, "Last-Event-ID names no run of this thread");
+    }
+  } else {
+    cJSON *rows = query(s,
+                        "SELECT * FROM d_runs WHERE thread_id=? AND tenant=? AND deleted=0 "
+                        "ORDER BY created DESC, id DESC LIMIT 1",
+                        "ss", thread, tenant);
+    row = cJSON_DetachItemFromArray(rows, 0);
+    cJSON_Delete(rows);
+    if (!row) return reply_err(s, c, 404, "the thread has no run to stream");
+  }
+  enum MHD_Result res = stream_from(s, c, row, query_tokens(c), 1, rest);
+  cJSON_Delete(row);
+  return res;
 }
 
 /* ---- metrics ---- */
@@ -1025,6 +1381,13 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
 
 static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c,
                                     const char *method, char **seg, int nseg, const cJSON *body) {
+  if (nseg == 2 && !strcmp(seg[1], "count") && !strcmp(method, "POST")) {
+    /* LangGraph's assistants.count */
+    const char *gid = jstr(body, "graph_id");
+    int n = 0;
+    for (int i = 0; i < s->nagents; i++) n += !gid || !strcmp(s->agents[i].id, gid);
+    return reply_json(c, 200, cJSON_CreateNumber(n));
+  }
   if (nseg == 2 && !strcmp(seg[1], "search") && !strcmp(method, "POST")) {
     long limit = qnum(c, body, "limit", 10), offset = qnum(c, body, "offset", 0);
     const char *name = jstr(body, "name");
@@ -1191,8 +1554,7 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
       res = reply_json(c, 200, ap ? ap_wait(s, row, st) : run_outcome(s, row, st));
     }
   } else if (nseg == 2 && !strcmp(seg[1], "stream") && !strcmp(method, "GET")) {
-    const char *sm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stream_mode");
-    res = stream_run(s, c, row, sm && strstr(sm, "messages"));
+    res = stream_run(s, c, row, query_tokens(c));
   } else {
     res = reply_err(s, c, 404, "no such route");
   }
@@ -1271,9 +1633,13 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     cJSON_Delete(t);
     return r;
   }
-  if (nseg == 2 && !strcmp(seg[1], "search") && !strcmp(method, "POST")) {
+  if (nseg == 2 && (!strcmp(seg[1], "search") || !strcmp(seg[1], "count")) &&
+      !strcmp(method, "POST")) {
     if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
-    long limit = qnum(c, body, "limit", 10), offset = qnum(c, body, "offset", 0);
+    if (body && !cJSON_IsObject(body)) return reply_err(s, c, 422, "the body must be an object");
+    int count = !strcmp(seg[1], "count"); /* LangGraph's threads.count: how many match */
+    long limit = count ? LONG_MAX : qnum(c, body, "limit", 10),
+         offset = count ? 0 : qnum(c, body, "offset", 0);
     const cJSON *md = cJSON_GetObjectItem(body, "metadata");
     const char *stf = jstr(body, "status");
     cJSON *rows = query(s, "SELECT * FROM d_threads WHERE tenant=? ORDER BY created DESC", "s",
@@ -1292,6 +1658,11 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
       cJSON_AddItemToArray(arr, j);
     }
     cJSON_Delete(rows);
+    if (count) {
+      cJSON *n = cJSON_CreateNumber(cJSON_GetArraySize(arr));
+      cJSON_Delete(arr);
+      return reply_json(c, 200, n);
+    }
     return reply_json(c, 200, arr);
   }
   if (nseg < 2) return reply_err(s, c, 404, "no such route");
@@ -1386,6 +1757,14 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     cJSON *t = thread_row(s, tenant, id);
     res = t ? reply_json(c, 200, thread_json(s, t)) : reply_err(s, c, 500, err);
     cJSON_Delete(t);
+  } else if (nseg == 3 && !strcmp(seg[2], "stream") && !strcmp(method, "GET")) {
+    res = stream_thread(s, c, tenant, tid);
+  } else if (nseg == 3 && !strcmp(seg[2], "state") && !strcmp(method, "POST")) {
+    /* LangGraph's getState at a checkpoint: only the current one is kept. */
+    const char *cp = jstr(cJSON_GetObjectItem(body, "checkpoint"), "checkpoint_id");
+    if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
+    else if (cp && *cp) res = reply_err(s, c, 404, "only the thread's current state is kept");
+    else res = reply_json(c, 200, state_of(s, trow));
   } else if (nseg >= 3 && !strcmp(seg[2], "runs")) {
     res = run_routes(s, c, method, seg + 3, nseg - 3, tenant, tid, body, body_ok);
   } else {
@@ -1444,7 +1823,8 @@ static enum MHD_Result route(struct lc_serve *s, struct MHD_Connection *c, const
   }
   enum MHD_Result res;
   if (!strcmp(seg[0], "agents") || !strcmp(seg[0], "assistants")) {
-    res = agent_routes(s, c, method, seg, nseg, body);
+    if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
+    else res = agent_routes(s, c, method, seg, nseg, body);
   } else if (!strcmp(seg[0], "threads")) {
     res = thread_routes(s, c, method, seg, nseg, tenant, body, body_ok);
   } else if (!strcmp(seg[0], "runs")) {

@@ -635,6 +635,7 @@ static void *run_thread(void *ud) {
   char *error = NULL, *question = NULL;
   int rc = 1;
   long from = 0;
+  struct lc_deltas *dl = NULL;
   if (run_request(s, a->id, &ri) || !(ag = lc_serve_agent(s, ri.agent))) {
     error = strdup(ri.agent ? "the agent is gone (not in AGENTS_DIR any more)"
                             : "the run's request is missing");
@@ -669,6 +670,7 @@ static void *run_thread(void *ud) {
                             sizeof err);
   }
   from = journal_last(s, a->id); /* lines after it are this execution's */
+  dl = lc_api_deltas_open(s, a->id, from); /* token deltas for streams */
   cJSON *args = cJSON_CreateArray();
   cJSON_AddItemToArray(args, cJSON_CreateString(ri.input));
   char *ajson = cJSON_PrintUnformatted(args);
@@ -689,6 +691,7 @@ static void *run_thread(void *ud) {
   }
   if (resume) atomic_fetch_add(&s->runs_resumed, 1);
   lc_journal_set_wait_input(jr, 1);
+  lc_journal_set_delta_fn(jr, lc_api_delta, dl);
   lc_serve_notify(s); /* its header is in: streams have a first event */
   pthread_mutex_lock(&s->mu);
   a->jr = jr;
@@ -747,6 +750,7 @@ final:
   pthread_mutex_lock(&s->mu);
   a->jr = NULL;
   pthread_mutex_unlock(&s->mu);
+  lc_api_deltas_close(dl);
   if (jr) {
     switch (lc_journal_failed(jr)) {
       case LC_JOURNAL_WAITING:

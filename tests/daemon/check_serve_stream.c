@@ -1,0 +1,301 @@
+/* check_serve_stream.c: `luact serve`'s token deltas (stream_mode
+ * "messages-tuple" and "messages") live from a streaming mock LLM, their
+ * ids, resuming a stream with Last-Event-ID after deltas (same process: the
+ * rest exactly; after a SIGKILL: a luact/gap event, never a duplicate), and
+ * the routes LangGraph's SDK calls that the first version lacked. */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "util_common.h"
+#include "util_mock.h"
+#include "util_serve.h"
+
+#define ANSWER "Once upon a time a stream of tokens went on and on."
+
+/* luact.react asking the model to stream; the model answers at once. */
+static const char chat_agent[] =
+    "return { name = 'chat', run = function(input, ctx)\n"
+    "  local r = luact.react{ model = 'openai:mock-gpt', tools = {}, stream = true,\n"
+    "    question = input.question }\n"
+    "  return { status = r.status, answer = r.answer or r.reason }\n"
+    "end }\n";
+
+static const char slow_agent[] =
+    "return function(input, ctx)\n"
+    "  for i = 1, (input and input.steps or 3) do luact.sleep(0.01); luact.now() end\n"
+    "  return {done = true}\n"
+    "end\n";
+
+static const char mock_paced[] =
+    "{\"rules\": [{\"match\": {\"path\": \"/v1/chat/completions\"},\n"
+    "  \"reply\": {\"openai\": {\"text\": \"" ANSWER "\"}, \"gap_ms\": 2}}]}";
+
+/* The first call stalls after some deltas (its connection held until the
+ * daemon dies); the call run again after the restart gets the answer. */
+static const char mock_stall[] =
+    "{\"rules\": [{\"match\": {\"path\": \"/v1/chat/completions\"}, \"times\": 1,\n"
+    "  \"reply\": {\"openai\": {\"text\": \"" ANSWER "\"}, \"stall_after_bytes\": 900}},\n"
+    " {\"match\": {\"path\": \"/v1/chat/completions\"},\n"
+    "  \"reply\": {\"openai\": {\"text\": \"" ANSWER "\"}}}]}";
+
+static void start_with_mock(struct lc_sd *d, struct lc_mock *m, const char *script) {
+  ck_assert_int_eq(lc_mock_start(m, script), 0);
+  lc_sd_setup(d);
+  lc_sd_agent(d, "chat", chat_agent);
+  lc_sd_agent(d, "slow", slow_agent);
+  snprintf(d->env[0], sizeof d->env[0], "OPENAI_BASE_URL=%s/v1", m->base_url);
+  lc_sd_start(d);
+}
+
+static int is_delta_id(const char *id) {
+  long a, b, c;
+  return sscanf(id, "%ld.%ld.%ld", &a, &b, &c) == 3 && b == 0;
+}
+
+/* Checks the ids of ev[from..n): unique and increasing, after `after`. */
+static void ids_increase(struct lc_sev *ev, int n, const char *after) {
+  const char *prev = after;
+  for (int i = 0; i < n; i++) {
+    if (!ev[i].id[0]) continue;
+    if (prev && prev[0])
+      ck_assert_msg(lc_sev_idcmp(prev, ev[i].id) < 0, "id %s after %s", ev[i].id, prev);
+    prev = ev[i].id;
+  }
+}
+
+static int count_event(struct lc_sev *ev, int n, const char *name) {
+  int k = 0;
+  for (int i = 0; i < n; i++) k += !strcmp(ev[i].event, name);
+  return k;
+}
+
+/* The text of the "messages" chunks (tuple form), concatenated. */
+static char *chunks_text(struct lc_sev *ev, int n) {
+  size_t len = 0;
+  char *out = calloc(1, 1);
+  for (int i = 0; i < n; i++) {
+    if (strcmp(ev[i].event, "messages")) continue;
+    ck_assert_int_eq(cJSON_GetArraySize(ev[i].data), 2); /* [chunk, metadata] */
+    const cJSON *c = cJSON_GetArrayItem(ev[i].data, 0);
+    const cJSON *t = cJSON_GetObjectItem(c, "content");
+    ck_assert(cJSON_IsString(t));
+    ck_assert_str_eq(cJSON_GetObjectItem(c, "type")->valuestring, "AIMessageChunk");
+    size_t k = strlen(t->valuestring);
+    out = realloc(out, len + k + 1);
+    memcpy(out + len, t->valuestring, k + 1);
+    len += k;
+  }
+  return out;
+}
+
+static const char *answer_of(struct lc_sev *ev, int n) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(ev[i].event, "values")) {
+      const cJSON *a = cJSON_GetObjectItem(ev[i].data, "answer");
+      return cJSON_IsString(a) ? a->valuestring : NULL;
+    }
+  return NULL;
+}
+
+START_TEST(token_deltas_live_and_resumed) {
+  struct lc_mock m;
+  struct lc_sd d;
+  start_with_mock(&d, &m, mock_paced);
+  struct lc_sresp r =
+      lc_sd_req(&d, "POST", "/runs/stream",
+                "{\"assistant_id\":\"chat\",\"input\":{\"question\":\"tell me\"},"
+                "\"stream_mode\":[\"values\",\"messages-tuple\"]}",
+                LC_SD_TOKEN, NULL);
+  ck_assert_int_eq(r.code, 200);
+  struct lc_sev *ev;
+  int n = lc_sev_parse(r.body, &ev);
+  ck_assert_int_eq(count_event(ev, n, "luact/gap"), 0); /* nothing was lost */
+  ck_assert_int_gt(count_event(ev, n, "messages"), 3);  /* the answer came in pieces */
+  ck_assert_int_eq(count_event(ev, n, "end"), 1);
+  ids_increase(ev, n, NULL);
+  char *text = chunks_text(ev, n);
+  ck_assert_str_eq(text, ANSWER);
+  ck_assert_str_eq(answer_of(ev, n), ANSWER);
+  free(text);
+  char rid[80], p[300], h[100];
+  snprintf(rid, sizeof rid, "%s", cJSON_GetObjectItem(ev[0].data, "run_id")->valuestring);
+  /* Resumed after every id, in this process: exactly the rest. */
+  snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages-tuple", rid);
+  int ndelta = 0;
+  for (int k = 0; k < n; k++) {
+    if (!ev[k].id[0]) continue;
+    ndelta += is_delta_id(ev[k].id);
+    snprintf(h, sizeof h, "Last-Event-ID: %s", ev[k].id);
+    struct lc_sresp r2 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, h);
+    struct lc_sev *ev2;
+    int n2 = lc_sev_parse(r2.body, &ev2);
+    int j = 0;
+    for (int i = k + 1; i < n; i++) {
+      if (!ev[i].id[0]) continue;
+      while (j < n2 && !ev2[j].id[0]) {
+        ck_assert_str_ne(ev2[j].event, "luact/gap");
+        j++;
+      }
+      ck_assert_msg(j < n2, "after %s: %s missing", ev[k].id, ev[i].id);
+      ck_assert_str_eq(ev2[j].id, ev[i].id);
+      ck_assert_str_eq(ev2[j].event, ev[i].event);
+      j++;
+    }
+    for (; j < n2; j++) ck_assert_msg(!ev2[j].id[0], "after %s: extra %s", ev[k].id, ev2[j].id);
+    lc_sev_free(ev2, n2);
+    lc_sresp_free(&r2);
+  }
+  ck_assert_int_gt(ndelta, 3);
+  /* "messages": the message so far, growing to the answer. */
+  snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages", rid);
+  struct lc_sresp r3 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, NULL);
+  struct lc_sev *ev3;
+  int n3 = lc_sev_parse(r3.body, &ev3);
+  const char *last = NULL;
+  for (int i = 0; i < n3; i++)
+    if (!strcmp(ev3[i].event, "messages/partial"))
+      last = cJSON_GetObjectItem(cJSON_GetArrayItem(ev3[i].data, 0), "content")->valuestring;
+  ck_assert_ptr_nonnull(last);
+  ck_assert_str_eq(last, ANSWER);
+  lc_sev_free(ev3, n3);
+  lc_sresp_free(&r3);
+  /* Not asked for: no deltas. */
+  snprintf(p, sizeof p, "/runs/%s/stream", rid);
+  struct lc_sresp r4 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, NULL);
+  ck_assert_ptr_null(strstr(r4.body, "event: messages"));
+  lc_sresp_free(&r4);
+  /* After a SIGKILL the deltas are gone: resuming from one says so, and
+   * sends the journaled events after it, none twice. */
+  lc_sd_stop(&d, SIGKILL);
+  lc_sd_start(&d);
+  const char *first_delta = NULL;
+  for (int i = 0; i < n && !first_delta; i++)
+    if (is_delta_id(ev[i].id)) first_delta = ev[i].id;
+  snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages-tuple", rid);
+  snprintf(h, sizeof h, "Last-Event-ID: %s", first_delta);
+  struct lc_sresp r5 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, h);
+  struct lc_sev *ev5;
+  int n5 = lc_sev_parse(r5.body, &ev5);
+  ck_assert_int_eq(count_event(ev5, n5, "luact/gap"), 1);
+  ck_assert_int_eq(count_event(ev5, n5, "messages"), 0);
+  ids_increase(ev5, n5, first_delta);
+  int j = 0;
+  for (int i = 0; i < n; i++) { /* every journaled event after it, in order */
+    if (!ev[i].id[0] || is_delta_id(ev[i].id) || lc_sev_idcmp(ev[i].id, first_delta) <= 0)
+      continue;
+    while (j < n5 && !ev5[j].id[0]) j++;
+    ck_assert_msg(j < n5, "%s missing after the restart", ev[i].id);
+    ck_assert_str_eq(ev5[j].id, ev[i].id);
+    j++;
+  }
+  lc_sev_free(ev5, n5);
+  lc_sresp_free(&r5);
+  lc_sev_free(ev, n);
+  lc_sresp_free(&r);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+  lc_mock_stop(&m);
+}
+END_TEST
+
+/* A run without LLM calls, streamed with messages asked for and resumed:
+ * no gap is announced (none happened), no delta sent. */
+START_TEST(no_false_gap) {
+  struct lc_mock m;
+  struct lc_sd d;
+  start_with_mock(&d, &m, mock_paced);
+  struct lc_sresp r = lc_sd_req(&d, "POST", "/runs/stream",
+                                "{\"assistant_id\":\"slow\",\"stream_mode\":\"messages-tuple\"}",
+                                LC_SD_TOKEN, NULL);
+  ck_assert_ptr_null(strstr(r.body, "luact/gap"));
+  struct lc_sev *ev;
+  int n = lc_sev_parse(r.body, &ev);
+  char p[300];
+  snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages",
+           cJSON_GetObjectItem(ev[0].data, "run_id")->valuestring);
+  struct lc_sresp r2 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, "Last-Event-ID: 2");
+  ck_assert_ptr_null(strstr(r2.body, "luact/gap"));
+  ck_assert_ptr_nonnull(strstr(r2.body, "event: end"));
+  lc_sresp_free(&r2);
+  lc_sev_free(ev, n);
+  lc_sresp_free(&r);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+  lc_mock_stop(&m);
+}
+END_TEST
+
+/* The daemon dies while the LLM streams (some deltas sent): the stream
+ * resumed from the last delta's id gets the gap, then the call run again
+ * (new ids, after the old ones), and the answer; no id twice. */
+START_TEST(token_deltas_across_kill_mid_call) {
+  struct lc_mock m;
+  struct lc_sd d;
+  start_with_mock(&d, &m, mock_stall);
+  char cmd[900];
+  snprintf(cmd, sizeof cmd,
+           "curl -sN -X POST -H 'Authorization: Bearer " LC_SD_TOKEN "' "
+           "-H 'Content-Type: application/json' http://127.0.0.1:%d/runs/stream "
+           "-d '{\"assistant_id\":\"chat\",\"input\":{\"question\":\"q\"},"
+           "\"stream_mode\":[\"messages-tuple\"]}'",
+           d.port);
+  FILE *f = popen(cmd, "r");
+  ck_assert_ptr_nonnull(f);
+  char line[8192], all[65536] = "";
+  size_t used = 0;
+  int deltas = 0;
+  while (deltas < 2 && fgets(line, sizeof line, f)) { /* until two deltas came */
+    if (!strncmp(line, "id: ", 4) && is_delta_id(line + 4)) deltas++;
+    used += (size_t)snprintf(all + used, sizeof all - used, "%s", line);
+  }
+  ck_assert_int_eq(deltas, 2);
+  lc_sd_stop(&d, SIGKILL);
+  pclose(f);
+  struct lc_sev *ev;
+  int n = lc_sev_parse(all, &ev);
+  const char *lastid = NULL;
+  for (int i = 0; i < n; i++)
+    if (ev[i].id[0]) lastid = ev[i].id;
+  ck_assert_ptr_nonnull(lastid);
+  ck_assert(is_delta_id(lastid));
+  char rid[80], p[300], h[100];
+  snprintf(rid, sizeof rid, "%s", cJSON_GetObjectItem(ev[0].data, "run_id")->valuestring);
+  lc_sd_start(&d); /* resumes the run: the LLM call runs again */
+  snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages-tuple", rid);
+  snprintf(h, sizeof h, "Last-Event-ID: %s", lastid);
+  struct lc_sresp r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, h);
+  struct lc_sev *ev2;
+  int n2 = lc_sev_parse(r.body, &ev2);
+  ck_assert_int_eq(count_event(ev2, n2, "luact/gap"), 1);
+  ck_assert_int_eq(count_event(ev2, n2, "end"), 1);
+  ids_increase(ev2, n2, lastid);
+  for (int i = 0; i < n2; i++) /* none of the ids seen before the kill */
+    for (int k = 0; k < n && ev2[i].id[0]; k++) ck_assert_str_ne(ev2[i].id, ev[k].id);
+  char *text = chunks_text(ev2, n2);
+  ck_assert_str_eq(text, ANSWER); /* the call run again, streamed whole */
+  free(text);
+  ck_assert_str_eq(answer_of(ev2, n2), ANSWER);
+  lc_sev_free(ev2, n2);
+  lc_sresp_free(&r);
+  lc_sev_free(ev, n);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+  lc_mock_stop(&m);
+}
+END_TEST
+
+Suite *serve_stream_suite(void) {
+  Suite *s = suite_create("serve_stream");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 240);
+  tcase_add_test(tc, token_deltas_live_and_resumed);
+  tcase_add_test(tc, no_false_gap);
+  tcase_add_test(tc, token_deltas_across_kill_mid_call);
+  suite_add_tcase(s, tc);
+  return s;
+}
