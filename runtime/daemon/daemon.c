@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "effect.h"
 #include "l_effect.h"
 #include "l_luact.h"
@@ -799,6 +800,7 @@ final:
   if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
     lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
                    a->id);
+  lc_crash_point("before_final_status", NULL); /* tests (LUACT_CRASH_AT) */
   if (jr) {
     if (lc_store_run_set_status(s->store, a->id, status, result, error, question, 0, err,
                                 sizeof err))
