@@ -27,7 +27,8 @@ static const char chat_agent[] =
 
 static const char slow_agent[] =
     "return function(input, ctx)\n"
-    "  for i = 1, (input and input.steps or 3) do luact.sleep(0.01); luact.now() end\n"
+    "  local n = type(input) == 'table' and input.steps or 3\n"
+    "  for i = 1, n do luact.sleep(0.01); luact.now() end\n"
     "  return {done = true}\n"
     "end\n";
 
@@ -213,6 +214,7 @@ START_TEST(no_false_gap) {
                                 "{\"assistant_id\":\"slow\",\"stream_mode\":\"messages-tuple\"}",
                                 LC_SD_TOKEN, NULL);
   ck_assert_ptr_null(strstr(r.body, "luact/gap"));
+  ck_assert_ptr_nonnull(strstr(r.body, "event: values")); /* it ran to its end */
   struct lc_sev *ev;
   int n = lc_sev_parse(r.body, &ev);
   char p[300];
@@ -289,6 +291,138 @@ START_TEST(token_deltas_across_kill_mid_call) {
 }
 END_TEST
 
+static int count_ids_with_prefix(struct lc_sev *ev, int n, const char *run) {
+  int k = 0;
+  size_t l = strlen(run);
+  for (int i = 0; i < n; i++)
+    if (ev[i].id[0]) {
+      ck_assert_msg(!strncmp(ev[i].id, run, l) && ev[i].id[l] == ':', "id %s", ev[i].id);
+      k++;
+    }
+  return k;
+}
+
+/* LangGraph's routes the first version lacked, from curl: a thread's
+ * stream (threads.joinStream), counts, getState by POST; their errors. */
+START_TEST(thread_stream_and_counts) {
+  struct lc_mock m;
+  struct lc_sd d;
+  start_with_mock(&d, &m, mock_paced);
+  cJSON *t = lc_sd_expect(&d, "POST", "/threads", "{}", 200);
+  char tid[80], p[400], h[200];
+  snprintf(tid, sizeof tid, "%s", cJSON_GetObjectItem(t, "thread_id")->valuestring);
+  cJSON_Delete(t);
+  snprintf(p, sizeof p, "/threads/%s/stream", tid);
+  cJSON *j = lc_sd_expect(&d, "GET", p, NULL, 404); /* no run yet */
+  cJSON_Delete(j);
+  struct lc_sresp r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN_B, NULL); /* not bob's */
+  ck_assert_int_eq(r.code, 404);
+  lc_sresp_free(&r);
+  j = lc_sd_expect(&d, "GET", "/threads/no-such-thread/stream", NULL, 404);
+  cJSON_Delete(j);
+  /* Two runs on the thread. */
+  char rid[2][80];
+  for (int k = 0; k < 2; k++) {
+    char rp[300];
+    snprintf(rp, sizeof rp, "/threads/%s/runs", tid);
+    j = lc_sd_expect(&d, "POST", rp, "{\"assistant_id\":\"slow\",\"multitask_strategy\":\"enqueue\"}",
+                     200);
+    snprintf(rid[k], sizeof rid[k], "%s", cJSON_GetObjectItem(j, "run_id")->valuestring);
+    cJSON_Delete(j);
+  }
+  /* Joined without an id: the newest run, to its end. */
+  r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, NULL);
+  ck_assert_int_eq(r.code, 200);
+  struct lc_sev *ev;
+  int n = lc_sev_parse(r.body, &ev);
+  int n2 = count_ids_with_prefix(ev, n, rid[1]);
+  ck_assert_int_ge(n2, 5);
+  ck_assert_int_eq(count_event(ev, n, "end"), 1);
+  lc_sev_free(ev, n);
+  lc_sresp_free(&r);
+  /* The first run's whole stream, for its ids. */
+  snprintf(h, sizeof h, "/threads/%s/runs/%s/stream", tid, rid[0]);
+  r = lc_sd_req(&d, "GET", h, NULL, LC_SD_TOKEN, NULL);
+  n = lc_sev_parse(r.body, &ev);
+  char mid[64] = "";
+  int after = 0, seen = 0, total = 0;
+  for (int i = 0; i < n; i++) total += ev[i].id[0] != 0;
+  for (int i = 0; i < n; i++)
+    if (ev[i].id[0] && ++seen == total / 2) snprintf(mid, sizeof mid, "%s", ev[i].id);
+  after = total - total / 2;
+  lc_sev_free(ev, n);
+  lc_sresp_free(&r);
+  /* From an id of the first run: its rest, then the second run whole. */
+  snprintf(h, sizeof h, "Last-Event-ID: %s:%s", rid[0], mid);
+  r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, h);
+  n = lc_sev_parse(r.body, &ev);
+  int a = 0, b = 0;
+  const char *prev = NULL;
+  for (int i = 0; i < n; i++) {
+    if (!ev[i].id[0]) continue;
+    const char *colon = strchr(ev[i].id, ':');
+    ck_assert_ptr_nonnull(colon);
+    if (!strncmp(ev[i].id, rid[0], strlen(rid[0]))) {
+      ck_assert_int_eq(b, 0); /* the first run's before the second's */
+      ck_assert_int_lt(lc_sev_idcmp(mid, colon + 1), 0);
+      a++;
+    } else {
+      ck_assert(!strncmp(ev[i].id, rid[1], strlen(rid[1])));
+      if (prev && b) ck_assert_int_lt(lc_sev_idcmp(prev, colon + 1), 0);
+      b++;
+    }
+    prev = colon + 1;
+  }
+  ck_assert_int_eq(a, after);
+  ck_assert_int_eq(b, n2);
+  ck_assert_int_eq(count_event(ev, n, "metadata"), 1); /* the second run's */
+  ck_assert_int_eq(count_event(ev, n, "end"), 2);
+  lc_sev_free(ev, n);
+  lc_sresp_free(&r);
+  /* Bad ids: no run named (400), another thread's or no run (404). */
+  r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, "Last-Event-ID: 7");
+  ck_assert_int_eq(r.code, 400);
+  lc_sresp_free(&r);
+  r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, "Last-Event-ID: nope:7");
+  ck_assert_int_eq(r.code, 404);
+  lc_sresp_free(&r);
+  /* Counts. */
+  j = lc_sd_expect(&d, "POST", "/threads/count", "{}", 200);
+  ck_assert(cJSON_IsNumber(j) && j->valueint == 1);
+  cJSON_Delete(j);
+  r = lc_sd_req(&d, "POST", "/threads/count", "{}", LC_SD_TOKEN_B, NULL);
+  ck_assert_str_eq(r.body, "0"); /* bob has none */
+  lc_sresp_free(&r);
+  j = lc_sd_expect(&d, "POST", "/threads/count", "{\"status\":\"busy\"}", 200);
+  ck_assert_int_eq(j->valueint, 0);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/count", "{bad", 400);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/count", "[1]", 422);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/count", "{}", 200);
+  ck_assert_int_eq(j->valueint, 2);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/count", "{\"graph_id\":\"slow\"}", 200);
+  ck_assert_int_eq(j->valueint, 1);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/count", "{bad", 400);
+  cJSON_Delete(j);
+  /* getState by POST: the current state; an old checkpoint is not kept. */
+  snprintf(p, sizeof p, "/threads/%s/state", tid);
+  j = lc_sd_expect(&d, "POST", p, "{}", 200);
+  ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "done"));
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", p, "{\"checkpoint\":{\"checkpoint_id\":\"x\"}}", 404);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", p, "{bad", 400);
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+  lc_mock_stop(&m);
+}
+END_TEST
+
 Suite *serve_stream_suite(void) {
   Suite *s = suite_create("serve_stream");
   TCase *tc = tcase_create("core");
@@ -296,6 +430,7 @@ Suite *serve_stream_suite(void) {
   tcase_add_test(tc, token_deltas_live_and_resumed);
   tcase_add_test(tc, no_false_gap);
   tcase_add_test(tc, token_deltas_across_kill_mid_call);
+  tcase_add_test(tc, thread_stream_and_counts);
   suite_add_tcase(s, tc);
   return s;
 }
