@@ -617,6 +617,7 @@ struct sse {
   long dk;                     /* last token delta sent after line seq (0: none) */
   int gap_full;                /* the cap's gap announced */
   int thread_mode;             /* GET /threads/{id}/stream: the thread's runs in turn */
+  int ap;                      /* POST /threads/{id}/stream: the channels (bits), 0: not */
   char acc_eff[64];            /* "messages": the message being accumulated */
   char *acc;
   size_t acc_len;
@@ -651,7 +652,47 @@ static void sse_put(struct sse *e, const char *event, const char *id, const char
   if (k > 0) e->len += (size_t)k;
 }
 
+/* The Agent Protocol's streaming channels (POST /threads/{id}/stream). */
+static const char *const ap_channels[] = {"values", "updates", "messages", "tools", "lifecycle",
+                                          "input", "checkpoints", "tasks", "custom", NULL};
+
+/* The channel of one of our events. */
+static const char *ap_channel_of(const char *event) {
+  if (!strcmp(event, "values") || !strcmp(event, "custom")) return event;
+  if (!strncmp(event, "messages", 8) || !strcmp(event, "luact/gap")) return "messages";
+  return "lifecycle"; /* metadata, error, end */
+}
+
+static int ap_bit(const char *ch) {
+  for (int i = 0; ap_channels[i]; i++)
+    if (!strcmp(ap_channels[i], ch)) return 1 << i;
+  return 0;
+}
+
 static void sse_put_json(struct sse *e, const char *event, const char *id, cJSON *data) {
+  if (e->ap) {
+    /* The protocol's StreamingEvent, on the channels asked for only. */
+    const char *ch = ap_channel_of(event);
+    if (!(e->ap & ap_bit(ch))) {
+      cJSON_Delete(data);
+      return;
+    }
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddStringToObject(w, "type", "event");
+    if (id) {
+      char full[160];
+      snprintf(full, sizeof full, "%s:%s", e->run, id);
+      cJSON_AddStringToObject(w, "eventId", full);
+    }
+    cJSON_AddStringToObject(w, "method", ch);
+    cJSON *pr = cJSON_AddObjectToObject(w, "params");
+    cJSON_AddArrayToObject(pr, "namespace");
+    cJSON_AddNumberToObject(pr, "timestamp", (double)(long long)(lc_serve_now() * 1000));
+    if (strcmp(event, ch)) cJSON_AddStringToObject(pr, "event", event); /* which one */
+    cJSON_AddItemToObject(pr, "data", data);
+    data = w;
+    event = ch;
+  }
   char *t = cJSON_PrintUnformatted(data);
   cJSON_Delete(data);
   if (!t) return;
@@ -799,6 +840,16 @@ static void sse_finish(struct sse *e) {
  * ended or waits, its terminal events. */
 static void sse_fill(struct sse *e) {
   struct lc_serve *s = e->s;
+  if (!e->run[0]) {
+    /* A thread's stream opened before its first run: idle until one is. */
+    cJSON *rows = query(s, "SELECT id FROM d_runs WHERE thread_id=? AND deleted=0 ORDER BY "
+                           "created, id LIMIT 1",
+                        "s", e->thread);
+    const char *id = jstr(cJSON_GetArrayItem(rows, 0), "id");
+    if (id) snprintf(e->run, sizeof e->run, "%s", id);
+    cJSON_Delete(rows);
+    if (!e->run[0]) return;
+  }
   if (!e->meta) {
     e->meta = 1;
     cJSON *m = cJSON_CreateObject();
@@ -971,7 +1022,8 @@ static int query_tokens(struct MHD_Connection *c) {
  * with the thread's later runs. last: the Last-Event-ID to resume after
  * (without a thread's run prefix), or NULL. */
 static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
-                                   int tokens, int thread_mode, const char *last) {
+                                   int tokens, int thread_mode, const char *last, int ap,
+                                   const char *thread) {
   if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
     atomic_fetch_sub(&s->sse_clients, 1);
     atomic_fetch_add(&s->streams_rejected, 1);
@@ -983,8 +1035,10 @@ static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c,
     return MHD_NO;
   }
   e->s = s;
-  snprintf(e->run, sizeof e->run, "%s", jstr(row, "id"));
+  if (row) snprintf(e->run, sizeof e->run, "%s", jstr(row, "id")); /* else the thread's first */
   if (jstr(row, "thread_id")) snprintf(e->thread, sizeof e->thread, "%s", jstr(row, "thread_id"));
+  else if (thread) snprintf(e->thread, sizeof e->thread, "%s", thread);
+  e->ap = ap;
   e->tokens = tokens;
   e->thread_mode = thread_mode;
   last_event(last, &e->seq, &e->sub, &e->dk);
@@ -999,7 +1053,9 @@ static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c,
   MHD_add_response_header(r, "Content-Type", "text/event-stream");
   MHD_add_response_header(r, "Cache-Control", "no-store");
   char loc[200];
-  if (e->thread[0])
+  if (thread_mode)
+    snprintf(loc, sizeof loc, "/threads/%s", e->thread);
+  else if (e->thread[0])
     snprintf(loc, sizeof loc, "/threads/%s/runs/%s", e->thread, e->run);
   else
     snprintf(loc, sizeof loc, "/runs/%s", e->run);
@@ -1012,15 +1068,36 @@ static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c,
 static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
                                   int tokens) {
   return stream_from(s, c, row, tokens, 0,
-                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"));
+                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"), 0, NULL);
 }
 
 /* GET /threads/{id}/stream (LangGraph's threads.joinStream): the thread's
  * newest run, then the runs created after it. Its ids are "RUN:ID", so a
  * Last-Event-ID names the run to go on with. */
 static enum MHD_Result stream_thread(struct lc_serve *s, struct MHD_Connection *c,
-                                     const char *tenant, const char *thread) {
+                                     const char *tenant, const char *thread, const cJSON *body) {
   const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  int ap = 0, tokens = 0;
+  if (body) {
+    /* The Agent Protocol's form: {"channels": [...]} (namespaces: only the
+     * root agent's, []); a replay from a sequence number ("since") is not
+     * kept: Last-Event-ID resumes instead. */
+    const cJSON *chs = cJSON_GetObjectItem(body, "channels"), *x;
+    if (!cJSON_IsObject(body) || !cJSON_IsArray(chs) || !cJSON_GetArraySize(chs))
+      return reply_err(s, c, 422, "channels (a non-empty list) is required");
+    cJSON_ArrayForEach(x, chs) {
+      if (!cJSON_IsString(x)) return reply_err(s, c, 422, "a channel is a string");
+      if (!strncmp(x->valuestring, "custom:", 7)) x = NULL; /* named custom: custom */
+      int b = ap_bit(x ? x->valuestring : "custom");
+      if (!b) return reply_err(s, c, 422, "unknown channel");
+      ap |= b;
+    }
+    if (cJSON_GetObjectItem(body, "since"))
+      return reply_err(s, c, 422, "since is not supported: resume with Last-Event-ID");
+    tokens = ap & ap_bit("messages") ? TOK_TUPLE : 0;
+  } else {
+    tokens = query_tokens(c);
+  }
   const char *rest = NULL;
   cJSON *row = NULL;
   if (h) {
@@ -1042,9 +1119,10 @@ static enum MHD_Result stream_thread(struct lc_serve *s, struct MHD_Connection *
                         "ss", thread, tenant);
     row = cJSON_DetachItemFromArray(rows, 0);
     cJSON_Delete(rows);
-    if (!row) return reply_err(s, c, 404, "the thread has no run to stream");
+    /* The protocol's stream may open before the first run: it idles. */
+    if (!row && !ap) return reply_err(s, c, 404, "the thread has no run to stream");
   }
-  enum MHD_Result res = stream_from(s, c, row, query_tokens(c), 1, rest);
+  enum MHD_Result res = stream_from(s, c, row, tokens, 1, rest, ap, thread);
   cJSON_Delete(row);
   return res;
 }
@@ -1590,6 +1668,120 @@ static cJSON *state_of(struct lc_serve *s, const cJSON *trow) {
   return o;
 }
 
+/* The Agent Protocol's streaming commands answer 200 with an envelope:
+ * {"type": "success", "id", "result"} or {"type": "error", "id", "error",
+ * "message"}. */
+static enum MHD_Result cmd_reply(struct MHD_Connection *c, const cJSON *id, cJSON *result,
+                                 const char *error, const char *message) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "type", result ? "success" : "error");
+  cJSON_AddItemToObject(o, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+  if (result) {
+    cJSON_AddItemToObject(o, "result", result);
+  } else {
+    cJSON_AddStringToObject(o, "error", error);
+    cJSON_AddStringToObject(o, "message", message);
+  }
+  return reply_json(c, 200, o);
+}
+
+/* POST /threads/{id}/commands: run.start (a new run; the answer when the
+ * thread's run waits for one), input.respond (the answer, by interrupt id:
+ * the waiting run's id) and state.get. The thread is created by the first
+ * run.start when it does not exist. */
+static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection *c,
+                                      const char *tenant, const char *thread, const cJSON *body,
+                                      int body_ok) {
+  if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
+  const cJSON *id = cJSON_GetObjectItem(body, "id");
+  const char *method = jstr(body, "method");
+  const cJSON *params = cJSON_GetObjectItem(body, "params");
+  if (!cJSON_IsObject(body) || !cJSON_IsNumber(id) || id->valuedouble < 0 || !method ||
+      (params && !cJSON_IsObject(params)))
+    return reply_err(s, c, 422, "a command is {\"id\": N, \"method\": M, \"params\": {...}}");
+  cJSON *trow = thread_row(s, tenant, thread);
+  int start = !strcmp(method, "run.start"), respond = !strcmp(method, "input.respond");
+  if (!trow) {
+    cJSON *ex = query(s, "SELECT tenant FROM d_threads WHERE id=?", "s", thread);
+    int taken = cJSON_GetArraySize(ex) > 0; /* another tenant's: not told */
+    cJSON_Delete(ex);
+    if (!start || taken || strlen(thread) > 64) return reply_err(s, c, 404, "thread not found");
+  }
+  if (!start && !respond && strcmp(method, "state.get")) {
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, state.get");
+  }
+  if (!strcmp(method, "state.get")) {
+    cJSON *st = state_of(s, trow);
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, st, NULL, NULL);
+  }
+  const char *st = trow ? thread_status(s, thread) : "idle";
+  cJSON *rb = cJSON_CreateObject(); /* the run request it stands for */
+  const char *agent = jstr(params, "assistant_id");
+  if (!agent) agent = jstr(params, "assistantId");
+  if (!agent) agent = jstr(params, "agent_id");
+  const cJSON *input = cJSON_GetObjectItem(params, start ? "input" : "response");
+  char msg[512] = "";
+  enum MHD_Result res;
+  if (respond || !strcmp(st, "interrupted")) {
+    /* The answer to the thread's waiting run. */
+    const char *iid = jstr(params, "interrupt_id");
+    if (!iid) iid = jstr(params, "interruptId");
+    cJSON *w = query(s,
+                     "SELECT d.id AS id, d.agent AS agent FROM d_runs d JOIN runs r ON "
+                     "r.id=d.id WHERE d.thread_id=? AND d.deleted=0 AND "
+                     "r.status='waiting_input' LIMIT 1",
+                     "s", thread);
+    const cJSON *wr = cJSON_GetArrayItem(w, 0);
+    if (!wr || (iid && strcmp(iid, jstr(wr, "id")))) {
+      cJSON_Delete(w);
+      cJSON_Delete(rb);
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, NULL, "not_found", "no run of this thread waits for that answer");
+    }
+    if (!input) {
+      cJSON_Delete(w);
+      cJSON_Delete(rb);
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, NULL, "invalid_argument",
+                       start ? "input (the answer) is required" : "response is required");
+    }
+    cJSON_AddStringToObject(rb, "assistant_id", agent ? agent : jstr(wr, "agent"));
+    cJSON_AddItemToObject(cJSON_AddObjectToObject(rb, "command"), "resume",
+                          cJSON_Duplicate(input, 1));
+    cJSON_Delete(w);
+  } else {
+    if (!agent) {
+      cJSON_Delete(rb);
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, NULL, "invalid_argument", "assistant_id is required");
+    }
+    cJSON_AddStringToObject(rb, "assistant_id", agent);
+    cJSON_AddItemToObject(rb, "input", input ? cJSON_Duplicate(input, 1) : cJSON_CreateNull());
+    const cJSON *md = cJSON_GetObjectItem(params, "metadata");
+    if (md) cJSON_AddItemToObject(rb, "metadata", cJSON_Duplicate(md, 1));
+    cJSON_AddStringToObject(rb, "if_not_exists", "create");
+  }
+  cJSON *row = NULL;
+  unsigned code = create_run(s, c, tenant, thread, rb, &row, msg, sizeof msg);
+  if (code == 200) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "run_id", jstr(row, "id"));
+    res = cmd_reply(c, id, r, NULL, NULL);
+  } else {
+    res = cmd_reply(c, id, NULL,
+                    code == 404   ? "not_found"
+                    : code == 409 ? "conflict"
+                                  : "invalid_argument",
+                    msg);
+  }
+  cJSON_Delete(row);
+  cJSON_Delete(rb);
+  cJSON_Delete(trow);
+  return res;
+}
+
 static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *c,
                                      const char *method, char **seg, int nseg, const char *tenant,
                                      const cJSON *body, int body_ok) {
@@ -1665,6 +1857,8 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     }
     return reply_json(c, 200, arr);
   }
+  if (nseg == 3 && !strcmp(seg[2], "commands") && !strcmp(method, "POST"))
+    return thread_command(s, c, tenant, seg[1], body, body_ok);
   if (nseg < 2) return reply_err(s, c, 404, "no such route");
   cJSON *trow = thread_row(s, tenant, seg[1]);
   if (!trow) return reply_err(s, c, 404, "thread not found");
@@ -1758,7 +1952,11 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     res = t ? reply_json(c, 200, thread_json(s, t)) : reply_err(s, c, 500, err);
     cJSON_Delete(t);
   } else if (nseg == 3 && !strcmp(seg[2], "stream") && !strcmp(method, "GET")) {
-    res = stream_thread(s, c, tenant, tid);
+    res = stream_thread(s, c, tenant, tid, NULL);
+  } else if (nseg == 3 && !strcmp(seg[2], "stream") && !strcmp(method, "POST")) {
+    if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
+    else if (!body) res = reply_err(s, c, 422, "channels (a non-empty list) is required");
+    else res = stream_thread(s, c, tenant, tid, body);
   } else if (nseg == 3 && !strcmp(seg[2], "state") && !strcmp(method, "POST")) {
     /* LangGraph's getState at a checkpoint: only the current one is kept. */
     const char *cp = jstr(cJSON_GetObjectItem(body, "checkpoint"), "checkpoint_id");

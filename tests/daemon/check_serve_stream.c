@@ -32,6 +32,9 @@ static const char slow_agent[] =
     "  return {done = true}\n"
     "end\n";
 
+static const char asker_agent[] =
+    "return function(input, ctx) return {hello = luact.ask('your name?')} end\n";
+
 static const char mock_paced[] =
     "{\"rules\": [{\"match\": {\"path\": \"/v1/chat/completions\"},\n"
     "  \"reply\": {\"openai\": {\"text\": \"" ANSWER "\"}, \"gap_ms\": 2}}]}";
@@ -49,6 +52,7 @@ static void start_with_mock(struct lc_sd *d, struct lc_mock *m, const char *scri
   lc_sd_setup(d);
   lc_sd_agent(d, "chat", chat_agent);
   lc_sd_agent(d, "slow", slow_agent);
+  lc_sd_agent(d, "asker", asker_agent);
   snprintf(d->env[0], sizeof d->env[0], "OPENAI_BASE_URL=%s/v1", m->base_url);
   lc_sd_start(d);
 }
@@ -401,7 +405,7 @@ START_TEST(thread_stream_and_counts) {
   j = lc_sd_expect(&d, "POST", "/threads/count", "[1]", 422);
   cJSON_Delete(j);
   j = lc_sd_expect(&d, "POST", "/assistants/count", "{}", 200);
-  ck_assert_int_eq(j->valueint, 2);
+  ck_assert_int_eq(j->valueint, 3);
   cJSON_Delete(j);
   j = lc_sd_expect(&d, "POST", "/assistants/count", "{\"graph_id\":\"slow\"}", 200);
   ck_assert_int_eq(j->valueint, 1);
@@ -423,6 +427,142 @@ START_TEST(thread_stream_and_counts) {
 }
 END_TEST
 
+/* A command's envelope: checks type (and id), returns result or error. */
+static cJSON *command(struct lc_sd *d, const char *thread, const char *body, const char *type) {
+  char p[300];
+  snprintf(p, sizeof p, "/threads/%s/commands", thread);
+  cJSON *j = lc_sd_expect(d, "POST", p, body, 200);
+  ck_assert_msg(!strcmp(cJSON_GetObjectItem(j, "type")->valuestring, type), "%s: %s", body,
+                cJSON_PrintUnformatted(j));
+  return j;
+}
+
+static const char *result_str(const cJSON *j, const char *k) {
+  return cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), k)->valuestring;
+}
+
+/* The Agent Protocol's streaming protocol over HTTP: commands (run.start,
+ * input.respond, state.get) and the channel-filtered thread stream. */
+START_TEST(protocol_commands_and_channels) {
+  struct lc_mock m;
+  struct lc_sd d;
+  start_with_mock(&d, &m, mock_paced);
+  const char *T = "ap-thread-1";
+  /* run.start creates the thread; the run asks. */
+  cJSON *j = command(&d, T, "{\"id\":1,\"method\":\"run.start\",\"params\":"
+                            "{\"assistant_id\":\"asker\",\"input\":null}}", "success");
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "id")->valueint, 1);
+  char rid[80], p[300];
+  snprintf(rid, sizeof rid, "%s", result_str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/join", T, rid);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200); /* waits until it asks */
+  ck_assert_ptr_nonnull(cJSON_GetObjectItem(j, "__interrupt__"));
+  cJSON_Delete(j);
+  /* Its stream, values and lifecycle only. */
+  snprintf(p, sizeof p, "/threads/%s/stream", T);
+  struct lc_sresp r = lc_sd_req(&d, "POST", p, "{\"channels\":[\"values\",\"lifecycle\"]}",
+                                LC_SD_TOKEN, NULL);
+  ck_assert_int_eq(r.code, 200);
+  struct lc_sev *ev;
+  int n = lc_sev_parse(r.body, &ev), values = 0;
+  ck_assert_int_ge(n, 3);
+  for (int i = 0; i < n; i++) {
+    ck_assert_str_eq(cJSON_GetObjectItem(ev[i].data, "type")->valuestring, "event");
+    const char *meth = cJSON_GetObjectItem(ev[i].data, "method")->valuestring;
+    ck_assert_str_eq(meth, ev[i].event);
+    ck_assert_msg(!strcmp(meth, "values") || !strcmp(meth, "lifecycle"), "%s", meth);
+    if (ev[i].id[0])
+      ck_assert_str_eq(cJSON_GetObjectItem(ev[i].data, "eventId")->valuestring, ev[i].id);
+    if (!strcmp(meth, "values")) {
+      values++;
+      const cJSON *data = cJSON_GetObjectItem(cJSON_GetObjectItem(ev[i].data, "params"), "data");
+      ck_assert_ptr_nonnull(cJSON_GetObjectItem(data, "__interrupt__"));
+    }
+  }
+  ck_assert_int_eq(values, 1);
+  lc_sev_free(ev, n);
+  lc_sresp_free(&r);
+  /* input.respond: a wrong interrupt id is refused, the right one answers. */
+  j = command(&d, T, "{\"id\":2,\"method\":\"input.respond\",\"params\":"
+                     "{\"interrupt_id\":\"nope\",\"response\":\"Ann\"}}", "error");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "not_found");
+  cJSON_Delete(j);
+  char body[400];
+  snprintf(body, sizeof body, "{\"id\":3,\"method\":\"input.respond\",\"params\":"
+                              "{\"interrupt_id\":\"%s\",\"response\":\"Ann\"}}", rid);
+  j = command(&d, T, body, "success");
+  ck_assert_str_eq(result_str(j, "run_id"), rid); /* the same run goes on */
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/join", T, rid);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200);
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "hello")->valuestring, "Ann");
+  cJSON_Delete(j);
+  j = command(&d, T, "{\"id\":4,\"method\":\"state.get\"}", "success");
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"),
+                                                           "values"), "hello")->valuestring, "Ann");
+  cJSON_Delete(j);
+  /* run.start on an interrupted thread is the answer. */
+  j = command(&d, T, "{\"id\":5,\"method\":\"run.start\",\"params\":"
+                     "{\"assistant_id\":\"asker\",\"input\":null}}", "success");
+  snprintf(rid, sizeof rid, "%s", result_str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/join", T, rid);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200);
+  cJSON_Delete(j);
+  j = command(&d, T, "{\"id\":6,\"method\":\"run.start\",\"params\":"
+                     "{\"assistant_id\":\"asker\",\"input\":\"Bob\"}}", "success");
+  ck_assert_str_eq(result_str(j, "run_id"), rid);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200);
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "hello")->valuestring, "Bob");
+  cJSON_Delete(j);
+  /* Errors: in the envelope for what the command asks, HTTP for the form. */
+  j = command(&d, T, "{\"id\":7,\"method\":\"run.fly\"}", "error");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "unknown_command");
+  cJSON_Delete(j);
+  j = command(&d, T, "{\"id\":8,\"method\":\"run.start\",\"params\":{\"input\":1}}",
+              "error");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "invalid_argument");
+  cJSON_Delete(j);
+  j = command(&d, T, "{\"id\":9,\"method\":\"run.start\",\"params\":"
+                     "{\"assistant_id\":\"nope\"}}", "error");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "not_found");
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/commands", T);
+  j = lc_sd_expect(&d, "POST", p, "{\"method\":\"state.get\"}", 422); /* no id */
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", p, "{bad", 400);
+  cJSON_Delete(j);
+  r = lc_sd_req(&d, "POST", p, "{\"id\":1,\"method\":\"state.get\"}", LC_SD_TOKEN_B, NULL);
+  ck_assert_int_eq(r.code, 404); /* alice's thread */
+  lc_sresp_free(&r);
+  r = lc_sd_req(&d, "POST", p, "{\"id\":1,\"method\":\"run.start\",\"params\":"
+                               "{\"assistant_id\":\"asker\"}}", LC_SD_TOKEN_B, NULL);
+  ck_assert_int_eq(r.code, 404); /* nor can bob start one on it */
+  lc_sresp_free(&r);
+  j = lc_sd_expect(&d, "POST", "/threads/no-such/commands",
+                   "{\"id\":1,\"method\":\"state.get\"}", 404);
+  cJSON_Delete(j);
+  /* The stream's form. */
+  snprintf(p, sizeof p, "/threads/%s/stream", T);
+  const char *bad[] = {"{}", "{\"channels\":[]}", "{\"channels\":[\"nope\"]}",
+                       "{\"channels\":[\"values\"],\"since\":3}", "[1]"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    j = lc_sd_expect(&d, "POST", p, bad[i], 422);
+    cJSON_Delete(j);
+  }
+  j = lc_sd_expect(&d, "POST", p, "{bad", 400);
+  cJSON_Delete(j);
+  r = lc_sd_req(&d, "POST", p, "{\"channels\":[\"values\"]}", LC_SD_TOKEN_B, NULL);
+  ck_assert_int_eq(r.code, 404);
+  lc_sresp_free(&r);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+  lc_mock_stop(&m);
+}
+END_TEST
+
 Suite *serve_stream_suite(void) {
   Suite *s = suite_create("serve_stream");
   TCase *tc = tcase_create("core");
@@ -431,6 +571,7 @@ Suite *serve_stream_suite(void) {
   tcase_add_test(tc, no_false_gap);
   tcase_add_test(tc, token_deltas_across_kill_mid_call);
   tcase_add_test(tc, thread_stream_and_counts);
+  tcase_add_test(tc, protocol_commands_and_channels);
   suite_add_tcase(s, tc);
   return s;
 }
