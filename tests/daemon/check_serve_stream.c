@@ -544,6 +544,36 @@ START_TEST(protocol_commands_and_channels) {
   j = lc_sd_expect(&d, "POST", "/threads/no-such/commands",
                    "{\"id\":1,\"method\":\"state.get\"}", 404);
   cJSON_Delete(j);
+  /* A stream opened before the thread's first run idles, then carries it. */
+  j = lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\":\"ap-thread-2\"}", 200);
+  cJSON_Delete(j);
+  char cmd[700];
+  snprintf(cmd, sizeof cmd,
+           "curl -sN -X POST -H 'Authorization: Bearer " LC_SD_TOKEN "' "
+           "http://127.0.0.1:%d/threads/ap-thread-2/stream -d '{\"channels\":[\"lifecycle\"]}'",
+           d.port);
+  FILE *f = popen(cmd, "r");
+  ck_assert_ptr_nonnull(f);
+  for (;;) { /* until the daemon counts the stream open */
+    struct lc_sresp mt = lc_sd_req(&d, "GET", "/metrics", NULL, LC_SD_TOKEN, NULL);
+    int open = strstr(mt.body, "\nluact_sse_clients 1\n") != NULL;
+    lc_sresp_free(&mt);
+    if (open) break;
+  }
+  j = command(&d, "ap-thread-2", "{\"id\":1,\"method\":\"run.start\",\"params\":"
+                                 "{\"assistant_id\":\"slow\"}}", "success");
+  cJSON_Delete(j);
+  char line[4096], all[16384] = "";
+  size_t used = 0;
+  while (fgets(line, sizeof line, f)) /* to its end: the run's, then no other */
+    used += (size_t)snprintf(all + used, sizeof all - used, "%s", line);
+  pclose(f);
+  n = lc_sev_parse(all, &ev);
+  ck_assert_int_eq(n, 2); /* the run's metadata and end, lifecycle only */
+  ck_assert_ptr_nonnull(strstr(all, "\"event\":\"metadata\""));
+  ck_assert_ptr_nonnull(strstr(all, "\"luact_status\":\"finished\""));
+  ck_assert_ptr_null(strstr(all, "\"method\":\"values\""));
+  lc_sev_free(ev, n);
   /* The stream's form. */
   snprintf(p, sizeof p, "/threads/%s/stream", T);
   const char *bad[] = {"{}", "{\"channels\":[]}", "{\"channels\":[\"nope\"]}",
