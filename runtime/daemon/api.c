@@ -511,6 +511,9 @@ struct lc_deltas {
 };
 
 static pthread_mutex_t dl_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Streams that asked for token deltas: a delta wakes the waiters (every
+ * wait and stream re-reads the store) only when one is open. */
+static atomic_int tok_streams;
 static struct lc_deltas *dl_runs; /* newest first */
 
 static void dl_free(struct lc_deltas *d) {
@@ -603,7 +606,7 @@ void lc_api_delta(void *ud, long seq, const char *eff, const struct lc_llm_delta
     if (d->full_at == LONG_MAX) d->full_at = seq;
   }
   pthread_mutex_unlock(&dl_mu);
-  lc_serve_notify(d->s); /* streams waiting at the tail */
+  if (atomic_load(&tok_streams) > 0) lc_serve_notify(d->s); /* streams waiting at the tail */
 }
 
 /* ---- SSE ---- */
@@ -957,6 +960,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void sse_free(void *cls) {
   struct sse *e = cls;
   atomic_fetch_sub(&e->s->sse_clients, 1);
+  if (e->tokens) atomic_fetch_sub(&tok_streams, 1);
   free(e->acc);
   free(e->buf);
   free(e);
@@ -1041,6 +1045,7 @@ static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c,
   e->ap = ap;
   e->tokens = tokens;
   e->thread_mode = thread_mode;
+  if (e->tokens) atomic_fetch_add(&tok_streams, 1); /* before sse_free can run */
   last_event(last, &e->seq, &e->sub, &e->dk);
   if (e->seq > 0) e->meta = 1; /* a resumed stream: no metadata again */
   e->last_send = mono();
