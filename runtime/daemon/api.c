@@ -1118,11 +1118,21 @@ static enum MHD_Result stream_thread(struct lc_serve *s, struct MHD_Connection *
       return reply_err(s, c, 404, "Last-Event-ID names no run of this thread");
     }
   } else {
+    /* The oldest run still to go (pending, running: an enqueued run waits
+     * behind it), else the newest. */
     cJSON *rows = query(s,
                         "SELECT * FROM d_runs WHERE thread_id=? AND tenant=? AND deleted=0 "
-                        "ORDER BY created DESC, id DESC LIMIT 1",
+                        "ORDER BY created DESC, id DESC LIMIT 64",
                         "ss", thread, tenant);
-    row = cJSON_DetachItemFromArray(rows, 0);
+    int pick = 0, k = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, rows) {
+      char st[32] = "";
+      lc_serve_run_status(s, jstr(x, "id"), st, sizeof st);
+      if (!waits_or_ends(st)) pick = k;
+      k++;
+    }
+    row = cJSON_DetachItemFromArray(rows, pick);
     cJSON_Delete(rows);
     /* The protocol's stream may open before the first run: it idles. */
     if (!row && !ap) return reply_err(s, c, 404, "the thread has no run to stream");

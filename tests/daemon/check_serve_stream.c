@@ -334,14 +334,31 @@ START_TEST(thread_stream_and_counts) {
     snprintf(rid[k], sizeof rid[k], "%s", cJSON_GetObjectItem(j, "run_id")->valuestring);
     cJSON_Delete(j);
   }
-  /* Joined without an id: the newest run, to its end. */
+  /* Joined without an id: the first run if it still goes (then the
+   * second), else the second; to the second's end. */
   r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, NULL);
   ck_assert_int_eq(r.code, 200);
   struct lc_sev *ev;
   int n = lc_sev_parse(r.body, &ev);
-  int n2 = count_ids_with_prefix(ev, n, rid[1]);
+  int first = 0, n2 = 0;
+  for (int i = 0; i < n; i++) {
+    if (!ev[i].id[0]) continue;
+    if (!strncmp(ev[i].id, rid[0], strlen(rid[0]))) {
+      ck_assert_int_eq(n2, 0);
+      first++;
+    } else {
+      ck_assert_msg(!strncmp(ev[i].id, rid[1], strlen(rid[1])), "id %s", ev[i].id);
+      n2++;
+    }
+  }
   ck_assert_int_ge(n2, 5);
-  ck_assert_int_eq(count_event(ev, n, "end"), 1);
+  ck_assert_int_eq(count_event(ev, n, "end"), 1 + (first > 0));
+  lc_sev_free(ev, n);
+  lc_sresp_free(&r);
+  /* The second run's whole stream alone (after it ended, it is the newest). */
+  r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, NULL);
+  n = lc_sev_parse(r.body, &ev);
+  ck_assert_int_eq(count_ids_with_prefix(ev, n, rid[1]), n2);
   lc_sev_free(ev, n);
   lc_sresp_free(&r);
   /* The first run's whole stream, for its ids. */
@@ -421,6 +438,52 @@ START_TEST(thread_stream_and_counts) {
   cJSON_Delete(j);
   j = lc_sd_expect(&d, "POST", p, "{bad", 400);
   cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+  lc_mock_stop(&m);
+}
+END_TEST
+
+/* Joining a thread's stream while its run runs and another waits behind it
+ * (enqueue): the running run first, then the one that waited. */
+START_TEST(thread_stream_joins_the_active_run) {
+  struct lc_mock m;
+  struct lc_sd d;
+  start_with_mock(&d, &m, mock_paced);
+  cJSON *j = lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\":\"t-active\"}", 200);
+  cJSON_Delete(j);
+  char rid[2][80];
+  const char *bodies[] = {"{\"assistant_id\":\"slow\",\"input\":{\"steps\":100000}}",
+                          "{\"assistant_id\":\"slow\",\"multitask_strategy\":\"enqueue\"}"};
+  for (int k = 0; k < 2; k++) {
+    j = lc_sd_expect(&d, "POST", "/threads/t-active/runs", bodies[k], 200);
+    snprintf(rid[k], sizeof rid[k], "%s", cJSON_GetObjectItem(j, "run_id")->valuestring);
+    cJSON_Delete(j);
+  }
+  char cmd[600];
+  snprintf(cmd, sizeof cmd,
+           "curl -sN -H 'Authorization: Bearer " LC_SD_TOKEN "' "
+           "http://127.0.0.1:%d/threads/t-active/stream",
+           d.port);
+  FILE *f = popen(cmd, "r");
+  ck_assert_ptr_nonnull(f);
+  char line[8192];
+  int got_first = 0;
+  while (!got_first && fgets(line, sizeof line, f)) /* the first run's events come */
+    got_first = !strncmp(line, "id: ", 4) && !strncmp(line + 4, rid[0], strlen(rid[0]));
+  ck_assert(got_first);
+  char p[300];
+  snprintf(p, sizeof p, "/threads/t-active/runs/%s/cancel?action=interrupt", rid[0]);
+  j = lc_sd_expect(&d, "POST", p, NULL, 202);
+  cJSON_Delete(j);
+  int ends = 0, second = 0;
+  while (fgets(line, sizeof line, f)) {
+    ends += !strncmp(line, "event: end", 10);
+    if (!strncmp(line, "id: ", 4) && !strncmp(line + 4, rid[1], strlen(rid[1]))) second++;
+  }
+  pclose(f);
+  ck_assert_int_eq(ends, 2); /* the cancelled run's end, the second's */
+  ck_assert_int_ge(second, 5);
   ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
   lc_mock_stop(&m);
@@ -601,6 +664,7 @@ Suite *serve_stream_suite(void) {
   tcase_add_test(tc, no_false_gap);
   tcase_add_test(tc, token_deltas_across_kill_mid_call);
   tcase_add_test(tc, thread_stream_and_counts);
+  tcase_add_test(tc, thread_stream_joins_the_active_run);
   tcase_add_test(tc, protocol_commands_and_channels);
   suite_add_tcase(s, tc);
   return s;
