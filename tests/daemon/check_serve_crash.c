@@ -185,6 +185,7 @@ static int round_(struct lc_sd *d, int round, const char *crash, long kill_after
     }
     int running;
     curl_multi_perform(m, &running);
+    if (kill_after && events_seen >= kill_after) break; /* a random moment: mid-batch */
   }
   int how = 0; /* 1: it died (a crash point), 2: our kill, 0: every stream ended */
   for (;;) {
@@ -258,7 +259,7 @@ START_TEST(crash_points_and_random_kills) {
     snprintf(crash, sizeof crash, "%s#%d", points[i], 10 + rand() % 40);
     crashed += round_(&d, round++, crash, 0, runs, st) == 1;
   }
-  for (int i = 0; i < 3; i++) killed += round_(&d, round++, NULL, 10 + rand() % 200, runs, st) == 2;
+  for (int i = 0; i < 3; i++) killed += round_(&d, round++, NULL, 10 + rand() % 300, runs, st) == 2;
   /* A life without a crash: every stream ends; then one to check. */
   round_(&d, round++, NULL, 0, runs, st);
   lc_sd_start(&d);
