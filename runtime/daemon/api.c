@@ -818,9 +818,11 @@ static int sse_deltas(struct sse *e) {
 }
 
 /* The run's stream is over. A thread's stream goes on with the thread's
- * next run (created after it), from its start, if there is one. */
+ * next run (created after it), from its start, if there is one. The
+ * protocol's stream is connection-scoped: without a next run it stays,
+ * idle, for the run's continuation (an answer) or the next run. */
 static void sse_finish(struct sse *e) {
-  e->done = 1;
+  e->done = !e->ap;
   if (!e->thread_mode) return;
   cJSON *rows = query(e->s,
                       "SELECT n.id AS id FROM d_runs n JOIN d_runs c ON c.id=? WHERE "

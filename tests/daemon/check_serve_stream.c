@@ -490,6 +490,20 @@ START_TEST(thread_stream_joins_the_active_run) {
 }
 END_TEST
 
+/* Reads SSE lines from f into buf until `ends` more "end" events came
+ * (the protocol's lifecycle end carries "luact_status"). */
+static void read_events(FILE *f, char *buf, size_t cap, size_t *used, int ends) {
+  char line[8192];
+  int seen = 0;
+  while (seen < ends && fgets(line, sizeof line, f)) {
+    seen += strstr(line, "\"luact_status\"") != NULL;
+    *used += (size_t)snprintf(buf + *used, cap - *used, "%s", line);
+  }
+  ck_assert_int_eq(seen, ends);
+  if (fgets(line, sizeof line, f)) /* the blank line that ends the event */
+    *used += (size_t)snprintf(buf + *used, cap - *used, "%s", line);
+}
+
 /* A command's envelope: checks type (and id), returns result or error. */
 static cJSON *command(struct lc_sd *d, const char *thread, const char *body, const char *type) {
   char p[300];
@@ -522,13 +536,20 @@ START_TEST(protocol_commands_and_channels) {
   j = lc_sd_expect(&d, "GET", p, NULL, 200); /* waits until it asks */
   ck_assert_ptr_nonnull(cJSON_GetObjectItem(j, "__interrupt__"));
   cJSON_Delete(j);
-  /* Its stream, values and lifecycle only. */
-  snprintf(p, sizeof p, "/threads/%s/stream", T);
-  struct lc_sresp r = lc_sd_req(&d, "POST", p, "{\"channels\":[\"values\",\"lifecycle\"]}",
-                                LC_SD_TOKEN, NULL);
-  ck_assert_int_eq(r.code, 200);
+  /* Its stream, values and lifecycle only; connection-scoped: it stays
+   * open after the run stopped to ask, and carries what comes next. */
+  char cmd[700];
+  snprintf(cmd, sizeof cmd,
+           "curl -sN -X POST -H 'Authorization: Bearer " LC_SD_TOKEN "' "
+           "http://127.0.0.1:%d/threads/%s/stream -d '{\"channels\":[\"values\",\"lifecycle\"]}'",
+           d.port, T);
+  FILE *sf = popen(cmd, "r");
+  ck_assert_ptr_nonnull(sf);
+  char all[32768] = "";
+  size_t used = 0;
+  read_events(sf, all, sizeof all, &used, 1); /* to the interrupted run's end */
   struct lc_sev *ev;
-  int n = lc_sev_parse(r.body, &ev), values = 0;
+  int n = lc_sev_parse(all, &ev), values = 0;
   ck_assert_int_ge(n, 3);
   for (int i = 0; i < n; i++) {
     ck_assert_str_eq(cJSON_GetObjectItem(ev[i].data, "type")->valuestring, "event");
@@ -545,7 +566,6 @@ START_TEST(protocol_commands_and_channels) {
   }
   ck_assert_int_eq(values, 1);
   lc_sev_free(ev, n);
-  lc_sresp_free(&r);
   /* input.respond: a wrong interrupt id is refused, the right one answers. */
   j = command(&d, T, "{\"id\":2,\"method\":\"input.respond\",\"params\":"
                      "{\"interrupt_id\":\"nope\",\"response\":\"Ann\"}}", "error");
@@ -561,6 +581,10 @@ START_TEST(protocol_commands_and_channels) {
   j = lc_sd_expect(&d, "GET", p, NULL, 200);
   ck_assert_str_eq(cJSON_GetObjectItem(j, "hello")->valuestring, "Ann");
   cJSON_Delete(j);
+  /* The open stream carried the answered run on to its end. */
+  read_events(sf, all, sizeof all, &used, 1);
+  ck_assert_ptr_nonnull(strstr(all, "\"hello\":\"Ann\""));
+  ck_assert_ptr_nonnull(strstr(all, "\"luact_status\":\"finished\""));
   j = command(&d, T, "{\"id\":4,\"method\":\"state.get\"}", "success");
   ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"),
                                                            "values"), "hello")->valuestring, "Ann");
@@ -597,7 +621,7 @@ START_TEST(protocol_commands_and_channels) {
   cJSON_Delete(j);
   j = lc_sd_expect(&d, "POST", p, "{bad", 400);
   cJSON_Delete(j);
-  r = lc_sd_req(&d, "POST", p, "{\"id\":1,\"method\":\"state.get\"}", LC_SD_TOKEN_B, NULL);
+  struct lc_sresp r = lc_sd_req(&d, "POST", p, "{\"id\":1,\"method\":\"state.get\"}", LC_SD_TOKEN_B, NULL);
   ck_assert_int_eq(r.code, 404); /* alice's thread */
   lc_sresp_free(&r);
   r = lc_sd_req(&d, "POST", p, "{\"id\":1,\"method\":\"run.start\",\"params\":"
@@ -610,7 +634,6 @@ START_TEST(protocol_commands_and_channels) {
   /* A stream opened before the thread's first run idles, then carries it. */
   j = lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\":\"ap-thread-2\"}", 200);
   cJSON_Delete(j);
-  char cmd[700];
   snprintf(cmd, sizeof cmd,
            "curl -sN -X POST -H 'Authorization: Bearer " LC_SD_TOKEN "' "
            "http://127.0.0.1:%d/threads/ap-thread-2/stream -d '{\"channels\":[\"lifecycle\"]}'",
@@ -619,23 +642,21 @@ START_TEST(protocol_commands_and_channels) {
   ck_assert_ptr_nonnull(f);
   for (;;) { /* until the daemon counts the stream open */
     struct lc_sresp mt = lc_sd_req(&d, "GET", "/metrics", NULL, LC_SD_TOKEN, NULL);
-    int open = strstr(mt.body, "\nluact_sse_clients 1\n") != NULL;
+    int open = strstr(mt.body, "\nluact_sse_clients 2\n") != NULL; /* with sf */
     lc_sresp_free(&mt);
     if (open) break;
   }
   j = command(&d, "ap-thread-2", "{\"id\":1,\"method\":\"run.start\",\"params\":"
                                  "{\"assistant_id\":\"slow\"}}", "success");
   cJSON_Delete(j);
-  char line[4096], all[16384] = "";
-  size_t used = 0;
-  while (fgets(line, sizeof line, f)) /* to its end: the run's, then no other */
-    used += (size_t)snprintf(all + used, sizeof all - used, "%s", line);
-  pclose(f);
-  n = lc_sev_parse(all, &ev);
+  char all2[16384] = "";
+  size_t used2 = 0;
+  read_events(f, all2, sizeof all2, &used2, 1);
+  n = lc_sev_parse(all2, &ev);
   ck_assert_int_eq(n, 2); /* the run's metadata and end, lifecycle only */
-  ck_assert_ptr_nonnull(strstr(all, "\"event\":\"metadata\""));
-  ck_assert_ptr_nonnull(strstr(all, "\"luact_status\":\"finished\""));
-  ck_assert_ptr_null(strstr(all, "\"method\":\"values\""));
+  ck_assert_ptr_nonnull(strstr(all2, "\"event\":\"metadata\""));
+  ck_assert_ptr_nonnull(strstr(all2, "\"luact_status\":\"finished\""));
+  ck_assert_ptr_null(strstr(all2, "\"method\":\"values\""));
   lc_sev_free(ev, n);
   /* The stream's form. */
   snprintf(p, sizeof p, "/threads/%s/stream", T);
@@ -650,7 +671,10 @@ START_TEST(protocol_commands_and_channels) {
   r = lc_sd_req(&d, "POST", p, "{\"channels\":[\"values\"]}", LC_SD_TOKEN_B, NULL);
   ck_assert_int_eq(r.code, 404);
   lc_sresp_free(&r);
+  /* The two streams stay open until the daemon stops. */
   ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  pclose(sf);
+  pclose(f);
   lc_sd_rm(&d);
   lc_mock_stop(&m);
 }
