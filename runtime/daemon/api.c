@@ -619,6 +619,8 @@ struct sse {
   int meta, gap, done, tokens; /* tokens: 0, or TOK_MESSAGES / TOK_TUPLE */
   long dk;                     /* last token delta sent after line seq (0: none) */
   int gap_full;                /* the cap's gap announced */
+  long llm_from;               /* the run's first LLM intent line (0: not looked up yet,
+                                  LONG_MAX: none) */
   int thread_mode;             /* GET /threads/{id}/stream: the thread's runs in turn */
   int ap;                      /* POST /threads/{id}/stream: the channels (bits), 0: not */
   char acc_eff[64];            /* "messages": the message being accumulated */
@@ -790,10 +792,24 @@ static int sse_deltas(struct sse *e) {
   pthread_mutex_lock(&dl_mu);
   const struct lc_deltas *d = dl_find(e->run);
   long b = e->seq;
+  if (b > 0 && (!d || b < d->start) && !e->gap && !e->llm_from) {
+    /* Only LLM calls stream deltas: where the run made none (yet), no
+     * delta can have been sent, and no gap is announced. */
+    pthread_mutex_unlock(&dl_mu); /* a store query: not under the lock */
+    cJSON *rows = query(e->s,
+                        "SELECT min(seq) AS m FROM journal WHERE run_id=? AND line LIKE "
+                        "'%\"type\":\"intent\"%' AND line LIKE '%\"kind\":\"llm\"%'",
+                        "s", e->run);
+    const cJSON *mv = cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "m");
+    e->llm_from = cJSON_IsNumber(mv) ? (long)mv->valuedouble : LONG_MAX;
+    cJSON_Delete(rows);
+    pthread_mutex_lock(&dl_mu);
+    d = dl_find(e->run);
+  }
   if (b > 0 && (!d || b < d->start)) {
     /* Line b was written by another execution (an earlier process, or a
      * buffer since dropped): its deltas, if any, cannot be replayed. */
-    if (!e->gap) {
+    if (!e->gap && b >= e->llm_from) {
       e->gap = 1;
       sse_gap(e, b, "token deltas are not journaled and this server did not stream those of "
                     "earlier executions; the complete LLM responses come as steps");
@@ -834,6 +850,7 @@ static void sse_finish(struct sse *e) {
     snprintf(e->run, sizeof e->run, "%s", next);
     e->seq = e->dk = 0;
     e->sub = e->gap = e->gap_full = 0;
+    e->llm_from = 0;
     e->meta = 0; /* its metadata first */
     e->acc_eff[0] = 0;
     e->done = 0;

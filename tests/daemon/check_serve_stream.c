@@ -178,6 +178,15 @@ START_TEST(token_deltas_live_and_resumed) {
    * sends the journaled events after it, none twice. */
   lc_sd_stop(&d, SIGKILL);
   lc_sd_start(&d);
+  /* From the start, too: the deltas are announced missing, once. */
+  snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages-tuple", rid);
+  struct lc_sresp r6 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, NULL);
+  struct lc_sev *ev6;
+  int n6 = lc_sev_parse(r6.body, &ev6);
+  ck_assert_int_eq(count_event(ev6, n6, "luact/gap"), 1);
+  ck_assert_int_eq(count_event(ev6, n6, "messages"), 0);
+  lc_sev_free(ev6, n6);
+  lc_sresp_free(&r6);
   const char *first_delta = NULL;
   for (int i = 0; i < n && !first_delta; i++)
     if (is_delta_id(ev[i].id)) first_delta = ev[i].id;
@@ -225,6 +234,14 @@ START_TEST(no_false_gap) {
   snprintf(p, sizeof p, "/runs/%s/stream?stream_mode=messages",
            cJSON_GetObjectItem(ev[0].data, "run_id")->valuestring);
   struct lc_sresp r2 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, "Last-Event-ID: 2");
+  ck_assert_ptr_null(strstr(r2.body, "luact/gap"));
+  ck_assert_ptr_nonnull(strstr(r2.body, "event: end"));
+  lc_sresp_free(&r2);
+  /* After a restart too: the run made no LLM call, so no delta can have
+   * been lost. */
+  lc_sd_stop(&d, SIGKILL);
+  lc_sd_start(&d);
+  r2 = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN, NULL);
   ck_assert_ptr_null(strstr(r2.body, "luact/gap"));
   ck_assert_ptr_nonnull(strstr(r2.body, "event: end"));
   lc_sresp_free(&r2);
