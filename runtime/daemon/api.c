@@ -1816,6 +1816,38 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
   return res;
 }
 
+/* The thread's state after its finished run `run` (a checkpoint, as
+ * history lists it), or NULL. */
+static cJSON *state_at(struct lc_serve *s, const char *thread, const char *run) {
+  cJSON *rows = query(s,
+                      "SELECT d.id AS id, r.result AS result, r.updated AS updated FROM d_runs d "
+                      "JOIN runs r ON r.id=d.id WHERE d.thread_id=? AND d.id=? AND d.deleted=0 "
+                      "AND r.status='finished'",
+                      "ss", thread, run);
+  const cJSON *r = cJSON_GetArrayItem(rows, 0);
+  cJSON *o = NULL;
+  if (r) {
+    o = cJSON_CreateObject();
+    cJSON *v = jcol(r, "result");
+    if (!cJSON_IsObject(v)) {
+      cJSON *w = cJSON_CreateObject();
+      cJSON_AddItemToObject(w, "output", v);
+      v = w;
+    }
+    cJSON_AddItemToObject(o, "values", v);
+    cJSON_AddItemToObject(o, "next", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "tasks", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
+    add_time(o, "created_at", r, "updated");
+    cJSON *cp = cJSON_AddObjectToObject(o, "checkpoint");
+    cJSON_AddStringToObject(cp, "thread_id", thread);
+    cJSON_AddStringToObject(cp, "checkpoint_ns", "");
+    cJSON_AddStringToObject(cp, "checkpoint_id", jstr(r, "id"));
+  }
+  cJSON_Delete(rows);
+  return o;
+}
+
 static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *c,
                                      const char *method, char **seg, int nseg, const char *tenant,
                                      const cJSON *body, int body_ok) {
@@ -1992,11 +2024,17 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     else if (!body) res = reply_err(s, c, 422, "channels (a non-empty list) is required");
     else res = stream_thread(s, c, tenant, tid, body);
   } else if (nseg == 3 && !strcmp(seg[2], "state") && !strcmp(method, "POST")) {
-    /* LangGraph's getState at a checkpoint: only the current one is kept. */
+    /* LangGraph's getState at a checkpoint: a checkpoint is a finished
+     * run of the thread (its id, as history lists them). */
     const char *cp = jstr(cJSON_GetObjectItem(body, "checkpoint"), "checkpoint_id");
+    cJSON *at = cp && *cp ? state_at(s, tid, cp) : NULL;
     if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
-    else if (cp && *cp) res = reply_err(s, c, 404, "only the thread's current state is kept");
-    else res = reply_json(c, 200, state_of(s, trow));
+    else if (cp && *cp && !at) res = reply_err(s, c, 404, "no such checkpoint of this thread");
+    else res = reply_json(c, 200, at ? at : state_of(s, trow));
+    if (!body_ok || !at) cJSON_Delete(at);
+  } else if (nseg == 4 && !strcmp(seg[2], "state") && !strcmp(method, "GET")) {
+    cJSON *at = state_at(s, tid, seg[3]);
+    res = at ? reply_json(c, 200, at) : reply_err(s, c, 404, "no such checkpoint of this thread");
   } else if (nseg >= 3 && !strcmp(seg[2], "runs")) {
     res = run_routes(s, c, method, seg + 3, nseg - 3, tenant, tid, body, body_ok);
   } else {

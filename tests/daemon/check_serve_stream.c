@@ -453,6 +453,26 @@ START_TEST(thread_stream_and_counts) {
   cJSON_Delete(j);
   j = lc_sd_expect(&d, "POST", p, "{\"checkpoint\":{\"checkpoint_id\":\"x\"}}", 404);
   cJSON_Delete(j);
+  /* A checkpoint is a finished run of the thread, as history lists them. */
+  char body[300];
+  snprintf(body, sizeof body, "{\"checkpoint\":{\"checkpoint_id\":\"%s\"}}", rid[0]);
+  j = lc_sd_expect(&d, "POST", p, body, 200);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "checkpoint"), "checkpoint_id")
+                       ->valuestring, rid[0]);
+  ck_assert_ptr_nonnull(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "done"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/state/%s", tid, rid[1]);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200);
+  ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "checkpoint"), "checkpoint_id")
+                       ->valuestring, rid[1]);
+  cJSON_Delete(j);
+  r = lc_sd_req(&d, "GET", p, NULL, LC_SD_TOKEN_B, NULL); /* not bob's */
+  ck_assert_int_eq(r.code, 404);
+  lc_sresp_free(&r);
+  snprintf(p, sizeof p, "/threads/%s/state/nope", tid);
+  j = lc_sd_expect(&d, "GET", p, NULL, 404);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/state", tid);
   j = lc_sd_expect(&d, "POST", p, "{bad", 400);
   cJSON_Delete(j);
   ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
