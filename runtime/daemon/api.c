@@ -506,7 +506,8 @@ struct lc_deltas {
   long last_base, last_k, nitems;
   size_t bytes;
   int running;
-  struct dl_item *head, *tail;
+  unsigned long serial; /* this buffer, for a stream's cursor into it */
+  struct dl_item *head, *tail; /* in (base, k) order, append-only */
   struct lc_deltas *next;
 };
 
@@ -515,6 +516,7 @@ static pthread_mutex_t dl_mu = PTHREAD_MUTEX_INITIALIZER;
  * wait and stream re-reads the store) only when one is open. */
 static atomic_int tok_streams;
 static struct lc_deltas *dl_runs; /* newest first */
+static unsigned long dl_serial;
 
 static void dl_free(struct lc_deltas *d) {
   for (struct dl_item *i = d->head, *n; i; i = n) {
@@ -537,6 +539,7 @@ struct lc_deltas *lc_api_deltas_open(struct lc_serve *s, const char *run, long f
   struct lc_deltas *d = dl_find(run);
   if (!d && (d = calloc(1, sizeof *d))) {
     d->s = s;
+    d->serial = ++dl_serial;
     snprintf(d->run, sizeof d->run, "%s", run);
     /* A resumed execution writes its resume line (from + 1) before any
      * delta; deltas under lines up to `from` were another execution's. A
@@ -621,6 +624,8 @@ struct sse {
   int gap_full;                /* the cap's gap announced */
   long llm_from;               /* the run's first LLM intent line (0: not looked up yet,
                                   LONG_MAX: none) */
+  unsigned long dl_serial;     /* cursor: the last delta item looked at, valid while */
+  const struct dl_item *dl_at; /* its buffer (dl_serial) lives; under dl_mu */
   int thread_mode;             /* GET /threads/{id}/stream: the thread's runs in turn */
   int ap;                      /* POST /threads/{id}/stream: the channels (bits), 0: not */
   char acc_eff[64];            /* "messages": the message being accumulated */
@@ -816,8 +821,13 @@ static int sse_deltas(struct sse *e) {
       sent = 1;
     }
   } else if (d) {
-    for (const struct dl_item *i = d->head; i; i = i->next) {
-      if (i->base != b || i->k <= e->dk) continue;
+    /* From the cursor on: the items are in (base, k) order and b only
+     * grows, so each is looked at once per stream. */
+    const struct dl_item *i = e->dl_serial == d->serial && e->dl_at ? e->dl_at->next : d->head;
+    for (; i && i->base <= b; i = i->next) {
+      e->dl_serial = d->serial;
+      e->dl_at = i;
+      if (i->base < b || i->k <= e->dk) continue;
       sse_delta(e, d, i);
       e->dk = i->k;
       sent = 1;
@@ -851,6 +861,7 @@ static void sse_finish(struct sse *e) {
     e->seq = e->dk = 0;
     e->sub = e->gap = e->gap_full = 0;
     e->llm_from = 0;
+    e->dl_at = NULL; /* another run's buffer */
     e->meta = 0; /* its metadata first */
     e->acc_eff[0] = 0;
     e->done = 0;
