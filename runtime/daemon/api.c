@@ -1524,9 +1524,48 @@ static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c
     }
     return reply_json(c, 200, arr);
   }
+  if (nseg == 3 && !strcmp(method, "POST") &&
+      (!strcmp(seg[2], "versions") || !strcmp(seg[2], "latest"))) {
+    /* LangGraph's assistant versions: an agent is its script, version 1. */
+    const struct lc_agent *a = lc_serve_agent(s, seg[1]);
+    if (!a) return reply_err(s, c, 404, "unknown agent");
+    if (body && !cJSON_IsObject(body)) return reply_err(s, c, 422, "the body must be an object");
+    if (!strcmp(seg[2], "latest")) {
+      const cJSON *v = cJSON_GetObjectItem(body, "version");
+      if (!cJSON_IsNumber(v)) return reply_err(s, c, 422, "version (a number) is required");
+      if (v->valuedouble != 1) return reply_err(s, c, 404, "an agent has one version: 1");
+      return reply_json(c, 200, agent_json(a));
+    }
+    cJSON *arr = cJSON_CreateArray();
+    if (qnum(c, body, "offset", 0) == 0 && qnum(c, body, "limit", 10) > 0)
+      cJSON_AddItemToArray(arr, agent_json(a));
+    return reply_json(c, 200, arr);
+  }
   if (nseg >= 2 && !strcmp(method, "GET")) {
     const struct lc_agent *a = lc_serve_agent(s, seg[1]);
     if (!a) return reply_err(s, c, 404, "unknown agent");
+    if (nseg == 3 && !strcmp(seg[2], "graph")) {
+      /* LangGraph's drawing of the graph: an agent is one step. */
+      cJSON *g = cJSON_CreateObject();
+      cJSON *nodes = cJSON_AddArrayToObject(g, "nodes"), *edges = cJSON_AddArrayToObject(g, "edges");
+      const char *ids[] = {"__start__", "run", "__end__"};
+      for (int i = 0; i < 3; i++) {
+        cJSON *n = cJSON_CreateObject();
+        cJSON_AddStringToObject(n, "id", ids[i]);
+        cJSON_AddStringToObject(n, "type", i == 1 ? "runnable" : "schema");
+        cJSON_AddStringToObject(n, "data", i == 1 ? a->id : ids[i]);
+        cJSON_AddItemToArray(nodes, n);
+        if (i) {
+          cJSON *e = cJSON_CreateObject();
+          cJSON_AddStringToObject(e, "source", ids[i - 1]);
+          cJSON_AddStringToObject(e, "target", ids[i]);
+          cJSON_AddItemToArray(edges, e);
+        }
+      }
+      return reply_json(c, 200, g);
+    }
+    if ((nseg == 3 || nseg == 4) && !strcmp(seg[2], "subgraphs"))
+      return reply_json(c, 200, cJSON_CreateObject()); /* none */
     if (nseg == 2) return reply_json(c, 200, agent_json(a));
     if (nseg == 3 && !strcmp(seg[2], "schemas")) {
       cJSON *o = cJSON_CreateObject();

@@ -541,6 +541,47 @@ static void read_events(FILE *f, char *buf, size_t cap, size_t *used, int ends) 
     *used += (size_t)snprintf(buf + *used, cap - *used, "%s", line);
 }
 
+/* LangGraph's assistant routes beyond get/search/schemas. */
+START_TEST(assistant_versions_and_graph) {
+  struct lc_sd d;
+  lc_sd_setup(&d);
+  lc_sd_agent(&d, "slow", slow_agent);
+  lc_sd_start(&d);
+  cJSON *j = lc_sd_expect(&d, "POST", "/assistants/slow/versions", "{}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 1);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "version")->valueint, 1);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/slow/versions", "{\"offset\":1}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 0);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/slow/latest", "{\"version\":1}", 200);
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "assistant_id")->valuestring, "slow");
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/slow/latest", "{\"version\":2}", 404);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/slow/latest", "{}", 422);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/slow/latest", "{bad", 400);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/nope/versions", "{}", 404);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "GET", "/assistants/slow/graph", NULL, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "nodes")), 3);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "edges")), 2);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "GET", "/assistants/slow/subgraphs", NULL, 200);
+  ck_assert(cJSON_IsObject(j) && !cJSON_GetArraySize(j));
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "GET", "/assistants/nope/graph", NULL, 404);
+  cJSON_Delete(j);
+  struct lc_sresp r = lc_sd_req(&d, "GET", "/assistants/slow/graph", NULL, NULL, NULL);
+  ck_assert_int_eq(r.code, 401);
+  lc_sresp_free(&r);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 /* A command's envelope: checks type (and id), returns result or error. */
 static cJSON *command(struct lc_sd *d, const char *thread, const char *body, const char *type) {
   char p[300];
@@ -726,6 +767,7 @@ Suite *serve_stream_suite(void) {
   tcase_add_test(tc, token_deltas_across_kill_mid_call);
   tcase_add_test(tc, thread_stream_and_counts);
   tcase_add_test(tc, thread_stream_joins_the_active_run);
+  tcase_add_test(tc, assistant_versions_and_graph);
   tcase_add_test(tc, protocol_commands_and_channels);
   suite_add_tcase(s, tc);
   return s;
