@@ -163,7 +163,11 @@ static int daemon_gone(struct lc_sd *d) {
 static int round_(struct lc_sd *d, int round, const char *crash, long kill_after,
                   struct run *runs, struct stream *st) {
   snprintf(d->env[1], sizeof d->env[1], "LUACT_CRASH_AT=%s", crash ? crash : "");
-  while (lc_sd_try_start(d)) { /* died at start (a crash point while resuming) */
+  if (lc_sd_try_start(d)) {
+    /* Died at start (the crash point while resuming runs): that was this
+     * life; the next start is without it, so a start always comes. */
+    d->env[1][0] = 0;
+    lc_sd_start(d);
   }
   CURLM *m = curl_multi_init();
   events_seen = 0;
