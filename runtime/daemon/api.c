@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <time.h>
 
 #include "lc.h"
+#include "llm.h"
 #include "secrets.h"
 #include "serve.h"
 #include "store.h"
@@ -472,6 +474,144 @@ static cJSON *ap_wait(struct lc_serve *s, const cJSON *row, const char *st) {
   return o;
 }
 
+/* ---- live token deltas ----
+ *
+ * The journal records an LLM call's whole result, not its token deltas, so
+ * deltas live here, in memory, per run (fed by the journal's delta hook on
+ * the run's thread, read by stream threads). A delta's SSE id is "N.0.k":
+ * the k-th delta after journal line N, so it sorts after line N ("N") and
+ * before line N+1 and the terminal events ("N.1", "N.2"). Deltas under
+ * lines after `start` are all here (this process ran them); deltas under
+ * earlier lines may have gone to clients of an earlier process or an
+ * evicted buffer: a stream passing those lines says so with one luact/gap
+ * event and never sends an id twice. */
+
+enum { DL_MAX_ITEMS = 65536, DL_MAX_BYTES = 4 << 20, DL_KEEP_ENDED = 256 };
+
+struct dl_item {
+  long base, k;
+  int kind; /* enum lc_llm_delta_kind */
+  int index;
+  char eff[64];   /* the LLM call's effect id: the message's id */
+  char *text;     /* fragment (tool start: the tool's name) */
+  char *tool_id;  /* tool start: the call id */
+  struct dl_item *next;
+};
+
+struct lc_deltas {
+  struct lc_serve *s;
+  char run[65];
+  long start;    /* every delta under a line >= start is here */
+  long full_at;  /* LONG_MAX, or the line from which deltas were dropped (cap) */
+  long last_base, last_k, nitems;
+  size_t bytes;
+  int running;
+  unsigned long serial; /* this buffer, for a stream's cursor into it */
+  struct dl_item *head, *tail; /* in (base, k) order, append-only */
+  struct lc_deltas *next;
+};
+
+static pthread_mutex_t dl_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Streams that asked for token deltas: a delta wakes the waiters (every
+ * wait and stream re-reads the store) only when one is open. */
+static atomic_int tok_streams;
+static struct lc_deltas *dl_runs; /* newest first */
+static unsigned long dl_serial;
+
+static void dl_free(struct lc_deltas *d) {
+  for (struct dl_item *i = d->head, *n; i; i = n) {
+    n = i->next;
+    free(i->text);
+    free(i->tool_id);
+    free(i);
+  }
+  free(d);
+}
+
+static struct lc_deltas *dl_find(const char *run) {
+  for (struct lc_deltas *d = dl_runs; d; d = d->next)
+    if (!strcmp(d->run, run)) return d;
+  return NULL;
+}
+
+struct lc_deltas *lc_api_deltas_open(struct lc_serve *s, const char *run, long from) {
+  pthread_mutex_lock(&dl_mu);
+  struct lc_deltas *d = dl_find(run);
+  if (!d && (d = calloc(1, sizeof *d))) {
+    d->s = s;
+    d->serial = ++dl_serial;
+    snprintf(d->run, sizeof d->run, "%s", run);
+    /* A resumed execution writes its resume line (from + 1) before any
+     * delta; deltas under lines up to `from` were another execution's. A
+     * new run has no line before its header. */
+    d->start = from > 0 ? from + 1 : 0;
+    d->full_at = LONG_MAX;
+    d->next = dl_runs;
+    dl_runs = d;
+  }
+  /* Else: an answered run executing again in this process; its earlier
+   * deltas are all here. */
+  if (d) d->running = 1;
+  /* Keep the newest ended buffers only. */
+  int ended = 0;
+  for (struct lc_deltas **p = &dl_runs; *p;) {
+    if (!(*p)->running && ++ended > DL_KEEP_ENDED) {
+      struct lc_deltas *x = *p;
+      *p = x->next;
+      dl_free(x);
+    } else {
+      p = &(*p)->next;
+    }
+  }
+  pthread_mutex_unlock(&dl_mu);
+  return d;
+}
+
+void lc_api_deltas_close(struct lc_deltas *d) {
+  if (!d) return;
+  pthread_mutex_lock(&dl_mu);
+  d->running = 0;
+  pthread_mutex_unlock(&dl_mu);
+}
+
+void lc_api_delta(void *ud, long seq, const char *eff, const struct lc_llm_delta *dd) {
+  struct lc_deltas *d = ud;
+  if (!d) return;
+  size_t len = dd->text ? dd->len : 0;
+  if (dd->kind == LC_DELTA_TOOL_START && dd->name) len = strlen(dd->name);
+  pthread_mutex_lock(&dl_mu);
+  long k = seq == d->last_base ? d->last_k + 1 : 1;
+  if (d->full_at != LONG_MAX || d->nitems >= DL_MAX_ITEMS || d->bytes + len > DL_MAX_BYTES) {
+    if (d->full_at == LONG_MAX) d->full_at = seq; /* streams announce the rest as a gap */
+    pthread_mutex_unlock(&dl_mu);
+    return;
+  }
+  struct dl_item *i = calloc(1, sizeof *i);
+  const char *src = dd->kind == LC_DELTA_TOOL_START ? dd->name : dd->text;
+  if (i && (i->text = malloc(len + 1))) {
+    if (len) memcpy(i->text, src, len);
+    i->text[len] = 0;
+    if (dd->kind == LC_DELTA_TOOL_START && dd->id) i->tool_id = strdup(dd->id);
+    i->base = seq;
+    i->k = k;
+    i->kind = (int)dd->kind;
+    i->index = dd->index;
+    snprintf(i->eff, sizeof i->eff, "%s", eff ? eff : "");
+    if (d->tail) d->tail->next = i;
+    else d->head = i;
+    d->tail = i;
+    d->last_base = seq;
+    d->last_k = k;
+    d->nitems++;
+    d->bytes += len + sizeof *i;
+  } else {
+    free(i);
+    if (d->full_at == LONG_MAX) d->full_at = seq;
+  }
+  pthread_mutex_unlock(&dl_mu);
+  if (atomic_load(&tok_streams) > 0) lc_serve_notify(d->s); /* streams waiting at the tail */
+}
+
 /* ---- SSE ---- */
 
 struct sse {
@@ -479,7 +619,18 @@ struct sse {
   char run[65], thread[65];
   long seq;   /* last journal line sent */
   int sub;    /* last terminal event sent after seq (0: none) */
-  int meta, gap, done, tokens;
+  int meta, gap, done, tokens; /* tokens: 0, or TOK_MESSAGES / TOK_TUPLE */
+  long dk;                     /* last token delta sent after line seq (0: none) */
+  int gap_full;                /* the cap's gap announced */
+  long llm_from;               /* the run's first LLM intent line (0: not looked up yet,
+                                  LONG_MAX: none) */
+  unsigned long dl_serial;     /* cursor: the last delta item looked at, valid while */
+  const struct dl_item *dl_at; /* its buffer (dl_serial) lives; under dl_mu */
+  int thread_mode;             /* GET /threads/{id}/stream: the thread's runs in turn */
+  int ap;                      /* POST /threads/{id}/stream: the channels (bits), 0: not */
+  char acc_eff[64];            /* "messages": the message being accumulated */
+  char *acc;
+  size_t acc_len;
   char *buf;
   size_t len, off, cap;
   double last_send; /* monotonic seconds */
@@ -492,6 +643,11 @@ static double mono(void) {
 }
 
 static void sse_put(struct sse *e, const char *event, const char *id, const char *data) {
+  char tid[160];
+  if (id && e->thread_mode) { /* a thread's stream: the run names the id */
+    snprintf(tid, sizeof tid, "%s:%s", e->run, id);
+    id = tid;
+  }
   size_t need = strlen(event) + (id ? strlen(id) : 0) + strlen(data) + 64;
   if (e->len + need > e->cap) {
     size_t cap = (e->len + need) * 2;
@@ -506,7 +662,47 @@ static void sse_put(struct sse *e, const char *event, const char *id, const char
   if (k > 0) e->len += (size_t)k;
 }
 
+/* The Agent Protocol's streaming channels (POST /threads/{id}/stream). */
+static const char *const ap_channels[] = {"values", "updates", "messages", "tools", "lifecycle",
+                                          "input", "checkpoints", "tasks", "custom", NULL};
+
+/* The channel of one of our events. */
+static const char *ap_channel_of(const char *event) {
+  if (!strcmp(event, "values") || !strcmp(event, "custom")) return event;
+  if (!strncmp(event, "messages", 8) || !strcmp(event, "luact/gap")) return "messages";
+  return "lifecycle"; /* metadata, error, end */
+}
+
+static int ap_bit(const char *ch) {
+  for (int i = 0; ap_channels[i]; i++)
+    if (!strcmp(ap_channels[i], ch)) return 1 << i;
+  return 0;
+}
+
 static void sse_put_json(struct sse *e, const char *event, const char *id, cJSON *data) {
+  if (e->ap) {
+    /* The protocol's StreamingEvent, on the channels asked for only. */
+    const char *ch = ap_channel_of(event);
+    if (!(e->ap & ap_bit(ch))) {
+      cJSON_Delete(data);
+      return;
+    }
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddStringToObject(w, "type", "event");
+    if (id) {
+      char full[160];
+      snprintf(full, sizeof full, "%s:%s", e->run, id);
+      cJSON_AddStringToObject(w, "eventId", full);
+    }
+    cJSON_AddStringToObject(w, "method", ch);
+    cJSON *pr = cJSON_AddObjectToObject(w, "params");
+    cJSON_AddArrayToObject(pr, "namespace");
+    cJSON_AddNumberToObject(pr, "timestamp", (double)(long long)(lc_serve_now() * 1000));
+    if (strcmp(event, ch)) cJSON_AddStringToObject(pr, "event", event); /* which one */
+    cJSON_AddItemToObject(pr, "data", data);
+    data = w;
+    event = ch;
+  }
   char *t = cJSON_PrintUnformatted(data);
   cJSON_Delete(data);
   if (!t) return;
@@ -515,24 +711,184 @@ static void sse_put_json(struct sse *e, const char *event, const char *id, cJSON
   cJSON_free(t);
 }
 
+enum { TOK_MESSAGES = 1, TOK_TUPLE = 2 };
+
+static void sse_gap(struct sse *e, long from, const char *why) {
+  cJSON *g = cJSON_CreateObject();
+  cJSON_AddStringToObject(g, "missing", "token deltas");
+  cJSON_AddNumberToObject(g, "after_line", (double)from);
+  cJSON_AddStringToObject(g, "reason", why);
+  sse_put_json(e, "luact/gap", NULL, g);
+}
+
+/* One delta as LangGraph's message chunk: "messages-tuple" sends the chunk
+ * ([chunk, metadata], event "messages"), "messages" the message so far
+ * (event "messages/partial"). Under dl_mu. */
+static void sse_delta(struct sse *e, const struct lc_deltas *d, const struct dl_item *i) {
+  cJSON *msg = cJSON_CreateObject();
+  char mid[160];
+  snprintf(mid, sizeof mid, "luact-%s-%s", e->run, i->eff);
+  const char *text = i->kind == LC_DELTA_TEXT ? i->text : "";
+  if (e->tokens == TOK_MESSAGES) {
+    if (strcmp(e->acc_eff, i->eff)) { /* a new message: what came before of it */
+      snprintf(e->acc_eff, sizeof e->acc_eff, "%s", i->eff);
+      e->acc_len = 0;
+      for (const struct dl_item *x = d->head; x && x != i; x = x->next)
+        if (!strcmp(x->eff, i->eff) && x->kind == LC_DELTA_TEXT) {
+          size_t n = strlen(x->text);
+          char *b = realloc(e->acc, e->acc_len + n + 1);
+          if (!b) break;
+          memcpy(b + e->acc_len, x->text, n + 1);
+          e->acc = b;
+          e->acc_len += n;
+        }
+    }
+    size_t n = strlen(text);
+    char *b = realloc(e->acc, e->acc_len + n + 1);
+    if (b) {
+      memcpy(b + e->acc_len, text, n + 1);
+      e->acc = b;
+      e->acc_len += n;
+    }
+    text = e->acc ? e->acc : "";
+  }
+  cJSON_AddStringToObject(msg, "content", text);
+  cJSON_AddObjectToObject(msg, "additional_kwargs");
+  cJSON_AddObjectToObject(msg, "response_metadata");
+  cJSON_AddStringToObject(msg, "type", e->tokens == TOK_TUPLE ? "AIMessageChunk" : "ai");
+  cJSON_AddStringToObject(msg, "id", mid);
+  cJSON_AddArrayToObject(msg, "tool_calls");
+  cJSON *tc = cJSON_AddArrayToObject(msg, "tool_call_chunks");
+  if (i->kind == LC_DELTA_TOOL_START || i->kind == LC_DELTA_TOOL_ARGS) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddNumberToObject(c, "index", i->index);
+    if (i->kind == LC_DELTA_TOOL_START) {
+      cJSON_AddStringToObject(c, "name", i->text);
+      if (i->tool_id) cJSON_AddStringToObject(c, "id", i->tool_id);
+      cJSON_AddStringToObject(c, "args", "");
+    } else {
+      cJSON_AddStringToObject(c, "args", i->text);
+    }
+    cJSON_AddStringToObject(c, "type", "tool_call_chunk");
+    cJSON_AddItemToArray(tc, c);
+  }
+  if (i->kind == LC_DELTA_REASONING) {
+    cJSON *ak = cJSON_GetObjectItem(msg, "additional_kwargs");
+    cJSON_AddStringToObject(ak, "reasoning_content", i->text);
+  }
+  char id[64];
+  snprintf(id, sizeof id, "%ld.0.%ld", i->base, i->k);
+  cJSON *data = cJSON_CreateArray();
+  cJSON_AddItemToArray(data, msg);
+  if (e->tokens == TOK_TUPLE) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "run_id", e->run);
+    if (e->thread[0]) cJSON_AddStringToObject(m, "thread_id", e->thread);
+    cJSON_AddStringToObject(m, "luact_effect", i->eff);
+    cJSON_AddItemToArray(data, m);
+  }
+  sse_put_json(e, e->tokens == TOK_TUPLE ? "messages" : "messages/partial", id, data);
+}
+
+/* The token deltas after journal line e->seq not sent yet (1: some went
+ * out). Deltas this process cannot know of are announced once as a gap. */
+static int sse_deltas(struct sse *e) {
+  int sent = 0;
+  pthread_mutex_lock(&dl_mu);
+  const struct lc_deltas *d = dl_find(e->run);
+  long b = e->seq;
+  if (b > 0 && (!d || b < d->start) && !e->gap && !e->llm_from) {
+    /* Only LLM calls stream deltas: where the run made none (yet), no
+     * delta can have been sent, and no gap is announced. */
+    pthread_mutex_unlock(&dl_mu); /* a store query: not under the lock */
+    cJSON *rows = query(e->s,
+                        "SELECT min(seq) AS m FROM journal WHERE run_id=? AND line LIKE "
+                        "'%\"type\":\"intent\"%' AND line LIKE '%\"kind\":\"llm\"%'",
+                        "s", e->run);
+    const cJSON *mv = cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "m");
+    e->llm_from = cJSON_IsNumber(mv) ? (long)mv->valuedouble : LONG_MAX;
+    cJSON_Delete(rows);
+    pthread_mutex_lock(&dl_mu);
+    d = dl_find(e->run);
+  }
+  if (b > 0 && (!d || b < d->start)) {
+    /* Line b was written by another execution (an earlier process, or a
+     * buffer since dropped): its deltas, if any, cannot be replayed. */
+    if (!e->gap && b >= e->llm_from) {
+      e->gap = 1;
+      sse_gap(e, b, "token deltas are not journaled and this server did not stream those of "
+                    "earlier executions; the complete LLM responses come as steps");
+      sent = 1;
+    }
+  } else if (d) {
+    /* From the cursor on: the items are in (base, k) order and b only
+     * grows, so each is looked at once per stream. */
+    const struct dl_item *i = e->dl_serial == d->serial && e->dl_at ? e->dl_at->next : d->head;
+    for (; i && i->base <= b; i = i->next) {
+      e->dl_serial = d->serial;
+      e->dl_at = i;
+      if (i->base < b || i->k <= e->dk) continue;
+      sse_delta(e, d, i);
+      e->dk = i->k;
+      sent = 1;
+    }
+    if (b >= d->full_at && !e->gap_full) {
+      e->gap_full = 1;
+      sse_gap(e, b, "too many token deltas for this run: the rest are not streamed; the "
+                    "complete LLM responses come as steps");
+      sent = 1;
+    }
+  }
+  pthread_mutex_unlock(&dl_mu);
+  return sent;
+}
+
+/* The run's stream is over. A thread's stream goes on with the thread's
+ * next run (created after it), from its start, if there is one. The
+ * protocol's stream is connection-scoped: without a next run it stays,
+ * idle, for the run's continuation (an answer) or the next run. */
+static void sse_finish(struct sse *e) {
+  e->done = !e->ap;
+  if (!e->thread_mode) return;
+  cJSON *rows = query(e->s,
+                      "SELECT n.id AS id FROM d_runs n JOIN d_runs c ON c.id=? WHERE "
+                      "n.thread_id=c.thread_id AND n.deleted=0 AND (n.created>c.created OR "
+                      "(n.created=c.created AND n.id>c.id)) ORDER BY n.created, n.id LIMIT 1",
+                      "s", e->run);
+  const char *next = jstr(cJSON_GetArrayItem(rows, 0), "id");
+  if (next) {
+    snprintf(e->run, sizeof e->run, "%s", next);
+    e->seq = e->dk = 0;
+    e->sub = e->gap = e->gap_full = 0;
+    e->llm_from = 0;
+    e->dl_at = NULL; /* another run's buffer */
+    e->meta = 0; /* its metadata first */
+    e->acc_eff[0] = 0;
+    e->done = 0;
+  }
+  cJSON_Delete(rows);
+}
+
 /* Appends what is new: journal lines after e->seq, then, once the run has
  * ended or waits, its terminal events. */
 static void sse_fill(struct sse *e) {
   struct lc_serve *s = e->s;
+  if (!e->run[0]) {
+    /* A thread's stream opened before its first run: idle until one is. */
+    cJSON *rows = query(s, "SELECT id FROM d_runs WHERE thread_id=? AND deleted=0 ORDER BY "
+                           "created, id LIMIT 1",
+                        "s", e->thread);
+    const char *id = jstr(cJSON_GetArrayItem(rows, 0), "id");
+    if (id) snprintf(e->run, sizeof e->run, "%s", id);
+    cJSON_Delete(rows);
+    if (!e->run[0]) return;
+  }
   if (!e->meta) {
     e->meta = 1;
     cJSON *m = cJSON_CreateObject();
     cJSON_AddStringToObject(m, "run_id", e->run);
     if (e->thread[0]) cJSON_AddStringToObject(m, "thread_id", e->thread);
     sse_put_json(e, "metadata", NULL, m);
-    if (e->tokens) {
-      /* Token deltas are never journaled: say so instead of a silent gap. */
-      cJSON *g = cJSON_CreateObject();
-      cJSON_AddStringToObject(g, "missing", "token deltas");
-      cJSON_AddStringToObject(g, "reason", "token deltas are not journaled; the complete LLM "
-                                           "responses come as steps");
-      sse_put_json(e, "luact/gap", NULL, g);
-    }
     return;
   }
   /* The status first: when it says ended, every line is already in. */
@@ -548,6 +904,7 @@ static void sse_fill(struct sse *e) {
   cJSON_ArrayForEach(r, rows) {
     const cJSON *sq = cJSON_GetObjectItem(r, "seq");
     long seq = (long)sq->valuedouble;
+    if (e->tokens) sse_deltas(e); /* the rest of those after the previous line */
     cJSON *line = cJSON_Parse(jstr(r, "line") ? jstr(r, "line") : "null");
     cJSON *d = cJSON_CreateObject();
     cJSON_AddStringToObject(d, "run_id", e->run);
@@ -558,16 +915,18 @@ static void sse_fill(struct sse *e) {
     sse_put_json(e, "custom", id, d);
     e->seq = seq;
     e->sub = 0;
+    e->dk = 0;
     any = 1;
   }
   cJSON_Delete(rows);
+  if (!any && e->tokens && e->sub == 0) any = sse_deltas(e); /* live, at the tail */
   if (any || !waits_or_ends(st)) return;
   if (!strcmp(st, "cancelled") && e->sub >= 2) {
-    e->done = 1;
+    sse_finish(e);
     return;
   }
   if (e->sub >= 2) {
-    e->done = 1;
+    sse_finish(e);
     return;
   }
   /* The tenant was checked when the stream opened. */
@@ -593,7 +952,7 @@ static void sse_fill(struct sse *e) {
   cJSON_AddStringToObject(end, "luact_status", st);
   sse_put_json(e, "end", id, end);
   e->sub = 2;
-  e->done = 1;
+  sse_finish(e);
   cJSON_Delete(row);
 }
 
@@ -631,32 +990,74 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
 static void sse_free(void *cls) {
   struct sse *e = cls;
   atomic_fetch_sub(&e->s->sse_clients, 1);
+  if (e->tokens) atomic_fetch_sub(&tok_streams, 1);
+  free(e->acc);
   free(e->buf);
   free(e);
 }
 
-/* Parses Last-Event-ID ("N" or "N.k"). */
-static void last_event(struct MHD_Connection *c, long *seq, int *sub) {
+/* Parses Last-Event-ID ("N", "N.k", or a token delta's "N.0.k"). */
+static void last_event(const char *h, long *seq, int *sub, long *dk) {
   *seq = 0;
   *sub = 0;
-  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  *dk = 0;
   if (!h) return;
   char *end;
   long n = strtol(h, &end, 10);
   if (n < 0) return;
   *seq = n;
-  if (*end == '.') *sub = atoi(end + 1);
+  if (*end != '.') return;
+  long k = strtol(end + 1, &end, 10);
+  if (k < 0) return;
+  *sub = (int)(k > 2 ? 2 : k);
+  if (*sub == 0 && *end == '.') {
+    long d = strtol(end + 1, NULL, 10);
+    *dk = d > 0 ? d : 0;
+  }
+}
+
+/* The token form a stream_mode asks for: "messages-tuple" (LangGraph's
+ * SDK) or "messages" (TOK_*), else 0. */
+static int tok_mode(const char *m) {
+  if (!strcmp(m, "messages-tuple")) return TOK_TUPLE;
+  if (!strcmp(m, "messages")) return TOK_MESSAGES;
+  return 0;
 }
 
 static int wants_tokens(const cJSON *sm) {
   const cJSON *x;
-  if (cJSON_IsString(sm)) return strstr(sm->valuestring, "messages") != NULL;
-  cJSON_ArrayForEach(x, sm) if (cJSON_IsString(x) && strstr(x->valuestring, "messages")) return 1;
-  return 0;
+  int t = 0;
+  if (cJSON_IsString(sm)) return tok_mode(sm->valuestring);
+  cJSON_ArrayForEach(x, sm) if (cJSON_IsString(x) && tok_mode(x->valuestring) > t) t =
+      tok_mode(x->valuestring);
+  return t;
 }
 
-static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
-                                  int tokens) {
+/* stream_mode as query arguments (stream_mode=a&stream_mode=b, or a,b). */
+static enum MHD_Result tok_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value) {
+  (void)kind;
+  int *t = cls;
+  if (!key || strcmp(key, "stream_mode") || !value) return MHD_YES;
+  char v[128];
+  snprintf(v, sizeof v, "%s", value);
+  for (char *sv, *p = strtok_r(v, ",", &sv); p; p = strtok_r(NULL, ",", &sv))
+    if (tok_mode(p) > *t) *t = tok_mode(p);
+  return MHD_YES;
+}
+
+static int query_tokens(struct MHD_Connection *c) {
+  int t = 0;
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, tok_arg, &t);
+  return t;
+}
+
+/* A run's stream; a thread's (thread_mode) starts at row's run and goes on
+ * with the thread's later runs. last: the Last-Event-ID to resume after
+ * (without a thread's run prefix), or NULL. */
+static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
+                                   int tokens, int thread_mode, const char *last, int ap,
+                                   const char *thread) {
   if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
     atomic_fetch_sub(&s->sse_clients, 1);
     atomic_fetch_add(&s->streams_rejected, 1);
@@ -668,11 +1069,15 @@ static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, 
     return MHD_NO;
   }
   e->s = s;
-  snprintf(e->run, sizeof e->run, "%s", jstr(row, "id"));
+  if (row) snprintf(e->run, sizeof e->run, "%s", jstr(row, "id")); /* else the thread's first */
   if (jstr(row, "thread_id")) snprintf(e->thread, sizeof e->thread, "%s", jstr(row, "thread_id"));
+  else if (thread) snprintf(e->thread, sizeof e->thread, "%s", thread);
+  e->ap = ap;
   e->tokens = tokens;
-  last_event(c, &e->seq, &e->sub);
-  if (e->seq > 0) e->meta = !tokens; /* a resumed stream: metadata again only with the gap */
+  e->thread_mode = thread_mode;
+  if (e->tokens) atomic_fetch_add(&tok_streams, 1); /* before sse_free can run */
+  last_event(last, &e->seq, &e->sub, &e->dk);
+  if (e->seq > 0) e->meta = 1; /* a resumed stream: no metadata again */
   e->last_send = mono();
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, e,
                                                              sse_free);
@@ -683,7 +1088,9 @@ static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, 
   MHD_add_response_header(r, "Content-Type", "text/event-stream");
   MHD_add_response_header(r, "Cache-Control", "no-store");
   char loc[200];
-  if (e->thread[0])
+  if (thread_mode)
+    snprintf(loc, sizeof loc, "/threads/%s", e->thread);
+  else if (e->thread[0])
     snprintf(loc, sizeof loc, "/threads/%s/runs/%s", e->thread, e->run);
   else
     snprintf(loc, sizeof loc, "/runs/%s", e->run);
@@ -691,6 +1098,78 @@ static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, 
   enum MHD_Result ok = MHD_queue_response(c, 200, r);
   MHD_destroy_response(r);
   return ok;
+}
+
+static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
+                                  int tokens) {
+  return stream_from(s, c, row, tokens, 0,
+                     MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"), 0, NULL);
+}
+
+/* GET /threads/{id}/stream (LangGraph's threads.joinStream): the thread's
+ * newest run, then the runs created after it. Its ids are "RUN:ID", so a
+ * Last-Event-ID names the run to go on with. */
+static enum MHD_Result stream_thread(struct lc_serve *s, struct MHD_Connection *c,
+                                     const char *tenant, const char *thread, const cJSON *body) {
+  const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
+  int ap = 0, tokens = 0;
+  if (body) {
+    /* The Agent Protocol's form: {"channels": [...]} (namespaces: only the
+     * root agent's, []); a replay from a sequence number ("since") is not
+     * kept: Last-Event-ID resumes instead. */
+    const cJSON *chs = cJSON_GetObjectItem(body, "channels"), *x;
+    if (!cJSON_IsObject(body) || !cJSON_IsArray(chs) || !cJSON_GetArraySize(chs))
+      return reply_err(s, c, 422, "channels (a non-empty list) is required");
+    cJSON_ArrayForEach(x, chs) {
+      if (!cJSON_IsString(x)) return reply_err(s, c, 422, "a channel is a string");
+      if (!strncmp(x->valuestring, "custom:", 7)) x = NULL; /* named custom: custom */
+      int b = ap_bit(x ? x->valuestring : "custom");
+      if (!b) return reply_err(s, c, 422, "unknown channel");
+      ap |= b;
+    }
+    if (cJSON_GetObjectItem(body, "since"))
+      return reply_err(s, c, 422, "since is not supported: resume with Last-Event-ID");
+    tokens = ap & ap_bit("messages") ? TOK_TUPLE : 0;
+  } else {
+    tokens = query_tokens(c);
+  }
+  const char *rest = NULL;
+  cJSON *row = NULL;
+  if (h) {
+    const char *colon = strchr(h, ':');
+    if (!colon || colon == h || colon - h > 64)
+      return reply_err(s, c, 400, "the Last-Event-ID of a thread's stream is RUN:ID");
+    char rid[65];
+    snprintf(rid, sizeof rid, "%.*s", (int)(colon - h), h);
+    rest = colon + 1;
+    row = run_row(s, tenant, rid);
+    if (!row || !jstr(row, "thread_id") || strcmp(jstr(row, "thread_id"), thread)) {
+      cJSON_Delete(row);
+      return reply_err(s, c, 404, "Last-Event-ID names no run of this thread");
+    }
+  } else {
+    /* The oldest run still to go (pending, running: an enqueued run waits
+     * behind it), else the newest. */
+    cJSON *rows = query(s,
+                        "SELECT * FROM d_runs WHERE thread_id=? AND tenant=? AND deleted=0 "
+                        "ORDER BY created DESC, id DESC LIMIT 64",
+                        "ss", thread, tenant);
+    int pick = 0, k = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, rows) {
+      char st[32] = "";
+      lc_serve_run_status(s, jstr(x, "id"), st, sizeof st);
+      if (!waits_or_ends(st)) pick = k;
+      k++;
+    }
+    row = cJSON_DetachItemFromArray(rows, pick);
+    cJSON_Delete(rows);
+    /* The protocol's stream may open before the first run: it idles. */
+    if (!row && !ap) return reply_err(s, c, 404, "the thread has no run to stream");
+  }
+  enum MHD_Result res = stream_from(s, c, row, tokens, 1, rest, ap, thread);
+  cJSON_Delete(row);
+  return res;
 }
 
 /* ---- metrics ---- */
@@ -1025,6 +1504,13 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
 
 static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c,
                                     const char *method, char **seg, int nseg, const cJSON *body) {
+  if (nseg == 2 && !strcmp(seg[1], "count") && !strcmp(method, "POST")) {
+    /* LangGraph's assistants.count */
+    const char *gid = jstr(body, "graph_id");
+    int n = 0;
+    for (int i = 0; i < s->nagents; i++) n += !gid || !strcmp(s->agents[i].id, gid);
+    return reply_json(c, 200, cJSON_CreateNumber(n));
+  }
   if (nseg == 2 && !strcmp(seg[1], "search") && !strcmp(method, "POST")) {
     long limit = qnum(c, body, "limit", 10), offset = qnum(c, body, "offset", 0);
     const char *name = jstr(body, "name");
@@ -1038,9 +1524,48 @@ static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c
     }
     return reply_json(c, 200, arr);
   }
+  if (nseg == 3 && !strcmp(method, "POST") &&
+      (!strcmp(seg[2], "versions") || !strcmp(seg[2], "latest"))) {
+    /* LangGraph's assistant versions: an agent is its script, version 1. */
+    const struct lc_agent *a = lc_serve_agent(s, seg[1]);
+    if (!a) return reply_err(s, c, 404, "unknown agent");
+    if (body && !cJSON_IsObject(body)) return reply_err(s, c, 422, "the body must be an object");
+    if (!strcmp(seg[2], "latest")) {
+      const cJSON *v = cJSON_GetObjectItem(body, "version");
+      if (!cJSON_IsNumber(v)) return reply_err(s, c, 422, "version (a number) is required");
+      if (v->valuedouble != 1) return reply_err(s, c, 404, "an agent has one version: 1");
+      return reply_json(c, 200, agent_json(a));
+    }
+    cJSON *arr = cJSON_CreateArray();
+    if (qnum(c, body, "offset", 0) == 0 && qnum(c, body, "limit", 10) > 0)
+      cJSON_AddItemToArray(arr, agent_json(a));
+    return reply_json(c, 200, arr);
+  }
   if (nseg >= 2 && !strcmp(method, "GET")) {
     const struct lc_agent *a = lc_serve_agent(s, seg[1]);
     if (!a) return reply_err(s, c, 404, "unknown agent");
+    if (nseg == 3 && !strcmp(seg[2], "graph")) {
+      /* LangGraph's drawing of the graph: an agent is one step. */
+      cJSON *g = cJSON_CreateObject();
+      cJSON *nodes = cJSON_AddArrayToObject(g, "nodes"), *edges = cJSON_AddArrayToObject(g, "edges");
+      const char *ids[] = {"__start__", "run", "__end__"};
+      for (int i = 0; i < 3; i++) {
+        cJSON *n = cJSON_CreateObject();
+        cJSON_AddStringToObject(n, "id", ids[i]);
+        cJSON_AddStringToObject(n, "type", i == 1 ? "runnable" : "schema");
+        cJSON_AddStringToObject(n, "data", i == 1 ? a->id : ids[i]);
+        cJSON_AddItemToArray(nodes, n);
+        if (i) {
+          cJSON *e = cJSON_CreateObject();
+          cJSON_AddStringToObject(e, "source", ids[i - 1]);
+          cJSON_AddStringToObject(e, "target", ids[i]);
+          cJSON_AddItemToArray(edges, e);
+        }
+      }
+      return reply_json(c, 200, g);
+    }
+    if ((nseg == 3 || nseg == 4) && !strcmp(seg[2], "subgraphs"))
+      return reply_json(c, 200, cJSON_CreateObject()); /* none */
     if (nseg == 2) return reply_json(c, 200, agent_json(a));
     if (nseg == 3 && !strcmp(seg[2], "schemas")) {
       cJSON *o = cJSON_CreateObject();
@@ -1191,8 +1716,7 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
       res = reply_json(c, 200, ap ? ap_wait(s, row, st) : run_outcome(s, row, st));
     }
   } else if (nseg == 2 && !strcmp(seg[1], "stream") && !strcmp(method, "GET")) {
-    const char *sm = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stream_mode");
-    res = stream_run(s, c, row, sm && strstr(sm, "messages"));
+    res = stream_run(s, c, row, query_tokens(c));
   } else {
     res = reply_err(s, c, 404, "no such route");
   }
@@ -1225,6 +1749,152 @@ static cJSON *state_of(struct lc_serve *s, const cJSON *trow) {
   cJSON_AddNullToObject(cp, "checkpoint_id");
   cJSON_AddNullToObject(o, "parent_checkpoint");
   cJSON_Delete(t);
+  return o;
+}
+
+/* The Agent Protocol's streaming commands answer 200 with an envelope:
+ * {"type": "success", "id", "result"} or {"type": "error", "id", "error",
+ * "message"}. */
+static enum MHD_Result cmd_reply(struct MHD_Connection *c, const cJSON *id, cJSON *result,
+                                 const char *error, const char *message) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "type", result ? "success" : "error");
+  cJSON_AddItemToObject(o, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
+  if (result) {
+    cJSON_AddItemToObject(o, "result", result);
+  } else {
+    cJSON_AddStringToObject(o, "error", error);
+    cJSON_AddStringToObject(o, "message", message);
+  }
+  return reply_json(c, 200, o);
+}
+
+/* POST /threads/{id}/commands: run.start (a new run; the answer when the
+ * thread's run waits for one), input.respond (the answer, by interrupt id:
+ * the waiting run's id) and state.get. The thread is created by the first
+ * run.start when it does not exist. */
+static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection *c,
+                                      const char *tenant, const char *thread, const cJSON *body,
+                                      int body_ok) {
+  if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
+  const cJSON *id = cJSON_GetObjectItem(body, "id");
+  const char *method = jstr(body, "method");
+  const cJSON *params = cJSON_GetObjectItem(body, "params");
+  if (!cJSON_IsObject(body) || !cJSON_IsNumber(id) || id->valuedouble < 0 || !method ||
+      (params && !cJSON_IsObject(params)))
+    return reply_err(s, c, 422, "a command is {\"id\": N, \"method\": M, \"params\": {...}}");
+  cJSON *trow = thread_row(s, tenant, thread);
+  int start = !strcmp(method, "run.start"), respond = !strcmp(method, "input.respond");
+  if (!trow) {
+    cJSON *ex = query(s, "SELECT tenant FROM d_threads WHERE id=?", "s", thread);
+    int taken = cJSON_GetArraySize(ex) > 0; /* another tenant's: not told */
+    cJSON_Delete(ex);
+    if (!start || taken || strlen(thread) > 64) return reply_err(s, c, 404, "thread not found");
+  }
+  if (!start && !respond && strcmp(method, "state.get")) {
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, state.get");
+  }
+  if (!strcmp(method, "state.get")) {
+    cJSON *st = state_of(s, trow);
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, st, NULL, NULL);
+  }
+  const char *st = trow ? thread_status(s, thread) : "idle";
+  cJSON *rb = cJSON_CreateObject(); /* the run request it stands for */
+  const char *agent = jstr(params, "assistant_id");
+  if (!agent) agent = jstr(params, "assistantId");
+  if (!agent) agent = jstr(params, "agent_id");
+  const cJSON *input = cJSON_GetObjectItem(params, start ? "input" : "response");
+  char msg[512] = "";
+  enum MHD_Result res;
+  if (respond || !strcmp(st, "interrupted")) {
+    /* The answer to the thread's waiting run. */
+    const char *iid = jstr(params, "interrupt_id");
+    if (!iid) iid = jstr(params, "interruptId");
+    cJSON *w = query(s,
+                     "SELECT d.id AS id, d.agent AS agent FROM d_runs d JOIN runs r ON "
+                     "r.id=d.id WHERE d.thread_id=? AND d.deleted=0 AND "
+                     "r.status='waiting_input' LIMIT 1",
+                     "s", thread);
+    const cJSON *wr = cJSON_GetArrayItem(w, 0);
+    if (!wr || (iid && strcmp(iid, jstr(wr, "id")))) {
+      cJSON_Delete(w);
+      cJSON_Delete(rb);
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, NULL, "not_found", "no run of this thread waits for that answer");
+    }
+    if (!input) {
+      cJSON_Delete(w);
+      cJSON_Delete(rb);
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, NULL, "invalid_argument",
+                       start ? "input (the answer) is required" : "response is required");
+    }
+    cJSON_AddStringToObject(rb, "assistant_id", agent ? agent : jstr(wr, "agent"));
+    cJSON_AddItemToObject(cJSON_AddObjectToObject(rb, "command"), "resume",
+                          cJSON_Duplicate(input, 1));
+    cJSON_Delete(w);
+  } else {
+    if (!agent) {
+      cJSON_Delete(rb);
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, NULL, "invalid_argument", "assistant_id is required");
+    }
+    cJSON_AddStringToObject(rb, "assistant_id", agent);
+    cJSON_AddItemToObject(rb, "input", input ? cJSON_Duplicate(input, 1) : cJSON_CreateNull());
+    const cJSON *md = cJSON_GetObjectItem(params, "metadata");
+    if (md) cJSON_AddItemToObject(rb, "metadata", cJSON_Duplicate(md, 1));
+    cJSON_AddStringToObject(rb, "if_not_exists", "create");
+  }
+  cJSON *row = NULL;
+  unsigned code = create_run(s, c, tenant, thread, rb, &row, msg, sizeof msg);
+  if (code == 200) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "run_id", jstr(row, "id"));
+    res = cmd_reply(c, id, r, NULL, NULL);
+  } else {
+    res = cmd_reply(c, id, NULL,
+                    code == 404   ? "not_found"
+                    : code == 409 ? "conflict"
+                                  : "invalid_argument",
+                    msg);
+  }
+  cJSON_Delete(row);
+  cJSON_Delete(rb);
+  cJSON_Delete(trow);
+  return res;
+}
+
+/* The thread's state after its finished run `run` (a checkpoint, as
+ * history lists it), or NULL. */
+static cJSON *state_at(struct lc_serve *s, const char *thread, const char *run) {
+  cJSON *rows = query(s,
+                      "SELECT d.id AS id, r.result AS result, r.updated AS updated FROM d_runs d "
+                      "JOIN runs r ON r.id=d.id WHERE d.thread_id=? AND d.id=? AND d.deleted=0 "
+                      "AND r.status='finished'",
+                      "ss", thread, run);
+  const cJSON *r = cJSON_GetArrayItem(rows, 0);
+  cJSON *o = NULL;
+  if (r) {
+    o = cJSON_CreateObject();
+    cJSON *v = jcol(r, "result");
+    if (!cJSON_IsObject(v)) {
+      cJSON *w = cJSON_CreateObject();
+      cJSON_AddItemToObject(w, "output", v);
+      v = w;
+    }
+    cJSON_AddItemToObject(o, "values", v);
+    cJSON_AddItemToObject(o, "next", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "tasks", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
+    add_time(o, "created_at", r, "updated");
+    cJSON *cp = cJSON_AddObjectToObject(o, "checkpoint");
+    cJSON_AddStringToObject(cp, "thread_id", thread);
+    cJSON_AddStringToObject(cp, "checkpoint_ns", "");
+    cJSON_AddStringToObject(cp, "checkpoint_id", jstr(r, "id"));
+  }
+  cJSON_Delete(rows);
   return o;
 }
 
@@ -1271,9 +1941,13 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     cJSON_Delete(t);
     return r;
   }
-  if (nseg == 2 && !strcmp(seg[1], "search") && !strcmp(method, "POST")) {
+  if (nseg == 2 && (!strcmp(seg[1], "search") || !strcmp(seg[1], "count")) &&
+      !strcmp(method, "POST")) {
     if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
-    long limit = qnum(c, body, "limit", 10), offset = qnum(c, body, "offset", 0);
+    if (body && !cJSON_IsObject(body)) return reply_err(s, c, 422, "the body must be an object");
+    int count = !strcmp(seg[1], "count"); /* LangGraph's threads.count: how many match */
+    long limit = count ? LONG_MAX : qnum(c, body, "limit", 10),
+         offset = count ? 0 : qnum(c, body, "offset", 0);
     const cJSON *md = cJSON_GetObjectItem(body, "metadata");
     const char *stf = jstr(body, "status");
     cJSON *rows = query(s, "SELECT * FROM d_threads WHERE tenant=? ORDER BY created DESC", "s",
@@ -1292,8 +1966,15 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
       cJSON_AddItemToArray(arr, j);
     }
     cJSON_Delete(rows);
+    if (count) {
+      cJSON *n = cJSON_CreateNumber(cJSON_GetArraySize(arr));
+      cJSON_Delete(arr);
+      return reply_json(c, 200, n);
+    }
     return reply_json(c, 200, arr);
   }
+  if (nseg == 3 && !strcmp(seg[2], "commands") && !strcmp(method, "POST"))
+    return thread_command(s, c, tenant, seg[1], body, body_ok);
   if (nseg < 2) return reply_err(s, c, 404, "no such route");
   cJSON *trow = thread_row(s, tenant, seg[1]);
   if (!trow) return reply_err(s, c, 404, "thread not found");
@@ -1386,6 +2067,24 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     cJSON *t = thread_row(s, tenant, id);
     res = t ? reply_json(c, 200, thread_json(s, t)) : reply_err(s, c, 500, err);
     cJSON_Delete(t);
+  } else if (nseg == 3 && !strcmp(seg[2], "stream") && !strcmp(method, "GET")) {
+    res = stream_thread(s, c, tenant, tid, NULL);
+  } else if (nseg == 3 && !strcmp(seg[2], "stream") && !strcmp(method, "POST")) {
+    if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
+    else if (!body) res = reply_err(s, c, 422, "channels (a non-empty list) is required");
+    else res = stream_thread(s, c, tenant, tid, body);
+  } else if (nseg == 3 && !strcmp(seg[2], "state") && !strcmp(method, "POST")) {
+    /* LangGraph's getState at a checkpoint: a checkpoint is a finished
+     * run of the thread (its id, as history lists them). */
+    const char *cp = jstr(cJSON_GetObjectItem(body, "checkpoint"), "checkpoint_id");
+    cJSON *at = cp && *cp ? state_at(s, tid, cp) : NULL;
+    if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
+    else if (cp && *cp && !at) res = reply_err(s, c, 404, "no such checkpoint of this thread");
+    else res = reply_json(c, 200, at ? at : state_of(s, trow));
+    if (!body_ok || !at) cJSON_Delete(at);
+  } else if (nseg == 4 && !strcmp(seg[2], "state") && !strcmp(method, "GET")) {
+    cJSON *at = state_at(s, tid, seg[3]);
+    res = at ? reply_json(c, 200, at) : reply_err(s, c, 404, "no such checkpoint of this thread");
   } else if (nseg >= 3 && !strcmp(seg[2], "runs")) {
     res = run_routes(s, c, method, seg + 3, nseg - 3, tenant, tid, body, body_ok);
   } else {
@@ -1444,7 +2143,8 @@ static enum MHD_Result route(struct lc_serve *s, struct MHD_Connection *c, const
   }
   enum MHD_Result res;
   if (!strcmp(seg[0], "agents") || !strcmp(seg[0], "assistants")) {
-    res = agent_routes(s, c, method, seg, nseg, body);
+    if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
+    else res = agent_routes(s, c, method, seg, nseg, body);
   } else if (!strcmp(seg[0], "threads")) {
     res = thread_routes(s, c, method, seg, nseg, tenant, body, body_ok);
   } else if (!strcmp(seg[0], "runs")) {

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash.h"
 #include "effect.h"
 #include "l_effect.h"
 #include "l_luact.h"
@@ -635,6 +636,7 @@ static void *run_thread(void *ud) {
   char *error = NULL, *question = NULL;
   int rc = 1;
   long from = 0;
+  struct lc_deltas *dl = NULL;
   if (run_request(s, a->id, &ri) || !(ag = lc_serve_agent(s, ri.agent))) {
     error = strdup(ri.agent ? "the agent is gone (not in AGENTS_DIR any more)"
                             : "the run's request is missing");
@@ -669,6 +671,7 @@ static void *run_thread(void *ud) {
                             sizeof err);
   }
   from = journal_last(s, a->id); /* lines after it are this execution's */
+  dl = lc_api_deltas_open(s, a->id, from); /* token deltas for streams */
   cJSON *args = cJSON_CreateArray();
   cJSON_AddItemToArray(args, cJSON_CreateString(ri.input));
   char *ajson = cJSON_PrintUnformatted(args);
@@ -689,6 +692,7 @@ static void *run_thread(void *ud) {
   }
   if (resume) atomic_fetch_add(&s->runs_resumed, 1);
   lc_journal_set_wait_input(jr, 1);
+  lc_journal_set_delta_fn(jr, lc_api_delta, dl);
   lc_serve_notify(s); /* its header is in: streams have a first event */
   pthread_mutex_lock(&s->mu);
   a->jr = jr;
@@ -747,6 +751,7 @@ final:
   pthread_mutex_lock(&s->mu);
   a->jr = NULL;
   pthread_mutex_unlock(&s->mu);
+  lc_api_deltas_close(dl);
   if (jr) {
     switch (lc_journal_failed(jr)) {
       case LC_JOURNAL_WAITING:
@@ -795,6 +800,7 @@ final:
   if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
     lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
                    a->id);
+  lc_crash_point("before_final_status", NULL); /* tests (LUACT_CRASH_AT) */
   if (jr) {
     if (lc_store_run_set_status(s->store, a->id, status, result, error, question, 0, err,
                                 sizeof err))

@@ -108,6 +108,15 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
 int lc_api_start(struct lc_serve *s, char *err, size_t n);
 void lc_api_quiesce(struct lc_serve *s);
 void lc_api_stop(struct lc_serve *s);
+/* Live token deltas of a run's execution (api.c keeps them for its
+ * streams): open before the journal opens (from: the journal's last line
+ * then), lc_api_delta as the journal's delta hook (ud: the handle), close
+ * when the execution ends. The handle stays valid (api.c frees it). */
+struct lc_deltas;
+struct lc_llm_delta;
+struct lc_deltas *lc_api_deltas_open(struct lc_serve *s, const char *run, long from);
+void lc_api_delta(void *ud, long seq, const char *effect_id, const struct lc_llm_delta *d);
+void lc_api_deltas_close(struct lc_deltas *d);
 
 int lc_serve_main(int argc, char **argv);
 

@@ -91,6 +91,8 @@ struct lc_journal {
   /* A store journal's header, until its run is created (first line). */
   int created;
   char *hdr_script, *hdr_args;
+  lc_journal_delta_fn delta_fn; /* live token deltas (luact serve) */
+  void *delta_ud;
 };
 
 /* ---- small helpers ---- */
@@ -907,6 +909,15 @@ void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s) { j->sync
 const char *lc_journal_run_id(const struct lc_journal *j) { return j->run_id; }
 enum lc_journal_fail lc_journal_failed(const struct lc_journal *j) { return j->failed; }
 const char *lc_journal_error(const struct lc_journal *j) { return j->err; }
+
+void lc_journal_set_delta_fn(struct lc_journal *j, lc_journal_delta_fn fn, void *ud) {
+  j->delta_fn = fn;
+  j->delta_ud = ud;
+}
+
+void lc_journal_delta(struct lc_journal *j, const char *effect_id, const struct lc_llm_delta *d) {
+  if (j && j->delta_fn) j->delta_fn(j->delta_ud, j->seq, effect_id, d);
+}
 
 void lc_journal_set_input(struct lc_journal *j, FILE *f) {
   if (j->input) fclose(j->input);

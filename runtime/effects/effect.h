@@ -120,6 +120,16 @@ enum lc_journal_fail lc_journal_failed(const struct lc_journal *j);
  * `luact runs cancel` does through the store. Safe from any thread. */
 void lc_journal_request_cancel(struct lc_journal *j);
 const char *lc_journal_error(const struct lc_journal *j);
+/* Live token deltas (luact serve streams them): fn sees each delta of a
+ * journaled LLM call as it streams in from the provider, never in replay,
+ * with the journal's last line number then (its deltas come after that
+ * line) and the call's effect id. It runs on the loop thread inside the
+ * transfer's write callback: copy and return. The journal records only the
+ * whole result. NULL fn: none. */
+typedef void (*lc_journal_delta_fn)(void *ud, long seq, const char *effect_id,
+                                    const struct lc_llm_delta *d);
+void lc_journal_set_delta_fn(struct lc_journal *j, lc_journal_delta_fn fn, void *ud);
+void lc_journal_delta(struct lc_journal *j, const char *effect_id, const struct lc_llm_delta *d);
 /* Where luact.ask reads answers from when not replaying (NULL = stdin).
  * The journal takes ownership of f (fclose'd by lc_journal_free). */
 void lc_journal_set_input(struct lc_journal *j, FILE *f);

@@ -189,7 +189,10 @@ static void delta_cb(void *ud, const struct lc_llm_delta *d) {
   struct lc_llm_call *c = ud;
   c->deltas++;
   if (c->deltas == 1) report(c, LC_LLM_ST_TOKENS, 0);
-  if (c->journaled) lc_effect_llm_add_delta(&c->rec_deltas, d);
+  if (c->journaled) {
+    lc_effect_llm_add_delta(&c->rec_deltas, d);
+    lc_journal_delta(c->eff->j, c->eff->id, d);
+  }
   if (c->on_delta) c->on_delta(c->delta_ud, d);
 }
 

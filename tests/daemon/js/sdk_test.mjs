@@ -93,6 +93,34 @@ const kinds = rs.filter((p) => p.event === "custom").map((p) => p.data.step.kind
 assert.ok(kinds.includes("llm"), "the stream shows the LLM calls");
 assert.ok(kinds.includes("tool"), "the stream shows the tool call");
 
+// Token deltas (the model streams): streamMode messages-tuple yields the
+// LLM's chunks live; those of the last message make up the answer.
+const t5 = await client.threads.create();
+const ms = await collect(client.runs.stream(t5.thread_id, "react", {
+  input: { question: "What is 17 + 25?" }, streamMode: ["messages-tuple", "values"] }));
+const chunks = ms.filter((p) => p.event === "messages");
+assert.ok(chunks.length > 1, "the answer came in several chunks");
+assert.ok(!ms.some((p) => p.event === "luact/gap"), "no gap: every delta was streamed");
+const lastId = chunks[chunks.length - 1].data[0].id;
+const text = chunks.filter((p) => p.data[0].id === lastId).map((p) => p.data[0].content).join("");
+const fin = ms.filter((p) => p.event === "values").pop().data;
+assert.equal(text, fin.answer);
+assert.match(text, /42/);
+// Joining the thread's stream (LangGraph's threads.joinStream) from an id
+// of that run: the rest of its events, deltas included, none twice.
+const tstream = await (await fetch(`${process.env.LUACT_URL}/threads/${t5.thread_id}/stream?stream_mode=messages-tuple`,
+  { headers: { Authorization: `Bearer ${process.env.LUACT_TOKEN}` } })).text();
+const tids = [...tstream.matchAll(/^id: (.*)$/gm)].map((m) => m[1]);
+assert.equal(new Set(tids).size, tids.length, "thread stream ids are unique");
+const tmid = tids[Math.floor(tids.length / 2)];
+const trest = await collect(client.threads.joinStream(t5.thread_id, {
+  lastEventId: tmid, streamMode: "messages-tuple" }));
+const tail = tids.slice(tids.indexOf(tmid) + 1);
+assert.equal(trest.filter((p) => p.event === "messages").length,
+  tail.filter((id) => /\.0\.\d+$/.test(id)).length);
+assert.ok(tids.every((id) => id.startsWith(`${ms.find((p) => p.event === "metadata").data.run_id}:`)),
+  "a thread stream's ids name the run");
+
 // Store.
 await client.store.putItem(["users", "ann"], "prefs", { tz: "UTC" });
 const item = await client.store.getItem(["users", "ann"], "prefs");
