@@ -213,13 +213,13 @@ int lc_rerank_parse(const struct lc_rerank_request *q, const char *body, size_t 
     rc = bad(out, "rerank: %zu results for %zu documents", cnt, n);
     goto done;
   }
-  seen = lc_calloc(n ? n : 1, 1);
   struct lc_rerank_hit *h = lc_realloc(out->hits, (n0 + cnt + 1) * sizeof *h);
+  if (h) out->hits = h; /* grown or not, still the result's */
+  seen = lc_calloc(n ? n : 1, 1);
   if (!seen || !h) {
     rc = LC_ENOMEM;
     goto done;
   }
-  out->hits = h;
   const char *sname = q->provider == LC_RERANK_TEI ? "score" : "relevance_score";
   size_t k = 0;
   for (const cJSON *e = list->child; e; e = e->next, k++) {

@@ -312,6 +312,39 @@ START_TEST(hostile_over_http) {
 }
 END_TEST
 
+/* Out of memory at every allocation of a parse: LC_ENOMEM (or success),
+ * the earlier batch's hits as they were, nothing leaked. */
+START_TEST(parse_out_of_memory) {
+  static const char body[] =
+      "{\"results\":[{\"index\":1,\"relevance_score\":0.9},{\"index\":0,\"relevance_score\":0.1}],"
+      "\"model\":\"m\",\"usage\":{\"total_tokens\":3}}";
+  static const char *const docs[] = {"a", "b"};
+  struct lc_rerank_request *q = new_req(LC_RERANK_JINA, "http://h", "q", docs, 2);
+  long live0 = lc_alloc_live();
+  int finished = 0;
+  for (long n = 1; n < 100 && !finished; n++) {
+    struct lc_rerank_result r;
+    lc_rerank_result_init(&r);
+    lc_alloc_fail_after(n);
+    int rc = lc_rerank_parse(q, body, strlen(body), 0, 2, &r);
+    lc_alloc_fail_after(0);
+    ck_assert_msg(rc == 0 || rc == LC_ENOMEM, "n=%ld rc=%d %s", n, rc, r.err_message);
+    if (rc == 0) {
+      finished = 1;
+      ck_assert_uint_eq(r.n, 2);
+      ck_assert_int_eq(r.tokens, 3);
+    } else {
+      ck_assert_uint_eq(r.n, 0);
+    }
+    lc_rerank_result_free(&r);
+    ck_assert_int_eq(lc_alloc_live(), live0);
+  }
+  ck_assert(finished);
+  lc_rerank_request_free(q);
+  lc_free(q);
+}
+END_TEST
+
 /* ---- journal ---- */
 
 static unsigned long seqno;
@@ -442,6 +475,7 @@ START_TEST(lua_rerank) {
       "assert(r.results[1].index == 2 or r.results[1].index == 4, 'index is 1-based')\n"
       "assert(r.results[1].score >= r.results[2].score)\n"
       "local t = assert(luact.llm.rerank{provider='tei', base_url=BASE, query='cats', documents=docs})\n"
+      "luact.llm.limits{cohere = {rpm = 6000}, tei = {rpm = 6000}}\n"
       "assert(#t.results == 4)\n"
       "local function raises(o, needle)\n"
       "  local ok, msg = pcall(luact.llm.rerank, o)\n"
@@ -478,6 +512,7 @@ Suite *rerank_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_loop_test(tc, hostile_response_refused, 0, (int)(sizeof bads / sizeof bads[0]));
   tcase_add_test(tc, hostile_over_http);
+  tcase_add_test(tc, parse_out_of_memory);
   suite_add_tcase(s, tc);
   tc = tcase_create("journal");
   tcase_set_timeout(tc, 60);
