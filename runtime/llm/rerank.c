@@ -142,8 +142,10 @@ int lc_rerank_build(const struct lc_rerank_request *q, size_t from, size_t n,
   } else if (voyage) {
     if (!cJSON_AddBoolToObject(root, "truncation", q->truncate)) goto nomem;
     if (!cJSON_AddBoolToObject(root, "return_documents", 0)) goto nomem;
-  } else if (q->provider != LC_RERANK_COHERE) {
-    /* Cohere v2 sends no documents back; the others would by default. */
+  } else if (q->provider == LC_RERANK_JINA) {
+    /* Jina sends every document back unless told not to; Cohere v2 never
+     * does, and vLLM's and llama.cpp's servers are sent only what they
+     * document. */
     if (!cJSON_AddBoolToObject(root, "return_documents", 0)) goto nomem;
   }
   int rc = lc_accum_http_body(out, root); /* takes root */

@@ -88,7 +88,7 @@ struct wire_case {
 static const struct wire_case wires[] = {
     {LC_RERANK_COHERE, "/v2/rerank", "\"top_n\":2", "\"texts\""},
     {LC_RERANK_JINA, "/v1/rerank", "\"return_documents\":false", "\"top_k\""},
-    {LC_RERANK_VLLM, "/v1/rerank", "\"top_n\":2", "\"texts\""},
+    {LC_RERANK_VLLM, "/v1/rerank", "\"top_n\":2", "\"return_documents\""},
     {LC_RERANK_VOYAGE, "/v1/rerank", "\"top_k\":2", "\"top_n\""},
     {LC_RERANK_TEI, "/rerank", "\"texts\":[", "\"documents\""},
 };
