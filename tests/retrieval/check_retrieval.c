@@ -21,6 +21,8 @@ static const char script[] =
     "  \"reply\":{\"openai\":{\"text\":\"Cats purr and sleep; a cat is a small feline pet.\"}}},"
     " {\"match\":{\"path\":\"/v1/chat/completions\",\"body_contains\":\"different versions\"},"
     "  \"reply\":{\"openai\":{\"text\":\"1. Which pets purr?\\n2. Feline animals\\n\"}}},"
+    " {\"match\":{\"path\":\"/v1/chat/completions\",\"body_contains\":\"hostile judge\"},"
+    "  \"reply\":{\"openai\":{\"text\":\"{\\\"scores\\\": [1, 1e999, 5]}\"}}},"
     " {\"match\":{\"path\":\"/v1/chat/completions\",\"body_contains\":\"Rate how well\"},"
     "  \"reply\":{\"openai\":{\"text\":\"{\\\"scores\\\": [1, 9, 5]}\"}}},"
     " {\"match\":{\"path\":\"/v2/rerank\",\"body_contains\":\"which pets purr\"},"
@@ -227,6 +229,9 @@ START_TEST(hyde_multi_query_rerank) {
           "local r = assert(ix:query('which pets purr', {k = 2, rerank = 3, llm = llm}))\n"
           "assert(#r == 2 and r[1].id == plain[2].id and r[2].id == plain[3].id)\n"
           "assert(r[1].rerank == 9)\n"
+          /* a judge's 1e999 (infinity) would rank its passage first: refused */
+          "local n, jm = ix:query('hostile judge pets', {k = 2, rerank = 3, llm = llm})\n"
+          "assert(n == nil and jm:find('infinity'), jm)\n"
           "local ok, e = pcall(ix.query, ix, 'x', {hyde = 1})\n"
           "assert(not ok and e:find('need llm'), e)\n"
           "local rrf = luact.retrieval.rrf({{{id = 1}, {id = 2}}, {{id = 2}, {id = 3}}})\n"
@@ -234,8 +239,9 @@ START_TEST(hyde_multi_query_rerank) {
           "return 'ok'",
           out, sizeof out),
       /* hyde: 1 call for the query and 2 passages; multi-query: 1 for the
-       * 2 rephrasings (the question itself is cached); rerank: 0 */
-      2);
+       * 2 rephrasings (the question itself is cached); rerank: 0; the
+       * hostile judge's question: 1 */
+      3);
 }
 END_TEST
 
