@@ -19,6 +19,8 @@
 #include "l_chat.h"
 #include "l_effect.h"
 #include "l_embed.h"
+#include "l_rerank.h"
+#include "rerank.h"
 #include "l_luact.h"
 #include "l_opts.h"
 #include "l_state.h"
@@ -486,7 +488,7 @@ static double opt_seconds(lua_State *L, int opts, const char *f, double dflt_ms)
   return v;
 }
 
-static void parse_opts(lua_State *L, int opts, struct lc_llm_opts *o) {
+void lc_l_parse_llm_opts(lua_State *L, int opts, struct lc_llm_opts *o) {
   lc_llm_opts_default(o);
   o->request_timeout_ms = opt_seconds(L, opts, "timeout", o->request_timeout_ms);
   o->connect_timeout_ms = opt_seconds(L, opts, "connect_timeout", o->connect_timeout_ms);
@@ -537,7 +539,7 @@ void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
   lua_getfield(L, opts, "store");
   r->store = lua_toboolean(L, -1);
   lua_pop(L, 3);
-  parse_opts(L, opts, o);
+  lc_l_parse_llm_opts(L, opts, o);
 }
 
 /* [-0, +0, e] Fills the rest of b->req (after lc_l_parse_llm_common) from
@@ -728,6 +730,7 @@ static int l_limits(lua_State *L) {
       const struct lc_llm_adapter *ad = lc_llm_adapter_for((enum lc_llm_provider)p);
       known = ad && strcmp(ad->name, prov) == 0;
     }
+    if (!known) known = lc_rerank_provider_from(prov) >= 0; /* cohere, jina, ... */
     if (!known) return luaL_error(L, "luact.llm.limits: unknown provider '%s'", prov);
     luaL_checktype(L, -1, LUA_TTABLE);
     lc_l_check_opts(L, -1, "luact.llm.limits");
@@ -751,7 +754,8 @@ static int l_limits(lua_State *L) {
 }
 
 static const luaL_Reg llm_funcs[] = {
-    {"chat", l_chat}, {"limits", l_limits}, {"embed", lc_l_embed}, {NULL, NULL}};
+    {"chat", l_chat}, {"limits", l_limits}, {"embed", lc_l_embed},
+    {"rerank", lc_l_rerank}, {NULL, NULL}};
 
 static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {"__close", box_gc}, {NULL, NULL}};
 
@@ -759,6 +763,7 @@ int lc_open_llm(lua_State *L) {
   if (luaL_newmetatable(L, LLMCALL_MT)) luaL_setfuncs(L, box_meta, 0);
   lua_pop(L, 1);
   lc_l_embed_register(L);
+  lc_l_rerank_register(L);
   luaL_newlib(L, llm_funcs);
   return 1;
 }

@@ -40,6 +40,8 @@ struct lc_llm_opts;
  * model, base_url, api_key, sampling, stop, timeouts and retries. */
 void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
                            struct lc_llm_request *r, struct lc_llm_opts *o);
+/* [-0, +0, e] Timeouts and retries alone (luact.llm.rerank has no chat model). */
+void lc_l_parse_llm_opts(lua_State *L, int opts, struct lc_llm_opts *o);
 int lc_open_react(lua_State *L); /* luact.react (l_react.c) */
 
 /* [-0, +0, m] Registers metatable `name` (once): the meta functions, and

@@ -280,8 +280,29 @@ local function rerank(self, q, hits, k, llm)
   return hits
 end
 
+-- Through a provider's rerank API (luact.llm.rerank): the candidates'
+-- texts go out, the best top_n (default k) come back with their scores.
+local function rerank_api(q, hits, k, spec)
+  if #hits == 0 then return hits end
+  local o, docs = {}, {}
+  for kk, v in pairs(spec) do if kk ~= "candidates" then o[kk] = v end end
+  for i, h in ipairs(hits) do docs[i] = h.text end
+  o.query, o.documents = q, docs
+  o.top_n = math.min(spec.top_n or k, #hits)
+  local r, msg, code = luact.llm.rerank(o)
+  if not r then return nil, msg, code end
+  local out = {}
+  for i, res in ipairs(r.results) do
+    local h = hits[res.index]
+    h.rerank, h.vector_score = res.score, h.score
+    out[i] = h
+  end
+  return out
+end
+
 --- index:query(question, {k=, filter=, exact=, ef=, hyde=n, multi_query=n,
---   rerank=true | n candidates, llm={model=, ...}}) -> hits | nil, message, code
+--   rerank=true | n candidates (LLM judge) | {provider=, model=, top_n=,
+--   candidates=, ...} (rerank API), llm={model=, ...}}) -> hits | nil, message, code
 function Index:query(q, o)
   o = o or {}
   local bad = check_opts(o, "index:query")
@@ -289,12 +310,27 @@ function Index:query(q, o)
   if type(q) ~= "string" or #q == 0 then error("index:query: the question must be a non-empty string", 2) end
   local k = o.k or 5
   if math.type(k) ~= "integer" or k < 1 or k > 1000 then error("index:query: 'k' must be 1..1000", 2) end
-  local needs_llm = o.hyde or o.multi_query or o.rerank
+  local api = type(o.rerank) == "table"
+  if api then
+    local rbad = check_opts(o.rerank, "index:query rerank")
+    if rbad then error(rbad, 2) end
+    if type(o.rerank.provider) ~= "string" and not (type(o.rerank.model) == "string" and o.rerank.model:find(":")) then
+      error("index:query: rerank = {provider = \"cohere\", model = ...} (or model = \"provider:model\")", 2)
+    end
+    local c = o.rerank.candidates
+    if c ~= nil and (math.type(c) ~= "integer" or c < 1 or c > 10000) then
+      error("index:query: 'rerank.candidates' must be 1..10000", 2)
+    end
+  elseif o.rerank ~= nil and o.rerank ~= false and o.rerank ~= true and math.type(o.rerank) ~= "integer" then
+    error("index:query: 'rerank' must be true, a number of candidates or {provider=, model=, ...}", 2)
+  end
+  local needs_llm = o.hyde or o.multi_query or (o.rerank and not api)
   if needs_llm and (type(o.llm) ~= "table" or type(o.llm.model) ~= "string") then
-    error("index:query: hyde, multi_query and rerank need llm = {model = \"provider:model\", ...}", 2)
+    error("index:query: hyde, multi_query and the LLM judge (rerank = true) need llm = {model = \"provider:model\", ...}", 2)
   end
   local fetch = k
-  if o.rerank then fetch = math.max(k, type(o.rerank) == "number" and o.rerank or 3 * k) end
+  if api then fetch = math.max(k, o.rerank.candidates or 3 * k)
+  elseif o.rerank then fetch = math.max(k, type(o.rerank) == "number" and o.rerank or 3 * k) end
   local so = { k = fetch, filter = o.filter, exact = o.exact, ef = o.ef, background = o.background }
   local lists = {}
   local function one(vec_or_text)
@@ -336,7 +372,9 @@ function Index:query(q, o)
   end
   local hits = #lists == 1 and lists[1] or R.rrf(lists, fetch)
   if o.rerank then
-    local r, msg, code = rerank(self, q, hits, k, o.llm)
+    local r, msg, code
+    if api then r, msg, code = rerank_api(q, hits, k, o.rerank)
+    else r, msg, code = rerank(self, q, hits, k, o.llm) end
     if not r then return nil, msg, code end
     hits = r
   end

@@ -71,5 +71,9 @@ int lc_vindex_load(const char *path, struct lc_vindex **out, char *err, size_t e
 
 /* Normalises v in place: 0, or LC_EINVAL for a zero, NaN or inf vector. */
 int lc_vindex_normalise(float *v, size_t dims);
+/* The wider kernel (AVX, where the processor has it) for every index:
+ * on (the default) or off; returns whether it was on. Both give the same
+ * scores bit for bit; tests compare them. Not for use while searching. */
+int lc_vindex_set_simd(int on);
 
 #endif

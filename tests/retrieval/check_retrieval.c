@@ -21,8 +21,16 @@ static const char script[] =
     "  \"reply\":{\"openai\":{\"text\":\"Cats purr and sleep; a cat is a small feline pet.\"}}},"
     " {\"match\":{\"path\":\"/v1/chat/completions\",\"body_contains\":\"different versions\"},"
     "  \"reply\":{\"openai\":{\"text\":\"1. Which pets purr?\\n2. Feline animals\\n\"}}},"
+    " {\"match\":{\"path\":\"/v1/chat/completions\",\"body_contains\":\"hostile judge\"},"
+    "  \"reply\":{\"openai\":{\"text\":\"{\\\"scores\\\": [1, 1e999, 5]}\"}}},"
     " {\"match\":{\"path\":\"/v1/chat/completions\",\"body_contains\":\"Rate how well\"},"
-    "  \"reply\":{\"openai\":{\"text\":\"{\\\"scores\\\": [1, 9, 5]}\"}}}]";
+    "  \"reply\":{\"openai\":{\"text\":\"{\\\"scores\\\": [1, 9, 5]}\"}}},"
+    " {\"match\":{\"path\":\"/v2/rerank\",\"body_contains\":\"which pets purr\"},"
+    "  \"reply\":{\"json\":{\"results\":[{\"index\":2,\"relevance_score\":0.9},"
+    "                             {\"index\":0,\"relevance_score\":0.25}]}}},"
+    " {\"match\":{\"path\":\"/v2/rerank\",\"body_contains\":\"hostile\"},"
+    "  \"reply\":{\"json\":{\"results\":[{\"index\":7,\"relevance_score\":0.9}]}}},"
+    " {\"match\":{\"path\":\"/rerank\"},\"reply\":{\"rerank\":{}}}]";
 
 static char dbpath[128];
 
@@ -221,6 +229,9 @@ START_TEST(hyde_multi_query_rerank) {
           "local r = assert(ix:query('which pets purr', {k = 2, rerank = 3, llm = llm}))\n"
           "assert(#r == 2 and r[1].id == plain[2].id and r[2].id == plain[3].id)\n"
           "assert(r[1].rerank == 9)\n"
+          /* a judge's 1e999 (infinity) would rank its passage first: refused */
+          "local n, jm = ix:query('hostile judge pets', {k = 2, rerank = 3, llm = llm})\n"
+          "assert(n == nil and jm:find('infinity'), jm)\n"
           "local ok, e = pcall(ix.query, ix, 'x', {hyde = 1})\n"
           "assert(not ok and e:find('need llm'), e)\n"
           "local rrf = luact.retrieval.rrf({{{id = 1}, {id = 2}}, {{id = 2}, {id = 3}}})\n"
@@ -228,8 +239,41 @@ START_TEST(hyde_multi_query_rerank) {
           "return 'ok'",
           out, sizeof out),
       /* hyde: 1 call for the query and 2 passages; multi-query: 1 for the
-       * 2 rephrasings (the question itself is cached); rerank: 0 */
-      2);
+       * 2 rephrasings (the question itself is cached); rerank: 0; the
+       * hostile judge's question: 1 */
+      3);
+}
+END_TEST
+
+/* rerank = {provider = ...}: the candidates go to the provider's rerank
+ * API and come back in its order (its index 2 is the third candidate),
+ * cut to top_n, each with its score; a hostile answer is an error, not a
+ * silent fallback; the tool takes the same option. */
+START_TEST(rerank_through_provider_api) {
+  char out[512];
+  run(build, out, sizeof out);
+  run("local ix = assert(open())\n"
+      "local plain = assert(ix:search('which pets purr', {k = 3}))\n"
+      "local rr = {provider = 'cohere', model = 'rerank-v3.5', base_url = BASE, api_key = 'k',\n"
+      "            candidates = 3, top_n = 2}\n"
+      "local r = assert(ix:query('which pets purr', {k = 2, rerank = rr}))\n"
+      "assert(#r == 2 and r[1].id == plain[3].id and r[2].id == plain[1].id)\n"
+      "assert(r[1].rerank == 0.9 and r[2].rerank == 0.25 and r[1].vector_score == plain[3].score)\n"
+      "local n, m, c = ix:query('hostile pets', {k = 2, rerank = rr})\n"
+      "assert(n == nil and c == 'bad_response' and m:find('index out of range'), m)\n"
+      "local t = luact.retrieve{index = ix, k = 2,\n"
+      "  rerank = {provider = 'tei', base_url = BASE, candidates = 3}}\n"
+      "local text = assert(t:call{query = 'feline purrs'})\n"
+      "assert(text:find('cats.md', 1, true), text)\n"
+      "local ok, e = pcall(ix.query, ix, 'x', {rerank = {model = 'm'}})\n"
+      "assert(not ok and e:find('provider'), e)\n"
+      "ok, e = pcall(ix.query, ix, 'x', {rerank = {provider = 'cohere', model = 'm', topn = 1}})\n"
+      "assert(not ok and e:find('top_n'), e)\n"
+      "ok, e = pcall(ix.query, ix, 'x', {rerank = 'yes'})\n"
+      "assert(not ok and e:find('rerank'), e)\n"
+      "return 'ok'",
+      out, sizeof out);
+  ck_assert_str_eq(out, "ok");
 }
 END_TEST
 
@@ -289,6 +333,7 @@ Suite *retrieval_suite(void) {
   tcase_add_test(tc, wrong_dimensions_and_corrupt_index);
   tcase_add_test(tc, hyde_multi_query_rerank);
   tcase_add_test(tc, retrieve_tool_marks_data);
+  tcase_add_test(tc, rerank_through_provider_api);
   tcase_add_test(tc, background_search_matches_inline);
   suite_add_tcase(s, tc);
   return s;

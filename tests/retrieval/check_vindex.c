@@ -261,6 +261,76 @@ START_TEST(out_of_memory_everywhere) {
 }
 END_TEST
 
+/* The wide kernel (AVX where the processor has it) and the portable one
+ * give the same scores bit for bit, so the same graph and the same hits:
+ * dimension counts that leave every kind of tail (16s, 4s, singles). */
+START_TEST(wide_kernel_is_bit_identical) {
+  static const size_t dims[] = {7, 20, 37, 128, 384};
+  for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
+    size_t d = dims[t], nb = 600, nq = 40;
+    float *cent = make_centres(8, d, 21);
+    float *base = clustered(nb, d, 8, 23, cent);
+    float *qs = clustered(nq, d, 8, 29, cent);
+    struct lc_vindex *x[2];
+    for (int w = 0; w < 2; w++) {
+      lc_vindex_set_simd(w);
+      ck_assert_int_eq(lc_vindex_new(d, 1, NULL, &x[w]), 0);
+      for (size_t i = 0; i < nb; i++) ck_assert_int_eq(lc_vindex_add(x[w], base + i * d, (int64_t)i), 0);
+    }
+    for (size_t q = 0; q < nq; q++)
+      for (int exact = 0; exact < 2; exact++) {
+        struct lc_vhit h[2][10];
+        size_t n[2];
+        for (int w = 0; w < 2; w++) {
+          lc_vindex_set_simd(w);
+          ck_assert_int_eq(lc_vindex_search(x[w], qs + q * d, 10, exact, 32, NULL, NULL, h[w], &n[w]), 0);
+        }
+        ck_assert_uint_eq(n[0], n[1]);
+        for (size_t j = 0; j < n[0]; j++) {
+          ck_assert_int_eq(h[0][j].label, h[1][j].label);
+          ck_assert_msg(memcmp(&h[0][j].score, &h[1][j].score, sizeof(float)) == 0,
+                        "d=%zu q=%zu: %.9g vs %.9g", d, q, h[0][j].score, h[1][j].score);
+        }
+      }
+    lc_vindex_free(x[0]);
+    lc_vindex_free(x[1]);
+    free(cent);
+    free(base);
+    free(qs);
+  }
+  lc_vindex_set_simd(1);
+}
+END_TEST
+
+/* Exact ties at the k-th place: HNSW (which skips re-scoring candidates
+ * that cannot be among the k best) still breaks them by label, as the
+ * exact scan does: 30 copies of each of 5 vectors, a query equal to one. */
+START_TEST(hnsw_ties_by_label_at_the_cut) {
+  enum { D = 16, COPIES = 30, DISTINCT = 5 };
+  float *cent = make_centres(DISTINCT, D, 31);
+  struct lc_vindex *x;
+  ck_assert_int_eq(lc_vindex_new(D, 1, NULL, &x), 0);
+  /* Interleaved so each vector's copies have scattered labels. */
+  for (int i = 0; i < COPIES * DISTINCT; i++)
+    ck_assert_int_eq(lc_vindex_add(x, cent + (i % DISTINCT) * D, 1000 - i), 0);
+  for (int v = 0; v < DISTINCT; v++) {
+    struct lc_vhit h[10], e[10];
+    size_t n, ne;
+    ck_assert_int_eq(lc_vindex_search(x, cent + v * D, 10, 0, 200, NULL, NULL, h, &n), 0);
+    ck_assert_int_eq(lc_vindex_search(x, cent + v * D, 10, 1, 0, NULL, NULL, e, &ne), 0);
+    ck_assert_uint_eq(n, 10);
+    ck_assert_uint_eq(ne, 10);
+    for (int j = 0; j < 10; j++) {
+      ck_assert_msg(h[j].label == e[j].label, "vector %d, hit %d: %lld, exact %lld", v, j,
+                    (long long)h[j].label, (long long)e[j].label);
+      ck_assert(h[j].score == e[j].score);
+    }
+  }
+  lc_vindex_free(x);
+  free(cent);
+}
+END_TEST
+
 Suite *vindex_suite(void) {
   Suite *s = suite_create("vindex");
   TCase *tc = tcase_create("basics");
@@ -270,6 +340,8 @@ Suite *vindex_suite(void) {
   tcase_add_test(tc, bad_vectors_refused);
   tcase_add_test(tc, save_load_and_corruption);
   tcase_add_test(tc, out_of_memory_everywhere);
+  tcase_add_test(tc, wide_kernel_is_bit_identical);
+  tcase_add_test(tc, hnsw_ties_by_label_at_the_cut);
   suite_add_tcase(s, tc);
   tc = tcase_create("recall");
   /* Generous: a shared machine, and sanitizers make the build ~10x slower. */

@@ -117,6 +117,8 @@ void mock_gen_gemini(const cJSON *spec, const struct mock_request *req, struct m
 void mock_gen_bedrock(const cJSON *spec, const struct mock_request *req, struct mock_response *r);
 /* Standard or URL-safe base64 (padding optional): heap bytes, or NULL. */
 unsigned char *mock_base64_decode(const char *s, size_t *out_len);
+/* mock_embed.c: {"rerank": {}}: Cohere, Jina/vLLM, Voyage or TEI rerank by path. */
+void mock_gen_rerank(const cJSON *spec, const struct mock_request *req, struct mock_response *r);
 /* mock_embed.c: {"embeddings": {"dims": n}}: vectors by feature hashing. */
 void mock_gen_embeddings(const cJSON *spec, const struct mock_request *req,
                          struct mock_response *r);

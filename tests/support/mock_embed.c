@@ -164,3 +164,97 @@ void mock_gen_embeddings(const cJSON *spec, const struct mock_request *req,
   cJSON_Delete(root);
   free(v);
 }
+
+/* ---- rerank ---- */
+
+struct rr_hit {
+  int index;
+  double score;
+};
+
+static int rr_cmp(const void *a, const void *b) {
+  const struct rr_hit *x = a, *y = b;
+  if (x->score != y->score) return x->score > y->score ? -1 : 1;
+  return x->index - y->index;
+}
+
+/* A reranker by path: /v2/rerank is Cohere's ({results:[{index,
+ * relevance_score}], meta}), /v1/rerank Jina's/vLLM's ({model, results,
+ * usage}) or Voyage's ({data, model, usage}) when the body asks with
+ * top_k or the spec says {"format": "voyage"}, /rerank TEI's ([{index,
+ * score}]). The score is (1 + cosine) / 2 of the feature-hashed query
+ * and document (mock_gen_embeddings' vectors), so documents sharing the
+ * query's words rank first; ties by index. top_n/top_k honoured; a
+ * request over {"max_batch": n} documents gets the provider's 413/422. */
+void mock_gen_rerank(const cJSON *spec, const struct mock_request *req, struct mock_response *r) {
+  int tei = strlen(req->path) >= 7 && !strcmp(req->path + strlen(req->path) - 7, "/rerank") &&
+            !strstr(req->path, "/v1/rerank") && !strstr(req->path, "/v2/rerank");
+  int cohere = strstr(req->path, "/v2/rerank") != NULL;
+  const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(spec, "format");
+  const cJSON *topk = cJSON_GetObjectItemCaseSensitive(req->json, "top_k");
+  int voyage = !tei && !cohere &&
+               ((cJSON_IsString(fmt) && !strcmp(fmt->valuestring, "voyage")) || topk);
+  const cJSON *q = cJSON_GetObjectItemCaseSensitive(req->json, "query");
+  const cJSON *docs = cJSON_GetObjectItemCaseSensitive(req->json, tei ? "texts" : "documents");
+  const cJSON *top = voyage ? topk : cJSON_GetObjectItemCaseSensitive(req->json, "top_n");
+  const cJSON *mb = cJSON_GetObjectItemCaseSensitive(spec, "max_batch");
+  int n = cJSON_IsArray(docs) ? cJSON_GetArraySize(docs) : 0;
+  if (!cJSON_IsString(q) || !n || (cJSON_IsNumber(mb) && n > mb->valueint)) {
+    cJSON *root = cJSON_CreateObject();
+    const char *msg = !n ? "documents must not be empty" : "batch size too large";
+    if (tei) {
+      cJSON_AddStringToObject(root, "error", msg);
+      cJSON_AddStringToObject(root, "error_type", "Validation");
+    } else {
+      cJSON_AddStringToObject(root, "message", msg);
+    }
+    mock_resp_json(r, tei ? 413 : 400, root);
+    cJSON_Delete(root);
+    return;
+  }
+  enum { D = 256 };
+  float qv[D], dv[D];
+  vector_of(q->valuestring, D, qv);
+  struct rr_hit *h = calloc((size_t)n, sizeof *h);
+  long words = (long)strlen(q->valuestring) / 4 + 1;
+  for (int i = 0; i < n; i++) {
+    const cJSON *d = cJSON_GetArrayItem(docs, i);
+    vector_of(cJSON_IsString(d) ? d->valuestring : "", D, dv);
+    double s = 0;
+    for (int k = 0; k < D; k++) s += (double)qv[k] * dv[k];
+    h[i].index = i;
+    /* Rounded so the JSON text and the double agree exactly. */
+    h[i].score = round((1 + s) / 2 * 1e6) / 1e6;
+    words += cJSON_IsString(d) ? (long)strlen(d->valuestring) / 4 + 1 : 1;
+  }
+  qsort(h, (size_t)n, sizeof *h, rr_cmp);
+  int keep = cJSON_IsNumber(top) && top->valueint >= 1 && top->valueint < n ? top->valueint : n;
+  cJSON *list = cJSON_CreateArray();
+  for (int i = 0; i < keep; i++) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddNumberToObject(e, "index", h[i].index);
+    cJSON_AddNumberToObject(e, tei ? "score" : "relevance_score", h[i].score);
+    cJSON_AddItemToArray(list, e);
+  }
+  free(h);
+  if (tei) {
+    mock_resp_json(r, 200, list);
+    cJSON_Delete(list);
+    return;
+  }
+  const cJSON *model = cJSON_GetObjectItemCaseSensitive(req->json, "model");
+  cJSON *root = cJSON_CreateObject();
+  if (cohere) {
+    cJSON_AddStringToObject(root, "id", "mock-rerank");
+    cJSON_AddItemToObject(root, "results", list);
+    cJSON *meta = cJSON_AddObjectToObject(root, "meta");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(meta, "billed_units"), "search_units", 1);
+  } else {
+    if (voyage) cJSON_AddStringToObject(root, "object", "list");
+    cJSON_AddItemToObject(root, voyage ? "data" : "results", list);
+    cJSON_AddStringToObject(root, "model", cJSON_IsString(model) ? model->valuestring : "mock-rerank");
+    cJSON_AddNumberToObject(cJSON_AddObjectToObject(root, "usage"), "total_tokens", (double)words);
+  }
+  mock_resp_json(r, 200, root);
+  cJSON_Delete(root);
+}

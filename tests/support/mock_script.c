@@ -15,7 +15,7 @@ static const char *const reply_keys[] = {
     "status", "headers", "body", "json", "fixture", "openai", "anthropic", "ollama",
     "gemini", "bedrock", "responses",
     "delay_ms", "chunk_bytes", "gap_ms", "cut_after_bytes", "stall_after_bytes", "stall_max_ms",
-    "malformed", "retry_after", "close", "chunked", "echo_credentials", "embeddings", NULL};
+    "malformed", "retry_after", "close", "chunked", "echo_credentials", "embeddings", "rerank", NULL};
 
 /* Unknown keys are errors: a typo such as "delay" would otherwise silently
  * turn a fault test into a passing happy-path test. */
@@ -300,6 +300,8 @@ void mock_reply_build(const struct mock_rule *rule, const struct mock_request *r
     mock_gen_bedrock(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "embeddings"))) {
     mock_gen_embeddings(v, req, resp);
+  } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "rerank"))) {
+    mock_gen_rerank(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "responses"))) {
     mock_gen_responses(v, req, resp);
   } else if ((v = cJSON_GetObjectItemCaseSensitive(rep, "echo_credentials"))) {
