@@ -623,6 +623,42 @@ static void example_round_trip(const char *name) {
   unlink(e2);
 }
 
+/* Every LLM intent in a journal holds its request in canonical order and
+ * the hashes of that request's messages and tools (lc_jcanon_hash). The
+ * intent is now written from one sorted tree instead of three sorted
+ * copies: the journal must not change (older journals replay). */
+static void llm_intents_canonical(const char *jpath) {
+  char *t = lc_test_read_file(jpath, NULL);
+  ck_assert_ptr_nonnull(t);
+  int n = 0;
+  for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *o = cJSON_Parse(line);
+    ck_assert_ptr_nonnull(o);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "kind");
+    if (!cJSON_IsString(k) || strcmp(k->valuestring, "llm")) {
+      cJSON_Delete(o);
+      continue;
+    }
+    n++;
+    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(o, "request");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hashes");
+    char want[65], *canon = lc_jcanon_print(rq), *as_is = cJSON_PrintUnformatted(rq);
+    ck_assert_str_eq(canon, as_is);
+    ck_assert_int_eq(lc_jcanon_hash(cJSON_GetObjectItemCaseSensitive(rq, "messages"), want), 0);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(h, "prompt")->valuestring, want);
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(rq, "tools");
+    if (tools) {
+      ck_assert_int_eq(lc_jcanon_hash(tools, want), 0);
+      ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(h, "tools")->valuestring, want);
+    }
+    cJSON_free(canon);
+    cJSON_free(as_is);
+    cJSON_Delete(o);
+  }
+  ck_assert_int_gt(n, 0);
+  free(t);
+}
+
 START_TEST(cli_weather) {
   example_round_trip("weather");
   /* Replaying with another question: exit 3, the difference on stderr. */
@@ -639,6 +675,7 @@ START_TEST(cli_weather) {
            mock.base_url, KEY, LC_BINARY_DIR, jpath, src);
   ck_assert_int_eq(sh(cmd), 0);
   ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  llm_intents_canonical(jpath);
   snprintf(cmd, sizeof cmd,
            "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt %s/luact run --quiet --replay %s "
            "%s/examples/weather/agent.lua 'Should I cycle in Tromso?' >/dev/null 2>%s",
