@@ -301,7 +301,7 @@ START_TEST(line_crc_is_zlib_crc32) {
   k.c.committed = on_committed;
   k.c.ud = &k;
   snprintf(k.c.run_id, sizeof k.c.run_id, "c");
-  static char text[3000];
+  static char text[3100]; /* lengths below start at text + i, i < 16 */
   unsigned seed = 7;
   for (size_t i = 0; i < sizeof text; i++) text[i] = (char)(' ' + rand_r(&seed) % 94);
   static const size_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 1001, 2999};
