@@ -98,9 +98,9 @@ static int hw_detect(void) {
   if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
   return sha && (c >> 19) & 1 && (c >> 9) & 1; /* and SSE4.1, SSSE3 */
 }
-#endif
 
 static atomic_int use_hw = -1; /* -1: not looked at yet */
+#endif
 
 int lc_sha256_set_hw(int on) {
 #ifdef HAVE_SHA_NI
