@@ -123,7 +123,8 @@ struct lc_store_client {
 int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
                         const struct lc_run_row *r);
 /* Queues a line (copied) with its seq and ticket (the client's own line
- * counter); never waits. LC_ENOMEM, or LC_EIO once the writer failed. A
+ * counter); never waits. LC_ENOMEM, or LC_EIO once the writer or this
+ * client failed (c->failed). A
  * client must stay alive until its lines are committed (lc_store_flush). */
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len);
