@@ -23,9 +23,13 @@ static const char usage_runs[] =
     "commands:\n"
     "  list [--limit N] [--json]      runs, newest first\n"
     "  show RUN [--json] [--journal]  one run (and its journal lines)\n"
-    "  input RUN VALUE [--no-resume]  answer the question a waiting run asked,\n"
+    "  input RUN VALUE [--question Q] [--no-resume]\n"
+    "                                 answer the question a waiting run asked,\n"
     "                                 then resume it (the same answer twice is\n"
-    "                                 harmless; a different one is refused)\n"
+    "                                 harmless; a different one is refused).\n"
+    "                                 Q names the question the value answers\n"
+    "                                 (its effect id, e.g. 1#3, or its text):\n"
+    "                                 refused unless the run waits on it\n"
     "  resolve RUN EFFECT (--result JSON | --not-run) [--no-resume]\n"
     "                                 settle an at-most-once effect in doubt:\n"
     "                                 it happened with this result, or it did\n"
@@ -233,6 +237,56 @@ static char *pending_input(const struct lines *l) {
   return found;
 }
 
+/* The question an input effect asked (its intent's request.prompt), or
+ * NULL (borrowed from o). */
+static const char *intent_prompt(const cJSON *o) {
+  const cJSON *rq = cJSON_GetObjectItemCaseSensitive(o, "request");
+  return rq ? jstr(rq, "prompt") : NULL;
+}
+
+/* The input effect --question names: its effect id ("1#3") or the text it
+ * asked, the latest such question. *id and *prompt are the caller's
+ * (free); *answer gets the answer it has (NULL: none yet). 0: found. */
+static int named_question(const struct lines *l, const char *q, char **id, char **prompt,
+                          char **answer) {
+  *id = *prompt = *answer = NULL;
+  for (size_t i = 0; i < l->n; i++) {
+    cJSON *o = cJSON_Parse(l->v[i]);
+    const char *t = o ? jstr(o, "type") : NULL, *x = o ? jstr(o, "id") : NULL;
+    const char *k = o ? jstr(o, "kind") : NULL, *p = o ? intent_prompt(o) : NULL;
+    if (t && x && k && !strcmp(t, "intent") && !strcmp(k, "input") &&
+        (!strcmp(x, q) || (p && !strcmp(p, q)))) {
+      free(*id);
+      free(*prompt);
+      free(*answer);
+      *id = strdup(x);
+      *prompt = p ? strdup(p) : NULL;
+      *answer = NULL;
+    } else if (t && x && *id && !strcmp(t, "result") && !strcmp(x, *id) &&
+               !cJSON_GetObjectItemCaseSensitive(o, "cancelled")) {
+      const cJSON *res = cJSON_GetObjectItemCaseSensitive(o, "result");
+      const char *a = cJSON_IsObject(res) ? jstr(res, "line") : NULL;
+      free(*answer);
+      *answer = strdup(a ? a : "");
+    }
+    cJSON_Delete(o);
+  }
+  return *id ? 0 : -1;
+}
+
+/* The prompt of input effect id (for messages), or "" (borrowed: static). */
+static const char *prompt_of(const struct lines *l, const char *id, char *buf, size_t n) {
+  buf[0] = '\0';
+  for (size_t i = 0; i < l->n; i++) {
+    cJSON *o = cJSON_Parse(l->v[i]);
+    const char *t = o ? jstr(o, "type") : NULL, *x = o ? jstr(o, "id") : NULL;
+    const char *p = o ? intent_prompt(o) : NULL;
+    if (t && x && p && !strcmp(t, "intent") && !strcmp(x, id)) snprintf(buf, n, "%s", p);
+    cJSON_Delete(o);
+  }
+  return buf;
+}
+
 static int append_result(struct lc_store *s, const char *run, long seq, cJSON *line) {
   char *t = cJSON_PrintUnformatted(line);
   cJSON_Delete(line);
@@ -266,7 +320,36 @@ static int runs_input(struct lc_store *s, const char *spath, int argc, char **ar
   int rc = 0;
   int waiting = r.status && !strcmp(r.status, "waiting_input");
   char *pending = pending_input(&l);
-  if (!pending) {
+  const char *q = flag_value(argc, argv, "--question");
+  char *qid = NULL, *qprompt = NULL, *qanswer = NULL;
+  char pbuf[512];
+  if (q && named_question(&l, q, &qid, &qprompt, &qanswer)) {
+    /* A value meant for another question must not answer this one. */
+    if (pending)
+      fprintf(stderr,
+              "luact: run %s never asked \"%s\": it waits on question %s (\"%s\"): refused\n",
+              id, q, pending, prompt_of(&l, pending, pbuf, sizeof pbuf));
+    else
+      fprintf(stderr, "luact: run %s never asked \"%s\": refused\n", id, q);
+    rc = 2;
+  } else if (q && (!pending || strcmp(qid, pending))) {
+    /* The named question is answered already (the run may have asked
+     * another since): the same answer is harmless, another is refused. */
+    if (qanswer && !strcmp(qanswer, value)) {
+      printf("run %s: question %s already answered with this value\n", id, qid);
+      if (!interrupted(&r)) rc = -1;
+    } else if (qanswer) {
+      fprintf(stderr,
+              "luact: run %s: question %s (\"%s\") was already answered with a different "
+              "value: refused\n",
+              id, qid, qprompt ? qprompt : "");
+      rc = 2;
+    } else {
+      fprintf(stderr, "luact: run %s: question %s is not the one it waits on%s%s%s: refused\n",
+              id, qid, pending ? " (" : "", pending ? pending : "", pending ? ")" : "");
+      rc = 2;
+    }
+  } else if (!pending) {
     /* Already answered: the same value again is harmless, another one is
      * refused (the run may have acted on the first). */
     const char *ans = NULL;
@@ -319,6 +402,9 @@ static int runs_input(struct lc_store *s, const char *spath, int argc, char **ar
     }
   }
   free(pending);
+  free(qid);
+  free(qprompt);
+  free(qanswer);
   lines_free(&l);
   lc_run_row_free(&r);
   if (rc < 0) return 0;
@@ -393,6 +479,9 @@ static int runs_show(struct lc_store *s, int argc, char **argv) {
   }
   if (has_flag(argc, argv, "--json")) {
     cJSON *o = row_json(&r);
+    char *pq = pending_input(&l);
+    if (pq && r.question) cJSON_AddStringToObject(o, "question_id", pq);
+    free(pq);
     cJSON_AddNumberToObject(o, "journal_lines", (double)l.n);
     cJSON_AddNumberToObject(o, "effects", (double)intents);
     if (has_flag(argc, argv, "--journal")) {
@@ -408,7 +497,10 @@ static int runs_show(struct lc_store *s, int argc, char **argv) {
            "%s\neffects   %ld (%ld with results), %zu journal lines\n",
            r.id, shown_status(&r), r.script ? r.script : "", r.args ? r.args : "[]", c, u,
            intents, results, l.n);
-    if (r.question) printf("question  %s\n", r.question);
+    char *pq = pending_input(&l);
+    if (r.question) printf("question  %s%s%s%s\n", r.question, pq ? " (--question " : "",
+                           pq ? pq : "", pq ? ")" : "");
+    free(pq);
     if (r.error) printf("error     %s\n", r.error);
     if (r.result) printf("result    %s\n", r.result);
     if (has_flag(argc, argv, "--journal"))

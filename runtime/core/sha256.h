@@ -24,5 +24,9 @@ void lc_sha256_final(struct lc_sha256 *s, unsigned char out[32]);
 void lc_sha256_hex(const void *data, size_t n, char out[65]);
 /* Hex of a finished digest. */
 void lc_sha256_to_hex(const unsigned char d[32], char out[65]);
+/* The x86 SHA extensions are used when the CPU has them. on=0 turns them
+ * off, on=1 back on where present (tests compare both); returns whether
+ * they were in use. Not thread-safe: call before hashing starts. */
+int lc_sha256_set_hw(int on);
 
 #endif

@@ -1121,7 +1121,10 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
              cJSON_AddStringToObject(l, "kind", d->kind) &&
              cJSON_AddStringToObject(l, "name", d->name) &&
              cJSON_AddStringToObject(l, "class", lc_effect_name(d->cls));
-    if (ok && d->request) {
+    if (ok && d->request && d->request_sorted) {
+      /* a reference: deleting the line leaves the caller's tree alone */
+      ok = cJSON_AddItemReferenceToObject(l, "request", (cJSON *)d->request);
+    } else if (ok && d->request) {
       cJSON *r = cJSON_Duplicate(d->request, 1);
       ok = r != NULL;
       if (ok) {

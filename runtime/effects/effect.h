@@ -172,6 +172,10 @@ struct lc_effect_desc {
    * happens off the loop thread. 0: begin and end return with the line
    * already durable (an fsync on the calling thread). */
   int waits;
+  /* request is in canonical order already (lc_jcanon_sort, deep) and
+   * outlives lc_effect_begin: the intent line refers to it instead of
+   * copying and sorting it again (an LLM request is the whole prompt). */
+  int request_sorted;
 };
 
 #define LC_EFFECT_ID_MAX 600

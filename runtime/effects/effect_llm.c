@@ -6,6 +6,7 @@
 
 #include "effect.h"
 #include "jcanon.h"
+#include "sha256.h"
 #include "lc.h"
 
 static const char *provider_name(enum lc_llm_provider p) {
@@ -144,6 +145,17 @@ nomem:
   return NULL;
 }
 
+/* lc_jcanon_hash of a tree already in canonical order (the same text:
+ * lc_jcanon_print is a sorted copy printed unformatted). */
+static int sorted_hash(const cJSON *j, char out[65]) {
+  if (!j) return lc_jcanon_hash(j, out);
+  char *s = cJSON_PrintUnformatted(j);
+  if (!s) return LC_ENOMEM;
+  lc_sha256_hex(s, strlen(s), out);
+  cJSON_free(s);
+  return 0;
+}
+
 int lc_effect_llm_begin(const struct lc_effect_src *src, const struct lc_llm_request *r,
                         struct lc_effect_op *e) {
   cJSON *req = lc_effect_llm_request_json(r);
@@ -155,9 +167,12 @@ int lc_effect_llm_begin(const struct lc_effect_src *src, const struct lc_llm_req
   }
   snprintf(name, sizeof name, "%s:%s", provider_name(r->provider), r->model ? r->model : "");
   /* The prompt is the messages (system included); the tool version is the
-   * declared tools' names, descriptions and schemas. */
-  if (lc_jcanon_hash(cJSON_GetObjectItemCaseSensitive(req, "messages"), ph) ||
-      (r->n_tools && lc_jcanon_hash(cJSON_GetObjectItemCaseSensitive(req, "tools"), th))) {
+   * declared tools' names, descriptions and schemas. req is ours: sorted
+   * once here, it is hashed and journaled as it is (lc_jcanon_hash and
+   * lc_effect_begin each copied and sorted it: three copies per call). */
+  lc_jcanon_sort(req, 1);
+  if (sorted_hash(cJSON_GetObjectItemCaseSensitive(req, "messages"), ph) ||
+      (r->n_tools && sorted_hash(cJSON_GetObjectItemCaseSensitive(req, "tools"), th))) {
     cJSON_Delete(req);
     lc_journal_fail(src->j, LC_JOURNAL_EIO, "journal: out of memory");
     return LC_ENOMEM;
@@ -166,7 +181,7 @@ int lc_effect_llm_begin(const struct lc_effect_src *src, const struct lc_llm_req
   src->next(src->ud, &w);
   struct lc_effect_desc d = {.kind = "llm", .name = name, .request = req,
                              .cls = LC_EFFECT_PURE, .prompt_hash = ph,
-                             .tools_hash = r->n_tools ? th : NULL};
+                             .tools_hash = r->n_tools ? th : NULL, .request_sorted = 1};
   rc = lc_effect_begin(src->j, &w, &d, e);
   cJSON_Delete(req);
   return rc;

@@ -34,6 +34,8 @@ static const char schema_sql[] =
 
 struct pending {
   struct lc_store_client c; /* copied: the client may go before the commit */
+  struct lc_store_client *orig; /* the client itself: alive until committed */
+  int err; /* this item's client failed (errno-like): not written */
   struct lc_run_row *create; /* a run to create before its lines (copied) */
   long seq;
   unsigned long ticket;
@@ -54,6 +56,7 @@ struct lc_store {
   pthread_mutex_t dbmu;
   /* the writer thread and its own connection */
   sqlite3 *wdb;
+  sqlite3_stmt *wins; /* the writer's INSERT INTO journal, prepared once */
   pthread_t writer;
   int writer_on;
   pthread_mutex_t mu;
@@ -65,19 +68,37 @@ struct lc_store {
 
 /* ---- CRC-32 (IEEE 802.3, as zlib's crc32) ---- */
 
-static uint32_t crc_table[256];
+/* Slicing-by-8 (eight bytes per step from eight tables): every line is
+ * checksummed on the writer thread at every commit, and lines run to
+ * kilobytes (an LLM call's intent holds its whole request); a byte at a
+ * time was a tenth of the writer's instructions. */
+static uint32_t crc_table[8][256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 static void crc_init(void) {
   for (uint32_t i = 0; i < 256; i++) {
     uint32_t c = i;
     for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-    crc_table[i] = c;
+    crc_table[0][i] = c;
   }
+  for (uint32_t i = 0; i < 256; i++)
+    for (int t = 1; t < 8; t++)
+      crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
 }
 static uint32_t crc32_of(const char *p, size_t n) {
   pthread_once(&crc_once, crc_init);
+  const unsigned char *b = (const unsigned char *)p;
   uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; i++) c = crc_table[(c ^ (unsigned char)p[i]) & 0xff] ^ (c >> 8);
+  for (; n >= 8; b += 8, n -= 8) {
+    /* little-endian byte order, whatever the host's */
+    uint32_t lo = c ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                       (uint32_t)b[3] << 24);
+    uint32_t hi = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 |
+                  (uint32_t)b[7] << 24;
+    c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
+        crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^
+        crc_table[2][(hi >> 8) & 0xff] ^ crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
+  }
+  for (; n; b++, n--) c = crc_table[0][(c ^ *b) & 0xff] ^ (c >> 8);
   return c ^ 0xffffffffu;
 }
 
@@ -169,7 +190,14 @@ static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, cha
   sqlite3_extended_result_codes(db, 1);
   int d = 1;
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &d);
-  rc = exec_busy(db, "PRAGMA journal_mode=WAL", err, errlen);
+  /* A new store gets 16 KiB pages (an existing one keeps its own: this is
+   * a no-op once the file has a page). Journal rows are keyed (run, seq)
+   * and arrive interleaved across runs, and an LLM intent runs to
+   * kilobytes: at 4 KiB the table spilled to overflow pages and half-empty
+   * leaves; 16 KiB cut the writer's insert CPU by ~40% and the file by half
+   * for the same lines (docs/BENCHMARKS.md). */
+  rc = exec_busy(db, "PRAGMA page_size=16384", err, errlen);
+  if (!rc) rc = exec_busy(db, "PRAGMA journal_mode=WAL", err, errlen);
   if (!rc)
     rc = exec_busy(db, sync == LC_STORE_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
                                                     : "PRAGMA synchronous=FULL",
@@ -188,9 +216,13 @@ static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, cha
 }
 
 static int check_file(struct lc_store *s, char *err, size_t errlen) {
-  /* quick_check reads the whole file: at every start only while the store
-   * is small (a large one is checked by its readers: SQLite reports a
-   * damaged page, and every journal line has its CRC). */
+  /* quick_check reads the whole file, about 1 ms a MiB when cached
+   * (docs/journal.md): at every first connect while the store is small;
+   * in luact run that is on the writer thread, never the loop. A file cut
+   * short is refused by SQLite itself when it opens (its header counts more
+   * pages than the file holds), at any size; a damaged page in a larger
+   * store is reported by its readers (SQLite's page checks, and every
+   * journal line has its CRC). */
   struct stat stt;
   if (stat(s->path, &stt) == 0 && stt.st_size > QUICK_CHECK_MAX) return 0;
   sqlite3_stmt *st = NULL;
@@ -324,11 +356,16 @@ void lc_store_close(struct lc_store *s) {
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->writer, NULL);
   }
+  /* For the benchmark: fsyncs per group commit (scripts/durable-bench). */
+  const char *stats = getenv("LUACT_STORE_STATS");
+  if (stats && *stats == '1' && s->commits)
+    fprintf(stderr, "luact: store: %ld lines in %ld group commits\n", s->lines, s->commits);
   while (s->head) {
     struct pending *x = s->head;
     s->head = x->next;
     pending_free(x);
   }
+  sqlite3_finalize(s->wins);
   sqlite3_close(s->wdb);
   sqlite3_close(s->db);
   pthread_mutex_destroy(&s->openmu);
@@ -386,10 +423,16 @@ static void row_from(sqlite3_stmt *st, struct lc_run_row *r) {
   r->cancel_requested = sqlite3_column_int(st, 12);
 }
 
-static int insert_line(sqlite3 *db, const char *run_id, long seq, const char *text, size_t len) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, "INSERT INTO journal(run_id, seq, line, crc) VALUES(?,?,?,?)",
-                              -1, &st, NULL);
+/* keep: NULL, or where the statement is kept prepared between calls (the
+ * writer's: parsing the INSERT again for every line was an eighth of the
+ * whole process's instructions at 1,000 concurrent agents). */
+static int insert_line(sqlite3 *db, sqlite3_stmt **keep, const char *run_id, long seq,
+                       const char *text, size_t len) {
+  sqlite3_stmt *st = keep ? *keep : NULL;
+  int rc = st ? SQLITE_OK
+              : sqlite3_prepare_v2(db,
+                                   "INSERT INTO journal(run_id, seq, line, crc) VALUES(?,?,?,?)",
+                                   -1, &st, NULL);
   if (rc == SQLITE_OK) {
     sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, seq);
@@ -398,7 +441,13 @@ static int insert_line(sqlite3 *db, const char *run_id, long seq, const char *te
     rc = sqlite3_step(st);
     rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
-  sqlite3_finalize(st);
+  if (keep && st) {
+    sqlite3_reset(st); /* (its error, if any, is rc already) */
+    sqlite3_clear_bindings(st); /* the texts were SQLITE_STATIC */
+    *keep = st;
+  } else {
+    sqlite3_finalize(st);
+  }
   return rc;
 }
 
@@ -439,7 +488,7 @@ int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const ch
   int rc = exec_busy(s->db, "BEGIN IMMEDIATE", err, errlen);
   if (!rc) {
     rc = insert_run(s->db, r, err, errlen);
-    if (!rc && insert_line(s->db, r->id, 1, header, header_len) != SQLITE_OK)
+    if (!rc && insert_line(s->db, NULL, r->id, 1, header, header_len) != SQLITE_OK)
       rc = dberr(s->db, err, errlen, "writing the journal header");
     char e2[64];
     if (!rc) rc = exec(s->db, "COMMIT", err, errlen);
@@ -624,7 +673,7 @@ int lc_store_journal_append_now(struct lc_store *s, const char *run_id, long seq
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   int rc = 0;
-  int x = insert_line(s->db, run_id, seq, text, len);
+  int x = insert_line(s->db, NULL, run_id, seq, text, len);
   if (x == SQLITE_CONSTRAINT_PRIMARYKEY) {
     snprintf(err, errlen, "store: run %s already has journal line %ld", run_id, seq);
     rc = LC_ESTATE;
@@ -651,7 +700,9 @@ static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
 /* Queues p; starts the writer thread on the first item. */
 static int enqueue(struct lc_store *s, struct pending *p) {
   pthread_mutex_lock(&s->mu);
-  int failed = s->failed;
+  /* A client whose line failed writes nothing more (its journal would have
+   * a gap); other clients go on. */
+  int failed = s->failed || p->orig->failed;
   if (!failed && !s->writer_on) {
     if (pthread_create(&s->writer, NULL, writer_main, s)) failed = 1;
     else s->writer_on = 1;
@@ -687,6 +738,7 @@ int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
   x->pid = r->pid;
   p->create = x;
   p->c = *c;
+  p->orig = (struct lc_store_client *)c; /* store.h: the store sets its 'failed' */
   p->ticket = 0; /* reports nothing by itself */
   return enqueue(s, p);
 }
@@ -701,6 +753,7 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
   memcpy(p->text, text, len);
   p->len = len;
   p->c = *c;
+  p->orig = (struct lc_store_client *)c;
   p->seq = seq;
   p->ticket = ticket;
   return enqueue(s, p);
@@ -746,7 +799,19 @@ void lc_store_stats(const struct lc_store *s, long *lines, long *commits) {
   pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
 }
 
-/* Commits one group; returns an errno-like code (0 on success). The
+/* Errors of one line (its client's), not of the store: another run's
+ * lines in the same group are written without it. */
+static int one_clients_error(int sqlite_rc) {
+  int c = sqlite_rc & 0xff;
+  return c == SQLITE_CONSTRAINT || c == SQLITE_TOOBIG || c == SQLITE_MISMATCH ||
+         c == SQLITE_RANGE;
+}
+
+/* Commits one group; returns an errno-like code (0 on success) for the
+ * whole group. A line that fails by itself (a conflict: one run's line
+ * that is there already, a run id taken) fails only its client: the
+ * transaction is rolled back and the group tried again without that
+ * client's items (p->err set), so each retry drops one client. The
  * writer's connection is made here, on the writer thread, the first time. */
 static int commit_group(struct lc_store *s, struct pending *g) {
   char err[1024];
@@ -754,18 +819,28 @@ static int commit_group(struct lc_store *s, struct pending *g) {
     if (ensure(s, NULL, 0)) return EIO; /* the file, checked once */
     if (connect(s->path, s->sync, &s->wdb, err, sizeof err)) return EIO;
   }
-  if (exec_busy(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
-  int bad = 0;
-  for (struct pending *p = g; p && !bad; p = p->next) {
-    if (p->create) bad = insert_run(s->wdb, p->create, err, sizeof err) != 0;
-    else bad = insert_line(s->wdb, p->c.run_id, p->seq, p->text, p->len) != SQLITE_OK;
-  }
-  if (bad || exec(s->wdb, "COMMIT", err, sizeof err)) {
+  for (;;) {
+    if (exec_busy(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
+    struct pending *bad = NULL;
+    int global = 0;
+    for (struct pending *p = g; p && !bad; p = p->next) {
+      if (p->err) continue;
+      if (p->create) {
+        int rc = insert_run(s->wdb, p->create, err, sizeof err);
+        if (rc) bad = p, global = rc != LC_ESTATE;
+      } else {
+        int rc = insert_line(s->wdb, &s->wins, p->c.run_id, p->seq, p->text, p->len);
+        if (rc != SQLITE_OK) bad = p, global = !one_clients_error(rc);
+      }
+    }
+    if (!bad && !exec(s->wdb, "COMMIT", err, sizeof err)) return 0;
     char e2[64];
     exec(s->wdb, "ROLLBACK", e2, sizeof e2);
-    return EIO;
+    if (!bad || global) return EIO;
+    /* That client's items fail, the rest go again. */
+    for (struct pending *p = g; p; p = p->next)
+      if (p->orig == bad->orig) p->err = EIO;
   }
-  return 0;
 }
 
 /* After a commit: each client hears of its newest line in the group (the
@@ -779,7 +854,7 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
   const void **seen = lc_calloc(cap, sizeof *seen);
   if (!v || !seen) { /* no memory: tell every line (still correct, slower) */
     for (struct pending *p = g; p; p = p->next)
-      if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err);
+      if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err ? err : p->err);
     lc_free(v);
     lc_free(seen);
     return;
@@ -796,8 +871,9 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
     while (seen[h] && seen[h] != p->c.ud) h = (h + 1) & (cap - 1);
     if (seen[h] || p->create) continue; /* a later line of this client reported */
     seen[h] = p->c.ud;
-    if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err);
-    if (st && p->c.cancel) {
+    /* a failed client's items all carry its error, the last one too */
+    if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err ? err : p->err);
+    if (st && !p->err && p->c.cancel) {
       sqlite3_reset(st);
       sqlite3_bind_text(st, 1, p->c.run_id, -1, SQLITE_STATIC);
       if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) p->c.cancel(p->c.ud);
@@ -816,10 +892,20 @@ static void *writer_main(void *arg) {
     while (!(g = take_group(s)) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
     if (!g) break; /* stopping, nothing queued */
     s->busy = 1;
+    /* Lines a client queued before it heard that an earlier one failed. */
+    for (struct pending *p = g; p; p = p->next)
+      if (p->orig->failed) p->err = EIO;
     pthread_mutex_unlock(&s->mu);
     int err = s->failed ? EIO : commit_group(s, g);
-    long n = 0;
-    for (struct pending *p = g; p; p = p->next) n++;
+    long n = 0, written = 0;
+    pthread_mutex_lock(&s->mu);
+    for (struct pending *p = g; p; p = p->next) {
+      n++;
+      written += !p->err;
+      /* before the client hears (notify): its next append is refused */
+      if (p->err) p->orig->failed = 1;
+    }
+    pthread_mutex_unlock(&s->mu);
     notify(s, g, n, err);
     while (g) {
       struct pending *x = g;
@@ -829,8 +915,8 @@ static void *writer_main(void *arg) {
     pthread_mutex_lock(&s->mu);
     if (err) s->failed = 1;
     else {
-      s->lines += n;
-      s->commits++;
+      s->lines += written;
+      s->commits += written > 0;
     }
     s->busy = 0;
     if (!s->head) pthread_cond_broadcast(&s->idle);

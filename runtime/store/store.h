@@ -103,13 +103,19 @@ int lc_store_journal_append_now(struct lc_store *s, const char *run_id, long seq
 /* A journal writing through the writer thread. committed runs on the
  * writer thread after each group that held lines of this client: ticket is
  * the newest of its lines now durable, err 0 or an errno-like code (then
- * nothing later of this client is written). cancel runs (writer thread)
+ * nothing later of this client is written; other clients' lines in the
+ * same group are committed unless the store itself failed). cancel runs (writer thread)
  * when `luact runs cancel` asked this run to stop. */
 struct lc_store_client {
   void (*committed)(void *ud, unsigned long ticket, int err);
   void (*cancel)(void *ud);
   void *ud;
   char run_id[65];
+  /* The store's (start at 0): set, under the store's lock, when a line of
+   * this client could not be written (a conflict). Only that client fails:
+   * the writer commits the rest of the group without its lines, and its
+   * later appends fail with LC_EIO. */
+  int failed;
 };
 /* Queues the creation of run r (copied): committed with the lines queued
  * after it, in the same transaction, by the writer (which also opens the
@@ -117,7 +123,8 @@ struct lc_store_client {
 int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
                         const struct lc_run_row *r);
 /* Queues a line (copied) with its seq and ticket (the client's own line
- * counter); never waits. LC_ENOMEM, or LC_EIO once the writer failed. A
+ * counter); never waits. LC_ENOMEM, or LC_EIO once the writer or this
+ * client failed (c->failed). A
  * client must stay alive until its lines are committed (lc_store_flush). */
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len);

@@ -166,6 +166,50 @@ START_TEST(waits_for_input_across_exits) {
 }
 END_TEST
 
+/* luact runs input --question names the question a value answers. A
+ * value meant for the first question, given again after the run asked a
+ * second one, used to answer the second (it was the one waiting). */
+START_TEST(input_names_its_question) {
+  lc_dur_write(dir, "ask.lua", ask_lua);
+  ck_assert_int_eq(LUACT("\"$LUACT\" run --quiet --run-id n1 --store s.db ask.lua %s", dir), 6);
+  char *qid = show("n1", "question_id");
+  ck_assert_ptr_nonnull(qid);
+  /* A question it never asked: refused, nothing recorded. */
+  ck_assert_int_eq(LUACT("\"$LUACT\" runs input n1 Ann --question 'Your age?' --store s.db"), 2);
+  ck_assert_msg(strstr(err, "never asked \"Your age?\"") && strstr(err, "Your name?"), "%s", err);
+  status_is("n1", "waiting_input");
+  /* Named by its text: answered, resumed; it asks the second question. */
+  ck_assert_msg(LUACT("\"$LUACT\" runs input n1 Ann --question 'Your name?' --store s.db") == 6,
+                "%s", err);
+  char *q = show("n1", "question");
+  ck_assert_str_eq(q, "Favourite colour?");
+  free(q);
+  /* The first question again: never an answer to the second. */
+  ck_assert_int_eq(LUACT("\"$LUACT\" runs input n1 Bob --question 'Your name?' --store s.db"), 2);
+  ck_assert_msg(strstr(err, "already answered with a different value"), "%s", err);
+  ck_assert_int_eq(LUACT("\"$LUACT\" runs input n1 Ann --question %s --store s.db", qid), 0);
+  ck_assert_msg(strstr(out, "already answered with this value"), "%s", out);
+  status_is("n1", "waiting_input");
+  q = show("n1", "question");
+  ck_assert_str_eq(q, "Favourite colour?");
+  free(q);
+  /* The second question, by its id. */
+  char *qid2 = show("n1", "question_id");
+  ck_assert_ptr_nonnull(qid2);
+  ck_assert_str_ne(qid, qid2);
+  ck_assert_msg(LUACT("\"$LUACT\" runs input n1 teal --question %s --store s.db", qid2) == 0, "%s",
+                err);
+  ck_assert_str_eq(out, "run n1: answered\nhi Ann\tteal\n");
+  status_is("n1", "finished");
+  free(qid);
+  free(qid2);
+  ck_assert_int_eq(lc_dur_lines(dir, "greet"), 1);
+  char store[320];
+  snprintf(store, sizeof store, "%s/s.db", dir);
+  journal_whole(store, "n1");
+}
+END_TEST
+
 START_TEST(waiting_run_cancelled) {
   lc_dur_write(dir, "ask.lua", ask_lua);
   ck_assert_int_eq(LUACT("\"$LUACT\" run --quiet --run-id c1 --store s.db ask.lua %s", dir), 6);
@@ -777,6 +821,7 @@ Suite *durable_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, waits_for_input_across_exits);
+  tcase_add_test(tc, input_names_its_question);
   tcase_add_test(tc, waiting_run_cancelled);
   tcase_add_test(tc, running_run_cancelled);
   suite_add_tcase(s, tc);

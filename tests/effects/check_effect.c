@@ -120,7 +120,37 @@ static char *record(const char *path) {
 
 /* ---- SHA-256 and canonical JSON ---- */
 
+/* The SHA-NI path and the portable one agree on every length around the
+ * block and padding boundaries, and on the vectors below (run both ways). */
+START_TEST(sha256_hw_matches_portable) {
+  static unsigned char buf[700];
+  unsigned seed = 3;
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)rand_r(&seed);
+  int had = lc_sha256_set_hw(1);
+  for (size_t n = 0; n <= sizeof buf; n += n < 200 ? 1 : 37) {
+    char a[65], b[65];
+    lc_sha256_set_hw(1);
+    lc_sha256_hex(buf, n, a);
+    lc_sha256_set_hw(0);
+    lc_sha256_hex(buf, n, b);
+    ck_assert_msg(!strcmp(a, b), "length %zu: %s / %s", n, a, b);
+  }
+  lc_sha256_set_hw(had);
+}
+END_TEST
+
+static void sha256_vectors_once(void);
+
 START_TEST(sha256_vectors) {
+  int had = lc_sha256_set_hw(0);
+  sha256_vectors_once(); /* portable */
+  lc_sha256_set_hw(1);
+  sha256_vectors_once(); /* SHA-NI where the CPU has it */
+  lc_sha256_set_hw(had);
+}
+END_TEST
+
+static void sha256_vectors_once(void) {
   char h[65];
   lc_sha256_hex("abc", 3, h);
   ck_assert_str_eq(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
@@ -150,7 +180,6 @@ START_TEST(sha256_vectors) {
   lc_sha256_to_hex(d, h);
   ck_assert_str_eq(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
-END_TEST
 
 START_TEST(canonical_json) {
   cJSON *a = cJSON_Parse("{\"b\":1,\"a\":{\"y\":[1,2],\"x\":\"s\"}}");
@@ -594,6 +623,42 @@ static void example_round_trip(const char *name) {
   unlink(e2);
 }
 
+/* Every LLM intent in a journal holds its request in canonical order and
+ * the hashes of that request's messages and tools (lc_jcanon_hash). The
+ * intent is now written from one sorted tree instead of three sorted
+ * copies: the journal must not change (older journals replay). */
+static void llm_intents_canonical(const char *jpath) {
+  char *t = lc_test_read_file(jpath, NULL);
+  ck_assert_ptr_nonnull(t);
+  int n = 0;
+  for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *o = cJSON_Parse(line);
+    ck_assert_ptr_nonnull(o);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(o, "kind");
+    if (!cJSON_IsString(k) || strcmp(k->valuestring, "llm")) {
+      cJSON_Delete(o);
+      continue;
+    }
+    n++;
+    const cJSON *rq = cJSON_GetObjectItemCaseSensitive(o, "request");
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(o, "hashes");
+    char want[65], *canon = lc_jcanon_print(rq), *as_is = cJSON_PrintUnformatted(rq);
+    ck_assert_str_eq(canon, as_is);
+    ck_assert_int_eq(lc_jcanon_hash(cJSON_GetObjectItemCaseSensitive(rq, "messages"), want), 0);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(h, "prompt")->valuestring, want);
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(rq, "tools");
+    if (tools) {
+      ck_assert_int_eq(lc_jcanon_hash(tools, want), 0);
+      ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(h, "tools")->valuestring, want);
+    }
+    cJSON_free(canon);
+    cJSON_free(as_is);
+    cJSON_Delete(o);
+  }
+  ck_assert_int_gt(n, 0);
+  free(t);
+}
+
 START_TEST(cli_weather) {
   example_round_trip("weather");
   /* Replaying with another question: exit 3, the difference on stderr. */
@@ -610,6 +675,7 @@ START_TEST(cli_weather) {
            mock.base_url, KEY, LC_BINARY_DIR, jpath, src);
   ck_assert_int_eq(sh(cmd), 0);
   ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  llm_intents_canonical(jpath);
   snprintf(cmd, sizeof cmd,
            "OPENAI_BASE_URL='%s/v1' LUACT_MODEL=openai:mock-gpt %s/luact run --quiet --replay %s "
            "%s/examples/weather/agent.lua 'Should I cycle in Tromso?' >/dev/null 2>%s",
@@ -812,6 +878,7 @@ Suite *effect_suite(void) {
   TCase *tc = tcase_create("journal");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, sha256_vectors);
+  tcase_add_test(tc, sha256_hw_matches_portable);
   tcase_add_test(tc, canonical_json);
   tcase_add_test(tc, record_replay_offline);
   tcase_add_test(tc, edited_prompt_is_caught);

@@ -6,10 +6,12 @@
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "effect.h"
@@ -198,6 +200,138 @@ START_TEST(group_commit_takes_many_lines_per_commit) {
 }
 END_TEST
 
+/* One client's conflicting line fails that client only: the writer
+ * commits the rest of its group without it. It used to roll the whole
+ * group back and fail every run whose lines were in it (in the daemon,
+ * other users' runs). Another connection holds the write lock while the
+ * lines are queued, so the conflict and b's line are surely in one group. */
+START_TEST(conflicting_line_fails_only_its_client) {
+  create("a", 2); /* a's line 2 is there already */
+  create("b", 1);
+  static struct client ka, kb;
+  memset(&ka, 0, sizeof ka);
+  memset(&kb, 0, sizeof kb);
+  ka.c.committed = kb.c.committed = on_committed;
+  ka.c.ud = &ka;
+  kb.c.ud = &kb;
+  snprintf(ka.c.run_id, sizeof ka.c.run_id, "a");
+  snprintf(kb.c.run_id, sizeof kb.c.run_id, "b");
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  ck_assert_int_eq(lc_store_append(st, &kb.c, 2, 1, "{\"n\":2}", 7), 0);
+  ck_assert_int_eq(lc_store_append(st, &ka.c, 2, 1, "{\"dup\":2}", 9), 0); /* conflicts */
+  ck_assert_int_eq(lc_store_append(st, &kb.c, 3, 2, "{\"n\":3}", 7), 0);
+  ck_assert_int_eq(lc_store_append(st, &ka.c, 3, 2, "{\"n\":3}", 7), 0);
+  ck_assert_int_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(h);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&ka.errors), 1);
+  ck_assert_int_eq(atomic_load(&kb.errors), 0);
+  ck_assert_uint_eq(atomic_load(&kb.newest), 2);
+  struct seen s;
+  long last;
+  ck_assert_msg(read_journal("b", &s, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 3);
+  ck_assert_msg(read_journal("a", &s, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 2); /* a's own line 2, no line 3 after the failed one */
+  /* a writes nothing more; b and the store go on. */
+  ck_assert_int_eq(lc_store_append(st, &ka.c, 4, 3, "{}", 2), LC_EIO);
+  ck_assert_int_eq(lc_store_append(st, &kb.c, 4, 3, "{\"n\":4}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_uint_eq(atomic_load(&kb.newest), 3);
+  ck_assert_int_eq(atomic_load(&kb.errors), 0);
+  ck_assert_msg(read_journal("b", &s, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 4);
+}
+END_TEST
+
+/* A run whose id is taken fails alone too, with the run queued after it. */
+START_TEST(taken_run_id_fails_only_its_client) {
+  create("taken", 1);
+  static struct client kt, kn;
+  memset(&kt, 0, sizeof kt);
+  memset(&kn, 0, sizeof kn);
+  kt.c.committed = kn.c.committed = on_committed;
+  kt.c.ud = &kt;
+  kn.c.ud = &kn;
+  snprintf(kt.c.run_id, sizeof kt.c.run_id, "taken");
+  snprintf(kn.c.run_id, sizeof kn.c.run_id, "new");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  r.status = "running";
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  snprintf(r.id, sizeof r.id, "taken");
+  ck_assert_int_eq(lc_store_append_run(st, &kt.c, &r), 0);
+  ck_assert_int_eq(lc_store_append(st, &kt.c, 1, 1, "{\"h\":1}", 7), 0);
+  snprintf(r.id, sizeof r.id, "new");
+  ck_assert_int_eq(lc_store_append_run(st, &kn.c, &r), 0);
+  ck_assert_int_eq(lc_store_append(st, &kn.c, 1, 1, "{\"h\":1}", 7), 0);
+  ck_assert_int_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(h);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&kt.errors), 1);
+  ck_assert_int_eq(atomic_load(&kn.errors), 0);
+  ck_assert_uint_eq(atomic_load(&kn.newest), 1);
+  struct seen s;
+  long last;
+  ck_assert_msg(read_journal("new", &s, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 1);
+}
+END_TEST
+
+/* The CRC stored with each line is zlib's crc32 of its text, whatever
+ * the length (the writer computes it eight bytes at a time now; stores
+ * written before must still read back). Reference: bytewise. */
+static uint32_t ref_crc(const unsigned char *p, size_t n) {
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) {
+    c ^= p[i];
+    for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+  }
+  return c ^ 0xffffffffu;
+}
+
+START_TEST(line_crc_is_zlib_crc32) {
+  create("c", 1);
+  static struct client k;
+  memset(&k, 0, sizeof k);
+  k.c.committed = on_committed;
+  k.c.ud = &k;
+  snprintf(k.c.run_id, sizeof k.c.run_id, "c");
+  static char text[3100]; /* lengths below start at text + i, i < 16 */
+  unsigned seed = 7;
+  for (size_t i = 0; i < sizeof text; i++) text[i] = (char)(' ' + rand_r(&seed) % 94);
+  static const size_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 1001, 2999};
+  enum { N = sizeof lens / sizeof *lens };
+  for (int i = 0; i < N; i++)
+    ck_assert_int_eq(lc_store_append(st, &k.c, 2 + i, 1 + (unsigned)i, text + i, lens[i]), 0);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&k.errors), 0);
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  sqlite3_stmt *q;
+  ck_assert_int_eq(sqlite3_prepare_v2(h, "SELECT seq, crc FROM journal WHERE run_id='c' AND seq>1 "
+                                         "ORDER BY seq", -1, &q, NULL), SQLITE_OK);
+  int n = 0;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    int i = (int)sqlite3_column_int64(q, 0) - 2;
+    ck_assert_uint_eq((uint32_t)sqlite3_column_int64(q, 1),
+                      ref_crc((const unsigned char *)text + i, lens[i]));
+    n++;
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(h);
+  ck_assert_int_eq(n, N);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("c", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, N + 1);
+}
+END_TEST
+
 /* A run's row and its first line go in one transaction: a process killed
  * between two groups must never leave a run without a journal (nothing
  * could resume it: "run R has no journal"). The writer used to commit a
@@ -341,6 +475,29 @@ START_TEST(truncated_file_refused_at_connect) {
 }
 END_TEST
 
+/* A store past quick_check's 16 MiB cut short is refused at connect too:
+ * SQLite compares the pages its header counts with the file's size when
+ * it opens. Guards the choice to keep quick_check for small stores only
+ * (docs/journal.md): truncation needs no full read at any size. */
+START_TEST(truncated_large_file_refused_at_connect) {
+  create("f1", 2);
+  lc_store_close(st);
+  st = NULL;
+  sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 9000) "
+      "INSERT INTO journal SELECT 'big', i, printf('%.2000c', 'x'), 0 FROM n");
+  struct stat sb;
+  ck_assert_int_eq(stat(path, &sb), 0);
+  ck_assert_int_gt(sb.st_size, 16L << 20); /* past quick_check's limit */
+  /* whole, it connects (no quick_check at this size) */
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
+  lc_store_close(st);
+  st = NULL;
+  ck_assert_int_eq(truncate(path, sb.st_size / 4 * 3), 0);
+  connect_fails("integrity error");
+}
+END_TEST
+
 START_TEST(garbage_file_refused_at_connect) {
   lc_store_close(st);
   st = NULL;
@@ -472,10 +629,14 @@ Suite *store_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, runs_and_statuses);
   tcase_add_test(tc, group_commit_takes_many_lines_per_commit);
+  tcase_add_test(tc, conflicting_line_fails_only_its_client);
+  tcase_add_test(tc, taken_run_id_fails_only_its_client);
+  tcase_add_test(tc, line_crc_is_zlib_crc32);
   tcase_add_test(tc, run_never_committed_without_its_first_line);
   tcase_add_test(tc, flipped_byte_in_a_line_names_it);
   tcase_add_test(tc, seq_gap_is_an_integrity_error);
   tcase_add_test(tc, truncated_file_refused_at_connect);
+  tcase_add_test(tc, truncated_large_file_refused_at_connect);
   tcase_add_test(tc, garbage_file_refused_at_connect);
   tcase_add_test(tc, bit_flip_in_a_page_refused);
   tcase_add_test(tc, newer_schema_refused);

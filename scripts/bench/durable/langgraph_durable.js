@@ -59,8 +59,14 @@ if (opt.waiting) {
 }
 
 const steps = Number(opt.steps), tasks = Number(opt.tasks), conc = Number(opt.concurrency);
+// maxRetries 2 (the SDK's default): on a loaded machine a pooled connection
+// can sit idle past the mock's keep-alive (30 s) and is closed under the
+// client, which then fails with "Connection error." (luact's curl retries
+// such a dead connection by itself). With 0, 40-94% of LangGraph's tasks
+// failed at 1,000 concurrent at load 10-20; a retry is one more request,
+// never another step.
 const llm = new ChatOpenAI({
-  model: 'mock-gpt', apiKey: 'x', configuration: { baseURL: opt['base-url'] }, maxRetries: 0, timeout: 60_000,
+  model: 'mock-gpt', apiKey: 'x', configuration: { baseURL: opt['base-url'] }, maxRetries: 2, timeout: 60_000,
 });
 const lookupTool = tool(async ({ key }) => task.lookup(key), {
   name: 'lookup', description: task.TOOL_DESCRIPTION,
