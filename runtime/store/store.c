@@ -60,6 +60,7 @@ struct lc_store {
   pthread_cond_t cv, idle;
   struct pending *head, **tail;
   int stop, busy, failed, flushing;
+  unsigned long taken, done; /* groups taken by the writer, and finished (notified) */
   long lines, commits;
 };
 
@@ -715,6 +716,24 @@ void lc_store_flush(struct lc_store *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
+void lc_store_flush_client(struct lc_store *s, const void *ud) {
+  pthread_mutex_lock(&s->mu);
+  s->flushing++;
+  pthread_cond_signal(&s->cv);
+  for (;;) {
+    int queued = 0;
+    for (struct pending *p = s->head; p && !queued; p = p->next) queued = p->c.ud == ud;
+    if (!queued) break;
+    pthread_cond_wait(&s->idle, &s->mu);
+  }
+  /* Its last lines are in a group taken by now: wait for that group's end
+   * (groups go one after the other). */
+  unsigned long g = s->taken;
+  while (s->done < g) pthread_cond_wait(&s->idle, &s->mu);
+  s->flushing--;
+  pthread_mutex_unlock(&s->mu);
+}
+
 /* The group the writer takes (under s->mu): everything queued, except a
  * run's creation at the end of the queue, which waits for the line queued
  * after it. Committed alone, a crash could leave a run without a journal,
@@ -816,6 +835,7 @@ static void *writer_main(void *arg) {
     while (!(g = take_group(s)) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
     if (!g) break; /* stopping, nothing queued */
     s->busy = 1;
+    s->taken++;
     pthread_mutex_unlock(&s->mu);
     int err = s->failed ? EIO : commit_group(s, g);
     long n = 0;
@@ -833,7 +853,10 @@ static void *writer_main(void *arg) {
       s->commits++;
     }
     s->busy = 0;
-    if (!s->head) pthread_cond_broadcast(&s->idle);
+    s->done = s->taken;
+    /* lc_store_flush waits for the queue's end, lc_store_flush_client for
+     * its own group's. */
+    pthread_cond_broadcast(&s->idle);
   }
   s->busy = 0;
   pthread_cond_broadcast(&s->idle);
