@@ -42,6 +42,11 @@ struct pending {
   struct pending *next;
 };
 
+struct fwait {
+  const void *ud;
+  struct fwait *next;
+};
+
 struct lc_store {
   char *path;
   enum lc_store_sync sync;
@@ -61,6 +66,7 @@ struct lc_store {
   struct pending *head, **tail;
   int stop, busy, failed, flushing;
   unsigned long taken, done; /* groups taken by the writer, and finished (notified) */
+  struct fwait *fwaits; /* clients in lc_store_flush_client */
   long lines, commits;
 };
 
@@ -718,7 +724,10 @@ void lc_store_flush(struct lc_store *s) {
 
 void lc_store_flush_client(struct lc_store *s, const void *ud) {
   pthread_mutex_lock(&s->mu);
-  s->flushing++;
+  /* Only this client's creation held for its first line goes now: another
+   * run's creation still waits for its header (take_group). */
+  struct fwait me = {ud, s->fwaits};
+  s->fwaits = &me;
   pthread_cond_signal(&s->cv);
   for (;;) {
     int queued = 0;
@@ -730,7 +739,11 @@ void lc_store_flush_client(struct lc_store *s, const void *ud) {
    * (groups go one after the other). */
   unsigned long g = s->taken;
   while (s->done < g) pthread_cond_wait(&s->idle, &s->mu);
-  s->flushing--;
+  for (struct fwait **p = &s->fwaits; *p; p = &(*p)->next)
+    if (*p == &me) {
+      *p = me.next;
+      break;
+    }
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -746,7 +759,9 @@ static struct pending *take_group(struct lc_store *s) {
   }
   if (!last) return NULL;
   struct pending *g = s->head;
-  if (last->create && !s->stop && !s->flushing) {
+  int flushed = s->flushing > 0;
+  for (struct fwait *w = s->fwaits; w && !flushed; w = w->next) flushed = w->ud == last->c.ud;
+  if (last->create && !s->stop && !flushed) {
     if (!prev) return NULL;
     prev->next = NULL;
     s->head = last;
