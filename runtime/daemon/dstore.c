@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lc.h"
 
@@ -16,7 +17,15 @@
  * the WAL for the group); the caller gets its result once that
  * transaction is committed. Reads run at once on a connection of their
  * own, so they see committed rows only and never wait for an fsync. */
+union arg {
+  char *s; /* copied, NULL binds NULL */
+  double d;
+  long i;
+};
+
 struct job {
+  const char *sql, *spec; /* the caller's, alive while it waits */
+  union arg *args;
   sqlite3_stmt *st;
   cJSON *rows; /* wanted: not NULL (an empty array to fill) */
   int rc, done;
@@ -25,7 +34,7 @@ struct job {
 };
 
 struct lc_dstore {
-  sqlite3 *db;        /* writes: the committer, and preparing under wmu */
+  sqlite3 *db;        /* writes: the committer's alone */
   sqlite3 *rdb;       /* reads */
   pthread_mutex_t wmu, rmu;
   pthread_mutex_t qmu; /* the queue, job.done */
@@ -99,7 +108,22 @@ static void *committer(void *ud) {
     }
     long n = 0;
     for (struct job *j = g; j; j = j->next, n++) {
+      if (!grc && sqlite3_prepare_v2(d->db, j->sql, -1, &j->st, NULL) != SQLITE_OK) {
+        j->rc = LC_EIO;
+        snprintf(j->err, sizeof j->err, "store: %s", sqlite3_errmsg(d->db));
+        continue;
+      }
       if (!grc) {
+        for (int k = 0; j->spec && j->spec[k]; k++) {
+          if (j->spec[k] == 's') {
+            if (j->args[k].s) sqlite3_bind_text(j->st, k + 1, j->args[k].s, -1, SQLITE_STATIC);
+            else sqlite3_bind_null(j->st, k + 1);
+          } else if (j->spec[k] == 'd') {
+            sqlite3_bind_double(j->st, k + 1, j->args[k].d);
+          } else {
+            sqlite3_bind_int64(j->st, k + 1, j->args[k].i);
+          }
+        }
         j->rc = step_all(d->db, j->st, j->rows, j->err, sizeof j->err);
         /* Not just this statement undone: the transaction is gone. */
         if (j->rc && sqlite3_get_autocommit(d->db)) {
@@ -133,6 +157,16 @@ static void *committer(void *ud) {
   return NULL;
 }
 
+/* Busy: again every 0.2 ms for up to 10 s (sqlite3_busy_timeout's backoff
+ * sleeps up to 100 ms a try, long after the run store's writer let go). */
+static int short_busy(void *ud, int n) {
+  (void)ud;
+  if (n >= 50000) return 0;
+  struct timespec ts = {0, 200000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
 static int open_conn(const char *path, const char *prag, sqlite3 **db, char *err, size_t errlen) {
   if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       NULL) != SQLITE_OK) {
@@ -141,7 +175,7 @@ static int open_conn(const char *path, const char *prag, sqlite3 **db, char *err
     *db = NULL;
     return LC_EIO;
   }
-  sqlite3_busy_timeout(*db, 10000);
+  sqlite3_busy_handler(*db, short_busy, NULL);
   char *m = NULL;
   if (sqlite3_exec(*db, prag, NULL, NULL, &m) != SQLITE_OK) {
     snprintf(err, errlen, "%s: %s", path, m ? m : "pragma");
@@ -247,26 +281,49 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&d->rmu);
-  /* A write joins the next group. */
+  /* A write joins the next group: its parameters copied, prepared by the
+   * committer (the write connection is never waited for here). */
   struct job j;
   memset(&j, 0, sizeof j);
-  pthread_mutex_lock(&d->wmu);
-  if (sqlite3_prepare_v2(d->db, sql, -1, &j.st, NULL) != SQLITE_OK) {
-    snprintf(err, errlen, "store: %s", sqlite3_errmsg(d->db));
-    pthread_mutex_unlock(&d->wmu);
+  j.sql = sql;
+  j.spec = spec;
+  size_t na = spec ? strlen(spec) : 0;
+  union arg argv[16];
+  j.args = na <= 16 ? argv : calloc(na, sizeof *j.args);
+  if (!j.args) {
     va_end(ap);
-    return LC_EIO;
+    return LC_ENOMEM;
   }
-  bind_all(j.st, spec, ap);
+  int oom = 0;
+  for (size_t k = 0; k < na; k++) {
+    if (spec[k] == 's') {
+      const char *v = va_arg(ap, const char *);
+      j.args[k].s = v ? strdup(v) : NULL;
+      oom |= v && !j.args[k].s;
+    } else if (spec[k] == 'd') {
+      j.args[k].d = va_arg(ap, double);
+    } else {
+      j.args[k].i = va_arg(ap, long);
+    }
+  }
   va_end(ap);
-  pthread_mutex_unlock(&d->wmu);
   if (rows) j.rows = cJSON_CreateArray();
+  if (oom) {
+    j.rc = LC_ENOMEM;
+    j.done = 1;
+    snprintf(j.err, sizeof j.err, "out of memory");
+  }
   pthread_mutex_lock(&d->qmu);
-  *d->tail = &j;
-  d->tail = &j.next;
-  pthread_cond_signal(&d->work);
+  if (!j.done) {
+    *d->tail = &j;
+    d->tail = &j.next;
+    pthread_cond_signal(&d->work);
+  }
   while (!j.done) pthread_cond_wait(&d->done, &d->qmu);
   pthread_mutex_unlock(&d->qmu);
+  for (size_t k = 0; k < na; k++)
+    if (spec[k] == 's') free(j.args[k].s);
+  if (j.args != argv) free(j.args);
   if (j.rc) {
     snprintf(err, errlen, "%s", j.err);
     cJSON_Delete(j.rows);

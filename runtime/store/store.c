@@ -159,6 +159,18 @@ static int exec_busy(sqlite3 *db, const char *sql, char *err, size_t errlen) {
   return rc;
 }
 
+/* Busy: again every 0.2 ms up to BUSY_MS. sqlite3_busy_timeout's backoff
+ * sleeps up to 100 ms a try: with two writers on the file (the writer
+ * thread and a status update, or luact serve's own tables) the loser slept
+ * long after the lock was free. */
+static int short_busy(void *ud, int n) {
+  (void)ud;
+  if ((double)n * 0.2 >= BUSY_MS) return 0;
+  struct timespec ts = {0, 200000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
 static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, char *err,
                    size_t errlen) {
   sqlite3 *db = NULL;
@@ -172,7 +184,7 @@ static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, cha
     sqlite3_close(db);
     return LC_EIO;
   }
-  sqlite3_busy_timeout(db, BUSY_MS);
+  sqlite3_busy_handler(db, short_busy, NULL);
   sqlite3_extended_result_codes(db, 1);
   int d = 1;
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &d);
