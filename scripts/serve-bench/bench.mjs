@@ -25,6 +25,11 @@ const steps = Number(process.env.STEPS || 5);
 const runsMin = Number(process.env.RUNS_MIN || 200);
 const waiting = Number(process.env.WAITING || 1000);
 const stepEvent = process.env.STEP_EVENT; // "custom" (luact) or "values" (LangGraph)
+const perC = Number(process.env.RUNS_PER_C || 2); // N = max(RUNS_MIN, RUNS_PER_C * C)
+const drainMax = Number(process.env.DRAIN_MAX_S || 600) * 1000; // then finished/s counts what finished
+// STREAM_CUT=1: a stream is closed at its first step event (its run goes
+// on, unwatched); the answers are checked in the background phase.
+const streamCut = process.env.STREAM_CUT === "1";
 import { readFileSync } from "node:fs";
 
 const hdr = { "Content-Type": "application/json" };
@@ -80,7 +85,7 @@ if (waiting > 0) {
 const expected = `DONE ${Array.from({ length: steps }, (_, i) => `value-of-key-${i + 1}`).join(",")}`;
 const rows = [];
 for (const c of levels) {
-  const n = Math.max(runsMin, 2 * c);
+  const n = Math.max(runsMin, perC * c);
   await sleep(300);
   const idle = rssKiB();
   let peak = idle, sampling = true;
@@ -106,7 +111,7 @@ for (const c of levels) {
     st = await mockStats();
     if (st.final_replies - before.final_replies >= made) break;
     if (st.chat + st.chat_stream !== last) { last = st.chat + st.chat_stream; lastT = performance.now(); }
-    if (performance.now() - lastT > 60_000) break;
+    if (performance.now() - lastT > 60_000 || performance.now() - t0 > drainMax) break;
     await sleep(10);
   }
   const tDone = performance.now();
@@ -130,9 +135,10 @@ for (const c of levels) {
         text += dec.decode(value, { stream: true });
         if (!first && text.includes("event: ")) first = performance.now() - s0;
         if (!step && text.includes(`event: ${stepEvent}`)) step = performance.now() - s0;
+        if (step && streamCut) { await reader.cancel(); break; }
       }
     } catch { /* counted below */ }
-    if (!text.includes(expected)) { streamBad++; return; }
+    if (streamCut ? !step : !text.includes(expected)) { streamBad++; return; }
     ttfe.push(first); ttstep.push(step);
   });
   rows.push({
