@@ -737,6 +737,14 @@ static enum MHD_Result metrics(struct lc_serve *s, struct MHD_Connection *c) {
              "luact_http_rejected_total{reason=\"streams\"} %ld\n",
           atomic_load(&s->body_rejected), atomic_load(&s->auth_rejected),
           atomic_load(&s->streams_rejected));
+  long groups = 0, writes = 0;
+  lc_dstore_stats(s->ds, &groups, &writes);
+  fprintf(f, "# HELP luact_serve_table_commits_total Commits of the daemon's tables (grouped).\n"
+             "# TYPE luact_serve_table_commits_total counter\nluact_serve_table_commits_total %ld\n"
+             "# HELP luact_serve_table_writes_total Writes to the daemon's tables, in those "
+             "commits.\n"
+             "# TYPE luact_serve_table_writes_total counter\nluact_serve_table_writes_total %ld\n",
+          groups, writes);
   fprintf(f, "# HELP luact_runs_created_total Runs accepted.\n"
              "# TYPE luact_runs_created_total counter\nluact_runs_created_total %ld\n",
           atomic_load(&s->runs_created));

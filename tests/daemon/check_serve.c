@@ -1419,6 +1419,18 @@ START_TEST(concurrent_creates_one_run_per_key) {
   cJSON *all = expect(&d, "POST", "/runs/search", "{\"limit\":1000}", A, 200);
   ck_assert_int_eq(cJSON_GetArraySize(all), KEYS);
   cJSON_Delete(all);
+  /* The metrics count the grouped commits: at least the creates written. */
+  struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+  const char *c = strstr(m.body, "\nluact_serve_table_commits_total ");
+  const char *w = strstr(m.body, "\nluact_serve_table_writes_total ");
+  ck_assert_ptr_nonnull(c);
+  ck_assert_ptr_nonnull(w);
+  long commits = atol(c + strlen("\nluact_serve_table_commits_total "));
+  long writes = atol(w + strlen("\nluact_serve_table_writes_total "));
+  ck_assert_int_ge(writes, KEYS);
+  ck_assert_int_ge(commits, 1);
+  ck_assert_int_le(commits, writes);
+  resp_free(&m);
   ck_assert_int_eq(stop(&d, SIGKILL), SIGKILL);
   rm_dir(&d);
 }
