@@ -303,14 +303,38 @@ void lc_serve_wait_change(struct lc_serve *s, long ms) {
   pthread_mutex_unlock(&s->mu);
 }
 
-int lc_serve_run_status(struct lc_serve *s, const char *run_id, char *buf, size_t n) {
-  struct lc_run_row r;
+/* The run store's status of a run (0), or LC_ENOTFOUND when it has no row
+ * (not started). Read on the daemon tables' read connection: the run
+ * store's own connection is held through every status commit's fsync,
+ * and waits and streams ask for statuses all the time. */
+static int store_status(struct lc_serve *s, const char *run_id, char *buf, size_t n) {
   char err[256];
-  if (lc_store_run_get(s->store, run_id, &r, err, sizeof err) == 0) {
-    snprintf(buf, n, "%s", r.status ? r.status : "running");
-    lc_run_row_free(&r);
-    return 0;
-  }
+  cJSON *rows = NULL;
+  lc_dstore_exec(s->ds, &rows, err, sizeof err, "SELECT status FROM runs WHERE id=?", "s",
+                 run_id);
+  const cJSON *row = cJSON_GetArrayItem(rows, 0);
+  const cJSON *st = cJSON_GetObjectItem(row, "status");
+  int rc = row ? 0 : LC_ENOTFOUND;
+  if (row) snprintf(buf, n, "%s", cJSON_IsString(st) ? st->valuestring : "running");
+  cJSON_Delete(rows);
+  return rc;
+}
+
+/* lc_store_run_set_status's update, through the daemon tables' group
+ * commit: a run's end shares its fsync with the others ending or being
+ * created meanwhile. Committed before it returns. */
+static int set_status(struct lc_serve *s, const char *id, const char *status, const char *result,
+                      const char *error, const char *question, char *err, size_t n) {
+  return lc_dstore_exec(s->ds, NULL, err, n,
+                        "UPDATE runs SET status=?, result=?, error=?, question=?, pid=0, "
+                        "updated=?, cancel_requested=CASE WHEN ?='running' THEN "
+                        "cancel_requested ELSE 0 END WHERE id=?",
+                        "ssssdss", status, result, error, question, lc_serve_now(), status, id);
+}
+
+int lc_serve_run_status(struct lc_serve *s, const char *run_id, char *buf, size_t n) {
+  char err[256];
+  if (store_status(s, run_id, buf, n) == 0) return 0;
   cJSON *rows = NULL;
   lc_dstore_exec(s->ds, &rows, err, sizeof err, "SELECT pstatus FROM d_runs WHERE id=?", "s",
                  run_id);
@@ -548,8 +572,12 @@ static int run_request(struct lc_serve *s, const char *id, struct run_in *ri) {
     }
     ri->ctx = cJSON_PrintUnformatted(ctx);
     cJSON_Delete(ctx);
-    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET ctx=?, started=1 WHERE id=?",
-                   "ss", ri->ctx, id);
+    /* A run of a thread keeps what it first saw of the thread's values; a
+     * stateless run's context is its id, made the same again on a resume:
+     * nothing to write (one commit less per run). */
+    if (ri->thread)
+      lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                     "UPDATE d_runs SET ctx=?, started=1 WHERE id=?", "ss", ri->ctx, id);
   }
   return ri->agent && ri->input && ri->ctx ? 0 : -1;
 }
@@ -642,12 +670,10 @@ static void *run_thread(void *ud) {
                             : "the run's request is missing");
     goto final;
   }
-  struct lc_run_row row;
-  int resume = lc_store_run_get(s->store, a->id, &row, err, sizeof err) == 0;
+  char was[32];
+  int resume = store_status(s, a->id, was, sizeof was) == 0;
   if (resume) {
-    const char *was = row.status ? row.status : "";
     int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
-    lc_run_row_free(&row);
     if (ended) { /* cancelled while queued (luact runs cancel): stays so */
       pthread_mutex_lock(&s->mu);
       for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
@@ -802,8 +828,7 @@ final:
                    a->id);
   lc_crash_point("before_final_status", NULL); /* tests (LUACT_CRASH_AT) */
   if (jr) {
-    if (lc_store_run_set_status(s->store, a->id, status, result, error, question, 0, err,
-                                sizeof err))
+    if (set_status(s, a->id, status, result, error, question, err, sizeof err))
       lc_serve_log(s, "error", "run_status_failed", a->id, err);
   } else {
     /* The journal never opened: the run has no row if it never started. */

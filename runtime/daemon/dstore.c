@@ -7,12 +7,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lc.h"
 
+/* Writes are group-committed: a writing statement is prepared and bound
+ * on the write connection, queued, and stepped by the committer thread
+ * with every other write queued by then, in one transaction (one fsync of
+ * the WAL for the group); the caller gets its result once that
+ * transaction is committed. Reads run at once on a connection of their
+ * own, so they see committed rows only and never wait for an fsync. */
+union arg {
+  char *s; /* copied, NULL binds NULL */
+  double d;
+  long i;
+};
+
+struct job {
+  const char *sql, *spec; /* the caller's, alive while it waits */
+  union arg *args;
+  sqlite3_stmt *st;
+  cJSON *rows; /* wanted: not NULL (an empty array to fill) */
+  int rc, done;
+  char err[256];
+  struct job *next;
+};
+
 struct lc_dstore {
-  sqlite3 *db;
-  pthread_mutex_t mu;
+  sqlite3 *db;        /* writes: the committer's alone */
+  sqlite3 *rdb;       /* reads */
+  pthread_mutex_t wmu, rmu;
+  pthread_mutex_t qmu; /* the queue, job.done */
+  pthread_cond_t work, done;
+  struct job *head, **tail;
+  int stop;
+  pthread_t committer;
+  long groups, writes; /* stats (under qmu) */
 };
 
 static const char schema[] =
@@ -30,76 +60,16 @@ static const char schema[] =
     "  tenant TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
     "  created REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY(tenant, ns, key)) WITHOUT ROWID;";
 
-int lc_dstore_open(const char *path, int sync_full, struct lc_dstore **out, char *err,
-                   size_t errlen) {
-  struct lc_dstore *d = calloc(1, sizeof *d);
-  if (!d) return LC_ENOMEM;
-  if (sqlite3_open_v2(path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                      NULL) != SQLITE_OK) {
-    snprintf(err, errlen, "cannot open %s: %s", path, d->db ? sqlite3_errmsg(d->db) : "?");
-    sqlite3_close(d->db);
-    free(d);
-    return LC_EIO;
-  }
-  sqlite3_busy_timeout(d->db, 10000);
-  char *m = NULL;
-  const char *prag = sync_full ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
-  if (sqlite3_exec(d->db, prag, NULL, NULL, &m) != SQLITE_OK ||
-      sqlite3_exec(d->db, schema, NULL, NULL, &m) != SQLITE_OK) {
-    snprintf(err, errlen, "%s: %s", path, m ? m : "schema");
-    sqlite3_free(m);
-    sqlite3_close(d->db);
-    free(d);
-    return LC_EIO;
-  }
-  pthread_mutex_init(&d->mu, NULL);
-  *out = d;
-  return 0;
-}
-
-void lc_dstore_close(struct lc_dstore *d) {
-  if (!d) return;
-  sqlite3_close(d->db);
-  pthread_mutex_destroy(&d->mu);
-  free(d);
-}
-
-int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
-                   const char *spec, ...) {
-  if (rows) *rows = NULL;
-  pthread_mutex_lock(&d->mu);
-  sqlite3_stmt *st = NULL;
-  int rc = 0;
-  if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK) {
-    snprintf(err, errlen, "store: %s", sqlite3_errmsg(d->db));
-    pthread_mutex_unlock(&d->mu);
-    return LC_EIO;
-  }
-  va_list ap;
-  va_start(ap, spec);
-  for (int k = 0; spec && spec[k]; k++) {
-    if (spec[k] == 's') {
-      const char *s = va_arg(ap, const char *);
-      if (s) sqlite3_bind_text(st, k + 1, s, -1, SQLITE_TRANSIENT);
-      else sqlite3_bind_null(st, k + 1);
-    } else if (spec[k] == 'd') {
-      sqlite3_bind_double(st, k + 1, va_arg(ap, double));
-    } else {
-      sqlite3_bind_int64(st, k + 1, va_arg(ap, long));
-    }
-  }
-  va_end(ap);
-  cJSON *arr = rows ? cJSON_CreateArray() : NULL;
+/* Steps st to the end: rows (when not NULL) get the result rows. */
+static int step_all(sqlite3 *db, sqlite3_stmt *st, cJSON *rows, char *err, size_t errlen) {
   for (;;) {
     int s = sqlite3_step(st);
-    if (s == SQLITE_DONE) break;
+    if (s == SQLITE_DONE) return 0;
     if (s != SQLITE_ROW) {
-      rc = (s == SQLITE_CONSTRAINT) ? LC_ESTATE : LC_EIO;
-      snprintf(err, errlen, "store: %s", sqlite3_errmsg(d->db));
-      break;
+      snprintf(err, errlen, "store: %s", sqlite3_errmsg(db));
+      return (s == SQLITE_CONSTRAINT) ? LC_ESTATE : LC_EIO;
     }
-    if (!arr) continue;
+    if (!rows) continue;
     cJSON *o = cJSON_CreateObject();
     int n = sqlite3_column_count(st);
     for (int c = 0; c < n; c++) {
@@ -111,13 +81,256 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
         default: cJSON_AddStringToObject(o, name, (const char *)sqlite3_column_text(st, c));
       }
     }
-    cJSON_AddItemToArray(arr, o);
+    cJSON_AddItemToArray(rows, o);
+  }
+}
+
+/* The committer: takes every queued write, runs them in one transaction,
+ * commits, and wakes their callers. A statement that fails on a
+ * constraint is undone alone (SQLite's statement rollback) and the others
+ * commit; a failure that ends the transaction fails the whole group. */
+static void *committer(void *ud) {
+  struct lc_dstore *d = ud;
+  pthread_mutex_lock(&d->qmu);
+  for (;;) {
+    while (!d->head && !d->stop) pthread_cond_wait(&d->work, &d->qmu);
+    if (!d->head) break;
+    struct job *g = d->head;
+    d->head = NULL;
+    d->tail = &d->head;
+    pthread_mutex_unlock(&d->qmu);
+    pthread_mutex_lock(&d->wmu);
+    char err[256] = "";
+    int grc = 0;
+    if (sqlite3_exec(d->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+      snprintf(err, sizeof err, "store: %s", sqlite3_errmsg(d->db));
+      grc = LC_EIO;
+    }
+    long n = 0;
+    for (struct job *j = g; j; j = j->next, n++) {
+      if (!grc && sqlite3_prepare_v2(d->db, j->sql, -1, &j->st, NULL) != SQLITE_OK) {
+        j->rc = LC_EIO;
+        snprintf(j->err, sizeof j->err, "store: %s", sqlite3_errmsg(d->db));
+        continue;
+      }
+      if (!grc) {
+        for (int k = 0; j->spec && j->spec[k]; k++) {
+          if (j->spec[k] == 's') {
+            if (j->args[k].s) sqlite3_bind_text(j->st, k + 1, j->args[k].s, -1, SQLITE_STATIC);
+            else sqlite3_bind_null(j->st, k + 1);
+          } else if (j->spec[k] == 'd') {
+            sqlite3_bind_double(j->st, k + 1, j->args[k].d);
+          } else {
+            sqlite3_bind_int64(j->st, k + 1, j->args[k].i);
+          }
+        }
+        j->rc = step_all(d->db, j->st, j->rows, j->err, sizeof j->err);
+        /* Not just this statement undone: the transaction is gone. */
+        if (j->rc && sqlite3_get_autocommit(d->db)) {
+          grc = LC_EIO;
+          snprintf(err, sizeof err, "%s", j->err);
+        }
+      }
+      sqlite3_finalize(j->st);
+      j->st = NULL;
+    }
+    if (!grc && sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+      snprintf(err, sizeof err, "store: %s", sqlite3_errmsg(d->db));
+      grc = LC_EIO;
+    }
+    if (grc && !sqlite3_get_autocommit(d->db))
+      sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&d->wmu);
+    pthread_mutex_lock(&d->qmu);
+    for (struct job *j = g; j; j = j->next) {
+      if (grc) {
+        j->rc = grc;
+        snprintf(j->err, sizeof j->err, "%s", err);
+      }
+      j->done = 1;
+    }
+    d->groups++;
+    d->writes += n;
+    pthread_cond_broadcast(&d->done);
+  }
+  pthread_mutex_unlock(&d->qmu);
+  return NULL;
+}
+
+/* Busy: again every 0.2 ms for up to 10 s (sqlite3_busy_timeout's backoff
+ * sleeps up to 100 ms a try, long after the run store's writer let go). */
+static int short_busy(void *ud, int n) {
+  (void)ud;
+  if (n >= 50000) return 0;
+  struct timespec ts = {0, 200000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
+static int open_conn(const char *path, const char *prag, sqlite3 **db, char *err, size_t errlen) {
+  if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path, *db ? sqlite3_errmsg(*db) : "?");
+    sqlite3_close(*db);
+    *db = NULL;
+    return LC_EIO;
+  }
+  sqlite3_busy_handler(*db, short_busy, NULL);
+  char *m = NULL;
+  if (sqlite3_exec(*db, prag, NULL, NULL, &m) != SQLITE_OK) {
+    snprintf(err, errlen, "%s: %s", path, m ? m : "pragma");
+    sqlite3_free(m);
+    sqlite3_close(*db);
+    *db = NULL;
+    return LC_EIO;
+  }
+  return 0;
+}
+
+int lc_dstore_open(const char *path, int sync_full, struct lc_dstore **out, char *err,
+                   size_t errlen) {
+  struct lc_dstore *d = calloc(1, sizeof *d);
+  if (!d) return LC_ENOMEM;
+  const char *prag = sync_full ? "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                               : "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;";
+  char *m = NULL;
+  if (open_conn(path, prag, &d->db, err, errlen)) {
+    free(d);
+    return LC_EIO;
+  }
+  if (sqlite3_exec(d->db, schema, NULL, NULL, &m) != SQLITE_OK ||
+      open_conn(path, prag, &d->rdb, err, errlen)) {
+    if (m) snprintf(err, errlen, "%s: %s", path, m);
+    sqlite3_free(m);
+    sqlite3_close(d->db);
+    free(d);
+    return LC_EIO;
+  }
+  pthread_mutex_init(&d->wmu, NULL);
+  pthread_mutex_init(&d->rmu, NULL);
+  pthread_mutex_init(&d->qmu, NULL);
+  pthread_cond_init(&d->work, NULL);
+  pthread_cond_init(&d->done, NULL);
+  d->tail = &d->head;
+  if (pthread_create(&d->committer, NULL, committer, d)) {
+    snprintf(err, errlen, "cannot start the store's committer");
+    sqlite3_close(d->rdb);
+    sqlite3_close(d->db);
+    free(d);
+    return LC_ENOMEM;
+  }
+  *out = d;
+  return 0;
+}
+
+void lc_dstore_close(struct lc_dstore *d) {
+  if (!d) return;
+  pthread_mutex_lock(&d->qmu);
+  d->stop = 1; /* what is queued still commits */
+  pthread_cond_signal(&d->work);
+  pthread_mutex_unlock(&d->qmu);
+  pthread_join(d->committer, NULL);
+  sqlite3_close(d->rdb);
+  sqlite3_close(d->db);
+  pthread_mutex_destroy(&d->wmu);
+  pthread_mutex_destroy(&d->rmu);
+  pthread_mutex_destroy(&d->qmu);
+  pthread_cond_destroy(&d->work);
+  pthread_cond_destroy(&d->done);
+  free(d);
+}
+
+static void bind_all(sqlite3_stmt *st, const char *spec, va_list ap) {
+  for (int k = 0; spec && spec[k]; k++) {
+    if (spec[k] == 's') {
+      const char *s = va_arg(ap, const char *);
+      if (s) sqlite3_bind_text(st, k + 1, s, -1, SQLITE_TRANSIENT);
+      else sqlite3_bind_null(st, k + 1);
+    } else if (spec[k] == 'd') {
+      sqlite3_bind_double(st, k + 1, va_arg(ap, double));
+    } else {
+      sqlite3_bind_int64(st, k + 1, va_arg(ap, long));
+    }
+  }
+}
+
+int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
+                   const char *spec, ...) {
+  if (rows) *rows = NULL;
+  va_list ap;
+  va_start(ap, spec);
+  /* A read runs now, on the read connection. */
+  pthread_mutex_lock(&d->rmu);
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(d->rdb, sql, -1, &st, NULL) != SQLITE_OK) {
+    snprintf(err, errlen, "store: %s", sqlite3_errmsg(d->rdb));
+    pthread_mutex_unlock(&d->rmu);
+    va_end(ap);
+    return LC_EIO;
+  }
+  if (sqlite3_stmt_readonly(st)) {
+    bind_all(st, spec, ap);
+    va_end(ap);
+    cJSON *arr = rows ? cJSON_CreateArray() : NULL;
+    int rc = step_all(d->rdb, st, arr, err, errlen);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&d->rmu);
+    if (rc) cJSON_Delete(arr);
+    else if (rows) *rows = arr;
+    return rc;
   }
   sqlite3_finalize(st);
-  pthread_mutex_unlock(&d->mu);
-  if (rc) cJSON_Delete(arr);
-  else if (rows) *rows = arr;
-  return rc;
+  pthread_mutex_unlock(&d->rmu);
+  /* A write joins the next group: its parameters copied, prepared by the
+   * committer (the write connection is never waited for here). */
+  struct job j;
+  memset(&j, 0, sizeof j);
+  j.sql = sql;
+  j.spec = spec;
+  size_t na = spec ? strlen(spec) : 0;
+  union arg argv[16];
+  j.args = na <= 16 ? argv : calloc(na, sizeof *j.args);
+  if (!j.args) {
+    va_end(ap);
+    return LC_ENOMEM;
+  }
+  int oom = 0;
+  for (size_t k = 0; k < na; k++) {
+    if (spec[k] == 's') {
+      const char *v = va_arg(ap, const char *);
+      j.args[k].s = v ? strdup(v) : NULL;
+      oom |= v && !j.args[k].s;
+    } else if (spec[k] == 'd') {
+      j.args[k].d = va_arg(ap, double);
+    } else {
+      j.args[k].i = va_arg(ap, long);
+    }
+  }
+  va_end(ap);
+  if (rows) j.rows = cJSON_CreateArray();
+  if (oom) {
+    j.rc = LC_ENOMEM;
+    j.done = 1;
+    snprintf(j.err, sizeof j.err, "out of memory");
+  }
+  pthread_mutex_lock(&d->qmu);
+  if (!j.done) {
+    *d->tail = &j;
+    d->tail = &j.next;
+    pthread_cond_signal(&d->work);
+  }
+  while (!j.done) pthread_cond_wait(&d->done, &d->qmu);
+  pthread_mutex_unlock(&d->qmu);
+  for (size_t k = 0; k < na; k++)
+    if (spec[k] == 's') free(j.args[k].s);
+  if (j.args != argv) free(j.args);
+  if (j.rc) {
+    snprintf(err, errlen, "%s", j.err);
+    cJSON_Delete(j.rows);
+  } else if (rows) {
+    *rows = j.rows;
+  }
+  return j.rc;
 }
 
 int lc_dstore_ping(struct lc_dstore *d) {
@@ -126,4 +339,11 @@ int lc_dstore_ping(struct lc_dstore *d) {
   int rc = lc_dstore_exec(d, &r, err, sizeof err, "SELECT count(*) AS n FROM d_threads", "");
   cJSON_Delete(r);
   return rc;
+}
+
+void lc_dstore_stats(struct lc_dstore *d, long *groups, long *writes) {
+  pthread_mutex_lock(&d->qmu);
+  *groups = d->groups;
+  *writes = d->writes;
+  pthread_mutex_unlock(&d->qmu);
 }

@@ -7,7 +7,13 @@
  * Queries take a bind spec: one letter per parameter, s (const char *,
  * NULL binds NULL), d (double), i (long). Rows come back as a cJSON array
  * of objects keyed by column name (the caller's, cJSON_Delete). Thread
- * safe (one mutex). Errors: 0 / LC_E*, text in err. */
+ * safe. Errors: 0 / LC_E*, text in err.
+ *
+ * Durability: a writing statement returns once it is committed (with the
+ * file's synchronous mode), but writes from many threads are grouped: one
+ * committer thread runs every write queued by then in one transaction,
+ * one fsync for the group. Reads run at once on a connection of their
+ * own and see committed rows only. */
 #ifndef LC_DSTORE_H
 #define LC_DSTORE_H
 
@@ -23,6 +29,8 @@ void lc_dstore_close(struct lc_dstore *d);
  * the result rows. LC_ESTATE for a constraint violation (a taken key). */
 int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
                    const char *spec, ...);
+/* Groups committed and writes in them, since the open (bench, metrics). */
+void lc_dstore_stats(struct lc_dstore *d, long *groups, long *writes);
 /* Is the file reachable and answering (readyz)? */
 int lc_dstore_ping(struct lc_dstore *d);
 

@@ -249,7 +249,7 @@ static int syncs_off_thread(const struct lc_journal *j) { return j->writer_on ||
 /* Makes every line written so far durable on this thread. */
 static int sync_inline(struct lc_journal *j) {
   if (j->store) {
-    lc_store_flush(j->store);
+    lc_store_flush_client(j->store, j);
     pthread_mutex_lock(&j->wmu);
     int err = j->werr;
     pthread_mutex_unlock(&j->wmu);
@@ -823,7 +823,7 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
       if (!rc && o->create_now) {
         rc = store_create(j);
         if (!rc) {
-          lc_store_flush(j->store);
+          lc_store_flush_client(j->store, j);
           pthread_mutex_lock(&j->wmu);
           int werr = j->werr, ok = j->synced >= 1;
           pthread_mutex_unlock(&j->wmu);
@@ -865,7 +865,7 @@ void lc_journal_free(struct lc_journal *j) {
   if (!j) return;
   writer_stop(j); /* after its last fsync */
   /* The store's writer calls back into j: every line committed first. */
-  if (j->store) lc_store_flush(j->store);
+  if (j->store) lc_store_flush_client(j->store, j);
   if (j->ew_on) ew_watch(j, 0);
   if (j->efd >= 0) close(j->efd);
   pthread_mutex_destroy(&j->wmu);
@@ -897,7 +897,7 @@ int lc_journal_has_run(struct lc_journal *j) {
   if (j->resume) return 1;
   /* Created only once its first line committed: a creation the store
    * refused (an id taken meanwhile) must not touch that other run's row. */
-  lc_store_flush(j->store);
+  lc_store_flush_client(j->store, j);
   pthread_mutex_lock(&j->wmu);
   int ok = j->synced >= 1;
   pthread_mutex_unlock(&j->wmu);

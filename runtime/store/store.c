@@ -44,6 +44,11 @@ struct pending {
   struct pending *next;
 };
 
+struct fwait {
+  const void *ud;
+  struct fwait *next;
+};
+
 struct lc_store {
   char *path;
   enum lc_store_sync sync;
@@ -63,6 +68,8 @@ struct lc_store {
   pthread_cond_t cv, idle;
   struct pending *head, **tail;
   int stop, busy, failed, flushing;
+  unsigned long taken, done; /* groups taken by the writer, and finished (notified) */
+  struct fwait *fwaits; /* clients in lc_store_flush_client */
   long lines, commits;
 };
 
@@ -173,6 +180,18 @@ static int exec_busy(sqlite3 *db, const char *sql, char *err, size_t errlen) {
   return rc;
 }
 
+/* Busy: again every 0.2 ms up to BUSY_MS. sqlite3_busy_timeout's backoff
+ * sleeps up to 100 ms a try: with two writers on the file (the writer
+ * thread and a status update, or luact serve's own tables) the loser slept
+ * long after the lock was free. */
+static int short_busy(void *ud, int n) {
+  (void)ud;
+  if ((double)n * 0.2 >= BUSY_MS) return 0;
+  struct timespec ts = {0, 200000L};
+  nanosleep(&ts, NULL);
+  return 1;
+}
+
 static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, char *err,
                    size_t errlen) {
   sqlite3 *db = NULL;
@@ -186,7 +205,7 @@ static int connect(const char *path, enum lc_store_sync sync, sqlite3 **out, cha
     sqlite3_close(db);
     return LC_EIO;
   }
-  sqlite3_busy_timeout(db, BUSY_MS);
+  sqlite3_busy_handler(db, short_busy, NULL);
   sqlite3_extended_result_codes(db, 1);
   int d = 1;
   sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, &d);
@@ -768,6 +787,31 @@ void lc_store_flush(struct lc_store *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
+void lc_store_flush_client(struct lc_store *s, const void *ud) {
+  pthread_mutex_lock(&s->mu);
+  /* Only this client's creation held for its first line goes now: another
+   * run's creation still waits for its header (take_group). */
+  struct fwait me = {ud, s->fwaits};
+  s->fwaits = &me;
+  pthread_cond_signal(&s->cv);
+  for (;;) {
+    int queued = 0;
+    for (struct pending *p = s->head; p && !queued; p = p->next) queued = p->c.ud == ud;
+    if (!queued) break;
+    pthread_cond_wait(&s->idle, &s->mu);
+  }
+  /* Its last lines are in a group taken by now: wait for that group's end
+   * (groups go one after the other). */
+  unsigned long g = s->taken;
+  while (s->done < g) pthread_cond_wait(&s->idle, &s->mu);
+  for (struct fwait **p = &s->fwaits; *p; p = &(*p)->next)
+    if (*p == &me) {
+      *p = me.next;
+      break;
+    }
+  pthread_mutex_unlock(&s->mu);
+}
+
 /* The group the writer takes (under s->mu): everything queued, except a
  * run's creation at the end of the queue, which waits for the line queued
  * after it. Committed alone, a crash could leave a run without a journal,
@@ -780,7 +824,9 @@ static struct pending *take_group(struct lc_store *s) {
   }
   if (!last) return NULL;
   struct pending *g = s->head;
-  if (last->create && !s->stop && !s->flushing) {
+  int flushed = s->flushing > 0;
+  for (struct fwait *w = s->fwaits; w && !flushed; w = w->next) flushed = w->ud == last->c.ud;
+  if (last->create && !s->stop && !flushed) {
     if (!prev) return NULL;
     prev->next = NULL;
     s->head = last;
@@ -895,6 +941,7 @@ static void *writer_main(void *arg) {
     /* Lines a client queued before it heard that an earlier one failed. */
     for (struct pending *p = g; p; p = p->next)
       if (p->orig->failed) p->err = EIO;
+    s->taken++;
     pthread_mutex_unlock(&s->mu);
     int err = s->failed ? EIO : commit_group(s, g);
     long n = 0, written = 0;
@@ -919,7 +966,10 @@ static void *writer_main(void *arg) {
       s->commits += written > 0;
     }
     s->busy = 0;
-    if (!s->head) pthread_cond_broadcast(&s->idle);
+    s->done = s->taken;
+    /* lc_store_flush waits for the queue's end, lc_store_flush_client for
+     * its own group's. */
+    pthread_cond_broadcast(&s->idle);
   }
   s->busy = 0;
   pthread_cond_broadcast(&s->idle);

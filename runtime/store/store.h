@@ -131,6 +131,12 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
 /* Waits (on the calling thread) until every line queued by c is committed
  * or failed: for the end of a run, off the loop. */
 void lc_store_flush(struct lc_store *s);
+/* Waits until every line the client with this ud queued is committed or
+ * failed, and the writer is done with them (no later callback to ud):
+ * unlike lc_store_flush, it does not wait for other clients' lines, so
+ * runs that end or start while others keep writing do not wait for the
+ * queue to empty. */
+void lc_store_flush_client(struct lc_store *s, const void *ud);
 /* Lines committed and group commits made by this store's writer (bench). */
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits);
 

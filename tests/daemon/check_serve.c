@@ -1342,6 +1342,134 @@ START_TEST(keep_alive) {
 }
 END_TEST
 
+/* ---- many creates at once (grouped commits) ---- */
+
+/* n POSTs to path at once (curl multi, one thread): bodies[i], with
+ * header hdrs[i] (or NULL); codes and replies into out. */
+static void post_many(struct daemon *d, int n, const char *path, char **bodies, char **hdrs,
+                      struct resp *out) {
+  CURLM *m = curl_multi_init();
+  CURL **e = calloc((size_t)n, sizeof *e);
+  struct curl_slist **h = calloc((size_t)n, sizeof *h);
+  char url[600];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d%s", d->port, path);
+  for (int i = 0; i < n; i++) {
+    memset(&out[i], 0, sizeof out[i]);
+    out[i].body = calloc(1, 1);
+    e[i] = curl_easy_init();
+    h[i] = curl_slist_append(NULL, "Content-Type: application/json");
+    h[i] = curl_slist_append(h[i], "Authorization: Bearer " A);
+    if (hdrs && hdrs[i]) h[i] = curl_slist_append(h[i], hdrs[i]);
+    curl_easy_setopt(e[i], CURLOPT_URL, url);
+    curl_easy_setopt(e[i], CURLOPT_HTTPHEADER, h[i]);
+    curl_easy_setopt(e[i], CURLOPT_POSTFIELDS, bodies[i]);
+    curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(e[i], CURLOPT_WRITEDATA, &out[i]);
+    curl_multi_add_handle(m, e[i]);
+  }
+  int running = 1;
+  while (running) {
+    ck_assert_int_eq(curl_multi_perform(m, &running), CURLM_OK);
+    if (running) curl_multi_poll(m, NULL, 0, 1000, NULL);
+  }
+  for (int i = 0; i < n; i++) {
+    curl_easy_getinfo(e[i], CURLINFO_RESPONSE_CODE, &out[i].code);
+    curl_multi_remove_handle(m, e[i]);
+    curl_easy_cleanup(e[i]);
+    curl_slist_free_all(h[i]);
+  }
+  curl_multi_cleanup(m);
+  free(e);
+  free(h);
+}
+
+/* Creates without a thread run in parallel and share commits; an
+ * Idempotency-Key sent by several of them at once still makes one run
+ * (the unique index catches the late ones, which answer with the first). */
+START_TEST(concurrent_creates_one_run_per_key) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "");
+  enum { N = 48, KEYS = 6 };
+  char *bodies[N], *hdrs[N];
+  struct resp out[N];
+  for (int i = 0; i < N; i++) {
+    bodies[i] = strdup("{\"assistant_id\":\"echo\",\"input\":{\"x\":1}}");
+    char h[80];
+    snprintf(h, sizeof h, "Idempotency-Key: many-%d", i % KEYS);
+    hdrs[i] = strdup(h);
+  }
+  post_many(&d, N, "/runs", bodies, hdrs, out);
+  char ids[KEYS][80] = {{0}};
+  for (int i = 0; i < N; i++) {
+    ck_assert_msg(out[i].code == 200, "create %d: %ld %s", i, out[i].code, out[i].body);
+    cJSON *j = cJSON_Parse(out[i].body);
+    const char *id = str(j, "run_id");
+    ck_assert_str_ne(id, "");
+    if (!ids[i % KEYS][0]) snprintf(ids[i % KEYS], sizeof ids[0], "%s", id);
+    ck_assert_msg(!strcmp(ids[i % KEYS], id), "key %d: runs %s and %s", i % KEYS,
+                  ids[i % KEYS], id);
+    cJSON_Delete(j);
+    resp_free(&out[i]);
+    free(bodies[i]);
+    free(hdrs[i]);
+  }
+  for (int k = 0; k < KEYS; k++)
+    for (int l = k + 1; l < KEYS; l++) ck_assert_str_ne(ids[k], ids[l]);
+  /* Exactly KEYS runs exist. */
+  cJSON *all = expect(&d, "POST", "/runs/search", "{\"limit\":1000}", A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(all), KEYS);
+  cJSON_Delete(all);
+  /* The metrics count the grouped commits: at least the creates written. */
+  struct resp m = req(&d, "GET", "/metrics", NULL, A, NULL);
+  const char *c = strstr(m.body, "\nluact_serve_table_commits_total ");
+  const char *w = strstr(m.body, "\nluact_serve_table_writes_total ");
+  ck_assert_ptr_nonnull(c);
+  ck_assert_ptr_nonnull(w);
+  long commits = atol(c + strlen("\nluact_serve_table_commits_total "));
+  long writes = atol(w + strlen("\nluact_serve_table_writes_total "));
+  ck_assert_int_ge(writes, KEYS);
+  ck_assert_int_ge(commits, 1);
+  ck_assert_int_le(commits, writes);
+  resp_free(&m);
+  ck_assert_int_eq(stop(&d, SIGKILL), SIGKILL);
+  rm_dir(&d);
+}
+END_TEST
+
+/* A run answered 2xx is committed before the answer, also when its insert
+ * went in a group with others: SIGKILL right after the last reply, and
+ * every run is there after the restart (and runs to its end). */
+START_TEST(grouped_creates_survive_sigkill) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "--max-runs 4");
+  enum { N = 40 };
+  char *bodies[N];
+  struct resp out[N];
+  for (int i = 0; i < N; i++) bodies[i] = strdup("{\"assistant_id\":\"sleeper\",\"input\":{\"s\":0.05}}");
+  post_many(&d, N, "/runs", bodies, NULL, out);
+  int st = stop(&d, SIGKILL);
+  ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  start(&d, "--max-runs 4");
+  for (int i = 0; i < N; i++) {
+    ck_assert_msg(out[i].code == 200, "create %d: %ld %s", i, out[i].code, out[i].body);
+    cJSON *j = cJSON_Parse(out[i].body);
+    char path[200];
+    snprintf(path, sizeof path, "/runs/%s/join", str(j, "run_id"));
+    cJSON *w = expect(&d, "GET", path, NULL, A, 200);
+    ck_assert_msg(cJSON_GetObjectItem(w, "slept") != NULL, "run %s: %s", str(j, "run_id"),
+                  cJSON_PrintUnformatted(w));
+    cJSON_Delete(w);
+    cJSON_Delete(j);
+    resp_free(&out[i]);
+    free(bodies[i]);
+  }
+  ck_assert_int_eq(stop(&d, SIGTERM), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("serve");
@@ -1364,6 +1492,8 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, cli_cancel_of_resumed_run);
   tcase_add_test(tc, cancelled_in_queue_stays_cancelled);
   tcase_add_test(tc, cancel_while_run_leaves);
+  tcase_add_test(tc, concurrent_creates_one_run_per_key);
+  tcase_add_test(tc, grouped_creates_survive_sigkill);
   suite_add_tcase(s, tc);
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);

@@ -332,6 +332,42 @@ START_TEST(line_crc_is_zlib_crc32) {
 }
 END_TEST
 
+/* lc_store_flush_client waits for its own client's lines only: it returns
+ * while another run's creation stays queued for its header, and it does
+ * not release that creation (committed alone, a kill would leave a run
+ * without a journal). The daemon's runs flush this way at their start
+ * and end, many at a time. */
+START_TEST(flush_client_waits_for_its_own_lines_only) {
+  static struct client a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.c.committed = b.c.committed = on_committed;
+  a.c.ud = &a;
+  b.c.ud = &b;
+  snprintf(a.c.run_id, sizeof a.c.run_id, "fa");
+  snprintf(b.c.run_id, sizeof b.c.run_id, "fb");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  r.status = "running";
+  snprintf(r.id, sizeof r.id, "fa");
+  ck_assert_int_eq(lc_store_append_run(st, &a.c, &r), 0);
+  ck_assert_int_eq(lc_store_append(st, &a.c, 1, 1, "{\"type\":\"header\"}", 17), 0);
+  snprintf(r.id, sizeof r.id, "fb");
+  ck_assert_int_eq(lc_store_append_run(st, &b.c, &r), 0); /* its header comes later */
+  lc_store_flush_client(st, &a);
+  ck_assert_uint_eq(atomic_load(&a.newest), 1);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("fa", &sn, &last) == 0, "%s", err);
+  struct lc_run_row got;
+  ck_assert_int_eq(lc_store_run_get(st, "fb", &got, err, sizeof err), LC_ENOTFOUND);
+  ck_assert_int_eq(lc_store_append(st, &b.c, 1, 1, "{\"type\":\"header\"}", 17), 0);
+  lc_store_flush_client(st, &b);
+  ck_assert_uint_eq(atomic_load(&b.newest), 1);
+  ck_assert_msg(read_journal("fb", &sn, &last) == 0, "%s", err);
+}
+END_TEST
+
 /* A run's row and its first line go in one transaction: a process killed
  * between two groups must never leave a run without a journal (nothing
  * could resume it: "run R has no journal"). The writer used to commit a
@@ -632,6 +668,7 @@ Suite *store_suite(void) {
   tcase_add_test(tc, conflicting_line_fails_only_its_client);
   tcase_add_test(tc, taken_run_id_fails_only_its_client);
   tcase_add_test(tc, line_crc_is_zlib_crc32);
+  tcase_add_test(tc, flush_client_waits_for_its_own_lines_only);
   tcase_add_test(tc, run_never_committed_without_its_first_line);
   tcase_add_test(tc, flipped_byte_in_a_line_names_it);
   tcase_add_test(tc, seq_gap_is_an_integrity_error);
