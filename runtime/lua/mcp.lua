@@ -123,8 +123,8 @@ function Server:request(method, params, opts)
   end
 end
 
--- elicitation/create: the script's on_elicit, else luact.ask per field.
--- Returns the ElicitResult.
+-- elicitation/create: the script's on_elicit, else luact.ask per field;
+-- fields left out take the schema's defaults. Returns the ElicitResult.
 function Server:_elicit(params)
   local ok, content = pcall(function()
     if self.on_elicit then return self.on_elicit(params) end
@@ -159,7 +159,16 @@ function Server:_elicit(params)
     end
     return out
   end)
-  if ok and type(content) == "table" then return { action = "accept", content = content } end
+  if ok and type(content) == "table" then
+    -- SEP-1034: a field the answer leaves out takes the schema's default
+    local schema = type(params.requestedSchema) == "table" and params.requestedSchema or {}
+    if type(schema.properties) == "table" then
+      for k, p in pairs(schema.properties) do
+        if type(p) == "table" and p.default ~= nil and content[k] == nil then content[k] = p.default end
+      end
+    end
+    return { action = "accept", content = content }
+  end
   return { action = "decline" }
 end
 
