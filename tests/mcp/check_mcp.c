@@ -760,6 +760,10 @@ START_TEST(serve_http_bearer) {
            "  headers={Authorization='Bearer test-token-0123456789'}})\n"
            "check(s.version == '2026-07-28', s.version)\n"
            "check(s.tool.add{a=20, b=22}:find('\"sum\":42'))\n"
+           /* progress over HTTP: the answer becomes an SSE stream */
+           "local seen = {}\n"
+           "check(s:call('count', {}, {on_progress=function(p) seen[#seen+1] = p.progress end}))\n"
+           "check(#seen >= 1 and seen[#seen] == 3, 'progress over http: ' .. #seen)\n"
            "local x, m, c = luact.mcp.connect{url=url, headers={Authorization='Bearer wrong-token-000000000'}}\n"
            "check(x == nil and m:find('HTTP 401'), m)\n"
            "return 'ok'",

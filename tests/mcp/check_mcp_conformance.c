@@ -45,7 +45,6 @@ static const struct expected server_expected[] = {
     {"tools-call-embedded-resource", "a served tool's result is text, never an embedded resource"},
     {"tools-call-mixed-content", "a served tool's result is one text item"},
     {"tools-call-with-logging", "luact mcp serve offers no logging capability"},
-    {"tools-call-with-progress", "over HTTP luact mcp serve answers JSON, not SSE, so no progress"},
     {"tools-call-sampling", "luact mcp serve sends no requests to the client (sampling)"},
     {"tools-call-elicitation", "luact mcp serve sends no requests to the client (elicitation)"},
     {"elicitation-sep1034-defaults", "luact mcp serve sends no requests to the client (elicitation)"},

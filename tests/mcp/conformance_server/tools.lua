@@ -2,7 +2,7 @@
 -- server scenarios call (names and shapes from its scenario descriptions),
 -- served by `luact mcp serve --http` in tests/mcp/check_mcp_conformance.c.
 -- What luact mcp serve cannot express (image, audio and resource content,
--- logging, sampling, elicitation, progress over HTTP) is listed as an
+-- logging, sampling, elicitation) is listed as an
 -- expected failure in tests/mcp/CONFORMANCE.md instead of faked here.
 local none = { type = "object", properties = {} }
 return {
@@ -12,6 +12,15 @@ return {
   luact.tool { name = "test_error_handling", description = "Always fails.", effect = "pure",
     params = none,
     fn = function() return nil, "This tool intentionally returns an error for testing" end },
+  luact.tool { name = "test_tool_with_progress", description = "Reports progress three times.",
+    effect = "pure", params = none,
+    fn = function(_, ctx)
+      for i = 0, 2 do
+        ctx.progress(i * 50, 100, "step " .. (i + 1))
+        luact.sleep(0.05)
+      end
+      return "Progress completed"
+    end },
   luact.tool { name = "json_schema_2020_12_tool", description = "Tool with JSON Schema 2020-12 features",
     effect = "pure",
     params = {
