@@ -1,6 +1,6 @@
 /* mcp_httpd.c: `luact mcp serve --http`: libmicrohttpd in external-epoll
  * mode on our loop, loaded with dlopen, one suspended connection per
- * request until the script answers it. */
+ * request until the script answers it (or streams SSE events before it). */
 #include "mcp_httpd.h"
 
 #include <arpa/inet.h>
