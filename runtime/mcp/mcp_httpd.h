@@ -1,8 +1,9 @@
 /* mcp_httpd.h: the Streamable HTTP side of `luact mcp serve`: one POST
  * endpoint (/mcp) on a loopback address, bearer-token auth, Origin check,
- * JSON answers, or SSE when a call reports progress. libmicrohttpd runs in external-epoll mode on our loop (its
- * epoll fd is one of our watchers; no thread of its own), and is loaded
- * with dlopen on first use so that a run that never serves does not load it.
+ * JSON answers, or SSE when a call reports progress. libmicrohttpd runs
+ * in external-epoll mode on our loop (its epoll fd is one of our watchers;
+ * no thread of its own), and is loaded with dlopen on first use so that a
+ * run that never serves does not load it.
  *
  * Flow: each authorised POST body is handed to on_msg with a request id;
  * the connection is suspended until lc_mcp_httpd_reply(id, ...) gives its
