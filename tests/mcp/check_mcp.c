@@ -779,6 +779,19 @@ START_TEST(serve_http_bearer) {
 }
 END_TEST
 
+/* sampling/createMessage and roots/list from a server (luact declares
+ * neither capability) are answered at once with "Method not found", never
+ * left waiting. */
+START_TEST(sampling_and_roots_refused) {
+  ck_assert_msg(run("local s = check(fake('asks'))\n"
+                    "local r = check(s:call('ok', {}, {timeout=20}))\n"
+                    "local t = r.content[1].text\n"
+                    "check(t == 'sampling: error -32601; roots: error -32601', t)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
 /* ---- Streamable HTTP streams (tests/mcp/fake_http_server.js) ---- */
 
 static pid_t fake_http_pid;
@@ -938,6 +951,7 @@ Suite *mcp_suite(void) {
   CASE(elicitation_on_elicit, tcase_add_test(tc, elicitation_on_elicit));
   CASE(stateless_meta, tcase_add_test(tc, stateless_meta));
   CASE(workflow_allowed_set, tcase_add_test(tc, workflow_allowed_set));
+  CASE(sampling_and_roots_refused, tcase_add_test(tc, sampling_and_roots_refused));
   CASE(http_sse_resumed, tcase_add_test(tc, http_sse_resumed));
   CASE(http_sse_not_resumable, tcase_add_test(tc, http_sse_not_resumable));
   CASE(http_elicit_on_get_stream_defaults, tcase_add_test(tc, http_elicit_on_get_stream_defaults));
