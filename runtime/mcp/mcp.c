@@ -69,6 +69,9 @@ struct inmsg {
 #define MAX_GET_EMPTY 3
 #define RETRY_MS 1000
 #define MAX_RETRY_MS 60000
+/* A floor under the server's retry: a hostile `retry: 0` on a stream it
+ * keeps closing would otherwise be a busy loop of GETs. */
+#define MIN_RETRY_MS 100
 
 /* One HTTP exchange: a POST, or a GET stream (2025-11-25): the standalone
  * one (id -1) that carries the server's own requests and notifications, or
@@ -652,6 +655,7 @@ static void stream_again(struct lc_mcp *m, struct post *p) {
   p->resumes++;
   long ms = p->retry >= 0 ? p->retry : RETRY_MS;
   if (ms > MAX_RETRY_MS) ms = MAX_RETRY_MS;
+  if (ms < MIN_RETRY_MS) ms = MIN_RETRY_MS;
   lc_timer_start(m->loop, &p->timer, (double)ms);
 }
 
