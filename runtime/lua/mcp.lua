@@ -110,7 +110,13 @@ function Server:request(method, params, opts)
       end
       local p = {}
       for k, v in pairs(params or {}) do p[k] = v end
-      p.inputResponses = self:_input_responses(a.inputRequests)
+      local unsupported
+      p.inputResponses, unsupported = self:_input_responses(a.inputRequests)
+      if unsupported then
+        -- asking again would get the same request: fail now, clearly
+        return nil, string.format("%s: the server asked for %s, which luact does not offer",
+          self.label, unsupported), "mcp_error"
+      end
       p.requestState = a.requestState
       return self:request(method, p, opts)
     elseif kind == "error" then
@@ -179,20 +185,23 @@ function Server:_answer(s, method, params, id)
 end
 
 -- 2026-07-28 multi round-trip: the answers to a result's inputRequests,
--- keyed as the server keyed them. Only elicitation is answered; roots is
--- an empty list; anything else (sampling) is left out.
+-- keyed as the server keyed them. Elicitation is answered; roots is an
+-- empty list; anything else (sampling) is returned second, by method, so
+-- the call fails instead of the server asking again and again.
 function Server:_input_responses(reqs)
-  local out = {}
+  local out, unsupported = {}, nil
   for key, r in pairs(type(reqs) == "table" and reqs or {}) do
     if type(r) == "table" then
       if r.method == "elicitation/create" then
         out[key] = self:_elicit(type(r.params) == "table" and r.params or {})
       elseif r.method == "roots/list" then
         out[key] = { roots = luact.json.array {} }
+      else
+        unsupported = tostring(r.method)
       end
     end
   end
-  return out
+  return out, unsupported
 end
 
 -- Follows nextCursor; items under key.

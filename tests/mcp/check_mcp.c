@@ -656,6 +656,9 @@ START_TEST(stateless_meta) {
            "local r = check(s:call('ask', {}))\n"
            "local t = r.content[1].text\n"
            "check(t:find('state opaque-1 answer', 1, true) and t:find('Oslo') and t:find('accept'), t)\n"
+           /* sampling asked in a round: a clear error at once, not 8 rounds */
+           "local x, m, c = s:call('sample', {})\n"
+           "check(x == nil and c == 'mcp_error' and m:find('sampling/createMessage', 1, true), m)\n"
            "return 'ok'", log);
   ck_assert_msg(run(code) == 0, "%s", err);
   size_t n;

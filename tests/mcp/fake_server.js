@@ -123,6 +123,12 @@ function handle(m) {
       return;
     }
     if (name === 'slow') return; // answered never: the client must cancel
+    if (mode === 'stateless' && name === 'sample') {
+      out({ jsonrpc: '2.0', id: m.id, result: { resultType: 'input_required', requestState: 's',
+        inputRequests: { q: { method: 'sampling/createMessage', params: {
+          messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }], maxTokens: 5 } } } } });
+      return;
+    }
     if (mode === 'stateless' && name === 'ask') {
       const ir = m.params.inputResponses;
       if (!ir) {
