@@ -108,9 +108,10 @@ static int list_scenarios(const char *side, char **names, int max) {
   return n;
 }
 
-/* Runs one scenario; 1 if it passed. why gets what failed. */
-static int run_scenario(const char *args, const char *scenario, char *why, size_t whylen) {
-  char dir[] = "/tmp/lc_mcpconf_XXXXXX";
+/* Runs one scenario in dir (a template, made here); 1 if it passed. why
+ * gets what failed. */
+static int run_scenario(const char *args, const char *scenario, char *dir, char *why,
+                        size_t whylen) {
   ck_assert_ptr_nonnull(mkdtemp(dir));
   char cmd[3000], log[300];
   snprintf(log, sizeof log, "%s/log.txt", dir);
@@ -159,11 +160,6 @@ static int run_scenario(const char *args, const char *scenario, char *why, size_
       snprintf(why + w, whylen - w, "%sthe client exited with an error (see %s)",
                w ? "; " : "", log);
   }
-  if (ok) {
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) { /* a leftover temporary directory is harmless */
-    }
-  }
   return ok;
 }
 
@@ -178,9 +174,14 @@ static void run_side(const char *side, const char *args, const struct expected *
   int bad = 0, passed = 0, expected_failed = 0;
   report[0] = '\0';
   for (int i = 0; i < n; i++) {
-    char why[2048];
-    int ok = run_scenario(args, names[i], why, sizeof why);
+    char why[2048], dir[] = "/tmp/lc_mcpconf_XXXXXX", rm[64];
+    int ok = run_scenario(args, names[i], dir, why, sizeof why);
     const struct expected *e = find_expected(exp, nexp, names[i]);
+    /* the output of an unexpected result is kept for a look */
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    if (!ok == !!e && system(rm) != 0) {
+      /* a leftover temporary directory is harmless */
+    }
     fprintf(stderr, "mcp conformance %s: %-40s %s%s%s\n", side, names[i],
             ok ? "pass" : e ? "expected failure" : "FAIL", ok || !e ? "" : ": ",
             ok || !e ? "" : e->why);
