@@ -97,6 +97,7 @@ function mcp.serve(dir, opts)
     chan = stdio()
   end
   local running = {} -- request id (JSON text) -> task
+  local ending = {}  -- request id (JSON text) -> ends its HTTP response
 
   local function tool_list()
     local list = {}
@@ -113,7 +114,7 @@ function mcp.serve(dir, opts)
   -- HTTP: the body of this POST's response), notify(msg) a notification
   -- about it (over HTTP: an SSE event of this POST's response, which then
   -- carries the answer as its last event).
-  local function handle(m, send, notify)
+  local function handle(m, send, notify, drop)
     local function reply(result) send { jsonrpc = "2.0", id = m.id, result = result } end
     local function fail(code, message)
       send { jsonrpc = "2.0", id = m.id == nil and json.null or m.id, error = { code = code, message = message } }
@@ -147,9 +148,11 @@ function mcp.serve(dir, opts)
         notify { jsonrpc = "2.0", method = "notifications/progress",
           params = { progressToken = token, progress = done, total = total, message = message } }
       end }
+      ending[key] = drop
       running[key] = luact.spawn(function()
         local ok, r, e = pcall(t.call, t, args, ctx)
         running[key] = nil
+        ending[key] = nil
         if not ok then
           reply { content = { { type = "text", text = tostring(r) } }, isError = true }
         elseif r == nil then
@@ -172,6 +175,11 @@ function mcp.serve(dir, opts)
       if task then
         running[key] = nil
         luact.kill(task)
+        -- no JSON-RPC answer follows a cancel, but over HTTP the call's
+        -- POST (suspended, or an SSE stream) must still end
+        local drop = ending[key]
+        ending[key] = nil
+        if drop then drop() end
       end
     end
   end
@@ -182,10 +190,11 @@ function mcp.serve(dir, opts)
       if reqid then io.stderr:write("luact mcp: " .. tostring(reqid) .. "\n") end
       break
     end
-    local send, notify
+    local send, notify, drop
     if opts and opts.http then
       send = function(msg) chan:reply(reqid, 200, json.encode(msg)) end
       notify = function(msg) chan:event(reqid, json.encode(msg)) end
+      drop = function() chan:reply(reqid, 202) end
     else
       send = function(msg) chan:write(json.encode(msg)) end
       notify = send
@@ -203,7 +212,7 @@ function mcp.serve(dir, opts)
       if m.method ~= nil then notified(m) end
       if opts and opts.http then chan:reply(reqid, 202) end
     else
-      handle(m, send, notify)
+      handle(m, send, notify, drop)
     end
   end
   for _, task in pairs(running) do luact.kill(task) end

@@ -756,7 +756,7 @@ START_TEST(serve_http_bearer) {
   size_t n = fread(nout, 1, sizeof nout - 1, c);
   nout[n] = '\0';
   int crc = pclose(c);
-  char code[2048];
+  char code[4096];
   snprintf(code, sizeof code,
            "local url = 'http://127.0.0.1:%d/mcp'\n"
            "local s = check(luact.mcp.connect{url=url,\n"
@@ -767,6 +767,22 @@ START_TEST(serve_http_bearer) {
            "local seen = {}\n"
            "check(s:call('count', {}, {on_progress=function(p) seen[#seen+1] = p.progress end}))\n"
            "check(#seen >= 1 and seen[#seen] == 3, 'progress over http: ' .. #seen)\n"
+           /* a cancelled call's POST ends (it was an SSE stream: progress) */
+           "local dir = os.tmpname(); os.remove(dir); os.execute('mkdir ' .. dir)\n"
+           "local function put(name, text) local f = io.open(dir .. '/' .. name, 'w') f:write(text) f:close() end\n"
+           "put('call', '{\"jsonrpc\":\"2.0\",\"id\":77,\"method\":\"tools/call\",\"params\":"
+           "{\"name\":\"wait\",\"arguments\":{\"marker\":\"' .. dir .. '/marker\"},\"_meta\":{\"progressToken\":1}}}')\n"
+           "put('cancel', '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":77}}')\n"
+           "local curl = \"curl -sN -H 'Authorization: Bearer test-token-0123456789' \" ..\n"
+           "  \"-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \"\n"
+           "local call = io.popen(curl .. '-d @' .. dir .. '/call ' .. url)\n"
+           "local first = call:read('l')\n"
+           "check(first and first:find('started'), tostring(first))\n"
+           "os.execute(curl .. '-d @' .. dir .. '/cancel ' .. url)\n"
+           "call:read('a')\n" /* returns when the server ends the response */
+           "call:close()\n"
+           "check(io.open(dir .. '/marker'), 'the cancelled task was not killed')\n"
+           "os.execute('rm -rf ' .. dir)\n"
            "local x, m, c = luact.mcp.connect{url=url, headers={Authorization='Bearer wrong-token-000000000'}}\n"
            "check(x == nil and m:find('HTTP 401'), m)\n"
            "return 'ok'",
