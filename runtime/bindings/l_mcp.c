@@ -925,6 +925,19 @@ static int l_httpd_reply(lua_State *L) {
   return 0;
 }
 
+/* srv:event(reqid, body) -> true | nil: one SSE event on reqid's answer
+ * (which becomes a stream; srv:reply then ends it). */
+static int l_httpd_event(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  long id = (long)luaL_checkinteger(L, 2);
+  size_t n = 0;
+  const char *body = luaL_checklstring(L, 3, &n);
+  int ok = x->h && lc_mcp_httpd_event(x->h, id, body, n) == 0;
+  if (ok) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  return 1;
+}
+
 static int l_httpd_port(lua_State *L) {
   struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
   lua_pushinteger(L, x->h ? lc_mcp_httpd_port(x->h) : 0);
@@ -954,6 +967,7 @@ static int l_http(lua_State *L) {
 
 static const luaL_Reg httpd_methods[] = {{"read", l_httpd_read},
                                          {"reply", l_httpd_reply},
+                                         {"event", l_httpd_event},
                                          {"port", l_httpd_port},
                                          {"close", httpd_gc},
                                          {NULL, NULL}};

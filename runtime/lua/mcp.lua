@@ -110,7 +110,13 @@ function Server:request(method, params, opts)
       end
       local p = {}
       for k, v in pairs(params or {}) do p[k] = v end
-      p.inputResponses = self:_input_responses(a.inputRequests)
+      local unsupported
+      p.inputResponses, unsupported = self:_input_responses(a.inputRequests)
+      if unsupported then
+        -- asking again would get the same request: fail now, clearly
+        return nil, string.format("%s: the server asked for %s, which luact does not offer",
+          self.label, unsupported), "mcp_error"
+      end
       p.requestState = a.requestState
       return self:request(method, p, opts)
     elseif kind == "error" then
@@ -123,8 +129,8 @@ function Server:request(method, params, opts)
   end
 end
 
--- elicitation/create: the script's on_elicit, else luact.ask per field.
--- Returns the ElicitResult.
+-- elicitation/create: the script's on_elicit, else luact.ask per field;
+-- fields left out take the schema's defaults. Returns the ElicitResult.
 function Server:_elicit(params)
   local ok, content = pcall(function()
     if self.on_elicit then return self.on_elicit(params) end
@@ -159,7 +165,16 @@ function Server:_elicit(params)
     end
     return out
   end)
-  if ok and type(content) == "table" then return { action = "accept", content = content } end
+  if ok and type(content) == "table" then
+    -- SEP-1034: a field the answer leaves out takes the schema's default
+    local schema = type(params.requestedSchema) == "table" and params.requestedSchema or {}
+    if type(schema.properties) == "table" then
+      for k, p in pairs(schema.properties) do
+        if type(p) == "table" and p.default ~= nil and content[k] == nil then content[k] = p.default end
+      end
+    end
+    return { action = "accept", content = content }
+  end
   return { action = "decline" }
 end
 
@@ -170,20 +185,23 @@ function Server:_answer(s, method, params, id)
 end
 
 -- 2026-07-28 multi round-trip: the answers to a result's inputRequests,
--- keyed as the server keyed them. Only elicitation is answered; roots is
--- an empty list; anything else (sampling) is left out.
+-- keyed as the server keyed them. Elicitation is answered; roots is an
+-- empty list; anything else (sampling) is returned second, by method, so
+-- the call fails instead of the server asking again and again.
 function Server:_input_responses(reqs)
-  local out = {}
+  local out, unsupported = {}, nil
   for key, r in pairs(type(reqs) == "table" and reqs or {}) do
     if type(r) == "table" then
       if r.method == "elicitation/create" then
         out[key] = self:_elicit(type(r.params) == "table" and r.params or {})
       elseif r.method == "roots/list" then
         out[key] = { roots = luact.json.array {} }
+      else
+        unsupported = tostring(r.method)
       end
     end
   end
-  return out
+  return out, unsupported
 end
 
 -- Follows nextCursor; items under key.

@@ -97,6 +97,7 @@ function mcp.serve(dir, opts)
     chan = stdio()
   end
   local running = {} -- request id (JSON text) -> task
+  local ending = {}  -- request id (JSON text) -> ends its HTTP response
 
   local function tool_list()
     local list = {}
@@ -110,8 +111,10 @@ function mcp.serve(dir, opts)
   local caps = { tools = { listChanged = false } }
 
   -- One message; send(msg) delivers the answer (over stdio: a line; over
-  -- HTTP: the body of this POST's response).
-  local function handle(m, send)
+  -- HTTP: the body of this POST's response), notify(msg) a notification
+  -- about it (over HTTP: an SSE event of this POST's response, which then
+  -- carries the answer as its last event).
+  local function handle(m, send, notify, drop)
     local function reply(result) send { jsonrpc = "2.0", id = m.id, result = result } end
     local function fail(code, message)
       send { jsonrpc = "2.0", id = m.id == nil and json.null or m.id, error = { code = code, message = message } }
@@ -136,18 +139,20 @@ function mcp.serve(dir, opts)
       if type(args) ~= "table" then return fail(-32602, "arguments must be an object") end
       local key = json.encode(m.id)
       -- ctx.progress(done [, total [, message]]) reports to a client that
-      -- asked (params._meta.progressToken); over HTTP answers are plain
-      -- JSON, so there it does nothing.
+      -- asked (params._meta.progressToken); over HTTP the answer becomes an
+      -- SSE stream at the first report.
       local meta = type(p._meta) == "table" and p._meta or {}
       local token = meta.progressToken
       local ctx = { progress = function(done, total, message)
-        if token == nil or (opts and opts.http) then return end
-        chan:write(json.encode { jsonrpc = "2.0", method = "notifications/progress",
-          params = { progressToken = token, progress = done, total = total, message = message } })
+        if token == nil then return end
+        notify { jsonrpc = "2.0", method = "notifications/progress",
+          params = { progressToken = token, progress = done, total = total, message = message } }
       end }
+      ending[key] = drop
       running[key] = luact.spawn(function()
         local ok, r, e = pcall(t.call, t, args, ctx)
         running[key] = nil
+        ending[key] = nil
         if not ok then
           reply { content = { { type = "text", text = tostring(r) } }, isError = true }
         elseif r == nil then
@@ -170,6 +175,11 @@ function mcp.serve(dir, opts)
       if task then
         running[key] = nil
         luact.kill(task)
+        -- no JSON-RPC answer follows a cancel, but over HTTP the call's
+        -- POST (suspended, or an SSE stream) must still end
+        local drop = ending[key]
+        ending[key] = nil
+        if drop then drop() end
       end
     end
   end
@@ -180,11 +190,14 @@ function mcp.serve(dir, opts)
       if reqid then io.stderr:write("luact mcp: " .. tostring(reqid) .. "\n") end
       break
     end
-    local send
+    local send, notify, drop
     if opts and opts.http then
       send = function(msg) chan:reply(reqid, 200, json.encode(msg)) end
+      notify = function(msg) chan:event(reqid, json.encode(msg)) end
+      drop = function() chan:reply(reqid, 202) end
     else
       send = function(msg) chan:write(json.encode(msg)) end
+      notify = send
     end
     local ok, m = pcall(json.decode, line)
     if not ok or type(m) ~= "table" or m.jsonrpc ~= "2.0" then
@@ -199,7 +212,7 @@ function mcp.serve(dir, opts)
       if m.method ~= nil then notified(m) end
       if opts and opts.http then chan:reply(reqid, 202) end
     else
-      handle(m, send)
+      handle(m, send, notify, drop)
     end
   end
   for _, task in pairs(running) do luact.kill(task) end

@@ -61,7 +61,21 @@ struct inmsg {
   char text[];
 };
 
-/* One POST of the HTTP transport. */
+/* SSE streams resumed (a GET with Last-Event-ID) at most this many times
+ * per request, and the standalone GET stream reopened at most this many
+ * times in a row without an event: a server that keeps closing them at
+ * once is not polled forever. Without a retry: field we wait RETRY_MS. */
+#define MAX_RESUMES 8
+#define MAX_GET_EMPTY 3
+#define RETRY_MS 1000
+#define MAX_RETRY_MS 60000
+/* A floor under the server's retry: a hostile `retry: 0` on a stream it
+ * keeps closing would otherwise be a busy loop of GETs. */
+#define MIN_RETRY_MS 100
+
+/* One HTTP exchange: a POST, or a GET stream (2025-11-25): the standalone
+ * one (id -1) that carries the server's own requests and notifications, or
+ * the resumption of request id's SSE stream the server closed early. */
 struct post {
   struct post *next;
   struct lc_mcp *m;
@@ -69,9 +83,15 @@ struct post {
   struct lc_sse sse;
   struct lc_buf json; /* a JSON answer's body */
   char *body;
-  long long id; /* the request it carries, -1 for others */
+  long long id; /* the request it carries or resumes, -1 for others */
   int is_sse;
   int decided;
+  int get;          /* a GET stream (body NULL) */
+  int events;       /* events seen on this connection */
+  int resumes;      /* GETs made for it so far */
+  char *last_id;    /* the stream's last event id, for Last-Event-ID */
+  long retry;       /* the server's retry: in ms, -1 if none */
+  struct lc_timer timer; /* the wait before the next GET */
 };
 
 struct lc_mcp {
@@ -113,6 +133,7 @@ struct lc_mcp {
   size_t n_headers;
   char *session_id;
   struct post *posts;
+  int get_empty; /* standalone GET streams in a row that brought nothing */
 };
 
 static void die(struct lc_mcp *m, const char *fmt, ...)
@@ -508,10 +529,12 @@ static void post_free(struct lc_mcp *m, struct post *p) {
       *pp = p->next;
       break;
     }
+  lc_timer_stop(m->loop, &p->timer);
   lc_http_op_cleanup(&p->op);
   lc_sse_free(&p->sse);
   lc_buf_free(&p->json);
   lc_free(p->body);
+  lc_free(p->last_id);
   lc_free(p);
 }
 
@@ -541,6 +564,7 @@ static void in_fire(struct lc_loop *loop, struct lc_timer *t) {
 
 static int sse_cb(void *ud, const struct lc_sse_event *ev) {
   struct post *p = ud;
+  p->events++;
   if (ev->data_len) inbox_push(p->m, ev->data, ev->data_len);
   return 0;
 }
@@ -579,15 +603,88 @@ static void capture_session(struct lc_mcp *m, struct post *p) {
   }
 }
 
+static int http_start(struct lc_mcp *m, struct post *p);
+
+/* Keeps what lets a closed stream be resumed: its last event id and the
+ * server's retry: (the parser itself is reset for the next connection). */
+static void stream_note(struct post *p) {
+  if (p->sse.id.len) {
+    char *id = lc_strndup(p->sse.id.data, p->sse.id.len);
+    if (id) {
+      lc_free(p->last_id);
+      p->last_id = id;
+    }
+  }
+  if (p->sse.retry >= 0) p->retry = p->sse.retry;
+}
+
+/* The retry: wait is over: GET the stream again (from the loop). */
+static void get_fire(struct lc_loop *loop, struct lc_timer *t) {
+  struct post *p = t->ud;
+  struct lc_mcp *m = p->m;
+  long long id = p->id;
+  /* The answer came another way, or the caller gave up, meanwhile. */
+  struct pending *pd = id >= 0 ? pending_find(m, id) : NULL;
+  if (m->st == ST_DEAD || (id >= 0 && !pd)) {
+    post_free(m, p);
+    return;
+  }
+  if (http_start(m, p) < 0) {
+    post_free(m, p);
+    if (pd) {
+      struct lc_mcp_reply r = {
+          .rc = LC_EIO, .message = "cannot resume the MCP server's SSE stream"};
+      reply(m, pd, &r);
+    }
+  }
+}
+
+/* p's stream ended: it is opened again as a GET with Last-Event-ID after
+ * the server's retry: delay (2025-11-25, "resumability"). p is linked. */
+static void stream_again(struct lc_mcp *m, struct post *p) {
+  lc_http_op_cleanup(&p->op);
+  lc_http_op_init(&p->op);
+  lc_sse_free(&p->sse);
+  lc_sse_init(&p->sse, m->max_message);
+  lc_buf_free(&p->json);
+  lc_buf_init(&p->json, m->max_message);
+  lc_free(p->body);
+  p->body = NULL;
+  p->get = 1;
+  p->decided = p->is_sse = p->events = 0;
+  p->resumes++;
+  long ms = p->retry >= 0 ? p->retry : RETRY_MS;
+  if (ms > MAX_RETRY_MS) ms = MAX_RETRY_MS;
+  if (ms < MIN_RETRY_MS) ms = MIN_RETRY_MS;
+  lc_timer_start(m->loop, &p->timer, (double)ms);
+}
+
+static void post_link(struct lc_mcp *m, struct post *p) {
+  p->next = m->posts;
+  m->posts = p;
+}
+
+static void post_unlink(struct lc_mcp *m, struct post *p) {
+  for (struct post **pp = &m->posts; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  p->next = NULL;
+}
+
 /* lc_http completion (from the loop). */
 static void post_done(struct lc_http_op *op, void *ud) {
   struct post *p = ud;
   struct lc_mcp *m = p->m;
   long long id = p->id;
+  int get = p->get;
+  const char *what = get ? "resuming the SSE stream: " : "";
   char why[400] = "";
   if (op->err) {
-    snprintf(why, sizeof why, "MCP HTTP transfer failed: %s", op->errmsg);
-  } else if (op->status == 404 && m->session_id) {
+    snprintf(why, sizeof why, "MCP HTTP transfer failed: %s%.300s", what,
+             op->errmsg);
+  } else if (op->status == 404 && m->session_id && !get) {
     snprintf(why, sizeof why, "MCP server lost the session (HTTP 404)");
   } else if (op->status < 200 || op->status > 299) {
     char body[160];
@@ -597,50 +694,88 @@ static void post_done(struct lc_http_op *op, void *ud) {
       body[i] = c < 0x20 ? ' ' : (char)c;
     }
     body[n] = '\0';
-    snprintf(why, sizeof why, "MCP server answered HTTP %ld%s%s", op->status,
-             n ? ": " : "", body);
+    snprintf(why, sizeof why, "MCP server answered %sHTTP %ld%s%s", what,
+             op->status, n ? ": " : "", body);
   } else {
-    if (m->st == ST_INIT || m->st == ST_DISCOVER) capture_session(m, p);
+    if (!get && (m->st == ST_INIT || m->st == ST_DISCOVER)) capture_session(m, p);
     if (!p->is_sse && p->json.len) inbox_push(m, p->json.data, p->json.len);
   }
-  post_free(m, p);
+  if (p->is_sse) stream_note(p);
+  /* Out of the list while the inbox runs: a callback there may cancel
+   * request id, which would free the post under us. */
+  post_unlink(m, p);
   /* The inbox goes first: a request's answer may be in it. */
   in_fire(m->loop, &m->in_timer);
-  if (m->st == ST_DEAD) return;
-  if (why[0] && id >= 0) {
-    struct pending *pd = pending_find(m, id);
-    if (pd) {
-      struct lc_mcp_reply r = {.rc = LC_EIO, .message = why};
-      reply(m, pd, &r);
+  if (m->st == ST_DEAD) {
+    post_free(m, p);
+    return;
+  }
+  if (get && id < 0) {
+    /* The standalone stream: reopened when it ended cleanly (the server
+     * may close it any time); a refusal (405: not offered) ends it. */
+    m->get_empty = p->events ? 0 : m->get_empty + 1;
+    if (!why[0] && m->get_empty < MAX_GET_EMPTY) {
+      post_link(m, p);
+      stream_again(m, p);
+    } else {
+      post_free(m, p);
     }
+    return;
+  }
+  struct pending *pd = id >= 0 ? pending_find(m, id) : NULL;
+  /* An SSE answer stream that ended before the answer, with an event id to
+   * resume from: GET it again (the call's own timeout still runs). */
+  if (!why[0] && pd && p->is_sse && p->last_id && p->resumes < MAX_RESUMES) {
+    post_link(m, p);
+    stream_again(m, p);
+    return;
+  }
+  post_free(m, p);
+  if (!pd) return;
+  if (why[0]) {
+    struct lc_mcp_reply r = {.rc = LC_EIO, .message = why};
+    reply(m, pd, &r);
     if (strstr(why, "lost the session")) die(m, "%s", why);
-  } else if (id >= 0) {
-    /* The stream ended without the answer (a server may close an SSE
-     * stream early; 2025-11-25 lets it resume by GET, which we do not). */
-    struct pending *pd = pending_find(m, id);
-    if (pd) {
-      struct lc_mcp_reply r = {
-          .rc = LC_EIO,
-          .message = "MCP server ended the HTTP response without an answer"};
-      reply(m, pd, &r);
-    }
+  } else {
+    /* The stream ended without the answer and without an event id to
+     * resume from (or after MAX_RESUMES resumptions). */
+    struct lc_mcp_reply r = {
+        .rc = LC_EIO,
+        .message = "MCP server ended the HTTP response without an answer"};
+    reply(m, pd, &r);
   }
 }
 
-static int http_send(struct lc_mcp *m, const char *text, long long id) {
+static struct post *post_new(struct lc_mcp *m, long long id) {
   struct post *p = lc_calloc(1, sizeof *p);
-  if (!p) return LC_ENOMEM;
+  if (!p) return NULL;
   p->m = m;
   p->id = id;
+  p->retry = -1;
   lc_http_op_init(&p->op);
   lc_sse_init(&p->sse, m->max_message);
   lc_buf_init(&p->json, m->max_message);
-  p->body = lc_strdup(text);
+  lc_timer_init(&p->timer, get_fire, p);
+  return p;
+}
+
+/* Starts p's transfer: a POST of p->body, or a GET of the stream. */
+static int http_start(struct lc_mcp *m, struct post *p) {
   const char *hdrs[40];
   size_t nh = 0;
-  char sid[300], ver[64];
-  hdrs[nh++] = "Content-Type: application/json";
-  hdrs[nh++] = "Accept: application/json, text/event-stream";
+  char sid[300], ver[64], last[300];
+  if (p->get) {
+    hdrs[nh++] = "Accept: text/event-stream";
+    /* the id is the server's (one SSE line, so no line break); a long or
+     * odd one is not sent back */
+    if (p->last_id && strlen(p->last_id) < 256 && !strpbrk(p->last_id, "\r\n")) {
+      snprintf(last, sizeof last, "Last-Event-ID: %s", p->last_id);
+      hdrs[nh++] = last;
+    }
+  } else {
+    hdrs[nh++] = "Content-Type: application/json";
+    hdrs[nh++] = "Accept: application/json, text/event-stream";
+  }
   if (m->session_id) {
     snprintf(sid, sizeof sid, "Mcp-Session-Id: %s", m->session_id);
     hdrs[nh++] = sid;
@@ -650,7 +785,7 @@ static int http_send(struct lc_mcp *m, const char *text, long long id) {
     hdrs[nh++] = ver;
   }
   for (size_t i = 0; i < m->n_headers && nh < 40; i++) hdrs[nh++] = m->headers[i];
-  struct lc_http_req req = {.method = "POST",
+  struct lc_http_req req = {.method = p->get ? "GET" : "POST",
                             .url = m->url,
                             .headers = hdrs,
                             .n_headers = nh,
@@ -660,14 +795,30 @@ static int http_send(struct lc_mcp *m, const char *text, long long id) {
                             .no_compress = 1,
                             .max_body = m->max_message,
                             .keep_headers = 1};
-  p->next = m->posts;
-  m->posts = p;
-  if (!p->body ||
-      lc_http_start(m->loop, &p->op, &req, post_sink, p, post_done, p) < 0) {
+  return lc_http_start(m->loop, &p->op, &req, post_sink, p, post_done, p);
+}
+
+static int http_send(struct lc_mcp *m, const char *text, long long id) {
+  struct post *p = post_new(m, id);
+  if (!p) return LC_ENOMEM;
+  p->body = lc_strdup(text);
+  post_link(m, p);
+  if (!p->body || http_start(m, p) < 0) {
     post_free(m, p);
     return LC_EIO;
   }
   return 0;
+}
+
+/* The standalone GET stream (2025-11-25 and 2025-06-18 sessions): where a
+ * server sends requests and notifications outside any call of ours. A
+ * server that does not offer it answers 405, and that is the end of it. */
+static void get_open(struct lc_mcp *m) {
+  struct post *p = post_new(m, -1);
+  if (!p) return;
+  p->get = 1;
+  post_link(m, p);
+  if (http_start(m, p) < 0) post_free(m, p);
 }
 
 static void http_stop(struct lc_mcp *m) {
@@ -850,7 +1001,7 @@ static void flush_queue(struct lc_mcp *m) {
 
 static int known_version(const char *v) {
   return !strcmp(v, LC_MCP_V_STATELESS) || !strcmp(v, LC_MCP_V_2025_11) ||
-         !strcmp(v, LC_MCP_V_2025_06);
+         !strcmp(v, LC_MCP_V_2025_06) || !strcmp(v, LC_MCP_V_2025_03);
 }
 
 static void became_ready(struct lc_mcp *m, const cJSON *info) {
@@ -859,6 +1010,7 @@ static void became_ready(struct lc_mcp *m, const cJSON *info) {
   m->st = ST_READY;
   lc_timer_stop(m->loop, &m->hs_timer);
   set_ready(m, 0, NULL);
+  if (m->url && strcmp(m->version, LC_MCP_V_STATELESS)) get_open(m);
   flush_queue(m);
 }
 
@@ -873,9 +1025,9 @@ static void init_reply(void *ud, const struct lc_mcp_reply *r) {
                                                     "protocolVersion");
   if (!cJSON_IsString(v) || !known_version(v->valuestring) ||
       !strcmp(v->valuestring, LC_MCP_V_STATELESS)) {
-    die(m, "MCP server speaks protocol revision %s; luact speaks %s and %s",
+    die(m, "MCP server speaks protocol revision %s; luact speaks %s, %s and %s",
         cJSON_IsString(v) ? v->valuestring : "(none)", LC_MCP_V_2025_11,
-        LC_MCP_V_2025_06);
+        LC_MCP_V_2025_06, LC_MCP_V_2025_03);
     return;
   }
   snprintf(m->version, sizeof m->version, "%s", v->valuestring);

@@ -7,8 +7,11 @@
  * Negotiation: server/discover first (2026-07-28, stateless: every request
  * then carries the version and capabilities in params._meta); a server that
  * does not know it gets initialize with 2025-11-25 and may answer 2025-11-25
- * or 2025-06-18 (then notifications/initialized; over HTTP the
- * Mcp-Session-Id and MCP-Protocol-Version headers).
+ * or 2025-06-18 (or 2025-03-26; then notifications/initialized; over HTTP
+ * the Mcp-Session-Id and MCP-Protocol-Version headers, and a standalone GET
+ * SSE stream for the server's own messages). An SSE answer stream the
+ * server closes before the answer is resumed with GET and Last-Event-ID
+ * after its retry: delay.
  *
  * Ownership: the session is the caller's (lc_mcp_free). Params passed to
  * lc_mcp_call / lc_mcp_notify / lc_mcp_respond are taken (deleted even on
@@ -30,6 +33,9 @@ struct lc_mcp;
 #define LC_MCP_V_STATELESS "2026-07-28"
 #define LC_MCP_V_2025_11 "2025-11-25"
 #define LC_MCP_V_2025_06 "2025-06-18"
+/* Accepted from a server, never offered: the same wire as 2025-06-18 for
+ * what luact sends (it never sends batches). */
+#define LC_MCP_V_2025_03 "2025-03-26"
 
 struct lc_mcp_config {
   /* stdio: argv[0] is looked up in PATH; env "K=V" entries are the child's

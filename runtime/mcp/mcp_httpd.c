@@ -1,6 +1,6 @@
 /* mcp_httpd.c: `luact mcp serve --http`: libmicrohttpd in external-epoll
  * mode on our loop, loaded with dlopen, one suspended connection per
- * request until the script answers it. */
+ * request until the script answers it (or streams SSE events before it). */
 #include "mcp_httpd.h"
 
 #include <arpa/inet.h>
@@ -33,6 +33,9 @@ static struct {
   void (*resume)(struct MHD_Connection *);
   struct MHD_Response *(*from_buffer)(size_t, void *,
                                       enum MHD_ResponseMemoryMode);
+  struct MHD_Response *(*from_callback)(uint64_t, size_t,
+                                        MHD_ContentReaderCallback, void *,
+                                        MHD_ContentReaderFreeCallback);
   void (*destroy_response)(struct MHD_Response *);
   enum MHD_Result (*add_header)(struct MHD_Response *, const char *,
                                 const char *);
@@ -62,6 +65,7 @@ static void mhd_load(void) {
   SYM(suspend, "MHD_suspend_connection");
   SYM(resume, "MHD_resume_connection");
   SYM(from_buffer, "MHD_create_response_from_buffer");
+  SYM(from_callback, "MHD_create_response_from_callback");
   SYM(destroy_response, "MHD_destroy_response");
   SYM(add_header, "MHD_add_response_header");
 #undef SYM
@@ -79,6 +83,11 @@ struct hreq {
   char *answer;
   size_t answer_len;
   int delivered, suspended, too_big;
+  /* An SSE answer (lc_mcp_httpd_event): events not yet read by MHD, and
+   * whether the last one (the answer) is in. */
+  int streaming, queued, finished;
+  struct lc_buf out;
+  size_t out_off;
 };
 
 struct lc_mcp_httpd {
@@ -97,6 +106,7 @@ struct lc_mcp_httpd {
 };
 
 static void kick(struct lc_mcp_httpd *h);
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max);
 
 static enum MHD_Result respond(struct MHD_Connection *c, int status,
                                const char *body, size_t n, int json) {
@@ -157,6 +167,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     r->h = h;
     r->conn = c;
     lc_buf_init(&r->body, h->max_body);
+    lc_buf_init(&r->out, h->max_body); /* a client that does not read */
     *con_cls = r;
     return MHD_YES;
   }
@@ -167,6 +178,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     return MHD_YES;
   }
   if (r->too_big) return respond(c, 413, "", 0, 0);
+  if (r->streaming) {
+    if (r->queued) return MHD_YES;
+    r->queued = 1;
+    struct MHD_Response *resp =
+        mhd.from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, r, NULL);
+    if (!resp) return MHD_NO;
+    mhd.add_header(resp, "Content-Type", "text/event-stream");
+    mhd.add_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result rc = mhd.queue_response(c, 200, resp);
+    mhd.destroy_response(resp);
+    return rc;
+  }
   if (r->status) {
     enum MHD_Result rc = respond(c, r->status, r->answer ? r->answer : "",
                                  r->answer_len, r->status != 202);
@@ -185,6 +208,26 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   return MHD_YES;
 }
 
+/* MHD content reader for an SSE answer (inside MHD_run): what is
+ * buffered, else the end once the answer went, else the connection is
+ * suspended until the next event resumes it. */
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  struct hreq *r = cls;
+  (void)pos;
+  if (r->out_off < r->out.len) {
+    size_t k = r->out.len - r->out_off;
+    if (k > max) k = max;
+    memcpy(buf, r->out.data + r->out_off, k);
+    r->out_off += k;
+    if (r->out_off == r->out.len) r->out_off = r->out.len = 0;
+    return (ssize_t)k;
+  }
+  if (r->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+  mhd.suspend(r->conn);
+  r->suspended = 1;
+  return 0;
+}
+
 /* MHD completion: the connection is done with this request. */
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
@@ -192,6 +235,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   if (!r) return;
   hreq_unlink(r);
   lc_buf_free(&r->body);
+  lc_buf_free(&r->out);
   lc_free(r->answer);
   lc_free(r);
   *con_cls = NULL;
@@ -281,11 +325,48 @@ int lc_mcp_httpd_start(struct lc_loop *loop, int port, const char *token,
 
 int lc_mcp_httpd_port(const struct lc_mcp_httpd *h) { return h->port; }
 
+/* Appends "data: body" to r's SSE answer and wakes its connection. */
+static int sse_push(struct lc_mcp_httpd *h, struct hreq *r, const char *body,
+                    size_t n) {
+  /* one data line: a line break would split the event */
+  if (memchr(body, '\n', n) || memchr(body, '\r', n)) return LC_EINVAL;
+  if (lc_buf_append(&r->out, "data: ", 6) < 0 ||
+      lc_buf_append(&r->out, body, n) < 0 || lc_buf_append(&r->out, "\n\n", 2) < 0)
+    return LC_ENOMEM;
+  r->streaming = 1;
+  if (r->suspended) {
+    r->suspended = 0;
+    mhd.resume(r->conn);
+  }
+  lc_timer_start(h->loop, &h->timer, 0);
+  return 0;
+}
+
+int lc_mcp_httpd_event(struct lc_mcp_httpd *h, long id, const char *body,
+                       size_t n) {
+  struct hreq *r = h->reqs;
+  while (r && r->id != id) r = r->next;
+  if (!r || r->status || r->finished) return LC_EINVAL;
+  return sse_push(h, r, body, n);
+}
+
 void lc_mcp_httpd_reply(struct lc_mcp_httpd *h, long id, int status,
                         const char *body, size_t n) {
   struct hreq *r = h->reqs;
   while (r && r->id != id) r = r->next;
   if (!r || r->status) return;
+  if (r->streaming) {
+    /* the answer is the stream's last event */
+    hreq_unlink(r);
+    if (n && sse_push(h, r, body, n) < 0) r->out_off = r->out.len = 0;
+    r->finished = 1;
+    if (r->suspended) {
+      r->suspended = 0;
+      mhd.resume(r->conn);
+    }
+    lc_timer_start(h->loop, &h->timer, 0);
+    return;
+  }
   r->status = status;
   if (n) {
     r->answer = lc_malloc(n);
@@ -311,7 +392,8 @@ void lc_mcp_httpd_free(struct lc_mcp_httpd *h) {
     hreq_unlink(r);
     if (r->suspended) {
       r->suspended = 0;
-      r->status = 503;
+      if (r->streaming) r->finished = 1;
+      else r->status = 503;
       mhd.resume(r->conn);
     }
   }

@@ -1,12 +1,14 @@
 /* mcp_httpd.h: the Streamable HTTP side of `luact mcp serve`: one POST
  * endpoint (/mcp) on a loopback address, bearer-token auth, Origin check,
- * JSON answers. libmicrohttpd runs in external-epoll mode on our loop (its
- * epoll fd is one of our watchers; no thread of its own), and is loaded
- * with dlopen on first use so that a run that never serves does not load it.
+ * JSON answers, or SSE when a call reports progress. libmicrohttpd runs
+ * in external-epoll mode on our loop (its epoll fd is one of our watchers;
+ * no thread of its own), and is loaded with dlopen on first use so that a
+ * run that never serves does not load it.
  *
  * Flow: each authorised POST body is handed to on_msg with a request id;
  * the connection is suspended until lc_mcp_httpd_reply(id, ...) gives its
- * answer (exactly once; 202 with no body for notifications). Requests that
+ * answer (exactly once; 202 with no body for notifications), or streams
+ * events before it (lc_mcp_httpd_event: the answer is then an SSE stream). Requests that
  * fail the checks are answered here (401, 403, 404, 405, 413) and never
  * reach on_msg.
  *
@@ -32,6 +34,12 @@ int lc_mcp_httpd_port(const struct lc_mcp_httpd *h);
  * sends no body. */
 void lc_mcp_httpd_reply(struct lc_mcp_httpd *h, long id, int status,
                         const char *body, size_t n);
+/* Sends body as one SSE event (`data: body`) on request id's response,
+ * which becomes a text/event-stream; lc_mcp_httpd_reply then sends its
+ * body as the last event and ends the stream (its status is not used).
+ * LC_EINVAL for an unknown or answered id or a body with a line break. */
+int lc_mcp_httpd_event(struct lc_mcp_httpd *h, long id, const char *body,
+                       size_t n);
 void lc_mcp_httpd_free(struct lc_mcp_httpd *h);
 
 #endif

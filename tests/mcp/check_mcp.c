@@ -656,6 +656,9 @@ START_TEST(stateless_meta) {
            "local r = check(s:call('ask', {}))\n"
            "local t = r.content[1].text\n"
            "check(t:find('state opaque-1 answer', 1, true) and t:find('Oslo') and t:find('accept'), t)\n"
+           /* sampling asked in a round: a clear error at once, not 8 rounds */
+           "local x, m, c = s:call('sample', {})\n"
+           "check(x == nil and c == 'mcp_error' and m:find('sampling/createMessage', 1, true), m)\n"
            "return 'ok'", log);
   ck_assert_msg(run(code) == 0, "%s", err);
   size_t n;
@@ -753,13 +756,33 @@ START_TEST(serve_http_bearer) {
   size_t n = fread(nout, 1, sizeof nout - 1, c);
   nout[n] = '\0';
   int crc = pclose(c);
-  char code[2048];
+  char code[4096];
   snprintf(code, sizeof code,
            "local url = 'http://127.0.0.1:%d/mcp'\n"
            "local s = check(luact.mcp.connect{url=url,\n"
            "  headers={Authorization='Bearer test-token-0123456789'}})\n"
            "check(s.version == '2026-07-28', s.version)\n"
            "check(s.tool.add{a=20, b=22}:find('\"sum\":42'))\n"
+           /* progress over HTTP: the answer becomes an SSE stream */
+           "local seen = {}\n"
+           "check(s:call('count', {}, {on_progress=function(p) seen[#seen+1] = p.progress end}))\n"
+           "check(#seen >= 1 and seen[#seen] == 3, 'progress over http: ' .. #seen)\n"
+           /* a cancelled call's POST ends (it was an SSE stream: progress) */
+           "local dir = os.tmpname(); os.remove(dir); os.execute('mkdir ' .. dir)\n"
+           "local function put(name, text) local f = io.open(dir .. '/' .. name, 'w') f:write(text) f:close() end\n"
+           "put('call', '{\"jsonrpc\":\"2.0\",\"id\":77,\"method\":\"tools/call\",\"params\":"
+           "{\"name\":\"wait\",\"arguments\":{\"marker\":\"' .. dir .. '/marker\"},\"_meta\":{\"progressToken\":1}}}')\n"
+           "put('cancel', '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":77}}')\n"
+           "local curl = \"curl -sN -H 'Authorization: Bearer test-token-0123456789' \" ..\n"
+           "  \"-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \"\n"
+           "local call = io.popen(curl .. '-d @' .. dir .. '/call ' .. url)\n"
+           "local first = call:read('l')\n"
+           "check(first and first:find('started'), tostring(first))\n"
+           "os.execute(curl .. '-d @' .. dir .. '/cancel ' .. url)\n"
+           "call:read('a')\n" /* returns when the server ends the response */
+           "call:close()\n"
+           "check(io.open(dir .. '/marker'), 'the cancelled task was not killed')\n"
+           "os.execute('rm -rf ' .. dir)\n"
            "local x, m, c = luact.mcp.connect{url=url, headers={Authorization='Bearer wrong-token-000000000'}}\n"
            "check(x == nil and m:find('HTTP 401'), m)\n"
            "return 'ok'",
@@ -772,6 +795,139 @@ START_TEST(serve_http_bearer) {
   ck_assert_msg(strstr(nout, "\"structuredContent\":{\"sum\":42}"), "%s", nout);
   ck_assert_msg(strstr(nout, "HELLO MCP"), "%s", nout);
   ck_assert_msg(lrc == 0, "%s", err);
+}
+END_TEST
+
+/* sampling/createMessage and roots/list from a server (luact declares
+ * neither capability) are answered at once with "Method not found", never
+ * left waiting. */
+START_TEST(sampling_and_roots_refused) {
+  ck_assert_msg(run("local s = check(fake('asks'))\n"
+                    "local r = check(s:call('ok', {}, {timeout=20}))\n"
+                    "local t = r.content[1].text\n"
+                    "check(t == 'sampling: error -32601; roots: error -32601', t)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* ---- Streamable HTTP streams (tests/mcp/fake_http_server.js) ---- */
+
+static pid_t fake_http_pid;
+
+/* Starts the scripted HTTP server in mode, logging to log; its port. */
+static int fake_http_start(const char *mode, const char *log) {
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  fake_http_pid = fork();
+  if (fake_http_pid == 0) {
+    char js[600];
+    snprintf(js, sizeof js, "%s/tests/mcp/fake_http_server.js", lc_test_source_dir());
+    dup2(p[1], 1);
+    close(p[0]);
+    execlp("node", "node", js, mode, log, (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  FILE *f = fdopen(p[0], "r");
+  char line[128];
+  int port = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "listening %d", &port) == 1) break;
+  fclose(f);
+  ck_assert_msg(port > 0, "fake_http_server.js did not start");
+  return port;
+}
+
+static void fake_http_stop(void) {
+  kill(fake_http_pid, SIGKILL);
+  waitpid(fake_http_pid, NULL, 0);
+}
+
+/* An SSE answer stream the server closes before the answer, after an event
+ * id and `retry: 300`, is resumed with GET and Last-Event-ID, no sooner
+ * than the server asked; a 2025-03-26 server is accepted. */
+START_TEST(http_sse_resumed) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  int port = fake_http_start("resume", log);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{url='http://127.0.0.1:%d/mcp'})\n"
+           "check(s.version == '2025-03-26', s.version)\n"
+           "local r, e = s:call('go', {})\n"
+           "check(r, e)\n"
+           "check(r.content[1].text == 'resumed answer', r.content[1].text)\n"
+           "return 'ok'",
+           port);
+  int rc = run(code);
+  fake_http_stop();
+  char *text = lc_test_read_file(log, NULL);
+  unlink(log);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_ptr_nonnull(text);
+  const char *g = strstr(text, "GET last-event-id=ev-1 waited=");
+  ck_assert_msg(g, "no resuming GET: %s", text);
+  /* only a lower bound: the client waited the retry it was given */
+  int waited = atoi(g + strlen("GET last-event-id=ev-1 waited="));
+  ck_assert_msg(waited >= 280, "resumed after %d ms, before the server's retry: 300", waited);
+  free(text);
+}
+END_TEST
+
+/* Without an event id the stream cannot be resumed: the call fails clearly
+ * (and no GET asks for a stream by id). */
+START_TEST(http_sse_not_resumable) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  int port = fake_http_start("noid", log);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{url='http://127.0.0.1:%d/mcp'})\n"
+           "local r, e = s:call('go', {})\n"
+           "check(r == nil and e:find('without an answer'), tostring(e))\n"
+           "return 'ok'",
+           port);
+  int rc = run(code);
+  fake_http_stop();
+  char *text = lc_test_read_file(log, NULL);
+  unlink(log);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_ptr_nonnull(text);
+  ck_assert_msg(!strstr(text, "GET last-event-id=ev"), "%s", text);
+  free(text);
+}
+END_TEST
+
+/* A server request sent on the standalone GET stream (outside the call's
+ * own stream) is answered; fields the answer leaves out take the schema's
+ * defaults (SEP-1034). */
+START_TEST(http_elicit_on_get_stream_defaults) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  int port = fake_http_start("elicit", log);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{url='http://127.0.0.1:%d/mcp',\n"
+           "  on_elicit=function(p) return {age=41} end})\n"
+           "local r, e = s:call('go', {}, {timeout=20})\n"
+           "check(r, e)\n"
+           "local a = luact.json.decode(r.content[1].text)\n"
+           "check(a.action == 'accept', r.content[1].text)\n"
+           "check(a.content.name == 'John Doe' and a.content.age == 41 and a.content.ok == true,\n"
+           "  r.content[1].text)\n"
+           "return 'ok'",
+           port);
+  int rc = run(code);
+  fake_http_stop();
+  unlink(log);
+  ck_assert_msg(rc == 0, "%s", err);
 }
 END_TEST
 
@@ -814,5 +970,9 @@ Suite *mcp_suite(void) {
   CASE(elicitation_on_elicit, tcase_add_test(tc, elicitation_on_elicit));
   CASE(stateless_meta, tcase_add_test(tc, stateless_meta));
   CASE(workflow_allowed_set, tcase_add_test(tc, workflow_allowed_set));
+  CASE(sampling_and_roots_refused, tcase_add_test(tc, sampling_and_roots_refused));
+  CASE(http_sse_resumed, tcase_add_test(tc, http_sse_resumed));
+  CASE(http_sse_not_resumable, tcase_add_test(tc, http_sse_not_resumable));
+  CASE(http_elicit_on_get_stream_defaults, tcase_add_test(tc, http_elicit_on_get_stream_defaults));
   return s;
 }

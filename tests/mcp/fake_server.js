@@ -48,7 +48,18 @@ process.stdin.on('data', (d) => {
 process.stdin.on('end', () => process.exit(0));
 
 let pendingCall = null;
+const asked = {};
 function handle(m) {
+  if ((m.id === 's1' || m.id === 'r1') && m.method === undefined && pendingCall !== null) {
+    // mode asks: the client's answers to sampling/createMessage and roots/list
+    asked[m.id] = m.error ? 'error ' + m.error.code : 'result ' + JSON.stringify(m.result);
+    if (asked.s1 && asked.r1) {
+      out({ jsonrpc: '2.0', id: pendingCall, result: { content: [{ type: 'text',
+        text: 'sampling: ' + asked.s1 + '; roots: ' + asked.r1 }] } });
+      pendingCall = null;
+    }
+    return;
+  }
   if (m.id === 'e1' && m.method === undefined && pendingCall !== null) {
     const r = m.result || {};
     out({ jsonrpc: '2.0', id: pendingCall, result: { content: [{ type: 'text',
@@ -112,6 +123,12 @@ function handle(m) {
       return;
     }
     if (name === 'slow') return; // answered never: the client must cancel
+    if (mode === 'stateless' && name === 'sample') {
+      out({ jsonrpc: '2.0', id: m.id, result: { resultType: 'input_required', requestState: 's',
+        inputRequests: { q: { method: 'sampling/createMessage', params: {
+          messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }], maxTokens: 5 } } } } });
+      return;
+    }
     if (mode === 'stateless' && name === 'ask') {
       const ir = m.params.inputResponses;
       if (!ir) {
@@ -122,6 +139,13 @@ function handle(m) {
       }
       out({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text',
         text: 'state ' + m.params.requestState + ' answer ' + JSON.stringify(ir.q) }] } });
+      return;
+    }
+    if (mode === 'asks') {
+      pendingCall = m.id;
+      out({ jsonrpc: '2.0', id: 's1', method: 'sampling/createMessage', params: {
+        messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }], maxTokens: 10 } });
+      out({ jsonrpc: '2.0', id: 'r1', method: 'roots/list', params: {} });
       return;
     }
     if (mode === 'elicit') {
