@@ -228,6 +228,21 @@ START_TEST(libcurl_and_lazy_modules_load_on_first_use) {
 }
 END_TEST
 
+/* Start-up: a run maps only the libraries it uses. libmicrohttpd (and the
+ * GnuTLS it brings) is for luact serve alone (daemon/mhd_dl.c); the
+ * retrieval chunk is compiled on the first use of luact.retrieval or
+ * luact.retrieve, not at start. */
+START_TEST(start_maps_and_compiles_only_what_is_used) {
+  int rc = run_lua(NULL,
+      "local f = assert(io.open('/proc/self/maps')) local maps = f:read('a') f:close()\n"
+      "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
+      "print(maps:find('libmicrohttpd', 1, true) ~= nil, maps:find('libgnutls', 1, true) ~= nil,\n"
+      "  early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\tfalse\ttrue\tfunction\tfunction\tfunction\n");
+}
+END_TEST
+
 Suite *cli_suite(void) {
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
@@ -241,6 +256,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, quickstart_snippets_run);
   tcase_add_test(tc, every_example_has_run_offline);
   tcase_add_test(tc, libcurl_and_lazy_modules_load_on_first_use);
+  tcase_add_test(tc, start_maps_and_compiles_only_what_is_used);
   suite_add_tcase(s, tc);
   return s;
 }
