@@ -229,7 +229,8 @@ START_TEST(libcurl_and_lazy_modules_load_on_first_use) {
 END_TEST
 
 /* Start-up: a run maps only the libraries it uses. libmicrohttpd (and the
- * GnuTLS it brings) is for luact serve alone (daemon/mhd_dl.c); the
+ * GnuTLS it brings) is for luact serve alone (daemon/mhd_dl.c), libedit
+ * for a prompt at a terminal (bindings/edit_dl.c: check_chat drives it); the
  * retrieval chunk is compiled on the first use of luact.retrieval or
  * luact.retrieve, not at start. */
 START_TEST(start_maps_and_compiles_only_what_is_used) {
@@ -237,9 +238,10 @@ START_TEST(start_maps_and_compiles_only_what_is_used) {
       "local f = assert(io.open('/proc/self/maps')) local maps = f:read('a') f:close()\n"
       "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
       "print(maps:find('libmicrohttpd', 1, true) ~= nil, maps:find('libgnutls', 1, true) ~= nil,\n"
+      "  maps:find('libedit', 1, true) ~= nil,\n"
       "  early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
-  ck_assert_str_eq(out, "false\tfalse\ttrue\tfunction\tfunction\tfunction\n");
+  ck_assert_str_eq(out, "false\tfalse\tfalse\ttrue\tfunction\tfunction\tfunction\n");
 }
 END_TEST
 
