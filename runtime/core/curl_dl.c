@@ -22,8 +22,13 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "curl_dl.h"
 
 #ifndef LUACT_CURL_SONAME
 #define LUACT_CURL_SONAME "libcurl.so.4"
@@ -100,6 +105,43 @@ static void load(void) {
 static int ready(void) {
   pthread_once(&load_once, load);
   return loaded;
+}
+
+int lc_curl_usable(void) { return ready(); }
+
+/* The preloading thread (lc_curl_preload). It only runs load() inside the
+ * same pthread_once as every other caller: a first libcurl call made while
+ * it runs waits in pthread_once for it to finish, then sees `loaded`. */
+static pthread_t preload_thread;
+static pid_t preload_pid; /* the process that started it; 0: none */
+
+static void *preload_main(void *arg) {
+  (void)arg;
+  pthread_once(&load_once, load);
+  return NULL;
+}
+
+/* At exit: the loader and OpenSSL's initialisation must not run while exit
+ * unloads the libraries. A forked child (which has no such thread) skips. */
+static void preload_join(void) {
+  if (preload_pid == getpid()) {
+    pthread_join(preload_thread, NULL);
+    preload_pid = 0;
+  }
+}
+
+void lc_curl_preload(void) {
+  if (preload_pid) return;
+  /* Every signal blocked on the thread: one meant for the run's loop (a
+   * signalfd, Ctrl-C in luact chat) must not be delivered to it. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&preload_thread, NULL, preload_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc) return;
+  preload_pid = getpid();
+  atexit(preload_join);
 }
 
 /* Already initialised on load; a later call is a no-op, as in libcurl. */

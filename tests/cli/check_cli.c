@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -206,9 +207,8 @@ START_TEST(every_example_has_run_offline) {
 }
 END_TEST
 
-/* Start-up: libcurl is mapped only once a request is made
- * (core/curl_dl.c), and the lazily compiled modules (workflow, the
- * built-in tools, llm.json) work on first use. */
+/* Start-up: the lazily compiled modules (workflow, the built-in tools,
+ * llm.json) work on first use, and so does a request. */
 START_TEST(libcurl_and_lazy_modules_load_on_first_use) {
   struct lc_mock m;
   ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"body\": \"{}\"}}]"), 0);
@@ -217,14 +217,99 @@ START_TEST(libcurl_and_lazy_modules_load_on_first_use) {
   int rc = run_lua(env,
       "local function mapped() local f = assert(io.open('/proc/self/maps')) "
       "local s = f:read('a') f:close() return s:find('libcurl', 1, true) ~= nil end\n"
-      "local before = mapped()\n"
       "local r = assert(luact.http.get(os.getenv('MOCK') .. '/x'))\n"
       "local wf = type(luact.workflow) == 'function' and type(luact.tools.http) == 'function'\n"
       "  and type(luact.llm.json) == 'function' and type(luact.tools.code) == 'function'\n"
-      "print(before, mapped(), r.status, wf)\n");
+      "print(mapped(), r.status, wf)\n");
   ck_assert_int_eq(lc_mock_stop(&m), 0);
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
-  ck_assert_str_eq(out, "false\ttrue\t200\ttrue\n");
+  ck_assert_str_eq(out, "true\t200\ttrue\n");
+}
+END_TEST
+
+/* A script with no sign of requests in its text (the field comes from
+ * the environment) does not load libcurl at start: its first request
+ * does (core/curl_dl.c). */
+START_TEST(libcurl_loads_on_first_request_without_a_hint) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"body\": \"{}\"}}]"), 0);
+  char env[256];
+  snprintf(env, sizeof env, "MOCK=%s F=ht%s", m.base_url, "tp");
+  int rc = run_lua(env,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libcurl', 1, true) ~= nil end\n"
+      "local before = mapped()\n"
+      "local r = assert(luact[os.getenv('F')].get(os.getenv('MOCK') .. '/x'))\n"
+      "print(before, mapped(), r.status)\n");
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\ttrue\t200\n");
+}
+END_TEST
+
+/* A script that names the network API (here luact.llm, never called)
+ * gets libcurl loaded on a thread of its own from the start (cli/main.c
+ * may_use_http, core/curl_dl.h): it appears in the maps without a
+ * request. The loop ends when it does (the test's timeout otherwise). */
+START_TEST(a_hinted_script_preloads_libcurl) {
+  int rc = run_lua(NULL,
+      "local hint = luact.llm\n"
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libcurl', 1, true) ~= nil end\n"
+      "while not mapped() do end\n"
+      "print('mapped')\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "mapped\n");
+}
+END_TEST
+
+/* The first request at the very top of a hinted script, while the
+ * preloading thread is still loading libcurl, waits for it and works;
+ * and a hinted script that ends at once exits cleanly (the process joins
+ * the thread before exit unloads anything). Several runs, since which
+ * side gets there first varies. */
+START_TEST(first_request_races_the_preload) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"body\": \"{}\"}}]"), 0);
+  char env[256];
+  snprintf(env, sizeof env, "MOCK=%s", m.base_url);
+  for (int i = 0; i < 8; i++) {
+    int rc = run_lua(env, "local r = assert(luact.http.get(os.getenv('MOCK') .. '/x'))\n"
+                          "print(r.status)\n");
+    ck_assert_msg(rc == 0, "run %d: exit %d: %s", i, rc, err);
+    ck_assert_str_eq(out, "200\n");
+    rc = run_lua(NULL, "-- names luact.http, makes no request\nprint('done')\n");
+    ck_assert_msg(rc == 0, "run %d: exit %d: %s", i, rc, err);
+    ck_assert_str_eq(out, "done\n");
+    ck_assert_str_eq(err, "");
+  }
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
+/* libcurl that cannot be loaded (a libcurl.so.4 that is no library, first
+ * on the library path): a hinted script's request fails with an error
+ * value that says so (it raised "out of memory" before), and the reason is
+ * printed once, whichever thread loaded it. */
+START_TEST(missing_libcurl_is_a_clear_error) {
+  char dir[128], lib[160], env[256];
+  snprintf(dir, sizeof dir, "/tmp/lc_nocurl_%ld", (long)getpid());
+  ck_assert_int_eq(mkdir(dir, 0700), 0);
+  snprintf(lib, sizeof lib, "%s/libcurl.so.4", dir);
+  FILE *f = fopen(lib, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fclose(f), 0);
+  snprintf(env, sizeof env, "LD_LIBRARY_PATH=%s", dir);
+  int rc = run_lua(env, "local r, msg, code = luact.http.get('http://127.0.0.1:1/x')\n"
+                        "print(r, msg, code)\n");
+  unlink(lib);
+  rmdir(dir);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "nil\tlibcurl could not be loaded (the reason is on stderr)\tnetwork\n");
+  const char *first = strstr(err, "luact: cannot load libcurl.so.4: ");
+  ck_assert_msg(first, "%s", err);
+  ck_assert_msg(!strstr(first + strlen("luact: cannot load"), "cannot load libcurl"),
+                "said twice: %s", err);
 }
 END_TEST
 
@@ -234,14 +319,19 @@ END_TEST
  * retrieval chunk is compiled on the first use of luact.retrieval or
  * luact.retrieve, not at start. */
 START_TEST(start_maps_and_compiles_only_what_is_used) {
+  /* No word in it makes the run preload libcurl (and GnuTLS with it):
+   * hence the split name. */
   int rc = run_lua(NULL,
       "local f = assert(io.open('/proc/self/maps')) local maps = f:read('a') f:close()\n"
-      "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
-      "print(maps:find('libmicrohttpd', 1, true) ~= nil, maps:find('libgnutls', 1, true) ~= nil,\n"
-      "  maps:find('libedit', 1, true) ~= nil,\n"
-      "  early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
+      "print(maps:find('libmicroht' .. 'tpd', 1, true) ~= nil,\n"
+      "  maps:find('libgnutls', 1, true) ~= nil, maps:find('libedit', 1, true) ~= nil)\n");
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
-  ck_assert_str_eq(out, "false\tfalse\tfalse\ttrue\tfunction\tfunction\tfunction\n");
+  ck_assert_str_eq(out, "false\tfalse\tfalse\n");
+  rc = run_lua(NULL,
+      "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
+      "print(early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "true\tfunction\tfunction\tfunction\n");
 }
 END_TEST
 
@@ -258,6 +348,10 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, quickstart_snippets_run);
   tcase_add_test(tc, every_example_has_run_offline);
   tcase_add_test(tc, libcurl_and_lazy_modules_load_on_first_use);
+  tcase_add_test(tc, libcurl_loads_on_first_request_without_a_hint);
+  tcase_add_test(tc, a_hinted_script_preloads_libcurl);
+  tcase_add_test(tc, first_request_races_the_preload);
+  tcase_add_test(tc, missing_libcurl_is_a_clear_error);
   tcase_add_test(tc, start_maps_and_compiles_only_what_is_used);
   suite_add_tcase(s, tc);
   return s;
