@@ -11,6 +11,11 @@
  * libcurl itself reports failure (NULL, CURLE_FAILED_INIT, ...) and the
  * reason is printed once on stderr.
  *
+ * lc_curl_preload (curl_dl.h) runs the same load on a thread of its own,
+ * started by `luact run` for a script that looks as if it will make
+ * requests: the loader's work then overlaps the script's start instead of
+ * following it, and the first call waits in the same pthread_once.
+ *
  * The variadic setopt/getinfo forwarders take their one argument by the
  * type the option number encodes (curl.h's CURLOPTTYPE_* ranges), so no
  * argument is reinterpreted through the wrong type.
