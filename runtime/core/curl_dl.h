@@ -3,12 +3,13 @@
 #ifndef LC_CURL_DL_H
 #define LC_CURL_DL_H
 
-/* Starts loading and initialising libcurl on a thread of its own, so that
+/* Starts loading libcurl (dlopen, dlsym) on a thread of its own, so that
  * the dynamic loader's work (most of a one-request run's instructions)
  * runs while the caller compiles and starts its script; the first libcurl
- * call then waits for that thread instead of loading it. At most once per
- * process; a failure to start the thread only means the first call loads
- * it as before. The process joins the thread when it exits (atexit). */
+ * call then waits for that thread instead of loading, and runs
+ * curl_global_init. At most once per process; a failure to start the
+ * thread only means the first call loads it as before. The process joins
+ * the thread when it exits (atexit). */
 void lc_curl_preload(void);
 
 /* 1 when libcurl is loaded and initialised (loading it now if nobody has);

@@ -315,7 +315,8 @@ END_TEST
 
 /* Start-up: a run maps only the libraries it uses. libmicrohttpd (and the
  * GnuTLS it brings) is for luact serve alone (daemon/mhd_dl.c), libedit
- * for a prompt at a terminal (bindings/edit_dl.c: check_chat drives it); the
+ * for a prompt at a terminal (bindings/edit_dl.c: check_chat drives it),
+ * libsqlite3 for the store and luact.sql (core/sqlite_dl.c); the
  * retrieval chunk is compiled on the first use of luact.retrieval or
  * luact.retrieve, not at start. */
 START_TEST(start_maps_and_compiles_only_what_is_used) {
@@ -324,14 +325,37 @@ START_TEST(start_maps_and_compiles_only_what_is_used) {
   int rc = run_lua(NULL,
       "local f = assert(io.open('/proc/self/maps')) local maps = f:read('a') f:close()\n"
       "print(maps:find('libmicroht' .. 'tpd', 1, true) ~= nil,\n"
-      "  maps:find('libgnutls', 1, true) ~= nil, maps:find('libedit', 1, true) ~= nil)\n");
+      "  maps:find('libgnutls', 1, true) ~= nil, maps:find('libedit', 1, true) ~= nil,\n"
+      "  maps:find('libsqlite3', 1, true) ~= nil)\n");
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
-  ck_assert_str_eq(out, "false\tfalse\tfalse\n");
+  ck_assert_str_eq(out, "false\tfalse\tfalse\tfalse\n");
   rc = run_lua(NULL,
       "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
       "print(early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
   ck_assert_str_eq(out, "true\tfunction\tfunction\tfunction\n");
+}
+END_TEST
+
+/* libsqlite3 is loaded by the first SQLite call (core/sqlite_dl.c): here
+ * luact.sql on a file, which then works as linked. (check_luact itself
+ * links libsqlite3, so only the binary shows the loading.) */
+START_TEST(sqlite_loads_on_first_use) {
+  char db[128], env[192];
+  snprintf(db, sizeof db, "/tmp/lc_cli_sq_%ld.db", (long)getpid());
+  snprintf(env, sizeof env, "DB=%s", db);
+  int rc = run_lua(env,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libsqlite3', 1, true) ~= nil end\n"
+      "local before = mapped()\n"
+      "local db = assert(luact.sql.open(os.getenv('DB'), {create = true}))\n"
+      "assert(db:exec('create table t(a integer, b text); insert into t values (7, \\'x\\')'))\n"
+      "local r = assert(db:query('select a, b from t where a = ?', {7}))\n"
+      "db:close()\n"
+      "print(before, mapped(), r.rows[1].a, r.rows[1].b)\n");
+  unlink(db);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\ttrue\t7\tx\n");
 }
 END_TEST
 
@@ -352,6 +376,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, a_hinted_script_preloads_libcurl);
   tcase_add_test(tc, first_request_races_the_preload);
   tcase_add_test(tc, missing_libcurl_is_a_clear_error);
+  tcase_add_test(tc, sqlite_loads_on_first_use);
   tcase_add_test(tc, start_maps_and_compiles_only_what_is_used);
   suite_add_tcase(s, tc);
   return s;
