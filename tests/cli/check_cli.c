@@ -326,9 +326,9 @@ START_TEST(start_maps_and_compiles_only_what_is_used) {
       "local f = assert(io.open('/proc/self/maps')) local maps = f:read('a') f:close()\n"
       "print(maps:find('libmicroht' .. 'tpd', 1, true) ~= nil,\n"
       "  maps:find('libgnutls', 1, true) ~= nil, maps:find('libedit', 1, true) ~= nil,\n"
-      "  maps:find('libsqlite3', 1, true) ~= nil)\n");
+      "  maps:find('libsqlite3', 1, true) ~= nil, maps:find('libseccomp', 1, true) ~= nil)\n");
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
-  ck_assert_str_eq(out, "false\tfalse\tfalse\tfalse\n");
+  ck_assert_str_eq(out, "false\tfalse\tfalse\tfalse\tfalse\n");
   rc = run_lua(NULL,
       "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
       "print(early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
@@ -359,6 +359,21 @@ START_TEST(sqlite_loads_on_first_use) {
 }
 END_TEST
 
+/* libseccomp is loaded only by the sandbox child that builds the filter
+ * (sandbox/seccomp_dl.c): luact.pal.run works and the run itself never
+ * maps it. (check_sandbox's killed-system-call cases show the filter is in
+ * place through the same code.) */
+START_TEST(seccomp_only_in_the_sandbox_child) {
+  int rc = run_lua(NULL,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libseccomp', 1, true) ~= nil end\n"
+      "local r, msg = luact.pal.run('return 6 * 7')\n"
+      "print(r and r.value, msg, mapped())\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "42\tnil\tfalse\n");
+}
+END_TEST
+
 Suite *cli_suite(void) {
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
@@ -377,6 +392,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, first_request_races_the_preload);
   tcase_add_test(tc, missing_libcurl_is_a_clear_error);
   tcase_add_test(tc, sqlite_loads_on_first_use);
+  tcase_add_test(tc, seccomp_only_in_the_sandbox_child);
   tcase_add_test(tc, start_maps_and_compiles_only_what_is_used);
   suite_add_tcase(s, tc);
   return s;
