@@ -326,9 +326,10 @@ START_TEST(start_maps_and_compiles_only_what_is_used) {
       "local f = assert(io.open('/proc/self/maps')) local maps = f:read('a') f:close()\n"
       "print(maps:find('libmicroht' .. 'tpd', 1, true) ~= nil,\n"
       "  maps:find('libgnutls', 1, true) ~= nil, maps:find('libedit', 1, true) ~= nil,\n"
-      "  maps:find('libsqlite3', 1, true) ~= nil, maps:find('libseccomp', 1, true) ~= nil)\n");
+      "  maps:find('libsqlite3', 1, true) ~= nil, maps:find('libseccomp', 1, true) ~= nil,\n"
+      "  maps:find('libffi', 1, true) ~= nil)\n");
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
-  ck_assert_str_eq(out, "false\tfalse\tfalse\tfalse\tfalse\n");
+  ck_assert_str_eq(out, "false\tfalse\tfalse\tfalse\tfalse\tfalse\n");
   rc = run_lua(NULL,
       "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
       "print(early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
@@ -374,6 +375,38 @@ START_TEST(seccomp_only_in_the_sandbox_child) {
 }
 END_TEST
 
+/* libffi is loaded by the first native declaration (tools/ffi_fn.c), and
+ * the declared function then works. (check_ffi goes through the same
+ * loading: check_luact does not link libffi.) */
+START_TEST(libffi_loads_with_the_first_declaration) {
+  int rc = run_lua(NULL,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libffi', 1, true) ~= nil end\n"
+      "local before = mapped()\n"
+      "local fn = assert(luact.native.declare{lib = 'libm.so.6', symbol = 'floor',\n"
+      "  signature = 'double(double)'})\n"
+      "print(before, fn(2.5), mapped())\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\t2.0\ttrue\n");
+  /* Without a loadable libffi, the declaration fails and says why. */
+  char dir[128], lib[160], env[192];
+  snprintf(dir, sizeof dir, "/tmp/lc_noffi_%ld", (long)getpid());
+  ck_assert_int_eq(mkdir(dir, 0700), 0);
+  snprintf(lib, sizeof lib, "%s/libffi.so.8", dir);
+  FILE *f = fopen(lib, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fclose(f), 0);
+  snprintf(env, sizeof env, "LD_LIBRARY_PATH=%s", dir);
+  rc = run_lua(env, "local fn, msg, code = luact.native.declare{lib = 'libm.so.6',\n"
+                    "  symbol = 'floor', signature = 'double(double)'}\n"
+                    "print(fn, msg:match('^native functions need libffi: cannot load') ~= nil, code)\n");
+  unlink(lib);
+  rmdir(dir);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "nil\ttrue\tnot_found\n");
+}
+END_TEST
+
 Suite *cli_suite(void) {
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
@@ -393,6 +426,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, missing_libcurl_is_a_clear_error);
   tcase_add_test(tc, sqlite_loads_on_first_use);
   tcase_add_test(tc, seccomp_only_in_the_sandbox_child);
+  tcase_add_test(tc, libffi_loads_with_the_first_declaration);
   tcase_add_test(tc, start_maps_and_compiles_only_what_is_used);
   suite_add_tcase(s, tc);
   return s;
