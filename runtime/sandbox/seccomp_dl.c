@@ -5,11 +5,13 @@
  * own made by posix_spawn) builds a filter; linked, libseccomp was mapped by
  * every run and lengthened the search list of every symbol libcurl's dlopen
  * resolves. The functions below carry libseccomp's names and forward to the
- * loaded library; the first call loads it (before the filter is in place,
- * so open and mmap are still allowed). If it cannot be loaded, seccomp_init
+ * loaded library; the child loads it first thing (lc_seccomp_dl_load),
+ * before its resource caps and its filter are in place. If it cannot be loaded, seccomp_init
  * returns NULL, as libseccomp does on failure, and the child stops before
  * running anything. seccomp_rule_add's comparisons are passed on as an
  * array (seccomp_rule_add_array), which is what the variadic form builds. */
+#include "seccomp_dl.h"
+
 #include <dlfcn.h>
 #include <pthread.h>
 #include <seccomp.h>
@@ -60,6 +62,8 @@ static int ready(void) {
   pthread_once(&load_once, load);
   return loaded;
 }
+
+int lc_seccomp_dl_load(void) { return ready(); }
 
 scmp_filter_ctx seccomp_init(uint32_t def_action) {
   return ready() ? fn.init(def_action) : NULL;
