@@ -439,6 +439,13 @@ static int may_use_http(const char *path) {
                                       "embed", "workflow", "agent", "require"};
   FILE *f = fopen(path, "rb");
   if (!f) return 0;
+  /* Only a regular file: reading a pipe (luact run <(...), /dev/stdin)
+   * would take the script away from the run. */
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    return 0;
+  }
   /* In blocks, each scanned with the last 7 bytes of the one before it
    * (the longest word is 8): the text is not kept. */
   char buf[7 + 16384];
