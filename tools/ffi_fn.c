@@ -7,6 +7,7 @@
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -66,21 +67,66 @@ struct lc_ffi_fn {
 
 #define MAX_EXACT 9007199254740992.0 /* 2^53 */
 
+/* libffi itself, loaded with the first declaration instead of linked:
+ * linked, it was mapped by every run and lengthened the search list of
+ * every symbol libcurl's dlopen resolves (core/curl_dl.c), while only
+ * luact.native uses it. Its functions and its type descriptors (data) are
+ * resolved once (pthread_once); everything below uses them through ffi_lib. */
+#define LUACT_FFI_SONAME "libffi.so.8"
+static struct {
+  ffi_status (*prep_cif)(ffi_cif *, ffi_abi, unsigned int, ffi_type *, ffi_type **);
+  void (*call)(ffi_cif *, void (*)(void), void *, void **);
+  ffi_type *t_void, *t_uint8, *t_sint8, *t_sint16, *t_sint32, *t_sint64, *t_uint16, *t_uint32,
+      *t_uint64, *t_float, *t_double, *t_pointer;
+} ffi_lib;
+static int lib_loaded;
+static char lib_err[300];
+static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
+
+static void lib_load(void) {
+  void *h = dlopen(LUACT_FFI_SONAME, RTLD_LAZY | RTLD_LOCAL);
+  if (!h) {
+    const char *e = dlerror();
+    snprintf(lib_err, sizeof lib_err, "cannot load %s: %s", LUACT_FFI_SONAME,
+             e ? e : "unknown error");
+    return;
+  }
+  struct {
+    const char *name;
+    void **slot;
+  } t[] = {
+      {"ffi_prep_cif", (void **)&ffi_lib.prep_cif}, {"ffi_call", (void **)&ffi_lib.call},
+#define T(n) {"ffi_type_" #n, (void **)&ffi_lib.t_##n},
+      T(void) T(uint8) T(sint8) T(sint16) T(sint32) T(sint64) T(uint16) T(uint32) T(uint64)
+      T(float) T(double) T(pointer)
+#undef T
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    /* POSIX: a data pointer from dlsym may be converted to a function pointer. */
+    *t[i].slot = dlsym(h, t[i].name);
+    if (!*t[i].slot) {
+      snprintf(lib_err, sizeof lib_err, "%s has no %s", LUACT_FFI_SONAME, t[i].name);
+      return;
+    }
+  }
+  lib_loaded = 1;
+}
+
 static ffi_type *ffi_type_of(enum kind k) {
   switch (k) {
-    case K_VOID: return &ffi_type_void;
-    case K_BOOL: return &ffi_type_uint8;
-    case K_I8: return &ffi_type_sint8;
-    case K_I16: return &ffi_type_sint16;
-    case K_I32: return &ffi_type_sint32;
-    case K_I64: return &ffi_type_sint64;
-    case K_U8: return &ffi_type_uint8;
-    case K_U16: return &ffi_type_uint16;
-    case K_U32: return &ffi_type_uint32;
-    case K_U64: return &ffi_type_uint64;
-    case K_FLOAT: return &ffi_type_float;
-    case K_DOUBLE: return &ffi_type_double;
-    default: return &ffi_type_pointer;
+    case K_VOID: return ffi_lib.t_void;
+    case K_BOOL: return ffi_lib.t_uint8;
+    case K_I8: return ffi_lib.t_sint8;
+    case K_I16: return ffi_lib.t_sint16;
+    case K_I32: return ffi_lib.t_sint32;
+    case K_I64: return ffi_lib.t_sint64;
+    case K_U8: return ffi_lib.t_uint8;
+    case K_U16: return ffi_lib.t_uint16;
+    case K_U32: return ffi_lib.t_uint32;
+    case K_U64: return ffi_lib.t_uint64;
+    case K_FLOAT: return ffi_lib.t_float;
+    case K_DOUBLE: return ffi_lib.t_double;
+    default: return ffi_lib.t_pointer;
   }
 }
 
@@ -348,6 +394,12 @@ int lc_ffi_open(const char *lib, const char *symbol, const char *signature,
     return rc;
   }
   if (!(fn->symbol = lc_strdup(symbol))) goto nomem;
+  pthread_once(&lib_once, lib_load);
+  if (!lib_loaded) {
+    snprintf(err, errlen, "native functions need libffi: %s", lib_err);
+    lc_ffi_free(fn);
+    return LC_ENOTFOUND;
+  }
   dlerror();
   fn->lib = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
   if (!fn->lib) {
@@ -369,7 +421,7 @@ int lc_ffi_open(const char *lib, const char *symbol, const char *signature,
   for (int i = 0; i < fn->nargs; i++)
     fn->atypes[i] = ffi_type_of(fn->args[i].k == K_LEN ? fn->args[i].lenk
                                                         : fn->args[i].k);
-  if (ffi_prep_cif(&fn->cif, FFI_DEFAULT_ABI, (unsigned)fn->nargs,
+  if (ffi_lib.prep_cif(&fn->cif, FFI_DEFAULT_ABI, (unsigned)fn->nargs,
                    ffi_type_of(fn->ret.k), fn->atypes) != FFI_OK) {
     snprintf(err, errlen, "%s: libffi cannot prepare this signature", symbol);
     lc_ffi_free(fn);
@@ -726,7 +778,7 @@ int lc_ffi_call(struct lc_ffi_fn *fn, const cJSON *args, cJSON **result,
   }
   union retval r;
   memset(&r, 0, sizeof r);
-  ffi_call(&fn->cif, FFI_FN(fn->sym), &r, avalues);
+  ffi_lib.call(&fn->cif, FFI_FN(fn->sym), &r, avalues);
 
   cJSON *ret = NULL;
   if ((rc = ret_to_json(&c, &fn->ret, &r, &ret))) goto done;

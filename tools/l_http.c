@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "conv.h"
+#include "curl_dl.h"
 #include "effect.h"
 #include "http_tool.h"
 #include "l_effect.h"
@@ -515,6 +516,9 @@ static int do_request(lua_State *L) {
    * it was built (the http tool passes its base_url). */
   if (!rc && under) rc = lc_http_tool_check_under(req.url, under, err, sizeof err);
   if (rc == LC_EINVAL) return push_fail(L, err, "bad_url");
+  /* The check parses with libcurl: without it, that is no memory error. */
+  if (rc && !lc_curl_usable())
+    return push_fail(L, "libcurl could not be loaded (the reason is on stderr)", "network");
   if (rc) return luaL_error(L, "out of memory");
   struct lc_journal *j = lc_l_journal(L);
   if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {

@@ -12,8 +12,8 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
 
+#include "edit_dl.h"
 #include "l_status.h"
 #include "lc.h"
 #include "loop.h"
@@ -48,7 +48,10 @@ static int pending; /* a Ctrl-C stopped a turn and no prompt came since */
 
 int lc_l_edit_usable(int fd) {
   const char *term = getenv("TERM");
-  return fd == 0 && isatty(0) && isatty(1) && !(term && !strcmp(term, "dumb"));
+  /* libedit is loaded here, at the first prompt on a terminal; without it
+   * the prompt is read as from a pipe. */
+  return fd == 0 && isatty(0) && isatty(1) && !(term && !strcmp(term, "dumb")) &&
+         lc_edit_dl_ready();
 }
 
 int lc_l_edit_active(void) { return ed.active; }

@@ -14,6 +14,7 @@
 #include "l_luact.h"
 #include "l_engine.h"
 #include "l_state.h"
+#include "curl_dl.h"
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
@@ -429,8 +430,46 @@ static char *args_json(int argc, char **argv) {
 
 /* Runs a script with the parsed options: file is the script (NULL with
  * --resume RUN: the run's own), argc/argv its arguments. */
+/* Does the script at path look as if it will make requests? A word of the
+ * luact API that reaches the network, or a require (a module can do
+ * anything). Only a hint: a wrong yes costs the loading of libcurl on the
+ * other core (and the wait for it at exit), a wrong no the time it saves. */
+static int may_use_http(const char *path) {
+  static const char *const words[] = {"react", "pal", "llm", "http", "mcp", "retriev",
+                                      "embed", "workflow", "agent", "require"};
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  /* Only a regular file: reading a pipe (luact run <(...), /dev/stdin)
+   * would take the script away from the run. */
+  struct stat st;
+  if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    fclose(f);
+    return 0;
+  }
+  /* In blocks, each scanned with the last 7 bytes of the one before it
+   * (the longest word is 8): the text is not kept. */
+  char buf[7 + 16384];
+  size_t keep = 0, n;
+  int yes = 0;
+  while (!yes && (n = fread(buf + keep, 1, sizeof buf - keep, f)) > 0) {
+    n += keep;
+    for (size_t i = 0; !yes && i < sizeof words / sizeof words[0]; i++)
+      yes = memmem(buf, n, words[i], strlen(words[i])) != NULL;
+    keep = n < 7 ? n : 7;
+    memmove(buf, buf + n - keep, keep);
+  }
+  fclose(f);
+  return yes;
+}
+
 static int run_with(struct run_args *a, const char *file, int argc, char **argv) {
   const char *cmd = "run";
+  /* libcurl and its ~30 libraries (most of a one-request run's
+   * instructions: the dynamic loader, then OpenSSL's initialisation) load
+   * on a thread of their own while this one opens the store and compiles
+   * the script, when the script is likely to need them (core/curl_dl.h).
+   * Otherwise the first transfer loads them; a replay makes none. */
+  if (file && !a->replay && may_use_http(file)) lc_curl_preload();
   struct lc_store *store = NULL;
   struct lc_run_row row;
   memset(&row, 0, sizeof row);
@@ -574,8 +613,6 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
     fprintf(stderr, "luact: run %s\n", lc_journal_run_id(jr));
   struct run_ctx ctx = {.file = file, .argc = argc, .argv = argv, .json = a->json,
                         .chat = a->chat, .ro = a->ro, .jr = jr};
-  /* libcurl is loaded and initialised by the first transfer
-   * (runtime/core/curl_dl.c), not here: a run without requests skips it. */
   rc = lc_workers_run(a->workers, run_script, &ctx);
   if (store && lc_journal_has_run(jr)) {
     /* The final status, committed before we exit (and report it). A run

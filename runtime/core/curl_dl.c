@@ -11,6 +11,12 @@
  * libcurl itself reports failure (NULL, CURLE_FAILED_INIT, ...) and the
  * reason is printed once on stderr.
  *
+ * lc_curl_preload (curl_dl.h) runs the same dlopen and dlsym on a thread
+ * of its own, started by `luact run` for a script that looks as if it will
+ * make requests: the loader's work then overlaps the script's start
+ * instead of following it; the first call waits in the same pthread_once,
+ * then runs curl_global_init itself.
+ *
  * The variadic setopt/getinfo forwarders take their one argument by the
  * type the option number encodes (curl.h's CURLOPTTYPE_* ranges), so no
  * argument is reinterpreted through the wrong type.
@@ -22,8 +28,13 @@
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "curl_dl.h"
 
 #ifndef LUACT_CURL_SONAME
 #define LUACT_CURL_SONAME "libcurl.so.4"
@@ -58,7 +69,8 @@ static struct {
   time_t (*getdate)(const char *, const time_t *);
   void (*free)(void *);
 } fn;
-static int loaded; /* 1 when every pointer above is set */
+static int resolved; /* 1 when every pointer above is set */
+static int loaded;   /* ... and curl_global_init succeeded */
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 
@@ -90,16 +102,65 @@ static void load(void) {
       return;
     }
   }
+  resolved = 1;
+}
+
+/* Separate from load(): the preloading thread only loads. OpenSSL's
+ * initialisation registers its atexit cleanup part way through, and a run
+ * that exits meanwhile would run that cleanup while the initialisation
+ * went on (exit runs later registrations first; the likely cause of a
+ * SIGSEGV seen once in testing). The first call initialises. */
+static void init(void) {
+  if (!resolved) return;
   if (fn.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     fprintf(stderr, "luact: curl_global_init failed\n");
     return;
   }
   loaded = 1;
 }
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static int ready(void) {
   pthread_once(&load_once, load);
+  pthread_once(&init_once, init);
   return loaded;
+}
+
+int lc_curl_usable(void) { return ready(); }
+
+/* The preloading thread (lc_curl_preload). It only runs load() inside the
+ * same pthread_once as every other caller: a first libcurl call made while
+ * it runs waits in pthread_once for it to finish, then initialises. */
+static pthread_t preload_thread;
+static pid_t preload_pid; /* the process that started it; 0: none */
+
+static void *preload_main(void *arg) {
+  (void)arg;
+  pthread_once(&load_once, load);
+  return NULL;
+}
+
+/* At exit: the loader must not run while exit unloads the libraries. A
+ * forked child (which has no such thread) skips. */
+static void preload_join(void) {
+  if (preload_pid == getpid()) {
+    pthread_join(preload_thread, NULL);
+    preload_pid = 0;
+  }
+}
+
+void lc_curl_preload(void) {
+  if (preload_pid) return;
+  /* Every signal blocked on the thread: one meant for the run's loop (a
+   * signalfd, Ctrl-C in luact chat) must not be delivered to it. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&preload_thread, NULL, preload_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc) return;
+  preload_pid = getpid();
+  atexit(preload_join);
 }
 
 /* Already initialised on load; a later call is a no-op, as in libcurl. */

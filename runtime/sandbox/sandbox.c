@@ -27,6 +27,7 @@
 #include "conv.h"
 #include "lc.h"
 #include "loop.h"
+#include "seccomp_dl.h"
 
 enum stop { STOP_NONE, STOP_MEMORY, STOP_INSTR, STOP_TIME, STOP_OUTPUT,
             STOP_CLOSING, STOP_N };
@@ -984,10 +985,13 @@ done:
 #define REQ_MAGIC 0x6c637362u
 #define GRACE_MS 250.0 /* start-up (an exec) and the write of the result */
 
-#if defined(__SANITIZE_ADDRESS__)
+/* ThreadSanitizer too: like ASan it maps shadow memory as it goes (an
+ * address-space cap killed every sandbox child of a TSan build with exit
+ * status 66) and needs the same extra system calls when it reports. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define SANITIZED 1
 #endif
 #endif
@@ -1166,6 +1170,9 @@ static void child_main(void) {
   prctl(PR_SET_NAME, "luact-sandbox"); /* for ps; "exe" otherwise */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) _exit(3);
   if (getppid() != q.ppid) _exit(3); /* the parent died before the prctl */
+  /* Before the caps: loading maps memory and opens the library (under
+   * ThreadSanitizer, the address-space cap made it fail). */
+  if (!lc_seccomp_dl_load()) _exit(4);
   child_limits(&q);
   cJSON *input = NULL;
   if (q.len[2] && !(input = cJSON_Parse(json))) _exit(2);

@@ -26,6 +26,7 @@
 #include "util_mock.h"
 
 static char dir[128];     /* the chat's folder: DIR/chat.lua */
+static char env_extra[300] = "LC_CHAT_EXTRA="; /* one more variable, set by a test */
 static char data[160];    /* XDG_DATA_HOME */
 static char chatdir[192]; /* dir/talk */
 static const char *command = "chat"; /* or "run" (of chatdir/chat.lua) */
@@ -49,6 +50,7 @@ static void setup(void) {
   buf[0] = '\0';
   len = mark = 0;
   command = "chat";
+  snprintf(env_extra, sizeof env_extra, "LC_CHAT_EXTRA=");
 }
 
 static void teardown(void) { rm_rf(dir); }
@@ -92,7 +94,7 @@ static void send_keys(int fd, const char *keys) {
 /* The environment: the mock's URL (or none), the data folder. */
 static char env_base[160], env_data[256], env_home[256];
 static char *env[] = {"PATH=/usr/bin:/bin", "TERM=xterm", "NO_COLOR=1", env_base, env_data,
-                      env_home, "LUACT_STORE=off",
+                      env_home, "LUACT_STORE=off", env_extra,
                       /* The sanitizer build's luact stops at its first finding. */
                       "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1",
                       "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1", NULL};
@@ -589,6 +591,34 @@ START_TEST(run_options_record_and_store) {
 }
 END_TEST
 
+/* libedit is loaded at the first prompt on a terminal (bindings/edit_dl.c).
+ * Where it cannot be (here a libedit.so.2 that is no library, found
+ * first), the chat says why once and reads lines as the terminal gives
+ * them: the input still works. */
+START_TEST(without_libedit_the_prompt_still_reads) {
+  char lib[200], p[300];
+  snprintf(lib, sizeof lib, "%s/nolib", dir);
+  ck_assert_int_eq(mkdir(lib, 0700), 0);
+  snprintf(p, sizeof p, "%s/libedit.so.2", lib);
+  FILE *f = fopen(p, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fclose(f), 0);
+  snprintf(env_extra, sizeof env_extra, "LD_LIBRARY_PATH=%s", lib);
+  write_chat(echo_chat);
+  int fd;
+  pid_t pid = start(1, NULL, NULL, &fd, NULL);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  ck_assert_msg(strstr(buf, "cannot load libedit.so.2 (no line editing)"), "%s", buf);
+  send_keys(fd, "plain line\r");
+  ck_assert_msg(wait_for(fd, "got: [plain line]") == 0, "%s", buf);
+  ck_assert_int_eq(wait_for(fd, "you> "), 0);
+  send_keys(fd, "\004"); /* Ctrl-D: end of input in the terminal's cooked mode */
+  ck_assert_msg(wait_for(fd, "bye eof") == 0, "%s", buf);
+  int st = finish(pid, fd);
+  ck_assert_msg(EXITED_0(st), "status %d: %s", st, buf);
+}
+END_TEST
+
 Suite *chat_suite(void) {
   Suite *s = suite_create("chat");
   TCase *tc = tcase_create("terminal");
@@ -607,6 +637,7 @@ Suite *chat_suite(void) {
   tcase_add_test(tc, run_ctrl_c_at_the_prompt_restores_the_terminal);
   tcase_add_test(tc, workflow_goes_on_after_a_cancelled_turn);
   tcase_add_test(tc, run_options_record_and_store);
+  tcase_add_test(tc, without_libedit_the_prompt_still_reads);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -206,9 +207,8 @@ START_TEST(every_example_has_run_offline) {
 }
 END_TEST
 
-/* Start-up: libcurl is mapped only once a request is made
- * (core/curl_dl.c), and the lazily compiled modules (workflow, the
- * built-in tools, llm.json) work on first use. */
+/* Start-up: the lazily compiled modules (workflow, the built-in tools,
+ * llm.json) work on first use, and so does a request. */
 START_TEST(libcurl_and_lazy_modules_load_on_first_use) {
   struct lc_mock m;
   ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"body\": \"{}\"}}]"), 0);
@@ -217,14 +217,193 @@ START_TEST(libcurl_and_lazy_modules_load_on_first_use) {
   int rc = run_lua(env,
       "local function mapped() local f = assert(io.open('/proc/self/maps')) "
       "local s = f:read('a') f:close() return s:find('libcurl', 1, true) ~= nil end\n"
-      "local before = mapped()\n"
       "local r = assert(luact.http.get(os.getenv('MOCK') .. '/x'))\n"
       "local wf = type(luact.workflow) == 'function' and type(luact.tools.http) == 'function'\n"
       "  and type(luact.llm.json) == 'function' and type(luact.tools.code) == 'function'\n"
-      "print(before, mapped(), r.status, wf)\n");
+      "print(mapped(), r.status, wf)\n");
   ck_assert_int_eq(lc_mock_stop(&m), 0);
   ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
-  ck_assert_str_eq(out, "false\ttrue\t200\ttrue\n");
+  ck_assert_str_eq(out, "true\t200\ttrue\n");
+}
+END_TEST
+
+/* A script with no sign of requests in its text (the field comes from
+ * the environment) does not load libcurl at start: its first request
+ * does (core/curl_dl.c). */
+START_TEST(libcurl_loads_on_first_request_without_a_hint) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"body\": \"{}\"}}]"), 0);
+  char env[256];
+  snprintf(env, sizeof env, "MOCK=%s F=ht%s", m.base_url, "tp");
+  int rc = run_lua(env,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libcurl', 1, true) ~= nil end\n"
+      "local before = mapped()\n"
+      "local r = assert(luact[os.getenv('F')].get(os.getenv('MOCK') .. '/x'))\n"
+      "print(before, mapped(), r.status)\n");
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\ttrue\t200\n");
+}
+END_TEST
+
+/* A script that names the network API (here luact.llm, never called)
+ * gets libcurl loaded on a thread of its own from the start (cli/main.c
+ * may_use_http, core/curl_dl.h): it appears in the maps without a
+ * request. The loop ends when it does (the test's timeout otherwise). */
+START_TEST(a_hinted_script_preloads_libcurl) {
+  int rc = run_lua(NULL,
+      "local hint = luact.llm\n"
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libcurl', 1, true) ~= nil end\n"
+      "while not mapped() do end\n"
+      "print('mapped')\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "mapped\n");
+}
+END_TEST
+
+/* The first request at the very top of a hinted script, while the
+ * preloading thread is still loading libcurl, waits for it and works;
+ * and a hinted script that ends at once exits cleanly (the process joins
+ * the thread before exit unloads anything). Several runs, since which
+ * side gets there first varies. */
+START_TEST(first_request_races_the_preload) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\": {\"body\": \"{}\"}}]"), 0);
+  char env[256];
+  snprintf(env, sizeof env, "MOCK=%s", m.base_url);
+  for (int i = 0; i < 8; i++) {
+    int rc = run_lua(env, "local r = assert(luact.http.get(os.getenv('MOCK') .. '/x'))\n"
+                          "print(r.status)\n");
+    ck_assert_msg(rc == 0, "run %d: exit %d: %s", i, rc, err);
+    ck_assert_str_eq(out, "200\n");
+    rc = run_lua(NULL, "-- names luact.http, makes no request\nprint('done')\n");
+    ck_assert_msg(rc == 0, "run %d: exit %d: %s", i, rc, err);
+    ck_assert_str_eq(out, "done\n");
+    ck_assert_str_eq(err, "");
+  }
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
+/* libcurl that cannot be loaded (a libcurl.so.4 that is no library, first
+ * on the library path): a hinted script's request fails with an error
+ * value that says so (it raised "out of memory" before), and the reason is
+ * printed once, whichever thread loaded it. */
+START_TEST(missing_libcurl_is_a_clear_error) {
+  char dir[128], lib[160], env[256];
+  snprintf(dir, sizeof dir, "/tmp/lc_nocurl_%ld", (long)getpid());
+  ck_assert_int_eq(mkdir(dir, 0700), 0);
+  snprintf(lib, sizeof lib, "%s/libcurl.so.4", dir);
+  FILE *f = fopen(lib, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fclose(f), 0);
+  snprintf(env, sizeof env, "LD_LIBRARY_PATH=%s", dir);
+  int rc = run_lua(env, "local r, msg, code = luact.http.get('http://127.0.0.1:1/x')\n"
+                        "print(r, msg, code)\n");
+  unlink(lib);
+  rmdir(dir);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "nil\tlibcurl could not be loaded (the reason is on stderr)\tnetwork\n");
+  const char *first = strstr(err, "luact: cannot load libcurl.so.4: ");
+  ck_assert_msg(first, "%s", err);
+  ck_assert_msg(!strstr(first + strlen("luact: cannot load"), "cannot load libcurl"),
+                "said twice: %s", err);
+}
+END_TEST
+
+/* Start-up: a run maps only the libraries it uses. libmicrohttpd (and the
+ * GnuTLS it brings) is for luact serve alone (daemon/mhd_dl.c), libedit
+ * for a prompt at a terminal (bindings/edit_dl.c: check_chat drives it),
+ * libsqlite3 for the store and luact.sql (core/sqlite_dl.c); the
+ * retrieval chunk is compiled on the first use of luact.retrieval or
+ * luact.retrieve, not at start. */
+START_TEST(start_maps_and_compiles_only_what_is_used) {
+  /* No word in it makes the run preload libcurl (and GnuTLS with it):
+   * hence the split name. */
+  int rc = run_lua(NULL,
+      "local f = assert(io.open('/proc/self/maps')) local maps = f:read('a') f:close()\n"
+      "print(maps:find('libmicroht' .. 'tpd', 1, true) ~= nil,\n"
+      "  maps:find('libgnutls', 1, true) ~= nil, maps:find('libedit', 1, true) ~= nil,\n"
+      "  maps:find('libsqlite3', 1, true) ~= nil, maps:find('libseccomp', 1, true) ~= nil,\n"
+      "  maps:find('libffi', 1, true) ~= nil)\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\tfalse\tfalse\tfalse\tfalse\tfalse\n");
+  rc = run_lua(NULL,
+      "local early = rawget(luact.retrieval, 'open') == nil and rawget(luact, 'retrieve') == nil\n"
+      "print(early, type(luact.retrieval.open), type(luact.retrieve), type(luact.retrieval.rrf))\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "true\tfunction\tfunction\tfunction\n");
+}
+END_TEST
+
+/* libsqlite3 is loaded by the first SQLite call (core/sqlite_dl.c): here
+ * luact.sql on a file, which then works as linked. (check_luact itself
+ * links libsqlite3, so only the binary shows the loading.) */
+START_TEST(sqlite_loads_on_first_use) {
+  char db[128], env[192];
+  snprintf(db, sizeof db, "/tmp/lc_cli_sq_%ld.db", (long)getpid());
+  snprintf(env, sizeof env, "DB=%s", db);
+  int rc = run_lua(env,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libsqlite3', 1, true) ~= nil end\n"
+      "local before = mapped()\n"
+      "local db = assert(luact.sql.open(os.getenv('DB'), {create = true}))\n"
+      "assert(db:exec('create table t(a integer, b text); insert into t values (7, \\'x\\')'))\n"
+      "local r = assert(db:query('select a, b from t where a = ?', {7}))\n"
+      "db:close()\n"
+      "print(before, mapped(), r.rows[1].a, r.rows[1].b)\n");
+  unlink(db);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\ttrue\t7\tx\n");
+}
+END_TEST
+
+/* libseccomp is loaded only by the sandbox child that builds the filter
+ * (sandbox/seccomp_dl.c): luact.pal.run works and the run itself never
+ * maps it. (check_sandbox's killed-system-call cases show the filter is in
+ * place through the same code.) */
+START_TEST(seccomp_only_in_the_sandbox_child) {
+  int rc = run_lua(NULL,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libseccomp', 1, true) ~= nil end\n"
+      "local r, msg = luact.pal.run('return 6 * 7')\n"
+      "print(r and r.value, msg, mapped())\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "42\tnil\tfalse\n");
+}
+END_TEST
+
+/* libffi is loaded by the first native declaration (tools/ffi_fn.c), and
+ * the declared function then works. (check_ffi goes through the same
+ * loading: check_luact does not link libffi.) */
+START_TEST(libffi_loads_with_the_first_declaration) {
+  int rc = run_lua(NULL,
+      "local function mapped() local f = assert(io.open('/proc/self/maps')) "
+      "local s = f:read('a') f:close() return s:find('libffi', 1, true) ~= nil end\n"
+      "local before = mapped()\n"
+      "local fn = assert(luact.native.declare{lib = 'libm.so.6', symbol = 'floor',\n"
+      "  signature = 'double(double)'})\n"
+      "print(before, fn(2.5), mapped())\n");
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "false\t2.0\ttrue\n");
+  /* Without a loadable libffi, the declaration fails and says why. */
+  char dir[128], lib[160], env[192];
+  snprintf(dir, sizeof dir, "/tmp/lc_noffi_%ld", (long)getpid());
+  ck_assert_int_eq(mkdir(dir, 0700), 0);
+  snprintf(lib, sizeof lib, "%s/libffi.so.8", dir);
+  FILE *f = fopen(lib, "w");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(fclose(f), 0);
+  snprintf(env, sizeof env, "LD_LIBRARY_PATH=%s", dir);
+  rc = run_lua(env, "local fn, msg, code = luact.native.declare{lib = 'libm.so.6',\n"
+                    "  symbol = 'floor', signature = 'double(double)'}\n"
+                    "print(fn, msg:match('^native functions need libffi: cannot load') ~= nil, code)\n");
+  unlink(lib);
+  rmdir(dir);
+  ck_assert_msg(rc == 0, "exit %d: %s", rc, err);
+  ck_assert_str_eq(out, "nil\ttrue\tnot_found\n");
 }
 END_TEST
 
@@ -241,6 +420,14 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, quickstart_snippets_run);
   tcase_add_test(tc, every_example_has_run_offline);
   tcase_add_test(tc, libcurl_and_lazy_modules_load_on_first_use);
+  tcase_add_test(tc, libcurl_loads_on_first_request_without_a_hint);
+  tcase_add_test(tc, a_hinted_script_preloads_libcurl);
+  tcase_add_test(tc, first_request_races_the_preload);
+  tcase_add_test(tc, missing_libcurl_is_a_clear_error);
+  tcase_add_test(tc, sqlite_loads_on_first_use);
+  tcase_add_test(tc, seccomp_only_in_the_sandbox_child);
+  tcase_add_test(tc, libffi_loads_with_the_first_declaration);
+  tcase_add_test(tc, start_maps_and_compiles_only_what_is_used);
   suite_add_tcase(s, tc);
   return s;
 }
