@@ -44,6 +44,7 @@ static struct {
   int (*busy_handler)(sqlite3 *a0, int (*a1)(void *, int), void *a2);
   int (*busy_timeout)(sqlite3 *a0, int a1);
   int (*changes)(sqlite3 *a0);
+  int (*clear_bindings)(sqlite3_stmt *a0);
   sqlite3_int64 (*changes64)(sqlite3 *a0);
   int (*close)(sqlite3 *a0);
   int (*close_v2)(sqlite3 *a0);
@@ -69,6 +70,7 @@ static struct {
               char **a4);
   int (*extended_result_codes)(sqlite3 *a0, int a1);
   int (*finalize)(sqlite3_stmt *a0);
+  int (*get_autocommit)(sqlite3 *a0);
   void (*free)(void *a0);
   void (*interrupt)(sqlite3 *a0);
   sqlite3_int64 (*last_insert_rowid)(sqlite3 *a0);
@@ -124,12 +126,12 @@ static void load(void) {
       S(db_config) S(bind_blob) S(bind_blob64) S(bind_double)
       S(bind_int) S(bind_int64) S(bind_null) S(bind_parameter_count)
       S(bind_parameter_index) S(bind_parameter_name) S(bind_text) S(busy_handler)
-      S(busy_timeout) S(changes) S(changes64) S(close)
+      S(busy_timeout) S(changes) S(changes64) S(clear_bindings) S(close)
       S(close_v2) S(column_blob) S(column_bytes) S(column_count)
       S(column_double) S(column_int) S(column_int64) S(column_name)
       S(column_text) S(column_type) S(context_db_handle) S(create_function)
       S(enable_load_extension) S(errcode) S(errmsg) S(errstr)
-      S(exec) S(extended_result_codes) S(finalize) S(free)
+      S(exec) S(extended_result_codes) S(finalize) S(free) S(get_autocommit)
       S(interrupt) S(last_insert_rowid) S(limit) S(malloc64)
       S(open_v2) S(prepare_v2) S(prepare_v3) S(progress_handler)
       S(reset) S(result_error) S(result_error_nomem) S(result_error_toobig)
@@ -264,6 +266,12 @@ int sqlite3_finalize(sqlite3_stmt *a0) {
 }
 void sqlite3_free(void *a0) {
   if (a0 && ready()) fn.free(a0);
+}
+int sqlite3_get_autocommit(sqlite3 *a0) {
+  return ready() ? fn.get_autocommit(a0) : 1;
+}
+int sqlite3_clear_bindings(sqlite3_stmt *a0) {
+  return ready() ? fn.clear_bindings(a0) : SQLITE_MISUSE;
 }
 void sqlite3_interrupt(sqlite3 *a0) {
   if (ready()) fn.interrupt(a0);

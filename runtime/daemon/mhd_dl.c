@@ -31,6 +31,8 @@ static struct {
                                                  ...);
   const char *(*lookup_connection_value)(struct MHD_Connection *, enum MHD_ValueKind,
                                          const char *);
+  int (*get_connection_values)(struct MHD_Connection *, enum MHD_ValueKind,
+                               MHD_KeyValueIterator, void *);
   enum MHD_Result (*queue_response)(struct MHD_Connection *, unsigned int,
                                     struct MHD_Response *);
   struct MHD_Response *(*create_response_from_callback)(uint64_t, size_t,
@@ -60,6 +62,7 @@ static void load(void) {
       S(lookup_connection_value), S(queue_response),
       S(create_response_from_callback), S(create_response_from_buffer),
       S(destroy_response),       S(add_response_header),
+      S(get_connection_values),
 #undef S
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -105,6 +108,10 @@ const union MHD_DaemonInfo *MHD_get_daemon_info(struct MHD_Daemon *d,
 const char *MHD_lookup_connection_value(struct MHD_Connection *c, enum MHD_ValueKind kind,
                                         const char *key) {
   return ready() ? fn.lookup_connection_value(c, kind, key) : NULL;
+}
+int MHD_get_connection_values(struct MHD_Connection *c, enum MHD_ValueKind kind,
+                              MHD_KeyValueIterator it, void *cls) {
+  return ready() ? fn.get_connection_values(c, kind, it, cls) : -1;
 }
 enum MHD_Result MHD_queue_response(struct MHD_Connection *c, unsigned int status,
                                    struct MHD_Response *r) {
