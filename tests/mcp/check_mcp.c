@@ -6,6 +6,7 @@
  * oversize messages, bad schemas, exits, a tool that changes). */
 #include <check.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,6 +379,18 @@ static int http_port;
 
 /* Starts server-everything's Streamable HTTP transport on a free port and
  * waits (reading its stderr, no sleep) until it listens. */
+static pthread_t http_drain;
+
+/* Reads a server's output until it ends, then closes it. */
+static void *drain_stream(void *arg) {
+  FILE *f = arg;
+  char buf[4096];
+  while (fread(buf, 1, sizeof buf, f) > 0) {
+  }
+  fclose(f);
+  return NULL;
+}
+
 static void http_start(void) {
   char js[700];
   snprintf(js, sizeof js,
@@ -410,10 +423,13 @@ static void http_start(void) {
         break;
       }
     }
-    /* keep reading its stderr in the background is not needed: the pipe
-     * closes with us; node ignores EPIPE on stderr writes */
+    if (ok) {
+      /* Its stderr stays read until it exits: node dies of EPIPE when it
+       * logs to a pipe nobody reads (seen as a "couldn't connect" later). */
+      ck_assert_int_eq(pthread_create(&http_drain, NULL, drain_stream, f), 0);
+      return;
+    }
     fclose(f);
-    if (ok) return;
     waitpid(http_pid, NULL, 0);
   }
   ck_abort_msg("server-everything did not start over HTTP");
@@ -422,6 +438,7 @@ static void http_start(void) {
 static void http_stop(void) {
   kill(http_pid, SIGKILL);
   waitpid(http_pid, NULL, 0);
+  pthread_join(http_drain, NULL);
 }
 
 START_TEST(everything_http) {
