@@ -2,6 +2,7 @@
  * runtime. Errors go to stderr; the exit code says how it went. */
 #include <lauxlib.h>
 #include <lualib.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,6 +217,8 @@ static int journal_verdict(struct lc_journal *j, int rc) {
 /* What one worker runs: the script in its own state, scheduler and loop. */
 struct run_ctx {
   const char *file;
+  const char *text; /* the script read once (not a regular file), or NULL */
+  size_t len;
   int argc; /* arguments after the script */
   char **argv;
   int json;
@@ -277,7 +280,15 @@ static int run_script(int worker, void *ud) {
   lua_setglobal(L, "arg");
   int rc;
   /* Text only: a binary chunk could crash the VM. */
-  if (luaL_loadfilex(L, file, "t") != LUA_OK) {
+  int lrc;
+  if (c->text) {
+    lua_pushfstring(L, "@%s", file);
+    lrc = luaL_loadbufferx(L, c->text, c->len, lua_tostring(L, -1), "t");
+    lua_remove(L, -2);
+  } else {
+    lrc = luaL_loadfilex(L, file, "t");
+  }
+  if (lrc != LUA_OK) {
     err_line("", lua_tostring(L, -1));
     rc = 1;
   } else {
@@ -462,8 +473,54 @@ static int may_use_http(const char *path) {
   return yes;
 }
 
+/* A script that is not a regular file (luact run <(...), /dev/stdin) can
+ * be read only once: reads it whole for the journal's hash and every
+ * worker. *text stays NULL for a regular file (each reads it itself).
+ * Returns 0, or -1 with the reason printed. */
+static int read_script_once(const char *file, char **text, size_t *len) {
+  *text = NULL;
+  *len = 0;
+  struct stat st;
+  if (stat(file, &st) != 0 || S_ISREG(st.st_mode)) return 0; /* loading says why */
+  FILE *f = fopen(file, "rb");
+  if (!f) {
+    fprintf(stderr, "luact: cannot open %s: %s\n", file, strerror(errno));
+    return -1;
+  }
+  size_t cap = 0, n = 0, max = (size_t)64 << 20;
+  char *b = NULL;
+  for (;;) {
+    if (n == cap) {
+      char *nb = cap < max ? realloc(b, cap ? cap * 2 : 16384) : NULL;
+      if (!nb) {
+        fprintf(stderr, "luact: %s: %s\n", file, cap < max ? "out of memory" : "script over 64 MiB");
+        free(b);
+        fclose(f);
+        return -1;
+      }
+      b = nb;
+      cap = cap ? cap * 2 : 16384;
+    }
+    size_t r = fread(b + n, 1, cap - n, f);
+    n += r;
+    if (r == 0) break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    fprintf(stderr, "luact: cannot read %s\n", file);
+    free(b);
+    return -1;
+  }
+  *text = b;
+  *len = n;
+  return 0;
+}
+
 static int run_with(struct run_args *a, const char *file, int argc, char **argv) {
   const char *cmd = "run";
+  char *text = NULL; /* the script, when it could be read only once */
+  size_t tlen = 0;
   /* libcurl and its ~30 libraries (most of a one-request run's
    * instructions: the dynamic loader, then OpenSSL's initialisation) load
    * on a thread of their own while this one opens the store and compiles
@@ -565,6 +622,7 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
     rc = 2;
     goto out;
   }
+  if (read_script_once(file, &text, &tlen)) goto out;
   if (a->workers == 0) a->workers = a->record || a->replay || a->input || a->resume ? 1 : cores();
   if ((a->record || a->replay || a->input || a->resume) && a->workers > 1) {
     /* One journal is one run's effects in one order of identities. */
@@ -584,6 +642,8 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
         .path = a->record ? a->record : a->replay ? a->replay : resume_file ? a->resume : NULL,
         .store = store,
         .script_path = file,
+        .script_text = text,
+        .script_len = tlen,
         .run_id = store && a->resume ? row.id : a->run_id,
         .args_json = ajson,
         .resume = a->resume != NULL,
@@ -611,7 +671,7 @@ static int run_with(struct run_args *a, const char *file, int argc, char **argv)
   }
   if (store && !a->resume && isatty(2) && !a->ro.quiet)
     fprintf(stderr, "luact: run %s\n", lc_journal_run_id(jr));
-  struct run_ctx ctx = {.file = file, .argc = argc, .argv = argv, .json = a->json,
+  struct run_ctx ctx = {.file = file, .text = text, .len = tlen, .argc = argc, .argv = argv, .json = a->json,
                         .chat = a->chat, .ro = a->ro, .jr = jr};
   rc = lc_workers_run(a->workers, run_script, &ctx);
   if (store && lc_journal_has_run(jr)) {
@@ -660,6 +720,7 @@ out:
     free(sargv);
   }
   cJSON_free(ajson);
+  free(text);
   lc_run_row_free(&row);
   lc_store_close(store);
   return rc;

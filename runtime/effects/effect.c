@@ -755,7 +755,16 @@ int lc_journal_open_with(const struct lc_journal_opts *o, struct lc_journal **ou
   j->efd = mode == LC_JOURNAL_RECORD ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
   if (o->run_id) snprintf(j->run_id, sizeof j->run_id, "%s", o->run_id);
   else new_run_id(j->run_id);
-  if (o->script_path && file_hash(o->script_path, j->script_hash)) j->script_hash[0] = '\0';
+  if (o->script_text) {
+    unsigned char d[32];
+    struct lc_sha256 h;
+    lc_sha256_init(&h);
+    lc_sha256_update(&h, o->script_text, o->script_len);
+    lc_sha256_final(&h, d);
+    lc_sha256_to_hex(d, j->script_hash);
+  } else if (o->script_path && file_hash(o->script_path, j->script_hash)) {
+    j->script_hash[0] = '\0';
+  }
   j->sc.committed = store_committed;
   j->sc.cancel = store_cancel;
   j->sc.ud = j;

@@ -65,6 +65,10 @@ struct lc_journal_opts {
   const char *path;        /* the JSONL file (record, replay, resume) */
   struct lc_store *store;  /* instead of path: the run's rows in a store */
   const char *script_path; /* hashed from its content into the header */
+  /* The script's text when the caller read it already (a pipe can be
+   * read once): hashed instead of script_path's content. */
+  const char *script_text;
+  size_t script_len;
   const char *run_id;      /* record: the run's id (NULL: a fresh one) */
   const char *args_json;   /* record: the script's arguments, for the header */
   /* With RECORD: continue the journal that is there. Its effects are

@@ -41,12 +41,13 @@ static void write_file(const char *path, const char *text, size_t len) {
 /* Runs `env ENV luact ARGS` in the source tree with no provider keys or
  * endpoints from the caller's environment; out/err get what it printed.
  * Returns the exit status. */
-static int luact(const char *env, const char *args) {
+static int luact_from(const char *pipe_from, const char *env, const char *args) {
   char cmd[4096];
   snprintf(cmd, sizeof cmd,
-           "cd '%s' && env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u ANTHROPIC_API_KEY "
+           "cd '%s' && %s%s%s env -u OPENAI_API_KEY -u OPENAI_BASE_URL -u ANTHROPIC_API_KEY "
            "-u ANTHROPIC_BASE_URL -u OLLAMA_HOST -u LUACT_MODEL %s '%s/luact' %s > %s 2> %s",
-           lc_test_source_dir(), env ? env : "", LC_BINARY_DIR, args, out_path, err_path);
+           lc_test_source_dir(), pipe_from ? "cat '" : "", pipe_from ? pipe_from : "",
+           pipe_from ? "' |" : "", env ? env : "", LC_BINARY_DIR, args, out_path, err_path);
   int st = system(cmd);
   free(out);
   free(err);
@@ -56,6 +57,8 @@ static int luact(const char *env, const char *args) {
   ck_assert_ptr_nonnull(err);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+static int luact(const char *env, const char *args) { return luact_from(NULL, env, args); }
 
 static int run_lua(const char *env, const char *code) {
   write_file(lua_path, code, strlen(code));
@@ -135,6 +138,22 @@ START_TEST(other_results_keep_their_codes) {
   ck_assert_int_eq(run_lua(NULL, "return 7"), 7);
   ck_assert_int_eq(run_lua(NULL, "return nil, 'nope'"), 1);
   ck_assert_msg(strstr(err, "luact: nope"), "%s", err);
+}
+END_TEST
+
+/* A script that can be read only once (a pipe: luact run /dev/stdin, or
+ * <(...)) runs; the journal's hash read it whole first and the run got an
+ * empty script, exit 0 and nothing printed. */
+START_TEST(script_from_a_pipe_runs) {
+  const char *code = "luact.now() -- an effect: the durable run hashes the script\n"
+                     "print('from a pipe', #arg)\nreturn 3\n";
+  write_file(lua_path, code, strlen(code));
+  ck_assert_int_eq(luact_from(lua_path, NULL, "run --quiet /dev/stdin"), 3);
+  ck_assert_msg(strstr(out, "from a pipe\t0"), "out: %s err: %s", out, err);
+  code = "error('boom ' .. #arg)\n";
+  write_file(lua_path, code, strlen(code));
+  ck_assert_int_eq(luact_from(lua_path, NULL, "run --quiet --no-store /dev/stdin a b"), 1);
+  ck_assert_msg(strstr(err, "/dev/stdin:1: boom 2"), "%s", err);
 }
 END_TEST
 
@@ -416,6 +435,7 @@ Suite *cli_suite(void) {
   tcase_add_test(tc, readme_snippet_without_key_fails_loudly);
   tcase_add_test(tc, limited_run_exits_5);
   tcase_add_test(tc, other_results_keep_their_codes);
+  tcase_add_test(tc, script_from_a_pipe_runs);
   tcase_add_test(tc, hello_runs_offline);
   tcase_add_test(tc, quickstart_snippets_run);
   tcase_add_test(tc, every_example_has_run_offline);
