@@ -1199,11 +1199,19 @@ int lc_serve_main(int argc, char **argv) {
     fprintf(stderr, "luact serve: %s\n", err);
     return 1;
   }
-  /* One daemon per store: two would both resume the same runs. */
+  /* One daemon per SQLite store: two would both resume the same runs. On
+   * PostgreSQL several share it (a fleet: runs are claimed under leases,
+   * fleet.c); its schema is made now, before the daemon's tables. */
   char lpath[4200];
   snprintf(lpath, sizeof lpath, "%s.serve-lock", s->store_path);
-  int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB)) {
+  int fleet = lc_store_is_pg_store(s->store);
+  if (fleet && lc_store_connect(s->store, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    lc_store_close(s->store);
+    return 1;
+  }
+  int lfd = fleet ? -1 : open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (!fleet && (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB))) {
     fprintf(stderr, "luact serve: another luact serve uses %s\n", s->store_path);
     lc_store_close(s->store);
     return 1;
@@ -1239,7 +1247,7 @@ int lc_serve_main(int argc, char **argv) {
   atomic_store(&s->ready, 1);
   char m[4400];
   snprintf(m, sizeof m, "listening on %s:%d, %d agents, store %s", s->host, s->port, s->nagents,
-           s->store_path);
+           lc_store_path(s->store)); /* a URL's password left out */
   lc_serve_log(s, "info", "start", NULL, m);
   int sig = 0;
   sigwait(&set, &sig);
@@ -1288,6 +1296,6 @@ int lc_serve_main(int argc, char **argv) {
     s->queue = q->next;
     free(q);
   }
-  close(lfd);
+  if (lfd >= 0) close(lfd);
   return 0;
 }

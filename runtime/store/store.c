@@ -282,6 +282,14 @@ int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **o
   }
   s->sync = sync;
   if (lc_store_is_pg(path)) {
+    /* lc_store_path names it in messages: without a password. */
+    char red[2048];
+    lc_pgstore_redact(path, red, sizeof red);
+    char *rp = lc_strdup(red);
+    if (rp) {
+      lc_free(s->path);
+      s->path = rp;
+    }
     int rc = lc_pgstore_open(path, &s->pg, err, errlen);
     if (rc) {
       lc_free(s->path);

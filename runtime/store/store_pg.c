@@ -109,7 +109,7 @@ int lc_store_is_pg(const char *path) {
 }
 
 /* The URL without its password, for messages (the store's path). */
-static void redact(const char *url, char *out, size_t n) {
+void lc_pgstore_redact(const char *url, char *out, size_t n) {
   const char *at = strchr(url, '@');
   const char *scheme = strstr(url, "://");
   const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
@@ -151,7 +151,7 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
   }
   if (is_conn_lost(*c)) {
     char u[512];
-    redact(url, u, sizeof u);
+    lc_pgstore_redact(url, u, sizeof u);
     snprintf(err, errlen, "store %s: cannot connect: %s", u, PQerrorMessage(*c));
     size_t l = strlen(err);
     while (l && err[l - 1] == '\n') err[--l] = '\0';
@@ -219,7 +219,7 @@ static int migrate(struct lc_pgstore *s, char *err, size_t errlen) {
   }
   if (!rc && v > PG_SCHEMA_VERSION) {
     char u[512];
-    redact(s->url, u, sizeof u);
+    lc_pgstore_redact(s->url, u, sizeof u);
     snprintf(err, errlen,
              "store %s: schema version %d is newer than this luact knows (%d): use a newer luact",
              u, v, PG_SCHEMA_VERSION);
@@ -466,7 +466,7 @@ int lc_pgstore_run_get(struct lc_pgstore *s, const char *id, struct lc_run_row *
   if (!r) rc = code;
   else if (PQntuples(r) == 0) {
     char u[512];
-    redact(s->url, u, sizeof u);
+    lc_pgstore_redact(s->url, u, sizeof u);
     snprintf(err, errlen, "no run %s in %s", id, u);
     rc = LC_ENOTFOUND;
   } else {
@@ -501,7 +501,7 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
     PQclear(r);
     r = q(&s->db, s->url, 1, "SELECT epoch FROM runs WHERE id=$1", 1, v + 6, &code, err, errlen);
     char u[512];
-    redact(s->url, u, sizeof u);
+    lc_pgstore_redact(s->url, u, sizeof u);
     if (!r) rc = code;
     else if (PQntuples(r) == 0) {
       snprintf(err, errlen, "no run %s in %s", id, u);
@@ -598,7 +598,7 @@ int lc_pgstore_journal_read(struct lc_pgstore *s, const char *run_id,
   if (ensure(s, err, errlen)) return s->open_rc;
   *last = 0;
   char u[512];
-  redact(s->url, u, sizeof u);
+  lc_pgstore_redact(s->url, u, sizeof u);
   const char *v[] = {run_id};
   pthread_mutex_lock(&s->dbmu);
   int code = 0, rc = 0;

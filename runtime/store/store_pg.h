@@ -27,6 +27,8 @@ struct lc_pgstore;
 
 /* Is path a PostgreSQL connection string? */
 int lc_store_is_pg(const char *path);
+/* url with its password (if any) as ***, for messages and logs. */
+void lc_pgstore_redact(const char *url, char *out, size_t n);
 
 int lc_pgstore_open(const char *url, struct lc_pgstore **out, char *err, size_t errlen);
 int lc_pgstore_connect(struct lc_pgstore *s, char *err, size_t errlen);

@@ -584,6 +584,25 @@ START_TEST(pg_migrates_version_1) {
 }
 END_TEST
 
+/* A password in the URL never reaches a message (the daemon logs
+ * lc_store_path at start; errors name the store). */
+START_TEST(pg_password_never_in_messages) {
+  char url[400];
+  const char *at = strchr(path, '@');
+  ck_assert_ptr_nonnull(at);
+  snprintf(url, sizeof url, "postgresql://postgres:hunter2%s", at);
+  struct lc_store *s2;
+  ck_assert_int_eq(lc_store_open(url, LC_STORE_SYNC_FULL, &s2, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(s2, err, sizeof err) == 0, "%s", err); /* trust: accepted */
+  ck_assert_ptr_null(strstr(lc_store_path(s2), "hunter2"));
+  ck_assert_ptr_nonnull(strstr(lc_store_path(s2), "***"));
+  struct lc_run_row r;
+  ck_assert_int_eq(lc_store_run_get(s2, "nope", &r, err, sizeof err), LC_ENOTFOUND);
+  ck_assert_msg(!strstr(err, "hunter2"), "%s", err);
+  lc_store_close(s2);
+}
+END_TEST
+
 Suite *store_suite(void) {
   Suite *s = suite_create("store");
   TCase *tc = tcase_create("sqlite");
@@ -601,6 +620,7 @@ Suite *store_suite(void) {
   tcase_add_test(tp, pg_fenced_writes_fail_after_takeover);
   tcase_add_test(tp, pg_connection_killed_is_made_again);
   tcase_add_test(tp, pg_migrates_version_1);
+  tcase_add_test(tp, pg_password_never_in_messages);
   /* The conformance loop: the same cases on both stores. */
   TCase *both[] = {tc, tp};
   for (int i = 0; i < 2; i++) {
