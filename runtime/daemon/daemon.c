@@ -55,6 +55,10 @@ static const char usage_serve[] =
     "  --conn-timeout S     idle connection cut after S seconds (default 30)\n"
     "  --grace S            on SIGTERM, seconds runs get to finish (default\n"
     "                       10); runs still going resume at the next start\n"
+    "  --lease S            a fleet (PostgreSQL store): a claimed run's lease,\n"
+    "                       renewed every S/3 (default 10)\n"
+    "  --poll-ms N          a fleet: look for queued runs every N ms besides\n"
+    "                       LISTEN/NOTIFY (default 500)\n"
     "  -h, --help           show this help\n";
 
 const char *const lc_serve_end_names[] = {"finished", "failed", "cancelled", "waiting_input",
@@ -647,6 +651,7 @@ static void *run_thread(void *ud) {
     int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
     lc_run_row_free(&row);
     if (ended) { /* cancelled while queued (luact runs cancel): stays so */
+      lc_fleet_run_done(s, a->id);
       pthread_mutex_lock(&s->mu);
       for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
         if (*p == a) {
@@ -827,6 +832,7 @@ final:
       struct timespec ts = {0, 10000000L};
       nanosleep(&ts, NULL);
     }
+  lc_fleet_run_done(s, a->id); /* a fleet's lease handed back */
   /* Off the active list; the next queued run may start. */
   pthread_mutex_lock(&s->mu);
   for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
@@ -900,8 +906,52 @@ static void pump(struct lc_serve *s) {
   }
 }
 
+static int enqueue_local(struct lc_serve *s, const char *run_id, const char *thread_id,
+                         const char *agent, int front);
+
 int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id,
                      const char *agent, int front) {
+  /* A fleet: the run waits in the database for a daemon's claim. */
+  if (s->fleet) {
+    lc_fleet_hint(s);
+    return 0;
+  }
+  return enqueue_local(s, run_id, thread_id, agent, front);
+}
+
+/* ---- fleet.c's hooks into the runner (kept apart for the merge) ---- */
+
+int lc_serve_enqueue_claimed(struct lc_serve *s, const char *run_id, const char *thread_id,
+                             const char *agent) {
+  return enqueue_local(s, run_id, thread_id, agent, 0);
+}
+
+void lc_serve_drop_local(struct lc_serve *s, const char *run_id) {
+  pthread_mutex_lock(&s->mu);
+  for (struct lc_queued **p = &s->queue; *p; p = &(*p)->next)
+    if (!strcmp((*p)->id, run_id)) {
+      struct lc_queued *q = *p;
+      *p = q->next;
+      s->nqueued--;
+      free(q);
+      pthread_cond_broadcast(&s->changed);
+      pthread_mutex_unlock(&s->mu);
+      return;
+    }
+  for (struct lc_active *a = s->active; a; a = a->next)
+    if (!strcmp(a->id, run_id)) {
+      atomic_store(&a->killed, 1);
+      if (a->jr) lc_journal_request_cancel(a->jr);
+      uint64_t one = 1;
+      ssize_t w = write(a->efd, &one, sizeof one);
+      (void)w;
+      break;
+    }
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int enqueue_local(struct lc_serve *s, const char *run_id, const char *thread_id,
+                         const char *agent, int front) {
   struct lc_queued *q = calloc(1, sizeof *q);
   if (!q) return LC_ENOMEM;
   snprintf(q->id, sizeof q->id, "%s", run_id);
@@ -958,6 +1008,11 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
       return 0;
     }
   pthread_mutex_unlock(&s->mu);
+  if (s->fleet && lc_fleet_cancel_pending(s, run_id) == 0) { /* queued in the database */
+    atomic_fetch_add(&s->runs_done_cancelled, 1);
+    lc_serve_notify(s);
+    return 0;
+  }
   /* Not running here: a waiting run is cancelled in the store. */
   char was[32];
   int rc = lc_store_run_cancel(s->store, run_id, was, sizeof was, err, sizeof err);
@@ -1127,7 +1182,7 @@ int lc_serve_main(int argc, char **argv) {
     static const char *const with_value[] = {"--listen", "--store", "--store-sync", "--tokens",
                                              "--max-runs", "--max-body", "--max-conns",
                                              "--max-streams", "--conn-timeout", "--grace",
-                                             NULL};
+                                             "--lease", "--poll-ms", NULL};
     int known = 0;
     for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
     if (!known) {
@@ -1161,6 +1216,8 @@ int lc_serve_main(int argc, char **argv) {
       else if (!strcmp(o, "--max-conns")) s->max_conns = (int)n;
       else if (!strcmp(o, "--max-streams")) s->max_streams = (int)n;
       else if (!strcmp(o, "--conn-timeout")) s->conn_timeout_s = (int)n;
+      else if (!strcmp(o, "--lease")) s->lease_s = (double)n;
+      else if (!strcmp(o, "--poll-ms")) s->poll_ms = n;
       else s->grace_s = (int)n;
     }
   }
@@ -1243,7 +1300,15 @@ int lc_serve_main(int argc, char **argv) {
     fprintf(stderr, "luact serve: %s\n", err);
     return 1;
   }
-  recover(s);
+  if (fleet) {
+    /* Runs are claimed from the database (fleet.c), recovered ones too. */
+    if (lc_fleet_start(s, err, sizeof err)) {
+      fprintf(stderr, "luact serve: %s\n", err);
+      return 1;
+    }
+  } else {
+    recover(s);
+  }
   atomic_store(&s->ready, 1);
   char m[4400];
   snprintf(m, sizeof m, "listening on %s:%d, %d agents, store %s", s->host, s->port, s->nagents,
@@ -1265,6 +1330,7 @@ int lc_serve_main(int argc, char **argv) {
   }
   int left = s->nactive;
   pthread_mutex_unlock(&s->mu);
+  lc_fleet_stop(s, !left); /* runs still going keep their leases until they expire */
   lc_api_stop(s);
   if (left) {
     /* Their rows say running: the next start resumes them. Closing the

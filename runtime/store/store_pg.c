@@ -35,11 +35,14 @@ static const char *const migration[] = {
     "CREATE TABLE IF NOT EXISTS journal("
     "  run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL, crc BIGINT NOT NULL,"
     "  PRIMARY KEY(run_id, seq));",
-    /* 2: leases for a fleet of daemons (docs/serve.md): the owner, its
-     * epoch (raised by every claim) and the lease's expiry. */
-    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS owner TEXT;"
-    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;"
-    "ALTER TABLE runs ADD COLUMN IF NOT EXISTS lease_until DOUBLE PRECISION;",
+    /* 2: leases for a fleet of daemons (docs/serve.md): a run's owner,
+     * its epoch (raised by every claim) and the lease's expiry (seconds
+     * since the epoch, the database's clock). A row of its own, not
+     * columns of runs: a run is claimed before its row exists. */
+    "CREATE TABLE IF NOT EXISTS leases("
+    "  run_id TEXT PRIMARY KEY, owner TEXT, epoch BIGINT NOT NULL DEFAULT 0,"
+    "  lease_until DOUBLE PRECISION);"
+    "CREATE INDEX IF NOT EXISTS leases_owner ON leases(owner);",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
@@ -494,12 +497,15 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
   PGresult *r = q(&s->db, s->url, 1,
                   "UPDATE runs SET status=$1, result=$2, error=$3, question=$4, pid=$5, "
                   "updated=$6, cancel_requested=CASE WHEN $1='running' THEN cancel_requested "
-                  "ELSE 0 END WHERE id=$7 AND ($8::bigint=0 OR epoch=$8::bigint)",
+                  "ELSE 0 END WHERE id=$7 AND ($8::bigint=0 OR EXISTS(SELECT 1 FROM leases "
+                  "WHERE run_id=$7 AND epoch=$8::bigint FOR SHARE))",
                   8, v, &code, err, errlen);
   if (!r) rc = code;
   else if (atol(PQcmdTuples(r)) == 0) {
     PQclear(r);
-    r = q(&s->db, s->url, 1, "SELECT epoch FROM runs WHERE id=$1", 1, v + 6, &code, err, errlen);
+    r = q(&s->db, s->url, 1,
+          "SELECT coalesce((SELECT epoch FROM leases WHERE run_id=$1), 0) FROM runs WHERE id=$1",
+          1, v + 6, &code, err, errlen);
     char u[512];
     lc_pgstore_redact(s->url, u, sizeof u);
     if (!r) rc = code;
@@ -537,11 +543,13 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
   pthread_mutex_lock(&s->dbmu);
   int live = 0;
   if (!strcmp(st, "running")) {
-    const char *v[] = {id, t};
+    const char *v[] = {id};
     int code = 0;
     PGresult *x = q(&s->db, s->url, 1,
-                    "SELECT pid, coalesce(lease_until, 0) > $2::float8 FROM runs WHERE id=$1", 2,
-                    v, &code, err, errlen);
+                    "SELECT r.pid, coalesce(l.owner IS NOT NULL AND l.lease_until > "
+                    "extract(epoch FROM clock_timestamp()), false) FROM runs r LEFT JOIN leases l "
+                    "ON l.run_id = r.id WHERE r.id=$1",
+                    1, v, &code, err, errlen);
     if (!x) rc = code;
     else if (PQntuples(x)) {
       long pid = atol(PQgetvalue(x, 0, 0));
@@ -554,8 +562,8 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
     const char *v[] = {t, id};
     rc = qx(&s->db, s->url, 1,
             live ? "UPDATE runs SET cancel_requested=1, updated=$1 WHERE id=$2"
-                 : "UPDATE runs SET status='cancelled', pid=0, question=NULL, owner=NULL, "
-                   "lease_until=NULL, updated=$1 WHERE id=$2",
+                 : "UPDATE runs SET status='cancelled', pid=0, question=NULL, updated=$1 "
+                   "WHERE id=$2",
             2, v, err, errlen);
   }
   pthread_mutex_unlock(&s->dbmu);
@@ -790,7 +798,8 @@ static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **l
     const char *v[] = {p->c.run_id, ep};
     int code = 0;
     PGresult *r = q(&s->wdb, s->url, 0,
-                    "SELECT 1 FROM runs WHERE id=$1 AND epoch=$2::bigint FOR SHARE", 2, v, &code,
+                    "SELECT 1 FROM leases WHERE run_id=$1 AND epoch=$2::bigint FOR SHARE", 2, v,
+                    &code,
                     err, errlen);
     if (!r) {
       rc = code;

@@ -497,7 +497,7 @@ END_TEST
  * epoch went up) cannot write a line or a status of that run any more. */
 START_TEST(pg_fenced_writes_fail_after_takeover) {
   create("f", 2);
-  sql("UPDATE runs SET epoch = 7 WHERE id = 'f'");
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('f', 'me', 7)");
   ck_assert_int_eq(lc_store_fence(st, "f", 7), 0);
   static struct client k;
   memset(&k, 0, sizeof k);
@@ -510,7 +510,7 @@ START_TEST(pg_fenced_writes_fail_after_takeover) {
   ck_assert_uint_eq(atomic_load(&k.newest), 1);
   ck_assert_int_eq(lc_store_run_set_status(st, "f", "running", NULL, NULL, NULL, 1, err, sizeof err),
                    0);
-  sql("UPDATE runs SET epoch = 8 WHERE id = 'f'"); /* another daemon claimed it */
+  sql("UPDATE leases SET epoch = 8, owner = 'other' WHERE run_id = 'f'"); /* another daemon claimed it */
   ck_assert_int_eq(lc_store_append(st, &k.c, 4, 2, "{\"n\":4}", 7), 0);
   lc_store_flush(st);
   ck_assert_int_eq(atomic_load(&k.errors), 1);
@@ -578,7 +578,10 @@ START_TEST(pg_migrates_version_1) {
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
   ck_assert_str_eq(v, "2");
   free(v);
-  v = lc_pg_value(path, "SELECT epoch FROM runs WHERE id = 'old'");
+  v = lc_pg_value(path, "SELECT status FROM runs WHERE id = 'old'");
+  ck_assert_str_eq(v, "finished");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM leases");
   ck_assert_str_eq(v, "0");
   free(v);
 }
