@@ -1278,13 +1278,17 @@ int lc_serve_main(int argc, char **argv) {
     lc_store_close(s->store);
     return 1;
   }
-  /* Columns added after the first schema (older daemons' files). */
-  lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                 "ALTER TABLE d_runs ADD COLUMN pstatus TEXT NOT NULL DEFAULT 'pending'", "");
-  lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN perror TEXT", "");
-  lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN ctx TEXT", "");
-  lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                 "ALTER TABLE d_runs ADD COLUMN asked INTEGER NOT NULL DEFAULT 0", "");
+  /* Columns added after the first schema (older daemons' files). Not on
+   * PostgreSQL, whose schema has them: an ALTER TABLE waits for an
+   * exclusive lock, and every daemon's queries on d_runs queue behind it. */
+  if (!fleet) {
+    lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                   "ALTER TABLE d_runs ADD COLUMN pstatus TEXT NOT NULL DEFAULT 'pending'", "");
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN perror TEXT", "");
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN ctx TEXT", "");
+    lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                   "ALTER TABLE d_runs ADD COLUMN asked INTEGER NOT NULL DEFAULT 0", "");
+  }
   if (load_agents(s)) return 1;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->changed, NULL);

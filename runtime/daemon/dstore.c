@@ -26,6 +26,7 @@ struct lc_dstore {
   sqlite3 *db;
   PGconn *pg; /* instead of db for a PostgreSQL URL */
   char *url;
+  char *session; /* SQL run on each new PostgreSQL connection, or NULL */
   pthread_mutex_t mu;
 };
 
@@ -73,7 +74,20 @@ static int pg_conn(struct lc_dstore *d, char *err, size_t errlen) {
     return LC_EIO;
   }
   PQsetNoticeProcessor(d->pg, no_notice, NULL);
+  if (d->session) PQclear(PQexec(d->pg, d->session));
   return 0;
+}
+
+int lc_dstore_session(struct lc_dstore *d, const char *sql) {
+  if (!d->pg) return 0;
+  pthread_mutex_lock(&d->mu);
+  free(d->session);
+  d->session = strdup(sql);
+  PGresult *r = PQexec(d->pg, sql);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  pthread_mutex_unlock(&d->mu);
+  return d->session && ok ? 0 : LC_EIO;
 }
 
 static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errlen) {
@@ -84,7 +98,14 @@ static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errle
     return LC_EIO;
   }
   PQsetNoticeProcessor(d->pg, no_notice, NULL);
-  PGresult *r = PQexec(d->pg, "BEGIN");
+  /* Tables there already: no DDL (CREATE INDEX IF NOT EXISTS still locks
+   * its table, behind the other daemons' writes). */
+  PGresult *r = PQexec(d->pg, "SELECT to_regclass('d_items') IS NOT NULL");
+  int have = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+             PQgetvalue(r, 0, 0)[0] == 't';
+  PQclear(r);
+  if (have) return 0;
+  r = PQexec(d->pg, "BEGIN");
   PQclear(r);
   r = PQexec(d->pg, pg_schema);
   int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
@@ -155,6 +176,7 @@ int lc_dstore_open(const char *path, int sync_full, struct lc_dstore **out, char
 void lc_dstore_close(struct lc_dstore *d) {
   if (!d) return;
   if (d->pg) PQfinish(d->pg);
+  free(d->session);
   sqlite3_close(d->db);
   pthread_mutex_destroy(&d->mu);
   free(d);

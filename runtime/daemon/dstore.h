@@ -23,6 +23,9 @@ void lc_dstore_close(struct lc_dstore *d);
  * the result rows. LC_ESTATE for a constraint violation (a taken key). */
 int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
                    const char *spec, ...);
+/* PostgreSQL: sql (SET statements) runs now and on every connection made
+ * again later. SQLite: nothing. */
+int lc_dstore_session(struct lc_dstore *d, const char *sql);
 /* Is the file reachable and answering (readyz)? */
 int lc_dstore_ping(struct lc_dstore *d);
 

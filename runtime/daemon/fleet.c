@@ -297,6 +297,10 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   pthread_mutex_init(&f->mu, NULL);
   f->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   int rc = f->wake < 0 ? LC_EIO : lc_dstore_open(s->store_path, 1, &f->ds, err, n);
+  /* A claim or renewal never waits long on a row another session holds
+   * (a stalled daemon's transaction, until the server ends it): it gives
+   * up and the next round tries again, so renewals keep their period. */
+  if (!rc) rc = lc_dstore_session(f->ds, "SET lock_timeout = 1000");
   if (!rc && pthread_create(&f->th, NULL, fleet_main, f)) rc = LC_EIO;
   if (rc) {
     if (!err[0]) snprintf(err, n, "cannot start the fleet thread");

@@ -42,7 +42,9 @@ static const char *const migration[] = {
     "CREATE TABLE IF NOT EXISTS leases("
     "  run_id TEXT PRIMARY KEY, owner TEXT, epoch BIGINT NOT NULL DEFAULT 0,"
     "  lease_until DOUBLE PRECISION);"
-    "CREATE INDEX IF NOT EXISTS leases_owner ON leases(owner);",
+    "CREATE INDEX IF NOT EXISTS leases_owner ON leases(owner);"
+    /* which lease wrote each line (0: none): an audit of the fencing */
+    "ALTER TABLE journal ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
@@ -146,8 +148,16 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
   int fresh = !*c || is_conn_lost(*c);
   if (!*c) *c = PQconnectdb(url);
   else if (is_conn_lost(*c)) PQreset(*c);
-  /* The server's notices ("relation exists, skipping") are not errors. */
-  if (fresh && *c && !is_conn_lost(*c)) PQsetNoticeProcessor(*c, no_notice, NULL);
+  /* The server's notices ("relation exists, skipping") are not errors.
+   * A transaction left open by a process that stalled (SIGSTOP) holds its
+   * lease row locked FOR SHARE, and the daemon that takes the run over
+   * would wait for it for as long as the stall lasts: the server ends such
+   * a session after 2 s idle inside a transaction (ours send BEGIN to
+   * COMMIT without pause). */
+  if (fresh && *c && !is_conn_lost(*c)) {
+    PQsetNoticeProcessor(*c, no_notice, NULL);
+    PQclear(PQexec(*c, "SET idle_in_transaction_session_timeout = 2000"));
+  }
   if (!*c) {
     snprintf(err, errlen, "store: out of memory");
     return LC_ENOMEM;
@@ -415,21 +425,22 @@ static int insert_run(PGconn **c, const char *url, const struct lc_run_row *r, i
 /* One journal line. The same line again (a retried group whose commit's
  * answer was lost) is no error; another line at that seq is LC_ESTATE. */
 static int insert_line(PGconn **c, const char *url, const char *run_id, long seq,
-                       const char *text, size_t len, char *err, size_t errlen) {
-  char sq[24], crc[16];
+                       const char *text, size_t len, long epoch, char *err, size_t errlen) {
+  char sq[24], crc[16], ep[24];
   snprintf(sq, sizeof sq, "%ld", seq);
+  snprintf(ep, sizeof ep, "%ld", epoch);
   snprintf(crc, sizeof crc, "%u", (unsigned)crc32_of(text, len));
   char *t = lc_malloc(len + 1);
   if (!t) return LC_ENOMEM;
   memcpy(t, text, len);
   t[len] = '\0';
-  const char *v[] = {run_id, sq, t, crc};
+  const char *v[] = {run_id, sq, t, crc, ep};
   int code = 0;
   PGresult *r = q(c, url, 0,
-                  "INSERT INTO journal(run_id, seq, line, crc) VALUES($1,$2,$3,$4) "
+                  "INSERT INTO journal(run_id, seq, line, crc, epoch) VALUES($1,$2,$3,$4,$5) "
                   "ON CONFLICT(run_id, seq) DO UPDATE SET crc=EXCLUDED.crc "
                   "WHERE journal.crc=EXCLUDED.crc AND journal.line=EXCLUDED.line RETURNING seq",
-                  4, v, &code, err, errlen);
+                  5, v, &code, err, errlen);
   lc_free(t);
   if (!r) return code;
   int n = PQntuples(r);
@@ -448,7 +459,8 @@ int lc_pgstore_run_create(struct lc_pgstore *s, const struct lc_run_row *r, cons
   int rc = qx(&s->db, s->url, 1, "BEGIN", 0, NULL, err, errlen);
   if (!rc) {
     rc = insert_run(&s->db, s->url, r, 0, err, errlen);
-    if (!rc) rc = insert_line(&s->db, s->url, r->id, 1, header, header_len, err, errlen);
+    if (!rc) rc = insert_line(&s->db, s->url, r->id, 1, header, header_len,
+                                fence_of(s, r->id), err, errlen);
     char e2[64];
     if (!rc) rc = qx(&s->db, s->url, 0, "COMMIT", 0, NULL, err, errlen);
     else qx(&s->db, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
@@ -655,9 +667,11 @@ int lc_pgstore_journal_append_now(struct lc_pgstore *s, const char *run_id, long
                                   const char *text, size_t len, char *err, size_t errlen) {
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
-  int rc = insert_line(&s->db, s->url, run_id, seq, text, len, err, errlen);
+  int rc = insert_line(&s->db, s->url, run_id, seq, text, len, fence_of(s, run_id), err,
+                     errlen);
   if (rc && rc != LC_ESTATE && is_conn_lost(s->db)) /* the same line again is no error */
-    rc = insert_line(&s->db, s->url, run_id, seq, text, len, err, errlen);
+    rc = insert_line(&s->db, s->url, run_id, seq, text, len, fence_of(s, run_id), err,
+                     errlen);
   pthread_mutex_unlock(&s->dbmu);
   return rc;
 }
@@ -842,8 +856,8 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
     if (is_lost(*lost, p->c.run_id)) continue;
     if (p->create) bad = insert_run(&s->wdb, s->url, p->create, again, err, sizeof err) != 0;
     else
-      bad = insert_line(&s->wdb, s->url, p->c.run_id, p->seq, p->text, p->len, err,
-                        sizeof err) != 0;
+      bad = insert_line(&s->wdb, s->url, p->c.run_id, p->seq, p->text, p->len,
+                        fence_of(s, p->c.run_id), err, sizeof err) != 0;
   }
   if (bad || qx(&s->wdb, s->url, 0, "COMMIT", 0, NULL, err, sizeof err)) {
     char e2[64];
