@@ -60,6 +60,14 @@ struct pending {
   struct pending *next;
 };
 
+/* A list of run ids: the fenced runs of a group whose lease another
+ * daemon took (their lines dropped, their clients told EPERM), and the
+ * store's dead runs. */
+struct lost {
+  char run_id[65];
+  struct lost *next;
+};
+
 struct fence {
   char run_id[65];
   long epoch;
@@ -83,6 +91,9 @@ struct lc_pgstore {
   long lines, commits;
   pthread_mutex_t fmu;
   struct fence *fences;
+  /* runs a failed group held: nothing more of them is written (a run
+   * whose creation failed must not add lines to another run's journal) */
+  struct lost *dead;
 };
 
 /* ---- CRC-32 (as store.c's: the same value for the same line) ---- */
@@ -127,6 +138,14 @@ void lc_pgstore_redact(const char *url, char *out, size_t n) {
 /* ---- queries ---- */
 
 static int is_conn_lost(PGconn *c) { return PQstatus(c) != CONNECTION_OK; }
+
+/* The statement failed because the session ended or is ending (08:
+ * connection exceptions; 57P01-3: the server or an administrator ends
+ * it), whatever libpq has noticed yet. */
+static int ended(PGconn *c, PGresult *r) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  return is_conn_lost(c) || (st && (!strncmp(st, "08", 2) || !strncmp(st, "57P0", 4)));
+}
 
 static void set_err(PGconn *c, PGresult *r, char *err, size_t errlen, const char *what) {
   if (!err || !errlen) return;
@@ -173,6 +192,10 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
   return 0;
 }
 
+/* Set by q() on each failure: was it the session ending? (the writer
+ * then sends its group again on a new connection) */
+static _Thread_local int last_ended;
+
 /* Runs sql with n text parameters (NULL binds NULL). Returns the result
  * (the caller's PQclear) when it succeeded, else NULL with err set and
  * *code the error (LC_ESTATE for a unique violation, else LC_EIO). When
@@ -180,22 +203,26 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
  * statement sent once more (only for statements that are safe twice). */
 static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int n,
                    const char *const *v, int *code, char *err, size_t errlen) {
+  last_ended = 0;
   for (int attempt = 0;; attempt++) {
     int rc = conn_ok(c, url, err, errlen);
     if (rc) {
       *code = rc;
+      last_ended = 1;
       return NULL;
     }
     PGresult *r = PQexecParams(*c, sql, n, NULL, v, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (retry && attempt == 0 && is_conn_lost(*c)) {
+    if (retry && attempt < 3 && ended(*c, r)) {
       PQclear(r);
+      if (!is_conn_lost(*c)) PQreset(*c);
       continue;
     }
     set_err(*c, r, err, errlen, "query");
     *code = state && !strcmp(state, "23505") ? LC_ESTATE : LC_EIO;
+    last_ended = ended(*c, r);
     PQclear(r);
     return NULL;
   }
@@ -318,6 +345,11 @@ void lc_pgstore_close(struct lc_pgstore *s) {
     struct pending *x = s->head;
     s->head = x->next;
     pending_free(x);
+  }
+  while (s->dead) {
+    struct lost *x = s->dead;
+    s->dead = x->next;
+    lc_free(x);
   }
   while (s->fences) {
     struct fence *f = s->fences;
@@ -456,14 +488,22 @@ int lc_pgstore_run_create(struct lc_pgstore *s, const struct lc_run_row *r, cons
                           size_t header_len, char *err, size_t errlen) {
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
-  int rc = qx(&s->db, s->url, 1, "BEGIN", 0, NULL, err, errlen);
-  if (!rc) {
-    rc = insert_run(&s->db, s->url, r, 0, err, errlen);
-    if (!rc) rc = insert_line(&s->db, s->url, r->id, 1, header, header_len,
+  int rc = 0;
+  /* Again on a new connection when the session ended on the way (the
+   * second time a row there already may be this one's, committed before
+   * the answer was lost: its header line then must match). */
+  for (int attempt = 0; attempt < 3; attempt++) {
+    rc = qx(&s->db, s->url, 1, "BEGIN", 0, NULL, err, errlen);
+    if (!rc) {
+      rc = insert_run(&s->db, s->url, r, attempt > 0, err, errlen);
+      if (!rc) rc = insert_line(&s->db, s->url, r->id, 1, header, header_len,
                                 fence_of(s, r->id), err, errlen);
-    char e2[64];
-    if (!rc) rc = qx(&s->db, s->url, 0, "COMMIT", 0, NULL, err, errlen);
-    else qx(&s->db, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+      char e2[64];
+      if (!rc) rc = qx(&s->db, s->url, 0, "COMMIT", 0, NULL, err, errlen);
+      else if (!is_conn_lost(s->db)) qx(&s->db, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+    }
+    if (!rc || !(last_ended || is_conn_lost(s->db))) break;
+    if (!is_conn_lost(s->db)) PQreset(s->db);
   }
   pthread_mutex_unlock(&s->dbmu);
   return rc;
@@ -783,12 +823,6 @@ void lc_pgstore_stats(const struct lc_pgstore *s, long *lines, long *commits) {
   pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
 }
 
-/* Per group: the fenced runs whose lease another daemon took (their
- * lines are dropped and their clients told EPERM). */
-struct lost {
-  char run_id[65];
-  struct lost *next;
-};
 
 static int is_lost(const struct lost *l, const char *run_id) {
   for (; l; l = l->next)
@@ -850,35 +884,40 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
   /* libpq learns that the server ended the connection when it next uses
    * it: a BEGIN that fails so is retried by the caller. */
   if (qx(&s->wdb, s->url, 0, "BEGIN", 0, NULL, err, sizeof err))
-    return is_conn_lost(s->wdb) ? ECONNRESET : EIO;
+    return last_ended || is_conn_lost(s->wdb) ? ECONNRESET : EIO;
   int bad = check_fences(s, g, lost, err, sizeof err) != 0;
   for (struct pending *p = g; p && !bad; p = p->next) {
-    if (is_lost(*lost, p->c.run_id)) continue;
+    if (is_lost(*lost, p->c.run_id) || is_lost(s->dead, p->c.run_id)) continue;
     if (p->create) bad = insert_run(&s->wdb, s->url, p->create, again, err, sizeof err) != 0;
     else
       bad = insert_line(&s->wdb, s->url, p->c.run_id, p->seq, p->text, p->len,
                         fence_of(s, p->c.run_id), err, sizeof err) != 0;
   }
   if (bad || qx(&s->wdb, s->url, 0, "COMMIT", 0, NULL, err, sizeof err)) {
+    int gone = last_ended || is_conn_lost(s->wdb);
     char e2[64];
     if (!is_conn_lost(s->wdb)) qx(&s->wdb, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
-    return is_conn_lost(s->wdb) ? ECONNRESET : EIO;
+    if (gone && !is_conn_lost(s->wdb)) PQreset(s->wdb);
+    return gone ? ECONNRESET : EIO;
   }
   return 0;
 }
 
 /* One transaction per group; a connection lost on the way (a restarted
- * server, pg_terminate_backend) is made again and the group sent once
- * more: its lines are idempotent (insert_line), its runs' rows too. */
+ * server, pg_terminate_backend) is made again and the group sent again,
+ * a few times with a short backoff: its lines are idempotent
+ * (insert_line), its runs' rows too. */
 static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **lost) {
   if (ensure(s, NULL, 0)) return EIO;
   int rc = commit_group_once(s, g, 0, lost);
-  if (rc == ECONNRESET) {
+  for (int attempt = 1; rc == ECONNRESET && attempt < 6; attempt++) {
     while (*lost) {
       struct lost *x = *lost;
       *lost = x->next;
       lc_free(x);
     }
+    struct timespec ts = {0, 20000000L * attempt};
+    nanosleep(&ts, NULL);
     rc = commit_group_once(s, g, 1, lost);
   }
   return rc ? EIO : 0;
@@ -893,7 +932,11 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
   if (!v || !seen) {
     for (struct pending *p = g; p; p = p->next)
       if (p->c.committed)
-        p->c.committed(p->c.ud, p->ticket, err ? err : is_lost(lost, p->c.run_id) ? EPERM : 0);
+        p->c.committed(p->c.ud, p->ticket,
+                       err                         ? err
+                       : is_lost(s->dead, p->c.run_id) ? EIO
+                       : is_lost(lost, p->c.run_id)    ? EPERM
+                                                       : 0);
     lc_free(v);
     lc_free(seen);
     return;
@@ -906,7 +949,10 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
     while (seen[h] && seen[h] != p->c.ud) h = (h + 1) & (cap - 1);
     if (seen[h] || p->create) continue;
     seen[h] = p->c.ud;
-    int e = err ? err : is_lost(lost, p->c.run_id) ? EPERM : 0;
+    int e = err                         ? err
+            : is_lost(s->dead, p->c.run_id) ? EIO
+            : is_lost(lost, p->c.run_id)    ? EPERM
+                                            : 0;
     if (p->c.committed) p->c.committed(p->c.ud, p->ticket, e);
     if (!e && p->c.cancel) {
       const char *pv[] = {p->c.run_id};
@@ -932,9 +978,19 @@ static void *writer_main(void *arg) {
     s->busy = 1;
     pthread_mutex_unlock(&s->mu);
     struct lost *lost = NULL;
-    int err = s->failed ? EIO : commit_group(s, g, &lost);
+    int err = commit_group(s, g, &lost);
     long n = 0;
-    for (struct pending *p = g; p; p = p->next) n++;
+    for (struct pending *p = g; p; p = p->next) {
+      n++;
+      if (err && !is_lost(s->dead, p->c.run_id)) { /* only the writer thread reads it */
+        struct lost *x = lc_calloc(1, sizeof *x);
+        if (x) {
+          snprintf(x->run_id, sizeof x->run_id, "%s", p->c.run_id);
+          x->next = s->dead;
+          s->dead = x;
+        }
+      }
+    }
     notify(s, g, n, err, lost);
     while (lost) {
       struct lost *x = lost;
@@ -947,8 +1003,10 @@ static void *writer_main(void *arg) {
       pending_free(x);
     }
     pthread_mutex_lock(&s->mu);
-    if (err) s->failed = 1;
-    else {
+    /* Unlike a SQLite file, a database that failed a group may take the
+     * next (the connection is made again): only this group's clients
+     * heard the error, nothing is latched. */
+    if (!err) {
       s->lines += n;
       s->commits++;
     }
