@@ -582,7 +582,8 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
   int rc = lc_pgstore_run_get(s, id, &r, err, errlen);
   if (rc) return rc;
   snprintf(was, waslen, "%s", r.status ? r.status : "");
-  const char *st = r.status ? r.status : "";
+  char st[32]; /* the row is freed below */
+  snprintf(st, sizeof st, "%s", r.status ? r.status : "");
   int terminal = !strcmp(st, "finished") || !strcmp(st, "failed") || !strcmp(st, "cancelled");
   lc_run_row_free(&r);
   if (terminal) return 0;
