@@ -832,8 +832,9 @@ final:
       struct timespec ts = {0, 10000000L};
       nanosleep(&ts, NULL);
     }
-  lc_fleet_run_done(s, a->id); /* a fleet's lease handed back */
   /* Off the active list; the next queued run may start. */
+  char done_id[sizeof a->id];
+  snprintf(done_id, sizeof done_id, "%s", a->id);
   pthread_mutex_lock(&s->mu);
   for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
     if (*p == a) {
@@ -854,6 +855,9 @@ final:
   pump(s);
   pthread_cond_broadcast(&s->changed);
   pthread_mutex_unlock(&s->mu);
+  /* A fleet's lease handed back (a database round trip: after the run
+   * left the list, so a cancel racing its end is settled as without). */
+  lc_fleet_run_done(s, done_id);
   return NULL;
 }
 

@@ -360,13 +360,21 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
   if (!s->fleet) return LC_ENOTFOUND;
   char err[256];
   cJSON *rows = NULL;
-  /* Only a run nobody claimed: the claim holds the d_runs row locked. */
+  /* Only a run nobody claimed. The lease row is the lock: the cancel
+   * takes it as a claim would (an INSERT ... ON CONFLICT sees the latest
+   * claim, committed or waited for, where a plain UPDATE's subquery would
+   * read an older snapshot and cancel a run a claim just took), under the
+   * owner "cancelled", which no claim takes. */
   int rc = lc_dstore_exec(s->ds, &rows, err, sizeof err,
-                          "UPDATE d_runs SET pstatus = 'cancelled' WHERE id = ? AND pstatus = "
-                          "'pending' AND NOT EXISTS (SELECT 1 FROM runs WHERE id = ?) AND NOT "
-                          "EXISTS (SELECT 1 FROM leases WHERE run_id = ? AND owner IS NOT NULL) "
-                          "RETURNING id",
-                          "sss", run_id, run_id, run_id);
+                          "WITH t AS (INSERT INTO leases(run_id, owner, epoch) SELECT ?, "
+                          "'cancelled', 1 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ?) "
+                          "ON CONFLICT(run_id) DO UPDATE SET owner = 'cancelled', lease_until = "
+                          "NULL, epoch = leases.epoch + 1 WHERE leases.owner IS NULL OR "
+                          "leases.lease_until < extract(epoch FROM clock_timestamp()) "
+                          "RETURNING run_id) "
+                          "UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT run_id "
+                          "FROM t) AND pstatus = 'pending' RETURNING id",
+                          "ss", run_id, run_id);
   int n = cJSON_GetArraySize(rows);
   cJSON_Delete(rows);
   return rc ? rc : n ? 0 : LC_ENOTFOUND;

@@ -600,14 +600,18 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
     int code = 0;
     PGresult *x = q(&s->db, s->url, 1,
                     "SELECT r.pid, coalesce(l.owner IS NOT NULL AND l.lease_until > "
-                    "extract(epoch FROM clock_timestamp()), false) FROM runs r LEFT JOIN leases l "
-                    "ON l.run_id = r.id WHERE r.id=$1",
+                    "extract(epoch FROM clock_timestamp()), false), l.run_id IS NOT NULL "
+                    "FROM runs r LEFT JOIN leases l ON l.run_id = r.id WHERE r.id=$1",
                     1, v, &code, err, errlen);
     if (!x) rc = code;
     else if (PQntuples(x)) {
+      /* Executing somewhere: a process took it (pid, set when it starts
+       * or resumes it; 0 after an answer) and, on a fleet, its lease is
+       * live (the pid may be another machine's); without leases, the
+       * local pid is alive. A run claimed but still queued is not. */
       long pid = atol(PQgetvalue(x, 0, 0));
-      int leased = PQgetvalue(x, 0, 1)[0] == 't';
-      live = leased || (pid > 0 && (kill((pid_t)pid, 0) == 0 || errno == EPERM));
+      int leased = PQgetvalue(x, 0, 1)[0] == 't', fleet = PQgetvalue(x, 0, 2)[0] == 't';
+      live = pid > 0 && (fleet ? leased : kill((pid_t)pid, 0) == 0 || errno == EPERM);
     }
     PQclear(x);
   }
