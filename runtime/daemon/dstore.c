@@ -241,9 +241,15 @@ static int pg_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) break;
     /* A connection the server ended: once more on a new one (a statement
      * that fails so was not committed: autocommit). */
-    if (attempt == 0 && PQstatus(d->pg) != CONNECTION_OK && pg_conn(d, err, errlen) == 0)
-      continue;
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    /* the session ended (08: connection exceptions, 57P0x: terminated),
+     * whether or not libpq has noticed yet */
+    int gone = PQstatus(d->pg) != CONNECTION_OK ||
+               (state && (!strncmp(state, "08", 2) || !strncmp(state, "57P0", 4)));
+    if (attempt == 0 && gone) {
+      if (PQstatus(d->pg) == CONNECTION_OK) PQreset(d->pg);
+      if (pg_conn(d, err, errlen) == 0) continue;
+    }
     rc = state && !strncmp(state, "23", 2) ? LC_ESTATE : LC_EIO;
     pg_err(d->pg, r, err, errlen);
   }

@@ -231,6 +231,22 @@ static void renew(struct lc_fleet *f) {
     h->next = lost;
     lost = h;
   }
+  /* Leases this daemon owns but does not hold: a claim the database
+   * committed whose answer was lost (the connection ended under it). Handed
+   * back, or nobody would ever run those runs. */
+  const cJSON *r;
+  cJSON_ArrayForEach(r, rows) {
+    const char *id = jstr(r, "run_id");
+    int mine = 0;
+    for (struct held *h = f->held; id && h && !mine; h = h->next) mine = !strcmp(h->id, id);
+    if (!id || mine) continue;
+    char e2[256];
+    lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
+                   "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
+                   "owner = ?",
+                   "ss", id, f->owner);
+    lc_serve_log(f->s, "warn", "lease_orphan", id, "claimed without knowing it: handed back");
+  }
   pthread_mutex_unlock(&f->mu);
   cJSON_Delete(rows);
   while (lost) {

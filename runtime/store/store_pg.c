@@ -500,9 +500,11 @@ int lc_pgstore_run_create(struct lc_pgstore *s, const struct lc_run_row *r, cons
                                 fence_of(s, r->id), err, errlen);
       char e2[64];
       if (!rc) rc = qx(&s->db, s->url, 0, "COMMIT", 0, NULL, err, errlen);
-      else if (!is_conn_lost(s->db)) qx(&s->db, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+      int gone = rc && (last_ended || is_conn_lost(s->db)); /* before ROLLBACK resets it */
+      if (rc && !is_conn_lost(s->db)) qx(&s->db, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+      if (rc && !gone) break;
     }
-    if (!rc || !(last_ended || is_conn_lost(s->db))) break;
+    if (!rc) break;
     if (!is_conn_lost(s->db)) PQreset(s->db);
   }
   pthread_mutex_unlock(&s->dbmu);
