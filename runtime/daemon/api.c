@@ -336,7 +336,7 @@ static unsigned create_run(struct lc_serve *s, struct MHD_Connection *c, const c
     cJSON *rows = query(s,
                         "SELECT d.* FROM d_runs d LEFT JOIN runs r ON r.id=d.id WHERE "
                         "d.thread_id=? AND d.tenant=? AND d.deleted=0 ORDER BY "
-                        "(r.status='waiting_input') DESC, d.asked DESC, d.created DESC, d.rowid DESC "
+                        "(CASE WHEN r.status='waiting_input' THEN 1 ELSE 0 END) DESC, d.asked DESC, d.created DESC, d.rowid DESC "
                         "LIMIT 1",
                         "ss", thread, tenant);
     cJSON *r = cJSON_DetachItemFromArray(rows, 0);

@@ -56,6 +56,10 @@ static const char usage_serve[] =
     "  --conn-timeout S     idle connection cut after S seconds (default 30)\n"
     "  --grace S            on SIGTERM, seconds runs get to finish (default\n"
     "                       10); runs still going resume at the next start\n"
+    "  --lease S            a fleet (PostgreSQL store): a claimed run's lease,\n"
+    "                       renewed every S/3 (default 10)\n"
+    "  --poll-ms N          a fleet: look for queued runs every N ms besides\n"
+    "                       LISTEN/NOTIFY (default 500)\n"
     "  -h, --help           show this help\n";
 
 const char *const lc_serve_end_names[] = {"finished", "failed", "cancelled", "waiting_input",
@@ -675,6 +679,7 @@ static void *run_thread(void *ud) {
   if (resume) {
     int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
     if (ended) { /* cancelled while queued (luact runs cancel): stays so */
+      lc_fleet_run_done(s, a->id);
       pthread_mutex_lock(&s->mu);
       for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
         if (*p == a) {
@@ -859,6 +864,8 @@ final:
       nanosleep(&ts, NULL);
     }
   /* Off the active list; the next queued run may start. */
+  char done_id[sizeof a->id];
+  snprintf(done_id, sizeof done_id, "%s", a->id);
   pthread_mutex_lock(&s->mu);
   for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
     if (*p == a) {
@@ -879,6 +886,9 @@ final:
   pump(s);
   pthread_cond_broadcast(&s->changed);
   pthread_mutex_unlock(&s->mu);
+  /* A fleet's lease handed back (a database round trip: after the run
+   * left the list, so a cancel racing its end is settled as without). */
+  lc_fleet_run_done(s, done_id);
   return NULL;
 }
 
@@ -931,8 +941,52 @@ static void pump(struct lc_serve *s) {
   }
 }
 
+static int enqueue_local(struct lc_serve *s, const char *run_id, const char *thread_id,
+                         const char *agent, int front);
+
 int lc_serve_enqueue(struct lc_serve *s, const char *run_id, const char *thread_id,
                      const char *agent, int front) {
+  /* A fleet: the run waits in the database for a daemon's claim. */
+  if (s->fleet) {
+    lc_fleet_hint(s);
+    return 0;
+  }
+  return enqueue_local(s, run_id, thread_id, agent, front);
+}
+
+/* ---- fleet.c's hooks into the runner (kept apart for the merge) ---- */
+
+int lc_serve_enqueue_claimed(struct lc_serve *s, const char *run_id, const char *thread_id,
+                             const char *agent) {
+  return enqueue_local(s, run_id, thread_id, agent, 0);
+}
+
+void lc_serve_drop_local(struct lc_serve *s, const char *run_id) {
+  pthread_mutex_lock(&s->mu);
+  for (struct lc_queued **p = &s->queue; *p; p = &(*p)->next)
+    if (!strcmp((*p)->id, run_id)) {
+      struct lc_queued *q = *p;
+      *p = q->next;
+      s->nqueued--;
+      free(q);
+      pthread_cond_broadcast(&s->changed);
+      pthread_mutex_unlock(&s->mu);
+      return;
+    }
+  for (struct lc_active *a = s->active; a; a = a->next)
+    if (!strcmp(a->id, run_id)) {
+      atomic_store(&a->killed, 1);
+      if (a->jr) lc_journal_request_cancel(a->jr);
+      uint64_t one = 1;
+      ssize_t w = write(a->efd, &one, sizeof one);
+      (void)w;
+      break;
+    }
+  pthread_mutex_unlock(&s->mu);
+}
+
+static int enqueue_local(struct lc_serve *s, const char *run_id, const char *thread_id,
+                         const char *agent, int front) {
   struct lc_queued *q = calloc(1, sizeof *q);
   if (!q) return LC_ENOMEM;
   snprintf(q->id, sizeof q->id, "%s", run_id);
@@ -989,6 +1043,11 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
       return 0;
     }
   pthread_mutex_unlock(&s->mu);
+  if (s->fleet && lc_fleet_cancel_pending(s, run_id) == 0) { /* queued in the database */
+    atomic_fetch_add(&s->runs_done_cancelled, 1);
+    lc_serve_notify(s);
+    return 0;
+  }
   /* Not running here: a waiting run is cancelled in the store. */
   char was[32];
   int rc = lc_store_run_cancel(s->store, run_id, was, sizeof was, err, sizeof err);
@@ -1158,7 +1217,7 @@ int lc_serve_main(int argc, char **argv) {
     static const char *const with_value[] = {"--listen", "--store", "--store-sync", "--tokens",
                                              "--max-runs", "--max-body", "--max-conns",
                                              "--max-streams", "--conn-timeout", "--grace",
-                                             NULL};
+                                             "--lease", "--poll-ms", NULL};
     int known = 0;
     for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
     if (!known) {
@@ -1192,6 +1251,8 @@ int lc_serve_main(int argc, char **argv) {
       else if (!strcmp(o, "--max-conns")) s->max_conns = (int)n;
       else if (!strcmp(o, "--max-streams")) s->max_streams = (int)n;
       else if (!strcmp(o, "--conn-timeout")) s->conn_timeout_s = (int)n;
+      else if (!strcmp(o, "--lease")) s->lease_s = (double)n;
+      else if (!strcmp(o, "--poll-ms")) s->poll_ms = n;
       else s->grace_s = (int)n;
     }
   }
@@ -1230,11 +1291,19 @@ int lc_serve_main(int argc, char **argv) {
     fprintf(stderr, "luact serve: %s\n", err);
     return 1;
   }
-  /* One daemon per store: two would both resume the same runs. */
+  /* One daemon per SQLite store: two would both resume the same runs. On
+   * PostgreSQL several share it (a fleet: runs are claimed under leases,
+   * fleet.c); its schema is made now, before the daemon's tables. */
   char lpath[4200];
   snprintf(lpath, sizeof lpath, "%s.serve-lock", s->store_path);
-  int lfd = open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB)) {
+  int fleet = lc_store_is_pg_store(s->store);
+  if (fleet && lc_store_connect(s->store, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    lc_store_close(s->store);
+    return 1;
+  }
+  int lfd = fleet ? -1 : open(lpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (!fleet && (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB))) {
     fprintf(stderr, "luact serve: another luact serve uses %s\n", s->store_path);
     lc_store_close(s->store);
     return 1;
@@ -1244,13 +1313,17 @@ int lc_serve_main(int argc, char **argv) {
     lc_store_close(s->store);
     return 1;
   }
-  /* Columns added after the first schema (older daemons' files). */
-  lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                 "ALTER TABLE d_runs ADD COLUMN pstatus TEXT NOT NULL DEFAULT 'pending'", "");
-  lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN perror TEXT", "");
-  lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN ctx TEXT", "");
-  lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                 "ALTER TABLE d_runs ADD COLUMN asked INTEGER NOT NULL DEFAULT 0", "");
+  /* Columns added after the first schema (older daemons' files). Not on
+   * PostgreSQL, whose schema has them: an ALTER TABLE waits for an
+   * exclusive lock, and every daemon's queries on d_runs queue behind it. */
+  if (!fleet) {
+    lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                   "ALTER TABLE d_runs ADD COLUMN pstatus TEXT NOT NULL DEFAULT 'pending'", "");
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN perror TEXT", "");
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "ALTER TABLE d_runs ADD COLUMN ctx TEXT", "");
+    lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                   "ALTER TABLE d_runs ADD COLUMN asked INTEGER NOT NULL DEFAULT 0", "");
+  }
   if (load_agents(s)) return 1;
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->changed, NULL);
@@ -1266,11 +1339,19 @@ int lc_serve_main(int argc, char **argv) {
     fprintf(stderr, "luact serve: %s\n", err);
     return 1;
   }
-  recover(s);
+  if (fleet) {
+    /* Runs are claimed from the database (fleet.c), recovered ones too. */
+    if (lc_fleet_start(s, err, sizeof err)) {
+      fprintf(stderr, "luact serve: %s\n", err);
+      return 1;
+    }
+  } else {
+    recover(s);
+  }
   atomic_store(&s->ready, 1);
   char m[4400];
   snprintf(m, sizeof m, "listening on %s:%d, %d agents, store %s", s->host, s->port, s->nagents,
-           s->store_path);
+           lc_store_path(s->store)); /* a URL's password left out */
   lc_serve_log(s, "info", "start", NULL, m);
   int sig = 0;
   sigwait(&set, &sig);
@@ -1288,6 +1369,7 @@ int lc_serve_main(int argc, char **argv) {
   }
   int left = s->nactive;
   pthread_mutex_unlock(&s->mu);
+  lc_fleet_stop(s, !left); /* runs still going keep their leases until they expire */
   lc_api_stop(s);
   if (left) {
     /* Their rows say running: the next start resumes them. Closing the
@@ -1319,6 +1401,6 @@ int lc_serve_main(int argc, char **argv) {
     s->queue = q->next;
     free(q);
   }
-  close(lfd);
+  if (lfd >= 0) close(lfd);
   return 0;
 }

@@ -31,6 +31,9 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
                    const char *spec, ...);
 /* Groups committed and writes in them, since the open (bench, metrics). */
 void lc_dstore_stats(struct lc_dstore *d, long *groups, long *writes);
+/* PostgreSQL: sql (SET statements) runs now and on every connection made
+ * again later. SQLite: nothing. */
+int lc_dstore_session(struct lc_dstore *d, const char *sql);
 /* Is the file reachable and answering (readyz)? */
 int lc_dstore_ping(struct lc_dstore *d);
 

@@ -52,6 +52,9 @@ struct lc_serve {
   char host[64];
   int port, no_auth, max_runs, max_conns, max_streams, grace_s, conn_timeout_s, sync_normal;
   long max_body;
+  double lease_s; /* a fleet's lease (PostgreSQL store; 0: the default) */
+  long poll_ms;   /* a fleet's poll for queued runs (0: the default) */
+  struct lc_fleet *fleet; /* fleet.c's, on a PostgreSQL store; else NULL */
   /* state */
   struct lc_store *store;
   struct lc_dstore *ds;
@@ -103,6 +106,29 @@ void lc_serve_uuid(char out[37]);
  * different answer was given; msg says why. */
 int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, int *again,
                     char *msg, size_t n);
+
+/* daemon.c, for fleet.c: queues a run this daemon claimed; takes a run
+ * whose lease was lost off this daemon (out of the queue, or killed at
+ * once), writing nothing. */
+int lc_serve_enqueue_claimed(struct lc_serve *s, const char *run_id, const char *thread_id,
+                             const char *agent);
+void lc_serve_drop_local(struct lc_serve *s, const char *run_id);
+
+/* fleet.c: several daemons on one PostgreSQL store (docs/serve.md). With
+ * a fleet, lc_serve_enqueue leaves the run queued in the database and
+ * hints (lc_fleet_hint); the fleet thread claims runs under leases. */
+int lc_fleet_start(struct lc_serve *s, char *err, size_t n);
+void lc_fleet_hint(struct lc_serve *s);
+/* A run of this daemon ended or stopped to wait: its lease handed back. */
+void lc_fleet_run_done(struct lc_serve *s, const char *run_id);
+/* Cancels a run queued in the database that nobody claimed: 0, or
+ * LC_ENOTFOUND. */
+int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id);
+/* Stops claiming and renewing; release: hand back the leases still held
+ * (runs claimed but not started). Without release the fleet is left in
+ * place for the runs still going (the process exits next). */
+void lc_fleet_stop(struct lc_serve *s, int release);
+void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost);
 
 /* api.c */
 int lc_api_start(struct lc_serve *s, char *err, size_t n);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "lc.h"
+#include "store_pg.h"
 
 #define SCHEMA_VERSION 1
 #define BUSY_MS 10000
@@ -50,6 +51,8 @@ struct fwait {
 };
 
 struct lc_store {
+  /* A PostgreSQL URL: every call goes to store_pg.c (the rest unused). */
+  struct lc_pgstore *pg;
   char *path;
   enum lc_store_sync sync;
   /* Connected on first use (lc_store_open only remembers the path), so a
@@ -329,6 +332,24 @@ int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **o
     return LC_ENOMEM;
   }
   s->sync = sync;
+  if (lc_store_is_pg(path)) {
+    /* lc_store_path names it in messages: without a password. */
+    char red[2048];
+    lc_pgstore_redact(path, red, sizeof red);
+    char *rp = lc_strdup(red);
+    if (rp) {
+      lc_free(s->path);
+      s->path = rp;
+    }
+    int rc = lc_pgstore_open(path, &s->pg, err, errlen);
+    if (rc) {
+      lc_free(s->path);
+      lc_free(s);
+      return rc;
+    }
+    *out = s;
+    return 0;
+  }
   pthread_mutex_init(&s->openmu, NULL);
   pthread_mutex_init(&s->dbmu, NULL);
   pthread_mutex_init(&s->mu, NULL);
@@ -362,12 +383,21 @@ static int ensure(struct lc_store *s, char *err, size_t errlen) {
   return rc;
 }
 
-int lc_store_connect(struct lc_store *s, char *err, size_t errlen) { return ensure(s, err, errlen); }
+int lc_store_connect(struct lc_store *s, char *err, size_t errlen) {
+  if (s->pg) return lc_pgstore_connect(s->pg, err, errlen);
+  return ensure(s, err, errlen);
+}
 
 const char *lc_store_path(const struct lc_store *s) { return s->path; }
 
 void lc_store_close(struct lc_store *s) {
   if (!s) return;
+  if (s->pg) {
+    lc_pgstore_close(s->pg);
+    lc_free(s->path);
+    lc_free(s);
+    return;
+  }
   if (s->writer_on) {
     pthread_mutex_lock(&s->mu);
     s->stop = 1;
@@ -502,6 +532,7 @@ static int insert_run(sqlite3 *db, const struct lc_run_row *r, char *err, size_t
 
 int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const char *header,
                         size_t header_len, char *err, size_t errlen) {
+  if (s->pg) return lc_pgstore_run_create(s->pg, r, header, header_len, err, errlen);
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   int rc = exec_busy(s->db, "BEGIN IMMEDIATE", err, errlen);
@@ -519,6 +550,7 @@ int lc_store_run_create(struct lc_store *s, const struct lc_run_row *r, const ch
 
 int lc_store_run_get(struct lc_store *s, const char *id, struct lc_run_row *out, char *err,
                      size_t errlen) {
+  if (s->pg) return lc_pgstore_run_get(s->pg, id, out, err, errlen);
   if (ensure(s, err, errlen)) return s->open_rc;
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&s->dbmu);
@@ -546,6 +578,7 @@ int lc_store_run_get(struct lc_store *s, const char *id, struct lc_run_row *out,
 int lc_store_run_set_status(struct lc_store *s, const char *id, const char *status,
                             const char *result, const char *error, const char *question,
                             long pid, char *err, size_t errlen) {
+  if (s->pg) return lc_pgstore_run_set_status(s->pg, id, status, result, error, question, pid, err, errlen);
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   sqlite3_stmt *st = NULL;
@@ -578,6 +611,7 @@ int lc_store_run_set_status(struct lc_store *s, const char *id, const char *stat
 
 int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t waslen, char *err,
                         size_t errlen) {
+  if (s->pg) return lc_pgstore_run_cancel(s->pg, id, was, waslen, err, errlen);
   if (ensure(s, err, errlen)) return s->open_rc;
   struct lc_run_row r;
   int rc = lc_store_run_get(s, id, &r, err, errlen);
@@ -608,6 +642,7 @@ int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t wa
 int lc_store_run_list(struct lc_store *s, long limit,
                       int (*fn)(void *ud, const struct lc_run_row *r), void *ud, char *err,
                       size_t errlen) {
+  if (s->pg) return lc_pgstore_run_list(s->pg, limit, fn, ud, err, errlen);
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   sqlite3_stmt *st = NULL;
@@ -638,6 +673,7 @@ int lc_store_run_list(struct lc_store *s, long limit,
 int lc_store_journal_read(struct lc_store *s, const char *run_id,
                           int (*fn)(void *ud, long seq, const char *text, size_t len), void *ud,
                           long *last, char *err, size_t errlen) {
+  if (s->pg) return lc_pgstore_journal_read(s->pg, run_id, fn, ud, last, err, errlen);
   if (ensure(s, err, errlen)) return s->open_rc;
   *last = 0;
   pthread_mutex_lock(&s->dbmu);
@@ -689,6 +725,7 @@ int lc_store_journal_read(struct lc_store *s, const char *run_id,
 
 int lc_store_journal_append_now(struct lc_store *s, const char *run_id, long seq,
                                 const char *text, size_t len, char *err, size_t errlen) {
+  if (s->pg) return lc_pgstore_journal_append_now(s->pg, run_id, seq, text, len, err, errlen);
   if (ensure(s, err, errlen)) return s->open_rc;
   pthread_mutex_lock(&s->dbmu);
   int rc = 0;
@@ -741,6 +778,7 @@ static int enqueue(struct lc_store *s, struct pending *p) {
 
 int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
                         const struct lc_run_row *r) {
+  if (s->pg) return lc_pgstore_append_run(s->pg, c, r);
   struct pending *p = lc_calloc(1, sizeof *p);
   struct lc_run_row *x = p ? calloc(1, sizeof *x) : NULL;
   if (!p || !x) {
@@ -764,6 +802,7 @@ int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
 
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len) {
+  if (s->pg) return lc_pgstore_append(s->pg, c, seq, ticket, text, len);
   struct pending *p = lc_calloc(1, sizeof *p);
   if (!p || !(p->text = lc_malloc(len ? len : 1))) {
     lc_free(p);
@@ -779,6 +818,10 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
 }
 
 void lc_store_flush(struct lc_store *s) {
+  if (s->pg) {
+    lc_pgstore_flush(s->pg);
+    return;
+  }
   pthread_mutex_lock(&s->mu);
   s->flushing++; /* a run's creation held for its first line goes now */
   pthread_cond_signal(&s->cv);
@@ -788,6 +831,10 @@ void lc_store_flush(struct lc_store *s) {
 }
 
 void lc_store_flush_client(struct lc_store *s, const void *ud) {
+  if (s->pg) { /* its writer's queue is short: all of it */
+    lc_pgstore_flush(s->pg);
+    return;
+  }
   pthread_mutex_lock(&s->mu);
   /* Only this client's creation held for its first line goes now: another
    * run's creation still waits for its header (take_group). */
@@ -839,6 +886,10 @@ static struct pending *take_group(struct lc_store *s) {
 }
 
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits) {
+  if (s->pg) {
+    lc_pgstore_stats(s->pg, lines, commits);
+    return;
+  }
   pthread_mutex_lock((pthread_mutex_t *)&s->mu);
   if (lines) *lines = s->lines;
   if (commits) *commits = s->commits;
@@ -976,3 +1027,16 @@ static void *writer_main(void *arg) {
   pthread_mutex_unlock(&s->mu);
   return NULL;
 }
+
+/* ---- PostgreSQL only (store_pg.c) ---- */
+
+int lc_store_fence(struct lc_store *s, const char *run_id, long epoch) {
+  if (!s->pg) return 0;
+  if (!epoch) {
+    lc_pgstore_unfence(s->pg, run_id);
+    return 0;
+  }
+  return lc_pgstore_fence(s->pg, run_id, epoch);
+}
+
+int lc_store_is_pg_store(const struct lc_store *s) { return s->pg != NULL; }

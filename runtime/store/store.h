@@ -1,4 +1,5 @@
-/* store.h: the run store: runs and their journals in SQLite.
+/* store.h: the run store: runs and their journals in SQLite (or in
+ * PostgreSQL for a fleet of daemons: a postgres:// path, store_pg.h).
  *
  * A run is a row (id, script, args, status, timestamps, result, error, the
  * question it waits on); its journal is the same JSON lines a JSONL journal
@@ -137,6 +138,14 @@ void lc_store_flush(struct lc_store *s);
  * runs that end or start while others keep writing do not wait for the
  * queue to empty. */
 void lc_store_flush_client(struct lc_store *s, const void *ud);
+/* PostgreSQL (a fleet of daemons, docs/serve.md): this process holds
+ * run_id under lease epoch, so its lines and status changes are written
+ * only while the run's row still has that epoch (the writer reports EPERM
+ * to the client, a status change fails with LC_ESTATE). epoch 0 forgets
+ * the fence. The SQLite store has no leases: 0, nothing done. */
+int lc_store_fence(struct lc_store *s, const char *run_id, long epoch);
+/* 1 for a PostgreSQL store. */
+int lc_store_is_pg_store(const struct lc_store *s);
 /* Lines committed and group commits made by this store's writer (bench). */
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits);
 

@@ -21,6 +21,7 @@
 
 #include "util_common.h"
 #include "util_mock.h"
+#include "util_pg.h"
 
 #define CANARY "sk-canary-5f3e9a1b7c2d"
 
@@ -113,6 +114,17 @@ static const char mem_agent[] =
     "  return {got = v.text, found = #found, refused = not ok}\n"
     "end\n";
 
+/* TCase "pg": the same flows with the store on a real PostgreSQL (a
+ * fresh database per daemon folder; tests/util_pg.h). */
+static struct lc_pg serve_pg;
+static int use_pg;
+static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&serve_pg), 0); }
+static void pg_down(void) { lc_pg_stop(&serve_pg); }
+static void on_pg(void) {
+  ck_assert_msg(serve_pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
+  use_pg = 1;
+}
+
 static void setup_dir(struct daemon *d) {
   memset(d, 0, sizeof *d);
   snprintf(d->dir, sizeof d->dir, "/tmp/lc_serve_XXXXXX");
@@ -120,6 +132,7 @@ static void setup_dir(struct daemon *d) {
   snprintf(d->agents, sizeof d->agents, "%s/agents", d->dir);
   mkdir(d->agents, 0700);
   snprintf(d->store, sizeof d->store, "%s/runs.db", d->dir);
+  if (use_pg) ck_assert_int_eq(lc_pg_newdb(&serve_pg, d->store, sizeof d->store), 0);
   snprintf(d->tokens, sizeof d->tokens, "%s/tokens", d->dir);
   char p[400];
   snprintf(p, sizeof p, "%s/echo.lua", d->agents);
@@ -1499,5 +1512,18 @@ Suite *serve_suite(void) {
   tcase_set_timeout(slow, 120);
   tcase_add_test(slow, keep_alive);
   suite_add_tcase(s, slow);
+  /* The serve flows that do not read the SQLite file themselves, again
+   * with --store postgres://... */
+  TCase *pg = tcase_create("pg");
+  tcase_set_timeout(pg, 120);
+  tcase_add_unchecked_fixture(pg, pg_up, pg_down);
+  tcase_add_checked_fixture(pg, on_pg, NULL);
+  tcase_add_test(pg, threads_and_tenants);
+  tcase_add_test(pg, interrupt_resume_cancel_idempotency);
+  tcase_add_test(pg, stream_and_resume);
+  tcase_add_test(pg, store_items);
+  tcase_add_test(pg, cancel_races_completion);
+  tcase_add_test(pg, cancelled_in_queue_stays_cancelled);
+  suite_add_tcase(s, pg);
   return s;
 }

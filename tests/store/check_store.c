@@ -1,6 +1,11 @@
 /* check_store.c: the run store (runtime/store): runs and their statuses,
  * journals with CRCs and contiguous seqs, group commit, the integrity
- * errors a damaged file gives, and luact journal export/import. */
+ * errors a damaged file gives, and luact journal export/import.
+ *
+ * A conformance loop: the cases that are not about SQLite's file run
+ * twice, in TCase "sqlite" (a file) and "pg" (a fresh database on a real
+ * PostgreSQL this suite starts, tests/util_pg.h); the same bodies, only
+ * the store's path differs. */
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -20,14 +25,31 @@
 #include "store.h"
 #include "util_common.h"
 #include "util_durable.h"
+#include "util_pg.h"
 
-static char dir[256], path[320];
+static char dir[256], path[320], path2[320]; /* path2: a second, empty store */
 static char err[1024];
 static struct lc_store *st;
+static struct lc_pg pg; /* the "pg" TCase's server (started in the parent) */
+static int on_pg;
 
 static void setup(void) {
   lc_dur_tmpdir(dir, sizeof dir);
   snprintf(path, sizeof path, "%s/runs.db", dir);
+  snprintf(path2, sizeof path2, "%s/b.db", dir);
+  st = NULL;
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+}
+
+static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&pg), 0); }
+static void pg_down(void) { lc_pg_stop(&pg); }
+
+static void setup_pg(void) {
+  on_pg = 1;
+  lc_dur_tmpdir(dir, sizeof dir);
+  ck_assert_msg(pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
+  ck_assert_int_eq(lc_pg_newdb(&pg, path, sizeof path), 0);
+  ck_assert_int_eq(lc_pg_newdb(&pg, path2, sizeof path2), 0);
   st = NULL;
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
 }
@@ -435,6 +457,10 @@ END_TEST
 /* ---- integrity ---- */
 
 static void sql(const char *q) {
+  if (on_pg) {
+    ck_assert_msg(lc_pg_sql(path, q, err, sizeof err) == 0, "%s: %s", q, err);
+    return;
+  }
   sqlite3 *h;
   ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
   char *e = NULL;
@@ -452,11 +478,11 @@ START_TEST(flipped_byte_in_a_line_names_it) {
   ck_assert_msg(strstr(err, "integrity error") && strstr(err, "line 3"), "%s", err);
   /* The CLI says it too, and refuses to resume from it. */
   char *out = NULL, *e2 = NULL;
-  ck_assert_int_eq(lc_dur_sh(dir, &out, &e2, "\"$LUACT\" runs show r --store runs.db"), 1);
+  ck_assert_int_eq(lc_dur_sh(dir, &out, &e2, "\"$LUACT\" runs show r --store '%s'", path), 1);
   ck_assert_msg(strstr(e2, "line 3"), "%s", e2);
   free(out);
   free(e2);
-  ck_assert_int_ne(lc_dur_sh(dir, NULL, &e2, "\"$LUACT\" runs resume r --store runs.db"), 0);
+  ck_assert_int_ne(lc_dur_sh(dir, NULL, &e2, "\"$LUACT\" runs resume r --store '%s'", path), 0);
   ck_assert_msg(strstr(e2, "integrity error"), "%s", e2);
   free(e2);
 }
@@ -636,20 +662,20 @@ START_TEST(export_import_round_trip) {
                "return luact.json.encode{a, luact.effect('tool', 'b', {s = 'é\\n\"'}, "
                "'at_most_once', function() return {x = {1, 2.5, 'z'}} end)}\n");
   char *out = NULL, *e = NULL;
-  ck_assert_int_eq(lc_dur_sh(dir, NULL, &e, "\"$LUACT\" run --quiet --run-id rt --store a.db "
-                                            "t.lua"),
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, &e, "\"$LUACT\" run --quiet --run-id rt --store '%s' "
+                                            "t.lua", path),
                    0);
   free(e);
-  ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "\"$LUACT\" journal export rt --store a.db -o x.jsonl"), 0);
-  ck_assert_int_eq(lc_dur_sh(dir, &out, &e, "\"$LUACT\" journal import x.jsonl --store b.db"), 0);
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "\"$LUACT\" journal export rt --store '%s' -o x.jsonl", path), 0);
+  ck_assert_int_eq(lc_dur_sh(dir, &out, &e, "\"$LUACT\" journal import x.jsonl --store '%s'", path2), 0);
   ck_assert_msg(strstr(out, "run rt imported (7 lines)"), "%s%s", out, e);
   free(out);
   free(e);
-  ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "\"$LUACT\" journal export rt --store b.db -o y.jsonl"), 0);
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "\"$LUACT\" journal export rt --store '%s' -o y.jsonl", path2), 0);
   ck_assert_int_eq(lc_dur_sh(dir, NULL, NULL, "cmp x.jsonl y.jsonl"), 0);
   ck_assert_int_eq(lc_dur_lines(dir, "x.jsonl"), 7);
   /* Importing it again is refused: the id is taken. */
-  ck_assert_int_eq(lc_dur_sh(dir, NULL, &e, "\"$LUACT\" journal import x.jsonl --store b.db"), 1);
+  ck_assert_int_eq(lc_dur_sh(dir, NULL, &e, "\"$LUACT\" journal import x.jsonl --store '%s'", path2), 1);
   ck_assert_msg(strstr(e, "exists already"), "%s", e);
   free(e);
   /* The imported run replays from the file with the same answer. */
@@ -658,28 +684,158 @@ START_TEST(export_import_round_trip) {
 }
 END_TEST
 
+/* ---- PostgreSQL only ---- */
+
+/* A daemon that lost its lease (another daemon claimed the run: the row's
+ * epoch went up) cannot write a line or a status of that run any more. */
+START_TEST(pg_fenced_writes_fail_after_takeover) {
+  create("f", 2);
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('f', 'me', 7)");
+  ck_assert_int_eq(lc_store_fence(st, "f", 7), 0);
+  static struct client k;
+  memset(&k, 0, sizeof k);
+  k.c.committed = on_committed;
+  k.c.ud = &k;
+  snprintf(k.c.run_id, sizeof k.c.run_id, "f");
+  ck_assert_int_eq(lc_store_append(st, &k.c, 3, 1, "{\"n\":3}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&k.errors), 0);
+  ck_assert_uint_eq(atomic_load(&k.newest), 1);
+  ck_assert_int_eq(lc_store_run_set_status(st, "f", "running", NULL, NULL, NULL, 1, err, sizeof err),
+                   0);
+  sql("UPDATE leases SET epoch = 8, owner = 'other' WHERE run_id = 'f'"); /* another daemon claimed it */
+  ck_assert_int_eq(lc_store_append(st, &k.c, 4, 2, "{\"n\":4}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&k.errors), 1);
+  ck_assert_uint_eq(atomic_load(&k.newest), 1);
+  ck_assert_int_eq(lc_store_run_set_status(st, "f", "finished", "1", NULL, NULL, 0, err, sizeof err),
+                   LC_ESTATE);
+  ck_assert_msg(strstr(err, "taken by another daemon"), "%s", err);
+  struct seen sn;
+  long last;
+  ck_assert_int_eq(read_journal("f", &sn, &last), 0);
+  ck_assert_int_eq(last, 3);
+  struct lc_run_row r;
+  ck_assert_int_eq(lc_store_run_get(st, "f", &r, err, sizeof err), 0);
+  ck_assert_str_eq(r.status, "running");
+  lc_run_row_free(&r);
+  /* Other runs of the same writer are not held up by it. */
+  create("g", 1);
+}
+END_TEST
+
+/* The server ends the store's connections (pg_terminate_backend, as an
+ * administrator or a failover does): the next calls connect again. */
+START_TEST(pg_connection_killed_is_made_again) {
+  create("a", 2);
+  static struct client k;
+  memset(&k, 0, sizeof k);
+  k.c.committed = on_committed;
+  k.c.ud = &k;
+  snprintf(k.c.run_id, sizeof k.c.run_id, "a");
+  ck_assert_int_eq(lc_store_append(st, &k.c, 3, 1, "{\"n\":3}", 7), 0);
+  lc_store_flush(st);
+  char *n = lc_pg_value(pg.url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE datname = current_database() IS NOT TRUE AND datname "
+                                "LIKE 't%' AND pid <> pg_backend_pid()");
+  ck_assert_ptr_nonnull(n);
+  ck_assert_int_ge(atoi(n), 2); /* the callers' and the writer's */
+  free(n);
+  ck_assert_int_eq(lc_store_append(st, &k.c, 4, 2, "{\"n\":4}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&k.errors), 0);
+  ck_assert_uint_eq(atomic_load(&k.newest), 2);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("a", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 4);
+}
+END_TEST
+
+/* A database at schema version 1 (before leases) is migrated at start,
+ * its runs kept. */
+START_TEST(pg_migrates_version_1) {
+  lc_store_close(st);
+  st = NULL;
+  sql("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO meta VALUES('schema_version', '1');"
+      "CREATE TABLE runs(id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT,"
+      " cwd TEXT, status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
+      " created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
+      " pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE journal(run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL,"
+      " crc BIGINT NOT NULL, PRIMARY KEY(run_id, seq));"
+      "INSERT INTO runs(id, status, created, updated) VALUES('old', 'finished', 1, 1);");
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
+  char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
+  ck_assert_str_eq(v, "2");
+  free(v);
+  v = lc_pg_value(path, "SELECT status FROM runs WHERE id = 'old'");
+  ck_assert_str_eq(v, "finished");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM leases");
+  ck_assert_str_eq(v, "0");
+  free(v);
+}
+END_TEST
+
+/* A password in the URL never reaches a message (the daemon logs
+ * lc_store_path at start; errors name the store). */
+START_TEST(pg_password_never_in_messages) {
+  char url[400];
+  const char *at = strchr(path, '@');
+  ck_assert_ptr_nonnull(at);
+  snprintf(url, sizeof url, "postgresql://postgres:hunter2%s", at);
+  struct lc_store *s2;
+  ck_assert_int_eq(lc_store_open(url, LC_STORE_SYNC_FULL, &s2, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(s2, err, sizeof err) == 0, "%s", err); /* trust: accepted */
+  ck_assert_ptr_null(strstr(lc_store_path(s2), "hunter2"));
+  ck_assert_ptr_nonnull(strstr(lc_store_path(s2), "***"));
+  struct lc_run_row r;
+  ck_assert_int_eq(lc_store_run_get(s2, "nope", &r, err, sizeof err), LC_ENOTFOUND);
+  ck_assert_msg(!strstr(err, "hunter2"), "%s", err);
+  lc_store_close(s2);
+}
+END_TEST
+
 Suite *store_suite(void) {
   Suite *s = suite_create("store");
-  TCase *tc = tcase_create("store");
+  TCase *tc = tcase_create("sqlite");
   tcase_set_timeout(tc, 60);
   tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_test(tc, runs_and_statuses);
-  tcase_add_test(tc, group_commit_takes_many_lines_per_commit);
+  /* SQLite's writer alone: one client's failure kept to it, the CRC, flushes per client */
   tcase_add_test(tc, conflicting_line_fails_only_its_client);
   tcase_add_test(tc, taken_run_id_fails_only_its_client);
   tcase_add_test(tc, line_crc_is_zlib_crc32);
   tcase_add_test(tc, flush_client_waits_for_its_own_lines_only);
-  tcase_add_test(tc, run_never_committed_without_its_first_line);
-  tcase_add_test(tc, flipped_byte_in_a_line_names_it);
-  tcase_add_test(tc, seq_gap_is_an_integrity_error);
+  /* the file's own: damage, locks */
   tcase_add_test(tc, truncated_file_refused_at_connect);
   tcase_add_test(tc, truncated_large_file_refused_at_connect);
   tcase_add_test(tc, garbage_file_refused_at_connect);
   tcase_add_test(tc, bit_flip_in_a_page_refused);
-  tcase_add_test(tc, newer_schema_refused);
   tcase_add_test(tc, locked_store_is_not_an_integrity_error);
-  tcase_add_test(tc, writer_failure_stops_the_effect);
-  tcase_add_test(tc, export_import_round_trip);
+  TCase *tp = tcase_create("pg");
+  tcase_set_timeout(tp, 60);
+  tcase_add_unchecked_fixture(tp, pg_up, pg_down);
+  tcase_add_checked_fixture(tp, setup_pg, teardown);
+  tcase_add_test(tp, pg_fenced_writes_fail_after_takeover);
+  tcase_add_test(tp, pg_connection_killed_is_made_again);
+  tcase_add_test(tp, pg_migrates_version_1);
+  tcase_add_test(tp, pg_password_never_in_messages);
+  /* The conformance loop: the same cases on both stores. */
+  TCase *both[] = {tc, tp};
+  for (int i = 0; i < 2; i++) {
+    tcase_add_test(both[i], runs_and_statuses);
+    tcase_add_test(both[i], group_commit_takes_many_lines_per_commit);
+    tcase_add_test(both[i], run_never_committed_without_its_first_line);
+    tcase_add_test(both[i], flipped_byte_in_a_line_names_it);
+    tcase_add_test(both[i], seq_gap_is_an_integrity_error);
+    tcase_add_test(both[i], newer_schema_refused);
+    tcase_add_test(both[i], writer_failure_stops_the_effect);
+    tcase_add_test(both[i], export_import_round_trip);
+  }
   suite_add_tcase(s, tc);
+  suite_add_tcase(s, tp);
   return s;
 }

@@ -1,0 +1,438 @@
+/* fleet.c: several `luact serve` daemons on one PostgreSQL (docs/serve.md,
+ * "A fleet").
+ *
+ * With a PostgreSQL store a daemon does not run the runs it is given: it
+ * leaves them queued in the database (d_runs, runs) and sends a NOTIFY;
+ * every daemon's fleet thread claims queued runs for its free slots with
+ * FOR UPDATE SKIP LOCKED inside a MATERIALIZED CTE (so a claim never
+ * takes more than it asked for), and holds each under a lease: an owner,
+ * an epoch that every claim raises, and an expiry on the database's clock.
+ * The thread renews its leases every lease/3; the run store is told each
+ * run's epoch (lc_store_fence), so that every journal line and status
+ * change of the run is written only while the epoch is still ours. A
+ * renewal that finds a lease gone (the daemon stalled past it and another
+ * claimed the run) stops the run here at once; its writes already fail.
+ * An expired lease makes the run claimable by any daemon, which resumes
+ * it from its journal (the durable-runs rules decide what replays and
+ * what is in doubt).
+ *
+ * The fleet thread has two connections of its own: one for claims and
+ * renewals (so a slow API query never delays a renewal) and the LISTEN
+ * one. NOTIFY is a hint: a poll every --poll-ms claims as well, so runs
+ * start behind a transaction-pooling proxy (where NOTIFY is lost) or while
+ * the LISTEN connection is being made again. */
+#include <errno.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dstore.h"
+#include "lc.h"
+#include "serve.h"
+#include "store.h"
+
+#define CHANNEL "luact_runs"
+
+struct held {
+  char id[65];
+  long epoch;
+  struct held *next;
+};
+
+struct lc_fleet {
+  struct lc_serve *s;
+  struct lc_dstore *ds; /* claims, renewals, releases */
+  PGconn *listen;
+  char owner[160];
+  double lease_s;
+  long poll_ms;
+  int wake; /* eventfd: a local hint or a freed slot */
+  pthread_t th;
+  int th_on;
+  atomic_int stop;
+  pthread_mutex_t mu; /* held */
+  struct held *held;
+  atomic_long claims, claim_us, claim_stmts, lost;
+};
+
+static double mono_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void wake(struct lc_fleet *f) {
+  uint64_t one = 1;
+  ssize_t w = write(f->wake, &one, sizeof one);
+  (void)w;
+}
+
+/* ---- the LISTEN connection ---- */
+
+static void no_notice(void *ud, const char *m) {
+  (void)ud;
+  (void)m;
+}
+
+static void listen_connect(struct lc_fleet *f) {
+  if (f->listen && PQstatus(f->listen) == CONNECTION_OK) return;
+  if (f->listen) PQfinish(f->listen);
+  f->listen = PQconnectdb(f->s->store_path);
+  if (!f->listen || PQstatus(f->listen) != CONNECTION_OK) {
+    if (f->listen) PQfinish(f->listen);
+    f->listen = NULL;
+    return;
+  }
+  PQsetNoticeProcessor(f->listen, no_notice, NULL);
+  PGresult *r = PQexec(f->listen, "LISTEN " CHANNEL);
+  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  if (!ok) {
+    PQfinish(f->listen);
+    f->listen = NULL;
+    return;
+  }
+  lc_serve_log(f->s, "info", "fleet_listen", NULL, "LISTEN " CHANNEL);
+}
+
+/* Drains notifications; 0 when the connection is lost. */
+static int listen_drain(struct lc_fleet *f) {
+  if (!f->listen) return 0;
+  if (!PQconsumeInput(f->listen) || PQstatus(f->listen) != CONNECTION_OK) {
+    lc_serve_log(f->s, "warn", "fleet_listen_lost", NULL, "polling until it is back");
+    PQfinish(f->listen);
+    f->listen = NULL;
+    return 0;
+  }
+  PGnotify *n;
+  while ((n = PQnotifies(f->listen))) PQfreemem(n);
+  return 1;
+}
+
+/* ---- claims and leases ---- */
+
+static const char *jstr(const cJSON *o, const char *k) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+  return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static int free_slots(struct lc_serve *s) {
+  pthread_mutex_lock(&s->mu);
+  int n = atomic_load(&s->stopping) ? 0 : s->max_runs - s->nactive - s->nqueued;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+/* Claims up to n runs; returns how many. A run is claimable when it was
+ * never started (pending, no run row) or its row says running, and nobody
+ * holds a live lease on it; runs of a thread with a live run elsewhere
+ * wait (best effort across daemons: two claims in the same instant may
+ * both pass it). */
+static int claim(struct lc_fleet *f, int n) {
+  char err[512], lim[16];
+  snprintf(lim, sizeof lim, "%d", n);
+  cJSON *rows = NULL;
+  double t0 = mono_s();
+  int rc = lc_dstore_exec(
+      f->ds, &rows, err, sizeof err,
+      "WITH c AS MATERIALIZED ("
+      "  SELECT d.id, d.thread_id, d.agent, d.created FROM d_runs d"
+      "  LEFT JOIN runs r ON r.id = d.id LEFT JOIN leases l ON l.run_id = d.id"
+      "  WHERE d.deleted = 0 AND ((r.id IS NULL AND d.pstatus = 'pending') OR r.status = 'running')"
+      "  AND (l.run_id IS NULL OR l.owner IS NULL OR"
+      "       l.lease_until < extract(epoch FROM clock_timestamp()))"
+      "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"
+      "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"
+      "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
+      "  ORDER BY d.created LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
+      " ins AS (INSERT INTO leases(run_id, owner, epoch, lease_until)"
+      "  SELECT id, ?, 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"
+      "  ON CONFLICT(run_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1,"
+      "   lease_until = EXCLUDED.lease_until"
+      "  WHERE leases.owner IS NULL OR"
+      "   leases.lease_until < extract(epoch FROM clock_timestamp())"
+      "  RETURNING run_id, epoch)"
+      " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent"
+      " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
+      "ssd", lim, f->owner, f->lease_s);
+  if (rc) {
+    lc_serve_log(f->s, "warn", "fleet_claim_failed", NULL, err);
+    return 0;
+  }
+  int got = 0;
+  const cJSON *r;
+  cJSON_ArrayForEach(r, rows) {
+    const char *id = jstr(r, "id");
+    const cJSON *ep = cJSON_GetObjectItem(r, "epoch");
+    if (!id || !cJSON_IsNumber(ep)) continue;
+    long epoch = (long)ep->valuedouble;
+    struct held *h = calloc(1, sizeof *h);
+    if (!h) break; /* its lease expires; another claim takes it */
+    snprintf(h->id, sizeof h->id, "%s", id);
+    h->epoch = epoch;
+    lc_store_fence(f->s->store, id, epoch);
+    pthread_mutex_lock(&f->mu);
+    h->next = f->held;
+    f->held = h;
+    pthread_mutex_unlock(&f->mu);
+    char m[64];
+    snprintf(m, sizeof m, "epoch %ld", epoch);
+    lc_serve_log(f->s, "info", "run_claimed", id, m);
+    lc_serve_enqueue_claimed(f->s, id, jstr(r, "thread_id"), jstr(r, "agent"));
+    got++;
+  }
+  cJSON_Delete(rows);
+  if (got) { /* the claim statements that took runs: their time, per run */
+    atomic_fetch_add(&f->claims, got);
+    atomic_fetch_add(&f->claim_stmts, 1);
+    atomic_fetch_add(&f->claim_us, (long)((mono_s() - t0) * 1e6));
+  }
+  return got;
+}
+
+/* Renews every lease this daemon holds; a run whose lease is gone (its
+ * epoch moved on) is stopped here and no longer fenced as ours. */
+static void renew(struct lc_fleet *f) {
+  char err[512];
+  cJSON *rows = NULL;
+  if (lc_dstore_exec(f->ds, &rows, err, sizeof err,
+                     "UPDATE leases SET lease_until = extract(epoch FROM clock_timestamp()) + "
+                     "?::float8 WHERE owner = ? RETURNING run_id, epoch",
+                     "ds", f->lease_s, f->owner)) {
+    /* Not renewed: the leases run out while the database is away; the
+     * runs' writes fail with it, and the next renewal sorts it out. */
+    lc_serve_log(f->s, "warn", "fleet_renew_failed", NULL, err);
+    return;
+  }
+  struct held *lost = NULL;
+  pthread_mutex_lock(&f->mu);
+  for (struct held **p = &f->held; *p;) {
+    struct held *h = *p;
+    int ok = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, rows) {
+      const cJSON *ep = cJSON_GetObjectItem(r, "epoch");
+      const char *id = jstr(r, "run_id");
+      if (id && !strcmp(id, h->id) && cJSON_IsNumber(ep) && (long)ep->valuedouble == h->epoch)
+        ok = 1;
+    }
+    if (ok) {
+      p = &h->next;
+      continue;
+    }
+    *p = h->next;
+    h->next = lost;
+    lost = h;
+  }
+  /* Leases this daemon owns but does not hold: a claim the database
+   * committed whose answer was lost (the connection ended under it). Handed
+   * back, or nobody would ever run those runs. */
+  const cJSON *r;
+  cJSON_ArrayForEach(r, rows) {
+    const char *id = jstr(r, "run_id");
+    int mine = 0;
+    for (struct held *h = f->held; id && h && !mine; h = h->next) mine = !strcmp(h->id, id);
+    if (!id || mine) continue;
+    char e2[256];
+    lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
+                   "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
+                   "owner = ?",
+                   "ss", id, f->owner);
+    lc_serve_log(f->s, "warn", "lease_orphan", id, "claimed without knowing it: handed back");
+  }
+  pthread_mutex_unlock(&f->mu);
+  cJSON_Delete(rows);
+  while (lost) {
+    struct held *h = lost;
+    lost = h->next;
+    atomic_fetch_add(&f->lost, 1);
+    lc_serve_log(f->s, "warn", "lease_lost", h->id,
+                 "another daemon holds the run now: stopped here, nothing more written");
+    lc_serve_drop_local(f->s, h->id);
+    free(h);
+  }
+}
+
+static void *fleet_main(void *ud) {
+  struct lc_fleet *f = ud;
+  double renew_every = f->lease_s / 3;
+  double next_renew = mono_s() + renew_every;
+  double next_listen = 0;
+  int more = 1; /* claim at start: runs queued while no daemon ran */
+  while (!atomic_load(&f->stop)) {
+    if (!f->listen && mono_s() >= next_listen) {
+      listen_connect(f);
+      next_listen = mono_s() + f->poll_ms / 1000.0;
+      more = 1; /* hints may have been lost meanwhile */
+    }
+    if (!more) {
+      double until_renew = next_renew - mono_s();
+      long ms = f->poll_ms;
+      if (until_renew * 1000 < ms) ms = until_renew > 0 ? (long)(until_renew * 1000) + 1 : 0;
+      struct pollfd pf[2] = {{.fd = f->wake, .events = POLLIN},
+                             {.fd = f->listen ? PQsocket(f->listen) : -1, .events = POLLIN}};
+      int r = poll(pf, 2, (int)ms);
+      if (r > 0 && (pf[0].revents & POLLIN)) {
+        uint64_t v;
+        ssize_t x = read(f->wake, &v, sizeof v);
+        (void)x;
+      }
+      if (r > 0 && pf[1].fd >= 0 && pf[1].revents) listen_drain(f);
+      /* A hint, or the poll's period: look for work either way. */
+    }
+    if (atomic_load(&f->stop)) break;
+    if (mono_s() >= next_renew) {
+      renew(f);
+      next_renew = mono_s() + renew_every;
+    }
+    int n = free_slots(f->s);
+    more = n > 0 && claim(f, n) == n; /* a full claim: maybe more are queued */
+  }
+  return NULL;
+}
+
+/* ---- the daemon's hooks (serve.h) ---- */
+
+int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
+  struct lc_fleet *f = calloc(1, sizeof *f);
+  if (!f) return LC_ENOMEM;
+  f->s = s;
+  f->lease_s = s->lease_s > 0 ? s->lease_s : 10;
+  f->poll_ms = s->poll_ms > 0 ? s->poll_ms : 500;
+  char host[64] = "?";
+  gethostname(host, sizeof host - 1);
+  char u[37];
+  lc_serve_uuid(u);
+  snprintf(f->owner, sizeof f->owner, "%s:%ld:%.8s", host, (long)getpid(), u);
+  pthread_mutex_init(&f->mu, NULL);
+  f->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  int rc = f->wake < 0 ? LC_EIO : lc_dstore_open(s->store_path, 1, &f->ds, err, n);
+  /* A claim or renewal never waits long on a row another session holds
+   * (a stalled daemon's transaction, until the server ends it): it gives
+   * up and the next round tries again, so renewals keep their period. */
+  if (!rc) rc = lc_dstore_session(f->ds, "SET lock_timeout = 1000");
+  if (!rc && pthread_create(&f->th, NULL, fleet_main, f)) rc = LC_EIO;
+  if (rc) {
+    if (!err[0]) snprintf(err, n, "cannot start the fleet thread");
+    lc_dstore_close(f->ds);
+    if (f->wake >= 0) close(f->wake);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return rc;
+  }
+  f->th_on = 1;
+  s->fleet = f;
+  char m[300];
+  snprintf(m, sizeof m, "fleet member %s: lease %.1f s, renewed every %.1f s, poll %ld ms",
+           f->owner, f->lease_s, f->lease_s / 3, f->poll_ms);
+  lc_serve_log(s, "info", "fleet", NULL, m);
+  return 0;
+}
+
+void lc_fleet_hint(struct lc_serve *s) {
+  struct lc_fleet *f = s->fleet;
+  if (!f) return;
+  wake(f); /* this daemon looks at once; the others hear the NOTIFY */
+  char err[256];
+  lc_dstore_exec(s->ds, NULL, err, sizeof err, "SELECT pg_notify('" CHANNEL "', '')", "");
+}
+
+void lc_fleet_run_done(struct lc_serve *s, const char *run_id) {
+  struct lc_fleet *f = s->fleet;
+  if (!f) return;
+  long epoch = -1;
+  pthread_mutex_lock(&f->mu);
+  for (struct held **p = &f->held; *p; p = &(*p)->next)
+    if (!strcmp((*p)->id, run_id)) {
+      struct held *h = *p;
+      epoch = h->epoch;
+      *p = h->next;
+      free(h);
+      break;
+    }
+  pthread_mutex_unlock(&f->mu);
+  lc_store_fence(s->store, run_id, 0);
+  if (epoch >= 0) {
+    /* Handed back (ended, or waiting for an answer that any daemon may
+     * pick up); only if it is still ours. */
+    char err[256], ep[24];
+    snprintf(ep, sizeof ep, "%ld", epoch);
+    if (lc_dstore_exec(f->ds, NULL, err, sizeof err,
+                       "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
+                       "owner = ? AND epoch = ?::bigint",
+                       "sss", run_id, f->owner, ep))
+      lc_serve_log(s, "warn", "fleet_release_failed", run_id, err);
+  }
+  wake(f); /* a slot is free */
+}
+
+int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
+  if (!s->fleet) return LC_ENOTFOUND;
+  char err[256];
+  cJSON *rows = NULL;
+  /* Only a run nobody claimed. The lease row is the lock: the cancel
+   * takes it as a claim would (an INSERT ... ON CONFLICT sees the latest
+   * claim, committed or waited for, where a plain UPDATE's subquery would
+   * read an older snapshot and cancel a run a claim just took), under the
+   * owner "cancelled", which no claim takes. */
+  int rc = lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                          "WITH t AS (INSERT INTO leases(run_id, owner, epoch) SELECT ?, "
+                          "'cancelled', 1 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ?) "
+                          "ON CONFLICT(run_id) DO UPDATE SET owner = 'cancelled', lease_until = "
+                          "NULL, epoch = leases.epoch + 1 WHERE leases.owner IS NULL OR "
+                          "leases.lease_until < extract(epoch FROM clock_timestamp()) "
+                          "RETURNING run_id) "
+                          "UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT run_id "
+                          "FROM t) AND pstatus = 'pending' RETURNING id",
+                          "ss", run_id, run_id);
+  int n = cJSON_GetArraySize(rows);
+  cJSON_Delete(rows);
+  return rc ? rc : n ? 0 : LC_ENOTFOUND;
+}
+
+void lc_fleet_stop(struct lc_serve *s, int release) {
+  struct lc_fleet *f = s->fleet;
+  if (!f) return;
+  atomic_store(&f->stop, 1);
+  wake(f);
+  if (f->th_on) pthread_join(f->th, NULL);
+  char m[200];
+  snprintf(m, sizeof m, "claims %ld in %ld us (%ld statements), leases lost %ld",
+           atomic_load(&f->claims), atomic_load(&f->claim_us), atomic_load(&f->claim_stmts),
+           atomic_load(&f->lost));
+  lc_serve_log(s, "info", "fleet_stats", NULL, m);
+  f->th_on = 0;
+  if (!release) return; /* runs still going use it until the process exits */
+  {
+    /* Claimed but not started: for another daemon at once. */
+    char err[256];
+    lc_dstore_exec(f->ds, NULL, err, sizeof err,
+                   "UPDATE leases SET owner = NULL, lease_until = NULL WHERE owner = ?", "s",
+                   f->owner);
+  }
+  s->fleet = NULL;
+  while (f->held) {
+    struct held *h = f->held;
+    f->held = h->next;
+    free(h);
+  }
+  if (f->listen) PQfinish(f->listen);
+  lc_dstore_close(f->ds);
+  close(f->wake);
+  pthread_mutex_destroy(&f->mu);
+  free(f);
+}
+
+void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost) {
+  struct lc_fleet *f = s->fleet;
+  *claims = f ? atomic_load(&f->claims) : 0;
+  *claim_us = f ? atomic_load(&f->claim_us) : 0;
+  *lost = f ? atomic_load(&f->lost) : 0;
+}

@@ -1,0 +1,1032 @@
+/* store_pg.c: the run store on PostgreSQL through libpq (store_pg.h).
+ *
+ * The same rows as the SQLite store (store.c), so that `luact runs`,
+ * `luact journal` and the daemon read either alike; the schema is applied
+ * by numbered migrations under an advisory lock (several daemons may start
+ * at once). The writer thread and its group commit follow store.c's; the
+ * two are kept apart on purpose (store.c's SQLite path is tuned on its
+ * own). Every libpq call here blocks: none is made on an event loop. */
+#include "store_pg.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cnum.h"
+#include "lc.h"
+#include "pq_dl.h"
+
+/* Migrations: migration[i] takes the schema from version i to i + 1. A
+ * database at a version above PG_SCHEMA_VERSION is refused. */
+static const char *const migration[] = {
+    /* 1: the runs and their journals (store.h), as in SQLite. */
+    "CREATE TABLE IF NOT EXISTS runs("
+    "  id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT, cwd TEXT,"
+    "  status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
+    "  created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
+    "  pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated);"
+    "CREATE TABLE IF NOT EXISTS journal("
+    "  run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL, crc BIGINT NOT NULL,"
+    "  PRIMARY KEY(run_id, seq));",
+    /* 2: leases for a fleet of daemons (docs/serve.md): a run's owner,
+     * its epoch (raised by every claim) and the lease's expiry (seconds
+     * since the epoch, the database's clock). A row of its own, not
+     * columns of runs: a run is claimed before its row exists. */
+    "CREATE TABLE IF NOT EXISTS leases("
+    "  run_id TEXT PRIMARY KEY, owner TEXT, epoch BIGINT NOT NULL DEFAULT 0,"
+    "  lease_until DOUBLE PRECISION);"
+    "CREATE INDEX IF NOT EXISTS leases_owner ON leases(owner);"
+    /* which lease wrote each line (0: none): an audit of the fencing */
+    "ALTER TABLE journal ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;",
+};
+#define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
+/* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
+#define MIGRATE_LOCK "108117097099116"
+
+struct pending {
+  struct lc_store_client c;
+  struct lc_run_row *create;
+  long seq;
+  unsigned long ticket;
+  char *text;
+  size_t len;
+  struct pending *next;
+};
+
+/* A list of run ids: the fenced runs of a group whose lease another
+ * daemon took (their lines dropped, their clients told EPERM), and the
+ * store's dead runs. */
+struct lost {
+  char run_id[65];
+  struct lost *next;
+};
+
+struct fence {
+  char run_id[65];
+  long epoch;
+  struct fence *next;
+};
+
+struct lc_pgstore {
+  char *url;
+  pthread_mutex_t openmu;
+  int opened, open_rc;
+  char open_err[1024];
+  PGconn *db; /* the callers' connection */
+  pthread_mutex_t dbmu;
+  PGconn *wdb; /* the writer's */
+  pthread_t writer;
+  int writer_on;
+  pthread_mutex_t mu;
+  pthread_cond_t cv, idle;
+  struct pending *head, **tail;
+  int stop, busy, failed, flushing;
+  long lines, commits;
+  pthread_mutex_t fmu;
+  struct fence *fences;
+  /* runs a failed group held: nothing more of them is written (a run
+   * whose creation failed must not add lines to another run's journal) */
+  struct lost *dead;
+};
+
+/* ---- CRC-32 (as store.c's: the same value for the same line) ---- */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    crc_table[i] = c;
+  }
+}
+static uint32_t crc32_of(const char *p, size_t n) {
+  pthread_once(&crc_once, crc_init);
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < n; i++) c = crc_table[(c ^ (unsigned char)p[i]) & 0xff] ^ (c >> 8);
+  return c ^ 0xffffffffu;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int lc_store_is_pg(const char *path) {
+  return path && (!strncmp(path, "postgres://", 11) || !strncmp(path, "postgresql://", 13));
+}
+
+/* The URL without its password, for messages (the store's path). */
+void lc_pgstore_redact(const char *url, char *out, size_t n) {
+  const char *at = strchr(url, '@');
+  const char *scheme = strstr(url, "://");
+  const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+  if (at && colon && colon < at)
+    snprintf(out, n, "%.*s:***%s", (int)(colon - url), url, at);
+  else
+    snprintf(out, n, "%s", url);
+}
+
+/* ---- queries ---- */
+
+static int is_conn_lost(PGconn *c) { return PQstatus(c) != CONNECTION_OK; }
+
+/* The statement failed because the session ended or is ending (08:
+ * connection exceptions; 57P01-3: the server or an administrator ends
+ * it), whatever libpq has noticed yet. */
+static int ended(PGconn *c, PGresult *r) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  return is_conn_lost(c) || (st && (!strncmp(st, "08", 2) || !strncmp(st, "57P0", 4)));
+}
+
+static void set_err(PGconn *c, PGresult *r, char *err, size_t errlen, const char *what) {
+  if (!err || !errlen) return;
+  const char *m = r ? PQresultErrorMessage(r) : NULL;
+  if (!m || !*m) m = PQerrorMessage(c);
+  snprintf(err, errlen, "store: %s: %s", what, m && *m ? m : "error");
+  size_t l = strlen(err);
+  while (l && (err[l - 1] == '\n' || err[l - 1] == ' ')) err[--l] = '\0';
+}
+
+static void no_notice(void *ud, const char *m) {
+  (void)ud;
+  (void)m;
+}
+
+/* A connection that is there: made the first time, reset after it was
+ * lost (a server restart, pg_terminate_backend). */
+static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
+  int fresh = !*c || is_conn_lost(*c);
+  if (!*c) *c = PQconnectdb(url);
+  else if (is_conn_lost(*c)) PQreset(*c);
+  /* The server's notices ("relation exists, skipping") are not errors.
+   * A transaction left open by a process that stalled (SIGSTOP) holds its
+   * lease row locked FOR SHARE, and the daemon that takes the run over
+   * would wait for it for as long as the stall lasts: the server ends such
+   * a session after 2 s idle inside a transaction (ours send BEGIN to
+   * COMMIT without pause). */
+  if (fresh && *c && !is_conn_lost(*c)) {
+    PQsetNoticeProcessor(*c, no_notice, NULL);
+    PQclear(PQexec(*c, "SET idle_in_transaction_session_timeout = 2000"));
+  }
+  if (!*c) {
+    if (!lc_pq_available()) {
+      snprintf(err, errlen, "store: libpq could not be loaded (a PostgreSQL store needs libpq5)");
+      return LC_EIO;
+    }
+    snprintf(err, errlen, "store: out of memory");
+    return LC_ENOMEM;
+  }
+  if (is_conn_lost(*c)) {
+    char u[512];
+    lc_pgstore_redact(url, u, sizeof u);
+    snprintf(err, errlen, "store %s: cannot connect: %s", u, PQerrorMessage(*c));
+    size_t l = strlen(err);
+    while (l && err[l - 1] == '\n') err[--l] = '\0';
+    return LC_EIO;
+  }
+  return 0;
+}
+
+/* Set by q() on each failure: was it the session ending? (the writer
+ * then sends its group again on a new connection) */
+static _Thread_local int last_ended;
+
+/* Runs sql with n text parameters (NULL binds NULL). Returns the result
+ * (the caller's PQclear) when it succeeded, else NULL with err set and
+ * *code the error (LC_ESTATE for a unique violation, else LC_EIO). When
+ * retry is set and the connection was lost, it is made again and the
+ * statement sent once more (only for statements that are safe twice). */
+static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int n,
+                   const char *const *v, int *code, char *err, size_t errlen) {
+  last_ended = 0;
+  for (int attempt = 0;; attempt++) {
+    int rc = conn_ok(c, url, err, errlen);
+    if (rc) {
+      *code = rc;
+      last_ended = 1;
+      return NULL;
+    }
+    PGresult *r = PQexecParams(*c, sql, n, NULL, v, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (retry && attempt < 3 && ended(*c, r)) {
+      PQclear(r);
+      if (!is_conn_lost(*c)) PQreset(*c);
+      continue;
+    }
+    set_err(*c, r, err, errlen, "query");
+    *code = state && !strcmp(state, "23505") ? LC_ESTATE : LC_EIO;
+    last_ended = ended(*c, r);
+    PQclear(r);
+    return NULL;
+  }
+}
+
+/* A statement whose result is not needed; 0 or the error. */
+static int qx(PGconn **c, const char *url, int retry, const char *sql, int n,
+              const char *const *v, char *err, size_t errlen) {
+  int code = 0;
+  PGresult *r = q(c, url, retry, sql, n, v, &code, err, errlen);
+  PQclear(r);
+  return r ? 0 : code;
+}
+
+/* ---- opening and the schema ---- */
+
+static int migrate(struct lc_pgstore *s, char *err, size_t errlen) {
+  int rc = qx(&s->db, s->url, 1, "BEGIN", 0, NULL, err, errlen);
+  if (rc) return rc;
+  /* One daemon migrates at a time; the others then see the new version. */
+  rc = qx(&s->db, s->url, 0, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK ")", 0, NULL, err,
+          errlen);
+  if (!rc)
+    rc = qx(&s->db, s->url, 0,
+            "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)", 0, NULL,
+            err, errlen);
+  int v = 0, code = 0;
+  if (!rc) {
+    PGresult *r = q(&s->db, s->url, 0, "SELECT value FROM meta WHERE key='schema_version'", 0,
+                    NULL, &code, err, errlen);
+    if (!r) rc = code;
+    else if (PQntuples(r) > 0) v = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+  }
+  if (!rc && v > PG_SCHEMA_VERSION) {
+    char u[512];
+    lc_pgstore_redact(s->url, u, sizeof u);
+    snprintf(err, errlen,
+             "store %s: schema version %d is newer than this luact knows (%d): use a newer luact",
+             u, v, PG_SCHEMA_VERSION);
+    rc = LC_EINVAL;
+  }
+  for (int i = v; !rc && i < PG_SCHEMA_VERSION; i++) {
+    /* Several statements: the simple protocol (no parameters). */
+    PGresult *r = PQexec(s->db, migration[i]);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+      set_err(s->db, r, err, errlen, "migrating the schema");
+      rc = LC_EIO;
+    }
+    PQclear(r);
+  }
+  if (!rc && v < PG_SCHEMA_VERSION) {
+    char ver[16];
+    snprintf(ver, sizeof ver, "%d", PG_SCHEMA_VERSION);
+    const char *p[] = {ver};
+    rc = qx(&s->db, s->url, 0,
+            "INSERT INTO meta VALUES('schema_version', $1) ON CONFLICT(key) DO UPDATE SET "
+            "value=EXCLUDED.value",
+            1, p, err, errlen);
+  }
+  char e2[64];
+  if (!rc) rc = qx(&s->db, s->url, 0, "COMMIT", 0, NULL, err, errlen);
+  else qx(&s->db, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+  return rc;
+}
+
+static void *writer_main(void *p);
+static void pending_free(struct pending *p);
+
+int lc_pgstore_open(const char *url, struct lc_pgstore **out, char *err, size_t errlen) {
+  *out = NULL;
+  struct lc_pgstore *s = lc_calloc(1, sizeof *s);
+  if (!s || !(s->url = lc_strdup(url))) {
+    lc_free(s);
+    snprintf(err, errlen, "out of memory");
+    return LC_ENOMEM;
+  }
+  pthread_mutex_init(&s->openmu, NULL);
+  pthread_mutex_init(&s->dbmu, NULL);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->fmu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_cond_init(&s->idle, NULL);
+  s->tail = &s->head;
+  *out = s;
+  return 0;
+}
+
+/* Connects and migrates, once; a failure is kept and repeated. */
+static int ensure(struct lc_pgstore *s, char *err, size_t errlen) {
+  pthread_mutex_lock(&s->openmu);
+  if (!s->opened) {
+    s->opened = 1;
+    pthread_mutex_lock(&s->dbmu);
+    int rc = conn_ok(&s->db, s->url, s->open_err, sizeof s->open_err);
+    if (!rc) rc = migrate(s, s->open_err, sizeof s->open_err);
+    pthread_mutex_unlock(&s->dbmu);
+    s->open_rc = rc;
+  }
+  int rc = s->open_rc;
+  if (rc && err) snprintf(err, errlen, "%s", s->open_err);
+  pthread_mutex_unlock(&s->openmu);
+  return rc;
+}
+
+int lc_pgstore_connect(struct lc_pgstore *s, char *err, size_t errlen) {
+  return ensure(s, err, errlen);
+}
+
+void lc_pgstore_close(struct lc_pgstore *s) {
+  if (!s) return;
+  if (s->writer_on) {
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->writer, NULL);
+  }
+  while (s->head) {
+    struct pending *x = s->head;
+    s->head = x->next;
+    pending_free(x);
+  }
+  while (s->dead) {
+    struct lost *x = s->dead;
+    s->dead = x->next;
+    lc_free(x);
+  }
+  while (s->fences) {
+    struct fence *f = s->fences;
+    s->fences = f->next;
+    lc_free(f);
+  }
+  if (s->wdb) PQfinish(s->wdb);
+  if (s->db) PQfinish(s->db);
+  pthread_mutex_destroy(&s->openmu);
+  pthread_mutex_destroy(&s->dbmu);
+  pthread_mutex_destroy(&s->mu);
+  pthread_mutex_destroy(&s->fmu);
+  pthread_cond_destroy(&s->cv);
+  pthread_cond_destroy(&s->idle);
+  lc_free(s->url);
+  lc_free(s);
+}
+
+/* ---- fences ---- */
+
+static long fence_of(struct lc_pgstore *s, const char *run_id) {
+  long e = 0;
+  pthread_mutex_lock(&s->fmu);
+  for (struct fence *f = s->fences; f; f = f->next)
+    if (!strcmp(f->run_id, run_id)) {
+      e = f->epoch;
+      break;
+    }
+  pthread_mutex_unlock(&s->fmu);
+  return e;
+}
+
+int lc_pgstore_fence(struct lc_pgstore *s, const char *run_id, long epoch) {
+  pthread_mutex_lock(&s->fmu);
+  struct fence *f = s->fences;
+  while (f && strcmp(f->run_id, run_id)) f = f->next;
+  if (!f && (f = lc_calloc(1, sizeof *f))) {
+    snprintf(f->run_id, sizeof f->run_id, "%s", run_id);
+    f->next = s->fences;
+    s->fences = f;
+  }
+  if (f) f->epoch = epoch;
+  pthread_mutex_unlock(&s->fmu);
+  return f ? 0 : LC_ENOMEM;
+}
+
+void lc_pgstore_unfence(struct lc_pgstore *s, const char *run_id) {
+  pthread_mutex_lock(&s->fmu);
+  for (struct fence **p = &s->fences; *p; p = &(*p)->next)
+    if (!strcmp((*p)->run_id, run_id)) {
+      struct fence *f = *p;
+      *p = f->next;
+      lc_free(f);
+      break;
+    }
+  pthread_mutex_unlock(&s->fmu);
+}
+
+/* ---- runs ---- */
+
+#define RUN_COLS \
+  "id, script, script_sha256, args, cwd, status, result, error, question, created, updated, " \
+  "pid, cancel_requested"
+
+static char *col_dup(PGresult *r, int row, int c) {
+  return PQgetisnull(r, row, c) ? NULL : strdup(PQgetvalue(r, row, c));
+}
+
+static void row_from(PGresult *r, int i, struct lc_run_row *o) {
+  memset(o, 0, sizeof *o);
+  snprintf(o->id, sizeof o->id, "%s", PQgetvalue(r, i, 0));
+  o->script = col_dup(r, i, 1);
+  o->script_sha256 = col_dup(r, i, 2);
+  o->args = col_dup(r, i, 3);
+  o->cwd = col_dup(r, i, 4);
+  o->status = col_dup(r, i, 5);
+  o->result = col_dup(r, i, 6);
+  o->error = col_dup(r, i, 7);
+  o->question = col_dup(r, i, 8);
+  o->created = lc_cnum_strtod(PQgetvalue(r, i, 9), NULL);
+  o->updated = lc_cnum_strtod(PQgetvalue(r, i, 10), NULL);
+  o->pid = atol(PQgetvalue(r, i, 11));
+  o->cancel_requested = atoi(PQgetvalue(r, i, 12));
+}
+
+/* The run's row (status running unless given). retry: a lost connection's
+ * second attempt may find the row its first attempt committed. */
+static int insert_run(PGconn **c, const char *url, const struct lc_run_row *r, int again,
+                      char *err, size_t errlen) {
+  char t[40], pid[24];
+  lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+  snprintf(pid, sizeof pid, "%ld", r->pid);
+  const char *v[] = {r->id, r->script, r->script_sha256, r->args, r->cwd,
+                     r->status ? r->status : "running", t, t, pid};
+  int rc = qx(c, url, 0,
+              again ? "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "
+                      "updated, pid) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING"
+                    : "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "
+                      "updated, pid) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+              9, v, err, errlen);
+  if (rc == LC_ESTATE) snprintf(err, errlen, "store: a run with id %s exists already", r->id);
+  return rc;
+}
+
+/* One journal line. The same line again (a retried group whose commit's
+ * answer was lost) is no error; another line at that seq is LC_ESTATE. */
+static int insert_line(PGconn **c, const char *url, const char *run_id, long seq,
+                       const char *text, size_t len, long epoch, char *err, size_t errlen) {
+  char sq[24], crc[16], ep[24];
+  snprintf(sq, sizeof sq, "%ld", seq);
+  snprintf(ep, sizeof ep, "%ld", epoch);
+  snprintf(crc, sizeof crc, "%u", (unsigned)crc32_of(text, len));
+  char *t = lc_malloc(len + 1);
+  if (!t) return LC_ENOMEM;
+  memcpy(t, text, len);
+  t[len] = '\0';
+  const char *v[] = {run_id, sq, t, crc, ep};
+  int code = 0;
+  PGresult *r = q(c, url, 0,
+                  "INSERT INTO journal(run_id, seq, line, crc, epoch) VALUES($1,$2,$3,$4,$5) "
+                  "ON CONFLICT(run_id, seq) DO UPDATE SET crc=EXCLUDED.crc "
+                  "WHERE journal.crc=EXCLUDED.crc AND journal.line=EXCLUDED.line RETURNING seq",
+                  5, v, &code, err, errlen);
+  lc_free(t);
+  if (!r) return code;
+  int n = PQntuples(r);
+  PQclear(r);
+  if (n == 0) {
+    snprintf(err, errlen, "store: run %s already has journal line %ld", run_id, seq);
+    return LC_ESTATE;
+  }
+  return 0;
+}
+
+int lc_pgstore_run_create(struct lc_pgstore *s, const struct lc_run_row *r, const char *header,
+                          size_t header_len, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
+  pthread_mutex_lock(&s->dbmu);
+  int rc = 0;
+  /* Again on a new connection when the session ended on the way (the
+   * second time a row there already may be this one's, committed before
+   * the answer was lost: its header line then must match). */
+  for (int attempt = 0; attempt < 3; attempt++) {
+    rc = qx(&s->db, s->url, 1, "BEGIN", 0, NULL, err, errlen);
+    if (!rc) {
+      rc = insert_run(&s->db, s->url, r, attempt > 0, err, errlen);
+      if (!rc) rc = insert_line(&s->db, s->url, r->id, 1, header, header_len,
+                                fence_of(s, r->id), err, errlen);
+      char e2[64];
+      if (!rc) rc = qx(&s->db, s->url, 0, "COMMIT", 0, NULL, err, errlen);
+      int gone = rc && (last_ended || is_conn_lost(s->db)); /* before ROLLBACK resets it */
+      if (rc && !is_conn_lost(s->db)) qx(&s->db, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+      if (rc && !gone) break;
+    }
+    if (!rc) break;
+    if (!is_conn_lost(s->db)) PQreset(s->db);
+  }
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_pgstore_run_get(struct lc_pgstore *s, const char *id, struct lc_run_row *out, char *err,
+                       size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&s->dbmu);
+  const char *v[] = {id};
+  int code = 0, rc = 0;
+  PGresult *r = q(&s->db, s->url, 1, "SELECT " RUN_COLS " FROM runs WHERE id=$1", 1, v, &code,
+                  err, errlen);
+  if (!r) rc = code;
+  else if (PQntuples(r) == 0) {
+    char u[512];
+    lc_pgstore_redact(s->url, u, sizeof u);
+    snprintf(err, errlen, "no run %s in %s", id, u);
+    rc = LC_ENOTFOUND;
+  } else {
+    row_from(r, 0, out);
+  }
+  PQclear(r);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *status,
+                              const char *result, const char *error, const char *question,
+                              long pid, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
+  char p[24], t[40], ep[24];
+  snprintf(p, sizeof p, "%ld", pid);
+  lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+  long epoch = fence_of(s, id);
+  snprintf(ep, sizeof ep, "%ld", epoch);
+  const char *v[] = {status, result, error, question, p, t, id, ep};
+  pthread_mutex_lock(&s->dbmu);
+  int code = 0, rc = 0;
+  /* Fenced: only while the run's epoch is still the one this process was
+   * given (docs/serve.md, leases); epoch 0 is unfenced. */
+  PGresult *r = q(&s->db, s->url, 1,
+                  "UPDATE runs SET status=$1, result=$2, error=$3, question=$4, pid=$5, "
+                  "updated=$6, cancel_requested=CASE WHEN $1='running' THEN cancel_requested "
+                  "ELSE 0 END WHERE id=$7 AND ($8::bigint=0 OR EXISTS(SELECT 1 FROM leases "
+                  "WHERE run_id=$7 AND epoch=$8::bigint FOR SHARE))",
+                  8, v, &code, err, errlen);
+  if (!r) rc = code;
+  else if (atol(PQcmdTuples(r)) == 0) {
+    PQclear(r);
+    r = q(&s->db, s->url, 1,
+          "SELECT coalesce((SELECT epoch FROM leases WHERE run_id=$1), 0) FROM runs WHERE id=$1",
+          1, v + 6, &code, err, errlen);
+    char u[512];
+    lc_pgstore_redact(s->url, u, sizeof u);
+    if (!r) rc = code;
+    else if (PQntuples(r) == 0) {
+      snprintf(err, errlen, "no run %s in %s", id, u);
+      rc = LC_ENOTFOUND;
+    } else {
+      snprintf(err, errlen, "store: run %s was taken by another daemon (lease epoch %s, ours %ld)",
+               id, PQgetvalue(r, 0, 0), epoch);
+      rc = LC_ESTATE;
+    }
+  }
+  PQclear(r);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_t waslen,
+                          char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
+  struct lc_run_row r;
+  int rc = lc_pgstore_run_get(s, id, &r, err, errlen);
+  if (rc) return rc;
+  snprintf(was, waslen, "%s", r.status ? r.status : "");
+  char st[32]; /* the row is freed below */
+  snprintf(st, sizeof st, "%s", r.status ? r.status : "");
+  int terminal = !strcmp(st, "finished") || !strcmp(st, "failed") || !strcmp(st, "cancelled");
+  lc_run_row_free(&r);
+  if (terminal) return 0;
+  /* Who runs it may be another machine: a run with a live lease (or, with
+   * no lease, a live local pid) is asked to stop at its next effect; any
+   * other is cancelled here. One statement decides, so a daemon claiming
+   * it meanwhile cannot be overwritten. */
+  char t[40];
+  lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+  pthread_mutex_lock(&s->dbmu);
+  int live = 0;
+  if (!strcmp(st, "running")) {
+    const char *v[] = {id};
+    int code = 0;
+    PGresult *x = q(&s->db, s->url, 1,
+                    "SELECT r.pid, coalesce(l.owner IS NOT NULL AND l.lease_until > "
+                    "extract(epoch FROM clock_timestamp()), false), l.run_id IS NOT NULL "
+                    "FROM runs r LEFT JOIN leases l ON l.run_id = r.id WHERE r.id=$1",
+                    1, v, &code, err, errlen);
+    if (!x) rc = code;
+    else if (PQntuples(x)) {
+      /* Executing somewhere: a process took it (pid, set when it starts
+       * or resumes it; 0 after an answer) and, on a fleet, its lease is
+       * live (the pid may be another machine's); without leases, the
+       * local pid is alive. A run claimed but still queued is not. */
+      long pid = atol(PQgetvalue(x, 0, 0));
+      int leased = PQgetvalue(x, 0, 1)[0] == 't', fleet = PQgetvalue(x, 0, 2)[0] == 't';
+      live = pid > 0 && (fleet ? leased : kill((pid_t)pid, 0) == 0 || errno == EPERM);
+    }
+    PQclear(x);
+  }
+  if (!rc) {
+    const char *v[] = {t, id};
+    rc = qx(&s->db, s->url, 1,
+            live ? "UPDATE runs SET cancel_requested=1, updated=$1 WHERE id=$2"
+                 : "UPDATE runs SET status='cancelled', pid=0, question=NULL, updated=$1 "
+                   "WHERE id=$2",
+            2, v, err, errlen);
+  }
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_pgstore_run_list(struct lc_pgstore *s, long limit,
+                        int (*fn)(void *ud, const struct lc_run_row *r), void *ud, char *err,
+                        size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
+  char l[24];
+  snprintf(l, sizeof l, "%ld", limit);
+  const char *v[] = {limit > 0 ? l : NULL}; /* LIMIT NULL: all */
+  pthread_mutex_lock(&s->dbmu);
+  int code = 0, rc = 0;
+  PGresult *r = q(&s->db, s->url, 1,
+                  "SELECT " RUN_COLS " FROM runs ORDER BY created DESC, id LIMIT $1::bigint", 1, v,
+                  &code, err, errlen);
+  if (!r) rc = code;
+  else {
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+      struct lc_run_row row;
+      row_from(r, i, &row);
+      int stop = fn(ud, &row);
+      lc_run_row_free(&row);
+      if (stop) break;
+    }
+  }
+  PQclear(r);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+/* ---- journal ---- */
+
+int lc_pgstore_journal_read(struct lc_pgstore *s, const char *run_id,
+                            int (*fn)(void *ud, long seq, const char *text, size_t len), void *ud,
+                            long *last, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
+  *last = 0;
+  char u[512];
+  lc_pgstore_redact(s->url, u, sizeof u);
+  const char *v[] = {run_id};
+  pthread_mutex_lock(&s->dbmu);
+  int code = 0, rc = 0;
+  PGresult *r = q(&s->db, s->url, 1,
+                  "SELECT seq, line, crc FROM journal WHERE run_id=$1 ORDER BY seq", 1, v, &code,
+                  err, errlen);
+  if (!r) rc = code;
+  else {
+    int n = PQntuples(r);
+    long want = 1;
+    for (int i = 0; i < n; i++) {
+      long seq = atol(PQgetvalue(r, i, 0));
+      const char *text = PQgetvalue(r, i, 1);
+      size_t len = (size_t)PQgetlength(r, i, 1);
+      uint32_t crc = (uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10);
+      if (seq != want) {
+        snprintf(err, errlen,
+                 "store %s: integrity error: run %s's journal has no line %ld (next is %ld)", u,
+                 run_id, want, seq);
+        rc = LC_EINVAL;
+        break;
+      }
+      if (crc32_of(text, len) != crc) {
+        snprintf(err, errlen,
+                 "store %s: integrity error: run %s's journal line %ld does not match its "
+                 "checksum",
+                 u, run_id, seq);
+        rc = LC_EINVAL;
+        break;
+      }
+      *last = seq;
+      want++;
+      if ((rc = fn(ud, seq, text, len)) != 0) break;
+    }
+    if (!rc && *last == 0) {
+      snprintf(err, errlen, "store %s: run %s has no journal", u, run_id);
+      rc = LC_ENOTFOUND;
+    }
+  }
+  PQclear(r);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+int lc_pgstore_journal_append_now(struct lc_pgstore *s, const char *run_id, long seq,
+                                  const char *text, size_t len, char *err, size_t errlen) {
+  if (ensure(s, err, errlen)) return s->open_rc;
+  pthread_mutex_lock(&s->dbmu);
+  int rc = insert_line(&s->db, s->url, run_id, seq, text, len, fence_of(s, run_id), err,
+                     errlen);
+  if (rc && rc != LC_ESTATE && is_conn_lost(s->db)) /* the same line again is no error */
+    rc = insert_line(&s->db, s->url, run_id, seq, text, len, fence_of(s, run_id), err,
+                     errlen);
+  pthread_mutex_unlock(&s->dbmu);
+  return rc;
+}
+
+/* ---- the writer: group commit ---- */
+
+static void pending_free(struct pending *p) {
+  if (p->create) {
+    lc_run_row_free(p->create);
+    free(p->create);
+  }
+  lc_free(p->text);
+  lc_free(p);
+}
+
+static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
+
+static int enqueue(struct lc_pgstore *s, struct pending *p) {
+  pthread_mutex_lock(&s->mu);
+  int failed = s->failed;
+  if (!failed && !s->writer_on) {
+    if (pthread_create(&s->writer, NULL, writer_main, s)) failed = 1;
+    else s->writer_on = 1;
+  }
+  if (!failed) {
+    *s->tail = p;
+    s->tail = &p->next;
+    pthread_cond_signal(&s->cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (failed) {
+    pending_free(p);
+    return LC_EIO;
+  }
+  return 0;
+}
+
+int lc_pgstore_append_run(struct lc_pgstore *s, const struct lc_store_client *c,
+                          const struct lc_run_row *r) {
+  struct pending *p = lc_calloc(1, sizeof *p);
+  struct lc_run_row *x = p ? calloc(1, sizeof *x) : NULL;
+  if (!p || !x) {
+    lc_free(p);
+    free(x);
+    return LC_ENOMEM;
+  }
+  snprintf(x->id, sizeof x->id, "%s", r->id);
+  x->script = dup_or_null(r->script);
+  x->script_sha256 = dup_or_null(r->script_sha256);
+  x->args = dup_or_null(r->args);
+  x->cwd = dup_or_null(r->cwd);
+  x->status = dup_or_null(r->status);
+  x->pid = r->pid;
+  p->create = x;
+  p->c = *c;
+  return enqueue(s, p);
+}
+
+int lc_pgstore_append(struct lc_pgstore *s, const struct lc_store_client *c, long seq,
+                      unsigned long ticket, const char *text, size_t len) {
+  struct pending *p = lc_calloc(1, sizeof *p);
+  if (!p || !(p->text = lc_malloc(len ? len : 1))) {
+    lc_free(p);
+    return LC_ENOMEM;
+  }
+  memcpy(p->text, text, len);
+  p->len = len;
+  p->c = *c;
+  p->seq = seq;
+  p->ticket = ticket;
+  return enqueue(s, p);
+}
+
+void lc_pgstore_flush(struct lc_pgstore *s) {
+  pthread_mutex_lock(&s->mu);
+  s->flushing++;
+  pthread_cond_signal(&s->cv);
+  while (s->head || s->busy) pthread_cond_wait(&s->idle, &s->mu);
+  s->flushing--;
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* As store.c's take_group: a run's creation at the end of the queue waits
+ * for its first line (the two go in one transaction). */
+static struct pending *take_group(struct lc_pgstore *s) {
+  struct pending *last = NULL, *prev = NULL;
+  for (struct pending *p = s->head; p; p = p->next) {
+    prev = last;
+    last = p;
+  }
+  if (!last) return NULL;
+  struct pending *g = s->head;
+  if (last->create && !s->stop && !s->flushing) {
+    if (!prev) return NULL;
+    prev->next = NULL;
+    s->head = last;
+    s->tail = &last->next;
+    return g;
+  }
+  s->head = NULL;
+  s->tail = &s->head;
+  return g;
+}
+
+void lc_pgstore_stats(const struct lc_pgstore *s, long *lines, long *commits) {
+  pthread_mutex_lock((pthread_mutex_t *)&s->mu);
+  if (lines) *lines = s->lines;
+  if (commits) *commits = s->commits;
+  pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
+}
+
+
+static int is_lost(const struct lost *l, const char *run_id) {
+  for (; l; l = l->next)
+    if (!strcmp(l->run_id, run_id)) return 1;
+  return 0;
+}
+
+/* Checks each fenced run of the group once, locking its row FOR SHARE: a
+ * claim by another daemon (an UPDATE of the row) then waits for this
+ * commit, and one that came first is seen here. */
+static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **lost, char *err,
+                        size_t errlen) {
+  struct lost *checked = NULL;
+  int rc = 0;
+  for (struct pending *p = g; p && !rc; p = p->next) {
+    if (p->create || is_lost(checked, p->c.run_id) || is_lost(*lost, p->c.run_id)) continue;
+    long epoch = fence_of(s, p->c.run_id);
+    if (!epoch) continue;
+    char ep[24];
+    snprintf(ep, sizeof ep, "%ld", epoch);
+    const char *v[] = {p->c.run_id, ep};
+    int code = 0;
+    PGresult *r = q(&s->wdb, s->url, 0,
+                    "SELECT 1 FROM leases WHERE run_id=$1 AND epoch=$2::bigint FOR SHARE", 2, v,
+                    &code,
+                    err, errlen);
+    if (!r) {
+      rc = code;
+      break;
+    }
+    struct lost *x = lc_calloc(1, sizeof *x);
+    if (!x) {
+      PQclear(r);
+      rc = LC_ENOMEM;
+      break;
+    }
+    snprintf(x->run_id, sizeof x->run_id, "%s", p->c.run_id);
+    if (PQntuples(r) == 0) {
+      x->next = *lost;
+      *lost = x;
+    } else {
+      x->next = checked;
+      checked = x;
+    }
+    PQclear(r);
+  }
+  while (checked) {
+    struct lost *x = checked;
+    checked = x->next;
+    lc_free(x);
+  }
+  return rc;
+}
+
+static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
+                             struct lost **lost) {
+  char err[1024];
+  if (conn_ok(&s->wdb, s->url, err, sizeof err)) return EIO;
+  /* libpq learns that the server ended the connection when it next uses
+   * it: a BEGIN that fails so is retried by the caller. */
+  if (qx(&s->wdb, s->url, 0, "BEGIN", 0, NULL, err, sizeof err))
+    return last_ended || is_conn_lost(s->wdb) ? ECONNRESET : EIO;
+  int bad = check_fences(s, g, lost, err, sizeof err) != 0;
+  for (struct pending *p = g; p && !bad; p = p->next) {
+    if (is_lost(*lost, p->c.run_id) || is_lost(s->dead, p->c.run_id)) continue;
+    if (p->create) bad = insert_run(&s->wdb, s->url, p->create, again, err, sizeof err) != 0;
+    else
+      bad = insert_line(&s->wdb, s->url, p->c.run_id, p->seq, p->text, p->len,
+                        fence_of(s, p->c.run_id), err, sizeof err) != 0;
+  }
+  if (bad || qx(&s->wdb, s->url, 0, "COMMIT", 0, NULL, err, sizeof err)) {
+    int gone = last_ended || is_conn_lost(s->wdb);
+    char e2[64];
+    if (!is_conn_lost(s->wdb)) qx(&s->wdb, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+    if (gone && !is_conn_lost(s->wdb)) PQreset(s->wdb);
+    return gone ? ECONNRESET : EIO;
+  }
+  return 0;
+}
+
+/* One transaction per group; a connection lost on the way (a restarted
+ * server, pg_terminate_backend) is made again and the group sent again,
+ * a few times with a short backoff: its lines are idempotent
+ * (insert_line), its runs' rows too. */
+static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **lost) {
+  if (ensure(s, NULL, 0)) return EIO;
+  int rc = commit_group_once(s, g, 0, lost);
+  for (int attempt = 1; rc == ECONNRESET && attempt < 6; attempt++) {
+    while (*lost) {
+      struct lost *x = *lost;
+      *lost = x->next;
+      lc_free(x);
+    }
+    struct timespec ts = {0, 20000000L * attempt};
+    nanosleep(&ts, NULL);
+    rc = commit_group_once(s, g, 1, lost);
+  }
+  return rc ? EIO : 0;
+}
+
+static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
+                   const struct lost *lost) {
+  struct pending **v = lc_malloc((size_t)n * sizeof *v);
+  size_t cap = 16;
+  while (cap < (size_t)n * 2) cap *= 2;
+  const void **seen = lc_calloc(cap, sizeof *seen);
+  if (!v || !seen) {
+    for (struct pending *p = g; p; p = p->next)
+      if (p->c.committed)
+        p->c.committed(p->c.ud, p->ticket,
+                       err                         ? err
+                       : is_lost(s->dead, p->c.run_id) ? EIO
+                       : is_lost(lost, p->c.run_id)    ? EPERM
+                                                       : 0);
+    lc_free(v);
+    lc_free(seen);
+    return;
+  }
+  long k = 0;
+  for (struct pending *p = g; p; p = p->next) v[k++] = p;
+  for (long i = n - 1; i >= 0; i--) {
+    struct pending *p = v[i];
+    size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
+    while (seen[h] && seen[h] != p->c.ud) h = (h + 1) & (cap - 1);
+    if (seen[h] || p->create) continue;
+    seen[h] = p->c.ud;
+    int e = err                         ? err
+            : is_lost(s->dead, p->c.run_id) ? EIO
+            : is_lost(lost, p->c.run_id)    ? EPERM
+                                            : 0;
+    if (p->c.committed) p->c.committed(p->c.ud, p->ticket, e);
+    if (!e && p->c.cancel) {
+      const char *pv[] = {p->c.run_id};
+      int code = 0;
+      char e2[256];
+      PGresult *r = q(&s->wdb, s->url, 1, "SELECT cancel_requested FROM runs WHERE id=$1", 1, pv,
+                      &code, e2, sizeof e2);
+      if (r && PQntuples(r) && atoi(PQgetvalue(r, 0, 0))) p->c.cancel(p->c.ud);
+      PQclear(r);
+    }
+  }
+  lc_free(v);
+  lc_free(seen);
+}
+
+static void *writer_main(void *arg) {
+  struct lc_pgstore *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    struct pending *g;
+    while (!(g = take_group(s)) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    if (!g) break;
+    s->busy = 1;
+    pthread_mutex_unlock(&s->mu);
+    struct lost *lost = NULL;
+    int err = commit_group(s, g, &lost);
+    long n = 0;
+    for (struct pending *p = g; p; p = p->next) {
+      n++;
+      if (err && !is_lost(s->dead, p->c.run_id)) { /* only the writer thread reads it */
+        struct lost *x = lc_calloc(1, sizeof *x);
+        if (x) {
+          snprintf(x->run_id, sizeof x->run_id, "%s", p->c.run_id);
+          x->next = s->dead;
+          s->dead = x;
+        }
+      }
+    }
+    notify(s, g, n, err, lost);
+    while (lost) {
+      struct lost *x = lost;
+      lost = x->next;
+      lc_free(x);
+    }
+    while (g) {
+      struct pending *x = g;
+      g = g->next;
+      pending_free(x);
+    }
+    pthread_mutex_lock(&s->mu);
+    /* Unlike a SQLite file, a database that failed a group may take the
+     * next (the connection is made again): only this group's clients
+     * heard the error, nothing is latched. */
+    if (!err) {
+      s->lines += n;
+      s->commits++;
+    }
+    s->busy = 0;
+    if (!s->head) pthread_cond_broadcast(&s->idle);
+  }
+  s->busy = 0;
+  pthread_cond_broadcast(&s->idle);
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}

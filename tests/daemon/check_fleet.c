@@ -1,0 +1,434 @@
+/* check_fleet.c: several `luact serve` daemons on one real PostgreSQL
+ * (runtime/daemon/fleet.c, docs/serve.md "A fleet"), under faults: a
+ * daemon SIGSTOPped past its lease, SIGKILLs with restarts,
+ * pg_terminate_backend on the daemons' connections, the LISTEN connection
+ * killed. The agent is luact.react with one tool against the mock LLM
+ * (examples/hello/mock.json).
+ *
+ * What must hold: every run finishes exactly once (a trigger counts the
+ * accepted transitions to finished) with the output of a fault-free run;
+ * every journal reads back whole (CRCs, no gaps) with one result per
+ * intent; no line was written under a lease after a later lease of the
+ * same run had written (journal.epoch: the fencing); a stalled daemon
+ * that wakes up stops the runs it lost.
+ *
+ * LUACT_FLEET_RUNS sets the number of runs (default 300, about 35 s here;
+ * the issue's 5,000 took over 5 minutes on this shared 2-core machine,
+ * beyond the suite's time bound). Not checked here: the at-most-once
+ * rule under faults (the agent's only effects are LLM calls and a pure
+ * tool), and how soon an orphaned run is taken over (only that it is). */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lc.h"
+#include "store.h"
+#include "util_common.h"
+#include "util_mock.h"
+#include "util_pg.h"
+
+static struct lc_pg pg;
+static char url[300], dir[256];
+static struct lc_mock mock;
+
+static const char react_agent[] =
+    "local add = luact.tool{ name = 'add', description = 'Adds two numbers.',\n"
+    "  params = { type = 'object', properties = { a = { type = 'number' },\n"
+    "    b = { type = 'number' } }, required = { 'a', 'b' } },\n"
+    "  fn = function(args) return args.a + args.b end }\n"
+    "return { name = 'react', run = function(input, ctx)\n"
+    "  local r = luact.react{ model = 'openai:mock-gpt', tools = { add },\n"
+    "    question = input.question }\n"
+    "  return { status = r.status, answer = r.answer or r.reason }\n"
+    "end }\n";
+
+/* Sleeps in journaled steps: long enough to be stalled in. */
+static const char slow_agent[] =
+    "return function(input, ctx)\n"
+    "  for i = 1, input.steps do luact.sleep(0.05); luact.now() end\n"
+    "  return {done = input.steps}\n"
+    "end\n";
+
+#define NDAEMONS 3
+#define LEASE "2"
+
+struct daemon {
+  pid_t pid;
+  int port, gen;
+  char log[300];
+};
+static struct daemon dm[NDAEMONS];
+
+static void nap(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static double mono(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void start(int k) {
+  struct daemon *d = &dm[k];
+  snprintf(d->log, sizeof d->log, "%s/log%d.%d", dir, k, ++d->gen);
+  d->pid = fork();
+  ck_assert_int_ge(d->pid, 0);
+  if (d->pid == 0) {
+    int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    setenv("OPENAI_API_KEY", "sk-test", 1);
+    char base[128];
+    snprintf(base, sizeof base, "%s/v1", mock.base_url);
+    setenv("OPENAI_BASE_URL", base, 1);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "exec %s/luact serve --listen 127.0.0.1:0 --no-auth --store '%s' --lease " LEASE
+             " --poll-ms 200 --max-runs 16 --grace 0 %s/agents",
+             LC_BINARY_DIR, url, dir);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  for (;;) {
+    char *t = lc_test_read_file(d->log, NULL);
+    const char *p = t ? strstr(t, "listening on 127.0.0.1:") : NULL;
+    if (p) {
+      d->port = atoi(p + strlen("listening on 127.0.0.1:"));
+      free(t);
+      break;
+    }
+    free(t);
+    int st;
+    ck_assert_msg(waitpid(d->pid, &st, WNOHANG) == 0, "daemon %d exited at start", k);
+    nap(20);
+  }
+}
+
+static void kill9(int k) {
+  kill(dm[k].pid, SIGKILL);
+  waitpid(dm[k].pid, NULL, 0);
+  dm[k].pid = 0;
+}
+
+static size_t sink(char *p, size_t sz, size_t n, void *ud) {
+  char **b = ud;
+  size_t len = *b ? strlen(*b) : 0;
+  char *x = realloc(*b, len + sz * n + 1);
+  if (!x) return 0;
+  memcpy(x + len, p, sz * n);
+  x[len + sz * n] = 0;
+  *b = x;
+  return sz * n;
+}
+
+/* POST /runs with an Idempotency-Key: sent again to another daemon when
+ * one is down or dies under it, it is still one run. Returns its id. */
+static char *submit(const char *body, const char *key, int first) {
+  for (int attempt = 0; attempt < 50; attempt++) {
+    int k = (first + attempt) % NDAEMONS;
+    if (!dm[k].pid) continue;
+    CURL *c = curl_easy_init();
+    char u[128], h[128];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/runs", dm[k].port);
+    snprintf(h, sizeof h, "Idempotency-Key: %s", key);
+    struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/json");
+    hs = curl_slist_append(hs, h);
+    char *out = NULL;
+    curl_easy_setopt(c, CURLOPT_URL, u);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+    cJSON *j = code == 200 ? cJSON_Parse(out) : NULL;
+    free(out);
+    const cJSON *id = cJSON_GetObjectItem(j, "run_id");
+    if (cJSON_IsString(id)) {
+      char *r = strdup(id->valuestring);
+      cJSON_Delete(j);
+      return r;
+    }
+    cJSON_Delete(j);
+    nap(50);
+  }
+  ck_abort_msg("no daemon took run %s", key);
+  return NULL;
+}
+
+static long count(const char *sql) {
+  char *v = lc_pg_value(url, sql);
+  long n = v ? atol(v) : -1;
+  free(v);
+  return n;
+}
+
+static void setup(void) {
+  ck_assert_msg(pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
+  ck_assert_int_eq(lc_pg_newdb(&pg, url, sizeof url), 0);
+  snprintf(dir, sizeof dir, "/tmp/lc_fleet_XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char p[400];
+  snprintf(p, sizeof p, "%s/agents", dir);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/agents/react.lua", dir);
+  write_file(p, react_agent);
+  snprintf(p, sizeof p, "%s/agents/slow.lua", dir);
+  write_file(p, slow_agent);
+  ck_assert_int_eq(lc_mock_start_file(&mock, LC_SOURCE_DIR "/examples/hello/mock.json", NULL), 0);
+  memset(dm, 0, sizeof dm);
+  for (int k = 0; k < NDAEMONS; k++) start(k);
+  /* The schema is there once a daemon started: count every accepted
+   * transition to finished (a run that finished twice shows twice). */
+  char e[512];
+  ck_assert_msg(lc_pg_sql(url,
+                          "CREATE TABLE finished_log(run_id TEXT, at TIMESTAMPTZ DEFAULT now());"
+                          "CREATE FUNCTION log_finished() RETURNS trigger AS $$ BEGIN "
+                          "INSERT INTO finished_log(run_id) VALUES(NEW.id); RETURN NEW; END $$ "
+                          "LANGUAGE plpgsql;"
+                          "CREATE TRIGGER runs_finished AFTER UPDATE OF status ON runs FOR EACH ROW "
+                          "WHEN (NEW.status = 'finished') EXECUTE FUNCTION log_finished();",
+                          e, sizeof e) == 0,
+                "%s", e);
+}
+
+static void teardown(void) {
+  for (int k = 0; k < NDAEMONS; k++)
+    if (dm[k].pid) {
+      kill(dm[k].pid, SIGCONT);
+      kill9(k);
+    }
+  lc_mock_stop(&mock);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&pg), 0); }
+static void pg_down(void) { lc_pg_stop(&pg); }
+
+/* The journal of every run reads back through the store (CRC, no gap). */
+static int ignore_line(void *ud, long seq, const char *text, size_t len) {
+  (void)ud, (void)seq, (void)text, (void)len;
+  return 0;
+}
+
+static void check_journals(cJSON *ids) {
+  struct lc_store *st;
+  char err[1024];
+  ck_assert_int_eq(lc_store_open(url, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  const cJSON *id;
+  cJSON_ArrayForEach(id, ids) {
+    long last = 0;
+    ck_assert_msg(lc_store_journal_read(st, id->valuestring, ignore_line, NULL, &last, err,
+                                        sizeof err) == 0,
+                  "%s", err);
+  }
+  lc_store_close(st);
+  /* one result per intent */
+  ck_assert_int_eq(count("SELECT count(*) FROM (SELECT run_id, line::json->>'id' FROM journal "
+                         "WHERE line::json->>'type' = 'result' GROUP BY 1, 2 HAVING count(*) > 1) x"),
+                   0);
+  /* fencing: no line under an older lease after a newer lease's line */
+  ck_assert_int_eq(count("SELECT count(*) FROM journal j WHERE EXISTS (SELECT 1 FROM journal k "
+                         "WHERE k.run_id = j.run_id AND k.epoch > j.epoch AND k.seq < j.seq)"),
+                   0);
+}
+
+/* Waits until the log of daemon k says what. */
+static void await_log(int k, const char *what) {
+  double until = mono() + 60;
+  for (;;) {
+    char *t = lc_test_read_file(dm[k].log, NULL);
+    int found = t && strstr(t, what);
+    free(t);
+    if (found) return;
+    ck_assert_msg(mono() < until, "daemon %d never logged %s", k, what);
+    nap(50);
+  }
+}
+
+/* A daemon frozen past its lease while it runs a run: another daemon
+ * claims the run and finishes it; the frozen one, resumed, writes not one
+ * more line or status of it and says it lost the lease. */
+START_TEST(stalled_daemon_loses_its_lease) {
+  char *id = submit("{\"assistant_id\":\"slow\",\"input\":{\"steps\":60}}", "slow1", 0);
+  char q[300];
+  snprintf(q, sizeof q, "SELECT count(*) FROM journal WHERE run_id = '%s'", id);
+  double until = mono() + 30;
+  while (count(q) < 4) {
+    ck_assert_msg(mono() < until, "the run never started");
+    nap(20);
+  }
+  snprintf(q, sizeof q, "SELECT split_part(owner, ':', 2) FROM leases WHERE run_id = '%s'", id);
+  char *owner = lc_pg_value(url, q);
+  ck_assert_ptr_nonnull(owner);
+  int k = -1;
+  for (int i = 0; i < NDAEMONS; i++)
+    if (dm[i].pid == atol(owner)) k = i;
+  free(owner);
+  ck_assert_int_ge(k, 0);
+  kill(dm[k].pid, SIGSTOP);
+  snprintf(q, sizeof q, "SELECT epoch FROM leases WHERE run_id = '%s'", id);
+  until = mono() + 30;
+  while (count(q) < 2) { /* another daemon claimed it */
+    ck_assert_msg(mono() < until, "nobody took the stalled run over");
+    nap(50);
+  }
+  snprintf(q, sizeof q, "SELECT count(*) FROM runs WHERE id = '%s' AND status = 'finished'", id);
+  until = mono() + 30;
+  while (count(q) < 1) {
+    ck_assert_msg(mono() < until, "the run never finished");
+    nap(50);
+  }
+  snprintf(q, sizeof q, "SELECT max(seq) FROM journal WHERE run_id = '%s'", id);
+  long lines = count(q);
+  kill(dm[k].pid, SIGCONT);
+  await_log(k, "\"lease_lost\"");
+  await_log(k, "was taken by another daemon"); /* its final status refused */
+  ck_assert_int_eq(count(q), lines);
+  snprintf(q, sizeof q, "SELECT count(*) FROM finished_log WHERE run_id = '%s'", id);
+  ck_assert_int_eq(count(q), 1);
+  cJSON *ids = cJSON_CreateArray();
+  cJSON_AddItemToArray(ids, cJSON_CreateString(id));
+  check_journals(ids);
+  cJSON_Delete(ids);
+  free(id);
+}
+END_TEST
+
+/* Many short runs on three daemons while faults come: SIGKILL and
+ * restart, connections terminated by the server, the LISTEN connection
+ * killed, a daemon stalled past its lease. */
+START_TEST(many_runs_under_faults) {
+  long nruns = getenv("LUACT_FLEET_RUNS") ? atol(getenv("LUACT_FLEET_RUNS")) : 300;
+  const char *body = "{\"assistant_id\":\"react\",\"input\":{\"question\":\"What is 17 + 25?\"}}";
+  /* A fault-free run first: the output every other run must give. */
+  char *ref = submit(body, "ref", 0);
+  char q[400];
+  snprintf(q, sizeof q, "SELECT result FROM runs WHERE id = '%s' AND status = 'finished'", ref);
+  double until = mono() + 60;
+  char *want;
+  while (!(want = lc_pg_value(url, q))) {
+    ck_assert_msg(mono() < until, "the reference run never finished");
+    nap(20);
+  }
+  ck_assert_msg(strstr(want, "42"), "%s", want);
+  cJSON *ids = cJSON_CreateArray();
+  cJSON_AddItemToArray(ids, cJSON_CreateString(ref));
+  free(ref);
+  unsigned seed = 4242;
+  int kills = 0, terms = 0, listens = 0, stalls = 0;
+  pid_t stalled = 0;
+  double cont_at = 0;
+  /* until every run has ended (whichever way: the checks below say if
+   * not as a fault-free run would) */
+  for (long i = 0; i < nruns || count("SELECT count(*) FROM runs WHERE status IN ('running', "
+                                      "'waiting_input')") > 0 ||
+                   count("SELECT count(*) FROM d_runs d LEFT JOIN runs r ON r.id = d.id "
+                         "WHERE r.id IS NULL AND d.pstatus = 'pending'") > 0;
+       i++) {
+    if (i < nruns) {
+      char key[32];
+      snprintf(key, sizeof key, "k%ld", i);
+      char *id = submit(body, key, (int)(i % NDAEMONS));
+      cJSON_AddItemToArray(ids, cJSON_CreateString(id));
+      free(id);
+    } else {
+      nap(100);
+    }
+    if (stalled && mono() >= cont_at) { /* past its lease: wake it */
+      kill(stalled, SIGCONT);
+      stalled = 0;
+    }
+    if (i % 25 != 24 && i < nruns) continue;
+    if (i > nruns * 40 + 4000) ck_abort_msg("the runs never all finished");
+    /* a fault, now and then */
+    int f = (int)(rand_r(&seed) % 4);
+    int k = (int)(rand_r(&seed) % NDAEMONS);
+    if (f == 0 && kills < 6 && dm[k].pid && dm[k].pid != stalled) {
+      kill9(k);
+      start(k);
+      kills++;
+    } else if (f == 1) {
+      char *n = lc_pg_value(url, "SELECT count(pg_terminate_backend(pid)) FROM "
+                                 "(SELECT pid FROM pg_stat_activity WHERE datname = "
+                                 "current_database() AND pid <> pg_backend_pid() AND "
+                                 "backend_type = 'client backend' ORDER BY random() LIMIT 2) x");
+      terms += n ? atoi(n) : 0;
+      free(n);
+    } else if (f == 2) {
+      char *n = lc_pg_value(url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+      listens += n ? atoi(n) : 0;
+      free(n);
+    } else if (f == 3 && !stalled && stalls < 2 && dm[k].pid) {
+      kill(dm[k].pid, SIGSTOP);
+      stalled = dm[k].pid;
+      cont_at = mono() + atoi(LEASE) + 1.5;
+      stalls++;
+    }
+  }
+  if (stalled) kill(stalled, SIGCONT);
+  fprintf(stderr, "fleet: %ld runs; %d SIGKILLs, %d connections terminated, %d LISTEN killed, "
+                  "%d stalls\n",
+          nruns + 1, kills, terms, listens, stalls);
+  ck_assert_int_gt(kills + terms + listens + stalls, 0);
+  /* every run finished exactly once, with the reference output */
+  ck_assert_int_eq(cJSON_GetArraySize(ids), nruns + 1);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs"), nruns + 1);
+  snprintf(q, sizeof q, "SELECT count(*) FROM runs WHERE status = 'finished' AND result = $x$%s$x$",
+           want);
+  char *perr = lc_pg_value(url, "SELECT string_agg(DISTINCT perror, ' | ') FROM d_runs WHERE "
+                                "pstatus <> 'pending'");
+  ck_assert_msg(count("SELECT count(*) FROM runs") == nruns + 1, "%ld runs have a row of %ld; "
+                "the others ended with: %s", count("SELECT count(*) FROM runs"), nruns + 1,
+                perr ? perr : "");
+  free(perr);
+  char *other = lc_pg_value(url, "SELECT string_agg(DISTINCT coalesce(result, status), ' | ') "
+                                 "FROM runs WHERE result IS DISTINCT FROM (SELECT result FROM "
+                                 "runs GROUP BY result ORDER BY count(*) DESC LIMIT 1)");
+  ck_assert_msg(count(q) == nruns + 1, "%ld of %ld with the reference output; others: %s",
+                count(q), nruns + 1, other ? other : "");
+  free(other);
+  ck_assert_int_eq(count("SELECT count(*) FROM (SELECT run_id FROM finished_log GROUP BY run_id "
+                         "HAVING count(*) <> 1) x"),
+                   0);
+  ck_assert_int_eq(count("SELECT count(DISTINCT run_id) FROM finished_log"), nruns + 1);
+  check_journals(ids);
+  cJSON_Delete(ids);
+  free(want);
+}
+END_TEST
+
+Suite *fleet_suite(void) {
+  Suite *s = suite_create("fleet");
+  TCase *tc = tcase_create("fleet");
+  tcase_set_timeout(tc, 240);
+  tcase_add_unchecked_fixture(tc, pg_up, pg_down);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, stalled_daemon_loses_its_lease);
+  tcase_add_test(tc, many_runs_under_faults);
+  suite_add_tcase(s, tc);
+  return s;
+}
