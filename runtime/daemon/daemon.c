@@ -329,6 +329,10 @@ static int store_status(struct lc_serve *s, const char *run_id, char *buf, size_
  * created meanwhile. Committed before it returns. */
 static int set_status(struct lc_serve *s, const char *id, const char *status, const char *result,
                       const char *error, const char *question, char *err, size_t n) {
+  /* A fleet's status changes are fenced by the run's lease epoch: only the
+   * run store's own update checks it. */
+  if (lc_store_is_pg_store(s->store))
+    return lc_store_run_set_status(s->store, id, status, result, error, question, 0, err, n);
   return lc_dstore_exec(s->ds, NULL, err, n,
                         "UPDATE runs SET status=?, result=?, error=?, question=?, pid=0, "
                         "updated=?, cancel_requested=CASE WHEN ?='running' THEN "
