@@ -154,6 +154,11 @@ function mcp.serve(dir, opts)
   if type(base_ask) == "function" then
     luact.ask = function(prompt, o)
       local c = call_here()
+      if c and not c.can_elicit and not (opts and opts.http) then
+        -- over stdio the server's stdin is the MCP channel: reading the
+        -- answer there would take the client's next messages as input
+        return nil, "the MCP client cannot be asked: it did not declare elicitation", "no_input"
+      end
       if not (c and c.can_elicit) then return base_ask(prompt, o) end
       if prompt ~= nil and type(prompt) ~= "string" then error("luact.ask: 'prompt' must be a string", 2) end
       if o ~= nil and type(o) ~= "table" then error("luact.ask: options must be a table", 2) end
