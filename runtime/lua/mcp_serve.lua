@@ -108,6 +108,11 @@ function mcp.serve(dir, opts)
   local nreq = 0
   local init_elicit = false -- what the last initialize declared
   local stray = 0     -- responses to no request of ours (counted, dropped)
+  -- 2026-07-28 has no server-initiated requests: the call answers
+  -- resultType "input_required" and the client sends tools/call again
+  -- with the answers and our requestState. The run's task stays suspended
+  -- in between; the retry is bound to it by that state.
+  local retries = {}  -- requestState -> {slot =, call =, key =}
 
   local function call_here()
     local p = task_path()
@@ -127,6 +132,17 @@ function mcp.serve(dir, opts)
     nreq = nreq + 1
     local id = "luact-" .. nreq
     local slot = new_slot()
+    if c.mrtr then
+      if not c.send then return nil, "the call has no request to answer", "mcp_error" end
+      -- a counter (unique) and randomness (not guessable by another client)
+      local state = string.format("%s.%08x%08x", id, math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+      retries[state] = { slot = slot, call = c, key = id }
+      local _ <close> = setmetatable({}, { __close = function() retries[state] = nil end })
+      c.answer { resultType = "input_required", requestState = state,
+        inputRequests = { [id] = { method = "elicitation/create",
+          params = { message = message, requestedSchema = schema } } } }
+      return c.answered(slot:wait())
+    end
     pending[id] = slot
     -- also when the task is killed while it waits (timeout, cancel)
     local _ <close> = setmetatable({}, { __close = function() pending[id] = nil end })
@@ -134,7 +150,12 @@ function mcp.serve(dir, opts)
         params = { message = message, requestedSchema = schema } } then
       return nil, "cannot send elicitation/create: the call's stream is closed", "mcp_error"
     end
-    local m = slot:wait()
+    return c.answered(slot:wait())
+  end
+
+  -- The client's answer (a JSON-RPC response, or {result = } built from a
+  -- retry's inputResponses), checked: it is the client's data.
+  local function answered(m)
     if m.error ~= nil then
       local e = type(m.error) == "table" and m.error.message
       return nil, "the MCP client refused the elicitation: " .. tostring(e or "error"), "mcp_error"
@@ -221,44 +242,69 @@ function mcp.serve(dir, opts)
       if args == nil then args = {} end
       if type(args) ~= "table" then return fail(-32602, "arguments must be an object") end
       local key = json.encode(m.id)
-      -- ctx.progress(done [, total [, message]]) reports to a client that
-      -- asked (params._meta.progressToken); over HTTP the answer becomes an
-      -- SSE stream at the first report.
       local meta = type(p._meta) == "table" and p._meta or {}
-      local token = meta.progressToken
-      local ctx = { progress = function(done, total, message)
-        if token == nil then return end
-        notify { jsonrpc = "2.0", method = "notifications/progress",
-          params = { progressToken = token, progress = done, total = total, message = message } }
-      end }
       -- The capabilities: in the request (2026-07-28 carries them in
-      -- _meta), else what initialize declared. A 2026-07-28 client takes no
-      -- server-initiated requests (it asks for multi round-trip requests,
-      -- not written yet), so it gets none.
+      -- _meta), else what initialize declared.
       local mcaps = meta["io.modelcontextprotocol/clientCapabilities"]
       local can = init_elicit
       if type(mcaps) == "table" then can = type(mcaps.elicitation) == "table" end
-      if meta["io.modelcontextprotocol/protocolVersion"] == "2026-07-28" then can = false end
-      local call = { can_elicit = can, request = request }
+      local mrtr = can and meta["io.modelcontextprotocol/protocolVersion"] == "2026-07-28"
+      -- The request this call answers now: a 2026-07-28 retry binds the
+      -- suspended run to the new request.
+      local function bind(call)
+        call.key, call.id, call.send, call.notify = key, m.id, send, notify
+        call.token = meta.progressToken
+        ending[key], running[key] = drop, call.task
+      end
+      if p.requestState ~= nil then
+        local w = retries[p.requestState]
+        if not w or not w.call.mrtr then return fail(-32602, "unknown or expired requestState") end
+        retries[p.requestState] = nil
+        local call = w.call
+        bind(call)
+        local res = type(p.inputResponses) == "table" and p.inputResponses[w.key]
+        w.slot:put(type(res) == "table" and { result = res }
+          or { error = { message = "no answer in inputResponses" } })
+        return
+      end
+      local call = { can_elicit = can, mrtr = mrtr, request = request, answered = answered }
+      -- Answers the current request (a retry moves it; the first answer
+      -- ends it: a 2026-07-28 input_required, or the result).
+      function call.answer(result)
+        local k, out = call.key, call.send
+        if not out then return end
+        call.send, call.notify = nil, nil
+        running[k], ending[k] = nil, nil
+        out { jsonrpc = "2.0", id = call.id, result = result }
+      end
+      -- ctx.progress(done [, total [, message]]) reports to a client that
+      -- asked (params._meta.progressToken); over HTTP the answer becomes an
+      -- SSE stream at the first report.
+      local ctx = { progress = function(done, total, message)
+        if call.token == nil or not call.notify then return end
+        call.notify { jsonrpc = "2.0", method = "notifications/progress",
+          params = { progressToken = call.token, progress = done, total = total, message = message } }
+      end }
       ctx.elicit = function(message, schema) return elicit(call, message, schema) end
-      ending[key] = drop
-      running[key] = luact.spawn(function()
+      bind(call)
+      call.task = luact.spawn(function()
         local me = task_path()
         calls[me] = call
         local _ <close> = setmetatable({}, { __close = function() calls[me] = nil end })
         local ok, r, e = pcall(t.call, t, args, ctx)
-        running[key] = nil
-        ending[key] = nil
         if not ok then
-          reply { content = { { type = "text", text = tostring(r) } }, isError = true }
+          call.answer { content = { { type = "text", text = tostring(r) } }, isError = true }
         elseif r == nil then
-          reply { content = { { type = "text", text = tostring(e or "failed") } }, isError = true }
+          call.answer { content = { { type = "text", text = tostring(e or "failed") } }, isError = true }
         else
           local res = { content = { { type = "text", text = text_of(r) } } }
           if type(r) == "table" then res.structuredContent = r end
-          reply(res)
+          call.answer(res)
         end
       end)
+      -- a task that answered at once (it ran until its first wait inside
+      -- spawn) has no request left to track
+      if call.send then running[key] = call.task end
     else
       fail(-32601, "Method not found: " .. tostring(m.method))
     end

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -994,6 +995,41 @@ static void elicit_modes(const char *target) {
   ck_assert_msg(strstr(buf, "\"text\":\"still here\""), "%s", buf);
 }
 
+/* luact's own client negotiates 2026-07-28 with luact's server: a served
+ * run's questions come back as input_required results (one round per
+ * question), answered by on_elicit and sent again with the server's state;
+ * the suspended run goes on. conn is the connect table's transport part. */
+static void elicit_mrtr(const char *conn) {
+  char code[3072];
+  snprintf(code, sizeof code,
+           "local asked, answer = {}, {answer='Ada'}\n"
+           "local s = check(luact.mcp.connect{%s,\n"
+           "  on_elicit=function(p) asked[#asked+1] = p.message return answer end})\n"
+           "check(s.version == '2026-07-28', s.version)\n"
+           "check(s.tool.greet{}:find('Hello, Ada!'))\n"
+           "check(s.tool.greet_child{}:find('Hello, Ada!'))\n"
+           "check(s.tool.greet_twice{}:find('Hello, Ada Ada!'))\n"
+           "answer = {}\n" /* the client fills the default (SEP-1034) */
+           "local r = check(s:call('form', {}))\n"
+           "check(r.structuredContent.content.age == 30, luact.json.encode(r))\n"
+           "answer = nil\n" /* on_elicit's nil declines */
+           "check(s.tool.greet{}:find('declined'))\n"
+           "local a = table.concat(asked, '|')\n"
+           "check(a == 'What is your name?|What is your name?|First name?|Last name?|"
+           "Your details?|What is your name?', a)\n"
+           "return 'ok'",
+           conn);
+  ck_assert_msg(run(code) == 0, "%s", err);
+}
+
+START_TEST(serve_elicit_mrtr_stdio) {
+  char conn[1024];
+  snprintf(conn, sizeof conn, "command='%s/luact', args={'mcp', 'serve', '%s/tests/mcp/agents_elicit'}",
+           LC_BINARY_DIR, lc_test_source_dir());
+  elicit_mrtr(conn);
+}
+END_TEST
+
 /* Over stdio with the official SDK client. Without the capability the ask
  * fails at once: stdin is the MCP channel, so reading the answer there (as
  * before) took the client's next messages and the call never ended. */
@@ -1020,6 +1056,7 @@ START_TEST(serve_elicit_http) {
   if (pid == 0) {
     char dir[600];
     snprintf(dir, sizeof dir, "%s/tests/mcp/agents_elicit", lc_test_source_dir());
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed check ends the test process: end with it */
     setenv("LUACT_MCP_TOKEN", "test-token-0123456789", 1);
     dup2(p[1], 2);
     close(p[0]);
@@ -1039,6 +1076,10 @@ START_TEST(serve_elicit_http) {
   char target[256];
   snprintf(target, sizeof target, "--http http://127.0.0.1:%d/mcp test-token-0123456789", port);
   elicit_modes(target);
+  char conn[256];
+  snprintf(conn, sizeof conn, "url='http://127.0.0.1:%d/mcp', "
+           "headers={Authorization='Bearer test-token-0123456789'}", port);
+  elicit_mrtr(conn);
   static char buf[4096];
   char cmd[512];
   snprintf(cmd, sizeof cmd, "node sdk_elicit.mjs none %s", target);
@@ -1074,6 +1115,11 @@ START_TEST(serve_elicit_hostile) {
       "\"never\":{\"text\":\"tool greet_soon timed out after 1 s\",\"isError\":true}",
       "\"after_cancel\":\"still here\"",
       "\"cancelled_call_answered\":false",
+      "\"mrtr_first\":{\"resultType\":\"input_required\",\"methods\":[\"elicitation/create\"]}",
+      "\"mrtr_forged\":{\"code\":-32602,\"message\":\"unknown or expired requestState\"}",
+      "\"mrtr_no_answer\":\"ask failed: the MCP client refused the elicitation: no answer in "
+      "inputResponses (mcp_error)\"",
+      "\"mrtr_reused\":{\"code\":-32602,\"message\":\"unknown or expired requestState\"}",
       "\"exit\":0",
   };
   want_all(buf, want, sizeof want / sizeof want[0]);
@@ -1116,5 +1162,6 @@ Suite *mcp_suite(void) {
   CASE(serve_elicit_stdio, tcase_add_test(tc, serve_elicit_stdio));
   CASE(serve_elicit_http, tcase_add_test(tc, serve_elicit_http));
   CASE(serve_elicit_hostile, tcase_add_test(tc, serve_elicit_hostile));
+  CASE(serve_elicit_mrtr_stdio, tcase_add_test(tc, serve_elicit_mrtr_stdio));
   return s;
 }

@@ -1,7 +1,9 @@
 // raw_elicit.mjs: a hostile MCP client for `luact mcp serve` over stdio,
 // raw JSON-RPC lines: it declares elicitation, then answers a served run's
 // elicitation/create with the wrong id, a malformed result, an error, not
-// at all (the tool's timeout ends the call), or cancels the call instead.
+// at all (the tool's timeout ends the call), or cancels the call instead;
+// and as a 2026-07-28 client, retries with a state never given, without
+// answers, and with a state already used.
 // node raw_elicit.mjs LUACT_BINARY AGENTS_DIR -> one JSON object
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -74,5 +76,20 @@ send({ id: q.id, result: { action: 'accept', content: { answer: 'late' } } });
 send({ id: 22, method: 'tools/call', params: { name: 'echo', arguments: { text: 'still here' } } });
 out.after_cancel = text(await answer(22));
 out.cancelled_call_answered = seen.some((m) => m.id === 21);
+// 2026-07-28: the question is an input_required result; a retry must
+// carry the state it gave, once
+const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+  'io.modelcontextprotocol/clientCapabilities': { elicitation: {} } };
+const call26 = (id, extra) => send({ id, method: 'tools/call',
+  params: { name: 'greet', arguments: {}, _meta: meta, ...extra } });
+call26(30);
+const ir = (await answer(30)).result;
+out.mrtr_first = { resultType: ir.resultType, methods: Object.values(ir.inputRequests).map((r) => r.method) };
+call26(31, { requestState: ir.requestState + 'x', inputResponses: {} });
+out.mrtr_forged = (await answer(31)).error;
+call26(32, { requestState: ir.requestState, inputResponses: { nope: { action: 'accept' } } });
+out.mrtr_no_answer = text(await answer(32));
+call26(33, { requestState: ir.requestState, inputResponses: {} });
+out.mrtr_reused = (await answer(33)).error;
 srv.stdin.end();
 srv.on('exit', (code) => { out.exit = code; console.log(JSON.stringify(out)); });

@@ -16,6 +16,14 @@ return {
   { name = "greet_child", description = "Asks from a child task.",
     params = { type = "object", properties = {} },
     run = function() return select(2, luact.wait(luact.spawn(greet))) end },
+  -- two questions in one run (2026-07-28: two input_required rounds)
+  { name = "greet_twice", description = "Asks two things.",
+    params = { type = "object", properties = {} },
+    run = function()
+      local a = luact.ask("First name?")
+      local b = luact.ask("Last name?")
+      return "Hello, " .. tostring(a) .. " " .. tostring(b) .. "!"
+    end },
   luact.tool { name = "form", description = "Asks with a schema (ctx.elicit).", effect = "pure",
     params = { type = "object", properties = {} },
     fn = function(_, ctx)
