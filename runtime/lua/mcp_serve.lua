@@ -4,6 +4,8 @@
 -- {name=, description=, params=, run=function(args) -> answer | result};
 -- each becomes an MCP tool with its schema and annotations. Every call runs
 -- in its own task: calls overlap, and notifications/cancelled kills one.
+-- A call's luact.ask (or ctx.elicit) asks the client: elicitation/create,
+-- or for 2026-07-28 an input_required result and the client's retry.
 local luact, check_opts = ...
 
 local mcp = luact.mcp
@@ -107,7 +109,6 @@ function mcp.serve(dir, opts)
   local pending = {}  -- our request id -> slot
   local nreq = 0
   local init_elicit = false -- what the last initialize declared
-  local stray = 0     -- responses to no request of ours (counted, dropped)
   -- 2026-07-28 has no server-initiated requests: the call answers
   -- resultType "input_required" and the client sends tools/call again
   -- with the answers and our requestState. The run's task stays suspended
@@ -355,8 +356,10 @@ function mcp.serve(dir, opts)
       -- a notification, or a response to a request of ours
       if m.method ~= nil then notified(m)
       else
+        -- a response to no question of ours (a wrong id, a late answer)
+        -- is dropped; a second answer to one is too (put refuses it)
         local slot = type(m.id) == "string" and pending[m.id]
-        if slot then slot:put(m) else stray = stray + 1 end
+        if slot then slot:put(m) end
       end
       if opts and opts.http then chan:reply(reqid, 202) end
     else
