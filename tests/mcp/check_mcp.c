@@ -979,6 +979,8 @@ static void elicit_modes(const char *target) {
       "\"message\":\"Your details?\",\"requestedSchema\":{\"type\":\"object\",\"properties\":"
       "{\"age\":{\"type\":\"integer\",\"default\":30}}}",
       "\"structuredContent\":{\"action\":\"accept\",\"content\":{\"age\":41}}",
+      "\"text\":\"nil: a secret cannot be asked through MCP elicitation (no_input)\"",
+      "\"asked_count\":3",
       "\"after\":{\"content\":[{\"type\":\"text\",\"text\":\"still here\"}]}",
   };
   want_all(buf, acc, sizeof acc / sizeof acc[0]);

@@ -33,6 +33,8 @@ out.greet = await client.callTool({ name: 'greet', arguments: {} });
 if (mode === 'accept') {
   out.child = await client.callTool({ name: 'greet_child', arguments: {} });
   out.form = await client.callTool({ name: 'form', arguments: {} });
+  out.secret = await client.callTool({ name: 'secret', arguments: {} });
+  out.asked_count = out.asked.length;
 }
 out.after = await client.callTool({ name: 'echo', arguments: { text: 'still here' } });
 await client.close();

@@ -24,6 +24,13 @@ return {
       local b = luact.ask("Last name?")
       return "Hello, " .. tostring(a) .. " " .. tostring(b) .. "!"
     end },
+  -- a secret is never asked in a form (the spec forbids it)
+  { name = "secret", description = "Asks for a secret.",
+    params = { type = "object", properties = {} },
+    run = function()
+      local a, e, code = luact.ask("Password?", { secret = true })
+      return tostring(a) .. ": " .. tostring(e) .. " (" .. tostring(code) .. ")"
+    end },
   luact.tool { name = "form", description = "Asks with a schema (ctx.elicit).", effect = "pure",
     params = { type = "object", properties = {} },
     fn = function(_, ctx)
