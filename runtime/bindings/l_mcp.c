@@ -972,6 +972,92 @@ static const luaL_Reg httpd_methods[] = {{"read", l_httpd_read},
                                          {"close", httpd_gc},
                                          {NULL, NULL}};
 
+
+/* ---- a one-shot slot: a served call's task waits for its client's answer ----
+ *
+ * luact mcp serve sends elicitation/create to its client and the asking
+ * task waits here, suspended (the loop keeps serving other calls), until
+ * the serve loop puts the client's response in. A task killed while it
+ * waits (its timeout, notifications/cancelled) just stops waiting. */
+
+#define SLOT_MT "luact.McpSlot"
+
+struct lslot {
+  struct lc_task *waiter;
+  struct lc_wait wait;
+  int filled;
+};
+
+static void slot_cancel(struct lc_wait *w) {
+  struct lslot *s = (struct lslot *)((char *)w - offsetof(struct lslot, wait));
+  s->waiter = NULL;
+}
+
+static int slot_wait_k(lua_State *L, int status, lua_KContext ctx) {
+  struct lslot *s = luaL_checkudata(L, 1, SLOT_MT);
+  (void)status;
+  (void)ctx;
+  if (s->filled) {
+    s->waiter = NULL;
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+  }
+  lc_task_wait(s->waiter, &s->wait);
+  return lua_yieldk(L, 0, 0, slot_wait_k);
+}
+
+/* slot:wait() -> the value put (waits for it) */
+static int l_slot_wait(lua_State *L) {
+  struct lslot *s = luaL_checkudata(L, 1, SLOT_MT);
+  lua_settop(L, 1);
+  if (s->filled) {
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+  }
+  if (s->waiter) return luaL_error(L, "slot: another task is waiting");
+  s->waiter = lc_task_check(L, "slot:wait");
+  s->wait.cancel = slot_cancel;
+  lc_task_wait(s->waiter, &s->wait);
+  return lua_yieldk(L, 0, 0, slot_wait_k);
+}
+
+/* slot:put(v) -> true, or false when it was filled already (the first
+ * answer wins; a second one is the caller's to count). */
+static int l_slot_put(lua_State *L) {
+  struct lslot *s = luaL_checkudata(L, 1, SLOT_MT);
+  luaL_checkany(L, 2);
+  if (s->filled) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  s->filled = 1;
+  if (s->waiter && lc_task_waiting_on(s->waiter, &s->wait)) lc_task_wake(s->waiter, &s->wait);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* luact.mcp._slot() -> a one-shot slot */
+static int l_slot(lua_State *L) {
+  struct lslot *s = lua_newuserdatauv(L, sizeof *s, 1);
+  memset(s, 0, sizeof *s);
+  luaL_setmetatable(L, SLOT_MT);
+  return 1;
+}
+
+/* luact.mcp._path() -> the running task's path ("1.2.1"), or nil outside
+ * a task: a served call finds the asks of its own task and descendants. */
+static int l_path(lua_State *L) {
+  struct lc_task *t = lc_task_current(L);
+  const char *p = t ? lc_task_path(t) : NULL;
+  if (p) lua_pushstring(L, p);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static const luaL_Reg slot_methods[] = {{"wait", l_slot_wait}, {"put", l_slot_put}, {NULL, NULL}};
+
 static const luaL_Reg sess_methods[] = {
     {"_start", l_start},     {"_respond", l_respond},
     {"_respond_error", l_respond_error},
@@ -983,7 +1069,8 @@ static const luaL_Reg sess_methods[] = {
 static const luaL_Reg op_methods[] = {
     {"wait", l_op_wait}, {"cancel", l_op_cancel}, {NULL, NULL}};
 
-static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {"_stdio", l_stdio}, {"_http", l_http}, {NULL, NULL}};
+static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {"_stdio", l_stdio}, {"_http", l_http},
+                                     {"_slot", l_slot}, {"_path", l_path}, {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
   luaL_newmetatable(L, SESSION_MT);
@@ -1007,6 +1094,10 @@ int lc_open_mcp(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, httpd_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, SLOT_MT);
+  luaL_newlib(L, slot_methods);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, STDIO_MT);
   luaL_newlib(L, stdio_methods);

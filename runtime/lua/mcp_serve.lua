@@ -4,11 +4,13 @@
 -- {name=, description=, params=, run=function(args) -> answer | result};
 -- each becomes an MCP tool with its schema and annotations. Every call runs
 -- in its own task: calls overlap, and notifications/cancelled kills one.
+-- A call's luact.ask (or ctx.elicit) asks the client: elicitation/create,
+-- or for 2026-07-28 an input_required result and the client's retry.
 local luact, check_opts = ...
 
 local mcp = luact.mcp
-local stdio, http = mcp._stdio, mcp._http
-mcp._stdio, mcp._http = nil, nil
+local stdio, http, new_slot, task_path = mcp._stdio, mcp._http, mcp._slot, mcp._path
+mcp._stdio, mcp._http, mcp._slot, mcp._path = nil, nil, nil, nil
 local json = luact.json
 
 local VERSIONS = { ["2026-07-28"] = true, ["2025-11-25"] = true, ["2025-06-18"] = true }
@@ -99,6 +101,107 @@ function mcp.serve(dir, opts)
   local running = {} -- request id (JSON text) -> task
   local ending = {}  -- request id (JSON text) -> ends its HTTP response
 
+  -- Elicitation: a served call whose client declared the capability sends
+  -- elicitation/create to it (stdio: a request line; HTTP: an event of the
+  -- call's SSE stream, the answer coming back as a POST) and its task waits
+  -- on a slot, suspended, until the response with that id arrives.
+  local calls = {}    -- task path of a running call -> its call record
+  local pending = {}  -- our request id -> slot
+  local nreq = 0
+  local init_elicit = false -- what the last initialize declared
+  -- 2026-07-28 has no server-initiated requests: the call answers
+  -- resultType "input_required" and the client sends tools/call again
+  -- with the answers and our requestState. The run's task stays suspended
+  -- in between; the retry is bound to it by that state.
+  local retries = {}  -- requestState -> {slot =, call =, key =}
+
+  local function call_here()
+    local p = task_path()
+    while p do
+      local c = calls[p]
+      if c then return c end
+      p = p:match("^(.*)%.%d+$")
+    end
+  end
+
+  local function elicit(c, message, schema)
+    if type(message) ~= "string" then error("elicit: 'message' must be a string", 3) end
+    if type(schema) ~= "table" then error("elicit: 'schema' must be a table", 3) end
+    if not c.can_elicit then
+      return nil, "the MCP client did not declare the elicitation capability", "no_elicitation"
+    end
+    nreq = nreq + 1
+    local id = "luact-" .. nreq
+    local slot = new_slot()
+    if c.mrtr then
+      if not c.send then return nil, "the call has no request to answer", "mcp_error" end
+      -- a counter (unique) and randomness (not guessable by another client)
+      local state = string.format("%s.%08x%08x", id, math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+      retries[state] = { slot = slot, call = c, key = id }
+      local _ <close> = setmetatable({}, { __close = function() retries[state] = nil end })
+      c.answer { resultType = "input_required", requestState = state,
+        inputRequests = { [id] = { method = "elicitation/create",
+          params = { message = message, requestedSchema = schema } } } }
+      return c.answered(slot:wait())
+    end
+    pending[id] = slot
+    -- also when the task is killed while it waits (timeout, cancel)
+    local _ <close> = setmetatable({}, { __close = function() pending[id] = nil end })
+    if not c.request { jsonrpc = "2.0", id = id, method = "elicitation/create",
+        params = { message = message, requestedSchema = schema } } then
+      return nil, "cannot send elicitation/create: the call's stream is closed", "mcp_error"
+    end
+    return c.answered(slot:wait())
+  end
+
+  -- The client's answer (a JSON-RPC response, or {result = } built from a
+  -- retry's inputResponses), checked: it is the client's data.
+  local function answered(m)
+    if m.error ~= nil then
+      local e = type(m.error) == "table" and m.error.message
+      return nil, "the MCP client refused the elicitation: " .. tostring(e or "error"), "mcp_error"
+    end
+    local r = m.result
+    if type(r) ~= "table" or (r.action ~= "accept" and r.action ~= "decline" and r.action ~= "cancel")
+        or (r.content ~= nil and r.content ~= json.null and type(r.content) ~= "table") then
+      return nil, "the MCP client answered the elicitation with a malformed result", "mcp_error"
+    end
+    local content = type(r.content) == "table" and r.content or nil
+    return { action = r.action, content = content }
+  end
+
+  -- luact.ask (and so a workflow's ask_user) inside a served call whose
+  -- client can elicit asks that client; anywhere else it is unchanged.
+  local base_ask = luact.ask
+  if type(base_ask) == "function" then
+    luact.ask = function(prompt, o)
+      local c = call_here()
+      if c and not c.can_elicit and not (opts and opts.http) then
+        -- over stdio the server's stdin is the MCP channel: reading the
+        -- answer there would take the client's next messages as input
+        return nil, "the MCP client cannot be asked: it did not declare elicitation", "no_input"
+      end
+      if not (c and c.can_elicit) then return base_ask(prompt, o) end
+      if prompt ~= nil and type(prompt) ~= "string" then error("luact.ask: 'prompt' must be a string", 2) end
+      if o ~= nil and type(o) ~= "table" then error("luact.ask: options must be a table", 2) end
+      if o and o.secret then
+        -- the spec forbids asking for sensitive data with a form
+        return nil, "a secret cannot be asked through MCP elicitation", "no_input"
+      end
+      local r, e, code = elicit(c, prompt or "", { type = "object",
+        properties = { answer = { type = "string", title = "Answer" } }, required = { "answer" } })
+      if not r then return nil, e, code end
+      if r.action == "decline" then return nil, "the user declined to answer", "declined" end
+      if r.action == "cancel" then return nil, "the user cancelled the question", "cancelled" end
+      local a = r.content and r.content.answer
+      if type(a) == "number" or type(a) == "boolean" then a = tostring(a) end
+      if type(a) ~= "string" then
+        return nil, "the MCP client accepted the elicitation without an answer", "mcp_error"
+      end
+      return a
+    end
+  end
+
   local function tool_list()
     local list = {}
     for _, t in ipairs(tools) do
@@ -114,7 +217,7 @@ function mcp.serve(dir, opts)
   -- HTTP: the body of this POST's response), notify(msg) a notification
   -- about it (over HTTP: an SSE event of this POST's response, which then
   -- carries the answer as its last event).
-  local function handle(m, send, notify, drop)
+  local function handle(m, send, notify, drop, request)
     local function reply(result) send { jsonrpc = "2.0", id = m.id, result = result } end
     local function fail(code, message)
       send { jsonrpc = "2.0", id = m.id == nil and json.null or m.id, error = { code = code, message = message } }
@@ -122,6 +225,8 @@ function mcp.serve(dir, opts)
     if m.method == "initialize" then
       local want = type(m.params) == "table" and m.params.protocolVersion
       local v = (VERSIONS[want] and want ~= "2026-07-28") and want or NEWEST_STATEFUL
+      local cc = type(m.params) == "table" and m.params.capabilities
+      init_elicit = type(cc) == "table" and type(cc.elicitation) == "table"
       reply { protocolVersion = v, capabilities = caps, serverInfo = info }
     elseif m.method == "server/discover" then
       reply { supportedVersions = { "2026-07-28", "2025-11-25", "2025-06-18" },
@@ -138,31 +243,69 @@ function mcp.serve(dir, opts)
       if args == nil then args = {} end
       if type(args) ~= "table" then return fail(-32602, "arguments must be an object") end
       local key = json.encode(m.id)
+      local meta = type(p._meta) == "table" and p._meta or {}
+      -- The capabilities: in the request (2026-07-28 carries them in
+      -- _meta), else what initialize declared.
+      local mcaps = meta["io.modelcontextprotocol/clientCapabilities"]
+      local can = init_elicit
+      if type(mcaps) == "table" then can = type(mcaps.elicitation) == "table" end
+      local mrtr = can and meta["io.modelcontextprotocol/protocolVersion"] == "2026-07-28"
+      -- The request this call answers now: a 2026-07-28 retry binds the
+      -- suspended run to the new request.
+      local function bind(call)
+        call.key, call.id, call.send, call.notify = key, m.id, send, notify
+        call.token = meta.progressToken
+        ending[key], running[key] = drop, call.task
+      end
+      if p.requestState ~= nil then
+        local w = retries[p.requestState]
+        if not w or not w.call.mrtr then return fail(-32602, "unknown or expired requestState") end
+        retries[p.requestState] = nil
+        local call = w.call
+        bind(call)
+        local res = type(p.inputResponses) == "table" and p.inputResponses[w.key]
+        w.slot:put(type(res) == "table" and { result = res }
+          or { error = { message = "no answer in inputResponses" } })
+        return
+      end
+      local call = { can_elicit = can, mrtr = mrtr, request = request, answered = answered }
+      -- Answers the current request (a retry moves it; the first answer
+      -- ends it: a 2026-07-28 input_required, or the result).
+      function call.answer(result)
+        local k, out = call.key, call.send
+        if not out then return end
+        call.send, call.notify = nil, nil
+        running[k], ending[k] = nil, nil
+        out { jsonrpc = "2.0", id = call.id, result = result }
+      end
       -- ctx.progress(done [, total [, message]]) reports to a client that
       -- asked (params._meta.progressToken); over HTTP the answer becomes an
       -- SSE stream at the first report.
-      local meta = type(p._meta) == "table" and p._meta or {}
-      local token = meta.progressToken
       local ctx = { progress = function(done, total, message)
-        if token == nil then return end
-        notify { jsonrpc = "2.0", method = "notifications/progress",
-          params = { progressToken = token, progress = done, total = total, message = message } }
+        if call.token == nil or not call.notify then return end
+        call.notify { jsonrpc = "2.0", method = "notifications/progress",
+          params = { progressToken = call.token, progress = done, total = total, message = message } }
       end }
-      ending[key] = drop
-      running[key] = luact.spawn(function()
+      ctx.elicit = function(message, schema) return elicit(call, message, schema) end
+      bind(call)
+      call.task = luact.spawn(function()
+        local me = task_path()
+        calls[me] = call
+        local _ <close> = setmetatable({}, { __close = function() calls[me] = nil end })
         local ok, r, e = pcall(t.call, t, args, ctx)
-        running[key] = nil
-        ending[key] = nil
         if not ok then
-          reply { content = { { type = "text", text = tostring(r) } }, isError = true }
+          call.answer { content = { { type = "text", text = tostring(r) } }, isError = true }
         elseif r == nil then
-          reply { content = { { type = "text", text = tostring(e or "failed") } }, isError = true }
+          call.answer { content = { { type = "text", text = tostring(e or "failed") } }, isError = true }
         else
           local res = { content = { { type = "text", text = text_of(r) } } }
           if type(r) == "table" then res.structuredContent = r end
-          reply(res)
+          call.answer(res)
         end
       end)
+      -- a task that answered at once (it ran until its first wait inside
+      -- spawn) has no request left to track
+      if call.send then running[key] = call.task end
     else
       fail(-32601, "Method not found: " .. tostring(m.method))
     end
@@ -190,14 +333,16 @@ function mcp.serve(dir, opts)
       if reqid then io.stderr:write("luact mcp: " .. tostring(reqid) .. "\n") end
       break
     end
-    local send, notify, drop
+    local send, notify, drop, request
     if opts and opts.http then
       send = function(msg) chan:reply(reqid, 200, json.encode(msg)) end
       notify = function(msg) chan:event(reqid, json.encode(msg)) end
       drop = function() chan:reply(reqid, 202) end
+      request = function(msg) return chan:event(reqid, json.encode(msg)) end
     else
       send = function(msg) chan:write(json.encode(msg)) end
       notify = send
+      request = function(msg) send(msg) return true end
     end
     local ok, m = pcall(json.decode, line)
     if not ok or type(m) ~= "table" or m.jsonrpc ~= "2.0" then
@@ -208,13 +353,20 @@ function mcp.serve(dir, opts)
         send { jsonrpc = "2.0", id = json.null, error = { code = -32700, message = "parse error" } }
       end
     elseif m.method == nil or m.id == nil then
-      -- a notification, or a response to a request of ours (we send none)
-      if m.method ~= nil then notified(m) end
+      -- a notification, or a response to a request of ours
+      if m.method ~= nil then notified(m)
+      else
+        -- a response to no question of ours (a wrong id, a late answer)
+        -- is dropped; a second answer to one is too (put refuses it)
+        local slot = type(m.id) == "string" and pending[m.id]
+        if slot then slot:put(m) end
+      end
       if opts and opts.http then chan:reply(reqid, 202) end
     else
-      handle(m, send, notify, drop)
+      handle(m, send, notify, drop, request)
     end
   end
   for _, task in pairs(running) do luact.kill(task) end
+  luact.ask = base_ask
   return true
 end

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -958,6 +959,192 @@ END_TEST
     suite_add_tcase(s, tc);                               \
   } while (0)
 
+/* ---- luact mcp serve: a served run's luact.ask as elicitation ---- */
+
+/* Runs cmd (in tests/mcp), its output in buf; returns its exit status. */
+static int node_out(const char *cmd, char *buf, size_t len) {
+  char full[2048];
+  snprintf(full, sizeof full, "cd %s/tests/mcp && %s 2>&1", lc_test_source_dir(), cmd);
+  FILE *p = popen(full, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(buf, 1, len - 1, p);
+  buf[n] = '\0';
+  return pclose(p);
+}
+
+static void want_all(const char *got, const char *const *want, size_t n) {
+  for (size_t i = 0; i < n; i++) ck_assert_msg(strstr(got, want[i]), "missing %s in %s", want[i], got);
+}
+
+#define ASK_SCHEMA                                                                            \
+  "\"requestedSchema\":{\"type\":\"object\",\"properties\":{\"answer\":{\"type\":\"string\"," \
+  "\"title\":\"Answer\"}},\"required\":[\"answer\"]}"
+
+/* Accept (from the call's task, a child task of it, ctx.elicit), decline,
+ * cancel and a client without the capability, checked on one transport:
+ * while a run waits for its answer, the same client's other call runs. */
+static void elicit_modes(const char *target) {
+  static char buf[16384];
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "node sdk_elicit.mjs accept %s", target);
+  ck_assert_msg(node_out(cmd, buf, sizeof buf) == 0, "%s", buf);
+  const char *acc[] = {
+      "{\"message\":\"What is your name?\"," ASK_SCHEMA "}",
+      "\"during\":{\"content\":[{\"type\":\"text\",\"text\":\"meanwhile\"}]}",
+      "\"greet\":{\"content\":[{\"type\":\"text\",\"text\":\"Hello, Ada!\"}]}",
+      "\"child\":{\"content\":[{\"type\":\"text\",\"text\":\"Hello, Ada!\"}]}",
+      "\"message\":\"Your details?\",\"requestedSchema\":{\"type\":\"object\",\"properties\":"
+      "{\"age\":{\"type\":\"integer\",\"default\":30}}}",
+      "\"structuredContent\":{\"action\":\"accept\",\"content\":{\"age\":41}}",
+      "\"text\":\"nil: a secret cannot be asked through MCP elicitation (no_input)\"",
+      "\"asked_count\":3",
+      "\"after\":{\"content\":[{\"type\":\"text\",\"text\":\"still here\"}]}",
+  };
+  want_all(buf, acc, sizeof acc / sizeof acc[0]);
+  snprintf(cmd, sizeof cmd, "node sdk_elicit.mjs decline %s", target);
+  ck_assert_msg(node_out(cmd, buf, sizeof buf) == 0, "%s", buf);
+  ck_assert_msg(strstr(buf, "ask failed: the user declined to answer (declined)"), "%s", buf);
+  ck_assert_msg(strstr(buf, "\"text\":\"still here\""), "%s", buf);
+  snprintf(cmd, sizeof cmd, "node sdk_elicit.mjs cancel %s", target);
+  ck_assert_msg(node_out(cmd, buf, sizeof buf) == 0, "%s", buf);
+  ck_assert_msg(strstr(buf, "ask failed: the user cancelled the question (cancelled)"), "%s", buf);
+  snprintf(cmd, sizeof cmd, "node sdk_elicit.mjs none %s", target);
+  ck_assert_msg(node_out(cmd, buf, sizeof buf) == 0, "%s", buf);
+  ck_assert_msg(strstr(buf, "\"asked\":[]"), "%s", buf);
+  ck_assert_msg(strstr(buf, "\"text\":\"still here\""), "%s", buf);
+}
+
+/* luact's own client negotiates 2026-07-28 with luact's server: a served
+ * run's questions come back as input_required results (one round per
+ * question), answered by on_elicit and sent again with the server's state;
+ * the suspended run goes on. conn is the connect table's transport part. */
+static void elicit_mrtr(const char *conn) {
+  char code[3072];
+  snprintf(code, sizeof code,
+           "local asked, answer = {}, {answer='Ada'}\n"
+           "local s = check(luact.mcp.connect{%s,\n"
+           "  on_elicit=function(p) asked[#asked+1] = p.message return answer end})\n"
+           "check(s.version == '2026-07-28', s.version)\n"
+           "check(s.tool.greet{}:find('Hello, Ada!'))\n"
+           "check(s.tool.greet_child{}:find('Hello, Ada!'))\n"
+           "check(s.tool.greet_twice{}:find('Hello, Ada Ada!'))\n"
+           "answer = {}\n" /* the client fills the default (SEP-1034) */
+           "local r = check(s:call('form', {}))\n"
+           "check(r.structuredContent.content.age == 30, luact.json.encode(r))\n"
+           "answer = nil\n" /* on_elicit's nil declines */
+           "check(s.tool.greet{}:find('declined'))\n"
+           "local a = table.concat(asked, '|')\n"
+           "check(a == 'What is your name?|What is your name?|First name?|Last name?|"
+           "Your details?|What is your name?', a)\n"
+           "return 'ok'",
+           conn);
+  ck_assert_msg(run(code) == 0, "%s", err);
+}
+
+START_TEST(serve_elicit_mrtr_stdio) {
+  char conn[1024];
+  snprintf(conn, sizeof conn, "command='%s/luact', args={'mcp', 'serve', '%s/tests/mcp/agents_elicit'}",
+           LC_BINARY_DIR, lc_test_source_dir());
+  elicit_mrtr(conn);
+}
+END_TEST
+
+/* Over stdio with the official SDK client. Without the capability the ask
+ * fails at once: stdin is the MCP channel, so reading the answer there (as
+ * before) took the client's next messages and the call never ended. */
+START_TEST(serve_elicit_stdio) {
+  char target[1024];
+  snprintf(target, sizeof target, "%s/luact agents_elicit", LC_BINARY_DIR);
+  elicit_modes(target);
+  static char buf[4096];
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "node sdk_elicit.mjs none %s", target);
+  ck_assert_msg(node_out(cmd, buf, sizeof buf) == 0, "%s", buf);
+  ck_assert_msg(strstr(buf, "ask failed: the MCP client cannot be asked: it did not declare "
+                            "elicitation (no_input)"), "%s", buf);
+}
+END_TEST
+
+/* Over Streamable HTTP: the request is an event of the call's SSE stream,
+ * the answer a POST. Without the capability luact.ask reads the server's
+ * stdin as before (here /dev/null: no input). */
+START_TEST(serve_elicit_http) {
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/tests/mcp/agents_elicit", lc_test_source_dir());
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed check ends the test process: end with it */
+    setenv("LUACT_MCP_TOKEN", "test-token-0123456789", 1);
+    dup2(p[1], 2);
+    close(p[0]);
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 0);
+    dup2(devnull, 1);
+    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", "--http", "0", dir, (char *)NULL);
+    _exit(127);
+  }
+  close(p[1]);
+  FILE *f = fdopen(p[0], "r");
+  char line[256];
+  int port = 0;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "luact mcp: listening on http://127.0.0.1:%d/mcp", &port) == 1) break;
+  ck_assert_msg(port > 0, "the server did not start");
+  char target[256];
+  snprintf(target, sizeof target, "--http http://127.0.0.1:%d/mcp test-token-0123456789", port);
+  elicit_modes(target);
+  char conn[256];
+  snprintf(conn, sizeof conn, "url='http://127.0.0.1:%d/mcp', "
+           "headers={Authorization='Bearer test-token-0123456789'}", port);
+  elicit_mrtr(conn);
+  static char buf[4096];
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "node sdk_elicit.mjs none %s", target);
+  int rc = node_out(cmd, buf, sizeof buf);
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+  fclose(f);
+  ck_assert_msg(rc == 0, "%s", buf);
+  ck_assert_msg(strstr(buf, "ask failed: no input (eof)"), "%s", buf);
+}
+END_TEST
+
+/* A hostile client (tests/mcp/raw_elicit.mjs, raw lines over stdio): a
+ * response with the wrong id is not taken as the answer (the right one
+ * after it is), malformed results and an error fail the ask with a clear
+ * error, an unanswered question ends with the tool's timeout, a cancelled
+ * call is not answered, late answers are dropped, and the server goes on. */
+START_TEST(serve_elicit_hostile) {
+  static char buf[8192];
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "node raw_elicit.mjs %s/luact agents_elicit", LC_BINARY_DIR);
+  ck_assert_msg(node_out(cmd, buf, sizeof buf) == 0, "%s", buf);
+  const char *want[] = {
+      "\"id_is_string\":true",
+      "\"pending_after_wrong_ids\":true",
+      "\"wrong_id\":\"Hello, Ada!\"",
+      "\"malformed\":[\"ask failed: the MCP client answered the elicitation with a malformed "
+      "result (mcp_error)\",\"ask failed: the MCP client answered the elicitation with a "
+      "malformed result (mcp_error)\",\"ask failed: the MCP client answered the elicitation "
+      "with a malformed result (mcp_error)\",\"ask failed: the MCP client accepted the "
+      "elicitation without an answer (mcp_error)\",\"ask failed: the MCP client refused the "
+      "elicitation: no forms here (mcp_error)\"]",
+      "\"never\":{\"text\":\"tool greet_soon timed out after 1 s\",\"isError\":true}",
+      "\"after_cancel\":\"still here\"",
+      "\"cancelled_call_answered\":false",
+      "\"mrtr_first\":{\"resultType\":\"input_required\",\"methods\":[\"elicitation/create\"]}",
+      "\"mrtr_forged\":{\"code\":-32602,\"message\":\"unknown or expired requestState\"}",
+      "\"mrtr_no_answer\":\"ask failed: the MCP client refused the elicitation: no answer in "
+      "inputResponses (mcp_error)\"",
+      "\"mrtr_reused\":{\"code\":-32602,\"message\":\"unknown or expired requestState\"}",
+      "\"exit\":0",
+  };
+  want_all(buf, want, sizeof want / sizeof want[0]);
+}
+END_TEST
+
 Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
   CASE(everything_stdio, tcase_add_test(tc, everything_stdio));
@@ -991,5 +1178,9 @@ Suite *mcp_suite(void) {
   CASE(http_sse_resumed, tcase_add_test(tc, http_sse_resumed));
   CASE(http_sse_not_resumable, tcase_add_test(tc, http_sse_not_resumable));
   CASE(http_elicit_on_get_stream_defaults, tcase_add_test(tc, http_elicit_on_get_stream_defaults));
+  CASE(serve_elicit_stdio, tcase_add_test(tc, serve_elicit_stdio));
+  CASE(serve_elicit_http, tcase_add_test(tc, serve_elicit_http));
+  CASE(serve_elicit_hostile, tcase_add_test(tc, serve_elicit_hostile));
+  CASE(serve_elicit_mrtr_stdio, tcase_add_test(tc, serve_elicit_mrtr_stdio));
   return s;
 }
