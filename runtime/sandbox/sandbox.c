@@ -1115,9 +1115,9 @@ static int child_filter(void) {
       rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, allow_sanitized[i], 0);
   } else {
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
-                           SCMP_A0(SCMP_CMP_EQ, 2));
+                           SCMP_A0(SCMP_CMP_EQ, 2, 0)); /* datum_b unused by EQ */
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(write), 1,
-                           SCMP_A0(SCMP_CMP_EQ, OUT_FD));
+                           SCMP_A0(SCMP_CMP_EQ, OUT_FD, 0));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
                            SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0));
     rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
@@ -1125,7 +1125,7 @@ static int child_filter(void) {
   }
   /* abort() signals itself (l_panic). */
   rc |= seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-                         SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+                         SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
   /* seccomp_load sets PR_SET_NO_NEW_PRIVS first (libseccomp's default). */
   if (rc == 0) rc = seccomp_load(f);
   seccomp_release(f);
