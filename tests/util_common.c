@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 const char *lc_test_source_dir(void) { return LC_SOURCE_DIR; }
@@ -38,4 +39,15 @@ double lc_test_json_num(const char *json, const char *key, int nth) {
     p += strlen(pat);
   }
   return strtod(p, NULL);
+}
+
+double lc_test_mono_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+void lc_test_nap_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
 }

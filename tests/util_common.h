@@ -14,4 +14,10 @@ char *lc_test_read_file(const char *path, size_t *len);
  * scanner for counters in the mock's /_stats and /_requests answers. */
 double lc_test_json_num(const char *json, const char *key, int nth);
 
+/* Monotonic seconds, and a pause of ms between two looks at a condition
+ * that nothing signals (a log line, a row): a poll with a deadline, never
+ * a wait standing in for the event. */
+double lc_test_mono_s(void);
+void lc_test_nap_ms(long ms);
+
 #endif

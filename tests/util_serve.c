@@ -38,11 +38,6 @@ void lc_sd_agent(struct lc_sd *d, const char *name, const char *script) {
   fclose(f);
 }
 
-static void nap_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 void lc_sd_start(struct lc_sd *d) { ck_assert_msg(lc_sd_try_start(d) == 0, "the daemon exited at start"); }
 
 int lc_sd_try_start(struct lc_sd *d) {
@@ -78,7 +73,7 @@ int lc_sd_try_start(struct lc_sd *d) {
       d->pid = 0;
       return -1;
     }
-    nap_ms(20); /* polling the log file: nothing else tells */
+    lc_test_nap_ms(20); /* polling the log file: nothing else tells */
   }
   ck_assert_int_gt(d->port, 0);
   return 0;

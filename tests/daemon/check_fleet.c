@@ -68,17 +68,6 @@ struct daemon {
 };
 static struct daemon dm[NDAEMONS];
 
-static void nap(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static double mono(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
   ck_assert_ptr_nonnull(f);
@@ -117,7 +106,7 @@ static void start(int k) {
     free(t);
     int st;
     ck_assert_msg(waitpid(d->pid, &st, WNOHANG) == 0, "daemon %d exited at start", k);
-    nap(20);
+    lc_test_nap_ms(20);
   }
 }
 
@@ -170,7 +159,7 @@ static char *submit(const char *body, const char *key, int first) {
       return r;
     }
     cJSON_Delete(j);
-    nap(50);
+    lc_test_nap_ms(50);
   }
   ck_abort_msg("no daemon took run %s", key);
   return NULL;
@@ -257,14 +246,14 @@ static void check_journals(cJSON *ids) {
 
 /* Waits until the log of daemon k says what. */
 static void await_log(int k, const char *what) {
-  double until = mono() + 60;
+  double until = lc_test_mono_s() + 60;
   for (;;) {
     char *t = lc_test_read_file(dm[k].log, NULL);
     int found = t && strstr(t, what);
     free(t);
     if (found) return;
-    ck_assert_msg(mono() < until, "daemon %d never logged %s", k, what);
-    nap(50);
+    ck_assert_msg(lc_test_mono_s() < until, "daemon %d never logged %s", k, what);
+    lc_test_nap_ms(50);
   }
 }
 
@@ -275,10 +264,10 @@ START_TEST(stalled_daemon_loses_its_lease) {
   char *id = submit("{\"assistant_id\":\"slow\",\"input\":{\"steps\":60}}", "slow1", 0);
   char q[300];
   snprintf(q, sizeof q, "SELECT count(*) FROM journal WHERE run_id = '%s'", id);
-  double until = mono() + 30;
+  double until = lc_test_mono_s() + 30;
   while (count(q) < 4) {
-    ck_assert_msg(mono() < until, "the run never started");
-    nap(20);
+    ck_assert_msg(lc_test_mono_s() < until, "the run never started");
+    lc_test_nap_ms(20);
   }
   snprintf(q, sizeof q, "SELECT split_part(owner, ':', 2) FROM leases WHERE run_id = '%s'", id);
   char *owner = lc_pg_value(url, q);
@@ -290,16 +279,16 @@ START_TEST(stalled_daemon_loses_its_lease) {
   ck_assert_int_ge(k, 0);
   kill(dm[k].pid, SIGSTOP);
   snprintf(q, sizeof q, "SELECT epoch FROM leases WHERE run_id = '%s'", id);
-  until = mono() + 30;
+  until = lc_test_mono_s() + 30;
   while (count(q) < 2) { /* another daemon claimed it */
-    ck_assert_msg(mono() < until, "nobody took the stalled run over");
-    nap(50);
+    ck_assert_msg(lc_test_mono_s() < until, "nobody took the stalled run over");
+    lc_test_nap_ms(50);
   }
   snprintf(q, sizeof q, "SELECT count(*) FROM runs WHERE id = '%s' AND status = 'finished'", id);
-  until = mono() + 30;
+  until = lc_test_mono_s() + 30;
   while (count(q) < 1) {
-    ck_assert_msg(mono() < until, "the run never finished");
-    nap(50);
+    ck_assert_msg(lc_test_mono_s() < until, "the run never finished");
+    lc_test_nap_ms(50);
   }
   snprintf(q, sizeof q, "SELECT max(seq) FROM journal WHERE run_id = '%s'", id);
   long lines = count(q);
@@ -327,11 +316,11 @@ START_TEST(many_runs_under_faults) {
   char *ref = submit(body, "ref", 0);
   char q[400];
   snprintf(q, sizeof q, "SELECT result FROM runs WHERE id = '%s' AND status = 'finished'", ref);
-  double until = mono() + 60;
+  double until = lc_test_mono_s() + 60;
   char *want;
   while (!(want = lc_pg_value(url, q))) {
-    ck_assert_msg(mono() < until, "the reference run never finished");
-    nap(20);
+    ck_assert_msg(lc_test_mono_s() < until, "the reference run never finished");
+    lc_test_nap_ms(20);
   }
   ck_assert_msg(strstr(want, "42"), "%s", want);
   cJSON *ids = cJSON_CreateArray();
@@ -355,9 +344,9 @@ START_TEST(many_runs_under_faults) {
       cJSON_AddItemToArray(ids, cJSON_CreateString(id));
       free(id);
     } else {
-      nap(100);
+      lc_test_nap_ms(100);
     }
-    if (stalled && mono() >= cont_at) { /* past its lease: wake it */
+    if (stalled && lc_test_mono_s() >= cont_at) { /* past its lease: wake it */
       kill(stalled, SIGCONT);
       stalled = 0;
     }
@@ -385,7 +374,7 @@ START_TEST(many_runs_under_faults) {
     } else if (f == 3 && !stalled && stalls < 2 && dm[k].pid) {
       kill(dm[k].pid, SIGSTOP);
       stalled = dm[k].pid;
-      cont_at = mono() + atoi(LEASE) + 1.5;
+      cont_at = lc_test_mono_s() + atoi(LEASE) + 1.5;
       stalls++;
     }
   }

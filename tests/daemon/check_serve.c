@@ -158,11 +158,6 @@ static void setup_dir(struct daemon *d) {
   write_file(d->tokens, "# token tenant\ntok-alice-secret-1 alice\ntok-bob-secret-2 bob\n");
 }
 
-static void nap(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Starts the daemon on port 0 and reads the port it got from its log. */
 static void start(struct daemon *d, const char *extra) {
   static int gen;
@@ -199,7 +194,7 @@ static void start(struct daemon *d, const char *extra) {
     free(t);
     int st;
     ck_assert_msg(waitpid(d->pid, &st, WNOHANG) == 0, "the daemon exited at start");
-    nap(20);
+    lc_test_nap_ms(20);
   }
   ck_assert_int_gt(d->port, 0);
 }
@@ -522,7 +517,7 @@ static void await_status(struct daemon *d, const char *path, const char *want) {
     int done = strstr(want, str(j, "luact_status")) != NULL && *str(j, "luact_status");
     cJSON_Delete(j);
     if (done) return;
-    nap(20);
+    lc_test_nap_ms(20);
   }
 }
 
@@ -535,7 +530,7 @@ static void await_idle(struct daemon *d, int queued) {
                (!queued || strstr(m.body, "luact_runs{state=\"queued\"} 0\n") != NULL);
     resp_free(&m);
     if (idle) return;
-    nap(20);
+    lc_test_nap_ms(20);
   }
 }
 
@@ -965,7 +960,7 @@ START_TEST(sigkill_and_restart) {
       ck_assert_ptr_nonnull(lp);
       sscanf(lp + 5, "%31s", last_id);
     } else {
-      nap(rand() % 300); /* a random moment: queued, running or done */
+      lc_test_nap_ms(rand() % 300); /* a random moment: queued, running or done */
       stop(&d, SIGKILL);
     }
     start(&d, "--max-runs 3");
@@ -1086,7 +1081,7 @@ START_TEST(shopbot_across_restart) {
     free(t);
     int st;
     ck_assert_msg(waitpid(ship, &st, WNOHANG) == 0, "shopbot-shipping exited");
-    nap(20);
+    lc_test_nap_ms(20);
   }
   snprintf(agents_override, sizeof agents_override, "%s/examples", lc_test_source_dir());
   start(&d, NULL);
@@ -1222,7 +1217,7 @@ START_TEST(sigterm_then_resume) {
       break;
     }
     if (f) pclose(f);
-    nap(20);
+    lc_test_nap_ms(20);
   }
   ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
   start(&d, NULL);
