@@ -439,8 +439,6 @@ static char *args_json(int argc, char **argv) {
   return s;
 }
 
-/* Runs a script with the parsed options: file is the script (NULL with
- * --resume RUN: the run's own), argc/argv its arguments. */
 /* Does the script at path look as if it will make requests? A word of the
  * luact API that reaches the network, or a require (a module can do
  * anything). Only a hint: a wrong yes costs the loading of libcurl on the
@@ -517,6 +515,8 @@ static int read_script_once(const char *file, char **text, size_t *len) {
   return 0;
 }
 
+/* Runs a script with the parsed options: file is the script (NULL with
+ * --resume RUN: the run's own), argc/argv its arguments. */
 static int run_with(struct run_args *a, const char *file, int argc, char **argv) {
   const char *cmd = "run";
   char *text = NULL; /* the script, when it could be read only once */
