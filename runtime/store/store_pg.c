@@ -557,18 +557,28 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
                   "UPDATE runs SET status=$1, result=$2, error=$3, question=$4, pid=$5, "
                   "updated=$6, cancel_requested=CASE WHEN $1='running' THEN cancel_requested "
                   "ELSE 0 END WHERE id=$7 AND ($8::bigint=0 OR EXISTS(SELECT 1 FROM leases "
-                  "WHERE run_id=$7 AND epoch=$8::bigint FOR SHARE))",
+                  "WHERE run_id=$7 AND epoch=$8::bigint FOR SHARE)) "
+                  /* A terminal status is written once: q() sends the statement
+                   * again when the session ended before its reply, and the
+                   * first one may have committed. */
+                  "AND NOT (status = $1 AND $1 IN ('finished', 'failed', 'cancelled'))",
                   8, v, &code, err, errlen);
   if (!r) rc = code;
   else if (atol(PQcmdTuples(r)) == 0) {
     PQclear(r);
     r = q(&s->db, s->url, 1,
-          "SELECT coalesce((SELECT epoch FROM leases WHERE run_id=$1), 0) FROM runs WHERE id=$1",
+          "SELECT coalesce((SELECT epoch FROM leases WHERE run_id=$1), 0), status FROM runs "
+          "WHERE id=$1",
           1, v + 6, &code, err, errlen);
     char u[512];
     lc_pgstore_redact(s->url, u, sizeof u);
     if (!r) rc = code;
-    else if (PQntuples(r) == 0) {
+    else if (PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 1), status) &&
+             (!strcmp(status, "finished") || !strcmp(status, "failed") ||
+              !strcmp(status, "cancelled")) &&
+             (epoch == 0 || atol(PQgetvalue(r, 0, 0)) == epoch)) {
+      rc = 0; /* already so, under our lease: the repeat of a committed write */
+    } else if (PQntuples(r) == 0) {
       snprintf(err, errlen, "no run %s in %s", id, u);
       rc = LC_ENOTFOUND;
     } else {
