@@ -3,13 +3,18 @@
  * luact tools, pagination, screening and the change checks on top.
  *
  *   luact.mcp._open{argv=, env=, url=, headers=, max_message=,
- *                   connect_timeout=, protocol=} -> session | nil, msg, code
+ *                   connect_timeout=, protocol=, auth=} -> session
+ *       | session, "authorize", url (answer, then session:_wait_open())
+ *       | nil, msg, code
  *   session:_start(method, params, timeout_s, progress) -> op | nil, msg, code
  *   op:wait() -> "result", value
  *             |  "error", message, code [, jsonrpc_code]
  *             |  "progress", params
  *             |  "request", method, params, reqid
  *   session:_respond(reqid, result) / session:_respond_error(reqid, code, msg)
+ *             |  "authorize", url   (the OAuth user-agent step)
+ *   session:_authorized(redirect | nil, why): its answer
+ *   session:_wait_open() -> session | session, "authorize", url | nil, msg, code
  *   session:_changed() -> tools, resources, prompts (and clears them)
  *   session:dead() -> message | nil; session:version(); session:info()
  *   session:close()
@@ -102,6 +107,7 @@ struct lsess {
   int ready, ready_rc;
   char ready_msg[512];
   int ch_tools, ch_resources, ch_prompts;
+  char *auth_url; /* an authorization's user-agent step not yet taken */
 };
 
 struct lop {
@@ -243,6 +249,29 @@ static void ev_request(void *ud, const cJSON *id, const char *method,
     }
 }
 
+/* The OAuth user-agent step (from the loop): the opener takes it while
+ * the handshake runs, else whoever waits on this server (its request is
+ * what waits for the token). */
+static void ev_authorize(void *ud, const char *url) {
+  struct lsess *s = ud;
+  char *u = lc_strdup(url);
+  if (!u) {
+    lc_mcp_authorized(s->m, NULL, "out of memory");
+    return;
+  }
+  lc_free(s->auth_url);
+  s->auth_url = u;
+  if (s->opener && lc_task_waiting_on(s->opener, &s->open_wait)) {
+    lc_task_wake(s->opener, &s->open_wait);
+    return;
+  }
+  for (struct lop *op = s->ops; op; op = op->next)
+    if (op->task && lc_task_waiting_on(op->task, &op->wait)) {
+      op_wake(op);
+      break;
+    }
+}
+
 static void ev_closed(void *ud, const char *why) {
   struct lsess *s = ud;
   for (struct lop *op = s->ops; op; op = op->next) op_wake(op);
@@ -263,6 +292,8 @@ static void sess_close(struct lsess *s) {
     lc_free(q);
   }
   s->reqs_tail = &s->reqs;
+  lc_free(s->auth_url);
+  s->auth_url = NULL;
   if (s->m) {
     struct lc_mcp *m = s->m;
     s->m = NULL;
@@ -288,18 +319,58 @@ static void open_cancel(struct lc_wait *w) {
   s->opener = NULL;
 }
 
+/* The session is at stack index ctx. */
 static int open_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lsess *s = luaL_checkudata(L, -1, SESSION_MT);
+  int at = (int)ctx;
+  struct lsess *s = luaL_checkudata(L, at, SESSION_MT);
   s->opener = NULL;
+  if (!s->ready && s->auth_url && s->m) {
+    lua_pushvalue(L, at);
+    lua_pushliteral(L, "authorize");
+    lua_pushstring(L, s->auth_url);
+    lc_free(s->auth_url);
+    s->auth_url = NULL;
+    return 3;
+  }
+  if (!s->ready) {
+    /* woken for something else: wait on */
+    s->opener = lc_task_current(L);
+    lc_task_wait(s->opener, &s->open_wait);
+    return lua_yieldk(L, 0, ctx, open_k);
+  }
   if (s->ready_rc) {
     const char *msg = s->ready_msg;
     lua_pushnil(L);
     lua_pushstring(L, msg);
-    lua_pushstring(L, strstr(msg, "in time") ? "timeout" : "mcp_connect");
+    lua_pushstring(L, strstr(msg, "in time") ? "timeout"
+                      : strstr(msg, "authoriz") ? "auth"
+                                                : "mcp_connect");
     sess_close(s);
     return 3;
   }
+  lua_pushvalue(L, at);
   return 1;
+}
+
+/* session:_wait_open(): after an "authorize" from _open, waits on. */
+static int l_wait_open(lua_State *L) {
+  struct lsess *s = luaL_checkudata(L, 1, SESSION_MT);
+  lua_settop(L, 1);
+  if (!s->m) return luaL_error(L, "MCP session is closed");
+  if (s->ready || s->auth_url) return open_k(L, LUA_YIELD, 1);
+  s->opener = lc_task_check(L, "luact.mcp.connect");
+  s->open_wait.cancel = open_cancel;
+  lc_task_wait(s->opener, &s->open_wait);
+  return lua_yieldk(L, 0, 1, open_k);
+}
+
+/* session:_authorized(redirect | nil [, why]) */
+static int l_authorized(lua_State *L) {
+  struct lsess *s = check_sess(L);
+  const char *r = luaL_optstring(L, 2, NULL);
+  const char *why = luaL_optstring(L, 3, "refused");
+  lc_mcp_authorized(s->m, r, why);
+  return 0;
 }
 
 /* Reads a list of strings t[1..n] into a NULL-terminated array inside a
@@ -386,7 +457,24 @@ static int l_open(lua_State *L) {
                              .notification = ev_notification,
                              .request = ev_request,
                              .closed = ev_closed,
+                             .authorize = ev_authorize,
                              .ud = s};
+  /* auth: strings borrowed from the table (9) for lc_mcp_open, which
+   * copies them */
+  struct lc_oauth_config auth = {0};
+  if (lua_getfield(L, 1, "auth") == LUA_TTABLE) {
+    const char *w = "luact.mcp.connect auth";
+    auth.client_id = lc_l_opt_string(L, 9, w, "client_id", 0);
+    auth.client_secret = lc_l_opt_string(L, 9, w, "client_secret", 0);
+    auth.client_metadata_url = lc_l_opt_string(L, 9, w, "client_metadata_url", 0);
+    auth.client_name = lc_l_opt_string(L, 9, w, "client_name", 0);
+    auth.redirect_uri = lc_l_opt_string(L, 9, w, "redirect_uri", 0);
+    auth.scope = lc_l_opt_string(L, 9, w, "scope", 0);
+    const char *grant = lc_l_opt_string(L, 9, w, "grant", 0);
+    auth.client_credentials = grant && !strcmp(grant, "client_credentials");
+    auth.interactive = lc_l_opt_bool(L, 9, w, "interactive", 0);
+    cfg.auth = &auth;
+  }
   char err[256];
   int rc = lc_mcp_open(lc_sched_loop(lc_sched_get(L)), &cfg, &ev, &s->m, err,
                        sizeof err);
@@ -399,7 +487,7 @@ static int l_open(lua_State *L) {
   s->opener = task;
   s->open_wait.cancel = open_cancel;
   lc_task_wait(task, &s->open_wait);
-  return lua_yieldk(L, 0, 0, open_k);
+  return lua_yieldk(L, 0, 8, open_k); /* the session is at 8 */
 }
 
 /* session:_start(method, params, timeout_s, progress) -> op */
@@ -455,6 +543,13 @@ static int push_event(lua_State *L, struct lop *op) {
     lc_conv_push_json(L, op->progress);
     cJSON_Delete(op->progress);
     op->progress = NULL;
+    return 2;
+  }
+  if (s && s->auth_url) {
+    lua_pushliteral(L, "authorize");
+    lua_pushstring(L, s->auth_url);
+    lc_free(s->auth_url);
+    s->auth_url = NULL;
     return 2;
   }
   if (s && s->reqs) {
@@ -1062,6 +1157,7 @@ static const luaL_Reg sess_methods[] = {
     {"_start", l_start},     {"_respond", l_respond},
     {"_respond_error", l_respond_error},
     {"_changed", l_changed}, {"dead", l_dead},
+    {"_authorized", l_authorized}, {"_wait_open", l_wait_open},
     {"version", l_version},  {"info", l_info},
     {"stats", l_stats},      {"close", l_close},
     {NULL, NULL}};

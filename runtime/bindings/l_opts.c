@@ -102,7 +102,7 @@ const struct lc_l_optset lc_l_optsets[] = {
     {"luact.mcp.connect", NULL, "luact.mcp.connect", "",
      {L_("command", "args", "env", "url", "headers", "name", "prefix", "timeout",
          "connect_timeout", "max_output", "max_message", "screen", "on_progress", "on_change",
-         "on_elicit", "restart", "max_restarts", "protocol")}},
+         "on_elicit", "restart", "max_restarts", "protocol", "auth")}},
     {"luact.mcp.serve", NULL, "luact.mcp.serve", "", {L_("http", "token")}},
     {"luact.map", NULL, "luact.map", "", {L_("concurrency")}},
     {"luact.effect", NULL, "luact.effect", "", {L_("schema")}},

@@ -81,6 +81,11 @@ function Server:_session()
   end
   local err, code
   s, err, code = open(self._cfg)
+  while s and err == "authorize" do
+    -- OAuth's user-agent step during the handshake (code is the URL)
+    self:_authorize(s, code)
+    s, err, code = s:_wait_open()
+  end
   if not s then return nil, self.label .. ": " .. err, code end
   self._s = s
   self.version = s:version()
@@ -125,6 +130,8 @@ function Server:request(method, params, opts)
       if opts.on_progress then pcall(opts.on_progress, a) end
     elseif kind == "request" then
       self:_answer(s, a, b, c)
+    elseif kind == "authorize" then
+      self:_authorize(s, a)
     end
   end
 end
@@ -202,6 +209,25 @@ function Server:_input_responses(reqs)
     end
   end
   return out, unsupported
+end
+
+-- OAuth's user-agent step: the script's auth.authorize gets the URL and
+-- returns where the browser was sent back to (or the bare code); the
+-- binding checks the state and gets the token (docs/mcp.md).
+function Server:_authorize(s, url)
+  local fn = self.auth and self.auth.authorize
+  if not fn then
+    s:_authorized(nil, "no auth.authorize callback")
+    return
+  end
+  local ok, r, why = pcall(fn, url)
+  if ok and type(r) == "string" and r ~= "" then
+    s:_authorized(r)
+  elseif ok then
+    s:_authorized(nil, "auth.authorize gave no redirect URL" .. (why and (": " .. tostring(why)) or ""))
+  else
+    s:_authorized(nil, "auth.authorize failed: " .. tostring(r))
+  end
 end
 
 -- Follows nextCursor; items under key.
@@ -337,6 +363,27 @@ function mcp.connect(spec)
     if spec[f] ~= nil and type(spec[f]) ~= "table" then field(f, "must be a table") end
   end
   if spec.url and (spec.args or spec.env) then field("args", "and 'env' are for a command, not a url") end
+  local auth
+  if spec.auth ~= nil then
+    if type(spec.auth) ~= "table" then field("auth", "must be a table") end
+    if not spec.url then field("auth", "is for a url, not a command") end
+    local a = spec.auth
+    for _, f in ipairs { "client_id", "client_secret", "client_metadata_url", "client_name", "redirect_uri", "scope" } do
+      if a[f] ~= nil and type(a[f]) ~= "string" then field("auth", "field '" .. f .. "' must be a string") end
+    end
+    if a.authorize ~= nil and type(a.authorize) ~= "function" then field("auth", "field 'authorize' must be a function") end
+    if a.grant ~= nil and a.grant ~= "authorization_code" and a.grant ~= "client_credentials" then
+      field("auth", "field 'grant' must be authorization_code or client_credentials")
+    end
+    if a.grant == "client_credentials" and not (a.client_id and a.client_secret) then
+      field("auth", "client_credentials needs client_id and client_secret")
+    end
+    if a.client_secret and not a.client_id then field("auth", "client_secret needs client_id") end
+    auth = { client_id = a.client_id, client_secret = a.client_secret,
+      client_metadata_url = a.client_metadata_url, client_name = a.client_name,
+      redirect_uri = a.redirect_uri, scope = a.scope, grant = a.grant,
+      interactive = a.authorize ~= nil }
+  end
   if spec.command and spec.headers then field("headers", "is for a url, not a command") end
   for _, f in ipairs { "screen", "on_progress", "on_change", "on_elicit" } do
     if spec[f] ~= nil and type(spec[f]) ~= "function" then field(f, "must be a function") end
@@ -368,6 +415,7 @@ function mcp.connect(spec)
     on_progress = spec.on_progress,
     on_change = spec.on_change,
     on_elicit = spec.on_elicit,
+    auth = spec.auth and { authorize = spec.auth.authorize },
     restart = spec.restart ~= false,
     max_restarts = spec.max_restarts or 3,
     restarts = 0,
@@ -375,7 +423,7 @@ function mcp.connect(spec)
     _defs = {}, _refused = {}, _gone = {}, _pending_new = {},
     _cfg = { argv = argv, env = spec.env, url = spec.url, headers = spec.headers,
       max_message = spec.max_message and math.floor(spec.max_message),
-      connect_timeout = spec.connect_timeout, protocol = spec.protocol },
+      connect_timeout = spec.connect_timeout, protocol = spec.protocol, auth = auth },
   }, Server)
   -- The listing is a journaled effect: a replay gets it from the journal
   -- and starts no server (the session opens on the first real call).

@@ -92,6 +92,8 @@ struct post {
   char *last_id;    /* the stream's last event id, for Last-Event-ID */
   long retry;       /* the server's retry: in ms, -1 if none */
   struct lc_timer timer; /* the wait before the next GET */
+  unsigned gen;     /* the OAuth token generation it was sent with */
+  int parked;       /* waiting for an authorization (oauth.c) */
 };
 
 struct lc_mcp {
@@ -134,6 +136,9 @@ struct lc_mcp {
   char *session_id;
   struct post *posts;
   int get_empty; /* standalone GET streams in a row that brought nothing */
+  struct lc_oauth *oauth; /* NULL: no authorization configured */
+  double hs_ms;           /* the handshake deadline, for its restart */
+  int hs_paused;          /* stopped while the user authorizes */
 };
 
 static void die(struct lc_mcp *m, const char *fmt, ...)
@@ -673,6 +678,102 @@ static void post_unlink(struct lc_mcp *m, struct post *p) {
   p->next = NULL;
 }
 
+/* ---- authorization hooks (the logic is oauth.c's) ---- */
+
+/* Every WWW-Authenticate value of p's answer, joined with ", ". */
+static void www_authenticate(struct post *p, char *out, size_t cap) {
+  const char *h = p->op.headers.data;
+  size_t k = 0;
+  out[0] = '\0';
+  while (h && *h) {
+    const char *eol = strchr(h, '\n');
+    size_t len = eol ? (size_t)(eol - h) : strlen(h);
+    if (len > 17 && !strncasecmp(h, "www-authenticate:", 17)) {
+      const char *v = h + 17;
+      size_t vn = len - 17;
+      while (vn && (*v == ' ' || *v == '\t')) v++, vn--;
+      if (k && k + 2 < cap) out[k++] = ',', out[k++] = ' ';
+      for (size_t i = 0; i < vn && k + 1 < cap; i++) out[k++] = v[i];
+      out[k] = '\0';
+    }
+    if (!eol) break;
+    h = eol + 1;
+  }
+}
+
+/* p's transfer is over; it goes out again later (or now). */
+static void post_reset(struct lc_mcp *m, struct post *p) {
+  lc_http_op_cleanup(&p->op);
+  lc_http_op_init(&p->op);
+  lc_sse_free(&p->sse);
+  lc_sse_init(&p->sse, m->max_message);
+  lc_buf_free(&p->json);
+  lc_buf_init(&p->json, m->max_message);
+  p->decided = p->is_sse = p->events = 0;
+}
+
+/* A 401 or 403 with authorization configured (from post_done): 1 when p
+ * is taken care of (parked until the token, or resent with a newer one),
+ * 0 with why set when the request fails. */
+static int auth_challenge(struct lc_mcp *m, struct post *p, char *why,
+                          size_t whylen) {
+  char wa[4096];
+  www_authenticate(p, wa, sizeof wa);
+  int rc = lc_oauth_challenge(m->oauth, p->op.status, wa[0] ? wa : NULL,
+                              p->gen, why, whylen);
+  if (rc < 0) return 0;
+  post_reset(m, p);
+  if (rc == 1) {
+    p->parked = 1;
+    return 1;
+  }
+  if (http_start(m, p) == 0) return 1;
+  snprintf(why, whylen, "cannot send to the MCP server");
+  return 0;
+}
+
+/* oauth.c's done (from the loop): the parked requests go out with the
+ * token, or fail with why. */
+static void auth_done(void *ud, int rc, const char *why) {
+  struct lc_mcp *m = ud;
+  for (struct post *p = m->posts; p; p = p->next) {
+    if (!p->parked) continue;
+    p->parked = rc == 0 && m->st != ST_DEAD && http_start(m, p) == 0 ? 0 : 2;
+  }
+  for (;;) {
+    struct post *p = m->posts;
+    while (p && p->parked != 2) p = p->next;
+    if (!p) break;
+    long long id = p->id;
+    post_free(m, p);
+    struct pending *pd = id >= 0 ? pending_find(m, id) : NULL;
+    if (pd) {
+      struct lc_mcp_reply r = {
+          .rc = LC_EIO, .message = rc ? why : "cannot send to the MCP server"};
+      reply(m, pd, &r);
+    }
+  }
+}
+
+/* oauth.c's user-agent step (from the loop). */
+static void auth_authorize(void *ud, const char *url) {
+  struct lc_mcp *m = ud;
+  if (lc_timer_active(&m->hs_timer)) {
+    lc_timer_stop(m->loop, &m->hs_timer);
+    m->hs_paused = 1;
+  }
+  if (m->ev.authorize && m->st != ST_DEAD) m->ev.authorize(m->ev.ud, url);
+  else lc_oauth_redirect(m->oauth, NULL, "nobody to ask");
+}
+
+void lc_mcp_authorized(struct lc_mcp *m, const char *redirect, const char *why) {
+  if (!m->oauth) return;
+  if (m->hs_paused && m->st != ST_READY && m->st != ST_DEAD)
+    lc_timer_start(m->loop, &m->hs_timer, m->hs_ms);
+  m->hs_paused = 0;
+  lc_oauth_redirect(m->oauth, redirect, why);
+}
+
 /* lc_http completion (from the loop). */
 static void post_done(struct lc_http_op *op, void *ud) {
   struct post *p = ud;
@@ -684,6 +785,10 @@ static void post_done(struct lc_http_op *op, void *ud) {
   if (op->err) {
     snprintf(why, sizeof why, "MCP HTTP transfer failed: %s%.300s", what,
              op->errmsg);
+  } else if (m->oauth && (op->status == 401 || op->status == 403)) {
+    /* oauth.c decides: authorize (the post waits), resend now with a
+     * newer token, or fail with its reason */
+    if (auth_challenge(m, p, why, sizeof why)) return;
   } else if (op->status == 404 && m->session_id && !get) {
     snprintf(why, sizeof why, "MCP server lost the session (HTTP 404)");
   } else if (op->status < 200 || op->status > 299) {
@@ -697,9 +802,11 @@ static void post_done(struct lc_http_op *op, void *ud) {
     snprintf(why, sizeof why, "MCP server answered %sHTTP %ld%s%s", what,
              op->status, n ? ": " : "", body);
   } else {
+    if (m->oauth && p->gen) lc_oauth_ok(m->oauth);
     if (!get && (m->st == ST_INIT || m->st == ST_DISCOVER)) capture_session(m, p);
     if (!p->is_sse && p->json.len) inbox_push(m, p->json.data, p->json.len);
   }
+  if (m->oauth) lc_oauth_scrub(m->oauth, why, sizeof why);
   if (p->is_sse) stream_note(p);
   /* Out of the list while the inbox runs: a callback there may cancel
    * request id, which would free the post under us. */
@@ -784,6 +891,8 @@ static int http_start(struct lc_mcp *m, struct post *p) {
     snprintf(ver, sizeof ver, "MCP-Protocol-Version: %s", m->version);
     hdrs[nh++] = ver;
   }
+  p->gen = m->oauth ? lc_oauth_gen(m->oauth) : 0;
+  if (p->gen) hdrs[nh++] = lc_oauth_header(m->oauth);
   for (size_t i = 0; i < m->n_headers && nh < 40; i++) hdrs[nh++] = m->headers[i];
   struct lc_http_req req = {.method = p->get ? "GET" : "POST",
                             .url = m->url,
@@ -1217,6 +1326,11 @@ int lc_mcp_open(struct lc_loop *loop, const struct lc_mcp_config *cfg,
       else m->n_headers++;
     }
     if (rc == LC_ENOMEM) snprintf(err, errlen, "out of memory");
+    if (!rc && cfg->auth) {
+      struct lc_oauth_events oev = {
+          .authorize = auth_authorize, .done = auth_done, .ud = m};
+      rc = lc_oauth_new(loop, m->url, cfg->auth, &oev, &m->oauth, err, errlen);
+    }
   } else {
     rc = stdio_start(m, cfg, err, errlen);
   }
@@ -1225,6 +1339,7 @@ int lc_mcp_open(struct lc_loop *loop, const struct lc_mcp_config *cfg,
     return rc;
   }
   double hs = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms : 30000;
+  m->hs_ms = hs;
   lc_timer_start(loop, &m->hs_timer, hs);
   int stateless = !m->max_version || !strcmp(m->max_version, LC_MCP_V_STATELESS);
   if (stateless) {
@@ -1351,6 +1466,8 @@ void lc_mcp_free(struct lc_mcp *m) {
   if (!m->dead[0]) snprintf(m->dead, sizeof m->dead, "MCP session closed");
   stdio_stop(m);
   http_stop(m);
+  lc_oauth_free(m->oauth); /* tokens zeroed */
+  m->oauth = NULL;
   fail_all(m, LC_ECANCEL, "MCP session closed");
   lc_timer_stop(m->loop, &m->hs_timer);
   lc_timer_stop(m->loop, &m->in_timer);

@@ -27,6 +27,8 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
+#include "oauth.h"
+
 struct lc_loop;
 struct lc_mcp;
 
@@ -49,6 +51,8 @@ struct lc_mcp_config {
   double connect_timeout_ms;  /* handshake deadline; 0 = 30 s */
   /* Test hook: the newest revision to offer (NULL = 2026-07-28). */
   const char *max_version;
+  /* HTTP: authorize on a 401 (oauth.h); NULL = never (a 401 fails). */
+  const struct lc_oauth_config *auth;
 };
 
 struct lc_mcp_reply {
@@ -73,6 +77,10 @@ struct lc_mcp_events {
   /* The session is dead (child exited, protocol violation, HTTP session
    * lost); pending replies have already run with LC_EIO. */
   void (*closed)(void *ud, const char *why);
+  /* The authorization's user-agent step (config.auth): send the user to
+   * url, then lc_mcp_authorized. The handshake deadline is paused until
+   * then (a person may take a while). */
+  void (*authorize)(void *ud, const char *url);
   void *ud;
 };
 
@@ -94,6 +102,9 @@ int lc_mcp_notify(struct lc_mcp *m, const char *method, cJSON *params);
 int lc_mcp_respond(struct lc_mcp *m, const cJSON *id, cJSON *result);
 int lc_mcp_respond_error(struct lc_mcp *m, const cJSON *id, int code,
                          const char *message);
+/* The answer to events.authorize: the URL the browser was redirected to
+ * (or the bare code), or NULL with why. */
+void lc_mcp_authorized(struct lc_mcp *m, const char *redirect, const char *why);
 /* Negotiated revision ("" before ready), the server's initialize or
  * discover result (NULL before ready), and why it died (NULL if alive). */
 const char *lc_mcp_version(const struct lc_mcp *m);
