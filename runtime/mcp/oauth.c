@@ -19,7 +19,7 @@
 #include "sha256.h"
 
 #define MAX_DOC (64u << 10)  /* a metadata document or a token answer */
-#define MAX_FLOWS 3          /* authorizations in a row without a success */
+#define MAX_FLOWS 3 /* authorizations or refreshes in a row without a success */
 #define MAX_CANDIDATES 3
 #define STEP_TIMEOUT_MS 30000.0
 
@@ -966,6 +966,9 @@ static void start_step(struct lc_oauth *o) {
     token_request(o, "client_credentials", NULL);
     return;
   case S_REFRESH:
+    /* counted too: a server that takes no token but keeps refreshing
+     * would otherwise be asked forever */
+    o->flows++;
     token_request(o, "refresh_token", NULL);
     return;
   case S_IDLE:

@@ -219,6 +219,29 @@ START_TEST(hostile_auth_servers) {
 }
 END_TEST
 
+/* A server that takes no token while its authorization server keeps
+ * issuing and refreshing them: the client stops after 3 authorizations or
+ * refreshes in a row (it used to refresh until the handshake deadline). */
+START_TEST(token_never_accepted) {
+  int port = srv_start("reject_all");
+  char code[1000];
+  snprintf(code, sizeof code,
+           "local s, e, c = luact.mcp.connect{url='http://127.0.0.1:%d/mcp', connect_timeout=60,\n"
+           "  auth={authorize=follow}}\n"
+           "check(not s and c == 'auth', c, e)\n"
+           "check(e:find('in a row were not accepted', 1, true), e)\n"
+           "return 'ok'",
+           port);
+  int rc = run(code);
+  char *log = srv_stop();
+  ck_assert_msg(rc == 0, "%s\n%s", err, log);
+  int grants = 0;
+  for (const char *g = log; (g = strstr(g, "grant ")); g++) grants++;
+  ck_assert_msg(grants == 3, "%d token requests:\n%s", grants, log);
+  free(log);
+}
+END_TEST
+
 /* The user-agent step's failures: no callback, a callback that gives no
  * redirect, a callback that raises: each a clear connect error. */
 START_TEST(authorize_callback_failures) {
@@ -320,6 +343,7 @@ Suite *mcp_auth_suite(void) {
   tcase_add_test(tc, secrets_never_leak);
   tcase_add_test(tc, hostile_auth_servers);
   tcase_add_test(tc, authorize_callback_failures);
+  tcase_add_test(tc, token_never_accepted);
   tcase_add_test(tc, auth_option_checks);
   suite_add_tcase(s, tc);
   tc = tcase_create("parsers");

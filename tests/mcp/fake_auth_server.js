@@ -14,6 +14,8 @@
 //      as_not_object, wrong_issuer, http_endpoint, no_s256, bad_state,
 //      auth_denied, token_type_mac, token_crlf, no_access_token,
 //      dcr_no_id: one broken answer each
+//      reject_all:   the MCP server takes no token at all while the
+//                    authorization server keeps issuing and refreshing
 'use strict';
 const http = require('http');
 const fs = require('fs');
@@ -28,7 +30,7 @@ const SECRET = 'CANARY-SECRET-9876543210';
 const CLIENT = 'cid-1';
 let base = '';
 let challenge = null;
-let valid = new Set([TOKEN1, TOKEN2]);
+let valid = new Set(mode === 'reject_all' ? [] : [TOKEN1, TOKEN2]);
 
 const json = (res, status, o, headers) => {
   res.writeHead(status, Object.assign({ 'Content-Type': 'application/json' }, headers || {}));
