@@ -583,6 +583,7 @@ static int push_event(lua_State *L, struct lop *op) {
                        : op->rc == LC_EINVAL ? "mcp_error"
                        : op->rc == LC_ECANCEL ? "closed"
                        : op->rc == LC_ENOMEM ? "nomem"
+                       : op->rc == LC_ESTATE ? "auth"
                                              : "server_died";
     lua_pushstring(L, code);
     if (op->rc == LC_EINVAL) {

@@ -748,8 +748,8 @@ static void auth_done(void *ud, int rc, const char *why) {
     post_free(m, p);
     struct pending *pd = id >= 0 ? pending_find(m, id) : NULL;
     if (pd) {
-      struct lc_mcp_reply r = {
-          .rc = LC_EIO, .message = rc ? why : "cannot send to the MCP server"};
+      struct lc_mcp_reply r = {.rc = rc ? LC_ESTATE : LC_EIO,
+                               .message = rc ? why : "cannot send to the MCP server"};
       reply(m, pd, &r);
     }
   }
@@ -782,6 +782,7 @@ static void post_done(struct lc_http_op *op, void *ud) {
   int get = p->get;
   const char *what = get ? "resuming the SSE stream: " : "";
   char why[400] = "";
+  int auth_failed = 0;
   if (op->err) {
     snprintf(why, sizeof why, "MCP HTTP transfer failed: %s%.300s", what,
              op->errmsg);
@@ -789,6 +790,7 @@ static void post_done(struct lc_http_op *op, void *ud) {
     /* oauth.c decides: authorize (the post waits), resend now with a
      * newer token, or fail with its reason */
     if (auth_challenge(m, p, why, sizeof why)) return;
+    auth_failed = 1;
   } else if (op->status == 404 && m->session_id && !get) {
     snprintf(why, sizeof why, "MCP server lost the session (HTTP 404)");
   } else if (op->status < 200 || op->status > 299) {
@@ -840,7 +842,7 @@ static void post_done(struct lc_http_op *op, void *ud) {
   post_free(m, p);
   if (!pd) return;
   if (why[0]) {
-    struct lc_mcp_reply r = {.rc = LC_EIO, .message = why};
+    struct lc_mcp_reply r = {.rc = auth_failed ? LC_ESTATE : LC_EIO, .message = why};
     reply(m, pd, &r);
     if (strstr(why, "lost the session")) die(m, "%s", why);
   } else {

@@ -57,7 +57,8 @@ struct lc_mcp_config {
 
 struct lc_mcp_reply {
   int rc;                /* 0, LC_EINVAL (JSON-RPC error), LC_ETIMEOUT,
-                          * LC_EIO (server gone), LC_ECANCEL (session freed) */
+                          * LC_EIO (server gone), LC_ECANCEL (session freed),
+                          * LC_ESTATE (not authorized: config.auth failed) */
   const cJSON *result;   /* rc == 0 */
   long long code;        /* JSON-RPC error code when rc == LC_EINVAL */
   const char *message;   /* error text when rc != 0 */

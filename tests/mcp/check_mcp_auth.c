@@ -219,6 +219,47 @@ START_TEST(hostile_auth_servers) {
 }
 END_TEST
 
+/* Step-up: a call that meets 403 insufficient_scope is authorized again
+ * for the union of the scopes and then goes through; a 403 for a scope
+ * granted already is not asked again: the call fails with code "auth". */
+START_TEST(step_up_and_refusal) {
+  int port = srv_start("stepup");
+  char code[1200];
+  snprintf(code, sizeof code,
+           "local n = 0\n"
+           "local s = check(luact.mcp.connect{url='http://127.0.0.1:%d/mcp', connect_timeout=20,\n"
+           "  auth={authorize=function(u) n = n + 1; return follow(u) end}})\n"
+           "local r, e, c = s:call('echo', {})\n"
+           "check(r and r.content[1].text == 'hello', e, c)\n"
+           "check(n == 2, n)\n"
+           "return 'ok'",
+           port);
+  int rc = run(code);
+  char *log = srv_stop();
+  ck_assert_msg(rc == 0, "%s\n%s", err, log);
+  const char *a = strstr(log, "403 tools/call");
+  ck_assert_msg(a && strstr(a, "authorize scope=read write ") && strstr(a, "mcp tools/call token2"),
+                "%s", log);
+  free(log);
+  port = srv_start("forbid_call");
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{url='http://127.0.0.1:%d/mcp', connect_timeout=20,\n"
+           "  auth={authorize=follow}})\n"
+           "local r, e, c = s:call('echo', {})\n"
+           "check(not r and c == 'auth', c, e)\n"
+           "check(e:find(\"wants scope 'read' (insufficient_scope) and it was asked for already\", 1, true), e)\n"
+           "return 'ok'",
+           port);
+  rc = run(code);
+  log = srv_stop();
+  ck_assert_msg(rc == 0, "%s\n%s", err, log);
+  /* one authorization only: the refusal does not ask again */
+  const char *first = strstr(log, "authorize ");
+  ck_assert_msg(first && !strstr(first + 1, "authorize "), "%s", log);
+  free(log);
+}
+END_TEST
+
 /* A server that takes no token while its authorization server keeps
  * issuing and refreshing them: the client stops after 3 authorizations or
  * refreshes in a row (it used to refresh until the handshake deadline). */
@@ -344,6 +385,7 @@ Suite *mcp_auth_suite(void) {
   tcase_add_test(tc, hostile_auth_servers);
   tcase_add_test(tc, authorize_callback_failures);
   tcase_add_test(tc, token_never_accepted);
+  tcase_add_test(tc, step_up_and_refusal);
   tcase_add_test(tc, auth_option_checks);
   suite_add_tcase(s, tc);
   tc = tcase_create("parsers");

@@ -14,6 +14,10 @@
 //      as_not_object, wrong_issuer, http_endpoint, no_s256, bad_state,
 //      auth_denied, token_type_mac, token_crlf, no_access_token,
 //      dcr_no_id: one broken answer each
+//      stepup:       tools/call needs scope "read write": a 403
+//                    insufficient_scope, then a second authorization
+//      forbid_call:  tools/call answers 403 insufficient_scope for the
+//                    scope already granted ("read")
 //      reject_all:   the MCP server takes no token at all while the
 //                    authorization server keeps issuing and refreshing
 'use strict';
@@ -30,6 +34,7 @@ const SECRET = 'CANARY-SECRET-9876543210';
 const CLIENT = 'cid-1';
 let base = '';
 let challenge = null;
+let lastScope = '';
 let valid = new Set(mode === 'reject_all' ? [] : [TOKEN1, TOKEN2]);
 
 const json = (res, status, o, headers) => {
@@ -66,6 +71,7 @@ function asMeta(res) {
 function authorize(req, res) {
   const q = new URL(req.url, base).searchParams;
   challenge = q.get('code_challenge');
+  lastScope = q.get('scope') || '';
   log(`authorize scope=${q.get('scope') || ''} resource=${q.get('resource')} method=${q.get('code_challenge_method')}`);
   const to = new URL(q.get('redirect_uri'));
   if (mode === 'auth_denied') {
@@ -98,7 +104,8 @@ function token(req, body, res) {
     if (f.refresh_token !== REFRESH) return json(res, 400, { error: 'invalid_grant' });
     t.access_token = TOKEN2;
   } else {
-    t.access_token = TOKEN1;
+    // stepup: the token for "read write" is the second one
+    t.access_token = mode === 'stepup' && lastScope.split(' ').includes('write') ? TOKEN2 : TOKEN1;
     t.refresh_token = REFRESH;
   }
   if (mode === 'token_type_mac') t.token_type = 'mac';
@@ -128,6 +135,12 @@ function mcp(req, body, res) {
       { name: 'leak', inputSchema: { type: 'object' } }] });
   }
   if (m.method === 'tools/call') {
+    if ((mode === 'stepup' && tok !== TOKEN2) || mode === 'forbid_call') {
+      log(`403 tools/call`);
+      return json(res, 403, { error: 'insufficient_scope' }, {
+        'WWW-Authenticate': `Bearer error="insufficient_scope", scope="${mode === 'stepup' ? 'read write' : 'read'}", resource_metadata="${base}/.well-known/oauth-protected-resource/mcp"`,
+      });
+    }
     if (m.params.name === 'leak' && mode === 'echo_auth') {
       res.writeHead(400, { 'Content-Type': 'text/plain' });
       return res.end(`bad request with Authorization: ${auth}`);
