@@ -801,8 +801,11 @@ static void post_done(struct lc_http_op *op, void *ud) {
       body[i] = c < 0x20 ? ' ' : (char)c;
     }
     body[n] = '\0';
-    snprintf(why, sizeof why, "MCP server answered %sHTTP %ld%s%s", what,
-             op->status, n ? ": " : "", body);
+    snprintf(why, sizeof why, "MCP server answered %sHTTP %ld%s%s%s", what,
+             op->status, n ? ": " : "", body,
+             op->status == 401 && !m->oauth
+                 ? " (it wants authorization: give connect an auth table)"
+                 : "");
   } else {
     if (m->oauth && p->gen) lc_oauth_ok(m->oauth);
     if (!get && (m->st == ST_INIT || m->st == ST_DISCOVER)) capture_session(m, p);

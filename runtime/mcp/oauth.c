@@ -527,6 +527,14 @@ static void prm_done(struct lc_oauth *o) {
             "server (https, or http on loopback)");
   } else {
     setstr(&o->resource, res);
+    if (o->as_url && strcmp(o->as_url, first->valuestring)) {
+      /* another authorization server: a client registered with the old
+       * one means nothing there */
+      zfree(o->client_id);
+      zfree(o->client_secret);
+      zfree(o->refresh);
+      o->client_id = o->client_secret = o->refresh = NULL;
+    }
     setstr(&o->as_url, first->valuestring);
     zfree(o->prm_scopes);
     o->prm_scopes = scope_list(cJSON_GetObjectItemCaseSensitive(j, "scopes_supported"));

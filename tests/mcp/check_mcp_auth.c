@@ -101,11 +101,11 @@ START_TEST(flow_and_refresh) {
   ck_assert_msg(strstr(log, "authorize scope=read ") && strstr(log, "method=S256") &&
                     strstr(log, res),
                 "%s", log);
-  ck_assert_msg(strstr(log, "grant authorization_code basic=true") && strstr(log, "pkce=true"),
+  ck_assert_msg(strstr(log, "grant authorization_code as basic=true") && strstr(log, "pkce=true"),
                 "%s", log);
   /* the expired token: a refresh, then the call with the new token */
   const char *a = strstr(log, "401 tools/call");
-  ck_assert_msg(a && strstr(a, "grant refresh_token basic=true") &&
+  ck_assert_msg(a && strstr(a, "grant refresh_token as basic=true") &&
                     strstr(a, "mcp tools/call token2"),
                 "%s", log);
   free(log);
@@ -260,6 +260,31 @@ START_TEST(step_up_and_refusal) {
 }
 END_TEST
 
+/* The server moves to another authorization server mid-run (a 401 with
+ * another resource_metadata): the client discovers and registers there
+ * again instead of showing it the first server's client id and refresh
+ * token. */
+START_TEST(authorization_server_switch) {
+  int port = srv_start("as_switch");
+  char code[1000];
+  snprintf(code, sizeof code,
+           "local s = check(luact.mcp.connect{url='http://127.0.0.1:%d/mcp', connect_timeout=20,\n"
+           "  auth={authorize=follow}})\n"
+           "local r, e, c = s:call('echo', {})\n"
+           "check(r and r.content[1].text == 'hello', e, c)\n"
+           "return 'ok'",
+           port);
+  int rc = run(code);
+  char *log = srv_stop();
+  ck_assert_msg(rc == 0, "%s\n%s", err, log);
+  ck_assert_msg(strstr(log, "register as2 ") && strstr(log, "grant authorization_code as2 basic=true") &&
+                    strstr(log, "mcp tools/call token3"),
+                "%s", log);
+  ck_assert_msg(!strstr(log, "grant refresh_token as2"), "%s", log);
+  free(log);
+}
+END_TEST
+
 /* A server that takes no token while its authorization server keeps
  * issuing and refreshing them: the client stops after 3 authorizations or
  * refreshes in a row (it used to refresh until the handshake deadline). */
@@ -300,7 +325,7 @@ START_TEST(authorize_callback_failures) {
            "check(not s and e:find('auth.authorize failed', 1, true) and e:find('boom', 1, true), e)\n"
            "-- a plain 401 without auth: the status, as before\n"
            "s, e, c = luact.mcp.connect{url=u, connect_timeout=20}\n"
-           "check(not s and e:find('HTTP 401', 1, true), e)\n"
+           "check(not s and e:find('HTTP 401', 1, true) and e:find('give connect an auth table', 1, true), e)\n"
            "return 'ok'",
            port);
   int rc = run(code);
@@ -386,6 +411,7 @@ Suite *mcp_auth_suite(void) {
   tcase_add_test(tc, authorize_callback_failures);
   tcase_add_test(tc, token_never_accepted);
   tcase_add_test(tc, step_up_and_refusal);
+  tcase_add_test(tc, authorization_server_switch);
   tcase_add_test(tc, auth_option_checks);
   suite_add_tcase(s, tc);
   tc = tcase_create("parsers");

@@ -18,6 +18,9 @@
 //                    insufficient_scope, then a second authorization
 //      forbid_call:  tools/call answers 403 insufficient_scope for the
 //                    scope already granted ("read")
+//      as_switch:    after the listing the MCP server points at another
+//                    resource metadata and authorization server (/as2,
+//                    which knows only its own client, cid-2)
 //      reject_all:   the MCP server takes no token at all while the
 //                    authorization server keeps issuing and refreshing
 'use strict';
@@ -32,6 +35,8 @@ const TOKEN2 = 'CANARY-TOKEN-2-f6e5d4c3b2a1';
 const REFRESH = 'CANARY-REFRESH-0123456789';
 const SECRET = 'CANARY-SECRET-9876543210';
 const CLIENT = 'cid-1';
+const TOKEN3 = 'CANARY-TOKEN-3-0a0b0c0d0e';
+let prmPath = '/.well-known/oauth-protected-resource/mcp';
 let base = '';
 let challenge = null;
 let lastScope = '';
@@ -54,11 +59,11 @@ function prm(res) {
   json(res, 200, doc);
 }
 
-function asMeta(res) {
+function asMeta(res, as) {
   if (mode === 'as_not_object') return json(res, 200, '[1, 2]');
   const doc = {
-    issuer: `${base}/as`, authorization_endpoint: `${base}/as/authorize`,
-    token_endpoint: `${base}/as/token`, registration_endpoint: `${base}/as/register`,
+    issuer: `${base}/${as}`, authorization_endpoint: `${base}/${as}/authorize`,
+    token_endpoint: `${base}/${as}/token`, registration_endpoint: `${base}/${as}/register`,
     response_types_supported: ['code'], code_challenge_methods_supported: ['S256'],
     token_endpoint_auth_methods_supported: ['client_secret_basic'],
   };
@@ -85,17 +90,17 @@ function authorize(req, res) {
   res.end();
 }
 
-function token(req, body, res) {
+function token(req, body, res, as) {
   const f = form(body);
   const basic = (req.headers.authorization || '').startsWith('Basic ')
     ? Buffer.from(req.headers.authorization.slice(6), 'base64').toString() : '';
-  const ok = basic === `${CLIENT}:${SECRET}`;
+  const ok = basic === `${as === 'as2' ? 'cid-2' : CLIENT}:${SECRET}`;
   let pkce = '';
   if (f.grant_type === 'authorization_code') {
     const c = crypto.createHash('sha256').update(f.code_verifier || '').digest('base64url');
     pkce = ` pkce=${c === challenge}`;
   }
-  log(`grant ${f.grant_type} basic=${ok} resource=${f.resource}${pkce}`);
+  log(`grant ${f.grant_type} ${as} basic=${ok} resource=${f.resource}${pkce}`);
   if (!ok) return json(res, 401, { error: 'invalid_client' });
   if (mode === 'token_error')
     return json(res, 400, { error: 'invalid_grant', error_description: `code expired (client ${CLIENT}:${SECRET})` });
@@ -106,6 +111,7 @@ function token(req, body, res) {
   } else {
     // stepup: the token for "read write" is the second one
     t.access_token = mode === 'stepup' && lastScope.split(' ').includes('write') ? TOKEN2 : TOKEN1;
+    if (as === 'as2') t.access_token = TOKEN3;
     t.refresh_token = REFRESH;
   }
   if (mode === 'token_type_mac') t.token_type = 'mac';
@@ -121,16 +127,20 @@ function mcp(req, body, res) {
   if (!valid.has(tok)) {
     log(`401 ${m.method}`);
     return json(res, 401, { error: 'invalid_token' }, {
-      'WWW-Authenticate': `Bearer error="invalid_token", resource_metadata="${base}/.well-known/oauth-protected-resource/mcp"`,
+      'WWW-Authenticate': `Bearer error="invalid_token", resource_metadata="${base}${prmPath}"`,
     });
   }
-  log(`mcp ${m.method} ${tok === TOKEN1 ? 'token1' : 'token2'}`);
+  log(`mcp ${m.method} ${tok === TOKEN1 ? 'token1' : tok === TOKEN2 ? 'token2' : 'token3'}`);
   if (m.id === undefined) { res.writeHead(202); return res.end(); }
   const reply = (result) => json(res, 200, { jsonrpc: '2.0', id: m.id, result });
   if (m.method === 'initialize')
     return reply({ protocolVersion: '2025-06-18', capabilities: { tools: {} }, serverInfo: { name: 'fake-auth', version: '1' } });
   if (m.method === 'tools/list') {
     if (mode === 'refresh') valid.delete(TOKEN1); // expires after the listing
+    if (mode === 'as_switch') {
+      valid = new Set([TOKEN3]);
+      prmPath = '/.well-known/oauth-protected-resource/mcp2';
+    }
     return reply({ tools: [{ name: 'echo', inputSchema: { type: 'object' } },
       { name: 'leak', inputSchema: { type: 'object' } }] });
   }
@@ -156,13 +166,18 @@ http.createServer((req, res) => {
   req.on('end', () => {
     const path = new URL(req.url, 'http://x').pathname;
     if (req.method === 'GET' && path === '/.well-known/oauth-protected-resource/mcp') return prm(res);
-    if (req.method === 'GET' && path === '/.well-known/oauth-authorization-server/as') return asMeta(res);
-    if (req.method === 'GET' && path === '/as/authorize') return authorize(req, res);
-    if (req.method === 'POST' && path === '/as/register') {
-      log(`register ${body}`);
-      return json(res, 201, mode === 'dcr_no_id' ? { client_secret: SECRET } : { client_id: CLIENT, client_secret: SECRET });
+    if (req.method === 'GET' && path === '/.well-known/oauth-protected-resource/mcp2')
+      return json(res, 200, { resource: `${base}/mcp`, authorization_servers: [`${base}/as2`] });
+    const asm = path.match(/^\/\.well-known\/oauth-authorization-server\/(as2?)$/);
+    if (req.method === 'GET' && asm) return asMeta(res, asm[1]);
+    const ep = path.match(/^\/(as2?)\/(authorize|register|token)$/);
+    if (ep && req.method === 'GET' && ep[2] === 'authorize') return authorize(req, res);
+    if (ep && req.method === 'POST' && ep[2] === 'register') {
+      log(`register ${ep[1]} ${body}`);
+      const id = ep[1] === 'as2' ? 'cid-2' : CLIENT;
+      return json(res, 201, mode === 'dcr_no_id' ? { client_secret: SECRET } : { client_id: id, client_secret: SECRET });
     }
-    if (req.method === 'POST' && path === '/as/token') return token(req, body, res);
+    if (ep && req.method === 'POST' && ep[2] === 'token') return token(req, body, res, ep[1]);
     if (req.method === 'POST' && path === '/mcp') return mcp(req, body, res);
     if (req.method === 'GET' && path === '/mcp') { res.writeHead(405); return res.end(); }
     res.writeHead(404);
