@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <time.h>
 
+#include "crons.h"
 #include "lc.h"
 #include "llm.h"
 #include "secrets.h"
@@ -1607,6 +1608,15 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
                                   const char *method, char **seg, int nseg, const char *tenant,
                                   const char *thread, const cJSON *body, int body_ok) {
   char msg[512];
+  if (nseg >= 1 && !strcmp(seg[0], "crons")) { /* LangGraph's crons (crons.c) */
+    cJSON *out = NULL;
+    unsigned code =
+        lc_crons_route(s, method, seg + 1, nseg - 1, tenant, thread, body, body_ok, &out);
+    if (code < 400) return reply_json(c, code, out);
+    enum MHD_Result r = reply_err(s, c, code, out ? jstr(out, "detail") : "error");
+    cJSON_Delete(out);
+    return r;
+  }
   /* create: POST runs, runs/wait, runs/stream */
   if (!strcmp(method, "POST") &&
       (nseg == 0 || (nseg == 1 && (!strcmp(seg[0], "wait") || !strcmp(seg[0], "stream"))))) {
