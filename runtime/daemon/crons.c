@@ -648,6 +648,12 @@ static long poll_ms(void) {
   return v < 10 ? 10 : v > 60000 ? 60000 : v;
 }
 
+static long test_pause_ms(void) {
+  const char *p = getenv("LUACT_CRON_TEST_PAUSE_MS");
+  long v = p ? atol(p) : 0;
+  return v < 0 ? 0 : v > 10000 ? 10000 : v;
+}
+
 static void *fire_loop(void *ud) {
   struct lc_serve *s = ud;
   long ms = poll_ms();
@@ -661,6 +667,13 @@ static void *fire_loop(void *ud) {
                        "SELECT * FROM d_crons WHERE next_run_at IS NOT NULL AND next_run_at<=? "
                        "ORDER BY next_run_at LIMIT 100",
                        "d", now) == 0) {
+      /* Tests: a pause between the look and the firing, so that two
+       * daemons of a fleet surely see the same tick due. */
+      long pause = cJSON_GetArraySize(rows) ? test_pause_ms() : 0;
+      if (pause) {
+        struct timespec p = {pause / 1000, (pause % 1000) * 1000000L};
+        nanosleep(&p, NULL);
+      }
       const cJSON *r;
       cJSON_ArrayForEach(r, rows) {
         if (atomic_load(&s->stopping)) break;

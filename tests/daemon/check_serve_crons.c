@@ -354,8 +354,9 @@ START_TEST(sdk_crons_js) {
 }
 END_TEST
 
-/* Two daemons on one PostgreSQL, both looking every 20 ms: each tick
- * makes one run. */
+/* Two daemons on one PostgreSQL, both looking every 20 ms and pausing
+ * 60 ms between a look and its firing (so both see each tick due): each
+ * tick makes one run. */
 static struct lc_pg cron_pg;
 static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&cron_pg), 0); }
 static void pg_down(void) { lc_pg_stop(&cron_pg); }
@@ -364,12 +365,14 @@ START_TEST(fleet_fires_once) {
   ck_assert_msg(cron_pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
   struct lc_sd a, b;
   setup(&a, at("2030-01-01T00:00:30"));
+  snprintf(a.env[2], sizeof a.env[2], "LUACT_CRON_TEST_PAUSE_MS=60");
   ck_assert_int_eq(lc_pg_newdb(&cron_pg, a.store, sizeof a.store), 0);
   lc_sd_start(&a);
   /* b: the same database and clock file, its own folder for its log */
   setup(&b, at("2030-01-01T00:00:30"));
   snprintf(b.store, sizeof b.store, "%s", a.store);
   snprintf(b.env[0], sizeof b.env[0], "LUACT_CRON_CLOCK_FILE=%.170s/clock", a.dir);
+  snprintf(b.env[2], sizeof b.env[2], "LUACT_CRON_TEST_PAUSE_MS=60");
   lc_sd_start(&b);
   char *id = create(&a, "{\"assistant_id\": \"echo\", \"schedule\": \"* * * * *\"}");
   enum { TICKS = 15 };
