@@ -18,11 +18,13 @@
 #include <time.h>
 
 #include "crons.h"
+#include "inbox.h"
 #include "lc.h"
 #include "llm.h"
 #include "secrets.h"
 #include "serve.h"
 #include "store.h"
+#include "tstate.h"
 
 struct req {
   char *body;
@@ -1494,6 +1496,9 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
     if (!k) return reply_err(s, c, 422, "prefix must be a list of labels");
     long maxd = qnum(c, body, "max_depth", 0), limit = qnum(c, body, "limit", 100),
          offset = qnum(c, body, "offset", 0);
+    const cJSON *suf = cJSON_GetObjectItem(body, "suffix"); /* LangGraph's */
+    if (suf && !cJSON_IsNull(suf) && !cJSON_IsArray(suf))
+      return reply_err(s, c, 422, "suffix must be a list of labels");
     cJSON *rows = NULL;
     lc_dstore_exec(s->ds, &rows, err, sizeof err,
                    "SELECT DISTINCT ns FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? "
@@ -1505,6 +1510,15 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       cJSON *a = ns_array(jstr(r, "ns"));
+      int na = cJSON_GetArraySize(a), ns_ = cJSON_GetArraySize(suf), sok = ns_ <= na;
+      for (int q = 0; sok && q < ns_; q++) /* "*" matches any label, as in LangGraph */
+        sok = cJSON_IsString(cJSON_GetArrayItem(suf, q)) &&
+              (!strcmp(cJSON_GetArrayItem(suf, q)->valuestring, "*") ||
+               cJSON_Compare(cJSON_GetArrayItem(suf, q), cJSON_GetArrayItem(a, na - ns_ + q), 1));
+      if (!sok) {
+        cJSON_Delete(a);
+        continue;
+      }
       while (maxd > 0 && cJSON_GetArraySize(a) > maxd) cJSON_DeleteItemFromArray(a, cJSON_GetArraySize(a) - 1);
       int dup = 0;
       const cJSON *x;
@@ -1530,6 +1544,7 @@ static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c
     const char *gid = jstr(body, "graph_id");
     int n = 0;
     for (int i = 0; i < s->nagents; i++) n += !gid || !strcmp(s->agents[i].id, gid);
+    if (cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata"))) n = 0; /* agents have none */
     return reply_json(c, 200, cJSON_CreateNumber(n));
   }
   if (nseg == 2 && !strcmp(seg[1], "search") && !strcmp(method, "POST")) {
@@ -1537,7 +1552,9 @@ static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c
     const char *name = jstr(body, "name");
     const char *gid = jstr(body, "graph_id");
     cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; i < s->nagents; i++) {
+    /* An agent's metadata is empty: a filter with a key matches none. */
+    int none = cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata")) > 0;
+    for (int i = 0; i < s->nagents && !none; i++) {
       if (name && !strstr(s->agents[i].id, name)) continue;
       if (gid && strcmp(s->agents[i].id, gid)) continue;
       if (i < offset || cJSON_GetArraySize(arr) >= limit) continue;
@@ -1545,6 +1562,23 @@ static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c
     }
     return reply_json(c, 200, arr);
   }
+  if (nseg == 1 && !strcmp(method, "POST")) {
+    /* LangGraph's assistants.create: an assistant is its agent's script,
+     * so "creating" one names an agent and answers it (if_exists has
+     * nothing to decide); configured variants are refused. */
+    const char *gid = jstr(body, "graph_id"), *aid = jstr(body, "assistant_id");
+    const struct lc_agent *a = gid ? lc_serve_agent(s, gid) : NULL;
+    if (!gid) return reply_err(s, c, 422, "graph_id (an agent) is required");
+    if (!a) return reply_err(s, c, 404, "unknown agent: agents are the scripts of AGENTS_DIR");
+    if ((aid && strcmp(aid, gid)) || cJSON_GetArraySize(cJSON_GetObjectItem(body, "config")) ||
+        cJSON_GetArraySize(cJSON_GetObjectItem(body, "context")) ||
+        cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata")))
+      return reply_err(s, c, 422, "an agent has one assistant, itself: no id, config, context or "
+                                  "metadata of its own");
+    return reply_json(c, 200, agent_json(a));
+  }
+  if (nseg == 2 && (!strcmp(method, "PATCH") || !strcmp(method, "DELETE")))
+    return reply_err(s, c, 405, "agents are the scripts of AGENTS_DIR: change the folder");
   if (nseg == 3 && !strcmp(method, "POST") &&
       (!strcmp(seg[2], "versions") || !strcmp(seg[2], "latest"))) {
     /* LangGraph's assistant versions: an agent is its script, version 1. */
@@ -1648,6 +1682,30 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
     }
     cJSON_Delete(row);
     return res;
+  }
+  if (nseg == 1 && !strcmp(seg[0], "batch") && !strcmp(method, "POST") && !thread) {
+    /* LangGraph's runs.createBatch: background runs, each as POST /runs
+     * would make it; the first refused one answers for the batch (those
+     * before it are made). */
+    if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
+    if (!cJSON_IsArray(body)) return reply_err(s, c, 422, "the body must be a list of runs");
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key"))
+      return reply_err(s, c, 422, "an Idempotency-Key names one run, not a batch");
+    cJSON *arr = cJSON_CreateArray();
+    const cJSON *p;
+    cJSON_ArrayForEach(p, body) {
+      cJSON *row = NULL;
+      unsigned code = cJSON_IsObject(p) ? create_run(s, c, tenant, jstr(p, "thread_id"), p, &row,
+                                                     msg, sizeof msg)
+                                        : (snprintf(msg, sizeof msg, "each run is an object"), 422);
+      if (code != 200) {
+        cJSON_Delete(arr);
+        return reply_err(s, c, code, msg);
+      }
+      cJSON_AddItemToArray(arr, run_json(s, row));
+      cJSON_Delete(row);
+    }
+    return reply_json(c, 200, arr);
   }
   if (nseg == 1 && !strcmp(seg[0], "search") && !strcmp(method, "POST") && !thread) {
     /* Agent Protocol: runs by thread, agent, status, metadata. */
@@ -1821,9 +1879,16 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     cJSON_Delete(ex);
     if (!start || taken || strlen(thread) > 64) return reply_err(s, c, 404, "thread not found");
   }
+  if (!strcmp(method, "input.inject")) { /* for the run's next question (inbox.c) */
+    const char *code = NULL;
+    char m[512] = "";
+    cJSON *r = lc_inbox_inject(s, tenant, thread, params, &code, m, sizeof m);
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, r, code, m);
+  }
   if (!start && !respond && strcmp(method, "state.get")) {
     cJSON_Delete(trow);
-    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, state.get");
+    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, input.inject, state.get");
   }
   if (!strcmp(method, "state.get")) {
     cJSON *st = state_of(s, trow);
@@ -1831,6 +1896,16 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     return cmd_reply(c, id, st, NULL, NULL);
   }
   const char *st = trow ? thread_status(s, thread) : "idle";
+  if (start && !strcmp(st, "busy")) { /* the protocol: input for the active run (inbox.c) */
+    const char *code = NULL;
+    char m[512] = "";
+    char *text = answer_text(cJSON_GetObjectItem(params, "input"));
+    cJSON *r = text ? lc_inbox_inject_text(s, tenant, thread, text, &code, m, sizeof m) : NULL;
+    if (!text) snprintf(m, sizeof m, "input is required");
+    free(text);
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, r, code ? code : "invalid_argument", m);
+  }
   cJSON *rb = cJSON_CreateObject(); /* the run request it stands for */
   const char *agent = jstr(params, "assistant_id");
   if (!agent) agent = jstr(params, "assistantId");
@@ -1979,6 +2054,7 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     long limit = count ? LONG_MAX : qnum(c, body, "limit", 10),
          offset = count ? 0 : qnum(c, body, "offset", 0);
     const cJSON *md = cJSON_GetObjectItem(body, "metadata");
+    const cJSON *vf = cJSON_GetObjectItem(body, "values"); /* LangGraph's: on the state */
     const char *stf = jstr(body, "status");
     cJSON *rows = query(s, "SELECT * FROM d_threads WHERE tenant=? ORDER BY created DESC", "s",
                         tenant);
@@ -1988,6 +2064,7 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     cJSON_ArrayForEach(r, rows) {
       cJSON *j = thread_json(s, r);
       if ((md && !md_match(cJSON_GetObjectItem(j, "metadata"), md)) ||
+          (cJSON_IsObject(vf) && !md_match(cJSON_GetObjectItem(j, "values"), vf)) ||
           (stf && strcmp(jstr(j, "status"), stf)) || seen++ < offset ||
           cJSON_GetArraySize(arr) >= limit) {
         cJSON_Delete(j);
@@ -2103,7 +2180,16 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
     else if (!body) res = reply_err(s, c, 422, "channels (a non-empty list) is required");
     else res = stream_thread(s, c, tenant, tid, body);
-  } else if (nseg == 3 && !strcmp(seg[2], "state") && !strcmp(method, "POST")) {
+  } else if (nseg == 3 && !strcmp(seg[2], "state") &&
+             (!strcmp(method, "PATCH") ||
+              (!strcmp(method, "POST") && cJSON_GetObjectItem(body, "values")))) {
+    cJSON *out = NULL; /* LangGraph's patchState, updateState (tstate.c) */
+    unsigned code = lc_tstate_route(s, method, tenant, tid, body, body_ok, &out);
+    res = code < 400 ? reply_json(c, code, out) : reply_err(s, c, code, jstr(out, "detail"));
+    if (code >= 400) cJSON_Delete(out);
+  } else if (((nseg == 3 && !strcmp(seg[2], "state")) ||
+              (nseg == 4 && !strcmp(seg[2], "state") && !strcmp(seg[3], "checkpoint"))) &&
+             !strcmp(method, "POST")) {
     /* LangGraph's getState at a checkpoint: a checkpoint is a finished
      * run of the thread (its id, as history lists them). */
     const char *cp = jstr(cJSON_GetObjectItem(body, "checkpoint"), "checkpoint_id");

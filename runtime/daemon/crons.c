@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "inbox.h"
 #include "lc.h"
 #include "serve.h"
 
@@ -683,6 +684,7 @@ static void *fire_loop(void *ud) {
       lc_serve_log(s, "error", "cron_look", NULL, err);
     }
     cJSON_Delete(rows);
+    if (!atomic_load(&s->stopping)) lc_inbox_deliver(s); /* input.inject (inbox.c) */
     pthread_mutex_lock(&fire_mu);
     if (fire_stop) break;
     struct timespec ts;

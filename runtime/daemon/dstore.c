@@ -89,7 +89,10 @@ static const char pg_schema[] =
     "  next_run_at DOUBLE PRECISION, last_run_id TEXT, created DOUBLE PRECISION NOT NULL,"
     "  updated DOUBLE PRECISION NOT NULL);"
     "CREATE INDEX IF NOT EXISTS d_crons_next ON d_crons(next_run_at);"
-    "CREATE INDEX IF NOT EXISTS d_crons_tenant ON d_crons(tenant, created);";
+    "CREATE INDEX IF NOT EXISTS d_crons_tenant ON d_crons(tenant, created);"
+    "CREATE TABLE IF NOT EXISTS d_inbox("
+    "  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, thread_id TEXT NOT NULL, run_id TEXT NOT NULL,"
+    "  answer TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);";
 
 static void no_notice(void *ud, const char *m) {
   (void)ud;
@@ -141,7 +144,7 @@ static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errle
   /* Tables there already: no DDL (CREATE INDEX IF NOT EXISTS still locks
    * its table, behind the other daemons' writes). */
   PGresult *r = PQexec(d->pg, "SELECT to_regclass('d_items') IS NOT NULL AND "
-                              "to_regclass('d_crons') IS NOT NULL"); /* crons came later */
+                              "to_regclass('d_inbox') IS NOT NULL"); /* d_inbox came last */
   int have = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
              PQgetvalue(r, 0, 0)[0] == 't';
   PQclear(r);
@@ -286,7 +289,10 @@ static const char schema[] =
     "  metadata TEXT NOT NULL DEFAULT '{}', end_time REAL, next_run_at REAL, last_run_id TEXT,"
     "  created REAL NOT NULL, updated REAL NOT NULL);"
     "CREATE INDEX IF NOT EXISTS d_crons_next ON d_crons(next_run_at);"
-    "CREATE INDEX IF NOT EXISTS d_crons_tenant ON d_crons(tenant, created);";
+    "CREATE INDEX IF NOT EXISTS d_crons_tenant ON d_crons(tenant, created);"
+    "CREATE TABLE IF NOT EXISTS d_inbox("
+    "  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, thread_id TEXT NOT NULL, run_id TEXT NOT NULL,"
+    "  answer TEXT NOT NULL, created REAL NOT NULL);";
 
 /* Steps st to the end: rows (when not NULL) get the result rows. */
 static int step_all(sqlite3 *db, sqlite3_stmt *st, cJSON *rows, char *err, size_t errlen) {
