@@ -1491,14 +1491,14 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
     return reply_json(c, 200, o);
   }
   if (nseg == 2 && !strcmp(seg[1], "namespaces") && !strcmp(method, "POST")) {
+    const cJSON *suf = cJSON_GetObjectItem(body, "suffix"); /* LangGraph's */
+    if (suf && !cJSON_IsNull(suf) && !cJSON_IsArray(suf))
+      return reply_err(s, c, 422, "suffix must be a list of labels");
     const cJSON *p = cJSON_GetObjectItem(body, "prefix");
     char *k = p ? ns_key(p, 1) : strdup("");
     if (!k) return reply_err(s, c, 422, "prefix must be a list of labels");
     long maxd = qnum(c, body, "max_depth", 0), limit = qnum(c, body, "limit", 100),
          offset = qnum(c, body, "offset", 0);
-    const cJSON *suf = cJSON_GetObjectItem(body, "suffix"); /* LangGraph's */
-    if (suf && !cJSON_IsNull(suf) && !cJSON_IsArray(suf))
-      return reply_err(s, c, 422, "suffix must be a list of labels");
     cJSON *rows = NULL;
     lc_dstore_exec(s->ds, &rows, err, sizeof err,
                    "SELECT DISTINCT ns FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? "
