@@ -1459,6 +1459,9 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
     }
   }
   if (nseg == 3 && !strcmp(seg[1], "items") && !strcmp(seg[2], "search") && !strcmp(method, "POST")) {
+    const cJSON *qy = cJSON_GetObjectItem(body, "query");
+    if (qy && !cJSON_IsNull(qy) && !(cJSON_IsString(qy) && !*qy->valuestring))
+      return reply_err(s, c, 422, "query (semantic search) is not supported: use filter");
     const cJSON *p = cJSON_GetObjectItem(body, "namespace_prefix");
     char *k = p ? ns_key(p, 1) : strdup("");
     if (!k) return reply_err(s, c, 422, "namespace_prefix must be a list of labels");
@@ -2033,6 +2036,16 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
       return reply_err(s, c, 409, "a thread with this id exists");
     }
     cJSON_Delete(ex);
+    /* LangGraph's supersteps: updates to apply in order; luact's are
+     * values (merged, as updateState); a command has no graph to steer. */
+    const cJSON *ss = cJSON_GetObjectItem(body, "supersteps"), *step, *u;
+    if (ss && !cJSON_IsNull(ss) && !cJSON_IsArray(ss))
+      return reply_err(s, c, 422, "supersteps must be a list");
+    cJSON_ArrayForEach(step, ss) cJSON_ArrayForEach(u, cJSON_GetObjectItem(step, "updates")) {
+      const cJSON *uv = cJSON_GetObjectItem(u, "values"), *uc = cJSON_GetObjectItem(u, "command");
+      if ((uc && !cJSON_IsNull(uc)) || (uv && !cJSON_IsNull(uv) && !cJSON_IsObject(uv)))
+        return reply_err(s, c, 422, "a superstep's update is {\"values\": {...}} here");
+    }
     char *mt = md && cJSON_IsObject(md) ? cJSON_PrintUnformatted(md) : strdup("{}");
     double now = lc_serve_now();
     int rc = lc_dstore_exec(s->ds, NULL, err, sizeof err,
@@ -2041,6 +2054,13 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
                             "ssdds", id, tenant, now, now, mt);
     cJSON_free(mt);
     if (rc) return reply_err(s, c, rc == LC_ESTATE ? 409 : 500, err);
+    cJSON_ArrayForEach(step, ss) cJSON_ArrayForEach(u, cJSON_GetObjectItem(step, "updates")) {
+      cJSON *uo = NULL;
+      if (!cJSON_IsObject(cJSON_GetObjectItem(u, "values"))) continue;
+      unsigned uc = lc_tstate_route(s, "POST", tenant, id, u, 1, &uo);
+      cJSON_Delete(uo);
+      if (uc >= 400) return reply_err(s, c, 500, "cannot apply the supersteps");
+    }
     cJSON *t = thread_row(s, tenant, id);
     enum MHD_Result r = reply_json(c, 200, thread_json(s, t));
     cJSON_Delete(t);
@@ -2142,7 +2162,6 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
         first = 0;
         continue;
       }
-      if (cJSON_GetArraySize(arr) >= limit) break;
       cJSON *o = cJSON_CreateObject();
       cJSON *v = jcol(r, "result");
       if (!cJSON_IsObject(v)) {
@@ -2162,7 +2181,23 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
       cJSON_AddItemToArray(arr, o);
     }
     cJSON_Delete(rows);
-    res = reply_json(c, 200, arr);
+    /* LangGraph's paging (before: a checkpoint's config; the states older
+     * than it) and metadata filter, then the limit. */
+    const char *bf = jstr(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "before"), "configurable"),
+                          "checkpoint_id");
+    const cJSON *hmd = cJSON_GetObjectItem(body, "metadata");
+    cJSON *page = cJSON_CreateArray();
+    for (int past = !bf; cJSON_GetArraySize(arr);) {
+      cJSON *e = cJSON_DetachItemFromArray(arr, 0);
+      const char *eid = jstr(cJSON_GetObjectItem(e, "checkpoint"), "checkpoint_id");
+      int keep = past && cJSON_GetArraySize(page) < limit &&
+                 (!cJSON_IsObject(hmd) || md_match(cJSON_GetObjectItem(e, "metadata"), hmd));
+      past |= eid && bf && !strcmp(eid, bf);
+      if (keep) cJSON_AddItemToArray(page, e);
+      else cJSON_Delete(e);
+    }
+    cJSON_Delete(arr);
+    res = reply_json(c, 200, page);
   } else if (nseg == 3 && !strcmp(seg[2], "copy") && !strcmp(method, "POST")) {
     char id[37];
     lc_serve_uuid(id);

@@ -238,6 +238,42 @@ START_TEST(thread_state_writes) {
   cJSON_Delete(j);
   cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/state/checkpoint",
                             "{\"checkpoint\": {\"checkpoint_id\": \"nope\"}}", 404));
+  /* history pages with before (a checkpoint's config) */
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/runs/wait",
+                            "{\"assistant_id\": \"echo\", \"input\": 3}", 200));
+  j = lc_sd_expect(&d, "POST", "/threads/st-1/history", "{\"limit\": 10}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 3); /* now (3), after 2, after 1 */
+  char mid[80];
+  snprintf(mid, sizeof mid, "%s",
+           js(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 1), "checkpoint"), "checkpoint_id"));
+  cJSON_Delete(j);
+  snprintf(body, sizeof body, "{\"before\": {\"configurable\": {\"checkpoint_id\": \"%s\"}}}",
+           mid);
+  j = lc_sd_expect(&d, "POST", "/threads/st-1/history", body, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 1);
+  ck_assert_int_eq(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "values"), "echo")->valueint,
+      1);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/st-1/history", "{\"limit\": 1}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 1);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/st-1/history", "{\"metadata\": {\"b\": 2}}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 1); /* the current state's is the thread's */
+  cJSON_Delete(j);
+  /* threads.create with supersteps: their values, in order */
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads",
+                            "{\"thread_id\": \"ss-1\", \"supersteps\": [{\"updates\": [{\"values\": "
+                            "{\"a\": 1, \"b\": 1}}]}, {\"updates\": [{\"values\": {\"b\": 2}, "
+                            "\"as_node\": \"x\"}]}]}",
+                            200));
+  j = lc_sd_expect(&d, "GET", "/threads/ss-1/state", NULL, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "a")->valueint, 1);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "b")->valueint, 2);
+  cJSON_Delete(j);
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads",
+                            "{\"supersteps\": [{\"updates\": [{\"command\": {\"goto\": \"x\"}}]}]}",
+                            422));
   /* not while a run of the thread is active */
   cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/runs",
                             "{\"assistant_id\": \"twice\"}", 200));
@@ -326,6 +362,12 @@ START_TEST(batch_assistants_filters_namespaces) {
   ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(ns, 0), 0)->valuestring, "users");
   cJSON_Delete(j);
   cJSON_Delete(lc_sd_expect(&d, "POST", "/store/namespaces", "{\"suffix\": \"prefs\"}", 422));
+  /* a semantic query is refused, not ignored */
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/store/items/search", "{\"query\": \"prefs of ann\"}",
+                            422));
+  j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\": [\"docs\"]}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 1);
+  cJSON_Delete(j);
   stop_clean(&d);
   lc_sd_rm(&d);
 }

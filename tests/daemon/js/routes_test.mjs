@@ -37,6 +37,14 @@ assert.equal((await client.threads.getState(t.thread_id)).values.echo, 6);
 assert.equal(await client.threads.count({ values: { echo: 6 } }), 1);
 assert.equal(await client.threads.count({ values: { echo: 5 } }), 0);
 
+// getHistory pages with before; threads.create applies supersteps
+const older = await client.threads.getHistory(t.thread_id, {
+  before: { configurable: { checkpoint_id: cp } } });
+assert.equal(older.length, 0); // cp is the oldest
+const ss = await client.threads.create({ supersteps: [
+  { updates: [{ values: { a: 1 }, asNode: "run" }] }, { updates: [{ values: { b: 2 } }] }] });
+assert.deepEqual((await client.threads.getState(ss.thread_id)).values, { a: 1, b: 2 });
+
 // runs.createBatch
 const batch = await client.runs.createBatch([
   { assistantId: "echo", input: 1 }, { assistantId: "echo", input: 2 }]);
