@@ -48,9 +48,18 @@ static void set_clock(struct lc_sd *d, time_t t) {
   ck_assert_int_eq(rename(tmp, p), 0); /* the daemon never reads half a number */
 }
 
+/* TCase "pg": the cases again with the store on a real PostgreSQL. */
+static struct lc_pg cron_pg;
+static int use_pg;
+static void on_pg(void) {
+  ck_assert_msg(cron_pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
+  use_pg = 1;
+}
+
 /* A daemon whose cron clock is the test's, looking every 20 ms. */
 static void setup(struct lc_sd *d, time_t now) {
   lc_sd_setup(d);
+  if (use_pg) ck_assert_int_eq(lc_pg_newdb(&cron_pg, d->store, sizeof d->store), 0);
   lc_sd_agent(d, "echo", echo_agent);
   snprintf(d->env[0], sizeof d->env[0], "LUACT_CRON_CLOCK_FILE=%.170s/clock", d->dir);
   snprintf(d->env[1], sizeof d->env[1], "LUACT_CRON_POLL_MS=20");
@@ -365,20 +374,17 @@ END_TEST
 /* Two daemons on one PostgreSQL, both looking every 20 ms and pausing
  * 60 ms between a look and its firing (so both see each tick due): each
  * tick makes one run. */
-static struct lc_pg cron_pg;
 static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&cron_pg), 0); }
 static void pg_down(void) { lc_pg_stop(&cron_pg); }
 
 START_TEST(fleet_fires_once) {
-  ck_assert_msg(cron_pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
   struct lc_sd a, b;
-  setup(&a, at("2030-01-01T00:00:30"));
+  setup(&a, at("2030-01-01T00:00:30")); /* on_pg: a new database */
   snprintf(a.env[2], sizeof a.env[2], "LUACT_CRON_TEST_PAUSE_MS=60");
-  ck_assert_int_eq(lc_pg_newdb(&cron_pg, a.store, sizeof a.store), 0);
   lc_sd_start(&a);
   /* b: the same database and clock file, its own folder for its log */
   setup(&b, at("2030-01-01T00:00:30"));
-  snprintf(b.store, sizeof b.store, "%s", a.store);
+  snprintf(b.store, sizeof b.store, "%s", a.store); /* not the one setup made */
   snprintf(b.env[0], sizeof b.env[0], "LUACT_CRON_CLOCK_FILE=%.170s/clock", a.dir);
   snprintf(b.env[2], sizeof b.env[2], "LUACT_CRON_TEST_PAUSE_MS=60");
   lc_sd_start(&b);
@@ -416,7 +422,11 @@ Suite *serve_crons_suite(void) {
   TCase *pg = tcase_create("pg");
   tcase_set_timeout(pg, 240);
   tcase_add_unchecked_fixture(pg, pg_up, pg_down);
+  tcase_add_checked_fixture(pg, on_pg, NULL);
   tcase_add_test(pg, fleet_fires_once);
+  tcase_add_test(pg, next_times);
+  tcase_add_test(pg, bad_requests);
+  tcase_add_test(pg, tenants);
   suite_add_tcase(s, pg);
   return s;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "util_common.h"
+#include "util_pg.h"
 #include "util_serve.h"
 
 /* SIGTERM; the daemon must exit 0 by itself: a sanitizer report with
@@ -48,8 +49,19 @@ static const char slowask_agent[] =
 static const char quiet_agent[] =
     "return function(input, ctx) luact.sleep(0.05) return {quiet = true} end\n";
 
+/* TCase "pg": the cases again with the store on a real PostgreSQL. */
+static struct lc_pg routes_pg;
+static int use_pg;
+static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&routes_pg), 0); }
+static void pg_down(void) { lc_pg_stop(&routes_pg); }
+static void on_pg(void) {
+  ck_assert_msg(routes_pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
+  use_pg = 1;
+}
+
 static void start(struct lc_sd *d) {
   lc_sd_setup(d);
+  if (use_pg) ck_assert_int_eq(lc_pg_newdb(&routes_pg, d->store, sizeof d->store), 0);
   lc_sd_agent(d, "echo", echo_agent);
   lc_sd_agent(d, "twice", twice_agent);
   lc_sd_agent(d, "slowask", slowask_agent);
@@ -403,5 +415,13 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(tc, batch_assistants_filters_namespaces);
   tcase_add_test(tc, sdk_routes_js);
   suite_add_tcase(s, tc);
+  TCase *pg = tcase_create("pg");
+  tcase_set_timeout(pg, 240);
+  tcase_add_unchecked_fixture(pg, pg_up, pg_down);
+  tcase_add_checked_fixture(pg, on_pg, NULL);
+  tcase_add_test(pg, inject_answers_next_questions);
+  tcase_add_test(pg, thread_state_writes);
+  tcase_add_test(pg, batch_assistants_filters_namespaces);
+  suite_add_tcase(s, pg);
   return s;
 }
