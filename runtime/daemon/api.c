@@ -2076,8 +2076,19 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     const cJSON *md = cJSON_GetObjectItem(body, "metadata");
     const cJSON *vf = cJSON_GetObjectItem(body, "values"); /* LangGraph's: on the state */
     const char *stf = jstr(body, "status");
-    cJSON *rows = query(s, "SELECT * FROM d_threads WHERE tenant=? ORDER BY created DESC", "s",
-                        tenant);
+    /* LangGraph's sort_by and sort_order (status is no column: refused) */
+    const char *sb = jstr(body, "sort_by"), *so = jstr(body, "sort_order");
+    const char *col = !sb || !strcmp(sb, "created_at") ? "created"
+                      : !strcmp(sb, "updated_at")      ? "updated"
+                      : !strcmp(sb, "thread_id")       ? "id"
+                                                       : NULL;
+    if (!col) return reply_err(s, c, 422, "sort_by is one of thread_id, created_at, updated_at");
+    if (so && strcasecmp(so, "asc") && strcasecmp(so, "desc"))
+      return reply_err(s, c, 422, "sort_order is asc or desc");
+    char tsql[120];
+    snprintf(tsql, sizeof tsql, "SELECT * FROM d_threads WHERE tenant=? ORDER BY %s %s, id", col,
+             so && !strcasecmp(so, "asc") ? "ASC" : "DESC");
+    cJSON *rows = query(s, tsql, "s", tenant);
     cJSON *arr = cJSON_CreateArray();
     long seen = 0;
     const cJSON *r;

@@ -353,6 +353,21 @@ START_TEST(batch_assistants_filters_namespaces) {
   ck_assert_int_eq(cJSON_GetArraySize(j), 1);
   ck_assert_str_eq(js(cJSON_GetArrayItem(j, 0), "thread_id"), "v-1");
   cJSON_Delete(j);
+  /* threads.search's sort_by / sort_order */
+  j = lc_sd_expect(&d, "POST", "/threads/search",
+                   "{\"sort_by\": \"thread_id\", \"sort_order\": \"asc\"}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 2);
+  ck_assert_str_eq(js(cJSON_GetArrayItem(j, 0), "thread_id"), "v-1");
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/search", "{\"sort_by\": \"thread_id\"}", 200);
+  ck_assert_str_eq(js(cJSON_GetArrayItem(j, 0), "thread_id"), "v-2"); /* desc by default */
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/search",
+                   "{\"sort_by\": \"updated_at\", \"sort_order\": \"desc\"}", 200);
+  ck_assert_str_eq(js(cJSON_GetArrayItem(j, 0), "thread_id"), "v-1"); /* its run updated it */
+  cJSON_Delete(j);
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/search", "{\"sort_by\": \"status\"}", 422));
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/search", "{\"sort_order\": \"up\"}", 422));
   /* store namespaces by suffix ("*" any label) */
   const char *puts[] = {"[\"users\", \"ann\", \"prefs\"]", "[\"users\", \"bob\", \"prefs\"]",
                         "[\"users\", \"bob\", \"notes\"]", "[\"docs\", \"prefs\"]"};
