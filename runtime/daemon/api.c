@@ -1889,9 +1889,19 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     cJSON_Delete(trow);
     return cmd_reply(c, id, r, code, m);
   }
+  if (trow) { /* state.listCheckpoints, state.fork, agent.getTree (tstate.c) */
+    const char *code = NULL;
+    char m[512] = "";
+    cJSON *r = lc_tstate_command(s, tenant, thread, method, params, &code, m, sizeof m);
+    if (r || code) {
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, r, code, m);
+    }
+  }
   if (!start && !respond && strcmp(method, "state.get")) {
     cJSON_Delete(trow);
-    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, input.inject, state.get");
+    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, input.inject, state.get, "
+                     "state.listCheckpoints, state.fork, agent.getTree");
   }
   if (!strcmp(method, "state.get")) {
     cJSON *st = state_of(s, trow);

@@ -553,6 +553,37 @@ static int thread_busy(struct lc_serve *s, const char *thread) {
   return busy;
 }
 
+int lc_crons_make_run(struct lc_serve *s, const char *tenant, const char *thread,
+                      const char *agent, const char *input, const char *metadata,
+                      const char *idem, const char *multitask, const char *stream_mode,
+                      char run[33], char *err, size_t n) {
+  const struct lc_agent *a = lc_serve_agent(s, agent);
+  if (!a) {
+    snprintf(err, n, "unknown agent '%.200s'", agent);
+    return LC_ENOTFOUND;
+  }
+  char uu[37];
+  lc_serve_uuid(uu);
+  size_t j = 0; /* a run id is 32 hex digits (the journal's form) */
+  for (const char *p = uu; *p && j < 32; p++)
+    if (*p != '-') run[j++] = *p;
+  run[j] = 0;
+  int rc = lc_dstore_exec(s->ds, NULL, err, n,
+                          "INSERT INTO d_runs(id, thread_id, tenant, agent, input, metadata, idem, "
+                          "multitask, stream_mode, created) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                          "sssssssssd", run, thread, tenant, agent, input, metadata, idem,
+                          multitask, stream_mode, lc_serve_now());
+  if (rc) {
+    run[0] = 0;
+    return rc;
+  }
+  atomic_fetch_add(&s->runs_created, 1);
+  atomic_fetch_add(&((struct lc_agent *)a)->created, 1);
+  lc_serve_log(s, "info", "run_created", run, agent);
+  lc_serve_enqueue(s, run, thread, agent, 0);
+  return 0;
+}
+
 /* Creates the run of one tick (at most once: its key is the tick), then
  * moves the cron on past now. */
 static void fire(struct lc_serve *s, const cJSON *row, double now) {
@@ -599,28 +630,14 @@ static void fire(struct lc_serve *s, const cJSON *row, double now) {
     char *mtext = cJSON_PrintUnformatted(md);
     char *smtext = sm ? cJSON_PrintUnformatted(sm) : NULL;
     cJSON_Delete(md);
-    char uu[37];
-    lc_serve_uuid(uu);
-    size_t j = 0;
-    for (const char *p = uu; *p && j < 32; p++)
-      if (*p != '-') run[j++] = *p;
-    run[j] = 0;
-    int rc = !itext || !mtext
-                 ? LC_ENOMEM
-                 : lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                                  "INSERT INTO d_runs(id, thread_id, tenant, agent, input, "
-                                  "metadata, idem, multitask, stream_mode, created) "
-                                  "VALUES(?,?,?,?,?,?,?,?,?,?)",
-                                  "sssssssssd", run, thread, tenant, agent, itext, mtext, key,
-                                  mt ? mt : "reject", smtext, lc_serve_now());
+    int rc = !itext || !mtext ? LC_ENOMEM
+                              : lc_crons_make_run(s, tenant, thread, agent, itext, mtext, key,
+                                                  mt ? mt : "reject", smtext, run, err, sizeof err);
     cJSON_free(itext);
     cJSON_free(mtext);
     cJSON_free(smtext);
     if (rc == 0) {
-      atomic_fetch_add(&s->runs_created, 1);
-      atomic_fetch_add(&((struct lc_agent *)a)->created, 1);
       lc_serve_log(s, "info", "cron_fired", run, id);
-      lc_serve_enqueue(s, run, thread, agent, 0);
     } else if (rc == LC_ESTATE) {
       run[0] = 0; /* this tick's run exists: made by another daemon, or before a crash */
     } else {

@@ -44,6 +44,16 @@ unsigned lc_crons_route(struct lc_serve *s, const char *method, char **seg, int 
                         const char *tenant, const char *thread, const cJSON *body, int body_ok,
                         cJSON **out);
 
+/* Makes a run as POST /runs does (d_runs' row, metrics, log, queued):
+ * the texts are JSON (input, metadata, stream_mode may be NULL), idem an
+ * Idempotency-Key or NULL. run (33 bytes) gets its id. 0; LC_ESTATE: the
+ * key is taken; LC_ENOTFOUND: no such agent; else LC_E*, err says. Used by
+ * the cron ticks and state.fork (tstate.c). */
+int lc_crons_make_run(struct lc_serve *s, const char *tenant, const char *thread,
+                      const char *agent, const char *input, const char *metadata,
+                      const char *idem, const char *multitask, const char *stream_mode,
+                      char run[33], char *err, size_t n);
+
 /* The firing thread: started once the daemon has recovered its runs,
  * stopped when it stops accepting work. The clock is the real one, or
  * (tests) the number of seconds in the file $LUACT_CRON_CLOCK_FILE, read

@@ -18,4 +18,17 @@ struct lc_serve;
 unsigned lc_tstate_route(struct lc_serve *s, const char *method, const char *tenant,
                          const char *thread, const cJSON *body, int body_ok, cJSON **out);
 
+/* The protocol's thread commands on a thread's state and runs (POST
+ * /threads/{id}/commands; thread: the tenant's, checked):
+ * state.listCheckpoints {limit, before} (a checkpoint is a finished run of
+ * the thread, newest first), state.fork {checkpoint_id, input} (a new
+ * thread holding that checkpoint's values and metadata, and a run of the
+ * checkpoint's agent on it with input: {run_id, thread_id}), agent.getTree
+ * {run_id} (a run is one agent: the root alone). Returns the result, or
+ * NULL with *code the protocol's error code and msg why; NULL with *code
+ * NULL: not one of these methods. */
+cJSON *lc_tstate_command(struct lc_serve *s, const char *tenant, const char *thread,
+                         const char *method, const cJSON *params, const char **code, char *msg,
+                         size_t n);
+
 #endif

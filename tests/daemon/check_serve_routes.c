@@ -45,6 +45,12 @@ static const char slowask_agent[] =
     "  return {a = luact.ask('q?')}\n"
     "end\n";
 
+/* Its previous output's echo, and the new one. */
+static const char prev_agent[] =
+    "return function(input, ctx)\n"
+    "  return {echo = input, prev = ctx.values and ctx.values.echo}\n"
+    "end\n";
+
 /* Never asks. */
 static const char quiet_agent[] =
     "return function(input, ctx) luact.sleep(0.05) return {quiet = true} end\n";
@@ -66,6 +72,7 @@ static void start(struct lc_sd *d) {
   lc_sd_agent(d, "twice", twice_agent);
   lc_sd_agent(d, "slowask", slowask_agent);
   lc_sd_agent(d, "quiet", quiet_agent);
+  lc_sd_agent(d, "prev", prev_agent);
   snprintf(d->env[0], sizeof d->env[0], "LUACT_CRON_POLL_MS=20"); /* the inbox's look */
   lc_sd_start(d);
 }
@@ -339,7 +346,7 @@ START_TEST(batch_assistants_filters_namespaces) {
   ck_assert_int_eq(j->valueint, 0);
   cJSON_Delete(j);
   j = lc_sd_expect(&d, "POST", "/assistants/count", "{\"metadata\": {}}", 200);
-  ck_assert_int_eq(j->valueint, 4);
+  ck_assert_int_eq(j->valueint, 5); /* every agent */
   cJSON_Delete(j);
   /* threads.count / search by values */
   cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"v-1\"}", 200));
@@ -400,6 +407,91 @@ START_TEST(batch_assistants_filters_namespaces) {
 }
 END_TEST
 
+/* state.listCheckpoints, state.fork, agent.getTree: a thread's finished
+ * runs are its checkpoints; a fork is a new thread from one of them. */
+START_TEST(protocol_state_commands) {
+  struct lc_sd d;
+  start(&d);
+  const char *T = "fork-1";
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"fork-1\", "
+                                                    "\"metadata\": {\"who\": \"ann\"}}", 200));
+  char r1[80], r2[80], p[300], body[400];
+  for (int i = 1; i <= 2; i++) {
+    snprintf(body, sizeof body, "{\"assistant_id\": \"prev\", \"input\": %d}", i);
+    cJSON *r = lc_sd_expect(&d, "POST", "/threads/fork-1/runs", body, 200);
+    snprintf(i == 1 ? r1 : r2, sizeof r1, "%s", js(r, "run_id"));
+    cJSON_Delete(r);
+    snprintf(p, sizeof p, "/threads/fork-1/runs/%s/join", i == 1 ? r1 : r2);
+    cJSON_Delete(lc_sd_expect(&d, "GET", p, NULL, 200));
+  }
+  cJSON *j = command(&d, T, "{\"id\":1,\"method\":\"state.listCheckpoints\",\"params\":{}}",
+                     "success");
+  cJSON *cps = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "checkpoints");
+  ck_assert_int_eq(cJSON_GetArraySize(cps), 2);
+  ck_assert_str_eq(js(cJSON_GetArrayItem(cps, 0), "id"), r2); /* newest first */
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cps, 0), "step")->valueint, 2);
+  ck_assert_str_eq(js(cJSON_GetArrayItem(cps, 1), "id"), r1);
+  cJSON_Delete(j);
+  snprintf(body, sizeof body,
+           "{\"id\":2,\"method\":\"state.listCheckpoints\",\"params\":{\"before\":\"%s\","
+           "\"limit\":5}}", r2);
+  j = command(&d, T, body, "success");
+  cps = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "checkpoints");
+  ck_assert_int_eq(cJSON_GetArraySize(cps), 1);
+  ck_assert_str_eq(js(cJSON_GetArrayItem(cps, 0), "id"), r1);
+  cJSON_Delete(j);
+  /* fork from the first run: a new thread with its values, a run on it */
+  snprintf(body, sizeof body,
+           "{\"id\":3,\"method\":\"state.fork\",\"params\":{\"checkpoint_id\":\"%s\","
+           "\"input\":9}}", r1);
+  j = command(&d, T, body, "success");
+  cJSON *res = cJSON_GetObjectItem(j, "result");
+  char ft[80], fr[80];
+  snprintf(ft, sizeof ft, "%s", js(res, "thread_id"));
+  snprintf(fr, sizeof fr, "%s", js(res, "run_id"));
+  ck_assert_str_ne(ft, T);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/join", ft, fr);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "echo")->valueint, 9);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "prev")->valueint, 1); /* the checkpoint's values */
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/threads/%s", ft);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200);
+  ck_assert_str_eq(js(cJSON_GetObjectItem(j, "metadata"), "who"), "ann");
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "GET", "/threads/fork-1/state", NULL, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "echo")->valueint, 2);
+  cJSON_Delete(j); /* the source thread is as it was */
+  j = command(&d, T, "{\"id\":4,\"method\":\"state.fork\",\"params\":{\"checkpoint_id\":"
+                     "\"nope\"}}", "error");
+  ck_assert_str_eq(err_code(j), "no_such_checkpoint");
+  cJSON_Delete(j);
+  /* agent.getTree: the root alone */
+  j = command(&d, T, "{\"id\":5,\"method\":\"agent.getTree\",\"params\":{}}", "success");
+  cJSON *tree = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "tree");
+  ck_assert_str_eq(js(tree, "graph_name"), "prev");
+  ck_assert_str_eq(js(tree, "status"), "completed");
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(tree, "namespace")), 0);
+  cJSON_Delete(j);
+  j = command(&d, T, "{\"id\":6,\"method\":\"agent.getTree\",\"params\":{\"run_id\":\"x\"}}",
+              "error");
+  ck_assert_str_eq(err_code(j), "no_such_run");
+  cJSON_Delete(j);
+  j = command(&d, T, "{\"id\":7,\"method\":\"subscription.subscribe\",\"params\":{}}", "error");
+  ck_assert_str_eq(err_code(j), "unknown_command");
+  cJSON_Delete(j);
+  /* another tenant's thread: 404 */
+  struct lc_sresp r = lc_sd_req(&d, "POST", "/threads/fork-1/commands",
+                                "{\"id\":8,\"method\":\"state.listCheckpoints\"}", LC_SD_TOKEN_B,
+                                NULL);
+  ck_assert_int_eq(r.code, 404);
+  lc_sresp_free(&r);
+  stop_clean(&d);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 /* The same routes through the official LangGraph JS SDK. */
 START_TEST(sdk_routes_js) {
   char jsdir[600], mod[700];
@@ -428,6 +520,7 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(tc, run_start_on_busy_thread_injects);
   tcase_add_test(tc, thread_state_writes);
   tcase_add_test(tc, batch_assistants_filters_namespaces);
+  tcase_add_test(tc, protocol_state_commands);
   tcase_add_test(tc, sdk_routes_js);
   suite_add_tcase(s, tc);
   TCase *pg = tcase_create("pg");
@@ -437,6 +530,7 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(pg, inject_answers_next_questions);
   tcase_add_test(pg, thread_state_writes);
   tcase_add_test(pg, batch_assistants_filters_namespaces);
+  tcase_add_test(pg, protocol_state_commands);
   suite_add_tcase(s, pg);
   return s;
 }
