@@ -409,6 +409,32 @@ START_TEST(fleet_fires_once) {
 }
 END_TEST
 
+/* A run of a fleet daemon hands its lease back after it left the active
+ * list; a SIGTERM's stop, which waits only for that list, freed the fleet
+ * under it (ASan: heap-use-after-free in lc_fleet_run_done; these cases
+ * hit it now and then). The hook pauses there, with the fleet in hand,
+ * and logs when the pause is over. */
+START_TEST(fleet_stop_waits_for_lease_release) {
+  struct lc_sd d;
+  setup(&d, at("2030-01-01T00:00:30"));
+  snprintf(d.env[2], sizeof d.env[2], "LUACT_FLEET_TEST_DONE_PAUSE_MS=1500");
+  lc_sd_start(&d);
+  cJSON *r = lc_sd_expect(&d, "POST", "/runs/wait", "{\"assistant_id\": \"echo\", \"input\": 1}",
+                          200);
+  cJSON_Delete(r);
+  /* The run ended; its thread now pauses before handing the lease back.
+   * The stop must wait for it (before, it freed the fleet and the process
+   * exited in the middle of the pause, or used freed memory after it). */
+  stop_clean(&d);
+  char *log = lc_test_read_file(d.log, NULL);
+  ck_assert_ptr_nonnull(log);
+  ck_assert_msg(strstr(log, "fleet_test_pause") != NULL,
+                "the daemon exited while a run was handing its lease back");
+  free(log);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 Suite *serve_crons_suite(void) {
   Suite *s = suite_create("serve_crons");
   TCase *tc = tcase_create("crons");
@@ -424,6 +450,7 @@ Suite *serve_crons_suite(void) {
   tcase_add_unchecked_fixture(pg, pg_up, pg_down);
   tcase_add_checked_fixture(pg, on_pg, NULL);
   tcase_add_test(pg, fleet_fires_once);
+  tcase_add_test(pg, fleet_stop_waits_for_lease_release);
   tcase_add_test(pg, next_times);
   tcase_add_test(pg, bad_requests);
   tcase_add_test(pg, tenants);
