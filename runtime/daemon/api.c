@@ -1900,7 +1900,8 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
   }
   if (!start && !respond && strcmp(method, "state.get")) {
     cJSON_Delete(trow);
-    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, input.inject, state.get, "
+    return cmd_reply(c, id, NULL, "unknown_command",
+                     "supported: run.start, input.respond, input.inject, state.get, "
                      "state.listCheckpoints, state.fork, agent.getTree");
   }
   if (!strcmp(method, "state.get")) {
