@@ -348,6 +348,10 @@ static unsigned check_fields(const cJSON *body, struct lc_cron *cr, int need_sch
   if (et && cJSON_IsNull(et)) *end = -1;
   else if (et && (!cJSON_IsString(et) || (*end = parse_iso(et->valuestring)) < 0))
     return fail(out, 422, "end_time must be an ISO 8601 date-time%s", NULL);
+  /* Later SDKs' enabled: a paused cron would be a state of its own; not
+   * silently a running one. */
+  if (cJSON_IsFalse(cJSON_GetObjectItem(body, "enabled")))
+    return fail(out, 422, "enabled: false is not supported (DELETE the cron)%s", NULL);
   const char *mt = jstr(body, "multitask_strategy");
   const cJSON *mtv = cJSON_GetObjectItem(body, "multitask_strategy");
   if ((mtv && !cJSON_IsNull(mtv) && !mt) || (mt && strcmp(mt, "reject") && strcmp(mt, "enqueue")))

@@ -209,6 +209,9 @@ START_TEST(bad_requests) {
       "\"rollback\"}",
       422));
   cJSON_Delete(lc_sd_expect(&d, "POST", "/runs/crons/search", "{\"sort_by\": \"x\"}", 422));
+  cJSON_Delete(lc_sd_expect(
+      &d, "POST", "/runs/crons",
+      "{\"assistant_id\": \"echo\", \"schedule\": \"* * * * *\", \"enabled\": false}", 422));
   struct lc_sresp r = lc_sd_req(&d, "POST", "/runs/crons", "{nope", LC_SD_TOKEN, NULL);
   ck_assert_int_eq(r.code, 400);
   lc_sresp_free(&r);
