@@ -1941,7 +1941,7 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
       cJSON_Delete(w);
       cJSON_Delete(rb);
       cJSON_Delete(trow);
-      return cmd_reply(c, id, NULL, "not_found", "no run of this thread waits for that answer");
+      return cmd_reply(c, id, NULL, "no_such_interrupt", "no run of this thread waits for that answer");
     }
     if (!input) {
       cJSON_Delete(w);
@@ -1973,10 +1973,12 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     cJSON_AddStringToObject(r, "run_id", jstr(row, "id"));
     res = cmd_reply(c, id, r, NULL, NULL);
   } else {
+    /* The protocol's closed set of codes: an answer nothing takes is
+     * no_such_interrupt; an unknown agent or a refused run invalid. */
     res = cmd_reply(c, id, NULL,
-                    code == 404   ? "not_found"
-                    : code == 409 ? "conflict"
-                                  : "invalid_argument",
+                    cJSON_GetObjectItem(rb, "command") && (code == 404 || code == 409)
+                        ? "no_such_interrupt"
+                        : "invalid_argument",
                     msg);
   }
   cJSON_Delete(row);
