@@ -1554,15 +1554,41 @@ static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c
     long limit = qnum(c, body, "limit", 10), offset = qnum(c, body, "offset", 0);
     const char *name = jstr(body, "name");
     const char *gid = jstr(body, "graph_id");
+    /* LangGraph's sort_by: by id (assistant_id, graph_id and name are the
+     * agent's id; created_at, updated_at are the same for every agent:
+     * the folder's order), sort_order asc or desc. */
+    const char *sb = jstr(body, "sort_by"), *so = jstr(body, "sort_order");
+    int by_id = sb && (!strcmp(sb, "assistant_id") || !strcmp(sb, "graph_id") ||
+                       !strcmp(sb, "name"));
+    if (sb && !by_id && strcmp(sb, "created_at") && strcmp(sb, "updated_at"))
+      return reply_err(s, c, 422, "sort_by is one of assistant_id, graph_id, name, created_at, "
+                                  "updated_at");
+    if (so && strcasecmp(so, "asc") && strcasecmp(so, "desc"))
+      return reply_err(s, c, 422, "sort_order is asc or desc");
+    int desc = so && !strcasecmp(so, "desc");
+    const struct lc_agent **order = malloc(sizeof *order * (size_t)(s->nagents + 1));
+    if (!order) return reply_err(s, c, 500, "out of memory");
+    for (int i = 0; i < s->nagents; i++) { /* insertion sort: a folder's agents are few */
+      int k = i;
+      while (by_id && k > 0 && strcmp(order[k - 1]->id, s->agents[i].id) > 0) {
+        order[k] = order[k - 1];
+        k--;
+      }
+      order[k] = &s->agents[i];
+    }
     cJSON *arr = cJSON_CreateArray();
     /* An agent's metadata is empty: a filter with a key matches none. */
     int none = cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata")) > 0;
-    for (int i = 0; i < s->nagents && !none; i++) {
-      if (name && !strstr(s->agents[i].id, name)) continue;
-      if (gid && strcmp(s->agents[i].id, gid)) continue;
-      if (i < offset || cJSON_GetArraySize(arr) >= limit) continue;
-      cJSON_AddItemToArray(arr, agent_json(&s->agents[i]));
+    long seen = 0;
+    for (int n = 0; n < s->nagents && !none; n++) {
+      const struct lc_agent *a = order[desc ? s->nagents - 1 - n : n];
+      if (name && !strstr(a->id, name)) continue;
+      if (gid && strcmp(a->id, gid)) continue;
+      /* offset counts matches (it counted the folder's agents) */
+      if (seen++ < offset || cJSON_GetArraySize(arr) >= limit) continue;
+      cJSON_AddItemToArray(arr, agent_json(a));
     }
+    free(order);
     return reply_json(c, 200, arr);
   }
   if (nseg == 1 && !strcmp(method, "POST")) {

@@ -348,6 +348,29 @@ START_TEST(batch_assistants_filters_namespaces) {
   j = lc_sd_expect(&d, "POST", "/assistants/count", "{\"metadata\": {}}", 200);
   ck_assert_int_eq(j->valueint, 5); /* every agent */
   cJSON_Delete(j);
+  /* assistants.search: sort_by, sort_order; offset counts matches */
+  j = lc_sd_expect(&d, "POST", "/assistants/search",
+                   "{\"sort_by\": \"assistant_id\", \"sort_order\": \"asc\"}", 200);
+  const char *want[] = {"echo", "prev", "quiet", "slowask", "twice"};
+  ck_assert_int_eq(cJSON_GetArraySize(j), 5);
+  for (int i = 0; i < 5; i++)
+    ck_assert_str_eq(js(cJSON_GetArrayItem(j, i), "assistant_id"), want[i]);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/assistants/search",
+                   "{\"sort_by\": \"name\", \"sort_order\": \"desc\", \"limit\": 2, "
+                   "\"offset\": 1}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), 2);
+  ck_assert_str_eq(js(cJSON_GetArrayItem(j, 0), "assistant_id"), "slowask");
+  ck_assert_str_eq(js(cJSON_GetArrayItem(j, 1), "assistant_id"), "quiet");
+  cJSON_Delete(j);
+  for (int off = 0; off < 2; off++) { /* one agent matches: offset 1 is past it */
+    char b[100];
+    snprintf(b, sizeof b, "{\"graph_id\": \"twice\", \"offset\": %d}", off);
+    j = lc_sd_expect(&d, "POST", "/assistants/search", b, 200);
+    ck_assert_int_eq(cJSON_GetArraySize(j), off ? 0 : 1);
+    cJSON_Delete(j);
+  }
+  cJSON_Delete(lc_sd_expect(&d, "POST", "/assistants/search", "{\"sort_by\": \"size\"}", 422));
   /* threads.count / search by values */
   cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"v-1\"}", 200));
   cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"v-2\"}", 200));
