@@ -1967,7 +1967,8 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
       cJSON_Delete(w);
       cJSON_Delete(rb);
       cJSON_Delete(trow);
-      return cmd_reply(c, id, NULL, "no_such_interrupt", "no run of this thread waits for that answer");
+      return cmd_reply(c, id, NULL, "no_such_interrupt",
+                       "no run of this thread waits for that answer");
     }
     if (!input) {
       cJSON_Delete(w);

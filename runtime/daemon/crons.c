@@ -335,7 +335,8 @@ static unsigned check_fields(const cJSON *body, struct lc_cron *cr, int need_sch
   char err[256];
   const cJSON *sch = cJSON_GetObjectItem(body, "schedule");
   if (sch || need_schedule) {
-    if (!cJSON_IsString(sch)) return fail(out, 422, "schedule (a cron expression) is required%s", NULL);
+    if (!cJSON_IsString(sch))
+      return fail(out, 422, "schedule (a cron expression) is required%s", NULL);
     if (lc_cron_parse(sch->valuestring, cr, err, sizeof err))
       return fail(out, 422, "schedule: %s", err);
     if (lc_cron_next(cr, 0) < 0 && lc_cron_next(cr, (time_t)lc_serve_now()) < 0)

@@ -110,8 +110,8 @@ void lc_inbox_deliver(struct lc_serve *s) {
     const char *run = jstr(r, "run_id"), *id = jstr(r, "id"), *st = jstr(r, "status");
     const cJSON *del = cJSON_GetObjectItem(r, "deleted");
     const char *ps = jstr(r, "pstatus");
-    int ended = (st && !active(st)) || !jstr(r, "agent") || (cJSON_IsNumber(del) && del->valueint) ||
-                (!st && ps && !strcmp(ps, "cancelled"));
+    int ended = (st && !active(st)) || !jstr(r, "agent") ||
+                (cJSON_IsNumber(del) && del->valueint) || (!st && ps && !strcmp(ps, "cancelled"));
     if (ended) {
       /* It was for that run, which will ask nothing more. */
       lc_dstore_exec(s->ds, NULL, err, sizeof err, "DELETE FROM d_inbox WHERE id=?", "s", id);

@@ -166,7 +166,8 @@ cJSON *lc_tstate_command(struct lc_serve *s, const char *tenant, const char *thr
     cJSON_ArrayForEach(r, rows) if (jstr(r, "id") && !strcmp(jstr(r, "id"), cp)) at = r;
     if (!at) {
       cJSON_Delete(rows);
-      return err_out(code, "no_such_checkpoint", msg, n, "no finished run of this thread has that id");
+      return err_out(code, "no_such_checkpoint", msg, n,
+                     "no finished run of this thread has that id");
     }
     /* The checkpoint's values, as the state after that run shows them. */
     const char *rt = jstr(at, "result");
