@@ -17,11 +17,14 @@
 #include <limits.h>
 #include <time.h>
 
+#include "crons.h"
+#include "inbox.h"
 #include "lc.h"
 #include "llm.h"
 #include "secrets.h"
 #include "serve.h"
 #include "store.h"
+#include "tstate.h"
 
 struct req {
   char *body;
@@ -1456,6 +1459,9 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
     }
   }
   if (nseg == 3 && !strcmp(seg[1], "items") && !strcmp(seg[2], "search") && !strcmp(method, "POST")) {
+    const cJSON *qy = cJSON_GetObjectItem(body, "query");
+    if (qy && !cJSON_IsNull(qy) && !(cJSON_IsString(qy) && !*qy->valuestring))
+      return reply_err(s, c, 422, "query (semantic search) is not supported: use filter");
     const cJSON *p = cJSON_GetObjectItem(body, "namespace_prefix");
     char *k = p ? ns_key(p, 1) : strdup("");
     if (!k) return reply_err(s, c, 422, "namespace_prefix must be a list of labels");
@@ -1488,6 +1494,9 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
     return reply_json(c, 200, o);
   }
   if (nseg == 2 && !strcmp(seg[1], "namespaces") && !strcmp(method, "POST")) {
+    const cJSON *suf = cJSON_GetObjectItem(body, "suffix"); /* LangGraph's */
+    if (suf && !cJSON_IsNull(suf) && !cJSON_IsArray(suf))
+      return reply_err(s, c, 422, "suffix must be a list of labels");
     const cJSON *p = cJSON_GetObjectItem(body, "prefix");
     char *k = p ? ns_key(p, 1) : strdup("");
     if (!k) return reply_err(s, c, 422, "prefix must be a list of labels");
@@ -1504,6 +1513,15 @@ static enum MHD_Result store_routes(struct lc_serve *s, struct MHD_Connection *c
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       cJSON *a = ns_array(jstr(r, "ns"));
+      int na = cJSON_GetArraySize(a), ns_ = cJSON_GetArraySize(suf), sok = ns_ <= na;
+      for (int q = 0; sok && q < ns_; q++) /* "*" matches any label, as in LangGraph */
+        sok = cJSON_IsString(cJSON_GetArrayItem(suf, q)) &&
+              (!strcmp(cJSON_GetArrayItem(suf, q)->valuestring, "*") ||
+               cJSON_Compare(cJSON_GetArrayItem(suf, q), cJSON_GetArrayItem(a, na - ns_ + q), 1));
+      if (!sok) {
+        cJSON_Delete(a);
+        continue;
+      }
       while (maxd > 0 && cJSON_GetArraySize(a) > maxd) cJSON_DeleteItemFromArray(a, cJSON_GetArraySize(a) - 1);
       int dup = 0;
       const cJSON *x;
@@ -1529,21 +1547,67 @@ static enum MHD_Result agent_routes(struct lc_serve *s, struct MHD_Connection *c
     const char *gid = jstr(body, "graph_id");
     int n = 0;
     for (int i = 0; i < s->nagents; i++) n += !gid || !strcmp(s->agents[i].id, gid);
+    if (cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata"))) n = 0; /* agents have none */
     return reply_json(c, 200, cJSON_CreateNumber(n));
   }
   if (nseg == 2 && !strcmp(seg[1], "search") && !strcmp(method, "POST")) {
     long limit = qnum(c, body, "limit", 10), offset = qnum(c, body, "offset", 0);
     const char *name = jstr(body, "name");
     const char *gid = jstr(body, "graph_id");
-    cJSON *arr = cJSON_CreateArray();
-    for (int i = 0; i < s->nagents; i++) {
-      if (name && !strstr(s->agents[i].id, name)) continue;
-      if (gid && strcmp(s->agents[i].id, gid)) continue;
-      if (i < offset || cJSON_GetArraySize(arr) >= limit) continue;
-      cJSON_AddItemToArray(arr, agent_json(&s->agents[i]));
+    /* LangGraph's sort_by: by id (assistant_id, graph_id and name are the
+     * agent's id; created_at, updated_at are the same for every agent:
+     * the folder's order), sort_order asc or desc. */
+    const char *sb = jstr(body, "sort_by"), *so = jstr(body, "sort_order");
+    int by_id = sb && (!strcmp(sb, "assistant_id") || !strcmp(sb, "graph_id") ||
+                       !strcmp(sb, "name"));
+    if (sb && !by_id && strcmp(sb, "created_at") && strcmp(sb, "updated_at"))
+      return reply_err(s, c, 422, "sort_by is one of assistant_id, graph_id, name, created_at, "
+                                  "updated_at");
+    if (so && strcasecmp(so, "asc") && strcasecmp(so, "desc"))
+      return reply_err(s, c, 422, "sort_order is asc or desc");
+    int desc = so && !strcasecmp(so, "desc");
+    const struct lc_agent **order = malloc(sizeof *order * (size_t)(s->nagents + 1));
+    if (!order) return reply_err(s, c, 500, "out of memory");
+    for (int i = 0; i < s->nagents; i++) { /* insertion sort: a folder's agents are few */
+      int k = i;
+      while (by_id && k > 0 && strcmp(order[k - 1]->id, s->agents[i].id) > 0) {
+        order[k] = order[k - 1];
+        k--;
+      }
+      order[k] = &s->agents[i];
     }
+    cJSON *arr = cJSON_CreateArray();
+    /* An agent's metadata is empty: a filter with a key matches none. */
+    int none = cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata")) > 0;
+    long seen = 0;
+    for (int n = 0; n < s->nagents && !none; n++) {
+      const struct lc_agent *a = order[desc ? s->nagents - 1 - n : n];
+      if (name && !strstr(a->id, name)) continue;
+      if (gid && strcmp(a->id, gid)) continue;
+      /* offset counts matches (it counted the folder's agents) */
+      if (seen++ < offset || cJSON_GetArraySize(arr) >= limit) continue;
+      cJSON_AddItemToArray(arr, agent_json(a));
+    }
+    free(order);
     return reply_json(c, 200, arr);
   }
+  if (nseg == 1 && !strcmp(method, "POST")) {
+    /* LangGraph's assistants.create: an assistant is its agent's script,
+     * so "creating" one names an agent and answers it (if_exists has
+     * nothing to decide); configured variants are refused. */
+    const char *gid = jstr(body, "graph_id"), *aid = jstr(body, "assistant_id");
+    const struct lc_agent *a = gid ? lc_serve_agent(s, gid) : NULL;
+    if (!gid) return reply_err(s, c, 422, "graph_id (an agent) is required");
+    if (!a) return reply_err(s, c, 404, "unknown agent: agents are the scripts of AGENTS_DIR");
+    if ((aid && strcmp(aid, gid)) || cJSON_GetArraySize(cJSON_GetObjectItem(body, "config")) ||
+        cJSON_GetArraySize(cJSON_GetObjectItem(body, "context")) ||
+        cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata")))
+      return reply_err(s, c, 422, "an agent has one assistant, itself: no id, config, context or "
+                                  "metadata of its own");
+    return reply_json(c, 200, agent_json(a));
+  }
+  if (nseg == 2 && (!strcmp(method, "PATCH") || !strcmp(method, "DELETE")))
+    return reply_err(s, c, 405, "agents are the scripts of AGENTS_DIR: change the folder");
   if (nseg == 3 && !strcmp(method, "POST") &&
       (!strcmp(seg[2], "versions") || !strcmp(seg[2], "latest"))) {
     /* LangGraph's assistant versions: an agent is its script, version 1. */
@@ -1607,6 +1671,15 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
                                   const char *method, char **seg, int nseg, const char *tenant,
                                   const char *thread, const cJSON *body, int body_ok) {
   char msg[512];
+  if (nseg >= 1 && !strcmp(seg[0], "crons")) { /* LangGraph's crons (crons.c) */
+    cJSON *out = NULL;
+    unsigned code =
+        lc_crons_route(s, method, seg + 1, nseg - 1, tenant, thread, body, body_ok, &out);
+    if (code < 400) return reply_json(c, code, out);
+    enum MHD_Result r = reply_err(s, c, code, out ? jstr(out, "detail") : "error");
+    cJSON_Delete(out);
+    return r;
+  }
   /* create: POST runs, runs/wait, runs/stream */
   if (!strcmp(method, "POST") &&
       (nseg == 0 || (nseg == 1 && (!strcmp(seg[0], "wait") || !strcmp(seg[0], "stream"))))) {
@@ -1638,6 +1711,30 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
     }
     cJSON_Delete(row);
     return res;
+  }
+  if (nseg == 1 && !strcmp(seg[0], "batch") && !strcmp(method, "POST") && !thread) {
+    /* LangGraph's runs.createBatch: background runs, each as POST /runs
+     * would make it; the first refused one answers for the batch (those
+     * before it are made). */
+    if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
+    if (!cJSON_IsArray(body)) return reply_err(s, c, 422, "the body must be a list of runs");
+    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key"))
+      return reply_err(s, c, 422, "an Idempotency-Key names one run, not a batch");
+    cJSON *arr = cJSON_CreateArray();
+    const cJSON *p;
+    cJSON_ArrayForEach(p, body) {
+      cJSON *row = NULL;
+      unsigned code = cJSON_IsObject(p) ? create_run(s, c, tenant, jstr(p, "thread_id"), p, &row,
+                                                     msg, sizeof msg)
+                                        : (snprintf(msg, sizeof msg, "each run is an object"), 422);
+      if (code != 200) {
+        cJSON_Delete(arr);
+        return reply_err(s, c, code, msg);
+      }
+      cJSON_AddItemToArray(arr, run_json(s, row));
+      cJSON_Delete(row);
+    }
+    return reply_json(c, 200, arr);
   }
   if (nseg == 1 && !strcmp(seg[0], "search") && !strcmp(method, "POST") && !thread) {
     /* Agent Protocol: runs by thread, agent, status, metadata. */
@@ -1811,9 +1908,27 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     cJSON_Delete(ex);
     if (!start || taken || strlen(thread) > 64) return reply_err(s, c, 404, "thread not found");
   }
+  if (!strcmp(method, "input.inject")) { /* for the run's next question (inbox.c) */
+    const char *code = NULL;
+    char m[512] = "";
+    cJSON *r = lc_inbox_inject(s, tenant, thread, params, &code, m, sizeof m);
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, r, code, m);
+  }
+  if (trow) { /* state.listCheckpoints, state.fork, agent.getTree (tstate.c) */
+    const char *code = NULL;
+    char m[512] = "";
+    cJSON *r = lc_tstate_command(s, tenant, thread, method, params, &code, m, sizeof m);
+    if (r || code) {
+      cJSON_Delete(trow);
+      return cmd_reply(c, id, r, code, m);
+    }
+  }
   if (!start && !respond && strcmp(method, "state.get")) {
     cJSON_Delete(trow);
-    return cmd_reply(c, id, NULL, "unknown_command", "supported: run.start, input.respond, state.get");
+    return cmd_reply(c, id, NULL, "unknown_command",
+                     "supported: run.start, input.respond, input.inject, state.get, "
+                     "state.listCheckpoints, state.fork, agent.getTree");
   }
   if (!strcmp(method, "state.get")) {
     cJSON *st = state_of(s, trow);
@@ -1821,6 +1936,16 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     return cmd_reply(c, id, st, NULL, NULL);
   }
   const char *st = trow ? thread_status(s, thread) : "idle";
+  if (start && !strcmp(st, "busy")) { /* the protocol: input for the active run (inbox.c) */
+    const char *code = NULL;
+    char m[512] = "";
+    char *text = answer_text(cJSON_GetObjectItem(params, "input"));
+    cJSON *r = text ? lc_inbox_inject_text(s, tenant, thread, text, &code, m, sizeof m) : NULL;
+    if (!text) snprintf(m, sizeof m, "input is required");
+    free(text);
+    cJSON_Delete(trow);
+    return cmd_reply(c, id, r, code ? code : "invalid_argument", m);
+  }
   cJSON *rb = cJSON_CreateObject(); /* the run request it stands for */
   const char *agent = jstr(params, "assistant_id");
   if (!agent) agent = jstr(params, "assistantId");
@@ -1842,7 +1967,8 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
       cJSON_Delete(w);
       cJSON_Delete(rb);
       cJSON_Delete(trow);
-      return cmd_reply(c, id, NULL, "not_found", "no run of this thread waits for that answer");
+      return cmd_reply(c, id, NULL, "no_such_interrupt",
+                       "no run of this thread waits for that answer");
     }
     if (!input) {
       cJSON_Delete(w);
@@ -1874,10 +2000,12 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     cJSON_AddStringToObject(r, "run_id", jstr(row, "id"));
     res = cmd_reply(c, id, r, NULL, NULL);
   } else {
+    /* The protocol's closed set of codes: an answer nothing takes is
+     * no_such_interrupt; an unknown agent or a refused run invalid. */
     res = cmd_reply(c, id, NULL,
-                    code == 404   ? "not_found"
-                    : code == 409 ? "conflict"
-                                  : "invalid_argument",
+                    cJSON_GetObjectItem(rb, "command") && (code == 404 || code == 409)
+                        ? "no_such_interrupt"
+                        : "invalid_argument",
                     msg);
   }
   cJSON_Delete(row);
@@ -1948,6 +2076,16 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
       return reply_err(s, c, 409, "a thread with this id exists");
     }
     cJSON_Delete(ex);
+    /* LangGraph's supersteps: updates to apply in order; luact's are
+     * values (merged, as updateState); a command has no graph to steer. */
+    const cJSON *ss = cJSON_GetObjectItem(body, "supersteps"), *step, *u;
+    if (ss && !cJSON_IsNull(ss) && !cJSON_IsArray(ss))
+      return reply_err(s, c, 422, "supersteps must be a list");
+    cJSON_ArrayForEach(step, ss) cJSON_ArrayForEach(u, cJSON_GetObjectItem(step, "updates")) {
+      const cJSON *uv = cJSON_GetObjectItem(u, "values"), *uc = cJSON_GetObjectItem(u, "command");
+      if ((uc && !cJSON_IsNull(uc)) || (uv && !cJSON_IsNull(uv) && !cJSON_IsObject(uv)))
+        return reply_err(s, c, 422, "a superstep's update is {\"values\": {...}} here");
+    }
     char *mt = md && cJSON_IsObject(md) ? cJSON_PrintUnformatted(md) : strdup("{}");
     double now = lc_serve_now();
     int rc = lc_dstore_exec(s->ds, NULL, err, sizeof err,
@@ -1956,6 +2094,13 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
                             "ssdds", id, tenant, now, now, mt);
     cJSON_free(mt);
     if (rc) return reply_err(s, c, rc == LC_ESTATE ? 409 : 500, err);
+    cJSON_ArrayForEach(step, ss) cJSON_ArrayForEach(u, cJSON_GetObjectItem(step, "updates")) {
+      cJSON *uo = NULL;
+      if (!cJSON_IsObject(cJSON_GetObjectItem(u, "values"))) continue;
+      unsigned uc = lc_tstate_route(s, "POST", tenant, id, u, 1, &uo);
+      cJSON_Delete(uo);
+      if (uc >= 400) return reply_err(s, c, 500, "cannot apply the supersteps");
+    }
     cJSON *t = thread_row(s, tenant, id);
     enum MHD_Result r = reply_json(c, 200, thread_json(s, t));
     cJSON_Delete(t);
@@ -1969,15 +2114,28 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     long limit = count ? LONG_MAX : qnum(c, body, "limit", 10),
          offset = count ? 0 : qnum(c, body, "offset", 0);
     const cJSON *md = cJSON_GetObjectItem(body, "metadata");
+    const cJSON *vf = cJSON_GetObjectItem(body, "values"); /* LangGraph's: on the state */
     const char *stf = jstr(body, "status");
-    cJSON *rows = query(s, "SELECT * FROM d_threads WHERE tenant=? ORDER BY created DESC", "s",
-                        tenant);
+    /* LangGraph's sort_by and sort_order (status is no column: refused) */
+    const char *sb = jstr(body, "sort_by"), *so = jstr(body, "sort_order");
+    const char *col = !sb || !strcmp(sb, "created_at") ? "created"
+                      : !strcmp(sb, "updated_at")      ? "updated"
+                      : !strcmp(sb, "thread_id")       ? "id"
+                                                       : NULL;
+    if (!col) return reply_err(s, c, 422, "sort_by is one of thread_id, created_at, updated_at");
+    if (so && strcasecmp(so, "asc") && strcasecmp(so, "desc"))
+      return reply_err(s, c, 422, "sort_order is asc or desc");
+    char tsql[120];
+    snprintf(tsql, sizeof tsql, "SELECT * FROM d_threads WHERE tenant=? ORDER BY %s %s, id", col,
+             so && !strcasecmp(so, "asc") ? "ASC" : "DESC");
+    cJSON *rows = query(s, tsql, "s", tenant);
     cJSON *arr = cJSON_CreateArray();
     long seen = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       cJSON *j = thread_json(s, r);
       if ((md && !md_match(cJSON_GetObjectItem(j, "metadata"), md)) ||
+          (cJSON_IsObject(vf) && !md_match(cJSON_GetObjectItem(j, "values"), vf)) ||
           (stf && strcmp(jstr(j, "status"), stf)) || seen++ < offset ||
           cJSON_GetArraySize(arr) >= limit) {
         cJSON_Delete(j);
@@ -2055,7 +2213,6 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
         first = 0;
         continue;
       }
-      if (cJSON_GetArraySize(arr) >= limit) break;
       cJSON *o = cJSON_CreateObject();
       cJSON *v = jcol(r, "result");
       if (!cJSON_IsObject(v)) {
@@ -2075,7 +2232,23 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
       cJSON_AddItemToArray(arr, o);
     }
     cJSON_Delete(rows);
-    res = reply_json(c, 200, arr);
+    /* LangGraph's paging (before: a checkpoint's config; the states older
+     * than it) and metadata filter, then the limit. */
+    const char *bf = jstr(cJSON_GetObjectItem(cJSON_GetObjectItem(body, "before"), "configurable"),
+                          "checkpoint_id");
+    const cJSON *hmd = cJSON_GetObjectItem(body, "metadata");
+    cJSON *page = cJSON_CreateArray();
+    for (int past = !bf; cJSON_GetArraySize(arr);) {
+      cJSON *e = cJSON_DetachItemFromArray(arr, 0);
+      const char *eid = jstr(cJSON_GetObjectItem(e, "checkpoint"), "checkpoint_id");
+      int keep = past && cJSON_GetArraySize(page) < limit &&
+                 (!cJSON_IsObject(hmd) || md_match(cJSON_GetObjectItem(e, "metadata"), hmd));
+      past |= eid && bf && !strcmp(eid, bf);
+      if (keep) cJSON_AddItemToArray(page, e);
+      else cJSON_Delete(e);
+    }
+    cJSON_Delete(arr);
+    res = reply_json(c, 200, page);
   } else if (nseg == 3 && !strcmp(seg[2], "copy") && !strcmp(method, "POST")) {
     char id[37];
     lc_serve_uuid(id);
@@ -2093,7 +2266,16 @@ static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *
     if (!body_ok) res = reply_err(s, c, 400, "the body is not valid JSON");
     else if (!body) res = reply_err(s, c, 422, "channels (a non-empty list) is required");
     else res = stream_thread(s, c, tenant, tid, body);
-  } else if (nseg == 3 && !strcmp(seg[2], "state") && !strcmp(method, "POST")) {
+  } else if (nseg == 3 && !strcmp(seg[2], "state") &&
+             (!strcmp(method, "PATCH") ||
+              (!strcmp(method, "POST") && cJSON_GetObjectItem(body, "values")))) {
+    cJSON *out = NULL; /* LangGraph's patchState, updateState (tstate.c) */
+    unsigned code = lc_tstate_route(s, method, tenant, tid, body, body_ok, &out);
+    res = code < 400 ? reply_json(c, code, out) : reply_err(s, c, code, jstr(out, "detail"));
+    if (code >= 400) cJSON_Delete(out);
+  } else if (((nseg == 3 && !strcmp(seg[2], "state")) ||
+              (nseg == 4 && !strcmp(seg[2], "state") && !strcmp(seg[3], "checkpoint"))) &&
+             !strcmp(method, "POST")) {
     /* LangGraph's getState at a checkpoint: a checkpoint is a finished
      * run of the thread (its id, as history lists them). */
     const char *cp = jstr(cJSON_GetObjectItem(body, "checkpoint"), "checkpoint_id");

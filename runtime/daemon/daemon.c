@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "crash.h"
+#include "crons.h"
 #include "effect.h"
 #include "l_effect.h"
 #include "l_luact.h"
@@ -1352,6 +1353,10 @@ int lc_serve_main(int argc, char **argv) {
   } else {
     recover(s);
   }
+  if (lc_crons_start(s, err, sizeof err)) { /* fires crons from now on (crons.c) */
+    fprintf(stderr, "luact serve: %s\n", err);
+    return 1;
+  }
   atomic_store(&s->ready, 1);
   char m[4400];
   snprintf(m, sizeof m, "listening on %s:%d, %d agents, store %s", s->host, s->port, s->nagents,
@@ -1362,6 +1367,7 @@ int lc_serve_main(int argc, char **argv) {
   lc_serve_log(s, "info", "stopping", NULL, sig == SIGTERM ? "SIGTERM" : "SIGINT");
   atomic_store(&s->ready, 0);
   atomic_store(&s->stopping, 1);
+  lc_crons_stop(); /* no new runs from crons */
   lc_api_quiesce(s);
   double until = mono_s() + s->grace_s;
   pthread_mutex_lock(&s->mu);

@@ -81,7 +81,18 @@ static const char pg_schema[] =
     "CREATE TABLE IF NOT EXISTS d_items("
     "  tenant TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
     "  created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
-    "  PRIMARY KEY(tenant, ns, key));";
+    "  PRIMARY KEY(tenant, ns, key));"
+    "CREATE TABLE IF NOT EXISTS d_crons("
+    "  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, thread_id TEXT, agent TEXT NOT NULL,"
+    "  schedule TEXT NOT NULL, payload TEXT NOT NULL DEFAULT '{}',"
+    "  metadata TEXT NOT NULL DEFAULT '{}', end_time DOUBLE PRECISION,"
+    "  next_run_at DOUBLE PRECISION, last_run_id TEXT, created DOUBLE PRECISION NOT NULL,"
+    "  updated DOUBLE PRECISION NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS d_crons_next ON d_crons(next_run_at);"
+    "CREATE INDEX IF NOT EXISTS d_crons_tenant ON d_crons(tenant, created);"
+    "CREATE TABLE IF NOT EXISTS d_inbox("
+    "  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, thread_id TEXT NOT NULL, run_id TEXT NOT NULL,"
+    "  answer TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);";
 
 static void no_notice(void *ud, const char *m) {
   (void)ud;
@@ -132,7 +143,8 @@ static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errle
   PQsetNoticeProcessor(d->pg, no_notice, NULL);
   /* Tables there already: no DDL (CREATE INDEX IF NOT EXISTS still locks
    * its table, behind the other daemons' writes). */
-  PGresult *r = PQexec(d->pg, "SELECT to_regclass('d_items') IS NOT NULL");
+  PGresult *r = PQexec(d->pg, "SELECT to_regclass('d_items') IS NOT NULL AND "
+                              "to_regclass('d_inbox') IS NOT NULL"); /* d_inbox came last */
   int have = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
              PQgetvalue(r, 0, 0)[0] == 't';
   PQclear(r);
@@ -270,7 +282,17 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS d_runs_thread ON d_runs(thread_id, created);"
     "CREATE TABLE IF NOT EXISTS d_items("
     "  tenant TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
-    "  created REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY(tenant, ns, key)) WITHOUT ROWID;";
+    "  created REAL NOT NULL, updated REAL NOT NULL, PRIMARY KEY(tenant, ns, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS d_crons("
+    "  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, thread_id TEXT, agent TEXT NOT NULL,"
+    "  schedule TEXT NOT NULL, payload TEXT NOT NULL DEFAULT '{}',"
+    "  metadata TEXT NOT NULL DEFAULT '{}', end_time REAL, next_run_at REAL, last_run_id TEXT,"
+    "  created REAL NOT NULL, updated REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS d_crons_next ON d_crons(next_run_at);"
+    "CREATE INDEX IF NOT EXISTS d_crons_tenant ON d_crons(tenant, created);"
+    "CREATE TABLE IF NOT EXISTS d_inbox("
+    "  id TEXT PRIMARY KEY, tenant TEXT NOT NULL, thread_id TEXT NOT NULL, run_id TEXT NOT NULL,"
+    "  answer TEXT NOT NULL, created REAL NOT NULL);";
 
 /* Steps st to the end: rows (when not NULL) get the result rows. */
 static int step_all(sqlite3 *db, sqlite3_stmt *st, cJSON *rows, char *err, size_t errlen) {

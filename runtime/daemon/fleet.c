@@ -336,17 +336,39 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   return 0;
 }
 
+/* s->fleet's life: a run thread hands its lease back after it left the
+ * active list, so lc_fleet_stop (which runs once the list is empty) may
+ * free the fleet under it. Users hold this for reading, stop for writing. */
+static pthread_rwlock_t fleet_rw = PTHREAD_RWLOCK_INITIALIZER;
+
 void lc_fleet_hint(struct lc_serve *s) {
+  pthread_rwlock_rdlock(&fleet_rw);
   struct lc_fleet *f = s->fleet;
-  if (!f) return;
-  wake(f); /* this daemon looks at once; the others hear the NOTIFY */
-  char err[256];
-  lc_dstore_exec(s->ds, NULL, err, sizeof err, "SELECT pg_notify('" CHANNEL "', '')", "");
+  if (f) {
+    wake(f); /* this daemon looks at once; the others hear the NOTIFY */
+    char err[256];
+    lc_dstore_exec(s->ds, NULL, err, sizeof err, "SELECT pg_notify('" CHANNEL "', '')", "");
+  }
+  pthread_rwlock_unlock(&fleet_rw);
 }
 
+static void run_done(struct lc_serve *s, struct lc_fleet *f, const char *run_id);
+
 void lc_fleet_run_done(struct lc_serve *s, const char *run_id) {
-  struct lc_fleet *f = s->fleet;
-  if (!f) return;
+  pthread_rwlock_rdlock(&fleet_rw);
+  if (s->fleet) run_done(s, s->fleet, run_id);
+  pthread_rwlock_unlock(&fleet_rw);
+}
+
+static void run_done(struct lc_serve *s, struct lc_fleet *f, const char *run_id) {
+  /* Test hook (check_serve_crons): a pause with the fleet in hand, before
+   * the lease is handed back, so that a SIGTERM's stop lands in it. */
+  const char *pause = getenv("LUACT_FLEET_TEST_DONE_PAUSE_MS");
+  if (pause && atol(pause) > 0 && atol(pause) < 10000) {
+    struct timespec ts = {atol(pause) / 1000, (atol(pause) % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    lc_serve_log(s, "info", "fleet_test_pause", run_id, "over"); /* the process still runs */
+  }
   long epoch = -1;
   pthread_mutex_lock(&f->mu);
   for (struct held **p = &f->held; *p; p = &(*p)->next)
@@ -417,7 +439,9 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
                    "UPDATE leases SET owner = NULL, lease_until = NULL WHERE owner = ?", "s",
                    f->owner);
   }
+  pthread_rwlock_wrlock(&fleet_rw); /* run threads handing leases back finish first */
   s->fleet = NULL;
+  pthread_rwlock_unlock(&fleet_rw);
   while (f->held) {
     struct held *h = f->held;
     f->held = h->next;

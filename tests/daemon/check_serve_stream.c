@@ -647,7 +647,7 @@ START_TEST(protocol_commands_and_channels) {
   /* input.respond: a wrong interrupt id is refused, the right one answers. */
   j = command(&d, T, "{\"id\":2,\"method\":\"input.respond\",\"params\":"
                      "{\"interrupt_id\":\"nope\",\"response\":\"Ann\"}}", "error");
-  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "not_found");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "no_such_interrupt");
   cJSON_Delete(j);
   char body[400];
   snprintf(body, sizeof body, "{\"id\":3,\"method\":\"input.respond\",\"params\":"
@@ -692,7 +692,7 @@ START_TEST(protocol_commands_and_channels) {
   cJSON_Delete(j);
   j = command(&d, T, "{\"id\":9,\"method\":\"run.start\",\"params\":"
                      "{\"assistant_id\":\"nope\"}}", "error");
-  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "not_found");
+  ck_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring, "invalid_argument");
   cJSON_Delete(j);
   snprintf(p, sizeof p, "/threads/%s/commands", T);
   j = lc_sd_expect(&d, "POST", p, "{\"method\":\"state.get\"}", 422); /* no id */
