@@ -284,6 +284,8 @@ static const luaL_Reg stdio_methods[] = {
 struct hmsg {
   struct hmsg *next;
   long id;
+  char method[8];
+  char *session, *last_event_id; /* in body's allocation, or NULL */
   size_t n;
   char body[];
 };
@@ -297,18 +299,25 @@ struct lhttpd {
 };
 
 /* on_msg (inside MHD_run, from the loop): queue it, wake the reader. */
-static void httpd_msg(void *ud, long id, const char *body, size_t n) {
+static void httpd_msg(void *ud, long id, const struct lc_mcp_httpd_msg *in) {
   struct lhttpd *x = ud;
-  struct hmsg *m = lc_malloc(sizeof *m + n + 1);
+  size_t ls = in->session ? strlen(in->session) + 1 : 0;
+  size_t le = in->last_event_id ? strlen(in->last_event_id) + 1 : 0;
+  struct hmsg *m = lc_malloc(sizeof *m + in->n + 1 + ls + le);
   if (!m) {
     lc_mcp_httpd_reply(x->h, id, 500, "", 0);
     return;
   }
   m->next = NULL;
   m->id = id;
-  m->n = n;
-  memcpy(m->body, body, n);
-  m->body[n] = '\0';
+  snprintf(m->method, sizeof m->method, "%s", in->method);
+  m->n = in->n;
+  memcpy(m->body, in->body, in->n);
+  m->body[in->n] = '\0';
+  char *p = m->body + in->n + 1;
+  m->session = m->last_event_id = NULL;
+  if (ls) memcpy(m->session = p, in->session, ls), p += ls;
+  if (le) memcpy(m->last_event_id = p, in->last_event_id, le);
   *x->tail = m;
   x->tail = &m->next;
   if (x->reader && lc_task_waiting_on(x->reader, &x->wait))
@@ -346,10 +355,13 @@ static int httpd_pop(lua_State *L, struct lhttpd *x) {
   if (!m) return 0;
   x->head = m->next;
   if (!x->head) x->tail = &x->head;
-  lua_pushlstring(L, m->body, m->n);
+  lua_pushlstring(L, m->body, m->n); /* m is not ours to leak: copy all, then free */
   lua_pushinteger(L, m->id);
+  lua_pushstring(L, m->method);
+  lua_pushstring(L, m->session);       /* nil when NULL */
+  lua_pushstring(L, m->last_event_id); /* nil when NULL */
   lc_free(m);
-  return 2;
+  return 5;
 }
 
 static int httpd_read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -363,7 +375,8 @@ static int httpd_read_k(lua_State *L, int status, lua_KContext ctx) {
   return lua_yieldk(L, 0, 0, httpd_read_k);
 }
 
-/* srv:read() -> body, reqid (waits; the server runs until closed) */
+/* srv:read() -> body, reqid, method, session, last_event_id (waits; the
+ * server runs until closed) */
 static int l_httpd_read(lua_State *L) {
   struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
   lua_settop(L, 1);
@@ -388,15 +401,30 @@ static int l_httpd_reply(lua_State *L) {
   return 0;
 }
 
-/* srv:event(reqid, body) -> true | nil: one SSE event on reqid's answer
- * (which becomes a stream; srv:reply then ends it). */
+/* srv:event(reqid, body [, event_id [, retry_ms]]) -> true | nil: one SSE
+ * event on reqid's answer (which becomes a stream; srv:reply then ends
+ * it). nil when the client is gone. */
 static int l_httpd_event(lua_State *L) {
   struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
   long id = (long)luaL_checkinteger(L, 2);
   size_t n = 0;
   const char *body = luaL_checklstring(L, 3, &n);
-  int ok = x->h && lc_mcp_httpd_event(x->h, id, body, n) == 0;
+  const char *eid = luaL_optstring(L, 4, NULL);
+  lua_Integer retry = luaL_optinteger(L, 5, 0);
+  luaL_argcheck(L, retry >= 0 && retry <= 3600000, 5, "not a retry in ms");
+  int ok = x->h && lc_mcp_httpd_event(x->h, id, eid, (int)retry, body, n) == 0;
   if (ok) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* srv:session(reqid, sid) -> true | nil: reqid's answer carries
+ * Mcp-Session-Id: sid. */
+static int l_httpd_session(lua_State *L) {
+  struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
+  long id = (long)luaL_checkinteger(L, 2);
+  const char *sid = luaL_checkstring(L, 3);
+  if (x->h && lc_mcp_httpd_session(x->h, id, sid) == 0) lua_pushboolean(L, 1);
   else lua_pushnil(L);
   return 1;
 }
@@ -431,6 +459,7 @@ static int l_http(lua_State *L) {
 static const luaL_Reg httpd_methods[] = {{"read", l_httpd_read},
                                          {"reply", l_httpd_reply},
                                          {"event", l_httpd_event},
+                                         {"session", l_httpd_session},
                                          {"port", l_httpd_port},
                                          {"close", httpd_gc},
                                          {NULL, NULL}};
