@@ -141,10 +141,11 @@ static int origin_ok(const char *o) {
          !strncmp(o, "http://[::1]", 12);
 }
 
-/* A request header the script may see: bounded (it is the client's). */
+/* A request header the script may see: bounded (it is the client's); an
+ * over-long one is "", which names no session and no event. */
 static const char *header(struct MHD_Connection *c, const char *name) {
   const char *v = mhd.lookup(c, MHD_HEADER_KIND, name);
-  return v && strlen(v) <= 200 ? v : NULL;
+  return v && strlen(v) > 200 ? "" : v;
 }
 
 static void hreq_unlink(struct hreq *r) {

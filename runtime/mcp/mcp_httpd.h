@@ -25,7 +25,7 @@ struct lc_loop;
 struct lc_mcp_httpd;
 
 /* One request as on_msg sees it (every pointer borrowed for the call;
- * session and last_event_id NULL when absent or over 200 bytes). */
+ * session and last_event_id NULL when absent, "" when over 200 bytes). */
 struct lc_mcp_httpd_msg {
   const char *method; /* "POST", "GET" or "DELETE" */
   const char *session, *last_event_id;
