@@ -186,7 +186,7 @@ START_TEST(hostile_http) {
       "\"get_unknown\":404", "\"delete_no_session\":405", "\"delete_unknown\":404",
       "\"get_status\":200", "\"get_type\":\"text/event-stream\"", "\"first_get_ended\":true",
       "\"delete\":200", "\"second_get_ended\":true", "\"ping_deleted\":404",
-      "\"set_level_stateless\":-32600", "\"evicted\":404", "\"still_serving\":200",
+      "\"cancel_b\":\"ended\"", "\"cancel_a\":\"ended\"", "\"set_level_stateless\":-32600", "\"evicted\":404", "\"still_serving\":200",
   };
   want_all(want, sizeof want / sizeof want[0]);
 }

@@ -148,6 +148,20 @@ if (a !== '--http') {
   out.delete = (await fetch(url, { method: 'DELETE', headers: { ...auth, 'Mcp-Session-Id': sid } })).status;
   out.second_get_ended = (await g2.text()).startsWith('id: ');
   out.ping_deleted = (await ping(sid)).status;
+  // two sessions' calls with the same request id: each cancel ends its
+  // own call (the answer's SSE stream ends without a result)
+  const sa = (await init(4)).headers.get('mcp-session-id');
+  const sb = (await init(5)).headers.get('mcp-session-id');
+  const hold = (s) => post({ jsonrpc: '2.0', id: 5, method: 'tools/call',
+    params: { name: 'hold', arguments: {}, _meta: { progressToken: 'p' } } }, s);
+  const cancel = (s) => post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 5 } }, s);
+  // the headers come with the tool's first progress report: both run
+  const ha = await hold(sa);
+  const hb = await hold(sb);
+  await cancel(sb);
+  out.cancel_b = (await hb.text()).includes('held') ? 'answered' : 'ended';
+  await cancel(sa);
+  out.cancel_a = (await ha.text()).includes('held') ? 'answered' : 'ended';
   const logless = await post({ jsonrpc: '2.0', id: 8, method: 'logging/setLevel', params: { level: 'info' } });
   out.set_level_stateless = (await logless.json()).error.code;
   // more sessions than the server keeps: the least recently used goes

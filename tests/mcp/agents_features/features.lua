@@ -34,6 +34,8 @@ return {
       if not r then return "sample failed: " .. tostring(e) .. " (" .. tostring(code) .. ")" end
       return string.format("model %s said %s (%s)", tostring(r.model), tostring(r.text), tostring(r.stop_reason))
     end },
+  luact.tool { name = "hold", description = "Waits until cancelled.", effect = "pure", params = none,
+    fn = function(_, ctx) ctx.progress(0, 1, "holding") luact.sleep(60) return "held" end },
   luact.tool { name = "touch", description = "Changes a note and tells its subscribers.",
     params = { type = "object", properties = { day = { type = "string" } }, required = { "day" } },
     fn = function(a)
