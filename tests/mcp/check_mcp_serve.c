@@ -192,12 +192,36 @@ START_TEST(hostile_http) {
 }
 END_TEST
 
+/* examples/mcp_serve/notes.lua served over stdio to luact's own client
+ * (tests/mcp/example_notes_client.lua). */
+START_TEST(example_notes) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s/luact run example_notes_client.lua %s/luact %s/examples/mcp_serve",
+           LC_BINARY_DIR, LC_BINARY_DIR, lc_test_source_dir());
+  ck_assert_msg(node_out(cmd) == 0, "%s", out);
+  const char *want[] = {
+      "version=2026-07-28\n", "index=lua,welcome\n",
+      "add={\"content\":[{\"text\":\"saved todo\",\"type\":\"text\"},{\"mimeType\":\"text/plain\","
+      "\"name\":\"todo\",\"type\":\"resource_link\",\"uri\":\"notes://todo\"}]}",
+      "note=Write the report.\n",
+      "prompt=[{\"content\":{\"resource\":{\"mimeType\":\"text/plain\",\"text\":\"Write the report.\","
+      "\"uri\":\"notes://todo\"},\"type\":\"resource\"},\"role\":\"user\"},{\"content\":{\"text\":"
+      "\"Summarise the note above, brief.\",\"type\":\"text\"},\"role\":\"user\"}]",
+      "title={\"content\":[{\"text\":\"no title (no_sampling: the MCP client did not declare the "
+      "sampling capability)\",\"type\":\"text\"}]}",
+      "complete=[\"welcome\"]", "missing=", "reading note failed: no note nope",
+  };
+  want_all(want, sizeof want / sizeof want[0]);
+}
+END_TEST
+
 Suite *mcp_serve_suite(void) {
   Suite *s = suite_create("mcp_serve");
   TCase *tc = tcase_create("features");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, features_sdk_stdio);
   tcase_add_test(tc, features_sdk_http);
+  tcase_add_test(tc, example_notes);
   suite_add_tcase(s, tc);
   tc = tcase_create("hostile");
   tcase_set_timeout(tc, 120);
