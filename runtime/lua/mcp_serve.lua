@@ -315,7 +315,8 @@ function mcp.serve(dir, opts)
   -- statelessly with what the last initialize declared.
   local sessions, nsessions, clock = {}, 0, 0
   local function new_session(caps)
-    return { caps = caps, level = nil, subs = {}, nsubs = 0, get = nil, eid = 0, used = 0 }
+    return { caps = caps, level = nil, subs = {}, nsubs = 0, get = nil, eid = 0, used = 0,
+      streams = {}, nstreams = 0 }
   end
   local stdio_sess = not http_mode and new_session({}) or nil
   local last_caps = {} -- what the last initialize declared (stateless HTTP)
@@ -628,6 +629,87 @@ function mcp.serve(dir, opts)
     return out
   end
 
+  -- A call's stream closed early (ctx.close_stream): its events are
+  -- numbered and kept (at most 1000, the oldest dropped) until the answer
+  -- went out on a GET that resumed it with Last-Event-ID.
+  local function close_stream(call, reqid, retry_ms)
+    local sess = call.sess
+    if not (http_mode and sess and reqid and call.send) or call.mrtr or call.stream then return false end
+    local st = { id = random_id():sub(1, 16), seq = 1, log = {}, target = nil, sess = sess }
+    if not chan:event(reqid, "", st.id .. ":1", retry_ms) then return false end
+    chan:reply(reqid, 200) -- the stream ends here (no body: nothing more on it)
+    if sess.nstreams >= 64 then
+      -- a client that never came back for its answers: the oldest goes
+      local old
+      for _, o in pairs(sess.streams) do if not old or o.born < old.born then old = o end end
+      sess.streams[old.id] = nil
+      sess.nstreams = sess.nstreams - 1
+    end
+    clock = clock + 1
+    st.born = clock
+    sess.streams[st.id] = st
+    sess.nstreams = sess.nstreams + 1
+    call.stream = st
+    local function forget()
+      if sess.streams[st.id] then sess.streams[st.id] = nil sess.nstreams = sess.nstreams - 1 end
+    end
+    local function emit(body, final)
+      st.seq = st.seq + 1
+      st.log[#st.log + 1] = { seq = st.seq, body = body, final = final }
+      if #st.log > 1000 then table.remove(st.log, 1) end
+      if st.target then
+        if not chan:event(st.target, body, st.id .. ":" .. st.seq) then st.target = nil
+        elseif final then chan:reply(st.target, 200) st.target = nil forget() end
+      end
+    end
+    call.send = function(msg) emit(json.encode(msg), true) end
+    call.notify = function(msg) emit(json.encode(msg)) end
+    call.request = function(msg) emit(json.encode(msg)) return true end
+    local l = live[call.key]
+    if l then
+      -- a cancel ends the resumed stream, if any, and forgets the call's
+      l.drop = function()
+        if st.target then chan:reply(st.target, 200) st.target = nil end
+        forget()
+      end
+    end
+    st.forget = forget
+    return true
+  end
+
+  -- GET with Last-Event-ID naming a closed call stream: what it sent after
+  -- that id, then the rest as it comes. false when the id names none.
+  local function resume(sess, reqid, last_id)
+    local sid_, n = last_id:match("^(%x+):(%d+)$")
+    local st = sid_ and sess.streams[sid_]
+    if not st then return false end
+    n = tonumber(n) or 0
+    if st.target then chan:reply(st.target, 200) end -- an older GET for it
+    st.target = reqid
+    local sent = false
+    for _, e in ipairs(st.log) do
+      if e.seq > n then
+        if not chan:event(reqid, e.body, st.id .. ":" .. e.seq) then st.target = nil return true end
+        sent = true
+        if e.final then
+          chan:reply(reqid, 200)
+          st.target = nil
+          st.forget()
+          return true
+        end
+      end
+    end
+    if not sent and #st.log > 0 and st.log[#st.log].final then
+      -- an id at or past the answer (a client's mistake): nothing will come
+      chan:reply(reqid, 200)
+      st.target = nil
+      return true
+    end
+    -- nothing new yet: an event without data sends the headers now
+    if not sent and not chan:event(reqid, "", st.id .. ":" .. st.seq) then st.target = nil end
+    return true
+  end
+
   -- One message; io.send(msg) delivers the answer (over stdio: a line;
   -- over HTTP: the body of this POST's response), io.notify(msg) a
   -- notification about it (over HTTP: an SSE event of this POST's
@@ -857,6 +939,18 @@ function mcp.serve(dir, opts)
         end
         return sample(call, req, 3)
       end
+      -- ctx.close_stream([retry_ms]): over HTTP in a session, ends this
+      -- call's response now (SEP-1699 polling): a first event with an id
+      -- and retry tells the client to GET with Last-Event-ID after
+      -- retry_ms; what the call sends from then on (progress, logs,
+      -- requests, the answer) is kept and delivered on that GET.
+      ctx.close_stream = function(retry_ms)
+        if retry_ms == nil then retry_ms = 1000 end
+        if math.type(retry_ms) ~= "integer" or retry_ms < 0 or retry_ms > 3600000 then
+          error("ctx.close_stream: 'retry_ms' must be an integer from 0 to 3600000", 2)
+        end
+        return close_stream(call, io_.reqid, retry_ms)
+      end
       ctx.log = function(level, data, logger)
         if LEVELS[level] == nil then error("ctx.log: 'level' must be one of debug, info, notice, warning, error, critical, alert, emergency", 2) end
         if data == nil then error("ctx.log: 'data' is required", 2) end
@@ -947,6 +1041,8 @@ function mcp.serve(dir, opts)
       elseif method == "GET" then
         -- the session's stream for what the server sends outside a call
         if not sess then chan:reply(reqid, 405)
+        elseif last_id and resume(sess, reqid, last_id) then
+          -- a call's closed stream, resumed
         else
           -- one stream per session: a new GET (a reconnect) replaces the
           -- old one, whose client may be gone without our knowing

@@ -122,6 +122,8 @@ START_TEST(features_sdk_stdio) {
                 "%s", out);
   want_all(features, sizeof features / sizeof features[0]);
   ck_assert_msg(strstr(out, "\"session\":null"), "%s", out);
+  /* over stdio there is no stream to close */
+  ck_assert_msg(strstr(out, "\"patient\":\"closed=false\",\"patient_progress\":[\"halfway\"]"), "%s", out);
 }
 END_TEST
 
@@ -136,8 +138,11 @@ START_TEST(features_sdk_http) {
   ck_assert_msg(rc == 0, "%s", out);
   want_all(features, sizeof features / sizeof features[0]);
   /* a session from initialize; the SDK's DELETE ended it */
-  const char *want[] = {"\"session\":true", "\"terminated\":true"};
-  want_all(want, 2);
+  /* a session from initialize; a closed call stream resumed by the SDK
+   * (its progress and answer); the SDK's DELETE ended the session */
+  const char *want[] = {"\"session\":true", "\"terminated\":true",
+                        "\"patient\":\"closed=true\",\"patient_progress\":[\"halfway\"]"};
+  want_all(want, 3);
 }
 END_TEST
 
@@ -186,7 +191,9 @@ START_TEST(hostile_http) {
       "\"get_unknown\":404", "\"delete_no_session\":405", "\"delete_unknown\":404",
       "\"get_status\":200", "\"get_type\":\"text/event-stream\"", "\"first_get_ended\":true",
       "\"delete\":200", "\"second_get_ended\":true", "\"ping_deleted\":404",
-      "\"cancel_b\":\"ended\"", "\"cancel_a\":\"ended\"", "\"set_level_stateless\":-32600", "\"evicted\":404", "\"still_serving\":200",
+      "\"cancel_b\":\"ended\"", "\"cancel_a\":\"ended\"",
+      "\"primed\":true", "\"other_session_resume\":true", "\"forged_resume\":true",
+      "\"long_resume\":true", "\"resumed\":true", "\"resume_after_answer\":true", "\"set_level_stateless\":-32600", "\"evicted\":404", "\"still_serving\":200",
   };
   want_all(want, sizeof want / sizeof want[0]);
 }

@@ -162,6 +162,29 @@ if (a !== '--http') {
   out.cancel_b = (await hb.text()).includes('held') ? 'answered' : 'ended';
   await cancel(sa);
   out.cancel_a = (await ha.text()).includes('held') ? 'answered' : 'ended';
+  // a call's closed stream is resumed by its own session only; forged and
+  // over-long Last-Event-IDs get the session's plain GET stream
+  const firstEvent = async (res) => { // the first SSE event's text, then stop reading
+    const rd = res.body.getReader();
+    let t = '';
+    while (!t.includes('\n\n')) { const { value, done } = await rd.read(); if (done) break; t += Buffer.from(value).toString(); }
+    await rd.cancel();
+    return t;
+  };
+  const get = (s, last) => fetch(url, { headers: { ...auth, Accept: 'text/event-stream', 'Mcp-Session-Id': s,
+    ...(last !== undefined && { 'Last-Event-ID': last }) } });
+  const pa = await post({ jsonrpc: '2.0', id: 9, method: 'tools/call',
+    params: { name: 'patient', arguments: {}, _meta: { progressToken: 'q' } } }, sa);
+  const primed = await pa.text();
+  out.primed = /^retry: 10\nid: [0-9a-f]{16}:1\ndata: \n\n$/.test(primed);
+  const streamId = primed.match(/id: (\S+)/)[1];
+  out.other_session_resume = /^id: [0-9a-f]{32}-\d+\n/.test(await firstEvent(await get(sb, streamId)));
+  out.forged_resume = /^id: [0-9a-f]{32}-\d+\n/.test(await firstEvent(await get(sa, 'deadbeefdeadbeef:1')));
+  out.long_resume = /^id: [0-9a-f]{32}-\d+\n/.test(await firstEvent(await get(sa, 'f'.repeat(300))));
+  const resumed = await (await get(sa, streamId)).text();
+  out.resumed = resumed.includes('"progress":1') && resumed.includes('closed=true');
+  // once its answer went out, the call's stream is forgotten
+  out.resume_after_answer = /^id: [0-9a-f]{32}-\d+\n/.test(await firstEvent(await get(sa, streamId)));
   const logless = await post({ jsonrpc: '2.0', id: 8, method: 'logging/setLevel', params: { level: 'info' } });
   out.set_level_stateless = (await logless.json()).error.code;
   // more sessions than the server keeps: the least recently used goes

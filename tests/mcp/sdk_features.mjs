@@ -84,6 +84,12 @@ await client.unsubscribeResource({ uri: 'notes://monday' });
 out.told_after_unsubscribe = (await client.callTool({ name: 'touch', arguments: { day: 'monday' } })).content[0].text;
 out.subscribe_unknown = await err(client.subscribeResource({ uri: 'nope://x' }));
 
+// a call whose POST stream the server closes: the SDK resumes it (HTTP)
+const progress = [];
+out.patient = (await client.callTool({ name: 'patient', arguments: {} }, undefined,
+  { onprogress: (p) => progress.push(p.message) })).content[0].text;
+out.patient_progress = progress;
+
 if (http) {
   await transport.terminateSession(); // DELETE
   out.terminated = transport.sessionId === undefined;

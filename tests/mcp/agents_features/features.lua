@@ -36,6 +36,16 @@ return {
     end },
   luact.tool { name = "hold", description = "Waits until cancelled.", effect = "pure", params = none,
     fn = function(_, ctx) ctx.progress(0, 1, "holding") luact.sleep(60) return "held" end },
+  -- closes its POST stream, reports progress and answers: the SDK client
+  -- gets both by resuming with Last-Event-ID (HTTP); over stdio a no-op
+  luact.tool { name = "patient", description = "Closes its stream, then answers.", effect = "pure",
+    params = none,
+    fn = function(_, ctx)
+      local closed = ctx.close_stream(10)
+      ctx.progress(1, 2, "halfway")
+      luact.sleep(0.05)
+      return "closed=" .. tostring(closed)
+    end },
   luact.tool { name = "touch", description = "Changes a note and tells its subscribers.",
     params = { type = "object", properties = { day = { type = "string" } }, required = { "day" } },
     fn = function(a)

@@ -46,6 +46,15 @@ return {
       if not r then return nil, err end
       return "LLM response: " .. tostring(r.text)
     end },
+  -- SEP-1699 polling: the call's POST stream ends at once; the answer
+  -- comes on the client's GET with Last-Event-ID
+  luact.tool { name = "test_reconnection", description = "Closes its stream, then answers.",
+    effect = "pure", params = none,
+    fn = function(_, ctx)
+      ctx.close_stream(500)
+      luact.sleep(0.1)
+      return "Reconnection test completed"
+    end },
 
   resources = {
     { uri = "test://static-text", name = "static-text", description = "A static text resource.",
