@@ -110,13 +110,18 @@ if (a !== '--http') {
     await sampled({ msg: { error: { code: -1, message: 'no model here' } } }),
   ];
   out.still_serving = code(await s.ask('ping', {}));
+  const exited = (p) => new Promise((r) => p.on('exit', (c, sig) => r(sig || c)));
+  const gone = exited(s.srv);
   s.srv.stdin.end();
+  out.exit = await gone; // 0: no sanitizer report, no crash at the end
 
   // a folder without tools still lists them as a list
   const e = start(process.argv[4] || 'agents_prompts_only');
   await e.ask('initialize', { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'raw', version: '1' } });
   out.empty_tools = JSON.stringify((await e.ask('tools/list', {})).result);
+  const gone2 = exited(e.srv);
   e.srv.stdin.end();
+  out.exit2 = await gone2;
 } else {
   const url = b;
   const auth = { Authorization: 'Bearer ' + c };
