@@ -296,7 +296,7 @@ function mcp.serve(dir, opts)
   if opts ~= nil and type(opts) ~= "table" then error("luact.mcp.serve: 'opts' must be a table", 2) end
   local bad = opts and check_opts(opts, "luact.mcp.serve")
   if bad then error(bad, 2) end
-  if active then error("luact.mcp.serve: a server is already running in this process", 2) end
+  if active then error("luact.mcp.serve: a server is already running in this Lua state", 2) end
   local tools, by_name, decl = load_dir(dir)
   local http_mode = opts and opts.http
   local chan, err
@@ -721,6 +721,7 @@ function mcp.serve(dir, opts)
       send { jsonrpc = "2.0", id = m.id == nil and json.null or m.id, error = { code = code, message = message } }
     end
     local p = m.params
+    if p == json.null then p = nil end
     if p ~= nil and type(p) ~= "table" then return fail(-32602, "params must be an object") end
     p = p or {}
     -- The request's work in a task of its own (a read, a prompt or a
