@@ -158,7 +158,8 @@ START_TEST(hostile_stdio) {
       "\"prompt_arg_number\":-32602,\"prompt_missing_arg\":-32602,\"complete_no_ref\":-32602,"
       "\"complete_bad_ref\":-32602,\"complete_value_number\":-32602,"
       "\"complete_unknown_prompt\":-32602,\"complete_unknown_template\":-32602,"
-      "\"level_number\":-32602,\"level_unknown\":-32602,\"level_none\":-32602}",
+      "\"level_number\":-32602,\"level_unknown\":-32602,\"level_none\":-32602,"
+      "\"list_params_null\":\"ok\"}",
       "\"huge_uri_error_small\":true", "\"huge_arg_served\":true", "\"many_args\":\"ok\"",
       "\"complete_huge\":\"{\\\"completion\\\":{\\\"hasMore\\\":false,\\\"total\\\":0,\\\"values\\\":[]}}\"",
       "\"subscribe_1001st\":-32602", "\"method_number\":-32600",

@@ -69,6 +69,7 @@ if (a !== '--http') {
     level_number: ['logging/setLevel', { level: 3 }],
     level_unknown: ['logging/setLevel', { level: 'LOUD' }],
     level_none: ['logging/setLevel', undefined],
+    list_params_null: ['resources/list', null],
   };
   out.errors = {};
   for (const [k, [m, p]] of Object.entries(cases)) out.errors[k] = code(await s.ask(m, p));
