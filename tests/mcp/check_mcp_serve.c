@@ -169,6 +169,9 @@ START_TEST(hostile_stdio) {
       "\"sample failed: the MCP client answered the sampling request with a malformed result (mcp_error)\","
       "\"sample failed: the MCP client answered the sampling request with a malformed result (mcp_error)\","
       "\"sample failed: the MCP client refused the sampling request: no model here (mcp_error)\"]",
+      /* 2026-07-28: an input_required round; content as a list of blocks */
+      "\"mrtr_sampling\":[\"input_required\",\"sampling/createMessage\",\"Be brief.\","
+      "\"model mm said mrtr answer (nil)\"]",
       "\"still_serving\":\"ok\"",
       /* a folder without tools lists none as a list, not an object */
       "\"empty_tools\":\"{\\\"tools\\\":[]}\"",

@@ -110,6 +110,17 @@ if (a !== '--http') {
     await sampled({ msg: { result: 'yes' } }),
     await sampled({ msg: { error: { code: -1, message: 'no model here' } } }),
   ];
+  // 2026-07-28: the sampling request is an input_required round
+  const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientCapabilities': { sampling: {} } };
+  s.send({ id: 'm1', method: 'tools/call', params: { name: 'ask_model', arguments: { q: 'hi' }, _meta: meta } });
+  const r1 = (await s.next((m) => m.id === 'm1')).result;
+  const key = Object.keys(r1.inputRequests || {})[0];
+  s.send({ id: 'm2', method: 'tools/call', params: { name: 'ask_model', arguments: { q: 'hi' }, _meta: meta,
+    requestState: r1.requestState, inputResponses: { [key]: { role: 'assistant',
+      content: [{ type: 'text', text: 'mrtr ' }, { type: 'text', text: 'answer' }], model: 'mm' } } } });
+  out.mrtr_sampling = [r1.resultType, r1.inputRequests[key].method, r1.inputRequests[key].params.systemPrompt,
+    (await s.next((m) => m.id === 'm2')).result.content[0].text];
   out.still_serving = code(await s.ask('ping', {}));
   const exited = (p) => new Promise((r) => p.on('exit', (c, sig) => r(sig || c)));
   const gone = exited(s.srv);
