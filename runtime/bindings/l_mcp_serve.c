@@ -590,10 +590,12 @@ int lc_l_mcp_main(int argc, char **argv) {
     fputs("usage: luact mcp serve [--http PORT] AGENTS_DIR\n"
           "\n"
           "Serves every agent and tool that AGENTS_DIR/*.lua return as MCP\n"
-          "tools: over stdio (JSON-RPC lines on stdin/stdout), or with --http\n"
+          "tools, and the resources, resource templates and prompts they\n"
+          "declare: over stdio (JSON-RPC lines on stdin/stdout), or with --http\n"
           "as Streamable HTTP on 127.0.0.1:PORT/mcp (0 = a free port, printed\n"
-          "on stderr), every request carrying 'Authorization: Bearer' and the\n"
-          "token in $LUACT_MCP_TOKEN (16 characters or more). See docs/mcp.md.\n",
+          "on stderr; sessions with Mcp-Session-Id), every request carrying\n"
+          "'Authorization: Bearer' and the token in $LUACT_MCP_TOKEN (16\n"
+          "characters or more). See docs/mcp.md.\n",
           stderr);
     return 2;
   }
