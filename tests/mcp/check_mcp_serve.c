@@ -206,6 +206,27 @@ START_TEST(hostile_http) {
 }
 END_TEST
 
+/* luact's own client, in a 2025-11-25 session over HTTP. */
+START_TEST(luact_client_session) {
+  int port;
+  FILE *err;
+  pid_t pid = serve_http("agents_features", &port, &err);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s/luact run luact_session_client.lua http://127.0.0.1:%d/mcp",
+           LC_BINARY_DIR, port);
+  int rc = node_out(cmd);
+  serve_stop(pid, err);
+  ck_assert_msg(rc == 0, "%s", out);
+  const char *want[] = {
+      "version\t2025-11-25\n", "a red dot\\n[image image/png, 96 bytes base64]\\n[resource link notes://monday]",
+      "[{\"mimeType\":\"text/plain\",\"text\":\"gym\",\"uri\":\"notes://monday\"}]",
+      "{\"content\":[{\"text\":\"closed=true\",\"type\":\"text\"}]}",
+      "debug=true,info=true,warning=true,error=true", "closed\n",
+  };
+  want_all(want, sizeof want / sizeof want[0]);
+}
+END_TEST
+
 /* examples/mcp_serve/notes.lua served over stdio to luact's own client
  * (tests/mcp/example_notes_client.lua). */
 START_TEST(example_notes) {
@@ -236,6 +257,7 @@ Suite *mcp_serve_suite(void) {
   tcase_add_test(tc, features_sdk_stdio);
   tcase_add_test(tc, features_sdk_http);
   tcase_add_test(tc, example_notes);
+  tcase_add_test(tc, luact_client_session);
   suite_add_tcase(s, tc);
   tc = tcase_create("hostile");
   tcase_set_timeout(tc, 120);
