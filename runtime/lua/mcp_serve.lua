@@ -316,7 +316,7 @@ function mcp.serve(dir, opts)
   local sessions, nsessions, clock = {}, 0, 0
   local function new_session(caps)
     return { caps = caps, level = nil, subs = {}, nsubs = 0, get = nil, eid = 0, used = 0,
-      streams = {}, nstreams = 0 }
+      streams = {}, nstreams = 0, glog = {} }
   end
   local stdio_sess = not http_mode and new_session({}) or nil
   local last_caps = {} -- what the last initialize declared (stateless HTTP)
@@ -335,9 +335,14 @@ function mcp.serve(dir, opts)
   -- it on the session's GET stream (dropped when it has none).
   local function push(sess, msg)
     if stdio_sess then chan:write(json.encode(msg)) return true end
-    if not sess or not sess.get then return false end
+    if not sess then return false end
+    -- the last 100 are kept for a GET that resumes with Last-Event-ID
     sess.eid = sess.eid + 1
-    if chan:event(sess.get, json.encode(msg), sess.id .. "-" .. sess.eid) then return true end
+    local body = json.encode(msg)
+    sess.glog[#sess.glog + 1] = { n = sess.eid, body = body }
+    if #sess.glog > 100 then table.remove(sess.glog, 1) end
+    if not sess.get then return false end
+    if chan:event(sess.get, body, sess.id .. "-" .. sess.eid) then return true end
     sess.get = nil -- the client went
     return false
   end
@@ -1049,10 +1054,20 @@ function mcp.serve(dir, opts)
           -- old one, whose client may be gone without our knowing
           if sess.get then chan:reply(sess.get, 200) end
           sess.get = reqid
-          sess.eid = sess.eid + 1
-          -- a first event with an id and no data: the headers go out now,
-          -- and the client knows the stream is resumable
-          if not chan:event(reqid, "", sess.id .. "-" .. sess.eid) then sess.get = nil end
+          -- a reconnect gets what it missed (of the last 100 events)
+          local n = last_id and tonumber(last_id:match("^" .. sess.id .. "%-(%d+)$"))
+          local sent = false
+          for _, e in ipairs(n and sess.glog or {}) do
+            if e.n > n then
+              if not chan:event(reqid, e.body, sess.id .. "-" .. e.n) then sess.get = nil break end
+              sent = true
+            end
+          end
+          if sess.get and not sent then
+            -- a first event with an id and no data: the headers go out
+            -- now, and the client knows the stream is resumable
+            if not chan:event(reqid, "", sess.id .. "-" .. sess.eid) then sess.get = nil end
+          end
         end
       elseif method == "DELETE" then
         if not sess then chan:reply(reqid, 405)

@@ -200,7 +200,7 @@ START_TEST(hostile_http) {
       "\"delete\":200", "\"second_get_ended\":true", "\"ping_deleted\":404",
       "\"cancel_b\":\"ended\"", "\"cancel_a\":\"ended\"",
       "\"primed\":true", "\"other_session_resume\":true", "\"forged_resume\":true",
-      "\"long_resume\":true", "\"resumed\":true", "\"resume_after_answer\":true", "\"set_level_stateless\":-32600", "\"evicted\":404", "\"still_serving\":200",
+      "\"long_resume\":true", "\"resumed\":true", "\"resume_after_answer\":true", "\"get_replayed\":true", "\"get_forged_id\":true", "\"set_level_stateless\":-32600", "\"evicted\":404", "\"still_serving\":200",
   };
   want_all(want, sizeof want / sizeof want[0]);
 }

@@ -202,6 +202,17 @@ if (a !== '--http') {
   out.resumed = resumed.includes('"progress":1') && resumed.includes('closed=true');
   // once its answer went out, the call's stream is forgotten
   out.resume_after_answer = /^id: [0-9a-f]{32}-\d+\n/.test(await firstEvent(await get(sa, streamId)));
+  // the session's GET stream: a reconnect with Last-Event-ID gets what
+  // was sent after it, even while no GET was open
+  const gs = await get(sa);
+  const gfirst = await firstEvent(gs); // the stream's first event: its id
+  const gid = gfirst.match(/id: (\S+)/)[1];
+  await post({ jsonrpc: '2.0', id: 20, method: 'resources/subscribe', params: { uri: 'notes://tuesday' } }, sa);
+  await (await post({ jsonrpc: '2.0', id: 21, method: 'tools/call',
+    params: { name: 'touch', arguments: { day: 'tuesday' } } }, sa)).text();
+  const again = await firstEvent(await get(sa, gid));
+  out.get_replayed = again.includes('notifications/resources/updated') && again.includes('notes://tuesday');
+  out.get_forged_id = /^id: [0-9a-f]{32}-\d+\ndata: \n/.test(await firstEvent(await get(sa, sa + '-x')));
   const logless = await post({ jsonrpc: '2.0', id: 8, method: 'logging/setLevel', params: { level: 'info' } });
   out.set_level_stateless = (await logless.json()).error.code;
   // more sessions than the server keeps: the least recently used goes
