@@ -38,8 +38,8 @@ static const struct expected client_expected[] = {
 };
 
 /* Every server scenario passes (CONFORMANCE.md); a scenario that starts
- * failing must be explained there and listed here. A family entry never
- * matches this name. */
+ * failing must be explained there and listed here. The one entry is a
+ * placeholder (C has no empty array) that names no scenario. */
 static const struct expected server_expected[] = {
     {"(none)", "every server scenario passes"},
 };
