@@ -41,6 +41,10 @@ static const struct lazy {
     {"llm", "json", {"llm_json"}},
     {"mcp", "connect", {"mcp"}},
     {"mcp", "serve", {"mcp_serve"}},
+    {"mcp", "content", {"mcp_serve"}},
+    {"mcp", "log", {"mcp_serve"}},
+    {"mcp", "sample", {"mcp_serve"}},
+    {"mcp", "resource_updated", {"mcp_serve"}},
     /* luact eval's Lua half, a fifth of the embedded source: any field of
      * luact.eval that C did not set ("name*": every chunk so named). */
     {"eval", "*", {"eval_*"}},
@@ -52,7 +56,8 @@ static const struct lazy {
 #define NLAZY (sizeof lazy / sizeof lazy[0])
 
 static const char *const lazy_names[] = {"workflow", "workflow_format_event", "tools", "llm.json",
-                                         "mcp.connect", "mcp.serve", "eval.load", "retrieval.open",
+                                         "mcp.connect", "mcp.serve", "mcp.content",
+                                         "mcp.log", "mcp.sample", "mcp.resource_updated", "eval.load", "retrieval.open",
                                          "retrieve", NULL};
 const char *const *lc_l_lazy_names(void) { return lazy_names; }
 

@@ -35,7 +35,7 @@ static const char usage_main[] =
     "commands:\n"
     "  run FILE.lua [ARGS...]   run a Lua agent script with the luact module\n"
     "  chat DIR [ARGS...]       talk to the agent in DIR in the terminal\n"
-    "  mcp serve AGENTS_DIR     serve DIR's agents and tools as MCP tools (stdio)\n"
+    "  mcp serve AGENTS_DIR     serve DIR's agents, tools, resources and prompts over MCP\n"
     "  eval EVAL.lua            evaluate prompts and agents on a dataset (luact eval --help)\n"
     "  serve AGENTS_DIR         serve the agents over HTTP (luact serve --help)\n"
     "\n"

@@ -88,6 +88,7 @@ struct hreq {
   int streaming, queued, finished;
   struct lc_buf out;
   size_t out_off;
+  char *session; /* Mcp-Session-Id of the answer, or NULL */
 };
 
 struct lc_mcp_httpd {
@@ -109,11 +110,13 @@ static void kick(struct lc_mcp_httpd *h);
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max);
 
 static enum MHD_Result respond(struct MHD_Connection *c, int status,
-                               const char *body, size_t n, int json) {
+                               const char *body, size_t n, int json,
+                               const char *session) {
   struct MHD_Response *r =
       mhd.from_buffer(n, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (!r) return MHD_NO;
   if (json) mhd.add_header(r, "Content-Type", "application/json");
+  if (session) mhd.add_header(r, "Mcp-Session-Id", session);
   if (status == 401) mhd.add_header(r, "WWW-Authenticate", "Bearer");
   enum MHD_Result rc = mhd.queue_response(c, (unsigned)status, r);
   mhd.destroy_response(r);
@@ -138,6 +141,13 @@ static int origin_ok(const char *o) {
          !strncmp(o, "http://[::1]", 12);
 }
 
+/* A request header the script may see: bounded (it is the client's); an
+ * over-long one is "", which names no session and no event. */
+static const char *header(struct MHD_Connection *c, const char *name) {
+  const char *v = mhd.lookup(c, MHD_HEADER_KIND, name);
+  return v && strlen(v) > 200 ? "" : v;
+}
+
 static void hreq_unlink(struct hreq *r) {
   if (!r->prev) return;
   *r->prev = r->next;
@@ -155,13 +165,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   struct lc_mcp_httpd *h = cls;
   struct hreq *r = *con_cls;
   if (!r) {
-    if (strcmp(url, "/mcp")) return respond(c, 404, "", 0, 0);
+    if (strcmp(url, "/mcp")) return respond(c, 404, "", 0, 0, NULL);
     if (!origin_ok(mhd.lookup(c, MHD_HEADER_KIND, "Origin")))
-      return respond(c, 403, "", 0, 0);
+      return respond(c, 403, "", 0, 0, NULL);
     if (!token_ok(h, mhd.lookup(c, MHD_HEADER_KIND, "Authorization")))
-      return respond(c, 401, "", 0, 0);
-    /* Stateless: no GET stream, no session to DELETE. */
-    if (strcmp(method, "POST")) return respond(c, 405, "", 0, 0);
+      return respond(c, 401, "", 0, 0, NULL);
+    /* GET (a session's stream) and DELETE (its end) go to the script
+     * too, which answers 405 when it has no session for them. */
+    if (strcmp(method, "POST") && strcmp(method, "GET") && strcmp(method, "DELETE"))
+      return respond(c, 405, "", 0, 0, NULL);
     r = lc_calloc(1, sizeof *r);
     if (!r) return MHD_NO;
     r->h = h;
@@ -177,7 +189,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     *upload_size = 0;
     return MHD_YES;
   }
-  if (r->too_big) return respond(c, 413, "", 0, 0);
+  if (r->too_big) return respond(c, 413, "", 0, 0, NULL);
   if (r->streaming) {
     if (r->queued) return MHD_YES;
     r->queued = 1;
@@ -186,13 +198,15 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     if (!resp) return MHD_NO;
     mhd.add_header(resp, "Content-Type", "text/event-stream");
     mhd.add_header(resp, "Cache-Control", "no-cache");
+    if (r->session) mhd.add_header(resp, "Mcp-Session-Id", r->session);
     enum MHD_Result rc = mhd.queue_response(c, 200, resp);
     mhd.destroy_response(resp);
     return rc;
   }
   if (r->status) {
     enum MHD_Result rc = respond(c, r->status, r->answer ? r->answer : "",
-                                 r->answer_len, r->status != 202);
+                                 r->answer_len, r->status != 202 && r->answer_len,
+                                 r->session);
     return rc;
   }
   if (r->delivered) return MHD_YES; /* resumed without an answer: wait */
@@ -204,7 +218,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   h->reqs = r;
   mhd.suspend(c);
   r->suspended = 1;
-  h->on_msg(h->ud, r->id, r->body.data ? r->body.data : "", r->body.len);
+  struct lc_mcp_httpd_msg m = {
+      .method = method,
+      .session = header(c, "Mcp-Session-Id"),
+      .last_event_id = header(c, "Last-Event-ID"),
+      .body = r->body.data ? r->body.data : "",
+      .n = r->body.len,
+  };
+  h->on_msg(h->ud, r->id, &m);
   return MHD_YES;
 }
 
@@ -237,6 +258,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   lc_buf_free(&r->body);
   lc_buf_free(&r->out);
   lc_free(r->answer);
+  lc_free(r->session);
   lc_free(r);
   *con_cls = NULL;
 }
@@ -325,11 +347,22 @@ int lc_mcp_httpd_start(struct lc_loop *loop, int port, const char *token,
 
 int lc_mcp_httpd_port(const struct lc_mcp_httpd *h) { return h->port; }
 
-/* Appends "data: body" to r's SSE answer and wakes its connection. */
-static int sse_push(struct lc_mcp_httpd *h, struct hreq *r, const char *body,
-                    size_t n) {
+/* Appends "[id: event_id\n][retry: ms\n]data: body" to r's SSE answer
+ * and wakes its connection. */
+static int sse_push(struct lc_mcp_httpd *h, struct hreq *r, const char *event_id,
+                    int retry_ms, const char *body, size_t n) {
   /* one data line: a line break would split the event */
   if (memchr(body, '\n', n) || memchr(body, '\r', n)) return LC_EINVAL;
+  if (event_id && strpbrk(event_id, "\r\n")) return LC_EINVAL;
+  char head[64];
+  if (retry_ms > 0) {
+    int k = snprintf(head, sizeof head, "retry: %d\n", retry_ms);
+    if (lc_buf_append(&r->out, head, (size_t)k) < 0) return LC_ENOMEM;
+  }
+  if (event_id && (lc_buf_append(&r->out, "id: ", 4) < 0 ||
+                   lc_buf_append(&r->out, event_id, strlen(event_id)) < 0 ||
+                   lc_buf_append(&r->out, "\n", 1) < 0))
+    return LC_ENOMEM;
   if (lc_buf_append(&r->out, "data: ", 6) < 0 ||
       lc_buf_append(&r->out, body, n) < 0 || lc_buf_append(&r->out, "\n\n", 2) < 0)
     return LC_ENOMEM;
@@ -342,12 +375,25 @@ static int sse_push(struct lc_mcp_httpd *h, struct hreq *r, const char *body,
   return 0;
 }
 
-int lc_mcp_httpd_event(struct lc_mcp_httpd *h, long id, const char *body,
-                       size_t n) {
+int lc_mcp_httpd_event(struct lc_mcp_httpd *h, long id, const char *event_id,
+                       int retry_ms, const char *body, size_t n) {
   struct hreq *r = h->reqs;
   while (r && r->id != id) r = r->next;
   if (!r || r->status || r->finished) return LC_EINVAL;
-  return sse_push(h, r, body, n);
+  return sse_push(h, r, event_id, retry_ms, body, n);
+}
+
+int lc_mcp_httpd_session(struct lc_mcp_httpd *h, long id, const char *sid) {
+  struct hreq *r = h->reqs;
+  while (r && r->id != id) r = r->next;
+  if (!r || r->status || r->queued || !*sid) return LC_EINVAL;
+  for (const char *p = sid; *p; p++)
+    if (*p < 0x21 || *p > 0x7e) return LC_EINVAL; /* the spec's visible ASCII */
+  char *copy = lc_strdup(sid);
+  if (!copy) return LC_ENOMEM;
+  lc_free(r->session);
+  r->session = copy;
+  return 0;
 }
 
 void lc_mcp_httpd_reply(struct lc_mcp_httpd *h, long id, int status,
@@ -358,7 +404,7 @@ void lc_mcp_httpd_reply(struct lc_mcp_httpd *h, long id, int status,
   if (r->streaming) {
     /* the answer is the stream's last event */
     hreq_unlink(r);
-    if (n && sse_push(h, r, body, n) < 0) r->out_off = r->out.len = 0;
+    if (n && sse_push(h, r, NULL, 0, body, n) < 0) r->out_off = r->out.len = 0;
     r->finished = 1;
     if (r->suspended) {
       r->suspended = 0;

@@ -1,9 +1,7 @@
 -- tests/mcp/conformance_server/tools.lua: the tools the conformance suite's
 -- server scenarios call (names and shapes from its scenario descriptions),
 -- served by `luact mcp serve --http` in tests/mcp/check_mcp_conformance.c.
--- What luact mcp serve cannot express (image, audio and resource content,
--- logging, sampling) is listed as an
--- expected failure in tests/mcp/CONFORMANCE.md instead of faked here.
+-- The rest (content, logging, sampling, resources, prompts) is more.lua.
 local none = { type = "object", properties = {} }
 
 -- ctx.elicit(message, schema) asks the client; the text reports the result.
