@@ -52,6 +52,7 @@ struct lc_serve {
   char host[64];
   int port, no_auth, max_runs, max_conns, max_streams, grace_s, conn_timeout_s, sync_normal;
   long max_body;
+  int http_workers; /* threads that run routes (api.c; 0: the default) */
   double lease_s; /* a fleet's lease (PostgreSQL store; 0: the default) */
   long poll_ms;   /* a fleet's poll for queued runs (0: the default) */
   struct lc_fleet *fleet; /* fleet.c's, on a PostgreSQL store; else NULL */
