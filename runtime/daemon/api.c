@@ -2371,6 +2371,7 @@ struct wsc {
   struct lc_ws_parser p;
   double last_rx, ping_at, stall_at, shut_at;
   int ping_out, shut, dead;
+  int closing; /* the loop queued a close: what comes in after is not read */
   unsigned char *pre; /* bytes read by libmicrohttpd past the request */
   size_t npre;
   struct wsc *lnext;
@@ -2566,13 +2567,14 @@ static void ws_finish(struct wsc *x) {
 static void ws_input(struct wsc *x, const unsigned char *b, size_t n) {
   x->last_rx = mono();
   x->ping_out = 0;
-  if (x->shut) return; /* after our close: only waiting for theirs */
+  if (x->shut || x->closing) return; /* after our close: only waiting for theirs */
   while (n) {
     size_t used = 0;
     int rc = lc_ws_feed(&x->p, b, n, &used);
     b += used;
     n -= used;
     if (rc < 0) {
+      x->closing = 1;
       ws_close(x, -rc, -rc == LC_WS_CLOSE_TOO_BIG ? "message too big"
                        : -rc == LC_WS_CLOSE_BAD_DATA ? "invalid UTF-8"
                                                      : "protocol error");
@@ -2583,10 +2585,12 @@ static void ws_input(struct wsc *x, const unsigned char *b, size_t n) {
       ws_send(x, LC_WS_OP_PONG, x->p.data, x->p.len);
     } else if (rc == LC_WS_CLOSED) {
       int code = x->p.close_code ? x->p.close_code : LC_WS_CLOSE_NORMAL;
-      ws_close(x, code, "");
+      x->closing = 1;
+      ws_close(x, code, ""); /* the echo (RFC 6455 5.5.1) */
       return;
     } else if (rc == LC_WS_MESSAGE) {
       if (x->p.op != LC_WS_OP_TEXT) {
+        x->closing = 1;
         ws_close(x, LC_WS_CLOSE_UNSUPPORTED, "commands are text");
         return;
       }
@@ -2601,6 +2605,7 @@ static void ws_input(struct wsc *x, const unsigned char *b, size_t n) {
       }
       pthread_mutex_unlock(&x->mu);
       if (!t) {
+        x->closing = 1;
         ws_close(x, LC_WS_CLOSE_POLICY, "too many commands pending");
         return;
       }
@@ -2621,7 +2626,7 @@ static int ws_read(struct wsc *x) {
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (k < 0 && errno == EINTR) continue;
     /* EOF or an error: a frame cut short is a protocol error */
-    if (k == 0 && !x->shut && lc_ws_mid_frame(&x->p)) {
+    if (k == 0 && !x->shut && !x->closing && lc_ws_mid_frame(&x->p)) {
       ws_close(x, LC_WS_CLOSE_PROTOCOL, "truncated frame");
       x->shut_at = mono(); /* the close goes out, then we are done */
       x->shut = 2;
@@ -2643,8 +2648,10 @@ static int ws_service(struct wsc *x, double now) {
   }
   if (!x->shut && x->ping_out && now - x->ping_at > (s->conn_timeout_s > every ? s->conn_timeout_s : every))
     return -1; /* nothing came back */
-  if (!x->shut && lc_ws_mid_frame(&x->p) && now - x->last_rx > s->conn_timeout_s)
+  if (!x->shut && !x->closing && lc_ws_mid_frame(&x->p) && now - x->last_rx > s->conn_timeout_s) {
+    x->closing = 1;
     ws_close(x, LC_WS_CLOSE_PROTOCOL, "incomplete frame");
+  }
   pthread_mutex_lock(&x->mu);
   int err = 0;
   while (x->ooff < x->olen) {
