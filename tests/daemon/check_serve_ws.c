@@ -440,6 +440,44 @@ START_TEST(ws_hostile_frames) {
 }
 END_TEST
 
+/* A thread's subscription follows its tenant's runs only: a thread id
+ * nobody has is subscribed to by alice, then taken by bob, whose run
+ * must not reach alice. (Commands and then the subscriptions run in turn
+ * on one item: once a second command is answered, the subscription has
+ * looked after bob's run ended.) */
+START_TEST(ws_other_tenant_runs) {
+  struct lc_sd d;
+  setup_daemon(&d, NULL);
+  int fd = ws_open(&d, "taken-later");
+  ws_text(fd, "{\"id\":1,\"method\":\"subscription.subscribe\",\"params\":"
+              "{\"channels\":[\"values\",\"lifecycle\",\"custom\"]}}");
+  cJSON *j = ws_json(fd);
+  ck_assert_str_eq(jget(j, "type"), "success");
+  cJSON_Delete(j);
+  struct lc_sresp r = lc_sd_req(&d, "POST", "/threads", "{\"thread_id\":\"taken-later\"}",
+                                LC_SD_TOKEN_B, NULL);
+  ck_assert_int_eq(r.code, 200);
+  lc_sresp_free(&r);
+  r = lc_sd_req(&d, "POST", "/threads/taken-later/runs/wait", "{\"assistant_id\":\"echo\"}",
+                LC_SD_TOKEN_B, NULL);
+  ck_assert_int_eq(r.code, 200);
+  lc_sresp_free(&r);
+  for (int id = 2; id <= 3; id++) {
+    char c[100];
+    snprintf(c, sizeof c, "{\"id\":%d,\"method\":\"no.such\"}", id);
+    ws_text(fd, c);
+    j = ws_json(fd);
+    ck_assert_msg(strcmp(jget(j, "type"), "event"), "bob's run reached alice: %s",
+                  cJSON_PrintUnformatted(j));
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "id")->valueint, id);
+    cJSON_Delete(j);
+  }
+  close(fd);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 /* Node's WebSocket client (tests/daemon/js/ws_test.mjs) against the
  * daemon: subscribe, run.start, an interrupt answered by input.respond. */
 START_TEST(ws_node_client) {
@@ -466,6 +504,7 @@ Suite *serve_ws_suite(void) {
   } cases[] = {{"threads", streams_hold_no_thread},
                {"ws_commands", ws_commands_and_events},
                {"ws_hostile", ws_hostile_frames},
+               {"ws_tenant", ws_other_tenant_runs},
                {"ws_node", ws_node_client}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);
