@@ -2444,8 +2444,8 @@ static void ws_send_json(struct wsc *x, cJSON *o) {
   char *t = cJSON_PrintUnformatted(o);
   cJSON_Delete(o);
   if (!t) return;
-  size_t n = lc_secrets_scrub(t, strlen(t) + 1, LC_SCRUB_JSON); /* never a secret */
-  ws_send(x, LC_WS_OP_TEXT, t, n ? n - 1 : 0);
+  lc_secrets_scrub(t, strlen(t) + 1, LC_SCRUB_JSON); /* never a secret */
+  ws_send(x, LC_WS_OP_TEXT, t, strlen(t));
   cJSON_free(t);
 }
 

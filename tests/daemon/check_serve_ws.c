@@ -25,6 +25,9 @@
 static const char hold_agent[] =
     "return function(input, ctx) luact.sleep(60) return {held = true} end\n";
 static const char echo_agent[] = "return function(input, ctx) return {echo = input} end\n";
+/* Journal lines as fast as it can, until cancelled. */
+static const char chatty_agent[] =
+    "return function(input, ctx) while true do luact.now() end end\n";
 static const char asker_agent[] =
     "return function(input, ctx) return {hello = luact.ask('your name?')} end\n";
 
@@ -39,14 +42,17 @@ static int threads_of(pid_t pid) {
   return n;
 }
 
-static int dial(int port) {
+static int dial_rcvbuf(int port, int rcvbuf) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   ck_assert_int_ge(fd, 0);
+  if (rcvbuf) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
   ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
   return fd;
 }
+
+static int dial(int port) { return dial_rcvbuf(port, 0); }
 
 static void put_all(int fd, const void *b, size_t n) {
   const char *p = b;
@@ -90,6 +96,7 @@ static void setup_daemon(struct lc_sd *d, const char *args) {
   lc_sd_agent(d, "hold", hold_agent);
   lc_sd_agent(d, "echo", echo_agent);
   lc_sd_agent(d, "asker", asker_agent);
+  lc_sd_agent(d, "chatty", chatty_agent);
   if (args) snprintf(d->args, sizeof d->args, "%s", args);
   lc_sd_start(d);
 }
@@ -478,6 +485,53 @@ START_TEST(ws_other_tenant_runs) {
 }
 END_TEST
 
+static long sse_clients(struct lc_sd *d) {
+  struct lc_sresp m = lc_sd_req(d, "GET", "/metrics", NULL, LC_SD_TOKEN, NULL);
+  const char *g = strstr(m.body, "\nluact_sse_clients ");
+  long n = g ? atol(g + strlen("\nluact_sse_clients ")) : -1;
+  lc_sresp_free(&m);
+  return n;
+}
+
+/* Clients that stop reading a busy stream (SSE, WebSocket) are cut off
+ * after --conn-timeout without progress, while the run goes on. */
+START_TEST(slow_readers_cut_off) {
+  struct lc_sd d;
+  setup_daemon(&d, "--conn-timeout 1");
+  cJSON *j = lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\":\"busy\"}", 200);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/busy/runs", "{\"assistant_id\":\"chatty\"}", 200);
+  char rid[80], p[300];
+  snprintf(rid, sizeof rid, "%s", jget(j, "run_id"));
+  cJSON_Delete(j);
+  /* An SSE client that reads the head and nothing more. */
+  int sfd = dial_rcvbuf(d.port, 2048);
+  snprintf(p, sizeof p, "GET /threads/busy/runs/%s/stream HTTP/1.1\r\nHost: x\r\n"
+                        "Authorization: Bearer " LC_SD_TOKEN "\r\n\r\n", rid);
+  put_all(sfd, p, strlen(p));
+  /* A WebSocket client that subscribes and reads nothing more. */
+  int wfd = ws_open(&d, "busy");
+  ws_text(wfd, "{\"id\":1,\"method\":\"subscription.subscribe\",\"params\":"
+               "{\"channels\":[\"custom\"]}}");
+  while (sse_clients(&d) != 2) lc_test_nap_ms(20);
+  /* Both are cut off while the run still runs. */
+  while (sse_clients(&d) != 0) lc_test_nap_ms(50);
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  j = lc_sd_expect(&d, "GET", p, NULL, 200);
+  ck_assert_str_eq(jget(j, "luact_status"), "running");
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "GET", "/healthz", NULL, 200);
+  cJSON_Delete(j);
+  close(sfd);
+  close(wfd);
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rid);
+  j = lc_sd_expect(&d, "POST", p, NULL, 202);
+  cJSON_Delete(j);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 /* Node's WebSocket client (tests/daemon/js/ws_test.mjs) against the
  * daemon: subscribe, run.start, an interrupt answered by input.respond. */
 START_TEST(ws_node_client) {
@@ -505,6 +559,7 @@ Suite *serve_ws_suite(void) {
                {"ws_commands", ws_commands_and_events},
                {"ws_hostile", ws_hostile_frames},
                {"ws_tenant", ws_other_tenant_runs},
+               {"slow", slow_readers_cut_off},
                {"ws_node", ws_node_client}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);
