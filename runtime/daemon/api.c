@@ -2555,12 +2555,12 @@ static int ws_job(struct lc_work *w) {
   return LC_WORK_KEEP;
 }
 
-/* The loop lets a connection go: libmicrohttpd closes its socket. */
+/* The loop lets a connection go: libmicrohttpd closes its socket; the
+ * loop's sweep frees it (lc_work_kill) once it is off the list. */
 static void ws_finish(struct wsc *x) {
   epoll_ctl(wl.ep, EPOLL_CTL_DEL, x->fd, NULL);
   x->dead = 1;
   MHD_upgrade_action(x->urh, MHD_UPGRADE_ACTION_CLOSE);
-  lc_work_kill(&x->work);
 }
 
 /* Received bytes (the loop). */
@@ -2727,7 +2727,8 @@ static void *ws_loop(void *arg) {
       if (!x->dead && stop) ws_close(x, LC_WS_CLOSE_GOING_AWAY, "server stopping");
       if (!x->dead && ws_service(x, now) < 0) ws_finish(x);
       if (x->dead) {
-        *pp = x->lnext; /* freed by lc_work_kill */
+        *pp = x->lnext;
+        lc_work_kill(&x->work); /* now, or after its run on a worker */
         continue;
       }
       pp = &x->lnext;

@@ -31,6 +31,8 @@ static const char chatty_agent[] =
 static const char asker_agent[] =
     "return function(input, ctx) return {hello = luact.ask('your name?')} end\n";
 
+static const char *cur_log; /* the daemon's log, told on a failure */
+
 static int threads_of(pid_t pid) {
   char p[64];
   snprintf(p, sizeof p, "/proc/%d/task", (int)pid);
@@ -99,6 +101,7 @@ static void setup_daemon(struct lc_sd *d, const char *args) {
   lc_sd_agent(d, "chatty", chatty_agent);
   if (args) snprintf(d->args, sizeof d->args, "%s", args);
   lc_sd_start(d);
+  cur_log = d->log;
 }
 
 static const char *jget(const cJSON *o, const char *k) {
@@ -250,6 +253,11 @@ static cJSON *ws_json(int fd) {
     char *b;
     size_t n;
     int op = ws_get(fd, &b, &n);
+    if (op == -1 && cur_log) {
+      char *t = lc_test_read_file(cur_log, NULL);
+      fprintf(stderr, "daemon log:\n%s\n", t ? t : "");
+      free(t);
+    }
     ck_assert_int_ne(op, -1);
     if (op == 1) {
       cJSON *j = cJSON_Parse(b);
