@@ -1222,6 +1222,7 @@ static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c,
     atomic_fetch_sub(&s->sse_clients, 1);
     return MHD_NO;
   }
+  sse_fill(e); /* the first events now (a worker): no trip through the queue */
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, e,
                                                              sse_free);
   if (!r) {
@@ -2401,9 +2402,10 @@ static void ws_wake(void) {
   (void)w;
 }
 
-/* Appends a frame (any thread; under x->mu). After a close, nothing. */
-static void ws_put_locked(struct wsc *x, int op, const void *data, size_t len) {
-  if (x->close_queued) return;
+/* Appends a frame (any thread; under x->mu); 1 if it did. After a close,
+ * nothing. */
+static int ws_put_locked(struct wsc *x, int op, const void *data, size_t len) {
+  if (x->close_queued) return 0;
   if (x->ooff && x->ooff == x->olen) x->olen = x->ooff = 0;
   if (x->olen + len + 14 > x->ocap) {
     if (x->ooff) { /* the sent part goes first */
@@ -2414,20 +2416,21 @@ static void ws_put_locked(struct wsc *x, int op, const void *data, size_t len) {
     if (x->olen + len + 14 > x->ocap) {
       size_t cap = (x->olen + len + 14) * 2;
       unsigned char *b = realloc(x->out, cap);
-      if (!b) return;
+      if (!b) return 0;
       x->out = b;
       x->ocap = cap;
     }
   }
   x->olen += lc_ws_frame(x->out + x->olen, op, data, len);
   if (op == LC_WS_OP_CLOSE) x->close_queued = 1;
+  return 1;
 }
 
 static void ws_send(struct wsc *x, int op, const void *data, size_t len) {
   pthread_mutex_lock(&x->mu);
-  ws_put_locked(x, op, data, len);
+  int put = ws_put_locked(x, op, data, len);
   pthread_mutex_unlock(&x->mu);
-  ws_wake();
+  if (put) ws_wake();
 }
 
 static void ws_close(struct wsc *x, int code, const char *reason) {
@@ -2637,9 +2640,11 @@ static int ws_read(struct wsc *x) {
   return 0;
 }
 
-/* Sends what is queued, keeps time (the loop); 0, or -1: done. */
-static int ws_service(struct wsc *x, double now) {
+/* Sends what is queued, keeps time (the loop); 0, or -1: done. Stopping,
+ * a client gets 2 s at most to take the rest. */
+static int ws_service(struct wsc *x, double now, int stop) {
   struct lc_serve *s = x->s;
+  double limit = stop && s->conn_timeout_s > 2 ? 2 : s->conn_timeout_s;
   double every = s->conn_timeout_s / 2.0 < 15 ? s->conn_timeout_s / 2.0 : 15;
   if (!x->shut && !x->ping_out && now - x->last_rx >= every) {
     ws_send(x, LC_WS_OP_PING, "", 0);
@@ -2671,7 +2676,7 @@ static int ws_service(struct wsc *x, double now) {
   pthread_mutex_unlock(&x->mu);
   if (err) return -1;
   if (!pending) x->stall_at = now;
-  if (pending && now - x->stall_at > s->conn_timeout_s) return -1; /* a slow client */
+  if (pending && now - x->stall_at > limit) return -1; /* a slow client */
   if (closed && !pending && x->shut != 1) {
     /* Our close is out: the peer's close, or its EOF, ends it. */
     shutdown(x->fd, SHUT_WR);
@@ -2725,7 +2730,7 @@ static void *ws_loop(void *arg) {
     for (struct wsc **pp = &wl.all; *pp;) {
       struct wsc *x = *pp;
       if (!x->dead && stop) ws_close(x, LC_WS_CLOSE_GOING_AWAY, "server stopping");
-      if (!x->dead && ws_service(x, now) < 0) ws_finish(x);
+      if (!x->dead && ws_service(x, now, stop) < 0) ws_finish(x);
       if (x->dead) {
         *pp = x->lnext;
         lc_work_kill(&x->work); /* now, or after its run on a worker */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lc.h"
 #include "serve.h"
@@ -20,6 +21,7 @@ static int nparked, stopping, nworkers;
 static pthread_t *workers, ticker;
 static struct lc_serve *srv;
 static atomic_int tick_stop;
+static int ticking; /* the ticker was started */
 
 /* Under mu. */
 static void enqueue(struct lc_work *w) {
@@ -111,6 +113,10 @@ static void *tick(void *arg) {
   while (!atomic_load(&tick_stop)) {
     lc_serve_wait_change(srv, 250);
     lc_work_kick_all();
+    /* At most one look per 20 ms: under load runs change thousands of
+     * times a second, and every look costs each parked item a store read. */
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL);
   }
   return NULL;
 }
@@ -126,7 +132,8 @@ int lc_work_start(struct lc_serve *s, int n, char *err, size_t en) {
   }
   for (nworkers = 0; nworkers < n; nworkers++)
     if (pthread_create(&workers[nworkers], NULL, worker, NULL)) break;
-  if (nworkers < n || pthread_create(&ticker, NULL, tick, NULL)) {
+  if (nworkers == n && !pthread_create(&ticker, NULL, tick, NULL)) ticking = 1;
+  if (!ticking) {
     snprintf(err, en, "cannot start the HTTP workers");
     lc_work_stop();
     return LC_EIO;
@@ -138,7 +145,8 @@ void lc_work_stop(void) {
   if (!workers) return;
   atomic_store(&tick_stop, 1);
   lc_serve_notify(srv);
-  pthread_join(ticker, NULL);
+  if (ticking) pthread_join(ticker, NULL);
+  ticking = 0;
   pthread_mutex_lock(&mu);
   stopping = 1;
   pthread_cond_broadcast(&work_cv);
