@@ -540,6 +540,29 @@ START_TEST(slow_readers_cut_off) {
 }
 END_TEST
 
+/* A silent client is pinged (every --conn-timeout / 2 here); one that
+ * answers is kept, one that answers nothing is let go. */
+START_TEST(ws_ping_keepalive) {
+  struct lc_sd d;
+  setup_daemon(&d, "--conn-timeout 2");
+  int fd = ws_open(&d, "pinged");
+  char *b;
+  size_t n;
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(ws_get(fd, &b, &n), 9);
+    ws_put(fd, 1, 10, b, n, 1); /* the pong */
+    free(b);
+  }
+  ck_assert_int_eq(ws_get(fd, &b, &n), 9); /* not answered this time */
+  free(b);
+  ck_assert_int_eq(ws_get(fd, &b, &n), -1); /* cut off */
+  close(fd);
+  while (sse_clients(&d) != 0) lc_test_nap_ms(20);
+  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 /* Node's WebSocket client (tests/daemon/js/ws_test.mjs) against the
  * daemon: subscribe, run.start, an interrupt answered by input.respond. */
 START_TEST(ws_node_client) {
@@ -568,6 +591,7 @@ Suite *serve_ws_suite(void) {
                {"ws_hostile", ws_hostile_frames},
                {"ws_tenant", ws_other_tenant_runs},
                {"slow", slow_readers_cut_off},
+               {"ws_ping", ws_ping_keepalive},
                {"ws_node", ws_node_client}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     TCase *tc = tcase_create(cases[i].name);
