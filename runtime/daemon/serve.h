@@ -3,7 +3,8 @@
  * daemon.c owns the process: options, agents, the run store, the runner
  * (runs on threads of their own, each with its own Lua state, scheduler
  * and loop, at most --max-runs at once, a FIFO queue beyond), signals and
- * logs. api.c is the HTTP side (libmicrohttpd): routes, auth, SSE.
+ * logs. api.c is the HTTP side (libmicrohttpd): routes, auth, SSE, the
+ * WebSocket; apiwork.c its workers and parked items; ws.c RFC 6455.
  *
  * A run's status lives in the run store (runtime/store) once it started;
  * before that in d_runs.pstatus ("pending", or "cancelled" when cancelled
