@@ -57,7 +57,7 @@ struct req {
   unsigned code;
   /* a wait: the run, what to answer, its d_runs row (owned) */
   char wait_run[65];
-  int wait_kind;
+  int wait_kind, wait_misses;
   cJSON *wait_row;
   /* a WebSocket upgrade: its stream slot (until the upgrade takes it) */
   int ws_slot;
@@ -558,7 +558,11 @@ static int wait_job(struct lc_work *w) {
   struct lc_serve *s = rq->s;
   char st[32] = "";
   int rc = lc_serve_run_status(s, rq->wait_run, st, sizeof st);
-  if (!rc && !waits_or_ends(st) && !atomic_load(&s->stopping)) return LC_WORK_KEEP;
+  int stopping = atomic_load(&s->stopping);
+  /* The run was found when the wait began: a status that cannot be read
+   * now is looked at again twice before the wait gives up. */
+  if (rc && !stopping && ++rq->wait_misses < 3) return LC_WORK_KEEP;
+  if (!rc && !waits_or_ends(st) && !stopping) return LC_WORK_KEEP;
   cur_rq = rq;
   if (rq->wait_kind == WAIT_CANCEL) {
     reply_json(rq->c, 202, run_json(s, rq->wait_row));
