@@ -2624,6 +2624,7 @@ static void ws_input(struct wsc *x, const unsigned char *b, size_t n) {
 /* Reads what there is (the loop); 0, or -1 when the connection is done. */
 static int ws_read(struct wsc *x) {
   unsigned char b[16384];
+  if (x->shut == 2) return 0; /* the peer is gone: only our close to send */
   for (int i = 0; i < 4; i++) {
     ssize_t k = recv(x->fd, b, sizeof b, 0);
     if (k > 0) {
@@ -2632,12 +2633,18 @@ static int ws_read(struct wsc *x) {
     }
     if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
     if (k < 0 && errno == EINTR) continue;
-    /* EOF or an error: a frame cut short is a protocol error */
-    if (k == 0 && !x->shut && !x->closing && lc_ws_mid_frame(&x->p)) {
-      ws_close(x, LC_WS_CLOSE_PROTOCOL, "truncated frame");
-      x->shut_at = mono(); /* the close goes out, then we are done */
-      x->shut = 2;
-      return 0;
+    /* EOF or an error. A frame cut short is a protocol error; a close we
+     * queued still goes out (the peer may only have half closed). */
+    if (k == 0 && !x->shut) {
+      if (!x->closing && lc_ws_mid_frame(&x->p)) {
+        x->closing = 1;
+        ws_close(x, LC_WS_CLOSE_PROTOCOL, "truncated frame");
+      }
+      if (x->closing) {
+        x->shut_at = mono();
+        x->shut = 2; /* done once it is out */
+        return 0;
+      }
     }
     return -1;
   }

@@ -399,6 +399,11 @@ START_TEST(ws_hostile_frames) {
   fd = ws_open(&d, "wt");
   ws_put(fd, 1, 1, "{\"id\":1,\xc3\x28}", 10, 1);
   ws_expect_close(fd, 1007);
+  /* A bad frame and the client's end at once: the close still comes. */
+  fd = ws_open(&d, "wt");
+  ws_put(fd, 1, 1, "\xff", 1, 1);
+  shutdown(fd, SHUT_WR);
+  ws_expect_close(fd, 1007);
   /* A frame cut short, then the client's end: 1002. */
   fd = ws_open(&d, "wt");
   unsigned char half[] = {0x81, 0x85, 1, 2, 3, 4, 'h'};
