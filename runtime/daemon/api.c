@@ -1455,7 +1455,7 @@ static enum MHD_Result metrics(struct lc_serve *s, struct MHD_Connection *c) {
              "# TYPE luact_run_duration_seconds summary\n"
              "luact_run_duration_seconds_sum %.6f\nluact_run_duration_seconds_count %ld\n",
           atomic_load(&s->run_us) / 1e6, atomic_load(&s->runs_timed));
-  fprintf(f, "# HELP luact_sse_clients Open event streams and waits.\n"
+  fprintf(f, "# HELP luact_sse_clients Open event streams, waits and WebSockets.\n"
              "# TYPE luact_sse_clients gauge\nluact_sse_clients %ld\n",
           atomic_load(&s->sse_clients));
   fclose(f);
