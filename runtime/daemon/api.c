@@ -1,22 +1,38 @@
 /* api.c: the HTTP side of `luact serve`: the Agent Protocol routes (and
- * LangGraph's names for them), bearer auth by tenant, SSE from the journal.
+ * LangGraph's names for them), bearer auth by tenant, SSE from the journal,
+ * the thread stream's WebSocket.
  *
- * libmicrohttpd runs a thread per connection (MHD_USE_THREAD_PER_CONNECTION
- * with its own polling thread): a wait or a stream blocks only its own
- * connection's thread, never a run's thread nor another request. Runs
- * execute on threads of their own (daemon.c); nothing here touches a Lua
- * state. Limits: --max-conns is libmicrohttpd's connection limit, and
- * streams and waits together stay under --max-streams (< --max-conns), so
- * /healthz and run creation always find a connection. */
+ * Event-driven: libmicrohttpd's few polling threads (epoll, a small pool)
+ * only move bytes. A request's route runs on a worker of apiwork.c while
+ * its connection is suspended; the reply is queued when it resumes. A wait
+ * or a stream holds no thread: it is a parked item (apiwork.h) that looks
+ * again on every run change and every 250 ms; an SSE stream's content
+ * reader suspends its connection when it has nothing to send, and the
+ * item resumes it when it has (events, or a keep-alive comment when one
+ * is due). WebSockets live on one thread of their own (ws_loop) after the
+ * upgrade. Store reads and commits happen on workers only, in bounded
+ * batches. Runs execute on threads of their own (daemon.c); nothing here
+ * touches a Lua state. Limits: --max-conns is libmicrohttpd's connection
+ * limit, and streams, waits and WebSockets together stay under
+ * --max-streams (< --max-conns), so /healthz and run creation always find
+ * a connection. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
 #include <time.h>
 
+#include "apiwork.h"
 #include "crons.h"
 #include "inbox.h"
 #include "lc.h"
@@ -25,12 +41,63 @@
 #include "serve.h"
 #include "store.h"
 #include "tstate.h"
+#include "ws.h"
 
+enum { WAIT_OUTCOME = 1, WAIT_AP, WAIT_CANCEL };
+
+/* A request (libmicrohttpd's con_cls): its body, then, while its route
+ * runs on a worker (connection suspended), the reply it leaves. */
 struct req {
   char *body;
   size_t len;
   int too_big;
+  struct lc_work work; /* route_job, then wait_job for a wait */
+  struct lc_serve *s;
+  struct MHD_Connection *c;
+  char *url, *method;
+  int handed;                /* the route went to a worker */
+  struct MHD_Response *resp; /* the reply left by the route (owned) */
+  unsigned code;
+  /* a wait: the run, what to answer, its d_runs row (owned) */
+  char wait_run[65];
+  int wait_kind, wait_misses;
+  cJSON *wait_row;
+  /* a WebSocket upgrade: its stream slot (until the upgrade takes it) */
+  int ws_slot;
+  char ws_tenant[128], ws_thread[65];
 };
+
+/* The request whose route runs on this thread (a worker): its replies are
+ * left in it instead of queued (libmicrohttpd queues a reply only from its
+ * own callbacks). NULL on libmicrohttpd's threads. */
+static _Thread_local struct req *cur_rq;
+/* Connections this file suspended and has not resumed yet: none may be
+ * left when libmicrohttpd stops. */
+static atomic_int suspended;
+
+static void suspend_conn(struct MHD_Connection *c) {
+  atomic_fetch_add(&suspended, 1);
+  MHD_suspend_connection(c);
+}
+
+static void resume_conn(struct MHD_Connection *c) {
+  MHD_resume_connection(c);
+  atomic_fetch_sub(&suspended, 1);
+}
+
+/* Queues r (or leaves it for the request being routed); takes r. */
+static enum MHD_Result send_resp(struct MHD_Connection *c, unsigned code,
+                                 struct MHD_Response *r) {
+  if (cur_rq) {
+    if (cur_rq->resp) MHD_destroy_response(cur_rq->resp);
+    cur_rq->resp = r;
+    cur_rq->code = code;
+    return MHD_YES;
+  }
+  enum MHD_Result ok = MHD_queue_response(c, code, r);
+  MHD_destroy_response(r);
+  return ok;
+}
 
 static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER; /* thread multitask checks */
 
@@ -45,9 +112,7 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned code, const
     return MHD_NO;
   }
   MHD_add_response_header(r, "Content-Type", type);
-  enum MHD_Result ok = MHD_queue_response(c, code, r);
-  MHD_destroy_response(r);
-  return ok;
+  return send_resp(c, code, r);
 }
 
 /* Takes ownership of body (NULL: an empty 204-style reply). */
@@ -295,7 +360,8 @@ static unsigned create_run(struct lc_serve *s, struct MHD_Connection *c, const c
     snprintf(msg, n, "metadata must be an object");
     return 422;
   }
-  const char *idem = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+  const char *idem = c ? MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key")
+                      : NULL; /* a WebSocket's command has no headers */
   /* create_mu keeps a thread's checks and its new run together. A run
    * without a thread needs no check: creates run in parallel and their
    * inserts share group commits (dstore.h); a key taken meanwhile is
@@ -430,15 +496,6 @@ static int waits_or_ends(const char *st) {
   return strcmp(st, "pending") && strcmp(st, "running");
 }
 
-/* Blocks this connection's thread until the run ends or waits for input.
- * Returns its status in st. */
-static void wait_run(struct lc_serve *s, const char *id, char *st, size_t n) {
-  for (;;) {
-    if (lc_serve_run_status(s, id, st, n) || waits_or_ends(st)) return;
-    if (atomic_load(&s->stopping)) return;
-    lc_serve_wait_change(s, 500);
-  }
-}
 
 /* What a wait returns: the thread's values (or the run's output) with the
  * question as __interrupt__, or __error__. */
@@ -487,6 +544,51 @@ static cJSON *ap_wait(struct lc_serve *s, const cJSON *row, const char *st) {
   cJSON_AddItemToObject(o, "values", run_outcome(s, row, st));
   cJSON_AddItemToObject(o, "messages", cJSON_CreateArray());
   return o;
+}
+
+/* The route's connection goes back to libmicrohttpd with what the route
+ * left (a worker, the request's item; it may be freed at once after). */
+static int hand_back(struct req *rq) {
+  lc_work_unpark(&rq->work);
+  resume_conn(rq->c);
+  return LC_WORK_HANDED;
+}
+
+/* A parked wait (a worker): answers once the run ended or waits for
+ * input, or the daemon stops. */
+static int wait_job(struct lc_work *w) {
+  struct req *rq = (struct req *)((char *)w - offsetof(struct req, work));
+  struct lc_serve *s = rq->s;
+  char st[32] = "";
+  int rc = lc_serve_run_status(s, rq->wait_run, st, sizeof st);
+  int stopping = atomic_load(&s->stopping);
+  /* The run was found when the wait began: a status that cannot be read
+   * now is looked at again twice before the wait gives up. */
+  if (rc && !stopping && ++rq->wait_misses < 3) return LC_WORK_KEEP;
+  if (!rc && !waits_or_ends(st) && !stopping) return LC_WORK_KEEP;
+  cur_rq = rq;
+  if (rq->wait_kind == WAIT_CANCEL) {
+    reply_json(rq->c, 202, run_json(s, rq->wait_row));
+  } else {
+    atomic_fetch_sub(&s->sse_clients, 1);
+    reply_json(rq->c, 200, rq->wait_kind == WAIT_AP ? ap_wait(s, rq->wait_row, st)
+                                                    : run_outcome(s, rq->wait_row, st));
+  }
+  cur_rq = NULL;
+  return hand_back(rq);
+}
+
+/* From a route on a worker: the reply waits for run `row` (a copy is
+ * kept); the request's item parks after this run (apiwork.c). */
+static enum MHD_Result park_wait(struct MHD_Connection *c, const cJSON *row, int kind) {
+  struct req *rq = cur_rq;
+  (void)c;
+  snprintf(rq->wait_run, sizeof rq->wait_run, "%s", jstr(row, "id"));
+  rq->wait_kind = kind;
+  rq->wait_row = cJSON_Duplicate(row, 1);
+  rq->work.run = wait_job;
+  rq->work.want_park = 1;
+  return MHD_YES;
 }
 
 /* ---- live token deltas ----
@@ -631,6 +733,9 @@ void lc_api_delta(void *ud, long seq, const char *eff, const struct lc_llm_delta
 
 struct sse {
   struct lc_serve *s;
+  struct lc_work work;       /* parked while its connection is suspended */
+  struct MHD_Connection *c;  /* NULL: a WebSocket's subscription */
+  char tenant[128];          /* the thread's runs are this tenant's only */
   char run[65], thread[65];
   long seq;   /* last journal line sent */
   int sub;    /* last terminal event sent after seq (0: none) */
@@ -671,9 +776,14 @@ static void sse_put(struct sse *e, const char *event, const char *id, const char
     e->buf = b;
     e->cap = cap;
   }
-  int k = id ? snprintf(e->buf + e->len, e->cap - e->len, "event: %s\nid: %s\ndata: %s\n\n",
-                        event, id, data)
-             : snprintf(e->buf + e->len, e->cap - e->len, "event: %s\ndata: %s\n\n", event, data);
+  int k;
+  if (!e->c) /* a WebSocket's: one message each, NUL-ended (JSON has no NUL) */
+    k = snprintf(e->buf + e->len, e->cap - e->len, "%s%c", data, 0);
+  else if (id)
+    k = snprintf(e->buf + e->len, e->cap - e->len, "event: %s\nid: %s\ndata: %s\n\n", event, id,
+                 data);
+  else
+    k = snprintf(e->buf + e->len, e->cap - e->len, "event: %s\ndata: %s\n\n", event, data);
   if (k > 0) e->len += (size_t)k;
 }
 
@@ -867,9 +977,10 @@ static void sse_finish(struct sse *e) {
   if (!e->thread_mode) return;
   cJSON *rows = query(e->s,
                       "SELECT n.id AS id FROM d_runs n JOIN d_runs c ON c.id=? WHERE "
-                      "n.thread_id=c.thread_id AND n.deleted=0 AND (n.created>c.created OR "
-                      "(n.created=c.created AND n.id>c.id)) ORDER BY n.created, n.id LIMIT 1",
-                      "s", e->run);
+                      "n.thread_id=c.thread_id AND n.tenant=? AND n.deleted=0 AND "
+                      "(n.created>c.created OR (n.created=c.created AND n.id>c.id)) ORDER BY "
+                      "n.created, n.id LIMIT 1",
+                      "ss", e->run, e->tenant);
   const char *next = jstr(cJSON_GetArrayItem(rows, 0), "id");
   if (next) {
     snprintf(e->run, sizeof e->run, "%s", next);
@@ -890,9 +1001,9 @@ static void sse_fill(struct sse *e) {
   struct lc_serve *s = e->s;
   if (!e->run[0]) {
     /* A thread's stream opened before its first run: idle until one is. */
-    cJSON *rows = query(s, "SELECT id FROM d_runs WHERE thread_id=? AND deleted=0 ORDER BY "
-                           "created, id LIMIT 1",
-                        "s", e->thread);
+    cJSON *rows = query(s, "SELECT id FROM d_runs WHERE thread_id=? AND tenant=? AND "
+                           "deleted=0 ORDER BY created, id LIMIT 1",
+                        "ss", e->thread, e->tenant);
     const char *id = jstr(cJSON_GetArrayItem(rows, 0), "id");
     if (id) snprintf(e->run, sizeof e->run, "%s", id);
     cJSON_Delete(rows);
@@ -971,40 +1082,51 @@ static void sse_fill(struct sse *e) {
   cJSON_Delete(row);
 }
 
-/* libmicrohttpd's content reader (this connection's thread): blocks until
- * there is something to send, or 15 s for a keep-alive comment. */
+/* libmicrohttpd's content reader (its polling thread): sends what is
+ * buffered; with nothing buffered, suspends the connection and parks the
+ * stream (sse_job fills it on a worker) instead of waiting here. */
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max) {
   (void)pos;
   struct sse *e = cls;
-  for (;;) {
-    if (e->off < e->len) {
-      size_t k = e->len - e->off < max ? e->len - e->off : max;
-      memcpy(buf, e->buf + e->off, k);
-      e->off += k;
-      e->last_send = mono();
-      return (ssize_t)k;
-    }
-    e->len = e->off = 0;
-    if (e->done || atomic_load(&e->s->stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
+  if (e->off < e->len) {
+    size_t k = e->len - e->off < max ? e->len - e->off : max;
+    memcpy(buf, e->buf + e->off, k);
+    e->off += k;
+    e->last_send = mono();
+    return (ssize_t)k;
+  }
+  e->len = e->off = 0;
+  if (e->done || atomic_load(&e->s->stopping)) return MHD_CONTENT_READER_END_OF_STREAM;
+  suspend_conn(e->c); /* before the park: only then may a worker resume it */
+  lc_work_park(&e->work);
+  return 0; /* suspended: called again after the resume */
+}
+
+/* A parked stream (a worker): new events, or a keep-alive comment when
+ * one is due, resume its connection. Every 15 s, or twice per
+ * --conn-timeout when that is shorter (an idle stream would be cut as a
+ * slow client). */
+static int sse_job(struct lc_work *w) {
+  struct sse *e = (struct sse *)((char *)w - offsetof(struct sse, work));
+  if (!e->done && !atomic_load(&e->s->stopping)) {
     sse_fill(e);
-    if (e->len) continue;
-    /* Every 15 s, or twice per --conn-timeout when that is shorter (an
-     * idle stream would be cut as a slow client). */
     double every = e->s->conn_timeout_s / 2.0 < 15 ? e->s->conn_timeout_s / 2.0 : 15;
-    if (mono() - e->last_send >= every) {
+    if (!e->len && !e->done && mono() - e->last_send >= every) {
       sse_put(e, "", NULL, ""); /* makes room */
       const char ka[] = ": keep-alive\n\n";
       memcpy(e->buf, ka, sizeof ka - 1);
       e->len = sizeof ka - 1;
-      continue;
     }
-    lc_serve_wait_change(e->s, 250);
+    if (!e->len && !e->done) return LC_WORK_KEEP;
   }
+  lc_work_unpark(w);
+  resume_conn(e->c); /* e may be freed from here on */
+  return LC_WORK_HANDED;
 }
 
 static void sse_free(void *cls) {
   struct sse *e = cls;
-  atomic_fetch_sub(&e->s->sse_clients, 1);
+  if (e->c) atomic_fetch_sub(&e->s->sse_clients, 1);
   if (e->tokens) atomic_fetch_sub(&tok_streams, 1);
   free(e->acc);
   free(e->buf);
@@ -1070,20 +1192,17 @@ static int query_tokens(struct MHD_Connection *c) {
 /* A run's stream; a thread's (thread_mode) starts at row's run and goes on
  * with the thread's later runs. last: the Last-Event-ID to resume after
  * (without a thread's run prefix), or NULL. */
-static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
-                                   int tokens, int thread_mode, const char *last, int ap,
-                                   const char *thread) {
-  if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
-    atomic_fetch_sub(&s->sse_clients, 1);
-    atomic_fetch_add(&s->streams_rejected, 1);
-    return reply_err(s, c, 503, "too many streams open: retry later");
-  }
+/* A stream's state (c NULL: a WebSocket's subscription, which does not
+ * count as a stream of its own). NULL when out of memory. */
+static struct sse *sse_new(struct lc_serve *s, struct MHD_Connection *c, const char *tenant,
+                           const cJSON *row, int tokens, int thread_mode, const char *last,
+                           int ap, const char *thread) {
   struct sse *e = calloc(1, sizeof *e);
-  if (!e) {
-    atomic_fetch_sub(&s->sse_clients, 1);
-    return MHD_NO;
-  }
+  if (!e) return NULL;
   e->s = s;
+  e->c = c;
+  e->work.run = sse_job;
+  snprintf(e->tenant, sizeof e->tenant, "%s", tenant);
   if (row) snprintf(e->run, sizeof e->run, "%s", jstr(row, "id")); /* else the thread's first */
   if (jstr(row, "thread_id")) snprintf(e->thread, sizeof e->thread, "%s", jstr(row, "thread_id"));
   else if (thread) snprintf(e->thread, sizeof e->thread, "%s", thread);
@@ -1094,6 +1213,23 @@ static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c,
   last_event(last, &e->seq, &e->sub, &e->dk);
   if (e->seq > 0) e->meta = 1; /* a resumed stream: no metadata again */
   e->last_send = mono();
+  return e;
+}
+
+static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c, const char *tenant,
+                                   const cJSON *row, int tokens, int thread_mode, const char *last,
+                                   int ap, const char *thread) {
+  if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
+    atomic_fetch_sub(&s->sse_clients, 1);
+    atomic_fetch_add(&s->streams_rejected, 1);
+    return reply_err(s, c, 503, "too many streams open: retry later");
+  }
+  struct sse *e = sse_new(s, c, tenant, row, tokens, thread_mode, last, ap, thread);
+  if (!e) {
+    atomic_fetch_sub(&s->sse_clients, 1);
+    return MHD_NO;
+  }
+  sse_fill(e); /* the first events now (a worker): no trip through the queue */
   struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, e,
                                                              sse_free);
   if (!r) {
@@ -1110,15 +1246,58 @@ static enum MHD_Result stream_from(struct lc_serve *s, struct MHD_Connection *c,
   else
     snprintf(loc, sizeof loc, "/runs/%s", e->run);
   MHD_add_response_header(r, "Content-Location", loc);
-  enum MHD_Result ok = MHD_queue_response(c, 200, r);
-  MHD_destroy_response(r);
-  return ok;
+  return send_resp(c, 200, r);
 }
 
-static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, const cJSON *row,
-                                  int tokens) {
-  return stream_from(s, c, row, tokens, 0,
+static enum MHD_Result stream_run(struct lc_serve *s, struct MHD_Connection *c, const char *tenant,
+                                  const cJSON *row, int tokens) {
+  return stream_from(s, c, tenant, row, tokens, 0,
                      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID"), 0, NULL);
+}
+
+/* Where a thread's stream starts: the oldest run still to go (pending,
+ * running: an enqueued run waits behind it), else the newest; NULL: none. */
+static cJSON *thread_pick(struct lc_serve *s, const char *tenant, const char *thread) {
+  cJSON *rows = query(s,
+                      "SELECT * FROM d_runs WHERE thread_id=? AND tenant=? AND deleted=0 "
+                      "ORDER BY created DESC, id DESC LIMIT 64",
+                      "ss", thread, tenant);
+  int pick = 0, k = 0;
+  const cJSON *x;
+  cJSON_ArrayForEach(x, rows) {
+    char st[32] = "";
+    lc_serve_run_status(s, jstr(x, "id"), st, sizeof st);
+    if (!waits_or_ends(st)) pick = k;
+    k++;
+  }
+  cJSON *row = cJSON_DetachItemFromArray(rows, pick);
+  cJSON_Delete(rows);
+  return row;
+}
+
+/* The channels of a subscription ({"channels": [...]}) as bits; 0 with
+ * why set when they are not valid. */
+static int parse_channels(const cJSON *body, const char **why) {
+  const cJSON *chs = cJSON_GetObjectItem(body, "channels"), *x;
+  int ap = 0;
+  if (!cJSON_IsObject(body) || !cJSON_IsArray(chs) || !cJSON_GetArraySize(chs)) {
+    *why = "channels (a non-empty list) is required";
+    return 0;
+  }
+  cJSON_ArrayForEach(x, chs) {
+    if (!cJSON_IsString(x)) {
+      *why = "a channel is a string";
+      return 0;
+    }
+    if (!strncmp(x->valuestring, "custom:", 7)) x = NULL; /* named custom: custom */
+    int b = ap_bit(x ? x->valuestring : "custom");
+    if (!b) {
+      *why = "unknown channel";
+      return 0;
+    }
+    ap |= b;
+  }
+  return ap;
 }
 
 /* GET /threads/{id}/stream (LangGraph's threads.joinStream): the thread's
@@ -1132,16 +1311,9 @@ static enum MHD_Result stream_thread(struct lc_serve *s, struct MHD_Connection *
     /* The Agent Protocol's form: {"channels": [...]} (namespaces: only the
      * root agent's, []); a replay from a sequence number ("since") is not
      * kept: Last-Event-ID resumes instead. */
-    const cJSON *chs = cJSON_GetObjectItem(body, "channels"), *x;
-    if (!cJSON_IsObject(body) || !cJSON_IsArray(chs) || !cJSON_GetArraySize(chs))
-      return reply_err(s, c, 422, "channels (a non-empty list) is required");
-    cJSON_ArrayForEach(x, chs) {
-      if (!cJSON_IsString(x)) return reply_err(s, c, 422, "a channel is a string");
-      if (!strncmp(x->valuestring, "custom:", 7)) x = NULL; /* named custom: custom */
-      int b = ap_bit(x ? x->valuestring : "custom");
-      if (!b) return reply_err(s, c, 422, "unknown channel");
-      ap |= b;
-    }
+    const char *why = NULL;
+    ap = parse_channels(body, &why);
+    if (!ap) return reply_err(s, c, 422, why);
     if (cJSON_GetObjectItem(body, "since"))
       return reply_err(s, c, 422, "since is not supported: resume with Last-Event-ID");
     tokens = ap & ap_bit("messages") ? TOK_TUPLE : 0;
@@ -1163,26 +1335,11 @@ static enum MHD_Result stream_thread(struct lc_serve *s, struct MHD_Connection *
       return reply_err(s, c, 404, "Last-Event-ID names no run of this thread");
     }
   } else {
-    /* The oldest run still to go (pending, running: an enqueued run waits
-     * behind it), else the newest. */
-    cJSON *rows = query(s,
-                        "SELECT * FROM d_runs WHERE thread_id=? AND tenant=? AND deleted=0 "
-                        "ORDER BY created DESC, id DESC LIMIT 64",
-                        "ss", thread, tenant);
-    int pick = 0, k = 0;
-    const cJSON *x;
-    cJSON_ArrayForEach(x, rows) {
-      char st[32] = "";
-      lc_serve_run_status(s, jstr(x, "id"), st, sizeof st);
-      if (!waits_or_ends(st)) pick = k;
-      k++;
-    }
-    row = cJSON_DetachItemFromArray(rows, pick);
-    cJSON_Delete(rows);
+    row = thread_pick(s, tenant, thread);
     /* The protocol's stream may open before the first run: it idles. */
     if (!row && !ap) return reply_err(s, c, 404, "the thread has no run to stream");
   }
-  enum MHD_Result res = stream_from(s, c, row, tokens, 1, rest, ap, thread);
+  enum MHD_Result res = stream_from(s, c, tenant, row, tokens, 1, rest, ap, thread);
   cJSON_Delete(row);
   return res;
 }
@@ -1301,7 +1458,7 @@ static enum MHD_Result metrics(struct lc_serve *s, struct MHD_Connection *c) {
              "# TYPE luact_run_duration_seconds summary\n"
              "luact_run_duration_seconds_sum %.6f\nluact_run_duration_seconds_count %ld\n",
           atomic_load(&s->run_us) / 1e6, atomic_load(&s->runs_timed));
-  fprintf(f, "# HELP luact_sse_clients Open event streams and waits.\n"
+  fprintf(f, "# HELP luact_sse_clients Open event streams, waits and WebSockets.\n"
              "# TYPE luact_sse_clients gauge\nluact_sse_clients %ld\n",
           atomic_load(&s->sse_clients));
   fclose(f);
@@ -1695,17 +1852,14 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
     if (code != 200) return reply_err(s, c, code, msg);
     enum MHD_Result res;
     if (nseg == 1 && !strcmp(seg[0], "stream")) {
-      res = stream_run(s, c, row, wants_tokens(cJSON_GetObjectItem(body, "stream_mode")));
+      res = stream_run(s, c, tenant, row, wants_tokens(cJSON_GetObjectItem(body, "stream_mode")));
     } else if (nseg == 1) {
       if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
         atomic_fetch_sub(&s->sse_clients, 1);
         cJSON_Delete(row);
         return reply_err(s, c, 503, "too many waits open: retry later");
       }
-      char st[32];
-      wait_run(s, jstr(row, "id"), st, sizeof st);
-      atomic_fetch_sub(&s->sse_clients, 1);
-      res = reply_json(c, 200, ap ? ap_wait(s, row, st) : run_outcome(s, row, st));
+      res = park_wait(c, row, ap ? WAIT_AP : WAIT_OUTCOME); /* sse_clients: until it answers */
     } else {
       res = reply_json(c, 200, run_json(s, row));
     }
@@ -1817,8 +1971,8 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
     lc_serve_cancel(s, id, immediate);
     lc_serve_log(s, "info", "run_cancel", id, immediate ? "immediate" : "at the next effect");
     const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "wait");
-    if (w && (!strcmp(w, "1") || !strcmp(w, "true"))) wait_run(s, id, st, sizeof st);
-    res = reply_json(c, 202, run_json(s, row));
+    if (w && (!strcmp(w, "1") || !strcmp(w, "true"))) res = park_wait(c, row, WAIT_CANCEL);
+    else res = reply_json(c, 202, run_json(s, row));
   } else if (nseg == 2 && (!strcmp(seg[1], "join") || !strcmp(seg[1], "wait")) &&
              !strcmp(method, "GET")) {
     /* GET /runs/{id}/wait is the Agent Protocol's: {run, values}; join
@@ -1828,12 +1982,10 @@ static enum MHD_Result run_routes(struct lc_serve *s, struct MHD_Connection *c,
       atomic_fetch_sub(&s->sse_clients, 1);
       res = reply_err(s, c, 503, "too many waits open: retry later");
     } else {
-      wait_run(s, id, st, sizeof st);
-      atomic_fetch_sub(&s->sse_clients, 1);
-      res = reply_json(c, 200, ap ? ap_wait(s, row, st) : run_outcome(s, row, st));
+      res = park_wait(c, row, ap ? WAIT_AP : WAIT_OUTCOME); /* sse_clients: until it answers */
     }
   } else if (nseg == 2 && !strcmp(seg[1], "stream") && !strcmp(method, "GET")) {
-    res = stream_run(s, c, row, query_tokens(c));
+    res = stream_run(s, c, tenant, row, query_tokens(c));
   } else {
     res = reply_err(s, c, 404, "no such route");
   }
@@ -1872,8 +2024,8 @@ static cJSON *state_of(struct lc_serve *s, const cJSON *trow) {
 /* The Agent Protocol's streaming commands answer 200 with an envelope:
  * {"type": "success", "id", "result"} or {"type": "error", "id", "error",
  * "message"}. */
-static enum MHD_Result cmd_reply(struct MHD_Connection *c, const cJSON *id, cJSON *result,
-                                 const char *error, const char *message) {
+static cJSON *cmd_env(const cJSON *id, cJSON *result, const char *error,
+                      const char *message) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "type", result ? "success" : "error");
   cJSON_AddItemToObject(o, "id", id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull());
@@ -1883,68 +2035,73 @@ static enum MHD_Result cmd_reply(struct MHD_Connection *c, const cJSON *id, cJSO
     cJSON_AddStringToObject(o, "error", error);
     cJSON_AddStringToObject(o, "message", message);
   }
-  return reply_json(c, 200, o);
+  return o;
 }
 
-/* POST /threads/{id}/commands: run.start (a new run; the answer when the
+static cJSON *cmd_fail(unsigned *code, char *why, size_t wn, unsigned c, const char *msg) {
+  *code = c;
+  snprintf(why, wn, "%s", msg);
+  return NULL;
+}
+
+/* POST /threads/{id}/commands (and a WebSocket's commands, c NULL): run.start (a new run; the answer when the
  * thread's run waits for one), input.respond (the answer, by interrupt id:
  * the waiting run's id) and state.get. The thread is created by the first
  * run.start when it does not exist. */
-static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection *c,
-                                      const char *tenant, const char *thread, const cJSON *body,
-                                      int body_ok) {
-  if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
+static cJSON *command_exec(struct lc_serve *s, struct MHD_Connection *c, const char *tenant,
+                           const char *thread, const cJSON *body, unsigned *code, char *why,
+                           size_t wn) {
   const cJSON *id = cJSON_GetObjectItem(body, "id");
   const char *method = jstr(body, "method");
   const cJSON *params = cJSON_GetObjectItem(body, "params");
   if (!cJSON_IsObject(body) || !cJSON_IsNumber(id) || id->valuedouble < 0 || !method ||
       (params && !cJSON_IsObject(params)))
-    return reply_err(s, c, 422, "a command is {\"id\": N, \"method\": M, \"params\": {...}}");
+    return cmd_fail(code, why, wn, 422, "a command is {\"id\": N, \"method\": M, \"params\": {...}}");
   cJSON *trow = thread_row(s, tenant, thread);
   int start = !strcmp(method, "run.start"), respond = !strcmp(method, "input.respond");
   if (!trow) {
     cJSON *ex = query(s, "SELECT tenant FROM d_threads WHERE id=?", "s", thread);
     int taken = cJSON_GetArraySize(ex) > 0; /* another tenant's: not told */
     cJSON_Delete(ex);
-    if (!start || taken || strlen(thread) > 64) return reply_err(s, c, 404, "thread not found");
+    if (!start || taken || strlen(thread) > 64) return cmd_fail(code, why, wn, 404, "thread not found");
   }
   if (!strcmp(method, "input.inject")) { /* for the run's next question (inbox.c) */
-    const char *code = NULL;
+    const char *ecode = NULL;
     char m[512] = "";
-    cJSON *r = lc_inbox_inject(s, tenant, thread, params, &code, m, sizeof m);
+    cJSON *r = lc_inbox_inject(s, tenant, thread, params, &ecode, m, sizeof m);
     cJSON_Delete(trow);
-    return cmd_reply(c, id, r, code, m);
+    return cmd_env(id, r, ecode, m);
   }
   if (trow) { /* state.listCheckpoints, state.fork, agent.getTree (tstate.c) */
-    const char *code = NULL;
+    const char *ecode = NULL;
     char m[512] = "";
-    cJSON *r = lc_tstate_command(s, tenant, thread, method, params, &code, m, sizeof m);
-    if (r || code) {
+    cJSON *r = lc_tstate_command(s, tenant, thread, method, params, &ecode, m, sizeof m);
+    if (r || ecode) {
       cJSON_Delete(trow);
-      return cmd_reply(c, id, r, code, m);
+      return cmd_env(id, r, ecode, m);
     }
   }
   if (!start && !respond && strcmp(method, "state.get")) {
     cJSON_Delete(trow);
-    return cmd_reply(c, id, NULL, "unknown_command",
+    return cmd_env(id, NULL, "unknown_command",
                      "supported: run.start, input.respond, input.inject, state.get, "
                      "state.listCheckpoints, state.fork, agent.getTree");
   }
   if (!strcmp(method, "state.get")) {
     cJSON *st = state_of(s, trow);
     cJSON_Delete(trow);
-    return cmd_reply(c, id, st, NULL, NULL);
+    return cmd_env(id, st, NULL, NULL);
   }
   const char *st = trow ? thread_status(s, thread) : "idle";
   if (start && !strcmp(st, "busy")) { /* the protocol: input for the active run (inbox.c) */
-    const char *code = NULL;
+    const char *ecode = NULL;
     char m[512] = "";
     char *text = answer_text(cJSON_GetObjectItem(params, "input"));
-    cJSON *r = text ? lc_inbox_inject_text(s, tenant, thread, text, &code, m, sizeof m) : NULL;
+    cJSON *r = text ? lc_inbox_inject_text(s, tenant, thread, text, &ecode, m, sizeof m) : NULL;
     if (!text) snprintf(m, sizeof m, "input is required");
     free(text);
     cJSON_Delete(trow);
-    return cmd_reply(c, id, r, code ? code : "invalid_argument", m);
+    return cmd_env(id, r, ecode ? ecode : "invalid_argument", m);
   }
   cJSON *rb = cJSON_CreateObject(); /* the run request it stands for */
   const char *agent = jstr(params, "assistant_id");
@@ -1952,7 +2109,7 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
   if (!agent) agent = jstr(params, "agent_id");
   const cJSON *input = cJSON_GetObjectItem(params, start ? "input" : "response");
   char msg[512] = "";
-  enum MHD_Result res;
+  cJSON *res;
   if (respond || !strcmp(st, "interrupted")) {
     /* The answer to the thread's waiting run. */
     const char *iid = jstr(params, "interrupt_id");
@@ -1967,14 +2124,14 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
       cJSON_Delete(w);
       cJSON_Delete(rb);
       cJSON_Delete(trow);
-      return cmd_reply(c, id, NULL, "no_such_interrupt",
+      return cmd_env(id, NULL, "no_such_interrupt",
                        "no run of this thread waits for that answer");
     }
     if (!input) {
       cJSON_Delete(w);
       cJSON_Delete(rb);
       cJSON_Delete(trow);
-      return cmd_reply(c, id, NULL, "invalid_argument",
+      return cmd_env(id, NULL, "invalid_argument",
                        start ? "input (the answer) is required" : "response is required");
     }
     cJSON_AddStringToObject(rb, "assistant_id", agent ? agent : jstr(wr, "agent"));
@@ -1985,7 +2142,7 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     if (!agent) {
       cJSON_Delete(rb);
       cJSON_Delete(trow);
-      return cmd_reply(c, id, NULL, "invalid_argument", "assistant_id is required");
+      return cmd_env(id, NULL, "invalid_argument", "assistant_id is required");
     }
     cJSON_AddStringToObject(rb, "assistant_id", agent);
     cJSON_AddItemToObject(rb, "input", input ? cJSON_Duplicate(input, 1) : cJSON_CreateNull());
@@ -1994,16 +2151,16 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
     cJSON_AddStringToObject(rb, "if_not_exists", "create");
   }
   cJSON *row = NULL;
-  unsigned code = create_run(s, c, tenant, thread, rb, &row, msg, sizeof msg);
-  if (code == 200) {
+  unsigned rcode = create_run(s, c, tenant, thread, rb, &row, msg, sizeof msg);
+  if (rcode == 200) {
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "run_id", jstr(row, "id"));
-    res = cmd_reply(c, id, r, NULL, NULL);
+    res = cmd_env(id, r, NULL, NULL);
   } else {
     /* The protocol's closed set of codes: an answer nothing takes is
      * no_such_interrupt; an unknown agent or a refused run invalid. */
-    res = cmd_reply(c, id, NULL,
-                    cJSON_GetObjectItem(rb, "command") && (code == 404 || code == 409)
+    res = cmd_env(id, NULL,
+                    cJSON_GetObjectItem(rb, "command") && (rcode == 404 || rcode == 409)
                         ? "no_such_interrupt"
                         : "invalid_argument",
                     msg);
@@ -2012,6 +2169,16 @@ static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection 
   cJSON_Delete(rb);
   cJSON_Delete(trow);
   return res;
+}
+
+static enum MHD_Result thread_command(struct lc_serve *s, struct MHD_Connection *c,
+                                      const char *tenant, const char *thread, const cJSON *body,
+                                      int body_ok) {
+  if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
+  unsigned code = 0;
+  char why[200];
+  cJSON *env = command_exec(s, c, tenant, thread, body, &code, why, sizeof why);
+  return env ? reply_json(c, 200, env) : reply_err(s, c, code, why);
 }
 
 /* The thread's state after its finished run `run` (a checkpoint, as
@@ -2046,10 +2213,16 @@ static cJSON *state_at(struct lc_serve *s, const char *thread, const char *run) 
   return o;
 }
 
+static int is_upgrade(struct MHD_Connection *c);
+static enum MHD_Result ws_upgrade(struct lc_serve *s, struct MHD_Connection *c,
+                                  const char *tenant, const char *thread);
+
 static enum MHD_Result thread_routes(struct lc_serve *s, struct MHD_Connection *c,
                                      const char *method, char **seg, int nseg, const char *tenant,
                                      const cJSON *body, int body_ok) {
   char err[256];
+  if (nseg == 3 && !strcmp(seg[2], "stream") && !strcmp(method, "GET") && is_upgrade(c))
+    return ws_upgrade(s, c, tenant, seg[1]); /* the Agent Protocol's WebSocket */
   if (nseg == 1 && !strcmp(method, "POST")) { /* create */
     if (!body_ok) return reply_err(s, c, 400, "the body is not valid JSON");
     if (body && !cJSON_IsObject(body)) return reply_err(s, c, 422, "the body must be an object");
@@ -2310,12 +2483,11 @@ static enum MHD_Result route(struct lc_serve *s, struct MHD_Connection *c, const
     struct MHD_Response *r = MHD_create_response_from_buffer(
         sizeof "{\"detail\":\"a valid bearer token is required\"}" - 1,
         (void *)"{\"detail\":\"a valid bearer token is required\"}", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
     MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
     MHD_add_response_header(r, "Content-Type", "application/json");
-    enum MHD_Result ok = MHD_queue_response(c, 401, r);
-    MHD_destroy_response(r);
     atomic_fetch_add(&s->http_errors, 1);
-    return ok;
+    return send_resp(c, 401, r);
   }
   if (!strcmp(url, "/readyz")) {
     int ok = atomic_load(&s->ready) && lc_dstore_ping(s->ds) == 0;
@@ -2361,6 +2533,552 @@ static enum MHD_Result route(struct lc_serve *s, struct MHD_Connection *c, const
   return res;
 }
 
+/* ---- the thread stream's WebSocket ----
+ *
+ * GET /threads/{id}/stream with Upgrade: websocket (the Agent Protocol's
+ * WebSocket transport): after the 101, the socket is ours. One thread
+ * (ws_loop) reads and writes every WebSocket: frames in (ws.c's parser),
+ * frames out from a per-connection buffer. Commands and subscriptions run
+ * on the workers (ws_job, the connection's parked item): the same
+ * commands as POST /threads/{id}/commands plus subscription.subscribe /
+ * unsubscribe, whose events are those of POST /threads/{id}/stream, one
+ * text message each. Keep-alive: a ping when nothing came for a while; a
+ * peer that answers nothing, a frame left half sent, or a reader too slow
+ * for what is queued is cut off. */
+
+enum { WS_MAX_SUBS = 8, WS_MAX_CMDS = 32, WS_OUT_CAP = 1 << 20, WS_FILL_BELOW = 256 << 10 };
+
+struct wsc {
+  struct lc_work work; /* ws_job; parked for the connection's life */
+  struct lc_serve *s;
+  struct MHD_UpgradeResponseHandle *urh;
+  int fd;
+  char tenant[128], thread[65];
+  /* the loop's */
+  struct lc_ws_parser p;
+  double last_rx, ping_at, stall_at, shut_at;
+  int ping_out, shut, dead;
+  int closing; /* the loop queued a close: what comes in after is not read */
+  unsigned char *pre; /* bytes read by libmicrohttpd past the request */
+  size_t npre;
+  struct wsc *lnext;
+  /* under mu */
+  pthread_mutex_t mu;
+  unsigned char *out;
+  size_t olen, ooff, ocap;
+  char *cmds[WS_MAX_CMDS];
+  size_t cmdlen[WS_MAX_CMDS];
+  int ncmd, close_queued;
+  /* the worker's (ws_job) */
+  struct sse *subs[WS_MAX_SUBS];
+  char subid[WS_MAX_SUBS][16];
+  int nextsub;
+};
+
+static struct {
+  int ep, efd, stop, started;
+  pthread_t th;
+  pthread_mutex_t mu; /* pending */
+  struct wsc *pending, *all;
+} wl = {.ep = -1, .efd = -1, .mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void ws_wake(void) {
+  uint64_t one = 1;
+  ssize_t w = write(wl.efd, &one, sizeof one);
+  (void)w;
+}
+
+/* Appends a frame (any thread; under x->mu); 1 if it did. After a close,
+ * nothing. */
+static int ws_put_locked(struct wsc *x, int op, const void *data, size_t len) {
+  if (x->close_queued) return 0;
+  if (x->ooff && x->ooff == x->olen) x->olen = x->ooff = 0;
+  if (x->olen + len + 14 > x->ocap) {
+    if (x->ooff) { /* the sent part goes first */
+      memmove(x->out, x->out + x->ooff, x->olen - x->ooff);
+      x->olen -= x->ooff;
+      x->ooff = 0;
+    }
+    if (x->olen + len + 14 > x->ocap) {
+      size_t cap = (x->olen + len + 14) * 2;
+      unsigned char *b = realloc(x->out, cap);
+      if (!b) return 0;
+      x->out = b;
+      x->ocap = cap;
+    }
+  }
+  x->olen += lc_ws_frame(x->out + x->olen, op, data, len);
+  if (op == LC_WS_OP_CLOSE) x->close_queued = 1;
+  return 1;
+}
+
+static void ws_send(struct wsc *x, int op, const void *data, size_t len) {
+  pthread_mutex_lock(&x->mu);
+  int put = ws_put_locked(x, op, data, len);
+  pthread_mutex_unlock(&x->mu);
+  if (put) ws_wake();
+}
+
+static void ws_close(struct wsc *x, int code, const char *reason) {
+  unsigned char b[125];
+  size_t n = strlen(reason);
+  if (n > sizeof b - 2) n = sizeof b - 2;
+  b[0] = (unsigned char)(code >> 8);
+  b[1] = (unsigned char)code;
+  memcpy(b + 2, reason, n);
+  ws_send(x, LC_WS_OP_CLOSE, b, n + 2);
+}
+
+static void ws_send_json(struct wsc *x, cJSON *o) {
+  char *t = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!t) return;
+  lc_secrets_scrub(t, strlen(t) + 1, LC_SCRUB_JSON); /* never a secret */
+  ws_send(x, LC_WS_OP_TEXT, t, strlen(t));
+  cJSON_free(t);
+}
+
+/* Frees a closed connection (lc_work_kill: the loop let it go). */
+static void ws_free(struct lc_work *w) {
+  struct wsc *x = (struct wsc *)((char *)w - offsetof(struct wsc, work));
+  for (int i = 0; i < WS_MAX_SUBS; i++)
+    if (x->subs[i]) sse_free(x->subs[i]);
+  for (int i = 0; i < x->ncmd; i++) free(x->cmds[i]);
+  lc_ws_parser_free(&x->p);
+  free(x->pre);
+  free(x->out);
+  pthread_mutex_destroy(&x->mu);
+  atomic_fetch_sub(&x->s->sse_clients, 1);
+  free(x);
+}
+
+static cJSON *ws_subscribe(struct wsc *x, const cJSON *id, const cJSON *params) {
+  const char *why = NULL;
+  int ap = parse_channels(params, &why);
+  if (!ap) return cmd_env(id, NULL, "invalid_argument", why);
+  int k = 0;
+  while (k < WS_MAX_SUBS && x->subs[k]) k++;
+  if (k == WS_MAX_SUBS) return cmd_env(id, NULL, "invalid_argument", "too many subscriptions");
+  cJSON *row = thread_pick(x->s, x->tenant, x->thread);
+  struct sse *e = sse_new(x->s, NULL, x->tenant, row, ap & ap_bit("messages") ? TOK_TUPLE : 0, 1,
+                          NULL, ap, x->thread);
+  cJSON_Delete(row);
+  if (!e) return cmd_env(id, NULL, "unknown_error", "out of memory");
+  x->subs[k] = e;
+  snprintf(x->subid[k], sizeof x->subid[k], "sub-%d", ++x->nextsub);
+  cJSON *r = cJSON_CreateObject();
+  cJSON_AddStringToObject(r, "subscriptionId", x->subid[k]);
+  return cmd_env(id, r, NULL, NULL);
+}
+
+static cJSON *ws_command(struct wsc *x, const char *text, size_t len) {
+  cJSON *b = cJSON_ParseWithLength(text, len);
+  if (!b) return cmd_env(NULL, NULL, "invalid_argument", "a command is JSON");
+  const cJSON *id = cJSON_GetObjectItem(b, "id");
+  const char *m = jstr(b, "method");
+  const cJSON *params = cJSON_GetObjectItem(b, "params");
+  cJSON *env;
+  if (!cJSON_IsNumber(id) || id->valuedouble < 0 || !m || (params && !cJSON_IsObject(params))) {
+    env = cmd_env(cJSON_IsNumber(id) ? id : NULL, NULL, "invalid_argument",
+                  "a command is {\"id\": N, \"method\": M, \"params\": {...}}");
+  } else if (!strcmp(m, "subscription.subscribe")) {
+    env = ws_subscribe(x, id, params);
+  } else if (!strcmp(m, "subscription.unsubscribe")) {
+    const char *sid = jstr(params, "subscriptionId");
+    int k = 0;
+    while (k < WS_MAX_SUBS && !(x->subs[k] && sid && !strcmp(x->subid[k], sid))) k++;
+    if (k == WS_MAX_SUBS) {
+      env = cmd_env(id, NULL, "no_such_subscription", "no such subscription");
+    } else {
+      sse_free(x->subs[k]);
+      x->subs[k] = NULL;
+      env = cmd_env(id, cJSON_CreateObject(), NULL, NULL);
+    }
+  } else {
+    unsigned code = 0;
+    char why[200];
+    env = command_exec(x->s, NULL, x->tenant, x->thread, b, &code, why, sizeof why);
+    if (!env) env = cmd_env(id, NULL, code == 404 ? "not_found" : "invalid_argument", why);
+  }
+  cJSON_Delete(b);
+  return env;
+}
+
+/* A WebSocket's item (a worker): its commands, then its subscriptions'
+ * new events while the client keeps up. */
+static int ws_job(struct lc_work *w) {
+  struct wsc *x = (struct wsc *)((char *)w - offsetof(struct wsc, work));
+  char *cmds[WS_MAX_CMDS];
+  size_t lens[WS_MAX_CMDS];
+  pthread_mutex_lock(&x->mu);
+  int n = x->ncmd;
+  memcpy(cmds, x->cmds, sizeof cmds);
+  memcpy(lens, x->cmdlen, sizeof lens);
+  x->ncmd = 0;
+  pthread_mutex_unlock(&x->mu);
+  for (int i = 0; i < n; i++) {
+    ws_send_json(x, ws_command(x, cmds[i], lens[i]));
+    free(cmds[i]);
+  }
+  if (atomic_load(&x->s->stopping)) {
+    ws_close(x, LC_WS_CLOSE_GOING_AWAY, "server stopping");
+    return LC_WORK_KEEP;
+  }
+  for (int k = 0; k < WS_MAX_SUBS; k++) {
+    struct sse *e = x->subs[k];
+    for (int round = 0; e && round < 4; round++) {
+      pthread_mutex_lock(&x->mu);
+      size_t pending = x->olen - x->ooff;
+      pthread_mutex_unlock(&x->mu);
+      if (pending > WS_FILL_BELOW) break; /* the next tick, once it drained */
+      sse_fill(e);
+      if (!e->len) break;
+      for (size_t off = 0; off < e->len;) {
+        size_t m = strlen(e->buf + off);
+        ws_send(x, LC_WS_OP_TEXT, e->buf + off, m);
+        off += m + 1;
+      }
+      e->len = e->off = 0;
+    }
+  }
+  return LC_WORK_KEEP;
+}
+
+/* The loop lets a connection go: libmicrohttpd closes its socket; the
+ * loop's sweep frees it (lc_work_kill) once it is off the list. */
+static void ws_finish(struct wsc *x) {
+  epoll_ctl(wl.ep, EPOLL_CTL_DEL, x->fd, NULL);
+  x->dead = 1;
+  MHD_upgrade_action(x->urh, MHD_UPGRADE_ACTION_CLOSE);
+}
+
+/* Received bytes (the loop). */
+static void ws_input(struct wsc *x, const unsigned char *b, size_t n) {
+  x->last_rx = mono();
+  x->ping_out = 0;
+  if (x->shut || x->closing) return; /* after our close: only waiting for theirs */
+  while (n) {
+    size_t used = 0;
+    int rc = lc_ws_feed(&x->p, b, n, &used);
+    b += used;
+    n -= used;
+    if (rc < 0) {
+      x->closing = 1;
+      ws_close(x, -rc, -rc == LC_WS_CLOSE_TOO_BIG ? "message too big"
+                       : -rc == LC_WS_CLOSE_BAD_DATA ? "invalid UTF-8"
+                                                     : "protocol error");
+      return;
+    }
+    if (rc == LC_WS_NEED) break;
+    if (rc == LC_WS_PING) {
+      ws_send(x, LC_WS_OP_PONG, x->p.data, x->p.len);
+    } else if (rc == LC_WS_CLOSED) {
+      int code = x->p.close_code ? x->p.close_code : LC_WS_CLOSE_NORMAL;
+      x->closing = 1;
+      ws_close(x, code, ""); /* the echo (RFC 6455 5.5.1) */
+      return;
+    } else if (rc == LC_WS_MESSAGE) {
+      if (x->p.op != LC_WS_OP_TEXT) {
+        x->closing = 1;
+        ws_close(x, LC_WS_CLOSE_UNSUPPORTED, "commands are text");
+        return;
+      }
+      pthread_mutex_lock(&x->mu);
+      int full = x->ncmd == WS_MAX_CMDS;
+      char *t = full ? NULL : malloc(x->p.len + 1);
+      if (t) {
+        memcpy(t, x->p.data, x->p.len);
+        t[x->p.len] = 0;
+        x->cmdlen[x->ncmd] = x->p.len;
+        x->cmds[x->ncmd++] = t;
+      }
+      pthread_mutex_unlock(&x->mu);
+      if (!t) {
+        x->closing = 1;
+        ws_close(x, LC_WS_CLOSE_POLICY, "too many commands pending");
+        return;
+      }
+      lc_work_kick(&x->work);
+    }
+  }
+}
+
+/* Reads what there is (the loop); 0, or -1 when the connection is done. */
+static int ws_read(struct wsc *x) {
+  unsigned char b[16384];
+  if (x->shut == 2) return 0; /* the peer is gone: only our close to send */
+  for (int i = 0; i < 4; i++) {
+    ssize_t k = recv(x->fd, b, sizeof b, 0);
+    if (k > 0) {
+      ws_input(x, b, (size_t)k);
+      continue;
+    }
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (k < 0 && errno == EINTR) continue;
+    /* EOF or an error. A frame cut short is a protocol error; a close we
+     * queued still goes out (the peer may only have half closed). */
+    if (k == 0 && !x->shut) {
+      if (!x->closing && lc_ws_mid_frame(&x->p)) {
+        x->closing = 1;
+        ws_close(x, LC_WS_CLOSE_PROTOCOL, "truncated frame");
+      }
+      if (x->closing) {
+        x->shut_at = mono();
+        x->shut = 2; /* done once it is out */
+        return 0;
+      }
+    }
+    return -1;
+  }
+  return 0;
+}
+
+/* Sends what is queued, keeps time (the loop); 0, or -1: done. Stopping,
+ * a client gets 2 s at most to take the rest. */
+static int ws_service(struct wsc *x, double now, int stop) {
+  struct lc_serve *s = x->s;
+  double limit = stop && s->conn_timeout_s > 2 ? 2 : s->conn_timeout_s;
+  double every = s->conn_timeout_s / 2.0 < 15 ? s->conn_timeout_s / 2.0 : 15;
+  if (!x->shut && !x->ping_out && now - x->last_rx >= every) {
+    ws_send(x, LC_WS_OP_PING, "", 0);
+    x->ping_out = 1;
+    x->ping_at = now;
+  }
+  if (!x->shut && x->ping_out && now - x->ping_at > (s->conn_timeout_s > every ? s->conn_timeout_s : every))
+    return -1; /* nothing came back */
+  if (!x->shut && !x->closing && lc_ws_mid_frame(&x->p) && now - x->last_rx > s->conn_timeout_s) {
+    x->closing = 1;
+    ws_close(x, LC_WS_CLOSE_PROTOCOL, "incomplete frame");
+  }
+  pthread_mutex_lock(&x->mu);
+  int err = 0;
+  while (x->ooff < x->olen) {
+    ssize_t k = send(x->fd, x->out + x->ooff, x->olen - x->ooff, MSG_NOSIGNAL);
+    if (k > 0) {
+      x->ooff += (size_t)k;
+      x->stall_at = now;
+      continue;
+    }
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    err = 1;
+    break;
+  }
+  size_t pending = x->olen - x->ooff;
+  int closed = x->close_queued;
+  pthread_mutex_unlock(&x->mu);
+  if (err) return -1;
+  if (!pending) x->stall_at = now;
+  if (pending && now - x->stall_at > limit) return -1; /* a slow client */
+  if (closed && !pending && x->shut != 1) {
+    /* Our close is out: the peer's close, or its EOF, ends it. */
+    shutdown(x->fd, SHUT_WR);
+    if (!x->shut) x->shut_at = now;
+    if (x->shut == 2) return -1;
+    x->shut = 1;
+  }
+  if (x->shut == 1 && now - x->shut_at > 2) return -1;
+  struct epoll_event ev = {.events = (pending ? EPOLLOUT : 0) |
+                                     (pending > WS_OUT_CAP || x->shut == 2 ? 0 : EPOLLIN),
+                           .data.ptr = x};
+  epoll_ctl(wl.ep, EPOLL_CTL_MOD, x->fd, &ev);
+  return 0;
+}
+
+static void *ws_loop(void *arg) {
+  (void)arg;
+  struct epoll_event evs[64];
+  for (;;) {
+    int n = epoll_wait(wl.ep, evs, 64, 100);
+    double now = mono();
+    for (int i = 0; i < n; i++) {
+      if (!evs[i].data.ptr) {
+        uint64_t v;
+        ssize_t r = read(wl.efd, &v, sizeof v);
+        (void)r;
+        continue;
+      }
+      struct wsc *x = evs[i].data.ptr;
+      if (x->dead) continue;
+      if ((evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && ws_read(x) < 0) ws_finish(x);
+    }
+    pthread_mutex_lock(&wl.mu);
+    struct wsc *add = wl.pending;
+    wl.pending = NULL;
+    int stop = wl.stop;
+    pthread_mutex_unlock(&wl.mu);
+    while (add) {
+      struct wsc *x = add;
+      add = x->lnext;
+      struct epoll_event ev = {.events = EPOLLIN, .data.ptr = x};
+      x->lnext = wl.all;
+      wl.all = x;
+      if (epoll_ctl(wl.ep, EPOLL_CTL_ADD, x->fd, &ev)) {
+        ws_finish(x);
+        continue;
+      }
+      if (x->npre) ws_input(x, x->pre, x->npre);
+      lc_work_park(&x->work); /* subscriptions follow run changes */
+    }
+    for (struct wsc **pp = &wl.all; *pp;) {
+      struct wsc *x = *pp;
+      if (!x->dead && stop) ws_close(x, LC_WS_CLOSE_GOING_AWAY, "server stopping");
+      if (!x->dead && ws_service(x, now, stop) < 0) ws_finish(x);
+      if (x->dead) {
+        *pp = x->lnext;
+        lc_work_kill(&x->work); /* now, or after its run on a worker */
+        continue;
+      }
+      pp = &x->lnext;
+    }
+    if (stop && !wl.all) break;
+  }
+  return NULL;
+}
+
+/* libmicrohttpd's upgrade callback (its thread): the socket is ours. */
+static void ws_upgraded(void *cls, struct MHD_Connection *c, void *con_cls, const char *extra,
+                        size_t nextra, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh) {
+  (void)c;
+  struct lc_serve *s = cls;
+  struct req *rq = con_cls;
+  struct wsc *x = calloc(1, sizeof *x);
+  if (x && nextra && !(x->pre = malloc(nextra))) {
+    free(x);
+    x = NULL;
+  }
+  if (!x || !rq) {
+    free(x);
+    MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+    return; /* the stream slot goes back in completed() */
+  }
+  rq->ws_slot = 0; /* the connection's now */
+  x->s = s;
+  x->urh = urh;
+  x->fd = sock;
+  snprintf(x->tenant, sizeof x->tenant, "%s", rq->ws_tenant);
+  snprintf(x->thread, sizeof x->thread, "%s", rq->ws_thread);
+  if (nextra) memcpy(x->pre, extra, nextra);
+  x->npre = nextra;
+  pthread_mutex_init(&x->mu, NULL);
+  lc_ws_parser_init(&x->p, (size_t)s->max_body);
+  x->last_rx = x->stall_at = mono();
+  x->work.run = ws_job;
+  x->work.free_fn = ws_free;
+  int fl = fcntl(sock, F_GETFL);
+  if (fl >= 0) fcntl(sock, F_SETFL, fl | O_NONBLOCK);
+  pthread_mutex_lock(&wl.mu);
+  x->lnext = wl.pending;
+  wl.pending = x;
+  pthread_mutex_unlock(&wl.mu);
+  ws_wake();
+}
+
+static int header_has(struct MHD_Connection *c, const char *h, const char *token) {
+  const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, h);
+  size_t n = strlen(token);
+  for (const char *p = v; p && *p; p++)
+    if (!strncasecmp(p, token, n) && (p == v || strchr(" ,\t", p[-1])) &&
+        (!p[n] || strchr(" ,\t", p[n])))
+      return 1;
+  return 0;
+}
+
+static int is_upgrade(struct MHD_Connection *c) { return header_has(c, "Upgrade", "websocket"); }
+
+/* GET /threads/{id}/stream with Upgrade: websocket (a worker). The thread
+ * may not exist yet (run.start creates it) unless another tenant has it. */
+static enum MHD_Result ws_upgrade(struct lc_serve *s, struct MHD_Connection *c,
+                                  const char *tenant, const char *thread) {
+  const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-WebSocket-Key");
+  const char *ver = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Sec-WebSocket-Version");
+  if (!header_has(c, "Connection", "upgrade") || !key || strlen(key) != 24)
+    return reply_err(s, c, 400, "a WebSocket upgrade needs Connection: Upgrade and a "
+                                "Sec-WebSocket-Key");
+  if (!ver || strcmp(ver, "13")) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Sec-WebSocket-Version", "13");
+    atomic_fetch_add(&s->http_errors, 1);
+    return send_resp(c, 426, r);
+  }
+  cJSON *t = thread_row(s, tenant, thread);
+  if (!t) {
+    cJSON *ex = query(s, "SELECT tenant FROM d_threads WHERE id=?", "s", thread);
+    int taken = cJSON_GetArraySize(ex) > 0; /* another tenant's: not told */
+    cJSON_Delete(ex);
+    if (taken || strlen(thread) > 64) return reply_err(s, c, 404, "thread not found");
+  }
+  cJSON_Delete(t);
+  if (atomic_fetch_add(&s->sse_clients, 1) >= s->max_streams) {
+    atomic_fetch_sub(&s->sse_clients, 1);
+    atomic_fetch_add(&s->streams_rejected, 1);
+    return reply_err(s, c, 503, "too many streams open: retry later");
+  }
+  struct req *rq = cur_rq;
+  rq->ws_slot = 1; /* given back by completed() unless the upgrade takes it */
+  snprintf(rq->ws_tenant, sizeof rq->ws_tenant, "%s", tenant);
+  snprintf(rq->ws_thread, sizeof rq->ws_thread, "%s", thread);
+  char acc[29];
+  lc_ws_accept(key, acc);
+  struct MHD_Response *r = MHD_create_response_for_upgrade(ws_upgraded, s);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, "Upgrade", "websocket");
+  MHD_add_response_header(r, "Sec-WebSocket-Accept", acc);
+  return send_resp(c, 101, r);
+}
+
+static int ws_start(struct lc_serve *s, char *err, size_t n) {
+  (void)s;
+  wl.stop = 0;
+  wl.ep = epoll_create1(EPOLL_CLOEXEC);
+  wl.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  if (wl.ep < 0 || wl.efd < 0 || epoll_ctl(wl.ep, EPOLL_CTL_ADD, wl.efd, &ev) ||
+      pthread_create(&wl.th, NULL, ws_loop, NULL)) {
+    snprintf(err, n, "cannot start the WebSocket loop");
+    if (wl.ep >= 0) close(wl.ep);
+    if (wl.efd >= 0) close(wl.efd);
+    wl.ep = wl.efd = -1;
+    return LC_EIO;
+  }
+  wl.started = 1;
+  return 0;
+}
+
+/* Closes every WebSocket (1001) and ends the loop. */
+static void ws_stop(void) {
+  if (!wl.started) return;
+  pthread_mutex_lock(&wl.mu);
+  wl.stop = 1;
+  pthread_mutex_unlock(&wl.mu);
+  ws_wake();
+  pthread_join(wl.th, NULL);
+  wl.started = 0;
+  close(wl.ep);
+  close(wl.efd);
+  wl.ep = wl.efd = -1;
+}
+
+/* A route on a worker, its connection suspended (handler). */
+static int route_job(struct lc_work *w) {
+  struct req *rq = (struct req *)((char *)w - offsetof(struct req, work));
+  cur_rq = rq;
+  enum MHD_Result r = route(rq->s, rq->c, rq->url, rq->method, rq);
+  cur_rq = NULL;
+  if (rq->work.want_park) return LC_WORK_KEEP; /* a wait: parked (wait_job) */
+  if (r != MHD_YES && rq->resp) { /* the connection is to be closed */
+    MHD_destroy_response(rq->resp);
+    rq->resp = NULL;
+  }
+  return hand_back(rq);
+}
+
+/* Routes answered on libmicrohttpd's thread: no store, no lock held long. */
+static int inline_route(const char *url) {
+  return !strcmp(url, "/healthz") || !strcmp(url, "/info") || !strcmp(url, "/ok");
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls) {
@@ -2374,6 +3092,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (cl && atol(cl) > s->max_body) rq->too_big = 1;
     return MHD_YES;
+  }
+  if (rq->handed) {
+    /* Resumed: the route ran on a worker and left its reply (none: it
+     * failed, and the connection is closed). */
+    if (!rq->resp) return MHD_NO;
+    struct MHD_Response *r = rq->resp;
+    rq->resp = NULL;
+    enum MHD_Result ok = MHD_queue_response(c, rq->code, r);
+    MHD_destroy_response(r);
+    return ok;
   }
   if (*upload_size) {
     if (!rq->too_big && rq->len + *upload_size > (size_t)s->max_body) {
@@ -2398,7 +3126,17 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return reply_err(s, c, 413, "the request body is over --max-body");
   }
   if (atomic_load(&s->stopping)) return reply_err(s, c, 503, "shutting down");
-  return route(s, c, url, method, rq);
+  if (inline_route(url)) return route(s, c, url, method, rq);
+  rq->s = s;
+  rq->c = c;
+  rq->url = strdup(url);
+  rq->method = strdup(method);
+  if (!rq->url || !rq->method) return MHD_NO;
+  rq->handed = 1;
+  rq->work.run = route_job;
+  suspend_conn(c); /* before the submit: only then may a worker resume it */
+  lc_work_submit(&rq->work);
+  return MHD_YES;
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -2409,9 +3147,19 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
   struct req *rq = *con_cls;
   if (rq) {
     free(rq->body);
+    free(rq->url);
+    free(rq->method);
+    if (rq->resp) MHD_destroy_response(rq->resp);
+    cJSON_Delete(rq->wait_row);
+    if (rq->ws_slot) atomic_fetch_sub(&rq->s->sse_clients, 1); /* never upgraded */
     free(rq);
   }
   *con_cls = NULL;
+}
+
+static unsigned pool_size(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 2 ? 2 : n > 4 ? 4 : (unsigned)n;
 }
 
 int lc_api_start(struct lc_serve *s, char *err, size_t n) {
@@ -2420,15 +3168,26 @@ int lc_api_start(struct lc_serve *s, char *err, size_t n) {
   a.sin_family = AF_INET;
   a.sin_port = htons((uint16_t)s->port);
   inet_pton(AF_INET, s->host, &a.sin_addr);
+  int rc = lc_work_start(s, s->http_workers > 0 ? s->http_workers : 16, err, n);
+  if (rc) return rc;
+  if ((rc = ws_start(s, err, n))) {
+    lc_work_stop();
+    return rc;
+  }
+  /* A few polling threads with epoll; suspend/resume for streams and
+   * waits; upgrade for the WebSocket. */
   struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-          MHD_USE_ITC,
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+          MHD_ALLOW_UPGRADE | MHD_USE_ITC,
       (uint16_t)s->port, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)s->conn_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+      MHD_OPTION_THREAD_POOL_SIZE, pool_size(), MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)s->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->conn_timeout_s,
+      MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+      MHD_OPTION_END);
   if (!d) {
     snprintf(err, n, "cannot listen on %s:%d", s->host, s->port);
+    ws_stop();
+    lc_work_stop();
     return LC_EIO;
   }
   s->http = d;
@@ -2447,6 +3206,21 @@ void lc_api_quiesce(struct lc_serve *s) {
 }
 
 void lc_api_stop(struct lc_serve *s) {
-  if (s->http) MHD_stop_daemon(s->http);
+  if (!s->http) return;
+  /* stopping is set: parked streams end, waits answer, WebSockets close
+   * (1001). libmicrohttpd may not stop with a connection suspended. */
+  ws_stop();
+  for (int i = 0; i < 400 && atomic_load(&suspended) > 0; i++) {
+    lc_work_kick_all();
+    lc_serve_wait_change(s, 25);
+  }
+  if (atomic_load(&suspended) > 0) {
+    /* libmicrohttpd would abort: leave it to the process's exit. */
+    lc_serve_log(s, "error", "http_stop", NULL, "connections still suspended");
+    s->http = NULL;
+    return;
+  }
+  MHD_stop_daemon(s->http);
   s->http = NULL;
+  lc_work_stop();
 }

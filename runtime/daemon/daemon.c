@@ -55,6 +55,8 @@ static const char usage_serve[] =
     "                       --max-conns), so health checks and run creation\n"
     "                       keep working\n"
     "  --conn-timeout S     idle connection cut after S seconds (default 30)\n"
+    "  --http-workers N     threads that answer requests (default 16); open\n"
+    "                       streams, waits and WebSockets hold none\n"
     "  --grace S            on SIGTERM, seconds runs get to finish (default\n"
     "                       10); runs still going resume at the next start\n"
     "  --lease S            a fleet (PostgreSQL store): a claimed run's lease,\n"
@@ -1222,7 +1224,7 @@ int lc_serve_main(int argc, char **argv) {
     static const char *const with_value[] = {"--listen", "--store", "--store-sync", "--tokens",
                                              "--max-runs", "--max-body", "--max-conns",
                                              "--max-streams", "--conn-timeout", "--grace",
-                                             "--lease", "--poll-ms", NULL};
+                                             "--lease", "--poll-ms", "--http-workers", NULL};
     int known = 0;
     for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
     if (!known) {
@@ -1258,6 +1260,7 @@ int lc_serve_main(int argc, char **argv) {
       else if (!strcmp(o, "--conn-timeout")) s->conn_timeout_s = (int)n;
       else if (!strcmp(o, "--lease")) s->lease_s = (double)n;
       else if (!strcmp(o, "--poll-ms")) s->poll_ms = n;
+      else if (!strcmp(o, "--http-workers")) s->http_workers = n > 256 ? 256 : (int)n;
       else s->grace_s = (int)n;
     }
   }

@@ -6,7 +6,7 @@
  * `luact run`: 13 of the 22 libraries an empty script mapped, and the
  * longer search list made the later dlopen of libcurl slower too. Only
  * `luact serve` uses it. So this file defines the MHD_* functions the
- * daemon calls (runtime/daemon/api.c, unchanged); the first one dlopens
+ * daemon calls (runtime/daemon/api.c); the first one dlopens
  * the library and resolves them once (pthread_once). If the library cannot
  * be loaded, MHD_start_daemon returns NULL, as libmicrohttpd does on
  * failure, after printing the reason once on stderr; nothing else can be
@@ -42,6 +42,11 @@ static struct {
                                                       enum MHD_ResponseMemoryMode);
   void (*destroy_response)(struct MHD_Response *);
   enum MHD_Result (*add_response_header)(struct MHD_Response *, const char *, const char *);
+  void (*suspend_connection)(struct MHD_Connection *);
+  void (*resume_connection)(struct MHD_Connection *);
+  struct MHD_Response *(*create_response_for_upgrade)(MHD_UpgradeHandler, void *);
+  enum MHD_Result (*upgrade_action)(struct MHD_UpgradeResponseHandle *, enum MHD_UpgradeAction,
+                                    ...);
 } fn;
 static int loaded; /* 1 when every pointer above is set */
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
@@ -62,7 +67,9 @@ static void load(void) {
       S(lookup_connection_value), S(queue_response),
       S(create_response_from_callback), S(create_response_from_buffer),
       S(destroy_response),       S(add_response_header),
-      S(get_connection_values),
+      S(get_connection_values),  S(suspend_connection),
+      S(resume_connection),      S(create_response_for_upgrade),
+      S(upgrade_action),
 #undef S
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -133,4 +140,18 @@ void MHD_destroy_response(struct MHD_Response *r) {
 enum MHD_Result MHD_add_response_header(struct MHD_Response *r, const char *h,
                                         const char *v) {
   return ready() ? fn.add_response_header(r, h, v) : MHD_NO;
+}
+void MHD_suspend_connection(struct MHD_Connection *c) {
+  if (ready()) fn.suspend_connection(c);
+}
+void MHD_resume_connection(struct MHD_Connection *c) {
+  if (ready()) fn.resume_connection(c);
+}
+struct MHD_Response *MHD_create_response_for_upgrade(MHD_UpgradeHandler h, void *cls) {
+  return ready() ? fn.create_response_for_upgrade(h, cls) : NULL;
+}
+/* The daemon asks only for actions that take no further argument (CLOSE). */
+enum MHD_Result MHD_upgrade_action(struct MHD_UpgradeResponseHandle *urh,
+                                   enum MHD_UpgradeAction action, ...) {
+  return ready() ? fn.upgrade_action(urh, action) : MHD_NO;
 }

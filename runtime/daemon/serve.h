@@ -3,7 +3,8 @@
  * daemon.c owns the process: options, agents, the run store, the runner
  * (runs on threads of their own, each with its own Lua state, scheduler
  * and loop, at most --max-runs at once, a FIFO queue beyond), signals and
- * logs. api.c is the HTTP side (libmicrohttpd): routes, auth, SSE.
+ * logs. api.c is the HTTP side (libmicrohttpd): routes, auth, SSE, the
+ * WebSocket; apiwork.c its workers and parked items; ws.c RFC 6455.
  *
  * A run's status lives in the run store (runtime/store) once it started;
  * before that in d_runs.pstatus ("pending", or "cancelled" when cancelled
@@ -52,6 +53,7 @@ struct lc_serve {
   char host[64];
   int port, no_auth, max_runs, max_conns, max_streams, grace_s, conn_timeout_s, sync_normal;
   long max_body;
+  int http_workers; /* threads that run routes (api.c; 0: the default) */
   double lease_s; /* a fleet's lease (PostgreSQL store; 0: the default) */
   long poll_ms;   /* a fleet's poll for queued runs (0: the default) */
   struct lc_fleet *fleet; /* fleet.c's, on a PostgreSQL store; else NULL */
