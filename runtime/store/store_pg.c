@@ -46,6 +46,18 @@ static const char *const migration[] = {
     "CREATE INDEX IF NOT EXISTS leases_owner ON leases(owner);"
     /* which lease wrote each line (0: none): an audit of the fencing */
     "ALTER TABLE journal ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;",
+    /* 3: the fleet's queue (fleet.c's claim): the daemon's runs that may
+     * still be claimed, oldest first, so that a claim reads a few index
+     * entries instead of joining every run ever made. A run that ended
+     * leaves it (fleet.c marks d_runs.pstatus 'ended'; its row in runs
+     * decides what it is). d_runs is the daemon's table (dstore.c): when
+     * it is not there yet, dstore.c makes the index with it. */
+    "DO $$ BEGIN IF to_regclass('d_runs') IS NOT NULL THEN"
+    "  UPDATE d_runs d SET pstatus = 'ended' FROM runs r WHERE r.id = d.id"
+    "   AND d.pstatus = 'pending' AND r.status IN ('finished', 'failed', 'cancelled');"
+    "  CREATE INDEX IF NOT EXISTS d_runs_queued ON d_runs(created)"
+    "   WHERE pstatus = 'pending' AND deleted = 0;"
+    " END IF; END $$;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */

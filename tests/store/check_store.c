@@ -769,13 +769,48 @@ START_TEST(pg_migrates_version_1) {
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
-  ck_assert_str_eq(v, "2");
+  ck_assert_str_eq(v, "3");
   free(v);
   v = lc_pg_value(path, "SELECT status FROM runs WHERE id = 'old'");
   ck_assert_str_eq(v, "finished");
   free(v);
   v = lc_pg_value(path, "SELECT count(*) FROM leases");
   ck_assert_str_eq(v, "0");
+  free(v);
+}
+END_TEST
+
+/* A database at schema version 2 with a daemon's runs: migration 3 gives
+ * the fleet's claim its queue index and takes the runs that ended out of
+ * it; queued and running ones stay in. */
+START_TEST(pg_migrates_version_2_queue_index) {
+  lc_store_close(st);
+  st = NULL;
+  sql("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO meta VALUES('schema_version', '2');"
+      "CREATE TABLE runs(id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT,"
+      " cwd TEXT, status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
+      " created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
+      " pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE journal(run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL,"
+      " crc BIGINT NOT NULL, epoch BIGINT NOT NULL DEFAULT 0, PRIMARY KEY(run_id, seq));"
+      "CREATE TABLE leases(run_id TEXT PRIMARY KEY, owner TEXT,"
+      " epoch BIGINT NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION);"
+      "CREATE TABLE d_runs(id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL,"
+      " deleted INTEGER NOT NULL DEFAULT 0, pstatus TEXT NOT NULL DEFAULT 'pending');"
+      "INSERT INTO d_runs(id, created) VALUES('done', 1), ('going', 2), ('queued', 3);"
+      "INSERT INTO runs(id, status, created, updated) VALUES('done', 'finished', 1, 1),"
+      " ('going', 'running', 2, 2);");
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
+  char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
+  ck_assert_str_eq(v, "3");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'd_runs_queued'");
+  ck_assert_str_eq(v, "1");
+  free(v);
+  v = lc_pg_value(path, "SELECT string_agg(id || '=' || pstatus, ',' ORDER BY created) FROM d_runs");
+  ck_assert_str_eq(v, "done=ended,going=pending,queued=pending");
   free(v);
 }
 END_TEST
@@ -822,6 +857,7 @@ Suite *store_suite(void) {
   tcase_add_test(tp, pg_fenced_writes_fail_after_takeover);
   tcase_add_test(tp, pg_connection_killed_is_made_again);
   tcase_add_test(tp, pg_migrates_version_1);
+  tcase_add_test(tp, pg_migrates_version_2_queue_index);
   tcase_add_test(tp, pg_password_never_in_messages);
   /* The conformance loop: the same cases on both stores. */
   TCase *both[] = {tc, tp};
