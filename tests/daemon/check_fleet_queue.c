@@ -116,6 +116,9 @@ START_TEST(claims_use_the_queue_index_and_ended_runs_leave_it) {
   ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id LIKE 'q%' AND pstatus = 'ended'"),
                    40);
   ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE seq = 1"), 40);
+  /* every lease handed back (they ride on the next claim statement) */
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases"), 40);
   ck_assert_int_gt(count("SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE "
                          "indexrelname = 'd_runs_queued'"),
                    0);
