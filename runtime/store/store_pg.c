@@ -977,6 +977,36 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
   }
   long k = 0;
   for (struct pending *p = g; p; p = p->next) v[k++] = p;
+  /* Which of the group's runs were asked to stop (by any daemon): one
+   * statement for the group, not one per run. */
+  PGresult *cr = NULL;
+  /* a text[] literal: each id quoted, its " and \ escaped */
+  char *arr = err ? NULL : lc_malloc((size_t)n * (2 * sizeof v[0]->c.run_id + 3) + 3);
+  if (arr) {
+    size_t o = 0;
+    arr[o++] = '{';
+    for (long i = 0; i < n; i++) {
+      if (!v[i]->c.cancel || v[i]->create) continue;
+      if (o > 1) arr[o++] = ',';
+      arr[o++] = '"';
+      for (const char *c = v[i]->c.run_id; *c; c++) {
+        if (*c == '"' || *c == '\\') arr[o++] = '\\';
+        arr[o++] = *c;
+      }
+      arr[o++] = '"';
+    }
+    arr[o++] = '}';
+    arr[o] = '\0';
+    if (o > 2) {
+      const char *pv[] = {arr};
+      int code = 0;
+      char e2[256];
+      cr = q(&s->wdb, s->url, 1,
+             "SELECT id FROM runs WHERE id = ANY($1::text[]) AND cancel_requested <> 0", 1, pv,
+             &code, e2, sizeof e2);
+    }
+    lc_free(arr);
+  }
   for (long i = n - 1; i >= 0; i--) {
     struct pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
@@ -988,16 +1018,14 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
             : is_lost(lost, p->c.run_id)    ? EPERM
                                             : 0;
     if (p->c.committed) p->c.committed(p->c.ud, p->ticket, e);
-    if (!e && p->c.cancel) {
-      const char *pv[] = {p->c.run_id};
-      int code = 0;
-      char e2[256];
-      PGresult *r = q(&s->wdb, s->url, 1, "SELECT cancel_requested FROM runs WHERE id=$1", 1, pv,
-                      &code, e2, sizeof e2);
-      if (r && PQntuples(r) && atoi(PQgetvalue(r, 0, 0))) p->c.cancel(p->c.ud);
-      PQclear(r);
-    }
+    if (!e && p->c.cancel && cr)
+      for (int t = 0; t < PQntuples(cr); t++)
+        if (!strcmp(PQgetvalue(cr, t, 0), p->c.run_id)) {
+          p->c.cancel(p->c.ud);
+          break;
+        }
   }
+  PQclear(cr);
   lc_free(v);
   lc_free(seen);
 }

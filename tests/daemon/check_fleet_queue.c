@@ -77,6 +77,16 @@ static void setup(void) {
   ck_assert_ptr_nonnull(f);
   fputs("return function(input, ctx) luact.now() return {ok = true} end\n", f);
   fclose(f);
+  /* journals a line every 50 ms: long enough to be cancelled in */
+  snprintf(p, sizeof p, "%s/agents/slow.lua", dir);
+  f = fopen(p, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("return function(input, ctx)\n"
+        "  for i = 1, input.steps do luact.sleep(0.05); luact.now() end\n"
+        "  return {done = input.steps}\n"
+        "end\n",
+        f);
+  fclose(f);
   start();
 }
 
@@ -133,6 +143,37 @@ START_TEST(claims_use_the_queue_index_and_ended_runs_leave_it) {
 }
 END_TEST
 
+/* A cancel asked in the database (cancel_requested, as `luact runs
+ * cancel` or another daemon leaves it) stops a run this daemon runs: the
+ * run store's writer reads the flag for each group it commits (one
+ * statement for the group's runs). */
+START_TEST(cancel_asked_in_the_database_stops_the_run) {
+  char e[512];
+  ck_assert_msg(lc_pg_sql(url,
+                          "INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+                          " ('s1', 'default', 'slow', '{\"steps\": 2000}', 1),"
+                          " ('s2', 'default', 'slow', '{\"steps\": 3}', 2);",
+                          e, sizeof e) == 0,
+                "%s", e);
+  double until = lc_test_mono_s() + 120;
+  while (count("SELECT count(*) FROM journal WHERE run_id = 's1'") < 3 ||
+         count("SELECT count(*) FROM runs WHERE id = 's2' AND status = 'finished'") < 1) {
+    ck_assert_msg(lc_test_mono_s() < until, "the runs did not start");
+    lc_test_nap_ms(50);
+  }
+  ck_assert_msg(lc_pg_sql(url, "UPDATE runs SET cancel_requested = 1 WHERE id = 's1'", e,
+                          sizeof e) == 0,
+                "%s", e);
+  while (count("SELECT count(*) FROM runs WHERE id = 's1' AND status = 'cancelled'") < 1) {
+    ck_assert_msg(lc_test_mono_s() < until, "the run was not cancelled");
+    ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id = 's1' AND status = 'finished'"), 0);
+    lc_test_nap_ms(50);
+  }
+  /* the run still ran well short of its 2,000 steps */
+  ck_assert_int_lt(count("SELECT count(*) FROM journal WHERE run_id = 's1'"), 1500);
+}
+END_TEST
+
 Suite *fleet_queue_suite(void) {
   Suite *s = suite_create("fleet_queue");
   TCase *tc = tcase_create("pg");
@@ -140,6 +181,7 @@ Suite *fleet_queue_suite(void) {
   tcase_add_unchecked_fixture(tc, pg_up, pg_down);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, claims_use_the_queue_index_and_ended_runs_leave_it);
+  tcase_add_test(tc, cancel_asked_in_the_database_stops_the_run);
   suite_add_tcase(s, tc);
   return s;
 }
