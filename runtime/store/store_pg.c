@@ -212,6 +212,15 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
 /* Set by q() on each failure: was it the session ending? (the writer
  * then sends its group again on a new connection) */
 static _Thread_local int last_ended;
+/* ... or the server aborted it to break a deadlock (40P01): the writer
+ * locks its group's lease rows FOR SHARE in the group's order, renewals
+ * and claims update them in theirs. Sent again, it goes through. */
+static _Thread_local int last_deadlock;
+
+static int deadlocked(PGresult *r) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  return st && !strcmp(st, "40P01");
+}
 
 /* Runs sql with n text parameters (NULL binds NULL). Returns the result
  * (the caller's PQclear) when it succeeded, else NULL with err set and
@@ -221,6 +230,7 @@ static _Thread_local int last_ended;
 static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int n,
                    const char *const *v, int *code, char *err, size_t errlen) {
   last_ended = 0;
+  last_deadlock = 0;
   for (int attempt = 0;; attempt++) {
     int rc = conn_ok(c, url, err, errlen);
     if (rc) {
@@ -232,14 +242,15 @@ static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int 
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (retry && attempt < 3 && ended(*c, r)) {
+    if (retry && attempt < 3 && (ended(*c, r) || deadlocked(r))) {
+      if (ended(*c, r) && !is_conn_lost(*c)) PQreset(*c);
       PQclear(r);
-      if (!is_conn_lost(*c)) PQreset(*c);
       continue;
     }
     set_err(*c, r, err, errlen, "query");
     *code = state && !strcmp(state, "23505") ? LC_ESTATE : LC_EIO;
     last_ended = ended(*c, r);
+    last_deadlock = deadlocked(r);
     PQclear(r);
     return NULL;
   }
@@ -928,17 +939,18 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
                         fence_of(s, p->c.run_id), err, sizeof err) != 0;
   }
   if (bad || qx(&s->wdb, s->url, 0, "COMMIT", 0, NULL, err, sizeof err)) {
-    int gone = last_ended || is_conn_lost(s->wdb);
+    int gone = last_ended || is_conn_lost(s->wdb), again_now = last_deadlock;
     char e2[64];
     if (!is_conn_lost(s->wdb)) qx(&s->wdb, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
     if (gone && !is_conn_lost(s->wdb)) PQreset(s->wdb);
-    return gone ? ECONNRESET : EIO;
+    return gone || again_now ? ECONNRESET : EIO; /* ECONNRESET: sent again */
   }
   return 0;
 }
 
 /* One transaction per group; a connection lost on the way (a restarted
- * server, pg_terminate_backend) is made again and the group sent again,
+ * server, pg_terminate_backend) is made again and the group sent again
+ * (so is a group the server aborted to break a deadlock),
  * a few times with a short backoff: its lines are idempotent
  * (insert_line), its runs' rows too. */
 static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **lost) {
