@@ -232,8 +232,12 @@ static int claim(struct lc_fleet *f, int n) {
       "  SELECT d.id, d.thread_id, d.agent, d.created FROM d_runs d"
       "  WHERE d.pstatus = 'pending' AND d.deleted = 0"
       "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"
+      /* Never a run whose lease is ours, even run out: this daemon may
+       * still run it (its renewals failed, e.g. behind a lock), and a
+       * second claim here would run it twice in this process; the next
+       * renewal takes the lease up again, or another daemon the run. */
       "  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = d.id AND l.owner IS NOT NULL"
-      "       AND (l.lease_until IS NULL OR"
+      "       AND (l.owner = ? OR l.lease_until IS NULL OR"
       "            l.lease_until >= extract(epoch FROM clock_timestamp())))"
       "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"
       "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"
@@ -248,7 +252,7 @@ static int claim(struct lc_fleet *f, int n) {
       "  RETURNING run_id, epoch)"
       " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent"
       " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
-      "sssssd", j, f->owner, j, lim, f->owner, f->lease_s);
+      "ssssssd", j, f->owner, j, f->owner, lim, f->owner, f->lease_s);
   put_back(f, taken, rc == 0);
   free(j);
   if (rc) {
