@@ -78,6 +78,9 @@ static const char pg_schema[] =
     "  asked INTEGER NOT NULL DEFAULT 0, rowid BIGSERIAL);"
     "CREATE UNIQUE INDEX IF NOT EXISTS d_runs_idem ON d_runs(tenant, idem) WHERE idem IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS d_runs_thread ON d_runs(thread_id, created);"
+    /* the fleet's queue: as the run store's migration 3 (store_pg.c) */
+    "CREATE INDEX IF NOT EXISTS d_runs_queued ON d_runs(created)"
+    "  WHERE pstatus = 'pending' AND deleted = 0;"
     "CREATE TABLE IF NOT EXISTS d_items("
     "  tenant TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
     "  created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"

@@ -57,8 +57,11 @@ struct lc_fleet {
   pthread_t th;
   int th_on;
   atomic_int stop;
-  pthread_mutex_t mu; /* held */
+  pthread_mutex_t mu; /* held, done */
   struct held *held;
+  /* runs that ended or wait here, their leases still ours: handed back by
+   * the fleet thread's next statement (the claim's, or one of their own) */
+  struct held *done;
   atomic_long claims, claim_us, claim_stmts, lost;
 };
 
@@ -130,24 +133,112 @@ static int free_slots(struct lc_serve *s) {
   return n;
 }
 
+/* The leases of runs done here since the last statement, as JSON
+ * [{"id":..,"epoch":..}] (malloc'd; "[]" when none), taken off the list.
+ * On a failed statement they go back (put_back). */
+static char *take_done(struct lc_fleet *f, struct held **taken) {
+  pthread_mutex_lock(&f->mu);
+  *taken = f->done;
+  f->done = NULL;
+  pthread_mutex_unlock(&f->mu);
+  cJSON *a = cJSON_CreateArray();
+  for (struct held *h = *taken; a && h; h = h->next) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", h->id);
+    cJSON_AddNumberToObject(o, "epoch", (double)h->epoch);
+    cJSON_AddItemToArray(a, o);
+  }
+  char *j = a ? cJSON_PrintUnformatted(a) : NULL;
+  cJSON_Delete(a);
+  return j;
+}
+
+static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
+  if (ok || !taken) {
+    while (taken) {
+      struct held *h = taken;
+      taken = h->next;
+      free(h);
+    }
+    return;
+  }
+  struct held *last = taken;
+  while (last->next) last = last->next;
+  pthread_mutex_lock(&f->mu);
+  last->next = f->done;
+  f->done = taken;
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Handing back leases: only if still ours at that epoch; and a run that
+ * ended leaves the queue index (a run waiting for an answer stays in it).
+ * The first three parameters: the JSON list, the owner, the list again. */
+#define RELEASE_CTES                                                                       \
+  "rel AS (UPDATE leases l SET owner = NULL, lease_until = NULL FROM"                    \
+  "  json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE l.run_id = x.id AND"  \
+  "  l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id),"                             \
+  " ended AS (UPDATE d_runs d SET pstatus = 'ended' FROM"                                \
+  "  json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE d.id = x.id AND"      \
+  "  d.pstatus = 'pending' AND EXISTS (SELECT 1 FROM runs r WHERE r.id = x.id AND"       \
+  "  r.status IN ('finished', 'failed', 'cancelled')) RETURNING d.id)"
+
+/* Hands back the leases of the runs done here, alone (no claim to ride
+ * on: no free slot, or stopping). */
+static void release_done(struct lc_fleet *f) {
+  struct held *taken;
+  char *j = take_done(f, &taken);
+  if (!taken) {
+    free(j);
+    return;
+  }
+  char err[512];
+  int rc = j ? lc_dstore_exec(f->ds, NULL, err, sizeof err,
+                              "WITH " RELEASE_CTES " SELECT (SELECT count(*) FROM rel), "
+                              "(SELECT count(*) FROM ended)",
+                              "sss", j, f->owner, j)
+             : LC_ENOMEM;
+  if (rc) lc_serve_log(f->s, "warn", "fleet_release_failed", NULL, j ? err : "out of memory");
+  put_back(f, taken, rc == 0);
+  free(j);
+}
+
 /* Claims up to n runs; returns how many. A run is claimable when it was
  * never started (pending, no run row) or its row says running, and nobody
  * holds a live lease on it; runs of a thread with a live run elsewhere
  * wait (best effort across daemons: two claims in the same instant may
- * both pass it). */
+ * both pass it). The same statement hands back the leases of the runs
+ * done here since the last one (one commit for both). */
 static int claim(struct lc_fleet *f, int n) {
   char err[512], lim[16];
   snprintf(lim, sizeof lim, "%d", n);
   cJSON *rows = NULL;
+  struct held *taken;
+  char *j = take_done(f, &taken);
+  if (!j) {
+    put_back(f, taken, 0);
+    return 0;
+  }
   double t0 = mono_s();
   int rc = lc_dstore_exec(
       f->ds, &rows, err, sizeof err,
-      "WITH c AS MATERIALIZED ("
+      /* The queue index (d_runs_queued, schema 3) read in created order:
+       * the scan stops at the LIMIT's last claimable run. pstatus stays
+       * 'pending' while the run has no row, or a row that is running, and
+       * 'ended' once it ended here (lc_fleet_run_done). */
+      /* The released runs are not claimable in this statement (its
+       * snapshot has their leases live): disjoint rows for rel and ins. */
+      "WITH " RELEASE_CTES ","
+      " c AS MATERIALIZED ("
       "  SELECT d.id, d.thread_id, d.agent, d.created FROM d_runs d"
-      "  LEFT JOIN runs r ON r.id = d.id LEFT JOIN leases l ON l.run_id = d.id"
-      "  WHERE d.deleted = 0 AND ((r.id IS NULL AND d.pstatus = 'pending') OR r.status = 'running')"
-      "  AND (l.run_id IS NULL OR l.owner IS NULL OR"
-      "       l.lease_until < extract(epoch FROM clock_timestamp()))"
+      "  WHERE d.pstatus = 'pending' AND d.deleted = 0"
+      "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"
+      /* Never a run whose lease is ours, even run out: this daemon may
+       * still run it (its renewals failed, e.g. behind a lock), and a
+       * second claim here would run it twice in this process; the next
+       * renewal takes the lease up again, or another daemon the run. */
+      "  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = d.id AND l.owner IS NOT NULL"
+      "       AND (l.owner = ? OR l.lease_until IS NULL OR"
+      "            l.lease_until >= extract(epoch FROM clock_timestamp())))"
       "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"
       "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"
       "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
@@ -161,12 +252,15 @@ static int claim(struct lc_fleet *f, int n) {
       "  RETURNING run_id, epoch)"
       " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent"
       " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
-      "ssd", lim, f->owner, f->lease_s);
+      "ssssssd", j, f->owner, j, f->owner, lim, f->owner, f->lease_s);
+  put_back(f, taken, rc == 0);
+  free(j);
   if (rc) {
     lc_serve_log(f->s, "warn", "fleet_claim_failed", NULL, err);
     return 0;
   }
-  int got = 0;
+  long us = (long)((mono_s() - t0) * 1e6); /* the statement's round trip */
+  int got = 0, nrows = cJSON_GetArraySize(rows);
   const cJSON *r;
   cJSON_ArrayForEach(r, rows) {
     const char *id = jstr(r, "id");
@@ -182,8 +276,8 @@ static int claim(struct lc_fleet *f, int n) {
     h->next = f->held;
     f->held = h;
     pthread_mutex_unlock(&f->mu);
-    char m[64];
-    snprintf(m, sizeof m, "epoch %ld", epoch);
+    char m[96]; /* scripts/pg-bench reads the claim's time from here */
+    snprintf(m, sizeof m, "epoch %ld, claim %ld us for %d runs", epoch, us, nrows);
     lc_serve_log(f->s, "info", "run_claimed", id, m);
     lc_serve_enqueue_claimed(f->s, id, jstr(r, "thread_id"), jstr(r, "agent"));
     got++;
@@ -192,7 +286,7 @@ static int claim(struct lc_fleet *f, int n) {
   if (got) { /* the claim statements that took runs: their time, per run */
     atomic_fetch_add(&f->claims, got);
     atomic_fetch_add(&f->claim_stmts, 1);
-    atomic_fetch_add(&f->claim_us, (long)((mono_s() - t0) * 1e6));
+    atomic_fetch_add(&f->claim_us, us);
   }
   return got;
 }
@@ -237,8 +331,9 @@ static void renew(struct lc_fleet *f) {
   const cJSON *r;
   cJSON_ArrayForEach(r, rows) {
     const char *id = jstr(r, "run_id");
-    int mine = 0;
+    int mine = 0; /* held, or done and about to be handed back */
     for (struct held *h = f->held; id && h && !mine; h = h->next) mine = !strcmp(h->id, id);
+    for (struct held *h = f->done; id && h && !mine; h = h->next) mine = !strcmp(h->id, id);
     if (!id || mine) continue;
     char e2[256];
     lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
@@ -260,11 +355,25 @@ static void renew(struct lc_fleet *f) {
   }
 }
 
+/* A daemon that is busy gathers freed slots for a claim: each claim is a
+ * statement and a commit (a WAL flush), and one claim per finished run
+ * made claims most of a fleet's round trips and flushes. It claims once a
+ * quarter of its slots (at most 16) are free, or when a slot has been
+ * free for GATHER_S: a run queued behind a full daemon waits at most that
+ * much longer, and an idle daemon claims at once. */
+#define GATHER_S 0.02
+
+static int claim_batch(const struct lc_fleet *f) {
+  int b = f->s->max_runs / 4;
+  return b < 1 ? 1 : b > 16 ? 16 : b;
+}
+
 static void *fleet_main(void *ud) {
   struct lc_fleet *f = ud;
   double renew_every = f->lease_s / 3;
   double next_renew = mono_s() + renew_every;
   double next_listen = 0;
+  double gather_until = 0; /* set while a few free slots wait for more */
   int more = 1; /* claim at start: runs queued while no daemon ran */
   while (!atomic_load(&f->stop)) {
     if (!f->listen && mono_s() >= next_listen) {
@@ -276,6 +385,9 @@ static void *fleet_main(void *ud) {
       double until_renew = next_renew - mono_s();
       long ms = f->poll_ms;
       if (until_renew * 1000 < ms) ms = until_renew > 0 ? (long)(until_renew * 1000) + 1 : 0;
+      double until_gather = gather_until - mono_s();
+      if (gather_until > 0 && until_gather * 1000 < ms)
+        ms = until_gather > 0 ? (long)(until_gather * 1000) + 1 : 0;
       struct pollfd pf[2] = {{.fd = f->wake, .events = POLLIN},
                              {.fd = f->listen ? PQsocket(f->listen) : -1, .events = POLLIN}};
       int r = poll(pf, 2, (int)ms);
@@ -293,6 +405,15 @@ static void *fleet_main(void *ud) {
       next_renew = mono_s() + renew_every;
     }
     int n = free_slots(f->s);
+    if (n <= 0) release_done(f); /* no claim to ride on */
+    if (n > 0 && n < claim_batch(f) && n < f->s->max_runs) {
+      if (gather_until == 0) gather_until = mono_s() + GATHER_S;
+      if (mono_s() < gather_until) {
+        more = 0;
+        continue;
+      }
+    }
+    gather_until = 0;
     more = n > 0 && claim(f, n) == n; /* a full claim: maybe more are queued */
   }
   return NULL;
@@ -369,29 +490,23 @@ static void run_done(struct lc_serve *s, struct lc_fleet *f, const char *run_id)
     nanosleep(&ts, NULL);
     lc_serve_log(s, "info", "fleet_test_pause", run_id, "over"); /* the process still runs */
   }
-  long epoch = -1;
   pthread_mutex_lock(&f->mu);
   for (struct held **p = &f->held; *p; p = &(*p)->next)
     if (!strcmp((*p)->id, run_id)) {
+      /* Handed back (ended, or waiting for an answer that any daemon may
+       * pick up) by the fleet thread's next statement, only if it is
+       * still ours then: no statement and no commit of its own. */
       struct held *h = *p;
-      epoch = h->epoch;
       *p = h->next;
-      free(h);
+      h->next = f->done;
+      f->done = h;
       break;
     }
   pthread_mutex_unlock(&f->mu);
   lc_store_fence(s->store, run_id, 0);
-  if (epoch >= 0) {
-    /* Handed back (ended, or waiting for an answer that any daemon may
-     * pick up); only if it is still ours. */
-    char err[256], ep[24];
-    snprintf(ep, sizeof ep, "%ld", epoch);
-    if (lc_dstore_exec(f->ds, NULL, err, sizeof err,
-                       "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
-                       "owner = ? AND epoch = ?::bigint",
-                       "sss", run_id, f->owner, ep))
-      lc_serve_log(s, "warn", "fleet_release_failed", run_id, err);
-  }
+  /* The fleet thread stopped (lc_fleet_stop without release: runs still
+   * end until the process exits): handed back here. */
+  if (atomic_load(&f->stop)) release_done(f);
   wake(f); /* a slot is free */
 }
 
@@ -425,6 +540,7 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
   atomic_store(&f->stop, 1);
   wake(f);
   if (f->th_on) pthread_join(f->th, NULL);
+  release_done(f); /* the thread is gone: the leases of runs done since */
   char m[200];
   snprintf(m, sizeof m, "claims %ld in %ld us (%ld statements), leases lost %ld",
            atomic_load(&f->claims), atomic_load(&f->claim_us), atomic_load(&f->claim_stmts),
@@ -447,6 +563,8 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
     f->held = h->next;
     free(h);
   }
+  put_back(f, f->done, 1);
+  f->done = NULL;
   if (f->listen) PQfinish(f->listen);
   lc_dstore_close(f->ds);
   close(f->wake);

@@ -46,6 +46,18 @@ static const char *const migration[] = {
     "CREATE INDEX IF NOT EXISTS leases_owner ON leases(owner);"
     /* which lease wrote each line (0: none): an audit of the fencing */
     "ALTER TABLE journal ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;",
+    /* 3: the fleet's queue (fleet.c's claim): the daemon's runs that may
+     * still be claimed, oldest first, so that a claim reads a few index
+     * entries instead of joining every run ever made. A run that ended
+     * leaves it (fleet.c marks d_runs.pstatus 'ended'; its row in runs
+     * decides what it is). d_runs is the daemon's table (dstore.c): when
+     * it is not there yet, dstore.c makes the index with it. */
+    "DO $$ BEGIN IF to_regclass('d_runs') IS NOT NULL THEN"
+    "  UPDATE d_runs d SET pstatus = 'ended' FROM runs r WHERE r.id = d.id"
+    "   AND d.pstatus = 'pending' AND r.status IN ('finished', 'failed', 'cancelled');"
+    "  CREATE INDEX IF NOT EXISTS d_runs_queued ON d_runs(created)"
+    "   WHERE pstatus = 'pending' AND deleted = 0;"
+    " END IF; END $$;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
@@ -200,6 +212,15 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
 /* Set by q() on each failure: was it the session ending? (the writer
  * then sends its group again on a new connection) */
 static _Thread_local int last_ended;
+/* ... or the server aborted it to break a deadlock (40P01): the writer
+ * locks its group's lease rows FOR SHARE in the group's order, renewals
+ * and claims update them in theirs. Sent again, it goes through. */
+static _Thread_local int last_deadlock;
+
+static int deadlocked(PGresult *r) {
+  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  return st && !strcmp(st, "40P01");
+}
 
 /* Runs sql with n text parameters (NULL binds NULL). Returns the result
  * (the caller's PQclear) when it succeeded, else NULL with err set and
@@ -209,6 +230,7 @@ static _Thread_local int last_ended;
 static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int n,
                    const char *const *v, int *code, char *err, size_t errlen) {
   last_ended = 0;
+  last_deadlock = 0;
   for (int attempt = 0;; attempt++) {
     int rc = conn_ok(c, url, err, errlen);
     if (rc) {
@@ -220,14 +242,15 @@ static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int 
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (retry && attempt < 3 && ended(*c, r)) {
+    if (retry && attempt < 3 && (ended(*c, r) || deadlocked(r))) {
+      if (ended(*c, r) && !is_conn_lost(*c)) PQreset(*c);
       PQclear(r);
-      if (!is_conn_lost(*c)) PQreset(*c);
       continue;
     }
     set_err(*c, r, err, errlen, "query");
     *code = state && !strcmp(state, "23505") ? LC_ESTATE : LC_EIO;
     last_ended = ended(*c, r);
+    last_deadlock = deadlocked(r);
     PQclear(r);
     return NULL;
   }
@@ -916,17 +939,18 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
                         fence_of(s, p->c.run_id), err, sizeof err) != 0;
   }
   if (bad || qx(&s->wdb, s->url, 0, "COMMIT", 0, NULL, err, sizeof err)) {
-    int gone = last_ended || is_conn_lost(s->wdb);
+    int gone = last_ended || is_conn_lost(s->wdb), again_now = last_deadlock;
     char e2[64];
     if (!is_conn_lost(s->wdb)) qx(&s->wdb, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
     if (gone && !is_conn_lost(s->wdb)) PQreset(s->wdb);
-    return gone ? ECONNRESET : EIO;
+    return gone || again_now ? ECONNRESET : EIO; /* ECONNRESET: sent again */
   }
   return 0;
 }
 
 /* One transaction per group; a connection lost on the way (a restarted
- * server, pg_terminate_backend) is made again and the group sent again,
+ * server, pg_terminate_backend) is made again and the group sent again
+ * (so is a group the server aborted to break a deadlock),
  * a few times with a short backoff: its lines are idempotent
  * (insert_line), its runs' rows too. */
 static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **lost) {
@@ -965,6 +989,36 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
   }
   long k = 0;
   for (struct pending *p = g; p; p = p->next) v[k++] = p;
+  /* Which of the group's runs were asked to stop (by any daemon): one
+   * statement for the group, not one per run. */
+  PGresult *cr = NULL;
+  /* a text[] literal: each id quoted, its " and \ escaped */
+  char *arr = err ? NULL : lc_malloc((size_t)n * (2 * sizeof v[0]->c.run_id + 3) + 3);
+  if (arr) {
+    size_t o = 0;
+    arr[o++] = '{';
+    for (long i = 0; i < n; i++) {
+      if (!v[i]->c.cancel || v[i]->create) continue;
+      if (o > 1) arr[o++] = ',';
+      arr[o++] = '"';
+      for (const char *c = v[i]->c.run_id; *c; c++) {
+        if (*c == '"' || *c == '\\') arr[o++] = '\\';
+        arr[o++] = *c;
+      }
+      arr[o++] = '"';
+    }
+    arr[o++] = '}';
+    arr[o] = '\0';
+    if (o > 2) {
+      const char *pv[] = {arr};
+      int code = 0;
+      char e2[256];
+      cr = q(&s->wdb, s->url, 1,
+             "SELECT id FROM runs WHERE id = ANY($1::text[]) AND cancel_requested <> 0", 1, pv,
+             &code, e2, sizeof e2);
+    }
+    lc_free(arr);
+  }
   for (long i = n - 1; i >= 0; i--) {
     struct pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
@@ -976,16 +1030,14 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
             : is_lost(lost, p->c.run_id)    ? EPERM
                                             : 0;
     if (p->c.committed) p->c.committed(p->c.ud, p->ticket, e);
-    if (!e && p->c.cancel) {
-      const char *pv[] = {p->c.run_id};
-      int code = 0;
-      char e2[256];
-      PGresult *r = q(&s->wdb, s->url, 1, "SELECT cancel_requested FROM runs WHERE id=$1", 1, pv,
-                      &code, e2, sizeof e2);
-      if (r && PQntuples(r) && atoi(PQgetvalue(r, 0, 0))) p->c.cancel(p->c.ud);
-      PQclear(r);
-    }
+    if (!e && p->c.cancel && cr)
+      for (int t = 0; t < PQntuples(cr); t++)
+        if (!strcmp(PQgetvalue(cr, t, 0), p->c.run_id)) {
+          p->c.cancel(p->c.ud);
+          break;
+        }
   }
+  PQclear(cr);
   lc_free(v);
   lc_free(seen);
 }

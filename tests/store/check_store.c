@@ -8,6 +8,7 @@
  * the store's path differs. */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -724,6 +725,88 @@ START_TEST(pg_fenced_writes_fail_after_takeover) {
 }
 END_TEST
 
+static void pq_ok(PGconn *c, const char *q) {
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", q, PQerrorMessage(c));
+  PQclear(r);
+}
+
+static void await_lock_wait(void) {
+  double until = lc_test_mono_s() + 60;
+  for (;;) {
+    char *v = lc_pg_value(path, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                "'Lock' AND query LIKE '%FOR SHARE%'");
+    int n = v ? atoi(v) : 0;
+    free(v);
+    if (n > 0) return;
+    ck_assert_msg(lc_test_mono_s() < until, "the writer never waited for a lease row");
+    lc_test_nap_ms(10);
+  }
+}
+
+/* The journal writer locks each fenced run's lease row FOR SHARE in its
+ * group's transaction, in the group's order, while a renewal or a claim
+ * elsewhere updates lease rows in its own order. When the two deadlock
+ * (pg-bench saw it with 2 daemons and --lease 2: runs failed with
+ * "cannot create the run in the store") the server aborts the writer's
+ * transaction: its group is sent again, not failed. Here: the writer holds
+ * a's row and waits for b's, which another session holds and which then
+ * asks for a's. */
+START_TEST(pg_writer_retries_a_deadlocked_group) {
+  create("x", 1);
+  create("a", 1);
+  create("b", 1);
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('x', 'me', 1), ('a', 'me', 1), "
+      "('b', 'me', 1)");
+  static struct client kx, ka, kb;
+  struct client *ks[] = {&kx, &ka, &kb};
+  const char *ids[] = {"x", "a", "b"};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(lc_store_fence(st, ids[i], 1), 0);
+    memset(ks[i], 0, sizeof *ks[i]);
+    ks[i]->c.committed = on_committed;
+    ks[i]->c.ud = ks[i];
+    snprintf(ks[i]->c.run_id, sizeof ks[i]->c.run_id, "%s", ids[i]);
+  }
+  PGconn *t1 = PQconnectdb(path), *t2 = PQconnectdb(path);
+  ck_assert_int_eq(PQstatus(t1), CONNECTION_OK);
+  ck_assert_int_eq(PQstatus(t2), CONNECTION_OK);
+  pq_ok(t1, "BEGIN");
+  pq_ok(t1, "UPDATE leases SET lease_until = 1 WHERE run_id = 'x'");
+  pq_ok(t2, "BEGIN");
+  pq_ok(t2, "UPDATE leases SET lease_until = 1 WHERE run_id = 'b'");
+  /* the writer's first group waits for x: a and b queue behind it, as one */
+  ck_assert_int_eq(lc_store_append(st, &kx.c, 2, 1, "{\"n\":2}", 7), 0);
+  await_lock_wait();
+  ck_assert_int_eq(lc_store_append(st, &ka.c, 2, 1, "{\"n\":2}", 7), 0);
+  ck_assert_int_eq(lc_store_append(st, &kb.c, 2, 1, "{\"n\":2}", 7), 0);
+  pq_ok(t1, "COMMIT");
+  double until = lc_test_mono_s() + 60;
+  while (atomic_load(&kx.newest) < 1) {
+    ck_assert_msg(lc_test_mono_s() < until, "x's line never committed");
+    lc_test_nap_ms(10);
+  }
+  await_lock_wait(); /* the group of a and b: a's row held, b's awaited */
+  /* the cycle; the writer waited first, so its deadlock check runs first
+   * and its transaction is the one aborted */
+  PGresult *r = PQexec(t2, "UPDATE leases SET lease_until = 2 WHERE run_id = 'a'");
+  int t2_ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+  PQclear(r);
+  pq_ok(t2, t2_ok ? "COMMIT" : "ROLLBACK");
+  PQfinish(t1);
+  PQfinish(t2);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&ka.errors), 0);
+  ck_assert_int_eq(atomic_load(&kb.errors), 0);
+  struct seen sn;
+  long last;
+  ck_assert_int_eq(read_journal("a", &sn, &last), 0);
+  ck_assert_int_eq(last, 2);
+  ck_assert_int_eq(read_journal("b", &sn, &last), 0);
+  ck_assert_int_eq(last, 2);
+}
+END_TEST
+
 /* The server ends the store's connections (pg_terminate_backend, as an
  * administrator or a failover does): the next calls connect again. */
 START_TEST(pg_connection_killed_is_made_again) {
@@ -769,13 +852,48 @@ START_TEST(pg_migrates_version_1) {
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
-  ck_assert_str_eq(v, "2");
+  ck_assert_str_eq(v, "3");
   free(v);
   v = lc_pg_value(path, "SELECT status FROM runs WHERE id = 'old'");
   ck_assert_str_eq(v, "finished");
   free(v);
   v = lc_pg_value(path, "SELECT count(*) FROM leases");
   ck_assert_str_eq(v, "0");
+  free(v);
+}
+END_TEST
+
+/* A database at schema version 2 with a daemon's runs: migration 3 gives
+ * the fleet's claim its queue index and takes the runs that ended out of
+ * it; queued and running ones stay in. */
+START_TEST(pg_migrates_version_2_queue_index) {
+  lc_store_close(st);
+  st = NULL;
+  sql("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO meta VALUES('schema_version', '2');"
+      "CREATE TABLE runs(id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT,"
+      " cwd TEXT, status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
+      " created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
+      " pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE journal(run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL,"
+      " crc BIGINT NOT NULL, epoch BIGINT NOT NULL DEFAULT 0, PRIMARY KEY(run_id, seq));"
+      "CREATE TABLE leases(run_id TEXT PRIMARY KEY, owner TEXT,"
+      " epoch BIGINT NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION);"
+      "CREATE TABLE d_runs(id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL,"
+      " deleted INTEGER NOT NULL DEFAULT 0, pstatus TEXT NOT NULL DEFAULT 'pending');"
+      "INSERT INTO d_runs(id, created) VALUES('done', 1), ('going', 2), ('queued', 3);"
+      "INSERT INTO runs(id, status, created, updated) VALUES('done', 'finished', 1, 1),"
+      " ('going', 'running', 2, 2);");
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
+  char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
+  ck_assert_str_eq(v, "3");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'd_runs_queued'");
+  ck_assert_str_eq(v, "1");
+  free(v);
+  v = lc_pg_value(path, "SELECT string_agg(id || '=' || pstatus, ',' ORDER BY created) FROM d_runs");
+  ck_assert_str_eq(v, "done=ended,going=pending,queued=pending");
   free(v);
 }
 END_TEST
@@ -822,6 +940,8 @@ Suite *store_suite(void) {
   tcase_add_test(tp, pg_fenced_writes_fail_after_takeover);
   tcase_add_test(tp, pg_connection_killed_is_made_again);
   tcase_add_test(tp, pg_migrates_version_1);
+  tcase_add_test(tp, pg_migrates_version_2_queue_index);
+  tcase_add_test(tp, pg_writer_retries_a_deadlocked_group);
   tcase_add_test(tp, pg_password_never_in_messages);
   /* The conformance loop: the same cases on both stores. */
   TCase *both[] = {tc, tp};

@@ -1,0 +1,101 @@
+// bench.js: pg-boss (the reference PostgreSQL queue) claiming and
+// completing JOBS jobs with WORKERS worker processes, for scripts/pg-bench.
+//
+//   node bench.js URL JOBS WORKERS BATCH
+//
+// The jobs are inserted first (as pg-bench queues luact's runs first), in
+// a database of their own; then WORKERS processes, each with its own
+// PgBoss and connection pool, loop fetch(BATCH) -> complete(ids) until the
+// queue is empty (pg-boss's fastest path: no polling interval, one
+// statement per fetch and one per completion of a batch). Prints one line:
+//   workers=W jobs=N jobs_per_s=X fetch_p50_us=.. fetch_p99_us=.. fetch_us_per_job=..
+// jobs/s is from the jobs' own timestamps (first start to last completion),
+// as pg-bench's runs/s is from the runs'.
+'use strict'
+const { fork } = require('child_process')
+const PgBoss = require('pg-boss')
+
+const QUEUE = 'bench'
+
+function boss (url, extra) {
+  // No maintenance or cron work inside the measured window.
+  const b = new PgBoss({ connectionString: url, supervise: false, schedule: false, ...extra })
+  b.on('error', (e) => { console.error('pg-boss:', e.message); process.exitCode = 1 })
+  return b
+}
+
+async function worker (url, batch) {
+  const b = boss(url, { migrate: false, max: 2 })
+  await b.start()
+  const lat = []
+  let jobs = 0
+  for (;;) {
+    const t0 = process.hrtime.bigint()
+    const got = await b.fetch(QUEUE, { batchSize: batch })
+    const us = Number(process.hrtime.bigint() - t0) / 1000
+    if (!got.length) break
+    lat.push([us, got.length])
+    jobs += got.length
+    await b.complete(QUEUE, got.map((j) => j.id))
+  }
+  await b.stop({ graceful: false, wait: true })
+  process.send({ lat, jobs })
+}
+
+function pct (sorted, p) {
+  if (!sorted.length) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
+}
+
+async function main () {
+  const [url, jobsArg, workersArg, batchArg] = process.argv.slice(2)
+  const N = parseInt(jobsArg, 10)
+  const W = parseInt(workersArg, 10)
+  const B = parseInt(batchArg, 10)
+  const b = boss(url, {})
+  await b.start() // makes the schema
+  await b.createQueue(QUEUE)
+  for (let i = 0; i < N; i += 1000) {
+    const chunk = []
+    for (let k = i; k < Math.min(N, i + 1000); k++) chunk.push({ name: QUEUE, data: { i: k } })
+    await b.insert(chunk)
+  }
+  const results = await Promise.all(Array.from({ length: W }, () => new Promise((resolve, reject) => {
+    const c = fork(__filename, ['--worker', url, String(B)])
+    let msg = null
+    c.on('message', (m) => { msg = m })
+    c.on('exit', (code) => (code === 0 && msg ? resolve(msg) : reject(new Error('worker exit ' + code))))
+  })))
+  const db = b.getDb()
+  const r = await db.executeSql(
+    `SELECT count(*)::int AS n, extract(epoch FROM max(completed_on) - min(started_on))::float8 AS s
+     FROM pgboss.job WHERE name = $1 AND state = 'completed'`, [QUEUE])
+  await b.stop({ graceful: false, wait: true })
+  const { n, s } = r.rows[0]
+  // The latency a job sees: its fetch statement's, once per job in it.
+  const perJob = []
+  const perStmt = []
+  let us = 0
+  for (const w of results) {
+    for (const [t, k] of w.lat) {
+      perStmt.push(t)
+      us += t
+      for (let i = 0; i < k; i++) perJob.push(t)
+    }
+  }
+  perJob.sort((x, y) => x - y)
+  const jobs = results.reduce((a, w) => a + w.jobs, 0)
+  if (n !== N || jobs !== N) {
+    console.error(`pg-boss: ${n} jobs completed, ${jobs} fetched, of ${N}`)
+    process.exit(1)
+  }
+  console.log(`workers=${W} jobs=${N} jobs_per_s=${(n / s).toFixed(1)} ` +
+    `fetch_p50_us=${pct(perJob, 0.5).toFixed(0)} fetch_p99_us=${pct(perJob, 0.99).toFixed(0)} ` +
+    `fetch_us_per_job=${(us / jobs).toFixed(0)} fetches=${perStmt.length}`)
+}
+
+if (process.argv[2] === '--worker') {
+  worker(process.argv[3], parseInt(process.argv[4], 10)).catch((e) => { console.error(e); process.exit(1) })
+} else {
+  main().catch((e) => { console.error(e); process.exit(1) })
+}
