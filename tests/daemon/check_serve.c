@@ -105,6 +105,13 @@ static const char gate_agent[] =
     "  return {said = luact.ask('q?')}\n"
     "end }\n";
 
+/* Its store write is the one the stall hook holds (key "stall"). */
+static const char staller_agent[] =
+    "return function(input, ctx)\n"
+    "  luact.store.put({'held'}, 'stall', {x = 1})\n"
+    "  return {wrote = true}\n"
+    "end\n";
+
 static const char mem_agent[] =
     "return function(input, ctx)\n"
     "  luact.store.put({'notes', ctx.run_id}, 'n1', {text = input.text})\n"
@@ -317,7 +324,7 @@ START_TEST(help_lists_options) {
   ck_assert_int_eq(pclose(p), 0);
   const char *opts[] = {"--listen", "--store", "--store-sync", "--tokens", "--no-auth",
                         "--max-runs", "--max-body", "--max-conns", "--max-streams",
-                        "--conn-timeout", "--grace", "--help"};
+                        "--conn-timeout", "--grace", "--workers", "--help"};
   for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
     ck_assert_msg(strstr(buf, opts[i]), "--help misses %s", opts[i]);
 }
@@ -1335,6 +1342,51 @@ START_TEST(cancel_while_run_leaves) {
 }
 END_TEST
 
+/* One worker, two runs: the first one's luact.store write is held up (a
+ * test hook blocks it on a FIFO until the test writes a byte), and the
+ * second run, on the same worker, runs luact.store and finishes
+ * meanwhile. When the store's SQL ran on the worker's own thread, the
+ * held write held up the whole worker: the second run never finished
+ * (the case timed out). */
+START_TEST(stalled_store_stalls_only_its_run) {
+  struct daemon d;
+  setup_dir(&d);
+  char fifo[400];
+  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  char ap[400];
+  snprintf(ap, sizeof ap, "%s/staller.lua", d.agents);
+  write_file(ap, staller_agent);
+  setenv("LUACT_SERVE_STALL_STORE", fifo, 1);
+  start(&d, "--workers 1");
+  unsetenv("LUACT_SERVE_STALL_STORE");
+  cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"staller\"}", A, 200);
+  char rid[80], p[300];
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  /* Until the hook holds the write: a FIFO opens for writing (without
+   * waiting) only once a reader has it open. */
+  int fd;
+  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
+    ck_assert_int_eq(errno, ENXIO);
+    lc_test_nap_ms(20);
+  }
+  j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"mem\",\"input\":{\"text\":\"hi\"}}",
+             A, 200);
+  ck_assert_str_eq(str(j, "got"), "hi");
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "running"); /* still held */
+  cJSON_Delete(j);
+  ck_assert_int_eq(write(fd, "x", 1), 1);
+  close(fd);
+  await_status(&d, p, "finished");
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A stream with nothing to say for 15 s gets a keep-alive comment. */
 START_TEST(keep_alive) {
   struct daemon d;
@@ -1503,6 +1555,11 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, concurrent_creates_one_run_per_key);
   tcase_add_test(tc, grouped_creates_survive_sigkill);
   suite_add_tcase(s, tc);
+  TCase *wk = tcase_create("workers");
+  tcase_set_timeout(wk, 120);
+  tcase_add_test(wk, stalled_store_stalls_only_its_run);
+  suite_add_tcase(s, wk);
+
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);
   tcase_add_test(slow, keep_alive);
