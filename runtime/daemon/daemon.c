@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +391,11 @@ struct store_ctx {
  * which wakes the task from its loop. Journal lines already wait off the
  * loop (the store's writer thread and the journal's eventfd). */
 
+#ifdef LUACT_WITH_JEMALLOC
+/* jemalloc's, linked statically into the luact binary (CMakeLists.txt). */
+int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+#endif
+
 struct job {
   void (*run)(struct job *);  /* on a pool thread */
   void (*done)(struct job *); /* then on worker w's thread */
@@ -443,6 +449,13 @@ static void pool_submit(struct lc_serve *s, struct job *j) {
 
 static void *pool_main(void *ud) {
   struct runner *r = ud;
+#ifdef LUACT_WITH_JEMALLOC
+  /* No thread cache here: pool threads mostly wait, and a cache each
+   * (up to hundreds of KiB that only a thread's own frees reuse) is what
+   * a daemon of waiting runs grew by. */
+  _Bool off = 0;
+  mallctl("thread.tcache.enabled", NULL, NULL, &off, sizeof off);
+#endif
   pthread_mutex_lock(&r->mu);
   for (;;) {
     while (!r->head && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
@@ -864,6 +877,19 @@ static long journal_last(struct lc_serve *s, const char *run) {
   return v;
 }
 
+/* Hands the allocator's free pages back to the system (pool thread, when
+ * the last active run ended): a burst of runs leaves megabytes of freed
+ * Lua states and journals that jemalloc would keep for its decay time
+ * (10 s, and only while something allocates), counted in the RSS of a
+ * daemon whose runs now only wait. */
+static void release_memory(void) {
+#ifdef LUACT_WITH_JEMALLOC
+  mallctl("arena.4096.purge", NULL, NULL, NULL, 0); /* 4096: MALLCTL_ARENAS_ALL */
+#elif defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
 /* A run, from its start (pump) to its end (epilogue). */
 struct lc_active {
   char id[65];
@@ -1221,7 +1247,9 @@ static void epilogue(struct job *jb) {
                               sizeof err) == 0)
     atomic_fetch_add(&s->runs_done_cancelled, 1);
   active_drop(s, a);
+  int idle = s->nactive == 0;
   pthread_mutex_unlock(&s->mu);
+  if (idle) release_memory();
   /* A fleet's lease handed back (a database round trip: after the run
    * left the list, so a cancel racing its end is settled as without). */
   lc_fleet_run_done(s, done_id);
@@ -1292,7 +1320,7 @@ static int runner_start(struct lc_serve *s, int nworkers, char *err, size_t n) {
   /* Pool threads mostly sit in a commit wait (the store groups every
    * waiter's writes into one fsync): enough of them that runs starting
    * and ending together share a group, few enough to stay small. */
-  r->npool = s->max_runs < 4 ? 4 : s->max_runs > 32 ? 32 : s->max_runs;
+  r->npool = s->max_runs < 4 ? 4 : s->max_runs > 128 ? 128 : s->max_runs;
   r->pool = calloc((size_t)r->npool, sizeof *r->pool);
   if (!r->w || !r->pool) return LC_ENOMEM;
   pthread_attr_t at;
