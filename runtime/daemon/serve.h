@@ -43,7 +43,7 @@ struct lc_token {
   char *token, *tenant;
 };
 
-struct lc_active; /* a run on its thread (daemon.c) */
+struct lc_active; /* a run executing, from its start to its end (daemon.c) */
 struct lc_queued;
 
 struct lc_serve {
