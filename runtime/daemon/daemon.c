@@ -421,13 +421,18 @@ struct worker {
 };
 
 struct runner {
-  pthread_mutex_t mu; /* the pool's queue */
+  pthread_mutex_t mu; /* the pool's queue and threads */
   pthread_cond_t cv;
   struct job *head, *tail;
-  int stop, npool, nworkers;
+  /* Pool threads start when jobs outnumber the idle ones, up to cap:
+   * an idle daemon has few, a burst of runs as many as it needs. */
+  int stop, npool, cap, idle, queued, nworkers;
   pthread_t *pool;
+  pthread_attr_t pool_attr;
   struct worker *w;
 };
+
+static void *pool_main(void *ud);
 
 static void worker_poke(struct worker *w) {
   uint64_t one = 1;
@@ -443,6 +448,12 @@ static void pool_submit(struct lc_serve *s, struct job *j) {
   if (r->tail) r->tail->next = j;
   else r->head = j;
   r->tail = j;
+  r->queued++;
+  /* Every idle thread has a job already: one more thread (or the job
+   * waits for a busy one when the pool is full). */
+  if (r->queued > r->idle && r->npool < r->cap &&
+      pthread_create(&r->pool[r->npool], &r->pool_attr, pool_main, r) == 0)
+    r->npool++;
   pthread_cond_signal(&r->cv);
   pthread_mutex_unlock(&r->mu);
 }
@@ -458,11 +469,14 @@ static void *pool_main(void *ud) {
 #endif
   pthread_mutex_lock(&r->mu);
   for (;;) {
+    r->idle++;
     while (!r->head && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
+    r->idle--;
     struct job *j = r->head;
     if (!j) break; /* stopping, nothing queued */
     r->head = j->next;
     if (!r->head) r->tail = NULL;
+    r->queued--;
     pthread_mutex_unlock(&r->mu);
     struct worker *w = j->w; /* before run: without a worker, run may free j */
     j->run(j);
@@ -1343,8 +1357,8 @@ static int runner_start(struct lc_serve *s, int nworkers, char *err, size_t n) {
   /* Pool threads mostly sit in a commit wait (the store groups every
    * waiter's writes into one fsync): enough of them that runs starting
    * and ending together share a group, few enough to stay small. */
-  r->npool = s->max_runs < 4 ? 4 : s->max_runs > 128 ? 128 : s->max_runs;
-  r->pool = calloc((size_t)r->npool, sizeof *r->pool);
+  r->cap = s->max_runs < 4 ? 4 : s->max_runs > 128 ? 128 : s->max_runs;
+  r->pool = calloc((size_t)r->cap, sizeof *r->pool);
   if (!r->w || !r->pool) return LC_ENOMEM;
   pthread_attr_t at;
   pthread_attr_init(&at);
@@ -1367,16 +1381,17 @@ static int runner_start(struct lc_serve *s, int nworkers, char *err, size_t n) {
     }
     r->nworkers++;
   }
-  /* Prologues load scripts (Lua's parser recurses on the C stack). */
-  pthread_attr_setstacksize(&at, 2u << 20);
-  for (int k = 0; k < r->npool; k++)
-    if (pthread_create(&r->pool[k], &at, pool_main, r)) {
-      snprintf(err, n, "cannot start the runner's pool");
-      pthread_attr_destroy(&at);
-      r->npool = k;
-      return LC_EIO;
-    }
   pthread_attr_destroy(&at);
+  /* Prologues load scripts (Lua's parser recurses on the C stack). */
+  pthread_attr_init(&r->pool_attr);
+  pthread_attr_setstacksize(&r->pool_attr, 2u << 20);
+  pthread_mutex_lock(&r->mu);
+  if (pthread_create(&r->pool[0], &r->pool_attr, pool_main, r) == 0) r->npool = 1;
+  pthread_mutex_unlock(&r->mu);
+  if (!r->npool) {
+    snprintf(err, n, "cannot start the runner's pool");
+    return LC_EIO;
+  }
   return 0;
 }
 
@@ -1396,8 +1411,9 @@ static void runner_stop(struct lc_serve *s) {
   pthread_mutex_lock(&r->mu);
   r->stop = 1;
   pthread_cond_broadcast(&r->cv);
+  int np = r->npool;
   pthread_mutex_unlock(&r->mu);
-  for (int k = 0; k < r->npool; k++) pthread_join(r->pool[k], NULL);
+  for (int k = 0; k < np; k++) pthread_join(r->pool[k], NULL);
   /* Done jobs nobody will run (ops of runs killed at the end). */
   for (int k = 0; k < r->nworkers; k++) {
     struct worker *w = &r->w[k];
@@ -1412,6 +1428,7 @@ static void runner_stop(struct lc_serve *s) {
   }
   free(r->w);
   free(r->pool);
+  pthread_attr_destroy(&r->pool_attr);
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
   free(r);
