@@ -1387,6 +1387,48 @@ START_TEST(stalled_store_stalls_only_its_run) {
 }
 END_TEST
 
+/* One worker, three runs on its loop: an immediate cancel kills the run it
+ * names (a sleep of 1,000 s: only a kill ends it within the case's
+ * timeout), a cooperative one stops another at its next effect, and the
+ * third run on the same loop goes on to its end. */
+START_TEST(cancels_on_a_shared_worker) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "--workers 1");
+  char ids[3][80], p[300];
+  static const char *const bodies[3] = {
+      "{\"assistant_id\":\"sleeper\",\"input\":{\"s\":1000}}",
+      "{\"assistant_id\":\"slow\",\"input\":{\"steps\":100000}}",
+      "{\"assistant_id\":\"slow\",\"input\":{\"steps\":20}}"};
+  for (int i = 0; i < 3; i++) {
+    cJSON *j = expect(&d, "POST", "/runs", bodies[i], A, 200);
+    snprintf(ids[i], sizeof ids[i], "%s", str(j, "run_id"));
+    cJSON_Delete(j);
+  }
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "/runs/%s", ids[i]);
+    await_status(&d, p, "running finished");
+  }
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", ids[0]);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s/cancel", ids[1]);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s", ids[0]);
+  await_status(&d, p, "cancelled");
+  snprintf(p, sizeof p, "/runs/%s", ids[1]);
+  await_status(&d, p, "cancelled");
+  snprintf(p, sizeof p, "/runs/%s/join", ids[2]);
+  cJSON *j = expect(&d, "GET", p, NULL, A, 200);
+  const cJSON *done = cJSON_GetObjectItem(j, "done");
+  ck_assert_msg(cJSON_IsNumber(done), "the third run did not finish");
+  ck_assert_int_eq(done->valueint, 20);
+  cJSON_Delete(j);
+  await_idle(&d, 0);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A stream with nothing to say for 15 s gets a keep-alive comment. */
 START_TEST(keep_alive) {
   struct daemon d;
@@ -1558,6 +1600,7 @@ Suite *serve_suite(void) {
   TCase *wk = tcase_create("workers");
   tcase_set_timeout(wk, 120);
   tcase_add_test(wk, stalled_store_stalls_only_its_run);
+  tcase_add_test(wk, cancels_on_a_shared_worker);
   suite_add_tcase(s, wk);
 
   TCase *slow = tcase_create("keepalive");
