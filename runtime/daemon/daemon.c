@@ -1293,7 +1293,7 @@ static void epilogue(struct job *jb) {
 
 /* Immediate cancel (s->mu held): the run's worker kills its root task at
  * its next pass (or as it adopts the run, if it is still starting). */
-static void kill_now(struct lc_active *a) {
+static void request_kill(struct lc_active *a) {
   atomic_store(&a->kill_now, 1);
   pthread_mutex_lock(&a->w->mu);
   a->w->kills = 1;
@@ -1471,7 +1471,7 @@ void lc_serve_drop_local(struct lc_serve *s, const char *run_id) {
     if (!strcmp(a->id, run_id)) {
       atomic_store(&a->killed, 1);
       if (a->jr) lc_journal_request_cancel(a->jr);
-      kill_now(a);
+      request_kill(a);
       break;
     }
   pthread_mutex_unlock(&s->mu);
@@ -1526,7 +1526,7 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
     if (!strcmp(a->id, run_id)) {
       atomic_store(&a->killed, 1);
       if (a->jr) lc_journal_request_cancel(a->jr);
-      if (immediate) kill_now(a);
+      if (immediate) request_kill(a);
       pthread_mutex_unlock(&s->mu);
       return 0;
     }
