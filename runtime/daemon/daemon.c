@@ -948,12 +948,14 @@ struct lc_active {
   struct lc_sched *sc;
   struct lc_task *root;
   int root_done, kill_sent, rc;
+  int start_failed; /* its journal could not be opened (created) */
   long from;
   double t0;
   char *result, *error;
 };
 
 static void epilogue(struct job *j);
+static int start_failures(const char *id);
 
 /* Off s->active (s->mu held), frees a; the next queued run may start. */
 static void active_drop(struct lc_serve *s, struct lc_active *a) {
@@ -1017,10 +1019,19 @@ static void prologue(struct job *jb) {
                               .resume = resume,
                               .create_now = !resume}; /* streams start from its header */
   struct lc_journal *jr = NULL;
-  int jrc = lc_journal_open_with(&o, &jr, err, sizeof err);
+  int jrc;
+  /* Test hook (check_fleet): on a fleet, each run's first start in this
+   * process fails as a creation the store refused. */
+  if (s->fleet && getenv("LUACT_SERVE_FAIL_START_ONCE") && start_failures(a->id) == 0) {
+    snprintf(err, sizeof err, "cannot create the run in the store (test hook)");
+    jrc = LC_EIO;
+  } else {
+    jrc = lc_journal_open_with(&o, &jr, err, sizeof err);
+  }
   cJSON_free(ajson);
   if (jrc) {
     a->error = strdup(err);
+    a->start_failed = 1;
     epilogue(jb);
     return;
   }
@@ -1177,6 +1188,42 @@ static void *worker_main(void *ud) {
 /* The end of a run (pool thread): its journal's lines all committed, its
  * metrics, its thread's values and its final status, then off the
  * active list. Frees a. */
+/* Runs whose start failed in this process (a fleet): a few tries each. */
+static struct {
+  char id[65];
+  int n;
+} start_fails[64];
+static unsigned start_fails_next;
+static pthread_mutex_t start_fails_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether run id may be left for another claim after its start failed
+ * here: yes for its first 3 failures in this process (a failed group of
+ * the store's writer fails every later write of the run here, so a run
+ * that keeps coming back to this daemon ends failed). */
+/* How often run id's start failed in this process (as far as it knows). */
+static int start_failures(const char *id) {
+  pthread_mutex_lock(&start_fails_mu);
+  int n = 0;
+  for (int k = 0; k < 64; k++)
+    if (!strcmp(start_fails[k].id, id)) n = start_fails[k].n;
+  pthread_mutex_unlock(&start_fails_mu);
+  return n;
+}
+
+static int start_retry(const char *id) {
+  pthread_mutex_lock(&start_fails_mu);
+  int k = 0;
+  while (k < 64 && strcmp(start_fails[k].id, id)) k++;
+  if (k == 64) {
+    k = (int)(start_fails_next++ % 64);
+    snprintf(start_fails[k].id, sizeof start_fails[k].id, "%s", id);
+    start_fails[k].n = 0;
+  }
+  int again = ++start_fails[k].n <= 3;
+  pthread_mutex_unlock(&start_fails_mu);
+  return again;
+}
+
 static void epilogue(struct job *jb) {
   struct lc_active *a = (struct lc_active *)((char *)jb - offsetof(struct lc_active, job));
   struct lc_serve *s = a->s;
@@ -1190,6 +1237,18 @@ static void epilogue(struct job *jb) {
   a->jr = NULL;
   pthread_mutex_unlock(&s->mu);
   lc_api_deltas_close(a->dl);
+  if (!jr && a->start_failed && s->fleet && start_retry(a->id)) {
+    /* A fleet: the run could not be created here, most often because its
+     * lease was lost meanwhile (this daemon stalled) and another daemon
+     * holds it now. It stays pending and its lease goes back (fenced by
+     * its epoch, below): failing it here, unfenced, left a run that no
+     * daemon would claim again (claims take pending runs) and nobody ran. */
+    lc_serve_log(s, "warn", "run_start_failed", a->id, error ? error : "");
+    free(error);
+    free(result);
+    run_in_free(&a->ri);
+    goto off_list;
+  }
   if (jr) {
     switch (lc_journal_failed(jr)) {
       case LC_JOURNAL_WAITING:
@@ -1271,6 +1330,7 @@ static void epilogue(struct job *jb) {
       struct timespec ts = {0, 10000000L};
       nanosleep(&ts, NULL);
     }
+off_list:;
   /* Off the active list; the next queued run may start. */
   char done_id[sizeof a->id];
   snprintf(done_id, sizeof done_id, "%s", a->id);
