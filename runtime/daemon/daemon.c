@@ -423,6 +423,7 @@ struct worker {
 struct runner {
   pthread_mutex_t mu; /* the pool's queue and threads */
   pthread_cond_t cv;
+  pthread_cond_t quiet; /* every pool thread idle, nothing queued */
   struct job *head, *tail;
   /* Pool threads start when jobs outnumber the idle ones, up to cap:
    * an idle daemon has few, a burst of runs as many as it needs. */
@@ -470,6 +471,7 @@ static void *pool_main(void *ud) {
   pthread_mutex_lock(&r->mu);
   for (;;) {
     r->idle++;
+    if (!r->head && r->idle == r->npool) pthread_cond_broadcast(&r->quiet);
     while (!r->head && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
     r->idle--;
     struct job *j = r->head;
@@ -1412,6 +1414,7 @@ static int runner_start(struct lc_serve *s, int nworkers, char *err, size_t n) {
   if (!r) return LC_ENOMEM;
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
+  pthread_cond_init(&r->quiet, NULL);
   s->runner = r;
   r->w = calloc((size_t)nworkers, sizeof *r->w);
   /* Pool threads mostly sit in a commit wait (the store groups every
@@ -1455,6 +1458,16 @@ static int runner_start(struct lc_serve *s, int nworkers, char *err, size_t n) {
   return 0;
 }
 
+/* Waits until the pool has nothing queued or running: at shutdown, once
+ * the last run left the active list, its epilogue may still be handing
+ * back its fleet lease, which lc_fleet_stop must not close under it. */
+static void runner_quiesce(struct lc_serve *s) {
+  struct runner *r = s->runner;
+  pthread_mutex_lock(&r->mu);
+  while (r->head || r->idle < r->npool) pthread_cond_wait(&r->quiet, &r->mu);
+  pthread_mutex_unlock(&r->mu);
+}
+
 /* Stops the workers (no run left on them) and the pool (after its queue:
  * ops of killed runs may still be in it). */
 static void runner_stop(struct lc_serve *s) {
@@ -1491,6 +1504,7 @@ static void runner_stop(struct lc_serve *s) {
   pthread_attr_destroy(&r->pool_attr);
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
+  pthread_cond_destroy(&r->quiet);
   free(r);
   s->runner = NULL;
 }
@@ -1932,6 +1946,7 @@ int lc_serve_main(int argc, char **argv) {
   }
   int left = s->nactive;
   pthread_mutex_unlock(&s->mu);
+  if (!left) runner_quiesce(s);
   lc_fleet_stop(s, !left); /* runs still going keep their leases until they expire */
   lc_api_stop(s);
   if (left) {
