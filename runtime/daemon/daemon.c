@@ -1882,6 +1882,15 @@ int lc_serve_main(int argc, char **argv) {
     lc_store_close(s->store);
     return 1;
   }
+  /* The run store's own tables now, not at the first run's start: the
+   * recovery below and the API's reads join them, and a daemon killed
+   * before any run of its started left a file with d_runs only (its
+   * restart then found no run to resume: "no such table: runs"). */
+  if (!fleet && lc_store_connect(s->store, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    lc_store_close(s->store);
+    return 1;
+  }
   /* Columns added after the first schema (older daemons' files). Not on
    * PostgreSQL, whose schema has them: an ALTER TABLE waits for an
    * exclusive lock, and every daemon's queries on d_runs queue behind it. */

@@ -1572,6 +1572,32 @@ START_TEST(grouped_creates_survive_sigkill) {
 }
 END_TEST
 
+/* The run store's tables are made when the daemon starts, not at its
+ * first run's start: a daemon killed after it answered creates but
+ * before any of those runs started left d_runs without `runs`, and its
+ * restart's recovery (a join on runs) found nothing to resume, so
+ * grouped_creates_survive_sigkill hung when the kill came early enough. */
+START_TEST(run_store_made_at_start) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  int st = stop(&d, SIGKILL); /* no request at all */
+  ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd,
+           "sqlite3 %s \"SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN "
+           "('runs', 'journal', 'd_runs')\"",
+           d.store);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  char buf[64] = "";
+  ck_assert_ptr_nonnull(fgets(buf, sizeof buf, p));
+  pclose(p);
+  ck_assert_int_eq(atoi(buf), 3);
+  rm_dir(&d);
+}
+END_TEST
+
 Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("serve");
@@ -1601,6 +1627,7 @@ Suite *serve_suite(void) {
   tcase_set_timeout(wk, 120);
   tcase_add_test(wk, stalled_store_stalls_only_its_run);
   tcase_add_test(wk, cancels_on_a_shared_worker);
+  tcase_add_test(wk, run_store_made_at_start);
   suite_add_tcase(s, wk);
 
   TCase *slow = tcase_create("keepalive");
