@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,9 @@ static const char usage_serve[] =
     "                       everything belongs to tenant \"default\"\n"
     "  --max-runs N         runs executing at once (default 64); more wait\n"
     "                       in a queue\n"
+    "  --workers N          threads that execute runs, each with one event\n"
+    "                       loop shared by many runs (default: the number of\n"
+    "                       CPUs)\n"
     "  --max-body BYTES     request body limit (default 1048576): 413 above\n"
     "  --max-conns N        connections at once (default 512)\n"
     "  --max-streams N      SSE streams and waits at once (default 3/4 of\n"
@@ -271,17 +275,6 @@ static int load_tokens(struct lc_serve *s) {
 
 /* ---- the runner ---- */
 
-struct lc_active {
-  char id[65];
-  char thread[65];
-  struct lc_agent *agent;
-  int efd;               /* immediate cancel: written by lc_serve_cancel */
-  struct lc_journal *jr; /* while the run runs (under s->mu) */
-  atomic_int killed;
-  struct lc_serve *s;
-  struct lc_active *next;
-};
-
 struct lc_queued {
   char id[65];
   char thread[65];
@@ -374,97 +367,338 @@ static char *result_json(lua_State *L, lua_State *co) {
   return out;
 }
 
-/* Immediate cancel (loop callback on the run's thread): kill the root. */
-static void on_kill(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
-  (void)loop;
-  (void)ev;
-  struct lc_task *t = w->ud;
-  uint64_t v;
-  if (read(w->fd, &v, sizeof v) < 0) return;
-  if (lc_task_state(t) != LC_TASK_DONE) lc_task_kill(t, "cancelled");
-}
-
 static void pump(struct lc_serve *s);
 
 static const char *jstr(const cJSON *o, const char *k);
 
 /* ---- luact.store: the daemon's key-value store, from scripts ---- */
 
+struct worker;
+
 struct store_ctx {
   struct lc_serve *s;
   const char *tenant;
+  struct worker *w; /* the run's worker: operations wait off it */
 };
 
-/* The raw operations (upvalue 1: struct store_ctx). Namespaces arrive as
- * the stored key (labels each ended by \x1f), values as JSON text. */
-static int l_store_put(lua_State *L) {
-  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
-  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2),
-             *val = luaL_checkstring(L, 3);
-  char err[256];
-  double now = lc_serve_now();
-  if (lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
-                     "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
-                     "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, ns, key) DO UPDATE SET "
-                     "value=excluded.value, updated=excluded.updated",
-                     "ssssdd", c->tenant, ns, key, val, now, now)) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    return 2;
+/* ---- the runner's threads ----
+ *
+ * Runs execute on --workers threads. Each worker has one loop (one epoll,
+ * one curl multi: connections to a provider are reused across runs) on
+ * which many runs go on at once, each in its own Lua state with its own
+ * scheduler (lc_sched_new_on), so tenants and agents share nothing Lua.
+ * A worker never waits on disk or on the database: what does (reading a
+ * run's request, opening its journal, its final status, luact.store's
+ * SQL) is a job for the blocking pool, whose threads may sit in a commit
+ * wait; a job that a task waits on is handed back to the task's worker,
+ * which wakes the task from its loop. Journal lines already wait off the
+ * loop (the store's writer thread and the journal's eventfd). */
+
+#ifdef LUACT_WITH_JEMALLOC
+/* jemalloc's, linked statically into the luact binary (CMakeLists.txt). */
+int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen);
+#endif
+
+struct job {
+  void (*run)(struct job *);  /* on a pool thread */
+  void (*done)(struct job *); /* then on worker w's thread */
+  struct worker *w;           /* NULL: no done; run may free the job */
+  struct job *next;
+};
+
+struct lc_active;
+
+struct worker {
+  pthread_t th;
+  struct lc_serve *s;
+  struct lc_loop *loop;
+  int efd; /* pokes the worker: work in its mailbox */
+  struct lc_fdwatch ew;
+  pthread_mutex_t mu; /* the mailbox: inbox, done jobs, kills, stop */
+  struct lc_active *inbox;
+  struct job *done_head, *done_tail;
+  int kills, stop;
+  struct lc_active *runs; /* the worker thread's own */
+  int load; /* runs assigned to it (under s->mu): pump picks the least */
+  long nruns; /* runs on its loop now (worker thread; bench) */
+};
+
+struct runner {
+  pthread_mutex_t mu; /* the pool's queue and threads */
+  pthread_cond_t cv;
+  pthread_cond_t quiet; /* every pool thread idle, nothing queued */
+  struct job *head, *tail;
+  /* Pool threads start when jobs outnumber the idle ones, up to cap:
+   * an idle daemon has few, a burst of runs as many as it needs. */
+  int stop, npool, cap, idle, queued, nworkers;
+  pthread_t *pool;
+  pthread_attr_t pool_attr;
+  struct worker *w;
+};
+
+static void *pool_main(void *ud);
+
+static void worker_poke(struct worker *w) {
+  uint64_t one = 1;
+  ssize_t r = write(w->efd, &one, sizeof one); /* a counter: never blocks */
+  (void)r;
+}
+
+/* Queues a job for the pool (any thread). */
+static void pool_submit(struct lc_serve *s, struct job *j) {
+  struct runner *r = s->runner;
+  j->next = NULL;
+  pthread_mutex_lock(&r->mu);
+  if (r->tail) r->tail->next = j;
+  else r->head = j;
+  r->tail = j;
+  r->queued++;
+  /* Every idle thread has a job already: one more thread (or the job
+   * waits for a busy one when the pool is full). */
+  if (r->queued > r->idle && r->npool < r->cap &&
+      pthread_create(&r->pool[r->npool], &r->pool_attr, pool_main, r) == 0)
+    r->npool++;
+  pthread_cond_signal(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void *pool_main(void *ud) {
+  struct runner *r = ud;
+#ifdef LUACT_WITH_JEMALLOC
+  /* No thread cache here: pool threads mostly wait, and a cache each
+   * (up to hundreds of KiB that only a thread's own frees reuse) is what
+   * a daemon of waiting runs grew by. */
+  _Bool off = 0;
+  mallctl("thread.tcache.enabled", NULL, NULL, &off, sizeof off);
+#endif
+  pthread_mutex_lock(&r->mu);
+  for (;;) {
+    r->idle++;
+    if (!r->head && r->idle == r->npool) pthread_cond_broadcast(&r->quiet);
+    while (!r->head && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
+    r->idle--;
+    struct job *j = r->head;
+    if (!j) break; /* stopping, nothing queued */
+    r->head = j->next;
+    if (!r->head) r->tail = NULL;
+    r->queued--;
+    pthread_mutex_unlock(&r->mu);
+    struct worker *w = j->w; /* before run: without a worker, run may free j */
+    j->run(j);
+    if (w) {
+      j->next = NULL;
+      pthread_mutex_lock(&w->mu);
+      if (w->done_tail) w->done_tail->next = j;
+      else w->done_head = j;
+      w->done_tail = j;
+      pthread_mutex_unlock(&w->mu);
+      worker_poke(w);
+    }
+    pthread_mutex_lock(&r->mu);
   }
-  lua_pushboolean(L, 1);
-  return 1;
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
 }
 
-static int l_store_get(lua_State *L) {
-  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
-  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+/* ---- luact.store's operations: jobs for the pool ---- */
+
+enum { SOP_PUT, SOP_GET, SOP_DELETE, SOP_SEARCH };
+
+struct sop {
+  struct job job; /* first: the job is the op */
+  struct lc_wait wait;
+  struct lc_task *task;
+  struct lc_serve *s;
+  int op, rc, gone;
+  char *tenant, *ns, *key, *val;
+  long limit;
+  char *out; /* get: the value; search: the JSON text */
   char err[256];
+};
+
+static void sop_free(struct sop *o) {
+  free(o->tenant);
+  free(o->ns);
+  free(o->key);
+  free(o->val);
+  free(o->out);
+  free(o);
+}
+
+/* Test hook (check_serve's stalled_store): a put of the key "stall"
+ * blocks until a byte arrives through the FIFO the variable names, so a
+ * test holds one run's store write as long as it wants. */
+static void stall_hook(const struct sop *o) {
+  const char *fifo = getenv("LUACT_SERVE_STALL_STORE");
+  if (!fifo || o->op != SOP_PUT || strcmp(o->key, "stall")) return;
+  int fd = open(fifo, O_RDONLY | O_CLOEXEC); /* waits for the writer */
+  if (fd < 0) return;
+  char b;
+  ssize_t n = read(fd, &b, 1);
+  (void)n;
+  close(fd);
+}
+
+/* The SQL of one operation (pool thread, or the calling one). */
+static void sop_run(struct job *j) {
+  struct sop *o = (struct sop *)j;
+  struct lc_dstore *ds = o->s->ds;
   cJSON *rows = NULL;
-  lc_dstore_exec(c->s->ds, &rows, err, sizeof err,
-                 "SELECT value FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", c->tenant,
-                 ns, key);
-  const char *v = jstr(cJSON_GetArrayItem(rows, 0), "value");
-  if (v) lua_pushstring(L, v);
-  else lua_pushnil(L);
+  stall_hook(o);
+  switch (o->op) {
+    case SOP_PUT: {
+      double now = lc_serve_now();
+      o->rc = lc_dstore_exec(ds, NULL, o->err, sizeof o->err,
+                             "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
+                             "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, ns, key) DO UPDATE SET "
+                             "value=excluded.value, updated=excluded.updated",
+                             "ssssdd", o->tenant, o->ns, o->key, o->val, now, now);
+      break;
+    }
+    case SOP_GET: {
+      lc_dstore_exec(ds, &rows, o->err, sizeof o->err,
+                     "SELECT value FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss",
+                     o->tenant, o->ns, o->key);
+      const char *v = jstr(cJSON_GetArrayItem(rows, 0), "value");
+      o->out = v ? strdup(v) : NULL;
+      break;
+    }
+    case SOP_DELETE:
+      lc_dstore_exec(ds, NULL, o->err, sizeof o->err,
+                     "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", o->tenant,
+                     o->ns, o->key);
+      break;
+    default: {
+      lc_dstore_exec(ds, &rows, o->err, sizeof o->err,
+                     "SELECT ns, key, value FROM d_items WHERE tenant=? AND "
+                     "substr(ns, 1, length(?))=? ORDER BY updated DESC LIMIT ?",
+                     "sssi", o->tenant, o->ns, o->ns, o->limit);
+      cJSON *r;
+      cJSON_ArrayForEach(r, rows) {
+        const char *v = jstr(r, "value");
+        cJSON *pv = v ? cJSON_Parse(v) : NULL;
+        cJSON_ReplaceItemInObject(r, "value", pv ? pv : cJSON_CreateNull());
+      }
+      char *t = cJSON_PrintUnformatted(rows ? rows : cJSON_CreateArray());
+      o->out = t ? strdup(t) : NULL;
+      cJSON_free(t);
+    }
+  }
   cJSON_Delete(rows);
-  return 1;
 }
 
-static int l_store_delete(lua_State *L) {
-  struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
-  const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
+/* Back on the task's worker: wake the task, or drop the op of a task
+ * killed meanwhile (its cancel marked it gone). */
+static void sop_done(struct job *j) {
+  struct sop *o = (struct sop *)j;
+  if (o->gone) sop_free(o);
+  else lc_task_wake(o->task, &o->wait);
+}
+
+/* The task was killed while its op was in the pool (worker thread). */
+static void sop_cancel(struct lc_wait *w) {
+  struct sop *o = (struct sop *)((char *)w - offsetof(struct sop, wait));
+  o->gone = 1;
+}
+
+/* A to-be-closed box that frees a malloc'd pointer, so the pushes after
+ * an op (which may raise) leak nothing. */
+static int ptrbox_gc(lua_State *L) {
+  void **b = lua_touserdata(L, 1);
+  free(*b);
+  *b = NULL;
+  return 0;
+}
+
+/* [-0, +(1|2), m] Pushes the op's results and frees it (box: the op). */
+static int sop_results(lua_State *L, void **box) {
+  struct sop *o = *box;
+  int op = o->op, rc = o->rc;
   char err[256];
-  lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
-                 "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", c->tenant, ns,
-                 key);
-  lua_pushboolean(L, 1);
-  return 1;
+  snprintf(err, sizeof err, "%s", o->err);
+  char *out = o->out;
+  o->out = NULL;
+  sop_free(o);
+  *box = out; /* the box now holds the text */
+  switch (op) {
+    case SOP_PUT:
+      if (rc) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+      }
+      lua_pushboolean(L, 1);
+      return 1;
+    case SOP_GET:
+      if (out) lua_pushstring(L, out);
+      else lua_pushnil(L);
+      return 1;
+    case SOP_DELETE: lua_pushboolean(L, 1); return 1;
+    default: lua_pushstring(L, out ? out : "[]"); return 1;
+  }
 }
 
-/* search(prefix, limit) -> JSON text: [{"ns": key, "key": k, "value": {...}}] */
-static int l_store_search(lua_State *L) {
+/* The continuation: the op (ctx) is done; the box is on top. */
+static int store_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  void **box = lua_touserdata(L, -1);
+  *box = (struct sop *)ctx;
+  return sop_results(L, box);
+}
+
+/* The raw operations (upvalue 1: struct store_ctx). Namespaces arrive as
+ * the stored key (labels each ended by \x1f), values as JSON text. In a
+ * task that can yield, the SQL runs on the pool and the task waits for
+ * it: a commit held up holds up this run, never the others on its
+ * worker. Elsewhere (a run that cannot yield here) it runs at once. */
+static int store_op(lua_State *L, int op) {
   struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
   const char *ns = luaL_checkstring(L, 1);
-  long limit = (long)luaL_optinteger(L, 2, 10);
-  char err[256];
-  cJSON *rows = NULL;
-  lc_dstore_exec(c->s->ds, &rows, err, sizeof err,
-                 "SELECT ns, key, value FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? "
-                 "ORDER BY updated DESC LIMIT ?",
-                 "sssi", c->tenant, ns, ns, limit);
-  cJSON *r;
-  cJSON_ArrayForEach(r, rows) {
-    const char *v = jstr(r, "value");
-    cJSON *pv = v ? cJSON_Parse(v) : NULL;
-    cJSON_ReplaceItemInObject(r, "value", pv ? pv : cJSON_CreateNull());
+  const char *key = op == SOP_SEARCH ? NULL : luaL_checkstring(L, 2);
+  const char *val = op == SOP_PUT ? luaL_checkstring(L, 3) : NULL;
+  long limit = op == SOP_SEARCH ? (long)luaL_optinteger(L, 2, 10) : 0;
+  void **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  if (luaL_newmetatable(L, "luact.ServeBox")) {
+    lua_pushcfunction(L, ptrbox_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, ptrbox_gc);
+    lua_setfield(L, -2, "__close");
   }
-  char *t = cJSON_PrintUnformatted(rows ? rows : cJSON_CreateArray());
-  cJSON_Delete(rows);
-  lua_pushstring(L, t ? t : "[]");
-  cJSON_free(t);
-  return 1;
+  lua_setmetatable(L, -2);
+  struct sop *o = calloc(1, sizeof *o);
+  if (!o || !(o->tenant = strdup(c->tenant)) || !(o->ns = strdup(ns)) ||
+      (key && !(o->key = strdup(key))) || (val && !(o->val = strdup(val)))) {
+    if (o) sop_free(o);
+    return luaL_error(L, "luact.store: out of memory");
+  }
+  o->s = c->s;
+  o->op = op;
+  o->limit = limit;
+  struct lc_task *t = lc_task_current(L);
+  if (!t || !c->w || !lua_isyieldable(L)) {
+    sop_run(&o->job);
+    *box = o;
+    return sop_results(L, box);
+  }
+  /* From here the op is the pool's, then the continuation's (or
+   * sop_done's, once a kill made it gone): not the box's. */
+  o->task = t;
+  o->job.run = sop_run;
+  o->job.done = sop_done;
+  o->job.w = c->w;
+  o->wait.cancel = sop_cancel;
+  lc_task_wait(t, &o->wait);
+  pool_submit(c->s, &o->job);
+  return lua_yieldk(L, 0, (lua_KContext)o, store_k);
 }
+
+static int l_store_put(lua_State *L) { return store_op(L, SOP_PUT); }
+static int l_store_get(lua_State *L) { return store_op(L, SOP_GET); }
+static int l_store_delete(lua_State *L) { return store_op(L, SOP_DELETE); }
+/* search(prefix, limit) -> JSON text: [{"ns": key, "key": k, "value": {...}}] */
+static int l_store_search(lua_State *L) { return store_op(L, SOP_SEARCH); }
+
 
 /* Each operation is a journaled effect (luact.effect): a resumed run gets
  * what it read and wrote the first time instead of doing it again. */
@@ -662,24 +896,102 @@ static long journal_last(struct lc_serve *s, const char *run) {
   return v;
 }
 
-static void *run_thread(void *ud) {
-  struct lc_active *a = ud;
-  struct lc_serve *s = a->s;
-  double t0 = mono_s();
+/* Hands the allocator's free pages back to the system (pool thread, when
+ * the last active run ended): a burst of runs leaves megabytes of freed
+ * Lua states and journals that jemalloc would keep for its decay time
+ * (10 s, and only while something allocates), counted in the RSS of a
+ * daemon whose runs now only wait. */
+static void release_memory(void) {
+#ifdef LUACT_WITH_JEMALLOC
+  mallctl("arena.4096.purge", NULL, NULL, NULL, 0); /* 4096: MALLCTL_ARENAS_ALL */
+#elif defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+/* A daemon's allocations come in bursts (runs starting and ending, a
+ * connection thread each): jemalloc keeps freed pages for 10 s and purges
+ * them only while the thread that freed them allocates again, so a burst
+ * of connections left tens of MiB behind for good. Purged after 1 s here,
+ * by jemalloc's own background threads. */
+static void tune_allocator(void) {
+#ifdef LUACT_WITH_JEMALLOC
+  ssize_t ms = 1000;
+  mallctl("arenas.dirty_decay_ms", NULL, NULL, &ms, sizeof ms); /* arenas made later */
+  unsigned n = 0;
+  size_t len = sizeof n;
+  if (mallctl("arenas.narenas", &n, &len, NULL, 0) == 0)
+    for (unsigned i = 0; i < n; i++) { /* arenas in use (others refuse: fine) */
+      char k[48];
+      snprintf(k, sizeof k, "arena.%u.dirty_decay_ms", i);
+      mallctl(k, NULL, NULL, &ms, sizeof ms);
+    }
+  _Bool on = 1;
+  mallctl("background_thread", NULL, NULL, &on, sizeof on);
+#endif
+}
+
+/* A run, from its start (pump) to its end (epilogue). */
+struct lc_active {
+  char id[65];
+  char thread[65];
+  struct lc_agent *agent;
+  struct lc_journal *jr; /* while the run runs (under s->mu) */
+  atomic_int killed;     /* cancel asked (cooperative) */
+  atomic_int kill_now;   /* immediate cancel asked: the worker kills the root */
+  struct lc_serve *s;
+  struct lc_active *next; /* s->active */
+  struct worker *w;       /* set by pump */
+  struct lc_active *wnext; /* the worker's inbox, then its runs */
+  struct job job;          /* prologue, then epilogue */
+  /* the execution */
   struct run_in ri;
+  const struct lc_agent *ag;
+  struct store_ctx sctx;
+  struct lc_deltas *dl;
+  lua_State *L;
+  struct lc_sched *sc;
+  struct lc_task *root;
+  int root_done, kill_sent, rc;
+  int start_failed; /* its journal could not be opened (created) */
+  long from;
+  double t0;
+  char *result, *error;
+};
+
+static void epilogue(struct job *j);
+static int start_failures(const char *id);
+
+/* Off s->active (s->mu held), frees a; the next queued run may start. */
+static void active_drop(struct lc_serve *s, struct lc_active *a) {
+  for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
+    if (*p == a) {
+      *p = a->next;
+      break;
+    }
+  s->nactive--;
+  if (a->agent) a->agent->active--;
+  if (a->w) a->w->load--;
+  free(a);
+  pump(s);
+  pthread_cond_broadcast(&s->changed);
+}
+
+/* What a run does before it can run on a worker, all of it waiting on the
+ * store (pool thread): its request, its status, its journal opened (a new
+ * run's creation committed), its Lua state made and the script loaded.
+ * Hands the run to its worker, or, when it cannot start, to epilogue. */
+static void prologue(struct job *jb) {
+  struct lc_active *a = (struct lc_active *)((char *)jb - offsetof(struct lc_active, job));
+  struct lc_serve *s = a->s;
   char err[1024];
-  const struct lc_agent *ag = NULL;
-  struct lc_journal *jr = NULL;
-  char *result = NULL;
-  const char *status = "failed";
-  char *error = NULL, *question = NULL;
-  int rc = 1;
-  long from = 0;
-  struct lc_deltas *dl = NULL;
-  if (run_request(s, a->id, &ri) || !(ag = lc_serve_agent(s, ri.agent))) {
-    error = strdup(ri.agent ? "the agent is gone (not in AGENTS_DIR any more)"
-                            : "the run's request is missing");
-    goto final;
+  a->t0 = mono_s();
+  a->rc = 1;
+  if (run_request(s, a->id, &a->ri) || !(a->ag = lc_serve_agent(s, a->ri.agent))) {
+    a->error = strdup(a->ri.agent ? "the agent is gone (not in AGENTS_DIR any more)"
+                                  : "the run's request is missing");
+    epilogue(jb);
+    return;
   }
   char was[32];
   int resume = store_status(s, a->id, was, sizeof was) == 0;
@@ -687,50 +999,50 @@ static void *run_thread(void *ud) {
     int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
     if (ended) { /* cancelled while queued (luact runs cancel): stays so */
       lc_fleet_run_done(s, a->id);
+      run_in_free(&a->ri);
       pthread_mutex_lock(&s->mu);
-      for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
-        if (*p == a) {
-          *p = a->next;
-          break;
-        }
-      s->nactive--;
-      if (a->agent) a->agent->active--;
-      close(a->efd);
-      free(a);
-      pump(s);
-      pthread_cond_broadcast(&s->changed);
+      active_drop(s, a);
       pthread_mutex_unlock(&s->mu);
-      run_in_free(&ri);
-      return NULL;
+      return;
     }
     /* This process runs it now: `luact runs cancel` then asks it to stop
      * instead of marking a run that goes on as cancelled. */
     lc_store_run_set_status(s->store, a->id, "running", NULL, NULL, NULL, (long)getpid(), err,
                             sizeof err);
   }
-  from = journal_last(s, a->id); /* lines after it are this execution's */
-  dl = lc_api_deltas_open(s, a->id, from); /* token deltas for streams */
+  a->from = journal_last(s, a->id); /* lines after it are this execution's */
+  a->dl = lc_api_deltas_open(s, a->id, a->from); /* token deltas for streams */
   cJSON *args = cJSON_CreateArray();
-  cJSON_AddItemToArray(args, cJSON_CreateString(ri.input));
+  cJSON_AddItemToArray(args, cJSON_CreateString(a->ri.input));
   char *ajson = cJSON_PrintUnformatted(args);
   cJSON_Delete(args);
   struct lc_journal_opts o = {.mode = LC_JOURNAL_RECORD,
                               .store = s->store,
-                              .script_path = ag->file,
+                              .script_path = a->ag->file,
                               .run_id = a->id,
                               .args_json = ajson,
                               .resume = resume,
                               .create_now = !resume}; /* streams start from its header */
-  int jrc = lc_journal_open_with(&o, &jr, err, sizeof err);
+  struct lc_journal *jr = NULL;
+  int jrc;
+  /* Test hook (check_fleet): on a fleet, each run's first start in this
+   * process fails as a creation the store refused. */
+  if (s->fleet && getenv("LUACT_SERVE_FAIL_START_ONCE") && start_failures(a->id) == 0) {
+    snprintf(err, sizeof err, "cannot create the run in the store (test hook)");
+    jrc = LC_EIO;
+  } else {
+    jrc = lc_journal_open_with(&o, &jr, err, sizeof err);
+  }
   cJSON_free(ajson);
   if (jrc) {
-    error = strdup(err);
-    jr = NULL;
-    goto final;
+    a->error = strdup(err);
+    a->start_failed = 1;
+    epilogue(jb);
+    return;
   }
   if (resume) atomic_fetch_add(&s->runs_resumed, 1);
   lc_journal_set_wait_input(jr, 1);
-  lc_journal_set_delta_fn(jr, lc_api_delta, dl);
+  lc_journal_set_delta_fn(jr, lc_api_delta, a->dl);
   lc_serve_notify(s); /* its header is in: streams have a first event */
   pthread_mutex_lock(&s->mu);
   a->jr = jr;
@@ -738,58 +1050,210 @@ static void *run_thread(void *ud) {
   pthread_mutex_unlock(&s->mu);
   if (cancel_now) lc_journal_request_cancel(jr);
   lua_State *L = lc_lua_newstate(); /* logs and aborts on a panic */
-  struct lc_sched *sc = NULL;
   if (!L) {
-    error = strdup("out of memory");
-    goto final;
+    a->error = strdup("out of memory");
+    epilogue(jb);
+    return;
   }
   lc_lua_setup(L);
   struct lc_run_opts ro = {.quiet = 1};
-  lc_l_set_run_opts(L, &ro);
-  if (lc_sched_new(L, &sc)) {
-    lua_close(L);
-    error = strdup("cannot create the scheduler");
-    goto final;
-  }
-  lc_l_journal_attach(L, jr);
-  struct store_ctx sctx = {.s = s, .tenant = ri.tenant ? ri.tenant : "default"};
-  if (open_store(L, &sctx)) lc_serve_log(s, "error", "store_binding", a->id, lua_tostring(L, -1));
+  lc_l_set_run_opts(L, &ro); /* copied */
+  a->sctx = (struct store_ctx){.s = s, .tenant = a->ri.tenant ? a->ri.tenant : "default",
+                               .w = a->w};
+  if (open_store(L, &a->sctx))
+    lc_serve_log(s, "error", "store_binding", a->id, lua_tostring(L, -1));
   lua_settop(L, 0);
   lua_createtable(L, 0, 1);
-  lua_pushstring(L, ag->file);
+  lua_pushstring(L, a->ag->file);
   lua_rawseti(L, -2, 0);
   lua_setglobal(L, "arg");
   if (luaL_loadbufferx(L, wrapper, sizeof wrapper - 1, "=serve", "t") != LUA_OK ||
-      luaL_loadfilex(L, ag->file, "t") != LUA_OK) {
-    error = strdup(lua_tostring(L, -1));
-  } else {
-    lua_pushstring(L, ri.input);
-    lua_pushstring(L, ri.ctx);
-    struct lc_task *t;
-    if (lc_sched_spawn(s->store ? sc : sc, L, 3, NULL, &t)) {
-      error = strdup("out of memory");
+      luaL_loadfilex(L, a->ag->file, "t") != LUA_OK) {
+    a->error = strdup(lua_tostring(L, -1));
+    lua_close(L);
+    epilogue(jb);
+    return;
+  }
+  lua_pushstring(L, a->ri.input);
+  lua_pushstring(L, a->ri.ctx); /* wrapper chunk input ctx: the root's call */
+  a->L = L;
+  struct worker *w = a->w;
+  pthread_mutex_lock(&w->mu);
+  a->wnext = w->inbox;
+  w->inbox = a;
+  pthread_mutex_unlock(&w->mu);
+  worker_poke(w);
+}
+
+static void root_done(struct lc_task *t, void *ud) {
+  (void)t;
+  struct lc_active *a = ud;
+  a->root_done = 1;
+}
+
+/* A prepared run starts on its worker (worker thread): its scheduler on
+ * the worker's loop, its journal's waits on that loop, its root task. */
+static void adopt(struct worker *w, struct lc_active *a) {
+  a->wnext = w->runs;
+  w->runs = a;
+  w->nruns++;
+  if (lc_sched_new_on(a->L, w->loop, &a->sc)) {
+    a->error = strdup("cannot create the scheduler");
+    a->root_done = 1;
+    return;
+  }
+  lc_l_journal_attach(a->L, a->jr);
+  if (lc_sched_spawn(a->sc, a->L, 3, NULL, &a->root)) {
+    a->root = NULL;
+    a->error = strdup("out of memory");
+    a->root_done = 1;
+    return;
+  }
+  lc_task_on_done(a->root, root_done, a);
+  if (atomic_load(&a->kill_now)) {
+    a->kill_sent = 1;
+    lc_task_kill(a->root, "cancelled");
+  }
+}
+
+/* The root task ended (worker thread): its result read, its Lua state
+ * closed, the rest (commits) handed to the pool. */
+static void finish_run(struct worker *w, struct lc_active *a) {
+  for (struct lc_active **p = &w->runs; *p; p = &(*p)->wnext)
+    if (*p == a) {
+      *p = a->wnext;
+      break;
+    }
+  w->nruns--;
+  if (a->root) {
+    lua_State *co = lc_task_thread(a->root);
+    if (lc_task_status(a->root) != LUA_OK) {
+      const char *m = lua_tostring(co, -1);
+      a->error = strdup(m ? m : "the run raised an error");
     } else {
-      struct lc_fdwatch w = {.fd = a->efd, .events = LC_READ, .cb = on_kill, .ud = t};
-      int watched = lc_loop_watch(lc_sched_loop(sc), &w) == 0;
-      if (lc_sched_run(sc, t)) {
-        error = strdup(lc_sched_error(sc));
-      } else if (lc_task_status(t) != LUA_OK) {
-        const char *m = lua_tostring(lc_task_thread(t), -1);
-        error = strdup(m ? m : "the run raised an error");
-      } else {
-        result = result_json(L, lc_task_thread(t));
-        rc = 0;
-      }
-      if (watched) lc_loop_unwatch(lc_sched_loop(sc), &w);
+      a->result = result_json(a->L, co);
+      a->rc = 0;
     }
   }
-  lc_sched_free(sc);
-  lua_close(L);
-final:
+  lc_sched_free(a->sc); /* releases the root */
+  lua_close(a->L);
+  a->L = NULL;
+  a->sc = NULL;
+  if (a->jr) lc_journal_set_loop(a->jr, NULL); /* its watcher off this loop */
+  a->job = (struct job){.run = epilogue};
+  pool_submit(a->s, &a->job);
+}
+
+static void on_poke(struct lc_loop *loop, struct lc_fdwatch *fw, unsigned ev) {
+  (void)loop;
+  (void)ev;
+  uint64_t v;
+  ssize_t r = read(fw->fd, &v, sizeof v);
+  (void)r; /* the mailbox is read by worker_main after the pass */
+}
+
+static void *worker_main(void *ud) {
+  struct worker *w = ud;
+  for (;;) {
+    pthread_mutex_lock(&w->mu);
+    struct lc_active *in = w->inbox;
+    struct job *done = w->done_head;
+    int kills = w->kills, stop = w->stop;
+    w->inbox = NULL;
+    w->done_head = w->done_tail = NULL;
+    w->kills = 0;
+    pthread_mutex_unlock(&w->mu);
+    for (struct job *j = done, *next; j; j = next) {
+      next = j->next;
+      j->done(j);
+    }
+    while (in) {
+      struct lc_active *a = in;
+      in = a->wnext;
+      adopt(w, a);
+    }
+    if (kills)
+      for (struct lc_active *a = w->runs; a; a = a->wnext)
+        if (!a->kill_sent && !a->root_done && atomic_load(&a->kill_now)) {
+          a->kill_sent = 1;
+          lc_task_kill(a->root, "cancelled");
+        }
+    int busy = 0;
+    for (struct lc_active *a = w->runs, *next; a; a = next) {
+      next = a->wnext;
+      if (!a->root_done) busy |= lc_sched_step(a->sc);
+      if (a->root_done) finish_run(w, a);
+    }
+    if (stop && !w->runs) break;
+    lc_loop_run_once(w->loop, busy ? 0 : -1);
+  }
+  return NULL;
+}
+
+/* The end of a run (pool thread): its journal's lines all committed, its
+ * metrics, its thread's values and its final status, then off the
+ * active list. Frees a. */
+/* Runs whose start failed in this process (a fleet): a few tries each. */
+static struct {
+  char id[65];
+  int n;
+} start_fails[64];
+static unsigned start_fails_next;
+static pthread_mutex_t start_fails_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Whether run id may be left for another claim after its start failed
+ * here: yes for its first 3 failures in this process (a failed group of
+ * the store's writer fails every later write of the run here, so a run
+ * that keeps coming back to this daemon ends failed). */
+/* How often run id's start failed in this process (as far as it knows). */
+static int start_failures(const char *id) {
+  pthread_mutex_lock(&start_fails_mu);
+  int n = 0;
+  for (int k = 0; k < 64; k++)
+    if (!strcmp(start_fails[k].id, id)) n = start_fails[k].n;
+  pthread_mutex_unlock(&start_fails_mu);
+  return n;
+}
+
+static int start_retry(const char *id) {
+  pthread_mutex_lock(&start_fails_mu);
+  int k = 0;
+  while (k < 64 && strcmp(start_fails[k].id, id)) k++;
+  if (k == 64) {
+    k = (int)(start_fails_next++ % 64);
+    snprintf(start_fails[k].id, sizeof start_fails[k].id, "%s", id);
+    start_fails[k].n = 0;
+  }
+  int again = ++start_fails[k].n <= 3;
+  pthread_mutex_unlock(&start_fails_mu);
+  return again;
+}
+
+static void epilogue(struct job *jb) {
+  struct lc_active *a = (struct lc_active *)((char *)jb - offsetof(struct lc_active, job));
+  struct lc_serve *s = a->s;
+  char err[1024];
+  const struct lc_agent *ag = a->ag;
+  struct lc_journal *jr = a->jr;
+  const char *status = "failed";
+  char *question = NULL, *error = a->error, *result = a->result;
+  int rc = a->rc;
   pthread_mutex_lock(&s->mu);
   a->jr = NULL;
   pthread_mutex_unlock(&s->mu);
-  lc_api_deltas_close(dl);
+  lc_api_deltas_close(a->dl);
+  if (!jr && a->start_failed && s->fleet && start_retry(a->id)) {
+    /* A fleet: the run could not be created here, most often because its
+     * lease was lost meanwhile (this daemon stalled) and another daemon
+     * holds it now. It stays pending and its lease goes back (fenced by
+     * its epoch, below): failing it here, unfenced, left a run that no
+     * daemon would claim again (claims take pending runs) and nobody ran. */
+    lc_serve_log(s, "warn", "run_start_failed", a->id, error ? error : "");
+    free(error);
+    free(result);
+    run_in_free(&a->ri);
+    goto off_list;
+  }
   if (jr) {
     switch (lc_journal_failed(jr)) {
       case LC_JOURNAL_WAITING:
@@ -816,7 +1280,7 @@ final:
     atomic_fetch_add(&s->effects_replayed, replayed);
     atomic_fetch_add(&s->effects_ran, ran);
     lc_journal_free(jr); /* every line committed first */
-    effect_metrics(s, a->id, from);
+    effect_metrics(s, a->id, a->from);
   }
   if (error) lc_secrets_scrub_str(error);
   if (strcmp(status, "failed") && strcmp(status, "in_doubt")) {
@@ -831,10 +1295,11 @@ final:
   else atomic_fetch_add(&s->runs_done_failed, 1);
   if (ag)
     for (int k = 0; lc_serve_end_names[k]; k++)
-      if (!strcmp(lc_serve_end_names[k], status)) atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
-  atomic_fetch_add(&s->run_us, (long)((mono_s() - t0) * 1e6));
+      if (!strcmp(lc_serve_end_names[k], status))
+        atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
+  atomic_fetch_add(&s->run_us, (long)((mono_s() - a->t0) * 1e6));
   atomic_fetch_add(&s->runs_timed, 1);
-  if (!strcmp(status, "finished")) thread_values(s, ri.thread, result);
+  if (!strcmp(status, "finished")) thread_values(s, a->ri.thread, result);
   if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
     lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
                    a->id);
@@ -862,7 +1327,7 @@ final:
   free(result);
   free(error);
   free(question);
-  run_in_free(&ri);
+  run_in_free(&a->ri);
   /* Test hook (check_serve): a run that stopped to wait stays on the
    * active list until it is cancelled, to pin down that race. */
   if (!strcmp(status, "waiting_input") && getenv("LUACT_SERVE_HOLD_WAITING"))
@@ -870,15 +1335,11 @@ final:
       struct timespec ts = {0, 10000000L};
       nanosleep(&ts, NULL);
     }
+off_list:;
   /* Off the active list; the next queued run may start. */
   char done_id[sizeof a->id];
   snprintf(done_id, sizeof done_id, "%s", a->id);
   pthread_mutex_lock(&s->mu);
-  for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
-    if (*p == a) {
-      *p = a->next;
-      break;
-    }
   /* A cancel that came after the run stopped to wait, while it was still
    * on the list, found no journal to stop: the waiting run is cancelled
    * here (later cancels find it in the store). */
@@ -886,17 +1347,23 @@ final:
       lc_store_run_set_status(s->store, a->id, "cancelled", NULL, NULL, NULL, 0, err,
                               sizeof err) == 0)
     atomic_fetch_add(&s->runs_done_cancelled, 1);
-  s->nactive--;
-  if (a->agent) a->agent->active--;
-  close(a->efd);
-  free(a);
-  pump(s);
-  pthread_cond_broadcast(&s->changed);
+  active_drop(s, a);
+  int idle = s->nactive == 0;
   pthread_mutex_unlock(&s->mu);
+  if (idle) release_memory();
   /* A fleet's lease handed back (a database round trip: after the run
    * left the list, so a cancel racing its end is settled as without). */
   lc_fleet_run_done(s, done_id);
-  return NULL;
+}
+
+/* Immediate cancel (s->mu held): the run's worker kills its root task at
+ * its next pass (or as it adopts the run, if it is still starting). */
+static void request_kill(struct lc_active *a) {
+  atomic_store(&a->kill_now, 1);
+  pthread_mutex_lock(&a->w->mu);
+  a->w->kills = 1;
+  pthread_mutex_unlock(&a->w->mu);
+  worker_poke(a->w);
 }
 
 static int thread_busy(struct lc_serve *s, const char *thread) {
@@ -906,10 +1373,11 @@ static int thread_busy(struct lc_serve *s, const char *thread) {
   return 0;
 }
 
-/* Starts queued runs while there is room (s->mu held). A run waits while
- * another run of its thread is active. */
+/* Starts queued runs while there is room (s->mu held), each on the least
+ * loaded worker. A run waits while another run of its thread is active. */
 static void pump(struct lc_serve *s) {
   if (atomic_load(&s->stopping)) return;
+  struct runner *r = s->runner;
   for (struct lc_queued **p = &s->queue; *p && s->nactive < s->max_runs;) {
     struct lc_queued *q = *p;
     if (thread_busy(s, q->thread) ||
@@ -923,19 +1391,11 @@ static void pump(struct lc_serve *s) {
     snprintf(a->thread, sizeof a->thread, "%s", q->thread);
     a->agent = q->agent;
     a->s = s;
-    a->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    pthread_t th;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&at, 8u << 20);
-    if (a->efd < 0 || pthread_create(&th, &at, run_thread, a)) {
-      pthread_attr_destroy(&at);
-      if (a->efd >= 0) close(a->efd);
-      free(a);
-      return;
-    }
-    pthread_attr_destroy(&at);
+    struct worker *w = &r->w[0];
+    for (int k = 1; k < r->nworkers; k++)
+      if (r->w[k].load < w->load) w = &r->w[k];
+    a->w = w;
+    w->load++;
     a->next = s->active;
     s->active = a;
     s->nactive++;
@@ -945,7 +1405,111 @@ static void pump(struct lc_serve *s) {
     *p = q->next;
     s->nqueued--;
     free(q);
+    a->job = (struct job){.run = prologue};
+    pool_submit(s, &a->job);
   }
+}
+
+/* Starts the workers and the pool (before any run is queued). */
+static int runner_start(struct lc_serve *s, int nworkers, char *err, size_t n) {
+  tune_allocator();
+  struct runner *r = calloc(1, sizeof *r);
+  if (!r) return LC_ENOMEM;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_cond_init(&r->cv, NULL);
+  pthread_cond_init(&r->quiet, NULL);
+  s->runner = r;
+  r->w = calloc((size_t)nworkers, sizeof *r->w);
+  /* Pool threads mostly sit in a commit wait (the store groups every
+   * waiter's writes into one fsync): enough of them that runs starting
+   * and ending together share a group, few enough to stay small. */
+  r->cap = s->max_runs < 4 ? 4 : s->max_runs > 128 ? 128 : s->max_runs;
+  r->pool = calloc((size_t)r->cap, sizeof *r->pool);
+  if (!r->w || !r->pool) return LC_ENOMEM;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setstacksize(&at, 8u << 20); /* Lua runs here (as run threads had) */
+  for (int k = 0; k < nworkers; k++) {
+    struct worker *w = &r->w[k];
+    w->s = s;
+    pthread_mutex_init(&w->mu, NULL);
+    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->efd < 0 || lc_loop_new(&w->loop)) {
+      snprintf(err, n, "cannot make worker %d's loop", k + 1);
+      pthread_attr_destroy(&at);
+      return LC_EIO;
+    }
+    w->ew = (struct lc_fdwatch){.fd = w->efd, .events = LC_READ, .cb = on_poke, .ud = w};
+    if (lc_loop_watch(w->loop, &w->ew) || pthread_create(&w->th, &at, worker_main, w)) {
+      snprintf(err, n, "cannot start worker %d", k + 1);
+      pthread_attr_destroy(&at);
+      return LC_EIO;
+    }
+    r->nworkers++;
+  }
+  pthread_attr_destroy(&at);
+  /* Prologues load scripts (Lua's parser recurses on the C stack). */
+  pthread_attr_init(&r->pool_attr);
+  pthread_attr_setstacksize(&r->pool_attr, 2u << 20);
+  pthread_mutex_lock(&r->mu);
+  if (pthread_create(&r->pool[0], &r->pool_attr, pool_main, r) == 0) r->npool = 1;
+  pthread_mutex_unlock(&r->mu);
+  if (!r->npool) {
+    snprintf(err, n, "cannot start the runner's pool");
+    return LC_EIO;
+  }
+  return 0;
+}
+
+/* Waits until the pool has nothing queued or running: at shutdown, once
+ * the last run left the active list, its epilogue may still be handing
+ * back its fleet lease, which lc_fleet_stop must not close under it. */
+static void runner_quiesce(struct lc_serve *s) {
+  struct runner *r = s->runner;
+  pthread_mutex_lock(&r->mu);
+  while (r->head || r->idle < r->npool) pthread_cond_wait(&r->quiet, &r->mu);
+  pthread_mutex_unlock(&r->mu);
+}
+
+/* Stops the workers (no run left on them) and the pool (after its queue:
+ * ops of killed runs may still be in it). */
+static void runner_stop(struct lc_serve *s) {
+  struct runner *r = s->runner;
+  if (!r) return;
+  for (int k = 0; k < r->nworkers; k++) {
+    struct worker *w = &r->w[k];
+    pthread_mutex_lock(&w->mu);
+    w->stop = 1;
+    pthread_mutex_unlock(&w->mu);
+    worker_poke(w);
+  }
+  for (int k = 0; k < r->nworkers; k++) pthread_join(r->w[k].th, NULL);
+  pthread_mutex_lock(&r->mu);
+  r->stop = 1;
+  pthread_cond_broadcast(&r->cv);
+  int np = r->npool;
+  pthread_mutex_unlock(&r->mu);
+  for (int k = 0; k < np; k++) pthread_join(r->pool[k], NULL);
+  /* Done jobs nobody will run (ops of runs killed at the end). */
+  for (int k = 0; k < r->nworkers; k++) {
+    struct worker *w = &r->w[k];
+    for (struct job *j = w->done_head, *next; j; j = next) {
+      next = j->next;
+      sop_free((struct sop *)j); /* only store ops have a done */
+    }
+    lc_loop_unwatch(w->loop, &w->ew);
+    lc_loop_free(w->loop);
+    close(w->efd);
+    pthread_mutex_destroy(&w->mu);
+  }
+  free(r->w);
+  free(r->pool);
+  pthread_attr_destroy(&r->pool_attr);
+  pthread_mutex_destroy(&r->mu);
+  pthread_cond_destroy(&r->cv);
+  pthread_cond_destroy(&r->quiet);
+  free(r);
+  s->runner = NULL;
 }
 
 static int enqueue_local(struct lc_serve *s, const char *run_id, const char *thread_id,
@@ -984,9 +1548,7 @@ void lc_serve_drop_local(struct lc_serve *s, const char *run_id) {
     if (!strcmp(a->id, run_id)) {
       atomic_store(&a->killed, 1);
       if (a->jr) lc_journal_request_cancel(a->jr);
-      uint64_t one = 1;
-      ssize_t w = write(a->efd, &one, sizeof one);
-      (void)w;
+      request_kill(a);
       break;
     }
   pthread_mutex_unlock(&s->mu);
@@ -1041,11 +1603,7 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
     if (!strcmp(a->id, run_id)) {
       atomic_store(&a->killed, 1);
       if (a->jr) lc_journal_request_cancel(a->jr);
-      if (immediate) {
-        uint64_t one = 1;
-        ssize_t w = write(a->efd, &one, sizeof one);
-        (void)w;
-      }
+      if (immediate) request_kill(a);
       pthread_mutex_unlock(&s->mu);
       return 0;
     }
@@ -1224,7 +1782,7 @@ int lc_serve_main(int argc, char **argv) {
     static const char *const with_value[] = {"--listen", "--store", "--store-sync", "--tokens",
                                              "--max-runs", "--max-body", "--max-conns",
                                              "--max-streams", "--conn-timeout", "--grace",
-                                             "--lease", "--poll-ms", "--http-workers", NULL};
+                                             "--lease", "--poll-ms", "--http-workers", "--workers", NULL};
     int known = 0;
     for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
     if (!known) {
@@ -1261,6 +1819,13 @@ int lc_serve_main(int argc, char **argv) {
       else if (!strcmp(o, "--lease")) s->lease_s = (double)n;
       else if (!strcmp(o, "--poll-ms")) s->poll_ms = n;
       else if (!strcmp(o, "--http-workers")) s->http_workers = n > 256 ? 256 : (int)n;
+      else if (!strcmp(o, "--workers")) {
+        if (n > 1024) {
+          fprintf(stderr, "luact serve: --workers needs a number from 1 to 1024\n");
+          return 2;
+        }
+        s->nworkers = (int)n;
+      }
       else s->grace_s = (int)n;
     }
   }
@@ -1321,6 +1886,15 @@ int lc_serve_main(int argc, char **argv) {
     lc_store_close(s->store);
     return 1;
   }
+  /* The run store's own tables now, not at the first run's start: the
+   * recovery below and the API's reads join them, and a daemon killed
+   * before any run of its started left a file with d_runs only (its
+   * restart then found no run to resume: "no such table: runs"). */
+  if (!fleet && lc_store_connect(s->store, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    lc_store_close(s->store);
+    return 1;
+  }
   /* Columns added after the first schema (older daemons' files). Not on
    * PostgreSQL, whose schema has them: an ALTER TABLE waits for an
    * exclusive lock, and every daemon's queries on d_runs queue behind it. */
@@ -1343,6 +1917,14 @@ int lc_serve_main(int argc, char **argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  if (s->nworkers <= 0) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    s->nworkers = ncpu < 1 ? 1 : ncpu > 1024 ? 1024 : (int)ncpu;
+  }
+  if (runner_start(s, s->nworkers, err, sizeof err)) {
+    fprintf(stderr, "luact serve: %s\n", err);
+    return 1;
+  }
   if (lc_api_start(s, err, sizeof err)) {
     fprintf(stderr, "luact serve: %s\n", err);
     return 1;
@@ -1382,6 +1964,7 @@ int lc_serve_main(int argc, char **argv) {
   }
   int left = s->nactive;
   pthread_mutex_unlock(&s->mu);
+  if (!left) runner_quiesce(s);
   lc_fleet_stop(s, !left); /* runs still going keep their leases until they expire */
   lc_api_stop(s);
   if (left) {
@@ -1394,6 +1977,7 @@ int lc_serve_main(int argc, char **argv) {
     _exit(0);
   }
   lc_serve_log(s, "info", "exit", NULL, NULL);
+  runner_stop(s);
   lc_dstore_close(s->ds);
   lc_store_close(s->store);
   for (int k = 0; k < s->nagents; k++) {

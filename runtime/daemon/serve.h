@@ -1,10 +1,11 @@
 /* serve.h: `luact serve`, the Agent Protocol daemon (docs/serve.md).
  *
  * daemon.c owns the process: options, agents, the run store, the runner
- * (runs on threads of their own, each with its own Lua state, scheduler
- * and loop, at most --max-runs at once, a FIFO queue beyond), signals and
- * logs. api.c is the HTTP side (libmicrohttpd): routes, auth, SSE, the
- * WebSocket; apiwork.c its workers and parked items; ws.c RFC 6455.
+ * (runs on --workers threads, many at once on each thread's one loop,
+ * each run with its own Lua state and scheduler; at most --max-runs at
+ * once, a FIFO queue beyond), signals and logs. api.c is the HTTP side
+ * (libmicrohttpd): routes, auth, SSE, the WebSocket; apiwork.c its workers
+ * and parked items; ws.c RFC 6455.
  *
  * A run's status lives in the run store (runtime/store) once it started;
  * before that in d_runs.pstatus ("pending", or "cancelled" when cancelled
@@ -44,7 +45,7 @@ struct lc_token {
   char *token, *tenant;
 };
 
-struct lc_active; /* a run on its thread (daemon.c) */
+struct lc_active; /* a run executing, from its start to its end (daemon.c) */
 struct lc_queued;
 
 struct lc_serve {
@@ -71,6 +72,8 @@ struct lc_serve {
   int nactive, nqueued;
   atomic_int stopping;
   void *http; /* api.c's */
+  void *runner; /* daemon.c's: the workers and the blocking pool */
+  int nworkers; /* --workers */
   /* metrics */
   atomic_long http_requests, http_errors, sse_clients, runs_created, runs_done_ok,
       runs_done_failed, runs_done_cancelled, runs_interrupted, runs_resumed, body_rejected,

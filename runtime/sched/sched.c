@@ -57,6 +57,7 @@ struct lc_sched {
   int waited; /* some task has yielded */
   void (*at_free)(void *); /* lc_sched_at_free */
   void *at_free_ud;
+  int own_loop; /* lc_sched_new made the loop; lc_sched_new_on borrows it */
 };
 
 /* How deep lc_task_start nests resumes before it queues instead: every
@@ -81,6 +82,22 @@ static struct lc_task **task_slot(lua_State *L) {
   return (struct lc_task **)lua_getextraspace(L);
 }
 
+static void sched_init(struct lc_sched *s, lua_State *L, struct lc_sched **out) {
+  s->L = L;
+  *task_slot(L) = NULL;
+  lua_pushlightuserdata(L, s);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
+  *out = s;
+}
+
+int lc_sched_new_on(lua_State *L, struct lc_loop *loop, struct lc_sched **out) {
+  struct lc_sched *s = lc_calloc(1, sizeof *s);
+  if (!s) return LC_ENOMEM;
+  s->loop = loop;
+  sched_init(s, L, out);
+  return 0;
+}
+
 int lc_sched_new(lua_State *L, struct lc_sched **out) {
   struct lc_sched *s = lc_calloc(1, sizeof *s);
   if (!s) return LC_ENOMEM;
@@ -89,11 +106,8 @@ int lc_sched_new(lua_State *L, struct lc_sched **out) {
     lc_free(s);
     return rc;
   }
-  s->L = L;
-  *task_slot(L) = NULL;
-  lua_pushlightuserdata(L, s);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_key);
-  *out = s;
+  s->own_loop = 1;
+  sched_init(s, L, out);
   return 0;
 }
 
@@ -113,7 +127,7 @@ void lc_sched_free(struct lc_sched *s) {
   if (s->at_free) s->at_free(s->at_free_ud);
   lua_pushnil(s->L);
   lua_rawsetp(s->L, LUA_REGISTRYINDEX, &sched_key);
-  lc_loop_free(s->loop);
+  if (s->own_loop) lc_loop_free(s->loop);
   lc_free(s);
 }
 
@@ -526,6 +540,14 @@ int lc_sched_run(struct lc_sched *s, struct lc_task *until) {
     }
   }
 }
+
+int lc_sched_step(struct lc_sched *s) {
+  drain(s);
+  if (!s->ready_head && s->idle && s->idle(s->idle_ud)) return 1;
+  return s->ready_head != NULL;
+}
+
+int lc_sched_ready(const struct lc_sched *s) { return s->ready_head != NULL; }
 
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);

@@ -39,7 +39,14 @@ enum lc_task_state { LC_TASK_READY, LC_TASK_WAITING, LC_TASK_DONE };
 /* [-0, +0, m] Creates a scheduler for the main state L (caller-owned) and a
  * fresh loop it owns. Stores itself in L's registry. */
 int lc_sched_new(lua_State *L, struct lc_sched **out);
-/* Kills every task, frees the loop. L stays the caller's. */
+/* [-0, +0, m] The same on a loop the caller owns and drives (a daemon
+ * worker runs many schedulers, one per run's Lua state, on one loop: one
+ * epoll and one curl multi, so connections are reused across runs). The
+ * caller runs passes with lc_sched_step between lc_loop_run_once calls
+ * instead of lc_sched_run, and frees the loop after every scheduler on it
+ * (lc_sched_free leaves a borrowed loop alone). */
+int lc_sched_new_on(lua_State *L, struct lc_loop *loop, struct lc_sched **out);
+/* Kills every task, frees the loop if it made it. L stays the caller's. */
 void lc_sched_free(struct lc_sched *s);
 /* fn(ud) runs in lc_sched_free after the tasks are gone and before the
  * loop is freed: objects that hold loop watchers but belong to no task
@@ -73,6 +80,14 @@ void lc_task_start(struct lc_task *t);
  * that can happen (a deadlock), with the message in lc_sched_error. */
 int lc_sched_run(struct lc_sched *s, struct lc_task *t);
 const char *lc_sched_error(struct lc_sched *s);
+/* One pass of a scheduler whose loop the caller drives: resumes the tasks
+ * that were ready (at most one slice, as lc_sched_run's passes), then, if
+ * none is ready, lets the idle hook make progress. Returns 1 when tasks
+ * are ready again (the caller polls its loop without waiting before the
+ * next step), 0 when every task waits on the loop. Never raises. */
+int lc_sched_step(struct lc_sched *s);
+/* Whether a task is queued ready. */
+int lc_sched_ready(const struct lc_sched *s);
 
 /* The task running on L, or NULL for the main thread / a plain coroutine. */
 struct lc_task *lc_task_current(lua_State *L);

@@ -410,6 +410,33 @@ START_TEST(many_runs_under_faults) {
 }
 END_TEST
 
+/* A run whose creation the store refused (a test hook fails every run's
+ * first start in the daemon) stays pending and is claimed again: it ends
+ * finished. Before, the daemon marked it failed there, unfenced, and the
+ * fault suite lost runs so: a daemon that stalled past its leases had its
+ * claimed runs' creations fenced out, marked them failed, and no daemon
+ * claimed them again (claims take pending runs only). */
+START_TEST(refused_creation_is_claimed_again) {
+  for (int k = 0; k < NDAEMONS; k++) kill9(k);
+  setenv("LUACT_SERVE_FAIL_START_ONCE", "1", 1);
+  start(0);
+  unsetenv("LUACT_SERVE_FAIL_START_ONCE");
+  char *id = submit("{\"assistant_id\":\"slow\",\"input\":{\"steps\":2}}", "refused-1", 0);
+  char q[400];
+  snprintf(q, sizeof q,
+           "SELECT count(*) FROM d_runs d LEFT JOIN runs r ON r.id = d.id WHERE d.id = '%s' "
+           "AND (r.status IN ('finished', 'failed') OR d.pstatus = 'failed')",
+           id);
+  while (count(q) == 0) lc_test_nap_ms(50); /* until it ended, either way */
+  snprintf(q, sizeof q, "SELECT count(*) FROM runs WHERE id = '%s' AND status = 'finished'", id);
+  ck_assert_msg(count(q) == 1, "the run whose creation was refused did not finish");
+  char *log = lc_test_read_file(dm[0].log, NULL);
+  ck_assert_ptr_nonnull(strstr(log, "run_start_failed"));
+  free(log);
+  free(id);
+}
+END_TEST
+
 Suite *fleet_suite(void) {
   Suite *s = suite_create("fleet");
   TCase *tc = tcase_create("fleet");
@@ -418,6 +445,7 @@ Suite *fleet_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, stalled_daemon_loses_its_lease);
   tcase_add_test(tc, many_runs_under_faults);
+  tcase_add_test(tc, refused_creation_is_claimed_again);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -105,6 +105,13 @@ static const char gate_agent[] =
     "  return {said = luact.ask('q?')}\n"
     "end }\n";
 
+/* Its store write is the one the stall hook holds (key "stall"). */
+static const char staller_agent[] =
+    "return function(input, ctx)\n"
+    "  luact.store.put({'held'}, 'stall', {x = 1})\n"
+    "  return {wrote = true}\n"
+    "end\n";
+
 static const char mem_agent[] =
     "return function(input, ctx)\n"
     "  luact.store.put({'notes', ctx.run_id}, 'n1', {text = input.text})\n"
@@ -317,7 +324,7 @@ START_TEST(help_lists_options) {
   ck_assert_int_eq(pclose(p), 0);
   const char *opts[] = {"--listen", "--store", "--store-sync", "--tokens", "--no-auth",
                         "--max-runs", "--max-body", "--max-conns", "--max-streams",
-                        "--conn-timeout", "--grace", "--help"};
+                        "--conn-timeout", "--grace", "--workers", "--help"};
   for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
     ck_assert_msg(strstr(buf, opts[i]), "--help misses %s", opts[i]);
 }
@@ -1335,6 +1342,93 @@ START_TEST(cancel_while_run_leaves) {
 }
 END_TEST
 
+/* One worker, two runs: the first one's luact.store write is held up (a
+ * test hook blocks it on a FIFO until the test writes a byte), and the
+ * second run, on the same worker, runs luact.store and finishes
+ * meanwhile. When the store's SQL ran on the worker's own thread, the
+ * held write held up the whole worker: the second run never finished
+ * (the case timed out). */
+START_TEST(stalled_store_stalls_only_its_run) {
+  struct daemon d;
+  setup_dir(&d);
+  char fifo[400];
+  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  char ap[400];
+  snprintf(ap, sizeof ap, "%s/staller.lua", d.agents);
+  write_file(ap, staller_agent);
+  setenv("LUACT_SERVE_STALL_STORE", fifo, 1);
+  start(&d, "--workers 1");
+  unsetenv("LUACT_SERVE_STALL_STORE");
+  cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"staller\"}", A, 200);
+  char rid[80], p[300];
+  snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  /* Until the hook holds the write: a FIFO opens for writing (without
+   * waiting) only once a reader has it open. */
+  int fd;
+  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
+    ck_assert_int_eq(errno, ENXIO);
+    lc_test_nap_ms(20);
+  }
+  j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"mem\",\"input\":{\"text\":\"hi\"}}",
+             A, 200);
+  ck_assert_str_eq(str(j, "got"), "hi");
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rid);
+  j = expect(&d, "GET", p, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "running"); /* still held */
+  cJSON_Delete(j);
+  ck_assert_int_eq(write(fd, "x", 1), 1);
+  close(fd);
+  await_status(&d, p, "finished");
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
+/* One worker, three runs on its loop: an immediate cancel kills the run it
+ * names (a sleep of 1,000 s: only a kill ends it within the case's
+ * timeout), a cooperative one stops another at its next effect, and the
+ * third run on the same loop goes on to its end. */
+START_TEST(cancels_on_a_shared_worker) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, "--workers 1");
+  char ids[3][80], p[300];
+  static const char *const bodies[3] = {
+      "{\"assistant_id\":\"sleeper\",\"input\":{\"s\":1000}}",
+      "{\"assistant_id\":\"slow\",\"input\":{\"steps\":100000}}",
+      "{\"assistant_id\":\"slow\",\"input\":{\"steps\":20}}"};
+  for (int i = 0; i < 3; i++) {
+    cJSON *j = expect(&d, "POST", "/runs", bodies[i], A, 200);
+    snprintf(ids[i], sizeof ids[i], "%s", str(j, "run_id"));
+    cJSON_Delete(j);
+  }
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, sizeof p, "/runs/%s", ids[i]);
+    await_status(&d, p, "running finished");
+  }
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", ids[0]);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s/cancel", ids[1]);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s", ids[0]);
+  await_status(&d, p, "cancelled");
+  snprintf(p, sizeof p, "/runs/%s", ids[1]);
+  await_status(&d, p, "cancelled");
+  snprintf(p, sizeof p, "/runs/%s/join", ids[2]);
+  cJSON *j = expect(&d, "GET", p, NULL, A, 200);
+  const cJSON *done = cJSON_GetObjectItem(j, "done");
+  ck_assert_msg(cJSON_IsNumber(done), "the third run did not finish");
+  ck_assert_int_eq(done->valueint, 20);
+  cJSON_Delete(j);
+  await_idle(&d, 0);
+  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A stream with nothing to say for 15 s gets a keep-alive comment. */
 START_TEST(keep_alive) {
   struct daemon d;
@@ -1478,6 +1572,32 @@ START_TEST(grouped_creates_survive_sigkill) {
 }
 END_TEST
 
+/* The run store's tables are made when the daemon starts, not at its
+ * first run's start: a daemon killed after it answered creates but
+ * before any of those runs started left d_runs without `runs`, and its
+ * restart's recovery (a join on runs) found nothing to resume, so
+ * grouped_creates_survive_sigkill hung when the kill came early enough. */
+START_TEST(run_store_made_at_start) {
+  struct daemon d;
+  setup_dir(&d);
+  start(&d, NULL);
+  int st = stop(&d, SIGKILL); /* no request at all */
+  ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd,
+           "sqlite3 %s \"SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN "
+           "('runs', 'journal', 'd_runs')\"",
+           d.store);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  char buf[64] = "";
+  ck_assert_ptr_nonnull(fgets(buf, sizeof buf, p));
+  pclose(p);
+  ck_assert_int_eq(atoi(buf), 3);
+  rm_dir(&d);
+}
+END_TEST
+
 Suite *serve_suite(void) {
   Suite *s = suite_create("serve");
   TCase *tc = tcase_create("serve");
@@ -1503,6 +1623,13 @@ Suite *serve_suite(void) {
   tcase_add_test(tc, concurrent_creates_one_run_per_key);
   tcase_add_test(tc, grouped_creates_survive_sigkill);
   suite_add_tcase(s, tc);
+  TCase *wk = tcase_create("workers");
+  tcase_set_timeout(wk, 120);
+  tcase_add_test(wk, stalled_store_stalls_only_its_run);
+  tcase_add_test(wk, cancels_on_a_shared_worker);
+  tcase_add_test(wk, run_store_made_at_start);
+  suite_add_tcase(s, wk);
+
   TCase *slow = tcase_create("keepalive");
   tcase_set_timeout(slow, 120);
   tcase_add_test(slow, keep_alive);

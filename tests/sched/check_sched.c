@@ -4,7 +4,11 @@
 
 #include <lauxlib.h>
 
+#include "l_luact.h"
+#include "l_state.h"
+#include "lc.h"
 #include "loop.h"
+#include "http.h"
 #include "sched.h"
 #include "util_lua.h"
 
@@ -323,6 +327,61 @@ START_TEST(spawn_with_many_arguments) {
 }
 END_TEST
 
+/* ---- schedulers on a loop they do not own (the daemon's workers) ---- */
+
+/* Two Lua states, each with its own scheduler on one shared loop, driven
+ * by lc_sched_step: their sleeps interleave (the second state's short
+ * sleeps all end while the first state's task still waits on its long
+ * one), each keeps its own globals, and freeing one scheduler leaves the
+ * loop and the other alone. */
+START_TEST(two_states_share_one_loop) {
+  lc_http_global_init();
+  long live0 = lc_alloc_live();
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  lua_State *L[2];
+  struct lc_sched *s[2];
+  struct lc_task *t[2];
+  static const char *const code[2] = {
+      "who = 'a' luact.sleep(0.2) return who .. tostring(B_DONE)",
+      "who = 'b' for i = 1, 3 do luact.sleep(0.01) end B_DONE = true return who"};
+  for (int i = 0; i < 2; i++) {
+    L[i] = lc_lua_newstate();
+    ck_assert_ptr_nonnull(L[i]);
+    lc_lua_setup(L[i]);
+    ck_assert_int_eq(lc_sched_new_on(L[i], loop, &s[i]), 0);
+    ck_assert_ptr_eq(lc_sched_loop(s[i]), loop);
+    ck_assert_int_eq(luaL_loadstring(L[i], code[i]), LUA_OK);
+    ck_assert_int_eq(lc_sched_spawn(s[i], L[i], 0, NULL, &t[i]), 0);
+  }
+  int b_first = 0;
+  while (lc_task_state(t[0]) != LC_TASK_DONE || lc_task_state(t[1]) != LC_TASK_DONE) {
+    int busy = 0;
+    for (int i = 0; i < 2; i++)
+      if (lc_task_state(t[i]) != LC_TASK_DONE) busy |= lc_sched_step(s[i]);
+    if (lc_task_state(t[1]) == LC_TASK_DONE && lc_task_state(t[0]) != LC_TASK_DONE) b_first = 1;
+    long pending = lc_loop_run_once(loop, busy ? 0 : -1);
+    ck_assert_msg(pending > 0 || lc_sched_ready(s[0]) || lc_sched_ready(s[1]) ||
+                      (lc_task_state(t[0]) == LC_TASK_DONE && lc_task_state(t[1]) == LC_TASK_DONE),
+                  "nothing pending and nothing ready");
+  }
+  ck_assert_msg(b_first, "the second state's task did not finish while the first one slept");
+  ck_assert_int_eq(lc_task_status(t[0]), LUA_OK);
+  ck_assert_int_eq(lc_task_status(t[1]), LUA_OK);
+  /* Globals are per state: a's B_DONE is nil. */
+  ck_assert_str_eq(lua_tostring(lc_task_thread(t[0]), 1), "anil");
+  ck_assert_str_eq(lua_tostring(lc_task_thread(t[1]), 1), "b");
+  for (int i = 0; i < 2; i++) {
+    lc_task_release(t[i]);
+    lc_sched_free(s[i]);
+    ck_assert_int_eq(lc_loop_pending(loop), 0);
+    lua_close(L[i]);
+  }
+  lc_loop_free(loop); /* still there after both schedulers: they borrowed it */
+  ck_assert_int_eq(lc_alloc_live(), live0);
+}
+END_TEST
+
 Suite *sched_suite(void) {
   Suite *s = suite_create("sched");
   TCase *tc = tcase_create("tasks");
@@ -342,6 +401,7 @@ Suite *sched_suite(void) {
   tcase_add_test(tc, group_kill_from_a_member);
   tcase_add_test(tc, failed_select_leaves_no_link);
   tcase_add_test(tc, spawn_with_many_arguments);
+  tcase_add_test(tc, two_states_share_one_loop);
   suite_add_tcase(s, tc);
   return s;
 }
