@@ -390,6 +390,7 @@ static const char *jstr(const cJSON *o, const char *k);
 struct store_ctx {
   struct lc_serve *s;
   const char *tenant;
+  const char *run_id; /* its writes are fenced by the run's lease */
 };
 
 /* The raw operations (upvalue 1: struct store_ctx). Namespaces arrive as
@@ -400,13 +401,23 @@ static int l_store_put(lua_State *L) {
              *val = luaL_checkstring(L, 3);
   char err[256];
   double now = lc_serve_now();
-  if (lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
-                     "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
-                     "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, ns, key) DO UPDATE SET "
-                     "value=excluded.value, updated=excluded.updated",
-                     "ssssdd", c->tenant, ns, key, val, now, now)) {
+  cJSON *rows = NULL;
+  if (lc_dstore_exec_fenced(c->s->ds, c->run_id, lc_store_fence_of(c->s->store, c->run_id), &rows,
+                            err, sizeof err,
+                            "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
+                            "SELECT ?,?,?,?,?,? WHERE " LC_DSTORE_FENCE
+                            " ON CONFLICT(tenant, ns, key) DO UPDATE SET "
+                            "value=excluded.value, updated=excluded.updated RETURNING 1 AS ok",
+                            "ssssdd", c->tenant, ns, key, val, now, now)) {
     lua_pushnil(L);
     lua_pushstring(L, err);
+    return 2;
+  }
+  int done = cJSON_GetArraySize(rows) > 0;
+  cJSON_Delete(rows);
+  if (!done) { /* fenced out: another daemon holds the run now */
+    lua_pushnil(L);
+    lua_pushstring(L, "another daemon holds this run now (lease lost): nothing written");
     return 2;
   }
   lua_pushboolean(L, 1);
@@ -432,9 +443,10 @@ static int l_store_delete(lua_State *L) {
   struct store_ctx *c = lua_touserdata(L, lua_upvalueindex(1));
   const char *ns = luaL_checkstring(L, 1), *key = luaL_checkstring(L, 2);
   char err[256];
-  lc_dstore_exec(c->s->ds, NULL, err, sizeof err,
-                 "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", c->tenant, ns,
-                 key);
+  lc_dstore_exec_fenced(c->s->ds, c->run_id, lc_store_fence_of(c->s->store, c->run_id), NULL, err,
+                        sizeof err,
+                        "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=? AND " LC_DSTORE_FENCE,
+                        "sss", c->tenant, ns, key);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -583,16 +595,20 @@ static int run_request(struct lc_serve *s, const char *id, struct run_in *ri) {
     /* A run of a thread keeps what it first saw of the thread's values; a
      * stateless run's context is its id, made the same again on a resume:
      * nothing to write (one commit less per run). */
-    if (ri->thread)
-      lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                     "UPDATE d_runs SET ctx=?, started=1 WHERE id=?", "ss", ri->ctx, id);
+    if (ri->thread) {
+      lc_crash_point("before_run_ctx", NULL); /* tests (LUACT_CRASH_AT) */
+      lc_dstore_exec_fenced(s->ds, id, lc_store_fence_of(s->store, id), NULL, err, sizeof err,
+                            "UPDATE d_runs SET ctx=?, started=1 WHERE id=? AND " LC_DSTORE_FENCE,
+                            "ss", ri->ctx, id);
+    }
   }
   return ri->agent && ri->input && ri->ctx ? 0 : -1;
 }
 
 /* Sets the thread's values from a finished run's output (an object stays
  * as it is; anything else is {"output": value}). */
-static void thread_values(struct lc_serve *s, const char *thread, const char *result) {
+static void thread_values(struct lc_serve *s, const char *run_id, const char *thread,
+                          const char *result) {
   if (!thread) return;
   cJSON *v = result ? cJSON_Parse(result) : NULL;
   if (!cJSON_IsObject(v)) {
@@ -603,8 +619,9 @@ static void thread_values(struct lc_serve *s, const char *thread, const char *re
   char *t = cJSON_PrintUnformatted(v);
   cJSON_Delete(v);
   char err[256];
-  lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_threads SET vals=?, updated=? WHERE id=?",
-                 "sds", t, lc_serve_now(), thread);
+  lc_dstore_exec_fenced(s->ds, run_id, lc_store_fence_of(s->store, run_id), NULL, err, sizeof err,
+                        "UPDATE d_threads SET vals=?, updated=? WHERE id=? AND " LC_DSTORE_FENCE,
+                        "sds", t, lc_serve_now(), thread);
   cJSON_free(t);
 }
 
@@ -683,6 +700,7 @@ static void *run_thread(void *ud) {
   if (resume) {
     int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
     if (ended) { /* cancelled while queued (luact runs cancel): stays so */
+      lc_serve_log(s, "info", "run_end", a->id, "ended already: nothing to run");
       lc_fleet_run_done(s, a->id);
       pthread_mutex_lock(&s->mu);
       for (struct lc_active **p = &s->active; *p; p = &(*p)->next)
@@ -749,7 +767,7 @@ static void *run_thread(void *ud) {
     goto final;
   }
   lc_l_journal_attach(L, jr);
-  struct store_ctx sctx = {.s = s, .tenant = ri.tenant ? ri.tenant : "default"};
+  struct store_ctx sctx = {.s = s, .tenant = ri.tenant ? ri.tenant : "default", .run_id = a->id};
   if (open_store(L, &sctx)) lc_serve_log(s, "error", "store_binding", a->id, lua_tostring(L, -1));
   lua_settop(L, 0);
   lua_createtable(L, 0, 1);
@@ -831,10 +849,13 @@ final:
       if (!strcmp(lc_serve_end_names[k], status)) atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
   atomic_fetch_add(&s->run_us, (long)((mono_s() - t0) * 1e6));
   atomic_fetch_add(&s->runs_timed, 1);
-  if (!strcmp(status, "finished")) thread_values(s, ri.thread, result);
+  lc_crash_point("before_end_writes", NULL); /* tests (LUACT_CRASH_AT) */
+  /* Fenced as the journal is: a daemon that lost the run writes none. */
+  long epoch = lc_store_fence_of(s->store, a->id);
+  if (!strcmp(status, "finished")) thread_values(s, a->id, ri.thread, result);
   if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
-    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
-                   a->id);
+    lc_dstore_exec_fenced(s->ds, a->id, epoch, NULL, err, sizeof err,
+                          "UPDATE d_runs SET asked=1 WHERE id=? AND " LC_DSTORE_FENCE, "s", a->id);
   lc_crash_point("before_final_status", NULL); /* tests (LUACT_CRASH_AT) */
   if (jr) {
     if (set_status(s, a->id, status, result, error, question, err, sizeof err))
@@ -846,9 +867,9 @@ final:
       lc_run_row_free(&r2);
       lc_store_run_set_status(s->store, a->id, status, NULL, error, NULL, 0, err, sizeof err);
     } else {
-      lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                     "UPDATE d_runs SET pstatus='failed', perror=? WHERE id=?", "ss", error,
-                     a->id);
+      lc_dstore_exec_fenced(s->ds, a->id, epoch, NULL, err, sizeof err,
+                            "UPDATE d_runs SET pstatus='failed', perror=? WHERE id=? AND "
+                            LC_DSTORE_FENCE, "ss", error, a->id);
     }
   }
   {

@@ -387,6 +387,10 @@ static long fence_of(struct lc_pgstore *s, const char *run_id) {
   return e;
 }
 
+long lc_pgstore_fence_of(struct lc_pgstore *s, const char *run_id) {
+  return fence_of(s, run_id);
+}
+
 int lc_pgstore_fence(struct lc_pgstore *s, const char *run_id, long epoch) {
   pthread_mutex_lock(&s->fmu);
   struct fence *f = s->fences;

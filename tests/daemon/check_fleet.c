@@ -58,6 +58,17 @@ static const char slow_agent[] =
     "  return {done = input.steps}\n"
     "end\n";
 
+/* Stops where the stall test wants it (LUACT_CRASH_AT=stop:...), and
+ * writes what a run's execution may write beside its journal: luact.store
+ * items, a thread's values (on finishing), the asked mark (on asking). */
+static const char fence_agent[] =
+    "return function(input, ctx)\n"
+    "  if input.put then assert(luact.store.put({'fence'}, ctx.run_id, {v = 1})) end\n"
+    "  if input.ask then return {answer = luact.ask('more?')} end\n"
+    "  luact.now()\n"
+    "  return {done = true}\n"
+    "end\n";
+
 #define NDAEMONS 3
 #define LEASE "2"
 
@@ -67,6 +78,7 @@ struct daemon {
   char log[300];
 };
 static struct daemon dm[NDAEMONS];
+static const char *daemon_env; /* NAME=value for the next start() */
 
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "w");
@@ -84,6 +96,7 @@ static void start(int k) {
     int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(fd, 2);
     setenv("OPENAI_API_KEY", "sk-test", 1);
+    if (daemon_env) putenv((char *)daemon_env);
     char base[128];
     snprintf(base, sizeof base, "%s/v1", mock.base_url);
     setenv("OPENAI_BASE_URL", base, 1);
@@ -127,15 +140,16 @@ static size_t sink(char *p, size_t sz, size_t n, void *ud) {
   return sz * n;
 }
 
-/* POST /runs with an Idempotency-Key: sent again to another daemon when
+/* POST path with an Idempotency-Key: sent again to another daemon when
  * one is down or dies under it, it is still one run. Returns its id. */
-static char *submit(const char *body, const char *key, int first) {
+static char *submit_to(const char *path, const char *body, const char *key, int first,
+                       const char *field) {
   for (int attempt = 0; attempt < 50; attempt++) {
     int k = (first + attempt) % NDAEMONS;
     if (!dm[k].pid) continue;
     CURL *c = curl_easy_init();
     char u[128], h[128];
-    snprintf(u, sizeof u, "http://127.0.0.1:%d/runs", dm[k].port);
+    snprintf(u, sizeof u, "http://127.0.0.1:%d%s", dm[k].port, path);
     snprintf(h, sizeof h, "Idempotency-Key: %s", key);
     struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/json");
     hs = curl_slist_append(hs, h);
@@ -152,7 +166,7 @@ static char *submit(const char *body, const char *key, int first) {
     curl_easy_cleanup(c);
     cJSON *j = code == 200 ? cJSON_Parse(out) : NULL;
     free(out);
-    const cJSON *id = cJSON_GetObjectItem(j, "run_id");
+    const cJSON *id = cJSON_GetObjectItem(j, field);
     if (cJSON_IsString(id)) {
       char *r = strdup(id->valuestring);
       cJSON_Delete(j);
@@ -163,6 +177,10 @@ static char *submit(const char *body, const char *key, int first) {
   }
   ck_abort_msg("no daemon took run %s", key);
   return NULL;
+}
+
+static char *submit(const char *body, const char *key, int first) {
+  return submit_to("/runs", body, key, first, "run_id");
 }
 
 static long count(const char *sql) {
@@ -184,6 +202,8 @@ static void setup(void) {
   write_file(p, react_agent);
   snprintf(p, sizeof p, "%s/agents/slow.lua", dir);
   write_file(p, slow_agent);
+  snprintf(p, sizeof p, "%s/agents/fence.lua", dir);
+  write_file(p, fence_agent);
   ck_assert_int_eq(lc_mock_start_file(&mock, LC_SOURCE_DIR "/examples/hello/mock.json", NULL), 0);
   memset(dm, 0, sizeof dm);
   for (int k = 0; k < NDAEMONS; k++) start(k);
@@ -210,7 +230,8 @@ static void teardown(void) {
   lc_mock_stop(&mock);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
+  if (getenv("LUACT_FLEET_KEEP")) fprintf(stderr, "kept %s\n", dir);
+  else if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&pg), 0); }
@@ -302,6 +323,94 @@ START_TEST(stalled_daemon_loses_its_lease) {
   cJSON_AddItemToArray(ids, cJSON_CreateString(id));
   check_journals(ids);
   cJSON_Delete(ids);
+  free(id);
+}
+END_TEST
+
+/* Every row of every table with its xmin (the transaction that wrote that
+ * version), as one digest: a write, even of the same values, changes it. */
+static char *db_digest(void) {
+  char *v = lc_pg_value(
+      url, "SELECT md5(string_agg(x, '|' ORDER BY x)) FROM ("
+           "SELECT 'r' || t.xmin::text || t::text AS x FROM runs t UNION ALL "
+           "SELECT 'j' || t.xmin::text || t::text FROM journal t UNION ALL "
+           "SELECT 'l' || t.xmin::text || t::text FROM leases t UNION ALL "
+           "SELECT 'dr' || t.xmin::text || t::text FROM d_runs t UNION ALL "
+           "SELECT 'dt' || t.xmin::text || t::text FROM d_threads t UNION ALL "
+           "SELECT 'di' || t.xmin::text || t::text FROM d_items t UNION ALL "
+           "SELECT 'm' || t.xmin::text || t::text FROM meta t) y");
+  ck_assert_ptr_nonnull(v);
+  return v;
+}
+
+static int stopped(pid_t pid) {
+  char p[64], t[512] = "";
+  snprintf(p, sizeof p, "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(p, "r"); /* its size reads 0: no lc_test_read_file */
+  if (f && !fgets(t, sizeof t, f)) t[0] = '\0';
+  if (f) fclose(f);
+  const char *e = strrchr(t, ')');
+  return e && e[1] == ' ' && e[2] == 'T';
+}
+
+/* A daemon stalled at a point of a run's execution that is followed by a
+ * write beside the journal (LUACT_CRASH_AT=stop:...), until another
+ * daemon took the run over and brought it to its end; resumed, it must
+ * write nothing at all: every row and its xmin (the writing transaction)
+ * are the same after it as before. The stall points: before the run's
+ * end writes of a finishing thread run (the thread's values) and of an
+ * asking one (the asked mark); after the intent of a luact.store.put
+ * (the item); before a thread run's first context is kept (d_runs.ctx). */
+static const struct {
+  const char *env, *input;
+} stalls_at[] = {
+    {"LUACT_CRASH_AT=stop:before_end_writes", "{}"},
+    {"LUACT_CRASH_AT=stop:before_end_writes", "{\"ask\":true}"},
+    {"LUACT_CRASH_AT=stop:after_intent@store", "{\"put\":true}"},
+    {"LUACT_CRASH_AT=stop:before_run_ctx", "{}"},
+};
+
+START_TEST(stalled_daemon_writes_nothing) {
+  for (int k = 0; k < NDAEMONS; k++) kill9(k);
+  daemon_env = stalls_at[_i].env;
+  start(0);
+  daemon_env = NULL;
+  char body[200];
+  snprintf(body, sizeof body,
+           "{\"assistant_id\":\"fence\",\"if_not_exists\":\"create\",\"input\":%s}",
+           stalls_at[_i].input);
+  free(submit_to("/threads", "{\"thread_id\":\"tfence\"}", "t1", 0, "thread_id"));
+  char *id = submit_to("/threads/tfence/runs", body, "f1", 0, "run_id");
+  double until = lc_test_mono_s() + 60;
+  while (!stopped(dm[0].pid)) {
+    ck_assert_msg(lc_test_mono_s() < until, "daemon 0 never stopped at %s", stalls_at[_i].env);
+    lc_test_nap_ms(20);
+  }
+  start(1); /* takes the run over once daemon 0's lease expired */
+  char q[300];
+  snprintf(q, sizeof q,
+           "SELECT count(*) FROM runs r JOIN leases l ON l.run_id = r.id WHERE r.id = '%s' AND "
+           "r.status IN ('finished', 'waiting_input') AND l.owner IS NULL AND l.epoch >= 2",
+           id);
+  until = lc_test_mono_s() + 60;
+  while (count(q) < 1) { /* ended there, lease handed back */
+    ck_assert_msg(lc_test_mono_s() < until, "daemon 1 never brought the run to its end");
+    lc_test_nap_ms(50);
+  }
+  char *before = db_digest();
+  kill(dm[0].pid, SIGCONT);
+  char what[200];
+  snprintf(what, sizeof what, "\"event\":\"run_end\",\"run_id\":\"%s\"", id);
+  await_log(0, what);
+  /* and gone: nothing of it can come later */
+  kill(dm[0].pid, SIGTERM);
+  waitpid(dm[0].pid, NULL, 0);
+  dm[0].pid = 0;
+  char *after = db_digest();
+  ck_assert_msg(!strcmp(before, after), "the stalled daemon wrote after it lost the run (%s)",
+                stalls_at[_i].env);
+  free(before);
+  free(after);
   free(id);
 }
 END_TEST
@@ -417,6 +526,8 @@ Suite *fleet_suite(void) {
   tcase_add_unchecked_fixture(tc, pg_up, pg_down);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, stalled_daemon_loses_its_lease);
+  tcase_add_loop_test(tc, stalled_daemon_writes_nothing, 0,
+                      (int)(sizeof stalls_at / sizeof stalls_at[0]));
   tcase_add_test(tc, many_runs_under_faults);
   suite_add_tcase(s, tc);
   return s;
