@@ -237,6 +237,10 @@ static int pg_run(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, c
       if (PQstatus(d->pg) == CONNECTION_OK) PQreset(d->pg);
       if (pg_conn(d, err, errlen) == 0) continue;
     }
+    /* A deadlock or serialization failure aborted the statement whole
+     * (a claim and a fenced write waiting on each other's lease rows):
+     * once more. */
+    if (attempt == 0 && state && (!strcmp(state, "40P01") || !strcmp(state, "40001"))) continue;
     rc = state && !strncmp(state, "23", 2) ? LC_ESTATE : LC_EIO;
     pg_err(d->pg, r, err, errlen);
   }

@@ -200,6 +200,17 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
 /* Set by q() on each failure: was it the session ending? (the writer
  * then sends its group again on a new connection) */
 static _Thread_local int last_ended;
+/* ... or was it a deadlock or serialization failure, which rolled the
+ * transaction back whole: sent again, it may well pass. A claim (which
+ * upserts several lease rows in one statement) and a group commit (which
+ * locks its runs' lease rows FOR SHARE, to check their epochs) can wait
+ * on each other when a lease ran out while its owner was still writing;
+ * the server then aborts one of the two. */
+static _Thread_local int last_again;
+
+static int again_state(const char *state) {
+  return state && (!strcmp(state, "40P01") || !strcmp(state, "40001"));
+}
 
 /* Runs sql with n text parameters (NULL binds NULL). Returns the result
  * (the caller's PQclear) when it succeeded, else NULL with err set and
@@ -208,7 +219,7 @@ static _Thread_local int last_ended;
  * statement sent once more (only for statements that are safe twice). */
 static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int n,
                    const char *const *v, int *code, char *err, size_t errlen) {
-  last_ended = 0;
+  last_ended = last_again = 0;
   for (int attempt = 0;; attempt++) {
     int rc = conn_ok(c, url, err, errlen);
     if (rc) {
@@ -225,9 +236,16 @@ static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int 
       if (!is_conn_lost(*c)) PQreset(*c);
       continue;
     }
+    /* One statement on its own (retry is only given outside a
+     * transaction): aborted whole, so sent again. */
+    if (retry && attempt < 3 && again_state(state)) {
+      PQclear(r);
+      continue;
+    }
     set_err(*c, r, err, errlen, "query");
     *code = state && !strcmp(state, "23505") ? LC_ESTATE : LC_EIO;
     last_ended = ended(*c, r);
+    last_again = again_state(state);
     PQclear(r);
     return NULL;
   }
@@ -920,11 +938,11 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
                         fence_of(s, p->c.run_id), err, sizeof err) != 0;
   }
   if (bad || qx(&s->wdb, s->url, 0, "COMMIT", 0, NULL, err, sizeof err)) {
-    int gone = last_ended || is_conn_lost(s->wdb);
+    int gone = last_ended || is_conn_lost(s->wdb), retry_it = last_again; /* before ROLLBACK */
     char e2[64];
     if (!is_conn_lost(s->wdb)) qx(&s->wdb, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
     if (gone && !is_conn_lost(s->wdb)) PQreset(s->wdb);
-    return gone ? ECONNRESET : EIO;
+    return gone ? ECONNRESET : retry_it ? EAGAIN : EIO;
   }
   return 0;
 }
@@ -936,7 +954,7 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
 static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **lost) {
   if (ensure(s, NULL, 0)) return EIO;
   int rc = commit_group_once(s, g, 0, lost);
-  for (int attempt = 1; rc == ECONNRESET && attempt < 6; attempt++) {
+  for (int attempt = 1; (rc == ECONNRESET || rc == EAGAIN) && attempt < 6; attempt++) {
     while (*lost) {
       struct lost *x = *lost;
       *lost = x->next;
