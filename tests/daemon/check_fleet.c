@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -382,6 +383,53 @@ START_TEST(stalled_daemon_loses_its_lease) {
   check_journals(ids);
   cJSON_Delete(ids);
   free(id);
+}
+END_TEST
+
+/* A lease row locked by somebody else (here the test, FOR SHARE, as the
+ * daemon's own journal commit locks it to check its epoch) must not stop
+ * the renewal of the daemon's other leases: B's lease is renewed while A's
+ * row is held. */
+START_TEST(renewal_skips_a_locked_lease) {
+  for (int k = 1; k < NDAEMONS; k++) kill9(k);
+  char *a = submit("{\"assistant_id\":\"slow\",\"input\":{\"steps\":400}}", "ra", 0);
+  char *b = submit("{\"assistant_id\":\"slow\",\"input\":{\"steps\":400}}", "rb", 0);
+  char q[300];
+  snprintf(q, sizeof q,
+           "SELECT count(*) FROM leases WHERE run_id IN ('%s', '%s') AND owner IS NOT NULL", a, b);
+  double until = lc_test_mono_s() + 30;
+  while (count(q) < 2) {
+    ck_assert_msg(lc_test_mono_s() < until, "the runs were never claimed");
+    lc_test_nap_ms(20);
+  }
+  PGconn *c = PQconnectdb(url);
+  ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+  PQclear(PQexec(c, "BEGIN"));
+  snprintf(q, sizeof q, "SELECT 1 FROM leases WHERE run_id = '%s' FOR SHARE", a);
+  PGresult *r = PQexec(c, q);
+  ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+  PQclear(r);
+  snprintf(q, sizeof q, "SELECT lease_until FROM leases WHERE run_id = '%s'", b);
+  char *v = lc_pg_value(url, q);
+  ck_assert_ptr_nonnull(v);
+  double u0 = atof(v);
+  free(v);
+  /* renewed: within a renewal period or two; a renewal that waits for
+   * A's row gives up at its lock_timeout and renews nothing, round after
+   * round, until B's lease has run out */
+  until = lc_test_mono_s() + 3 * atof(LEASE);
+  for (;;) {
+    v = lc_pg_value(url, q);
+    double u = v ? atof(v) : 0;
+    free(v);
+    if (u > u0) break;
+    ck_assert_msg(lc_test_mono_s() < until, "B's lease was not renewed while A's row was held");
+    lc_test_nap_ms(50);
+  }
+  PQclear(PQexec(c, "ROLLBACK"));
+  PQfinish(c);
+  free(a);
+  free(b);
 }
 END_TEST
 
@@ -764,6 +812,7 @@ Suite *fleet_suite(void) {
   tcase_add_unchecked_fixture(tc, pg_up, pg_down);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, stalled_daemon_loses_its_lease);
+  tcase_add_test(tc, renewal_skips_a_locked_lease);
   tcase_add_loop_test(tc, stalled_daemon_writes_nothing, 0,
                       (int)(sizeof stalls_at / sizeof stalls_at[0]));
   suite_add_tcase(s, tc);
