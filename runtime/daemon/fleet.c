@@ -174,32 +174,28 @@ static int claim(struct lc_fleet *f, int n) {
     const cJSON *ep = cJSON_GetObjectItem(r, "epoch");
     if (!id || !cJSON_IsNumber(ep)) continue;
     long epoch = (long)ep->valuedouble;
-    /* A run this daemon still executes, claimed again because its lease
-     * ran out meanwhile (a late renewal). Nobody held it in between when
-     * the epoch is the next one: the execution goes on under it. Else
-     * another daemon did, and wrote: the old execution is stale (its
-     * writes are fenced out and it stops at the next renewal); the run is
-     * handed back, for a claim once it has stopped. Never a second
-     * execution of one run in one process. */
+    /* A run this daemon still executes (or is stopping), claimed again
+     * because its lease ran out meanwhile (a late renewal): never a second
+     * execution of one run in one process (the run store's fence and the
+     * lease release are per run id). The lease is handed back: the old
+     * execution's writes are fenced out by the new epoch, it stops at the
+     * next renewal, and the run is claimed afresh and resumes from its
+     * journal. (Continuing the old execution under the new epoch would
+     * not do: a commit of it checked against the old epoch meanwhile has
+     * failed already.) */
     int again = 0;
     pthread_mutex_lock(&f->mu);
-    for (struct held *o = f->held; o && !again; o = o->next)
-      if (!strcmp(o->id, id)) {
-        again = !o->lost && o->epoch + 1 == epoch ? 1 : 2;
-        if (again == 1) o->epoch = epoch;
-      }
+    for (struct held *o = f->held; o && !again; o = o->next) again = !strcmp(o->id, id);
     pthread_mutex_unlock(&f->mu);
-    if (again == 1) {
-      lc_store_fence(f->s->store, id, epoch);
-      continue;
-    }
-    if (again == 2) {
+    if (again) {
       char e2[256], es[24];
       snprintf(es, sizeof es, "%ld", epoch);
       lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
                      "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
                      "owner = ? AND epoch = ?::bigint",
                      "sss", id, f->owner, es);
+      lc_serve_log(f->s, "warn", "lease_lost", id,
+                   "claimed again while still executing here: handed back, resumed afresh");
       continue;
     }
     struct held *h = calloc(1, sizeof *h);

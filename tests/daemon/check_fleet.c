@@ -739,6 +739,16 @@ START_TEST(many_runs_under_faults) {
   ck_assert_int_eq(count("SELECT count(*) FROM d_runs"), nruns + 1);
   char *perr = lc_pg_value(url, "SELECT string_agg(DISTINCT perror, ' | ') FROM d_runs WHERE "
                                 "pstatus <> 'pending'");
+  if (count("SELECT count(*) FROM runs") != nruns + 1) { /* what the daemons said of them */
+    char *rowless = lc_pg_value(url, "SELECT string_agg(d.id, ' ') FROM d_runs d LEFT JOIN runs r "
+                                     "ON r.id = d.id WHERE r.id IS NULL");
+    for (char *p = rowless ? strtok(rowless, " ") : NULL; p; p = strtok(NULL, " ")) {
+      char cmd[400];
+      snprintf(cmd, sizeof cmd, "grep -H '%.64s' %s/log* >&2", p, dir);
+      if (system(cmd)) fprintf(stderr, "(no log line names %s)\n", p);
+    }
+    free(rowless);
+  }
   ck_assert_msg(count("SELECT count(*) FROM runs") == nruns + 1, "%ld runs have a row of %ld; "
                 "the others ended with: %s", count("SELECT count(*) FROM runs"), nruns + 1,
                 perr ? perr : "");
