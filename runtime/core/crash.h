@@ -4,8 +4,10 @@
  * time (default 1) it reaches point (for an effect of kind, when given),
  * the way a power cut or the OOM killer would end it: no cleanup, no
  * flush. Points: after_intent, before_result, after_result (effects.c),
- * waiting_input, before_final_status (luact run). Unset: a load and a
- * compare per call. */
+ * waiting_input, before_final_status (luact run), before_run_ctx,
+ * before_end_writes (luact serve). LUACT_CRASH_AT=stop:point... stops the
+ * process with SIGSTOP instead (a stall past a fleet's lease, check_fleet);
+ * SIGCONT resumes it there. Unset: a load and a compare per call. */
 #ifndef LC_CRASH_H
 #define LC_CRASH_H
 

@@ -379,6 +379,7 @@ struct store_ctx {
   struct lc_serve *s;
   const char *tenant;
   struct worker *w; /* the run's worker: operations wait off it */
+  const char *run_id; /* its writes are fenced by the run's lease */
 };
 
 /* ---- the runner's threads ----
@@ -510,13 +511,15 @@ struct sop {
   struct lc_task *task;
   struct lc_serve *s;
   int op, rc, gone;
-  char *tenant, *ns, *key, *val;
+  long epoch; /* the run's lease epoch when asked: put and delete are fenced */
+  char *run_id, *tenant, *ns, *key, *val;
   long limit;
   char *out; /* get: the value; search: the JSON text */
   char err[256];
 };
 
 static void sop_free(struct sop *o) {
+  free(o->run_id);
   free(o->tenant);
   free(o->ns);
   free(o->key);
@@ -548,11 +551,17 @@ static void sop_run(struct job *j) {
   switch (o->op) {
     case SOP_PUT: {
       double now = lc_serve_now();
-      o->rc = lc_dstore_exec(ds, NULL, o->err, sizeof o->err,
-                             "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
-                             "VALUES(?,?,?,?,?,?) ON CONFLICT(tenant, ns, key) DO UPDATE SET "
-                             "value=excluded.value, updated=excluded.updated",
-                             "ssssdd", o->tenant, o->ns, o->key, o->val, now, now);
+      o->rc = lc_dstore_exec_fenced(ds, o->run_id, o->epoch, &rows, o->err, sizeof o->err,
+                                    "INSERT INTO d_items(tenant, ns, key, value, created, updated) "
+                                    "SELECT ?,?,?,?,?,? WHERE " LC_DSTORE_FENCE
+                                    " ON CONFLICT(tenant, ns, key) DO UPDATE SET "
+                                    "value=excluded.value, updated=excluded.updated RETURNING 1 AS ok",
+                                    "ssssdd", o->tenant, o->ns, o->key, o->val, now, now);
+      if (!o->rc && cJSON_GetArraySize(rows) == 0) { /* fenced out */
+        o->rc = LC_ESTATE;
+        snprintf(o->err, sizeof o->err,
+                 "another daemon holds this run now (lease lost): nothing written");
+      }
       break;
     }
     case SOP_GET: {
@@ -564,9 +573,9 @@ static void sop_run(struct job *j) {
       break;
     }
     case SOP_DELETE:
-      lc_dstore_exec(ds, NULL, o->err, sizeof o->err,
-                     "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=?", "sss", o->tenant,
-                     o->ns, o->key);
+      lc_dstore_exec_fenced(ds, o->run_id, o->epoch, NULL, o->err, sizeof o->err,
+                            "DELETE FROM d_items WHERE tenant=? AND ns=? AND key=? AND "
+                            LC_DSTORE_FENCE, "sss", o->tenant, o->ns, o->key);
       break;
     default: {
       lc_dstore_exec(ds, &rows, o->err, sizeof o->err,
@@ -667,12 +676,14 @@ static int store_op(lua_State *L, int op) {
   }
   lua_setmetatable(L, -2);
   struct sop *o = calloc(1, sizeof *o);
-  if (!o || !(o->tenant = strdup(c->tenant)) || !(o->ns = strdup(ns)) ||
+  if (!o || !(o->run_id = strdup(c->run_id)) || !(o->tenant = strdup(c->tenant)) ||
+      !(o->ns = strdup(ns)) ||
       (key && !(o->key = strdup(key))) || (val && !(o->val = strdup(val)))) {
     if (o) sop_free(o);
     return luaL_error(L, "luact.store: out of memory");
   }
   o->s = c->s;
+  o->epoch = lc_store_fence_of(c->s->store, c->run_id);
   o->op = op;
   o->limit = limit;
   struct lc_task *t = lc_task_current(L);
@@ -820,16 +831,20 @@ static int run_request(struct lc_serve *s, const char *id, struct run_in *ri) {
     /* A run of a thread keeps what it first saw of the thread's values; a
      * stateless run's context is its id, made the same again on a resume:
      * nothing to write (one commit less per run). */
-    if (ri->thread)
-      lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                     "UPDATE d_runs SET ctx=?, started=1 WHERE id=?", "ss", ri->ctx, id);
+    if (ri->thread) {
+      lc_crash_point("before_run_ctx", NULL); /* tests (LUACT_CRASH_AT) */
+      lc_dstore_exec_fenced(s->ds, id, lc_store_fence_of(s->store, id), NULL, err, sizeof err,
+                            "UPDATE d_runs SET ctx=?, started=1 WHERE id=? AND " LC_DSTORE_FENCE,
+                            "ss", ri->ctx, id);
+    }
   }
   return ri->agent && ri->input && ri->ctx ? 0 : -1;
 }
 
 /* Sets the thread's values from a finished run's output (an object stays
  * as it is; anything else is {"output": value}). */
-static void thread_values(struct lc_serve *s, const char *thread, const char *result) {
+static void thread_values(struct lc_serve *s, const char *run_id, const char *thread,
+                          const char *result) {
   if (!thread) return;
   cJSON *v = result ? cJSON_Parse(result) : NULL;
   if (!cJSON_IsObject(v)) {
@@ -840,8 +855,9 @@ static void thread_values(struct lc_serve *s, const char *thread, const char *re
   char *t = cJSON_PrintUnformatted(v);
   cJSON_Delete(v);
   char err[256];
-  lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_threads SET vals=?, updated=? WHERE id=?",
-                 "sds", t, lc_serve_now(), thread);
+  lc_dstore_exec_fenced(s->ds, run_id, lc_store_fence_of(s->store, run_id), NULL, err, sizeof err,
+                        "UPDATE d_threads SET vals=?, updated=? WHERE id=? AND " LC_DSTORE_FENCE,
+                        "sds", t, lc_serve_now(), thread);
   cJSON_free(t);
 }
 
@@ -998,6 +1014,7 @@ static void prologue(struct job *jb) {
   if (resume) {
     int ended = !strcmp(was, "cancelled") || !strcmp(was, "finished") || !strcmp(was, "failed");
     if (ended) { /* cancelled while queued (luact runs cancel): stays so */
+      lc_serve_log(s, "info", "run_end", a->id, "ended already: nothing to run");
       lc_fleet_run_done(s, a->id);
       run_in_free(&a->ri);
       pthread_mutex_lock(&s->mu);
@@ -1059,7 +1076,7 @@ static void prologue(struct job *jb) {
   struct lc_run_opts ro = {.quiet = 1};
   lc_l_set_run_opts(L, &ro); /* copied */
   a->sctx = (struct store_ctx){.s = s, .tenant = a->ri.tenant ? a->ri.tenant : "default",
-                               .w = a->w};
+                               .w = a->w, .run_id = a->id};
   if (open_store(L, &a->sctx))
     lc_serve_log(s, "error", "store_binding", a->id, lua_tostring(L, -1));
   lua_settop(L, 0);
@@ -1299,10 +1316,13 @@ static void epilogue(struct job *jb) {
         atomic_fetch_add(&((struct lc_agent *)ag)->ended[k], 1);
   atomic_fetch_add(&s->run_us, (long)((mono_s() - a->t0) * 1e6));
   atomic_fetch_add(&s->runs_timed, 1);
-  if (!strcmp(status, "finished")) thread_values(s, a->ri.thread, result);
+  lc_crash_point("before_end_writes", NULL); /* tests (LUACT_CRASH_AT) */
+  /* Fenced as the journal is: a daemon that lost the run writes none. */
+  long epoch = lc_store_fence_of(s->store, a->id);
+  if (!strcmp(status, "finished")) thread_values(s, a->id, a->ri.thread, result);
   if (!strcmp(status, "waiting_input")) /* the run a later resume answers */
-    lc_dstore_exec(s->ds, NULL, err, sizeof err, "UPDATE d_runs SET asked=1 WHERE id=?", "s",
-                   a->id);
+    lc_dstore_exec_fenced(s->ds, a->id, epoch, NULL, err, sizeof err,
+                          "UPDATE d_runs SET asked=1 WHERE id=? AND " LC_DSTORE_FENCE, "s", a->id);
   lc_crash_point("before_final_status", NULL); /* tests (LUACT_CRASH_AT) */
   if (jr) {
     if (set_status(s, a->id, status, result, error, question, err, sizeof err))
@@ -1314,9 +1334,9 @@ static void epilogue(struct job *jb) {
       lc_run_row_free(&r2);
       lc_store_run_set_status(s->store, a->id, status, NULL, error, NULL, 0, err, sizeof err);
     } else {
-      lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                     "UPDATE d_runs SET pstatus='failed', perror=? WHERE id=?", "ss", error,
-                     a->id);
+      lc_dstore_exec_fenced(s->ds, a->id, epoch, NULL, err, sizeof err,
+                            "UPDATE d_runs SET pstatus='failed', perror=? WHERE id=? AND "
+                            LC_DSTORE_FENCE, "ss", error, a->id);
     }
   }
   {

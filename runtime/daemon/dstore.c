@@ -189,11 +189,17 @@ static char *numbered(const char *sql) {
   return o;
 }
 
+/* Runs q (already numbered) with np typed parameters. */
+static int pg_run(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *q,
+                  int np, const Oid *types, const char *const *vals);
+
+/* The va_list's parameters as text, typed as spec says; then pg_run.
+ * extra (may be 0): more text parameters after them. */
 static int pg_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
-                   const char *spec, va_list ap) {
+                   const char *spec, va_list ap, int extra, const char *const *xv) {
   enum { MAXP = 32 };
   int np = spec ? (int)strlen(spec) : 0;
-  if (np > MAXP) {
+  if (np + extra > MAXP) {
     snprintf(err, errlen, "store: too many parameters");
     return LC_EINVAL;
   }
@@ -214,8 +220,19 @@ static int pg_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
       types[k] = 20; /* int8 */
     }
   }
+  for (int k = 0; k < extra; k++) {
+    vals[np + k] = xv[k];
+    types[np + k] = 25;
+  }
   char *q = numbered(sql);
   if (!q) return LC_ENOMEM;
+  int rc = pg_run(d, rows, err, errlen, q, np + extra, types, vals);
+  free(q);
+  return rc;
+}
+
+static int pg_run(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *q,
+                  int np, const Oid *types, const char *const *vals) {
   pthread_mutex_lock(&d->mu);
   int rc = pg_conn(d, err, errlen);
   PGresult *r = NULL;
@@ -235,11 +252,14 @@ static int pg_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
       if (PQstatus(d->pg) == CONNECTION_OK) PQreset(d->pg);
       if (pg_conn(d, err, errlen) == 0) continue;
     }
+    /* A deadlock or serialization failure aborted the statement whole
+     * (a claim and a fenced write waiting on each other's lease rows):
+     * once more. */
+    if (attempt == 0 && state && (!strcmp(state, "40P01") || !strcmp(state, "40001"))) continue;
     rc = state && !strncmp(state, "23", 2) ? LC_ESTATE : LC_EIO;
     pg_err(d->pg, r, err, errlen);
   }
   pthread_mutex_unlock(&d->mu);
-  free(q);
   if (rc) {
     PQclear(r);
     return rc;
@@ -508,13 +528,12 @@ static void bind_all(sqlite3_stmt *st, const char *spec, va_list ap) {
   }
 }
 
-int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
-                   const char *spec, ...) {
+/* lc_dstore_exec with its parameters in ap (ended here). */
+static int vexec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
+                 const char *spec, va_list ap) {
   if (rows) *rows = NULL;
-  va_list ap;
-  va_start(ap, spec);
   if (d->pg) {
-    int rc = pg_exec(d, rows, err, errlen, sql, spec, ap);
+    int rc = pg_exec(d, rows, err, errlen, sql, spec, ap, 0, NULL);
     va_end(ap);
     return rc;
   }
@@ -590,6 +609,50 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
     *rows = j.rows;
   }
   return j.rc;
+}
+
+int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
+                   const char *spec, ...) {
+  va_list ap;
+  va_start(ap, spec);
+  return vexec(d, rows, err, errlen, sql, spec, ap);
+}
+
+/* The fence: the run's lease row, locked FOR SHARE so that a claim (which
+ * updates it) waits for this statement's commit, and a claim committed
+ * first is seen (the lock reads the newest version of the row). */
+#define FENCE_PG "EXISTS(SELECT 1 FROM leases WHERE run_id = $%d AND epoch = $%d::bigint FOR SHARE)"
+
+int lc_dstore_exec_fenced(struct lc_dstore *d, const char *run_id, long epoch, cJSON **rows,
+                          char *err, size_t errlen, const char *sql, const char *spec, ...) {
+  if (rows) *rows = NULL;
+  const char *at = strstr(sql, LC_DSTORE_FENCE);
+  int np = spec ? (int)strlen(spec) : 0;
+  int fenced = d->pg && epoch > 0;
+  char cond[160];
+  if (fenced) snprintf(cond, sizeof cond, FENCE_PG, np + 1, np + 2);
+  else snprintf(cond, sizeof cond, "1 = 1");
+  size_t n = strlen(sql) + strlen(cond) + 1;
+  char *q = at ? malloc(n) : NULL;
+  if (!q) {
+    snprintf(err, errlen, at ? "out of memory" : "store: a fenced statement without its fence");
+    return at ? LC_ENOMEM : LC_EINVAL;
+  }
+  snprintf(q, n, "%.*s%s%s", (int)(at - sql), sql, cond, at + strlen(LC_DSTORE_FENCE));
+  va_list ap;
+  va_start(ap, spec);
+  int rc;
+  if (fenced) {
+    char ep[24];
+    snprintf(ep, sizeof ep, "%ld", epoch);
+    const char *xv[] = {run_id, ep};
+    rc = pg_exec(d, rows, err, errlen, q, spec, ap, 2, xv);
+    va_end(ap);
+  } else {
+    rc = vexec(d, rows, err, errlen, q, spec, ap); /* ends ap */
+  }
+  free(q);
+  return rc;
 }
 
 int lc_dstore_ping(struct lc_dstore *d) {

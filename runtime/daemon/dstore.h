@@ -29,6 +29,17 @@ void lc_dstore_close(struct lc_dstore *d);
  * the result rows. LC_ESTATE for a constraint violation (a taken key). */
 int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
                    const char *spec, ...);
+/* A write that a run's execution makes (its thread's values, its marks,
+ * its luact.store items), on a fleet (docs/serve.md): on PostgreSQL with
+ * epoch > 0 it changes rows only while the run's lease still has that
+ * epoch, so a daemon that lost the run (stalled past its lease) writes
+ * nothing. sql holds LC_DSTORE_FENCE once, where that condition goes (a
+ * WHERE term: an INSERT is written INSERT ... SELECT ... WHERE); on SQLite
+ * or epoch 0 it reads "1 = 1". A fenced-out write is no error: it matches
+ * no row (RETURNING tells the caller). */
+#define LC_DSTORE_FENCE "{fence}"
+int lc_dstore_exec_fenced(struct lc_dstore *d, const char *run_id, long epoch, cJSON **rows,
+                          char *err, size_t errlen, const char *sql, const char *spec, ...);
 /* Groups committed and writes in them, since the open (bench, metrics). */
 void lc_dstore_stats(struct lc_dstore *d, long *groups, long *writes);
 /* PostgreSQL: sql (SET statements) runs now and on every connection made

@@ -43,6 +43,7 @@
 struct held {
   char id[65];
   long epoch;
+  int lost; /* another daemon claimed it: stopping here, until it ended */
   struct held *next;
 };
 
@@ -267,6 +268,30 @@ static int claim(struct lc_fleet *f, int n) {
     const cJSON *ep = cJSON_GetObjectItem(r, "epoch");
     if (!id || !cJSON_IsNumber(ep)) continue;
     long epoch = (long)ep->valuedouble;
+    /* A run this daemon still executes (or is stopping), claimed again
+     * because its lease ran out meanwhile (a late renewal): never a second
+     * execution of one run in one process (the run store's fence and the
+     * lease release are per run id). The lease is handed back: the old
+     * execution's writes are fenced out by the new epoch, it stops at the
+     * next renewal, and the run is claimed afresh and resumes from its
+     * journal. (Continuing the old execution under the new epoch would
+     * not do: a commit of it checked against the old epoch meanwhile has
+     * failed already.) */
+    int again = 0;
+    pthread_mutex_lock(&f->mu);
+    for (struct held *o = f->held; o && !again; o = o->next) again = !strcmp(o->id, id);
+    pthread_mutex_unlock(&f->mu);
+    if (again) {
+      char e2[256], es[24];
+      snprintf(es, sizeof es, "%ld", epoch);
+      lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
+                     "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
+                     "owner = ? AND epoch = ?::bigint",
+                     "sss", id, f->owner, es);
+      lc_serve_log(f->s, "warn", "lease_lost", id,
+                   "claimed again while still executing here: handed back, resumed afresh");
+      continue;
+    }
     struct held *h = calloc(1, sizeof *h);
     if (!h) break; /* its lease expires; another claim takes it */
     snprintf(h->id, sizeof h->id, "%s", id);
@@ -292,23 +317,39 @@ static int claim(struct lc_fleet *f, int n) {
 }
 
 /* Renews every lease this daemon holds; a run whose lease is gone (its
- * epoch moved on) is stopped here and no longer fenced as ours. */
+ * epoch moved on) is stopped here and no longer fenced as ours.
+ *
+ * Which leases are ours is read without a lock, and only the rows nobody
+ * has locked are renewed (SKIP LOCKED): a journal commit of ours holds its
+ * runs' lease rows FOR SHARE (the fence), and a renewal that waited for it
+ * gave up at lock_timeout on a loaded machine, renewed nothing, and let
+ * every lease of the daemon run out with no fault at all (check_fleet
+ * saw runs taken over from live daemons in cascades). A row skipped now
+ * is renewed at the next round, a third of a lease later. */
 static void renew(struct lc_fleet *f) {
   char err[512];
   cJSON *rows = NULL;
   if (lc_dstore_exec(f->ds, &rows, err, sizeof err,
-                     "UPDATE leases SET lease_until = extract(epoch FROM clock_timestamp()) + "
-                     "?::float8 WHERE owner = ? RETURNING run_id, epoch",
-                     "ds", f->lease_s, f->owner)) {
+                     "WITH r AS (UPDATE leases SET lease_until = extract(epoch FROM "
+                     "clock_timestamp()) + ?::float8 WHERE run_id IN (SELECT run_id FROM leases "
+                     "WHERE owner = ? FOR NO KEY UPDATE SKIP LOCKED) AND owner = ? RETURNING "
+                     "run_id) SELECT run_id, epoch FROM leases WHERE owner = ?",
+                     "dsss", f->lease_s, f->owner, f->owner, f->owner)) {
     /* Not renewed: the leases run out while the database is away; the
      * runs' writes fail with it, and the next renewal sorts it out. */
     lc_serve_log(f->s, "warn", "fleet_renew_failed", NULL, err);
     return;
   }
-  struct held *lost = NULL;
+  /* Lost runs stay on the list, marked, until their execution ended
+   * (lc_fleet_run_done): the run store's fence of the run and the lease
+   * release are by run id, and a claim of the run again meanwhile must not
+   * start a second execution beside the one still stopping. */
+  enum { MAXLOST = 64 };
+  char lost[MAXLOST][65];
+  int nlost = 0;
   pthread_mutex_lock(&f->mu);
-  for (struct held **p = &f->held; *p;) {
-    struct held *h = *p;
+  for (struct held *h = f->held; h; h = h->next) {
+    if (h->lost) continue;
     int ok = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
@@ -317,13 +358,9 @@ static void renew(struct lc_fleet *f) {
       if (id && !strcmp(id, h->id) && cJSON_IsNumber(ep) && (long)ep->valuedouble == h->epoch)
         ok = 1;
     }
-    if (ok) {
-      p = &h->next;
-      continue;
-    }
-    *p = h->next;
-    h->next = lost;
-    lost = h;
+    if (ok || nlost == MAXLOST) continue; /* more: at the next renewal */
+    h->lost = 1;
+    snprintf(lost[nlost++], sizeof lost[0], "%s", h->id);
   }
   /* Leases this daemon owns but does not hold: a claim the database
    * committed whose answer was lost (the connection ended under it). Handed
@@ -331,9 +368,13 @@ static void renew(struct lc_fleet *f) {
   const cJSON *r;
   cJSON_ArrayForEach(r, rows) {
     const char *id = jstr(r, "run_id");
-    int mine = 0; /* held, or done and about to be handed back */
-    for (struct held *h = f->held; id && h && !mine; h = h->next) mine = !strcmp(h->id, id);
-    for (struct held *h = f->done; id && h && !mine; h = h->next) mine = !strcmp(h->id, id);
+    const cJSON *ep = cJSON_GetObjectItem(r, "epoch");
+    long e = cJSON_IsNumber(ep) ? (long)ep->valuedouble : -1;
+    int mine = 0; /* held at this epoch, or done and about to be handed back */
+    for (struct held *h = f->held; id && h && !mine; h = h->next)
+      mine = !h->lost && !strcmp(h->id, id) && e == h->epoch;
+    for (struct held *h = f->done; id && h && !mine; h = h->next)
+      mine = !strcmp(h->id, id) && e == h->epoch;
     if (!id || mine) continue;
     char e2[256];
     lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
@@ -344,14 +385,11 @@ static void renew(struct lc_fleet *f) {
   }
   pthread_mutex_unlock(&f->mu);
   cJSON_Delete(rows);
-  while (lost) {
-    struct held *h = lost;
-    lost = h->next;
+  for (int i = 0; i < nlost; i++) {
     atomic_fetch_add(&f->lost, 1);
-    lc_serve_log(f->s, "warn", "lease_lost", h->id,
+    lc_serve_log(f->s, "warn", "lease_lost", lost[i],
                  "another daemon holds the run now: stopped here, nothing more written");
-    lc_serve_drop_local(f->s, h->id);
-    free(h);
+    lc_serve_drop_local(f->s, lost[i]);
   }
 }
 

@@ -1039,4 +1039,8 @@ int lc_store_fence(struct lc_store *s, const char *run_id, long epoch) {
   return lc_pgstore_fence(s->pg, run_id, epoch);
 }
 
+long lc_store_fence_of(struct lc_store *s, const char *run_id) {
+  return s->pg ? lc_pgstore_fence_of(s->pg, run_id) : 0;
+}
+
 int lc_store_is_pg_store(const struct lc_store *s) { return s->pg != NULL; }

@@ -144,6 +144,8 @@ void lc_store_flush_client(struct lc_store *s, const void *ud);
  * to the client, a status change fails with LC_ESTATE). epoch 0 forgets
  * the fence. The SQLite store has no leases: 0, nothing done. */
 int lc_store_fence(struct lc_store *s, const char *run_id, long epoch);
+/* The epoch run_id is fenced with here (0: none; always 0 on SQLite). */
+long lc_store_fence_of(struct lc_store *s, const char *run_id);
 /* 1 for a PostgreSQL store. */
 int lc_store_is_pg_store(const struct lc_store *s);
 /* Lines committed and group commits made by this store's writer (bench). */

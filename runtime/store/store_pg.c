@@ -212,14 +212,16 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
 /* Set by q() on each failure: was it the session ending? (the writer
  * then sends its group again on a new connection) */
 static _Thread_local int last_ended;
-/* ... or the server aborted it to break a deadlock (40P01): the writer
- * locks its group's lease rows FOR SHARE in the group's order, renewals
- * and claims update them in theirs. Sent again, it goes through. */
-static _Thread_local int last_deadlock;
+/* ... or was it a deadlock or serialization failure, which rolled the
+ * transaction back whole: sent again, it may well pass. A claim (which
+ * upserts several lease rows in one statement) and a group commit (which
+ * locks its runs' lease rows FOR SHARE, to check their epochs) can wait
+ * on each other when a lease ran out while its owner was still writing;
+ * the server then aborts one of the two. */
+static _Thread_local int last_again;
 
-static int deadlocked(PGresult *r) {
-  const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-  return st && !strcmp(st, "40P01");
+static int again_state(const char *state) {
+  return state && (!strcmp(state, "40P01") || !strcmp(state, "40001"));
 }
 
 /* Runs sql with n text parameters (NULL binds NULL). Returns the result
@@ -229,8 +231,7 @@ static int deadlocked(PGresult *r) {
  * statement sent once more (only for statements that are safe twice). */
 static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int n,
                    const char *const *v, int *code, char *err, size_t errlen) {
-  last_ended = 0;
-  last_deadlock = 0;
+  last_ended = last_again = 0;
   for (int attempt = 0;; attempt++) {
     int rc = conn_ok(c, url, err, errlen);
     if (rc) {
@@ -242,15 +243,21 @@ static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int 
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (retry && attempt < 3 && (ended(*c, r) || deadlocked(r))) {
-      if (ended(*c, r) && !is_conn_lost(*c)) PQreset(*c);
+    if (retry && attempt < 3 && ended(*c, r)) {
+      if (!is_conn_lost(*c)) PQreset(*c);
+      PQclear(r);
+      continue;
+    }
+    /* One statement on its own (retry is only given outside a
+     * transaction): aborted whole, so sent again. */
+    if (retry && attempt < 3 && again_state(state)) {
       PQclear(r);
       continue;
     }
     set_err(*c, r, err, errlen, "query");
     *code = state && !strcmp(state, "23505") ? LC_ESTATE : LC_EIO;
     last_ended = ended(*c, r);
-    last_deadlock = deadlocked(r);
+    last_again = again_state(state);
     PQclear(r);
     return NULL;
   }
@@ -408,6 +415,10 @@ static long fence_of(struct lc_pgstore *s, const char *run_id) {
     }
   pthread_mutex_unlock(&s->fmu);
   return e;
+}
+
+long lc_pgstore_fence_of(struct lc_pgstore *s, const char *run_id) {
+  return fence_of(s, run_id);
 }
 
 int lc_pgstore_fence(struct lc_pgstore *s, const char *run_id, long epoch) {
@@ -939,11 +950,11 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
                         fence_of(s, p->c.run_id), err, sizeof err) != 0;
   }
   if (bad || qx(&s->wdb, s->url, 0, "COMMIT", 0, NULL, err, sizeof err)) {
-    int gone = last_ended || is_conn_lost(s->wdb), again_now = last_deadlock;
+    int gone = last_ended || is_conn_lost(s->wdb), retry_it = last_again; /* before ROLLBACK */
     char e2[64];
     if (!is_conn_lost(s->wdb)) qx(&s->wdb, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
     if (gone && !is_conn_lost(s->wdb)) PQreset(s->wdb);
-    return gone || again_now ? ECONNRESET : EIO; /* ECONNRESET: sent again */
+    return gone ? ECONNRESET : retry_it ? EAGAIN : EIO;
   }
   return 0;
 }
@@ -956,7 +967,7 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
 static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **lost) {
   if (ensure(s, NULL, 0)) return EIO;
   int rc = commit_group_once(s, g, 0, lost);
-  for (int attempt = 1; rc == ECONNRESET && attempt < 6; attempt++) {
+  for (int attempt = 1; (rc == ECONNRESET || rc == EAGAIN) && attempt < 6; attempt++) {
     while (*lost) {
       struct lost *x = *lost;
       *lost = x->next;

@@ -60,6 +60,8 @@ void lc_pgstore_stats(const struct lc_pgstore *s, long *lines, long *commits);
 /* Fencing: this process holds run_id under lease epoch (0: unfenced, as a
  * single daemon or the CLI). Writes of run_id carry it from now on. */
 int lc_pgstore_fence(struct lc_pgstore *s, const char *run_id, long epoch);
+/* run_id's fence epoch here (0: none). */
+long lc_pgstore_fence_of(struct lc_pgstore *s, const char *run_id);
 /* Forgets run_id's fence (the run ended or was handed back). */
 void lc_pgstore_unfence(struct lc_pgstore *s, const char *run_id);
 
