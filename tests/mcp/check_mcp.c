@@ -150,6 +150,44 @@ START_TEST(cancel_on_kill) {
 }
 END_TEST
 
+/* No head-of-line blocking on a shared session: 50 calls the server holds
+ * do not hold up a fast one on the same pipe. The server answers the held
+ * calls only when told to, after the fast call's answer was seen here, so
+ * the order is fixed by the server, not by timing. The 60 s timeout only
+ * turns a blocked session into a failure instead of a hang. */
+START_TEST(slow_calls_do_not_block_a_fast_one) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('ok'))\n"
+                    "local done, ts = 0, {}\n"
+                    "for i = 1, 50 do ts[i] = luact.spawn(function()\n"
+                    "  local r = check(s:call('held', {}))\n"
+                    "  done = done + 1\n"
+                    "  return r.content[1].text\n"
+                    "end) end\n"
+                    /* fast calls (the server says how many it holds) until all
+                     * 50 are held: each is answered with held ones before it */
+                    "local n, k = '0', 0\n"
+                    "while n ~= '50' do\n"
+                    "  k = k + 1\n"
+                    "  check(k <= 1000, 'the held calls never all arrived: ' .. n)\n"
+                    "  local r, m, c = luact.timeout(60, function() return s:call('holding', {}) end)\n"
+                    "  check(r, 'a fast call behind held ones:', m, c)\n"
+                    "  n = r.content[1].text\n"
+                    "end\n"
+                    "check(s:call('ok', {}).content[1].text == 'ok from ok')\n"
+                    "check(done == 0, 'held calls answered before release: ' .. done)\n"
+                    "check(s:call('release', {}))\n"
+                    "for i = 1, 50 do\n"
+                    "  local ok, text = luact.wait(ts[i])\n"
+                    "  check(ok and text == 'ok from held', tostring(text))\n"
+                    "end\n"
+                    "check(done == 50)\n"
+                    "s:close()\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
 /* A server that dies mid-call: that call fails clearly, the next restarts. */
 START_TEST(server_dies_mid_call) {
   ck_assert_msg(run("LOG = nil\n"
@@ -1152,6 +1190,7 @@ Suite *mcp_suite(void) {
   CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
   CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
+  CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
   CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
   CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
   CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));
