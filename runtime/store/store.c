@@ -65,6 +65,7 @@ struct lc_store {
   /* the writer thread and its own connection */
   sqlite3 *wdb;
   sqlite3_stmt *wins; /* the writer's INSERT INTO journal, prepared once */
+  sqlite3_stmt *wcancel; /* the writer's cancel_requested query, prepared once */
   pthread_t writer;
   int writer_on;
   pthread_mutex_t mu;
@@ -415,6 +416,7 @@ void lc_store_close(struct lc_store *s) {
     pending_free(x);
   }
   sqlite3_finalize(s->wins);
+  sqlite3_finalize(s->wcancel);
   sqlite3_close(s->wdb);
   sqlite3_close(s->db);
   pthread_mutex_destroy(&s->openmu);
@@ -958,10 +960,13 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
   }
   long k = 0;
   for (struct pending *p = g; p; p = p->next) v[k++] = p;
-  sqlite3_stmt *st = NULL;
-  if (!err && sqlite3_prepare_v2(s->wdb, "SELECT cancel_requested FROM runs WHERE id=?", -1,
-                                 &st, NULL) != SQLITE_OK)
-    st = NULL;
+  /* Prepared once: at one client every effect is a commit of its own, and
+   * preparing it was a SQL parse per commit. */
+  if (!err && !s->wcancel &&
+      sqlite3_prepare_v2(s->wdb, "SELECT cancel_requested FROM runs WHERE id=?", -1,
+                         &s->wcancel, NULL) != SQLITE_OK)
+    s->wcancel = NULL;
+  sqlite3_stmt *st = err ? NULL : s->wcancel;
   for (long i = n - 1; i >= 0; i--) {
     struct pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
@@ -976,7 +981,7 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
       if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) p->c.cancel(p->c.ud);
     }
   }
-  sqlite3_finalize(st);
+  if (st) sqlite3_reset(st); /* no read transaction held open */
   lc_free(v);
   lc_free(seen);
 }
