@@ -124,6 +124,7 @@ struct lc_mcp {
   struct lc_fdwatch w_out, w_err, w_in, w_pid;
   int w_in_on;
   struct lc_buf outq; /* bytes for the child's stdin */
+  struct lc_timer out_timer; /* one write for the requests of a pass */
   struct lc_jr_split split;
   char errtail[STDERR_TAIL];
   size_t errtail_len;
@@ -399,6 +400,10 @@ static void flush_in(struct lc_mcp *m) {
     m->w_in_on = 0;
   }
 }
+
+/* 0 ms timer (from the loop, after the pass's tasks ran): the requests
+ * they made go out in one write. */
+static void out_fire(struct lc_loop *loop, struct lc_timer *t) { flush_in(t->ud); }
 
 /* Watcher of the child's stdin (from the loop): writable again. */
 static void on_in(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
@@ -1205,6 +1210,7 @@ int lc_mcp_open(struct lc_loop *loop, const struct lc_mcp_config *cfg,
   lc_timer_init(&m->hs_timer, hs_fire, m);
   lc_timer_init(&m->in_timer, in_fire, m);
   lc_timer_init(&m->ready_timer, ready_fire, m);
+  lc_timer_init(&m->out_timer, out_fire, m);
   int rc;
   if (cfg->url) {
     if (strncmp(cfg->url, "http://", 7) && strncmp(cfg->url, "https://", 8)) {
@@ -1364,7 +1370,16 @@ int lc_mcp_call_text(struct lc_mcp *m, const char *method, const char *params, s
   p->next = m->pending;
   m->pending = p;
   if (id_out) *id_out = id;
-  if (!m->url) flush_in(m); /* after linking: a dead pipe's reply finds it */
+  if (!m->url) {
+    /* Alone in flight: out now (a timer would cost this pass a second
+     * poll). With others in flight, many tasks are calling: the pass's
+     * requests share one write, after its tasks ran. Nothing to do while
+     * the pipe is full: its watcher writes when it drains. */
+    if (!m->pending->next) flush_in(m);
+    else if (!m->w_in_on && !lc_timer_active(&m->out_timer) &&
+             lc_timer_start(m->loop, &m->out_timer, 0) < 0)
+      flush_in(m);
+  }
   return 0;
 }
 
@@ -1466,6 +1481,7 @@ void lc_mcp_free(struct lc_mcp *m) {
   lc_timer_stop(m->loop, &m->hs_timer);
   lc_timer_stop(m->loop, &m->in_timer);
   lc_timer_stop(m->loop, &m->ready_timer);
+  lc_timer_stop(m->loop, &m->out_timer);
   while (m->inbox) {
     struct inmsg *x = m->inbox;
     m->inbox = x->next;
