@@ -106,7 +106,7 @@ struct lsess {
 };
 
 struct lop {
-  struct lop *next;
+  struct lop *next, **prevp; /* the session's ops, unlinked in O(1) */
   struct lsess *s; /* NULL once the session is gone */
   struct lc_task *task;
   struct lc_wait wait;
@@ -121,12 +121,11 @@ struct lop {
 /* ---- ops ---- */
 
 static void op_unlink(struct lop *op) {
-  if (!op->s) return;
-  for (struct lop **pp = &op->s->ops; *pp; pp = &(*pp)->next)
-    if (*pp == op) {
-      *pp = op->next;
-      break;
-    }
+  if (!op->s || !op->prevp) return;
+  *op->prevp = op->next;
+  if (op->next) op->next->prevp = op->prevp;
+  op->next = NULL;
+  op->prevp = NULL;
 }
 
 /* Stops the op: the server is told if the request is still out. */
@@ -256,7 +255,12 @@ static void ev_closed(void *ud, const char *why) {
 
 static void sess_close(struct lsess *s) {
   closable_remove(&s->cl);
-  for (struct lop *op = s->ops; op; op = op->next) op->s = NULL;
+  for (struct lop *op = s->ops, *nx; op; op = nx) {
+    nx = op->next;
+    op->s = NULL;
+    op->next = NULL;
+    op->prevp = NULL;
+  }
   s->ops = NULL;
   while (s->reqs) {
     struct sreq *q = s->reqs;
@@ -442,6 +446,8 @@ static int l_start(lua_State *L) {
   }
   op->s = s;
   op->next = s->ops;
+  if (op->next) op->next->prevp = &op->next;
+  op->prevp = &s->ops;
   s->ops = op;
   int rc = lc_mcp_call_text(s->m, method, pb->data, pb->len, timeout * 1000.0,
                             progress ? -1 : 0, op_reply, op, &op->id);

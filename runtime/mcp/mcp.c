@@ -38,8 +38,14 @@ extern char **environ;
 
 enum state { ST_DISCOVER, ST_INIT, ST_READY, ST_DEAD };
 
+/* Requests in flight are found by id through this many chains: with 1,000
+ * agents on one session, a walk of every pending request per answer was
+ * the session's largest cost. */
+#define PBUCKETS 1024
+
 struct pending {
-  struct pending *next;
+  struct pending *next, **prevp; /* m->pending, unlinked in O(1) */
+  struct pending *hnext;         /* m->by_id[id % PBUCKETS] */
   struct lc_mcp *m;
   long long id;
   lc_mcp_reply_fn fn;
@@ -106,6 +112,7 @@ struct lc_mcp {
   size_t max_message;
   long long next_id;
   struct pending *pending;
+  struct pending *by_id[PBUCKETS];
   struct queued *queue, **queue_tail;
   struct lc_timer hs_timer; /* handshake deadline */
   struct lc_timer in_timer; /* dispatch of inbox (HTTP) */
@@ -161,17 +168,35 @@ static void set_ready(struct lc_mcp *m, int rc, const char *msg) {
   lc_timer_start(m->loop, &m->ready_timer, 0);
 }
 
+static void pending_link(struct lc_mcp *m, struct pending *p) {
+  p->next = m->pending;
+  if (p->next) p->next->prevp = &p->next;
+  p->prevp = &m->pending;
+  m->pending = p;
+  struct pending **b = &m->by_id[(unsigned long long)p->id % PBUCKETS];
+  p->hnext = *b;
+  *b = p;
+}
+
 static void pending_unlink(struct lc_mcp *m, struct pending *p) {
-  for (struct pending **pp = &m->pending; *pp; pp = &(*pp)->next)
-    if (*pp == p) {
-      *pp = p->next;
-      break;
-    }
+  if (p->prevp) {
+    *p->prevp = p->next;
+    if (p->next) p->next->prevp = p->prevp;
+    p->prevp = NULL;
+    p->next = NULL;
+    for (struct pending **pp = &m->by_id[(unsigned long long)p->id % PBUCKETS]; *pp;
+         pp = &(*pp)->hnext)
+      if (*pp == p) {
+        *pp = p->hnext;
+        break;
+      }
+  }
   lc_timer_stop(m->loop, &p->timer);
 }
 
 static struct pending *pending_find(struct lc_mcp *m, long long id) {
-  for (struct pending *p = m->pending; p; p = p->next)
+  if (id < 0) return NULL;
+  for (struct pending *p = m->by_id[(unsigned long long)id % PBUCKETS]; p; p = p->hnext)
     if (p->id == id) return p;
   return NULL;
 }
@@ -958,8 +983,7 @@ static int start_request(struct lc_mcp *m, const char *method, cJSON *params,
     lc_free(p);
     return LC_ENOMEM;
   }
-  p->next = m->pending;
-  m->pending = p;
+  pending_link(m, p);
   if (id_out) *id_out = id;
   if (m->st == ST_READY || internal) {
     int rc = send_msg(m, msg, id);
@@ -1367,8 +1391,7 @@ int lc_mcp_call_text(struct lc_mcp *m, const char *method, const char *params, s
     lc_free(p);
     return rc == LC_EIO ? LC_EIO : LC_ENOMEM;
   }
-  p->next = m->pending;
-  m->pending = p;
+  pending_link(m, p);
   if (id_out) *id_out = id;
   if (!m->url) {
     /* Alone in flight: out now (a timer would cost this pass a second
