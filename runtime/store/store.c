@@ -66,6 +66,7 @@ struct lc_store {
   sqlite3 *wdb;
   sqlite3_stmt *wins; /* the writer's INSERT INTO journal, prepared once */
   sqlite3_stmt *wcancel; /* the writer's cancel_requested query, prepared once */
+  sqlite3_stmt *wbegin, *wcommit; /* its BEGIN IMMEDIATE and COMMIT, prepared once */
   pthread_t writer;
   int writer_on;
   pthread_mutex_t mu;
@@ -417,6 +418,8 @@ void lc_store_close(struct lc_store *s) {
   }
   sqlite3_finalize(s->wins);
   sqlite3_finalize(s->wcancel);
+  sqlite3_finalize(s->wbegin);
+  sqlite3_finalize(s->wcommit);
   sqlite3_close(s->wdb);
   sqlite3_close(s->db);
   pthread_mutex_destroy(&s->openmu);
@@ -912,6 +915,30 @@ static int one_clients_error(int sqlite_rc) {
  * transaction is rolled back and the group tried again without that
  * client's items (p->err set), so each retry drops one client. The
  * writer's connection is made here, on the writer thread, the first time. */
+/* exec (retry: exec_busy) for the writer's statements run on every group: prepared
+ * once (sqlite3_exec parsed BEGIN and COMMIT again for each commit, and at
+ * one client every journal line is a commit of its own). */
+static int step_busy(sqlite3 *db, sqlite3_stmt **st, const char *sql, int retry, char *err,
+                     size_t errlen) {
+  if (!*st && sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
+    *st = NULL;
+    return retry ? exec_busy(db, sql, err, errlen) : exec(db, sql, err, errlen);
+  }
+  double until = mono_ms() + BUSY_MS;
+  for (;;) {
+    int rc = sqlite3_step(*st);
+    sqlite3_reset(*st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return 0;
+    int c = rc & 0xff;
+    if (retry && (c == SQLITE_BUSY || c == SQLITE_LOCKED) && mono_ms() < until) {
+      sqlite3_sleep(20);
+      continue;
+    }
+    snprintf(err, errlen, "store: %s", sqlite3_errmsg(db));
+    return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? LC_EINVAL : LC_EIO;
+  }
+}
+
 static int commit_group(struct lc_store *s, struct pending *g) {
   char err[1024];
   if (!s->wdb) {
@@ -919,7 +946,7 @@ static int commit_group(struct lc_store *s, struct pending *g) {
     if (connect(s->path, s->sync, &s->wdb, err, sizeof err)) return EIO;
   }
   for (;;) {
-    if (exec_busy(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
+    if (step_busy(s->wdb, &s->wbegin, "BEGIN IMMEDIATE", 1, err, sizeof err)) return EIO;
     struct pending *bad = NULL;
     int global = 0;
     for (struct pending *p = g; p && !bad; p = p->next) {
@@ -932,7 +959,7 @@ static int commit_group(struct lc_store *s, struct pending *g) {
         if (rc != SQLITE_OK) bad = p, global = !one_clients_error(rc);
       }
     }
-    if (!bad && !exec(s->wdb, "COMMIT", err, sizeof err)) return 0;
+    if (!bad && !step_busy(s->wdb, &s->wcommit, "COMMIT", 0, err, sizeof err)) return 0;
     char e2[64];
     exec(s->wdb, "ROLLBACK", e2, sizeof e2);
     if (!bad || global) return EIO;
