@@ -3,6 +3,7 @@
 -- session; prints luact's own CPU per call (os.clock: the server's CPU,
 -- a child process, is not in it).
 local mode, n, target, conc = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4] or 1)
+local label = arg[5] and ("luact-" .. arg[5]) or "luact" -- store / no-store
 local spec = mode == "http" and { url = target } or { command = "node", args = { target, "stdio" } }
 local s = assert(luact.mcp.connect(spec))
 local echo = s.tool.echo
@@ -22,6 +23,6 @@ local cpu, wall = os.clock() - c0, luact.now() - t0
 local f = io.open("/proc/self/status")
 local rss = f:read("a"):match("VmRSS:%s*(%d+)")
 f:close()
-print(luact.json.encode { client = "luact", mode = mode, n = n, conc = conc,
+print(luact.json.encode { client = label, mode = mode, n = n, conc = conc,
   cpu_us_per_call = cpu * 1e6 / n, wall_ms = wall * 1000, rss_mb = tonumber(rss) / 1024 })
 s:close()

@@ -286,6 +286,48 @@ static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
   lua_setmetatable(L, -2);
 }
 
+/* The schema hash of a schema table, made once per table: a tool passes
+ * the same table on every call (tool.lua's schema_of makes a new one when
+ * the description or params are replaced), and converting and hashing it
+ * was a JSON tree and a SHA-256 per journaled call. Weak keys: a table
+ * that goes, goes from here. Like the tool's compiled validator, a table
+ * changed in place after its first effect keeps its first hash. */
+static char schema_hash_key;
+
+/* [-0, +0, m] 1 and the hash in th when the table at idx has one. */
+static int schema_hash_get(lua_State *L, int idx, char th[65]) {
+  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &schema_hash_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, idx);
+  size_t n = 0;
+  const char *h = lua_rawget(L, -2) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (h && n == 64) memcpy(th, h, 65);
+  lua_pop(L, 2);
+  return h && n == 64;
+}
+
+/* [-0, +0, m] Keeps th as the hash of the table at idx. */
+static void schema_hash_put(lua_State *L, int idx, const char th[65]) {
+  if (lua_type(L, idx) != LUA_TTABLE) return;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &schema_hash_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &schema_hash_key);
+  }
+  lua_pushvalue(L, idx);
+  lua_pushlstring(L, th, 64);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
 /* _effect_begin(kind, name, request, class [, schema]) -> token | nil |
  * false, ctx. nil: no journal attached; run the effect plainly. false: the
  * journal is off; run it plainly with ctx. Raises on a replay mismatch, a
@@ -315,8 +357,11 @@ static int l_effect_begin(lua_State *L) {
   int has_schema = 0;
   req->j = to_json_or_raise(L, 3, "the request");
   if (!lua_isnoneornil(L, 5)) {
-    sch->j = to_json_or_raise(L, 5, "the schema");
-    if (lc_jcanon_hash(sch->j, th)) return luaL_error(L, "out of memory");
+    if (!schema_hash_get(L, 5, th)) {
+      sch->j = to_json_or_raise(L, 5, "the schema");
+      if (lc_jcanon_hash(sch->j, th)) return luaL_error(L, "out of memory");
+      schema_hash_put(L, 5, th);
+    }
     has_schema = 1;
   }
   struct effect_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* ... req sch tok */

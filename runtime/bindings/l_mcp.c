@@ -102,6 +102,7 @@ struct lsess {
   struct lc_mcp *m;
   struct lop *ops;
   struct sreq *reqs, **reqs_tail;
+  struct lc_buf scratch; /* a request's params text (l_start) */
   /* the opener */
   struct lc_task *opener;
   struct lc_wait open_wait;
@@ -112,7 +113,7 @@ struct lsess {
 };
 
 struct lop {
-  struct lop *next;
+  struct lop *next, **prevp; /* the session's ops, unlinked in O(1) */
   struct lsess *s; /* NULL once the session is gone */
   struct lc_task *task;
   struct lc_wait wait;
@@ -127,12 +128,11 @@ struct lop {
 /* ---- ops ---- */
 
 static void op_unlink(struct lop *op) {
-  if (!op->s) return;
-  for (struct lop **pp = &op->s->ops; *pp; pp = &(*pp)->next)
-    if (*pp == op) {
-      *pp = op->next;
-      break;
-    }
+  if (!op->s || !op->prevp) return;
+  *op->prevp = op->next;
+  if (op->next) op->next->prevp = op->prevp;
+  op->next = NULL;
+  op->prevp = NULL;
 }
 
 /* Stops the op: the server is told if the request is still out. */
@@ -172,7 +172,10 @@ static void op_reply(void *ud, const struct lc_mcp_reply *r) {
   op->done = 1;
   op->rc = r->rc;
   op->code = r->code;
-  if (r->rc == 0) {
+  if (r->rc == 0 && r->take) {
+    op->result = *r->take; /* kept, not copied */
+    *r->take = NULL;
+  } else if (r->rc == 0) {
     op->result = cJSON_Duplicate(r->result, 1);
     if (!op->result) op->rc = LC_ENOMEM;
   } else {
@@ -282,7 +285,12 @@ static void ev_closed(void *ud, const char *why) {
 
 static void sess_close(struct lsess *s) {
   closable_remove(&s->cl);
-  for (struct lop *op = s->ops; op; op = op->next) op->s = NULL;
+  for (struct lop *op = s->ops, *nx; op; op = nx) {
+    nx = op->next;
+    op->s = NULL;
+    op->next = NULL;
+    op->prevp = NULL;
+  }
   s->ops = NULL;
   while (s->reqs) {
     struct sreq *q = s->reqs;
@@ -295,6 +303,7 @@ static void sess_close(struct lsess *s) {
   s->reqs_tail = &s->reqs;
   lc_free(s->auth_url);
   s->auth_url = NULL;
+  lc_buf_free(&s->scratch);
   if (s->m) {
     struct lc_mcp *m = s->m;
     s->m = NULL;
@@ -451,6 +460,7 @@ static int l_open(lua_State *L) {
   struct lsess *s = lua_newuserdatauv(L, sizeof *s, 0); /* 8 */
   memset(s, 0, sizeof *s);
   s->reqs_tail = &s->reqs;
+  lc_buf_init(&s->scratch, 0);
   s->cl.close = sess_close_cl;
   luaL_setmetatable(L, SESSION_MT);
   closable_add(L, &s->cl);
@@ -497,15 +507,19 @@ static int l_start(lua_State *L) {
   const char *method = luaL_checkstring(L, 2);
   double timeout = luaL_optnumber(L, 4, 0);
   int progress = lua_toboolean(L, 5);
-  cJSON *params = NULL;
+  /* params as JSON text, written straight into the request: no tree is
+   * built and printed per call. The session's scratch buffer holds it, so
+   * a raise in between leaks nothing. */
+  struct lc_buf *pb = &s->scratch;
+  lc_buf_reset(pb);
   if (!lua_isnoneornil(L, 3)) {
     char err[160];
-    if (lc_conv_to_json(L, 3, &params, err, sizeof err) < 0)
-      return luaL_error(L, "MCP params: %s", err);
-    if (!cJSON_IsObject(params)) {
-      cJSON_Delete(params);
-      return luaL_error(L, "MCP params must be an object");
-    }
+    int rc = lc_conv_to_text(L, 3, pb, err, sizeof err);
+    if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+    if (rc < 0) return luaL_error(L, "MCP params: %s", err);
+    if (pb->len < 2 || pb->data[0] != '{') return luaL_error(L, "MCP params must be an object");
+  } else if (lc_buf_puts(pb, "{}") < 0) {
+    return luaL_error(L, "out of memory");
   }
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
@@ -514,7 +528,6 @@ static int l_start(lua_State *L) {
   lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
   const char *dead = lc_mcp_dead(s->m);
   if (dead) {
-    cJSON_Delete(params);
     lua_pushnil(L);
     lua_pushstring(L, dead);
     lua_pushliteral(L, "server_died");
@@ -522,9 +535,13 @@ static int l_start(lua_State *L) {
   }
   op->s = s;
   op->next = s->ops;
+  if (op->next) op->next->prevp = &op->next;
+  op->prevp = &s->ops;
   s->ops = op;
-  int rc = lc_mcp_call(s->m, method, params, timeout * 1000.0, progress ? -1 : 0,
-                       op_reply, op, &op->id);
+  int rc = lc_mcp_call_text(s->m, method, pb->data, pb->len, timeout * 1000.0,
+                            progress ? -1 : 0, op_reply, op, &op->id);
+  if (pb->cap > 65536) lc_buf_free(pb); /* one huge call keeps no memory */
+  else lc_buf_reset(pb);
   if (rc < 0) {
     op_unlink(op);
     op->s = NULL;

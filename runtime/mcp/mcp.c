@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "conv.h"
 #include "http.h"
 #include "jsonrpc.h"
 #include "lc.h"
@@ -37,8 +38,14 @@ extern char **environ;
 
 enum state { ST_DISCOVER, ST_INIT, ST_READY, ST_DEAD };
 
+/* Requests in flight are found by id through this many chains: with 1,000
+ * agents on one session, a walk of every pending request per answer was
+ * the session's largest cost. */
+#define PBUCKETS 1024
+
 struct pending {
-  struct pending *next;
+  struct pending *next, **prevp; /* m->pending, unlinked in O(1) */
+  struct pending *hnext;         /* m->by_id[id % PBUCKETS] */
   struct lc_mcp *m;
   long long id;
   lc_mcp_reply_fn fn;
@@ -107,6 +114,7 @@ struct lc_mcp {
   size_t max_message;
   long long next_id;
   struct pending *pending;
+  struct pending *by_id[PBUCKETS];
   struct queued *queue, **queue_tail;
   struct lc_timer hs_timer; /* handshake deadline */
   struct lc_timer in_timer; /* dispatch of inbox (HTTP) */
@@ -125,6 +133,7 @@ struct lc_mcp {
   struct lc_fdwatch w_out, w_err, w_in, w_pid;
   int w_in_on;
   struct lc_buf outq; /* bytes for the child's stdin */
+  struct lc_timer out_timer; /* one write for the requests of a pass */
   struct lc_jr_split split;
   char errtail[STDERR_TAIL];
   size_t errtail_len;
@@ -164,17 +173,35 @@ static void set_ready(struct lc_mcp *m, int rc, const char *msg) {
   lc_timer_start(m->loop, &m->ready_timer, 0);
 }
 
+static void pending_link(struct lc_mcp *m, struct pending *p) {
+  p->next = m->pending;
+  if (p->next) p->next->prevp = &p->next;
+  p->prevp = &m->pending;
+  m->pending = p;
+  struct pending **b = &m->by_id[(unsigned long long)p->id % PBUCKETS];
+  p->hnext = *b;
+  *b = p;
+}
+
 static void pending_unlink(struct lc_mcp *m, struct pending *p) {
-  for (struct pending **pp = &m->pending; *pp; pp = &(*pp)->next)
-    if (*pp == p) {
-      *pp = p->next;
-      break;
-    }
+  if (p->prevp) {
+    *p->prevp = p->next;
+    if (p->next) p->next->prevp = p->prevp;
+    p->prevp = NULL;
+    p->next = NULL;
+    for (struct pending **pp = &m->by_id[(unsigned long long)p->id % PBUCKETS]; *pp;
+         pp = &(*pp)->hnext)
+      if (*pp == p) {
+        *pp = p->hnext;
+        break;
+      }
+  }
   lc_timer_stop(m->loop, &p->timer);
 }
 
 static struct pending *pending_find(struct lc_mcp *m, long long id) {
-  for (struct pending *p = m->pending; p; p = p->next)
+  if (id < 0) return NULL;
+  for (struct pending *p = m->by_id[(unsigned long long)id % PBUCKETS]; p; p = p->hnext)
     if (p->id == id) return p;
   return NULL;
 }
@@ -337,6 +364,10 @@ static int drain_out(struct lc_mcp *m, int all) {
         die(m, "out of memory reading the MCP server");
         return 0;
       }
+      /* A short read drained the pipe: the watch is level-triggered, so
+       * what comes later wakes us again; reading on would only be an
+       * EAGAIN, one system call per answer. */
+      if (!all && (size_t)k < sizeof buf) return 0;
       continue;
     }
     if (k < 0 && errno == EINTR) continue;
@@ -399,6 +430,10 @@ static void flush_in(struct lc_mcp *m) {
     m->w_in_on = 0;
   }
 }
+
+/* 0 ms timer (from the loop, after the pass's tasks ran): the requests
+ * they made go out in one write. */
+static void out_fire(struct lc_loop *loop, struct lc_timer *t) { flush_in(t->ud); }
 
 /* Watcher of the child's stdin (from the loop): writable again. */
 static void on_in(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
@@ -1062,8 +1097,7 @@ static int start_request(struct lc_mcp *m, const char *method, cJSON *params,
     lc_free(p);
     return LC_ENOMEM;
   }
-  p->next = m->pending;
-  m->pending = p;
+  pending_link(m, p);
   if (id_out) *id_out = id;
   if (m->st == ST_READY || internal) {
     int rc = send_msg(m, msg, id);
@@ -1248,11 +1282,17 @@ static void dispatch(struct lc_mcp *m, const char *p, size_t n) {
             m->n_unknown);
       break;
     }
+    /* The result leaves the message so that the callback can keep it
+     * instead of copying it (a large result is copied once less). */
+    cJSON *res = msg.result ? cJSON_DetachItemViaPointer(msg.root, (cJSON *)msg.result)
+                            : NULL;
     struct lc_mcp_reply r = {.rc = msg.error ? LC_EINVAL : 0,
-                             .result = msg.result,
+                             .result = res,
                              .code = msg.err_code,
-                             .message = msg.err_msg};
+                             .message = msg.err_msg,
+                             .take = res ? &res : NULL};
     reply(m, pd, &r);
+    cJSON_Delete(res); /* NULL when the callback took it */
     break;
   }
   case LC_JR_NOTIFICATION:
@@ -1308,6 +1348,7 @@ int lc_mcp_open(struct lc_loop *loop, const struct lc_mcp_config *cfg,
   lc_timer_init(&m->hs_timer, hs_fire, m);
   lc_timer_init(&m->in_timer, in_fire, m);
   lc_timer_init(&m->ready_timer, ready_fire, m);
+  lc_timer_init(&m->out_timer, out_fire, m);
   int rc;
   if (cfg->url) {
     if (strncmp(cfg->url, "http://", 7) && strncmp(cfg->url, "https://", 8)) {
@@ -1375,6 +1416,114 @@ int lc_mcp_call(struct lc_mcp *m, const char *method, cJSON *params,
   }
   return start_request(m, method, params, timeout_ms, progress_token, fn, ud,
                        0, id_out);
+}
+
+/* A method name that JSON carries as is (no escape needed). */
+static int plain_method(const char *s) {
+  if (!*s) return 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return 0;
+  }
+  return 1;
+}
+
+static int bput(struct lc_buf *b, const char *s) { return lc_buf_puts(b, s); }
+
+/* The request line, written as text: params is the JSON text of an
+ * object; _meta (progress token, the stateless revision's fields) is added
+ * as its last member, as add_meta does on a tree. */
+static int request_line(struct lc_mcp *m, struct lc_buf *b, const char *method,
+                        long long id, const char *params, size_t n, long long progress) {
+  int stateless = !strcmp(m->version, LC_MCP_V_STATELESS);
+  int rc = bput(b, "{\"jsonrpc\":\"2.0\",\"method\":\"");
+  rc = rc ? rc : bput(b, method);
+  rc = rc ? rc : lc_buf_printf(b, "\",\"id\":%lld,\"params\":", id);
+  if (rc) return rc;
+  if (!stateless && !progress) {
+    rc = lc_buf_append(b, params, n);
+  } else {
+    /* "{...}" less its "}", then ",_meta:{...}}" */
+    rc = lc_buf_append(b, params, n - 1);
+    rc = rc ? rc : bput(b, n > 2 ? ",\"_meta\":{" : "\"_meta\":{");
+    if (!rc && progress) rc = lc_buf_printf(b, "\"progressToken\":%lld", progress);
+    if (!rc && stateless)
+      rc = lc_buf_printf(b, "%s\"io.modelcontextprotocol/protocolVersion\":\"%s\","
+                            "\"io.modelcontextprotocol/clientCapabilities\":"
+                            "{\"elicitation\":{}}",
+                         progress ? "," : "", m->version);
+    rc = rc ? rc : bput(b, "}}");
+  }
+  return rc ? rc : bput(b, "}");
+}
+
+int lc_mcp_call_text(struct lc_mcp *m, const char *method, const char *params, size_t n,
+                     double timeout_ms, long long progress_token, lc_mcp_reply_fn fn,
+                     void *ud, long long *id_out) {
+  if (m->st == ST_DEAD) return LC_EIO;
+  int has_meta = 0;
+  for (size_t i = 0; !has_meta && i + 7 <= n; i++)
+    if (params[i] == '"' && !memcmp(params + i, "\"_meta\"", 7)) has_meta = 1;
+  if (m->st != ST_READY || !plain_method(method) || n < 2 || params[0] != '{' ||
+      params[n - 1] != '}' || has_meta) {
+    /* Before ready (queued, _meta added at the flush), or a _meta of the
+     * caller's own to merge into: the tree path. */
+    char err[96];
+    cJSON *tree = lc_json_parse(params, n, err, sizeof err);
+    if (!tree) return LC_EINVAL;
+    return lc_mcp_call(m, method, tree, timeout_ms, progress_token, fn, ud, id_out);
+  }
+  struct pending *p = lc_calloc(1, sizeof *p);
+  if (!p) return LC_ENOMEM;
+  long long id = ++m->next_id;
+  long long progress = progress_token < 0 ? id : progress_token;
+  p->m = m;
+  p->id = id;
+  p->fn = fn;
+  p->ud = ud;
+  lc_timer_init(&p->timer, timeout_fire, p);
+  if (timeout_ms > 0 && lc_timer_start(m->loop, &p->timer, timeout_ms) < 0) {
+    lc_free(p);
+    return LC_ENOMEM;
+  }
+  int rc;
+  if (!m->url) {
+    /* stdio: straight into the outgoing bytes, one copy less */
+    if (m->infd < 0) rc = LC_EIO;
+    else {
+      size_t mark = m->outq.len;
+      rc = request_line(m, &m->outq, method, id, params, n, progress);
+      rc = rc ? rc : lc_buf_append(&m->outq, "\n", 1);
+      if (rc) { /* no half line */
+        m->outq.len = mark;
+        if (m->outq.data) m->outq.data[mark] = '\0';
+      }
+    }
+  } else {
+    struct lc_buf b;
+    lc_buf_init(&b, 0);
+    rc = request_line(m, &b, method, id, params, n, progress);
+    if (!rc) rc = http_send(m, b.data, id);
+    lc_buf_free(&b);
+  }
+  if (rc < 0) {
+    lc_timer_stop(m->loop, &p->timer);
+    lc_free(p);
+    return rc == LC_EIO ? LC_EIO : LC_ENOMEM;
+  }
+  pending_link(m, p);
+  if (id_out) *id_out = id;
+  if (!m->url) {
+    /* Alone in flight: out now (a timer would cost this pass a second
+     * poll). With others in flight, many tasks are calling: the pass's
+     * requests share one write, after its tasks ran. Nothing to do while
+     * the pipe is full: its watcher writes when it drains. */
+    if (!m->pending->next) flush_in(m);
+    else if (!m->w_in_on && !lc_timer_active(&m->out_timer) &&
+             lc_timer_start(m->loop, &m->out_timer, 0) < 0)
+      flush_in(m);
+  }
+  return 0;
 }
 
 void lc_mcp_cancel(struct lc_mcp *m, long long id, const char *reason) {
@@ -1477,6 +1626,7 @@ void lc_mcp_free(struct lc_mcp *m) {
   lc_timer_stop(m->loop, &m->hs_timer);
   lc_timer_stop(m->loop, &m->in_timer);
   lc_timer_stop(m->loop, &m->ready_timer);
+  lc_timer_stop(m->loop, &m->out_timer);
   while (m->inbox) {
     struct inmsg *x = m->inbox;
     m->inbox = x->next;

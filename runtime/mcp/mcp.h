@@ -62,6 +62,10 @@ struct lc_mcp_reply {
   const cJSON *result;   /* rc == 0 */
   long long code;        /* JSON-RPC error code when rc == LC_EINVAL */
   const char *message;   /* error text when rc != 0 */
+  /* Non-NULL when the callback may keep the result tree instead of
+   * copying it: it copies *take and sets *take = NULL; the tree is then
+   * its own (cJSON_Delete). */
+  cJSON **take;
 };
 typedef void (*lc_mcp_reply_fn)(void *ud, const struct lc_mcp_reply *r);
 
@@ -96,6 +100,12 @@ int lc_mcp_open(struct lc_loop *loop, const struct lc_mcp_config *cfg,
 int lc_mcp_call(struct lc_mcp *m, const char *method, cJSON *params,
                 double timeout_ms, long long progress_token,
                 lc_mcp_reply_fn fn, void *ud, long long *id_out);
+/* lc_mcp_call with params given as the JSON text of an object (n bytes,
+ * borrowed): written into the request as is, no tree built, when the
+ * session is ready. LC_EINVAL when the text is not JSON. */
+int lc_mcp_call_text(struct lc_mcp *m, const char *method, const char *params, size_t n,
+                     double timeout_ms, long long progress_token, lc_mcp_reply_fn fn,
+                     void *ud, long long *id_out);
 /* The caller no longer wants request id: fn never runs, and the server is
  * told (notifications/cancelled with the reason). */
 void lc_mcp_cancel(struct lc_mcp *m, long long id, const char *reason);

@@ -65,6 +65,8 @@ struct lc_store {
   /* the writer thread and its own connection */
   sqlite3 *wdb;
   sqlite3_stmt *wins; /* the writer's INSERT INTO journal, prepared once */
+  sqlite3_stmt *wcancel; /* the writer's cancel_requested query, prepared once */
+  sqlite3_stmt *wbegin, *wcommit; /* its BEGIN IMMEDIATE and COMMIT, prepared once */
   pthread_t writer;
   int writer_on;
   pthread_mutex_t mu;
@@ -415,6 +417,9 @@ void lc_store_close(struct lc_store *s) {
     pending_free(x);
   }
   sqlite3_finalize(s->wins);
+  sqlite3_finalize(s->wcancel);
+  sqlite3_finalize(s->wbegin);
+  sqlite3_finalize(s->wcommit);
   sqlite3_close(s->wdb);
   sqlite3_close(s->db);
   pthread_mutex_destroy(&s->openmu);
@@ -910,6 +915,30 @@ static int one_clients_error(int sqlite_rc) {
  * transaction is rolled back and the group tried again without that
  * client's items (p->err set), so each retry drops one client. The
  * writer's connection is made here, on the writer thread, the first time. */
+/* exec (retry: exec_busy) for the writer's statements run on every group: prepared
+ * once (sqlite3_exec parsed BEGIN and COMMIT again for each commit, and at
+ * one client every journal line is a commit of its own). */
+static int step_busy(sqlite3 *db, sqlite3_stmt **st, const char *sql, int retry, char *err,
+                     size_t errlen) {
+  if (!*st && sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
+    *st = NULL;
+    return retry ? exec_busy(db, sql, err, errlen) : exec(db, sql, err, errlen);
+  }
+  double until = mono_ms() + BUSY_MS;
+  for (;;) {
+    int rc = sqlite3_step(*st);
+    sqlite3_reset(*st);
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW) return 0;
+    int c = rc & 0xff;
+    if (retry && (c == SQLITE_BUSY || c == SQLITE_LOCKED) && mono_ms() < until) {
+      sqlite3_sleep(20);
+      continue;
+    }
+    snprintf(err, errlen, "store: %s", sqlite3_errmsg(db));
+    return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? LC_EINVAL : LC_EIO;
+  }
+}
+
 static int commit_group(struct lc_store *s, struct pending *g) {
   char err[1024];
   if (!s->wdb) {
@@ -917,7 +946,7 @@ static int commit_group(struct lc_store *s, struct pending *g) {
     if (connect(s->path, s->sync, &s->wdb, err, sizeof err)) return EIO;
   }
   for (;;) {
-    if (exec_busy(s->wdb, "BEGIN IMMEDIATE", err, sizeof err)) return EIO;
+    if (step_busy(s->wdb, &s->wbegin, "BEGIN IMMEDIATE", 1, err, sizeof err)) return EIO;
     struct pending *bad = NULL;
     int global = 0;
     for (struct pending *p = g; p && !bad; p = p->next) {
@@ -930,7 +959,7 @@ static int commit_group(struct lc_store *s, struct pending *g) {
         if (rc != SQLITE_OK) bad = p, global = !one_clients_error(rc);
       }
     }
-    if (!bad && !exec(s->wdb, "COMMIT", err, sizeof err)) return 0;
+    if (!bad && !step_busy(s->wdb, &s->wcommit, "COMMIT", 0, err, sizeof err)) return 0;
     char e2[64];
     exec(s->wdb, "ROLLBACK", e2, sizeof e2);
     if (!bad || global) return EIO;
@@ -958,10 +987,13 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
   }
   long k = 0;
   for (struct pending *p = g; p; p = p->next) v[k++] = p;
-  sqlite3_stmt *st = NULL;
-  if (!err && sqlite3_prepare_v2(s->wdb, "SELECT cancel_requested FROM runs WHERE id=?", -1,
-                                 &st, NULL) != SQLITE_OK)
-    st = NULL;
+  /* Prepared once: at one client every effect is a commit of its own, and
+   * preparing it was a SQL parse per commit. */
+  if (!err && !s->wcancel &&
+      sqlite3_prepare_v2(s->wdb, "SELECT cancel_requested FROM runs WHERE id=?", -1,
+                         &s->wcancel, NULL) != SQLITE_OK)
+    s->wcancel = NULL;
+  sqlite3_stmt *st = err ? NULL : s->wcancel;
   for (long i = n - 1; i >= 0; i--) {
     struct pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
@@ -976,7 +1008,7 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
       if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) p->c.cancel(p->c.ud);
     }
   }
-  sqlite3_finalize(st);
+  if (st) sqlite3_reset(st); /* no read transaction held open */
   lc_free(v);
   lc_free(seen);
 }

@@ -150,6 +150,44 @@ START_TEST(cancel_on_kill) {
 }
 END_TEST
 
+/* No head-of-line blocking on a shared session: 50 calls the server holds
+ * do not hold up a fast one on the same pipe. The server answers the held
+ * calls only when told to, after the fast call's answer was seen here, so
+ * the order is fixed by the server, not by timing. The 60 s timeout only
+ * turns a blocked session into a failure instead of a hang. */
+START_TEST(slow_calls_do_not_block_a_fast_one) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('ok'))\n"
+                    "local done, ts = 0, {}\n"
+                    "for i = 1, 50 do ts[i] = luact.spawn(function()\n"
+                    "  local r = check(s:call('held', {}))\n"
+                    "  done = done + 1\n"
+                    "  return r.content[1].text\n"
+                    "end) end\n"
+                    /* fast calls (the server says how many it holds) until all
+                     * 50 are held: each is answered with held ones before it */
+                    "local n, k = '0', 0\n"
+                    "while n ~= '50' do\n"
+                    "  k = k + 1\n"
+                    "  check(k <= 1000, 'the held calls never all arrived: ' .. n)\n"
+                    "  local r, m, c = luact.timeout(60, function() return s:call('holding', {}) end)\n"
+                    "  check(r, 'a fast call behind held ones:', m, c)\n"
+                    "  n = r.content[1].text\n"
+                    "end\n"
+                    "check(s:call('ok', {}).content[1].text == 'ok from ok')\n"
+                    "check(done == 0, 'held calls answered before release: ' .. done)\n"
+                    "check(s:call('release', {}))\n"
+                    "for i = 1, 50 do\n"
+                    "  local ok, text = luact.wait(ts[i])\n"
+                    "  check(ok and text == 'ok from held', tostring(text))\n"
+                    "end\n"
+                    "check(done == 50)\n"
+                    "s:close()\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
 /* A server that dies mid-call: that call fails clearly, the next restarts. */
 START_TEST(server_dies_mid_call) {
   ck_assert_msg(run("LOG = nil\n"
@@ -692,6 +730,61 @@ START_TEST(stateless_meta) {
 }
 END_TEST
 
+/* The line of text holding needle, as its own string (NULL if none). */
+static char *line_with(const char *t, const char *needle) {
+  const char *p = strstr(t, needle);
+  if (!p) return NULL;
+  const char *b = p, *e = strchr(p, '\n');
+  while (b > t && b[-1] != '\n') b--;
+  size_t n = e ? (size_t)(e - b) : strlen(b);
+  char *l = malloc(n + 1);
+  memcpy(l, b, n);
+  l[n] = '\0';
+  return l;
+}
+
+/* Tool calls are written as text (lc_mcp_call_text): _meta (the stateless
+ * revision's fields, a progress token) is added to the params' text as its
+ * last member, and a _meta of the caller's own is merged, not doubled. */
+START_TEST(text_requests_carry_meta) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[1024];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('stateless'))\n"
+           "check(s:call('ok', {}, {on_progress=function() end}).content[1].text == 'ok from ok')\n"
+           "check(s:call('ok', {a=1}).content[1].text == 'ok from ok')\n"
+           "check(s:request('tools/call', {name='ok', arguments={}, _meta={mine='x'}})"
+           ".content[1].text == 'ok from ok')\n"
+           "s:close()\n"
+           "return 'ok'", log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  char *l1 = line_with(t, "\"progressToken\":");
+  ck_assert_msg(l1 && strstr(l1, "\"name\":\"ok\"") &&
+                    strstr(l1, "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\""),
+                "%s", t);
+  char *l2 = line_with(t, "\"arguments\":{\"a\":1}");
+  ck_assert_msg(l2 && strstr(l2, "\"_meta\":{\"io.modelcontextprotocol/protocolVersion\""), "%s",
+                t);
+  char *l3 = line_with(t, "\"mine\":\"x\"");
+  /* one _meta, holding the caller's field and luact's */
+  ck_assert_msg(l3 && strstr(l3, "\"io.modelcontextprotocol/protocolVersion\"") &&
+                    !strstr(strstr(l3, "\"_meta\"") + 1, "\"_meta\""),
+                "%s", t);
+  free(l1);
+  free(l2);
+  free(l3);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
 /* MCP tools in a workflow state's allowed set: a tool not allowed in the
  * state is refused, an allowed one runs. */
 START_TEST(workflow_allowed_set) {
@@ -1152,6 +1245,8 @@ Suite *mcp_suite(void) {
   CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
   CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
+  CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
+  CASE(text_requests_carry_meta, tcase_add_test(tc, text_requests_carry_meta));
   CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
   CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
   CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));

@@ -48,6 +48,7 @@ process.stdin.on('data', (d) => {
 process.stdin.on('end', () => process.exit(0));
 
 let pendingCall = null;
+const held = [];
 const asked = {};
 function handle(m) {
   if ((m.id === 's1' || m.id === 'r1') && m.method === undefined && pendingCall !== null) {
@@ -123,6 +124,18 @@ function handle(m) {
       return;
     }
     if (name === 'slow') return; // answered never: the client must cancel
+    // held: answered only when release is called (which the client does
+    // after it saw a fast call's answer): the order is the server's doing.
+    if (name === 'held') { held.push(m.id); return; }
+    if (name === 'release') {
+      for (const id of held)
+        out({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: 'ok from held' }] } });
+      held.length = 0;
+    }
+    if (name === 'holding') {
+      out({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: String(held.length) }] } });
+      return;
+    }
     if (mode === 'stateless' && name === 'sample') {
       out({ jsonrpc: '2.0', id: m.id, result: { resultType: 'input_required', requestState: 's',
         inputRequests: { q: { method: 'sampling/createMessage', params: {
