@@ -20,4 +20,9 @@ double lc_test_json_num(const char *json, const char *key, int nth);
 double lc_test_mono_s(void);
 void lc_test_nap_ms(long ms);
 
+/* A child's exit code from its wait status, or 128 + the signal that
+ * ended it. WEXITSTATUS alone reads 0 for a child killed by a signal (a
+ * sanitizer's abort), which would pass an "exited 0" check. */
+int lc_test_exit_code(int wait_status);
+
 #endif

@@ -88,6 +88,12 @@ int lc_sd_stop(struct lc_sd *d, int sig) {
   return st;
 }
 
+void lc_sd_stop_clean(struct lc_sd *d) {
+  int st = lc_sd_stop(d, SIGTERM);
+  ck_assert_msg(lc_test_exit_code(st) == 0, "the daemon ended with status %d (log %s)",
+                lc_test_exit_code(st), d->log);
+}
+
 void lc_sd_rm(struct lc_sd *d) {
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);

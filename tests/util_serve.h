@@ -33,6 +33,10 @@ void lc_sd_start(struct lc_sd *d);
 int lc_sd_try_start(struct lc_sd *d);
 /* Sends sig and reaps; returns the wait status. */
 int lc_sd_stop(struct lc_sd *d, int sig);
+/* SIGTERM, and asserts that the daemon exited 0 by itself: a sanitizer
+ * report under abort_on_error ends it by SIGABRT, whose WEXITSTATUS reads
+ * 0, so the exit is checked with WIFEXITED (lc_test_exit_code). */
+void lc_sd_stop_clean(struct lc_sd *d);
 void lc_sd_rm(struct lc_sd *d);
 
 struct lc_sresp {

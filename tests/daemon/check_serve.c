@@ -337,11 +337,11 @@ START_TEST(no_auth_only_on_loopback) {
   snprintf(cmd, sizeof cmd, "%s/luact serve --no-auth --listen 0.0.0.0:0 --store %s %s 2>/dev/null",
            LC_BINARY_DIR, d.store, d.agents);
   int st = system(cmd);
-  ck_assert_int_eq(WEXITSTATUS(st), 2);
+  ck_assert_int_eq(lc_test_exit_code(st), 2);
   snprintf(cmd, sizeof cmd, "%s/luact serve --store %s %s 2>/dev/null", LC_BINARY_DIR, d.store,
            d.agents);
   st = system(cmd); /* neither --tokens nor --no-auth */
-  ck_assert_int_eq(WEXITSTATUS(st), 2);
+  ck_assert_int_eq(lc_test_exit_code(st), 2);
   rm_dir(&d);
 }
 END_TEST
@@ -406,7 +406,7 @@ START_TEST(agents_auth_and_limits) {
   ck_assert_ptr_nonnull(strstr(m.body, "# TYPE luact_runs_created_total counter"));
   ck_assert_ptr_nonnull(strstr(m.body, "luact_http_rejected_total{reason=\"body_size\"} 1"));
   resp_free(&m);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -512,7 +512,7 @@ START_TEST(threads_and_tenants) {
   cJSON_Delete(j);
   j = expect(&d, "GET", p, NULL, A, 404);
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -648,7 +648,7 @@ START_TEST(interrupt_resume_cancel_idempotency) {
   cJSON_Delete(j);
   snprintf(rp, sizeof rp, "/runs/%s", rid);
   await_status(&d, rp, "cancelled");
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -732,7 +732,7 @@ START_TEST(stream_and_resume) {
   cJSON *j6 = expect(&d, "GET", p, NULL, A, 200);
   ck_assert_int_eq(cJSON_GetObjectItem(j6, "done")->valueint, 6);
   cJSON_Delete(j6);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -790,7 +790,7 @@ START_TEST(store_items) {
   j = expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\":[\"notes\"]}", B, 200);
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -867,7 +867,7 @@ START_TEST(cancel_races_completion) {
   ck_assert_int_eq(atoi(pf + strlen("luact_runs_ended_total{status=\"finished\"} ")), fin);
   ck_assert_int_eq(atoi(pc + strlen("luact_runs_ended_total{status=\"cancelled\"} ")), can);
   resp_free(&m);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -899,7 +899,7 @@ START_TEST(agent_limit) {
   cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
   snprintf(p, sizeof p, "/runs/%s", r2);
   await_status(&d, p, "cancelled");
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1009,7 +1009,7 @@ START_TEST(sigkill_and_restart) {
   ck_assert_ptr_nonnull(fgets(out, sizeof out, f));
   pclose(f);
   ck_assert_int_eq(atoi(out), 0);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1045,7 +1045,7 @@ START_TEST(sdk_langgraph_js) {
   ck_assert_ptr_nonnull(tk);
   ck_assert_int_gt(atoi(tk + strlen("luact_llm_tokens_total{direction=\"input\"} ")), 0);
   resp_free(&mt);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
   lc_mock_stop(&m);
   ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the SDK checks failed (stderr above)");
@@ -1118,7 +1118,7 @@ START_TEST(shopbot_across_restart) {
   }
   ck_assert_str_eq(str(j, "status"), "finished");
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   agents_override[0] = model_url[0] = 0;
   /* One label, one email. */
   CURL *c = curl_easy_init();
@@ -1197,7 +1197,7 @@ START_TEST(limits_and_slow_clients) {
     ck_assert_ptr_nonnull(strstr(all, "\"slept\":3"));
     pclose(streams[i]);
   }
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1226,7 +1226,7 @@ START_TEST(sigterm_then_resume) {
     if (f) pclose(f);
     lc_test_nap_ms(20);
   }
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   start(&d, NULL);
   snprintf(p, sizeof p, "/runs/%s/join", rid);
   j = expect(&d, "GET", p, NULL, A, 200);
@@ -1239,7 +1239,7 @@ START_TEST(sigterm_then_resume) {
   ck_assert_ptr_null(strstr(m.body, "luact_effects_total{how=\"replayed\"} 0\n"));
   ck_assert_ptr_null(strstr(m.body, rid)); /* never a run id in a metric */
   resp_free(&m);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1269,7 +1269,7 @@ START_TEST(cli_cancel_of_resumed_run) {
   j = expect(&d, "GET", p, NULL, A, 200);
   ck_assert_str_eq(str(j, "luact_status"), "cancelled");
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1309,7 +1309,7 @@ START_TEST(cancelled_in_queue_stays_cancelled) {
   j = expect(&d, "GET", p, NULL, A, 200);
   ck_assert_str_eq(str(j, "luact_status"), "cancelled");
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1337,7 +1337,7 @@ START_TEST(cancel_while_run_leaves) {
   j = expect(&d, "GET", p, NULL, A, 200);
   ck_assert_str_eq(str(j, "luact_status"), "cancelled");
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1382,7 +1382,7 @@ START_TEST(stalled_store_stalls_only_its_run) {
   ck_assert_int_eq(write(fd, "x", 1), 1);
   close(fd);
   await_status(&d, p, "finished");
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1424,7 +1424,7 @@ START_TEST(cancels_on_a_shared_worker) {
   ck_assert_int_eq(done->valueint, 20);
   cJSON_Delete(j);
   await_idle(&d, 0);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST
@@ -1439,7 +1439,7 @@ START_TEST(keep_alive) {
   ck_assert_ptr_nonnull(strstr(r.body, ": keep-alive"));
   ck_assert_ptr_nonnull(strstr(r.body, "\"slept\":16"));
   resp_free(&r);
-  ck_assert_int_eq(WEXITSTATUS(stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
   rm_dir(&d);
 }
 END_TEST

@@ -342,7 +342,7 @@ START_TEST(crash_points_and_random_kills) {
   }
   ck_assert_int_ge(streamed, NSTREAMS);
   ck_assert_int_gt(deltas, 0); /* the token streams got deltas */
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
   lc_mock_stop(&mock);
 }

@@ -20,14 +20,6 @@
 #include "util_pg.h"
 #include "util_serve.h"
 
-/* SIGTERM; the daemon must exit 0 by itself: a sanitizer report with
- * abort_on_error ends it by SIGABRT, whose WEXITSTATUS reads 0. */
-static void stop_clean(struct lc_sd *d) {
-  int st = lc_sd_stop(d, SIGTERM);
-  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the daemon ended with status %d (log %s)",
-                st, d->log);
-}
-
 static const char echo_agent[] =
     "return function(input, ctx) luact.now() return {echo = input} end\n";
 
@@ -168,7 +160,7 @@ START_TEST(next_times) {
     cJSON_Delete(lc_sd_expect(&d, "DELETE", path, NULL, 204));
     cJSON_Delete(c);
   }
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -223,7 +215,7 @@ START_TEST(bad_requests) {
   ck_assert(cJSON_IsNull(cJSON_GetObjectItem(c, "next_run_date")));
   ck_assert_str_eq(js(c, "end_time"), "2030-01-01T00:30:00.000Z");
   cJSON_Delete(c);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -276,7 +268,7 @@ START_TEST(fire_once_across_restart) {
   wait_next(&d, id, "2030-01-01T00:12:00.000Z");
   ck_assert_int_eq(cron_runs(&d, id, LC_SD_TOKEN), 3);
   free(id);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -347,7 +339,7 @@ START_TEST(tenants) {
   cJSON_Delete(n);
   cJSON_Delete(lc_sd_expect(&d, "DELETE", path, NULL, 204));
   cJSON_Delete(lc_sd_expect(&d, "GET", path, NULL, 404));
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -368,7 +360,7 @@ START_TEST(sdk_crons_js) {
            "node crons_test.mjs >&2",
            jsdir, d.port, LC_SD_TOKEN, d.dir);
   int st = system(cmd);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
   ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the SDK checks failed (stderr above)");
 }
@@ -405,8 +397,8 @@ START_TEST(fleet_fires_once) {
   ck_assert_int_eq(cron_runs(&a, id, LC_SD_TOKEN), TICKS);
   ck_assert_int_eq(cron_runs(&b, id, LC_SD_TOKEN), TICKS);
   free(id);
-  stop_clean(&b);
-  stop_clean(&a);
+  lc_sd_stop_clean(&b);
+  lc_sd_stop_clean(&a);
   lc_sd_rm(&b);
   lc_sd_rm(&a);
 }
@@ -428,7 +420,7 @@ START_TEST(fleet_stop_waits_for_lease_release) {
   /* The run ended; its thread now pauses before handing the lease back.
    * The stop must wait for it (before, it freed the fleet and the process
    * exited in the middle of the pause, or used freed memory after it). */
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   char *log = lc_test_read_file(d.log, NULL);
   ck_assert_ptr_nonnull(log);
   ck_assert_msg(strstr(log, "fleet_test_pause") != NULL,

@@ -18,14 +18,6 @@
 #include "util_pg.h"
 #include "util_serve.h"
 
-/* SIGTERM; the daemon must exit 0 by itself: a sanitizer report with
- * abort_on_error ends it by SIGABRT, whose WEXITSTATUS reads 0. */
-static void stop_clean(struct lc_sd *d) {
-  int st = lc_sd_stop(d, SIGTERM);
-  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the daemon ended with status %d (log %s)",
-                st, d->log);
-}
-
 static const char echo_agent[] =
     "return function(input, ctx) luact.now()\n"
     "  return {echo = input, seen = ctx.values and ctx.values.note} end\n";
@@ -172,7 +164,7 @@ START_TEST(inject_answers_next_questions) {
   v = lc_sd_expect(&d, "GET", p, NULL, 200);
   ck_assert_ptr_nonnull(cJSON_GetObjectItem(v, "__interrupt__")); /* it waits: no stale answer */
   cJSON_Delete(v);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -205,7 +197,7 @@ START_TEST(run_start_on_busy_thread_injects) {
   ck_assert_ptr_nonnull(v);
   ck_assert_str_eq(js(v, "a"), "three");
   cJSON_Delete(v);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -302,7 +294,7 @@ START_TEST(thread_state_writes) {
                                 LC_SD_TOKEN_B, NULL);
   ck_assert_int_eq(r.code, 404);
   lc_sresp_free(&r);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -425,7 +417,7 @@ START_TEST(batch_assistants_filters_namespaces) {
   j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\": [\"docs\"]}", 200);
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 1);
   cJSON_Delete(j);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -510,7 +502,7 @@ START_TEST(protocol_state_commands) {
                                 NULL);
   ck_assert_int_eq(r.code, 404);
   lc_sresp_free(&r);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -529,7 +521,7 @@ START_TEST(sdk_routes_js) {
            "cd %s && LUACT_URL=http://127.0.0.1:%d LUACT_TOKEN=%s node routes_test.mjs >&2",
            jsdir, d.port, LC_SD_TOKEN);
   int st = system(cmd);
-  stop_clean(&d);
+  lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
   ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the SDK checks failed (stderr above)");
 }

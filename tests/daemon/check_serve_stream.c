@@ -211,7 +211,7 @@ START_TEST(token_deltas_live_and_resumed) {
   lc_sresp_free(&r5);
   lc_sev_free(ev, n);
   lc_sresp_free(&r);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
   lc_mock_stop(&m);
 }
@@ -247,7 +247,7 @@ START_TEST(no_false_gap) {
   lc_sresp_free(&r2);
   lc_sev_free(ev, n);
   lc_sresp_free(&r);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
   lc_mock_stop(&m);
 }
@@ -306,7 +306,7 @@ START_TEST(token_deltas_across_kill_mid_call) {
   lc_sev_free(ev2, n2);
   lc_sresp_free(&r);
   lc_sev_free(ev, n);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
   lc_mock_stop(&m);
 }
@@ -475,7 +475,7 @@ START_TEST(thread_stream_and_counts) {
   snprintf(p, sizeof p, "/threads/%s/state", tid);
   j = lc_sd_expect(&d, "POST", p, "{bad", 400);
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
   lc_mock_stop(&m);
 }
@@ -521,7 +521,7 @@ START_TEST(thread_stream_joins_the_active_run) {
   pclose(f);
   ck_assert_int_eq(ends, 2); /* the cancelled run's end, the second's */
   ck_assert_int_ge(second, 5);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
   lc_mock_stop(&m);
 }
@@ -577,7 +577,7 @@ START_TEST(assistant_versions_and_graph) {
   struct lc_sresp r = lc_sd_req(&d, "GET", "/assistants/slow/graph", NULL, NULL, NULL);
   ck_assert_int_eq(r.code, 401);
   lc_sresp_free(&r);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -750,7 +750,7 @@ START_TEST(protocol_commands_and_channels) {
   ck_assert_int_eq(r.code, 404);
   lc_sresp_free(&r);
   /* The two streams stay open until the daemon stops. */
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   pclose(sf);
   pclose(f);
   lc_sd_rm(&d);

@@ -165,7 +165,7 @@ START_TEST(streams_hold_no_thread) {
     close(fds[NS + i]);
   }
   for (int i = 0; i < NS; i++) close(fds[i]);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -360,7 +360,7 @@ START_TEST(ws_commands_and_events) {
   ck_assert_int_eq(r.code, 200);
   ck_assert_ptr_nonnull(strstr(r.body, "event: end"));
   lc_sresp_free(&r);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -455,7 +455,7 @@ START_TEST(ws_hostile_frames) {
     if (zero) break;
     lc_test_nap_ms(20);
   }
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -493,7 +493,7 @@ START_TEST(ws_other_tenant_runs) {
     cJSON_Delete(j);
   }
   close(fd);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -540,7 +540,7 @@ START_TEST(slow_readers_cut_off) {
   snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rid);
   j = lc_sd_expect(&d, "POST", p, NULL, 202);
   cJSON_Delete(j);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -563,7 +563,7 @@ START_TEST(ws_ping_keepalive) {
   ck_assert_int_eq(ws_get(fd, &b, &n), -1); /* cut off */
   close(fd);
   while (sse_clients(&d) != 0) lc_test_nap_ms(20);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
@@ -580,7 +580,7 @@ START_TEST(ws_node_client) {
            lc_test_source_dir(), d.port, LC_SD_TOKEN);
   int st = system(cmd);
   ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "ws_test.mjs failed (%d)", st);
-  ck_assert_int_eq(WEXITSTATUS(lc_sd_stop(&d, SIGTERM)), 0);
+  ck_assert_int_eq(lc_test_exit_code(lc_sd_stop(&d, SIGTERM)), 0);
   lc_sd_rm(&d);
 }
 END_TEST
