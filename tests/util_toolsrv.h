@@ -27,7 +27,11 @@ void lc_toolsrv_stop(struct lc_toolsrv *t);
 void lc_toolsrv_charges(struct lc_toolsrv *t, const char *run, long *charges, long *calls);
 /* Notifications received for run. */
 long lc_toolsrv_notified(struct lc_toolsrv *t, const char *run);
-/* Requests that fit no route or could not be read (expected 0). */
+/* Whole requests that fit no route, too big ones, and connections that
+ * stopped sending without ending (expected 0). */
 long lc_toolsrv_bad(struct lc_toolsrv *t);
+/* Connections that ended before a whole request (a caller killed while
+ * sending): not calls, and not counted as bad. */
+long lc_toolsrv_cut(struct lc_toolsrv *t);
 
 #endif

@@ -562,12 +562,21 @@ static int wait_job(struct lc_work *w) {
   char st[32] = "";
   int rc = lc_serve_run_status(s, rq->wait_run, st, sizeof st);
   int stopping = atomic_load(&s->stopping);
-  /* The run was found when the wait began: a status that cannot be read
-   * now is looked at again twice before the wait gives up. */
-  if (rc && !stopping && ++rq->wait_misses < 3) return LC_WORK_KEEP;
+  /* The run was found when the wait began and runs are deleted only once
+   * ended: a status that cannot be read now is a store error, never an
+   * outcome. The wait goes on (logged once) rather than answer 200 with
+   * an empty one. */
+  if (rc && !stopping) {
+    if (!rq->wait_misses++)
+      lc_serve_log(s, "warn", "wait_status_unreadable", rq->wait_run, "looked at again");
+    return LC_WORK_KEEP;
+  }
   if (!rc && !waits_or_ends(st) && !stopping) return LC_WORK_KEEP;
   cur_rq = rq;
-  if (rq->wait_kind == WAIT_CANCEL) {
+  if (rc) { /* stopping */
+    if (rq->wait_kind != WAIT_CANCEL) atomic_fetch_sub(&s->sse_clients, 1);
+    reply_err(s, rq->c, 503, "the daemon is stopping: wait again after its restart");
+  } else if (rq->wait_kind == WAIT_CANCEL) {
     reply_json(rq->c, 202, run_json(s, rq->wait_row));
   } else {
     atomic_fetch_sub(&s->sse_clients, 1);

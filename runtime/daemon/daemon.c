@@ -310,8 +310,9 @@ void lc_serve_wait_change(struct lc_serve *s, long ms) {
 static int store_status(struct lc_serve *s, const char *run_id, char *buf, size_t n) {
   char err[256];
   cJSON *rows = NULL;
-  lc_dstore_exec(s->ds, &rows, err, sizeof err, "SELECT status FROM runs WHERE id=?", "s",
-                 run_id);
+  if (lc_dstore_exec(s->ds, &rows, err, sizeof err, "SELECT status FROM runs WHERE id=?", "s",
+                     run_id))
+    lc_serve_log(s, "warn", "status_read_failed", run_id, err);
   const cJSON *row = cJSON_GetArrayItem(rows, 0);
   const cJSON *st = cJSON_GetObjectItem(row, "status");
   int rc = row ? 0 : LC_ENOTFOUND;

@@ -806,8 +806,8 @@ START_TEST(many_runs_under_faults) {
   ck_assert_int_eq(lc_toolsrv_bad(tools), 0);
   fprintf(stderr,
           "fleet: %ld finished, %ld in doubt (%ld of them had notified); charge calls %ld for "
-          "%ld charges\n",
-          finished, in_doubt, notified_doubt, charge_calls, finished);
+          "%ld charges; %ld tool requests cut off by a kill\n",
+          finished, in_doubt, notified_doubt, charge_calls, finished, lc_toolsrv_cut(tools));
   check_journals(ids);
   cJSON_Delete(ids);
   for (long i = 0; i < nruns; i++) free(sb.ids[i]);

@@ -976,7 +976,12 @@ START_TEST(sigkill_and_restart) {
     char p[300];
     snprintf(p, sizeof p, "/runs/%.80s/join", ids[i]);
     cJSON *j = expect(&d, "GET", p, NULL, A, 200);
-    ck_assert_int_eq(cJSON_GetObjectItem(j, "done")->valueint, 4);
+    const cJSON *done = cJSON_GetObjectItem(j, "done");
+    if (!cJSON_IsNumber(done)) {
+      char *t = cJSON_PrintUnformatted(j);
+      ck_abort_msg("run %s joined without its output: %s (log %s)", ids[i], t ? t : "?", d.log);
+    }
+    ck_assert_int_eq(done->valueint, 4);
     cJSON_Delete(j);
     snprintf(p, sizeof p, "/runs/%.80s", ids[i]);
     j = expect(&d, "GET", p, NULL, A, 200);
