@@ -285,21 +285,35 @@ struct lc_queued {
 
 void lc_serve_notify(struct lc_serve *s) {
   pthread_mutex_lock(&s->mu);
+  s->changes++;
   pthread_cond_broadcast(&s->changed);
   pthread_mutex_unlock(&s->mu);
 }
 
+static void deadline_in(struct timespec *ts, long ms) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
 void lc_serve_wait_change(struct lc_serve *s, long ms) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  deadline_in(&ts, ms);
   pthread_mutex_lock(&s->mu);
   pthread_cond_timedwait(&s->changed, &s->mu, &ts);
+  pthread_mutex_unlock(&s->mu);
+}
+
+void lc_serve_wait_change_since(struct lc_serve *s, unsigned long *seen, long ms) {
+  struct timespec ts;
+  deadline_in(&ts, ms);
+  pthread_mutex_lock(&s->mu);
+  if (s->changes == *seen) pthread_cond_timedwait(&s->changed, &s->mu, &ts);
+  *seen = s->changes;
   pthread_mutex_unlock(&s->mu);
 }
 

@@ -67,6 +67,7 @@ struct lc_serve {
   int ntokens;
   pthread_mutex_t mu;     /* the runner: queue, active list */
   pthread_cond_t changed; /* broadcast on every run change */
+  unsigned long changes;  /* under mu: counts the broadcasts (lc_serve_wait_change_since) */
   struct lc_active *active;
   struct lc_queued *queue;
   int nactive, nqueued;
@@ -104,6 +105,10 @@ int lc_serve_run_status(struct lc_serve *s, const char *run_id, char *buf, size_
 /* Waits (timed, ms) on the change condition; returns when something changed
  * or the time is up. */
 void lc_serve_wait_change(struct lc_serve *s, long ms);
+/* The same, but returns at once when a change came after *seen (a count
+ * it then updates): a change made while the caller was busy elsewhere is
+ * not missed. */
+void lc_serve_wait_change_since(struct lc_serve *s, unsigned long *seen, long ms);
 double lc_serve_now(void);
 void lc_serve_uuid(char out[37]);
 /* Answers a waiting run's question (the journal's pending input). 0: done
