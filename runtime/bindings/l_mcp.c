@@ -37,6 +37,7 @@
 #include "l_luact.h"
 #include "l_mcp_serve.h"
 #include "l_state.h"
+#include "l_closable.h"
 #include "lc.h"
 #include "mcp.h"
 #include "sched.h"
@@ -54,51 +55,8 @@ struct sreq {
   cJSON *params;
 };
 
-/* Every object here that holds loop watchers without belonging to a task
- * is on this per-state list, closed by the scheduler's at-free hook (the
- * loop goes before lua_close collects them). */
-struct closable {
-  struct closable *next, **prev;
-  void (*close)(struct closable *);
-};
-struct mcp_reg {
-  struct closable *head;
-};
-static char reg_key;
-
-static void close_all(void *ud) {
-  struct mcp_reg *r = ud;
-  while (r->head) r->head->close(r->head); /* each unlinks itself */
-}
-
-/* [-0, +0, m] Puts c on L's list (made, and hooked, on first use). */
-static void closable_add(lua_State *L, struct closable *c) {
-  struct mcp_reg *r;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &reg_key) == LUA_TUSERDATA) {
-    r = lua_touserdata(L, -1);
-  } else {
-    r = lua_newuserdatauv(L, sizeof *r, 0);
-    r->head = NULL;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &reg_key);
-    lc_sched_at_free(lc_sched_get(L), close_all, r);
-  }
-  lua_pop(L, 1);
-  c->next = r->head;
-  c->prev = &r->head;
-  if (r->head) r->head->prev = &c->next;
-  r->head = c;
-}
-
-static void closable_remove(struct closable *c) {
-  if (!c->prev) return;
-  *c->prev = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->next = NULL;
-  c->prev = NULL;
-}
-
 struct lsess {
-  struct closable cl; /* first: the list gives back the session */
+  struct lc_closable cl; /* first: the list gives back the session */
   struct lc_mcp *m;
   struct lop *ops;
   struct sreq *reqs, **reqs_tail;
@@ -284,7 +242,7 @@ static void ev_closed(void *ud, const char *why) {
 /* ---- session ---- */
 
 static void sess_close(struct lsess *s) {
-  closable_remove(&s->cl);
+  lc_closable_remove(&s->cl);
   for (struct lop *op = s->ops, *nx; op; op = nx) {
     nx = op->next;
     op->s = NULL;
@@ -311,7 +269,7 @@ static void sess_close(struct lsess *s) {
   }
 }
 
-static void sess_close_cl(struct closable *c) { sess_close((struct lsess *)c); }
+static void sess_close_cl(struct lc_closable *c) { sess_close((struct lsess *)c); }
 
 static int sess_gc(lua_State *L) {
   sess_close(luaL_checkudata(L, 1, SESSION_MT));
@@ -463,7 +421,7 @@ static int l_open(lua_State *L) {
   lc_buf_init(&s->scratch, 0);
   s->cl.close = sess_close_cl;
   luaL_setmetatable(L, SESSION_MT);
-  closable_add(L, &s->cl);
+  lc_closable_add(L, &s->cl);
   struct lc_mcp_events ev = {.ready = ev_ready,
                              .notification = ev_notification,
                              .request = ev_request,

@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "jsonrpc.h"
+#include "l_closable.h"
 #include "l_luact.h"
 #include "l_mcp_serve.h"
 #include "l_state.h"
@@ -27,56 +28,13 @@
 #include "mcp_httpd.h"
 #include "sched.h"
 
-/* The channels hold loop watchers without belonging to a task: they are
- * on this per-state list, closed by the scheduler's at-free hook (the
- * loop goes before lua_close collects them). */
-struct closable {
-  struct closable *next, **prev;
-  void (*close)(struct closable *);
-};
-struct serve_reg {
-  struct closable *head;
-};
-static char reg_key;
-
-static void close_all(void *ud) {
-  struct serve_reg *r = ud;
-  while (r->head) r->head->close(r->head); /* each unlinks itself */
-}
-
-/* [-0, +0, m] Puts c on L's list (made, and hooked, on first use). */
-static void closable_add(lua_State *L, struct closable *c) {
-  struct serve_reg *r;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &reg_key) == LUA_TUSERDATA) {
-    r = lua_touserdata(L, -1);
-  } else {
-    r = lua_newuserdatauv(L, sizeof *r, 0);
-    r->head = NULL;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &reg_key);
-    lc_sched_at_free(lc_sched_get(L), close_all, r);
-  }
-  lua_pop(L, 1);
-  c->next = r->head;
-  c->prev = &r->head;
-  if (r->head) r->head->prev = &c->next;
-  r->head = c;
-}
-
-static void closable_remove(struct closable *c) {
-  if (!c->prev) return;
-  *c->prev = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->next = NULL;
-  c->prev = NULL;
-}
-
 /* ---- the server side's stdio: lines in from fd 0, lines out to fd 1,
  * both on the loop (a slow client never blocks the other calls) ---- */
 
 #define STDIO_MT "luact.McpStdio"
 
 struct lstdio {
-  struct closable cl; /* first */
+  struct lc_closable cl; /* first */
   struct lc_loop *loop;
   struct lc_fdwatch rw, ww;
   int r_on, w_on, eof, failed;
@@ -151,7 +109,7 @@ static void stdio_on_write(struct lc_loop *loop, struct lc_fdwatch *w,
 }
 
 static void stdio_stop(struct lstdio *io) {
-  closable_remove(&io->cl);
+  lc_closable_remove(&io->cl);
   if (!io->loop) return;
   if (io->r_on) lc_loop_unwatch(io->loop, &io->rw);
   if (io->w_on) lc_loop_unwatch(io->loop, &io->ww);
@@ -173,7 +131,7 @@ static void stdio_stop(struct lstdio *io) {
   io->loop = NULL;
 }
 
-static void stdio_close_cl(struct closable *c) { stdio_stop((struct lstdio *)c); }
+static void stdio_close_cl(struct lc_closable *c) { stdio_stop((struct lstdio *)c); }
 
 static int stdio_gc(lua_State *L) {
   stdio_stop(luaL_checkudata(L, 1, STDIO_MT));
@@ -256,7 +214,7 @@ static int l_stdio(lua_State *L) {
   lc_buf_init(&io->lines, 0);
   lc_buf_init(&io->outq, 0);
   io->loop = lc_sched_loop(lc_sched_get(L));
-  closable_add(L, &io->cl);
+  lc_closable_add(L, &io->cl);
   for (int fd = 0; fd <= 1; fd++) {
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -291,7 +249,7 @@ struct hmsg {
 };
 
 struct lhttpd {
-  struct closable cl; /* first */
+  struct lc_closable cl; /* first */
   struct lc_mcp_httpd *h;
   struct hmsg *head, **tail;
   struct lc_task *reader;
@@ -325,7 +283,7 @@ static void httpd_msg(void *ud, long id, const struct lc_mcp_httpd_msg *in) {
 }
 
 static void httpd_stop(struct lhttpd *x) {
-  closable_remove(&x->cl);
+  lc_closable_remove(&x->cl);
   if (x->h) {
     lc_mcp_httpd_free(x->h);
     x->h = NULL;
@@ -338,7 +296,7 @@ static void httpd_stop(struct lhttpd *x) {
   x->tail = &x->head;
 }
 
-static void httpd_close_cl(struct closable *c) { httpd_stop((struct lhttpd *)c); }
+static void httpd_close_cl(struct lc_closable *c) { httpd_stop((struct lhttpd *)c); }
 
 static int httpd_gc(lua_State *L) {
   httpd_stop(luaL_checkudata(L, 1, HTTPD_MT));
@@ -445,7 +403,7 @@ static int l_http(lua_State *L) {
   x->tail = &x->head;
   x->cl.close = httpd_close_cl;
   luaL_setmetatable(L, HTTPD_MT);
-  closable_add(L, &x->cl);
+  lc_closable_add(L, &x->cl);
   char err[256];
   if (lc_mcp_httpd_start(lc_sched_loop(lc_sched_get(L)), port, token, 0, httpd_msg, x, &x->h,
                          err, sizeof err) < 0) {

@@ -414,6 +414,18 @@ static char *shopbot_run(const char *sub, const char *crash, int *crashed) {
     mock_from(llm_answered(store, sub));
     rc = lc_dur_sh(NULL, &out, &err, "%s \"$LUACT\" runs resume %s --quiet --store '%s'", envs,
                    sub, store);
+    /* Killed before the writer's first commit (a loaded machine: the mock
+     * answered first), the run left nothing in the store: it is started
+     * again under its id, as docs/journal.md says. Nothing external ran
+     * before that point, and the checks below still hold it to one label. */
+    if (rc != 0 && rc != 137 && err && strstr(err, "no run ")) {
+      free(out);
+      free(err);
+      mock_from(0);
+      rc = lc_dur_sh(NULL, &out, &err,
+                     "%s \"$LUACT\" run --quiet --store '%s' --run-id %s examples/shopbot/chat.lua",
+                     envs, store, sub);
+    }
   }
   ck_assert_msg(rc == 0, "%s: exit %d: %s", crash ? crash : "no crash", rc, err);
   char *o = out;

@@ -1238,9 +1238,27 @@ START_TEST(serve_elicit_hostile) {
 }
 END_TEST
 
+/* A client session and a server channel in one state: both are closed
+ * before the loop goes. Each had a close list of its own, hooked into the
+ * scheduler's one at-free slot, so the second replaced the first and left
+ * its watchers on a freed loop (ASan: heap-use-after-free at exit). */
+START_TEST(client_and_server_close_before_the_loop) {
+  ck_assert_msg(run("local h, e = luact.mcp._http(0, 'tok-0123456789abcdef')\n"
+                    "check(h, e)\n"
+                    "local s, e2 = luact.mcp.connect{command='node', args=EVERYTHING}\n"
+                    "check(s, e2)\n"
+                    "local h2 = check(luact.mcp._http(0, 'tok-0123456789abcdef'))\n"
+                    "return 'both open'") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "both open");
+}
+END_TEST
+
 Suite *mcp_suite(void) {
   Suite *s = suite_create("mcp");
   CASE(everything_stdio, tcase_add_test(tc, everything_stdio));
+  CASE(client_and_server_close_before_the_loop,
+       tcase_add_test(tc, client_and_server_close_before_the_loop));
   CASE(child_inherits_no_descriptors, tcase_add_test(tc, child_inherits_no_descriptors));
   CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
