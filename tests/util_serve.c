@@ -94,6 +94,14 @@ void lc_sd_stop_clean(struct lc_sd *d) {
                 lc_test_exit_code(st), d->log);
 }
 
+void lc_sd_js_dir(char *out, size_t n) {
+  char mod[800];
+  snprintf(out, n, "%s/tests/daemon/js", lc_test_source_dir());
+  snprintf(mod, sizeof mod, "%s/node_modules/@langchain/langgraph-sdk/package.json", out);
+  ck_assert_msg(access(mod, R_OK) == 0,
+                "the SDK is not installed: run `npm ci` in %s (scripts/test does)", out);
+}
+
 void lc_sd_rm(struct lc_sd *d) {
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", d->dir);

@@ -37,6 +37,9 @@ int lc_sd_stop(struct lc_sd *d, int sig);
  * report under abort_on_error ends it by SIGABRT, whose WEXITSTATUS reads
  * 0, so the exit is checked with WIFEXITED (lc_test_exit_code). */
 void lc_sd_stop_clean(struct lc_sd *d);
+/* tests/daemon/js into out (its absolute path), asserting that the
+ * official LangGraph JS SDK is installed there (scripts/test's npm ci). */
+void lc_sd_js_dir(char *out, size_t n);
 void lc_sd_rm(struct lc_sd *d);
 
 struct lc_sresp {

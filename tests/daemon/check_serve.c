@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "util_common.h"
+#include "util_serve.h"
 #include "util_mock.h"
 #include "util_pg.h"
 
@@ -1022,11 +1023,8 @@ END_TEST
 /* The official LangGraph JS SDK drives the daemon (tests/daemon/js;
  * scripts/test installs it with npm ci). */
 START_TEST(sdk_langgraph_js) {
-  char js[600], mod[700];
-  snprintf(js, sizeof js, "%s/tests/daemon/js", lc_test_source_dir());
-  snprintf(mod, sizeof mod, "%s/node_modules/@langchain/langgraph-sdk/package.json", js);
-  ck_assert_msg(access(mod, R_OK) == 0,
-                "the SDK is not installed: run `npm ci` in %s (scripts/test does)", js);
+  char js[600];
+  lc_sd_js_dir(js, sizeof js);
   struct lc_mock m;
   char mock[600];
   snprintf(mock, sizeof mock, "%s/examples/hello/mock.json", lc_test_source_dir());

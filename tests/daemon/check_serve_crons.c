@@ -346,11 +346,8 @@ END_TEST
 
 /* The official LangGraph JS SDK's client.crons.* (tests/daemon/js). */
 START_TEST(sdk_crons_js) {
-  char jsdir[600], mod[700];
-  snprintf(jsdir, sizeof jsdir, "%s/tests/daemon/js", lc_test_source_dir());
-  snprintf(mod, sizeof mod, "%s/node_modules/@langchain/langgraph-sdk/package.json", jsdir);
-  ck_assert_msg(access(mod, R_OK) == 0,
-                "the SDK is not installed: run `npm ci` in %s (scripts/test does)", jsdir);
+  char jsdir[600];
+  lc_sd_js_dir(jsdir, sizeof jsdir);
   struct lc_sd d;
   setup(&d, at("2030-01-01T00:00:30"));
   lc_sd_start(&d);
