@@ -4,14 +4,17 @@
  * the mock LLM; and against tests/mcp/fake_server.js for what a hostile or
  * broken server does (junk, malformed JSON-RPC, unknown ids, floods,
  * oversize messages, bad schemas, exits, a tool that changes). */
+#include <arpa/inet.h>
 #include <check.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -436,7 +439,9 @@ static void http_start(void) {
            "%s/tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js",
            lc_test_source_dir());
   for (int attempt = 0; attempt < 5; attempt++) {
-    http_port = 20000 + (int)((getpid() * 7919 + attempt * 104729) % 30000);
+    /* Below Linux's ephemeral range (32768-60999): a port there may be
+     * some other test's client socket at the moment the server binds. */
+    http_port = 20000 + (int)((getpid() * 7919 + attempt * 104729) % 12000);
     int p[2];
     ck_assert_int_eq(pipe(p), 0);
     http_pid = fork();
@@ -466,7 +471,20 @@ static void http_start(void) {
       /* Its stderr stays read until it exits: node dies of EPIPE when it
        * logs to a pipe nobody reads (seen as a "couldn't connect" later). */
       ck_assert_int_eq(pthread_create(&http_drain, NULL, drain_stream, f), 0);
-      return;
+      /* And it takes a connection: CI once saw "connection refused" right
+       * after the listening line. */
+      for (int k = 0; k < 200; k++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int up = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        if (fd >= 0) close(fd);
+        if (up) return;
+        ck_assert_msg(waitpid(http_pid, NULL, WNOHANG) == 0,
+                      "server-everything exited after its listening line");
+        lc_test_nap_ms(50);
+      }
+      ck_abort_msg("server-everything said it listens on %d but refuses connections", http_port);
     }
     fclose(f);
     waitpid(http_pid, NULL, 0);
