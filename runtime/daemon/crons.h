@@ -9,7 +9,7 @@
  * the run and moving the cron on, cannot create it twice; the cron moves
  * on with a conditional UPDATE (WHERE next_run_at = the tick). A daemon
  * down over several ticks fires the missed ones once, then the next time
- * after now. No HTTP here: api.c routes and replies. */
+ * after now. No HTTP here: apiruns.c routes and replies. */
 #ifndef LC_CRONS_H
 #define LC_CRONS_H
 

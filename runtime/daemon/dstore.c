@@ -6,7 +6,7 @@
  * d: float8, i: int8, so that length(?) or seq > ? resolve). Where the
  * dialects differ, only here: the schema (REAL is float4 in PostgreSQL,
  * WITHOUT ROWID is SQLite's) and d_runs' rowid, a real column in
- * PostgreSQL so that api.c's "ORDER BY created DESC, rowid DESC" reads the
+ * PostgreSQL so that the routes' "ORDER BY created DESC, rowid DESC" reads the
  * same on both. On SQLite, writes are group-committed (below); on
  * PostgreSQL each statement commits alone, on one connection. */
 #include "dstore.h"

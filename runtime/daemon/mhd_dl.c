@@ -6,7 +6,7 @@
  * `luact run`: 13 of the 22 libraries an empty script mapped, and the
  * longer search list made the later dlopen of libcurl slower too. Only
  * `luact serve` uses it. So this file defines the MHD_* functions the
- * daemon calls (runtime/daemon/api.c); the first one dlopens
+ * daemon calls (runtime/daemon/api*.c, wsconn.c); the first one dlopens
  * the library and resolves them once (pthread_once). If the library cannot
  * be loaded, MHD_start_daemon returns NULL, as libmicrohttpd does on
  * failure, after printing the reason once on stderr; nothing else can be

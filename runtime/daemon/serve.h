@@ -4,8 +4,9 @@
  * (runs on --workers threads, many at once on each thread's one loop,
  * each run with its own Lua state and scheduler; at most --max-runs at
  * once, a FIFO queue beyond), signals and logs. api.c is the HTTP side
- * (libmicrohttpd): routes, auth, SSE, the WebSocket; apiwork.c its workers
- * and parked items; ws.c RFC 6455.
+ * (libmicrohttpd): requests, auth, the dispatch to the api*.c route
+ * files (docs/architecture.md); apiwork.c its workers and parked items;
+ * apisse.c the streams; wsconn.c the WebSocket, ws.c its RFC 6455 framing.
  *
  * A run's status lives in the run store (runtime/store) once it started;
  * before that in d_runs.pstatus ("pending", or "cancelled" when cancelled
@@ -144,10 +145,10 @@ void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost
 int lc_api_start(struct lc_serve *s, char *err, size_t n);
 void lc_api_quiesce(struct lc_serve *s);
 void lc_api_stop(struct lc_serve *s);
-/* Live token deltas of a run's execution (api.c keeps them for its
+/* Live token deltas of a run's execution (apideltas.c keeps them for its
  * streams): open before the journal opens (from: the journal's last line
  * then), lc_api_delta as the journal's delta hook (ud: the handle), close
- * when the execution ends. The handle stays valid (api.c frees it). */
+ * when the execution ends. The handle stays valid (apideltas.c frees it). */
 struct lc_deltas;
 struct lc_llm_delta;
 struct lc_deltas *lc_api_deltas_open(struct lc_serve *s, const char *run, long from);

@@ -1,5 +1,5 @@
 /* ws.c: RFC 6455 WebSocket framing and handshake for `luact serve` (see
- * ws.h). Pure functions over buffers: api.c does the I/O. */
+ * ws.h). Pure functions over buffers: wsconn.c does the I/O. */
 #include "ws.h"
 
 #include <stdlib.h>
@@ -72,7 +72,7 @@ void lc_ws_accept(const char *key, char out[29]) {
   static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   char buf[256 + sizeof guid];
   size_t k = strlen(key);
-  if (k > 256) k = 256; /* a longer key is refused before (api.c) */
+  if (k > 256) k = 256; /* a longer key is refused before (wsconn.c) */
   memcpy(buf, key, k);
   memcpy(buf + k, guid, sizeof guid - 1);
   unsigned char d[21];
