@@ -1671,10 +1671,47 @@ static const char *jstr(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+/* Runs being answered now (under s->mu; lc_serve_answer). */
+struct answering {
+  char id[65];
+  struct answering *next;
+};
+static struct answering *answers;
+
+/* Test hook (check_serve's answer_commit_holds_no_runner_lock): an
+ * answer's commit blocks until a byte arrives through the FIFO the
+ * variable names, so a test holds it as long as it wants. */
+static void answer_stall_hook(void) {
+  const char *fifo = getenv("LUACT_SERVE_STALL_ANSWER");
+  if (!fifo) return;
+  int fd = open(fifo, O_RDONLY | O_CLOEXEC); /* waits for the writer */
+  if (fd < 0) return;
+  char b;
+  ssize_t n = read(fd, &b, 1);
+  (void)n;
+  close(fd);
+}
+
 int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, int *again,
                     char *msg, size_t n) {
   *again = 0;
-  pthread_mutex_lock(&s->mu); /* one answer at a time */
+  /* One answer at a time per run, but its store reads and commits outside
+   * s->mu: the runner takes that lock for every start, end and cancel
+   * (the pump, lc_serve_cancel) and must never wait behind a commit. The
+   * run is claimed under the lock; a second answer to it waits for the
+   * first to let go and then reads what that one wrote. */
+  struct answering me = {.next = NULL};
+  snprintf(me.id, sizeof me.id, "%s", run_id);
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    const struct answering *x = answers;
+    while (x && strcmp(x->id, me.id)) x = x->next;
+    if (!x) break;
+    pthread_cond_wait(&s->changed, &s->mu);
+  }
+  me.next = answers;
+  answers = &me;
+  pthread_mutex_unlock(&s->mu);
   cJSON *lines = cJSON_CreateArray();
   long last = 0;
   char err[512];
@@ -1723,6 +1760,7 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
   cJSON_AddStringToObject(line, "answered_by", "luact serve");
   char *t = cJSON_PrintUnformatted(line);
   cJSON_Delete(line);
+  answer_stall_hook();
   rc = lc_store_journal_append_now(s->store, run_id, last + 1, t, strlen(t), err, sizeof err);
   cJSON_free(t);
   if (rc) {
@@ -1733,6 +1771,14 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
   if (rc) snprintf(msg, n, "%s", err);
 out:
   cJSON_Delete(lines);
+  pthread_mutex_lock(&s->mu);
+  for (struct answering **p = &answers; *p; p = &(*p)->next)
+    if (*p == &me) {
+      *p = me.next;
+      break;
+    }
+  s->changes++;
+  pthread_cond_broadcast(&s->changed); /* a second answer to the run goes on */
   pthread_mutex_unlock(&s->mu);
   return rc;
 }

@@ -7,6 +7,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1390,6 +1391,86 @@ START_TEST(stalled_store_stalls_only_its_run) {
 }
 END_TEST
 
+/* A request made on a thread of its own (the answer a test holds). */
+struct bg_req {
+  struct daemon *d;
+  const char *method, *path, *body;
+  long code;
+};
+
+static void *bg_req_main(void *ud) {
+  struct bg_req *b = ud;
+  struct resp r = req(b->d, b->method, b->path, b->body, A, NULL);
+  b->code = r.code;
+  resp_free(&r);
+  return NULL;
+}
+
+/* An answer's commit is held (a test hook blocks it on a FIFO until the
+ * test writes a byte) while the runner goes on: a cancel kills a run, and
+ * a new run is queued (the pump), runs and ends. When the answer held the
+ * runner's lock across its store reads and commits, the cancel and the
+ * new run waited behind it (the case timed out). */
+START_TEST(answer_commit_holds_no_runner_lock) {
+  struct daemon d;
+  setup_dir(&d);
+  char fifo[400];
+  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  setenv("LUACT_SERVE_STALL_ANSWER", fifo, 1);
+  start(&d, NULL);
+  unsetenv("LUACT_SERVE_STALL_ANSWER");
+  cJSON *t = expect(&d, "POST", "/threads", "{}", A, 200);
+  char tid[80], ra[80], rb[80], p[300], pa[300];
+  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
+  cJSON_Delete(t);
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  cJSON *j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\"}", A, 200);
+  snprintf(ra, sizeof ra, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(pa, sizeof pa, "/runs/%s", ra);
+  await_status(&d, pa, "waiting_input");
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"sleeper\",\"input\":{\"s\":1000}}", A, 200);
+  snprintf(rb, sizeof rb, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rb);
+  await_status(&d, p, "running");
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  /* The answer, on a thread of its own: its commit waits for the FIFO. */
+  struct bg_req b = {&d, "POST", p, "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}",
+                     0};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
+  /* Until the hook holds the commit: a FIFO opens for writing (without
+   * waiting) only once a reader has it open. */
+  int fd;
+  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
+    ck_assert_int_eq(errno, ENXIO);
+    lc_test_nap_ms(20);
+  }
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rb);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s", rb);
+  await_status(&d, p, "cancelled");
+  j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"echo\",\"input\":{\"x\":1}}", A, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "n")->valueint, 1);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", pa, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "waiting_input"); /* its answer still held */
+  cJSON_Delete(j);
+  ck_assert_int_eq(write(fd, "x", 1), 1);
+  close(fd);
+  ck_assert_int_eq(pthread_join(th, NULL), 0);
+  ck_assert_int_eq(b.code, 200);
+  await_status(&d, pa, "finished");
+  j = expect(&d, "GET", pa, NULL, A, 200);
+  ck_assert_str_eq(str(j, "status"), "success");
+  cJSON_Delete(j);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* One worker, three runs on its loop: an immediate cancel kills the run it
  * names (a sleep of 1,000 s: only a kill ends it within the case's
  * timeout), a cooperative one stops another at its next effect, and the
@@ -1629,6 +1710,7 @@ Suite *serve_suite(void) {
   TCase *wk = tcase_create("workers");
   tcase_set_timeout(wk, 120);
   tcase_add_test(wk, stalled_store_stalls_only_its_run);
+  tcase_add_test(wk, answer_commit_holds_no_runner_lock);
   tcase_add_test(wk, cancels_on_a_shared_worker);
   tcase_add_test(wk, run_store_made_at_start);
   suite_add_tcase(s, wk);
