@@ -1435,10 +1435,12 @@ START_TEST(answer_commit_holds_no_runner_lock) {
   cJSON_Delete(j);
   snprintf(p, sizeof p, "/runs/%s", rb);
   await_status(&d, p, "running");
-  snprintf(p, sizeof p, "/threads/%s/runs", tid);
-  /* The answer, on a thread of its own: its commit waits for the FIFO. */
-  struct bg_req b = {&d, "POST", p, "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}",
-                     0};
+  /* The answer, on a thread of its own (its own path buffer): its commit
+   * waits for the FIFO. */
+  char pb[300];
+  snprintf(pb, sizeof pb, "/threads/%s/runs", tid);
+  struct bg_req b = {&d, "POST", pb,
+                     "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}", 0};
   pthread_t th;
   ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
   /* Until the hook holds the commit: a FIFO opens for writing (without
