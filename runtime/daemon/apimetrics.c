@@ -91,6 +91,12 @@ enum MHD_Result lc_api_metrics(struct lc_serve *s, struct MHD_Connection *c) {
              "luact_llm_tokens_total{direction=\"input\"} %ld\n"
              "luact_llm_tokens_total{direction=\"output\"} %ld\n",
           atomic_load(&s->llm_tokens_in), atomic_load(&s->llm_tokens_out));
+  fprintf(f, "# HELP luact_worker_passes_total Passes of the run workers' loops.\n"
+             "# TYPE luact_worker_passes_total counter\nluact_worker_passes_total %ld\n"
+             "# HELP luact_worker_steps_total Runs stepped by those passes (the runs with "
+             "work to do).\n# TYPE luact_worker_steps_total counter\n"
+             "luact_worker_steps_total %ld\n",
+          atomic_load(&s->worker_passes), atomic_load(&s->worker_steps));
   fprintf(f, "# HELP luact_runs_resumed_total Runs continued from their journal.\n"
              "# TYPE luact_runs_resumed_total counter\nluact_runs_resumed_total %ld\n",
           atomic_load(&s->runs_resumed));

@@ -435,6 +435,9 @@ struct worker {
   struct job *done_head, *done_tail;
   int kills, stop;
   struct lc_active *runs; /* the worker thread's own */
+  /* Its runs with work to do (a task ready, or the root ended), in the
+   * order they got it: a pass steps these only (run_ready). */
+  struct lc_active *ready_head, *ready_tail;
   int load; /* runs assigned to it (under s->mu): pump picks the least */
   long nruns; /* runs on its loop now (worker thread; bench) */
 };
@@ -974,6 +977,8 @@ struct lc_active {
   struct lc_active *next; /* s->active */
   struct worker *w;       /* set by pump */
   struct lc_active *wnext; /* the worker's inbox, then its runs */
+  struct lc_active *rnext; /* the worker's ready list */
+  int on_ready;            /* on it (or ended: never again) */
   struct job job;          /* prologue, then epilogue */
   /* the execution */
   struct run_in ri;
@@ -1117,10 +1122,27 @@ static void prologue(struct job *jb) {
   worker_poke(w);
 }
 
+/* Run a has work for its worker's next pass (worker thread): a task of
+ * its became ready (its scheduler's on_ready hook, from inside a wake or
+ * a spawn) or its root ended. Appended: the runs are stepped in the order
+ * they got work, each once per pass, so one busy run cannot starve the
+ * others, and a run that only waits costs its worker nothing. */
+static void run_ready(void *ud) {
+  struct lc_active *a = ud;
+  if (a->on_ready) return;
+  struct worker *w = a->w;
+  a->on_ready = 1;
+  a->rnext = NULL;
+  if (w->ready_tail) w->ready_tail->rnext = a;
+  else w->ready_head = a;
+  w->ready_tail = a;
+}
+
 static void root_done(struct lc_task *t, void *ud) {
   (void)t;
   struct lc_active *a = ud;
   a->root_done = 1;
+  run_ready(a); /* to be finished */
 }
 
 /* A prepared run starts on its worker (worker thread): its scheduler on
@@ -1132,13 +1154,16 @@ static void adopt(struct worker *w, struct lc_active *a) {
   if (lc_sched_new_on(a->L, w->loop, &a->sc)) {
     a->error = strdup("cannot create the scheduler");
     a->root_done = 1;
+    run_ready(a);
     return;
   }
+  lc_sched_on_ready(a->sc, run_ready, a); /* before the spawn readies the root */
   lc_l_journal_attach(a->L, a->jr);
   if (lc_sched_spawn(a->sc, a->L, 3, NULL, &a->root)) {
     a->root = NULL;
     a->error = strdup("out of memory");
     a->root_done = 1;
+    run_ready(a);
     return;
   }
   lc_task_on_done(a->root, root_done, a);
@@ -1156,6 +1181,20 @@ static void finish_run(struct worker *w, struct lc_active *a) {
       *p = a->wnext;
       break;
     }
+  /* Off the ready list for good: freeing its scheduler kills tasks, which
+   * must not queue it again. */
+  if (a->sc) lc_sched_on_ready(a->sc, NULL, NULL);
+  if (a->on_ready) {
+    struct lc_active *prev = NULL;
+    for (struct lc_active *x = w->ready_head; x; prev = x, x = x->rnext)
+      if (x == a) {
+        if (prev) prev->rnext = a->rnext;
+        else w->ready_head = a->rnext;
+        if (w->ready_tail == a) w->ready_tail = prev;
+        break;
+      }
+  }
+  a->on_ready = 1;
   w->nruns--;
   if (a->root) {
     lua_State *co = lc_task_thread(a->root);
@@ -1210,14 +1249,25 @@ static void *worker_main(void *ud) {
           a->kill_sent = 1;
           lc_task_kill(a->root, "cancelled");
         }
-    int busy = 0;
-    for (struct lc_active *a = w->runs, *next; a; a = next) {
-      next = a->wnext;
-      if (!a->root_done) busy |= lc_sched_step(a->sc);
+    /* The pass: the runs that had work when it began, each stepped once;
+     * those with work left (or given some meanwhile) go on the list for
+     * the next pass. */
+    struct lc_active *list = w->ready_head;
+    w->ready_head = w->ready_tail = NULL;
+    long steps = 0;
+    for (struct lc_active *a = list, *next; a; a = next) {
+      next = a->rnext;
+      a->on_ready = 0;
+      if (!a->root_done) {
+        steps++;
+        if (lc_sched_step(a->sc)) run_ready(a);
+      }
       if (a->root_done) finish_run(w, a);
     }
+    atomic_fetch_add_explicit(&w->s->worker_passes, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->s->worker_steps, steps, memory_order_relaxed);
     if (stop && !w->runs) break;
-    lc_loop_run_once(w->loop, busy ? 0 : -1);
+    lc_loop_run_once(w->loop, w->ready_head ? 0 : -1);
   }
   return NULL;
 }

@@ -82,6 +82,9 @@ struct lc_serve {
       auth_rejected, streams_rejected;
   atomic_long queue_wait_us, queue_waits, run_us, runs_timed;
   atomic_long effects_replayed, effects_ran, effects_begun;
+  /* the workers' passes, and the runs' scheduler steps in them (a pass
+   * steps only the runs with work to do) */
+  atomic_long worker_passes, worker_steps;
   /* effects run live, by kind (lc_serve_kind_names): latency and count;
    * LLM tokens */
   atomic_long kind_us[8], kind_n[8], llm_tokens_in, llm_tokens_out;

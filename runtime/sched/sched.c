@@ -53,6 +53,8 @@ struct lc_sched {
   char err[256];
   int (*idle)(void *);
   void *idle_ud;
+  void (*on_ready)(void *); /* lc_sched_on_ready */
+  void *on_ready_ud;
   int nest; /* tasks being started inside another task's resume */
   int waited; /* some task has yielded */
   void (*at_free)(void *); /* lc_sched_at_free */
@@ -154,15 +156,22 @@ void lc_sched_on_idle(struct lc_sched *s, int (*fn)(void *), void *ud) {
   s->idle_ud = ud;
 }
 
+void lc_sched_on_ready(struct lc_sched *s, void (*fn)(void *), void *ud) {
+  s->on_ready = fn;
+  s->on_ready_ud = ud;
+}
+
 static void enqueue(struct lc_task *t) {
   if (t->queued) return;
   struct lc_sched *s = t->s;
+  int was_idle = !s->ready_head;
   t->queued = 1;
   t->next_ready = NULL;
   t->prev_ready = s->ready_tail;
   if (s->ready_tail) s->ready_tail->next_ready = t;
   else s->ready_head = t;
   s->ready_tail = t;
+  if (was_idle && s->on_ready) s->on_ready(s->on_ready_ud);
 }
 
 static void dequeue(struct lc_task *t) {

@@ -88,6 +88,13 @@ const char *lc_sched_error(struct lc_sched *s);
 int lc_sched_step(struct lc_sched *s);
 /* Whether a task is queued ready. */
 int lc_sched_ready(const struct lc_sched *s);
+/* fn(ud) runs when s's ready queue goes from empty to not empty (a task
+ * spawned or woken), so that a caller driving many schedulers on one loop
+ * (a daemon worker) steps only those with work: a scheduler whose step
+ * returned 0 has nothing to do until fn runs. It runs inside the spawn or
+ * the wake (a loop callback, another task's resume): it may only note
+ * the scheduler, never step it. NULL removes. */
+void lc_sched_on_ready(struct lc_sched *s, void (*fn)(void *), void *ud);
 
 /* The task running on L, or NULL for the main thread / a plain coroutine. */
 struct lc_task *lc_task_current(lua_State *L);

@@ -1473,6 +1473,60 @@ START_TEST(answer_commit_holds_no_runner_lock) {
 }
 END_TEST
 
+/* A counter of /metrics (-1: not there). */
+static long metric(struct daemon *d, const char *name) {
+  struct resp m = req(d, "GET", "/metrics", NULL, A, NULL);
+  char key[120];
+  snprintf(key, sizeof key, "\n%s ", name);
+  const char *p = strstr(m.body, key);
+  long v = p ? atol(p + strlen(key)) : -1;
+  resp_free(&m);
+  return v;
+}
+
+/* Sleeps a millisecond n times: a pass of its worker for each. */
+static const char ticker_agent[] =
+    "return function(input, ctx)\n"
+    "  for i = 1, input.n do luact.sleep(0.001) end\n"
+    "  return {ticks = input.n}\n"
+    "end\n";
+
+/* One worker, 40 runs that sleep for 1,000 s and one that ticks 300
+ * times: the worker's passes step only the runs with work to do (the
+ * ticker), not the sleeping ones. When every pass stepped every run on
+ * the worker, the steps were about 41 per pass. */
+START_TEST(a_pass_steps_only_ready_runs) {
+  struct daemon d;
+  setup_dir(&d);
+  char p[400];
+  snprintf(p, sizeof p, "%s/ticker.lua", d.agents);
+  write_file(p, ticker_agent);
+  start(&d, "--workers 1");
+  enum { IDLE = 40 };
+  for (int i = 0; i < IDLE; i++) {
+    cJSON *j =
+        expect(&d, "POST", "/runs", "{\"assistant_id\":\"sleeper\",\"input\":{\"s\":1000}}", A, 200);
+    snprintf(p, sizeof p, "/runs/%s", str(j, "run_id"));
+    cJSON_Delete(j);
+    await_status(&d, p, "running");
+  }
+  /* Until each has had its first step (to its sleep). */
+  while (metric(&d, "luact_worker_steps_total") < IDLE) lc_test_nap_ms(20);
+  long passes0 = metric(&d, "luact_worker_passes_total");
+  long steps0 = metric(&d, "luact_worker_steps_total");
+  cJSON *j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"ticker\",\"input\":{\"n\":300}}",
+                    A, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "ticks")->valueint, 300);
+  cJSON_Delete(j);
+  long passes = metric(&d, "luact_worker_passes_total") - passes0;
+  long steps = metric(&d, "luact_worker_steps_total") - steps0;
+  ck_assert_int_ge(passes, 300);
+  ck_assert_msg(steps <= 2 * passes, "%ld steps in %ld passes", steps, passes);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* One worker, three runs on its loop: an immediate cancel kills the run it
  * names (a sleep of 1,000 s: only a kill ends it within the case's
  * timeout), a cooperative one stops another at its next effect, and the
@@ -1713,6 +1767,7 @@ Suite *serve_suite(void) {
   tcase_set_timeout(wk, 120);
   tcase_add_test(wk, stalled_store_stalls_only_its_run);
   tcase_add_test(wk, answer_commit_holds_no_runner_lock);
+  tcase_add_test(wk, a_pass_steps_only_ready_runs);
   tcase_add_test(wk, cancels_on_a_shared_worker);
   tcase_add_test(wk, run_store_made_at_start);
   suite_add_tcase(s, wk);

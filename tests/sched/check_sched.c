@@ -387,6 +387,59 @@ START_TEST(two_states_share_one_loop) {
 }
 END_TEST
 
+/* lc_sched_on_ready: the hook runs when the ready queue goes from empty
+ * to not empty (a spawn, a timer's wake), once per such change, and never
+ * while the scheduler only waits: a caller driving many schedulers steps
+ * only those the hook named. */
+static int readied;
+static void count_ready(void *ud) {
+  (void)ud;
+  readied++;
+}
+
+START_TEST(on_ready_names_a_scheduler_with_work) {
+  lc_http_global_init();
+  long live0 = lc_alloc_live();
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  lua_State *L = lc_lua_newstate();
+  ck_assert_ptr_nonnull(L);
+  lc_lua_setup(L);
+  struct lc_sched *s;
+  ck_assert_int_eq(lc_sched_new_on(L, loop, &s), 0);
+  readied = 0;
+  lc_sched_on_ready(s, count_ready, NULL);
+  /* Two spawns: one change from empty. */
+  struct lc_task *t[2];
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(luaL_loadstring(L, "luact.sleep(0.01) luact.sleep(0.01)"), LUA_OK);
+    ck_assert_int_eq(lc_sched_spawn(s, L, 0, NULL, &t[i]), 0);
+  }
+  ck_assert_int_eq(readied, 1);
+  /* Both run to their first sleep: nothing is ready, the hook is quiet. */
+  ck_assert_int_eq(lc_sched_step(s), 0);
+  ck_assert_int_eq(readied, 1);
+  /* Each wake that finds the queue empty names it again. */
+  int steps = 0;
+  while (lc_task_state(t[0]) != LC_TASK_DONE || lc_task_state(t[1]) != LC_TASK_DONE) {
+    int before = readied;
+    lc_loop_run_once(loop, -1);
+    if (readied == before) continue; /* nothing woke: no step needed */
+    ck_assert_int_eq(readied, before + 1);
+    lc_sched_step(s);
+    steps++;
+  }
+  ck_assert_int_ge(steps, 2);
+  ck_assert_int_le(steps, 4); /* 4 sleeps; two may end in one poll */
+  lc_sched_on_ready(s, NULL, NULL);
+  for (int i = 0; i < 2; i++) lc_task_release(t[i]);
+  lc_sched_free(s);
+  lua_close(L);
+  lc_loop_free(loop);
+  ck_assert_int_eq(lc_alloc_live(), live0);
+}
+END_TEST
+
 Suite *sched_suite(void) {
   Suite *s = suite_create("sched");
   TCase *tc = tcase_create("tasks");
@@ -407,6 +460,7 @@ Suite *sched_suite(void) {
   tcase_add_test(tc, failed_select_leaves_no_link);
   tcase_add_test(tc, spawn_with_many_arguments);
   tcase_add_test(tc, two_states_share_one_loop);
+  tcase_add_test(tc, on_ready_names_a_scheduler_with_work);
   suite_add_tcase(s, tc);
   return s;
 }
