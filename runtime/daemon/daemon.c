@@ -728,7 +728,6 @@ static int l_store_delete(lua_State *L) { return store_op(L, SOP_DELETE); }
 /* search(prefix, limit) -> JSON text: [{"ns": key, "key": k, "value": {...}}] */
 static int l_store_search(lua_State *L) { return store_op(L, SOP_SEARCH); }
 
-
 /* Each operation is a journaled effect (luact.effect): a resumed run gets
  * what it read and wrote the first time instead of doing it again. */
 static const char store_lua[] =
@@ -1660,6 +1659,22 @@ static int enqueue_local(struct lc_serve *s, const char *run_id, const char *thr
   return 0;
 }
 
+/* Test hook (check_serve's answer_commit_holds_no_runner_lock and
+ * queued_cancel_holds_no_runner_lock): the commit of an answer
+ * (LUACT_SERVE_STALL_ANSWER) or of a queued run's cancel
+ * (LUACT_SERVE_STALL_CANCEL) blocks until a byte arrives through the FIFO
+ * the variable names, so a test holds it as long as it wants. */
+static void stall_fifo_hook(const char *var) {
+  const char *fifo = getenv(var);
+  if (!fifo) return;
+  int fd = open(fifo, O_RDONLY | O_CLOEXEC); /* waits for the writer */
+  if (fd < 0) return;
+  char b;
+  ssize_t n = read(fd, &b, 1);
+  (void)n;
+  close(fd);
+}
+
 int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
   char err[256];
   pthread_mutex_lock(&s->mu);
@@ -1669,6 +1684,10 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
       *p = q->next;
       s->nqueued--;
       free(q);
+      /* Off the queue, nothing can start it: its status is written
+       * without the lock, which the pump and the other cancels take. */
+      pthread_mutex_unlock(&s->mu);
+      stall_fifo_hook("LUACT_SERVE_STALL_CANCEL");
       /* Not started: no run row; a resumed one has one. */
       struct lc_run_row r;
       if (lc_store_run_get(s->store, run_id, &r, err, sizeof err) == 0) {
@@ -1680,8 +1699,7 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
                        "UPDATE d_runs SET pstatus='cancelled' WHERE id=?", "s", run_id);
       }
       atomic_fetch_add(&s->runs_done_cancelled, 1);
-      pthread_cond_broadcast(&s->changed);
-      pthread_mutex_unlock(&s->mu);
+      lc_serve_notify(s); /* waits and streams see it cancelled */
       return 0;
     }
   for (struct lc_active *a = s->active; a; a = a->next)
@@ -1727,20 +1745,6 @@ struct answering {
   struct answering *next;
 };
 static struct answering *answers;
-
-/* Test hook (check_serve's answer_commit_holds_no_runner_lock): an
- * answer's commit blocks until a byte arrives through the FIFO the
- * variable names, so a test holds it as long as it wants. */
-static void answer_stall_hook(void) {
-  const char *fifo = getenv("LUACT_SERVE_STALL_ANSWER");
-  if (!fifo) return;
-  int fd = open(fifo, O_RDONLY | O_CLOEXEC); /* waits for the writer */
-  if (fd < 0) return;
-  char b;
-  ssize_t n = read(fd, &b, 1);
-  (void)n;
-  close(fd);
-}
 
 int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, int *again,
                     char *msg, size_t n) {
@@ -1810,7 +1814,7 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
   cJSON_AddStringToObject(line, "answered_by", "luact serve");
   char *t = cJSON_PrintUnformatted(line);
   cJSON_Delete(line);
-  answer_stall_hook();
+  stall_fifo_hook("LUACT_SERVE_STALL_ANSWER");
   rc = lc_store_journal_append_now(s->store, run_id, last + 1, t, strlen(t), err, sizeof err);
   cJSON_free(t);
   if (rc) {

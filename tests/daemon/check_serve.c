@@ -1473,6 +1473,67 @@ START_TEST(answer_commit_holds_no_runner_lock) {
 }
 END_TEST
 
+/* A queued run's cancel has its commit held (the FIFO hook) while the
+ * runner goes on: a new run is queued (the pump), runs and ends, and the
+ * run holding the agent's slot is cancelled. When the cancel held the
+ * runner's lock across its store reads and commit, they waited behind it
+ * (the case timed out). */
+START_TEST(queued_cancel_holds_no_runner_lock) {
+  struct daemon d;
+  setup_dir(&d);
+  char fifo[400];
+  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  setenv("LUACT_SERVE_STALL_CANCEL", fifo, 1);
+  start(&d, NULL);
+  unsetenv("LUACT_SERVE_STALL_CANCEL");
+  char rx[80], rq[80], p[300], pq[300], pb[300];
+  cJSON *j =
+      expect(&d, "POST", "/runs", "{\"assistant_id\":\"gate\",\"input\":{\"hold\":true}}", A, 200);
+  snprintf(rx, sizeof rx, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s", rx);
+  await_status(&d, p, "running"); /* holds the agent's one slot for 60 s */
+  j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"gate\"}", A, 200);
+  snprintf(rq, sizeof rq, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(pq, sizeof pq, "/runs/%s", rq);
+  j = expect(&d, "GET", pq, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "pending"); /* queued behind rx */
+  cJSON_Delete(j);
+  /* The queued run's cancel, on a thread of its own: its commit waits. */
+  snprintf(pb, sizeof pb, "/runs/%s/cancel", rq);
+  struct bg_req b = {&d, "POST", pb, NULL, 0};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
+  int fd;
+  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
+    ck_assert_int_eq(errno, ENXIO);
+    lc_test_nap_ms(20);
+  }
+  j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"echo\",\"input\":{\"x\":1}}", A, 200);
+  ck_assert_int_eq(cJSON_GetObjectItem(j, "n")->valueint, 1);
+  cJSON_Delete(j);
+  snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rx);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  snprintf(p, sizeof p, "/runs/%s", rx);
+  await_status(&d, p, "cancelled");
+  ck_assert_int_eq(write(fd, "x", 1), 1);
+  close(fd);
+  ck_assert_int_eq(pthread_join(th, NULL), 0);
+  ck_assert_int_eq(b.code, 202);
+  j = expect(&d, "GET", pq, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "cancelled");
+  cJSON_Delete(j);
+  await_idle(&d, 1);
+  j = expect(&d, "GET", pq, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "cancelled"); /* never started */
+  cJSON_Delete(j);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A counter of /metrics (-1: not there). */
 static long metric(struct daemon *d, const char *name) {
   struct resp m = req(d, "GET", "/metrics", NULL, A, NULL);
@@ -1767,6 +1828,7 @@ Suite *serve_suite(void) {
   tcase_set_timeout(wk, 120);
   tcase_add_test(wk, stalled_store_stalls_only_its_run);
   tcase_add_test(wk, answer_commit_holds_no_runner_lock);
+  tcase_add_test(wk, queued_cancel_holds_no_runner_lock);
   tcase_add_test(wk, a_pass_steps_only_ready_runs);
   tcase_add_test(wk, cancels_on_a_shared_worker);
   tcase_add_test(wk, run_store_made_at_start);
