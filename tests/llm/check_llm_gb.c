@@ -707,6 +707,63 @@ START_TEST(bedrock_reasoning_round_trip) {
 }
 END_TEST
 
+/* Streamed reasoning (audit 18): blocks are joined in buffers (one cJSON
+ * string rebuilt per delta made a stream of small deltas quadratic: 11 s
+ * of the loop's thread for a 16 MB stream), many deltas of several blocks
+ * come back whole and in order, a redacted block keeps its data, and more
+ * than 1024 blocks (found by a linear search per delta) is a bad
+ * response, as for Anthropic's thinking blocks. */
+START_TEST(bedrock_streamed_reasoning_blocks) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  es_event(&b, "messageStart", "{\"role\":\"assistant\"}");
+  for (int i = 0; i < 3000; i++)
+    es_event(&b, "contentBlockDelta", i % 2 ? "{\"contentBlockIndex\":2,\"delta\":{\"reasoningContent\":{\"text\":\"b\"}}}"
+                                            : "{\"contentBlockIndex\":0,\"delta\":{\"reasoningContent\":{\"text\":\"a\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":0,\"delta\":{\"reasoningContent\":{\"signature\":\"s0\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":3,\"delta\":{\"reasoningContent\":{\"redactedContent\":\"cmVk\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":3,\"delta\":{\"reasoningContent\":{\"redactedContent\":\"YWN0\"}}}");
+  es_event(&b, "messageStop", "{\"stopReason\":\"end_turn\"}");
+  es_event(&b, "metadata", "{\"usage\":{\"inputTokens\":3,\"outputTokens\":4}}");
+  struct lc_llm_stream *st = lc_llm_bedrock.stream_new();
+  ck_assert_int_eq(lc_llm_bedrock.stream_feed(st, b.data, b.len, NULL, NULL), 0);
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_bedrock.stream_end(st, &r), 0);
+  lc_llm_bedrock.stream_free(st);
+  char want[8192];
+  char as[1501], bs[1501];
+  memset(as, 'a', 1500);
+  memset(bs, 'b', 1500);
+  as[1500] = bs[1500] = '\0';
+  snprintf(want, sizeof want,
+           "[{\"reasoningContent\":{\"reasoningText\":{\"text\":\"%s\",\"signature\":\"s0\"}}},"
+           "{\"reasoningContent\":{\"reasoningText\":{\"text\":\"%s\"}}},"
+           "{\"reasoningContent\":{\"redactedContent\":\"cmVkYWN0\"}}]", as, bs);
+  ck_assert_str_eq(r.reasoning_state, want);
+  ck_assert_uint_eq(strlen(r.reasoning), 3000);
+  lc_llm_response_free(&r);
+  /* 1025 blocks: refused */
+  lc_buf_reset(&b);
+  char ev[160];
+  for (int i = 0; i <= 1024; i++) {
+    snprintf(ev, sizeof ev, "{\"contentBlockIndex\":%d,\"delta\":{\"reasoningContent\":{\"text\":\"t\"}}}", i);
+    es_event(&b, "contentBlockDelta", ev);
+  }
+  es_event(&b, "messageStop", "{\"stopReason\":\"end_turn\"}");
+  es_event(&b, "metadata", "{\"usage\":{\"inputTokens\":3,\"outputTokens\":4}}");
+  st = lc_llm_bedrock.stream_new();
+  lc_llm_bedrock.stream_feed(st, b.data, b.len, NULL, NULL);
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_bedrock.stream_end(st, &r), LC_EINVAL);
+  lc_llm_bedrock.stream_free(st);
+  ck_assert_str_eq(lc_llm_err_name(r.err), "bad_response");
+  ck_assert_msg(strstr(r.err_message, "more than 1024 reasoning blocks"), "%s", r.err_message);
+  lc_llm_response_free(&r);
+  lc_buf_free(&b);
+}
+END_TEST
+
 START_TEST(gemini_thinking_budget) {
   struct lc_llm_request q;
   req_init(&q, LC_PROV_GEMINI);
@@ -1064,6 +1121,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, images_in_each_form);
   tcase_add_test(tc, gemini_text_signature_round_trip);
   tcase_add_test(tc, bedrock_reasoning_round_trip);
+  tcase_add_test(tc, bedrock_streamed_reasoning_blocks);
   tcase_add_test(tc, gemini_thinking_budget);
   tcase_add_test(tc, bedrock_error_type_header_decides_the_kind);
   tcase_add_test(tc, bedrock_request_shape);
