@@ -764,6 +764,54 @@ START_TEST(bedrock_streamed_reasoning_blocks) {
 }
 END_TEST
 
+/* Usage counts a provider reports (audit 18): negative, or past any
+ * model's reach, are taken as not reported. They fed the rate governor's
+ * shared token schedule (1e15 tokens pushed every later call centuries
+ * out) and the run's totals as they came. */
+START_TEST(usage_counts_that_are_not_counts) {
+  static const struct {
+    const struct lc_llm_adapter *ad;
+    const char *body;
+  } cases[] = {
+      {&lc_llm_openai_responses,
+       "{\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tokens\":-5,\"output_tokens\":"
+       "900000000000000,\"input_tokens_details\":{\"cached_tokens\":-1},\"output_tokens_details\":"
+       "{\"reasoning_tokens\":-7}}}"},
+      {&lc_llm_gemini,
+       "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]},\"finishReason\":\"STOP\"}],"
+       "\"usageMetadata\":{\"promptTokenCount\":-3,\"candidatesTokenCount\":800000000000,"
+       "\"thoughtsTokenCount\":-2,\"cachedContentTokenCount\":-9}}"},
+      {&lc_llm_bedrock,
+       "{\"output\":{\"message\":{\"content\":[{\"text\":\"x\"}]}},\"stopReason\":\"end_turn\","
+       "\"usage\":{\"inputTokens\":-4,\"outputTokens\":-1,\"cacheReadInputTokens\":-8000000000000}}"},
+      {&lc_llm_openai,
+       "{\"choices\":[{\"message\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}],\"usage\":"
+       "{\"prompt_tokens\":-9000000000000,\"completion_tokens\":-1}}"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct lc_llm_response r;
+    lc_llm_response_init(&r);
+    ck_assert_int_eq(cases[i].ad->parse(cases[i].body, strlen(cases[i].body), &r), 0);
+    ck_assert_msg(r.usage.input == 0 && r.usage.output == 0 && r.usage.cached == 0 &&
+                      r.usage.reasoning == 0 && r.usage.cache_write == 0,
+                  "%s: in %ld out %ld cached %ld reasoning %ld write %ld", cases[i].ad->name,
+                  r.usage.input, r.usage.output, r.usage.cached, r.usage.reasoning,
+                  r.usage.cache_write);
+    lc_llm_response_free(&r);
+  }
+  /* Real counts stay as they came. */
+  const char *ok = "{\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tokens\":4334,"
+                   "\"output_tokens\":12,\"input_tokens_details\":{\"cached_tokens\":4331}}}";
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_openai_responses.parse(ok, strlen(ok), &r), 0);
+  ck_assert_int_eq(r.usage.input, 4334);
+  ck_assert_int_eq(r.usage.cached, 4331);
+  ck_assert_int_eq(r.usage.output, 12);
+  lc_llm_response_free(&r);
+}
+END_TEST
+
 START_TEST(gemini_thinking_budget) {
   struct lc_llm_request q;
   req_init(&q, LC_PROV_GEMINI);
@@ -1122,6 +1170,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, gemini_text_signature_round_trip);
   tcase_add_test(tc, bedrock_reasoning_round_trip);
   tcase_add_test(tc, bedrock_streamed_reasoning_blocks);
+  tcase_add_test(tc, usage_counts_that_are_not_counts);
   tcase_add_test(tc, gemini_thinking_budget);
   tcase_add_test(tc, bedrock_error_type_header_decides_the_kind);
   tcase_add_test(tc, bedrock_request_shape);
