@@ -685,6 +685,10 @@ int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
   case LC_PROV_GEMINI: /* inlineData; fileData wants Files API URIs */
     if (!p->data)
       return img_err(err, errlen, "image: Gemini takes image bytes (inlineData), not URLs");
+    /* Its documented image types are PNG, JPEG, WebP, HEIC and HEIF: a
+     * GIF is refused by the API ("invalid input file"). */
+    if (strcmp(p->media_type, "image/gif") == 0)
+      return img_err(err, errlen, "image: Gemini takes PNG, JPEG or WebP images, not GIF");
     break;
   case LC_PROV_BEDROCK: /* Converse: source.bytes only, 3.75 MB each */
     if (!p->data)
@@ -697,5 +701,50 @@ int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
   }
   if (!p->data && !p->url)
     return img_err(err, errlen, "image: neither bytes nor URL");
+  return 0;
+}
+
+int lc_llm_images_check(const struct lc_llm_request *req, enum lc_llm_provider prov,
+                        char *err, size_t errlen) {
+  /* Per request, as each provider documents it: OpenAI (chat and
+   * Responses) 500 images and a 50 MB payload; Anthropic 100 images and a
+   * 32 MB request; Bedrock Converse 20 images. Bytes are counted as sent
+   * (base64); the text around them is not, so this is a floor. */
+  size_t n = 0, max_n = 0, bytes = 0, max_bytes = 0;
+  const char *who = NULL;
+  switch (prov) {
+  case LC_PROV_OPENAI:
+  case LC_PROV_OPENAI_RESPONSES:
+    max_n = 500, max_bytes = (size_t)50 << 20, who = "OpenAI";
+    break;
+  case LC_PROV_ANTHROPIC:
+    max_n = 100, max_bytes = (size_t)32 << 20, who = "Anthropic";
+    break;
+  case LC_PROV_BEDROCK:
+    max_n = 20, who = "Bedrock";
+    break;
+  default:
+    return 0;
+  }
+  for (size_t i = 0; i < req->n_msgs; i++) {
+    const struct lc_llm_msg *m = &req->msgs[i];
+    for (size_t k = 0; k < m->n_parts; k++) {
+      const struct lc_llm_part *p = &m->parts[k];
+      if (p->kind != LC_PART_IMAGE)
+        continue;
+      n++;
+      bytes += p->data ? (p->data_len + 2) / 3 * 4 : (p->url ? strlen(p->url) : 0);
+    }
+  }
+  if (max_n && n > max_n) {
+    snprintf(err, errlen, "image: %s takes at most %zu images per request (this one has %zu)",
+             who, max_n, n);
+    return LC_EINVAL;
+  }
+  if (max_bytes && bytes > max_bytes) {
+    snprintf(err, errlen, "image: %s takes at most %zu MB of images per request (this one "
+                          "has %zu bytes as base64)", who, max_bytes >> 20, bytes);
+    return LC_EINVAL;
+  }
   return 0;
 }

@@ -477,6 +477,10 @@ const char *lc_llm_image_sniff(const void *data, size_t len);
  * type, size, URL allowed. 0, or LC_EINVAL with a message in err. */
 int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
                        char *err, size_t errlen);
+/* The provider's documented limits for all images of one request (count,
+ * total size); build() calls it first. 0, or LC_EINVAL with a message. */
+int lc_llm_images_check(const struct lc_llm_request *req, enum lc_llm_provider prov,
+                        char *err, size_t errlen);
 /* Standard base64 (with padding) of n bytes into a fresh NUL-terminated
  * string; NULL on out of memory. data: URLs are "data:<mt>;base64,<this>". */
 char *lc_llm_base64(const void *data, size_t n, size_t *out_len);

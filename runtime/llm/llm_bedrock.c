@@ -459,6 +459,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
     snprintf(err, errlen, "no model given");
     return LC_EINVAL;
   }
+  if (lc_llm_images_check(req, LC_PROV_BEDROCK, err, errlen))
+    return LC_EINVAL;
   struct lc_buf body, sysb, url;
   struct lc_jsonw jw, sw, *w = &jw;
   lc_buf_init(&body, 0);

@@ -309,6 +309,10 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   struct lc_jsonw jw, *w = &jw;
   if (lc_accum_body_begin(out, req, &body, w, err, errlen))
     return LC_EINVAL;
+  if (lc_llm_images_check(req, LC_PROV_OPENAI_RESPONSES, err, errlen)) {
+    lc_buf_free(&body);
+    return LC_EINVAL;
+  }
   /* A leading system message is the request's instructions (which a
    * previous_response_id continuation does not carry over, so it is sent
    * every time); later ones stay in place as system input items. */

@@ -176,6 +176,70 @@ START_TEST(each_adapter_its_form) {
 }
 END_TEST
 
+/* Per-request limits and media types each provider documents (audit 18):
+ * Gemini takes no GIF; Bedrock at most 20 images, Anthropic 100, OpenAI
+ * (chat and Responses) 500 and a 50 MB payload. All were sent before. */
+static void user_with_images(struct lc_llm_request *q, enum lc_llm_provider p,
+                             const unsigned char *data, size_t len, size_t n) {
+  user_with_image(q, p, data, len);
+  q->base_url = lc_strdup("http://127.0.0.1:1");
+  struct lc_llm_part *parts = lc_calloc(n, sizeof *parts);
+  ck_assert_ptr_nonnull(parts);
+  char err[128];
+  for (size_t i = 0; i < n; i++)
+    ck_assert_int_eq(lc_llm_part_image_bytes(&parts[i], data, len, NULL, err, sizeof err), 0);
+  lc_llm_part_free(&q->msgs[0].parts[0]);
+  lc_free(q->msgs[0].parts);
+  q->msgs[0].parts = parts;
+  q->msgs[0].n_parts = n;
+}
+
+START_TEST(request_image_limits) {
+  static const unsigned char gif[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0, ';'};
+  struct lc_llm_request q;
+  char err[256];
+  char *b;
+  user_with_images(&q, LC_PROV_GEMINI, gif, sizeof gif, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "not GIF") != NULL, "%s", err);
+  q.provider = LC_PROV_BEDROCK; /* Bedrock and the others take GIF */
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  static const struct {
+    enum lc_llm_provider p;
+    size_t max;
+    const char *who;
+  } counts[] = {{LC_PROV_BEDROCK, 20, "Bedrock"}, {LC_PROV_ANTHROPIC, 100, "Anthropic"},
+                {LC_PROV_OPENAI, 500, "OpenAI"}, {LC_PROV_OPENAI_RESPONSES, 500, "OpenAI"}};
+  for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+    user_with_images(&q, counts[i].p, png, sizeof png, counts[i].max);
+    b = build(&q, 0, err, sizeof err);
+    lc_free(b);
+    lc_llm_request_free(&q);
+    user_with_images(&q, counts[i].p, png, sizeof png, counts[i].max + 1);
+    build(&q, LC_EINVAL, err, sizeof err);
+    ck_assert_msg(strstr(err, counts[i].who) && strstr(err, "images per request"), "%s", err);
+    lc_llm_request_free(&q);
+  }
+  /* three 13 MB images: 52 MB of base64 is past OpenAI's 50 MB payload */
+  size_t n = 13u << 20;
+  unsigned char *big = calloc(1, n);
+  memcpy(big, png, sizeof png);
+  user_with_images(&q, LC_PROV_OPENAI, big, n, 3);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "50 MB") != NULL, "%s", err);
+  q.provider = LC_PROV_OPENAI_RESPONSES;
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "50 MB") != NULL, "%s", err);
+  lc_llm_request_free(&q);
+  /* two are within it */
+  user_with_images(&q, LC_PROV_OPENAI, big, n, 2);
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  free(big);
+}
+END_TEST
+
 /* The journal keeps the hash, media type and size, never the bytes: a
  * 1 MB image makes a record of a few hundred bytes, and another image
  * makes another record (replay still tells them apart). */
@@ -391,6 +455,7 @@ Suite *llm_images_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, sniff_and_checks);
   tcase_add_test(tc, each_adapter_its_form);
+  tcase_add_test(tc, request_image_limits);
   tcase_add_test(tc, journaled_by_hash);
   tcase_add_test(tc, caching_and_thinking_controls);
   tcase_add_test(tc, anthropic_thinking_kept);
