@@ -1119,18 +1119,22 @@ END_TEST
 
 /* luact.llm.limits governs the new providers as the others: 600 rpm is
  * one request per 100 ms, so three concurrent calls arrive one at a time
- * (a lower bound only; the mock logs arrivals). */
-START_TEST(rate_governor_covers_gemini_and_bedrock) {
-  const char *provs[] = {"gemini", "bedrock"};
-  for (int k = 0; k < 2; k++) {
+ * (a lower bound only; the mock logs arrivals). openai-responses has its
+ * own bucket, named by its prefix (audit 18: only its acceptance of the
+ * setting was tested). */
+START_TEST(rate_governor_covers_the_new_adapters) {
+  const char *provs[] = {"gemini", "bedrock", "openai-responses"};
+  const char *scripts[] = {"[{\"reply\":{\"gemini\":{\"echo\":true}}}]",
+                           "[{\"reply\":{\"bedrock\":{\"echo\":true}}}]",
+                           "[{\"reply\":{\"responses\":{\"echo\":true}}}]"};
+  const char *paths[] = {"/v1beta", "", "/v1"};
+  for (int k = 0; k < 3; k++) {
     struct lc_mock m;
-    ck_assert_int_eq(lc_mock_start(&m, k ? "[{\"reply\":{\"bedrock\":{\"echo\":true}}}]"
-                                         : "[{\"reply\":{\"gemini\":{\"echo\":true}}}]"),
-                     0);
+    ck_assert_int_eq(lc_mock_start(&m, scripts[k]), 0);
     char base[160], code[1024], out[4096], err[4096];
-    snprintf(base, sizeof base, "%s%s", m.base_url, k ? "" : "/v1beta");
+    snprintf(base, sizeof base, "%s%s", m.base_url, paths[k]);
     snprintf(code, sizeof code,
-             "luact.llm.limits{%s = {rpm = 600}}\n"
+             "luact.llm.limits{['%s'] = {rpm = 600}}\n"
              "local fns = {}\n"
              "for i = 1, 3 do fns[i] = function() return assert(luact.llm.chat{model='%s:m',"
              " base_url=BASE, api_key='k-0123456789abc', prompt='p'..i}).text end end\n"
@@ -1184,7 +1188,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, bedrock_stream_and_retry_from_the_mock);
   tcase_add_test(tc, bedrock_sigv4_from_the_environment);
   tcase_add_test(tc, gemini_key_required_and_kept_out_of_errors);
-  tcase_add_test(tc, rate_governor_covers_gemini_and_bedrock);
+  tcase_add_test(tc, rate_governor_covers_the_new_adapters);
   tcase_add_test(tc, stream_faults_from_the_mock);
   suite_add_tcase(s, tc);
   return s;
