@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "eventstream.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_bedrock.h"
+#include "sigv4.h"
 #include "llm_call.h"
 #include "loop.h"
 #include "secrets.h"
@@ -1089,6 +1091,95 @@ START_TEST(bedrock_sigv4_from_the_environment) {
 }
 END_TEST
 
+/* SigV4 itself (audit 18): AWS's published post-vanilla vector, and the
+ * canonical path of a percent-escaped Bedrock model id encoded once more. */
+START_TEST(sigv4_known_vector_and_double_encoding) {
+  char *auth, *date;
+  ck_assert_int_eq(lc_sigv4_sign("aws:amz:us-east-1:service",
+                                 "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "POST",
+                                 "https://example.amazonaws.com/", NULL, 0, "", 0,
+                                 (time_t)1440938160, &auth, &date),
+                   0);
+  ck_assert_str_eq(auth, "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/"
+                         "us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, "
+                         "Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b");
+  ck_assert_str_eq(date, "x-amz-date: 20150830T123600Z");
+  lc_free(auth);
+  lc_free(date);
+  char *cp = lc_sigv4_canonical_path("/model/anthropic.claude-v2%3A1/converse");
+  ck_assert_str_eq(cp, "/model/anthropic.claude-v2%253A1/converse");
+  lc_free(cp);
+  ck_assert_int_eq(lc_sigv4_needed("https://bedrock-runtime.us-east-1.amazonaws.com/model/a%3A0/converse"), 1);
+  ck_assert_int_eq(lc_sigv4_needed("https://bedrock-runtime.us-east-1.amazonaws.com/model/us.a-v2/converse"), 0);
+  /* Content type and session token signed, a non-default port kept in
+   * host: checked against an independent implementation (Python's hmac
+   * and hashlib, AWS's documented algorithm) for these inputs. */
+  const char *h[] = {"Content-Type: application/json", "x-amz-security-token: TOKEN123"};
+  ck_assert_int_eq(lc_sigv4_sign("aws:amz:us-west-2:bedrock", "AKID:SECRET", "POST",
+                                 "http://127.0.0.1:8080/model/a.b-v1%3A0/converse", h, 2,
+                                 "{}", 2, (time_t)1765000000, &auth, &date),
+                   0);
+  ck_assert_str_eq(auth, "Authorization: AWS4-HMAC-SHA256 Credential=AKID/20251206/us-west-2/"
+                         "bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;"
+                         "x-amz-security-token, Signature=3f1b1e447461a625825fe4a6fe569369b45b56f546b17b88920eeac05a1c458a");
+  lc_free(auth);
+  lc_free(date);
+}
+END_TEST
+
+/* A Bedrock model id holding ':' (nearly all of them) signed with the
+ * AWS variables: the signature the server received is the one over the
+ * path encoded twice, which AWS checks. libcurl 7.88 (Debian 12) signed
+ * the path as sent and every such call was refused. */
+START_TEST(bedrock_sigv4_model_id_with_colon) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\":{\"echo_credentials\":true}}]"), 0);
+  setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE0123456789", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
+  setenv("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN0123456789", 1);
+  setenv("AWS_REGION", "us-west-2", 1);
+  unsetenv("AWS_BEARER_TOKEN_BEDROCK");
+  struct lc_llm_request *q = mock_req(LC_PROV_BEDROCK, &m, 0);
+  lc_free(q->model);
+  q->model = lc_strdup("us.anthropic.claude-3-7-sonnet-20250219-v1:0");
+  /* what will be sent (build is deterministic) */
+  struct lc_llm_http h;
+  char err[256];
+  ck_assert_int_eq(lc_llm_bedrock.build(q, &h, err, sizeof err), 0);
+  struct lc_retry_policy pol;
+  lc_retry_policy_default(&pol);
+  pol.max_attempts = 1;
+  struct lc_llm_response *r = run_call(q, &pol, NULL);
+  ck_assert_str_eq(lc_llm_err_name(r->err), "auth");
+  const char *sig = strstr(r->err_message, "Signature=");
+  ck_assert_msg(sig != NULL, "%s", r->err_message);
+  char *log = lc_mock_requests(&m);
+  cJSON *jl = cJSON_Parse(log);
+  const cJSON *e0 = cJSON_GetArrayItem(jl, 0);
+  ck_assert_str_eq(cJSON_GetObjectItem(e0, "path")->valuestring,
+                   "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse");
+  const cJSON *hd = cJSON_GetObjectItem(e0, "headers");
+  const char *stamp = cJSON_GetObjectItem(hd, "x-amz-date")->valuestring;
+  struct tm tm = {0};
+  ck_assert_ptr_nonnull(strptime(stamp, "%Y%m%dT%H%M%SZ", &tm));
+  char *auth, *date;
+  ck_assert_int_eq(lc_sigv4_sign(h.aws_sigv4, h.aws_userpwd, "POST", h.url,
+                                 (const char *const *)h.headers, h.n_headers, h.body, h.body_len,
+                                 timegm(&tm), &auth, &date),
+                   0);
+  const char *want = strstr(auth, "Signature=");
+  ck_assert_msg(strncmp(sig, want, 10 + 64) == 0, "server got %.80s\nAWS wants %s", sig, want);
+  ck_assert_ptr_nonnull(strstr(r->err_message, "x-amz-security-token"));
+  lc_free(auth);
+  lc_free(date);
+  cJSON_Delete(jl);
+  free(log);
+  lc_llm_http_free(&h);
+  resp_delete(r);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
 START_TEST(gemini_key_required_and_kept_out_of_errors) {
   unsetenv("GEMINI_API_KEY");
   unsetenv("GOOGLE_GEMINI_BASE_URL");
@@ -1187,6 +1278,8 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, gemini_retry_info_longer_than_allowed_is_not_waited);
   tcase_add_test(tc, bedrock_stream_and_retry_from_the_mock);
   tcase_add_test(tc, bedrock_sigv4_from_the_environment);
+  tcase_add_test(tc, bedrock_sigv4_model_id_with_colon);
+  tcase_add_test(tc, sigv4_known_vector_and_double_encoding);
   tcase_add_test(tc, gemini_key_required_and_kept_out_of_errors);
   tcase_add_test(tc, rate_governor_covers_the_new_adapters);
   tcase_add_test(tc, stream_faults_from_the_mock);
