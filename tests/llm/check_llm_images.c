@@ -410,6 +410,65 @@ END_TEST
 
 /* A stream announcing countless output items is cut off, not searched
  * quadratically. */
+/* A stored Responses answer (store: true, which the request asked for):
+ * its reasoning items are replayable by id and go back before the calls
+ * that carry their item ids (audit 18: they were dropped, since only
+ * items with encrypted_content were kept, while the calls still went back
+ * with their ids: "function_call was provided without its required
+ * reasoning item"). Unstored, an item without encrypted_content is still
+ * dropped (nothing on the server to refer to). */
+START_TEST(responses_stored_reasoning_replayed) {
+  const char *body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"store\":%s,\"output\":["
+                     "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]},"
+                     "{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_1\",\"name\":\"f\","
+                     "\"arguments\":\"{}\",\"status\":\"completed\"}]}";
+  char b[512];
+  struct lc_llm_response r;
+  snprintf(b, sizeof b, body, "false");
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_openai_responses.parse(b, strlen(b), &r), 0);
+  ck_assert_ptr_null(r.reasoning_state);
+  lc_llm_response_free(&r);
+  snprintf(b, sizeof b, body, "true");
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_openai_responses.parse(b, strlen(b), &r), 0);
+  ck_assert_str_eq(r.reasoning_state, "[{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]}]");
+  ck_assert_str_eq(r.tool_calls[0].signature, "fc_1");
+  /* the next turn, stored too: reasoning item, then the call by id */
+  struct lc_llm_request q;
+  memset(&q, 0, sizeof q);
+  q.provider = LC_PROV_OPENAI_RESPONSES;
+  q.model = lc_strdup("m");
+  q.store = 1;
+  q.msgs = lc_calloc(3, sizeof *q.msgs);
+  q.n_msgs = 3;
+  q.msgs[0].role = LC_ROLE_USER;
+  q.msgs[0].content = lc_strdup("go");
+  q.msgs[0].content_len = 2;
+  q.msgs[1].role = LC_ROLE_ASSISTANT;
+  q.msgs[1].tool_calls = r.tool_calls;
+  q.msgs[1].n_tool_calls = r.n_tool_calls;
+  r.tool_calls = NULL;
+  r.n_tool_calls = 0;
+  q.msgs[1].reasoning_state = r.reasoning_state;
+  q.msgs[1].reasoning_prov = LC_PROV_OPENAI_RESPONSES;
+  r.reasoning_state = NULL;
+  q.msgs[2].role = LC_ROLE_TOOL;
+  q.msgs[2].tool_call_id = lc_strdup("call_1");
+  q.msgs[2].content = lc_strdup("ok");
+  q.msgs[2].content_len = 2;
+  char err[128];
+  char *out = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(out, "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]},{\"type\":"
+                            "\"function_call\",\"call_id\":\"call_1\",\"name\":\"f\",\"arguments\":"
+                            "\"{}\",\"id\":\"fc_1\"}") != NULL,
+                "%s", out);
+  lc_free(out);
+  lc_llm_request_free(&q);
+  lc_llm_response_free(&r);
+}
+END_TEST
+
 START_TEST(responses_item_cap) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
@@ -462,6 +521,7 @@ Suite *llm_images_suite(void) {
   tcase_add_test(tc, anthropic_thinking_stream_kept);
   tcase_add_test(tc, huge_data_url_refused_before_decoding);
   tcase_add_test(tc, responses_item_cap);
+  tcase_add_test(tc, responses_stored_reasoning_replayed);
   tcase_add_test(tc, anthropic_thinking_block_cap);
   suite_add_tcase(s, tc);
   return s;
