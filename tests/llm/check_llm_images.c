@@ -469,6 +469,33 @@ START_TEST(responses_stored_reasoning_replayed) {
 }
 END_TEST
 
+/* Ollama's "thinking" (think: true) lands in r.reasoning, whole and
+ * streamed, never in the text (audit 18: no test read it). */
+START_TEST(ollama_thinking_is_reasoning) {
+  const char *body = "{\"model\":\"qwen3\",\"message\":{\"role\":\"assistant\",\"thinking\":\"Two and two.\","
+                     "\"content\":\"4\"},\"done\":true,\"done_reason\":\"stop\"}";
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_ollama.parse(body, strlen(body), &r), 0);
+  ck_assert_str_eq(r.reasoning, "Two and two.");
+  ck_assert_str_eq(r.text, "4");
+  lc_llm_response_free(&r);
+  const char *nd = "{\"message\":{\"role\":\"assistant\",\"thinking\":\"Two \",\"content\":\"\"},\"done\":false}\n"
+                   "{\"message\":{\"role\":\"assistant\",\"thinking\":\"and two.\",\"content\":\"\"},\"done\":false}\n"
+                   "{\"message\":{\"role\":\"assistant\",\"content\":\"4\"},\"done\":false}\n"
+                   "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\"}\n";
+  struct lc_llm_stream *st = lc_llm_ollama.stream_new();
+  for (size_t i = 0; nd[i]; i++)
+    ck_assert_int_eq(lc_llm_ollama.stream_feed(st, nd + i, 1, NULL, NULL), 0);
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_ollama.stream_end(st, &r), 0);
+  lc_llm_ollama.stream_free(st);
+  ck_assert_str_eq(r.reasoning, "Two and two.");
+  ck_assert_str_eq(r.text, "4");
+  lc_llm_response_free(&r);
+}
+END_TEST
+
 START_TEST(responses_item_cap) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
@@ -521,6 +548,7 @@ Suite *llm_images_suite(void) {
   tcase_add_test(tc, anthropic_thinking_stream_kept);
   tcase_add_test(tc, huge_data_url_refused_before_decoding);
   tcase_add_test(tc, responses_item_cap);
+  tcase_add_test(tc, ollama_thinking_is_reasoning);
   tcase_add_test(tc, responses_stored_reasoning_replayed);
   tcase_add_test(tc, anthropic_thinking_block_cap);
   suite_add_tcase(s, tc);
