@@ -473,6 +473,12 @@ int lc_llm_part_text(struct lc_llm_part *p, const char *text, size_t len);
 void lc_llm_part_free(struct lc_llm_part *p);
 /* "image/png" etc. from magic bytes, or NULL when none of the four. */
 const char *lc_llm_image_sniff(const void *data, size_t len);
+/* Width and height from the image's own header (PNG IHDR, GIF screen,
+ * WebP VP8/VP8L/VP8X, JPEG's first frame): 1, or 0 when not found
+ * (*w = *h = 0). Read-only, bounded by len. */
+int lc_llm_image_dims(const void *data, size_t len, unsigned long *w, unsigned long *h);
+/* Frames (image descriptors) of a GIF, 0 for anything else. */
+int lc_llm_image_gif_frames(const void *data, size_t len);
 /* The provider's documented limits for one image of a request: media
  * type, size, URL allowed. 0, or LC_EINVAL with a message in err. */
 int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,

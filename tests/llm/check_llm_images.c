@@ -240,6 +240,78 @@ START_TEST(request_image_limits) {
 }
 END_TEST
 
+/* Pixel limits and animation (audit 18): dimensions read from each
+ * format's header; Anthropic and Bedrock refuse past 8000 px (Anthropic
+ * past 2000 px when a request has more than 20 images), OpenAI refuses an
+ * animated GIF ("non-animated GIF" is its documented type). */
+START_TEST(image_pixels_and_animation) {
+  unsigned long w, h;
+  unsigned char pngh[24];
+  memcpy(pngh, png, sizeof pngh);
+  pngh[18] = 0x1f, pngh[19] = 0x41; /* width 8001 */
+  ck_assert_int_eq(lc_llm_image_dims(pngh, sizeof pngh, &w, &h), 1);
+  ck_assert_uint_eq(w, 8001);
+  ck_assert_uint_eq(h, 1);
+  /* JPEG: an APP0 segment, then SOF0 with height 9000 and width 16 */
+  static const unsigned char jpg[] = {0xff, 0xd8, 0xff, 0xe0, 0, 4, 'J', 'F', 0xff, 0xff, 0xc0,
+                                      0, 11, 8, 0x23, 0x28, 0, 16, 1, 1, 0x11, 0};
+  ck_assert_int_eq(lc_llm_image_dims(jpg, sizeof jpg, &w, &h), 1);
+  ck_assert_uint_eq(w, 16);
+  ck_assert_uint_eq(h, 9000);
+  /* WebP VP8X canvas 3000 x 2 */
+  unsigned char webp[30] = {'R', 'I', 'F', 'F', 22, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'X'};
+  webp[24] = (3000 - 1) & 0xff, webp[25] = (3000 - 1) >> 8, webp[27] = 1;
+  ck_assert_int_eq(lc_llm_image_dims(webp, sizeof webp, &w, &h), 1);
+  ck_assert_uint_eq(w, 3000);
+  ck_assert_uint_eq(h, 2);
+  /* truncated or unknown headers: no dimensions, no refusal */
+  ck_assert_int_eq(lc_llm_image_dims(jpg, 12, &w, &h), 0);
+  ck_assert_int_eq(lc_llm_image_dims(webp, 16, &w, &h), 0);
+  struct lc_llm_request q;
+  char err[256];
+  user_with_images(&q, LC_PROV_ANTHROPIC, pngh, sizeof pngh, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "8000x8000") != NULL, "%s", err);
+  q.provider = LC_PROV_BEDROCK;
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "8000x8000") != NULL, "%s", err);
+  q.provider = LC_PROV_OPENAI; /* OpenAI scales it down */
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  user_with_images(&q, LC_PROV_ANTHROPIC, jpg, sizeof jpg, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "8000x8000") != NULL, "%s", err);
+  lc_llm_request_free(&q);
+  /* 3000 px wide: fine alone, refused among 21 images at Anthropic */
+  user_with_images(&q, LC_PROV_ANTHROPIC, webp, sizeof webp, 20);
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  user_with_images(&q, LC_PROV_ANTHROPIC, webp, sizeof webp, 21);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "2000x2000") != NULL, "%s", err);
+  lc_llm_request_free(&q);
+  /* a GIF of two frames (extension, two images, trailer) */
+  static const unsigned char gif2[] = {
+      'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, /* screen, 2-colour table */
+      0, 0, 0, 255, 255, 255,
+      0x21, 0xf9, 4, 4, 10, 0, 0, 0,               /* graphic control */
+      0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, /* frame 1 */
+      0x21, 0xf9, 4, 4, 10, 0, 0, 0,
+      0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, /* frame 2 */
+      0x3b};
+  ck_assert_int_eq(lc_llm_image_gif_frames(gif2, sizeof gif2), 2);
+  ck_assert_int_eq(lc_llm_image_gif_frames(gif2, 40), 1); /* cut: what was there */
+  user_with_images(&q, LC_PROV_OPENAI, gif2, sizeof gif2, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "animated GIF") != NULL, "%s", err);
+  q.provider = LC_PROV_OPENAI_RESPONSES;
+  build(&q, LC_EINVAL, err, sizeof err);
+  q.provider = LC_PROV_ANTHROPIC;
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+}
+END_TEST
+
 /* The journal keeps the hash, media type and size, never the bytes: a
  * 1 MB image makes a record of a few hundred bytes, and another image
  * makes another record (replay still tells them apart). */
@@ -542,6 +614,7 @@ Suite *llm_images_suite(void) {
   tcase_add_test(tc, sniff_and_checks);
   tcase_add_test(tc, each_adapter_its_form);
   tcase_add_test(tc, request_image_limits);
+  tcase_add_test(tc, image_pixels_and_animation);
   tcase_add_test(tc, journaled_by_hash);
   tcase_add_test(tc, caching_and_thinking_controls);
   tcase_add_test(tc, anthropic_thinking_kept);
