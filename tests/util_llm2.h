@@ -26,5 +26,9 @@ char *l2_summary(const struct lc_llm_response *r);
  * deltas against the result; returns stream_end's code. */
 int l2_run_stream(const struct lc_llm_adapter *ad, const char *body, size_t len,
                   size_t cut, struct lc_llm_response *r);
+/* The same, fed in pieces cut at cut, cut + period, cut + 2 period, ...
+ * (period 0: at cut only). */
+int l2_run_stream_every(const struct lc_llm_adapter *ad, const char *body, size_t len,
+                        size_t cut, size_t period, struct lc_llm_response *r);
 
 #endif

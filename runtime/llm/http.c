@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "cnum.h"
 #include "lc.h"
+#include "sigv4.h"
 
 /* ---- easy handle pool ----
  * A few reset easy handles per thread: curl_easy_init + curl_easy_cleanup
@@ -255,7 +257,23 @@ int lc_http_start(struct lc_loop *loop, struct lc_http_op *op,
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
   }
-  if (req->aws_sigv4 && req->aws_userpwd) {
+  if (req->aws_sigv4 && req->aws_userpwd && lc_sigv4_needed(req->url)) {
+    /* A path with percent-escapes (a Bedrock model id's ':'): libcurl
+     * before 8.14 signs it as sent where AWS wants it encoded once more
+     * (sigv4.h), so it is signed here, now, like libcurl would. */
+    char *auth = NULL, *date = NULL;
+    int src = lc_sigv4_sign(req->aws_sigv4, req->aws_userpwd, req->method ? req->method : "POST",
+                            req->url, req->headers, req->n_headers, req->body,
+                            req->body ? req->body_len : 0, time(NULL), &auth, &date);
+    struct curl_slist *h = src ? NULL : curl_slist_append(op->hdrs, auth);
+    if (h) op->hdrs = h;
+    struct curl_slist *h2 = h ? curl_slist_append(op->hdrs, date) : NULL;
+    if (h2) op->hdrs = h2;
+    lc_free(auth);
+    lc_free(date);
+    if (!h2) return src == LC_EINVAL ? LC_EINVAL : LC_ENOMEM;
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->hdrs);
+  } else if (req->aws_sigv4 && req->aws_userpwd) {
     /* libcurl signs the request (Authorization, x-amz-date) itself. */
     curl_easy_setopt(e, CURLOPT_AWS_SIGV4, req->aws_sigv4);
     curl_easy_setopt(e, CURLOPT_USERPWD, req->aws_userpwd);

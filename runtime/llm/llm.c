@@ -428,6 +428,104 @@ const char *lc_llm_image_sniff(const void *data, size_t len) {
   return NULL;
 }
 
+static unsigned be16(const unsigned char *b) { return (unsigned)b[0] << 8 | b[1]; }
+static unsigned le16(const unsigned char *b) { return (unsigned)b[1] << 8 | b[0]; }
+static unsigned long be32u(const unsigned char *b) {
+  return (unsigned long)b[0] << 24 | (unsigned long)b[1] << 16 | (unsigned long)b[2] << 8 | b[3];
+}
+
+int lc_llm_image_dims(const void *data, size_t len, unsigned long *w, unsigned long *h) {
+  const unsigned char *b = data;
+  *w = *h = 0;
+  const char *mt = lc_llm_image_sniff(data, len);
+  if (!mt)
+    return 0;
+  if (strcmp(mt, "image/png") == 0) { /* IHDR is the first chunk */
+    if (len < 24 || memcmp(b + 12, "IHDR", 4) != 0)
+      return 0;
+    *w = be32u(b + 16), *h = be32u(b + 20);
+  } else if (strcmp(mt, "image/gif") == 0) { /* the logical screen */
+    if (len < 10)
+      return 0;
+    *w = le16(b + 6), *h = le16(b + 8);
+  } else if (strcmp(mt, "image/webp") == 0) {
+    if (len >= 30 && memcmp(b + 12, "VP8X", 4) == 0) {
+      *w = 1 + (b[24] | (unsigned long)b[25] << 8 | (unsigned long)b[26] << 16);
+      *h = 1 + (b[27] | (unsigned long)b[28] << 8 | (unsigned long)b[29] << 16);
+    } else if (len >= 25 && memcmp(b + 12, "VP8L", 4) == 0 && b[20] == 0x2f) {
+      unsigned long v = b[21] | (unsigned long)b[22] << 8 | (unsigned long)b[23] << 16 |
+                        (unsigned long)b[24] << 24;
+      *w = 1 + (v & 0x3fff), *h = 1 + ((v >> 14) & 0x3fff);
+    } else if (len >= 30 && memcmp(b + 12, "VP8 ", 4) == 0 && b[23] == 0x9d &&
+               b[24] == 0x01 && b[25] == 0x2a) {
+      *w = le16(b + 26) & 0x3fff, *h = le16(b + 28) & 0x3fff;
+    } else {
+      return 0;
+    }
+  } else { /* JPEG: the first start-of-frame segment */
+    size_t i = 2;
+    while (i + 4 <= len) {
+      if (b[i] != 0xff)
+        return 0;
+      unsigned m = b[i + 1];
+      if (m == 0xff) { /* fill byte */
+        i++;
+        continue;
+      }
+      if (m == 0x01 || (m >= 0xd0 && m <= 0xd7)) { /* no length */
+        i += 2;
+        continue;
+      }
+      if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+        if (i + 9 > len)
+          return 0;
+        *h = be16(b + i + 5), *w = be16(b + i + 7);
+        break;
+      }
+      if (m == 0xd9 || m == 0xda) /* end, or scan data before any frame */
+        return 0;
+      size_t seg = be16(b + i + 2);
+      if (seg < 2)
+        return 0;
+      i += 2 + seg;
+    }
+  }
+  return *w && *h;
+}
+
+int lc_llm_image_gif_frames(const void *data, size_t len) {
+  const unsigned char *b = data;
+  if (len < 13 || !lc_llm_image_sniff(data, len) || memcmp(b, "GIF", 3) != 0)
+    return 0;
+  size_t i = 13;
+  if (b[10] & 0x80) /* global colour table */
+    i += 3u << ((b[10] & 7) + 1);
+  int frames = 0;
+  while (i < len) {
+    unsigned char t = b[i++];
+    if (t == 0x3b) /* trailer */
+      break;
+    if (t == 0x2c) { /* image descriptor (9 bytes), local table, LZW size */
+      if (i + 9 > len)
+        break;
+      unsigned char f = b[i + 8];
+      i += 9;
+      if (f & 0x80)
+        i += 3u << ((f & 7) + 1);
+      i++;
+      frames++;
+    } else if (t == 0x21) { /* extension: its label */
+      i++;
+    } else {
+      break;
+    }
+    while (i < len && b[i]) /* data sub-blocks up to the empty one */
+      i += 1u + b[i];
+    i++;
+  }
+  return frames;
+}
+
 void lc_llm_part_free(struct lc_llm_part *p) {
   if (!p)
     return;
@@ -673,10 +771,20 @@ int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
    * 50 MB per request (our 20 MB per image is below it); Ollama takes only
    * base64 bytes, no URLs. Gemini (inlineData, 20 MB per request, no
    * arbitrary URLs) and Bedrock (bytes only, 3.75 MB) are the lead's. */
+  unsigned long w = 0, h = 0;
+  if (p->data)
+    lc_llm_image_dims(p->data, p->data_len, &w, &h);
   switch (prov) {
+  case LC_PROV_OPENAI:
+  case LC_PROV_OPENAI_RESPONSES: /* "PNG, JPEG, WEBP, non-animated GIF" */
+    if (p->data && lc_llm_image_gif_frames(p->data, p->data_len) > 1)
+      return img_err(err, errlen, "image: OpenAI takes no animated GIF");
+    break;
   case LC_PROV_ANTHROPIC:
     if (p->data && p->data_len > 5u * 1024u * 1024u)
       return img_err(err, errlen, "image: Anthropic takes at most 5 MB per image");
+    if (w > 8000 || h > 8000)
+      return img_err(err, errlen, "image: Anthropic takes at most 8000x8000 pixels");
     break;
   case LC_PROV_OLLAMA:
     if (!p->data)
@@ -685,17 +793,82 @@ int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
   case LC_PROV_GEMINI: /* inlineData; fileData wants Files API URIs */
     if (!p->data)
       return img_err(err, errlen, "image: Gemini takes image bytes (inlineData), not URLs");
+    /* Its documented image types are PNG, JPEG, WebP, HEIC and HEIF: a
+     * GIF is refused by the API ("invalid input file"). */
+    if (strcmp(p->media_type, "image/gif") == 0)
+      return img_err(err, errlen, "image: Gemini takes PNG, JPEG or WebP images, not GIF");
     break;
   case LC_PROV_BEDROCK: /* Converse: source.bytes only, 3.75 MB each */
     if (!p->data)
       return img_err(err, errlen, "image: Bedrock takes image bytes, not URLs");
     if (p->data_len > 3932160u)
       return img_err(err, errlen, "image: Bedrock takes at most 3.75 MB per image");
+    if (w > 8000 || h > 8000)
+      return img_err(err, errlen, "image: Bedrock takes at most 8000x8000 pixels");
     break;
   default:
     break;
   }
   if (!p->data && !p->url)
     return img_err(err, errlen, "image: neither bytes nor URL");
+  return 0;
+}
+
+int lc_llm_images_check(const struct lc_llm_request *req, enum lc_llm_provider prov,
+                        char *err, size_t errlen) {
+  /* Per request, as each provider documents it: OpenAI (chat and
+   * Responses) 500 images and a 50 MB payload; Anthropic 100 images and a
+   * 32 MB request; Bedrock Converse 20 images. Bytes are counted as sent
+   * (base64); the text around them is not, so this is a floor. */
+  size_t n = 0, max_n = 0, bytes = 0, max_bytes = 0;
+  const char *who = NULL;
+  switch (prov) {
+  case LC_PROV_OPENAI:
+  case LC_PROV_OPENAI_RESPONSES:
+    max_n = 500, max_bytes = (size_t)50 << 20, who = "OpenAI";
+    break;
+  case LC_PROV_ANTHROPIC:
+    max_n = 100, max_bytes = (size_t)32 << 20, who = "Anthropic";
+    break;
+  case LC_PROV_BEDROCK:
+    max_n = 20, who = "Bedrock";
+    break;
+  default:
+    return 0;
+  }
+  for (size_t i = 0; i < req->n_msgs; i++) {
+    const struct lc_llm_msg *m = &req->msgs[i];
+    for (size_t k = 0; k < m->n_parts; k++) {
+      const struct lc_llm_part *p = &m->parts[k];
+      if (p->kind != LC_PART_IMAGE)
+        continue;
+      n++;
+      bytes += p->data ? (p->data_len + 2) / 3 * 4 : (p->url ? strlen(p->url) : 0);
+    }
+  }
+  /* Anthropic: past 20 images in one request, 2000x2000 pixels each. */
+  if (prov == LC_PROV_ANTHROPIC && n > 20) {
+    for (size_t i = 0; i < req->n_msgs; i++)
+      for (size_t k = 0; k < req->msgs[i].n_parts; k++) {
+        const struct lc_llm_part *p = &req->msgs[i].parts[k];
+        unsigned long w, h;
+        if (p->kind == LC_PART_IMAGE && p->data &&
+            lc_llm_image_dims(p->data, p->data_len, &w, &h) && (w > 2000 || h > 2000)) {
+          snprintf(err, errlen, "image: Anthropic takes at most 2000x2000 pixels per image "
+                                "in a request of more than 20 images (one is %lux%lu)", w, h);
+          return LC_EINVAL;
+        }
+      }
+  }
+  if (max_n && n > max_n) {
+    snprintf(err, errlen, "image: %s takes at most %zu images per request (this one has %zu)",
+             who, max_n, n);
+    return LC_EINVAL;
+  }
+  if (max_bytes && bytes > max_bytes) {
+    snprintf(err, errlen, "image: %s takes at most %zu MB of images per request (this one "
+                          "has %zu bytes as base64)", who, max_bytes >> 20, bytes);
+    return LC_EINVAL;
+  }
   return 0;
 }

@@ -473,10 +473,20 @@ int lc_llm_part_text(struct lc_llm_part *p, const char *text, size_t len);
 void lc_llm_part_free(struct lc_llm_part *p);
 /* "image/png" etc. from magic bytes, or NULL when none of the four. */
 const char *lc_llm_image_sniff(const void *data, size_t len);
+/* Width and height from the image's own header (PNG IHDR, GIF screen,
+ * WebP VP8/VP8L/VP8X, JPEG's first frame): 1, or 0 when not found
+ * (*w = *h = 0). Read-only, bounded by len. */
+int lc_llm_image_dims(const void *data, size_t len, unsigned long *w, unsigned long *h);
+/* Frames (image descriptors) of a GIF, 0 for anything else. */
+int lc_llm_image_gif_frames(const void *data, size_t len);
 /* The provider's documented limits for one image of a request: media
  * type, size, URL allowed. 0, or LC_EINVAL with a message in err. */
 int lc_llm_image_check(const struct lc_llm_part *p, enum lc_llm_provider prov,
                        char *err, size_t errlen);
+/* The provider's documented limits for all images of one request (count,
+ * total size); build() calls it first. 0, or LC_EINVAL with a message. */
+int lc_llm_images_check(const struct lc_llm_request *req, enum lc_llm_provider prov,
+                        char *err, size_t errlen);
 /* Standard base64 (with padding) of n bytes into a fresh NUL-terminated
  * string; NULL on out of memory. data: URLs are "data:<mt>;base64,<this>". */
 char *lc_llm_base64(const void *data, size_t n, size_t *out_len);

@@ -334,6 +334,23 @@ static void move_str(char **dst, char **src) {
   }
 }
 
+/* Token counts are the provider's word: a negative one, or one past what
+ * any model reads or writes in a call, is not a count. Either would reach
+ * the rate governor's token schedule (shared by every task: a count of
+ * 1e15 pushes it centuries ahead, a negative one erases its backlog) and
+ * the run's totals, so it is taken as not reported (0). */
+#define USAGE_MAX 100000000L
+static void sane_usage(struct lc_llm_usage *u) {
+  long *v[] = {&u->input, &u->output, &u->cached, &u->cache_write, &u->reasoning};
+  for (size_t i = 0; i < LC_ARRAY_LEN(v); i++)
+    if (*v[i] < 0 || *v[i] > USAGE_MAX)
+      *v[i] = 0;
+  if (u->cached > u->input)
+    u->cached = u->input; /* cached is part of input (llm.h) */
+  if (!(u->cost >= 0 && u->cost < 1e9))
+    u->cost = 0, u->has_cost = 0;
+}
+
 int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
   move_str(&out->model, &a->model);
   move_str(&out->id, &a->id);
@@ -413,6 +430,7 @@ int lc_accum_build(struct lc_llm_accum *a, struct lc_llm_response *out) {
     out->finish = LC_FINISH_TOOL_CALLS;
   move_str(&out->finish_raw, &a->finish_raw);
   out->usage = a->usage;
+  sane_usage(&out->usage);
   out->err = LC_LLM_OK;
   return 0;
 }

@@ -277,6 +277,10 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   struct lc_jsonw jw, *w = &jw;
   if (lc_accum_body_begin(out, req, &body, w, err, errlen))
     return LC_EINVAL;
+  if (lc_llm_images_check(req, LC_PROV_ANTHROPIC, err, errlen)) {
+    lc_buf_free(&body);
+    return LC_EINVAL;
+  }
   lc_jsonw_key(w, "max_tokens");
   lc_jsonw_num(w, (req->set & LC_SET_MAX_TOKENS) ? req->max_tokens
                                                  : DEFAULT_MAX_TOKENS);

@@ -459,6 +459,8 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
     snprintf(err, errlen, "no model given");
     return LC_EINVAL;
   }
+  if (lc_llm_images_check(req, LC_PROV_BEDROCK, err, errlen))
+    return LC_EINVAL;
   struct lc_buf body, sysb, url;
   struct lc_jsonw jw, sw, *w = &jw;
   lc_buf_init(&body, 0);
@@ -643,60 +645,58 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
 
 /* ---- streaming ---- */
 
+/* One reasoning block of a stream, joined from its deltas in buffers
+ * (appending to a cJSON string copied the whole text per delta: a stream
+ * of many small deltas was quadratic). */
+struct br_think {
+  int index;
+  int redacted; /* its first delta was redactedContent: no reasoningText */
+  int has_text, has_sig, has_red;
+  struct lc_buf text, sig, red;
+};
+
+/* Blocks are found by a linear search per delta: bounded, never quadratic. */
+#define BR_MAX_THINK 1024
+
 struct es_state {
   struct lc_es es;
   int stopped;  /* messageStop */
   int metadata; /* metadata (usage): the last event */
-  /* Reasoning blocks as they stream: [{"reasoningContent": {...}}], the
-   * text and signature of each joined from its deltas. */
-  cJSON *state;
+  struct br_think *blocks; /* the reasoning blocks, in the order they began */
+  size_t n_blocks;
 };
 
 static void es_state_free(void *p) {
   struct es_state *s = p;
   lc_es_free(&s->es);
-  cJSON_Delete(s->state);
+  for (size_t i = 0; i < s->n_blocks; i++) {
+    lc_buf_free(&s->blocks[i].text);
+    lc_buf_free(&s->blocks[i].sig);
+    lc_buf_free(&s->blocks[i].red);
+  }
+  lc_free(s->blocks);
   lc_free(s);
 }
 
-/* The reasoningText object of block ix in the state, made when new. */
-static cJSON *reasoning_block(struct es_state *s, int ix, int redacted) {
-  if (!s->state && !(s->state = cJSON_CreateArray()))
+/* Reasoning block ix, made when new; NULL past the cap or out of memory. */
+static struct br_think *reasoning_block(struct es_state *s, int ix, int redacted) {
+  for (size_t i = 0; i < s->n_blocks; i++)
+    if (s->blocks[i].index == ix)
+      return &s->blocks[i];
+  if (s->n_blocks >= BR_MAX_THINK)
     return NULL;
-  cJSON *b;
-  cJSON_ArrayForEach(b, s->state) {
-    if (lc_accum_long(b, "index", -1) == ix)
-      return cJSON_GetObjectItemCaseSensitive(b, "reasoningContent");
-  }
-  b = cJSON_CreateObject();
-  cJSON *rc = cJSON_AddObjectToObject(b, "reasoningContent");
-  if (!rc || !cJSON_AddNumberToObject(b, "index", ix) ||
-      (!redacted && !cJSON_AddObjectToObject(rc, "reasoningText"))) {
-    cJSON_Delete(b);
+  void *p = lc_realloc(s->blocks, (s->n_blocks + 1) * sizeof *s->blocks);
+  if (!p)
     return NULL;
-  }
-  cJSON_AddItemToArray(s->state, b);
-  return rc;
-}
-
-/* Appends t to the string member key of o (made when absent). */
-static int append_member(cJSON *o, const char *key, const char *t) {
-  const char *old = lc_accum_str(o, key);
-  size_t n = old ? strlen(old) : 0, k = strlen(t);
-  char *v = lc_malloc(n + k + 1);
-  if (!v)
-    return LC_ENOMEM;
-  memcpy(v, old ? old : "", n);
-  memcpy(v + n, t, k + 1);
-  cJSON *item = cJSON_CreateString(v);
-  lc_free(v);
-  if (!item)
-    return LC_ENOMEM;
-  if (old)
-    cJSON_ReplaceItemInObjectCaseSensitive(o, key, item);
-  else
-    cJSON_AddItemToObject(o, key, item);
-  return 0;
+  s->blocks = p;
+  struct br_think *t = &s->blocks[s->n_blocks++];
+  memset(t, 0, sizeof *t);
+  t->index = ix;
+  t->redacted = redacted;
+  lc_buf_init(&t->text, LC_ACCUM_MAX_TEXT);
+  lc_buf_init(&t->sig, LC_ACCUM_MAX_TEXT);
+  lc_buf_init(&t->red, LC_ACCUM_MAX_TEXT);
+  return t;
 }
 
 static int stream_reasoning(struct lc_llm_stream *st, struct es_state *s, int ix,
@@ -704,13 +704,57 @@ static int stream_reasoning(struct lc_llm_stream *st, struct es_state *s, int ix
   struct lc_llm_accum *a = &st->acc;
   const char *t = lc_accum_str(rc, "text"), *sig = lc_accum_str(rc, "signature");
   const char *red = lc_accum_str(rc, "redactedContent");
-  cJSON *b = reasoning_block(s, ix, red != NULL);
-  cJSON *rt = b ? cJSON_GetObjectItemCaseSensitive(b, "reasoningText") : NULL;
-  if (!b || (t && (!rt || append_member(rt, "text", t))) ||
-      (sig && (!rt || append_member(rt, "signature", sig))) ||
-      (red && append_member(b, "redactedContent", red)))
-    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "reasoning block %d: malformed or out of memory", ix);
+  if (!t && !sig && !red)
+    return 0;
+  struct br_think *b = reasoning_block(s, ix, red != NULL);
+  if (!b)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "%s",
+                         s->n_blocks >= BR_MAX_THINK ? "more than 1024 reasoning blocks"
+                                                     : "out of memory");
+  if ((t || sig) && b->redacted)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL,
+                         "reasoning block %d: text after redacted content", ix);
+  int rc2 = 0;
+  if (t && !(rc2 = lc_buf_puts(&b->text, t)))
+    b->has_text = 1;
+  if (!rc2 && sig && !(rc2 = lc_buf_puts(&b->sig, sig)))
+    b->has_sig = 1;
+  if (!rc2 && red && !(rc2 = lc_buf_puts(&b->red, red)))
+    b->has_red = 1;
+  if (rc2)
+    return lc_accum_fail(a, LC_LLM_EBADRESP, NULL, "reasoning block %d: %s", ix,
+                         rc2 == LC_ETOOBIG ? "over the size limit" : "out of memory");
   return t ? lc_accum_reasoning(a, t, strlen(t)) : 0;
+}
+
+/* The streamed blocks as Converse takes them back (no index), or NULL. */
+static cJSON *stream_state(const struct es_state *s) {
+  if (!s->n_blocks)
+    return NULL;
+  cJSON *arr = cJSON_CreateArray();
+  for (size_t i = 0; arr && i < s->n_blocks; i++) {
+    const struct br_think *t = &s->blocks[i];
+    cJSON *b = cJSON_CreateObject();
+    if (!b || !cJSON_AddItemToArray(arr, b)) {
+      cJSON_Delete(b);
+      cJSON_Delete(arr);
+      return NULL;
+    }
+    cJSON *rc = cJSON_AddObjectToObject(b, "reasoningContent");
+    cJSON *rt = rc && !t->redacted ? cJSON_AddObjectToObject(rc, "reasoningText") : NULL;
+    int ok = rc && (t->redacted || rt);
+    if (ok && t->has_text)
+      ok = cJSON_AddStringToObject(rt, "text", t->text.data ? t->text.data : "") != NULL;
+    if (ok && t->has_sig)
+      ok = cJSON_AddStringToObject(rt, "signature", t->sig.data ? t->sig.data : "") != NULL;
+    if (ok && t->has_red)
+      ok = cJSON_AddStringToObject(rc, "redactedContent", t->red.data ? t->red.data : "") != NULL;
+    if (!ok) {
+      cJSON_Delete(arr);
+      return NULL;
+    }
+  }
+  return arr;
 }
 
 static int stream_event(struct lc_llm_stream *st, struct es_state *s,
@@ -838,9 +882,16 @@ static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
   /* messageStop, then metadata with the usage: both or it was cut. */
   st->done = s->stopped && s->metadata;
   int rc = lc_accum_stream_end(st, out, "messageStop and metadata");
-  cJSON *b; /* the blocks as Converse takes them back: no index */
-  cJSON_ArrayForEach(b, s->state) cJSON_DeleteItemFromObjectCaseSensitive(b, "index");
-  return set_state(out, rc, s->state);
+  cJSON *state = rc ? NULL : stream_state(s);
+  if (!rc && s->n_blocks && !state) {
+    lc_llm_response_free(out);
+    out->err = LC_LLM_EBADRESP;
+    out->err_message = lc_strdup("out of memory");
+    return LC_EINVAL;
+  }
+  rc = set_state(out, rc, state);
+  cJSON_Delete(state);
+  return rc;
 }
 
 const struct lc_llm_adapter lc_llm_bedrock = {

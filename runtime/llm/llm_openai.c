@@ -191,6 +191,9 @@ static void write_head(struct lc_jsonw *w, const struct lc_llm_request *req) {
 
 static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
                  char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (lc_llm_images_check(req, LC_PROV_OPENAI, err, errlen))
+    return LC_EINVAL;
   int rc = lc_accum_chat_body(out, req, LC_PROV_OPENAI, write_head, write_msg,
                               err, errlen);
   if (rc)

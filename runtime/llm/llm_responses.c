@@ -309,6 +309,10 @@ static int build(const struct lc_llm_request *req, struct lc_llm_http *out,
   struct lc_jsonw jw, *w = &jw;
   if (lc_accum_body_begin(out, req, &body, w, err, errlen))
     return LC_EINVAL;
+  if (lc_llm_images_check(req, LC_PROV_OPENAI_RESPONSES, err, errlen)) {
+    lc_buf_free(&body);
+    return LC_EINVAL;
+  }
   /* A leading system message is the request's instructions (which a
    * previous_response_id continuation does not carry over, so it is sent
    * every time); later ones stay in place as system input items. */
@@ -574,6 +578,10 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
     lc_accum_fail_json(&a, root);
   } else {
     meta(&a, root);
+    /* A stored response's items are replayable by id (the server kept
+     * them): its reasoning items go back even without encrypted_content,
+     * as its calls go back with their ids (w_msg). */
+    x.store = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "store"));
     const char *st = jstr(root, "status");
     if (st && strcmp(st, "failed") == 0)
       fail_obj(&a, e, "response failed");
@@ -908,6 +916,7 @@ static int on_event(void *ud, const struct lc_sse_event *ev) {
     /* The reasoning items to pass back come whole from the final
      * response; text and calls came as deltas, or (a server that streams
      * no items) from it now. */
+    s->x.store = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "store"));
     rc = read_output(a, &s->x, resp, s->n_items == 0);
     if (!rc) {
       finish(a, resp);

@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "eventstream.h"
 #include "lc.h"
 #include "llm.h"
 #include "llm_bedrock.h"
+#include "sigv4.h"
 #include "llm_call.h"
 #include "loop.h"
 #include "secrets.h"
@@ -707,6 +709,111 @@ START_TEST(bedrock_reasoning_round_trip) {
 }
 END_TEST
 
+/* Streamed reasoning (audit 18): blocks are joined in buffers (one cJSON
+ * string rebuilt per delta made a stream of small deltas quadratic: 11 s
+ * of the loop's thread for a 16 MB stream), many deltas of several blocks
+ * come back whole and in order, a redacted block keeps its data, and more
+ * than 1024 blocks (found by a linear search per delta) is a bad
+ * response, as for Anthropic's thinking blocks. */
+START_TEST(bedrock_streamed_reasoning_blocks) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  es_event(&b, "messageStart", "{\"role\":\"assistant\"}");
+  for (int i = 0; i < 3000; i++)
+    es_event(&b, "contentBlockDelta", i % 2 ? "{\"contentBlockIndex\":2,\"delta\":{\"reasoningContent\":{\"text\":\"b\"}}}"
+                                            : "{\"contentBlockIndex\":0,\"delta\":{\"reasoningContent\":{\"text\":\"a\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":0,\"delta\":{\"reasoningContent\":{\"signature\":\"s0\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":3,\"delta\":{\"reasoningContent\":{\"redactedContent\":\"cmVk\"}}}");
+  es_event(&b, "contentBlockDelta", "{\"contentBlockIndex\":3,\"delta\":{\"reasoningContent\":{\"redactedContent\":\"YWN0\"}}}");
+  es_event(&b, "messageStop", "{\"stopReason\":\"end_turn\"}");
+  es_event(&b, "metadata", "{\"usage\":{\"inputTokens\":3,\"outputTokens\":4}}");
+  struct lc_llm_stream *st = lc_llm_bedrock.stream_new();
+  ck_assert_int_eq(lc_llm_bedrock.stream_feed(st, b.data, b.len, NULL, NULL), 0);
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_bedrock.stream_end(st, &r), 0);
+  lc_llm_bedrock.stream_free(st);
+  char want[8192];
+  char as[1501], bs[1501];
+  memset(as, 'a', 1500);
+  memset(bs, 'b', 1500);
+  as[1500] = bs[1500] = '\0';
+  snprintf(want, sizeof want,
+           "[{\"reasoningContent\":{\"reasoningText\":{\"text\":\"%s\",\"signature\":\"s0\"}}},"
+           "{\"reasoningContent\":{\"reasoningText\":{\"text\":\"%s\"}}},"
+           "{\"reasoningContent\":{\"redactedContent\":\"cmVkYWN0\"}}]", as, bs);
+  ck_assert_str_eq(r.reasoning_state, want);
+  ck_assert_uint_eq(strlen(r.reasoning), 3000);
+  lc_llm_response_free(&r);
+  /* 1025 blocks: refused */
+  lc_buf_reset(&b);
+  char ev[160];
+  for (int i = 0; i <= 1024; i++) {
+    snprintf(ev, sizeof ev, "{\"contentBlockIndex\":%d,\"delta\":{\"reasoningContent\":{\"text\":\"t\"}}}", i);
+    es_event(&b, "contentBlockDelta", ev);
+  }
+  es_event(&b, "messageStop", "{\"stopReason\":\"end_turn\"}");
+  es_event(&b, "metadata", "{\"usage\":{\"inputTokens\":3,\"outputTokens\":4}}");
+  st = lc_llm_bedrock.stream_new();
+  lc_llm_bedrock.stream_feed(st, b.data, b.len, NULL, NULL);
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_bedrock.stream_end(st, &r), LC_EINVAL);
+  lc_llm_bedrock.stream_free(st);
+  ck_assert_str_eq(lc_llm_err_name(r.err), "bad_response");
+  ck_assert_msg(strstr(r.err_message, "more than 1024 reasoning blocks"), "%s", r.err_message);
+  lc_llm_response_free(&r);
+  lc_buf_free(&b);
+}
+END_TEST
+
+/* Usage counts a provider reports (audit 18): negative, or past any
+ * model's reach, are taken as not reported. They fed the rate governor's
+ * shared token schedule (1e15 tokens pushed every later call centuries
+ * out) and the run's totals as they came. */
+START_TEST(usage_counts_that_are_not_counts) {
+  static const struct {
+    const struct lc_llm_adapter *ad;
+    const char *body;
+  } cases[] = {
+      {&lc_llm_openai_responses,
+       "{\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tokens\":-5,\"output_tokens\":"
+       "900000000000000,\"input_tokens_details\":{\"cached_tokens\":-1},\"output_tokens_details\":"
+       "{\"reasoning_tokens\":-7}}}"},
+      {&lc_llm_gemini,
+       "{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"x\"}]},\"finishReason\":\"STOP\"}],"
+       "\"usageMetadata\":{\"promptTokenCount\":-3,\"candidatesTokenCount\":800000000000,"
+       "\"thoughtsTokenCount\":-2,\"cachedContentTokenCount\":-9}}"},
+      {&lc_llm_bedrock,
+       "{\"output\":{\"message\":{\"content\":[{\"text\":\"x\"}]}},\"stopReason\":\"end_turn\","
+       "\"usage\":{\"inputTokens\":-4,\"outputTokens\":-1,\"cacheReadInputTokens\":-8000000000000}}"},
+      {&lc_llm_openai,
+       "{\"choices\":[{\"message\":{\"content\":\"x\"},\"finish_reason\":\"stop\"}],\"usage\":"
+       "{\"prompt_tokens\":-9000000000000,\"completion_tokens\":-1}}"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct lc_llm_response r;
+    lc_llm_response_init(&r);
+    ck_assert_int_eq(cases[i].ad->parse(cases[i].body, strlen(cases[i].body), &r), 0);
+    ck_assert_msg(r.usage.input == 0 && r.usage.output == 0 && r.usage.cached == 0 &&
+                      r.usage.reasoning == 0 && r.usage.cache_write == 0,
+                  "%s: in %ld out %ld cached %ld reasoning %ld write %ld", cases[i].ad->name,
+                  r.usage.input, r.usage.output, r.usage.cached, r.usage.reasoning,
+                  r.usage.cache_write);
+    lc_llm_response_free(&r);
+  }
+  /* Real counts stay as they came. */
+  const char *ok = "{\"status\":\"completed\",\"output\":[],\"usage\":{\"input_tokens\":4334,"
+                   "\"output_tokens\":12,\"input_tokens_details\":{\"cached_tokens\":4331}}}";
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_openai_responses.parse(ok, strlen(ok), &r), 0);
+  ck_assert_int_eq(r.usage.input, 4334);
+  ck_assert_int_eq(r.usage.cached, 4331);
+  ck_assert_int_eq(r.usage.output, 12);
+  lc_llm_response_free(&r);
+}
+END_TEST
+
 START_TEST(gemini_thinking_budget) {
   struct lc_llm_request q;
   req_init(&q, LC_PROV_GEMINI);
@@ -984,6 +1091,95 @@ START_TEST(bedrock_sigv4_from_the_environment) {
 }
 END_TEST
 
+/* SigV4 itself (audit 18): AWS's published post-vanilla vector, and the
+ * canonical path of a percent-escaped Bedrock model id encoded once more. */
+START_TEST(sigv4_known_vector_and_double_encoding) {
+  char *auth, *date;
+  ck_assert_int_eq(lc_sigv4_sign("aws:amz:us-east-1:service",
+                                 "AKIDEXAMPLE:wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "POST",
+                                 "https://example.amazonaws.com/", NULL, 0, "", 0,
+                                 (time_t)1440938160, &auth, &date),
+                   0);
+  ck_assert_str_eq(auth, "Authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/"
+                         "us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, "
+                         "Signature=5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b");
+  ck_assert_str_eq(date, "x-amz-date: 20150830T123600Z");
+  lc_free(auth);
+  lc_free(date);
+  char *cp = lc_sigv4_canonical_path("/model/anthropic.claude-v2%3A1/converse");
+  ck_assert_str_eq(cp, "/model/anthropic.claude-v2%253A1/converse");
+  lc_free(cp);
+  ck_assert_int_eq(lc_sigv4_needed("https://bedrock-runtime.us-east-1.amazonaws.com/model/a%3A0/converse"), 1);
+  ck_assert_int_eq(lc_sigv4_needed("https://bedrock-runtime.us-east-1.amazonaws.com/model/us.a-v2/converse"), 0);
+  /* Content type and session token signed, a non-default port kept in
+   * host: checked against an independent implementation (Python's hmac
+   * and hashlib, AWS's documented algorithm) for these inputs. */
+  const char *h[] = {"Content-Type: application/json", "x-amz-security-token: TOKEN123"};
+  ck_assert_int_eq(lc_sigv4_sign("aws:amz:us-west-2:bedrock", "AKID:SECRET", "POST",
+                                 "http://127.0.0.1:8080/model/a.b-v1%3A0/converse", h, 2,
+                                 "{}", 2, (time_t)1765000000, &auth, &date),
+                   0);
+  ck_assert_str_eq(auth, "Authorization: AWS4-HMAC-SHA256 Credential=AKID/20251206/us-west-2/"
+                         "bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;"
+                         "x-amz-security-token, Signature=3f1b1e447461a625825fe4a6fe569369b45b56f546b17b88920eeac05a1c458a");
+  lc_free(auth);
+  lc_free(date);
+}
+END_TEST
+
+/* A Bedrock model id holding ':' (nearly all of them) signed with the
+ * AWS variables: the signature the server received is the one over the
+ * path encoded twice, which AWS checks. libcurl 7.88 (Debian 12) signed
+ * the path as sent and every such call was refused. */
+START_TEST(bedrock_sigv4_model_id_with_colon) {
+  struct lc_mock m;
+  ck_assert_int_eq(lc_mock_start(&m, "[{\"reply\":{\"echo_credentials\":true}}]"), 0);
+  setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE0123456789", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", 1);
+  setenv("AWS_SESSION_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN0123456789", 1);
+  setenv("AWS_REGION", "us-west-2", 1);
+  unsetenv("AWS_BEARER_TOKEN_BEDROCK");
+  struct lc_llm_request *q = mock_req(LC_PROV_BEDROCK, &m, 0);
+  lc_free(q->model);
+  q->model = lc_strdup("us.anthropic.claude-3-7-sonnet-20250219-v1:0");
+  /* what will be sent (build is deterministic) */
+  struct lc_llm_http h;
+  char err[256];
+  ck_assert_int_eq(lc_llm_bedrock.build(q, &h, err, sizeof err), 0);
+  struct lc_retry_policy pol;
+  lc_retry_policy_default(&pol);
+  pol.max_attempts = 1;
+  struct lc_llm_response *r = run_call(q, &pol, NULL);
+  ck_assert_str_eq(lc_llm_err_name(r->err), "auth");
+  const char *sig = strstr(r->err_message, "Signature=");
+  ck_assert_msg(sig != NULL, "%s", r->err_message);
+  char *log = lc_mock_requests(&m);
+  cJSON *jl = cJSON_Parse(log);
+  const cJSON *e0 = cJSON_GetArrayItem(jl, 0);
+  ck_assert_str_eq(cJSON_GetObjectItem(e0, "path")->valuestring,
+                   "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse");
+  const cJSON *hd = cJSON_GetObjectItem(e0, "headers");
+  const char *stamp = cJSON_GetObjectItem(hd, "x-amz-date")->valuestring;
+  struct tm tm = {0};
+  ck_assert_ptr_nonnull(strptime(stamp, "%Y%m%dT%H%M%SZ", &tm));
+  char *auth, *date;
+  ck_assert_int_eq(lc_sigv4_sign(h.aws_sigv4, h.aws_userpwd, "POST", h.url,
+                                 (const char *const *)h.headers, h.n_headers, h.body, h.body_len,
+                                 timegm(&tm), &auth, &date),
+                   0);
+  const char *want = strstr(auth, "Signature=");
+  ck_assert_msg(strncmp(sig, want, 10 + 64) == 0, "server got %.80s\nAWS wants %s", sig, want);
+  ck_assert_ptr_nonnull(strstr(r->err_message, "x-amz-security-token"));
+  lc_free(auth);
+  lc_free(date);
+  cJSON_Delete(jl);
+  free(log);
+  lc_llm_http_free(&h);
+  resp_delete(r);
+  ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
 START_TEST(gemini_key_required_and_kept_out_of_errors) {
   unsetenv("GEMINI_API_KEY");
   unsetenv("GOOGLE_GEMINI_BASE_URL");
@@ -1014,18 +1210,22 @@ END_TEST
 
 /* luact.llm.limits governs the new providers as the others: 600 rpm is
  * one request per 100 ms, so three concurrent calls arrive one at a time
- * (a lower bound only; the mock logs arrivals). */
-START_TEST(rate_governor_covers_gemini_and_bedrock) {
-  const char *provs[] = {"gemini", "bedrock"};
-  for (int k = 0; k < 2; k++) {
+ * (a lower bound only; the mock logs arrivals). openai-responses has its
+ * own bucket, named by its prefix (audit 18: only its acceptance of the
+ * setting was tested). */
+START_TEST(rate_governor_covers_the_new_adapters) {
+  const char *provs[] = {"gemini", "bedrock", "openai-responses"};
+  const char *scripts[] = {"[{\"reply\":{\"gemini\":{\"echo\":true}}}]",
+                           "[{\"reply\":{\"bedrock\":{\"echo\":true}}}]",
+                           "[{\"reply\":{\"responses\":{\"echo\":true}}}]"};
+  const char *paths[] = {"/v1beta", "", "/v1"};
+  for (int k = 0; k < 3; k++) {
     struct lc_mock m;
-    ck_assert_int_eq(lc_mock_start(&m, k ? "[{\"reply\":{\"bedrock\":{\"echo\":true}}}]"
-                                         : "[{\"reply\":{\"gemini\":{\"echo\":true}}}]"),
-                     0);
+    ck_assert_int_eq(lc_mock_start(&m, scripts[k]), 0);
     char base[160], code[1024], out[4096], err[4096];
-    snprintf(base, sizeof base, "%s%s", m.base_url, k ? "" : "/v1beta");
+    snprintf(base, sizeof base, "%s%s", m.base_url, paths[k]);
     snprintf(code, sizeof code,
-             "luact.llm.limits{%s = {rpm = 600}}\n"
+             "luact.llm.limits{['%s'] = {rpm = 600}}\n"
              "local fns = {}\n"
              "for i = 1, 3 do fns[i] = function() return assert(luact.llm.chat{model='%s:m',"
              " base_url=BASE, api_key='k-0123456789abc', prompt='p'..i}).text end end\n"
@@ -1064,6 +1264,8 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, images_in_each_form);
   tcase_add_test(tc, gemini_text_signature_round_trip);
   tcase_add_test(tc, bedrock_reasoning_round_trip);
+  tcase_add_test(tc, bedrock_streamed_reasoning_blocks);
+  tcase_add_test(tc, usage_counts_that_are_not_counts);
   tcase_add_test(tc, gemini_thinking_budget);
   tcase_add_test(tc, bedrock_error_type_header_decides_the_kind);
   tcase_add_test(tc, bedrock_request_shape);
@@ -1076,8 +1278,10 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, gemini_retry_info_longer_than_allowed_is_not_waited);
   tcase_add_test(tc, bedrock_stream_and_retry_from_the_mock);
   tcase_add_test(tc, bedrock_sigv4_from_the_environment);
+  tcase_add_test(tc, bedrock_sigv4_model_id_with_colon);
+  tcase_add_test(tc, sigv4_known_vector_and_double_encoding);
   tcase_add_test(tc, gemini_key_required_and_kept_out_of_errors);
-  tcase_add_test(tc, rate_governor_covers_gemini_and_bedrock);
+  tcase_add_test(tc, rate_governor_covers_the_new_adapters);
   tcase_add_test(tc, stream_faults_from_the_mock);
   suite_add_tcase(s, tc);
   return s;

@@ -176,6 +176,142 @@ START_TEST(each_adapter_its_form) {
 }
 END_TEST
 
+/* Per-request limits and media types each provider documents (audit 18):
+ * Gemini takes no GIF; Bedrock at most 20 images, Anthropic 100, OpenAI
+ * (chat and Responses) 500 and a 50 MB payload. All were sent before. */
+static void user_with_images(struct lc_llm_request *q, enum lc_llm_provider p,
+                             const unsigned char *data, size_t len, size_t n) {
+  user_with_image(q, p, data, len);
+  q->base_url = lc_strdup("http://127.0.0.1:1");
+  struct lc_llm_part *parts = lc_calloc(n, sizeof *parts);
+  ck_assert_ptr_nonnull(parts);
+  char err[128];
+  for (size_t i = 0; i < n; i++)
+    ck_assert_int_eq(lc_llm_part_image_bytes(&parts[i], data, len, NULL, err, sizeof err), 0);
+  lc_llm_part_free(&q->msgs[0].parts[0]);
+  lc_free(q->msgs[0].parts);
+  q->msgs[0].parts = parts;
+  q->msgs[0].n_parts = n;
+}
+
+START_TEST(request_image_limits) {
+  static const unsigned char gif[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0, ';'};
+  struct lc_llm_request q;
+  char err[256];
+  char *b;
+  user_with_images(&q, LC_PROV_GEMINI, gif, sizeof gif, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "not GIF") != NULL, "%s", err);
+  q.provider = LC_PROV_BEDROCK; /* Bedrock and the others take GIF */
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  static const struct {
+    enum lc_llm_provider p;
+    size_t max;
+    const char *who;
+  } counts[] = {{LC_PROV_BEDROCK, 20, "Bedrock"}, {LC_PROV_ANTHROPIC, 100, "Anthropic"},
+                {LC_PROV_OPENAI, 500, "OpenAI"}, {LC_PROV_OPENAI_RESPONSES, 500, "OpenAI"}};
+  for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
+    user_with_images(&q, counts[i].p, png, sizeof png, counts[i].max);
+    b = build(&q, 0, err, sizeof err);
+    lc_free(b);
+    lc_llm_request_free(&q);
+    user_with_images(&q, counts[i].p, png, sizeof png, counts[i].max + 1);
+    build(&q, LC_EINVAL, err, sizeof err);
+    ck_assert_msg(strstr(err, counts[i].who) && strstr(err, "images per request"), "%s", err);
+    lc_llm_request_free(&q);
+  }
+  /* three 13 MB images: 52 MB of base64 is past OpenAI's 50 MB payload */
+  size_t n = 13u << 20;
+  unsigned char *big = calloc(1, n);
+  memcpy(big, png, sizeof png);
+  user_with_images(&q, LC_PROV_OPENAI, big, n, 3);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "50 MB") != NULL, "%s", err);
+  q.provider = LC_PROV_OPENAI_RESPONSES;
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "50 MB") != NULL, "%s", err);
+  lc_llm_request_free(&q);
+  /* two are within it */
+  user_with_images(&q, LC_PROV_OPENAI, big, n, 2);
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  free(big);
+}
+END_TEST
+
+/* Pixel limits and animation (audit 18): dimensions read from each
+ * format's header; Anthropic and Bedrock refuse past 8000 px (Anthropic
+ * past 2000 px when a request has more than 20 images), OpenAI refuses an
+ * animated GIF ("non-animated GIF" is its documented type). */
+START_TEST(image_pixels_and_animation) {
+  unsigned long w, h;
+  unsigned char pngh[24];
+  memcpy(pngh, png, sizeof pngh);
+  pngh[18] = 0x1f, pngh[19] = 0x41; /* width 8001 */
+  ck_assert_int_eq(lc_llm_image_dims(pngh, sizeof pngh, &w, &h), 1);
+  ck_assert_uint_eq(w, 8001);
+  ck_assert_uint_eq(h, 1);
+  /* JPEG: an APP0 segment, then SOF0 with height 9000 and width 16 */
+  static const unsigned char jpg[] = {0xff, 0xd8, 0xff, 0xe0, 0, 4, 'J', 'F', 0xff, 0xff, 0xc0,
+                                      0, 11, 8, 0x23, 0x28, 0, 16, 1, 1, 0x11, 0};
+  ck_assert_int_eq(lc_llm_image_dims(jpg, sizeof jpg, &w, &h), 1);
+  ck_assert_uint_eq(w, 16);
+  ck_assert_uint_eq(h, 9000);
+  /* WebP VP8X canvas 3000 x 2 */
+  unsigned char webp[30] = {'R', 'I', 'F', 'F', 22, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'X'};
+  webp[24] = (3000 - 1) & 0xff, webp[25] = (3000 - 1) >> 8, webp[27] = 1;
+  ck_assert_int_eq(lc_llm_image_dims(webp, sizeof webp, &w, &h), 1);
+  ck_assert_uint_eq(w, 3000);
+  ck_assert_uint_eq(h, 2);
+  /* truncated or unknown headers: no dimensions, no refusal */
+  ck_assert_int_eq(lc_llm_image_dims(jpg, 12, &w, &h), 0);
+  ck_assert_int_eq(lc_llm_image_dims(webp, 16, &w, &h), 0);
+  struct lc_llm_request q;
+  char err[256];
+  user_with_images(&q, LC_PROV_ANTHROPIC, pngh, sizeof pngh, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "8000x8000") != NULL, "%s", err);
+  q.provider = LC_PROV_BEDROCK;
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "8000x8000") != NULL, "%s", err);
+  q.provider = LC_PROV_OPENAI; /* OpenAI scales it down */
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  user_with_images(&q, LC_PROV_ANTHROPIC, jpg, sizeof jpg, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "8000x8000") != NULL, "%s", err);
+  lc_llm_request_free(&q);
+  /* 3000 px wide: fine alone, refused among 21 images at Anthropic */
+  user_with_images(&q, LC_PROV_ANTHROPIC, webp, sizeof webp, 20);
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+  user_with_images(&q, LC_PROV_ANTHROPIC, webp, sizeof webp, 21);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "2000x2000") != NULL, "%s", err);
+  lc_llm_request_free(&q);
+  /* a GIF of two frames (extension, two images, trailer) */
+  static const unsigned char gif2[] = {
+      'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, /* screen, 2-colour table */
+      0, 0, 0, 255, 255, 255,
+      0x21, 0xf9, 4, 4, 10, 0, 0, 0,               /* graphic control */
+      0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, /* frame 1 */
+      0x21, 0xf9, 4, 4, 10, 0, 0, 0,
+      0x2c, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 1, 0, /* frame 2 */
+      0x3b};
+  ck_assert_int_eq(lc_llm_image_gif_frames(gif2, sizeof gif2), 2);
+  ck_assert_int_eq(lc_llm_image_gif_frames(gif2, 40), 1); /* cut: what was there */
+  user_with_images(&q, LC_PROV_OPENAI, gif2, sizeof gif2, 1);
+  build(&q, LC_EINVAL, err, sizeof err);
+  ck_assert_msg(strstr(err, "animated GIF") != NULL, "%s", err);
+  q.provider = LC_PROV_OPENAI_RESPONSES;
+  build(&q, LC_EINVAL, err, sizeof err);
+  q.provider = LC_PROV_ANTHROPIC;
+  lc_free(build(&q, 0, err, sizeof err));
+  lc_llm_request_free(&q);
+}
+END_TEST
+
 /* The journal keeps the hash, media type and size, never the bytes: a
  * 1 MB image makes a record of a few hundred bytes, and another image
  * makes another record (replay still tells them apart). */
@@ -346,6 +482,92 @@ END_TEST
 
 /* A stream announcing countless output items is cut off, not searched
  * quadratically. */
+/* A stored Responses answer (store: true, which the request asked for):
+ * its reasoning items are replayable by id and go back before the calls
+ * that carry their item ids (audit 18: they were dropped, since only
+ * items with encrypted_content were kept, while the calls still went back
+ * with their ids: "function_call was provided without its required
+ * reasoning item"). Unstored, an item without encrypted_content is still
+ * dropped (nothing on the server to refer to). */
+START_TEST(responses_stored_reasoning_replayed) {
+  const char *body = "{\"id\":\"resp_1\",\"status\":\"completed\",\"store\":%s,\"output\":["
+                     "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]},"
+                     "{\"type\":\"function_call\",\"id\":\"fc_1\",\"call_id\":\"call_1\",\"name\":\"f\","
+                     "\"arguments\":\"{}\",\"status\":\"completed\"}]}";
+  char b[512];
+  struct lc_llm_response r;
+  snprintf(b, sizeof b, body, "false");
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_openai_responses.parse(b, strlen(b), &r), 0);
+  ck_assert_ptr_null(r.reasoning_state);
+  lc_llm_response_free(&r);
+  snprintf(b, sizeof b, body, "true");
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_openai_responses.parse(b, strlen(b), &r), 0);
+  ck_assert_str_eq(r.reasoning_state, "[{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]}]");
+  ck_assert_str_eq(r.tool_calls[0].signature, "fc_1");
+  /* the next turn, stored too: reasoning item, then the call by id */
+  struct lc_llm_request q;
+  memset(&q, 0, sizeof q);
+  q.provider = LC_PROV_OPENAI_RESPONSES;
+  q.model = lc_strdup("m");
+  q.store = 1;
+  q.msgs = lc_calloc(3, sizeof *q.msgs);
+  q.n_msgs = 3;
+  q.msgs[0].role = LC_ROLE_USER;
+  q.msgs[0].content = lc_strdup("go");
+  q.msgs[0].content_len = 2;
+  q.msgs[1].role = LC_ROLE_ASSISTANT;
+  q.msgs[1].tool_calls = r.tool_calls;
+  q.msgs[1].n_tool_calls = r.n_tool_calls;
+  r.tool_calls = NULL;
+  r.n_tool_calls = 0;
+  q.msgs[1].reasoning_state = r.reasoning_state;
+  q.msgs[1].reasoning_prov = LC_PROV_OPENAI_RESPONSES;
+  r.reasoning_state = NULL;
+  q.msgs[2].role = LC_ROLE_TOOL;
+  q.msgs[2].tool_call_id = lc_strdup("call_1");
+  q.msgs[2].content = lc_strdup("ok");
+  q.msgs[2].content_len = 2;
+  char err[128];
+  char *out = build(&q, 0, err, sizeof err);
+  ck_assert_msg(strstr(out, "{\"type\":\"reasoning\",\"id\":\"rs_1\",\"summary\":[]},{\"type\":"
+                            "\"function_call\",\"call_id\":\"call_1\",\"name\":\"f\",\"arguments\":"
+                            "\"{}\",\"id\":\"fc_1\"}") != NULL,
+                "%s", out);
+  lc_free(out);
+  lc_llm_request_free(&q);
+  lc_llm_response_free(&r);
+}
+END_TEST
+
+/* Ollama's "thinking" (think: true) lands in r.reasoning, whole and
+ * streamed, never in the text (audit 18: no test read it). */
+START_TEST(ollama_thinking_is_reasoning) {
+  const char *body = "{\"model\":\"qwen3\",\"message\":{\"role\":\"assistant\",\"thinking\":\"Two and two.\","
+                     "\"content\":\"4\"},\"done\":true,\"done_reason\":\"stop\"}";
+  struct lc_llm_response r;
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_ollama.parse(body, strlen(body), &r), 0);
+  ck_assert_str_eq(r.reasoning, "Two and two.");
+  ck_assert_str_eq(r.text, "4");
+  lc_llm_response_free(&r);
+  const char *nd = "{\"message\":{\"role\":\"assistant\",\"thinking\":\"Two \",\"content\":\"\"},\"done\":false}\n"
+                   "{\"message\":{\"role\":\"assistant\",\"thinking\":\"and two.\",\"content\":\"\"},\"done\":false}\n"
+                   "{\"message\":{\"role\":\"assistant\",\"content\":\"4\"},\"done\":false}\n"
+                   "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\"}\n";
+  struct lc_llm_stream *st = lc_llm_ollama.stream_new();
+  for (size_t i = 0; nd[i]; i++)
+    ck_assert_int_eq(lc_llm_ollama.stream_feed(st, nd + i, 1, NULL, NULL), 0);
+  lc_llm_response_init(&r);
+  ck_assert_int_eq(lc_llm_ollama.stream_end(st, &r), 0);
+  lc_llm_ollama.stream_free(st);
+  ck_assert_str_eq(r.reasoning, "Two and two.");
+  ck_assert_str_eq(r.text, "4");
+  lc_llm_response_free(&r);
+}
+END_TEST
+
 START_TEST(responses_item_cap) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
@@ -391,12 +613,16 @@ Suite *llm_images_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, sniff_and_checks);
   tcase_add_test(tc, each_adapter_its_form);
+  tcase_add_test(tc, request_image_limits);
+  tcase_add_test(tc, image_pixels_and_animation);
   tcase_add_test(tc, journaled_by_hash);
   tcase_add_test(tc, caching_and_thinking_controls);
   tcase_add_test(tc, anthropic_thinking_kept);
   tcase_add_test(tc, anthropic_thinking_stream_kept);
   tcase_add_test(tc, huge_data_url_refused_before_decoding);
   tcase_add_test(tc, responses_item_cap);
+  tcase_add_test(tc, ollama_thinking_is_reasoning);
+  tcase_add_test(tc, responses_stored_reasoning_replayed);
   tcase_add_test(tc, anthropic_thinking_block_cap);
   suite_add_tcase(s, tc);
   return s;
