@@ -456,10 +456,58 @@ function E.pairwise(q, x, y, a, ctx)
   return w1 == w2 and w1 or "tie", { first = v1, swapped = v2 }
 end
 
+E.model_graded = M
+
 ---------------------------------------------------------------------------
 -- running one assertion
 ---------------------------------------------------------------------------
 
+
+local MODES = { strict = true, unordered = true, subset = true, superset = true }
+local ARGS = { exact = true, ignore = true, subset = true, superset = true }
+
+local function finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
+
+--- validate(assertion, case, where): raises {config = message} when an
+-- assertion could not run as written: not a table, an unknown type or
+-- field, a weight or threshold that is not a number, a bad regex, a
+-- trajectory mode or k out of range. The dataset is checked whole at load
+-- time, so a bad case is exit 2 before any model is called.
+function E.validate_assert(a, case, where)
+  local function bad(msg) error({ config = where .. ": " .. msg }, 0) end
+  if type(a) ~= "table" or type(a.type) ~= "string" then bad("an assertion must be a table with a 'type'") end
+  local b = check_opts(a, "luact.eval.check")
+  if b then bad(b .. " in assertion " .. a.type) end
+  local t = a.type
+  if t:sub(1, 4) == "not-" then t = t:sub(5) end
+  if not (D[t] or E.model_graded[t]) then bad("unknown assertion type '" .. a.type .. "'") end
+  if a.weight ~= nil and not (finite(a.weight) and a.weight >= 0) then bad(a.type .. ": 'weight' must be a number >= 0") end
+  if a.threshold ~= nil and not finite(a.threshold) then bad(a.type .. ": 'threshold' must be a number") end
+  if a.negate ~= nil and type(a.negate) ~= "boolean" then bad(a.type .. ": 'negate' must be true or false") end
+  if a.k ~= nil and not (math.type(a.k) == "integer" and a.k >= 1) then bad(a.type .. ": 'k' must be an integer >= 1") end
+  if a.repairs ~= nil and not (math.type(a.repairs) == "integer" and a.repairs >= 0) then
+    bad(a.type .. ": 'repairs' must be an integer >= 0")
+  end
+  if a.strictness ~= nil and not (math.type(a.strictness) == "integer" and a.strictness >= 1 and a.strictness <= 10) then
+    bad(a.type .. ": 'strictness' must be an integer from 1 to 10")
+  end
+  if t == "trajectory" then
+    if a.mode ~= nil and not MODES[a.mode] then bad("trajectory: 'mode' must be strict, unordered, subset or superset") end
+    if a.args ~= nil and not ARGS[a.args] then bad("trajectory: 'args' must be exact, ignore, subset or superset") end
+    if a.value ~= nil and type(a.value) ~= "table" then bad("trajectory: 'value' must be a list of calls") end
+  elseif t == "regex" then
+    local pat = reference(a, case or {})
+    if type(pat) ~= "string" then bad("regex: 'value' must be a pattern string") end
+    local ok, err = pcall(E.regex, pat, "", { icase = a.case_insensitive })
+    if not ok then bad(tostring(err)) end
+  elseif t == "lua" and type(a.value) ~= "function" then bad("lua: 'value' must be a function(output, case, result)")
+  elseif t == "is-json" and a.schema ~= nil and type(a.schema) ~= "table" then bad("is-json: 'schema' must be a table")
+  elseif (t == "latency" or t == "cost" or t == "tokens" or t == "steps") and not finite(tonumber(a.value or a.threshold)) then
+    bad(t .. ": 'value' must be a number (the limit)")
+  elseif t == "llm-rubric" and type(a.value or (case and case.rubric)) ~= "string" then
+    bad("llm-rubric: 'value' must be the rubric text")
+  end
+end
 
 --- luact.eval.check(assertion, result, case [, ctx]) -> {type, score, pass,
 -- reason, weight}. "not-<type>" or negate = true inverts.
