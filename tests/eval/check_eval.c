@@ -428,6 +428,89 @@ START_TEST(hostile_output_in_reports) {
 }
 END_TEST
 
+/* Hostile datasets: every malformed case or CSV row is a configuration
+ * error at load time (exit 2, naming the line), before any target runs;
+ * huge fields load. */
+START_TEST(hostile_datasets_are_config_errors) {
+  static char out[65536];
+  static const struct {
+    const char *name, *data, *want;
+  } bad[] = {
+      {"d1.jsonl", "{\"id\":\"a\"}\n\n\n{\"id\":\"b\", x}\n", "d1.jsonl line 4: "},
+      {"d2.jsonl", "[1, 2]\n", "d2.jsonl line 1"},
+      {"d3.jsonl", "{\"id\":\"a\",\"assert\":5}\n", "'assert' must be a list of assertions"},
+      {"d4.jsonl", "{\"id\":\"a\",\"tags\":\"x\"}\n", "'tags' must be a list of strings"},
+      {"d5.jsonl", "{\"id\":\"a\",\"threshold\":\"high\"}\n", "'threshold' must be a number"},
+      {"d6.jsonl", "{\"id\":\"a\"}\n{\"id\":\"a\"}\n", "two cases with id 'a'"},
+      {"d7.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"containz\"}]}\n", "case a assert[1]: unknown assertion type 'containz'"},
+      {"d8.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"regex\",\"value\":\"(\"}]}\n", "bad pattern"},
+      {"d9.jsonl", "{\"id\":\"a\",\"trajectory\":\"search\"}\n", "'trajectory' must be a list of calls"},
+      {"d10.jsonl", "{\"id\":\"a\",\"context_ids\":5}\n", "'context_ids' must be a list of chunk ids"},
+      {"d11.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"contains\",\"weight\":-1}]}\n", "'weight' must be a number >= 0"},
+      {"d12.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"recall@k\",\"k\":0}]}\n", "'k' must be an integer >= 1"},
+      {"d13.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"trajectory\",\"mode\":\"loose\"}]}\n", "'mode' must be strict"},
+      {"d14.jsonl", "", "the dataset has no cases"},
+      {"d15.csv", "q,__expected\n\"open,x\nb,y\n", "d15.csv line 2: unterminated quoted field"},
+      {"d16.csv", "q,__expected\nhello,\"a\"b\n", "text after a closing quote"},
+      {"d17.csv", "q,__expected\nhello,x,extra\n", "3 fields, the header has 2"},
+      {"d18.csv", "q,q,__expected\na,b,c\n", "two columns named 'q'"},
+      {"d19.csv", "q,__expected\nhello,fn:output.length > 2\n", "'fn' has no luact equivalent"},
+      {"d20.csv", "q,__expected\nhello,javascript: output.length > 2\n", "'javascript' has no luact equivalent"},
+      {"d21.csv", "q,__expected\nhello,similar(0.8): hi\n", "'similar' has no luact equivalent"},
+      {"d22.csv", "q,__expected,__threshold\nhello,x,high\n", "__threshold must be a number"},
+      {"d23.csv", "q,__providerOutput\nhello,x\n", "unknown column '__providerOutput'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    write_file(bad[i].name, bad[i].data);
+    char ev[512];
+    snprintf(ev, sizeof ev,
+             "local n = 0\nreturn { targets = {{ name = 't', run = function(c) n = n + 1 assert(n < 0, 'ran') end }},\n"
+             "  dataset = '%s', assert = {{ type = 'contains', value = 'x' }} }\n",
+             bad[i].name);
+    write_file("bad.eval.lua", ev);
+    int rc = sh(out, sizeof out, "'%s' eval --quiet --out '%s/o' '%s/bad.eval.lua'", LUACT, tmp, tmp);
+    ck_assert_msg(rc == 2, "%s: rc %d: %s", bad[i].name, rc, out);
+    ck_assert_msg(strstr(out, bad[i].want), "%s: want [%s] in: %s", bad[i].name, bad[i].want, out);
+    ck_assert_msg(!strstr(out, "table: 0x"), "%s: %s", bad[i].name, out);
+  }
+  /* Eval-file fields that name things that do not exist. */
+  write_file("c.jsonl", "{\"id\":\"a\",\"expected\":\"x\"}\n");
+  static const struct {
+    const char *fields, *want;
+  } cfgs[] = {
+      {"pairwise = { a = 't', b = 'nope' }, judge = { model = 'openai:j' }", "pairwise: no target named nope"},
+      {"labels = { production = 5 }", "labels.production must be a version hash"},
+      {"threshold = 'x'", "'threshold' must be a number"},
+      {"judge = 'openai:j'", "'judge' must be a table"},
+  };
+  for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
+    char ev[512];
+    snprintf(ev, sizeof ev, "return { targets = {{ name = 't', run = function() return 'x' end }},\n"
+                            "  dataset = 'c.jsonl', %s }\n", cfgs[i].fields);
+    write_file("bad.eval.lua", ev);
+    int rc = sh(out, sizeof out, "'%s' eval --quiet --out '%s/o' '%s/bad.eval.lua'", LUACT, tmp, tmp);
+    ck_assert_msg(rc == 2 && strstr(out, cfgs[i].want), "%s: rc %d: %s", cfgs[i].fields, rc, out);
+  }
+  /* Huge fields: a 4 MiB input in JSONL and in a quoted CSV field (with a
+   * BOM, CRLF and a doubled quote) load and run. */
+  write_file("big.lua",
+             "local big = string.rep('x', 4 << 20)\n"
+             "local f = assert(io.open(arg[1] .. '/big.jsonl', 'w'))\n"
+             "f:write(luact.json.encode({ id = 'big', input = big, expected = 'xxx' }), '\\n') f:close()\n"
+             "f = assert(io.open(arg[1] .. '/big.csv', 'w'))\n"
+             "f:write('\\239\\187\\191q,__expected1\\r\\n\"', big, '\"\"\",contains: xx\\r\\n') f:close()\n");
+  ck_assert_int_eq(sh(out, sizeof out, "'%s' run '%s/big.lua' '%s'", LUACT, tmp, tmp), 0);
+  write_file("big.eval.lua", "return { targets = {{ name = 't', run = function(c) return #(c.input or c.vars.q) .. (c.input or c.vars.q):sub(1, 3) end }},\n"
+                             "  dataset = 'big.jsonl', assert = {{ type = 'contains' }} }\n");
+  int rc = sh(out, sizeof out, "'%s' eval --out '%s/b1' '%s/big.eval.lua'", LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0 && strstr(out, "big                | PASS"), "rc %d: %s", rc, out);
+  write_file("bigc.eval.lua", "return { targets = {{ name = 't', run = function(c) return tostring(#c.vars.q) .. c.vars.q:sub(-3) end }},\n"
+                              "  dataset = 'big.csv', assert = {{ type = 'starts-with', value = '4194305xx\"' }} }\n");
+  rc = sh(out, sizeof out, "'%s' eval --out '%s/b2' '%s/bigc.eval.lua'", LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0 && strstr(out, "1                  | PASS"), "rc %d: %s", rc, out);
+}
+END_TEST
+
 /* A ReAct agent as a target (its tool calls are the trajectory), and
  * providers: a prompt target without a model runs on each. */
 START_TEST(react_target_and_providers) {
@@ -623,6 +706,28 @@ START_TEST(csv_dataset) {
          "if a.assert[1].type ~= 'icontains-any' or a.assert[1].value[2] ~= 'Y' then return 'any' end\n"
          "if a.assert[2].type ~= 'not-regex' or a.assert[2].value ~= '^z' then return 'not-regex' end\n"
          "if cs[2].assert[1].type ~= 'equals' or cs[2].assert[1].value ~= 'plain text' or #cs[2].assert ~= 1 then return 'equals' end\n"
+         "-- promptfoo's type(threshold):value forms\n"
+         "local A = luact.eval.csv_assertion\n"
+         "local l = A('levenshtein(2): hellp')\n"
+         "if l.type ~= 'levenshtein' or l.value ~= 'hellp' or l.threshold ~= 2 then return 'levenshtein(2)' end\n"
+         "l = A('levenshtein: hellp')\n"
+         "if l.value ~= 'hellp' or l.threshold ~= nil then return 'levenshtein: ' .. tostring(l.value) end\n"
+         "l = A('not-rouge-l(0.6):the ref')\n"
+         "if l.type ~= 'not-rouge-l' or l.value ~= 'the ref' or l.threshold ~= 0.6 then return 'rouge-l(0.6)' end\n"
+         "l = A('rouge-l: 0.5: a ref')\n"
+         "if l.value ~= 'a ref' or l.threshold ~= 0.5 then return 'rouge-l: 0.5:' end\n"
+         "l = A('latency(5000)')\n"
+         "if l.type ~= 'latency' or l.threshold ~= 5000 or l.value ~= nil then return 'latency(5000)' end\n"
+         "l = A('answer-relevance(0.7): x')\n"
+         "if l.type ~= 'answer-relevancy' or l.threshold ~= 0.7 then return 'answer-relevance' end\n"
+         "l = A('is-json:{\"type\": \"object\"}')\n"
+         "if l.type ~= 'is-json' or type(l.schema) ~= 'table' or l.schema.type ~= 'object' then return 'is-json schema' end\n"
+         "l = A('Paris: the capital')\n"
+         "if l.type ~= 'equals' or l.value ~= 'Paris: the capital' then return 'plain text with a colon' end\n"
+         "p = os.tmpname()\n"
+         "f = io.open(p, 'w') f:write('q,__expected,__metric,__prefix,__suffix\\nx,contains: y,m,Hi ,!\\n') f:close()\n"
+         "cs = luact.eval.load_csv(p) os.remove(p)\n"
+         "if cs[1].assert[1].metric ~= 'm' or cs[1].prefix ~= 'Hi ' or cs[1].suffix ~= '!' then return '__metric/__prefix/__suffix' end\n"
          "return 'ok'\n");
 }
 END_TEST
@@ -680,6 +785,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, exit_codes_repeat_rescore_compare_review);
   tcase_add_test(cli, review_agreement_and_kappa);
   tcase_add_test(cli, hostile_output_in_reports);
+  tcase_add_test(cli, hostile_datasets_are_config_errors);
   tcase_add_test(cli, react_target_and_providers);
   tcase_add_test(cli, generic_scenarios_scripted_and_real);
   tcase_add_test(cli, pairwise_both_orders);
