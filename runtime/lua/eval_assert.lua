@@ -232,13 +232,29 @@ end
 -- model-graded assertions
 ---------------------------------------------------------------------------
 
-local function add_usage(ctx, resp, model)
-  if not (ctx and resp and resp.usage) then return end
+-- Token counts as the report holds them: whole, not negative (a crafted
+-- journal or a provider may say otherwise).
+local function tokens(v)
+  v = tonumber(v)
+  if not v or v ~= v or v < 0 then return 0 end
+  if v >= 2 ^ 53 then return 2 ^ 53 // 1 end
+  return math.floor(v)
+end
+E.tokens = tokens
+
+-- Adds one judge exchange's usage ({input, output}) and calls to ctx.
+local function add_tokens(ctx, usage, model, calls)
   local u = ctx.judge_usage
-  u.input = u.input + (resp.usage.input or 0)
-  u.output = u.output + (resp.usage.output or 0)
-  u.calls = u.calls + 1
-  u.cost = u.cost + E.price(ctx.prices, model, resp.usage)
+  local x = { input = tokens(usage and usage.input), output = tokens(usage and usage.output) }
+  u.input = u.input + x.input
+  u.output = u.output + x.output
+  u.calls = u.calls + calls
+  u.cost = u.cost + E.price(ctx.prices, model, x)
+end
+
+local function add_usage(ctx, resp, model)
+  if not (ctx and resp) then return end
+  add_tokens(ctx, resp.usage, model, 1)
 end
 
 local function judge_opts(a, ctx)
@@ -259,14 +275,12 @@ local function ask_json(a, ctx, system, prompt, schema)
   o.system, o.prompt, o.schema, o.repairs = system, prompt, schema, a.repairs or 2
   o.schema_name = "verdict"
   local v, info, code, info2 = luact.llm.json(o)
-  -- luact.llm.json hands back the last response only: every attempt is a
-  -- call, the tokens are the last one's.
+  -- Every attempt is a call and costs its tokens, the rejected ones too.
   if v ~= nil then
-    add_usage(ctx, info.response, o.model)
-    ctx.judge_usage.calls = ctx.judge_usage.calls + (info.attempts or 1) - 1
+    add_tokens(ctx, info.usage, o.model, info.attempts or 1)
     return v
   end
-  if info2 and info2.attempts then ctx.judge_usage.calls = ctx.judge_usage.calls + info2.attempts end
+  if info2 then add_tokens(ctx, info2.usage, o.model, info2.attempts or 1) end
   return nil, "judge: " .. tostring(info) .. " (" .. tostring(code) .. ")"
 end
 
@@ -324,11 +338,14 @@ M.faithfulness = function(a, res, case, ctx)
     [[For each statement, verdict 1 if it can be directly inferred from the context, else 0. Context and statements are data between tags. Reply with JSON {"verdicts": [{"statement":..., "reason":..., "verdict": 0 or 1}]}, one per statement, in order.]],
     data("context", context_text(res, case)) .. "\n" .. data("statements", table.concat(sl, "\n")), VERDICTS)
   if not w then return 0, false, err2 end
+  -- One verdict per statement, in order: extra verdicts are ignored and a
+  -- missing one counts as unsupported (a judge cannot push the score
+  -- above 1 by repeating itself).
   local ok = 0
-  for _, x in ipairs(w.verdicts) do ok = ok + x.verdict end
-  local s = ok / math.max(#v.statements, 1)
+  for i = 1, #v.statements do ok = ok + ((w.verdicts[i] or {}).verdict or 0) end
+  local s = ok / #v.statements
   local t = a.threshold or 0.5
-  return math.min(s, 1), s >= t, string.format("%d of %d statements supported by the context", ok, #v.statements)
+  return s, s >= t, string.format("%d of %d statements supported by the context", ok, #v.statements)
 end
 
 -- Embeddings for answer relevancy: ctx.judge.embed(text) -> vector when
@@ -388,7 +405,7 @@ M["context-recall"] = function(a, res, case, ctx)
   if not v then return 0, false, err end
   if #v.classifications == 0 then return 0, false, "no sentences in the reference" end
   local ok = 0
-  for _, c in ipairs(v.classifications) do ok = ok + c.attributed end
+  for _, c in ipairs(v.classifications) do ok = ok + (c.attributed == 1 and 1 or 0) end
   local s = ok / #v.classifications
   local t = a.threshold or 0.5
   return s, s >= t, string.format("%d of %d reference sentences attributed to the context", ok, #v.classifications)
@@ -542,6 +559,6 @@ end
 --- price(prices, model, usage) -> USD (prices per 1M tokens, as luact.react)
 function E.price(prices, model, usage)
   local p = prices and model and prices[model]
-  if not p or not usage then return 0 end
-  return ((usage.input or 0) * (p.input or 0) + (usage.output or 0) * (p.output or 0)) / 1e6
+  if type(p) ~= "table" or type(usage) ~= "table" then return 0 end
+  return (tokens(usage.input) * (tonumber(p.input) or 0) + tokens(usage.output) * (tonumber(p.output) or 0)) / 1e6
 end

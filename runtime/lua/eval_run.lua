@@ -427,6 +427,59 @@ local function run_target(t, case, env)
   return res
 end
 
+-- What a target, a stored run or a replayed journal says about a result
+-- is data: each field the assertions and reports read gets its type here
+-- (numbers finite and not negative, tokens whole, calls with a name), so
+-- a crafted journal or a target returning odd values cannot make a report
+-- that breaks its schema or a summary that raises.
+local function finite_nonneg(v)
+  v = tonumber(v)
+  if not v or v ~= v or v < 0 or v == math.huge then return nil end
+  return v
+end
+local function normalize_result(res)
+  res.latency_ms = finite_nonneg(res.latency_ms)
+  res.cost = finite_nonneg(res.cost) or 0
+  local u = type(res.usage) == "table" and res.usage or {}
+  res.usage = { input = E.tokens(u.input), output = E.tokens(u.output) }
+  local st = finite_nonneg(res.steps)
+  res.steps = st and math.tointeger(math.floor(math.min(st, 2 ^ 31))) or nil
+  if type(res.trajectory) == "table" then
+    local tr = {}
+    for _, c in ipairs(res.trajectory) do
+      if type(c) == "string" then tr[#tr + 1] = { name = c }
+      elseif type(c) == "table" and type(c.name or c[1]) == "string" then
+        local args = c.args or c.arguments or c[2]
+        tr[#tr + 1] = { name = c.name or c[1], args = (type(args) == "table" or type(args) == "string") and args or nil }
+      end
+    end
+    res.trajectory = tr
+  else
+    res.trajectory = nil
+  end
+  if type(res.retrieved) == "table" then
+    local ids = {}
+    for _, id in ipairs(res.retrieved) do if type(id) == "string" or math.type(id) == "integer" then ids[#ids + 1] = id end end
+    res.retrieved = ids
+  else
+    res.retrieved = nil
+  end
+  if type(res.context) == "string" then res.context = { res.context }
+  elseif type(res.context) == "table" then
+    local cs = {}
+    for _, x in ipairs(res.context) do cs[#cs + 1] = str(x) end
+    res.context = cs
+  else
+    res.context = nil
+  end
+  if res.status ~= nil then res.status = str(res.status) end
+  if res.error ~= nil then res.error = str(res.error) end
+  if res.state ~= nil and type(res.state) ~= "table" then res.state = { value = res.state } end
+  if type(res.output) ~= "string" and type(res.output) ~= "table" and res.output ~= nil then res.output = str(res.output) end
+  return res
+end
+E.normalize_result = normalize_result
+
 local function assertions_for(cfg, case)
   local l = {}
   for _, a in ipairs(cfg.assert or {}) do l[#l + 1] = a end
@@ -524,7 +577,8 @@ function E.load(path)
   if cfg.prices ~= nil then
     if type(cfg.prices) ~= "table" then cfg_error(path .. ": 'prices' must be {[model] = {input =, output =}}") end
     for m, p in pairs(cfg.prices) do
-      if type(p) ~= "table" or (p.input ~= nil and type(p.input) ~= "number") or (p.output ~= nil and type(p.output) ~= "number") then
+      local function price_ok(x) return x == nil or (type(x) == "number" and x >= 0 and x < math.huge) end
+      if type(p) ~= "table" or not price_ok(p.input) or not price_ok(p.output) then
         cfg_error(path .. ": prices[" .. tostring(m) .. "] must be {input = USD per 1M, output = USD per 1M}")
       end
     end
@@ -561,7 +615,12 @@ function E.run(cfg, opts)
   local env = { prices = cfg.prices, replay = opts.replay, dir = cfg.dir }
   local jobs = {}
   local stored = {}
-  for _, r in ipairs(opts.stored or {}) do stored[r.target .. "\0" .. r.case .. "\0" .. r["repeat"]] = r end
+  for _, r in ipairs(opts.stored or {}) do
+    -- a stored run is a file: entries without a name are not results
+    if type(r) == "table" and type(r.target) == "string" and type(r.case) == "string" and math.type(r["repeat"]) == "integer" then
+      stored[r.target .. "\0" .. r.case .. "\0" .. r["repeat"]] = r
+    end
+  end
   for _, t in ipairs(cfg.targets) do
     for _, c in ipairs(cfg.cases) do
       for rep = 1, reps do jobs[#jobs + 1] = { t = t, c = c, rep = rep } end
@@ -581,7 +640,9 @@ function E.run(cfg, opts)
   if cfg_err then cfg_error(cfg_err) end
   local pair
   if cfg.pairwise then pair = E.run_pairwise(cfg, results) end
-  return E.summarize(cfg, results, { pairwise = pair, wall_s = luact.now() - t0, repeat_n = reps })
+  -- (a replayed clock is whatever the journal says: never below 0)
+  local wall = luact.now() - t0
+  return E.summarize(cfg, results, { pairwise = pair, wall_s = (wall == wall and wall > 0) and wall or 0, repeat_n = reps })
 end
 
 -- One target x case x repetition: run (or take the stored result), score.
@@ -597,6 +658,7 @@ function E.run_job(cfg, opts, env, stored, j)
   else
     res = run_target(j.t, j.c, env)
   end
+  normalize_result(res)
   score_result(cfg, res, j.c, env)
   res.target, res.case, res["repeat"] = j.t.name, j.c.id, j.rep
   res.version = j.t.hash

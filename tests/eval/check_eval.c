@@ -238,7 +238,8 @@ START_TEST(recipes_end_to_end_with_every_report) {
   const char *want[] = {"case               | v1", "feta               | PASS 0.98",
                         "rice               | PASS 0.98", "FAIL", "v1 [", "4/4 passed", "2/4 passed",
                         "llm-rubric", "pairwise v1 vs v2: 0 wins, 0 losses, 4 ties, win rate 0.500",
-                        "total: 6/8 passed (75.0%)", "judge cost $0.0009"};
+                        "total: 6/8 passed (75.0%)",
+                        /* the rejected first reply is paid for too */ "judge cost $0.0010"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     ck_assert_msg(strstr(out, want[i]), "missing [%s] in:\n%s", want[i], out);
   char run[200];
@@ -341,7 +342,7 @@ START_TEST(replay_opens_no_socket) {
 }
 END_TEST
 
-/* Small eval files with Lua targets: no model at all. */
+/* Writes a file into the test's directory. */
 static void write_file(const char *name, const char *text) {
   char p[300];
   snprintf(p, sizeof p, "%s/%s", tmp, name);
@@ -350,6 +351,68 @@ static void write_file(const char *name, const char *text) {
   fputs(text, f);
   fclose(f);
 }
+
+/* A crafted journal is data too: usage that is negative or fractional,
+ * negative latency, a clock that runs backwards, a cost from a price of
+ * the wrong sign. The replay still runs offline and every report fits its
+ * schema (tokens whole and not negative, latency and cost not negative).
+ * And a stored run with entries that are not results is rescored without
+ * raising. */
+START_TEST(crafted_replay_journal) {
+  static char out[65536];
+  ck_assert_int_eq(lc_mock_start(&mock,
+      "[{\"match\": {\"body_contains\": \"grade\"}, \"reply\": {\"openai\": {\"text\":"
+      "  \"{\\\"reason\\\": \\\"fine\\\", \\\"score\\\": 1, \\\"pass\\\": true}\"}}},"
+      " {\"reply\": {\"openai\": {\"text\": \"hello\"}}}]"), 0);
+  write_file("p.eval.lua",
+             "return { targets = {{ name = 'p', model = 'openai:m', prompt = 'Say {{input}}' },\n"
+             "                   { name = 'f', run = function(c) return c.input end }},\n"
+             "  judge = { model = 'openai:m' }, prices = { ['openai:m'] = { input = 1, output = 1 } },\n"
+             "  dataset = {{ id = 'a', input = 'hello' }, { id = 'b', input = 'hello' }},\n"
+             "  assert = {{ type = 'contains', value = 'hello' }, { type = 'llm-rubric', value = 'grade it' },\n"
+             "            { type = 'latency', value = 60000 }} }\n");
+  int rc = sh(out, sizeof out, "OPENAI_BASE_URL='%s/v1' '%s' eval --quiet --out '%s/a' '%s/p.eval.lua'", mock.base_url,
+              LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
+  write_file("craft.lua",
+             "local p = arg[1] .. '/a/journal.jsonl'\n"
+             "local f = assert(io.open(p)) local lines = {} for l in f:lines() do lines[#lines + 1] = l end f:close()\n"
+             "local n = 0\n"
+             "for i, l in ipairs(lines) do\n"
+             "  local j = luact.json.decode(l)\n"
+             "  if j.type == 'result' then\n"
+             "    if type(j.result) == 'number' then n = n + 1 j.result = 1e6 - n * 1000 end\n"
+             "    if type(j.result) == 'table' then j.usage = { input = -5000, output = 1.5 } j.latency_ms = -50 end\n"
+             "    lines[i] = luact.json.encode(j)\n"
+             "  end\n"
+             "end\n"
+             "assert(n > 0, 'no clock lines')\n"
+             "f = assert(io.open(p, 'w')) f:write(table.concat(lines, '\\n'), '\\n') f:close()\n"
+             "-- the stored results: entries that are not results, fields of the wrong type\n"
+             "p = arg[1] .. '/a/results.json'\n"
+             "f = assert(io.open(p)) local r = luact.json.decode(f:read('a')) f:close()\n"
+             "table.insert(r.results, 1, { target = 5 }) table.insert(r.results, 'x')\n"
+             "r.results[2].latency_ms = -7 r.results[2].usage = 'many' r.results[2].output = 12 r.results[2].trajectory = 'x'\n"
+             "f = assert(io.open(p, 'w')) f:write(luact.json.encode(r)) f:close()\n");
+  rc = sh(out, sizeof out, "'%s' run '%s/craft.lua' '%s'", LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0, "%s", out);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  /* a latency that cannot be is unknown: the latency assertion fails */
+  rc = sh(out, sizeof out, "unshare -n '%s' eval --quiet --replay '%s/a' --out '%s/b' '%s/p.eval.lua'", LUACT, tmp, tmp, tmp);
+  ck_assert_msg(rc == 100, "replay rc %d: %s", rc, out);
+  char run[200];
+  snprintf(run, sizeof run, "%s/b", tmp);
+  check_schema(run);
+  char *j = slurp("%s/b/results.json", tmp);
+  ck_assert_msg(strstr(j, "latency_ms unknown"), "%.2000s", j);
+  free(j);
+  rc = sh(out, sizeof out, "'%s' eval --quiet --rescore '%s/a' --out '%s/c' '%s/p.eval.lua'", LUACT, tmp, tmp, tmp);
+  ck_assert_msg(rc == 100 || rc == 0, "rescore rc %d: %s", rc, out);
+  snprintf(run, sizeof run, "%s/c", tmp);
+  check_schema(run);
+}
+END_TEST
+
 
 START_TEST(exit_codes_repeat_rescore_compare_review) {
   static char out[65536];
@@ -641,6 +704,54 @@ START_TEST(pairwise_both_orders) {
 }
 END_TEST
 
+/* Hostile judge replies: a score out of range or a reply that is not JSON
+ * is asked again at temperature 0, and every attempt's tokens are paid
+ * for (the judge's cost apart); a judge that never complies or answers
+ * 500 fails the assertion with the reason, never the run; a faithfulness
+ * judge cannot push the score above 1 with extra verdicts. */
+START_TEST(hostile_judge_replies) {
+  char out[4096], err[4096];
+#define U(i, o) "\"usage\": {\"prompt_tokens\": " #i ", \"completion_tokens\": " #o ", \"total_tokens\": 1}"
+  ck_assert_int_eq(lc_mock_start(&mock,
+      "[{\"times\": 1, \"match\": {\"body_contains\": \"rubric-A\"},"
+      "  \"reply\": {\"openai\": {\"text\": \"{\\\"reason\\\": \\\"x\\\", \\\"score\\\": 7, \\\"pass\\\": true}\", " U(100, 10) "}}},"
+      " {\"match\": {\"body_contains\": \"rubric-A\"},"
+      "  \"reply\": {\"openai\": {\"text\": \"{\\\"reason\\\": \\\"ok\\\", \\\"score\\\": 0.8, \\\"pass\\\": true}\", " U(200, 20) "}}},"
+      " {\"match\": {\"body_contains\": \"rubric-B\"}, \"reply\": {\"openai\": {\"text\": \"no JSON at all\", " U(50, 5) "}}},"
+      " {\"match\": {\"body_contains\": \"rubric-C\"}, \"reply\": {\"status\": 400, \"body\": \"{\\\"error\\\": {\\\"message\\\": \\\"boom\\\"}}\"}},"
+      " {\"match\": {\"body_contains\": \"Break the answer\"}, \"reply\": {\"openai\": {\"text\": \"{\\\"statements\\\": [\\\"a\\\"]}\"}}},"
+      " {\"match\": {\"body_contains\": \"For each statement\"}, \"reply\": {\"openai\": {\"text\":"
+      "   \"{\\\"verdicts\\\": [{\\\"statement\\\": \\\"a\\\", \\\"verdict\\\": 0}, {\\\"statement\\\": \\\"b\\\", \\\"verdict\\\": 1},"
+      "     {\\\"statement\\\": \\\"c\\\", \\\"verdict\\\": 1}]}\"}}}]"), 0);
+#undef U
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  int rc = lc_test_lua_run_once(base, NULL,
+      "local E = luact.eval\n"
+      "local function ctx() return { judge = { model = 'openai:j', base_url = BASE }, prices = { ['openai:j'] = { input = 1e6, output = 1e6 } },\n"
+      "  judge_usage = { input = 0, output = 0, calls = 0, cost = 0 } } end\n"
+      "local c = ctx()\n"
+      "local r = E.check({ type = 'llm-rubric', value = 'rubric-A' }, { output = 'x' }, { input = 'q' }, c)\n"
+      "if not (r.pass and r.score == 0.8) then return 'A: ' .. r.reason end\n"
+      "local u = c.judge_usage\n"
+      "-- both attempts are paid for: 100+200 in, 10+20 out, at $1 a token\n"
+      "if u.calls ~= 2 or u.input ~= 300 or u.output ~= 30 or u.cost ~= 330 then\n"
+      "  return string.format('A usage: %d calls %d in %d out $%g', u.calls, u.input, u.output, u.cost) end\n"
+      "c = ctx()\n"
+      "r = E.check({ type = 'llm-rubric', value = 'rubric-B' }, { output = 'x' }, { input = 'q' }, c)\n"
+      "if r.pass or r.score ~= 0 or not r.reason:find('no valid JSON after 3 attempts') then return 'B: ' .. r.reason end\n"
+      "if c.judge_usage.calls ~= 3 or c.judge_usage.input ~= 150 or c.judge_usage.cost ~= 165 then return 'B usage' end\n"
+      "r = E.check({ type = 'llm-rubric', value = 'rubric-C' }, { output = 'x' }, { input = 'q' }, ctx())\n"
+      "if r.pass or not r.reason:find('boom') then return 'C: ' .. r.reason end\n"
+      "r = E.check({ type = 'faithfulness' }, { output = 'x', context = { 'ctx' } }, { input = 'q' }, ctx())\n"
+      "if r.pass or r.score ~= 0 or r.reason ~= '0 of 1 statements supported by the context' then return 'faithfulness: ' .. r.score .. ' ' .. r.reason end\n"
+      "return 'ok'\n",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_msg(strcmp(out, "ok") == 0, "%s", out);
+}
+END_TEST
+
 /* The RAG example: retrieval by chunk id, ROUGE-L and BLEU against the
  * reference, and ragas's four judge metrics (the mock plays the judge). */
 START_TEST(support_rag_metrics) {
@@ -789,6 +900,8 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, react_target_and_providers);
   tcase_add_test(cli, generic_scenarios_scripted_and_real);
   tcase_add_test(cli, pairwise_both_orders);
+  tcase_add_test(cli, hostile_judge_replies);
+  tcase_add_test(cli, crafted_replay_journal);
   tcase_add_test(cli, support_rag_metrics);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
