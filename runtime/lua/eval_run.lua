@@ -275,31 +275,64 @@ local function render(t, vars)
   end))
 end
 
-local function tool_schemas(tools)
-  local out = {}
-  for i, t in ipairs(tools or {}) do
-    if type(t) == "table" then
-      out[i] = { name = t.name, description = t.description, params = t.params or t.parameters }
-    end
-  end
-  return out
+-- A tool as its schema: name, description, parameters (its function is
+-- not what the model sees).
+local function tool_schema(t)
+  return { name = t.name, description = t.description, params = t.params or t.parameters }
 end
+local function is_tool(v) return type(v) == "table" and type(v.name) == "string" and type(v.fn) == "function" end
 
---- version(target) -> hash: SHA-256 of the canonical JSON of the
--- template, model, parameters and tool schemas.
+-- The canonical value of a definition for hashing: tools by their schema,
+-- functions by their stripped bytecode (no file names or lines), tables
+-- with mixed keys as objects with string keys, cycles cut.
+local function canon(v, seen, depth)
+  local tv = type(v)
+  if tv == "function" then
+    local ok, code = pcall(string.dump, v, true)
+    return "fn:" .. (ok and E.sha256(code) or "C")
+  elseif tv == "table" then
+    if is_tool(v) then return tool_schema(v) end
+    if luact.is_workflow and luact.is_workflow(v) then return canon(v.def, seen, depth) end
+    seen = seen or {}
+    depth = depth or 0
+    if seen[v] or depth > 32 then return "<cycle>" end
+    seen[v] = true
+    local out, n = {}, 0
+    for _ in pairs(v) do n = n + 1 end
+    local list = n == #v
+    for k, x in pairs(v) do
+      local c = canon(x, seen, depth + 1)
+      if list then out[k] = c else out[tostring(k)] = c end
+    end
+    seen[v] = nil
+    if n == 0 then return json.array({}) end
+    return out
+  elseif tv == "userdata" or tv == "thread" then
+    return "<" .. tv .. ">"
+  end
+  return v
+end
+E.canon = canon
+
+--- version(target) -> hash: SHA-256 of the canonical JSON of what the
+-- target sends and how: its template, system prompt, model, parameters,
+-- tool schemas; a ReAct target's whole options (instructions, limits,
+-- tools), a workflow's definition (states, instructions, tools), a Lua
+-- target's code.
 function E.version(t)
   local v = {
-    template = t.prompt or (t.react and t.react.instructions) or nil,
-    workflow = t.workflow and t.workflow.name or nil,
+    template = t.prompt,
     system = t.system,
     model = t.model,
-    params = t.params or {},
-    tools = tool_schemas(t.tools or (t.react and t.react.tools)),
-    version = t.version,
+    params = canon(t.params or {}),
+    tools = canon(t.tools or {}),
+    react = t.react and canon(t.react) or nil,
+    workflow = t.workflow and canon(t.workflow) or nil,
+    version = canon(t.version),
     -- a Lua target's code (stripped bytecode: no file names or lines)
-    code = t.run and E.sha256((select(2, pcall(string.dump, t.run, true))) or "") or nil,
+    code = t.run and canon(t.run) or nil,
   }
-  return E.sha256(json.encode(v))
+  return E.sha256(assert(json.encode(v)))
 end
 
 local function normalize_target(t, i, providers)

@@ -158,6 +158,37 @@ START_TEST(weights_and_thresholds) {
 }
 END_TEST
 
+/* A prompt version is the hash of everything the target sends: a ReAct
+ * target's instructions and limits (even with a prompt template), its
+ * tools' schemas, a workflow's definition. Equal definitions hash equal;
+ * a tool's implementation is not part of it. */
+START_TEST(versions_cover_what_is_sent) {
+  lua_ok("local V = luact.eval.version\n"
+         "local function tool(ty, fn) return luact.tool{ name = 'calc', description = 'd',\n"
+         "  params = { type = 'object', properties = { expr = { type = ty } } }, fn = fn or function() return '1' end } end\n"
+         "local function wf(instr) return luact.workflow{ name = 'w', initial = 's', tools = { tool('string') },\n"
+         "  states = { s = { ask_user = true, finish = true, instructions = instr, tools = { 'calc' } } } } end\n"
+         "local base = { prompt = 'x', model = 'm', react = { instructions = 'a', tools = { tool('string') }, max_steps = 3 } }\n"
+         "local function with(k, v) local t = { prompt = 'x', model = 'm', react = {} }\n"
+         "  for kk, vv in pairs(base.react) do t.react[kk] = vv end t.react[k] = v return t end\n"
+         "local pairs_ = {\n"
+         "  { V(base), V(with('instructions', 'b')), 'react instructions beside a prompt' },\n"
+         "  { V(base), V(with('max_steps', 9)), 'react limits' },\n"
+         "  { V(base), V(with('tools', { tool('number') })), 'react tool schema' },\n"
+         "  { V{ prompt = 'x', model = 'm', tools = { tool('string') } }, V{ prompt = 'x', model = 'm', tools = { tool('number') } }, 'prompt tool schema' },\n"
+         "  { V{ workflow = wf('hi'), model = 'm' }, V{ workflow = wf('other'), model = 'm' }, 'workflow instructions' },\n"
+         "  { V{ prompt = 'x', model = 'm', params = { temperature = 0 } }, V{ prompt = 'x', model = 'm', params = { temperature = 1 } }, 'params' },\n"
+         "}\n"
+         "for _, p in ipairs(pairs_) do if p[1] == p[2] then return 'same version after a change of ' .. p[3] end end\n"
+         "if V(base) ~= V(with('instructions', 'a')) then return 'equal definitions differ' end\n"
+         "if V{ workflow = wf('hi'), model = 'm' } ~= V{ workflow = wf('hi'), model = 'm' } then return 'workflow not stable' end\n"
+         "if V{ prompt = 'x', model = 'm', tools = { tool('string', function() return '2' end) } } ~=\n"
+         "   V{ prompt = 'x', model = 'm', tools = { tool('string') } } then return 'a tool body changed the version' end\n"
+         "if not V(base):match('^%x+$') or #V(base) ~= 64 then return 'not a SHA-256' end\n"
+         "return 'ok'\n");
+}
+END_TEST
+
 /* ---- the command ---- */
 
 static char tmp[128];
@@ -886,6 +917,7 @@ Suite *eval_suite(void) {
   tcase_add_test(tc, assertions_one_by_one);
   tcase_add_test(tc, weights_and_thresholds);
   tcase_add_test(tc, csv_dataset);
+  tcase_add_test(tc, versions_cover_what_is_sent);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 120);
