@@ -387,8 +387,7 @@ static void write_file(const char *name, const char *text) {
  * negative latency, a clock that runs backwards, a cost from a price of
  * the wrong sign. The replay still runs offline and every report fits its
  * schema (tokens whole and not negative, latency and cost not negative).
- * And a stored run with entries that are not results is rescored without
- * raising. */
+ * A stored result's fields of the wrong type are normalised on --rescore. */
 START_TEST(crafted_replay_journal) {
   static char out[65536];
   ck_assert_int_eq(lc_mock_start(&mock,
@@ -422,8 +421,7 @@ START_TEST(crafted_replay_journal) {
              "-- the stored results: entries that are not results, fields of the wrong type\n"
              "p = arg[1] .. '/a/results.json'\n"
              "f = assert(io.open(p)) local r = luact.json.decode(f:read('a')) f:close()\n"
-             "table.insert(r.results, 1, { target = 5 }) table.insert(r.results, 'x')\n"
-             "r.results[2].latency_ms = -7 r.results[2].usage = 'many' r.results[2].output = 12 r.results[2].trajectory = 'x'\n"
+             "r.results[1].latency_ms = -7 r.results[1].usage = 'many' r.results[1].output = 12 r.results[1].trajectory = 'x'\n"
              "f = assert(io.open(p, 'w')) f:write(luact.json.encode(r)) f:close()\n");
   rc = sh(out, sizeof out, "'%s' run '%s/craft.lua' '%s'", LUACT, tmp, tmp);
   ck_assert_msg(rc == 0, "%s", out);
@@ -445,6 +443,55 @@ START_TEST(crafted_replay_journal) {
 END_TEST
 
 
+/* compare, review, --replay and --rescore read a run directory anyone
+ * could have written: a results.json that is not a report, or a
+ * review.json that is not verdicts, is one line and exit 1, never a Lua
+ * traceback; only true/false count as a person's verdicts. */
+START_TEST(crafted_run_directories) {
+  static char out[65536];
+  static const char *bad[] = {
+      "[]", "\"x\"", "{\"format\": \"luact-eval/1\"}",
+      "{\"format\": \"luact-eval/1\", \"eval_file\": \"e\", \"results\": [{\"target\": \"t\"}, 5], \"targets\": [],"
+      " \"cases\": [], \"summary\": [], \"totals\": {\"pass_rate\": 1}}",
+      "{\"format\": \"luact-eval/1\", \"eval_file\": \"e\", \"results\": [{\"target\": \"t\", \"case\": \"c\","
+      " \"assertions\": [{\"type\": \"x\"}]}], \"targets\": [], \"cases\": [], \"summary\": [], \"totals\": {\"pass_rate\": 1}}",
+  };
+  ck_assert_int_eq(sh(out, sizeof out, "mkdir -p '%s/bad'", tmp), 0);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    write_file("bad/results.json", bad[i]);
+    const char *cmds[] = {"eval compare '%s/bad' '%s/bad'", "eval review '%s/bad' --input /dev/null",
+                          "eval --replay '%s/bad' --out '%s/o'", "eval --rescore '%s/bad' --out '%s/o'"};
+    for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++) {
+      char cmd[600], full[800];
+      snprintf(cmd, sizeof cmd, cmds[c], tmp, tmp);
+      snprintf(full, sizeof full, "'%s' %s", LUACT, cmd);
+      int rc = sh(out, sizeof out, "%s", full);
+      ck_assert_msg(rc == 1 && strstr(out, "is not a luact eval report") && !strstr(out, "traceback"),
+                    "%s on %s: rc %d: %s", cmd, bad[i], rc, out);
+    }
+  }
+  /* A real run, then a review.json that is not an object; then one whose
+   * verdicts are not booleans (they are asked again, not counted). */
+  write_file("r.eval.lua", "return { targets = {{ name = 't', run = function() return 'x' end }},\n"
+                           "  dataset = {{ id = 'a' }}, assert = {{ type = 'lua', value = function() return true end }} }\n");
+  ck_assert_int_eq(sh(out, sizeof out, "'%s' eval --quiet --out '%s/r' '%s/r.eval.lua'", LUACT, tmp, tmp), 0);
+  write_file("r/review.json", "\"x\"");
+  int rc = sh(out, sizeof out, "'%s' eval review '%s/r' --input /dev/null", LUACT, tmp);
+  ck_assert_msg(rc == 1 && strstr(out, "review.json is not an object of verdicts") && !strstr(out, "traceback"), "%s", out);
+  /* the assertion made model-graded by hand, so there is a verdict to review */
+  write_file("fix.lua", "local p = arg[1] .. '/r/results.json' local f = io.open(p) local r = luact.json.decode(f:read('a')) f:close()\n"
+                        "r.results[1].assertions[1].model_graded = true\n"
+                        "f = io.open(p, 'w') f:write(luact.json.encode(r)) f:close()\n");
+  ck_assert_int_eq(sh(out, sizeof out, "'%s' run '%s/fix.lua' '%s'", LUACT, tmp, tmp), 0);
+  write_file("r/review.json", "{\"t/a/1/1\": \"yes\"}");
+  write_file("no.txt", "n\n");
+  rc = sh(out, sizeof out, "'%s' eval review '%s/r' --input '%s/no.txt'", LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0 && strstr(out, "1 new verdicts") &&
+                    strstr(out, "judge-human agreement 0.000 over 1 verdicts"), "%s", out);
+}
+END_TEST
+
+/* Small eval files with Lua targets: no model at all. */
 START_TEST(exit_codes_repeat_rescore_compare_review) {
   static char out[65536];
   write_file("cases.jsonl", "{\"id\": \"one\", \"input\": \"a\", \"expected\": \"A\"}\n"
@@ -934,6 +981,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, pairwise_both_orders);
   tcase_add_test(cli, hostile_judge_replies);
   tcase_add_test(cli, crafted_replay_journal);
+  tcase_add_test(cli, crafted_run_directories);
   tcase_add_test(cli, support_rag_metrics);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
