@@ -322,6 +322,45 @@ START_TEST(html_report_renders_in_chromium) {
 }
 END_TEST
 
+/* examples/evals as its run-offline.sh runs it (the issue's "done when"):
+ * the recipes (JSONL and promptfoo CSV), the RAG support bot and ShopBot's
+ * scenarios against lc-mockllm with every report format, then a replay in
+ * a network namespace and a compare; each JSON report fits the schema, and
+ * the compare view (HTML) renders in headless Chromium. */
+START_TEST(examples_evals_run_offline) {
+  static char out[1 << 18];
+  int rc = sh(out, sizeof out, "LUACT_BUILD='%s' EVAL_OUT='%s/off' examples/evals/run-offline.sh", LC_BINARY_DIR, tmp);
+  ck_assert_msg(rc == 0, "run-offline.sh rc %d: %s", rc, out);
+  ck_assert_msg(strstr(out, "0 of 8 rows changed; pass rate 75.0% -> 75.0%"), "%s", out);
+  const char *evals[] = {"recipes", "recipes-csv", "support", "shopbot"};
+  for (size_t i = 0; i < sizeof evals / sizeof *evals; i++) {
+    char run[300];
+    snprintf(run, sizeof run, "%s/off/%s", tmp, evals[i]);
+    check_schema(run);
+    const char *files[] = {"%s.json", "%s.junit.xml", "%s.html", "%s/junit.xml", "%s/report.html", "%s/journal.jsonl"};
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+      char name[300], path[800];
+      snprintf(name, sizeof name, files[f], evals[i]);
+      snprintf(path, sizeof path, "%s/off/%s", tmp, name);
+      ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
+    }
+  }
+  char *csv = slurp("%s/off/recipes-csv.junit.xml", tmp);
+  ck_assert_msg(strstr(csv, "<testsuites name=\"luact eval\" tests=\"3\" failures=\"0\" errors=\"0\">"), "%s", csv);
+  free(csv);
+  rc = sh(out, sizeof out,
+          "chromium --headless --no-sandbox --disable-gpu --disable-background-networking "
+          "--disable-component-update --no-first-run --user-data-dir='%s/chrome' --dump-dom "
+          "'file://%s/off/compare.html' 2>/dev/null",
+          tmp, tmp);
+  ck_assert_msg(rc == 0, "chromium failed (%d)", rc);
+  /* the four charts of the report and the compare chart */
+  ck_assert_msg(strstr(out, "rendered: 5 charts, 8 rows"), "not rendered: %.2000s", out);
+  ck_assert_ptr_nonnull(strstr(out, "id=\"compare\""));
+  ck_assert_ptr_nonnull(strstr(out, "0 of 8 rows changed"));
+}
+END_TEST
+
 /* --replay: same verdicts, latency and cost, with no network at all (a
  * fresh network namespace) and not one socket (strace). */
 START_TEST(replay_opens_no_socket) {
@@ -982,6 +1021,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, hostile_judge_replies);
   tcase_add_test(cli, crafted_replay_journal);
   tcase_add_test(cli, crafted_run_directories);
+  tcase_add_test(cli, examples_evals_run_offline);
   tcase_add_test(cli, support_rag_metrics);
   tcase_add_test(cli, shopbot_scenarios);
   suite_add_tcase(s, cli);
