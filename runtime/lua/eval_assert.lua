@@ -97,12 +97,22 @@ D["starts-with"] = function(a, res, case)
   return ok and 1 or 0, ok, ok and "starts with it" or "does not start with " .. p:sub(1, 60)
 end
 
+-- A ```json ... ``` fence around a reply, removed in linear time (a lazy
+-- pattern with a blank run after it is quadratic on hostile output).
+function E.strip_fence(s)
+  local open_end = select(2, s:find("^%s*```[%w]*[ \t\r]*\n"))
+  if not open_end then return s end
+  -- the closing fence: the first ``` with only blanks after it
+  local close = s:find("```[ \t\r\n]*$", open_end + 1)
+  if not close then return s end
+  return s:sub(open_end + 1, close - 1)
+end
+
 local schema_cache = setmetatable({}, { __mode = "k" })
 D["is-json"] = function(a, res, case)
   local v = res.output
   if type(v) ~= "table" then
-    local s = str(v)
-    s = s:match("^%s*```[%w]*%s*\n(.-)\n?%s*```%s*$") or s
+    local s = E.strip_fence(str(v))
     local err
     v, err = json.decode(s)
     if v == nil then return 0, false, "not JSON: " .. tostring(err) end
@@ -439,7 +449,8 @@ local function pair_prompt(q, x, y)
 end
 
 local function verdict_of(text)
-  local v = str(text):match(".*%[%[([ABC])%]%]")
+  -- anchored: an unanchored ".*" retries from every byte (quadratic)
+  local v = str(text):match("^.*%[%[([ABC])%]%]")
   return v
 end
 

@@ -11,9 +11,14 @@ local json = luact.json
 local OWN = { schema = true, repairs = true, validate = true, schema_name = true, native_schema = true }
 
 -- Models wrap JSON in ``` fences now and then even in JSON mode.
+-- Linear in the reply's length: a lazy pattern followed by a blank run
+-- is quadratic on a reply that is mostly blanks.
 local function strip_fences(s)
-  local inner = s:match("^%s*```[%w]*%s*\n(.-)\n?%s*```%s*$")
-  return inner or s
+  local open_end = select(2, s:find("^%s*```[%w]*[ \t\r]*\n"))
+  if not open_end then return s end
+  local close = s:find("```[ \t\r\n]*$", open_end + 1)
+  if not close then return s end
+  return s:sub(open_end + 1, close - 1)
 end
 
 --- luact.llm.json{schema = <JSON schema>, repairs = 2, validate =

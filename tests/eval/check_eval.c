@@ -52,6 +52,11 @@ START_TEST(bleu_rouge_reference_values) {
          "local c = M.corpus_bleu({h1, h2}, {{r1, 'a quick brown dog'}, {r2}})\n"
          "if not (c > 0 and c < 100) then return 'corpus ' .. c end\n"
          "if M.levenshtein('kitten', 'sitting') ~= 3 or M.levenshtein('\\u{e9}t\\u{e9}', 'ete') ~= 2 then return 'lev' end\n"
+         "-- sacrebleu rstrip()s a segment before 13a (a trailing '-\\n' stays) and splits on Python's\n"
+         "-- whitespace (U+00A0, U+3000, \\x1c...); rouge-score lower()s the Kelvin sign to k\n"
+         "if f(M.sentence_bleu('the cat sat on the mat-\\n', 'the cat sat on the mat-')) ~= '100.00' then return 'rstrip' end\n"
+         "if f(M.sentence_bleu('the\\u{a0}cat sat\\u{3000}on the\\x1cmat \\u{2009}', 'the cat sat on the mat')) ~= '100.00' then return 'py spaces' end\n"
+         "if M.rouge_l('\\u{212a}ey lime', 'key lime').fmeasure ~= 1 then return 'kelvin' end\n"
          "return 'ok'\n");
 }
 END_TEST
@@ -134,6 +139,10 @@ START_TEST(assertions_one_by_one) {
          "local s = 'You have 30 days from delivery to return an item.'\n"
          "local b = E.check({type='bleu'}, {output = s}, {expected = s})\n"
          "if not (b.score <= 1 and b.pass) then return string.format('bleu score %.17g', b.score) end\n"
+         "-- a fenced reply with a long blank run parses (the old fence pattern was quadratic)\n"
+         "local fenced = '```json\\n{\"a\": 1}' .. string.rep(' ', 1 << 20) .. '\\n```\\n'\n"
+         "if not v({type='is-json', schema={type='object', required={'a'}}}, {output = fenced}) then return 'long fence' end\n"
+         "if v({type='is-json'}, {output = '```\\n' .. string.rep(' ', 1 << 20) .. 'x'}) then return 'unclosed fence' end\n"
          "-- NUL bytes in model output reach the regex whole\n"
          "if not v({type='regex', value='b$'}, {output = 'a\\0b'}) then return 'regex NUL' end\n"
          "return 'ok'\n");
