@@ -198,6 +198,24 @@ START_TEST(versions_cover_what_is_sent) {
 }
 END_TEST
 
+/* Cases run as tasks on the scheduler, `concurrency` at a time: with 3,
+ * six cases that each wait are in flight three at once, never more. */
+START_TEST(cases_run_concurrently) {
+  lua_ok("local E = luact.eval\n"
+         "local inflight, most = 0, 0\n"
+         "local cfg = { path = 'x', targets = {{ name = 't', hash = string.rep('0', 64) }}, cases = {},\n"
+         "  assert = {{ type = 'lua', value = function() return true end }} }\n"
+         "for i = 1, 6 do cfg.cases[i] = { id = tostring(i) } end\n"
+         "cfg.targets[1].run = function()\n"
+         "  inflight = inflight + 1 if inflight > most then most = inflight end\n"
+         "  luact.sleep(0.02) inflight = inflight - 1 return 'ok' end\n"
+         "local rep = E.run(cfg, { concurrency = 3 })\n"
+         "if most ~= 3 then return 'in flight at most ' .. most end\n"
+         "if rep.totals.passed ~= 6 then return 'passed ' .. rep.totals.passed end\n"
+         "return 'ok'\n");
+}
+END_TEST
+
 /* ---- the command ---- */
 
 static char tmp[128];
@@ -278,7 +296,8 @@ START_TEST(recipes_end_to_end_with_every_report) {
   const char *want[] = {"case               | v1", "feta               | PASS 0.98",
                         "rice               | PASS 0.98", "FAIL", "v1 [", "4/4 passed", "2/4 passed",
                         "llm-rubric", "pairwise v1 vs v2: 0 wins, 0 losses, 4 ties, win rate 0.500",
-                        "total: 6/8 passed (75.0%)",
+                        "total: 6/8 passed (75.0%)", "95% CI", "latency p50 ", " p95 ", "tokens ", " out, cost $",
+                        "judge $", "is-json              mean 1.000 (95% CI 1.000-1.000)",
                         /* the rejected first reply is paid for too */ "judge cost $0.0010"};
   for (size_t i = 0; i < sizeof want / sizeof *want; i++)
     ck_assert_msg(strstr(out, want[i]), "missing [%s] in:\n%s", want[i], out);
@@ -1013,6 +1032,7 @@ Suite *eval_suite(void) {
   tcase_add_test(tc, weights_and_thresholds);
   tcase_add_test(tc, csv_dataset);
   tcase_add_test(tc, versions_cover_what_is_sent);
+  tcase_add_test(tc, cases_run_concurrently);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 120);
