@@ -99,7 +99,7 @@ end
 
 -- A ```json ... ``` fence around a reply, removed in linear time (a lazy
 -- pattern with a blank run after it is quadratic on hostile output).
-function E.strip_fence(s)
+local function strip_fence(s)
   local open_end = select(2, s:find("^%s*```[%w]*[ \t\r]*\n"))
   if not open_end then return s end
   -- the closing fence: the first ``` with only blanks after it
@@ -112,7 +112,7 @@ local schema_cache = setmetatable({}, { __mode = "k" })
 D["is-json"] = function(a, res, case)
   local v = res.output
   if type(v) ~= "table" then
-    local s = E.strip_fence(str(v))
+    local s = strip_fence(str(v))
     local err
     v, err = json.decode(s)
     if v == nil then return 0, false, "not JSON: " .. tostring(err) end
@@ -250,7 +250,6 @@ local function tokens(v)
   if v >= 2 ^ 53 then return 2 ^ 53 // 1 end
   return math.floor(v)
 end
-E.tokens = tokens
 
 -- Adds one judge exchange's usage ({input, output}) and calls to ctx.
 local function add_tokens(ctx, usage, model, calls)
@@ -484,8 +483,6 @@ function E.pairwise(q, x, y, a, ctx)
   return w1 == w2 and w1 or "tie", { first = v1, swapped = v2 }
 end
 
-E.model_graded = M
-
 ---------------------------------------------------------------------------
 -- running one assertion
 ---------------------------------------------------------------------------
@@ -508,7 +505,7 @@ function E.validate_assert(a, case, where)
   if b then bad(b .. " in assertion " .. a.type) end
   local t = a.type
   if t:sub(1, 4) == "not-" then t = t:sub(5) end
-  if not (D[t] or E.model_graded[t]) then bad("unknown assertion type '" .. a.type .. "'") end
+  if not (D[t] or M[t]) then bad("unknown assertion type '" .. a.type .. "'") end
   if a.weight ~= nil and not (finite(a.weight) and a.weight >= 0) then bad(a.type .. ": 'weight' must be a number >= 0") end
   if a.threshold ~= nil and not finite(a.threshold) then bad(a.type .. ": 'threshold' must be a number") end
   if a.negate ~= nil and type(a.negate) ~= "boolean" then bad(a.type .. ": 'negate' must be true or false") end

@@ -312,7 +312,6 @@ local function canon(v, seen, depth)
   end
   return v
 end
-E.canon = canon
 
 --- version(target) -> hash: SHA-256 of the canonical JSON of what the
 -- target sends and how: its template, system prompt, model, parameters,
@@ -465,6 +464,12 @@ end
 -- (numbers finite and not negative, tokens whole, calls with a name), so
 -- a crafted journal or a target returning odd values cannot make a report
 -- that breaks its schema or a summary that raises.
+local function tokens(v)
+  v = tonumber(v)
+  if not v or v ~= v or v < 0 then return 0 end
+  if v >= 2 ^ 53 then return 2 ^ 53 // 1 end
+  return math.floor(v)
+end
 local function finite_nonneg(v)
   v = tonumber(v)
   if not v or v ~= v or v < 0 or v == math.huge then return nil end
@@ -474,7 +479,7 @@ local function normalize_result(res)
   res.latency_ms = finite_nonneg(res.latency_ms)
   res.cost = finite_nonneg(res.cost) or 0
   local u = type(res.usage) == "table" and res.usage or {}
-  res.usage = { input = E.tokens(u.input), output = E.tokens(u.output) }
+  res.usage = { input = tokens(u.input), output = tokens(u.output) }
   local st = finite_nonneg(res.steps)
   res.steps = st and math.tointeger(math.floor(math.min(st, 2 ^ 31))) or nil
   if type(res.trajectory) == "table" then
@@ -511,7 +516,6 @@ local function normalize_result(res)
   if type(res.output) ~= "string" and type(res.output) ~= "table" and res.output ~= nil then res.output = str(res.output) end
   return res
 end
-E.normalize_result = normalize_result
 
 local function assertions_for(cfg, case)
   local l = {}
@@ -637,6 +641,29 @@ function E.load(path)
   return cfg
 end
 
+-- One target x case x repetition: run (or take the stored result), score.
+local function run_job(cfg, opts, env, stored, j)
+  local res
+  local old = stored[j.t.name .. "\0" .. j.c.id .. "\0" .. j.rep]
+  if opts.stored then
+    if not old then return { target = j.t.name, case = j.c.id, ["repeat"] = j.rep, status = "error",
+                             error = "not in the stored run", pass = false, score = 0, assertions = {},
+                             judge = { input = 0, output = 0, calls = 0, cost = 0 } } end
+    res = {}
+    for k, v in pairs(old) do if k ~= "assertions" and k ~= "judge" then res[k] = v end end
+  else
+    res = run_target(j.t, j.c, env)
+  end
+  normalize_result(res)
+  score_result(cfg, res, j.c, env)
+  res.target, res.case, res["repeat"] = j.t.name, j.c.id, j.rep
+  res.version = j.t.hash
+  res.description = j.c.description
+  res.tags = j.c.tags
+  if opts.on_result then opts.on_result(res) end
+  return res
+end
+
 --- luact.eval.run(cfg, opts) -> report table. opts: repeat, concurrency,
 -- replay (a journal answers every effect), stored (rescore: the results
 -- of an earlier run whose outputs are scored again), on_result.
@@ -663,7 +690,7 @@ function E.run(cfg, opts)
   local t0 = luact.now()
   local cfg_err
   local results = luact.map(jobs, function(j)
-    local ok, r = pcall(E.run_job, cfg, opts, env, stored, j)
+    local ok, r = pcall(run_job, cfg, opts, env, stored, j)
     if ok then return r end
     -- A configuration error inside a task keeps its message (luact.map
     -- would turn the table into "table: 0x..."); others fail the run.
@@ -678,28 +705,6 @@ function E.run(cfg, opts)
   return E.summarize(cfg, results, { pairwise = pair, wall_s = (wall == wall and wall > 0) and wall or 0, repeat_n = reps })
 end
 
--- One target x case x repetition: run (or take the stored result), score.
-function E.run_job(cfg, opts, env, stored, j)
-  local res
-  local old = stored[j.t.name .. "\0" .. j.c.id .. "\0" .. j.rep]
-  if opts.stored then
-    if not old then return { target = j.t.name, case = j.c.id, ["repeat"] = j.rep, status = "error",
-                             error = "not in the stored run", pass = false, score = 0, assertions = {},
-                             judge = { input = 0, output = 0, calls = 0, cost = 0 } } end
-    res = {}
-    for k, v in pairs(old) do if k ~= "assertions" and k ~= "judge" then res[k] = v end end
-  else
-    res = run_target(j.t, j.c, env)
-  end
-  normalize_result(res)
-  score_result(cfg, res, j.c, env)
-  res.target, res.case, res["repeat"] = j.t.name, j.c.id, j.rep
-  res.version = j.t.hash
-  res.description = j.c.description
-  res.tags = j.c.tags
-  if opts.on_result then opts.on_result(res) end
-  return res
-end
 
 -- Pairwise: for every case, the first repetition's outputs of targets a
 -- and b, judged in both orders.
