@@ -882,7 +882,8 @@ START_TEST(hostile_judge_replies) {
   snprintf(base, sizeof base, "%s/v1", mock.base_url);
   int rc = lc_test_lua_run_once(base, NULL,
       "local E = luact.eval\n"
-      "local function ctx() return { judge = { model = 'openai:j', base_url = BASE }, prices = { ['openai:j'] = { input = 1e6, output = 1e6 } },\n"
+      "-- the judge's temperature is forced to 0 whatever the file says\n"
+      "local function ctx() return { judge = { model = 'openai:j', base_url = BASE, temperature = 0.7 }, prices = { ['openai:j'] = { input = 1e6, output = 1e6 } },\n"
       "  judge_usage = { input = 0, output = 0, calls = 0, cost = 0 } } end\n"
       "local c = ctx()\n"
       "local r = E.check({ type = 'llm-rubric', value = 'rubric-A' }, { output = 'x' }, { input = 'q' }, c)\n"
@@ -902,6 +903,10 @@ START_TEST(hostile_judge_replies) {
       "if r.pass or not r.error then return 'not-llm-rubric passed on a failed judge: ' .. r.reason end\n"
       "r = E.check({ type = 'faithfulness' }, { output = 'x', context = { 'ctx' } }, { input = 'q' }, ctx())\n"
       "if r.pass or r.score ~= 0 or r.reason ~= '0 of 1 statements supported by the context' then return 'faithfulness: ' .. r.score .. ' ' .. r.reason end\n"
+      "local q = luact.http.get((BASE:gsub('/v1$', '')) .. '/_requests')\n"
+      "local n = 0\n"
+      "for _, rq in ipairs(q.json) do n = n + 1 if rq.body.temperature ~= 0 then return 'temperature ' .. tostring(rq.body.temperature) end end\n"
+      "if n < 8 then return 'requests ' .. n end\n"
       "return 'ok'\n",
       out, sizeof out, err, sizeof err);
   ck_assert_msg(rc == 0, "%s", err);
