@@ -717,6 +717,11 @@ START_TEST(hostile_datasets_are_config_errors) {
              "f = assert(io.open(arg[1] .. '/big.csv', 'w'))\n"
              "f:write('\\239\\187\\191q,__expected1\\r\\n\"', big, '\"\"\",contains: xx\\r\\n') f:close()\n");
   ck_assert_int_eq(sh(out, sizeof out, "'%s' run '%s/big.lua' '%s'", LUACT, tmp, tmp), 0);
+  write_file("bom.jsonl", "\xef\xbb\xbf{\"id\": \"bom\", \"input\": \"x\", \"expected\": \"x\"}\r\n");
+  write_file("bom.eval.lua", "return { targets = {{ name = 't', run = function(c) return c.input end }},\n"
+                             "  dataset = 'bom.jsonl', assert = {{ type = 'equals' }} }\n");
+  int rc0 = sh(out, sizeof out, "'%s' eval --out '%s/b0' '%s/bom.eval.lua'", LUACT, tmp, tmp);
+  ck_assert_msg(rc0 == 0 && strstr(out, "bom                | PASS"), "JSONL with a BOM and CRLF: rc %d: %s", rc0, out);
   write_file("big.eval.lua", "return { targets = {{ name = 't', run = function(c) return #(c.input or c.vars.q) .. (c.input or c.vars.q):sub(1, 3) end }},\n"
                              "  dataset = 'big.jsonl', assert = {{ type = 'contains' }} }\n");
   int rc = sh(out, sizeof out, "'%s' eval --out '%s/b1' '%s/big.eval.lua'", LUACT, tmp, tmp);
