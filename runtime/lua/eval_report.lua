@@ -186,6 +186,14 @@ local function flat(s, n)
   return s
 end
 
+-- The first n bytes of s, cut before a UTF-8 sequence rather than inside
+-- it (xml() turns text that is not UTF-8 into question marks).
+local function utf8_prefix(s, n)
+  if #s <= n then return s end
+  while n > 0 and (s:byte(n + 1) or 0) & 0xC0 == 0x80 do n = n - 1 end
+  return s:sub(1, n)
+end
+
 local function pad(s, n)
   local len = utf8.len(s) or #s
   return s .. string.rep(" ", math.max(0, n - len))
@@ -416,7 +424,7 @@ function E.html(rep, cmp)
     end
     o[#o + 1] = string.format('<tr class="case"><td>%s</td><td>%s</td><td>%d</td><td class="%s">%s</td><td>%.3f</td><td>%s</td><td>$%.5f</td><td><pre>%s</pre></td><td>%s</td></tr>',
       h(r.case), h(r.target), r["repeat"] or 1, cls, cls == "err" and "ERROR" or r.pass and "PASS" or "FAIL", r.score or 0,
-      fmt_ms(r.latency_ms), r.cost or 0, h(r.status == "error" and r.error or str(r.output):sub(1, 2000)),
+      fmt_ms(r.latency_ms), r.cost or 0, h(r.status == "error" and r.error or utf8_prefix(str(r.output), 2000)),
       table.concat(as, "<br>"))
   end
   o[#o + 1] = "</table>"

@@ -626,7 +626,8 @@ START_TEST(hostile_output_in_reports) {
   static char out[65536];
   write_file("h.eval.lua",
              "return { targets = {{ name = 'bad', run = function()\n"
-             "  return 'a\\255\\254<script>alert(1)</script>\\0\\27[31m]]></failure>' end }},\n"
+             "  return 'a\\255\\254<script>alert(1)</script>\\0\\27[31m]]></failure>' end },\n"
+             "  { name = 'long', run = function() return 'caf\\u{e9} caf\\u{e9}  ' .. string.rep('\\u{e9}', 1500) end }},\n"
              "  dataset = {{ id = 'x\\n<b>', expected = 'a' }}, assert = {{ type = 'contains' }} }\n");
   int rc = sh(out, sizeof out, "'%s' eval --out '%s/h' '%s/h.eval.lua'", LUACT, tmp, tmp);
   ck_assert_msg(rc == 0, "rc %d: %s", rc, out);
@@ -635,6 +636,9 @@ START_TEST(hostile_output_in_reports) {
   snprintf(run, sizeof run, "%s/h", tmp);
   check_schema(run);
   char *html = slurp("%s/h/report.html", tmp);
+  /* a long output is cut at a character, not inside one (a cut inside made
+   * every non-ASCII character of it a question mark) */
+  ck_assert_msg(strstr(html, "caf\xc3\xa9 caf\xc3\xa9"), "UTF-8 lost in the HTML output");
   ck_assert_ptr_null(strstr(html, "<script>alert"));
   ck_assert_ptr_nonnull(strstr(html, "&lt;script&gt;alert(1)&lt;/script&gt;"));
   free(html);
