@@ -541,6 +541,11 @@ function E.validate_assert(a, case, where)
     if type(pat) ~= "string" then bad("regex: 'value' must be a pattern string") end
     local ok, err = pcall(E.regex, pat, "", { icase = a.case_insensitive })
     if not ok then bad(tostring(err)) end
+  elseif (t == "recall@k" or t == "context-precision@k") and a.value ~= nil and type(a.value) ~= "table" then
+    -- a bare id would be iterated as an empty list: recall 1.0 whatever was retrieved
+    bad(t .. ": 'value' must be a list of relevant chunk ids")
+  elseif t == "state" and a.value ~= nil and type(a.value) ~= "table" and type(a.value) ~= "function" then
+    bad("state: 'value' must be a table of expected fields or a function(state, result, case)")
   elseif t == "lua" and type(a.value) ~= "function" then bad("lua: 'value' must be a function(output, case, result)")
   elseif t == "is-json" and a.schema ~= nil and type(a.schema) ~= "table" then bad("is-json: 'schema' must be a table")
   elseif (t == "latency" or t == "cost" or t == "tokens" or t == "steps") and not finite(tonumber(a.value or a.threshold)) then
