@@ -505,6 +505,10 @@ end
 
 
 local MODES = { strict = true, unordered = true, subset = true, superset = true }
+-- types whose threshold is on their 0-1 score
+local SCORED = { ["rouge-l"] = true, bleu = true, ["recall@k"] = true, ["context-precision@k"] = true, lua = true,
+  ["llm-rubric"] = true, faithfulness = true, ["answer-relevancy"] = true, ["context-recall"] = true,
+  ["context-relevance"] = true }
 local ARGS = { exact = true, ignore = true, subset = true, superset = true }
 
 local function finite(v) return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge end
@@ -531,6 +535,9 @@ function E.validate_assert(a, case, where)
   end
   if a.strictness ~= nil and not (math.type(a.strictness) == "integer" and a.strictness >= 1 and a.strictness <= 10) then
     bad(a.type .. ": 'strictness' must be an integer from 1 to 10")
+  end
+  if a.threshold ~= nil and SCORED[t] and (a.threshold < 0 or a.threshold > 1) then
+    bad(a.type .. ": 'threshold' is a score from 0 to 1" .. (t == "bleu" and " (BLEU / 100)" or ""))
   end
   if t == "trajectory" then
     if a.mode ~= nil and not MODES[a.mode] then bad("trajectory: 'mode' must be strict, unordered, subset or superset") end

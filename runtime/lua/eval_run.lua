@@ -60,7 +60,7 @@ local function check_case(c, where)
   want("trajectory", is_list(c.trajectory, is_call), "a list of calls ({name =, args =})")
   want("turns", is_list(c.turns, is_str), "a list of strings")
   want("assert", is_list(c.assert, function(x) return type(x) == "table" end), "a list of assertions")
-  want("threshold", type(c.threshold) == "number" and c.threshold == c.threshold, "a number")
+  want("threshold", type(c.threshold) == "number" and c.threshold >= 0 and c.threshold <= 1, "a score from 0 to 1")
   want("description", is_str(c.description), "a string")
   want("rubric", is_str(c.rubric), "a string")
   want("model", is_str(c.model), "a string (provider:model)")
@@ -607,8 +607,8 @@ function E.load(path)
     for i, a in ipairs(cfg.assert or {}) do E.validate_assert(a, c, "assert[" .. i .. "] (case " .. c.id .. ")") end
     for i, a in ipairs(c.assert or {}) do E.validate_assert(a, c, "case " .. c.id .. " assert[" .. i .. "]") end
   end
-  if cfg.threshold ~= nil and not (type(cfg.threshold) == "number" and cfg.threshold == cfg.threshold) then
-    cfg_error(path .. ": 'threshold' must be a number")
+  if cfg.threshold ~= nil and not (type(cfg.threshold) == "number" and cfg.threshold >= 0 and cfg.threshold <= 1) then
+    cfg_error(path .. ": 'threshold' must be a score from 0 to 1")
   end
   if cfg.judge ~= nil and type(cfg.judge) ~= "table" then cfg_error(path .. ": 'judge' must be a table of LLM options") end
   if cfg.prices ~= nil then

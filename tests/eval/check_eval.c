@@ -661,7 +661,8 @@ START_TEST(hostile_datasets_are_config_errors) {
       {"d2.jsonl", "[1, 2]\n", "d2.jsonl line 1"},
       {"d3.jsonl", "{\"id\":\"a\",\"assert\":5}\n", "'assert' must be a list of assertions"},
       {"d4.jsonl", "{\"id\":\"a\",\"tags\":\"x\"}\n", "'tags' must be a list of strings"},
-      {"d5.jsonl", "{\"id\":\"a\",\"threshold\":\"high\"}\n", "'threshold' must be a number"},
+      {"d5.jsonl", "{\"id\":\"a\",\"threshold\":\"high\"}\n", "'threshold' must be a score from 0 to 1"},
+      {"d5b.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"bleu\",\"value\":\"x\",\"threshold\":30}]}\n", "from 0 to 1 (BLEU / 100)"},
       {"d6.jsonl", "{\"id\":\"a\"}\n{\"id\":\"a\"}\n", "two cases with id 'a'"},
       {"d7.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"containz\"}]}\n", "case a assert[1]: unknown assertion type 'containz'"},
       {"d8.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"regex\",\"value\":\"(\"}]}\n", "bad pattern"},
@@ -702,7 +703,7 @@ START_TEST(hostile_datasets_are_config_errors) {
   } cfgs[] = {
       {"pairwise = { a = 't', b = 'nope' }, judge = { model = 'openai:j' }", "pairwise: no target named nope"},
       {"labels = { production = 5 }", "labels.production must be a version hash"},
-      {"threshold = 'x'", "'threshold' must be a number"},
+      {"threshold = 'x'", "'threshold' must be a score from 0 to 1"},
       {"judge = 'openai:j'", "'judge' must be a table"},
   };
   for (size_t i = 0; i < sizeof cfgs / sizeof *cfgs; i++) {
