@@ -120,7 +120,8 @@ end
 E.load_report = load_report
 
 local function fail(msg, code)
-  io.stderr:write("luact eval: ", msg, "\n")
+  -- a message may quote a case id or a model's text: no escape sequences
+  io.stderr:write("luact eval: ", (tostring(msg):gsub("[%z\1-\8\11-\31\127]", "?")), "\n")
   return code or 2
 end
 
@@ -264,9 +265,12 @@ local function cmd_review(o)
     for i, a in ipairs(r.assertions) do
       local k = r.target .. "/" .. r.case .. "/" .. (r["repeat"] or 1) .. "/" .. i
       if a.model_graded and reviews[k] == nil then
+        -- everything shown is flattened: a case id or an output may hold
+        -- terminal escape sequences
+        local function one_line(v) return (tostring(v or ""):gsub("%c", " ")) end
         io.stdout:write(string.format("\n== %s / %s (%s)\noutput: %s\njudge: %s %.2f: %s\npass? [y/n/s] ",
-          r.target, r.case, a.type, (tostring(r.output or ""):gsub("%c", " ")):sub(1, 2000),
-          a.pass and "PASS" or "FAIL", a.score, (a.reason or ""):gsub("%c", " ")))
+          one_line(r.target), one_line(r.case), one_line(a.type), one_line(r.output):sub(1, 2000),
+          a.pass and "PASS" or "FAIL", a.score, one_line(a.reason)))
         io.stdout:flush()
         local line = input:read("l")
         if not line then break end

@@ -564,6 +564,14 @@ START_TEST(crafted_run_directories) {
   rc = sh(out, sizeof out, "'%s' eval review '%s/r' --input '%s/no.txt'", LUACT, tmp, tmp);
   ck_assert_msg(rc == 0 && strstr(out, "1 new verdicts") &&
                     strstr(out, "judge-human agreement 0.000 over 1 verdicts"), "%s", out);
+  /* a case id with a terminal escape sequence is shown flattened */
+  write_file("fix2.lua", "local p = arg[1] .. '/r/results.json' local f = io.open(p) local r = luact.json.decode(f:read('a')) f:close()\n"
+                         "r.results[1].case = 'a\\27[2J\\27]0;pwned\\7' r.results[1].target = 't\\27[31m'\n"
+                         "f = io.open(p, 'w') f:write(luact.json.encode(r)) f:close()\n");
+  ck_assert_int_eq(sh(out, sizeof out, "'%s' run '%s/fix2.lua' '%s'", LUACT, tmp, tmp), 0);
+  rc = sh(out, sizeof out, "'%s' eval review '%s/r' --input '%s/no.txt'", LUACT, tmp, tmp);
+  ck_assert_msg(rc == 0 && strstr(out, "== t [31m / a [2J ]0;pwned "), "%s", out);
+  ck_assert_ptr_null(strchr(out, 27));
 }
 END_TEST
 
@@ -664,6 +672,7 @@ START_TEST(hostile_datasets_are_config_errors) {
       {"d5.jsonl", "{\"id\":\"a\",\"threshold\":\"high\"}\n", "'threshold' must be a score from 0 to 1"},
       {"d5b.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"bleu\",\"value\":\"x\",\"threshold\":30}]}\n", "from 0 to 1 (BLEU / 100)"},
       {"d6.jsonl", "{\"id\":\"a\"}\n{\"id\":\"a\"}\n", "two cases with id 'a'"},
+      {"d6b.jsonl", "{\"id\":\"a\\u001b[2J\",\"assert\":[{\"type\":\"nope\"}]}\n", "case a?[2J assert[1]"},
       {"d7.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"containz\"}]}\n", "case a assert[1]: unknown assertion type 'containz'"},
       {"d8.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"regex\",\"value\":\"(\"}]}\n", "bad pattern"},
       {"d9.jsonl", "{\"id\":\"a\",\"trajectory\":\"search\"}\n", "'trajectory' must be a list of calls"},
@@ -695,6 +704,7 @@ START_TEST(hostile_datasets_are_config_errors) {
     ck_assert_msg(rc == 2, "%s: rc %d: %s", bad[i].name, rc, out);
     ck_assert_msg(strstr(out, bad[i].want), "%s: want [%s] in: %s", bad[i].name, bad[i].want, out);
     ck_assert_msg(!strstr(out, "table: 0x"), "%s: %s", bad[i].name, out);
+    ck_assert_msg(!strchr(out, 27), "%s: an escape sequence reached the terminal", bad[i].name);
   }
   /* Eval-file fields that name things that do not exist. */
   write_file("c.jsonl", "{\"id\":\"a\",\"expected\":\"x\"}\n");
