@@ -511,6 +511,15 @@ START_TEST(crafted_replay_journal) {
   char *j = slurp("%s/b/results.json", tmp);
   ck_assert_msg(strstr(j, "latency_ms unknown"), "%.2000s", j);
   free(j);
+  /* a replay mismatch quotes the prompts: shown without escape sequences */
+  write_file("p2.eval.lua",
+             "return { targets = {{ name = 'p', model = 'openai:m', prompt = 'Say {{input}}\\27[2J\\27]0;x\\7' },\n"
+             "                   { name = 'f', run = function(c) return c.input end }},\n"
+             "  judge = { model = 'openai:m' }, dataset = {{ id = 'a', input = 'hello' }, { id = 'b', input = 'hello' }},\n"
+             "  assert = {{ type = 'contains', value = 'hello' }} }\n");
+  rc = sh(out, sizeof out, "unshare -n '%s' eval --quiet --replay '%s/a' --out '%s/d' '%s/p2.eval.lua'", LUACT, tmp, tmp, tmp);
+  ck_assert_msg(rc == 1 && strstr(out, "does not match the journal"), "rc %d: %s", rc, out);
+  ck_assert_msg(!strchr(out, 27), "an escape sequence reached the terminal");
   rc = sh(out, sizeof out, "'%s' eval --quiet --rescore '%s/a' --out '%s/c' '%s/p.eval.lua'", LUACT, tmp, tmp, tmp);
   ck_assert_msg(rc == 100 || rc == 0, "rescore rc %d: %s", rc, out);
   snprintf(run, sizeof run, "%s/c", tmp);
