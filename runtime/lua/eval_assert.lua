@@ -505,6 +505,10 @@ end
 
 
 local MODES = { strict = true, unordered = true, subset = true, superset = true }
+-- types that compare the output with a value (or the case's expected)
+local NEEDS_REF = { equals = true, contains = true, ["contains-any"] = true, ["contains-all"] = true, icontains = true,
+  ["icontains-any"] = true, ["icontains-all"] = true, ["starts-with"] = true, ["rouge-l"] = true, bleu = true,
+  levenshtein = true }
 -- types whose threshold is on their 0-1 score
 local SCORED = { ["rouge-l"] = true, bleu = true, ["recall@k"] = true, ["context-precision@k"] = true, lua = true,
   ["llm-rubric"] = true, faithfulness = true, ["answer-relevancy"] = true, ["context-recall"] = true,
@@ -538,6 +542,13 @@ function E.validate_assert(a, case, where)
   end
   if a.threshold ~= nil and SCORED[t] and (a.threshold < 0 or a.threshold > 1) then
     bad(a.type .. ": 'threshold' is a score from 0 to 1" .. (t == "bleu" and " (BLEU / 100)" or ""))
+  end
+  if NEEDS_REF[t] then
+    local ref = reference(a, case or {})
+    -- an empty list of needles would pass whatever the output
+    if ref == nil or (type(ref) == "table" and next(ref) == nil and t ~= "equals") then
+      bad(a.type .. ": needs a 'value' (or the case's 'expected')")
+    end
   end
   if t == "trajectory" then
     if a.mode ~= nil and not MODES[a.mode] then bad("trajectory: 'mode' must be strict, unordered, subset or superset") end

@@ -689,6 +689,8 @@ START_TEST(hostile_datasets_are_config_errors) {
       {"d11.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"contains\",\"weight\":-1}]}\n", "'weight' must be a number >= 0"},
       {"d12.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"recall@k\",\"k\":0}]}\n", "'k' must be an integer >= 1"},
       {"d13.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"trajectory\",\"mode\":\"loose\"}]}\n", "'mode' must be strict"},
+      {"d13c.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"icontains-all\",\"value\":[]}]}\n", "needs a 'value'"},
+      {"d13d.csv", "q,__expected\nhello,contains\n", "contains: needs a 'value'"},
       {"d13b.jsonl", "{\"id\":\"a\",\"assert\":[{\"type\":\"recall@k\",\"value\":\"c1\"}]}\n", "must be a list of relevant chunk ids"},
       {"d14.jsonl", "", "the dataset has no cases"},
       {"d15.csv", "q,__expected\n\"open,x\nb,y\n", "d15.csv line 2: unterminated quoted field"},
