@@ -636,6 +636,7 @@ function E.load(path)
     for _, n in ipairs({ p.a, p.b }) do
       if not seen[n] then cfg_error(path .. ": pairwise: no target named " .. n) end
     end
+    if p.a == p.b then cfg_error(path .. ": pairwise: a and b are the same target") end
     if not (cfg.judge or p.model) then cfg_error(path .. ": pairwise needs a judge model (judge = {model = ...})") end
   end
   return cfg

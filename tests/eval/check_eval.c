@@ -724,6 +724,7 @@ START_TEST(hostile_datasets_are_config_errors) {
   } cfgs[] = {
       {"pairwise = { a = 't', b = 'nope' }, judge = { model = 'openai:j' }", "pairwise: no target named nope"},
       {"labels = { production = 5 }", "labels.production must be a version hash"},
+      {"pairwise = { a = 't', b = 't' }, judge = { model = 'openai:j' }", "pairwise: a and b are the same target"},
       {"threshold = 'x'", "'threshold' must be a score from 0 to 1"},
       {"judge = 'openai:j'", "'judge' must be a table"},
   };
