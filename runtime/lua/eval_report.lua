@@ -52,7 +52,7 @@ local function jsonable(v, depth)
   return nil
 end
 
-local RESULT_FIELDS = { "target", "case", "repeat", "version", "status", "error", "output", "score", "pass",
+local RESULT_FIELDS = { "target", "case", "repeat", "version", "judge_version", "status", "error", "output", "score", "pass",
   "latency_ms", "cost", "usage", "steps", "trajectory", "retrieved", "context", "state", "assertions", "judge",
   "description", "tags" }
 
@@ -87,6 +87,7 @@ function E.summarize(cfg, results, extra)
     flakiness = json.array({}),
     pairwise = extra.pairwise,
     labels = cfg.labels,
+    judge_version = cfg.judge_hash,
   }
   local label_of = {}
   for l, h in pairs(cfg.labels or {}) do label_of[h] = label_of[h] or {} table.insert(label_of[h], l) end
@@ -467,6 +468,9 @@ function E.compare(a, b)
       if not ra then what[#what + 1] = "new case"
       else
         if ra.version ~= rb.version then what[#what + 1] = "version " .. str(ra.version):sub(1, 8) .. "->" .. str(rb.version):sub(1, 8) end
+        if ra.judge_version ~= rb.judge_version and ra.judge_version and rb.judge_version then
+          what[#what + 1] = "judge " .. str(ra.judge_version):sub(1, 8) .. "->" .. str(rb.judge_version):sub(1, 8)
+        end
         if str(ra.output) ~= str(rb.output) then what[#what + 1] = "output" end
         if (ra.pass and true or false) ~= (rb.pass and true or false) then what[#what + 1] = ra.pass and "REGRESSED" or "FIXED" end
       end

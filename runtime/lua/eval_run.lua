@@ -628,6 +628,14 @@ function E.load(path)
       end
     end
   end
+  -- The judge's version: its options (the credentials left out) and this
+  -- luact's (whose judge prompts they are). A changed judge shows in
+  -- compare like a changed prompt.
+  local jo = {}
+  for k, v in pairs(cfg.judge or {}) do
+    if k ~= "api_key" and k ~= "headers" then jo[k] = v end
+  end
+  cfg.judge_hash = E.sha256(assert(json.encode({ judge = canon(jo), luact = luact.version })))
   if cfg.pairwise ~= nil then
     local p = cfg.pairwise
     if type(p) ~= "table" or type(p.a) ~= "string" or type(p.b) ~= "string" then
@@ -659,6 +667,10 @@ local function run_job(cfg, opts, env, stored, j)
   score_result(cfg, res, j.c, env)
   res.target, res.case, res["repeat"] = j.t.name, j.c.id, j.rep
   res.version = j.t.hash
+  -- the judge's version, when a judge graded this result
+  for _, a in ipairs(res.assertions or {}) do
+    if a.model_graded then res.judge_version = cfg.judge_hash break end
+  end
   res.description = j.c.description
   res.tags = j.c.tags
   if opts.on_result then opts.on_result(res) end

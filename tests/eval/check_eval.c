@@ -317,7 +317,15 @@ START_TEST(recipes_end_to_end_with_every_report) {
   /* the re-ask: the rubric judge's first reply was not JSON */
   ck_assert_ptr_nonnull(strstr(j, "[\"production\"]"));
   ck_assert_ptr_nonnull(strstr(j, "\"not: found\""));
+  /* results a judge graded name the judge's version too */
+  ck_assert_ptr_nonnull(strstr(j, "\"judge_version\""));
   free(j);
+  /* compare shows a changed judge (another judge model, by hand here) */
+  int rcj = sh(out, sizeof out,
+               "cp -r '%s/run' '%s/run2' && sed -i 's/\"judge_version\":[[:space:]]*\"[0-9a-f]*\"/\"judge_version\": \"%s\"/' "
+               "'%s/run2/results.json' && '%s' eval compare '%s/run' '%s/run2'",
+               tmp, tmp, "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", tmp, LUACT, tmp, tmp);
+  ck_assert_msg(rcj == 0 && strstr(out, "judge ") && strstr(out, "->ffffffff"), "rc %d: %s", rcj, out);
   char *x = slurp("%s/j.xml", tmp);
   ck_assert_ptr_nonnull(strstr(x, "<testsuites name=\"luact eval\" tests=\"8\" failures=\"2\" errors=\"0\">"));
   ck_assert_ptr_nonnull(strstr(x, "<testcase classname=\"v2\" name=\"rice\""));
