@@ -967,6 +967,32 @@ START_TEST(hostile_judge_replies) {
 }
 END_TEST
 
+/* A pairwise judge reply of 512 KiB without a verdict is read in linear
+ * time (the verdict pattern was an unanchored ".*": quadratic, hours at
+ * this size) and, asked again, gives no verdict: an error row, not a win. */
+START_TEST(pairwise_long_reply_without_verdict) {
+  static char out[8192];
+  char err[4096];
+  write_file("gen.lua", "local f = assert(io.open(arg[1] .. '/m.json', 'w'))\n"
+                        "f:write(luact.json.encode({{ reply = { openai = { text = string.rep('[A] ', 1 << 17) } } }})) f:close()\n");
+  ck_assert_int_eq(sh(out, sizeof out, "'%s' run '%s/gen.lua' '%s'", LUACT, tmp, tmp), 0);
+  char path[300];
+  snprintf(path, sizeof path, "%s/m.json", tmp);
+  ck_assert_int_eq(lc_mock_start_file(&mock, path, NULL), 0);
+  char base[128];
+  snprintf(base, sizeof base, "%s/v1", mock.base_url);
+  int rc = lc_test_lua_run_once(base, NULL,
+      "local ctx = { judge = { model = 'openai:j', base_url = BASE }, judge_usage = { input = 0, output = 0, calls = 0, cost = 0 } }\n"
+      "local w, d = luact.eval.pairwise('q?', 'one', 'two', { type = 'pairwise' }, ctx)\n"
+      "if w ~= nil or d ~= 'judge gave no verdict' then return 'got ' .. tostring(w) .. ' ' .. tostring(d) end\n"
+      "if ctx.judge_usage.calls ~= 2 then return 'calls ' .. ctx.judge_usage.calls end\n"
+      "return 'ok'\n",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_msg(strcmp(out, "ok") == 0, "%s", out);
+}
+END_TEST
+
 /* The RAG example: retrieval by chunk id, ROUGE-L and BLEU against the
  * reference, and ragas's four judge metrics (the mock plays the judge). */
 START_TEST(support_rag_metrics) {
@@ -1118,6 +1144,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, generic_scenarios_scripted_and_real);
   tcase_add_test(cli, pairwise_both_orders);
   tcase_add_test(cli, hostile_judge_replies);
+  tcase_add_test(cli, pairwise_long_reply_without_verdict);
   tcase_add_test(cli, crafted_replay_journal);
   tcase_add_test(cli, crafted_run_directories);
   tcase_add_test(cli, examples_evals_run_offline);
