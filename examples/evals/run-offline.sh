@@ -5,9 +5,13 @@
 # the recipes run with no network (unshare -n when allowed) and a compare.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-[ -x build/luact ] && [ -x build/lc-mockllm ] || { echo "build first: cmake --build build" >&2; exit 1; }
+# LUACT_BUILD: another build directory (the test command runs this script
+# with the sanitizer build's binaries too)
+B=${LUACT_BUILD:-build}
+[ -x "$B/luact" ] && [ -x "$B/lc-mockllm" ] || { echo "build first: cmake --build build" >&2; exit 1; }
+export LUACT_MOCKLLM=${LUACT_MOCKLLM:-$B/lc-mockllm} SHOPBOT_SHIPPING_BIN=${SHOPBOT_SHIPPING_BIN:-$B/shopbot-shipping}
 out=${EVAL_OUT:-$(mktemp -d /tmp/luact-evals-XXXXXX)}
-exec 3< <(exec build/lc-mockllm --port 0 --script examples/evals/mock.json)
+exec 3< <(exec "$B/lc-mockllm" --port 0 --script examples/evals/mock.json)
 mock_pid=$!
 trap 'kill "$mock_pid" 2>/dev/null || true' EXIT
 read -r -t 10 line <&3 || { echo "run-offline: mock server failed to start" >&2; exit 1; }
@@ -16,7 +20,7 @@ rc=0
 for e in recipes recipes-csv support shopbot; do
   echo "== $e"
   r=0
-  build/luact eval --out "$out/$e" --junit "$out/$e.junit.xml" --html "$out/$e.html" --json "$out/$e.json" \
+  "$B/luact" eval --out "$out/$e" --junit "$out/$e.junit.xml" --html "$out/$e.html" --json "$out/$e.json" \
     "examples/evals/$e.eval.lua" || r=$?
   # recipes: prompt v2 regresses on two cases on purpose (exit 100)
   if [ "$e" = recipes ] && [ $r -eq 100 ]; then r=0; fi
@@ -26,8 +30,8 @@ echo "== recipes again, replayed from its journal (no network)"
 net=""
 unshare -n true 2>/dev/null && net="unshare -n"
 r=0
-$net build/luact eval --replay "$out/recipes" --out "$out/recipes-replay" --quiet || r=$?
+$net "$B/luact" eval --replay "$out/recipes" --out "$out/recipes-replay" --quiet || r=$?
 [ $r -eq 0 ] || [ $r -eq 100 ] || rc=$r
-build/luact eval compare "$out/recipes" "$out/recipes-replay" --html "$out/compare.html" | tail -1
+"$B/luact" eval compare "$out/recipes" "$out/recipes-replay" --html "$out/compare.html" | tail -1
 echo "reports in $out"
 exit $rc

@@ -126,7 +126,7 @@ const struct lc_l_optset lc_l_optsets[] = {
          "version")}},
     {"luact.eval case", "case field", "luact.eval.load", "case.",
      {L_("id", "input", "vars", "expected", "context_ids", "context", "trajectory", "tags", "assert",
-         "threshold", "description", "rubric", "model", "metadata", "turns")}},
+         "threshold", "description", "rubric", "model", "metadata", "turns", "prefix", "suffix")}},
     {"luact.eval scenarios", "scenarios field", "luact.eval.load", "scenarios.",
      {L_("dir", "files", "run", "state", "mock", "model", "name")}},
     {"luact.eval expect", "expect field", "luact.eval.load", "expect.",

@@ -19,6 +19,16 @@
 #include "l_state.h"
 #include "sched.h"
 
+/* Prints "luact eval: <msg>" with control characters other than newline
+ * and tab shown as '?': a message can quote a journal's recorded text or
+ * a case id, and an escape sequence must not reach the terminal. */
+static void print_error(const char *msg) {
+  fputs("luact eval: ", stderr);
+  for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+    fputc((*p < 32 && *p != '\n' && *p != '\t') || *p == 127 ? '?' : *p, stderr);
+  fputc('\n', stderr);
+}
+
 /* [-0, +1, e] luact.eval.<name> */
 static void push_eval_fn(lua_State *L, const char *name) {
   lua_getglobal(L, "luact");
@@ -48,7 +58,7 @@ static int run_plan(lua_State *L, int plan) {
   struct lc_journal *jr = NULL;
   char jerr[1024];
   if (lc_journal_open(jm, jpath, script ? script : "eval", &jr, jerr, sizeof jerr)) {
-    fprintf(stderr, "luact eval: %s\n", jerr);
+    print_error(jerr);
     return 1;
   }
   /* A run's journal is its record: every line synced is too slow for
@@ -73,11 +83,11 @@ static int run_plan(lua_State *L, int plan) {
     fprintf(stderr, "luact eval: out of memory\n");
     rc = 1;
   } else if (lc_sched_run(s, t)) {
-    fprintf(stderr, "luact eval: %s\n", lc_sched_error(s));
+    print_error(lc_sched_error(s));
     rc = 1;
   } else if (lc_task_status(t) != LUA_OK) {
     const char *msg = lua_tostring(lc_task_thread(t), -1);
-    fprintf(stderr, "luact eval: %s\n", msg ? msg : "(error object is not a string)");
+    print_error(msg ? msg : "(error object is not a string)");
     rc = 1;
   } else {
     lua_State *co = lc_task_thread(t);
@@ -86,7 +96,7 @@ static int run_plan(lua_State *L, int plan) {
   lc_sched_free(s);
   lua_settop(L, 0);
   if (lc_journal_failed(jr) != LC_JOURNAL_OK) {
-    fprintf(stderr, "luact eval: %s\n", lc_journal_error(jr));
+    print_error(lc_journal_error(jr));
     if (rc != 2) rc = 1;
   }
   /* The state goes before the journal (closing may cancel effects); the
@@ -113,7 +123,7 @@ int lc_eval_main(int argc, char **argv) {
   }
   if (lc_lua_pcall(L, 1, 1) != LUA_OK) {
     const char *m = lua_tostring(L, -1);
-    fprintf(stderr, "luact eval: %s\n", m ? m : "error");
+    print_error(m ? m : "error");
     lua_close(L);
     return 1;
   }

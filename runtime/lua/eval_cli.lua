@@ -69,17 +69,59 @@ local function mkdir(path)
   if not ok then error({ config = "cannot create " .. path }) end
 end
 
+-- A stored run is a file anyone could have written: what compare, review,
+-- --replay and --rescore read from it is checked first, so a crafted or
+-- truncated results.json is one clear error (exit 1), not a traceback.
+local function report_problem(r)
+  if type(r) ~= "table" then return "not an object" end
+  if r.format ~= "luact-eval/1" then return "format is not luact-eval/1" end
+  if type(r.eval_file) ~= "string" then return "no eval_file" end
+  for _, k in ipairs({ "results", "targets", "cases", "summary" }) do
+    if type(r[k]) ~= "table" then return "no " .. k .. " list" end
+  end
+  for i, x in ipairs(r.results) do
+    if type(x) ~= "table" or type(x.target) ~= "string" or type(x.case) ~= "string" then
+      return "results[" .. i .. "] has no target and case"
+    end
+    if x["repeat"] ~= nil and math.type(x["repeat"]) ~= "integer" then return "results[" .. i .. "].repeat is not an integer" end
+    if x.score ~= nil and type(x.score) ~= "number" then return "results[" .. i .. "].score is not a number" end
+    if type(x.assertions) ~= "table" then return "results[" .. i .. "] has no assertions list" end
+    for j, a in ipairs(x.assertions) do
+      if type(a) ~= "table" or type(a.type) ~= "string" or type(a.pass) ~= "boolean" or type(a.score) ~= "number" then
+        return "results[" .. i .. "].assertions[" .. j .. "] is not an assertion"
+      end
+    end
+  end
+  if type(r.totals) ~= "table" or type(r.totals.pass_rate) ~= "number" then return "no totals" end
+  return nil
+end
+
 local function load_report(run)
   local s = read(run .. "/results.json")
   if not s then return nil, "no results.json in " .. run end
   local r, err = json.decode(s)
-  if not r then return nil, run .. "/results.json: " .. tostring(err) end
+  if r == nil then return nil, run .. "/results.json: " .. tostring(err) end
+  local why = report_problem(r)
+  if why then return nil, run .. "/results.json is not a luact eval report: " .. why end
   return r
+end
+
+-- RUN/review.json: {["target/case/repeat/assertion"] = true | false}; only
+-- booleans are verdicts.
+local function load_reviews(run)
+  local s = read(run .. "/review.json")
+  if not s then return {} end
+  local r = json.decode(s)
+  if type(r) ~= "table" then return nil, run .. "/review.json is not an object of verdicts" end
+  local out = {}
+  for k, v in pairs(r) do if type(k) == "string" and type(v) == "boolean" then out[k] = v end end
+  return out
 end
 E.load_report = load_report
 
 local function fail(msg, code)
-  io.stderr:write("luact eval: ", msg, "\n")
+  -- a message may quote a case id or a model's text: no escape sequences
+  io.stderr:write("luact eval: ", (tostring(msg):gsub("[%z\1-\8\11-\31\127]", "?")), "\n")
   return code or 2
 end
 
@@ -211,7 +253,8 @@ local function cmd_review(o)
   local run = o.pos[1]
   local rep, err = load_report(run)
   if not rep then return fail(err, 1) end
-  local reviews = json.decode(read(run .. "/review.json") or "{}") or {}
+  local reviews, rerr = load_reviews(run)
+  if not reviews then return fail(rerr, 1) end
   local input = io.stdin
   if o.input then
     input = io.open(o.input, "rb")
@@ -222,9 +265,12 @@ local function cmd_review(o)
     for i, a in ipairs(r.assertions) do
       local k = r.target .. "/" .. r.case .. "/" .. (r["repeat"] or 1) .. "/" .. i
       if a.model_graded and reviews[k] == nil then
+        -- everything shown is flattened: a case id or an output may hold
+        -- terminal escape sequences
+        local function one_line(v) return (tostring(v or ""):gsub("%c", " ")) end
         io.stdout:write(string.format("\n== %s / %s (%s)\noutput: %s\njudge: %s %.2f: %s\npass? [y/n/s] ",
-          r.target, r.case, a.type, (tostring(r.output or ""):gsub("%c", " ")):sub(1, 2000),
-          a.pass and "PASS" or "FAIL", a.score, (a.reason or ""):gsub("%c", " ")))
+          one_line(r.target), one_line(r.case), one_line(a.type), one_line(r.output):sub(1, 2000),
+          a.pass and "PASS" or "FAIL", a.score, one_line(a.reason)))
         io.stdout:flush()
         local line = input:read("l")
         if not line then break end
@@ -248,8 +294,11 @@ end
 
 --- cli_run(plan) -> exit code (the root task)
 function E.cli_run(o)
-  if o.sub == "compare" then return cmd_compare(o) end
-  if o.sub == "review" then return cmd_review(o) end
+  if o.sub then
+    local ok, rc = pcall(o.sub == "compare" and cmd_compare or cmd_review, o)
+    if ok then return rc end
+    return fail(type(rc) == "table" and (rc.config or json.encode(rc)) or tostring(rc), 1)
+  end
   local ok, res = pcall(function()
     local cfg = E.load(o.file)
     local ropts = { ["repeat"] = o["repeat"], concurrency = o.concurrency, replay = o.replay ~= nil }
@@ -262,8 +311,8 @@ function E.cli_run(o)
     rep.run_dir = o.out
     rep.replay_of, rep.rescore_of = o.replay, o.rescore
     if o.replay or o.rescore then
-      local reviews = json.decode(read((o.replay or o.rescore) .. "/review.json") or "null")
-      if type(reviews) == "table" then rep.review = review_stats(rep, reviews) end
+      local reviews = load_reviews(o.replay or o.rescore)
+      if reviews then rep.review = review_stats(rep, reviews) end
     end
     return rep
   end)

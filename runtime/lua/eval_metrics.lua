@@ -21,7 +21,42 @@ luact.eval.metrics = M
 -- Python's re.sub agree on that). Byte patterns give the same bytes as
 -- Python's character classes here: the classes are ASCII and a non-ASCII
 -- character is never in them.
+-- Python's str.split() and str.rstrip() take more than ASCII blanks as
+-- whitespace: \x1c-\x1f and, in UTF-8, U+0085, U+00A0, U+1680,
+-- U+2000-U+200A, U+2028, U+2029, U+202F, U+205F and U+3000.
+local PY_SPACES = { "\194\133", "\194\160", "\225\154\128", "\226\128[\128-\138]", "\226\128[\168\169\175]",
+  "\226\129\159", "\227\128\128" }
+local function py_spaces_to_blank(s)
+  if not s:find("[\28-\31\194\225\226\227]") then return s end
+  s = s:gsub("[\28-\31]", " ")
+  for _, p in ipairs(PY_SPACES) do s = s:gsub(p, " ") end
+  return s
+end
+
+-- sacrebleu's BLEU._preprocess_segment: the segment is rstrip()ed (Python
+-- whitespace) before the tokenizer sees it, so a trailing "-\n" stays.
+-- Byte by byte from the end: a pattern like "%s+$" is quadratic on a
+-- model's long run of blanks.
+local function py_rstrip(s)
+  local e = #s
+  while e > 0 do
+    local b = s:byte(e)
+    if b == 32 or (b >= 9 and b <= 13) or (b >= 28 and b <= 31) then
+      e = e - 1
+    elseif e >= 2 and (s:sub(e - 1, e) == "\194\133" or s:sub(e - 1, e) == "\194\160") then
+      e = e - 2
+    elseif e >= 3 and (s:sub(e - 2, e) == "\225\154\128" or s:sub(e - 2, e):find("^\226\128[\128-\138\168\169\175]$")
+        or s:sub(e - 2, e) == "\226\129\159" or s:sub(e - 2, e) == "\227\128\128") then
+      e = e - 3
+    else
+      break
+    end
+  end
+  return s:sub(1, e)
+end
+
 local function tok_13a(line)
+  line = py_rstrip(line)
   line = line:gsub("<skipped>", ""):gsub("%-\n", ""):gsub("\n", " ")
   if line:find("&", 1, true) then
     line = line:gsub("&quot;", '"'):gsub("&amp;", "&"):gsub("&lt;", "<"):gsub("&gt;", ">")
@@ -33,7 +68,7 @@ local function tok_13a(line)
   line = line:gsub("([%.,])([^0-9])", " %1 %2")
   line = line:gsub("([0-9])(%-)", "%1 %2 ")
   local out = {}
-  for w in line:gmatch("%S+") do out[#out + 1] = w end
+  for w in py_spaces_to_blank(line):gmatch("%S+") do out[#out + 1] = w end
   return out
 end
 M.tokenize_13a = function(s)
@@ -142,6 +177,9 @@ end
 -- is a separator.
 local function rouge_tokens(s)
   local out = {}
+  -- Python's lower() makes ASCII of two characters: U+0130 (to i and a
+  -- combining dot) and the Kelvin sign U+212A (to k)
+  s = s:gsub("\196\176", "i"):gsub("\226\132\170", "k")
   for w in s:lower():gmatch("[a-z0-9]+") do out[#out + 1] = w end
   return out
 end

@@ -52,7 +52,7 @@ local function jsonable(v, depth)
   return nil
 end
 
-local RESULT_FIELDS = { "target", "case", "repeat", "version", "status", "error", "output", "score", "pass",
+local RESULT_FIELDS = { "target", "case", "repeat", "version", "judge_version", "status", "error", "output", "score", "pass",
   "latency_ms", "cost", "usage", "steps", "trajectory", "retrieved", "context", "state", "assertions", "judge",
   "description", "tags" }
 
@@ -87,6 +87,7 @@ function E.summarize(cfg, results, extra)
     flakiness = json.array({}),
     pairwise = extra.pairwise,
     labels = cfg.labels,
+    judge_version = cfg.judge_hash,
   }
   local label_of = {}
   for l, h in pairs(cfg.labels or {}) do label_of[h] = label_of[h] or {} table.insert(label_of[h], l) end
@@ -184,6 +185,14 @@ local function flat(s, n)
     s = s:sub(1, cut) .. "~"
   end
   return s
+end
+
+-- The first n bytes of s, cut before a UTF-8 sequence rather than inside
+-- it (xml() turns text that is not UTF-8 into question marks).
+local function utf8_prefix(s, n)
+  if #s <= n then return s end
+  while n > 0 and (s:byte(n + 1) or 0) & 0xC0 == 0x80 do n = n - 1 end
+  return s:sub(1, n)
 end
 
 local function pad(s, n)
@@ -416,7 +425,7 @@ function E.html(rep, cmp)
     end
     o[#o + 1] = string.format('<tr class="case"><td>%s</td><td>%s</td><td>%d</td><td class="%s">%s</td><td>%.3f</td><td>%s</td><td>$%.5f</td><td><pre>%s</pre></td><td>%s</td></tr>',
       h(r.case), h(r.target), r["repeat"] or 1, cls, cls == "err" and "ERROR" or r.pass and "PASS" or "FAIL", r.score or 0,
-      fmt_ms(r.latency_ms), r.cost or 0, h(r.status == "error" and r.error or str(r.output):sub(1, 2000)),
+      fmt_ms(r.latency_ms), r.cost or 0, h(r.status == "error" and r.error or utf8_prefix(str(r.output), 2000)),
       table.concat(as, "<br>"))
   end
   o[#o + 1] = "</table>"
@@ -459,6 +468,9 @@ function E.compare(a, b)
       if not ra then what[#what + 1] = "new case"
       else
         if ra.version ~= rb.version then what[#what + 1] = "version " .. str(ra.version):sub(1, 8) .. "->" .. str(rb.version):sub(1, 8) end
+        if ra.judge_version ~= rb.judge_version and ra.judge_version and rb.judge_version then
+          what[#what + 1] = "judge " .. str(ra.judge_version):sub(1, 8) .. "->" .. str(rb.judge_version):sub(1, 8)
+        end
         if str(ra.output) ~= str(rb.output) then what[#what + 1] = "output" end
         if (ra.pass and true or false) ~= (rb.pass and true or false) then what[#what + 1] = ra.pass and "REGRESSED" or "FIXED" end
       end

@@ -32,17 +32,49 @@ local function read_file(path)
   return s
 end
 
+local function is_list(v, elem)
+  if type(v) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  if n ~= #v then return false end
+  for _, x in ipairs(v) do if not elem(x) then return false end end
+  return true
+end
+local function is_str(x) return type(x) == "string" end
+local function is_id(x) return type(x) == "string" or math.type(x) == "integer" end
+local function is_call(x) return type(x) == "string" or (type(x) == "table" and (type(x.name) == "string" or type(x[1]) == "string")) end
+
+-- A case from a dataset is data: every field it has must have the type
+-- the runner reads, so a malformed case is a configuration error (exit
+-- 2) at load time, never a failure in the middle of a run.
 local function check_case(c, where)
   if type(c) ~= "table" then cfg_error(where .. ": a case must be an object") end
   local bad = check_opts(c, "luact.eval case")
   if bad then cfg_error(where .. ": " .. bad) end
+  local function want(k, ok, what) if c[k] ~= nil and not ok then cfg_error(where .. ": '" .. k .. "' must be " .. what) end end
+  want("id", is_id(c.id), "a string or an integer")
+  want("vars", type(c.vars) == "table", "an object")
+  want("tags", is_list(c.tags, is_str), "a list of strings")
+  want("context_ids", is_list(c.context_ids, is_id), "a list of chunk ids")
+  want("context", is_str(c.context) or is_list(c.context, is_str), "a string or a list of strings")
+  want("trajectory", is_list(c.trajectory, is_call), "a list of calls ({name =, args =})")
+  want("turns", is_list(c.turns, is_str), "a list of strings")
+  want("assert", is_list(c.assert, function(x) return type(x) == "table" end), "a list of assertions")
+  want("threshold", type(c.threshold) == "number" and c.threshold >= 0 and c.threshold <= 1, "a score from 0 to 1")
+  want("description", is_str(c.description), "a string")
+  want("rubric", is_str(c.rubric), "a string")
+  want("model", is_str(c.model), "a string (provider:model)")
+  want("prefix", is_str(c.prefix), "a string")
+  want("suffix", is_str(c.suffix), "a string")
   return c
 end
 
 --- luact.eval.load_jsonl(path) -> cases
 function E.load_jsonl(path)
   local cases, n = {}, 0
-  for line in read_file(path):gmatch("[^\n]+") do
+  -- every line counts (blank ones too), so an error names the line an
+  -- editor shows
+  for line in (read_file(path) .. "\n"):gmatch("([^\n]*)\n") do
     n = n + 1
     if line:match("%S") then
       local c, err = json.decode(line)
@@ -53,80 +85,168 @@ function E.load_jsonl(path)
   return cases
 end
 
--- RFC 4180: quoted fields, doubled quotes, newlines inside quotes.
-local function csv_rows(text)
-  local rows, row, field, i, n = {}, {}, {}, 1, #text
-  local inq = false
+-- RFC 4180: quoted fields, doubled quotes, newlines inside quotes; CRLF or
+-- LF. A field is found with string.find, not byte by byte: a huge field
+-- costs one copy. An unterminated quote or text after a closing quote is
+-- a configuration error (promptfoo's CSV reader refuses both too).
+local function csv_rows(text, path)
+  if text:sub(1, 3) == "\239\187\191" then text = text:sub(4) end -- a spreadsheet's UTF-8 BOM
+  local rows, row, i, n, line = {}, {}, 1, #text, 1
+  local function bad(msg) cfg_error(string.format("%s line %d: %s", path, line, msg)) end
   while i <= n do
-    local ch = text:sub(i, i)
-    if inq then
-      if ch == '"' then
-        if text:sub(i + 1, i + 1) == '"' then field[#field + 1] = '"' i = i + 1 else inq = false end
-      else field[#field + 1] = ch end
-    elseif ch == '"' then inq = true
-    elseif ch == "," then row[#row + 1] = table.concat(field) field = {}
-    elseif ch == "\n" or ch == "\r" then
-      if ch == "\r" and text:sub(i + 1, i + 1) == "\n" then i = i + 1 end
-      row[#row + 1] = table.concat(field) field = {}
-      rows[#rows + 1] = row row = {}
-    else field[#field + 1] = ch end
-    i = i + 1
+    local field
+    if text:byte(i) == 34 then -- '"'
+      local parts, j = {}, i + 1
+      local start_line = line
+      while true do
+        local q = text:find('"', j, true)
+        if not q then line = start_line bad("unterminated quoted field") end
+        parts[#parts + 1] = text:sub(j, q - 1)
+        if text:byte(q + 1) == 34 then parts[#parts + 1] = '"' j = q + 2
+        else i = q + 1 break end
+      end
+      field = table.concat(parts)
+      for _ in field:gmatch("\n") do line = line + 1 end
+      local c = text:byte(i)
+      if c ~= nil and c ~= 44 and c ~= 10 and c ~= 13 then bad("text after a closing quote") end
+    else
+      local e = text:find("[,\r\n]", i) or (n + 1)
+      field = text:sub(i, e - 1)
+      i = e
+    end
+    row[#row + 1] = field
+    local c = text:byte(i)
+    if c == 44 then
+      i = i + 1
+      if i > n then row[#row + 1] = "" end
+    else
+      -- end of a record: \r\n, \n, \r, or the end of the text
+      if c == 13 and text:byte(i + 1) == 10 then i = i + 1 end
+      i = i + 1
+      rows[#rows + 1] = { fields = row, line = line }
+      row = {}
+      line = line + 1
+    end
   end
-  if #field > 0 or #row > 0 then row[#row + 1] = table.concat(field) rows[#rows + 1] = row end
+  if #row > 0 then rows[#rows + 1] = { fields = row, line = line } end
   return rows
 end
 
--- promptfoo's __expected forms: "type: value", "not-type: value", a bare
--- type without value (is-json), or plain text (equals).
-local PREFIX = { "contains-any", "contains-all", "icontains-any", "icontains-all", "icontains", "contains",
-  "equals", "regex", "starts-with", "is-json", "levenshtein", "rouge-l", "bleu", "llm-rubric", "grade",
-  "faithfulness", "answer-relevancy", "context-recall", "context-relevance", "latency", "cost" }
-local function expected_assert(s)
-  local neg = ""
-  local body = s
-  if body:sub(1, 4) == "not-" then neg, body = "not-", body:sub(5) end
-  for _, p in ipairs(PREFIX) do
-    if body == p then return { type = neg .. (p == "grade" and "llm-rubric" or p) } end
-    if body:sub(1, #p + 1) == p .. ":" then
-      local v = body:sub(#p + 2):gsub("^%s+", "")
-      local t = p == "grade" and "llm-rubric" or p
-      if t:match("contains%-") then
-        local l = {}
-        for x in v:gmatch("[^,]+") do l[#l + 1] = (x:gsub("^%s+", ""):gsub("%s+$", "")) end
-        return { type = neg .. t, value = l }
+-- promptfoo's __expected forms (its csv.ts): "type:value", "not-type:value",
+-- "type(threshold):value", a bare type (is-json), or plain text (equals).
+-- promptfoo's names map onto luact's; its types luact has no equivalent
+-- for (JavaScript, Python, embeddings similarity, ...) are errors, never a
+-- silent equals.
+local CSV_TYPES = {
+  equals = "equals", contains = "contains", icontains = "icontains", ["contains-any"] = "contains-any",
+  ["contains-all"] = "contains-all", ["icontains-any"] = "icontains-any", ["icontains-all"] = "icontains-all",
+  regex = "regex", ["starts-with"] = "starts-with", ["is-json"] = "is-json", levenshtein = "levenshtein",
+  ["rouge-l"] = "rouge-l", bleu = "bleu", ["llm-rubric"] = "llm-rubric", grade = "llm-rubric",
+  faithfulness = "faithfulness", ["context-faithfulness"] = "faithfulness", ["answer-relevancy"] = "answer-relevancy",
+  ["answer-relevance"] = "answer-relevancy", ["context-recall"] = "context-recall",
+  ["context-relevance"] = "context-relevance", latency = "latency", cost = "cost", tokens = "tokens", steps = "steps",
+}
+local CSV_UNSUPPORTED = {
+  javascript = true, fn = true, eval = true, python = true, similar = true, ["contains-json"] = true,
+  ["is-sql"] = true, ["contains-sql"] = true, ["is-xml"] = true, ["contains-xml"] = true, ["rouge-n"] = true,
+  classifier = true, perplexity = true, ["perplexity-score"] = true, factuality = true,
+  ["model-graded-closedqa"] = true, ["model-graded-factuality"] = true, moderation = true, webhook = true,
+  ["select-best"] = true, ["g-eval"] = true, ["is-valid-openai-tools-call"] = true,
+  ["is-valid-openai-function-call"] = true, ["is-refusal"] = true, ["is-html"] = true, ["contains-html"] = true,
+  ["finish-reason"] = true, ["is-valid-function-call"] = true,
+}
+local function expected_assert(s, where)
+  if s:sub(1, 7) == "file://" then cfg_error(where .. ": '" .. s:sub(1, 40) .. "': file:// assertions (JavaScript, Python) are not supported") end
+  local neg, rest = "", s
+  if rest:sub(1, 4) == "not-" then neg, rest = "not-", rest:sub(5) end
+  local name, tail = rest:match("^([%a][%w%-]*)(.*)$")
+  if name then
+    local th
+    local t2, after = tail:match("^%(([%d%.]+)%)(.*)$")
+    if t2 then th, tail = tonumber(t2), after end
+    if tail == "" or tail:sub(1, 1) == ":" then
+      if CSV_UNSUPPORTED[name] then
+        cfg_error(where .. ": promptfoo assertion '" .. name .. "' has no luact equivalent (see docs/eval.md)")
       end
-      if t == "latency" or t == "cost" or t == "levenshtein" then
-        return { type = neg .. t, value = tonumber(v), threshold = t == "levenshtein" and nil or nil }
+      local t = CSV_TYPES[name]
+      if t then
+        local v = tail:sub(2):gsub("^%s+", "")
+        local a = { type = neg .. t }
+        if t:match("contains%-") then
+          local l = {}
+          for x in v:gmatch("[^,]+") do l[#l + 1] = (x:gsub("^%s+", ""):gsub("%s+$", "")) end
+          a.value = l
+        elseif t == "latency" or t == "cost" or t == "tokens" or t == "steps" then
+          -- "latency(5000)" (promptfoo) or "latency: 5000"
+          a.threshold = th
+          if v ~= "" then a.value = tonumber(v) if not a.value then cfg_error(where .. ": " .. t .. " needs a number") end end
+        elseif t == "is-json" then
+          if v ~= "" then
+            local sch = json.decode(v)
+            if type(sch) ~= "table" then cfg_error(where .. ": is-json: the value must be a JSON schema") end
+            a.schema = sch
+          end
+        elseif (t == "rouge-l" or t == "bleu") and not th and v:match("^[%d%.]+%s*:") then
+          -- luact's older form "rouge-l: 0.5: reference"
+          local t3, ref = v:match("^([%d%.]+)%s*:%s*(.*)$")
+          a.threshold, a.value = tonumber(t3), ref
+        else
+          a.threshold = th
+          if v ~= "" then a.value = v end
+        end
+        return a
       end
-      if t == "rouge-l" or t == "bleu" then
-        local th, ref = v:match("^([%d%.]+)%s*:%s*(.*)$")
-        return { type = neg .. t, value = ref or v, threshold = tonumber(th) }
-      end
-      return { type = neg .. t, value = v }
     end
+  end
+  for _, p in ipairs({ "fn:", "eval:" }) do
+    if s:sub(1, #p) == p then cfg_error(where .. ": JavaScript assertions ('" .. p .. "') are not supported") end
   end
   return { type = "equals", value = s }
 end
+E.csv_assertion = function(s) return expected_assert(s, "__expected") end
 
 --- luact.eval.load_csv(path) -> cases: one per row; columns are vars,
--- __expected* columns assertions, __description / __threshold as named.
+-- __expected* columns assertions, __description / __threshold / __metric /
+-- __prefix / __suffix as promptfoo reads them.
 function E.load_csv(path)
-  local rows = csv_rows(read_file(path))
+  local rows = csv_rows(read_file(path), path)
   local head = table.remove(rows, 1)
   if not head then cfg_error(path .. ": empty CSV") end
+  head = head.fields
+  local seen = {}
+  for i, h in ipairs(head) do
+    if h == "" then cfg_error(path .. ": column " .. i .. " has no name") end
+    if seen[h] and not h:match("^__expected") then cfg_error(path .. ": two columns named '" .. h .. "'") end
+    seen[h] = true
+  end
   local cases = {}
-  for r, row in ipairs(rows) do
+  for r, rec in ipairs(rows) do
+    local row = rec.fields
     if not (#row == 1 and row[1] == "") then
-      local c = { id = tostring(r), vars = {}, assert = {} }
-      for i, h in ipairs(head) do
-        local v = row[i] or ""
-        if h:match("^__expected%d*$") then
-          if v ~= "" then c.assert[#c.assert + 1] = expected_assert(v) end
-        elseif h == "__description" then c.description = v
-        elseif h == "__threshold" then c.threshold = tonumber(v)
-        elseif h:sub(1, 2) ~= "__" then c.vars[h] = v end
+      local where = path .. " line " .. rec.line
+      if #row ~= #head then
+        cfg_error(string.format("%s: %d fields, the header has %d", where, #row, #head))
       end
-      cases[#cases + 1] = c
+      local c = { id = tostring(r), vars = {}, assert = {} }
+      local metric
+      for i, h in ipairs(head) do
+        local v = row[i]
+        if h:match("^__expected") then
+          if v:match("%S") then c.assert[#c.assert + 1] = expected_assert(v, where) end
+        elseif h == "__description" then c.description = v ~= "" and v or nil
+        elseif h == "__threshold" then
+          if v ~= "" then
+            c.threshold = tonumber(v)
+            if not c.threshold then cfg_error(where .. ": __threshold must be a number") end
+          end
+        elseif h == "__metric" then metric = v ~= "" and v or nil
+        elseif h == "__prefix" then c.prefix = v
+        elseif h == "__suffix" then c.suffix = v
+        elseif h:sub(1, 2) == "__" then cfg_error(where .. ": unknown column '" .. h .. "'")
+        else c.vars[h] = v end
+      end
+      for _, a in ipairs(c.assert) do a.metric = metric end
+      cases[#cases + 1] = check_case(c, where)
     end
   end
   return cases
@@ -155,31 +275,63 @@ local function render(t, vars)
   end))
 end
 
-local function tool_schemas(tools)
-  local out = {}
-  for i, t in ipairs(tools or {}) do
-    if type(t) == "table" then
-      out[i] = { name = t.name, description = t.description, params = t.params or t.parameters }
+-- A tool as its schema: name, description, parameters (its function is
+-- not what the model sees).
+local function tool_schema(t)
+  return { name = t.name, description = t.description, params = t.params or t.parameters }
+end
+local function is_tool(v) return type(v) == "table" and type(v.name) == "string" and type(v.fn) == "function" end
+
+-- The canonical value of a definition for hashing: tools by their schema,
+-- functions by their stripped bytecode (no file names or lines), tables
+-- with mixed keys as objects with string keys, cycles cut.
+local function canon(v, seen, depth)
+  local tv = type(v)
+  if tv == "function" then
+    local ok, code = pcall(string.dump, v, true)
+    return "fn:" .. (ok and E.sha256(code) or "C")
+  elseif tv == "table" then
+    if is_tool(v) then return tool_schema(v) end
+    if luact.is_workflow and luact.is_workflow(v) then return canon(v.def, seen, depth) end
+    seen = seen or {}
+    depth = depth or 0
+    if seen[v] or depth > 32 then return "<cycle>" end
+    seen[v] = true
+    local out, n = {}, 0
+    for _ in pairs(v) do n = n + 1 end
+    local list = n == #v
+    for k, x in pairs(v) do
+      local c = canon(x, seen, depth + 1)
+      if list then out[k] = c else out[tostring(k)] = c end
     end
+    seen[v] = nil
+    if n == 0 then return json.array({}) end
+    return out
+  elseif tv == "userdata" or tv == "thread" then
+    return "<" .. tv .. ">"
   end
-  return out
+  return v
 end
 
---- version(target) -> hash: SHA-256 of the canonical JSON of the
--- template, model, parameters and tool schemas.
+--- version(target) -> hash: SHA-256 of the canonical JSON of what the
+-- target sends and how: its template, system prompt, model, parameters,
+-- tool schemas; a ReAct target's whole options (instructions, limits,
+-- tools), a workflow's definition (states, instructions, tools), a Lua
+-- target's code.
 function E.version(t)
   local v = {
-    template = t.prompt or (t.react and t.react.instructions) or nil,
-    workflow = t.workflow and t.workflow.name or nil,
+    template = t.prompt,
     system = t.system,
     model = t.model,
-    params = t.params or {},
-    tools = tool_schemas(t.tools or (t.react and t.react.tools)),
-    version = t.version,
+    params = canon(t.params or {}),
+    tools = canon(t.tools or {}),
+    react = t.react and canon(t.react) or nil,
+    workflow = t.workflow and canon(t.workflow) or nil,
+    version = canon(t.version),
     -- a Lua target's code (stripped bytecode: no file names or lines)
-    code = t.run and E.sha256((select(2, pcall(string.dump, t.run, true))) or "") or nil,
+    code = t.run and canon(t.run) or nil,
   }
-  return E.sha256(json.encode(v))
+  return E.sha256(assert(json.encode(v)))
 end
 
 local function normalize_target(t, i, providers)
@@ -231,7 +383,8 @@ local function run_target(t, case, env)
     o.model = case.model or t.model
     if not o.model then cfg_error("target " .. t.name .. ": no model") end
     o.system = t.system and render(t.system, vars) or nil
-    o.prompt = render(t.prompt, vars)
+    -- promptfoo's __prefix / __suffix columns
+    o.prompt = (case.prefix or "") .. render(t.prompt, vars) .. (case.suffix or "")
     o.tools = t.tools
     local r, err, code = luact.llm.chat(o)
     if not r then
@@ -306,6 +459,64 @@ local function run_target(t, case, env)
   return res
 end
 
+-- What a target, a stored run or a replayed journal says about a result
+-- is data: each field the assertions and reports read gets its type here
+-- (numbers finite and not negative, tokens whole, calls with a name), so
+-- a crafted journal or a target returning odd values cannot make a report
+-- that breaks its schema or a summary that raises.
+local function tokens(v)
+  v = tonumber(v)
+  if not v or v ~= v or v < 0 then return 0 end
+  if v >= 2 ^ 53 then return 2 ^ 53 // 1 end
+  return math.floor(v)
+end
+local function finite_nonneg(v)
+  v = tonumber(v)
+  if not v or v ~= v or v < 0 or v == math.huge then return nil end
+  return v
+end
+local function normalize_result(res)
+  res.latency_ms = finite_nonneg(res.latency_ms)
+  res.cost = finite_nonneg(res.cost) or 0
+  local u = type(res.usage) == "table" and res.usage or {}
+  res.usage = { input = tokens(u.input), output = tokens(u.output) }
+  local st = finite_nonneg(res.steps)
+  res.steps = st and math.tointeger(math.floor(math.min(st, 2 ^ 31))) or nil
+  if type(res.trajectory) == "table" then
+    local tr = {}
+    for _, c in ipairs(res.trajectory) do
+      if type(c) == "string" then tr[#tr + 1] = { name = c }
+      elseif type(c) == "table" and type(c.name or c[1]) == "string" then
+        local args = c.args or c.arguments or c[2]
+        tr[#tr + 1] = { name = c.name or c[1], args = (type(args) == "table" or type(args) == "string") and args or nil }
+      end
+    end
+    res.trajectory = tr
+  else
+    res.trajectory = nil
+  end
+  if type(res.retrieved) == "table" then
+    local ids = {}
+    for _, id in ipairs(res.retrieved) do if type(id) == "string" or math.type(id) == "integer" then ids[#ids + 1] = id end end
+    res.retrieved = ids
+  else
+    res.retrieved = nil
+  end
+  if type(res.context) == "string" then res.context = { res.context }
+  elseif type(res.context) == "table" then
+    local cs = {}
+    for _, x in ipairs(res.context) do cs[#cs + 1] = str(x) end
+    res.context = cs
+  else
+    res.context = nil
+  end
+  if res.status ~= nil then res.status = str(res.status) end
+  if res.error ~= nil then res.error = str(res.error) end
+  if res.state ~= nil and type(res.state) ~= "table" then res.state = { value = res.state } end
+  if type(res.output) ~= "string" and type(res.output) ~= "table" and res.output ~= nil then res.output = str(res.output) end
+  return res
+end
+
 local function assertions_for(cfg, case)
   local l = {}
   for _, a in ipairs(cfg.assert or {}) do l[#l + 1] = a end
@@ -373,15 +584,97 @@ function E.load(path)
     seen[t.name] = true
   end
   cfg.cases = cfg.scenarios and E.scenario_cases(cfg) or dataset(cfg.dataset, cfg.dir)
-  for i, c in ipairs(cfg.cases) do c.id = c.id and tostring(c.id) or tostring(i) end
+  if #cfg.cases == 0 then cfg_error(path .. ": the dataset has no cases") end
+  local ids = {}
+  for i, c in ipairs(cfg.cases) do
+    c.id = c.id and tostring(c.id) or tostring(i)
+    -- results, stored runs and compare are keyed by case id
+    if ids[c.id] then cfg_error(path .. ": two cases with id '" .. c.id .. "' (cases " .. ids[c.id] .. " and " .. i .. ")") end
+    ids[c.id] = i
+  end
   cfg["repeat"] = cfg["repeat"] or 1
   if math.type(cfg["repeat"]) ~= "integer" or cfg["repeat"] < 1 then cfg_error("'repeat' must be an integer >= 1") end
   cfg.concurrency = cfg.concurrency or 8
   if math.type(cfg.concurrency) ~= "integer" or cfg.concurrency < 1 then cfg_error("'concurrency' must be an integer >= 1") end
+  if cfg.assert ~= nil and not is_list(cfg.assert, function(x) return type(x) == "table" end) then
+    cfg_error(path .. ": 'assert' must be a list of assertions")
+  end
   for i, a in ipairs(cfg.assert or {}) do
     if type(a) ~= "table" or type(a.type) ~= "string" then cfg_error("assert[" .. i .. "] must be {type=...}") end
   end
+  -- Every assertion a case will run, checked against that case now.
+  for _, c in ipairs(cfg.cases) do
+    for i, a in ipairs(cfg.assert or {}) do E.validate_assert(a, c, "assert[" .. i .. "] (case " .. c.id .. ")") end
+    for i, a in ipairs(c.assert or {}) do E.validate_assert(a, c, "case " .. c.id .. " assert[" .. i .. "]") end
+  end
+  if cfg.threshold ~= nil and not (type(cfg.threshold) == "number" and cfg.threshold >= 0 and cfg.threshold <= 1) then
+    cfg_error(path .. ": 'threshold' must be a score from 0 to 1")
+  end
+  if cfg.judge ~= nil and type(cfg.judge) ~= "table" then cfg_error(path .. ": 'judge' must be a table of LLM options") end
+  if cfg.prices ~= nil then
+    if type(cfg.prices) ~= "table" then cfg_error(path .. ": 'prices' must be {[model] = {input =, output =}}") end
+    for m, p in pairs(cfg.prices) do
+      local function price_ok(x) return x == nil or (type(x) == "number" and x >= 0 and x < math.huge) end
+      if type(p) ~= "table" or not price_ok(p.input) or not price_ok(p.output) then
+        cfg_error(path .. ": prices[" .. tostring(m) .. "] must be {input = USD per 1M, output = USD per 1M}")
+      end
+    end
+  end
+  if cfg.labels ~= nil then
+    if type(cfg.labels) ~= "table" then cfg_error(path .. ": 'labels' must be {label = version hash (prefix)}") end
+    for l, hsh in pairs(cfg.labels) do
+      if type(l) ~= "string" or type(hsh) ~= "string" or not hsh:match("^%x%x%x%x+$") then
+        cfg_error(path .. ": labels." .. tostring(l) .. " must be a version hash or a prefix of 4 hex digits or more")
+      end
+    end
+  end
+  -- The judge's version: its options (the credentials left out) and this
+  -- luact's (whose judge prompts they are). A changed judge shows in
+  -- compare like a changed prompt.
+  local jo = {}
+  for k, v in pairs(cfg.judge or {}) do
+    if k ~= "api_key" and k ~= "headers" then jo[k] = v end
+  end
+  cfg.judge_hash = E.sha256(assert(json.encode({ judge = canon(jo), luact = luact.version })))
+  if cfg.pairwise ~= nil then
+    local p = cfg.pairwise
+    if type(p) ~= "table" or type(p.a) ~= "string" or type(p.b) ~= "string" then
+      cfg_error(path .. ": 'pairwise' must be {a = target name, b = target name}")
+    end
+    for _, n in ipairs({ p.a, p.b }) do
+      if not seen[n] then cfg_error(path .. ": pairwise: no target named " .. n) end
+    end
+    if p.a == p.b then cfg_error(path .. ": pairwise: a and b are the same target") end
+    if not (cfg.judge or p.model) then cfg_error(path .. ": pairwise needs a judge model (judge = {model = ...})") end
+  end
   return cfg
+end
+
+-- One target x case x repetition: run (or take the stored result), score.
+local function run_job(cfg, opts, env, stored, j)
+  local res
+  local old = stored[j.t.name .. "\0" .. j.c.id .. "\0" .. j.rep]
+  if opts.stored then
+    if not old then return { target = j.t.name, case = j.c.id, ["repeat"] = j.rep, status = "error",
+                             error = "not in the stored run", pass = false, score = 0, assertions = {},
+                             judge = { input = 0, output = 0, calls = 0, cost = 0 } } end
+    res = {}
+    for k, v in pairs(old) do if k ~= "assertions" and k ~= "judge" then res[k] = v end end
+  else
+    res = run_target(j.t, j.c, env)
+  end
+  normalize_result(res)
+  score_result(cfg, res, j.c, env)
+  res.target, res.case, res["repeat"] = j.t.name, j.c.id, j.rep
+  res.version = j.t.hash
+  -- the judge's version, when a judge graded this result
+  for _, a in ipairs(res.assertions or {}) do
+    if a.model_graded then res.judge_version = cfg.judge_hash break end
+  end
+  res.description = j.c.description
+  res.tags = j.c.tags
+  if opts.on_result then opts.on_result(res) end
+  return res
 end
 
 --- luact.eval.run(cfg, opts) -> report table. opts: repeat, concurrency,
@@ -395,7 +688,12 @@ function E.run(cfg, opts)
   local env = { prices = cfg.prices, replay = opts.replay, dir = cfg.dir }
   local jobs = {}
   local stored = {}
-  for _, r in ipairs(opts.stored or {}) do stored[r.target .. "\0" .. r.case .. "\0" .. r["repeat"]] = r end
+  for _, r in ipairs(opts.stored or {}) do
+    -- a stored run is a file: entries without a name are not results
+    if type(r) == "table" and type(r.target) == "string" and type(r.case) == "string" and math.type(r["repeat"]) == "integer" then
+      stored[r.target .. "\0" .. r.case .. "\0" .. r["repeat"]] = r
+    end
+  end
   for _, t in ipairs(cfg.targets) do
     for _, c in ipairs(cfg.cases) do
       for rep = 1, reps do jobs[#jobs + 1] = { t = t, c = c, rep = rep } end
@@ -403,30 +701,23 @@ function E.run(cfg, opts)
   end
   if cfg.setup and not opts.stored then cfg.setup(env) end
   local t0 = luact.now()
+  local cfg_err
   local results = luact.map(jobs, function(j)
-    local res
-    local old = stored[j.t.name .. "\0" .. j.c.id .. "\0" .. j.rep]
-    if opts.stored then
-      if not old then return { target = j.t.name, case = j.c.id, ["repeat"] = j.rep, status = "error",
-                               error = "not in the stored run", pass = false, score = 0, assertions = {},
-                               judge = { input = 0, output = 0, calls = 0, cost = 0 } } end
-      res = {}
-      for k, v in pairs(old) do if k ~= "assertions" and k ~= "judge" then res[k] = v end end
-    else
-      res = run_target(j.t, j.c, env)
-    end
-    score_result(cfg, res, j.c, env)
-    res.target, res.case, res["repeat"] = j.t.name, j.c.id, j.rep
-    res.version = j.t.hash
-    res.description = j.c.description
-    res.tags = j.c.tags
-    if opts.on_result then opts.on_result(res) end
-    return res
+    local ok, r = pcall(run_job, cfg, opts, env, stored, j)
+    if ok then return r end
+    -- A configuration error inside a task keeps its message (luact.map
+    -- would turn the table into "table: 0x..."); others fail the run.
+    if type(r) == "table" and r.config then cfg_err = cfg_err or r.config return false end
+    error(r, 0)
   end, { concurrency = opts.concurrency or cfg.concurrency })
+  if cfg_err then cfg_error(cfg_err) end
   local pair
   if cfg.pairwise then pair = E.run_pairwise(cfg, results) end
-  return E.summarize(cfg, results, { pairwise = pair, wall_s = luact.now() - t0, repeat_n = reps })
+  -- (a replayed clock is whatever the journal says: never below 0)
+  local wall = luact.now() - t0
+  return E.summarize(cfg, results, { pairwise = pair, wall_s = (wall == wall and wall > 0) and wall or 0, repeat_n = reps })
 end
+
 
 -- Pairwise: for every case, the first repetition's outputs of targets a
 -- and b, judged in both orders.

@@ -11,16 +11,23 @@ local json = luact.json
 local OWN = { schema = true, repairs = true, validate = true, schema_name = true, native_schema = true }
 
 -- Models wrap JSON in ``` fences now and then even in JSON mode.
+-- Linear in the reply's length: a lazy pattern followed by a blank run
+-- is quadratic on a reply that is mostly blanks.
 local function strip_fences(s)
-  local inner = s:match("^%s*```[%w]*%s*\n(.-)\n?%s*```%s*$")
-  return inner or s
+  local open_end = select(2, s:find("^%s*```[%w]*[ \t\r]*\n"))
+  if not open_end then return s end
+  local close = s:find("```[ \t\r\n]*$", open_end + 1)
+  if not close then return s end
+  return s:sub(open_end + 1, close - 1)
 end
 
 --- luact.llm.json{schema = <JSON schema>, repairs = 2, validate =
 -- function(value) -> true | nil, message, schema_name = "answer",
 -- native_schema = true, ...every luact.llm.chat option}
--- -> value, info{attempts=, response=} | nil, message, "invalid_json" |
---    "schema" | <the chat error code>, info{attempts=, errors={...}}
+-- -> value, info{attempts=, response=, usage=} | nil, message, "invalid_json" |
+--    "schema" | <the chat error code>, info{attempts=, errors={...}, usage=}
+-- usage = {input=, output=} sums every attempt's tokens (a re-asked reply
+-- costs each attempt).
 function luact.llm.json(opts)
   if type(opts) ~= "table" then error("luact.llm.json: expected a table {schema=, model=, prompt=|messages=}", 2) end
   if type(opts.schema) ~= "table" then error("luact.llm.json: 'schema' must be a table (a JSON schema)", 2) end
@@ -56,12 +63,16 @@ function luact.llm.json(opts)
 
   local errors = {}
   local kind
+  local usage = { input = 0, output = 0 }
   for attempt = 1, repairs + 1 do
     req.messages = messages
     local r, err, code, info = luact.llm.chat(req)
     if not r then
-      return nil, err, code, { attempts = attempt, errors = errors, info = info }
+      return nil, err, code, { attempts = attempt, errors = errors, info = info, usage = usage }
     end
+    local u = r.usage or {}
+    usage.input = usage.input + (tonumber(u.input) or 0)
+    usage.output = usage.output + (tonumber(u.output) or 0)
     local text = r.text or ""
     local value, derr = json.decode(strip_fences(text))
     local problem
@@ -76,7 +87,7 @@ function luact.llm.json(opts)
         if not good then kind, problem = "schema", "the reply is not acceptable: " .. tostring(why or "rejected") end
       end
     end
-    if not problem then return value, { attempts = attempt, response = r, errors = errors } end
+    if not problem then return value, { attempts = attempt, response = r, errors = errors, usage = usage } end
     errors[#errors + 1] = problem
     messages = { table.unpack(messages) }
     messages[#messages + 1] = { role = "assistant", content = text }
@@ -85,5 +96,5 @@ function luact.llm.json(opts)
       "\nReply again with only the corrected JSON, fitting this schema:\n" .. schema_text }
   end
   return nil, string.format("no valid JSON after %d attempts; last problem: %s", repairs + 1, errors[#errors]),
-    kind, { attempts = repairs + 1, errors = errors }
+    kind, { attempts = repairs + 1, errors = errors, usage = usage }
 end
