@@ -108,6 +108,54 @@ struct lc_conv_box *lc_conv_box_push(lua_State *L) {
 static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
                    int depth, struct lc_conv_box **boxp, char *err, size_t errlen);
 
+/* lc_conv_to_json's box, one per Lua state and reused: a fresh userdata
+ * with a finalizer per conversion (every tool call's argument check) cost
+ * an allocation and a finalizer run. It is marked to-be-closed where it
+ * is pushed, so a raise in the walk frees what it holds and frees it for
+ * the next conversion; a conversion that starts while it is taken (a
+ * finalizer that converts, run by an allocation of the walk) gets a
+ * fresh box as before. */
+#define REUSE_MT "luact.ConvBoxReused"
+static char reuse_key;
+
+struct reuse_box {
+  struct lc_conv_box b;
+  int busy;
+};
+
+static int reuse_close(lua_State *L) {
+  struct reuse_box *r = luaL_checkudata(L, 1, REUSE_MT);
+  lc_conv_box_clear(&r->b);
+  r->busy = 0;
+  return 0;
+}
+
+/* [-0, +1, m] Pushes a box for lc_conv_to_json, at the top of its walk. */
+static struct lc_conv_box *box_take(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &reuse_key) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    struct reuse_box *r = lua_newuserdatauv(L, sizeof *r, 0);
+    memset(r, 0, sizeof *r);
+    if (luaL_newmetatable(L, REUSE_MT)) {
+      lua_pushcfunction(L, reuse_close);
+      lua_setfield(L, -2, "__gc");
+      lua_pushcfunction(L, reuse_close);
+      lua_setfield(L, -2, "__close");
+    }
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &reuse_key);
+  }
+  struct reuse_box *r = lua_touserdata(L, -1);
+  if (r->busy) {
+    lua_pop(L, 1);
+    return lc_conv_box_push(L);
+  }
+  r->busy = 1;
+  lua_toclose(L, -1); /* lua_settop in lc_conv_to_json, or a raise, ends it */
+  return &r->b;
+}
+
 /* What a table becomes in JSON: an array of *n items (keys 1..n, or
  * marked as an array), or an object of *strings string keys. Anything else
  * (mixed keys, holes, a marked table with string keys) is an error. */
@@ -147,7 +195,7 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
   int strings, is_array;
   int rc0 = table_shape(L, idx, path, &is_array, &n, &strings, err, errlen);
   if (rc0) return rc0;
-  if (!*boxp) *boxp = lc_conv_box_push(L); /* may raise: nothing held yet */
+  if (!*boxp) *boxp = box_take(L); /* may raise: nothing held yet */
   struct lc_conv_box *box = *boxp;
   cJSON *j = is_array ? cJSON_CreateArray() : cJSON_CreateObject();
   if (!j) return LC_ENOMEM;
@@ -265,6 +313,9 @@ int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen
 static int to_text(lua_State *L, int idx, struct lc_jsonw *w, struct path *path,
                    int depth, char *err, size_t errlen);
 
+/* Objects with at most this many keys sort them in a C array. */
+#define SMALL_KEYS 16
+
 struct tkey {
   const char *k;
   size_t kl;
@@ -300,23 +351,32 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
      * user value anchors the key strings: a __gc finalizer run by any
      * allocation from here on may change the table, even drop a key we
      * hold. The same finalizer may have added keys since table_shape
-     * counted them: the array holds that count, never more. */
-    struct tkey *keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 1);
-    int kidx = lua_gettop(L);
-    lua_createtable(L, strings, 0);
-    lua_setiuservalue(L, kidx, 1);
-    lua_getiuservalue(L, kidx, 1); /* keys anchor */
+     * counted them: the array holds that count, never more. A small
+     * object (a tool call's arguments, every request's params) keeps its
+     * keys in a C array and anchors them on the Lua stack instead: two
+     * allocations (and their collection) less per object. */
+    int base = lua_gettop(L);
+    struct tkey small[SMALL_KEYS];
+    struct tkey *keys = small;
+    int kidx = 0; /* 0: the keys are anchored on the stack */
+    if (strings > SMALL_KEYS || !lua_checkstack(L, strings + 8)) {
+      keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 1);
+      kidx = lua_gettop(L);
+      lua_createtable(L, strings, 0);
+      lua_setiuservalue(L, kidx, 1);
+      lua_getiuservalue(L, kidx, 1); /* keys anchor */
+    }
     size_t nk = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
       if (nk == (size_t)strings || lua_type(L, -1) != LUA_TSTRING) {
-        lua_settop(L, kidx - 1);
+        lua_settop(L, base);
         FAIL("table changed while it was being encoded");
       }
       keys[nk].k = lua_tolstring(L, -1, &keys[nk].kl);
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, kidx + 1, (lua_Integer)nk + 1);
+      lua_pushvalue(L, -1); /* the next key to lua_next; the one below anchors */
+      if (kidx) lua_rawseti(L, kidx + 1, (lua_Integer)nk + 1);
       nk++;
     }
     qsort(keys, nk, sizeof *keys, tkey_cmp);
@@ -326,7 +386,7 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
       size_t kl = keys[i].kl;
       struct path p = {path, k, kl, 0};
       if (memchr(k, 0, kl) || !lc_utf8_valid(k, kl, NULL)) {
-        lua_settop(L, kidx - 1);
+        lua_settop(L, base);
         struct path *pp = &p;
         path = pp;
         FAIL("object key is not valid UTF-8 text");
@@ -336,9 +396,9 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
       lua_rawget(L, idx);
       int rc = to_text(L, lua_gettop(L), w, &p, depth + 1, err, errlen);
       lua_pop(L, 1);
-      if (rc) { lua_settop(L, kidx - 1); return rc; }
+      if (rc) { lua_settop(L, base); return rc; }
     }
-    lua_settop(L, kidx - 1);
+    lua_settop(L, base);
     lc_jsonw_obj_end(w);
   }
   return w->err;
