@@ -77,6 +77,7 @@ struct lop {
   struct lc_wait wait;
   long long id;
   int started, done, rc;
+  int text; /* a tool call: a result of one text item comes back as text */
   long long code;
   char *msg;
   cJSON *result;
@@ -459,12 +460,16 @@ static int l_open(lua_State *L) {
   return lua_yieldk(L, 0, 8, open_k); /* the session is at 8 */
 }
 
-/* session:_start(method, params, timeout_s, progress) -> op */
+/* session:_start(method, params, timeout_s, progress [, text]) -> op.
+ * text: op:wait gives "text", text, is_error for a result whose content is
+ * one text item and that asks for no input (a tool call's usual answer:
+ * no tables built for it); any other result comes as "result", table. */
 static int l_start(lua_State *L) {
   struct lsess *s = check_sess(L);
   const char *method = luaL_checkstring(L, 2);
   double timeout = luaL_optnumber(L, 4, 0);
   int progress = lua_toboolean(L, 5);
+  int text = lua_toboolean(L, 6);
   /* params as JSON text, written straight into the request: no tree is
    * built and printed per call. The session's scratch buffer holds it, so
    * a raise in between leaks nothing. */
@@ -492,6 +497,7 @@ static int l_start(lua_State *L) {
     return 3;
   }
   op->s = s;
+  op->text = text;
   op->next = s->ops;
   if (op->next) op->next->prevp = &op->next;
   op->prevp = &s->ops;
@@ -510,6 +516,32 @@ static int l_start(lua_State *L) {
   }
   op->started = 1;
   return 1;
+}
+
+/* The text of a result whose content is exactly one text item, or NULL
+ * (then mcp.lua reads the result table): what its result_text gives for
+ * such a result. A result that asks for input (2026-07-28) is NULL. */
+/* A member as the Lua table made from obj has it: of duplicate keys, the
+ * last one (lc_conv_push_json sets them in order). */
+static const cJSON *member(const cJSON *obj, const char *key) {
+  const cJSON *found = NULL;
+  for (const cJSON *c = obj->child; c; c = c->next)
+    if (c->string && strcmp(c->string, key) == 0) found = c;
+  return found;
+}
+
+static const char *one_text(const cJSON *res) {
+  if (!cJSON_IsObject(res)) return NULL;
+  const cJSON *rt = member(res, "resultType");
+  if (cJSON_IsString(rt) && strcmp(rt->valuestring, "input_required") == 0) return NULL;
+  const cJSON *content = member(res, "content");
+  if (!cJSON_IsArray(content) || !content->child || content->child->next) return NULL;
+  const cJSON *c = content->child;
+  if (!cJSON_IsObject(c)) return NULL;
+  const cJSON *type = member(c, "type"), *text = member(c, "text");
+  if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !cJSON_IsString(text))
+    return NULL;
+  return text->valuestring;
 }
 
 static int push_event(lua_State *L, struct lop *op) {
@@ -548,6 +580,13 @@ static int push_event(lua_State *L, struct lop *op) {
   if (op->done) {
     op->started = 0;
     op_unlink(op);
+    const char *text = op->rc == 0 && op->text ? one_text(op->result) : NULL;
+    if (text) {
+      lua_pushliteral(L, "text");
+      lua_pushstring(L, text); /* as lc_conv_push_json pushes a string */
+      lua_pushboolean(L, cJSON_IsTrue(member(op->result, "isError")));
+      return 3;
+    }
     if (op->rc == 0) {
       lua_pushliteral(L, "result");
       lc_conv_push_json(L, op->result);

@@ -100,7 +100,13 @@ end
 
 -- One request; progress and the server's own requests are handled while
 -- it runs. Returns the result table or nil, message, code.
+-- What request returns first, then the text and whether it is an error,
+-- for a result of one text item when opts._text asks for it (a tool call:
+-- no result table is built).
+local TEXT = setmetatable({}, { __name = "luact.mcp.text" })
+
 local NO_OPTS = setmetatable({}, { __newindex = function() error("NO_OPTS is read-only", 2) end })
+local TEXT_OPTS = setmetatable({}, { __index = { _text = true }, __newindex = function() error("TEXT_OPTS is read-only", 2) end })
 
 function Server:request(method, params, opts)
   if type(method) ~= "string" then error("server:request: 'method' must be a string", 2) end
@@ -111,7 +117,7 @@ function Server:request(method, params, opts)
   end
   opts = opts or NO_OPTS -- not one table per call
   local op
-  op, err, code = s:_start(method, params, opts.timeout or self.timeout, opts.on_progress ~= nil)
+  op, err, code = s:_start(method, params, opts.timeout or self.timeout, opts.on_progress ~= nil, opts._text)
   if not op then return nil, self.label .. ": " .. err, code end
   while true do
     local kind, a, b, c = op:wait()
@@ -120,7 +126,7 @@ function Server:request(method, params, opts)
       if a.resultType ~= "input_required" then return a end
       -- The server needs input first: answer, then send the request again
       -- with the answers and its opaque state (at most MAX_ROUNDS times).
-      opts = { timeout = opts.timeout, on_progress = opts.on_progress, rounds = (opts.rounds or 0) + 1 }
+      opts = { timeout = opts.timeout, on_progress = opts.on_progress, _text = opts._text, rounds = (opts.rounds or 0) + 1 }
       if opts.rounds > 8 then
         return nil, self.label .. ": the server asked for input more than 8 times", "mcp_error"
       end
@@ -135,6 +141,8 @@ function Server:request(method, params, opts)
       end
       p.requestState = a.requestState
       return self:request(method, p, opts)
+    elseif kind == "text" then -- opts._text: one text item (see TEXT)
+      return TEXT, a, b
     elseif kind == "error" then
       return nil, string.format("%s: %s", self.label, a), b, c
     elseif kind == "progress" then
@@ -358,15 +366,18 @@ function Server:_tool(def)
     effect = eff,
     timeout = self.timeout,
     fn = function(args)
-      local res, err, code = server:call(mname, args, server.on_progress and { on_progress = function(p)
+      local opts = server.on_progress and { _text = true, on_progress = function(p)
         server.on_progress(mname, p)
-      end } or nil)
+      end } or TEXT_OPTS
+      local res, err, code = server:call(mname, args, opts)
       if not res and (code == "server_died") and eff ~= "at_most_once" then
-        res, err, code = server:call(mname, args) -- safe to run again: restart once
+        res, err, code = server:call(mname, args, TEXT_OPTS) -- safe to run again: restart once
       end
       if not res then return nil, err, code end
-      local text = result_text(res)
-      if res.isError == true then
+      local text, is_error
+      if res == TEXT then text, is_error = err, code
+      else text, is_error = result_text(res), res.isError == true end
+      if is_error then
         local msg = server:_present(mname, text ~= "" and text or "error")
         return nil, msg or "tool error", "tool_error"
       end

@@ -320,6 +320,32 @@ START_TEST(untrusted_output) {
 }
 END_TEST
 
+/* A tool call's result of one text item skips the result table (l_mcp.c
+ * one_text): every other shape, and duplicate keys (the last one wins in
+ * the table), must read as the table path reads them. */
+START_TEST(result_shapes_read_as_tables_read_them) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('shapes'))\n"
+                    "local function inner(r) return (r:match('<mcp%-tool%-output[^>]*>\\n(.*)\\n</mcp%-tool%-output>$')) end\n"
+                    "local r = check(s.tool.ok{shape='dup_type'})\n"
+                    "check(inner(r) == '[image image/png, 4 bytes base64]', r)\n"
+                    "local x, m, c = s.tool.ok{shape='error'}\n"
+                    "check(x == nil and c == 'tool_error' and inner(m) == 'bad thing', m)\n"
+                    "r = check(s.tool.ok{shape='dup_iserror'})\n"
+                    "check(inner(r) == 'fine', r)\n"
+                    "r = check(s.tool.ok{shape='two'})\n"
+                    "check(inner(r) == 'a\\nb', r)\n"
+                    "r = check(s.tool.ok{shape='dup_content'})\n"
+                    "check(inner(r) == 'second', r)\n"
+                    "r = check(s.tool.ok{shape='dup_text'})\n"
+                    "check(inner(r) == 'two', r)\n"
+                    "r = check(s.tool.ok{shape='structured'})\n"
+                    "check(inner(r) == '{\"n\":1}', r)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
 /* A tool whose description changes during the run is refused until the
  * script accepts it. */
 START_TEST(rug_pull_refused) {
@@ -1290,6 +1316,8 @@ Suite *mcp_suite(void) {
   CASE(protocol_option, tcase_add_test(tc, protocol_option));
   CASE(invalid_tool_schema, tcase_add_test(tc, invalid_tool_schema));
   CASE(untrusted_output, tcase_add_test(tc, untrusted_output));
+  CASE(result_shapes_read_as_tables_read_them,
+       tcase_add_test(tc, result_shapes_read_as_tables_read_them));
   CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));
   CASE(filesystem_server, tcase_add_test(tc, filesystem_server));
   CASE(memory_server_session_reused, tcase_add_test(tc, memory_server_session_reused));
