@@ -84,6 +84,23 @@ struct lop {
   cJSON *progress; /* latest progress params not yet returned */
 };
 
+static char sess_mt_key, op_mt_key;
+
+/* luaL_checkudata without its lookup of the metatable by name (a string
+ * interned and compared on every call: a per-call cost of every tool
+ * call): the metatable is also kept under a pointer key. A mismatch goes
+ * to luaL_checkudata for its usual error. */
+static void *check_ud(lua_State *L, int idx, const void *key, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return p;
+  }
+  return luaL_checkudata(L, idx, tname);
+}
+
 /* ---- ops ---- */
 
 static void op_unlink(struct lop *op) {
@@ -278,7 +295,7 @@ static int sess_gc(lua_State *L) {
 }
 
 static struct lsess *check_sess(lua_State *L) {
-  struct lsess *s = luaL_checkudata(L, 1, SESSION_MT);
+  struct lsess *s = check_ud(L, 1, &sess_mt_key, SESSION_MT);
   if (!s->m) luaL_error(L, "MCP session is closed");
   return s;
 }
@@ -611,7 +628,7 @@ static int push_event(lua_State *L, struct lop *op) {
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  struct lop *op = check_ud(L, 1, &op_mt_key, OP_MT);
   int n = push_event(L, op);
   if (n) {
     op->task = NULL;
@@ -622,7 +639,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_op_wait(lua_State *L) {
-  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  struct lop *op = check_ud(L, 1, &op_mt_key, OP_MT);
   lua_settop(L, 1);
   if (!op->done && !op->started)
     return luaL_error(L, "MCP request already finished");
@@ -739,7 +756,7 @@ int lc_open_mcp(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, sess_gc);
   lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sess_mt_key);
   luaL_newmetatable(L, OP_MT);
   luaL_newlib(L, op_methods);
   lua_setfield(L, -2, "__index");
@@ -747,7 +764,7 @@ int lc_open_mcp(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, op_gc);
   lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &op_mt_key);
   luaL_newlib(L, mcp_funcs);
   lc_mcp_serve_register(L); /* the server side: l_mcp_serve.c */
   return 1;
