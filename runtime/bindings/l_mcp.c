@@ -503,7 +503,8 @@ static int l_start(lua_State *L) {
   }
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
-  luaL_setmetatable(L, OP_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
+  lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
   const char *dead = lc_mcp_dead(s->m);
