@@ -108,54 +108,6 @@ struct lc_conv_box *lc_conv_box_push(lua_State *L) {
 static int to_json(lua_State *L, int idx, cJSON **out, struct path *path,
                    int depth, struct lc_conv_box **boxp, char *err, size_t errlen);
 
-/* lc_conv_to_json's box, one per Lua state and reused: a fresh userdata
- * with a finalizer per conversion (every tool call's argument check) cost
- * an allocation and a finalizer run. It is marked to-be-closed where it
- * is pushed, so a raise in the walk frees what it holds and frees it for
- * the next conversion; a conversion that starts while it is taken (a
- * finalizer that converts, run by an allocation of the walk) gets a
- * fresh box as before. */
-#define REUSE_MT "luact.ConvBoxReused"
-static char reuse_key;
-
-struct reuse_box {
-  struct lc_conv_box b;
-  int busy;
-};
-
-static int reuse_close(lua_State *L) {
-  struct reuse_box *r = luaL_checkudata(L, 1, REUSE_MT);
-  lc_conv_box_clear(&r->b);
-  r->busy = 0;
-  return 0;
-}
-
-/* [-0, +1, m] Pushes a box for lc_conv_to_json, at the top of its walk. */
-static struct lc_conv_box *box_take(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &reuse_key) != LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    struct reuse_box *r = lua_newuserdatauv(L, sizeof *r, 0);
-    memset(r, 0, sizeof *r);
-    if (luaL_newmetatable(L, REUSE_MT)) {
-      lua_pushcfunction(L, reuse_close);
-      lua_setfield(L, -2, "__gc");
-      lua_pushcfunction(L, reuse_close);
-      lua_setfield(L, -2, "__close");
-    }
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &reuse_key);
-  }
-  struct reuse_box *r = lua_touserdata(L, -1);
-  if (r->busy) {
-    lua_pop(L, 1);
-    return lc_conv_box_push(L);
-  }
-  r->busy = 1;
-  lua_toclose(L, -1); /* lua_settop in lc_conv_to_json, or a raise, ends it */
-  return &r->b;
-}
-
 /* What a table becomes in JSON: an array of *n items (keys 1..n, or
  * marked as an array), or an object of *strings string keys. Anything else
  * (mixed keys, holes, a marked table with string keys) is an error. */
@@ -195,7 +147,7 @@ static int table_to_json(lua_State *L, int idx, cJSON **out, struct path *path,
   int strings, is_array;
   int rc0 = table_shape(L, idx, path, &is_array, &n, &strings, err, errlen);
   if (rc0) return rc0;
-  if (!*boxp) *boxp = box_take(L); /* may raise: nothing held yet */
+  if (!*boxp) *boxp = lc_conv_box_push(L); /* may raise: nothing held yet */
   struct lc_conv_box *box = *boxp;
   cJSON *j = is_array ? cJSON_CreateArray() : cJSON_CreateObject();
   if (!j) return LC_ENOMEM;

@@ -91,10 +91,10 @@ static const struct scenario scenarios[] = {
      "for i = 1, 50 do if done then break end collectgarbage() luact.sleep(0) end\n"
      "return tostring(done)"},
     {"tool_arguments",
-     /* the argument check converts through one reused box per state, and a
-      * request's params are written as text with small objects' keys kept
-      * on the Lua stack (conv.c): a raise anywhere in either leaks nothing
-      * and leaves the box usable (the second and third calls use it) */
+     /* the argument check (lc_conv_to_json) and small objects written as
+      * text with their keys kept on the Lua stack (conv.c): a raise anywhere
+      * in either leaks nothing. It caught a per-state reused conversion box
+      * whose __close an out-of-memory raise could skip (ASan: leaked trees) */
      "local t = luact.tool{name = 't', params = {type = 'object', properties = {\n"
      "  a = {type = 'object'}, b = {type = 'string'}}}, fn = function(x) return x.b end}\n"
      "local v, m1 = t{a = {x = 1, y = {2, 3}, z = {k = 'v'}}, b = 's'}\n"
