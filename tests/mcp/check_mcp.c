@@ -153,6 +153,35 @@ START_TEST(cancel_on_kill) {
 }
 END_TEST
 
+/* A tool call whose server never answers times out through the tool
+ * layer (luact.timeout's child task, the scheduler's pass) with the tool's
+ * own message, cancels the request on the server, and leaves the session
+ * working for the next call. */
+START_TEST(tool_timeout_fires_and_cancels) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok', {timeout = 0.2}))\n"
+           "local r, m, c = s.tool.slow{}\n"
+           "check(r == nil and c == 'timeout' and m == 'tool slow timed out after 0.2 s', m, c)\n"
+           "check(s.tool.ok{}:find('ok from ok', 1, true))\n"
+           "s:close()\n"
+           "return 'ok'",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  ck_assert_msg(strstr(t, "\"method\":\"notifications/cancelled\""), "%s", t);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
 /* No head-of-line blocking on a shared session: 50 calls the server holds
  * do not hold up a fast one on the same pipe. The server answers the held
  * calls only when told to, after the fast call's answer was seen here, so
@@ -1307,6 +1336,7 @@ Suite *mcp_suite(void) {
   CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
   CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
+  CASE(tool_timeout_fires_and_cancels, tcase_add_test(tc, tool_timeout_fires_and_cancels));
   CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
   CASE(text_requests_carry_meta, tcase_add_test(tc, text_requests_carry_meta));
   CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
