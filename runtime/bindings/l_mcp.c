@@ -77,11 +77,29 @@ struct lop {
   struct lc_wait wait;
   long long id;
   int started, done, rc;
+  int text; /* a tool call: a result of one text item comes back as text */
   long long code;
   char *msg;
   cJSON *result;
   cJSON *progress; /* latest progress params not yet returned */
 };
+
+static char sess_mt_key, op_mt_key;
+
+/* luaL_checkudata without its lookup of the metatable by name (a string
+ * interned and compared on every call: a per-call cost of every tool
+ * call): the metatable is also kept under a pointer key. A mismatch goes
+ * to luaL_checkudata for its usual error. */
+static void *check_ud(lua_State *L, int idx, const void *key, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return p;
+  }
+  return luaL_checkudata(L, idx, tname);
+}
 
 /* ---- ops ---- */
 
@@ -277,7 +295,7 @@ static int sess_gc(lua_State *L) {
 }
 
 static struct lsess *check_sess(lua_State *L) {
-  struct lsess *s = luaL_checkudata(L, 1, SESSION_MT);
+  struct lsess *s = check_ud(L, 1, &sess_mt_key, SESSION_MT);
   if (!s->m) luaL_error(L, "MCP session is closed");
   return s;
 }
@@ -459,12 +477,16 @@ static int l_open(lua_State *L) {
   return lua_yieldk(L, 0, 8, open_k); /* the session is at 8 */
 }
 
-/* session:_start(method, params, timeout_s, progress) -> op */
+/* session:_start(method, params, timeout_s, progress [, text]) -> op.
+ * text: op:wait gives "text", text, is_error for a result whose content is
+ * one text item and that asks for no input (a tool call's usual answer:
+ * no tables built for it); any other result comes as "result", table. */
 static int l_start(lua_State *L) {
   struct lsess *s = check_sess(L);
   const char *method = luaL_checkstring(L, 2);
   double timeout = luaL_optnumber(L, 4, 0);
   int progress = lua_toboolean(L, 5);
+  int text = lua_toboolean(L, 6);
   /* params as JSON text, written straight into the request: no tree is
    * built and printed per call. The session's scratch buffer holds it, so
    * a raise in between leaks nothing. */
@@ -481,7 +503,8 @@ static int l_start(lua_State *L) {
   }
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
-  luaL_setmetatable(L, OP_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
+  lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
   const char *dead = lc_mcp_dead(s->m);
@@ -492,6 +515,7 @@ static int l_start(lua_State *L) {
     return 3;
   }
   op->s = s;
+  op->text = text;
   op->next = s->ops;
   if (op->next) op->next->prevp = &op->next;
   op->prevp = &s->ops;
@@ -510,6 +534,32 @@ static int l_start(lua_State *L) {
   }
   op->started = 1;
   return 1;
+}
+
+/* The text of a result whose content is exactly one text item, or NULL
+ * (then mcp.lua reads the result table): what its result_text gives for
+ * such a result. A result that asks for input (2026-07-28) is NULL. */
+/* A member as the Lua table made from obj has it: of duplicate keys, the
+ * last one (lc_conv_push_json sets them in order). */
+static const cJSON *member(const cJSON *obj, const char *key) {
+  const cJSON *found = NULL;
+  for (const cJSON *c = obj->child; c; c = c->next)
+    if (c->string && strcmp(c->string, key) == 0) found = c;
+  return found;
+}
+
+static const char *one_text(const cJSON *res) {
+  if (!cJSON_IsObject(res)) return NULL;
+  const cJSON *rt = member(res, "resultType");
+  if (cJSON_IsString(rt) && strcmp(rt->valuestring, "input_required") == 0) return NULL;
+  const cJSON *content = member(res, "content");
+  if (!cJSON_IsArray(content) || !content->child || content->child->next) return NULL;
+  const cJSON *c = content->child;
+  if (!cJSON_IsObject(c)) return NULL;
+  const cJSON *type = member(c, "type"), *text = member(c, "text");
+  if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !cJSON_IsString(text))
+    return NULL;
+  return text->valuestring;
 }
 
 static int push_event(lua_State *L, struct lop *op) {
@@ -548,6 +598,13 @@ static int push_event(lua_State *L, struct lop *op) {
   if (op->done) {
     op->started = 0;
     op_unlink(op);
+    const char *text = op->rc == 0 && op->text ? one_text(op->result) : NULL;
+    if (text) {
+      lua_pushliteral(L, "text");
+      lua_pushstring(L, text); /* as lc_conv_push_json pushes a string */
+      lua_pushboolean(L, cJSON_IsTrue(member(op->result, "isError")));
+      return 3;
+    }
     if (op->rc == 0) {
       lua_pushliteral(L, "result");
       lc_conv_push_json(L, op->result);
@@ -572,7 +629,7 @@ static int push_event(lua_State *L, struct lop *op) {
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  struct lop *op = check_ud(L, 1, &op_mt_key, OP_MT);
   int n = push_event(L, op);
   if (n) {
     op->task = NULL;
@@ -583,7 +640,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_op_wait(lua_State *L) {
-  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  struct lop *op = check_ud(L, 1, &op_mt_key, OP_MT);
   lua_settop(L, 1);
   if (!op->done && !op->started)
     return luaL_error(L, "MCP request already finished");
@@ -700,7 +757,7 @@ int lc_open_mcp(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, sess_gc);
   lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sess_mt_key);
   luaL_newmetatable(L, OP_MT);
   luaL_newlib(L, op_methods);
   lua_setfield(L, -2, "__index");
@@ -708,7 +765,7 @@ int lc_open_mcp(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, op_gc);
   lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &op_mt_key);
   luaL_newlib(L, mcp_funcs);
   lc_mcp_serve_register(L); /* the server side: l_mcp_serve.c */
   return 1;

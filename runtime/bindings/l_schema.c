@@ -9,6 +9,7 @@
 #include "schema.h"
 
 #define SCHEMA_MT "luact.Schema"
+static char schema_mt_key;
 
 struct schema_box {
   struct lc_schema *s;
@@ -47,10 +48,25 @@ static int l_compile(lua_State *L) {
   return 1;
 }
 
+/* luaL_checkudata without its lookup of the metatable by name (a string
+ * interned and compared on every call: a per-call cost of every tool
+ * call): the metatable is also kept under a pointer key. A mismatch goes
+ * to luaL_checkudata for its usual error. */
+static void *check_ud(lua_State *L, int idx, const void *key, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return p;
+  }
+  return luaL_checkudata(L, idx, tname);
+}
+
 /* Schema:validate(value) -> true | nil, message (one line per error),
  * "invalid" */
 static int l_validate(lua_State *L) {
-  struct schema_box *b = luaL_checkudata(L, 1, SCHEMA_MT);
+  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
   luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
   luaL_checkany(L, 2);
   cJSON *j = NULL;
@@ -92,7 +108,7 @@ int lc_open_schema(lua_State *L) {
     luaL_newlib(L, schema_methods);
     lua_setfield(L, -2, "__index");
   }
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &schema_mt_key);
   luaL_newlib(L, schema_funcs);
   return 1;
 }

@@ -12,6 +12,10 @@
 #define SLEEP_MT "luact.Sleep"
 #define TASK_MT "luact.Task"
 #define TIMEOUT_MT "luact.Timeout"
+/* Its metatable also under a pointer key: every tool call makes one timeout
+ * op and closes it (and collects it), and looking the metatable up by name
+ * interned and compared the name each time. */
+static char timeout_mt_key;
 
 struct sleep_op {
   struct lc_loop *loop;
@@ -368,7 +372,14 @@ static void timeout_close(struct timeout_op *op, const char *why) {
 }
 
 static int timeout_gc(lua_State *L) {
-  struct timeout_op *op = luaL_checkudata(L, 1, TIMEOUT_MT);
+  struct timeout_op *op = lua_touserdata(L, 1);
+  int same = 0;
+  if (op && lua_getmetatable(L, 1)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &timeout_mt_key);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+  }
+  if (!same) op = luaL_checkudata(L, 1, TIMEOUT_MT); /* raises its usual error */
   if (!lc_sched_get(L)) { /* as task_gc: the scheduler took both along */
     op->work = NULL;
     op->loop = NULL;
@@ -450,7 +461,8 @@ static int l_timeout(lua_State *L) {
   int nargs = lua_gettop(L) - 2;
   struct timeout_op *op = lua_newuserdatauv(L, sizeof *op, 0); /* secs fn args op */
   memset(op, 0, sizeof *op);
-  luaL_setmetatable(L, TIMEOUT_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &timeout_mt_key);
+  lua_setmetatable(L, -2);
   lua_insert(L, 1);  /* op secs fn args */
   lua_toclose(L, 1);
   op->task = task;
@@ -644,7 +656,7 @@ int lc_open_task(lua_State *L) {
     lua_pushcfunction(L, timeout_gc);
     lua_setfield(L, -2, "__close");
   }
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &timeout_mt_key);
   if (luaL_newmetatable(L, SELECT_MT)) {
     lua_pushcfunction(L, select_close);
     lua_setfield(L, -2, "__close");

@@ -265,6 +265,9 @@ int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen
 static int to_text(lua_State *L, int idx, struct lc_jsonw *w, struct path *path,
                    int depth, char *err, size_t errlen);
 
+/* Objects with at most this many keys sort them in a C array. */
+#define SMALL_KEYS 16
+
 struct tkey {
   const char *k;
   size_t kl;
@@ -300,23 +303,32 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
      * user value anchors the key strings: a __gc finalizer run by any
      * allocation from here on may change the table, even drop a key we
      * hold. The same finalizer may have added keys since table_shape
-     * counted them: the array holds that count, never more. */
-    struct tkey *keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 1);
-    int kidx = lua_gettop(L);
-    lua_createtable(L, strings, 0);
-    lua_setiuservalue(L, kidx, 1);
-    lua_getiuservalue(L, kidx, 1); /* keys anchor */
+     * counted them: the array holds that count, never more. A small
+     * object (a tool call's arguments, every request's params) keeps its
+     * keys in a C array and anchors them on the Lua stack instead: two
+     * allocations (and their collection) less per object. */
+    int base = lua_gettop(L);
+    struct tkey small[SMALL_KEYS];
+    struct tkey *keys = small;
+    int kidx = 0; /* 0: the keys are anchored on the stack */
+    if (strings > SMALL_KEYS || !lua_checkstack(L, strings + 8)) {
+      keys = lua_newuserdatauv(L, sizeof *keys * (size_t)(strings ? strings : 1), 1);
+      kidx = lua_gettop(L);
+      lua_createtable(L, strings, 0);
+      lua_setiuservalue(L, kidx, 1);
+      lua_getiuservalue(L, kidx, 1); /* keys anchor */
+    }
     size_t nk = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
       lua_pop(L, 1);
       if (nk == (size_t)strings || lua_type(L, -1) != LUA_TSTRING) {
-        lua_settop(L, kidx - 1);
+        lua_settop(L, base);
         FAIL("table changed while it was being encoded");
       }
       keys[nk].k = lua_tolstring(L, -1, &keys[nk].kl);
-      lua_pushvalue(L, -1);
-      lua_rawseti(L, kidx + 1, (lua_Integer)nk + 1);
+      lua_pushvalue(L, -1); /* the next key to lua_next; the one below anchors */
+      if (kidx) lua_rawseti(L, kidx + 1, (lua_Integer)nk + 1);
       nk++;
     }
     qsort(keys, nk, sizeof *keys, tkey_cmp);
@@ -326,7 +338,7 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
       size_t kl = keys[i].kl;
       struct path p = {path, k, kl, 0};
       if (memchr(k, 0, kl) || !lc_utf8_valid(k, kl, NULL)) {
-        lua_settop(L, kidx - 1);
+        lua_settop(L, base);
         struct path *pp = &p;
         path = pp;
         FAIL("object key is not valid UTF-8 text");
@@ -336,9 +348,9 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
       lua_rawget(L, idx);
       int rc = to_text(L, lua_gettop(L), w, &p, depth + 1, err, errlen);
       lua_pop(L, 1);
-      if (rc) { lua_settop(L, kidx - 1); return rc; }
+      if (rc) { lua_settop(L, base); return rc; }
     }
-    lua_settop(L, kidx - 1);
+    lua_settop(L, base);
     lc_jsonw_obj_end(w);
   }
   return w->err;

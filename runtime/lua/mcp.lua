@@ -25,8 +25,14 @@ end
 
 -- The model-facing text of a tools/call result.
 local function result_text(res)
+  local content = res.content
+  if type(content) == "table" and content[2] == nil then
+    -- the common answer, one text item: no list, no concat (per call)
+    local c = content[1]
+    if type(c) == "table" and c.type == "text" and type(c.text) == "string" then return c.text end
+  end
   local parts = {}
-  for _, c in ipairs(type(res.content) == "table" and res.content or {}) do
+  for _, c in ipairs(type(content) == "table" and content or {}) do
     if type(c) == "table" then
       if c.type == "text" and type(c.text) == "string" then
         parts[#parts + 1] = c.text
@@ -94,13 +100,24 @@ end
 
 -- One request; progress and the server's own requests are handled while
 -- it runs. Returns the result table or nil, message, code.
+-- What request returns first, then the text and whether it is an error,
+-- for a result of one text item when opts._text asks for it (a tool call:
+-- no result table is built).
+local TEXT = setmetatable({}, { __name = "luact.mcp.text" })
+
+local NO_OPTS = setmetatable({}, { __newindex = function() error("NO_OPTS is read-only", 2) end })
+local TEXT_OPTS = setmetatable({}, { __index = { _text = true }, __newindex = function() error("TEXT_OPTS is read-only", 2) end })
+
 function Server:request(method, params, opts)
   if type(method) ~= "string" then error("server:request: 'method' must be a string", 2) end
-  local s, err, code = self:_session()
-  if not s then return nil, err, code end
-  opts = opts or {}
+  local s, err, code = self._s
+  if not s or s:dead() then
+    s, err, code = self:_session()
+    if not s then return nil, err, code end
+  end
+  opts = opts or NO_OPTS -- not one table per call
   local op
-  op, err, code = s:_start(method, params, opts.timeout or self.timeout, opts.on_progress ~= nil)
+  op, err, code = s:_start(method, params, opts.timeout or self.timeout, opts.on_progress ~= nil, opts._text)
   if not op then return nil, self.label .. ": " .. err, code end
   while true do
     local kind, a, b, c = op:wait()
@@ -109,7 +126,7 @@ function Server:request(method, params, opts)
       if a.resultType ~= "input_required" then return a end
       -- The server needs input first: answer, then send the request again
       -- with the answers and its opaque state (at most MAX_ROUNDS times).
-      opts.rounds = (opts.rounds or 0) + 1
+      opts = { timeout = opts.timeout, on_progress = opts.on_progress, _text = opts._text, rounds = (opts.rounds or 0) + 1 }
       if opts.rounds > 8 then
         return nil, self.label .. ": the server asked for input more than 8 times", "mcp_error"
       end
@@ -124,6 +141,8 @@ function Server:request(method, params, opts)
       end
       p.requestState = a.requestState
       return self:request(method, p, opts)
+    elseif kind == "text" then -- opts._text: one text item (see TEXT)
+      return TEXT, a, b
     elseif kind == "error" then
       return nil, string.format("%s: %s", self.label, a), b, c
     elseif kind == "progress" then
@@ -246,6 +265,22 @@ function Server:_list(method, key)
   return nil, self.label .. ": " .. method .. " did not end after " .. MAX_PAGES .. " pages", "too_many"
 end
 
+-- The opening mark of a tool's output, made once per server label and
+-- tool (two %q formats per call before).
+local function header(self, tool)
+  local cache = self._headers
+  if not cache or cache[1] ~= self.label then
+    cache = { self.label }
+    self._headers = cache
+  end
+  local h = cache[tool]
+  if not h then
+    h = string.format("<mcp-tool-output server=%q tool=%q>\n", self.label, tool)
+    cache[tool] = h
+  end
+  return h
+end
+
 -- The output the model sees: bounded, screened, marked as data.
 function Server:_present(tool, text)
   text = bound(text, self.max_output)
@@ -255,8 +290,10 @@ function Server:_present(tool, text)
     if r == nil then return nil, "output withheld by the screen" .. (why and (": " .. tostring(why)) or ""), "screened" end
     text = bound(tostring(r), self.max_output)
   end
-  return string.format("<mcp-tool-output server=%q tool=%q>\n%s\n</mcp-tool-output>",
-    self.label, tool, (text:gsub("</mcp%-tool%-output>", "</mcp-tool-output_>")))
+  if text:find("</mcp-tool-output>", 1, true) then -- a closing mark inside: defused
+    text = text:gsub("</mcp%-tool%-output>", "</mcp-tool-output_>")
+  end
+  return header(self, tool) .. text .. "\n</mcp-tool-output>"
 end
 
 -- tools/list again when the server said it changed: a tool whose contract
@@ -321,22 +358,26 @@ function Server:_tool(def)
     n = n + 1
   end
   local server, mname = self, def.name
+  local eff = effect_of(def)
   local t = luact.tool {
     name = name,
     description = type(def.description) == "string" and def.description or (def.title or ""),
     params = type(def.inputSchema) == "table" and def.inputSchema or { type = "object" },
-    effect = effect_of(def),
+    effect = eff,
     timeout = self.timeout,
     fn = function(args)
-      local res, err, code = server:call(mname, args, { on_progress = server.on_progress and function(p)
+      local opts = server.on_progress and { _text = true, on_progress = function(p)
         server.on_progress(mname, p)
-      end })
-      if not res and (code == "server_died") and effect_of(def) ~= "at_most_once" then
-        res, err, code = server:call(mname, args) -- safe to run again: restart once
+      end } or TEXT_OPTS
+      local res, err, code = server:call(mname, args, opts)
+      if not res and (code == "server_died") and eff ~= "at_most_once" then
+        res, err, code = server:call(mname, args, TEXT_OPTS) -- safe to run again: restart once
       end
       if not res then return nil, err, code end
-      local text = result_text(res)
-      if res.isError == true then
+      local text, is_error
+      if res == TEXT then text, is_error = err, code
+      else text, is_error = result_text(res), res.isError == true end
+      if is_error then
         local msg = server:_present(mname, text ~= "" and text or "error")
         return nil, msg or "tool error", "tool_error"
       end

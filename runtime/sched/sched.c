@@ -41,6 +41,7 @@ struct lc_task {
   int kill_pending; /* killed while active: ends when control is back */
   char *kill_reason;  /* lc_malloc'd; NULL means "killed" */
   int detached;       /* no holder left: freed as soon as it is done */
+  int yielded; /* queued by a plain coroutine.yield: runs next pass */
 };
 
 struct lc_sched {
@@ -463,6 +464,7 @@ static void resume(struct lc_task *t) {
       /* A plain coroutine.yield at task level: hand the yielded values
        * back on the next pass, like a cooperative yield. */
       lua_pop(co, nres);
+      t->yielded = 1;
       enqueue(t);
     }
     return;
@@ -509,21 +511,30 @@ void lc_task_start(struct lc_task *t) {
 
 static int drain(struct lc_sched *s) {
   int ran = 0;
-  /* Only tasks that were ready when the pass began, and only for a slice;
-   * tasks woken during it run next pass, so neither a busy task nor a
-   * crowd of ready ones can starve the loop. The rest keep their place at
-   * the head of the queue, ahead of whatever the poll wakes, so the order
-   * in which ready tasks run is the same as without slices. A task started
-   * inline (lc_task_start) starts inline whatever the slice: a slice ends
-   * between two resumes of this loop, never inside one. */
+  /* The tasks that were ready when the pass began, then, within the same
+   * slice, the tasks they made ready (a child that ends wakes its parent:
+   * luact.timeout's work handing its results back). Without that second
+   * part each such hand-over cost a loop pass of its own, a poll that
+   * finds nothing. A slice still ends the pass, so neither a busy task nor
+   * a crowd of ready ones can starve the loop; the rest keep their place
+   * at the head of the queue, ahead of whatever the poll wakes, so the
+   * order in which ready tasks run is the same as without slices. A task
+   * that yielded plainly (coroutine.yield at task level) waits for the
+   * next pass, as it asked: the pass ends at it. A task started inline
+   * (lc_task_start) starts inline whatever the slice: a slice ends between
+   * two resumes of this loop, never inside one. */
   struct lc_task *end = s->ready_tail;
+  int extra = 0; /* past end: running what this pass made ready */
   while (s->ready_head) {
     struct lc_task *t = s->ready_head;
+    if (extra && t->yielded) break;
+    t->yielded = 0;
     int last = t == end; /* before resume: a detached t is freed when it ends */
     dequeue(t);
     resume(t);
     ran++;
-    if (last || ran == SLICE_TASKS) break;
+    if (ran == SLICE_TASKS) break;
+    if (last) extra = 1;
   }
   return ran;
 }

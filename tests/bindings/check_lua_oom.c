@@ -90,6 +90,21 @@ static const struct scenario scenarios[] = {
      "fire()\n"
      "for i = 1, 50 do if done then break end collectgarbage() luact.sleep(0) end\n"
      "return tostring(done)"},
+    {"tool_arguments",
+     /* the argument check (lc_conv_to_json) and small objects written as
+      * text with their keys kept on the Lua stack (conv.c): a raise anywhere
+      * in either leaks nothing. It caught a per-state reused conversion box
+      * whose __close an out-of-memory raise could skip (ASan: leaked trees) */
+     "local t = luact.tool{name = 't', params = {type = 'object', properties = {\n"
+     "  a = {type = 'object'}, b = {type = 'string'}}}, fn = function(x) return x.b end}\n"
+     "local v, m1 = t{a = {x = 1, y = {2, 3}, z = {k = 'v'}}, b = 's'}\n"
+     "if v ~= 's' then error(tostring(m1), 0) end\n"
+     "local bad, msg, code = t{b = 5}\n"
+     "if bad ~= nil or code ~= 'invalid_arguments' then error(tostring(msg), 0) end\n"
+     "local v3, m3 = t{b = 'u'}\n"
+     "if v3 ~= 'u' then error(tostring(m3), 0) end\n"
+     "local s = luact.json.encode{name = 'echo', arguments = {message = 'x', n = {a = 1, b = 2}}}\n"
+     "return v .. v3 .. #s"},
     {"json",
      "local j = luact.json\n"
      "local t = { name = 'x', list = j.array{1, 2.5, 'three', j.null, {deep = {true, false}}}, n = 42 }\n"

@@ -153,6 +153,35 @@ START_TEST(cancel_on_kill) {
 }
 END_TEST
 
+/* A tool call whose server never answers times out through the tool
+ * layer (luact.timeout's child task, the scheduler's pass) with the tool's
+ * own message, cancels the request on the server, and leaves the session
+ * working for the next call. */
+START_TEST(tool_timeout_fires_and_cancels) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[2048];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok', {timeout = 0.2}))\n"
+           "local r, m, c = s.tool.slow{}\n"
+           "check(r == nil and c == 'timeout' and m == 'tool slow timed out after 0.2 s', m, c)\n"
+           "check(s.tool.ok{}:find('ok from ok', 1, true))\n"
+           "s:close()\n"
+           "return 'ok'",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  ck_assert_msg(strstr(t, "\"method\":\"notifications/cancelled\""), "%s", t);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
 /* No head-of-line blocking on a shared session: 50 calls the server holds
  * do not hold up a fast one on the same pipe. The server answers the held
  * calls only when told to, after the fast call's answer was seen here, so
@@ -315,6 +344,32 @@ START_TEST(untrusted_output) {
                     "local y = j.tool.ok{}\n"
                     "local _, closes = y:gsub('</mcp%-tool%-output>', '')\n"
                     "check(closes == 1, y)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
+/* A tool call's result of one text item skips the result table (l_mcp.c
+ * one_text): every other shape, and duplicate keys (the last one wins in
+ * the table), must read as the table path reads them. */
+START_TEST(result_shapes_read_as_tables_read_them) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('shapes'))\n"
+                    "local function inner(r) return (r:match('<mcp%-tool%-output[^>]*>\\n(.*)\\n</mcp%-tool%-output>$')) end\n"
+                    "local r = check(s.tool.ok{shape='dup_type'})\n"
+                    "check(inner(r) == '[image image/png, 4 bytes base64]', r)\n"
+                    "local x, m, c = s.tool.ok{shape='error'}\n"
+                    "check(x == nil and c == 'tool_error' and inner(m) == 'bad thing', m)\n"
+                    "r = check(s.tool.ok{shape='dup_iserror'})\n"
+                    "check(inner(r) == 'fine', r)\n"
+                    "r = check(s.tool.ok{shape='two'})\n"
+                    "check(inner(r) == 'a\\nb', r)\n"
+                    "r = check(s.tool.ok{shape='dup_content'})\n"
+                    "check(inner(r) == 'second', r)\n"
+                    "r = check(s.tool.ok{shape='dup_text'})\n"
+                    "check(inner(r) == 'two', r)\n"
+                    "r = check(s.tool.ok{shape='structured'})\n"
+                    "check(inner(r) == '{\"n\":1}', r)\n"
                     "return 'ok'") == 0,
                 "%s", err);
 }
@@ -1281,6 +1336,7 @@ Suite *mcp_suite(void) {
   CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
   CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
+  CASE(tool_timeout_fires_and_cancels, tcase_add_test(tc, tool_timeout_fires_and_cancels));
   CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
   CASE(text_requests_carry_meta, tcase_add_test(tc, text_requests_carry_meta));
   CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
@@ -1290,6 +1346,8 @@ Suite *mcp_suite(void) {
   CASE(protocol_option, tcase_add_test(tc, protocol_option));
   CASE(invalid_tool_schema, tcase_add_test(tc, invalid_tool_schema));
   CASE(untrusted_output, tcase_add_test(tc, untrusted_output));
+  CASE(result_shapes_read_as_tables_read_them,
+       tcase_add_test(tc, result_shapes_read_as_tables_read_them));
   CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));
   CASE(filesystem_server, tcase_add_test(tc, filesystem_server));
   CASE(memory_server_session_reused, tcase_add_test(tc, memory_server_session_reused));

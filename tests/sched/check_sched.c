@@ -161,6 +161,58 @@ START_TEST(a_crowd_of_ready_tasks_does_not_starve_the_loop) {
 END_TEST
 
 
+START_TEST(a_task_made_ready_in_a_pass_runs_in_that_pass) {
+  /* The child ends in a pass (after one sleep) and wakes its parent, which
+   * waits on it; just before it ends it arms a timer that is due at once.
+   * The parent runs in the same pass, before the loop polls and fires the
+   * timer: before, each such hand-over (every tool call's luact.timeout)
+   * took a pass of its own and an extra poll (probe saw 0 ticks). */
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  ticks = 0;
+  ticks_at_probe = -1;
+  lua_register(t.L, "tick", l_tick);
+  lua_register(t.L, "arm", l_arm);
+  char out[64], err[1024];
+  int rc = lc_test_lua_run(&t,
+      "local h = luact.spawn(function() luact.sleep(0) arm() return 7 end)\n"
+      "local ok, v = luact.wait(h)\n"
+      "tick()\n"
+      "luact.sleep(0) -- the loop polls: the probe fires if it has not\n"
+      "return tostring(ok) .. v",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "true7");
+  ck_assert_int_eq(ticks_at_probe, 1);
+  lc_test_lua_close(&t);
+}
+END_TEST
+
+START_TEST(a_plain_yield_still_waits_for_the_next_pass) {
+  /* coroutine.yield at task level asks for the next pass: the loop polls
+   * (the due timer fires) before the task goes on, even though the pass
+   * now runs the tasks it makes ready. */
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  ticks = 0;
+  ticks_at_probe = -1;
+  lua_register(t.L, "tick", l_tick);
+  lua_register(t.L, "arm", l_arm);
+  char out[64], err[1024];
+  int rc = lc_test_lua_run(&t,
+      "local h = luact.spawn(function() arm() coroutine.yield() tick() return 1 end)\n"
+      "local ok = luact.wait(h)\n"
+      "return tostring(ok)",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "true");
+  ck_assert_int_eq(ticks_at_probe, 0);
+  ck_assert_int_eq(ticks, 1);
+  lc_test_lua_close(&t);
+}
+END_TEST
+
+
 /* ---- kills and handles that reach a running task (issue 12, item 8) ----
  * Each of these closed or freed a coroutine that was on the C stack: a
  * crash or an ASan report on the old scheduler. The waiting loops below
@@ -451,6 +503,8 @@ Suite *sched_suite(void) {
   tcase_add_test(tc, errors_carry_a_traceback);
   tcase_add_test(tc, child_error_does_not_kill_parent);
   tcase_add_test(tc, a_crowd_of_ready_tasks_does_not_starve_the_loop);
+  tcase_add_test(tc, a_task_made_ready_in_a_pass_runs_in_that_pass);
+  tcase_add_test(tc, a_plain_yield_still_waits_for_the_next_pass);
   tcase_add_test(tc, collected_handle_leaves_its_task_running);
   tcase_add_test(tc, a_task_kills_itself);
   tcase_add_test(tc, a_task_kills_its_parent);
