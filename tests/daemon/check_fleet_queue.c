@@ -30,30 +30,15 @@ static long count(const char *sql) {
   return n;
 }
 
+static const char *daemon_args = "--poll-ms 100 --max-runs 4";
+
 static void start(void) {
   snprintf(logp, sizeof logp, "%s/log", dir);
-  pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fd, 2);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "exec %s/luact serve --listen 127.0.0.1:0 --no-auth --store '%s' --poll-ms 100 "
-             "--max-runs 4 %s/agents",
-             LC_BINARY_DIR, url, dir);
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
-  for (;;) {
-    char *t = lc_test_read_file(logp, NULL);
-    int up = t && strstr(t, "listening on");
-    free(t);
-    if (up) break;
-    int st;
-    ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "the daemon exited at start");
-    lc_test_nap_ms(20);
-  }
+  char agents[300];
+  snprintf(agents, sizeof agents, "%s/agents", dir);
+  int port;
+  ck_assert_msg(lc_pg_daemon_start(url, daemon_args, agents, logp, NULL, &pid, &port) == 0,
+                "the daemon exited at start");
 }
 
 /* SIGTERM, and its exit: the server then has its statistics. */
