@@ -90,6 +90,7 @@ int lc_pg_daemon_start(const char *url, const char *args, const char *agents_dir
   snprintf(cmd, sizeof cmd,
            "exec %s/luact serve --listen 127.0.0.1:0 --no-auth --store '%s' %s %s", LC_BINARY_DIR,
            url, args ? args : "", agents_dir);
+  unlink(log); /* an older daemon's listening line is not this one's */
   pid_t p = fork();
   if (p < 0) return -1;
   if (p == 0) {
