@@ -237,8 +237,12 @@ static int claim(struct lc_fleet *f, int n) {
       /* The released runs are not claimable in this statement (its
        * snapshot has their leases live): disjoint rows for rel and ins. */
       "WITH " RELEASE_CTES ","
+      /* c also keeps what the snapshot saw of the run: its lease's epoch
+       * (0: none) and whether it had a row. */
       " c AS MATERIALIZED ("
-      "  SELECT d.id, d.thread_id, d.agent, d.created FROM d_runs d"
+      "  SELECT d.id, d.thread_id, d.agent, d.created,"
+      "   coalesce((SELECT l.epoch FROM leases l WHERE l.run_id = d.id), 0) AS lepoch,"
+      "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM d_runs d"
       "  WHERE d.pstatus = 'pending' AND d.deleted = 0"
       "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"
       /* Never a run whose lease is ours, even run out: this daemon may
@@ -252,12 +256,25 @@ static int claim(struct lc_fleet *f, int n) {
       "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"
       "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
       "  ORDER BY d.created LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
+      /* The re-check. The snapshot is the statement's start; the lease
+       * row the claim takes is the newest (ON CONFLICT). A run that ended
+       * in doubt after the snapshot (its status written, then its lease
+       * handed back) read as running here and was claimed again. So a
+       * started run's status is read again under a row lock (FOR SHARE
+       * reads the newest row, and SKIP LOCKED passes over a run whose
+       * status is being written), and the lease must still be at the
+       * epoch the snapshot saw: a run claimed since (maybe started and
+       * ended, its row newer than the snapshot) waits for the next claim. */
+      " live AS (SELECT r.id FROM runs r WHERE r.id IN (SELECT id FROM c WHERE started)"
+      "  AND r.status = 'running' FOR SHARE OF r SKIP LOCKED),"
       " ins AS (INSERT INTO leases(run_id, owner, epoch, lease_until)"
-      "  SELECT id, ?, 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"
+      "  SELECT id, ?, lepoch + 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"
+      "  WHERE NOT started OR id IN (SELECT id FROM live)"
       "  ON CONFLICT(run_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1,"
       "   lease_until = EXCLUDED.lease_until"
-      "  WHERE leases.owner IS NULL OR"
-      "   leases.lease_until < extract(epoch FROM clock_timestamp())"
+      "  WHERE (leases.owner IS NULL OR"
+      "   leases.lease_until < extract(epoch FROM clock_timestamp()))"
+      "  AND leases.epoch + 1 = EXCLUDED.epoch"
       "  RETURNING run_id, epoch)"
       " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent"
       " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
