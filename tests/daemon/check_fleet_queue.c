@@ -49,11 +49,17 @@ static void start_k(int k, const char *args) {
 
 static void start(void) { start_k(0, "--poll-ms 100 --max-runs 4"); }
 
+/* Stops daemon k; what a sanitizer build of it reported fails the case. */
 static void stop_k(int k, int sig) {
   if (!pids[k]) return;
   kill(pids[k], sig);
   waitpid(pids[k], NULL, 0);
   pids[k] = 0;
+  char *t = lc_test_read_file(logs[k], NULL);
+  int bad = t && (strstr(t, "Sanitizer") || strstr(t, "runtime error:"));
+  if (bad) fprintf(stderr, "%s\n", t);
+  free(t);
+  ck_assert_msg(!bad, "daemon %d's log has a sanitizer report", k);
 }
 
 /* Waits (60 s at most) until the log of daemon k says what. */
@@ -80,12 +86,7 @@ static void await_count(const char *sql, long n, const char *what) {
 }
 
 /* SIGTERM, and its exit: the server then has its statistics. */
-static void stop(void) {
-  if (!pid) return;
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-  pid = 0;
-}
+static void stop(void) { stop_k(0, SIGTERM); }
 
 static void setup_files(void) {
   ck_assert_msg(pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
