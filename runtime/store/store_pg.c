@@ -997,11 +997,20 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
   " journal.crc = EXCLUDED.crc AND journal.line = EXCLUDED.line THEN EXCLUDED.crc END"        \
   " RETURNING seq"
 
+/* A run's creation, fenced as its lines are ($10: the epoch, 0: none): a
+ * daemon that lost the run before its row was made (it stalled with the
+ * run claimed) makes no row; the run's first line, in the same group, is
+ * fenced out too and tells its client. (Without pipeline mode the fence
+ * check before the group skips the run whole.) */
 #define PIPE_RUN_SQL(again)                                                                  \
   ((again) ? "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
-             "updated, pid) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9) ON CONFLICT DO NOTHING"       \
+             "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
+             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint FOR "   \
+             "SHARE) ON CONFLICT DO NOTHING"                                                 \
            : "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
-             "updated, pid) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9)")
+             "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
+             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint FOR "   \
+             "SHARE)")
 
 static int pipe_send(struct lc_pgstore *s, const char *sql, int n, const char *const *v) {
   return PQsendQueryParams(s->wdb, sql, n, NULL, v, NULL, NULL, 0);
@@ -1032,12 +1041,13 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
     if (is_lost(s->dead, p->c.run_id)) continue;
     if (p->create) {
       const struct lc_run_row *r = p->create;
-      char t[40], pid[24];
+      char t[40], pid[24], ep[24];
       lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
       snprintf(pid, sizeof pid, "%ld", r->pid);
+      snprintf(ep, sizeof ep, "%ld", fence_of(s, p->c.run_id));
       const char *v[] = {r->id, r->script, r->script_sha256, r->args, r->cwd,
-                         r->status ? r->status : "running", t, t, pid};
-      bad = !pipe_send(s, PIPE_RUN_SQL(again), 9, v);
+                         r->status ? r->status : "running", t, t, pid, ep};
+      bad = !pipe_send(s, PIPE_RUN_SQL(again), 10, v);
     } else {
       char sq[24], crc[16], ep[24];
       snprintf(sq, sizeof sq, "%ld", p->seq);

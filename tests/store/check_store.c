@@ -917,6 +917,33 @@ START_TEST(pg_pipelined_group_still_fences) {
 }
 END_TEST
 
+/* A run claimed and then lost before its row was made (its daemon
+ * stalled; another daemon took it): its creation and first line, one
+ * group, write nothing, and its client hears of it. */
+START_TEST(pg_fenced_out_creation_makes_no_row) {
+  create("x", 1); /* the schema */
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('n', 'other', 2)");
+  ck_assert_int_eq(lc_store_fence(st, "n", 1), 0);
+  static struct client k;
+  client_for(&k, "n");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "n");
+  r.status = "running";
+  ck_assert_int_eq(lc_store_append_run(st, &k.c, &r), 0);
+  append_n(&k, 1, 2);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&k.errors), 1);
+  ck_assert_uint_eq(atomic_load(&k.newest), 0);
+  char *v = lc_pg_value(path, "SELECT count(*) FROM runs WHERE id = 'n'");
+  ck_assert_str_eq(v ? v : "", "0");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM journal WHERE run_id = 'n'");
+  ck_assert_str_eq(v ? v : "", "0");
+  free(v);
+}
+END_TEST
+
 /* An error in the middle of a pipelined group (a line at a seq another
  * line holds) aborts the rest of it and its COMMIT: nothing of the group
  * is written, every client in it hears of it, what was committed before
@@ -1103,6 +1130,7 @@ Suite *store_suite(void) {
   tcase_add_test(tp, pg_group_commit_is_one_round_trip);
   tcase_add_test(tp, pg_pipelined_group_still_fences);
   tcase_add_test(tp, pg_error_mid_pipeline_fails_the_group_cleanly);
+  tcase_add_test(tp, pg_fenced_out_creation_makes_no_row);
   /* The conformance loop: the same cases on both stores. */
   TCase *both[] = {tc, tp};
   for (int i = 0; i < 2; i++) {
