@@ -616,6 +616,29 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
                           "ss", run_id, run_id);
   int n = cJSON_GetArraySize(rows);
   cJSON_Delete(rows);
+  if (rc || n) return rc;
+  /* Claimed by another daemon (ahead of a free slot, maybe) and not
+   * started: its run row is made here, cancelled. The row's key decides
+   * against the holder's start (an INSERT waits for one in flight and
+   * then does nothing), and the lease's epoch goes up with it, so the
+   * holder's start, fenced by its epoch, writes nothing (its renewal then
+   * drops the run); a holder that started first keeps the run, and the
+   * cancel goes to it as to any running run (lc_store_run_cancel). */
+  rows = NULL;
+  rc = lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                      "WITH ins AS (INSERT INTO runs(id, status, created, updated, pid) "
+                      "SELECT ?, 'cancelled', ?::float8, ?::float8, 0 WHERE EXISTS (SELECT 1 "
+                      "FROM d_runs WHERE id = ? AND pstatus = 'pending') ON CONFLICT (id) DO "
+                      "NOTHING RETURNING id), "
+                      "l AS (UPDATE leases SET owner = 'cancelled', lease_until = NULL, epoch = "
+                      "epoch + 1 WHERE run_id IN (SELECT id FROM ins) RETURNING run_id), "
+                      "d AS (UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT id FROM "
+                      "ins) AND pstatus = 'pending' RETURNING id) "
+                      "SELECT id, (SELECT count(*) FROM l) AS leases, (SELECT count(*) FROM d) "
+                      "AS queued FROM ins",
+                      "sdds", run_id, lc_serve_now(), lc_serve_now(), run_id);
+  n = cJSON_GetArraySize(rows);
+  cJSON_Delete(rows);
   return rc ? rc : n ? 0 : LC_ENOTFOUND;
 }
 

@@ -448,6 +448,37 @@ START_TEST(cancelled_queued_runs_leave_the_queue_index) {
 }
 END_TEST
 
+/* A cancel sent to one daemon of a run another daemon claimed ahead (not
+ * started): the run never starts there, and shows cancelled. */
+START_TEST(cancel_reaches_a_run_claimed_ahead_elsewhere) {
+  stop_k(0, SIGTERM);
+  start_k(1, "--poll-ms 100 --max-runs 1 --claim-ahead 1 --lease 2");
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('s1', 'default', 'slow', '{\"steps\": 40}', 1),"
+         " ('c1', 'default', 'slow', '{\"steps\": 1}', 2)");
+  await_count("SELECT count(*) FROM leases WHERE run_id IN ('s1', 'c1') AND owner IS NOT NULL", 2,
+              "s1 and c1 claimed");
+  start_k(0, "--poll-ms 100 --max-runs 1 --claim-ahead 0 --lease 2");
+  ck_assert_int_eq(http(0, "POST", "/runs/c1/cancel", NULL), 202);
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('z', 'default', 'slow', '{\"steps\": 1}', 10)");
+  await_count("SELECT count(*) FROM runs WHERE id IN ('s1', 'z') AND status = 'finished'", 2,
+              "s1 and z finished");
+  /* z was claimed after c1 by the same one-slot daemon: c1's turn is past */
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'c1'"), 0);
+  char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'c1'");
+  ck_assert_str_eq(st ? st : "", "cancelled");
+  free(st);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'c1' AND pstatus = 'pending'"), 0);
+  char *body = NULL;
+  ck_assert_int_eq(http(1, "GET", "/runs/c1", &body), 200);
+  ck_assert_msg(body && strstr(body, "\"luact_status\":\"cancelled\""), "%s", body ? body : "");
+  free(body);
+  stop_k(1, SIGTERM);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'c1'"), 0);
+}
+END_TEST
+
 Suite *fleet_queue_suite(void) {
   Suite *s = suite_create("fleet_queue");
   TCase *tc = tcase_create("pg");
@@ -460,6 +491,7 @@ Suite *fleet_queue_suite(void) {
   tcase_add_test(tc, run_ended_in_doubt_meanwhile_is_not_claimed);
   tcase_add_test(tc, cancelled_queued_runs_leave_the_queue_index);
   tcase_add_test(tc, claimed_ahead_runs_are_taken_over_after_sigkill);
+  tcase_add_test(tc, cancel_reaches_a_run_claimed_ahead_elsewhere);
   tcase_add_test(tc, claimed_ahead_runs_are_renewed_and_handed_back_on_sigterm);
   suite_add_tcase(s, tc);
   return s;
