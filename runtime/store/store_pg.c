@@ -680,6 +680,21 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
                    "WHERE id=$2",
             2, v, err, errlen);
   }
+  if (!rc && !live) {
+    /* A daemon's run (d_runs, when the daemon's tables are there) leaves
+     * the fleet's queue index with it: a waiting run cancelled here stayed
+     * in it for ever, read by every claim (schema 3). */
+    const char *v[] = {id};
+    int code = 0;
+    char e2[256];
+    PGresult *x = q(&s->db, s->url, 1, "SELECT to_regclass('d_runs') IS NOT NULL", 0, NULL,
+                    &code, e2, sizeof e2);
+    if (x && PQntuples(x) == 1 && PQgetvalue(x, 0, 0)[0] == 't')
+      qx(&s->db, s->url, 1, "UPDATE d_runs SET pstatus = 'ended' WHERE id = $1 AND pstatus = "
+                            "'pending'",
+         1, v, e2, sizeof e2);
+    PQclear(x);
+  }
   pthread_mutex_unlock(&s->dbmu);
   return rc;
 }

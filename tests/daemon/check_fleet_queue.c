@@ -479,6 +479,22 @@ START_TEST(cancel_reaches_a_run_claimed_ahead_elsewhere) {
 }
 END_TEST
 
+/* `luact runs cancel` (the run store's cancel, no daemon involved) of a
+ * waiting run of a fleet takes it out of the queue index as well. */
+START_TEST(runs_cancel_command_takes_a_waiting_run_out_of_the_queue) {
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('w2', 'default', 'slow', '{\"steps\": 1}', 1);"
+         "INSERT INTO runs(id, status, created, updated) VALUES('w2', 'waiting_input', 0, 0);");
+  char cmd[800];
+  snprintf(cmd, sizeof cmd, "%s/luact runs cancel w2 --store '%s' >/dev/null", LC_BINARY_DIR, url);
+  ck_assert_int_eq(system(cmd), 0);
+  char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'w2'");
+  ck_assert_str_eq(st ? st : "", "cancelled");
+  free(st);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'w2' AND pstatus = 'pending'"), 0);
+}
+END_TEST
+
 Suite *fleet_queue_suite(void) {
   Suite *s = suite_create("fleet_queue");
   TCase *tc = tcase_create("pg");
@@ -492,6 +508,7 @@ Suite *fleet_queue_suite(void) {
   tcase_add_test(tc, cancelled_queued_runs_leave_the_queue_index);
   tcase_add_test(tc, claimed_ahead_runs_are_taken_over_after_sigkill);
   tcase_add_test(tc, cancel_reaches_a_run_claimed_ahead_elsewhere);
+  tcase_add_test(tc, runs_cancel_command_takes_a_waiting_run_out_of_the_queue);
   tcase_add_test(tc, claimed_ahead_runs_are_renewed_and_handed_back_on_sigterm);
   suite_add_tcase(s, tc);
   return s;
