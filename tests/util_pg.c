@@ -2,10 +2,15 @@
 #include "util_pg.h"
 
 #include <libpq-fe.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "util_common.h"
 
 int lc_pg_start(struct lc_pg *pg) {
   memset(pg, 0, sizeof *pg);
@@ -77,4 +82,37 @@ int lc_pg_newdb(const struct lc_pg *pg, char *url, size_t n) {
   const char *slash = strrchr(pg->url, '/');
   snprintf(url, n, "%.*s/%s", (int)(slash - pg->url), pg->url, name);
   return 0;
+}
+
+int lc_pg_daemon_start(const char *url, const char *args, const char *agents_dir,
+                       const char *log, const char *const *env, pid_t *pid, int *port) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "exec %s/luact serve --listen 127.0.0.1:0 --no-auth --store '%s' %s %s", LC_BINARY_DIR,
+           url, args ? args : "", agents_dir);
+  unlink(log); /* an older daemon's listening line is not this one's */
+  pid_t p = fork();
+  if (p < 0) return -1;
+  if (p == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) dup2(fd, 2);
+    for (const char *const *e = env; e && *e; e++) putenv((char *)*e);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  static const char line[] = "listening on 127.0.0.1:";
+  for (;;) {
+    char *t = lc_test_read_file(log, NULL);
+    const char *at = t ? strstr(t, line) : NULL;
+    if (at) {
+      *pid = p;
+      *port = atoi(at + strlen(line));
+      free(t);
+      return 0;
+    }
+    free(t);
+    int st;
+    if (waitpid(p, &st, WNOHANG) == p) return -1;
+    lc_test_nap_ms(20);
+  }
 }

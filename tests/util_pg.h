@@ -9,6 +9,7 @@
 #define LC_TEST_UTIL_PG_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 struct lc_pg {
   char dir[256]; /* the server's folder (data, socket, log) */
@@ -27,5 +28,13 @@ int lc_pg_sql(const char *url, const char *sql, char *err, size_t errlen);
 /* The first column of the first row of a query, as text (malloc'd), or
  * NULL on an error or no row. */
 char *lc_pg_value(const char *url, const char *sql);
+
+/* Starts `luact serve --listen 127.0.0.1:0 --no-auth --store URL ARGS
+ * AGENTS_DIR` (the build's binary) with its stderr in log and env set
+ * (NAME=value strings, NULL-terminated; NULL: none), and waits for its
+ * "listening on" line. 0 with *pid and *port; -1 (the child reaped) when
+ * it exited first. */
+int lc_pg_daemon_start(const char *url, const char *args, const char *agents_dir,
+                       const char *log, const char *const *env, pid_t *pid, int *port);
 
 #endif

@@ -67,6 +67,9 @@ static const char usage_serve[] =
     "                       renewed every S/3 (default 10)\n"
     "  --poll-ms N          a fleet: look for queued runs every N ms besides\n"
     "                       LISTEN/NOTIFY (default 500)\n"
+    "  --claim-ahead N      a fleet: claim up to N queued runs beyond the free\n"
+    "                       slots, to start as slots free (default --max-runs/4,\n"
+    "                       at most 16; 0: claim only for free slots)\n"
     "  -h, --help           show this help\n";
 
 const char *const lc_serve_end_names[] = {"finished", "failed", "cancelled", "waiting_input",
@@ -1616,6 +1619,23 @@ int lc_serve_enqueue_claimed(struct lc_serve *s, const char *run_id, const char 
   return enqueue_local(s, run_id, thread_id, agent, 0);
 }
 
+int lc_serve_take_queued(struct lc_serve *s, char (**ids)[65]) {
+  pthread_mutex_lock(&s->mu);
+  int n = 0;
+  *ids = s->nqueued > 0 ? malloc((size_t)s->nqueued * sizeof **ids) : NULL;
+  /* Out of memory: they stay queued (and their leases run out). */
+  while (*ids && s->queue) {
+    struct lc_queued *q = s->queue;
+    s->queue = q->next;
+    s->nqueued--;
+    snprintf((*ids)[n++], sizeof **ids, "%s", q->id);
+    free(q);
+  }
+  if (n) pthread_cond_broadcast(&s->changed);
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
 void lc_serve_drop_local(struct lc_serve *s, const char *run_id) {
   pthread_mutex_lock(&s->mu);
   for (struct lc_queued **p = &s->queue; *p; p = &(*p)->next)
@@ -1675,6 +1695,20 @@ static void stall_fifo_hook(const char *var) {
   close(fd);
 }
 
+/* A fleet: a run whose row says it ended leaves the queue index
+ * (d_runs_queued: pstatus 'pending'). Runs cancelled in the store (a
+ * waiting one, or a resumed one still queued here) stayed in it for ever:
+ * never claimed (the claim skips ended rows), but read by every claim. */
+static void unqueue_ended(struct lc_serve *s, const char *run_id) {
+  if (!s->fleet) return;
+  char err[256];
+  lc_dstore_exec(s->ds, NULL, err, sizeof err,
+                 "UPDATE d_runs SET pstatus = 'ended' WHERE id = ? AND pstatus = 'pending' AND "
+                 "EXISTS (SELECT 1 FROM runs r WHERE r.id = d_runs.id AND r.status IN "
+                 "('finished', 'failed', 'cancelled'))",
+                 "s", run_id);
+}
+
 int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
   char err[256];
   pthread_mutex_lock(&s->mu);
@@ -1700,6 +1734,10 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
       }
       atomic_fetch_add(&s->runs_done_cancelled, 1);
       lc_serve_notify(s); /* waits and streams see it cancelled */
+      /* On a fleet it was claimed (ahead, maybe): its lease goes back,
+       * and a resumed run's row leaves the queue index. */
+      unqueue_ended(s, run_id);
+      lc_fleet_run_done(s, run_id);
       return 0;
     }
   for (struct lc_active *a = s->active; a; a = a->next)
@@ -1719,6 +1757,7 @@ int lc_serve_cancel(struct lc_serve *s, const char *run_id, int immediate) {
   /* Not running here: a waiting run is cancelled in the store. */
   char was[32];
   int rc = lc_store_run_cancel(s->store, run_id, was, sizeof was, err, sizeof err);
+  if (rc == 0) unqueue_ended(s, run_id); /* a waiting run stayed in the queue index */
   if (rc == 0 && !strcmp(was, "waiting_input")) atomic_fetch_add(&s->runs_done_cancelled, 1);
   lc_serve_notify(s);
   return rc;
@@ -1898,6 +1937,7 @@ int lc_serve_main(int argc, char **argv) {
   snprintf(s->host, sizeof s->host, "127.0.0.1");
   s->port = 7420;
   s->max_runs = 64;
+  s->claim_ahead = -1;
   s->max_body = 1 << 20;
   s->max_conns = 512;
   s->max_streams = -1;
@@ -1917,7 +1957,8 @@ int lc_serve_main(int argc, char **argv) {
     static const char *const with_value[] = {"--listen", "--store", "--store-sync", "--tokens",
                                              "--max-runs", "--max-body", "--max-conns",
                                              "--max-streams", "--conn-timeout", "--grace",
-                                             "--lease", "--poll-ms", "--http-workers", "--workers", NULL};
+                                             "--lease", "--poll-ms", "--http-workers", "--workers",
+                                             "--claim-ahead", NULL};
     int known = 0;
     for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
     if (!known) {
@@ -1944,7 +1985,8 @@ int lc_serve_main(int argc, char **argv) {
       }
       s->sync_normal = !strcmp(v, "normal");
     } else {
-      n = num_opt(o, v, !strcmp(o, "--grace") ? 0 : 1, 1L << 30);
+      int zero_ok = !strcmp(o, "--grace") || !strcmp(o, "--claim-ahead");
+      n = num_opt(o, v, zero_ok ? 0 : 1, 1L << 30);
       if (n < 0) return 2;
       if (!strcmp(o, "--max-runs")) s->max_runs = (int)n;
       else if (!strcmp(o, "--max-body")) s->max_body = n;
@@ -1953,6 +1995,7 @@ int lc_serve_main(int argc, char **argv) {
       else if (!strcmp(o, "--conn-timeout")) s->conn_timeout_s = (int)n;
       else if (!strcmp(o, "--lease")) s->lease_s = (double)n;
       else if (!strcmp(o, "--poll-ms")) s->poll_ms = n;
+      else if (!strcmp(o, "--claim-ahead")) s->claim_ahead = n > 4096 ? 4096 : (int)n;
       else if (!strcmp(o, "--http-workers")) s->http_workers = n > 256 ? 256 : (int)n;
       else if (!strcmp(o, "--workers")) {
         if (n > 1024) {
@@ -2087,6 +2130,7 @@ int lc_serve_main(int argc, char **argv) {
   lc_serve_log(s, "info", "stopping", NULL, sig == SIGTERM ? "SIGTERM" : "SIGINT");
   atomic_store(&s->ready, 0);
   atomic_store(&s->stopping, 1);
+  lc_fleet_drain(s); /* runs claimed here but not started: for the others now */
   lc_crons_stop(); /* no new runs from crons */
   lc_api_quiesce(s);
   double until = mono_s() + s->grace_s;

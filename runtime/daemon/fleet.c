@@ -54,6 +54,7 @@ struct lc_fleet {
   char owner[160];
   double lease_s;
   long poll_ms;
+  int ahead; /* --claim-ahead */
   int wake; /* eventfd: a local hint or a freed slot */
   pthread_t th;
   int th_on;
@@ -127,9 +128,16 @@ static const char *jstr(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int free_slots(struct lc_serve *s) {
+/* How many runs this daemon may claim now: its free slots plus the
+ * claim-ahead room (runs claimed but not started wait in its queue, under
+ * renewed leases, to start as slots free); *idle: a slot has nothing to
+ * start. */
+static int free_slots(const struct lc_fleet *f, int *idle) {
+  struct lc_serve *s = f->s;
   pthread_mutex_lock(&s->mu);
-  int n = atomic_load(&s->stopping) ? 0 : s->max_runs - s->nactive - s->nqueued;
+  int busy = s->nactive + s->nqueued;
+  int n = atomic_load(&s->stopping) ? 0 : s->max_runs + f->ahead - busy;
+  *idle = n > 0 && busy < s->max_runs;
   pthread_mutex_unlock(&s->mu);
   return n;
 }
@@ -229,8 +237,12 @@ static int claim(struct lc_fleet *f, int n) {
       /* The released runs are not claimable in this statement (its
        * snapshot has their leases live): disjoint rows for rel and ins. */
       "WITH " RELEASE_CTES ","
+      /* c also keeps what the snapshot saw of the run: its lease's epoch
+       * (0: none) and whether it had a row. */
       " c AS MATERIALIZED ("
-      "  SELECT d.id, d.thread_id, d.agent, d.created FROM d_runs d"
+      "  SELECT d.id, d.thread_id, d.agent, d.created,"
+      "   coalesce((SELECT l.epoch FROM leases l WHERE l.run_id = d.id), 0) AS lepoch,"
+      "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM d_runs d"
       "  WHERE d.pstatus = 'pending' AND d.deleted = 0"
       "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"
       /* Never a run whose lease is ours, even run out: this daemon may
@@ -244,12 +256,25 @@ static int claim(struct lc_fleet *f, int n) {
       "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"
       "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
       "  ORDER BY d.created LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
+      /* The re-check. The snapshot is the statement's start; the lease
+       * row the claim takes is the newest (ON CONFLICT). A run that ended
+       * in doubt after the snapshot (its status written, then its lease
+       * handed back) read as running here and was claimed again. So a
+       * started run's status is read again under a row lock (FOR SHARE
+       * reads the newest row, and SKIP LOCKED passes over a run whose
+       * status is being written), and the lease must still be at the
+       * epoch the snapshot saw: a run claimed since (maybe started and
+       * ended, its row newer than the snapshot) waits for the next claim. */
+      " live AS (SELECT r.id FROM runs r WHERE r.id IN (SELECT id FROM c WHERE started)"
+      "  AND r.status = 'running' FOR SHARE OF r SKIP LOCKED),"
       " ins AS (INSERT INTO leases(run_id, owner, epoch, lease_until)"
-      "  SELECT id, ?, 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"
+      "  SELECT id, ?, lepoch + 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"
+      "  WHERE NOT started OR id IN (SELECT id FROM live)"
       "  ON CONFLICT(run_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1,"
       "   lease_until = EXCLUDED.lease_until"
-      "  WHERE leases.owner IS NULL OR"
-      "   leases.lease_until < extract(epoch FROM clock_timestamp())"
+      "  WHERE (leases.owner IS NULL OR"
+      "   leases.lease_until < extract(epoch FROM clock_timestamp()))"
+      "  AND leases.epoch + 1 = EXCLUDED.epoch"
       "  RETURNING run_id, epoch)"
       " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent"
       " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
@@ -398,12 +423,20 @@ static void renew(struct lc_fleet *f) {
  * made claims most of a fleet's round trips and flushes. It claims once a
  * quarter of its slots (at most 16) are free, or when a slot has been
  * free for GATHER_S: a run queued behind a full daemon waits at most that
- * much longer, and an idle daemon claims at once. */
+ * much longer, and an idle daemon claims at once.
+ *
+ * With claim-ahead (--claim-ahead N) the daemon also holds up to N runs
+ * claimed before a slot is free for them: a freed slot starts one from
+ * its own queue at once, and the claim refills the N in one statement
+ * once they are used up (batches of N or more instead of the few slots
+ * freed since the last claim: pg-bench found the claim's cost per run was
+ * its statement over 3 or 4 runs). */
 #define GATHER_S 0.02
 
 static int claim_batch(const struct lc_fleet *f) {
   int b = f->s->max_runs / 4;
-  return b < 1 ? 1 : b > 16 ? 16 : b;
+  b = b < 1 ? 1 : b > 16 ? 16 : b;
+  return f->ahead > b ? f->ahead : b;
 }
 
 static void *fleet_main(void *ud) {
@@ -442,9 +475,17 @@ static void *fleet_main(void *ud) {
       renew(f);
       next_renew = mono_s() + renew_every;
     }
-    int n = free_slots(f->s);
+    int idle;
+    int n = free_slots(f, &idle);
     if (n <= 0) release_done(f); /* no claim to ride on */
-    if (n > 0 && n < claim_batch(f) && n < f->s->max_runs) {
+    if (n > 0 && n < claim_batch(f) && n < f->s->max_runs + f->ahead) {
+      /* Short of a batch: wait for more while every slot has a run to
+       * start; a slot without one waits GATHER_S at most. */
+      if (!idle) {
+        gather_until = 0;
+        more = 0;
+        continue;
+      }
       if (gather_until == 0) gather_until = mono_s() + GATHER_S;
       if (mono_s() < gather_until) {
         more = 0;
@@ -465,6 +506,11 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   f->s = s;
   f->lease_s = s->lease_s > 0 ? s->lease_s : 10;
   f->poll_ms = s->poll_ms > 0 ? s->poll_ms : 500;
+  if (s->claim_ahead >= 0) f->ahead = s->claim_ahead;
+  else { /* the default: a quarter of the slots, at most 16 */
+    f->ahead = s->max_runs / 4;
+    if (f->ahead > 16) f->ahead = 16;
+  }
   char host[64] = "?";
   gethostname(host, sizeof host - 1);
   char u[37];
@@ -489,8 +535,9 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   f->th_on = 1;
   s->fleet = f;
   char m[300];
-  snprintf(m, sizeof m, "fleet member %s: lease %.1f s, renewed every %.1f s, poll %ld ms",
-           f->owner, f->lease_s, f->lease_s / 3, f->poll_ms);
+  snprintf(m, sizeof m,
+           "fleet member %s: lease %.1f s, renewed every %.1f s, poll %ld ms, claim-ahead %d",
+           f->owner, f->lease_s, f->lease_s / 3, f->poll_ms, f->ahead);
   lc_serve_log(s, "info", "fleet", NULL, m);
   return 0;
 }
@@ -569,7 +616,79 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
                           "ss", run_id, run_id);
   int n = cJSON_GetArraySize(rows);
   cJSON_Delete(rows);
+  if (rc || n) return rc;
+  /* Claimed by another daemon (ahead of a free slot, maybe) and not
+   * started: its run row is made here, cancelled. The row's key decides
+   * against the holder's start (an INSERT waits for one in flight and
+   * then does nothing), and the lease's epoch goes up with it, so the
+   * holder's start, fenced by its epoch, writes nothing (its renewal then
+   * drops the run); a holder that started first keeps the run, and the
+   * cancel goes to it as to any running run (lc_store_run_cancel). */
+  rows = NULL;
+  rc = lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                      "WITH ins AS (INSERT INTO runs(id, status, created, updated, pid) "
+                      "SELECT ?, 'cancelled', ?::float8, ?::float8, 0 WHERE EXISTS (SELECT 1 "
+                      "FROM d_runs WHERE id = ? AND pstatus = 'pending') ON CONFLICT (id) DO "
+                      "NOTHING RETURNING id), "
+                      "l AS (UPDATE leases SET owner = 'cancelled', lease_until = NULL, epoch = "
+                      "epoch + 1 WHERE run_id IN (SELECT id FROM ins) RETURNING run_id), "
+                      "d AS (UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT id FROM "
+                      "ins) AND pstatus = 'pending' RETURNING id) "
+                      "SELECT id, (SELECT count(*) FROM l) AS leases, (SELECT count(*) FROM d) "
+                      "AS queued FROM ins",
+                      "sdds", run_id, lc_serve_now(), lc_serve_now(), run_id);
+  n = cJSON_GetArraySize(rows);
+  cJSON_Delete(rows);
   return rc ? rc : n ? 0 : LC_ENOTFOUND;
+}
+
+/* Takes the runs queued here off the queue (none of them starts here
+ * now) and hands their leases back on conn, if still ours at that epoch;
+ * a NOTIFY wakes the other daemons for them. */
+static void drain(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *conn) {
+  char(*ids)[65] = NULL;
+  int n = lc_serve_take_queued(s, &ids);
+  cJSON *a = cJSON_CreateArray();
+  pthread_mutex_lock(&f->mu);
+  for (int i = 0; i < n; i++)
+    for (struct held **p = &f->held; *p; p = &(*p)->next)
+      if (!strcmp((*p)->id, ids[i])) {
+        struct held *h = *p;
+        *p = h->next;
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "id", h->id);
+        cJSON_AddNumberToObject(o, "epoch", (double)h->epoch);
+        cJSON_AddItemToArray(a, o);
+        free(h);
+        break;
+      }
+  pthread_mutex_unlock(&f->mu);
+  for (int i = 0; i < n; i++) lc_store_fence(s->store, ids[i], 0);
+  free(ids);
+  char *j = a && cJSON_GetArraySize(a) ? cJSON_PrintUnformatted(a) : NULL;
+  cJSON_Delete(a);
+  if (!j) return; /* nothing queued (or out of memory: the leases run out) */
+  char err[512];
+  cJSON *rows = NULL;
+  int rc = lc_dstore_exec(conn, &rows, err, sizeof err,
+                          "WITH rel AS (UPDATE leases l SET owner = NULL, lease_until = NULL FROM "
+                          "json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE l.run_id "
+                          "= x.id AND l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id) "
+                          "SELECT count(*) AS n, pg_notify('" CHANNEL "', '') FROM rel",
+                          "ss", j, f->owner);
+  char m[600];
+  const cJSON *c = cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "n");
+  if (rc) snprintf(m, sizeof m, "%s", err);
+  else snprintf(m, sizeof m, "%d runs claimed ahead handed back", cJSON_IsNumber(c) ? c->valueint : 0);
+  lc_serve_log(s, rc ? "warn" : "info", "fleet_drain", NULL, m);
+  cJSON_Delete(rows);
+  free(j);
+}
+
+void lc_fleet_drain(struct lc_serve *s) {
+  pthread_rwlock_rdlock(&fleet_rw);
+  if (s->fleet) drain(s, s->fleet, s->ds); /* the daemon's pool: the fleet thread has its own */
+  pthread_rwlock_unlock(&fleet_rw);
 }
 
 void lc_fleet_stop(struct lc_serve *s, int release) {
@@ -578,6 +697,7 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
   atomic_store(&f->stop, 1);
   wake(f);
   if (f->th_on) pthread_join(f->th, NULL);
+  drain(s, f, f->ds); /* claimed by a claim in flight at the drain */
   release_done(f); /* the thread is gone: the leases of runs done since */
   char m[200];
   snprintf(m, sizeof m, "claims %ld in %ld us (%ld statements), leases lost %ld",

@@ -58,6 +58,7 @@ struct lc_serve {
   int http_workers; /* threads that run routes (api.c; 0: the default) */
   double lease_s; /* a fleet's lease (PostgreSQL store; 0: the default) */
   long poll_ms;   /* a fleet's poll for queued runs (0: the default) */
+  int claim_ahead; /* a fleet: runs claimed beyond the free slots (-1: the default) */
   struct lc_fleet *fleet; /* fleet.c's, on a PostgreSQL store; else NULL */
   /* state */
   struct lc_store *store;
@@ -127,6 +128,10 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
 int lc_serve_enqueue_claimed(struct lc_serve *s, const char *run_id, const char *thread_id,
                              const char *agent);
 void lc_serve_drop_local(struct lc_serve *s, const char *run_id);
+/* daemon.c, for fleet.c: takes every run queued here (claimed, not
+ * started) off the queue; ids (malloc'd, the caller's, 65 bytes each)
+ * gets their ids: none of them starts here any more. How many. */
+int lc_serve_take_queued(struct lc_serve *s, char (**ids)[65]);
 
 /* fleet.c: several daemons on one PostgreSQL store (docs/serve.md). With
  * a fleet, lc_serve_enqueue leaves the run queued in the database and
@@ -142,6 +147,10 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id);
  * (runs claimed but not started). Without release the fleet is left in
  * place for the runs still going (the process exits next). */
 void lc_fleet_stop(struct lc_serve *s, int release);
+/* Hands back the leases of the runs claimed here but not started (the
+ * claimed-ahead ones), at once, for other daemons: at a SIGTERM, before
+ * the grace period of the runs still going. */
+void lc_fleet_drain(struct lc_serve *s);
 void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost);
 
 /* api.c */

@@ -42,7 +42,15 @@ static struct {
   PQnoticeProcessor (*setNoticeProcessor)(PGconn *, PQnoticeProcessor, void *);
   int (*socket)(const PGconn *);
   ConnStatusType (*status)(const PGconn *);
+  /* pipeline mode (libpq 14+): optional, all or none */
+  int (*enterPipelineMode)(PGconn *);
+  int (*exitPipelineMode)(PGconn *);
+  int (*pipelineSync)(PGconn *);
+  int (*sendQueryParams)(PGconn *, const char *, int, const Oid *, const char *const *,
+                         const int *, const int *, int);
+  PGresult *(*getResult)(PGconn *);
 } fn;
+static int pipeline; /* 1 when the five above are set */
 static int loaded; /* 1 when every pointer above is set */
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 
@@ -71,6 +79,20 @@ static void load(void) {
       return;
     }
   }
+  struct {
+    const char *name;
+    void **slot;
+  } o[] = {
+#define S(f) {"PQ" #f, (void **)&fn.f},
+      S(enterPipelineMode) S(exitPipelineMode) S(pipelineSync) S(sendQueryParams) S(getResult)
+#undef S
+  };
+  int all = 1;
+  for (size_t i = 0; i < sizeof o / sizeof o[0]; i++) {
+    *o[i].slot = dlsym(h, o[i].name);
+    all = all && *o[i].slot;
+  }
+  pipeline = all;
   loaded = 1;
 }
 
@@ -80,6 +102,7 @@ static int ready(void) {
 }
 
 int lc_pq_available(void) { return ready(); }
+int lc_pq_has_pipeline(void) { return ready() && pipeline; }
 
 /* Without the library no connection or result exists: every call below
  * gets NULL ones, and answers as libpq does for those. */
@@ -129,3 +152,14 @@ PQnoticeProcessor PQsetNoticeProcessor(PGconn *c, PQnoticeProcessor p, void *arg
 }
 int PQsocket(const PGconn *c) { return ready() ? fn.socket(c) : -1; }
 ConnStatusType PQstatus(const PGconn *c) { return ready() ? fn.status(c) : CONNECTION_BAD; }
+/* Pipeline mode: called only when lc_pq_has_pipeline() said so. */
+int PQenterPipelineMode(PGconn *c) { return lc_pq_has_pipeline() ? fn.enterPipelineMode(c) : 0; }
+int PQexitPipelineMode(PGconn *c) { return lc_pq_has_pipeline() ? fn.exitPipelineMode(c) : 0; }
+int PQpipelineSync(PGconn *c) { return lc_pq_has_pipeline() ? fn.pipelineSync(c) : 0; }
+int PQsendQueryParams(PGconn *c, const char *q, int n, const Oid *types,
+                      const char *const *values, const int *lengths, const int *formats,
+                      int rformat) {
+  return lc_pq_has_pipeline() ? fn.sendQueryParams(c, q, n, types, values, lengths, formats, rformat)
+                              : 0;
+}
+PGresult *PQgetResult(PGconn *c) { return lc_pq_has_pipeline() ? fn.getResult(c) : NULL; }

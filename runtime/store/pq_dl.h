@@ -12,5 +12,9 @@
 
 /* 1 when libpq is loaded (loading it now if it was not tried yet). */
 int lc_pq_available(void);
+/* 1 when the loaded libpq has pipeline mode (libpq 14 and later:
+ * PQenterPipelineMode and the rest); the store's writer sends a group in
+ * one round trip with it, statement by statement without. */
+int lc_pq_has_pipeline(void);
 
 #endif

@@ -890,6 +890,10 @@ static struct pending *take_group(struct lc_store *s) {
   return g;
 }
 
+long lc_store_writer_trips(const struct lc_store *s) {
+  return s->pg ? lc_pgstore_writer_trips(s->pg) : 0;
+}
+
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits) {
   if (s->pg) {
     lc_pgstore_stats(s->pg, lines, commits);

@@ -150,5 +150,8 @@ long lc_store_fence_of(struct lc_store *s, const char *run_id);
 int lc_store_is_pg_store(const struct lc_store *s);
 /* Lines committed and group commits made by this store's writer (bench). */
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits);
+/* PostgreSQL: the writer's round trips to the server since the open (a
+ * group is one with libpq's pipeline mode); 0 on SQLite. */
+long lc_store_writer_trips(const struct lc_store *s);
 
 #endif

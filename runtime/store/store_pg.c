@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,6 +103,7 @@ struct lc_pgstore {
   struct pending *head, **tail;
   int stop, busy, failed, flushing;
   long lines, commits;
+  atomic_long trips; /* the writer's round trips */
   pthread_mutex_t fmu;
   struct fence *fences;
   /* runs a failed group held: nothing more of them is written (a run
@@ -219,6 +221,9 @@ static _Thread_local int last_ended;
  * on each other when a lease ran out while its owner was still writing;
  * the server then aborts one of the two. */
 static _Thread_local int last_again;
+/* Statements sent by this thread (the writer's round trips without
+ * pipeline mode). */
+static _Thread_local long sent_here;
 
 static int again_state(const char *state) {
   return state && (!strcmp(state, "40P01") || !strcmp(state, "40001"));
@@ -240,6 +245,7 @@ static PGresult *q(PGconn **c, const char *url, int retry, const char *sql, int 
       return NULL;
     }
     PGresult *r = PQexecParams(*c, sql, n, NULL, v, NULL, NULL, 0);
+    sent_here++;
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return r;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -674,6 +680,21 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
                    "WHERE id=$2",
             2, v, err, errlen);
   }
+  if (!rc && !live) {
+    /* A daemon's run (d_runs, when the daemon's tables are there) leaves
+     * the fleet's queue index with it: a waiting run cancelled here stayed
+     * in it for ever, read by every claim (schema 3). */
+    const char *v[] = {id};
+    int code = 0;
+    char e2[256];
+    PGresult *x = q(&s->db, s->url, 1, "SELECT to_regclass('d_runs') IS NOT NULL", 0, NULL,
+                    &code, e2, sizeof e2);
+    if (x && PQntuples(x) == 1 && PQgetvalue(x, 0, 0)[0] == 't')
+      qx(&s->db, s->url, 1, "UPDATE d_runs SET pstatus = 'ended' WHERE id = $1 AND pstatus = "
+                            "'pending'",
+         1, v, e2, sizeof e2);
+    PQclear(x);
+  }
   pthread_mutex_unlock(&s->dbmu);
   return rc;
 }
@@ -872,6 +893,10 @@ static struct pending *take_group(struct lc_pgstore *s) {
   return g;
 }
 
+long lc_pgstore_writer_trips(const struct lc_pgstore *s) {
+  return atomic_load(&((struct lc_pgstore *)s)->trips);
+}
+
 void lc_pgstore_stats(const struct lc_pgstore *s, long *lines, long *commits) {
   pthread_mutex_lock((pthread_mutex_t *)&s->mu);
   if (lines) *lines = s->lines;
@@ -933,7 +958,20 @@ static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **l
   return rc;
 }
 
-static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
+/* Without pipeline mode (libpq before 14): a statement, and a round trip,
+ * at a time. */
+static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
+                             struct lost **lost);
+
+static int commit_group_seq(struct lc_pgstore *s, struct pending *g, int again,
+                            struct lost **lost) {
+  long before = sent_here;
+  int rc = commit_group_seq_(s, g, again, lost);
+  atomic_fetch_add(&s->trips, sent_here - before);
+  return rc;
+}
+
+static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
                              struct lost **lost) {
   char err[1024];
   if (conn_ok(&s->wdb, s->url, err, sizeof err)) return EIO;
@@ -957,6 +995,157 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
     return gone ? ECONNRESET : retry_it ? EAGAIN : EIO;
   }
   return 0;
+}
+
+
+/* The journal line insert of the pipelined group: written only while the
+ * run's lease still has the epoch given ($5; 0: not fenced), its lease row
+ * locked FOR SHARE till the commit (a claim elsewhere waits for it, and
+ * one that came first is seen), so a fenced-out line returns no row. The
+ * same line again (a retried group whose commit's answer was lost) is no
+ * error; another line at that seq fails the statement (crc NULL: 23502),
+ * which aborts the pipeline before its COMMIT. */
+#define PIPE_LINE_SQL                                                                        \
+  "INSERT INTO journal(run_id, seq, line, crc, epoch) SELECT $1, $2::bigint, $3, $4::bigint," \
+  " $5::bigint WHERE $5::bigint = 0 OR EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND"   \
+  " epoch = $5::bigint FOR SHARE) ON CONFLICT(run_id, seq) DO UPDATE SET crc = CASE WHEN"    \
+  " journal.crc = EXCLUDED.crc AND journal.line = EXCLUDED.line THEN EXCLUDED.crc END"        \
+  " RETURNING seq"
+
+/* A run's creation, fenced as its lines are ($10: the epoch, 0: none): a
+ * daemon that lost the run before its row was made (it stalled with the
+ * run claimed) makes no row; the run's first line, in the same group, is
+ * fenced out too and tells its client. (Without pipeline mode the fence
+ * check before the group skips the run whole.) */
+#define PIPE_RUN_SQL(again)                                                                  \
+  ((again) ? "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
+             "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
+             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint FOR "   \
+             "SHARE) ON CONFLICT DO NOTHING"                                                 \
+           : "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
+             "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
+             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint FOR "   \
+             "SHARE)")
+
+static int pipe_send(struct lc_pgstore *s, const char *sql, int n, const char *const *v) {
+  return PQsendQueryParams(s->wdb, sql, n, NULL, v, NULL, NULL, 0);
+}
+
+/* A group in one round trip (libpq's pipeline mode): BEGIN, each run's
+ * creation and each line, COMMIT, one sync. The fence is in each line's
+ * statement (PIPE_LINE_SQL), so nothing waits for an answer midway; a
+ * fenced run whose line comes back empty lost its lease (its lines are
+ * dropped, its client told EPERM, the rest committed, as before). Any
+ * error aborts the pipeline: the server skips the rest and the COMMIT,
+ * the transaction is rolled back, nothing of the group is written. */
+static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
+                             struct lost **lost) {
+  char err[1024];
+  if (conn_ok(&s->wdb, s->url, err, sizeof err)) return EIO;
+  if (!PQenterPipelineMode(s->wdb)) return is_conn_lost(s->wdb) ? ECONNRESET : EIO;
+  long n = 0;
+  for (struct pending *p = g; p; p = p->next) n++;
+  /* what each statement was: its pending, or NULL for BEGIN and COMMIT */
+  struct pending **what = lc_malloc((size_t)(n + 2) * sizeof *what);
+  int sent = 0, bad = !what;
+  if (!bad) {
+    what[sent++] = NULL;
+    bad = !pipe_send(s, "BEGIN", 0, NULL);
+  }
+  for (struct pending *p = g; p && !bad; p = p->next) {
+    if (is_lost(s->dead, p->c.run_id)) continue;
+    if (p->create) {
+      const struct lc_run_row *r = p->create;
+      char t[40], pid[24], ep[24];
+      lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+      snprintf(pid, sizeof pid, "%ld", r->pid);
+      snprintf(ep, sizeof ep, "%ld", fence_of(s, p->c.run_id));
+      const char *v[] = {r->id, r->script, r->script_sha256, r->args, r->cwd,
+                         r->status ? r->status : "running", t, t, pid, ep};
+      bad = !pipe_send(s, PIPE_RUN_SQL(again), 10, v);
+    } else {
+      char sq[24], crc[16], ep[24];
+      snprintf(sq, sizeof sq, "%ld", p->seq);
+      snprintf(ep, sizeof ep, "%ld", fence_of(s, p->c.run_id));
+      snprintf(crc, sizeof crc, "%u", (unsigned)crc32_of(p->text, p->len));
+      char *t = lc_malloc(p->len + 1); /* text parameters end with a NUL */
+      if (!t) {
+        bad = 1;
+        break;
+      }
+      memcpy(t, p->text, p->len);
+      t[p->len] = '\0';
+      const char *v[] = {p->c.run_id, sq, t, crc, ep};
+      bad = !pipe_send(s, PIPE_LINE_SQL, 5, v); /* copied into libpq's buffer */
+      lc_free(t);
+    }
+    if (!bad) what[sent++] = p;
+  }
+  if (!bad) {
+    what[sent++] = NULL;
+    bad = !pipe_send(s, "COMMIT", 0, NULL);
+  }
+  int synced = !bad && PQpipelineSync(s->wdb);
+  atomic_fetch_add(&s->trips, 1);
+  /* The answers, in order: each statement's result then NULL; after an
+   * error, PIPELINE_ABORTED for the rest; then the sync's. */
+  int failed = bad, gone = 0, retry_it = 0, committed = 0;
+  for (int i = 0; synced && i < sent; i++) {
+    PGresult *r = PQgetResult(s->wdb);
+    if (!r) { /* the connection went away under the pipeline */
+      failed = gone = 1;
+      break;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_FATAL_ERROR) {
+      const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      failed = 1; /* a line at a taken seq (23502), a taken run id, a deadlock... */
+      gone |= ended(s->wdb, r);
+      retry_it |= again_state(state);
+    } else if (st == PGRES_TUPLES_OK && what[i] && !what[i]->create && PQntuples(r) == 0 &&
+               !is_lost(*lost, what[i]->c.run_id)) {
+      struct lost *x = lc_calloc(1, sizeof *x); /* fenced out: its lease is gone */
+      if (x) {
+        snprintf(x->run_id, sizeof x->run_id, "%s", what[i]->c.run_id);
+        x->next = *lost;
+        *lost = x;
+      } else {
+        failed = 1;
+      }
+    } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+      failed = 1; /* PIPELINE_ABORTED, after the error above */
+    } else if (i == sent - 1) {
+      committed = 1;
+    }
+    PQclear(r);
+    while ((r = PQgetResult(s->wdb))) PQclear(r); /* up to this statement's NULL */
+  }
+  if (synced && !gone) {
+    PGresult *r = PQgetResult(s->wdb); /* the sync's */
+    if (!r || PQresultStatus(r) != PGRES_PIPELINE_SYNC) failed = gone = 1;
+    PQclear(r);
+  }
+  lc_free(what);
+  if (!gone && !PQexitPipelineMode(s->wdb)) gone = 1;
+  gone |= is_conn_lost(s->wdb);
+  if (!failed && committed) return 0;
+  /* A lost line's run was dropped from the group, not failed: only an
+   * error above fails it. The transaction is open and aborted (or the
+   * session gone): rolled back, or the session made again. */
+  if (gone) {
+    PQreset(s->wdb);
+    return ECONNRESET;
+  }
+  char e2[64];
+  qx(&s->wdb, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+  atomic_fetch_add(&s->trips, 1);
+  return retry_it ? EAGAIN : EIO;
+}
+
+static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
+                             struct lost **lost) {
+  return lc_pq_has_pipeline() ? commit_group_pipe(s, g, again, lost)
+                              : commit_group_seq(s, g, again, lost);
 }
 
 /* One transaction per group; a connection lost on the way (a restarted

@@ -56,6 +56,7 @@ int lc_pgstore_append(struct lc_pgstore *s, const struct lc_store_client *c, lon
                       unsigned long ticket, const char *text, size_t len);
 void lc_pgstore_flush(struct lc_pgstore *s);
 void lc_pgstore_stats(const struct lc_pgstore *s, long *lines, long *commits);
+long lc_pgstore_writer_trips(const struct lc_pgstore *s);
 
 /* Fencing: this process holds run_id under lease epoch (0: unfenced, as a
  * single daemon or the CLI). Writes of run_id carry it from now on. */

@@ -9,6 +9,7 @@
 // queue is empty (pg-boss's fastest path: no polling interval, one
 // statement per fetch and one per completion of a batch). Prints one line:
 //   workers=W jobs=N jobs_per_s=X fetch_p50_us=.. fetch_p99_us=.. fetch_us_per_job=..
+//   complete_us_per_job=.. (the complete() calls' time per job)
 // jobs/s is from the jobs' own timestamps (first start to last completion),
 // as pg-bench's runs/s is from the runs'.
 'use strict'
@@ -29,6 +30,7 @@ async function worker (url, batch) {
   await b.start()
   const lat = []
   let jobs = 0
+  let cus = 0 // complete()'s time: a luact claim also hands back the last runs' leases
   for (;;) {
     const t0 = process.hrtime.bigint()
     const got = await b.fetch(QUEUE, { batchSize: batch })
@@ -36,10 +38,12 @@ async function worker (url, batch) {
     if (!got.length) break
     lat.push([us, got.length])
     jobs += got.length
+    const t1 = process.hrtime.bigint()
     await b.complete(QUEUE, got.map((j) => j.id))
+    cus += Number(process.hrtime.bigint() - t1) / 1000
   }
   await b.stop({ graceful: false, wait: true })
-  process.send({ lat, jobs })
+  process.send({ lat, jobs, cus })
 }
 
 function pct (sorted, p) {
@@ -85,13 +89,15 @@ async function main () {
   }
   perJob.sort((x, y) => x - y)
   const jobs = results.reduce((a, w) => a + w.jobs, 0)
+  const cus = results.reduce((a, w) => a + w.cus, 0)
   if (n !== N || jobs !== N) {
     console.error(`pg-boss: ${n} jobs completed, ${jobs} fetched, of ${N}`)
     process.exit(1)
   }
   console.log(`workers=${W} jobs=${N} jobs_per_s=${(n / s).toFixed(1)} ` +
     `fetch_p50_us=${pct(perJob, 0.5).toFixed(0)} fetch_p99_us=${pct(perJob, 0.99).toFixed(0)} ` +
-    `fetch_us_per_job=${(us / jobs).toFixed(0)} fetches=${perStmt.length}`)
+    `fetch_us_per_job=${(us / jobs).toFixed(0)} complete_us_per_job=${(cus / jobs).toFixed(0)} ` +
+    `fetches=${perStmt.length}`)
 }
 
 if (process.argv[2] === '--worker') {

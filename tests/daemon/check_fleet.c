@@ -93,6 +93,7 @@ static const char fence_agent[] =
 #define NDAEMONS 3
 #define LEASE "2"
 #define POLL_MS 200
+#define POLL_MS_S "200"
 
 struct daemon {
   pid_t pid;
@@ -114,41 +115,22 @@ static void write_file(const char *path, const char *text) {
 static void start(int k) {
   struct daemon *d = &dm[k];
   snprintf(d->log, sizeof d->log, "%s/log%d.%d", dir, k, ++d->gen);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fd, 2);
-    setenv("OPENAI_API_KEY", "sk-test", 1);
-    if (daemon_env) putenv((char *)daemon_env);
-    char base[128];
-    snprintf(base, sizeof base, "%s/v1", mock.base_url);
-    setenv("OPENAI_BASE_URL", base, 1);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "exec %s/luact serve --listen 127.0.0.1:0 --no-auth --store '%s' --lease " LEASE
-             " --poll-ms %d --max-runs 16 --grace 0 %s/agents",
-             LC_BINARY_DIR, url, POLL_MS, dir);
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
-  for (;;) {
-    char *t = lc_test_read_file(d->log, NULL);
-    const char *p = t ? strstr(t, "listening on 127.0.0.1:") : NULL;
-    if (p) {
-      pthread_mutex_lock(&dm_mu);
-      d->port = atoi(p + strlen("listening on 127.0.0.1:"));
-      d->pid = pid;
-      d->stalled = 0;
-      pthread_mutex_unlock(&dm_mu);
-      free(t);
-      break;
-    }
-    free(t);
-    int st;
-    ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "daemon %d exited at start", k);
-    lc_test_nap_ms(20);
-  }
+  char base[160], agents[300];
+  snprintf(base, sizeof base, "OPENAI_BASE_URL=%s/v1", mock.base_url);
+  snprintf(agents, sizeof agents, "%s/agents", dir);
+  const char *env[] = {"OPENAI_API_KEY=sk-test", base, daemon_env, NULL};
+  pid_t pid;
+  int port;
+  ck_assert_msg(lc_pg_daemon_start(url,
+                                   "--lease " LEASE " --poll-ms " POLL_MS_S
+                                   " --max-runs 16 --grace 0",
+                                   agents, d->log, env, &pid, &port) == 0,
+                "daemon %d exited at start", k);
+  pthread_mutex_lock(&dm_mu);
+  d->port = port;
+  d->pid = pid;
+  d->stalled = 0;
+  pthread_mutex_unlock(&dm_mu);
 }
 
 static void kill9(int k) {

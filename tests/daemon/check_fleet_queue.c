@@ -4,7 +4,9 @@
  * leaves the index, so that claims do not slow down as runs pile up.
  * (check_fleet holds the fault cases: leases, takeovers, fencing.) */
 #include <check.h>
+#include <curl/curl.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +19,12 @@
 #include "util_pg.h"
 
 static struct lc_pg pg;
-static char url[300], dir[256], logp[300];
-static pid_t pid;
+static char url[300], dir[256];
+/* daemon k's pid (0: none) and log; the fixture's daemon is 0 */
+static pid_t pids[3];
+static char logs[3][300];
+#define pid pids[0]
+#define logp logs[0]
 
 static void pg_up(void) { ck_assert_int_eq(lc_pg_start(&pg), 0); }
 static void pg_down(void) { lc_pg_stop(&pg); }
@@ -30,41 +36,59 @@ static long count(const char *sql) {
   return n;
 }
 
-static void start(void) {
-  snprintf(logp, sizeof logp, "%s/log", dir);
-  pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    dup2(fd, 2);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "exec %s/luact serve --listen 127.0.0.1:0 --no-auth --store '%s' --poll-ms 100 "
-             "--max-runs 4 %s/agents",
-             LC_BINARY_DIR, url, dir);
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
+static int ports[3];
+
+/* Daemon k with args. */
+static void start_k(int k, const char *args) {
+  snprintf(logs[k], sizeof logs[k], "%s/log%d", dir, k);
+  char agents[300];
+  snprintf(agents, sizeof agents, "%s/agents", dir);
+  ck_assert_msg(lc_pg_daemon_start(url, args, agents, logs[k], NULL, &pids[k], &ports[k]) == 0,
+                "daemon %d exited at start", k);
+}
+
+static void start(void) { start_k(0, "--poll-ms 100 --max-runs 4"); }
+
+/* Stops daemon k; what a sanitizer build of it reported fails the case. */
+static void stop_k(int k, int sig) {
+  if (!pids[k]) return;
+  kill(pids[k], sig);
+  waitpid(pids[k], NULL, 0);
+  pids[k] = 0;
+  char *t = lc_test_read_file(logs[k], NULL);
+  int bad = t && (strstr(t, "Sanitizer") || strstr(t, "runtime error:"));
+  if (bad) fprintf(stderr, "%s\n", t);
+  free(t);
+  ck_assert_msg(!bad, "daemon %d's log has a sanitizer report", k);
+}
+
+/* Waits (60 s at most) until the log of daemon k says what. */
+static void await_log(int k, const char *what) {
+  double until = lc_test_mono_s() + 60;
   for (;;) {
-    char *t = lc_test_read_file(logp, NULL);
-    int up = t && strstr(t, "listening on");
+    char *t = lc_test_read_file(logs[k], NULL);
+    int found = t && strstr(t, what);
     free(t);
-    if (up) break;
-    int st;
-    ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "the daemon exited at start");
+    if (found) return;
+    ck_assert_msg(lc_test_mono_s() < until, "daemon %d never logged %s", k, what);
+    lc_test_nap_ms(20);
+  }
+}
+
+/* Waits (120 s at most) until a count query reaches n. */
+static void await_count(const char *sql, long n, const char *what) {
+  double until = lc_test_mono_s() + 120;
+  long c;
+  while ((c = count(sql)) < n) {
+    ck_assert_msg(lc_test_mono_s() < until, "%s: %ld of %ld", what, c, n);
     lc_test_nap_ms(20);
   }
 }
 
 /* SIGTERM, and its exit: the server then has its statistics. */
-static void stop(void) {
-  if (!pid) return;
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-  pid = 0;
-}
+static void stop(void) { stop_k(0, SIGTERM); }
 
-static void setup(void) {
+static void setup_files(void) {
   ck_assert_msg(pg.url[0], "no PostgreSQL server (scripts/pg-tmp start failed)");
   ck_assert_int_eq(lc_pg_newdb(&pg, url, sizeof url), 0);
   snprintf(dir, sizeof dir, "/tmp/lc_fq_XXXXXX");
@@ -87,11 +111,15 @@ static void setup(void) {
         "end\n",
         f);
   fclose(f);
+}
+
+static void setup(void) {
+  setup_files();
   start();
 }
 
 static void teardown(void) {
-  stop();
+  for (int k = 0; k < 3; k++) stop_k(k, SIGKILL);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
@@ -211,6 +239,262 @@ START_TEST(own_run_out_lease_is_not_claimed_again) {
 }
 END_TEST
 
+static size_t sink(char *p, size_t sz, size_t n, void *ud) {
+  (void)p, (void)ud;
+  return sz * n;
+}
+
+/* An HTTP request to daemon k; its status code (0: no answer), the body
+ * in *out when out is given (malloc'd). */
+static size_t keep(char *p, size_t sz, size_t n, void *ud) {
+  char **b = ud;
+  size_t old = *b ? strlen(*b) : 0;
+  char *nb = realloc(*b, old + sz * n + 1);
+  if (!nb) return 0;
+  memcpy(nb + old, p, sz * n);
+  nb[old + sz * n] = '\0';
+  *b = nb;
+  return sz * n;
+}
+
+static long http(int k, const char *method, const char *path, char **out) {
+  CURL *c = curl_easy_init();
+  char u[160];
+  snprintf(u, sizeof u, "http://127.0.0.1:%d%s", ports[k], path);
+  curl_easy_setopt(c, CURLOPT_URL, u);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  if (!strcmp(method, "POST")) curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, out ? keep : sink);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+  long code = 0;
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  return code;
+}
+
+static double value_d(const char *sql) {
+  char *v = lc_pg_value(url, sql);
+  double d = v ? atof(v) : -1;
+  free(v);
+  return d;
+}
+
+static void sql_ok(const char *sql) {
+  char e[512];
+  ck_assert_msg(lc_pg_sql(url, sql, e, sizeof e) == 0, "%s: %s", sql, e);
+}
+
+/* One long run and two short ones for a daemon with one slot and
+ * --claim-ahead 2: the long one runs, the short ones are claimed ahead. */
+static void queue_long_and_two_ahead(int steps) {
+  char q[600];
+  snprintf(q, sizeof q,
+           "INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+           " ('s1', 'default', 'slow', '{\"steps\": %d}', 1),"
+           " ('a1', 'default', 'slow', '{\"steps\": 2}', 2),"
+           " ('a2', 'default', 'slow', '{\"steps\": 2}', 3);",
+           steps);
+  sql_ok(q);
+  await_count("SELECT count(*) FROM leases WHERE owner IS NOT NULL", 3, "3 runs claimed");
+  await_count("SELECT count(*) FROM journal WHERE run_id = 's1'", 3, "the long run started");
+  /* claimed ahead: not started (no run row), shown as pending */
+  ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id IN ('a1', 'a2')"), 0);
+  char *body = NULL;
+  ck_assert_int_eq(http(0, "GET", "/runs/a1", &body), 200);
+  ck_assert_msg(body && strstr(body, "\"status\":\"pending\""), "%s", body ? body : "");
+  free(body);
+}
+
+/* Runs claimed ahead of a free slot hold leases like running ones: they
+ * are renewed, and at a SIGTERM they are handed back at once (before the
+ * grace period of the run still going), so another daemon runs them
+ * while the first one is still finishing. */
+START_TEST(claimed_ahead_runs_are_renewed_and_handed_back_on_sigterm) {
+  stop_k(0, SIGTERM); /* the fixture's */
+  start_k(0, "--poll-ms 100 --max-runs 1 --claim-ahead 2 --lease 2 --grace 60");
+  queue_long_and_two_ahead(2000);
+  double u0 = value_d("SELECT lease_until FROM leases WHERE run_id = 'a1'");
+  double until = lc_test_mono_s() + 60;
+  while (value_d("SELECT lease_until FROM leases WHERE run_id = 'a1'") < u0 + 0.2) {
+    ck_assert_msg(lc_test_mono_s() < until, "the claimed-ahead lease was not renewed");
+    lc_test_nap_ms(50);
+  }
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL AND epoch = 1"), 3);
+  ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id IN ('a1', 'a2')"), 0);
+  kill(pids[0], SIGTERM);
+  await_count("SELECT count(*) FROM leases WHERE run_id IN ('a1', 'a2') AND owner IS NULL", 2,
+              "the claimed-ahead leases handed back");
+  int st;
+  ck_assert_msg(waitpid(pids[0], &st, WNOHANG) == 0, "the daemon exited before handing back");
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 's1' AND owner IS NOT NULL"),
+                   1);
+  start_k(1, "--poll-ms 100 --max-runs 4 --claim-ahead 0 --lease 2");
+  await_count("SELECT count(*) FROM runs WHERE id IN ('a1', 'a2') AND status = 'finished'", 2,
+              "the handed-back runs finished");
+  /* run once each, by the second daemon only (the lease's second epoch) */
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id IN ('a1', 'a2') AND epoch <> 2"),
+                   0);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id IN ('a1', 'a2') AND seq = 1"), 2);
+  await_log(0, "fleet_drain");
+}
+END_TEST
+
+/* A daemon killed with runs claimed ahead: they are claimable once its
+ * leases run out, and run once, by the daemon that took them. */
+START_TEST(claimed_ahead_runs_are_taken_over_after_sigkill) {
+  stop_k(0, SIGTERM); /* the fixture's */
+  start_k(0, "--poll-ms 100 --max-runs 1 --claim-ahead 2 --lease 2");
+  queue_long_and_two_ahead(40);
+  double lease_end = value_d("SELECT max(lease_until) FROM leases WHERE run_id IN ('a1', 'a2')");
+  stop_k(0, SIGKILL);
+  double killed = value_d("SELECT extract(epoch FROM clock_timestamp())");
+  start_k(1, "--poll-ms 100 --max-runs 4 --claim-ahead 0 --lease 2");
+  await_count("SELECT count(*) FROM leases WHERE run_id IN ('a1', 'a2') AND epoch = 2", 2,
+              "the claimed-ahead runs taken over");
+  double taken = value_d("SELECT extract(epoch FROM clock_timestamp())");
+  fprintf(stderr, "claimed-ahead runs taken over %.2f s after the kill (lease 2 s, ran out "
+                  "%.2f s after it)\n", taken - killed, lease_end - killed);
+  await_count("SELECT count(*) FROM runs WHERE status = 'finished'", 3, "the runs finished");
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id IN ('a1', 'a2') AND epoch <> 2"),
+                   0);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE seq = 1"), 3);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal j WHERE EXISTS (SELECT 1 FROM journal k "
+                         "WHERE k.run_id = j.run_id AND k.epoch > j.epoch AND k.seq < j.seq)"),
+                   0);
+}
+END_TEST
+
+/* A run that ended in doubt just as a claim read it (its status written,
+ * then its lease handed back, both after the claim's snapshot) is not
+ * claimed again: the claim's re-check reads the run's status, not only
+ * the lease. Here the ending is one open transaction, committed while a
+ * claim waits for the lease row it locks. */
+START_TEST(run_ended_in_doubt_meanwhile_is_not_claimed) {
+  stop_k(0, SIGTERM); /* the schema is made */
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('x', 'default', 'slow', '{\"steps\": 1}', 1),"
+         " ('z', 'default', 'slow', '{\"steps\": 1}', 2);"
+         "INSERT INTO runs(id, status, created, updated) VALUES('x', 'running', 0, 0);"
+         "INSERT INTO leases(run_id, owner, epoch, lease_until) VALUES('x', 'gone', 1, 0);");
+  PGconn *t = PQconnectdb(url);
+  ck_assert_int_eq(PQstatus(t), CONNECTION_OK);
+  PGresult *r = PQexec(t, "BEGIN; UPDATE runs SET status = 'in_doubt' WHERE id = 'x';"
+                          "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = 'x'");
+  ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  start_k(1, "--poll-ms 100 --max-runs 4 --claim-ahead 0");
+  int committed = 0;
+  double until = lc_test_mono_s() + 60;
+  while (count("SELECT count(*) FROM runs WHERE id = 'z' AND status = 'finished'") < 1) {
+    ck_assert_msg(lc_test_mono_s() < until, "z did not finish");
+    if (!committed && count("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                            "current_database() AND wait_event_type = 'Lock'") > 0) {
+      r = PQexec(t, "COMMIT"); /* the claim waits for the lease row: the run ends now */
+      PQclear(r);
+      committed = 1;
+    }
+    lc_test_nap_ms(5);
+  }
+  if (!committed) PQclear(PQexec(t, "COMMIT"));
+  PQfinish(t);
+  await_count("SELECT 1 - count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+              "wait_event_type = 'Lock'", 1, "a claim still waits");
+  char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'x'");
+  ck_assert_str_eq(st ? st : "", "in_doubt");
+  free(st);
+  ck_assert_int_eq(count("SELECT epoch FROM leases WHERE run_id = 'x'"), 1);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'x'"), 0);
+}
+END_TEST
+
+/* Cancelling through the API takes a run out of the queue: a run claimed
+ * ahead here (resumed: it has a run row), one queued in the database, and
+ * one waiting for an answer are never claimed after, leave the queue index
+ * (no 'pending' d_runs row), and the claimed one's lease goes back. */
+START_TEST(cancelled_queued_runs_leave_the_queue_index) {
+  stop_k(0, SIGTERM);
+  start_k(0, "--poll-ms 100 --max-runs 1 --claim-ahead 1 --lease 2");
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('s1', 'default', 'slow', '{\"steps\": 40}', 1),"
+         " ('c1', 'default', 'slow', '{\"steps\": 1}', 2),"
+         " ('c2', 'default', 'slow', '{\"steps\": 1}', 3),"
+         " ('w1', 'default', 'slow', '{\"steps\": 1}', 0);"
+         "INSERT INTO runs(id, status, created, updated) VALUES('c1', 'running', 0, 0),"
+         " ('w1', 'waiting_input', 0, 0);");
+  await_count("SELECT count(*) FROM leases WHERE run_id IN ('s1', 'c1') AND owner IS NOT NULL", 2,
+              "s1 and c1 claimed");
+  await_count("SELECT count(*) FROM journal WHERE run_id = 's1'", 2, "s1 started");
+  ck_assert_int_eq(http(0, "POST", "/runs/c1/cancel", NULL), 202);
+  ck_assert_int_eq(http(0, "POST", "/runs/c2/cancel", NULL), 202);
+  ck_assert_int_eq(http(0, "POST", "/runs/w1/cancel", NULL), 202);
+  /* a run queued after them: once it ran, the claims have passed them */
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('z', 'default', 'slow', '{\"steps\": 1}', 10)");
+  await_count("SELECT count(*) FROM runs WHERE id IN ('s1', 'z') AND status = 'finished'", 2,
+              "s1 and z finished");
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id IN ('c1', 'c2', 'w1')"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id IN ('c1', 'w1') AND status = "
+                         "'cancelled'"),
+                   2);
+  ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id = 'c2'"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending'"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'c1' AND owner IS NOT NULL"),
+                   0);
+  stop();
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL AND owner <> "
+                         "'cancelled'"),
+                   0);
+}
+END_TEST
+
+/* A cancel sent to one daemon of a run another daemon claimed ahead (not
+ * started): the run never starts there, and shows cancelled. */
+START_TEST(cancel_reaches_a_run_claimed_ahead_elsewhere) {
+  stop_k(0, SIGTERM);
+  start_k(1, "--poll-ms 100 --max-runs 1 --claim-ahead 1 --lease 2");
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('s1', 'default', 'slow', '{\"steps\": 40}', 1),"
+         " ('c1', 'default', 'slow', '{\"steps\": 1}', 2)");
+  await_count("SELECT count(*) FROM leases WHERE run_id IN ('s1', 'c1') AND owner IS NOT NULL", 2,
+              "s1 and c1 claimed");
+  start_k(0, "--poll-ms 100 --max-runs 1 --claim-ahead 0 --lease 2");
+  ck_assert_int_eq(http(0, "POST", "/runs/c1/cancel", NULL), 202);
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('z', 'default', 'slow', '{\"steps\": 1}', 10)");
+  await_count("SELECT count(*) FROM runs WHERE id IN ('s1', 'z') AND status = 'finished'", 2,
+              "s1 and z finished");
+  /* z was claimed after c1 by the same one-slot daemon: c1's turn is past */
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'c1'"), 0);
+  char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'c1'");
+  ck_assert_str_eq(st ? st : "", "cancelled");
+  free(st);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'c1' AND pstatus = 'pending'"), 0);
+  char *body = NULL;
+  ck_assert_int_eq(http(1, "GET", "/runs/c1", &body), 200);
+  ck_assert_msg(body && strstr(body, "\"luact_status\":\"cancelled\""), "%s", body ? body : "");
+  free(body);
+  stop_k(1, SIGTERM);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'c1'"), 0);
+}
+END_TEST
+
+/* `luact runs cancel` (the run store's cancel, no daemon involved) of a
+ * waiting run of a fleet takes it out of the queue index as well. */
+START_TEST(runs_cancel_command_takes_a_waiting_run_out_of_the_queue) {
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('w2', 'default', 'slow', '{\"steps\": 1}', 1);"
+         "INSERT INTO runs(id, status, created, updated) VALUES('w2', 'waiting_input', 0, 0);");
+  char cmd[800];
+  snprintf(cmd, sizeof cmd, "%s/luact runs cancel w2 --store '%s' >/dev/null", LC_BINARY_DIR, url);
+  ck_assert_int_eq(system(cmd), 0);
+  char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'w2'");
+  ck_assert_str_eq(st ? st : "", "cancelled");
+  free(st);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'w2' AND pstatus = 'pending'"), 0);
+}
+END_TEST
+
 Suite *fleet_queue_suite(void) {
   Suite *s = suite_create("fleet_queue");
   TCase *tc = tcase_create("pg");
@@ -220,6 +504,12 @@ Suite *fleet_queue_suite(void) {
   tcase_add_test(tc, claims_use_the_queue_index_and_ended_runs_leave_it);
   tcase_add_test(tc, cancel_asked_in_the_database_stops_the_run);
   tcase_add_test(tc, own_run_out_lease_is_not_claimed_again);
+  tcase_add_test(tc, run_ended_in_doubt_meanwhile_is_not_claimed);
+  tcase_add_test(tc, cancelled_queued_runs_leave_the_queue_index);
+  tcase_add_test(tc, claimed_ahead_runs_are_taken_over_after_sigkill);
+  tcase_add_test(tc, cancel_reaches_a_run_claimed_ahead_elsewhere);
+  tcase_add_test(tc, runs_cancel_command_takes_a_waiting_run_out_of_the_queue);
+  tcase_add_test(tc, claimed_ahead_runs_are_renewed_and_handed_back_on_sigterm);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -807,6 +807,190 @@ START_TEST(pg_writer_retries_a_deadlocked_group) {
 }
 END_TEST
 
+/* ---- the writer's group in one round trip (libpq pipeline mode) ---- */
+
+static void client_for(struct client *k, const char *id) {
+  memset(k, 0, sizeof *k);
+  k->c.committed = on_committed;
+  k->c.ud = k;
+  snprintf(k->c.run_id, sizeof k->c.run_id, "%s", id);
+}
+
+static void append_n(struct client *k, long from, long to) {
+  for (long q = from; q <= to; q++) {
+    char l[64];
+    int n = snprintf(l, sizeof l, "{\"type\":\"x\",\"n\":%ld}", q);
+    ck_assert_int_eq(lc_store_append(st, &k->c, q, (unsigned long)q, l, (size_t)n), 0);
+  }
+}
+
+/* Holds the writer: x's lease row is locked by t1, so the group with x's
+ * line waits; what is queued meanwhile goes in the next group, whole. */
+static PGconn *hold_writer(struct client *kx) {
+  PGconn *t1 = PQconnectdb(path);
+  ck_assert_int_eq(PQstatus(t1), CONNECTION_OK);
+  pq_ok(t1, "BEGIN");
+  pq_ok(t1, "UPDATE leases SET lease_until = 1 WHERE run_id = 'x'");
+  append_n(kx, 2, 2);
+  await_lock_wait();
+  return t1;
+}
+
+static void release_writer(PGconn *t1, struct client *kx) {
+  pq_ok(t1, "COMMIT");
+  PQfinish(t1);
+  double until = lc_test_mono_s() + 60;
+  while (atomic_load(&kx->newest) < 2) {
+    ck_assert_msg(lc_test_mono_s() < until, "x's line never committed");
+    lc_test_nap_ms(10);
+  }
+}
+
+/* Every group the writer commits is one round trip to the server: BEGIN,
+ * the lines with their fences, COMMIT and a sync sent together (it was a
+ * statement and a round trip each: BEGIN, a fence check per run, a line
+ * each, COMMIT). */
+START_TEST(pg_group_commit_is_one_round_trip) {
+  const char *ids[] = {"a", "b", "c"};
+  static struct client k[3];
+  for (int i = 0; i < 3; i++) {
+    create(ids[i], 1);
+    client_for(&k[i], ids[i]);
+  }
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('a', 'me', 1), ('b', 'me', 1), "
+      "('c', 'me', 1)");
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(lc_store_fence(st, ids[i], 1), 0);
+  for (int i = 0; i < 3; i++) append_n(&k[i], 2, 4);
+  lc_store_flush(st);
+  long lines, commits;
+  lc_store_stats(st, &lines, &commits);
+  ck_assert_int_eq(lines, 9);
+  ck_assert_int_ge(commits, 1);
+  ck_assert_int_eq(lc_store_writer_trips(st), commits);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(atomic_load(&k[i].errors), 0);
+    struct seen sn;
+    long last;
+    ck_assert_int_eq(read_journal(ids[i], &sn, &last), 0);
+    ck_assert_int_eq(last, 4);
+  }
+}
+END_TEST
+
+/* The fence in a pipelined group: a run whose lease another daemon took
+ * loses every line it has in the group (its client told so), the other
+ * runs of the same group are committed. */
+START_TEST(pg_pipelined_group_still_fences) {
+  create("x", 1);
+  create("a", 1);
+  create("b", 1);
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('x', 'me', 1), ('a', 'me', 1), "
+      "('b', 'me', 1)");
+  static struct client kx, ka, kb;
+  client_for(&kx, "x");
+  client_for(&ka, "a");
+  client_for(&kb, "b");
+  ck_assert_int_eq(lc_store_fence(st, "x", 1), 0);
+  ck_assert_int_eq(lc_store_fence(st, "a", 1), 0);
+  ck_assert_int_eq(lc_store_fence(st, "b", 1), 0);
+  PGconn *t1 = hold_writer(&kx);
+  append_n(&ka, 2, 3);
+  append_n(&kb, 2, 3);
+  append_n(&ka, 4, 4);
+  sql("UPDATE leases SET epoch = 2, owner = 'other' WHERE run_id = 'b'"); /* taken over */
+  long trips0 = lc_store_writer_trips(st);
+  release_writer(t1, &kx);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&kb.errors), 1);
+  ck_assert_uint_eq(atomic_load(&kb.newest), 0);
+  ck_assert_int_eq(atomic_load(&ka.errors), 0);
+  ck_assert_uint_eq(atomic_load(&ka.newest), 4);
+  struct seen sn;
+  long last;
+  ck_assert_int_eq(read_journal("b", &sn, &last), 0);
+  ck_assert_int_eq(last, 1); /* not one line of the group */
+  ck_assert_int_eq(read_journal("a", &sn, &last), 0);
+  ck_assert_int_eq(last, 4);
+  /* a's and b's lines went as one group, in one round trip (the trips
+   * before it: x's, still waiting when counted) */
+  ck_assert_int_eq(lc_store_writer_trips(st) - trips0, 1);
+}
+END_TEST
+
+/* A run claimed and then lost before its row was made (its daemon
+ * stalled; another daemon took it): its creation and first line, one
+ * group, write nothing, and its client hears of it. */
+START_TEST(pg_fenced_out_creation_makes_no_row) {
+  create("x", 1); /* the schema */
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('n', 'other', 2)");
+  ck_assert_int_eq(lc_store_fence(st, "n", 1), 0);
+  static struct client k;
+  client_for(&k, "n");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "n");
+  r.status = "running";
+  ck_assert_int_eq(lc_store_append_run(st, &k.c, &r), 0);
+  append_n(&k, 1, 2);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&k.errors), 1);
+  ck_assert_uint_eq(atomic_load(&k.newest), 0);
+  char *v = lc_pg_value(path, "SELECT count(*) FROM runs WHERE id = 'n'");
+  ck_assert_str_eq(v ? v : "", "0");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM journal WHERE run_id = 'n'");
+  ck_assert_str_eq(v ? v : "", "0");
+  free(v);
+}
+END_TEST
+
+/* An error in the middle of a pipelined group (a line at a seq another
+ * line holds) aborts the rest of it and its COMMIT: nothing of the group
+ * is written, every client in it hears of it, what was committed before
+ * stays, and the writer's next group goes through. */
+START_TEST(pg_error_mid_pipeline_fails_the_group_cleanly) {
+  create("x", 1);
+  create("a", 1);
+  create("b", 1);
+  create("c", 1);
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('x', 'me', 1)");
+  static struct client kx, ka, kb, kc, kd;
+  client_for(&kx, "x");
+  client_for(&ka, "a");
+  client_for(&kb, "b");
+  client_for(&kc, "c");
+  ck_assert_int_eq(lc_store_fence(st, "x", 1), 0);
+  append_n(&ka, 2, 2); /* acknowledged before the bad group */
+  lc_store_flush(st);
+  ck_assert_uint_eq(atomic_load(&ka.newest), 2);
+  sql("INSERT INTO journal(run_id, seq, line, crc) VALUES('b', 2, 'another line', 1)");
+  PGconn *t1 = hold_writer(&kx);
+  append_n(&ka, 3, 4);
+  append_n(&kb, 2, 2); /* the conflict, mid-group */
+  append_n(&kc, 2, 3);
+  release_writer(t1, &kx);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&ka.errors), 1);
+  ck_assert_int_ge(atomic_load(&kb.errors), 1);
+  ck_assert_int_ge(atomic_load(&kc.errors), 1);
+  ck_assert_uint_eq(atomic_load(&ka.newest), 2);
+  struct seen sn;
+  long last;
+  ck_assert_int_eq(read_journal("a", &sn, &last), 0);
+  ck_assert_int_eq(last, 2); /* what was acknowledged, no more */
+  ck_assert_int_eq(read_journal("c", &sn, &last), 0);
+  ck_assert_int_eq(last, 1);
+  /* the writer's session is usable: another run's group commits */
+  create("d", 1);
+  client_for(&kd, "d");
+  append_n(&kd, 2, 3);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&kd.errors), 0);
+  ck_assert_int_eq(read_journal("d", &sn, &last), 0);
+  ck_assert_int_eq(last, 3);
+}
+END_TEST
+
 /* The server ends the store's connections (pg_terminate_backend, as an
  * administrator or a failover does): the next calls connect again. */
 START_TEST(pg_connection_killed_is_made_again) {
@@ -943,6 +1127,10 @@ Suite *store_suite(void) {
   tcase_add_test(tp, pg_migrates_version_2_queue_index);
   tcase_add_test(tp, pg_writer_retries_a_deadlocked_group);
   tcase_add_test(tp, pg_password_never_in_messages);
+  tcase_add_test(tp, pg_group_commit_is_one_round_trip);
+  tcase_add_test(tp, pg_pipelined_group_still_fences);
+  tcase_add_test(tp, pg_error_mid_pipeline_fails_the_group_cleanly);
+  tcase_add_test(tp, pg_fenced_out_creation_makes_no_row);
   /* The conformance loop: the same cases on both stores. */
   TCase *both[] = {tc, tp};
   for (int i = 0; i < 2; i++) {
