@@ -302,6 +302,29 @@ START_TEST(retrieve_tool_marks_data) {
 }
 END_TEST
 
+/* The script's filter bounds what the model may see: the model's
+ * filters narrow within it and never replace one of its keys (before,
+ * filters = {kind = 'food'} overrode the script's kind = 'code' and
+ * returned the documents the script had fenced off). */
+START_TEST(retrieve_tool_model_cannot_widen_filter) {
+  char out[4096];
+  run(build, out, sizeof out);
+  run("local ix = assert(open())\n"
+      "local t = luact.retrieve{index = ix, k = 5, filter = {kind = 'code'}}\n"
+      "local a = assert(t:call{query = 'feline purrs'})\n"
+      "assert(a:find('rust.md', 1, true) and not a:find('cats.md', 1, true), a)\n"
+      "local b = assert(t:call{query = 'feline purrs', filters = {kind = 'food'}})\n"
+      "assert(not b:find('bread.md', 1, true) and not b:find('cats.md', 1, true), b)\n"
+      "assert(b:find('rust.md', 1, true), b)\n"
+      /* a key the script left open still narrows */
+      "local c = assert(t:call{query = 'feline purrs', filters = {source = 'nope.md'}})\n"
+      "assert(not c:find('rust.md', 1, true), c)\n"
+      "return 'ok'",
+      out, sizeof out);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
 START_TEST(background_search_matches_inline) {
   char out[512];
   run(build, out, sizeof out);
@@ -333,6 +356,7 @@ Suite *retrieval_suite(void) {
   tcase_add_test(tc, wrong_dimensions_and_corrupt_index);
   tcase_add_test(tc, hyde_multi_query_rerank);
   tcase_add_test(tc, retrieve_tool_marks_data);
+  tcase_add_test(tc, retrieve_tool_model_cannot_widen_filter);
   tcase_add_test(tc, rerank_through_provider_api);
   tcase_add_test(tc, background_search_matches_inline);
   suite_add_tcase(s, tc);
