@@ -519,13 +519,15 @@ static int store_search(lua_State *L) {
   int background = -1;
   if (!lua_isnil(L, 3)) {
     if (lua_getfield(L, 3, "k") != LUA_TNIL) k = luaL_checkinteger(L, -1);
-    if (lua_getfield(L, 3, "ef") != LUA_TNIL) b->ef = (int)luaL_checkinteger(L, -1);
+    lua_Integer ef = 0; /* checked as given: (int)(2^32 + 5) would pass as 5 */
+    if (lua_getfield(L, 3, "ef") != LUA_TNIL) ef = luaL_checkinteger(L, -1);
     lua_getfield(L, 3, "exact");
     b->exact = lua_toboolean(L, -1);
     if (lua_getfield(L, 3, "background") != LUA_TNIL) background = lua_toboolean(L, -1);
     lua_pop(L, 4);
     if (k < 1 || k > 10000) return luaL_error(L, "store:search: 'k' must be 1..10000");
-    if (b->ef < 0 || b->ef > 100000) return luaL_error(L, "store:search: 'ef' must be 1..100000");
+    if (ef < 0 || ef > 100000) return luaL_error(L, "store:search: 'ef' must be 1..100000");
+    b->ef = (int)ef;
     if (lua_getfield(L, 3, "filter") == LUA_TTABLE) {
       const char *keys[33], *vals[33];
       size_t n = 0;

@@ -339,6 +339,9 @@ START_TEST(background_search_matches_inline) {
       "                         function() return st:search(v, {k = 2, background = true}) end}\n"
       "assert(r[1][1].id == a[1].id and r[2][1].id == a[1].id)\n"
       "assert(st:begin()) st:rollback()\n"
+      /* ef is range-checked as given, not after an int cast (2^32 + 5 was 5) */
+      "local ok, e = pcall(st.search, st, v, {k = 3, ef = (1 << 32) + 5})\n"
+      "assert(not ok and tostring(e):find(\"'ef' must be\"), tostring(e))\n"
       "st:close()\n"
       "return 'ok'",
       out, sizeof out);
