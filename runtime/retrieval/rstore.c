@@ -502,6 +502,8 @@ int lc_rstore_allowed(struct lc_rstore *s, const char *const *keys, const char *
   return rc;
 }
 
+int lc_rstore_stale(const struct lc_rstore *s) { return s->dims && (s->stale || !s->ix); }
+
 struct lc_vindex *lc_rstore_index(struct lc_rstore *s) {
   if (!s->dims) return NULL;
   if ((s->stale || !s->ix) && rebuild(s)) return NULL;

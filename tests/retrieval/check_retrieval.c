@@ -325,6 +325,49 @@ START_TEST(retrieve_tool_model_cannot_widen_filter) {
 }
 END_TEST
 
+/* A stale index (a document replaced) is rebuilt on the search's thread,
+ * not on the loop: the search yields (before, it rebuilt in place and
+ * returned at once; 20,000 vectors held the loop 11 s). The hits match an
+ * inline search afterwards, and count waits for no one. */
+START_TEST(stale_index_rebuilt_off_the_loop) {
+  char out[512];
+  run("local p = DB .. '.stale'\n"
+      "os.remove(p) os.remove(p .. '.hnsw')\n"
+      "local st = assert(luact.retrieval.store(p, {model = 'm', dimensions = 8}))\n"
+      "local function vec(a) local v = {} for i = 1, 8 do v[i] = math.sin(a * 7 + i) end return v end\n"
+      "assert(st:begin())\n"
+      "for d = 1, 20 do\n"
+      "  local id = assert(st:add_doc('doc' .. d, 'text' .. d, '{}'))\n"
+      "  for c = 1, 5 do st:add_chunk(id, c, 0, 0, 'd' .. d .. 'c' .. c, nil, vec(d * 10 + c)) end\n"
+      "end\n"
+      "assert(st:commit())\n"
+      "assert(st:begin())\n" /* replacing doc1 makes the index stale */
+      "local id = assert(st:add_doc('doc1', 'new', '{}'))\n"
+      "st:add_chunk(id, 1, 0, 0, 'fresh', nil, vec(999))\n"
+      "assert(st:commit())\n"
+      "local done = false\n"
+      "local h = luact.spawn(function()\n"
+      "  local r = assert(st:search(vec(999), {k = 3})) done = true return r end)\n"
+      /* spawned after h, so run after h's first step in the same pass:
+       * h is still waiting only if the search left the loop thread */
+      "local pending\n"
+      "local t = luact.spawn(function() pending = not done end)\n"
+      "local ok, hits = luact.wait(h)\n"
+      "assert(ok, hits)\n"
+      "assert(luact.wait(t))\n"
+      "assert(pending, 'the rebuild ran on the loop thread')\n"
+      "assert(hits[1].text == 'fresh', hits[1].text)\n"
+      "assert(st:count() == 96, st:count())\n"
+      "local again = assert(st:search(vec(999), {k = 3}))\n"
+      "for i = 1, 3 do assert(again[i].id == hits[i].id) end\n"
+      "st:close()\n"
+      "os.remove(p) os.remove(p .. '.hnsw')\n"
+      "return 'ok'",
+      out, sizeof out);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
 START_TEST(background_search_matches_inline) {
   char out[512];
   run(build, out, sizeof out);
@@ -362,6 +405,7 @@ Suite *retrieval_suite(void) {
   tcase_add_test(tc, retrieve_tool_model_cannot_widen_filter);
   tcase_add_test(tc, rerank_through_provider_api);
   tcase_add_test(tc, background_search_matches_inline);
+  tcase_add_test(tc, stale_index_rebuilt_off_the_loop);
   suite_add_tcase(s, tc);
   return s;
 }
