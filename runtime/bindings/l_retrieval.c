@@ -59,6 +59,15 @@ static struct lc_rstore *check_idle(lua_State *L, int idx, const char *what) {
 
 /* ---- split ---- */
 
+#define CHUNKS_MT "luact.RetrievalChunks"
+
+/* The chunk list while it is pushed: a to-be-closed box, so a push that
+ * raises (a Lua memory cap) frees it instead of leaking it. */
+static int chunks_gc(lua_State *L) {
+  lc_chunks_free(luaL_checkudata(L, 1, CHUNKS_MT)); /* idempotent */
+  return 0;
+}
+
 /* luact.retrieval.split(text, {size=, overlap=, markdown=}) -> chunks */
 static int l_split(lua_State *L) {
   size_t len;
@@ -86,18 +95,28 @@ static int l_split(lua_State *L) {
   if (o.overlap >= o.size)
     return luaL_error(L, "luact.retrieval.split: 'overlap' (%d) must be smaller than 'size' (%d)",
                       (int)o.overlap, (int)o.size);
+  lua_settop(L, 2);
+  struct lc_chunks *cp = lua_newuserdatauv(L, sizeof *cp, 0); /* 3 */
+  memset(cp, 0, sizeof *cp);
+  if (luaL_newmetatable(L, CHUNKS_MT)) {
+    lua_pushcfunction(L, chunks_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, chunks_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, 3);
+  lua_toclose(L, 3);
   struct lc_chunks c;
   char err[256];
   int rc = lc_chunk_split(doc, len, &o, &c, err, sizeof err);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc == 0) *cp = c; /* owned by the box from here */
   if (rc) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     lua_pushstring(L, rc == LC_ETOOBIG ? "too_big" : "bad_document");
     return 3;
   }
-  /* Pushing raises only on out of memory, which would leak the list
-   * once; the process is going down then anyway. */
   lua_createtable(L, (int)c.n, 0);
   for (size_t i = 0; i < c.n; i++) {
     lua_createtable(L, 0, 4);
@@ -108,8 +127,7 @@ static int l_split(lua_State *L) {
     lc_l_set_str(L, "heading", c.v[i].heading);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lc_chunks_free(&c);
-  return 1;
+  return 1; /* the box closes on return and frees the list */
 }
 
 /* ---- store ---- */
