@@ -608,7 +608,9 @@ static int store_search(lua_State *L) {
   b->k = (size_t)k;
   if (!(b->hits = lc_malloc(b->k * sizeof *b->hits))) return luaL_error(L, "out of memory");
   int bg;
-  if ((lc_rstore_stale(s) || sb->rebuilding) && lc_task_current(L) && lua_isyieldable(L)) {
+  /* rebuilding first: while a rebuild runs, only its thread touches the
+   * stale flag */
+  if ((sb->rebuilding || lc_rstore_stale(s)) && lc_task_current(L) && lua_isyieldable(L)) {
     /* A stale index is rebuilt on the search's thread, not the loop's;
      * searches meanwhile wait there for it (ix_mu). Changes are refused
      * while it runs (busy), so the rows it reads stay put. */
