@@ -408,6 +408,34 @@ START_TEST(journal_replays_offline) {
   ck_assert_int_eq(ran, 0);
   lc_journal_free(j);
 
+  /* A crafted journal's token count past long's range: the vectors
+   * replay, the count is refused (0), never cast (float-cast-overflow
+   * before; LONG_MIN tokens on x86). */
+  {
+    size_t n;
+    char *text = lc_test_read_file(jpath, &n);
+    ck_assert_ptr_nonnull(text);
+    char *at = strstr(text, "\"input_tokens\":");
+    ck_assert_ptr_nonnull(at);
+    at += strlen("\"input_tokens\":");
+    size_t digits = strspn(at, "0123456789");
+    FILE *f = fopen(jpath, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%.*s1e300%s", (int)(at - text), text, at + digits);
+    fclose(f);
+    free(text);
+  }
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
+  o.effect.j = j;
+  seqno = 0;
+  q = new_req(LC_PROV_OPENAI, "emb", "http://127.0.0.1:1/v1", five, 5);
+  q->max_batch = 2;
+  c = run(q, &o, j);
+  check_five(lc_embed_call_result(c));
+  ck_assert_int_eq(lc_embed_call_result(c)->input_tokens, 0);
+  lc_embed_call_free(c);
+  lc_journal_free(j);
+
   /* Replay with different input: a mismatch, never a silent answer. */
   ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
   o.effect.j = j;
