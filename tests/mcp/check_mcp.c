@@ -276,6 +276,11 @@ START_TEST(tolerated_input) {
                     "local hp = check(fake('hostile_progress'))\n"
                     "check(hp:call('ok', {}).content[1].text == 'ok from ok')\n"
                     "local st = check(fake('stateless'))\n"
+                    /* NaN is no timeout (it passed a '<= 0' check) */
+                    "for _, f in ipairs{'timeout', 'connect_timeout', 'max_message'} do\n"
+                    "  local ok, e = pcall(luact.mcp.connect, {command = 'node', args = {'x'}, [f] = 0/0})\n"
+                    "  check(not ok and tostring(e):find('must be a positive number'), tostring(e))\n"
+                    "end\n"
                     "check(st.version == '2026-07-28', st.version)\n"
                     "return 'ok'") == 0,
                 "%s", err);
