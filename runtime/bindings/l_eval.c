@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "l_luact.h"
+#include "secrets.h"
 #include "sha256.h"
 
 /* regex(pattern, subject [, {icase=}]) -> start, end | nil; raises on a
@@ -54,7 +55,27 @@ static int l_sha256(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg eval_funcs[] = {{"regex", l_regex}, {"sha256", l_sha256}, {NULL, NULL}};
+/* scrub(text [, "json"]) -> text without a known secret (secrets.h): the
+ * reports and the terminal table hold model and tool output, which may
+ * echo a key. The copy lives in a luaL_Buffer, so a raise leaks nothing. */
+static int l_scrub(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int json = lua_isstring(L, 2) && !strcmp(lua_tostring(L, 2), "json");
+  if (!lc_secrets_any()) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  luaL_Buffer b;
+  char *p = luaL_buffinitsize(L, &b, n + 1);
+  memcpy(p, s, n);
+  p[n] = '\0';
+  luaL_pushresultsize(&b, lc_secrets_scrub(p, n, json ? LC_SCRUB_JSON : LC_SCRUB_TEXT));
+  return 1;
+}
+
+static const luaL_Reg eval_funcs[] = {
+    {"regex", l_regex}, {"sha256", l_sha256}, {"scrub", l_scrub}, {NULL, NULL}};
 
 int lc_open_eval(lua_State *L) {
   luaL_newlib(L, eval_funcs);

@@ -176,9 +176,10 @@ static void ev_notification(void *ud, const char *method,
   struct lsess *s = ud;
   if (!strcmp(method, "notifications/progress")) {
     const cJSON *tok = cJSON_GetObjectItemCaseSensitive(params, "progressToken");
+    /* the server's number: compared as a double, never cast (1e300) */
     if (!cJSON_IsNumber(tok)) return;
     for (struct lop *op = s->ops; op; op = op->next)
-      if (op->id == (long long)tok->valuedouble && !op->done) {
+      if ((double)op->id == tok->valuedouble && !op->done) {
         cJSON *dup = cJSON_Duplicate(params, 1);
         if (!dup) return;
         cJSON_Delete(op->progress); /* only the latest is worth showing */

@@ -27,6 +27,7 @@
 #include "loop.h"
 #include "mcp_httpd.h"
 #include "sched.h"
+#include "secrets.h"
 
 /* ---- the server side's stdio: lines in from fd 0, lines out to fd 1,
  * both on the loop (a slow client never blocks the other calls) ---- */
@@ -198,8 +199,11 @@ static int l_stdio_write(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   if (!io->loop) return luaL_error(L, "stdio is closed");
-  if (lc_buf_append(&io->outq, s, n) < 0 || lc_buf_append(&io->outq, "\n", 1) < 0)
-    return luaL_error(L, "out of memory");
+  size_t at = io->outq.len;
+  if (lc_buf_append(&io->outq, s, n) < 0) return luaL_error(L, "out of memory");
+  /* A tool's output may echo a key (secrets.h): never to the client. */
+  io->outq.len = at + lc_secrets_scrub(io->outq.data + at, n, LC_SCRUB_JSON);
+  if (lc_buf_append(&io->outq, "\n", 1) < 0) return luaL_error(L, "out of memory");
   stdio_flush(io);
   return 0;
 }

@@ -37,7 +37,12 @@
 
 struct store_box {
   struct lc_rstore *s;
-  int busy; /* background searches running */
+  int busy;       /* background searches running */
+  int rebuilding; /* of them, those that may rebuild the index first */
+  /* Held around lc_rstore_index wherever it may rebuild: a rebuild runs on
+   * a search's thread, never on the loop (20,000 vectors took 11 s). */
+  pthread_mutex_t ix_mu;
+  int mu_init;
 };
 
 static struct store_box *check_store(lua_State *L, int idx) {
@@ -53,6 +58,15 @@ static struct lc_rstore *check_idle(lua_State *L, int idx, const char *what) {
 }
 
 /* ---- split ---- */
+
+#define CHUNKS_MT "luact.RetrievalChunks"
+
+/* The chunk list while it is pushed: a to-be-closed box, so a push that
+ * raises (a Lua memory cap) frees it instead of leaking it. */
+static int chunks_gc(lua_State *L) {
+  lc_chunks_free(luaL_checkudata(L, 1, CHUNKS_MT)); /* idempotent */
+  return 0;
+}
 
 /* luact.retrieval.split(text, {size=, overlap=, markdown=}) -> chunks */
 static int l_split(lua_State *L) {
@@ -81,18 +95,28 @@ static int l_split(lua_State *L) {
   if (o.overlap >= o.size)
     return luaL_error(L, "luact.retrieval.split: 'overlap' (%d) must be smaller than 'size' (%d)",
                       (int)o.overlap, (int)o.size);
+  lua_settop(L, 2);
+  struct lc_chunks *cp = lua_newuserdatauv(L, sizeof *cp, 0); /* 3 */
+  memset(cp, 0, sizeof *cp);
+  if (luaL_newmetatable(L, CHUNKS_MT)) {
+    lua_pushcfunction(L, chunks_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, chunks_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, 3);
+  lua_toclose(L, 3);
   struct lc_chunks c;
   char err[256];
   int rc = lc_chunk_split(doc, len, &o, &c, err, sizeof err);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc == 0) *cp = c; /* owned by the box from here */
   if (rc) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     lua_pushstring(L, rc == LC_ETOOBIG ? "too_big" : "bad_document");
     return 3;
   }
-  /* Pushing raises only on out of memory, which would leak the list
-   * once; the process is going down then anyway. */
   lua_createtable(L, (int)c.n, 0);
   for (size_t i = 0; i < c.n; i++) {
     lua_createtable(L, 0, 4);
@@ -103,8 +127,7 @@ static int l_split(lua_State *L) {
     lc_l_set_str(L, "heading", c.v[i].heading);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  lc_chunks_free(&c);
-  return 1;
+  return 1; /* the box closes on return and frees the list */
 }
 
 /* ---- store ---- */
@@ -116,6 +139,10 @@ static int store_gc(lua_State *L) {
   if (b->s && !b->busy) {
     lc_rstore_close(b->s);
     b->s = NULL;
+  }
+  if (b->mu_init && !b->busy) {
+    pthread_mutex_destroy(&b->ix_mu);
+    b->mu_init = 0;
   }
   return 0;
 }
@@ -158,6 +185,8 @@ static int l_store(lua_State *L) {
   }
   struct store_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
+  if (pthread_mutex_init(&b->ix_mu, NULL)) return luaL_error(L, "out of memory");
+  b->mu_init = 1;
   luaL_setmetatable(L, STORE_MT);
   char err[512];
   int rc = lc_rstore_open(path, &o, &b->s, err, sizeof err);
@@ -332,9 +361,15 @@ static int store_cache_put(lua_State *L) {
 }
 
 static int store_count(lua_State *L) {
-  struct lc_rstore *s = check_store(L, 1)->s;
-  lc_rstore_index(s); /* stale: rebuilt, so the count is the rows' */
-  lua_pushinteger(L, (lua_Integer)lc_rstore_count(s));
+  struct store_box *sb = check_store(L, 1);
+  struct lc_rstore *s = sb->s;
+  /* stale: rebuilt, so the count is the rows' (waits for a rebuild that a
+   * background search is making) */
+  pthread_mutex_lock(&sb->ix_mu);
+  lc_rstore_index(s);
+  size_t n = lc_rstore_count(s);
+  pthread_mutex_unlock(&sb->ix_mu);
+  lua_pushinteger(L, (lua_Integer)n);
   return 1;
 }
 
@@ -355,6 +390,9 @@ static int store_save(lua_State *L) {
 
 struct search_box {
   struct store_box *store;
+  struct lc_rstore *rs;
+  int rebuild;   /* the thread takes the index (rebuilding it) first */
+  char msg[256]; /* why that failed */
   const struct lc_vindex *ix;
   float *q;
   size_t k;
@@ -392,7 +430,13 @@ static void run_search(struct search_box *b) {
 
 static void *search_thread(void *ud) {
   struct search_box *b = ud;
-  run_search(b);
+  if (b->rebuild) {
+    pthread_mutex_lock(&b->store->ix_mu);
+    b->ix = lc_rstore_index(b->rs);
+    if (!b->ix) snprintf(b->msg, sizeof b->msg, "%s", lc_rstore_error(b->rs));
+    pthread_mutex_unlock(&b->store->ix_mu);
+  }
+  if (b->ix) run_search(b);
   uint64_t one = 1;
   /* The loop's watch reads it; a failed write would leave the task
    * waiting, so retry on EINTR (eventfd writes do not block here). */
@@ -414,7 +458,10 @@ static void search_close(struct search_box *b) {
   if (b->efd >= 0) close(b->efd);
   b->efd = -1;
   b->watch.fd = -1;
-  if (b->store && b->started) b->store->busy--;
+  if (b->store && b->started) {
+    b->store->busy--;
+    if (b->rebuild) b->store->rebuilding--;
+  }
   b->store = NULL;
   lc_free(b->q);
   lc_free(b->allowed);
@@ -484,7 +531,15 @@ static int search_k(lua_State *L, int status, lua_KContext ctx) {
   }
   struct store_box *sb = luaL_checkudata(L, S_STORE, STORE_MT);
   b->store->busy--;
+  if (b->rebuild) b->store->rebuilding--;
   b->started = 0; /* busy given back */
+  if (!b->ix) {
+    lua_pushnil(L);
+    lua_pushstring(L, b->msg);
+    lua_pushstring(L, "io");
+    search_close(b);
+    return 3;
+  }
   int n = push_hits(L, b, sb->s);
   search_close(b);
   return n;
@@ -519,13 +574,15 @@ static int store_search(lua_State *L) {
   int background = -1;
   if (!lua_isnil(L, 3)) {
     if (lua_getfield(L, 3, "k") != LUA_TNIL) k = luaL_checkinteger(L, -1);
-    if (lua_getfield(L, 3, "ef") != LUA_TNIL) b->ef = (int)luaL_checkinteger(L, -1);
+    lua_Integer ef = 0; /* checked as given: (int)(2^32 + 5) would pass as 5 */
+    if (lua_getfield(L, 3, "ef") != LUA_TNIL) ef = luaL_checkinteger(L, -1);
     lua_getfield(L, 3, "exact");
     b->exact = lua_toboolean(L, -1);
     if (lua_getfield(L, 3, "background") != LUA_TNIL) background = lua_toboolean(L, -1);
     lua_pop(L, 4);
     if (k < 1 || k > 10000) return luaL_error(L, "store:search: 'k' must be 1..10000");
-    if (b->ef < 0 || b->ef > 100000) return luaL_error(L, "store:search: 'ef' must be 1..100000");
+    if (ef < 0 || ef > 100000) return luaL_error(L, "store:search: 'ef' must be 1..100000");
+    b->ef = (int)ef;
     if (lua_getfield(L, 3, "filter") == LUA_TTABLE) {
       const char *keys[33], *vals[33];
       size_t n = 0;
@@ -549,14 +606,28 @@ static int store_search(lua_State *L) {
     lua_pop(L, 1);
   }
   b->k = (size_t)k;
-  /* Never a rebuild under a running search: changes are refused while
-   * one runs, so the index cannot have gone stale since it started. */
-  b->ix = lc_rstore_index(s);
-  if (!b->ix) return store_err(L, s, LC_EIO);
   if (!(b->hits = lc_malloc(b->k * sizeof *b->hits))) return luaL_error(L, "out of memory");
-  size_t work = lc_vindex_count(b->ix) * dims;
-  int bg = background == 1 || (background == -1 && work >= BACKGROUND_FLOATS && b->exact) ||
-           (background == -1 && work >= 8 * BACKGROUND_FLOATS);
+  int bg;
+  /* rebuilding first: while a rebuild runs, only its thread touches the
+   * stale flag */
+  if ((sb->rebuilding || lc_rstore_stale(s)) && lc_task_current(L) && lua_isyieldable(L)) {
+    /* A stale index is rebuilt on the search's thread, not the loop's;
+     * searches meanwhile wait there for it (ix_mu). Changes are refused
+     * while it runs (busy), so the rows it reads stay put. */
+    b->rebuild = 1;
+    bg = 1;
+  } else {
+    /* Never a rebuild under a running search: changes are refused while
+     * one runs, so the index cannot have gone stale since it started.
+     * Outside a task a rebuild stays here (nothing else to run). */
+    pthread_mutex_lock(&sb->ix_mu);
+    b->ix = lc_rstore_index(s);
+    pthread_mutex_unlock(&sb->ix_mu);
+    if (!b->ix) return store_err(L, s, LC_EIO);
+    size_t work = lc_vindex_count(b->ix) * dims;
+    bg = background == 1 || (background == -1 && work >= BACKGROUND_FLOATS && b->exact) ||
+         (background == -1 && work >= 8 * BACKGROUND_FLOATS);
+  }
   if (!bg) {
     run_search(b);
     b->store = sb;
@@ -574,7 +645,9 @@ static int store_search(lua_State *L) {
     return luaL_error(L, "luact.retrieval: cannot watch the search");
   }
   b->store = sb;
+  b->rs = s;
   sb->busy++;
+  if (b->rebuild) sb->rebuilding++;
   b->started = 1;
   if (pthread_create(&b->th, NULL, search_thread, b)) {
     b->joined = 1; /* nothing to join */

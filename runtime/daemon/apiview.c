@@ -237,7 +237,14 @@ double lc_api_mono(void) {
 
 long lc_api_qnum(struct MHD_Connection *c, const cJSON *body, const char *k, long def) {
   const cJSON *v = cJSON_GetObjectItem(body, k);
-  if (cJSON_IsNumber(v)) return (long)v->valuedouble;
+  if (cJSON_IsNumber(v)) {
+    /* A client's double: out of long's range (1e300) the cast is
+     * undefined (on x86 it became LONG_MIN, a limit that listed nothing);
+     * clamp first, as crons' num() does. */
+    double d = v->valuedouble;
+    if (!(d > -1e15)) return d < 0 ? -1000000000000000L : def;
+    return d > 1e15 ? 1000000000000000L : (long)d;
+  }
   const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
   return q ? atol(q) : def;
 }

@@ -133,7 +133,10 @@ cJSON *lc_tstate_command(struct lc_serve *s, const char *tenant, const char *thr
     if (cJSON_GetArraySize(cJSON_GetObjectItem(params, "namespace")) > 0)
       return err_out(code, "no_such_namespace", msg, n, "a luact run has only the root namespace");
     const cJSON *lv = cJSON_GetObjectItem(params, "limit");
-    long limit = cJSON_IsNumber(lv) && lv->valuedouble >= 0 ? (long)lv->valuedouble : 10;
+    /* clamped before the cast: a client's 1e300 is no long */
+    long limit = !cJSON_IsNumber(lv) || !(lv->valuedouble >= 0) ? 10
+                 : lv->valuedouble > 1e15                        ? 1000000000000000L
+                                                                 : (long)lv->valuedouble;
     const char *before = jstr(params, "before");
     cJSON *rows = checkpoints(s, thread);
     cJSON *res = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(res, "checkpoints");

@@ -526,7 +526,10 @@ static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON
     return LC_EINVAL;
   }
   const cJSON *o = cJSON_GetObjectItemCaseSensitive(line, "order");
-  if (cJSON_IsNumber(o) && o->valuedouble > (double)j->results) j->results = (long)o->valuedouble;
+  long ord; /* a crafted journal's 1e300 is no long: refused, not cast */
+  if (cJSON_IsNumber(o) && lc_dbl_to_long(o->valuedouble, 0, 1000000000000000L, &ord) == 0 &&
+      ord > j->results)
+    j->results = ord;
   cJSON_Delete(e->result);
   e->result = line;
   return 0;

@@ -195,7 +195,9 @@ static int effect_replay(struct lc_embed_call *c) {
   const char *m = jstr(res, "model");
   if (!rc && m && !(r->model = lc_strdup(m))) rc = LC_ENOMEM;
   const cJSON *tok = lc_effect_member(c->eff, "input_tokens");
-  if (cJSON_IsNumber(tok)) r->input_tokens = (long)tok->valuedouble;
+  long t; /* the journal's number, range-checked (a crafted 1e300) */
+  if (cJSON_IsNumber(tok) && lc_dbl_to_long(tok->valuedouble, 0, 1000000000000000L, &t) == 0)
+    r->input_tokens = t;
   return rc;
 }
 

@@ -175,7 +175,9 @@ static int effect_replay(struct lc_rerank_call *c) {
   const char *m = jstr(res, "model");
   if (m && !(r->model = lc_strdup(m))) return LC_ENOMEM;
   const cJSON *tok = lc_effect_member(c->eff, "tokens");
-  if (cJSON_IsNumber(tok)) r->tokens = (long)tok->valuedouble;
+  long t; /* the journal's number, range-checked (a crafted 1e300) */
+  if (cJSON_IsNumber(tok) && lc_dbl_to_long(tok->valuedouble, 0, 1000000000000000L, &t) == 0)
+    r->tokens = t;
   return 0;
 }
 

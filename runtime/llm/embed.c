@@ -409,9 +409,9 @@ int lc_embed_parse(const struct lc_embed_request *q, const char *body, size_t le
                    : bad(out, "embeddings: row %zu has no \"embedding\"", n0 + i);
       lc_free(by);
     }
-    const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(u, "prompt_tokens");
-    if (cJSON_IsNumber(pt)) out->input_tokens += (long)pt->valuedouble;
+    /* a provider's number: range-checked before it is a long (1e300) */
+    long pt = lc_accum_long(cJSON_GetObjectItemCaseSensitive(root, "usage"), "prompt_tokens", 0);
+    if (pt > 0) out->input_tokens += pt;
   } else if (cJSON_IsArray(embs)) {
     size_t n = (size_t)cJSON_GetArraySize(embs);
     if (n != want) rc = bad(out, "embeddings: %zu vectors for %zu inputs", n, want);
@@ -422,8 +422,8 @@ int lc_embed_parse(const struct lc_embed_request *q, const char *body, size_t le
       rc = cJSON_IsArray(v) ? take_array(out, v, n0 + k)
                             : bad(out, "embeddings: row %zu is not a list of numbers", n0 + k);
     }
-    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(root, "prompt_eval_count");
-    if (cJSON_IsNumber(pt)) out->input_tokens += (long)pt->valuedouble;
+    long pt = lc_accum_long(root, "prompt_eval_count", 0);
+    if (pt > 0) out->input_tokens += pt;
   } else if (cJSON_IsArray(one)) {
     rc = want != 1 ? bad(out, "embeddings: 1 vector for %zu inputs", want)
                    : take_array(out, one, n0);

@@ -12,6 +12,7 @@
 #include "conv.h"
 #include "jsonr.h"
 #include "jsonw.h"
+#include "cnum.h"
 #include "lc.h"
 #include "utf8.h"
 
@@ -604,7 +605,9 @@ static char *code_str(const cJSON *v) {
     return lc_strdup(v->valuestring);
   if (cJSON_IsNumber(v)) {
     char tmp[32];
-    snprintf(tmp, sizeof tmp, "%ld", (long)v->valuedouble);
+    double d = v->valuedouble; /* a provider's: 1e300 is no long */
+    if (d >= -9e15 && d <= 9e15) snprintf(tmp, sizeof tmp, "%ld", (long)d);
+    else lc_cnum_fmt(tmp, sizeof tmp, "%g", d);
     return lc_strdup(tmp);
   }
   return NULL;

@@ -55,7 +55,8 @@ function luact.map(list, fn, opts)
   end
   local n = #list
   local k = opts and opts.concurrency or n
-  if type(k) ~= "number" or k < 1 then error("luact.map: concurrency must be >= 1", 2) end
+  -- not (k >= 1): NaN passed 'k < 1' and the map spawned nothing
+  if type(k) ~= "number" or not (k >= 1) then error("luact.map: concurrency must be >= 1", 2) end
   local g, item_of, results, next_i = group(), {}, {}, 1
   while true do
     while next_i <= n and g:pending() < k do

@@ -52,7 +52,12 @@ local function read(path)
   return s
 end
 
+-- Reports and the terminal hold model and tool output, which may echo a
+-- key: every byte eval prints or writes goes through E.scrub (secrets.h).
+local function say(text) io.stdout:write(E.scrub(text)) end
+
 local function write(path, text)
+  text = E.scrub(text, (path == "-" or path:find("%.json$")) and "json" or nil)
   if path == "-" then io.stdout:write(text) return true end
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
@@ -121,7 +126,7 @@ E.load_report = load_report
 
 local function fail(msg, code)
   -- a message may quote a case id or a model's text: no escape sequences
-  io.stderr:write("luact eval: ", (tostring(msg):gsub("[%z\1-\8\11-\31\127]", "?")), "\n")
+  io.stderr:write("luact eval: ", (E.scrub(tostring(msg)):gsub("[%z\1-\8\11-\31\127]", "?")), "\n")
   return code or 2
 end
 
@@ -240,7 +245,7 @@ local function cmd_compare(o)
   local b, e2 = load_report(o.pos[2])
   if not b then return fail(e2, 1) end
   local c = E.compare(a, b)
-  io.stdout:write(c.text)
+  say(c.text)
   if o.html then assert(write(o.html, E.html(b, c))) end
   if o.json then assert(write(o.json, json.encode({ a = o.pos[1], b = o.pos[2], rows = c.rows, changed = c.changed }, { pretty = true }) .. "\n")) end
   return 0
@@ -268,7 +273,7 @@ local function cmd_review(o)
         -- everything shown is flattened: a case id or an output may hold
         -- terminal escape sequences
         local function one_line(v) return (tostring(v or ""):gsub("%c", " ")) end
-        io.stdout:write(string.format("\n== %s / %s (%s)\noutput: %s\njudge: %s %.2f: %s\npass? [y/n/s] ",
+        say(string.format("\n== %s / %s (%s)\noutput: %s\njudge: %s %.2f: %s\npass? [y/n/s] ",
           one_line(r.target), one_line(r.case), one_line(a.type), one_line(r.output):sub(1, 2000),
           a.pass and "PASS" or "FAIL", a.score, one_line(a.reason)))
         io.stdout:flush()
@@ -284,9 +289,9 @@ local function cmd_review(o)
   assert(write(run .. "/review.json", json.encode(reviews, { pretty = true }) .. "\n"))
   rep.review = review_stats(rep, reviews)
   write_reports(rep, run, {})
-  io.stdout:write(string.format("\n%d new verdicts recorded in %s/review.json\n", asked, run))
+  say(string.format("\n%d new verdicts recorded in %s/review.json\n", asked, run))
   if rep.review then
-    io.stdout:write(string.format("judge-human agreement %.3f over %d verdicts, Cohen's kappa %.3f\n",
+    say(string.format("judge-human agreement %.3f over %d verdicts, Cohen's kappa %.3f\n",
       rep.review.agreement, rep.review.n, rep.review.kappa))
   end
   return 0
@@ -322,7 +327,7 @@ function E.cli_run(o)
   end
   local rep = res
   write_reports(rep, o.out, o)
-  if not o.quiet and o.json ~= "-" then io.stdout:write(E.terminal(rep)) end
+  if not o.quiet and o.json ~= "-" then say(E.terminal(rep)) end
   io.stderr:write("luact eval: run in ", o.out, "\n")
   local t = rep.totals
   local need = o.fail_under or 1

@@ -430,7 +430,10 @@ function mcp.connect(spec)
     if spec[f] ~= nil and type(spec[f]) ~= "function" then field(f, "must be a function") end
   end
   for _, f in ipairs { "timeout", "connect_timeout", "max_output", "max_message", "max_restarts" } do
-    if spec[f] ~= nil and (type(spec[f]) ~= "number" or spec[f] <= 0) then field(f, "must be a positive number") end
+    -- not (x > 0): NaN passed 'x <= 0' (a timeout that never fires)
+    if spec[f] ~= nil and (type(spec[f]) ~= "number" or not (spec[f] > 0)) then
+      field(f, "must be a positive number")
+    end
   end
   if spec.prefix ~= nil and type(spec.prefix) ~= "string" then field("prefix", "must be a string") end
   if spec.name ~= nil and type(spec.name) ~= "string" then field("name", "must be a string") end

@@ -433,9 +433,11 @@ function luact.retrieve(spec)
       for kk, v in pairs(qopts) do o[kk] = v end
       o.k = args.k or k
       if args.filters then
+        -- The script's filter is a bound (a tenant, an access class): the
+        -- model narrows within it, never replaces one of its keys.
         o.filter = {}
-        for kk, v in pairs(spec.filter or {}) do o.filter[kk] = v end
         for kk, v in pairs(args.filters) do o.filter[kk] = v end
+        for kk, v in pairs(spec.filter or {}) do o.filter[kk] = v end
       end
       local hits, msg = ix:query(args.query, o)
       if not hits then return nil, msg end

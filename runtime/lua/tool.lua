@@ -136,7 +136,9 @@ function luact.tool(spec)
   local effect = spec.effect or "pure"
   if not EFFECTS[effect] then field_error(name, "effect", "must be pure, idempotent or at_most_once") end
   local timeout = spec.timeout or 60
-  if type(timeout) ~= "number" or timeout <= 0 then field_error(name, "timeout", "must be a positive number of seconds") end
+  if type(timeout) ~= "number" or not (timeout > 0) then -- NaN passed '<= 0'
+    field_error(name, "timeout", "must be a positive number of seconds")
+  end
   local validator
   if luact.schema then
     local v, err = luact.schema.compile(params)

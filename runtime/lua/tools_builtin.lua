@@ -30,7 +30,7 @@ end
 local function opt_positive(spec, factory, field, default, integer)
   local v = spec[field]
   if v == nil then return default end
-  if type(v) ~= "number" or v <= 0 or (integer and math.type(v) ~= "integer") then
+  if type(v) ~= "number" or not (v > 0) or (integer and math.type(v) ~= "integer") then
     ferr(factory, field, integer and "must be a positive integer" or "must be a positive number")
   end
   return v

@@ -38,7 +38,7 @@ function tools.code(spec)
     if type(spec.sandbox) ~= "table" then ferr("sandbox", "must be a table {memory=, instructions=, time=, output=}") end
     for k, v in pairs(spec.sandbox) do
       if not CAPS[k] then ferr("sandbox", "has an unknown option '" .. tostring(k) .. "' (memory, instructions, time, output)") end
-      if type(v) ~= "number" or v <= 0 then ferr("sandbox", "." .. k .. " must be a positive number") end
+      if type(v) ~= "number" or not (v > 0) then ferr("sandbox", "." .. k .. " must be a positive number") end
       caps[k] = v
     end
   end

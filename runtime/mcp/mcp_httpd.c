@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "lc.h"
 #include "loop.h"
+#include "secrets.h"
 
 static struct {
   struct MHD_Daemon *(*start_daemon)(unsigned int, uint16_t,
@@ -363,9 +364,12 @@ static int sse_push(struct lc_mcp_httpd *h, struct hreq *r, const char *event_id
                    lc_buf_append(&r->out, event_id, strlen(event_id)) < 0 ||
                    lc_buf_append(&r->out, "\n", 1) < 0))
     return LC_ENOMEM;
-  if (lc_buf_append(&r->out, "data: ", 6) < 0 ||
-      lc_buf_append(&r->out, body, n) < 0 || lc_buf_append(&r->out, "\n\n", 2) < 0)
-    return LC_ENOMEM;
+  if (lc_buf_append(&r->out, "data: ", 6) < 0) return LC_ENOMEM;
+  size_t at = r->out.len;
+  if (lc_buf_append(&r->out, body, n) < 0) return LC_ENOMEM;
+  /* A tool's output may echo a key (secrets.h): never to the client. */
+  r->out.len = at + lc_secrets_scrub(r->out.data + at, n, LC_SCRUB_JSON);
+  if (lc_buf_append(&r->out, "\n\n", 2) < 0) return LC_ENOMEM;
   r->streaming = 1;
   if (r->suspended) {
     r->suspended = 0;
@@ -416,8 +420,12 @@ void lc_mcp_httpd_reply(struct lc_mcp_httpd *h, long id, int status,
   r->status = status;
   if (n) {
     r->answer = lc_malloc(n);
-    if (r->answer) memcpy(r->answer, body, n), r->answer_len = n;
-    else r->status = 500;
+    if (r->answer) {
+      memcpy(r->answer, body, n);
+      r->answer_len = lc_secrets_scrub(r->answer, n, LC_SCRUB_JSON); /* as sse_push */
+    } else {
+      r->status = 500;
+    }
   }
   hreq_unlink(r);
   if (r->suspended) {

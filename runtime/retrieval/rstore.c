@@ -167,7 +167,10 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
   s->exact_only = o->exact_only;
   s->hp = o->hnsw;
   int rc = 0;
-  if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL)) {
+  /* FULLMUTEX: a background search may rebuild from this connection while
+   * the loop reads rows through it (l_retrieval.c) */
+  if (sqlite3_open_v2(path, &s->db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL)) {
     rc = fail(s, LC_EIO, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "no memory");
     goto out;
   }
@@ -501,6 +504,8 @@ int lc_rstore_allowed(struct lc_rstore *s, const char *const *keys, const char *
   }
   return rc;
 }
+
+int lc_rstore_stale(const struct lc_rstore *s) { return s->dims && (s->stale || !s->ix); }
 
 struct lc_vindex *lc_rstore_index(struct lc_rstore *s) {
   if (!s->dims) return NULL;

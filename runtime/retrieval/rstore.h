@@ -87,6 +87,10 @@ int lc_rstore_allowed(struct lc_rstore *s, const char *const *keys, const char *
 
 /* The index, rebuilt from the rows first when stale; NULL on failure. */
 struct lc_vindex *lc_rstore_index(struct lc_rstore *s);
+/* 1 when lc_rstore_index would rebuild (every stored vector read and
+ * inserted again: seconds for a large collection), so a caller on a loop
+ * thread can do it elsewhere. */
+int lc_rstore_stale(const struct lc_rstore *s);
 
 struct lc_rrow {
   int64_t id;

@@ -105,6 +105,32 @@ static const struct scenario scenarios[] = {
      "if v3 ~= 'u' then error(tostring(m3), 0) end\n"
      "local s = luact.json.encode{name = 'echo', arguments = {message = 'x', n = {a = 1, b = 2}}}\n"
      "return v .. v3 .. #s"},
+    {"schema",
+     "local v = assert(luact.schema.compile{type = 'object', required = {'a'},\n"
+     "  properties = {a = {type = 'integer', minimum = 0}, b = {type = 'array', items = {type = 'string'}}}})\n"
+     "assert(v:validate{a = 1, b = {'x', 'y'}})\n"
+     "local ok, msg = v:validate{a = -1, b = {1}}\n"
+     "if ok or not msg then error('validated a bad value', 0) end\n"
+     "return 'ok'"},
+    {"retrieval_split",
+     "local cs = assert(luact.retrieval.split('# A\\n\\nalpha beta gamma delta\\n\\n## B\\n\\nepsilon zeta eta',\n"
+     "  {size = 12, overlap = 3, markdown = true}))\n"
+     "if #cs < 2 or cs[#cs].heading ~= 'A > B' then error('bad chunks', 0) end\n"
+     "return 'ok'"},
+    {"tool_call",
+     "local t = luact.tool{name = 'add', params = {type = 'object', required = {'a', 'b'},\n"
+     "  properties = {a = {type = 'number'}, b = {type = 'number'}}},\n"
+     "  fn = function(x) luact.sleep(0) return {sum = x.a + x.b} end}\n"
+     "local r, m = t:call{a = 1, b = 2}\n"
+     "if not r then error(m, 0) end\n"
+     "if r.sum ~= 3 then error('tool call lost its result', 0) end\n"
+     "local n, msg, code = t:call{a = 'x'}\n"
+     "if n ~= nil or code ~= 'invalid_arguments' then error(tostring(msg), 0) end\n"
+     "return 'ok'"},
+    {"effect",
+     "local v = luact.effect('clock', 'now', {}, 'pure', function() return {t = 1} end)\n"
+     "if type(v) ~= 'table' or v.t ~= 1 then error('effect lost its value', 0) end\n"
+     "return 'ok'"},
     {"json",
      "local j = luact.json\n"
      "local t = { name = 'x', list = j.array{1, 2.5, 'three', j.null, {deep = {true, false}}}, n = 42 }\n"

@@ -93,6 +93,21 @@ START_TEST(sleep_and_timeout_bounds) {
 }
 END_TEST
 
+/* NaN is no count and no timeout: Lua checks of the form 'x <= 0' or
+ * 'x < 1' let it through (a tool whose timeout never fires, a map with
+ * concurrency NaN that spawned nothing and returned {}). */
+START_TEST(lua_options_refuse_nan) {
+  run("local r = {}\n"
+      "local function refused(f, ...) local ok, e = pcall(f, ...) r[#r+1] = tostring(not ok) end\n"
+      "refused(luact.tool, {name = 't', fn = function() end, timeout = 0/0})\n"
+      "refused(luact.map, {1, 2}, function(x) return x end, {concurrency = 0/0})\n"
+      "refused(luact.tools.code, {sandbox = {time = 0/0}})\n"
+      "refused(luact.tools.http, {base_url = 'http://127.0.0.1:9', timeout = 0/0})\n"
+      "return table.concat(r, ',')");
+  ck_assert_str_eq(out, "true,true,true,true");
+}
+END_TEST
+
 START_TEST(checked_conversions) {
   long l = 7;
   size_t z = 7;
@@ -121,6 +136,7 @@ Suite *num_range_suite(void) {
   tcase_add_test(tc, sandbox_run_opts_out_of_range);
   tcase_add_test(tc, llm_timeouts_and_limits_out_of_range);
   tcase_add_test(tc, sleep_and_timeout_bounds);
+  tcase_add_test(tc, lua_options_refuse_nan);
   tcase_add_test(tc, checked_conversions);
   suite_add_tcase(s, tc);
   return s;

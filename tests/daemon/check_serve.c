@@ -769,6 +769,16 @@ START_TEST(store_items) {
   j = expect(&d, "POST", "/store/items/search", "{}", B, 200);
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
   cJSON_Delete(j);
+  /* A client's number past long's range is a large limit or offset, not an
+   * undefined cast (1e300 became LONG_MIN: a limit that listed nothing). */
+  j = expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\":[\"users\"],\"limit\":1e300}",
+             A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 2);
+  cJSON_Delete(j);
+  j = expect(&d, "POST", "/store/items/search",
+             "{\"namespace_prefix\":[\"users\"],\"offset\":1e300}", A, 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
+  cJSON_Delete(j);
   j = expect(&d, "POST", "/store/namespaces", "{\"max_depth\":1}", A, 200);
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "namespaces")), 1);
   cJSON_Delete(j);

@@ -571,6 +571,36 @@ START_TEST(journal_load_is_linear) {
 }
 END_TEST
 
+/* A crafted journal's numbers are range-checked before they become
+ * integers: a result's "order" of 1e300 (or -1e300, or NaN-free junk) is
+ * ignored, never cast (undefined; the sanitizer build stops at the cast
+ * before the fix), and the effect still replays. */
+START_TEST(journal_huge_order_is_ignored) {
+  static const char *const orders[] = {"1e300", "-1e300", "1e19", "3.5"};
+  for (size_t i = 0; i < sizeof orders / sizeof orders[0]; i++) {
+    char path[256], e[512];
+    tmp_path(path, sizeof path, "order");
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "{\"type\":\"header\",\"format\":1,\"run\":\"r1\"}\n"
+               "{\"type\":\"intent\",\"id\":\"1#1\",\"kind\":\"clock\",\"name\":\"now\","
+               "\"class\":\"pure\"}\n"
+               "{\"type\":\"result\",\"id\":\"1#1\",\"result\":7,\"order\":%s}\n",
+            orders[i]);
+    fclose(f);
+    struct lc_journal *j;
+    ck_assert_msg(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e) == 0, "%s", e);
+    struct lc_effect_op op;
+    struct lc_effect_who w = {&op, "1", 1};
+    struct lc_effect_desc d = {.kind = "clock", .name = "now", .cls = LC_EFFECT_PURE};
+    ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_REPLAYED);
+    ck_assert_int_eq(lc_effect_result(&op)->valueint, 7);
+    lc_journal_free(j);
+    unlink(path);
+  }
+}
+END_TEST
+
 /* ---- the CLI on the examples ---- */
 
 /* Runs a shell command; returns its exit status. */
@@ -889,6 +919,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, replay_compares_kind_name_class);
   tcase_add_test(tc, error_message_not_utf8_records_and_replays);
   tcase_add_test(tc, journal_load_is_linear);
+  tcase_add_test(tc, journal_huge_order_is_ignored);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 300);

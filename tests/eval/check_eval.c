@@ -769,6 +769,40 @@ START_TEST(hostile_datasets_are_config_errors) {
 }
 END_TEST
 
+/* A key that a target's output echoes (a tool behind a proxy that
+ * quotes its Authorization header, say) reaches no report, the terminal
+ * table or stderr: the canary, in the clear and JSON-escaped. */
+START_TEST(secret_canary_in_no_report) {
+  static char out[65536];
+  write_file("k.eval.lua",
+             "return { targets = {{ name = 'leaky', run = function()\n"
+             "  local k = os.getenv('LC_CANARY_API_KEY')\n"
+             "  error('proxy said: bad key ' .. k)\n"
+             "end }, { name = 'echo', run = function()\n"
+             "  return 'key=' .. os.getenv('LC_CANARY_API_KEY') .. ' \"' end }},\n"
+             "  dataset = {{ id = 'c1', expected = 'sk-canary' }},\n"
+             "  assert = {{ type = 'contains' }, { type = 'equals' }} }\n");
+  const char *canary = "sk-canary-9d8e7f6a5b4c3d2e1f";
+  int rc = sh(out, sizeof out,
+              "LC_CANARY_API_KEY='%s' '%s' eval --out '%s/k' --json '%s/k.json' --junit "
+              "'%s/k.xml' '%s/k.eval.lua'",
+              canary, LUACT, tmp, tmp, tmp, tmp);
+  ck_assert_msg(rc == 100, "rc %d: %s", rc, out);
+  ck_assert_msg(!strstr(out, "canary-9d8e7f"), "the key is on the terminal:\n%s", out);
+  const char *files[] = {"%s/k/results.json", "%s/k/junit.xml", "%s/k/report.html", "%s/k.json",
+                         "%s/k.xml"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char *t = slurp(files[i], tmp);
+    ck_assert_msg(!strstr(t, "canary-9d8e7f"), "the key is in %s", files[i]);
+    if (i == 0) ck_assert_ptr_nonnull(strstr(t, "[REDACTED]")); /* it was there to scrub */
+    free(t);
+  }
+  char run[200];
+  snprintf(run, sizeof run, "%s/k", tmp);
+  check_schema(run);
+}
+END_TEST
+
 /* A ReAct agent as a target (its tool calls are the trajectory), and
  * providers: a prompt target without a model runs on each. */
 START_TEST(react_target_and_providers) {
@@ -1140,6 +1174,7 @@ Suite *eval_suite(void) {
   tcase_add_test(cli, review_agreement_and_kappa);
   tcase_add_test(cli, hostile_output_in_reports);
   tcase_add_test(cli, hostile_datasets_are_config_errors);
+  tcase_add_test(cli, secret_canary_in_no_report);
   tcase_add_test(cli, react_target_and_providers);
   tcase_add_test(cli, generic_scenarios_scripted_and_real);
   tcase_add_test(cli, pairwise_both_orders);

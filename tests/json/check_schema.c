@@ -399,14 +399,14 @@ START_TEST(huge_inputs) {
   char err[128];
   ck_assert_int_eq(lc_schema_compile(sj, &s, err, sizeof err), 0);
   struct lc_schema_errors e;
-  double t0 = lc_now_ms();
   ck_assert_int_eq(lc_schema_validate(s, arr, &e), 0);
   lc_schema_errors_free(&e);
   cJSON_AddItemToArray(arr, cJSON_CreateNumber(77));
   ck_assert_int_eq(lc_schema_validate(s, arr, &e), LC_EINVAL);
   ck_assert_ptr_nonnull(strstr(e.items[0].message, "[77] and [200000] are equal"));
   lc_schema_errors_free(&e);
-  ck_assert_msg(lc_now_ms() - t0 < 5000, "uniqueItems too slow");
+  /* No time bound here (the machine is shared): a quadratic check of
+   * 200k items is 2e10 comparisons, past the case's Check timeout. */
   /* A 1 MB string against a pattern and length limits. */
   char *big = malloc(1 << 20);
   memset(big, 'a', (1 << 20) - 1);

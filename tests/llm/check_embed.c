@@ -408,6 +408,34 @@ START_TEST(journal_replays_offline) {
   ck_assert_int_eq(ran, 0);
   lc_journal_free(j);
 
+  /* A crafted journal's token count past long's range: the vectors
+   * replay, the count is refused (0), never cast (float-cast-overflow
+   * before; LONG_MIN tokens on x86). */
+  {
+    size_t n;
+    char *text = lc_test_read_file(jpath, &n);
+    ck_assert_ptr_nonnull(text);
+    char *at = strstr(text, "\"input_tokens\":");
+    ck_assert_ptr_nonnull(at);
+    at += strlen("\"input_tokens\":");
+    size_t digits = strspn(at, "0123456789");
+    FILE *f = fopen(jpath, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%.*s1e300%s", (int)(at - text), text, at + digits);
+    fclose(f);
+    free(text);
+  }
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
+  o.effect.j = j;
+  seqno = 0;
+  q = new_req(LC_PROV_OPENAI, "emb", "http://127.0.0.1:1/v1", five, 5);
+  q->max_batch = 2;
+  c = run(q, &o, j);
+  check_five(lc_embed_call_result(c));
+  ck_assert_int_eq(lc_embed_call_result(c)->input_tokens, 0);
+  lc_embed_call_free(c);
+  lc_journal_free(j);
+
   /* Replay with different input: a mismatch, never a silent answer. */
   ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
   o.effect.j = j;
@@ -637,6 +665,27 @@ START_TEST(overlong_input_is_context_error) {
 }
 END_TEST
 
+/* A provider's token counts are numbers it chose: 1e300, -5 or 1e19 are
+ * no count, never cast to long (on x86 1e300 became LONG_MIN; the
+ * sanitizer build with float-cast-overflow stops at the cast). */
+START_TEST(hostile_usage_numbers) {
+  static const char *const bodies[] = {
+      "{\"data\":[{\"index\":0,\"embedding\":[1,2]}],\"usage\":{\"prompt_tokens\":1e300}}",
+      "{\"data\":[{\"index\":0,\"embedding\":[1,2]}],\"usage\":{\"prompt_tokens\":-1e300}}",
+      "{\"data\":[{\"index\":0,\"embedding\":[1,2]}],\"usage\":{\"prompt_tokens\":1e19}}",
+      "{\"embeddings\":[[1,2]],\"prompt_eval_count\":1e300}",
+      "{\"embeddings\":[[1,2]],\"prompt_eval_count\":-7}"};
+  for (size_t b = 0; b < sizeof bodies / sizeof bodies[0]; b++) {
+    struct lc_embed_request q = {.provider = LC_PROV_OPENAI};
+    struct lc_embed_result r;
+    lc_embed_result_init(&r);
+    ck_assert_int_eq(lc_embed_parse(&q, bodies[b], strlen(bodies[b]), 1, &r), 0);
+    ck_assert_msg(r.input_tokens == 0, "body %zu: %ld tokens", b, r.input_tokens);
+    lc_embed_result_free(&r);
+  }
+}
+END_TEST
+
 /* Out of memory at every allocation of a parse: LC_ENOMEM (or success),
  * nothing half-taken, nothing leaked. */
 START_TEST(parse_out_of_memory) {
@@ -678,6 +727,7 @@ Suite *embed_suite(void) {
   suite_add_tcase(s, tc);
   tc = tcase_create("hostile");
   tcase_add_loop_test(tc, hostile_response_refused, 0, (int)(sizeof bads / sizeof bads[0]));
+  tcase_add_test(tc, hostile_usage_numbers);
   tcase_add_test(tc, base64_round_trip);
   tcase_add_test(tc, parse_out_of_memory);
   suite_add_tcase(s, tc);

@@ -456,6 +456,12 @@ START_TEST(error_bodies) {
   ck_assert_int_eq(r.err, LC_LLM_EQUOTA);
   ck_assert_str_eq(r.err_type, "402");
   lc_llm_response_free(&r);
+  /* a numeric code past long's range is written as the number, not cast
+   * (undefined; LONG_MIN's digits on x86) */
+  lc_llm_openai.parse_error(
+      400, "{\"error\":{\"message\":\"odd\",\"code\":1e300}}", SIZE_MAX, &r);
+  ck_assert_str_eq(r.err_type, "1e+300");
+  lc_llm_response_free(&r);
   lc_llm_openai.parse_error(
       400,
       "{\"error\":{\"message\":\"request (9000 tokens) exceeds the available "

@@ -399,6 +399,35 @@ START_TEST(journal_replays_offline) {
   ck_assert_int_eq(ran, 0);
   lc_journal_free(j);
 
+  /* A crafted journal's token count past long's range: the hits replay,
+   * the count is refused (0), never cast (LONG_MIN on x86 before). */
+  {
+    size_t n;
+    char *text = lc_test_read_file(jpath, &n);
+    ck_assert_ptr_nonnull(text);
+    char *at = strstr(text, "\"tokens\":");
+    ck_assert_ptr_nonnull(at);
+    at += strlen("\"tokens\":");
+    size_t digits = strspn(at, "0123456789");
+    FILE *f = fopen(jpath, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%.*s1e300%s", (int)(at - text), text, at + digits);
+    fclose(f);
+    free(text);
+  }
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
+  o.effect.j = j;
+  seqno = 0;
+  q = new_req(LC_RERANK_JINA, "http://127.0.0.1:1", "cats purr", pets, N_PETS);
+  q->top_n = 3;
+  c = run(q, &o, j);
+  r = lc_rerank_call_result(c);
+  ck_assert_msg(r->err == LC_LLM_OK, "%s", r->err_message);
+  ck_assert_uint_eq(r->n, 3);
+  ck_assert_int_eq(r->tokens, 0);
+  lc_rerank_call_free(c);
+  lc_journal_free(j);
+
   /* Another document: a mismatch, never a silent answer. */
   ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, jpath, NULL, &j, err, sizeof err), 0);
   o.effect.j = j;

@@ -285,8 +285,9 @@ START_TEST(bad_servers) {
 }
 END_TEST
 
-/* Junk before valid lines and answers to unknown ids are tolerated and
- * counted; a 2025-06-18 server is accepted; pagination is followed. */
+/* Junk before valid lines, answers to unknown ids and progress for unknown
+ * tokens are tolerated (the first two counted); a 2025-06-18 server is
+ * accepted; pagination is followed. */
 START_TEST(tolerated_input) {
   ck_assert_msg(run("LOG = nil\n"
                     "local s = check(fake('junk'))\n"
@@ -299,7 +300,16 @@ START_TEST(tolerated_input) {
                     "check(v.version == '2025-06-18', v.version)\n"
                     "local p = check(fake('paged'))\n"
                     "check(#p.tools == 9, #p.tools)\n"
+                    /* progress for a token no call has, past every integer type:
+                     * ignored, never cast (float-cast-overflow before) */
+                    "local hp = check(fake('hostile_progress'))\n"
+                    "check(hp:call('ok', {}).content[1].text == 'ok from ok')\n"
                     "local st = check(fake('stateless'))\n"
+                    /* NaN is no timeout (it passed a '<= 0' check) */
+                    "for _, f in ipairs{'timeout', 'connect_timeout', 'max_message'} do\n"
+                    "  local ok, e = pcall(luact.mcp.connect, {command = 'node', args = {'x'}, [f] = 0/0})\n"
+                    "  check(not ok and tostring(e):find('must be a positive number'), tostring(e))\n"
+                    "end\n"
                     "check(st.version == '2026-07-28', st.version)\n"
                     "return 'ok'") == 0,
                 "%s", err);

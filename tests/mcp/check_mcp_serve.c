@@ -229,6 +229,90 @@ END_TEST
 
 /* examples/mcp_serve/notes.lua served over stdio to luact's own client
  * (tests/mcp/example_notes_client.lua). */
+#define CANARY "sk-canary-9d8e7f6a5b4c3d2e1f"
+
+static const char leaky_calls[] =
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
+    "\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n"
+    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n"
+    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"leak\","
+    "\"arguments\":{}}}\n"
+    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"chatty\","
+    "\"arguments\":{},\"_meta\":{\"progressToken\":7}}}\n"
+    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"boom\","
+    "\"arguments\":{}}}\n";
+
+/* A key a served tool returns or raises (registered from the environment
+ * like every *_API_KEY) reaches no MCP client, over stdio or HTTP; before,
+ * both answers carried it verbatim. */
+START_TEST(secret_canary_never_served) {
+  setenv("LC_CANARY_API_KEY", CANARY, 1);
+  int in[2], outp[2];
+  ck_assert_int_eq(pipe(in), 0);
+  ck_assert_int_eq(pipe(outp), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char d[600];
+    snprintf(d, sizeof d, "%s/tests/mcp/agents_leaky", lc_test_source_dir());
+    dup2(in[0], 0);
+    dup2(outp[1], 1);
+    dup2(outp[1], 2);
+    close(in[1]);
+    close(outp[0]);
+    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", d, (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(outp[1]);
+  ck_assert_int_eq(write(in[1], leaky_calls, sizeof leaky_calls - 1),
+                   (ssize_t)(sizeof leaky_calls - 1));
+  /* Every answer read before stdin closes (EOF ends the server). */
+  FILE *f = fdopen(outp[0], "r");
+  size_t n = 0;
+  out[0] = '\0';
+  char line[4096];
+  while (!(strstr(out, "\"id\":3,") && strstr(out, "\"id\":4,")) && fgets(line, sizeof line, f)) {
+    size_t k = strlen(line);
+    ck_assert_uint_lt(n + k, sizeof out);
+    memcpy(out + n, line, k + 1);
+    n += k;
+  }
+  close(in[1]);
+  while (fgets(line, sizeof line, f)) {
+  }
+  fclose(f);
+  int st;
+  waitpid(pid, &st, 0);
+  ck_assert_int_eq(lc_test_exit_code(st), 0);
+  ck_assert_msg(strstr(out, "key=[REDACTED]") && strstr(out, "bad key [REDACTED]") &&
+                    strstr(out, "step [REDACTED]"),
+                "%s", out);
+  ck_assert_msg(!strstr(out, "canary-9d8e7f"), "the key was served over stdio:\n%s", out);
+  /* HTTP: the reply and the streamed answer. */
+  int port;
+  FILE *err;
+  pid = serve_http("agents_leaky", &port, &err);
+  char cmd[1024];
+  /* leak and boom answer as one reply; chatty's progress makes its
+   * answer a stream (event by event) */
+  const char *tools[] = {"leak", "boom", "chatty"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(cmd, sizeof cmd,
+             "curl -s -H 'Authorization: Bearer " TOKEN "' -H 'Content-Type: application/json' "
+             "-H 'Accept: application/json, text/event-stream' -H 'MCP-Protocol-Version: "
+             "2025-06-18' -d '{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":"
+             "{\"name\":\"%s\",\"arguments\":{},\"_meta\":{\"progressToken\":7}}}' "
+             "http://127.0.0.1:%d/mcp",
+             tools[i], port);
+    ck_assert_int_eq(node_out(cmd), 0);
+    ck_assert_msg(strstr(out, "[REDACTED]"), "%s", out);
+    ck_assert_msg(!strstr(out, "canary-9d8e7f"), "the key was served over HTTP:\n%s", out);
+    if (i == 2) ck_assert_msg(strstr(out, "data: "), "not streamed: %s", out);
+  }
+  serve_stop(pid, err);
+}
+END_TEST
+
 START_TEST(example_notes) {
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "%s/luact run example_notes_client.lua %s/luact %s/examples/mcp_serve",
@@ -257,6 +341,7 @@ Suite *mcp_serve_suite(void) {
   tcase_add_test(tc, features_sdk_stdio);
   tcase_add_test(tc, features_sdk_http);
   tcase_add_test(tc, example_notes);
+  tcase_add_test(tc, secret_canary_never_served);
   tcase_add_test(tc, luact_client_session);
   suite_add_tcase(s, tc);
   tc = tcase_create("hostile");

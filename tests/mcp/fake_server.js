@@ -119,6 +119,12 @@ function handle(m) {
         process.stdout.write('{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}\n');
       return;
     }
+    if (mode === 'hostile_progress') {
+      // progress tokens no request carries, past every integer type
+      for (const t of ['1e300', '-1e300', '1e19', '9007199254740993'])
+        process.stdout.write('{"jsonrpc":"2.0","method":"notifications/progress","params":' +
+          '{"progressToken":' + t + ',"progress":1}}\n');
+    }
     if (mode === 'malformed') {
       for (let k = 0; k < 20; k++) process.stdout.write('{"jsonrpc":"1.0","id":' + m.id + '}\n');
       return;

@@ -302,6 +302,87 @@ START_TEST(retrieve_tool_marks_data) {
 }
 END_TEST
 
+/* The script's filter bounds what the model may see: the model's
+ * filters narrow within it and never replace one of its keys (before,
+ * filters = {kind = 'food'} overrode the script's kind = 'code' and
+ * returned the documents the script had fenced off). */
+START_TEST(retrieve_tool_model_cannot_widen_filter) {
+  char out[4096];
+  run(build, out, sizeof out);
+  run("local ix = assert(open())\n"
+      "local t = luact.retrieve{index = ix, k = 5, filter = {kind = 'code'}}\n"
+      "local a = assert(t:call{query = 'feline purrs'})\n"
+      "assert(a:find('rust.md', 1, true) and not a:find('cats.md', 1, true), a)\n"
+      "local b = assert(t:call{query = 'feline purrs', filters = {kind = 'food'}})\n"
+      "assert(not b:find('bread.md', 1, true) and not b:find('cats.md', 1, true), b)\n"
+      "assert(b:find('rust.md', 1, true), b)\n"
+      /* a key the script left open still narrows */
+      "local c = assert(t:call{query = 'feline purrs', filters = {source = 'nope.md'}})\n"
+      "assert(not c:find('rust.md', 1, true), c)\n"
+      "return 'ok'",
+      out, sizeof out);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
+/* A stale index (a document replaced) is rebuilt on the search's thread,
+ * not on the loop: the search yields (before, it rebuilt in place and
+ * returned at once; 20,000 vectors held the loop 11 s). The hits match an
+ * inline search afterwards, and count waits for no one. */
+START_TEST(stale_index_rebuilt_off_the_loop) {
+  char out[512];
+  run("local p = DB .. '.stale'\n"
+      "os.remove(p) os.remove(p .. '.hnsw')\n"
+      "local st = assert(luact.retrieval.store(p, {model = 'm', dimensions = 8}))\n"
+      "local function vec(a) local v = {} for i = 1, 8 do v[i] = math.sin(a * 7 + i) end return v end\n"
+      "assert(st:begin())\n"
+      "for d = 1, 20 do\n"
+      "  local id = assert(st:add_doc('doc' .. d, 'text' .. d, '{}'))\n"
+      "  for c = 1, 5 do st:add_chunk(id, c, 0, 0, 'd' .. d .. 'c' .. c, nil, vec(d * 10 + c)) end\n"
+      "end\n"
+      "assert(st:commit())\n"
+      "assert(st:begin())\n" /* replacing doc1 makes the index stale */
+      "local id = assert(st:add_doc('doc1', 'new', '{}'))\n"
+      "st:add_chunk(id, 1, 0, 0, 'fresh', nil, vec(999))\n"
+      "assert(st:commit())\n"
+      "local done = false\n"
+      "local h = luact.spawn(function()\n"
+      "  local r = assert(st:search(vec(999), {k = 3})) done = true return r end)\n"
+      /* spawned after h, so run after h's first step in the same pass:
+       * h is still waiting only if the search left the loop thread */
+      "local pending\n"
+      "local t = luact.spawn(function() pending = not done end)\n"
+      "local ok, hits = luact.wait(h)\n"
+      "assert(ok, hits)\n"
+      "assert(luact.wait(t))\n"
+      "assert(pending, 'the rebuild ran on the loop thread')\n"
+      "assert(hits[1].text == 'fresh', hits[1].text)\n"
+      "assert(st:count() == 96, st:count())\n"
+      "local again = assert(st:search(vec(999), {k = 3}))\n"
+      "for i = 1, 3 do assert(again[i].id == hits[i].id) end\n"
+      /* stale again; three searches at once: one rebuilds, the others
+       * wait for it on their threads; a change meanwhile is refused */
+      "assert(st:begin())\n"
+      "id = assert(st:add_doc('doc2', 'newer', '{}'))\n"
+      "st:add_chunk(id, 1, 0, 0, 'fresher', nil, vec(777))\n"
+      "assert(st:commit())\n"
+      "local refused\n"
+      "local r = luact.parallel{\n"
+      "  function() return assert(st:search(vec(777), {k = 1}))[1].text end,\n"
+      "  function() return assert(st:search(vec(999), {k = 1}))[1].text end,\n"
+      "  function() return assert(st:search(vec(777), {k = 1}))[1].text end,\n"
+      "  function() refused = not pcall(st.begin, st) return 'x' end}\n"
+      "assert(r[1] == 'fresher' and r[2] == 'fresh' and r[3] == 'fresher', r[1] .. r[2] .. r[3])\n"
+      "assert(refused, 'a change during the rebuild was let through')\n"
+      "assert(st:count() == 92, st:count())\n"
+      "st:close()\n"
+      "os.remove(p) os.remove(p .. '.hnsw')\n"
+      "return 'ok'",
+      out, sizeof out);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
 START_TEST(background_search_matches_inline) {
   char out[512];
   run(build, out, sizeof out);
@@ -316,6 +397,9 @@ START_TEST(background_search_matches_inline) {
       "                         function() return st:search(v, {k = 2, background = true}) end}\n"
       "assert(r[1][1].id == a[1].id and r[2][1].id == a[1].id)\n"
       "assert(st:begin()) st:rollback()\n"
+      /* ef is range-checked as given, not after an int cast (2^32 + 5 was 5) */
+      "local ok, e = pcall(st.search, st, v, {k = 3, ef = (1 << 32) + 5})\n"
+      "assert(not ok and tostring(e):find(\"'ef' must be\"), tostring(e))\n"
       "st:close()\n"
       "return 'ok'",
       out, sizeof out);
@@ -333,8 +417,10 @@ Suite *retrieval_suite(void) {
   tcase_add_test(tc, wrong_dimensions_and_corrupt_index);
   tcase_add_test(tc, hyde_multi_query_rerank);
   tcase_add_test(tc, retrieve_tool_marks_data);
+  tcase_add_test(tc, retrieve_tool_model_cannot_widen_filter);
   tcase_add_test(tc, rerank_through_provider_api);
   tcase_add_test(tc, background_search_matches_inline);
+  tcase_add_test(tc, stale_index_rebuilt_off_the_loop);
   suite_add_tcase(s, tc);
   return s;
 }
