@@ -31,6 +31,10 @@ struct lc_batch_res {
   double *latency_ms, *retry_after_s;
   const long *tokens; /* recorded in the journal's extra under tokens_key */
 };
+/* The view of a kind's result r (a pointer) whose tokens field is tok. */
+#define LC_BATCH_RES(r, tok)                                                                 \
+  ((struct lc_batch_res){&(r)->err, &(r)->err_message, &(r)->err_type, &(r)->http_status,  \
+                         &(r)->attempts, &(r)->latency_ms, &(r)->retry_after_s, &(r)->tok})
 
 struct lc_batch_kind {
   const char *effect;     /* the effect kind: "embed", "rerank" */

@@ -175,20 +175,10 @@ static void settle(struct lc_batch_call *b) {
 static void on_done(struct lc_batch_call *b) { of(b)->done(of(b), of(b)->ud); }
 
 static const struct lc_batch_kind embed_kind = {
-    .effect = "embed",
-    .items = "inputs",
-    .tokens_key = "input_tokens",
-    .request_json = request_json,
-    .record = record,
-    .replay = replay,
-    .resolve = resolve,
-    .next_batch = next_batch,
-    .build = build,
-    .parse = parse,
-    .parse_error = parse_error,
-    .settle = settle,
-    .done = on_done,
-};
+    .effect = "embed", .items = "inputs", .tokens_key = "input_tokens",
+    .request_json = request_json, .record = record, .replay = replay, .resolve = resolve,
+    .next_batch = next_batch, .build = build, .parse = parse, .parse_error = parse_error,
+    .settle = settle, .done = on_done};
 
 int lc_embed_call_start(struct lc_loop *loop, struct lc_embed_request *q,
                         const struct lc_llm_opts *o, lc_embed_done_fn done, void *ud,
@@ -203,11 +193,8 @@ int lc_embed_call_start(struct lc_loop *loop, struct lc_embed_request *q,
   lc_embed_result_init(&c->res);
   c->done = done;
   c->ud = ud;
-  struct lc_embed_result *r = &c->res;
   c->b.kind = &embed_kind;
-  c->b.res = (struct lc_batch_res){&r->err, &r->err_message, &r->err_type, &r->http_status,
-                                   &r->attempts, &r->latency_ms, &r->retry_after_s,
-                                   &r->input_tokens};
+  c->b.res = LC_BATCH_RES(&c->res, input_tokens);
   c->b.total = c->q.n_input;
   c->b.provider = lc_embed_provider_name(c->q.provider);
   c->b.model = c->q.model;

@@ -150,20 +150,10 @@ static void settle(struct lc_batch_call *b) {
 static void on_done(struct lc_batch_call *b) { of(b)->done(of(b), of(b)->ud); }
 
 static const struct lc_batch_kind rerank_kind = {
-    .effect = "rerank",
-    .items = "documents",
-    .tokens_key = "tokens",
-    .request_json = request_json,
-    .record = record,
-    .replay = replay,
-    .resolve = resolve,
-    .next_batch = next_batch,
-    .build = build,
-    .parse = parse,
-    .parse_error = parse_error,
-    .settle = settle,
-    .done = on_done,
-};
+    .effect = "rerank", .items = "documents", .tokens_key = "tokens",
+    .request_json = request_json, .record = record, .replay = replay, .resolve = resolve,
+    .next_batch = next_batch, .build = build, .parse = parse, .parse_error = parse_error,
+    .settle = settle, .done = on_done};
 
 int lc_rerank_call_start(struct lc_loop *loop, struct lc_rerank_request *q,
                          const struct lc_llm_opts *o, lc_rerank_done_fn done, void *ud,
@@ -178,11 +168,8 @@ int lc_rerank_call_start(struct lc_loop *loop, struct lc_rerank_request *q,
   lc_rerank_result_init(&c->res);
   c->done = done;
   c->ud = ud;
-  struct lc_rerank_result *r = &c->res;
   c->b.kind = &rerank_kind;
-  c->b.res = (struct lc_batch_res){&r->err, &r->err_message, &r->err_type, &r->http_status,
-                                   &r->attempts, &r->latency_ms, &r->retry_after_s,
-                                   &r->tokens};
+  c->b.res = LC_BATCH_RES(&c->res, tokens);
   c->b.total = c->q.n_docs;
   c->b.provider = lc_rerank_provider_name(c->q.provider);
   c->b.model = c->q.model;
