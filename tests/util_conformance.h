@@ -23,4 +23,14 @@ void lc_conf_check_answer(const char *id, const struct lc_llm_response *r, const
 int lc_conf_has_prefix(const char *s, const char *p);
 int lc_conf_has_suffix(const char *s, const char *p);
 
+/* Every normalised field of r on lines (lc_free it): responses to the same
+ * bytes fed in other pieces must have the same. */
+char *lc_conf_summary(const struct lc_llm_response *r);
+/* Feeds body[0,len) to ad's stream parser as [0,cut) + [cut,len), or a
+ * byte at a time when cut > len, into r; returns stream_end's code. When
+ * it is 0, asserts that the deltas said what r holds: tool calls started
+ * in order, the text, the reasoning, each call's arguments. */
+int lc_conf_run_stream(const struct lc_llm_adapter *ad, const char *body, size_t len,
+                       size_t cut, struct lc_llm_response *r);
+
 #endif

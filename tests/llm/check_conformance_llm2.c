@@ -84,14 +84,14 @@ START_TEST(fixture_parse) {
     ck_assert_int_eq(cut.err, LC_LLM_EBADRESP);
     lc_llm_response_free(&cut);
   } else {
-    ck_assert_int_eq(l2_run_stream(ad, body, len, len, &r), 0);
+    ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len, &r), 0);
     l2_check_answer(id, &r, exp);
     /* one byte at a time (the every-offset splits are the suite
      * conformance_llm2_splits: this one stays within its time) */
-    char *want = l2_summary(&r);
+    char *want = lc_conf_summary(&r);
     struct lc_llm_response o;
-    ck_assert_int_eq(l2_run_stream(ad, body, len, len + 1, &o), 0);
-    char *got = l2_summary(&o);
+    ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len + 1, &o), 0);
+    char *got = lc_conf_summary(&o);
     ck_assert_msg(strcmp(want, got) == 0, "%s: bytewise:\n%s\nvs\n%s", id, got, want);
     lc_free(got);
     lc_llm_response_free(&o);
@@ -106,7 +106,7 @@ START_TEST(fixture_parse) {
     size_t cuts[] = {0, 1, len / 4, len / 2, mpos, mpos + 3, dpos};
     for (size_t k = 0; k < LC_ARRAY_LEN(cuts); k++) {
       struct lc_llm_response c;
-      ck_assert_int_eq(l2_run_stream(ad, body, cuts[k], cuts[k], &c), LC_EINVAL);
+      ck_assert_int_eq(lc_conf_run_stream(ad, body, cuts[k], cuts[k], &c), LC_EINVAL);
       ck_assert_msg(c.err == LC_LLM_EBADRESP, "%s: cut at %zu: %s", id, cuts[k], lc_llm_err_name(c.err));
       ck_assert_ptr_null(c.text);
       lc_llm_response_free(&c);
