@@ -223,3 +223,28 @@ int lc_conf_run_stream(const struct lc_llm_adapter *ad, const char *body, size_t
   for (int i = 0; i < 8; i++) lc_buf_free(&x.args[i]);
   return rc;
 }
+
+void lc_conf_check_splits(const char *id, const struct lc_llm_adapter *ad, const char *body,
+                          size_t len, const struct lc_llm_response *whole, size_t first,
+                          size_t last) {
+  char *want = lc_conf_summary(whole);
+  for (size_t cut = first; cut <= last; cut++) {
+    struct lc_llm_response o;
+    ck_assert_int_eq(lc_conf_run_stream(ad, body, len, cut, &o), 0);
+    char *got = lc_conf_summary(&o);
+    ck_assert_msg(strcmp(want, got) == 0, "%s: split at %zu%s:\n%s\nvs\n%s", id, cut,
+                  cut > len ? " (bytewise)" : "", got, want);
+    lc_free(got);
+    lc_llm_response_free(&o);
+  }
+  lc_free(want);
+}
+
+void lc_conf_check_half_body(const struct lc_llm_adapter *ad, const char *body, size_t len) {
+  struct lc_llm_response cut;
+  lc_llm_response_init(&cut);
+  ck_assert_int_eq(ad->parse(body, len / 2, &cut), LC_EINVAL);
+  ck_assert_int_eq(cut.err, LC_LLM_EBADRESP);
+  ck_assert_ptr_nonnull(cut.err_message);
+  lc_llm_response_free(&cut);
+}

@@ -32,5 +32,13 @@ char *lc_conf_summary(const struct lc_llm_response *r);
  * in order, the text, the reasoning, each call's arguments. */
 int lc_conf_run_stream(const struct lc_llm_adapter *ad, const char *body, size_t len,
                        size_t cut, struct lc_llm_response *r);
+/* Feeds body cut at every offset from first to last (len + 1: a byte at
+ * a time) and asserts each gives what whole gives (lc_conf_summary). */
+void lc_conf_check_splits(const char *id, const struct lc_llm_adapter *ad, const char *body,
+                          size_t len, const struct lc_llm_response *whole, size_t first,
+                          size_t last);
+/* A non-streamed body cut in half is malformed (LC_EINVAL, bad_response
+ * with a message), never a short answer. */
+void lc_conf_check_half_body(const struct lc_llm_adapter *ad, const char *body, size_t len);
 
 #endif

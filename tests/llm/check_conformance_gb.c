@@ -215,24 +215,11 @@ START_TEST(fixture_parse) {
   } else if (!is_stream(fx)) {
     ck_assert_int_eq(ad->parse(body, len, &r), 0);
     check(id, &r, exp);
-    struct lc_llm_response cut;
-    lc_llm_response_init(&cut);
-    ck_assert_int_eq(ad->parse(body, len / 2, &cut), LC_EINVAL);
-    ck_assert_int_eq(cut.err, LC_LLM_EBADRESP);
-    lc_llm_response_free(&cut);
+    lc_conf_check_half_body(ad, body, len);
   } else {
     ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len, &r), 0);
     check(id, &r, exp);
-    char *want = lc_conf_summary(&r);
-    for (size_t cut = 0; cut <= len + 1; cut++) { /* len + 1: bytewise */
-      struct lc_llm_response o;
-      ck_assert_int_eq(lc_conf_run_stream(ad, body, len, cut, &o), 0);
-      char *got = lc_conf_summary(&o);
-      ck_assert_msg(strcmp(want, got) == 0, "%s: split at %zu:\n%s\nvs\n%s", id, cut, got, want);
-      lc_free(got);
-      lc_llm_response_free(&o);
-    }
-    lc_free(want);
+    lc_conf_check_splits(id, ad, body, len, &r, 0, len + 1); /* len + 1: bytewise */
     size_t last = last_event_at(id, body, len);
     ck_assert_uint_gt(last, 0);
     size_t cuts[] = {0, 1, len / 4, len / 2, last};

@@ -78,24 +78,13 @@ START_TEST(fixture_parse) {
   } else if (!stream) {
     ck_assert_int_eq(ad->parse(body, len, &r), 0);
     l2_check_answer(id, &r, exp);
-    struct lc_llm_response cut;
-    lc_llm_response_init(&cut);
-    ck_assert_int_eq(ad->parse(body, len / 2, &cut), LC_EINVAL);
-    ck_assert_int_eq(cut.err, LC_LLM_EBADRESP);
-    lc_llm_response_free(&cut);
+    lc_conf_check_half_body(ad, body, len);
   } else {
     ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len, &r), 0);
     l2_check_answer(id, &r, exp);
     /* one byte at a time (the every-offset splits are the suite
      * conformance_llm2_splits: this one stays within its time) */
-    char *want = lc_conf_summary(&r);
-    struct lc_llm_response o;
-    ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len + 1, &o), 0);
-    char *got = lc_conf_summary(&o);
-    ck_assert_msg(strcmp(want, got) == 0, "%s: bytewise:\n%s\nvs\n%s", id, got, want);
-    lc_free(got);
-    lc_llm_response_free(&o);
-    lc_free(want);
+    lc_conf_check_splits(id, ad, body, len, &r, len + 1, len + 1);
     /* no [DONE]: the end is response.completed; cut before it (or inside
      * its event) is always an error, never a short answer */
     const char *m = strstr(body, "event: response.completed");

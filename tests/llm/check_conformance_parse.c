@@ -74,27 +74,11 @@ START_TEST(fixture) {
   } else if (!stream) {
     ck_assert_int_eq(ad->parse(body, len, &r), 0);
     lc_conf_check_answer(id, &r, exp);
-    /* the same body cut in half is malformed, never a short answer */
-    struct lc_llm_response cut;
-    lc_llm_response_init(&cut);
-    ck_assert_int_eq(ad->parse(body, len / 2, &cut), LC_EINVAL);
-    ck_assert_int_eq(cut.err, LC_LLM_EBADRESP);
-    ck_assert_ptr_nonnull(cut.err_message);
-    lc_llm_response_free(&cut);
+    lc_conf_check_half_body(ad, body, len);
   } else {
     ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len, &r), 0);
     lc_conf_check_answer(id, &r, exp);
-    char *want = lc_conf_summary(&r);
-    for (size_t cut = 0; cut <= len + 1; cut++) { /* len + 1: bytewise */
-      struct lc_llm_response o;
-      ck_assert_int_eq(lc_conf_run_stream(ad, body, len, cut, &o), 0);
-      char *got = lc_conf_summary(&o);
-      ck_assert_msg(strcmp(want, got) == 0, "%s: split at %zu:\n%s\nvs\n%s", id, cut,
-                    got, want);
-      lc_free(got);
-      lc_llm_response_free(&o);
-    }
-    lc_free(want);
+    lc_conf_check_splits(id, ad, body, len, &r, 0, len + 1); /* len + 1: bytewise */
     /* cut short before the end marker is complete: always an error */
     const char *mk = end_marker(ad);
     const char *m = strstr(body, mk);
