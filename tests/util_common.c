@@ -1,6 +1,7 @@
 /* util_common.c: paths and file reading for the Check suites. */
 #include "util_common.h"
 
+#include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -57,4 +58,17 @@ int lc_test_exit_code(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
   return -1;
+}
+
+void lc_test_split_sweep(lc_test_feed_fn run, const char *in, size_t n, size_t max,
+                         const char *want) {
+  static char whole[9000], other[9000];
+  run(in, n, n, max, whole, sizeof whole);
+  ck_assert_str_eq(whole, want);
+  for (size_t cut = 0; cut <= n; cut++) {
+    run(in, n, cut, max, other, sizeof other);
+    ck_assert_msg(strcmp(whole, other) == 0, "split at %zu: %s", cut, other);
+  }
+  run(in, n, n + 1, max, other, sizeof other);
+  ck_assert_msg(strcmp(whole, other) == 0, "bytewise: %s", other);
 }

@@ -25,4 +25,13 @@ void lc_test_nap_ms(long ms);
  * sanitizer's abort), which would pass an "exited 0" check. */
 int lc_test_exit_code(int wait_status);
 
+/* A stream splitter's log of in[0,n) fed as [0,cut) + [cut,n), or a byte
+ * at a time when cut > n (max: the splitter's limit), into out. */
+typedef void (*lc_test_feed_fn)(const char *in, size_t n, size_t cut, size_t max, char *out,
+                                size_t outlen);
+/* Asserts that the whole feed's log is want, and that every split and the
+ * byte-at-a-time feed give the same log (at most 9000 bytes). */
+void lc_test_split_sweep(lc_test_feed_fn run, const char *in, size_t n, size_t max,
+                         const char *want);
+
 #endif

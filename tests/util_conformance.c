@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+#include "lc.h"
 #include "util_common.h"
 
 
@@ -147,3 +149,111 @@ void lc_conf_check_answer(const char *id, const struct lc_llm_response *r,
   if ((s = lc_conf_jstr(exp, "id"))) ck_assert_str_eq(r->id ? r->id : "(null)", s);
 }
 
+/* ---- parse level: the same bytes in any pieces ---- */
+
+char *lc_conf_summary(const struct lc_llm_response *r) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  lc_buf_printf(&b, "err=%s msg=%s\ntext=", lc_llm_err_name(r->err),
+                r->err_message ? r->err_message : "-");
+  if (r->text) lc_buf_append(&b, r->text, r->text_len);
+  lc_buf_printf(&b, "\nreasoning=%s\nstate=%s\n", r->reasoning ? r->reasoning : "-",
+                r->reasoning_state ? r->reasoning_state : "-");
+  for (size_t i = 0; i < r->n_tool_calls; i++)
+    lc_buf_printf(&b, "call %s %s %s %s\n", r->tool_calls[i].id, r->tool_calls[i].name,
+                  r->tool_calls[i].args_json,
+                  r->tool_calls[i].signature ? r->tool_calls[i].signature : "-");
+  lc_buf_printf(&b, "finish=%d %s usage=%ld/%ld/%ld/%ld/%ld %g %s %s\n", r->finish,
+                r->finish_raw ? r->finish_raw : "-", r->usage.input, r->usage.output,
+                r->usage.cached, r->usage.cache_write, r->usage.reasoning, r->usage.cost,
+                r->model ? r->model : "-", r->id ? r->id : "-");
+  return lc_buf_steal(&b, NULL);
+}
+
+struct deltas {
+  struct lc_buf text, reasoning, args[8];
+  int starts, bad;
+};
+
+static void on_delta(void *ud, const struct lc_llm_delta *d) {
+  struct deltas *x = ud;
+  switch (d->kind) {
+  case LC_DELTA_TEXT: lc_buf_append(&x->text, d->text, d->len); break;
+  case LC_DELTA_REASONING: lc_buf_append(&x->reasoning, d->text, d->len); break;
+  case LC_DELTA_TOOL_START:
+    if (d->index != x->starts) x->bad = 1; /* ordinals, in order */
+    x->starts++;
+    break;
+  case LC_DELTA_TOOL_ARGS:
+    if (d->index < 0 || d->index >= 8 || d->index >= x->starts) x->bad = 1;
+    else lc_buf_append(&x->args[d->index], d->text, d->len);
+    break;
+  }
+}
+
+int lc_conf_run_stream(const struct lc_llm_adapter *ad, const char *body, size_t len,
+                       size_t cut, struct lc_llm_response *r) {
+  return lc_conf_run_stream_every(ad, body, len, cut, 0, r);
+}
+
+int lc_conf_run_stream_every(const struct lc_llm_adapter *ad, const char *body, size_t len,
+                             size_t cut, size_t period, struct lc_llm_response *r) {
+  struct deltas x;
+  memset(&x, 0, sizeof x);
+  struct lc_llm_stream *st = ad->stream_new();
+  ck_assert_ptr_nonnull(st);
+  lc_llm_response_init(r);
+  int frc = 0;
+  if (cut > len) {
+    for (size_t i = 0; i < len && !frc; i++) frc = ad->stream_feed(st, body + i, 1, on_delta, &x);
+  } else if (period) { /* cut, cut + period, cut + 2 period, ... */
+    frc = ad->stream_feed(st, body, cut, on_delta, &x);
+    for (size_t at = cut; at < len && !frc; at += period)
+      frc = ad->stream_feed(st, body + at, len - at < period ? len - at : period, on_delta, &x);
+  } else {
+    frc = ad->stream_feed(st, body, cut, on_delta, &x);
+    if (!frc) frc = ad->stream_feed(st, body + cut, len - cut, on_delta, &x);
+  }
+  int rc = ad->stream_end(st, r);
+  ad->stream_free(st);
+  if (frc) ck_assert_int_eq(rc, LC_EINVAL); /* a feed error is kept for end */
+  if (rc == 0) {
+    ck_assert(!x.bad);
+    ck_assert_int_eq(x.starts, (int)r->n_tool_calls);
+    ck_assert_uint_eq(x.text.len, r->text_len);
+    if (r->text) ck_assert(memcmp(x.text.data, r->text, r->text_len) == 0);
+    ck_assert_str_eq(x.reasoning.data ? x.reasoning.data : "", r->reasoning ? r->reasoning : "");
+    for (size_t i = 0; i < r->n_tool_calls && i < 8; i++)
+      if (x.args[i].len) ck_assert_str_eq(x.args[i].data, r->tool_calls[i].args_json);
+      else ck_assert_str_eq(r->tool_calls[i].args_json, "{}"); /* no arguments streamed */
+  }
+  lc_buf_free(&x.text);
+  lc_buf_free(&x.reasoning);
+  for (int i = 0; i < 8; i++) lc_buf_free(&x.args[i]);
+  return rc;
+}
+
+void lc_conf_check_splits(const char *id, const struct lc_llm_adapter *ad, const char *body,
+                          size_t len, const struct lc_llm_response *whole, size_t first,
+                          size_t last) {
+  char *want = lc_conf_summary(whole);
+  for (size_t cut = first; cut <= last; cut++) {
+    struct lc_llm_response o;
+    ck_assert_int_eq(lc_conf_run_stream(ad, body, len, cut, &o), 0);
+    char *got = lc_conf_summary(&o);
+    ck_assert_msg(strcmp(want, got) == 0, "%s: split at %zu%s:\n%s\nvs\n%s", id, cut,
+                  cut > len ? " (bytewise)" : "", got, want);
+    lc_free(got);
+    lc_llm_response_free(&o);
+  }
+  lc_free(want);
+}
+
+void lc_conf_check_half_body(const struct lc_llm_adapter *ad, const char *body, size_t len) {
+  struct lc_llm_response cut;
+  lc_llm_response_init(&cut);
+  ck_assert_int_eq(ad->parse(body, len / 2, &cut), LC_EINVAL);
+  ck_assert_int_eq(cut.err, LC_LLM_EBADRESP);
+  ck_assert_ptr_nonnull(cut.err_message);
+  lc_llm_response_free(&cut);
+}

@@ -192,7 +192,7 @@ struct lc_llm_request *l2_request_of(const cJSON *fx, enum lc_llm_provider prov)
   }
   if ((v = cJSON_GetObjectItem(b, "reasoning"))) {
     if (lc_conf_jstr(v, "effort")) q->reasoning_effort = dup(lc_conf_jstr(v, "effort"));
-    if (lc_conf_jstr(v, "l2_summary")) q->reasoning_summary = dup(lc_conf_jstr(v, "l2_summary"));
+    if (lc_conf_jstr(v, "summary")) q->reasoning_summary = dup(lc_conf_jstr(v, "summary"));
   }
   if (cJSON_IsTrue(cJSON_GetObjectItem(b, "store"))) q->store = 1;
   const cJSON *fmt = cJSON_GetObjectItem(cJSON_GetObjectItem(b, "text"), "format");
@@ -306,7 +306,7 @@ static char *shape(const cJSON *body, enum lc_llm_provider prov) {
     free(ss);
   }
   const cJSON *r = cJSON_GetObjectItem(body, "reasoning");
-  if (r) lc_buf_printf(&o, "reasoning %s %s\n", lc_conf_jstr(r, "effort"), lc_conf_jstr(r, "l2_summary"));
+  if (r) lc_buf_printf(&o, "reasoning %s %s\n", lc_conf_jstr(r, "effort"), lc_conf_jstr(r, "summary"));
   const cJSON *v;
   if ((v = cJSON_GetObjectItem(body, "temperature"))) lc_buf_printf(&o, "temperature %g\n", v->valuedouble);
   if ((v = cJSON_GetObjectItem(body, "max_output_tokens"))) lc_buf_printf(&o, "max_output_tokens %d\n", v->valueint);
@@ -359,82 +359,3 @@ void l2_check_answer(const char *id, const struct lc_llm_response *r, const cJSO
     ck_assert_int_eq(n, rs->valueint);
   }
 }
-
-/* ---- parse level ---- */
-
-char *l2_summary(const struct lc_llm_response *r) {
-  struct lc_buf b;
-  lc_buf_init(&b, 0);
-  lc_buf_printf(&b, "err=%s msg=%s\n", lc_llm_err_name(r->err), r->err_message ? r->err_message : "-");
-  lc_buf_puts(&b, "text=");
-  if (r->text) lc_buf_append(&b, r->text, r->text_len);
-  lc_buf_printf(&b, "\nreasoning=%s\nstate=%s\n", r->reasoning ? r->reasoning : "-",
-                r->reasoning_state ? r->reasoning_state : "-");
-  for (size_t i = 0; i < r->n_tool_calls; i++)
-    lc_buf_printf(&b, "call %s %s %s %s\n", r->tool_calls[i].id, r->tool_calls[i].name,
-                  r->tool_calls[i].args_json,
-                  r->tool_calls[i].signature ? r->tool_calls[i].signature : "-");
-  lc_buf_printf(&b, "finish=%d %s usage=%ld/%ld/%ld/%ld/%ld %s %s\n", r->finish,
-                r->finish_raw ? r->finish_raw : "-", r->usage.input, r->usage.output,
-                r->usage.cached, r->usage.cache_write, r->usage.reasoning,
-                r->model ? r->model : "-", r->id ? r->id : "-");
-  return lc_buf_steal(&b, NULL);
-}
-
-struct deltas {
-  struct lc_buf text, reasoning;
-  int starts, bad;
-};
-
-static void on_delta(void *ud, const struct lc_llm_delta *d) {
-  struct deltas *x = ud;
-  if (d->kind == LC_DELTA_TEXT) lc_buf_append(&x->text, d->text, d->len);
-  else if (d->kind == LC_DELTA_REASONING) lc_buf_append(&x->reasoning, d->text, d->len);
-  else if (d->kind == LC_DELTA_TOOL_START) {
-    if (d->index != x->starts) x->bad = 1;
-    x->starts++;
-  } else if (d->index < 0 || d->index >= x->starts) {
-    x->bad = 1;
-  }
-}
-
-int l2_run_stream(const struct lc_llm_adapter *ad, const char *body, size_t len,
-                      size_t cut, struct lc_llm_response *r) {
-  return l2_run_stream_every(ad, body, len, cut, 0, r);
-}
-
-int l2_run_stream_every(const struct lc_llm_adapter *ad, const char *body, size_t len,
-                        size_t cut, size_t period, struct lc_llm_response *r) {
-  struct deltas x;
-  memset(&x, 0, sizeof x);
-  lc_buf_init(&x.text, 0);
-  lc_buf_init(&x.reasoning, 0);
-  struct lc_llm_stream *st = ad->stream_new();
-  ck_assert_ptr_nonnull(st);
-  lc_llm_response_init(r);
-  int frc = 0;
-  if (cut > len) {
-    for (size_t i = 0; i < len && !frc; i++) frc = ad->stream_feed(st, body + i, 1, on_delta, &x);
-  } else if (period) { /* cut, cut + period, cut + 2 period, ... */
-    frc = ad->stream_feed(st, body, cut, on_delta, &x);
-    for (size_t at = cut; at < len && !frc; at += period)
-      frc = ad->stream_feed(st, body + at, len - at < period ? len - at : period, on_delta, &x);
-  } else {
-    frc = ad->stream_feed(st, body, cut, on_delta, &x);
-    if (!frc) frc = ad->stream_feed(st, body + cut, len - cut, on_delta, &x);
-  }
-  int rc = ad->stream_end(st, r);
-  ad->stream_free(st);
-  if (frc) ck_assert_int_eq(rc, LC_EINVAL);
-  if (rc == 0) {
-    ck_assert(!x.bad);
-    ck_assert_int_eq(x.starts, (int)r->n_tool_calls);
-    ck_assert_uint_eq(x.text.len, r->text_len);
-    if (r->text) ck_assert(memcmp(x.text.data, r->text, r->text_len) == 0);
-    if (r->reasoning) ck_assert_str_eq(x.reasoning.data, r->reasoning);
-  }
-  lc_buf_free(&x.text);
-  lc_buf_free(&x.reasoning);
-  return rc;
-}
-

@@ -20,15 +20,7 @@ struct lc_llm_request *l2_request_of(const cJSON *fx, enum lc_llm_provider prov)
 void l2_check_shape(const char *id, const cJSON *fx, enum lc_llm_provider prov,
                     const char *built, size_t len);
 void l2_check_answer(const char *id, const struct lc_llm_response *r, const cJSON *exp);
-/* Every normalised field on lines (lc_free it). */
-char *l2_summary(const struct lc_llm_response *r);
-/* Feeds body in [0,cut) + [cut,len) (bytewise when cut > len), checks the
- * deltas against the result; returns stream_end's code. */
-int l2_run_stream(const struct lc_llm_adapter *ad, const char *body, size_t len,
-                  size_t cut, struct lc_llm_response *r);
-/* The same, fed in pieces cut at cut, cut + period, cut + 2 period, ...
- * (period 0: at cut only). */
-int l2_run_stream_every(const struct lc_llm_adapter *ad, const char *body, size_t len,
-                        size_t cut, size_t period, struct lc_llm_response *r);
+/* (The parse-level feeds and summaries: lc_conf_run_stream and
+ * lc_conf_summary, util_conformance.h.) */
 
 #endif

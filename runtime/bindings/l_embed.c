@@ -8,13 +8,13 @@
 #include <string.h>
 
 #include "embed_call.h"
+#include "l_batch.h"
 #include "l_effect.h"
 #include "l_embed.h"
 #include "l_luact.h"
 #include "l_opts.h"
 #include "lc.h"
 #include "sched.h"
-#include "utf8.h"
 
 #define EMBEDCALL_MT "luact.EmbedCall"
 
@@ -59,20 +59,10 @@ static void on_done(struct lc_embed_call *c, void *ud) {
 /* [-0, +0, e] One input: a non-empty UTF-8 string without NUL, at most
  * max bytes. Misuse, so it raises: the script chose the text. */
 static void add_input(lua_State *L, struct lc_embed_request *q, int idx, size_t i, size_t max) {
-  size_t n;
-  if (lua_type(L, idx) != LUA_TSTRING)
-    luaL_error(L, "luact.llm.embed: input[%d] must be a string", (int)i + 1);
-  const char *s = lua_tolstring(L, idx, &n);
-  size_t bad;
-  if (n == 0) luaL_error(L, "luact.llm.embed: input[%d] is empty", (int)i + 1);
-  if (n > max)
-    luaL_error(L, "luact.llm.embed: input[%d] is %d bytes, over max_input_bytes (%d): "
-                  "split it first (luact.retrieval.split)", (int)i + 1, (int)n, (int)max);
-  if (memchr(s, 0, n) || !lc_utf8_valid(s, n, &bad))
-    luaL_error(L, "luact.llm.embed: input[%d] is not UTF-8 text", (int)i + 1);
-  q->input[i] = lc_strndup(s, n);
-  if (!q->input[i]) luaL_error(L, "out of memory");
-  q->input_len[i] = n;
+  char what[48];
+  snprintf(what, sizeof what, "input[%d]", (int)i + 1);
+  q->input[i] = lc_l_batch_text(L, idx, "luact.llm.embed", what, max,
+                                ": split it first (luact.retrieval.split)", &q->input_len[i]);
   q->n_input = i + 1;
 }
 
@@ -93,15 +83,9 @@ static int embed_k(lua_State *L, int status, lua_KContext ctx) {
     return luaL_error(L, "%s", lc_journal_error(j));
   }
   if (r->err != LC_LLM_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, r->err_message ? r->err_message : lc_llm_err_name(r->err));
-    lua_pushstring(L, lc_llm_err_name(r->err));
-    lua_createtable(L, 0, 3);
-    lc_l_set_int(L, "http_status", r->http_status);
-    lc_l_set_int(L, "attempts", r->attempts);
-    lc_l_set_str(L, "type", r->err_type);
-    box_close(b);
-    return 4;
+    int n = lc_l_batch_error(L, r->err, r->err_message, r->err_type, r->http_status, r->attempts);
+    box_close(b); /* after the push: r is the call's */
+    return n;
   }
   lua_createtable(L, 0, 6);
   lua_createtable(L, (int)r->n, 0);
@@ -165,21 +149,10 @@ int lc_l_embed(lua_State *L) {
                          "server through base_url), ollama or gemini");
   lc_l_effect_src(L, task, &o.effect);
 
-  lua_Integer dims = 0, max_batch = 0, max_in = 1 << 20;
-  if (lua_getfield(L, IDX_OPTS, "dimensions") != LUA_TNIL) {
-    dims = luaL_checkinteger(L, -1);
-    if (dims < 1 || dims > LC_EMBED_MAX_DIMS)
-      return luaL_error(L, "luact.llm.embed: 'dimensions' must be 1..%d", LC_EMBED_MAX_DIMS);
-  }
-  if (lua_getfield(L, IDX_OPTS, "max_batch") != LUA_TNIL) {
-    max_batch = luaL_checkinteger(L, -1);
-    if (max_batch < 1) return luaL_error(L, "luact.llm.embed: 'max_batch' must be >= 1");
-  }
-  if (lua_getfield(L, IDX_OPTS, "max_input_bytes") != LUA_TNIL) {
-    max_in = luaL_checkinteger(L, -1);
-    if (max_in < 1) return luaL_error(L, "luact.llm.embed: 'max_input_bytes' must be >= 1");
-  }
-  lua_pop(L, 3);
+  const char *who = "luact.llm.embed";
+  lua_Integer dims = lc_l_batch_int(L, IDX_OPTS, who, "dimensions", 1, LC_EMBED_MAX_DIMS, 0);
+  lua_Integer max_batch = lc_l_batch_int(L, IDX_OPTS, who, "max_batch", 1, 0, 0);
+  lua_Integer max_in = lc_l_batch_int(L, IDX_OPTS, who, "max_input_bytes", 1, 0, 1 << 20);
   q->dimensions = (int)dims;
   q->max_batch = (size_t)max_batch;
   const char *enc = lc_l_opt_string(L, IDX_OPTS, "luact.llm.embed", "encoding", 0);

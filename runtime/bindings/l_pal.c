@@ -18,6 +18,7 @@
 #include "l_engine.h"
 #include "l_luact.h"
 #include "l_opts.h"
+#include "l_sandbox.h"
 #include "l_status.h"
 #include "l_state.h"
 #include "lc.h"
@@ -259,51 +260,13 @@ static int l_pal(lua_State *L) {
 
 #define RUN_MT "luact.PalCodeRun"
 
-/* Holds the C resources of one run so that a raise while results are
- * being pushed leaks nothing (STYLE 3: owned by Lua before any lua_*). */
-struct rbox {
-  struct lc_sandbox_result res;
-  cJSON *input;
-  /* Inside a task the program is a child the loop watches while the task
-   * waits (yields); the copies below outlive the caller's stack. */
-  struct lc_sandbox_job *job;
-  struct lc_task *task;
-  struct lc_wait wait;
-  struct lc_sandbox_opts o;
-  int rc, nil_ok;
-};
+/* The box: struct lc_l_sbox (l_sandbox.h), shared with luact.sandbox.run. */
 
-static void rbox_release(struct rbox *b) {
-  lc_sandbox_job_free(b->job); /* kills a child still running */
-  b->job = NULL;
-  lc_sandbox_result_free(&b->res);
-  cJSON_Delete(b->input);
-  b->input = NULL;
-}
-
-/* The task was killed while waiting (from sched.c). */
-static void rbox_cancel(struct lc_wait *w) {
-  struct rbox *b = (struct rbox *)((char *)w - offsetof(struct rbox, wait));
-  lc_sandbox_job_free(b->job);
-  b->job = NULL;
-}
-
-/* From the loop when the child ended. */
-static void rbox_done(struct lc_sandbox_job *j, void *ud) {
-  struct rbox *b = ud;
-  b->rc = lc_sandbox_job_rc(j);
-  b->res = *lc_sandbox_job_result(j);
-  memset(lc_sandbox_job_result(j), 0, sizeof b->res);
-  lc_sandbox_job_free(j);
-  b->job = NULL;
-  lc_task_wake(b->task, &b->wait);
-}
-
-static int push_run(lua_State *L, struct rbox *b, int rc);
+static int push_run(lua_State *L, struct lc_l_sbox *b, int rc);
 static int run_k(lua_State *L, int status, lua_KContext ctx);
 
 static int rbox_gc(lua_State *L) {
-  rbox_release(luaL_checkudata(L, 1, RUN_MT));
+  lc_l_sbox_release(luaL_checkudata(L, 1, RUN_MT));
   return 0;
 }
 
@@ -318,7 +281,7 @@ static int l_run(lua_State *L) {
   const char *code = luaL_checklstring(L, 1, &len);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  struct rbox *b = lua_newuserdatauv(L, sizeof *b, 0); /* code opts box */
+  struct lc_l_sbox *b = lua_newuserdatauv(L, sizeof *b, 0); /* code opts box */
   memset(b, 0, sizeof *b);
   luaL_setmetatable(L, RUN_MT);
   struct lc_sandbox_opts o;
@@ -355,10 +318,10 @@ static int l_run(lua_State *L) {
   if (sched) {
     /* In a task: the loop drives the child; other tasks run meanwhile. */
     b->task = task;
-    b->wait.cancel = rbox_cancel;
+    b->wait.cancel = lc_l_sbox_cancel;
     b->o = o;
     b->nil_ok = nil_ok;
-    int rc = lc_pal_code_start(lc_sched_loop(sched), code, len, &b->o, b->input, rbox_done, b,
+    int rc = lc_pal_code_start(lc_sched_loop(sched), code, len, &b->o, b->input, lc_l_sbox_done, b,
                                &b->job, &b->res);
     if (rc == 0) {
       lua_toclose(L, 3); /* a killed task kills the child */
@@ -376,14 +339,14 @@ static int l_run(lua_State *L) {
 static int run_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  struct rbox *b = luaL_checkudata(L, 3, RUN_MT);
+  struct lc_l_sbox *b = luaL_checkudata(L, 3, RUN_MT);
   size_t len;
   const char *code = lua_tolstring(L, 1, &len);
   return push_run(L, b, lc_pal_code_finish(code, len, &b->o, b->nil_ok, b->rc, &b->res));
 }
 
 /* [-0, +1|4, m] The outcome of a run held by box b (index 3). */
-static int push_run(lua_State *L, struct rbox *b, int rc) {
+static int push_run(lua_State *L, struct lc_l_sbox *b, int rc) {
   const struct lc_sandbox_result *r = &b->res;
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc < 0) return luaL_error(L, WHO ".run: %s", r->error ? r->error : "failed");
@@ -409,7 +372,7 @@ static int push_run(lua_State *L, struct rbox *b, int rc) {
   lc_l_set_int(L, "memory", (lua_Integer)r->mem_peak);
   lc_l_set_int(L, "instructions", r->instructions);
   lc_l_set_num(L, "elapsed_ms", r->elapsed_ms);
-  rbox_release(b); /* now rather than at the next GC */
+  lc_l_sbox_release(b); /* now rather than at the next GC */
   return ok ? 1 : 4;
 }
 

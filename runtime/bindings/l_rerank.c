@@ -6,6 +6,7 @@
 #include <lauxlib.h>
 #include <string.h>
 
+#include "l_batch.h"
 #include "l_effect.h"
 #include "l_luact.h"
 #include "l_opts.h"
@@ -14,7 +15,6 @@
 #include "rerank_call.h"
 #include "secrets.h"
 #include "sched.h"
-#include "utf8.h"
 
 #define RERANKCALL_MT "luact.RerankCall"
 #define WHO "luact.llm.rerank"
@@ -54,19 +54,9 @@ static void on_done(struct lc_rerank_call *c, void *ud) {
   lc_task_wake(b->task, &b->wait);
 }
 
-/* [-0, +0, e] A non-empty UTF-8 string without NUL of at most max bytes:
- * the script chose the text, so misuse raises. */
+/* [-0, +0, e] A text to rank (l_batch.h): misuse raises. */
 static char *text_at(lua_State *L, int idx, const char *what, size_t max, size_t *len) {
-  if (lua_type(L, idx) != LUA_TSTRING) luaL_error(L, WHO ": %s must be a string", what);
-  size_t n, bad;
-  const char *s = lua_tolstring(L, idx, &n);
-  if (n == 0) luaL_error(L, WHO ": %s is empty", what);
-  if (n > max) luaL_error(L, WHO ": %s is %d bytes, over max_input_bytes (%d)", what, (int)n, (int)max);
-  if (memchr(s, 0, n) || !lc_utf8_valid(s, n, &bad)) luaL_error(L, WHO ": %s is not UTF-8 text", what);
-  char *c = lc_strndup(s, n);
-  if (!c) luaL_error(L, "out of memory");
-  *len = n;
-  return c;
+  return lc_l_batch_text(L, idx, WHO, what, max, "", len);
 }
 
 #define IDX_OPTS 1
@@ -86,15 +76,9 @@ static int rerank_k(lua_State *L, int status, lua_KContext ctx) {
     return luaL_error(L, "%s", lc_journal_error(j));
   }
   if (r->err != LC_LLM_OK) {
-    lua_pushnil(L);
-    lua_pushstring(L, r->err_message ? r->err_message : lc_llm_err_name(r->err));
-    lua_pushstring(L, lc_llm_err_name(r->err));
-    lua_createtable(L, 0, 3);
-    lc_l_set_int(L, "http_status", r->http_status);
-    lc_l_set_int(L, "attempts", r->attempts);
-    lc_l_set_str(L, "type", r->err_type);
-    box_close(b);
-    return 4;
+    int n = lc_l_batch_error(L, r->err, r->err_message, r->err_type, r->http_status, r->attempts);
+    box_close(b); /* after the push: r is the call's */
+    return n;
   }
   lua_createtable(L, 0, 5);
   lua_createtable(L, (int)r->n, 0);
@@ -161,20 +145,9 @@ int lc_l_rerank(lua_State *L) {
   lc_l_parse_llm_opts(L, IDX_OPTS, &o);
   lc_l_effect_src(L, task, &o.effect);
 
-  lua_Integer top_n = 0, max_batch = 0, max_in = 1 << 20;
-  if (lua_getfield(L, IDX_OPTS, "top_n") != LUA_TNIL) {
-    top_n = luaL_checkinteger(L, -1);
-    if (top_n < 1) return luaL_error(L, WHO ": 'top_n' must be >= 1");
-  }
-  if (lua_getfield(L, IDX_OPTS, "max_batch") != LUA_TNIL) {
-    max_batch = luaL_checkinteger(L, -1);
-    if (max_batch < 1) return luaL_error(L, WHO ": 'max_batch' must be >= 1");
-  }
-  if (lua_getfield(L, IDX_OPTS, "max_input_bytes") != LUA_TNIL) {
-    max_in = luaL_checkinteger(L, -1);
-    if (max_in < 1) return luaL_error(L, WHO ": 'max_input_bytes' must be >= 1");
-  }
-  lua_pop(L, 3);
+  lua_Integer top_n = lc_l_batch_int(L, IDX_OPTS, WHO, "top_n", 1, 0, 0);
+  lua_Integer max_batch = lc_l_batch_int(L, IDX_OPTS, WHO, "max_batch", 1, 0, 0);
+  lua_Integer max_in = lc_l_batch_int(L, IDX_OPTS, WHO, "max_input_bytes", 1, 0, 1 << 20);
   q->top_n = (size_t)top_n;
   q->max_batch = (size_t)max_batch;
   q->truncate = lc_l_opt_bool(L, IDX_OPTS, WHO, "truncate", 0);

@@ -15,21 +15,7 @@
 
 static char rbox_mt_key;
 
-/* Holds the C resources of one run so that a raise while results are
- * being pushed leaks nothing (STYLE 3: owned by Lua before any lua_*). */
-struct rbox {
-  struct lc_sandbox_result res;
-  cJSON *input;
-  /* Inside a task the run is a child watched by the loop and the task
-   * waits (yields) for it. */
-  struct lc_sandbox_job *job;
-  struct lc_task *task;
-  struct lc_wait wait;
-  int rc;
-};
-
-/* Frees what the box holds; idempotent. Kills a child still running. */
-static void rbox_release(struct rbox *b) {
+void lc_l_sbox_release(struct lc_l_sbox *b) {
   lc_sandbox_job_free(b->job);
   b->job = NULL;
   lc_sandbox_result_free(&b->res);
@@ -37,16 +23,14 @@ static void rbox_release(struct rbox *b) {
   b->input = NULL;
 }
 
-/* The task was killed while waiting (from sched.c). */
-static void rbox_cancel(struct lc_wait *w) {
-  struct rbox *b = (struct rbox *)((char *)w - offsetof(struct rbox, wait));
+void lc_l_sbox_cancel(struct lc_wait *w) {
+  struct lc_l_sbox *b = (struct lc_l_sbox *)((char *)w - offsetof(struct lc_l_sbox, wait));
   lc_sandbox_job_free(b->job);
   b->job = NULL;
 }
 
-/* Called by sandbox.c from the loop when the child ended. */
-static void rbox_done(struct lc_sandbox_job *j, void *ud) {
-  struct rbox *b = ud;
+void lc_l_sbox_done(struct lc_sandbox_job *j, void *ud) {
+  struct lc_l_sbox *b = ud;
   b->rc = lc_sandbox_job_rc(j);
   b->res = *lc_sandbox_job_result(j);
   memset(lc_sandbox_job_result(j), 0, sizeof b->res);
@@ -58,8 +42,8 @@ static void rbox_done(struct lc_sandbox_job *j, void *ud) {
 /* __gc and __close of the box: the paths taken when pushing the results
  * raised, or when the waiting task was closed. */
 static int l_rbox_free(lua_State *L) {
-  struct rbox *b = lua_touserdata(L, 1);
-  if (b) rbox_release(b);
+  struct lc_l_sbox *b = lua_touserdata(L, 1);
+  if (b) lc_l_sbox_release(b);
   return 0;
 }
 
@@ -94,7 +78,7 @@ static void push_details(lua_State *L, const struct lc_sandbox_result *r) {
 
 /* [-0, +1|4, m] Pushes the outcome of a run held by box b (index 3):
  * result | nil, message, code, details. Raises on a host error. */
-static int push_run(lua_State *L, struct rbox *b, int rc) {
+static int push_run(lua_State *L, struct lc_l_sbox *b, int rc) {
   const struct lc_sandbox_result *r = &b->res;
   if (rc < 0 && rc != LC_ENOMEM)
     return luaL_error(L, "sandbox.run: %s", r->error ? r->error : "failed");
@@ -120,14 +104,14 @@ static int push_run(lua_State *L, struct rbox *b, int rc) {
     lua_setfield(L, -2, "instructions");
     lua_pushnumber(L, r->elapsed_ms);
     lua_setfield(L, -2, "elapsed_ms");
-    rbox_release(b); /* now rather than at the next GC */
+    lc_l_sbox_release(b); /* now rather than at the next GC */
     return 1;
   }
   lua_pushnil(L);
   lua_pushstring(L, r->error);
   lua_pushstring(L, lc_sandbox_status_code(r->status));
   push_details(L, r);
-  rbox_release(b);
+  lc_l_sbox_release(b);
   return 4;
 }
 
@@ -135,7 +119,7 @@ static int push_run(lua_State *L, struct rbox *b, int rc) {
 static int run_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  struct rbox *b = lua_touserdata(L, 3);
+  struct lc_l_sbox *b = lua_touserdata(L, 3);
   int rc = b->rc;
   return push_run(L, b, rc);
 }
@@ -149,7 +133,7 @@ static int l_run(lua_State *L) {
   lua_settop(L, 2);
   struct lc_sandbox_opts o;
   lc_sandbox_opts_init(&o);
-  struct rbox *b = lua_newuserdatauv(L, sizeof *b, 0); /* code opts box */
+  struct lc_l_sbox *b = lua_newuserdatauv(L, sizeof *b, 0); /* code opts box */
   memset(b, 0, sizeof *b);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &rbox_mt_key);
   lua_setmetatable(L, -2);
@@ -179,9 +163,9 @@ static int l_run(lua_State *L) {
   if (sched) {
     /* In a task: the loop drives the child; other tasks run meanwhile. */
     b->task = task;
-    b->wait.cancel = rbox_cancel;
+    b->wait.cancel = lc_l_sbox_cancel;
     int rc = lc_sandbox_start(lc_sched_loop(sched), code, len, &o, b->input,
-                              rbox_done, b, &b->job);
+                              lc_l_sbox_done, b, &b->job);
     if (rc == 0) {
       lua_toclose(L, 3); /* a killed task kills the child */
       lc_task_wait(task, &b->wait);

@@ -390,6 +390,13 @@ void lc_llm_response_free(struct lc_llm_response *r) {
   lc_llm_response_init(r);
 }
 
+int lc_llm_response_nomem(struct lc_llm_response *r) {
+  lc_llm_response_free(r);
+  r->err = LC_LLM_EBADRESP;
+  r->err_message = lc_strdup("out of memory");
+  return LC_EINVAL;
+}
+
 void lc_llm_response_scrub(struct lc_llm_response *r) {
   if (!r) return;
   lc_secrets_scrub_str(r->err_message);

@@ -452,6 +452,10 @@ void lc_llm_wire_keep(struct lc_llm_wire *c, enum lc_llm_provider p,
 void lc_llm_wire_drop(struct lc_llm_wire *c);
 void lc_llm_response_free(struct lc_llm_response *r);
 void lc_llm_response_init(struct lc_llm_response *r);
+/* An answer that could not be assembled for want of memory: r emptied,
+ * err bad_response "out of memory". Returns LC_EINVAL, a parser's code for
+ * a response it refuses. */
+int lc_llm_response_nomem(struct lc_llm_response *r);
 void lc_llm_tool_call_free(struct lc_llm_tool_call *c);
 
 /* ---- images (see "Content parts") ----

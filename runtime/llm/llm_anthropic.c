@@ -490,12 +490,7 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
     cJSON_free(p);
   }
   cJSON_Delete(state);
-  if (rc == LC_ENOMEM) {
-    lc_llm_response_free(out);
-    out->err = LC_LLM_EBADRESP;
-    out->err_message = lc_strdup("out of memory");
-    rc = LC_EINVAL;
-  }
+  if (rc == LC_ENOMEM) rc = lc_llm_response_nomem(out);
   return rc;
 }
 
@@ -731,12 +726,7 @@ static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
 
 static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
   int rc = lc_accum_sse_end(st, out, "message_stop");
-  if (!rc && thinks_state((struct an_stream *)st, out)) {
-    lc_llm_response_free(out);
-    out->err = LC_LLM_EBADRESP;
-    out->err_message = lc_strdup("out of memory");
-    rc = LC_EINVAL;
-  }
+  if (!rc && thinks_state((struct an_stream *)st, out)) rc = lc_llm_response_nomem(out);
   return rc;
 }
 

@@ -580,12 +580,7 @@ static int set_state(struct lc_llm_response *out, int rc, const cJSON *state) {
   char *txt = cJSON_PrintUnformatted(state);
   out->reasoning_state = txt ? lc_strdup(txt) : NULL;
   cJSON_free(txt);
-  if (!out->reasoning_state) {
-    lc_llm_response_free(out);
-    out->err = LC_LLM_EBADRESP;
-    out->err_message = lc_strdup("out of memory");
-    return LC_EINVAL;
-  }
+  if (!out->reasoning_state) return lc_llm_response_nomem(out);
   return 0;
 }
 

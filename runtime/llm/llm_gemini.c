@@ -582,12 +582,8 @@ static int finish_build(struct gem *g, struct lc_llm_response *out, int rc) {
     if (!lc_jsonw_finish(&w))
       out->reasoning_state = lc_buf_steal(&b, NULL);
     lc_buf_free(&b);
-    if (!out->reasoning_state) { /* the answer without it would be refused later */
-      lc_llm_response_free(out);
-      out->err = LC_LLM_EBADRESP;
-      out->err_message = lc_strdup("out of memory");
-      return LC_EINVAL;
-    }
+    if (!out->reasoning_state) /* the answer without it would be refused later */
+      return lc_llm_response_nomem(out);
   }
   return rc;
 }

@@ -592,12 +592,7 @@ static int parse(const char *body, size_t len, struct lc_llm_response *out) {
   cJSON_Delete(root);
   int rc = lc_accum_build(&a, out);
   lc_accum_free(&a);
-  if (!rc && extra_apply(&x, out)) {
-    lc_llm_response_free(out);
-    out->err = LC_LLM_EBADRESP;
-    out->err_message = lc_strdup("out of memory");
-    rc = LC_EINVAL;
-  }
+  if (!rc && extra_apply(&x, out)) rc = lc_llm_response_nomem(out);
   extra_free(&x);
   return rc;
 }
@@ -962,12 +957,7 @@ static int stream_feed(struct lc_llm_stream *st, const char *data, size_t len,
 static int stream_end(struct lc_llm_stream *st, struct lc_llm_response *out) {
   struct rs_stream *s = (struct rs_stream *)st;
   int rc = lc_accum_sse_end(st, out, "response.completed");
-  if (!rc && extra_apply(&s->x, out)) {
-    lc_llm_response_free(out);
-    out->err = LC_LLM_EBADRESP;
-    out->err_message = lc_strdup("out of memory");
-    rc = LC_EINVAL;
-  }
+  if (!rc && extra_apply(&s->x, out)) rc = lc_llm_response_nomem(out);
   return rc;
 }
 

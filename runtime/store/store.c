@@ -16,6 +16,7 @@
 
 #include "lc.h"
 #include "store_pg.h"
+#include "store_rows.h"
 
 #define SCHEMA_VERSION 1
 #define BUSY_MS 10000
@@ -77,48 +78,6 @@ struct lc_store {
   struct fwait *fwaits; /* clients in lc_store_flush_client */
   long lines, commits;
 };
-
-/* ---- CRC-32 (IEEE 802.3, as zlib's crc32) ---- */
-
-/* Slicing-by-8 (eight bytes per step from eight tables): every line is
- * checksummed on the writer thread at every commit, and lines run to
- * kilobytes (an LLM call's intent holds its whole request); a byte at a
- * time was a tenth of the writer's instructions. */
-static uint32_t crc_table[8][256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-static void crc_init(void) {
-  for (uint32_t i = 0; i < 256; i++) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-    crc_table[0][i] = c;
-  }
-  for (uint32_t i = 0; i < 256; i++)
-    for (int t = 1; t < 8; t++)
-      crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
-}
-static uint32_t crc32_of(const char *p, size_t n) {
-  pthread_once(&crc_once, crc_init);
-  const unsigned char *b = (const unsigned char *)p;
-  uint32_t c = 0xffffffffu;
-  for (; n >= 8; b += 8, n -= 8) {
-    /* little-endian byte order, whatever the host's */
-    uint32_t lo = c ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                       (uint32_t)b[3] << 24);
-    uint32_t hi = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 |
-                  (uint32_t)b[7] << 24;
-    c = crc_table[7][lo & 0xff] ^ crc_table[6][(lo >> 8) & 0xff] ^
-        crc_table[5][(lo >> 16) & 0xff] ^ crc_table[4][lo >> 24] ^ crc_table[3][hi & 0xff] ^
-        crc_table[2][(hi >> 8) & 0xff] ^ crc_table[1][(hi >> 16) & 0xff] ^ crc_table[0][hi >> 24];
-  }
-  for (; n; b++, n--) c = crc_table[0][(c ^ *b) & 0xff] ^ (c >> 8);
-  return c ^ 0xffffffffu;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int dberr(sqlite3 *db, char *err, size_t errlen, const char *what) {
   snprintf(err, errlen, "store: %s: %s", what, sqlite3_errmsg(db));
@@ -450,31 +409,13 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v) {
   else sqlite3_bind_null(st, i);
 }
 
-static char *col_dup(sqlite3_stmt *st, int i) {
-  const char *t = (const char *)sqlite3_column_text(st, i);
-  return t ? strdup(t) : NULL;
-}
-
-#define RUN_COLS \
-  "id, script, script_sha256, args, cwd, status, result, error, question, created, updated, " \
-  "pid, cancel_requested"
+#define RUN_COLS LC_STORE_RUN_COLS
 
 static void row_from(sqlite3_stmt *st, struct lc_run_row *r) {
-  memset(r, 0, sizeof *r);
-  const char *id = (const char *)sqlite3_column_text(st, 0);
-  snprintf(r->id, sizeof r->id, "%s", id ? id : "");
-  r->script = col_dup(st, 1);
-  r->script_sha256 = col_dup(st, 2);
-  r->args = col_dup(st, 3);
-  r->cwd = col_dup(st, 4);
-  r->status = col_dup(st, 5);
-  r->result = col_dup(st, 6);
-  r->error = col_dup(st, 7);
-  r->question = col_dup(st, 8);
-  r->created = sqlite3_column_double(st, 9);
-  r->updated = sqlite3_column_double(st, 10);
-  r->pid = (long)sqlite3_column_int64(st, 11);
-  r->cancel_requested = sqlite3_column_int(st, 12);
+  const char *text[9];
+  for (int i = 0; i < 9; i++) text[i] = (const char *)sqlite3_column_text(st, i);
+  lc_store_row_fill(r, text, sqlite3_column_double(st, 9), sqlite3_column_double(st, 10),
+                    (long)sqlite3_column_int64(st, 11), sqlite3_column_int(st, 12));
 }
 
 /* keep: NULL, or where the statement is kept prepared between calls (the
@@ -491,7 +432,7 @@ static int insert_line(sqlite3 *db, sqlite3_stmt **keep, const char *run_id, lon
     sqlite3_bind_text(st, 1, run_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, seq);
     sqlite3_bind_text(st, 3, text, (int)len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, crc32_of(text, len));
+    sqlite3_bind_int64(st, 4, lc_store_crc32(text, len));
     rc = sqlite3_step(st);
     rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
@@ -509,7 +450,7 @@ static int insert_line(sqlite3 *db, sqlite3_stmt **keep, const char *run_id, lon
 static int insert_run(sqlite3 *db, const struct lc_run_row *r, char *err, size_t errlen) {
   sqlite3_stmt *st = NULL;
   int rc = 0;
-  double t = now_s();
+  double t = lc_store_now_s();
   if (sqlite3_prepare_v2(db,
                          "INSERT INTO runs(id, script, script_sha256, args, cwd, status, "
                          "created, updated, pid) VALUES(?,?,?,?,?,?,?,?,?)",
@@ -600,7 +541,7 @@ int lc_store_run_set_status(struct lc_store *s, const char *id, const char *stat
     bind_text(st, 3, error);
     bind_text(st, 4, question);
     sqlite3_bind_int64(st, 5, pid);
-    sqlite3_bind_double(st, 6, now_s());
+    sqlite3_bind_double(st, 6, lc_store_now_s());
     bind_text(st, 7, status);
     bind_text(st, 8, id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = dberr(s->db, err, errlen, "updating a run");
@@ -623,8 +564,8 @@ int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t wa
   if (rc) return rc;
   snprintf(was, waslen, "%s", r.status ? r.status : "");
   const char *st = r.status ? r.status : "";
-  int terminal = !strcmp(st, "finished") || !strcmp(st, "failed") || !strcmp(st, "cancelled");
-  int live = !strcmp(st, "running") && r.pid > 0 && (kill((pid_t)r.pid, 0) == 0 || errno == EPERM);
+  int terminal = lc_store_status_terminal(st);
+  int live = !strcmp(st, "running") && lc_store_pid_alive(r.pid);
   lc_run_row_free(&r);
   if (terminal) return 0; /* idempotent: nothing to do */
   pthread_mutex_lock(&s->dbmu);
@@ -635,7 +576,7 @@ int lc_store_run_cancel(struct lc_store *s, const char *id, char *was, size_t wa
   if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
     rc = dberr(s->db, err, errlen, "cancelling a run");
   } else {
-    sqlite3_bind_double(q, 1, now_s());
+    sqlite3_bind_double(q, 1, lc_store_now_s());
     sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
     if (sqlite3_step(q) != SQLITE_DONE) rc = dberr(s->db, err, errlen, "cancelling a run");
   }
@@ -697,31 +638,15 @@ int lc_store_journal_read(struct lc_store *s, const char *run_id,
       const char *text = (const char *)sqlite3_column_text(st, 1);
       size_t len = (size_t)sqlite3_column_bytes(st, 1);
       uint32_t crc = (uint32_t)sqlite3_column_int64(st, 2);
-      if (seq != want) {
-        snprintf(err, errlen,
-                 "store %s: integrity error: run %s's journal has no line %ld (next is %ld)",
-                 s->path, run_id, want, seq);
-        rc = LC_EINVAL;
+      if ((rc = lc_store_line_check(s->path, run_id, want, seq, text, len, crc, err, errlen)))
         break;
-      }
-      if (!text || crc32_of(text, len) != crc) {
-        snprintf(err, errlen,
-                 "store %s: integrity error: run %s's journal line %ld does not match its "
-                 "checksum",
-                 s->path, run_id, seq);
-        rc = LC_EINVAL;
-        break;
-      }
       *last = seq;
       want++;
       /* The callback runs with the lock held: it must not call back in. */
       if ((rc = fn(ud, seq, text, len)) != 0) break;
     }
     if (!rc && x != SQLITE_DONE) rc = dberr(s->db, err, errlen, "reading a journal");
-    if (!rc && *last == 0) {
-      snprintf(err, errlen, "store %s: run %s has no journal", s->path, run_id);
-      rc = LC_ENOTFOUND;
-    }
+    if (!rc && *last == 0) rc = lc_store_no_journal(s->path, run_id, err, errlen);
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->dbmu);
@@ -756,8 +681,6 @@ static void pending_free(struct pending *p) {
   lc_free(p);
 }
 
-static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
-
 /* Queues p; starts the writer thread on the first item. */
 static int enqueue(struct lc_store *s, struct pending *p) {
   pthread_mutex_lock(&s->mu);
@@ -785,19 +708,11 @@ int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
                         const struct lc_run_row *r) {
   if (s->pg) return lc_pgstore_append_run(s->pg, c, r);
   struct pending *p = lc_calloc(1, sizeof *p);
-  struct lc_run_row *x = p ? calloc(1, sizeof *x) : NULL;
-  if (!p || !x) {
+  struct lc_run_row *x = p ? lc_store_row_for_create(r) : NULL;
+  if (!x) {
     lc_free(p);
-    free(x);
     return LC_ENOMEM;
   }
-  snprintf(x->id, sizeof x->id, "%s", r->id);
-  x->script = dup_or_null(r->script);
-  x->script_sha256 = dup_or_null(r->script_sha256);
-  x->args = dup_or_null(r->args);
-  x->cwd = dup_or_null(r->cwd);
-  x->status = dup_or_null(r->status);
-  x->pid = r->pid;
   p->create = x;
   p->c = *c;
   p->orig = (struct lc_store_client *)c; /* store.h: the store sets its 'failed' */

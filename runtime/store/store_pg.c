@@ -5,7 +5,9 @@
  * by numbered migrations under an advisory lock (several daemons may start
  * at once). The writer thread and its group commit follow store.c's; the
  * two are kept apart on purpose (store.c's SQLite path is tuned on its
- * own). Every libpq call here blocks: none is made on an event loop. */
+ * own). What both do alike above the SQL (checksums, row decoding, the
+ * journal's integrity checks) is store_rows.c's. Every libpq call here
+ * blocks: none is made on an event loop. */
 #include "store_pg.h"
 
 #include <errno.h>
@@ -23,6 +25,7 @@
 #include "cnum.h"
 #include "lc.h"
 #include "pq_dl.h"
+#include "store_rows.h"
 
 /* Migrations: migration[i] takes the schema from version i to i + 1. A
  * database at a version above PG_SCHEMA_VERSION is refused. */
@@ -110,30 +113,6 @@ struct lc_pgstore {
    * whose creation failed must not add lines to another run's journal) */
   struct lost *dead;
 };
-
-/* ---- CRC-32 (as store.c's: the same value for the same line) ---- */
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-static void crc_init(void) {
-  for (uint32_t i = 0; i < 256; i++) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-    crc_table[i] = c;
-  }
-}
-static uint32_t crc32_of(const char *p, size_t n) {
-  pthread_once(&crc_once, crc_init);
-  uint32_t c = 0xffffffffu;
-  for (size_t i = 0; i < n; i++) c = crc_table[(c ^ (unsigned char)p[i]) & 0xff] ^ (c >> 8);
-  return c ^ 0xffffffffu;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int lc_store_is_pg(const char *path) {
   return path && (!strncmp(path, "postgres://", 11) || !strncmp(path, "postgresql://", 13));
@@ -455,29 +434,14 @@ void lc_pgstore_unfence(struct lc_pgstore *s, const char *run_id) {
 
 /* ---- runs ---- */
 
-#define RUN_COLS \
-  "id, script, script_sha256, args, cwd, status, result, error, question, created, updated, " \
-  "pid, cancel_requested"
-
-static char *col_dup(PGresult *r, int row, int c) {
-  return PQgetisnull(r, row, c) ? NULL : strdup(PQgetvalue(r, row, c));
-}
+#define RUN_COLS LC_STORE_RUN_COLS
 
 static void row_from(PGresult *r, int i, struct lc_run_row *o) {
-  memset(o, 0, sizeof *o);
-  snprintf(o->id, sizeof o->id, "%s", PQgetvalue(r, i, 0));
-  o->script = col_dup(r, i, 1);
-  o->script_sha256 = col_dup(r, i, 2);
-  o->args = col_dup(r, i, 3);
-  o->cwd = col_dup(r, i, 4);
-  o->status = col_dup(r, i, 5);
-  o->result = col_dup(r, i, 6);
-  o->error = col_dup(r, i, 7);
-  o->question = col_dup(r, i, 8);
-  o->created = lc_cnum_strtod(PQgetvalue(r, i, 9), NULL);
-  o->updated = lc_cnum_strtod(PQgetvalue(r, i, 10), NULL);
-  o->pid = atol(PQgetvalue(r, i, 11));
-  o->cancel_requested = atoi(PQgetvalue(r, i, 12));
+  const char *text[9] = {PQgetvalue(r, i, 0)}; /* the key: never NULL */
+  for (int c = 1; c < 9; c++) text[c] = PQgetisnull(r, i, c) ? NULL : PQgetvalue(r, i, c);
+  lc_store_row_fill(o, text, lc_cnum_strtod(PQgetvalue(r, i, 9), NULL),
+                    lc_cnum_strtod(PQgetvalue(r, i, 10), NULL), atol(PQgetvalue(r, i, 11)),
+                    atoi(PQgetvalue(r, i, 12)));
 }
 
 /* The run's row (status running unless given). retry: a lost connection's
@@ -485,7 +449,7 @@ static void row_from(PGresult *r, int i, struct lc_run_row *o) {
 static int insert_run(PGconn **c, const char *url, const struct lc_run_row *r, int again,
                       char *err, size_t errlen) {
   char t[40], pid[24];
-  lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+  lc_cnum_fmt(t, sizeof t, "%.17g", lc_store_now_s());
   snprintf(pid, sizeof pid, "%ld", r->pid);
   const char *v[] = {r->id, r->script, r->script_sha256, r->args, r->cwd,
                      r->status ? r->status : "running", t, t, pid};
@@ -506,7 +470,7 @@ static int insert_line(PGconn **c, const char *url, const char *run_id, long seq
   char sq[24], crc[16], ep[24];
   snprintf(sq, sizeof sq, "%ld", seq);
   snprintf(ep, sizeof ep, "%ld", epoch);
-  snprintf(crc, sizeof crc, "%u", (unsigned)crc32_of(text, len));
+  snprintf(crc, sizeof crc, "%u", (unsigned)lc_store_crc32(text, len));
   char *t = lc_malloc(len + 1);
   if (!t) return LC_ENOMEM;
   memcpy(t, text, len);
@@ -585,7 +549,7 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
   if (ensure(s, err, errlen)) return s->open_rc;
   char p[24], t[40], ep[24];
   snprintf(p, sizeof p, "%ld", pid);
-  lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+  lc_cnum_fmt(t, sizeof t, "%.17g", lc_store_now_s());
   long epoch = fence_of(s, id);
   snprintf(ep, sizeof ep, "%ld", epoch);
   const char *v[] = {status, result, error, question, p, t, id, ep};
@@ -614,8 +578,7 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
     lc_pgstore_redact(s->url, u, sizeof u);
     if (!r) rc = code;
     else if (PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 1), status) &&
-             (!strcmp(status, "finished") || !strcmp(status, "failed") ||
-              !strcmp(status, "cancelled")) &&
+             lc_store_status_terminal(status) &&
              (epoch == 0 || atol(PQgetvalue(r, 0, 0)) == epoch)) {
       rc = 0; /* already so, under our lease: the repeat of a committed write */
     } else if (PQntuples(r) == 0) {
@@ -641,7 +604,7 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
   snprintf(was, waslen, "%s", r.status ? r.status : "");
   char st[32]; /* the row is freed below */
   snprintf(st, sizeof st, "%s", r.status ? r.status : "");
-  int terminal = !strcmp(st, "finished") || !strcmp(st, "failed") || !strcmp(st, "cancelled");
+  int terminal = lc_store_status_terminal(st);
   lc_run_row_free(&r);
   if (terminal) return 0;
   /* Who runs it may be another machine: a run with a live lease (or, with
@@ -649,7 +612,7 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
    * other is cancelled here. One statement decides, so a daemon claiming
    * it meanwhile cannot be overwritten. */
   char t[40];
-  lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+  lc_cnum_fmt(t, sizeof t, "%.17g", lc_store_now_s());
   pthread_mutex_lock(&s->dbmu);
   int live = 0;
   if (!strcmp(st, "running")) {
@@ -668,7 +631,7 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
        * local pid is alive. A run claimed but still queued is not. */
       long pid = atol(PQgetvalue(x, 0, 0));
       int leased = PQgetvalue(x, 0, 1)[0] == 't', fleet = PQgetvalue(x, 0, 2)[0] == 't';
-      live = pid > 0 && (fleet ? leased : kill((pid_t)pid, 0) == 0 || errno == EPERM);
+      live = fleet ? pid > 0 && leased : lc_store_pid_alive(pid);
     }
     PQclear(x);
   }
@@ -751,29 +714,12 @@ int lc_pgstore_journal_read(struct lc_pgstore *s, const char *run_id,
       const char *text = PQgetvalue(r, i, 1);
       size_t len = (size_t)PQgetlength(r, i, 1);
       uint32_t crc = (uint32_t)strtoul(PQgetvalue(r, i, 2), NULL, 10);
-      if (seq != want) {
-        snprintf(err, errlen,
-                 "store %s: integrity error: run %s's journal has no line %ld (next is %ld)", u,
-                 run_id, want, seq);
-        rc = LC_EINVAL;
-        break;
-      }
-      if (crc32_of(text, len) != crc) {
-        snprintf(err, errlen,
-                 "store %s: integrity error: run %s's journal line %ld does not match its "
-                 "checksum",
-                 u, run_id, seq);
-        rc = LC_EINVAL;
-        break;
-      }
+      if ((rc = lc_store_line_check(u, run_id, want, seq, text, len, crc, err, errlen))) break;
       *last = seq;
       want++;
       if ((rc = fn(ud, seq, text, len)) != 0) break;
     }
-    if (!rc && *last == 0) {
-      snprintf(err, errlen, "store %s: run %s has no journal", u, run_id);
-      rc = LC_ENOTFOUND;
-    }
+    if (!rc && *last == 0) rc = lc_store_no_journal(u, run_id, err, errlen);
   }
   PQclear(r);
   pthread_mutex_unlock(&s->dbmu);
@@ -804,8 +750,6 @@ static void pending_free(struct pending *p) {
   lc_free(p);
 }
 
-static char *dup_or_null(const char *v) { return v ? strdup(v) : NULL; }
-
 static int enqueue(struct lc_pgstore *s, struct pending *p) {
   pthread_mutex_lock(&s->mu);
   int failed = s->failed;
@@ -829,19 +773,11 @@ static int enqueue(struct lc_pgstore *s, struct pending *p) {
 int lc_pgstore_append_run(struct lc_pgstore *s, const struct lc_store_client *c,
                           const struct lc_run_row *r) {
   struct pending *p = lc_calloc(1, sizeof *p);
-  struct lc_run_row *x = p ? calloc(1, sizeof *x) : NULL;
-  if (!p || !x) {
+  struct lc_run_row *x = p ? lc_store_row_for_create(r) : NULL;
+  if (!x) {
     lc_free(p);
-    free(x);
     return LC_ENOMEM;
   }
-  snprintf(x->id, sizeof x->id, "%s", r->id);
-  x->script = dup_or_null(r->script);
-  x->script_sha256 = dup_or_null(r->script_sha256);
-  x->args = dup_or_null(r->args);
-  x->cwd = dup_or_null(r->cwd);
-  x->status = dup_or_null(r->status);
-  x->pid = r->pid;
   p->create = x;
   p->c = *c;
   return enqueue(s, p);
@@ -1057,7 +993,7 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
     if (p->create) {
       const struct lc_run_row *r = p->create;
       char t[40], pid[24], ep[24];
-      lc_cnum_fmt(t, sizeof t, "%.17g", now_s());
+      lc_cnum_fmt(t, sizeof t, "%.17g", lc_store_now_s());
       snprintf(pid, sizeof pid, "%ld", r->pid);
       snprintf(ep, sizeof ep, "%ld", fence_of(s, p->c.run_id));
       const char *v[] = {r->id, r->script, r->script_sha256, r->args, r->cwd,
@@ -1067,7 +1003,7 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
       char sq[24], crc[16], ep[24];
       snprintf(sq, sizeof sq, "%ld", p->seq);
       snprintf(ep, sizeof ep, "%ld", fence_of(s, p->c.run_id));
-      snprintf(crc, sizeof crc, "%u", (unsigned)crc32_of(p->text, p->len));
+      snprintf(crc, sizeof crc, "%u", (unsigned)lc_store_crc32(p->text, p->len));
       char *t = lc_malloc(p->len + 1); /* text parameters end with a NUL */
       if (!t) {
         bad = 1;

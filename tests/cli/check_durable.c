@@ -32,6 +32,7 @@
 #include "store.h"
 #include "util_common.h"
 #include "util_durable.h"
+#include "util_ship.h"
 #include "util_mock.h"
 
 static char dir[256];
@@ -254,38 +255,8 @@ static cJSON *rules; /* examples/shopbot/mock.json's rules */
 static pid_t ship_pid = -1;
 static char ship_url[64];
 
-static int read_port(int fd) {
-  char line[128];
-  size_t n = 0;
-  while (n < sizeof line - 1) {
-    struct pollfd p = {fd, POLLIN, 0};
-    int r = poll(&p, 1, 20000);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0 || read(fd, line + n, 1) != 1) return -1;
-    if (line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
-  int port;
-  return sscanf(line, "listening on 127.0.0.1:%d", &port) == 1 ? port : -1;
-}
-
 static void ship_start(const char *db) {
-  int fds[2];
-  ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-  ship_pid = fork();
-  ck_assert_int_ge(ship_pid, 0);
-  if (ship_pid == 0) {
-    dup2(fds[1], 1);
-    execl(LC_BINARY_DIR "/shopbot-shipping", "shopbot-shipping", "--db", db, "--port", "0",
-          (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  int port = read_port(fds[0]);
-  close(fds[0]);
-  ck_assert_int_gt(port, 0);
-  snprintf(ship_url, sizeof ship_url, "http://127.0.0.1:%d", port);
+  ship_pid = lc_test_ship_start(db, ship_url, sizeof ship_url);
 }
 
 static void ship_stop(void) {
@@ -524,24 +495,12 @@ static void par_result(char *buf, size_t len, int n, const char *answer) {
   snprintf(buf + k, len - k, "\"%s\",\"done\"]", answer);
 }
 
-/* Lines in f (a file under d). */
-static int lines_in(const char *d, const char *f) {
-  char p[600];
-  snprintf(p, sizeof p, "%s/%s", d, f);
-  char *t = lc_test_read_file(p, NULL);
-  if (!t) return 0;
-  int n = 0;
-  for (char *c = t; *c; c++) n += *c == '\n';
-  free(t);
-  return n;
-}
-
 /* Every idempotent body ran with one key; every at-most-once one once. */
 static void par_counts_ok(const char *d, const char *what, int n) {
   for (int b = 1; b <= 3; b++) {
     char f[32];
     snprintf(f, sizeof f, "m%d", b);
-    ck_assert_msg(lines_in(d, f) == 1, "%s: %s ran %d times", what, f, lines_in(d, f));
+    ck_assert_msg(lc_dur_lines(d, f) == 1, "%s: %s ran %d times", what, f, lc_dur_lines(d, f));
     for (int i = 1; i <= n; i++) {
       char p[600];
       snprintf(p, sizeof p, "%s/i%d_%d", d, b, i);
@@ -551,7 +510,7 @@ static void par_counts_ok(const char *d, const char *what, int n) {
       free(t);
     }
   }
-  ck_assert_msg(lines_in(d, "fin") == 1, "%s: fin ran %d times", what, lines_in(d, "fin"));
+  ck_assert_msg(lc_dur_lines(d, "fin") == 1, "%s: fin ran %d times", what, lc_dur_lines(d, "fin"));
 }
 
 /* What a person does with a run in doubt: looks at the effect's own
@@ -568,7 +527,7 @@ static int person_resolves(const char *d, const char *store, const char *run) {
   char id[64], name[16];
   ck_assert_msg(sscanf(why, "in_doubt: effect %63s (tool %15[^,],", id, name) == 2, "%s", why);
   free(why);
-  int n = lines_in(d, name);
+  int n = lc_dur_lines(d, name);
   ck_assert_msg(n <= 1, "%s ran %d times", name, n);
   char value[32];
   snprintf(value, sizeof value, "%s%s", strcmp(name, "fin") ? "sent" : "done",

@@ -87,6 +87,73 @@ static cJSON *command(struct lc_sd *d, const char *t, const char *body, const ch
 
 static const char *err_code(const cJSON *j) { return js(j, "error"); }
 
+/* A request whose answer matters only by its status. */
+static void expect_code(struct lc_sd *d, const char *m, const char *p, const char *body, int code) {
+  cJSON_Delete(lc_sd_expect(d, m, p, body, code));
+}
+
+/* A command on thread T that must fail with the error code want. */
+static void command_fails(struct lc_sd *d, const char *t, const char *body, const char *want) {
+  cJSON *j = command(d, t, body, "error");
+  ck_assert_str_eq(err_code(j), want);
+  cJSON_Delete(j);
+}
+
+/* input.inject of one message (JSON) into run 0 of thread T, as command
+ * id; the envelope's type must be want (NULL: either). */
+static cJSON *inject(struct lc_sd *d, const char *t, int id, const char *ns, const char *message,
+                     const char *want) {
+  char body[400];
+  snprintf(body, sizeof body,
+           "{\"id\":%d,\"method\":\"input.inject\",\"params\":{%s\"message\":%s}}", id, ns,
+           message);
+  return command(d, t, body, want);
+}
+
+/* run.start of assistant on thread T with input (JSON), as command id;
+ * the run's id into rid. */
+static void run_start(struct lc_sd *d, const char *t, int id, const char *assistant,
+                      const char *input, char rid[80]) {
+  char body[300];
+  snprintf(body, sizeof body,
+           "{\"id\":%d,\"method\":\"run.start\",\"params\":{\"assistant_id\":\"%s\","
+           "\"input\":%s}}",
+           id, assistant, input);
+  cJSON *j = command(d, t, body, "success");
+  snprintf(rid, 80, "%s", js(cJSON_GetObjectItem(j, "result"), "run_id"));
+  cJSON_Delete(j);
+}
+
+/* Joins run rid of thread T until it ends: a join returns at a question,
+ * which the inbox answers, so join again. Its values. */
+static cJSON *join_to_end(struct lc_sd *d, const char *t, const char *rid) {
+  char p[300];
+  snprintf(p, sizeof p, "/threads/%s/runs/%s/join", t, rid);
+  for (int i = 0; i < 200; i++) {
+    cJSON *v = lc_sd_expect(d, "GET", p, NULL, 200);
+    if (!cJSON_GetObjectItem(v, "__interrupt__")) return v;
+    cJSON_Delete(v);
+    lc_test_nap_ms(10); /* the inbox is looked at every 20 ms */
+  }
+  ck_abort_msg("run %s did not end", rid);
+  return NULL;
+}
+
+/* The length of the array a request answers with. */
+static int array_len(struct lc_sd *d, const char *m, const char *p, const char *body) {
+  cJSON *j = lc_sd_expect(d, m, p, body, 200);
+  int n = cJSON_GetArraySize(j);
+  cJSON_Delete(j);
+  return n;
+}
+
+/* Another tenant's request on a thread of ours: 404. */
+static void other_tenant_404(struct lc_sd *d, const char *m, const char *p, const char *body) {
+  struct lc_sresp r = lc_sd_req(d, m, p, body, LC_SD_TOKEN_B, NULL);
+  ck_assert_int_eq(r.code, 404);
+  lc_sresp_free(&r);
+}
+
 /* input.inject: two messages for a run, given to its two questions in
  * order, with nobody answering; no run, another namespace, a bad
  * message: errors; a message for a run that ends without asking is not
@@ -95,71 +162,49 @@ START_TEST(inject_answers_next_questions) {
   struct lc_sd d;
   start(&d);
   const char *T = "inject-1";
+  const char *x = "{\"role\":\"user\",\"content\":\"x\"}";
   /* no such thread: HTTP 404, as for every command but run.start */
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/inject-1/commands",
-                            "{\"id\":1,\"method\":\"input.inject\",\"params\":{\"namespace\":[],"
-                            "\"message\":{\"role\":\"user\",\"content\":\"x\"}}}", 404));
-  cJSON *j;
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"inject-1\"}", 200));
-  j = command(&d, T, "{\"id\":2,\"method\":\"input.inject\",\"params\":{\"namespace\":[],"
-                     "\"message\":{\"role\":\"user\",\"content\":\"x\"}}}", "error");
+  expect_code(&d, "POST", "/threads/inject-1/commands",
+              "{\"id\":1,\"method\":\"input.inject\",\"params\":{\"namespace\":[],"
+              "\"message\":{\"role\":\"user\",\"content\":\"x\"}}}",
+              404);
+  expect_code(&d, "POST", "/threads", "{\"thread_id\": \"inject-1\"}", 200);
+  cJSON *j = inject(&d, T, 2, "\"namespace\":[],", x, "error");
   ck_assert_str_eq(err_code(j), "no_such_run");
   cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":3,\"method\":\"run.start\",\"params\":{\"assistant_id\":\"twice\","
-                     "\"input\":null}}", "success");
   char rid[80];
-  snprintf(rid, sizeof rid, "%s", js(cJSON_GetObjectItem(j, "result"), "run_id"));
-  cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":4,\"method\":\"input.inject\",\"params\":{\"namespace\":[\"sub\"],"
-                     "\"message\":{\"role\":\"user\",\"content\":\"x\"}}}", "error");
-  ck_assert_str_eq(err_code(j), "no_such_namespace");
-  cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":5,\"method\":\"input.inject\",\"params\":{\"namespace\":[],"
-                     "\"message\":{\"role\":\"tool\",\"content\":\"x\"}}}", "error");
-  ck_assert_str_eq(err_code(j), "invalid_argument");
-  cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":6,\"method\":\"input.inject\",\"params\":{\"namespace\":[],"
-                     "\"message\":{\"role\":\"user\"}}}", "error");
-  ck_assert_str_eq(err_code(j), "invalid_argument");
-  cJSON_Delete(j);
+  run_start(&d, T, 3, "twice", "null", rid);
+  const struct {
+    const char *ns, *message, *code;
+  } bad[] = {
+      {"\"namespace\":[\"sub\"],", "{\"role\":\"user\",\"content\":\"x\"}", "no_such_namespace"},
+      {"\"namespace\":[],", "{\"role\":\"tool\",\"content\":\"x\"}", "invalid_argument"},
+      {"\"namespace\":[],", "{\"role\":\"user\"}", "invalid_argument"},
+  };
+  for (int i = 0; i < 3; i++) {
+    j = inject(&d, T, 4 + i, bad[i].ns, bad[i].message, "error");
+    ck_assert_str_eq(err_code(j), bad[i].code);
+    cJSON_Delete(j);
+  }
   /* The run may be pending, running or already asking: the same end. */
-  j = command(&d, T, "{\"id\":7,\"method\":\"input.inject\",\"params\":{\"namespace\":[],"
-                     "\"message\":{\"role\":\"user\",\"content\":\"Ann\"}}}", "success");
+  j = inject(&d, T, 7, "\"namespace\":[],", "{\"role\":\"user\",\"content\":\"Ann\"}", "success");
   ck_assert_str_eq(js(cJSON_GetObjectItem(j, "result"), "run_id"), rid);
   cJSON_Delete(j);
-  cJSON_Delete(command(&d, T, "{\"id\":8,\"method\":\"input.inject\",\"params\":{"
-                              "\"message\":{\"role\":\"system\",\"content\":\"Bob\"}}}",
-                       "success"));
-  /* Join until it ends (each question it asks is answered from the
-   * inbox: a join returns at a question, so join again). */
-  char p[300];
-  snprintf(p, sizeof p, "/threads/%s/runs/%s/join", T, rid);
-  cJSON *v = NULL;
-  for (int i = 0; i < 200; i++) {
-    v = lc_sd_expect(&d, "GET", p, NULL, 200);
-    if (!cJSON_GetObjectItem(v, "__interrupt__")) break;
-    cJSON_Delete(v);
-    v = NULL;
-    lc_test_nap_ms(10); /* the inbox is looked at every 20 ms */
-  }
-  ck_assert_ptr_nonnull(v);
+  cJSON_Delete(inject(&d, T, 8, "", "{\"role\":\"system\",\"content\":\"Bob\"}", "success"));
+  /* Each question it asks is answered from the inbox. */
+  cJSON *v = join_to_end(&d, T, rid);
   ck_assert_str_eq(js(v, "a"), "Ann");
   ck_assert_str_eq(js(v, "b"), "Bob");
   cJSON_Delete(v);
   /* A message for a run that never asks is dropped with it. */
-  j = command(&d, T, "{\"id\":9,\"method\":\"run.start\",\"params\":{\"assistant_id\":\"quiet\","
-                     "\"input\":null}}", "success");
-  snprintf(rid, sizeof rid, "%s", js(cJSON_GetObjectItem(j, "result"), "run_id"));
-  cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":10,\"method\":\"input.inject\",\"params\":{\"namespace\":[],"
-                     "\"message\":{\"role\":\"user\",\"content\":\"stale\"}}}", NULL);
-  cJSON_Delete(j); /* success, or no_such_run when it already ended */
+  run_start(&d, T, 9, "quiet", "null", rid);
+  /* success, or no_such_run when it already ended */
+  cJSON_Delete(
+      inject(&d, T, 10, "\"namespace\":[],", "{\"role\":\"user\",\"content\":\"stale\"}", NULL));
+  char p[300];
   snprintf(p, sizeof p, "/threads/%s/runs/%s/join", T, rid);
-  cJSON_Delete(lc_sd_expect(&d, "GET", p, NULL, 200));
-  j = command(&d, T, "{\"id\":11,\"method\":\"run.start\",\"params\":{\"assistant_id\":\"twice\","
-                     "\"input\":null}}", "success");
-  snprintf(rid, sizeof rid, "%s", js(cJSON_GetObjectItem(j, "result"), "run_id"));
-  cJSON_Delete(j);
+  expect_code(&d, "GET", p, NULL, 200);
+  run_start(&d, T, 11, "twice", "null", rid);
   snprintf(p, sizeof p, "/threads/%s/runs/%s/join", T, rid);
   v = lc_sd_expect(&d, "GET", p, NULL, 200);
   ck_assert_ptr_nonnull(cJSON_GetObjectItem(v, "__interrupt__")); /* it waits: no stale answer */
@@ -175,26 +220,11 @@ START_TEST(run_start_on_busy_thread_injects) {
   struct lc_sd d;
   start(&d);
   const char *T = "inject-2";
-  cJSON *j = command(&d, T, "{\"id\":1,\"method\":\"run.start\",\"params\":{\"assistant_id\":"
-                            "\"slowask\",\"input\":null}}", "success");
-  char rid[80];
-  snprintf(rid, sizeof rid, "%s", js(cJSON_GetObjectItem(j, "result"), "run_id"));
-  cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":2,\"method\":\"run.start\",\"params\":{\"assistant_id\":"
-                     "\"slowask\",\"input\":\"three\"}}", "success");
-  ck_assert_str_eq(js(cJSON_GetObjectItem(j, "result"), "run_id"), rid); /* the same run */
-  cJSON_Delete(j);
-  char p[300];
-  snprintf(p, sizeof p, "/threads/%s/runs/%s/join", T, rid);
-  cJSON *v = NULL;
-  for (int i = 0; i < 200; i++) {
-    v = lc_sd_expect(&d, "GET", p, NULL, 200);
-    if (!cJSON_GetObjectItem(v, "__interrupt__")) break;
-    cJSON_Delete(v);
-    v = NULL;
-    lc_test_nap_ms(10);
-  }
-  ck_assert_ptr_nonnull(v);
+  char rid[80], rid2[80];
+  run_start(&d, T, 1, "slowask", "null", rid);
+  run_start(&d, T, 2, "slowask", "\"three\"", rid2);
+  ck_assert_str_eq(rid2, rid); /* the same run */
+  cJSON *v = join_to_end(&d, T, rid);
   ck_assert_str_eq(js(v, "a"), "three");
   cJSON_Delete(v);
   lc_sd_stop_clean(&d);
@@ -205,8 +235,7 @@ END_TEST
 START_TEST(thread_state_writes) {
   struct lc_sd d;
   start(&d);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads",
-                            "{\"thread_id\": \"st-1\", \"metadata\": {\"a\": 1}}", 200));
+  expect_code(&d, "POST", "/threads", "{\"thread_id\": \"st-1\", \"metadata\": {\"a\": 1}}", 200);
   /* updateState: merged into the values, which the next run reads */
   cJSON *j = lc_sd_expect(&d, "POST", "/threads/st-1/state",
                           "{\"values\": {\"note\": \"hi\"}, \"as_node\": \"run\"}", 200);
@@ -219,20 +248,19 @@ START_TEST(thread_state_writes) {
                    "{\"assistant_id\": \"echo\", \"input\": 1}", 200);
   ck_assert_str_eq(js(j, "seen"), "hi");
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/state", "{\"values\": 3}", 422));
+  expect_code(&d, "POST", "/threads/st-1/state", "{\"values\": 3}", 422);
   /* patchState: the current state's metadata (the thread's), merged */
-  cJSON_Delete(lc_sd_expect(&d, "PATCH", "/threads/st-1/state", "{\"metadata\": {\"b\": 2}}",
-                            204));
+  expect_code(&d, "PATCH", "/threads/st-1/state", "{\"metadata\": {\"b\": 2}}", 204);
   j = lc_sd_expect(&d, "GET", "/threads/st-1/state", NULL, 200);
   cJSON *md = cJSON_GetObjectItem(j, "metadata");
   ck_assert_int_eq(cJSON_GetObjectItem(md, "a")->valueint, 1);
   ck_assert_int_eq(cJSON_GetObjectItem(md, "b")->valueint, 2);
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "PATCH", "/threads/st-1/state", "{}", 422));
+  expect_code(&d, "PATCH", "/threads/st-1/state", "{}", 422);
   /* getState at a checkpoint object (the SDK's /state/checkpoint): the
    * state after the first run, the second one's being the current */
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/runs/wait",
-                            "{\"assistant_id\": \"echo\", \"input\": 2}", 200));
+  expect_code(&d, "POST", "/threads/st-1/runs/wait", "{\"assistant_id\": \"echo\", \"input\": 2}",
+              200);
   j = lc_sd_expect(&d, "GET", "/threads/st-1/history", NULL, 200);
   const char *cp = NULL;
   const cJSON *h;
@@ -247,11 +275,11 @@ START_TEST(thread_state_writes) {
   j = lc_sd_expect(&d, "POST", "/threads/st-1/state/checkpoint", body, 200);
   ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "echo")->valueint, 1);
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/state/checkpoint",
-                            "{\"checkpoint\": {\"checkpoint_id\": \"nope\"}}", 404));
+  expect_code(&d, "POST", "/threads/st-1/state/checkpoint",
+              "{\"checkpoint\": {\"checkpoint_id\": \"nope\"}}", 404);
   /* history pages with before (a checkpoint's config) */
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/runs/wait",
-                            "{\"assistant_id\": \"echo\", \"input\": 3}", 200));
+  expect_code(&d, "POST", "/threads/st-1/runs/wait", "{\"assistant_id\": \"echo\", \"input\": 3}",
+              200);
   j = lc_sd_expect(&d, "POST", "/threads/st-1/history", "{\"limit\": 10}", 200);
   ck_assert_int_eq(cJSON_GetArraySize(j), 3); /* now (3), after 2, after 1 */
   char mid[80];
@@ -266,34 +294,26 @@ START_TEST(thread_state_writes) {
       cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(j, 0), "values"), "echo")->valueint,
       1);
   cJSON_Delete(j);
-  j = lc_sd_expect(&d, "POST", "/threads/st-1/history", "{\"limit\": 1}", 200);
-  ck_assert_int_eq(cJSON_GetArraySize(j), 1);
-  cJSON_Delete(j);
-  j = lc_sd_expect(&d, "POST", "/threads/st-1/history", "{\"metadata\": {\"b\": 2}}", 200);
-  ck_assert_int_eq(cJSON_GetArraySize(j), 1); /* the current state's is the thread's */
-  cJSON_Delete(j);
+  ck_assert_int_eq(array_len(&d, "POST", "/threads/st-1/history", "{\"limit\": 1}"), 1);
+  /* the current state's is the thread's */
+  ck_assert_int_eq(array_len(&d, "POST", "/threads/st-1/history", "{\"metadata\": {\"b\": 2}}"), 1);
   /* threads.create with supersteps: their values, in order */
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads",
-                            "{\"thread_id\": \"ss-1\", \"supersteps\": [{\"updates\": [{\"values\": "
-                            "{\"a\": 1, \"b\": 1}}]}, {\"updates\": [{\"values\": {\"b\": 2}, "
-                            "\"as_node\": \"x\"}]}]}",
-                            200));
+  expect_code(&d, "POST", "/threads",
+              "{\"thread_id\": \"ss-1\", \"supersteps\": [{\"updates\": [{\"values\": "
+              "{\"a\": 1, \"b\": 1}}]}, {\"updates\": [{\"values\": {\"b\": 2}, "
+              "\"as_node\": \"x\"}]}]}",
+              200);
   j = lc_sd_expect(&d, "GET", "/threads/ss-1/state", NULL, 200);
   ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "a")->valueint, 1);
   ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "b")->valueint, 2);
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads",
-                            "{\"supersteps\": [{\"updates\": [{\"command\": {\"goto\": \"x\"}}]}]}",
-                            422));
+  expect_code(&d, "POST", "/threads",
+              "{\"supersteps\": [{\"updates\": [{\"command\": {\"goto\": \"x\"}}]}]}", 422);
   /* not while a run of the thread is active */
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/runs",
-                            "{\"assistant_id\": \"twice\"}", 200));
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/st-1/state", "{\"values\": {\"x\": 1}}", 409));
+  expect_code(&d, "POST", "/threads/st-1/runs", "{\"assistant_id\": \"twice\"}", 200);
+  expect_code(&d, "POST", "/threads/st-1/state", "{\"values\": {\"x\": 1}}", 409);
   /* another tenant: 404 */
-  struct lc_sresp r = lc_sd_req(&d, "PATCH", "/threads/st-1/state", "{\"metadata\": {\"c\": 1}}",
-                                LC_SD_TOKEN_B, NULL);
-  ck_assert_int_eq(r.code, 404);
-  lc_sresp_free(&r);
+  other_tenant_404(&d, "PATCH", "/threads/st-1/state", "{\"metadata\": {\"c\": 1}}");
   lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
@@ -314,8 +334,8 @@ START_TEST(batch_assistants_filters_namespaces) {
   j = lc_sd_expect(&d, "GET", p, NULL, 200);
   ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "echo")->valueint, 2);
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/runs/batch", "{\"assistant_id\": \"echo\"}", 422));
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/runs/batch", "[{\"assistant_id\": \"nope\"}]", 404));
+  expect_code(&d, "POST", "/runs/batch", "{\"assistant_id\": \"echo\"}", 422);
+  expect_code(&d, "POST", "/runs/batch", "[{\"assistant_id\": \"nope\"}]", 404);
   struct lc_sresp r = lc_sd_req(&d, "POST", "/runs/batch", "[{\"assistant_id\": \"echo\"}]",
                                 LC_SD_TOKEN, "Idempotency-Key: k1");
   ck_assert_int_eq(r.code, 422);
@@ -325,15 +345,12 @@ START_TEST(batch_assistants_filters_namespaces) {
                                               "\"do_nothing\"}", 200);
   ck_assert_str_eq(js(j, "assistant_id"), "echo");
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/assistants", "{\"graph_id\": \"nope\"}", 404));
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/assistants",
-                            "{\"graph_id\": \"echo\", \"config\": {\"k\": 1}}", 422));
-  cJSON_Delete(lc_sd_expect(&d, "PATCH", "/assistants/echo", "{}", 405));
-  cJSON_Delete(lc_sd_expect(&d, "DELETE", "/assistants/echo", NULL, 405));
+  expect_code(&d, "POST", "/assistants", "{\"graph_id\": \"nope\"}", 404);
+  expect_code(&d, "POST", "/assistants", "{\"graph_id\": \"echo\", \"config\": {\"k\": 1}}", 422);
+  expect_code(&d, "PATCH", "/assistants/echo", "{}", 405);
+  expect_code(&d, "DELETE", "/assistants/echo", NULL, 405);
   /* a metadata filter matches no agent (theirs is empty); none: all */
-  j = lc_sd_expect(&d, "POST", "/assistants/search", "{\"metadata\": {\"k\": 1}}", 200);
-  ck_assert_int_eq(cJSON_GetArraySize(j), 0);
-  cJSON_Delete(j);
+  ck_assert_int_eq(array_len(&d, "POST", "/assistants/search", "{\"metadata\": {\"k\": 1}}"), 0);
   j = lc_sd_expect(&d, "POST", "/assistants/count", "{\"metadata\": {\"k\": 1}}", 200);
   ck_assert_int_eq(j->valueint, 0);
   cJSON_Delete(j);
@@ -362,12 +379,12 @@ START_TEST(batch_assistants_filters_namespaces) {
     ck_assert_int_eq(cJSON_GetArraySize(j), off ? 0 : 1);
     cJSON_Delete(j);
   }
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/assistants/search", "{\"sort_by\": \"size\"}", 422));
+  expect_code(&d, "POST", "/assistants/search", "{\"sort_by\": \"size\"}", 422);
   /* threads.count / search by values */
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"v-1\"}", 200));
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"v-2\"}", 200));
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/v-1/runs/wait",
-                            "{\"assistant_id\": \"echo\", \"input\": 7}", 200));
+  expect_code(&d, "POST", "/threads", "{\"thread_id\": \"v-1\"}", 200);
+  expect_code(&d, "POST", "/threads", "{\"thread_id\": \"v-2\"}", 200);
+  expect_code(&d, "POST", "/threads/v-1/runs/wait", "{\"assistant_id\": \"echo\", \"input\": 7}",
+              200);
   j = lc_sd_expect(&d, "POST", "/threads/count", "{\"values\": {\"echo\": 7}}", 200);
   ck_assert_int_eq(j->valueint, 1);
   cJSON_Delete(j);
@@ -388,15 +405,15 @@ START_TEST(batch_assistants_filters_namespaces) {
                    "{\"sort_by\": \"updated_at\", \"sort_order\": \"desc\"}", 200);
   ck_assert_str_eq(js(cJSON_GetArrayItem(j, 0), "thread_id"), "v-1"); /* its run updated it */
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/search", "{\"sort_by\": \"status\"}", 422));
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads/search", "{\"sort_order\": \"up\"}", 422));
+  expect_code(&d, "POST", "/threads/search", "{\"sort_by\": \"status\"}", 422);
+  expect_code(&d, "POST", "/threads/search", "{\"sort_order\": \"up\"}", 422);
   /* store namespaces by suffix ("*" any label) */
   const char *puts[] = {"[\"users\", \"ann\", \"prefs\"]", "[\"users\", \"bob\", \"prefs\"]",
                         "[\"users\", \"bob\", \"notes\"]", "[\"docs\", \"prefs\"]"};
   for (int i = 0; i < 4; i++) {
     char b[200];
     snprintf(b, sizeof b, "{\"namespace\": %s, \"key\": \"k\", \"value\": {\"v\": %d}}", puts[i], i);
-    cJSON_Delete(lc_sd_expect(&d, "PUT", "/store/items", b, 204));
+    expect_code(&d, "PUT", "/store/items", b, 204);
   }
   j = lc_sd_expect(&d, "POST", "/store/namespaces", "{\"suffix\": [\"prefs\"]}", 200);
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "namespaces")), 3);
@@ -410,10 +427,9 @@ START_TEST(batch_assistants_filters_namespaces) {
   ck_assert_int_eq(cJSON_GetArraySize(ns), 1);
   ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(ns, 0), 0)->valuestring, "users");
   cJSON_Delete(j);
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/store/namespaces", "{\"suffix\": \"prefs\"}", 422));
+  expect_code(&d, "POST", "/store/namespaces", "{\"suffix\": \"prefs\"}", 422);
   /* a semantic query is refused, not ignored */
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/store/items/search", "{\"query\": \"prefs of ann\"}",
-                            422));
+  expect_code(&d, "POST", "/store/items/search", "{\"query\": \"prefs of ann\"}", 422);
   j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"namespace_prefix\": [\"docs\"]}", 200);
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 1);
   cJSON_Delete(j);
@@ -428,8 +444,10 @@ START_TEST(protocol_state_commands) {
   struct lc_sd d;
   start(&d);
   const char *T = "fork-1";
-  cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\": \"fork-1\", "
-                                                    "\"metadata\": {\"who\": \"ann\"}}", 200));
+  expect_code(&d, "POST", "/threads",
+              "{\"thread_id\": \"fork-1\", "
+              "\"metadata\": {\"who\": \"ann\"}}",
+              200);
   char r1[80], r2[80], p[300], body[400];
   for (int i = 1; i <= 2; i++) {
     snprintf(body, sizeof body, "{\"assistant_id\": \"prev\", \"input\": %d}", i);
@@ -437,7 +455,7 @@ START_TEST(protocol_state_commands) {
     snprintf(i == 1 ? r1 : r2, sizeof r1, "%s", js(r, "run_id"));
     cJSON_Delete(r);
     snprintf(p, sizeof p, "/threads/fork-1/runs/%s/join", i == 1 ? r1 : r2);
-    cJSON_Delete(lc_sd_expect(&d, "GET", p, NULL, 200));
+    expect_code(&d, "GET", p, NULL, 200);
   }
   cJSON *j = command(&d, T, "{\"id\":1,\"method\":\"state.listCheckpoints\",\"params\":{}}",
                      "success");
@@ -478,10 +496,10 @@ START_TEST(protocol_state_commands) {
   j = lc_sd_expect(&d, "GET", "/threads/fork-1/state", NULL, 200);
   ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "values"), "echo")->valueint, 2);
   cJSON_Delete(j); /* the source thread is as it was */
-  j = command(&d, T, "{\"id\":4,\"method\":\"state.fork\",\"params\":{\"checkpoint_id\":"
-                     "\"nope\"}}", "error");
-  ck_assert_str_eq(err_code(j), "no_such_checkpoint");
-  cJSON_Delete(j);
+  command_fails(&d, T,
+                "{\"id\":4,\"method\":\"state.fork\",\"params\":{\"checkpoint_id\":"
+                "\"nope\"}}",
+                "no_such_checkpoint");
   /* agent.getTree: the root alone */
   j = command(&d, T, "{\"id\":5,\"method\":\"agent.getTree\",\"params\":{}}", "success");
   cJSON *tree = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "tree");
@@ -489,19 +507,13 @@ START_TEST(protocol_state_commands) {
   ck_assert_str_eq(js(tree, "status"), "completed");
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(tree, "namespace")), 0);
   cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":6,\"method\":\"agent.getTree\",\"params\":{\"run_id\":\"x\"}}",
-              "error");
-  ck_assert_str_eq(err_code(j), "no_such_run");
-  cJSON_Delete(j);
-  j = command(&d, T, "{\"id\":7,\"method\":\"subscription.subscribe\",\"params\":{}}", "error");
-  ck_assert_str_eq(err_code(j), "unknown_command");
-  cJSON_Delete(j);
+  command_fails(&d, T, "{\"id\":6,\"method\":\"agent.getTree\",\"params\":{\"run_id\":\"x\"}}",
+                "no_such_run");
+  command_fails(&d, T, "{\"id\":7,\"method\":\"subscription.subscribe\",\"params\":{}}",
+                "unknown_command");
   /* another tenant's thread: 404 */
-  struct lc_sresp r = lc_sd_req(&d, "POST", "/threads/fork-1/commands",
-                                "{\"id\":8,\"method\":\"state.listCheckpoints\"}", LC_SD_TOKEN_B,
-                                NULL);
-  ck_assert_int_eq(r.code, 404);
-  lc_sresp_free(&r);
+  other_tenant_404(&d, "POST", "/threads/fork-1/commands",
+                   "{\"id\":8,\"method\":\"state.listCheckpoints\"}");
   lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }

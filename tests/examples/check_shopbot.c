@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +19,7 @@
 
 #include "util_common.h"
 #include "util_mock.h"
-
-extern char **environ;
+#include "util_ship.h"
 
 static struct lc_mock mock;
 static char tmpdir[256], shopdb[320], shipdb[320], outbox[320];
@@ -30,38 +28,7 @@ static char ship_url[64];
 
 /* ---- the shipping service as a child process ---- */
 
-/* Reads "listening on 127.0.0.1:PORT" (poll, no sleeps); -1 on failure. */
-static int read_port(int fd) {
-  char line[128];
-  size_t n = 0;
-  while (n < sizeof line - 1) {
-    struct pollfd p = {fd, POLLIN, 0};
-    int r = poll(&p, 1, 10000);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0 || read(fd, line + n, 1) != 1) return -1;
-    if (line[n] == '\n') break;
-    n++;
-  }
-  line[n] = '\0';
-  int port;
-  return sscanf(line, "listening on 127.0.0.1:%d", &port) == 1 ? port : -1;
-}
-
-static void ship_start(void) {
-  int fds[2];
-  ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
-  const char *argv[] = {LC_BINARY_DIR "/shopbot-shipping", "--db", shipdb, "--port", "0", NULL};
-  ck_assert_int_eq(posix_spawn(&ship_pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  close(fds[1]);
-  int port = read_port(fds[0]);
-  close(fds[0]);
-  ck_assert_int_gt(port, 0);
-  snprintf(ship_url, sizeof ship_url, "http://127.0.0.1:%d", port);
-}
+static void ship_start(void) { ship_pid = lc_test_ship_start(shipdb, ship_url, sizeof ship_url); }
 
 static void ship_stop(void) {
   if (ship_pid <= 0) return;

@@ -23,6 +23,26 @@ static inline size_t fz_next(uint32_t *st, size_t left) {
   return n < left ? n : left;
 }
 
+/* A parser's log of one feed of d[0,n): whole (seed 0) or in fragments
+ * chosen by seed (fz_next). */
+typedef void (*fz_run_fn)(const uint8_t *d, size_t n, uint32_t seed, struct lc_buf *log);
+
+/* Feeds data[1..] whole and cut as data[0] says; aborts when the two logs
+ * differ (a split changed what the parser saw). */
+static inline void fz_split_diff(fz_run_fn run, const uint8_t *data, size_t size) {
+  if (size < 1)
+    return;
+  struct lc_buf a, b;
+  lc_buf_init(&a, 0);
+  lc_buf_init(&b, 0);
+  run(data + 1, size - 1, 0, &a);
+  run(data + 1, size - 1, data[0] * 2654435761u + 1, &b);
+  if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+    abort();
+  lc_buf_free(&a);
+  lc_buf_free(&b);
+}
+
 static inline char *fz_summary(const struct lc_llm_response *r) {
   struct lc_buf b;
   lc_buf_init(&b, 0);

@@ -78,24 +78,13 @@ START_TEST(fixture_parse) {
   } else if (!stream) {
     ck_assert_int_eq(ad->parse(body, len, &r), 0);
     l2_check_answer(id, &r, exp);
-    struct lc_llm_response cut;
-    lc_llm_response_init(&cut);
-    ck_assert_int_eq(ad->parse(body, len / 2, &cut), LC_EINVAL);
-    ck_assert_int_eq(cut.err, LC_LLM_EBADRESP);
-    lc_llm_response_free(&cut);
+    lc_conf_check_half_body(ad, body, len);
   } else {
-    ck_assert_int_eq(l2_run_stream(ad, body, len, len, &r), 0);
+    ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len, &r), 0);
     l2_check_answer(id, &r, exp);
     /* one byte at a time (the every-offset splits are the suite
      * conformance_llm2_splits: this one stays within its time) */
-    char *want = l2_summary(&r);
-    struct lc_llm_response o;
-    ck_assert_int_eq(l2_run_stream(ad, body, len, len + 1, &o), 0);
-    char *got = l2_summary(&o);
-    ck_assert_msg(strcmp(want, got) == 0, "%s: bytewise:\n%s\nvs\n%s", id, got, want);
-    lc_free(got);
-    lc_llm_response_free(&o);
-    lc_free(want);
+    lc_conf_check_splits(id, ad, body, len, &r, len + 1, len + 1);
     /* no [DONE]: the end is response.completed; cut before it (or inside
      * its event) is always an error, never a short answer */
     const char *m = strstr(body, "event: response.completed");
@@ -106,7 +95,7 @@ START_TEST(fixture_parse) {
     size_t cuts[] = {0, 1, len / 4, len / 2, mpos, mpos + 3, dpos};
     for (size_t k = 0; k < LC_ARRAY_LEN(cuts); k++) {
       struct lc_llm_response c;
-      ck_assert_int_eq(l2_run_stream(ad, body, cuts[k], cuts[k], &c), LC_EINVAL);
+      ck_assert_int_eq(lc_conf_run_stream(ad, body, cuts[k], cuts[k], &c), LC_EINVAL);
       ck_assert_msg(c.err == LC_LLM_EBADRESP, "%s: cut at %zu: %s", id, cuts[k], lc_llm_err_name(c.err));
       ck_assert_ptr_null(c.text);
       lc_llm_response_free(&c);
@@ -172,6 +161,54 @@ START_TEST(fixture_loopback) {
 }
 END_TEST
 
+/* Out of memory at every allocation of parsing a Responses answer with
+ * encrypted reasoning, whole and streamed: the parser succeeds, or refuses
+ * with an error kind (the reasoning state it could not keep is
+ * bad_response "out of memory"), and nothing leaks. */
+START_TEST(reasoning_parse_out_of_memory) {
+  static const char *const ids[] = {"responses-reasoning-encrypted-nonstream-01",
+                                    "deepseek-responses-reasoning-stream-01"};
+  const struct lc_llm_adapter *ad = &lc_llm_openai_responses;
+  for (int k = 0; k < 2; k++) {
+    cJSON *fx = l2_load_fx(ids[k]);
+    const char *body =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "response"), "body_text")->valuestring;
+    size_t len = strlen(body);
+    int finished = 0, nomem = 0;
+    /* every n to a bound past the parse's allocations: an optional field
+     * may go missing quietly, so a success does not end the sweep */
+    for (long n = 1; n < 3000; n++) {
+      long live = lc_alloc_live();
+      struct lc_llm_response r;
+      lc_llm_response_init(&r);
+      lc_alloc_fail_after(n);
+      int rc;
+      if (k == 0) {
+        rc = ad->parse(body, len, &r);
+      } else {
+        struct lc_llm_stream *st = ad->stream_new();
+        rc = st ? ad->stream_feed(st, body, len, NULL, NULL) : LC_ENOMEM;
+        if (st) {
+          int erc = ad->stream_end(st, &r);
+          if (!rc) rc = erc;
+          ad->stream_free(st);
+        }
+      }
+      lc_alloc_fail_after(0);
+      if (rc == 0) finished |= r.err == LC_LLM_OK;
+      else ck_assert_msg(rc == LC_EINVAL || rc == LC_ENOMEM, "%s n=%ld rc=%d", ids[k], n, rc);
+      if (rc == LC_EINVAL) ck_assert_int_ne(r.err, LC_LLM_OK);
+      nomem += r.err_message && !strcmp(r.err_message, "out of memory");
+      lc_llm_response_free(&r);
+      ck_assert_msg(lc_alloc_live() == live, "%s n=%ld: leaked", ids[k], n);
+    }
+    ck_assert_msg(finished, "%s never parsed", ids[k]);
+    ck_assert_msg(nomem > 0, "%s: no allocation failure reached the reasoning state", ids[k]);
+    cJSON_Delete(fx);
+  }
+}
+END_TEST
+
 Suite *conformance_llm2_suite(void) {
   Suite *s = suite_create("conformance_llm2");
   l2_list_ids();
@@ -181,6 +218,7 @@ Suite *conformance_llm2_suite(void) {
   tc = tcase_create("parse");
   tcase_set_timeout(tc, 600);
   tcase_add_loop_test(tc, fixture_parse, 0, l2_n_ids ? l2_n_ids : 1);
+  tcase_add_test(tc, reasoning_parse_out_of_memory);
   suite_add_tcase(s, tc);
   tc = tcase_create("loopback");
   tcase_set_timeout(tc, 60);

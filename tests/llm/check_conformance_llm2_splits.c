@@ -52,8 +52,8 @@ START_TEST(every_split) {
   const char *body = cJSON_GetObjectItem(cJSON_GetObjectItem(fx, "response"), "body_text")->valuestring;
   size_t len = strlen(body);
   struct lc_llm_response r;
-  ck_assert_int_eq(l2_run_stream(ad, body, len, len, &r), 0);
-  char *want = l2_summary(&r);
+  ck_assert_int_eq(lc_conf_run_stream(ad, body, len, len, &r), 0);
+  char *want = lc_conf_summary(&r);
   /* Every offset is a split point. Up to 32 KB, each is the only one of
    * its parse (a parse per offset: quadratic). Past that, offset k is cut
    * in the pass that cuts at every offset = k (mod SPLIT_PERIOD): every
@@ -65,8 +65,8 @@ START_TEST(every_split) {
   size_t period = len > 32768 ? SPLIT_PERIOD : 0;
   for (size_t cut = 0; cut <= (period ? period - 1 : len); cut++) {
     struct lc_llm_response o;
-    ck_assert_int_eq(l2_run_stream_every(ad, body, len, cut, period, &o), 0);
-    char *got = l2_summary(&o);
+    ck_assert_int_eq(lc_conf_run_stream_every(ad, body, len, cut, period, &o), 0);
+    char *got = lc_conf_summary(&o);
     ck_assert_msg(strcmp(want, got) == 0, "%s: split at %zu:\n%s\nvs\n%s", id, cut, got, want);
     lc_free(got);
     lc_llm_response_free(&o);

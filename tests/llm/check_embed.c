@@ -451,6 +451,50 @@ START_TEST(journal_replays_offline) {
 }
 END_TEST
 
+/* Out of memory at allocation N (one case per N) of a recorded call, up
+ * to its journal line: the call completes or start fails, and nothing is
+ * leaked. Allocations of the vectors' journal encoding once leaked the
+ * base64 buffer when the buffer before it failed. */
+static struct lc_mock oom_mock;
+static void oom_mock_up(void) {
+  ck_assert_int_eq(lc_mock_start(&oom_mock, batch_script), 0);
+}
+static void oom_mock_down(void) { lc_mock_stop(&oom_mock); }
+
+START_TEST(recorded_call_out_of_memory) {
+  char jpath[128], err[512], base[128];
+  snprintf(jpath, sizeof jpath, "/tmp/lc_embed_oom_%ld.jsonl", (long)getpid());
+  snprintf(base, sizeof base, "%s/v1", oom_mock.base_url);
+  long live0 = lc_alloc_live();
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, jpath, NULL, &j, err, sizeof err), 0);
+  struct lc_llm_opts o;
+  lc_llm_opts_default(&o);
+  o.retry.max_attempts = 1;
+  o.effect = (struct lc_effect_src){.j = j, .next = next_id, .ud = &seqno};
+  const char *two[] = {"t0", "t1"}; /* one batch, answered at once */
+  struct lc_embed_request *q = new_req(LC_PROV_OPENAI, "emb", base, two, 2);
+  int done = 0;
+  struct lc_embed_call *c = NULL;
+  lc_alloc_fail_after(_i);
+  int rc = lc_embed_call_start(loop, q, &o, on_done, &done, &c);
+  lc_free(q);
+  while (rc == 0 && !done) {
+    if (lc_journal_idle(j)) continue;
+    lc_loop_run_once(loop, -1);
+  }
+  lc_alloc_fail_after(0);
+  ck_assert(rc == 0 || rc == LC_ENOMEM);
+  lc_embed_call_free(c);
+  lc_journal_free(j);
+  lc_loop_free(loop);
+  unlink(jpath);
+  ck_assert_int_eq(lc_alloc_live(), live0);
+}
+END_TEST
+
 /* ---- Gemini ---- */
 
 /* The request for a batch: the path with the model percent-encoded (a
@@ -593,7 +637,11 @@ START_TEST(lua_embed) {
       "raises({model='openai:e', input=''}, 'input[1] is empty')\n"
       "raises({model='openai:e', input={'a', '\\xff\\xfe'}}, 'input[2] is not UTF-8')\n"
       "raises({model='openai:e', input={'a', 'b\\0c'}}, 'input[2] is not UTF-8')\n"
-      "raises({model='openai:e', input=string.rep('x', 100), max_input_bytes=10}, 'over max_input_bytes')\n"
+      "raises({model='openai:e', input=string.rep('x', 100), max_input_bytes=10},\n"
+      "  'luact.llm.embed: input[1] is 100 bytes, over max_input_bytes (10): split it first')\n"
+      "raises({model='openai:e', input='x', dimensions=0}, \"'dimensions' must be 1..\")\n"
+      "raises({model='openai:e', input='x', max_batch=0}, \"'max_batch' must be >= 1\")\n"
+      "raises({model='openai:e', input='x', max_input_bytes=0}, \"'max_input_bytes' must be >= 1\")\n"
       "raises({model='openai:e', input={}}, 'empty list')\n"
       "raises({model='anthropic:c', input='x'}, 'embeddings need provider')\n"
       "raises({model='openai:e', input='x', dimension=3}, 'dimensions')\n"
@@ -741,6 +789,11 @@ Suite *embed_suite(void) {
   tcase_add_test(tc, gemini_build);
   tcase_add_test(tc, gemini_batches_of_100);
   tcase_add_test(tc, gemini_errors_by_kind);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("call_oom");
+  tcase_set_timeout(tc, 60);
+  tcase_add_unchecked_fixture(tc, oom_mock_up, oom_mock_down);
+  tcase_add_loop_test(tc, recorded_call_out_of_memory, 1, 120);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -6,6 +6,7 @@
 
 #include "lc.h"
 #include "ndjson.h"
+#include "util_common.h"
 
 struct log {
   char s[4096];
@@ -38,16 +39,10 @@ static void run(const char *in, size_t n, size_t cut, size_t max, char *out,
   lc_ndjson_free(&p);
 }
 
+/* The whole feed's log is want; every split and the bytewise feed the
+ * same (util_common.h). */
 static void check_all(const char *in, size_t n, size_t max, const char *want) {
-  char whole[5000], other[5000];
-  run(in, n, n, max, whole, sizeof whole);
-  ck_assert_str_eq(whole, want);
-  for (size_t cut = 0; cut <= n; cut++) {
-    run(in, n, cut, max, other, sizeof other);
-    ck_assert_msg(strcmp(whole, other) == 0, "split at %zu: %s", cut, other);
-  }
-  run(in, n, n + 1, max, other, sizeof other);
-  ck_assert_msg(strcmp(whole, other) == 0, "bytewise: %s", other);
+  lc_test_split_sweep(run, in, n, max, want);
 }
 
 #define CHECK(in, want) check_all(in, sizeof(in) - 1, 0, want)

@@ -7,6 +7,7 @@
 
 #include "lc.h"
 #include "sse.h"
+#include "util_common.h"
 
 struct log {
   char s[8192];
@@ -53,18 +54,10 @@ static void run(const char *in, size_t n, size_t cut, size_t max, char *out,
   lc_sse_free(&p);
 }
 
-/* Checks the whole-input log equals want, then that every split and the
- * byte-at-a-time feed give exactly the same. */
+/* The whole feed's log is want; every split and the bytewise feed the
+ * same (util_common.h). */
 static void check_all(const char *in, size_t n, size_t max, const char *want) {
-  char whole[9000], other[9000];
-  run(in, n, n, max, whole, sizeof whole);
-  ck_assert_str_eq(whole, want);
-  for (size_t cut = 0; cut <= n; cut++) {
-    run(in, n, cut, max, other, sizeof other);
-    ck_assert_msg(strcmp(whole, other) == 0, "split at %zu: %s", cut, other);
-  }
-  run(in, n, n + 1, max, other, sizeof other);
-  ck_assert_msg(strcmp(whole, other) == 0, "bytewise: %s", other);
+  lc_test_split_sweep(run, in, n, max, want);
 }
 
 #define CHECK(in, want) check_all(in, sizeof(in) - 1, 0, want)

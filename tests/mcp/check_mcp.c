@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -21,6 +20,7 @@
 
 #include "util_common.h"
 #include "util_lua.h"
+#include "util_mcp.h"
 #include "util_mock.h"
 
 static char out[8192], err[4096];
@@ -44,8 +44,7 @@ static void make_prelude(void) {
            "  local t = {command='node', args={FAKE, mode, LOG}, connect_timeout=20}\n"
            "  for k, v in pairs(extra or {}) do t[k] = v end\n"
            "  return luact.mcp.connect(t)\n"
-           "end\n"
-           "function check(c, ...) if not c then error(table.concat({...}, ' '), 2) end return c end\n",
+           "end\n" LC_TEST_LUA_CHECK,
            nm, nm, nm, nm, src);
 }
 
@@ -917,28 +916,9 @@ END_TEST
 /* `luact mcp serve --http`: the SDK client over Streamable HTTP with the
  * bearer token, luact's client too; no token is 401. */
 START_TEST(serve_http_bearer) {
-  int p[2];
-  ck_assert_int_eq(pipe(p), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s/tests/mcp/agents", lc_test_source_dir());
-    setenv("LUACT_MCP_TOKEN", "test-token-0123456789", 1);
-    dup2(p[1], 2);
-    close(p[0]);
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", "--http", "0", dir, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  FILE *f = fdopen(p[0], "r");
-  char line[256];
-  int port = 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "luact mcp: listening on http://127.0.0.1:%d/mcp", &port) == 1) break;
-  ck_assert_msg(port > 0, "the server did not start");
+  int port;
+  FILE *f;
+  pid_t pid = lc_test_mcp_serve_http("agents", "test-token-0123456789", &port, &f);
   char cmd[2048];
   snprintf(cmd, sizeof cmd,
            "cd %s/tests/mcp && node sdk_client.mjs --http http://127.0.0.1:%d/mcp "
@@ -1011,32 +991,10 @@ static pid_t fake_http_pid;
 
 /* Starts the scripted HTTP server in mode, logging to log; its port. */
 static int fake_http_start(const char *mode, const char *log) {
-  int p[2];
-  ck_assert_int_eq(pipe(p), 0);
-  fake_http_pid = fork();
-  if (fake_http_pid == 0) {
-    char js[600];
-    snprintf(js, sizeof js, "%s/tests/mcp/fake_http_server.js", lc_test_source_dir());
-    dup2(p[1], 1);
-    close(p[0]);
-    execlp("node", "node", js, mode, log, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  FILE *f = fdopen(p[0], "r");
-  char line[128];
-  int port = 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "listening %d", &port) == 1) break;
-  fclose(f);
-  ck_assert_msg(port > 0, "fake_http_server.js did not start");
-  return port;
+  return lc_test_node_server_start(&fake_http_pid, "fake_http_server.js", mode, log, NULL);
 }
 
-static void fake_http_stop(void) {
-  kill(fake_http_pid, SIGKILL);
-  waitpid(fake_http_pid, NULL, 0);
-}
+static void fake_http_stop(void) { lc_test_node_server_stop(fake_http_pid); }
 
 /* An SSE answer stream the server closes before the answer, after an event
  * id and `retry: 300`, is resumed with GET and Last-Event-ID, no sooner
@@ -1245,29 +1203,9 @@ END_TEST
  * the answer a POST. Without the capability luact.ask reads the server's
  * stdin as before (here /dev/null: no input). */
 START_TEST(serve_elicit_http) {
-  int p[2];
-  ck_assert_int_eq(pipe(p), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    char dir[600];
-    snprintf(dir, sizeof dir, "%s/tests/mcp/agents_elicit", lc_test_source_dir());
-    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed check ends the test process: end with it */
-    setenv("LUACT_MCP_TOKEN", "test-token-0123456789", 1);
-    dup2(p[1], 2);
-    close(p[0]);
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", "--http", "0", dir, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  FILE *f = fdopen(p[0], "r");
-  char line[256];
-  int port = 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "luact mcp: listening on http://127.0.0.1:%d/mcp", &port) == 1) break;
-  ck_assert_msg(port > 0, "the server did not start");
+  int port;
+  FILE *f;
+  pid_t pid = lc_test_mcp_serve_http("agents_elicit", "test-token-0123456789", &port, &f);
   char target[256];
   snprintf(target, sizeof target, "--http http://127.0.0.1:%d/mcp test-token-0123456789", port);
   elicit_modes(target);

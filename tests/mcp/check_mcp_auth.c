@@ -17,6 +17,7 @@
 #include "oauth.h"
 #include "util_common.h"
 #include "util_lua.h"
+#include "util_mcp.h"
 
 static char out[8192], err[4096];
 static pid_t srv_pid;
@@ -28,32 +29,12 @@ static int srv_start(const char *mode) {
   int fd = mkstemp(log_path);
   ck_assert_int_ge(fd, 0);
   close(fd);
-  int p[2];
-  ck_assert_int_eq(pipe(p), 0);
-  srv_pid = fork();
-  if (srv_pid == 0) {
-    char js[600];
-    snprintf(js, sizeof js, "%s/tests/mcp/fake_auth_server.js", lc_test_source_dir());
-    dup2(p[1], 1);
-    close(p[0]);
-    execlp("node", "node", js, mode, log_path, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  FILE *f = fdopen(p[0], "r");
-  char line[128];
-  int port = 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "listening %d", &port) == 1) break;
-  fclose(f);
-  ck_assert_msg(port > 0, "fake_auth_server.js did not start");
-  return port;
+  return lc_test_node_server_start(&srv_pid, "fake_auth_server.js", mode, log_path, NULL);
 }
 
 /* Stops the server; its log (malloc'd) */
 static char *srv_stop(void) {
-  kill(srv_pid, SIGKILL);
-  waitpid(srv_pid, NULL, 0);
+  lc_test_node_server_stop(srv_pid);
   char *text = lc_test_read_file(log_path, NULL);
   unlink(log_path);
   return text ? text : strdup("");
@@ -67,8 +48,7 @@ static const char *prelude =
     "  if not r then return nil, e end\n"
     "  for k, v in pairs(r.headers) do if k:lower() == 'location' then return v end end\n"
     "  return nil, 'no Location'\n"
-    "end\n"
-    "function check(c, ...) if not c then error(table.concat({...}, ' '), 2) end return c end\n";
+    "end\n" LC_TEST_LUA_CHECK;
 
 static int run(const char *code) {
   return lc_test_lua_run_once(NULL, prelude, code, out, sizeof out, err, sizeof err);

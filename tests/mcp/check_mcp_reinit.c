@@ -4,15 +4,14 @@
  * the most recent initialize (its session id, MCP-Protocol-Version,
  * server:info() and server.version), nothing of the old session. */
 #include <check.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "util_common.h"
 #include "util_lua.h"
+#include "util_mcp.h"
 
 static char out[8192], err[4096];
 
@@ -21,28 +20,10 @@ START_TEST(http_reinit_uses_latest_initialize) {
   int fd = mkstemp(log);
   ck_assert_int_ge(fd, 0);
   close(fd);
-  int p[2];
-  ck_assert_int_eq(pipe(p), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    char js[600];
-    snprintf(js, sizeof js, "%s/tests/mcp/fake_restart_server.js", lc_test_source_dir());
-    dup2(p[1], 1);
-    close(p[0]);
-    execlp("node", "node", js, log, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  FILE *f = fdopen(p[0], "r");
-  char line[128];
-  int port = 0;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "listening %d", &port) == 1) break;
-  fclose(f);
-  ck_assert_msg(port > 0, "fake_restart_server.js did not start");
+  pid_t pid;
+  int port = lc_test_node_server_start(&pid, "fake_restart_server.js", log, NULL);
   char code[1500];
   snprintf(code, sizeof code,
-           "local function check(c, ...) if not c then error(table.concat({...}, ' '), 2) end end\n"
            "local s = assert(luact.mcp.connect{url='http://127.0.0.1:%d/mcp'})\n"
            "check(s.version == '2025-06-18', s.version)\n"
            "check(s:info().capabilities.logging == nil)\n"
@@ -60,9 +41,8 @@ START_TEST(http_reinit_uses_latest_initialize) {
            "s:close()\n"
            "return 'ok'",
            port);
-  int rc = lc_test_lua_run_once(NULL, NULL, code, out, sizeof out, err, sizeof err);
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
+  int rc = lc_test_lua_run_once(NULL, LC_TEST_LUA_CHECK, code, out, sizeof out, err, sizeof err);
+  lc_test_node_server_stop(pid);
   char *text = lc_test_read_file(log, NULL);
   unlink(log);
   ck_assert_msg(rc == 0, "%s\n%s", err, text ? text : "");

@@ -7,16 +7,15 @@
  * every new method, hostile sampling answers, and over HTTP unknown,
  * over-long, deleted and evicted sessions. */
 #include <check.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "util_common.h"
+#include "util_mcp.h"
 
 #define TOKEN "test-token-0123456789"
 
@@ -39,30 +38,7 @@ static void want_all(const char *const *want, size_t n) {
 
 /* `luact mcp serve --http 0 tests/mcp/DIR`; its port in *port. */
 static pid_t serve_http(const char *dir, int *port, FILE **err) {
-  int p[2];
-  ck_assert_int_eq(pipe(p), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    char d[600];
-    snprintf(d, sizeof d, "%s/tests/mcp/%s", lc_test_source_dir(), dir);
-    prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed check ends the test process: end with it */
-    setenv("LUACT_MCP_TOKEN", TOKEN, 1);
-    dup2(p[1], 2);
-    close(p[0]);
-    int devnull = open("/dev/null", O_RDWR);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", "--http", "0", d, (char *)NULL);
-    _exit(127);
-  }
-  close(p[1]);
-  *err = fdopen(p[0], "r");
-  char line[256];
-  *port = 0;
-  while (fgets(line, sizeof line, *err))
-    if (sscanf(line, "luact mcp: listening on http://127.0.0.1:%d/mcp", port) == 1) break;
-  ck_assert_msg(*port > 0, "the server did not start");
-  return pid;
+  return lc_test_mcp_serve_http(dir, TOKEN, port, err);
 }
 
 /* The server survived (a sanitizer report would have ended it). */

@@ -14,7 +14,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,35 +28,16 @@
 #include "files.h"
 #include "lc.h"
 #include "util_lua.h"
+#include "util_tree.h"
 
 static char base[256], rootdir[300];
 static char out[65536], err[8192];
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(p);
-}
-
 static void put(const char *rel, const char *data, size_t n) {
-  char p[700];
-  snprintf(p, sizeof p, "%s/%s", base, rel);
-  FILE *f = fopen(p, "wb");
-  ck_assert_msg(f != NULL, "%s", p);
-  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-  fclose(f);
+  lc_test_tree_put(base, rel, data, n);
 }
-
-static void mkd(const char *rel) {
-  char p[700];
-  snprintf(p, sizeof p, "%s/%s", base, rel);
-  ck_assert_int_eq(mkdir(p, 0755), 0);
-}
-
-static void lnk(const char *target, const char *rel) {
-  char p[700];
-  snprintf(p, sizeof p, "%s/%s", base, rel);
-  ck_assert_msg(symlink(target, p) == 0, "symlink %s", p);
-}
+static void mkd(const char *rel) { lc_test_tree_mkdir(base, rel); }
+static void lnk(const char *target, const char *rel) { lc_test_tree_link(base, target, rel); }
 
 static void setup(void) {
   snprintf(base, sizeof base, "/tmp/lc_hfiles_XXXXXX");
@@ -114,7 +94,7 @@ static void setup(void) {
 
 static void teardown(void) {
   lc_files_force_fallback(0);
-  nftw(base, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  lc_test_tree_rm(base);
 }
 
 static const char prelude_fmt[] =

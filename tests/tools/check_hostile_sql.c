@@ -6,7 +6,6 @@
  * files; afterwards the same connection still answers and the process has
  * not grown past a memory bound. */
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,16 +13,11 @@
 #include <unistd.h>
 
 #include "sql.h"
+#include "util_tree.h"
 
 static char dir[256];
 static char dbpath[300];
 static char outside[300]; /* a path outside the test dir nothing may create */
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw) {
-  (void)sb; (void)flag; (void)ftw;
-  return remove(p);
-}
 
 static void setup(void) {
   snprintf(dir, sizeof dir, "/tmp/lc_hsql_XXXXXX");
@@ -34,7 +28,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
-  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  lc_test_tree_rm(dir);
   unlink(outside);
 }
 

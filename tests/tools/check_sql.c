@@ -1,6 +1,5 @@
 /* check_sql.c: the SQL tool against real SQLite files in a fresh temp dir. */
 #include <check.h>
-#include <ftw.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdint.h>
@@ -13,15 +12,10 @@
 #include "l_sql.h"
 #include "sql.h"
 #include "util_lua.h"
+#include "util_tree.h"
 
 static char dir[256];
 static char dbpath[300];
-
-static int rm_one(const char *p, const struct stat *sb, int flag,
-                  struct FTW *ftw) {
-  (void)sb; (void)flag; (void)ftw;
-  return remove(p);
-}
 
 static void setup(void) {
   snprintf(dir, sizeof dir, "/tmp/lc_sql_XXXXXX");
@@ -29,7 +23,7 @@ static void setup(void) {
   snprintf(dbpath, sizeof dbpath, "%s/t.db", dir);
 }
 
-static void teardown(void) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+static void teardown(void) { lc_test_tree_rm(dir); }
 
 static const char *seed =
     "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
