@@ -244,12 +244,16 @@ static const char leaky_calls[] =
 
 /* A client that writes its requests and closes its end at once (printf
  * ... | luact mcp serve DIR) gets every answer: a call still running at
- * EOF (a tool sleeping a second) is answered before the server exits.
+ * EOF (a tool sleeping a second) is answered before the server exits,
+ * and one waiting for the client (an elicitation) is told it never will.
  * Before, EOF killed every running call and its answer never came. */
 static const char slow_calls[] =
     "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
-    "\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}\n"
+    "\"2025-06-18\",\"capabilities\":{\"elicitation\":{}},\"clientInfo\":{\"name\":\"t\","
+    "\"version\":\"1\"}}}\n"
     "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n"
+    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"asks\","
+    "\"arguments\":{}}}\n"
     "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\","
     "\"arguments\":{}}}\n"
     "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\","
@@ -293,6 +297,10 @@ START_TEST(answers_after_stdin_closes) {
   ck_assert_msg(strstr(out, "\"id\":2,") && strstr(out, "\"id\":3,"), "answers lost at EOF:\n%s", out);
   const char *a = strstr(out, "slept");
   ck_assert_msg(a && strstr(a + 1, "slept"), "%s", out); /* both calls' results */
+  /* a call waiting for the client's answer is told it will not come */
+  ck_assert_msg(strstr(out, "\"id\":4,") && strstr(out, "asked: nil") &&
+                    strstr(out, "the client closed its input"),
+                "%s", out);
 }
 END_TEST
 

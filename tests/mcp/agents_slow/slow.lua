@@ -3,4 +3,10 @@
 return {
   luact.tool { name = "slow", description = "Answers after a while.",
     fn = function() luact.sleep(1) return "slept" end },
+  -- waits for the client, which closed its end: told so, it answers
+  luact.tool { name = "asks", description = "Asks the client.",
+    fn = function(_, ctx)
+      local r, e = ctx.elicit("name?", { type = "object", properties = { n = { type = "string" } } })
+      return "asked: " .. tostring(r and r.action) .. " " .. tostring(e)
+    end },
 }
