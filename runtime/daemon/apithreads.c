@@ -139,7 +139,8 @@ enum MHD_Result lc_api_thread_routes(struct lc_serve *s, struct MHD_Connection *
       cJSON *j = lc_api_thread_json(s, r);
       if ((md && !lc_api_md_match(cJSON_GetObjectItem(j, "metadata"), md)) ||
           (cJSON_IsObject(vf) && !lc_api_md_match(cJSON_GetObjectItem(j, "values"), vf)) ||
-          (stf && strcmp(jstr(j, "status"), stf)) || !lc_serve_page_take(&pg)) {
+          (stf && strcmp(jstr(j, "status"), stf)) || !lc_serve_page_take(&pg) ||
+          count) { /* a count keeps the number only */
         cJSON_Delete(j);
         continue;
       }
