@@ -1,4 +1,5 @@
 /* apistore.c: LangGraph's store items (apistore.h). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,12 +144,24 @@ enum MHD_Result lc_api_store_routes(struct lc_serve *s, struct MHD_Connection *c
     struct lc_serve_page pg = {lc_api_qnum(c, body, "limit", 10), lc_api_qnum(c, body, "offset", 0), 0,
                                0};
     cJSON *rows = NULL;
-    lc_dstore_exec(s->ds, &rows, err, sizeof err,
-                   "SELECT * FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? ORDER BY "
-                   "updated DESC",
-                   "sss", tenant, k, k);
-    free(k);
     const cJSON *filter = cJSON_GetObjectItem(body, "filter");
+    if (!filter) {
+      /* Unfiltered, the page is the database's to cut: only its rows are
+       * read (a negative limit lists none, a negative offset skips none). */
+      long lim = pg.limit < 0 ? 0 : pg.limit, off = pg.offset < 0 ? 0 : pg.offset;
+      lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                     "SELECT * FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? ORDER BY "
+                     "updated DESC LIMIT ? OFFSET ?",
+                     "sssii", tenant, k, k, lim, off);
+      pg.limit = LONG_MAX;
+      pg.offset = 0;
+    } else {
+      lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                     "SELECT * FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? ORDER BY "
+                     "updated DESC",
+                     "sss", tenant, k, k);
+    }
+    free(k);
     cJSON *items = cJSON_CreateArray();
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {

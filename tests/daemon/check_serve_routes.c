@@ -464,6 +464,27 @@ START_TEST(list_paging_is_linear) {
   /* one step per row of each of the four lists; the walks made it ~N^2/2
    * per list */
   ck_assert_msg(steps <= 4 * N, "%ld steps for 4 lists of %d rows", steps, N);
+  /* the unfiltered item search pages in SQL: the same pages */
+  j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"limit\": 5, \"offset\": 3}", 200);
+  cJSON *it = cJSON_GetObjectItem(j, "items");
+  ck_assert_int_eq(cJSON_GetArraySize(it), 5);
+  int v3 = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(it, 0), "value"), "v")->valueint;
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"limit\": 1, \"offset\": 3, \"filter\": {}}",
+                   200);
+  it = cJSON_GetObjectItem(j, "items");
+  ck_assert_int_eq(cJSON_GetArraySize(it), 1); /* the filtered path agrees */
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(it, 0), "value"), "v")->valueint, v3);
+  cJSON_Delete(j);
+  const char *none[] = {"{\"limit\": -1}", "{\"limit\": -1e300}", "{\"offset\": 1e15}"};
+  for (int i = 0; i < 3; i++) {
+    j = lc_sd_expect(&d, "POST", "/store/items/search", none[i], 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
+    cJSON_Delete(j);
+  }
+  j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"offset\": -5, \"limit\": 2}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 2);
+  cJSON_Delete(j);
   lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
@@ -590,6 +611,7 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(pg, inject_answers_next_questions);
   tcase_add_test(pg, thread_state_writes);
   tcase_add_test(pg, batch_assistants_filters_namespaces);
+  tcase_add_test(pg, list_paging_is_linear);
   tcase_add_test(pg, protocol_state_commands);
   suite_add_tcase(s, pg);
   return s;
