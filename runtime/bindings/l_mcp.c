@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -685,7 +686,10 @@ static int l_respond(lua_State *L) {
 
 static int l_respond_error(lua_State *L) {
   struct lsess *s = check_sess(L);
-  int code = (int)luaL_checkinteger(L, 3);
+  /* checked before the cast: a script's 2^32 - 32601 wrapped to -32601 */
+  lua_Integer c = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, c >= INT_MIN && c <= INT_MAX, 3, "not a JSON-RPC error code (a 32-bit integer)");
+  int code = (int)c;
   const char *msg = luaL_checkstring(L, 4);
   cJSON *id = id_from(L, 2);
   lc_mcp_respond_error(s->m, id, code, msg);

@@ -356,7 +356,10 @@ static int l_httpd_read(lua_State *L) {
 static int l_httpd_reply(lua_State *L) {
   struct lhttpd *x = luaL_checkudata(L, 1, HTTPD_MT);
   long id = (long)luaL_checkinteger(L, 2);
-  int status = (int)luaL_checkinteger(L, 3);
+  /* checked before the cast: a script's 2^32 + 200 wrapped to 200 */
+  lua_Integer st = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, st >= 100 && st <= 599, 3, "not an HTTP status (100 to 599)");
+  int status = (int)st;
   size_t n = 0;
   const char *body = luaL_optlstring(L, 4, "", &n);
   if (x->h) lc_mcp_httpd_reply(x->h, id, status, body, n);
@@ -399,9 +402,11 @@ static int l_httpd_port(lua_State *L) {
 
 /* luact.mcp._http(port, token) -> server | nil, message */
 static int l_http(lua_State *L) {
-  int port = (int)luaL_checkinteger(L, 1);
+  /* checked before the cast: a script's 2^32 + 80 wrapped to port 80 */
+  lua_Integer p = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, p >= 0 && p < 65536, 1, "not a port (0 to 65535)");
+  int port = (int)p;
   const char *token = luaL_checkstring(L, 2);
-  luaL_argcheck(L, port >= 0 && port < 65536, 1, "not a port");
   struct lhttpd *x = lua_newuserdatauv(L, sizeof *x, 0);
   memset(x, 0, sizeof *x);
   x->tail = &x->head;

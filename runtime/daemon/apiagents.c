@@ -44,7 +44,8 @@ enum MHD_Result lc_api_agent_routes(struct lc_serve *s, struct MHD_Connection *c
     return lc_api_reply_json(c, 200, cJSON_CreateNumber(n));
   }
   if (nseg == 2 && !strcmp(seg[1], "search") && !strcmp(method, "POST")) {
-    long limit = lc_api_qnum(c, body, "limit", 10), offset = lc_api_qnum(c, body, "offset", 0);
+    struct lc_serve_page pg = {lc_api_qnum(c, body, "limit", 10), lc_api_qnum(c, body, "offset", 0), 0,
+                               0};
     const char *name = jstr(body, "name");
     const char *gid = jstr(body, "graph_id");
     /* LangGraph's sort_by: by id (assistant_id, graph_id and name are the
@@ -72,13 +73,12 @@ enum MHD_Result lc_api_agent_routes(struct lc_serve *s, struct MHD_Connection *c
     cJSON *arr = cJSON_CreateArray();
     /* An agent's metadata is empty: a filter with a key matches none. */
     int none = cJSON_GetArraySize(cJSON_GetObjectItem(body, "metadata")) > 0;
-    long seen = 0;
     for (int n = 0; n < s->nagents && !none; n++) {
       const struct lc_agent *a = order[desc ? s->nagents - 1 - n : n];
       if (name && !strstr(a->id, name)) continue;
       if (gid && strcmp(a->id, gid)) continue;
       /* offset counts matches (it counted the folder's agents) */
-      if (seen++ < offset || cJSON_GetArraySize(arr) >= limit) continue;
+      if (!lc_serve_page_take(&pg)) continue;
       cJSON_AddItemToArray(arr, agent_json(a));
     }
     free(order);

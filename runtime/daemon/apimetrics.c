@@ -45,6 +45,9 @@ enum MHD_Result lc_api_metrics(struct lc_serve *s, struct MHD_Connection *c) {
              "commits.\n"
              "# TYPE luact_serve_table_writes_total counter\nluact_serve_table_writes_total %ld\n",
           groups, writes);
+  fprintf(f, "# HELP luact_api_page_steps_total Rows weighed by the list routes' paging.\n"
+             "# TYPE luact_api_page_steps_total counter\nluact_api_page_steps_total %ld\n",
+          atomic_load(&lc_serve_page_steps));
   fprintf(f, "# HELP luact_runs_created_total Runs accepted.\n"
              "# TYPE luact_runs_created_total counter\nluact_runs_created_total %ld\n",
           atomic_load(&s->runs_created));

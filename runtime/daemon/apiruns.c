@@ -300,7 +300,8 @@ enum MHD_Result lc_api_run_routes(struct lc_serve *s, struct MHD_Connection *c,
   if (nseg == 1 && !strcmp(seg[0], "search") && !strcmp(method, "POST") && !thread) {
     /* Agent Protocol: runs by thread, agent, status, metadata. */
     if (!body_ok) return lc_api_reply_err(s, c, 400, "the body is not valid JSON");
-    long limit = lc_api_qnum(c, body, "limit", 10), offset = lc_api_qnum(c, body, "offset", 0);
+    struct lc_serve_page pg = {lc_api_qnum(c, body, "limit", 10), lc_api_qnum(c, body, "offset", 0), 0,
+                               0};
     const char *tf = jstr(body, "thread_id"), *af = jstr(body, "agent_id"),
                *stf = jstr(body, "status");
     const cJSON *md = cJSON_GetObjectItem(body, "metadata");
@@ -309,7 +310,6 @@ enum MHD_Result lc_api_run_routes(struct lc_serve *s, struct MHD_Connection *c,
                         "rowid DESC",
                         "s", tenant);
     cJSON *arr = cJSON_CreateArray();
-    long seen = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       if ((tf && (!jstr(r, "thread_id") || strcmp(tf, jstr(r, "thread_id")))) ||
@@ -317,8 +317,8 @@ enum MHD_Result lc_api_run_routes(struct lc_serve *s, struct MHD_Connection *c,
         continue;
       cJSON *j = lc_api_run_json(s, r);
       if ((stf && strcmp(jstr(j, "status"), stf)) ||
-          (md && !lc_api_md_match(cJSON_GetObjectItem(j, "metadata"), md)) || seen++ < offset ||
-          cJSON_GetArraySize(arr) >= limit) {
+          (md && !lc_api_md_match(cJSON_GetObjectItem(j, "metadata"), md)) ||
+          !lc_serve_page_take(&pg)) {
         cJSON_Delete(j);
         continue;
       }
@@ -328,19 +328,18 @@ enum MHD_Result lc_api_run_routes(struct lc_serve *s, struct MHD_Connection *c,
     return lc_api_reply_json(c, 200, arr);
   }
   if (nseg == 0 && !strcmp(method, "GET") && thread) {
-    long limit = lc_api_qnum(c, NULL, "limit", 10), offset = lc_api_qnum(c, NULL, "offset", 0);
+    struct lc_serve_page pg = {lc_api_qnum(c, NULL, "limit", 10), lc_api_qnum(c, NULL, "offset", 0), 0,
+                               0};
     const char *stf = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "status");
     cJSON *rows = lc_api_query(s,
                         "SELECT * FROM d_runs WHERE thread_id=? AND tenant=? AND deleted=0 "
                         "ORDER BY created DESC, rowid DESC",
                         "ss", thread, tenant);
     cJSON *arr = cJSON_CreateArray();
-    long seen = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       cJSON *j = lc_api_run_json(s, r);
-      if ((stf && strcmp(jstr(j, "status"), stf)) || seen++ < offset ||
-          cJSON_GetArraySize(arr) >= limit) {
+      if ((stf && strcmp(jstr(j, "status"), stf)) || !lc_serve_page_take(&pg)) {
         cJSON_Delete(j);
         continue;
       }

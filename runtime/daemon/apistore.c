@@ -1,4 +1,5 @@
 /* apistore.c: LangGraph's store items (apistore.h). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,26 @@ static char *ns_key(const cJSON *ns, int allow_empty) {
     strcat(k, "\x1f");
   }
   return k;
+}
+
+/* A namespace listed by the namespaces route: its labels, their JSON (to
+ * sort and compare), its place in the listing, and whether an earlier one
+ * is the same. */
+struct nsm {
+  cJSON *a;
+  char *k;
+  int i, dup;
+};
+
+static int nsm_by_key(const void *x, const void *y) {
+  const struct nsm *a = x, *b = y;
+  int c = strcmp(a->k ? a->k : "", b->k ? b->k : "");
+  return c ? c : (a->i > b->i) - (a->i < b->i); /* the first one first */
+}
+
+static int nsm_by_index(const void *x, const void *y) {
+  const struct nsm *a = x, *b = y;
+  return (a->i > b->i) - (a->i < b->i);
 }
 
 static cJSON *ns_array(const char *k) {
@@ -120,16 +141,28 @@ enum MHD_Result lc_api_store_routes(struct lc_serve *s, struct MHD_Connection *c
     const cJSON *p = cJSON_GetObjectItem(body, "namespace_prefix");
     char *k = p ? ns_key(p, 1) : strdup("");
     if (!k) return lc_api_reply_err(s, c, 422, "namespace_prefix must be a list of labels");
-    long limit = lc_api_qnum(c, body, "limit", 10), offset = lc_api_qnum(c, body, "offset", 0);
+    struct lc_serve_page pg = {lc_api_qnum(c, body, "limit", 10), lc_api_qnum(c, body, "offset", 0), 0,
+                               0};
     cJSON *rows = NULL;
-    lc_dstore_exec(s->ds, &rows, err, sizeof err,
-                   "SELECT * FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? ORDER BY "
-                   "updated DESC",
-                   "sss", tenant, k, k);
-    free(k);
     const cJSON *filter = cJSON_GetObjectItem(body, "filter");
+    if (!filter) {
+      /* Unfiltered, the page is the database's to cut: only its rows are
+       * read (a negative limit lists none, a negative offset skips none). */
+      long lim = pg.limit < 0 ? 0 : pg.limit, off = pg.offset < 0 ? 0 : pg.offset;
+      lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                     "SELECT * FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? ORDER BY "
+                     "updated DESC LIMIT ? OFFSET ?",
+                     "sssii", tenant, k, k, lim, off);
+      pg.limit = LONG_MAX;
+      pg.offset = 0;
+    } else {
+      lc_dstore_exec(s->ds, &rows, err, sizeof err,
+                     "SELECT * FROM d_items WHERE tenant=? AND substr(ns, 1, length(?))=? ORDER BY "
+                     "updated DESC",
+                     "sss", tenant, k, k);
+    }
+    free(k);
     cJSON *items = cJSON_CreateArray();
-    long seen = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       cJSON *it = item_json(r);
@@ -137,7 +170,7 @@ enum MHD_Result lc_api_store_routes(struct lc_serve *s, struct MHD_Connection *c
         cJSON_Delete(it);
         continue;
       }
-      if (seen++ < offset || cJSON_GetArraySize(items) >= limit) {
+      if (!lc_serve_page_take(&pg)) {
         cJSON_Delete(it);
         continue;
       }
@@ -163,30 +196,44 @@ enum MHD_Result lc_api_store_routes(struct lc_serve *s, struct MHD_Connection *c
                    "ORDER BY ns",
                    "sss", tenant, k, k);
     free(k);
-    cJSON *out = cJSON_CreateArray();
-    long seen = 0;
+    /* The matches (cut to max_depth) in order, then each one's first
+     * occurrence found by sorting: comparing each with the page (as
+     * before) was quadratic in the namespaces, and missed the duplicates
+     * of those the offset skipped. */
+    int nrows = cJSON_GetArraySize(rows), nm = 0;
+    struct nsm *m = calloc((size_t)nrows + 1, sizeof *m);
+    if (!m) {
+      cJSON_Delete(rows);
+      return lc_api_reply_err(s, c, 500, "out of memory");
+    }
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       cJSON *a = ns_array(jstr(r, "ns"));
       int na = cJSON_GetArraySize(a), ns_ = cJSON_GetArraySize(suf), sok = ns_ <= na;
-      for (int q = 0; sok && q < ns_; q++) /* "*" matches any label, as in LangGraph */
-        sok = cJSON_IsString(cJSON_GetArrayItem(suf, q)) &&
-              (!strcmp(cJSON_GetArrayItem(suf, q)->valuestring, "*") ||
-               cJSON_Compare(cJSON_GetArrayItem(suf, q), cJSON_GetArrayItem(a, na - ns_ + q), 1));
+      const cJSON *sq = suf ? suf->child : NULL, *aq = cJSON_GetArrayItem(a, na - ns_);
+      for (; sok && sq && aq; sq = sq->next, aq = aq->next) /* "*" matches any label, as in LangGraph */
+        sok = cJSON_IsString(sq) && (!strcmp(sq->valuestring, "*") || cJSON_Compare(sq, aq, 1));
       if (!sok) {
         cJSON_Delete(a);
         continue;
       }
-      while (maxd > 0 && cJSON_GetArraySize(a) > maxd) cJSON_DeleteItemFromArray(a, cJSON_GetArraySize(a) - 1);
-      int dup = 0;
-      const cJSON *x;
-      cJSON_ArrayForEach(x, out) dup |= cJSON_Compare(x, a, 1);
-      if (dup || seen++ < offset || cJSON_GetArraySize(out) >= limit) {
-        cJSON_Delete(a);
-        continue;
-      }
-      cJSON_AddItemToArray(out, a);
+      while (maxd > 0 && na > maxd) cJSON_DeleteItemFromArray(a, --na);
+      m[nm].a = a;
+      m[nm].k = cJSON_PrintUnformatted(a);
+      m[nm].i = nm;
+      nm++;
     }
+    qsort(m, (size_t)nm, sizeof *m, nsm_by_key);
+    for (int i = 1; i < nm; i++) m[i].dup = m[i].k && m[i - 1].k && !strcmp(m[i].k, m[i - 1].k);
+    qsort(m, (size_t)nm, sizeof *m, nsm_by_index);
+    struct lc_serve_page pg = {limit, offset, 0, 0};
+    cJSON *out = cJSON_CreateArray();
+    for (int i = 0; i < nm; i++) {
+      if (!m[i].dup && lc_serve_page_take(&pg)) cJSON_AddItemToArray(out, m[i].a);
+      else cJSON_Delete(m[i].a);
+      cJSON_free(m[i].k);
+    }
+    free(m);
     cJSON_Delete(rows);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddItemToObject(o, "namespaces", out);

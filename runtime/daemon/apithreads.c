@@ -115,8 +115,8 @@ enum MHD_Result lc_api_thread_routes(struct lc_serve *s, struct MHD_Connection *
     if (!body_ok) return lc_api_reply_err(s, c, 400, "the body is not valid JSON");
     if (body && !cJSON_IsObject(body)) return lc_api_reply_err(s, c, 422, "the body must be an object");
     int count = !strcmp(seg[1], "count"); /* LangGraph's threads.count: how many match */
-    long limit = count ? LONG_MAX : lc_api_qnum(c, body, "limit", 10),
-         offset = count ? 0 : lc_api_qnum(c, body, "offset", 0);
+    struct lc_serve_page pg = {count ? LONG_MAX : lc_api_qnum(c, body, "limit", 10),
+                               count ? 0 : lc_api_qnum(c, body, "offset", 0), 0, 0};
     const cJSON *md = cJSON_GetObjectItem(body, "metadata");
     const cJSON *vf = cJSON_GetObjectItem(body, "values"); /* LangGraph's: on the state */
     const char *stf = jstr(body, "status");
@@ -134,14 +134,13 @@ enum MHD_Result lc_api_thread_routes(struct lc_serve *s, struct MHD_Connection *
              so && !strcasecmp(so, "asc") ? "ASC" : "DESC");
     cJSON *rows = lc_api_query(s, tsql, "s", tenant);
     cJSON *arr = cJSON_CreateArray();
-    long seen = 0;
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {
       cJSON *j = lc_api_thread_json(s, r);
       if ((md && !lc_api_md_match(cJSON_GetObjectItem(j, "metadata"), md)) ||
           (cJSON_IsObject(vf) && !lc_api_md_match(cJSON_GetObjectItem(j, "values"), vf)) ||
-          (stf && strcmp(jstr(j, "status"), stf)) || seen++ < offset ||
-          cJSON_GetArraySize(arr) >= limit) {
+          (stf && strcmp(jstr(j, "status"), stf)) || !lc_serve_page_take(&pg) ||
+          count) { /* a count keeps the number only */
         cJSON_Delete(j);
         continue;
       }
@@ -149,7 +148,7 @@ enum MHD_Result lc_api_thread_routes(struct lc_serve *s, struct MHD_Connection *
     }
     cJSON_Delete(rows);
     if (count) {
-      cJSON *n = cJSON_CreateNumber(cJSON_GetArraySize(arr));
+      cJSON *n = cJSON_CreateNumber((double)pg.kept);
       cJSON_Delete(arr);
       return lc_api_reply_json(c, 200, n);
     }
@@ -242,11 +241,13 @@ enum MHD_Result lc_api_thread_routes(struct lc_serve *s, struct MHD_Connection *
                           "checkpoint_id");
     const cJSON *hmd = cJSON_GetObjectItem(body, "metadata");
     cJSON *page = cJSON_CreateArray();
-    for (int past = !bf; cJSON_GetArraySize(arr);) {
-      cJSON *e = cJSON_DetachItemFromArray(arr, 0);
+    struct lc_serve_page pg = {limit, 0, 0, 0}; /* counted: no walk per state */
+    for (int past = !bf; arr->child;) {
+      cJSON *e = cJSON_DetachItemViaPointer(arr, arr->child);
       const char *eid = jstr(cJSON_GetObjectItem(e, "checkpoint"), "checkpoint_id");
-      int keep = past && cJSON_GetArraySize(page) < limit &&
-                 (!cJSON_IsObject(hmd) || lc_api_md_match(cJSON_GetObjectItem(e, "metadata"), hmd));
+      int keep = past &&
+                 (!cJSON_IsObject(hmd) || lc_api_md_match(cJSON_GetObjectItem(e, "metadata"), hmd)) &&
+                 lc_serve_page_take(&pg);
       past |= eid && bf && !strcmp(eid, bf);
       if (keep) cJSON_AddItemToArray(page, e);
       else cJSON_Delete(e);

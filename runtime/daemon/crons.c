@@ -447,11 +447,11 @@ static unsigned search(struct lc_serve *s, const char *tenant, const cJSON *body
     cJSON_Delete(rows);
     return 200;
   }
-  long limit = num(body, "limit", 10), offset = num(body, "offset", 0), k = 0;
+  struct lc_serve_page pg = {num(body, "limit", 10), num(body, "offset", 0), 0, 0};
   cJSON *arr = cJSON_CreateArray();
   const cJSON *r;
   cJSON_ArrayForEach(r, rows) {
-    if (k++ < offset || cJSON_GetArraySize(arr) >= limit) continue;
+    if (!lc_serve_page_take(&pg)) continue;
     cJSON_AddItemToArray(arr, cron_json(r));
   }
   cJSON_Delete(rows);

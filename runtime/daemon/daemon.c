@@ -1778,6 +1778,8 @@ static const char *jstr(const cJSON *o, const char *k) {
   return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+atomic_long lc_serve_page_steps;
+
 /* Runs being answered now (under s->mu; lc_serve_answer). */
 struct answering {
   char id[65];
@@ -1860,8 +1862,22 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
     snprintf(msg, n, "%s", err);
     goto out;
   }
-  rc = lc_store_run_set_status(s->store, run_id, "running", NULL, NULL, NULL, 0, err, sizeof err);
-  if (rc) snprintf(msg, n, "%s", err);
+  /* Only from the waiting status read above: a cancel that landed since
+   * (between that read and this write) must stay, never be turned back
+   * into a run to resume. RETURNING tells whether the row still waited. */
+  cJSON *won = NULL;
+  rc = lc_dstore_exec(s->ds, &won, err, sizeof err,
+                      "UPDATE runs SET status='running', result=NULL, error=NULL, question=NULL, "
+                      "pid=0, updated=? WHERE id=? AND status='waiting_input' RETURNING id",
+                      "ds", lc_serve_now(), run_id);
+  if (rc) {
+    snprintf(msg, n, "%s", err);
+  } else if (cJSON_GetArraySize(won) == 0) {
+    lc_serve_run_status(s, run_id, st, sizeof st);
+    snprintf(msg, n, "the run is %s and waits for no answer", st);
+    rc = LC_ESTATE;
+  }
+  cJSON_Delete(won);
 out:
   cJSON_Delete(lines);
   pthread_mutex_lock(&s->mu);

@@ -169,4 +169,22 @@ void lc_api_deltas_close(struct lc_deltas *d);
 
 int lc_serve_main(int argc, char **argv);
 
+/* Paging a list route: the first offset matches are skipped, then at
+ * most limit are kept. The page is counted here, never measured on the
+ * list: cJSON_GetArraySize walks it, and once per row that was quadratic
+ * in a tenant's own rows (limits go up to 1e15). lc_serve_page_steps
+ * counts the rows weighed, for /metrics (luact_api_page_steps_total): a
+ * test sees paging stay linear without timing it. */
+struct lc_serve_page {
+  long limit, offset, seen, kept;
+};
+extern atomic_long lc_serve_page_steps;
+/* Is the next match on the page? (counts it either way) */
+static inline int lc_serve_page_take(struct lc_serve_page *p) {
+  atomic_fetch_add_explicit(&lc_serve_page_steps, 1, memory_order_relaxed);
+  if (p->seen++ < p->offset || p->kept >= p->limit) return 0;
+  p->kept++;
+  return 1;
+}
+
 #endif

@@ -140,11 +140,15 @@ cJSON *lc_tstate_command(struct lc_serve *s, const char *tenant, const char *thr
     const char *before = jstr(params, "before");
     cJSON *rows = checkpoints(s, thread);
     cJSON *res = cJSON_CreateObject(), *list = cJSON_AddArrayToObject(res, "checkpoints");
-    int past = !before, nr = cJSON_GetArraySize(rows);
-    for (int i = nr - 1; i >= 0; i--) { /* newest first */
-      const cJSON *r = cJSON_GetArrayItem(rows, i);
+    int past = !before, i = cJSON_GetArraySize(rows) - 1;
+    struct lc_serve_page pg = {limit, 0, 0, 0};
+    /* newest first: from the tail back (a child's prev is the one before
+     * it; the first's is the tail), counted, never indexed nor measured
+     * per row (each a walk of the list) */
+    const cJSON *r = rows && rows->child ? rows->child->prev : NULL;
+    for (; r; r = r == rows->child ? NULL : r->prev, i--) {
       const char *id = jstr(r, "id");
-      int keep = past && cJSON_GetArraySize(list) < limit;
+      int keep = past && lc_serve_page_take(&pg);
       past |= before && id && !strcmp(id, before);
       if (!keep) continue;
       cJSON *c = cJSON_CreateObject();

@@ -296,6 +296,10 @@ function mcp.serve(dir, opts)
   if opts ~= nil and type(opts) ~= "table" then error("luact.mcp.serve: 'opts' must be a table", 2) end
   local bad = opts and check_opts(opts, "luact.mcp.serve")
   if bad then error(bad, 2) end
+  -- checked here, before the cast to C's int (2^32 + 80 wrapped to 80)
+  if opts and type(opts.http) == "number" and not (opts.http >= 0 and opts.http <= 65535) then
+    error("luact.mcp.serve: 'http' must be a port number (0 to 65535)", 2)
+  end
   if active then error("luact.mcp.serve: a server is already running in this Lua state", 2) end
   local tools, by_name, decl = load_dir(dir)
   local http_mode = opts and opts.http
@@ -330,6 +334,7 @@ function mcp.serve(dir, opts)
   -- with the answers and our requestState. The run's task stays suspended
   -- in between; the retry is bound to it by that state.
   local retries = {}  -- requestState -> {slot =, call =, key =}
+  local stdin_closed = false -- stdio: the client closed its end
 
   -- A message to a session outside any call: stdio writes it, HTTP puts
   -- it on the session's GET stream (dropped when it has none).
@@ -392,6 +397,10 @@ function mcp.serve(dir, opts)
   local function ask_client(c, method, params)
     nreq = nreq + 1
     local id = "luact-" .. nreq
+    if stdin_closed then
+      -- stdio after EOF: no answer can come back
+      return nil, "cannot send " .. method .. ": the client closed its input", "mcp_error"
+    end
     local slot = new_slot()
     if c.mrtr then
       if not c.send then return nil, "the call has no request to answer", "mcp_error" end
@@ -1089,6 +1098,24 @@ function mcp.serve(dir, opts)
         end
         dispatch(line, io_, sess)
       end
+    end
+  end
+  if not http_mode then
+    -- stdin closed: a client that wrote its requests and closed its end
+    -- (printf ... | luact mcp serve) still gets every answer. What waits
+    -- for the client (an elicitation, a sample, a 2026-07-28 retry) is
+    -- told it will never come; the other calls run to their answer.
+    stdin_closed = true
+    local gone = { error = { message = "the client closed its input" } }
+    for id, slot in pairs(pending) do pending[id] = nil slot:put(gone) end
+    for st, w in pairs(retries) do retries[st] = nil w.slot:put(gone) end
+    while true do
+      local key, l = next(live)
+      if not key then break end
+      -- every call's task is this one's child (spawned by dispatch); one
+      -- that cannot be waited for (already waited) is dropped
+      pcall(luact.wait, l.task)
+      if live[key] == l then live[key] = nil end
     end
   end
   for _, l in pairs(live) do luact.kill(l.task) end

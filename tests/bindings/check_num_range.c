@@ -128,6 +128,28 @@ START_TEST(checked_conversions) {
 }
 END_TEST
 
+/* The MCP server's HTTP port and reply status are range-checked before
+ * their cast to int: 2^32 (a port) wrapped to 0, a free port, and 2^32 +
+ * 200 (a status) to 200; both were taken without a word. */
+START_TEST(mcp_http_port_and_status_out_of_range) {
+  run("local ok, e = pcall(luact.mcp._http, 1 << 32, 'tttttttttttttttt')\n"
+      "if ok and e then e:close() end\n"
+      "return tostring(ok) .. ' ' .. tostring(e)");
+  ck_assert_msg(strstr(out, "false") == out && strstr(out, "not a port (0 to 65535)"), "%s", out);
+  run("local ok, e = pcall(luact.mcp.serve, 'x', {http = (1 << 32) + 80, token = 't'})\n"
+      "return tostring(ok) .. ' ' .. tostring(e)");
+  ck_assert_msg(strstr(out, "false") == out && strstr(out, "'http' must be a port number"), "%s", out);
+  run("local srv = assert(luact.mcp._http(0, 'tttttttttttttttt'))\n"
+      "local ok, e = pcall(srv.reply, srv, 1, (1 << 32) + 200)\n"
+      "local ok2, e2 = pcall(srv.reply, srv, 1, -1)\n"
+      "srv:close()\n"
+      "return tostring(ok) .. ' ' .. tostring(e) .. ' | ' .. tostring(ok2) .. ' ' .. tostring(e2)");
+  ck_assert_msg(strstr(out, "false") == out && strstr(out, "| false") &&
+                    strstr(out, "not an HTTP status (100 to 599)"),
+                "%s", out);
+}
+END_TEST
+
 Suite *num_range_suite(void) {
   Suite *s = suite_create("num_range");
   TCase *tc = tcase_create("bindings");
@@ -138,6 +160,7 @@ Suite *num_range_suite(void) {
   tcase_add_test(tc, sleep_and_timeout_bounds);
   tcase_add_test(tc, lua_options_refuse_nan);
   tcase_add_test(tc, checked_conversions);
+  tcase_add_test(tc, mcp_http_port_and_status_out_of_range);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1483,6 +1483,59 @@ START_TEST(answer_commit_holds_no_runner_lock) {
 }
 END_TEST
 
+/* A cancel lands while an answer to the same waiting run is between its
+ * status read and its status write (the FIFO hook holds it there): the
+ * run must end cancelled. The answer used to write "running" whatever the
+ * status had become, undoing the cancel, and the run was resumed. */
+START_TEST(cancel_during_answer_stays_cancelled) {
+  struct daemon d;
+  setup_dir(&d);
+  char fifo[400];
+  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  setenv("LUACT_SERVE_STALL_ANSWER", fifo, 1);
+  start(&d, NULL);
+  unsetenv("LUACT_SERVE_STALL_ANSWER");
+  cJSON *t = expect(&d, "POST", "/threads", "{}", A, 200);
+  char tid[80], ra[80], p[300], pa[300], pb[300];
+  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
+  cJSON_Delete(t);
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  cJSON *j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\"}", A, 200);
+  snprintf(ra, sizeof ra, "%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  snprintf(pa, sizeof pa, "/runs/%s", ra);
+  await_status(&d, pa, "waiting_input");
+  snprintf(pb, sizeof pb, "/threads/%s/runs", tid);
+  struct bg_req b = {&d, "POST", pb,
+                     "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}", 0};
+  pthread_t th;
+  ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
+  int fd; /* until the hook holds the answer (a reader has the FIFO) */
+  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
+    ck_assert_int_eq(errno, ENXIO);
+    lc_test_nap_ms(20);
+  }
+  snprintf(p, sizeof p, "/runs/%s/cancel", ra);
+  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  await_status(&d, pa, "cancelled");
+  ck_assert_int_eq(write(fd, "x", 1), 1);
+  close(fd);
+  ck_assert_int_eq(pthread_join(th, NULL), 0);
+  ck_assert_int_eq(b.code, 409); /* the run waits for no answer now */
+  /* Whatever the daemon does next, the run stays cancelled: a run it
+   * resumed would reach finished (the asker ends once answered). An echo
+   * run through the same agent slot pool proves the daemon went on. */
+  j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"echo\",\"input\":{\"x\":1}}", A, 200);
+  cJSON_Delete(j);
+  j = expect(&d, "GET", pa, NULL, A, 200);
+  ck_assert_str_eq(str(j, "luact_status"), "cancelled");
+  cJSON_Delete(j);
+  ck_assert_int_eq(lc_test_exit_code(stop(&d, SIGTERM)), 0);
+  rm_dir(&d);
+}
+END_TEST
+
 /* A queued run's cancel has its commit held (the FIFO hook) while the
  * runner goes on: a new run is queued (the pump), runs and ends, and the
  * run holding the agent's slot is cancelled. When the cancel held the
@@ -1838,6 +1891,7 @@ Suite *serve_suite(void) {
   tcase_set_timeout(wk, 120);
   tcase_add_test(wk, stalled_store_stalls_only_its_run);
   tcase_add_test(wk, answer_commit_holds_no_runner_lock);
+  tcase_add_test(wk, cancel_during_answer_stays_cancelled);
   tcase_add_test(wk, queued_cancel_holds_no_runner_lock);
   tcase_add_test(wk, a_pass_steps_only_ready_runs);
   tcase_add_test(wk, cancels_on_a_shared_worker);

@@ -438,6 +438,74 @@ START_TEST(batch_assistants_filters_namespaces) {
 }
 END_TEST
 
+/* luact_api_page_steps_total from /metrics. */
+static long page_steps(struct lc_sd *d) {
+  struct lc_sresp r = lc_sd_req(d, "GET", "/metrics", NULL, LC_SD_TOKEN, NULL);
+  ck_assert_int_eq(r.code, 200);
+  const char *m = strstr(r.body, "\nluact_api_page_steps_total ");
+  ck_assert_msg(m != NULL, "%s", r.body);
+  long v = atol(m + strlen("\nluact_api_page_steps_total "));
+  lc_sresp_free(&r);
+  return v;
+}
+
+/* The list routes page by a count: each row is weighed once. They used to
+ * measure the page (cJSON_GetArraySize, a walk of the list) for every row,
+ * quadratic in a tenant's own rows; limits go up to 1e15. Counted, not
+ * timed: the steps /metrics reports stay linear in the rows. */
+START_TEST(list_paging_is_linear) {
+  struct lc_sd d;
+  start(&d);
+  enum { N = 150 };
+  for (int i = 0; i < N; i++) {
+    char b[200];
+    snprintf(b, sizeof b, "{\"namespace\": [\"n%d\"], \"key\": \"k\", \"value\": {\"v\": %d}}", i, i);
+    cJSON_Delete(lc_sd_expect(&d, "PUT", "/store/items", b, 204));
+    cJSON_Delete(lc_sd_expect(&d, "POST", "/threads", "{}", 200));
+  }
+  long before = page_steps(&d);
+  cJSON *j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"limit\": 1e15}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), N);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/store/namespaces", "{\"limit\": 1e15}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "namespaces")), N);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/search", "{\"limit\": 1e15, \"offset\": 10}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(j), N - 10);
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/threads/count", "{}", 200);
+  ck_assert_int_eq((int)j->valuedouble, N);
+  cJSON_Delete(j);
+  long steps = page_steps(&d) - before;
+  /* one step per row of each of the four lists; the walks made it ~N^2/2
+   * per list */
+  ck_assert_msg(steps <= 4 * N, "%ld steps for 4 lists of %d rows", steps, N);
+  /* the unfiltered item search pages in SQL: the same pages */
+  j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"limit\": 5, \"offset\": 3}", 200);
+  cJSON *it = cJSON_GetObjectItem(j, "items");
+  ck_assert_int_eq(cJSON_GetArraySize(it), 5);
+  int v3 = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(it, 0), "value"), "v")->valueint;
+  cJSON_Delete(j);
+  j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"limit\": 1, \"offset\": 3, \"filter\": {}}",
+                   200);
+  it = cJSON_GetObjectItem(j, "items");
+  ck_assert_int_eq(cJSON_GetArraySize(it), 1); /* the filtered path agrees */
+  ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(it, 0), "value"), "v")->valueint, v3);
+  cJSON_Delete(j);
+  const char *none[] = {"{\"limit\": -1}", "{\"limit\": -1e300}", "{\"offset\": 1e15}"};
+  for (int i = 0; i < 3; i++) {
+    j = lc_sd_expect(&d, "POST", "/store/items/search", none[i], 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 0);
+    cJSON_Delete(j);
+  }
+  j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"offset\": -5, \"limit\": 2}", 200);
+  ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 2);
+  cJSON_Delete(j);
+  lc_sd_stop_clean(&d);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 /* state.listCheckpoints, state.fork, agent.getTree: a thread's finished
  * runs are its checkpoints; a fork is a new thread from one of them. */
 START_TEST(protocol_state_commands) {
@@ -544,6 +612,7 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(tc, run_start_on_busy_thread_injects);
   tcase_add_test(tc, thread_state_writes);
   tcase_add_test(tc, batch_assistants_filters_namespaces);
+  tcase_add_test(tc, list_paging_is_linear);
   tcase_add_test(tc, protocol_state_commands);
   tcase_add_test(tc, sdk_routes_js);
   suite_add_tcase(s, tc);
@@ -554,6 +623,7 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(pg, inject_answers_next_questions);
   tcase_add_test(pg, thread_state_writes);
   tcase_add_test(pg, batch_assistants_filters_namespaces);
+  tcase_add_test(pg, list_paging_is_linear);
   tcase_add_test(pg, protocol_state_commands);
   suite_add_tcase(s, pg);
   return s;

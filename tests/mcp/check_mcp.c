@@ -315,6 +315,19 @@ START_TEST(tolerated_input) {
 }
 END_TEST
 
+/* An error answer's code is range-checked before its cast to int: 2^32 -
+ * 32601 wrapped to -32601 (a real code) and went out without a word. */
+START_TEST(respond_error_code_range) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local s = check(fake('ok'))\n"
+                    "local ok, e = pcall(s._s._respond_error, s._s, 1, (1 << 32) - 32601, 'x')\n"
+                    "s:close()\n"
+                    "check(not ok and tostring(e):find('not a JSON%-RPC error code'), tostring(e))\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+}
+END_TEST
+
 /* The script can ask for an older revision. */
 START_TEST(protocol_option) {
   ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING,\n"
@@ -1291,6 +1304,7 @@ Suite *mcp_suite(void) {
   CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
   CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));
   CASE(tolerated_input, tcase_add_test(tc, tolerated_input));
+  CASE(respond_error_code_range, tcase_add_test(tc, respond_error_code_range));
   CASE(protocol_option, tcase_add_test(tc, protocol_option));
   CASE(invalid_tool_schema, tcase_add_test(tc, invalid_tool_schema));
   CASE(untrusted_output, tcase_add_test(tc, untrusted_output));

@@ -218,6 +218,68 @@ static const char leaky_calls[] =
     "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"boom\","
     "\"arguments\":{}}}\n";
 
+/* A client that writes its requests and closes its end at once (printf
+ * ... | luact mcp serve DIR) gets every answer: a call still running at
+ * EOF (a tool sleeping a second) is answered before the server exits,
+ * and one waiting for the client (an elicitation) is told it never will.
+ * Before, EOF killed every running call and its answer never came. */
+static const char slow_calls[] =
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
+    "\"2025-06-18\",\"capabilities\":{\"elicitation\":{}},\"clientInfo\":{\"name\":\"t\","
+    "\"version\":\"1\"}}}\n"
+    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n"
+    "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"asks\","
+    "\"arguments\":{}}}\n"
+    "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\","
+    "\"arguments\":{}}}\n"
+    "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\","
+    "\"arguments\":{}}}\n";
+
+START_TEST(answers_after_stdin_closes) {
+  int in[2], outp[2];
+  ck_assert_int_eq(pipe(in), 0);
+  ck_assert_int_eq(pipe(outp), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char d[600];
+    snprintf(d, sizeof d, "%s/tests/mcp/agents_slow", lc_test_source_dir());
+    dup2(in[0], 0);
+    dup2(outp[1], 1);
+    close(in[1]);
+    close(outp[0]);
+    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", d, (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(outp[1]);
+  ck_assert_int_eq(write(in[1], slow_calls, sizeof slow_calls - 1),
+                   (ssize_t)(sizeof slow_calls - 1));
+  close(in[1]); /* EOF right after the requests */
+  FILE *f = fdopen(outp[0], "r");
+  size_t n = 0;
+  out[0] = '\0';
+  char line[4096];
+  while (fgets(line, sizeof line, f)) {
+    size_t k = strlen(line);
+    ck_assert_uint_lt(n + k, sizeof out);
+    memcpy(out + n, line, k + 1);
+    n += k;
+  }
+  fclose(f);
+  int st;
+  waitpid(pid, &st, 0);
+  ck_assert_int_eq(lc_test_exit_code(st), 0);
+  ck_assert_msg(strstr(out, "\"id\":1,"), "%s", out);
+  ck_assert_msg(strstr(out, "\"id\":2,") && strstr(out, "\"id\":3,"), "answers lost at EOF:\n%s", out);
+  const char *a = strstr(out, "slept");
+  ck_assert_msg(a && strstr(a + 1, "slept"), "%s", out); /* both calls' results */
+  /* a call waiting for the client's answer is told it will not come */
+  ck_assert_msg(strstr(out, "\"id\":4,") && strstr(out, "asked: nil") &&
+                    strstr(out, "the client closed its input"),
+                "%s", out);
+}
+END_TEST
+
 /* A key a served tool returns or raises (registered from the environment
  * like every *_API_KEY) reaches no MCP client, over stdio or HTTP; before,
  * both answers carried it verbatim. */
@@ -318,6 +380,7 @@ Suite *mcp_serve_suite(void) {
   tcase_add_test(tc, features_sdk_http);
   tcase_add_test(tc, example_notes);
   tcase_add_test(tc, secret_canary_never_served);
+  tcase_add_test(tc, answers_after_stdin_closes);
   tcase_add_test(tc, luact_client_session);
   suite_add_tcase(s, tc);
   tc = tcase_create("hostile");
