@@ -516,12 +516,25 @@ static int largest_claim(int k) {
  * go to a second, idle daemon: the busy one claimed none ahead, as its
  * claims found the queue no deeper than its free slots. */
 START_TEST(shallow_queue_goes_to_the_idle_daemon) {
+  stop_k(0, SIGTERM); /* the fixture's, again with a short lease (renewals below) */
+  start_k(0, "--poll-ms 100 --max-runs 4 --lease 2");
   sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) SELECT 'long' || i, "
          "'default', 'slow', '{\"steps\": 4000}', i FROM generate_series(1, 4) i");
   await_count("SELECT count(*) FROM journal WHERE run_id LIKE 'long%' AND seq = 1", 4,
               "the long runs started");
   sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) SELECT 'shallow' || i, "
          "'default', 'slow', '{\"steps\": 1}', 10 + i FROM generate_series(1, 3) i");
+  /* The busy daemon has looked at the queue since: a renewal after the
+   * insert, and then another one (its loop claims right after a renewal,
+   * so the first one's claim is over by the second). */
+  for (int round = 0; round < 2; round++) {
+    double u0 = value_d("SELECT lease_until FROM leases WHERE run_id = 'long1'");
+    double until = lc_test_mono_s() + 60;
+    while (value_d("SELECT lease_until FROM leases WHERE run_id = 'long1'") <= u0) {
+      ck_assert_msg(lc_test_mono_s() < until, "the long run's lease was not renewed");
+      lc_test_nap_ms(20);
+    }
+  }
   start_k(1, "--poll-ms 100 --max-runs 4");
   await_count("SELECT count(*) FROM leases WHERE run_id LIKE 'shallow%'", 3,
               "the short runs claimed");
