@@ -54,7 +54,7 @@ struct lc_fleet {
   char owner[160];
   double lease_s;
   long poll_ms;
-  /* Runs claimed beyond the free slots (claim_more). Adaptive (no
+  /* Runs claimed beyond the free slots (free_slots). Adaptive (no
    * --claim-ahead): 0 while the queue is shallow, doubled (up to cap)
    * by every claim that came back full with more runs queued behind it.
    * Fixed (--claim-ahead N): cap, always, except from a hand-back of
@@ -736,7 +736,9 @@ static void hand_back(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *
   char m[600];
   const cJSON *c = cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "n");
   if (rc) snprintf(m, sizeof m, "%s", err);
-  else snprintf(m, sizeof m, "%d runs claimed ahead handed back%s", cJSON_IsNumber(c) ? c->valueint : 0, why);
+  else
+    snprintf(m, sizeof m, "%d runs claimed ahead handed back%s",
+             cJSON_IsNumber(c) ? c->valueint : 0, why);
   lc_serve_log(s, rc ? "warn" : "info", "fleet_drain", NULL, m);
   cJSON_Delete(rows);
   free(j);
