@@ -67,9 +67,15 @@ static const char usage_serve[] =
     "                       renewed every S/3 (default 10)\n"
     "  --poll-ms N          a fleet: look for queued runs every N ms besides\n"
     "                       LISTEN/NOTIFY (default 500)\n"
-    "  --claim-ahead N      a fleet: claim up to N queued runs beyond the free\n"
-    "                       slots, to start as slots free (default --max-runs/4,\n"
-    "                       at most 16; 0: claim only for free slots)\n"
+    "  --claim-ahead N      a fleet: claim N queued runs beyond the free slots,\n"
+    "                       to start as slots free (0: only for free slots);\n"
+    "                       by default as many as the queue is deep (none\n"
+    "                       when it is shallow, up to 32 while claims come\n"
+    "                       back full)\n"
+    "  --ahead-wait-ms N    a fleet: a run claimed ahead that waited N ms for\n"
+    "                       a slot here is handed back for another daemon\n"
+    "                       (default 1000 without --claim-ahead, else never;\n"
+    "                       0: never)\n"
     "  -h, --help           show this help\n";
 
 const char *const lc_serve_end_names[] = {"finished", "failed", "cancelled", "waiting_input",
@@ -1636,6 +1642,27 @@ int lc_serve_take_queued(struct lc_serve *s, char (**ids)[65]) {
   return n;
 }
 
+int lc_serve_take_stale(struct lc_serve *s, double older_s, char (**ids)[65]) {
+  pthread_mutex_lock(&s->mu);
+  int n = 0;
+  double now = mono_s();
+  *ids = s->nqueued > 0 ? malloc((size_t)s->nqueued * sizeof **ids) : NULL;
+  for (struct lc_queued **p = &s->queue; *ids && *p;) {
+    struct lc_queued *q = *p;
+    if (now - q->t0 < older_s) {
+      p = &q->next;
+      continue;
+    }
+    *p = q->next;
+    s->nqueued--;
+    snprintf((*ids)[n++], sizeof **ids, "%s", q->id);
+    free(q);
+  }
+  if (n) pthread_cond_broadcast(&s->changed);
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
 void lc_serve_drop_local(struct lc_serve *s, const char *run_id) {
   pthread_mutex_lock(&s->mu);
   for (struct lc_queued **p = &s->queue; *p; p = &(*p)->next)
@@ -1954,6 +1981,7 @@ int lc_serve_main(int argc, char **argv) {
   s->port = 7420;
   s->max_runs = 64;
   s->claim_ahead = -1;
+  s->ahead_wait_ms = -1;
   s->max_body = 1 << 20;
   s->max_conns = 512;
   s->max_streams = -1;
@@ -1974,7 +2002,7 @@ int lc_serve_main(int argc, char **argv) {
                                              "--max-runs", "--max-body", "--max-conns",
                                              "--max-streams", "--conn-timeout", "--grace",
                                              "--lease", "--poll-ms", "--http-workers", "--workers",
-                                             "--claim-ahead", NULL};
+                                             "--claim-ahead", "--ahead-wait-ms", NULL};
     int known = 0;
     for (const char *const *w = with_value; *w; w++) known |= !strcmp(o, *w);
     if (!known) {
@@ -2001,7 +2029,8 @@ int lc_serve_main(int argc, char **argv) {
       }
       s->sync_normal = !strcmp(v, "normal");
     } else {
-      int zero_ok = !strcmp(o, "--grace") || !strcmp(o, "--claim-ahead");
+      int zero_ok = !strcmp(o, "--grace") || !strcmp(o, "--claim-ahead") ||
+                    !strcmp(o, "--ahead-wait-ms");
       n = num_opt(o, v, zero_ok ? 0 : 1, 1L << 30);
       if (n < 0) return 2;
       if (!strcmp(o, "--max-runs")) s->max_runs = (int)n;
@@ -2012,6 +2041,7 @@ int lc_serve_main(int argc, char **argv) {
       else if (!strcmp(o, "--lease")) s->lease_s = (double)n;
       else if (!strcmp(o, "--poll-ms")) s->poll_ms = n;
       else if (!strcmp(o, "--claim-ahead")) s->claim_ahead = n > 4096 ? 4096 : (int)n;
+      else if (!strcmp(o, "--ahead-wait-ms")) s->ahead_wait_ms = n;
       else if (!strcmp(o, "--http-workers")) s->http_workers = n > 256 ? 256 : (int)n;
       else if (!strcmp(o, "--workers")) {
         if (n > 1024) {

@@ -54,7 +54,13 @@ struct lc_fleet {
   char owner[160];
   double lease_s;
   long poll_ms;
-  int ahead; /* --claim-ahead */
+  /* Runs claimed beyond the free slots (free_slots). Adaptive (no
+   * --claim-ahead): 0 while the queue is shallow, doubled (up to cap)
+   * by every claim that came back full with more runs queued behind it.
+   * Fixed (--claim-ahead N): cap, always, except from a hand-back of
+   * waited runs to the next full claim. */
+  int ahead, cap, adaptive;
+  double wait_s; /* a run claimed ahead waiting this long goes back (0: never) */
   int wake; /* eventfd: a local hint or a freed slot */
   pthread_t th;
   int th_on;
@@ -132,10 +138,11 @@ static const char *jstr(const cJSON *o, const char *k) {
  * claim-ahead room (runs claimed but not started wait in its queue, under
  * renewed leases, to start as slots free); *idle: a slot has nothing to
  * start. */
-static int free_slots(const struct lc_fleet *f, int *idle) {
+static int free_slots(const struct lc_fleet *f, int *idle, int *queued) {
   struct lc_serve *s = f->s;
   pthread_mutex_lock(&s->mu);
   int busy = s->nactive + s->nqueued;
+  *queued = s->nqueued;
   int n = atomic_load(&s->stopping) ? 0 : s->max_runs + f->ahead - busy;
   *idle = n > 0 && busy < s->max_runs;
   pthread_mutex_unlock(&s->mu);
@@ -191,6 +198,25 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
   "  d.pstatus = 'pending' AND EXISTS (SELECT 1 FROM runs r WHERE r.id = x.id AND"       \
   "  r.status IN ('finished', 'failed', 'cancelled')) RETURNING d.id)"
 
+/* A run a claim may take (its first parameter: the owner). A run is
+ * claimable when it was never started (pending, no run row) or its row
+ * says running, and nobody holds a live lease on it; runs of a thread
+ * with a live run elsewhere wait (best effort across daemons: two claims
+ * in the same instant may both pass it). */
+#define CLAIMABLE                                                                          \
+  " d.pstatus = 'pending' AND d.deleted = 0"                                               \
+  "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"   \
+  /* Never a run whose lease is ours, even run out: this daemon may       \
+   * still run it (its renewals failed, e.g. behind a lock), and a second  \
+   * claim here would run it twice in this process; the next renewal      \
+   * takes the lease up again, or another daemon the run. */               \
+  "  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = d.id AND l.owner IS NOT NULL" \
+  "       AND (l.owner = ? OR l.lease_until IS NULL OR"                                    \
+  "            l.lease_until >= extract(epoch FROM clock_timestamp())))"                   \
+  "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"   \
+  "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"       \
+  "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
+
 /* Hands back the leases of the runs done here, alone (no claim to ride
  * on: no free slot, or stopping). */
 static void release_done(struct lc_fleet *f) {
@@ -211,13 +237,12 @@ static void release_done(struct lc_fleet *f) {
   free(j);
 }
 
-/* Claims up to n runs; returns how many. A run is claimable when it was
- * never started (pending, no run row) or its row says running, and nobody
- * holds a live lease on it; runs of a thread with a live run elsewhere
- * wait (best effort across daemons: two claims in the same instant may
- * both pass it). The same statement hands back the leases of the runs
- * done here since the last one (one commit for both). */
-static int claim(struct lc_fleet *f, int n) {
+/* Claims up to n runs (CLAIMABLE); returns how many. The same statement
+ * hands back the leases of the runs done here since the last one (one
+ * commit for both), and says in *deeper whether more claimable runs were
+ * queued behind the n it read (claim-ahead's measure of the queue). */
+static int claim(struct lc_fleet *f, int n, int *deeper) {
+  *deeper = 0;
   char err[512], lim[16];
   snprintf(lim, sizeof lim, "%d", n);
   cJSON *rows = NULL;
@@ -243,18 +268,7 @@ static int claim(struct lc_fleet *f, int n) {
       "  SELECT d.id, d.thread_id, d.agent, d.created,"
       "   coalesce((SELECT l.epoch FROM leases l WHERE l.run_id = d.id), 0) AS lepoch,"
       "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM d_runs d"
-      "  WHERE d.pstatus = 'pending' AND d.deleted = 0"
-      "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"
-      /* Never a run whose lease is ours, even run out: this daemon may
-       * still run it (its renewals failed, e.g. behind a lock), and a
-       * second claim here would run it twice in this process; the next
-       * renewal takes the lease up again, or another daemon the run. */
-      "  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = d.id AND l.owner IS NOT NULL"
-      "       AND (l.owner = ? OR l.lease_until IS NULL OR"
-      "            l.lease_until >= extract(epoch FROM clock_timestamp())))"
-      "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"
-      "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"
-      "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
+      "  WHERE" CLAIMABLE
       "  ORDER BY d.created LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
       /* The re-check. The snapshot is the statement's start; the lease
        * row the claim takes is the newest (ON CONFLICT). A run that ended
@@ -276,9 +290,13 @@ static int claim(struct lc_fleet *f, int n) {
       "   leases.lease_until < extract(epoch FROM clock_timestamp()))"
       "  AND leases.epoch + 1 = EXCLUDED.epoch"
       "  RETURNING run_id, epoch)"
-      " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent"
+      " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent,"
+      /* A run beyond the n (the snapshot's view, no lock: the same index
+       * range read once more, past the LIMIT). */
+      "  EXISTS (SELECT 1 FROM d_runs d WHERE" CLAIMABLE
+      "   ORDER BY d.created OFFSET ?::bigint LIMIT 1)::int AS deeper"
       " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
-      "ssssssd", j, f->owner, j, f->owner, lim, f->owner, f->lease_s);
+      "ssssssdss", j, f->owner, j, f->owner, lim, f->owner, f->lease_s, f->owner, lim);
   put_back(f, taken, rc == 0);
   free(j);
   if (rc) {
@@ -291,6 +309,8 @@ static int claim(struct lc_fleet *f, int n) {
   cJSON_ArrayForEach(r, rows) {
     const char *id = jstr(r, "id");
     const cJSON *ep = cJSON_GetObjectItem(r, "epoch");
+    const cJSON *dp = cJSON_GetObjectItem(r, "deeper");
+    if (cJSON_IsNumber(dp) && dp->valuedouble > 0) *deeper = 1;
     if (!id || !cJSON_IsNumber(ep)) continue;
     long epoch = (long)ep->valuedouble;
     /* A run this daemon still executes (or is stopping), claimed again
@@ -433,11 +453,39 @@ static void renew(struct lc_fleet *f) {
  * its statement over 3 or 4 runs). */
 #define GATHER_S 0.02
 
-static int claim_batch(const struct lc_fleet *f) {
+/* The adaptive claim-ahead's ceiling: pg-bench's claims cost about what
+ * pg-boss's fetch+complete does per job from batches of 32. */
+#define AHEAD_MAX 32
+
+static int claim_base(const struct lc_fleet *f) {
   int b = f->s->max_runs / 4;
-  b = b < 1 ? 1 : b > 16 ? 16 : b;
+  return b < 1 ? 1 : b > 16 ? 16 : b;
+}
+
+/* After a claim: one that came back full with more runs queued behind
+ * it found a queue deeper than this daemon's slots (every daemon that
+ * claimed is busy, or it would have taken them): claim further ahead.
+ * Any other: the queue is shallow, and a run claimed ahead would wait
+ * here for a slot while another daemon may have one free: none ahead. */
+static void adapt(struct lc_fleet *f, int deep) {
+  if (!f->adaptive) {
+    if (deep) f->ahead = f->cap; /* back from a hand-back */
+    return;
+  }
+  if (!deep) f->ahead = 0;
+  else {
+    int a = 2 * f->ahead;
+    if (a < claim_base(f)) a = claim_base(f);
+    f->ahead = a > f->cap ? f->cap : a;
+  }
+}
+
+static int claim_batch(const struct lc_fleet *f) {
+  int b = claim_base(f);
   return f->ahead > b ? f->ahead : b;
 }
+
+static void hand_back_waited(struct lc_fleet *f);
 
 static void *fleet_main(void *ud) {
   struct lc_fleet *f = ud;
@@ -455,6 +503,11 @@ static void *fleet_main(void *ud) {
     if (!more) {
       double until_renew = next_renew - mono_s();
       long ms = f->poll_ms;
+      int idle0, queued = 0;
+      free_slots(f, &idle0, &queued);
+      /* runs wait here: look at their wait a few times per bound */
+      if (queued > 0 && f->wait_s > 0 && f->wait_s * 250 < ms)
+        ms = f->wait_s * 250 < 5 ? 5 : (long)(f->wait_s * 250);
       if (until_renew * 1000 < ms) ms = until_renew > 0 ? (long)(until_renew * 1000) + 1 : 0;
       double until_gather = gather_until - mono_s();
       if (gather_until > 0 && until_gather * 1000 < ms)
@@ -475,8 +528,9 @@ static void *fleet_main(void *ud) {
       renew(f);
       next_renew = mono_s() + renew_every;
     }
-    int idle;
-    int n = free_slots(f, &idle);
+    if (f->wait_s > 0) hand_back_waited(f);
+    int idle, queued;
+    int n = free_slots(f, &idle, &queued);
     if (n <= 0) release_done(f); /* no claim to ride on */
     if (n > 0 && n < claim_batch(f) && n < f->s->max_runs + f->ahead) {
       /* Short of a batch: wait for more while every slot has a run to
@@ -493,7 +547,9 @@ static void *fleet_main(void *ud) {
       }
     }
     gather_until = 0;
-    more = n > 0 && claim(f, n) == n; /* a full claim: maybe more are queued */
+    int deeper = 0, got = n > 0 ? claim(f, n, &deeper) : 0;
+    if (n > 0) adapt(f, got == n && deeper);
+    more = n > 0 && got == n; /* a full claim: maybe more are queued */
   }
   return NULL;
 }
@@ -506,11 +562,11 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   f->s = s;
   f->lease_s = s->lease_s > 0 ? s->lease_s : 10;
   f->poll_ms = s->poll_ms > 0 ? s->poll_ms : 500;
-  if (s->claim_ahead >= 0) f->ahead = s->claim_ahead;
-  else { /* the default: a quarter of the slots, at most 16 */
-    f->ahead = s->max_runs / 4;
-    if (f->ahead > 16) f->ahead = 16;
-  }
+  f->adaptive = s->claim_ahead < 0;
+  f->cap = f->adaptive ? AHEAD_MAX : s->claim_ahead;
+  f->ahead = f->adaptive ? 0 : f->cap; /* adaptive: shallow until a claim says otherwise */
+  /* a run should start within a second (docs/serve.md) */
+  f->wait_s = s->ahead_wait_ms >= 0 ? s->ahead_wait_ms / 1000.0 : f->adaptive ? 1.0 : 0;
   char host[64] = "?";
   gethostname(host, sizeof host - 1);
   char u[37];
@@ -536,8 +592,10 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   s->fleet = f;
   char m[300];
   snprintf(m, sizeof m,
-           "fleet member %s: lease %.1f s, renewed every %.1f s, poll %ld ms, claim-ahead %d",
-           f->owner, f->lease_s, f->lease_s / 3, f->poll_ms, f->ahead);
+           "fleet member %s: lease %.1f s, renewed every %.1f s, poll %ld ms, claim-ahead %s%d, "
+           "hand-back after %.0f ms",
+           f->owner, f->lease_s, f->lease_s / 3, f->poll_ms, f->adaptive ? "up to " : "", f->cap,
+           f->wait_s * 1000);
   lc_serve_log(s, "info", "fleet", NULL, m);
   return 0;
 }
@@ -642,12 +700,11 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
   return rc ? rc : n ? 0 : LC_ENOTFOUND;
 }
 
-/* Takes the runs queued here off the queue (none of them starts here
- * now) and hands their leases back on conn, if still ours at that epoch;
- * a NOTIFY wakes the other daemons for them. */
-static void drain(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *conn) {
-  char(*ids)[65] = NULL;
-  int n = lc_serve_take_queued(s, &ids);
+/* Hands back on conn the leases of the n runs ids, taken off this
+ * daemon's queue (none of them starts here now; ids is freed), if still
+ * ours at that epoch; a NOTIFY wakes the other daemons for them. */
+static void hand_back(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *conn,
+                      char (*ids)[65], int n, const char *why) {
   cJSON *a = cJSON_CreateArray();
   pthread_mutex_lock(&f->mu);
   for (int i = 0; i < n; i++)
@@ -679,10 +736,35 @@ static void drain(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *conn
   char m[600];
   const cJSON *c = cJSON_GetObjectItem(cJSON_GetArrayItem(rows, 0), "n");
   if (rc) snprintf(m, sizeof m, "%s", err);
-  else snprintf(m, sizeof m, "%d runs claimed ahead handed back", cJSON_IsNumber(c) ? c->valueint : 0);
+  else
+    snprintf(m, sizeof m, "%d runs claimed ahead handed back%s",
+             cJSON_IsNumber(c) ? c->valueint : 0, why);
   lc_serve_log(s, rc ? "warn" : "info", "fleet_drain", NULL, m);
   cJSON_Delete(rows);
   free(j);
+}
+
+/* Takes every run queued here off the queue and hands it back. */
+static void drain(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *conn) {
+  char(*ids)[65] = NULL;
+  int n = lc_serve_take_queued(s, &ids);
+  hand_back(s, f, conn, ids, n, "");
+}
+
+/* Runs claimed ahead that waited wait_s here for a slot: the queue was
+ * not as deep as the claim thought, or this daemon's runs are long.
+ * Handed back for a daemon with a free slot (or for this one's next free
+ * slot, at the head of the queue again), and nothing more is claimed
+ * ahead until a claim comes back full again. */
+static void hand_back_waited(struct lc_fleet *f) {
+  char(*ids)[65] = NULL;
+  int n = lc_serve_take_stale(f->s, f->wait_s, &ids);
+  if (n <= 0) {
+    free(ids);
+    return;
+  }
+  f->ahead = 0;
+  hand_back(f->s, f, f->ds, ids, n, ": they waited for a slot here");
 }
 
 void lc_fleet_drain(struct lc_serve *s) {

@@ -58,7 +58,8 @@ struct lc_serve {
   int http_workers; /* threads that run routes (api.c; 0: the default) */
   double lease_s; /* a fleet's lease (PostgreSQL store; 0: the default) */
   long poll_ms;   /* a fleet's poll for queued runs (0: the default) */
-  int claim_ahead; /* a fleet: runs claimed beyond the free slots (-1: the default) */
+  int claim_ahead; /* a fleet: runs claimed beyond the free slots (-1: adaptive) */
+  long ahead_wait_ms; /* a fleet: a claimed-ahead run waiting longer goes back (-1: default) */
   struct lc_fleet *fleet; /* fleet.c's, on a PostgreSQL store; else NULL */
   /* state */
   struct lc_store *store;
@@ -132,6 +133,8 @@ void lc_serve_drop_local(struct lc_serve *s, const char *run_id);
  * started) off the queue; ids (malloc'd, the caller's, 65 bytes each)
  * gets their ids: none of them starts here any more. How many. */
 int lc_serve_take_queued(struct lc_serve *s, char (**ids)[65]);
+/* The same for the runs queued here for older_s seconds or more. */
+int lc_serve_take_stale(struct lc_serve *s, double older_s, char (**ids)[65]);
 
 /* fleet.c: several daemons on one PostgreSQL store (docs/serve.md). With
  * a fleet, lc_serve_enqueue leaves the run queued in the database and

@@ -131,6 +131,9 @@ static void teardown(void) {
  * so (pstatus still pending, a terminal row) are passed over. */
 START_TEST(claims_use_the_queue_index_and_ended_runs_leave_it) {
   char e[512];
+  /* claims for free slots only: the count of claims below is the bound */
+  stop_k(0, SIGTERM);
+  start_k(0, "--poll-ms 100 --max-runs 4 --claim-ahead 0");
   ck_assert_msg(lc_pg_sql(url,
                           "INSERT INTO d_runs(id, tenant, agent, input, created) "
                           "SELECT 'q' || i, 'default', 'echo', '{}', i FROM "
@@ -160,7 +163,8 @@ START_TEST(claims_use_the_queue_index_and_ended_runs_leave_it) {
   ck_assert_int_gt(count("SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE "
                          "indexrelname = 'd_runs_queued'"),
                    0);
-  /* never more than the free slots in one claim: 40 runs took 10 or more */
+  /* never more than the free slots in one claim (4, none ahead): 40 runs
+   * took 10 or more */
   char *t = lc_test_read_file(logp, NULL);
   const char *p = t ? strstr(t, "\"claims 40 in ") : NULL;
   ck_assert_msg(p, "no fleet_stats line for 40 claims: %s", t ? t : "(no log)");
@@ -495,6 +499,107 @@ START_TEST(runs_cancel_command_takes_a_waiting_run_out_of_the_queue) {
 }
 END_TEST
 
+/* The largest batch daemon k's claims took (its run_claimed lines). */
+static int largest_claim(int k) {
+  char *t = lc_test_read_file(logs[k], NULL);
+  int most = 0;
+  for (const char *p = t; p && (p = strstr(p, " us for ")); p++) {
+    int n = atoi(p + 8);
+    if (n > most) most = n;
+  }
+  free(t);
+  return most;
+}
+
+/* Four long runs keep the fixture's daemon (4 slots, the default
+ * claim-ahead) busy; three short runs queued then (a shallow queue) all
+ * go to a second, idle daemon: the busy one claimed none ahead, as its
+ * claims found the queue no deeper than its free slots. */
+START_TEST(shallow_queue_goes_to_the_idle_daemon) {
+  stop_k(0, SIGTERM); /* the fixture's, again with a short lease (renewals below) */
+  start_k(0, "--poll-ms 100 --max-runs 4 --lease 2");
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) SELECT 'long' || i, "
+         "'default', 'slow', '{\"steps\": 4000}', i FROM generate_series(1, 4) i");
+  await_count("SELECT count(*) FROM journal WHERE run_id LIKE 'long%' AND seq = 1", 4,
+              "the long runs started");
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) SELECT 'shallow' || i, "
+         "'default', 'slow', '{\"steps\": 1}', 10 + i FROM generate_series(1, 3) i");
+  /* The busy daemon has looked at the queue since: a renewal after the
+   * insert, and then another one (its loop claims right after a renewal,
+   * so the first one's claim is over by the second). */
+  for (int round = 0; round < 2; round++) {
+    double u0 = value_d("SELECT lease_until FROM leases WHERE run_id = 'long1'");
+    double until = lc_test_mono_s() + 60;
+    while (value_d("SELECT lease_until FROM leases WHERE run_id = 'long1'") <= u0) {
+      ck_assert_msg(lc_test_mono_s() < until, "the long run's lease was not renewed");
+      lc_test_nap_ms(20);
+    }
+  }
+  start_k(1, "--poll-ms 100 --max-runs 4");
+  await_count("SELECT count(*) FROM leases WHERE run_id LIKE 'shallow%'", 3,
+              "the short runs claimed");
+  await_count("SELECT count(*) FROM runs WHERE id LIKE 'shallow%' AND status = 'finished'", 3,
+              "the short runs finished");
+  ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id LIKE 'long%' AND status = "
+                         "'running'"),
+                   4);
+  char *t = lc_test_read_file(logs[0], NULL);
+  ck_assert_msg(t && !strstr(t, "shallow"), "the busy daemon claimed a short run: %s",
+                t ? t : "");
+  free(t);
+  /* each ran once, under the one claim (the idle daemon's) */
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id LIKE 'shallow%' AND "
+                         "(epoch <> 1 OR seq = 1)"),
+                   3);
+}
+END_TEST
+
+/* A queue deeper than the slots: the default claim-ahead grows while
+ * claims come back full, so claims take batches larger than the free
+ * slots (more than 4 + the old default's 1); every run runs once. */
+START_TEST(deep_queue_claims_batches_beyond_the_free_slots) {
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) SELECT 'deep' || i, "
+         "'default', 'echo', '{}', i FROM generate_series(1, 300) i");
+  await_count("SELECT count(*) FROM runs WHERE status = 'finished'", 300, "the runs finished");
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE seq = 1"), 300);
+  stop();
+  int most = largest_claim(0);
+  fprintf(stderr, "deep queue: largest claim %d runs (4 slots)\n", most);
+  ck_assert_msg(most >= 8, "largest claim %d runs", most);
+}
+END_TEST
+
+/* Runs claimed ahead (a deep queue while one daemon with one slot was
+ * alone) that then wait for that slot past --ahead-wait-ms are handed
+ * back, and a second daemon runs them, once each, while the first one's
+ * long run still goes. */
+START_TEST(claimed_ahead_runs_that_waited_are_handed_back) {
+  stop_k(0, SIGTERM); /* the fixture's */
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('s1', 'default', 'slow', '{\"steps\": 4000}', 1);"
+         "INSERT INTO d_runs(id, tenant, agent, input, created) SELECT 'w' || i, "
+         "'default', 'slow', '{\"steps\": 1}', 10 + i FROM generate_series(1, 6) i");
+  start_k(0, "--poll-ms 100 --max-runs 1 --lease 4 --ahead-wait-ms 300");
+  await_log(0, "handed back: they waited");
+  ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id LIKE 'w%'"), 0);
+  start_k(1, "--poll-ms 100 --max-runs 4 --claim-ahead 0");
+  await_count("SELECT count(*) FROM runs WHERE id LIKE 'w%' AND status = 'finished'", 6,
+              "the handed-back runs finished");
+  ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id = 's1' AND status = 'running'"), 1);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id LIKE 'w%' AND seq = 1"), 6);
+  /* some claimed first by the busy daemon, and each run under its last
+   * claim only (the idle daemon's) */
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id LIKE 'w%' AND epoch >= 2") > 0,
+                   1);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal j JOIN leases l ON l.run_id = j.run_id "
+                         "WHERE j.run_id LIKE 'w%' AND j.epoch <> l.epoch"),
+                   0);
+  char *t = lc_test_read_file(logs[1], NULL);
+  ck_assert_msg(t && strstr(t, "\"w1\""), "w1 not claimed by the idle daemon");
+  free(t);
+}
+END_TEST
+
 Suite *fleet_queue_suite(void) {
   Suite *s = suite_create("fleet_queue");
   TCase *tc = tcase_create("pg");
@@ -510,6 +615,9 @@ Suite *fleet_queue_suite(void) {
   tcase_add_test(tc, cancel_reaches_a_run_claimed_ahead_elsewhere);
   tcase_add_test(tc, runs_cancel_command_takes_a_waiting_run_out_of_the_queue);
   tcase_add_test(tc, claimed_ahead_runs_are_renewed_and_handed_back_on_sigterm);
+  tcase_add_test(tc, shallow_queue_goes_to_the_idle_daemon);
+  tcase_add_test(tc, deep_queue_claims_batches_beyond_the_free_slots);
+  tcase_add_test(tc, claimed_ahead_runs_that_waited_are_handed_back);
   suite_add_tcase(s, tc);
   return s;
 }
