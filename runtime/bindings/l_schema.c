@@ -1,12 +1,14 @@
 /* l_schema.c: luact.schema: compile a JSON schema once, validate values
  * against it with messages a model can act on. */
 #include <lauxlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "conv.h"
 #include "l_luact.h"
 #include "lc.h"
 #include "schema.h"
+#include "utf8.h"
 
 #define SCHEMA_MT "luact.Schema"
 static char schema_mt_key;
@@ -63,12 +65,78 @@ static void *check_ud(lua_State *L, int idx, const void *key, const char *tname)
   return luaL_checkudata(L, idx, tname);
 }
 
-/* Schema:validate(value) -> true | nil, message (one line per error),
- * "invalid" */
-static int l_validate(lua_State *L) {
-  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
-  luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
-  luaL_checkany(L, 2);
+/* Would lc_conv_to_json turn the scalar at idx into a JSON value of one of
+ * types (0 = any), with nothing else to check? The same tests as
+ * conv.c's to_json: a string without NUL bytes and valid UTF-8, a finite
+ * number. Anything else (tables, null, userdata) is left to the full
+ * path. */
+static int scalar_ok(lua_State *L, int idx, unsigned types) {
+  switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN:
+      return !types || (types & LC_SCHEMA_T_BOOL);
+    case LUA_TNUMBER: {
+      if (lua_isinteger(L, idx)) /* any integer is integral as a double */
+        return !types || (types & (LC_SCHEMA_T_NUM | LC_SCHEMA_T_INT));
+      double d = lua_tonumber(L, idx);
+      if (!isfinite(d)) return 0;
+      return !types || (types & LC_SCHEMA_T_NUM) ||
+             ((types & LC_SCHEMA_T_INT) && d == floor(d));
+    }
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      if (memchr(s, 0, len) || !lc_utf8_valid(s, len, NULL)) return 0;
+      return !types || (types & LC_SCHEMA_T_STR);
+    }
+    default:
+      return 0;
+  }
+}
+
+/* 1 when the value at idx is certainly valid against s, checked where it
+ * is (no cJSON copy: every tool call's arguments pass here); 0 when only
+ * the full path can tell. Only says 1 where conv + lc_schema_validate
+ * would accept: a plain table (no metatable: an array mark would make it
+ * an array) of string keys, each valid UTF-8 text, whose values are
+ * scalars of their property's type, with every required key present. */
+static int flat_valid(lua_State *L, int idx, const struct lc_schema *s) {
+  if (!lc_schema_flat(s) || lua_type(L, idx) != LUA_TTABLE) return 0;
+  if (lua_getmetatable(L, idx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  if (!lua_checkstack(L, 3)) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { /* key value */
+    size_t kl;
+    unsigned types;
+    const char *k;
+    if (lua_type(L, -2) != LUA_TSTRING || /* no lua_tolstring on a number key */
+        !(k = lua_tolstring(L, -2, &kl)) || memchr(k, 0, kl) ||
+        !lc_utf8_valid(k, kl, NULL) || !lc_schema_flat_key(s, k, kl, &types) ||
+        !scalar_ok(L, -1, types)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    lua_pop(L, 1);
+  }
+  const char *r;
+  for (size_t i = 0; (r = lc_schema_flat_required(s, i)); i++) {
+    int absent = lua_getfield(L, idx, r) == LUA_TNIL; /* no metatable: raw */
+    lua_pop(L, 1);
+    if (absent) return 0;
+  }
+  return 1;
+}
+
+/* [-1, +1, m] Under lua_pcall: the string at the light userdata. */
+static int push_text(lua_State *L) {
+  lua_pushstring(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+/* The full path: the value copied to cJSON, checked by schema.c. */
+static int validate_full(lua_State *L, struct schema_box *b) {
   cJSON *j = NULL;
   char err[512];
   if (lc_conv_to_json(L, 2, &j, err, sizeof err)) {
@@ -89,14 +157,53 @@ static int l_validate(lua_State *L) {
   char *text = rc == LC_EINVAL ? lc_schema_errors_format(&errs) : NULL;
   lc_schema_errors_free(&errs);
   if (!text) return luaL_error(L, "out of memory");
+  /* Pushing the text allocates and may raise: text is ours until it is
+   * on the stack, so the push runs protected. */
   lua_pushnil(L);
-  lua_pushstring(L, text);
+  lua_pushcfunction(L, push_text);
+  lua_pushlightuserdata(L, text);
+  int st = lua_pcall(L, 1, 1, 0);
   lc_free(text);
+  if (st != LUA_OK) return lua_error(L); /* its error, out of memory */
   lua_pushliteral(L, "invalid");
   return 3;
 }
 
-static const luaL_Reg schema_methods[] = {{"validate", l_validate}, {NULL, NULL}};
+/* Schema:validate(value) -> true | nil, message (one line per error),
+ * "invalid" */
+static int l_validate(lua_State *L) {
+  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
+  luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
+  luaL_checkany(L, 2);
+  if (flat_valid(L, 2, b->s)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return validate_full(L, b);
+}
+
+/* For tests: Schema:_validate_full(value), validate without the flat
+ * check, and Schema:_flat_valid(value) -> whether the flat check alone
+ * accepts value. validate must answer as _validate_full on every value. */
+static int l_validate_full(lua_State *L) {
+  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
+  luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
+  luaL_checkany(L, 2);
+  return validate_full(L, b);
+}
+
+static int l_flat_valid(lua_State *L) {
+  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
+  luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
+  luaL_checkany(L, 2);
+  lua_pushboolean(L, flat_valid(L, 2, b->s));
+  return 1;
+}
+
+static const luaL_Reg schema_methods[] = {{"validate", l_validate},
+                                          {"_validate_full", l_validate_full},
+                                          {"_flat_valid", l_flat_valid},
+                                          {NULL, NULL}};
 static const luaL_Reg schema_funcs[] = {{"compile", l_compile}, {NULL, NULL}};
 
 int lc_open_schema(lua_State *L) {

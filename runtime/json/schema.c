@@ -14,14 +14,14 @@
 #include "cnum.h"
 #include "lc.h"
 
-enum {
-  T_NULL = 1 << 0,
-  T_BOOL = 1 << 1,
-  T_OBJ = 1 << 2,
-  T_ARR = 1 << 3,
-  T_NUM = 1 << 4,
-  T_STR = 1 << 5,
-  T_INT = 1 << 6,
+enum { /* the public bits (schema.h's flat view uses them) */
+  T_NULL = LC_SCHEMA_T_NULL,
+  T_BOOL = LC_SCHEMA_T_BOOL,
+  T_OBJ = LC_SCHEMA_T_OBJ,
+  T_ARR = LC_SCHEMA_T_ARR,
+  T_NUM = LC_SCHEMA_T_NUM,
+  T_STR = LC_SCHEMA_T_STR,
+  T_INT = LC_SCHEMA_T_INT,
 };
 
 static const struct {
@@ -85,6 +85,7 @@ struct lc_schema {
   struct node *nodes;
   char **unknown;
   size_t nunknown;
+  int flat; /* see lc_schema_flat */
 };
 
 /* ---- paths ------------------------------------------------------------ */
@@ -960,6 +961,52 @@ static int doc_depth_ok(const cJSON *j, int depth) {
   return 1;
 }
 
+/* ---- the flat view (schema.h) ----
+ * Which keywords validate() applies to a scalar: $ref, type, enum, const,
+ * the string or number keywords, and the combinators. A node with none of
+ * them besides type checks a scalar by its type alone. */
+static int scalar_by_type(const struct node *n) {
+  if (n->boolean == 1) return 1;
+  if (n->boolean == 0) return 0;
+  return !n->ref && !n->enum_ && !n->const_ && n->min_len < 0 && n->max_len < 0 &&
+         !n->pattern && !n->has_re && !n->has_min && !n->has_max && !n->has_xmin &&
+         !n->has_xmax && !n->has_mult && !n->nall && !n->nany && !n->none && !n->not_;
+}
+
+/* An object passes the root's own checks (type, no whole-value keyword
+ * but required): only its members are left. */
+static int flat_root(const struct node *n) {
+  return n->boolean == -1 && !n->ref && (n->types == 0 || (n->types & T_OBJ)) &&
+         !n->enum_ && !n->const_ && !n->nall && !n->nany && !n->none && !n->not_;
+}
+
+int lc_schema_flat(const struct lc_schema *s) { return s->flat; }
+
+int lc_schema_flat_key(const struct lc_schema *s, const char *k, size_t kl,
+                       unsigned *types) {
+  const struct node *root = s->root, *n = NULL;
+  if (!s->flat) return 0;
+  for (size_t i = 0; i < root->nprops; i++) /* the first match, as find_prop */
+    if (strncmp(root->props[i].name, k, kl) == 0 && root->props[i].name[kl] == '\0') {
+      n = root->props[i].schema;
+      break;
+    }
+  if (!n) {
+    if (!root->addl) { /* any other key is allowed */
+      *types = 0;
+      return 1;
+    }
+    n = root->addl; /* false (not allowed) is not scalar_by_type */
+  }
+  if (!scalar_by_type(n)) return 0;
+  *types = n->boolean == 1 ? 0 : n->types;
+  return 1;
+}
+
+const char *lc_schema_flat_required(const struct lc_schema *s, size_t i) {
+  return i < s->root->nrequired ? s->root->required[i] : NULL;
+}
+
 void lc_schema_free(struct lc_schema *s) {
   if (!s) return;
   for (struct node *n = s->nodes, *next; n; n = next) {
@@ -1004,6 +1051,7 @@ int lc_schema_compile(const cJSON *schema, struct lc_schema **out, char *err,
     lc_schema_free(s);
     return c.rc ? c.rc : LC_ENOMEM;
   }
+  s->flat = flat_root(s->root);
   *out = s;
   return 0;
 }

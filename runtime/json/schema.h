@@ -85,4 +85,33 @@ int lc_schema_validate(const struct lc_schema *s, const cJSON *value,
 char *lc_schema_errors_format(const struct lc_schema_errors *e);
 void lc_schema_errors_free(struct lc_schema_errors *e);
 
+/* ---- The flat view: checking a value without building it ----
+ * Most tool schemas are an object of scalar properties with a type each.
+ * For those a binding can check a value where it lives (a Lua table)
+ * instead of copying it to cJSON first. The view only ever says "certainly
+ * valid": anything it does not cover (a keyword besides type, a nested
+ * value, an unknown key where that is not allowed) sends the caller to
+ * lc_schema_validate, which words every error. */
+#define LC_SCHEMA_T_NULL (1u << 0)
+#define LC_SCHEMA_T_BOOL (1u << 1)
+#define LC_SCHEMA_T_OBJ (1u << 2)
+#define LC_SCHEMA_T_ARR (1u << 3)
+#define LC_SCHEMA_T_NUM (1u << 4)
+#define LC_SCHEMA_T_STR (1u << 5)
+#define LC_SCHEMA_T_INT (1u << 6) /* an integral number */
+
+/* 1 when an object value's members can be checked one by one with
+ * lc_schema_flat_key (the root accepts objects and has no keyword that
+ * looks at the object as a whole besides required). */
+int lc_schema_flat(const struct lc_schema *s);
+/* For a member named k (kl bytes, no NUL) of an object checked against a
+ * flat s: 1 and *types (LC_SCHEMA_T_* bits, 0 = any) when a scalar there
+ * needs nothing but its type checked; 0 when only lc_schema_validate can
+ * tell (the member's schema has other keywords, or the key is not
+ * allowed). */
+int lc_schema_flat_key(const struct lc_schema *s, const char *k, size_t kl,
+                       unsigned *types);
+/* The root's required property names (i < count), NULL past the end. */
+const char *lc_schema_flat_required(const struct lc_schema *s, size_t i);
+
 #endif

@@ -31,7 +31,8 @@ struct lc_task {
   struct lc_task *first_child, *prev_sibling, *next_sibling;
   void (*on_done)(struct lc_task *, void *);
   void *on_done_ud;
-  char *path;              /* "1.2.1": see lc_task_path */
+  char *path;              /* "1.2.1": see lc_task_path; points at path_buf */
+  size_t path_len;
   unsigned long children;  /* spawned so far, numbers the next child */
   unsigned long seq;       /* effects so far */
   /* Its coroutine is executing (inside lua_resume, or lua_closethread
@@ -42,6 +43,9 @@ struct lc_task {
   char *kill_reason;  /* lc_malloc'd; NULL means "killed" */
   int detached;       /* no holder left: freed as soon as it is done */
   int yielded; /* queued by a plain coroutine.yield: runs next pass */
+  /* The path lives in the task's own block: a task per tool call made
+   * a second allocation (and a strlen of the parent's) per spawn. */
+  char path_buf[];
 };
 
 struct lc_sched {
@@ -197,18 +201,20 @@ static size_t fmt_ulong(unsigned long n, char *out) {
   return k;
 }
 
-/* "<parent path>.<n>", or "<n>" for a root: lc_malloc'd, NULL when out of
- * memory. */
-static char *child_path(const struct lc_task *parent, unsigned long n) {
-  size_t pl = parent ? strlen(parent->path) + 1 : 0;
-  char *p = lc_malloc(pl + 24);
-  if (!p) return NULL;
+/* A task with room for its path, "<parent path>.<n>" or "<n>" for a
+ * root, written there: lc_calloc'd, NULL when out of memory. */
+static struct lc_task *task_new(const struct lc_task *parent, unsigned long n) {
+  size_t pl = parent ? parent->path_len + 1 : 0;
+  struct lc_task *t = lc_calloc(1, sizeof *t + pl + 24);
+  if (!t) return NULL;
+  t->path = t->path_buf;
   if (parent) {
-    memcpy(p, parent->path, pl - 1);
-    p[pl - 1] = '.';
+    memcpy(t->path, parent->path, pl - 1);
+    t->path[pl - 1] = '.';
   }
-  p[pl + fmt_ulong(n, p + pl)] = '\0';
-  return p;
+  t->path_len = pl + fmt_ulong(n, t->path + pl);
+  t->path[t->path_len] = '\0';
+  return t;
 }
 
 int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
@@ -220,12 +226,8 @@ int lc_sched_spawn(struct lc_sched *s, lua_State *L, int nargs,
   int ref = luaL_ref(L, LUA_REGISTRYINDEX); /* fn args; luaL_ref pops co */
   /* A new thread has room for about 40 values; more arguments would be
    * written past its stack. lua_checkstack does not raise. */
-  struct lc_task *t = lua_checkstack(co, nargs + 1) ? lc_calloc(1, sizeof *t) : NULL;
   unsigned long n = parent ? parent->children + 1 : s->roots + 1;
-  if (t && !(t->path = child_path(parent, n))) {
-    lc_free(t);
-    t = NULL;
-  }
+  struct lc_task *t = lua_checkstack(co, nargs + 1) ? task_new(parent, n) : NULL;
   if (!t) {
     luaL_unref(L, LUA_REGISTRYINDEX, ref);
     return LC_ENOMEM;
@@ -319,7 +321,6 @@ static void free_task(struct lc_task *t) {
   *task_slot(t->co) = NULL;
   luaL_unref(s->L, LUA_REGISTRYINDEX, t->ref);
   lc_free(t->kill_reason);
-  lc_free(t->path);
   lc_free(t);
 }
 
