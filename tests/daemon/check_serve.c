@@ -1356,6 +1356,38 @@ START_TEST(cancel_while_run_leaves) {
 }
 END_TEST
 
+/* The FIFO a test hook (LUACT_SERVE_STALL_*) blocks on, in d's folder. */
+static void make_stall_fifo(struct daemon *d, char *fifo, size_t n) {
+  snprintf(fifo, n, "%s/stall", d->dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+}
+
+/* Until the hook holds its write: a FIFO opens for writing (without
+ * waiting) only once a reader has it open. Returns the writing end; a
+ * byte written to it lets the held write go. */
+static int await_stall_held(const char *fifo) {
+  int fd;
+  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
+    ck_assert_int_eq(errno, ENXIO);
+    lc_test_nap_ms(20);
+  }
+  return fd;
+}
+
+/* A new thread whose asker run waits for input: its thread id in tid[80],
+ * the run's path (/runs/ID) in pa[300]. */
+static void asker_waiting(struct daemon *d, char *tid, char *pa) {
+  cJSON *t = expect(d, "POST", "/threads", "{}", A, 200);
+  snprintf(tid, 80, "%s", str(t, "thread_id"));
+  cJSON_Delete(t);
+  char p[300];
+  snprintf(p, sizeof p, "/threads/%s/runs", tid);
+  cJSON *j = expect(d, "POST", p, "{\"assistant_id\":\"asker\"}", A, 200);
+  snprintf(pa, 300, "/runs/%s", str(j, "run_id"));
+  cJSON_Delete(j);
+  await_status(d, pa, "waiting_input");
+}
+
 /* One worker, two runs: the first one's luact.store write is held up (a
  * test hook blocks it on a FIFO until the test writes a byte), and the
  * second run, on the same worker, runs luact.store and finishes
@@ -1366,8 +1398,7 @@ START_TEST(stalled_store_stalls_only_its_run) {
   struct daemon d;
   setup_dir(&d);
   char fifo[400];
-  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
-  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  make_stall_fifo(&d, fifo, sizeof fifo);
   char ap[400];
   snprintf(ap, sizeof ap, "%s/staller.lua", d.agents);
   write_file(ap, staller_agent);
@@ -1378,13 +1409,7 @@ START_TEST(stalled_store_stalls_only_its_run) {
   char rid[80], p[300];
   snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
   cJSON_Delete(j);
-  /* Until the hook holds the write: a FIFO opens for writing (without
-   * waiting) only once a reader has it open. */
-  int fd;
-  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
-    ck_assert_int_eq(errno, ENXIO);
-    lc_test_nap_ms(20);
-  }
+  int fd = await_stall_held(fifo);
   j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"mem\",\"input\":{\"text\":\"hi\"}}",
              A, 200);
   ck_assert_str_eq(str(j, "got"), "hi");
@@ -1425,21 +1450,13 @@ START_TEST(answer_commit_holds_no_runner_lock) {
   struct daemon d;
   setup_dir(&d);
   char fifo[400];
-  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
-  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  make_stall_fifo(&d, fifo, sizeof fifo);
   setenv("LUACT_SERVE_STALL_ANSWER", fifo, 1);
   start(&d, NULL);
   unsetenv("LUACT_SERVE_STALL_ANSWER");
-  cJSON *t = expect(&d, "POST", "/threads", "{}", A, 200);
-  char tid[80], ra[80], rb[80], p[300], pa[300];
-  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
-  cJSON_Delete(t);
-  snprintf(p, sizeof p, "/threads/%s/runs", tid);
-  cJSON *j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\"}", A, 200);
-  snprintf(ra, sizeof ra, "%s", str(j, "run_id"));
-  cJSON_Delete(j);
-  snprintf(pa, sizeof pa, "/runs/%s", ra);
-  await_status(&d, pa, "waiting_input");
+  char tid[80], rb[80], p[300], pa[300];
+  asker_waiting(&d, tid, pa);
+  cJSON *j;
   j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"sleeper\",\"input\":{\"s\":1000}}", A, 200);
   snprintf(rb, sizeof rb, "%s", str(j, "run_id"));
   cJSON_Delete(j);
@@ -1453,13 +1470,7 @@ START_TEST(answer_commit_holds_no_runner_lock) {
                      "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}", 0};
   pthread_t th;
   ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
-  /* Until the hook holds the commit: a FIFO opens for writing (without
-   * waiting) only once a reader has it open. */
-  int fd;
-  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
-    ck_assert_int_eq(errno, ENXIO);
-    lc_test_nap_ms(20);
-  }
+  int fd = await_stall_held(fifo);
   snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rb);
   cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
   snprintf(p, sizeof p, "/runs/%s", rb);
@@ -1491,33 +1502,22 @@ START_TEST(cancel_during_answer_stays_cancelled) {
   struct daemon d;
   setup_dir(&d);
   char fifo[400];
-  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
-  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  make_stall_fifo(&d, fifo, sizeof fifo);
   setenv("LUACT_SERVE_STALL_ANSWER", fifo, 1);
   start(&d, NULL);
   unsetenv("LUACT_SERVE_STALL_ANSWER");
-  cJSON *t = expect(&d, "POST", "/threads", "{}", A, 200);
-  char tid[80], ra[80], p[300], pa[300], pb[300];
-  snprintf(tid, sizeof tid, "%s", str(t, "thread_id"));
-  cJSON_Delete(t);
-  snprintf(p, sizeof p, "/threads/%s/runs", tid);
-  cJSON *j = expect(&d, "POST", p, "{\"assistant_id\":\"asker\"}", A, 200);
-  snprintf(ra, sizeof ra, "%s", str(j, "run_id"));
-  cJSON_Delete(j);
-  snprintf(pa, sizeof pa, "/runs/%s", ra);
-  await_status(&d, pa, "waiting_input");
+  char tid[80], pa[300], pb[300];
+  asker_waiting(&d, tid, pa);
+  cJSON *j;
   snprintf(pb, sizeof pb, "/threads/%s/runs", tid);
   struct bg_req b = {&d, "POST", pb,
                      "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}", 0};
   pthread_t th;
   ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
-  int fd; /* until the hook holds the answer (a reader has the FIFO) */
-  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
-    ck_assert_int_eq(errno, ENXIO);
-    lc_test_nap_ms(20);
-  }
-  snprintf(p, sizeof p, "/runs/%s/cancel", ra);
-  cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
+  int fd = await_stall_held(fifo);
+  char pc[320];
+  snprintf(pc, sizeof pc, "%s/cancel", pa);
+  cJSON_Delete(expect(&d, "POST", pc, NULL, A, 202));
   await_status(&d, pa, "cancelled");
   ck_assert_int_eq(write(fd, "x", 1), 1);
   close(fd);
@@ -1545,8 +1545,7 @@ START_TEST(queued_cancel_holds_no_runner_lock) {
   struct daemon d;
   setup_dir(&d);
   char fifo[400];
-  snprintf(fifo, sizeof fifo, "%s/stall", d.dir);
-  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  make_stall_fifo(&d, fifo, sizeof fifo);
   setenv("LUACT_SERVE_STALL_CANCEL", fifo, 1);
   start(&d, NULL);
   unsetenv("LUACT_SERVE_STALL_CANCEL");
@@ -1569,11 +1568,7 @@ START_TEST(queued_cancel_holds_no_runner_lock) {
   struct bg_req b = {&d, "POST", pb, NULL, 0};
   pthread_t th;
   ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
-  int fd;
-  while ((fd = open(fifo, O_WRONLY | O_NONBLOCK)) < 0) {
-    ck_assert_int_eq(errno, ENXIO);
-    lc_test_nap_ms(20);
-  }
+  int fd = await_stall_held(fifo);
   j = expect(&d, "POST", "/runs/wait", "{\"assistant_id\":\"echo\",\"input\":{\"x\":1}}", A, 200);
   ck_assert_int_eq(cJSON_GetObjectItem(j, "n")->valueint, 1);
   cJSON_Delete(j);
