@@ -16,6 +16,29 @@
 #include "tstate.h"
 #include "wsconn.h"
 
+/* A thread state in LangGraph's shape from a finished run's row (id,
+ * result, updated): values (a non-object result as {output}), no next
+ * tasks, the run's id as the checkpoint's. */
+static cJSON *state_of_run(const cJSON *r, const char *thread) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON *v = lc_api_jcol(r, "result");
+  if (!cJSON_IsObject(v)) {
+    cJSON *w = cJSON_CreateObject();
+    cJSON_AddItemToObject(w, "output", v);
+    v = w;
+  }
+  cJSON_AddItemToObject(o, "values", v);
+  cJSON_AddItemToObject(o, "next", cJSON_CreateArray());
+  cJSON_AddItemToObject(o, "tasks", cJSON_CreateArray());
+  cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
+  lc_api_add_time(o, "created_at", r, "updated");
+  cJSON *cp = cJSON_AddObjectToObject(o, "checkpoint");
+  cJSON_AddStringToObject(cp, "thread_id", thread);
+  cJSON_AddStringToObject(cp, "checkpoint_ns", "");
+  cJSON_AddStringToObject(cp, "checkpoint_id", jstr(r, "id"));
+  return o;
+}
+
 /* The thread's state after its finished run `run` (a checkpoint, as
  * history lists it), or NULL. */
 static cJSON *state_at(struct lc_serve *s, const char *thread, const char *run) {
@@ -26,24 +49,7 @@ static cJSON *state_at(struct lc_serve *s, const char *thread, const char *run) 
                       "ss", thread, run);
   const cJSON *r = cJSON_GetArrayItem(rows, 0);
   cJSON *o = NULL;
-  if (r) {
-    o = cJSON_CreateObject();
-    cJSON *v = lc_api_jcol(r, "result");
-    if (!cJSON_IsObject(v)) {
-      cJSON *w = cJSON_CreateObject();
-      cJSON_AddItemToObject(w, "output", v);
-      v = w;
-    }
-    cJSON_AddItemToObject(o, "values", v);
-    cJSON_AddItemToObject(o, "next", cJSON_CreateArray());
-    cJSON_AddItemToObject(o, "tasks", cJSON_CreateArray());
-    cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
-    lc_api_add_time(o, "created_at", r, "updated");
-    cJSON *cp = cJSON_AddObjectToObject(o, "checkpoint");
-    cJSON_AddStringToObject(cp, "thread_id", thread);
-    cJSON_AddStringToObject(cp, "checkpoint_ns", "");
-    cJSON_AddStringToObject(cp, "checkpoint_id", jstr(r, "id"));
-  }
+  if (r) o = state_of_run(r, thread);
   cJSON_Delete(rows);
   return o;
 }
@@ -216,23 +222,7 @@ enum MHD_Result lc_api_thread_routes(struct lc_serve *s, struct MHD_Connection *
         first = 0;
         continue;
       }
-      cJSON *o = cJSON_CreateObject();
-      cJSON *v = lc_api_jcol(r, "result");
-      if (!cJSON_IsObject(v)) {
-        cJSON *w = cJSON_CreateObject();
-        cJSON_AddItemToObject(w, "output", v);
-        v = w;
-      }
-      cJSON_AddItemToObject(o, "values", v);
-      cJSON_AddItemToObject(o, "next", cJSON_CreateArray());
-      cJSON_AddItemToObject(o, "tasks", cJSON_CreateArray());
-      cJSON_AddItemToObject(o, "metadata", cJSON_CreateObject());
-      lc_api_add_time(o, "created_at", r, "updated");
-      cJSON *cp = cJSON_AddObjectToObject(o, "checkpoint");
-      cJSON_AddStringToObject(cp, "thread_id", tid);
-      cJSON_AddStringToObject(cp, "checkpoint_ns", "");
-      cJSON_AddStringToObject(cp, "checkpoint_id", jstr(r, "id"));
-      cJSON_AddItemToArray(arr, o);
+      cJSON_AddItemToArray(arr, state_of_run(r, tid));
     }
     cJSON_Delete(rows);
     /* LangGraph's paging (before: a checkpoint's config; the states older
