@@ -87,21 +87,6 @@ struct lop {
 
 static char sess_mt_key, op_mt_key;
 
-/* luaL_checkudata without its lookup of the metatable by name (a string
- * interned and compared on every call: a per-call cost of every tool
- * call): the metatable is also kept under a pointer key. A mismatch goes
- * to luaL_checkudata for its usual error. */
-static void *check_ud(lua_State *L, int idx, const void *key, const char *tname) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_getmetatable(L, idx)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-    int same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (same) return p;
-  }
-  return luaL_checkudata(L, idx, tname);
-}
-
 /* ---- ops ---- */
 
 static void op_unlink(struct lop *op) {
@@ -297,7 +282,7 @@ static int sess_gc(lua_State *L) {
 }
 
 static struct lsess *check_sess(lua_State *L) {
-  struct lsess *s = check_ud(L, 1, &sess_mt_key, SESSION_MT);
+  struct lsess *s = lc_lua_checkud(L, 1, &sess_mt_key, SESSION_MT);
   if (!s->m) luaL_error(L, "MCP session is closed");
   return s;
 }
@@ -631,7 +616,7 @@ static int push_event(lua_State *L, struct lop *op) {
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lop *op = check_ud(L, 1, &op_mt_key, OP_MT);
+  struct lop *op = lc_lua_checkud(L, 1, &op_mt_key, OP_MT);
   int n = push_event(L, op);
   if (n) {
     op->task = NULL;
@@ -642,7 +627,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_op_wait(lua_State *L) {
-  struct lop *op = check_ud(L, 1, &op_mt_key, OP_MT);
+  struct lop *op = lc_lua_checkud(L, 1, &op_mt_key, OP_MT);
   lua_settop(L, 1);
   if (!op->done && !op->started)
     return luaL_error(L, "MCP request already finished");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "l_state.h"
 #include "l_luact.h"
 #include "lc.h"
 #include "schema.h"
@@ -48,21 +49,6 @@ static int l_compile(lua_State *L) {
     return 3;
   }
   return 1;
-}
-
-/* luaL_checkudata without its lookup of the metatable by name (a string
- * interned and compared on every call: a per-call cost of every tool
- * call): the metatable is also kept under a pointer key. A mismatch goes
- * to luaL_checkudata for its usual error. */
-static void *check_ud(lua_State *L, int idx, const void *key, const char *tname) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_getmetatable(L, idx)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-    int same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (same) return p;
-  }
-  return luaL_checkudata(L, idx, tname);
 }
 
 /* Would lc_conv_to_json turn the scalar at idx into a JSON value of one of
@@ -172,7 +158,7 @@ static int validate_full(lua_State *L, struct schema_box *b) {
 /* Schema:validate(value) -> true | nil, message (one line per error),
  * "invalid" */
 static int l_validate(lua_State *L) {
-  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
+  struct schema_box *b = lc_lua_checkud(L, 1, &schema_mt_key, SCHEMA_MT);
   luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
   luaL_checkany(L, 2);
   if (flat_valid(L, 2, b->s)) {
@@ -186,14 +172,14 @@ static int l_validate(lua_State *L) {
  * check, and Schema:_flat_valid(value) -> whether the flat check alone
  * accepts value. validate must answer as _validate_full on every value. */
 static int l_validate_full(lua_State *L) {
-  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
+  struct schema_box *b = lc_lua_checkud(L, 1, &schema_mt_key, SCHEMA_MT);
   luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
   luaL_checkany(L, 2);
   return validate_full(L, b);
 }
 
 static int l_flat_valid(lua_State *L) {
-  struct schema_box *b = check_ud(L, 1, &schema_mt_key, SCHEMA_MT);
+  struct schema_box *b = lc_lua_checkud(L, 1, &schema_mt_key, SCHEMA_MT);
   luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
   luaL_checkany(L, 2);
   lua_pushboolean(L, flat_valid(L, 2, b->s));

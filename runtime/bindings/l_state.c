@@ -87,3 +87,13 @@ size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, con
   return out;
 }
 
+void *lc_lua_checkud(lua_State *L, int idx, const void *key, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return p;
+  }
+  return luaL_checkudata(L, idx, tname);
+}

@@ -23,4 +23,10 @@ struct lua_State *lc_lua_newstate(void);
 long lc_lua_checklong(struct lua_State *L, double v, long lo, long hi, const char *what);
 size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, const char *what);
 
+/* luaL_checkudata without its lookup of the metatable by name (a string
+ * interned and compared on every call: a per-call cost of every tool
+ * call): the metatable is also kept in the registry under the pointer
+ * key. A mismatch goes to luaL_checkudata for its usual error. */
+void *lc_lua_checkud(struct lua_State *L, int idx, const void *key, const char *tname);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "l_luact.h"
+#include "l_state.h"
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
@@ -372,14 +373,7 @@ static void timeout_close(struct timeout_op *op, const char *why) {
 }
 
 static int timeout_gc(lua_State *L) {
-  struct timeout_op *op = lua_touserdata(L, 1);
-  int same = 0;
-  if (op && lua_getmetatable(L, 1)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &timeout_mt_key);
-    same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-  }
-  if (!same) op = luaL_checkudata(L, 1, TIMEOUT_MT); /* raises its usual error */
+  struct timeout_op *op = lc_lua_checkud(L, 1, &timeout_mt_key, TIMEOUT_MT);
   if (!lc_sched_get(L)) { /* as task_gc: the scheduler took both along */
     op->work = NULL;
     op->loop = NULL;

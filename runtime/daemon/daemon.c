@@ -1626,20 +1626,7 @@ int lc_serve_enqueue_claimed(struct lc_serve *s, const char *run_id, const char 
 }
 
 int lc_serve_take_queued(struct lc_serve *s, char (**ids)[65]) {
-  pthread_mutex_lock(&s->mu);
-  int n = 0;
-  *ids = s->nqueued > 0 ? malloc((size_t)s->nqueued * sizeof **ids) : NULL;
-  /* Out of memory: they stay queued (and their leases run out). */
-  while (*ids && s->queue) {
-    struct lc_queued *q = s->queue;
-    s->queue = q->next;
-    s->nqueued--;
-    snprintf((*ids)[n++], sizeof **ids, "%s", q->id);
-    free(q);
-  }
-  if (n) pthread_cond_broadcast(&s->changed);
-  pthread_mutex_unlock(&s->mu);
-  return n;
+  return lc_serve_take_stale(s, -1.0, ids); /* every one is older than -1 s */
 }
 
 int lc_serve_take_stale(struct lc_serve *s, double older_s, char (**ids)[65]) {
@@ -1647,6 +1634,7 @@ int lc_serve_take_stale(struct lc_serve *s, double older_s, char (**ids)[65]) {
   int n = 0;
   double now = mono_s();
   *ids = s->nqueued > 0 ? malloc((size_t)s->nqueued * sizeof **ids) : NULL;
+  /* Out of memory: they stay queued (and their leases run out). */
   for (struct lc_queued **p = &s->queue; *ids && *p;) {
     struct lc_queued *q = *p;
     if (now - q->t0 < older_s) {
