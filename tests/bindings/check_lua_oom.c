@@ -131,6 +131,31 @@ static const struct scenario scenarios[] = {
      "local v = luact.effect('clock', 'now', {}, 'pure', function() return {t = 1} end)\n"
      "if type(v) ~= 'table' or v.t ~= 1 then error('effect lost its value', 0) end\n"
      "return 'ok'"},
+    {"sql_tool",
+     /* the SQL tool's query on its own thread, its rows into Lua, its
+      * refusals (a write on a read-only tool) */
+     "local path = os.tmpname()\n"
+     "local w <close> = setmetatable({}, {__close = function() os.remove(path) end})\n"
+     "local db = assert(luact.sql.open(path, {create = true}))\n"
+     "assert(db:exec('CREATE TABLE t(a INT, b TEXT); INSERT INTO t VALUES (1, \\'x\\'), (2, \\'y\\')'))\n"
+     "db:close()\n"
+     "local t = luact.tools.sql{db = path, max_rows = 5}\n"
+     "local r, m = t{sql = 'SELECT a, b FROM t WHERE a > ? ORDER BY a', params = {0}}\n"
+     "if not r then error(tostring(m), 0) end\n"
+     "if #r.rows ~= 2 or r.rows[2].b ~= 'y' then error('rows lost', 0) end\n"
+     "local bad, msg, code = t{sql = 'DELETE FROM t'}\n"
+     "if bad ~= nil then error('a write went through', 0) end\n"
+     "t.close()\n"
+     "return 'ok'"},
+    {"sandbox_run",
+     /* a sandbox child's result read back into Lua, and its error */
+     "local v, m = luact.sandbox.run('return {n = 1 + 2, s = string.rep(\\'z\\', 10)}')\n"
+     "if type(v) ~= 'table' or v.value.n ~= 3 or v.value.s ~= string.rep('z', 10) then\n"
+     "  error(tostring(m), 0)\n"
+     "end\n"
+     "local bad, msg = luact.sandbox.run('error(\\'nope\\')')\n"
+     "if bad ~= nil then error('an error came back as a value', 0) end\n"
+     "return 'ok'"},
     {"json",
      "local j = luact.json\n"
      "local t = { name = 'x', list = j.array{1, 2.5, 'three', j.null, {deep = {true, false}}}, n = 42 }\n"
