@@ -369,7 +369,9 @@ int lc_serve_run_status(struct lc_serve *s, const char *run_id, char *buf, size_
   const cJSON *row = cJSON_GetArrayItem(rows, 0);
   const cJSON *st = cJSON_GetObjectItem(row, "pstatus");
   int rc = cJSON_IsString(st) ? 0 : LC_ENOTFOUND;
-  if (!rc) snprintf(buf, n, "%s", st->valuestring);
+  /* 'claimed' (a fleet's run under a lease, not started yet) is queued
+   * to its clients */
+  if (!rc) snprintf(buf, n, "%s", strcmp(st->valuestring, "claimed") ? st->valuestring : "pending");
   cJSON_Delete(rows);
   return rc;
 }
@@ -1718,7 +1720,7 @@ static void unqueue_ended(struct lc_serve *s, const char *run_id) {
   if (!s->fleet) return;
   char err[256];
   lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                 "UPDATE d_runs SET pstatus = 'ended' WHERE id = ? AND pstatus = 'pending' AND "
+                 "UPDATE d_runs SET pstatus = 'ended' WHERE id = ? AND pstatus IN ('pending', 'claimed') AND "
                  "EXISTS (SELECT 1 FROM runs r WHERE r.id = d_runs.id AND r.status IN "
                  "('finished', 'failed', 'cancelled'))",
                  "s", run_id);

@@ -58,6 +58,7 @@ struct lc_dstore {
   long groups, writes; /* stats (under qmu) */
   PGconn *pg;     /* instead of the above for a PostgreSQL URL */
   char *session;  /* SQL run on each new PostgreSQL connection, or NULL */
+  char owner[160]; /* the lease owner fenced writes require ("": any) */
   pthread_mutex_t mu; /* the PostgreSQL connection */
 };
 
@@ -621,7 +622,15 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
 /* The fence: the run's lease row, locked FOR SHARE so that a claim (which
  * updates it) waits for this statement's commit, and a claim committed
  * first is seen (the lock reads the newest version of the row). */
-#define FENCE_PG "EXISTS(SELECT 1 FROM leases WHERE run_id = $%d AND epoch = $%d::bigint FOR SHARE)"
+#define FENCE_PG                                                                          \
+  "EXISTS(SELECT 1 FROM leases WHERE run_id = $%d AND epoch = $%d::bigint AND ($%d::text IS " \
+  "NULL OR owner = $%d) FOR SHARE)"
+
+void lc_dstore_fence_owner(struct lc_dstore *d, const char *owner) {
+  pthread_mutex_lock(&d->mu);
+  snprintf(d->owner, sizeof d->owner, "%s", owner ? owner : "");
+  pthread_mutex_unlock(&d->mu);
+}
 
 int lc_dstore_exec_fenced(struct lc_dstore *d, const char *run_id, long epoch, cJSON **rows,
                           char *err, size_t errlen, const char *sql, const char *spec, ...) {
@@ -629,8 +638,8 @@ int lc_dstore_exec_fenced(struct lc_dstore *d, const char *run_id, long epoch, c
   const char *at = strstr(sql, LC_DSTORE_FENCE);
   int np = spec ? (int)strlen(spec) : 0;
   int fenced = d->pg && epoch > 0;
-  char cond[160];
-  if (fenced) snprintf(cond, sizeof cond, FENCE_PG, np + 1, np + 2);
+  char cond[200];
+  if (fenced) snprintf(cond, sizeof cond, FENCE_PG, np + 1, np + 2, np + 3, np + 3);
   else snprintf(cond, sizeof cond, "1 = 1");
   size_t n = strlen(sql) + strlen(cond) + 1;
   char *q = at ? malloc(n) : NULL;
@@ -645,8 +654,12 @@ int lc_dstore_exec_fenced(struct lc_dstore *d, const char *run_id, long epoch, c
   if (fenced) {
     char ep[24];
     snprintf(ep, sizeof ep, "%ld", epoch);
-    const char *xv[] = {run_id, ep};
-    rc = pg_exec(d, rows, err, errlen, q, spec, ap, 2, xv);
+    char ob[160];
+    pthread_mutex_lock(&d->mu);
+    memcpy(ob, d->owner, sizeof ob);
+    pthread_mutex_unlock(&d->mu);
+    const char *xv[] = {run_id, ep, ob[0] ? ob : NULL};
+    rc = pg_exec(d, rows, err, errlen, q, spec, ap, 3, xv);
     va_end(ap);
   } else {
     rc = vexec(d, rows, err, errlen, q, spec, ap); /* ends ap */

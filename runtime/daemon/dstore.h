@@ -40,6 +40,9 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
 #define LC_DSTORE_FENCE "{fence}"
 int lc_dstore_exec_fenced(struct lc_dstore *d, const char *run_id, long epoch, cJSON **rows,
                           char *err, size_t errlen, const char *sql, const char *spec, ...);
+/* PostgreSQL: fenced writes also require the lease's owner to be owner
+ * (lc_store_fence_owner says why; NULL: the epoch alone). */
+void lc_dstore_fence_owner(struct lc_dstore *d, const char *owner);
 /* Groups committed and writes in them, since the open (bench, metrics). */
 void lc_dstore_stats(struct lc_dstore *d, long *groups, long *writes);
 /* PostgreSQL: sql (SET statements) runs now and on every connection made

@@ -186,36 +186,55 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
   pthread_mutex_unlock(&f->mu);
 }
 
-/* Handing back leases: only if still ours at that epoch; and a run that
- * ended leaves the queue index (a run waiting for an answer stays in it).
- * The first three parameters: the JSON list, the owner, the list again. */
+/* A run's place after its lease is handed back: a run that ended leaves
+ * the queue index ('ended'); any other (waiting for an answer, claimed
+ * ahead and not started, stopped here) is queued again ('pending'). The
+ * argument: the run id's SQL expression. */
+#define BACK_PSTATUS(id)                                                                  \
+  "CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = " id " AND r.status IN ('finished'," \
+  " 'failed', 'cancelled')) THEN 'ended' ELSE 'pending' END"
+
+/* Handing back leases: only if still ours at that epoch; the runs handed
+ * back leave 'claimed' (BACK_PSTATUS), and a run that ended leaves the
+ * queue index even if its lease was no longer ours. The first four
+ * parameters: the JSON list twice, the owner, the list again. */
 #define RELEASE_CTES                                                                       \
   "rel AS (UPDATE leases l SET owner = NULL, lease_until = NULL FROM"                    \
   "  json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE l.run_id = x.id AND"  \
+  "  l.run_id = ANY(ARRAY(SELECT y.id FROM json_to_recordset(?::json) AS y(id text))) AND" \
   "  l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id),"                             \
-  " ended AS (UPDATE d_runs d SET pstatus = 'ended' FROM"                                \
-  "  json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE d.id = x.id AND"      \
-  "  d.pstatus = 'pending' AND EXISTS (SELECT 1 FROM runs r WHERE r.id = x.id AND"       \
-  "  r.status IN ('finished', 'failed', 'cancelled')) RETURNING d.id)"
+  /* (= ANY of an array: the planner probes the primary key for these few \
+   * ids, where a join with the function's rows read the whole table) */  \
+  " ended AS (UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id = ANY("  \
+  "  ARRAY(SELECT x.id FROM json_to_recordset(?::json) AS x(id text, epoch bigint))) AND" \
+  "  d.pstatus IN ('pending', 'claimed') AND (d.id IN (SELECT run_id FROM rel) OR"       \
+  "  EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND"                                 \
+  "  r.status IN ('finished', 'failed', 'cancelled'))) RETURNING d.id)"
 
-/* A run a claim may take (its first parameter: the owner). A run is
- * claimable when it was never started (pending, no run row) or its row
- * says running, and nobody holds a live lease on it; runs of a thread
- * with a live run elsewhere wait (best effort across daemons: two claims
- * in the same instant may both pass it). */
-#define CLAIMABLE                                                                          \
-  " d.pstatus = 'pending' AND d.deleted = 0"                                               \
+/* What any claim requires of a run d (d_runs): not deleted, its row (if
+ * any) running, and no other run of its thread under a live lease (best
+ * effort across daemons: two claims in the same instant may both pass it). */
+#define CLAIMABLE_RUN                                                                      \
+  " d.deleted = 0"                                                                         \
   "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"   \
+  "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"   \
+  "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"       \
+  "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
+
+/* A queued run a claim may take (its first parameter: the owner): in the
+ * queue index (pstatus 'pending': never started, handed back, or waiting
+ * for an answer), and no live lease on it. A claimed run is 'claimed' and
+ * out of the index, so a claim reads the head of the queue, not the runs
+ * every daemon is executing. */
+#define CLAIMABLE                                                                          \
+  " d.pstatus = 'pending' AND" CLAIMABLE_RUN                                               \
   /* Never a run whose lease is ours, even run out: this daemon may       \
    * still run it (its renewals failed, e.g. behind a lock), and a second  \
    * claim here would run it twice in this process; the next renewal      \
    * takes the lease up again, or another daemon the run. */               \
   "  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = d.id AND l.owner IS NOT NULL" \
   "       AND (l.owner = ? OR l.lease_until IS NULL OR"                                    \
-  "            l.lease_until >= extract(epoch FROM clock_timestamp())))"                   \
-  "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"   \
-  "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"       \
-  "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
+  "            l.lease_until >= extract(epoch FROM clock_timestamp())))"
 
 /* Hands back the leases of the runs done here, alone (no claim to ride
  * on: no free slot, or stopping). */
@@ -230,7 +249,7 @@ static void release_done(struct lc_fleet *f) {
   int rc = j ? lc_dstore_exec(f->ds, NULL, err, sizeof err,
                               "WITH " RELEASE_CTES " SELECT (SELECT count(*) FROM rel), "
                               "(SELECT count(*) FROM ended)",
-                              "sss", j, f->owner, j)
+                              "ssss", j, j, f->owner, j)
              : LC_ENOMEM;
   if (rc) lc_serve_log(f->s, "warn", "fleet_release_failed", NULL, j ? err : "out of memory");
   put_back(f, taken, rc == 0);
@@ -262,14 +281,40 @@ static int claim(struct lc_fleet *f, int n, int *deeper) {
       /* The released runs are not claimable in this statement (its
        * snapshot has their leases live): disjoint rows for rel and ins. */
       "WITH " RELEASE_CTES ","
-      /* c also keeps what the snapshot saw of the run: its lease's epoch
-       * (0: none) and whether it had a row. */
-      " c AS MATERIALIZED ("
+      /* A run's terminal row was written but its daemon died before it
+       * handed the lease back: the lease is let go and the run leaves
+       * the queue (one statement's work, once per such run). */
+      " stale AS (UPDATE leases l SET owner = NULL, lease_until = NULL WHERE l.run_id = ANY(ARRAY("
+      "  SELECT e.run_id FROM leases e WHERE e.owner IS NOT NULL AND e.owner <> ? AND"
+      "  e.lease_until < extract(epoch FROM clock_timestamp()))) AND l.owner IS NOT NULL AND"
+      "  l.lease_until < extract(epoch FROM clock_timestamp()) AND EXISTS (SELECT 1 FROM runs r"
+      "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled')) RETURNING"
+      "  l.run_id),"
+      " stale_d AS (UPDATE d_runs d SET pstatus = 'ended' WHERE d.id = ANY(ARRAY(SELECT run_id"
+      "  FROM stale)) AND d.pstatus = 'claimed'),"
+      /* Rescue first: claimed runs whose lease ran out (their daemon died
+       * or stalled past it), found through the expiry index of the live
+       * leases (leases_expiry), which holds no more than the runs being
+       * executed. Each candidate keeps what the snapshot saw: its lease's
+       * epoch and whether it had a row. */
+      " x AS MATERIALIZED ("
+      "  SELECT d.id, d.thread_id, d.agent, d.created, l.epoch AS lepoch,"
+      "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM leases l JOIN d_runs d"
+      "   ON d.id = l.run_id"
+      "  WHERE l.owner IS NOT NULL AND l.owner <> ? AND"
+      "   l.lease_until < extract(epoch FROM clock_timestamp()) AND d.pstatus = 'claimed' AND"
+      CLAIMABLE_RUN
+      "  ORDER BY l.lease_until LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
+      /* Then the queue index (d_runs_queued) in created order, for the
+       * rest of the n: the scan stops at the LIMIT's last claimable run. */
+      " q AS MATERIALIZED ("
       "  SELECT d.id, d.thread_id, d.agent, d.created,"
       "   coalesce((SELECT l.epoch FROM leases l WHERE l.run_id = d.id), 0) AS lepoch,"
       "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM d_runs d"
       "  WHERE" CLAIMABLE
-      "  ORDER BY d.created LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
+      "  ORDER BY d.created LIMIT greatest(?::bigint - (SELECT count(*) FROM x), 0)"
+      "  FOR UPDATE OF d SKIP LOCKED),"
+      " c AS (SELECT * FROM x UNION ALL SELECT * FROM q),"
       /* The re-check. The snapshot is the statement's start; the lease
        * row the claim takes is the newest (ON CONFLICT). A run that ended
        * in doubt after the snapshot (its status written, then its lease
@@ -289,14 +334,19 @@ static int claim(struct lc_fleet *f, int n, int *deeper) {
       "  WHERE (leases.owner IS NULL OR"
       "   leases.lease_until < extract(epoch FROM clock_timestamp()))"
       "  AND leases.epoch + 1 = EXCLUDED.epoch"
-      "  RETURNING run_id, epoch)"
+      "  RETURNING run_id, epoch),"
+      /* Claimed: out of the queue index until its lease is handed back. */
+      " mark AS (UPDATE d_runs d SET pstatus = 'claimed' WHERE d.id = ANY(ARRAY(SELECT run_id"
+      "  FROM ins)) AND d.pstatus = 'pending')"
       " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent,"
-      /* A run beyond the n (the snapshot's view, no lock: the same index
-       * range read once more, past the LIMIT). */
+      /* A run queued behind the ones read (the snapshot's view, no lock):
+       * the index read on from the last of them, not from the head. */
       "  EXISTS (SELECT 1 FROM d_runs d WHERE" CLAIMABLE
-      "   ORDER BY d.created OFFSET ?::bigint LIMIT 1)::int AS deeper"
+      "   AND d.created > coalesce((SELECT max(created) FROM q), '-infinity'::float8)"
+      "   ORDER BY d.created LIMIT 1)::int AS deeper"
       " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
-      "ssssssdss", j, f->owner, j, f->owner, lim, f->owner, f->lease_s, f->owner, lim);
+      "ssssssssssds", j, j, f->owner, j, f->owner, f->owner, lim, f->owner, lim, f->owner,
+      f->lease_s, f->owner);
   put_back(f, taken, rc == 0);
   free(j);
   if (rc) {
@@ -330,8 +380,10 @@ static int claim(struct lc_fleet *f, int n, int *deeper) {
       char e2[256], es[24];
       snprintf(es, sizeof es, "%ld", epoch);
       lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
-                     "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
-                     "owner = ? AND epoch = ?::bigint",
+                     "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE "
+                     "run_id = ? AND owner = ? AND epoch = ?::bigint RETURNING run_id) "
+                     "UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id IN "
+                     "(SELECT run_id FROM rel) AND d.pstatus = 'claimed'",
                      "sss", id, f->owner, es);
       lc_serve_log(f->s, "warn", "lease_lost", id,
                    "claimed again while still executing here: handed back, resumed afresh");
@@ -423,8 +475,10 @@ static void renew(struct lc_fleet *f) {
     if (!id || mine) continue;
     char e2[256];
     lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
-                   "UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id = ? AND "
-                   "owner = ?",
+                   "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id "
+                   "= ? AND owner = ? RETURNING run_id) UPDATE d_runs d SET pstatus = "
+                   BACK_PSTATUS("d.id") " WHERE d.id IN (SELECT run_id FROM rel) AND "
+                   "d.pstatus = 'claimed'",
                    "ss", id, f->owner);
     lc_serve_log(f->s, "warn", "lease_orphan", id, "claimed without knowing it: handed back");
   }
@@ -577,8 +631,25 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   int rc = f->wake < 0 ? LC_EIO : lc_dstore_open(s->store_path, 1, &f->ds, err, n);
   /* A claim or renewal never waits long on a row another session holds
    * (a stalled daemon's transaction, until the server ends it): it gives
-   * up and the next round tries again, so renewals keep their period. */
-  if (!rc) rc = lc_dstore_session(f->ds, "SET lock_timeout = 1000");
+   * up and the next round tries again, so renewals keep their period.
+   *
+   * And the lease statements commit without waiting for the WAL flush
+   * (behind every journal commit of the fleet, that wait was most of a
+   * claim's time). Losing one takes a server crash, and costs no run:
+   * every write a run makes is fenced and durable, so its commit flushes
+   * the claim before it (the WAL is one sequence), and a write made
+   * under a claim the crash lost finds the lease back at its old epoch
+   * and fails; a lost renewal or hand-back only moves when the lease
+   * runs out. What a lost claim could do is give its epoch twice (the
+   * next claim raises the old one again): so the fences also require
+   * this daemon's name as the owner (lc_store_fence_owner), which no
+   * other daemon's claim writes. */
+  if (!rc)
+    rc = lc_dstore_session(f->ds, "SET lock_timeout = 1000; SET synchronous_commit = off");
+  if (!rc) {
+    lc_store_fence_owner(s->store, f->owner);
+    lc_dstore_fence_owner(s->ds, f->owner);
+  }
   if (!rc && pthread_create(&f->th, NULL, fleet_main, f)) rc = LC_EIO;
   if (rc) {
     if (!err[0]) snprintf(err, n, "cannot start the fleet thread");
@@ -670,7 +741,7 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
                           "leases.lease_until < extract(epoch FROM clock_timestamp()) "
                           "RETURNING run_id) "
                           "UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT run_id "
-                          "FROM t) AND pstatus = 'pending' RETURNING id",
+                          "FROM t) AND pstatus IN ('pending', 'claimed') RETURNING id",
                           "ss", run_id, run_id);
   int n = cJSON_GetArraySize(rows);
   cJSON_Delete(rows);
@@ -686,12 +757,12 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
   rc = lc_dstore_exec(s->ds, &rows, err, sizeof err,
                       "WITH ins AS (INSERT INTO runs(id, status, created, updated, pid) "
                       "SELECT ?, 'cancelled', ?::float8, ?::float8, 0 WHERE EXISTS (SELECT 1 "
-                      "FROM d_runs WHERE id = ? AND pstatus = 'pending') ON CONFLICT (id) DO "
+                      "FROM d_runs WHERE id = ? AND pstatus IN ('pending', 'claimed')) ON CONFLICT (id) DO "
                       "NOTHING RETURNING id), "
                       "l AS (UPDATE leases SET owner = 'cancelled', lease_until = NULL, epoch = "
                       "epoch + 1 WHERE run_id IN (SELECT id FROM ins) RETURNING run_id), "
                       "d AS (UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT id FROM "
-                      "ins) AND pstatus = 'pending' RETURNING id) "
+                      "ins) AND pstatus IN ('pending', 'claimed') RETURNING id) "
                       "SELECT id, (SELECT count(*) FROM l) AS leases, (SELECT count(*) FROM d) "
                       "AS queued FROM ins",
                       "sdds", run_id, lc_serve_now(), lc_serve_now(), run_id);
@@ -730,7 +801,9 @@ static void hand_back(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *
   int rc = lc_dstore_exec(conn, &rows, err, sizeof err,
                           "WITH rel AS (UPDATE leases l SET owner = NULL, lease_until = NULL FROM "
                           "json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE l.run_id "
-                          "= x.id AND l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id) "
+                          "= x.id AND l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id), "
+                          "back AS (UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE "
+                          "d.id IN (SELECT run_id FROM rel) AND d.pstatus = 'claimed') "
                           "SELECT count(*) AS n, pg_notify('" CHANNEL "', '') FROM rel",
                           "ss", j, f->owner);
   char m[600];
@@ -792,8 +865,10 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
     /* Claimed but not started: for another daemon at once. */
     char err[256];
     lc_dstore_exec(f->ds, NULL, err, sizeof err,
-                   "UPDATE leases SET owner = NULL, lease_until = NULL WHERE owner = ?", "s",
-                   f->owner);
+                   "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE owner "
+                   "= ? RETURNING run_id) UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id")
+                   " WHERE d.id IN (SELECT run_id FROM rel) AND d.pstatus = 'claimed'",
+                   "s", f->owner);
   }
   pthread_rwlock_wrlock(&fleet_rw); /* run threads handing leases back finish first */
   s->fleet = NULL;

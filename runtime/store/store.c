@@ -990,6 +990,10 @@ int lc_store_fence(struct lc_store *s, const char *run_id, long epoch) {
   return lc_pgstore_fence(s->pg, run_id, epoch);
 }
 
+void lc_store_fence_owner(struct lc_store *s, const char *owner) {
+  if (s->pg) lc_pgstore_fence_owner(s->pg, owner);
+}
+
 long lc_store_fence_of(struct lc_store *s, const char *run_id) {
   return s->pg ? lc_pgstore_fence_of(s->pg, run_id) : 0;
 }

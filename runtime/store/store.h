@@ -144,6 +144,9 @@ void lc_store_flush_client(struct lc_store *s, const void *ud);
  * to the client, a status change fails with LC_ESTATE). epoch 0 forgets
  * the fence. The SQLite store has no leases: 0, nothing done. */
 int lc_store_fence(struct lc_store *s, const char *run_id, long epoch);
+/* PostgreSQL: every fence also requires the lease's owner to be owner
+ * (lc_pgstore_fence_owner; NULL: the epoch alone). Nothing on SQLite. */
+void lc_store_fence_owner(struct lc_store *s, const char *owner);
 /* The epoch run_id is fenced with here (0: none; always 0 on SQLite). */
 long lc_store_fence_of(struct lc_store *s, const char *run_id);
 /* 1 for a PostgreSQL store. */

@@ -62,6 +62,16 @@ static const char *const migration[] = {
     "  CREATE INDEX IF NOT EXISTS d_runs_queued ON d_runs(created)"
     "   WHERE pstatus = 'pending' AND deleted = 0;"
     " END IF; END $$;",
+    /* 4: a claimed run leaves the queue index (fleet.c: d_runs.pstatus
+     * 'claimed' until its lease is handed back), so that a claim no
+     * longer reads past every run the fleet is executing; a claim finds
+     * the runs whose lease ran out through the expiry of the live leases
+     * instead. */
+    "CREATE INDEX IF NOT EXISTS leases_expiry ON leases(lease_until) WHERE owner IS NOT NULL;"
+    "DO $$ BEGIN IF to_regclass('d_runs') IS NOT NULL THEN"
+    "  UPDATE d_runs d SET pstatus = 'claimed' FROM leases l WHERE l.run_id = d.id"
+    "   AND d.pstatus = 'pending' AND l.owner IS NOT NULL AND l.lease_until IS NOT NULL;"
+    " END IF; END $$;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
@@ -109,6 +119,8 @@ struct lc_pgstore {
   atomic_long trips; /* the writer's round trips */
   pthread_mutex_t fmu;
   struct fence *fences;
+  /* the lease owner every fence also requires ("": epoch only) */
+  char owner[160];
   /* runs a failed group held: nothing more of them is written (a run
    * whose creation failed must not add lines to another run's journal) */
   struct lost *dead;
@@ -406,6 +418,20 @@ long lc_pgstore_fence_of(struct lc_pgstore *s, const char *run_id) {
   return fence_of(s, run_id);
 }
 
+void lc_pgstore_fence_owner(struct lc_pgstore *s, const char *owner) {
+  pthread_mutex_lock(&s->fmu);
+  snprintf(s->owner, sizeof s->owner, "%s", owner ? owner : "");
+  pthread_mutex_unlock(&s->fmu);
+}
+
+/* The owner the fences require, copied to buf: a parameter (NULL: any). */
+static const char *owner_of(struct lc_pgstore *s, char buf[160]) {
+  pthread_mutex_lock(&s->fmu);
+  memcpy(buf, s->owner, 160);
+  pthread_mutex_unlock(&s->fmu);
+  return buf[0] ? buf : NULL;
+}
+
 int lc_pgstore_fence(struct lc_pgstore *s, const char *run_id, long epoch) {
   pthread_mutex_lock(&s->fmu);
   struct fence *f = s->fences;
@@ -552,7 +578,8 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
   lc_cnum_fmt(t, sizeof t, "%.17g", lc_store_now_s());
   long epoch = fence_of(s, id);
   snprintf(ep, sizeof ep, "%ld", epoch);
-  const char *v[] = {status, result, error, question, p, t, id, ep};
+  char ob[160];
+  const char *v[] = {status, result, error, question, p, t, id, ep, owner_of(s, ob)};
   pthread_mutex_lock(&s->dbmu);
   int code = 0, rc = 0;
   /* Fenced: only while the run's epoch is still the one this process was
@@ -561,12 +588,12 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
                   "UPDATE runs SET status=$1, result=$2, error=$3, question=$4, pid=$5, "
                   "updated=$6, cancel_requested=CASE WHEN $1='running' THEN cancel_requested "
                   "ELSE 0 END WHERE id=$7 AND ($8::bigint=0 OR EXISTS(SELECT 1 FROM leases "
-                  "WHERE run_id=$7 AND epoch=$8::bigint FOR SHARE)) "
+                  "WHERE run_id=$7 AND epoch=$8::bigint AND ($9::text IS NULL OR owner=$9) FOR SHARE)) "
                   /* A terminal status is written once: q() sends the statement
                    * again when the session ended before its reply, and the
                    * first one may have committed. */
                   "AND NOT (status = $1 AND $1 IN ('finished', 'failed', 'cancelled'))",
-                  8, v, &code, err, errlen);
+                  9, v, &code, err, errlen);
   if (!r) rc = code;
   else if (atol(PQcmdTuples(r)) == 0) {
     PQclear(r);
@@ -653,8 +680,8 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
     PGresult *x = q(&s->db, s->url, 1, "SELECT to_regclass('d_runs') IS NOT NULL", 0, NULL,
                     &code, e2, sizeof e2);
     if (x && PQntuples(x) == 1 && PQgetvalue(x, 0, 0)[0] == 't')
-      qx(&s->db, s->url, 1, "UPDATE d_runs SET pstatus = 'ended' WHERE id = $1 AND pstatus = "
-                            "'pending'",
+      qx(&s->db, s->url, 1, "UPDATE d_runs SET pstatus = 'ended' WHERE id = $1 AND pstatus IN "
+                            "('pending', 'claimed')",
          1, v, e2, sizeof e2);
     PQclear(x);
   }
@@ -860,10 +887,13 @@ static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **l
     if (!epoch) continue;
     char ep[24];
     snprintf(ep, sizeof ep, "%ld", epoch);
-    const char *v[] = {p->c.run_id, ep};
+    char ob[160];
+    const char *v[] = {p->c.run_id, ep, owner_of(s, ob)};
     int code = 0;
     PGresult *r = q(&s->wdb, s->url, 0,
-                    "SELECT 1 FROM leases WHERE run_id=$1 AND epoch=$2::bigint FOR SHARE", 2, v,
+                    "SELECT 1 FROM leases WHERE run_id=$1 AND epoch=$2::bigint AND ($3::text IS "
+                    "NULL OR owner=$3) FOR SHARE",
+                    3, v,
                     &code,
                     err, errlen);
     if (!r) {
@@ -944,7 +974,8 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
 #define PIPE_LINE_SQL                                                                        \
   "INSERT INTO journal(run_id, seq, line, crc, epoch) SELECT $1, $2::bigint, $3, $4::bigint," \
   " $5::bigint WHERE $5::bigint = 0 OR EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND"   \
-  " epoch = $5::bigint FOR SHARE) ON CONFLICT(run_id, seq) DO UPDATE SET crc = CASE WHEN"    \
+  " epoch = $5::bigint AND ($6::text IS NULL OR owner = $6) FOR SHARE) ON CONFLICT(run_id,"   \
+  " seq) DO UPDATE SET crc = CASE WHEN"                                                       \
   " journal.crc = EXCLUDED.crc AND journal.line = EXCLUDED.line THEN EXCLUDED.crc END"        \
   " RETURNING seq"
 
@@ -956,12 +987,12 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
 #define PIPE_RUN_SQL(again)                                                                  \
   ((again) ? "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
              "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
-             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint FOR "   \
-             "SHARE) ON CONFLICT DO NOTHING"                                                 \
+             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint AND "   \
+             "($11::text IS NULL OR owner = $11) FOR SHARE) ON CONFLICT DO NOTHING"          \
            : "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
              "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
-             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint FOR "   \
-             "SHARE)")
+             "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint AND "   \
+             "($11::text IS NULL OR owner = $11) FOR SHARE)")
 
 static int pipe_send(struct lc_pgstore *s, const char *sql, int n, const char *const *v) {
   return PQsendQueryParams(s->wdb, sql, n, NULL, v, NULL, NULL, 0);
@@ -981,6 +1012,8 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
   if (!PQenterPipelineMode(s->wdb)) return is_conn_lost(s->wdb) ? ECONNRESET : EIO;
   long n = 0;
   for (struct pending *p = g; p; p = p->next) n++;
+  char ob[160];
+  const char *owner = owner_of(s, ob);
   /* what each statement was: its pending, or NULL for BEGIN and COMMIT */
   struct pending **what = lc_malloc((size_t)(n + 2) * sizeof *what);
   int sent = 0, bad = !what;
@@ -997,8 +1030,8 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
       snprintf(pid, sizeof pid, "%ld", r->pid);
       snprintf(ep, sizeof ep, "%ld", fence_of(s, p->c.run_id));
       const char *v[] = {r->id, r->script, r->script_sha256, r->args, r->cwd,
-                         r->status ? r->status : "running", t, t, pid, ep};
-      bad = !pipe_send(s, PIPE_RUN_SQL(again), 10, v);
+                         r->status ? r->status : "running", t, t, pid, ep, owner};
+      bad = !pipe_send(s, PIPE_RUN_SQL(again), 11, v);
     } else {
       char sq[24], crc[16], ep[24];
       snprintf(sq, sizeof sq, "%ld", p->seq);
@@ -1011,8 +1044,8 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
       }
       memcpy(t, p->text, p->len);
       t[p->len] = '\0';
-      const char *v[] = {p->c.run_id, sq, t, crc, ep};
-      bad = !pipe_send(s, PIPE_LINE_SQL, 5, v); /* copied into libpq's buffer */
+      const char *v[] = {p->c.run_id, sq, t, crc, ep, owner};
+      bad = !pipe_send(s, PIPE_LINE_SQL, 6, v); /* copied into libpq's buffer */
       lc_free(t);
     }
     if (!bad) what[sent++] = p;

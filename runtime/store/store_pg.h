@@ -61,6 +61,12 @@ long lc_pgstore_writer_trips(const struct lc_pgstore *s);
 /* Fencing: this process holds run_id under lease epoch (0: unfenced, as a
  * single daemon or the CLI). Writes of run_id carry it from now on. */
 int lc_pgstore_fence(struct lc_pgstore *s, const char *run_id, long epoch);
+/* Every fence also requires the lease's owner to be owner (this daemon's
+ * name in the fleet; NULL or "": the epoch alone). Epochs are raised by
+ * claims that commit without waiting for the WAL flush (fleet.c): after
+ * a server crash lost such a claim, another daemon's claim may give the
+ * run that same epoch again, and only the owner tells the two apart. */
+void lc_pgstore_fence_owner(struct lc_pgstore *s, const char *owner);
 /* run_id's fence epoch here (0: none). */
 long lc_pgstore_fence_of(struct lc_pgstore *s, const char *run_id);
 /* Forgets run_id's fence (the run ended or was handed back). */

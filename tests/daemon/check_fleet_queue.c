@@ -326,9 +326,15 @@ START_TEST(claimed_ahead_runs_are_renewed_and_handed_back_on_sigterm) {
   }
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL AND epoch = 1"), 3);
   ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id IN ('a1', 'a2')"), 0);
+  /* claimed: out of the queue index, running or not */
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'claimed'"), 3);
   kill(pids[0], SIGTERM);
   await_count("SELECT count(*) FROM leases WHERE run_id IN ('a1', 'a2') AND owner IS NULL", 2,
               "the claimed-ahead leases handed back");
+  /* handed back: queued again (the same statement) */
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id IN ('a1', 'a2') AND pstatus = "
+                         "'pending'"),
+                   2);
   int st;
   ck_assert_msg(waitpid(pids[0], &st, WNOHANG) == 0, "the daemon exited before handing back");
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 's1' AND owner IS NOT NULL"),
@@ -352,6 +358,8 @@ START_TEST(claimed_ahead_runs_are_taken_over_after_sigkill) {
   queue_long_and_two_ahead(40);
   double lease_end = value_d("SELECT max(lease_until) FROM leases WHERE run_id IN ('a1', 'a2')");
   stop_k(0, SIGKILL);
+  /* out of the queue index: found again through their leases' expiry */
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'claimed'"), 3);
   double killed = value_d("SELECT extract(epoch FROM clock_timestamp())");
   start_k(1, "--poll-ms 100 --max-runs 4 --claim-ahead 0 --lease 2");
   await_count("SELECT count(*) FROM leases WHERE run_id IN ('a1', 'a2') AND epoch = 2", 2,
@@ -366,6 +374,54 @@ START_TEST(claimed_ahead_runs_are_taken_over_after_sigkill) {
   ck_assert_int_eq(count("SELECT count(*) FROM journal j WHERE EXISTS (SELECT 1 FROM journal k "
                          "WHERE k.run_id = j.run_id AND k.epoch > j.epoch AND k.seq < j.seq)"),
                    0);
+}
+END_TEST
+
+/* Runs being executed are out of the queue index (pstatus 'claimed'), so
+ * a claim reads the queued runs at its head, not past every run of the
+ * fleet in progress; a run queued behind 6 running ones is claimed and
+ * runs, and the index then holds nothing. */
+START_TEST(claimed_runs_leave_the_queue_index) {
+  stop_k(0, SIGTERM);
+  start_k(0, "--poll-ms 100 --max-runs 7 --claim-ahead 0");
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) "
+         "SELECT 'r' || i, 'default', 'slow', '{\"steps\": 2000}', i FROM generate_series(1, 6) i");
+  await_count("SELECT count(*) FROM runs WHERE id LIKE 'r%' AND status = 'running'", 6,
+              "6 runs running");
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'claimed'"), 6);
+  /* what the index holds (its predicate) */
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending' AND deleted = 0"),
+                   0);
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('new', 'default', 'echo', '{}', 100)");
+  await_count("SELECT count(*) FROM runs WHERE id = 'new' AND status = 'finished'", 1,
+              "the queued run finished");
+  await_count("SELECT count(*) FROM d_runs WHERE id = 'new' AND pstatus = 'ended'", 1,
+              "the run left the index");
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending' AND deleted = 0"),
+                   0);
+}
+END_TEST
+
+/* A claimed run whose row says it ended, its daemon gone before it
+ * handed the lease back: the next claim lets the lease go and takes the
+ * run out of the claimed ones (it is never claimed, and never read again
+ * through the leases' expiry). */
+START_TEST(dead_daemons_ended_run_is_let_go) {
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created, pstatus) VALUES"
+         " ('gone', 'default', 'echo', '{}', 1, 'claimed');"
+         "INSERT INTO runs(id, status, created, updated) VALUES('gone', 'finished', 0, 0);"
+         "INSERT INTO leases(run_id, owner, epoch, lease_until) VALUES('gone', 'dead:1:0', 1, 0);"
+         "INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('next', 'default', 'echo', '{}', 2)");
+  await_count("SELECT count(*) FROM runs WHERE id = 'next' AND status = 'finished'", 1,
+              "a claim ran");
+  await_count("SELECT count(*) FROM d_runs WHERE id = 'gone' AND pstatus = 'ended'", 1,
+              "the ended run let go");
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'gone' AND owner IS NULL "
+                         "AND epoch = 1"),
+                   1);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'gone'"), 0);
 }
 END_TEST
 
@@ -448,7 +504,7 @@ START_TEST(cancelled_queued_runs_leave_the_queue_index) {
    * never ran (no journal, above). */
   ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id = 'c2' AND status <> 'cancelled'"),
                    0);
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending'"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus IN ('pending', 'claimed')"), 0);
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'c1' AND owner IS NOT NULL"),
                    0);
   stop();
@@ -479,7 +535,7 @@ START_TEST(cancel_reaches_a_run_claimed_ahead_elsewhere) {
   char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'c1'");
   ck_assert_str_eq(st ? st : "", "cancelled");
   free(st);
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'c1' AND pstatus = 'pending'"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'c1' AND pstatus IN ('pending', 'claimed')"), 0);
   char *body = NULL;
   ck_assert_int_eq(http(1, "GET", "/runs/c1", &body), 200);
   ck_assert_msg(body && strstr(body, "\"luact_status\":\"cancelled\""), "%s", body ? body : "");
@@ -501,7 +557,7 @@ START_TEST(runs_cancel_command_takes_a_waiting_run_out_of_the_queue) {
   char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'w2'");
   ck_assert_str_eq(st ? st : "", "cancelled");
   free(st);
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'w2' AND pstatus = 'pending'"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'w2' AND pstatus IN ('pending', 'claimed')"), 0);
 }
 END_TEST
 
@@ -613,6 +669,8 @@ Suite *fleet_queue_suite(void) {
   tcase_add_unchecked_fixture(tc, pg_up, pg_down);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, claims_use_the_queue_index_and_ended_runs_leave_it);
+  tcase_add_test(tc, claimed_runs_leave_the_queue_index);
+  tcase_add_test(tc, dead_daemons_ended_run_is_let_go);
   tcase_add_test(tc, cancel_asked_in_the_database_stops_the_run);
   tcase_add_test(tc, own_run_out_lease_is_not_claimed_again);
   tcase_add_test(tc, run_ended_in_doubt_meanwhile_is_not_claimed);

@@ -944,6 +944,57 @@ START_TEST(pg_fenced_out_creation_makes_no_row) {
 }
 END_TEST
 
+/* A claim by another daemon that gave the run the same epoch again: the
+ * fleet's lease statements commit without waiting for the WAL flush, so
+ * a server crash can lose this daemon's claim (epoch 7 back to 6), and
+ * the next claim, elsewhere, raises it to 7 once more. The fences also
+ * require this daemon's name as the lease's owner: its line, its status
+ * and a run creation all write nothing under the other daemon's lease at
+ * "its" epoch. */
+START_TEST(pg_fence_requires_the_owner) {
+  create("f", 2);
+  sql("INSERT INTO leases(run_id, owner, epoch) VALUES('f', 'me', 7), ('n', 'other', 3)");
+  lc_store_fence_owner(st, "me");
+  ck_assert_int_eq(lc_store_fence(st, "f", 7), 0);
+  static struct client k;
+  client_for(&k, "f");
+  ck_assert_int_eq(lc_store_append(st, &k.c, 3, 1, "{\"n\":3}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&k.errors), 0); /* ours: written */
+  ck_assert_int_eq(lc_store_run_set_status(st, "f", "running", NULL, NULL, NULL, 1, err, sizeof err),
+                   0);
+  sql("UPDATE leases SET owner = 'other' WHERE run_id = 'f'"); /* epoch 7 still */
+  ck_assert_int_eq(lc_store_append(st, &k.c, 4, 2, "{\"n\":4}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_int_eq(atomic_load(&k.errors), 1);
+  ck_assert_int_eq(lc_store_run_set_status(st, "f", "finished", "1", NULL, NULL, 0, err, sizeof err),
+                   LC_ESTATE);
+  struct seen sn;
+  long last;
+  ck_assert_int_eq(read_journal("f", &sn, &last), 0);
+  ck_assert_int_eq(last, 3);
+  /* a creation under another daemon's lease at the epoch we were given */
+  ck_assert_int_eq(lc_store_fence(st, "n", 3), 0);
+  static struct client kn;
+  client_for(&kn, "n");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "n");
+  r.status = "running";
+  ck_assert_int_eq(lc_store_append_run(st, &kn.c, &r), 0);
+  append_n(&kn, 1, 2);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&kn.errors), 1);
+  char *v = lc_pg_value(path, "SELECT count(*) FROM runs WHERE id = 'n'");
+  ck_assert_str_eq(v ? v : "", "0");
+  free(v);
+  /* with no owner set, the epoch alone decides (a store outside a fleet) */
+  lc_store_fence_owner(st, NULL);
+  ck_assert_int_eq(lc_store_run_set_status(st, "f", "finished", "1", NULL, NULL, 0, err, sizeof err),
+                   0);
+}
+END_TEST
+
 /* An error in the middle of a pipelined group (a line at a seq another
  * line holds) aborts the rest of it and its COMMIT: nothing of the group
  * is written, every client in it hears of it, what was committed before
@@ -1036,7 +1087,7 @@ START_TEST(pg_migrates_version_1) {
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
-  ck_assert_str_eq(v, "3");
+  ck_assert_str_eq(v, "4");
   free(v);
   v = lc_pg_value(path, "SELECT status FROM runs WHERE id = 'old'");
   ck_assert_str_eq(v, "finished");
@@ -1071,13 +1122,51 @@ START_TEST(pg_migrates_version_2_queue_index) {
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
-  ck_assert_str_eq(v, "3");
+  ck_assert_str_eq(v, "4");
   free(v);
   v = lc_pg_value(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'd_runs_queued'");
   ck_assert_str_eq(v, "1");
   free(v);
   v = lc_pg_value(path, "SELECT string_agg(id || '=' || pstatus, ',' ORDER BY created) FROM d_runs");
   ck_assert_str_eq(v, "done=ended,going=pending,queued=pending");
+  free(v);
+}
+END_TEST
+
+/* A database at schema version 3 with a fleet's runs: migration 4 takes
+ * the runs under a lease out of the queue index ('claimed') and makes the
+ * leases' expiry index; queued runs and runs whose lease was handed back
+ * or cancelled stay as they were. */
+START_TEST(pg_migrates_version_3_claimed_runs) {
+  lc_store_close(st);
+  st = NULL;
+  sql("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "INSERT INTO meta VALUES('schema_version', '3');"
+      "CREATE TABLE runs(id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT,"
+      " cwd TEXT, status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
+      " created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
+      " pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+      "CREATE TABLE journal(run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL,"
+      " crc BIGINT NOT NULL, epoch BIGINT NOT NULL DEFAULT 0, PRIMARY KEY(run_id, seq));"
+      "CREATE TABLE leases(run_id TEXT PRIMARY KEY, owner TEXT,"
+      " epoch BIGINT NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION);"
+      "CREATE TABLE d_runs(id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL,"
+      " deleted INTEGER NOT NULL DEFAULT 0, pstatus TEXT NOT NULL DEFAULT 'pending');"
+      "CREATE INDEX d_runs_queued ON d_runs(created) WHERE pstatus = 'pending' AND deleted = 0;"
+      "INSERT INTO d_runs(id, created) VALUES('held', 1), ('back', 2), ('queued', 3),"
+      " ('cancel', 4);"
+      "INSERT INTO leases VALUES('held', 'd1:1:x', 1, 1e12), ('back', NULL, 1, NULL),"
+      " ('cancel', 'cancelled', 1, NULL);");
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
+  char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
+  ck_assert_str_eq(v, "4");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'leases_expiry'");
+  ck_assert_str_eq(v, "1");
+  free(v);
+  v = lc_pg_value(path, "SELECT string_agg(id || '=' || pstatus, ',' ORDER BY created) FROM d_runs");
+  ck_assert_str_eq(v, "held=claimed,back=pending,queued=pending,cancel=pending");
   free(v);
 }
 END_TEST
@@ -1125,12 +1214,14 @@ Suite *store_suite(void) {
   tcase_add_test(tp, pg_connection_killed_is_made_again);
   tcase_add_test(tp, pg_migrates_version_1);
   tcase_add_test(tp, pg_migrates_version_2_queue_index);
+  tcase_add_test(tp, pg_migrates_version_3_claimed_runs);
   tcase_add_test(tp, pg_writer_retries_a_deadlocked_group);
   tcase_add_test(tp, pg_password_never_in_messages);
   tcase_add_test(tp, pg_group_commit_is_one_round_trip);
   tcase_add_test(tp, pg_pipelined_group_still_fences);
   tcase_add_test(tp, pg_error_mid_pipeline_fails_the_group_cleanly);
   tcase_add_test(tp, pg_fenced_out_creation_makes_no_row);
+  tcase_add_test(tp, pg_fence_requires_the_owner);
   /* The conformance loop: the same cases on both stores. */
   TCase *both[] = {tc, tp};
   for (int i = 0; i < 2; i++) {
