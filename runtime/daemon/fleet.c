@@ -256,11 +256,94 @@ static void release_done(struct lc_fleet *f) {
   free(j);
 }
 
-/* Claims up to n runs (CLAIMABLE); returns how many. The same statement
- * hands back the leases of the runs done here since the last one (one
- * commit for both), and says in *deeper whether more claimable runs were
- * queued behind the n it read (claim-ahead's measure of the queue). */
-static int claim(struct lc_fleet *f, int n, int *deeper) {
+/* The rescue part of a claim: claimed runs whose lease ran out (their
+ * daemon died or stalled past it), found through the expiry index of the
+ * live leases (leases_expiry), which holds no more than the runs being
+ * executed; and a run whose terminal row was written by a daemon that
+ * died before it handed the lease back has its lease let go and leaves
+ * the claimed runs (once per such run). Each candidate keeps what the
+ * snapshot saw: its lease's epoch and whether it had a row. Parameters:
+ * the owner, the owner, n. */
+#define RESCUE_CTES                                                                          \
+  " stale AS (UPDATE leases l SET owner = NULL, lease_until = NULL WHERE l.run_id = ANY(ARRAY(" \
+  "  SELECT e.run_id FROM leases e WHERE e.owner IS NOT NULL AND e.owner <> ? AND"           \
+  "  e.lease_until < extract(epoch FROM clock_timestamp()))) AND l.owner IS NOT NULL AND"     \
+  "  l.lease_until < extract(epoch FROM clock_timestamp()) AND EXISTS (SELECT 1 FROM runs r"  \
+  "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled')) RETURNING"    \
+  "  l.run_id),"                                                                              \
+  " stale_d AS (UPDATE d_runs d SET pstatus = 'ended' WHERE d.id = ANY(ARRAY(SELECT run_id"   \
+  "  FROM stale)) AND d.pstatus = 'claimed'),"                                                \
+  " x AS MATERIALIZED ("                                                                      \
+  "  SELECT d.id, d.thread_id, d.agent, d.created, l.epoch AS lepoch,"                        \
+  "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM leases l JOIN d_runs d" \
+  "   ON d.id = l.run_id"                                                                     \
+  "  WHERE l.owner IS NOT NULL AND l.owner <> ? AND"                                          \
+  "   l.lease_until < extract(epoch FROM clock_timestamp()) AND d.pstatus = 'claimed' AND"   \
+  CLAIMABLE_RUN                                                                               \
+  "  ORDER BY l.lease_until LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
+
+/* A claim between rescues: none (no parameter). */
+#define NO_RESCUE_CTES                                                                       \
+  " x AS (SELECT NULL::text AS id, NULL::text AS thread_id, NULL::text AS agent,"            \
+  "  NULL::float8 AS created, 0::bigint AS lepoch, false AS started WHERE false),"
+
+/* A claim statement: hands back the leases of the runs done here since
+ * the last one (RELEASE_CTES, one commit for both: a pg-boss complete()
+ * and fetch in one), rescues (RESCUE_CTES or NO_RESCUE_CTES), then takes
+ * queued runs for the rest of the n. Parameters after the rescue's: the
+ * owner, n, the owner, the lease. The released runs are not claimable in
+ * this statement (its snapshot has their leases live): disjoint rows for
+ * rel and ins. */
+#define CLAIM_SQL(rescue)                                                                    \
+  "WITH " RELEASE_CTES "," rescue                                                            \
+  /* The queue index (d_runs_queued) in created order: the scan stops at  \
+   * the LIMIT's last claimable run. */                                   \
+  " q AS MATERIALIZED ("                                                                      \
+  "  SELECT d.id, d.thread_id, d.agent, d.created,"                                           \
+  "   coalesce((SELECT l.epoch FROM leases l WHERE l.run_id = d.id), 0) AS lepoch,"           \
+  "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM d_runs d"               \
+  "  WHERE" CLAIMABLE                                                                         \
+  "  ORDER BY d.created LIMIT greatest(?::bigint - (SELECT count(*) FROM x), 0)"              \
+  "  FOR UPDATE OF d SKIP LOCKED),"                                                           \
+  " c AS (SELECT * FROM x UNION ALL SELECT * FROM q),"                                        \
+  /* The re-check. The snapshot is the statement's start; the lease row  \
+   * the claim takes is the newest (ON CONFLICT). A run that ended in    \
+   * doubt after the snapshot (its status written, then its lease handed \
+   * back) read as running here and was claimed again. So a started     \
+   * run's status is read again under a row lock (FOR SHARE reads the    \
+   * newest row, and SKIP LOCKED passes over a run whose status is being \
+   * written), and the lease must still be at the epoch the snapshot     \
+   * saw: a run claimed since (maybe started and ended, its row newer    \
+   * than the snapshot) waits for the next claim. */                     \
+  " live AS (SELECT r.id FROM runs r WHERE r.id IN (SELECT id FROM c WHERE started)"          \
+  "  AND r.status = 'running' FOR SHARE OF r SKIP LOCKED),"                                   \
+  " ins AS (INSERT INTO leases(run_id, owner, epoch, lease_until)"                            \
+  "  SELECT id, ?, lepoch + 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"      \
+  "  WHERE NOT started OR id IN (SELECT id FROM live)"                                        \
+  "  ON CONFLICT(run_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1,"     \
+  "   lease_until = EXCLUDED.lease_until"                                                     \
+  "  WHERE (leases.owner IS NULL OR"                                                          \
+  "   leases.lease_until < extract(epoch FROM clock_timestamp()))"                            \
+  "  AND leases.epoch + 1 = EXCLUDED.epoch"                                                   \
+  "  RETURNING run_id, epoch),"                                                               \
+  /* Claimed: out of the queue index until its lease is handed back. */  \
+  " mark AS (UPDATE d_runs d SET pstatus = 'claimed' WHERE d.id = ANY(ARRAY(SELECT run_id"    \
+  "  FROM ins)) AND d.pstatus = 'pending')"                                                   \
+  " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent," \
+  /* A run queued behind the ones read (the snapshot's view, no lock):  \
+   * the next index entry after the last of them. A hint for            \
+   * claim-ahead: a run there that waits for an answer counts too. */   \
+  "  EXISTS (SELECT 1 FROM d_runs d WHERE d.pstatus = 'pending' AND d.deleted = 0"            \
+  "   AND d.created > coalesce((SELECT max(created) FROM q), '-infinity'::float8))::int"      \
+  "   AS deeper"                                                                              \
+  " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created"
+
+/* Claims up to n runs (CLAIMABLE; with rescue, runs whose lease ran out
+ * first); returns how many. The same statement hands back the leases of
+ * the runs done here since the last one, and says in *deeper whether
+ * more runs were queued behind the n it read (claim-ahead's measure of
+ * the queue). */
+static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
   *deeper = 0;
   char err[512], lim[16];
   snprintf(lim, sizeof lim, "%d", n);
@@ -272,81 +355,12 @@ static int claim(struct lc_fleet *f, int n, int *deeper) {
     return 0;
   }
   double t0 = mono_s();
-  int rc = lc_dstore_exec(
-      f->ds, &rows, err, sizeof err,
-      /* The queue index (d_runs_queued, schema 3) read in created order:
-       * the scan stops at the LIMIT's last claimable run. pstatus stays
-       * 'pending' while the run has no row, or a row that is running, and
-       * 'ended' once it ended here (lc_fleet_run_done). */
-      /* The released runs are not claimable in this statement (its
-       * snapshot has their leases live): disjoint rows for rel and ins. */
-      "WITH " RELEASE_CTES ","
-      /* A run's terminal row was written but its daemon died before it
-       * handed the lease back: the lease is let go and the run leaves
-       * the queue (one statement's work, once per such run). */
-      " stale AS (UPDATE leases l SET owner = NULL, lease_until = NULL WHERE l.run_id = ANY(ARRAY("
-      "  SELECT e.run_id FROM leases e WHERE e.owner IS NOT NULL AND e.owner <> ? AND"
-      "  e.lease_until < extract(epoch FROM clock_timestamp()))) AND l.owner IS NOT NULL AND"
-      "  l.lease_until < extract(epoch FROM clock_timestamp()) AND EXISTS (SELECT 1 FROM runs r"
-      "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled')) RETURNING"
-      "  l.run_id),"
-      " stale_d AS (UPDATE d_runs d SET pstatus = 'ended' WHERE d.id = ANY(ARRAY(SELECT run_id"
-      "  FROM stale)) AND d.pstatus = 'claimed'),"
-      /* Rescue first: claimed runs whose lease ran out (their daemon died
-       * or stalled past it), found through the expiry index of the live
-       * leases (leases_expiry), which holds no more than the runs being
-       * executed. Each candidate keeps what the snapshot saw: its lease's
-       * epoch and whether it had a row. */
-      " x AS MATERIALIZED ("
-      "  SELECT d.id, d.thread_id, d.agent, d.created, l.epoch AS lepoch,"
-      "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM leases l JOIN d_runs d"
-      "   ON d.id = l.run_id"
-      "  WHERE l.owner IS NOT NULL AND l.owner <> ? AND"
-      "   l.lease_until < extract(epoch FROM clock_timestamp()) AND d.pstatus = 'claimed' AND"
-      CLAIMABLE_RUN
-      "  ORDER BY l.lease_until LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
-      /* Then the queue index (d_runs_queued) in created order, for the
-       * rest of the n: the scan stops at the LIMIT's last claimable run. */
-      " q AS MATERIALIZED ("
-      "  SELECT d.id, d.thread_id, d.agent, d.created,"
-      "   coalesce((SELECT l.epoch FROM leases l WHERE l.run_id = d.id), 0) AS lepoch,"
-      "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM d_runs d"
-      "  WHERE" CLAIMABLE
-      "  ORDER BY d.created LIMIT greatest(?::bigint - (SELECT count(*) FROM x), 0)"
-      "  FOR UPDATE OF d SKIP LOCKED),"
-      " c AS (SELECT * FROM x UNION ALL SELECT * FROM q),"
-      /* The re-check. The snapshot is the statement's start; the lease
-       * row the claim takes is the newest (ON CONFLICT). A run that ended
-       * in doubt after the snapshot (its status written, then its lease
-       * handed back) read as running here and was claimed again. So a
-       * started run's status is read again under a row lock (FOR SHARE
-       * reads the newest row, and SKIP LOCKED passes over a run whose
-       * status is being written), and the lease must still be at the
-       * epoch the snapshot saw: a run claimed since (maybe started and
-       * ended, its row newer than the snapshot) waits for the next claim. */
-      " live AS (SELECT r.id FROM runs r WHERE r.id IN (SELECT id FROM c WHERE started)"
-      "  AND r.status = 'running' FOR SHARE OF r SKIP LOCKED),"
-      " ins AS (INSERT INTO leases(run_id, owner, epoch, lease_until)"
-      "  SELECT id, ?, lepoch + 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"
-      "  WHERE NOT started OR id IN (SELECT id FROM live)"
-      "  ON CONFLICT(run_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1,"
-      "   lease_until = EXCLUDED.lease_until"
-      "  WHERE (leases.owner IS NULL OR"
-      "   leases.lease_until < extract(epoch FROM clock_timestamp()))"
-      "  AND leases.epoch + 1 = EXCLUDED.epoch"
-      "  RETURNING run_id, epoch),"
-      /* Claimed: out of the queue index until its lease is handed back. */
-      " mark AS (UPDATE d_runs d SET pstatus = 'claimed' WHERE d.id = ANY(ARRAY(SELECT run_id"
-      "  FROM ins)) AND d.pstatus = 'pending')"
-      " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent,"
-      /* A run queued behind the ones read (the snapshot's view, no lock):
-       * the index read on from the last of them, not from the head. */
-      "  EXISTS (SELECT 1 FROM d_runs d WHERE" CLAIMABLE
-      "   AND d.created > coalesce((SELECT max(created) FROM q), '-infinity'::float8)"
-      "   ORDER BY d.created LIMIT 1)::int AS deeper"
-      " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created",
-      "ssssssssssds", j, j, f->owner, j, f->owner, f->owner, lim, f->owner, lim, f->owner,
-      f->lease_s, f->owner);
+  int rc = rescue ? lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL(RESCUE_CTES),
+                                   "ssssssssssd", j, j, f->owner, j, f->owner, f->owner, lim,
+                                   f->owner, lim, f->owner, f->lease_s)
+                  : lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL(NO_RESCUE_CTES),
+                                   "sssssssd", j, j, f->owner, j, f->owner, lim, f->owner,
+                                   f->lease_s);
   put_back(f, taken, rc == 0);
   free(j);
   if (rc) {
@@ -546,6 +560,8 @@ static void *fleet_main(void *ud) {
   double renew_every = f->lease_s / 3;
   double next_renew = mono_s() + renew_every;
   double next_listen = 0;
+  double rescue_every = f->lease_s / 4 < f->poll_ms / 1000.0 ? f->lease_s / 4 : f->poll_ms / 1000.0;
+  double next_rescue = 0;
   double gather_until = 0; /* set while a few free slots wait for more */
   int more = 1; /* claim at start: runs queued while no daemon ran */
   while (!atomic_load(&f->stop)) {
@@ -601,7 +617,12 @@ static void *fleet_main(void *ud) {
       }
     }
     gather_until = 0;
-    int deeper = 0, got = n > 0 ? claim(f, n, &deeper) : 0;
+    /* Runs whose lease ran out are looked for a few times per lease (and
+     * at least every poll), not in every claim: the rescue is most of a
+     * claim statement's planning, and finds nothing while daemons live. */
+    int rescue = mono_s() >= next_rescue;
+    if (rescue && n > 0) next_rescue = mono_s() + rescue_every;
+    int deeper = 0, got = n > 0 ? claim(f, n, rescue, &deeper) : 0;
     if (n > 0) adapt(f, got == n && deeper);
     more = n > 0 && got == n; /* a full claim: maybe more are queued */
   }
