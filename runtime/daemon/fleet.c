@@ -14,7 +14,9 @@
  * claimed the run) stops the run here at once; its writes already fail.
  * An expired lease makes the run claimable by any daemon, which resumes
  * it from its journal (the durable-runs rules decide what replays and
- * what is in doubt).
+ * what is in doubt). A claimed run is out of the queue index
+ * (d_runs.pstatus 'claimed') until its lease is handed back; runs whose
+ * lease ran out are found through the expiry of the live leases.
  *
  * The fleet thread has two connections of its own: one for claims and
  * renewals (so a slow API query never delays a renewal) and the LISTEN
