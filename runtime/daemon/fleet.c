@@ -196,6 +196,12 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
   "CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = " id " AND r.status IN ('finished'," \
   " 'failed', 'cancelled')) THEN 'ended' ELSE 'pending' END"
 
+/* The statement's end after a CTE rel (the leases handed back, RETURNING
+ * run_id): their runs leave 'claimed'. */
+#define BACK_FROM_REL                                                                      \
+  " UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id IN (SELECT run_id" \
+  " FROM rel) AND d.pstatus = 'claimed'"
+
 /* Handing back leases: only if still ours at that epoch; the runs handed
  * back leave 'claimed' (BACK_PSTATUS), and a run that ended leaves the
  * queue index even if its lease was no longer ours. The first four
@@ -397,9 +403,8 @@ static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
       snprintf(es, sizeof es, "%ld", epoch);
       lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
                      "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE "
-                     "run_id = ? AND owner = ? AND epoch = ?::bigint RETURNING run_id) "
-                     "UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id IN "
-                     "(SELECT run_id FROM rel) AND d.pstatus = 'claimed'",
+                     "run_id = ? AND owner = ? AND epoch = ?::bigint RETURNING run_id)"
+                     BACK_FROM_REL,
                      "sss", id, f->owner, es);
       lc_serve_log(f->s, "warn", "lease_lost", id,
                    "claimed again while still executing here: handed back, resumed afresh");
@@ -492,9 +497,7 @@ static void renew(struct lc_fleet *f) {
     char e2[256];
     lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
                    "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id "
-                   "= ? AND owner = ? RETURNING run_id) UPDATE d_runs d SET pstatus = "
-                   BACK_PSTATUS("d.id") " WHERE d.id IN (SELECT run_id FROM rel) AND "
-                   "d.pstatus = 'claimed'",
+                   "= ? AND owner = ? RETURNING run_id)" BACK_FROM_REL,
                    "ss", id, f->owner);
     lc_serve_log(f->s, "warn", "lease_orphan", id, "claimed without knowing it: handed back");
   }
@@ -620,8 +623,8 @@ static void *fleet_main(void *ud) {
     }
     gather_until = 0;
     /* Runs whose lease ran out are looked for a few times per lease (and
-     * at least every poll), not in every claim: the rescue is most of a
-     * claim statement's planning, and finds nothing while daemons live. */
+     * at least every poll), not in every claim: the rescue is a good part
+     * of a claim statement's planning, and finds nothing while daemons live. */
     int rescue = mono_s() >= next_rescue;
     if (rescue && n > 0) next_rescue = mono_s() + rescue_every;
     int deeper = 0, got = n > 0 ? claim(f, n, rescue, &deeper) : 0;
@@ -825,8 +828,7 @@ static void hand_back(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *
                           "WITH rel AS (UPDATE leases l SET owner = NULL, lease_until = NULL FROM "
                           "json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE l.run_id "
                           "= x.id AND l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id), "
-                          "back AS (UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE "
-                          "d.id IN (SELECT run_id FROM rel) AND d.pstatus = 'claimed') "
+                          "back AS (" BACK_FROM_REL ") "
                           "SELECT count(*) AS n, pg_notify('" CHANNEL "', '') FROM rel",
                           "ss", j, f->owner);
   char m[600];
@@ -889,8 +891,7 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
     char err[256];
     lc_dstore_exec(f->ds, NULL, err, sizeof err,
                    "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE owner "
-                   "= ? RETURNING run_id) UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id")
-                   " WHERE d.id IN (SELECT run_id FROM rel) AND d.pstatus = 'claimed'",
+                   "= ? RETURNING run_id)" BACK_FROM_REL,
                    "s", f->owner);
   }
   pthread_rwlock_wrlock(&fleet_rw); /* run threads handing leases back finish first */
