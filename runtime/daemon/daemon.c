@@ -1720,7 +1720,8 @@ static void unqueue_ended(struct lc_serve *s, const char *run_id) {
   if (!s->fleet) return;
   char err[256];
   lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                 "UPDATE d_runs SET pstatus = 'ended' WHERE id = ? AND pstatus IN ('pending', 'claimed') AND "
+                 "UPDATE d_runs SET pstatus = 'ended' WHERE id = ? AND pstatus IN ('pending', 'claimed', "
+                 "'waiting') AND "
                  "EXISTS (SELECT 1 FROM runs r WHERE r.id = d_runs.id AND r.status IN "
                  "('finished', 'failed', 'cancelled'))",
                  "s", run_id);
@@ -1883,10 +1884,24 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
    * (between that read and this write) must stay, never be turned back
    * into a run to resume. RETURNING tells whether the row still waited. */
   cJSON *won = NULL;
-  rc = lc_dstore_exec(s->ds, &won, err, sizeof err,
-                      "UPDATE runs SET status='running', result=NULL, error=NULL, question=NULL, "
-                      "pid=0, updated=? WHERE id=? AND status='waiting_input' RETURNING id",
-                      "ds", lc_serve_now(), run_id);
+  if (lc_store_is_pg_store(s->store))
+    /* A fleet: the run goes back in the queue index with its status, in
+     * one statement ('waiting' -> 'pending'; fleet.c's hand-back reads
+     * the status under a row lock). The d_runs row is updated whatever
+     * its pstatus, so that a hand-back committing meanwhile is waited
+     * for and its 'waiting' seen (re-read under the row's lock). */
+    rc = lc_dstore_exec(s->ds, &won, err, sizeof err,
+                        "WITH w AS (UPDATE runs SET status='running', result=NULL, error=NULL, "
+                        "question=NULL, pid=0, updated=? WHERE id=? AND status='waiting_input' "
+                        "RETURNING id), q AS (UPDATE d_runs SET pstatus = CASE WHEN pstatus = "
+                        "'waiting' THEN 'pending' ELSE pstatus END WHERE id IN (SELECT id FROM w)) "
+                        "SELECT id FROM w",
+                        "ds", lc_serve_now(), run_id);
+  else
+    rc = lc_dstore_exec(s->ds, &won, err, sizeof err,
+                        "UPDATE runs SET status='running', result=NULL, error=NULL, question=NULL, "
+                        "pid=0, updated=? WHERE id=? AND status='waiting_input' RETURNING id",
+                        "ds", lc_serve_now(), run_id);
   if (rc) {
     snprintf(msg, n, "%s", err);
   } else if (cJSON_GetArraySize(won) == 0) {

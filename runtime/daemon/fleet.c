@@ -189,12 +189,17 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
 }
 
 /* A run's place after its lease is handed back: a run that ended leaves
- * the queue index ('ended'); any other (waiting for an answer, claimed
- * ahead and not started, stopped here) is queued again ('pending'). The
+ * the queue index ('ended'), and so does one waiting for an answer
+ * ('waiting': lc_serve_answer queues it again, so that ten thousand
+ * waiting runs are not read by every claim); any other (claimed ahead and
+ * not started, stopped here) is queued again ('pending'). The waiting
+ * status is read under a row lock: an answer committing meanwhile (its
+ * status change holds the row) is waited for and seen, never lost. The
  * argument: the run id's SQL expression. */
 #define BACK_PSTATUS(id)                                                                  \
   "CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = " id " AND r.status IN ('finished'," \
-  " 'failed', 'cancelled')) THEN 'ended' ELSE 'pending' END"
+  " 'failed', 'cancelled')) THEN 'ended' WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = "  \
+  id " AND r.status = 'waiting_input' FOR SHARE) THEN 'waiting' ELSE 'pending' END"
 
 /* The statement's end after a CTE rel (the leases handed back, RETURNING
  * run_id): their runs leave 'claimed'. */
@@ -215,7 +220,7 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
    * ids, where a join with the function's rows read the whole table) */  \
   " ended AS (UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id = ANY("  \
   "  ARRAY(SELECT x.id FROM json_to_recordset(?::json) AS x(id text, epoch bigint))) AND" \
-  "  d.pstatus IN ('pending', 'claimed') AND (d.id IN (SELECT run_id FROM rel) OR"       \
+  "  d.pstatus IN ('pending', 'claimed', 'waiting') AND (d.id IN (SELECT run_id FROM rel) OR"       \
   "  EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND"                                 \
   "  r.status IN ('finished', 'failed', 'cancelled'))) RETURNING d.id)"
 
@@ -267,9 +272,9 @@ static void release_done(struct lc_fleet *f) {
 /* The rescue part of a claim: claimed runs whose lease ran out (their
  * daemon died or stalled past it), found through the expiry index of the
  * live leases (leases_expiry), which holds no more than the runs being
- * executed; and a run whose terminal row was written by a daemon that
- * died before it handed the lease back has its lease let go and leaves
- * the claimed runs (once per such run). Each candidate keeps what the
+ * executed; and a run that ended or waits for an answer, its daemon dead
+ * before it handed the lease back, has its lease let go and leaves the
+ * claimed runs (once per such run). Each candidate keeps what the
  * snapshot saw: its lease's epoch and whether it had a row. Parameters:
  * the owner, the owner, n. */
 #define RESCUE_CTES                                                                          \
@@ -277,10 +282,10 @@ static void release_done(struct lc_fleet *f) {
   "  SELECT e.run_id FROM leases e WHERE e.owner IS NOT NULL AND e.owner <> ? AND"           \
   "  e.lease_until < extract(epoch FROM clock_timestamp()))) AND l.owner IS NOT NULL AND"     \
   "  l.lease_until < extract(epoch FROM clock_timestamp()) AND EXISTS (SELECT 1 FROM runs r"  \
-  "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled')) RETURNING"    \
-  "  l.run_id),"                                                                              \
-  " stale_d AS (UPDATE d_runs d SET pstatus = 'ended' WHERE d.id = ANY(ARRAY(SELECT run_id"   \
-  "  FROM stale)) AND d.pstatus = 'claimed'),"                                                \
+  "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled',"              \
+  "  'waiting_input')) RETURNING l.run_id),"                                                  \
+  " stale_d AS (UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id = ANY("     \
+  "  ARRAY(SELECT run_id FROM stale)) AND d.pstatus = 'claimed'),"                            \
   " x AS MATERIALIZED ("                                                                      \
   "  SELECT d.id, d.thread_id, d.agent, d.created, l.epoch AS lepoch,"                        \
   "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM leases l JOIN d_runs d" \
@@ -339,8 +344,8 @@ static void release_done(struct lc_fleet *f) {
   "  FROM ins)) AND d.pstatus = 'pending')"                                                   \
   " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent," \
   /* A run queued behind the ones read (the snapshot's view, no lock):  \
-   * the next index entry after the last of them. A hint for            \
-   * claim-ahead: a run there that waits for an answer counts too. */   \
+   * the next index entry after the last of them (a hint for            \
+   * claim-ahead: a run behind a thread's live one counts too). */       \
   "  EXISTS (SELECT 1 FROM d_runs d WHERE d.pstatus = 'pending' AND d.deleted = 0"            \
   "   AND d.created > coalesce((SELECT max(created) FROM q), '-infinity'::float8))::int"      \
   "   AS deeper"                                                                              \
@@ -767,7 +772,7 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
                           "leases.lease_until < extract(epoch FROM clock_timestamp()) "
                           "RETURNING run_id) "
                           "UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT run_id "
-                          "FROM t) AND pstatus IN ('pending', 'claimed') RETURNING id",
+                          "FROM t) AND pstatus IN ('pending', 'claimed', 'waiting') RETURNING id",
                           "ss", run_id, run_id);
   int n = cJSON_GetArraySize(rows);
   cJSON_Delete(rows);

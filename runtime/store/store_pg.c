@@ -63,14 +63,17 @@ static const char *const migration[] = {
     "   WHERE pstatus = 'pending' AND deleted = 0;"
     " END IF; END $$;",
     /* 4: a claimed run leaves the queue index (fleet.c: d_runs.pstatus
-     * 'claimed' until its lease is handed back), so that a claim no
-     * longer reads past every run the fleet is executing; a claim finds
-     * the runs whose lease ran out through the expiry of the live leases
-     * instead. */
+     * 'claimed' until its lease is handed back), and so does a run that
+     * waits for an answer ('waiting' until answered), so that a claim no
+     * longer reads past every run the fleet is executing or waiting on; a
+     * claim finds the runs whose lease ran out through the expiry of the
+     * live leases instead. */
     "CREATE INDEX IF NOT EXISTS leases_expiry ON leases(lease_until) WHERE owner IS NOT NULL;"
     "DO $$ BEGIN IF to_regclass('d_runs') IS NOT NULL THEN"
     "  UPDATE d_runs d SET pstatus = 'claimed' FROM leases l WHERE l.run_id = d.id"
     "   AND d.pstatus = 'pending' AND l.owner IS NOT NULL AND l.lease_until IS NOT NULL;"
+    "  UPDATE d_runs d SET pstatus = 'waiting' FROM runs r WHERE r.id = d.id"
+    "   AND d.pstatus = 'pending' AND r.status = 'waiting_input';"
     " END IF; END $$;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
@@ -681,7 +684,7 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
                     &code, e2, sizeof e2);
     if (x && PQntuples(x) == 1 && PQgetvalue(x, 0, 0)[0] == 't')
       qx(&s->db, s->url, 1, "UPDATE d_runs SET pstatus = 'ended' WHERE id = $1 AND pstatus IN "
-                            "('pending', 'claimed')",
+                            "('pending', 'claimed', 'waiting')",
          1, v, e2, sizeof e2);
     PQclear(x);
   }

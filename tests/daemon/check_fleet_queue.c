@@ -111,6 +111,11 @@ static void setup_files(void) {
         "end\n",
         f);
   fclose(f);
+  snprintf(p, sizeof p, "%s/agents/asker.lua", dir);
+  f = fopen(p, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("return function(input, ctx) return {answer = luact.ask('more?')} end\n", f);
+  fclose(f);
 }
 
 static void setup(void) {
@@ -277,6 +282,24 @@ static long http(int k, const char *method, const char *path, char **out) {
   return code;
 }
 
+/* A POST of a JSON body to daemon k; its status code. */
+static long http_post(int k, const char *path, const char *body) {
+  CURL *c = curl_easy_init();
+  char u[160];
+  snprintf(u, sizeof u, "http://127.0.0.1:%d%s", ports[k], path);
+  struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+  curl_easy_setopt(c, CURLOPT_URL, u);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+  long code = 0;
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_cleanup(c);
+  curl_slist_free_all(h);
+  return code;
+}
+
 static double value_d(const char *sql) {
   char *v = lc_pg_value(url, sql);
   double d = v ? atof(v) : -1;
@@ -422,6 +445,41 @@ START_TEST(dead_daemons_ended_run_is_let_go) {
                          "AND epoch = 1"),
                    1);
   ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'gone'"), 0);
+  /* one that waited for an answer: out of the claimed runs, waiting */
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created, pstatus) VALUES"
+         " ('asked', 'default', 'echo', '{}', 3, 'claimed');"
+         "INSERT INTO runs(id, status, created, updated) VALUES('asked', 'waiting_input', 0, 0);"
+         "INSERT INTO leases(run_id, owner, epoch, lease_until) VALUES('asked', 'dead:1:0', 1, 0);"
+         "INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('next2', 'default', 'echo', '{}', 4)");
+  await_count("SELECT count(*) FROM d_runs WHERE id = 'asked' AND pstatus = 'waiting'", 1,
+              "the waiting run let go");
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'asked' AND owner IS NULL"),
+                   1);
+}
+END_TEST
+
+/* A run that waits for an answer leaves the queue index ('waiting', not
+ * read by any claim: a fleet with ten thousand agents waiting for people
+ * claims as fast as an idle one), and its answer, sent to another daemon,
+ * queues it again in the statement that makes it running: it resumes. */
+START_TEST(waiting_runs_leave_the_queue_index_until_answered) {
+  start_k(1, "--poll-ms 100 --max-runs 4");
+  ck_assert_int_eq(http_post(0, "/threads", "{\"thread_id\": \"tw\"}"), 200);
+  ck_assert_int_eq(http_post(0, "/threads/tw/runs", "{\"assistant_id\": \"asker\", \"input\": {}}"),
+                   200);
+  await_count("SELECT count(*) FROM d_runs d JOIN runs r ON r.id = d.id WHERE d.thread_id = 'tw' "
+              "AND r.status = 'waiting_input' AND d.pstatus = 'waiting'",
+              1, "the run waits, out of the queue index");
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending' AND deleted = 0"),
+                   0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL"), 0);
+  ck_assert_int_eq(http_post(1, "/threads/tw/runs",
+                             "{\"assistant_id\": \"asker\", \"command\": {\"resume\": \"yes\"}}"),
+                   200);
+  await_count("SELECT count(*) FROM d_runs d JOIN runs r ON r.id = d.id WHERE d.thread_id = 'tw' "
+              "AND r.status = 'finished' AND r.result LIKE '%yes%' AND d.pstatus = 'ended'",
+              1, "the answered run finished and left the index");
 }
 END_TEST
 
@@ -671,6 +729,7 @@ Suite *fleet_queue_suite(void) {
   tcase_add_test(tc, claims_use_the_queue_index_and_ended_runs_leave_it);
   tcase_add_test(tc, claimed_runs_leave_the_queue_index);
   tcase_add_test(tc, dead_daemons_ended_run_is_let_go);
+  tcase_add_test(tc, waiting_runs_leave_the_queue_index_until_answered);
   tcase_add_test(tc, cancel_asked_in_the_database_stops_the_run);
   tcase_add_test(tc, own_run_out_lease_is_not_claimed_again);
   tcase_add_test(tc, run_ended_in_doubt_meanwhile_is_not_claimed);

@@ -1134,7 +1134,8 @@ START_TEST(pg_migrates_version_2_queue_index) {
 END_TEST
 
 /* A database at schema version 3 with a fleet's runs: migration 4 takes
- * the runs under a lease out of the queue index ('claimed') and makes the
+ * the runs under a lease ('claimed') and those waiting for an answer
+ * ('waiting') out of the queue index and makes the
  * leases' expiry index; queued runs and runs whose lease was handed back
  * or cancelled stay as they were. */
 START_TEST(pg_migrates_version_3_claimed_runs) {
@@ -1154,9 +1155,10 @@ START_TEST(pg_migrates_version_3_claimed_runs) {
       " deleted INTEGER NOT NULL DEFAULT 0, pstatus TEXT NOT NULL DEFAULT 'pending');"
       "CREATE INDEX d_runs_queued ON d_runs(created) WHERE pstatus = 'pending' AND deleted = 0;"
       "INSERT INTO d_runs(id, created) VALUES('held', 1), ('back', 2), ('queued', 3),"
-      " ('cancel', 4);"
+      " ('cancel', 4), ('asks', 5);"
+      "INSERT INTO runs(id, status, created, updated) VALUES('asks', 'waiting_input', 5, 5);"
       "INSERT INTO leases VALUES('held', 'd1:1:x', 1, 1e12), ('back', NULL, 1, NULL),"
-      " ('cancel', 'cancelled', 1, NULL);");
+      " ('cancel', 'cancelled', 1, NULL), ('asks', NULL, 1, NULL);");
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
@@ -1166,7 +1168,7 @@ START_TEST(pg_migrates_version_3_claimed_runs) {
   ck_assert_str_eq(v, "1");
   free(v);
   v = lc_pg_value(path, "SELECT string_agg(id || '=' || pstatus, ',' ORDER BY created) FROM d_runs");
-  ck_assert_str_eq(v, "held=claimed,back=pending,queued=pending,cancel=pending");
+  ck_assert_str_eq(v, "held=claimed,back=pending,queued=pending,cancel=pending,asks=waiting");
   free(v);
 }
 END_TEST
