@@ -263,6 +263,9 @@ static int sync_inline(struct lc_journal *j) {
  * caller will wait) and a loop attached, by the writer thread, *ticket set
  * to the line's number for lc_journal_durable / lc_journal_wait; otherwise
  * here. */
+static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
+                        unsigned long *ticket);
+
 static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned long *ticket) {
   /* jsonw, not cJSON's printer: numbers must read back as the same double. */
   struct lc_buf b;
@@ -275,6 +278,14 @@ static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned lo
     lc_buf_free(&b);
     return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
   }
+  return write_text_t(j, &b, sync, ticket);
+}
+
+/* write_line_t for a line that is JSON text already (takes and frees *bp). */
+static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
+                        unsigned long *ticket) {
+  struct lc_buf b = *bp;
+  lc_buf_init(bp, 0);
   /* Last line before disk: a key echoed into an error or a result (a
    * provider's 401, a tool's output) is never journaled. */
   b.len = lc_secrets_scrub(b.data, b.len, LC_SCRUB_JSON);
@@ -428,8 +439,8 @@ static void new_run_id(char out[33]) {
 static void free_entry(struct entry *e) {
   if (!e) return;
   lc_free(e->id);
+  if (e->result != e->intent) cJSON_Delete(e->result); /* one line: both */
   cJSON_Delete(e->intent);
-  cJSON_Delete(e->result);
   lc_free(e);
 }
 
@@ -451,6 +462,15 @@ static int answered(const cJSON *result) {
 static int resolved_not_run(const cJSON *result) {
   const cJSON *r = result ? cJSON_GetObjectItemCaseSensitive(result, "resolved") : NULL;
   return cJSON_IsString(r) && !strcmp(r->valuestring, "not_run");
+}
+
+/* A result line's order: the next result line written gets a later one. */
+static void note_order(struct lc_journal *j, const cJSON *line) {
+  const cJSON *o = cJSON_GetObjectItemCaseSensitive(line, "order");
+  long ord; /* a crafted journal's 1e300 is no long: refused, not cast */
+  if (cJSON_IsNumber(o) && lc_dbl_to_long(o->valuedouble, 0, 1000000000000000L, &ord) == 0 &&
+      ord > j->results)
+    j->results = ord;
 }
 
 /* One parsed line into the journal's state: the header, a resume mark, an
@@ -517,6 +537,33 @@ static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON
     return 0;
   }
   struct entry *e = find_counted(j, id);
+  if (!e && str_member(line, "kind")) {
+    /* A one-line effect: its result line holds its intent too (a pure
+     * effect's; lc_effect_begin). */
+    const char *cls = str_member(line, "class");
+    if (!cls || strcmp(cls, "pure")) {
+      snprintf(err, errlen,
+               "journal %s line %ld: effect %s has its intent in its result line, which only "
+               "a pure effect has", where, lineno, id);
+      cJSON_Delete(line);
+      return LC_EINVAL;
+    }
+    if (!(e = lc_calloc(1, sizeof *e)) || !(e->id = lc_strdup(id)) || table_put(j, e)) {
+      free_entry(e);
+      cJSON_Delete(line);
+      return LC_ENOMEM;
+    }
+    e->intent = e->result = line;
+    e->line = lineno;
+    note_order(j, line);
+    return 0;
+  }
+  if (e && str_member(line, "kind")) {
+    snprintf(err, errlen, "journal %s line %ld: effect %s already has an intent (line %ld)",
+             where, lineno, id, e->line);
+    cJSON_Delete(line);
+    return LC_EINVAL;
+  }
   /* A result may follow a cancelled or not-run one: a resumed run ran the
    * effect again. */
   if (!e || (e->result && answered(e->result))) {
@@ -525,12 +572,8 @@ static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON
     cJSON_Delete(line);
     return LC_EINVAL;
   }
-  const cJSON *o = cJSON_GetObjectItemCaseSensitive(line, "order");
-  long ord; /* a crafted journal's 1e300 is no long: refused, not cast */
-  if (cJSON_IsNumber(o) && lc_dbl_to_long(o->valuedouble, 0, 1000000000000000L, &ord) == 0 &&
-      ord > j->results)
-    j->results = ord;
-  cJSON_Delete(e->result);
+  note_order(j, line);
+  if (e->result != e->intent) cJSON_Delete(e->result); /* a one-line effect keeps its intent */
   e->result = line;
   return 0;
 }
@@ -1081,6 +1124,59 @@ static void crash_after(struct lc_journal *j, const char *point, const char *kin
   lc_crash_now();
 }
 
+/* A pure effect is journaled as one line, its result line carrying the
+ * intent's members (kind, name, class, request, hashes): its intent needs
+ * no line of its own, since a pure effect with no line runs again on
+ * resume, as one with an intent and no result does. Not an LLM call's
+ * (luact serve numbers a call's streamed deltas after its intent line) nor
+ * luact.ask's (a run waiting for a person waits on its intent). */
+static int one_line(const struct lc_effect_desc *d) {
+  return d->cls == LC_EFFECT_PURE && strcmp(d->kind, "llm") && strcmp(d->kind, "input");
+}
+
+/* The one-line effect's intent members into e->pending, the object left
+ * open; in the order an intent line has them. 0 or LC_ENOMEM. */
+static int pending_intent(struct lc_effect_op *e, const struct lc_effect_desc *d) {
+  struct lc_jsonw w;
+  lc_buf_init(&e->pending, 0);
+  lc_jsonw_init(&w, &e->pending);
+  lc_jsonw_obj(&w);
+  lc_jsonw_key(&w, "type");
+  lc_jsonw_cstr(&w, "result");
+  lc_jsonw_key(&w, "id");
+  lc_jsonw_cstr(&w, e->id);
+  lc_jsonw_key(&w, "kind");
+  lc_jsonw_cstr(&w, d->kind);
+  lc_jsonw_key(&w, "name");
+  lc_jsonw_cstr(&w, d->name);
+  lc_jsonw_key(&w, "class");
+  lc_jsonw_cstr(&w, lc_effect_name(d->cls));
+  if (d->request) {
+    cJSON *r = NULL;
+    if (!d->request_sorted) {
+      if (!(r = cJSON_Duplicate(d->request, 1))) return LC_ENOMEM;
+      lc_jcanon_sort(r, 1);
+    }
+    lc_jsonw_key(&w, "request");
+    lc_jsonw_cjson(&w, r ? r : d->request);
+    cJSON_Delete(r);
+  }
+  if (d->prompt_hash || d->tools_hash) {
+    lc_jsonw_key(&w, "hashes");
+    lc_jsonw_obj(&w);
+    if (d->prompt_hash) {
+      lc_jsonw_key(&w, "prompt");
+      lc_jsonw_cstr(&w, d->prompt_hash);
+    }
+    if (d->tools_hash) {
+      lc_jsonw_key(&w, "tools");
+      lc_jsonw_cstr(&w, d->tools_hash);
+    }
+    lc_jsonw_obj_end(&w);
+  }
+  return lc_jsonw_finish(&w) ? LC_ENOMEM : 0;
+}
+
 int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                     const struct lc_effect_desc *d, struct lc_effect_op *e) {
   memset(e, 0, sizeof *e);
@@ -1125,6 +1221,20 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
       j->ran++;
       return LC_EFFECT_RUN;
     }
+  }
+  if (j->mode == LC_JOURNAL_RECORD && one_line(d)) {
+    /* The intent's members are kept, not written: they open the result
+     * line (lc_effect_end). A crash before that leaves no line, and the
+     * effect runs again on resume, as an intent without a result would
+     * have made it do. */
+    if (pending_intent(e, d)) {
+      lc_buf_free(&e->pending);
+      return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory");
+    }
+    crash_after(j, "after_intent", d->kind);
+    e->recording = 1;
+    j->ran++;
+    return LC_EFFECT_RUN;
   }
   if (j->mode == LC_JOURNAL_RECORD) {
     cJSON *l = cJSON_CreateObject(), *h = NULL;
@@ -1200,6 +1310,56 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
   return LC_EFFECT_RUN;
 }
 
+/* How long since begin, as the result line gives it. */
+static double latency_ms(const struct lc_effect_op *e) {
+  return (double)(long)((lc_now_ms() - e->t0) * 1000) / 1000;
+}
+
+/* The one line of a one-line effect: the pending intent members, then the
+ * result's, as lc_effect_end writes them (takes result, error, extra). */
+static int end_one_line(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra) {
+  struct lc_journal *j = e->j;
+  struct lc_buf b = e->pending;
+  lc_buf_init(&e->pending, 0);
+  struct lc_jsonw w;
+  lc_jsonw_reopen(&w, &b, 1, 1);
+  if (error) {
+    lc_jsonw_key(&w, "error");
+    lc_jsonw_cjson(&w, error);
+  } else {
+    lc_jsonw_key(&w, "result");
+    if (result) lc_jsonw_cjson(&w, result);
+    else lc_jsonw_null(&w);
+  }
+  int has_latency = 0;
+  for (const cJSON *c = extra ? extra->child : NULL; c; c = c->next) {
+    lc_jsonw_key(&w, c->string);
+    lc_jsonw_cjson(&w, c);
+    has_latency |= !strcmp(c->string, "latency_ms");
+  }
+  lc_jsonw_key(&w, "order");
+  lc_jsonw_num(&w, (double)++j->results);
+  if (!has_latency) {
+    lc_jsonw_key(&w, "latency_ms");
+    lc_jsonw_num(&w, latency_ms(e));
+  }
+  lc_jsonw_obj_end(&w);
+  cJSON_Delete(result);
+  cJSON_Delete(error);
+  cJSON_Delete(extra);
+  if (lc_jsonw_finish(&w)) {
+    lc_buf_free(&b);
+    return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
+  }
+  /* A pure effect's line: synced only with --journal-sync all, and then by
+   * the writer (nobody waits: losing it costs a repeat). */
+  unsigned long unused;
+  e->ticket = 0;
+  int rc = write_text_t(j, &b, j->sync == LC_JOURNAL_SYNC_ALL, e->async ? &e->ticket : &unused);
+  if (!rc) crash_after(j, "after_result", e->kind);
+  return rc;
+}
+
 int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra) {
   if (!e->recording) {
     cJSON_Delete(result);
@@ -1210,6 +1370,7 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
   e->recording = 0;
   struct lc_journal *j = e->j;
   lc_crash_point("before_result", e->kind);
+  if (e->pending.data) return end_one_line(e, result, error, extra);
   cJSON *l = cJSON_CreateObject();
   if (!l || !cJSON_AddStringToObject(l, "type", "result") ||
       !cJSON_AddStringToObject(l, "id", e->id)) {
@@ -1254,6 +1415,19 @@ void lc_effect_cancel(struct lc_effect_op *e, const char *why) {
   e->recording = 0;
   /* Written as a result line without result: replay treats it as in doubt. */
   struct lc_journal *j = e->j;
+  if (e->pending.data) {
+    /* One line still: the intent's members and the cancellation. */
+    struct lc_buf b = e->pending;
+    lc_buf_init(&e->pending, 0);
+    struct lc_jsonw w;
+    lc_jsonw_reopen(&w, &b, 1, 1);
+    lc_jsonw_key(&w, "cancelled");
+    lc_jsonw_cstr(&w, why ? why : "cancelled");
+    lc_jsonw_obj_end(&w);
+    if (!lc_jsonw_finish(&w)) write_text_t(j, &b, 0, NULL);
+    else lc_buf_free(&b);
+    return;
+  }
   cJSON *l = cJSON_CreateObject();
   if (l && cJSON_AddStringToObject(l, "type", "result") && cJSON_AddStringToObject(l, "id", e->id) &&
       cJSON_AddStringToObject(l, "cancelled", why ? why : "cancelled")) {
