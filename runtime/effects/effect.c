@@ -264,7 +264,7 @@ static int sync_inline(struct lc_journal *j) {
  * to the line's number for lc_journal_durable / lc_journal_wait; otherwise
  * here. */
 static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
-                        unsigned long *ticket);
+                        unsigned long *ticket, int lazy);
 
 static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned long *ticket) {
   /* jsonw, not cJSON's printer: numbers must read back as the same double. */
@@ -278,12 +278,14 @@ static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned lo
     lc_buf_free(&b);
     return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
   }
-  return write_text_t(j, &b, sync, ticket);
+  return write_text_t(j, &b, sync, ticket, 0);
 }
 
-/* write_line_t for a line that is JSON text already (takes and frees *bp). */
+/* write_line_t for a line that is JSON text already (takes and frees *bp).
+ * lazy: nobody waits for the line (a pure effect's one line): the store's
+ * writer may hold it for a larger group (lc_store_append_lazy). */
 static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
-                        unsigned long *ticket) {
+                        unsigned long *ticket, int lazy) {
   struct lc_buf b = *bp;
   lc_buf_init(bp, 0);
   /* Last line before disk: a key echoed into an error or a result (a
@@ -294,7 +296,15 @@ static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
     lc_buf_free(&b);
     return LC_EIO;
   }
-  if (j->store) {
+  if (j->store && lazy && !sync) {
+    size_t len = b.len;
+    char *text = lc_buf_steal(&b, &len); /* the store takes it: no copy */
+    int rc = text ? lc_store_append_lazy(j->store, &j->sc, j->seq + 1, j->lines + 1, text, len)
+                  : LC_ENOMEM;
+    bad = rc != 0;
+    err = rc == LC_ENOMEM ? ENOMEM : EIO;
+    if (!bad) j->seq++;
+  } else if (j->store) {
     int rc = lc_store_append(j->store, &j->sc, j->seq + 1, j->lines + 1, b.data, b.len);
     bad = rc != 0;
     err = rc == LC_ENOMEM ? ENOMEM : EIO;
@@ -1355,7 +1365,7 @@ static int end_one_line(struct lc_effect_op *e, cJSON *result, cJSON *error, cJS
    * the writer (nobody waits: losing it costs a repeat). */
   unsigned long unused;
   e->ticket = 0;
-  int rc = write_text_t(j, &b, j->sync == LC_JOURNAL_SYNC_ALL, e->async ? &e->ticket : &unused);
+  int rc = write_text_t(j, &b, j->sync == LC_JOURNAL_SYNC_ALL, e->async ? &e->ticket : &unused, 1);
   if (!rc) crash_after(j, "after_result", e->kind);
   return rc;
 }
@@ -1424,7 +1434,7 @@ void lc_effect_cancel(struct lc_effect_op *e, const char *why) {
     lc_jsonw_key(&w, "cancelled");
     lc_jsonw_cstr(&w, why ? why : "cancelled");
     lc_jsonw_obj_end(&w);
-    if (!lc_jsonw_finish(&w)) write_text_t(j, &b, 0, NULL);
+    if (!lc_jsonw_finish(&w)) write_text_t(j, &b, 0, NULL, 1);
     else lc_buf_free(&b);
     return;
   }
