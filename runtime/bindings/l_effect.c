@@ -268,11 +268,8 @@ static void push_effect_id(lua_State *L, const char *path, unsigned long seq) {
   lua_pushlstring(L, id, n);
 }
 
-/* [-0, +1, m] Pushes the ctx of effect path#seq. */
-static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
-  lua_createtable(L, 0, 2);
-  push_effect_id(L, path, seq);
-  lua_setfield(L, -2, "effect_id");
+/* [-0, +0, m] Gives the table on top the lazy ctx's metatable. */
+static void set_lazy_ctx_mt(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazyctx_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 2);
@@ -284,6 +281,14 @@ static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &lazyctx_key);
   }
   lua_setmetatable(L, -2);
+}
+
+/* [-0, +1, m] Pushes the ctx of effect path#seq. */
+static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
+  lua_createtable(L, 0, 2);
+  push_effect_id(L, path, seq);
+  lua_setfield(L, -2, "effect_id");
+  set_lazy_ctx_mt(L);
 }
 
 /* The schema hash of a schema table, made once per table: a tool passes
@@ -400,14 +405,20 @@ static int tok_replayed(lua_State *L) {
   return 1;
 }
 
-/* tok:ctx() -> {idempotency_key =, effect_id =} for the effect's fn. */
+/* tok:ctx() -> {idempotency_key =, effect_id =} for the effect's fn. The
+ * key of an effect that is not idempotent is derived when read (most
+ * never read it: it was a SHA-256 per effect). */
 static int tok_ctx(lua_State *L) {
   struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
   lua_createtable(L, 0, 2);
-  lua_pushstring(L, b->e.key);
-  lua_setfield(L, -2, "idempotency_key");
   lua_pushstring(L, b->e.id);
   lua_setfield(L, -2, "effect_id");
+  if (b->e.key[0]) {
+    lua_pushstring(L, b->e.key);
+    lua_setfield(L, -2, "idempotency_key");
+  } else {
+    set_lazy_ctx_mt(L);
+  }
   return 1;
 }
 

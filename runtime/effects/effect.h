@@ -193,7 +193,8 @@ struct lc_effect_op {
   enum lc_effect cls;
   int recording; /* a result line is owed: call lc_effect_end or _cancel */
   int live;      /* replay: runs for real (in doubt or nested in one) */
-  char key[33];  /* derived idempotency key (also for non-idempotent ones) */
+  char key[33];  /* derived idempotency key of an idempotent effect ("": not
+                    derived; lc_effect_key gives any effect's) */
   const cJSON *line; /* replayed: the recorded result line */
   double t0;     /* monotonic ms at begin */
   int async;     /* desc.waits */

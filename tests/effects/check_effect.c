@@ -694,6 +694,60 @@ START_TEST(cancelled_pure_effect_resumes_and_replays) {
 }
 END_TEST
 
+/* An effect's id is "path#seq" cut to LC_EFFECT_ID_MAX - 1 bytes as
+ * snprintf cuts it (written without printf now), and the ctx key of an
+ * effect that is not idempotent, derived only when read, is the one
+ * lc_effect_key gives (pairs shows it too). */
+START_TEST(effect_id_cut_and_lazy_key_in_record) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "idcut");
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  static char tp[700];
+  const size_t lens[] = {1, 590, 596, 598, 599, 650};
+  for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+    memset(tp, 'x', lens[i]);
+    tp[lens[i]] = '\0';
+    struct lc_effect_op op;
+    struct lc_effect_who w = {&op, tp, 1234567};
+    struct lc_effect_desc d = {.kind = "tool", .name = "t", .cls = LC_EFFECT_PURE};
+    ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_RUN);
+    char want[800]; /* what snprintf into LC_EFFECT_ID_MAX bytes kept */
+    snprintf(want, sizeof want, "%s#%lu", tp, 1234567UL);
+    want[LC_EFFECT_ID_MAX - 1] = '\0';
+    ck_assert_str_eq(op.id, want);
+    ck_assert_str_eq(op.key, ""); /* not derived: not idempotent */
+    lc_effect_cancel(&op, "test");
+  }
+  lc_journal_free(j);
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t,
+      "local k1, id1, n = luact.effect('tool', 'p', nil, 'pure', function(ctx)\n"
+      "  local n = 0\n"
+      "  for _ in pairs(ctx) do n = n + 1 end\n"
+      "  return ctx.idempotency_key, ctx.effect_id, n end)\n"
+      "local k2 = luact.effect('tool', 'o', nil, 'at_most_once', function(ctx)\n"
+      "  return ctx.idempotency_key end)\n"
+      "local k3 = luact.effect('tool', 'i', nil, 'idempotent', function(ctx)\n"
+      "  return rawget(ctx, 'idempotency_key') end)\n"
+      "return table.concat({k1, id1, n, k2, k3}, ' ')",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  char k1[33], k2[33], k3[33], want[256];
+  lc_effect_key(j, "1#1", k1);
+  lc_effect_key(j, "1#2", k2);
+  lc_effect_key(j, "1#3", k3);
+  snprintf(want, sizeof want, "%s 1#1 2 %s %s", k1, k2, k3);
+  ck_assert_str_eq(out, want);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  unlink(path);
+}
+END_TEST
+
 /* Crafted one-line lines: one for an effect that is not pure, and one for
  * an effect that has an intent already, are refused naming the line. */
 START_TEST(crafted_one_line_refused) {
@@ -1151,6 +1205,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, old_journal_with_intents_replays);
   tcase_add_test(tc, cancelled_pure_effect_resumes_and_replays);
   tcase_add_test(tc, crafted_one_line_refused);
+  tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
   tcase_add_test(tc, malformed_journal);
   tcase_add_test(tc, off_mode_names_and_lazy_key);
   tcase_add_test(tc, replay_compares_kind_name_class);
