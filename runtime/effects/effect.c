@@ -1179,7 +1179,10 @@ static int pending_intent(struct lc_effect_op *e, const struct lc_effect_desc *d
   lc_jsonw_cstr(&w, d->name);
   lc_jsonw_key(&w, "class");
   lc_jsonw_cstr(&w, lc_effect_name(d->cls));
-  if (d->request) {
+  if (d->request_text) {
+    lc_jsonw_key(&w, "request");
+    lc_jsonw_raw(&w, d->request_text, d->request_len);
+  } else if (d->request) {
     cJSON *r = NULL;
     if (!d->request_sorted) {
       if (!(r = cJSON_Duplicate(d->request, 1))) return LC_ENOMEM;
@@ -1205,13 +1208,39 @@ static int pending_intent(struct lc_effect_op *e, const struct lc_effect_desc *d
   return lc_jsonw_finish(&w) ? LC_ENOMEM : 0;
 }
 
+static int begin_desc(struct lc_journal *j, const struct lc_effect_who *who,
+                      const struct lc_effect_desc *d, struct lc_effect_op *e);
+
 int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                     const struct lc_effect_desc *d, struct lc_effect_op *e) {
+  /* The request as text only: fine for a one-line effect recorded fresh;
+   * a replay, a resume (it may compare) and an intent line get the tree. */
+  if (!d->request_text || d->request ||
+      (j->mode == LC_JOURNAL_RECORD && !j->resume && one_line(d)) || j->mode == LC_JOURNAL_OFF)
+    return begin_desc(j, who, d, e);
+  const char *end = NULL;
+  cJSON *r = cJSON_ParseWithLengthOpts(d->request_text, d->request_len, &end, 0);
+  if (!r) {
+    memset(e, 0, sizeof *e);
+    return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory");
+  }
+  struct lc_effect_desc d2 = *d;
+  d2.request = r;
+  d2.request_sorted = 1; /* canonical text: the tree is in order */
+  int rc = begin_desc(j, who, &d2, e);
+  cJSON_Delete(r); /* the intent line (a reference to it) is written by now */
+  return rc;
+}
+
+static int begin_desc(struct lc_journal *j, const struct lc_effect_who *who,
+                      const struct lc_effect_desc *d, struct lc_effect_op *e) {
   memset(e, 0, sizeof *e);
   e->j = j;
   e->async = d->waits;
   e->cls = d->cls;
-  snprintf(e->kind, sizeof e->kind, "%s", d->kind ? d->kind : "");
+  size_t kl = d->kind ? strnlen(d->kind, sizeof e->kind - 1) : 0; /* cut, no printf */
+  memcpy(e->kind, d->kind ? d->kind : "", kl);
+  e->kind[kl] = '\0';
   e->t0 = lc_now_ms();
   format_id(e->id, who->path, who->seq);
   /* The key (a SHA-256) only where the intent records it: others derive

@@ -182,6 +182,14 @@ struct lc_effect_desc {
    * outlives lc_effect_begin: the intent line refers to it instead of
    * copying and sorting it again (an LLM request is the whole prompt). */
   int request_sorted;
+  /* Instead of request (which is then NULL): its canonical JSON text
+   * (keys in byte order, numbers as lc_jsonw_num writes them:
+   * lc_conv_to_text), borrowed for the call. A one-line effect being
+   * recorded copies it into its line; no tree is built. begin parses it
+   * where it needs the tree: a replay or a resume compares, an intent
+   * line. */
+  const char *request_text;
+  size_t request_len;
 };
 
 #define LC_EFFECT_ID_MAX 600

@@ -26,6 +26,7 @@
 
 #include "effect.h"
 #include "jcanon.h"
+#include "jsonw.h"
 #include "l_effect.h"
 #include "lc.h"
 #include "sha256.h"
@@ -299,6 +300,19 @@ static void cut_after_intent(const char *src, const char *dst, const char *id) {
   free(text);
 }
 
+/* j as the journal prints it (malloc'd). */
+static char *print_exact(const cJSON *j) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_cjson(&w, j);
+  ck_assert_int_eq(lc_jsonw_finish(&w), 0);
+  char *t = strndup(b.data, b.len);
+  lc_buf_free(&b);
+  return t;
+}
+
 /* The two lines an older luact wrote for a one-line effect's line l (a
  * result line with the intent's members): its intent, then its result.
  * Both cJSON_PrintUnformatted'd into *intent / *result (cJSON_free). */
@@ -319,8 +333,10 @@ static void split_line(const cJSON *l, char **intent, char **result) {
       cJSON_AddItemToObject(to_intent ? in : res, c->string, cJSON_Duplicate(c, 1));
     }
   }
-  *intent = cJSON_PrintUnformatted(in);
-  *result = cJSON_PrintUnformatted(res);
+  /* jsonw, as the journal writes: cJSON's printer can drop a float's last
+   * bit (a recorded luact.random would come back another number) */
+  *intent = print_exact(in);
+  *result = print_exact(res);
   cJSON_Delete(in);
   cJSON_Delete(res);
 }
@@ -356,8 +372,8 @@ static int as_old_journal(const char *src, const char *dst, const char *cut_id) 
     int cut = cut_id && !strcmp(id, cut_id);
     fprintf(f, "%s\n", in);
     if (!cut) fprintf(f, "%s\n", res);
-    cJSON_free(in);
-    cJSON_free(res);
+    free(in);
+    free(res);
     cJSON_Delete(l);
     split++;
     if (cut) break;
@@ -742,6 +758,80 @@ START_TEST(effect_id_cut_and_lazy_key_in_record) {
   lc_effect_key(j, "1#3", k3);
   snprintf(want, sizeof want, "%s 1#1 2 %s %s", k1, k2, k3);
   ck_assert_str_eq(out, want);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  unlink(path);
+}
+END_TEST
+
+/* The "request" member of line n (1-based) of path, as text (malloc'd). */
+static char *request_text_of(const char *path, int n) {
+  size_t len;
+  char *text = lc_test_read_file(path, &len);
+  ck_assert_ptr_nonnull(text);
+  char *line = text;
+  for (int i = 1; i < n; i++) {
+    line = strchr(line, '\n');
+    ck_assert_ptr_nonnull(line);
+    line++;
+  }
+  char *r = strstr(line, "\"request\":"), *end = strstr(line, ",\"hashes\"");
+  char *eol = strchr(line, '\n');
+  ck_assert_ptr_nonnull(r);
+  if (!end || (eol && end > eol)) end = strstr(line, ",\"idempotency_key\"");
+  if (!end || (eol && end > eol)) end = strstr(line, ",\"result\"");
+  if (!end || (eol && end > eol)) end = eol - 1; /* the line's own closing brace */
+  char *res = strndup(r, (size_t)(end - r));
+  free(text);
+  return res;
+}
+
+/* Recording, luact.effect hands the request over as canonical text (no
+ * tree): a pure effect's one line holds the same bytes as an intent line
+ * made from the tree, the journal replays and resumes without a mismatch,
+ * and a request that cannot be journaled is refused with the same words. */
+START_TEST(request_text_same_bytes_as_tree) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "reqtext");
+  const char *code =
+      "local req = {zeta = {3, 2.5, 0.1 + 0.2, 2^53, -0.0}, Alpha = 'caf\\u{e9} \"q\"\\n',\n"
+      "  b = {}, a = {y = true, x = luact.json.null, [\"k\\t\"] = 1}, n = 1e300, i = -7}\n"
+      "local p = luact.effect('tool', 'p', req, 'pure', function() return 1 end)\n"
+      "local o = luact.effect('tool', 'o', req, 'at_most_once', function() return 2 end)\n"
+      "return tostring(p + o)";
+  for (int pass = 0; pass < 3; pass++) {
+    struct lc_journal *j;
+    struct lc_journal_opts o = {.mode = pass == 1 ? LC_JOURNAL_REPLAY : LC_JOURNAL_RECORD,
+                                .path = path, .resume = pass == 2};
+    ck_assert_msg(lc_journal_open_with(&o, &j, e, sizeof e) == 0, "%s", e);
+    struct lc_test_lua t;
+    lc_test_lua_open(&t);
+    lc_l_journal_attach(t.L, j);
+    int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
+    ck_assert_msg(rc == 0, "pass %d: %s", pass, err);
+    ck_assert_str_eq(out, "3");
+    ck_assert_msg(lc_journal_failed(j) == LC_JOURNAL_OK, "%s", lc_journal_error(j));
+    long ran;
+    lc_journal_counts(j, NULL, NULL, &ran);
+    ck_assert_int_eq(ran, pass ? 0 : 2);
+    lc_test_lua_close(&t);
+    lc_journal_free(j);
+  }
+  char *one = request_text_of(path, 2), *intent = request_text_of(path, 3);
+  ck_assert_str_eq(one, intent);
+  ck_assert_msg(strstr(one, "\"request\":{\"Alpha\":"), "%s", one);
+  free(one);
+  free(intent);
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t, "return luact.effect('tool', 'p', {f = print}, 'pure', function() end)",
+                           out, sizeof out, err, sizeof err);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_msg(strstr(err, "luact.effect: the request cannot be journaled: ") && strstr(err, "$.f"),
+                "%s", err);
   lc_test_lua_close(&t);
   lc_journal_free(j);
   unlink(path);
@@ -1206,6 +1296,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, cancelled_pure_effect_resumes_and_replays);
   tcase_add_test(tc, crafted_one_line_refused);
   tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
+  tcase_add_test(tc, request_text_same_bytes_as_tree);
   tcase_add_test(tc, malformed_journal);
   tcase_add_test(tc, off_mode_names_and_lazy_key);
   tcase_add_test(tc, replay_compares_kind_name_class);
