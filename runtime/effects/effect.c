@@ -1159,7 +1159,7 @@ static void crash_after(struct lc_journal *j, const char *point, const char *kin
  * (luact serve numbers a call's streamed deltas after its intent line) nor
  * luact.ask's (a run waiting for a person waits on its intent). */
 static int one_line(const struct lc_effect_desc *d) {
-  return d->cls == LC_EFFECT_PURE && strcmp(d->kind, "llm") && strcmp(d->kind, "input");
+  return d->cls == LC_EFFECT_PURE && d->kind && strcmp(d->kind, "llm") && strcmp(d->kind, "input");
 }
 
 /* The one-line effect's intent members into e->pending, the object left
