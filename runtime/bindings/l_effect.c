@@ -169,21 +169,25 @@ static cJSON *to_json_or_raise(lua_State *L, int idx, const char *what) {
   return j;
 }
 
-/* Holds a cJSON tree in a to-be-closed box so a raise frees it. */
+/* Holds a cJSON tree, or JSON text, in a to-be-closed box so a raise
+ * frees it. */
 struct json_box {
   cJSON *j;
+  struct lc_buf t;
 };
 
 static int jbox_gc(lua_State *L) {
   struct json_box *b = lua_touserdata(L, 1);
   cJSON_Delete(b->j);
   b->j = NULL;
+  lc_buf_free(&b->t);
   return 0;
 }
 
 static struct json_box *push_jbox(lua_State *L) {
   struct json_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->j = NULL;
+  lc_buf_init(&b->t, 0);
   if (luaL_newmetatable(L, "luact.JsonBox")) {
     lua_pushcfunction(L, jbox_gc);
     lua_setfield(L, -2, "__gc");
@@ -268,11 +272,8 @@ static void push_effect_id(lua_State *L, const char *path, unsigned long seq) {
   lua_pushlstring(L, id, n);
 }
 
-/* [-0, +1, m] Pushes the ctx of effect path#seq. */
-static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
-  lua_createtable(L, 0, 2);
-  push_effect_id(L, path, seq);
-  lua_setfield(L, -2, "effect_id");
+/* [-0, +0, m] Gives the table on top the lazy ctx's metatable. */
+static void set_lazy_ctx_mt(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lazyctx_key) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 2);
@@ -284,6 +285,14 @@ static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, &lazyctx_key);
   }
   lua_setmetatable(L, -2);
+}
+
+/* [-0, +1, m] Pushes the ctx of effect path#seq. */
+static void push_lazy_ctx(lua_State *L, const char *path, unsigned long seq) {
+  lua_createtable(L, 0, 2);
+  push_effect_id(L, path, seq);
+  lua_setfield(L, -2, "effect_id");
+  set_lazy_ctx_mt(L);
 }
 
 /* The schema hash of a schema table, made once per table: a tool passes
@@ -355,7 +364,18 @@ static int l_effect_begin(lua_State *L) {
   lua_toclose(L, -1);
   char th[65];
   int has_schema = 0;
-  req->j = to_json_or_raise(L, 3, "the request");
+  int text = 0;
+  if (lc_journal_mode(j) == LC_JOURNAL_RECORD && !lua_isnoneornil(L, 3)) {
+    /* Recording: the request's canonical text, no tree (begin parses it
+     * only where it compares or writes an intent: see effect.h). Same
+     * rules and messages as the tree. */
+    char err[256];
+    if (lc_conv_to_text(L, 3, &req->t, err, sizeof err))
+      return luaL_error(L, "luact.effect: the request cannot be journaled: %s", err);
+    text = 1;
+  } else {
+    req->j = to_json_or_raise(L, 3, "the request");
+  }
   if (!lua_isnoneornil(L, 5)) {
     if (!schema_hash_get(L, 5, th)) {
       sch->j = to_json_or_raise(L, 5, "the schema");
@@ -370,7 +390,9 @@ static int l_effect_begin(lua_State *L) {
   luaL_setmetatable(L, EFFECT_MT);
   struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
   struct lc_effect_desc d = {.kind = kind, .name = name, .request = req->j, .cls = cls,
-                             .tools_hash = has_schema ? th : NULL, .waits = 1};
+                             .tools_hash = has_schema ? th : NULL, .waits = 1,
+                             .request_text = text ? req->t.data : NULL,
+                             .request_len = text ? req->t.len : 0};
   int rc = lc_effect_begin(j, &w, &d, &b->e);
   if (rc < 0) return raise_journal(L, j);
   b->task = task;
@@ -400,14 +422,20 @@ static int tok_replayed(lua_State *L) {
   return 1;
 }
 
-/* tok:ctx() -> {idempotency_key =, effect_id =} for the effect's fn. */
+/* tok:ctx() -> {idempotency_key =, effect_id =} for the effect's fn. The
+ * key of an effect that is not idempotent is derived when read (most
+ * never read it: it was a SHA-256 per effect). */
 static int tok_ctx(lua_State *L) {
   struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
   lua_createtable(L, 0, 2);
-  lua_pushstring(L, b->e.key);
-  lua_setfield(L, -2, "idempotency_key");
   lua_pushstring(L, b->e.id);
   lua_setfield(L, -2, "effect_id");
+  if (b->e.key[0]) {
+    lua_pushstring(L, b->e.key);
+    lua_setfield(L, -2, "idempotency_key");
+  } else {
+    set_lazy_ctx_mt(L);
+  }
   return 1;
 }
 

@@ -207,6 +207,10 @@ static void find_effect(const struct lines *l, const char *id, cJSON **intent, c
       cJSON_Delete(*intent);
       *intent = o;
     } else if (t && x && !strcmp(x, id) && !strcmp(t, "result")) {
+      if (jstr(o, "kind")) { /* a pure effect's one line: its intent too */
+        cJSON_Delete(*intent);
+        *intent = cJSON_Duplicate(o, 1);
+      }
       cJSON_Delete(*result);
       *result = o;
     } else {
@@ -474,8 +478,14 @@ static int runs_show(struct lc_store *s, int argc, char **argv) {
   int rc = read_lines(s, argv[1], &l) ? 1 : 0;
   long intents = 0, results = 0;
   for (size_t i = 0; i < l.n; i++) {
-    intents += strstr(l.v[i], "\"type\":\"intent\"") != NULL;
-    results += strstr(l.v[i], "\"type\":\"result\"") != NULL;
+    /* An effect is an intent line, or a pure effect's one line (a result
+     * that has the intent's kind). */
+    cJSON *o = cJSON_Parse(l.v[i]);
+    const char *t = o ? jstr(o, "type") : NULL;
+    int result = t && !strcmp(t, "result");
+    intents += t && (!strcmp(t, "intent") || (result && jstr(o, "kind")));
+    results += result;
+    cJSON_Delete(o);
   }
   if (has_flag(argc, argv, "--json")) {
     cJSON *o = row_json(&r);

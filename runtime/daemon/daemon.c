@@ -892,7 +892,7 @@ static void thread_values(struct lc_serve *s, const char *run_id, const char *th
 /* After a run's execution: the latency of each effect it ran live (result
  * lines after line `from`), by kind, and the LLM tokens, into the
  * metrics. Reads the journal back: the results carry latency_ms and the
- * LLM's usage, their intents the kind. */
+ * LLM's usage, their intents the kind (a pure effect's one line both). */
 static void effect_metrics(struct lc_serve *s, const char *run, long from) {
   char err[256];
   cJSON *rows = NULL;
@@ -908,7 +908,8 @@ static void effect_metrics(struct lc_serve *s, const char *run, long from) {
       cJSON_AddStringToObject(kinds, id, jstr(l, "kind"));
     } else if (t && id && !strcmp(t, "result") &&
                cJSON_GetObjectItem(r, "seq")->valuedouble > (double)from) {
-      const char *k = jstr(kinds, id);
+      /* a pure effect's one line carries its kind itself */
+      const char *k = jstr(l, "kind") ? jstr(l, "kind") : jstr(kinds, id);
       int ki = 0;
       while (lc_serve_kind_names[ki + 1] && (!k || strcmp(lc_serve_kind_names[ki], k))) ki++;
       const cJSON *lat = cJSON_GetObjectItemCaseSensitive(l, "latency_ms");

@@ -263,6 +263,9 @@ static int sync_inline(struct lc_journal *j) {
  * caller will wait) and a loop attached, by the writer thread, *ticket set
  * to the line's number for lc_journal_durable / lc_journal_wait; otherwise
  * here. */
+static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
+                        unsigned long *ticket, int lazy);
+
 static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned long *ticket) {
   /* jsonw, not cJSON's printer: numbers must read back as the same double. */
   struct lc_buf b;
@@ -275,6 +278,16 @@ static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned lo
     lc_buf_free(&b);
     return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
   }
+  return write_text_t(j, &b, sync, ticket, 0);
+}
+
+/* write_line_t for a line that is JSON text already (takes and frees *bp).
+ * lazy: nobody waits for the line (a pure effect's one line): the store's
+ * writer may hold it for a larger group (lc_store_append_lazy). */
+static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
+                        unsigned long *ticket, int lazy) {
+  struct lc_buf b = *bp;
+  lc_buf_init(bp, 0);
   /* Last line before disk: a key echoed into an error or a result (a
    * provider's 401, a tool's output) is never journaled. */
   b.len = lc_secrets_scrub(b.data, b.len, LC_SCRUB_JSON);
@@ -283,7 +296,15 @@ static int write_line_t(struct lc_journal *j, cJSON *line, int sync, unsigned lo
     lc_buf_free(&b);
     return LC_EIO;
   }
-  if (j->store) {
+  if (j->store && lazy && !sync) {
+    size_t len = b.len;
+    char *text = lc_buf_steal(&b, &len); /* the store takes it: no copy */
+    int rc = text ? lc_store_append_lazy(j->store, &j->sc, j->seq + 1, j->lines + 1, text, len)
+                  : LC_ENOMEM;
+    bad = rc != 0;
+    err = rc == LC_ENOMEM ? ENOMEM : EIO;
+    if (!bad) j->seq++;
+  } else if (j->store) {
     int rc = lc_store_append(j->store, &j->sc, j->seq + 1, j->lines + 1, b.data, b.len);
     bad = rc != 0;
     err = rc == LC_ENOMEM ? ENOMEM : EIO;
@@ -428,8 +449,8 @@ static void new_run_id(char out[33]) {
 static void free_entry(struct entry *e) {
   if (!e) return;
   lc_free(e->id);
+  if (e->result != e->intent) cJSON_Delete(e->result); /* one line: both */
   cJSON_Delete(e->intent);
-  cJSON_Delete(e->result);
   lc_free(e);
 }
 
@@ -451,6 +472,15 @@ static int answered(const cJSON *result) {
 static int resolved_not_run(const cJSON *result) {
   const cJSON *r = result ? cJSON_GetObjectItemCaseSensitive(result, "resolved") : NULL;
   return cJSON_IsString(r) && !strcmp(r->valuestring, "not_run");
+}
+
+/* A result line's order: the next result line written gets a later one. */
+static void note_order(struct lc_journal *j, const cJSON *line) {
+  const cJSON *o = cJSON_GetObjectItemCaseSensitive(line, "order");
+  long ord; /* a crafted journal's 1e300 is no long: refused, not cast */
+  if (cJSON_IsNumber(o) && lc_dbl_to_long(o->valuedouble, 0, 1000000000000000L, &ord) == 0 &&
+      ord > j->results)
+    j->results = ord;
 }
 
 /* One parsed line into the journal's state: the header, a resume mark, an
@@ -517,6 +547,33 @@ static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON
     return 0;
   }
   struct entry *e = find_counted(j, id);
+  if (!e && str_member(line, "kind")) {
+    /* A one-line effect: its result line holds its intent too (a pure
+     * effect's; lc_effect_begin). */
+    const char *cls = str_member(line, "class");
+    if (!cls || strcmp(cls, "pure")) {
+      snprintf(err, errlen,
+               "journal %s line %ld: effect %s has its intent in its result line, which only "
+               "a pure effect has", where, lineno, id);
+      cJSON_Delete(line);
+      return LC_EINVAL;
+    }
+    if (!(e = lc_calloc(1, sizeof *e)) || !(e->id = lc_strdup(id)) || table_put(j, e)) {
+      free_entry(e);
+      cJSON_Delete(line);
+      return LC_ENOMEM;
+    }
+    e->intent = e->result = line;
+    e->line = lineno;
+    note_order(j, line);
+    return 0;
+  }
+  if (e && str_member(line, "kind")) {
+    snprintf(err, errlen, "journal %s line %ld: effect %s already has an intent (line %ld)",
+             where, lineno, id, e->line);
+    cJSON_Delete(line);
+    return LC_EINVAL;
+  }
   /* A result may follow a cancelled or not-run one: a resumed run ran the
    * effect again. */
   if (!e || (e->result && answered(e->result))) {
@@ -525,12 +582,8 @@ static int take_line(struct lc_journal *j, const char *where, long lineno, cJSON
     cJSON_Delete(line);
     return LC_EINVAL;
   }
-  const cJSON *o = cJSON_GetObjectItemCaseSensitive(line, "order");
-  long ord; /* a crafted journal's 1e300 is no long: refused, not cast */
-  if (cJSON_IsNumber(o) && lc_dbl_to_long(o->valuedouble, 0, 1000000000000000L, &ord) == 0 &&
-      ord > j->results)
-    j->results = ord;
-  cJSON_Delete(e->result);
+  note_order(j, line);
+  if (e->result != e->intent) cJSON_Delete(e->result); /* a one-line effect keeps its intent */
   e->result = line;
   return 0;
 }
@@ -1002,6 +1055,24 @@ void lc_effect_key(const struct lc_journal *j, const char *id, char out[33]) {
   derive_key(j, id, out);
 }
 
+/* "path#seq" into out (LC_EFFECT_ID_MAX), cut at the end as snprintf would
+ * cut it; without printf (it was a tenth of a journaled effect's own
+ * cost). */
+static void format_id(char out[LC_EFFECT_ID_MAX], const char *path, unsigned long seq) {
+  char num[24];
+  size_t nl = 0, cap = LC_EFFECT_ID_MAX - 1;
+  do num[sizeof num - 1 - nl++] = (char)('0' + seq % 10);
+  while ((seq /= 10) != 0);
+  size_t n = strlen(path);
+  if (n > cap) n = cap;
+  memcpy(out, path, n);
+  if (n < cap) out[n++] = '#';
+  const char *digits = num + sizeof num - nl;
+  if (nl > cap - n) nl = cap - n; /* the last digits go, as with snprintf */
+  memcpy(out + n, digits, nl);
+  out[n + nl] = '\0';
+}
+
 int lc_effect_pass(struct lc_journal *j) {
   if (j->failed) return LC_ESTATE;
   j->begun++;
@@ -1081,16 +1152,100 @@ static void crash_after(struct lc_journal *j, const char *point, const char *kin
   lc_crash_now();
 }
 
+/* A pure effect is journaled as one line, its result line carrying the
+ * intent's members (kind, name, class, request, hashes): its intent needs
+ * no line of its own, since a pure effect with no line runs again on
+ * resume, as one with an intent and no result does. Not an LLM call's
+ * (luact serve numbers a call's streamed deltas after its intent line) nor
+ * luact.ask's (a run waiting for a person waits on its intent). */
+static int one_line(const struct lc_effect_desc *d) {
+  return d->cls == LC_EFFECT_PURE && d->kind && strcmp(d->kind, "llm") && strcmp(d->kind, "input");
+}
+
+/* The one-line effect's intent members into e->pending, the object left
+ * open; in the order an intent line has them. 0 or LC_ENOMEM. */
+static int pending_intent(struct lc_effect_op *e, const struct lc_effect_desc *d) {
+  struct lc_jsonw w;
+  lc_buf_init(&e->pending, 0);
+  lc_jsonw_init(&w, &e->pending);
+  lc_jsonw_obj(&w);
+  lc_jsonw_key(&w, "type");
+  lc_jsonw_cstr(&w, "result");
+  lc_jsonw_key(&w, "id");
+  lc_jsonw_cstr(&w, e->id);
+  lc_jsonw_key(&w, "kind");
+  lc_jsonw_cstr(&w, d->kind);
+  lc_jsonw_key(&w, "name");
+  lc_jsonw_cstr(&w, d->name);
+  lc_jsonw_key(&w, "class");
+  lc_jsonw_cstr(&w, lc_effect_name(d->cls));
+  if (d->request_text) {
+    lc_jsonw_key(&w, "request");
+    lc_jsonw_raw(&w, d->request_text, d->request_len);
+  } else if (d->request) {
+    cJSON *r = NULL;
+    if (!d->request_sorted) {
+      if (!(r = cJSON_Duplicate(d->request, 1))) return LC_ENOMEM;
+      lc_jcanon_sort(r, 1);
+    }
+    lc_jsonw_key(&w, "request");
+    lc_jsonw_cjson(&w, r ? r : d->request);
+    cJSON_Delete(r);
+  }
+  if (d->prompt_hash || d->tools_hash) {
+    lc_jsonw_key(&w, "hashes");
+    lc_jsonw_obj(&w);
+    if (d->prompt_hash) {
+      lc_jsonw_key(&w, "prompt");
+      lc_jsonw_cstr(&w, d->prompt_hash);
+    }
+    if (d->tools_hash) {
+      lc_jsonw_key(&w, "tools");
+      lc_jsonw_cstr(&w, d->tools_hash);
+    }
+    lc_jsonw_obj_end(&w);
+  }
+  return lc_jsonw_finish(&w) ? LC_ENOMEM : 0;
+}
+
+static int begin_desc(struct lc_journal *j, const struct lc_effect_who *who,
+                      const struct lc_effect_desc *d, struct lc_effect_op *e);
+
 int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
                     const struct lc_effect_desc *d, struct lc_effect_op *e) {
+  /* The request as text only: fine for a one-line effect recorded fresh;
+   * a replay, a resume (it may compare) and an intent line get the tree. */
+  if (!d->request_text || d->request ||
+      (j->mode == LC_JOURNAL_RECORD && !j->resume && one_line(d)) || j->mode == LC_JOURNAL_OFF)
+    return begin_desc(j, who, d, e);
+  const char *end = NULL;
+  cJSON *r = cJSON_ParseWithLengthOpts(d->request_text, d->request_len, &end, 0);
+  if (!r) {
+    memset(e, 0, sizeof *e);
+    return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory");
+  }
+  struct lc_effect_desc d2 = *d;
+  d2.request = r;
+  d2.request_sorted = 1; /* canonical text: the tree is in order */
+  int rc = begin_desc(j, who, &d2, e);
+  cJSON_Delete(r); /* the intent line (a reference to it) is written by now */
+  return rc;
+}
+
+static int begin_desc(struct lc_journal *j, const struct lc_effect_who *who,
+                      const struct lc_effect_desc *d, struct lc_effect_op *e) {
   memset(e, 0, sizeof *e);
   e->j = j;
   e->async = d->waits;
   e->cls = d->cls;
-  snprintf(e->kind, sizeof e->kind, "%s", d->kind ? d->kind : "");
+  size_t kl = d->kind ? strnlen(d->kind, sizeof e->kind - 1) : 0; /* cut, no printf */
+  memcpy(e->kind, d->kind ? d->kind : "", kl);
+  e->kind[kl] = '\0';
   e->t0 = lc_now_ms();
-  snprintf(e->id, sizeof e->id, "%s#%lu", who->path, who->seq);
-  derive_key(j, e->id, e->key);
+  format_id(e->id, who->path, who->seq);
+  /* The key (a SHA-256) only where the intent records it: others derive
+   * theirs when it is read (lc_effect_key; the Lua ctx does). */
+  if (d->cls == LC_EFFECT_IDEMPOTENT) derive_key(j, e->id, e->key);
   if (atomic_load(&j->cancel_req))
     lc_journal_fail(j, LC_JOURNAL_CANCELLED,
                     "cancelled: `luact runs cancel` asked this run to stop");
@@ -1125,6 +1280,20 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
       j->ran++;
       return LC_EFFECT_RUN;
     }
+  }
+  if (j->mode == LC_JOURNAL_RECORD && one_line(d)) {
+    /* The intent's members are kept, not written: they open the result
+     * line (lc_effect_end). A crash before that leaves no line, and the
+     * effect runs again on resume, as an intent without a result would
+     * have made it do. */
+    if (pending_intent(e, d)) {
+      lc_buf_free(&e->pending);
+      return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory");
+    }
+    crash_after(j, "after_intent", d->kind);
+    e->recording = 1;
+    j->ran++;
+    return LC_EFFECT_RUN;
   }
   if (j->mode == LC_JOURNAL_RECORD) {
     cJSON *l = cJSON_CreateObject(), *h = NULL;
@@ -1200,6 +1369,55 @@ int lc_effect_begin(struct lc_journal *j, const struct lc_effect_who *who,
   return LC_EFFECT_RUN;
 }
 
+/* The one line of a one-line effect: the pending intent members, then the
+ * result's, as lc_effect_end writes them (takes result, error, extra). */
+static int end_one_line(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra) {
+  struct lc_journal *j = e->j;
+  struct lc_buf b = e->pending;
+  lc_buf_init(&e->pending, 0);
+  struct lc_jsonw w;
+  lc_jsonw_reopen(&w, &b, 1, 1);
+  if (error) {
+    lc_jsonw_key(&w, "error");
+    lc_jsonw_cjson(&w, error);
+  } else {
+    lc_jsonw_key(&w, "result");
+    if (result) lc_jsonw_cjson(&w, result);
+    else lc_jsonw_null(&w);
+  }
+  int has_latency = 0;
+  for (const cJSON *c = extra ? extra->child : NULL; c; c = c->next) {
+    lc_jsonw_key(&w, c->string);
+    lc_jsonw_cjson(&w, c);
+    has_latency |= !strcmp(c->string, "latency_ms");
+  }
+  lc_jsonw_key(&w, "order");
+  lc_jsonw_num(&w, (double)++j->results);
+  if (!has_latency) {
+    lc_jsonw_key(&w, "latency_ms");
+    /* as latency_ms() would print, without printf (lc_jsonw_fmt_milli) */
+    char t[48];
+    double ms = lc_now_ms() - e->t0;
+    size_t n = ms >= 0 ? lc_jsonw_fmt_milli((long)(ms * 1000), t) : lc_jsonw_fmt_num(ms, t);
+    lc_jsonw_raw(&w, t, n);
+  }
+  lc_jsonw_obj_end(&w);
+  cJSON_Delete(result);
+  cJSON_Delete(error);
+  cJSON_Delete(extra);
+  if (lc_jsonw_finish(&w)) {
+    lc_buf_free(&b);
+    return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
+  }
+  /* A pure effect's line: synced only with --journal-sync all, and then by
+   * the writer (nobody waits: losing it costs a repeat). */
+  unsigned long unused;
+  e->ticket = 0;
+  int rc = write_text_t(j, &b, j->sync == LC_JOURNAL_SYNC_ALL, e->async ? &e->ticket : &unused, 1);
+  if (!rc) crash_after(j, "after_result", e->kind);
+  return rc;
+}
+
 int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra) {
   if (!e->recording) {
     cJSON_Delete(result);
@@ -1210,6 +1428,7 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
   e->recording = 0;
   struct lc_journal *j = e->j;
   lc_crash_point("before_result", e->kind);
+  if (e->pending.data) return end_one_line(e, result, error, extra);
   cJSON *l = cJSON_CreateObject();
   if (!l || !cJSON_AddStringToObject(l, "type", "result") ||
       !cJSON_AddStringToObject(l, "id", e->id)) {
@@ -1254,6 +1473,19 @@ void lc_effect_cancel(struct lc_effect_op *e, const char *why) {
   e->recording = 0;
   /* Written as a result line without result: replay treats it as in doubt. */
   struct lc_journal *j = e->j;
+  if (e->pending.data) {
+    /* One line still: the intent's members and the cancellation. */
+    struct lc_buf b = e->pending;
+    lc_buf_init(&e->pending, 0);
+    struct lc_jsonw w;
+    lc_jsonw_reopen(&w, &b, 1, 1);
+    lc_jsonw_key(&w, "cancelled");
+    lc_jsonw_cstr(&w, why ? why : "cancelled");
+    lc_jsonw_obj_end(&w);
+    if (!lc_jsonw_finish(&w)) write_text_t(j, &b, 0, NULL, 1);
+    else lc_buf_free(&b);
+    return;
+  }
   cJSON *l = cJSON_CreateObject();
   if (l && cJSON_AddStringToObject(l, "type", "result") && cJSON_AddStringToObject(l, "id", e->id) &&
       cJSON_AddStringToObject(l, "cancelled", why ? why : "cancelled")) {

@@ -2,7 +2,8 @@
  * HTTP request, clock, random number, user input) has an identity
  * "<task path>#<seq>" and goes through here: in record mode an intent line
  * (the normalised request) is written and flushed before the effect runs
- * and a result line before its result reaches Lua; in replay mode the
+ * and a result line before its result reaches Lua (most pure effects: the
+ * result line only, with the intent's members); in replay mode the
  * effect is answered from the file and never runs, and the first effect
  * that does not match stops the run with the difference. docs/journal.md
  * describes the file format and the rules.
@@ -24,6 +25,7 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 
+#include "buf.h"
 #include "llm.h"
 
 /* What running a tool twice means (DESIGN.md "Effects and the journal"). */
@@ -180,6 +182,14 @@ struct lc_effect_desc {
    * outlives lc_effect_begin: the intent line refers to it instead of
    * copying and sorting it again (an LLM request is the whole prompt). */
   int request_sorted;
+  /* Instead of request (which is then NULL): its canonical JSON text
+   * (keys in byte order, numbers as lc_jsonw_num writes them:
+   * lc_conv_to_text), borrowed for the call. A one-line effect being
+   * recorded copies it into its line; no tree is built. begin parses it
+   * where it needs the tree: a replay or a resume compares, an intent
+   * line. */
+  const char *request_text;
+  size_t request_len;
 };
 
 #define LC_EFFECT_ID_MAX 600
@@ -191,7 +201,8 @@ struct lc_effect_op {
   enum lc_effect cls;
   int recording; /* a result line is owed: call lc_effect_end or _cancel */
   int live;      /* replay: runs for real (in doubt or nested in one) */
-  char key[33];  /* derived idempotency key (also for non-idempotent ones) */
+  char key[33];  /* derived idempotency key of an idempotent effect ("": not
+                    derived; lc_effect_key gives any effect's) */
   const cJSON *line; /* replayed: the recorded result line */
   double t0;     /* monotonic ms at begin */
   int async;     /* desc.waits */
@@ -199,13 +210,21 @@ struct lc_effect_op {
   /* With async: the line begin or end wrote that must be durable before
    * the effect runs / its result reaches Lua (0: nothing to wait for). */
   unsigned long ticket;
+  /* A one-line effect (pure, recorded: see lc_effect_begin): its intent's
+   * members as JSON text, the object left open; lc_effect_end or _cancel
+   * completes it into the effect's only line and frees it. */
+  struct lc_buf pending;
 };
 
 /* begin's outcomes */
 #define LC_EFFECT_RUN 0      /* run the effect for real, then end it */
 #define LC_EFFECT_REPLAYED 1 /* answer it from lc_effect_result/_error */
 
-/* Begins the effect who/d. Record: writes the intent. Replay: finds and
+/* Begins the effect who/d. Record: writes the intent; a pure effect's
+ * (except an LLM call's and luact.ask's) is not written but kept in
+ * e->pending and goes into its result line: a pure effect that crashed
+ * before its result has no line at all and runs again on resume, which is
+ * what an intent without a result would have made it do. Replay: finds and
  * checks the recorded one. Returns LC_EFFECT_RUN, LC_EFFECT_REPLAYED, or a
  * negative code with the message in lc_journal_error (and the journal
  * failed). e is filled in every case. */

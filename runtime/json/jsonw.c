@@ -242,6 +242,22 @@ size_t lc_jsonw_value_at(struct lc_jsonw *w) {
   return w->b->len;
 }
 
+size_t lc_jsonw_fmt_milli(long k, char *out) {
+  if (k < 0 || k >= 1000000000000L) return lc_jsonw_fmt_num((double)k / 1000, out);
+  size_t n = lc_jsonw_fmt_num((double)(k / 1000), out); /* integral: no printf */
+  long frac = k % 1000;
+  if (frac) {
+    out[n++] = '.';
+    out[n++] = (char)('0' + frac / 100);
+    out[n++] = (char)('0' + frac / 10 % 10);
+    out[n++] = (char)('0' + frac % 10);
+    while (out[n - 1] == '0')
+      n--;
+  }
+  out[n] = '\0';
+  return n;
+}
+
 void lc_jsonw_num(struct lc_jsonw *w, double d) {
   char tmp[32];
   size_t n = lc_jsonw_fmt_num(d, tmp);

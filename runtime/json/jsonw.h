@@ -69,5 +69,10 @@ void lc_jsonw_cjson(struct lc_jsonw *w, const cJSON *j);
 int lc_jsonw_escape(struct lc_buf *b, const char *s, size_t n);
 /* Formats d as cJSON does into out (at least 32 bytes); returns the length. */
 size_t lc_jsonw_fmt_num(double d, char *out);
+/* lc_jsonw_fmt_num((double)k / 1000) for 0 <= k < 1e12 (a duration in ms
+ * with microseconds: "0.052", "12.5", "3"), without printf: below 1e12 the
+ * digits are at most 12, so "%1.15g" prints the exact decimal and it reads
+ * back as that double. Other k: lc_jsonw_fmt_num. */
+size_t lc_jsonw_fmt_milli(long k, char *out);
 
 #endif

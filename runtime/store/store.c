@@ -43,6 +43,7 @@ struct pending {
   unsigned long ticket;
   char *text;
   size_t len;
+  int lazy; /* lc_store_append_lazy's: may wait for a larger group */
   struct pending *next;
 };
 
@@ -77,6 +78,13 @@ struct lc_store {
   unsigned long taken, done; /* groups taken by the writer, and finished (notified) */
   struct fwait *fwaits; /* clients in lc_store_flush_client */
   long lines, commits;
+  /* The queue: its length, how many of it are not lazy, and when its
+   * oldest item came (monotonic ms): lazy lines wait for a larger group
+   * until then + LC_STORE_LAZY_MS. */
+  long nq, urgent;
+  double since;
+  int wtimed; /* the writer waits for more lazy lines, until a deadline */
+  double lazy_ms; /* LC_STORE_LAZY_MS, or $LUACT_STORE_LAZY_MS (tests) */
 };
 
 static int dberr(sqlite3 *db, char *err, size_t errlen, const char *what) {
@@ -314,9 +322,15 @@ int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **o
   pthread_mutex_init(&s->openmu, NULL);
   pthread_mutex_init(&s->dbmu, NULL);
   pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
+  pthread_condattr_t ca; /* the writer's timed wait is on the monotonic clock */
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->cv, &ca);
+  pthread_condattr_destroy(&ca);
   pthread_cond_init(&s->idle, NULL);
   s->tail = &s->head;
+  const char *lz = getenv("LUACT_STORE_LAZY_MS");
+  s->lazy_ms = lz && *lz ? atof(lz) : LC_STORE_LAZY_MS;
   *out = s;
   return 0;
 }
@@ -692,9 +706,14 @@ static int enqueue(struct lc_store *s, struct pending *p) {
     else s->writer_on = 1;
   }
   if (!failed) {
+    if (!s->head) s->since = mono_ms();
     *s->tail = p;
     s->tail = &p->next;
-    pthread_cond_signal(&s->cv);
+    s->nq++;
+    s->urgent += !p->lazy;
+    /* A lazy line does not wake a writer that waits for more lazy lines
+     * already (until a full group): not a futex wake per line. */
+    if (!p->lazy || !s->wtimed || s->nq >= LC_STORE_LAZY_MAX) pthread_cond_signal(&s->cv);
   }
   pthread_mutex_unlock(&s->mu);
   if (failed) {
@@ -730,6 +749,28 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
   }
   memcpy(p->text, text, len);
   p->len = len;
+  p->c = *c;
+  p->orig = (struct lc_store_client *)c;
+  p->seq = seq;
+  p->ticket = ticket;
+  return enqueue(s, p);
+}
+
+int lc_store_append_lazy(struct lc_store *s, const struct lc_store_client *c, long seq,
+                         unsigned long ticket, char *text, size_t len) {
+  if (s->pg) {
+    int rc = lc_pgstore_append(s->pg, c, seq, ticket, text, len);
+    lc_free(text);
+    return rc;
+  }
+  struct pending *p = lc_calloc(1, sizeof *p);
+  if (!p) {
+    lc_free(text);
+    return LC_ENOMEM;
+  }
+  p->text = text;
+  p->len = len;
+  p->lazy = 1;
   p->c = *c;
   p->orig = (struct lc_store_client *)c;
   p->seq = seq;
@@ -798,11 +839,25 @@ static struct pending *take_group(struct lc_store *s) {
     prev->next = NULL;
     s->head = last;
     s->tail = &last->next;
+    s->nq = 1;
+    s->urgent = !last->lazy;
+    s->since = mono_ms();
     return g;
   }
   s->head = NULL;
   s->tail = &s->head;
+  s->nq = s->urgent = 0;
   return g;
+}
+
+/* Under s->mu: 1 (and *until) while the queue holds only lazy lines that
+ * may wait for more: no other line, flush, close, full group or deadline. */
+static int lazy_hold(const struct lc_store *s, double *until) {
+  if (!s->head || s->urgent || s->stop || s->flushing || s->fwaits ||
+      s->nq >= LC_STORE_LAZY_MAX)
+    return 0;
+  *until = s->since + s->lazy_ms;
+  return mono_ms() < *until;
 }
 
 long lc_store_writer_trips(const struct lc_store *s) {
@@ -936,8 +991,22 @@ static void *writer_main(void *arg) {
   struct lc_store *s = arg;
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    struct pending *g;
-    while (!(g = take_group(s)) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    struct pending *g = NULL;
+    double until;
+    for (;;) {
+      if (lazy_hold(s, &until)) {
+        struct timespec ts;
+        ts.tv_sec = (time_t)(until / 1000);
+        ts.tv_nsec = (long)((until - (double)ts.tv_sec * 1000) * 1e6);
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        s->wtimed = 1;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        s->wtimed = 0;
+        continue;
+      }
+      if ((g = take_group(s)) || s->stop) break;
+      pthread_cond_wait(&s->cv, &s->mu);
+    }
     if (!g) break; /* stopping, nothing queued */
     s->busy = 1;
     /* Lines a client queued before it heard that an earlier one failed. */

@@ -129,6 +129,18 @@ int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
  * client must stay alive until its lines are committed (lc_store_flush). */
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len);
+/* lc_store_append for a line that nobody waits for (a pure effect's, whose
+ * loss in a crash costs only a repeat), taking text (lc_malloc'd, freed
+ * whatever the outcome: no copy). The writer may hold such lines for up
+ * to LC_STORE_LAZY_MS or LC_STORE_LAZY_MAX lines to commit them in a
+ * larger group (fewer commits, WAL writes and fsyncs, and no wake-up of
+ * the writer per line); any other line, a flush or a close commits them
+ * at once ($LUACT_STORE_LAZY_MS sets the wait, for tests; 0: none).
+ * PostgreSQL: as lc_store_append. */
+#define LC_STORE_LAZY_MS 10
+#define LC_STORE_LAZY_MAX 1024
+int lc_store_append_lazy(struct lc_store *s, const struct lc_store_client *c, long seq,
+                         unsigned long ticket, char *text, size_t len);
 /* Waits (on the calling thread) until every line queued by c is committed
  * or failed: for the end of a run, off the loop. */
 void lc_store_flush(struct lc_store *s);

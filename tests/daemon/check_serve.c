@@ -683,7 +683,9 @@ START_TEST(stream_and_resume) {
   int ends;
   int n = sse_ids(r.body, ids, 64, &ends);
   ck_assert_int_eq(ends, 1);
-  ck_assert_int_ge(n, 8); /* header, 2 lines per effect x 6, values, end */
+  /* header, one line per luact.now (a pure effect: its result line holds
+   * its intent) x 3, values, end */
+  ck_assert_int_ge(n, 6);
   for (int i = 1; i < n; i++) ck_assert_msg(strtod(ids[i], NULL) > strtod(ids[i - 1], NULL) ||
                                                 (strtod(ids[i], NULL) == strtod(ids[i - 1], NULL) &&
                                                  strcmp(ids[i], ids[i - 1]) > 0),
@@ -1055,6 +1057,10 @@ START_TEST(sdk_langgraph_js) {
   const char *lc = strstr(mt.body, "luact_effect_duration_seconds_count{kind=\"llm\"} ");
   ck_assert_ptr_nonnull(lc);
   ck_assert_int_gt(atoi(lc + strlen("luact_effect_duration_seconds_count{kind=\"llm\"} ")), 0);
+  /* hello's add tool is pure: its kind comes from its one journal line */
+  const char *tc = strstr(mt.body, "luact_effect_duration_seconds_count{kind=\"tool\"} ");
+  ck_assert_ptr_nonnull(tc);
+  ck_assert_int_gt(atoi(tc + strlen("luact_effect_duration_seconds_count{kind=\"tool\"} ")), 0);
   const char *tk = strstr(mt.body, "luact_llm_tokens_total{direction=\"input\"} ");
   ck_assert_ptr_nonnull(tk);
   ck_assert_int_gt(atoi(tk + strlen("luact_llm_tokens_total{direction=\"input\"} ")), 0);

@@ -26,6 +26,7 @@
 
 #include "effect.h"
 #include "jcanon.h"
+#include "jsonw.h"
 #include "l_effect.h"
 #include "lc.h"
 #include "sha256.h"
@@ -299,6 +300,169 @@ static void cut_after_intent(const char *src, const char *dst, const char *id) {
   free(text);
 }
 
+/* j as the journal prints it (malloc'd). */
+static char *print_exact(const cJSON *j) {
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &b);
+  lc_jsonw_cjson(&w, j);
+  ck_assert_int_eq(lc_jsonw_finish(&w), 0);
+  char *t = strndup(b.data, b.len);
+  lc_buf_free(&b);
+  return t;
+}
+
+/* The two lines an older luact wrote for a one-line effect's line l (a
+ * result line with the intent's members): its intent, then its result.
+ * Both cJSON_PrintUnformatted'd into *intent / *result (cJSON_free). */
+static void split_line(const cJSON *l, char **intent, char **result) {
+  cJSON *in = cJSON_CreateObject(), *res = cJSON_CreateObject();
+  const cJSON *c;
+  cJSON_ArrayForEach(c, l) {
+    int to_intent = !strcmp(c->string, "kind") || !strcmp(c->string, "name") ||
+                    !strcmp(c->string, "class") || !strcmp(c->string, "request") ||
+                    !strcmp(c->string, "hashes");
+    if (!strcmp(c->string, "type")) {
+      cJSON_AddStringToObject(in, "type", "intent");
+      cJSON_AddStringToObject(res, "type", "result");
+    } else if (!strcmp(c->string, "id")) {
+      cJSON_AddItemToObject(in, "id", cJSON_Duplicate(c, 1));
+      cJSON_AddItemToObject(res, "id", cJSON_Duplicate(c, 1));
+    } else {
+      cJSON_AddItemToObject(to_intent ? in : res, c->string, cJSON_Duplicate(c, 1));
+    }
+  }
+  /* jsonw, as the journal writes: cJSON's printer can drop a float's last
+   * bit (a recorded luact.random would come back another number) */
+  *intent = print_exact(in);
+  *result = print_exact(res);
+  cJSON_Delete(in);
+  cJSON_Delete(res);
+}
+
+/* 1 when line l is a one-line effect's (a result with the intent's kind). */
+static int one_line(const cJSON *l) {
+  const cJSON *t = cJSON_GetObjectItem(l, "type");
+  return cJSON_IsString(t) && !strcmp(t->valuestring, "result") && cJSON_GetObjectItem(l, "kind");
+}
+
+/* Writes src to dst as an older luact wrote it: every one-line effect's
+ * line as an intent and a result line. With cut_id: stops at that
+ * effect's line, writing only its intent (a crash while it ran). Returns
+ * how many lines were split. */
+static int as_old_journal(const char *src, const char *dst, const char *cut_id) {
+  size_t n;
+  char *text = lc_test_read_file(src, &n);
+  ck_assert_ptr_nonnull(text);
+  FILE *f = fopen(dst, "w");
+  ck_assert_ptr_nonnull(f);
+  int split = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *l = cJSON_Parse(line);
+    ck_assert_ptr_nonnull(l);
+    if (!one_line(l)) {
+      fprintf(f, "%s\n", line);
+      cJSON_Delete(l);
+      continue;
+    }
+    char *in, *res;
+    split_line(l, &in, &res);
+    const char *id = cJSON_GetObjectItem(l, "id")->valuestring;
+    int cut = cut_id && !strcmp(id, cut_id);
+    fprintf(f, "%s\n", in);
+    if (!cut) fprintf(f, "%s\n", res);
+    free(in);
+    free(res);
+    cJSON_Delete(l);
+    split++;
+    if (cut) break;
+  }
+  fclose(f);
+  free(text);
+  return split;
+}
+
+/* How many lines of path have id: *intents of them intents, *results
+ * results, *one of the results one-line ones. */
+static void lines_of(const char *path, const char *id, int *intents, int *results, int *one) {
+  size_t n;
+  char *text = lc_test_read_file(path, &n);
+  ck_assert_ptr_nonnull(text);
+  *intents = *results = *one = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *l = cJSON_Parse(line);
+    const cJSON *x = cJSON_GetObjectItem(l, "id"), *t = cJSON_GetObjectItem(l, "type");
+    if (cJSON_IsString(x) && !strcmp(x->valuestring, id)) {
+      *intents += !strcmp(t->valuestring, "intent");
+      *results += !strcmp(t->valuestring, "result");
+      *one += one_line(l);
+    }
+    cJSON_Delete(l);
+  }
+  free(text);
+}
+
+/* A pure effect (a tool, the clock, dice, a GET) is one line: its result,
+ * carrying its intent's members; an LLM call, an idempotent and an
+ * at-most-once effect keep their intent lines. Replayed, the journal
+ * answers everything: nothing runs. */
+START_TEST(pure_effect_is_one_line) {
+  char path[256];
+  tmp_path(path, sizeof path, "oneline");
+  char *rec = record(path);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  int in, res, one;
+  const char *pure_ids[] = {"1#2" /* double */, "1#5" /* GET */, "1#6" /* now */, "1#8" /* random */};
+  for (size_t i = 0; i < sizeof pure_ids / sizeof *pure_ids; i++) {
+    lines_of(path, pure_ids[i], &in, &res, &one);
+    ck_assert_msg(in == 0 && res == 1 && one == 1, "%s: %d intents, %d results, %d one-line",
+                  pure_ids[i], in, res, one);
+  }
+  const char *two_ids[] = {"1#1" /* llm */, "1#3" /* charge */, "1#4" /* send */};
+  for (size_t i = 0; i < sizeof two_ids / sizeof *two_ids; i++) {
+    lines_of(path, two_ids[i], &in, &res, &one);
+    ck_assert_msg(in == 1 && res == 1 && one == 0, "%s: %d intents, %d results, %d one-line",
+                  two_ids[i], in, res, one);
+  }
+  enum lc_journal_fail f;
+  long ran = -1;
+  int rc = run_script(LC_JOURNAL_REPLAY, path, NULL, "a", NULL, &f, &ran);
+  ck_assert_msg(rc == 0, "replay failed: %s", err);
+  ck_assert_str_eq(out, rec);
+  ck_assert_int_eq(ran, 0);
+  ck_assert_int_eq(count_pure + count_idem + count_once, 0);
+  free(rec);
+  unlink(path);
+}
+END_TEST
+
+/* A journal an older luact wrote (every effect an intent and a result
+ * line) still replays: nothing runs, same output. */
+START_TEST(old_journal_with_intents_replays) {
+  char path[256], old[256];
+  tmp_path(path, sizeof path, "new");
+  tmp_path(old, sizeof old, "old");
+  char *rec = record(path);
+  ck_assert_int_eq(lc_mock_stop(&mock), 0);
+  ck_assert_int_ge(as_old_journal(path, old, NULL), 4);
+  int in, res, one;
+  lines_of(old, "1#2", &in, &res, &one);
+  ck_assert_int_eq(in, 1);
+  ck_assert_int_eq(one, 0);
+  enum lc_journal_fail f;
+  long ran = -1;
+  int rc = run_script(LC_JOURNAL_REPLAY, old, NULL, "b", NULL, &f, &ran);
+  ck_assert_msg(rc == 0, "replay failed: %s", err);
+  ck_assert_str_eq(out, rec);
+  ck_assert_int_eq(ran, 0);
+  ck_assert_int_eq(count_pure, 0);
+  free(rec);
+  unlink(path);
+  unlink(old);
+}
+END_TEST
+
 START_TEST(in_doubt_by_class) {
   char path[256], cut[256];
   tmp_path(path, sizeof path, "doubt");
@@ -308,8 +472,10 @@ START_TEST(in_doubt_by_class) {
   ck_assert_int_eq(sscanf(strstr(rec, "idem 200 ") + 9, "%63s", key), 1);
   enum lc_journal_fail f;
 
-  /* pure (1#2): run again; then the journal ends. */
-  cut_after_intent(path, cut, "1#2");
+  /* pure (1#2): run again; then the journal ends. An older luact's
+   * journal: this luact writes a pure effect's intent in its result line
+   * (pure_effect_is_one_line). */
+  as_old_journal(path, cut, "1#2");
   run_script(LC_JOURNAL_REPLAY, cut, NULL, "a", NULL, &f, NULL);
   ck_assert_int_eq(count_pure, 1);
   ck_assert_int_eq(f, LC_JOURNAL_MISMATCH);
@@ -491,6 +657,217 @@ START_TEST(replay_compares_kind_name_class) {
                     strstr(m, "kind: recorded \"tool\" / now \"http\""), "%s", m);
   ck_assert_int_lt(replay_as("tool", "double", LC_EFFECT_AT_MOST_ONCE, m, sizeof m), 0);
   ck_assert_msg(strstr(m, "class: recorded \"pure\" / now \"at_most_once\""), "%s", m);
+}
+END_TEST
+
+/* A pure effect abandoned while it ran (its task killed) is one line too,
+ * {"cancelled":...} with the intent's members. Resumed, it runs again and
+ * its result line follows; replayed after that, it is answered. The loader
+ * keeps the one line as the effect's intent when the result comes (the
+ * one line used to be both: freed twice under ASan had it not). */
+START_TEST(cancelled_pure_effect_resumes_and_replays) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "cancel1");
+  struct lc_journal *j;
+  struct lc_effect_op op;
+  struct lc_effect_who w = {&op, "1", 1};
+  cJSON *req = cJSON_Parse("{\"q\":\"x\"}");
+  struct lc_effect_desc d = {.kind = "tool", .name = "look", .request = req,
+                             .cls = LC_EFFECT_PURE};
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_RUN);
+  lc_effect_cancel(&op, "killed");
+  lc_journal_free(j);
+  int in, res, one;
+  lines_of(path, "1#1", &in, &res, &one);
+  ck_assert_int_eq(in, 0);
+  ck_assert_int_eq(one, 1);
+  /* Resumed: not answered (cancelled): it runs; only its result is owed. */
+  struct lc_journal_opts o = {.mode = LC_JOURNAL_RECORD, .path = path, .resume = 1};
+  ck_assert_msg(lc_journal_open_with(&o, &j, e, sizeof e) == 0, "%s", e);
+  ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_RUN);
+  ck_assert_int_eq(lc_effect_end(&op, cJSON_CreateNumber(7), NULL, NULL), 0);
+  lc_journal_free(j);
+  lines_of(path, "1#1", &in, &res, &one);
+  ck_assert_int_eq(in, 0);
+  ck_assert_int_eq(res, 2);
+  ck_assert_int_eq(one, 1);
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_REPLAYED);
+  ck_assert_int_eq(lc_effect_result(&op)->valueint, 7);
+  /* Still compared by its recorded request. */
+  lc_journal_free(j);
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  cJSON *other = cJSON_Parse("{\"q\":\"y\"}");
+  struct lc_effect_desc d2 = d;
+  d2.request = other;
+  ck_assert_int_lt(lc_effect_begin(j, &w, &d2, &op), 0);
+  ck_assert_msg(strstr(lc_journal_error(j), "request.q"), "%s", lc_journal_error(j));
+  lc_journal_free(j);
+  cJSON_Delete(other);
+  cJSON_Delete(req);
+  unlink(path);
+}
+END_TEST
+
+/* An effect's id is "path#seq" cut to LC_EFFECT_ID_MAX - 1 bytes as
+ * snprintf cuts it (written without printf now), and the ctx key of an
+ * effect that is not idempotent, derived only when read, is the one
+ * lc_effect_key gives (pairs shows it too). */
+START_TEST(effect_id_cut_and_lazy_key_in_record) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "idcut");
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  static char tp[700];
+  const size_t lens[] = {1, 590, 596, 598, 599, 650};
+  for (size_t i = 0; i < sizeof lens / sizeof *lens; i++) {
+    memset(tp, 'x', lens[i]);
+    tp[lens[i]] = '\0';
+    struct lc_effect_op op;
+    struct lc_effect_who w = {&op, tp, 1234567};
+    struct lc_effect_desc d = {.kind = "tool", .name = "t", .cls = LC_EFFECT_PURE};
+    ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_RUN);
+    char want[800]; /* what snprintf into LC_EFFECT_ID_MAX bytes kept */
+    snprintf(want, sizeof want, "%s#%lu", tp, 1234567UL);
+    want[LC_EFFECT_ID_MAX - 1] = '\0';
+    ck_assert_str_eq(op.id, want);
+    ck_assert_str_eq(op.key, ""); /* not derived: not idempotent */
+    lc_effect_cancel(&op, "test");
+  }
+  lc_journal_free(j);
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t,
+      "local k1, id1, n = luact.effect('tool', 'p', nil, 'pure', function(ctx)\n"
+      "  local n = 0\n"
+      "  for _ in pairs(ctx) do n = n + 1 end\n"
+      "  return ctx.idempotency_key, ctx.effect_id, n end)\n"
+      "local k2 = luact.effect('tool', 'o', nil, 'at_most_once', function(ctx)\n"
+      "  return ctx.idempotency_key end)\n"
+      "local k3 = luact.effect('tool', 'i', nil, 'idempotent', function(ctx)\n"
+      "  return rawget(ctx, 'idempotency_key') end)\n"
+      "return table.concat({k1, id1, n, k2, k3}, ' ')",
+      out, sizeof out, err, sizeof err);
+  ck_assert_msg(rc == 0, "%s", err);
+  char k1[33], k2[33], k3[33], want[256];
+  lc_effect_key(j, "1#1", k1);
+  lc_effect_key(j, "1#2", k2);
+  lc_effect_key(j, "1#3", k3);
+  snprintf(want, sizeof want, "%s 1#1 2 %s %s", k1, k2, k3);
+  ck_assert_str_eq(out, want);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  unlink(path);
+}
+END_TEST
+
+/* The "request" member of line n (1-based) of path, as text (malloc'd). */
+static char *request_text_of(const char *path, int n) {
+  size_t len;
+  char *text = lc_test_read_file(path, &len);
+  ck_assert_ptr_nonnull(text);
+  char *line = text;
+  for (int i = 1; i < n; i++) {
+    line = strchr(line, '\n');
+    ck_assert_ptr_nonnull(line);
+    line++;
+  }
+  char *r = strstr(line, "\"request\":"), *end = strstr(line, ",\"hashes\"");
+  char *eol = strchr(line, '\n');
+  ck_assert_ptr_nonnull(r);
+  if (!end || (eol && end > eol)) end = strstr(line, ",\"idempotency_key\"");
+  if (!end || (eol && end > eol)) end = strstr(line, ",\"result\"");
+  if (!end || (eol && end > eol)) end = eol - 1; /* the line's own closing brace */
+  char *res = strndup(r, (size_t)(end - r));
+  free(text);
+  return res;
+}
+
+/* Recording, luact.effect hands the request over as canonical text (no
+ * tree): a pure effect's one line holds the same bytes as an intent line
+ * made from the tree, the journal replays and resumes without a mismatch,
+ * and a request that cannot be journaled is refused with the same words. */
+START_TEST(request_text_same_bytes_as_tree) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "reqtext");
+  const char *code =
+      "local req = {zeta = {3, 2.5, 0.1 + 0.2, 2^53, -0.0}, Alpha = 'caf\\u{e9} \"q\"\\n',\n"
+      "  b = {}, a = {y = true, x = luact.json.null, [\"k\\t\"] = 1}, n = 1e300, i = -7}\n"
+      "local p = luact.effect('tool', 'p', req, 'pure', function() return 1 end)\n"
+      "local o = luact.effect('tool', 'o', req, 'at_most_once', function() return 2 end)\n"
+      "return tostring(p + o)";
+  for (int pass = 0; pass < 3; pass++) {
+    struct lc_journal *j;
+    struct lc_journal_opts o = {.mode = pass == 1 ? LC_JOURNAL_REPLAY : LC_JOURNAL_RECORD,
+                                .path = path, .resume = pass == 2};
+    ck_assert_msg(lc_journal_open_with(&o, &j, e, sizeof e) == 0, "%s", e);
+    struct lc_test_lua t;
+    lc_test_lua_open(&t);
+    lc_l_journal_attach(t.L, j);
+    int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
+    ck_assert_msg(rc == 0, "pass %d: %s", pass, err);
+    ck_assert_str_eq(out, "3");
+    ck_assert_msg(lc_journal_failed(j) == LC_JOURNAL_OK, "%s", lc_journal_error(j));
+    long ran;
+    lc_journal_counts(j, NULL, NULL, &ran);
+    ck_assert_int_eq(ran, pass ? 0 : 2);
+    lc_test_lua_close(&t);
+    lc_journal_free(j);
+  }
+  char *one = request_text_of(path, 2), *intent = request_text_of(path, 3);
+  ck_assert_str_eq(one, intent);
+  ck_assert_msg(strstr(one, "\"request\":{\"Alpha\":"), "%s", one);
+  free(one);
+  free(intent);
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t, "return luact.effect('tool', 'p', {f = print}, 'pure', function() end)",
+                           out, sizeof out, err, sizeof err);
+  ck_assert_int_ne(rc, 0);
+  ck_assert_msg(strstr(err, "luact.effect: the request cannot be journaled: ") && strstr(err, "$.f"),
+                "%s", err);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  unlink(path);
+}
+END_TEST
+
+/* Crafted one-line lines: one for an effect that is not pure, and one for
+ * an effect that has an intent already, are refused naming the line. */
+START_TEST(crafted_one_line_refused) {
+  static const char *const bad[][2] = {
+      {"{\"type\":\"result\",\"id\":\"1#1\",\"kind\":\"tool\",\"name\":\"pay\","
+       "\"class\":\"at_most_once\",\"result\":[1]}\n",
+       "line 2: effect 1#1 has its intent in its result line, which only a pure effect has"},
+      {"{\"type\":\"result\",\"id\":\"1#1\",\"kind\":\"tool\",\"name\":\"pay\","
+       "\"result\":[1]}\n",
+       "line 2: effect 1#1 has its intent in its result line, which only a pure effect has"},
+      {"{\"type\":\"intent\",\"id\":\"1#1\",\"kind\":\"tool\",\"name\":\"a\",\"class\":"
+       "\"pure\"}\n{\"type\":\"result\",\"id\":\"1#1\",\"kind\":\"tool\",\"name\":\"a\","
+       "\"class\":\"pure\",\"result\":[1]}\n",
+       "line 3: effect 1#1 already has an intent (line 2)"},
+      {"{\"type\":\"result\",\"id\":\"1#1\",\"kind\":\"tool\",\"name\":\"a\","
+       "\"class\":\"pure\",\"result\":[1]}\n{\"type\":\"result\",\"id\":\"1#1\","
+       "\"result\":[2]}\n",
+       "line 3: result for 1#1 appears twice"},
+  };
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "crafted1");
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    FILE *f = fopen(path, "w");
+    fprintf(f, "{\"type\":\"header\",\"format\":1,\"run\":\"r1\"}\n%s", bad[i][0]);
+    fclose(f);
+    struct lc_journal *j = NULL;
+    ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), LC_EINVAL);
+    ck_assert_msg(strstr(e, bad[i][1]), "%zu: %s", i, e);
+  }
+  unlink(path);
 }
 END_TEST
 
@@ -914,6 +1291,12 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, edited_prompt_is_caught);
   tcase_add_test(tc, changed_tool_schema_is_caught);
   tcase_add_test(tc, in_doubt_by_class);
+  tcase_add_test(tc, pure_effect_is_one_line);
+  tcase_add_test(tc, old_journal_with_intents_replays);
+  tcase_add_test(tc, cancelled_pure_effect_resumes_and_replays);
+  tcase_add_test(tc, crafted_one_line_refused);
+  tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
+  tcase_add_test(tc, request_text_same_bytes_as_tree);
   tcase_add_test(tc, malformed_journal);
   tcase_add_test(tc, off_mode_names_and_lazy_key);
   tcase_add_test(tc, replay_compares_kind_name_class);

@@ -175,6 +175,49 @@ START_TEST(store_in_doubt_resolved_with_result) {
 }
 END_TEST
 
+/* A pure effect is one journal line, written after it ran (no intent
+ * line before). Killed between its call and that line, the run's journal
+ * has no line of it; resumed, it runs again, and its one line follows.
+ * Replayed then, nothing runs. */
+START_TEST(store_pure_effect_one_line_runs_again) {
+  lc_dur_write(dir, "mid.lua",
+               "local dir = arg[1]\n"
+               "local function bump(name)\n"
+               "  local f = assert(io.open(dir .. '/' .. name, 'a')) f:write('x\\n') f:close()\n"
+               "end\n"
+               "local b = luact.effect('tool', 'b', {n = 2}, 'idempotent', function() bump('b') return 'B' end)\n"
+               "local a = luact.effect('tool', 'a', {n = 1}, 'pure', function() bump('a') return 'A' end)\n"
+               "local c = luact.effect('tool', 'c', {n = 3}, 'at_most_once', function() bump('c') return 'C' end)\n"
+               "print('out', a, b, c)\n");
+  ck_assert_int_eq(LUACT("LUACT_CRASH_AT=before_result@tool#2 \"$LUACT\" run --quiet --run-id m1 "
+                         "--store s.db mid.lua %s", dir),
+                   137);
+  counts(1, 1, 0); /* a ran; its line was never written */
+  ck_assert_msg(LUACT("\"$LUACT\" journal export m1 --store s.db") == 0, "%s", err);
+  ck_assert_msg(!strstr(out, "\"1#2\""), "%s", out);
+  ck_assert_msg(strstr(out, "\"type\":\"intent\",\"id\":\"1#1\""), "%s", out);
+  ck_assert_msg(LUACT("\"$LUACT\" runs resume m1 --quiet --store s.db") == 0, "%s", err);
+  ck_assert_msg(strstr(out, "out\tA\tB\tC\n"), "%s", out);
+  counts(2, 1, 1); /* a again, b answered, c once */
+  ck_assert_msg(LUACT("\"$LUACT\" journal export m1 --store s.db -o x.jsonl") == 0, "%s", err);
+  char p[300];
+  snprintf(p, sizeof p, "%s/x.jsonl", dir);
+  char *j = lc_test_read_file(p, NULL);
+  ck_assert_ptr_nonnull(j);
+  const char *one = strstr(j, "{\"type\":\"result\",\"id\":\"1#2\",\"kind\":\"tool\",\"name\":\"a\"");
+  ck_assert_msg(one, "no one line of 1#2 in %s", j);
+  const char *eol = strchr(one, '\n');
+  ck_assert_msg(!eol || !strstr(eol, "\"id\":\"1#2\""), "1#2 twice: %s", one);
+  ck_assert_msg(!strstr(j, "\"type\":\"intent\",\"id\":\"1#2\""), "an intent of 1#2: %s", j);
+  free(j);
+  ck_assert_int_eq(LUACT("\"$LUACT\" runs show m1 --json --store s.db"), 0);
+  ck_assert_msg(strstr(out, "\"effects\":3"), "%s", out); /* a's one line counts */
+  ck_assert_msg(LUACT("\"$LUACT\" run --quiet --replay x.jsonl mid.lua %s", dir) == 0, "%s", err);
+  ck_assert_msg(strstr(out, "out\tA\tB\tC\n"), "%s", out);
+  counts(2, 1, 1);
+}
+END_TEST
+
 START_TEST(nondeterminism_at_first_difference) {
   record_crash("after_result@tool#1");
   counts(1, 0, 0);
@@ -295,6 +338,7 @@ Suite *resume_suite(void) {
   tcase_add_test(tc, at_most_once_in_doubt_never_twice);
   tcase_add_test(tc, store_in_doubt_resolved_not_run_runs_once);
   tcase_add_test(tc, store_in_doubt_resolved_with_result);
+  tcase_add_test(tc, store_pure_effect_one_line_runs_again);
   tcase_add_test(tc, nondeterminism_at_first_difference);
   tcase_add_test(tc, changed_script_refused_unless_allowed);
   tcase_add_test(tc, torn_last_line_cut_with_a_note);

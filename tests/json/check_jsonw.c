@@ -149,6 +149,24 @@ START_TEST(numbers_exact_and_cjson_where_exact) {
 }
 END_TEST
 
+/* lc_jsonw_fmt_milli(k) is lc_jsonw_fmt_num(k / 1000.0) (the journal's
+ * latency_ms), every k below 200,000 and 200,000 spread up to 1e12 and
+ * beyond. */
+START_TEST(milli_matches_fmt_num) {
+  char a[48], b[48];
+  unsigned seed = 7;
+  for (long i = 0; i < 400000; i++) {
+    long k = i < 200000 ? i
+                        : (long)(((unsigned long)rand_r(&seed) << 31 | (unsigned long)rand_r(&seed)) %
+                                 (i % 2 ? 1000000000000UL : 2000000000000UL));
+    size_t na = lc_jsonw_fmt_milli(k, a), nb = lc_jsonw_fmt_num((double)k / 1000, b);
+    ck_assert_msg(na == nb && !strcmp(a, b), "k %ld: %s / %s", k, a, b);
+  }
+  lc_jsonw_fmt_milli(-5, a);
+  ck_assert_str_eq(a, "-0.005");
+}
+END_TEST
+
 START_TEST(nesting_and_commas) {
   struct lc_buf b;
   lc_buf_init(&b, 0);
@@ -361,6 +379,7 @@ Suite *jsonw_suite(void) {
   tcase_add_test(tc, nul_and_utf8);
   tcase_add_test(tc, strings_match_cjson);
   tcase_add_test(tc, numbers_exact_and_cjson_where_exact);
+  tcase_add_test(tc, milli_matches_fmt_num);
   tcase_add_test(tc, nesting_and_commas);
   tcase_add_test(tc, trees_match_cjson);
   tcase_add_test(tc, errors_are_sticky);
