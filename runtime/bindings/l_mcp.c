@@ -682,12 +682,14 @@ static int l_respond_error(lua_State *L) {
   return 0;
 }
 
+/* session:_changed([peek]): the list_changed flags, cleared unless peek. */
 static int l_changed(lua_State *L) {
   struct lsess *s = check_sess(L);
+  int peek = lua_toboolean(L, 2);
   lua_pushboolean(L, s->ch_tools);
   lua_pushboolean(L, s->ch_resources);
   lua_pushboolean(L, s->ch_prompts);
-  s->ch_tools = s->ch_resources = s->ch_prompts = 0;
+  if (!peek) s->ch_tools = s->ch_resources = s->ch_prompts = 0;
   return 3;
 }
 
@@ -737,7 +739,30 @@ static const luaL_Reg sess_methods[] = {
 static const luaL_Reg op_methods[] = {
     {"wait", l_op_wait}, {"cancel", l_op_cancel}, {NULL, NULL}};
 
-static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {NULL, NULL}};
+/* mcp._spawns(n): moves the calling task's spawn count by n (may be
+ * negative). A tool call that runs without luact.timeout's child takes the
+ * two spawn numbers that timeout takes, and gives them back when it goes
+ * on under timeout after all (mcp.lua's _direct). */
+static int l_spawns(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  struct lc_task *t = lc_task_check(L, "luact.mcp");
+  unsigned long seq, children;
+  lc_task_counters(t, &seq, &children);
+  luaL_argcheck(L, n >= -(lua_Integer)children && n <= 2, 1, "spawn count out of range");
+  /* unsigned: adding the wrapped value of a negative n subtracts it */
+  lc_task_skip(t, 0, (unsigned long)(long)n);
+  return 0;
+}
+
+/* mcp._clock() -> monotonic seconds, not journaled (luact.now is an
+ * effect): what is left of a call's deadline. */
+static int l_clock(lua_State *L) {
+  lua_pushnumber(L, lc_now_ms() / 1000.0);
+  return 1;
+}
+
+static const luaL_Reg mcp_funcs[] = {
+    {"_open", l_open}, {"_spawns", l_spawns}, {"_clock", l_clock}, {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
   luaL_newmetatable(L, SESSION_MT);

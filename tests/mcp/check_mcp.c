@@ -181,6 +181,139 @@ START_TEST(tool_timeout_fires_and_cancels) {
 }
 END_TEST
 
+/* A tool call that is one request runs without luact.timeout's child task
+ * (mcp.lua's _direct): the request's own deadline is the tool's timeout.
+ * A server that never answers: the tool's own timeout message and code,
+ * notifications/cancelled for that request (reason "timed out"), and calls
+ * from other tasks on the same session answered meanwhile and after. A
+ * task killed in such a call cancels it too ("the luact task was killed").
+ * The callers wait for the slow call's end: no timing assumption. */
+START_TEST(tool_timeout_direct_path) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[3072];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok', {timeout = 0.3}))\n"
+           "check(s.tool.ok{}:find('ok from ok', 1, true))\n" /* the session is open */
+           "local over = false\n"
+           "local ts = {}\n"
+           "for i = 1, 4 do ts[i] = luact.spawn(function()\n"
+           "  local n = 0\n"
+           "  repeat\n"
+           "    local r, m, c = s.tool.ok{}\n"
+           "    check(r and r:find('ok from ok', 1, true), m, c)\n"
+           "    n = n + 1\n"
+           "  until over\n"
+           "  return n\n"
+           "end) end\n"
+           "local r, m, c = s.tool.slow{}\n"
+           "over = true\n"
+           "check(r == nil and c == 'timeout' and m == 'tool slow timed out after 0.3 s', m, c)\n"
+           "for i = 1, 4 do\n"
+           "  local ok, n = luact.wait(ts[i])\n"
+           "  check(ok and n >= 1, tostring(n))\n"
+           "end\n"
+           /* killed mid-call: the request is out once the task waits */
+           "local started = false\n"
+           "local k = luact.spawn(function() started = true; return s.tool.slow{} end)\n"
+           "while not started do luact.sleep(0.001) end\n"
+           "luact.kill(k)\n"
+           "check(not luact.wait(k))\n"
+           /* answered after the lines before it: the cancel is in the log */
+           "check(s.tool.ok{}:find('ok from ok', 1, true))\n"
+           "s:close()\n"
+           "return 'ok'",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  ck_assert_str_eq(out, "ok");
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  /* the slow calls' ids: each cancelled, the first by its deadline */
+  int slow = 0;
+  char id[32];
+  for (const char *p = t; (p = strstr(p, "\"name\":\"slow\"")); p++) {
+    const char *line = p;
+    while (line > t && line[-1] != '\n') line--;
+    const char *q = strstr(line, "\"id\":");
+    ck_assert_ptr_nonnull(q);
+    snprintf(id, sizeof id, "\"requestId\":%ld", strtol(q + 5, NULL, 10));
+    const char *c = strstr(t, id);
+    ck_assert_msg(c, "no notifications/cancelled with %s in %s", id, t);
+    const char *want = slow == 0 ? "\"reason\":\"timed out\"" : "\"reason\":\"the luact task was killed\"";
+    const char *end = strchr(c, '\n');
+    const char *r = strstr(c, want);
+    ck_assert_msg(r && (!end || r < end), "%s not in the cancel of %s: %s", want, id, t);
+    slow++;
+  }
+  ck_assert_int_eq(slow, 2);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
+/* The call without a child task keeps the journal as it was: the tool's
+ * effect records the two spawn numbers luact.timeout took, so a task
+ * spawned after it keeps its name; a call that goes on under the timeout
+ * mid-way (an elicitation: luact.ask inside, a journaled effect) asks in
+ * the child the old path had (1.3), not in the caller. */
+START_TEST(direct_path_keeps_journal_names) {
+  char dir[] = "/tmp/lc_mcp_dj_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], journal[700], answers[700], cmd[4096];
+  snprintf(script, sizeof script, "%s/agent.lua", dir);
+  snprintf(journal, sizeof journal, "%s/run.jsonl", dir);
+  snprintf(answers, sizeof answers, "%s/answers.txt", dir);
+  FILE *f = fopen(answers, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("Oslo\n\n", f);
+  fclose(f);
+  f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local fs = '%s/tests/mcp/fake_server.js'\n"
+          "local a = assert(luact.mcp.connect{command='node', args={fs, 'ok'}})\n"
+          "local b = assert(luact.mcp.connect{command='node', args={fs, 'elicit'}})\n"
+          "assert(a.tool.ok{}:find('ok from ok', 1, true))\n"
+          "assert(b.tool.ok{}:find('elicited accept', 1, true))\n"
+          "local t = luact.spawn(function()\n"
+          "  return luact.effect('probe', 'after', {}, 'pure', function(ctx) return ctx.effect_id end)\n"
+          "end)\n"
+          "print(select(2, luact.wait(t)))\n",
+          lc_test_source_dir());
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s/luact run --input %s --record %s %s 2>&1", LC_BINARY_DIR,
+           answers, journal, script);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_msg(pclose(p) == 0, "%s", out);
+  /* root: two listings (1#1, 1#2), two tool calls (1#3: children 1.1 and
+   * 1.2 taken; 1#4: its work 1.3, 1.4 taken), then the probe's task 1.5 */
+  ck_assert_msg(strstr(out, "1.5#1"), "%s", out);
+  char *j = lc_test_read_file(journal, &n);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(strstr(j, "\"id\":\"1.3#1\",\"kind\":\"input\""), "%s", j);
+  ck_assert_msg(strstr(j, "\"id\":\"1.3#2\",\"kind\":\"input\""), "%s", j);
+  const char *r3 = strstr(j, "{\"type\":\"result\",\"id\":\"1#3\"");
+  const char *r4 = strstr(j, "{\"type\":\"result\",\"id\":\"1#4\"");
+  ck_assert_msg(r3 && r4, "%s", j);
+  for (int i = 0; i < 2; i++) {
+    const char *at = strstr(i ? r4 : r3, "\"nested\":{\"effects\":0,\"spawned\":2}");
+    ck_assert_msg(at && at < strchr(i ? r4 : r3, '\n'), "%s", j);
+  }
+  free(j);
+  unlink(journal);
+  unlink(answers);
+  unlink(script);
+  rmdir(dir);
+}
+END_TEST
+
 /* No head-of-line blocking on a shared session: 50 calls the server holds
  * do not hold up a fast one on the same pipe. The server answers the held
  * calls only when told to, after the fast call's answer was seen here, so
@@ -1298,6 +1431,8 @@ Suite *mcp_suite(void) {
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
   CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
   CASE(tool_timeout_fires_and_cancels, tcase_add_test(tc, tool_timeout_fires_and_cancels));
+  CASE(tool_timeout_direct_path, tcase_add_test(tc, tool_timeout_direct_path));
+  CASE(direct_path_keeps_journal_names, tcase_add_test(tc, direct_path_keeps_journal_names));
   CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
   CASE(text_requests_carry_meta, tcase_add_test(tc, text_requests_carry_meta));
   CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
