@@ -464,6 +464,9 @@ static int l_open(lua_State *L) {
   return lua_yieldk(L, 0, 8, open_k); /* the session is at 8 */
 }
 
+static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
+                    int progress, int text);
+
 /* session:_start(method, params, timeout_s, progress [, text]) -> op.
  * text: op:wait gives "text", text, is_error for a result whose content is
  * one text item and that asks for no input (a tool call's usual answer:
@@ -488,6 +491,31 @@ static int l_start(lua_State *L) {
   } else if (lc_buf_puts(pb, "{}") < 0) {
     return luaL_error(L, "out of memory");
   }
+  return start_op(L, s, method, timeout, progress, text);
+}
+
+/* session:_call(name, args, timeout_s) -> op: a tools/call with
+ * {name =, arguments = args or {}} and text results, as _start would send
+ * it (the same bytes and messages), without a params table per call. */
+static int l_call(lua_State *L) {
+  struct lsess *s = check_sess(L);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  double timeout = luaL_optnumber(L, 4, 0);
+  struct lc_buf *pb = &s->scratch;
+  lc_buf_reset(pb);
+  static const char *const keys[] = {"arguments", "name"}; /* sorted, as _start's */
+  const int idxs[] = {3, 2};
+  char err[160];
+  int rc = lc_conv_members_to_text(L, 2, keys, idxs, pb, err, sizeof err);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc < 0) return luaL_error(L, "MCP params: %s", err);
+  return start_op(L, s, "tools/call", timeout, 0, 1);
+}
+
+/* The op for a request whose params text is in s->scratch. */
+static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
+                    int progress, int text) {
+  struct lc_buf *pb = &s->scratch;
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
@@ -728,7 +756,7 @@ static int l_close(lua_State *L) {
 }
 
 static const luaL_Reg sess_methods[] = {
-    {"_start", l_start},     {"_respond", l_respond},
+    {"_start", l_start},     {"_call", l_call},       {"_respond", l_respond},
     {"_respond_error", l_respond_error},
     {"_changed", l_changed}, {"dead", l_dead},
     {"_authorized", l_authorized}, {"_wait_open", l_wait_open},

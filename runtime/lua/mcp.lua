@@ -420,8 +420,7 @@ function Server:_tool(def)
     end
     local t0 = now()
     spawns(2)
-    local params = { name = mname, arguments = args or {} }
-    local op, err, code = s:_start("tools/call", params, secs, false, true)
+    local op, err, code = s:_call(mname, args or nil, secs) -- _start's bytes, no params table
     local kind, a, b, c
     if op then
       repeat kind, a, b, c = op:wait() until kind ~= "progress" -- asked for none: dropped
@@ -440,7 +439,8 @@ function Server:_tool(def)
       local left = secs - (now() - t0)
       return timeout(left > 0 and left or 0, function()
         if op and kind ~= "error" then
-          return outcome(args, server:_drive(s, op, "tools/call", params, TEXT_OPTS, kind, a, b, c))
+          return outcome(args, server:_drive(s, op, "tools/call", { name = mname, arguments = args or {} },
+            TEXT_OPTS, kind, a, b, c))
         end
         return outcome(args, nil, err, code)
       end)

@@ -1013,6 +1013,52 @@ START_TEST(text_requests_carry_meta) {
 }
 END_TEST
 
+/* A tool call's request is written without a params table (session:_call)
+ * and must be the bytes _start wrote for {name =, arguments =}: keys in
+ * order, nested values, no arguments as {}, and the stateless revision's
+ * _meta merged in; its errors name the same place. */
+START_TEST(tool_call_request_text) {
+  for (int stateless = 0; stateless < 2; stateless++) {
+    char log[] = "/tmp/lc_mcp_log_XXXXXX";
+    int fd = mkstemp(log);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    char code[1536];
+    snprintf(code, sizeof code,
+             "LOG = '%s'\n"
+             "local s = check(fake('%s'))\n"
+             "check(s.tool.ok{z=1.5, b={1, 2, {c=true}}, a='x\\u{e9}'}:find('ok from ok', 1, true))\n"
+             "check(s.tool.ok():find('ok from ok', 1, true))\n"
+             "local ok, e = pcall(s._s._call, s._s, 'ok', {a=print}, 1)\n"
+             "check(not ok and e == 'MCP params: cannot encode a function at $.arguments.a', e)\n"
+             "ok, e = pcall(s._s._call, s._s, 'o\\0k', {}, 1)\n"
+             "check(not ok and e == 'MCP params: string contains a NUL byte at $.name', e)\n"
+             "s:close()\n"
+             "return 'ok'",
+             log, stateless ? "stateless" : "ok");
+    ck_assert_msg(run(code) == 0, "%s", err);
+    size_t n;
+    char *t = lc_test_read_file(log, &n);
+    ck_assert_ptr_nonnull(t);
+    const char *meta = stateless ? ",\"_meta\":{\"io.modelcontextprotocol/protocolVersion\"" : "}}";
+    const char *want[] = {
+        "\"params\":{\"arguments\":{\"a\":\"x\xc3\xa9\",\"b\":[1,2,{\"c\":true}],\"z\":1.5},"
+        "\"name\":\"ok\"",
+        "\"params\":{\"arguments\":{},\"name\":\"ok\""};
+    for (int i = 0; i < 2; i++) {
+      char *l = line_with(t, want[i]);
+      ck_assert_msg(l, "%s not in %s", want[i], t);
+      ck_assert_msg(strstr(l, want[i]) && !strncmp(strstr(l, want[i]) + strlen(want[i]), meta,
+                                                   strlen(meta)),
+                    "%s", l);
+      free(l);
+    }
+    free(t);
+    unlink(log);
+  }
+}
+END_TEST
+
 /* MCP tools in a workflow state's allowed set: a tool not allowed in the
  * state is refused, an allowed one runs. */
 START_TEST(workflow_allowed_set) {
@@ -1435,6 +1481,7 @@ Suite *mcp_suite(void) {
   CASE(direct_path_keeps_journal_names, tcase_add_test(tc, direct_path_keeps_journal_names));
   CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
   CASE(text_requests_carry_meta, tcase_add_test(tc, text_requests_carry_meta));
+  CASE(tool_call_request_text, tcase_add_test(tc, tool_call_request_text));
   CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
   CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
   CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));
