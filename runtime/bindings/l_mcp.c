@@ -710,15 +710,22 @@ static int l_respond_error(lua_State *L) {
   return 0;
 }
 
-/* session:_changed([peek]): the list_changed flags, cleared unless peek. */
 static int l_changed(lua_State *L) {
   struct lsess *s = check_sess(L);
-  int peek = lua_toboolean(L, 2);
   lua_pushboolean(L, s->ch_tools);
   lua_pushboolean(L, s->ch_resources);
   lua_pushboolean(L, s->ch_prompts);
-  if (!peek) s->ch_tools = s->ch_resources = s->ch_prompts = 0;
+  s->ch_tools = s->ch_resources = s->ch_prompts = 0;
   return 3;
+}
+
+/* session:_plain() -> true when a call can go out as it is: the session
+ * is open, its server alive, and no tools/list_changed waits to be read
+ * (mcp.lua's _direct: else the plain path opens, restarts or lists first). */
+static int l_plain(lua_State *L) {
+  struct lsess *s = lc_lua_checkud(L, 1, &sess_mt_key, SESSION_MT);
+  lua_pushboolean(L, s->m && !lc_mcp_dead(s->m) && !s->ch_tools);
+  return 1;
 }
 
 static int l_dead(lua_State *L) {
@@ -758,7 +765,7 @@ static int l_close(lua_State *L) {
 static const luaL_Reg sess_methods[] = {
     {"_start", l_start},     {"_call", l_call},       {"_respond", l_respond},
     {"_respond_error", l_respond_error},
-    {"_changed", l_changed}, {"dead", l_dead},
+    {"_changed", l_changed}, {"dead", l_dead}, {"_plain", l_plain},
     {"_authorized", l_authorized}, {"_wait_open", l_wait_open},
     {"version", l_version},  {"info", l_info},
     {"stats", l_stats},      {"close", l_close},

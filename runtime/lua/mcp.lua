@@ -414,8 +414,8 @@ function Server:_tool(def)
   -- taken here too, so later tasks and the journal's counts match.
   t._direct = function(secs, fn, args, ctx)
     local s = server._s
-    if fn ~= body or secs ~= server.timeout or server.on_progress or server.screen or not s or s:dead()
-        or s:_changed(true) or server._refused[mname] or server._gone[mname] then
+    if fn ~= body or secs ~= server.timeout or server.on_progress or server.screen or not s
+        or not s:_plain() or server._refused[mname] or server._gone[mname] then
       return timeout(secs, fn, args, ctx)
     end
     local t0 = now()
@@ -424,7 +424,14 @@ function Server:_tool(def)
     local kind, a, b, c
     if op then
       repeat kind, a, b, c = op:wait() until kind ~= "progress" -- asked for none: dropped
-      if kind == "text" then return outcome(args, TEXT, a, b) end
+      if kind == "text" then
+        -- the usual answer: short text, no closing mark in it, not an
+        -- error: what _present makes of it, without its calls
+        local hs = server._headers
+        local h = not b and #a <= server.max_output and hs and hs[1] == server.label and hs[mname]
+        if h and not a:find("</mcp-tool-output>", 1, true) then return h .. a .. "\n</mcp-tool-output>" end
+        return outcome(args, TEXT, a, b)
+      end
       if kind == "error" then
         err, code = string.format("%s: %s", server.label, a), b
       elseif kind == "result" and type(a) == "table" and a.resultType ~= "input_required" then

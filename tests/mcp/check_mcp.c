@@ -488,17 +488,28 @@ END_TEST
 START_TEST(untrusted_output) {
   ck_assert_msg(run("LOG = nil\n"
                     "local s = check(fake('big_text', {max_output=1000}))\n"
-                    "local r = s.tool.ok{}\n"
-                    "check(#r < 1200 and r:find('bytes cut'), #r)\n"
+                    /* twice each: later calls mark the text without _present's
+                     * calls (mcp.lua's _direct), and must bound and defuse alike */
+                    "for _ = 1, 2 do\n"
+                    "  local r = s.tool.ok{}\n"
+                    "  check(#r < 1200 and r:find('bytes cut'), #r)\n"
+                    "end\n"
                     "local i = check(fake('inject', {screen=function(t)\n"
                     "  if t:find('ignore all previous') then return nil, 'injection' end\n"
                     "  return t end}))\n"
                     "local x, m = i.tool.ok{}\n"
                     "check(x == nil and m:find('withheld by the screen: injection'), m)\n"
                     "local j = check(fake('inject'))\n"
-                    "local y = j.tool.ok{}\n"
-                    "local _, closes = y:gsub('</mcp%-tool%-output>', '')\n"
-                    "check(closes == 1, y)\n"
+                    "for _ = 1, 2 do\n"
+                    "  local y = j.tool.ok{}\n"
+                    "  local _, closes = y:gsub('</mcp%-tool%-output>', '')\n"
+                    "  check(closes == 1, y)\n"
+                    "end\n"
+                    /* the mark names the server's label as it is now */
+                    "local k = check(fake('ok'))\n"
+                    "check(k.tool.ok{}:find('<mcp-tool-output server=\"node\"', 1, true))\n"
+                    "k.label = 'renamed'\n"
+                    "check(k.tool.ok{}:find('<mcp-tool-output server=\"renamed\"', 1, true))\n"
                     "return 'ok'") == 0,
                 "%s", err);
 }
