@@ -82,6 +82,8 @@ struct lop {
   long long code;
   char *msg;
   cJSON *result;
+  char *tval; /* a result of one text item read without a tree (lc_mcp_reply.text) */
+  size_t tlen;
   cJSON *progress; /* latest progress params not yet returned */
 };
 
@@ -112,8 +114,9 @@ static int op_gc(lua_State *L) {
   cJSON_Delete(op->result);
   cJSON_Delete(op->progress);
   lc_free(op->msg);
+  lc_free(op->tval);
   op->result = op->progress = NULL;
-  op->msg = NULL;
+  op->msg = op->tval = NULL;
   return 0;
 }
 
@@ -134,7 +137,16 @@ static void op_reply(void *ud, const struct lc_mcp_reply *r) {
   op->done = 1;
   op->rc = r->rc;
   op->code = r->code;
-  if (r->rc == 0 && r->take) {
+  if (r->rc == 0 && r->text) {
+    op->tval = lc_malloc(r->text_len + 1);
+    if (op->tval) {
+      memcpy(op->tval, r->text, r->text_len);
+      op->tval[r->text_len] = '\0';
+      op->tlen = r->text_len;
+    } else {
+      op->rc = LC_ENOMEM; /* as a failed copy of a tree below */
+    }
+  } else if (r->rc == 0 && r->take) {
     op->result = *r->take; /* kept, not copied */
     *r->take = NULL;
   } else if (r->rc == 0) {
@@ -536,7 +548,7 @@ static int start_op(lua_State *L, struct lsess *s, const char *method, double ti
   op->prevp = &s->ops;
   s->ops = op;
   int rc = lc_mcp_call_text(s->m, method, pb->data, pb->len, timeout * 1000.0,
-                            progress ? -1 : 0, op_reply, op, &op->id);
+                            progress ? -1 : 0, text, op_reply, op, &op->id);
   if (pb->cap > 65536) lc_buf_free(pb); /* one huge call keeps no memory */
   else lc_buf_reset(pb);
   if (rc < 0) {
@@ -613,6 +625,12 @@ static int push_event(lua_State *L, struct lop *op) {
   if (op->done) {
     op->started = 0;
     op_unlink(op);
+    if (op->rc == 0 && op->tval) { /* read without a tree: no isError */
+      lua_pushliteral(L, "text");
+      lua_pushlstring(L, op->tval, op->tlen);
+      lua_pushboolean(L, 0);
+      return 3;
+    }
     const char *text = op->rc == 0 && op->text ? one_text(op->result) : NULL;
     if (text) {
       lua_pushliteral(L, "text");

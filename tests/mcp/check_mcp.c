@@ -541,6 +541,58 @@ START_TEST(result_shapes_read_as_tables_read_them) {
 }
 END_TEST
 
+/* The usual answer to a tool call is read without a cJSON tree when it is
+ * byte for byte the SDK servers' line (mcp.c fast_text_answer); every line
+ * must read as the general path reads it. Each line is answered twice on
+ * a fresh session: as it is, and with a space after its '{' (never the
+ * fast line, the same JSON): results, messages, codes and the session's
+ * message and bad-line counts must be the same. Timeouts stand for lines
+ * the general path refuses (bad JSON, bad ids, unknown ids). */
+START_TEST(fast_answers_read_as_the_general_path) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local function latin1(b) return (b:gsub('.', function(c) return utf8.char(c:byte()) end)) end\n"
+                    "local H = '{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"'\n"
+                    "local M = '\"}]},\"jsonrpc\":\"2.0\",\"id\":'\n"
+                    "local lines = {\n"
+                    "  H .. 'Echo: x' .. M .. '@ID@}', H .. M .. '@ID@}',\n"
+                    "  H .. 'caf\\xc3\\xa9 \\xf0\\x9f\\x98\\x80' .. M .. '@ID@}',\n"
+                    "  H .. 'bad \\xff' .. M .. '@ID@}', H .. 'sur \\xed\\xa0\\x80' .. M .. '@ID@}',\n"
+                    "  H .. 'over \\xc0\\xaf' .. M .. '@ID@}',\n"
+                    "  H .. 'q \\\\\" n \\\\n u \\\\u00e9 s \\\\/' .. M .. '@ID@}',\n"
+                    "  H .. 'nul \\\\u0000 x' .. M .. '@ID@}', H .. 'tab \\t x' .. M .. '@ID@}',\n"
+                    "  H .. 'raw nul \\0 x' .. M .. '@ID@}',\n"
+                    "  H .. '</mcp-tool-output> x' .. M .. '@ID@}',\n"
+                    "  H .. 'x' .. M .. '0@ID@}', H .. 'x' .. M .. '@ID@.0}', H .. 'x' .. M .. '@ID@e0}',\n"
+                    "  H .. 'x' .. M .. '@ID@0000000000000000}', H .. 'x' .. M .. '-@ID@}',\n"
+                    "  H .. 'x' .. M .. '}', H .. 'x' .. M .. '@ID@}x', H .. 'x' .. M .. '@ID@}}',\n"
+                    "  H .. 'x' .. M .. '@ID@,\"id\":999}', H .. 'x' .. M .. '@ID@,\"x\":1}',\n"
+                    "  H .. 'x' .. '\"}],\"isError\":true},\"jsonrpc\":\"2.0\",\"id\":@ID@}',\n"
+                    "  H .. 'x' .. '\"}]},\"jsonrpc\":\"2.1\",\"id\":@ID@}',\n"
+                    "  H .. 'x' .. '\"}]},\"jsonrpc\":\"2.0\",\"id\":\"@ID@\"}',\n"
+                    "  H .. 'x\"' .. M .. '@ID@}',\n"
+                    "}\n"
+                    "local answered = 0\n"
+                    "for i, l in ipairs(lines) do\n"
+                    "  local s = check(fake('raw', {timeout = 0.5}))\n"
+                    "  local st0 = s:stats()\n"
+                    "  local r1, m1, c1 = s.tool.ok{line = latin1(l)}\n"
+                    "  local st1 = s:stats()\n"
+                    "  local r2, m2, c2 = s.tool.ok{line = latin1('{ ' .. l:sub(2))}\n"
+                    "  local st2 = s:stats()\n"
+                    "  check(r1 == r2 and m1 == m2 and c1 == c2, i, r1, m1, c1, r2, m2, c2)\n"
+                    "  check(st2.bad - st1.bad == st1.bad - st0.bad and\n"
+                    "    st2.messages - st1.messages == st1.messages - st0.messages,\n"
+                    "    i, st0.bad, st1.bad, st2.bad, st0.messages, st1.messages, st2.messages)\n"
+                    "  if r1 then answered = answered + 1 end\n"
+                    "  s:close()\n"
+                    "end\n"
+                    "return tostring(answered)") == 0,
+                "%s", err);
+  /* neither all answered nor all refused: both kinds were compared */
+  ck_assert_msg(strcmp(out, "0") && atoi(out) < 25, "%s", out);
+}
+END_TEST
+
 /* A tool whose description changes during the run is refused until the
  * script accepts it. */
 START_TEST(rug_pull_refused) {
@@ -1501,6 +1553,8 @@ Suite *mcp_suite(void) {
   CASE(protocol_option, tcase_add_test(tc, protocol_option));
   CASE(invalid_tool_schema, tcase_add_test(tc, invalid_tool_schema));
   CASE(untrusted_output, tcase_add_test(tc, untrusted_output));
+  CASE(fast_answers_read_as_the_general_path,
+       tcase_add_test(tc, fast_answers_read_as_the_general_path));
   CASE(result_shapes_read_as_tables_read_them,
        tcase_add_test(tc, result_shapes_read_as_tables_read_them));
   CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));
