@@ -22,7 +22,6 @@
 #include "jsonrpc.h"
 #include "lc.h"
 #include "loop.h"
-#include "utf8.h"
 #include "sse.h"
 
 extern char **environ;
@@ -1270,29 +1269,15 @@ static void bad_line(struct lc_mcp *m, const char *p, size_t n,
  * unknown or too long id) goes the general way, checks and all.
  * Returns 1 when it answered the request. */
 static int fast_text_answer(struct lc_mcp *m, const char *p, size_t n) {
-  static const char head[] = "{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"";
-  static const char mid[] = "\"}]},\"jsonrpc\":\"2.0\",\"id\":";
-  const size_t hl = sizeof head - 1, ml = sizeof mid - 1;
-  if (n < hl + ml + 2 || p[n - 1] != '}' || memcmp(p, head, hl)) return 0;
-  const char *t = p + hl, *end = p + n - 1, *q = t;
-  while (q < end && *q != '"') {
-    if (*q == '\\' || (unsigned char)*q < 0x20) return 0;
-    q++;
-  }
-  if ((size_t)(end - q) < ml + 1 || memcmp(q, mid, ml)) return 0;
-  const char *d = q + ml;
-  size_t nd = (size_t)(end - d);
-  if (nd < 1 || nd > 15 || (d[0] == '0' && nd > 1)) return 0; /* lc_jr_parse: < 9e15 */
-  long long id = 0;
-  for (size_t i = 0; i < nd; i++) {
-    if (d[i] < '0' || d[i] > '9') return 0;
-    id = id * 10 + (d[i] - '0');
-  }
+  long long id;
+  const char *t;
+  size_t len;
+  if (!lc_jr_text_answer(p, n, &id, &t, &len)) return 0;
   struct pending *pd = pending_find(m, id);
-  if (!pd || !pd->text_ok || !lc_utf8_valid(t, (size_t)(q - t), NULL)) return 0;
+  if (!pd || !pd->text_ok) return 0;
   m->n_in++;
   m->in_dispatch++;
-  struct lc_mcp_reply r = {.rc = 0, .text = t, .text_len = (size_t)(q - t)};
+  struct lc_mcp_reply r = {.rc = 0, .text = t, .text_len = len};
   reply(m, pd, &r);
   m->in_dispatch--;
   return 1;
