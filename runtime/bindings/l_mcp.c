@@ -82,6 +82,8 @@ struct lop {
   long long code;
   char *msg;
   cJSON *result;
+  char *tval; /* a result of one text item read without a tree (lc_mcp_reply.text) */
+  size_t tlen;
   cJSON *progress; /* latest progress params not yet returned */
 };
 
@@ -112,8 +114,9 @@ static int op_gc(lua_State *L) {
   cJSON_Delete(op->result);
   cJSON_Delete(op->progress);
   lc_free(op->msg);
+  lc_free(op->tval);
   op->result = op->progress = NULL;
-  op->msg = NULL;
+  op->msg = op->tval = NULL;
   return 0;
 }
 
@@ -134,7 +137,16 @@ static void op_reply(void *ud, const struct lc_mcp_reply *r) {
   op->done = 1;
   op->rc = r->rc;
   op->code = r->code;
-  if (r->rc == 0 && r->take) {
+  if (r->rc == 0 && r->text) {
+    op->tval = lc_malloc(r->text_len + 1);
+    if (op->tval) {
+      memcpy(op->tval, r->text, r->text_len);
+      op->tval[r->text_len] = '\0';
+      op->tlen = r->text_len;
+    } else {
+      op->rc = LC_ENOMEM; /* as a failed copy of a tree below */
+    }
+  } else if (r->rc == 0 && r->take) {
     op->result = *r->take; /* kept, not copied */
     *r->take = NULL;
   } else if (r->rc == 0) {
@@ -464,6 +476,9 @@ static int l_open(lua_State *L) {
   return lua_yieldk(L, 0, 8, open_k); /* the session is at 8 */
 }
 
+static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
+                    int progress, int text);
+
 /* session:_start(method, params, timeout_s, progress [, text]) -> op.
  * text: op:wait gives "text", text, is_error for a result whose content is
  * one text item and that asks for no input (a tool call's usual answer:
@@ -488,6 +503,31 @@ static int l_start(lua_State *L) {
   } else if (lc_buf_puts(pb, "{}") < 0) {
     return luaL_error(L, "out of memory");
   }
+  return start_op(L, s, method, timeout, progress, text);
+}
+
+/* session:_call(name, args, timeout_s) -> op: a tools/call with
+ * {name =, arguments = args or {}} and text results, as _start would send
+ * it (the same bytes and messages), without a params table per call. */
+static int l_call(lua_State *L) {
+  struct lsess *s = check_sess(L);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  double timeout = luaL_optnumber(L, 4, 0);
+  struct lc_buf *pb = &s->scratch;
+  lc_buf_reset(pb);
+  static const char *const keys[] = {"arguments", "name"}; /* sorted, as _start's */
+  const int idxs[] = {3, 2};
+  char err[160];
+  int rc = lc_conv_members_to_text(L, 2, keys, idxs, pb, err, sizeof err);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc < 0) return luaL_error(L, "MCP params: %s", err);
+  return start_op(L, s, "tools/call", timeout, 0, 1);
+}
+
+/* The op for a request whose params text is in s->scratch. */
+static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
+                    int progress, int text) {
+  struct lc_buf *pb = &s->scratch;
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
@@ -508,7 +548,7 @@ static int l_start(lua_State *L) {
   op->prevp = &s->ops;
   s->ops = op;
   int rc = lc_mcp_call_text(s->m, method, pb->data, pb->len, timeout * 1000.0,
-                            progress ? -1 : 0, op_reply, op, &op->id);
+                            progress ? -1 : 0, text, op_reply, op, &op->id);
   if (pb->cap > 65536) lc_buf_free(pb); /* one huge call keeps no memory */
   else lc_buf_reset(pb);
   if (rc < 0) {
@@ -585,6 +625,12 @@ static int push_event(lua_State *L, struct lop *op) {
   if (op->done) {
     op->started = 0;
     op_unlink(op);
+    if (op->rc == 0 && op->tval) { /* read without a tree: no isError */
+      lua_pushliteral(L, "text");
+      lua_pushlstring(L, op->tval, op->tlen);
+      lua_pushboolean(L, 0);
+      return 3;
+    }
     const char *text = op->rc == 0 && op->text ? one_text(op->result) : NULL;
     if (text) {
       lua_pushliteral(L, "text");
@@ -691,6 +737,15 @@ static int l_changed(lua_State *L) {
   return 3;
 }
 
+/* session:_plain() -> true when a call can go out as it is: the session
+ * is open, its server alive, and no tools/list_changed waits to be read
+ * (mcp.lua's _direct: else the plain path opens, restarts or lists first). */
+static int l_plain(lua_State *L) {
+  struct lsess *s = lc_lua_checkud(L, 1, &sess_mt_key, SESSION_MT);
+  lua_pushboolean(L, s->m && !lc_mcp_dead(s->m) && !s->ch_tools);
+  return 1;
+}
+
 static int l_dead(lua_State *L) {
   struct lsess *s = luaL_checkudata(L, 1, SESSION_MT);
   if (!s->m) lua_pushliteral(L, "MCP session is closed");
@@ -726,9 +781,9 @@ static int l_close(lua_State *L) {
 }
 
 static const luaL_Reg sess_methods[] = {
-    {"_start", l_start},     {"_respond", l_respond},
+    {"_start", l_start},     {"_call", l_call},       {"_respond", l_respond},
     {"_respond_error", l_respond_error},
-    {"_changed", l_changed}, {"dead", l_dead},
+    {"_changed", l_changed}, {"dead", l_dead}, {"_plain", l_plain},
     {"_authorized", l_authorized}, {"_wait_open", l_wait_open},
     {"version", l_version},  {"info", l_info},
     {"stats", l_stats},      {"close", l_close},
@@ -737,7 +792,30 @@ static const luaL_Reg sess_methods[] = {
 static const luaL_Reg op_methods[] = {
     {"wait", l_op_wait}, {"cancel", l_op_cancel}, {NULL, NULL}};
 
-static const luaL_Reg mcp_funcs[] = {{"_open", l_open}, {NULL, NULL}};
+/* mcp._spawns(n): moves the calling task's spawn count by n (may be
+ * negative). A tool call that runs without luact.timeout's child takes the
+ * two spawn numbers that timeout takes, and gives them back when it goes
+ * on under timeout after all (mcp.lua's _direct). */
+static int l_spawns(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  struct lc_task *t = lc_task_check(L, "luact.mcp");
+  unsigned long seq, children;
+  lc_task_counters(t, &seq, &children);
+  luaL_argcheck(L, n >= -(lua_Integer)children && n <= 2, 1, "spawn count out of range");
+  /* unsigned: adding the wrapped value of a negative n subtracts it */
+  lc_task_skip(t, 0, (unsigned long)(long)n);
+  return 0;
+}
+
+/* mcp._clock() -> monotonic seconds, not journaled (luact.now is an
+ * effect): what is left of a call's deadline. */
+static int l_clock(lua_State *L) {
+  lua_pushnumber(L, lc_now_ms() / 1000.0);
+  return 1;
+}
+
+static const luaL_Reg mcp_funcs[] = {
+    {"_open", l_open}, {"_spawns", l_spawns}, {"_clock", l_clock}, {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
   luaL_newmetatable(L, SESSION_MT);

@@ -406,6 +406,27 @@ int lc_conv_to_text(lua_State *L, int idx, struct lc_buf *out, char *err,
   return to_text(L, lua_absindex(L, idx), &w, NULL, 0, err, errlen);
 }
 
+int lc_conv_members_to_text(lua_State *L, int n, const char *const *keys, const int *idxs,
+                            struct lc_buf *out, char *err, size_t errlen) {
+  if (errlen) err[0] = '\0';
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, out);
+  lc_jsonw_obj(&w);
+  for (int i = 0; i < n; i++) {
+    struct path p = {NULL, keys[i], strlen(keys[i]), 0};
+    lc_jsonw_key(&w, keys[i]);
+    if (lua_isnoneornil(L, idxs[i])) {
+      lc_jsonw_obj(&w);
+      lc_jsonw_obj_end(&w);
+      continue;
+    }
+    int rc = to_text(L, lua_absindex(L, idxs[i]), &w, &p, 1, err, errlen);
+    if (rc) return rc;
+  }
+  lc_jsonw_obj_end(&w);
+  return w.err;
+}
+
 static void push_json(lua_State *L, const cJSON *j, int depth) {
   luaL_checkstack(L, 4, "json decode");
   if (!j || cJSON_IsNull(j)) {

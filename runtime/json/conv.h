@@ -51,6 +51,12 @@ int lc_conv_to_json(lua_State *L, int idx, cJSON **out, char *err, size_t errlen
  * err; on failure out holds a partial text the caller discards. */
 int lc_conv_to_text(lua_State *L, int idx, struct lc_buf *out, char *err,
                     size_t errlen);
+/* [-0, +0, m] Appends the object {keys[0]: value at idxs[0], ...} as
+ * lc_conv_to_text would write a table of those members (keys given in
+ * bytewise order, as it sorts them; a nil value is written as {}): a
+ * request's params without a Lua table made for them. */
+int lc_conv_members_to_text(lua_State *L, int n, const char *const *keys, const int *idxs,
+                            struct lc_buf *out, char *err, size_t errlen);
 /* [-0, +1, m] Pushes the Lua value for j (nil for j == NULL). */
 void lc_conv_push_json(lua_State *L, const cJSON *j);
 /* [-0, +1, m] Pushes the json.null sentinel. */

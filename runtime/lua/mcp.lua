@@ -9,6 +9,10 @@ local mcp = luact.mcp
 local open = mcp._open
 mcp._open = nil
 local json = luact.json
+local spawns = mcp._spawns -- the calling task's spawn count, moved (tool's _direct)
+local now = mcp._clock -- monotonic, not journaled as luact.now is
+mcp._spawns, mcp._clock = nil, nil
+local timeout = luact.timeout
 
 local MAX_PAGES = 100
 local MAX_TOOLS = 1000
@@ -119,8 +123,13 @@ function Server:request(method, params, opts)
   local op
   op, err, code = s:_start(method, params, opts.timeout or self.timeout, opts.on_progress ~= nil, opts._text)
   if not op then return nil, self.label .. ": " .. err, code end
+  return self:_drive(s, op, method, params, opts, op:wait())
+end
+
+-- The rest of a request from its op's first event on (kind, a, b, c):
+-- until its result or error.
+function Server:_drive(s, op, method, params, opts, kind, a, b, c)
   while true do
-    local kind, a, b, c = op:wait()
     if kind == "result" then
       if type(a) ~= "table" then return nil, self.label .. ": result is not an object", "bad_result" end
       if a.resultType ~= "input_required" then return a end
@@ -152,6 +161,7 @@ function Server:request(method, params, opts)
     elseif kind == "authorize" then
       self:_authorize(s, a)
     end
+    kind, a, b, c = op:wait()
   end
 end
 
@@ -359,6 +369,22 @@ function Server:_tool(def)
   end
   local server, mname = self, def.name
   local eff = effect_of(def)
+  -- What the model sees of a call's first outcome; a pure or idempotent
+  -- call whose server died is run once more on a restarted server.
+  local function outcome(args, res, err, code)
+    if not res and (code == "server_died") and eff ~= "at_most_once" then
+      res, err, code = server:call(mname, args, TEXT_OPTS) -- safe to run again: restart once
+    end
+    if not res then return nil, err, code end
+    local text, is_error
+    if res == TEXT then text, is_error = err, code
+    else text, is_error = result_text(res), res.isError == true end
+    if is_error then
+      local msg = server:_present(mname, text ~= "" and text or "error")
+      return nil, msg or "tool error", "tool_error"
+    end
+    return server:_present(mname, text)
+  end
   local t = luact.tool {
     name = name,
     description = type(def.description) == "string" and def.description or (def.title or ""),
@@ -369,21 +395,65 @@ function Server:_tool(def)
       local opts = server.on_progress and { _text = true, on_progress = function(p)
         server.on_progress(mname, p)
       end } or TEXT_OPTS
-      local res, err, code = server:call(mname, args, opts)
-      if not res and (code == "server_died") and eff ~= "at_most_once" then
-        res, err, code = server:call(mname, args, TEXT_OPTS) -- safe to run again: restart once
-      end
-      if not res then return nil, err, code end
-      local text, is_error
-      if res == TEXT then text, is_error = err, code
-      else text, is_error = result_text(res), res.isError == true end
-      if is_error then
-        local msg = server:_present(mname, text ~= "" and text or "error")
-        return nil, msg or "tool error", "tool_error"
-      end
-      return server:_present(mname, text)
+      return outcome(args, server:call(mname, args, opts))
     end,
   }
+  local body = t.fn
+  -- tool.lua's _direct, in place of luact.timeout(secs, fn, args, ctx):
+  -- the usual call is one request on a live session, and that request
+  -- has its own deadline (the same seconds, armed before the timeout's
+  -- timer would be, so it fired first there too: the same "timed out"
+  -- result and notifications/cancelled), and a kill of the calling task
+  -- cancels it as it cancelled the child. So it runs in the calling task:
+  -- no child task, coroutine or second timer per call. Anything more (a
+  -- session to open, a tool list to fetch, progress or screen callbacks,
+  -- a server's request or input_required mid-call, a restart) goes on
+  -- under luact.timeout with the time left, in the child the plain path
+  -- would have spawned (its spawn number: effects in it, luact.ask's,
+  -- keep their journal names). The two spawn numbers that path takes are
+  -- taken here too, so later tasks and the journal's counts match.
+  t._direct = function(secs, fn, args, ctx)
+    local s = server._s
+    if fn ~= body or secs ~= server.timeout or server.on_progress or server.screen or not s
+        or not s:_plain() or server._refused[mname] or server._gone[mname] then
+      return timeout(secs, fn, args, ctx)
+    end
+    local t0 = now()
+    spawns(2)
+    local op, err, code = s:_call(mname, args or nil, secs) -- _start's bytes, no params table
+    local kind, a, b, c
+    if op then
+      repeat kind, a, b, c = op:wait() until kind ~= "progress" -- asked for none: dropped
+      if kind == "text" then
+        -- the usual answer: short text, no closing mark in it, not an
+        -- error: what _present makes of it, without its calls
+        local hs = server._headers
+        local h = not b and #a <= server.max_output and hs and hs[1] == server.label and hs[mname]
+        if h and not a:find("</mcp-tool-output>", 1, true) then return h .. a .. "\n</mcp-tool-output>" end
+        return outcome(args, TEXT, a, b)
+      end
+      if kind == "error" then
+        err, code = string.format("%s: %s", server.label, a), b
+      elseif kind == "result" and type(a) == "table" and a.resultType ~= "input_required" then
+        return outcome(args, a)
+      end
+    else
+      err = server.label .. ": " .. err
+    end
+    if op and kind ~= "error" or code == "server_died" and eff ~= "at_most_once" then
+      -- more than the one request: the rest under the timeout, as before
+      spawns(-2)
+      local left = secs - (now() - t0)
+      return timeout(left > 0 and left or 0, function()
+        if op and kind ~= "error" then
+          return outcome(args, server:_drive(s, op, "tools/call", { name = mname, arguments = args or {} },
+            TEXT_OPTS, kind, a, b, c))
+        end
+        return outcome(args, nil, err, code)
+      end)
+    end
+    return nil, err, code
+  end
   self.tool[name] = t
   return t
 end

@@ -7,6 +7,7 @@
 
 #include "conv.h"
 #include "lc.h"
+#include "utf8.h"
 
 void lc_jr_split_init(struct lc_jr_split *s, size_t max_line) {
   lc_buf_init(&s->line, 0);
@@ -149,4 +150,30 @@ bad:
   cJSON_Delete(root);
   msg->root = NULL;
   return rc;
+}
+
+int lc_jr_text_answer(const char *p, size_t n, long long *id, const char **text, size_t *len) {
+  static const char head[] = "{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"";
+  static const char mid[] = "\"}]},\"jsonrpc\":\"2.0\",\"id\":";
+  const size_t hl = sizeof head - 1, ml = sizeof mid - 1;
+  if (n < hl + ml + 2 || p[n - 1] != '}' || memcmp(p, head, hl)) return 0;
+  const char *t = p + hl, *end = p + n - 1, *q = t;
+  while (q < end && *q != '"') {
+    if (*q == '\\' || (unsigned char)*q < 0x20) return 0;
+    q++;
+  }
+  if ((size_t)(end - q) < ml + 1 || memcmp(q, mid, ml)) return 0;
+  const char *d = q + ml;
+  size_t nd = (size_t)(end - d);
+  if (nd < 1 || nd > 15 || (d[0] == '0' && nd > 1)) return 0; /* lc_jr_parse: < 9e15 */
+  long long v = 0;
+  for (size_t i = 0; i < nd; i++) {
+    if (d[i] < '0' || d[i] > '9') return 0;
+    v = v * 10 + (d[i] - '0');
+  }
+  if (!lc_utf8_valid(t, (size_t)(q - t), NULL)) return 0;
+  *id = v;
+  *text = t;
+  *len = (size_t)(q - t);
+  return 1;
 }

@@ -58,4 +58,13 @@ struct lc_jr_msg {
 int lc_jr_parse(const char *p, size_t n, struct lc_jr_msg *msg, char *err,
                 size_t errlen);
 
+/* The usual answer to a tool call, byte for byte as the SDK's servers
+ * write it: {"result":{"content":[{"type":"text","text":"T"}]},"jsonrpc":"2.0","id":N}
+ * with T free of escapes and control bytes and valid UTF-8, and N a JSON
+ * integer below 1e15. Returns 1 and sets *id, *text (pointing into p) and
+ * *len; 0 for any other line (lc_jr_parse reads those). Whatever it
+ * accepts, lc_jr_parse reads as a response with that id whose result is
+ * that one text item (fixed keys: no duplicates; fuzz_jsonrpc checks). */
+int lc_jr_text_answer(const char *p, size_t n, long long *id, const char **text, size_t *len);
+
 #endif

@@ -66,6 +66,12 @@ struct lc_mcp_reply {
    * copying it: it copies *take and sets *take = NULL; the tree is then
    * its own (cJSON_Delete). */
   cJSON **take;
+  /* rc == 0 and result NULL: the result was exactly
+   * {"content":[{"type":"text","text":TEXT}]}, TEXT (text_len bytes,
+   * valid UTF-8, no control bytes, borrowed for the call) read without a
+   * tree. Only for a request made with text_ok (lc_mcp_call_text). */
+  const char *text;
+  size_t text_len;
 };
 typedef void (*lc_mcp_reply_fn)(void *ud, const struct lc_mcp_reply *r);
 
@@ -102,10 +108,11 @@ int lc_mcp_call(struct lc_mcp *m, const char *method, cJSON *params,
                 lc_mcp_reply_fn fn, void *ud, long long *id_out);
 /* lc_mcp_call with params given as the JSON text of an object (n bytes,
  * borrowed): written into the request as is, no tree built, when the
- * session is ready. LC_EINVAL when the text is not JSON. */
+ * session is ready. LC_EINVAL when the text is not JSON. text_ok: fn
+ * takes a reply's text (lc_mcp_reply.text) for a result of one text item. */
 int lc_mcp_call_text(struct lc_mcp *m, const char *method, const char *params, size_t n,
-                     double timeout_ms, long long progress_token, lc_mcp_reply_fn fn,
-                     void *ud, long long *id_out);
+                     double timeout_ms, long long progress_token, int text_ok,
+                     lc_mcp_reply_fn fn, void *ud, long long *id_out);
 /* The caller no longer wants request id: fn never runs, and the server is
  * told (notifications/cancelled with the reason). */
 void lc_mcp_cancel(struct lc_mcp *m, long long id, const char *reason);

@@ -1,6 +1,8 @@
 /* fuzz_jsonrpc.c: MCP's stdio framing and JSON-RPC classification. Split
  * feeds must give the same lines and verdicts as one feed; a parsed
- * message's fields must be consistent with its kind. */
+ * message's fields must be consistent with its kind; a line the tool-call
+ * answer's fast reading takes (lc_jr_text_answer) must be, to
+ * lc_jr_parse, a response with that id and that one text item. */
 #include "fuzz_common.h"
 #include "jsonrpc.h"
 
@@ -10,6 +12,21 @@ static int on_line(void *ud, const char *line, size_t len) {
   struct lc_jr_msg m;
   char err[128];
   int rc = lc_jr_parse(line, len, &m, err, sizeof err);
+  long long tid;
+  const char *tt;
+  size_t tl;
+  if (lc_jr_text_answer(line, len, &tid, &tt, &tl)) {
+    if (rc != 0 || m.kind != LC_JR_RESPONSE || m.id_num != tid || m.error || !m.result) abort();
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(m.result, "content");
+    if (cJSON_GetArraySize(m.result) != 1 || !cJSON_IsArray(c) || cJSON_GetArraySize(c) != 1)
+      abort();
+    const cJSON *ty = cJSON_GetObjectItemCaseSensitive(c->child, "type");
+    const cJSON *tx = cJSON_GetObjectItemCaseSensitive(c->child, "text");
+    if (cJSON_GetArraySize(c->child) != 2 || !cJSON_IsString(ty) || strcmp(ty->valuestring, "text") ||
+        !cJSON_IsString(tx) || strlen(tx->valuestring) != tl || memcmp(tx->valuestring, tt, tl))
+      abort();
+    lc_buf_printf(b, "text%lld ", tid);
+  }
   if (rc == 0) {
     if (!m.root) abort();
     switch (m.kind) {

@@ -181,6 +181,139 @@ START_TEST(tool_timeout_fires_and_cancels) {
 }
 END_TEST
 
+/* A tool call that is one request runs without luact.timeout's child task
+ * (mcp.lua's _direct): the request's own deadline is the tool's timeout.
+ * A server that never answers: the tool's own timeout message and code,
+ * notifications/cancelled for that request (reason "timed out"), and calls
+ * from other tasks on the same session answered meanwhile and after. A
+ * task killed in such a call cancels it too ("the luact task was killed").
+ * The callers wait for the slow call's end: no timing assumption. */
+START_TEST(tool_timeout_direct_path) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[3072];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok', {timeout = 0.3}))\n"
+           "check(s.tool.ok{}:find('ok from ok', 1, true))\n" /* the session is open */
+           "local over = false\n"
+           "local ts = {}\n"
+           "for i = 1, 4 do ts[i] = luact.spawn(function()\n"
+           "  local n = 0\n"
+           "  repeat\n"
+           "    local r, m, c = s.tool.ok{}\n"
+           "    check(r and r:find('ok from ok', 1, true), m, c)\n"
+           "    n = n + 1\n"
+           "  until over\n"
+           "  return n\n"
+           "end) end\n"
+           "local r, m, c = s.tool.slow{}\n"
+           "over = true\n"
+           "check(r == nil and c == 'timeout' and m == 'tool slow timed out after 0.3 s', m, c)\n"
+           "for i = 1, 4 do\n"
+           "  local ok, n = luact.wait(ts[i])\n"
+           "  check(ok and n >= 1, tostring(n))\n"
+           "end\n"
+           /* killed mid-call: the request is out once the task waits */
+           "local started = false\n"
+           "local k = luact.spawn(function() started = true; return s.tool.slow{} end)\n"
+           "while not started do luact.sleep(0.001) end\n"
+           "luact.kill(k)\n"
+           "check(not luact.wait(k))\n"
+           /* answered after the lines before it: the cancel is in the log */
+           "check(s.tool.ok{}:find('ok from ok', 1, true))\n"
+           "s:close()\n"
+           "return 'ok'",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  ck_assert_str_eq(out, "ok");
+  size_t n;
+  char *t = lc_test_read_file(log, &n);
+  ck_assert_ptr_nonnull(t);
+  /* the slow calls' ids: each cancelled, the first by its deadline */
+  int slow = 0;
+  char id[32];
+  for (const char *p = t; (p = strstr(p, "\"name\":\"slow\"")); p++) {
+    const char *line = p;
+    while (line > t && line[-1] != '\n') line--;
+    const char *q = strstr(line, "\"id\":");
+    ck_assert_ptr_nonnull(q);
+    snprintf(id, sizeof id, "\"requestId\":%ld", strtol(q + 5, NULL, 10));
+    const char *c = strstr(t, id);
+    ck_assert_msg(c, "no notifications/cancelled with %s in %s", id, t);
+    const char *want = slow == 0 ? "\"reason\":\"timed out\"" : "\"reason\":\"the luact task was killed\"";
+    const char *end = strchr(c, '\n');
+    const char *r = strstr(c, want);
+    ck_assert_msg(r && (!end || r < end), "%s not in the cancel of %s: %s", want, id, t);
+    slow++;
+  }
+  ck_assert_int_eq(slow, 2);
+  free(t);
+  unlink(log);
+}
+END_TEST
+
+/* The call without a child task keeps the journal as it was: the tool's
+ * effect records the two spawn numbers luact.timeout took, so a task
+ * spawned after it keeps its name; a call that goes on under the timeout
+ * mid-way (an elicitation: luact.ask inside, a journaled effect) asks in
+ * the child the old path had (1.3), not in the caller. */
+START_TEST(direct_path_keeps_journal_names) {
+  char dir[] = "/tmp/lc_mcp_dj_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], journal[700], answers[700], cmd[4096];
+  snprintf(script, sizeof script, "%s/agent.lua", dir);
+  snprintf(journal, sizeof journal, "%s/run.jsonl", dir);
+  snprintf(answers, sizeof answers, "%s/answers.txt", dir);
+  FILE *f = fopen(answers, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("Oslo\n\n", f);
+  fclose(f);
+  f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local fs = '%s/tests/mcp/fake_server.js'\n"
+          "local a = assert(luact.mcp.connect{command='node', args={fs, 'ok'}})\n"
+          "local b = assert(luact.mcp.connect{command='node', args={fs, 'elicit'}})\n"
+          "assert(a.tool.ok{}:find('ok from ok', 1, true))\n"
+          "assert(b.tool.ok{}:find('elicited accept', 1, true))\n"
+          "local t = luact.spawn(function()\n"
+          "  return luact.effect('probe', 'after', {}, 'pure', function(ctx) return ctx.effect_id end)\n"
+          "end)\n"
+          "print(select(2, luact.wait(t)))\n",
+          lc_test_source_dir());
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s/luact run --input %s --record %s %s 2>&1", LC_BINARY_DIR,
+           answers, journal, script);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_msg(pclose(p) == 0, "%s", out);
+  /* root: two listings (1#1, 1#2), two tool calls (1#3: children 1.1 and
+   * 1.2 taken; 1#4: its work 1.3, 1.4 taken), then the probe's task 1.5 */
+  ck_assert_msg(strstr(out, "1.5#1"), "%s", out);
+  char *j = lc_test_read_file(journal, &n);
+  ck_assert_ptr_nonnull(j);
+  ck_assert_msg(strstr(j, "\"id\":\"1.3#1\",\"kind\":\"input\""), "%s", j);
+  ck_assert_msg(strstr(j, "\"id\":\"1.3#2\",\"kind\":\"input\""), "%s", j);
+  const char *r3 = strstr(j, "{\"type\":\"result\",\"id\":\"1#3\"");
+  const char *r4 = strstr(j, "{\"type\":\"result\",\"id\":\"1#4\"");
+  ck_assert_msg(r3 && r4, "%s", j);
+  for (int i = 0; i < 2; i++) {
+    const char *at = strstr(i ? r4 : r3, "\"nested\":{\"effects\":0,\"spawned\":2}");
+    ck_assert_msg(at && at < strchr(i ? r4 : r3, '\n'), "%s", j);
+  }
+  free(j);
+  unlink(journal);
+  unlink(answers);
+  unlink(script);
+  rmdir(dir);
+}
+END_TEST
+
 /* No head-of-line blocking on a shared session: 50 calls the server holds
  * do not hold up a fast one on the same pipe. The server answers the held
  * calls only when told to, after the fast call's answer was seen here, so
@@ -355,17 +488,28 @@ END_TEST
 START_TEST(untrusted_output) {
   ck_assert_msg(run("LOG = nil\n"
                     "local s = check(fake('big_text', {max_output=1000}))\n"
-                    "local r = s.tool.ok{}\n"
-                    "check(#r < 1200 and r:find('bytes cut'), #r)\n"
+                    /* twice each: later calls mark the text without _present's
+                     * calls (mcp.lua's _direct), and must bound and defuse alike */
+                    "for _ = 1, 2 do\n"
+                    "  local r = s.tool.ok{}\n"
+                    "  check(#r < 1200 and r:find('bytes cut'), #r)\n"
+                    "end\n"
                     "local i = check(fake('inject', {screen=function(t)\n"
                     "  if t:find('ignore all previous') then return nil, 'injection' end\n"
                     "  return t end}))\n"
                     "local x, m = i.tool.ok{}\n"
                     "check(x == nil and m:find('withheld by the screen: injection'), m)\n"
                     "local j = check(fake('inject'))\n"
-                    "local y = j.tool.ok{}\n"
-                    "local _, closes = y:gsub('</mcp%-tool%-output>', '')\n"
-                    "check(closes == 1, y)\n"
+                    "for _ = 1, 2 do\n"
+                    "  local y = j.tool.ok{}\n"
+                    "  local _, closes = y:gsub('</mcp%-tool%-output>', '')\n"
+                    "  check(closes == 1, y)\n"
+                    "end\n"
+                    /* the mark names the server's label as it is now */
+                    "local k = check(fake('ok'))\n"
+                    "check(k.tool.ok{}:find('<mcp-tool-output server=\"node\"', 1, true))\n"
+                    "k.label = 'renamed'\n"
+                    "check(k.tool.ok{}:find('<mcp-tool-output server=\"renamed\"', 1, true))\n"
                     "return 'ok'") == 0,
                 "%s", err);
 }
@@ -394,6 +538,58 @@ START_TEST(result_shapes_read_as_tables_read_them) {
                     "check(inner(r) == '{\"n\":1}', r)\n"
                     "return 'ok'") == 0,
                 "%s", err);
+}
+END_TEST
+
+/* The usual answer to a tool call is read without a cJSON tree when it is
+ * byte for byte the SDK servers' line (mcp.c fast_text_answer); every line
+ * must read as the general path reads it. Each line is answered twice on
+ * a fresh session: as it is, and with a space after its '{' (never the
+ * fast line, the same JSON): results, messages, codes and the session's
+ * message and bad-line counts must be the same. Timeouts stand for lines
+ * the general path refuses (bad JSON, bad ids, unknown ids). */
+START_TEST(fast_answers_read_as_the_general_path) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local function latin1(b) return (b:gsub('.', function(c) return utf8.char(c:byte()) end)) end\n"
+                    "local H = '{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"'\n"
+                    "local M = '\"}]},\"jsonrpc\":\"2.0\",\"id\":'\n"
+                    "local lines = {\n"
+                    "  H .. 'Echo: x' .. M .. '@ID@}', H .. M .. '@ID@}',\n"
+                    "  H .. 'caf\\xc3\\xa9 \\xf0\\x9f\\x98\\x80' .. M .. '@ID@}',\n"
+                    "  H .. 'bad \\xff' .. M .. '@ID@}', H .. 'sur \\xed\\xa0\\x80' .. M .. '@ID@}',\n"
+                    "  H .. 'over \\xc0\\xaf' .. M .. '@ID@}',\n"
+                    "  H .. 'q \\\\\" n \\\\n u \\\\u00e9 s \\\\/' .. M .. '@ID@}',\n"
+                    "  H .. 'nul \\\\u0000 x' .. M .. '@ID@}', H .. 'tab \\t x' .. M .. '@ID@}',\n"
+                    "  H .. 'raw nul \\0 x' .. M .. '@ID@}',\n"
+                    "  H .. '</mcp-tool-output> x' .. M .. '@ID@}',\n"
+                    "  H .. 'x' .. M .. '0@ID@}', H .. 'x' .. M .. '@ID@.0}', H .. 'x' .. M .. '@ID@e0}',\n"
+                    "  H .. 'x' .. M .. '@ID@0000000000000000}', H .. 'x' .. M .. '-@ID@}',\n"
+                    "  H .. 'x' .. M .. '}', H .. 'x' .. M .. '@ID@}x', H .. 'x' .. M .. '@ID@}}',\n"
+                    "  H .. 'x' .. M .. '@ID@,\"id\":999}', H .. 'x' .. M .. '@ID@,\"x\":1}',\n"
+                    "  H .. 'x' .. '\"}],\"isError\":true},\"jsonrpc\":\"2.0\",\"id\":@ID@}',\n"
+                    "  H .. 'x' .. '\"}]},\"jsonrpc\":\"2.1\",\"id\":@ID@}',\n"
+                    "  H .. 'x' .. '\"}]},\"jsonrpc\":\"2.0\",\"id\":\"@ID@\"}',\n"
+                    "  H .. 'x\"' .. M .. '@ID@}',\n"
+                    "}\n"
+                    "local answered = 0\n"
+                    "for i, l in ipairs(lines) do\n"
+                    "  local s = check(fake('raw', {timeout = 0.5}))\n"
+                    "  local st0 = s:stats()\n"
+                    "  local r1, m1, c1 = s.tool.ok{line = latin1(l)}\n"
+                    "  local st1 = s:stats()\n"
+                    "  local r2, m2, c2 = s.tool.ok{line = latin1('{ ' .. l:sub(2))}\n"
+                    "  local st2 = s:stats()\n"
+                    "  check(r1 == r2 and m1 == m2 and c1 == c2, i, r1, m1, c1, r2, m2, c2)\n"
+                    "  check(st2.bad - st1.bad == st1.bad - st0.bad and\n"
+                    "    st2.messages - st1.messages == st1.messages - st0.messages,\n"
+                    "    i, st0.bad, st1.bad, st2.bad, st0.messages, st1.messages, st2.messages)\n"
+                    "  if r1 then answered = answered + 1 end\n"
+                    "  s:close()\n"
+                    "end\n"
+                    "return tostring(answered)") == 0,
+                "%s", err);
+  /* neither all answered nor all refused: both kinds were compared */
+  ck_assert_msg(strcmp(out, "0") && atoi(out) < 25, "%s", out);
 }
 END_TEST
 
@@ -880,6 +1076,52 @@ START_TEST(text_requests_carry_meta) {
 }
 END_TEST
 
+/* A tool call's request is written without a params table (session:_call)
+ * and must be the bytes _start wrote for {name =, arguments =}: keys in
+ * order, nested values, no arguments as {}, and the stateless revision's
+ * _meta merged in; its errors name the same place. */
+START_TEST(tool_call_request_text) {
+  for (int stateless = 0; stateless < 2; stateless++) {
+    char log[] = "/tmp/lc_mcp_log_XXXXXX";
+    int fd = mkstemp(log);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    char code[1536];
+    snprintf(code, sizeof code,
+             "LOG = '%s'\n"
+             "local s = check(fake('%s'))\n"
+             "check(s.tool.ok{z=1.5, b={1, 2, {c=true}}, a='x\\u{e9}'}:find('ok from ok', 1, true))\n"
+             "check(s.tool.ok():find('ok from ok', 1, true))\n"
+             "local ok, e = pcall(s._s._call, s._s, 'ok', {a=print}, 1)\n"
+             "check(not ok and e == 'MCP params: cannot encode a function at $.arguments.a', e)\n"
+             "ok, e = pcall(s._s._call, s._s, 'o\\0k', {}, 1)\n"
+             "check(not ok and e == 'MCP params: string contains a NUL byte at $.name', e)\n"
+             "s:close()\n"
+             "return 'ok'",
+             log, stateless ? "stateless" : "ok");
+    ck_assert_msg(run(code) == 0, "%s", err);
+    size_t n;
+    char *t = lc_test_read_file(log, &n);
+    ck_assert_ptr_nonnull(t);
+    const char *meta = stateless ? ",\"_meta\":{\"io.modelcontextprotocol/protocolVersion\"" : "}}";
+    const char *want[] = {
+        "\"params\":{\"arguments\":{\"a\":\"x\xc3\xa9\",\"b\":[1,2,{\"c\":true}],\"z\":1.5},"
+        "\"name\":\"ok\"",
+        "\"params\":{\"arguments\":{},\"name\":\"ok\""};
+    for (int i = 0; i < 2; i++) {
+      char *l = line_with(t, want[i]);
+      ck_assert_msg(l, "%s not in %s", want[i], t);
+      ck_assert_msg(strstr(l, want[i]) && !strncmp(strstr(l, want[i]) + strlen(want[i]), meta,
+                                                   strlen(meta)),
+                    "%s", l);
+      free(l);
+    }
+    free(t);
+    unlink(log);
+  }
+}
+END_TEST
+
 /* MCP tools in a workflow state's allowed set: a tool not allowed in the
  * state is refused, an allowed one runs. */
 START_TEST(workflow_allowed_set) {
@@ -1298,8 +1540,11 @@ Suite *mcp_suite(void) {
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
   CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));
   CASE(tool_timeout_fires_and_cancels, tcase_add_test(tc, tool_timeout_fires_and_cancels));
+  CASE(tool_timeout_direct_path, tcase_add_test(tc, tool_timeout_direct_path));
+  CASE(direct_path_keeps_journal_names, tcase_add_test(tc, direct_path_keeps_journal_names));
   CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
   CASE(text_requests_carry_meta, tcase_add_test(tc, text_requests_carry_meta));
+  CASE(tool_call_request_text, tcase_add_test(tc, tool_call_request_text));
   CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
   CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
   CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));
@@ -1308,6 +1553,8 @@ Suite *mcp_suite(void) {
   CASE(protocol_option, tcase_add_test(tc, protocol_option));
   CASE(invalid_tool_schema, tcase_add_test(tc, invalid_tool_schema));
   CASE(untrusted_output, tcase_add_test(tc, untrusted_output));
+  CASE(fast_answers_read_as_the_general_path,
+       tcase_add_test(tc, fast_answers_read_as_the_general_path));
   CASE(result_shapes_read_as_tables_read_them,
        tcase_add_test(tc, result_shapes_read_as_tables_read_them));
   CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));

@@ -109,6 +109,12 @@ function handle(m) {
   if (m.method === 'tools/call') {
     const name = m.params.name;
     if (mode === 'die_on_call') process.exit(7);
+    if (mode === 'raw') {
+      // the answer is the caller's line, its bytes given as latin1 chars
+      // (so a test can send bytes that are not UTF-8), @ID@ the request id
+      process.stdout.write(Buffer.from(m.params.arguments.line.split('@ID@').join(String(m.id)) + '\n', 'latin1'));
+      return;
+    }
     if (mode === 'oversize') {
       process.stdout.write('{"jsonrpc":"2.0","id":' + m.id + ',"result":{"content":[{"type":"text","text":"' +
         'x'.repeat(6 << 20) + '"}]}}\n');
