@@ -471,37 +471,50 @@ static const struct {
     {"LUACT_CRASH_AT=stop:before_run_ctx", "{}"},
 };
 
-START_TEST(stalled_daemon_writes_nothing) {
+/* Daemon 0 alone, stopped at stalls_at[i] by a run of the fence agent on
+ * thread th (made with idempotency keys tkey, rkey): the run's id. */
+static char *stall_daemon0(int i, const char *th, const char *tkey, const char *rkey) {
   for (int k = 0; k < NDAEMONS; k++) kill9(k);
-  daemon_env = stalls_at[_i].env;
+  daemon_env = stalls_at[i].env;
   start(0);
   daemon_env = NULL;
-  char body[200];
+  char body[200], tb[100], path[100];
   snprintf(body, sizeof body,
            "{\"assistant_id\":\"fence\",\"if_not_exists\":\"create\",\"input\":%s}",
-           stalls_at[_i].input);
-  free(submit_to("/threads", "{\"thread_id\":\"tfence\"}", "t1", 0, "thread_id"));
+           stalls_at[i].input);
+  snprintf(tb, sizeof tb, "{\"thread_id\":\"%s\"}", th);
+  free(submit_to("/threads", tb, tkey, 0, "thread_id"));
   /* The creation is answered on an HTTP thread while a worker already runs
    * the run: on a loaded machine the worker can reach the stall, which
    * stops the whole process, before the answer is written (the answer
    * then never comes, and retries went to the same stopped daemon until
    * the case timed out). One try; the id is read from the database once
    * the daemon stopped. */
-  char *id = post_once(0, "/threads/tfence/runs", body, "f1", "run_id");
+  snprintf(path, sizeof path, "/threads/%s/runs", th);
+  char *id = post_once(0, path, body, rkey, "run_id");
   double until = lc_test_mono_s() + 60;
   while (!stopped(dm[0].pid)) {
-    ck_assert_msg(lc_test_mono_s() < until, "daemon 0 never stopped at %s", stalls_at[_i].env);
+    ck_assert_msg(lc_test_mono_s() < until, "daemon 0 never stopped at %s", stalls_at[i].env);
     lc_test_nap_ms(20);
   }
-  if (!id) id = lc_pg_value(url, "SELECT id FROM d_runs WHERE thread_id = 'tfence'");
-  ck_assert_msg(id != NULL, "no run on thread tfence (%s)", stalls_at[_i].env);
+  if (!id) {
+    char q[200];
+    snprintf(q, sizeof q, "SELECT id FROM d_runs WHERE thread_id = '%s'", th);
+    id = lc_pg_value(url, q);
+  }
+  ck_assert_msg(id != NULL, "no run on thread %s (%s)", th, stalls_at[i].env);
+  return id;
+}
+
+START_TEST(stalled_daemon_writes_nothing) {
+  char *id = stall_daemon0(_i, "tfence", "t1", "f1");
   start(1); /* takes the run over once daemon 0's lease expired */
   char q[300];
   snprintf(q, sizeof q,
            "SELECT count(*) FROM runs r JOIN leases l ON l.run_id = r.id WHERE r.id = '%s' AND "
            "r.status IN ('finished', 'waiting_input') AND l.owner IS NULL AND l.epoch >= 2",
            id);
-  until = lc_test_mono_s() + 60;
+  double until = lc_test_mono_s() + 60;
   while (count(q) < 1) { /* ended there, lease handed back */
     ck_assert_msg(lc_test_mono_s() < until, "daemon 1 never brought the run to its end");
     lc_test_nap_ms(50);
@@ -531,23 +544,7 @@ END_TEST
  * stopped at a point followed by a write: resumed, it writes nothing (the
  * fences require its name as the owner, not only the epoch). */
 START_TEST(same_epoch_under_another_owner_writes_nothing) {
-  for (int k = 0; k < NDAEMONS; k++) kill9(k);
-  daemon_env = stalls_at[_i].env;
-  start(0);
-  daemon_env = NULL;
-  char body[200];
-  snprintf(body, sizeof body,
-           "{\"assistant_id\":\"fence\",\"if_not_exists\":\"create\",\"input\":%s}",
-           stalls_at[_i].input);
-  free(submit_to("/threads", "{\"thread_id\":\"tsame\"}", "t2", 0, "thread_id"));
-  char *id = post_once(0, "/threads/tsame/runs", body, "f2", "run_id");
-  double until = lc_test_mono_s() + 60;
-  while (!stopped(dm[0].pid)) {
-    ck_assert_msg(lc_test_mono_s() < until, "daemon 0 never stopped at %s", stalls_at[_i].env);
-    lc_test_nap_ms(20);
-  }
-  if (!id) id = lc_pg_value(url, "SELECT id FROM d_runs WHERE thread_id = 'tsame'");
-  ck_assert_msg(id != NULL, "no run on thread tsame (%s)", stalls_at[_i].env);
+  char *id = stall_daemon0(_i, "tsame", "t2", "f2");
   char q[400], e[512];
   snprintf(q, sizeof q,
            "UPDATE leases SET owner = 'elsewhere:1:00000000', lease_until = extract(epoch FROM "

@@ -1167,24 +1167,34 @@ START_TEST(pg_migrates_version_1) {
 }
 END_TEST
 
+/* The tables of schema version 2 (the run store's and a daemon's d_runs,
+ * as far as the migrations read them) at schema_version v, then more. */
+static void schema_2_tables(const char *v, const char *more) {
+  char q[4096];
+  snprintf(q, sizeof q,
+           "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+           "INSERT INTO meta VALUES('schema_version', '%s');"
+           "CREATE TABLE runs(id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT,"
+           " cwd TEXT, status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
+           " created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
+           " pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
+           "CREATE TABLE journal(run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL,"
+           " crc BIGINT NOT NULL, epoch BIGINT NOT NULL DEFAULT 0, PRIMARY KEY(run_id, seq));"
+           "CREATE TABLE leases(run_id TEXT PRIMARY KEY, owner TEXT,"
+           " epoch BIGINT NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION);"
+           "CREATE TABLE d_runs(id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL,"
+           " deleted INTEGER NOT NULL DEFAULT 0, pstatus TEXT NOT NULL DEFAULT 'pending');%s",
+           v, more);
+  sql(q);
+}
+
 /* A database at schema version 2 with a daemon's runs: migration 3 gives
  * the fleet's claim its queue index and takes the runs that ended out of
  * it; queued and running ones stay in. */
 START_TEST(pg_migrates_version_2_queue_index) {
   lc_store_close(st);
   st = NULL;
-  sql("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-      "INSERT INTO meta VALUES('schema_version', '2');"
-      "CREATE TABLE runs(id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT,"
-      " cwd TEXT, status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
-      " created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
-      " pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
-      "CREATE TABLE journal(run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL,"
-      " crc BIGINT NOT NULL, epoch BIGINT NOT NULL DEFAULT 0, PRIMARY KEY(run_id, seq));"
-      "CREATE TABLE leases(run_id TEXT PRIMARY KEY, owner TEXT,"
-      " epoch BIGINT NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION);"
-      "CREATE TABLE d_runs(id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL,"
-      " deleted INTEGER NOT NULL DEFAULT 0, pstatus TEXT NOT NULL DEFAULT 'pending');"
+  schema_2_tables("2",
       "INSERT INTO d_runs(id, created) VALUES('done', 1), ('going', 2), ('queued', 3);"
       "INSERT INTO runs(id, status, created, updated) VALUES('done', 'finished', 1, 1),"
       " ('going', 'running', 2, 2);");
@@ -1210,18 +1220,7 @@ END_TEST
 START_TEST(pg_migrates_version_3_claimed_runs) {
   lc_store_close(st);
   st = NULL;
-  sql("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-      "INSERT INTO meta VALUES('schema_version', '3');"
-      "CREATE TABLE runs(id TEXT PRIMARY KEY, script TEXT, script_sha256 TEXT, args TEXT,"
-      " cwd TEXT, status TEXT NOT NULL, result TEXT, error TEXT, question TEXT,"
-      " created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
-      " pid BIGINT NOT NULL DEFAULT 0, cancel_requested INTEGER NOT NULL DEFAULT 0);"
-      "CREATE TABLE journal(run_id TEXT NOT NULL, seq BIGINT NOT NULL, line TEXT NOT NULL,"
-      " crc BIGINT NOT NULL, epoch BIGINT NOT NULL DEFAULT 0, PRIMARY KEY(run_id, seq));"
-      "CREATE TABLE leases(run_id TEXT PRIMARY KEY, owner TEXT,"
-      " epoch BIGINT NOT NULL DEFAULT 0, lease_until DOUBLE PRECISION);"
-      "CREATE TABLE d_runs(id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL,"
-      " deleted INTEGER NOT NULL DEFAULT 0, pstatus TEXT NOT NULL DEFAULT 'pending');"
+  schema_2_tables("3",
       "CREATE INDEX d_runs_queued ON d_runs(created) WHERE pstatus = 'pending' AND deleted = 0;"
       "INSERT INTO d_runs(id, created) VALUES('held', 1), ('back', 2), ('queued', 3),"
       " ('cancel', 4), ('asks', 5);"
