@@ -555,7 +555,10 @@ static int start_op(lua_State *L, struct lsess *s, const char *method, double ti
     op_unlink(op);
     op->s = NULL;
     lua_pushnil(L);
-    lua_pushstring(L, lc_mcp_dead(s->m) ? lc_mcp_dead(s->m) : "cannot send the MCP request");
+    /* out of memory here is this process's, not the server's fault */
+    lua_pushstring(L, rc == LC_ENOMEM            ? "out of memory: cannot send the MCP request"
+                      : lc_mcp_dead(s->m) ? lc_mcp_dead(s->m)
+                                          : "cannot send the MCP request");
     lua_pushstring(L, rc == LC_ENOMEM ? "nomem" : "server_died");
     return 3;
   }

@@ -156,6 +156,18 @@ static const struct scenario scenarios[] = {
      "local bad, msg = luact.sandbox.run('error(\\'nope\\')')\n"
      "if bad ~= nil then error('an error came back as a value', 0) end\n"
      "return 'ok'"},
+    {"mcp_tool_call",
+     /* calls on a live stdio session (luact mcp serve as the server): the
+      * tool layer's direct path, the request text, the answer read in
+      * place and marked, a refused argument, a raw call */
+     "local r, m = S.tool.add{a = 1, b = 2}\n"
+     "if not r then error(tostring(m), 0) end\n"
+     "if not r:find('3', 1, true) or not r:find('<mcp%-tool%-output') then error(r, 0) end\n"
+     "local bad, msg, code = S.tool.add{a = 'x', b = 1}\n"
+     "if bad ~= nil or code ~= 'invalid_arguments' then error(tostring(msg), 0) end\n"
+     "local raw, e = S:call('add', {a = 2, b = 2})\n"
+     "if not raw then error(tostring(e), 0) end\n"
+     "return 'ok'"},
     {"json",
      "local j = luact.json\n"
      "local t = { name = 'x', list = j.array{1, 2.5, 'three', j.null, {deep = {true, false}}}, n = 42 }\n"
@@ -165,6 +177,17 @@ static const struct scenario scenarios[] = {
      "if back.list[3] ~= 'three' then error('decode lost data', 0) end\n"
      "return #s .. #p"},
 };
+
+/* What a scenario needs and does not test, run first in the same state
+ * with no failure (NULL: nothing): the MCP session mcp_tool_call calls. */
+static const char *setup_of(const char *name) {
+  if (!strcmp(name, "mcp_tool_call"))
+    return "S = assert(luact.mcp.connect{command = '" LC_BINARY_DIR "/luact',\n"
+           "  args = {'mcp', 'serve', '" LC_SOURCE_DIR "/tests/mcp/agents'}})\n"
+           "assert(S.tool.add{a = 0, b = 0})\n"
+           "return 'ok'";
+  return NULL;
+}
 
 static int mentions_memory(const char *m) {
   return m && (strstr(m, "not enough memory") || strstr(m, "out of memory"));
@@ -186,6 +209,15 @@ static void run_under_oom(int i, int lua) {
     lc_lua_setup(L);
     struct lc_sched *s;
     ck_assert_int_eq(lc_sched_new(L, &s), 0);
+    const char *setup = setup_of(sc->name);
+    if (setup) {
+      ck_assert_int_eq(luaL_loadbufferx(L, setup, strlen(setup), "=setup", "t"), LUA_OK);
+      struct lc_task *st;
+      ck_assert_int_eq(lc_sched_spawn(s, L, 0, NULL, &st), 0);
+      ck_assert_msg(lc_sched_run(s, st) == 0 && lc_task_status(st) == LUA_OK, "%s setup: %s",
+                    sc->name, lua_tostring(lc_task_thread(st), -1));
+      lc_task_release(st);
+    }
     ck_assert_int_eq(luaL_loadbufferx(L, sc->code, strlen(sc->code), "=oom", "t"), LUA_OK);
     struct lc_task *task;
     ck_assert_int_eq(lc_sched_spawn(s, L, 0, NULL, &task), 0);
@@ -210,6 +242,7 @@ static void run_under_oom(int i, int lua) {
                   sc->name, n, lc_alloc_live() - live);
   }
   ck_assert_msg(completed, "%s never completed", sc->name);
+  if (getenv("LC_OOM_VERBOSE")) fprintf(stderr, "%s: %ld runs (%s)\n", sc->name, n - 1, lua ? "lua" : "lc_malloc");
   /* At least one run had a failure to survive (the json scenario makes
    * no lc_malloc call: cJSON allocates with malloc). */
   if (lua) ck_assert_int_gt(n, 2);
