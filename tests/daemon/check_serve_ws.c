@@ -66,12 +66,16 @@ static void put_all(int fd, const void *b, size_t n) {
   }
 }
 
-/* Reads into b until the headers' end; returns the status code. */
+/* Reads into b until the headers' end; returns the status code. A head
+ * that does not come within 60 s fails the case (a hang in CI said
+ * nothing of where it was). */
 static int read_head(int fd, char *b, size_t cap) {
   size_t n = 0;
+  struct timeval tv = {60, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   while (n + 1 < cap) {
     ssize_t k = read(fd, b + n, 1);
-    ck_assert_int_eq(k, 1);
+    ck_assert_msg(k == 1, "no response head (read %zd after %zu bytes)", k, n);
     n++;
     b[n] = 0;
     if (n >= 4 && !memcmp(b + n - 4, "\r\n\r\n", 4)) break;
@@ -121,11 +125,13 @@ START_TEST(streams_hold_no_thread) {
   snprintf(hold, sizeof hold, "%s", jget(j, "run_id"));
   cJSON_Delete(j);
   snprintf(p, sizeof p, "/runs/%s", hold);
+  double started_by = lc_test_mono_s() + 60;
   for (;;) {
     j = lc_sd_expect(&d, "GET", p, NULL, 200);
     int running = !strcmp(jget(j, "luact_status"), "running");
     cJSON_Delete(j);
     if (running) break;
+    ck_assert_msg(lc_test_mono_s() < started_by, "the held run never started");
     lc_test_nap_ms(20);
   }
   j = lc_sd_expect(&d, "POST", "/threads", "{\"thread_id\":\"many\"}", 200);
@@ -141,12 +147,15 @@ START_TEST(streams_hold_no_thread) {
   for (int i = 0; i < NW; i++)
     fds[NS + i] = send_req(d.port, "POST", "/runs/wait", "{\"assistant_id\":\"echo\"}");
   /* Until every wait is in (its run created and queued). */
+  double until = lc_test_mono_s() + 60;
   for (;;) {
     struct lc_sresp m = lc_sd_req(&d, "GET", "/metrics", NULL, LC_SD_TOKEN, NULL);
     const char *g = strstr(m.body, "\nluact_sse_clients ");
     int open = g ? atoi(g + strlen("\nluact_sse_clients ")) : 0;
     lc_sresp_free(&m);
     if (open == NS + NW) break;
+    ck_assert_msg(lc_test_mono_s() < until, "%d of %d streams and waits open after 60 s", open,
+                  NS + NW);
     lc_test_nap_ms(20);
   }
   int during = threads_of(d.pid);
