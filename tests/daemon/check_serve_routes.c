@@ -129,14 +129,16 @@ static void run_start(struct lc_sd *d, const char *t, int id, const char *assist
 static cJSON *join_to_end(struct lc_sd *d, const char *t, const char *rid) {
   char p[300];
   snprintf(p, sizeof p, "/threads/%s/runs/%s/join", t, rid);
-  for (int i = 0; i < 200; i++) {
+  /* each join waits for the run's next stop itself; the pause only keeps
+   * a join from spinning while the inbox (looked at every 20 ms) answers */
+  double until = lc_test_mono_s() + 60;
+  for (;;) {
     cJSON *v = lc_sd_expect(d, "GET", p, NULL, 200);
     if (!cJSON_GetObjectItem(v, "__interrupt__")) return v;
     cJSON_Delete(v);
-    lc_test_nap_ms(10); /* the inbox is looked at every 20 ms */
+    ck_assert_msg(lc_test_mono_s() < until, "run %s did not end", rid);
+    lc_test_nap_ms(10);
   }
-  ck_abort_msg("run %s did not end", rid);
-  return NULL;
 }
 
 /* The length of the array a request answers with. */
