@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "call_turn.h"
 #include "lc.h"
 #include "secrets.h"
 
@@ -126,13 +127,9 @@ static void on_governed(struct lc_loop *loop, struct lc_timer *t) {
 }
 
 static void attempt(struct lc_batch_call *c) {
-  double wait = lc_governor_reserve_ticket(c->gov, c->est_tokens, lc_now_ms(), &c->ticket);
-  if (wait > 0) {
-    c->timer.cb = on_governed;
-    if (lc_timer_start(c->loop, &c->timer, wait) == 0) {
-      c->gov_waiting = 1;
-      return;
-    }
+  if (lc_call_gov_turn(c->gov, c->est_tokens, c->loop, &c->timer, on_governed, &c->ticket)) {
+    c->gov_waiting = 1;
+    return;
   }
   send_now(c);
 }
@@ -204,18 +201,13 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
     c->kind->parse_error(c, (int)op->status, op->body.data ? op->body.data : "", op->body.len);
   }
   if (c->gov) lc_governor_settle(c->gov, c->est_tokens, c->est_tokens);
-  double ra = lc_llm_retry_after_s("retry-after-ms", op->retry_after_ms, lc_wall_s());
-  if (ra < 0) ra = lc_llm_retry_after_s("retry-after", op->retry_after, lc_wall_s());
+  double ra = lc_call_retry_after_s(op);
   if (ra >= 0) *r->retry_after_s = ra;
   if (*r->err != LC_LLM_OK && lc_llm_err_retryable(*r->err)) {
     const char *why = NULL;
-    double delay = lc_retry_delay(&c->opts.retry, c->attempts,
-                                  *r->retry_after_s >= 0 ? *r->retry_after_s * 1000 : -1,
-                                  lc_now_ms() - c->first_ms, lc_rand64(), &why);
-    if (delay >= 0) {
-      c->timer.cb = on_backoff;
-      if (lc_timer_start(c->loop, &c->timer, delay) == 0) return;
-    }
+    if (lc_call_backoff(&c->opts.retry, c->attempts, *r->retry_after_s, c->first_ms, c->loop,
+                        &c->timer, on_backoff, &why) >= 0)
+      return;
     if (why && c->attempts > 1) {
       char m2[1024];
       snprintf(m2, sizeof m2, "%s (gave up after %d attempts: %s)",

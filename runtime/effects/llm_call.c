@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "call_turn.h"
 #include "governor.h"
 #include "http.h"
 #include "lc.h"
@@ -241,13 +242,9 @@ static void reset_response(struct lc_llm_call *c) {
 
 /* Every attempt, retries included, takes its turn at the rate governor. */
 static void attempt(struct lc_llm_call *c) {
-  double wait = lc_governor_reserve_ticket(c->gov, c->est_tokens, lc_now_ms(), &c->ticket);
-  if (wait > 0) {
-    c->timer.cb = on_governed;
-    if (lc_timer_start(c->loop, &c->timer, wait) == 0) {
-      c->gov_waiting = 1;
-      return;
-    }
+  if (lc_call_gov_turn(c->gov, c->est_tokens, c->loop, &c->timer, on_governed, &c->ticket)) {
+    c->gov_waiting = 1;
+    return;
   }
   send_now(c);
 }
@@ -352,23 +349,18 @@ static void on_http_done(struct lc_http_op *op, void *ud) {
     lc_governor_settle(c->gov, c->est_tokens,
                        r->err ? c->est_tokens : (double)(r->usage.input + r->usage.output));
   if (op->request_id[0] && !r->request_id) r->request_id = lc_strdup(op->request_id);
-  double ra = lc_llm_retry_after_s("retry-after-ms", op->retry_after_ms, lc_wall_s());
-  if (ra < 0) ra = lc_llm_retry_after_s("retry-after", op->retry_after, lc_wall_s());
+  double ra = lc_call_retry_after_s(op);
   if (ra >= 0) r->retry_after_s = ra;
 
   /* A stream that already handed text to the caller is not replayed: a
    * retry would deliver the same deltas twice. */
   if (r->err != LC_LLM_OK && lc_llm_err_retryable(r->err) && c->deltas == 0) {
     const char *why = NULL;
-    double delay = lc_retry_delay(&c->opts.retry, c->attempts,
-                                  r->retry_after_s >= 0 ? r->retry_after_s * 1000 : -1,
-                                  lc_now_ms() - c->first_ms, lc_rand64(), &why);
+    double delay = lc_call_backoff(&c->opts.retry, c->attempts, r->retry_after_s, c->first_ms,
+                                   c->loop, &c->timer, on_backoff, &why);
     if (delay >= 0) {
-      c->timer.cb = on_backoff;
-      if (lc_timer_start(c->loop, &c->timer, delay) == 0) {
-        report(c, LC_LLM_ST_RETRY, delay);
-        return;
-      }
+      report(c, LC_LLM_ST_RETRY, delay);
+      return;
     }
     if (why && c->attempts > 1) {
       char msg[1024];
