@@ -1362,10 +1362,15 @@ START_TEST(cancel_while_run_leaves) {
 }
 END_TEST
 
-/* The FIFO a test hook (LUACT_SERVE_STALL_*) blocks on, in d's folder. */
-static void make_stall_fifo(struct daemon *d, char *fifo, size_t n) {
+/* Starts d (its folder set up) with the test hook var (LUACT_SERVE_STALL_*)
+ * blocking on a FIFO in d's folder, named in fifo. */
+static void start_stalled(struct daemon *d, const char *var, const char *args, char *fifo,
+                          size_t n) {
   snprintf(fifo, n, "%s/stall", d->dir);
   ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  setenv(var, fifo, 1);
+  start(d, args);
+  unsetenv(var);
 }
 
 /* Until the hook holds its write: a FIFO opens for writing (without
@@ -1403,14 +1408,10 @@ static void asker_waiting(struct daemon *d, char *tid, char *pa) {
 START_TEST(stalled_store_stalls_only_its_run) {
   struct daemon d;
   setup_dir(&d);
-  char fifo[400];
-  make_stall_fifo(&d, fifo, sizeof fifo);
-  char ap[400];
+  char ap[400], fifo[400];
   snprintf(ap, sizeof ap, "%s/staller.lua", d.agents);
   write_file(ap, staller_agent);
-  setenv("LUACT_SERVE_STALL_STORE", fifo, 1);
-  start(&d, "--workers 1");
-  unsetenv("LUACT_SERVE_STALL_STORE");
+  start_stalled(&d, "LUACT_SERVE_STALL_STORE", "--workers 1", fifo, sizeof fifo);
   cJSON *j = expect(&d, "POST", "/runs", "{\"assistant_id\":\"staller\"}", A, 200);
   char rid[80], p[300];
   snprintf(rid, sizeof rid, "%s", str(j, "run_id"));
@@ -1447,6 +1448,18 @@ static void *bg_req_main(void *ud) {
   return NULL;
 }
 
+/* The answer "bob" to thread tid's asker, sent on a thread of its own (*th,
+ * b filled; its path in pb[300]) until the hook holds its commit: the
+ * FIFO's writing end (await_stall_held). */
+static int answer_held(struct daemon *d, const char *tid, const char *fifo, char *pb,
+                       struct bg_req *b, pthread_t *th) {
+  snprintf(pb, 300, "/threads/%s/runs", tid);
+  *b = (struct bg_req){d, "POST", pb,
+                       "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}", 0};
+  ck_assert_int_eq(pthread_create(th, NULL, bg_req_main, b), 0);
+  return await_stall_held(fifo);
+}
+
 /* An answer's commit is held (a test hook blocks it on a FIFO until the
  * test writes a byte) while the runner goes on: a cancel kills a run, and
  * a new run is queued (the pump), runs and ends. When the answer held the
@@ -1456,10 +1469,7 @@ START_TEST(answer_commit_holds_no_runner_lock) {
   struct daemon d;
   setup_dir(&d);
   char fifo[400];
-  make_stall_fifo(&d, fifo, sizeof fifo);
-  setenv("LUACT_SERVE_STALL_ANSWER", fifo, 1);
-  start(&d, NULL);
-  unsetenv("LUACT_SERVE_STALL_ANSWER");
+  start_stalled(&d, "LUACT_SERVE_STALL_ANSWER", NULL, fifo, sizeof fifo);
   char tid[80], rb[80], p[300], pa[300];
   asker_waiting(&d, tid, pa);
   cJSON *j;
@@ -1471,12 +1481,9 @@ START_TEST(answer_commit_holds_no_runner_lock) {
   /* The answer, on a thread of its own (its own path buffer): its commit
    * waits for the FIFO. */
   char pb[300];
-  snprintf(pb, sizeof pb, "/threads/%s/runs", tid);
-  struct bg_req b = {&d, "POST", pb,
-                     "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}", 0};
+  struct bg_req b;
   pthread_t th;
-  ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
-  int fd = await_stall_held(fifo);
+  int fd = answer_held(&d, tid, fifo, pb, &b, &th);
   snprintf(p, sizeof p, "/runs/%s/cancel?action=interrupt", rb);
   cJSON_Delete(expect(&d, "POST", p, NULL, A, 202));
   snprintf(p, sizeof p, "/runs/%s", rb);
@@ -1508,19 +1515,13 @@ START_TEST(cancel_during_answer_stays_cancelled) {
   struct daemon d;
   setup_dir(&d);
   char fifo[400];
-  make_stall_fifo(&d, fifo, sizeof fifo);
-  setenv("LUACT_SERVE_STALL_ANSWER", fifo, 1);
-  start(&d, NULL);
-  unsetenv("LUACT_SERVE_STALL_ANSWER");
+  start_stalled(&d, "LUACT_SERVE_STALL_ANSWER", NULL, fifo, sizeof fifo);
   char tid[80], pa[300], pb[300];
   asker_waiting(&d, tid, pa);
   cJSON *j;
-  snprintf(pb, sizeof pb, "/threads/%s/runs", tid);
-  struct bg_req b = {&d, "POST", pb,
-                     "{\"assistant_id\":\"asker\",\"command\":{\"resume\":\"bob\"}}", 0};
+  struct bg_req b;
   pthread_t th;
-  ck_assert_int_eq(pthread_create(&th, NULL, bg_req_main, &b), 0);
-  int fd = await_stall_held(fifo);
+  int fd = answer_held(&d, tid, fifo, pb, &b, &th);
   char pc[320];
   snprintf(pc, sizeof pc, "%s/cancel", pa);
   cJSON_Delete(expect(&d, "POST", pc, NULL, A, 202));
@@ -1551,10 +1552,7 @@ START_TEST(queued_cancel_holds_no_runner_lock) {
   struct daemon d;
   setup_dir(&d);
   char fifo[400];
-  make_stall_fifo(&d, fifo, sizeof fifo);
-  setenv("LUACT_SERVE_STALL_CANCEL", fifo, 1);
-  start(&d, NULL);
-  unsetenv("LUACT_SERVE_STALL_CANCEL");
+  start_stalled(&d, "LUACT_SERVE_STALL_CANCEL", NULL, fifo, sizeof fifo);
   char rx[80], rq[80], p[300], pq[300], pb[300];
   cJSON *j =
       expect(&d, "POST", "/runs", "{\"assistant_id\":\"gate\",\"input\":{\"hold\":true}}", A, 200);
