@@ -235,16 +235,19 @@ static const char slow_calls[] =
     "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"slow\","
     "\"arguments\":{}}}\n";
 
-START_TEST(answers_after_stdin_closes) {
+/* `luact mcp serve tests/mcp/DIR` on pipes: its pid; its stdin's writing
+ * end in *to, its stdout (and stderr too, with err) in *from. */
+static pid_t serve_stdio(const char *dir, int err, int *to, FILE **from) {
   int in[2], outp[2];
   ck_assert_int_eq(pipe(in), 0);
   ck_assert_int_eq(pipe(outp), 0);
   pid_t pid = fork();
   if (pid == 0) {
     char d[600];
-    snprintf(d, sizeof d, "%s/tests/mcp/agents_slow", lc_test_source_dir());
+    snprintf(d, sizeof d, "%s/tests/mcp/%s", lc_test_source_dir(), dir);
     dup2(in[0], 0);
     dup2(outp[1], 1);
+    if (err) dup2(outp[1], 2);
     close(in[1]);
     close(outp[0]);
     execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", d, (char *)NULL);
@@ -252,19 +255,33 @@ START_TEST(answers_after_stdin_closes) {
   }
   close(in[0]);
   close(outp[1]);
-  ck_assert_int_eq(write(in[1], slow_calls, sizeof slow_calls - 1),
-                   (ssize_t)(sizeof slow_calls - 1));
-  close(in[1]); /* EOF right after the requests */
-  FILE *f = fdopen(outp[0], "r");
+  *to = in[1];
+  *from = fdopen(outp[0], "r");
+  ck_assert_ptr_nonnull(*from);
+  return pid;
+}
+
+/* Lines of f into out (from its start) until out holds both marks (NULL:
+ * until EOF). */
+static void read_out(FILE *f, const char *mark1, const char *mark2) {
   size_t n = 0;
   out[0] = '\0';
   char line[4096];
-  while (fgets(line, sizeof line, f)) {
+  while (!(mark1 && strstr(out, mark1) && strstr(out, mark2)) && fgets(line, sizeof line, f)) {
     size_t k = strlen(line);
     ck_assert_uint_lt(n + k, sizeof out);
     memcpy(out + n, line, k + 1);
     n += k;
   }
+}
+
+START_TEST(answers_after_stdin_closes) {
+  int to;
+  FILE *f;
+  pid_t pid = serve_stdio("agents_slow", 0, &to, &f);
+  ck_assert_int_eq(write(to, slow_calls, sizeof slow_calls - 1), (ssize_t)(sizeof slow_calls - 1));
+  close(to); /* EOF right after the requests */
+  read_out(f, NULL, NULL);
   fclose(f);
   int st;
   waitpid(pid, &st, 0);
@@ -285,37 +302,15 @@ END_TEST
  * both answers carried it verbatim. */
 START_TEST(secret_canary_never_served) {
   setenv("LC_CANARY_API_KEY", CANARY, 1);
-  int in[2], outp[2];
-  ck_assert_int_eq(pipe(in), 0);
-  ck_assert_int_eq(pipe(outp), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    char d[600];
-    snprintf(d, sizeof d, "%s/tests/mcp/agents_leaky", lc_test_source_dir());
-    dup2(in[0], 0);
-    dup2(outp[1], 1);
-    dup2(outp[1], 2);
-    close(in[1]);
-    close(outp[0]);
-    execl(LC_BINARY_DIR "/luact", "luact", "mcp", "serve", d, (char *)NULL);
-    _exit(127);
-  }
-  close(in[0]);
-  close(outp[1]);
-  ck_assert_int_eq(write(in[1], leaky_calls, sizeof leaky_calls - 1),
+  int to;
+  FILE *f;
+  pid_t pid = serve_stdio("agents_leaky", 1, &to, &f);
+  ck_assert_int_eq(write(to, leaky_calls, sizeof leaky_calls - 1),
                    (ssize_t)(sizeof leaky_calls - 1));
   /* Every answer read before stdin closes (EOF ends the server). */
-  FILE *f = fdopen(outp[0], "r");
-  size_t n = 0;
-  out[0] = '\0';
+  read_out(f, "\"id\":3,", "\"id\":4,");
+  close(to);
   char line[4096];
-  while (!(strstr(out, "\"id\":3,") && strstr(out, "\"id\":4,")) && fgets(line, sizeof line, f)) {
-    size_t k = strlen(line);
-    ck_assert_uint_lt(n + k, sizeof out);
-    memcpy(out + n, line, k + 1);
-    n += k;
-  }
-  close(in[1]);
   while (fgets(line, sizeof line, f)) {
   }
   fclose(f);
