@@ -130,13 +130,18 @@ int lc_llm_resolve_endpoint(struct lc_llm_request *req, char *err, size_t errlen
   if ((!req->api_key || !*req->api_key) && ad->api_key_env) {
     /* Registered as it is read: a provider may echo it back (secrets.h). */
     const char *k = lc_secret_getenv(ad->api_key_env);
+    if ((!k || !*k) && ad->api_key_env2) k = lc_secret_getenv(ad->api_key_env2);
     if (k && *k) {
       lc_free(req->api_key);
       if (!(req->api_key = lc_strdup(k))) return LC_ENOMEM;
     } else if (!custom_base || req->provider == LC_PROV_ANTHROPIC) {
       /* Local OpenAI-compatible servers take no key; the real services do. */
-      snprintf(err, errlen, "%s is not set (needed for %s at %s)", ad->api_key_env,
-               ad->name, req->base_url);
+      if (ad->api_key_env2)
+        snprintf(err, errlen, "neither %s nor %s is set (needed for %s at %s)", ad->api_key_env,
+                 ad->api_key_env2, ad->name, req->base_url);
+      else
+        snprintf(err, errlen, "%s is not set (needed for %s at %s)", ad->api_key_env, ad->name,
+                 req->base_url);
       return LC_EINVAL;
     }
   }

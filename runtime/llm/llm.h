@@ -358,6 +358,7 @@ struct lc_llm_adapter {
   const char *default_base_url;
   const char *base_url_env; /* OPENAI_BASE_URL, ANTHROPIC_BASE_URL, OLLAMA_HOST */
   const char *api_key_env;  /* NULL when the provider takes no key */
+  const char *api_key_env2; /* read when api_key_env is unset (or NULL) */
   /* Builds URL, headers and JSON body. err gets a message on failure. */
   int (*build)(const struct lc_llm_request *req, struct lc_llm_http *out,
                char *err, size_t errlen);

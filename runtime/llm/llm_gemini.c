@@ -853,6 +853,9 @@ const struct lc_llm_adapter lc_llm_gemini = {
     .default_base_url = "https://generativelanguage.googleapis.com/v1beta",
     .base_url_env = "GOOGLE_GEMINI_BASE_URL",
     .api_key_env = "GEMINI_API_KEY",
+    /* Google's own SDKs read it too; GEMINI_API_KEY wins when both are set
+     * (theirs prefer GOOGLE_API_KEY: docs/llm.md says so). */
+    .api_key_env2 = "GOOGLE_API_KEY",
     .build = build,
     .parse = parse,
     .parse_error = parse_error,

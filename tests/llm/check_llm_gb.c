@@ -1182,6 +1182,7 @@ END_TEST
 
 START_TEST(gemini_key_required_and_kept_out_of_errors) {
   unsetenv("GEMINI_API_KEY");
+  unsetenv("GOOGLE_API_KEY");
   unsetenv("GOOGLE_GEMINI_BASE_URL");
   struct lc_llm_request *q = lc_calloc(1, sizeof *q);
   req_init(q, LC_PROV_GEMINI);
@@ -1205,6 +1206,49 @@ START_TEST(gemini_key_required_and_kept_out_of_errors) {
   ck_assert_ptr_null(strstr(log, "AIzaSyLEAKED"));
   free(log);
   ck_assert_int_eq(lc_mock_stop(&m), 0);
+}
+END_TEST
+
+/* GOOGLE_API_KEY, which Google's SDKs read, is the key when
+ * GEMINI_API_KEY is unset; GEMINI_API_KEY wins when both are; the error
+ * without either names both. The mock answers only the expected key. */
+START_TEST(gemini_key_from_google_api_key) {
+  unsetenv("GOOGLE_GEMINI_BASE_URL");
+  static const struct {
+    const char *gemini, *google, *sent;
+  } cases[] = {
+      {NULL, "AIzaSyGOOGLE-0123456789abc", "AIzaSyGOOGLE-0123456789abc"},
+      {"AIzaSyGEMINI-0123456789abc", "AIzaSyGOOGLE-0123456789abc", "AIzaSyGEMINI-0123456789abc"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    char script[512];
+    snprintf(script, sizeof script,
+             "[{\"match\":{\"headers\":{\"x-goog-api-key\":\"%s\"}},"
+             "\"reply\":{\"gemini\":{\"text\":\"keyed\"}}},"
+             "{\"reply\":{\"status\":403,\"json\":{\"error\":{\"code\":403,\"message\":\"wrong key\","
+             "\"status\":\"PERMISSION_DENIED\"}}}}]",
+             cases[k].sent);
+    struct lc_mock m;
+    ck_assert_int_eq(lc_mock_start(&m, script), 0);
+    if (cases[k].gemini) setenv("GEMINI_API_KEY", cases[k].gemini, 1);
+    else unsetenv("GEMINI_API_KEY");
+    setenv("GOOGLE_API_KEY", cases[k].google, 1);
+    struct lc_llm_response *r = run_call(mock_req(LC_PROV_GEMINI, &m, 0), NULL, NULL);
+    ck_assert_msg(r->err == LC_LLM_OK, "case %zu: %s", k, r->err_message);
+    ck_assert_str_eq(r->text, "keyed");
+    resp_delete(r);
+    ck_assert_int_eq(lc_mock_stop(&m), 0);
+  }
+  unsetenv("GEMINI_API_KEY");
+  unsetenv("GOOGLE_API_KEY");
+  struct lc_llm_request *q = lc_calloc(1, sizeof *q);
+  req_init(q, LC_PROV_GEMINI);
+  msg(q, LC_ROLE_USER, "hi");
+  struct lc_llm_response *r = run_call(q, NULL, NULL);
+  ck_assert_str_eq(lc_llm_err_name(r->err), "config");
+  ck_assert_msg(strstr(r->err_message, "GEMINI_API_KEY") && strstr(r->err_message, "GOOGLE_API_KEY"),
+                "%s", r->err_message);
+  resp_delete(r);
 }
 END_TEST
 
@@ -1284,6 +1328,7 @@ Suite *llm_gb_suite(void) {
   tcase_add_test(tc, bedrock_sigv4_model_id_with_colon);
   tcase_add_test(tc, sigv4_known_vector_and_double_encoding);
   tcase_add_test(tc, gemini_key_required_and_kept_out_of_errors);
+  tcase_add_test(tc, gemini_key_from_google_api_key);
   tcase_add_test(tc, rate_governor_covers_the_new_adapters);
   tcase_add_test(tc, stream_faults_from_the_mock);
   suite_add_tcase(s, tc);
