@@ -153,8 +153,10 @@ static void send_now(struct lc_batch_call *c) {
       .total_timeout_ms = c->opts.request_timeout_ms,
       .max_body = c->opts.max_response_bytes,
   };
-  if (lc_http_start(c->loop, &c->op, &hr, NULL, NULL, on_http_done, c))
-    fail_later(c, LC_LLM_ENETWORK, "could not start the HTTP transfer");
+  int rc = lc_http_start(c->loop, &c->op, &hr, NULL, NULL, on_http_done, c);
+  if (rc)
+    fail_later(c, LC_LLM_ENETWORK, rc == LC_ENOMEM ? "out of memory starting the HTTP transfer"
+                                                   : "could not start the HTTP transfer");
 }
 
 /* Builds and starts the batch at c->from, or finishes when none is left. */

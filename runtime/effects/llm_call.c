@@ -289,7 +289,8 @@ static void send_now(struct lc_llm_call *c) {
   int rc = lc_http_start(c->loop, &c->op, &hr, c->st ? stream_sink : NULL, c,
                          on_http_done, c);
   if (rc) {
-    fail_later(c, "could not start the HTTP transfer");
+    fail_later(c, rc == LC_ENOMEM ? "out of memory starting the HTTP transfer"
+                                  : "could not start the HTTP transfer");
     return;
   }
   c->sent_ms = lc_now_ms();

@@ -149,7 +149,7 @@ static void complete(struct lc_http_op *op, CURLcode res) {
       op->err = LC_ETIMEOUT;
       op->timeout_kind = connect > 0 ? LC_HTTP_TO_TOTAL : LC_HTTP_TO_CONNECT;
     } else {
-      op->err = LC_EIO;
+      op->err = res == CURLE_OUT_OF_MEMORY ? LC_ENOMEM : LC_EIO;
     }
     if (!op->errmsg[0] || op->err != LC_EINVAL) {
       /* "<curl's words>: <curl's detail>", cut to the buffer. */
@@ -169,6 +169,10 @@ static void complete(struct lc_http_op *op, CURLcode res) {
       }
       op->errmsg[n] = '\0';
     }
+  } else if (op->err == LC_ENOMEM) {
+    /* a callback could not keep a header or the body: not curl's "Failed
+     * writing" */
+    snprintf(op->errmsg, sizeof op->errmsg, "out of memory reading the response");
   } else if (op->err == LC_ETOOBIG) {
     if (op->headers_over)
       snprintf(op->errmsg, sizeof op->errmsg, "response headers over %zu bytes",

@@ -36,6 +36,7 @@ struct shard {
   struct lc_timer timer;
   long transfers;
   unsigned index;
+  int timer_oom; /* curl_timer_cb could not arm the timer: out of memory */
 };
 
 struct easyctx {
@@ -270,7 +271,10 @@ static int curl_timer_cb(CURLM *m, long timeout_ms, void *userp) {
   struct lc_loop *l = sh->loop;
   int was = lc_timer_active(&sh->timer);
   if (timeout_ms < 0) lc_timer_stop(l, &sh->timer);
-  else if (lc_timer_start(l, &sh->timer, (double)timeout_ms) < 0) return -1;
+  else if (lc_timer_start(l, &sh->timer, (double)timeout_ms) < 0) {
+    sh->timer_oom = 1;
+    return -1;
+  }
   l->curl_timers += lc_timer_active(&sh->timer) - was;
   return 0;
 }
@@ -395,10 +399,19 @@ int lc_loop_add_easy(struct lc_loop *l, CURL *e, lc_easy_done_fn done, void *ud)
   curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, l);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket_cb);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, l);
-  if (!ec->shard || curl_multi_add_handle(ec->shard->multi, e) != CURLM_OK) {
+  /* A shard is only missing when making one ran out of memory (at the
+   * shard limit pick_shard shares one): say so, not "I/O error". */
+  if (ec->shard) ec->shard->timer_oom = 0;
+  CURLMcode mc = ec->shard ? curl_multi_add_handle(ec->shard->multi, e) : CURLM_OUT_OF_MEMORY;
+  if (mc != CURLM_OK) {
+    int oom = mc == CURLM_OUT_OF_MEMORY || (ec->shard && ec->shard->timer_oom);
+    /* A callback's failure (the timer's) comes after curl has added the
+     * handle: take it out, or the next add of this easy handle (a retry,
+     * or the pool's next transfer) is refused as already added. */
+    if (ec->shard && mc == CURLM_ABORTED_BY_CALLBACK) curl_multi_remove_handle(ec->shard->multi, e);
     curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
     lc_free(ec);
-    return LC_EIO;
+    return oom ? LC_ENOMEM : LC_EIO;
   }
   ec->shard->transfers++;
   l->transfers++;
