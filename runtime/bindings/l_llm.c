@@ -91,6 +91,7 @@ static void box_cancel(struct lc_wait *w) {
 /* Called from the transfer's write callback: copy and queue only. */
 static void on_delta(void *ud, const struct lc_llm_delta *d) {
   struct llm_box *b = ud;
+  if (b->oom) return; /* the callback never sees a stream with a hole */
   struct qdelta *q = lc_calloc(1, sizeof *q);
   if (!q) {
     b->oom = 1;
@@ -103,6 +104,14 @@ static void on_delta(void *ud, const struct lc_llm_delta *d) {
   if (d->text) {
     q->text = lc_strndup(d->text, d->len);
     q->len = d->len;
+  }
+  if ((d->id && !q->id) || (d->name && !q->name) || (d->text && !q->text)) {
+    lc_free(q->id);
+    lc_free(q->name);
+    lc_free(q->text);
+    lc_free(q);
+    b->oom = 1;
+    return;
   }
   if (b->qtail) b->qtail->next = q;
   else b->qhead = q;
@@ -518,9 +527,11 @@ void lc_l_parse_llm_common(lua_State *L, int opts, const char *who,
   if (!lua_isstring(L, -1))
     luaL_error(L, "%s: 'model' is required, as \"provider:model\" (e.g. \"openai:gpt-4o-mini\")", who);
   const char *spec = lua_tostring(L, -1);
-  if (lc_llm_parse_model(spec, &r->provider, &r->model))
+  int prc = lc_llm_parse_model(spec, &r->provider, &r->model);
+  if (prc == LC_ENOMEM) luaL_error(L, "%s: out of memory", who);
+  if (prc)
     luaL_error(L, "%s: bad model '%s': use provider:model with provider openai, "
-                  "openai-responses, anthropic or ollama", who, spec);
+                  "openai-responses, anthropic, ollama, gemini or bedrock", who, spec);
   lua_pop(L, 1);
   r->base_url = opt_strdup(L, opts, "base_url", 0);
   r->api_key = opt_strdup(L, opts, "api_key", 0);
@@ -641,10 +652,12 @@ static int chat_k(lua_State *L, int status, lua_KContext ctx) {
     if (b->closed) return luaL_error(L, "luact.llm.chat: call was cancelled");
     struct qdelta *d = b->qhead;
     if (d && lua_isfunction(L, IDX_CB)) {
-      b->qhead = d->next;
-      if (!b->qhead) b->qtail = NULL;
+      /* Pushed while still queued: a raise (out of memory) leaves it to
+       * the box's close, which frees the queue. */
       lua_pushvalue(L, IDX_CB);
       push_delta(L, d);
+      b->qhead = d->next;
+      if (!b->qhead) b->qtail = NULL;
       lc_free(d->id);
       lc_free(d->name);
       lc_free(d->text);

@@ -243,13 +243,14 @@ static void push_step(lua_State *L, const struct lc_traj_step *s) {
   lc_l_set_int(L, "index", s->index);
   lc_l_set_str(L, "thought", s->thought);
   lc_l_set_str(L, "action", s->action);
-  cJSON *args = lc_traj_step_args(s);
-  if (args) {
-    lc_conv_push_json(L, args);
-    cJSON_Delete(args);
+  if (s->args || s->args_json) {
+    /* The tree lives in a box: pushing it may raise (out of memory). */
+    struct lc_conv_box *box = lc_conv_box_push(L);
+    if (!(box->tree = lc_traj_step_args(s))) luaL_error(L, "out of memory");
+    lc_conv_push_json(L, box->tree);
+    lc_conv_box_clear(box);
+    lua_remove(L, -2);
     lua_setfield(L, -2, "args");
-  } else if (s->args || s->args_json) {
-    luaL_error(L, "out of memory");
   }
   lc_l_set_str(L, "observation", s->observation);
   lua_pushboolean(L, s->is_error);
@@ -276,7 +277,7 @@ static void react_push_result(lua_State *L, struct lc_l_run *run) {
   lua_createtable(L, 0, 8);
   lc_l_set_str(L, "answer", t->answer);
   lc_l_set_str(L, "status", lc_traj_status_name(t->status));
-  lc_l_set_str(L, "reason", t->reason);
+  lc_l_set_str(L, "reason", lc_trajectory_reason(t));
   if (lc_react_limit(r) != LC_LIMIT_NONE) lc_l_set_str(L, "limit", lc_limit_name(lc_react_limit(r)));
   lc_l_run_push_items(L, run, t->n);
   lua_setfield(L, -2, "steps");

@@ -589,6 +589,10 @@ static int group_next(lua_State *L) {
 static int group_kill(lua_State *L) {
   struct group *g = luaL_checkudata(L, 1, GROUP_MT);
   const char *why = luaL_optstring(L, 2, "killed");
+  /* The one allocation first: an out-of-memory raise after the members
+   * were detached would leave the owner waiting in g:next() for ever. */
+  lua_newtable(L);
+  int fresh = lua_gettop(L);
   lua_getiuservalue(L, 1, 1);
   int handles = lua_gettop(L);
   lua_pushnil(L);
@@ -602,7 +606,7 @@ static int group_kill(lua_State *L) {
     }
     lua_pop(L, 1);
   }
-  lua_newtable(L);
+  lua_pushvalue(L, fresh);
   lua_setiuservalue(L, 1, 1);
   g->pending = 0;
   g->head = g->tail = 0;

@@ -315,10 +315,7 @@ enum lc_limit lc_react_limit(const struct lc_react *r) { return r->limit; }
 /* Ends the run; done runs from the kick timer on the next pass. */
 static void end_run(struct lc_react *r, enum lc_traj_status st, const char *answer,
                     const char *reason) {
-  if (lc_trajectory_end(&r->traj, st, answer, reason)) {
-    /* Out of memory: keep the status even without the texts. */
-    r->traj.status = st;
-  }
+  lc_trajectory_end(&r->traj, st, answer, reason); /* out of memory: failed */
   lc_engine_end_call(&r->e);
   r->phase = P_END;
   if (lc_engine_defer(&r->e) < 0) {
@@ -1114,7 +1111,7 @@ static void finish_turn(struct lc_react *r) {
     fail_oom(r);
     return;
   }
-  if (lc_trajectory_end(&r->traj, LC_TRAJ_LIMIT, NULL, why.data)) r->traj.status = LC_TRAJ_LIMIT;
+  lc_trajectory_end(&r->traj, LC_TRAJ_LIMIT, NULL, why.data); /* out of memory: failed */
   if (r->cfg.final_answer_on_limit) {
     lc_timer_stop(r->e.loop, &r->e.wall);
     int src = send_call(r, why.data);
@@ -1137,26 +1134,29 @@ static void handle_final(struct lc_react *r) {
   r->e.call = NULL;
   const struct lc_llm_response *resp = lc_llm_call_response(call);
   char *answer = NULL;
+  int oom = 0; /* a copy failed: the run fails rather than lose the answer */
   if (resp->err == LC_LLM_OK) {
     charge(r, resp);
     const char *t = resp->text ? resp->text : "";
     size_t n = resp->text ? resp->text_len : 0;
     struct lc_react_step st;
     if (lc_react_parse(t, n, &st) == 0 && st.is_finish) {
-      answer = lc_strdup(st.answer);
+      oom = !(answer = lc_strdup(st.answer));
     } else if (resp->n_tool_calls && resp->tool_calls[0].args &&
                finish_answer_of(resp->tool_calls[0].args)) {
-      answer = lc_strdup(finish_answer_of(resp->tool_calls[0].args));
+      oom = !(answer = lc_strdup(finish_answer_of(resp->tool_calls[0].args)));
     } else {
       while (n && (*t == ' ' || *t == '\n' || *t == '\r' || *t == '\t')) t++, n--;
       while (n && (t[n - 1] == ' ' || t[n - 1] == '\n' || t[n - 1] == '\r')) n--;
-      if (n) answer = lc_strndup(t, n);
+      if (n) oom = !(answer = lc_strndup(t, n));
     }
     lc_react_step_free(&st);
   }
-  char *reason = dup0(r->traj.reason);
+  const char *why = lc_trajectory_reason(&r->traj);
+  char *reason = dup0(why);
   lc_llm_call_free(call);
-  end_run(r, LC_TRAJ_LIMIT, answer, reason);
+  if (oom || (why && !reason)) fail_oom(r);
+  else end_run(r, LC_TRAJ_LIMIT, answer, reason);
   lc_free(answer);
   lc_free(reason);
 }

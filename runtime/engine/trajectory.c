@@ -63,10 +63,14 @@ int lc_trajectory_add(struct lc_trajectory *t, const struct lc_traj_step *s) {
 
 int lc_trajectory_end(struct lc_trajectory *t, enum lc_traj_status status,
                       const char *answer, const char *reason) {
-  char *a, *r;
-  if (dup_opt(&a, answer)) return LC_ENOMEM;
-  if (dup_opt(&r, reason)) {
+  char *a = NULL, *r = NULL;
+  if (dup_opt(&a, answer) || dup_opt(&r, reason)) {
     lc_free(a);
+    lc_free(t->answer);
+    lc_free(t->reason);
+    t->answer = t->reason = NULL;
+    t->status = LC_TRAJ_FAILED;
+    t->oom = 1;
     return LC_ENOMEM;
   }
   lc_secrets_scrub_str(a);
@@ -77,6 +81,10 @@ int lc_trajectory_end(struct lc_trajectory *t, enum lc_traj_status status,
   t->reason = r;
   t->status = status;
   return 0;
+}
+
+const char *lc_trajectory_reason(const struct lc_trajectory *t) {
+  return t->reason ? t->reason : t->oom ? "out of memory" : NULL;
 }
 
 const char *lc_traj_status_name(enum lc_traj_status s) {

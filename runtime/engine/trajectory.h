@@ -45,6 +45,7 @@ struct lc_trajectory {
   char *answer; /* finished only */
   char *reason; /* limit/failed: why; may be NULL otherwise */
   int cost_unknown; /* some call's model had no price: the cost is a floor */
+  int oom;          /* an end's texts could not be copied: failed, out of memory */
 };
 
 void lc_trajectory_init(struct lc_trajectory *t);
@@ -53,9 +54,14 @@ void lc_trajectory_free(struct lc_trajectory *t);
 /* Appends a copy of *s (its index is ignored and assigned). Returns 0 or
  * LC_ENOMEM (the trajectory is unchanged then). */
 int lc_trajectory_add(struct lc_trajectory *t, const struct lc_traj_step *s);
-/* Sets the end. answer/reason are copied (either may be NULL). */
+/* Sets the end. answer/reason are copied (either may be NULL). When a
+ * copy fails (LC_ENOMEM) the end is "failed" with no answer and
+ * lc_trajectory_reason says "out of memory": never "finished" without the
+ * answer it had. */
 int lc_trajectory_end(struct lc_trajectory *t, enum lc_traj_status status,
                       const char *answer, const char *reason);
+/* Why the run ended as it did (NULL when nothing says). */
+const char *lc_trajectory_reason(const struct lc_trajectory *t);
 
 /* A new tree of the step's args (from args, else args_json), NULL when it
  * has none or on allocation failure; the caller deletes it. */
