@@ -16,9 +16,9 @@ static _Atomic long lua_fail_after; /* as fail_after, for Lua's allocations */
 /* The request that failed last, so that Lua's retry of it fails too. */
 static _Thread_local struct { void *ptr; size_t osize, nsize; int set; } last;
 
-void lc_lua_alloc_fail_after(long n) {
+long lc_lua_alloc_fail_after(long n) {
   last.set = 0; /* a failure Lua did not retry must not hit a later call */
-  atomic_store(&lua_fail_after, n);
+  return atomic_exchange(&lua_fail_after, n);
 }
 
 /* lua_Alloc of every luact state (lc_lua_newstate); called by Lua for every

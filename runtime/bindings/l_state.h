@@ -13,7 +13,7 @@ struct lua_State;
  * that fails the Nth growing allocation from now (0 = never), as
  * lc_alloc_fail_after does for lc_malloc. */
 void *lc_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
-void lc_lua_alloc_fail_after(long n);
+long lc_lua_alloc_fail_after(long n); /* returns as lc_alloc_fail_after */
 /* A Lua state on lc_lua_alloc whose panic handler (an error outside any
  * protected call: a bug) logs and aborts. NULL when out of memory. */
 struct lua_State *lc_lua_newstate(void);

@@ -19,7 +19,7 @@ static int should_fail(void) {
   return 0;
 }
 
-void lc_alloc_fail_after(long n) { atomic_store(&fail_after, n); }
+long lc_alloc_fail_after(long n) { return atomic_exchange(&fail_after, n); }
 long lc_alloc_live(void) { return atomic_load(&live_blocks); }
 
 void *lc_malloc(size_t n) {

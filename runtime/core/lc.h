@@ -27,8 +27,11 @@ void lc_free(void *p);
 char *lc_strdup(const char *s);
 char *lc_strndup(const char *s, size_t n);
 
-/* Test hooks: fail the Nth allocation from now (0 = never), count live blocks. */
-void lc_alloc_fail_after(long n);
+/* Test hooks: fail the Nth allocation from now (0 = never), count live
+ * blocks. lc_alloc_fail_after returns what the previous setting had left:
+ * > 0 when its failure has not happened (so a caller can tell a run that
+ * survived its failure from one that never met it). */
+long lc_alloc_fail_after(long n);
 long lc_alloc_live(void);
 
 /* Numbers from scripts (doubles) into integer types: 0 and *out when v is

@@ -1,6 +1,6 @@
 /* check_lua_oom.c: every binding scenario under Lua allocation failures.
  * Each loop test fails the Nth allocation the Lua allocator sees while the
- * script runs, for N = 1, 2, ... until the script completes: every run
+ * script runs, for N = 1, 2, ... until a run meets no failure: every run
  * must end with a clear out-of-memory error (or succeed, when the failure
  * hit something the script survives), never a crash, a panic or a leak
  * (lc_malloc blocks counted here; the ASan build checks the rest). */
@@ -17,6 +17,7 @@
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
+#include "util_mock.h"
 
 /* Upper bound on N: every scenario completes well before it. */
 #define MAX_FAILS 20000
@@ -168,6 +169,51 @@ static const struct scenario scenarios[] = {
      "local raw, e = S:call('add', {a = 2, b = 2})\n"
      "if not raw then error(tostring(e), 0) end\n"
      "return 'ok'"},
+    {"llm_chat",
+     /* a chat call through curl on the loop (buffered and streamed), its
+      * tool call and usage into Lua, and a refused model reply (the
+      * mock's malformed body): BASE is the mock LLM's URL */
+     "local o = {model = 'openai:m', base_url = BASE, retries = 0,\n"
+     "  messages = {{role = 'system', content = 'be brief'}, {role = 'user', content = 'add'}},\n"
+     "  tools = {{name = 'add', description = 'adds', parameters = {type = 'object',\n"
+     "    properties = {a = {type = 'number'}}}}}}\n"
+     "local r, m = luact.llm.chat(o)\n"
+     "if not r then error(tostring(m), 0) end\n"
+     "if r.tool_calls[1].name ~= 'add' or r.tool_calls[1].arguments.a ~= 1 then error('lost the call', 0) end\n"
+     "local n = 0\n"
+     "o.stream = function(d) if d.type == 'text' then n = n + #d.text end end\n"
+     "o.messages[2].content = 'hello'\n"
+     "local s, m2 = luact.llm.chat(o)\n"
+     "if not s then error(tostring(m2), 0) end\n"
+     "if s.text ~= 'hi there, in pieces' or n ~= #s.text then error('stream lost text', 0) end\n"
+     "o.stream, o.messages[2].content = nil, 'garbled'\n"
+     "local bad, m3, code = luact.llm.chat(o)\n"
+     "if bad ~= nil or code == nil then error('a malformed reply was taken: ' .. tostring(m3), 0) end\n"
+     "return 'ok'"},
+    {"react_agent",
+     /* a ReAct loop in C over Lua tools: the model calls the tool, the
+      * observation goes back, then the answer */
+     "local add = luact.tool{name = 'add', params = {type = 'object', required = {'a'},\n"
+     "  properties = {a = {type = 'number'}}}, fn = function(x) luact.sleep(0) return {sum = x.a + 1} end}\n"
+     "local r = luact.react{model = 'openai:m', base_url = BASE, retries = 0, tools = {add},\n"
+     "  question = 'react: what is 1 + 1?', limits = {steps = 4}}\n"
+     "if r.status ~= 'finished' then error(tostring(r.reason or r.status), 0) end\n"
+     "if r.answer ~= 'two' or #r.steps < 2 then error('lost the answer: ' .. tostring(r.answer) .. ' ' .. #r.steps, 0) end\n"
+     "return 'ok'"},
+    {"http_request",
+     /* luact.http: a GET whose JSON body is decoded, a POST of a table as
+      * JSON, a URL refused under a base */
+     "local r, m = luact.http.get(BASE .. '/_stats')\n"
+     "if not r then error(tostring(m), 0) end\n"
+     "if r.status ~= 200 or type(r.json) ~= 'table' then error('no JSON', 0) end\n"
+     "local p, m2 = luact.http.request{url = BASE .. '/v1/chat/completions', method = 'POST',\n"
+     "  body = {model = 'm', messages = {{role = 'user', content = 'hello'}}},\n"
+     "  headers = {['x-test'] = 'oom'}}\n"
+     "if not p then error(tostring(m2), 0) end\n"
+     "if p.status ~= 200 or not p.body:find('hi there', 1, true) then error('lost the body', 0) end\n"
+     "local bad, m3, code = luact.http.request{url = BASE .. '/a/../../b', under = BASE .. '/a/'}\n"
+     "if bad ~= nil or code ~= 'bad_url' then error('a URL escaped: ' .. tostring(m3), 0) end\n"
+     "return 'ok'"},
     {"json",
      "local j = luact.json\n"
      "local t = { name = 'x', list = j.array{1, 2.5, 'three', j.null, {deep = {true, false}}}, n = 42 }\n"
@@ -177,6 +223,25 @@ static const struct scenario scenarios[] = {
      "if back.list[3] ~= 'three' then error('decode lost data', 0) end\n"
      "return #s .. #p"},
 };
+
+/* The mock LLM the network scenarios talk to (uses_mock): one per test,
+ * answering every run the same way (rules without "times"). */
+static const char mock_script[] =
+    "[{\"match\":{\"body_contains\":\"garbled\"},\"reply\":{\"openai\":{\"text\":\"x\"},"
+    "\"malformed\":true}},"
+    "{\"match\":{\"body_contains\":\"tool_call_id\"},\"reply\":{\"openai\":{\"text\":"
+    "\"Thought: done\\nFinal Answer: two\",\"tool_calls\":[{\"id\":\"c2\",\"name\":\"finish\","
+    "\"arguments\":{\"answer\":\"two\"}}]}}},"
+    "{\"match\":{\"body_contains\":\"react: what\"},\"reply\":{\"openai\":{\"tool_calls\":"
+    "[{\"id\":\"c1\",\"name\":\"add\",\"arguments\":{\"a\":1}}]}}},"
+    "{\"match\":{\"body_contains\":\"\\\"content\\\":\\\"add\\\"\"},"
+    "\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c1\",\"name\":\"add\",\"arguments\":{\"a\":1}}]}}},"
+    "{\"reply\":{\"openai\":{\"text\":\"hi there, in pieces\",\"fragment_bytes\":4}}}]";
+
+static int uses_mock(const char *name) {
+  return !strcmp(name, "llm_chat") || !strcmp(name, "react_agent") ||
+         !strcmp(name, "http_request");
+}
 
 /* What a scenario needs and does not test, run first in the same state
  * with no failure (NULL: nothing): the MCP session mcp_tool_call calls. */
@@ -199,6 +264,9 @@ static void run_under_oom(int i, int lua) {
   const char *only = getenv("LC_OOM_SCENARIO"); /* debugging: one by name */
   if (only && strcmp(only, scenarios[i].name)) return;
   const struct scenario *sc = &scenarios[i];
+  struct lc_mock mk;
+  int mock = uses_mock(sc->name);
+  if (mock) ck_assert_int_eq(lc_mock_start(&mk, mock_script), 0);
   int completed = 0;
   long n;
   for (n = 1; n <= MAX_FAILS && !completed; n++) {
@@ -207,6 +275,10 @@ static void run_under_oom(int i, int lua) {
     lua_State *L = lc_lua_newstate();
     ck_assert_ptr_nonnull(L);
     lc_lua_setup(L);
+    if (mock) {
+      lua_pushstring(L, mk.base_url);
+      lua_setglobal(L, "BASE");
+    }
     struct lc_sched *s;
     ck_assert_int_eq(lc_sched_new(L, &s), 0);
     const char *setup = setup_of(sc->name);
@@ -224,12 +296,15 @@ static void run_under_oom(int i, int lua) {
     if (lua) lc_lua_alloc_fail_after(n);
     else lc_alloc_fail_after(n);
     int rc = lc_sched_run(s, task);
-    lc_lua_alloc_fail_after(0);
-    lc_alloc_fail_after(0);
+    long left_lua = lc_lua_alloc_fail_after(0), left_lc = lc_alloc_fail_after(0);
+    /* > 0: the Nth allocation never came, the run met no failure */
+    long left = lua ? left_lua : left_lc;
     ck_assert_msg(rc == 0, "%s, failing allocation %ld: %s", sc->name, n, lc_sched_error(s));
     lua_State *co = lc_task_thread(task);
     if (lc_task_status(task) == LUA_OK) {
-      completed = 1;
+      /* Done when no failure was met; a run that survived its failure
+       * goes on to the next allocation. */
+      completed = left > 0;
     } else {
       const char *m = lua_tostring(co, -1);
       ck_assert_msg(mentions_memory(m), "%s, failing allocation %ld: %s", sc->name, n,
@@ -241,6 +316,7 @@ static void run_under_oom(int i, int lua) {
     ck_assert_msg(lc_alloc_live() == live, "%s, failing allocation %ld: %ld blocks leaked",
                   sc->name, n, lc_alloc_live() - live);
   }
+  if (mock) ck_assert_int_eq(lc_mock_stop(&mk), 0);
   ck_assert_msg(completed, "%s never completed", sc->name);
   if (getenv("LC_OOM_VERBOSE")) fprintf(stderr, "%s: %ld runs (%s)\n", sc->name, n - 1, lua ? "lua" : "lc_malloc");
   /* At least one run had a failure to survive (the json scenario makes
