@@ -216,10 +216,12 @@ static int stream_sink(void *ud, const char *p, size_t n) {
   struct lc_llm_call *c = ud;
   if (n > response_cap(c) - c->streamed) {
     c->stream_over = 1;
-    return -1;
+    return LC_EINVAL;
   }
   c->streamed += n;
-  return c->ad->stream_feed(c->st, p, n, delta_cb, c) < 0 ? -1 : 0;
+  /* LC_EINVAL whatever the parser's code: its message says why (http.c
+   * would read LC_ENOMEM as its own) */
+  return c->ad->stream_feed(c->st, p, n, delta_cb, c) < 0 ? LC_EINVAL : 0;
 }
 
 /* Completes from the loop on the next pass, never from inside start. */

@@ -71,8 +71,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud) {
   size_t len = size * n;
   op->last_byte_ms = lc_now_ms();
   if (op->sink && is_2xx(op->status)) {
-    if (op->sink(op->sink_ud, p, len) < 0) {
-      op->sink_failed = 1;
+    int rc = op->sink(op->sink_ud, p, len);
+    if (rc < 0) {
+      if (rc == LC_ENOMEM) op->err = LC_ENOMEM; /* not the stream's fault */
+      else op->sink_failed = 1;
       return 0; /* aborts with CURLE_WRITE_ERROR */
     }
     return len;

@@ -55,7 +55,8 @@ enum lc_http_timeout { LC_HTTP_TO_NONE, LC_HTTP_TO_CONNECT, LC_HTTP_TO_IDLE, LC_
 struct lc_http_op;
 typedef void (*lc_http_done_fn)(struct lc_http_op *op, void *ud);
 /* Streaming consumer for 2xx bodies: return 0 to go on, <0 to abort (the
- * transfer ends with err = LC_EINVAL and the sink's own message). */
+ * transfer ends with err = LC_EINVAL and the sink's own message; with
+ * LC_ENOMEM, err = LC_ENOMEM and "out of memory reading the response"). */
 typedef int (*lc_http_sink_fn)(void *ud, const char *p, size_t n);
 
 struct lc_http_op {

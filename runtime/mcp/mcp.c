@@ -158,6 +158,13 @@ static void dispatch(struct lc_mcp *m, const char *p, size_t n);
 
 /* ---- small helpers ---- */
 
+/* What a request that could not go out says: out of memory is not the
+ * server's fault. */
+static const char *send_failed(int rc) {
+  return rc == LC_ENOMEM ? "out of memory: cannot send the MCP request"
+                         : "cannot send to the MCP server";
+}
+
 static void ready_fire(struct lc_loop *loop, struct lc_timer *t) {
   struct lc_mcp *m = t->ud;
   if (m->ready_sent) return;
@@ -536,11 +543,12 @@ static int stdio_start(struct lc_mcp *m, const struct lc_mcp_config *cfg,
                                 .cb = on_in, .ud = m};
   m->w_pid = (struct lc_fdwatch){.fd = m->pidfd, .events = LC_READ,
                                  .cb = on_pid, .ud = m};
-  if (lc_loop_watch(m->loop, &m->w_out) < 0 ||
-      lc_loop_watch(m->loop, &m->w_err) < 0 ||
-      lc_loop_watch(m->loop, &m->w_pid) < 0) {
-    snprintf(err, errlen, "cannot watch the MCP server");
-    return LC_EIO;
+  int wrc = lc_loop_watch(m->loop, &m->w_out);
+  if (!wrc) wrc = lc_loop_watch(m->loop, &m->w_err);
+  if (!wrc) wrc = lc_loop_watch(m->loop, &m->w_pid);
+  if (wrc < 0) {
+    snprintf(err, errlen, "%scannot watch the MCP server", wrc == LC_ENOMEM ? "out of memory: " : "");
+    return wrc == LC_ENOMEM ? LC_ENOMEM : LC_EIO;
   }
   return 0;
 nomem:
@@ -579,16 +587,21 @@ static void post_free(struct lc_mcp *m, struct post *p) {
   lc_free(p);
 }
 
-static void inbox_push(struct lc_mcp *m, const char *p, size_t n) {
+/* 0, or LC_ENOMEM: the message was not kept, or it was but no timer will
+ * dispatch it (the caller ends the transfer: post_done dispatches the
+ * inbox). A lost answer would surface as "ended without an answer". */
+static int inbox_push(struct lc_mcp *m, const char *p, size_t n) {
   struct inmsg *x = lc_malloc(sizeof *x + n + 1);
-  if (!x) return;
+  if (!x) return LC_ENOMEM;
   x->next = NULL;
   x->n = n;
   memcpy(x->text, p, n);
   x->text[n] = '\0';
   *m->inbox_tail = x;
   m->inbox_tail = &x->next;
-  if (!lc_timer_active(&m->in_timer)) lc_timer_start(m->loop, &m->in_timer, 0);
+  if (!lc_timer_active(&m->in_timer) && lc_timer_start(m->loop, &m->in_timer, 0) < 0)
+    return LC_ENOMEM;
+  return 0;
 }
 
 /* 0 ms timer (from the loop): dispatches what HTTP bodies brought. */
@@ -606,8 +619,7 @@ static void in_fire(struct lc_loop *loop, struct lc_timer *t) {
 static int sse_cb(void *ud, const struct lc_sse_event *ev) {
   struct post *p = ud;
   p->events++;
-  if (ev->data_len) inbox_push(p->m, ev->data, ev->data_len);
-  return 0;
+  return ev->data_len ? inbox_push(p->m, ev->data, ev->data_len) : 0;
 }
 
 /* lc_http sink (inside libcurl's write callback): only buffers. */
@@ -617,9 +629,9 @@ static int post_sink(void *ud, const char *data, size_t n) {
     p->decided = 1;
     p->is_sse = !strncasecmp(p->op.content_type, "text/event-stream", 17);
   }
-  if (p->is_sse)
-    return lc_sse_feed(&p->sse, data, n, sse_cb, p) < 0 ? -1 : 0;
-  return lc_buf_append(&p->json, data, n) < 0 ? -1 : 0;
+  /* the code goes back to http.c, which tells out of memory apart */
+  int rc = p->is_sse ? lc_sse_feed(&p->sse, data, n, sse_cb, p) : lc_buf_append(&p->json, data, n);
+  return rc < 0 ? rc : 0;
 }
 
 static void capture_session(struct lc_mcp *m, struct post *p) {
@@ -763,8 +775,9 @@ static int auth_challenge(struct lc_mcp *m, struct post *p, char *why,
     p->parked = 1;
     return 1;
   }
-  if (http_start(m, p) == 0) return 1;
-  snprintf(why, whylen, "cannot send to the MCP server");
+  int hrc = http_start(m, p);
+  if (hrc == 0) return 1;
+  snprintf(why, whylen, "%s", send_failed(hrc));
   return 0;
 }
 
@@ -772,9 +785,12 @@ static int auth_challenge(struct lc_mcp *m, struct post *p, char *why,
  * token, or fail with why. */
 static void auth_done(void *ud, int rc, const char *why) {
   struct lc_mcp *m = ud;
+  int hrc = 0; /* the last resend's failure */
   for (struct post *p = m->posts; p; p = p->next) {
     if (!p->parked) continue;
-    p->parked = rc == 0 && m->st != ST_DEAD && http_start(m, p) == 0 ? 0 : 2;
+    int one = rc == 0 && m->st != ST_DEAD ? http_start(m, p) : LC_EIO;
+    if (one) hrc = one;
+    p->parked = one == 0 ? 0 : 2;
   }
   for (;;) {
     struct post *p = m->posts;
@@ -784,8 +800,8 @@ static void auth_done(void *ud, int rc, const char *why) {
     post_free(m, p);
     struct pending *pd = id >= 0 ? pending_find(m, id) : NULL;
     if (pd) {
-      struct lc_mcp_reply r = {.rc = rc ? LC_ESTATE : LC_EIO,
-                               .message = rc ? why : "cannot send to the MCP server"};
+      struct lc_mcp_reply r = {.rc = rc ? LC_ESTATE : hrc == LC_ENOMEM ? LC_ENOMEM : LC_EIO,
+                               .message = rc ? why : send_failed(hrc)};
       reply(m, pd, &r);
     }
   }
@@ -845,7 +861,8 @@ static void post_done(struct lc_http_op *op, void *ud) {
   } else {
     if (m->oauth && p->gen) lc_oauth_ok(m->oauth);
     if (!get && (m->st == ST_INIT || m->st == ST_DISCOVER)) capture_session(m, p);
-    if (!p->is_sse && p->json.len) inbox_push(m, p->json.data, p->json.len);
+    if (!p->is_sse && p->json.len && inbox_push(m, p->json.data, p->json.len) < 0)
+      snprintf(why, sizeof why, "out of memory reading the MCP server's answer");
   }
   if (m->oauth) lc_oauth_scrub(m->oauth, why, sizeof why);
   if (p->is_sse) stream_note(p);
@@ -953,9 +970,10 @@ static int http_send(struct lc_mcp *m, const char *text, long long id) {
   if (!p) return LC_ENOMEM;
   p->body = lc_strdup(text);
   post_link(m, p);
-  if (!p->body || http_start(m, p) < 0) {
+  int rc = p->body ? http_start(m, p) : LC_ENOMEM;
+  if (rc < 0) {
     post_free(m, p);
-    return LC_EIO;
+    return rc == LC_ENOMEM ? LC_ENOMEM : LC_EIO;
   }
   return 0;
 }
@@ -1134,11 +1152,12 @@ static void flush_queue(struct lc_mcp *m) {
     add_meta(m, params, pt ? (long long)pt->valuedouble : 0);
     cJSON_Delete(pt);
     long long lid = id ? (long long)id->valuedouble : -1;
-    if (send_msg(m, q->msg, lid) < 0) {
+    int src = send_msg(m, q->msg, lid);
+    if (src < 0) {
       struct pending *p = pending_find(m, lid);
       if (p) {
-        struct lc_mcp_reply r = {.rc = LC_EIO,
-                                 .message = "cannot send to the MCP server"};
+        struct lc_mcp_reply r = {.rc = src == LC_ENOMEM ? LC_ENOMEM : LC_EIO,
+                                 .message = send_failed(src)};
         reply(m, p, &r);
       }
     }
@@ -1423,9 +1442,8 @@ int lc_mcp_open(struct lc_loop *loop, const struct lc_mcp_config *cfg,
                               LC_MCP_V_STATELESS);
       cJSON_AddObjectToObject(meta, "io.modelcontextprotocol/clientCapabilities");
     }
-    if (start_request(m, "server/discover", p, 0, 0, discover_reply, m, 1,
-                      NULL) < 0)
-      die(m, "cannot send to the MCP server");
+    int src = start_request(m, "server/discover", p, 0, 0, discover_reply, m, 1, NULL);
+    if (src < 0) die(m, "%s", send_failed(src));
   } else {
     send_initialize(m);
   }
