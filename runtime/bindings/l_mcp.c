@@ -666,11 +666,14 @@ static int push_event(lua_State *L, struct lop *op) {
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   struct lop *op = lc_lua_checkud(L, 1, &op_mt_key, OP_MT);
+  /* Running, not waiting: push_event may raise (out of memory) and end
+   * the task, and an op left pointing at a freed task would be woken
+   * through it when its answer or its session's end comes. */
+  struct lc_task *t = op->task;
+  op->task = NULL;
   int n = push_event(L, op);
-  if (n) {
-    op->task = NULL;
-    return n;
-  }
+  if (n) return n;
+  op->task = t;
   lc_task_wait(op->task, &op->wait);
   return lua_yieldk(L, 0, 0, wait_k);
 }
