@@ -21,6 +21,11 @@ local Server = {}
 Server.__index = Server
 Server.__name = "luact.McpServer"
 
+-- A raise that is the host's lack of memory (Lua's own, or a binding's).
+local function is_oom(e)
+  return type(e) == "string" and (e == "not enough memory" or e:find("out of memory", 1, true) ~= nil)
+end
+
 local function clean_name(s)
   s = tostring(s):gsub("[^%w_%-]", "_")
   if not s:match("^[%a_]") then s = "_" .. s end
@@ -553,6 +558,7 @@ function mcp.connect(spec)
       self._defs[def.name] = { fp = fingerprint(def), def = def }
       local tok, t = pcall(Server._tool, self, def)
       if tok then self.tools[#self.tools + 1] = t
+      elseif is_oom(t) then error(t, 0) -- not the tool's fault: never a silent skip
       else self.skipped[def.name] = tostring(t):gsub("^.-luact%.tool", "luact.tool") end
     end
   end
@@ -566,7 +572,9 @@ function Server:refresh()
   for name, def in pairs(self._pending_new) do
     self._defs[name] = { fp = fingerprint(def), def = def }
     local tok, t = pcall(Server._tool, self, def)
-    if tok then self.tools[#self.tools + 1] = t else self.skipped[name] = tostring(t) end
+    if tok then self.tools[#self.tools + 1] = t
+    elseif is_oom(t) then error(t, 0)
+    else self.skipped[name] = tostring(t) end
   end
   self._pending_new = {}
   return self.tools
