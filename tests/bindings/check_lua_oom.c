@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "http.h"
 #include "l_luact.h"
@@ -17,6 +18,7 @@
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
+#include "util_mcp.h"
 #include "util_mock.h"
 
 /* Upper bound on N: every scenario completes well before it. */
@@ -214,6 +216,30 @@ static const struct scenario scenarios[] = {
      "local bad, m3, code = luact.http.request{url = BASE .. '/a/../../b', under = BASE .. '/a/'}\n"
      "if bad ~= nil or code ~= 'bad_url' then error('a URL escaped: ' .. tostring(m3), 0) end\n"
      "return 'ok'"},
+    {"mcp_stdio_connect",
+     /* a stdio session's start-up (the child, the handshake, the tool
+      * list into luact tools), a call and the close */
+     "local s, m = luact.mcp.connect{command = LUACT, args = {'mcp', 'serve', AGENTS}}\n"
+     "if not s then error(tostring(m), 0) end\n"
+     "local r, e = s.tool.add{a = 1, b = 2}\n"
+     "if not r then error(tostring(e), 0) end\n"
+     "if not r:find('3', 1, true) then error(r, 0) end\n"
+     "s:close()\n"
+     "return 'ok'"},
+    {"mcp_http_call",
+     /* a Streamable HTTP session (`luact mcp serve --http`, bearer token):
+      * discovery, the tool list, a call, a progress stream, the close */
+     "local s, m = luact.mcp.connect{url = MCP_URL, headers = {Authorization = 'Bearer ' .. TOKEN}}\n"
+     "if not s then error(tostring(m), 0) end\n"
+     "local r, e = s.tool.add{a = 20, b = 22}\n"
+     "if not r then error(tostring(e), 0) end\n"
+     "if not r:find('42', 1, true) then error(r, 0) end\n"
+     "local seen = 0\n"
+     "local c, e2 = s:call('count', {}, {on_progress = function(p) seen = seen + 1 end})\n"
+     "if not c then error(tostring(e2), 0) end\n"
+     "if seen < 1 then error('no progress', 0) end\n"
+     "s:close()\n"
+     "return 'ok'"},
     {"json",
      "local j = luact.json\n"
      "local t = { name = 'x', list = j.array{1, 2.5, 'three', j.null, {deep = {true, false}}}, n = 42 }\n"
@@ -238,6 +264,8 @@ static const char mock_script[] =
     "\"reply\":{\"openai\":{\"tool_calls\":[{\"id\":\"c1\",\"name\":\"add\",\"arguments\":{\"a\":1}}]}}},"
     "{\"reply\":{\"openai\":{\"text\":\"hi there, in pieces\",\"fragment_bytes\":4}}}]";
 
+#define OOM_TOKEN "oom-token-0123456789"
+
 static int uses_mock(const char *name) {
   return !strcmp(name, "llm_chat") || !strcmp(name, "react_agent") ||
          !strcmp(name, "http_request");
@@ -255,7 +283,8 @@ static const char *setup_of(const char *name) {
 }
 
 static int mentions_memory(const char *m) {
-  return m && (strstr(m, "not enough memory") || strstr(m, "out of memory"));
+  return m && (strstr(m, "not enough memory") || strstr(m, "out of memory") ||
+               strstr(m, "Cannot allocate memory")); /* strerror(ENOMEM) */
 }
 
 /* Runs scenario i with the Nth allocation of one allocator failing, N =
@@ -267,6 +296,12 @@ static void run_under_oom(int i, int lua) {
   struct lc_mock mk;
   int mock = uses_mock(sc->name);
   if (mock) ck_assert_int_eq(lc_mock_start(&mk, mock_script), 0);
+  /* mcp_http_call's server, one per test as the mock */
+  int http_port = 0;
+  FILE *http_err = NULL;
+  pid_t http_pid = !strcmp(sc->name, "mcp_http_call")
+                       ? lc_test_mcp_serve_http("agents", OOM_TOKEN, &http_port, &http_err)
+                       : 0;
   int completed = 0;
   long n;
   for (n = 1; n <= MAX_FAILS && !completed; n++) {
@@ -278,6 +313,16 @@ static void run_under_oom(int i, int lua) {
     if (mock) {
       lua_pushstring(L, mk.base_url);
       lua_setglobal(L, "BASE");
+    }
+    lua_pushstring(L, LC_BINARY_DIR "/luact");
+    lua_setglobal(L, "LUACT");
+    lua_pushstring(L, LC_SOURCE_DIR "/tests/mcp/agents");
+    lua_setglobal(L, "AGENTS");
+    if (http_pid) {
+      lua_pushfstring(L, "http://127.0.0.1:%d/mcp", http_port);
+      lua_setglobal(L, "MCP_URL");
+      lua_pushstring(L, OOM_TOKEN);
+      lua_setglobal(L, "TOKEN");
     }
     struct lc_sched *s;
     ck_assert_int_eq(lc_sched_new(L, &s), 0);
@@ -317,6 +362,11 @@ static void run_under_oom(int i, int lua) {
                   sc->name, n, lc_alloc_live() - live);
   }
   if (mock) ck_assert_int_eq(lc_mock_stop(&mk), 0);
+  if (http_pid) {
+    kill(http_pid, SIGTERM);
+    waitpid(http_pid, NULL, 0);
+    fclose(http_err);
+  }
   ck_assert_msg(completed, "%s never completed", sc->name);
   if (getenv("LC_OOM_VERBOSE")) fprintf(stderr, "%s: %ld runs (%s)\n", sc->name, n - 1, lua ? "lua" : "lc_malloc");
   /* At least one run had a failure to survive (the json scenario makes
