@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "child.h"
 #include "conv.h"
 #include "http.h"
 #include "jsonrpc.h"
@@ -130,8 +131,10 @@ struct lc_mcp {
   int in_dispatch; /* a callback is running: free is refused */
   /* stdio */
   pid_t pid;
-  int pidfd, infd, outfd, errfd;
-  struct lc_fdwatch w_out, w_err, w_in, w_pid;
+  struct lc_child ch; /* the server process, once has_child */
+  int has_child;
+  int infd, outfd, errfd;
+  struct lc_fdwatch w_out, w_err, w_in;
   int w_in_on;
   struct lc_buf outq; /* bytes for the child's stdin */
   struct lc_timer out_timer; /* one write for the requests of a pass */
@@ -258,20 +261,17 @@ static void stdio_stop(struct lc_mcp *m) {
     close(m->infd);
     m->infd = -1;
   }
-  if (m->pidfd >= 0) {
-    lc_loop_unwatch(m->loop, &m->w_pid);
+  if (m->has_child) {
+    lc_child_unwatch(&m->ch);
     if (!m->exited) {
       /* SIGKILL then reap: the wait is the kernel tearing the process
        * down, never the server's own doing. */
-      syscall(SYS_pidfd_send_signal, m->pidfd, SIGKILL, NULL, 0);
-      siginfo_t si;
-      while (waitid((idtype_t)P_PIDFD, (id_t)m->pidfd, &si, WEXITED) < 0 &&
-             errno == EINTR) {
-      }
+      lc_child_kill(&m->ch, SIGKILL);
+      lc_child_reap(&m->ch, 1);
       m->exited = 1;
     }
-    close(m->pidfd);
-    m->pidfd = -1;
+    lc_child_close(&m->ch);
+    m->has_child = 0;
   }
 }
 
@@ -393,24 +393,16 @@ static void on_out(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
     close(m->outfd);
     m->outfd = -1;
     if (m->errfd >= 0) drain_err(m);
-    /* The pidfd will say how it ended; if it already did, say it now. */
-    if (m->exited || m->pidfd < 0) child_gone(m);
+    /* The child watch will say how it ended; if it already did, say it now. */
+    if (m->exited || !m->has_child) child_gone(m);
   }
 }
 
-/* Watcher of the pidfd (from the loop): the child ended. */
-static void on_pid(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
-  struct lc_mcp *m = w->ud;
-  siginfo_t si;
-  memset(&si, 0, sizeof si);
-  if (waitid((idtype_t)P_PIDFD, (id_t)m->pidfd, &si, WEXITED | WNOHANG) < 0 &&
-      errno != ECHILD)
-    return;
-  if (si.si_pid == 0 && errno != ECHILD) return; /* not yet */
-  lc_loop_unwatch(m->loop, &m->w_pid);
+/* The child ended (from the loop, child.c). */
+static void on_child_exit(struct lc_child *c, void *ud) {
+  struct lc_mcp *m = ud;
   m->exited = 1;
-  m->exit_status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
-                                            : (si.si_status & 0x7f);
+  m->exit_status = c->lost ? 0 : c->status;
   /* Whatever it wrote before it ended still counts. */
   if (m->outfd >= 0) drain_out(m, 1);
   if (m->errfd >= 0) drain_err(m);
@@ -524,15 +516,10 @@ static int stdio_start(struct lc_mcp *m, const struct lc_mcp_config *cfg,
   m->infd = in[0];
   m->outfd = out[0];
   m->errfd = er[0];
-  m->pidfd = (int)syscall(SYS_pidfd_open, m->pid, 0);
-  if (m->pidfd < 0 || nonblock(m->infd) < 0 || nonblock(m->outfd) < 0 ||
-      nonblock(m->errfd) < 0) {
+  lc_child_open(&m->ch, m->loop, m->pid);
+  m->has_child = 1; /* from here the close kills and reaps it */
+  if (nonblock(m->infd) < 0 || nonblock(m->outfd) < 0 || nonblock(m->errfd) < 0) {
     snprintf(err, errlen, "cannot watch the MCP server: %s", strerror(errno));
-    if (m->pidfd < 0) {
-      kill(m->pid, SIGKILL);
-      waitpid(m->pid, NULL, 0);
-      m->exited = 1;
-    }
     return LC_EIO;
   }
   m->w_out = (struct lc_fdwatch){.fd = m->outfd, .events = LC_READ,
@@ -541,11 +528,9 @@ static int stdio_start(struct lc_mcp *m, const struct lc_mcp_config *cfg,
                                  .cb = on_err, .ud = m};
   m->w_in = (struct lc_fdwatch){.fd = m->infd, .events = LC_WRITE,
                                 .cb = on_in, .ud = m};
-  m->w_pid = (struct lc_fdwatch){.fd = m->pidfd, .events = LC_READ,
-                                 .cb = on_pid, .ud = m};
   int wrc = lc_loop_watch(m->loop, &m->w_out);
   if (!wrc) wrc = lc_loop_watch(m->loop, &m->w_err);
-  if (!wrc) wrc = lc_loop_watch(m->loop, &m->w_pid);
+  if (!wrc) wrc = lc_child_watch(&m->ch, on_child_exit, m);
   if (wrc < 0) {
     snprintf(err, errlen, "%scannot watch the MCP server", wrc == LC_ENOMEM ? "out of memory: " : "");
     return wrc == LC_ENOMEM ? LC_ENOMEM : LC_EIO;
@@ -1385,7 +1370,7 @@ int lc_mcp_open(struct lc_loop *loop, const struct lc_mcp_config *cfg,
   m->max_version = cfg->max_version;
   m->max_message = cfg->max_message ? cfg->max_message : (4u << 20);
   m->pid = -1;
-  m->infd = m->outfd = m->errfd = m->pidfd = -1;
+  m->infd = m->outfd = m->errfd = -1;
   m->queue_tail = &m->queue;
   m->inbox_tail = &m->inbox;
   lc_buf_init(&m->outq, 0);

@@ -14,6 +14,8 @@
 #include <poll.h>
 #include <fcntl.h>
 #include <errno.h>
+#include <sys/stat.h>
+#include <pthread.h>
 #include <seccomp.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -24,6 +26,7 @@
 #include <sys/syscall.h>
 
 #include "buf.h"
+#include "child.h"
 #include "conv.h"
 #include "lc.h"
 #include "loop.h"
@@ -975,9 +978,10 @@ done:
  * it (SIGSYS), reported as "violation". It writes 'R' (started), runs, and
  * writes one frame of native-endian fields and raw bytes.
  *
- * The parent never blocks: the pipe and a pidfd of the child are watched by
- * the loop, a timer kills the child at the deadline, and the exit status
- * comes from waitid(P_PIDFD, WNOHANG) once the pidfd is readable. */
+ * The parent never blocks: the pipe and the child (child.c: its pidfd, or
+ * a poll where the kernel gives none) are watched by the loop, a timer
+ * kills the child at the deadline, and the exit status comes once it has
+ * ended. */
 
 #define CHILD_ARG "--luact-sandbox-child"
 #define REQ_FD 3
@@ -1211,14 +1215,14 @@ struct lc_sandbox_job {
   struct lc_loop *loop;
   enum job_state state;
   pid_t pid;
-  int pidfd, rfd;
-  struct lc_fdwatch wr, wp;
+  struct lc_child ch;
+  int has_child, rfd;
+  struct lc_fdwatch wr;
   struct lc_timer deadline;
   double t0, wall;
   char *in;              /* bytes from the child: 'R', frame, parts */
   size_t nin, cap, max_in;
   int eof, timed_out, overflow, nomem;
-  siginfo_t si;
   struct lc_sandbox_result res;
   int ret;
   lc_sandbox_done_fn done;
@@ -1255,7 +1259,7 @@ static void job_drain(struct lc_sandbox_job *j) {
         j->overflow = 1;
       }
       if (!p) {
-        syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
+        lc_child_kill(&j->ch, SIGKILL);
         return;
       }
     }
@@ -1307,9 +1311,10 @@ static int job_parse(struct lc_sandbox_job *j) {
 /* Fills j->res from what the child sent and how it ended. */
 static void job_result(struct lc_sandbox_job *j) {
   struct lc_sandbox_result *out = &j->res;
-  int clean = j->si.si_code == CLD_EXITED && j->si.si_status == 0;
-  int sig = j->si.si_code == CLD_KILLED || j->si.si_code == CLD_DUMPED
-                ? j->si.si_status : 0;
+  /* lost: the kernel reaped it (SIGCHLD ignored), the frame decides */
+  int st = j->ch.lost ? 0 : j->ch.status;
+  int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
   char msg[160];
   int n;
   if (j->nomem) {
@@ -1338,7 +1343,7 @@ static void job_result(struct lc_sandbox_job *j) {
     else
       n = snprintf(msg, sizeof msg,
                    "the sandbox process died (exit status %d, no result)",
-                   j->si.si_status);
+                   WEXITSTATUS(st));
     set_error(out, LC_SANDBOX_DIED, msg, (size_t)n);
   }
   out->elapsed_ms = lc_now_ms() - j->t0;
@@ -1354,12 +1359,12 @@ static void job_result(struct lc_sandbox_job *j) {
 static void job_release(struct lc_sandbox_job *j) {
   if (j->loop) {
     if (j->rfd >= 0) lc_loop_unwatch(j->loop, &j->wr);
-    if (j->pidfd >= 0) lc_loop_unwatch(j->loop, &j->wp);
     lc_timer_stop(j->loop, &j->deadline);
   }
   if (j->rfd >= 0) close(j->rfd);
-  if (j->pidfd >= 0) close(j->pidfd);
-  j->rfd = j->pidfd = -1;
+  if (j->has_child) lc_child_close(&j->ch);
+  j->has_child = 0;
+  j->rfd = -1;
 }
 
 /* The child has been reaped: finish. done may free j. */
@@ -1381,35 +1386,23 @@ static void on_pipe(struct lc_loop *loop, struct lc_fdwatch *w,
   struct lc_sandbox_job *j = w->ud;
   job_drain(j);
   if (j->eof && j->rfd >= 0) {
-    lc_loop_unwatch(loop, &j->wr); /* the pidfd says when it is gone */
+    lc_loop_unwatch(loop, &j->wr); /* the child watch says when it is gone */
     close(j->rfd);
     j->rfd = -1;
   }
 }
 
-/* Watcher of the pidfd (from the loop): readable once the child exited. */
-static void on_exit_fd(struct lc_loop *loop, struct lc_fdwatch *w,
-                       unsigned events) {
-  struct lc_sandbox_job *j = w->ud;
-  memset(&j->si, 0, sizeof j->si);
-  if (waitid((idtype_t)P_PIDFD, (id_t)j->pidfd, &j->si, WEXITED | WNOHANG) <
-      0) {
-    if (errno != ECHILD) return;
-    /* SIGCHLD ignored by the program: the kernel reaped it, the status is
-     * lost; the frame decides (else "died"). */
-    j->si.si_code = CLD_EXITED;
-    j->si.si_status = 0;
-  } else if (j->si.si_pid == 0) {
-    return; /* not yet (spurious wake-up) */
-  }
-  job_finish(j);
+/* The child ended and was reaped (from the loop, child.c). */
+static void on_child_exit(struct lc_child *c, void *ud) {
+  (void)c;
+  job_finish(ud);
 }
 
-/* Deadline timer (from the loop): kill; the pidfd then reports the end. */
+/* Deadline timer (from the loop): kill; the child watch reports the end. */
 static void on_deadline(struct lc_loop *loop, struct lc_timer *t) {
   struct lc_sandbox_job *j = t->ud;
   j->timed_out = 1;
-  syscall(SYS_pidfd_send_signal, j->pidfd, SIGKILL, NULL, 0);
+  lc_child_kill(&j->ch, SIGKILL);
 }
 
 /* The request the child reads from its REQ_FD: a memfd, so that writing
@@ -1447,7 +1440,31 @@ static int make_request(const char *code, size_t len,
 
 /* Spawns the child with its request on REQ_FD and the pipe's write end on
  * OUT_FD. 0 or -1 (errno). */
+/* What the child execs: /proc/self/exe (the running binary even if its
+ * file was replaced since), unless the kernel's /proc/self/exe is not the
+ * program being run: under valgrind it is valgrind's tool (stat sees the
+ * kernel's link; open and readlink are the tool's view of the program),
+ * and then the program's own path. */
+static char self_path[4096] = "/proc/self/exe";
+static pthread_once_t self_once = PTHREAD_ONCE_INIT;
+
+static void find_self(void) {
+  struct stat k, v;
+  int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  int same = stat("/proc/self/exe", &k) == 0 && fstat(fd, &v) == 0 && k.st_ino == v.st_ino &&
+             k.st_dev == v.st_dev;
+  close(fd);
+  if (same) return;
+  char buf[sizeof self_path];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return;
+  buf[n] = '\0';
+  memcpy(self_path, buf, (size_t)n + 1);
+}
+
 static int spawn_child(int reqfd, int wfd, pid_t *pid) {
+  pthread_once(&self_once, find_self);
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   sigset_t none, all;
@@ -1475,7 +1492,7 @@ static int spawn_child(int reqfd, int wfd, pid_t *pid) {
                      &at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   char *argv[] = {"luact-sandbox", CHILD_ARG, NULL};
   char *envp[] = {NULL};
-  if (!rc) rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, argv, envp);
+  if (!rc) rc = posix_spawn(pid, self_path, &fa, &at, argv, envp);
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&at);
   if (rc) {
@@ -1498,7 +1515,7 @@ int lc_sandbox_start(struct lc_loop *loop, const char *code, size_t len,
   j->loop = loop;
   j->done = done;
   j->ud = ud;
-  j->rfd = j->pidfd = -1;
+  j->rfd = -1;
   j->t0 = lc_now_ms();
   j->wall = o && o->wall_ms > 0 ? o->wall_ms : LC_SANDBOX_DEFAULT_WALL_MS;
   size_t ol = o && o->output_limit ? o->output_limit
@@ -1530,14 +1547,12 @@ int lc_sandbox_start(struct lc_loop *loop, const char *code, size_t len,
   }
   atomic_fetch_add(&live_children, 1);
   /* Not reaped until we say so, so the pid cannot be reused before this. */
-  j->pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0);
+  lc_child_open(&j->ch, loop, j->pid);
+  j->has_child = 1;
   fcntl(j->rfd, F_SETFL, O_NONBLOCK);
   j->wr = (struct lc_fdwatch){.fd = j->rfd, .events = LC_READ,
                               .cb = on_pipe, .ud = j};
-  j->wp = (struct lc_fdwatch){.fd = j->pidfd, .events = LC_READ,
-                              .cb = on_exit_fd, .ud = j};
-  if (j->pidfd < 0 || lc_loop_watch(loop, &j->wr) < 0 ||
-      lc_loop_watch(loop, &j->wp) < 0 ||
+  if (lc_loop_watch(loop, &j->wr) < 0 || lc_child_watch(&j->ch, on_child_exit, j) < 0 ||
       lc_timer_start(loop, &j->deadline, j->wall + GRACE_MS) < 0) {
     lc_sandbox_job_free(j);
     return LC_ENOMEM;
@@ -1551,10 +1566,8 @@ void lc_sandbox_job_free(struct lc_sandbox_job *j) {
   if (j->state == J_RUNNING) {
     /* Cancelled: kill and reap now. After SIGKILL the wait is the
      * kernel's teardown of the process, not anything the program does. */
-    kill(j->pid, SIGKILL);
-    int st;
-    while (waitpid(j->pid, &st, 0) < 0 && errno == EINTR) {
-    }
+    lc_child_kill(&j->ch, SIGKILL);
+    lc_child_reap(&j->ch, 1);
     job_release(j);
     atomic_fetch_sub(&live_children, 1);
   }

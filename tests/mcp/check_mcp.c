@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "util_common.h"
 #include "util_lua.h"
 #include "util_mcp.h"
@@ -353,8 +354,11 @@ START_TEST(slow_calls_do_not_block_a_fast_one) {
 }
 END_TEST
 
-/* A server that dies mid-call: that call fails clearly, the next restarts. */
+/* A server that dies mid-call: that call fails clearly, the next restarts.
+ * Run twice: the child watched through its pidfd, then polled as where the
+ * kernel gives none (child.c). */
 START_TEST(server_dies_mid_call) {
+  lc_child_force_poll(_i);
   ck_assert_msg(run("LOG = nil\n"
                     "local s = check(fake('die_on_call'))\n"
                     "local r, m, c = s:call('ok', {})\n"
@@ -366,11 +370,14 @@ START_TEST(server_dies_mid_call) {
                     "check(s.restarts >= 1, 'restarts ' .. s.restarts)\n"
                     "return 'ok'") == 0,
                 "%s", err);
+  lc_child_force_poll(0);
 }
 END_TEST
 
-/* A killed server (SIGKILL from outside) mid-call is reported, no hang. */
+/* A killed server (SIGKILL from outside) mid-call is reported, no hang
+ * (pidfd, then polled). */
 START_TEST(server_killed_mid_call) {
+  lc_child_force_poll(_i);
   /* Killed on its first progress report: the call is surely in flight. */
   ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
                     "local r, m, c = s:call('trigger-long-running-operation', {duration=30, steps=30},\n"
@@ -381,6 +388,7 @@ START_TEST(server_killed_mid_call) {
                     "check(s.restarts == 1)\n"
                     "return 'ok'") == 0,
                 "%s", err);
+  lc_child_force_poll(0);
 }
 END_TEST
 
@@ -1546,8 +1554,8 @@ Suite *mcp_suite(void) {
   CASE(slow_calls_do_not_block_a_fast_one, tcase_add_test(tc, slow_calls_do_not_block_a_fast_one));
   CASE(text_requests_carry_meta, tcase_add_test(tc, text_requests_carry_meta));
   CASE(tool_call_request_text, tcase_add_test(tc, tool_call_request_text));
-  CASE(server_dies_mid_call, tcase_add_test(tc, server_dies_mid_call));
-  CASE(server_killed_mid_call, tcase_add_test(tc, server_killed_mid_call));
+  CASE(server_dies_mid_call, tcase_add_loop_test(tc, server_dies_mid_call, 0, 2));
+  CASE(server_killed_mid_call, tcase_add_loop_test(tc, server_killed_mid_call, 0, 2));
   CASE(bad_servers, tcase_add_loop_test(tc, bad_servers, 0, (int)(sizeof bads / sizeof bads[0])));
   CASE(tolerated_input, tcase_add_test(tc, tolerated_input));
   CASE(respond_error_code_range, tcase_add_test(tc, respond_error_code_range));

@@ -20,6 +20,7 @@
 
 #include "l_sandbox.h"
 #include "lc.h"
+#include "child.h"
 #include "loop.h"
 #include "sandbox.h"
 #include "util_common.h"
@@ -693,6 +694,46 @@ START_TEST(sigchld_ignored) {
 }
 END_TEST
 
+/* Where the kernel gives no pidfd (valgrind, some containers) the child
+ * is polled (child.c): a result, a violation, the time cap, a cancel and
+ * an ignored SIGCHLD end as they do with a pidfd. */
+START_TEST(polled_child_ends_as_with_a_pidfd) {
+  lc_child_force_poll(1);
+  struct lc_sandbox_opts o;
+  lc_sandbox_opts_init(&o);
+  o.wall_ms = 60000;
+  struct lc_sandbox_result r = run_src("return 6 * 7", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OK);
+  ck_assert_int_eq(r.value->valueint, 42);
+  lc_sandbox_result_free(&r);
+  o.test_syscall = SYS_socket;
+  r = run_src("return 1", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_VIOLATION);
+  lc_sandbox_result_free(&r);
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct jobwait w = {0};
+  struct lc_sandbox_job *j = start_spinner(loop, &w, 300);
+  while (!w.done) lc_loop_run_once(loop, -1);
+  ck_assert_int_eq(lc_sandbox_job_result(j)->status, LC_SANDBOX_TIMEOUT);
+  lc_sandbox_job_free(j);
+  w = (struct jobwait){0};
+  j = start_spinner(loop, &w, 60000);
+  lc_sandbox_job_free(j); /* cancelled: killed and reaped, no callback */
+  ck_assert_int_eq(w.done, 0);
+  ck_assert_int_eq(lc_loop_pending(loop), 0);
+  lc_loop_free(loop);
+  signal(SIGCHLD, SIG_IGN);
+  o.test_syscall = 0;
+  r = run_src("return 6 * 7", &o, NULL);
+  ck_assert_int_eq(r.status, LC_SANDBOX_OK);
+  lc_sandbox_result_free(&r);
+  signal(SIGCHLD, SIG_DFL);
+  ck_assert_int_eq(lc_sandbox_live(), 0);
+  lc_child_force_poll(0);
+}
+END_TEST
+
 static void tick(struct lc_loop *loop, struct lc_timer *t) {
   long *n = t->ud;
   ++*n;
@@ -850,6 +891,7 @@ Suite *sandbox_suite(void) {
   tcase_add_test(tc, child_dies_with_parent);
   tcase_add_test(tc, loop_runs_beside_child);
   tcase_add_test(tc, sigchld_ignored);
+  tcase_add_test(tc, polled_child_ends_as_with_a_pidfd);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("binding");
