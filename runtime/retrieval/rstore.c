@@ -28,8 +28,11 @@ struct lc_rstore {
   int in_tx;
   struct pending *pend;
   size_t n_pend, cap_pend;
+  int sqlcode; /* the SQLite primary code behind err, 0 for others */
   char err[512];
 };
+
+void (*lc_rstore_hold)(const char *point);
 
 static const char SCHEMA[] =
     "PRAGMA journal_mode=WAL;"
@@ -50,14 +53,30 @@ static int fail(struct lc_rstore *s, int rc, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(s->err, sizeof s->err, fmt, ap);
   va_end(ap);
+  s->sqlcode = 0;
   return rc;
 }
 
 static int dberr(struct lc_rstore *s, const char *what) {
-  return fail(s, LC_EIO, "%s: %s", what, sqlite3_errmsg(s->db));
+  int code = sqlite3_errcode(s->db) & 0xff;
+  fail(s, LC_EIO, "%s: %s", what, sqlite3_errmsg(s->db));
+  s->sqlcode = code;
+  return LC_EIO;
 }
 
 const char *lc_rstore_error(const struct lc_rstore *s) { return s->err; }
+
+const char *lc_rstore_errcode(const struct lc_rstore *s) {
+  switch (s->sqlcode) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return "busy";
+  case SQLITE_FULL:
+    return "full";
+  default:
+    return "io";
+  }
+}
 size_t lc_rstore_dims(const struct lc_rstore *s) { return s->dims; }
 
 /* ---- blobs: little-endian float32 whatever the host ---- */
@@ -120,6 +139,7 @@ static int64_t count_rows(struct lc_rstore *s) {
 
 /* The index from the rows: every chunk's vector, in id order. */
 static int rebuild(struct lc_rstore *s) {
+  if (lc_rstore_hold) lc_rstore_hold("rebuild");
   struct lc_vindex *x;
   if (lc_vindex_new(s->dims, !s->exact_only, &s->hp, &x)) return fail(s, LC_ENOMEM, "out of memory");
   sqlite3_stmt *st;
@@ -167,8 +187,9 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
   s->exact_only = o->exact_only;
   s->hp = o->hnsw;
   int rc = 0;
-  /* FULLMUTEX: a background search may rebuild from this connection while
-   * the loop reads rows through it (l_retrieval.c) */
+  /* FULLMUTEX: two threads use this connection in turn (rwork.h: the
+   * collection's thread, the owner's between jobs); SQLite's own mutex is
+   * a second guard, at little cost */
   if (sqlite3_open_v2(path, &s->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL)) {
     rc = fail(s, LC_EIO, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "no memory");
@@ -265,6 +286,7 @@ int lc_rstore_begin(struct lc_rstore *s) {
 
 int lc_rstore_commit(struct lc_rstore *s) {
   if (!s->in_tx) return fail(s, LC_ESTATE, "no transaction is open");
+  if (lc_rstore_hold) lc_rstore_hold("commit");
   if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) {
     int rc = dberr(s, "commit");
     lc_rstore_rollback(s);
@@ -555,5 +577,6 @@ void lc_rrow_free(struct lc_rrow *r) {
 int lc_rstore_save(struct lc_rstore *s) {
   struct lc_vindex *x = lc_rstore_index(s);
   if (!x) return s->dims ? LC_EIO : 0;
+  if (lc_rstore_hold) lc_rstore_hold("save");
   return lc_vindex_save(x, s->ixpath, s->err, sizeof s->err);
 }
