@@ -138,59 +138,6 @@ static int store_gc(lua_State *L) {
   return 0;
 }
 
-/* luact.retrieval.store(path, {model=, dimensions=, exact=, m=,
- * ef_construction=, ef_search=, rebuild=}) -> store | nil, msg, code */
-static int l_store(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  struct lc_rstore_opts o = {0};
-  lc_hnsw_params_default(&o.hnsw);
-  if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lc_l_check_opts(L, 2, "luact.retrieval.store");
-    o.model = lc_l_opt_string(L, 2, "luact.retrieval.store", "model", 0);
-    struct {
-      const char *k;
-      int *dst;
-      int lo, hi;
-    } ints[] = {{"m", &o.hnsw.m, 2, 256},
-                {"ef_construction", &o.hnsw.ef_construction, 2, 100000},
-                {"ef_search", &o.hnsw.ef_search, 1, 100000}};
-    for (size_t i = 0; i < 3; i++) {
-      if (lua_getfield(L, 2, ints[i].k) != LUA_TNIL) {
-        lua_Integer v = luaL_checkinteger(L, -1);
-        if (v < ints[i].lo || v > ints[i].hi)
-          return luaL_error(L, "luact.retrieval.store: '%s' must be %d..%d", ints[i].k, ints[i].lo,
-                            ints[i].hi);
-        *ints[i].dst = (int)v;
-      }
-      lua_pop(L, 1);
-    }
-    if (lua_getfield(L, 2, "dimensions") != LUA_TNIL) {
-      lua_Integer v = luaL_checkinteger(L, -1);
-      if (v < 1 || v > 65536) return luaL_error(L, "luact.retrieval.store: 'dimensions' must be 1..65536");
-      o.dims = (size_t)v;
-    }
-    lua_pop(L, 1);
-    o.exact_only = lc_l_opt_bool(L, 2, "luact.retrieval.store", "exact", 0);
-    o.rebuild = lc_l_opt_bool(L, 2, "luact.retrieval.store", "rebuild", 0);
-  }
-  struct store_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->w = NULL;
-  luaL_setmetatable(L, STORE_MT);
-  char err[512];
-  struct lc_rstore *s;
-  int rc = lc_rstore_open(path, &o, &s, err, sizeof err);
-  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (rc) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    lua_pushstring(L, strstr(err, "rebuild") ? "corrupt_index" : rc == LC_EINVAL ? "mismatch" : "io");
-    return 3;
-  }
-  if (lc_rwork_new(s, &b->w)) return luaL_error(L, "out of memory"); /* s closed */
-  return 1;
-}
-
 static int store_close(lua_State *L) {
   luaL_checkudata(L, 1, STORE_MT);
   return store_gc(L);
@@ -219,7 +166,7 @@ static void check_vector(lua_State *L, int idx, size_t dims, float *v, const cha
 enum {
   K_BEGIN, K_COMMIT, K_ROLLBACK, K_DOC, K_UNCHANGED, K_ADD_DOC, K_ADD_CHUNK,
   K_CACHE_GET, K_CACHE_PUT, K_CACHE_GET_MANY, K_CACHE_PUT_MANY, K_ADD, K_COUNT,
-  K_SAVE, K_SEARCH
+  K_SAVE, K_SEARCH, K_OPEN
 };
 
 /* Everything a job reads is its own copy (lc_malloc'd, freed by
@@ -248,6 +195,10 @@ struct rarg {
   size_t n_hits;
   struct lc_rrow *rows;
   int vrc; /* lc_vindex_search's */
+  /* K_OPEN: the path is source */
+  struct lc_rstore_opts oo;
+  struct lc_rstore *opened; /* until adopted */
+  int box_idx;              /* the store userdata, on the caller's stack */
   /* out */
   int rc;
   const char *code;
@@ -290,6 +241,7 @@ static void rarg_free(void *p) {
   for (size_t i = 0; a->rows && i < a->n_hits; i++) lc_rrow_free(&a->rows[i]);
   lc_free(a->rows);
   lc_free(a->found);
+  lc_rstore_close(a->opened); /* a killed open: nobody took it */
   lc_free(a);
 }
 
@@ -425,6 +377,10 @@ static void rarg_run(struct lc_rstore *s, void *p) {
     break;
   case K_SAVE: rc = lc_rstore_save(s); break;
   case K_SEARCH: run_search(s, a); return;
+  case K_OPEN:
+    a->rc = lc_rstore_open(a->source, &a->oo, &a->opened, a->err, sizeof a->err);
+    a->code = strstr(a->err, "rebuild") ? "corrupt_index" : a->rc == LC_EINVAL ? "mismatch" : "io";
+    return;
   }
   if (rc) rfail(a, s, rc);
 }
@@ -454,6 +410,13 @@ static int rarg_push(lua_State *L, struct rarg *a) {
   case K_ADD_DOC:
   case K_ADD_CHUNK: lua_pushinteger(L, a->id); return 1;
   case K_ADD: lua_pushinteger(L, (lua_Integer)a->n_chunks); return 1;
+  case K_OPEN: {
+    struct store_box *b = luaL_checkudata(L, a->box_idx, STORE_MT);
+    lc_rwork_adopt(b->w, a->opened);
+    a->opened = NULL;
+    lua_pushvalue(L, a->box_idx);
+    return 1;
+  }
   case K_COUNT: lua_pushinteger(L, (lua_Integer)a->count); return 1;
   case K_CACHE_GET:
     if (!a->flag) return 0;
@@ -626,6 +589,58 @@ static char *dup_arg(lua_State *L, int idx, size_t *len) {
 
 static char *dup_opt(lua_State *L, int idx) {
   return lua_isnoneornil(L, idx) ? NULL : dup_arg(L, idx, NULL);
+}
+
+/* luact.retrieval.store(path, {model=, dimensions=, exact=, m=,
+ * ef_construction=, ef_search=, rebuild=}) -> store | nil, msg, code */
+static int l_store(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct lc_rstore_opts o = {0};
+  lc_hnsw_params_default(&o.hnsw);
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lc_l_check_opts(L, 2, "luact.retrieval.store");
+    o.model = lc_l_opt_string(L, 2, "luact.retrieval.store", "model", 0);
+    struct {
+      const char *k;
+      int *dst;
+      int lo, hi;
+    } ints[] = {{"m", &o.hnsw.m, 2, 256},
+                {"ef_construction", &o.hnsw.ef_construction, 2, 100000},
+                {"ef_search", &o.hnsw.ef_search, 1, 100000}};
+    for (size_t i = 0; i < 3; i++) {
+      if (lua_getfield(L, 2, ints[i].k) != LUA_TNIL) {
+        lua_Integer v = luaL_checkinteger(L, -1);
+        if (v < ints[i].lo || v > ints[i].hi)
+          return luaL_error(L, "luact.retrieval.store: '%s' must be %d..%d", ints[i].k, ints[i].lo,
+                            ints[i].hi);
+        *ints[i].dst = (int)v;
+      }
+      lua_pop(L, 1);
+    }
+    if (lua_getfield(L, 2, "dimensions") != LUA_TNIL) {
+      lua_Integer v = luaL_checkinteger(L, -1);
+      if (v < 1 || v > 65536) return luaL_error(L, "luact.retrieval.store: 'dimensions' must be 1..65536");
+      o.dims = (size_t)v;
+    }
+    lua_pop(L, 1);
+    o.exact_only = lc_l_opt_bool(L, 2, "luact.retrieval.store", "exact", 0);
+    o.rebuild = lc_l_opt_bool(L, 2, "luact.retrieval.store", "rebuild", 0);
+  }
+  lua_settop(L, 2);
+  struct store_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* 3 */
+  b->w = NULL;
+  luaL_setmetatable(L, STORE_MT);
+  if (lc_rwork_new(NULL, &b->w)) return luaL_error(L, "out of memory");
+  /* Opening reads (and checks) the saved index, or rebuilds it from the
+   * rows: a job like any other. */
+  struct rarg *a = new_op(L, K_OPEN); /* 4 */
+  a->oo = o;
+  if (o.model && !(a->model = lc_strdup(o.model))) return luaL_error(L, "out of memory");
+  a->oo.model = a->model;
+  if (!(a->source = lc_strdup(path))) return luaL_error(L, "out of memory");
+  a->box_idx = 3;
+  return op_go(L, b->w, 1, "luact.retrieval.store");
 }
 
 static int store_begin(lua_State *L) {

@@ -79,7 +79,7 @@ static void *work_main(void *p) {
     j->state = RUNNING;
     pthread_mutex_unlock(&w->mu);
     j->fn(w->s, j->arg);
-    atomic_store(&w->dims, lc_rstore_dims(w->s));
+    if (w->s) atomic_store(&w->dims, lc_rstore_dims(w->s));
     pthread_mutex_lock(&w->mu);
     if (w->closing && !w->head) {
       /* Closed while this job ran (the thread was detached). Let go of
@@ -121,7 +121,7 @@ int lc_rwork_new(struct lc_rstore *s, struct lc_rwork **out) {
     return LC_ENOMEM;
   }
   w->s = s;
-  atomic_init(&w->dims, lc_rstore_dims(s));
+  atomic_init(&w->dims, s ? lc_rstore_dims(s) : 0);
   w->refs = 1;
   *out = w;
   return 0;
@@ -161,11 +161,18 @@ int lc_rwork_idle(struct lc_rwork *w) {
 
 struct lc_rstore *lc_rwork_store(struct lc_rwork *w) { return w->s; }
 
+void lc_rwork_adopt(struct lc_rwork *w, struct lc_rstore *s) {
+  pthread_mutex_lock(&w->mu);
+  w->s = s;
+  atomic_store(&w->dims, lc_rstore_dims(s));
+  pthread_mutex_unlock(&w->mu);
+}
+
 size_t lc_rwork_dims(struct lc_rwork *w) { return atomic_load(&w->dims); }
 
 void lc_rwork_inline(struct lc_rwork *w, lc_rjob_fn fn, void *arg) {
   fn(w->s, arg);
-  atomic_store(&w->dims, lc_rstore_dims(w->s));
+  if (w->s) atomic_store(&w->dims, lc_rstore_dims(w->s));
 }
 
 int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *), void *arg,

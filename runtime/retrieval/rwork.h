@@ -31,12 +31,17 @@ struct lc_rjob;
 typedef void (*lc_rjob_fn)(struct lc_rstore *s, void *arg);
 
 /* Takes s (closed on failure too). 0 or LC_ENOMEM. The thread starts with
- * the first job. */
+ * the first job. s may be NULL: the first job then opens the store (its
+ * fn gets NULL) and the owner hands it over with lc_rwork_adopt once that
+ * job is done, so even opening (which may rebuild the index) runs off the
+ * owner's thread. */
 int lc_rwork_new(struct lc_rstore *s, struct lc_rwork **out);
 /* The owner lets go (see above). NULL is a no-op. */
 void lc_rwork_close(struct lc_rwork *w);
 /* 1 when no job is queued or running: the caller may use the store. */
 int lc_rwork_idle(struct lc_rwork *w);
+/* Takes s, opened by a job that is done, before any other is queued. */
+void lc_rwork_adopt(struct lc_rwork *w, struct lc_rstore *s);
 /* The store, for use between jobs only. */
 struct lc_rstore *lc_rwork_store(struct lc_rwork *w);
 /* The collection's dimension count as of the last job (any thread). */

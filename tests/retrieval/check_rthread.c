@@ -238,6 +238,24 @@ START_TEST(ticker_beside_rebuild) {
 }
 END_TEST
 
+/* Opening a collection whose index file is missing or stale rebuilt it
+ * from the rows on the loop thread (and read and checked a saved one
+ * there). */
+START_TEST(ticker_beside_open) {
+  run_stall("open",
+            "local st = store()\n"
+            "fill(st, 300)\n"
+            "st:close()\n" /* never saved: the next open rebuilds */
+            "hold.arm('rebuild')\n"
+            "function op()\n"
+            "  local again = store()\n"
+            "  assert(again:count() == 300) again:close()\n"
+            "  return 'ok'\n"
+            "end\n",
+            "true ok");
+}
+END_TEST
+
 /* A background search whose task is killed while it runs: the kill joined
  * its thread on the loop (bounded only by the search). Now the search is
  * left to finish and is freed then; the count queued behind it proves it
@@ -420,6 +438,7 @@ Suite *rthread_suite(void) {
   tcase_add_test(tc, ticker_beside_add);
   tcase_add_test(tc, ticker_beside_save);
   tcase_add_test(tc, ticker_beside_rebuild);
+  tcase_add_test(tc, ticker_beside_open);
   tcase_add_test(tc, ticker_beside_cancelled_search);
   tcase_add_test(tc, killed_mid_add_commits_whole);
   tcase_add_test(tc, killed_queued_add_adds_nothing);
