@@ -802,7 +802,8 @@ static int store_cache_get_many(lua_State *L) {
   a->vecs = lc_malloc(n * a->dims * sizeof *a->vecs);
   a->found = lc_calloc(n, 1);
   if (!a->vecs || !a->found) return luaL_error(L, "out of memory");
-  return op_go(L, w, 1, "cache_get_many");
+  /* a query's few texts are point reads; a document's chunks are not */
+  return op_go(L, w, a->n_texts > 16, "cache_get_many");
 }
 
 /* [-0, +0, e] n vectors from the list at idx into a->vecs (a->dims each). */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
@@ -196,7 +197,14 @@ int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *),
   int rc = w->closing ? LC_ESTATE : 0;
   if (!rc && !w->started) {
     w->refs++; /* the thread's */
-    if (pthread_create(&w->th, NULL, work_main, w)) {
+    /* Every signal blocked on the thread: one meant for the loop (its
+     * signalfd, Ctrl-C) must not be delivered here. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int cr = pthread_create(&w->th, NULL, work_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (cr) {
       w->refs--;
       rc = LC_ENOMEM;
     } else {
