@@ -138,10 +138,6 @@ static int store_gc(lua_State *L) {
   return 0;
 }
 
-static int store_close(lua_State *L) {
-  luaL_checkudata(L, 1, STORE_MT);
-  return store_gc(L);
-}
 
 /* [-0, +0, e] The vector at idx: a list of dims finite numbers, into v. */
 static void check_vector(lua_State *L, int idx, size_t dims, float *v, const char *what) {
@@ -297,6 +293,12 @@ static void run_search(struct lc_rstore *s, struct rarg *a) {
 static void rarg_run(struct lc_rstore *s, void *p) {
   struct rarg *a = p;
   int rc = 0;
+  if (!s && a->kind != K_OPEN) { /* queued behind a close */
+    a->rc = LC_ESTATE;
+    a->code = "closed";
+    snprintf(a->err, sizeof a->err, "luact.retrieval: the store was closed");
+    return;
+  }
   switch (a->kind) {
   case K_BEGIN: rc = lc_rstore_begin(s); break;
   case K_COMMIT: rc = lc_rstore_commit(s); break;
@@ -589,6 +591,43 @@ static char *dup_arg(lua_State *L, int idx, size_t *len) {
 
 static char *dup_opt(lua_State *L, int idx) {
   return lua_isnoneornil(L, idx) ? NULL : dup_arg(L, idx, NULL);
+}
+
+static int close_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct rop *op = lua_touserdata(L, (int)ctx);
+  if (!lc_rwork_done(op->job)) { /* woken early: wait on */
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, ctx, close_k);
+  }
+  lua_settop(L, 1);
+  return store_gc(L); /* the store is closed: the thread ends, or is detached */
+}
+
+/* s:close(): from a task, the database is closed on the collection's
+ * thread (the last connection checkpoints its log and syncs), then the
+ * thread ends; elsewhere, and from __gc / __close, here. Idempotent. */
+static int store_close(lua_State *L) {
+  struct store_box *b = luaL_checkudata(L, 1, STORE_MT);
+  lua_settop(L, 1);
+  struct lc_sched *sch = b->w ? lc_sched_get(L) : NULL;
+  if (!sch || !lc_task_current(L) || !lua_isyieldable(L)) return store_gc(L);
+  struct rop *op = lua_newuserdatauv(L, sizeof *op, 0); /* 2 */
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, OP_MT);
+  lua_toclose(L, 2);
+  op->task = lc_task_current(L);
+  op->loop = lc_sched_loop(sch);
+  op->wait.cancel = op_cancel;
+  int fd;
+  int rc = lc_rwork_submit(b->w, NULL, NULL, NULL, &op->job, &fd);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return store_gc(L);
+  op->watch = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
+  if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
+  op->watching = 1;
+  lc_task_wait(op->task, &op->wait);
+  return lua_yieldk(L, 0, 2, close_k);
 }
 
 /* luact.retrieval.store(path, {model=, dimensions=, exact=, m=,
@@ -891,7 +930,7 @@ static int store_count(lua_State *L) {
   struct lc_rwork *w = check_store(L, 1);
   new_op(L, K_COUNT);
   /* a stale index is rebuilt first, so the count is the rows' */
-  int slow = !lc_rwork_idle(w) || lc_rstore_stale(lc_rwork_store(w));
+  int slow = !lc_rwork_idle(w) || !lc_rwork_store(w) || lc_rstore_stale(lc_rwork_store(w));
   return op_go(L, w, slow, "count");
 }
 
@@ -969,7 +1008,7 @@ static int store_search(lua_State *L) {
   int slow = 1;
   if (lc_rwork_idle(w) && background != 1 && !a->n_filter) {
     struct lc_rstore *s = lc_rwork_store(w);
-    if (!lc_rstore_stale(s)) {
+    if (s && !lc_rstore_stale(s)) {
       size_t work = lc_rstore_count(s) * dims;
       slow = background == -1 &&
              ((work >= BACKGROUND_FLOATS && a->exact) || work >= 8 * BACKGROUND_FLOATS);

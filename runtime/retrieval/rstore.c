@@ -265,6 +265,9 @@ void lc_rstore_close(struct lc_rstore *s) {
   if (s->in_tx) lc_rstore_rollback(s);
   drop_pending(s);
   lc_free(s->pend);
+  /* The last connection to a WAL database checkpoints it here (copies
+   * the log into the file and syncs it). */
+  if (s->db && lc_rstore_hold) lc_rstore_hold("close");
   if (s->db) sqlite3_close_v2(s->db);
   lc_vindex_free(s->ix);
   lc_free(s->path);

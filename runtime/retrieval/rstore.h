@@ -108,7 +108,8 @@ void lc_rrow_free(struct lc_rrow *r);
 int lc_rstore_save(struct lc_rstore *s);
 
 /* Tests only: when set, called with "commit" (before an add's COMMIT),
- * "save" (before the index is written and synced), "rebuild" (before a
+ * "save" (before the index is written and synced), "close" (before the
+ * database is closed, which checkpoints its log), "rebuild" (before a
  * rebuild reads the rows) and "search" (l_retrieval.c, before a search
  * off the loop), on whichever thread does that work, so a test can hold
  * it there and see where it runs. */

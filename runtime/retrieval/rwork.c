@@ -79,8 +79,13 @@ static void *work_main(void *p) {
     if (!w->head) w->tail = NULL;
     j->state = RUNNING;
     pthread_mutex_unlock(&w->mu);
-    j->fn(w->s, j->arg);
-    if (w->s) atomic_store(&w->dims, lc_rstore_dims(w->s));
+    if (j->fn) {
+      j->fn(w->s, j->arg);
+      if (w->s) atomic_store(&w->dims, lc_rstore_dims(w->s));
+    } else {
+      lc_rstore_close(w->s); /* a close job; the jobs after it get NULL */
+      w->s = NULL;
+    }
     pthread_mutex_lock(&w->mu);
     if (w->closing && !w->head) {
       /* Closed while this job ran (the thread was detached). Let go of

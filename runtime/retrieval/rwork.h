@@ -51,7 +51,9 @@ void lc_rwork_inline(struct lc_rwork *w, lc_rjob_fn fn, void *arg);
 
 /* Queues fn(store, arg); *fd becomes readable when it is done (owned by
  * the job). Takes arg whatever the result. 0, LC_ENOMEM or LC_ESTATE
- * (closed). */
+ * (closed). fn NULL closes the store on the thread (closing a WAL
+ * database checkpoints and syncs it); the jobs after it, and the owner
+ * between jobs, then see a NULL store. */
 int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *), void *arg,
                     struct lc_rjob **job, int *fd);
 /* 1 once the job ran or was dropped. */

@@ -256,6 +256,18 @@ START_TEST(ticker_beside_open) {
 }
 END_TEST
 
+/* Closing a collection: the last connection to its WAL database
+ * checkpoints the log into the file and syncs it, on the loop thread. */
+START_TEST(ticker_beside_close) {
+  run_stall("close",
+            "local st = store()\n"
+            "fill(st, 300)\n"
+            "hold.arm('close')\n"
+            "function op() st:close() return 'ok' end\n",
+            "true ok");
+}
+END_TEST
+
 /* A background search whose task is killed while it runs: the kill joined
  * its thread on the loop (bounded only by the search). Now the search is
  * left to finish and is freed then; the count queued behind it proves it
@@ -380,9 +392,8 @@ START_TEST(busy_database_is_nil_msg_busy) {
 END_TEST
 
 /* A disk error while saving (the file's temp name points at /dev/full):
- * nil, msg, "io", and the next save works. Closing the store with a job
- * queued answers that job's task nil, msg, "closed". */
-START_TEST(save_error_and_close_with_queued_job) {
+ * nil, msg, "io", and the next save works. */
+START_TEST(save_disk_error_is_nil_msg_io) {
   run_ok("local st = store()\n"
          "fill(st, 20)\n"
          "assert(os.execute('ln -s /dev/full ' .. DB .. '.hnsw.tmp'))\n"
@@ -391,19 +402,46 @@ START_TEST(save_error_and_close_with_queued_job) {
          "assert(msg:find('space'), msg)\n"
          "os.remove(DB .. '.hnsw.tmp')\n"
          "assert(st:save())\n"
+         "st:close()\n"
+         "return 'ok'");
+}
+END_TEST
+
+/* close from a task takes its turn: the jobs queued before it run, the
+ * ones after it answer nil, msg, "closed". Where close cannot yield (and
+ * at __gc) it drops what is queued at once and leaves the running job to
+ * finish. */
+START_TEST(close_in_order_or_at_once) {
+  run_ok("local st = store()\n"
+         "fill(st, 20)\n"
          "hold.arm('search')\n"
          "local s = luact.spawn(function() return st:search(vec(1), {k = 1, background = true}) end)\n"
          "spin(hold.held)\n"
          "local q = luact.spawn(function() return st:save() end)\n"
+         "local c = luact.spawn(function() st:close() return 'closed' end)\n"
+         "local x = luact.spawn(function() return st:count() end)\n"
          "luact.sleep(0)\n"
-         "st:close()\n"
-         "local okq, a, m, c = luact.wait(q)\n"
-         "assert(okq and a == nil and c == 'closed', tostring(m))\n"
          "hold.release()\n"
-         "local oks, hits = luact.wait(s)\n" /* the running search finishes */
+         "local oks, hits = luact.wait(s)\n"
          "assert(oks and hits[1].text == 'c1')\n"
-         "local again = store()\n" /* and the collection is usable again */
-         "assert(again:count() == 20) again:close()\n"
+         "local okq, saved, qm = luact.wait(q)\n"
+         "assert(okq and saved == true, tostring(qm))\n"
+         "assert(select(2, luact.wait(c)) == 'closed')\n"
+         "local okx, n, m, code = luact.wait(x)\n"
+         "assert(okx and n == nil and code == 'closed', tostring(m))\n"
+         "local st2 = store()\n"
+         "assert(st2:count() == 20)\n"
+         "hold.arm('search')\n"
+         "local s2 = luact.spawn(function() return st2:search(vec(2), {k = 1, background = true}) end)\n"
+         "spin(hold.held)\n"
+         "local q2 = luact.spawn(function() return st2:save() end)\n"
+         "luact.sleep(0)\n"
+         "coroutine.wrap(function() st2:close() end)()\n"
+         "local okq2, a2, m2, c2 = luact.wait(q2)\n"
+         "assert(okq2 and a2 == nil and c2 == 'closed', tostring(m2))\n"
+         "hold.release()\n"
+         "local oks2, hits2 = luact.wait(s2)\n" /* the running search finishes */
+         "assert(oks2 and hits2[1].text == 'c2')\n"
          "return 'ok'");
 }
 END_TEST
@@ -439,12 +477,14 @@ Suite *rthread_suite(void) {
   tcase_add_test(tc, ticker_beside_save);
   tcase_add_test(tc, ticker_beside_rebuild);
   tcase_add_test(tc, ticker_beside_open);
+  tcase_add_test(tc, ticker_beside_close);
   tcase_add_test(tc, ticker_beside_cancelled_search);
   tcase_add_test(tc, killed_mid_add_commits_whole);
   tcase_add_test(tc, killed_queued_add_adds_nothing);
   tcase_add_test(tc, adds_then_search_in_order);
   tcase_add_test(tc, busy_database_is_nil_msg_busy);
-  tcase_add_test(tc, save_error_and_close_with_queued_job);
+  tcase_add_test(tc, save_disk_error_is_nil_msg_io);
+  tcase_add_test(tc, close_in_order_or_at_once);
   tcase_add_test(tc, cannot_yield_inline_or_refused);
   suite_add_tcase(s, tc);
   return s;
