@@ -560,12 +560,15 @@ static int op_go(lua_State *L, struct lc_rwork *w, int slow, const char *what) {
     struct rarg *a = op->a;
     op->a = NULL; /* the job takes it, whatever the outcome */
     int fd;
-    int rc = lc_rwork_submit(w, rarg_run, rarg_free, a, &op->job, &fd);
-    if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-    if (rc) return luaL_error(L, "luact.retrieval: the store is closed");
+    if (lc_rwork_submit(w, rarg_run, rarg_free, a, &op->job, &fd))
+      return luaL_error(L, "out of memory");
+    /* Watched before it is queued: a failure here leaves no job running. */
     op->watch = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
     if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
     op->watching = 1;
+    int rc = lc_rwork_start(op->job);
+    if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+    if (rc) return luaL_error(L, "luact.retrieval: the store is closed");
     lc_task_wait(task, &op->wait);
     return lua_yieldk(L, 0, idx, op_k);
   }
@@ -620,12 +623,13 @@ static int store_close(lua_State *L) {
   op->loop = lc_sched_loop(sch);
   op->wait.cancel = op_cancel;
   int fd;
-  int rc = lc_rwork_submit(b->w, NULL, NULL, NULL, &op->job, &fd);
-  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (rc) return store_gc(L);
+  if (lc_rwork_submit(b->w, NULL, NULL, NULL, &op->job, &fd)) return luaL_error(L, "out of memory");
   op->watch = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
   if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
   op->watching = 1;
+  int rc = lc_rwork_start(op->job);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return store_gc(L);
   lc_task_wait(op->task, &op->wait);
   return lua_yieldk(L, 0, 2, close_k);
 }

@@ -11,7 +11,7 @@
 
 #include "lc.h"
 
-enum { QUEUED, RUNNING, DONE };
+enum { NEW, QUEUED, RUNNING, DONE };
 
 struct lc_rjob {
   struct lc_rwork *w; /* holds a reference */
@@ -196,10 +196,20 @@ int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *),
   j->free_arg = free_arg;
   j->arg = arg;
   j->efd = efd;
-  j->state = QUEUED;
-  j->refs = 2; /* the submitter's and the queue's */
+  j->state = NEW;
+  j->refs = 1; /* the submitter's; the queue's comes with lc_rwork_start */
   pthread_mutex_lock(&w->mu);
-  int rc = w->closing ? LC_ESTATE : 0;
+  w->refs++; /* the job's */
+  pthread_mutex_unlock(&w->mu);
+  *job = j;
+  *fd = efd;
+  return 0;
+}
+
+int lc_rwork_start(struct lc_rjob *j) {
+  struct lc_rwork *w = j->w;
+  pthread_mutex_lock(&w->mu);
+  int rc = w->closing ? LC_ESTATE : j->state != NEW ? LC_EINVAL : 0;
   if (!rc && !w->started) {
     w->refs++; /* the thread's */
     /* Every signal blocked on the thread: one meant for the loop (its
@@ -216,23 +226,17 @@ int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *),
       w->started = 1;
     }
   }
-  if (rc) {
-    pthread_mutex_unlock(&w->mu);
-    if (free_arg) free_arg(arg);
-    close(efd);
-    lc_free(j);
-    return rc;
+  if (!rc) {
+    j->state = QUEUED;
+    j->refs++; /* the queue's */
+    w->pending++;
+    if (w->tail) w->tail->next = j;
+    else w->head = j;
+    w->tail = j;
+    pthread_cond_broadcast(&w->cv);
   }
-  w->refs++; /* the job's */
-  w->pending++;
-  if (w->tail) w->tail->next = j;
-  else w->head = j;
-  w->tail = j;
-  pthread_cond_broadcast(&w->cv);
   pthread_mutex_unlock(&w->mu);
-  *job = j;
-  *fd = efd;
-  return 0;
+  return rc;
 }
 
 int lc_rwork_done(struct lc_rjob *j) {

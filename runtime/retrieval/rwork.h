@@ -49,13 +49,17 @@ size_t lc_rwork_dims(struct lc_rwork *w);
 /* Runs fn(store, arg) on the calling thread; the caller checked idle. */
 void lc_rwork_inline(struct lc_rwork *w, lc_rjob_fn fn, void *arg);
 
-/* Queues fn(store, arg); *fd becomes readable when it is done (owned by
- * the job). Takes arg whatever the result. 0, LC_ENOMEM or LC_ESTATE
- * (closed). fn NULL closes the store on the thread (closing a WAL
- * database checkpoints and syncs it); the jobs after it, and the owner
- * between jobs, then see a NULL store. */
+/* A job for fn(store, arg), not queued yet; *fd becomes readable when it
+ * is done (owned by the job), so the caller can watch it before the job
+ * can end. Takes arg whatever the result. 0 or LC_ENOMEM. fn NULL closes
+ * the store on the thread (closing a WAL database checkpoints and syncs
+ * it); the jobs after it, and the owner between jobs, then see a NULL
+ * store. */
 int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *), void *arg,
                     struct lc_rjob **job, int *fd);
+/* Queues it (the thread starts with the first). 0, LC_ENOMEM or
+ * LC_ESTATE (closed); on failure the caller still releases it. */
+int lc_rwork_start(struct lc_rjob *j);
 /* 1 once the job ran or was dropped. */
 int lc_rwork_done(struct lc_rjob *j);
 /* 1 when it was dropped (cancelled while queued, or the collection was
