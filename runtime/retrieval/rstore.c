@@ -104,14 +104,21 @@ static int from_le(const unsigned char *p, size_t n, float *v) {
 
 /* ---- meta ---- */
 
-static char *meta_get(struct lc_rstore *s, const char *key) {
+/* *out: the value (lc_malloc'd) or NULL when there is none. 0, LC_EIO
+ * or LC_ENOMEM: a value that could not be copied is not "none" (a
+ * collection's dimensions read as unknown would look empty). */
+static int meta_get(struct lc_rstore *s, const char *key, char **out) {
   sqlite3_stmt *st;
-  char *v = NULL;
-  if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL)) return NULL;
+  *out = NULL;
+  if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL))
+    return dberr(s, "meta");
   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW) v = lc_strdup((const char *)sqlite3_column_text(st, 0));
+  int rc = 0;
+  if (sqlite3_step(st) == SQLITE_ROW &&
+      !(*out = lc_strdup((const char *)sqlite3_column_text(st, 0))))
+    rc = fail(s, LC_ENOMEM, "out of memory");
   sqlite3_finalize(st);
-  return v;
+  return rc;
 }
 
 static int meta_set(struct lc_rstore *s, const char *key, const char *val) {
@@ -202,7 +209,11 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
     sqlite3_free(em);
     goto out;
   }
-  char *m = meta_get(s, "model"), *d = meta_get(s, "dims");
+  char *m, *d = NULL;
+  if ((rc = meta_get(s, "model", &m)) || (rc = meta_get(s, "dims", &d))) {
+    lc_free(m);
+    goto out;
+  }
   size_t sd = d ? (size_t)strtoull(d, NULL, 10) : 0;
   if (m && o->model && strcmp(m, o->model))
     rc = fail(s, LC_EINVAL, "%s holds vectors of model %s, not %s: use another path", path, m,
@@ -210,7 +221,7 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
   else if (sd && o->dims && sd != o->dims)
     rc = fail(s, LC_EINVAL, "%s holds %zu-dimensional vectors, not %zu", path, sd, o->dims);
   s->model = m ? m : (o->model ? lc_strdup(o->model) : NULL);
-  if (m && !s->model) rc = LC_ENOMEM;
+  if (!s->model && o->model && !rc) rc = fail(s, LC_ENOMEM, "out of memory");
   s->dims = sd ? sd : o->dims;
   lc_free(d);
   if (rc) goto out;

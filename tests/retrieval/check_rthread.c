@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lc.h"
 #include "rstore.h"
 #include "util_common.h"
 #include "util_lua.h"
@@ -70,6 +71,11 @@ static int l_release(lua_State *L) {
   return 0;
 }
 
+static int l_oom(lua_State *L) {
+  lc_alloc_fail_after((long)luaL_checkinteger(L, 1));
+  return 0;
+}
+
 static int l_loop_hits(lua_State *L) {
   lua_pushinteger(L, atomic_load(&loop_hits));
   return 1;
@@ -88,6 +94,7 @@ static void setup_state(lua_State *L) {
                                  {"held", l_held},
                                  {"release", l_release},
                                  {"loop_hits", l_loop_hits},
+                                 {"oom", l_oom},
                                  {NULL, NULL}};
   lua_newtable(L);
   luaL_setfuncs(L, fns, 0);
@@ -446,6 +453,31 @@ START_TEST(close_in_order_or_at_once) {
 }
 END_TEST
 
+/* Opening an existing collection with each allocation in turn failing:
+ * an out-of-memory error or the collection as stored, never a collection
+ * that forgot its dimensions (a failed copy of a stored setting was read
+ * as "none": the collection then looked empty). */
+START_TEST(open_under_oom_keeps_dimensions) {
+  run_ok("local st = store()\n"
+         "fill(st, 3)\n"
+         "st:close()\n"
+         "for n = 1, 300 do\n"
+         "  hold.oom(n)\n"
+         "  local ok, s, m = pcall(luact.retrieval.store, DB)\n"
+         "  hold.oom(0)\n"
+         "  if ok and s then\n"
+         "    assert(s:dims() == 16, 'dimensions forgotten, allocation ' .. n)\n"
+         "    assert(s:count() == 3)\n"
+         "    s:close()\n"
+         "  else\n"
+         "    local e = ok and m or s\n"
+         "    assert(tostring(e):find('memory'), tostring(e))\n"
+         "  end\n"
+         "end\n"
+         "return 'ok'");
+}
+END_TEST
+
 /* ---- where the caller cannot yield ---- */
 
 /* In a coroutine of the script's (not a task) a slow call cannot yield:
@@ -486,6 +518,7 @@ Suite *rthread_suite(void) {
   tcase_add_test(tc, save_disk_error_is_nil_msg_io);
   tcase_add_test(tc, close_in_order_or_at_once);
   tcase_add_test(tc, cannot_yield_inline_or_refused);
+  tcase_add_test(tc, open_under_oom_keeps_dimensions);
   suite_add_tcase(s, tc);
   return s;
 }
