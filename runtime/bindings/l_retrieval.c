@@ -742,7 +742,9 @@ static int store_add_doc(lua_State *L) {
   a->source = dup_arg(L, 2, NULL);
   a->text = dup_arg(L, 3, &a->text_len);
   a->meta = dup_opt(L, 4);
-  return op_go(L, w, 1, "add_doc");
+  /* rows into an open transaction (no sync; that is commit's): a point
+   * write, like add_chunk */
+  return op_go(L, w, 0, "add_doc");
 }
 
 /* s:add_chunk(doc, ord, start, char_start, text, heading, vector) -> id */
@@ -765,7 +767,7 @@ static int store_add_chunk(lua_State *L) {
   a->dims = dims;
   if (!(a->vecs = lc_malloc(dims * sizeof *a->vecs))) return luaL_error(L, "out of memory");
   check_vector(L, 8, dims, a->vecs, "vector");
-  return op_go(L, w, 1, "add_chunk");
+  return op_go(L, w, 0, "add_chunk"); /* one row into an open transaction */
 }
 
 /* s:cache_get(model, dims, text) -> vector | nil */
