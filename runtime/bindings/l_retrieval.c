@@ -575,7 +575,9 @@ static int op_go(lua_State *L, struct lc_rwork *w, int slow, const char *what) {
   if (!idle)
     return luaL_error(L, "luact.retrieval: %s where the task cannot yield while the collection's "
                          "thread is busy (call it from the task itself)", what);
-  if (slow && sch && lc_sched_live_tasks(sch) > 1)
+  /* Other tasks on this loop: this state's, or other runs' when the loop
+   * is shared (luact serve). */
+  if (slow && sch && (lc_sched_live_tasks(sch) > 1 || !lc_sched_owns_loop(sch)))
     return luaL_error(L, "luact.retrieval: %s where the task cannot yield (a metamethod or a "
                          "coroutine of the script's) while other tasks run: call it from the "
                          "task itself", what);

@@ -17,8 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "l_luact.h"
+#include "l_state.h"
 #include "lc.h"
 #include "rstore.h"
+#include "sched.h"
 #include "util_common.h"
 #include "util_lua.h"
 #include "util_mock.h"
@@ -453,6 +456,40 @@ START_TEST(close_in_order_or_at_once) {
 }
 END_TEST
 
+/* luact serve runs many states' tasks on one loop: there a slow call that
+ * cannot yield is refused even when its own state has no other task (the
+ * other runs' agents share the loop). */
+START_TEST(cannot_yield_on_a_shared_loop_is_refused) {
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lua_State *L = lc_lua_newstate();
+  ck_assert_ptr_nonnull(L);
+  lc_lua_setup(L);
+  struct lc_sched *s;
+  ck_assert_int_eq(lc_sched_new_on(L, lc_sched_loop(t.s), &s), 0);
+  setup_state(L);
+  static const char code[] =
+      "local st = store()\n"
+      "local chunks, vecs = batch(5, 0)\n"
+      "local ok, e = pcall(coroutine.wrap(function() return st:add('a', 'a', '{}', chunks, vecs) end))\n"
+      "assert(not ok and tostring(e):find('cannot yield'), tostring(e))\n"
+      "assert(st:add('a', 'a', '{}', chunks, vecs) == 5)\n"
+      "st:close()\n"
+      "return 'ok'";
+  ck_assert_int_eq(luaL_loadbufferx(L, code, strlen(code), "=shared", "t"), LUA_OK);
+  struct lc_task *task;
+  ck_assert_int_eq(lc_sched_spawn(s, L, 0, NULL, &task), 0);
+  ck_assert_int_eq(lc_sched_run(s, task), 0);
+  lua_State *co = lc_task_thread(task);
+  ck_assert_msg(lc_task_status(task) == LUA_OK, "%s", lua_tostring(co, -1));
+  ck_assert_str_eq(lua_tostring(co, 1), "ok");
+  lc_task_release(task);
+  lc_sched_free(s);
+  lua_close(L);
+  lc_test_lua_close(&t);
+}
+END_TEST
+
 /* Opening an existing collection with each allocation in turn failing:
  * an out-of-memory error or the collection as stored, never a collection
  * that forgot its dimensions (a failed copy of a stored setting was read
@@ -518,6 +555,7 @@ Suite *rthread_suite(void) {
   tcase_add_test(tc, save_disk_error_is_nil_msg_io);
   tcase_add_test(tc, close_in_order_or_at_once);
   tcase_add_test(tc, cannot_yield_inline_or_refused);
+  tcase_add_test(tc, cannot_yield_on_a_shared_loop_is_refused);
   tcase_add_test(tc, open_under_oom_keeps_dimensions);
   suite_add_tcase(s, tc);
   return s;
