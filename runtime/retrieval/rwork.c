@@ -49,10 +49,13 @@ static void work_free(struct lc_rwork *w) {
 static int work_unref_locked(struct lc_rwork *w) { return --w->refs == 0; }
 
 static int job_unref_locked(struct lc_rjob *j) {
-  if (--j->refs > 0) return 0;
+  if (--j->refs > 0)
+    return 0;
   struct lc_rwork *w = j->w;
-  if (j->free_arg) j->free_arg(j->arg);
-  if (j->efd >= 0) close(j->efd);
+  if (j->free_arg)
+    j->free_arg(j->arg);
+  if (j->efd >= 0)
+    close(j->efd);
   lc_free(j);
   return work_unref_locked(w);
 }
@@ -72,16 +75,20 @@ static void *work_main(void *p) {
   struct lc_rwork *w = p;
   pthread_mutex_lock(&w->mu);
   for (;;) {
-    while (!w->head && !w->closing) pthread_cond_wait(&w->cv, &w->mu);
+    while (!w->head && !w->closing)
+      pthread_cond_wait(&w->cv, &w->mu);
     struct lc_rjob *j = w->head;
-    if (!j) break; /* closing and nothing queued */
+    if (!j)
+      break; /* closing and nothing queued */
     w->head = j->next;
-    if (!w->head) w->tail = NULL;
+    if (!w->head)
+      w->tail = NULL;
     j->state = RUNNING;
     pthread_mutex_unlock(&w->mu);
     if (j->fn) {
       j->fn(w->s, j->arg);
-      if (w->s) atomic_store(&w->dims, lc_rstore_dims(w->s));
+      if (w->s)
+        atomic_store(&w->dims, lc_rstore_dims(w->s));
     } else {
       lc_rstore_close(w->s); /* a close job; the jobs after it get NULL */
       w->s = NULL;
@@ -96,7 +103,8 @@ static void *work_main(void *p) {
       job_done_locked(j);
       int last = job_unref_locked(j);
       pthread_mutex_unlock(&w->mu);
-      if (last) work_free(w);
+      if (last)
+        work_free(w);
       return NULL;
     }
     job_done_locked(j);
@@ -104,7 +112,8 @@ static void *work_main(void *p) {
   }
   int last = work_unref_locked(w);
   pthread_mutex_unlock(&w->mu);
-  if (last) work_free(w);
+  if (last)
+    work_free(w);
   return NULL;
 }
 
@@ -134,7 +143,8 @@ int lc_rwork_new(struct lc_rstore *s, struct lc_rwork **out) {
 }
 
 void lc_rwork_close(struct lc_rwork *w) {
-  if (!w) return;
+  if (!w)
+    return;
   pthread_mutex_lock(&w->mu);
   w->closing = 1;
   for (struct lc_rjob *j; (j = w->head);) {
@@ -149,13 +159,16 @@ void lc_rwork_close(struct lc_rwork *w) {
   pthread_mutex_unlock(&w->mu);
   if (started) {
     /* An idle thread exits at once; a running job is never waited for. */
-    if (running) pthread_detach(w->th);
-    else pthread_join(w->th, NULL);
+    if (running)
+      pthread_detach(w->th);
+    else
+      pthread_join(w->th, NULL);
   }
   pthread_mutex_lock(&w->mu);
   int last = work_unref_locked(w);
   pthread_mutex_unlock(&w->mu);
-  if (last) work_free(w);
+  if (last)
+    work_free(w);
 }
 
 int lc_rwork_idle(struct lc_rwork *w) {
@@ -165,7 +178,9 @@ int lc_rwork_idle(struct lc_rwork *w) {
   return idle;
 }
 
-struct lc_rstore *lc_rwork_store(struct lc_rwork *w) { return w->s; }
+struct lc_rstore *lc_rwork_store(struct lc_rwork *w) {
+  return w->s;
+}
 
 void lc_rwork_adopt(struct lc_rwork *w, struct lc_rstore *s) {
   pthread_mutex_lock(&w->mu);
@@ -178,17 +193,19 @@ size_t lc_rwork_dims(struct lc_rwork *w) { return atomic_load(&w->dims); }
 
 void lc_rwork_inline(struct lc_rwork *w, lc_rjob_fn fn, void *arg) {
   fn(w->s, arg);
-  if (w->s) atomic_store(&w->dims, lc_rstore_dims(w->s));
+  if (w->s)
+    atomic_store(&w->dims, lc_rstore_dims(w->s));
 }
 
-int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *), void *arg,
-                    struct lc_rjob **job, int *fd) {
+int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *),
+                    void *arg, struct lc_rjob **job, int *fd) {
   *job = NULL;
   struct lc_rjob *j = lc_calloc(1, sizeof *j);
   int efd = j ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
   if (!j || efd < 0) {
     lc_free(j);
-    if (free_arg) free_arg(arg);
+    if (free_arg)
+      free_arg(arg);
     return LC_ENOMEM;
   }
   j->w = w;
@@ -230,8 +247,10 @@ int lc_rwork_start(struct lc_rjob *j) {
     j->state = QUEUED;
     j->refs++; /* the queue's */
     w->pending++;
-    if (w->tail) w->tail->next = j;
-    else w->head = j;
+    if (w->tail)
+      w->tail->next = j;
+    else
+      w->head = j;
     w->tail = j;
     pthread_cond_broadcast(&w->cv);
   }
@@ -266,7 +285,8 @@ void lc_rwork_cancel(struct lc_rjob *j) {
     }
     if (*pp) {
       *pp = j->next;
-      if (w->tail == j) w->tail = prev;
+      if (w->tail == j)
+        w->tail = prev;
     }
     j->dropped = 1;
     job_done_locked(j);
@@ -276,11 +296,13 @@ void lc_rwork_cancel(struct lc_rjob *j) {
 }
 
 void lc_rwork_release(struct lc_rjob *j) {
-  if (!j) return;
+  if (!j)
+    return;
   struct lc_rwork *w = j->w;
   lc_rwork_cancel(j);
   pthread_mutex_lock(&w->mu);
   int last = job_unref_locked(j);
   pthread_mutex_unlock(&w->mu);
-  if (last) work_free(w);
+  if (last)
+    work_free(w);
 }

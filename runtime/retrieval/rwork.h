@@ -55,8 +55,8 @@ void lc_rwork_inline(struct lc_rwork *w, lc_rjob_fn fn, void *arg);
  * the store on the thread (closing a WAL database checkpoints and syncs
  * it); the jobs after it, and the owner between jobs, then see a NULL
  * store. */
-int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *), void *arg,
-                    struct lc_rjob **job, int *fd);
+int lc_rwork_submit(struct lc_rwork *w, lc_rjob_fn fn, void (*free_arg)(void *),
+                    void *arg, struct lc_rjob **job, int *fd);
 /* Queues it (the thread starts with the first). 0, LC_ENOMEM or
  * LC_ESTATE (closed); on failure the caller still releases it. */
 int lc_rwork_start(struct lc_rjob *j);

@@ -37,15 +37,19 @@ static pthread_t loop_thread;
 static struct lc_stall *cur_stall;
 
 static void hold(const char *point) {
-  if (!atomic_load(&armed) || strcmp(point, hold_at)) return;
+  if (!atomic_load(&armed) || strcmp(point, hold_at))
+    return;
   if (pthread_equal(pthread_self(), loop_thread)) {
     atomic_fetch_add(&loop_hits, 1);
-    if (cur_stall) lc_stall_blocked_loop(cur_stall);
+    if (cur_stall)
+      lc_stall_blocked_loop(cur_stall);
     return;
   }
-  if (atomic_exchange(&held_once, 1)) return;
+  if (atomic_exchange(&held_once, 1))
+    return;
   atomic_store(&held, 1);
-  if (cur_stall) lc_stall_in_flight(cur_stall);
+  if (cur_stall)
+    lc_stall_in_flight(cur_stall);
   char c;
   while (read(gate[0], &c, 1) < 0 && errno == EINTR) {
   }
@@ -90,16 +94,15 @@ static struct lc_mock mock;
 static int mock_on;
 
 static const char mock_script[] =
-    "[{\"match\":{\"path\":\"/v1/embeddings\"},\"reply\":{\"embeddings\":{\"dims\":16}}}]";
+    "[{\"match\":{\"path\":\"/v1/"
+    "embeddings\"},\"reply\":{\"embeddings\":{\"dims\":16}}}]";
 
 /* Globals every case uses: the hold's controls, DB, BASE and helpers. */
 static void setup_state(lua_State *L) {
-  static const luaL_Reg fns[] = {{"arm", l_arm},
-                                 {"held", l_held},
-                                 {"release", l_release},
-                                 {"loop_hits", l_loop_hits},
-                                 {"oom", l_oom},
-                                 {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+      {"arm", l_arm},         {"held", l_held},
+      {"release", l_release}, {"loop_hits", l_loop_hits},
+      {"oom", l_oom},         {NULL, NULL}};
   lua_newtable(L);
   luaL_setfuncs(L, fns, 0);
   lua_setglobal(L, "hold");
@@ -110,19 +113,24 @@ static void setup_state(lua_State *L) {
     lua_setglobal(L, "BASE");
   }
   static const char helpers[] =
-      "function vec(a) local v = {} for i = 1, 16 do v[i] = math.sin(a * 7 + i) end return v end\n"
-      "function store() return assert(luact.retrieval.store(DB, {model = 'm', dimensions = 16})) end\n"
+      "function vec(a) local v = {} for i = 1, 16 do v[i] = math.sin(a * 7 + "
+      "i) end return v end\n"
+      "function store() return assert(luact.retrieval.store(DB, {model = 'm', "
+      "dimensions = 16})) end\n"
       /* n chunks of one document, through the low-level calls */
       "function fill(st, n, source)\n"
       "  assert(st:begin())\n"
-      "  local id = assert(st:add_doc(source or 'base', source or 'base', '{}'))\n"
-      "  for c = 1, n do assert(st:add_chunk(id, c, 0, 0, 'c' .. c, nil, vec(c))) end\n"
+      "  local id = assert(st:add_doc(source or 'base', source or 'base', "
+      "'{}'))\n"
+      "  for c = 1, n do assert(st:add_chunk(id, c, 0, 0, 'c' .. c, nil, "
+      "vec(c))) end\n"
       "  assert(st:commit())\n"
       "end\n"
       /* a document of n chunks for st:add, vectors from base on */
       "function batch(n, base)\n"
       "  local chunks, vecs = {}, {}\n"
-      "  for c = 1, n do chunks[c] = {text = 'b' .. c, start = 1, char_start = 1}; vecs[c] = vec(base + c) end\n"
+      "  for c = 1, n do chunks[c] = {text = 'b' .. c, start = 1, char_start = "
+      "1}; vecs[c] = vec(base + c) end\n"
       "  return chunks, vecs\n"
       "end\n"
       "function spin(f) while not f() do luact.sleep(0.001) end end\n";
@@ -159,7 +167,8 @@ static void teardown(void) {
   atomic_store(&armed, 0);
   close(gate[0]);
   close(gate[1]);
-  if (mock_on) lc_mock_stop(&mock);
+  if (mock_on)
+    lc_mock_stop(&mock);
   mock_on = 0;
   unlink_db();
 }
@@ -189,7 +198,9 @@ static void stall_release(struct lc_stall *s) {
 }
 
 static void run_stall(const char *name, const char *script, const char *want) {
-  struct lc_stall s = {.name = name, .script = script, .setup = stall_setup,
+  struct lc_stall s = {.name = name,
+                       .script = script,
+                       .setup = stall_setup,
                        .release = stall_release};
   cur_stall = &s;
   char err[4096];
@@ -197,7 +208,8 @@ static void run_stall(const char *name, const char *script, const char *want) {
   cur_stall = NULL;
   ck_assert_msg(rc == 0, "%s: %s", name, err);
   lc_stall_assert_ok(&s);
-  ck_assert_msg(!strncmp(s.result, want, strlen(want)), "%s: %s", name, s.result);
+  ck_assert_msg(!strncmp(s.result, want, strlen(want)), "%s: %s", name,
+                s.result);
 }
 
 /* An add of a large batch through index:add: its commit and HNSW inserts
@@ -207,8 +219,10 @@ START_TEST(ticker_beside_add) {
   ck_assert_int_eq(lc_mock_start(&mock, mock_script), 0);
   mock_on = 1;
   run_stall("add",
-            "local ix = assert(luact.retrieval.open{path = DB, model = 'openai:emb',\n"
-            "  base_url = BASE .. '/v1', api_key = 'k', chunk_size = 40, chunk_overlap = 0})\n"
+            "local ix = assert(luact.retrieval.open{path = DB, model = "
+            "'openai:emb',\n"
+            "  base_url = BASE .. '/v1', api_key = 'k', chunk_size = 40, "
+            "chunk_overlap = 0})\n"
             "local words = {} for i = 1, 2400 do words[i] = 'w' .. i end\n"
             "local text = table.concat(words, ' ')\n"
             "hold.arm('commit')\n"
@@ -241,13 +255,14 @@ END_TEST
  * task, and for save): on the loop thread, every stored vector read and
  * inserted again. */
 START_TEST(ticker_beside_rebuild) {
-  run_stall("rebuild",
-            "local st = store()\n"
-            "fill(st, 300)\n"
-            "fill(st, 5)\n" /* the same source again: replaced, the index is stale */
-            "hold.arm('rebuild')\n"
-            "function op() assert(st:count() == 5, st:count()) return 'ok' end\n",
-            "true ok");
+  run_stall(
+      "rebuild",
+      "local st = store()\n"
+      "fill(st, 300)\n"
+      "fill(st, 5)\n" /* the same source again: replaced, the index is stale */
+      "hold.arm('rebuild')\n"
+      "function op() assert(st:count() == 5, st:count()) return 'ok' end\n",
+      "true ok");
 }
 END_TEST
 
@@ -285,21 +300,23 @@ END_TEST
  * 63 MB took 1.2 s of the loop thread. Over a megabyte it runs on a
  * thread from a task. */
 START_TEST(ticker_beside_split) {
-  run_stall("split",
-            "local words = {} for i = 1, 300000 do words[i] = 'w' .. (i % 1000) end\n"
-            "local doc = table.concat(words, ' ')\n"
-            "assert(#doc > (1 << 20))\n"
-            "hold.arm('split')\n"
-            "function op()\n"
-            "  local cs = assert(luact.retrieval.split(doc, {size = 500, overlap = 50}))\n"
-            "  assert(#cs > 100, #cs)\n"
-            "  for _, i in ipairs{1, 2, #cs} do\n"
-            "    local c = cs[i]\n"
-            "    assert(doc:sub(c.start, c.start + #c.text - 1) == c.text)\n"
-            "  end\n"
-            "  return 'ok'\n"
-            "end\n",
-            "true ok");
+  run_stall(
+      "split",
+      "local words = {} for i = 1, 300000 do words[i] = 'w' .. (i % 1000) end\n"
+      "local doc = table.concat(words, ' ')\n"
+      "assert(#doc > (1 << 20))\n"
+      "hold.arm('split')\n"
+      "function op()\n"
+      "  local cs = assert(luact.retrieval.split(doc, {size = 500, overlap = "
+      "50}))\n"
+      "  assert(#cs > 100, #cs)\n"
+      "  for _, i in ipairs{1, 2, #cs} do\n"
+      "    local c = cs[i]\n"
+      "    assert(doc:sub(c.start, c.start + #c.text - 1) == c.text)\n"
+      "  end\n"
+      "  return 'ok'\n"
+      "end\n",
+      "true ok");
 }
 END_TEST
 
@@ -308,17 +325,18 @@ END_TEST
  * left to finish and is freed then; the count queued behind it proves it
  * ended (the state's allocation check at close sees nothing left). */
 START_TEST(ticker_beside_cancelled_search) {
-  run_stall("cancelled search",
-            "local st = store()\n"
-            "fill(st, 200)\n"
-            "hold.arm('search')\n"
-            "function op() return st:search(vec(3), {k = 3, background = true}) end\n"
-            "function after_in_flight(task) luact.kill(task) end\n"
-            "function after_release()\n"
-            "  assert(st:count() == 200)\n"
-            "  st:close()\n"
-            "end\n",
-            "nil already waited or killed");
+  run_stall(
+      "cancelled search",
+      "local st = store()\n"
+      "fill(st, 200)\n"
+      "hold.arm('search')\n"
+      "function op() return st:search(vec(3), {k = 3, background = true}) end\n"
+      "function after_in_flight(task) luact.kill(task) end\n"
+      "function after_release()\n"
+      "  assert(st:count() == 200)\n"
+      "  st:close()\n"
+      "end\n",
+      "nil already waited or killed");
 }
 END_TEST
 
@@ -330,7 +348,8 @@ START_TEST(killed_mid_add_commits_whole) {
   run_ok("local st = store()\n"
          "local chunks, vecs = batch(500, 0)\n"
          "hold.arm('commit')\n"
-         "local t = luact.spawn(function() return st:add('doc', 'text', '{}', chunks, vecs) end)\n"
+         "local t = luact.spawn(function() return st:add('doc', 'text', '{}', "
+         "chunks, vecs) end)\n"
          "spin(hold.held)\n"
          "luact.kill(t)\n"
          "local ok = luact.wait(t)\n"
@@ -351,10 +370,12 @@ START_TEST(killed_queued_add_adds_nothing) {
   run_ok("local st = store()\n"
          "fill(st, 10)\n"
          "hold.arm('search')\n"
-         "local s = luact.spawn(function() return st:search(vec(1), {k = 1, background = true}) end)\n"
+         "local s = luact.spawn(function() return st:search(vec(1), {k = 1, "
+         "background = true}) end)\n"
          "spin(hold.held)\n"
          "local chunks, vecs = batch(50, 100)\n"
-         "local t = luact.spawn(function() return st:add('doc', 'text', '{}', chunks, vecs) end)\n"
+         "local t = luact.spawn(function() return st:add('doc', 'text', '{}', "
+         "chunks, vecs) end)\n"
          "luact.sleep(0)\n" /* t has queued its add */
          "luact.kill(t)\n"
          "hold.release()\n"
@@ -386,7 +407,8 @@ START_TEST(adds_then_search_in_order) {
          "  function() return st:add('three', 'three', '{}', c3, v3) end,\n"
          "  function()\n"
          "    for i = 1, 20 do\n"
-         "      local hs = assert(st:search(vec(5001), {k = 1000, exact = true, background = i % 2 == 0}))\n"
+         "      local hs = assert(st:search(vec(5001), {k = 1000, exact = "
+         "true, background = i % 2 == 0}))\n"
          "      seen[#seen + 1] = #hs\n"
          "      luact.sleep(0)\n"
          "    end\n"
@@ -411,11 +433,13 @@ START_TEST(busy_database_is_nil_msg_busy) {
          "assert(other:begin())\n" /* the write lock */
          "local chunks, vecs = batch(20, 100)\n"
          "local done, ticks = false, 0\n"
-         "local ticker = luact.spawn(function() while not done do ticks = ticks + 1 luact.sleep(0) end end)\n"
+         "local ticker = luact.spawn(function() while not done do ticks = "
+         "ticks + 1 luact.sleep(0) end end)\n"
          "local n, msg, code = st:add('doc', 'text', '{}', chunks, vecs)\n"
          "done = true\n"
          "luact.wait(ticker)\n"
-         "assert(n == nil and code == 'busy', tostring(msg) .. ' ' .. tostring(code))\n"
+         "assert(n == nil and code == 'busy', tostring(msg) .. ' ' .. "
+         "tostring(code))\n"
          "assert(msg:find('locked'), msg)\n"
          "assert(ticks > 1, 'the loop waited for the busy database')\n"
          "other:rollback() other:close()\n"
@@ -447,37 +471,40 @@ END_TEST
  * at __gc) it drops what is queued at once and leaves the running job to
  * finish. */
 START_TEST(close_in_order_or_at_once) {
-  run_ok("local st = store()\n"
-         "fill(st, 20)\n"
-         "hold.arm('search')\n"
-         "local s = luact.spawn(function() return st:search(vec(1), {k = 1, background = true}) end)\n"
-         "spin(hold.held)\n"
-         "local q = luact.spawn(function() return st:save() end)\n"
-         "local c = luact.spawn(function() st:close() return 'closed' end)\n"
-         "local x = luact.spawn(function() return st:count() end)\n"
-         "luact.sleep(0)\n"
-         "hold.release()\n"
-         "local oks, hits = luact.wait(s)\n"
-         "assert(oks and hits[1].text == 'c1')\n"
-         "local okq, saved, qm = luact.wait(q)\n"
-         "assert(okq and saved == true, tostring(qm))\n"
-         "assert(select(2, luact.wait(c)) == 'closed')\n"
-         "local okx, n, m, code = luact.wait(x)\n"
-         "assert(okx and n == nil and code == 'closed', tostring(m))\n"
-         "local st2 = store()\n"
-         "assert(st2:count() == 20)\n"
-         "hold.arm('search')\n"
-         "local s2 = luact.spawn(function() return st2:search(vec(2), {k = 1, background = true}) end)\n"
-         "spin(hold.held)\n"
-         "local q2 = luact.spawn(function() return st2:save() end)\n"
-         "luact.sleep(0)\n"
-         "coroutine.wrap(function() st2:close() end)()\n"
-         "local okq2, a2, m2, c2 = luact.wait(q2)\n"
-         "assert(okq2 and a2 == nil and c2 == 'closed', tostring(m2))\n"
-         "hold.release()\n"
-         "local oks2, hits2 = luact.wait(s2)\n" /* the running search finishes */
-         "assert(oks2 and hits2[1].text == 'c2')\n"
-         "return 'ok'");
+  run_ok(
+      "local st = store()\n"
+      "fill(st, 20)\n"
+      "hold.arm('search')\n"
+      "local s = luact.spawn(function() return st:search(vec(1), {k = 1, "
+      "background = true}) end)\n"
+      "spin(hold.held)\n"
+      "local q = luact.spawn(function() return st:save() end)\n"
+      "local c = luact.spawn(function() st:close() return 'closed' end)\n"
+      "local x = luact.spawn(function() return st:count() end)\n"
+      "luact.sleep(0)\n"
+      "hold.release()\n"
+      "local oks, hits = luact.wait(s)\n"
+      "assert(oks and hits[1].text == 'c1')\n"
+      "local okq, saved, qm = luact.wait(q)\n"
+      "assert(okq and saved == true, tostring(qm))\n"
+      "assert(select(2, luact.wait(c)) == 'closed')\n"
+      "local okx, n, m, code = luact.wait(x)\n"
+      "assert(okx and n == nil and code == 'closed', tostring(m))\n"
+      "local st2 = store()\n"
+      "assert(st2:count() == 20)\n"
+      "hold.arm('search')\n"
+      "local s2 = luact.spawn(function() return st2:search(vec(2), {k = 1, "
+      "background = true}) end)\n"
+      "spin(hold.held)\n"
+      "local q2 = luact.spawn(function() return st2:save() end)\n"
+      "luact.sleep(0)\n"
+      "coroutine.wrap(function() st2:close() end)()\n"
+      "local okq2, a2, m2, c2 = luact.wait(q2)\n"
+      "assert(okq2 and a2 == nil and c2 == 'closed', tostring(m2))\n"
+      "hold.release()\n"
+      "local oks2, hits2 = luact.wait(s2)\n" /* the running search finishes */
+      "assert(oks2 and hits2[1].text == 'c2')\n"
+      "return 'ok'");
 }
 END_TEST
 
@@ -496,12 +523,14 @@ START_TEST(cannot_yield_on_a_shared_loop_is_refused) {
   static const char code[] =
       "local st = store()\n"
       "local chunks, vecs = batch(5, 0)\n"
-      "local ok, e = pcall(coroutine.wrap(function() return st:add('a', 'a', '{}', chunks, vecs) end))\n"
+      "local ok, e = pcall(coroutine.wrap(function() return st:add('a', 'a', "
+      "'{}', chunks, vecs) end))\n"
       "assert(not ok and tostring(e):find('cannot yield'), tostring(e))\n"
       "assert(st:add('a', 'a', '{}', chunks, vecs) == 5)\n"
       "st:close()\n"
       "return 'ok'";
-  ck_assert_int_eq(luaL_loadbufferx(L, code, strlen(code), "=shared", "t"), LUA_OK);
+  ck_assert_int_eq(luaL_loadbufferx(L, code, strlen(code), "=shared", "t"),
+                   LUA_OK);
   struct lc_task *task;
   ck_assert_int_eq(lc_sched_spawn(s, L, 0, NULL, &task), 0);
   ck_assert_int_eq(lc_sched_run(s, task), 0);
@@ -520,23 +549,24 @@ END_TEST
  * that forgot its dimensions (a failed copy of a stored setting was read
  * as "none": the collection then looked empty). */
 START_TEST(open_under_oom_keeps_dimensions) {
-  run_ok("local st = store()\n"
-         "fill(st, 3)\n"
-         "st:close()\n"
-         "for n = 1, 300 do\n"
-         "  hold.oom(n)\n"
-         "  local ok, s, m = pcall(luact.retrieval.store, DB)\n"
-         "  hold.oom(0)\n"
-         "  if ok and s then\n"
-         "    assert(s:dims() == 16, 'dimensions forgotten, allocation ' .. n)\n"
-         "    assert(s:count() == 3)\n"
-         "    s:close()\n"
-         "  else\n"
-         "    local e = ok and m or s\n"
-         "    assert(tostring(e):find('memory'), tostring(e))\n"
-         "  end\n"
-         "end\n"
-         "return 'ok'");
+  run_ok(
+      "local st = store()\n"
+      "fill(st, 3)\n"
+      "st:close()\n"
+      "for n = 1, 300 do\n"
+      "  hold.oom(n)\n"
+      "  local ok, s, m = pcall(luact.retrieval.store, DB)\n"
+      "  hold.oom(0)\n"
+      "  if ok and s then\n"
+      "    assert(s:dims() == 16, 'dimensions forgotten, allocation ' .. n)\n"
+      "    assert(s:count() == 3)\n"
+      "    s:close()\n"
+      "  else\n"
+      "    local e = ok and m or s\n"
+      "    assert(tostring(e):find('memory'), tostring(e))\n"
+      "  end\n"
+      "end\n"
+      "return 'ok'");
 }
 END_TEST
 
@@ -548,10 +578,12 @@ END_TEST
 START_TEST(cannot_yield_inline_or_refused) {
   run_ok("local st = store()\n"
          "local chunks, vecs = batch(10, 0)\n"
-         "local co = coroutine.wrap(function() return st:add('a', 'a', '{}', chunks, vecs) end)\n"
+         "local co = coroutine.wrap(function() return st:add('a', 'a', '{}', "
+         "chunks, vecs) end)\n"
          "assert(co() == 10)\n"
          "local t = luact.spawn(function() luact.sleep(0.05) end)\n"
-         "local ok, e = pcall(coroutine.wrap(function() return st:add('b', 'b', '{}', chunks, vecs) end))\n"
+         "local ok, e = pcall(coroutine.wrap(function() return st:add('b', "
+         "'b', '{}', chunks, vecs) end))\n"
          "assert(not ok and tostring(e):find('cannot yield'), tostring(e))\n"
          "assert(coroutine.wrap(function() return st:doc('a') end)())\n"
          "luact.wait(t)\n"
