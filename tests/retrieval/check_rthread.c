@@ -36,7 +36,10 @@ static int gate[2] = {-1, -1};
 static pthread_t loop_thread;
 static struct lc_stall *cur_stall;
 
+static atomic_int split_ended;
+
 static void hold(const char *point) {
+  if (!strcmp(point, "split ended")) atomic_store(&split_ended, 1);
   if (!atomic_load(&armed) || strcmp(point, hold_at))
     return;
   if (pthread_equal(pthread_self(), loop_thread)) {
@@ -84,6 +87,11 @@ static int l_oom(lua_State *L) {
   return 0;
 }
 
+static int l_split_ended(lua_State *L) {
+  lua_pushboolean(L, atomic_load(&split_ended));
+  return 1;
+}
+
 static int l_loop_hits(lua_State *L) {
   lua_pushinteger(L, atomic_load(&loop_hits));
   return 1;
@@ -102,7 +110,8 @@ static void setup_state(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"arm", l_arm},         {"held", l_held},
       {"release", l_release}, {"loop_hits", l_loop_hits},
-      {"oom", l_oom},         {NULL, NULL}};
+      {"oom", l_oom},
+                                 {"split_ended", l_split_ended},         {NULL, NULL}};
   lua_newtable(L);
   luaL_setfuncs(L, fns, 0);
   lua_setglobal(L, "hold");
@@ -154,6 +163,7 @@ static void setup(void) {
   atomic_store(&held, 0);
   atomic_store(&held_once, 0);
   atomic_store(&loop_hits, 0);
+  atomic_store(&split_ended, 0);
   loop_thread = pthread_self();
   cur_stall = NULL;
   mock_on = 0;
@@ -388,6 +398,25 @@ START_TEST(killed_queued_add_adds_nothing) {
 }
 END_TEST
 
+/* A task killed while its document is split: the thread is detached, not
+ * joined (the kill returns while the split is held), and it frees the
+ * copy and the chunks when it ends (the state's allocation check at
+ * close, and ASan, see nothing left). */
+START_TEST(killed_mid_split_is_detached) {
+  run_ok("local words = {} for i = 1, 300000 do words[i] = 'w' .. (i % 1000) end\n"
+         "local doc = table.concat(words, ' ')\n"
+         "hold.arm('split')\n"
+         "local t = luact.spawn(function() return luact.retrieval.split(doc, {size = 500}) end)\n"
+         "spin(hold.held)\n"
+         "luact.kill(t)\n"
+         "assert(not luact.wait(t))\n"
+         "hold.release()\n"
+         "spin(hold.split_ended)\n"
+         "assert(hold.loop_hits() == 0)\n"
+         "return 'ok'");
+}
+END_TEST
+
 /* ---- ordering ---- */
 
 /* Two adds then a search from one task see both adds; searches racing an
@@ -608,6 +637,7 @@ Suite *rthread_suite(void) {
   tcase_add_test(tc, ticker_beside_cancelled_search);
   tcase_add_test(tc, killed_mid_add_commits_whole);
   tcase_add_test(tc, killed_queued_add_adds_nothing);
+  tcase_add_test(tc, killed_mid_split_is_detached);
   tcase_add_test(tc, adds_then_search_in_order);
   tcase_add_test(tc, busy_database_is_nil_msg_busy);
   tcase_add_test(tc, save_disk_error_is_nil_msg_io);
