@@ -18,6 +18,7 @@ static const char driver[] =
     "for _ = 1, stall.ticks do luact.sleep(0); stall.tick() end\n"
     "stall.release()\n"
     "local r = table.pack(luact.wait(task))\n"
+    "if after_release then after_release() end\n"
     "for i = 1, r.n do r[i] = tostring(r[i]) end\n"
     "return table.concat(r, ' ')\n";
 

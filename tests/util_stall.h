@@ -8,7 +8,8 @@
  * loop; only then is the hold released (the case's release callback). If
  * the loop thread is stuck in the operation, the ticker never finishes, the
  * hold is never released and the case never ends: Check's timeout fails
- * it. No duration is asserted anywhere. A hold that finds itself on the
+ * it. After the release and the operation's end, after_release() runs
+ * when the script defines it. No duration is asserted anywhere. A hold that finds itself on the
  * loop thread (lc_stall_on_loop_thread) can report that at once instead
  * (lc_stall_blocked_loop), so that case fails fast with a clear message.
  *

@@ -2,15 +2,26 @@
  * (rstore.c: a collection in SQLite with its vector index). The Lua half,
  * runtime/lua/retrieval.lua, builds open / query / luact.retrieve on these.
  *
- * A search over a large index runs on a thread of its own, so the loop
- * keeps serving every other task: the task waits on an eventfd the thread
- * writes when done. While such a search runs, the store refuses changes
- * (a search reads the index without locks); closing the store, or killing
- * the task, waits for the thread to finish first. */
+ * Every store call that writes, syncs, rebuilds or searches a large index
+ * runs on the collection's thread (rwork.h) when its task can yield: the
+ * call copies its arguments into a job, queues it and yields; the job's
+ * eventfd wakes the task, which pushes the results. Jobs run in the order
+ * made, so two adds then a search from one task see both adds, and an add
+ * and a search from two tasks never interleave. Point reads (a document's
+ * hash, one cached vector, a small search with its rows) run inline when
+ * the thread is idle, queue behind it when not. A killed task drops its
+ * job if it is still queued and leaves it to finish (detached) if it
+ * runs. Where the caller cannot yield (no task, a metamethod, a coroutine
+ * of the script's), a call runs inline on the caller's thread while the
+ * collection's thread is idle, and a slow one is refused while other tasks
+ * run: there the loop would wait for it. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -24,11 +35,12 @@
 #include "lc.h"
 #include "loop.h"
 #include "rstore.h"
+#include "rwork.h"
 #include "sched.h"
 #include "sha256.h"
 
 #define STORE_MT "luact.RetrievalStore"
-#define SEARCH_MT "luact.RetrievalSearch"
+#define OP_MT "luact.RetrievalOp"
 
 /* Searches over more floats than this run off the loop thread. */
 #define BACKGROUND_FLOATS ((size_t)1 << 20)
@@ -36,25 +48,13 @@
 #define EXACT_FILTER_MAX 2000
 
 struct store_box {
-  struct lc_rstore *s;
-  int busy;       /* background searches running */
-  int rebuilding; /* of them, those that may rebuild the index first */
-  /* Held around lc_rstore_index wherever it may rebuild: a rebuild runs on
-   * a search's thread, never on the loop (20,000 vectors took 11 s). */
-  pthread_mutex_t ix_mu;
-  int mu_init;
+  struct lc_rwork *w; /* owns the store; NULL once closed */
 };
 
-static struct store_box *check_store(lua_State *L, int idx) {
+static struct lc_rwork *check_store(lua_State *L, int idx) {
   struct store_box *b = luaL_checkudata(L, idx, STORE_MT);
-  if (!b->s) luaL_error(L, "luact.retrieval: the store is closed");
-  return b;
-}
-
-static struct lc_rstore *check_idle(lua_State *L, int idx, const char *what) {
-  struct store_box *b = check_store(L, idx);
-  if (b->busy) luaL_error(L, "luact.retrieval: %s while a search runs in the background", what);
-  return b->s;
+  if (!b->w) luaL_error(L, "luact.retrieval: the store is closed");
+  return b->w;
 }
 
 /* ---- split ---- */
@@ -68,7 +68,180 @@ static int chunks_gc(lua_State *L) {
   return 0;
 }
 
-/* luact.retrieval.split(text, {size=, overlap=, markdown=}) -> chunks */
+/* A split of a large document from a task runs on a thread of its own
+ * (63 MB took 1.2 s): the job owns a copy of the text, since a killed
+ * task's string may be collected while the thread still reads it. The
+ * thread and the op each hold a reference; done is set after the results
+ * are written, so the loop reads them after seeing it. A killed task's
+ * thread is detached, never joined. */
+#define SPLIT_MT "luact.RetrievalSplit"
+#define SPLIT_OFF_LOOP ((size_t)1 << 20) /* bytes */
+
+struct split_job {
+  atomic_int refs;
+  atomic_int done;
+  char *doc;
+  size_t len;
+  struct lc_chunk_opts o;
+  struct lc_chunks c;
+  int rc;
+  char err[256];
+  int efd;
+};
+
+static void split_unref(struct split_job *j) {
+  if (!j || atomic_fetch_sub(&j->refs, 1) != 1) return;
+  lc_chunks_free(&j->c);
+  lc_free(j->doc);
+  if (j->efd >= 0) close(j->efd);
+  lc_free(j);
+}
+
+static void *split_thread(void *p) {
+  struct split_job *j = p;
+  j->rc = lc_chunk_split(j->doc, j->len, &j->o, &j->c, j->err, sizeof j->err);
+  atomic_store(&j->done, 1);
+  uint64_t one = 1;
+  while (write(j->efd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  split_unref(j);
+  if (lc_chunk_hold) lc_chunk_hold("split ended"); /* tests: j may be gone */
+  return NULL;
+}
+
+struct split_op {
+  struct split_job *j;
+  pthread_t th;
+  int joinable; /* joined once done (its tail is all that is left) */
+  struct lc_loop *loop;
+  struct lc_fdwatch watch;
+  int watching;
+  struct lc_task *task;
+  struct lc_wait wait;
+};
+
+static void split_unwatch(struct split_op *op) {
+  if (op->watching) lc_loop_unwatch(op->loop, &op->watch);
+  op->watching = 0;
+}
+
+/* __close, __gc, the normal end: a running thread is left to finish. */
+static int split_gc(lua_State *L) {
+  struct split_op *op = luaL_checkudata(L, 1, SPLIT_MT);
+  split_unwatch(op);
+  if (op->joinable) pthread_detach(op->th); /* killed mid-split: never waited for */
+  op->joinable = 0;
+  split_unref(op->j);
+  op->j = NULL;
+  return 0;
+}
+
+static void split_cancel(struct lc_wait *w) {
+  split_unwatch((struct split_op *)((char *)w - offsetof(struct split_op, wait)));
+}
+
+static void split_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
+  struct split_op *op = w->ud;
+  (void)loop;
+  (void)events;
+  uint64_t n;
+  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
+  split_unwatch(op);
+  lc_task_wake(op->task, &op->wait);
+}
+
+/* [-0, +(1|3), m] The chunks of doc (or nil, msg, code). */
+static int push_chunks(lua_State *L, const char *doc, const struct lc_chunks *c, int rc,
+                       const char *err) {
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    lua_pushstring(L, rc == LC_ETOOBIG ? "too_big" : "bad_document");
+    return 3;
+  }
+  lua_createtable(L, (int)c->n, 0);
+  for (size_t i = 0; i < c->n; i++) {
+    lua_createtable(L, 0, 4);
+    lua_pushlstring(L, doc + c->v[i].start, c->v[i].len);
+    lua_setfield(L, -2, "text");
+    lc_l_set_int(L, "start", (lua_Integer)c->v[i].start + 1);
+    lc_l_set_int(L, "char_start", (lua_Integer)c->v[i].start_cp + 1);
+    lc_l_set_str(L, "heading", c->v[i].heading);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+static int split_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct split_op *op = lua_touserdata(L, (int)ctx);
+  if (!atomic_load(&op->j->done)) { /* woken early: wait on */
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, ctx, split_k);
+  }
+  /* Done: the thread has only its reference left to drop; joining it
+   * now makes this (the op's close) the last one, so the job is freed
+   * here, not by the thread at some later moment. */
+  pthread_join(op->th, NULL);
+  op->joinable = 0;
+  struct split_job *j = op->j;
+  return push_chunks(L, j->doc, &j->c, j->rc, j->err); /* the op closes on return */
+}
+
+/* [-0, +?, e] From a task that can yield: the split on a thread, the task
+ * yielding. 0 when it cannot be done so (the caller splits inline). */
+static int split_off_loop(lua_State *L, const char *doc, size_t len,
+                          const struct lc_chunk_opts *o) {
+  struct lc_sched *sch = lc_sched_get(L);
+  struct lc_task *task = sch ? lc_task_current(L) : NULL;
+  if (!task || !lua_isyieldable(L)) return 0;
+  struct split_op *op = lua_newuserdatauv(L, sizeof *op, 0);
+  memset(op, 0, sizeof *op);
+  if (luaL_newmetatable(L, SPLIT_MT)) {
+    lua_pushcfunction(L, split_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, split_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  int idx = lua_gettop(L);
+  lua_toclose(L, idx);
+  struct split_job *j = lc_calloc(1, sizeof *j);
+  if (!j) return luaL_error(L, "out of memory");
+  j->efd = -1;
+  atomic_init(&j->refs, 1);
+  op->j = j; /* the op's reference: freed at its close from here on */
+  j->o = *o;
+  j->len = len;
+  if (!(j->doc = lc_malloc(len ? len : 1))) return luaL_error(L, "out of memory");
+  memcpy(j->doc, doc, len);
+  if ((j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+    return luaL_error(L, "luact.retrieval.split: eventfd: %s", strerror(errno));
+  op->task = task;
+  op->loop = lc_sched_loop(sch);
+  op->wait.cancel = split_cancel;
+  op->watch = (struct lc_fdwatch){.fd = j->efd, .events = LC_READ, .cb = split_readable, .ud = op};
+  if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
+  op->watching = 1;
+  atomic_fetch_add(&j->refs, 1); /* the thread's */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the loop's */
+  int cr = pthread_create(&op->th, NULL, split_thread, j);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (cr) {
+    atomic_fetch_sub(&j->refs, 1);
+    return luaL_error(L, "luact.retrieval.split: cannot start a thread");
+  }
+  op->joinable = 1;
+  lc_task_wait(task, &op->wait);
+  return lua_yieldk(L, 0, idx, split_k);
+}
+
+/* luact.retrieval.split(text, {size=, overlap=, markdown=}) -> chunks.
+ * A document over a megabyte is split off the loop when the caller is a
+ * task that can yield. */
 static int l_split(lua_State *L) {
   size_t len;
   const char *doc = luaL_checklstring(L, 1, &len);
@@ -96,6 +269,10 @@ static int l_split(lua_State *L) {
     return luaL_error(L, "luact.retrieval.split: 'overlap' (%d) must be smaller than 'size' (%d)",
                       (int)o.overlap, (int)o.size);
   lua_settop(L, 2);
+  if (len > SPLIT_OFF_LOOP && len <= LC_CHUNK_MAX_DOC) {
+    int n = split_off_loop(L, doc, len, &o);
+    if (n) return n;
+  }
   struct lc_chunks *cp = lua_newuserdatauv(L, sizeof *cp, 0); /* 3 */
   memset(cp, 0, sizeof *cp);
   if (luaL_newmetatable(L, CHUNKS_MT)) {
@@ -109,42 +286,517 @@ static int l_split(lua_State *L) {
   struct lc_chunks c;
   char err[256];
   int rc = lc_chunk_split(doc, len, &o, &c, err, sizeof err);
-  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc == 0) *cp = c; /* owned by the box from here */
-  if (rc) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    lua_pushstring(L, rc == LC_ETOOBIG ? "too_big" : "bad_document");
-    return 3;
-  }
-  lua_createtable(L, (int)c.n, 0);
-  for (size_t i = 0; i < c.n; i++) {
-    lua_createtable(L, 0, 4);
-    lua_pushlstring(L, doc + c.v[i].start, c.v[i].len);
-    lua_setfield(L, -2, "text");
-    lc_l_set_int(L, "start", (lua_Integer)c.v[i].start + 1);
-    lc_l_set_int(L, "char_start", (lua_Integer)c.v[i].start_cp + 1);
-    lc_l_set_str(L, "heading", c.v[i].heading);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-  return 1; /* the box closes on return and frees the list */
+  return push_chunks(L, doc, cp, rc, err); /* the box closes on return and frees the list */
 }
 
 /* ---- store ---- */
 
 static int store_gc(lua_State *L) {
   struct store_box *b = luaL_checkudata(L, 1, STORE_MT);
-  /* A background search holds a reference to the store (its box keeps
-   * the store userdata alive), so gc never runs while one does. */
-  if (b->s && !b->busy) {
-    lc_rstore_close(b->s);
-    b->s = NULL;
+  /* Queued jobs are dropped (their tasks get nil, "closed"); a running
+   * one finishes on its thread, which then frees the store. */
+  lc_rwork_close(b->w);
+  b->w = NULL;
+  return 0;
+}
+
+
+/* [-0, +0, e] The vector at idx: a list of dims finite numbers, into v. */
+static void check_vector(lua_State *L, int idx, size_t dims, float *v, const char *what) {
+  if (!lua_istable(L, idx)) luaL_error(L, "luact.retrieval: %s must be a list of numbers", what);
+  lua_Integer n = luaL_len(L, idx);
+  if ((size_t)n != dims)
+    luaL_error(L, "luact.retrieval: %s has %d values, the collection holds %d", what, (int)n,
+               (int)dims);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    int isnum;
+    lua_Number x = lua_tonumberx(L, -1, &isnum);
+    lua_pop(L, 1);
+    if (!isnum || !isfinite(x) || fabs(x) > 3.4e38)
+      luaL_error(L, "luact.retrieval: %s value %d is not a finite number", what, (int)i);
+    v[i - 1] = (float)x;
   }
-  if (b->mu_init && !b->busy) {
-    pthread_mutex_destroy(&b->ix_mu);
-    b->mu_init = 0;
+}
+
+/* ---- a call as a job: its arguments, copied, and its results ---- */
+
+enum {
+  K_BEGIN, K_COMMIT, K_ROLLBACK, K_DOC, K_UNCHANGED, K_ADD_DOC, K_ADD_CHUNK,
+  K_CACHE_GET, K_CACHE_PUT, K_CACHE_GET_MANY, K_CACHE_PUT_MANY, K_ADD, K_COUNT,
+  K_SAVE, K_SEARCH, K_OPEN
+};
+
+/* Everything a job reads is its own copy (lc_malloc'd, freed by
+ * rarg_free): the Lua values it came from may be collected meanwhile. */
+struct rarg {
+  int kind;
+  /* in */
+  char *source, *text, *meta, *model;
+  size_t text_len;
+  struct lc_rchunk c;     /* K_ADD_CHUNK: text and heading owned */
+  struct lc_rchunk *chunks; /* K_ADD: texts and headings owned */
+  size_t n_chunks;
+  float *vecs; /* n vectors of dims floats */
+  size_t dims;
+  char **texts; /* K_CACHE_*_MANY */
+  size_t *lens, n_texts;
+  /* K_SEARCH */
+  float *q;
+  size_t k;
+  int exact, ef;
+  char **fkeys, **fvals;
+  size_t n_filter;
+  int64_t *allowed;
+  size_t n_allowed;
+  struct lc_vhit *hits;
+  size_t n_hits;
+  struct lc_rrow *rows;
+  int vrc; /* lc_vindex_search's */
+  /* K_OPEN: the path is source */
+  struct lc_rstore_opts oo;
+  struct lc_rstore *opened; /* until adopted */
+  int box_idx;              /* the store userdata, on the caller's stack */
+  /* out */
+  int rc;
+  const char *code;
+  char err[512];
+  int64_t id;
+  char sha[65];
+  int flag;
+  unsigned char *found;
+  size_t count;
+};
+
+static void free_strs(char **v, size_t n) {
+  if (!v) return;
+  for (size_t i = 0; i < n; i++) lc_free(v[i]);
+  lc_free(v);
+}
+
+static void rarg_free(void *p) {
+  struct rarg *a = p;
+  if (!a) return;
+  lc_free(a->source);
+  lc_free(a->text);
+  lc_free(a->meta);
+  lc_free(a->model);
+  lc_free((char *)a->c.text);
+  lc_free((char *)a->c.heading);
+  for (size_t i = 0; a->chunks && i < a->n_chunks; i++) {
+    lc_free((char *)a->chunks[i].text);
+    lc_free((char *)a->chunks[i].heading);
+  }
+  lc_free(a->chunks);
+  lc_free(a->vecs);
+  free_strs(a->texts, a->n_texts);
+  lc_free(a->lens);
+  lc_free(a->q);
+  free_strs(a->fkeys, a->n_filter);
+  free_strs(a->fvals, a->n_filter);
+  lc_free(a->allowed);
+  lc_free(a->hits);
+  for (size_t i = 0; a->rows && i < a->n_hits; i++) lc_rrow_free(&a->rows[i]);
+  lc_free(a->rows);
+  lc_free(a->found);
+  lc_rstore_close(a->opened); /* a killed open: nobody took it */
+  lc_free(a);
+}
+
+/* Records the store's error in a (the job's result). */
+static void rfail(struct rarg *a, struct lc_rstore *s, int rc) {
+  a->rc = rc;
+  a->code = rc == LC_EINVAL ? "bad_input" : rc == LC_ESTATE ? "state" : lc_rstore_errcode(s);
+  snprintf(a->err, sizeof a->err, "%s", lc_rstore_error(s));
+}
+
+static int allowed_fn(void *ud, int64_t label) {
+  const struct rarg *a = ud;
+  size_t lo = 0, hi = a->n_allowed;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (a->allowed[mid] < label) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < a->n_allowed && a->allowed[lo] == label;
+}
+
+static void run_search(struct lc_rstore *s, struct rarg *a) {
+  if (a->n_filter) {
+    int rc = lc_rstore_allowed(s, (const char *const *)a->fkeys, (const char *const *)a->fvals,
+                               a->n_filter, &a->allowed, &a->n_allowed);
+    if (rc) return rfail(a, s, rc);
+    if (!a->allowed) return; /* nothing passes */
+    if (a->n_allowed <= EXACT_FILTER_MAX) a->exact = 1;
+  }
+  /* Rebuilt first when stale (every vector read and inserted again). */
+  const struct lc_vindex *ix = lc_rstore_index(s);
+  if (!ix) return rfail(a, s, LC_EIO);
+  if (lc_rstore_hold) lc_rstore_hold("search");
+  a->vrc = lc_vindex_search(ix, a->q, a->k, a->exact, a->ef, a->allowed ? allowed_fn : NULL, a,
+                            a->hits, &a->n_hits);
+  if (a->vrc) {
+    a->n_hits = 0;
+    return;
+  }
+  if (!(a->rows = lc_calloc(a->n_hits ? a->n_hits : 1, sizeof *a->rows))) {
+    a->n_hits = 0;
+    return rfail(a, s, LC_ENOMEM);
+  }
+  for (size_t i = 0; i < a->n_hits; i++) {
+    int rc = lc_rstore_row(s, a->hits[i].label, &a->rows[i]);
+    if (rc == LC_ENOTFOUND) continue; /* deleted since: rows[i].id stays 0 */
+    if (rc) return rfail(a, s, rc);
+  }
+}
+
+/* The job (lc_rjob_fn): on the collection's thread, or inline between
+ * jobs. */
+static void rarg_run(struct lc_rstore *s, void *p) {
+  struct rarg *a = p;
+  int rc = 0;
+  if (!s && a->kind != K_OPEN) { /* queued behind a close */
+    a->rc = LC_ESTATE;
+    a->code = "closed";
+    snprintf(a->err, sizeof a->err, "luact.retrieval: the store was closed");
+    return;
+  }
+  switch (a->kind) {
+  case K_BEGIN: rc = lc_rstore_begin(s); break;
+  case K_COMMIT: rc = lc_rstore_commit(s); break;
+  case K_ROLLBACK: lc_rstore_rollback(s); break;
+  case K_DOC:
+    rc = lc_rstore_doc(s, a->source, &a->id, a->sha);
+    if (rc == LC_ENOTFOUND) a->flag = 0, rc = 0;
+    else if (!rc) a->flag = 1;
+    break;
+  case K_UNCHANGED: {
+    char now[65];
+    rc = lc_rstore_doc(s, a->source, &a->id, a->sha);
+    if (rc && rc != LC_ENOTFOUND) break;
+    lc_sha256_hex(a->text, a->text_len, now);
+    a->flag = rc == 0 && !strcmp(a->sha, now);
+    rc = 0;
+    break;
+  }
+  case K_ADD_DOC:
+    lc_sha256_hex(a->text, a->text_len, a->sha);
+    rc = lc_rstore_add_doc(s, a->source, a->sha, a->text_len, a->meta, &a->id);
+    break;
+  case K_ADD_CHUNK:
+    rc = lc_rstore_add_chunk(s, &a->c, a->vecs, &a->id); /* dims only ever set once */
+    break;
+  case K_CACHE_GET:
+    rc = lc_rstore_cache_get(s, a->model, a->dims, a->text, a->text_len, a->vecs);
+    if (rc >= 0) a->flag = rc, rc = 0;
+    break;
+  case K_CACHE_PUT:
+    rc = lc_rstore_cache_put(s, a->model, a->dims, a->text, a->text_len, a->vecs);
+    break;
+  case K_CACHE_GET_MANY:
+    for (size_t i = 0; i < a->n_texts && !rc; i++) {
+      rc = lc_rstore_cache_get(s, a->model, a->dims, a->texts[i], a->lens[i],
+                               a->vecs + i * a->dims);
+      if (rc >= 0) a->found[i] = (unsigned char)rc, rc = 0;
+    }
+    break;
+  case K_CACHE_PUT_MANY: {
+    /* One transaction, one sync (not one per vector); inside a script's
+     * open transaction they join it. */
+    int own = lc_rstore_begin(s) == 0;
+    for (size_t i = 0; i < a->n_texts && !rc; i++)
+      rc = lc_rstore_cache_put(s, a->model, a->dims, a->texts[i], a->lens[i],
+                               a->vecs + i * a->dims);
+    if (own && rc) lc_rstore_rollback(s);
+    else if (own) rc = lc_rstore_commit(s);
+    break;
+  }
+  case K_ADD: {
+    /* The whole document in one transaction: in whole or not at all. */
+    if (lc_rstore_dims(s) != a->dims) {
+      a->rc = LC_ESTATE;
+      a->code = "state";
+      snprintf(a->err, sizeof a->err, "the collection's dimensions changed");
+      return;
+    }
+    if ((rc = lc_rstore_begin(s))) break;
+    lc_sha256_hex(a->text, a->text_len, a->sha);
+    rc = lc_rstore_add_doc(s, a->source, a->sha, a->text_len, a->meta, &a->id);
+    for (size_t i = 0; i < a->n_chunks && !rc; i++) {
+      int64_t cid;
+      a->chunks[i].doc = a->id;
+      rc = lc_rstore_add_chunk(s, &a->chunks[i], a->vecs + i * a->dims, &cid);
+    }
+    if (rc) {
+      rfail(a, s, rc); /* before the rollback: it keeps the message */
+      lc_rstore_rollback(s);
+      return;
+    }
+    rc = lc_rstore_commit(s); /* rolls back itself when it fails */
+    break;
+  }
+  case K_COUNT:
+    if (lc_rstore_dims(s) && !lc_rstore_index(s)) rc = LC_EIO;
+    a->count = lc_rstore_count(s);
+    break;
+  case K_SAVE: rc = lc_rstore_save(s); break;
+  case K_SEARCH: run_search(s, a); return;
+  case K_OPEN:
+    a->rc = lc_rstore_open(a->source, &a->oo, &a->opened, a->err, sizeof a->err);
+    a->code = strstr(a->err, "rebuild") ? "corrupt_index" : a->rc == LC_EINVAL ? "mismatch" : "io";
+    return;
+  }
+  if (rc) rfail(a, s, rc);
+}
+
+/* [-0, +(0|1|2|3), m] A finished job's results, or nil, msg, code. */
+static int rarg_push(lua_State *L, struct rarg *a) {
+  if (a->rc == LC_ENOMEM || a->vrc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (a->rc) {
+    lua_pushnil(L);
+    lua_pushstring(L, a->err);
+    lua_pushstring(L, a->code);
+    return 3;
+  }
+  switch (a->kind) {
+  case K_BEGIN:
+  case K_COMMIT:
+  case K_SAVE:
+  case K_CACHE_PUT_MANY: lua_pushboolean(L, 1); return 1;
+  case K_ROLLBACK:
+  case K_CACHE_PUT: return 0;
+  case K_DOC:
+    if (!a->flag) return 0;
+    lua_pushinteger(L, a->id);
+    lua_pushstring(L, a->sha);
+    return 2;
+  case K_UNCHANGED: lua_pushboolean(L, a->flag); return 1;
+  case K_ADD_DOC:
+  case K_ADD_CHUNK: lua_pushinteger(L, a->id); return 1;
+  case K_ADD: lua_pushinteger(L, (lua_Integer)a->n_chunks); return 1;
+  case K_OPEN: {
+    struct store_box *b = luaL_checkudata(L, a->box_idx, STORE_MT);
+    lc_rwork_adopt(b->w, a->opened);
+    a->opened = NULL;
+    lua_pushvalue(L, a->box_idx);
+    return 1;
+  }
+  case K_COUNT: lua_pushinteger(L, (lua_Integer)a->count); return 1;
+  case K_CACHE_GET:
+    if (!a->flag) return 0;
+    lua_createtable(L, (int)a->dims, 0);
+    for (size_t i = 0; i < a->dims; i++) {
+      lua_pushnumber(L, a->vecs[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+  case K_CACHE_GET_MANY:
+    lua_createtable(L, (int)a->n_texts, 0);
+    for (size_t j = 0; j < a->n_texts; j++) {
+      if (!a->found[j]) continue;
+      lua_createtable(L, (int)a->dims, 0);
+      for (size_t i = 0; i < a->dims; i++) {
+        lua_pushnumber(L, a->vecs[j * a->dims + i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+      }
+      lua_rawseti(L, -2, (lua_Integer)j + 1);
+    }
+    return 1;
+  case K_SEARCH:
+    if (a->vrc) return luaL_error(L, "luact.retrieval: the query vector is zero or not finite");
+    lua_createtable(L, (int)a->n_hits, 0);
+    for (size_t i = 0; i < a->n_hits; i++) {
+      const struct lc_rrow *r = &a->rows[i];
+      if (!r->text) continue; /* deleted since: the index is rebuilt next time */
+      lua_createtable(L, 0, 8);
+      lc_l_set_int(L, "id", r->id);
+      lc_l_set_num(L, "score", a->hits[i].score);
+      lua_pushstring(L, r->text);
+      lua_setfield(L, -2, "text");
+      lc_l_set_str(L, "source", r->source);
+      lc_l_set_str(L, "heading", r->heading);
+      lc_l_set_int(L, "start", (lua_Integer)r->start + 1);
+      lc_l_set_int(L, "char_start", (lua_Integer)r->start_cp + 1);
+      lc_l_set_str(L, "meta", r->meta_json);
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    return 1;
   }
   return 0;
+}
+
+/* ---- the call in flight: a to-be-closed userdata on the caller's stack ---- */
+
+struct rop {
+  struct rarg *a;      /* owned until submitted */
+  struct lc_rjob *job; /* then this, until released */
+  struct lc_loop *loop;
+  struct lc_fdwatch watch;
+  int watching;
+  struct lc_task *task;
+  struct lc_wait wait;
+};
+
+static void op_unwatch(struct rop *op) {
+  if (op->watching) lc_loop_unwatch(op->loop, &op->watch);
+  op->watching = 0;
+}
+
+/* The one close: __close, __gc, the normal end. Stops watching before the
+ * release can close the job's fd. */
+static void op_close(struct rop *op) {
+  op_unwatch(op);
+  lc_rwork_release(op->job); /* a queued job is dropped, a running one detached */
+  op->job = NULL;
+  rarg_free(op->a);
+  op->a = NULL;
+}
+
+static int op_gc(lua_State *L) {
+  op_close(luaL_checkudata(L, 1, OP_MT));
+  return 0;
+}
+
+/* wait.cancel: the task is being killed; its close follows. */
+static void op_cancel(struct lc_wait *w) {
+  struct rop *op = (struct rop *)((char *)w - offsetof(struct rop, wait));
+  op_unwatch(op);
+  if (op->job) lc_rwork_cancel(op->job);
+}
+
+/* Loop callback (lc_loop_run_once): the job's eventfd is readable. */
+static void op_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
+  struct rop *op = w->ud;
+  (void)loop;
+  (void)events;
+  uint64_t n;
+  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
+  op_unwatch(op);
+  lc_task_wake(op->task, &op->wait);
+}
+
+/* [-0, +1, m] A to-be-closed op with a fresh arg of this kind. */
+static struct rarg *new_op(lua_State *L, int kind) {
+  struct rop *op = lua_newuserdatauv(L, sizeof *op, 0);
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, OP_MT);
+  lua_toclose(L, -1);
+  if (!(op->a = lc_calloc(1, sizeof *op->a))) luaL_error(L, "out of memory");
+  op->a->kind = kind;
+  return op->a;
+}
+
+static int op_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct rop *op = lua_touserdata(L, (int)ctx);
+  if (!lc_rwork_done(op->job)) { /* woken early: wait on */
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, ctx, op_k);
+  }
+  op_unwatch(op);
+  if (lc_rwork_dropped(op->job)) {
+    lua_pushnil(L);
+    lua_pushstring(L, "luact.retrieval: the store was closed");
+    lua_pushstring(L, "closed");
+    return 3;
+  }
+  return rarg_push(L, lc_rwork_arg(op->job)); /* the op closes on return */
+}
+
+/* [-0, +?, e] Runs the call whose op is on top of the stack. From a task
+ * that can yield: as a job when slow or when the thread is busy (so it
+ * queues behind earlier calls), yielding until it is done. Elsewhere:
+ * inline while the thread is idle; refused when it is not, and when slow
+ * while other tasks run (the loop would wait for it). */
+static int op_go(lua_State *L, struct lc_rwork *w, int slow, const char *what) {
+  int idx = lua_gettop(L);
+  struct rop *op = lua_touserdata(L, idx);
+  /* No scheduler (a bare state): the extra space is not ours to read. */
+  struct lc_sched *sch = lc_sched_get(L);
+  struct lc_task *task = sch ? lc_task_current(L) : NULL;
+  int idle = lc_rwork_idle(w);
+  if (task && lua_isyieldable(L) && (slow || !idle)) {
+    op->task = task;
+    op->loop = lc_sched_loop(sch);
+    op->wait.cancel = op_cancel;
+    struct rarg *a = op->a;
+    op->a = NULL; /* the job takes it, whatever the outcome */
+    int fd;
+    if (lc_rwork_submit(w, rarg_run, rarg_free, a, &op->job, &fd))
+      return luaL_error(L, "out of memory");
+    /* Watched before it is queued: a failure here leaves no job running. */
+    op->watch = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
+    if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
+    op->watching = 1;
+    int rc = lc_rwork_start(op->job);
+    if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+    if (rc) return luaL_error(L, "luact.retrieval: the store is closed");
+    lc_task_wait(task, &op->wait);
+    return lua_yieldk(L, 0, idx, op_k);
+  }
+  if (!idle)
+    return luaL_error(L, "luact.retrieval: %s where the task cannot yield while the collection's "
+                         "thread is busy (call it from the task itself)", what);
+  /* Other tasks on this loop: this state's, or other runs' when the loop
+   * is shared (luact serve). */
+  if (slow && sch && (lc_sched_live_tasks(sch) > 1 || !lc_sched_owns_loop(sch)))
+    return luaL_error(L, "luact.retrieval: %s where the task cannot yield (a metamethod or a "
+                         "coroutine of the script's) while other tasks run: call it from the "
+                         "task itself", what);
+  lc_rwork_inline(w, rarg_run, op->a);
+  return rarg_push(L, op->a); /* the op closes on return and frees it */
+}
+
+static char *dup_arg(lua_State *L, int idx, size_t *len) {
+  size_t n;
+  const char *v = luaL_checklstring(L, idx, &n);
+  char *c = lc_strndup(v, n);
+  if (!c) luaL_error(L, "out of memory");
+  if (len) *len = n;
+  return c;
+}
+
+static char *dup_opt(lua_State *L, int idx) {
+  return lua_isnoneornil(L, idx) ? NULL : dup_arg(L, idx, NULL);
+}
+
+static int close_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct rop *op = lua_touserdata(L, (int)ctx);
+  if (!lc_rwork_done(op->job)) { /* woken early: wait on */
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, ctx, close_k);
+  }
+  lua_settop(L, 1);
+  return store_gc(L); /* the store is closed: the thread ends, or is detached */
+}
+
+/* s:close(): from a task, the database is closed on the collection's
+ * thread (the last connection checkpoints its log and syncs), then the
+ * thread ends; elsewhere, and from __gc / __close, here. Idempotent. */
+static int store_close(lua_State *L) {
+  struct store_box *b = luaL_checkudata(L, 1, STORE_MT);
+  lua_settop(L, 1);
+  struct lc_sched *sch = b->w ? lc_sched_get(L) : NULL;
+  if (!sch || !lc_task_current(L) || !lua_isyieldable(L)) return store_gc(L);
+  struct rop *op = lua_newuserdatauv(L, sizeof *op, 0); /* 2 */
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, OP_MT);
+  lua_toclose(L, 2);
+  op->task = lc_task_current(L);
+  op->loop = lc_sched_loop(sch);
+  op->wait.cancel = op_cancel;
+  int fd;
+  if (lc_rwork_submit(b->w, NULL, NULL, NULL, &op->job, &fd)) return luaL_error(L, "out of memory");
+  op->watch = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
+  if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
+  op->watching = 1;
+  int rc = lc_rwork_start(op->job);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return store_gc(L);
+  lc_task_wait(op->task, &op->wait);
+  return lua_yieldk(L, 0, 2, close_k);
 }
 
 /* luact.retrieval.store(path, {model=, dimensions=, exact=, m=,
@@ -183,392 +835,308 @@ static int l_store(lua_State *L) {
     o.exact_only = lc_l_opt_bool(L, 2, "luact.retrieval.store", "exact", 0);
     o.rebuild = lc_l_opt_bool(L, 2, "luact.retrieval.store", "rebuild", 0);
   }
-  struct store_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  memset(b, 0, sizeof *b);
-  if (pthread_mutex_init(&b->ix_mu, NULL)) return luaL_error(L, "out of memory");
-  b->mu_init = 1;
+  lua_settop(L, 2);
+  struct store_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* 3 */
+  b->w = NULL;
   luaL_setmetatable(L, STORE_MT);
-  char err[512];
-  int rc = lc_rstore_open(path, &o, &b->s, err, sizeof err);
-  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (rc) {
-    lua_pushnil(L);
-    lua_pushstring(L, err);
-    lua_pushstring(L, strstr(err, "rebuild") ? "corrupt_index" : rc == LC_EINVAL ? "mismatch" : "io");
-    return 3;
-  }
-  return 1;
-}
-
-static int store_close(lua_State *L) {
-  struct store_box *b = luaL_checkudata(L, 1, STORE_MT);
-  if (b->busy) return luaL_error(L, "luact.retrieval: close while a search runs in the background");
-  lc_rstore_close(b->s);
-  b->s = NULL;
-  return 0;
-}
-
-/* [-0, +0, e] The vector at idx: a list of dims finite numbers, into v. */
-static void check_vector(lua_State *L, int idx, size_t dims, float *v, const char *what) {
-  if (!lua_istable(L, idx)) luaL_error(L, "luact.retrieval: %s must be a list of numbers", what);
-  lua_Integer n = luaL_len(L, idx);
-  if ((size_t)n != dims)
-    luaL_error(L, "luact.retrieval: %s has %d values, the collection holds %d", what, (int)n,
-               (int)dims);
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
-    int isnum;
-    lua_Number x = lua_tonumberx(L, -1, &isnum);
-    lua_pop(L, 1);
-    if (!isnum || !isfinite(x) || fabs(x) > 3.4e38)
-      luaL_error(L, "luact.retrieval: %s value %d is not a finite number", what, (int)i);
-    v[i - 1] = (float)x;
-  }
-}
-
-static int store_err(lua_State *L, struct lc_rstore *s, int rc) {
-  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  lua_pushnil(L);
-  lua_pushstring(L, lc_rstore_error(s));
-  lua_pushstring(L, rc == LC_EINVAL ? "bad_input" : rc == LC_ESTATE ? "state" : "io");
-  return 3;
+  if (lc_rwork_new(NULL, &b->w)) return luaL_error(L, "out of memory");
+  /* Opening reads (and checks) the saved index, or rebuilds it from the
+   * rows: a job like any other. */
+  struct rarg *a = new_op(L, K_OPEN); /* 4 */
+  a->oo = o;
+  if (o.model && !(a->model = lc_strdup(o.model))) return luaL_error(L, "out of memory");
+  a->oo.model = a->model;
+  if (!(a->source = lc_strdup(path))) return luaL_error(L, "out of memory");
+  a->box_idx = 3;
+  return op_go(L, b->w, 1, "luact.retrieval.store");
 }
 
 static int store_begin(lua_State *L) {
-  struct lc_rstore *s = check_idle(L, 1, "begin");
-  int rc = lc_rstore_begin(s);
-  if (rc) return store_err(L, s, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  lua_settop(L, 1);
+  struct lc_rwork *w = check_store(L, 1);
+  new_op(L, K_BEGIN);
+  return op_go(L, w, 1, "begin"); /* may wait for another writer */
 }
 
 static int store_commit(lua_State *L) {
-  struct lc_rstore *s = check_idle(L, 1, "commit");
-  int rc = lc_rstore_commit(s);
-  if (rc) return store_err(L, s, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  lua_settop(L, 1);
+  struct lc_rwork *w = check_store(L, 1);
+  new_op(L, K_COMMIT);
+  return op_go(L, w, 1, "commit");
 }
 
 static int store_rollback(lua_State *L) {
-  lc_rstore_rollback(check_idle(L, 1, "rollback"));
-  return 0;
+  lua_settop(L, 1);
+  struct lc_rwork *w = check_store(L, 1);
+  new_op(L, K_ROLLBACK);
+  return op_go(L, w, 0, "rollback");
 }
 
 /* s:doc(source) -> id, sha | nil */
 static int store_doc(lua_State *L) {
-  struct lc_rstore *s = check_store(L, 1)->s;
-  int64_t id;
-  char sha[65];
-  int rc = lc_rstore_doc(s, luaL_checkstring(L, 2), &id, sha);
-  if (rc == LC_ENOTFOUND) return 0;
-  if (rc) return store_err(L, s, rc);
-  lua_pushinteger(L, id);
-  lua_pushstring(L, sha);
-  return 2;
+  lua_settop(L, 2);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
+  struct rarg *a = new_op(L, K_DOC);
+  a->source = dup_arg(L, 2, NULL);
+  return op_go(L, w, 0, "doc");
 }
 
 /* s:unchanged(source, text) -> true when that document is stored with
  * exactly this text. */
 static int store_unchanged(lua_State *L) {
-  struct lc_rstore *s = check_store(L, 1)->s;
-  size_t len;
-  const char *src = luaL_checkstring(L, 2);
-  const char *text = luaL_checklstring(L, 3, &len);
-  int64_t id;
-  char sha[65], now[65];
-  int rc = lc_rstore_doc(s, src, &id, sha);
-  if (rc && rc != LC_ENOTFOUND) return store_err(L, s, rc);
-  lc_sha256_hex(text, len, now);
-  lua_pushboolean(L, rc == 0 && !strcmp(sha, now));
-  return 1;
+  lua_settop(L, 3);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  struct rarg *a = new_op(L, K_UNCHANGED);
+  a->source = dup_arg(L, 2, NULL);
+  a->text = dup_arg(L, 3, &a->text_len);
+  /* hashing a large text is slow work too */
+  return op_go(L, w, a->text_len > ((size_t)1 << 20), "unchanged");
 }
 
 /* s:add_doc(source, text, meta_json) -> id */
 static int store_add_doc(lua_State *L) {
-  struct lc_rstore *s = check_idle(L, 1, "add_doc");
-  const char *src = luaL_checkstring(L, 2);
-  size_t len;
-  const char *text = luaL_checklstring(L, 3, &len);
-  const char *meta = luaL_optstring(L, 4, NULL);
-  char sha[65];
-  lc_sha256_hex(text, len, sha);
-  int64_t id;
-  int rc = lc_rstore_add_doc(s, src, sha, len, meta, &id);
-  if (rc) return store_err(L, s, rc);
-  lua_pushinteger(L, id);
-  return 1;
+  lua_settop(L, 4);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  luaL_optstring(L, 4, NULL);
+  struct rarg *a = new_op(L, K_ADD_DOC);
+  a->source = dup_arg(L, 2, NULL);
+  a->text = dup_arg(L, 3, &a->text_len);
+  a->meta = dup_opt(L, 4);
+  /* rows into an open transaction (no sync; that is commit's): a point
+   * write, like add_chunk */
+  return op_go(L, w, 0, "add_doc");
 }
 
 /* s:add_chunk(doc, ord, start, char_start, text, heading, vector) -> id */
 static int store_add_chunk(lua_State *L) {
-  struct lc_rstore *s = check_idle(L, 1, "add_chunk");
-  struct lc_rchunk c = {0};
-  c.doc = luaL_checkinteger(L, 2);
-  c.ord = (int)luaL_checkinteger(L, 3);
-  c.start = (size_t)luaL_checkinteger(L, 4);
-  c.start_cp = (size_t)luaL_checkinteger(L, 5);
-  c.text = luaL_checklstring(L, 6, &c.len);
-  c.heading = luaL_optstring(L, 7, NULL);
-  size_t dims = lc_rstore_dims(s);
+  lua_settop(L, 8);
+  struct lc_rwork *w = check_store(L, 1);
+  lua_Integer doc = luaL_checkinteger(L, 2), ord = luaL_checkinteger(L, 3),
+              start = luaL_checkinteger(L, 4), start_cp = luaL_checkinteger(L, 5);
+  luaL_checkstring(L, 6);
+  luaL_optstring(L, 7, NULL);
+  size_t dims = lc_rwork_dims(w);
   if (!dims) return luaL_error(L, "luact.retrieval: the collection's dimensions are not known yet");
-  float *v = lua_newuserdatauv(L, dims * sizeof *v, 0); /* scratch, collected */
-  check_vector(L, 8, dims, v, "vector");
-  int64_t id;
-  int rc = lc_rstore_add_chunk(s, &c, v, &id);
-  if (rc) return store_err(L, s, rc);
-  lua_pushinteger(L, id);
-  return 1;
+  struct rarg *a = new_op(L, K_ADD_CHUNK);
+  a->c.doc = doc;
+  a->c.ord = (int)ord;
+  a->c.start = (size_t)start;
+  a->c.start_cp = (size_t)start_cp;
+  a->c.text = dup_arg(L, 6, &a->c.len);
+  a->c.heading = dup_opt(L, 7);
+  a->dims = dims;
+  if (!(a->vecs = lc_malloc(dims * sizeof *a->vecs))) return luaL_error(L, "out of memory");
+  check_vector(L, 8, dims, a->vecs, "vector");
+  return op_go(L, w, 0, "add_chunk"); /* one row into an open transaction */
 }
 
 /* s:cache_get(model, dims, text) -> vector | nil */
 static int store_cache_get(lua_State *L) {
-  struct lc_rstore *s = check_store(L, 1)->s;
-  const char *model = luaL_checkstring(L, 2);
+  lua_settop(L, 4);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
   lua_Integer dims = luaL_checkinteger(L, 3);
-  size_t len;
-  const char *text = luaL_checklstring(L, 4, &len);
+  luaL_checkstring(L, 4);
   if (dims < 1 || dims > 65536) return luaL_error(L, "luact.retrieval: bad dimensions");
-  float *v = lua_newuserdatauv(L, (size_t)dims * sizeof *v, 0);
-  int rc = lc_rstore_cache_get(s, model, (size_t)dims, text, len, v);
-  if (rc < 0) return store_err(L, s, rc);
-  if (!rc) return 0;
-  lua_createtable(L, (int)dims, 0);
-  for (lua_Integer i = 0; i < dims; i++) {
-    lua_pushnumber(L, v[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  return 1;
+  struct rarg *a = new_op(L, K_CACHE_GET);
+  a->model = dup_arg(L, 2, NULL);
+  a->text = dup_arg(L, 4, &a->text_len);
+  a->dims = (size_t)dims;
+  if (!(a->vecs = lc_malloc(a->dims * sizeof *a->vecs))) return luaL_error(L, "out of memory");
+  return op_go(L, w, 0, "cache_get");
+}
+
+/* The vector length the collection takes: its dims, or any when unset. */
+static size_t vec_dims(lua_State *L, struct lc_rwork *w, int idx) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t dims = (size_t)luaL_len(L, idx);
+  if (dims < 1 || dims > 65536) luaL_error(L, "luact.retrieval: bad vector length");
+  if (lc_rwork_dims(w) && dims != lc_rwork_dims(w))
+    luaL_error(L, "luact.retrieval: vector has %d values, the collection holds %d", (int)dims,
+               (int)lc_rwork_dims(w));
+  return dims;
 }
 
 /* s:cache_put(model, text, vector) */
 static int store_cache_put(lua_State *L) {
-  struct lc_rstore *s = check_idle(L, 1, "cache_put");
-  const char *model = luaL_checkstring(L, 2);
-  size_t len;
-  const char *text = luaL_checklstring(L, 3, &len);
+  lua_settop(L, 4);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  size_t dims = vec_dims(L, w, 4);
+  struct rarg *a = new_op(L, K_CACHE_PUT);
+  a->model = dup_arg(L, 2, NULL);
+  a->text = dup_arg(L, 3, &a->text_len);
+  a->dims = dims;
+  if (!(a->vecs = lc_malloc(dims * sizeof *a->vecs))) return luaL_error(L, "out of memory");
+  check_vector(L, 4, dims, a->vecs, "vector");
+  return op_go(L, w, 1, "cache_put");
+}
+
+/* [-0, +0, e] The list of strings at idx into a->texts. */
+static void dup_texts(lua_State *L, int idx, struct rarg *a) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, idx);
+  if (n < 0 || n > 10000000) luaL_error(L, "luact.retrieval: too many texts");
+  a->texts = lc_calloc(n ? (size_t)n : 1, sizeof *a->texts);
+  a->lens = lc_calloc(n ? (size_t)n : 1, sizeof *a->lens);
+  if (!a->texts || !a->lens) luaL_error(L, "out of memory");
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, idx, i);
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "luact.retrieval: text %d is not a string", (int)i);
+    a->texts[i - 1] = dup_arg(L, -1, &a->lens[i - 1]);
+    a->n_texts = (size_t)i;
+    lua_pop(L, 1);
+  }
+}
+
+/* s:cache_get_many(model, dims, texts) -> {[i] = vector} (the misses
+ * absent) | nil, msg, code: every lookup in one job. */
+static int store_cache_get_many(lua_State *L) {
+  lua_settop(L, 4);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
+  lua_Integer dims = luaL_checkinteger(L, 3);
+  if (dims < 1 || dims > 65536) return luaL_error(L, "luact.retrieval: bad dimensions");
+  struct rarg *a = new_op(L, K_CACHE_GET_MANY);
+  a->model = dup_arg(L, 2, NULL);
+  a->dims = (size_t)dims;
+  dup_texts(L, 4, a);
+  size_t n = a->n_texts ? a->n_texts : 1;
+  if (n > SIZE_MAX / sizeof(float) / a->dims) return luaL_error(L, "out of memory");
+  a->vecs = lc_malloc(n * a->dims * sizeof *a->vecs);
+  a->found = lc_calloc(n, 1);
+  if (!a->vecs || !a->found) return luaL_error(L, "out of memory");
+  /* a query's few texts are point reads; a document's chunks are not */
+  return op_go(L, w, a->n_texts > 16, "cache_get_many");
+}
+
+/* [-0, +0, e] n vectors from the list at idx into a->vecs (a->dims each). */
+static void dup_vectors(lua_State *L, int idx, struct rarg *a, size_t n) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  if ((size_t)luaL_len(L, idx) != n)
+    luaL_error(L, "luact.retrieval: %d vectors for %d texts", (int)luaL_len(L, idx), (int)n);
+  if (n && n > SIZE_MAX / sizeof(float) / a->dims) luaL_error(L, "out of memory");
+  if (!(a->vecs = lc_malloc((n ? n : 1) * a->dims * sizeof *a->vecs)))
+    luaL_error(L, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, (lua_Integer)i + 1);
+    check_vector(L, lua_gettop(L), a->dims, a->vecs + i * a->dims, "vector");
+    lua_pop(L, 1);
+  }
+}
+
+/* s:cache_put_many(model, texts, vectors) -> true | nil, msg, code: in one
+ * transaction (one sync). */
+static int store_cache_put_many(lua_State *L) {
+  lua_settop(L, 4);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checktype(L, 4, LUA_TTABLE);
-  size_t dims = (size_t)luaL_len(L, 4);
-  if (dims < 1 || dims > 65536) return luaL_error(L, "luact.retrieval: bad vector length");
-  if (lc_rstore_dims(s) && dims != lc_rstore_dims(s))
-    return luaL_error(L, "luact.retrieval: vector has %d values, the collection holds %d",
-                      (int)dims, (int)lc_rstore_dims(s));
-  float *v = lua_newuserdatauv(L, dims * sizeof *v, 0);
-  check_vector(L, 4, dims, v, "vector");
-  int rc = lc_rstore_cache_put(s, model, dims, text, len, v);
-  if (rc) return store_err(L, s, rc);
-  return 0;
+  lua_rawgeti(L, 4, 1);
+  size_t dims = lua_istable(L, -1) ? vec_dims(L, w, lua_gettop(L)) : lc_rwork_dims(w);
+  lua_pop(L, 1);
+  struct rarg *a = new_op(L, K_CACHE_PUT_MANY);
+  a->model = dup_arg(L, 2, NULL);
+  a->dims = dims ? dims : 1;
+  dup_texts(L, 3, a);
+  dup_vectors(L, 4, a, a->n_texts);
+  return op_go(L, w, 1, "cache_put_many");
+}
+
+/* s:add(source, text, meta_json, chunks, vectors) -> chunks added | nil,
+ * msg, code. chunks: {text=, start=, char_start=, heading=} (1-based
+ * offsets), one vector each. The document, its chunks and their vectors
+ * go in one transaction on the collection's thread; the vectors reach the
+ * index after it commits. */
+static int store_add(lua_State *L) {
+  lua_settop(L, 6);
+  struct lc_rwork *w = check_store(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  luaL_optstring(L, 4, NULL);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  size_t dims = lc_rwork_dims(w);
+  if (!dims) return luaL_error(L, "luact.retrieval: the collection's dimensions are not known yet");
+  struct rarg *a = new_op(L, K_ADD);
+  a->source = dup_arg(L, 2, NULL);
+  a->text = dup_arg(L, 3, &a->text_len);
+  a->meta = dup_opt(L, 4);
+  a->dims = dims;
+  lua_Integer n = luaL_len(L, 5);
+  if (n < 0 || n > 10000000) return luaL_error(L, "luact.retrieval: too many chunks");
+  if (!(a->chunks = lc_calloc(n ? (size_t)n : 1, sizeof *a->chunks)))
+    return luaL_error(L, "out of memory");
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 5, i) != LUA_TTABLE)
+      return luaL_error(L, "luact.retrieval: chunk %d must be a table", (int)i);
+    int t = lua_gettop(L);
+    struct lc_rchunk *c = &a->chunks[i - 1];
+    a->n_chunks = (size_t)i;
+    c->ord = (int)(i - 1);
+    if (lua_getfield(L, t, "text") != LUA_TSTRING)
+      return luaL_error(L, "luact.retrieval: chunk %d has no text", (int)i);
+    c->text = dup_arg(L, -1, &c->len);
+    lua_getfield(L, t, "start");
+    lua_getfield(L, t, "char_start");
+    lua_Integer st = luaL_optinteger(L, -2, 1), cs = luaL_optinteger(L, -1, 1);
+    if (st < 1 || cs < 1) return luaL_error(L, "luact.retrieval: chunk %d has a bad start", (int)i);
+    c->start = (size_t)st - 1;
+    c->start_cp = (size_t)cs - 1;
+    if (lua_getfield(L, t, "heading") == LUA_TSTRING) c->heading = dup_arg(L, -1, NULL);
+    lua_settop(L, t - 1);
+  }
+  dup_vectors(L, 6, a, a->n_chunks);
+  return op_go(L, w, 1, "add");
 }
 
 static int store_count(lua_State *L) {
-  struct store_box *sb = check_store(L, 1);
-  struct lc_rstore *s = sb->s;
-  /* stale: rebuilt, so the count is the rows' (waits for a rebuild that a
-   * background search is making) */
-  pthread_mutex_lock(&sb->ix_mu);
-  lc_rstore_index(s);
-  size_t n = lc_rstore_count(s);
-  pthread_mutex_unlock(&sb->ix_mu);
-  lua_pushinteger(L, (lua_Integer)n);
-  return 1;
+  lua_settop(L, 1);
+  struct lc_rwork *w = check_store(L, 1);
+  new_op(L, K_COUNT);
+  /* a stale index is rebuilt first, so the count is the rows' */
+  int slow = !lc_rwork_idle(w) || !lc_rwork_store(w) || lc_rstore_stale(lc_rwork_store(w));
+  return op_go(L, w, slow, "count");
 }
 
 static int store_dims(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)lc_rstore_dims(check_store(L, 1)->s));
+  lua_pushinteger(L, (lua_Integer)lc_rwork_dims(check_store(L, 1)));
   return 1;
 }
 
 static int store_save(lua_State *L) {
-  struct lc_rstore *s = check_idle(L, 1, "save");
-  int rc = lc_rstore_save(s);
-  if (rc) return store_err(L, s, rc);
-  lua_pushboolean(L, 1);
-  return 1;
-}
-
-/* ---- search ---- */
-
-struct search_box {
-  struct store_box *store;
-  struct lc_rstore *rs;
-  int rebuild;   /* the thread takes the index (rebuilding it) first */
-  char msg[256]; /* why that failed */
-  const struct lc_vindex *ix;
-  float *q;
-  size_t k;
-  int exact, ef;
-  int64_t *allowed; /* sorted, or NULL for no filter */
-  size_t n_allowed;
-  struct lc_vhit *hits;
-  size_t n_hits;
-  int rc;
-  /* background */
-  int efd;
-  struct lc_fdwatch watch;
-  struct lc_loop *loop;
-  pthread_t th;
-  int started, joined, done, closed;
-  struct lc_task *task;
-  struct lc_wait wait;
-};
-
-static int allowed_fn(void *ud, int64_t label) {
-  const struct search_box *b = ud;
-  size_t lo = 0, hi = b->n_allowed;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (b->allowed[mid] < label) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < b->n_allowed && b->allowed[lo] == label;
-}
-
-static void run_search(struct search_box *b) {
-  b->rc = lc_vindex_search(b->ix, b->q, b->k, b->exact, b->ef, b->allowed ? allowed_fn : NULL, b,
-                           b->hits, &b->n_hits);
-}
-
-static void *search_thread(void *ud) {
-  struct search_box *b = ud;
-  if (b->rebuild) {
-    pthread_mutex_lock(&b->store->ix_mu);
-    b->ix = lc_rstore_index(b->rs);
-    if (!b->ix) snprintf(b->msg, sizeof b->msg, "%s", lc_rstore_error(b->rs));
-    pthread_mutex_unlock(&b->store->ix_mu);
-  }
-  if (b->ix) run_search(b);
-  uint64_t one = 1;
-  /* The loop's watch reads it; a failed write would leave the task
-   * waiting, so retry on EINTR (eventfd writes do not block here). */
-  while (write(b->efd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-  return NULL;
-}
-
-/* The one close: __gc, __close, kill, and the normal end. Waits for a
- * running thread (one search: bounded), then frees. */
-static void search_close(struct search_box *b) {
-  if (b->closed) return;
-  b->closed = 1;
-  if (b->started && !b->joined) {
-    pthread_join(b->th, NULL);
-    b->joined = 1;
-  }
-  if (b->watch.fd >= 0 && b->loop) lc_loop_unwatch(b->loop, &b->watch);
-  if (b->efd >= 0) close(b->efd);
-  b->efd = -1;
-  b->watch.fd = -1;
-  if (b->store && b->started) {
-    b->store->busy--;
-    if (b->rebuild) b->store->rebuilding--;
-  }
-  b->store = NULL;
-  lc_free(b->q);
-  lc_free(b->allowed);
-  lc_free(b->hits);
-  b->q = NULL;
-  b->allowed = NULL;
-  b->hits = NULL;
-}
-
-static int search_gc(lua_State *L) {
-  search_close(luaL_checkudata(L, 1, SEARCH_MT));
-  return 0;
-}
-
-static void search_cancel(struct lc_wait *w) {
-  search_close((struct search_box *)((char *)w - offsetof(struct search_box, wait)));
-}
-
-/* From the loop: the thread wrote the eventfd. */
-static void on_search_done(struct lc_loop *loop, struct lc_fdwatch *w, unsigned ev) {
-  struct search_box *b = w->ud;
-  uint64_t v;
-  (void)!read(b->efd, &v, sizeof v);
-  lc_loop_unwatch(loop, &b->watch);
-  b->watch.fd = -1;
-  pthread_join(b->th, NULL);
-  b->joined = 1;
-  b->done = 1;
-  lc_task_wake(b->task, &b->wait);
-}
-
-#define S_STORE 1
-#define S_BOX 4
-
-/* [-0, +1, m] The hits with their rows. */
-static int push_hits(lua_State *L, struct search_box *b, struct lc_rstore *s) {
-  if (b->rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (b->rc) return luaL_error(L, "luact.retrieval: the query vector is zero or not finite");
-  lua_createtable(L, (int)b->n_hits, 0);
-  for (size_t i = 0; i < b->n_hits; i++) {
-    struct lc_rrow r;
-    int rc = lc_rstore_row(s, b->hits[i].label, &r);
-    if (rc == LC_ENOTFOUND) continue; /* deleted since: the index is rebuilt next time */
-    if (rc) return store_err(L, s, rc);
-    lua_createtable(L, 0, 8);
-    lc_l_set_int(L, "id", r.id);
-    lc_l_set_num(L, "score", b->hits[i].score);
-    lua_pushstring(L, r.text);
-    lua_setfield(L, -2, "text");
-    lc_l_set_str(L, "source", r.source);
-    lc_l_set_str(L, "heading", r.heading);
-    lc_l_set_int(L, "start", (lua_Integer)r.start + 1);
-    lc_l_set_int(L, "char_start", (lua_Integer)r.start_cp + 1);
-    lc_l_set_str(L, "meta", r.meta_json);
-    lc_rrow_free(&r);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  }
-  return 1;
-}
-
-static int search_k(lua_State *L, int status, lua_KContext ctx) {
-  struct search_box *b = luaL_checkudata(L, S_BOX, SEARCH_MT);
-  if (b->closed) return luaL_error(L, "luact.retrieval: search was cancelled");
-  if (!b->done) {
-    lc_task_wait(b->task, &b->wait);
-    return lua_yieldk(L, 0, ctx, search_k);
-  }
-  struct store_box *sb = luaL_checkudata(L, S_STORE, STORE_MT);
-  b->store->busy--;
-  if (b->rebuild) b->store->rebuilding--;
-  b->started = 0; /* busy given back */
-  if (!b->ix) {
-    lua_pushnil(L);
-    lua_pushstring(L, b->msg);
-    lua_pushstring(L, "io");
-    search_close(b);
-    return 3;
-  }
-  int n = push_hits(L, b, sb->s);
-  search_close(b);
-  return n;
+  lua_settop(L, 1);
+  struct lc_rwork *w = check_store(L, 1);
+  new_op(L, K_SAVE);
+  return op_go(L, w, 1, "save"); /* the file is synced before it returns */
 }
 
 /* s:search(vector, {k=, exact=, ef=, filter={key=json_text}, background=})
- * -> hits. Yields when the search runs in the background. */
+ * -> hits. On the collection's thread when the index is large or stale, a
+ * filter is given, background = true, or the thread is busy. */
 static int store_search(lua_State *L) {
-  struct store_box *sb = check_store(L, S_STORE);
-  struct lc_rstore *s = sb->s;
+  struct lc_rwork *w = check_store(L, 1);
   lua_settop(L, 3);
   if (!lua_isnil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
     lc_l_check_opts(L, 3, "store:search");
   }
-  struct search_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* S_BOX */
-  memset(b, 0, sizeof *b);
-  b->efd = b->watch.fd = -1;
-  luaL_setmetatable(L, SEARCH_MT);
-  lua_toclose(L, S_BOX);
-  size_t dims = lc_rstore_dims(s);
+  size_t dims = lc_rwork_dims(w);
   if (!dims) {
     lua_newtable(L); /* nothing stored yet */
     return 1;
   }
-  if (!(b->q = lc_malloc(dims * sizeof *b->q))) return luaL_error(L, "out of memory");
-  check_vector(L, 2, dims, b->q, "query vector");
+  struct rarg *a = new_op(L, K_SEARCH); /* 4 */
+  if (!(a->q = lc_malloc(dims * sizeof *a->q))) return luaL_error(L, "out of memory");
+  check_vector(L, 2, dims, a->q, "query vector");
   double norm = 0;
-  for (size_t i = 0; i < dims; i++) norm += (double)b->q[i] * b->q[i];
+  for (size_t i = 0; i < dims; i++) norm += (double)a->q[i] * a->q[i];
   if (!(norm > 0)) return luaL_error(L, "luact.retrieval: the query vector is zero");
   lua_Integer k = 5;
   int background = -1;
@@ -577,93 +1145,56 @@ static int store_search(lua_State *L) {
     lua_Integer ef = 0; /* checked as given: (int)(2^32 + 5) would pass as 5 */
     if (lua_getfield(L, 3, "ef") != LUA_TNIL) ef = luaL_checkinteger(L, -1);
     lua_getfield(L, 3, "exact");
-    b->exact = lua_toboolean(L, -1);
+    a->exact = lua_toboolean(L, -1);
     if (lua_getfield(L, 3, "background") != LUA_TNIL) background = lua_toboolean(L, -1);
     lua_pop(L, 4);
     if (k < 1 || k > 10000) return luaL_error(L, "store:search: 'k' must be 1..10000");
     if (ef < 0 || ef > 100000) return luaL_error(L, "store:search: 'ef' must be 1..100000");
-    b->ef = (int)ef;
+    a->ef = (int)ef;
     if (lua_getfield(L, 3, "filter") == LUA_TTABLE) {
-      const char *keys[33], *vals[33];
       size_t n = 0;
+      a->fkeys = lc_calloc(33, sizeof *a->fkeys);
+      a->fvals = lc_calloc(33, sizeof *a->fvals);
+      if (!a->fkeys || !a->fvals) return luaL_error(L, "out of memory");
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         if (n == 32) return luaL_error(L, "store:search: at most 32 filter keys");
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
           return luaL_error(L, "store:search: filter maps names to JSON text");
-        keys[n] = lua_tostring(L, -2);
-        vals[n++] = lua_tostring(L, -1);
+        a->n_filter = n + 1; /* both freed from here */
+        a->fkeys[n] = dup_arg(L, -2, NULL);
+        a->fvals[n++] = dup_arg(L, -1, NULL);
         lua_pop(L, 1);
       }
-      int rc = lc_rstore_allowed(s, keys, vals, n, &b->allowed, &b->n_allowed);
-      if (rc) return store_err(L, s, rc);
-      if (!b->allowed) {
-        lua_newtable(L); /* nothing passes */
-        return 1;
-      }
-      if (b->n_allowed <= EXACT_FILTER_MAX) b->exact = 1;
+      if (!n) a->n_filter = 0;
+      else if (!a->fkeys[n - 1] || !a->fvals[n - 1]) return luaL_error(L, "out of memory");
     }
     lua_pop(L, 1);
   }
-  b->k = (size_t)k;
-  if (!(b->hits = lc_malloc(b->k * sizeof *b->hits))) return luaL_error(L, "out of memory");
-  int bg;
-  /* rebuilding first: while a rebuild runs, only its thread touches the
-   * stale flag */
-  if ((sb->rebuilding || lc_rstore_stale(s)) && lc_task_current(L) && lua_isyieldable(L)) {
-    /* A stale index is rebuilt on the search's thread, not the loop's;
-     * searches meanwhile wait there for it (ix_mu). Changes are refused
-     * while it runs (busy), so the rows it reads stay put. */
-    b->rebuild = 1;
-    bg = 1;
-  } else {
-    /* Never a rebuild under a running search: changes are refused while
-     * one runs, so the index cannot have gone stale since it started.
-     * Outside a task a rebuild stays here (nothing else to run). */
-    pthread_mutex_lock(&sb->ix_mu);
-    b->ix = lc_rstore_index(s);
-    pthread_mutex_unlock(&sb->ix_mu);
-    if (!b->ix) return store_err(L, s, LC_EIO);
-    size_t work = lc_vindex_count(b->ix) * dims;
-    bg = background == 1 || (background == -1 && work >= BACKGROUND_FLOATS && b->exact) ||
-         (background == -1 && work >= 8 * BACKGROUND_FLOATS);
+  lua_settop(L, 4);
+  a->k = (size_t)k;
+  if (!(a->hits = lc_malloc(a->k * sizeof *a->hits))) return luaL_error(L, "out of memory");
+  /* Inline only a small search of a fresh index with no filter (a filter
+   * is a query over every document) while the thread is idle. */
+  int slow = 1;
+  if (lc_rwork_idle(w) && background != 1 && !a->n_filter) {
+    struct lc_rstore *s = lc_rwork_store(w);
+    if (s && !lc_rstore_stale(s)) {
+      size_t work = lc_rstore_count(s) * dims;
+      slow = background == -1 &&
+             ((work >= BACKGROUND_FLOATS && a->exact) || work >= 8 * BACKGROUND_FLOATS);
+    }
   }
-  if (!bg) {
-    run_search(b);
-    b->store = sb;
-    int n = push_hits(L, b, s);
-    return n;
-  }
-  b->task = lc_task_check(L, "store:search in the background");
-  struct lc_sched *sch = lc_sched_get(L);
-  b->loop = lc_sched_loop(sch);
-  b->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (b->efd < 0) return luaL_error(L, "luact.retrieval: eventfd: %s", strerror(errno));
-  b->watch = (struct lc_fdwatch){.fd = b->efd, .events = LC_READ, .cb = on_search_done, .ud = b};
-  if (lc_loop_watch(b->loop, &b->watch)) {
-    b->watch.fd = -1;
-    return luaL_error(L, "luact.retrieval: cannot watch the search");
-  }
-  b->store = sb;
-  b->rs = s;
-  sb->busy++;
-  if (b->rebuild) sb->rebuilding++;
-  b->started = 1;
-  if (pthread_create(&b->th, NULL, search_thread, b)) {
-    b->joined = 1; /* nothing to join */
-    return luaL_error(L, "luact.retrieval: cannot start the search thread");
-  }
-  b->wait.cancel = search_cancel;
-  lc_task_wait(b->task, &b->wait);
-  return lua_yieldk(L, 0, 0, search_k);
+  return op_go(L, w, slow, "search");
 }
 
 static const luaL_Reg store_methods[] = {
     {"begin", store_begin},       {"commit", store_commit},
     {"rollback", store_rollback}, {"doc", store_doc},
     {"add_doc", store_add_doc},   {"add_chunk", store_add_chunk},
-    {"unchanged", store_unchanged},
+    {"add", store_add},           {"unchanged", store_unchanged},
     {"cache_get", store_cache_get}, {"cache_put", store_cache_put},
+    {"cache_get_many", store_cache_get_many}, {"cache_put_many", store_cache_put_many},
     {"search", store_search},     {"count", store_count},
     {"dims", store_dims},         {"save", store_save},
     {"close", store_close},       {NULL, NULL}};
@@ -681,10 +1212,10 @@ int lc_open_retrieval(lua_State *L) {
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, SEARCH_MT)) {
-    lua_pushcfunction(L, search_gc);
+  if (luaL_newmetatable(L, OP_MT)) {
+    lua_pushcfunction(L, op_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, search_gc);
+    lua_pushcfunction(L, op_gc);
     lua_setfield(L, -2, "__close");
   }
   lua_pop(L, 1);

@@ -55,8 +55,16 @@ end
 function Index:embed(texts)
   local out, miss, at = {}, {}, {}
   local dims = self.store:dims()
+  -- The lookups and the writes each go in one call (one job on the
+  -- collection's thread, the writes in one transaction).
+  local got = {}
+  if dims > 0 then
+    local g, msg, code = self.store:cache_get_many(self.space, dims, texts)
+    if not g then return nil, msg, code end
+    got = g
+  end
   for i, t in ipairs(texts) do
-    local v = dims > 0 and self.store:cache_get(self.space, dims, t) or nil
+    local v = got[i]
     if v then out[i] = v else miss[#miss + 1] = t; at[#at + 1] = i end
   end
   if #miss > 0 then
@@ -70,10 +78,9 @@ function Index:embed(texts)
       return nil, string.format("the model answered %d dimensions, the collection holds %d", r.dims, dims),
         "bad_response"
     end
-    for j, v in ipairs(r.vectors) do
-      self.store:cache_put(self.space, miss[j], v)
-      out[at[j]] = v
-    end
+    local ok, pmsg, pcode = self.store:cache_put_many(self.space, miss, r.vectors)
+    if not ok then return nil, pmsg, pcode end
+    for j, v in ipairs(r.vectors) do out[at[j]] = v end
   end
   return out
 end
@@ -119,25 +126,11 @@ function Index:add(doc)
   for i, c in ipairs(chunks) do texts[i] = c.text end
   local vecs, emsg, ecode = self:embed(texts)
   if not vecs then return nil, doc.source .. ": " .. emsg, ecode end
-  local ok, err, ecode2 = self.store:begin()
-  if not ok then return nil, err, ecode2 end
-  local function add_all()
-    local id, m, c = self.store:add_doc(doc.source, doc.text, luact.json.encode(doc.meta or {}))
-    if not id then return nil, m, c end
-    for i, ch in ipairs(chunks) do
-      local cid, m2, c2 = self.store:add_chunk(id, i - 1, ch.start - 1, ch.char_start - 1, ch.text,
-        ch.heading, vecs[i])
-      if not cid then return nil, m2, c2 end
-    end
-    return self.store:commit()
-  end
-  local okc, r, m, c = pcall(add_all)
-  if not okc or not r then
-    self.store:rollback()
-    if not okc then error(r, 0) end
-    return nil, doc.source .. ": " .. tostring(m), c
-  end
-  return #chunks
+  -- One job on the collection's thread: the document, its chunks and
+  -- their vectors in one transaction, then into the index.
+  local n, m, c = self.store:add(doc.source, doc.text, luact.json.encode(doc.meta or {}), chunks, vecs)
+  if not n then return nil, doc.source .. ": " .. tostring(m), c end
+  return n
 end
 
 --- index:add_dir(dir, {pattern=, meta=}) -> chunks added, errors

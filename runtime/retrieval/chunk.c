@@ -243,9 +243,12 @@ static int split_markdown(struct ctx *c, size_t len) {
   return c->rc;
 }
 
+void (*lc_chunk_hold)(const char *point);
+
 int lc_chunk_split(const char *doc, size_t len, const struct lc_chunk_opts *o,
                    struct lc_chunks *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
+  if (lc_chunk_hold) lc_chunk_hold("split");
   if (o->size < 1) {
     snprintf(err, errlen, "chunk size must be at least 1 code point");
     return LC_EINVAL;

@@ -47,6 +47,10 @@ struct lc_chunks {
 int lc_chunk_split(const char *doc, size_t len, const struct lc_chunk_opts *o,
                    struct lc_chunks *out, char *err, size_t errlen);
 void lc_chunks_free(struct lc_chunks *c);
+/* Tests only: when set, lc_chunk_split calls it with "split" first, on
+ * whichever thread splits (rstore.h's lc_rstore_hold, for the splitter);
+ * l_retrieval.c's split thread with "split ended" as its last act. */
+extern void (*lc_chunk_hold)(const char *point);
 /* Checks a document before splitting or indexing: 0, or LC_EINVAL /
  * LC_ETOOBIG with the reason in err. */
 int lc_chunk_check_doc(const char *doc, size_t len, char *err, size_t errlen);

@@ -28,8 +28,11 @@ struct lc_rstore {
   int in_tx;
   struct pending *pend;
   size_t n_pend, cap_pend;
+  int sqlcode; /* the SQLite primary code behind err, 0 for others */
   char err[512];
 };
+
+void (*lc_rstore_hold)(const char *point);
 
 static const char SCHEMA[] =
     "PRAGMA journal_mode=WAL;"
@@ -50,14 +53,30 @@ static int fail(struct lc_rstore *s, int rc, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(s->err, sizeof s->err, fmt, ap);
   va_end(ap);
+  s->sqlcode = 0;
   return rc;
 }
 
 static int dberr(struct lc_rstore *s, const char *what) {
-  return fail(s, LC_EIO, "%s: %s", what, sqlite3_errmsg(s->db));
+  int code = sqlite3_errcode(s->db) & 0xff;
+  fail(s, LC_EIO, "%s: %s", what, sqlite3_errmsg(s->db));
+  s->sqlcode = code;
+  return LC_EIO;
 }
 
 const char *lc_rstore_error(const struct lc_rstore *s) { return s->err; }
+
+const char *lc_rstore_errcode(const struct lc_rstore *s) {
+  switch (s->sqlcode) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return "busy";
+  case SQLITE_FULL:
+    return "full";
+  default:
+    return "io";
+  }
+}
 size_t lc_rstore_dims(const struct lc_rstore *s) { return s->dims; }
 
 /* ---- blobs: little-endian float32 whatever the host ---- */
@@ -85,14 +104,21 @@ static int from_le(const unsigned char *p, size_t n, float *v) {
 
 /* ---- meta ---- */
 
-static char *meta_get(struct lc_rstore *s, const char *key) {
+/* *out: the value (lc_malloc'd) or NULL when there is none. 0, LC_EIO
+ * or LC_ENOMEM: a value that could not be copied is not "none" (a
+ * collection's dimensions read as unknown would look empty). */
+static int meta_get(struct lc_rstore *s, const char *key, char **out) {
   sqlite3_stmt *st;
-  char *v = NULL;
-  if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL)) return NULL;
+  *out = NULL;
+  if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key=?", -1, &st, NULL))
+    return dberr(s, "meta");
   sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-  if (sqlite3_step(st) == SQLITE_ROW) v = lc_strdup((const char *)sqlite3_column_text(st, 0));
+  int rc = 0;
+  if (sqlite3_step(st) == SQLITE_ROW &&
+      !(*out = lc_strdup((const char *)sqlite3_column_text(st, 0))))
+    rc = fail(s, LC_ENOMEM, "out of memory");
   sqlite3_finalize(st);
-  return v;
+  return rc;
 }
 
 static int meta_set(struct lc_rstore *s, const char *key, const char *val) {
@@ -120,6 +146,7 @@ static int64_t count_rows(struct lc_rstore *s) {
 
 /* The index from the rows: every chunk's vector, in id order. */
 static int rebuild(struct lc_rstore *s) {
+  if (lc_rstore_hold) lc_rstore_hold("rebuild");
   struct lc_vindex *x;
   if (lc_vindex_new(s->dims, !s->exact_only, &s->hp, &x)) return fail(s, LC_ENOMEM, "out of memory");
   sqlite3_stmt *st;
@@ -167,8 +194,9 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
   s->exact_only = o->exact_only;
   s->hp = o->hnsw;
   int rc = 0;
-  /* FULLMUTEX: a background search may rebuild from this connection while
-   * the loop reads rows through it (l_retrieval.c) */
+  /* FULLMUTEX: two threads use this connection in turn (rwork.h: the
+   * collection's thread, the owner's between jobs); SQLite's own mutex is
+   * a second guard, at little cost */
   if (sqlite3_open_v2(path, &s->db,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL)) {
     rc = fail(s, LC_EIO, "cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "no memory");
@@ -181,7 +209,11 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
     sqlite3_free(em);
     goto out;
   }
-  char *m = meta_get(s, "model"), *d = meta_get(s, "dims");
+  char *m, *d = NULL;
+  if ((rc = meta_get(s, "model", &m)) || (rc = meta_get(s, "dims", &d))) {
+    lc_free(m);
+    goto out;
+  }
   size_t sd = d ? (size_t)strtoull(d, NULL, 10) : 0;
   if (m && o->model && strcmp(m, o->model))
     rc = fail(s, LC_EINVAL, "%s holds vectors of model %s, not %s: use another path", path, m,
@@ -189,7 +221,7 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
   else if (sd && o->dims && sd != o->dims)
     rc = fail(s, LC_EINVAL, "%s holds %zu-dimensional vectors, not %zu", path, sd, o->dims);
   s->model = m ? m : (o->model ? lc_strdup(o->model) : NULL);
-  if (m && !s->model) rc = LC_ENOMEM;
+  if (!s->model && o->model && !rc) rc = fail(s, LC_ENOMEM, "out of memory");
   s->dims = sd ? sd : o->dims;
   lc_free(d);
   if (rc) goto out;
@@ -244,6 +276,9 @@ void lc_rstore_close(struct lc_rstore *s) {
   if (s->in_tx) lc_rstore_rollback(s);
   drop_pending(s);
   lc_free(s->pend);
+  /* The last connection to a WAL database checkpoints it here (copies
+   * the log into the file and syncs it). */
+  if (s->db && lc_rstore_hold) lc_rstore_hold("close");
   if (s->db) sqlite3_close_v2(s->db);
   lc_vindex_free(s->ix);
   lc_free(s->path);
@@ -265,6 +300,7 @@ int lc_rstore_begin(struct lc_rstore *s) {
 
 int lc_rstore_commit(struct lc_rstore *s) {
   if (!s->in_tx) return fail(s, LC_ESTATE, "no transaction is open");
+  if (lc_rstore_hold) lc_rstore_hold("commit");
   if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) {
     int rc = dberr(s, "commit");
     lc_rstore_rollback(s);
@@ -555,5 +591,6 @@ void lc_rrow_free(struct lc_rrow *r) {
 int lc_rstore_save(struct lc_rstore *s) {
   struct lc_vindex *x = lc_rstore_index(s);
   if (!x) return s->dims ? LC_EIO : 0;
+  if (lc_rstore_hold) lc_rstore_hold("save");
   return lc_vindex_save(x, s->ixpath, s->err, sizeof s->err);
 }

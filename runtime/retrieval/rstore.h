@@ -11,9 +11,8 @@
  * Replacing or deleting a document marks the index stale; the next
  * search rebuilds it from the rows.
  *
- * Threads: everything here runs on the caller's thread except
- * lc_vindex_search on lc_rstore_index(), which may run on another thread
- * while no add, commit or rebuild happens (the binding guarantees it).
+ * Threads: not thread-safe; one thread at a time (rwork.h: the
+ * collection's thread while a job runs, the owner's between jobs).
  *
  * Errors: 0 or LC_E*, with the message in lc_rstore_error(). */
 #ifndef LC_RSTORE_H
@@ -44,6 +43,10 @@ int lc_rstore_open(const char *path, const struct lc_rstore_opts *o, struct lc_r
                    char *err, size_t errlen);
 void lc_rstore_close(struct lc_rstore *s);
 const char *lc_rstore_error(const struct lc_rstore *s);
+/* What the last error was, for Lua's code: "busy" (the database is
+ * locked by another writer past the busy timeout), "full" (the disk or
+ * the database is full) or "io" (anything else). */
+const char *lc_rstore_errcode(const struct lc_rstore *s);
 size_t lc_rstore_dims(const struct lc_rstore *s);
 size_t lc_rstore_count(const struct lc_rstore *s);
 
@@ -103,5 +106,13 @@ void lc_rrow_free(struct lc_rrow *r);
 
 /* Writes the index next to the database (<path>.hnsw). */
 int lc_rstore_save(struct lc_rstore *s);
+
+/* Tests only: when set, called with "commit" (before an add's COMMIT),
+ * "save" (before the index is written and synced), "close" (before the
+ * database is closed, which checkpoints its log), "rebuild" (before a
+ * rebuild reads the rows) and "search" (l_retrieval.c, before a search
+ * off the loop), on whichever thread does that work, so a test can hold
+ * it there and see where it runs. */
+extern void (*lc_rstore_hold)(const char *point);
 
 #endif

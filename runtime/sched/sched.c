@@ -151,6 +151,7 @@ struct lc_sched *lc_sched_get(lua_State *L) {
 }
 
 struct lc_loop *lc_sched_loop(struct lc_sched *s) { return s->loop; }
+int lc_sched_owns_loop(const struct lc_sched *s) { return s->own_loop; }
 int lc_sched_has_waited(const struct lc_sched *s) { return s->waited; }
 lua_State *lc_sched_state(struct lc_sched *s) { return s->L; }
 const char *lc_sched_error(struct lc_sched *s) { return s->err; }

@@ -57,6 +57,9 @@ struct lc_sched *lc_sched_get(lua_State *L);
 /* Whether any task of s has yielded (waited) yet. */
 int lc_sched_has_waited(const struct lc_sched *s);
 struct lc_loop *lc_sched_loop(struct lc_sched *s);
+/* 1 when s made its loop (lc_sched_new), 0 when it shares one with other
+ * schedulers (lc_sched_new_on: luact serve's runs on a worker's loop). */
+int lc_sched_owns_loop(const struct lc_sched *s);
 lua_State *lc_sched_state(struct lc_sched *s);
 
 /* [-(nargs+1), +0, m] Spawns a task that calls the function below the nargs

@@ -150,6 +150,29 @@ static const struct scenario scenarios[] = {
      "if bad ~= nil then error('a write went through', 0) end\n"
      "t.close()\n"
      "return 'ok'"},
+    {"retrieval_store",
+     /* a collection's jobs on its thread: open, an add, a background
+      * search with its rows, a save, a count, a close in turn */
+     "local path = os.tmpname()\n"
+     "local w <close> = setmetatable({}, {__close = function()\n"
+     "  for _, s in ipairs{'', '.hnsw', '.hnsw.tmp', '-wal', '-shm'} do os.remove(path .. s) end end})\n"
+     "local st, m = luact.retrieval.store(path, {model = 'm', dimensions = 8})\n"
+     "if not st then error(tostring(m), 0) end\n"
+     "local c <close> = st\n"
+     "local function vec(a) local v = {} for i = 1, 8 do v[i] = math.sin(a + i) end return v end\n"
+     "local chunks, vecs = {}, {}\n"
+     "for i = 1, 20 do chunks[i] = {text = 'c' .. i}; vecs[i] = vec(i) end\n"
+     "local n, am = st:add('doc', 'text', '{}', chunks, vecs)\n"
+     "if n ~= 20 then error(tostring(am), 0) end\n"
+     "local h, hm = st:search(vec(3), {k = 2, background = true})\n"
+     "if not h then error(tostring(hm), 0) end\n"
+     "if h[1].text ~= 'c3' then error('wrong hit', 0) end\n"
+     "local ok, sm = st:save()\n"
+     "if not ok then error(tostring(sm), 0) end\n"
+     "local k, km = st:count()\n"
+     "if k ~= 20 then error(tostring(km), 0) end\n"
+     "st:close()\n"
+     "return 'ok'"},
     {"sandbox_run",
      /* a sandbox child's result read back into Lua, and its error */
      "local v, m = luact.sandbox.run('return {n = 1 + 2, s = string.rep(\\'z\\', 10)}')\n"
