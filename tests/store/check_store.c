@@ -290,6 +290,66 @@ START_TEST(lazy_lines_wait_for_a_group) {
 }
 END_TEST
 
+/* With --store-sync full, a group of lazy lines only (nobody waits for
+ * them; a crash may lose them, docs/journal.md) commits without the WAL's
+ * fsync; any other line's group has it and covers what came before; a
+ * flush after lazy-only commits syncs the WAL once (it promises what a
+ * full commit does), and a flush with nothing unsynced does not. */
+START_TEST(lazy_only_groups_skip_the_fsync) {
+  lc_store_close(st);
+  setenv("LUACT_STORE_LAZY_MS", "600000", 1);
+  int rc = lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err);
+  unsetenv("LUACT_STORE_LAZY_MS");
+  ck_assert_int_eq(rc, 0);
+  static struct client k;
+  memset(&k, 0, sizeof k);
+  k.c.committed = on_committed;
+  k.c.ud = &k;
+  snprintf(k.c.run_id, sizeof k.c.run_id, "s0");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "s0");
+  r.status = "running";
+  ck_assert_int_eq(lc_store_append_run(st, &k.c, &r), 0);
+  ck_assert_int_eq(lc_store_append(st, &k.c, 1, 1, "{\"type\":\"header\"}", 17), 0);
+  await_newest(&k, 1);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 1); /* the run and its header: synced */
+  /* A full group of lazy lines goes by itself, without a sync. */
+  long q = 2;
+  for (; q < 2 + LC_STORE_LAZY_MAX; q++) lazy_line(&k, q);
+  await_newest(&k, (unsigned long)q - 1);
+  long lines, commits;
+  lc_store_stats(st, &lines, &commits);
+  ck_assert_int_eq(commits, 2);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 1);
+  /* A flush syncs what that commit left, once. */
+  lc_store_flush(st);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 2);
+  lc_store_flush(st);
+  lc_store_flush_client(st, &k);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 2);
+  /* Lazy lines again, then one that is waited for: one group, synced. */
+  for (; q < 12 + LC_STORE_LAZY_MAX; q++) lazy_line(&k, q);
+  ck_assert_int_eq(lc_store_append(st, &k.c, q, (unsigned long)q, "{\"type\":\"intent\"}", 17), 0);
+  await_newest(&k, (unsigned long)q);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 3);
+  lc_store_flush_client(st, &k);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 3);
+  /* Lazy lines committed unsynced, then flush_client: synced. */
+  for (q++; q < 13 + 2 * LC_STORE_LAZY_MAX; q++) lazy_line(&k, q);
+  await_newest(&k, (unsigned long)q - 1);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 3);
+  lc_store_flush_client(st, &k);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 4);
+  ck_assert_int_eq(atomic_load(&k.errors), 0);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("s0", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, q - 1);
+  ck_assert_int_eq(sn.n, last);
+}
+END_TEST
+
 /* One client's conflicting line fails that client only: the writer
  * commits the rest of its group without it. It used to roll the whole
  * group back and fail every run whose lines were in it (in the daemon,
@@ -1271,6 +1331,7 @@ Suite *store_suite(void) {
   tcase_add_test(tc, line_crc_is_zlib_crc32);
   tcase_add_test(tc, flush_client_waits_for_its_own_lines_only);
   tcase_add_test(tc, lazy_lines_wait_for_a_group);
+  tcase_add_test(tc, lazy_only_groups_skip_the_fsync);
   /* the file's own: damage, locks */
   tcase_add_test(tc, truncated_file_refused_at_connect);
   tcase_add_test(tc, truncated_large_file_refused_at_connect);
