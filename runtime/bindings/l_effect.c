@@ -350,9 +350,11 @@ static void schema_hash_put(lua_State *L, int idx, const char th[65]) {
   lua_pop(L, 1);
 }
 
-/* _effect_begin(kind, name, request, class [, schema]) -> token | nil |
- * false, ctx. nil: no journal attached; run the effect plainly. false: the
- * journal is off; run it plainly with ctx. Raises on a replay mismatch, a
+/* _effect_begin(kind, name, request, class [, schema]) -> token, replayed
+ * | nil | false, ctx. nil: no journal attached; run the effect plainly.
+ * false: the journal is off; run it plainly with ctx. replayed: the token
+ * answers with tok:results() (what tok:replayed() says, without the
+ * call). Raises on a replay mismatch, a
  * missing effect, an in-doubt at-most-once effect. */
 static int l_effect_begin(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
@@ -425,7 +427,10 @@ static int l_effect_begin(lua_State *L) {
       b->scoped = 1;
     }
   }
-  if (!b->e.ticket) return 1;
+  if (!b->e.ticket) {
+    lua_pushboolean(L, b->state == TOK_REPLAYED);
+    return 2;
+  }
   return await_durable(L, K_BEGIN);
 }
 
@@ -589,7 +594,8 @@ static int tok_finish(lua_State *L) {
 static int after_durable(lua_State *L, int which, int n) {
   if (which == K_BEGIN) {
     lua_settop(L, 6);
-    return 1; /* the token */
+    lua_pushboolean(L, 0); /* recorded: not replayed */
+    return 2; /* the token */
   }
   if (which == K_FAIL) return 1; /* the message on top */
   if (which == K_FINISH_AS_GIVEN) {
