@@ -297,8 +297,11 @@ static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
     return LC_EIO;
   }
   if (j->store && lazy && !sync) {
+    /* The store takes the bytes as they are: no copy, and no shrinking
+     * reallocation (lc_buf_steal's) for a line held a few ms. */
     size_t len = b.len;
-    char *text = lc_buf_steal(&b, &len); /* the store takes it: no copy */
+    char *text = b.data;
+    lc_buf_init(&b, 0);
     int rc = text ? lc_store_append_lazy(j->store, &j->sc, j->seq + 1, j->lines + 1, text, len)
                   : LC_ENOMEM;
     bad = rc != 0;
@@ -1167,6 +1170,11 @@ static int one_line(const struct lc_effect_desc *d) {
 static int pending_intent(struct lc_effect_op *e, const struct lc_effect_desc *d) {
   struct lc_jsonw w;
   lc_buf_init(&e->pending, 0);
+  /* Room for the whole line in one allocation, usually: the members
+   * here, a short result and the rest end_one_line writes (was a
+   * reallocation or two per line). */
+  if (lc_buf_reserve(&e->pending, 320 + d->request_len + strlen(d->name ? d->name : "")))
+    return LC_ENOMEM;
   lc_jsonw_init(&w, &e->pending);
   lc_jsonw_obj(&w);
   lc_jsonw_key(&w, "type");
