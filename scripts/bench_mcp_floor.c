@@ -129,6 +129,10 @@ int main(int argc, char **argv) {
   double cpu = cpu_s() - c0, wall = now_s() - t0;
   struct rusage u;
   getrusage(RUSAGE_SELF, &u);
+  if (getenv("FLOOR_SPLIT")) /* user and system apart (from the start) */
+    fprintf(stderr, "user %.1f us sys %.1f us per call (whole process)\n",
+            ((double)u.ru_utime.tv_sec * 1e6 + (double)u.ru_utime.tv_usec) / (double)n,
+            ((double)u.ru_stime.tv_sec * 1e6 + (double)u.ru_stime.tv_usec) / (double)n);
   printf("{\"client\":\"c-floor\",\"mode\":\"stdio\",\"n\":%ld,\"conc\":1,\"cpu_us_per_call\":%.3f,"
          "\"wall_ms\":%.1f,\"rss_mb\":%.1f}\n",
          n, cpu * 1e6 / (double)n, wall * 1e3, (double)u.ru_maxrss / 1024);
