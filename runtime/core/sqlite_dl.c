@@ -113,6 +113,9 @@ static int loaded; /* 1 when every pointer above is set */
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
 
 static void load(void) {
+  /* Linked by the program itself (the tests): maybe in use already. */
+  void *had = dlopen(LUACT_SQLITE_SONAME, RTLD_LAZY | RTLD_NOLOAD);
+  if (had) dlclose(had);
   void *h = dlopen(LUACT_SQLITE_SONAME, RTLD_LAZY | RTLD_LOCAL);
   if (!h) {
     fprintf(stderr, "luact: cannot load %s: %s\n", LUACT_SQLITE_SONAME, dlerror());
@@ -153,6 +156,13 @@ static void load(void) {
     }
   }
   loaded = 1;
+  /* No memory statistics: with them every SQLite allocation and free
+   * takes a global mutex (the store's writer makes several per journal
+   * line: ~3% of a journaled pure effect's CPU). Nothing here reads them
+   * (sqlite3_memory_used, a soft heap limit). Only before SQLite's first
+   * use in the process: here, under load_once, when we loaded it. */
+  int (*config)(int, ...) = had ? NULL : (int (*)(int, ...))dlsym(h, "sqlite3_config");
+  if (config) config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
 static int ready(void) {
