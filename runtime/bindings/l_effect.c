@@ -19,6 +19,7 @@
 #include "l_engine.h"
 #include "l_luact.h"
 #include "l_opts.h"
+#include "l_state.h"
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
@@ -29,6 +30,9 @@
 #define ASK_MT "luact.Ask"
 
 static char journal_key;
+/* EFFECT_MT in the registry under a pointer too: a token's methods find
+ * it without a string lookup (lc_lua_checkud), three times per effect. */
+static char effect_mt_key;
 
 void lc_l_journal_attach(lua_State *L, struct lc_journal *j) {
   lua_pushlightuserdata(L, j);
@@ -162,7 +166,7 @@ static int durable_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* __gc and __close: a token still running was abandoned (error, kill). */
 static int tok_close(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   if (b->state == TOK_RUNNING) {
     b->state = TOK_DONE;
     lc_effect_cancel(&b->e, lua_isnoneornil(L, 2) ? "cancelled" : "cancelled by an error");
@@ -379,7 +383,8 @@ static int l_effect_begin(lua_State *L) {
   memset(b, 0, sizeof *b);
   b->state = TOK_DONE; /* nothing owed until begin succeeds */
   lc_buf_init(&b->req, 0);
-  luaL_setmetatable(L, EFFECT_MT);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &effect_mt_key);
+  lua_setmetatable(L, -2);
   char th[65];
   int has_schema = 0;
   int text = 0;
@@ -435,7 +440,7 @@ static int l_effect_begin(lua_State *L) {
 }
 
 static int tok_replayed(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   lua_pushboolean(L, b->state == TOK_REPLAYED);
   return 1;
 }
@@ -444,7 +449,7 @@ static int tok_replayed(lua_State *L) {
  * key of an effect that is not idempotent is derived when read (most
  * never read it: it was a SHA-256 per effect). */
 static int tok_ctx(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   lua_createtable(L, 0, 2);
   lua_pushstring(L, b->e.id);
   lua_setfield(L, -2, "effect_id");
@@ -471,7 +476,7 @@ static int push_values(lua_State *L, const cJSON *a) {
 
 /* tok:results() -> the recorded values, or raises the recorded error. */
 static int tok_results(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   if (b->state != TOK_REPLAYED) return luaL_error(L, "luact.effect: not a replayed effect");
   b->state = TOK_DONE;
   /* What the body used when it ran: skipped now that it does not. */
@@ -557,7 +562,7 @@ static int finish_as_given(lua_State *L, struct effect_box *b, int n) {
 /* tok:finish(...) -> ...: records the values; when recording, returns them
  * as the journal holds them (so a replay returns exactly the same). */
 static int tok_finish(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   int n = lua_gettop(L) - 1;
   if (b->state != TOK_RUNNING) return luaL_error(L, "luact.effect: effect already ended");
   tok_unscope(b);
@@ -611,7 +616,7 @@ static int after_durable(lua_State *L, int which, int n) {
  * would make the line unreadable), and the caller raises what it returns
  * so that the run sees what its replay will. */
 static int tok_fail(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   size_t ml;
   const char *m = luaL_tolstring(L, 2, &ml);
   const char *tb = strstr(m, "\nstack traceback:");
@@ -1153,7 +1158,7 @@ void lc_l_effect_register(lua_State *L) {
     lua_pushcfunction(L, tok_close);
     lua_setfield(L, -2, "__close");
   }
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &effect_mt_key);
   if (luaL_newmetatable(L, READER_MT)) {
     lua_pushcfunction(L, reader_gc);
     lua_setfield(L, -2, "__gc");
