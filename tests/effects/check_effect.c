@@ -1185,6 +1185,57 @@ static void llm_intents_canonical(const char *jpath) {
   free(t);
 }
 
+/* A one-line effect's values written as given, with --journal-sync all:
+ * its line must be durable before the values come back, so the task waits
+ * for the writer thread (the file journal's, and the store's) and then
+ * gets the values it gave, nil and booleans included; a replay gives the
+ * same. */
+START_TEST(cli_finish_as_given_waits_with_sync_all) {
+  char script[256], jpath[256], db[256], opath[256], cmd[2048];
+  long pid = (long)getpid();
+  snprintf(script, sizeof script, "/tmp/lc_effect_%ld_sa.lua", pid);
+  snprintf(jpath, sizeof jpath, "/tmp/lc_effect_%ld_sa.jsonl", pid);
+  snprintf(db, sizeof db, "/tmp/lc_effect_%ld_sa.db", pid);
+  snprintf(opath, sizeof opath, "/tmp/lc_effect_%ld_sa.out", pid);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("local out = {}\n"
+        "for i = 1, 3 do\n"
+        "  local h = luact.spawn(function()\n"
+        "    local a, b, c = luact.effect('tool', 'p', {i = i}, 'pure',\n"
+        "      function() luact.sleep(0) return 'v' .. i, nil, true end)\n"
+        "    return a .. tostring(b) .. tostring(c)\n"
+        "  end)\n"
+        "  local ok, v = luact.wait(h)\n"
+        "  out[#out + 1] = tostring(v)\n"
+        "end\n"
+        "print(table.concat(out, ','))\n", f);
+  fclose(f);
+  const char *runs[] = {"--no-store --record %s --journal-sync all", "--no-store --replay %s",
+                        "--store %s --journal-sync all"};
+  for (int i = 0; i < 3; i++) {
+    char opts[512];
+    snprintf(opts, sizeof opts, runs[i], i < 2 ? jpath : db);
+    snprintf(cmd, sizeof cmd, "%s/luact run --quiet %s %s >%s 2>&1", LC_BINARY_DIR, opts, script,
+             opath);
+    int rc = sh(cmd);
+    char *o = lc_test_read_file(opath, NULL);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_msg(rc == 0 && !strcmp(o, "v1niltrue,v2niltrue,v3niltrue\n"), "%s: %d %s", opts, rc, o);
+    free(o);
+  }
+  unlink(script);
+  unlink(jpath);
+  unlink(opath);
+  char x[300];
+  unlink(db);
+  snprintf(x, sizeof x, "%s-wal", db);
+  unlink(x);
+  snprintf(x, sizeof x, "%s-shm", db);
+  unlink(x);
+}
+END_TEST
+
 START_TEST(cli_weather) {
   example_round_trip("weather");
   /* Replaying with another question: exit 3, the difference on stderr. */
@@ -1427,6 +1478,7 @@ Suite *effect_suite(void) {
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 300);
   tcase_add_test(cli, cli_weather);
+  tcase_add_test(cli, cli_finish_as_given_waits_with_sync_all);
   tcase_add_test(cli, cli_ask);
   tcase_add_test(cli, cli_concurrent_asks);
   tcase_add_test(cli, cli_concurrent_asks_on_a_terminal);
