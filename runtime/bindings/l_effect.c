@@ -14,10 +14,12 @@
 #include "conv.h"
 #include "crash.h"
 #include "jcanon.h"
+#include "jsonw.h"
 #include "l_chat.h"
 #include "l_engine.h"
 #include "l_luact.h"
 #include "l_opts.h"
+#include "l_state.h"
 #include "lc.h"
 #include "loop.h"
 #include "sched.h"
@@ -28,6 +30,9 @@
 #define ASK_MT "luact.Ask"
 
 static char journal_key;
+/* EFFECT_MT in the registry under a pointer too: a token's methods find
+ * it without a string lookup (lc_lua_checkud), three times per effect. */
+static char effect_mt_key;
 
 void lc_l_journal_attach(lua_State *L, struct lc_journal *j) {
   lua_pushlightuserdata(L, j);
@@ -86,7 +91,18 @@ struct effect_box {
   unsigned long seq0, children0; /* the task's counters after begin */
   int scoped;                    /* a live scope is open for it */
   int state;
+  /* begin's request (its text when recording, else its tree), held here
+   * until lc_effect_begin has it so a raise meanwhile frees it (tok_close):
+   * no to-be-closed box of its own per effect. */
+  struct lc_buf req;
+  cJSON *reqj;
 };
+
+static void tok_free_request(struct effect_box *b) {
+  lc_buf_free(&b->req);
+  cJSON_Delete(b->reqj);
+  b->reqj = NULL;
+}
 
 static void tok_unscope(struct effect_box *b) {
   if (b->scoped) {
@@ -112,14 +128,14 @@ static void dw_cancel(struct lc_wait *w) {
 
 /* What a binding does once the line is durable (await_durable's ctx is
  * which | n << 8). */
-enum { K_BEGIN, K_FINISH, K_FAIL };
+enum { K_BEGIN, K_FINISH, K_FAIL, K_FINISH_AS_GIVEN };
 static int after_durable(lua_State *L, int which, int n);
 
 static int durable_k(lua_State *L, int status, lua_KContext ctx);
 
-/* The token: at 8 for begin (after its 5 arguments and 2 boxes), else 1. */
+/* The token: at 6 for begin (after its 5 arguments), else 1. */
 static struct effect_box *k_box(lua_State *L, lua_KContext ctx) {
-  return lua_touserdata(L, (ctx & 0xff) == K_BEGIN ? 8 : 1);
+  return lua_touserdata(L, (ctx & 0xff) == K_BEGIN ? 6 : 1);
 }
 
 /* Goes on (after_durable) once the token's pending line is durable: at
@@ -150,12 +166,13 @@ static int durable_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* __gc and __close: a token still running was abandoned (error, kill). */
 static int tok_close(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   if (b->state == TOK_RUNNING) {
     b->state = TOK_DONE;
     lc_effect_cancel(&b->e, lua_isnoneornil(L, 2) ? "cancelled" : "cancelled by an error");
   }
   tok_unscope(b);
+  tok_free_request(b);
   return 0;
 }
 
@@ -337,9 +354,11 @@ static void schema_hash_put(lua_State *L, int idx, const char th[65]) {
   lua_pop(L, 1);
 }
 
-/* _effect_begin(kind, name, request, class [, schema]) -> token | nil |
- * false, ctx. nil: no journal attached; run the effect plainly. false: the
- * journal is off; run it plainly with ctx. Raises on a replay mismatch, a
+/* _effect_begin(kind, name, request, class [, schema]) -> token, replayed
+ * | nil | false, ctx. nil: no journal attached; run the effect plainly.
+ * false: the journal is off; run it plainly with ctx. replayed: the token
+ * answers with tok:results() (what tok:replayed() says, without the
+ * call). Raises on a replay mismatch, a
  * missing effect, an in-doubt at-most-once effect. */
 static int l_effect_begin(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
@@ -358,10 +377,14 @@ static int l_effect_begin(lua_State *L) {
     push_lazy_ctx(L, lc_task_path(task), seq);
     return 2;
   }
-  struct json_box *req = push_jbox(L); /* ... req */
-  lua_toclose(L, -1);
-  struct json_box *sch = push_jbox(L); /* ... req sch */
-  lua_toclose(L, -1);
+  /* The token first: it holds the request until lc_effect_begin has it
+   * (tok_close frees it if a conversion raises). */
+  struct effect_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* ... tok (at 6) */
+  memset(b, 0, sizeof *b);
+  b->state = TOK_DONE; /* nothing owed until begin succeeds */
+  lc_buf_init(&b->req, 0);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &effect_mt_key);
+  lua_setmetatable(L, -2);
   char th[65];
   int has_schema = 0;
   int text = 0;
@@ -370,30 +393,29 @@ static int l_effect_begin(lua_State *L) {
      * only where it compares or writes an intent: see effect.h). Same
      * rules and messages as the tree. */
     char err[256];
-    if (lc_conv_to_text(L, 3, &req->t, err, sizeof err))
+    if (lc_conv_to_text(L, 3, &b->req, err, sizeof err))
       return luaL_error(L, "luact.effect: the request cannot be journaled: %s", err);
     text = 1;
   } else {
-    req->j = to_json_or_raise(L, 3, "the request");
+    b->reqj = to_json_or_raise(L, 3, "the request");
   }
   if (!lua_isnoneornil(L, 5)) {
     if (!schema_hash_get(L, 5, th)) {
-      sch->j = to_json_or_raise(L, 5, "the schema");
-      if (lc_jcanon_hash(sch->j, th)) return luaL_error(L, "out of memory");
+      cJSON *sj = to_json_or_raise(L, 5, "the schema");
+      int hr = lc_jcanon_hash(sj, th);
+      cJSON_Delete(sj); /* before anything that may raise */
+      if (hr) return luaL_error(L, "out of memory");
       schema_hash_put(L, 5, th);
     }
     has_schema = 1;
   }
-  struct effect_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* ... req sch tok */
-  memset(b, 0, sizeof *b);
-  b->state = TOK_DONE; /* nothing owed until begin succeeds */
-  luaL_setmetatable(L, EFFECT_MT);
   struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
-  struct lc_effect_desc d = {.kind = kind, .name = name, .request = req->j, .cls = cls,
+  struct lc_effect_desc d = {.kind = kind, .name = name, .request = b->reqj, .cls = cls,
                              .tools_hash = has_schema ? th : NULL, .waits = 1,
-                             .request_text = text ? req->t.data : NULL,
-                             .request_len = text ? req->t.len : 0};
+                             .request_text = text ? b->req.data : NULL,
+                             .request_len = text ? b->req.len : 0};
   int rc = lc_effect_begin(j, &w, &d, &b->e);
+  tok_free_request(b); /* begin copied what it keeps */
   if (rc < 0) return raise_journal(L, j);
   b->task = task;
   lc_task_counters(task, &b->seq0, &b->children0);
@@ -410,14 +432,15 @@ static int l_effect_begin(lua_State *L) {
       b->scoped = 1;
     }
   }
-  if (!b->e.ticket) return 1;
-  lua_closeslot(L, 7); /* the boxes go now, not after the wait */
-  lua_closeslot(L, 6);
+  if (!b->e.ticket) {
+    lua_pushboolean(L, b->state == TOK_REPLAYED);
+    return 2;
+  }
   return await_durable(L, K_BEGIN);
 }
 
 static int tok_replayed(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   lua_pushboolean(L, b->state == TOK_REPLAYED);
   return 1;
 }
@@ -426,7 +449,7 @@ static int tok_replayed(lua_State *L) {
  * key of an effect that is not idempotent is derived when read (most
  * never read it: it was a SHA-256 per effect). */
 static int tok_ctx(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   lua_createtable(L, 0, 2);
   lua_pushstring(L, b->e.id);
   lua_setfield(L, -2, "effect_id");
@@ -453,7 +476,7 @@ static int push_values(lua_State *L, const cJSON *a) {
 
 /* tok:results() -> the recorded values, or raises the recorded error. */
 static int tok_results(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   if (b->state != TOK_REPLAYED) return luaL_error(L, "luact.effect: not a replayed effect");
   b->state = TOK_DONE;
   /* What the body used when it ran: skipped now that it does not. */
@@ -486,10 +509,60 @@ static cJSON *nested_extra(struct effect_box *b) {
   return x;
 }
 
+/* tok:finish's path for a one-line effect whose values are all nil,
+ * booleans and strings that JSON holds as they are (valid UTF-8, no NUL):
+ * the result list's text is written straight from them, with no tree, no
+ * copy of it and no values made again from it, and the values given are
+ * returned (reading them back from the line gives the same ones). -1: not
+ * such values; the general path below takes them (with its messages).
+ * check_effect's finish_as_given_writes_the_general_line. */
+static int finish_as_given(lua_State *L, struct effect_box *b, int n) {
+  if (!lc_effect_one_line_owed(&b->e)) return -1;
+  for (int i = 2; i <= n + 1; i++) {
+    int t = lua_type(L, i);
+    if (t == LUA_TNIL || t == LUA_TBOOLEAN) continue;
+    if (t != LUA_TSTRING) return -1;
+    size_t len;
+    const char *s = lua_tolstring(L, i, &len);
+    if (memchr(s, 0, len) || !lc_utf8_valid(s, len, NULL)) return -1;
+  }
+  /* No Lua call from here to lc_buf_free: nothing can raise past t. */
+  struct lc_buf t;
+  lc_buf_init(&t, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &t);
+  lc_jsonw_arr(&w);
+  for (int i = 2; i <= n + 1; i++) {
+    int ty = lua_type(L, i);
+    if (ty == LUA_TNIL) {
+      lc_jsonw_null(&w);
+    } else if (ty == LUA_TBOOLEAN) {
+      lc_jsonw_bool(&w, lua_toboolean(L, i));
+    } else {
+      size_t len;
+      const char *s = lua_tolstring(L, i, &len);
+      lc_jsonw_str(&w, s, len);
+    }
+  }
+  lc_jsonw_arr_end(&w);
+  if (lc_jsonw_finish(&w)) { /* no memory: the general path says so */
+    lc_buf_free(&t);
+    return -1;
+  }
+  b->state = TOK_DONE;
+  unsigned long seq, children;
+  lc_task_counters(b->task, &seq, &children);
+  int rc = lc_effect_end_text(&b->e, t.data, t.len, seq - b->seq0, children - b->children0);
+  lc_buf_free(&t);
+  if (rc) return raise_journal(L, b->e.j);
+  if (!b->e.ticket) return n;
+  return await_durable(L, K_FINISH_AS_GIVEN | (lua_KContext)n << 8);
+}
+
 /* tok:finish(...) -> ...: records the values; when recording, returns them
  * as the journal holds them (so a replay returns exactly the same). */
 static int tok_finish(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   int n = lua_gettop(L) - 1;
   if (b->state != TOK_RUNNING) return luaL_error(L, "luact.effect: effect already ended");
   tok_unscope(b);
@@ -498,6 +571,8 @@ static int tok_finish(lua_State *L) {
     lc_effect_end(&b->e, NULL, NULL, NULL);
     return n;
   }
+  int r = finish_as_given(L, b, n);
+  if (r >= 0) return r;
   struct json_box *res = push_jbox(L);
   lua_toclose(L, -1);
   res->j = cJSON_CreateArray();
@@ -523,10 +598,15 @@ static int tok_finish(lua_State *L) {
 /* [-0, +n, e] The binding's results, its line durable now. */
 static int after_durable(lua_State *L, int which, int n) {
   if (which == K_BEGIN) {
-    lua_settop(L, 8);
-    return 1; /* the token */
+    lua_settop(L, 6);
+    lua_pushboolean(L, 0); /* recorded: not replayed */
+    return 2; /* the token */
   }
   if (which == K_FAIL) return 1; /* the message on top */
+  if (which == K_FINISH_AS_GIVEN) {
+    lua_settop(L, n + 1);
+    return n; /* the values given, after the token */
+  }
   struct json_box *res = lua_touserdata(L, n + 2);
   return push_values(L, res->j);
 }
@@ -536,7 +616,7 @@ static int after_durable(lua_State *L, int which, int n) {
  * would make the line unreadable), and the caller raises what it returns
  * so that the run sees what its replay will. */
 static int tok_fail(lua_State *L) {
-  struct effect_box *b = luaL_checkudata(L, 1, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
   size_t ml;
   const char *m = luaL_tolstring(L, 2, &ml);
   const char *tb = strstr(m, "\nstack traceback:");
@@ -1078,7 +1158,7 @@ void lc_l_effect_register(lua_State *L) {
     lua_pushcfunction(L, tok_close);
     lua_setfield(L, -2, "__close");
   }
-  lua_pop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &effect_mt_key);
   if (luaL_newmetatable(L, READER_MT)) {
     lua_pushcfunction(L, reader_gc);
     lua_setfield(L, -2, "__gc");

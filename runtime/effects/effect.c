@@ -297,8 +297,11 @@ static int write_text_t(struct lc_journal *j, struct lc_buf *bp, int sync,
     return LC_EIO;
   }
   if (j->store && lazy && !sync) {
+    /* The store takes the bytes as they are: no copy, and no shrinking
+     * reallocation (lc_buf_steal's) for a line held a few ms. */
     size_t len = b.len;
-    char *text = lc_buf_steal(&b, &len); /* the store takes it: no copy */
+    char *text = b.data;
+    lc_buf_init(&b, 0);
     int rc = text ? lc_store_append_lazy(j->store, &j->sc, j->seq + 1, j->lines + 1, text, len)
                   : LC_ENOMEM;
     bad = rc != 0;
@@ -1167,6 +1170,11 @@ static int one_line(const struct lc_effect_desc *d) {
 static int pending_intent(struct lc_effect_op *e, const struct lc_effect_desc *d) {
   struct lc_jsonw w;
   lc_buf_init(&e->pending, 0);
+  /* Room for the whole line in one allocation, usually: the members
+   * here, a short result and the rest end_one_line writes (was a
+   * reallocation or two per line). */
+  if (lc_buf_reserve(&e->pending, 320 + d->request_len + strlen(d->name ? d->name : "")))
+    return LC_ENOMEM;
   lc_jsonw_init(&w, &e->pending);
   lc_jsonw_obj(&w);
   lc_jsonw_key(&w, "type");
@@ -1371,7 +1379,15 @@ static int begin_desc(struct lc_journal *j, const struct lc_effect_who *who,
 
 /* The one line of a one-line effect: the pending intent members, then the
  * result's, as lc_effect_end writes them (takes result, error, extra). */
-static int end_one_line(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra) {
+/* lc_effect_end_text's result text and nested counts. */
+struct end_text {
+  const char *result;
+  size_t len;
+  unsigned long effects, spawned;
+};
+
+static int end_one_line(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra,
+                        const struct end_text *tx) {
   struct lc_journal *j = e->j;
   struct lc_buf b = e->pending;
   lc_buf_init(&e->pending, 0);
@@ -1382,8 +1398,18 @@ static int end_one_line(struct lc_effect_op *e, cJSON *result, cJSON *error, cJS
     lc_jsonw_cjson(&w, error);
   } else {
     lc_jsonw_key(&w, "result");
-    if (result) lc_jsonw_cjson(&w, result);
+    if (tx) lc_jsonw_raw(&w, tx->result, tx->len);
+    else if (result) lc_jsonw_cjson(&w, result);
     else lc_jsonw_null(&w);
+  }
+  if (tx) { /* what nested_extra's tree in l_effect.c would write */
+    lc_jsonw_key(&w, "nested");
+    lc_jsonw_obj(&w);
+    lc_jsonw_key(&w, "effects");
+    lc_jsonw_num(&w, (double)tx->effects);
+    lc_jsonw_key(&w, "spawned");
+    lc_jsonw_num(&w, (double)tx->spawned);
+    lc_jsonw_obj_end(&w);
   }
   int has_latency = 0;
   for (const cJSON *c = extra ? extra->child : NULL; c; c = c->next) {
@@ -1428,7 +1454,7 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
   e->recording = 0;
   struct lc_journal *j = e->j;
   lc_crash_point("before_result", e->kind);
-  if (e->pending.data) return end_one_line(e, result, error, extra);
+  if (e->pending.data) return end_one_line(e, result, error, extra, NULL);
   cJSON *l = cJSON_CreateObject();
   if (!l || !cJSON_AddStringToObject(l, "type", "result") ||
       !cJSON_AddStringToObject(l, "id", e->id)) {
@@ -1466,6 +1492,15 @@ int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *ex
                                                    : NULL);
   if (!rc) crash_after(j, "after_result", e->kind);
   return rc;
+}
+
+int lc_effect_end_text(struct lc_effect_op *e, const char *result, size_t len,
+                       unsigned long effects, unsigned long spawned) {
+  if (!lc_effect_one_line_owed(e)) return LC_EINVAL;
+  e->recording = 0;
+  lc_crash_point("before_result", e->kind);
+  struct end_text t = {result, len, effects, spawned};
+  return end_one_line(e, NULL, NULL, NULL, &t);
 }
 
 void lc_effect_cancel(struct lc_effect_op *e, const char *why) {

@@ -242,6 +242,19 @@ void lc_effect_key(const struct lc_journal *j, const char *id, char out[33]);
  * ownership of result, error and extra (any may be NULL; extra's members
  * are added to the line, e.g. usage, latency_ms). Returns 0 or LC_EIO. */
 int lc_effect_end(struct lc_effect_op *e, cJSON *result, cJSON *error, cJSON *extra);
+/* Is a one-line effect's line owed (recorded, pure: see lc_effect_begin)?
+ * Only then may lc_effect_end_text end it. */
+static inline int lc_effect_one_line_owed(const struct lc_effect_op *e) {
+  return e->recording && e->pending.data != NULL;
+}
+/* lc_effect_end for a one-line effect with a result and no error, from
+ * text: result is the result list's JSON text (as lc_jsonw would write it)
+ * and the line gets {"nested": {"effects": effects, "spawned": spawned}} as
+ * extra: the same bytes lc_effect_end writes for the tree of that text and
+ * that extra, without the trees. Returns 0, LC_EIO, or LC_EINVAL (and does
+ * nothing) when no one-line effect's line is owed. */
+int lc_effect_end_text(struct lc_effect_op *e, const char *result, size_t len,
+                       unsigned long effects, unsigned long spawned);
 /* The effect was abandoned (task killed, call freed): writes a result line
  * {cancelled: why} when one is owed. Replay treats it like a missing
  * result (by the effect's class). */

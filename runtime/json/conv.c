@@ -398,12 +398,20 @@ static int to_text(lua_State *L, int idx, struct lc_jsonw *w, struct path *path,
   return w->err;
 }
 
+/* Callers print err for any failure, as lc_conv_to_json's do: a buffer
+ * that could not grow says so (it said nothing: "... cannot be
+ * journaled: "). */
+static int text_rc(int rc, char *err, size_t errlen) {
+  if (rc == LC_ENOMEM && errlen && !err[0]) snprintf(err, errlen, "not enough memory");
+  return rc;
+}
+
 int lc_conv_to_text(lua_State *L, int idx, struct lc_buf *out, char *err,
                     size_t errlen) {
   if (errlen) err[0] = '\0';
   struct lc_jsonw w;
   lc_jsonw_init(&w, out);
-  return to_text(L, lua_absindex(L, idx), &w, NULL, 0, err, errlen);
+  return text_rc(to_text(L, lua_absindex(L, idx), &w, NULL, 0, err, errlen), err, errlen);
 }
 
 int lc_conv_members_to_text(lua_State *L, int n, const char *const *keys, const int *idxs,
@@ -421,10 +429,10 @@ int lc_conv_members_to_text(lua_State *L, int n, const char *const *keys, const 
       continue;
     }
     int rc = to_text(L, lua_absindex(L, idxs[i]), &w, &p, 1, err, errlen);
-    if (rc) return rc;
+    if (rc) return text_rc(rc, err, errlen);
   }
   lc_jsonw_obj_end(&w);
-  return w.err;
+  return text_rc(w.err, err, errlen);
 }
 
 static void push_json(lua_State *L, const cJSON *j, int depth) {

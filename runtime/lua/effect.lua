@@ -9,22 +9,28 @@ local luact, check_opts = ...
 
 local begin = luact._effect_begin
 luact._effect_begin = nil
-local pack, unpack = table.pack, table.unpack
 local CLASSES = { pure = true, idempotent = true, at_most_once = true }
 
 -- The effect itself, arguments already checked: fn(ctx, ...). With the
 -- journal off (or none) there is no token: fn runs plainly, and the key in
 -- ctx is derived only if fn reads it.
-local function run(kind, name, request, class, schema, fn, ...)
-  local tok <close>, ctx = begin(kind, name, request, class, schema)
-  if not tok then return fn(ctx or {}, ...) end -- not journaled
-  if tok:replayed() then return tok:results() end
-  local r = pack(pcall(fn, tok:ctx(), ...))
-  if not r[1] then
-    local m = tok:fail(r[2]) -- the text as recorded
-    error(type(r[2]) == "string" and m or r[2], 0)
+-- fn's outcome recorded: its values, or its error as recorded and raised.
+-- (pcall's results as arguments, not a table packed per call.)
+local function settle(tok, ok, ...)
+  if not ok then
+    local e = ...
+    local m = tok:fail(e) -- the text as recorded
+    error(type(e) == "string" and m or e, 0)
   end
-  return tok:finish(unpack(r, 2, r.n))
+  return tok:finish(...)
+end
+
+local function run(kind, name, request, class, schema, fn, ...)
+  -- tok and whether it was replayed; or false and the ctx
+  local tok <close>, x = begin(kind, name, request, class, schema)
+  if not tok then return fn(x or {}, ...) end -- not journaled
+  if x then return tok:results() end
+  return settle(tok, pcall(fn, tok:ctx(), ...))
 end
 luact._effect_run = run -- for tool.lua, which takes it away
 

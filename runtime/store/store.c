@@ -84,6 +84,16 @@ struct lc_store {
   long nq, urgent;
   double since;
   int wtimed; /* the writer waits for more lazy lines, until a deadline */
+  /* With LC_STORE_SYNC_FULL, a group of lazy lines only (nobody waits for
+   * them, and a crash may lose them: docs/journal.md) commits without the
+   * WAL's fsync: wsync is the writer connection's synchronous now, its
+   * PRAGMAs prepared once. unsynced: such a commit since the WAL's last
+   * fsync; any later full commit, or wal_sync for a flush or the close,
+   * makes those frames durable too (one file, written in order). syncreq:
+   * flushes waiting for that. */
+  int wsync_normal, unsynced, syncreq;
+  long wal_syncs; /* lc_store_wal_syncs */
+  sqlite3_stmt *wsync_full_st, *wsync_normal_st;
   double lazy_ms; /* LC_STORE_LAZY_MS, or $LUACT_STORE_LAZY_MS (tests) */
 };
 
@@ -393,6 +403,8 @@ void lc_store_close(struct lc_store *s) {
   sqlite3_finalize(s->wcancel);
   sqlite3_finalize(s->wbegin);
   sqlite3_finalize(s->wcommit);
+  sqlite3_finalize(s->wsync_full_st);
+  sqlite3_finalize(s->wsync_normal_st);
   sqlite3_close(s->wdb);
   sqlite3_close(s->db);
   pthread_mutex_destroy(&s->openmu);
@@ -778,6 +790,17 @@ int lc_store_append_lazy(struct lc_store *s, const struct lc_store_client *c, lo
   return enqueue(s, p);
 }
 
+/* Under s->mu: waits until no commit of lazy lines is left without the
+ * WAL's fsync (the writer syncs it: wal_sync). A flush promises what a
+ * full commit does. */
+static void await_synced(struct lc_store *s) {
+  if (!s->unsynced) return;
+  s->syncreq++;
+  pthread_cond_signal(&s->cv);
+  while (s->unsynced && !s->failed && s->writer_on) pthread_cond_wait(&s->idle, &s->mu);
+  s->syncreq--;
+}
+
 void lc_store_flush(struct lc_store *s) {
   if (s->pg) {
     lc_pgstore_flush(s->pg);
@@ -787,6 +810,7 @@ void lc_store_flush(struct lc_store *s) {
   s->flushing++; /* a run's creation held for its first line goes now */
   pthread_cond_signal(&s->cv);
   while (s->head || s->busy) pthread_cond_wait(&s->idle, &s->mu);
+  await_synced(s);
   s->flushing--;
   pthread_mutex_unlock(&s->mu);
 }
@@ -812,6 +836,7 @@ void lc_store_flush_client(struct lc_store *s, const void *ud) {
    * (groups go one after the other). */
   unsigned long g = s->taken;
   while (s->done < g) pthread_cond_wait(&s->idle, &s->mu);
+  await_synced(s);
   for (struct fwait **p = &s->fwaits; *p; p = &(*p)->next)
     if (*p == &me) {
       *p = me.next;
@@ -858,6 +883,14 @@ static int lazy_hold(const struct lc_store *s, double *until) {
     return 0;
   *until = s->since + s->lazy_ms;
   return mono_ms() < *until;
+}
+
+long lc_store_wal_syncs(const struct lc_store *s) {
+  if (s->pg) return 0;
+  pthread_mutex_lock((pthread_mutex_t *)&s->mu);
+  long n = s->wal_syncs;
+  pthread_mutex_unlock((pthread_mutex_t *)&s->mu);
+  return n;
 }
 
 long lc_store_writer_trips(const struct lc_store *s) {
@@ -913,11 +946,20 @@ static int step_busy(sqlite3 *db, sqlite3_stmt **st, const char *sql, int retry,
   }
 }
 
-static int commit_group(struct lc_store *s, struct pending *g) {
+static int commit_group(struct lc_store *s, struct pending *g, int full) {
   char err[1024];
   if (!s->wdb) {
     if (ensure(s, NULL, 0)) return EIO; /* the file, checked once */
     if (connect(s->path, s->sync, &s->wdb, err, sizeof err)) return EIO;
+    s->wsync_normal = s->sync == LC_STORE_SYNC_NORMAL;
+  }
+  /* Set between transactions: it applies to the next COMMIT. */
+  if (s->sync == LC_STORE_SYNC_FULL && s->wsync_normal == full) {
+    if (full ? step_busy(s->wdb, &s->wsync_full_st, "PRAGMA synchronous=FULL", 1, err, sizeof err)
+             : step_busy(s->wdb, &s->wsync_normal_st, "PRAGMA synchronous=NORMAL", 1, err,
+                         sizeof err))
+      return EIO;
+    s->wsync_normal = !full;
   }
   for (;;) {
     if (step_busy(s->wdb, &s->wbegin, "BEGIN IMMEDIATE", 1, err, sizeof err)) return EIO;
@@ -987,6 +1029,20 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
   lc_free(seen);
 }
 
+/* fsyncs the WAL (s->mu held on entry and exit, released meanwhile):
+ * for a flush or the close after commits of lazy lines that had none. */
+static void wal_sync(struct lc_store *s) {
+  pthread_mutex_unlock(&s->mu);
+  sqlite3_file *f = NULL;
+  int rc = sqlite3_file_control(s->wdb, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+  if (rc == SQLITE_OK && f && f->pMethods) rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+  else rc = SQLITE_ERROR; /* no WAL file to sync: report, never pretend */
+  pthread_mutex_lock(&s->mu);
+  if (rc != SQLITE_OK) s->failed = 1;
+  else s->unsynced = 0, s->wal_syncs++;
+  pthread_cond_broadcast(&s->idle);
+}
+
 static void *writer_main(void *arg) {
   struct lc_store *s = arg;
   pthread_mutex_lock(&s->mu);
@@ -1005,16 +1061,27 @@ static void *writer_main(void *arg) {
         continue;
       }
       if ((g = take_group(s)) || s->stop) break;
+      if (s->syncreq && s->unsynced && !s->failed) {
+        wal_sync(s);
+        continue;
+      }
       pthread_cond_wait(&s->cv, &s->mu);
     }
-    if (!g) break; /* stopping, nothing queued */
+    if (!g) { /* stopping, nothing queued */
+      if (s->unsynced && !s->failed) wal_sync(s);
+      break;
+    }
+    /* The WAL's fsync only where someone counts on it: a line that is
+     * not lazy (waited for, or a run's creation), a flush, the close. */
+    int full = s->flushing || s->fwaits || s->stop;
+    for (struct pending *p = g; p && !full; p = p->next) full = !p->lazy || p->create;
     s->busy = 1;
     /* Lines a client queued before it heard that an earlier one failed. */
     for (struct pending *p = g; p; p = p->next)
       if (p->orig->failed) p->err = EIO;
     s->taken++;
     pthread_mutex_unlock(&s->mu);
-    int err = s->failed ? EIO : commit_group(s, g);
+    int err = s->failed ? EIO : commit_group(s, g, full);
     long n = 0, written = 0;
     pthread_mutex_lock(&s->mu);
     for (struct pending *p = g; p; p = p->next) {
@@ -1035,6 +1102,10 @@ static void *writer_main(void *arg) {
     else {
       s->lines += written;
       s->commits += written > 0;
+      if (written && s->sync == LC_STORE_SYNC_FULL) {
+        s->unsynced = !full;
+        s->wal_syncs += full;
+      }
     }
     s->busy = 0;
     s->done = s->taken;

@@ -165,6 +165,10 @@ long lc_store_fence_of(struct lc_store *s, const char *run_id);
 int lc_store_is_pg_store(const struct lc_store *s);
 /* Lines committed and group commits made by this store's writer (bench). */
 void lc_store_stats(const struct lc_store *s, long *lines, long *commits);
+/* SQLite with LC_STORE_SYNC_FULL: how many times the writer made the WAL
+ * durable (a commit with its fsync, or one for a flush or the close after
+ * commits of lazy lines only, which have none); 0 otherwise (tests). */
+long lc_store_wal_syncs(const struct lc_store *s);
 /* PostgreSQL: the writer's round trips to the server since the open (a
  * group is one with libpq's pipeline mode); 0 on SQLite. */
 long lc_store_writer_trips(const struct lc_store *s);

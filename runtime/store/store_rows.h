@@ -19,6 +19,9 @@
 
 /* CRC-32 (IEEE 802.3, as zlib's crc32) of a journal line. */
 uint32_t lc_store_crc32(const char *p, size_t n);
+/* Whether lc_store_crc32 may use the CPU's carry-less multiply (where it
+ * has one: the default); returns the previous setting (tests). */
+int lc_store_crc32_set_hw(int on);
 /* Wall-clock seconds since the epoch: a row's created and updated. */
 double lc_store_now_s(void);
 

@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include "effect.h"
 #include "http.h"
+#include "l_effect.h"
 #include "l_luact.h"
 #include "l_state.h"
 #include "lc.h"
@@ -133,6 +136,21 @@ static const struct scenario scenarios[] = {
     {"effect",
      "local v = luact.effect('clock', 'now', {}, 'pure', function() return {t = 1} end)\n"
      "if type(v) ~= 'table' or v.t ~= 1 then error('effect lost its value', 0) end\n"
+     "return 'ok'"},
+    {"effect_recorded",
+     /* with a recording journal (run_under_oom attaches one): one-line
+      * effects whose values are written as given, a table result and a
+      * schema hash through the general path, an intent line */
+     "for i = 1, 3 do\n"
+     "  local a, b, c = luact.effect('tool', 'p', {message = 'x' .. i}, 'pure',\n"
+     "    function() return 'v' .. i, true, nil end)\n"
+     "  if a ~= 'v' .. i or b ~= true or c ~= nil then error('effect lost its values', 0) end\n"
+     "end\n"
+     "local t = luact.effect('tool', 'q', {k = {1, 2}}, 'pure', function() return {t = 1} end,\n"
+     "  {schema = {type = 'object', properties = {k = {type = 'array'}}}})\n"
+     "if type(t) ~= 'table' or t.t ~= 1 then error('effect lost its table', 0) end\n"
+     "local o = luact.effect('tool', 'o', {n = 1}, 'at_most_once', function() return 'once' end)\n"
+     "if o ~= 'once' then error('effect lost its value', 0) end\n"
      "return 'ok'"},
     {"sql_tool",
      /* the SQL tool's query on its own thread, its rows into Lua, its
@@ -349,6 +367,15 @@ static void run_under_oom(int i, int lua) {
     }
     struct lc_sched *s;
     ck_assert_int_eq(lc_sched_new(L, &s), 0);
+    struct lc_journal *j = NULL;
+    char jpath[128];
+    if (!strcmp(sc->name, "effect_recorded")) {
+      char e[256];
+      snprintf(jpath, sizeof jpath, "/tmp/lc_oom_%ld.jsonl", (long)getpid());
+      unlink(jpath);
+      ck_assert_msg(lc_journal_open(LC_JOURNAL_RECORD, jpath, NULL, &j, e, sizeof e) == 0, "%s", e);
+      lc_l_journal_attach(L, j);
+    }
     const char *setup = setup_of(sc->name);
     if (setup) {
       ck_assert_int_eq(luaL_loadbufferx(L, setup, strlen(setup), "=setup", "t"), LUA_OK);
@@ -381,6 +408,10 @@ static void run_under_oom(int i, int lua) {
     lc_task_release(task);
     lc_sched_free(s);
     lua_close(L);
+    if (j) {
+      lc_journal_free(j);
+      unlink(jpath);
+    }
     ck_assert_msg(lc_alloc_live() == live, "%s, failing allocation %ld: %ld blocks leaked",
                   sc->name, n, lc_alloc_live() - live);
   }

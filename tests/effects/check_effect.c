@@ -838,6 +838,125 @@ START_TEST(request_text_same_bytes_as_tree) {
 }
 END_TEST
 
+/* The member of a result line from `"result":` or `"error":` to `,"order"`
+ * (malloc'd; NULL when the line has neither). */
+static char *result_member(const char *line) {
+  const char *a = strstr(line, ",\"result\":");
+  if (!a) a = strstr(line, ",\"error\":");
+  const char *z = a ? strstr(a, ",\"order\":") : NULL;
+  return a && z ? strndup(a, (size_t)(z - a)) : NULL;
+}
+
+/* tok:finish writes a one-line effect's result list from values that JSON
+ * holds as they are (nil, booleans, valid UTF-8 strings) without a tree and
+ * returns the values given. The same values through the general path (an
+ * at_most_once effect's result line, made from the tree): the same
+ * "result" and "nested" bytes, the same values back, the same errors for
+ * values that cannot be journaled; and a replay returns what the recording
+ * returned. */
+START_TEST(finish_as_given_writes_the_general_line) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "asgiven");
+  const char *code =
+      "local cases = {\n"
+      "  {n = 1, 'x'}, {n = 0}, {n = 1}, {n = 2, nil, 'a'}, {n = 3, 'a', nil, nil},\n"
+      "  {n = 3, 'caf\\u{e9}', true, false}, {n = 1, '\"q\"\\\\\\n\\t\\1\\127 </x> \\u{2028}'},\n"
+      "  {n = 1, '\\u{1F600}\\u{7FF}\\u{800}'}, {n = 1, ('y'):rep(5000)}, {n = 1, ''},\n"
+      "  {n = 1, 'a\\0b'}, {n = 2, 'ok', '\\xff'}, {n = 1, '\\xed\\xa0\\x80'},\n"
+      "  {n = 2, 'a', 1}, {n = 2, 'a', {1}}, {n = 1, 2.5}, {n = 1, print},\n"
+      "}\n"
+      "local function desc(r)\n"
+      "  local o = {tostring(r.n)}\n"
+      "  for i = 1, r.n do o[#o + 1] = type(r[i]) .. ':' .. (type(r[i]) == 'string' and\n"
+      "    string.format('%q', r[i]) or tostring(type(r[i]) == 'table' and #r[i] or r[i])) end\n"
+      "  return table.concat(o, ',')\n"
+      "end\n"
+      "local all = {}\n"
+      "for i, c in ipairs(cases) do\n"
+      "  local function fn() luact.now() return table.unpack(c, 1, c.n) end\n"
+      "  local p = table.pack(pcall(luact.effect, 'tool', 'p' .. i, {}, 'pure', fn))\n"
+      "  local o = table.pack(pcall(luact.effect, 'tool', 'o' .. i, {}, 'at_most_once', fn))\n"
+      "  if desc(p) ~= desc(o) then error('case ' .. i .. ': ' .. desc(p) .. ' vs ' .. desc(o)) end\n"
+      "  all[#all + 1] = desc(p)\n"
+      "end\n"
+      "return table.concat(all, '\\n')";
+  char *recorded = NULL;
+  for (int pass = 0; pass < 2; pass++) {
+    struct lc_journal *j;
+    struct lc_journal_opts o = {.mode = pass ? LC_JOURNAL_REPLAY : LC_JOURNAL_RECORD,
+                                .path = path};
+    ck_assert_msg(lc_journal_open_with(&o, &j, e, sizeof e) == 0, "%s", e);
+    struct lc_test_lua t;
+    lc_test_lua_open(&t);
+    lc_l_journal_attach(t.L, j);
+    int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
+    ck_assert_msg(rc == 0, "pass %d: %s", pass, err);
+    if (!pass) {
+      recorded = strdup(out);
+    } else { /* the values (a value that could not be journaled replays as
+              * "effect failed", on either path: not compared) */
+      char *a = recorded, *b = out;
+      for (int k = 0; *a && *b; k++) {
+        size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+        if (strncmp(a, "2,boolean:false", 15))
+          ck_assert_msg(la == lb && !memcmp(a, b, la), "case %d: %.*s vs %.*s", k + 1, (int)la,
+                        a, (int)lb, b);
+        a += la + (a[la] != 0);
+        b += lb + (b[lb] != 0);
+      }
+      ck_assert_msg(!*a && !*b, "not as many cases");
+    }
+    lc_test_lua_close(&t);
+    lc_journal_free(j);
+  }
+  ck_assert_msg(!strncmp(recorded, "2,boolean:true,string:\"x\"\n", 24), "%.200s", recorded);
+  ck_assert(strstr(recorded, "luact.effect: result 1 cannot be journaled: string contains a NUL"));
+  ck_assert(strstr(recorded, "result 2 cannot be journaled: string is not valid UTF-8"));
+  free(recorded);
+  /* Each pN's one line and oN's result line: the same members. */
+  char *text = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(text);
+  char *members[2][32] = {{0}};
+  char names[64][16] = {{0}}, ids[64][24] = {{0}};
+  int nn = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *l = cJSON_Parse(line);
+    ck_assert_ptr_nonnull(l);
+    const cJSON *id = cJSON_GetObjectItem(l, "id"), *nm = cJSON_GetObjectItem(l, "name");
+    const cJSON *ty = cJSON_GetObjectItem(l, "type");
+    if (cJSON_IsString(nm) && cJSON_IsString(id) && nn < 64 &&
+        (nm->valuestring[0] == 'p' || nm->valuestring[0] == 'o')) {
+      snprintf(names[nn], sizeof names[nn], "%s", nm->valuestring);
+      snprintf(ids[nn++], sizeof ids[0], "%s", id->valuestring);
+    }
+    if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "result") && cJSON_IsString(id)) {
+      for (int k = 0; k < nn; k++) {
+        if (strcmp(ids[k], id->valuestring)) continue;
+        int which = names[k][0] == 'o', i = atoi(names[k] + 1);
+        ck_assert_int_lt(i, 32);
+        members[which][i] = result_member(line);
+      }
+    }
+    cJSON_Delete(l);
+  }
+  free(text);
+  int compared = 0;
+  for (int i = 1; i < 32; i++) {
+    if (!members[0][i] && !members[1][i]) continue;
+    ck_assert_msg(members[0][i] && members[1][i], "case %d: a line is missing", i);
+    ck_assert_msg(!strcmp(members[0][i], members[1][i]), "case %d:\n %s\n %s", i, members[0][i],
+                  members[1][i]);
+    ck_assert_msg(strstr(members[0][i], ",\"nested\":{\"effects\":1,\"spawned\":0}"), "%s",
+                  members[0][i]);
+    compared++;
+    free(members[0][i]);
+    free(members[1][i]);
+  }
+  ck_assert_int_eq(compared, 17);
+  unlink(path);
+}
+END_TEST
+
 /* Crafted one-line lines: one for an effect that is not pure, and one for
  * an effect that has an intent already, are refused naming the line. */
 START_TEST(crafted_one_line_refused) {
@@ -1065,6 +1184,57 @@ static void llm_intents_canonical(const char *jpath) {
   ck_assert_int_gt(n, 0);
   free(t);
 }
+
+/* A one-line effect's values written as given, with --journal-sync all:
+ * its line must be durable before the values come back, so the task waits
+ * for the writer thread (the file journal's, and the store's) and then
+ * gets the values it gave, nil and booleans included; a replay gives the
+ * same. */
+START_TEST(cli_finish_as_given_waits_with_sync_all) {
+  char script[256], jpath[256], db[256], opath[256], cmd[2048];
+  long pid = (long)getpid();
+  snprintf(script, sizeof script, "/tmp/lc_effect_%ld_sa.lua", pid);
+  snprintf(jpath, sizeof jpath, "/tmp/lc_effect_%ld_sa.jsonl", pid);
+  snprintf(db, sizeof db, "/tmp/lc_effect_%ld_sa.db", pid);
+  snprintf(opath, sizeof opath, "/tmp/lc_effect_%ld_sa.out", pid);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("local out = {}\n"
+        "for i = 1, 3 do\n"
+        "  local h = luact.spawn(function()\n"
+        "    local a, b, c = luact.effect('tool', 'p', {i = i}, 'pure',\n"
+        "      function() luact.sleep(0) return 'v' .. i, nil, true end)\n"
+        "    return a .. tostring(b) .. tostring(c)\n"
+        "  end)\n"
+        "  local ok, v = luact.wait(h)\n"
+        "  out[#out + 1] = tostring(v)\n"
+        "end\n"
+        "print(table.concat(out, ','))\n", f);
+  fclose(f);
+  const char *runs[] = {"--no-store --record %s --journal-sync all", "--no-store --replay %s",
+                        "--store %s --journal-sync all"};
+  for (int i = 0; i < 3; i++) {
+    char opts[512];
+    snprintf(opts, sizeof opts, runs[i], i < 2 ? jpath : db);
+    snprintf(cmd, sizeof cmd, "%s/luact run --quiet %s %s >%s 2>&1", LC_BINARY_DIR, opts, script,
+             opath);
+    int rc = sh(cmd);
+    char *o = lc_test_read_file(opath, NULL);
+    ck_assert_ptr_nonnull(o);
+    ck_assert_msg(rc == 0 && !strcmp(o, "v1niltrue,v2niltrue,v3niltrue\n"), "%s: %d %s", opts, rc, o);
+    free(o);
+  }
+  unlink(script);
+  unlink(jpath);
+  unlink(opath);
+  char x[300];
+  unlink(db);
+  snprintf(x, sizeof x, "%s-wal", db);
+  unlink(x);
+  snprintf(x, sizeof x, "%s-shm", db);
+  unlink(x);
+}
+END_TEST
 
 START_TEST(cli_weather) {
   example_round_trip("weather");
@@ -1297,6 +1467,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, crafted_one_line_refused);
   tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
   tcase_add_test(tc, request_text_same_bytes_as_tree);
+  tcase_add_test(tc, finish_as_given_writes_the_general_line);
   tcase_add_test(tc, malformed_journal);
   tcase_add_test(tc, off_mode_names_and_lazy_key);
   tcase_add_test(tc, replay_compares_kind_name_class);
@@ -1307,6 +1478,7 @@ Suite *effect_suite(void) {
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 300);
   tcase_add_test(cli, cli_weather);
+  tcase_add_test(cli, cli_finish_as_given_waits_with_sync_all);
   tcase_add_test(cli, cli_ask);
   tcase_add_test(cli, cli_concurrent_asks);
   tcase_add_test(cli, cli_concurrent_asks_on_a_terminal);

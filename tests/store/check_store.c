@@ -24,6 +24,7 @@
 #include "lc.h"
 #include "loop.h"
 #include "store.h"
+#include "store_rows.h"
 #include "util_common.h"
 #include "util_durable.h"
 #include "util_pg.h"
@@ -290,6 +291,66 @@ START_TEST(lazy_lines_wait_for_a_group) {
 }
 END_TEST
 
+/* With --store-sync full, a group of lazy lines only (nobody waits for
+ * them; a crash may lose them, docs/journal.md) commits without the WAL's
+ * fsync; any other line's group has it and covers what came before; a
+ * flush after lazy-only commits syncs the WAL once (it promises what a
+ * full commit does), and a flush with nothing unsynced does not. */
+START_TEST(lazy_only_groups_skip_the_fsync) {
+  lc_store_close(st);
+  setenv("LUACT_STORE_LAZY_MS", "600000", 1);
+  int rc = lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err);
+  unsetenv("LUACT_STORE_LAZY_MS");
+  ck_assert_int_eq(rc, 0);
+  static struct client k;
+  memset(&k, 0, sizeof k);
+  k.c.committed = on_committed;
+  k.c.ud = &k;
+  snprintf(k.c.run_id, sizeof k.c.run_id, "s0");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "s0");
+  r.status = "running";
+  ck_assert_int_eq(lc_store_append_run(st, &k.c, &r), 0);
+  ck_assert_int_eq(lc_store_append(st, &k.c, 1, 1, "{\"type\":\"header\"}", 17), 0);
+  await_newest(&k, 1);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 1); /* the run and its header: synced */
+  /* A full group of lazy lines goes by itself, without a sync. */
+  long q = 2;
+  for (; q < 2 + LC_STORE_LAZY_MAX; q++) lazy_line(&k, q);
+  await_newest(&k, (unsigned long)q - 1);
+  long lines, commits;
+  lc_store_stats(st, &lines, &commits);
+  ck_assert_int_eq(commits, 2);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 1);
+  /* A flush syncs what that commit left, once. */
+  lc_store_flush(st);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 2);
+  lc_store_flush(st);
+  lc_store_flush_client(st, &k);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 2);
+  /* Lazy lines again, then one that is waited for: one group, synced. */
+  for (; q < 12 + LC_STORE_LAZY_MAX; q++) lazy_line(&k, q);
+  ck_assert_int_eq(lc_store_append(st, &k.c, q, (unsigned long)q, "{\"type\":\"intent\"}", 17), 0);
+  await_newest(&k, (unsigned long)q);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 3);
+  lc_store_flush_client(st, &k);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 3);
+  /* Lazy lines committed unsynced, then flush_client: synced. */
+  for (q++; q < 13 + 2 * LC_STORE_LAZY_MAX; q++) lazy_line(&k, q);
+  await_newest(&k, (unsigned long)q - 1);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 3);
+  lc_store_flush_client(st, &k);
+  ck_assert_int_eq(lc_store_wal_syncs(st), 4);
+  ck_assert_int_eq(atomic_load(&k.errors), 0);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("s0", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, q - 1);
+  ck_assert_int_eq(sn.n, last);
+}
+END_TEST
+
 /* One client's conflicting line fails that client only: the writer
  * commits the rest of its group without it. It used to roll the whole
  * group back and fail every run whose lines were in it (in the daemon,
@@ -383,6 +444,29 @@ static uint32_t ref_crc(const unsigned char *p, size_t n) {
   }
   return c ^ 0xffffffffu;
 }
+
+/* The carry-less-multiply CRC (where the CPU has it) and the tables give
+ * the reference's CRC for every length around the 16- and 64-byte steps,
+ * at every alignment, on random bytes (NULs and high bytes too). */
+START_TEST(crc32_hw_matches_portable) {
+  static unsigned char buf[1200];
+  unsigned seed = 11;
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)rand_r(&seed);
+  int was = lc_store_crc32_set_hw(1);
+  for (size_t off = 0; off < 16; off++)
+    for (size_t n = 0; n + off <= sizeof buf; n += (n < 300 ? 1 : 37)) {
+      uint32_t want = ref_crc(buf + off, n);
+      lc_store_crc32_set_hw(1);
+      uint32_t hw = lc_store_crc32((const char *)buf + off, n);
+      lc_store_crc32_set_hw(0);
+      uint32_t sw = lc_store_crc32((const char *)buf + off, n);
+      ck_assert_msg(hw == want && sw == want, "n=%zu off=%zu: hw %08x tables %08x want %08x", n,
+                    off, hw, sw, want);
+    }
+  ck_assert_uint_eq(lc_store_crc32("123456789", 9), 0xcbf43926u);
+  lc_store_crc32_set_hw(was);
+}
+END_TEST
 
 START_TEST(line_crc_is_zlib_crc32) {
   create("c", 1);
@@ -1269,8 +1353,10 @@ Suite *store_suite(void) {
   tcase_add_test(tc, conflicting_line_fails_only_its_client);
   tcase_add_test(tc, taken_run_id_fails_only_its_client);
   tcase_add_test(tc, line_crc_is_zlib_crc32);
+  tcase_add_test(tc, crc32_hw_matches_portable);
   tcase_add_test(tc, flush_client_waits_for_its_own_lines_only);
   tcase_add_test(tc, lazy_lines_wait_for_a_group);
+  tcase_add_test(tc, lazy_only_groups_skip_the_fsync);
   /* the file's own: damage, locks */
   tcase_add_test(tc, truncated_file_refused_at_connect);
   tcase_add_test(tc, truncated_large_file_refused_at_connect);
