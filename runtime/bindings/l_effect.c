@@ -581,9 +581,20 @@ static int tok_finish(lua_State *L) {
     cJSON *v = NULL;
     char err[256];
     if (lc_conv_to_json(L, i, &v, err, sizeof err)) {
+      /* Recorded as tok:fail records ({message}) and raised with the very
+       * text recorded, so a replay raises what the run saw. */
+      char msg[400];
+      snprintf(msg, sizeof msg, "luact.effect: result %d cannot be journaled: %s", i - 1, err);
+      cJSON *e = cJSON_CreateObject();
+      if (e && !cJSON_AddStringToObject(e, "message", msg)) {
+        cJSON_Delete(e);
+        e = NULL;
+      }
+      if (!e) return luaL_error(L, "out of memory"); /* still running: its close ends it */
       b->state = TOK_DONE;
-      lc_effect_end(&b->e, NULL, cJSON_CreateString(err), nested_extra(b));
-      return luaL_error(L, "luact.effect: result %d cannot be journaled: %s", i - 1, err);
+      lc_effect_end(&b->e, NULL, e, nested_extra(b));
+      lua_pushstring(L, msg);
+      return lua_error(L);
     }
     cJSON_AddItemToArray(res->j, v);
   }
