@@ -75,6 +75,43 @@ static const char *const migration[] = {
     "  UPDATE d_runs d SET pstatus = 'waiting' FROM runs r WHERE r.id = d.id"
     "   AND d.pstatus = 'pending' AND r.status = 'waiting_input';"
     " END IF; END $$;",
+    /* 5: the queue lives in the lease row (qstate: 'pending' queued,
+     * 'claimed' under a lease, 'waiting' for an answer, 'ended'; created:
+     * the queue's order), so that a claim writes one row (the lease) and
+     * its hand-back one, as a queue without leases writes its job's row
+     * (pg-boss: fetch, complete). Every queued run has its lease row from
+     * the start: leases_enqueue, a trigger on the daemon's d_runs, makes
+     * it with the run (the daemon attaches it: dstore.c; here too for a
+     * database made by an older daemon). The queue index moves to leases;
+     * d_runs.pstatus keeps what a client sees of a run that never
+     * started (pending, failed, cancelled). */
+    "ALTER TABLE leases ADD COLUMN IF NOT EXISTS qstate TEXT,"
+    "  ADD COLUMN IF NOT EXISTS created DOUBLE PRECISION;"
+    "CREATE INDEX IF NOT EXISTS leases_queued ON leases(created) WHERE qstate = 'pending';"
+    "CREATE OR REPLACE FUNCTION leases_enqueue() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    "  IF TG_OP = 'INSERT' THEN"
+    "   INSERT INTO leases(run_id, qstate, created) VALUES(NEW.id, CASE WHEN NEW.deleted = 0 AND"
+    "    NEW.pstatus IN ('pending', 'claimed', 'waiting') THEN NEW.pstatus ELSE 'ended' END,"
+    "    NEW.created) ON CONFLICT(run_id) DO UPDATE SET qstate = EXCLUDED.qstate,"
+    "    created = EXCLUDED.created;"
+    "  ELSE" /* deleted: out of the queue */
+    "   UPDATE leases SET qstate = 'ended' WHERE run_id = NEW.id AND qstate IN ('pending', 'waiting');"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $f$;"
+    "DO $$ BEGIN IF to_regclass('d_runs') IS NOT NULL THEN"
+    "  INSERT INTO leases(run_id, qstate, created) SELECT id, pstatus, created FROM d_runs"
+    "   WHERE pstatus IN ('pending', 'claimed', 'waiting') AND deleted = 0"
+    "   ON CONFLICT(run_id) DO UPDATE SET qstate = EXCLUDED.qstate, created = EXCLUDED.created;"
+    "  UPDATE d_runs SET pstatus = 'pending' WHERE pstatus IN ('claimed', 'waiting');"
+    "  DROP INDEX IF EXISTS d_runs_queued;"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'd_runs_enqueue') THEN"
+    "   CREATE TRIGGER d_runs_enqueue AFTER INSERT ON d_runs FOR EACH ROW"
+    "    EXECUTE FUNCTION leases_enqueue();"
+    "   CREATE TRIGGER d_runs_deleted AFTER UPDATE OF deleted ON d_runs FOR EACH ROW"
+    "    WHEN (NEW.deleted <> 0 AND OLD.deleted = 0) EXECUTE FUNCTION leases_enqueue();"
+    "  END IF;"
+    " END IF; END $$;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
@@ -674,19 +711,14 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
             2, v, err, errlen);
   }
   if (!rc && !live) {
-    /* A daemon's run (d_runs, when the daemon's tables are there) leaves
-     * the fleet's queue index with it: a waiting run cancelled here stayed
-     * in it for ever, read by every claim (schema 3). */
+    /* A fleet's run leaves the queue with it (its lease row's qstate,
+     * schema 5): a waiting run cancelled here stayed in the queue index
+     * for ever, read by every claim (schema 3). */
     const char *v[] = {id};
-    int code = 0;
     char e2[256];
-    PGresult *x = q(&s->db, s->url, 1, "SELECT to_regclass('d_runs') IS NOT NULL", 0, NULL,
-                    &code, e2, sizeof e2);
-    if (x && PQntuples(x) == 1 && PQgetvalue(x, 0, 0)[0] == 't')
-      qx(&s->db, s->url, 1, "UPDATE d_runs SET pstatus = 'ended' WHERE id = $1 AND pstatus IN "
-                            "('pending', 'claimed', 'waiting')",
-         1, v, e2, sizeof e2);
-    PQclear(x);
+    qx(&s->db, s->url, 1, "UPDATE leases SET qstate = 'ended' WHERE run_id = $1 AND qstate IN "
+                          "('pending', 'claimed', 'waiting')",
+       1, v, e2, sizeof e2);
   }
   pthread_mutex_unlock(&s->dbmu);
   return rc;
