@@ -100,8 +100,11 @@ static const char *const migration[] = {
     "  RETURN NULL;"
     " END $f$;"
     "DO $$ BEGIN IF to_regclass('d_runs') IS NOT NULL THEN"
-    "  INSERT INTO leases(run_id, qstate, created) SELECT id, pstatus, created FROM d_runs"
-    "   WHERE pstatus IN ('pending', 'claimed', 'waiting') AND deleted = 0"
+    /* (a lease the cancel of a queued run took: out of the queue) */
+    "  INSERT INTO leases(run_id, qstate, created) SELECT d.id, CASE WHEN EXISTS (SELECT 1"
+    "   FROM leases c WHERE c.run_id = d.id AND c.owner = 'cancelled') THEN 'ended'"
+    "   ELSE d.pstatus END, d.created FROM d_runs d"
+    "   WHERE d.pstatus IN ('pending', 'claimed', 'waiting') AND d.deleted = 0"
     "   ON CONFLICT(run_id) DO UPDATE SET qstate = EXCLUDED.qstate, created = EXCLUDED.created;"
     "  UPDATE d_runs SET pstatus = 'pending' WHERE pstatus IN ('claimed', 'waiting');"
     "  DROP INDEX IF EXISTS d_runs_queued;"
