@@ -189,6 +189,11 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
   pthread_mutex_unlock(&f->mu);
 }
 
+/* What d_runs.pstatus says of a run that ended before it started (failed
+ * or cancelled; 'ended': written by builds before schema 5): its lease
+ * row holds the rest (qstate). */
+#define NOT_STARTED_END "('failed', 'cancelled', 'ended')"
+
 /* A run's place in the queue after its lease is handed back (the lease
  * row's qstate, written by the same UPDATE that hands the lease back: one
  * row write): a run that ended leaves the queue index ('ended'; so does a
@@ -203,7 +208,8 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
 #define BACK_QSTATE(id)                                                                    \
   "CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = " id " AND r.status IN ('finished',"  \
   " 'failed', 'cancelled')) OR EXISTS (SELECT 1 FROM d_runs d WHERE d.id = " id " AND"       \
-  " (d.pstatus <> 'pending' OR d.deleted <> 0)) THEN 'ended' WHEN EXISTS (SELECT 1 FROM"     \
+  " (d.pstatus IN " NOT_STARTED_END " OR d.deleted <> 0)) THEN 'ended' WHEN EXISTS (SELECT 1" \
+  " FROM"                                                                                    \
   " runs r WHERE r.id = " id " AND r.status = 'waiting_input' FOR SHARE) THEN 'waiting'"     \
   " ELSE 'pending' END"
 
@@ -236,7 +242,7 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
  * run of its thread under a live lease (best effort across daemons: two
  * claims in the same instant may both pass it). */
 #define CLAIMABLE_RUN                                                                      \
-  " d.deleted = 0 AND d.pstatus = 'pending'"                                               \
+  " d.deleted = 0 AND d.pstatus NOT IN " NOT_STARTED_END                                     \
   "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"   \
   "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"   \
   "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"       \
@@ -291,7 +297,7 @@ static void release_done(struct lc_fleet *f) {
   "  l.lease_until < extract(epoch FROM clock_timestamp()) AND (EXISTS (SELECT 1 FROM runs r" \
   "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled',"              \
   "  'waiting_input')) OR EXISTS (SELECT 1 FROM d_runs d WHERE d.id = l.run_id AND"          \
-  "  (d.pstatus <> 'pending' OR d.deleted <> 0))) RETURNING l.run_id),"                       \
+  "  (d.pstatus IN " NOT_STARTED_END " OR d.deleted <> 0))) RETURNING l.run_id),"             \
   " x AS MATERIALIZED ("                                                                      \
   "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch,"              \
   "   EXISTS (SELECT 1 FROM runs r WHERE r.id = l.run_id) AS started FROM leases l JOIN"      \

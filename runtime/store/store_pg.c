@@ -90,8 +90,9 @@ static const char *const migration[] = {
     "CREATE INDEX IF NOT EXISTS leases_queued ON leases(created) WHERE qstate = 'pending';"
     "CREATE OR REPLACE FUNCTION leases_enqueue() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
     "  IF TG_OP = 'INSERT' THEN"
-    "   INSERT INTO leases(run_id, qstate, created) VALUES(NEW.id, CASE WHEN NEW.deleted = 0 AND"
-    "    NEW.pstatus IN ('pending', 'claimed', 'waiting') THEN NEW.pstatus ELSE 'ended' END,"
+    "   INSERT INTO leases(run_id, qstate, created) VALUES(NEW.id, CASE WHEN NEW.deleted <> 0"
+    "    THEN 'ended' WHEN NEW.pstatus IN ('pending', 'claimed') THEN 'pending' WHEN"
+    "    NEW.pstatus = 'waiting' THEN 'waiting' ELSE 'ended' END,"
     "    NEW.created) ON CONFLICT(run_id) DO UPDATE SET qstate = EXCLUDED.qstate,"
     "    created = EXCLUDED.created;"
     "  ELSE" /* deleted: out of the queue */
