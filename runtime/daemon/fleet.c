@@ -299,9 +299,8 @@ static void release_done(struct lc_fleet *f) {
   "  'waiting_input')) OR EXISTS (SELECT 1 FROM d_runs d WHERE d.id = l.run_id AND"          \
   "  (d.pstatus IN " NOT_STARTED_END " OR d.deleted <> 0))) RETURNING l.run_id),"             \
   " x AS MATERIALIZED ("                                                                      \
-  "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch,"              \
-  "   EXISTS (SELECT 1 FROM runs r WHERE r.id = l.run_id) AS started FROM leases l JOIN"      \
-  "   d_runs d ON d.id = l.run_id"                                                            \
+  "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch"               \
+  "  FROM leases l JOIN d_runs d ON d.id = l.run_id"                                          \
   "  WHERE l.owner IS NOT NULL AND l.owner <> ? AND"                                          \
   "   l.lease_until < extract(epoch FROM clock_timestamp()) AND l.qstate = 'claimed' AND"    \
   CLAIMABLE_RUN                                                                               \
@@ -310,7 +309,7 @@ static void release_done(struct lc_fleet *f) {
 /* A claim between rescues: none (no parameter). */
 #define NO_RESCUE_CTES                                                                       \
   " x AS (SELECT NULL::text AS id, NULL::text AS thread_id, NULL::text AS agent,"            \
-  "  NULL::float8 AS created, 0::bigint AS lepoch, false AS started WHERE false),"
+  "  NULL::float8 AS created, 0::bigint AS lepoch WHERE false),"
 
 /* A claim statement: hands back the leases of the runs done here since
  * the last one (RELEASE_CTES, when there are: one commit for both, a
@@ -325,13 +324,18 @@ static void release_done(struct lc_fleet *f) {
   /* The queue index (leases_queued) in created order: the scan stops at  \
    * the LIMIT's last claimable run. */                                   \
   " q AS MATERIALIZED ("                                                                      \
-  "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch,"              \
-  "   EXISTS (SELECT 1 FROM runs r WHERE r.id = l.run_id) AS started FROM leases l JOIN"      \
-  "   d_runs d ON d.id = l.run_id"                                                            \
+  "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch"               \
+  "  FROM leases l JOIN d_runs d ON d.id = l.run_id"                                          \
   "  WHERE" CLAIMABLE                                                                         \
   "  ORDER BY l.created LIMIT greatest(?::bigint - (SELECT count(*) FROM x), 0)"              \
   "  FOR UPDATE OF l SKIP LOCKED),"                                                           \
-  " c AS (SELECT * FROM x UNION ALL SELECT * FROM q),"                                        \
+  /* whether each has a row in runs (started): a probe of its key for  \
+   * each run taken (LATERAL ... LIMIT 1: never a hash of the whole runs \
+   * table, which the planner chose when it costed the probe for every   \
+   * candidate of the scans above) */                                    \
+  " c AS (SELECT u.*, s.id IS NOT NULL AS started FROM"                                       \
+  "  (SELECT * FROM x UNION ALL SELECT * FROM q) u LEFT JOIN LATERAL (SELECT r.id FROM runs r" \
+  "  WHERE r.id = u.id LIMIT 1) s ON true),"                                                   \
   /* The re-check. The snapshot is the statement's start; the lease rows \
    * are locked, so read at their newest (a row changed since is checked \
    * again against the WHERE: a run handed back 'ended' or 'waiting'     \
@@ -341,7 +345,7 @@ static void release_done(struct lc_fleet *f) {
    * (FOR SHARE reads the newest row, and SKIP LOCKED passes over a run  \
    * whose status is being written), and the lease must still be at the  \
    * epoch read: a run claimed since waits for the next claim. */        \
-  " live AS (SELECT r.id FROM runs r WHERE r.id IN (SELECT id FROM c WHERE started)"          \
+  " live AS (SELECT r.id FROM runs r WHERE r.id = ANY(ARRAY(SELECT id FROM c WHERE started))" \
   "  AND r.status = 'running' FOR SHARE OF r SKIP LOCKED),"                                   \
   " upd AS (UPDATE leases l SET owner = ?, epoch = l.epoch + 1,"                              \
   "  lease_until = extract(epoch FROM clock_timestamp()) + ?::float8, qstate = 'claimed'"     \
@@ -354,9 +358,9 @@ static void release_done(struct lc_fleet *f) {
   /* A run queued behind the ones read (the snapshot's view, no lock):  \
    * the next index entry after the last of them (a hint for            \
    * claim-ahead: a run behind a thread's live one counts too). */       \
-  "  EXISTS (SELECT 1 FROM leases l WHERE l.qstate = 'pending'"                               \
-  "   AND l.created > coalesce((SELECT max(created) FROM q), '-infinity'::float8))::int"      \
-  "   AS deeper"                                                                              \
+  "  ((SELECT l.created FROM leases l WHERE l.qstate = 'pending' AND l.created >"             \
+  "   coalesce((SELECT max(created) FROM q), '-infinity'::float8) ORDER BY l.created"         \
+  "   LIMIT 1) IS NOT NULL)::int AS deeper"                                                   \
   " FROM upd JOIN c ON c.id = upd.run_id ORDER BY c.created"
 
 /* Claims up to n runs (CLAIMABLE; with rescue, runs whose lease ran out
@@ -377,7 +381,9 @@ static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
   }
   double t0 = mono_s();
   /* Four texts, none prepared: without runs to hand back (or no rescue
-   * due) the statement leaves that part out, and its planning with it. */
+   * due) the statement leaves that part out, and its planning with it.
+   * (Prepared, its generic plan, made while the tables were small, kept
+   * sequential scans as they grew: docs/BENCHMARKS.md.) */
   int rc;
   if (taken && rescue)
     rc = lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL(RELEASE_CTES ",", RESCUE_CTES),
