@@ -627,10 +627,15 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
 
 /* The fence: the run's lease row, locked FOR SHARE so that a claim (which
  * updates it) waits for this statement's commit, and a claim committed
- * first is seen (the lock reads the newest version of the row). */
+ * first is seen (the lock reads the newest version of the row). The
+ * owner is compared with IS NOT DISTINCT FROM, which no index serves, so
+ * that the row is found by its key: with "owner = $n" the planner read it
+ * through the live leases' index (owner IS NOT NULL) when its statistics
+ * said few leases had an owner, every fence reading all of the daemon's
+ * leases (pg-bench: fenced writes 5x slower, docs/BENCHMARKS.md). */
 #define FENCE_PG                                                                          \
   "EXISTS(SELECT 1 FROM leases WHERE run_id = $%d AND epoch = $%d::bigint AND ($%d::text IS " \
-  "NULL OR owner = $%d) FOR SHARE)"
+  "NULL OR owner IS NOT DISTINCT FROM $%d) FOR SHARE)"
 
 void lc_dstore_fence_owner(struct lc_dstore *d, const char *owner) {
   pthread_mutex_lock(&d->mu);

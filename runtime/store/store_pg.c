@@ -632,7 +632,7 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
                   "UPDATE runs SET status=$1, result=$2, error=$3, question=$4, pid=$5, "
                   "updated=$6, cancel_requested=CASE WHEN $1='running' THEN cancel_requested "
                   "ELSE 0 END WHERE id=$7 AND ($8::bigint=0 OR EXISTS(SELECT 1 FROM leases "
-                  "WHERE run_id=$7 AND epoch=$8::bigint AND ($9::text IS NULL OR owner=$9) FOR SHARE)) "
+                  "WHERE run_id=$7 AND epoch=$8::bigint AND ($9::text IS NULL OR owner IS NOT DISTINCT FROM $9) FOR SHARE)) "
                   /* A terminal status is written once: q() sends the statement
                    * again when the session ended before its reply, and the
                    * first one may have committed. */
@@ -931,7 +931,7 @@ static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **l
     int code = 0;
     PGresult *r = q(&s->wdb, s->url, 0,
                     "SELECT 1 FROM leases WHERE run_id=$1 AND epoch=$2::bigint AND ($3::text IS "
-                    "NULL OR owner=$3) FOR SHARE",
+                    "NULL OR owner IS NOT DISTINCT FROM $3) FOR SHARE",
                     3, v,
                     &code,
                     err, errlen);
@@ -1003,7 +1003,12 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
 }
 
 
-/* The journal line insert of the pipelined group: written only while the
+/* (Every fence compares the owner with IS NOT DISTINCT FROM, which no
+ * index serves: the lease row is then read by its key, never through the
+ * live leases' index, which the planner picked for "owner = $n" when its
+ * statistics said few leases had an owner, reading all of a daemon's.)
+ *
+ * The journal line insert of the pipelined group: written only while the
  * run's lease still has the epoch given ($5; 0: not fenced), its lease row
  * locked FOR SHARE till the commit (a claim elsewhere waits for it, and
  * one that came first is seen), so a fenced-out line returns no row. The
@@ -1013,7 +1018,7 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
 #define PIPE_LINE_SQL                                                                        \
   "INSERT INTO journal(run_id, seq, line, crc, epoch) SELECT $1, $2::bigint, $3, $4::bigint," \
   " $5::bigint WHERE $5::bigint = 0 OR EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND"   \
-  " epoch = $5::bigint AND ($6::text IS NULL OR owner = $6) FOR SHARE) ON CONFLICT(run_id,"   \
+  " epoch = $5::bigint AND ($6::text IS NULL OR owner IS NOT DISTINCT FROM $6) FOR SHARE) ON CONFLICT(run_id,"   \
   " seq) DO UPDATE SET crc = CASE WHEN"                                                       \
   " journal.crc = EXCLUDED.crc AND journal.line = EXCLUDED.line THEN EXCLUDED.crc END"        \
   " RETURNING seq"
@@ -1027,11 +1032,11 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
   ((again) ? "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
              "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
              "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint AND "   \
-             "($11::text IS NULL OR owner = $11) FOR SHARE) ON CONFLICT DO NOTHING"          \
+             "($11::text IS NULL OR owner IS NOT DISTINCT FROM $11) FOR SHARE) ON CONFLICT DO NOTHING"          \
            : "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
              "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
              "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint AND "   \
-             "($11::text IS NULL OR owner = $11) FOR SHARE)")
+             "($11::text IS NULL OR owner IS NOT DISTINCT FROM $11) FOR SHARE)")
 
 static int pipe_send(struct lc_pgstore *s, const char *sql, int n, const char *const *v) {
   return PQsendQueryParams(s->wdb, sql, n, NULL, v, NULL, NULL, 0);

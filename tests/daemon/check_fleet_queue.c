@@ -263,6 +263,56 @@ START_TEST(claim_and_hand_back_write_one_row_each) {
 }
 END_TEST
 
+/* Index entries read through the leases' secondary indexes (the live
+ * leases' expiry, the owner) since the server started. */
+static long lease_index_reads(void) {
+  return count("SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE "
+               "indexrelname IN ('leases_expiry', 'leases_owner')");
+}
+
+/* Every fenced write finds its run's lease row by its key. The fences
+ * compared "owner = $n", and with statistics that said few leases had an
+ * owner (made while the runs were queued, as a fleet's first ANALYZE
+ * sees them) the planner read the row through the live leases' index
+ * instead: each journal line, run row and status read all of the
+ * daemon's live leases (pg-bench: fenced writes 5x slower), one entry at
+ * least per fenced write. Little else here reads those indexes (no
+ * renewal within the lease, one rescue). */
+START_TEST(fences_read_the_lease_row_by_its_key) {
+  enum { N = 40 };
+  stop(); /* the schema is made */
+  /* the fleet's past: runs that ended (lease rows with no owner) */
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created, pstatus) "
+         "SELECT 'old' || i, 'default', 'slow', '{}', i, 'failed' FROM generate_series(1, 4000) i;"
+         "INSERT INTO d_runs(id, tenant, agent, input, created) "
+         "SELECT 'k' || i, 'default', 'slow', '{\"steps\": 3}', 4000 + i FROM "
+         "generate_series(1, 40) i;"
+         "ANALYZE leases");
+  double until = lc_test_mono_s() + 60;
+  long r0;
+  while ((r0 = lease_index_reads()) < 0) { /* (never: a count) */
+    ck_assert_msg(lc_test_mono_s() < until, "no statistics");
+    lc_test_nap_ms(20);
+  }
+  /* No renewal within the lease; a rescue (which reads the expiry index
+   * of the live leases) only at the first claim: the poll is a minute,
+   * and freed slots claim on their own. */
+  start_k(0, "--poll-ms 60000 --max-runs 8 --claim-ahead 0 --lease 600");
+  await_count("SELECT count(*) FROM runs WHERE status = 'finished'", N, "the runs finished");
+  stop();
+  /* each ended session has reported its reads */
+  await_count("SELECT 1 - count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+              "backend_type = 'client backend' AND pid <> pg_backend_pid()",
+              1, "the daemon's sessions ended");
+  long fenced = count("SELECT count(*) FROM journal WHERE run_id LIKE 'k%'") + 2 * N;
+  long reads = lease_index_reads() - r0;
+  fprintf(stderr, "lease index entries read by %ld fenced writes: %ld\n", fenced, reads);
+  /* read through them, each fenced write read its own entry at least */
+  ck_assert_msg(reads < fenced, "%ld lease index entries read for %ld fenced writes", reads,
+                fenced);
+}
+END_TEST
+
 /* A cancel asked in the database (cancel_requested, as `luact runs
  * cancel` or another daemon leaves it) stops a run this daemon runs: the
  * run store's writer reads the flag for each group it commits (one
@@ -813,6 +863,7 @@ Suite *fleet_queue_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, claims_use_the_queue_index_and_ended_runs_leave_it);
   tcase_add_test(tc, claim_and_hand_back_write_one_row_each);
+  tcase_add_test(tc, fences_read_the_lease_row_by_its_key);
   tcase_add_test(tc, claimed_runs_leave_the_queue_index);
   tcase_add_test(tc, dead_daemons_ended_run_is_let_go);
   tcase_add_test(tc, waiting_runs_leave_the_queue_index_until_answered);
