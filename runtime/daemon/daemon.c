@@ -1714,16 +1714,17 @@ static void stall_fifo_hook(const char *var) {
 }
 
 /* A fleet: a run whose row says it ended leaves the queue index
- * (d_runs_queued: pstatus 'pending'). Runs cancelled in the store (a
- * waiting one, or a resumed one still queued here) stayed in it for ever:
- * never claimed (the claim skips ended rows), but read by every claim. */
+ * (leases_queued: its lease row's qstate 'pending'). Runs cancelled in
+ * the store (a waiting one, or a resumed one still queued here) stayed in
+ * it for ever: never claimed (the claim skips ended rows), but read by
+ * every claim. */
 static void unqueue_ended(struct lc_serve *s, const char *run_id) {
   if (!s->fleet) return;
   char err[256];
   lc_dstore_exec(s->ds, NULL, err, sizeof err,
-                 "UPDATE d_runs SET pstatus = 'ended' WHERE id = ? AND pstatus IN ('pending', 'claimed', "
-                 "'waiting') AND "
-                 "EXISTS (SELECT 1 FROM runs r WHERE r.id = d_runs.id AND r.status IN "
+                 "UPDATE leases SET qstate = 'ended' WHERE run_id = ? AND qstate IN ('pending', "
+                 "'claimed', 'waiting') AND "
+                 "EXISTS (SELECT 1 FROM runs r WHERE r.id = leases.run_id AND r.status IN "
                  "('finished', 'failed', 'cancelled'))",
                  "s", run_id);
 }
@@ -1887,16 +1888,17 @@ int lc_serve_answer(struct lc_serve *s, const char *run_id, const char *value, i
   cJSON *won = NULL;
   if (lc_store_is_pg_store(s->store))
     /* A fleet: the run goes back in the queue index with its status, in
-     * one statement ('waiting' -> 'pending'; fleet.c's hand-back reads
-     * the status under a row lock). The d_runs row is updated whatever
-     * its pstatus, so that a hand-back committing meanwhile is waited
-     * for and its 'waiting' seen (re-read under the row's lock). */
+     * one statement (its lease row's qstate 'waiting' -> 'pending';
+     * fleet.c's hand-back reads the status under a row lock). The lease
+     * row is updated whatever its qstate, so that a hand-back committing
+     * meanwhile is waited for and its 'waiting' seen (re-read under the
+     * row's lock). */
     rc = lc_dstore_exec(s->ds, &won, err, sizeof err,
                         "WITH w AS (UPDATE runs SET status='running', result=NULL, error=NULL, "
                         "question=NULL, pid=0, updated=? WHERE id=? AND status='waiting_input' "
-                        "RETURNING id), q AS (UPDATE d_runs SET pstatus = CASE WHEN pstatus = "
-                        "'waiting' THEN 'pending' ELSE pstatus END WHERE id IN (SELECT id FROM w)) "
-                        "SELECT id FROM w",
+                        "RETURNING id), q AS (UPDATE leases SET qstate = CASE WHEN qstate = "
+                        "'waiting' THEN 'pending' ELSE qstate END WHERE run_id IN (SELECT id FROM "
+                        "w)) SELECT id FROM w",
                         "ds", lc_serve_now(), run_id);
   else
     rc = lc_dstore_exec(s->ds, &won, err, sizeof err,

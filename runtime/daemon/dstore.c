@@ -79,9 +79,15 @@ static const char pg_schema[] =
     "  asked INTEGER NOT NULL DEFAULT 0, rowid BIGSERIAL);"
     "CREATE UNIQUE INDEX IF NOT EXISTS d_runs_idem ON d_runs(tenant, idem) WHERE idem IS NOT NULL;"
     "CREATE INDEX IF NOT EXISTS d_runs_thread ON d_runs(thread_id, created);"
-    /* the fleet's queue: as the run store's migration 3 (store_pg.c) */
-    "CREATE INDEX IF NOT EXISTS d_runs_queued ON d_runs(created)"
-    "  WHERE pstatus = 'pending' AND deleted = 0;"
+    /* the fleet's queue is the runs' lease rows (the run store's schema
+     * 5, store_pg.c): each run's is made with it, by the store's trigger */
+    "DO $$ BEGIN IF to_regprocedure('leases_enqueue()') IS NOT NULL AND NOT EXISTS ("
+    "  SELECT 1 FROM pg_trigger WHERE tgname = 'd_runs_enqueue') THEN"
+    "  CREATE TRIGGER d_runs_enqueue AFTER INSERT ON d_runs FOR EACH ROW"
+    "   EXECUTE FUNCTION leases_enqueue();"
+    "  CREATE TRIGGER d_runs_deleted AFTER UPDATE OF deleted ON d_runs FOR EACH ROW"
+    "   WHEN (NEW.deleted <> 0 AND OLD.deleted = 0) EXECUTE FUNCTION leases_enqueue();"
+    " END IF; END $$;"
     "CREATE TABLE IF NOT EXISTS d_items("
     "  tenant TEXT NOT NULL, ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,"
     "  created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,"
@@ -621,10 +627,15 @@ int lc_dstore_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
 
 /* The fence: the run's lease row, locked FOR SHARE so that a claim (which
  * updates it) waits for this statement's commit, and a claim committed
- * first is seen (the lock reads the newest version of the row). */
+ * first is seen (the lock reads the newest version of the row). The
+ * owner is compared with IS NOT DISTINCT FROM, which no index serves, so
+ * that the row is found by its key: with "owner = $n" the planner read it
+ * through the live leases' index (owner IS NOT NULL) when its statistics
+ * said few leases had an owner, every fence reading all of the daemon's
+ * leases (pg-bench: fenced writes 5x slower, docs/BENCHMARKS.md). */
 #define FENCE_PG                                                                          \
   "EXISTS(SELECT 1 FROM leases WHERE run_id = $%d AND epoch = $%d::bigint AND ($%d::text IS " \
-  "NULL OR owner = $%d) FOR SHARE)"
+  "NULL OR owner IS NOT DISTINCT FROM $%d) FOR SHARE)"
 
 void lc_dstore_fence_owner(struct lc_dstore *d, const char *owner) {
   pthread_mutex_lock(&d->mu);

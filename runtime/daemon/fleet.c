@@ -14,8 +14,9 @@
  * claimed the run) stops the run here at once; its writes already fail.
  * An expired lease makes the run claimable by any daemon, which resumes
  * it from its journal (the durable-runs rules decide what replays and
- * what is in doubt). A claimed run is out of the queue index
- * (d_runs.pstatus 'claimed') until its lease is handed back; runs whose
+ * what is in doubt). The queue is the runs' lease rows (schema 5): a
+ * claim writes one row per run (its lease: owner, epoch, expiry, qstate
+ * 'claimed', out of the queue index) and a hand-back one; runs whose
  * lease ran out are found through the expiry of the live leases.
  *
  * The fleet thread has two connections of its own: one for claims and
@@ -188,66 +189,78 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
   pthread_mutex_unlock(&f->mu);
 }
 
-/* A run's place after its lease is handed back: a run that ended leaves
- * the queue index ('ended'), and so does one waiting for an answer
+/* What d_runs.pstatus says of a run that ended before it started (failed
+ * or cancelled; 'ended': written by builds before schema 5): its lease
+ * row holds the rest (qstate). */
+#define NOT_STARTED_END "('failed', 'cancelled', 'ended')"
+
+/* A run's place in the queue after its lease is handed back (the lease
+ * row's qstate, written by the same UPDATE that hands the lease back: one
+ * row write): a run that ended leaves the queue index ('ended'; so does a
+ * run that failed or was cancelled before it started, or was deleted:
+ * its d_runs row says so), and so does one waiting for an answer
  * ('waiting': lc_serve_answer queues it again, so that ten thousand
  * waiting runs are not read by every claim); any other (claimed ahead and
  * not started, stopped here) is queued again ('pending'). The waiting
  * status is read under a row lock: an answer committing meanwhile (its
  * status change holds the row) is waited for and seen, never lost. The
  * argument: the run id's SQL expression. */
-#define BACK_PSTATUS(id)                                                                  \
-  "CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = " id " AND r.status IN ('finished'," \
-  " 'failed', 'cancelled')) THEN 'ended' WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = "  \
-  id " AND r.status = 'waiting_input' FOR SHARE) THEN 'waiting' ELSE 'pending' END"
+#define BACK_QSTATE(id)                                                                    \
+  "CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.id = " id " AND r.status IN ('finished',"  \
+  " 'failed', 'cancelled')) OR EXISTS (SELECT 1 FROM d_runs d WHERE d.id = " id " AND"       \
+  " (d.pstatus IN " NOT_STARTED_END " OR d.deleted <> 0)) THEN 'ended' WHEN EXISTS (SELECT 1" \
+  " FROM"                                                                                    \
+  " runs r WHERE r.id = " id " AND r.status = 'waiting_input' FOR SHARE) THEN 'waiting'"     \
+  " ELSE 'pending' END"
 
-/* The statement's end after a CTE rel (the leases handed back, RETURNING
- * run_id): their runs leave 'claimed'. */
-#define BACK_FROM_REL                                                                      \
-  " UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id IN (SELECT run_id" \
-  " FROM rel) AND d.pstatus = 'claimed'"
+/* A lease handed back: no owner, no expiry, its run's place in the queue. */
+#define HAND_BACK_SET                                                                      \
+  "owner = NULL, lease_until = NULL, qstate = " BACK_QSTATE("l.run_id")
 
-/* Handing back leases: only if still ours at that epoch; the runs handed
- * back leave 'claimed' (BACK_PSTATUS), and a run that ended leaves the
- * queue index even if its lease was no longer ours. The first four
- * parameters: the JSON list twice, the owner, the list again. */
+/* Handing back leases, one UPDATE of each lease row: only if still ours
+ * at that epoch (then BACK_QSTATE); a run that ended leaves the queue
+ * index even if its lease was no longer ours ('ended', the lease left to
+ * its holder). Parameters: the JSON list, the owner, the list again. */
 #define RELEASE_CTES                                                                       \
-  "rel AS (UPDATE leases l SET owner = NULL, lease_until = NULL FROM"                    \
-  "  json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE l.run_id = x.id AND"  \
-  "  l.run_id = ANY(ARRAY(SELECT y.id FROM json_to_recordset(?::json) AS y(id text))) AND" \
-  "  l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id),"                             \
+  "rel AS (UPDATE leases l SET"                                                            \
+  "  owner = CASE WHEN l.owner = p.o AND l.epoch = x.epoch THEN NULL ELSE l.owner END,"    \
+  "  lease_until = CASE WHEN l.owner = p.o AND l.epoch = x.epoch THEN NULL"                \
+  "   ELSE l.lease_until END,"                                                             \
+  "  qstate = CASE WHEN l.owner = p.o AND l.epoch = x.epoch THEN " BACK_QSTATE("l.run_id")  \
+  "   ELSE 'ended' END"                                                                    \
+  " FROM json_to_recordset(?::json) AS x(id text, epoch bigint), (SELECT ?::text AS o) p"  \
   /* (= ANY of an array: the planner probes the primary key for these few \
    * ids, where a join with the function's rows read the whole table) */  \
-  " ended AS (UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id = ANY("  \
-  "  ARRAY(SELECT x.id FROM json_to_recordset(?::json) AS x(id text, epoch bigint))) AND" \
-  "  d.pstatus IN ('pending', 'claimed', 'waiting') AND (d.id IN (SELECT run_id FROM rel) OR"       \
-  "  EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND"                                 \
-  "  r.status IN ('finished', 'failed', 'cancelled'))) RETURNING d.id)"
+  " WHERE l.run_id = x.id AND l.run_id = ANY(ARRAY(SELECT y.id FROM"                       \
+  "  json_to_recordset(?::json) AS y(id text))) AND ((l.owner = p.o AND l.epoch = x.epoch)" \
+  "  OR (l.qstate IN ('pending', 'claimed', 'waiting') AND EXISTS (SELECT 1 FROM runs r"   \
+  "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled'))))"         \
+  " RETURNING l.run_id, l.owner IS NULL AS freed)"
 
-/* What any claim requires of a run d (d_runs): not deleted, its row (if
- * any) running, and no other run of its thread under a live lease (best
- * effort across daemons: two claims in the same instant may both pass it). */
+/* What any claim requires of a run d (d_runs): not deleted, not failed
+ * or cancelled before it started, its row (if any) running, and no other
+ * run of its thread under a live lease (best effort across daemons: two
+ * claims in the same instant may both pass it). */
 #define CLAIMABLE_RUN                                                                      \
-  " d.deleted = 0"                                                                         \
+  " d.deleted = 0 AND d.pstatus NOT IN " NOT_STARTED_END                                     \
   "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"   \
   "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"   \
   "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"       \
   "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
 
-/* A queued run a claim may take (its first parameter: the owner): in the
- * queue index (pstatus 'pending': never started, handed back, or waiting
- * for an answer), and no live lease on it. A claimed run is 'claimed' and
- * out of the index, so a claim reads the head of the queue, not the runs
- * every daemon is executing. */
+/* A queued run a claim may take, its lease row l (its first parameter:
+ * the owner): in the queue index (qstate 'pending': never started, handed
+ * back, or answered), and no live lease on it. A claimed run is 'claimed'
+ * and out of the index, so a claim reads the head of the queue, not the
+ * runs every daemon is executing. */
 #define CLAIMABLE                                                                          \
-  " d.pstatus = 'pending' AND" CLAIMABLE_RUN                                               \
+  " l.qstate = 'pending' AND" CLAIMABLE_RUN                                                \
   /* Never a run whose lease is ours, even run out: this daemon may       \
    * still run it (its renewals failed, e.g. behind a lock), and a second  \
    * claim here would run it twice in this process; the next renewal      \
    * takes the lease up again, or another daemon the run. */               \
-  "  AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.run_id = d.id AND l.owner IS NOT NULL" \
-  "       AND (l.owner = ? OR l.lease_until IS NULL OR"                                    \
-  "            l.lease_until >= extract(epoch FROM clock_timestamp())))"
+  "  AND (l.owner IS NULL OR (l.owner <> ? AND l.lease_until IS NOT NULL AND"              \
+  "       l.lease_until < extract(epoch FROM clock_timestamp())))"
 
 /* Hands back the leases of the runs done here, alone (no claim to ride
  * on: no free slot, or stopping). */
@@ -260,9 +273,9 @@ static void release_done(struct lc_fleet *f) {
   }
   char err[512];
   int rc = j ? lc_dstore_exec(f->ds, NULL, err, sizeof err,
-                              "WITH " RELEASE_CTES " SELECT (SELECT count(*) FROM rel), "
-                              "(SELECT count(*) FROM ended)",
-                              "ssss", j, j, f->owner, j)
+                              "WITH " RELEASE_CTES " SELECT count(*) FILTER (WHERE freed) AS n, "
+                              "count(*) AS rows FROM rel",
+                              "sss", j, f->owner, j)
              : LC_ENOMEM;
   if (rc) lc_serve_log(f->s, "warn", "fleet_release_failed", NULL, j ? err : "out of memory");
   put_back(f, taken, rc == 0);
@@ -273,83 +286,87 @@ static void release_done(struct lc_fleet *f) {
  * daemon died or stalled past it), found through the expiry index of the
  * live leases (leases_expiry), which holds no more than the runs being
  * executed; and a run that ended or waits for an answer, its daemon dead
- * before it handed the lease back, has its lease let go and leaves the
- * claimed runs (once per such run). Each candidate keeps what the
- * snapshot saw: its lease's epoch and whether it had a row. Parameters:
+ * before it handed the lease back, has its lease let go and its place
+ * in the queue set (once per such run). Each candidate is its lease row,
+ * locked (the row the claim then updates). The clock is read once, as a
+ * subquery, so that the index is read from its start to now (the expired
+ * leases only): compared with clock_timestamp() itself, which changes
+ * from row to row, every live lease was read at every rescue. Parameters:
  * the owner, the owner, n. */
 #define RESCUE_CTES                                                                          \
-  " stale AS (UPDATE leases l SET owner = NULL, lease_until = NULL WHERE l.run_id = ANY(ARRAY(" \
+  " stale AS (UPDATE leases l SET " HAND_BACK_SET " WHERE l.run_id = ANY(ARRAY("            \
   "  SELECT e.run_id FROM leases e WHERE e.owner IS NOT NULL AND e.owner <> ? AND"           \
-  "  e.lease_until < extract(epoch FROM clock_timestamp()))) AND l.owner IS NOT NULL AND"     \
-  "  l.lease_until < extract(epoch FROM clock_timestamp()) AND EXISTS (SELECT 1 FROM runs r"  \
+  "  e.lease_until < (SELECT extract(epoch FROM clock_timestamp())))) AND l.owner IS NOT NULL" \
+  "  AND"                                                                                     \
+  "  l.lease_until < extract(epoch FROM clock_timestamp()) AND (EXISTS (SELECT 1 FROM runs r" \
   "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled',"              \
-  "  'waiting_input')) RETURNING l.run_id),"                                                  \
-  " stale_d AS (UPDATE d_runs d SET pstatus = " BACK_PSTATUS("d.id") " WHERE d.id = ANY("     \
-  "  ARRAY(SELECT run_id FROM stale)) AND d.pstatus = 'claimed'),"                            \
+  "  'waiting_input')) OR EXISTS (SELECT 1 FROM d_runs d WHERE d.id = l.run_id AND"          \
+  "  (d.pstatus IN " NOT_STARTED_END " OR d.deleted <> 0))) RETURNING l.run_id),"             \
   " x AS MATERIALIZED ("                                                                      \
-  "  SELECT d.id, d.thread_id, d.agent, d.created, l.epoch AS lepoch,"                        \
-  "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM leases l JOIN d_runs d" \
-  "   ON d.id = l.run_id"                                                                     \
+  "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch"               \
+  "  FROM leases l JOIN d_runs d ON d.id = l.run_id"                                          \
   "  WHERE l.owner IS NOT NULL AND l.owner <> ? AND"                                          \
-  "   l.lease_until < extract(epoch FROM clock_timestamp()) AND d.pstatus = 'claimed' AND"   \
+  "   l.lease_until < (SELECT extract(epoch FROM clock_timestamp())) AND l.qstate = 'claimed'" \
+  "   AND"                                                                                    \
   CLAIMABLE_RUN                                                                               \
-  "  ORDER BY l.lease_until LIMIT ?::bigint FOR UPDATE OF d SKIP LOCKED),"
+  "  ORDER BY l.lease_until LIMIT ?::bigint FOR UPDATE OF l SKIP LOCKED),"
 
 /* A claim between rescues: none (no parameter). */
 #define NO_RESCUE_CTES                                                                       \
   " x AS (SELECT NULL::text AS id, NULL::text AS thread_id, NULL::text AS agent,"            \
-  "  NULL::float8 AS created, 0::bigint AS lepoch, false AS started WHERE false),"
+  "  NULL::float8 AS created, 0::bigint AS lepoch WHERE false),"
 
 /* A claim statement: hands back the leases of the runs done here since
- * the last one (RELEASE_CTES, one commit for both: a pg-boss complete()
- * and fetch in one), rescues (RESCUE_CTES or NO_RESCUE_CTES), then takes
- * queued runs for the rest of the n. Parameters after the rescue's: the
+ * the last one (RELEASE_CTES, when there are: one commit for both, a
+ * pg-boss complete() and fetch in one), rescues (RESCUE_CTES or
+ * NO_RESCUE_CTES), then takes queued runs for the rest of the n. Each run
+ * claimed is one row written: its lease row (owner, epoch, expiry, and
+ * 'claimed', out of the queue index). Parameters after the rescue's: the
  * owner, n, the owner, the lease. The released runs are not claimable in
- * this statement (its snapshot has their leases live): disjoint rows for
- * rel and ins. */
-#define CLAIM_SQL(rescue)                                                                    \
-  "WITH " RELEASE_CTES "," rescue                                                            \
-  /* The queue index (d_runs_queued) in created order: the scan stops at  \
+ * this statement (their leases are ours): disjoint rows for rel and upd. */
+#define CLAIM_SQL(release, rescue)                                                           \
+  "WITH " release rescue                                                                     \
+  /* The queue index (leases_queued) in created order: the scan stops at  \
    * the LIMIT's last claimable run. */                                   \
   " q AS MATERIALIZED ("                                                                      \
-  "  SELECT d.id, d.thread_id, d.agent, d.created,"                                           \
-  "   coalesce((SELECT l.epoch FROM leases l WHERE l.run_id = d.id), 0) AS lepoch,"           \
-  "   EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id) AS started FROM d_runs d"               \
+  "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch"               \
+  "  FROM leases l JOIN d_runs d ON d.id = l.run_id"                                          \
   "  WHERE" CLAIMABLE                                                                         \
-  "  ORDER BY d.created LIMIT greatest(?::bigint - (SELECT count(*) FROM x), 0)"              \
-  "  FOR UPDATE OF d SKIP LOCKED),"                                                           \
-  " c AS (SELECT * FROM x UNION ALL SELECT * FROM q),"                                        \
-  /* The re-check. The snapshot is the statement's start; the lease row  \
-   * the claim takes is the newest (ON CONFLICT). A run that ended in    \
-   * doubt after the snapshot (its status written, then its lease handed \
-   * back) read as running here and was claimed again. So a started     \
-   * run's status is read again under a row lock (FOR SHARE reads the    \
-   * newest row, and SKIP LOCKED passes over a run whose status is being \
-   * written), and the lease must still be at the epoch the snapshot     \
-   * saw: a run claimed since (maybe started and ended, its row newer    \
-   * than the snapshot) waits for the next claim. */                     \
-  " live AS (SELECT r.id FROM runs r WHERE r.id IN (SELECT id FROM c WHERE started)"          \
+  "  ORDER BY l.created LIMIT greatest(?::bigint - (SELECT count(*) FROM x), 0)"              \
+  "  FOR UPDATE OF l SKIP LOCKED),"                                                           \
+  /* whether each has a row in runs (started): a probe of its key for  \
+   * each run taken (LATERAL ... LIMIT 1: never a hash of the whole runs \
+   * table, which the planner chose when it costed the probe for every   \
+   * candidate of the scans above) */                                    \
+  " c AS (SELECT u.*, s.id IS NOT NULL AS started FROM"                                       \
+  "  (SELECT * FROM x UNION ALL SELECT * FROM q) u LEFT JOIN LATERAL (SELECT r.id FROM runs r" \
+  "  WHERE r.id = u.id LIMIT 1) s ON true),"                                                   \
+  /* The re-check. The snapshot is the statement's start; the lease rows \
+   * are locked, so read at their newest (a row changed since is checked \
+   * again against the WHERE: a run handed back 'ended' or 'waiting'     \
+   * since is not taken). A run that ended in doubt after the snapshot   \
+   * (its status written, then its lease handed back) read as running    \
+   * here: so a started run's status is read again under a row lock      \
+   * (FOR SHARE reads the newest row, and SKIP LOCKED passes over a run  \
+   * whose status is being written), and the lease must still be at the  \
+   * epoch read: a run claimed since waits for the next claim. */        \
+  " live AS (SELECT r.id FROM runs r WHERE r.id = ANY(ARRAY(SELECT id FROM c WHERE started))" \
   "  AND r.status = 'running' FOR SHARE OF r SKIP LOCKED),"                                   \
-  " ins AS (INSERT INTO leases(run_id, owner, epoch, lease_until)"                            \
-  "  SELECT id, ?, lepoch + 1, extract(epoch FROM clock_timestamp()) + ?::float8 FROM c"      \
-  "  WHERE NOT started OR id IN (SELECT id FROM live)"                                        \
-  "  ON CONFLICT(run_id) DO UPDATE SET owner = EXCLUDED.owner, epoch = leases.epoch + 1,"     \
-  "   lease_until = EXCLUDED.lease_until"                                                     \
-  "  WHERE (leases.owner IS NULL OR"                                                          \
-  "   leases.lease_until < extract(epoch FROM clock_timestamp()))"                            \
-  "  AND leases.epoch + 1 = EXCLUDED.epoch"                                                   \
-  "  RETURNING run_id, epoch),"                                                               \
-  /* Claimed: out of the queue index until its lease is handed back. */  \
-  " mark AS (UPDATE d_runs d SET pstatus = 'claimed' WHERE d.id = ANY(ARRAY(SELECT run_id"    \
-  "  FROM ins)) AND d.pstatus = 'pending')"                                                   \
-  " SELECT ins.run_id AS id, ins.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent," \
+  " upd AS (UPDATE leases l SET owner = ?, epoch = l.epoch + 1,"                              \
+  "  lease_until = extract(epoch FROM clock_timestamp()) + ?::float8, qstate = 'claimed'"     \
+  "  WHERE l.run_id = ANY(ARRAY(SELECT id FROM c WHERE NOT started OR id IN"                  \
+  "   (SELECT id FROM live)))"                                                                \
+  "  AND l.epoch = (SELECT c.lepoch FROM c WHERE c.id = l.run_id)"                            \
+  "  AND (l.owner IS NULL OR l.lease_until < extract(epoch FROM clock_timestamp()))"          \
+  "  RETURNING l.run_id, l.epoch)"                                                            \
+  " SELECT upd.run_id AS id, upd.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent," \
   /* A run queued behind the ones read (the snapshot's view, no lock):  \
    * the next index entry after the last of them (a hint for            \
    * claim-ahead: a run behind a thread's live one counts too). */       \
-  "  EXISTS (SELECT 1 FROM d_runs d WHERE d.pstatus = 'pending' AND d.deleted = 0"            \
-  "   AND d.created > coalesce((SELECT max(created) FROM q), '-infinity'::float8))::int"      \
-  "   AS deeper"                                                                              \
-  " FROM ins JOIN c ON c.id = ins.run_id ORDER BY c.created"
+  "  ((SELECT l.created FROM leases l WHERE l.qstate = 'pending' AND l.created >"             \
+  "   coalesce((SELECT max(created) FROM q), '-infinity'::float8) ORDER BY l.created"         \
+  "   LIMIT 1) IS NOT NULL)::int AS deeper"                                                   \
+  " FROM upd JOIN c ON c.id = upd.run_id ORDER BY c.created"
 
 /* Claims up to n runs (CLAIMABLE; with rescue, runs whose lease ran out
  * first); returns how many. The same statement hands back the leases of
@@ -368,12 +385,25 @@ static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
     return 0;
   }
   double t0 = mono_s();
-  int rc = rescue ? lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL(RESCUE_CTES),
-                                   "ssssssssssd", j, j, f->owner, j, f->owner, f->owner, lim,
-                                   f->owner, lim, f->owner, f->lease_s)
-                  : lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL(NO_RESCUE_CTES),
-                                   "sssssssd", j, j, f->owner, j, f->owner, lim, f->owner,
-                                   f->lease_s);
+  /* Four texts, none prepared: without runs to hand back (or no rescue
+   * due) the statement leaves that part out, and its planning with it.
+   * (Prepared, its generic plan, made while the tables were small, kept
+   * sequential scans as they grew: docs/BENCHMARKS.md.) */
+  int rc;
+  if (taken && rescue)
+    rc = lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL(RELEASE_CTES ",", RESCUE_CTES),
+                        "sssssssssd", j, f->owner, j, f->owner, f->owner, lim, f->owner, lim,
+                        f->owner, f->lease_s);
+  else if (taken)
+    rc = lc_dstore_exec(f->ds, &rows, err, sizeof err,
+                        CLAIM_SQL(RELEASE_CTES ",", NO_RESCUE_CTES), "ssssssd", j, f->owner, j,
+                        f->owner, lim, f->owner, f->lease_s);
+  else if (rescue)
+    rc = lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL("", RESCUE_CTES), "ssssssd",
+                        f->owner, f->owner, lim, f->owner, lim, f->owner, f->lease_s);
+  else
+    rc = lc_dstore_exec(f->ds, &rows, err, sizeof err, CLAIM_SQL("", NO_RESCUE_CTES), "sssd",
+                        f->owner, lim, f->owner, f->lease_s);
   put_back(f, taken, rc == 0);
   free(j);
   if (rc) {
@@ -407,9 +437,8 @@ static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
       char e2[256], es[24];
       snprintf(es, sizeof es, "%ld", epoch);
       lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
-                     "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE "
-                     "run_id = ? AND owner = ? AND epoch = ?::bigint RETURNING run_id)"
-                     BACK_FROM_REL,
+                     "UPDATE leases l SET " HAND_BACK_SET " WHERE run_id = ? AND owner = ? AND "
+                     "epoch = ?::bigint",
                      "sss", id, f->owner, es);
       lc_serve_log(f->s, "warn", "lease_lost", id,
                    "claimed again while still executing here: handed back, resumed afresh");
@@ -448,15 +477,21 @@ static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
  * gave up at lock_timeout on a loaded machine, renewed nothing, and let
  * every lease of the daemon run out with no fault at all (check_fleet
  * saw runs taken over from live daemons in cascades). A row skipped now
- * is renewed at the next round, a third of a lease later. */
+ * is renewed at the next round, a third of a lease later.
+ *
+ * The rows to renew are read once (= ANY(ARRAY(...))): as "IN (SELECT
+ * ...)" the planner, its statistics saying few leases had an owner, made
+ * it a nested loop that read all of the daemon's leases again for each
+ * (pg-bench: 137 ms a renewal of 330 leases, and the fenced writes
+ * waiting behind it). */
 static void renew(struct lc_fleet *f) {
   char err[512];
   cJSON *rows = NULL;
   if (lc_dstore_exec(f->ds, &rows, err, sizeof err,
                      "WITH r AS (UPDATE leases SET lease_until = extract(epoch FROM "
-                     "clock_timestamp()) + ?::float8 WHERE run_id IN (SELECT run_id FROM leases "
-                     "WHERE owner = ? FOR NO KEY UPDATE SKIP LOCKED) AND owner = ? RETURNING "
-                     "run_id) SELECT run_id, epoch FROM leases WHERE owner = ?",
+                     "clock_timestamp()) + ?::float8 WHERE run_id = ANY(ARRAY(SELECT run_id FROM "
+                     "leases WHERE owner = ? FOR NO KEY UPDATE SKIP LOCKED)) AND owner = ? "
+                     "RETURNING run_id) SELECT run_id, epoch FROM leases WHERE owner = ?",
                      "dsss", f->lease_s, f->owner, f->owner, f->owner)) {
     /* Not renewed: the leases run out while the database is away; the
      * runs' writes fail with it, and the next renewal sorts it out. */
@@ -501,9 +536,8 @@ static void renew(struct lc_fleet *f) {
     if (!id || mine) continue;
     char e2[256];
     lc_dstore_exec(f->ds, NULL, e2, sizeof e2,
-                   "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE run_id "
-                   "= ? AND owner = ? RETURNING run_id)" BACK_FROM_REL,
-                   "ss", id, f->owner);
+                   "UPDATE leases l SET " HAND_BACK_SET " WHERE run_id = ? AND owner = ?", "ss",
+                   id, f->owner);
     lc_serve_log(f->s, "warn", "lease_orphan", id, "claimed without knowing it: handed back");
   }
   pthread_mutex_unlock(&f->mu);
@@ -765,10 +799,11 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
    * read an older snapshot and cancel a run a claim just took), under the
    * owner "cancelled", which no claim takes. */
   int rc = lc_dstore_exec(s->ds, &rows, err, sizeof err,
-                          "WITH t AS (INSERT INTO leases(run_id, owner, epoch) SELECT ?, "
-                          "'cancelled', 1 WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id = ?) "
-                          "ON CONFLICT(run_id) DO UPDATE SET owner = 'cancelled', lease_until = "
-                          "NULL, epoch = leases.epoch + 1 WHERE leases.owner IS NULL OR "
+                          "WITH t AS (INSERT INTO leases(run_id, owner, epoch, qstate) SELECT ?, "
+                          "'cancelled', 1, 'ended' WHERE NOT EXISTS (SELECT 1 FROM runs WHERE id "
+                          "= ?) ON CONFLICT(run_id) DO UPDATE SET owner = 'cancelled', "
+                          "lease_until = NULL, epoch = leases.epoch + 1, qstate = 'ended' WHERE "
+                          "leases.owner IS NULL OR "
                           "leases.lease_until < extract(epoch FROM clock_timestamp()) "
                           "RETURNING run_id) "
                           "UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT run_id "
@@ -791,7 +826,8 @@ int lc_fleet_cancel_pending(struct lc_serve *s, const char *run_id) {
                       "FROM d_runs WHERE id = ? AND pstatus IN ('pending', 'claimed')) ON CONFLICT (id) DO "
                       "NOTHING RETURNING id), "
                       "l AS (UPDATE leases SET owner = 'cancelled', lease_until = NULL, epoch = "
-                      "epoch + 1 WHERE run_id IN (SELECT id FROM ins) RETURNING run_id), "
+                      "epoch + 1, qstate = 'ended' WHERE run_id IN (SELECT id FROM ins) "
+                      "RETURNING run_id), "
                       "d AS (UPDATE d_runs SET pstatus = 'cancelled' WHERE id IN (SELECT id FROM "
                       "ins) AND pstatus IN ('pending', 'claimed') RETURNING id) "
                       "SELECT id, (SELECT count(*) FROM l) AS leases, (SELECT count(*) FROM d) "
@@ -830,10 +866,9 @@ static void hand_back(struct lc_serve *s, struct lc_fleet *f, struct lc_dstore *
   char err[512];
   cJSON *rows = NULL;
   int rc = lc_dstore_exec(conn, &rows, err, sizeof err,
-                          "WITH rel AS (UPDATE leases l SET owner = NULL, lease_until = NULL FROM "
+                          "WITH rel AS (UPDATE leases l SET " HAND_BACK_SET " FROM "
                           "json_to_recordset(?::json) AS x(id text, epoch bigint) WHERE l.run_id "
-                          "= x.id AND l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id), "
-                          "back AS (" BACK_FROM_REL ") "
+                          "= x.id AND l.owner = ? AND l.epoch = x.epoch RETURNING l.run_id) "
                           "SELECT count(*) AS n, pg_notify('" CHANNEL "', '') FROM rel",
                           "ss", j, f->owner);
   char m[600];
@@ -895,9 +930,7 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
     /* Claimed but not started: for another daemon at once. */
     char err[256];
     lc_dstore_exec(f->ds, NULL, err, sizeof err,
-                   "WITH rel AS (UPDATE leases SET owner = NULL, lease_until = NULL WHERE owner "
-                   "= ? RETURNING run_id)" BACK_FROM_REL,
-                   "s", f->owner);
+                   "UPDATE leases l SET " HAND_BACK_SET " WHERE owner = ?", "s", f->owner);
   }
   pthread_rwlock_wrlock(&fleet_rw); /* run threads handing leases back finish first */
   s->fleet = NULL;

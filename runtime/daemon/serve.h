@@ -10,7 +10,8 @@
  *
  * A run's status lives in the run store (runtime/store) once it started;
  * before that in d_runs.pstatus ("pending", or "cancelled" when cancelled
- * in the queue). Its journal is its event log: SSE ids are journal line
+ * in the queue; on a fleet, its place in the queue is its lease row's
+ * qstate, fleet.c). Its journal is its event log: SSE ids are journal line
  * numbers, so they never repeat across restarts. */
 #ifndef LC_SERVE_H
 #define LC_SERVE_H

@@ -75,6 +75,47 @@ static const char *const migration[] = {
     "  UPDATE d_runs d SET pstatus = 'waiting' FROM runs r WHERE r.id = d.id"
     "   AND d.pstatus = 'pending' AND r.status = 'waiting_input';"
     " END IF; END $$;",
+    /* 5: the queue lives in the lease row (qstate: 'pending' queued,
+     * 'claimed' under a lease, 'waiting' for an answer, 'ended'; created:
+     * the queue's order), so that a claim writes one row (the lease) and
+     * its hand-back one, as a queue without leases writes its job's row
+     * (pg-boss: fetch, complete). Every queued run has its lease row from
+     * the start: leases_enqueue, a trigger on the daemon's d_runs, makes
+     * it with the run (the daemon attaches it: dstore.c; here too for a
+     * database made by an older daemon). The queue index moves to leases;
+     * d_runs.pstatus keeps what a client sees of a run that never
+     * started (pending, failed, cancelled). */
+    "ALTER TABLE leases ADD COLUMN IF NOT EXISTS qstate TEXT,"
+    "  ADD COLUMN IF NOT EXISTS created DOUBLE PRECISION;"
+    "CREATE INDEX IF NOT EXISTS leases_queued ON leases(created) WHERE qstate = 'pending';"
+    "CREATE OR REPLACE FUNCTION leases_enqueue() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    "  IF TG_OP = 'INSERT' THEN"
+    "   INSERT INTO leases(run_id, qstate, created) VALUES(NEW.id, CASE WHEN NEW.deleted <> 0"
+    "    THEN 'ended' WHEN NEW.pstatus IN ('pending', 'claimed') THEN 'pending' WHEN"
+    "    NEW.pstatus = 'waiting' THEN 'waiting' ELSE 'ended' END,"
+    "    NEW.created) ON CONFLICT(run_id) DO UPDATE SET qstate = EXCLUDED.qstate,"
+    "    created = EXCLUDED.created;"
+    "  ELSE" /* deleted: out of the queue */
+    "   UPDATE leases SET qstate = 'ended' WHERE run_id = NEW.id AND qstate IN ('pending', 'waiting');"
+    "  END IF;"
+    "  RETURN NULL;"
+    " END $f$;"
+    "DO $$ BEGIN IF to_regclass('d_runs') IS NOT NULL THEN"
+    /* (a lease the cancel of a queued run took: out of the queue) */
+    "  INSERT INTO leases(run_id, qstate, created) SELECT d.id, CASE WHEN EXISTS (SELECT 1"
+    "   FROM leases c WHERE c.run_id = d.id AND c.owner = 'cancelled') THEN 'ended'"
+    "   ELSE d.pstatus END, d.created FROM d_runs d"
+    "   WHERE d.pstatus IN ('pending', 'claimed', 'waiting') AND d.deleted = 0"
+    "   ON CONFLICT(run_id) DO UPDATE SET qstate = EXCLUDED.qstate, created = EXCLUDED.created;"
+    "  UPDATE d_runs SET pstatus = 'pending' WHERE pstatus IN ('claimed', 'waiting');"
+    "  DROP INDEX IF EXISTS d_runs_queued;"
+    "  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'd_runs_enqueue') THEN"
+    "   CREATE TRIGGER d_runs_enqueue AFTER INSERT ON d_runs FOR EACH ROW"
+    "    EXECUTE FUNCTION leases_enqueue();"
+    "   CREATE TRIGGER d_runs_deleted AFTER UPDATE OF deleted ON d_runs FOR EACH ROW"
+    "    WHEN (NEW.deleted <> 0 AND OLD.deleted = 0) EXECUTE FUNCTION leases_enqueue();"
+    "  END IF;"
+    " END IF; END $$;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
@@ -591,7 +632,7 @@ int lc_pgstore_run_set_status(struct lc_pgstore *s, const char *id, const char *
                   "UPDATE runs SET status=$1, result=$2, error=$3, question=$4, pid=$5, "
                   "updated=$6, cancel_requested=CASE WHEN $1='running' THEN cancel_requested "
                   "ELSE 0 END WHERE id=$7 AND ($8::bigint=0 OR EXISTS(SELECT 1 FROM leases "
-                  "WHERE run_id=$7 AND epoch=$8::bigint AND ($9::text IS NULL OR owner=$9) FOR SHARE)) "
+                  "WHERE run_id=$7 AND epoch=$8::bigint AND ($9::text IS NULL OR owner IS NOT DISTINCT FROM $9) FOR SHARE)) "
                   /* A terminal status is written once: q() sends the statement
                    * again when the session ended before its reply, and the
                    * first one may have committed. */
@@ -674,19 +715,14 @@ int lc_pgstore_run_cancel(struct lc_pgstore *s, const char *id, char *was, size_
             2, v, err, errlen);
   }
   if (!rc && !live) {
-    /* A daemon's run (d_runs, when the daemon's tables are there) leaves
-     * the fleet's queue index with it: a waiting run cancelled here stayed
-     * in it for ever, read by every claim (schema 3). */
+    /* A fleet's run leaves the queue with it (its lease row's qstate,
+     * schema 5): a waiting run cancelled here stayed in the queue index
+     * for ever, read by every claim (schema 3). */
     const char *v[] = {id};
-    int code = 0;
     char e2[256];
-    PGresult *x = q(&s->db, s->url, 1, "SELECT to_regclass('d_runs') IS NOT NULL", 0, NULL,
-                    &code, e2, sizeof e2);
-    if (x && PQntuples(x) == 1 && PQgetvalue(x, 0, 0)[0] == 't')
-      qx(&s->db, s->url, 1, "UPDATE d_runs SET pstatus = 'ended' WHERE id = $1 AND pstatus IN "
-                            "('pending', 'claimed', 'waiting')",
-         1, v, e2, sizeof e2);
-    PQclear(x);
+    qx(&s->db, s->url, 1, "UPDATE leases SET qstate = 'ended' WHERE run_id = $1 AND qstate IN "
+                          "('pending', 'claimed', 'waiting')",
+       1, v, e2, sizeof e2);
   }
   pthread_mutex_unlock(&s->dbmu);
   return rc;
@@ -895,7 +931,7 @@ static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **l
     int code = 0;
     PGresult *r = q(&s->wdb, s->url, 0,
                     "SELECT 1 FROM leases WHERE run_id=$1 AND epoch=$2::bigint AND ($3::text IS "
-                    "NULL OR owner=$3) FOR SHARE",
+                    "NULL OR owner IS NOT DISTINCT FROM $3) FOR SHARE",
                     3, v,
                     &code,
                     err, errlen);
@@ -967,7 +1003,12 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
 }
 
 
-/* The journal line insert of the pipelined group: written only while the
+/* (Every fence compares the owner with IS NOT DISTINCT FROM, which no
+ * index serves: the lease row is then read by its key, never through the
+ * live leases' index, which the planner picked for "owner = $n" when its
+ * statistics said few leases had an owner, reading all of a daemon's.)
+ *
+ * The journal line insert of the pipelined group: written only while the
  * run's lease still has the epoch given ($5; 0: not fenced), its lease row
  * locked FOR SHARE till the commit (a claim elsewhere waits for it, and
  * one that came first is seen), so a fenced-out line returns no row. The
@@ -977,7 +1018,7 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
 #define PIPE_LINE_SQL                                                                        \
   "INSERT INTO journal(run_id, seq, line, crc, epoch) SELECT $1, $2::bigint, $3, $4::bigint," \
   " $5::bigint WHERE $5::bigint = 0 OR EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND"   \
-  " epoch = $5::bigint AND ($6::text IS NULL OR owner = $6) FOR SHARE) ON CONFLICT(run_id,"   \
+  " epoch = $5::bigint AND ($6::text IS NULL OR owner IS NOT DISTINCT FROM $6) FOR SHARE) ON CONFLICT(run_id,"   \
   " seq) DO UPDATE SET crc = CASE WHEN"                                                       \
   " journal.crc = EXCLUDED.crc AND journal.line = EXCLUDED.line THEN EXCLUDED.crc END"        \
   " RETURNING seq"
@@ -991,11 +1032,11 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
   ((again) ? "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
              "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
              "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint AND "   \
-             "($11::text IS NULL OR owner = $11) FOR SHARE) ON CONFLICT DO NOTHING"          \
+             "($11::text IS NULL OR owner IS NOT DISTINCT FROM $11) FOR SHARE) ON CONFLICT DO NOTHING"          \
            : "INSERT INTO runs(id, script, script_sha256, args, cwd, status, created, "      \
              "updated, pid) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9 WHERE $10::bigint = 0 OR "     \
              "EXISTS (SELECT 1 FROM leases WHERE run_id = $1 AND epoch = $10::bigint AND "   \
-             "($11::text IS NULL OR owner = $11) FOR SHARE)")
+             "($11::text IS NULL OR owner IS NOT DISTINCT FROM $11) FOR SHARE)")
 
 static int pipe_send(struct lc_pgstore *s, const char *sql, int n, const char *const *v) {
   return PQsendQueryParams(s->wdb, sql, n, NULL, v, NULL, NULL, 0);

@@ -1,7 +1,8 @@
 /* check_fleet_queue.c: the fleet's claim path on a real PostgreSQL
- * (runtime/daemon/fleet.c, the queue index of schema 3 in store_pg.c):
- * a claim reads d_runs through the queue index, and a run that ended
- * leaves the index, so that claims do not slow down as runs pile up.
+ * (runtime/daemon/fleet.c, the queue of schema 5 in store_pg.c: the
+ * runs' lease rows): a claim reads the queue index, and a run that ended
+ * leaves it, so that claims do not slow down as runs pile up; a claim
+ * and its hand-back write one row each.
  * (check_fleet holds the fault cases: leases, takeovers, fencing.) */
 #include <check.h>
 #include <curl/curl.h>
@@ -159,14 +160,18 @@ START_TEST(claims_use_the_queue_index_and_ended_runs_leave_it) {
   ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id LIKE 'q%' AND status = 'finished'"),
                    40);
   /* every run ran once, and each one that ended here left the index */
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id LIKE 'q%' AND pstatus = 'ended'"),
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id LIKE 'q%' AND qstate = 'ended'"),
                    40);
   ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE seq = 1"), 40);
   /* every lease handed back (they ride on the next claim statement) */
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL"), 0);
-  ck_assert_int_eq(count("SELECT count(*) FROM leases"), 40);
+  /* each queued run has its lease row (the queue) from the start; the
+   * 40 were claimed once each, the one that ended elsewhere never */
+  ck_assert_int_eq(count("SELECT count(*) FROM leases"), 41);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id LIKE 'q%' AND epoch = 1"), 40);
+  ck_assert_int_eq(count("SELECT epoch FROM leases WHERE run_id = 'old'"), 0);
   ck_assert_int_gt(count("SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes WHERE "
-                         "indexrelname = 'd_runs_queued'"),
+                         "indexrelname = 'leases_queued'"),
                    0);
   /* never more than the free slots in one claim (4, none ahead): 40 runs
    * took 10 or more */
@@ -177,6 +182,134 @@ START_TEST(claims_use_the_queue_index_and_ended_runs_leave_it) {
   ck_assert_ptr_nonnull(p);
   ck_assert_int_ge(atol(p + 1), 10);
   free(t);
+}
+END_TEST
+
+/* Rows written to the queue and lease tables (leases, d_runs) since the
+ * server started: inserts, updates, deletes of each, as "ins upd del" of
+ * leases then of d_runs. */
+static void queue_writes(long w[6]) {
+  char *v = lc_pg_value(url, "SELECT string_agg(concat_ws(' ', n_tup_ins, n_tup_upd, n_tup_del), "
+                             "' ' ORDER BY relname DESC) FROM pg_stat_user_tables WHERE relname "
+                             "IN ('leases', 'd_runs')");
+  ck_assert_ptr_nonnull(v);
+  ck_assert_int_eq(sscanf(v, "%ld %ld %ld %ld %ld %ld", &w[0], &w[1], &w[2], &w[3], &w[4], &w[5]),
+                   6);
+  free(v);
+}
+
+static void sql_ok(const char *sql);
+
+static long sum6(const long w[6], const long w0[6]) {
+  long n = 0;
+  for (int i = 0; i < 6; i++) n += w[i] - w0[i];
+  return n;
+}
+
+/* A claim writes one row per run (its lease row: owner, epoch, expiry,
+ * out of the queue) and its hand-back one, as pg-boss's fetch and
+ * complete write its job's row once each; they wrote four (the lease row
+ * and the queue row of d_runs, each twice). Runs without a thread write
+ * nothing else to these tables while they execute (no context to keep),
+ * so the rows the daemon wrote there, from its start to its exit, are
+ * its claims' and hand-backs'. (The server's table statistics: each
+ * backend adds its counts when its transactions end, and at its exit.) */
+START_TEST(claim_and_hand_back_write_one_row_each) {
+  enum { N = 40 };
+  stop(); /* the schema is made; the daemon below claims alone */
+  long w0[6], w[6];
+  queue_writes(w0);
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) "
+         "SELECT 'w' || i, 'default', 'echo', '{}', i FROM generate_series(1, 40) i");
+  /* the enqueue's own rows counted (its backend reported them) */
+  double until = lc_test_mono_s() + 60;
+  do {
+    ck_assert_msg(lc_test_mono_s() < until, "the inserts never showed in the statistics");
+    lc_test_nap_ms(20);
+    queue_writes(w);
+  } while (w[3] - w0[3] < N);
+  long enq = sum6(w, w0);
+  fprintf(stderr, "row writes to queue N runs: %ld (%.1f per run)\n", enq, (double)enq / N);
+  memcpy(w0, w, sizeof w0);
+  /* a lease long enough that no renewal writes; one claim per free slot
+   * (no claim-ahead, no hand-back of runs that waited) */
+  start_k(0, "--poll-ms 100 --max-runs 4 --claim-ahead 0 --lease 600");
+  await_count("SELECT count(*) FROM runs WHERE status = 'finished'", N, "the runs finished");
+  stop();
+  /* every lease handed back (the rows below are all there is) */
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate = 'ended' AND epoch = 1"), N);
+  /* The daemon's backends report at their exit: at least a claim and a
+   * hand-back per run, when all is in. */
+  until = lc_test_mono_s() + 60;
+  do {
+    ck_assert_msg(lc_test_mono_s() < until, "the claims never showed in the statistics");
+    lc_test_nap_ms(20);
+    queue_writes(w);
+  } while (sum6(w, w0) < 2 * N);
+  await_count("SELECT 1 - count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+              "backend_type = 'client backend' AND pid <> pg_backend_pid()",
+              1, "the daemon's sessions ended");
+  queue_writes(w);
+  long rows = sum6(w, w0);
+  fprintf(stderr, "row writes to claim and hand back %d runs: %ld (%.2f per run); leases ins %ld "
+                  "upd %ld, d_runs upd %ld\n",
+          N, rows, (double)rows / N, w[0] - w0[0], w[1] - w0[1], w[4] - w0[4]);
+  /* one row a claim, one a hand-back: the lease row, updated */
+  ck_assert_int_eq(w[0] - w0[0], 0);     /* no lease row made by a claim */
+  ck_assert_int_eq(w[4] - w0[4], 0);     /* the queue row of d_runs untouched */
+  ck_assert_int_eq(w[3] - w0[3], 0);
+  ck_assert_int_le(rows, 2 * N);
+}
+END_TEST
+
+/* Index entries read through the leases' secondary indexes (the live
+ * leases' expiry, the owner) since the server started. */
+static long lease_index_reads(void) {
+  return count("SELECT coalesce(sum(idx_tup_read), 0) FROM pg_stat_user_indexes WHERE "
+               "indexrelname IN ('leases_expiry', 'leases_owner')");
+}
+
+/* Every fenced write finds its run's lease row by its key. The fences
+ * compared "owner = $n", and with statistics that said few leases had an
+ * owner (made while the runs were queued, as a fleet's first ANALYZE
+ * sees them) the planner read the row through the live leases' index
+ * instead: each journal line, run row and status read all of the
+ * daemon's live leases (pg-bench: fenced writes 5x slower), one entry at
+ * least per fenced write. Little else here reads those indexes (no
+ * renewal within the lease, one rescue). */
+START_TEST(fences_read_the_lease_row_by_its_key) {
+  enum { N = 40 };
+  stop(); /* the schema is made */
+  /* the fleet's past: runs that ended (lease rows with no owner) */
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created, pstatus) "
+         "SELECT 'old' || i, 'default', 'slow', '{}', i, 'failed' FROM generate_series(1, 4000) i;"
+         "INSERT INTO d_runs(id, tenant, agent, input, created) "
+         "SELECT 'k' || i, 'default', 'slow', '{\"steps\": 3}', 4000 + i FROM "
+         "generate_series(1, 40) i;"
+         "ANALYZE leases");
+  double until = lc_test_mono_s() + 60;
+  long r0;
+  while ((r0 = lease_index_reads()) < 0) { /* (never: a count) */
+    ck_assert_msg(lc_test_mono_s() < until, "no statistics");
+    lc_test_nap_ms(20);
+  }
+  /* No renewal within the lease; a rescue (which reads the expiry index
+   * of the live leases) only at the first claim: the poll is a minute,
+   * and freed slots claim on their own. */
+  start_k(0, "--poll-ms 60000 --max-runs 8 --claim-ahead 0 --lease 600");
+  await_count("SELECT count(*) FROM runs WHERE status = 'finished'", N, "the runs finished");
+  stop();
+  /* each ended session has reported its reads */
+  await_count("SELECT 1 - count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+              "backend_type = 'client backend' AND pid <> pg_backend_pid()",
+              1, "the daemon's sessions ended");
+  long fenced = count("SELECT count(*) FROM journal WHERE run_id LIKE 'k%'") + 2 * N;
+  long reads = lease_index_reads() - r0;
+  fprintf(stderr, "lease index entries read by %ld fenced writes: %ld\n", fenced, reads);
+  /* read through them, each fenced write read its own entry at least */
+  ck_assert_msg(reads < fenced, "%ld lease index entries read for %ld fenced writes", reads,
+                fenced);
 }
 END_TEST
 
@@ -350,12 +483,12 @@ START_TEST(claimed_ahead_runs_are_renewed_and_handed_back_on_sigterm) {
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL AND epoch = 1"), 3);
   ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id IN ('a1', 'a2')"), 0);
   /* claimed: out of the queue index, running or not */
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'claimed'"), 3);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate = 'claimed'"), 3);
   kill(pids[0], SIGTERM);
   await_count("SELECT count(*) FROM leases WHERE run_id IN ('a1', 'a2') AND owner IS NULL", 2,
               "the claimed-ahead leases handed back");
   /* handed back: queued again (the same statement) */
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id IN ('a1', 'a2') AND pstatus = "
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id IN ('a1', 'a2') AND qstate = "
                          "'pending'"),
                    2);
   int st;
@@ -382,7 +515,7 @@ START_TEST(claimed_ahead_runs_are_taken_over_after_sigkill) {
   double lease_end = value_d("SELECT max(lease_until) FROM leases WHERE run_id IN ('a1', 'a2')");
   stop_k(0, SIGKILL);
   /* out of the queue index: found again through their leases' expiry */
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'claimed'"), 3);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate = 'claimed'"), 3);
   double killed = value_d("SELECT extract(epoch FROM clock_timestamp())");
   start_k(1, "--poll-ms 100 --max-runs 4 --claim-ahead 0 --lease 2");
   await_count("SELECT count(*) FROM leases WHERE run_id IN ('a1', 'a2') AND epoch = 2", 2,
@@ -411,18 +544,16 @@ START_TEST(claimed_runs_leave_the_queue_index) {
          "SELECT 'r' || i, 'default', 'slow', '{\"steps\": 2000}', i FROM generate_series(1, 6) i");
   await_count("SELECT count(*) FROM runs WHERE id LIKE 'r%' AND status = 'running'", 6,
               "6 runs running");
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'claimed'"), 6);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate = 'claimed'"), 6);
   /* what the index holds (its predicate) */
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending' AND deleted = 0"),
-                   0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate = 'pending'"), 0);
   sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
          " ('new', 'default', 'echo', '{}', 100)");
   await_count("SELECT count(*) FROM runs WHERE id = 'new' AND status = 'finished'", 1,
               "the queued run finished");
-  await_count("SELECT count(*) FROM d_runs WHERE id = 'new' AND pstatus = 'ended'", 1,
+  await_count("SELECT count(*) FROM leases WHERE run_id = 'new' AND qstate = 'ended'", 1,
               "the run left the index");
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending' AND deleted = 0"),
-                   0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate = 'pending'"), 0);
 }
 END_TEST
 
@@ -431,28 +562,30 @@ END_TEST
  * run out of the claimed ones (it is never claimed, and never read again
  * through the leases' expiry). */
 START_TEST(dead_daemons_ended_run_is_let_go) {
-  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created, pstatus) VALUES"
-         " ('gone', 'default', 'echo', '{}', 1, 'claimed');"
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('gone', 'default', 'echo', '{}', 1);"
          "INSERT INTO runs(id, status, created, updated) VALUES('gone', 'finished', 0, 0);"
-         "INSERT INTO leases(run_id, owner, epoch, lease_until) VALUES('gone', 'dead:1:0', 1, 0);"
+         "UPDATE leases SET owner = 'dead:1:0', epoch = 1, lease_until = 0, qstate = 'claimed' "
+         "WHERE run_id = 'gone';"
          "INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
          " ('next', 'default', 'echo', '{}', 2)");
   await_count("SELECT count(*) FROM runs WHERE id = 'next' AND status = 'finished'", 1,
               "a claim ran");
-  await_count("SELECT count(*) FROM d_runs WHERE id = 'gone' AND pstatus = 'ended'", 1,
+  await_count("SELECT count(*) FROM leases WHERE run_id = 'gone' AND qstate = 'ended'", 1,
               "the ended run let go");
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'gone' AND owner IS NULL "
                          "AND epoch = 1"),
                    1);
   ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE run_id = 'gone'"), 0);
   /* one that waited for an answer: out of the claimed runs, waiting */
-  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created, pstatus) VALUES"
-         " ('asked', 'default', 'echo', '{}', 3, 'claimed');"
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
+         " ('asked', 'default', 'echo', '{}', 3);"
          "INSERT INTO runs(id, status, created, updated) VALUES('asked', 'waiting_input', 0, 0);"
-         "INSERT INTO leases(run_id, owner, epoch, lease_until) VALUES('asked', 'dead:1:0', 1, 0);"
+         "UPDATE leases SET owner = 'dead:1:0', epoch = 1, lease_until = 0, qstate = 'claimed' "
+         "WHERE run_id = 'asked';"
          "INSERT INTO d_runs(id, tenant, agent, input, created) VALUES"
          " ('next2', 'default', 'echo', '{}', 4)");
-  await_count("SELECT count(*) FROM d_runs WHERE id = 'asked' AND pstatus = 'waiting'", 1,
+  await_count("SELECT count(*) FROM leases WHERE run_id = 'asked' AND qstate = 'waiting'", 1,
               "the waiting run let go");
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'asked' AND owner IS NULL"),
                    1);
@@ -468,17 +601,18 @@ START_TEST(waiting_runs_leave_the_queue_index_until_answered) {
   ck_assert_int_eq(http_post(0, "/threads", "{\"thread_id\": \"tw\"}"), 200);
   ck_assert_int_eq(http_post(0, "/threads/tw/runs", "{\"assistant_id\": \"asker\", \"input\": {}}"),
                    200);
-  await_count("SELECT count(*) FROM d_runs d JOIN runs r ON r.id = d.id WHERE d.thread_id = 'tw' "
-              "AND r.status = 'waiting_input' AND d.pstatus = 'waiting'",
+  await_count("SELECT count(*) FROM d_runs d JOIN runs r ON r.id = d.id JOIN leases l ON "
+              "l.run_id = d.id WHERE d.thread_id = 'tw' AND r.status = 'waiting_input' AND "
+              "l.qstate = 'waiting'",
               1, "the run waits, out of the queue index");
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus = 'pending' AND deleted = 0"),
-                   0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate = 'pending'"), 0);
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE owner IS NOT NULL"), 0);
   ck_assert_int_eq(http_post(1, "/threads/tw/runs",
                              "{\"assistant_id\": \"asker\", \"command\": {\"resume\": \"yes\"}}"),
                    200);
-  await_count("SELECT count(*) FROM d_runs d JOIN runs r ON r.id = d.id WHERE d.thread_id = 'tw' "
-              "AND r.status = 'finished' AND r.result LIKE '%yes%' AND d.pstatus = 'ended'",
+  await_count("SELECT count(*) FROM d_runs d JOIN runs r ON r.id = d.id JOIN leases l ON "
+              "l.run_id = d.id WHERE d.thread_id = 'tw' AND r.status = 'finished' AND r.result "
+              "LIKE '%yes%' AND l.qstate = 'ended'",
               1, "the answered run finished and left the index");
 }
 END_TEST
@@ -494,7 +628,7 @@ START_TEST(run_ended_in_doubt_meanwhile_is_not_claimed) {
          " ('x', 'default', 'slow', '{\"steps\": 1}', 1),"
          " ('z', 'default', 'slow', '{\"steps\": 1}', 2);"
          "INSERT INTO runs(id, status, created, updated) VALUES('x', 'running', 0, 0);"
-         "INSERT INTO leases(run_id, owner, epoch, lease_until) VALUES('x', 'gone', 1, 0);");
+         "UPDATE leases SET owner = 'gone', epoch = 1, lease_until = 0 WHERE run_id = 'x';");
   PGconn *t = PQconnectdb(url);
   ck_assert_int_eq(PQstatus(t), CONNECTION_OK);
   PGresult *r = PQexec(t, "BEGIN; UPDATE runs SET status = 'in_doubt' WHERE id = 'x';"
@@ -562,7 +696,7 @@ START_TEST(cancelled_queued_runs_leave_the_queue_index) {
    * never ran (no journal, above). */
   ck_assert_int_eq(count("SELECT count(*) FROM runs WHERE id = 'c2' AND status <> 'cancelled'"),
                    0);
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE pstatus IN ('pending', 'claimed')"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE qstate IN ('pending', 'claimed')"), 0);
   ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'c1' AND owner IS NOT NULL"),
                    0);
   stop();
@@ -594,6 +728,7 @@ START_TEST(cancel_reaches_a_run_claimed_ahead_elsewhere) {
   ck_assert_str_eq(st ? st : "", "cancelled");
   free(st);
   ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'c1' AND pstatus IN ('pending', 'claimed')"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'c1' AND qstate IN ('pending', 'claimed')"), 0);
   char *body = NULL;
   ck_assert_int_eq(http(1, "GET", "/runs/c1", &body), 200);
   ck_assert_msg(body && strstr(body, "\"luact_status\":\"cancelled\""), "%s", body ? body : "");
@@ -615,7 +750,7 @@ START_TEST(runs_cancel_command_takes_a_waiting_run_out_of_the_queue) {
   char *st = lc_pg_value(url, "SELECT status FROM runs WHERE id = 'w2'");
   ck_assert_str_eq(st ? st : "", "cancelled");
   free(st);
-  ck_assert_int_eq(count("SELECT count(*) FROM d_runs WHERE id = 'w2' AND pstatus IN ('pending', 'claimed')"), 0);
+  ck_assert_int_eq(count("SELECT count(*) FROM leases WHERE run_id = 'w2' AND qstate IN ('pending', 'claimed', 'waiting')"), 0);
 }
 END_TEST
 
@@ -727,6 +862,8 @@ Suite *fleet_queue_suite(void) {
   tcase_add_unchecked_fixture(tc, pg_up, pg_down);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, claims_use_the_queue_index_and_ended_runs_leave_it);
+  tcase_add_test(tc, claim_and_hand_back_write_one_row_each);
+  tcase_add_test(tc, fences_read_the_lease_row_by_its_key);
   tcase_add_test(tc, claimed_runs_leave_the_queue_index);
   tcase_add_test(tc, dead_daemons_ended_run_is_let_go);
   tcase_add_test(tc, waiting_runs_leave_the_queue_index_until_answered);

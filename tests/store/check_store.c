@@ -1240,7 +1240,7 @@ START_TEST(pg_migrates_version_1) {
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
-  ck_assert_str_eq(v, "4");
+  ck_assert_str_eq(v, "5");
   free(v);
   v = lc_pg_value(path, "SELECT status FROM runs WHERE id = 'old'");
   ck_assert_str_eq(v, "finished");
@@ -1274,7 +1274,8 @@ static void schema_2_tables(const char *v, const char *more) {
 
 /* A database at schema version 2 with a daemon's runs: migration 3 gives
  * the fleet's claim its queue index and takes the runs that ended out of
- * it; queued and running ones stay in. */
+ * it; queued and running ones stay in (the queue is in the lease rows
+ * since schema 5: its index there, d_runs' dropped). */
 START_TEST(pg_migrates_version_2_queue_index) {
   lc_store_close(st);
   st = NULL;
@@ -1285,13 +1286,20 @@ START_TEST(pg_migrates_version_2_queue_index) {
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
-  ck_assert_str_eq(v, "4");
+  ck_assert_str_eq(v, "5");
   free(v);
   v = lc_pg_value(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'd_runs_queued'");
+  ck_assert_str_eq(v, "0");
+  free(v);
+  v = lc_pg_value(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'leases_queued'");
   ck_assert_str_eq(v, "1");
   free(v);
   v = lc_pg_value(path, "SELECT string_agg(id || '=' || pstatus, ',' ORDER BY created) FROM d_runs");
   ck_assert_str_eq(v, "done=ended,going=pending,queued=pending");
+  free(v);
+  v = lc_pg_value(path, "SELECT string_agg(run_id || '=' || qstate || '@' || created, ',' "
+                        "ORDER BY created) FROM leases");
+  ck_assert_str_eq(v, "going=pending@2,queued=pending@3");
   free(v);
 }
 END_TEST
@@ -1300,7 +1308,8 @@ END_TEST
  * the runs under a lease ('claimed') and those waiting for an answer
  * ('waiting') out of the queue index and makes the
  * leases' expiry index; queued runs and runs whose lease was handed back
- * or cancelled stay as they were. */
+ * stay as they were (schema 5 keeps these states in the lease rows, and
+ * takes the run whose lease a cancel took out of the queue). */
 START_TEST(pg_migrates_version_3_claimed_runs) {
   lc_store_close(st);
   st = NULL;
@@ -1314,13 +1323,76 @@ START_TEST(pg_migrates_version_3_claimed_runs) {
   ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
   ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
   char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
-  ck_assert_str_eq(v, "4");
+  ck_assert_str_eq(v, "5");
   free(v);
   v = lc_pg_value(path, "SELECT count(*) FROM pg_indexes WHERE indexname = 'leases_expiry'");
   ck_assert_str_eq(v, "1");
   free(v);
+  v = lc_pg_value(path, "SELECT string_agg(run_id || '=' || qstate, ',' ORDER BY created) FROM "
+                        "leases");
+  ck_assert_str_eq(v, "held=claimed,back=pending,queued=pending,cancel=ended,asks=waiting");
+  free(v);
+  v = lc_pg_value(path, "SELECT string_agg(run_id || '=' || coalesce(owner, '-') || ':' || epoch, "
+                        "',' ORDER BY created) FROM leases");
+  ck_assert_str_eq(v, "held=d1:1:x:1,back=-:1,queued=-:0,cancel=cancelled:1,asks=-:1");
+  free(v);
+}
+END_TEST
+
+/* A database at schema version 4 with a fleet's runs: migration 5 moves
+ * the queue into the lease rows (qstate, created) in place: each run still
+ * queued, claimed or waiting gets its lease row's state (a run with no
+ * lease row yet gets one), d_runs' queue states go back to 'pending' (what
+ * a client sees of a run not started), the queue index moves to leases,
+ * and the trigger that gives each new run its lease row is there (and
+ * takes a deleted run out of the queue). Ended, cancelled and deleted
+ * runs stay out of the queue. */
+START_TEST(pg_migrates_version_4_queue_in_leases) {
+  lc_store_close(st);
+  st = NULL;
+  schema_2_tables("4",
+      "CREATE INDEX d_runs_queued ON d_runs(created) WHERE pstatus = 'pending' AND deleted = 0;"
+      "CREATE INDEX leases_expiry ON leases(lease_until) WHERE owner IS NOT NULL;"
+      "INSERT INTO d_runs(id, created, pstatus, deleted) VALUES('held', 1, 'claimed', 0),"
+      " ('back', 2, 'pending', 0), ('queued', 3, 'pending', 0), ('asks', 4, 'waiting', 0),"
+      " ('done', 5, 'ended', 0), ('gone', 6, 'pending', 1), ('cancel', 7, 'cancelled', 0),"
+      " ('failed', 8, 'failed', 0);"
+      "INSERT INTO runs(id, status, created, updated) VALUES('held', 'running', 1, 1),"
+      " ('asks', 'waiting_input', 4, 4), ('done', 'finished', 5, 5);"
+      "INSERT INTO leases VALUES('held', 'd1:1:x', 3, 1e12), ('back', NULL, 1, NULL),"
+      " ('asks', NULL, 2, NULL), ('done', NULL, 1, NULL), ('cancel', 'cancelled', 1, NULL);");
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &st, err, sizeof err), 0);
+  ck_assert_msg(lc_store_connect(st, err, sizeof err) == 0, "%s", err);
+  char *v = lc_pg_value(path, "SELECT value FROM meta WHERE key = 'schema_version'");
+  ck_assert_str_eq(v, "5");
+  free(v);
+  v = lc_pg_value(path, "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
+                        "WHERE indexname IN ('d_runs_queued', 'leases_queued', 'leases_expiry')");
+  ck_assert_str_eq(v, "leases_expiry,leases_queued");
+  free(v);
+  /* the queue's state and order, in the lease rows; leases kept as they were */
+  v = lc_pg_value(path, "SELECT string_agg(run_id || '=' || coalesce(qstate, '-') || '@' || "
+                        "coalesce(created::text, '-') || ':' || coalesce(owner, '-') || ':' || "
+                        "epoch, ',' ORDER BY run_id) FROM leases");
+  ck_assert_str_eq(v, "asks=waiting@4:-:2,back=pending@2:-:1,cancel=-@-:cancelled:1,"
+                      "done=-@-:-:1,held=claimed@1:d1:1:x:3,queued=pending@3:-:0");
+  free(v);
   v = lc_pg_value(path, "SELECT string_agg(id || '=' || pstatus, ',' ORDER BY created) FROM d_runs");
-  ck_assert_str_eq(v, "held=claimed,back=pending,queued=pending,cancel=pending,asks=waiting");
+  ck_assert_str_eq(v, "held=pending,back=pending,queued=pending,asks=pending,done=ended,"
+                      "gone=pending,cancel=cancelled,failed=failed");
+  free(v);
+  /* a run queued from now on gets its lease row with it; one deleted
+   * leaves the queue */
+  sql("INSERT INTO d_runs(id, created) VALUES('new', 9);"
+      "UPDATE d_runs SET deleted = 1 WHERE id = 'queued'");
+  v = lc_pg_value(path, "SELECT string_agg(run_id || '=' || qstate || '@' || created, ',' ORDER "
+                        "BY run_id) FROM leases WHERE run_id IN ('new', 'queued')");
+  ck_assert_str_eq(v, "new=pending@9,queued=ended@3");
+  free(v);
+  /* what the queue index holds, oldest first */
+  v = lc_pg_value(path, "SELECT string_agg(run_id, ',' ORDER BY created) FROM leases WHERE "
+                        "qstate = 'pending'");
+  ck_assert_str_eq(v, "back,new");
   free(v);
 }
 END_TEST
@@ -1372,6 +1444,7 @@ Suite *store_suite(void) {
   tcase_add_test(tp, pg_migrates_version_1);
   tcase_add_test(tp, pg_migrates_version_2_queue_index);
   tcase_add_test(tp, pg_migrates_version_3_claimed_runs);
+  tcase_add_test(tp, pg_migrates_version_4_queue_in_leases);
   tcase_add_test(tp, pg_writer_retries_a_deadlocked_group);
   tcase_add_test(tp, pg_password_never_in_messages);
   tcase_add_test(tp, pg_group_commit_is_one_round_trip);
