@@ -508,6 +508,69 @@ START_TEST(list_paging_is_linear) {
 }
 END_TEST
 
+/* The run lists page in the database: /runs/search and a thread's run
+ * list read one page, not every run of the tenant (one page step per run
+ * returned), and give the same pages as the path that reads them all (a
+ * metadata filter, {} matching every run). */
+static char *run_ids(struct lc_sd *d, const char *method, const char *path, const char *body) {
+  cJSON *j = lc_sd_expect(d, method, path, body, 200);
+  char *ids = calloc(1, 4096);
+  ck_assert_ptr_nonnull(ids);
+  const cJSON *r;
+  cJSON_ArrayForEach(r, j) {
+    strncat(ids, js(r, "run_id"), 4095 - strlen(ids));
+    strncat(ids, ",", 4095 - strlen(ids));
+  }
+  cJSON_Delete(j);
+  return ids;
+}
+
+START_TEST(run_lists_page_in_sql) {
+  struct lc_sd d;
+  start(&d);
+  expect_code(&d, "POST", "/threads", "{\"thread_id\": \"pa\"}", 200);
+  expect_code(&d, "POST", "/threads", "{\"thread_id\": \"pb\"}", 200);
+  for (int i = 0; i < 12; i++) {
+    char b[128];
+    snprintf(b, sizeof b, "{\"assistant_id\": \"%s\", \"input\": %d, \"multitask_strategy\": \"enqueue\"}",
+             i % 3 ? "echo" : "twice", i);
+    const char *path = i < 6 ? "/threads/pa/runs/wait" : i < 10 ? "/threads/pb/runs/wait" : "/runs/wait";
+    cJSON_Delete(lc_sd_expect(&d, "POST", path, b, 200));
+  }
+  static const char *const filters[] = {
+      "", "\"thread_id\": \"pa\", ", "\"agent_id\": \"twice\", ", "\"status\": \"success\", ",
+      "\"status\": \"pending\", ", "\"thread_id\": \"pb\", \"assistant_id\": \"echo\", "};
+  static const int pages[][2] = {{5, 0}, {5, 5}, {5, 10}, {100, 0}, {1, 11}, {-1, 0}, {3, -4}};
+  for (size_t f = 0; f < sizeof filters / sizeof filters[0]; f++)
+    for (size_t p = 0; p < sizeof pages / sizeof pages[0]; p++) {
+      char b1[300], b2[300];
+      snprintf(b1, sizeof b1, "{%s\"limit\": %d, \"offset\": %d}", filters[f], pages[p][0],
+               pages[p][1]);
+      snprintf(b2, sizeof b2, "{%s\"metadata\": {}, \"limit\": %d, \"offset\": %d}", filters[f],
+               pages[p][0], pages[p][1]);
+      char *a = run_ids(&d, "POST", "/runs/search", b1), *b = run_ids(&d, "POST", "/runs/search", b2);
+      ck_assert_msg(!strcmp(a, b), "filter {%s} page %d/%d: %s vs %s", filters[f], pages[p][0],
+                    pages[p][1], a, b);
+      free(a);
+      free(b);
+    }
+  char *all = run_ids(&d, "POST", "/runs/search", "{\"limit\": 100}");
+  ck_assert_int_eq((int)(strchr(all, 0) - all) / 33, 12); /* 32 hex and a comma each */
+  free(all);
+  long before = page_steps(&d);
+  char *two = run_ids(&d, "POST", "/runs/search", "{\"limit\": 2}");
+  char *mine = run_ids(&d, "GET", "/threads/pa/runs?limit=2&offset=1&status=success", NULL);
+  ck_assert_int_eq((int)strlen(two), 66);
+  ck_assert_int_eq((int)strlen(mine), 66);
+  long steps = page_steps(&d) - before;
+  ck_assert_msg(steps == 4, "%ld page steps for two pages of 2 runs (of 12)", steps);
+  free(two);
+  free(mine);
+  lc_sd_stop_clean(&d);
+  lc_sd_rm(&d);
+}
+END_TEST
+
 /* state.listCheckpoints, state.fork, agent.getTree: a thread's finished
  * runs are its checkpoints; a fork is a new thread from one of them. */
 START_TEST(protocol_state_commands) {
@@ -615,6 +678,7 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(tc, thread_state_writes);
   tcase_add_test(tc, batch_assistants_filters_namespaces);
   tcase_add_test(tc, list_paging_is_linear);
+  tcase_add_test(tc, run_lists_page_in_sql);
   tcase_add_test(tc, protocol_state_commands);
   tcase_add_test(tc, sdk_routes_js);
   suite_add_tcase(s, tc);
@@ -626,6 +690,7 @@ Suite *serve_routes_suite(void) {
   tcase_add_test(pg, thread_state_writes);
   tcase_add_test(pg, batch_assistants_filters_namespaces);
   tcase_add_test(pg, list_paging_is_linear);
+  tcase_add_test(pg, run_lists_page_in_sql);
   tcase_add_test(pg, protocol_state_commands);
   suite_add_tcase(s, pg);
   return s;
