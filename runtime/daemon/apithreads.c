@@ -11,6 +11,7 @@
 #include "apisse.h"
 #include "apithreads.h"
 #include "apiview.h"
+#include "dstore.h"
 #include "lc.h"
 #include "serve.h"
 #include "tstate.h"
@@ -135,10 +136,29 @@ enum MHD_Result lc_api_thread_routes(struct lc_serve *s, struct MHD_Connection *
     if (!col) return lc_api_reply_err(s, c, 422, "sort_by is one of thread_id, created_at, updated_at");
     if (so && strcasecmp(so, "asc") && strcasecmp(so, "desc"))
       return lc_api_reply_err(s, c, 422, "sort_order is asc or desc");
-    char tsql[120];
+    char tsql[160];
     snprintf(tsql, sizeof tsql, "SELECT * FROM d_threads WHERE tenant=? ORDER BY %s %s, id", col,
              so && !strcasecmp(so, "asc") ? "ASC" : "DESC");
-    cJSON *rows = lc_api_query(s, tsql, "s", tenant);
+    int filtered = md || cJSON_IsObject(vf) || stf;
+    if (!filtered && count) { /* nothing to compute per thread: the database counts */
+      cJSON *n = lc_api_query(s, "SELECT count(*) AS n FROM d_threads WHERE tenant=?", "s", tenant);
+      const cJSON *v = cJSON_GetObjectItem(cJSON_GetArrayItem(n, 0), "n");
+      double k = cJSON_IsNumber(v) ? v->valuedouble : cJSON_IsString(v) ? atof(v->valuestring) : 0;
+      cJSON_Delete(n);
+      return lc_api_reply_json(c, 200, cJSON_CreateNumber(k));
+    }
+    cJSON *rows;
+    if (filtered) {
+      rows = lc_api_query(s, tsql, "s", tenant);
+    } else { /* the database pages (the filters are on each thread's JSON) */
+      strcat(tsql, " LIMIT ? OFFSET ?");
+      rows = NULL;
+      if (lc_dstore_exec(s->ds, &rows, err, sizeof err, tsql, "sii", tenant,
+                         pg.limit < 0 ? 0L : pg.limit, pg.offset < 0 ? 0L : pg.offset))
+        lc_serve_log(s, "error", "store_query", NULL, err);
+      if (!rows) rows = cJSON_CreateArray();
+      pg.offset = 0; /* applied */
+    }
     cJSON *arr = cJSON_CreateArray();
     const cJSON *r;
     cJSON_ArrayForEach(r, rows) {

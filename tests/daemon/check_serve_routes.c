@@ -503,6 +503,26 @@ START_TEST(list_paging_is_linear) {
   j = lc_sd_expect(&d, "POST", "/store/items/search", "{\"offset\": -5, \"limit\": 2}", 200);
   ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "items")), 2);
   cJSON_Delete(j);
+  /* the unfiltered thread search pages in SQL too (a page step per thread
+   * returned), with the pages of the filtered path ({} matches all) */
+  static const char *const tp[] = {"\"limit\": 5, \"offset\": 3", "\"limit\": 2, \"offset\": 149",
+                                   "\"limit\": -1", "\"offset\": -5, \"limit\": 2",
+                                   "\"limit\": 4, \"sort_by\": \"thread_id\", \"sort_order\": \"asc\""};
+  for (size_t i = 0; i < sizeof tp / sizeof tp[0]; i++) {
+    char b1[160], b2[200];
+    snprintf(b1, sizeof b1, "{%s}", tp[i]);
+    snprintf(b2, sizeof b2, "{\"metadata\": {}, %s}", tp[i]);
+    before = page_steps(&d);
+    cJSON *a = lc_sd_expect(&d, "POST", "/threads/search", b1, 200);
+    steps = page_steps(&d) - before;
+    cJSON *b = lc_sd_expect(&d, "POST", "/threads/search", b2, 200);
+    ck_assert_int_eq(steps, cJSON_GetArraySize(a));
+    ck_assert_int_eq(cJSON_GetArraySize(a), cJSON_GetArraySize(b));
+    for (int k = 0; k < cJSON_GetArraySize(a); k++)
+      ck_assert_str_eq(js(cJSON_GetArrayItem(a, k), "thread_id"), js(cJSON_GetArrayItem(b, k), "thread_id"));
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+  }
   lc_sd_stop_clean(&d);
   lc_sd_rm(&d);
 }
