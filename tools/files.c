@@ -314,6 +314,7 @@ int lc_files_read(struct lc_files_root *root, const char *relpath,
   struct lc_buf b;
   lc_buf_init(&b, max_bytes);
   rc = lc_buf_append(&b, "", 0); /* an empty file still gets a buffer */
+  if (rc) fail(err, errlen, rc, "out of memory");
   char chunk[16384];
   while (rc == 0) {
     ssize_t n = read(fd, chunk, sizeof chunk);

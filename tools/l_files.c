@@ -1,55 +1,113 @@
 /* l_files.c: Lua binding of the files tool: luact.files.root() ->
- * luact.FilesRoot with read/list/close. */
+ * luact.FilesRoot with read/list/close.
+ *
+ * Inside a luact task that can yield, a read or a list runs on the
+ * offload pool (sched/offload.h) and the task yields until it is done, so
+ * a slow disk (a network filesystem) stalls no other task. The call keeps
+ * a duplicate of the root's fd: closing the root meanwhile does not touch
+ * it. The job lives in a to-be-closed "luact.FilesCall" userdata: a kill
+ * drops it if it has not started (else it finishes on its thread and
+ * frees itself there). Elsewhere (a bare state, a metamethod, a coroutine
+ * of the script's) the call runs inline: a local read is microseconds. */
 #include <lauxlib.h>
 
 #include "l_opts.h"
 #include "l_luact.h"
+#include <errno.h>
+#include <fcntl.h>
 #include <lua.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "conv.h"
 #include "files.h"
 #include "l_files.h"
+#include "loop.h"
+#include "offload.h"
+#include "sched.h"
 
 #define ROOT_MT "luact.FilesRoot"
 
-static char box_key; /* registry key of the scratch box metatable */
+#define CALL_MT "luact.FilesCall"
 
-/* Scratch results live in a box userdata while Lua may raise, so a memory
- * error while pushing them never leaks (lauxlib.c newbox). */
-struct box {
-  char *content; /* lc_malloc'd */
-  cJSON *list;
+/* One read or list: its arguments and, once run, its result. Owned by
+ * the box below until a job takes it (then the job frees it). */
+struct fcall {
+  int fd;      /* the root: a duplicate when run as a job, else borrowed */
+  int list;    /* 1: list, 0: read */
+  char *rel;
+  size_t max;
+  int rc;
+  char err[512];
+  char *content; /* read */
+  size_t len;
+  cJSON *out;    /* list */
 };
 
-static void box_clear(struct box *b) {
-  lc_free(b->content);
-  cJSON_Delete(b->list);
-  b->content = NULL;
-  b->list = NULL;
+static void fcall_free(void *p) {
+  struct fcall *c = p;
+  if (!c) return;
+  if (c->fd >= 0) close(c->fd);
+  lc_free(c->rel);
+  lc_free(c->content);
+  cJSON_Delete(c->out);
+  lc_free(c);
 }
 
-static int l_box_gc(lua_State *L) {
-  struct box *b = lua_touserdata(L, 1);
-  if (b) box_clear(b);
+/* On a pool thread, or inline. */
+static void fcall_run(void *p) {
+  struct fcall *c = p;
+  struct lc_files_root r = {c->fd};
+  if (c->list)
+    c->rc = lc_files_list(&r, c->rel, c->max, &c->out, c->err, sizeof c->err);
+  else
+    c->rc = lc_files_read(&r, c->rel, c->max, &c->content, &c->len, c->err, sizeof c->err);
+}
+
+/* The call in flight, to-be-closed on the caller's stack. Before the job
+ * takes the call, the op owns it (op->c). */
+struct fop {
+  struct fcall *c;
+  struct lc_offload *job; /* NULL once released */
+  struct lc_loop *loop;
+  struct lc_fdwatch w;
+  int watching;
+  struct lc_task *task;
+  struct lc_wait wait;
+};
+
+static void op_unwatch(struct fop *op) {
+  if (op->watching) lc_loop_unwatch(op->loop, &op->w);
+  op->watching = 0;
+}
+
+/* The one close: __close, __gc and the normal end. Stops watching before
+ * the release can close the fd (its number could be reused at once). */
+static int op_gc(lua_State *L) {
+  struct fop *op = luaL_checkudata(L, 1, CALL_MT);
+  op_unwatch(op);
+  lc_offload_release(op->job);
+  op->job = NULL;
+  fcall_free(op->c);
+  op->c = NULL;
   return 0;
 }
 
-/* [-0, +1, m] */
-static struct box *newbox(lua_State *L) {
-  struct box *b = lua_newuserdatauv(L, sizeof *b, 0);
-  b->content = NULL;
-  b->list = NULL;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &box_key) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, l_box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &box_key);
-  }
-  lua_setmetatable(L, -2);
-  return b;
+/* wait.cancel: the task is being killed; its close follows. */
+static void op_cancel(struct lc_wait *w) {
+  op_unwatch((struct fop *)((char *)w - offsetof(struct fop, wait)));
+}
+
+static void op_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
+  struct fop *op = w->ud;
+  (void)loop;
+  (void)events;
+  uint64_t n;
+  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
+  op_unwatch(op);
+  lc_task_wake(op->task, &op->wait);
 }
 
 /* [-0, +3, m] nil, message, code */
@@ -90,43 +148,82 @@ static size_t opt_size(lua_State *L, int idx, const char *name) {
   return v;
 }
 
-/* root:read(rel [, {max_bytes=}]) -> string, or nil, msg, code */
-static int l_read(lua_State *L) {
-  struct lc_files_root *r = checkroot(L);
-  int nul;
-  const char *rel = checkrel(L, 2, &nul);
-  if (lua_istable(L, 3)) lc_l_check_opts(L, 3, "root:read");
-  size_t max = opt_size(L, 3, "max_bytes");
-  if (nul) return push_fail(L, "path contains a NUL byte", LC_EINVAL);
-  lua_settop(L, 3);
-  struct box *b = newbox(L); /* 4 */
-  char err[512];
-  size_t len;
-  int rc = lc_files_read(r, rel, max, &b->content, &len, err, sizeof err);
-  if (rc) return push_fail(L, err, rc);
-  lua_pushlstring(L, b->content, len);
-  box_clear(b);
+/* [-0, +(1|3), m] The call's result: the content or the list, or nil,
+ * msg, code. */
+static int push_result(lua_State *L, const struct fcall *c) {
+  if (c->rc) return push_fail(L, c->err, c->rc);
+  if (c->list)
+    lc_conv_push_json(L, c->out);
+  else
+    lua_pushlstring(L, c->content, c->len);
   return 1;
 }
 
-/* root:list([rel [, {max_entries=}]]) -> {{name=, type=, size=}...}, or
- * nil, msg, code */
-static int l_list(lua_State *L) {
+/* Continuation: the stack is root rel opts op. */
+static int call_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct fop *op = luaL_checkudata(L, 4, CALL_MT);
+  if (!lc_offload_done(op->job)) { /* woken early: wait on */
+    lc_task_wait(op->task, &op->wait);
+    return lua_yieldk(L, 0, 0, call_k);
+  }
+  return push_result(L, lc_offload_arg(op->job)); /* the op closes on return */
+}
+
+/* root:read / root:list. */
+static int files_call(lua_State *L, int list) {
   struct lc_files_root *r = checkroot(L);
   int nul;
   const char *rel = checkrel(L, 2, &nul);
-  if (lua_istable(L, 3)) lc_l_check_opts(L, 3, "root:list");
-  size_t max = opt_size(L, 3, "max_entries");
+  const char *what = list ? "root:list" : "root:read";
+  if (lua_istable(L, 3)) lc_l_check_opts(L, 3, what);
+  size_t max = opt_size(L, 3, list ? "max_entries" : "max_bytes");
   if (nul) return push_fail(L, "path contains a NUL byte", LC_EINVAL);
   lua_settop(L, 3);
-  struct box *b = newbox(L); /* 4 */
-  char err[512];
-  int rc = lc_files_list(r, rel, max, &b->list, err, sizeof err);
-  if (rc) return push_fail(L, err, rc);
-  lc_conv_push_json(L, b->list);
-  box_clear(b);
-  return 1;
+  struct fop *op = lua_newuserdatauv(L, sizeof *op, 0); /* 4 */
+  memset(op, 0, sizeof *op);
+  luaL_setmetatable(L, CALL_MT);
+  lua_toclose(L, 4);
+  struct fcall *c = op->c = lc_calloc(1, sizeof *c);
+  if (!c || !(c->rel = lc_strdup(rel))) return luaL_error(L, "out of memory");
+  c->fd = -1;
+  c->list = list;
+  c->max = max;
+  /* No scheduler (a bare state): the extra space is not ours to read. */
+  struct lc_sched *sch = lc_sched_get(L);
+  struct lc_task *task = sch ? lc_task_current(L) : NULL;
+  if (!task || !lua_isyieldable(L)) {
+    c->fd = r->fd; /* borrowed for the call */
+    fcall_run(c);
+    c->fd = -1;
+    return push_result(L, c); /* the op closes on return and frees it */
+  }
+  if ((c->fd = fcntl(r->fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+    char err[160];
+    snprintf(err, sizeof err, "%s: cannot hold the root: %s", what, strerror(errno));
+    return push_fail(L, err, LC_EIO);
+  }
+  op->task = task;
+  op->loop = lc_sched_loop(sch);
+  op->wait.cancel = op_cancel;
+  op->c = NULL; /* the job takes it, whatever the outcome */
+  int fd, rc = lc_offload_submit(fcall_run, fcall_free, c, &op->job, &fd);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return push_fail(L, "the files tool cannot start a thread", LC_EIO);
+  op->w = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
+  if (lc_loop_watch(op->loop, &op->w)) return luaL_error(L, "out of memory");
+  op->watching = 1;
+  lc_task_wait(task, &op->wait);
+  return lua_yieldk(L, 0, 0, call_k);
 }
+
+/* root:read(rel [, {max_bytes=}]) -> string, or nil, msg, code */
+static int l_read(lua_State *L) { return files_call(L, 0); }
+
+/* root:list([rel [, {max_entries=}]]) -> {{name=, type=, size=}...}, or
+ * nil, msg, code */
+static int l_list(lua_State *L) { return files_call(L, 1); }
 
 /* close(), __close and __gc: idempotent; safe on a root whose open failed
  * (fd is -1 from the start). */
@@ -168,6 +265,13 @@ static const luaL_Reg files_funcs[] = {{"root", l_root}, {NULL, NULL}};
 
 int lc_open_files(lua_State *L) {
   lc_l_class(L, ROOT_MT, root_meta, root_methods);
+  if (luaL_newmetatable(L, CALL_MT)) {
+    lua_pushcfunction(L, op_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, op_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pop(L, 1);
   luaL_newlib(L, files_funcs);
   return 1;
 }

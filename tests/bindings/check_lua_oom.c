@@ -168,6 +168,22 @@ static const struct scenario scenarios[] = {
      "if bad ~= nil then error('a write went through', 0) end\n"
      "t.close()\n"
      "return 'ok'"},
+    {"files_tool",
+     /* a read on the offload pool and its content into Lua, through the
+      * files tool and the binding, and a refusal */
+     "local path = os.tmpname()\n"
+     "local w <close> = setmetatable({}, {__close = function() os.remove(path) end})\n"
+     "local f = assert(io.open(path, 'w')); f:write(string.rep('line\\n', 40)); f:close()\n"
+     "local dir, name = path:match('^(.*)/([^/]+)$')\n"
+     "local t = luact.tools.files{root = dir}\n"
+     "local r, m = t{action = 'read', path = name}\n"
+     "if type(r) ~= 'table' or #r.content ~= 200 then error(tostring(m), 0) end\n"
+     "local root <close> = assert(luact.files.root(dir))\n"
+     "local c, cm = root:read(name)\n"
+     "if c ~= string.rep('line\\n', 40) then error(tostring(cm), 0) end\n"
+     "local bad, bm, code = root:read('../' .. name)\n"
+     "if bad ~= nil or code ~= 'outside_root' then error(tostring(bm), 0) end\n"
+     "return 'ok'"},
     {"retrieval_store",
      /* a collection's jobs on its thread: open, an add, a background
       * search with its rows, a save, a count, a close in turn */

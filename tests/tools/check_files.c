@@ -15,6 +15,8 @@
 
 #include "files.h"
 #include "l_files.h"
+#include "offload.h"
+#include "util_lua.h"
 #include "util_tree.h"
 
 static char base[256], rootdir[300];
@@ -275,8 +277,9 @@ static void run_lua(const char *chunk) {
   lua_close(L);
 }
 
-START_TEST(lua_binding) {
-  run_lua(
+/* The binding's behaviour, the same inline (a bare state) and as jobs on
+ * the offload pool (a luact task). */
+static const char binding_chunk[] =
       "local r = assert(files.root(ROOT))\n"
       "assert(r:read('a.txt') == 'hello\\n')\n"
       "assert(r:read('link_in') == 'bee')\n"
@@ -308,9 +311,85 @@ START_TEST(lua_binding) {
       "fails('not_a_dir', files.root(ROOT .. '/a.txt'))\n"
       "do local c <close> = assert(files.root(ROOT)); C = c end\n"
       "assert(tostring(C):find('closed'))\n"
-      "local g = files.root(ROOT); g = nil; collectgarbage()\n");
+      "local g = files.root(ROOT); g = nil; collectgarbage()\n";
+
+START_TEST(lua_binding) { run_lua(binding_chunk); }
+END_TEST
+
+static int l_release_hold(lua_State *L) {
+  (void)L;
+  lc_offload_test_hold(0);
+  return 0;
+}
+
+/* Runs code as a luact task (files = luact.files), RELEASE() lets the
+ * offload pool go; the task's result must be "ok". */
+static void run_task(const char *code) {
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lua_getglobal(t.L, "luact");
+  lua_getfield(t.L, -1, "files");
+  lua_setglobal(t.L, "files");
+  lua_pop(t.L, 1);
+  lua_pushstring(t.L, rootdir);
+  lua_setglobal(t.L, "ROOT");
+  lua_register(t.L, "RELEASE", l_release_hold);
+  char out[64], err[2048];
+  int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
+  lc_offload_test_hold(0);
+  ck_assert_msg(rc == 0, "lua: %s", err);
+  ck_assert_str_eq(out, "ok");
+  lc_test_lua_close(&t); /* nothing of a call left behind */
+}
+
+START_TEST(lua_binding_in_a_task) {
+  char code[sizeof binding_chunk + 32];
+  snprintf(code, sizeof code, "%s\nreturn 'ok'", binding_chunk);
+  run_task(code);
 }
 END_TEST
+
+/* A read and a list wait for a disk off the loop: with the pool held,
+ * the ticker completes its ticks while both are in flight (before, they
+ * ran on the loop and were done before the ticker's first tick); then
+ * the root is closed under them, and they still read through their own
+ * hold on it. */
+START_TEST(reads_wait_off_the_loop) {
+  lc_offload_test_hold(1);
+  run_task(
+      "local r = assert(files.root(ROOT))\n"
+      "local got, list\n"
+      "local a = luact.spawn(function() got = r:read('a.txt') end)\n"
+      "local b = luact.spawn(function() list = r:list('sub') end)\n"
+      "local ticks = 0\n"
+      "for i = 1, 50 do\n"
+      "  luact.sleep(0)\n"
+      "  assert(got == nil and list == nil, 'a call ended on the loop')\n"
+      "  ticks = ticks + 1\n"
+      "end\n"
+      "r:close()\n"
+      "RELEASE()\n"
+      "assert(luact.wait(a)); assert(luact.wait(b))\n"
+      "assert(ticks == 50 and got == 'hello\\n', tostring(got))\n"
+      "assert(#list == 4 and list[1].name == 'b.txt')\n"
+      "return 'ok'\n");
+}
+END_TEST
+
+/* A task killed while its read waits (luact.timeout) leaves the call
+ * behind it: queued, it never runs; the next read works. */
+START_TEST(killed_while_waiting) {
+  lc_offload_test_hold(1);
+  run_task(
+      "local r = assert(files.root(ROOT))\n"
+      "local v, msg, code = luact.timeout(0.01, function() return r:read('a.txt') end)\n"
+      "assert(v == nil and code == 'timeout', tostring(msg))\n"
+      "RELEASE()\n"
+      "assert(r:read('a.txt') == 'hello\\n')\n"
+      "return 'ok'\n");
+}
+END_TEST
+
 
 Suite *files_suite(void) {
   Suite *s = suite_create("files");
@@ -326,6 +405,9 @@ Suite *files_suite(void) {
   TCase *tl = tcase_create("lua");
   tcase_add_checked_fixture(tl, setup, teardown);
   tcase_add_test(tl, lua_binding);
+  tcase_add_test(tl, lua_binding_in_a_task);
+  tcase_add_test(tl, reads_wait_off_the_loop);
+  tcase_add_test(tl, killed_while_waiting);
   suite_add_tcase(s, tl);
   return s;
 }
