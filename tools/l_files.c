@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <lua.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,9 +23,8 @@
 #include "conv.h"
 #include "files.h"
 #include "l_files.h"
-#include "loop.h"
+#include "fdwait.h"
 #include "offload.h"
-#include "sched.h"
 
 #define ROOT_MT "luact.FilesRoot"
 
@@ -71,43 +69,20 @@ static void fcall_run(void *p) {
 struct fop {
   struct fcall *c;
   struct lc_offload *job; /* NULL once released */
-  struct lc_loop *loop;
-  struct lc_fdwatch w;
-  int watching;
-  struct lc_task *task;
-  struct lc_wait wait;
+  struct lc_fdwait fw;
 };
 
-static void op_unwatch(struct fop *op) {
-  if (op->watching) lc_loop_unwatch(op->loop, &op->w);
-  op->watching = 0;
-}
-
 /* The one close: __close, __gc and the normal end. Stops watching before
- * the release can close the fd (its number could be reused at once). */
+ * the release can close the fd (its number could be reused at once). A
+ * kill only unwatches (fdwait); the close that follows releases. */
 static int op_gc(lua_State *L) {
   struct fop *op = luaL_checkudata(L, 1, CALL_MT);
-  op_unwatch(op);
+  lc_fdwait_stop(&op->fw);
   lc_offload_release(op->job);
   op->job = NULL;
   fcall_free(op->c);
   op->c = NULL;
   return 0;
-}
-
-/* wait.cancel: the task is being killed; its close follows. */
-static void op_cancel(struct lc_wait *w) {
-  op_unwatch((struct fop *)((char *)w - offsetof(struct fop, wait)));
-}
-
-static void op_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
-  struct fop *op = w->ud;
-  (void)loop;
-  (void)events;
-  uint64_t n;
-  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
-  op_unwatch(op);
-  lc_task_wake(op->task, &op->wait);
 }
 
 /* [-0, +3, m] nil, message, code */
@@ -165,7 +140,7 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   struct fop *op = luaL_checkudata(L, 4, CALL_MT);
   if (!lc_offload_done(op->job)) { /* woken early: wait on */
-    lc_task_wait(op->task, &op->wait);
+    lc_fdwait_wait(&op->fw);
     return lua_yieldk(L, 0, 0, call_k);
   }
   return push_result(L, lc_offload_arg(op->job)); /* the op closes on return */
@@ -204,17 +179,13 @@ static int files_call(lua_State *L, int list) {
     snprintf(err, sizeof err, "%s: cannot hold the root: %s", what, strerror(errno));
     return push_fail(L, err, LC_EIO);
   }
-  op->task = task;
-  op->loop = lc_sched_loop(sch);
-  op->wait.cancel = op_cancel;
   op->c = NULL; /* the job takes it, whatever the outcome */
   int fd, rc = lc_offload_submit(fcall_run, fcall_free, c, &op->job, &fd);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc) return push_fail(L, "the files tool cannot start a thread", LC_EIO);
-  op->w = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
-  if (lc_loop_watch(op->loop, &op->w)) return luaL_error(L, "out of memory");
-  op->watching = 1;
-  lc_task_wait(task, &op->wait);
+  if ((rc = lc_fdwait_start(&op->fw, task, lc_sched_loop(sch), fd)))
+    return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "%s: cannot watch its job", what);
+  lc_fdwait_wait(&op->fw);
   return lua_yieldk(L, 0, 0, call_k);
 }
 

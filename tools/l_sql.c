@@ -10,17 +10,13 @@
 
 #include "l_opts.h"
 #include "l_luact.h"
-#include <errno.h>
 #include <lua.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "conv.h"
 #include "l_sql.h"
-#include "loop.h"
-#include "sched.h"
+#include "fdwait.h"
 #include "sql.h"
 
 #define SQLDB_MT "luact.SqlDb"
@@ -101,22 +97,13 @@ static double opt_num(lua_State *L, int idx, const char *name) {
 
 struct sqlop {
   struct lc_sql_job *job; /* NULL once released */
-  struct lc_loop *loop;
-  struct lc_fdwatch w;
-  int watching;
-  struct lc_task *task;
-  struct lc_wait wait;
+  struct lc_fdwait fw;
 };
-
-static void op_unwatch(struct sqlop *op) {
-  if (op->watching) lc_loop_unwatch(op->loop, &op->w);
-  op->watching = 0;
-}
 
 /* The one close: __close, __gc and the normal end. Stops watching before
  * the release closes the fd (the number could be reused at once). */
 static void op_close(struct sqlop *op) {
-  op_unwatch(op);
+  lc_fdwait_stop(&op->fw);
   if (op->job) lc_sql_job_release(op->job); /* cancels it if not done */
   op->job = NULL;
 }
@@ -126,23 +113,10 @@ static int op_gc(lua_State *L) {
   return 0;
 }
 
-/* wait.cancel: the task is being killed; its close follows. */
-static void op_cancel(struct lc_wait *w) {
-  struct sqlop *op = (struct sqlop *)((char *)w - offsetof(struct sqlop, wait));
-  op_unwatch(op);
+/* The task is being killed (after the unwatch); its close follows. */
+static void op_cancel(struct lc_fdwait *fw) {
+  struct sqlop *op = (struct sqlop *)((char *)fw - offsetof(struct sqlop, fw));
   if (op->job) lc_sql_job_cancel(op->job);
-}
-
-/* Loop callback (lc_loop_run_once): the job's eventfd is readable. */
-static void op_readable(struct lc_loop *loop, struct lc_fdwatch *w,
-                        unsigned events) {
-  struct sqlop *op = w->ud;
-  (void)loop;
-  (void)events;
-  uint64_t n;
-  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
-  op_unwatch(op);
-  lc_task_wake(op->task, &op->wait);
 }
 
 /* An optional positive integer option from the table at idx. */
@@ -240,7 +214,7 @@ static int query_k(lua_State *L, int status, lua_KContext ctx) {
   struct jbox *box = lua_touserdata(L, 5);
   struct sqlop *op = luaL_checkudata(L, 6, SQLQUERY_MT);
   if (!lc_sql_job_done(op->job)) { /* woken early: wait on */
-    lc_task_wait(op->task, &op->wait);
+    lc_fdwait_wait(&op->fw);
     return lua_yieldk(L, 0, 0, query_k);
   }
   return query_finish(L, box, op);
@@ -286,22 +260,16 @@ static int l_query(lua_State *L) {
   memset(op, 0, sizeof *op);
   luaL_setmetatable(L, SQLQUERY_MT);
   lua_toclose(L, 6);
-  op->task = task;
-  op->wait.cancel = op_cancel;
-  op->loop = lc_sched_loop(sched);
+  op->fw.on_cancel = op_cancel;
   cJSON *params = box->params;
   box->params = NULL; /* the job takes it */
   int fd = -1;
   int rc = lc_sql_submit(db, sql, sqllen, params, &opts, &op->job, &fd, err,
                          sizeof err);
   if (rc) return push_fail(L, err, lc_sql_errcode(rc));
-  op->w.fd = fd;
-  op->w.events = LC_READ;
-  op->w.cb = op_readable;
-  op->w.ud = op;
-  if (lc_loop_watch(op->loop, &op->w) != 0) return luaL_error(L, "out of memory");
-  op->watching = 1;
-  lc_task_wait(task, &op->wait);
+  if ((rc = lc_fdwait_start(&op->fw, task, lc_sched_loop(sched), fd)))
+    return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "db:query: cannot watch its job");
+  lc_fdwait_wait(&op->fw);
   return lua_yieldk(L, 0, 0, query_k);
 }
 

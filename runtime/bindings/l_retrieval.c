@@ -15,16 +15,11 @@
  * of the script's), a call runs inline on the caller's thread while the
  * collection's thread is idle, and a slow one is refused while other tasks
  * run: there the loop would wait for it. */
-#include <errno.h>
 #include <lauxlib.h>
 #include <math.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "chunk.h"
@@ -33,7 +28,8 @@
 #include "l_opts.h"
 #include "l_retrieval.h"
 #include "lc.h"
-#include "loop.h"
+#include "fdwait.h"
+#include "offload.h"
 #include "rstore.h"
 #include "rwork.h"
 #include "sched.h"
@@ -68,86 +64,51 @@ static int chunks_gc(lua_State *L) {
   return 0;
 }
 
-/* A split of a large document from a task runs on a thread of its own
- * (63 MB took 1.2 s): the job owns a copy of the text, since a killed
- * task's string may be collected while the thread still reads it. The
- * thread and the op each hold a reference; done is set after the results
- * are written, so the loop reads them after seeing it. A killed task's
- * thread is detached, never joined. */
+/* A split of a large document from a task runs on the offload pool (63
+ * MB took 1.2 s): the job owns a copy of the text, since a killed task's
+ * string may be collected while the pool still reads it. A killed task's
+ * job finishes on its thread and frees itself there. */
 #define SPLIT_MT "luact.RetrievalSplit"
 #define SPLIT_OFF_LOOP ((size_t)1 << 20) /* bytes */
 
 struct split_job {
-  atomic_int refs;
-  atomic_int done;
   char *doc;
   size_t len;
   struct lc_chunk_opts o;
   struct lc_chunks c;
   int rc;
   char err[256];
-  int efd;
 };
 
-static void split_unref(struct split_job *j) {
-  if (!j || atomic_fetch_sub(&j->refs, 1) != 1) return;
+static void split_free(void *p) {
+  struct split_job *j = p;
+  if (!j) return;
   lc_chunks_free(&j->c);
   lc_free(j->doc);
-  if (j->efd >= 0) close(j->efd);
   lc_free(j);
+  if (lc_chunk_hold) lc_chunk_hold("split ended"); /* tests */
 }
 
-static void *split_thread(void *p) {
+static void split_run(void *p) {
   struct split_job *j = p;
   j->rc = lc_chunk_split(j->doc, j->len, &j->o, &j->c, j->err, sizeof j->err);
-  atomic_store(&j->done, 1);
-  uint64_t one = 1;
-  while (write(j->efd, &one, sizeof one) < 0 && errno == EINTR) {
-  }
-  split_unref(j);
-  if (lc_chunk_hold) lc_chunk_hold("split ended"); /* tests: j may be gone */
-  return NULL;
 }
 
 struct split_op {
-  struct split_job *j;
-  pthread_t th;
-  int joinable; /* joined once done (its tail is all that is left) */
-  struct lc_loop *loop;
-  struct lc_fdwatch watch;
-  int watching;
-  struct lc_task *task;
-  struct lc_wait wait;
+  struct split_job *j;    /* owned until submitted */
+  struct lc_offload *job; /* then this, until released */
+  struct lc_fdwait fw;
 };
 
-static void split_unwatch(struct split_op *op) {
-  if (op->watching) lc_loop_unwatch(op->loop, &op->watch);
-  op->watching = 0;
-}
-
-/* __close, __gc, the normal end: a running thread is left to finish. */
+/* __close, __gc, the normal end: a running job is left to finish. */
 static int split_gc(lua_State *L) {
   struct split_op *op = luaL_checkudata(L, 1, SPLIT_MT);
-  split_unwatch(op);
-  if (op->joinable) pthread_detach(op->th); /* killed mid-split: never waited for */
-  op->joinable = 0;
-  split_unref(op->j);
+  lc_fdwait_stop(&op->fw);
+  lc_offload_release(op->job);
+  op->job = NULL;
+  split_free(op->j);
   op->j = NULL;
   return 0;
-}
-
-static void split_cancel(struct lc_wait *w) {
-  split_unwatch((struct split_op *)((char *)w - offsetof(struct split_op, wait)));
-}
-
-static void split_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
-  struct split_op *op = w->ud;
-  (void)loop;
-  (void)events;
-  uint64_t n;
-  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
-  split_unwatch(op);
-  lc_task_wake(op->task, &op->wait);
 }
 
 /* [-0, +(1|3), m] The chunks of doc (or nil, msg, code). */
@@ -176,21 +137,17 @@ static int push_chunks(lua_State *L, const char *doc, const struct lc_chunks *c,
 static int split_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   struct split_op *op = lua_touserdata(L, (int)ctx);
-  if (!atomic_load(&op->j->done)) { /* woken early: wait on */
-    lc_task_wait(op->task, &op->wait);
+  if (!lc_offload_done(op->job)) { /* woken early: wait on */
+    lc_fdwait_wait(&op->fw);
     return lua_yieldk(L, 0, ctx, split_k);
   }
-  /* Done: the thread has only its reference left to drop; joining it
-   * now makes this (the op's close) the last one, so the job is freed
-   * here, not by the thread at some later moment. */
-  pthread_join(op->th, NULL);
-  op->joinable = 0;
-  struct split_job *j = op->j;
+  struct split_job *j = lc_offload_arg(op->job);
   return push_chunks(L, j->doc, &j->c, j->rc, j->err); /* the op closes on return */
 }
 
-/* [-0, +?, e] From a task that can yield: the split on a thread, the task
- * yielding. 0 when it cannot be done so (the caller splits inline). */
+/* [-0, +?, e] From a task that can yield: the split on the offload pool,
+ * the task yielding. 0 when it cannot be done so (the caller splits
+ * inline). */
 static int split_off_loop(lua_State *L, const char *doc, size_t len,
                           const struct lc_chunk_opts *o) {
   struct lc_sched *sch = lc_sched_get(L);
@@ -207,35 +164,19 @@ static int split_off_loop(lua_State *L, const char *doc, size_t len,
   lua_setmetatable(L, -2);
   int idx = lua_gettop(L);
   lua_toclose(L, idx);
-  struct split_job *j = lc_calloc(1, sizeof *j);
+  struct split_job *j = op->j = lc_calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "out of memory");
-  j->efd = -1;
-  atomic_init(&j->refs, 1);
-  op->j = j; /* the op's reference: freed at its close from here on */
   j->o = *o;
   j->len = len;
   if (!(j->doc = lc_malloc(len ? len : 1))) return luaL_error(L, "out of memory");
   memcpy(j->doc, doc, len);
-  if ((j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-    return luaL_error(L, "luact.retrieval.split: eventfd: %s", strerror(errno));
-  op->task = task;
-  op->loop = lc_sched_loop(sch);
-  op->wait.cancel = split_cancel;
-  op->watch = (struct lc_fdwatch){.fd = j->efd, .events = LC_READ, .cb = split_readable, .ud = op};
-  if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
-  op->watching = 1;
-  atomic_fetch_add(&j->refs, 1); /* the thread's */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old); /* signals are the loop's */
-  int cr = pthread_create(&op->th, NULL, split_thread, j);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (cr) {
-    atomic_fetch_sub(&j->refs, 1);
-    return luaL_error(L, "luact.retrieval.split: cannot start a thread");
-  }
-  op->joinable = 1;
-  lc_task_wait(task, &op->wait);
+  op->j = NULL; /* the job takes it, whatever the outcome */
+  int fd, rc = lc_offload_submit(split_run, split_free, j, &op->job, &fd);
+  if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
+  if (rc) return luaL_error(L, "luact.retrieval.split: cannot start a thread");
+  if ((rc = lc_fdwait_start(&op->fw, task, lc_sched_loop(sch), fd)))
+    return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "luact.retrieval.split: cannot watch its job");
+  lc_fdwait_wait(&op->fw);
   return lua_yieldk(L, 0, idx, split_k);
 }
 
@@ -631,22 +572,13 @@ static int rarg_push(lua_State *L, struct rarg *a) {
 struct rop {
   struct rarg *a;      /* owned until submitted */
   struct lc_rjob *job; /* then this, until released */
-  struct lc_loop *loop;
-  struct lc_fdwatch watch;
-  int watching;
-  struct lc_task *task;
-  struct lc_wait wait;
+  struct lc_fdwait fw;
 };
-
-static void op_unwatch(struct rop *op) {
-  if (op->watching) lc_loop_unwatch(op->loop, &op->watch);
-  op->watching = 0;
-}
 
 /* The one close: __close, __gc, the normal end. Stops watching before the
  * release can close the job's fd. */
 static void op_close(struct rop *op) {
-  op_unwatch(op);
+  lc_fdwait_stop(&op->fw);
   lc_rwork_release(op->job); /* a queued job is dropped, a running one detached */
   op->job = NULL;
   rarg_free(op->a);
@@ -658,22 +590,10 @@ static int op_gc(lua_State *L) {
   return 0;
 }
 
-/* wait.cancel: the task is being killed; its close follows. */
-static void op_cancel(struct lc_wait *w) {
-  struct rop *op = (struct rop *)((char *)w - offsetof(struct rop, wait));
-  op_unwatch(op);
+/* The task is being killed (after the unwatch); its close follows. */
+static void op_cancel(struct lc_fdwait *fw) {
+  struct rop *op = (struct rop *)((char *)fw - offsetof(struct rop, fw));
   if (op->job) lc_rwork_cancel(op->job);
-}
-
-/* Loop callback (lc_loop_run_once): the job's eventfd is readable. */
-static void op_readable(struct lc_loop *loop, struct lc_fdwatch *w, unsigned events) {
-  struct rop *op = w->ud;
-  (void)loop;
-  (void)events;
-  uint64_t n;
-  if (read(w->fd, &n, sizeof n) < 0 && errno == EAGAIN) return;
-  op_unwatch(op);
-  lc_task_wake(op->task, &op->wait);
 }
 
 /* [-0, +1, m] A to-be-closed op with a fresh arg of this kind. */
@@ -691,10 +611,10 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   struct rop *op = lua_touserdata(L, (int)ctx);
   if (!lc_rwork_done(op->job)) { /* woken early: wait on */
-    lc_task_wait(op->task, &op->wait);
+    lc_fdwait_wait(&op->fw);
     return lua_yieldk(L, 0, ctx, op_k);
   }
-  op_unwatch(op);
+  lc_fdwait_stop(&op->fw);
   if (lc_rwork_dropped(op->job)) {
     lua_pushnil(L);
     lua_pushstring(L, "luact.retrieval: the store was closed");
@@ -717,22 +637,18 @@ static int op_go(lua_State *L, struct lc_rwork *w, int slow, const char *what) {
   struct lc_task *task = sch ? lc_task_current(L) : NULL;
   int idle = lc_rwork_idle(w);
   if (task && lua_isyieldable(L) && (slow || !idle)) {
-    op->task = task;
-    op->loop = lc_sched_loop(sch);
-    op->wait.cancel = op_cancel;
+    op->fw.on_cancel = op_cancel;
     struct rarg *a = op->a;
     op->a = NULL; /* the job takes it, whatever the outcome */
     int fd;
     if (lc_rwork_submit(w, rarg_run, rarg_free, a, &op->job, &fd))
       return luaL_error(L, "out of memory");
     /* Watched before it is queued: a failure here leaves no job running. */
-    op->watch = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
-    if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
-    op->watching = 1;
+    if (lc_fdwait_start(&op->fw, task, lc_sched_loop(sch), fd)) return luaL_error(L, "out of memory");
     int rc = lc_rwork_start(op->job);
     if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
     if (rc) return luaL_error(L, "luact.retrieval: the store is closed");
-    lc_task_wait(task, &op->wait);
+    lc_fdwait_wait(&op->fw);
     return lua_yieldk(L, 0, idx, op_k);
   }
   if (!idle)
@@ -765,7 +681,7 @@ static int close_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   struct rop *op = lua_touserdata(L, (int)ctx);
   if (!lc_rwork_done(op->job)) { /* woken early: wait on */
-    lc_task_wait(op->task, &op->wait);
+    lc_fdwait_wait(&op->fw);
     return lua_yieldk(L, 0, ctx, close_k);
   }
   lua_settop(L, 1);
@@ -784,18 +700,15 @@ static int store_close(lua_State *L) {
   memset(op, 0, sizeof *op);
   luaL_setmetatable(L, OP_MT);
   lua_toclose(L, 2);
-  op->task = lc_task_current(L);
-  op->loop = lc_sched_loop(sch);
-  op->wait.cancel = op_cancel;
+  op->fw.on_cancel = op_cancel;
   int fd;
   if (lc_rwork_submit(b->w, NULL, NULL, NULL, &op->job, &fd)) return luaL_error(L, "out of memory");
-  op->watch = (struct lc_fdwatch){.fd = fd, .events = LC_READ, .cb = op_readable, .ud = op};
-  if (lc_loop_watch(op->loop, &op->watch)) return luaL_error(L, "out of memory");
-  op->watching = 1;
+  if (lc_fdwait_start(&op->fw, lc_task_current(L), lc_sched_loop(sch), fd))
+    return luaL_error(L, "out of memory");
   int rc = lc_rwork_start(op->job);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc) return store_gc(L);
-  lc_task_wait(op->task, &op->wait);
+  lc_fdwait_wait(&op->fw);
   return lua_yieldk(L, 0, 2, close_k);
 }
 
