@@ -22,6 +22,7 @@ struct key_slot {
 struct run_slot {
   char run[72]; /* "": free */
   long charges, calls, notified;
+  int opened; /* /open/RUN came */
 };
 
 struct lc_toolsrv {
@@ -29,6 +30,8 @@ struct lc_toolsrv {
   pthread_t acceptor;
   pthread_mutex_t mu;
   pthread_cond_t idle;
+  pthread_cond_t gate; /* an /open/ came, or the server stops */
+  int stopping;
   int conns; /* connection threads alive */
   long bad; /* whole requests that fit no route, or too big */
   long cut; /* connections that ended before a whole request arrived */
@@ -100,6 +103,17 @@ static int handle(struct lc_toolsrv *t, const char *path, const char *head, cons
       r->notified++;
       rc = 0;
     }
+  } else if (!strncmp(path, "/open/", 6)) {
+    struct run_slot *r = run_of(t, path + 6);
+    if (r) {
+      r->opened = 1;
+      pthread_cond_broadcast(&t->gate);
+      rc = 0;
+    }
+  } else if (!strncmp(path, "/wait/", 6)) {
+    struct run_slot *r = run_of(t, path + 6);
+    while (r && !r->opened && !t->stopping) pthread_cond_wait(&t->gate, &t->mu);
+    if (r && r->opened) rc = 0;
   } else if (!strcmp(path, "/charge")) {
     cJSON *j = cJSON_Parse(body);
     const cJSON *run = cJSON_GetObjectItemCaseSensitive(j, "run");
@@ -228,6 +242,7 @@ int lc_toolsrv_start(struct lc_toolsrv **out, int *port) {
   }
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->idle, NULL);
+  pthread_cond_init(&t->gate, NULL);
   if (pthread_create(&t->acceptor, NULL, accept_main, t)) {
     close(t->fd);
     free(t->keys);
@@ -246,10 +261,13 @@ void lc_toolsrv_stop(struct lc_toolsrv *t) {
   pthread_join(t->acceptor, NULL);
   close(t->fd);
   pthread_mutex_lock(&t->mu);
+  t->stopping = 1;
+  pthread_cond_broadcast(&t->gate);
   while (t->conns > 0) pthread_cond_wait(&t->idle, &t->mu);
   pthread_mutex_unlock(&t->mu);
   pthread_mutex_destroy(&t->mu);
   pthread_cond_destroy(&t->idle);
+  pthread_cond_destroy(&t->gate);
   free(t->keys);
   free(t->runs);
   free(t);

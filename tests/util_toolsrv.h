@@ -8,6 +8,8 @@
  *                      without the header makes a charge every time.
  *   POST /notify/RUN   an at-most-once effect: every call is one
  *                      notification, counted per RUN.
+ *   POST /wait/NAME    answers once /open/NAME has come (a gate, so a
+ *   POST /open/NAME    test orders two calls' answers without timing).
  *
  * Both answer 200 {"ok":true} (the same body every time, so a run's output
  * does not depend on which call it got). One thread accepts, one thread

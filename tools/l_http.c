@@ -42,6 +42,7 @@ struct http_box {
    * journal's writer thread, not on the loop): the request, kept until
    * its intent is durable; its strings stay on the Lua stack. */
   struct lc_journal_waiter jw;
+  struct lc_journal_deferred dfr; /* replay: waiting for its turn */
   struct lc_http_tool_req req;
   char method[40];
 };
@@ -51,6 +52,7 @@ static void box_close(struct http_box *b) {
   if (b->closed) return;
   b->closed = 1;
   if (b->eff.j) lc_journal_unwait(b->eff.j, &b->jw);
+  if (b->dfr.queued) lc_journal_undefer(b->eff.j, &b->dfr);
   if (b->journaled) lc_effect_cancel(&b->eff, "cancelled");
   b->journaled = 0;
   cJSON_Delete(b->rec);
@@ -86,6 +88,13 @@ static void on_done(struct lc_http_tool_call *c, void *ud) {
 /* The journal's writer made the awaited line durable (from the loop). */
 static void on_durable(struct lc_journal_waiter *w) {
   struct http_box *b = (struct http_box *)((char *)w - offsetof(struct http_box, jw));
+  lc_task_wake(b->task, &b->wait);
+}
+
+/* A replayed answer's turn came (docs/journal.md: concurrent branches
+ * see their answers in the recorded order). */
+static void on_turn(struct lc_journal_deferred *d) {
+  struct http_box *b = (struct http_box *)((char *)d - offsetof(struct http_box, dfr));
   lc_task_wake(b->task, &b->wait);
 }
 
@@ -445,6 +454,25 @@ static int start_request(lua_State *L, struct http_box *b, const struct lc_http_
   return lua_yieldk(L, 0, 0, request_k);
 }
 
+/* [-0, +(1|3), e] The recorded answer. */
+static int replayed(lua_State *L, struct http_box *b) {
+  int n = push_recorded(L, b, lc_effect_result(&b->eff), lc_effect_error(&b->eff));
+  box_close(b);
+  return n;
+}
+
+/* Continuation: a replayed answer waiting for its turn. */
+static int turn_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct http_box *b = luaL_checkudata(L, IDX_BOX, HTTPCALL_MT);
+  if (b->closed) return luaL_error(L, "luact.http.request: call was cancelled");
+  if (b->dfr.queued) { /* woken early: wait on */
+    lc_task_wait(b->task, &b->wait);
+    return lua_yieldk(L, 0, ctx, turn_k);
+  }
+  return replayed(L, b);
+}
+
 /* Continuation: waiting for the intent to be durable. */
 static int start_k(lua_State *L, int status, lua_KContext ctx) {
   struct http_box *b = luaL_checkudata(L, IDX_BOX, HTTPCALL_MT);
@@ -539,9 +567,13 @@ static int do_request(lua_State *L) {
     b->rec = NULL;
     if (erc < 0) return luaL_error(L, "%s", lc_journal_error(j));
     if (erc == LC_EFFECT_REPLAYED) {
-      int n = push_recorded(L, b, lc_effect_result(&b->eff), lc_effect_error(&b->eff));
-      box_close(b);
-      return n;
+      if (lua_isyieldable(L)) { /* in its turn; else at once */
+        b->dfr.fire = on_turn;
+        lc_journal_defer(j, &b->eff, &b->dfr);
+        lc_task_wait(task, &b->wait);
+        return lua_yieldk(L, 0, 0, turn_k);
+      }
+      return replayed(L, b);
     }
     b->journaled = b->eff.recording;
     if (b->eff.ticket) { /* the intent must be durable before it runs */

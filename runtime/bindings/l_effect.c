@@ -87,6 +87,7 @@ struct effect_box {
   struct lc_effect_op e;
   struct lc_task *task;
   struct lc_journal_waiter jw; /* waiting for a line to be durable */
+  struct lc_journal_deferred dfr; /* replay: waiting for its turn */
   struct lc_wait wait;
   unsigned long seq0, children0; /* the task's counters after begin */
   int scoped;                    /* a live scope is open for it */
@@ -171,9 +172,39 @@ static int tok_close(lua_State *L) {
     b->state = TOK_DONE;
     lc_effect_cancel(&b->e, lua_isnoneornil(L, 2) ? "cancelled" : "cancelled by an error");
   }
+  if (b->dfr.queued) lc_journal_undefer(b->e.j, &b->dfr);
   tok_unscope(b);
   tok_free_request(b);
   return 0;
+}
+
+/* ---- replayed answers in the recorded order ----
+ * A replayed effect waits for its turn (lc_journal_defer): concurrent
+ * branches see their answers in the order the recording saw them, as
+ * replayed LLM calls do, so a tool that completed off the loop (a file
+ * read, a query, an MCP call) prints where the original run printed. */
+
+static void turn_fire(struct lc_journal_deferred *d) {
+  struct effect_box *b = (struct effect_box *)((char *)d - offsetof(struct effect_box, dfr));
+  lc_task_wake(b->task, &b->wait);
+}
+
+static void turn_cancel(struct lc_wait *w) {
+  struct effect_box *b = (struct effect_box *)((char *)w - offsetof(struct effect_box, wait));
+  lc_journal_undefer(b->e.j, &b->dfr);
+}
+
+static int turn_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct effect_box *b = lua_touserdata(L, 6);
+  if (b->dfr.queued) { /* woken early: wait on */
+    lc_task_wait(b->task, &b->wait);
+    return lua_yieldk(L, 0, 0, turn_k);
+  }
+  lua_settop(L, 6);
+  lua_pushboolean(L, 1); /* replayed */
+  return 2;
 }
 
 /* [-0, +1, e] Request value at idx as JSON (NULL for nil). */
@@ -421,6 +452,13 @@ static int l_effect_begin(lua_State *L) {
   lc_task_counters(task, &b->seq0, &b->children0);
   if (rc == LC_EFFECT_REPLAYED) {
     b->state = TOK_REPLAYED;
+    if (lua_isyieldable(L)) { /* else at once (a metamethod's effect) */
+      b->dfr.fire = turn_fire;
+      b->wait.cancel = turn_cancel;
+      lc_journal_defer(j, &b->e, &b->dfr);
+      lc_task_wait(task, &b->wait);
+      return lua_yieldk(L, 0, 0, turn_k);
+    }
   } else {
     b->state = TOK_RUNNING;
     if (b->e.live) {

@@ -76,7 +76,10 @@ struct lc_journal {
   int efd; /* eventfd: the writer made progress */
   struct lc_fdwatch ew;
   int ew_on;
-  struct lc_journal_waiter *waiters;
+  /* In ticket order (so tasks wake in the order their lines were
+   * written: that order is what a replay gives back, see order in
+   * docs/journal.md), and its last one. */
+  struct lc_journal_waiter *waiters, *waiters_tail;
   /* Resume (opts.resume): the loaded journal answers, new lines append. */
   int resume;
   /* A store journal: lines go to the store's writer (group commit); its
@@ -363,16 +366,13 @@ static void on_synced(struct lc_loop *loop, struct lc_fdwatch *w, unsigned event
   pthread_mutex_unlock(&j->wmu);
   if (werr)
     failf(j, LC_JOURNAL_EIO, LC_EIO, "journal: cannot sync %s: %s", j->path, strerror(werr));
-  struct lc_journal_waiter **pp = &j->waiters;
-  while (*pp) {
-    struct lc_journal_waiter *x = *pp;
-    if (werr || x->ticket <= synced) {
-      *pp = x->next;
-      x->queued = 0;
-      x->fire(x);
-    } else {
-      pp = &x->next;
-    }
+  /* The satisfied ones are a prefix (ticket order), fired oldest first;
+   * the head is read again after each fire (it may unwait others). */
+  while (j->waiters && (werr || j->waiters->ticket <= synced)) {
+    struct lc_journal_waiter *x = j->waiters;
+    if (!(j->waiters = x->next)) j->waiters_tail = NULL;
+    x->queued = 0;
+    x->fire(x);
   }
   ew_watch(j, j->waiters != NULL);
 }
@@ -411,9 +411,20 @@ int lc_journal_durable(struct lc_journal *j, unsigned long ticket) {
 
 int lc_journal_wait(struct lc_journal *j, struct lc_journal_waiter *w) {
   if (!j->loop || !syncs_off_thread(j)) return LC_ESTATE;
-  w->next = j->waiters;
   w->queued = 1;
-  j->waiters = w;
+  if (!j->waiters_tail || j->waiters_tail->ticket <= w->ticket) { /* the usual case */
+    w->next = NULL;
+    if (j->waiters_tail)
+      j->waiters_tail->next = w;
+    else
+      j->waiters = w;
+    j->waiters_tail = w;
+  } else {
+    struct lc_journal_waiter **pp = &j->waiters;
+    while ((*pp)->ticket <= w->ticket) pp = &(*pp)->next;
+    w->next = *pp;
+    *pp = w;
+  }
   ew_watch(j, 1);
   if (!j->ew_on) {
     lc_journal_unwait(j, w);
@@ -424,9 +435,11 @@ int lc_journal_wait(struct lc_journal *j, struct lc_journal_waiter *w) {
 
 void lc_journal_unwait(struct lc_journal *j, struct lc_journal_waiter *w) {
   if (!w->queued) return;
-  for (struct lc_journal_waiter **pp = &j->waiters; *pp; pp = &(*pp)->next)
+  struct lc_journal_waiter *prev = NULL;
+  for (struct lc_journal_waiter **pp = &j->waiters; *pp; prev = *pp, pp = &(*pp)->next)
     if (*pp == w) {
       *pp = w->next;
+      if (j->waiters_tail == w) j->waiters_tail = prev;
       break;
     }
   w->queued = 0;

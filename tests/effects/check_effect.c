@@ -29,9 +29,11 @@
 #include "jsonw.h"
 #include "l_effect.h"
 #include "lc.h"
+#include "loop.h"
 #include "sha256.h"
 #include "util_common.h"
 #include "util_lua.h"
+#include "util_toolsrv.h"
 #include "util_mock.h"
 
 #define KEY "sk-test-SECRET-4242"
@@ -247,6 +249,123 @@ START_TEST(record_replay_offline) {
   ck_assert_ptr_nonnull(strstr(text, "\"idempotency_key\":\""));
   free(text);
   free(rec);
+  unlink(path);
+}
+END_TEST
+
+/* Runs code as a task with a journal in mode at path; out holds its
+ * result. */
+static int run_code(enum lc_journal_mode mode, const char *path, const char *code) {
+  struct lc_journal *j;
+  char jerr[512];
+  ck_assert_msg(lc_journal_open(mode, path, NULL, &j, jerr, sizeof jerr) == 0, "%s", jerr);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t, code, out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  return rc;
+}
+
+/* Tools whose answers came back out of program order in the recording
+ * (branch a's tool finished after b's, as a file read or a query done off
+ * the loop may) answer a replay in that order too: the branches log what
+ * the recording logged. Before, a replayed tool answered at once, in
+ * program order, and a logged before b. */
+START_TEST(replayed_tools_and_http_answer_in_recorded_order) {
+  static const char code[] =
+      "local log, done = {}, {}\n"
+      "local function add(v) log[#log + 1] = v end\n"
+      "local t = luact.tool{name = 'slow', description = 'Waits for the other branch.',\n"
+      "  fn = function(a)\n"
+      "    if a.wait then while not done[a.wait] do luact.sleep(0) end end\n"
+      "    done[a.me] = true\n"
+      "    return {me = a.me}\n"
+      "  end}\n"
+      "luact.parallel{\n"
+      "  a = function() add(assert(t{me = 'a', wait = 'b'}).me) end,\n"
+      "  b = function() add(assert(t{me = 'b'}).me) end,\n"
+      "}\n"
+      "return table.concat(log, ' ')\n";
+  char path[256];
+  tmp_path(path, sizeof path, "turns");
+  ck_assert_msg(run_code(LC_JOURNAL_RECORD, path, code) == 0, "record: %s", err);
+  ck_assert_str_eq(out, "b a");
+  ck_assert_msg(run_code(LC_JOURNAL_REPLAY, path, code) == 0, "replay: %s", err);
+  ck_assert_str_eq(out, "b a");
+  unlink(path);
+  /* The same with HTTP answers: a's request is answered once b has
+   * logged (its second request opens a's gate). */
+  struct lc_toolsrv *ts;
+  int port;
+  ck_assert_int_eq(lc_toolsrv_start(&ts, &port), 0);
+  char http[1024];
+  snprintf(http, sizeof http,
+           "local log = {}\n"
+           "local function add(v) log[#log + 1] = v end\n"
+           "local function post(p) return assert(luact.http.request{method = 'POST',\n"
+           "  url = 'http://127.0.0.1:%d' .. p}).status end\n"
+           "luact.parallel{\n"
+           "  a = function() post('/wait/x'); add('a') end,\n"
+           "  b = function() post('/open/y'); add('b'); post('/open/x') end,\n"
+           "}\n"
+           "return table.concat(log, ' ')\n",
+           port);
+  ck_assert_msg(run_code(LC_JOURNAL_RECORD, path, http) == 0, "record: %s", err);
+  ck_assert_str_eq(out, "b a");
+  lc_toolsrv_stop(ts);
+  ck_assert_msg(run_code(LC_JOURNAL_REPLAY, path, http) == 0, "replay: %s", err);
+  ck_assert_str_eq(out, "b a");
+  unlink(path);
+}
+END_TEST
+
+/* Tasks waiting for their lines to be durable wake in the order the
+ * lines were written (the order a replay gives back), whatever the order
+ * they began to wait in. Before, the last to wait woke first. */
+struct fired {
+  struct lc_journal_waiter w;
+  int *log, *n;
+  int id;
+};
+
+static void on_fired(struct lc_journal_waiter *w) {
+  struct fired *f = (struct fired *)w;
+  f->log[(*f->n)++] = f->id;
+}
+
+START_TEST(durable_waiters_wake_in_line_order) {
+  char path[256], jerr[512];
+  tmp_path(path, sizeof path, "waiters");
+  struct lc_loop *loop;
+  ck_assert_int_eq(lc_loop_new(&loop), 0);
+  struct lc_journal *j;
+  ck_assert_msg(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, jerr, sizeof jerr) == 0, "%s",
+                jerr);
+  lc_journal_set_loop(j, loop);
+  struct lc_effect_op op[3];
+  int log[3], n = 0;
+  struct fired f[3];
+  for (int i = 0; i < 3; i++) {
+    struct lc_effect_who w = {&op[i], "1", (unsigned long)i + 1};
+    struct lc_effect_desc d = {.kind = "tool", .name = "t", .cls = LC_EFFECT_AT_MOST_ONCE,
+                               .waits = 1};
+    ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op[i]), LC_EFFECT_RUN);
+    f[i] = (struct fired){.w = {.ticket = op[i].ticket, .fire = on_fired}, .log = log, .n = &n,
+                          .id = i};
+  }
+  ck_assert(op[0].ticket < op[1].ticket && op[1].ticket < op[2].ticket);
+  static const int waits[] = {1, 2, 0}; /* begun out of line order */
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(lc_journal_wait(j, &f[waits[i]].w), 0);
+  while (n < 3) lc_loop_run_once(loop, -1);
+  ck_assert_int_eq(log[0], 0);
+  ck_assert_int_eq(log[1], 1);
+  ck_assert_int_eq(log[2], 2);
+  for (int i = 0; i < 3; i++) lc_effect_cancel(&op[i], "done");
+  lc_journal_set_loop(j, NULL);
+  lc_journal_free(j);
+  lc_loop_free(loop);
   unlink(path);
 }
 END_TEST
@@ -1457,6 +1576,8 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, sha256_hw_matches_portable);
   tcase_add_test(tc, canonical_json);
   tcase_add_test(tc, record_replay_offline);
+  tcase_add_test(tc, replayed_tools_and_http_answer_in_recorded_order);
+  tcase_add_test(tc, durable_waiters_wake_in_line_order);
   tcase_add_test(tc, edited_prompt_is_caught);
   tcase_add_test(tc, changed_tool_schema_is_caught);
   tcase_add_test(tc, in_doubt_by_class);
