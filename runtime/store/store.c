@@ -1090,14 +1090,7 @@ static void *writer_main(void *arg) {
       /* before the client hears (notify): its next append is refused */
       if (p->err) p->orig->failed = 1;
     }
-    pthread_mutex_unlock(&s->mu);
-    notify(s, g, n, err);
-    while (g) {
-      struct pending *x = g;
-      g = g->next;
-      pending_free(x);
-    }
-    pthread_mutex_lock(&s->mu);
+    /* The counts too: a client that heard of its line reads them. */
     if (err) s->failed = 1;
     else {
       s->lines += written;
@@ -1107,6 +1100,14 @@ static void *writer_main(void *arg) {
         s->wal_syncs += full;
       }
     }
+    pthread_mutex_unlock(&s->mu);
+    notify(s, g, n, err);
+    while (g) {
+      struct pending *x = g;
+      g = g->next;
+      pending_free(x);
+    }
+    pthread_mutex_lock(&s->mu);
     s->busy = 0;
     s->done = s->taken;
     /* lc_store_flush waits for the queue's end, lc_store_flush_client for

@@ -1278,6 +1278,16 @@ static void *writer_main(void *arg) {
         }
       }
     }
+    /* The counts before the clients hear (they may read them then).
+     * Unlike a SQLite file, a database that failed a group may take the
+     * next (the connection is made again): only this group's clients
+     * heard the error, nothing is latched. */
+    if (!err) {
+      pthread_mutex_lock(&s->mu);
+      s->lines += n;
+      s->commits++;
+      pthread_mutex_unlock(&s->mu);
+    }
     notify(s, g, n, err, lost);
     while (lost) {
       struct lost *x = lost;
@@ -1290,13 +1300,6 @@ static void *writer_main(void *arg) {
       pending_free(x);
     }
     pthread_mutex_lock(&s->mu);
-    /* Unlike a SQLite file, a database that failed a group may take the
-     * next (the connection is made again): only this group's clients
-     * heard the error, nothing is latched. */
-    if (!err) {
-      s->lines += n;
-      s->commits++;
-    }
     s->busy = 0;
     if (!s->head) pthread_cond_broadcast(&s->idle);
   }

@@ -117,8 +117,12 @@ START_TEST(cancelled_while_waiting_refunds) {
   const char *base = "http://127.0.0.1:9/v1", *key = "k-governor-refund";
   struct lc_governor *g = lc_governor_for("openai", base, key);
   ck_assert_ptr_nonnull(g);
-  /* Someone else holds the current slot: the call must wait ~1 s. */
-  lc_governor_reserve(g, 10, lc_now_ms());
+  /* Someone else holds the current slot: the call must wait ~1 s (and
+   * the token schedule 10 s ahead, so that it is still ahead of now when
+   * the call reserves: a schedule in the past is brought up to now, and
+   * that part is not refunded. 10 tokens, 10 ms, were passed under ASan
+   * on a loaded machine). */
+  lc_governor_reserve(g, 10000, lc_now_ms());
   double r0, t0, r1, t1;
   lc_governor_state(g, &r0, &t0);
 
