@@ -52,7 +52,7 @@ local function schema_of(tool)
   return s
 end
 
-local function run_effect(ectx, tool, args, ctx) return tool:_run(args, ctx, ectx) end
+local run_effect -- Tool:_run in the order effect_run calls it: (ectx, tool, args, ctx)
 
 --- Calls the tool: validate, run under its timeout, check the result.
 -- Returns the result, or nil, message, code with code one of
@@ -73,7 +73,9 @@ function Tool:call(args, ctx)
   return run("tool", self.name, args, self.effect, schema_of(self), run_effect, self, args, ctx)
 end
 
-function Tool:_run(args, ctx, ectx)
+-- (run_effect itself, not a method called from it: one Lua call less per
+-- tool call; Tool:_run stays for callers of the method.)
+function run_effect(ectx, self, args, ctx)
   -- fn gets the effect's ctx ({idempotency_key =, effect_id =}; {} without
   -- a journal), or the caller's ctx, plus the effect's key and id unless
   -- it brings its own key. ectx is this call's own table: it can take the
@@ -114,6 +116,8 @@ function Tool:_run(args, ctx, ectx)
   end
   return res
 end
+
+function Tool:_run(args, ctx, ectx) return run_effect(ectx, self, args, ctx) end
 
 Tool.__call = function(self, args, ctx) return self:call(args, ctx) end
 
