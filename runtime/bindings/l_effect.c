@@ -395,6 +395,7 @@ static int l_effect_begin(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   const char *name = luaL_checkstring(L, 2);
   enum lc_effect cls = check_class(L, 4);
+  int noctx = lua_toboolean(L, 6); /* the caller's fn never reads its ctx */
   lua_settop(L, 5);
   struct lc_task *task = lc_task_check(L, "luact.effect");
   struct lc_journal *j = lc_l_journal(L);
@@ -405,6 +406,7 @@ static int l_effect_begin(lua_State *L) {
     unsigned long seq = lc_task_next_seq(task);
     if (lc_effect_pass(j)) return raise_journal(L, j);
     lua_pushboolean(L, 0);
+    if (noctx) return 1; /* no table, id string or metatable per call */
     push_lazy_ctx(L, lc_task_path(task), seq);
     return 2;
   }

@@ -109,7 +109,7 @@ static void op_stop(struct lop *op, const char *reason) {
 }
 
 static int op_gc(lua_State *L) {
-  struct lop *op = luaL_checkudata(L, 1, OP_MT);
+  struct lop *op = lc_lua_checkud_up(L, 1, 1, &op_mt_key, OP_MT);
   op_stop(op, "abandoned");
   cJSON_Delete(op->result);
   cJSON_Delete(op->progress);
@@ -294,7 +294,7 @@ static int sess_gc(lua_State *L) {
 }
 
 static struct lsess *check_sess(lua_State *L) {
-  struct lsess *s = lc_lua_checkud(L, 1, &sess_mt_key, SESSION_MT);
+  struct lsess *s = lc_lua_checkud_up(L, 1, 1, &sess_mt_key, SESSION_MT);
   if (!s->m) luaL_error(L, "MCP session is closed");
   return s;
 }
@@ -530,7 +530,9 @@ static int start_op(lua_State *L, struct lsess *s, const char *method, double ti
   struct lc_buf *pb = &s->scratch;
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
+  /* a session method's upvalue 2 (lc_open_mcp), else the registry's */
+  if (lua_type(L, lua_upvalueindex(2)) == LUA_TTABLE) lua_pushvalue(L, lua_upvalueindex(2));
+  else lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
@@ -665,7 +667,7 @@ static int push_event(lua_State *L, struct lop *op) {
 }
 
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  struct lop *op = lc_lua_checkud(L, 1, &op_mt_key, OP_MT);
+  struct lop *op = lc_lua_checkud_up(L, 1, 1, &op_mt_key, OP_MT);
   /* Running, not waiting: push_event may raise (out of memory) and end
    * the task, and an op left pointing at a freed task would be woken
    * through it when its answer or its session's end comes. */
@@ -679,7 +681,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_op_wait(lua_State *L) {
-  struct lop *op = lc_lua_checkud(L, 1, &op_mt_key, OP_MT);
+  struct lop *op = lc_lua_checkud_up(L, 1, 1, &op_mt_key, OP_MT);
   lua_settop(L, 1);
   if (!op->done && !op->started)
     return luaL_error(L, "MCP request already finished");
@@ -747,7 +749,7 @@ static int l_changed(lua_State *L) {
  * is open, its server alive, and no tools/list_changed waits to be read
  * (mcp.lua's _direct: else the plain path opens, restarts or lists first). */
 static int l_plain(lua_State *L) {
-  struct lsess *s = lc_lua_checkud(L, 1, &sess_mt_key, SESSION_MT);
+  struct lsess *s = lc_lua_checkud_up(L, 1, 1, &sess_mt_key, SESSION_MT);
   lua_pushboolean(L, s->m && !lc_mcp_dead(s->m) && !s->ch_tools);
   return 1;
 }
@@ -824,22 +826,33 @@ static const luaL_Reg mcp_funcs[] = {
     {"_open", l_open}, {"_spawns", l_spawns}, {"_clock", l_clock}, {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
-  luaL_newmetatable(L, SESSION_MT);
-  luaL_newlib(L, sess_methods);
+  /* Methods and __gc hold their metatable as upvalue 1 (lc_lua_checkud_up);
+   * a session's methods hold the op's as upvalue 2 (start_op). */
+  luaL_newmetatable(L, OP_MT); /* op_mt */
+  luaL_newlibtable(L, op_methods);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, op_methods, 1);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, op_gc, 1);
+  lua_setfield(L, -2, "__gc");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, op_gc, 1);
+  lua_setfield(L, -2, "__close");
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &op_mt_key);
+  luaL_newmetatable(L, SESSION_MT); /* op_mt sess_mt */
+  luaL_newlibtable(L, sess_methods);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -4);
+  luaL_setfuncs(L, sess_methods, 2);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, sess_gc);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, sess_gc);
   lua_setfield(L, -2, "__close");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &sess_mt_key);
-  luaL_newmetatable(L, OP_MT);
-  luaL_newlib(L, op_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, op_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, op_gc);
-  lua_setfield(L, -2, "__close");
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &op_mt_key);
+  lua_pop(L, 1);
   luaL_newlib(L, mcp_funcs);
   lc_mcp_serve_register(L); /* the server side: l_mcp_serve.c */
   return 1;

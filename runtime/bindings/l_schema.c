@@ -158,7 +158,7 @@ static int validate_full(lua_State *L, struct schema_box *b) {
 /* Schema:validate(value) -> true | nil, message (one line per error),
  * "invalid" */
 static int l_validate(lua_State *L) {
-  struct schema_box *b = lc_lua_checkud(L, 1, &schema_mt_key, SCHEMA_MT);
+  struct schema_box *b = lc_lua_checkud_up(L, 1, 1, &schema_mt_key, SCHEMA_MT);
   luaL_argcheck(L, b->s != NULL, 1, "schema is closed");
   luaL_checkany(L, 2);
   if (flat_valid(L, 2, b->s)) {
@@ -198,7 +198,9 @@ int lc_open_schema(lua_State *L) {
     lua_setfield(L, -2, "__gc");
     lua_pushcfunction(L, schema_gc);
     lua_setfield(L, -2, "__close");
-    luaL_newlib(L, schema_methods);
+    luaL_newlibtable(L, schema_methods);
+    lua_pushvalue(L, -2); /* upvalue 1: lc_lua_checkud_up */
+    luaL_setfuncs(L, schema_methods, 1);
     lua_setfield(L, -2, "__index");
   }
   lua_rawsetp(L, LUA_REGISTRYINDEX, &schema_mt_key);

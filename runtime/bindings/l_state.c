@@ -87,6 +87,16 @@ size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, con
   return out;
 }
 
+void *lc_lua_checkud_up(lua_State *L, int idx, int up, const void *key, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    int same = lua_rawequal(L, -1, lua_upvalueindex(up)); /* none: 0 */
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  return lc_lua_checkud(L, idx, key, tname);
+}
+
 void *lc_lua_checkud(lua_State *L, int idx, const void *key, const char *tname) {
   void *p = lua_touserdata(L, idx);
   if (p && lua_getmetatable(L, idx)) {

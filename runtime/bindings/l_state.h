@@ -28,5 +28,11 @@ size_t lc_lua_checksize(struct lua_State *L, double v, size_t lo, size_t hi, con
  * call): the metatable is also kept in the registry under the pointer
  * key. A mismatch goes to luaL_checkudata for its usual error. */
 void *lc_lua_checkud(struct lua_State *L, int idx, const void *key, const char *tname);
+/* lc_lua_checkud for a C function (or its continuation) that holds the
+ * type's metatable as upvalue 'up': compared with it, no registry lookup
+ * (a method called per tool call did that ~5 times). Without that upvalue
+ * it is lc_lua_checkud. */
+void *lc_lua_checkud_up(struct lua_State *L, int idx, int up, const void *key,
+                        const char *tname);
 
 #endif

@@ -10,6 +10,15 @@ int lc_utf8_valid(const char *str, size_t n, size_t *bad) {
   const unsigned char *s = (const unsigned char *)str;
   size_t i = 0;
   while (i < n) {
+    /* Eight ASCII bytes at a time (most text is ASCII): a chunk with any
+     * high bit goes byte by byte from its start, so 'bad' is the same. */
+    while (n - i >= 8) {
+      uint64_t w;
+      memcpy(&w, s + i, 8);
+      if (w & 0x8080808080808080ULL) break;
+      i += 8;
+    }
+    if (i >= n) break;
     unsigned c = s[i];
     size_t len;
     unsigned min, cp;

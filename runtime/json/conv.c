@@ -331,7 +331,7 @@ static int table_to_text(lua_State *L, int idx, struct lc_jsonw *w,
       if (kidx) lua_rawseti(L, kidx + 1, (lua_Integer)nk + 1);
       nk++;
     }
-    qsort(keys, nk, sizeof *keys, tkey_cmp);
+    if (nk > 1) qsort(keys, nk, sizeof *keys, tkey_cmp); /* a call's one argument: no call */
     lc_jsonw_obj(w);
     for (size_t i = 0; i < nk; i++) {
       const char *k = keys[i].k;

@@ -34,6 +34,16 @@ local function run(kind, name, request, class, schema, fn, ...)
 end
 luact._effect_run = run -- for tool.lua, which takes it away
 
+-- run for a fn that never reads its ctx (an MCP tool's, mcp.lua): not
+-- journaled, fn gets nil for it, and begin makes no ctx table per call.
+local function run_noctx(kind, name, request, class, schema, fn, ...)
+  local tok <close>, x = begin(kind, name, request, class, schema, true)
+  if not tok then return fn(x, ...) end
+  if x then return tok:results() end
+  return settle(tok, pcall(fn, tok:ctx(), ...))
+end
+luact._effect_run_noctx = run_noctx -- for tool.lua too
+
 --- fn(ctx) gets ctx = {idempotency_key =, effect_id =}. opts.schema: a
 -- table whose content hash is recorded as the effect's tool-schema version
 -- (a replay stops when it changed).

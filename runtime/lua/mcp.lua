@@ -404,6 +404,7 @@ function Server:_tool(def)
     end,
   }
   local body = t.fn
+  t._noctx = body -- body never reads its ctx (tool.lua: none made unjournaled)
   -- tool.lua's _direct, in place of luact.timeout(secs, fn, args, ctx):
   -- the usual call is one request on a live session, and that request
   -- has its own deadline (the same seconds, armed before the timeout's

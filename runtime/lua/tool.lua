@@ -8,6 +8,8 @@ local json = luact.json
 local EFFECTS = { pure = true, idempotent = true, at_most_once = true }
 local effect_run = luact._effect_run -- luact.effect without its checks
 luact._effect_run = nil
+local effect_run_noctx = luact._effect_run_noctx -- the same, no ctx made when unjournaled
+luact._effect_run_noctx = nil
 local encodable = json._encodable
 json._encodable = nil
 local timeout = luact.timeout
@@ -50,7 +52,7 @@ local function schema_of(tool)
   return s
 end
 
-local function run_effect(ectx, tool, args, ctx) return tool:_run(args, ctx, ectx) end
+local run_effect -- Tool:_run in the order effect_run calls it: (ectx, tool, args, ctx)
 
 --- Calls the tool: validate, run under its timeout, check the result.
 -- Returns the result, or nil, message, code with code one of
@@ -65,17 +67,22 @@ function Tool:call(args, ctx)
   end
   -- One journaled effect: recorded, or answered from the journal on replay
   -- (docs/journal.md); the tool's schema and description are its version.
-  return effect_run("tool", self.name, args, self.effect, schema_of(self), run_effect, self, args, ctx)
+  -- _noctx: the fn (an MCP tool's body, mcp.lua) that never reads its
+  -- ctx, while it is still the tool's fn.
+  local run = self._noctx ~= nil and self._noctx == self.fn and effect_run_noctx or effect_run
+  return run("tool", self.name, args, self.effect, schema_of(self), run_effect, self, args, ctx)
 end
 
-function Tool:_run(args, ctx, ectx)
+-- (run_effect itself, not a method called from it: one Lua call less per
+-- tool call; Tool:_run stays for callers of the method.)
+function run_effect(ectx, self, args, ctx)
   -- fn gets the effect's ctx ({idempotency_key =, effect_id =}; {} without
   -- a journal), or the caller's ctx, plus the effect's key and id unless
   -- it brings its own key. ectx is this call's own table: it can take the
   -- caller's fields, and its key is derived only when fn reads it.
   if ctx == nil then
-    ctx = ectx
-  elseif not ctx.idempotency_key and ectx.effect_id ~= nil then
+    ctx = ectx -- nil under _noctx unjournaled: that fn never reads it
+  elseif ectx and not ctx.idempotency_key and ectx.effect_id ~= nil then
     for k, v in pairs(ctx) do
       if k ~= "idempotency_key" and k ~= "effect_id" then ectx[k] = v end
     end
@@ -109,6 +116,8 @@ function Tool:_run(args, ctx, ectx)
   end
   return res
 end
+
+function Tool:_run(args, ctx, ectx) return run_effect(ectx, self, args, ctx) end
 
 Tool.__call = function(self, args, ctx) return self:call(args, ctx) end
 

@@ -95,6 +95,7 @@ struct lc_store {
   long wal_syncs; /* lc_store_wal_syncs */
   sqlite3_stmt *wsync_full_st, *wsync_normal_st;
   double lazy_ms; /* LC_STORE_LAZY_MS, or $LUACT_STORE_LAZY_MS (tests) */
+  double lazy_long_ms; /* LC_STORE_LAZY_LONG_MS (or $LUACT_STORE_LAZY_LONG_MS), >= lazy_ms */
 };
 
 static int dberr(sqlite3 *db, char *err, size_t errlen, const char *what) {
@@ -341,6 +342,9 @@ int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **o
   s->tail = &s->head;
   const char *lz = getenv("LUACT_STORE_LAZY_MS");
   s->lazy_ms = lz && *lz ? atof(lz) : LC_STORE_LAZY_MS;
+  const char *ll = getenv("LUACT_STORE_LAZY_LONG_MS");
+  s->lazy_long_ms = ll && *ll ? atof(ll) : LC_STORE_LAZY_LONG_MS;
+  if (s->lazy_long_ms < s->lazy_ms || s->lazy_ms <= 0) s->lazy_long_ms = s->lazy_ms;
   *out = s;
   return 0;
 }
@@ -725,7 +729,8 @@ static int enqueue(struct lc_store *s, struct pending *p) {
     s->urgent += !p->lazy;
     /* A lazy line does not wake a writer that waits for more lazy lines
      * already (until a full group): not a futex wake per line. */
-    if (!p->lazy || !s->wtimed || s->nq >= LC_STORE_LAZY_MAX) pthread_cond_signal(&s->cv);
+    if (!p->lazy || !s->wtimed || s->nq >= LC_STORE_LAZY_MAX || s->nq == LC_STORE_LAZY_LINES)
+      pthread_cond_signal(&s->cv); /* the last: the writer may be in its longer wait */
   }
   pthread_mutex_unlock(&s->mu);
   if (failed) {
@@ -876,13 +881,21 @@ static struct pending *take_group(struct lc_store *s) {
 }
 
 /* Under s->mu: 1 (and *until) while the queue holds only lazy lines that
- * may wait for more: no other line, flush, close, full group or deadline. */
+ * may wait for more: no other line, flush, close, full group or deadline.
+ * Past lazy_ms a queue of fewer than LC_STORE_LAZY_LINES waits on until
+ * lazy_long_ms: a commit's fixed cost (BEGIN, the WAL's pages, the
+ * writer's wake-up, the cancel check) is shared by more lines where they
+ * come slowly; where they come fast nothing changes. */
 static int lazy_hold(const struct lc_store *s, double *until) {
   if (!s->head || s->urgent || s->stop || s->flushing || s->fwaits ||
       s->nq >= LC_STORE_LAZY_MAX)
     return 0;
+  double now = mono_ms();
   *until = s->since + s->lazy_ms;
-  return mono_ms() < *until;
+  if (now < *until) return 1;
+  if (s->nq >= LC_STORE_LAZY_LINES) return 0;
+  *until = s->since + s->lazy_long_ms;
+  return now < *until;
 }
 
 long lc_store_wal_syncs(const struct lc_store *s) {

@@ -134,10 +134,16 @@ int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long se
  * whatever the outcome: no copy). The writer may hold such lines for up
  * to LC_STORE_LAZY_MS or LC_STORE_LAZY_MAX lines to commit them in a
  * larger group (fewer commits, WAL writes and fsyncs, and no wake-up of
- * the writer per line); any other line, a flush or a close commits them
- * at once ($LUACT_STORE_LAZY_MS sets the wait, for tests; 0: none).
- * PostgreSQL: as lc_store_append. */
+ * the writer per line); a queue of fewer than LC_STORE_LAZY_LINES such
+ * lines waits on, up to LC_STORE_LAZY_LONG_MS after its oldest line: at a
+ * slow stream (one caller of a tool behind HTTP) a group of 10 ms held
+ * ~5 lines, and each commit's fixed cost went to those few. Any other
+ * line, a flush or a close commits them at once ($LUACT_STORE_LAZY_MS
+ * and $LUACT_STORE_LAZY_LONG_MS set the waits, for tests; a LAZY_MS of
+ * 0: no wait at all). PostgreSQL: as lc_store_append. */
 #define LC_STORE_LAZY_MS 10
+#define LC_STORE_LAZY_LINES 32
+#define LC_STORE_LAZY_LONG_MS 50
 #define LC_STORE_LAZY_MAX 1024
 int lc_store_append_lazy(struct lc_store *s, const struct lc_store_client *c, long seq,
                          unsigned long ticket, char *text, size_t len);

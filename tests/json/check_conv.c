@@ -138,10 +138,67 @@ START_TEST(finalizer_adding_keys_while_encoding) {
 }
 END_TEST
 
+/* The byte-at-a-time validator lc_utf8_valid had before its eight-byte
+ * ASCII skip: the skip must give the same verdict and the same 'bad'
+ * offset for every string, wherever the first non-ASCII byte falls
+ * relative to an eight-byte chunk. */
+static int ref_utf8_valid(const unsigned char *s, size_t n, size_t *bad) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i], min, cp;
+    size_t len;
+    if (c < 0x80) { i++; continue; }
+    else if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
+    else goto fail;
+    if (i + len > n) goto fail;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xC0) != 0x80) goto fail;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) goto fail;
+    i += len;
+  }
+  return 1;
+fail:
+  *bad = i;
+  return 0;
+}
+
+START_TEST(utf8_ascii_skip_matches_bytewise) {
+  static const char *const tails[] = {"\xc3\xa9", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                                      "\xe2\x82", "\xf0\x9f\x98\x80", "\x80", "\xff", "\xe2\x82\xac"};
+  unsigned char buf[64];
+  unsigned seed = 12345;
+  for (size_t pre = 0; pre < 20; pre++)
+    for (size_t t = 0; t < sizeof tails / sizeof *tails; t++)
+      for (size_t post = 0; post < 12; post++) {
+        size_t n = 0;
+        for (size_t i = 0; i < pre; i++) buf[n++] = (unsigned char)('a' + i % 26);
+        size_t tl = strlen(tails[t]);
+        memcpy(buf + n, tails[t], tl);
+        n += tl;
+        for (size_t i = 0; i < post; i++) {
+          seed = seed * 1103515245u + 12345u;
+          buf[n++] = (unsigned char)((seed >> 16) & 0x7f);
+        }
+        for (size_t cut = 0; cut <= n; cut++) {
+          size_t b1 = 999, b2 = 999;
+          int v1 = lc_utf8_valid((const char *)buf, cut, &b1);
+          int v2 = ref_utf8_valid(buf, cut, &b2);
+          ck_assert_int_eq(v1, v2);
+          if (!v1) ck_assert_uint_eq(b1, b2);
+        }
+      }
+}
+END_TEST
+
 Suite *conv_suite(void) {
   Suite *s = suite_create("conv");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, nested_roundtrip);
+  tcase_add_test(tc, utf8_ascii_skip_matches_bytewise);
   tcase_add_test(tc, empty_array_survives);
   tcase_add_test(tc, errors_name_the_path);
   tcase_add_test(tc, parse_checks_input);

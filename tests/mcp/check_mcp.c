@@ -86,6 +86,83 @@ START_TEST(everything_stdio) {
 }
 END_TEST
 
+/* Session and op methods, and a schema's validate, check self against
+ * the metatable they hold as an upvalue (lc_lua_checkud_up): any other
+ * value as self (another type's userdata, a table with the same methods,
+ * a session for an op and back) still raises the type's error, and the
+ * right self still works after. */
+START_TEST(methods_refuse_a_wrong_self) {
+  ck_assert_msg(run("local s, e = luact.mcp.connect{command='node', args=EVERYTHING}\n"
+                    "check(s, e)\n"
+                    "local ses = s._s\n"
+                    "local op = ses:_call('echo', {message='a'}, 30)\n"
+                    "local OP, SES = getmetatable(op).__index, getmetatable(ses).__index\n"
+                    "local V = getmetatable(luact.schema.compile{type='object'}).__index\n"
+                    "local function refused(f, self, want)\n"
+                    "  local ok, m = pcall(f, self)\n"
+                    "  check(not ok and tostring(m):find(want, 1, true), tostring(m))\n"
+                    "end\n"
+                    "refused(OP.wait, ses, 'luact.McpOp expected')\n"
+                    "refused(OP.wait, {}, 'luact.McpOp expected')\n"
+                    "refused(OP.wait, io.stdout, 'luact.McpOp expected')\n"
+                    "refused(getmetatable(op).__gc, ses, 'luact.McpOp expected')\n"
+                    "refused(SES._plain, op, 'luact.McpSession expected')\n"
+                    "refused(SES._call, op, 'luact.McpSession expected')\n"
+                    "refused(SES._plain, setmetatable({}, getmetatable(ses)), 'luact.McpSession expected')\n"
+                    "refused(V.validate, ses, 'luact.Schema expected')\n"
+                    "local k, text = op:wait()\n"
+                    "check(k == 'text' and text == 'Echo: a', k, text)\n"
+                    "check(type(ses:_plain()) == 'boolean')\n"
+                    "check(s.tool.echo{message='b'}:find('Echo: b', 1, true))\n"
+                    "s:close()\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
+/* An MCP tool's own fn never reads its ctx, so an unjournaled call makes
+ * none (tool.lua's _noctx); a fn the script puts in its place gets the
+ * ctx every tool fn gets (its effect_id), and the calls' effect numbers
+ * run on as before: the third call is #3 whichever fn ran the others. */
+START_TEST(replaced_fn_still_gets_its_ctx) {
+  char dir[] = "/tmp/lc_mcp_ctx_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], cmd[2048];
+  snprintf(script, sizeof script, "%s/agent.lua", dir);
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local s = assert(luact.mcp.connect{command='node', args={'%s/tests/mcp/node_modules/"
+          "@modelcontextprotocol/server-everything/dist/index.js', 'stdio'}})\n"
+          "local echo = s.tool.echo\n"
+          "assert(echo{message='a'}:find('Echo: a', 1, true))\n"
+          "local body, seen = echo.fn\n"
+          "local function spy(args, ctx) seen = ctx; return body(args, ctx) end\n"
+          "echo.fn = spy\n"
+          "assert(echo{message='b'}:find('Echo: b', 1, true))\n"
+          "print('first', seen.effect_id)\n"
+          "echo.fn = body\n"
+          "assert(echo{message='c'}:find('Echo: c', 1, true))\n"
+          "echo.fn = spy\n"
+          "assert(echo{message='d'}:find('Echo: d', 1, true))\n"
+          "print('second', seen.effect_id)\n"
+          "s:close()\n",
+          lc_test_source_dir());
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "%s/luact run --no-store %s 2>&1", LC_BINARY_DIR, script);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_msg(pclose(p) == 0, "%s", out);
+  /* one listing (1#1), then the calls 1#2 .. 1#5 */
+  ck_assert_msg(strstr(out, "first\t1#3\n") && strstr(out, "second\t1#5\n"), "%s", out);
+  unlink(script);
+  rmdir(dir);
+}
+END_TEST
+
 /* The child's environment is what the script gave plus PATH and HOME. */
 START_TEST(everything_env_is_only_given) {
   setenv("LUACT_MCP_SECRET_CANARY", "leak", 1);
@@ -1545,6 +1622,8 @@ Suite *mcp_suite(void) {
   CASE(client_and_server_close_before_the_loop,
        tcase_add_test(tc, client_and_server_close_before_the_loop));
   CASE(child_inherits_no_descriptors, tcase_add_test(tc, child_inherits_no_descriptors));
+  CASE(methods_refuse_a_wrong_self, tcase_add_test(tc, methods_refuse_a_wrong_self));
+  CASE(replaced_fn_still_gets_its_ctx, tcase_add_test(tc, replaced_fn_still_gets_its_ctx));
   CASE(everything_env_is_only_given, tcase_add_test(tc, everything_env_is_only_given));
   CASE(everything_progress_resources_prompts, tcase_add_test(tc, everything_progress_resources_prompts));
   CASE(cancel_on_kill, tcase_add_test(tc, cancel_on_kill));

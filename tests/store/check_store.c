@@ -291,6 +291,58 @@ START_TEST(lazy_lines_wait_for_a_group) {
 }
 END_TEST
 
+/* Lazy lines that come slowly wait past the short window (LAZY_MS) for
+ * LC_STORE_LAZY_LINES of them, up to the long one (LAZY_LONG_MS): five
+ * lines 20 ms apart, with a 1 ms short window and a ten-minute long one,
+ * are one commit (the flush's), not five; then LC_STORE_LAZY_LINES lines
+ * go by themselves, without a flush. (The naps only space the lines: a
+ * slower machine spaces them more, which changes nothing here.) */
+START_TEST(slow_lazy_lines_share_a_commit) {
+  lc_store_close(st);
+  setenv("LUACT_STORE_LAZY_MS", "1", 1);
+  setenv("LUACT_STORE_LAZY_LONG_MS", "600000", 1);
+  int rc = lc_store_open(path, LC_STORE_SYNC_NORMAL, &st, err, sizeof err);
+  unsetenv("LUACT_STORE_LAZY_MS");
+  unsetenv("LUACT_STORE_LAZY_LONG_MS");
+  ck_assert_int_eq(rc, 0);
+  static struct client k;
+  memset(&k, 0, sizeof k);
+  k.c.committed = on_committed;
+  k.c.ud = &k;
+  snprintf(k.c.run_id, sizeof k.c.run_id, "w0");
+  struct lc_run_row r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "w0");
+  r.status = "running";
+  ck_assert_int_eq(lc_store_append_run(st, &k.c, &r), 0);
+  ck_assert_int_eq(lc_store_append(st, &k.c, 1, 1, "{\"type\":\"header\"}", 17), 0);
+  await_newest(&k, 1);
+  long lines0, commits0, lines, commits;
+  lc_store_stats(st, &lines0, &commits0);
+  long q = 2;
+  for (; q <= 6; q++) {
+    lazy_line(&k, q);
+    lc_test_nap_ms(20);
+  }
+  lc_store_flush(st);
+  lc_store_stats(st, &lines, &commits);
+  ck_assert_int_eq(lines - lines0, 5);
+  ck_assert_int_eq(commits - commits0, 1);
+  ck_assert_uint_eq(atomic_load(&k.newest), 6);
+  /* Enough lines: committed without a flush (the writer is woken). */
+  for (; q < 7 + LC_STORE_LAZY_LINES; q++) lazy_line(&k, q);
+  await_newest(&k, (unsigned long)q - 1);
+  lc_store_stats(st, &lines, &commits);
+  ck_assert_int_eq(commits - commits0, 2);
+  ck_assert_int_eq(atomic_load(&k.errors), 0);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("w0", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, q - 1);
+  ck_assert_int_eq(sn.n, last);
+}
+END_TEST
+
 /* With --store-sync full, a group of lazy lines only (nobody waits for
  * them; a crash may lose them, docs/journal.md) commits without the WAL's
  * fsync; any other line's group has it and covers what came before; a
@@ -1429,6 +1481,7 @@ Suite *store_suite(void) {
   tcase_add_test(tc, flush_client_waits_for_its_own_lines_only);
   tcase_add_test(tc, lazy_lines_wait_for_a_group);
   tcase_add_test(tc, lazy_only_groups_skip_the_fsync);
+  tcase_add_test(tc, slow_lazy_lines_share_a_commit);
   /* the file's own: damage, locks */
   tcase_add_test(tc, truncated_file_refused_at_connect);
   tcase_add_test(tc, truncated_large_file_refused_at_connect);
