@@ -156,6 +156,20 @@ void lc_fleet_stop(struct lc_serve *s, int release);
  * the grace period of the runs still going. */
 void lc_fleet_drain(struct lc_serve *s);
 void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost);
+/* The fleet connection's session: lock waits short, lease commits
+ * without the flush wait, and its prepared statements (the claims)
+ * planned once, not at every run (fleet.c says why each). */
+#define LC_FLEET_SESSION                                                                  \
+  "SET lock_timeout = 1000; SET synchronous_commit = off;"                                \
+  " SET plan_cache_mode = force_generic_plan"
+/* A prepared claim is prepared (and planned) again at most this many
+ * seconds apart (lc_dstore_exec_prepared): its plan follows the tables
+ * as they grow. */
+#define FLEET_REPLAN_S 2.0
+/* The claim statement of owner for n runs (malloc'd; NULL: no memory),
+ * with a hand-back (release: its parameters are the done runs' JSON
+ * list, twice; else none) and a rescue or not. Tests EXPLAIN it. */
+char *lc_fleet_claim_sql(const char *owner, double lease_s, int release, int rescue, int n);
 
 /* api.c */
 int lc_api_start(struct lc_serve *s, char *err, size_t n);
