@@ -65,10 +65,11 @@ struct lc_dstore {
   struct prep {
     char name[24];
     char *sql; /* numbered; NULL: none */
-    double at, period; /* prepared again at + period on */
-    long gen;
+    double at;
+    long gen, pgen;
   } prep[LC_DSTORE_SLOTS];
   long gen;
+  long pgen; /* raised by lc_dstore_replan */
   unsigned long nprep; /* names made so far */
   int noprep; /* the server refused a prepared statement: none from then on */
 };
@@ -259,19 +260,14 @@ static int pg_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
 }
 
 /* Runs q as slot's prepared statement (under d->mu): prepared first when
- * it is not on this connection, is another text, or is older than its
- * period: replan_s / 8 for a new text, doubled at every prepare again
- * up to replan_s, so that the plans follow a fast growth from empty
- * tables closely and a long-running fleet plans rarely. */
+ * it is not on this connection, is another text, is replan_s old, or was
+ * prepared before the last lc_dstore_replan. */
 static PGresult *prep_run(struct lc_dstore *d, int slot, double replan_s, const char *q, int np,
                           const Oid *types, const char *const *vals) {
   struct prep *p = &d->prep[slot];
   double now = mono_s();
   int have = p->sql && p->gen == d->gen;
-  int same = have && !strcmp(p->sql, q);
-  if (!same || now - p->at >= p->period) {
-    double period = same ? 2 * p->period : replan_s / 8;
-    if (period > replan_s) period = replan_s;
+  if (!have || strcmp(p->sql, q) || now - p->at >= replan_s || p->pgen != d->pgen) {
     if (have) { /* the old plan goes (a failure: the next prepare says) */
       char dq[40];
       snprintf(dq, sizeof dq, "DEALLOCATE %s", p->name);
@@ -285,8 +281,8 @@ static PGresult *prep_run(struct lc_dstore *d, int slot, double replan_s, const 
     PQclear(r);
     p->sql = strdup(q); /* out of memory: prepared again next time */
     p->at = now;
-    p->period = period;
     p->gen = d->gen;
+    p->pgen = d->pgen;
   }
   return PQexecPrepared(d->pg, p->name, np, vals, NULL, NULL, 0);
 }
@@ -755,6 +751,13 @@ int lc_dstore_exec_prepared(struct lc_dstore *d, int slot, double replan_s, cJSO
   int rc = pg_exec(d, rows, err, errlen, sql, spec, ap, 0, NULL, slot, replan_s);
   va_end(ap);
   return rc;
+}
+
+void lc_dstore_replan(struct lc_dstore *d) {
+  if (!d->pg) return;
+  pthread_mutex_lock(&d->mu);
+  d->pgen++;
+  pthread_mutex_unlock(&d->mu);
 }
 
 void lc_dstore_prepared_name(struct lc_dstore *d, int slot, char *name, size_t n) {

@@ -74,7 +74,6 @@ struct lc_fleet {
   PGconn *listen;
   char owner[160];
   double lease_s;
-  double replan_s; /* FLEET_REPLAN_S, or LUACT_FLEET_REPLAN_S */
   long poll_ms;
   /* Runs claimed beyond the free slots (free_slots). Adaptive (no
    * --claim-ahead): 0 while the queue is shallow, doubled (up to cap)
@@ -96,6 +95,10 @@ struct lc_fleet {
   char *sql[NSQL]; /* the fleet connection's statements, filled (fill) */
   struct claim_text ct[CLAIM_SLOTS]; /* the fleet thread's */
   unsigned long ct_clock;
+  /* the sizes of the tables a claim reads (bytes) when its plans were
+   * made (sizes_at: when they were last read) */
+  double size[3], sizes_at;
+  int sizes_known;
 };
 
 static double mono_s(void) {
@@ -294,7 +297,7 @@ static void release_done(struct lc_fleet *f) {
     return;
   }
   char err[512];
-  int rc = j ? lc_dstore_exec_prepared(f->ds, RELEASE_SLOT, f->replan_s, NULL, err, sizeof err,
+  int rc = j ? lc_dstore_exec_prepared(f->ds, RELEASE_SLOT, FLEET_REPLAN_S, NULL, err, sizeof err,
                                        f->sql[SQL_RELEASE], "ss", j, j)
              : LC_ENOMEM;
   if (rc) lc_serve_log(f->s, "warn", "fleet_release_failed", NULL, j ? err : "out of memory");
@@ -347,13 +350,15 @@ static void release_done(struct lc_fleet *f) {
 #define CLAIM_SQL(release, rescue)                                                           \
   "WITH " release rescue                                                                     \
   /* The queue index (leases_queued) in created order: the scan stops at  \
-   * the LIMIT's last claimable run. The LIMIT is a literal, so the       \
-   * planner knows it: as an expression ("n minus the runs rescued") it   \
-   * guessed a tenth of the queue, and sorted the whole queue with a scan \
-   * of runs for each entry where the tables were small (130 ms against   \
-   * 1.2 ms a claim, 2,000 runs queued). With a rescue, q may lock more   \
-   * rows than c then takes (n in all, the rescued first): locked, not    \
-   * taken, until this statement commits. */                              \
+   * the LIMIT's last claimable run. The LIMIT is a literal (@N: n       \
+   * rounded up to a power of two, so that a daemon has a few claim      \
+   * texts to prepare, not one per n), so the planner knows it: as an    \
+   * expression or a parameter it guessed a tenth of the queue, and      \
+   * sorted all of it with a scan of runs for each entry where the tables \
+   * were small (130 ms against 1.2 ms a claim, 2,000 runs queued). c    \
+   * takes n of the rows (the rescued first): the others are locked, not  \
+   * taken, until this statement commits (other claims pass over them    \
+   * meanwhile). */                                                       \
   " q AS MATERIALIZED ("                                                                      \
   "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch"               \
   "  FROM leases l JOIN d_runs d ON d.id = l.run_id"                                          \
@@ -366,7 +371,7 @@ static void release_done(struct lc_fleet *f) {
    * candidate of the scans above) */                                    \
   " c AS (SELECT u.id, u.thread_id, u.agent, u.created, u.lepoch, s.id IS NOT NULL AS started"  \
   "  FROM (SELECT * FROM (SELECT *, 0 AS src FROM x UNION ALL SELECT *, 1 FROM q) v"          \
-  "  ORDER BY src, created LIMIT @N) u LEFT JOIN LATERAL (SELECT r.id FROM runs r"             \
+  "  ORDER BY src, created LIMIT ?::bigint) u LEFT JOIN LATERAL (SELECT r.id FROM runs r"     \
   "  WHERE r.id = u.id LIMIT 1) s ON true),"                                                   \
   /* The re-check. The snapshot is the statement's start; the lease rows \
    * are locked, so read at their newest (a row changed since is checked \
@@ -387,10 +392,12 @@ static void release_done(struct lc_fleet *f) {
   "  AND (l.owner IS NULL OR l.lease_until < extract(epoch FROM clock_timestamp()))"          \
   "  RETURNING l.run_id, l.epoch)"                                                            \
   " SELECT upd.run_id AS id, upd.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent," \
-  /* A run queued behind the ones read (the snapshot's view, no lock):  \
-   * the next index entry after the last of them (a hint for            \
-   * claim-ahead: a run behind a thread's live one counts too). */       \
-  "  ((SELECT l.created FROM leases l WHERE l.qstate = 'pending' AND l.created >"             \
+  /* A run queued behind the ones taken (the snapshot's view, no lock): \
+   * one read and not taken, or the next index entry after the last one  \
+   * read (a hint for claim-ahead: a run behind a thread's live one      \
+   * counts too). */                                                      \
+  "  ((SELECT count(*) FROM x) + (SELECT count(*) FROM q) > (SELECT count(*) FROM c) OR"    \
+  "  (SELECT l.created FROM leases l WHERE l.qstate = 'pending' AND l.created >"              \
   "   coalesce((SELECT max(created) FROM q), '-infinity'::float8) ORDER BY l.created"         \
   "   LIMIT 1) IS NOT NULL)::int AS deeper"                                                   \
   " FROM upd JOIN c ON c.id = upd.run_id ORDER BY c.created"
@@ -450,9 +457,12 @@ char *lc_fleet_claim_sql(const char *owner, double lease_s, int release, int res
               owner, lease_s, n);
 }
 
-/* The claim text of this variant and n, and its slot (*slot); NULL: no
- * memory. */
+/* The claim text of this variant for n runs (its reads limited to n
+ * rounded up to a power of two), and its slot (*slot); NULL: no memory. */
 static const char *claim_text(struct lc_fleet *f, int release, int rescue, int n, int *slot) {
+  int b = 1;
+  while (b < n && b < (1 << 20)) b *= 2;
+  n = b;
   int v = release * 2 + rescue, lru = 0;
   for (int k = 0; k < CLAIM_SLOTS; k++) {
     struct claim_text *c = &f->ct[k];
@@ -491,18 +501,18 @@ static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
   double t0 = mono_s();
   /* Four variants: without runs to hand back (or no rescue due) the
    * statement leaves that part out. Each (with its n) is a prepared
-   * statement of the fleet connection, planned once per FLEET_REPLAN_S
-   * (its planning was half of its server time: docs/BENCHMARKS.md), and
-   * prepared again after that, so that its plan follows the tables'
-   * growth (a plan made once while they were small read them
-   * sequentially as they grew: 0.6 ms to 238 ms a claim). */
+   * statement of the fleet connection, planned once (its planning was
+   * half of its server time: docs/BENCHMARKS.md), and again when its
+   * tables have grown (watch_sizes) or FLEET_REPLAN_S later. */
   int k;
+  char ns[16];
+  snprintf(ns, sizeof ns, "%d", n);
   const char *sql = claim_text(f, taken != NULL, rescue, n, &k);
   int rc = !sql ? LC_ENOMEM
-           : taken ? lc_dstore_exec_prepared(f->ds, k, f->replan_s, &rows, err, sizeof err, sql,
-                                             "ss", j, j)
-                   : lc_dstore_exec_prepared(f->ds, k, f->replan_s, &rows, err, sizeof err, sql,
-                                             "");
+           : taken ? lc_dstore_exec_prepared(f->ds, k, FLEET_REPLAN_S, &rows, err, sizeof err, sql,
+                                             "sss", j, j, ns)
+                   : lc_dstore_exec_prepared(f->ds, k, FLEET_REPLAN_S, &rows, err, sizeof err, sql,
+                                             "s", ns);
   if (!sql) snprintf(err, sizeof err, "out of memory");
   put_back(f, taken, rc == 0);
   free(j);
@@ -694,6 +704,45 @@ static int claim_batch(const struct lc_fleet *f) {
 
 static void hand_back_waited(struct lc_fleet *f);
 
+/* How often the fleet thread reads the sizes of the tables a claim
+ * reads (one small statement). */
+#define SIZE_CHECK_S 0.5
+
+/* A claim's plan is made for the sizes its tables have then, and a plan
+ * made while they were small reads them sequentially once they have
+ * grown (0.6 ms to 238 ms a claim at 60,000 runs): the prepared claims
+ * are planned again when one of them has more than doubled since (from
+ * empty: once past 64 kB). Planning follows the growth, a few times as a
+ * fleet's tables grow from nothing and rarely after that, where preparing
+ * again every few seconds planned each claim text every few seconds for
+ * ever. (What a plan depends on beyond the sizes, the statistics,
+ * PostgreSQL makes again itself: an ANALYZE invalidates it.) */
+static void watch_sizes(struct lc_fleet *f) {
+  double now = mono_s();
+  if (now < f->sizes_at + SIZE_CHECK_S) return;
+  f->sizes_at = now;
+  char err[256];
+  cJSON *rows = NULL;
+  if (lc_dstore_exec(f->ds, &rows, err, sizeof err,
+                     "SELECT pg_relation_size('leases') AS l, pg_relation_size('d_runs') AS d, "
+                     "pg_relation_size('runs') AS r",
+                     ""))
+    return; /* the claim that follows says why */
+  const cJSON *r = cJSON_GetArrayItem(rows, 0);
+  const char *const col[3] = {"l", "d", "r"};
+  int grown = 0;
+  for (int k = 0; k < 3; k++) {
+    const cJSON *v = cJSON_GetObjectItem(r, col[k]);
+    double sz = cJSON_IsNumber(v) ? v->valuedouble : 0;
+    if (!f->sizes_known || sz > 2 * f->size[k] + 65536) grown |= f->sizes_known;
+    else if (sz >= f->size[k] / 2) continue; /* (shrunk: the new size is the base) */
+    f->size[k] = sz;
+  }
+  f->sizes_known = 1;
+  cJSON_Delete(rows);
+  if (grown) lc_dstore_replan(f->ds);
+}
+
 static void *fleet_main(void *ud) {
   struct lc_fleet *f = ud;
   double renew_every = f->lease_s / 3;
@@ -760,6 +809,7 @@ static void *fleet_main(void *ud) {
      * at least every poll), not in every claim: the rescue is a good part
      * of a claim statement's planning, and finds nothing while daemons live. */
     int rescue = mono_s() >= next_rescue;
+    if (n > 0) watch_sizes(f);
     if (rescue && n > 0) next_rescue = mono_s() + rescue_every;
     int deeper = 0, got = n > 0 ? claim(f, n, rescue, &deeper) : 0;
     if (n > 0) adapt(f, got == n && deeper);
@@ -776,10 +826,6 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   f->s = s;
   f->lease_s = s->lease_s > 0 ? s->lease_s : 10;
   f->poll_ms = s->poll_ms > 0 ? s->poll_ms : 500;
-  const char *rp = getenv("LUACT_FLEET_REPLAN_S");
-  char *end = NULL;
-  f->replan_s = rp ? lc_cnum_strtod(rp, &end) : 0;
-  if (!rp || end == rp || !(f->replan_s >= 0)) f->replan_s = FLEET_REPLAN_S;
   f->adaptive = s->claim_ahead < 0;
   f->cap = f->adaptive ? AHEAD_MAX : s->claim_ahead;
   f->ahead = f->adaptive ? 0 : f->cap; /* adaptive: shallow until a claim says otherwise */

@@ -162,13 +162,14 @@ void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost
 #define LC_FLEET_SESSION                                                                  \
   "SET lock_timeout = 1000; SET synchronous_commit = off;"                                \
   " SET plan_cache_mode = force_generic_plan"
-/* A prepared claim is prepared (and planned) again at most this many
- * seconds apart (lc_dstore_exec_prepared): its plan follows the tables
- * as they grow. */
-#define FLEET_REPLAN_S 2.0
-/* The claim statement of owner for n runs (malloc'd; NULL: no memory),
- * with a hand-back (release: its parameters are the done runs' JSON
- * list, twice; else none) and a rescue or not. Tests EXPLAIN it. */
+/* A prepared claim is prepared (and planned) again at least this often
+ * (seconds), beside when its tables have grown (fleet.c, watch_sizes). */
+#define FLEET_REPLAN_S 60.0
+/* The claim statement of owner (malloc'd; NULL: no memory) reading up
+ * to n runs of the queue (fleet.c: n a power of two), with a hand-back
+ * or not (release) and a rescue or not. Its parameters: with release,
+ * the done runs' JSON list, twice; then how many runs to take (at most
+ * n). */
 char *lc_fleet_claim_sql(const char *owner, double lease_s, int release, int rescue, int n);
 
 /* api.c */
