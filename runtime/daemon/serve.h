@@ -161,7 +161,7 @@ void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost
  * planned once, not at every run (fleet.c says why each). */
 #define LC_FLEET_SESSION                                                                  \
   "SET lock_timeout = 1000; SET synchronous_commit = off;"                                \
-  " SET plan_cache_mode = force_generic_plan"
+  " SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off"
 /* A prepared claim is prepared (and planned) again at least this often
  * (seconds), beside when its tables have grown (fleet.c, watch_sizes). */
 #define FLEET_REPLAN_S 60.0
