@@ -384,11 +384,12 @@ static void release_done(struct lc_fleet *f) {
    * epoch read: a run claimed since waits for the next claim. */        \
   " live AS (SELECT r.id FROM runs r WHERE r.id = ANY(ARRAY(SELECT id FROM c WHERE started))" \
   "  AND r.status = 'running' FOR SHARE OF r SKIP LOCKED),"                                   \
+  /* (c joined, not a subquery of c per row: that read all of c for     \
+   * each run, 130 ms of a 400-run claim's 148) */                        \
   " upd AS (UPDATE leases l SET owner = @O, epoch = l.epoch + 1,"                             \
   "  lease_until = extract(epoch FROM clock_timestamp()) + @L, qstate = 'claimed'"          \
-  "  WHERE l.run_id = ANY(ARRAY(SELECT id FROM c WHERE NOT started OR id IN"                  \
-  "   (SELECT id FROM live)))"                                                                \
-  "  AND l.epoch = (SELECT c.lepoch FROM c WHERE c.id = l.run_id)"                            \
+  "  FROM c WHERE l.run_id = ANY(ARRAY(SELECT id FROM c WHERE NOT started OR id IN"           \
+  "   (SELECT id FROM live))) AND c.id = l.run_id AND l.epoch = c.lepoch"                     \
   "  AND (l.owner IS NULL OR l.lease_until < extract(epoch FROM clock_timestamp()))"          \
   "  RETURNING l.run_id, l.epoch)"                                                            \
   " SELECT upd.run_id AS id, upd.epoch AS epoch, c.thread_id AS thread_id, c.agent AS agent," \
