@@ -890,7 +890,9 @@ END_TEST
 
 /* The claim plans the server's auto_explain wrote to its log from offset
  * on, as one character each: 'S' reads leases, d_runs or runs
- * sequentially, '.' does not. */
+ * sequentially; 'Q' reads all the claimed runs again for each run it
+ * updates (a subquery of the CTE c per row, its filter on the row's id:
+ * 130 ms of a 400-run claim); '.' neither. */
 static void claim_plans(long offset, char *out, size_t n) {
   char path[300];
   snprintf(path, sizeof path, "%s/server.log", pg.dir);
@@ -908,7 +910,8 @@ static void claim_plans(long offset, char *out, size_t n) {
       out[k++] = strstr(c, "Seq Scan on leases ") || strstr(c, "Seq Scan on d_runs ") ||
                          strstr(c, "Seq Scan on runs ")
                      ? 'S'
-                     : '.';
+                 : strstr(c, "Filter: (id = l") ? 'Q'
+                                                  : '.';
     free(c);
   }
   out[k] = '\0';
@@ -953,7 +956,7 @@ START_TEST(claim_plans_follow_the_tables_growth) {
     ck_assert_msg(lc_test_mono_s() < until, "no claim plans in the server log");
     lc_test_nap_ms(50);
   }
-  ck_assert_msg(!strchr(plans, 'S'), "claims on the empty tables: %s", plans);
+  ck_assert_msg(!strpbrk(plans, "SQ"), "claims on the empty tables: %s", plans);
   /* the claim texts so far, and their plans */
   char *ids = lc_pg_value(url, CLAIMS_SQL("string_agg(queryid::text, ',')"));
   ck_assert_ptr_nonnull(ids);
@@ -986,7 +989,8 @@ START_TEST(claim_plans_follow_the_tables_growth) {
   }
   fprintf(stderr, "claim plans after the growth: %s (%ld plans before it, %ld now)\n", plans,
           before, count(pq));
-  ck_assert_msg(!strchr(plans, 'S'), "a claim after the growth read a table in full: %s", plans);
+  ck_assert_msg(!strpbrk(plans, "SQ"), "a claim after the growth read a table in full: %s",
+                plans);
   stop();
 }
 END_TEST
