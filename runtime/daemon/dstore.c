@@ -60,7 +60,25 @@ struct lc_dstore {
   char *session;  /* SQL run on each new PostgreSQL connection, or NULL */
   char owner[160]; /* the lease owner fenced writes require ("": any) */
   pthread_mutex_t mu; /* the PostgreSQL connection */
+  /* lc_dstore_exec_prepared's statements (under mu): each prepared on
+   * the connection of generation gen (raised by every reset) at mono at */
+  struct prep {
+    char name[24];
+    char *sql; /* numbered; NULL: none */
+    double at;
+    long gen, pgen;
+  } prep[LC_DSTORE_SLOTS];
+  long gen;
+  long pgen; /* raised by lc_dstore_replan */
+  unsigned long nprep; /* names made so far */
+  int noprep; /* the server refused a prepared statement: none from then on */
 };
+
+static double mono_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
 
 /* PostgreSQL: the same tables; the columns daemon.c adds with ALTER TABLE
  * to older SQLite files are here from the start (its ALTERs then fail
@@ -121,6 +139,7 @@ static void pg_err(PGconn *c, PGresult *r, char *err, size_t errlen) {
 static int pg_conn(struct lc_dstore *d, char *err, size_t errlen) {
   if (PQstatus(d->pg) == CONNECTION_OK) return 0;
   PQreset(d->pg);
+  d->gen++; /* its prepared statements are gone */
   if (PQstatus(d->pg) != CONNECTION_OK) {
     pg_err(d->pg, NULL, err, errlen);
     return LC_EIO;
@@ -196,14 +215,16 @@ static char *numbered(const char *sql) {
   return o;
 }
 
-/* Runs q (already numbered) with np typed parameters. */
+/* Runs q (already numbered) with np typed parameters; slot >= 0: as
+ * lc_dstore_exec_prepared's statement slot. */
 static int pg_run(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *q,
-                  int np, const Oid *types, const char *const *vals);
+                  int np, const Oid *types, const char *const *vals, int slot, double replan_s);
 
 /* The va_list's parameters as text, typed as spec says; then pg_run.
  * extra (may be 0): more text parameters after them. */
 static int pg_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *sql,
-                   const char *spec, va_list ap, int extra, const char *const *xv) {
+                   const char *spec, va_list ap, int extra, const char *const *xv, int slot,
+                   double replan_s) {
   enum { MAXP = 32 };
   int np = spec ? (int)strlen(spec) : 0;
   if (np + extra > MAXP) {
@@ -233,30 +254,71 @@ static int pg_exec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, 
   }
   char *q = numbered(sql);
   if (!q) return LC_ENOMEM;
-  int rc = pg_run(d, rows, err, errlen, q, np + extra, types, vals);
+  int rc = pg_run(d, rows, err, errlen, q, np + extra, types, vals, slot, replan_s);
   free(q);
   return rc;
 }
 
+/* Runs q as slot's prepared statement (under d->mu): prepared first when
+ * it is not on this connection, is another text, is replan_s old, or was
+ * prepared before the last lc_dstore_replan. */
+static PGresult *prep_run(struct lc_dstore *d, int slot, double replan_s, const char *q, int np,
+                          const Oid *types, const char *const *vals) {
+  struct prep *p = &d->prep[slot];
+  double now = mono_s();
+  int have = p->sql && p->gen == d->gen;
+  if (!have || strcmp(p->sql, q) || now - p->at >= replan_s || p->pgen != d->pgen) {
+    if (have) { /* the old plan goes (a failure: the next prepare says) */
+      char dq[40];
+      snprintf(dq, sizeof dq, "DEALLOCATE %s", p->name);
+      PQclear(PQexec(d->pg, dq));
+    }
+    free(p->sql);
+    p->sql = NULL;
+    snprintf(p->name, sizeof p->name, "lc_p%lu", ++d->nprep);
+    PGresult *r = PQprepare(d->pg, p->name, q, np, types);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) return r;
+    PQclear(r);
+    p->sql = strdup(q); /* out of memory: prepared again next time */
+    p->at = now;
+    p->gen = d->gen;
+    p->pgen = d->pgen;
+  }
+  return PQexecPrepared(d->pg, p->name, np, vals, NULL, NULL, 0);
+}
+
 static int pg_run(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, const char *q,
-                  int np, const Oid *types, const char *const *vals) {
+                  int np, const Oid *types, const char *const *vals, int slot, double replan_s) {
   pthread_mutex_lock(&d->mu);
   int rc = pg_conn(d, err, errlen);
   PGresult *r = NULL;
   for (int attempt = 0; !rc && attempt < 2; attempt++) {
     PQclear(r);
-    r = PQexecParams(d->pg, q, np, types, vals, NULL, NULL, 0);
+    int prepared = slot >= 0 && slot < LC_DSTORE_SLOTS && !d->noprep;
+    r = prepared ? prep_run(d, slot, replan_s, q, np, types, vals)
+                 : PQexecParams(d->pg, q, np, types, vals, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) break;
     /* A connection the server ended: once more on a new one (a statement
      * that fails so was not committed: autocommit). */
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    /* A prepared statement the server does not have (26000) or has
+     * already (42P05): a transaction-pooling proxy sends each statement
+     * to any of its connections. Unprepared from then on. */
+    if (prepared && state && (!strcmp(state, "26000") || !strcmp(state, "42P05"))) {
+      d->noprep = 1;
+      attempt--; /* not a failure of the statement: it did not run */
+      continue;
+    }
     /* the session ended (08: connection exceptions, 57P0x: terminated),
      * whether or not libpq has noticed yet */
     int gone = PQstatus(d->pg) != CONNECTION_OK ||
                (state && (!strncmp(state, "08", 2) || !strncmp(state, "57P0", 4)));
     if (attempt == 0 && gone) {
-      if (PQstatus(d->pg) == CONNECTION_OK) PQreset(d->pg);
+      if (PQstatus(d->pg) == CONNECTION_OK) {
+        PQreset(d->pg);
+        d->gen++;
+      }
       if (pg_conn(d, err, errlen) == 0) continue;
     }
     /* A deadlock or serialization failure aborted the statement whole
@@ -501,6 +563,7 @@ void lc_dstore_close(struct lc_dstore *d) {
   if (!d) return;
   if (d->pg) {
     PQfinish(d->pg);
+    for (int k = 0; k < LC_DSTORE_SLOTS; k++) free(d->prep[k].sql);
     free(d->session);
     pthread_mutex_destroy(&d->mu);
     free(d);
@@ -540,7 +603,7 @@ static int vexec(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, co
                  const char *spec, va_list ap) {
   if (rows) *rows = NULL;
   if (d->pg) {
-    int rc = pg_exec(d, rows, err, errlen, sql, spec, ap, 0, NULL);
+    int rc = pg_exec(d, rows, err, errlen, sql, spec, ap, 0, NULL, -1, 0);
     va_end(ap);
     return rc;
   }
@@ -670,13 +733,39 @@ int lc_dstore_exec_fenced(struct lc_dstore *d, const char *run_id, long epoch, c
     memcpy(ob, d->owner, sizeof ob);
     pthread_mutex_unlock(&d->mu);
     const char *xv[] = {run_id, ep, ob[0] ? ob : NULL};
-    rc = pg_exec(d, rows, err, errlen, q, spec, ap, 3, xv);
+    rc = pg_exec(d, rows, err, errlen, q, spec, ap, 3, xv, -1, 0);
     va_end(ap);
   } else {
     rc = vexec(d, rows, err, errlen, q, spec, ap); /* ends ap */
   }
   free(q);
   return rc;
+}
+
+int lc_dstore_exec_prepared(struct lc_dstore *d, int slot, double replan_s, cJSON **rows,
+                            char *err, size_t errlen, const char *sql, const char *spec, ...) {
+  va_list ap;
+  va_start(ap, spec);
+  if (!d->pg) return vexec(d, rows, err, errlen, sql, spec, ap); /* ends ap */
+  if (rows) *rows = NULL;
+  int rc = pg_exec(d, rows, err, errlen, sql, spec, ap, 0, NULL, slot, replan_s);
+  va_end(ap);
+  return rc;
+}
+
+void lc_dstore_replan(struct lc_dstore *d) {
+  if (!d->pg) return;
+  pthread_mutex_lock(&d->mu);
+  d->pgen++;
+  pthread_mutex_unlock(&d->mu);
+}
+
+void lc_dstore_prepared_name(struct lc_dstore *d, int slot, char *name, size_t n) {
+  if (n) *name = '\0';
+  if (!d->pg || slot < 0 || slot >= LC_DSTORE_SLOTS) return;
+  pthread_mutex_lock(&d->mu);
+  if (d->prep[slot].sql && d->prep[slot].gen == d->gen) snprintf(name, n, "%s", d->prep[slot].name);
+  pthread_mutex_unlock(&d->mu);
 }
 
 int lc_dstore_ping(struct lc_dstore *d) {

@@ -48,6 +48,26 @@ void lc_dstore_stats(struct lc_dstore *d, long *groups, long *writes);
 /* PostgreSQL: sql (SET statements) runs now and on every connection made
  * again later. SQLite: nothing. */
 int lc_dstore_session(struct lc_dstore *d, const char *sql);
+/* lc_dstore_exec of a statement run often (the fleet's claims): on
+ * PostgreSQL, a prepared statement of this connection (slot 0 to
+ * LC_DSTORE_SLOTS - 1 names it), planned once instead of at every run
+ * (with plan_cache_mode = force_generic_plan in the session; the plan is
+ * made at its first run after a prepare), and prepared again once it is
+ * replan_s old or after lc_dstore_replan: a plan is made for the tables'
+ * sizes at the time, and one made while they were small reads them
+ * sequentially once they have grown. A connection made again, or a
+ * server that forgot the statement (a transaction-pooling proxy),
+ * prepares it again; one that refuses prepared statements gets them
+ * unprepared from then on. On SQLite: lc_dstore_exec. */
+#define LC_DSTORE_SLOTS 16
+int lc_dstore_exec_prepared(struct lc_dstore *d, int slot, double replan_s, cJSON **rows,
+                            char *err, size_t errlen, const char *sql, const char *spec, ...);
+/* Every prepared statement is prepared (planned) again at its next run
+ * (the caller saw the tables grow). */
+void lc_dstore_replan(struct lc_dstore *d);
+/* The name of slot's prepared statement on the connection now ("" when
+ * none): tests EXPLAIN EXECUTE it on the same connection. */
+void lc_dstore_prepared_name(struct lc_dstore *d, int slot, char *name, size_t n);
 /* Is the file reachable and answering (readyz)? */
 int lc_dstore_ping(struct lc_dstore *d);
 

@@ -156,6 +156,21 @@ void lc_fleet_stop(struct lc_serve *s, int release);
  * the grace period of the runs still going. */
 void lc_fleet_drain(struct lc_serve *s);
 void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost);
+/* The fleet connection's session: lock waits short, lease commits
+ * without the flush wait, and its prepared statements (the claims)
+ * planned once, not at every run (fleet.c says why each). */
+#define LC_FLEET_SESSION                                                                  \
+  "SET lock_timeout = 1000; SET synchronous_commit = off;"                                \
+  " SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off"
+/* A prepared claim is prepared (and planned) again at least this often
+ * (seconds), beside when its tables have grown (fleet.c, watch_sizes). */
+#define FLEET_REPLAN_S 60.0
+/* The claim statement of owner (malloc'd; NULL: no memory) reading up
+ * to n runs of the queue (fleet.c: n a power of two), with a hand-back
+ * or not (release) and a rescue or not. Its parameters: with release,
+ * the done runs' JSON list, twice; then how many runs to take (at most
+ * n). */
+char *lc_fleet_claim_sql(const char *owner, double lease_s, int release, int rescue, int n);
 
 /* api.c */
 int lc_api_start(struct lc_serve *s, char *err, size_t n);

@@ -25,6 +25,8 @@ static struct {
   PGresult *(*exec)(PGconn *, const char *);
   PGresult *(*execParams)(PGconn *, const char *, int, const Oid *, const char *const *,
                           const int *, const int *, int);
+  PGresult *(*execPrepared)(PGconn *, const char *, int, const char *const *, const int *,
+                            const int *, int);
   void (*finish)(PGconn *);
   char *(*fname)(const PGresult *, int);
   void (*freemem)(void *);
@@ -35,6 +37,7 @@ static struct {
   int (*nfields)(const PGresult *);
   PGnotify *(*notifies)(PGconn *);
   int (*ntuples)(const PGresult *);
+  PGresult *(*prepare)(PGconn *, const char *, const char *, int, const Oid *);
   void (*reset)(PGconn *);
   char *(*resultErrorField)(const PGresult *, int);
   char *(*resultErrorMessage)(const PGresult *);
@@ -66,7 +69,7 @@ static void load(void) {
   } t[] = {
 #define S(f) {"PQ" #f, (void **)&fn.f},
       S(clear) S(cmdTuples) S(connectdb) S(consumeInput) S(errorMessage) S(exec)
-      S(execParams) S(finish) S(fname) S(freemem) S(ftype) S(getisnull) S(getlength)
+      S(execParams) S(execPrepared) S(prepare) S(finish) S(fname) S(freemem) S(ftype) S(getisnull) S(getlength)
       S(getvalue) S(nfields) S(notifies) S(ntuples) S(reset) S(resultErrorField)
       S(resultErrorMessage) S(resultStatus) S(setNoticeProcessor) S(socket) S(status)
 #undef S
@@ -120,6 +123,13 @@ PGresult *PQexecParams(PGconn *c, const char *q, int n, const Oid *types,
                        const char *const *values, const int *lengths, const int *formats,
                        int rformat) {
   return ready() ? fn.execParams(c, q, n, types, values, lengths, formats, rformat) : NULL;
+}
+PGresult *PQexecPrepared(PGconn *c, const char *name, int n, const char *const *vals,
+                         const int *lens, const int *fmts, int rfmt) {
+  return ready() ? fn.execPrepared(c, name, n, vals, lens, fmts, rfmt) : NULL;
+}
+PGresult *PQprepare(PGconn *c, const char *name, const char *q, int n, const Oid *types) {
+  return ready() ? fn.prepare(c, name, q, n, types) : NULL;
 }
 void PQfinish(PGconn *c) {
   if (c && ready()) fn.finish(c);

@@ -851,6 +851,150 @@ START_TEST(claimed_ahead_runs_that_waited_are_handed_back) {
 }
 END_TEST
 
+/* ---- the claims' plans (a server with pg_stat_statements) ---- */
+
+static void pg_up_stats(void) {
+  setenv("PG_TMP_OPTS",
+         "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on",
+         1);
+  pg_up();
+  unsetenv("PG_TMP_OPTS");
+}
+
+#define CLAIMS_SQL(what)                                                                     \
+  "SELECT " what " FROM pg_stat_statements WHERE query LIKE '%q AS MATERIALIZED%' AND dbid = " \
+  "(SELECT oid FROM pg_database WHERE datname = current_database())"
+
+/* A fleet's claims are prepared statements of its connection, planned
+ * once and reused (a generic plan) instead of planned at every claim:
+ * planning was half of a claim's server time. An idle daemon claims
+ * every poll; its tables do not grow, and each claim text is planned
+ * once however often it runs. */
+START_TEST(claims_are_planned_once) {
+  stop();
+  sql_ok("CREATE EXTENSION pg_stat_statements; SELECT pg_stat_statements_reset()");
+  start_k(0, "--poll-ms 50 --max-runs 4");
+  await_count(CLAIMS_SQL("coalesce(sum(calls), 0)"), 20, "claims");
+  stop();
+  long calls = count(CLAIMS_SQL("coalesce(sum(calls), 0)"));
+  long plans = count(CLAIMS_SQL("coalesce(sum(plans), 0)"));
+  long texts = count(CLAIMS_SQL("count(*)"));
+  fprintf(stderr, "claims: %ld statements, %ld plans (%ld texts)\n", calls, plans, texts);
+  /* with and without the rescue (n is the same: 4): two texts, each
+   * planned once */
+  ck_assert_int_ge(calls, 20);
+  ck_assert_int_le(texts, 2);
+  ck_assert_int_le(plans, texts);
+}
+END_TEST
+
+/* The claim plans the server's auto_explain wrote to its log from offset
+ * on, as one character each: 'S' reads leases, d_runs or runs
+ * sequentially; 'Q' reads all the claimed runs again for each run it
+ * updates (a subquery of the CTE c per row, its filter on the row's id:
+ * 130 ms of a 400-run claim); '.' neither. */
+static void claim_plans(long offset, char *out, size_t n) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/server.log", pg.dir);
+  size_t len = 0;
+  char *t = lc_test_read_file(path, &len);
+  ck_assert_ptr_nonnull(t);
+  size_t k = 0;
+  const char *p = len > (size_t)offset ? t + offset : t + len;
+  while (k + 1 < n && (p = strstr(p, "duration: "))) {
+    p += 10;
+    const char *end = strstr(p, "duration: ");
+    char *c = strndup(p, end ? (size_t)(end - p) : strlen(p));
+    ck_assert_ptr_nonnull(c);
+    if (strstr(c, "q AS MATERIALIZED"))
+      out[k++] = strstr(c, "Seq Scan on leases ") || strstr(c, "Seq Scan on d_runs ") ||
+                         strstr(c, "Seq Scan on runs ")
+                     ? 'S'
+                 : strstr(c, "Filter: (id = l") ? 'Q'
+                                                  : '.';
+    free(c);
+  }
+  out[k] = '\0';
+  free(t);
+}
+
+static long log_size(void) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/server.log", pg.dir);
+  struct stat st;
+  ck_assert_int_eq(stat(path, &st), 0);
+  return (long)st.st_size;
+}
+
+/* A plan suits the tables' sizes when it is made: one made while they
+ * were empty read them sequentially once they had grown (0.6 ms to
+ * 238 ms a claim at 60,000 runs). The fleet connection plans without
+ * sequential scans of tables (enable_seqscan off: every claim reads an
+ * index), and the daemon plans its claims again when their tables have
+ * grown (fleet.c, watch_sizes). The plans the daemon's claims ran with
+ * are the server's (auto_explain, in its log): on the indexes while the
+ * tables are empty and after 40,000 ended runs and 500 under another
+ * daemon's leases were added; and the claims were planned again after
+ * the growth (pg_stat_statements). Autovacuum is off for these tables:
+ * its ANALYZE would make the plans again on its own. */
+START_TEST(claim_plans_follow_the_tables_growth) {
+  stop();
+  sql_ok("ALTER TABLE leases SET (autovacuum_enabled = false);"
+         "ALTER TABLE d_runs SET (autovacuum_enabled = false);"
+         "ALTER TABLE runs SET (autovacuum_enabled = false);"
+         "CREATE EXTENSION pg_stat_statements;"
+         "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET session_preload_libraries = "
+         "''auto_explain''', current_database()); EXECUTE format('ALTER DATABASE %I SET "
+         "auto_explain.log_min_duration = 0', current_database()); END $$;");
+  long off = log_size();
+  start_k(0, "--poll-ms 100 --max-runs 4");
+  char plans[512];
+  double until = lc_test_mono_s() + 60;
+  for (;;) {
+    claim_plans(off, plans, sizeof plans);
+    if (strlen(plans) >= 3) break;
+    ck_assert_msg(lc_test_mono_s() < until, "no claim plans in the server log");
+    lc_test_nap_ms(50);
+  }
+  ck_assert_msg(!strpbrk(plans, "SQ"), "claims on the empty tables: %s", plans);
+  /* the claim texts so far, and their plans */
+  char *ids = lc_pg_value(url, CLAIMS_SQL("string_agg(queryid::text, ',')"));
+  ck_assert_ptr_nonnull(ids);
+  char pq[600];
+  snprintf(pq, sizeof pq, "%s AND queryid IN (%s)", CLAIMS_SQL("coalesce(sum(plans), 0)"), ids);
+  free(ids);
+  long before = count(pq);
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created, thread_id) SELECT 'e' || i, "
+         "'default', 'echo', '{}', i, 't' || (i % 5000) FROM generate_series(1, 40000) i;"
+         "INSERT INTO runs(id, status, created, updated) SELECT 'e' || i, 'finished', 0, 0 "
+         "FROM generate_series(1, 40000) i;"
+         "UPDATE leases SET qstate = 'ended', epoch = 1 WHERE run_id LIKE 'e%';"
+         "INSERT INTO d_runs(id, tenant, agent, input, created, thread_id) SELECT 'c' || i, "
+         "'default', 'echo', '{}', 50000 + i, 't' || (i % 7) FROM generate_series(1, 500) i;"
+         "INSERT INTO runs(id, status, created, updated) SELECT 'c' || i, 'running', 0, 0 "
+         "FROM generate_series(1, 500) i;"
+         "UPDATE leases SET qstate = 'claimed', epoch = 1, owner = 'other', lease_until = "
+         "extract(epoch FROM now()) + 3600 WHERE run_id LIKE 'c%';");
+  off = log_size();
+  /* the same texts planned again for the new sizes (an idle daemon's
+   * claims are planned once each otherwise: claims_are_planned_once),
+   * then six claims on the indexes */
+  await_count(pq, before + 1, "plans after the growth");
+  until = lc_test_mono_s() + 60;
+  for (;;) {
+    claim_plans(off, plans, sizeof plans);
+    if (strlen(plans) >= 6) break;
+    ck_assert_msg(lc_test_mono_s() < until, "claims after the growth: %s", plans);
+    lc_test_nap_ms(50);
+  }
+  fprintf(stderr, "claim plans after the growth: %s (%ld plans before it, %ld now)\n", plans,
+          before, count(pq));
+  ck_assert_msg(!strpbrk(plans, "SQ"), "a claim after the growth read a table in full: %s",
+                plans);
+  stop();
+}
+END_TEST
+
 Suite *fleet_queue_suite(void) {
   Suite *s = suite_create("fleet_queue");
   TCase *tc = tcase_create("pg");
@@ -875,5 +1019,13 @@ Suite *fleet_queue_suite(void) {
   tcase_add_test(tc, deep_queue_claims_batches_beyond_the_free_slots);
   tcase_add_test(tc, claimed_ahead_runs_that_waited_are_handed_back);
   suite_add_tcase(s, tc);
+  /* on a server with pg_stat_statements loaded */
+  TCase *tp = tcase_create("plans");
+  tcase_set_timeout(tp, 180);
+  tcase_add_unchecked_fixture(tp, pg_up_stats, pg_down);
+  tcase_add_checked_fixture(tp, setup, teardown);
+  tcase_add_test(tp, claims_are_planned_once);
+  tcase_add_test(tp, claim_plans_follow_the_tables_growth);
+  suite_add_tcase(s, tp);
   return s;
 }
