@@ -180,11 +180,13 @@ static int files_call(lua_State *L, int list) {
     return push_fail(L, err, LC_EIO);
   }
   op->c = NULL; /* the job takes it, whatever the outcome */
-  int fd, rc = lc_offload_submit(fcall_run, fcall_free, c, &op->job, &fd);
+  int fd, rc = lc_offload_new(fcall_run, fcall_free, c, &op->job, &fd);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (rc) return push_fail(L, "the files tool cannot start a thread", LC_EIO);
+  if (rc) return push_fail(L, "the files tool cannot make an eventfd", LC_EIO);
+  /* Watched before it is queued: a failure here leaves no job running. */
   if ((rc = lc_fdwait_start(&op->fw, task, lc_sched_loop(sch), fd)))
     return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "%s: cannot watch its job", what);
+  if (lc_offload_start(op->job)) return push_fail(L, "the files tool cannot start a thread", LC_EIO);
   lc_fdwait_wait(&op->fw);
   return lua_yieldk(L, 0, 0, call_k);
 }

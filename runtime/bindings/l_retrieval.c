@@ -171,11 +171,13 @@ static int split_off_loop(lua_State *L, const char *doc, size_t len,
   if (!(j->doc = lc_malloc(len ? len : 1))) return luaL_error(L, "out of memory");
   memcpy(j->doc, doc, len);
   op->j = NULL; /* the job takes it, whatever the outcome */
-  int fd, rc = lc_offload_submit(split_run, split_free, j, &op->job, &fd);
+  int fd, rc = lc_offload_new(split_run, split_free, j, &op->job, &fd);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (rc) return luaL_error(L, "luact.retrieval.split: cannot start a thread");
+  if (rc) return luaL_error(L, "luact.retrieval.split: cannot make an eventfd");
+  /* Watched before it is queued: a failure here leaves no job running. */
   if ((rc = lc_fdwait_start(&op->fw, task, lc_sched_loop(sch), fd)))
     return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "luact.retrieval.split: cannot watch its job");
+  if (lc_offload_start(op->job)) return luaL_error(L, "luact.retrieval.split: cannot start a thread");
   lc_fdwait_wait(&op->fw);
   return lua_yieldk(L, 0, idx, split_k);
 }

@@ -97,8 +97,8 @@ static int grow(void) {
   return 0;
 }
 
-int lc_offload_submit(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
-                      struct lc_offload **out, int *fd) {
+int lc_offload_new(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
+                   struct lc_offload **out, int *fd) {
   *out = NULL;
   struct lc_offload *j = lc_calloc(1, sizeof *j);
   if (!j) {
@@ -108,7 +108,7 @@ int lc_offload_submit(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
   j->fn = fn;
   j->free_arg = free_arg;
   j->arg = arg;
-  j->submitter = j->pooled = 1;
+  j->submitter = 1; /* the pool's comes with the start */
   atomic_init(&j->done, 0);
   if ((j->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
     int rc = errno == ENOMEM ? LC_ENOMEM : LC_EIO;
@@ -116,10 +116,16 @@ int lc_offload_submit(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
     lc_free(j);
     return rc;
   }
+  *out = j;
+  *fd = j->efd;
+  return 0;
+}
+
+int lc_offload_start(struct lc_offload *j) {
   pthread_mutex_lock(&pool.mu);
   int rc = grow();
   if (!rc) {
-    j->queued = 1;
+    j->pooled = j->queued = 1;
     pool.queued++;
     if (pool.tail)
       pool.tail->next = j;
@@ -129,13 +135,17 @@ int lc_offload_submit(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
     pthread_cond_signal(&pool.cv);
   }
   pthread_mutex_unlock(&pool.mu);
-  if (rc) {
-    job_free(j);
-    return rc;
+  return rc;
+}
+
+int lc_offload_submit(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
+                      struct lc_offload **out, int *fd) {
+  int rc = lc_offload_new(fn, free_arg, arg, out, fd);
+  if (!rc && (rc = lc_offload_start(*out))) {
+    lc_offload_release(*out);
+    *out = NULL;
   }
-  *out = j;
-  *fd = j->efd;
-  return 0;
+  return rc;
 }
 
 int lc_offload_done(const struct lc_offload *j) {

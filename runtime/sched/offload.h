@@ -24,9 +24,16 @@
 struct lc_offload;
 typedef void (*lc_offload_fn)(void *arg);
 
-/* Queues fn(arg). On success *out is the submitter's reference and *fd
- * the eventfd that becomes readable once fn has returned. On failure
- * free_arg(arg) has run (when given) and nothing is queued. */
+/* A job for fn(arg), not queued yet. On success *out is the submitter's
+ * reference and *fd the eventfd that becomes readable once fn has
+ * returned (watch it before the start: a failure then leaves no job
+ * running, and the release frees it at once). On failure free_arg(arg)
+ * has run (when given). */
+int lc_offload_new(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
+                   struct lc_offload **out, int *fd);
+/* Queues it: 0, or LC_EIO (no thread; release it then). */
+int lc_offload_start(struct lc_offload *j);
+/* Both at once; on failure nothing is left (*out NULL). */
 int lc_offload_submit(lc_offload_fn fn, void (*free_arg)(void *), void *arg,
                       struct lc_offload **out, int *fd);
 /* 1 once fn has returned (what it wrote to arg is visible then). */

@@ -2,7 +2,7 @@
  * says so through each job's eventfd; a job released while queued never
  * runs (its argument is freed at once); one released while running
  * finishes on its thread and frees itself there; one released after it
- * finished is freed by the release. Jobs are held in place with pipes
+ * finished, or before it was started, is freed by the release. Jobs are held in place with pipes
  * and the pool's hold, never with sleeps. */
 #include <check.h>
 #include <poll.h>
@@ -108,12 +108,37 @@ START_TEST(released_while_running_frees_itself_on_its_thread) {
 }
 END_TEST
 
+/* A job made and not started (its caller failed to watch its fd) is
+ * freed by the release, at once: nothing of it runs on or waits for a
+ * pool thread (lua_oom's files_tool counted it as leaked when the job was
+ * queued before the watch and then freed itself on its thread). */
+START_TEST(released_before_its_start_is_freed_at_once) {
+  struct arg a = {.started = -1, .gate = -1, .freed_fd = -1};
+  struct lc_offload *j;
+  int fd;
+  ck_assert_int_eq(lc_offload_new(job, job_free, &a, &j, &fd), 0);
+  ck_assert_int_ge(fd, 0);
+  lc_offload_release(j);
+  ck_assert_int_eq(atomic_load(&a.freed), 1);
+  ck_assert_int_eq(atomic_load(&a.ran), 0);
+  /* and one that is started runs as before */
+  struct arg b = {.started = -1, .gate = -1, .freed_fd = -1};
+  ck_assert_int_eq(lc_offload_new(job, job_free, &b, &j, &fd), 0);
+  ck_assert_int_eq(lc_offload_start(j), 0);
+  wait_readable(fd);
+  lc_offload_release(j);
+  ck_assert_int_eq(atomic_load(&b.ran), 1);
+  ck_assert_int_eq(atomic_load(&b.freed), 1);
+}
+END_TEST
+
 Suite *offload_suite(void) {
   Suite *s = suite_create("offload");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, jobs_run_on_the_pool_and_signal_their_fd);
   tcase_add_test(tc, released_while_queued_never_runs);
   tcase_add_test(tc, released_while_running_frees_itself_on_its_thread);
+  tcase_add_test(tc, released_before_its_start_is_freed_at_once);
   suite_add_tcase(s, tc);
   return s;
 }
