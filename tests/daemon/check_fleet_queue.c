@@ -926,6 +926,18 @@ static long log_size(void) {
   return (long)st.st_size;
 }
 
+/* Polls the server log (another process writes it: there is no event to
+ * wait on) until it holds at least n claim plans since offset. */
+static void await_plans(long offset, size_t n, char *out, size_t len, const char *what) {
+  double until = lc_test_mono_s() + 60;
+  for (;;) {
+    claim_plans(offset, out, len);
+    if (strlen(out) >= n) return;
+    ck_assert_msg(lc_test_mono_s() < until, "%s: %s", what, out);
+    lc_test_nap_ms(50);
+  }
+}
+
 /* A plan suits the tables' sizes when it is made: one made while they
  * were empty read them sequentially once they had grown (0.6 ms to
  * 238 ms a claim at 60,000 runs). The fleet connection plans without
@@ -949,13 +961,7 @@ START_TEST(claim_plans_follow_the_tables_growth) {
   long off = log_size();
   start_k(0, "--poll-ms 100 --max-runs 4");
   char plans[512];
-  double until = lc_test_mono_s() + 60;
-  for (;;) {
-    claim_plans(off, plans, sizeof plans);
-    if (strlen(plans) >= 3) break;
-    ck_assert_msg(lc_test_mono_s() < until, "no claim plans in the server log");
-    lc_test_nap_ms(50);
-  }
+  await_plans(off, 3, plans, sizeof plans, "no claim plans in the server log");
   ck_assert_msg(!strpbrk(plans, "SQ"), "claims on the empty tables: %s", plans);
   /* the claim texts so far, and their plans */
   char *ids = lc_pg_value(url, CLAIMS_SQL("string_agg(queryid::text, ',')"));
@@ -980,13 +986,7 @@ START_TEST(claim_plans_follow_the_tables_growth) {
    * claims are planned once each otherwise: claims_are_planned_once),
    * then six claims on the indexes */
   await_count(pq, before + 1, "plans after the growth");
-  until = lc_test_mono_s() + 60;
-  for (;;) {
-    claim_plans(off, plans, sizeof plans);
-    if (strlen(plans) >= 6) break;
-    ck_assert_msg(lc_test_mono_s() < until, "claims after the growth: %s", plans);
-    lc_test_nap_ms(50);
-  }
+  await_plans(off, 6, plans, sizeof plans, "claims after the growth");
   fprintf(stderr, "claim plans after the growth: %s (%ld plans before it, %ld now)\n", plans,
           before, count(pq));
   ck_assert_msg(!strpbrk(plans, "SQ"), "a claim after the growth read a table in full: %s",
