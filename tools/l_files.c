@@ -68,18 +68,14 @@ static void fcall_run(void *p) {
  * takes the call, the op owns it (op->c). */
 struct fop {
   struct fcall *c;
-  struct lc_offload *job; /* NULL once released */
-  struct lc_fdwait fw;
+  struct lc_offload_wait ow;
 };
 
-/* The one close: __close, __gc and the normal end. Stops watching before
- * the release can close the fd (its number could be reused at once). A
- * kill only unwatches (fdwait); the close that follows releases. */
+/* The one close: __close, __gc and the normal end. A kill only unwatches
+ * (fdwait); the close that follows releases. */
 static int op_gc(lua_State *L) {
   struct fop *op = luaL_checkudata(L, 1, CALL_MT);
-  lc_fdwait_stop(&op->fw);
-  lc_offload_release(op->job);
-  op->job = NULL;
+  lc_offload_wait_close(&op->ow);
   fcall_free(op->c);
   op->c = NULL;
   return 0;
@@ -139,11 +135,8 @@ static int call_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   struct fop *op = luaL_checkudata(L, 4, CALL_MT);
-  if (!lc_offload_done(op->job)) { /* woken early: wait on */
-    lc_fdwait_wait(&op->fw);
-    return lua_yieldk(L, 0, 0, call_k);
-  }
-  return push_result(L, lc_offload_arg(op->job)); /* the op closes on return */
+  if (!lc_offload_wait_done(&op->ow)) return lua_yieldk(L, 0, 0, call_k);
+  return push_result(L, lc_offload_arg(op->ow.job)); /* the op closes on return */
 }
 
 /* root:read / root:list. */
@@ -180,14 +173,15 @@ static int files_call(lua_State *L, int list) {
     return push_fail(L, err, LC_EIO);
   }
   op->c = NULL; /* the job takes it, whatever the outcome */
-  int fd, rc = lc_offload_new(fcall_run, fcall_free, c, &op->job, &fd);
+  const char *step;
+  int rc = lc_offload_wait_start(&op->ow, task, lc_sched_loop(sch), fcall_run, fcall_free, c,
+                                 &step);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (rc) return push_fail(L, "the files tool cannot make an eventfd", LC_EIO);
-  /* Watched before it is queued: a failure here leaves no job running. */
-  if ((rc = lc_fdwait_start(&op->fw, task, lc_sched_loop(sch), fd)))
-    return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "%s: cannot watch its job", what);
-  if (lc_offload_start(op->job)) return push_fail(L, "the files tool cannot start a thread", LC_EIO);
-  lc_fdwait_wait(&op->fw);
+  if (rc) {
+    char err[160];
+    snprintf(err, sizeof err, "%s: %s", what, step);
+    return push_fail(L, err, LC_EIO);
+  }
   return lua_yieldk(L, 0, 0, call_k);
 }
 

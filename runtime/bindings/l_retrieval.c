@@ -95,17 +95,14 @@ static void split_run(void *p) {
 }
 
 struct split_op {
-  struct split_job *j;    /* owned until submitted */
-  struct lc_offload *job; /* then this, until released */
-  struct lc_fdwait fw;
+  struct split_job *j; /* owned until the job takes it */
+  struct lc_offload_wait ow;
 };
 
 /* __close, __gc, the normal end: a running job is left to finish. */
 static int split_gc(lua_State *L) {
   struct split_op *op = luaL_checkudata(L, 1, SPLIT_MT);
-  lc_fdwait_stop(&op->fw);
-  lc_offload_release(op->job);
-  op->job = NULL;
+  lc_offload_wait_close(&op->ow);
   split_free(op->j);
   op->j = NULL;
   return 0;
@@ -137,11 +134,8 @@ static int push_chunks(lua_State *L, const char *doc, const struct lc_chunks *c,
 static int split_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   struct split_op *op = lua_touserdata(L, (int)ctx);
-  if (!lc_offload_done(op->job)) { /* woken early: wait on */
-    lc_fdwait_wait(&op->fw);
-    return lua_yieldk(L, 0, ctx, split_k);
-  }
-  struct split_job *j = lc_offload_arg(op->job);
+  if (!lc_offload_wait_done(&op->ow)) return lua_yieldk(L, 0, ctx, split_k);
+  struct split_job *j = lc_offload_arg(op->ow.job);
   return push_chunks(L, j->doc, &j->c, j->rc, j->err); /* the op closes on return */
 }
 
@@ -171,14 +165,11 @@ static int split_off_loop(lua_State *L, const char *doc, size_t len,
   if (!(j->doc = lc_malloc(len ? len : 1))) return luaL_error(L, "out of memory");
   memcpy(j->doc, doc, len);
   op->j = NULL; /* the job takes it, whatever the outcome */
-  int fd, rc = lc_offload_new(split_run, split_free, j, &op->job, &fd);
+  const char *step;
+  int rc = lc_offload_wait_start(&op->ow, task, lc_sched_loop(sch), split_run, split_free, j,
+                                 &step);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
-  if (rc) return luaL_error(L, "luact.retrieval.split: cannot make an eventfd");
-  /* Watched before it is queued: a failure here leaves no job running. */
-  if ((rc = lc_fdwait_start(&op->fw, task, lc_sched_loop(sch), fd)))
-    return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "luact.retrieval.split: cannot watch its job");
-  if (lc_offload_start(op->job)) return luaL_error(L, "luact.retrieval.split: cannot start a thread");
-  lc_fdwait_wait(&op->fw);
+  if (rc) return luaL_error(L, "luact.retrieval.split: %s", step);
   return lua_yieldk(L, 0, idx, split_k);
 }
 

@@ -41,3 +41,37 @@ int lc_fdwait_start(struct lc_fdwait *fw, struct lc_task *task, struct lc_loop *
 }
 
 void lc_fdwait_wait(struct lc_fdwait *fw) { lc_task_wait(fw->task, &fw->wait); }
+
+int lc_offload_wait_start(struct lc_offload_wait *ow, struct lc_task *task, struct lc_loop *loop,
+                          lc_offload_fn fn, void (*free_arg)(void *), void *arg,
+                          const char **step) {
+  int fd, rc = lc_offload_new(fn, free_arg, arg, &ow->job, &fd);
+  if (rc) {
+    *step = "cannot make an eventfd";
+    return rc;
+  }
+  if ((rc = lc_fdwait_start(&ow->fw, task, loop, fd))) {
+    *step = "cannot watch its job";
+    return rc == LC_ENOMEM ? rc : LC_EIO;
+  }
+  if ((rc = lc_offload_start(ow->job))) {
+    *step = "cannot start a thread";
+    return rc;
+  }
+  lc_fdwait_wait(&ow->fw);
+  return 0;
+}
+
+int lc_offload_wait_done(struct lc_offload_wait *ow) {
+  if (lc_offload_done(ow->job)) return 1;
+  lc_fdwait_wait(&ow->fw); /* woken early: wait on */
+  return 0;
+}
+
+/* Stops watching before the release can close the fd (its number could
+ * be reused at once). */
+void lc_offload_wait_close(struct lc_offload_wait *ow) {
+  lc_fdwait_stop(&ow->fw);
+  lc_offload_release(ow->job);
+  ow->job = NULL;
+}

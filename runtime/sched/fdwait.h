@@ -15,6 +15,7 @@
 #define LC_FDWAIT_H
 
 #include "loop.h"
+#include "offload.h"
 #include "sched.h"
 
 struct lc_fdwait {
@@ -33,5 +34,24 @@ int lc_fdwait_start(struct lc_fdwait *fw, struct lc_task *task, struct lc_loop *
 void lc_fdwait_wait(struct lc_fdwait *fw);
 /* Stops watching; idempotent, safe on a zeroed struct. */
 void lc_fdwait_stop(struct lc_fdwait *fw);
+
+/* A task's job on the offload pool (offload.h), watched from its loop:
+ * the job is made, its fd watched, then it is queued (so a failure
+ * leaves no job running) and the task made to wait. From the start the
+ * job owns arg, whatever the outcome. 0, LC_ENOMEM, or LC_EIO (no eventfd,
+ * no watch, or no thread: *step names it). Then the caller yields; its
+ * continuation asks lc_offload_wait_done (0: it waits again, yield once
+ * more), reads lc_offload_arg(ow->job), and lc_offload_wait_close ends
+ * it (a job still running finishes on its thread). A zeroed struct is a
+ * closed one. */
+struct lc_offload_wait {
+  struct lc_offload *job;
+  struct lc_fdwait fw;
+};
+int lc_offload_wait_start(struct lc_offload_wait *ow, struct lc_task *task, struct lc_loop *loop,
+                          lc_offload_fn fn, void (*free_arg)(void *), void *arg,
+                          const char **step);
+int lc_offload_wait_done(struct lc_offload_wait *ow);
+void lc_offload_wait_close(struct lc_offload_wait *ow);
 
 #endif
