@@ -262,16 +262,24 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
   "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled'))))"         \
   " RETURNING l.run_id, l.owner IS NULL AS freed)"
 
-/* What any claim requires of a run d (d_runs): not deleted, not failed
- * or cancelled before it started, its row (if any) running, and no other
- * run of its thread under a live lease (best effort across daemons: two
- * claims in the same instant may both pass it). */
+/* What any claim requires of the run of a lease row l (d_runs d): not
+ * deleted, not failed or cancelled before it started, its row (if any)
+ * running, and no other run of its thread under a live lease (best effort
+ * across daemons: two claims in the same instant may both pass it). A
+ * LATERAL subquery per lease row, which OFFSET 0 keeps from being
+ * flattened into the claim's join: the lease index then drives the scan
+ * in its order and the LIMIT stops it. As a join, a generic plan made
+ * while statistics still said most leases were queued (a fresh fleet)
+ * merged the whole of d_runs with the whole of runs at every claim (12 ms
+ * with 4,000 runs, against 0.3 ms). Its columns: d.thread_id, d.agent. */
 #define CLAIMABLE_RUN                                                                      \
-  " d.deleted = 0 AND d.pstatus NOT IN " NOT_STARTED_END                                     \
+  " CROSS JOIN LATERAL (SELECT d.thread_id, d.agent FROM d_runs d WHERE d.id = l.run_id"   \
+  "  AND d.deleted = 0 AND d.pstatus NOT IN " NOT_STARTED_END                                \
   "  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.id = d.id AND r.status <> 'running')"   \
   "  AND (d.thread_id IS NULL OR NOT EXISTS (SELECT 1 FROM d_runs d2 JOIN leases l2 ON"   \
   "       l2.run_id = d2.id WHERE d2.thread_id = d.thread_id AND d2.id <> d.id AND"       \
-  "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))"
+  "       l2.owner IS NOT NULL AND l2.lease_until >= extract(epoch FROM clock_timestamp())))" \
+  "  OFFSET 0) d"
 
 /* A queued run a claim may take, its lease row l (its first parameter:
  * the owner): in the queue index (qstate 'pending': never started, handed
@@ -279,7 +287,7 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
  * and out of the index, so a claim reads the head of the queue, not the
  * runs every daemon is executing. */
 #define CLAIMABLE                                                                          \
-  " l.qstate = 'pending' AND" CLAIMABLE_RUN                                                \
+  " l.qstate = 'pending'"                                                                  \
   /* Never a run whose lease is ours, even run out: this daemon may       \
    * still run it (its renewals failed, e.g. behind a lock), and a second  \
    * claim here would run it twice in this process; the next renewal      \
@@ -327,11 +335,9 @@ static void release_done(struct lc_fleet *f) {
   "  (d.pstatus IN " NOT_STARTED_END " OR d.deleted <> 0))) RETURNING l.run_id),"             \
   " x AS MATERIALIZED ("                                                                      \
   "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch"               \
-  "  FROM leases l JOIN d_runs d ON d.id = l.run_id"                                          \
+  "  FROM leases l" CLAIMABLE_RUN                                                              \
   "  WHERE l.owner IS NOT NULL AND l.owner <> @O AND"                                         \
   "   l.lease_until < (SELECT extract(epoch FROM clock_timestamp())) AND l.qstate = 'claimed'" \
-  "   AND"                                                                                    \
-  CLAIMABLE_RUN                                                                               \
   "  ORDER BY l.lease_until LIMIT @N FOR UPDATE OF l SKIP LOCKED),"
 
 /* A claim between rescues: none (no parameter). */
@@ -361,7 +367,7 @@ static void release_done(struct lc_fleet *f) {
    * meanwhile). */                                                       \
   " q AS MATERIALIZED ("                                                                      \
   "  SELECT l.run_id AS id, d.thread_id, d.agent, l.created, l.epoch AS lepoch"               \
-  "  FROM leases l JOIN d_runs d ON d.id = l.run_id"                                          \
+  "  FROM leases l" CLAIMABLE_RUN                                                              \
   "  WHERE" CLAIMABLE                                                                         \
   "  ORDER BY l.created LIMIT @N"                                                              \
   "  FOR UPDATE OF l SKIP LOCKED),"                                                           \
