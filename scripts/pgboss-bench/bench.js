@@ -1,13 +1,18 @@
 // bench.js: pg-boss (the reference PostgreSQL queue) claiming and
 // completing JOBS jobs with WORKERS worker processes, for scripts/pg-bench.
 //
-//   node bench.js URL JOBS WORKERS BATCH
+//   node bench.js URL JOBS WORKERS BATCH [HOLD_MS]
 //
 // The jobs are inserted first (as pg-bench queues luact's runs first), in
 // a database of their own; then WORKERS processes, each with its own
 // PgBoss and connection pool, loop fetch(BATCH) -> complete(ids) until the
 // queue is empty (pg-boss's fastest path: no polling interval, one
-// statement per fetch and one per completion of a batch). Prints one line:
+// statement per fetch and one per completion of a batch). With HOLD_MS,
+// each worker has BATCH slots and holds each job HOLD_MS before it is
+// done (as pg-bench's RUN_MS runs last): whenever jobs are done it
+// completes all of them in one call, then fetches as many as it has free
+// slots, until a fetch finds the queue empty (as a luact daemon hands back
+// its done runs and claims for its free slots). Prints one line:
 //   workers=W jobs=N jobs_per_s=X fetch_p50_us=.. fetch_p99_us=.. fetch_us_per_job=..
 //   complete_us_per_job=.. (the complete() calls' time per job)
 // jobs/s is from the jobs' own timestamps (first start to last completion),
@@ -46,13 +51,52 @@ async function worker (url, batch) {
   process.send({ lat, jobs, cus })
 }
 
+// A worker whose jobs last holdMs each, with batch slots.
+async function holdingWorker (url, batch, holdMs) {
+  const b = boss(url, { migrate: false, max: 2 })
+  await b.start()
+  const lat = []
+  let jobs = 0
+  let cus = 0
+  let active = 0
+  let done = []
+  let wake = null
+  let empty = false
+  for (;;) {
+    if (done.length) {
+      const ids = done
+      done = []
+      const t1 = process.hrtime.bigint()
+      await b.complete(QUEUE, ids)
+      cus += Number(process.hrtime.bigint() - t1) / 1000
+    }
+    if (!empty && active < batch) {
+      const want = batch - active // (active falls while the fetch is awaited)
+      const t0 = process.hrtime.bigint()
+      const got = await b.fetch(QUEUE, { batchSize: want })
+      const us = Number(process.hrtime.bigint() - t0) / 1000
+      if (got.length) lat.push([us, got.length])
+      if (got.length < want) empty = true
+      jobs += got.length
+      active += got.length
+      for (const j of got) {
+        setTimeout(() => { active--; done.push(j.id); if (wake) { const w = wake; wake = null; w() } }, holdMs)
+      }
+    }
+    if (!active && !done.length && empty) break
+    if (!done.length) await new Promise((resolve) => { wake = resolve })
+  }
+  await b.stop({ graceful: false, wait: true })
+  process.send({ lat, jobs, cus })
+}
+
 function pct (sorted, p) {
   if (!sorted.length) return NaN
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]
 }
 
 async function main () {
-  const [url, jobsArg, workersArg, batchArg] = process.argv.slice(2)
+  const [url, jobsArg, workersArg, batchArg, holdArg] = process.argv.slice(2)
   const N = parseInt(jobsArg, 10)
   const W = parseInt(workersArg, 10)
   const B = parseInt(batchArg, 10)
@@ -65,7 +109,7 @@ async function main () {
     await b.insert(chunk)
   }
   const results = await Promise.all(Array.from({ length: W }, () => new Promise((resolve, reject) => {
-    const c = fork(__filename, ['--worker', url, String(B)])
+    const c = fork(__filename, ['--worker', url, String(B), holdArg || '0'])
     let msg = null
     c.on('message', (m) => { msg = m })
     c.on('exit', (code) => (code === 0 && msg ? resolve(msg) : reject(new Error('worker exit ' + code))))
@@ -101,7 +145,10 @@ async function main () {
 }
 
 if (process.argv[2] === '--worker') {
-  worker(process.argv[3], parseInt(process.argv[4], 10)).catch((e) => { console.error(e); process.exit(1) })
+  const hold = parseInt(process.argv[5] || '0', 10)
+  const run = hold > 0 ? holdingWorker(process.argv[3], parseInt(process.argv[4], 10), hold)
+    : worker(process.argv[3], parseInt(process.argv[4], 10))
+  run.catch((e) => { console.error(e); process.exit(1) })
 } else {
   main().catch((e) => { console.error(e); process.exit(1) })
 }
