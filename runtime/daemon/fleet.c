@@ -47,6 +47,7 @@
 struct held {
   char id[65];
   long epoch;
+  int threaded; /* its thread's next run may wait for it to end */
   int lost; /* another daemon claimed it: stopping here, until it ended */
   struct held *next;
 };
@@ -91,6 +92,11 @@ struct lc_fleet {
   /* runs that ended or wait here, their leases still ours: handed back by
    * the fleet thread's next statement (the claim's, or one of their own) */
   struct held *done;
+  int ndone;
+  double done_at; /* when the first of done ended (mono_s) */
+  /* A run was queued (a hint: this daemon's, a NOTIFY, a threaded run
+   * that ended here) since the fleet thread last looked */
+  atomic_int hinted;
   atomic_long claims, claim_us, claim_stmts, lost;
   char *sql[NSQL]; /* the fleet connection's statements, filled (fill) */
   struct claim_text ct[CLAIM_SLOTS]; /* the fleet thread's */
@@ -151,7 +157,10 @@ static int listen_drain(struct lc_fleet *f) {
     return 0;
   }
   PGnotify *n;
-  while ((n = PQnotifies(f->listen))) PQfreemem(n);
+  while ((n = PQnotifies(f->listen))) {
+    PQfreemem(n);
+    atomic_store(&f->hinted, 1);
+  }
   return 1;
 }
 
@@ -184,6 +193,7 @@ static char *take_done(struct lc_fleet *f, struct held **taken) {
   pthread_mutex_lock(&f->mu);
   *taken = f->done;
   f->done = NULL;
+  f->ndone = 0;
   pthread_mutex_unlock(&f->mu);
   cJSON *a = cJSON_CreateArray();
   for (struct held *h = *taken; a && h; h = h->next) {
@@ -207,10 +217,13 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
     return;
   }
   struct held *last = taken;
-  while (last->next) last = last->next;
+  int k = 1;
+  for (; last->next; k++) last = last->next;
   pthread_mutex_lock(&f->mu);
+  if (!f->done) f->done_at = mono_s();
   last->next = f->done;
   f->done = taken;
+  f->ndone += k;
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -494,13 +507,18 @@ static const char *claim_text(struct lc_fleet *f, int release, int rescue, int n
  * first); returns how many. The same statement hands back the leases of
  * the runs done here since the last one, and says in *deeper whether
  * more runs were queued behind the n it read (claim-ahead's measure of
- * the queue). */
-static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
+ * the queue), and in *threaded_back whether it handed back a run of a
+ * thread (the thread's next run is not claimable in the same statement:
+ * its snapshot reads the thread as busy). */
+static int claim(struct lc_fleet *f, int n, int rescue, int *deeper, int *threaded_back) {
   *deeper = 0;
   char err[512];
   cJSON *rows = NULL;
   struct held *taken;
   char *j = take_done(f, &taken);
+  *threaded_back = 0;
+  for (struct held *h = taken; h; h = h->next)
+    if (h->threaded) *threaded_back = 1;
   if (!j) {
     put_back(f, taken, 0);
     return 0;
@@ -565,6 +583,7 @@ static int claim(struct lc_fleet *f, int n, int rescue, int *deeper) {
     if (!h) break; /* its lease expires; another claim takes it */
     snprintf(h->id, sizeof h->id, "%s", id);
     h->epoch = epoch;
+    h->threaded = jstr(r, "thread_id") != NULL;
     lc_store_fence(f->s->store, id, epoch);
     pthread_mutex_lock(&f->mu);
     h->next = f->held;
@@ -677,6 +696,29 @@ static void renew(struct lc_fleet *f) {
  * its statement over 3 or 4 runs). */
 #define GATHER_S 0.02
 
+/* A queue found empty (a claim short of its n, nothing queued behind it)
+ * stays so until a run is queued: a hint (this daemon's, a NOTIFY, a run
+ * of a thread ending here) or the next poll. Meanwhile freed slots make
+ * no claims; the leases of runs that end are handed back together, once
+ * HAND_BACK_BATCH have ended or the first of them HAND_BACK_S ago (a
+ * draining fleet made a claim statement per run or two that ended: most
+ * of its claims with runs of 4 s, pg-bench). */
+#define HAND_BACK_BATCH 32
+#define HAND_BACK_S 0.25
+
+/* Whether the runs done here are due to be handed back while the queue
+ * is drained, and if not, in how many ms they will be (*ms lowered). */
+static int hand_back_due(struct lc_fleet *f, long *ms) {
+  pthread_mutex_lock(&f->mu);
+  int any = f->done != NULL, n = f->ndone;
+  double left = f->done_at + HAND_BACK_S - mono_s();
+  pthread_mutex_unlock(&f->mu);
+  if (!any) return 0;
+  if (n >= HAND_BACK_BATCH || left <= 0) return 1;
+  if (ms && left * 1000 < *ms) *ms = (long)(left * 1000) + 1;
+  return 0;
+}
+
 /* The adaptive claim-ahead's ceiling: pg-bench's claims cost about what
  * pg-boss's fetch+complete does per job from batches of 32. */
 #define AHEAD_MAX 32
@@ -758,12 +800,14 @@ static void *fleet_main(void *ud) {
   double rescue_every = f->lease_s / 4 < f->poll_ms / 1000.0 ? f->lease_s / 4 : f->poll_ms / 1000.0;
   double next_rescue = 0;
   double gather_until = 0; /* set while a few free slots wait for more */
+  double drained_until = 0; /* set while the queue was found empty */
   int more = 1; /* claim at start: runs queued while no daemon ran */
   while (!atomic_load(&f->stop)) {
     if (!f->listen && mono_s() >= next_listen) {
       listen_connect(f);
       next_listen = mono_s() + f->poll_ms / 1000.0;
       more = 1; /* hints may have been lost meanwhile */
+      drained_until = 0;
     }
     if (!more) {
       double until_renew = next_renew - mono_s();
@@ -777,6 +821,11 @@ static void *fleet_main(void *ud) {
       double until_gather = gather_until - mono_s();
       if (gather_until > 0 && until_gather * 1000 < ms)
         ms = until_gather > 0 ? (long)(until_gather * 1000) + 1 : 0;
+      if (drained_until > 0) {
+        double until_drained = drained_until - mono_s();
+        if (until_drained * 1000 < ms) ms = until_drained > 0 ? (long)(until_drained * 1000) + 1 : 0;
+        hand_back_due(f, &ms);
+      }
       struct pollfd pf[2] = {{.fd = f->wake, .events = POLLIN},
                              {.fd = f->listen ? PQsocket(f->listen) : -1, .events = POLLIN}};
       int r = poll(pf, 2, (int)ms);
@@ -797,6 +846,13 @@ static void *fleet_main(void *ud) {
     int idle, queued;
     int n = free_slots(f, &idle, &queued);
     if (n <= 0) release_done(f); /* no claim to ride on */
+    if (atomic_exchange(&f->hinted, 0)) drained_until = 0;
+    if (n > 0 && drained_until > 0 && mono_s() < drained_until) {
+      if (hand_back_due(f, NULL)) release_done(f);
+      more = 0;
+      continue;
+    }
+    drained_until = 0;
     if (n > 0 && n < claim_batch(f) && n < f->s->max_runs + f->ahead) {
       /* Short of a batch: wait for more while every slot has a run to
        * start; a slot without one waits GATHER_S at most. */
@@ -818,9 +874,12 @@ static void *fleet_main(void *ud) {
     int rescue = mono_s() >= next_rescue;
     if (n > 0) watch_sizes(f);
     if (rescue && n > 0) next_rescue = mono_s() + rescue_every;
-    int deeper = 0, got = n > 0 ? claim(f, n, rescue, &deeper) : 0;
+    int deeper = 0, threaded_back = 0;
+    int got = n > 0 ? claim(f, n, rescue, &deeper, &threaded_back) : 0;
     if (n > 0) adapt(f, got == n && deeper);
     more = n > 0 && got == n; /* a full claim: maybe more are queued */
+    if (n > 0 && got < n && !deeper && !threaded_back)
+      drained_until = mono_s() + f->poll_ms / 1000.0;
   }
   return NULL;
 }
@@ -909,6 +968,7 @@ void lc_fleet_hint(struct lc_serve *s) {
   pthread_rwlock_rdlock(&fleet_rw);
   struct lc_fleet *f = s->fleet;
   if (f) {
+    atomic_store(&f->hinted, 1);
     wake(f); /* this daemon looks at once; the others hear the NOTIFY */
     char err[256];
     lc_dstore_exec(s->ds, NULL, err, sizeof err, "SELECT pg_notify('" CHANNEL "', '')", "");
@@ -941,8 +1001,13 @@ static void run_done(struct lc_serve *s, struct lc_fleet *f, const char *run_id)
        * still ours then: no statement and no commit of its own. */
       struct held *h = *p;
       *p = h->next;
+      if (!f->done) f->done_at = mono_s();
       h->next = f->done;
       f->done = h;
+      f->ndone++;
+      /* the next run of its thread (passed over while this one held
+       * the thread) may be claimed now */
+      if (h->threaded) atomic_store(&f->hinted, 1);
       break;
     }
   pthread_mutex_unlock(&f->mu);
