@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 
 #include "cnum.h"
 #include "lc.h"
+#include "pq_dl.h"
 #include "store_pg.h"
 
 /* Writes are group-committed: a writing statement is prepared and bound
@@ -58,6 +60,12 @@ struct lc_dstore {
   long groups, writes; /* stats (under qmu) */
   PGconn *pg;     /* instead of the above for a PostgreSQL URL */
   char *session;  /* SQL run on each new PostgreSQL connection, or NULL */
+  /* Behind a proxy (lc_pgstore_proxied): the same settings as one
+   * statement made local to the transaction (set_config(..., true)), run
+   * before each statement in its transaction instead, NULL when none */
+  char *local;
+  int proxied;
+  atomic_long unprepared; /* statements sent unprepared after a refusal */
   char owner[160]; /* the lease owner fenced writes require ("": any) */
   pthread_mutex_t mu; /* the PostgreSQL connection */
   /* lc_dstore_exec_prepared's statements (under mu): each prepared on
@@ -145,20 +153,103 @@ static int pg_conn(struct lc_dstore *d, char *err, size_t errlen) {
     return LC_EIO;
   }
   PQsetNoticeProcessor(d->pg, no_notice, NULL);
-  if (d->session) PQclear(PQexec(d->pg, d->session));
+  if (d->session && !d->local) PQclear(PQexec(d->pg, d->session));
   return 0;
 }
 
-int lc_dstore_session(struct lc_dstore *d, const char *sql) {
+int lc_dstore_session(struct lc_dstore *d, const char *sql, const char *local) {
   if (!d->pg) return 0;
   pthread_mutex_lock(&d->mu);
   free(d->session);
+  free(d->local);
   d->session = strdup(sql);
-  PGresult *r = PQexec(d->pg, sql);
-  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-  PQclear(r);
+  d->local = NULL;
+  int ok = d->session != NULL;
+  /* Behind a proxy a SET would stay on the server connection for the
+   * next client (a transaction pooler's: synchronous_commit = off on
+   * someone's journal commits): local to each statement's transaction
+   * there, and nothing prepared (a prepared statement is session state
+   * too; under a shared name another client could run ours). */
+  if (ok && d->proxied) {
+    ok = (d->local = strdup(local)) != NULL;
+  } else if (ok) {
+    PGresult *r = PQexec(d->pg, sql);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+  }
   pthread_mutex_unlock(&d->mu);
-  return d->session && ok ? 0 : LC_EIO;
+  return ok ? 0 : LC_EIO;
+}
+
+int lc_dstore_proxied(struct lc_dstore *d) { return d->pg && d->proxied; }
+
+long lc_dstore_unprepared(struct lc_dstore *d) { return d->pg ? atomic_load(&d->unprepared) : 0; }
+
+/* q with d->local before it, in one transaction and one round trip (a
+ * pipeline to one sync: the server commits at the sync, so both
+ * statements are one implicit transaction, which a transaction pooler
+ * keeps on one server connection). Without pipeline mode, BEGIN and
+ * COMMIT around them. The statement's result, or the first error. */
+static PGresult *local_run(struct lc_dstore *d, const char *q, int np, const Oid *types,
+                           const char *const *vals) {
+  PGconn *c = d->pg;
+  if (!lc_pq_has_pipeline()) {
+    PGresult *r = PQexec(c, "BEGIN");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) return r;
+    PQclear(r);
+    r = PQexec(c, d->local);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      PQclear(r);
+      r = PQexecParams(c, q, np, types, vals, NULL, NULL, 0);
+    }
+    ExecStatusType st = PQresultStatus(r);
+    PGresult *e = PQexec(c, st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? "COMMIT" : "ROLLBACK");
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      if (PQresultStatus(e) == PGRES_COMMAND_OK) {
+        PQclear(e);
+        return r;
+      }
+      PQclear(r);
+      return e; /* the commit failed: so did the statement */
+    }
+    PQclear(e);
+    return r;
+  }
+  if (!PQenterPipelineMode(c)) return NULL;
+  int sent = PQsendQueryParams(c, d->local, 0, NULL, NULL, NULL, NULL, 0) &&
+             PQsendQueryParams(c, q, np, types, vals, NULL, NULL, 0) && PQpipelineSync(c);
+  PGresult *out = NULL, *r;
+  /* each statement's result then NULL (after an error, PIPELINE_ABORTED
+   * for the next), then the sync's; a lost connection: NULL early */
+  for (int i = 0; sent && i < 2; i++) {
+    if (!(r = PQgetResult(c))) {
+      sent = 0;
+      break;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    int failed = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+    if (!out && (failed || i == 1)) out = r; /* the first error, or the statement's */
+    else PQclear(r);
+    while ((r = PQgetResult(c))) PQclear(r);
+  }
+  if (sent) {
+    r = PQgetResult(c);
+    sent = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+    PQclear(r);
+  }
+  if (!PQexitPipelineMode(c) || !sent) {
+    /* answers left unread: the session cannot go on in step (made again
+     * by pg_run, which sees it bad) */
+    if (PQstatus(c) == CONNECTION_OK) {
+      PQreset(c);
+      d->gen++;
+    }
+    if (out && (PQresultStatus(out) == PGRES_TUPLES_OK || PQresultStatus(out) == PGRES_COMMAND_OK)) {
+      PQclear(out); /* committed or not: unknown, as a lost commit's answer */
+      out = NULL;
+    }
+  }
+  return out;
 }
 
 static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errlen) {
@@ -170,6 +261,16 @@ static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errle
     return LC_EIO;
   }
   PQsetNoticeProcessor(d->pg, no_notice, NULL);
+  /* Behind a proxy nothing is prepared: a prepared statement is session
+   * state, which a transaction pooler's server connection keeps for its
+   * next client (that client could even run ours under its name). */
+  int px = lc_pgstore_proxied(d->pg);
+  if (px < 0) {
+    pg_err(d->pg, NULL, err, errlen);
+    PQfinish(d->pg);
+    return LC_EIO;
+  }
+  d->proxied = d->noprep = px == 1;
   /* Tables there already: no DDL (CREATE INDEX IF NOT EXISTS still locks
    * its table, behind the other daemons' writes). */
   PGresult *r = PQexec(d->pg, "SELECT to_regclass('d_items') IS NOT NULL AND "
@@ -295,8 +396,10 @@ static int pg_run(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, c
   for (int attempt = 0; !rc && attempt < 2; attempt++) {
     PQclear(r);
     int prepared = slot >= 0 && slot < LC_DSTORE_SLOTS && !d->noprep;
-    r = prepared ? prep_run(d, slot, replan_s, q, np, types, vals)
-                 : PQexecParams(d->pg, q, np, types, vals, NULL, NULL, 0);
+    if (!prepared && slot >= 0) atomic_fetch_add(&d->unprepared, 1);
+    r = prepared  ? prep_run(d, slot, replan_s, q, np, types, vals)
+        : d->local ? local_run(d, q, np, types, vals)
+                   : PQexecParams(d->pg, q, np, types, vals, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) break;
     /* A connection the server ended: once more on a new one (a statement
@@ -565,6 +668,7 @@ void lc_dstore_close(struct lc_dstore *d) {
     PQfinish(d->pg);
     for (int k = 0; k < LC_DSTORE_SLOTS; k++) free(d->prep[k].sql);
     free(d->session);
+    free(d->local);
     pthread_mutex_destroy(&d->mu);
     free(d);
     return;
