@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +72,7 @@ struct lc_dstore {
   /* lc_dstore_exec_prepared's statements (under mu): each prepared on
    * the connection of generation gen (raised by every reset) at mono at */
   struct prep {
-    char name[24];
+    char name[40];
     char *sql; /* numbered; NULL: none */
     double at;
     long gen, pgen;
@@ -79,6 +80,7 @@ struct lc_dstore {
   long gen;
   long pgen; /* raised by lc_dstore_replan */
   unsigned long nprep; /* names made so far */
+  unsigned tag;        /* in the names: this connection's, at random */
   int noprep; /* the server refused a prepared statement: none from then on */
 };
 
@@ -252,6 +254,19 @@ static PGresult *local_run(struct lc_dstore *d, const char *q, int np, const Oid
   return out;
 }
 
+/* 32 random bits (the clock and the address space's as a fallback). */
+static unsigned pg_tag(void) {
+  unsigned t = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(&t, sizeof t, 1, f) != 1) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t = (unsigned)ts.tv_nsec ^ (unsigned)ts.tv_sec ^ (unsigned)(uintptr_t)&ts;
+  }
+  if (f) fclose(f);
+  return t;
+}
+
 static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errlen) {
   d->pg = PQconnectdb(url);
   if (!d->pg || PQstatus(d->pg) != CONNECTION_OK) {
@@ -271,6 +286,7 @@ static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errle
     return LC_EIO;
   }
   d->proxied = d->noprep = px == 1;
+  d->tag = pg_tag();
   /* Tables there already: no DDL (CREATE INDEX IF NOT EXISTS still locks
    * its table, behind the other daemons' writes). */
   PGresult *r = PQexec(d->pg, "SELECT to_regclass('d_items') IS NOT NULL AND "
@@ -370,13 +386,15 @@ static PGresult *prep_run(struct lc_dstore *d, int slot, double replan_s, const 
   int have = p->sql && p->gen == d->gen;
   if (!have || strcmp(p->sql, q) || now - p->at >= replan_s || p->pgen != d->pgen) {
     if (have) { /* the old plan goes (a failure: the next prepare says) */
-      char dq[40];
+      char dq[64];
       snprintf(dq, sizeof dq, "DEALLOCATE %s", p->name);
       PQclear(PQexec(d->pg, dq));
     }
     free(p->sql);
     p->sql = NULL;
-    snprintf(p->name, sizeof p->name, "lc_p%lu", ++d->nprep);
+    /* a name no other process gives: behind a proxy this connection's
+     * server session may be another client's, which must never run ours */
+    snprintf(p->name, sizeof p->name, "lc_p%08x_%lu", d->tag, ++d->nprep);
     PGresult *r = PQprepare(d->pg, p->name, q, np, types);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) return r;
     PQclear(r);

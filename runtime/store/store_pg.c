@@ -329,6 +329,12 @@ static int qx(PGconn **c, const char *url, int retry, const char *sql, int n,
 }
 
 int lc_pgstore_proxied(struct pg_conn *c) {
+  /* Said by the user: a session pooler keeps a client's session as its
+   * own (LISTEN and prepared statements work there), and a proxy that
+   * passes the server's key on is not seen below. */
+  const char *how = getenv("LUACT_PG_POOLER");
+  if (how && !strcmp(how, "transaction")) return 1;
+  if (how && (!strcmp(how, "session") || !strcmp(how, "none"))) return 0;
   /* A proxy answers the connection's start with a backend key of its own
    * (it routes cancels itself), so the server process that runs our
    * statements is not the one libpq was told of. */

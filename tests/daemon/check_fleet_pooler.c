@@ -1,0 +1,405 @@
+/* check_fleet_pooler.c: a fleet behind a real PgBouncer (Debian's
+ * pgbouncer, 1.18) in pool_mode = transaction, in front of the test's
+ * PostgreSQL (docs/serve.md, "Connections"). Such a proxy hands a server
+ * connection to another client after each transaction: a SET, a LISTEN or
+ * a prepared statement made there stays for whoever gets it next, and a
+ * NOTIFY for us is lost.
+ *
+ * What must hold: three daemons started at once on an empty database
+ * migrate it (under the pooler); a few hundred short runs end exactly once
+ * with their outputs, started by the poll alone (no LISTEN is made); the
+ * claims went unprepared; and afterwards every server connection of the
+ * pool (two) still has the server's defaults: synchronous_commit and
+ * enable_seqscan on, no lock_timeout or idle-in-transaction timeout, no
+ * LISTEN, no prepared statement. With LUACT_PG_POOLER=session (a user
+ * who said the proxy keeps sessions when it does not) the prepared
+ * claims the server loses fall back to unprepared ones and the runs still
+ * end once each.
+ *
+ * LUACT_POOLER_RUNS sets the number of runs (default 300). */
+#include <check.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util_common.h"
+#include "util_pg.h"
+
+#define NDAEMONS 3
+#define POOL_SIZE 2
+
+static struct lc_pg pg;
+static pid_t bouncer;
+static int bport;
+static char bdir[300];
+/* the case's database: directly, and through the pooler */
+static char url[300], burl[300], dir[256];
+static pid_t pids[NDAEMONS];
+static int ports[NDAEMONS];
+static char logs[NDAEMONS][300];
+
+/* ---- the pooler ---- */
+
+static int free_port(void) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t n = sizeof a;
+  int port = 0;
+  if (s >= 0 && !bind(s, (struct sockaddr *)&a, sizeof a) &&
+      !getsockname(s, (struct sockaddr *)&a, &n))
+    port = ntohs(a.sin_port);
+  if (s >= 0) close(s);
+  return port;
+}
+
+/* pgbouncer on a free loopback port in front of pg (any database name),
+ * as the postgres user when we are root (it refuses root). 0 or -1. */
+static int bouncer_start(void) {
+  const char *colon = strrchr(pg.url, ':');
+  int pgport = colon ? atoi(colon + 1) : 0;
+  snprintf(bdir, sizeof bdir, "%s/bouncer", pg.dir);
+  mkdir(bdir, 0700);
+  struct passwd *pw = getuid() == 0 ? getpwnam("postgres") : NULL;
+  if (getuid() == 0 && (!pw || chown(bdir, pw->pw_uid, pw->pw_gid))) return -1;
+  char path[400];
+  snprintf(path, sizeof path, "%s/users.txt", bdir);
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  fputs("\"postgres\" \"\"\n", f);
+  fclose(f);
+  for (int attempt = 0; attempt < 5; attempt++) {
+    bport = free_port();
+    snprintf(path, sizeof path, "%s/pgbouncer.ini", bdir);
+    f = fopen(path, "w");
+    if (!f) return -1;
+    /* server_round_robin: each transaction takes the next server
+     * connection, so a client's consecutive statements do land on
+     * different ones (what a busy pool does) */
+    fprintf(f,
+            "[databases]\n* = host=127.0.0.1 port=%d user=postgres\n"
+            "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\nunix_socket_dir =\n"
+            "auth_type = trust\nauth_file = %s/users.txt\npool_mode = transaction\n"
+            "default_pool_size = %d\nmin_pool_size = 0\nreserve_pool_size = 0\n"
+            "max_client_conn = 500\nserver_round_robin = 1\n"
+            "logfile = %s/pgbouncer.log\nignore_startup_parameters = extra_float_digits\n",
+            pgport, bport, bdir, POOL_SIZE, bdir);
+    fclose(f);
+    pid_t p = fork();
+    if (p < 0) return -1;
+    if (p == 0) {
+      int fd = open("/dev/null", O_WRONLY);
+      if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+      if (pw && (setgid(pw->pw_gid) || setuid(pw->pw_uid))) _exit(126);
+      execlp("pgbouncer", "pgbouncer", "-q", path, (char *)NULL);
+      execl("/usr/sbin/pgbouncer", "pgbouncer", "-q", path, (char *)NULL);
+      _exit(127);
+    }
+    char u[200];
+    snprintf(u, sizeof u, "postgresql://postgres@127.0.0.1:%d/postgres", bport);
+    double until = lc_test_mono_s() + 30;
+    while (lc_test_mono_s() < until) {
+      char *v = lc_pg_value(u, "SELECT 1");
+      free(v);
+      if (v) {
+        bouncer = p;
+        return 0;
+      }
+      int st;
+      if (waitpid(p, &st, WNOHANG) == p) break; /* its port was taken: another */
+      lc_test_nap_ms(20);
+    }
+    if (!bouncer) {
+      kill(p, SIGKILL);
+      waitpid(p, NULL, 0);
+    }
+  }
+  fprintf(stderr, "check_fleet_pooler: pgbouncer did not start (see %s)\n", bdir);
+  return -1;
+}
+
+static void up(void) {
+  ck_assert_int_eq(lc_pg_start(&pg), 0);
+  ck_assert_msg(bouncer_start() == 0, "pgbouncer did not start (scripts/setup installs it)");
+}
+
+static void down(void) {
+  if (bouncer) {
+    kill(bouncer, SIGTERM);
+    waitpid(bouncer, NULL, 0);
+    bouncer = 0;
+  }
+  lc_pg_stop(&pg);
+}
+
+/* ---- daemons ---- */
+
+static long count(const char *sql) {
+  char *v = lc_pg_value(url, sql);
+  long n = v ? atol(v) : -1;
+  free(v);
+  return n;
+}
+
+struct starter {
+  int k;
+  const char *const *env;
+  int rc;
+};
+
+static void *start_main(void *ud) {
+  struct starter *st = ud;
+  int k = st->k;
+  snprintf(logs[k], sizeof logs[k], "%s/log%d", dir, k);
+  char agents[300];
+  snprintf(agents, sizeof agents, "%s/agents", dir);
+  st->rc = lc_pg_daemon_start(burl, "--poll-ms 100 --max-runs 8 --lease 5", agents, logs[k],
+                              st->env, &pids[k], &ports[k]);
+  return NULL;
+}
+
+/* The daemons, all at once (the first start migrates the empty
+ * database: they take turns under its advisory lock). */
+static void start_all(const char *const *env) {
+  pthread_t th[NDAEMONS];
+  struct starter st[NDAEMONS];
+  for (int k = 0; k < NDAEMONS; k++) {
+    st[k] = (struct starter){.k = k, .env = env};
+    ck_assert_int_eq(pthread_create(&th[k], NULL, start_main, &st[k]), 0);
+  }
+  for (int k = 0; k < NDAEMONS; k++) pthread_join(th[k], NULL);
+  for (int k = 0; k < NDAEMONS; k++) {
+    if (st[k].rc) {
+      char *t = lc_test_read_file(logs[k], NULL);
+      ck_assert_msg(0, "daemon %d exited at start: %s", k, t ? t : "(no log)");
+    }
+  }
+}
+
+/* SIGTERM (its fleet_stats line), its exit; what a sanitizer build of it
+ * reported fails the case. Its log (malloc'd). */
+static char *stop_k(int k) {
+  if (!pids[k]) return NULL;
+  kill(pids[k], SIGTERM);
+  waitpid(pids[k], NULL, 0);
+  pids[k] = 0;
+  char *t = lc_test_read_file(logs[k], NULL);
+  int bad = t && (strstr(t, "Sanitizer") || strstr(t, "runtime error:"));
+  if (bad) fprintf(stderr, "%s\n", t);
+  ck_assert_msg(!bad, "daemon %d's log has a sanitizer report", k);
+  return t;
+}
+
+static void setup(void) {
+  ck_assert_msg(bouncer, "no pgbouncer");
+  ck_assert_int_eq(lc_pg_newdb(&pg, url, sizeof url), 0);
+  /* the same database through the pooler */
+  const char *db = strrchr(url, '/');
+  ck_assert_ptr_nonnull(db);
+  snprintf(burl, sizeof burl, "postgresql://postgres@127.0.0.1:%d%s", bport, db);
+  snprintf(dir, sizeof dir, "/tmp/lc_fp_XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char p[400];
+  snprintf(p, sizeof p, "%s/agents", dir);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/agents/dbl.lua", dir);
+  FILE *f = fopen(p, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("return function(input, ctx) luact.now() return {n = input.n * 2} end\n", f);
+  fclose(f);
+  memset(pids, 0, sizeof pids);
+}
+
+static void teardown(void) {
+  for (int k = 0; k < NDAEMONS; k++)
+    if (pids[k]) {
+      kill(pids[k], SIGKILL);
+      waitpid(pids[k], NULL, 0);
+      pids[k] = 0;
+    }
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* ---- runs ---- */
+
+static size_t sink(char *p, size_t sz, size_t n, void *ud) {
+  (void)p, (void)ud;
+  return sz * n;
+}
+
+/* POST /runs of {"n": i} with an Idempotency-Key, to daemon i % 3 (the
+ * next one when it does not answer 200): one run. */
+static void submit(long i) {
+  char body[128], key[64], u[128];
+  snprintf(body, sizeof body, "{\"assistant_id\":\"dbl\",\"input\":{\"n\":%ld}}", i);
+  snprintf(key, sizeof key, "Idempotency-Key: pool-%ld", i);
+  for (int attempt = 0; attempt < 30; attempt++) {
+    int k = (int)((i + attempt) % NDAEMONS);
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/runs", ports[k]);
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    struct curl_slist *hs = curl_slist_append(NULL, "Content-Type: application/json");
+    hs = curl_slist_append(hs, key);
+    curl_easy_setopt(c, CURLOPT_URL, u);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    long code = 0;
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(hs);
+    curl_easy_cleanup(c);
+    if (code == 200) return;
+    lc_test_nap_ms(50);
+  }
+  ck_assert_msg(0, "no daemon took run %ld", i);
+}
+
+/* Counts every accepted transition to finished (a run that finished
+ * twice shows twice). */
+static void log_finished(void) {
+  char e[512];
+  ck_assert_msg(lc_pg_sql(url,
+                          "CREATE TABLE finished_log(run_id TEXT);"
+                          "CREATE FUNCTION log_finished() RETURNS trigger AS $$ BEGIN "
+                          "INSERT INTO finished_log(run_id) VALUES(NEW.id); RETURN NEW; END $$ "
+                          "LANGUAGE plpgsql;"
+                          "CREATE TRIGGER runs_finished AFTER UPDATE OF status ON runs FOR EACH ROW "
+                          "WHEN (NEW.status = 'finished') EXECUTE FUNCTION log_finished();",
+                          e, sizeof e) == 0,
+                "%s", e);
+}
+
+/* n runs through the daemons, to the end: each finished once, with its
+ * output, and one journal. */
+static void run_many(long n) {
+  for (long i = 0; i < n; i++) submit(i);
+  double until = lc_test_mono_s() + 60 + n * 0.5;
+  long done;
+  while ((done = count("SELECT count(*) FROM runs WHERE status = 'finished'")) < n) {
+    ck_assert_msg(lc_test_mono_s() < until, "%ld of %ld runs finished", done, n);
+    lc_test_nap_ms(50);
+  }
+  ck_assert_int_eq(count("SELECT count(*) FROM d_runs"), n);
+  ck_assert_int_eq(count("SELECT count(*) FROM finished_log"), n);
+  ck_assert_int_eq(count("SELECT count(DISTINCT run_id) FROM finished_log"), n);
+  ck_assert_int_eq(count("SELECT count(*) FROM runs r JOIN d_runs d ON d.id = r.id WHERE "
+                         "r.status = 'finished' AND (r.result::json->>'n')::bigint = "
+                         "2 * (d.input::json->>'n')::bigint"),
+                   n);
+  ck_assert_int_eq(count("SELECT count(DISTINCT (input::json->>'n')) FROM d_runs"), n);
+  ck_assert_int_eq(count("SELECT count(*) FROM journal WHERE seq = 1"), n);
+}
+
+/* What fleet_stats said of unprepared statements in log t (-1: no line). */
+static long unprepared_in(const char *t) {
+  const char *p = t ? strstr(t, "\"fleet_stats\"") : NULL;
+  p = p ? strstr(p, " statements, ") : NULL;
+  return p ? atol(p + strlen(" statements, ")) : -1;
+}
+
+/* ---- cases ---- */
+
+/* The daemons through the pooler, from an empty database; afterwards
+ * both server connections of the pool as a plain client finds them. */
+START_TEST(fleet_behind_a_transaction_pooler) {
+  long n = getenv("LUACT_POOLER_RUNS") ? atol(getenv("LUACT_POOLER_RUNS")) : 300;
+  /* (c) migrations under the pooler, three daemons at once */
+  ck_assert_int_eq(count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), 0);
+  start_all(NULL);
+  ck_assert_int_ge(count("SELECT value::int FROM meta WHERE key = 'schema_version'"), 5);
+  ck_assert_int_eq(count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND "
+                         "tablename IN ('runs', 'journal', 'leases', 'd_runs', 'd_inbox')"),
+                   5);
+  log_finished();
+  run_many(n);
+  for (int k = 0; k < NDAEMONS; k++) {
+    char *t = stop_k(k);
+    ck_assert_ptr_nonnull(t);
+    /* the poll alone started the runs: no LISTEN, and nothing prepared */
+    ck_assert_msg(strstr(t, "\"fleet_proxied\""), "daemon %d did not see the proxy: %s", k, t);
+    ck_assert_msg(!strstr(t, "\"fleet_listen\""), "daemon %d made a LISTEN: %s", k, t);
+    ck_assert_msg(unprepared_in(t) > 0, "daemon %d's claims were prepared: %s", k, t);
+    free(t);
+  }
+  /* (a) nothing of ours stayed on the pool's server connections: both
+   * held at once (each client in a transaction takes its own) */
+  PGconn *c[POOL_SIZE];
+  int bpid[POOL_SIZE];
+  for (int i = 0; i < POOL_SIZE; i++) {
+    c[i] = PQconnectdb(burl);
+    ck_assert_int_eq(PQstatus(c[i]), CONNECTION_OK);
+    PGresult *r = PQexec(c[i], "BEGIN");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexec(c[i],
+               "SELECT pg_backend_pid(), current_setting('synchronous_commit'),"
+               " current_setting('enable_seqscan'), current_setting('lock_timeout'),"
+               " current_setting('plan_cache_mode'),"
+               " current_setting('idle_in_transaction_session_timeout'),"
+               " (SELECT count(*) FROM pg_listening_channels()),"
+               " (SELECT count(*) FROM pg_prepared_statements)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    bpid[i] = atoi(PQgetvalue(r, 0, 0));
+    const char *want[] = {NULL, "on", "on", "0", "auto", "0", "0", "0"};
+    for (int col = 1; col < 8; col++)
+      ck_assert_msg(!strcmp(PQgetvalue(r, 0, col), want[col]),
+                    "server connection %d (pid %d): column %d is %s, not %s", i, bpid[i], col,
+                    PQgetvalue(r, 0, col), want[col]);
+    PQclear(r);
+  }
+  ck_assert_int_ne(bpid[0], bpid[1]);
+  /* and they are the pool's, the ones the daemons used (no third) */
+  char q[200];
+  snprintf(q, sizeof q,
+           "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+           "pid IN (%d, %d) AND backend_start < now() - interval '1 second'",
+           bpid[0], bpid[1]);
+  ck_assert_int_eq(count(q), 2);
+  for (int i = 0; i < POOL_SIZE; i++) PQfinish(c[i]);
+}
+END_TEST
+
+/* Told the pooler keeps sessions (it does not): the claims are prepared,
+ * the server then lacks one on the connection a claim lands on, and the
+ * daemon sends them unprepared from then on; every run still ends once. */
+START_TEST(a_lost_prepared_claim_goes_unprepared) {
+  static const char *const env[] = {"LUACT_PG_POOLER=session", NULL};
+  start_all(env);
+  log_finished();
+  run_many(60);
+  for (int k = 0; k < NDAEMONS; k++) {
+    char *t = stop_k(k);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_msg(!strstr(t, "\"fleet_proxied\""), "daemon %d: %s", k, t);
+    ck_assert_msg(unprepared_in(t) > 0, "daemon %d never fell back: %s", k, t);
+    ck_assert_msg(!strstr(t, "lease_lost"), "daemon %d lost a lease: %s", k, t);
+    ck_assert_msg(!strstr(t, "taken by another daemon"), "daemon %d: %s", k, t);
+    free(t);
+  }
+}
+END_TEST
+
+Suite *fleet_pooler_suite(void) {
+  Suite *s = suite_create("fleet_pooler");
+  TCase *tc = tcase_create("pgbouncer");
+  tcase_set_timeout(tc, 300);
+  tcase_add_unchecked_fixture(tc, up, down);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, fleet_behind_a_transaction_pooler);
+  tcase_add_test(tc, a_lost_prepared_claim_goes_unprepared);
+  suite_add_tcase(s, tc);
+  return s;
+}
