@@ -310,6 +310,12 @@ static long unprepared_in(const char *t) {
   return p ? atol(p + strlen(" statements, ")) : -1;
 }
 
+/* Fails the case with what, daemon k's log on stderr, unless ok. */
+static void log_ok(int ok, int k, const char *t, const char *what) {
+  if (!ok) fprintf(stderr, "daemon %d's log:\n%s\n", k, t ? t : "(none)");
+  ck_assert_msg(ok, "daemon %d: %s", k, what);
+}
+
 /* ---- cases ---- */
 
 /* The daemons through the pooler, from an empty database; afterwards
@@ -325,15 +331,8 @@ START_TEST(fleet_behind_a_transaction_pooler) {
                    5);
   log_finished();
   run_many(n);
-  for (int k = 0; k < NDAEMONS; k++) {
-    char *t = stop_k(k);
-    ck_assert_ptr_nonnull(t);
-    /* the poll alone started the runs: no LISTEN, and nothing prepared */
-    ck_assert_msg(strstr(t, "\"fleet_proxied\""), "daemon %d did not see the proxy: %s", k, t);
-    ck_assert_msg(!strstr(t, "\"fleet_listen\""), "daemon %d made a LISTEN: %s", k, t);
-    ck_assert_msg(unprepared_in(t) > 0, "daemon %d's claims were prepared: %s", k, t);
-    free(t);
-  }
+  char *t[NDAEMONS];
+  for (int k = 0; k < NDAEMONS; k++) ck_assert_ptr_nonnull(t[k] = stop_k(k));
   /* (a) nothing of ours stayed on the pool's server connections: both
    * held at once (each client in a transaction takes its own) */
   PGconn *c[POOL_SIZE];
@@ -353,11 +352,17 @@ START_TEST(fleet_behind_a_transaction_pooler) {
                " (SELECT count(*) FROM pg_prepared_statements)");
     ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
     bpid[i] = atoi(PQgetvalue(r, 0, 0));
-    const char *want[] = {NULL, "on", "on", "0", "auto", "0", "0", "0"};
+    static const char *const name[] = {NULL, "synchronous_commit", "enable_seqscan",
+                                       "lock_timeout", "plan_cache_mode",
+                                       "idle_in_transaction_session_timeout", "LISTENs",
+                                       "prepared statements"};
+    static const char *const want[] = {NULL, "on", "on", "0", "auto", "0", "0", "0"};
+    char bad[600] = "";
     for (int col = 1; col < 8; col++)
-      ck_assert_msg(!strcmp(PQgetvalue(r, 0, col), want[col]),
-                    "server connection %d (pid %d): column %d is %s, not %s", i, bpid[i], col,
-                    PQgetvalue(r, 0, col), want[col]);
+      if (strcmp(PQgetvalue(r, 0, col), want[col]))
+        snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s=%s", name[col],
+                 PQgetvalue(r, 0, col));
+    ck_assert_msg(!bad[0], "server connection %d (pid %d) kept:%s", i, bpid[i], bad);
     PQclear(r);
   }
   ck_assert_int_ne(bpid[0], bpid[1]);
@@ -369,6 +374,13 @@ START_TEST(fleet_behind_a_transaction_pooler) {
            bpid[0], bpid[1]);
   ck_assert_int_eq(count(q), 2);
   for (int i = 0; i < POOL_SIZE; i++) PQfinish(c[i]);
+  for (int k = 0; k < NDAEMONS; k++) {
+    /* the poll alone started the runs: no LISTEN, and nothing prepared */
+    log_ok(strstr(t[k], "\"fleet_proxied\"") != NULL, k, t[k], "did not see the proxy");
+    log_ok(!strstr(t[k], "\"fleet_listen\""), k, t[k], "made a LISTEN");
+    log_ok(unprepared_in(t[k]) > 0, k, t[k], "its claims were prepared");
+    free(t[k]);
+  }
 }
 END_TEST
 
@@ -383,10 +395,10 @@ START_TEST(a_lost_prepared_claim_goes_unprepared) {
   for (int k = 0; k < NDAEMONS; k++) {
     char *t = stop_k(k);
     ck_assert_ptr_nonnull(t);
-    ck_assert_msg(!strstr(t, "\"fleet_proxied\""), "daemon %d: %s", k, t);
-    ck_assert_msg(unprepared_in(t) > 0, "daemon %d never fell back: %s", k, t);
-    ck_assert_msg(!strstr(t, "lease_lost"), "daemon %d lost a lease: %s", k, t);
-    ck_assert_msg(!strstr(t, "taken by another daemon"), "daemon %d: %s", k, t);
+    log_ok(!strstr(t, "\"fleet_proxied\""), k, t, "took the pooler's word as a proxy");
+    log_ok(unprepared_in(t) > 0, k, t, "never fell back to unprepared claims");
+    log_ok(!strstr(t, "lease_lost") && !strstr(t, "taken by another daemon"), k, t,
+           "lost a lease");
     free(t);
   }
 }
