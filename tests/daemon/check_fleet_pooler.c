@@ -7,7 +7,10 @@
  *
  * What must hold: three daemons started at once on an empty database
  * migrate it (under the pooler); a few hundred short runs end exactly once
- * with their outputs, started by the poll alone (no LISTEN is made); the
+ * with their outputs, started by the poll alone (no LISTEN is made), while
+ * the server ends the pool's sessions a few times (PgBouncer makes new
+ * ones; a daemon's statement in flight then fails, its connection is made
+ * again and the statement sent again); the
  * claims went unprepared; and afterwards every server connection of the
  * pool (two) still has the server's defaults: synchronous_commit and
  * enable_seqscan on, no lock_timeout or idle-in-transaction timeout, no
@@ -16,7 +19,8 @@
  * claims the server loses fall back to unprepared ones and the runs still
  * end once each.
  *
- * LUACT_POOLER_RUNS sets the number of runs (default 300). */
+ * LUACT_POOLER_RUNS sets the number of runs (default 300);
+ * LUACT_POOLER_KEEP keeps each case's folder (the daemons' logs). */
 #include <check.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -229,7 +233,8 @@ static void teardown(void) {
     }
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
+  if (getenv("LUACT_POOLER_KEEP")) fprintf(stderr, "kept %s\n", dir);
+  else if (system(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 /* ---- runs ---- */
@@ -282,10 +287,27 @@ static void log_finished(void) {
                 "%s", e);
 }
 
+/* The server ends every session of the pool's (pg_terminate_backend):
+ * the daemons' statements in flight fail, PgBouncer drops their clients,
+ * they connect again. How many it ended. */
+static long end_sessions(void) {
+  return count("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+               "datname = current_database() AND pid <> pg_backend_pid() AND "
+               "backend_type = 'client backend'");
+}
+
 /* n runs through the daemons, to the end: each finished once, with its
- * output, and one journal. */
-static void run_many(long n) {
-  for (long i = 0; i < n; i++) submit(i);
+ * output, and one journal. faults: the server ends the pool's sessions
+ * a few times while the first half runs (the second half then runs on
+ * server connections made after them). */
+static void run_many(long n, int faults) {
+  long ended = 0;
+  for (long i = 0; i < n; i++) {
+    submit(i);
+    if (faults && i > 0 && i % (n / 8 > 0 ? n / 8 : 1) == 0 && i <= n / 2) ended += end_sessions();
+  }
+  if (faults) ck_assert_int_gt(ended, 0);
+  if (faults) fprintf(stderr, "fleet_pooler: the server ended %ld of the pool's sessions\n", ended);
   double until = lc_test_mono_s() + 60 + n * 0.5;
   long done;
   while ((done = count("SELECT count(*) FROM runs WHERE status = 'finished'")) < n) {
@@ -330,7 +352,7 @@ START_TEST(fleet_behind_a_transaction_pooler) {
                          "tablename IN ('runs', 'journal', 'leases', 'd_runs', 'd_inbox')"),
                    5);
   log_finished();
-  run_many(n);
+  run_many(n, 1);
   char *t[NDAEMONS];
   for (int k = 0; k < NDAEMONS; k++) ck_assert_ptr_nonnull(t[k] = stop_k(k));
   /* (a) nothing of ours stayed on the pool's server connections: both
@@ -391,7 +413,7 @@ START_TEST(a_lost_prepared_claim_goes_unprepared) {
   static const char *const env[] = {"LUACT_PG_POOLER=session", NULL};
   start_all(env);
   log_finished();
-  run_many(60);
+  run_many(60, 0);
   for (int k = 0; k < NDAEMONS; k++) {
     char *t = stop_k(k);
     ck_assert_ptr_nonnull(t);
