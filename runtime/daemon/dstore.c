@@ -66,7 +66,7 @@ struct lc_dstore {
    * before each statement in its transaction instead, NULL when none */
   char *local;
   int proxied;
-  atomic_long unprepared; /* statements sent unprepared after a refusal */
+  atomic_long unprepared; /* slot statements sent unprepared (proxied, refused) */
   char owner[160]; /* the lease owner fenced writes require ("": any) */
   pthread_mutex_t mu; /* the PostgreSQL connection */
   /* lc_dstore_exec_prepared's statements (under mu): each prepared on

@@ -217,6 +217,16 @@ static void no_notice(void *ud, const char *m) {
   (void)m;
 }
 
+/* LUACT_PG_POOLER (docs/serve.md): 1 "transaction" (a proxy, whatever it
+ * looks like), 0 "session" or "none" (as a direct connection), -1 unset
+ * or anything else (lc_pgstore_proxied finds out). */
+static int pooler_said(void) {
+  const char *how = getenv("LUACT_PG_POOLER");
+  if (how && !strcmp(how, "transaction")) return 1;
+  if (how && (!strcmp(how, "session") || !strcmp(how, "none"))) return 0;
+  return -1;
+}
+
 /* A connection that is there: made the first time, reset after it was
  * lost (a server restart, pg_terminate_backend). */
 static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
@@ -235,12 +245,15 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
      * server connection is shared, and each transaction of ours sets it
      * locally instead (begin_tx). One statement either way. */
     char pid[16];
-    snprintf(pid, sizeof pid, "%d", PQbackendPID(*c));
+    int said = pooler_said(); /* the user's word first (lc_pgstore_proxied) */
+    snprintf(pid, sizeof pid, "%d", said < 0 ? PQbackendPID(*c) : 0); /* 0: as direct */
     const char *v[] = {pid};
-    PQclear(PQexecParams(*c,
-                         "SELECT CASE WHEN pg_backend_pid() = $1::int THEN set_config("
-                         "'idle_in_transaction_session_timeout', '" IDLE_TX_MS "', false) END",
-                         1, NULL, v, NULL, NULL, 0));
+    if (said != 1)
+      PQclear(PQexecParams(*c,
+                           "SELECT CASE WHEN pg_backend_pid() = $1::int OR $1::int = 0 THEN "
+                           "set_config('idle_in_transaction_session_timeout', '" IDLE_TX_MS
+                           "', false) END",
+                           1, NULL, v, NULL, NULL, 0));
   }
   if (!*c) {
     if (!lc_pq_available()) {
@@ -332,9 +345,8 @@ int lc_pgstore_proxied(struct pg_conn *c) {
   /* Said by the user: a session pooler keeps a client's session as its
    * own (LISTEN and prepared statements work there), and a proxy that
    * passes the server's key on is not seen below. */
-  const char *how = getenv("LUACT_PG_POOLER");
-  if (how && !strcmp(how, "transaction")) return 1;
-  if (how && (!strcmp(how, "session") || !strcmp(how, "none"))) return 0;
+  int said = pooler_said();
+  if (said >= 0) return said;
   /* A proxy answers the connection's start with a backend key of its own
    * (it routes cancels itself), so the server process that runs our
    * statements is not the one libpq was told of. */
