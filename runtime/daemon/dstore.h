@@ -65,10 +65,11 @@ long lc_dstore_unprepared(struct lc_dstore *d);
  * made at its first run after a prepare), and prepared again once it is
  * replan_s old or after lc_dstore_replan: a plan is made for the tables'
  * sizes at the time, and one made while they were small reads them
- * sequentially once they have grown. A connection made again, or a
- * server that forgot the statement (a transaction-pooling proxy),
- * prepares it again; one that refuses prepared statements gets them
- * unprepared from then on. On SQLite: lc_dstore_exec. */
+ * sequentially once they have grown. A connection made again prepares
+ * it again; a server that lacks or refuses it (a transaction pooler
+ * taken for a session one) gets them unprepared from then on, and so
+ * does a connection through a proxy from the start (lc_dstore_proxied).
+ * On SQLite: lc_dstore_exec. */
 #define LC_DSTORE_SLOTS 16
 int lc_dstore_exec_prepared(struct lc_dstore *d, int slot, double replan_s, cJSON **rows,
                             char *err, size_t errlen, const char *sql, const char *spec, ...);
