@@ -426,6 +426,40 @@ START_TEST(a_lost_prepared_claim_goes_unprepared) {
 }
 END_TEST
 
+/* The fleet connection's settings do hold behind the pooler, made local
+ * to each statement's transaction: with the queue's table locked by
+ * another session, a claim gives up after lock_timeout (1 s) instead of
+ * waiting on the lock (the test holds it until the daemon says so, so
+ * without the setting the claim would wait for ever and the case fail
+ * at its bound). */
+START_TEST(claims_keep_their_lock_timeout_behind_the_pooler) {
+  struct starter st = {.k = 0};
+  start_main(&st);
+  ck_assert_msg(st.rc == 0, "the daemon exited at start");
+  PGconn *c = PQconnectdb(url); /* directly: the lock is held by this session */
+  ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, "BEGIN; LOCK TABLE leases IN ACCESS EXCLUSIVE MODE");
+  ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  double until = lc_test_mono_s() + 60;
+  char *t = NULL;
+  for (;;) {
+    free(t);
+    t = lc_test_read_file(logs[0], NULL);
+    if (t && strstr(t, "\"fleet_claim_failed\"") && strstr(t, "lock timeout")) break;
+    if (lc_test_mono_s() >= until) break;
+    lc_test_nap_ms(50);
+  }
+  int ok = t && strstr(t, "lock timeout");
+  r = PQexec(c, "ROLLBACK");
+  PQclear(r);
+  PQfinish(c);
+  log_ok(ok, 0, t, "its claims waited on the lock (no lock_timeout)");
+  free(t);
+  free(stop_k(0));
+}
+END_TEST
+
 Suite *fleet_pooler_suite(void) {
   Suite *s = suite_create("fleet_pooler");
   TCase *tc = tcase_create("pgbouncer");
@@ -434,6 +468,7 @@ Suite *fleet_pooler_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, fleet_behind_a_transaction_pooler);
   tcase_add_test(tc, a_lost_prepared_claim_goes_unprepared);
+  tcase_add_test(tc, claims_keep_their_lock_timeout_behind_the_pooler);
   suite_add_tcase(s, tc);
   return s;
 }
