@@ -187,6 +187,11 @@ int lc_dstore_proxied(struct lc_dstore *d) { return d->pg && d->proxied; }
 
 long lc_dstore_unprepared(struct lc_dstore *d) { return d->pg ? atomic_load(&d->unprepared) : 0; }
 
+static int res_ok(const PGresult *r) {
+  ExecStatusType st = PQresultStatus(r);
+  return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
 /* q with d->local before it, in one transaction and one round trip (a
  * pipeline to one sync: the server commits at the sync, so both
  * statements are one implicit transaction, which a transaction pooler
@@ -204,9 +209,9 @@ static PGresult *local_run(struct lc_dstore *d, const char *q, int np, const Oid
       PQclear(r);
       r = PQexecParams(c, q, np, types, vals, NULL, NULL, 0);
     }
-    ExecStatusType st = PQresultStatus(r);
-    PGresult *e = PQexec(c, st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? "COMMIT" : "ROLLBACK");
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    int done = res_ok(r);
+    PGresult *e = PQexec(c, done ? "COMMIT" : "ROLLBACK");
+    if (done) {
       if (PQresultStatus(e) == PGRES_COMMAND_OK) {
         PQclear(e);
         return r;
@@ -228,9 +233,7 @@ static PGresult *local_run(struct lc_dstore *d, const char *q, int np, const Oid
       sent = 0;
       break;
     }
-    ExecStatusType st = PQresultStatus(r);
-    int failed = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
-    if (!out && (failed || i == 1)) out = r; /* the first error, or the statement's */
+    if (!out && (!res_ok(r) || i == 1)) out = r; /* the first error, or the statement's */
     else PQclear(r);
     while ((r = PQgetResult(c))) PQclear(r);
   }
@@ -246,7 +249,7 @@ static PGresult *local_run(struct lc_dstore *d, const char *q, int np, const Oid
       PQreset(c);
       d->gen++;
     }
-    if (out && (PQresultStatus(out) == PGRES_TUPLES_OK || PQresultStatus(out) == PGRES_COMMAND_OK)) {
+    if (out && res_ok(out)) {
       PQclear(out); /* committed or not: unknown, as a lost commit's answer */
       out = NULL;
     }
