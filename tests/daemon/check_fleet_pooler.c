@@ -133,7 +133,11 @@ static int bouncer_start(void) {
 }
 
 static void up(void) {
-  ck_assert_int_eq(lc_pg_start(&pg), 0);
+  /* every statement in the server's log: the settings' SET LOCALs */
+  setenv("PG_TMP_OPTS", "-c log_statement=all", 1);
+  int rc = lc_pg_start(&pg);
+  unsetenv("PG_TMP_OPTS");
+  ck_assert_int_eq(rc, 0);
   ck_assert_msg(bouncer_start() == 0, "pgbouncer did not start (scripts/setup installs it)");
 }
 
@@ -388,6 +392,14 @@ START_TEST(fleet_behind_a_transaction_pooler) {
     PQclear(r);
   }
   ck_assert_int_ne(bpid[0], bpid[1]);
+  /* the store's idle-in-transaction timeout went with its transactions
+   * instead (SET LOCAL after each BEGIN, in the same round trip) */
+  char path[400];
+  snprintf(path, sizeof path, "%s/server.log", pg.dir);
+  char *slog = lc_test_read_file(path, NULL);
+  ck_assert_msg(slog && strstr(slog, "SET LOCAL idle_in_transaction_session_timeout = 2000"),
+                "no SET LOCAL of the idle timeout in %s", path);
+  free(slog);
   /* and they are the pool's, the ones the daemons used (no third) */
   char q[200];
   snprintf(q, sizeof q,
