@@ -115,12 +115,12 @@ static int bouncer_start(void) {
     while (lc_test_mono_s() < until) {
       char *v = lc_pg_value(u, "SELECT 1");
       free(v);
-      if (v) {
+      int st;
+      if (waitpid(p, &st, WNOHANG) == p) break; /* its port was taken: another */
+      if (v) { /* answered, and still there: it was ours that did */
         bouncer = p;
         return 0;
       }
-      int st;
-      if (waitpid(p, &st, WNOHANG) == p) break; /* its port was taken: another */
       lc_test_nap_ms(20);
     }
     if (!bouncer) {
