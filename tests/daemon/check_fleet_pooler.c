@@ -472,6 +472,26 @@ START_TEST(claims_keep_their_lock_timeout_behind_the_pooler) {
 }
 END_TEST
 
+/* LUACT_PG_POOLER=transaction: a proxy by the user's word (one that
+ * passes the server's key on is not seen), here on a direct connection:
+ * the proxy's ways (no LISTEN, nothing prepared), and the runs end. */
+START_TEST(the_users_word_makes_a_proxy) {
+  static const char *const env[] = {"LUACT_PG_POOLER=transaction", NULL};
+  snprintf(burl, sizeof burl, "%s", url); /* no pooler this time */
+  struct starter st = {.k = 0, .env = env};
+  start_main(&st);
+  ck_assert_msg(st.rc == 0, "the daemon exited at start");
+  for (int k = 1; k < NDAEMONS; k++) ports[k] = ports[0];
+  log_finished();
+  run_many(20, 0);
+  char *t = stop_k(0);
+  log_ok(t && strstr(t, "\"fleet_proxied\"") != NULL, 0, t, "did not take the word");
+  log_ok(t && !strstr(t, "\"fleet_listen\""), 0, t, "made a LISTEN");
+  log_ok(unprepared_in(t) > 0, 0, t, "its claims were prepared");
+  free(t);
+}
+END_TEST
+
 Suite *fleet_pooler_suite(void) {
   Suite *s = suite_create("fleet_pooler");
   TCase *tc = tcase_create("pgbouncer");
@@ -481,6 +501,7 @@ Suite *fleet_pooler_suite(void) {
   tcase_add_test(tc, fleet_behind_a_transaction_pooler);
   tcase_add_test(tc, a_lost_prepared_claim_goes_unprepared);
   tcase_add_test(tc, claims_keep_their_lock_timeout_behind_the_pooler);
+  tcase_add_test(tc, the_users_word_makes_a_proxy);
   suite_add_tcase(s, tc);
   return s;
 }
