@@ -363,9 +363,17 @@ int lc_pgstore_proxied(struct pg_conn *c) {
  * server connection goes to other clients after the COMMIT. */
 static int begin_tx(struct lc_pgstore *s, PGconn **c, int retry, char *err, size_t errlen) {
   int rc = qx(c, s->url, retry, "BEGIN", 0, NULL, err, errlen);
-  if (!rc && s->proxied)
+  if (!rc && s->proxied) {
     rc = qx(c, s->url, 0, "SET LOCAL idle_in_transaction_session_timeout = " IDLE_TX_MS, 0, NULL,
             err, errlen);
+    if (rc && !is_conn_lost(*c)) { /* no transaction left open: as a failed BEGIN */
+      int was_ended = last_ended, was_again = last_again;
+      char e2[64];
+      qx(c, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+      last_ended = was_ended;
+      last_again = was_again;
+    }
+  }
   return rc;
 }
 
