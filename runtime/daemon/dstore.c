@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,7 @@
 
 #include "cnum.h"
 #include "lc.h"
+#include "pq_dl.h"
 #include "store_pg.h"
 
 /* Writes are group-committed: a writing statement is prepared and bound
@@ -58,12 +61,18 @@ struct lc_dstore {
   long groups, writes; /* stats (under qmu) */
   PGconn *pg;     /* instead of the above for a PostgreSQL URL */
   char *session;  /* SQL run on each new PostgreSQL connection, or NULL */
+  /* Behind a proxy (lc_pgstore_proxied): the same settings as one
+   * statement made local to the transaction (set_config(..., true)), run
+   * before each statement in its transaction instead, NULL when none */
+  char *local;
+  int proxied;
+  atomic_long unprepared; /* slot statements sent unprepared (proxied, refused) */
   char owner[160]; /* the lease owner fenced writes require ("": any) */
   pthread_mutex_t mu; /* the PostgreSQL connection */
   /* lc_dstore_exec_prepared's statements (under mu): each prepared on
    * the connection of generation gen (raised by every reset) at mono at */
   struct prep {
-    char name[24];
+    char name[40];
     char *sql; /* numbered; NULL: none */
     double at;
     long gen, pgen;
@@ -71,6 +80,7 @@ struct lc_dstore {
   long gen;
   long pgen; /* raised by lc_dstore_replan */
   unsigned long nprep; /* names made so far */
+  unsigned tag;        /* in the names: this connection's, at random */
   int noprep; /* the server refused a prepared statement: none from then on */
 };
 
@@ -145,20 +155,119 @@ static int pg_conn(struct lc_dstore *d, char *err, size_t errlen) {
     return LC_EIO;
   }
   PQsetNoticeProcessor(d->pg, no_notice, NULL);
-  if (d->session) PQclear(PQexec(d->pg, d->session));
+  if (d->session && !d->local) PQclear(PQexec(d->pg, d->session));
   return 0;
 }
 
-int lc_dstore_session(struct lc_dstore *d, const char *sql) {
+int lc_dstore_session(struct lc_dstore *d, const char *sql, const char *local) {
   if (!d->pg) return 0;
   pthread_mutex_lock(&d->mu);
   free(d->session);
+  free(d->local);
   d->session = strdup(sql);
-  PGresult *r = PQexec(d->pg, sql);
-  int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-  PQclear(r);
+  d->local = NULL;
+  int ok = d->session != NULL;
+  /* Behind a proxy a SET would stay on the server connection for the
+   * next client (a transaction pooler's: synchronous_commit = off on
+   * someone's journal commits): local to each statement's transaction
+   * there, and nothing prepared (a prepared statement is session state
+   * too; under a shared name another client could run ours). */
+  if (ok && d->proxied) {
+    ok = (d->local = strdup(local)) != NULL;
+  } else if (ok) {
+    PGresult *r = PQexec(d->pg, sql);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+  }
   pthread_mutex_unlock(&d->mu);
-  return d->session && ok ? 0 : LC_EIO;
+  return ok ? 0 : LC_EIO;
+}
+
+int lc_dstore_proxied(struct lc_dstore *d) { return d->pg && d->proxied; }
+
+long lc_dstore_unprepared(struct lc_dstore *d) { return d->pg ? atomic_load(&d->unprepared) : 0; }
+
+static int res_ok(const PGresult *r) {
+  ExecStatusType st = PQresultStatus(r);
+  return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* q with d->local before it, in one transaction and one round trip (a
+ * pipeline to one sync: the server commits at the sync, so both
+ * statements are one implicit transaction, which a transaction pooler
+ * keeps on one server connection). Without pipeline mode, BEGIN and
+ * COMMIT around them. The statement's result, or the first error. */
+static PGresult *local_run(struct lc_dstore *d, const char *q, int np, const Oid *types,
+                           const char *const *vals) {
+  PGconn *c = d->pg;
+  if (!lc_pq_has_pipeline()) {
+    PGresult *r = PQexec(c, "BEGIN");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) return r;
+    PQclear(r);
+    r = PQexec(c, d->local);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+      PQclear(r);
+      r = PQexecParams(c, q, np, types, vals, NULL, NULL, 0);
+    }
+    int done = res_ok(r);
+    PGresult *e = PQexec(c, done ? "COMMIT" : "ROLLBACK");
+    if (done) {
+      if (PQresultStatus(e) == PGRES_COMMAND_OK) {
+        PQclear(e);
+        return r;
+      }
+      PQclear(r);
+      return e; /* the commit failed: so did the statement */
+    }
+    PQclear(e);
+    return r;
+  }
+  if (!PQenterPipelineMode(c)) return NULL;
+  int sent = PQsendQueryParams(c, d->local, 0, NULL, NULL, NULL, NULL, 0) &&
+             PQsendQueryParams(c, q, np, types, vals, NULL, NULL, 0) && PQpipelineSync(c);
+  PGresult *out = NULL, *r;
+  /* each statement's result then NULL (after an error, PIPELINE_ABORTED
+   * for the next), then the sync's; a lost connection: NULL early */
+  for (int i = 0; sent && i < 2; i++) {
+    if (!(r = PQgetResult(c))) {
+      sent = 0;
+      break;
+    }
+    if (!out && (!res_ok(r) || i == 1)) out = r; /* the first error, or the statement's */
+    else PQclear(r);
+    while ((r = PQgetResult(c))) PQclear(r);
+  }
+  if (sent) {
+    r = PQgetResult(c);
+    sent = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+    PQclear(r);
+  }
+  if (!PQexitPipelineMode(c) || !sent) {
+    /* answers left unread: the session cannot go on in step (made again
+     * by pg_run, which sees it bad) */
+    if (PQstatus(c) == CONNECTION_OK) {
+      PQreset(c);
+      d->gen++;
+    }
+    if (out && res_ok(out)) {
+      PQclear(out); /* committed or not: unknown, as a lost commit's answer */
+      out = NULL;
+    }
+  }
+  return out;
+}
+
+/* 32 random bits (the clock and the address space's as a fallback). */
+static unsigned pg_tag(void) {
+  unsigned t = 0;
+  FILE *f = fopen("/dev/urandom", "rb");
+  if (!f || fread(&t, sizeof t, 1, f) != 1) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t = (unsigned)ts.tv_nsec ^ (unsigned)ts.tv_sec ^ (unsigned)(uintptr_t)&ts;
+  }
+  if (f) fclose(f);
+  return t;
 }
 
 static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errlen) {
@@ -170,6 +279,17 @@ static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errle
     return LC_EIO;
   }
   PQsetNoticeProcessor(d->pg, no_notice, NULL);
+  /* Behind a proxy nothing is prepared: a prepared statement is session
+   * state, which a transaction pooler's server connection keeps for its
+   * next client (that client could even run ours under its name). */
+  int px = lc_pgstore_proxied(d->pg);
+  if (px < 0) {
+    pg_err(d->pg, NULL, err, errlen);
+    PQfinish(d->pg);
+    return LC_EIO;
+  }
+  d->proxied = d->noprep = px == 1;
+  d->tag = pg_tag();
   /* Tables there already: no DDL (CREATE INDEX IF NOT EXISTS still locks
    * its table, behind the other daemons' writes). */
   PGresult *r = PQexec(d->pg, "SELECT to_regclass('d_items') IS NOT NULL AND "
@@ -269,13 +389,15 @@ static PGresult *prep_run(struct lc_dstore *d, int slot, double replan_s, const 
   int have = p->sql && p->gen == d->gen;
   if (!have || strcmp(p->sql, q) || now - p->at >= replan_s || p->pgen != d->pgen) {
     if (have) { /* the old plan goes (a failure: the next prepare says) */
-      char dq[40];
+      char dq[64];
       snprintf(dq, sizeof dq, "DEALLOCATE %s", p->name);
       PQclear(PQexec(d->pg, dq));
     }
     free(p->sql);
     p->sql = NULL;
-    snprintf(p->name, sizeof p->name, "lc_p%lu", ++d->nprep);
+    /* a name no other process gives: behind a proxy this connection's
+     * server session may be another client's, which must never run ours */
+    snprintf(p->name, sizeof p->name, "lc_p%08x_%lu", d->tag, ++d->nprep);
     PGresult *r = PQprepare(d->pg, p->name, q, np, types);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) return r;
     PQclear(r);
@@ -295,8 +417,10 @@ static int pg_run(struct lc_dstore *d, cJSON **rows, char *err, size_t errlen, c
   for (int attempt = 0; !rc && attempt < 2; attempt++) {
     PQclear(r);
     int prepared = slot >= 0 && slot < LC_DSTORE_SLOTS && !d->noprep;
-    r = prepared ? prep_run(d, slot, replan_s, q, np, types, vals)
-                 : PQexecParams(d->pg, q, np, types, vals, NULL, NULL, 0);
+    if (!prepared && slot >= 0) atomic_fetch_add(&d->unprepared, 1);
+    r = prepared  ? prep_run(d, slot, replan_s, q, np, types, vals)
+        : d->local ? local_run(d, q, np, types, vals)
+                   : PQexecParams(d->pg, q, np, types, vals, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) break;
     /* A connection the server ended: once more on a new one (a statement
@@ -565,6 +689,7 @@ void lc_dstore_close(struct lc_dstore *d) {
     PQfinish(d->pg);
     for (int k = 0; k < LC_DSTORE_SLOTS; k++) free(d->prep[k].sql);
     free(d->session);
+    free(d->local);
     pthread_mutex_destroy(&d->mu);
     free(d);
     return;

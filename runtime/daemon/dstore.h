@@ -46,8 +46,18 @@ void lc_dstore_fence_owner(struct lc_dstore *d, const char *owner);
 /* Groups committed and writes in them, since the open (bench, metrics). */
 void lc_dstore_stats(struct lc_dstore *d, long *groups, long *writes);
 /* PostgreSQL: sql (SET statements) runs now and on every connection made
- * again later. SQLite: nothing. */
-int lc_dstore_session(struct lc_dstore *d, const char *sql);
+ * again later. Behind a proxy (lc_dstore_proxied) nothing is set in the
+ * session: local (one SELECT of set_config(name, value, true) calls, the
+ * same settings) runs before each statement, in its transaction and
+ * round trip. SQLite: nothing. */
+int lc_dstore_session(struct lc_dstore *d, const char *sql, const char *local);
+/* PostgreSQL through a proxy (PgBouncer, ...), not to the server itself:
+ * no session settings and no prepared statements there (each statement
+ * is planned at its run). */
+int lc_dstore_proxied(struct lc_dstore *d);
+/* lc_dstore_exec_prepared's statements sent unprepared so far (behind a
+ * proxy, or after the server refused a prepared one). */
+long lc_dstore_unprepared(struct lc_dstore *d);
 /* lc_dstore_exec of a statement run often (the fleet's claims): on
  * PostgreSQL, a prepared statement of this connection (slot 0 to
  * LC_DSTORE_SLOTS - 1 names it), planned once instead of at every run
@@ -55,10 +65,11 @@ int lc_dstore_session(struct lc_dstore *d, const char *sql);
  * made at its first run after a prepare), and prepared again once it is
  * replan_s old or after lc_dstore_replan: a plan is made for the tables'
  * sizes at the time, and one made while they were small reads them
- * sequentially once they have grown. A connection made again, or a
- * server that forgot the statement (a transaction-pooling proxy),
- * prepares it again; one that refuses prepared statements gets them
- * unprepared from then on. On SQLite: lc_dstore_exec. */
+ * sequentially once they have grown. A connection made again prepares
+ * it again; a server that lacks or refuses it (a transaction pooler
+ * taken for a session one) gets them unprepared from then on, and so
+ * does a connection through a proxy from the start (lc_dstore_proxied).
+ * On SQLite: lc_dstore_exec. */
 #define LC_DSTORE_SLOTS 16
 int lc_dstore_exec_prepared(struct lc_dstore *d, int slot, double replan_s, cJSON **rows,
                             char *err, size_t errlen, const char *sql, const char *spec, ...);

@@ -22,8 +22,8 @@
  * The fleet thread has two connections of its own: one for claims and
  * renewals (so a slow API query never delays a renewal) and the LISTEN
  * one. NOTIFY is a hint: a poll every --poll-ms claims as well, so runs
- * start behind a transaction-pooling proxy (where NOTIFY is lost) or while
- * the LISTEN connection is being made again. */
+ * start behind a proxy (where no LISTEN is made: a transaction pooler
+ * would lose it) or while the LISTEN connection is being made again. */
 #include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
@@ -803,7 +803,10 @@ static void *fleet_main(void *ud) {
   double drained_until = 0; /* set while the queue was found empty */
   int more = 1; /* claim at start: runs queued while no daemon ran */
   while (!atomic_load(&f->stop)) {
-    if (!f->listen && mono_s() >= next_listen) {
+    /* Behind a proxy a LISTEN would be lost (a transaction pooler hands
+     * the server connection to others after it) and would leave them
+     * our notifications: the poll alone. */
+    if (!f->listen && mono_s() >= next_listen && !lc_dstore_proxied(f->ds)) {
       listen_connect(f);
       next_listen = mono_s() + f->poll_ms / 1000.0;
       more = 1; /* hints may have been lost meanwhile */
@@ -932,7 +935,15 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
    * this daemon's name as the owner (lc_store_fence_owner), which no
    * other daemon's claim writes. */
   if (!rc)
-    rc = lc_dstore_session(f->ds, LC_FLEET_SESSION);
+    rc = lc_dstore_session(f->ds, LC_FLEET_SESSION, LC_FLEET_LOCAL);
+  if (!rc && lc_dstore_proxied(f->ds)) {
+    char m[200];
+    snprintf(m, sizeof m,
+             "PostgreSQL through a proxy: no LISTEN (a poll every %ld ms), claims planned at each "
+             "run, settings per transaction",
+             f->poll_ms);
+    lc_serve_log(s, "info", "fleet_proxied", NULL, m);
+  }
   if (!rc) {
     lc_store_fence_owner(s->store, f->owner);
     lc_dstore_fence_owner(s->ds, f->owner);
@@ -1144,9 +1155,9 @@ void lc_fleet_stop(struct lc_serve *s, int release) {
   drain(s, f, f->ds); /* claimed by a claim in flight at the drain */
   release_done(f); /* the thread is gone: the leases of runs done since */
   char m[200];
-  snprintf(m, sizeof m, "claims %ld in %ld us (%ld statements), leases lost %ld",
+  snprintf(m, sizeof m, "claims %ld in %ld us (%ld statements, %ld unprepared), leases lost %ld",
            atomic_load(&f->claims), atomic_load(&f->claim_us), atomic_load(&f->claim_stmts),
-           atomic_load(&f->lost));
+           lc_dstore_unprepared(f->ds), atomic_load(&f->lost));
   lc_serve_log(s, "info", "fleet_stats", NULL, m);
   f->th_on = 0;
   if (!release) return; /* runs still going use it until the process exits */

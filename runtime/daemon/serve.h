@@ -162,6 +162,13 @@ void lc_fleet_stats(struct lc_serve *s, long *claims, long *claim_us, long *lost
 #define LC_FLEET_SESSION                                                                  \
   "SET lock_timeout = 1000; SET synchronous_commit = off;"                                \
   " SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off"
+/* The same settings local to a statement's transaction, run before each
+ * statement of the fleet connection behind a proxy, where a SET would
+ * stay on a server connection other clients then get (lc_dstore_session;
+ * plan_cache_mode is moot there: nothing is prepared). */
+#define LC_FLEET_LOCAL                                                                    \
+  "SELECT set_config('lock_timeout', '1000', true), set_config('synchronous_commit', 'off',"  \
+  " true), set_config('enable_seqscan', 'off', true)"
 /* A prepared claim is prepared (and planned) again at least this often
  * (seconds), beside when its tables have grown (fleet.c, watch_sizes). */
 #define FLEET_REPLAN_S 60.0

@@ -17,6 +17,7 @@
 #endif
 
 static struct {
+  int (*backendPID)(const PGconn *);
   void (*clear)(PGresult *);
   char *(*cmdTuples)(PGresult *);
   PGconn *(*connectdb)(const char *);
@@ -68,7 +69,7 @@ static void load(void) {
     void **slot;
   } t[] = {
 #define S(f) {"PQ" #f, (void **)&fn.f},
-      S(clear) S(cmdTuples) S(connectdb) S(consumeInput) S(errorMessage) S(exec)
+      S(backendPID) S(clear) S(cmdTuples) S(connectdb) S(consumeInput) S(errorMessage) S(exec)
       S(execParams) S(execPrepared) S(prepare) S(finish) S(fname) S(freemem) S(ftype) S(getisnull) S(getlength)
       S(getvalue) S(nfields) S(notifies) S(ntuples) S(reset) S(resultErrorField)
       S(resultErrorMessage) S(resultStatus) S(setNoticeProcessor) S(socket) S(status)
@@ -109,6 +110,7 @@ int lc_pq_has_pipeline(void) { return ready() && pipeline; }
 
 /* Without the library no connection or result exists: every call below
  * gets NULL ones, and answers as libpq does for those. */
+int PQbackendPID(const PGconn *c) { return ready() ? fn.backendPID(c) : 0; }
 void PQclear(PGresult *r) {
   if (r && ready()) fn.clear(r);
 }

@@ -118,6 +118,9 @@ static const char *const migration[] = {
     " END IF; END $$;",
 };
 #define PG_SCHEMA_VERSION ((int)(sizeof migration / sizeof migration[0]))
+/* The server ends a session idle this long (ms) inside a transaction
+ * (conn_ok says why). */
+#define IDLE_TX_MS "2000"
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
 #define MIGRATE_LOCK "108117097099116"
 
@@ -168,6 +171,9 @@ struct lc_pgstore {
   /* runs a failed group held: nothing more of them is written (a run
    * whose creation failed must not add lines to another run's journal) */
   struct lost *dead;
+  /* the URL is a proxy's (lc_pgstore_proxied): no session settings, each
+   * transaction sets its own (begin_tx) */
+  int proxied;
 };
 
 int lc_store_is_pg(const char *path) {
@@ -211,6 +217,16 @@ static void no_notice(void *ud, const char *m) {
   (void)m;
 }
 
+/* LUACT_PG_POOLER (docs/serve.md): 1 "transaction" (a proxy, whatever it
+ * looks like), 0 "session" or "none" (as a direct connection), -1 unset
+ * or anything else (lc_pgstore_proxied finds out). */
+static int pooler_said(void) {
+  const char *how = getenv("LUACT_PG_POOLER");
+  if (how && !strcmp(how, "transaction")) return 1;
+  if (how && (!strcmp(how, "session") || !strcmp(how, "none"))) return 0;
+  return -1;
+}
+
 /* A connection that is there: made the first time, reset after it was
  * lost (a server restart, pg_terminate_backend). */
 static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
@@ -225,7 +241,19 @@ static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
    * COMMIT without pause). */
   if (fresh && *c && !is_conn_lost(*c)) {
     PQsetNoticeProcessor(*c, no_notice, NULL);
-    PQclear(PQexec(*c, "SET idle_in_transaction_session_timeout = 2000"));
+    /* In the session only on a direct connection: behind a proxy the
+     * server connection is shared, and each transaction of ours sets it
+     * locally instead (begin_tx). One statement either way. */
+    char pid[16];
+    int said = pooler_said(); /* the user's word first (lc_pgstore_proxied) */
+    snprintf(pid, sizeof pid, "%d", said < 0 ? PQbackendPID(*c) : 0); /* 0: as direct */
+    const char *v[] = {pid};
+    if (said != 1)
+      PQclear(PQexecParams(*c,
+                           "SELECT CASE WHEN pg_backend_pid() = $1::int OR $1::int = 0 THEN "
+                           "set_config('idle_in_transaction_session_timeout', '" IDLE_TX_MS
+                           "', false) END",
+                           1, NULL, v, NULL, NULL, 0));
   }
   if (!*c) {
     if (!lc_pq_available()) {
@@ -313,10 +341,46 @@ static int qx(PGconn **c, const char *url, int retry, const char *sql, int n,
   return r ? 0 : code;
 }
 
+int lc_pgstore_proxied(struct pg_conn *c) {
+  /* Said by the user: a session pooler keeps a client's session as its
+   * own (LISTEN and prepared statements work there), and a proxy that
+   * passes the server's key on is not seen below. */
+  int said = pooler_said();
+  if (said >= 0) return said;
+  /* A proxy answers the connection's start with a backend key of its own
+   * (it routes cancels itself), so the server process that runs our
+   * statements is not the one libpq was told of. */
+  PGresult *r = PQexec(c, "SELECT pg_backend_pid()");
+  int rc = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+               ? atoi(PQgetvalue(r, 0, 0)) != PQbackendPID(c)
+               : -1;
+  PQclear(r);
+  return rc;
+}
+
+/* BEGIN on *c; behind a proxy, with the settings a direct connection has
+ * in its session (conn_ok) made local to the transaction: there the
+ * server connection goes to other clients after the COMMIT. */
+static int begin_tx(struct lc_pgstore *s, PGconn **c, int retry, char *err, size_t errlen) {
+  int rc = qx(c, s->url, retry, "BEGIN", 0, NULL, err, errlen);
+  if (!rc && s->proxied) {
+    rc = qx(c, s->url, 0, "SET LOCAL idle_in_transaction_session_timeout = " IDLE_TX_MS, 0, NULL,
+            err, errlen);
+    if (rc && !is_conn_lost(*c)) { /* no transaction left open: as a failed BEGIN */
+      int was_ended = last_ended, was_again = last_again;
+      char e2[64];
+      qx(c, s->url, 0, "ROLLBACK", 0, NULL, e2, sizeof e2);
+      last_ended = was_ended;
+      last_again = was_again;
+    }
+  }
+  return rc;
+}
+
 /* ---- opening and the schema ---- */
 
 static int migrate(struct lc_pgstore *s, char *err, size_t errlen) {
-  int rc = qx(&s->db, s->url, 1, "BEGIN", 0, NULL, err, errlen);
+  int rc = begin_tx(s, &s->db, 1, err, errlen);
   if (rc) return rc;
   /* One daemon migrates at a time; the others then see the new version. */
   rc = qx(&s->db, s->url, 0, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK ")", 0, NULL, err,
@@ -394,6 +458,7 @@ static int ensure(struct lc_pgstore *s, char *err, size_t errlen) {
     s->opened = 1;
     pthread_mutex_lock(&s->dbmu);
     int rc = conn_ok(&s->db, s->url, s->open_err, sizeof s->open_err);
+    if (!rc) s->proxied = lc_pgstore_proxied(s->db) == 1;
     if (!rc) rc = migrate(s, s->open_err, sizeof s->open_err);
     pthread_mutex_unlock(&s->dbmu);
     s->open_rc = rc;
@@ -572,7 +637,7 @@ int lc_pgstore_run_create(struct lc_pgstore *s, const struct lc_run_row *r, cons
    * second time a row there already may be this one's, committed before
    * the answer was lost: its header line then must match). */
   for (int attempt = 0; attempt < 3; attempt++) {
-    rc = qx(&s->db, s->url, 1, "BEGIN", 0, NULL, err, errlen);
+    rc = begin_tx(s, &s->db, 1, err, errlen);
     if (!rc) {
       rc = insert_run(&s->db, s->url, r, attempt > 0, err, errlen);
       if (!rc) rc = insert_line(&s->db, s->url, r->id, 1, header, header_len,
@@ -982,7 +1047,7 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
   if (conn_ok(&s->wdb, s->url, err, sizeof err)) return EIO;
   /* libpq learns that the server ended the connection when it next uses
    * it: a BEGIN that fails so is retried by the caller. */
-  if (qx(&s->wdb, s->url, 0, "BEGIN", 0, NULL, err, sizeof err))
+  if (begin_tx(s, &s->wdb, 0, err, sizeof err))
     return last_ended || is_conn_lost(s->wdb) ? ECONNRESET : EIO;
   int bad = check_fences(s, g, lost, err, sizeof err) != 0;
   for (struct pending *p = g; p && !bad; p = p->next) {
@@ -1059,11 +1124,15 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
   char ob[160];
   const char *owner = owner_of(s, ob);
   /* what each statement was: its pending, or NULL for BEGIN and COMMIT */
-  struct pending **what = lc_malloc((size_t)(n + 2) * sizeof *what);
+  struct pending **what = lc_malloc((size_t)(n + 3) * sizeof *what);
   int sent = 0, bad = !what;
   if (!bad) {
     what[sent++] = NULL;
     bad = !pipe_send(s, "BEGIN", 0, NULL);
+  }
+  if (!bad && s->proxied) { /* begin_tx's setting, in the same round trip */
+    what[sent++] = NULL;
+    bad = !pipe_send(s, "SET LOCAL idle_in_transaction_session_timeout = " IDLE_TX_MS, 0, NULL);
   }
   for (struct pending *p = g; p && !bad; p = p->next) {
     if (is_lost(s->dead, p->c.run_id)) continue;

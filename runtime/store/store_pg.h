@@ -30,6 +30,13 @@ int lc_store_is_pg(const char *path);
 /* url with its password (if any) as ***, for messages and logs. */
 void lc_pgstore_redact(const char *url, char *out, size_t n);
 
+/* Is c connected through a proxy (PgBouncer, ...) rather than to the
+ * server itself? 1: yes, 0: no, -1: the query failed. Behind a proxy in
+ * transaction mode the server connection changes between transactions,
+ * so nothing may be left in its session (docs/serve.md, "Connections"). */
+struct pg_conn;
+int lc_pgstore_proxied(struct pg_conn *c);
+
 int lc_pgstore_open(const char *url, struct lc_pgstore **out, char *err, size_t errlen);
 int lc_pgstore_connect(struct lc_pgstore *s, char *err, size_t errlen);
 void lc_pgstore_close(struct lc_pgstore *s);
