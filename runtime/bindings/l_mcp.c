@@ -33,15 +33,18 @@
 #include <unistd.h>
 
 #include "conv.h"
+#include "effect.h"
 #include "jsonrpc.h"
 #include "loop.h"
 #include "l_luact.h"
 #include "l_mcp_serve.h"
 #include "l_state.h"
 #include "l_closable.h"
+#include "l_effect.h"
 #include "lc.h"
 #include "mcp.h"
 #include "sched.h"
+#include "utf8.h"
 
 #define SESSION_MT "luact.McpSession"
 #define OP_MT "luact.McpOp"
@@ -476,8 +479,8 @@ static int l_open(lua_State *L) {
   return lua_yieldk(L, 0, 8, open_k); /* the session is at 8 */
 }
 
-static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
-                    int progress, int text);
+static int start_op(lua_State *L, struct lsess *s, int sidx, const char *method,
+                    double timeout, int progress, int text);
 
 /* session:_start(method, params, timeout_s, progress [, text]) -> op.
  * text: op:wait gives "text", text, is_error for a result whose content is
@@ -503,7 +506,7 @@ static int l_start(lua_State *L) {
   } else if (lc_buf_puts(pb, "{}") < 0) {
     return luaL_error(L, "out of memory");
   }
-  return start_op(L, s, method, timeout, progress, text);
+  return start_op(L, s, 1, method, timeout, progress, text);
 }
 
 /* session:_call(name, args, timeout_s) -> op: a tools/call with
@@ -521,12 +524,13 @@ static int l_call(lua_State *L) {
   int rc = lc_conv_members_to_text(L, 2, keys, idxs, pb, err, sizeof err);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc < 0) return luaL_error(L, "MCP params: %s", err);
-  return start_op(L, s, "tools/call", timeout, 0, 1);
+  return start_op(L, s, 1, "tools/call", timeout, 0, 1);
 }
 
-/* The op for a request whose params text is in s->scratch. */
-static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
-                    int progress, int text) {
+/* The op for a request whose params text is in s->scratch; the session
+ * is at sidx. */
+static int start_op(lua_State *L, struct lsess *s, int sidx, const char *method,
+                    double timeout, int progress, int text) {
   struct lc_buf *pb = &s->scratch;
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
@@ -534,7 +538,7 @@ static int start_op(lua_State *L, struct lsess *s, const char *method, double ti
   if (lua_type(L, lua_upvalueindex(2)) == LUA_TTABLE) lua_pushvalue(L, lua_upvalueindex(2));
   else lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
   lua_setmetatable(L, -2);
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, sidx);
   lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
   const char *dead = lc_mcp_dead(s->m);
   if (dead) {
@@ -788,6 +792,248 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
+/* ---- a plain tool call in C (mcp._fast) ----
+ *
+ * tool:call(args, ctx) of a tool from luact.mcp.connect, when nothing in
+ * it needs Lua: the same checks as Tool:call and mcp.lua's _direct (fn,
+ * validator and _direct still the tool's own, the tool's timeout the
+ * server's, no on_progress or screen, the session open and plain, the
+ * tool neither refused nor gone, no journal or the journal off), the
+ * arguments valid against the compiled schema, the request written and
+ * sent, and the usual answer (one text item, not an error, within
+ * max_output, no closing mark, the header cached) marked as tool output.
+ * Before the request, anything else is Tool.call from the start (it
+ * checks and says why, as always); after it, anything else goes on in
+ * Lua at rest (mcp.lua: _direct's part after its wait, then Tool._settle).
+ * So the messages, codes and limits are the Lua path's, not a copy. */
+enum {
+  FU_SESS_MT = 1, FU_OP_MT = 2, /* start_op takes the op's from upvalue 2 */
+  FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST, FU_BOX
+};
+/* The stack of a fast call: tool, args, ctx, then the session, t0, op. */
+enum { FS_TOOL = 1, FS_ARGS, FS_CTX, FS_SESS, FS_T0, FS_OP };
+
+/* [-0, +0, m] Is field k of the table at idx the upvalue up? */
+static int field_is(lua_State *L, int idx, const char *k, int up) {
+  lua_getfield(L, idx, k);
+  int same = lua_rawequal(L, -1, lua_upvalueindex(up));
+  lua_pop(L, 1);
+  return same;
+}
+
+/* [-0, +0, m] Is field k of the table at idx nil? */
+static int field_nil(lua_State *L, int idx, const char *k) {
+  int nil = lua_getfield(L, idx, k) == LUA_TNIL;
+  lua_pop(L, 1);
+  return nil;
+}
+
+/* [-0, +0, m] Is server[t][mname] nil (t a table)? */
+static int listed_nil(lua_State *L, int server, const char *t) {
+  if (lua_getfield(L, server, t) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, lua_upvalueindex(FU_MNAME));
+  int nil = lua_gettable(L, -2) == LUA_TNIL;
+  lua_pop(L, 2);
+  return nil;
+}
+
+/* Returns everything a Lua call left above ctx (its stack top then). */
+static int fast_pass_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return lua_gettop(L) - (int)ctx;
+}
+
+/* [-0, +r, e] Tool.call(tool, args, ctx): the Lua path, from the start. */
+static int fast_general(lua_State *L) {
+  lua_settop(L, FS_CTX);
+  lua_pushvalue(L, lua_upvalueindex(FU_CALL));
+  lua_insert(L, 1);
+  lua_callk(L, 3, LUA_MULTRET, 0, fast_pass_k);
+  return fast_pass_k(L, LUA_OK, 0);
+}
+
+/* [-k, +r, e] rest(tool, args, session, t0, <the values from first on>):
+ * the call goes on in Lua after its request went out. */
+static int fast_rest(lua_State *L, int first) {
+  int nargs = lua_gettop(L) - first + 1;
+  luaL_checkstack(L, 6, "MCP tool call");
+  lua_pushvalue(L, lua_upvalueindex(FU_REST));
+  lua_pushvalue(L, FS_TOOL);
+  lua_pushvalue(L, FS_ARGS);
+  lua_pushvalue(L, FS_SESS);
+  lua_pushvalue(L, FS_T0);
+  lua_rotate(L, first, 5);
+  lua_callk(L, 4 + nargs, LUA_MULTRET, first - 1, fast_pass_k);
+  return fast_pass_k(L, LUA_OK, first - 1);
+}
+
+/* The usual answer, as mcp.lua's _direct and Tool._settle make it:
+ * header .. text .. "\n</mcp-tool-output>" when the text is within
+ * max_output, holds no closing mark, its header is cached and the whole
+ * can go to a model (no NUL, valid UTF-8). 1 with it pushed, else 0. */
+static int fast_plain(lua_State *L, struct lop *op) {
+  static const char close_mark[] = "</mcp-tool-output>";
+  static const char tail[] = "\n</mcp-tool-output>";
+  int server = lua_upvalueindex(FU_SERVER);
+  lua_getfield(L, server, "max_output");
+  int isnum;
+  lua_Number max = lua_tonumberx(L, -1, &isnum);
+  lua_pop(L, 1);
+  if (!isnum || (lua_Number)op->tlen > max) return 0;
+  if (memchr(op->tval, 0, op->tlen) || !lc_utf8_valid(op->tval, op->tlen, NULL)) return 0;
+  for (const char *p = op->tval, *end = op->tval + op->tlen;
+       (p = memchr(p, '<', (size_t)(end - p))) != NULL; p++)
+    if ((size_t)(end - p) >= sizeof close_mark - 1 &&
+        memcmp(p, close_mark, sizeof close_mark - 1) == 0)
+      return 0;
+  if (lua_getfield(L, server, "_headers") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  int hs = lua_gettop(L);
+  lua_rawgeti(L, hs, 1);
+  lua_getfield(L, server, "label");
+  int same = lua_type(L, -1) == LUA_TSTRING && lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  size_t hl;
+  const char *h;
+  lua_pushvalue(L, lua_upvalueindex(FU_MNAME));
+  if (!same || lua_rawget(L, hs) != LUA_TSTRING || !(h = lua_tolstring(L, -1, &hl)) ||
+      memchr(h, 0, hl) || !lc_utf8_valid(h, hl, NULL)) {
+    lua_settop(L, hs - 1);
+    return 0;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, hl + op->tlen + sizeof tail - 1);
+  memcpy(out, h, hl);
+  memcpy(out + hl, op->tval, op->tlen);
+  memcpy(out + hl + op->tlen, tail, sizeof tail - 1);
+  luaL_pushresultsize(&b, hl + op->tlen + sizeof tail - 1);
+  return 1;
+}
+
+static int fast_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct lop *op = lua_touserdata(L, FS_OP);
+  /* running, not waiting (as wait_k: a raise must not leave the op
+   * pointing at this task) */
+  struct lc_task *t = op->task;
+  op->task = NULL;
+  lua_settop(L, FS_OP);
+  while (op->progress) { /* asked for none: dropped, as _direct drops them */
+    cJSON_Delete(op->progress);
+    op->progress = NULL;
+  }
+  if (op->done && op->rc == 0 && op->tval && !(op->s && (op->s->auth_url || op->s->reqs)) &&
+      fast_plain(L, op)) {
+    op->started = 0;
+    op_unlink(op);
+    return 1;
+  }
+  if (push_event(L, op)) return fast_rest(L, FS_OP);
+  op->task = t;
+  lc_task_wait(t, &op->wait);
+  return lua_yieldk(L, 0, 0, fast_k);
+}
+
+/* tool:call(args, ctx), upvalues as FU_*. */
+static int l_fast_call(lua_State *L) {
+  lua_settop(L, FS_CTX);
+  if (!lua_checkstack(L, 12)) return fast_general(L);
+  int server = lua_upvalueindex(FU_SERVER);
+  if (lua_type(L, FS_TOOL) != LUA_TTABLE || !field_is(L, FS_TOOL, "fn", FU_BODY) ||
+      !field_is(L, FS_TOOL, "_noctx", FU_BODY) || !field_is(L, FS_TOOL, "validator", FU_VALIDATOR) ||
+      !field_is(L, FS_TOOL, "_direct", FU_DIRECT) || !field_nil(L, server, "on_progress") ||
+      !field_nil(L, server, "screen") || !listed_nil(L, server, "_refused") ||
+      !listed_nil(L, server, "_gone"))
+    return fast_general(L);
+  /* the tool's timeout is the server's (_direct's secs ~= server.timeout) */
+  lua_getfield(L, FS_TOOL, "timeout");
+  lua_getfield(L, server, "timeout");
+  int isnum;
+  double secs = lua_tonumberx(L, -2, &isnum);
+  int same = isnum && lua_type(L, -1) == LUA_TNUMBER && lua_compare(L, -2, -1, LUA_OPEQ);
+  lua_pop(L, 2);
+  if (!same) return fast_general(L);
+  /* the session: open, its server alive, no tools/list_changed to read */
+  lua_getfield(L, server, "_s"); /* at FS_SESS */
+  struct lsess *s = lua_touserdata(L, FS_SESS);
+  if (!s || !lua_getmetatable(L, FS_SESS)) return fast_general(L);
+  same = lua_rawequal(L, -1, lua_upvalueindex(FU_SESS_MT));
+  lua_pop(L, 1);
+  if (!same || !s->m || lc_mcp_dead(s->m) || s->ch_tools) return fast_general(L);
+  /* no journal, or one that is off (Tool:call's begin, below) */
+  struct lc_task *task = lc_task_current(L);
+  struct lc_journal *j = lc_l_journal(L);
+  if (!task || (j && lc_journal_mode(j) != LC_JOURNAL_OFF)) return fast_general(L);
+  if (lua_isnil(L, FS_ARGS)) { /* Tool:call: nil is {} */
+    lua_newtable(L);
+    lua_replace(L, FS_ARGS);
+  }
+  if (lua_type(L, FS_ARGS) != LUA_TTABLE ||
+      !lc_l_schema_valid(L, lua_touserdata(L, lua_upvalueindex(FU_BOX)), FS_ARGS))
+    return fast_general(L); /* it gives the refusal's message */
+  /* the request's params, as l_call writes them; what cannot be written
+   * goes the Lua way (which raises the same message under its pcall) */
+  struct lc_buf *pb = &s->scratch;
+  lc_buf_reset(pb);
+  static const char *const keys[] = {"arguments", "name"}; /* sorted, as _start's */
+  lua_pushvalue(L, lua_upvalueindex(FU_MNAME)); /* FS_T0 for now */
+  const int idxs[] = {FS_ARGS, FS_T0};
+  char err[160];
+  if (lc_conv_members_to_text(L, 2, keys, idxs, pb, err, sizeof err) < 0) {
+    lc_buf_reset(pb);
+    return fast_general(L);
+  }
+  lua_pop(L, 1);
+  /* Tool:call's begin with the journal off: the effect takes its number */
+  if (j) {
+    lc_task_next_seq(task);
+    if (lc_effect_pass(j)) {
+      lc_buf_reset(pb);
+      return luaL_error(L, "%s", lc_journal_error(j));
+    }
+  }
+  /* _direct: the two spawn numbers luact.timeout's child would take */
+  lc_task_skip(task, 0, 2);
+  lua_pushnumber(L, lc_now_ms() / 1000.0); /* FS_T0 */
+  if (start_op(L, s, FS_SESS, "tools/call", secs, 0, 1) != 1) {
+    /* the op that never went out, then nil, message, code:
+     * rest(..., op nil, kind, a, b, c nil, err, code) */
+    lua_remove(L, FS_OP);
+    for (int i = 0; i < 4; i++) lua_pushnil(L);
+    lua_rotate(L, FS_OP + 1, 4);
+    return fast_rest(L, FS_OP);
+  }
+  struct lop *op = lua_touserdata(L, FS_OP);
+  op->task = task;
+  op->wait.cancel = op_cancel;
+  lc_task_wait(task, &op->wait);
+  return lua_yieldk(L, 0, 0, fast_k);
+}
+
+/* mcp._fast(server, mname, body, validator, schema, direct, call, rest)
+ * -> the tool's call (above). */
+static int l_fast(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  for (int i = 3; i <= 8; i++)
+    if (i != 5) luaL_checktype(L, i, LUA_TFUNCTION);
+  void *box = lc_l_schema_box(L, 5);
+  luaL_argcheck(L, box != NULL, 5, "not a compiled schema");
+  lua_settop(L, 8);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sess_mt_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
+  lua_rotate(L, 1, 2); /* sess_mt op_mt server ... rest */
+  lua_pushlightuserdata(L, box);
+  lua_pushcclosure(L, l_fast_call, FU_BOX);
+  return 1;
+}
+
 static const luaL_Reg sess_methods[] = {
     {"_start", l_start},     {"_call", l_call},       {"_respond", l_respond},
     {"_respond_error", l_respond_error},
@@ -823,7 +1069,8 @@ static int l_clock(lua_State *L) {
 }
 
 static const luaL_Reg mcp_funcs[] = {
-    {"_open", l_open}, {"_spawns", l_spawns}, {"_clock", l_clock}, {NULL, NULL}};
+    {"_open", l_open}, {"_spawns", l_spawns}, {"_clock", l_clock}, {"_fast", l_fast},
+    {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
   /* Methods and __gc hold their metatable as upvalue 1 (lc_lua_checkud_up);

@@ -155,6 +155,23 @@ static int validate_full(lua_State *L, struct schema_box *b) {
   return 3;
 }
 
+void *lc_l_schema_box(lua_State *L, int idx) { return luaL_testudata(L, idx, SCHEMA_MT); }
+
+int lc_l_schema_valid(lua_State *L, void *box, int vidx) {
+  struct schema_box *b = box;
+  if (!b || !b->s) return 0;
+  if (flat_valid(L, vidx, b->s)) return 1;
+  cJSON *j = NULL;
+  char err[512];
+  if (lc_conv_to_json(L, vidx, &j, err, sizeof err)) return 0;
+  struct lc_schema_errors errs;
+  memset(&errs, 0, sizeof errs);
+  int rc = lc_schema_validate(b->s, j, &errs);
+  cJSON_Delete(j);
+  lc_schema_errors_free(&errs);
+  return rc == 0;
+}
+
 /* Schema:validate(value) -> true | nil, message (one line per error),
  * "invalid" */
 static int l_validate(lua_State *L) {
