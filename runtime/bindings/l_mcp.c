@@ -808,29 +808,47 @@ static int l_close(lua_State *L) {
  * So the messages, codes and limits are the Lua path's, not a copy. */
 enum {
   FU_SESS_MT = 1, FU_OP_MT = 2, /* start_op takes the op's from upvalue 2 */
-  FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST, FU_BOX
+  FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST, FU_BOX,
+  FU_SUFFIX, /* the params text after the arguments: ,"name":"<mname>"} */
+  FU_KEYS /* the field names, each a Lua string (no lua_getfield per field) */
 };
+static const char *const fast_keys[] = {"fn", "_noctx", "validator", "_direct", "timeout",
+                                        "on_progress", "screen", "_refused", "_gone", "_s",
+                                        "max_output", "_headers", "label"};
+enum { K_FN, K_NOCTX, K_VALIDATOR, K_DIRECT, K_TIMEOUT, K_ON_PROGRESS, K_SCREEN, K_REFUSED,
+       K_GONE, K_S, K_MAX_OUTPUT, K_HEADERS, K_LABEL, K_N };
+#define FU_N (FU_KEYS + K_N - 1)
+
+/* [-0, +1, e] t[key] for the table at idx (its metatable obeyed, as a
+ * field read in Lua), the key one of fast_keys. */
+static int fast_get(lua_State *L, int idx, int k) {
+  idx = lua_absindex(L, idx);
+  lua_pushvalue(L, lua_upvalueindex(FU_KEYS + k));
+  return lua_gettable(L, idx);
+}
+/* The params text before the arguments (l_fast checks it is l_call's). */
+#define FAST_PREFIX "{\"arguments\":"
 /* The stack of a fast call: tool, args, ctx, then the session, t0, op. */
 enum { FS_TOOL = 1, FS_ARGS, FS_CTX, FS_SESS, FS_T0, FS_OP };
 
-/* [-0, +0, m] Is field k of the table at idx the upvalue up? */
-static int field_is(lua_State *L, int idx, const char *k, int up) {
-  lua_getfield(L, idx, k);
+/* [-0, +0, e] Is field k of the table at idx the upvalue up? */
+static int field_is(lua_State *L, int idx, int k, int up) {
+  fast_get(L, idx, k);
   int same = lua_rawequal(L, -1, lua_upvalueindex(up));
   lua_pop(L, 1);
   return same;
 }
 
-/* [-0, +0, m] Is field k of the table at idx nil? */
-static int field_nil(lua_State *L, int idx, const char *k) {
-  int nil = lua_getfield(L, idx, k) == LUA_TNIL;
+/* [-0, +0, e] Is field k of the table at idx nil? */
+static int field_nil(lua_State *L, int idx, int k) {
+  int nil = fast_get(L, idx, k) == LUA_TNIL;
   lua_pop(L, 1);
   return nil;
 }
 
-/* [-0, +0, m] Is server[t][mname] nil (t a table)? */
-static int listed_nil(lua_State *L, int server, const char *t) {
-  if (lua_getfield(L, server, t) != LUA_TTABLE) {
+/* [-0, +0, e] Is server[t][mname] nil (t a table)? */
+static int listed_nil(lua_State *L, int server, int t) {
+  if (fast_get(L, server, t) != LUA_TTABLE) {
     lua_pop(L, 1);
     return 0;
   }
@@ -878,7 +896,7 @@ static int fast_plain(lua_State *L, struct lop *op) {
   static const char close_mark[] = "</mcp-tool-output>";
   static const char tail[] = "\n</mcp-tool-output>";
   int server = lua_upvalueindex(FU_SERVER);
-  lua_getfield(L, server, "max_output");
+  fast_get(L, server, K_MAX_OUTPUT);
   int isnum;
   lua_Number max = lua_tonumberx(L, -1, &isnum);
   lua_pop(L, 1);
@@ -889,13 +907,13 @@ static int fast_plain(lua_State *L, struct lop *op) {
     if ((size_t)(end - p) >= sizeof close_mark - 1 &&
         memcmp(p, close_mark, sizeof close_mark - 1) == 0)
       return 0;
-  if (lua_getfield(L, server, "_headers") != LUA_TTABLE) {
+  if (fast_get(L, server, K_HEADERS) != LUA_TTABLE) {
     lua_pop(L, 1);
     return 0;
   }
   int hs = lua_gettop(L);
   lua_rawgeti(L, hs, 1);
-  lua_getfield(L, server, "label");
+  fast_get(L, server, K_LABEL);
   int same = lua_type(L, -1) == LUA_TSTRING && lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   size_t hl;
@@ -945,22 +963,22 @@ static int l_fast_call(lua_State *L) {
   lua_settop(L, FS_CTX);
   if (!lua_checkstack(L, 12)) return fast_general(L);
   int server = lua_upvalueindex(FU_SERVER);
-  if (lua_type(L, FS_TOOL) != LUA_TTABLE || !field_is(L, FS_TOOL, "fn", FU_BODY) ||
-      !field_is(L, FS_TOOL, "_noctx", FU_BODY) || !field_is(L, FS_TOOL, "validator", FU_VALIDATOR) ||
-      !field_is(L, FS_TOOL, "_direct", FU_DIRECT) || !field_nil(L, server, "on_progress") ||
-      !field_nil(L, server, "screen") || !listed_nil(L, server, "_refused") ||
-      !listed_nil(L, server, "_gone"))
+  if (lua_type(L, FS_TOOL) != LUA_TTABLE || !field_is(L, FS_TOOL, K_FN, FU_BODY) ||
+      !field_is(L, FS_TOOL, K_NOCTX, FU_BODY) || !field_is(L, FS_TOOL, K_VALIDATOR, FU_VALIDATOR) ||
+      !field_is(L, FS_TOOL, K_DIRECT, FU_DIRECT) || !field_nil(L, server, K_ON_PROGRESS) ||
+      !field_nil(L, server, K_SCREEN) || !listed_nil(L, server, K_REFUSED) ||
+      !listed_nil(L, server, K_GONE))
     return fast_general(L);
   /* the tool's timeout is the server's (_direct's secs ~= server.timeout) */
-  lua_getfield(L, FS_TOOL, "timeout");
-  lua_getfield(L, server, "timeout");
+  fast_get(L, FS_TOOL, K_TIMEOUT);
+  fast_get(L, server, K_TIMEOUT);
   int isnum;
   double secs = lua_tonumberx(L, -2, &isnum);
   int same = isnum && lua_type(L, -1) == LUA_TNUMBER && lua_compare(L, -2, -1, LUA_OPEQ);
   lua_pop(L, 2);
   if (!same) return fast_general(L);
   /* the session: open, its server alive, no tools/list_changed to read */
-  lua_getfield(L, server, "_s"); /* at FS_SESS */
+  fast_get(L, server, K_S); /* at FS_SESS */
   struct lsess *s = lua_touserdata(L, FS_SESS);
   if (!s || !lua_getmetatable(L, FS_SESS)) return fast_general(L);
   same = lua_rawequal(L, -1, lua_upvalueindex(FU_SESS_MT));
@@ -981,15 +999,15 @@ static int l_fast_call(lua_State *L) {
    * goes the Lua way (which raises the same message under its pcall) */
   struct lc_buf *pb = &s->scratch;
   lc_buf_reset(pb);
-  static const char *const keys[] = {"arguments", "name"}; /* sorted, as _start's */
-  lua_pushvalue(L, lua_upvalueindex(FU_MNAME)); /* FS_T0 for now */
-  const int idxs[] = {FS_ARGS, FS_T0};
+  size_t sl;
+  const char *suffix = lua_tolstring(L, lua_upvalueindex(FU_SUFFIX), &sl);
   char err[160];
-  if (lc_conv_members_to_text(L, 2, keys, idxs, pb, err, sizeof err) < 0) {
+  if (lc_buf_puts(pb, FAST_PREFIX) < 0 ||
+      lc_conv_member_value_to_text(L, FS_ARGS, "arguments", pb, err, sizeof err) < 0 ||
+      lc_buf_append(pb, suffix, sl) < 0) {
     lc_buf_reset(pb);
     return fast_general(L);
   }
-  lua_pop(L, 1);
   /* Tool:call's begin with the journal off: the effect takes its number */
   if (j) {
     lc_task_next_seq(task);
@@ -1026,11 +1044,36 @@ static int l_fast(lua_State *L) {
   void *box = lc_l_schema_box(L, 5);
   luaL_argcheck(L, box != NULL, 5, "not a compiled schema");
   lua_settop(L, 8);
+  /* the params' text after the arguments, as l_call writes it all */
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  static const char *const keys[] = {"arguments", "name"}; /* sorted, as _start's */
+  const int idxs[] = {9, 2}; /* 9: none, written as {} */
+  char err[160];
+  int rc = lc_conv_members_to_text(L, 2, keys, idxs, &b, err, sizeof err);
+  size_t pl = strlen(FAST_PREFIX "{}");
+  if (rc < 0 || b.len < pl || memcmp(b.data, FAST_PREFIX "{}", pl) != 0) {
+    lc_buf_free(&b);
+    return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "MCP tool name: %s", err);
+  }
+  /* copied out before the push, which may raise (b would leak); a name
+   * too long for that gets no C path (nil: mcp.lua keeps Tool.call) */
+  char suffix[1024];
+  size_t sl = b.len - pl;
+  if (sl <= sizeof suffix) memcpy(suffix, b.data + pl, sl);
+  lc_buf_free(&b);
+  if (sl > sizeof suffix) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, suffix, sl);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &sess_mt_key);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
-  lua_rotate(L, 1, 2); /* sess_mt op_mt server ... rest */
+  lua_rotate(L, 1, 2); /* sess_mt op_mt server ... rest suffix */
   lua_pushlightuserdata(L, box);
-  lua_pushcclosure(L, l_fast_call, FU_BOX);
+  lua_insert(L, FU_BOX);
+  for (int k = 0; k < K_N; k++) lua_pushstring(L, fast_keys[k]);
+  lua_pushcclosure(L, l_fast_call, FU_N);
   return 1;
 }
 
