@@ -82,6 +82,7 @@ struct lop {
   long long id;
   int started, done, rc;
   int text; /* a tool call: a result of one text item comes back as text */
+  int busy; /* a C path's op (mcp._fast) in use: not to be taken again */
   long long code;
   char *msg;
   cJSON *result;
@@ -527,11 +528,13 @@ static int l_call(lua_State *L) {
   return start_op(L, s, 1, "tools/call", timeout, 0, 1);
 }
 
+static int op_send(lua_State *L, struct lop *op, struct lsess *s, const char *method,
+                   double timeout, int progress, int text);
+
 /* The op for a request whose params text is in s->scratch; the session
  * is at sidx. */
 static int start_op(lua_State *L, struct lsess *s, int sidx, const char *method,
                     double timeout, int progress, int text) {
-  struct lc_buf *pb = &s->scratch;
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
   /* a session method's upvalue 2 (lc_open_mcp), else the registry's */
@@ -540,6 +543,14 @@ static int start_op(lua_State *L, struct lsess *s, int sidx, const char *method,
   lua_setmetatable(L, -2);
   lua_pushvalue(L, sidx);
   lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
+  return op_send(L, op, s, method, timeout, progress, text);
+}
+
+/* Sends the request of op (on top, fresh) whose params text is in
+ * s->scratch: 1 (the op on top), or 3 (nil, message, code above it). */
+static int op_send(lua_State *L, struct lop *op, struct lsess *s, const char *method,
+                   double timeout, int progress, int text) {
+  struct lc_buf *pb = &s->scratch;
   const char *dead = lc_mcp_dead(s->m);
   if (dead) {
     lua_pushnil(L);
@@ -810,6 +821,7 @@ enum {
   FU_SESS_MT = 1, FU_OP_MT = 2, /* start_op takes the op's from upvalue 2 */
   FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST, FU_BOX,
   FU_SUFFIX, /* the params text after the arguments: ,"name":"<mname>"} */
+  FU_SPARE, /* the op of the last plain call, taken again when not busy */
   FU_KEYS /* the field names, each a Lua string (no lua_getfield per field) */
 };
 static const char *const fast_keys[] = {"fn", "_noctx", "validator", "_direct", "timeout",
@@ -948,14 +960,50 @@ static int fast_k(lua_State *L, int status, lua_KContext ctx) {
   }
   if (op->done && op->rc == 0 && op->tval && !(op->s && (op->s->auth_url || op->s->reqs)) &&
       fast_plain(L, op)) {
+    /* done with: the spare again, holding nothing (not its session) */
     op->started = 0;
     op_unlink(op);
+    op->s = NULL;
+    lc_free(op->tval);
+    op->tval = NULL;
+    lua_pushnil(L);
+    lua_setiuservalue(L, FS_OP, 1);
+    op->busy = 0;
     return 1;
   }
   if (push_event(L, op)) return fast_rest(L, FS_OP);
   op->task = t;
   lc_task_wait(t, &op->wait);
   return lua_yieldk(L, 0, 0, fast_k);
+}
+
+/* [-0, +1, m] The op of a plain call, pushed (at FS_OP), its session the
+ * one at FS_SESS: the spare one if no call uses it (a userdata, its
+ * metatable and finalizer less per call), else a new one that becomes the
+ * spare. An op handed to Lua (rest) stays busy: Lua may still wait on it. */
+static struct lop *fast_op(lua_State *L) {
+  int up = lua_upvalueindex(FU_SPARE);
+  struct lop *op = lua_type(L, up) == LUA_TUSERDATA ? lua_touserdata(L, up) : NULL;
+  if (op && !op->busy) {
+    lua_pushvalue(L, up);
+    /* nothing is left in it (fast_k's end), but as op_gc would */
+    cJSON_Delete(op->result);
+    cJSON_Delete(op->progress);
+    lc_free(op->msg);
+    lc_free(op->tval);
+    memset(op, 0, sizeof *op);
+  } else {
+    op = lua_newuserdatauv(L, sizeof *op, 1);
+    memset(op, 0, sizeof *op);
+    lua_pushvalue(L, lua_upvalueindex(FU_OP_MT));
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_replace(L, up);
+  }
+  lua_pushvalue(L, FS_SESS);
+  lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
+  op->busy = 1;
+  return op;
 }
 
 /* tool:call(args, ctx), upvalues as FU_*. */
@@ -1019,15 +1067,16 @@ static int l_fast_call(lua_State *L) {
   /* _direct: the two spawn numbers luact.timeout's child would take */
   lc_task_skip(task, 0, 2);
   lua_pushnumber(L, lc_now_ms() / 1000.0); /* FS_T0 */
-  if (start_op(L, s, FS_SESS, "tools/call", secs, 0, 1) != 1) {
+  struct lop *op = fast_op(L);
+  if (op_send(L, op, s, "tools/call", secs, 0, 1) != 1) {
     /* the op that never went out, then nil, message, code:
      * rest(..., op nil, kind, a, b, c nil, err, code) */
+    op->busy = 0;
     lua_remove(L, FS_OP);
     for (int i = 0; i < 4; i++) lua_pushnil(L);
     lua_rotate(L, FS_OP + 1, 4);
     return fast_rest(L, FS_OP);
   }
-  struct lop *op = lua_touserdata(L, FS_OP);
   op->task = task;
   op->wait.cancel = op_cancel;
   lc_task_wait(task, &op->wait);
@@ -1072,6 +1121,7 @@ static int l_fast(lua_State *L) {
   lua_rotate(L, 1, 2); /* sess_mt op_mt server ... rest suffix */
   lua_pushlightuserdata(L, box);
   lua_insert(L, FU_BOX);
+  lua_pushnil(L); /* FU_SPARE */
   for (int k = 0; k < K_N; k++) lua_pushstring(L, fast_keys[k]);
   lua_pushcclosure(L, l_fast_call, FU_N);
   return 1;
