@@ -1040,18 +1040,22 @@ static int l_fast_call(lua_State *L) {
     lua_newtable(L);
     lua_replace(L, FS_ARGS);
   }
-  if (lua_type(L, FS_ARGS) != LUA_TTABLE ||
-      !lc_l_schema_valid(L, lua_touserdata(L, lua_upvalueindex(FU_BOX)), FS_ARGS))
-    return fast_general(L); /* it gives the refusal's message */
-  /* the request's params, as l_call writes them; what cannot be written
-   * goes the Lua way (which raises the same message under its pcall) */
+  if (lua_type(L, FS_ARGS) != LUA_TTABLE) return fast_general(L);
+  /* the request's params, as l_call writes them: a flat table is checked
+   * and written in one walk; what is not valid, or cannot be written, goes
+   * the Lua way (which gives the refusal, or raises the same message
+   * under its pcall) */
+  void *box = lua_touserdata(L, lua_upvalueindex(FU_BOX));
   struct lc_buf *pb = &s->scratch;
   lc_buf_reset(pb);
   size_t sl;
   const char *suffix = lua_tolstring(L, lua_upvalueindex(FU_SUFFIX), &sl);
+  if (lc_buf_puts(pb, FAST_PREFIX) < 0) return fast_general(L);
+  int flat = lc_l_schema_valid_text(L, box, FS_ARGS, pb);
   char err[160];
-  if (lc_buf_puts(pb, FAST_PREFIX) < 0 ||
-      lc_conv_member_value_to_text(L, FS_ARGS, "arguments", pb, err, sizeof err) < 0 ||
+  if (flat < 0 ||
+      (flat == 0 && (!lc_l_schema_valid(L, box, FS_ARGS) ||
+                     lc_conv_member_value_to_text(L, FS_ARGS, "arguments", pb, err, sizeof err) < 0)) ||
       lc_buf_append(pb, suffix, sl) < 0) {
     lc_buf_reset(pb);
     return fast_general(L);

@@ -795,6 +795,55 @@ START_TEST(c_path_answers_as_the_lua_path) {
 }
 END_TEST
 
+/* The C path writes a call's params itself (a flat table checked and
+ * written in one walk, l_schema.c's lc_l_schema_valid_text; anything else
+ * through conv): the bytes must be the Lua path's (l_call). The same
+ * arguments sent both ways, each request line as the server logged it,
+ * compared without its id: key order, numbers, escapes, UTF-8 keys, more
+ * keys than the flat writer takes, nested, empty and non-JSON arguments. */
+START_TEST(c_path_request_bytes_as_the_lua_path) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[4096];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok'))\n"
+           "local t = s.tool.ok\n"
+           "check(t{})\n"
+           "local T = getmetatable(t)\n"
+           "local many = {}\n"
+           "for i = 1, 17 do many['k' .. i] = i end\n"
+           "local cases = {\n"
+           "  {a = 1}, {a = 1.5, b = -0.0, c = 1e300, d = 9007199254740993, e = math.mininteger, f = 0.1},\n"
+           "  {z = 'x', a = 'y', m = '\\u{e9}\\u{1F600}', q = '\"\\\\\\n\\t\\1\\127'},\n"
+           "  {b = true, a = false}, {ab = 1, a = 2, [''] = 3, ['a\\u{e9}'] = 4, B = 5, ['a b'] = 6},\n"
+           "  many, {a = {1, 2}, b = {c = 'd'}}, {}, {a = 0/0}, {a = math.huge}, {[1] = 'x'},\n"
+           "}\n"
+           "local n = 0\n"
+           "for i, a in ipairs(cases) do\n"
+           "  local x = table.pack(t:call(a))\n"
+           "  local y = table.pack(T.call(t, a))\n"
+           "  for k = 1, 3 do check(x[k] == y[k], i, k, tostring(x[k]), tostring(y[k])) end\n"
+           "  if x[1] then n = n + 1 end\n"
+           "end\n"
+           "local calls = {}\n"
+           "for l in io.lines(LOG) do\n"
+           "  if l:find('\"tools/call\"', 1, true) then calls[#calls + 1] = (l:gsub('\"id\":%%d+', '')) end\n"
+           "end\n"
+           "check(#calls == 1 + 2 * n, #calls, n)\n"
+           "for i = 2, #calls, 2 do check(calls[i] == calls[i + 1], calls[i], calls[i + 1]) end\n"
+           "s:close()\n"
+           "return tostring(n)",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  /* NaN, infinity and an array refused on both paths, the others sent */
+  ck_assert_str_eq(out, "8");
+  unlink(log);
+}
+END_TEST
+
 /* A tool whose description changes during the run is refused until the
  * script accepts it. */
 START_TEST(rug_pull_refused) {
@@ -1763,6 +1812,8 @@ Suite *mcp_suite(void) {
        tcase_add_test(tc, result_shapes_read_as_tables_read_them));
   CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));
   CASE(plain_call_runs_no_lua, tcase_add_test(tc, plain_call_runs_no_lua));
+  CASE(c_path_request_bytes_as_the_lua_path,
+       tcase_add_test(tc, c_path_request_bytes_as_the_lua_path));
   CASE(c_path_answers_as_the_lua_path, tcase_add_test(tc, c_path_answers_as_the_lua_path));
   CASE(filesystem_server, tcase_add_test(tc, filesystem_server));
   CASE(memory_server_session_reused, tcase_add_test(tc, memory_server_session_reused));
