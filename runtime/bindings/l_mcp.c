@@ -822,12 +822,13 @@ enum {
   FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST, FU_BOX,
   FU_SUFFIX, /* the params text after the arguments: ,"name":"<mname>"} */
   FU_SPARE, /* the op of the last plain call, taken again when not busy */
+  FU_HEADER, /* the last output mark found fit for a model (no NUL, UTF-8) */
   FU_KEYS /* the field names, each a Lua string (no lua_getfield per field) */
 };
-static const char *const fast_keys[] = {"fn", "_noctx", "validator", "_direct", "timeout",
+static const char *const fast_keys[] = {"fn", "validator", "_direct", "timeout",
                                         "on_progress", "screen", "_refused", "_gone", "_s",
                                         "max_output", "_headers", "label"};
-enum { K_FN, K_NOCTX, K_VALIDATOR, K_DIRECT, K_TIMEOUT, K_ON_PROGRESS, K_SCREEN, K_REFUSED,
+enum { K_FN, K_VALIDATOR, K_DIRECT, K_TIMEOUT, K_ON_PROGRESS, K_SCREEN, K_REFUSED,
        K_GONE, K_S, K_MAX_OUTPUT, K_HEADERS, K_LABEL, K_N };
 #define FU_N (FU_KEYS + K_N - 1)
 
@@ -931,10 +932,17 @@ static int fast_plain(lua_State *L, struct lop *op) {
   size_t hl;
   const char *h;
   lua_pushvalue(L, lua_upvalueindex(FU_MNAME));
-  if (!same || lua_rawget(L, hs) != LUA_TSTRING || !(h = lua_tolstring(L, -1, &hl)) ||
-      memchr(h, 0, hl) || !lc_utf8_valid(h, hl, NULL)) {
+  if (!same || lua_rawget(L, hs) != LUA_TSTRING || !(h = lua_tolstring(L, -1, &hl))) {
     lua_settop(L, hs - 1);
     return 0;
+  }
+  if (!lua_rawequal(L, -1, lua_upvalueindex(FU_HEADER))) { /* checked once per mark */
+    if (memchr(h, 0, hl) || !lc_utf8_valid(h, hl, NULL)) {
+      lua_settop(L, hs - 1);
+      return 0;
+    }
+    lua_pushvalue(L, -1);
+    lua_replace(L, lua_upvalueindex(FU_HEADER));
   }
   luaL_Buffer b;
   char *out = luaL_buffinitsize(L, &b, hl + op->tlen + sizeof tail - 1);
@@ -1008,11 +1016,13 @@ static struct lop *fast_op(lua_State *L) {
 
 /* tool:call(args, ctx), upvalues as FU_*. */
 static int l_fast_call(lua_State *L) {
-  lua_settop(L, FS_CTX);
-  if (!lua_checkstack(L, 12)) return fast_general(L);
+  lua_settop(L, FS_CTX); /* LUA_MINSTACK slots: this path pushes at most 12 */
   int server = lua_upvalueindex(FU_SERVER);
+  /* (not _noctx: with fn the tool's own body, Tool:call's choice between
+   * effect_run and effect_run_noctx is only whether an unjournaled call
+   * makes a ctx that body never reads) */
   if (lua_type(L, FS_TOOL) != LUA_TTABLE || !field_is(L, FS_TOOL, K_FN, FU_BODY) ||
-      !field_is(L, FS_TOOL, K_NOCTX, FU_BODY) || !field_is(L, FS_TOOL, K_VALIDATOR, FU_VALIDATOR) ||
+      !field_is(L, FS_TOOL, K_VALIDATOR, FU_VALIDATOR) ||
       !field_is(L, FS_TOOL, K_DIRECT, FU_DIRECT) || !field_nil(L, server, K_ON_PROGRESS) ||
       !field_nil(L, server, K_SCREEN) || !listed_nil(L, server, K_REFUSED) ||
       !listed_nil(L, server, K_GONE))
@@ -1126,6 +1136,7 @@ static int l_fast(lua_State *L) {
   lua_pushlightuserdata(L, box);
   lua_insert(L, FU_BOX);
   lua_pushnil(L); /* FU_SPARE */
+  lua_pushnil(L); /* FU_HEADER */
   for (int k = 0; k < K_N; k++) lua_pushstring(L, fast_keys[k]);
   lua_pushcclosure(L, l_fast_call, FU_N);
   return 1;
