@@ -944,12 +944,15 @@ static int fast_plain(lua_State *L, struct lop *op) {
     lua_pushvalue(L, -1);
     lua_replace(L, lua_upvalueindex(FU_HEADER));
   }
+  size_t total = hl + op->tlen + sizeof tail - 1;
+  char small[512], *out = small;
   luaL_Buffer b;
-  char *out = luaL_buffinitsize(L, &b, hl + op->tlen + sizeof tail - 1);
+  if (total > sizeof small) out = luaL_buffinitsize(L, &b, total);
   memcpy(out, h, hl);
   memcpy(out + hl, op->tval, op->tlen);
   memcpy(out + hl + op->tlen, tail, sizeof tail - 1);
-  luaL_pushresultsize(&b, hl + op->tlen + sizeof tail - 1);
+  if (out == small) lua_pushlstring(L, small, total); /* a short answer: no buffer box */
+  else luaL_pushresultsize(&b, total);
   return 1;
 }
 

@@ -751,6 +751,9 @@ START_TEST(c_path_answers_as_the_lua_path) {
                     "check(c == 'tool_error', m, c)\n"
                     "local r = both(mk('big_text', {max_output = 1000}), 'ok', {}, 'big')\n"
                     "check(r:find('bytes cut', 1, true), r)\n"
+                    /* whole, and longer than the C path's stack buffer */
+                    "r = both(pair('big_text', {max_output = 200000}), 'ok', {}, 'big whole')\n"
+                    "check(#r > 100000 and not r:find('bytes cut', 1, true), #r)\n"
                     "r = both(mk('inject'), 'ok', {}, 'inject')\n"
                     "check(r:find('</mcp-tool-output_>', 1, true), r)\n"
                     "local H = '{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"'\n"
