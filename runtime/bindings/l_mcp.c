@@ -909,11 +909,12 @@ static int fast_plain(lua_State *L, struct lop *op) {
   static const char close_mark[] = "</mcp-tool-output>";
   static const char tail[] = "\n</mcp-tool-output>";
   int server = lua_upvalueindex(FU_SERVER);
-  fast_get(L, server, K_MAX_OUTPUT);
-  int isnum;
-  lua_Number max = lua_tonumberx(L, -1, &isnum);
+  /* a number, as Lua's #a <= max needs (a numeric string raises there),
+   * and not NaN (no length is within it) */
+  int isnum = fast_get(L, server, K_MAX_OUTPUT) == LUA_TNUMBER;
+  lua_Number max = lua_tonumber(L, -1);
   lua_pop(L, 1);
-  if (!isnum || (lua_Number)op->tlen > max) return 0;
+  if (!isnum || !((lua_Number)op->tlen <= max)) return 0;
   if (memchr(op->tval, 0, op->tlen) || !lc_utf8_valid(op->tval, op->tlen, NULL)) return 0;
   for (const char *p = op->tval, *end = op->tval + op->tlen;
        (p = memchr(p, '<', (size_t)(end - p))) != NULL; p++)
@@ -925,14 +926,14 @@ static int fast_plain(lua_State *L, struct lop *op) {
     return 0;
   }
   int hs = lua_gettop(L);
-  lua_rawgeti(L, hs, 1);
+  lua_geti(L, hs, 1); /* hs[1], hs[mname]: read as Lua reads them */
   fast_get(L, server, K_LABEL);
   int same = lua_type(L, -1) == LUA_TSTRING && lua_rawequal(L, -1, -2);
   lua_pop(L, 2);
   size_t hl;
   const char *h;
   lua_pushvalue(L, lua_upvalueindex(FU_MNAME));
-  if (!same || lua_rawget(L, hs) != LUA_TSTRING || !(h = lua_tolstring(L, -1, &hl))) {
+  if (!same || lua_gettable(L, hs) != LUA_TSTRING || !(h = lua_tolstring(L, -1, &hl))) {
     lua_settop(L, hs - 1);
     return 0;
   }

@@ -788,6 +788,13 @@ START_TEST(c_path_answers_as_the_lua_path) {
                     "y = table.pack(T.call(echo2, {message='l'}))\n"
                     "same('label', x, y)\n"
                     "check(x[1]:find('server=\"renamed\"', 1, true), x[1])\n"
+                    /* max_output set by the script to what connect refuses */
+                    "for _, mo in ipairs{0/0, '100000', 3, 16384} do\n"
+                    "  e1.max_output, e2.max_output = mo, mo\n"
+                    "  x = table.pack(echo1:call{message='mo'})\n"
+                    "  y = table.pack(T.call(echo2, {message='mo'}))\n"
+                    "  same('max_output ' .. tostring(mo), x, y)\n"
+                    "end\n"
                     "e1:close() e2:close()\n"
                     /* a server that dies on the call: a fresh one each side */
                     "_, m, c = both(mk('die_on_call'), 'ok', {}, 'die')\n"
