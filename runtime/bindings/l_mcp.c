@@ -1022,6 +1022,12 @@ static struct lop *fast_op(lua_State *L) {
 static int l_fast_call(lua_State *L) {
   lua_settop(L, FS_CTX); /* LUA_MINSTACK slots: this path pushes at most 12 */
   int server = lua_upvalueindex(FU_SERVER);
+  /* first, the cheapest refusal: a journal that records or replays (a
+   * run with the store) goes the Lua way; no journal, or one that is
+   * off, is Tool:call's begin below */
+  struct lc_task *task = lc_task_current(L);
+  struct lc_journal *j = lc_l_journal(L);
+  if (!task || (j && lc_journal_mode(j) != LC_JOURNAL_OFF)) return fast_general(L);
   /* (not _noctx: with fn the tool's own body, Tool:call's choice between
    * effect_run and effect_run_noctx is only whether an unjournaled call
    * makes a ctx that body never reads) */
@@ -1046,10 +1052,6 @@ static int l_fast_call(lua_State *L) {
   same = lua_rawequal(L, -1, lua_upvalueindex(FU_SESS_MT));
   lua_pop(L, 1);
   if (!same || !s->m || lc_mcp_dead(s->m) || s->ch_tools) return fast_general(L);
-  /* no journal, or one that is off (Tool:call's begin, below) */
-  struct lc_task *task = lc_task_current(L);
-  struct lc_journal *j = lc_l_journal(L);
-  if (!task || (j && lc_journal_mode(j) != LC_JOURNAL_OFF)) return fast_general(L);
   if (lua_isnil(L, FS_ARGS)) { /* Tool:call: nil is {} */
     lua_newtable(L);
     lua_replace(L, FS_ARGS);
@@ -1102,8 +1104,15 @@ static int l_fast_call(lua_State *L) {
 }
 
 /* mcp._fast(server, mname, body, validator, schema, direct, call, rest)
- * -> the tool's call (above). */
+ * -> the tool's call (above), or nil in a run whose journal records or
+ * replays (no call of it could take the C path: Tool.call stays, without
+ * the C path's checks in front of it per call). */
 static int l_fast(lua_State *L) {
+  struct lc_journal *j = lc_l_journal(L);
+  if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {
+    lua_pushnil(L);
+    return 1;
+  }
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TSTRING);
   for (int i = 3; i <= 8; i++)

@@ -470,6 +470,8 @@ function Server:_tool(def)
   -- checks _direct and Tool:call make, the arguments validated, the
   -- request sent and its plain answer marked there; anything else goes on
   -- in Lua (Tool.call from the start, or rest after the first event).
+  -- nil in a run that journals (recording or replaying): no call could
+  -- take that path.
   local settle = getmetatable(t)._settle
   if fast and t._schema then
     t.call = fast(server, mname, body, t.validator, t._schema, t._direct, getmetatable(t).call,
