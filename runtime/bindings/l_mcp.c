@@ -915,7 +915,8 @@ static int fast_plain(lua_State *L, struct lop *op) {
   lua_Number max = lua_tonumber(L, -1);
   lua_pop(L, 1);
   if (!isnum || !((lua_Number)op->tlen <= max)) return 0;
-  if (memchr(op->tval, 0, op->tlen) || !lc_utf8_valid(op->tval, op->tlen, NULL)) return 0;
+  /* (tval is valid UTF-8 with no control bytes, NUL among them: what
+   * lc_mcp_reply.text promises, mcp.h; not checked again here) */
   for (const char *p = op->tval, *end = op->tval + op->tlen;
        (p = memchr(p, '<', (size_t)(end - p))) != NULL; p++)
     if ((size_t)(end - p) >= sizeof close_mark - 1 &&
