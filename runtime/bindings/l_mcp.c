@@ -88,6 +88,8 @@ struct lop {
   cJSON *result;
   char *tval; /* a result of one text item read without a tree (lc_mcp_reply.text) */
   size_t tlen;
+  char *tkeep; /* a C path op's text block, kept for its next call (tval may be it) */
+  size_t tcap;
   cJSON *progress; /* latest progress params not yet returned */
 };
 
@@ -118,9 +120,10 @@ static int op_gc(lua_State *L) {
   cJSON_Delete(op->result);
   cJSON_Delete(op->progress);
   lc_free(op->msg);
-  lc_free(op->tval);
+  if (op->tval != op->tkeep) lc_free(op->tval);
+  lc_free(op->tkeep);
   op->result = op->progress = NULL;
-  op->msg = op->tval = NULL;
+  op->msg = op->tval = op->tkeep = NULL;
   return 0;
 }
 
@@ -142,7 +145,7 @@ static void op_reply(void *ud, const struct lc_mcp_reply *r) {
   op->rc = r->rc;
   op->code = r->code;
   if (r->rc == 0 && r->text) {
-    op->tval = lc_malloc(r->text_len + 1);
+    op->tval = op->tkeep && op->tcap > r->text_len ? op->tkeep : lc_malloc(r->text_len + 1);
     if (op->tval) {
       memcpy(op->tval, r->text, r->text_len);
       op->tval[r->text_len] = '\0';
@@ -977,7 +980,11 @@ static int fast_k(lua_State *L, int status, lua_KContext ctx) {
     op->started = 0;
     op_unlink(op);
     op->s = NULL;
-    lc_free(op->tval);
+    if (op->tval != op->tkeep) { /* the block kept for the next call */
+      lc_free(op->tkeep);
+      op->tkeep = op->tval;
+      op->tcap = op->tlen + 1;
+    }
     op->tval = NULL;
     lua_pushnil(L);
     lua_setiuservalue(L, FS_OP, 1);
@@ -999,12 +1006,17 @@ static struct lop *fast_op(lua_State *L) {
   struct lop *op = lua_type(L, up) == LUA_TUSERDATA ? lua_touserdata(L, up) : NULL;
   if (op && !op->busy) {
     lua_pushvalue(L, up);
-    /* nothing is left in it (fast_k's end), but as op_gc would */
+    /* nothing is left in it (fast_k's end), but as op_gc would; its text
+     * block stays for this call's answer */
     cJSON_Delete(op->result);
     cJSON_Delete(op->progress);
     lc_free(op->msg);
-    lc_free(op->tval);
+    if (op->tval != op->tkeep) lc_free(op->tval);
+    char *tkeep = op->tkeep;
+    size_t tcap = op->tcap;
     memset(op, 0, sizeof *op);
+    op->tkeep = tkeep;
+    op->tcap = tcap;
   } else {
     op = lua_newuserdatauv(L, sizeof *op, 1);
     memset(op, 0, sizeof *op);
