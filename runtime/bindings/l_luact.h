@@ -15,6 +15,21 @@ int lc_open_json(lua_State *L);
 int lc_open_llm(lua_State *L);
 int lc_open_task(lua_State *L); /* sleep, spawn, wait: merged into luact */
 int lc_open_schema(lua_State *L);
+/* [-0, +0, -] The box of the compiled schema (luact.schema.compile's) at
+ * idx, or NULL: for lc_l_schema_valid while that value is kept alive. */
+void *lc_l_schema_box(lua_State *L, int idx);
+/* [-0, +0, m] 1 when the value at vidx is valid against the schema in
+ * box, as Schema:validate says true; 0 when it is not, cannot be told
+ * without its message, or the schema is closed (l_schema.c; the MCP C
+ * path: a 0 goes the Lua way, which gives the message). */
+int lc_l_schema_valid(lua_State *L, void *box, int vidx);
+struct lc_buf;
+/* [-0, +0, m] For a flat table (scalars under at most 16 string keys) that
+ * is valid against the schema in box: appends it to out as
+ * lc_conv_member_value_to_text would (the same bytes) and returns 1.
+ * 0: not such a table, or not valid (nothing written); -1: out of
+ * memory (out holds part of it). */
+int lc_l_schema_valid_text(lua_State *L, void *box, int vidx, struct lc_buf *out);
 int lc_open_mcp(lua_State *L); /* luact.mcp (l_mcp.c, runtime/lua/mcp.lua) */
 /* luact mcp serve AGENTS_DIR (argv after "mcp"): the exit code. */
 int lc_l_mcp_main(int argc, char **argv);

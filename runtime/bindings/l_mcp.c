@@ -33,15 +33,18 @@
 #include <unistd.h>
 
 #include "conv.h"
+#include "effect.h"
 #include "jsonrpc.h"
 #include "loop.h"
 #include "l_luact.h"
 #include "l_mcp_serve.h"
 #include "l_state.h"
 #include "l_closable.h"
+#include "l_effect.h"
 #include "lc.h"
 #include "mcp.h"
 #include "sched.h"
+#include "utf8.h"
 
 #define SESSION_MT "luact.McpSession"
 #define OP_MT "luact.McpOp"
@@ -79,11 +82,14 @@ struct lop {
   long long id;
   int started, done, rc;
   int text; /* a tool call: a result of one text item comes back as text */
+  int busy; /* a C path's op (mcp._fast) in use: not to be taken again */
   long long code;
   char *msg;
   cJSON *result;
   char *tval; /* a result of one text item read without a tree (lc_mcp_reply.text) */
   size_t tlen;
+  char *tkeep; /* a C path op's text block, kept for its next call (tval may be it) */
+  size_t tcap;
   cJSON *progress; /* latest progress params not yet returned */
 };
 
@@ -114,9 +120,10 @@ static int op_gc(lua_State *L) {
   cJSON_Delete(op->result);
   cJSON_Delete(op->progress);
   lc_free(op->msg);
-  lc_free(op->tval);
+  if (op->tval != op->tkeep) lc_free(op->tval);
+  lc_free(op->tkeep);
   op->result = op->progress = NULL;
-  op->msg = op->tval = NULL;
+  op->msg = op->tval = op->tkeep = NULL;
   return 0;
 }
 
@@ -138,7 +145,7 @@ static void op_reply(void *ud, const struct lc_mcp_reply *r) {
   op->rc = r->rc;
   op->code = r->code;
   if (r->rc == 0 && r->text) {
-    op->tval = lc_malloc(r->text_len + 1);
+    op->tval = op->tkeep && op->tcap > r->text_len ? op->tkeep : lc_malloc(r->text_len + 1);
     if (op->tval) {
       memcpy(op->tval, r->text, r->text_len);
       op->tval[r->text_len] = '\0';
@@ -476,8 +483,8 @@ static int l_open(lua_State *L) {
   return lua_yieldk(L, 0, 8, open_k); /* the session is at 8 */
 }
 
-static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
-                    int progress, int text);
+static int start_op(lua_State *L, struct lsess *s, int sidx, const char *method,
+                    double timeout, int progress, int text);
 
 /* session:_start(method, params, timeout_s, progress [, text]) -> op.
  * text: op:wait gives "text", text, is_error for a result whose content is
@@ -503,7 +510,7 @@ static int l_start(lua_State *L) {
   } else if (lc_buf_puts(pb, "{}") < 0) {
     return luaL_error(L, "out of memory");
   }
-  return start_op(L, s, method, timeout, progress, text);
+  return start_op(L, s, 1, method, timeout, progress, text);
 }
 
 /* session:_call(name, args, timeout_s) -> op: a tools/call with
@@ -521,21 +528,32 @@ static int l_call(lua_State *L) {
   int rc = lc_conv_members_to_text(L, 2, keys, idxs, pb, err, sizeof err);
   if (rc == LC_ENOMEM) return luaL_error(L, "out of memory");
   if (rc < 0) return luaL_error(L, "MCP params: %s", err);
-  return start_op(L, s, "tools/call", timeout, 0, 1);
+  return start_op(L, s, 1, "tools/call", timeout, 0, 1);
 }
 
-/* The op for a request whose params text is in s->scratch. */
-static int start_op(lua_State *L, struct lsess *s, const char *method, double timeout,
-                    int progress, int text) {
-  struct lc_buf *pb = &s->scratch;
+static int op_send(lua_State *L, struct lop *op, struct lsess *s, const char *method,
+                   double timeout, int progress, int text);
+
+/* The op for a request whose params text is in s->scratch; the session
+ * is at sidx. */
+static int start_op(lua_State *L, struct lsess *s, int sidx, const char *method,
+                    double timeout, int progress, int text) {
   struct lop *op = lua_newuserdatauv(L, sizeof *op, 1);
   memset(op, 0, sizeof *op);
   /* a session method's upvalue 2 (lc_open_mcp), else the registry's */
   if (lua_type(L, lua_upvalueindex(2)) == LUA_TTABLE) lua_pushvalue(L, lua_upvalueindex(2));
   else lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
   lua_setmetatable(L, -2);
-  lua_pushvalue(L, 1);
+  lua_pushvalue(L, sidx);
   lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
+  return op_send(L, op, s, method, timeout, progress, text);
+}
+
+/* Sends the request of op (on top, fresh) whose params text is in
+ * s->scratch: 1 (the op on top), or 3 (nil, message, code above it). */
+static int op_send(lua_State *L, struct lop *op, struct lsess *s, const char *method,
+                   double timeout, int progress, int text) {
+  struct lc_buf *pb = &s->scratch;
   const char *dead = lc_mcp_dead(s->m);
   if (dead) {
     lua_pushnil(L);
@@ -788,6 +806,368 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
+/* ---- a plain tool call in C (mcp._fast) ----
+ *
+ * tool:call(args, ctx) of a tool from luact.mcp.connect, when nothing in
+ * it needs Lua: the same checks as Tool:call and mcp.lua's _direct (fn,
+ * validator and _direct still the tool's own, the tool's timeout the
+ * server's, no on_progress or screen, the session open and plain, the
+ * tool neither refused nor gone, no journal or the journal off), the
+ * arguments valid against the compiled schema, the request written and
+ * sent, and the usual answer (one text item, not an error, within
+ * max_output, no closing mark, the header cached) marked as tool output.
+ * Before the request, anything else is Tool.call from the start (it
+ * checks and says why, as always); after it, anything else goes on in
+ * Lua at rest (mcp.lua: _direct's part after its wait, then Tool._settle).
+ * So the messages, codes and limits are the Lua path's, not a copy. */
+enum {
+  FU_SESS_MT = 1, FU_OP_MT = 2, /* start_op takes the op's from upvalue 2 */
+  FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST, FU_BOX,
+  FU_SUFFIX, /* the params text after the arguments: ,"name":"<mname>"} */
+  FU_SPARE, /* the op of the last plain call, taken again when not busy */
+  FU_HEADER, /* the last output mark found fit for a model (no NUL, UTF-8) */
+  FU_KEYS /* the field names, each a Lua string (no lua_getfield per field) */
+};
+static const char *const fast_keys[] = {"fn", "validator", "_direct", "timeout",
+                                        "on_progress", "screen", "_refused", "_gone", "_s",
+                                        "max_output", "_headers", "label"};
+enum { K_FN, K_VALIDATOR, K_DIRECT, K_TIMEOUT, K_ON_PROGRESS, K_SCREEN, K_REFUSED,
+       K_GONE, K_S, K_MAX_OUTPUT, K_HEADERS, K_LABEL, K_N };
+#define FU_N (FU_KEYS + K_N - 1)
+
+/* [-0, +1, e] t[key] for the table at idx (its metatable obeyed, as a
+ * field read in Lua), the key one of fast_keys. */
+static int fast_get(lua_State *L, int idx, int k) {
+  idx = lua_absindex(L, idx);
+  lua_pushvalue(L, lua_upvalueindex(FU_KEYS + k));
+  return lua_gettable(L, idx);
+}
+/* The params text before the arguments (l_fast checks it is l_call's). */
+#define FAST_PREFIX "{\"arguments\":"
+/* The stack of a fast call: tool, args, ctx, then the session, t0, op. */
+enum { FS_TOOL = 1, FS_ARGS, FS_CTX, FS_SESS, FS_T0, FS_OP };
+
+/* [-0, +0, e] Is field k of the table at idx the upvalue up? */
+static int field_is(lua_State *L, int idx, int k, int up) {
+  fast_get(L, idx, k);
+  int same = lua_rawequal(L, -1, lua_upvalueindex(up));
+  lua_pop(L, 1);
+  return same;
+}
+
+/* [-0, +0, e] Is field k of the table at idx nil? */
+static int field_nil(lua_State *L, int idx, int k) {
+  int nil = fast_get(L, idx, k) == LUA_TNIL;
+  lua_pop(L, 1);
+  return nil;
+}
+
+/* [-0, +0, e] Is server[t][mname] nil (t a table)? */
+static int listed_nil(lua_State *L, int server, int t) {
+  if (fast_get(L, server, t) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_pushvalue(L, lua_upvalueindex(FU_MNAME));
+  int nil = lua_gettable(L, -2) == LUA_TNIL;
+  lua_pop(L, 2);
+  return nil;
+}
+
+/* Returns everything a Lua call left above ctx (its stack top then). */
+static int fast_pass_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return lua_gettop(L) - (int)ctx;
+}
+
+/* [-0, +r, e] Tool.call(tool, args, ctx): the Lua path, from the start. */
+static int fast_general(lua_State *L) {
+  lua_settop(L, FS_CTX);
+  lua_pushvalue(L, lua_upvalueindex(FU_CALL));
+  lua_insert(L, 1);
+  lua_callk(L, 3, LUA_MULTRET, 0, fast_pass_k);
+  return fast_pass_k(L, LUA_OK, 0);
+}
+
+/* [-k, +r, e] rest(tool, args, session, t0, <the values from first on>):
+ * the call goes on in Lua after its request went out. */
+static int fast_rest(lua_State *L, int first) {
+  int nargs = lua_gettop(L) - first + 1;
+  luaL_checkstack(L, 6, "MCP tool call");
+  lua_pushvalue(L, lua_upvalueindex(FU_REST));
+  lua_pushvalue(L, FS_TOOL);
+  lua_pushvalue(L, FS_ARGS);
+  lua_pushvalue(L, FS_SESS);
+  lua_pushvalue(L, FS_T0);
+  lua_rotate(L, first, 5);
+  lua_callk(L, 4 + nargs, LUA_MULTRET, first - 1, fast_pass_k);
+  return fast_pass_k(L, LUA_OK, first - 1);
+}
+
+/* The usual answer, as mcp.lua's _direct and Tool._settle make it:
+ * header .. text .. "\n</mcp-tool-output>" when the text is within
+ * max_output, holds no closing mark, its header is cached and the whole
+ * can go to a model (no NUL, valid UTF-8). 1 with it pushed, else 0. */
+static int fast_plain(lua_State *L, struct lop *op) {
+  static const char close_mark[] = "</mcp-tool-output>";
+  static const char tail[] = "\n</mcp-tool-output>";
+  int server = lua_upvalueindex(FU_SERVER);
+  /* a number, as Lua's #a <= max needs (a numeric string raises there),
+   * and not NaN (no length is within it) */
+  int isnum = fast_get(L, server, K_MAX_OUTPUT) == LUA_TNUMBER;
+  lua_Number max = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (!isnum || !((lua_Number)op->tlen <= max)) return 0;
+  /* (tval is valid UTF-8 with no control bytes, NUL among them: what
+   * lc_mcp_reply.text promises, mcp.h; not checked again here) */
+  for (const char *p = op->tval, *end = op->tval + op->tlen;
+       (p = memchr(p, '<', (size_t)(end - p))) != NULL; p++)
+    if ((size_t)(end - p) >= sizeof close_mark - 1 &&
+        memcmp(p, close_mark, sizeof close_mark - 1) == 0)
+      return 0;
+  if (fast_get(L, server, K_HEADERS) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  int hs = lua_gettop(L);
+  lua_geti(L, hs, 1); /* hs[1], hs[mname]: read as Lua reads them */
+  fast_get(L, server, K_LABEL);
+  int same = lua_type(L, -1) == LUA_TSTRING && lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  size_t hl;
+  const char *h;
+  lua_pushvalue(L, lua_upvalueindex(FU_MNAME));
+  if (!same || lua_gettable(L, hs) != LUA_TSTRING || !(h = lua_tolstring(L, -1, &hl))) {
+    lua_settop(L, hs - 1);
+    return 0;
+  }
+  if (!lua_rawequal(L, -1, lua_upvalueindex(FU_HEADER))) { /* checked once per mark */
+    if (memchr(h, 0, hl) || !lc_utf8_valid(h, hl, NULL)) {
+      lua_settop(L, hs - 1);
+      return 0;
+    }
+    lua_pushvalue(L, -1);
+    lua_replace(L, lua_upvalueindex(FU_HEADER));
+  }
+  size_t total = hl + op->tlen + sizeof tail - 1;
+  char small[512], *out = small;
+  luaL_Buffer b;
+  if (total > sizeof small) out = luaL_buffinitsize(L, &b, total);
+  memcpy(out, h, hl);
+  memcpy(out + hl, op->tval, op->tlen);
+  memcpy(out + hl + op->tlen, tail, sizeof tail - 1);
+  if (out == small) lua_pushlstring(L, small, total); /* a short answer: no buffer box */
+  else luaL_pushresultsize(&b, total);
+  return 1;
+}
+
+static int fast_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  struct lop *op = lua_touserdata(L, FS_OP);
+  /* running, not waiting (as wait_k: a raise must not leave the op
+   * pointing at this task) */
+  struct lc_task *t = op->task;
+  op->task = NULL;
+  lua_settop(L, FS_OP);
+  while (op->progress) { /* asked for none: dropped, as _direct drops them */
+    cJSON_Delete(op->progress);
+    op->progress = NULL;
+  }
+  if (op->done && op->rc == 0 && op->tval && !(op->s && (op->s->auth_url || op->s->reqs)) &&
+      fast_plain(L, op)) {
+    /* done with: the spare again, holding nothing (not its session) */
+    op->started = 0;
+    op_unlink(op);
+    op->s = NULL;
+    if (op->tval != op->tkeep) { /* the block kept for the next call */
+      lc_free(op->tkeep);
+      op->tkeep = op->tval;
+      op->tcap = op->tlen + 1;
+    }
+    op->tval = NULL;
+    lua_pushnil(L);
+    lua_setiuservalue(L, FS_OP, 1);
+    op->busy = 0;
+    return 1;
+  }
+  if (push_event(L, op)) return fast_rest(L, FS_OP);
+  op->task = t;
+  lc_task_wait(t, &op->wait);
+  return lua_yieldk(L, 0, 0, fast_k);
+}
+
+/* [-0, +1, m] The op of a plain call, pushed (at FS_OP), its session the
+ * one at FS_SESS: the spare one if no call uses it (a userdata, its
+ * metatable and finalizer less per call), else a new one that becomes the
+ * spare. An op handed to Lua (rest) stays busy: Lua may still wait on it. */
+static struct lop *fast_op(lua_State *L) {
+  int up = lua_upvalueindex(FU_SPARE);
+  struct lop *op = lua_type(L, up) == LUA_TUSERDATA ? lua_touserdata(L, up) : NULL;
+  if (op && !op->busy) {
+    lua_pushvalue(L, up);
+    /* nothing is left in it (fast_k's end), but as op_gc would; its text
+     * block stays for this call's answer */
+    cJSON_Delete(op->result);
+    cJSON_Delete(op->progress);
+    lc_free(op->msg);
+    if (op->tval != op->tkeep) lc_free(op->tval);
+    char *tkeep = op->tkeep;
+    size_t tcap = op->tcap;
+    memset(op, 0, sizeof *op);
+    op->tkeep = tkeep;
+    op->tcap = tcap;
+  } else {
+    op = lua_newuserdatauv(L, sizeof *op, 1);
+    memset(op, 0, sizeof *op);
+    lua_pushvalue(L, lua_upvalueindex(FU_OP_MT));
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_replace(L, up);
+  }
+  lua_pushvalue(L, FS_SESS);
+  lua_setiuservalue(L, -2, 1); /* the op keeps its session alive */
+  op->busy = 1;
+  return op;
+}
+
+/* tool:call(args, ctx), upvalues as FU_*. */
+static int l_fast_call(lua_State *L) {
+  lua_settop(L, FS_CTX); /* LUA_MINSTACK slots: this path pushes at most 12 */
+  int server = lua_upvalueindex(FU_SERVER);
+  /* first, the cheapest refusal: a journal that records or replays (a
+   * run with the store) goes the Lua way; no journal, or one that is
+   * off, is Tool:call's begin below */
+  struct lc_task *task = lc_task_current(L);
+  struct lc_journal *j = lc_l_journal(L);
+  if (!task || (j && lc_journal_mode(j) != LC_JOURNAL_OFF)) return fast_general(L);
+  /* (not _noctx: with fn the tool's own body, Tool:call's choice between
+   * effect_run and effect_run_noctx is only whether an unjournaled call
+   * makes a ctx that body never reads) */
+  if (lua_type(L, FS_TOOL) != LUA_TTABLE || !field_is(L, FS_TOOL, K_FN, FU_BODY) ||
+      !field_is(L, FS_TOOL, K_VALIDATOR, FU_VALIDATOR) ||
+      !field_is(L, FS_TOOL, K_DIRECT, FU_DIRECT) || !field_nil(L, server, K_ON_PROGRESS) ||
+      !field_nil(L, server, K_SCREEN) || !listed_nil(L, server, K_REFUSED) ||
+      !listed_nil(L, server, K_GONE))
+    return fast_general(L);
+  /* the tool's timeout is the server's (_direct's secs ~= server.timeout) */
+  fast_get(L, FS_TOOL, K_TIMEOUT);
+  fast_get(L, server, K_TIMEOUT);
+  int isnum;
+  double secs = lua_tonumberx(L, -2, &isnum);
+  int same = isnum && lua_type(L, -1) == LUA_TNUMBER && lua_compare(L, -2, -1, LUA_OPEQ);
+  lua_pop(L, 2);
+  if (!same) return fast_general(L);
+  /* the session: open, its server alive, no tools/list_changed to read */
+  fast_get(L, server, K_S); /* at FS_SESS */
+  struct lsess *s = lua_touserdata(L, FS_SESS);
+  if (!s || !lua_getmetatable(L, FS_SESS)) return fast_general(L);
+  same = lua_rawequal(L, -1, lua_upvalueindex(FU_SESS_MT));
+  lua_pop(L, 1);
+  if (!same || !s->m || lc_mcp_dead(s->m) || s->ch_tools) return fast_general(L);
+  if (lua_isnil(L, FS_ARGS)) { /* Tool:call: nil is {} */
+    lua_newtable(L);
+    lua_replace(L, FS_ARGS);
+  }
+  if (lua_type(L, FS_ARGS) != LUA_TTABLE) return fast_general(L);
+  /* the request's params, as l_call writes them: a flat table is checked
+   * and written in one walk; what is not valid, or cannot be written, goes
+   * the Lua way (which gives the refusal, or raises the same message
+   * under its pcall) */
+  void *box = lua_touserdata(L, lua_upvalueindex(FU_BOX));
+  struct lc_buf *pb = &s->scratch;
+  lc_buf_reset(pb);
+  size_t sl;
+  const char *suffix = lua_tolstring(L, lua_upvalueindex(FU_SUFFIX), &sl);
+  if (lc_buf_puts(pb, FAST_PREFIX) < 0) return fast_general(L);
+  int flat = lc_l_schema_valid_text(L, box, FS_ARGS, pb);
+  char err[160];
+  if (flat < 0 ||
+      (flat == 0 && (!lc_l_schema_valid(L, box, FS_ARGS) ||
+                     lc_conv_member_value_to_text(L, FS_ARGS, "arguments", pb, err, sizeof err) < 0)) ||
+      lc_buf_append(pb, suffix, sl) < 0) {
+    lc_buf_reset(pb);
+    return fast_general(L);
+  }
+  /* Tool:call's begin with the journal off: the effect takes its number */
+  if (j) {
+    lc_task_next_seq(task);
+    if (lc_effect_pass(j)) {
+      lc_buf_reset(pb);
+      return luaL_error(L, "%s", lc_journal_error(j));
+    }
+  }
+  /* _direct: the two spawn numbers luact.timeout's child would take */
+  lc_task_skip(task, 0, 2);
+  lua_pushnumber(L, lc_now_ms() / 1000.0); /* FS_T0 */
+  struct lop *op = fast_op(L);
+  if (op_send(L, op, s, "tools/call", secs, 0, 1) != 1) {
+    /* the op that never went out, then nil, message, code:
+     * rest(..., op nil, kind, a, b, c nil, err, code) */
+    op->busy = 0;
+    lua_remove(L, FS_OP);
+    for (int i = 0; i < 4; i++) lua_pushnil(L);
+    lua_rotate(L, FS_OP + 1, 4);
+    return fast_rest(L, FS_OP);
+  }
+  op->task = task;
+  op->wait.cancel = op_cancel;
+  lc_task_wait(task, &op->wait);
+  return lua_yieldk(L, 0, 0, fast_k);
+}
+
+/* mcp._fast(server, mname, body, validator, schema, direct, call, rest)
+ * -> the tool's call (above), or nil in a run whose journal records or
+ * replays (no call of it could take the C path: Tool.call stays, without
+ * the C path's checks in front of it per call). */
+static int l_fast(lua_State *L) {
+  struct lc_journal *j = lc_l_journal(L);
+  if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {
+    lua_pushnil(L);
+    return 1;
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TSTRING);
+  for (int i = 3; i <= 8; i++)
+    if (i != 5) luaL_checktype(L, i, LUA_TFUNCTION);
+  void *box = lc_l_schema_box(L, 5);
+  luaL_argcheck(L, box != NULL, 5, "not a compiled schema");
+  lua_settop(L, 8);
+  /* the params' text after the arguments, as l_call writes it all */
+  struct lc_buf b;
+  lc_buf_init(&b, 0);
+  static const char *const keys[] = {"arguments", "name"}; /* sorted, as _start's */
+  const int idxs[] = {9, 2}; /* 9: none, written as {} */
+  char err[160];
+  int rc = lc_conv_members_to_text(L, 2, keys, idxs, &b, err, sizeof err);
+  size_t pl = strlen(FAST_PREFIX "{}");
+  if (rc < 0 || b.len < pl || memcmp(b.data, FAST_PREFIX "{}", pl) != 0) {
+    lc_buf_free(&b);
+    return luaL_error(L, rc == LC_ENOMEM ? "out of memory" : "MCP tool name: %s", err);
+  }
+  /* copied out before the push, which may raise (b would leak); a name
+   * too long for that gets no C path (nil: mcp.lua keeps Tool.call) */
+  char suffix[1024];
+  size_t sl = b.len - pl;
+  if (sl <= sizeof suffix) memcpy(suffix, b.data + pl, sl);
+  lc_buf_free(&b);
+  if (sl > sizeof suffix) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushlstring(L, suffix, sl);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sess_mt_key);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
+  lua_rotate(L, 1, 2); /* sess_mt op_mt server ... rest suffix */
+  lua_pushlightuserdata(L, box);
+  lua_insert(L, FU_BOX);
+  lua_pushnil(L); /* FU_SPARE */
+  lua_pushnil(L); /* FU_HEADER */
+  for (int k = 0; k < K_N; k++) lua_pushstring(L, fast_keys[k]);
+  lua_pushcclosure(L, l_fast_call, FU_N);
+  return 1;
+}
+
 static const luaL_Reg sess_methods[] = {
     {"_start", l_start},     {"_call", l_call},       {"_respond", l_respond},
     {"_respond_error", l_respond_error},
@@ -823,7 +1203,8 @@ static int l_clock(lua_State *L) {
 }
 
 static const luaL_Reg mcp_funcs[] = {
-    {"_open", l_open}, {"_spawns", l_spawns}, {"_clock", l_clock}, {NULL, NULL}};
+    {"_open", l_open}, {"_spawns", l_spawns}, {"_clock", l_clock}, {"_fast", l_fast},
+    {NULL, NULL}};
 
 int lc_open_mcp(lua_State *L) {
   /* Methods and __gc hold their metatable as upvalue 1 (lc_lua_checkud_up);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conv.h"
+#include "jsonw.h"
 #include "l_state.h"
 #include "l_luact.h"
 #include "lc.h"
@@ -153,6 +154,115 @@ static int validate_full(lua_State *L, struct schema_box *b) {
   if (st != LUA_OK) return lua_error(L); /* its error, out of memory */
   lua_pushliteral(L, "invalid");
   return 3;
+}
+
+void *lc_l_schema_box(lua_State *L, int idx) { return luaL_testudata(L, idx, SCHEMA_MT); }
+
+int lc_l_schema_valid(lua_State *L, void *box, int vidx) {
+  struct schema_box *b = box;
+  if (!b || !b->s) return 0;
+  if (flat_valid(L, vidx, b->s)) return 1;
+  cJSON *j = NULL;
+  char err[512];
+  if (lc_conv_to_json(L, vidx, &j, err, sizeof err)) return 0;
+  struct lc_schema_errors errs;
+  memset(&errs, 0, sizeof errs);
+  int rc = lc_schema_validate(b->s, j, &errs);
+  cJSON_Delete(j);
+  lc_schema_errors_free(&errs);
+  return rc == 0;
+}
+
+/* Keys of a flat table written by lc_l_schema_valid_text (more: the
+ * general path). */
+#define FLAT_TEXT_KEYS 16
+
+struct fkey {
+  const char *k;
+  size_t kl;
+  int vi; /* the value's stack index */
+};
+
+/* As conv.c's tkey_cmp: bytewise, a prefix first. */
+static int fkey_less(const struct fkey *x, const struct fkey *y) {
+  int c = memcmp(x->k, y->k, x->kl < y->kl ? x->kl : y->kl);
+  return c ? c < 0 : x->kl < y->kl;
+}
+
+int lc_l_schema_valid_text(lua_State *L, void *box, int vidx, struct lc_buf *out) {
+  struct schema_box *b = box;
+  if (!b || !b->s || !lc_schema_flat(b->s) || lua_type(L, vidx) != LUA_TTABLE) return 0;
+  if (lua_getmetatable(L, vidx)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  vidx = lua_absindex(L, vidx);
+  if (!lua_checkstack(L, 2 * FLAT_TEXT_KEYS + 4)) return 0;
+  int base = lua_gettop(L);
+  struct fkey keys[FLAT_TEXT_KEYS];
+  size_t n = 0;
+  /* flat_valid's walk; each key and value stays on the stack (anchored)
+   * and a copy of the key goes on to lua_next */
+  lua_pushnil(L);
+  while (lua_next(L, vidx)) { /* ... key value */
+    size_t kl;
+    unsigned types;
+    const char *k;
+    if (n == FLAT_TEXT_KEYS || lua_type(L, -2) != LUA_TSTRING ||
+        !(k = lua_tolstring(L, -2, &kl)) || memchr(k, 0, kl) || !lc_utf8_valid(k, kl, NULL) ||
+        !lc_schema_flat_key(b->s, k, kl, &types) || !scalar_ok(L, -1, types)) {
+      lua_settop(L, base);
+      return 0;
+    }
+    keys[n].k = k;
+    keys[n].kl = kl;
+    keys[n].vi = lua_gettop(L);
+    n++;
+    lua_pushvalue(L, -2);
+  }
+  const char *r;
+  for (size_t i = 0; (r = lc_schema_flat_required(b->s, i)); i++) {
+    int absent = lua_getfield(L, vidx, r) == LUA_TNIL; /* no metatable: raw */
+    lua_pop(L, 1);
+    if (absent) {
+      lua_settop(L, base);
+      return 0;
+    }
+  }
+  if (n == 0) { /* an empty table's shape is conv's to tell */
+    lua_settop(L, base);
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) { /* a few keys: insertion sort */
+    struct fkey x = keys[i];
+    size_t j = i;
+    for (; j > 0 && fkey_less(&x, &keys[j - 1]); j--) keys[j] = keys[j - 1];
+    keys[j] = x;
+  }
+  /* conv.c's to_text for such a table, member of an object (depth 1) */
+  struct lc_jsonw w;
+  lc_jsonw_reopen(&w, out, 1, 0);
+  lc_jsonw_obj(&w);
+  for (size_t i = 0; i < n; i++) {
+    int vi = keys[i].vi;
+    lc_jsonw_key(&w, keys[i].k);
+    switch (lua_type(L, vi)) {
+      case LUA_TBOOLEAN:
+        lc_jsonw_bool(&w, lua_toboolean(L, vi));
+        break;
+      case LUA_TNUMBER:
+        lc_jsonw_num(&w, lua_isinteger(L, vi) ? (double)lua_tointeger(L, vi) : lua_tonumber(L, vi));
+        break;
+      default: { /* a string (scalar_ok) */
+        size_t len;
+        const char *v = lua_tolstring(L, vi, &len);
+        lc_jsonw_str(&w, v, len);
+      }
+    }
+  }
+  lc_jsonw_obj_end(&w);
+  lua_settop(L, base);
+  return w.err ? -1 : 1;
 }
 
 /* Schema:validate(value) -> true | nil, message (one line per error),

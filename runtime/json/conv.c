@@ -435,6 +435,21 @@ int lc_conv_members_to_text(lua_State *L, int n, const char *const *keys, const 
   return text_rc(w.err, err, errlen);
 }
 
+int lc_conv_member_value_to_text(lua_State *L, int idx, const char *key, struct lc_buf *out,
+                                 char *err, size_t errlen) {
+  if (errlen) err[0] = '\0';
+  struct lc_jsonw w;
+  lc_jsonw_reopen(&w, out, 1, 0); /* inside the object, after its key */
+  if (lua_isnoneornil(L, idx)) {
+    lc_jsonw_obj(&w);
+    lc_jsonw_obj_end(&w);
+    return text_rc(w.err, err, errlen);
+  }
+  struct path p = {NULL, key, strlen(key), 0};
+  int rc = to_text(L, lua_absindex(L, idx), &w, &p, 1, err, errlen);
+  return text_rc(rc ? rc : w.err, err, errlen);
+}
+
 static void push_json(lua_State *L, const cJSON *j, int depth) {
   luaL_checkstack(L, 4, "json decode");
   if (!j || cJSON_IsNull(j)) {

@@ -57,6 +57,11 @@ int lc_conv_to_text(lua_State *L, int idx, struct lc_buf *out, char *err,
  * request's params without a Lua table made for them. */
 int lc_conv_members_to_text(lua_State *L, int n, const char *const *keys, const int *idxs,
                             struct lc_buf *out, char *err, size_t errlen);
+/* [-0, +0, m] Appends to out the value at idx as lc_conv_members_to_text
+ * writes it for member key (the same bytes, depth and checks): a caller
+ * that writes the object's other members itself. */
+int lc_conv_member_value_to_text(lua_State *L, int idx, const char *key, struct lc_buf *out,
+                                 char *err, size_t errlen);
 /* [-0, +1, m] Pushes the Lua value for j (nil for j == NULL). */
 void lc_conv_push_json(lua_State *L, const cJSON *j);
 /* [-0, +1, m] Pushes the json.null sentinel. */

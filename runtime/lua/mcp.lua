@@ -11,7 +11,8 @@ mcp._open = nil
 local json = luact.json
 local spawns = mcp._spawns -- the calling task's spawn count, moved (tool's _direct)
 local now = mcp._clock -- monotonic, not journaled as luact.now is
-mcp._spawns, mcp._clock = nil, nil
+local fast = mcp._fast -- a plain tool call in C (Server:_tool)
+mcp._spawns, mcp._clock, mcp._fast = nil, nil, nil
 local timeout = luact.timeout
 
 local MAX_PAGES = 100
@@ -418,32 +419,22 @@ function Server:_tool(def)
   -- would have spawned (its spawn number: effects in it, luact.ask's,
   -- keep their journal names). The two spawn numbers that path takes are
   -- taken here too, so later tasks and the journal's counts match.
-  t._direct = function(secs, fn, args, ctx)
-    local s = server._s
-    if fn ~= body or secs ~= server.timeout or server.on_progress or server.screen or not s
-        or not s:_plain() or server._refused[mname] or server._gone[mname] then
-      return timeout(secs, fn, args, ctx)
+  -- _direct's part after the request's first event (or its failed
+  -- start: op nil, err, code): the C path (mcp._fast) goes on here too.
+  local function after(secs, args, s, t0, op, kind, a, b, c, err, code)
+    if kind == "text" then
+      -- the usual answer: short text, no closing mark in it, not an
+      -- error: what _present makes of it, without its calls
+      local hs = server._headers
+      local h = not b and #a <= server.max_output and hs and hs[1] == server.label and hs[mname]
+      if h and not a:find("</mcp-tool-output>", 1, true) then return h .. a .. "\n</mcp-tool-output>" end
+      return outcome(args, TEXT, a, b)
     end
-    local t0 = now()
-    spawns(2)
-    local op, err, code = s:_call(mname, args or nil, secs) -- _start's bytes, no params table
-    local kind, a, b, c
-    if op then
-      repeat kind, a, b, c = op:wait() until kind ~= "progress" -- asked for none: dropped
-      if kind == "text" then
-        -- the usual answer: short text, no closing mark in it, not an
-        -- error: what _present makes of it, without its calls
-        local hs = server._headers
-        local h = not b and #a <= server.max_output and hs and hs[1] == server.label and hs[mname]
-        if h and not a:find("</mcp-tool-output>", 1, true) then return h .. a .. "\n</mcp-tool-output>" end
-        return outcome(args, TEXT, a, b)
-      end
-      if kind == "error" then
-        err, code = string.format("%s: %s", server.label, a), b
-      elseif kind == "result" and type(a) == "table" and a.resultType ~= "input_required" then
-        return outcome(args, a)
-      end
-    else
+    if kind == "error" then
+      err, code = string.format("%s: %s", server.label, a), b
+    elseif kind == "result" and type(a) == "table" and a.resultType ~= "input_required" then
+      return outcome(args, a)
+    elseif not op then
       err = server.label .. ": " .. err
     end
     if op and kind ~= "error" or code == "server_died" and eff ~= "at_most_once" then
@@ -459,6 +450,34 @@ function Server:_tool(def)
       end)
     end
     return nil, err, code
+  end
+  t._direct = function(secs, fn, args, ctx)
+    local s = server._s
+    if fn ~= body or secs ~= server.timeout or server.on_progress or server.screen or not s
+        or not s:_plain() or server._refused[mname] or server._gone[mname] then
+      return timeout(secs, fn, args, ctx)
+    end
+    local t0 = now()
+    spawns(2)
+    local op, err, code = s:_call(mname, args or nil, secs) -- _start's bytes, no params table
+    local kind, a, b, c
+    if op then
+      repeat kind, a, b, c = op:wait() until kind ~= "progress" -- asked for none: dropped
+    end
+    return after(secs, args, s, t0, op, kind, a, b, c, err, code)
+  end
+  -- The whole plain call in C (l_mcp.c's mcp._fast), as tool.call: the
+  -- checks _direct and Tool:call make, the arguments validated, the
+  -- request sent and its plain answer marked there; anything else goes on
+  -- in Lua (Tool.call from the start, or rest after the first event).
+  -- nil in a run that journals (recording or replaying): no call could
+  -- take that path.
+  local settle = getmetatable(t)._settle
+  if fast and t._schema then
+    t.call = fast(server, mname, body, t.validator, t._schema, t._direct, getmetatable(t).call,
+      function(tool, args, s, t0, op, kind, a, b, c, err, code)
+        return settle(tool, pcall(after, server.timeout, args, s, t0, op, kind, a, b, c, err, code))
+      end)
   end
   self.tool[name] = t
   return t

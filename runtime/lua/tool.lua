@@ -53,6 +53,7 @@ local function schema_of(tool)
 end
 
 local run_effect -- Tool:_run in the order effect_run calls it: (ectx, tool, args, ctx)
+local settle -- run_effect's end: fn's pcall results to the call's results
 
 --- Calls the tool: validate, run under its timeout, check the result.
 -- Returns the result, or nil, message, code with code one of
@@ -95,7 +96,13 @@ function run_effect(ectx, self, args, ctx)
   end
   -- _direct (an MCP tool's, mcp.lua): timeout's stand-in that runs a call
   -- which is one request under that request's own deadline, no child task.
-  local ok, res, e2, e3 = pcall(self._direct or timeout, self.timeout, fn, args, ctx)
+  return settle(self, pcall(self._direct or timeout, self.timeout, fn, args, ctx))
+end
+
+-- What a call of fn under pcall comes to: its result, checked, or nil,
+-- message, code. (Tool._settle: an MCP tool's C path, l_mcp.c, ends
+-- through it too when the answer is not its one plain case.)
+function settle(self, ok, res, e2, e3)
   if not ok then
     return nil, string.format("tool %s failed: %s", self.name, clean(res)), "tool_error"
   end
@@ -116,6 +123,8 @@ function run_effect(ectx, self, args, ctx)
   end
   return res
 end
+
+Tool._settle = settle
 
 function Tool:_run(args, ctx, ectx) return run_effect(ectx, self, args, ctx) end
 
@@ -150,11 +159,12 @@ function luact.tool(spec)
   if type(timeout) ~= "number" or not (timeout > 0) then -- NaN passed '<= 0'
     field_error(name, "timeout", "must be a positive number of seconds")
   end
-  local validator
+  local validator, compiled
   if luact.schema then
     local v, err = luact.schema.compile(params)
     if not v then field_error(name, "params", "is not a valid JSON schema: " .. err) end
     validator = function(args) return v:validate(args) end
+    compiled = v
   end
   for _, hook in ipairs { "apply", "present" } do
     if spec[hook] ~= nil and type(spec[hook]) ~= "function" then field_error(name, hook, "must be a function") end
@@ -169,6 +179,7 @@ function luact.tool(spec)
     effect = effect,
     timeout = timeout,
     validator = validator,
+    _schema = compiled, -- the validator's schema (l_mcp.c's C path checks with it)
   }, Tool)
 end
 

@@ -1500,9 +1500,10 @@ int lc_mcp_call_text(struct lc_mcp *m, const char *method, const char *params, s
                      double timeout_ms, long long progress_token, int text_ok,
                      lc_mcp_reply_fn fn, void *ud, long long *id_out) {
   if (m->st == ST_DEAD) return LC_EIO;
-  int has_meta = 0;
-  for (size_t i = 0; !has_meta && i + 7 <= n; i++)
-    if (params[i] == '"' && !memcmp(params + i, "\"_meta\"", 7)) has_meta = 1;
+  int has_meta = 0; /* from quote to quote (memchr), not byte by byte */
+  for (const char *q = params, *end = params + n;
+       !has_meta && (q = memchr(q, '"', (size_t)(end - q))) != NULL; q++)
+    if ((size_t)(end - q) >= 7 && !memcmp(q, "\"_meta\"", 7)) has_meta = 1;
   if (m->st != ST_READY || !plain_method(method) || n < 2 || params[0] != '{' ||
       params[n - 1] != '}' || has_meta) {
     /* Before ready (queued, _meta added at the flush), or a _meta of the

@@ -679,6 +679,181 @@ START_TEST(fast_answers_read_as_the_general_path) {
 }
 END_TEST
 
+/* A plain call of an MCP tool (a live session, no screen, no progress
+ * callback, no journal) runs in C (l_mcp.c's mcp._fast, the tool's call):
+ * not one Lua function runs for it, counted with a call hook (the
+ * session is open and the output mark made by the first call). Before
+ * the C path: Tool:call, the validator, effect_run, _direct, ... */
+START_TEST(plain_call_runs_no_lua) {
+  ck_assert_msg(run("local s = check(luact.mcp.connect{command='node', args=EVERYTHING})\n"
+                    "local echo = s.tool.echo\n"
+                    "check(echo{message='warm'})\n"
+                    "local calls = 0\n"
+                    "debug.sethook(function()\n"
+                    "  if debug.getinfo(2, 'S').what == 'Lua' then calls = calls + 1 end\n"
+                    "end, 'c')\n"
+                    "local r = echo:call{message='x'}\n"
+                    "debug.sethook()\n"
+                    "check(r and r:find('Echo: x', 1, true), r)\n"
+                    "check(calls == 0, 'Lua functions run: ' .. calls)\n"
+                    /* the same with a screen: Lua (the screen itself, at least) */
+                    "s.screen = function(t) return t end\n"
+                    "calls = 0\n"
+                    "debug.sethook(function()\n"
+                    "  if debug.getinfo(2, 'S').what == 'Lua' then calls = calls + 1 end\n"
+                    "end, 'c')\n"
+                    "local r2 = echo:call{message='x'}\n"
+                    "debug.sethook()\n"
+                    "check(r2 == r and calls > 0, r2, calls)\n"
+                    "s:close()\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
+/* The C path answers every call as the Lua path does (Tool.call, the
+ * tool's metatable's, with _direct): the same tool called both ways on
+ * the same kind of session, results, messages and codes compared: the
+ * schema's refusals (and arguments that are not JSON), a tool error, each
+ * result shape, text over max_output, a closing mark inside, text that is
+ * not UTF-8 or holds a NUL, a request that times out, a server that dies
+ * on the call, a label changed after the first call. */
+START_TEST(c_path_answers_as_the_lua_path) {
+  ck_assert_msg(run("LOG = nil\n"
+                    "local function latin1(b) return (b:gsub('.', function(c) return utf8.char(c:byte()) end)) end\n"
+                    "local function same(name, a, b)\n"
+                    "  for i = 1, 3 do\n"
+                    "    check(a[i] == b[i], name, i, tostring(a[i]), tostring(b[i]))\n"
+                    "  end\n"
+                    "end\n"
+                    /* two sessions of one kind: the C path on one, the Lua path on the other */
+                    "local function pair(mode, extra)\n"
+                    "  local a, b = check(fake(mode, extra)), check(fake(mode, extra))\n"
+                    "  local w = mode == 'shapes' and {shape = 'dup_text'} or {}\n"
+                    "  if mode ~= 'raw' then a.tool.ok(w) b.tool.ok(w) end\n" /* open, mark made */
+                    "  return {a, b}\n"
+                    "end\n"
+                    "local function both(p, tool, args, name)\n"
+                    "  local t, t2 = p[1].tool[tool], p[2].tool[tool]\n"
+                    "  local c = table.pack(t:call(args))\n"
+                    "  local l = table.pack(getmetatable(t2).call(t2, args))\n"
+                    "  same(name, c, l)\n"
+                    "  return table.unpack(c, 1, 3)\n"
+                    "end\n"
+                    "local function mk(mode, extra) return pair(mode, extra) end\n"
+                    "local sh = pair('shapes')\n"
+                    "for _, shape in ipairs{'dup_type', 'error', 'dup_iserror', 'two', 'dup_content',\n"
+                    "    'dup_text', 'structured'} do\n"
+                    "  both(sh, 'ok', {shape = shape}, shape)\n"
+                    "end\n"
+                    "local _, m, c = both(sh, 'ok', {shape = 'error'}, 'error')\n"
+                    "check(c == 'tool_error', m, c)\n"
+                    "local r = both(mk('big_text', {max_output = 1000}), 'ok', {}, 'big')\n"
+                    "check(r:find('bytes cut', 1, true), r)\n"
+                    /* whole, and longer than the C path's stack buffer */
+                    "r = both(pair('big_text', {max_output = 200000}), 'ok', {}, 'big whole')\n"
+                    "check(#r > 100000 and not r:find('bytes cut', 1, true), #r)\n"
+                    "r = both(mk('inject'), 'ok', {}, 'inject')\n"
+                    "check(r:find('</mcp-tool-output_>', 1, true), r)\n"
+                    "local H = '{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"'\n"
+                    "local M = '\"}]},\"jsonrpc\":\"2.0\",\"id\":@ID@}'\n"
+                    "local raw = pair('raw', {timeout = 0.5})\n"
+                    "for i, l in ipairs{H .. 'plain' .. M, H .. 'plain' .. M, H .. M, H .. 'bad \\xff' .. M,\n"
+                    "    H .. 'nul \\\\u0000 x' .. M, H .. 'x' .. '\"}],\"isError\":true},\"jsonrpc\":\"2.0\",\"id\":@ID@}'} do\n"
+                    "  both(raw, 'ok', {line = latin1(l)}, 'raw ' .. i)\n"
+                    "end\n"
+                    "_, m, c = both(mk('ok', {timeout = 0.2}), 'slow', {}, 'slow')\n"
+                    "check(c == 'timeout', m, c)\n"
+                    /* EVERYTHING's echo: message is a required string */
+                    "local function ev() return check(luact.mcp.connect{command='node', args=EVERYTHING}) end\n"
+                    "local e1, e2 = ev(), ev()\n"
+                    "local echo1, echo2 = e1.tool.echo, e2.tool.echo\n"
+                    "check(echo1{message='warm'} and echo2{message='warm'})\n"
+                    "local T = getmetatable(echo1)\n"
+                    "for i, a in ipairs{{message=1}, {}, {message='x', extra=print}, {message='a\\0b'},\n"
+                    "    {message='\\xff'}, setmetatable({message='x'}, {}), {message='ok'}} do\n"
+                    "  local x = table.pack(echo1:call(a))\n"
+                    "  local y = table.pack(T.call(echo2, a))\n"
+                    "  same('echo ' .. i, x, y)\n"
+                    "end\n"
+                    "_, m, c = echo1:call{message=1}\n"
+                    "check(c == 'invalid_arguments', m, c)\n"
+                    "local x = table.pack(echo1:call(nil))\n"
+                    "local y = table.pack(T.call(echo2, nil))\n"
+                    "same('echo nil', x, y)\n"
+                    /* the label changed: the mark says the new one */
+                    "e1.label, e2.label = 'renamed', 'renamed'\n"
+                    "x = table.pack(echo1:call{message='l'})\n"
+                    "y = table.pack(T.call(echo2, {message='l'}))\n"
+                    "same('label', x, y)\n"
+                    "check(x[1]:find('server=\"renamed\"', 1, true), x[1])\n"
+                    /* max_output set by the script to what connect refuses */
+                    "for _, mo in ipairs{0/0, '100000', 3, 16384} do\n"
+                    "  e1.max_output, e2.max_output = mo, mo\n"
+                    "  x = table.pack(echo1:call{message='mo'})\n"
+                    "  y = table.pack(T.call(echo2, {message='mo'}))\n"
+                    "  same('max_output ' .. tostring(mo), x, y)\n"
+                    "end\n"
+                    "e1:close() e2:close()\n"
+                    /* a server that dies on the call: a fresh one each side */
+                    "_, m, c = both(mk('die_on_call'), 'ok', {}, 'die')\n"
+                    "check(c == 'tool_error' or c == 'server_died', m, c)\n"
+                    "return 'ok'") == 0,
+                "%s", err);
+  ck_assert_str_eq(out, "ok");
+}
+END_TEST
+
+/* The C path writes a call's params itself (a flat table checked and
+ * written in one walk, l_schema.c's lc_l_schema_valid_text; anything else
+ * through conv): the bytes must be the Lua path's (l_call). The same
+ * arguments sent both ways, each request line as the server logged it,
+ * compared without its id: key order, numbers, escapes, UTF-8 keys, more
+ * keys than the flat writer takes, nested, empty and non-JSON arguments. */
+START_TEST(c_path_request_bytes_as_the_lua_path) {
+  char log[] = "/tmp/lc_mcp_log_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char code[4096];
+  snprintf(code, sizeof code,
+           "LOG = '%s'\n"
+           "local s = check(fake('ok'))\n"
+           "local t = s.tool.ok\n"
+           "check(t{})\n"
+           "local T = getmetatable(t)\n"
+           "local many = {}\n"
+           "for i = 1, 17 do many['k' .. i] = i end\n"
+           "local cases = {\n"
+           "  {a = 1}, {a = 1.5, b = -0.0, c = 1e300, d = 9007199254740993, e = math.mininteger, f = 0.1},\n"
+           "  {z = 'x', a = 'y', m = '\\u{e9}\\u{1F600}', q = '\"\\\\\\n\\t\\1\\127'},\n"
+           "  {b = true, a = false}, {ab = 1, a = 2, [''] = 3, ['a\\u{e9}'] = 4, B = 5, ['a b'] = 6},\n"
+           "  many, {a = {1, 2}, b = {c = 'd'}}, {}, {a = 0/0}, {a = math.huge}, {[1] = 'x'},\n"
+           "}\n"
+           "local n = 0\n"
+           "for i, a in ipairs(cases) do\n"
+           "  local x = table.pack(t:call(a))\n"
+           "  local y = table.pack(T.call(t, a))\n"
+           "  for k = 1, 3 do check(x[k] == y[k], i, k, tostring(x[k]), tostring(y[k])) end\n"
+           "  if x[1] then n = n + 1 end\n"
+           "end\n"
+           "local calls = {}\n"
+           "for l in io.lines(LOG) do\n"
+           "  if l:find('\"tools/call\"', 1, true) then calls[#calls + 1] = (l:gsub('\"id\":%%d+', '')) end\n"
+           "end\n"
+           "check(#calls == 1 + 2 * n, #calls, n)\n"
+           "for i = 2, #calls, 2 do check(calls[i] == calls[i + 1], calls[i], calls[i + 1]) end\n"
+           "s:close()\n"
+           "return tostring(n)",
+           log);
+  ck_assert_msg(run(code) == 0, "%s", err);
+  /* NaN, infinity and an array refused on both paths, the others sent */
+  ck_assert_str_eq(out, "8");
+  unlink(log);
+}
+END_TEST
+
 /* A tool whose description changes during the run is refused until the
  * script accepts it. */
 START_TEST(rug_pull_refused) {
@@ -1646,6 +1821,10 @@ Suite *mcp_suite(void) {
   CASE(result_shapes_read_as_tables_read_them,
        tcase_add_test(tc, result_shapes_read_as_tables_read_them));
   CASE(rug_pull_refused, tcase_add_test(tc, rug_pull_refused));
+  CASE(plain_call_runs_no_lua, tcase_add_test(tc, plain_call_runs_no_lua));
+  CASE(c_path_request_bytes_as_the_lua_path,
+       tcase_add_test(tc, c_path_request_bytes_as_the_lua_path));
+  CASE(c_path_answers_as_the_lua_path, tcase_add_test(tc, c_path_answers_as_the_lua_path));
   CASE(filesystem_server, tcase_add_test(tc, filesystem_server));
   CASE(memory_server_session_reused, tcase_add_test(tc, memory_server_session_reused));
   CASE(react_over_mcp, tcase_add_test(tc, react_over_mcp));
