@@ -779,6 +779,80 @@ START_TEST(replay_compares_kind_name_class) {
 }
 END_TEST
 
+/* A one-line effect's line is built from literal pieces (effect.c's
+ * PUT_LIT): each of its forms (request as text or tree, both hashes, a
+ * text result, a tree result, an error, a cancellation) is the bytes
+ * cJSON prints for the same object, with hostile kind, name and id
+ * escaped, and replays against the same description. */
+START_TEST(one_line_pieces_print_as_cjson) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "pieces");
+  const char *kind = "k\"\\\n\x01\xc3\xa9", *name = "n</x>\t\"\x1f\xe2\x80\xa8";
+  const char *path_id = "1.\"2\\\n";
+  cJSON *tree = cJSON_Parse("{\"a\":[1,2.5,\"q\\\"\\u0001\"],\"b\":null}");
+  const char *text = "{\"a\":[1,2.5,\"q\\\"\\u0001\"],\"b\":null}";
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  for (int i = 0; i < 5; i++) {
+    struct lc_effect_op op;
+    struct lc_effect_who w = {&op, path_id, (unsigned long)i + 1};
+    struct lc_effect_desc d = {.kind = kind, .name = i == 4 ? NULL : name,
+                               .cls = LC_EFFECT_PURE,
+                               .prompt_hash = i & 1 ? "p\"h" : NULL,
+                               .tools_hash = i < 2 ? "t\\h" : NULL};
+    if (i & 2) d.request = tree;
+    else d.request_text = text, d.request_len = strlen(text);
+    ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_RUN);
+    if (i == 0) ck_assert_int_eq(lc_effect_end_text(&op, "[\"r\\n\"]", 7, 3, 4), 0);
+    else if (i == 1) ck_assert_int_eq(lc_effect_end(&op, cJSON_CreateString("x\"y"), NULL,
+                                                    cJSON_Parse("{\"z\":[true]}")), 0);
+    else if (i == 2) ck_assert_int_eq(lc_effect_end(&op, NULL, cJSON_CreateString("bad\n"),
+                                                    cJSON_Parse("{\"latency_ms\":1.5}")), 0);
+    else if (i == 3) lc_effect_cancel(&op, "killed \"now\"");
+    else ck_assert_int_eq(lc_effect_end(&op, NULL, NULL, NULL), 0);
+  }
+  lc_journal_free(j);
+  char *all = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(all);
+  int n = 0;
+  for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *l = cJSON_Parse(line);
+    ck_assert_msg(l != NULL, "not JSON: %s", line);
+    char *again = cJSON_PrintUnformatted(l);
+    ck_assert_str_eq(line, again);
+    const cJSON *ty = cJSON_GetObjectItem(l, "type");
+    if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "result")) {
+      n++;
+      ck_assert_str_eq(cJSON_GetObjectItem(l, "kind")->valuestring, kind);
+      ck_assert_msg(strncmp(cJSON_GetObjectItem(l, "id")->valuestring, path_id,
+                            strlen(path_id)) == 0, "%s", line);
+    }
+    cJSON_free(again);
+    cJSON_Delete(l);
+  }
+  free(all);
+  ck_assert_int_eq(n, 5);
+  /* Replayed with the same descriptions: each matches (3 answered, the
+   * cancelled one runs again). */
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  for (int i = 0; i < 5; i++) {
+    struct lc_effect_op op;
+    struct lc_effect_who w = {&op, path_id, (unsigned long)i + 1};
+    struct lc_effect_desc d = {.kind = kind, .name = i == 4 ? "" : name, /* NULL was written as "" */
+                               .cls = LC_EFFECT_PURE,
+                               .prompt_hash = i & 1 ? "p\"h" : NULL,
+                               .tools_hash = i < 2 ? "t\\h" : NULL, .request = tree};
+    int rc = lc_effect_begin(j, &w, &d, &op);
+    ck_assert_msg(rc == (i == 3 ? LC_EFFECT_RUN : LC_EFFECT_REPLAYED), "effect %d: %d %s", i, rc,
+                  lc_journal_error(j));
+    if (rc == LC_EFFECT_RUN) lc_effect_cancel(&op, "again");
+  }
+  lc_journal_free(j);
+  cJSON_Delete(tree);
+  unlink(path);
+}
+END_TEST
+
 /* A pure effect abandoned while it ran (its task killed) is one line too,
  * {"cancelled":...} with the intent's members. Resumed, it runs again and
  * its result line follows; replayed after that, it is answered. The loader
@@ -1584,6 +1658,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, pure_effect_is_one_line);
   tcase_add_test(tc, old_journal_with_intents_replays);
   tcase_add_test(tc, cancelled_pure_effect_resumes_and_replays);
+  tcase_add_test(tc, one_line_pieces_print_as_cjson);
   tcase_add_test(tc, crafted_one_line_refused);
   tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
   tcase_add_test(tc, request_text_same_bytes_as_tree);
