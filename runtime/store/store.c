@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -96,6 +97,17 @@ struct lc_store {
   sqlite3_stmt *wsync_full_st, *wsync_normal_st;
   double lazy_ms; /* LC_STORE_LAZY_MS, or $LUACT_STORE_LAZY_MS (tests) */
   double lazy_long_ms; /* LC_STORE_LAZY_LONG_MS (or $LUACT_STORE_LAZY_LONG_MS), >= lazy_ms */
+  /* The writer's cancel check (notify) only when another connection wrote
+   * since the writer's last commit: a cancel is such a write, from `luact
+   * runs cancel` (another process) or this process's callers' connection.
+   * wdv: the writer connection's data version (SQLITE_FCNTL_DATA_VERSION:
+   * its pager's, moved by its own commits and, at the start of its next
+   * transaction, by anyone else's) right after its last commit; wdv_ok: it
+   * has one. others_wrote: this group's BEGIN saw another version (or
+   * none could be read: then it checks, as it always did). */
+  unsigned wdv;
+  int wdv_ok, others_wrote;
+  atomic_long cancel_checks; /* lc_store_cancel_checks */
 };
 
 static int dberr(sqlite3 *db, char *err, size_t errlen, const char *what) {
@@ -906,6 +918,10 @@ long lc_store_wal_syncs(const struct lc_store *s) {
   return n;
 }
 
+long lc_store_cancel_checks(const struct lc_store *s) {
+  return s->pg ? 0 : atomic_load(&s->cancel_checks);
+}
+
 long lc_store_writer_trips(const struct lc_store *s) {
   return s->pg ? lc_pgstore_writer_trips(s->pg) : 0;
 }
@@ -976,6 +992,13 @@ static int commit_group(struct lc_store *s, struct pending *g, int full) {
   }
   for (;;) {
     if (step_busy(s->wdb, &s->wbegin, "BEGIN IMMEDIATE", 1, err, sizeof err)) return EIO;
+    /* The transaction has its snapshot now: anyone else's commit since
+     * ours has moved the version. A retry compares with the same wdv. */
+    unsigned v = 0;
+    s->others_wrote = !s->wdv_ok ||
+                      sqlite3_file_control(s->wdb, "main", SQLITE_FCNTL_DATA_VERSION, &v) !=
+                          SQLITE_OK ||
+                      v != s->wdv;
     struct pending *bad = NULL;
     int global = 0;
     for (struct pending *p = g; p && !bad; p = p->next) {
@@ -988,7 +1011,11 @@ static int commit_group(struct lc_store *s, struct pending *g, int full) {
         if (rc != SQLITE_OK) bad = p, global = !one_clients_error(rc);
       }
     }
-    if (!bad && !step_busy(s->wdb, &s->wcommit, "COMMIT", 0, err, sizeof err)) return 0;
+    if (!bad && !step_busy(s->wdb, &s->wcommit, "COMMIT", 0, err, sizeof err)) {
+      s->wdv_ok = sqlite3_file_control(s->wdb, "main", SQLITE_FCNTL_DATA_VERSION, &s->wdv) ==
+                  SQLITE_OK;
+      return 0;
+    }
     char e2[64];
     exec(s->wdb, "ROLLBACK", e2, sizeof e2);
     if (!bad || global) return EIO;
@@ -1022,7 +1049,9 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
       sqlite3_prepare_v2(s->wdb, "SELECT cancel_requested FROM runs WHERE id=?", -1,
                          &s->wcancel, NULL) != SQLITE_OK)
     s->wcancel = NULL;
-  sqlite3_stmt *st = err ? NULL : s->wcancel;
+  /* Nobody else wrote since the writer's last commit: no cancel can
+   * have been asked (it was ~8% of a commit's instructions, per client). */
+  sqlite3_stmt *st = err || !s->others_wrote ? NULL : s->wcancel;
   for (long i = n - 1; i >= 0; i--) {
     struct pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
@@ -1032,6 +1061,7 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
     /* a failed client's items all carry its error, the last one too */
     if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err ? err : p->err);
     if (st && !p->err && p->c.cancel) {
+      atomic_fetch_add(&s->cancel_checks, 1);
       sqlite3_reset(st);
       sqlite3_bind_text(st, 1, p->c.run_id, -1, SQLITE_STATIC);
       if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0)) p->c.cancel(p->c.ud);
