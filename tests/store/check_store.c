@@ -517,6 +517,60 @@ START_TEST(conflicting_line_fails_only_its_client) {
 }
 END_TEST
 
+/* The writer INSERTs up to 16 lines per statement: a conflict inside
+ * such a statement (a's line among 20 of b's and 5 of c's, in one group)
+ * still fails a alone; the group goes again a row at a time to find it,
+ * and the writer's next groups go 16 at a time again. */
+START_TEST(conflict_in_a_wide_insert_fails_only_its_client) {
+  create("a", 2);
+  create("b", 1);
+  create("c", 1);
+  static struct client ka, kb, kc;
+  struct client *ks[] = {&ka, &kb, &kc};
+  const char *ids[] = {"a", "b", "c"};
+  for (int i = 0; i < 3; i++) {
+    memset(ks[i], 0, sizeof *ks[i]);
+    ks[i]->c.committed = on_committed;
+    ks[i]->c.ud = ks[i];
+    snprintf(ks[i]->c.run_id, sizeof ks[i]->c.run_id, "%s", ids[i]);
+  }
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  for (long q = 2; q <= 11; q++)
+    ck_assert_int_eq(lc_store_append(st, &kb.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  ck_assert_int_eq(lc_store_append(st, &ka.c, 2, 2, "{\"dup\":2}", 9), 0); /* conflicts */
+  for (long q = 12; q <= 21; q++)
+    ck_assert_int_eq(lc_store_append(st, &kb.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  for (long q = 2; q <= 6; q++)
+    ck_assert_int_eq(lc_store_append(st, &kc.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  ck_assert_int_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(h);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&ka.errors), 1);
+  ck_assert_int_eq(atomic_load(&kb.errors) + atomic_load(&kc.errors), 0);
+  ck_assert_uint_eq(atomic_load(&kb.newest), 21);
+  ck_assert_uint_eq(atomic_load(&kc.newest), 6);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("b", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 21);
+  ck_assert_int_eq(sn.n, 21);
+  ck_assert_msg(read_journal("c", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 6);
+  ck_assert_msg(read_journal("a", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 2); /* its own line 2 */
+  /* The next group, wide again, commits b's next 40. */
+  for (long q = 22; q <= 61; q++)
+    ck_assert_int_eq(lc_store_append(st, &kb.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_uint_eq(atomic_load(&kb.newest), 61);
+  ck_assert_msg(read_journal("b", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 61);
+  ck_assert_int_eq(sn.n, 61);
+}
+END_TEST
+
 /* A run whose id is taken fails alone too, with the run queued after it. */
 START_TEST(taken_run_id_fails_only_its_client) {
   create("taken", 1);
@@ -1543,6 +1597,7 @@ Suite *store_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   /* SQLite's writer alone: one client's failure kept to it, the CRC, flushes per client */
   tcase_add_test(tc, conflicting_line_fails_only_its_client);
+  tcase_add_test(tc, conflict_in_a_wide_insert_fails_only_its_client);
   tcase_add_test(tc, taken_run_id_fails_only_its_client);
   tcase_add_test(tc, line_crc_is_zlib_crc32);
   tcase_add_test(tc, crc32_hw_matches_portable);
