@@ -639,6 +639,61 @@ START_TEST(in_doubt_by_class) {
 }
 END_TEST
 
+/* A tool whose fn is marked as one that never reads its ctx (tool.lua's
+ * _noctx: an MCP tool's body) gets none when journaled either (it got
+ * tok:ctx(), a table per call); the call is still one journaled effect
+ * with its number, and a fn put in its place gets its ctx again. */
+START_TEST(noctx_tool_journaled_gets_no_ctx) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "noctx");
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t,
+      "local seen = {}\n"
+      "local tool = luact.tool{name = 't', fn = function(a, ctx)\n"
+      "  seen[#seen + 1] = tostring(ctx and ctx.effect_id)\n"
+      "  return a.x end}\n"
+      "tool._noctx = tool.fn\n"
+      "local r1 = tool{x = 'a'}\n"
+      "local r2 = tool({x = 'b'}, {extra = 1})\n"
+      "tool.fn = function(a, ctx) seen[#seen + 1] = ctx.effect_id return a.x end\n"
+      "local r3 = tool{x = 'c'}\n"
+      "return r1 .. r2 .. r3 .. '|' .. table.concat(seen, ',')",
+      out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "abc|nil,nil,1#3");
+  long begun, ran;
+  lc_journal_counts(j, &begun, NULL, &ran);
+  ck_assert_int_eq(begun, 3);
+  ck_assert_int_eq(ran, 3);
+  lc_journal_free(j);
+  int in, res, one;
+  lines_of(path, "1#2", &in, &res, &one);
+  ck_assert_int_eq(one, 1);
+  /* Replayed: answered from the journal, the fn not called. */
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  rc = lc_test_lua_run(&t,
+      "local calls = 0\n"
+      "local tool = luact.tool{name = 't', fn = function(a) calls = calls + 1 return a.x end}\n"
+      "tool._noctx = tool.fn\n"
+      "local r = tool{x = 'a'} .. tool({x = 'b'}, {extra = 1})\n"
+      "tool.fn = function(a) calls = calls + 1 return a.x end\n"
+      "return r .. tool{x = 'c'} .. calls",
+      out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "abc0");
+  lc_journal_free(j);
+  unlink(path);
+}
+END_TEST
+
 /* Journal off (every CLI run without --record/--replay): no token, no
  * hash up front, but the same names and the same key, derived when read. */
 START_TEST(off_mode_names_and_lazy_key) {
@@ -1659,6 +1714,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, old_journal_with_intents_replays);
   tcase_add_test(tc, cancelled_pure_effect_resumes_and_replays);
   tcase_add_test(tc, one_line_pieces_print_as_cjson);
+  tcase_add_test(tc, noctx_tool_journaled_gets_no_ctx);
   tcase_add_test(tc, crafted_one_line_refused);
   tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
   tcase_add_test(tc, request_text_same_bytes_as_tree);
