@@ -694,6 +694,53 @@ START_TEST(noctx_tool_journaled_gets_no_ctx) {
 }
 END_TEST
 
+/* The effect token's methods and close compare self with the metatable
+ * they hold as an upvalue: anything else (a table, another userdata, a
+ * table wearing the token's metatable) is still refused, and a token
+ * still works (a recorded effect, then one the journal answers). */
+START_TEST(token_methods_refuse_a_wrong_self) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "tokself");
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t,
+      "local mt = debug.getregistry()['luact.Effect']\n"
+      "local M = mt.__index\n"
+      "local function refused(f, self)\n"
+      "  local ok, m = pcall(f, self)\n"
+      "  if ok or not tostring(m):find('luact.Effect expected', 1, true) then\n"
+      "    error('not refused: ' .. tostring(m)) end\n"
+      "end\n"
+      "for _, name in ipairs{'finish', 'fail', 'ctx', 'results', 'replayed'} do\n"
+      "  refused(M[name], {})\n"
+      "  refused(M[name], io.stdout)\n"
+      "  refused(M[name], setmetatable({}, mt))\n"
+      "end\n"
+      "refused(mt.__gc, io.stdout)\n"
+      "refused(mt.__close, setmetatable({}, mt))\n"
+      "return luact.effect('k', 'n', {a = 1}, 'pure', function(ctx) return ctx.effect_id end)",
+      out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "1#1");
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  rc = lc_test_lua_run(&t,
+      "return luact.effect('k', 'n', {a = 1}, 'pure', function() error('ran') end)", out,
+      sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "1#1");
+  unlink(path);
+}
+END_TEST
+
 /* Journal off (every CLI run without --record/--replay): no token, no
  * hash up front, but the same names and the same key, derived when read. */
 START_TEST(off_mode_names_and_lazy_key) {
@@ -1715,6 +1762,7 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, cancelled_pure_effect_resumes_and_replays);
   tcase_add_test(tc, one_line_pieces_print_as_cjson);
   tcase_add_test(tc, noctx_tool_journaled_gets_no_ctx);
+  tcase_add_test(tc, token_methods_refuse_a_wrong_self);
   tcase_add_test(tc, crafted_one_line_refused);
   tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
   tcase_add_test(tc, request_text_same_bytes_as_tree);
