@@ -167,7 +167,7 @@ static int durable_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* __gc and __close: a token still running was abandoned (error, kill). */
 static int tok_close(lua_State *L) {
-  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud_up(L, 1, 1, &effect_mt_key, EFFECT_MT);
   if (b->state == TOK_RUNNING) {
     b->state = TOK_DONE;
     lc_effect_cancel(&b->e, lua_isnoneornil(L, 2) ? "cancelled" : "cancelled by an error");
@@ -480,7 +480,7 @@ static int l_effect_begin(lua_State *L) {
 }
 
 static int tok_replayed(lua_State *L) {
-  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud_up(L, 1, 1, &effect_mt_key, EFFECT_MT);
   lua_pushboolean(L, b->state == TOK_REPLAYED);
   return 1;
 }
@@ -489,7 +489,7 @@ static int tok_replayed(lua_State *L) {
  * key of an effect that is not idempotent is derived when read (most
  * never read it: it was a SHA-256 per effect). */
 static int tok_ctx(lua_State *L) {
-  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud_up(L, 1, 1, &effect_mt_key, EFFECT_MT);
   lua_createtable(L, 0, 2);
   lua_pushstring(L, b->e.id);
   lua_setfield(L, -2, "effect_id");
@@ -516,7 +516,7 @@ static int push_values(lua_State *L, const cJSON *a) {
 
 /* tok:results() -> the recorded values, or raises the recorded error. */
 static int tok_results(lua_State *L) {
-  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud_up(L, 1, 1, &effect_mt_key, EFFECT_MT);
   if (b->state != TOK_REPLAYED) return luaL_error(L, "luact.effect: not a replayed effect");
   b->state = TOK_DONE;
   /* What the body used when it ran: skipped now that it does not. */
@@ -602,7 +602,7 @@ static int finish_as_given(lua_State *L, struct effect_box *b, int n) {
 /* tok:finish(...) -> ...: records the values; when recording, returns them
  * as the journal holds them (so a replay returns exactly the same). */
 static int tok_finish(lua_State *L) {
-  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud_up(L, 1, 1, &effect_mt_key, EFFECT_MT);
   int n = lua_gettop(L) - 1;
   if (b->state != TOK_RUNNING) return luaL_error(L, "luact.effect: effect already ended");
   tok_unscope(b);
@@ -667,7 +667,7 @@ static int after_durable(lua_State *L, int which, int n) {
  * would make the line unreadable), and the caller raises what it returns
  * so that the run sees what its replay will. */
 static int tok_fail(lua_State *L) {
-  struct effect_box *b = lc_lua_checkud(L, 1, &effect_mt_key, EFFECT_MT);
+  struct effect_box *b = lc_lua_checkud_up(L, 1, 1, &effect_mt_key, EFFECT_MT);
   size_t ml;
   const char *m = luaL_tolstring(L, 2, &ml);
   const char *tb = strstr(m, "\nstack traceback:");
@@ -1202,11 +1202,18 @@ static const luaL_Reg tok_methods[] = {{"replayed", tok_replayed}, {"ctx", tok_c
 
 void lc_l_effect_register(lua_State *L) {
   if (luaL_newmetatable(L, EFFECT_MT)) {
-    luaL_newlib(L, tok_methods);
+    /* The methods and the close hold the metatable as upvalue 1: the
+     * self check compares with it (lc_lua_checkud_up), no registry
+     * lookup (a journaled tool call ran three: finish, __close, __gc). */
+    luaL_newlibtable(L, tok_methods);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, tok_methods, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, tok_close);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, tok_close, 1);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, tok_close);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, tok_close, 1);
     lua_setfield(L, -2, "__close");
   }
   lua_rawsetp(L, LUA_REGISTRYINDEX, &effect_mt_key);

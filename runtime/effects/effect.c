@@ -1178,55 +1178,74 @@ static int one_line(const struct lc_effect_desc *d) {
   return d->cls == LC_EFFECT_PURE && d->kind && strcmp(d->kind, "llm") && strcmp(d->kind, "input");
 }
 
+/* A line's fixed parts (keys, punctuation) go in as literal text: through
+ * lc_jsonw_key each key cost a separator check, a strlen and an escape
+ * scan (~250 instructions under callgrind; a one-line effect has 13). The
+ * output is the same bytes. Nonzero: no memory. */
+#define PUT_LIT(b, s) put((b), (s), sizeof(s) - 1)
+
+/* lc_buf_append, inline where the room is there (pending_intent reserved
+ * it): most pieces are a few bytes and a call each was ~60 instructions. */
+static inline int put(struct lc_buf *b, const char *p, size_t n) {
+  if (!b->data || b->len + n + 1 > b->cap || b->limit) return lc_buf_append(b, p, n);
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+  return 0;
+}
+
+/* '"' + s escaped + '"', as lc_jsonw_cstr writes it (NULL writes ""). */
+static int put_qstr(struct lc_buf *b, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  return put(b, "\"", 1) || (n && lc_jsonw_escape(b, s, n)) || put(b, "\"", 1);
+}
+
+/* A number as lc_jsonw_num writes it. */
+static int put_num(struct lc_buf *b, double v) {
+  char t[48];
+  size_t n = lc_jsonw_fmt_num(v, t);
+  return put(b, t, n);
+}
+
 /* The one-line effect's intent members into e->pending, the object left
  * open; in the order an intent line has them. 0 or LC_ENOMEM. */
 static int pending_intent(struct lc_effect_op *e, const struct lc_effect_desc *d) {
-  struct lc_jsonw w;
-  lc_buf_init(&e->pending, 0);
+  struct lc_buf *b = &e->pending;
+  lc_buf_init(b, 0);
   /* Room for the whole line in one allocation, usually: the members
    * here, a short result and the rest end_one_line writes (was a
    * reallocation or two per line). */
-  if (lc_buf_reserve(&e->pending, 320 + d->request_len + strlen(d->name ? d->name : "")))
+  if (lc_buf_reserve(b, 320 + d->request_len + strlen(d->name ? d->name : "")))
     return LC_ENOMEM;
-  lc_jsonw_init(&w, &e->pending);
-  lc_jsonw_obj(&w);
-  lc_jsonw_key(&w, "type");
-  lc_jsonw_cstr(&w, "result");
-  lc_jsonw_key(&w, "id");
-  lc_jsonw_cstr(&w, e->id);
-  lc_jsonw_key(&w, "kind");
-  lc_jsonw_cstr(&w, d->kind);
-  lc_jsonw_key(&w, "name");
-  lc_jsonw_cstr(&w, d->name);
-  lc_jsonw_key(&w, "class");
-  lc_jsonw_cstr(&w, lc_effect_name(d->cls));
+  if (PUT_LIT(b, "{\"type\":\"result\",\"id\":") || put_qstr(b, e->id) ||
+      PUT_LIT(b, ",\"kind\":") || put_qstr(b, d->kind) || PUT_LIT(b, ",\"name\":") ||
+      put_qstr(b, d->name) || PUT_LIT(b, ",\"class\":") || put_qstr(b, lc_effect_name(d->cls)))
+    return LC_ENOMEM;
   if (d->request_text) {
-    lc_jsonw_key(&w, "request");
-    lc_jsonw_raw(&w, d->request_text, d->request_len);
+    if (PUT_LIT(b, ",\"request\":") || put(b, d->request_text, d->request_len))
+      return LC_ENOMEM;
   } else if (d->request) {
     cJSON *r = NULL;
     if (!d->request_sorted) {
       if (!(r = cJSON_Duplicate(d->request, 1))) return LC_ENOMEM;
       lc_jcanon_sort(r, 1);
     }
+    struct lc_jsonw w;
+    lc_jsonw_reopen(&w, b, 1, 1);
     lc_jsonw_key(&w, "request");
     lc_jsonw_cjson(&w, r ? r : d->request);
     cJSON_Delete(r);
+    if (lc_jsonw_finish(&w)) return LC_ENOMEM;
   }
   if (d->prompt_hash || d->tools_hash) {
-    lc_jsonw_key(&w, "hashes");
-    lc_jsonw_obj(&w);
-    if (d->prompt_hash) {
-      lc_jsonw_key(&w, "prompt");
-      lc_jsonw_cstr(&w, d->prompt_hash);
-    }
-    if (d->tools_hash) {
-      lc_jsonw_key(&w, "tools");
-      lc_jsonw_cstr(&w, d->tools_hash);
-    }
-    lc_jsonw_obj_end(&w);
+    if (PUT_LIT(b, ",\"hashes\":{") ||
+        (d->prompt_hash && (PUT_LIT(b, "\"prompt\":") || put_qstr(b, d->prompt_hash))) ||
+        (d->prompt_hash && d->tools_hash && PUT_LIT(b, ",")) ||
+        (d->tools_hash && (PUT_LIT(b, "\"tools\":") || put_qstr(b, d->tools_hash))) ||
+        PUT_LIT(b, "}"))
+      return LC_ENOMEM;
   }
-  return lc_jsonw_finish(&w) ? LC_ENOMEM : 0;
+  return 0;
 }
 
 static int begin_desc(struct lc_journal *j, const struct lc_effect_who *who,
@@ -1404,47 +1423,43 @@ static int end_one_line(struct lc_effect_op *e, cJSON *result, cJSON *error, cJS
   struct lc_journal *j = e->j;
   struct lc_buf b = e->pending;
   lc_buf_init(&e->pending, 0);
-  struct lc_jsonw w;
-  lc_jsonw_reopen(&w, &b, 1, 1);
-  if (error) {
-    lc_jsonw_key(&w, "error");
-    lc_jsonw_cjson(&w, error);
+  int bad = 0, has_latency = 0;
+  if (tx) { /* text only: literal parts (what nested_extra's tree in
+             * l_effect.c would write for "nested") */
+    bad = PUT_LIT(&b, ",\"result\":") || put(&b, tx->result, tx->len) ||
+          PUT_LIT(&b, ",\"nested\":{\"effects\":") || put_num(&b, (double)tx->effects) ||
+          PUT_LIT(&b, ",\"spawned\":") || put_num(&b, (double)tx->spawned) || PUT_LIT(&b, "}");
   } else {
-    lc_jsonw_key(&w, "result");
-    if (tx) lc_jsonw_raw(&w, tx->result, tx->len);
-    else if (result) lc_jsonw_cjson(&w, result);
-    else lc_jsonw_null(&w);
+    struct lc_jsonw w;
+    lc_jsonw_reopen(&w, &b, 1, 1);
+    if (error) {
+      lc_jsonw_key(&w, "error");
+      lc_jsonw_cjson(&w, error);
+    } else {
+      lc_jsonw_key(&w, "result");
+      if (result) lc_jsonw_cjson(&w, result);
+      else lc_jsonw_null(&w);
+    }
+    for (const cJSON *c = extra ? extra->child : NULL; c; c = c->next) {
+      lc_jsonw_key(&w, c->string);
+      lc_jsonw_cjson(&w, c);
+      has_latency |= !strcmp(c->string, "latency_ms");
+    }
+    bad = lc_jsonw_finish(&w);
   }
-  if (tx) { /* what nested_extra's tree in l_effect.c would write */
-    lc_jsonw_key(&w, "nested");
-    lc_jsonw_obj(&w);
-    lc_jsonw_key(&w, "effects");
-    lc_jsonw_num(&w, (double)tx->effects);
-    lc_jsonw_key(&w, "spawned");
-    lc_jsonw_num(&w, (double)tx->spawned);
-    lc_jsonw_obj_end(&w);
-  }
-  int has_latency = 0;
-  for (const cJSON *c = extra ? extra->child : NULL; c; c = c->next) {
-    lc_jsonw_key(&w, c->string);
-    lc_jsonw_cjson(&w, c);
-    has_latency |= !strcmp(c->string, "latency_ms");
-  }
-  lc_jsonw_key(&w, "order");
-  lc_jsonw_num(&w, (double)++j->results);
-  if (!has_latency) {
-    lc_jsonw_key(&w, "latency_ms");
+  bad = bad || PUT_LIT(&b, ",\"order\":") || put_num(&b, (double)++j->results);
+  if (!bad && !has_latency) {
     /* as latency_ms() would print, without printf (lc_jsonw_fmt_milli) */
     char t[48];
     double ms = lc_now_ms() - e->t0;
     size_t n = ms >= 0 ? lc_jsonw_fmt_milli((long)(ms * 1000), t) : lc_jsonw_fmt_num(ms, t);
-    lc_jsonw_raw(&w, t, n);
+    bad = PUT_LIT(&b, ",\"latency_ms\":") || put(&b, t, n);
   }
-  lc_jsonw_obj_end(&w);
+  bad = bad || PUT_LIT(&b, "}");
   cJSON_Delete(result);
   cJSON_Delete(error);
   cJSON_Delete(extra);
-  if (lc_jsonw_finish(&w)) {
+  if (bad) {
     lc_buf_free(&b);
     return failf(j, LC_JOURNAL_EIO, LC_ENOMEM, "journal: out of memory writing %s", j->path);
   }

@@ -34,13 +34,15 @@ local function run(kind, name, request, class, schema, fn, ...)
 end
 luact._effect_run = run -- for tool.lua, which takes it away
 
--- run for a fn that never reads its ctx (an MCP tool's, mcp.lua): not
--- journaled, fn gets nil for it, and begin makes no ctx table per call.
+-- run for a fn that never reads its ctx (an MCP tool's, mcp.lua): fn gets
+-- nil for it, journaled or not: begin makes no ctx table per call, and no
+-- tok:ctx() (a table, its id string and metatable: ~2,200 instructions of
+-- a journaled MCP call, callgrind).
 local function run_noctx(kind, name, request, class, schema, fn, ...)
   local tok <close>, x = begin(kind, name, request, class, schema, true)
   if not tok then return fn(x, ...) end
   if x then return tok:results() end
-  return settle(tok, pcall(fn, tok:ctx(), ...))
+  return settle(tok, pcall(fn, nil, ...))
 end
 luact._effect_run_noctx = run_noctx -- for tool.lua too
 

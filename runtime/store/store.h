@@ -175,6 +175,10 @@ void lc_store_stats(const struct lc_store *s, long *lines, long *commits);
  * durable (a commit with its fsync, or one for a flush or the close after
  * commits of lazy lines only, which have none); 0 otherwise (tests). */
 long lc_store_wal_syncs(const struct lc_store *s);
+/* SQLite: how many times the writer asked whether a run was cancelled
+ * (once per client of a commit, and only when another connection wrote
+ * since its last commit); 0 on PostgreSQL (tests). */
+long lc_store_cancel_checks(const struct lc_store *s);
 /* PostgreSQL: the writer's round trips to the server since the open (a
  * group is one with libpq's pipeline mode); 0 on SQLite. */
 long lc_store_writer_trips(const struct lc_store *s);

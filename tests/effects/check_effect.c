@@ -639,6 +639,108 @@ START_TEST(in_doubt_by_class) {
 }
 END_TEST
 
+/* A tool whose fn is marked as one that never reads its ctx (tool.lua's
+ * _noctx: an MCP tool's body) gets none when journaled either (it got
+ * tok:ctx(), a table per call); the call is still one journaled effect
+ * with its number, and a fn put in its place gets its ctx again. */
+START_TEST(noctx_tool_journaled_gets_no_ctx) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "noctx");
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t,
+      "local seen = {}\n"
+      "local tool = luact.tool{name = 't', fn = function(a, ctx)\n"
+      "  seen[#seen + 1] = tostring(ctx and ctx.effect_id)\n"
+      "  return a.x end}\n"
+      "tool._noctx = tool.fn\n"
+      "local r1 = tool{x = 'a'}\n"
+      "local r2 = tool({x = 'b'}, {extra = 1})\n"
+      "tool.fn = function(a, ctx) seen[#seen + 1] = ctx.effect_id return a.x end\n"
+      "local r3 = tool{x = 'c'}\n"
+      "return r1 .. r2 .. r3 .. '|' .. table.concat(seen, ',')",
+      out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "abc|nil,nil,1#3");
+  long begun, ran;
+  lc_journal_counts(j, &begun, NULL, &ran);
+  ck_assert_int_eq(begun, 3);
+  ck_assert_int_eq(ran, 3);
+  lc_journal_free(j);
+  int in, res, one;
+  lines_of(path, "1#2", &in, &res, &one);
+  ck_assert_int_eq(one, 1);
+  /* Replayed: answered from the journal, the fn not called. */
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  rc = lc_test_lua_run(&t,
+      "local calls = 0\n"
+      "local tool = luact.tool{name = 't', fn = function(a) calls = calls + 1 return a.x end}\n"
+      "tool._noctx = tool.fn\n"
+      "local r = tool{x = 'a'} .. tool({x = 'b'}, {extra = 1})\n"
+      "tool.fn = function(a) calls = calls + 1 return a.x end\n"
+      "return r .. tool{x = 'c'} .. calls",
+      out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "abc0");
+  lc_journal_free(j);
+  unlink(path);
+}
+END_TEST
+
+/* The effect token's methods and close compare self with the metatable
+ * they hold as an upvalue: anything else (a table, another userdata, a
+ * table wearing the token's metatable) is still refused, and a token
+ * still works (a recorded effect, then one the journal answers). */
+START_TEST(token_methods_refuse_a_wrong_self) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "tokself");
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  struct lc_test_lua t;
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  int rc = lc_test_lua_run(&t,
+      "local mt = debug.getregistry()['luact.Effect']\n"
+      "local M = mt.__index\n"
+      "local function refused(f, self)\n"
+      "  local ok, m = pcall(f, self)\n"
+      "  if ok or not tostring(m):find('luact.Effect expected', 1, true) then\n"
+      "    error('not refused: ' .. tostring(m)) end\n"
+      "end\n"
+      "for _, name in ipairs{'finish', 'fail', 'ctx', 'results', 'replayed'} do\n"
+      "  refused(M[name], {})\n"
+      "  refused(M[name], io.stdout)\n"
+      "  refused(M[name], setmetatable({}, mt))\n"
+      "end\n"
+      "refused(mt.__gc, io.stdout)\n"
+      "refused(mt.__close, setmetatable({}, mt))\n"
+      "return luact.effect('k', 'n', {a = 1}, 'pure', function(ctx) return ctx.effect_id end)",
+      out, sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "1#1");
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  lc_test_lua_open(&t);
+  lc_l_journal_attach(t.L, j);
+  rc = lc_test_lua_run(&t,
+      "return luact.effect('k', 'n', {a = 1}, 'pure', function() error('ran') end)", out,
+      sizeof out, err, sizeof err);
+  lc_test_lua_close(&t);
+  lc_journal_free(j);
+  ck_assert_msg(rc == 0, "%s", err);
+  ck_assert_str_eq(out, "1#1");
+  unlink(path);
+}
+END_TEST
+
 /* Journal off (every CLI run without --record/--replay): no token, no
  * hash up front, but the same names and the same key, derived when read. */
 START_TEST(off_mode_names_and_lazy_key) {
@@ -776,6 +878,80 @@ START_TEST(replay_compares_kind_name_class) {
                     strstr(m, "kind: recorded \"tool\" / now \"http\""), "%s", m);
   ck_assert_int_lt(replay_as("tool", "double", LC_EFFECT_AT_MOST_ONCE, m, sizeof m), 0);
   ck_assert_msg(strstr(m, "class: recorded \"pure\" / now \"at_most_once\""), "%s", m);
+}
+END_TEST
+
+/* A one-line effect's line is built from literal pieces (effect.c's
+ * PUT_LIT): each of its forms (request as text or tree, both hashes, a
+ * text result, a tree result, an error, a cancellation) is the bytes
+ * cJSON prints for the same object, with hostile kind, name and id
+ * escaped, and replays against the same description. */
+START_TEST(one_line_pieces_print_as_cjson) {
+  char path[256], e[512];
+  tmp_path(path, sizeof path, "pieces");
+  const char *kind = "k\"\\\n\x01\xc3\xa9", *name = "n</x>\t\"\x1f\xe2\x80\xa8";
+  const char *path_id = "1.\"2\\\n";
+  cJSON *tree = cJSON_Parse("{\"a\":[1,2.5,\"q\\\"\\u0001\"],\"b\":null}");
+  const char *text = "{\"a\":[1,2.5,\"q\\\"\\u0001\"],\"b\":null}";
+  struct lc_journal *j;
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
+  for (int i = 0; i < 5; i++) {
+    struct lc_effect_op op;
+    struct lc_effect_who w = {&op, path_id, (unsigned long)i + 1};
+    struct lc_effect_desc d = {.kind = kind, .name = i == 4 ? NULL : name,
+                               .cls = LC_EFFECT_PURE,
+                               .prompt_hash = i & 1 ? "p\"h" : NULL,
+                               .tools_hash = i < 2 ? "t\\h" : NULL};
+    if (i & 2) d.request = tree;
+    else d.request_text = text, d.request_len = strlen(text);
+    ck_assert_int_eq(lc_effect_begin(j, &w, &d, &op), LC_EFFECT_RUN);
+    if (i == 0) ck_assert_int_eq(lc_effect_end_text(&op, "[\"r\\n\"]", 7, 3, 4), 0);
+    else if (i == 1) ck_assert_int_eq(lc_effect_end(&op, cJSON_CreateString("x\"y"), NULL,
+                                                    cJSON_Parse("{\"z\":[true]}")), 0);
+    else if (i == 2) ck_assert_int_eq(lc_effect_end(&op, NULL, cJSON_CreateString("bad\n"),
+                                                    cJSON_Parse("{\"latency_ms\":1.5}")), 0);
+    else if (i == 3) lc_effect_cancel(&op, "killed \"now\"");
+    else ck_assert_int_eq(lc_effect_end(&op, NULL, NULL, NULL), 0);
+  }
+  lc_journal_free(j);
+  char *all = lc_test_read_file(path, NULL);
+  ck_assert_ptr_nonnull(all);
+  int n = 0;
+  for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+    cJSON *l = cJSON_Parse(line);
+    ck_assert_msg(l != NULL, "not JSON: %s", line);
+    char *again = cJSON_PrintUnformatted(l);
+    ck_assert_str_eq(line, again);
+    const cJSON *ty = cJSON_GetObjectItem(l, "type");
+    if (cJSON_IsString(ty) && !strcmp(ty->valuestring, "result")) {
+      n++;
+      ck_assert_str_eq(cJSON_GetObjectItem(l, "kind")->valuestring, kind);
+      ck_assert_msg(strncmp(cJSON_GetObjectItem(l, "id")->valuestring, path_id,
+                            strlen(path_id)) == 0, "%s", line);
+    }
+    cJSON_free(again);
+    cJSON_Delete(l);
+  }
+  free(all);
+  ck_assert_int_eq(n, 5);
+  /* Replayed with the same descriptions: each matches (3 answered, the
+   * cancelled one runs again). */
+  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
+  for (int i = 0; i < 5; i++) {
+    struct lc_effect_op op;
+    struct lc_effect_who w = {&op, path_id, (unsigned long)i + 1};
+    struct lc_effect_desc d = {.kind = kind, .name = i == 4 ? "" : name, /* NULL was written as "" */
+                               .cls = LC_EFFECT_PURE,
+                               .prompt_hash = i & 1 ? "p\"h" : NULL,
+                               .tools_hash = i < 2 ? "t\\h" : NULL, .request = tree};
+    int rc = lc_effect_begin(j, &w, &d, &op);
+    ck_assert_msg(rc == (i == 3 ? LC_EFFECT_RUN : LC_EFFECT_REPLAYED), "effect %d: %d %s", i, rc,
+                  lc_journal_error(j));
+    if (rc == LC_EFFECT_RUN) lc_effect_cancel(&op, "again");
+  }
+  lc_journal_free(j);
+  cJSON_Delete(tree);
+  unlink(path);
 }
 END_TEST
 
@@ -1584,6 +1760,9 @@ Suite *effect_suite(void) {
   tcase_add_test(tc, pure_effect_is_one_line);
   tcase_add_test(tc, old_journal_with_intents_replays);
   tcase_add_test(tc, cancelled_pure_effect_resumes_and_replays);
+  tcase_add_test(tc, one_line_pieces_print_as_cjson);
+  tcase_add_test(tc, noctx_tool_journaled_gets_no_ctx);
+  tcase_add_test(tc, token_methods_refuse_a_wrong_self);
   tcase_add_test(tc, crafted_one_line_refused);
   tcase_add_test(tc, effect_id_cut_and_lazy_key_in_record);
   tcase_add_test(tc, request_text_same_bytes_as_tree);

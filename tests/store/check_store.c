@@ -291,6 +291,74 @@ START_TEST(lazy_lines_wait_for_a_group) {
 }
 END_TEST
 
+/* The writer asks whether a run was cancelled only when another
+ * connection wrote since its own last commit (the file's data version):
+ * ten commits with no other writer ask nothing; a cancel through a
+ * second connection to the file (as `luact runs cancel` from another
+ * process) and one through the store's own callers' connection are each
+ * seen at the next commit; after them the commits ask nothing again. */
+struct cclient {
+  struct client k;
+  atomic_int cancelled;
+};
+
+static void on_cancel(void *ud) {
+  struct cclient *c = ud;
+  atomic_fetch_add(&c->cancelled, 1);
+}
+
+START_TEST(cancel_check_only_after_another_connection_wrote) {
+  static struct cclient k[2];
+  for (int i = 0; i < 2; i++) {
+    memset(&k[i], 0, sizeof k[i]);
+    k[i].k.c.committed = on_committed;
+    k[i].k.c.cancel = on_cancel;
+    k[i].k.c.ud = &k[i];
+    snprintf(k[i].k.c.run_id, sizeof k[i].k.c.run_id, "c%d", i);
+    struct lc_run_row r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "c%d", i);
+    r.status = "running";
+    r.pid = (long)getpid(); /* live: a cancel asks it to stop */
+    ck_assert_int_eq(lc_store_append_run(st, &k[i].k.c, &r), 0);
+    ck_assert_int_eq(lc_store_append(st, &k[i].k.c, 1, 1, "{\"type\":\"header\"}", 17), 0);
+    await_newest(&k[i].k, 1);
+  }
+  long c0 = lc_store_cancel_checks(st);
+  for (long q = 2; q <= 11; q++) {
+    ck_assert_int_eq(lc_store_append(st, &k[0].k.c, q, (unsigned long)q, "{}", 2), 0);
+    await_newest(&k[0].k, (unsigned long)q);
+  }
+  ck_assert_int_eq(lc_store_cancel_checks(st) - c0, 0);
+  /* Another connection to the file cancels c0. */
+  struct lc_store *other = NULL;
+  char was[32];
+  ck_assert_int_eq(lc_store_open(path, LC_STORE_SYNC_FULL, &other, err, sizeof err), 0);
+  ck_assert_msg(lc_store_run_cancel(other, "c0", was, sizeof was, err, sizeof err) == 0, "%s",
+                err);
+  lc_store_close(other);
+  ck_assert_int_eq(atomic_load(&k[0].cancelled), 0);
+  ck_assert_int_eq(lc_store_append(st, &k[0].k.c, 12, 12, "{}", 2), 0);
+  await_newest(&k[0].k, 12);
+  ck_assert_int_eq(atomic_load(&k[0].cancelled), 1);
+  /* The callers' connection of this store cancels c1. */
+  ck_assert_msg(lc_store_run_cancel(st, "c1", was, sizeof was, err, sizeof err) == 0, "%s", err);
+  ck_assert_int_eq(lc_store_append(st, &k[1].k.c, 2, 2, "{}", 2), 0);
+  await_newest(&k[1].k, 2);
+  ck_assert_int_eq(atomic_load(&k[1].cancelled), 1);
+  long c1 = lc_store_cancel_checks(st);
+  for (long q = 13; q <= 17; q++) {
+    ck_assert_int_eq(lc_store_append(st, &k[0].k.c, q, (unsigned long)q, "{}", 2), 0);
+    await_newest(&k[0].k, (unsigned long)q);
+  }
+  ck_assert_int_eq(lc_store_cancel_checks(st) - c1, 0);
+  /* Each is still cancelled (the column stays set): asked again only
+   * when something else writes. */
+  ck_assert_int_eq(atomic_load(&k[0].cancelled), 1);
+  ck_assert_int_eq(atomic_load(&k[0].k.errors) + atomic_load(&k[1].k.errors), 0);
+}
+END_TEST
+
 /* Lazy lines that come slowly wait past the short window (LAZY_MS) for
  * LC_STORE_LAZY_LINES of them, up to the long one (LAZY_LONG_MS): five
  * lines 20 ms apart, with a 1 ms short window and a ten-minute long one,
@@ -446,6 +514,60 @@ START_TEST(conflicting_line_fails_only_its_client) {
   ck_assert_int_eq(atomic_load(&kb.errors), 0);
   ck_assert_msg(read_journal("b", &s, &last) == 0, "%s", err);
   ck_assert_int_eq(last, 4);
+}
+END_TEST
+
+/* The writer INSERTs up to 16 lines per statement: a conflict inside
+ * such a statement (a's line among 20 of b's and 5 of c's, in one group)
+ * still fails a alone; the group goes again a row at a time to find it,
+ * and the writer's next groups go 16 at a time again. */
+START_TEST(conflict_in_a_wide_insert_fails_only_its_client) {
+  create("a", 2);
+  create("b", 1);
+  create("c", 1);
+  static struct client ka, kb, kc;
+  struct client *ks[] = {&ka, &kb, &kc};
+  const char *ids[] = {"a", "b", "c"};
+  for (int i = 0; i < 3; i++) {
+    memset(ks[i], 0, sizeof *ks[i]);
+    ks[i]->c.committed = on_committed;
+    ks[i]->c.ud = ks[i];
+    snprintf(ks[i]->c.run_id, sizeof ks[i]->c.run_id, "%s", ids[i]);
+  }
+  sqlite3 *h;
+  ck_assert_int_eq(sqlite3_open(path, &h), SQLITE_OK);
+  ck_assert_int_eq(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  for (long q = 2; q <= 11; q++)
+    ck_assert_int_eq(lc_store_append(st, &kb.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  ck_assert_int_eq(lc_store_append(st, &ka.c, 2, 2, "{\"dup\":2}", 9), 0); /* conflicts */
+  for (long q = 12; q <= 21; q++)
+    ck_assert_int_eq(lc_store_append(st, &kb.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  for (long q = 2; q <= 6; q++)
+    ck_assert_int_eq(lc_store_append(st, &kc.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  ck_assert_int_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(h);
+  lc_store_flush(st);
+  ck_assert_int_ge(atomic_load(&ka.errors), 1);
+  ck_assert_int_eq(atomic_load(&kb.errors) + atomic_load(&kc.errors), 0);
+  ck_assert_uint_eq(atomic_load(&kb.newest), 21);
+  ck_assert_uint_eq(atomic_load(&kc.newest), 6);
+  struct seen sn;
+  long last;
+  ck_assert_msg(read_journal("b", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 21);
+  ck_assert_int_eq(sn.n, 21);
+  ck_assert_msg(read_journal("c", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 6);
+  ck_assert_msg(read_journal("a", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 2); /* its own line 2 */
+  /* The next group, wide again, commits b's next 40. */
+  for (long q = 22; q <= 61; q++)
+    ck_assert_int_eq(lc_store_append(st, &kb.c, q, (unsigned long)q, "{\"n\":1}", 7), 0);
+  lc_store_flush(st);
+  ck_assert_uint_eq(atomic_load(&kb.newest), 61);
+  ck_assert_msg(read_journal("b", &sn, &last) == 0, "%s", err);
+  ck_assert_int_eq(last, 61);
+  ck_assert_int_eq(sn.n, 61);
 }
 END_TEST
 
@@ -1475,6 +1597,7 @@ Suite *store_suite(void) {
   tcase_add_checked_fixture(tc, setup, teardown);
   /* SQLite's writer alone: one client's failure kept to it, the CRC, flushes per client */
   tcase_add_test(tc, conflicting_line_fails_only_its_client);
+  tcase_add_test(tc, conflict_in_a_wide_insert_fails_only_its_client);
   tcase_add_test(tc, taken_run_id_fails_only_its_client);
   tcase_add_test(tc, line_crc_is_zlib_crc32);
   tcase_add_test(tc, crc32_hw_matches_portable);
@@ -1482,6 +1605,7 @@ Suite *store_suite(void) {
   tcase_add_test(tc, lazy_lines_wait_for_a_group);
   tcase_add_test(tc, lazy_only_groups_skip_the_fsync);
   tcase_add_test(tc, slow_lazy_lines_share_a_commit);
+  tcase_add_test(tc, cancel_check_only_after_another_connection_wrote);
   /* the file's own: damage, locks */
   tcase_add_test(tc, truncated_file_refused_at_connect);
   tcase_add_test(tc, truncated_large_file_refused_at_connect);
