@@ -335,14 +335,17 @@ static void release_done(struct lc_fleet *f) {
  * locked (the row the claim then updates). The clock is read once, as a
  * subquery, so that the index is read from its start to now (the expired
  * leases only): compared with clock_timestamp() itself, which changes
- * from row to row, every live lease was read at every rescue. Parameter:
+ * from row to row, every live lease was read at every rescue (the
+ * UPDATE's own re-check too: its generic plan read the whole expiry
+ * index, a heap row for each live lease, to filter by the ids). Parameter:
  * n. */
 #define RESCUE_CTES                                                                          \
   " stale AS (UPDATE leases l SET " HAND_BACK_SET " WHERE l.run_id = ANY(ARRAY("            \
   "  SELECT e.run_id FROM leases e WHERE e.owner IS NOT NULL AND e.owner <> @O AND"          \
   "  e.lease_until < (SELECT extract(epoch FROM clock_timestamp())))) AND l.owner IS NOT NULL" \
   "  AND"                                                                                     \
-  "  l.lease_until < extract(epoch FROM clock_timestamp()) AND (EXISTS (SELECT 1 FROM runs r" \
+  "  l.lease_until < (SELECT extract(epoch FROM clock_timestamp())) AND (EXISTS (SELECT 1"    \
+  "  FROM runs r"                                                                             \
   "  WHERE r.id = l.run_id AND r.status IN ('finished', 'failed', 'cancelled',"              \
   "  'waiting_input')) OR EXISTS (SELECT 1 FROM d_runs d WHERE d.id = l.run_id AND"          \
   "  (d.pstatus IN " NOT_STARTED_END " OR d.deleted <> 0))) RETURNING l.run_id),"             \
