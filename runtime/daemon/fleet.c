@@ -92,7 +92,6 @@ struct lc_fleet {
   /* runs that ended or wait here, their leases still ours: handed back by
    * the fleet thread's next statement (the claim's, or one of their own) */
   struct held *done;
-  int ndone;
   double done_at; /* when the first of done ended (mono_s) */
   /* A run was queued (a hint: this daemon's, a NOTIFY, a threaded run
    * that ended here) since the fleet thread last looked */
@@ -193,7 +192,6 @@ static char *take_done(struct lc_fleet *f, struct held **taken) {
   pthread_mutex_lock(&f->mu);
   *taken = f->done;
   f->done = NULL;
-  f->ndone = 0;
   pthread_mutex_unlock(&f->mu);
   cJSON *a = cJSON_CreateArray();
   for (struct held *h = *taken; a && h; h = h->next) {
@@ -217,13 +215,11 @@ static void put_back(struct lc_fleet *f, struct held *taken, int ok) {
     return;
   }
   struct held *last = taken;
-  int k = 1;
-  for (; last->next; k++) last = last->next;
+  while (last->next) last = last->next;
   pthread_mutex_lock(&f->mu);
   if (!f->done) f->done_at = mono_s();
   last->next = f->done;
   f->done = taken;
-  f->ndone += k;
   pthread_mutex_unlock(&f->mu);
 }
 
@@ -713,7 +709,8 @@ static void renew(struct lc_fleet *f) {
  * is drained, and if not, in how many ms they will be (*ms lowered). */
 static int hand_back_due(struct lc_fleet *f, long *ms) {
   pthread_mutex_lock(&f->mu);
-  int any = f->done != NULL, n = f->ndone;
+  int any = f->done != NULL, n = 0;
+  for (struct held *h = f->done; h && n < HAND_BACK_BATCH; h = h->next) n++;
   double left = f->done_at + HAND_BACK_S - mono_s();
   pthread_mutex_unlock(&f->mu);
   if (!any) return 0;
@@ -1018,7 +1015,6 @@ static void run_done(struct lc_serve *s, struct lc_fleet *f, const char *run_id)
       if (!f->done) f->done_at = mono_s();
       h->next = f->done;
       f->done = h;
-      f->ndone++;
       /* the next run of its thread (passed over while this one held
        * the thread) may be claimed now */
       if (h->threaded) atomic_store(&f->hinted, 1);
