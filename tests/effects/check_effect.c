@@ -274,6 +274,8 @@ static int run_code(enum lc_journal_mode mode, const char *path, const char *cod
  * the recording logged. Before, a replayed tool answered at once, in
  * program order, and a logged before b. */
 START_TEST(replayed_tools_and_http_answer_in_recorded_order) {
+  /* (a's tool waits for b's flag itself: sleep(0) yields one pass of the
+   * loop, no time involved) */
   static const char code[] =
       "local log, done = {}, {}\n"
       "local function add(v) log[#log + 1] = v end\n"
