@@ -37,11 +37,15 @@ static struct {
   int queued, threads, idle, hold;
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0, 0, 0};
 
-/* After both references are gone. */
+/* After both references are gone. The job goes first and its argument
+ * last, so whatever the argument's free signals (a test's "it ended")
+ * is the last thing the job does. */
 static void job_free(struct lc_offload *j) {
-  if (j->free_arg) j->free_arg(j->arg);
+  void (*free_arg)(void *) = j->free_arg;
+  void *arg = j->arg;
   close(j->efd);
   lc_free(j);
+  if (free_arg) free_arg(arg);
 }
 
 static void *pool_main(void *unused) {
