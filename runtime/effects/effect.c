@@ -754,8 +754,7 @@ static int store_create(struct lc_journal *j) {
   r.status = "running";
   r.pid = (long)getpid();
   int rc = header_text(j, j->hdr_script, j->hdr_args, &b);
-  if (!rc) rc = lc_store_append_run(j->store, &j->sc, &r);
-  if (!rc) rc = lc_store_append(j->store, &j->sc, 1, j->lines + 1, b.data, b.len);
+  if (!rc) rc = lc_store_append_run(j->store, &j->sc, &r, j->lines + 1, b.data, b.len);
   lc_buf_free(&b);
   if (rc) return failf(j, LC_JOURNAL_EIO, rc, "journal: cannot queue run %s for %s", j->run_id,
                        lc_store_path(j->store));

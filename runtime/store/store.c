@@ -773,7 +773,8 @@ static void pending_free(struct pending *p) {
 }
 
 /* Queues p; starts the writer thread on the first item. */
-static int enqueue(struct lc_store *s, struct pending *p) {
+/* Queues the chain p..last (linked through next; one client's). */
+static int enqueue(struct lc_store *s, struct pending *p, struct pending *last) {
   pthread_mutex_lock(&s->mu);
   /* A client whose line failed writes nothing more (its journal would have
    * a gap); other clients go on. */
@@ -785,9 +786,11 @@ static int enqueue(struct lc_store *s, struct pending *p) {
   if (!failed) {
     if (!s->head) s->since = mono_ms();
     *s->tail = p;
-    s->tail = &p->next;
-    s->nq++;
-    s->urgent += !p->lazy;
+    s->tail = &last->next;
+    for (struct pending *x = p; x; x = x->next) {
+      s->nq++;
+      s->urgent += !x->lazy;
+    }
     /* A lazy line does not wake a writer that waits for more lazy lines
      * already (until a full group): not a futex wake per line. */
     if (!p->lazy || !s->wtimed || s->nq >= LC_STORE_LAZY_MAX || s->nq == LC_STORE_LAZY_LINES)
@@ -795,43 +798,59 @@ static int enqueue(struct lc_store *s, struct pending *p) {
   }
   pthread_mutex_unlock(&s->mu);
   if (failed) {
-    pending_free(p);
+    for (struct pending *n; p; p = n) {
+      n = p->next;
+      pending_free(p);
+    }
     return LC_EIO;
   }
   return 0;
 }
 
+static struct pending *line_pending(const struct lc_store_client *c, long seq,
+                                    unsigned long ticket, const char *text, size_t len) {
+  struct pending *p = lc_calloc(1, sizeof *p);
+  if (!p || !(p->text = lc_malloc(len ? len : 1))) {
+    lc_free(p);
+    return NULL;
+  }
+  memcpy(p->text, text, len);
+  p->len = len;
+  p->c = *c;
+  p->orig = (struct lc_store_client *)c; /* store.h: the store sets its 'failed' */
+  p->seq = seq;
+  p->ticket = ticket;
+  return p;
+}
+
 int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
-                        const struct lc_run_row *r) {
-  if (s->pg) return lc_pgstore_append_run(s->pg, c, r);
+                        const struct lc_run_row *r, unsigned long ticket, const char *header,
+                        size_t len) {
+  if (s->pg) return lc_pgstore_append_run(s->pg, c, r, ticket, header, len);
   struct pending *p = lc_calloc(1, sizeof *p);
   struct lc_run_row *x = p ? lc_store_row_for_create(r) : NULL;
-  if (!x) {
+  struct pending *h = x ? line_pending(c, 1, ticket, header, len) : NULL;
+  if (!h) {
+    if (x) {
+      lc_run_row_free(x);
+      free(x);
+    }
     lc_free(p);
     return LC_ENOMEM;
   }
   p->create = x;
   p->c = *c;
-  p->orig = (struct lc_store_client *)c; /* store.h: the store sets its 'failed' */
-  p->ticket = 0; /* reports nothing by itself */
-  return enqueue(s, p);
+  p->orig = h->orig;
+  p->ticket = 0; /* reports nothing by itself: its line does */
+  p->next = h;
+  return enqueue(s, p, h);
 }
 
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len) {
   if (s->pg) return lc_pgstore_append(s->pg, c, seq, ticket, text, len);
-  struct pending *p = lc_calloc(1, sizeof *p);
-  if (!p || !(p->text = lc_malloc(len ? len : 1))) {
-    lc_free(p);
-    return LC_ENOMEM;
-  }
-  memcpy(p->text, text, len);
-  p->len = len;
-  p->c = *c;
-  p->orig = (struct lc_store_client *)c;
-  p->seq = seq;
-  p->ticket = ticket;
-  return enqueue(s, p);
+  struct pending *p = line_pending(c, seq, ticket, text, len);
+  return p ? enqueue(s, p, p) : LC_ENOMEM;
 }
 
 int lc_store_append_lazy(struct lc_store *s, const struct lc_store_client *c, long seq,
@@ -853,7 +872,7 @@ int lc_store_append_lazy(struct lc_store *s, const struct lc_store_client *c, lo
   p->orig = (struct lc_store_client *)c;
   p->seq = seq;
   p->ticket = ticket;
-  return enqueue(s, p);
+  return enqueue(s, p, p);
 }
 
 /* Under s->mu: waits until no commit of lazy lines is left without the
@@ -873,7 +892,7 @@ void lc_store_flush(struct lc_store *s) {
     return;
   }
   pthread_mutex_lock(&s->mu);
-  s->flushing++; /* a run's creation held for its first line goes now */
+  s->flushing++; /* lazy lines go now */
   pthread_cond_signal(&s->cv);
   while (s->head || s->busy) pthread_cond_wait(&s->idle, &s->mu);
   await_synced(s);
@@ -887,8 +906,7 @@ void lc_store_flush_client(struct lc_store *s, const void *ud) {
     return;
   }
   pthread_mutex_lock(&s->mu);
-  /* Only this client's creation held for its first line goes now: another
-   * run's creation still waits for its header (take_group). */
+  /* Lazy lines go now (lazy_hold); the wait is for this client's lines. */
   struct fwait me = {ud, s->fwaits};
   s->fwaits = &me;
   pthread_cond_signal(&s->cv);
@@ -911,30 +929,12 @@ void lc_store_flush_client(struct lc_store *s, const void *ud) {
   pthread_mutex_unlock(&s->mu);
 }
 
-/* The group the writer takes (under s->mu): everything queued, except a
- * run's creation at the end of the queue, which waits for the line queued
- * after it. Committed alone, a crash could leave a run without a journal,
- * which nothing could resume. NULL: nothing to take yet. */
+/* The group the writer takes (under s->mu): everything queued. A run's
+ * creation and its first line are queued together (lc_store_append_run),
+ * so no group can commit a run without a journal, which nothing could
+ * resume. NULL: nothing queued. */
 static struct pending *take_group(struct lc_store *s) {
-  struct pending *last = NULL, *prev = NULL;
-  for (struct pending *p = s->head; p; p = p->next) {
-    prev = last;
-    last = p;
-  }
-  if (!last) return NULL;
   struct pending *g = s->head;
-  int flushed = s->flushing > 0;
-  for (struct fwait *w = s->fwaits; w && !flushed; w = w->next) flushed = w->ud == last->c.ud;
-  if (last->create && !s->stop && !flushed) {
-    if (!prev) return NULL;
-    prev->next = NULL;
-    s->head = last;
-    s->tail = &last->next;
-    s->nq = 1;
-    s->urgent = !last->lazy;
-    s->since = mono_ms();
-    return g;
-  }
   s->head = NULL;
   s->tail = &s->head;
   s->nq = s->urgent = 0;

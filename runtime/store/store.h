@@ -118,11 +118,14 @@ struct lc_store_client {
    * later appends fail with LC_EIO. */
   int failed;
 };
-/* Queues the creation of run r (copied): committed with the lines queued
- * after it, in the same transaction, by the writer (which also opens the
- * file the first time: the thread that queues never does I/O). */
+/* Queues the creation of run r (copied) and its first line, the header
+ * (copied; seq 1, ticket as lc_store_append's), both or neither: the
+ * writer commits them in one transaction (and opens the file the first
+ * time: the thread that queues never does I/O). A run's row therefore
+ * never exists without a journal, whatever flush or crash comes between. */
 int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
-                        const struct lc_run_row *r);
+                        const struct lc_run_row *r, unsigned long ticket, const char *header,
+                        size_t len);
 /* Queues a line (copied) with its seq and ticket (the client's own line
  * counter); never waits. LC_ENOMEM, or LC_EIO once the writer or this
  * client failed (c->failed). A

@@ -161,7 +161,7 @@ struct lc_pgstore {
   pthread_mutex_t mu;
   pthread_cond_t cv, idle;
   struct pending *head, **tail;
-  int stop, busy, failed, flushing;
+  int stop, busy, failed;
   long lines, commits;
   atomic_long trips; /* the writer's round trips */
   pthread_mutex_t fmu;
@@ -881,7 +881,8 @@ static void pending_free(struct pending *p) {
   lc_free(p);
 }
 
-static int enqueue(struct lc_pgstore *s, struct pending *p) {
+/* Queues the chain p..last (linked through next). */
+static int enqueue(struct lc_pgstore *s, struct pending *p, struct pending *last) {
   pthread_mutex_lock(&s->mu);
   int failed = s->failed;
   if (!failed && !s->writer_on) {
@@ -890,71 +891,72 @@ static int enqueue(struct lc_pgstore *s, struct pending *p) {
   }
   if (!failed) {
     *s->tail = p;
-    s->tail = &p->next;
+    s->tail = &last->next;
     pthread_cond_signal(&s->cv);
   }
   pthread_mutex_unlock(&s->mu);
   if (failed) {
-    pending_free(p);
+    for (struct pending *n; p; p = n) {
+      n = p->next;
+      pending_free(p);
+    }
     return LC_EIO;
   }
   return 0;
 }
 
-int lc_pgstore_append_run(struct lc_pgstore *s, const struct lc_store_client *c,
-                          const struct lc_run_row *r) {
-  struct pending *p = lc_calloc(1, sizeof *p);
-  struct lc_run_row *x = p ? lc_store_row_for_create(r) : NULL;
-  if (!x) {
-    lc_free(p);
-    return LC_ENOMEM;
-  }
-  p->create = x;
-  p->c = *c;
-  return enqueue(s, p);
-}
-
-int lc_pgstore_append(struct lc_pgstore *s, const struct lc_store_client *c, long seq,
-                      unsigned long ticket, const char *text, size_t len) {
+static struct pending *line_pending(const struct lc_store_client *c, long seq,
+                                    unsigned long ticket, const char *text, size_t len) {
   struct pending *p = lc_calloc(1, sizeof *p);
   if (!p || !(p->text = lc_malloc(len ? len : 1))) {
     lc_free(p);
-    return LC_ENOMEM;
+    return NULL;
   }
   memcpy(p->text, text, len);
   p->len = len;
   p->c = *c;
   p->seq = seq;
   p->ticket = ticket;
-  return enqueue(s, p);
+  return p;
+}
+
+int lc_pgstore_append_run(struct lc_pgstore *s, const struct lc_store_client *c,
+                          const struct lc_run_row *r, unsigned long ticket, const char *header,
+                          size_t len) {
+  struct pending *p = lc_calloc(1, sizeof *p);
+  struct lc_run_row *x = p ? lc_store_row_for_create(r) : NULL;
+  struct pending *h = x ? line_pending(c, 1, ticket, header, len) : NULL;
+  if (!h) {
+    if (x) {
+      lc_run_row_free(x);
+      free(x);
+    }
+    lc_free(p);
+    return LC_ENOMEM;
+  }
+  p->create = x;
+  p->c = *c;
+  p->next = h;
+  return enqueue(s, p, h);
+}
+
+int lc_pgstore_append(struct lc_pgstore *s, const struct lc_store_client *c, long seq,
+                      unsigned long ticket, const char *text, size_t len) {
+  struct pending *p = line_pending(c, seq, ticket, text, len);
+  return p ? enqueue(s, p, p) : LC_ENOMEM;
 }
 
 void lc_pgstore_flush(struct lc_pgstore *s) {
   pthread_mutex_lock(&s->mu);
-  s->flushing++;
   pthread_cond_signal(&s->cv);
   while (s->head || s->busy) pthread_cond_wait(&s->idle, &s->mu);
-  s->flushing--;
   pthread_mutex_unlock(&s->mu);
 }
 
-/* As store.c's take_group: a run's creation at the end of the queue waits
- * for its first line (the two go in one transaction). */
+/* Everything queued (a run's creation and its first line are queued
+ * together: store.h). NULL: nothing queued. */
 static struct pending *take_group(struct lc_pgstore *s) {
-  struct pending *last = NULL, *prev = NULL;
-  for (struct pending *p = s->head; p; p = p->next) {
-    prev = last;
-    last = p;
-  }
-  if (!last) return NULL;
   struct pending *g = s->head;
-  if (last->create && !s->stop && !s->flushing) {
-    if (!prev) return NULL;
-    prev->next = NULL;
-    s->head = last;
-    s->tail = &last->next;
-    return g;
-  }
   s->head = NULL;
   s->tail = &s->head;
   return g;

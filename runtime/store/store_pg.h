@@ -58,7 +58,8 @@ int lc_pgstore_journal_read(struct lc_pgstore *s, const char *run_id,
 int lc_pgstore_journal_append_now(struct lc_pgstore *s, const char *run_id, long seq,
                                   const char *text, size_t len, char *err, size_t errlen);
 int lc_pgstore_append_run(struct lc_pgstore *s, const struct lc_store_client *c,
-                          const struct lc_run_row *r);
+                          const struct lc_run_row *r, unsigned long ticket, const char *header,
+                          size_t len);
 int lc_pgstore_append(struct lc_pgstore *s, const struct lc_store_client *c, long seq,
                       unsigned long ticket, const char *text, size_t len);
 void lc_pgstore_flush(struct lc_pgstore *s);
