@@ -2113,7 +2113,7 @@ int lc_serve_main(int argc, char **argv) {
     lc_store_close(s->store);
     return 1;
   }
-  if (lc_dstore_open(s->store_path, !s->sync_normal, &s->ds, err, sizeof err)) {
+  if (lc_dstore_open(s->store_path, "luact daemon", !s->sync_normal, &s->ds, err, sizeof err)) {
     fprintf(stderr, "luact serve: %s\n", err);
     lc_store_close(s->store);
     return 1;

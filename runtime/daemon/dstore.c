@@ -270,8 +270,9 @@ static unsigned pg_tag(void) {
   return t;
 }
 
-static int pg_open(const char *url, struct lc_dstore *d, char *err, size_t errlen) {
-  d->pg = PQconnectdb(url);
+static int pg_open(const char *url, const char *name, struct lc_dstore *d, char *err,
+                   size_t errlen) {
+  d->pg = lc_pg_connect_as(url, name);
   if (!d->pg || PQstatus(d->pg) != CONNECTION_OK) {
     if (d->pg) pg_err(d->pg, NULL, err, errlen);
     else snprintf(err, errlen, "store: %s", PQerrorMessage(NULL)); /* no libpq: says so */
@@ -637,12 +638,12 @@ static int open_conn(const char *path, const char *prag, sqlite3 **db, char *err
   return 0;
 }
 
-int lc_dstore_open(const char *path, int sync_full, struct lc_dstore **out, char *err,
-                   size_t errlen) {
+int lc_dstore_open(const char *path, const char *name, int sync_full, struct lc_dstore **out,
+                   char *err, size_t errlen) {
   struct lc_dstore *d = calloc(1, sizeof *d);
   if (!d) return LC_ENOMEM;
   if (lc_store_is_pg(path)) {
-    int rc = pg_open(path, d, err, errlen);
+    int rc = pg_open(path, name, d, err, errlen);
     if (rc) {
       free(d);
       return rc;

@@ -22,8 +22,9 @@
 
 struct lc_dstore;
 
-int lc_dstore_open(const char *path, int sync_full, struct lc_dstore **out, char *err,
-                   size_t errlen);
+/* name: the PostgreSQL session's application_name (lc_pgstore_connect). */
+int lc_dstore_open(const char *path, const char *name, int sync_full, struct lc_dstore **out,
+                   char *err, size_t errlen);
 void lc_dstore_close(struct lc_dstore *d);
 /* Runs sql (one statement) with its parameters; *rows (may be NULL) gets
  * the result rows. LC_ESTATE for a constraint violation (a taken key). */

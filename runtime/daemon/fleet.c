@@ -41,6 +41,7 @@
 #include "lc.h"
 #include "serve.h"
 #include "store.h"
+#include "store_pg.h"
 
 #define CHANNEL "luact_runs"
 
@@ -128,7 +129,7 @@ static void no_notice(void *ud, const char *m) {
 static void listen_connect(struct lc_fleet *f) {
   if (f->listen && PQstatus(f->listen) == CONNECTION_OK) return;
   if (f->listen) PQfinish(f->listen);
-  f->listen = PQconnectdb(f->s->store_path);
+  f->listen = lc_pg_connect_as(f->s->store_path, "luact listen");
   if (!f->listen || PQstatus(f->listen) != CONNECTION_OK) {
     if (f->listen) PQfinish(f->listen);
     f->listen = NULL;
@@ -918,7 +919,7 @@ int lc_fleet_start(struct lc_serve *s, char *err, size_t n) {
   for (int k = 0; k < NSQL; k++) oom |= !(f->sql[k] = fill(tmpl[k], f->owner, f->lease_s, 0));
   pthread_mutex_init(&f->mu, NULL);
   f->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  int rc = oom ? LC_ENOMEM : f->wake < 0 ? LC_EIO : lc_dstore_open(s->store_path, 1, &f->ds, err, n);
+  int rc = oom ? LC_ENOMEM : f->wake < 0 ? LC_EIO : lc_dstore_open(s->store_path, "luact fleet", 1, &f->ds, err, n);
   /* A claim or renewal never waits long on a row another session holds
    * (a stalled daemon's transaction, until the server ends it): it gives
    * up and the next round tries again, so renewals keep their period.

@@ -21,6 +21,7 @@ static struct {
   void (*clear)(PGresult *);
   char *(*cmdTuples)(PGresult *);
   PGconn *(*connectdb)(const char *);
+  PGconn *(*connectdbParams)(const char *const *, const char *const *, int);
   int (*consumeInput)(PGconn *);
   char *(*errorMessage)(const PGconn *);
   PGresult *(*exec)(PGconn *, const char *);
@@ -69,7 +70,7 @@ static void load(void) {
     void **slot;
   } t[] = {
 #define S(f) {"PQ" #f, (void **)&fn.f},
-      S(backendPID) S(clear) S(cmdTuples) S(connectdb) S(consumeInput) S(errorMessage) S(exec)
+      S(backendPID) S(clear) S(cmdTuples) S(connectdb) S(connectdbParams) S(consumeInput) S(errorMessage) S(exec)
       S(execParams) S(execPrepared) S(prepare) S(finish) S(fname) S(freemem) S(ftype) S(getisnull) S(getlength)
       S(getvalue) S(nfields) S(notifies) S(ntuples) S(reset) S(resultErrorField)
       S(resultErrorMessage) S(resultStatus) S(setNoticeProcessor) S(socket) S(status)
@@ -116,6 +117,9 @@ void PQclear(PGresult *r) {
 }
 char *PQcmdTuples(PGresult *r) { return ready() ? fn.cmdTuples(r) : (char *)""; }
 PGconn *PQconnectdb(const char *conninfo) { return ready() ? fn.connectdb(conninfo) : NULL; }
+PGconn *PQconnectdbParams(const char *const *keys, const char *const *values, int expand) {
+  return ready() ? fn.connectdbParams(keys, values, expand) : NULL;
+}
 int PQconsumeInput(PGconn *c) { return ready() ? fn.consumeInput(c) : 0; }
 char *PQerrorMessage(const PGconn *c) {
   return ready() ? fn.errorMessage(c) : (char *)"libpq could not be loaded";

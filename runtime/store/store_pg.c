@@ -227,11 +227,17 @@ static int pooler_said(void) {
   return -1;
 }
 
+struct pg_conn *lc_pg_connect_as(const char *url, const char *name) {
+  const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+  const char *const values[] = {url, name, NULL};
+  return PQconnectdbParams(keys, values, 1); /* dbname: the whole URL */
+}
+
 /* A connection that is there: made the first time, reset after it was
  * lost (a server restart, pg_terminate_backend). */
 static int conn_ok(PGconn **c, const char *url, char *err, size_t errlen) {
   int fresh = !*c || is_conn_lost(*c);
-  if (!*c) *c = PQconnectdb(url);
+  if (!*c) *c = lc_pg_connect_as(url, "luact store");
   else if (is_conn_lost(*c)) PQreset(*c);
   /* The server's notices ("relation exists, skipping") are not errors.
    * A transaction left open by a process that stalled (SIGSTOP) holds its

@@ -36,6 +36,11 @@ void lc_pgstore_redact(const char *url, char *out, size_t n);
  * so nothing may be left in its session (docs/serve.md, "Connections"). */
 struct pg_conn;
 int lc_pgstore_proxied(struct pg_conn *c);
+/* PQconnectdb(url) whose sessions say which of luact's connections they
+ * are (application_name, unless url sets one): "luact store" (journal
+ * writes), "luact daemon" (runs table), "luact fleet" (claims, leases),
+ * "luact listen" (wake-ups), for pg_stat_activity and the server's log. */
+struct pg_conn *lc_pg_connect_as(const char *url, const char *name);
 
 int lc_pgstore_open(const char *url, struct lc_pgstore **out, char *err, size_t errlen);
 int lc_pgstore_connect(struct lc_pgstore *s, char *err, size_t errlen);

@@ -263,6 +263,45 @@ START_TEST(claim_and_hand_back_write_one_row_each) {
 }
 END_TEST
 
+/* The names of this database's other sessions, sorted, distinct. */
+static char *session_names(void) {
+  return lc_pg_value(url, "SELECT string_agg(DISTINCT application_name, ',' ORDER BY "
+                          "application_name) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND backend_type = 'client backend' AND pid <> "
+                          "pg_backend_pid()");
+}
+
+/* Each of a daemon's connections names itself in pg_stat_activity (an
+ * operator's first question of a busy server: whose sessions are these),
+ * and a name the user set in the URL wins. */
+START_TEST(sessions_say_which_connection_they_are) {
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) "
+         "VALUES ('n1', 'default', 'echo', '{}', 1)");
+  await_count("SELECT count(*) FROM runs WHERE status = 'finished'", 1, "the run finished");
+  char *v = session_names();
+  ck_assert_str_eq(v ? v : "", "luact daemon,luact fleet,luact listen,luact store");
+  free(v);
+  stop();
+  await_count("SELECT 1 - count(*) FROM pg_stat_activity WHERE datname = current_database() AND "
+              "backend_type = 'client backend' AND pid <> pg_backend_pid()",
+              1, "the daemon's sessions ended");
+  char named[400];
+  snprintf(named, sizeof named, "%s?application_name=shop", url);
+  snprintf(logs[0], sizeof logs[0], "%s/log0", dir);
+  char agents[300];
+  snprintf(agents, sizeof agents, "%s/agents", dir);
+  ck_assert_int_eq(lc_pg_daemon_start(named, "--poll-ms 100", agents, logs[0], NULL, &pids[0],
+                                      &ports[0]),
+                   0);
+  sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) "
+         "VALUES ('n2', 'default', 'echo', '{}', 2)");
+  await_count("SELECT count(*) FROM runs WHERE status = 'finished'", 2, "the run finished");
+  v = session_names();
+  ck_assert_str_eq(v ? v : "", "shop");
+  free(v);
+}
+END_TEST
+
 /* Index entries read through the leases' secondary indexes (the live
  * leases' expiry, the owner) since the server started. */
 static long lease_index_reads(void) {
@@ -1066,6 +1105,7 @@ Suite *fleet_queue_suite(void) {
   tcase_add_test(tc, claims_use_the_queue_index_and_ended_runs_leave_it);
   tcase_add_test(tc, claim_and_hand_back_write_one_row_each);
   tcase_add_test(tc, fences_read_the_lease_row_by_its_key);
+  tcase_add_test(tc, sessions_say_which_connection_they_are);
   tcase_add_test(tc, claimed_runs_leave_the_queue_index);
   tcase_add_test(tc, dead_daemons_ended_run_is_let_go);
   tcase_add_test(tc, waiting_runs_leave_the_queue_index_until_answered);
