@@ -15,13 +15,36 @@
 // its done runs and claims for its free slots). Prints one line:
 //   workers=W jobs=N jobs_per_s=X fetch_p50_us=.. fetch_p99_us=.. fetch_us_per_job=..
 //   complete_us_per_job=.. (the complete() calls' time per job)
+//   backend_cpu_us_per_job=.. backend_cpu_wait_us_per_job=.. (the workers'
+//   server backends' time on a CPU, and waiting for one, per job)
 // jobs/s is from the jobs' own timestamps (first start to last completion),
 // as pg-bench's runs/s is from the runs'.
 'use strict'
 const { fork } = require('child_process')
+const fs = require('fs')
 const PgBoss = require('pg-boss')
 
 const QUEUE = 'bench'
+
+// The server backends of this worker's connections (its pool's, named
+// for it): their time on a CPU and waiting for one, in ns, from
+// /proc/PID/schedstat (the server runs on this machine), read before the
+// pool closes. The server's CPU per job, beside luact's fleet backends'
+// (pg-bench), is a measure that waiting for a CPU does not inflate.
+async function backendSched (b, name) {
+  const r = await b.getDb().executeSql(
+    'SELECT pid FROM pg_stat_activity WHERE application_name = $1', [name])
+  let cpu = 0
+  let wait = 0
+  for (const { pid } of r.rows) {
+    try {
+      const [c, w] = fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number)
+      cpu += c
+      wait += w
+    } catch (e) { return null } // not readable (the server elsewhere): no figure
+  }
+  return { cpu, wait }
+}
 
 function boss (url, extra) {
   // No maintenance or cron work inside the measured window.
@@ -31,7 +54,8 @@ function boss (url, extra) {
 }
 
 async function worker (url, batch) {
-  const b = boss(url, { migrate: false, max: 2 })
+  const name = `pgboss-bench worker ${process.pid}`
+  const b = boss(url, { migrate: false, max: 2, application_name: name })
   await b.start()
   const lat = []
   let jobs = 0
@@ -47,13 +71,15 @@ async function worker (url, batch) {
     await b.complete(QUEUE, got.map((j) => j.id))
     cus += Number(process.hrtime.bigint() - t1) / 1000
   }
+  const sched = await backendSched(b, name)
   await b.stop({ graceful: false, wait: true })
-  process.send({ lat, jobs, cus })
+  process.send({ lat, jobs, cus, sched })
 }
 
 // A worker whose jobs last holdMs each, with batch slots.
 async function holdingWorker (url, batch, holdMs) {
-  const b = boss(url, { migrate: false, max: 2 })
+  const name = `pgboss-bench worker ${process.pid}`
+  const b = boss(url, { migrate: false, max: 2, application_name: name })
   await b.start()
   const lat = []
   let jobs = 0
@@ -86,8 +112,9 @@ async function holdingWorker (url, batch, holdMs) {
     if (!active && !done.length && empty) break
     if (!done.length) await new Promise((resolve) => { wake = resolve })
   }
+  const sched = await backendSched(b, name)
   await b.stop({ graceful: false, wait: true })
-  process.send({ lat, jobs, cus })
+  process.send({ lat, jobs, cus, sched })
 }
 
 function pct (sorted, p) {
@@ -134,6 +161,9 @@ async function main () {
   perJob.sort((x, y) => x - y)
   const jobs = results.reduce((a, w) => a + w.jobs, 0)
   const cus = results.reduce((a, w) => a + w.cus, 0)
+  const sched = results.every((w) => w.sched)
+    ? results.reduce((a, w) => ({ cpu: a.cpu + w.sched.cpu, wait: a.wait + w.sched.wait }), { cpu: 0, wait: 0 })
+    : null
   if (n !== N || jobs !== N) {
     console.error(`pg-boss: ${n} jobs completed, ${jobs} fetched, of ${N}`)
     process.exit(1)
@@ -141,7 +171,9 @@ async function main () {
   console.log(`workers=${W} jobs=${N} jobs_per_s=${(n / s).toFixed(1)} ` +
     `fetch_p50_us=${pct(perJob, 0.5).toFixed(0)} fetch_p99_us=${pct(perJob, 0.99).toFixed(0)} ` +
     `fetch_us_per_job=${(us / jobs).toFixed(0)} complete_us_per_job=${(cus / jobs).toFixed(0)} ` +
-    `fetches=${perStmt.length}`)
+    `fetches=${perStmt.length}` +
+    (sched ? ` backend_cpu_us_per_job=${(sched.cpu / 1000 / jobs).toFixed(1)} ` +
+      `backend_cpu_wait_us_per_job=${(sched.wait / 1000 / jobs).toFixed(1)}` : ''))
 }
 
 if (process.argv[2] === '--worker') {
