@@ -1,7 +1,7 @@
 // bench.js: pg-boss (the reference PostgreSQL queue) claiming and
 // completing JOBS jobs with WORKERS worker processes, for scripts/pg-bench.
 //
-//   node bench.js URL JOBS WORKERS BATCH [HOLD_MS]
+//   node bench.js URL JOBS WORKERS BATCH [HOLD_MS [FETCH_MAX [SPREAD]]]
 //
 // The jobs are inserted first (as pg-bench queues luact's runs first), in
 // a database of their own; then WORKERS processes, each with its own
@@ -12,7 +12,11 @@
 // done (as pg-bench's RUN_MS runs last): whenever jobs are done it
 // completes all of them in one call, then fetches as many as it has free
 // slots, until a fetch finds the queue empty (as a luact daemon hands back
-// its done runs and claims for its free slots). Prints one line:
+// its done runs and claims for its free slots). With FETCH_MAX, no fetch
+// asks for more than that many jobs (pg-bench's PGBOSS_AT_LUACT_BATCH:
+// pg-boss at the batch size a luact claim had). With SPREAD 1, a job is
+// held a time drawn uniformly from HOLD_MS/2 to 3*HOLD_MS/2 (pg-bench's
+// RUN_SPREAD). Prints one line:
 //   workers=W jobs=N jobs_per_s=X fetch_p50_us=.. fetch_p99_us=.. fetch_us_per_job=..
 //   complete_us_per_job=.. (the complete() calls' time per job)
 //   backend_cpu_us_per_job=.. backend_cpu_wait_us_per_job=.. (the workers'
@@ -53,7 +57,7 @@ function boss (url, extra) {
   return b
 }
 
-async function worker (url, batch) {
+async function worker (url, batch, fetchMax) {
   const name = `pgboss-bench worker ${process.pid}`
   const b = boss(url, { migrate: false, max: 2, application_name: name })
   await b.start()
@@ -62,7 +66,7 @@ async function worker (url, batch) {
   let cus = 0 // complete()'s time: a luact claim also hands back the last runs' leases
   for (;;) {
     const t0 = process.hrtime.bigint()
-    const got = await b.fetch(QUEUE, { batchSize: batch })
+    const got = await b.fetch(QUEUE, { batchSize: Math.min(batch, fetchMax) })
     const us = Number(process.hrtime.bigint() - t0) / 1000
     if (!got.length) break
     lat.push([us, got.length])
@@ -77,7 +81,7 @@ async function worker (url, batch) {
 }
 
 // A worker whose jobs last holdMs each, with batch slots.
-async function holdingWorker (url, batch, holdMs) {
+async function holdingWorker (url, batch, holdMs, fetchMax, spread) {
   const name = `pgboss-bench worker ${process.pid}`
   const b = boss(url, { migrate: false, max: 2, application_name: name })
   await b.start()
@@ -97,7 +101,7 @@ async function holdingWorker (url, batch, holdMs) {
       cus += Number(process.hrtime.bigint() - t1) / 1000
     }
     if (!empty && active < batch) {
-      const want = batch - active // (active falls while the fetch is awaited)
+      const want = Math.min(batch - active, fetchMax) // (active falls while the fetch is awaited)
       const t0 = process.hrtime.bigint()
       const got = await b.fetch(QUEUE, { batchSize: want })
       const us = Number(process.hrtime.bigint() - t0) / 1000
@@ -106,11 +110,13 @@ async function holdingWorker (url, batch, holdMs) {
       jobs += got.length
       active += got.length
       for (const j of got) {
-        setTimeout(() => { active--; done.push(j.id); if (wake) { const w = wake; wake = null; w() } }, holdMs)
+        setTimeout(() => { active--; done.push(j.id); if (wake) { const w = wake; wake = null; w() } },
+          spread ? holdMs * (0.5 + Math.random()) : holdMs)
       }
     }
     if (!active && !done.length && empty) break
-    if (!done.length) await new Promise((resolve) => { wake = resolve })
+    // (free slots and jobs left: fetch again at once)
+    if (!done.length && (empty || active >= batch)) await new Promise((resolve) => { wake = resolve })
   }
   const sched = await backendSched(b, name)
   await b.stop({ graceful: false, wait: true })
@@ -123,7 +129,7 @@ function pct (sorted, p) {
 }
 
 async function main () {
-  const [url, jobsArg, workersArg, batchArg, holdArg] = process.argv.slice(2)
+  const [url, jobsArg, workersArg, batchArg, holdArg, fetchArg, spreadArg] = process.argv.slice(2)
   const N = parseInt(jobsArg, 10)
   const W = parseInt(workersArg, 10)
   const B = parseInt(batchArg, 10)
@@ -136,7 +142,8 @@ async function main () {
     await b.insert(chunk)
   }
   const results = await Promise.all(Array.from({ length: W }, () => new Promise((resolve, reject) => {
-    const c = fork(__filename, ['--worker', url, String(B), holdArg || '0'])
+    const c = fork(__filename, ['--worker', url, String(B), holdArg || '0', fetchArg || String(B),
+      spreadArg || '0'])
     let msg = null
     c.on('message', (m) => { msg = m })
     c.on('exit', (code) => (code === 0 && msg ? resolve(msg) : reject(new Error('worker exit ' + code))))
@@ -178,8 +185,10 @@ async function main () {
 
 if (process.argv[2] === '--worker') {
   const hold = parseInt(process.argv[5] || '0', 10)
-  const run = hold > 0 ? holdingWorker(process.argv[3], parseInt(process.argv[4], 10), hold)
-    : worker(process.argv[3], parseInt(process.argv[4], 10))
+  const batch = parseInt(process.argv[4], 10)
+  const fetchMax = parseInt(process.argv[6] || process.argv[4], 10)
+  const run = hold > 0 ? holdingWorker(process.argv[3], batch, hold, fetchMax, process.argv[7] === '1')
+    : worker(process.argv[3], batch, fetchMax)
   run.catch((e) => { console.error(e); process.exit(1) })
 } else {
   main().catch((e) => { console.error(e); process.exit(1) })
