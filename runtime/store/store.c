@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lc.h"
+#include "store_pending.h"
 #include "store_pg.h"
 #include "store_rows.h"
 
@@ -34,19 +35,6 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS journal("
     "  run_id TEXT NOT NULL, seq INTEGER NOT NULL, line TEXT NOT NULL, crc INTEGER NOT NULL,"
     "  PRIMARY KEY(run_id, seq)) WITHOUT ROWID;";
-
-struct pending {
-  struct lc_store_client c; /* copied: the client may go before the commit */
-  struct lc_store_client *orig; /* the client itself: alive until committed */
-  int err; /* this item's client failed (errno-like): not written */
-  struct lc_run_row *create; /* a run to create before its lines (copied) */
-  long seq;
-  unsigned long ticket;
-  char *text;
-  size_t len;
-  int lazy; /* lc_store_append_lazy's: may wait for a larger group */
-  struct pending *next;
-};
 
 struct fwait {
   const void *ud;
@@ -79,7 +67,7 @@ struct lc_store {
   int writer_on;
   pthread_mutex_t mu;
   pthread_cond_t cv, idle;
-  struct pending *head, **tail;
+  struct lc_store_pending *head, **tail;
   int stop, busy, failed, flushing;
   unsigned long taken, done; /* groups taken by the writer, and finished (notified) */
   struct fwait *fwaits; /* clients in lc_store_flush_client */
@@ -317,8 +305,6 @@ static int check_schema(struct lc_store *s, char *err, size_t errlen) {
 }
 
 static void *writer_main(void *p);
-static void pending_free(struct pending *p);
-
 int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **out, char *err,
                   size_t errlen) {
   *out = NULL;
@@ -416,9 +402,9 @@ void lc_store_close(struct lc_store *s) {
   if (stats && *stats == '1' && s->commits)
     fprintf(stderr, "luact: store: %ld lines in %ld group commits\n", s->lines, s->commits);
   while (s->head) {
-    struct pending *x = s->head;
+    struct lc_store_pending *x = s->head;
     s->head = x->next;
-    pending_free(x);
+    lc_store_pending_free(x);
   }
   sqlite3_finalize(s->wins);
   sqlite3_finalize(s->wins_wide);
@@ -503,7 +489,7 @@ static int insert_line(sqlite3 *db, sqlite3_stmt **keep, const char *run_id, lon
 
 /* One INSERT of the k lines v[0..k) (journal lines, not creations), its
  * statement prepared into *keep the first time. SQLite's code. */
-static int insert_rows(sqlite3 *db, sqlite3_stmt **keep, struct pending **v, int k) {
+static int insert_rows(sqlite3 *db, sqlite3_stmt **keep, struct lc_store_pending **v, int k) {
   if (!*keep) {
     /* OR ROLLBACK: a conflict ends the transaction (the caller goes again
      * a row at a time), so SQLite keeps no statement journal to undo half
@@ -524,7 +510,7 @@ static int insert_rows(sqlite3 *db, sqlite3_stmt **keep, struct pending **v, int
   }
   sqlite3_stmt *st = *keep;
   for (int i = 0; i < k; i++) {
-    struct pending *p = v[i];
+    struct lc_store_pending *p = v[i];
     sqlite3_bind_text(st, 4 * i + 1, p->c.run_id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4 * i + 2, p->seq);
     sqlite3_bind_text(st, 4 * i + 3, p->text, (int)p->len, SQLITE_STATIC);
@@ -763,18 +749,9 @@ int lc_store_journal_append_now(struct lc_store *s, const char *run_id, long seq
 
 /* ---- the writer: group commit ---- */
 
-static void pending_free(struct pending *p) {
-  if (p->create) {
-    lc_run_row_free(p->create);
-    free(p->create);
-  }
-  lc_free(p->text);
-  lc_free(p);
-}
-
-/* Queues p; starts the writer thread on the first item. */
-/* Queues the chain p..last (linked through next; one client's). */
-static int enqueue(struct lc_store *s, struct pending *p, struct pending *last) {
+/* Queues the chain p..last (linked through next; one client's); starts
+ * the writer thread on the first item. */
+static int enqueue(struct lc_store *s, struct lc_store_pending *p, struct lc_store_pending *last) {
   pthread_mutex_lock(&s->mu);
   /* A client whose line failed writes nothing more (its journal would have
    * a gap); other clients go on. */
@@ -787,7 +764,7 @@ static int enqueue(struct lc_store *s, struct pending *p, struct pending *last) 
     if (!s->head) s->since = mono_ms();
     *s->tail = p;
     s->tail = &last->next;
-    for (struct pending *x = p; x; x = x->next) {
+    for (struct lc_store_pending *x = p; x; x = x->next) {
       s->nq++;
       s->urgent += !x->lazy;
     }
@@ -798,58 +775,27 @@ static int enqueue(struct lc_store *s, struct pending *p, struct pending *last) 
   }
   pthread_mutex_unlock(&s->mu);
   if (failed) {
-    for (struct pending *n; p; p = n) {
+    for (struct lc_store_pending *n; p; p = n) {
       n = p->next;
-      pending_free(p);
+      lc_store_pending_free(p);
     }
     return LC_EIO;
   }
   return 0;
 }
 
-static struct pending *line_pending(const struct lc_store_client *c, long seq,
-                                    unsigned long ticket, const char *text, size_t len) {
-  struct pending *p = lc_calloc(1, sizeof *p);
-  if (!p || !(p->text = lc_malloc(len ? len : 1))) {
-    lc_free(p);
-    return NULL;
-  }
-  memcpy(p->text, text, len);
-  p->len = len;
-  p->c = *c;
-  p->orig = (struct lc_store_client *)c; /* store.h: the store sets its 'failed' */
-  p->seq = seq;
-  p->ticket = ticket;
-  return p;
-}
-
 int lc_store_append_run(struct lc_store *s, const struct lc_store_client *c,
                         const struct lc_run_row *r, unsigned long ticket, const char *header,
                         size_t len) {
   if (s->pg) return lc_pgstore_append_run(s->pg, c, r, ticket, header, len);
-  struct pending *p = lc_calloc(1, sizeof *p);
-  struct lc_run_row *x = p ? lc_store_row_for_create(r) : NULL;
-  struct pending *h = x ? line_pending(c, 1, ticket, header, len) : NULL;
-  if (!h) {
-    if (x) {
-      lc_run_row_free(x);
-      free(x);
-    }
-    lc_free(p);
-    return LC_ENOMEM;
-  }
-  p->create = x;
-  p->c = *c;
-  p->orig = h->orig;
-  p->ticket = 0; /* reports nothing by itself: its line does */
-  p->next = h;
-  return enqueue(s, p, h);
+  struct lc_store_pending *last, *p = lc_store_pending_create(c, r, ticket, header, len, &last);
+  return p ? enqueue(s, p, last) : LC_ENOMEM;
 }
 
 int lc_store_append(struct lc_store *s, const struct lc_store_client *c, long seq,
                     unsigned long ticket, const char *text, size_t len) {
   if (s->pg) return lc_pgstore_append(s->pg, c, seq, ticket, text, len);
-  struct pending *p = line_pending(c, seq, ticket, text, len);
+  struct lc_store_pending *p = lc_store_pending_line(c, seq, ticket, text, len);
   return p ? enqueue(s, p, p) : LC_ENOMEM;
 }
 
@@ -860,7 +806,7 @@ int lc_store_append_lazy(struct lc_store *s, const struct lc_store_client *c, lo
     lc_free(text);
     return rc;
   }
-  struct pending *p = lc_calloc(1, sizeof *p);
+  struct lc_store_pending *p = lc_calloc(1, sizeof *p);
   if (!p) {
     lc_free(text);
     return LC_ENOMEM;
@@ -912,7 +858,7 @@ void lc_store_flush_client(struct lc_store *s, const void *ud) {
   pthread_cond_signal(&s->cv);
   for (;;) {
     int queued = 0;
-    for (struct pending *p = s->head; p && !queued; p = p->next) queued = p->c.ud == ud;
+    for (struct lc_store_pending *p = s->head; p && !queued; p = p->next) queued = p->c.ud == ud;
     if (!queued) break;
     pthread_cond_wait(&s->idle, &s->mu);
   }
@@ -933,8 +879,8 @@ void lc_store_flush_client(struct lc_store *s, const void *ud) {
  * creation and its first line are queued together (lc_store_append_run),
  * so no group can commit a run without a journal, which nothing could
  * resume. NULL: nothing queued. */
-static struct pending *take_group(struct lc_store *s) {
-  struct pending *g = s->head;
+static struct lc_store_pending *take_group(struct lc_store *s) {
+  struct lc_store_pending *g = s->head;
   s->head = NULL;
   s->tail = &s->head;
   s->nq = s->urgent = 0;
@@ -1024,7 +970,7 @@ static int step_busy(sqlite3 *db, sqlite3_stmt **st, const char *sql, int retry,
   }
 }
 
-static int commit_group(struct lc_store *s, struct pending *g, int full) {
+static int commit_group(struct lc_store *s, struct lc_store_pending *g, int full) {
   char err[1024];
   if (!s->wdb) {
     if (ensure(s, NULL, 0)) return EIO; /* the file, checked once */
@@ -1048,9 +994,9 @@ static int commit_group(struct lc_store *s, struct pending *g, int full) {
                       sqlite3_file_control(s->wdb, "main", SQLITE_FCNTL_DATA_VERSION, &dv) !=
                           SQLITE_OK ||
                       dv != s->wdv;
-    struct pending *bad = NULL;
+    struct lc_store_pending *bad = NULL;
     int global = 0, again = 0;
-    for (struct pending *p = g; p && !bad && !again;) {
+    for (struct lc_store_pending *p = g; p && !bad && !again;) {
       if (p->err) {
         p = p->next;
         continue;
@@ -1062,7 +1008,7 @@ static int commit_group(struct lc_store *s, struct pending *g, int full) {
         continue;
       }
       /* The lines from here to the next creation, up to INS_WIDE. */
-      struct pending *v[INS_WIDE], *q = p;
+      struct lc_store_pending *v[INS_WIDE], *q = p;
       int m = 0;
       for (; q && m < INS_WIDE && !q->create && !s->single; q = q->next)
         if (!q->err) v[m++] = q;
@@ -1090,7 +1036,7 @@ static int commit_group(struct lc_store *s, struct pending *g, int full) {
     s->single = 0;
     if (!bad || global) return EIO;
     /* That client's items fail, the rest go again. */
-    for (struct pending *p = g; p; p = p->next)
+    for (struct lc_store_pending *p = g; p; p = p->next)
       if (p->orig == bad->orig) p->err = EIO;
   }
 }
@@ -1099,20 +1045,20 @@ static int commit_group(struct lc_store *s, struct pending *g, int full) {
  * last one it queued: lines of one client are queued in ticket order), and
  * of a cancel asked for its run. A small pointer set keeps it linear in
  * the group's size. */
-static void notify(struct lc_store *s, struct pending *g, long n, int err) {
-  struct pending **v = lc_malloc((size_t)n * sizeof *v);
+static void notify(struct lc_store *s, struct lc_store_pending *g, long n, int err) {
+  struct lc_store_pending **v = lc_malloc((size_t)n * sizeof *v);
   size_t cap = 16;
   while (cap < (size_t)n * 2) cap *= 2;
   const void **seen = lc_calloc(cap, sizeof *seen);
   if (!v || !seen) { /* no memory: tell every line (still correct, slower) */
-    for (struct pending *p = g; p; p = p->next)
+    for (struct lc_store_pending *p = g; p; p = p->next)
       if (p->c.committed) p->c.committed(p->c.ud, p->ticket, err ? err : p->err);
     lc_free(v);
     lc_free(seen);
     return;
   }
   long k = 0;
-  for (struct pending *p = g; p; p = p->next) v[k++] = p;
+  for (struct lc_store_pending *p = g; p; p = p->next) v[k++] = p;
   /* Prepared once: at one client every effect is a commit of its own, and
    * preparing it was a SQL parse per commit. */
   if (!err && !s->wcancel &&
@@ -1123,7 +1069,7 @@ static void notify(struct lc_store *s, struct pending *g, long n, int err) {
    * have been asked (it was ~8% of a commit's instructions, per client). */
   sqlite3_stmt *st = err || !s->others_wrote ? NULL : s->wcancel;
   for (long i = n - 1; i >= 0; i--) {
-    struct pending *p = v[i];
+    struct lc_store_pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
     while (seen[h] && seen[h] != p->c.ud) h = (h + 1) & (cap - 1);
     if (seen[h] || p->create) continue; /* a later line of this client reported */
@@ -1160,7 +1106,7 @@ static void *writer_main(void *arg) {
   struct lc_store *s = arg;
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    struct pending *g = NULL;
+    struct lc_store_pending *g = NULL;
     double until;
     for (;;) {
       if (lazy_hold(s, &until)) {
@@ -1187,17 +1133,17 @@ static void *writer_main(void *arg) {
     /* The WAL's fsync only where someone counts on it: a line that is
      * not lazy (waited for, or a run's creation), a flush, the close. */
     int full = s->flushing || s->fwaits || s->stop;
-    for (struct pending *p = g; p && !full; p = p->next) full = !p->lazy || p->create;
+    for (struct lc_store_pending *p = g; p && !full; p = p->next) full = !p->lazy || p->create;
     s->busy = 1;
     /* Lines a client queued before it heard that an earlier one failed. */
-    for (struct pending *p = g; p; p = p->next)
+    for (struct lc_store_pending *p = g; p; p = p->next)
       if (p->orig->failed) p->err = EIO;
     s->taken++;
     pthread_mutex_unlock(&s->mu);
     int err = s->failed ? EIO : commit_group(s, g, full);
     long n = 0, written = 0;
     pthread_mutex_lock(&s->mu);
-    for (struct pending *p = g; p; p = p->next) {
+    for (struct lc_store_pending *p = g; p; p = p->next) {
       n++;
       written += !p->err;
       /* before the client hears (notify): its next append is refused */
@@ -1216,9 +1162,9 @@ static void *writer_main(void *arg) {
     pthread_mutex_unlock(&s->mu);
     notify(s, g, n, err);
     while (g) {
-      struct pending *x = g;
+      struct lc_store_pending *x = g;
       g = g->next;
-      pending_free(x);
+      lc_store_pending_free(x);
     }
     pthread_mutex_lock(&s->mu);
     s->busy = 0;

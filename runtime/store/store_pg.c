@@ -25,6 +25,7 @@
 #include "cnum.h"
 #include "lc.h"
 #include "pq_dl.h"
+#include "store_pending.h"
 #include "store_rows.h"
 
 /* Migrations: migration[i] takes the schema from version i to i + 1. A
@@ -124,16 +125,6 @@ static const char *const migration[] = {
 /* pg_advisory_xact_lock key for migrations ("luact" in ASCII). */
 #define MIGRATE_LOCK "108117097099116"
 
-struct pending {
-  struct lc_store_client c;
-  struct lc_run_row *create;
-  long seq;
-  unsigned long ticket;
-  char *text;
-  size_t len;
-  struct pending *next;
-};
-
 /* A list of run ids: the fenced runs of a group whose lease another
  * daemon took (their lines dropped, their clients told EPERM), and the
  * store's dead runs. */
@@ -160,7 +151,7 @@ struct lc_pgstore {
   int writer_on;
   pthread_mutex_t mu;
   pthread_cond_t cv, idle;
-  struct pending *head, **tail;
+  struct lc_store_pending *head, **tail;
   int stop, busy, failed;
   long lines, commits;
   atomic_long trips; /* the writer's round trips */
@@ -436,7 +427,6 @@ static int migrate(struct lc_pgstore *s, char *err, size_t errlen) {
 }
 
 static void *writer_main(void *p);
-static void pending_free(struct pending *p);
 
 int lc_pgstore_open(const char *url, struct lc_pgstore **out, char *err, size_t errlen) {
   *out = NULL;
@@ -489,9 +479,9 @@ void lc_pgstore_close(struct lc_pgstore *s) {
     pthread_join(s->writer, NULL);
   }
   while (s->head) {
-    struct pending *x = s->head;
+    struct lc_store_pending *x = s->head;
     s->head = x->next;
-    pending_free(x);
+    lc_store_pending_free(x);
   }
   while (s->dead) {
     struct lost *x = s->dead;
@@ -878,17 +868,9 @@ int lc_pgstore_journal_append_now(struct lc_pgstore *s, const char *run_id, long
 
 /* ---- the writer: group commit ---- */
 
-static void pending_free(struct pending *p) {
-  if (p->create) {
-    lc_run_row_free(p->create);
-    free(p->create);
-  }
-  lc_free(p->text);
-  lc_free(p);
-}
-
 /* Queues the chain p..last (linked through next). */
-static int enqueue(struct lc_pgstore *s, struct pending *p, struct pending *last) {
+static int enqueue(struct lc_pgstore *s, struct lc_store_pending *p,
+                   struct lc_store_pending *last) {
   pthread_mutex_lock(&s->mu);
   int failed = s->failed;
   if (!failed && !s->writer_on) {
@@ -902,53 +884,25 @@ static int enqueue(struct lc_pgstore *s, struct pending *p, struct pending *last
   }
   pthread_mutex_unlock(&s->mu);
   if (failed) {
-    for (struct pending *n; p; p = n) {
+    for (struct lc_store_pending *n; p; p = n) {
       n = p->next;
-      pending_free(p);
+      lc_store_pending_free(p);
     }
     return LC_EIO;
   }
   return 0;
 }
 
-static struct pending *line_pending(const struct lc_store_client *c, long seq,
-                                    unsigned long ticket, const char *text, size_t len) {
-  struct pending *p = lc_calloc(1, sizeof *p);
-  if (!p || !(p->text = lc_malloc(len ? len : 1))) {
-    lc_free(p);
-    return NULL;
-  }
-  memcpy(p->text, text, len);
-  p->len = len;
-  p->c = *c;
-  p->seq = seq;
-  p->ticket = ticket;
-  return p;
-}
-
 int lc_pgstore_append_run(struct lc_pgstore *s, const struct lc_store_client *c,
                           const struct lc_run_row *r, unsigned long ticket, const char *header,
                           size_t len) {
-  struct pending *p = lc_calloc(1, sizeof *p);
-  struct lc_run_row *x = p ? lc_store_row_for_create(r) : NULL;
-  struct pending *h = x ? line_pending(c, 1, ticket, header, len) : NULL;
-  if (!h) {
-    if (x) {
-      lc_run_row_free(x);
-      free(x);
-    }
-    lc_free(p);
-    return LC_ENOMEM;
-  }
-  p->create = x;
-  p->c = *c;
-  p->next = h;
-  return enqueue(s, p, h);
+  struct lc_store_pending *last, *p = lc_store_pending_create(c, r, ticket, header, len, &last);
+  return p ? enqueue(s, p, last) : LC_ENOMEM;
 }
 
 int lc_pgstore_append(struct lc_pgstore *s, const struct lc_store_client *c, long seq,
                       unsigned long ticket, const char *text, size_t len) {
-  struct pending *p = line_pending(c, seq, ticket, text, len);
+  struct lc_store_pending *p = lc_store_pending_line(c, seq, ticket, text, len);
   return p ? enqueue(s, p, p) : LC_ENOMEM;
 }
 
@@ -961,8 +915,8 @@ void lc_pgstore_flush(struct lc_pgstore *s) {
 
 /* Everything queued (a run's creation and its first line are queued
  * together: store.h). NULL: nothing queued. */
-static struct pending *take_group(struct lc_pgstore *s) {
-  struct pending *g = s->head;
+static struct lc_store_pending *take_group(struct lc_pgstore *s) {
+  struct lc_store_pending *g = s->head;
   s->head = NULL;
   s->tail = &s->head;
   return g;
@@ -989,11 +943,11 @@ static int is_lost(const struct lost *l, const char *run_id) {
 /* Checks each fenced run of the group once, locking its row FOR SHARE: a
  * claim by another daemon (an UPDATE of the row) then waits for this
  * commit, and one that came first is seen here. */
-static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **lost, char *err,
-                        size_t errlen) {
+static int check_fences(struct lc_pgstore *s, struct lc_store_pending *g, struct lost **lost,
+                        char *err, size_t errlen) {
   struct lost *checked = NULL;
   int rc = 0;
-  for (struct pending *p = g; p && !rc; p = p->next) {
+  for (struct lc_store_pending *p = g; p && !rc; p = p->next) {
     if (p->create || is_lost(checked, p->c.run_id) || is_lost(*lost, p->c.run_id)) continue;
     long epoch = fence_of(s, p->c.run_id);
     if (!epoch) continue;
@@ -1038,10 +992,10 @@ static int check_fences(struct lc_pgstore *s, struct pending *g, struct lost **l
 
 /* Without pipeline mode (libpq before 14): a statement, and a round trip,
  * at a time. */
-static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
+static int commit_group_seq_(struct lc_pgstore *s, struct lc_store_pending *g, int again,
                              struct lost **lost);
 
-static int commit_group_seq(struct lc_pgstore *s, struct pending *g, int again,
+static int commit_group_seq(struct lc_pgstore *s, struct lc_store_pending *g, int again,
                             struct lost **lost) {
   long before = sent_here;
   int rc = commit_group_seq_(s, g, again, lost);
@@ -1049,7 +1003,7 @@ static int commit_group_seq(struct lc_pgstore *s, struct pending *g, int again,
   return rc;
 }
 
-static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
+static int commit_group_seq_(struct lc_pgstore *s, struct lc_store_pending *g, int again,
                              struct lost **lost) {
   char err[1024];
   if (conn_ok(&s->wdb, s->url, err, sizeof err)) return EIO;
@@ -1058,7 +1012,7 @@ static int commit_group_seq_(struct lc_pgstore *s, struct pending *g, int again,
   if (begin_tx(s, &s->wdb, 0, err, sizeof err))
     return last_ended || is_conn_lost(s->wdb) ? ECONNRESET : EIO;
   int bad = check_fences(s, g, lost, err, sizeof err) != 0;
-  for (struct pending *p = g; p && !bad; p = p->next) {
+  for (struct lc_store_pending *p = g; p && !bad; p = p->next) {
     if (is_lost(*lost, p->c.run_id) || is_lost(s->dead, p->c.run_id)) continue;
     if (p->create) bad = insert_run(&s->wdb, s->url, p->create, again, err, sizeof err) != 0;
     else
@@ -1122,17 +1076,17 @@ static int pipe_send(struct lc_pgstore *s, const char *sql, int n, const char *c
  * dropped, its client told EPERM, the rest committed, as before). Any
  * error aborts the pipeline: the server skips the rest and the COMMIT,
  * the transaction is rolled back, nothing of the group is written. */
-static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
+static int commit_group_pipe(struct lc_pgstore *s, struct lc_store_pending *g, int again,
                              struct lost **lost) {
   char err[1024];
   if (conn_ok(&s->wdb, s->url, err, sizeof err)) return EIO;
   if (!PQenterPipelineMode(s->wdb)) return is_conn_lost(s->wdb) ? ECONNRESET : EIO;
   long n = 0;
-  for (struct pending *p = g; p; p = p->next) n++;
+  for (struct lc_store_pending *p = g; p; p = p->next) n++;
   char ob[160];
   const char *owner = owner_of(s, ob);
   /* what each statement was: its pending, or NULL for BEGIN and COMMIT */
-  struct pending **what = lc_malloc((size_t)(n + 3) * sizeof *what);
+  struct lc_store_pending **what = lc_malloc((size_t)(n + 3) * sizeof *what);
   int sent = 0, bad = !what;
   if (!bad) {
     what[sent++] = NULL;
@@ -1142,7 +1096,7 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
     what[sent++] = NULL;
     bad = !pipe_send(s, "SET LOCAL idle_in_transaction_session_timeout = " IDLE_TX_MS, 0, NULL);
   }
-  for (struct pending *p = g; p && !bad; p = p->next) {
+  for (struct lc_store_pending *p = g; p && !bad; p = p->next) {
     if (is_lost(s->dead, p->c.run_id)) continue;
     if (p->create) {
       const struct lc_run_row *r = p->create;
@@ -1232,7 +1186,7 @@ static int commit_group_pipe(struct lc_pgstore *s, struct pending *g, int again,
   return retry_it ? EAGAIN : EIO;
 }
 
-static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
+static int commit_group_once(struct lc_pgstore *s, struct lc_store_pending *g, int again,
                              struct lost **lost) {
   return lc_pq_has_pipeline() ? commit_group_pipe(s, g, again, lost)
                               : commit_group_seq(s, g, again, lost);
@@ -1243,7 +1197,7 @@ static int commit_group_once(struct lc_pgstore *s, struct pending *g, int again,
  * (so is a group the server aborted to break a deadlock),
  * a few times with a short backoff: its lines are idempotent
  * (insert_line), its runs' rows too. */
-static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **lost) {
+static int commit_group(struct lc_pgstore *s, struct lc_store_pending *g, struct lost **lost) {
   if (ensure(s, NULL, 0)) return EIO;
   int rc = commit_group_once(s, g, 0, lost);
   for (int attempt = 1; (rc == ECONNRESET || rc == EAGAIN) && attempt < 6; attempt++) {
@@ -1259,14 +1213,14 @@ static int commit_group(struct lc_pgstore *s, struct pending *g, struct lost **l
   return rc ? EIO : 0;
 }
 
-static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
+static void notify(struct lc_pgstore *s, struct lc_store_pending *g, long n, int err,
                    const struct lost *lost) {
-  struct pending **v = lc_malloc((size_t)n * sizeof *v);
+  struct lc_store_pending **v = lc_malloc((size_t)n * sizeof *v);
   size_t cap = 16;
   while (cap < (size_t)n * 2) cap *= 2;
   const void **seen = lc_calloc(cap, sizeof *seen);
   if (!v || !seen) {
-    for (struct pending *p = g; p; p = p->next)
+    for (struct lc_store_pending *p = g; p; p = p->next)
       if (p->c.committed)
         p->c.committed(p->c.ud, p->ticket,
                        err                         ? err
@@ -1278,7 +1232,7 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
     return;
   }
   long k = 0;
-  for (struct pending *p = g; p; p = p->next) v[k++] = p;
+  for (struct lc_store_pending *p = g; p; p = p->next) v[k++] = p;
   /* Which of the group's runs were asked to stop (by any daemon): one
    * statement for the group, not one per run. */
   PGresult *cr = NULL;
@@ -1310,7 +1264,7 @@ static void notify(struct lc_pgstore *s, struct pending *g, long n, int err,
     lc_free(arr);
   }
   for (long i = n - 1; i >= 0; i--) {
-    struct pending *p = v[i];
+    struct lc_store_pending *p = v[i];
     size_t h = ((uintptr_t)p->c.ud >> 4) & (cap - 1);
     while (seen[h] && seen[h] != p->c.ud) h = (h + 1) & (cap - 1);
     if (seen[h] || p->create) continue;
@@ -1336,7 +1290,7 @@ static void *writer_main(void *arg) {
   struct lc_pgstore *s = arg;
   pthread_mutex_lock(&s->mu);
   for (;;) {
-    struct pending *g;
+    struct lc_store_pending *g;
     while (!(g = take_group(s)) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
     if (!g) break;
     s->busy = 1;
@@ -1344,7 +1298,7 @@ static void *writer_main(void *arg) {
     struct lost *lost = NULL;
     int err = commit_group(s, g, &lost);
     long n = 0;
-    for (struct pending *p = g; p; p = p->next) {
+    for (struct lc_store_pending *p = g; p; p = p->next) {
       n++;
       if (err && !is_lost(s->dead, p->c.run_id)) { /* only the writer thread reads it */
         struct lost *x = lc_calloc(1, sizeof *x);
@@ -1372,9 +1326,9 @@ static void *writer_main(void *arg) {
       lc_free(x);
     }
     while (g) {
-      struct pending *x = g;
+      struct lc_store_pending *x = g;
       g = g->next;
-      pending_free(x);
+      lc_store_pending_free(x);
     }
     pthread_mutex_lock(&s->mu);
     s->busy = 0;
