@@ -70,10 +70,11 @@ static void load(void) {
     void **slot;
   } t[] = {
 #define S(f) {"PQ" #f, (void **)&fn.f},
-      S(backendPID) S(clear) S(cmdTuples) S(connectdb) S(connectdbParams) S(consumeInput) S(errorMessage) S(exec)
-      S(execParams) S(execPrepared) S(prepare) S(finish) S(fname) S(freemem) S(ftype) S(getisnull) S(getlength)
-      S(getvalue) S(nfields) S(notifies) S(ntuples) S(reset) S(resultErrorField)
-      S(resultErrorMessage) S(resultStatus) S(setNoticeProcessor) S(socket) S(status)
+      S(backendPID) S(clear) S(cmdTuples) S(connectdb) S(connectdbParams) S(consumeInput)
+      S(errorMessage) S(exec) S(execParams) S(execPrepared) S(prepare) S(finish) S(fname)
+      S(freemem) S(ftype) S(getisnull) S(getlength) S(getvalue) S(nfields) S(notifies)
+      S(ntuples) S(reset) S(resultErrorField) S(resultErrorMessage) S(resultStatus)
+      S(setNoticeProcessor) S(socket) S(status)
 #undef S
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {

@@ -305,6 +305,7 @@ static int check_schema(struct lc_store *s, char *err, size_t errlen) {
 }
 
 static void *writer_main(void *p);
+
 int lc_store_open(const char *path, enum lc_store_sync sync, struct lc_store **out, char *err,
                   size_t errlen) {
   *out = NULL;
