@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "util_common.h"
+#include "util_durable.h"
 #include "util_pg.h"
 
 #define NDAEMONS 3
@@ -220,11 +221,8 @@ static void setup(void) {
   char p[400];
   snprintf(p, sizeof p, "%s/agents", dir);
   mkdir(p, 0700);
-  snprintf(p, sizeof p, "%s/agents/dbl.lua", dir);
-  FILE *f = fopen(p, "w");
-  ck_assert_ptr_nonnull(f);
-  fputs("return function(input, ctx) luact.now() return {n = input.n * 2} end\n", f);
-  fclose(f);
+  lc_dur_write(p, "dbl.lua",
+               "return function(input, ctx) luact.now() return {n = input.n * 2} end\n");
   memset(pids, 0, sizeof pids);
 }
 

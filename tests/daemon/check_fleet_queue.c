@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "util_common.h"
+#include "util_durable.h"
 #include "util_pg.h"
 
 static struct lc_pg pg;
@@ -39,14 +40,17 @@ static long count(const char *sql) {
 
 static int ports[3];
 
-/* Daemon k with args. */
-static void start_k(int k, const char *args) {
+/* Daemon k on the database at u, with args. */
+static void start_on(int k, const char *u, const char *args) {
   snprintf(logs[k], sizeof logs[k], "%s/log%d", dir, k);
   char agents[300];
   snprintf(agents, sizeof agents, "%s/agents", dir);
-  ck_assert_msg(lc_pg_daemon_start(url, args, agents, logs[k], NULL, &pids[k], &ports[k]) == 0,
+  ck_assert_msg(lc_pg_daemon_start(u, args, agents, logs[k], NULL, &pids[k], &ports[k]) == 0,
                 "daemon %d exited at start", k);
 }
+
+/* Daemon k with args. */
+static void start_k(int k, const char *args) { start_on(k, url, args); }
 
 static void start(void) { start_k(0, "--poll-ms 100 --max-runs 4"); }
 
@@ -97,26 +101,15 @@ static void setup_files(void) {
   char p[400];
   snprintf(p, sizeof p, "%s/agents", dir);
   mkdir(p, 0700);
-  snprintf(p, sizeof p, "%s/agents/echo.lua", dir);
-  FILE *f = fopen(p, "w");
-  ck_assert_ptr_nonnull(f);
-  fputs("return function(input, ctx) luact.now() return {ok = true} end\n", f);
-  fclose(f);
+  lc_dur_write(p, "echo.lua", "return function(input, ctx) luact.now() return {ok = true} end\n");
   /* journals a line every 50 ms: long enough to be cancelled in */
-  snprintf(p, sizeof p, "%s/agents/slow.lua", dir);
-  f = fopen(p, "w");
-  ck_assert_ptr_nonnull(f);
-  fputs("return function(input, ctx)\n"
-        "  for i = 1, input.steps do luact.sleep(0.05); luact.now() end\n"
-        "  return {done = input.steps}\n"
-        "end\n",
-        f);
-  fclose(f);
-  snprintf(p, sizeof p, "%s/agents/asker.lua", dir);
-  f = fopen(p, "w");
-  ck_assert_ptr_nonnull(f);
-  fputs("return function(input, ctx) return {answer = luact.ask('more?')} end\n", f);
-  fclose(f);
+  lc_dur_write(p, "slow.lua",
+               "return function(input, ctx)\n"
+               "  for i = 1, input.steps do luact.sleep(0.05); luact.now() end\n"
+               "  return {done = input.steps}\n"
+               "end\n");
+  lc_dur_write(p, "asker.lua",
+               "return function(input, ctx) return {answer = luact.ask('more?')} end\n");
 }
 
 static void setup(void) {
@@ -287,12 +280,7 @@ START_TEST(sessions_say_which_connection_they_are) {
               1, "the daemon's sessions ended");
   char named[400];
   snprintf(named, sizeof named, "%s?application_name=shop", url);
-  snprintf(logs[0], sizeof logs[0], "%s/log0", dir);
-  char agents[300];
-  snprintf(agents, sizeof agents, "%s/agents", dir);
-  ck_assert_int_eq(lc_pg_daemon_start(named, "--poll-ms 100", agents, logs[0], NULL, &pids[0],
-                                      &ports[0]),
-                   0);
+  start_on(0, named, "--poll-ms 100");
   sql_ok("INSERT INTO d_runs(id, tenant, agent, input, created) "
          "VALUES ('n2', 'default', 'echo', '{}', 2)");
   await_count("SELECT count(*) FROM runs WHERE status = 'finished'", 2, "the run finished");

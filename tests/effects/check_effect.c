@@ -677,21 +677,15 @@ START_TEST(noctx_tool_journaled_gets_no_ctx) {
   lines_of(path, "1#2", &in, &res, &one);
   ck_assert_int_eq(one, 1);
   /* Replayed: answered from the journal, the fn not called. */
-  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
-  lc_test_lua_open(&t);
-  lc_l_journal_attach(t.L, j);
-  rc = lc_test_lua_run(&t,
+  rc = run_code(LC_JOURNAL_REPLAY, path,
       "local calls = 0\n"
       "local tool = luact.tool{name = 't', fn = function(a) calls = calls + 1 return a.x end}\n"
       "tool._noctx = tool.fn\n"
       "local r = tool{x = 'a'} .. tool({x = 'b'}, {extra = 1})\n"
       "tool.fn = function(a) calls = calls + 1 return a.x end\n"
-      "return r .. tool{x = 'c'} .. calls",
-      out, sizeof out, err, sizeof err);
-  lc_test_lua_close(&t);
+      "return r .. tool{x = 'c'} .. calls");
   ck_assert_msg(rc == 0, "%s", err);
   ck_assert_str_eq(out, "abc0");
-  lc_journal_free(j);
   unlink(path);
 }
 END_TEST
@@ -701,14 +695,9 @@ END_TEST
  * table wearing the token's metatable) is still refused, and a token
  * still works (a recorded effect, then one the journal answers). */
 START_TEST(token_methods_refuse_a_wrong_self) {
-  char path[256], e[512];
+  char path[256];
   tmp_path(path, sizeof path, "tokself");
-  struct lc_journal *j;
-  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_RECORD, path, NULL, &j, e, sizeof e), 0);
-  struct lc_test_lua t;
-  lc_test_lua_open(&t);
-  lc_l_journal_attach(t.L, j);
-  int rc = lc_test_lua_run(&t,
+  int rc = run_code(LC_JOURNAL_RECORD, path,
       "local mt = debug.getregistry()['luact.Effect']\n"
       "local M = mt.__index\n"
       "local function refused(f, self)\n"
@@ -723,20 +712,11 @@ START_TEST(token_methods_refuse_a_wrong_self) {
       "end\n"
       "refused(mt.__gc, io.stdout)\n"
       "refused(mt.__close, setmetatable({}, mt))\n"
-      "return luact.effect('k', 'n', {a = 1}, 'pure', function(ctx) return ctx.effect_id end)",
-      out, sizeof out, err, sizeof err);
-  lc_test_lua_close(&t);
-  lc_journal_free(j);
+      "return luact.effect('k', 'n', {a = 1}, 'pure', function(ctx) return ctx.effect_id end)");
   ck_assert_msg(rc == 0, "%s", err);
   ck_assert_str_eq(out, "1#1");
-  ck_assert_int_eq(lc_journal_open(LC_JOURNAL_REPLAY, path, NULL, &j, e, sizeof e), 0);
-  lc_test_lua_open(&t);
-  lc_l_journal_attach(t.L, j);
-  rc = lc_test_lua_run(&t,
-      "return luact.effect('k', 'n', {a = 1}, 'pure', function() error('ran') end)", out,
-      sizeof out, err, sizeof err);
-  lc_test_lua_close(&t);
-  lc_journal_free(j);
+  rc = run_code(LC_JOURNAL_REPLAY, path,
+      "return luact.effect('k', 'n', {a = 1}, 'pure', function() error('ran') end)");
   ck_assert_msg(rc == 0, "%s", err);
   ck_assert_str_eq(out, "1#1");
   unlink(path);
