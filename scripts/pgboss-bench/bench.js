@@ -2,6 +2,12 @@
 // completing JOBS jobs with WORKERS worker processes, for scripts/pg-bench.
 //
 //   node bench.js URL JOBS WORKERS BATCH [HOLD_MS [FETCH_MAX [SPREAD]]]
+//   node bench.js --explain URL JOBS
+//
+// --explain: JOBS jobs inserted and analysed, then the plan of pg-boss's
+// own fetch statement (its plans.fetchNextJob, for one job) with its
+// timings and buffers (EXPLAIN ANALYZE: the fetch runs; the database is
+// the bench's own). pg-bench's EXPLAIN_PGBOSS=1.
 //
 // The jobs are inserted first (as pg-bench queues luact's runs first), in
 // a database of their own; then WORKERS processes, each with its own
@@ -183,7 +189,26 @@ async function main () {
       `backend_cpu_wait_us_per_job=${(sched.wait / 1000 / jobs).toFixed(1)}` : ''))
 }
 
-if (process.argv[2] === '--worker') {
+async function explainFetch (url, n) {
+  const plans = require('pg-boss/src/plans')
+  const b = boss(url, {})
+  await b.start()
+  await b.createQueue(QUEUE)
+  for (let i = 0; i < n; i += 1000) {
+    const chunk = []
+    for (let k = i; k < Math.min(n, i + 1000); k++) chunk.push({ name: QUEUE, data: { i: k } })
+    await b.insert(chunk)
+  }
+  const db = b.getDb()
+  await db.executeSql('ANALYZE')
+  const r = await db.executeSql('EXPLAIN (ANALYZE, BUFFERS) ' + plans.fetchNextJob('pgboss')({}), [QUEUE, 1])
+  for (const row of r.rows) console.log(row['QUERY PLAN'])
+  await b.stop({ graceful: false, wait: true })
+}
+
+if (process.argv[2] === '--explain') {
+  explainFetch(process.argv[3], parseInt(process.argv[4], 10)).catch((e) => { console.error(e); process.exit(1) })
+} else if (process.argv[2] === '--worker') {
   const hold = parseInt(process.argv[5] || '0', 10)
   const batch = parseInt(process.argv[4], 10)
   const fetchMax = parseInt(process.argv[6] || process.argv[4], 10)
