@@ -479,6 +479,23 @@ static int l_effect_begin(lua_State *L) {
   return await_durable(L, K_BEGIN);
 }
 
+void lc_l_effect_adopt(lua_State *L, struct lc_effect_op *e, struct lc_task *task,
+                       unsigned long seq0, unsigned long children0) {
+  struct effect_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  lc_buf_init(&b->req, 0);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &effect_mt_key);
+  lua_setmetatable(L, -2);
+  /* nothing raises from here: the effect moves (its pending line with it) */
+  b->e = *e;
+  lc_buf_init(&e->pending, 0);
+  e->recording = 0;
+  b->task = task;
+  b->seq0 = seq0;
+  b->children0 = children0;
+  b->state = TOK_RUNNING;
+}
+
 static int tok_replayed(lua_State *L) {
   struct effect_box *b = lc_lua_checkud_up(L, 1, 1, &effect_mt_key, EFFECT_MT);
   lua_pushboolean(L, b->state == TOK_REPLAYED);

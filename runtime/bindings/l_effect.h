@@ -24,6 +24,14 @@ struct lc_journal *lc_l_journal(lua_State *L);
  * t (t must outlive every effect started with src). src->j is NULL when no
  * journal is attached. */
 void lc_l_effect_src(lua_State *L, struct lc_task *t, struct lc_effect_src *src);
+/* [-0, +1, m] Pushes a token (what luact._effect_begin returns) that takes
+ * over e: an effect a binding's C path began and has not ended (running,
+ * recorded, no live scope), begun by task with its counters then (seq0,
+ * children0). tok:finish, tok:fail and its close end it as they end any
+ * token's. e is left with nothing owed. On a raise (no memory) e is
+ * untouched and still the caller's. */
+void lc_l_effect_adopt(lua_State *L, struct lc_effect_op *e, struct lc_task *task,
+                       unsigned long seq0, unsigned long children0);
 /* [-0, +0, e] Sets now, random, ask and _effect_begin in the table at the
  * top of the stack (the luact module). */
 void lc_l_effect_register(lua_State *L);

@@ -34,6 +34,7 @@
 
 #include "conv.h"
 #include "effect.h"
+#include "jcanon.h"
 #include "jsonrpc.h"
 #include "loop.h"
 #include "l_luact.h"
@@ -91,6 +92,17 @@ struct lop {
   char *tkeep; /* a C path op's text block, kept for its next call (tval may be it) */
   size_t tcap;
   cJSON *progress; /* latest progress params not yet returned */
+  struct fast_eff *eff; /* a journaled C path call's effect, while it is owed */
+};
+
+/* The effect of a journaled plain call (l_fast_call): one line, pure,
+ * recorded fresh. Begun before the request and ended with its answer in
+ * C, or handed to a Lua token when the rest of the call is Lua's; a kill,
+ * or the op's end, cancels it as a token's close does. */
+struct fast_eff {
+  struct lc_effect_op e;
+  struct lc_task *task;
+  unsigned long seq0, children0; /* the task's counters after begin */
 };
 
 static char sess_mt_key, op_mt_key;
@@ -114,9 +126,18 @@ static void op_stop(struct lop *op, const char *reason) {
   op->s = NULL;
 }
 
+/* The op's effect, if one is still owed, ended as abandoned. */
+static void op_drop_eff(struct lop *op) {
+  if (!op->eff) return;
+  lc_effect_cancel(&op->eff->e, "cancelled");
+  lc_free(op->eff);
+  op->eff = NULL;
+}
+
 static int op_gc(lua_State *L) {
   struct lop *op = lc_lua_checkud_up(L, 1, 1, &op_mt_key, OP_MT);
   op_stop(op, "abandoned");
+  op_drop_eff(op);
   cJSON_Delete(op->result);
   cJSON_Delete(op->progress);
   lc_free(op->msg);
@@ -131,6 +152,7 @@ static void op_cancel(struct lc_wait *w) {
   struct lop *op = (struct lop *)((char *)w - offsetof(struct lop, wait));
   op->task = NULL;
   op_stop(op, "the luact task was killed");
+  op_drop_eff(op);
 }
 
 static void op_wake(struct lop *op) {
@@ -812,27 +834,39 @@ static int l_close(lua_State *L) {
  * it needs Lua: the same checks as Tool:call and mcp.lua's _direct (fn,
  * validator and _direct still the tool's own, the tool's timeout the
  * server's, no on_progress or screen, the session open and plain, the
- * tool neither refused nor gone, no journal or the journal off), the
- * arguments valid against the compiled schema, the request written and
- * sent, and the usual answer (one text item, not an error, within
- * max_output, no closing mark, the header cached) marked as tool output.
+ * tool neither refused nor gone, no journal, the journal off, or a
+ * pure tool in a run that records fresh), the arguments valid against the
+ * compiled schema, the request written and sent, and the usual answer
+ * (one text item, not an error, within max_output, no closing mark, the
+ * header cached) marked as tool output. Journaled, the call is the
+ * effect Tool:call makes of it (its one line: the same request text,
+ * name, schema hash, nested counts), begun and ended here.
  * Before the request, anything else is Tool.call from the start (it
  * checks and says why, as always); after it, anything else goes on in
- * Lua at rest (mcp.lua: _direct's part after its wait, then Tool._settle).
- * So the messages, codes and limits are the Lua path's, not a copy. */
+ * Lua at rest (mcp.lua: _direct's part after its wait, then Tool._settle;
+ * journaled, under effect.lua's adopted with the effect as its token).
+ * So the messages, codes, limits and lines are the Lua path's, not a
+ * copy. */
 enum {
   FU_SESS_MT = 1, FU_OP_MT = 2, /* start_op takes the op's from upvalue 2 */
-  FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST, FU_BOX,
+  FU_SERVER, FU_MNAME, FU_BODY, FU_VALIDATOR, FU_SCHEMA, FU_DIRECT, FU_CALL, FU_REST,
+  FU_ADOPTED, /* effect.lua's adopted: a journaled call's rest, its token first */
+  FU_BOX,
   FU_SUFFIX, /* the params text after the arguments: ,"name":"<mname>"} */
   FU_SPARE, /* the op of the last plain call, taken again when not busy */
   FU_HEADER, /* the last output mark found fit for a model (no NUL, UTF-8) */
+  /* the schema hash a journaled call records, and the description and
+   * params it was made from */
+  FU_HDESC, FU_HPARAMS, FU_HASH,
   FU_KEYS /* the field names, each a Lua string (no lua_getfield per field) */
 };
 static const char *const fast_keys[] = {"fn", "validator", "_direct", "timeout",
                                         "on_progress", "screen", "_refused", "_gone", "_s",
-                                        "max_output", "_headers", "label"};
+                                        "max_output", "_headers", "label", "effect",
+                                        "_noctx", "name", "description", "params"};
 enum { K_FN, K_VALIDATOR, K_DIRECT, K_TIMEOUT, K_ON_PROGRESS, K_SCREEN, K_REFUSED,
-       K_GONE, K_S, K_MAX_OUTPUT, K_HEADERS, K_LABEL, K_N };
+       K_GONE, K_S, K_MAX_OUTPUT, K_HEADERS, K_LABEL, K_EFFECT, K_NOCTX, K_NAME,
+       K_DESCRIPTION, K_PARAMS, K_N };
 #define FU_N (FU_KEYS + K_N - 1)
 
 /* [-0, +1, e] t[key] for the table at idx (its metatable obeyed, as a
@@ -890,18 +924,46 @@ static int fast_general(lua_State *L) {
 }
 
 /* [-k, +r, e] rest(tool, args, session, t0, <the values from first on>):
- * the call goes on in Lua after its request went out. */
-static int fast_rest(lua_State *L, int first) {
+ * the call goes on in Lua after its request went out. op's effect, if
+ * the call is journaled, goes with it: adopted(token, rest, ...). */
+static int fast_rest(lua_State *L, int first, struct lop *op) {
   int nargs = lua_gettop(L) - first + 1;
-  luaL_checkstack(L, 6, "MCP tool call");
+  luaL_checkstack(L, 8, "MCP tool call");
+  int pre = 0;
+  if (op->eff) {
+    struct fast_eff *fe = op->eff;
+    lua_pushvalue(L, lua_upvalueindex(FU_ADOPTED));
+    lc_l_effect_adopt(L, &fe->e, fe->task, fe->seq0, fe->children0); /* a raise: op still owes it */
+    op->eff = NULL;
+    lc_free(fe);
+    pre = 2;
+  }
   lua_pushvalue(L, lua_upvalueindex(FU_REST));
   lua_pushvalue(L, FS_TOOL);
   lua_pushvalue(L, FS_ARGS);
   lua_pushvalue(L, FS_SESS);
   lua_pushvalue(L, FS_T0);
-  lua_rotate(L, first, 5);
-  lua_callk(L, 4 + nargs, LUA_MULTRET, first - 1, fast_pass_k);
+  lua_rotate(L, first, 5 + pre);
+  lua_callk(L, 4 + pre + nargs, LUA_MULTRET, first - 1, fast_pass_k);
   return fast_pass_k(L, LUA_OK, first - 1);
+}
+
+/* [-0, +0, e] The plain answer on top ends op's effect, if the call is
+ * journaled: its one line, as tok:finish writes it for that one string. */
+static void fast_end(lua_State *L, struct lop *op) {
+  struct fast_eff *fe = op->eff;
+  if (!fe) return;
+  op->eff = NULL;
+  unsigned long seq, children;
+  lc_task_counters(fe->task, &seq, &children);
+  size_t n;
+  const char *str = lua_tolstring(L, -1, &n);
+  int rc = lc_effect_end_str(&fe->e, str, n, seq - fe->seq0, children - fe->children0);
+  if (rc == LC_ENOMEM) lc_effect_cancel(&fe->e, "cancelled by an error");
+  struct lc_journal *j = fe->e.j;
+  lc_free(fe);
+  if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
+  if (rc) luaL_error(L, "%s", lc_journal_error(j));
 }
 
 /* The usual answer, as mcp.lua's _direct and Tool._settle make it:
@@ -989,9 +1051,10 @@ static int fast_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushnil(L);
     lua_setiuservalue(L, FS_OP, 1);
     op->busy = 0;
+    fast_end(L, op);
     return 1;
   }
-  if (push_event(L, op)) return fast_rest(L, FS_OP);
+  if (push_event(L, op)) return fast_rest(L, FS_OP, op);
   op->task = t;
   lc_task_wait(t, &op->wait);
   return lua_yieldk(L, 0, 0, fast_k);
@@ -1008,6 +1071,7 @@ static struct lop *fast_op(lua_State *L) {
     lua_pushvalue(L, up);
     /* nothing is left in it (fast_k's end), but as op_gc would; its text
      * block stays for this call's answer */
+    op_drop_eff(op); /* (none: every call's end took it) */
     cJSON_Delete(op->result);
     cJSON_Delete(op->progress);
     lc_free(op->msg);
@@ -1031,24 +1095,108 @@ static struct lop *fast_op(lua_State *L) {
   return op;
 }
 
+/* [-0, +0, e] Is the tool's effect class "pure" (a string, as Tool:call
+ * hands it to luact.effect)? */
+static int effect_is_pure(lua_State *L, int tool) {
+  size_t n = 0;
+  const char *e = fast_get(L, tool, K_EFFECT) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  int pure = e && n == 4 && memcmp(e, "pure", 4) == 0;
+  lua_pop(L, 1);
+  return pure;
+}
+
+/* [-0, +0, e] The schema hash Tool:call's effect records for the tool (of
+ * {description =, params =}, made once per pair as tool.lua's schema_of
+ * and l_effect.c's cache make it), kept in the upvalues; NULL when that
+ * table cannot be journaled (the Lua path raises why). The text is the
+ * upvalue's: valid until the next call. */
+static const char *fast_tools_hash(lua_State *L, int tool) {
+  fast_get(L, tool, K_DESCRIPTION);
+  fast_get(L, tool, K_PARAMS);
+  if (lua_rawequal(L, -2, lua_upvalueindex(FU_HDESC)) &&
+      lua_rawequal(L, -1, lua_upvalueindex(FU_HPARAMS)) &&
+      lua_type(L, lua_upvalueindex(FU_HASH)) == LUA_TSTRING) {
+    lua_pop(L, 2);
+    return lua_tostring(L, lua_upvalueindex(FU_HASH));
+  }
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "description");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "params");
+  cJSON *sj = NULL;
+  char err[160], th[65];
+  int bad = lc_conv_to_json(L, -1, &sj, err, sizeof err) != 0 || !sj;
+  bad = bad || lc_jcanon_hash(sj, th) != 0;
+  cJSON_Delete(sj);
+  lua_pop(L, 1);
+  if (bad) {
+    lua_pop(L, 2);
+    return NULL;
+  }
+  lua_pushlstring(L, th, 64);
+  lua_replace(L, lua_upvalueindex(FU_HASH));
+  lua_replace(L, lua_upvalueindex(FU_HPARAMS));
+  lua_replace(L, lua_upvalueindex(FU_HDESC));
+  return lua_tostring(L, lua_upvalueindex(FU_HASH));
+}
+
+/* [-0, +0, e] Tool:call's begin for a journaled call (a pure tool, the run
+ * recording fresh): the effect "tool" named as the tool, its request the
+ * arguments' text req (the params' arguments, which are the canonical
+ * text begin makes of them: check_mcp's journaled_c_path_lines_as_the_lua_path),
+ * the tool's schema hash; given to op. 0, or -1 when the name or schema
+ * is not what Tool:call journals (the Lua path says why). Raises what
+ * begin raises (the journal failed: the run stops). */
+static int fast_begin(lua_State *L, struct lop *op, struct lc_task *task, struct lc_journal *j,
+                      const char *req, size_t rlen) {
+  int top = lua_gettop(L);
+  const char *th = fast_tools_hash(L, FS_TOOL);
+  struct fast_eff *fe = NULL;
+  if (!th || fast_get(L, FS_TOOL, K_NAME) != LUA_TSTRING || !(fe = lc_malloc(sizeof *fe))) {
+    lua_settop(L, top);
+    return -1;
+  }
+  struct lc_effect_who w = {task, lc_task_path(task), lc_task_next_seq(task)};
+  struct lc_effect_desc d = {.kind = "tool", .name = lua_tostring(L, -1), .cls = LC_EFFECT_PURE,
+                             .tools_hash = th, .waits = 1, .request_text = req,
+                             .request_len = rlen};
+  int rc = lc_effect_begin(j, &w, &d, &fe->e);
+  lua_settop(L, top);
+  if (rc != LC_EFFECT_RUN || fe->e.ticket || !lc_effect_one_line_owed(&fe->e)) {
+    /* (a fresh recording's pure effect is none of these but a failure) */
+    lc_effect_cancel(&fe->e, "cancelled by an error");
+    lc_free(fe);
+    op->busy = 0;
+    return luaL_error(L, "%s", rc < 0 ? lc_journal_error(j) : "MCP tool call: not a one-line effect");
+  }
+  fe->task = task;
+  lc_task_counters(task, &fe->seq0, &fe->children0);
+  op->eff = fe;
+  return 0;
+}
+
 /* tool:call(args, ctx), upvalues as FU_*. */
 static int l_fast_call(lua_State *L) {
-  lua_settop(L, FS_CTX); /* LUA_MINSTACK slots: this path pushes at most 12 */
+  lua_settop(L, FS_CTX);
+  luaL_checkstack(L, 16, "MCP tool call");
   int server = lua_upvalueindex(FU_SERVER);
-  /* first, the cheapest refusal: a journal that records or replays (a
-   * run with the store) goes the Lua way; no journal, or one that is
-   * off, is Tool:call's begin below */
+  /* first, the cheapest refusal: a journal that replays or resumes goes
+   * the Lua way; one that records fresh journals a pure tool's call
+   * below; no journal, or one that is off, is Tool:call's begin below */
   struct lc_task *task = lc_task_current(L);
   struct lc_journal *j = lc_l_journal(L);
-  if (!task || (j && lc_journal_mode(j) != LC_JOURNAL_OFF)) return fast_general(L);
-  /* (not _noctx: with fn the tool's own body, Tool:call's choice between
-   * effect_run and effect_run_noctx is only whether an unjournaled call
-   * makes a ctx that body never reads) */
+  int journaled = j && lc_journal_mode(j) != LC_JOURNAL_OFF;
+  if (!task || (journaled && !lc_journal_records_fresh(j))) return fast_general(L);
+  /* (_noctx: with fn the tool's own body, Tool:call's choice between
+   * effect_run and effect_run_noctx is only whether a ctx that body never
+   * reads is made; journaled, whether the line is the one made here) */
   if (lua_type(L, FS_TOOL) != LUA_TTABLE || !field_is(L, FS_TOOL, K_FN, FU_BODY) ||
       !field_is(L, FS_TOOL, K_VALIDATOR, FU_VALIDATOR) ||
       !field_is(L, FS_TOOL, K_DIRECT, FU_DIRECT) || !field_nil(L, server, K_ON_PROGRESS) ||
       !field_nil(L, server, K_SCREEN) || !listed_nil(L, server, K_REFUSED) ||
-      !listed_nil(L, server, K_GONE))
+      !listed_nil(L, server, K_GONE) ||
+      (journaled && (!effect_is_pure(L, FS_TOOL) || !field_is(L, FS_TOOL, K_NOCTX, FU_BODY))))
     return fast_general(L);
   /* the tool's timeout is the server's (_direct's secs ~= server.timeout) */
   fast_get(L, FS_TOOL, K_TIMEOUT);
@@ -1084,23 +1232,36 @@ static int l_fast_call(lua_State *L) {
   char err[160];
   if (flat < 0 ||
       (flat == 0 && (!lc_l_schema_valid(L, box, FS_ARGS) ||
-                     lc_conv_member_value_to_text(L, FS_ARGS, "arguments", pb, err, sizeof err) < 0)) ||
-      lc_buf_append(pb, suffix, sl) < 0) {
+                     lc_conv_member_value_to_text(L, FS_ARGS, "arguments", pb, err, sizeof err) < 0))) {
     lc_buf_reset(pb);
     return fast_general(L);
   }
-  /* Tool:call's begin with the journal off: the effect takes its number */
-  if (j) {
+  size_t args_end = pb->len; /* the arguments: from after FAST_PREFIX to here */
+  if (lc_buf_append(pb, suffix, sl) < 0) {
+    lc_buf_reset(pb);
+    return fast_general(L);
+  }
+  lua_pushnumber(L, lc_now_ms() / 1000.0); /* FS_T0 */
+  struct lop *op = fast_op(L);
+  if (journaled) {
+    /* Tool:call's begin: the effect's one line owed from here */
+    size_t pl = sizeof FAST_PREFIX - 1;
+    if (fast_begin(L, op, task, j, pb->data + pl, args_end - pl) < 0) {
+      op->busy = 0;
+      lc_buf_reset(pb);
+      return fast_general(L);
+    }
+  } else if (j) {
+    /* Tool:call's begin with the journal off: the effect takes its number */
     lc_task_next_seq(task);
     if (lc_effect_pass(j)) {
+      op->busy = 0;
       lc_buf_reset(pb);
       return luaL_error(L, "%s", lc_journal_error(j));
     }
   }
   /* _direct: the two spawn numbers luact.timeout's child would take */
   lc_task_skip(task, 0, 2);
-  lua_pushnumber(L, lc_now_ms() / 1000.0); /* FS_T0 */
-  struct lop *op = fast_op(L);
   if (op_send(L, op, s, "tools/call", secs, 0, 1) != 1) {
     /* the op that never went out, then nil, message, code:
      * rest(..., op nil, kind, a, b, c nil, err, code) */
@@ -1108,7 +1269,7 @@ static int l_fast_call(lua_State *L) {
     lua_remove(L, FS_OP);
     for (int i = 0; i < 4; i++) lua_pushnil(L);
     lua_rotate(L, FS_OP + 1, 4);
-    return fast_rest(L, FS_OP);
+    return fast_rest(L, FS_OP, op);
   }
   op->task = task;
   op->wait.cancel = op_cancel;
@@ -1116,28 +1277,28 @@ static int l_fast_call(lua_State *L) {
   return lua_yieldk(L, 0, 0, fast_k);
 }
 
-/* mcp._fast(server, mname, body, validator, schema, direct, call, rest)
- * -> the tool's call (above), or nil in a run whose journal records or
- * replays (no call of it could take the C path: Tool.call stays, without
- * the C path's checks in front of it per call). */
+/* mcp._fast(server, mname, body, validator, schema, direct, call, rest,
+ * adopted) -> the tool's call (above), or nil in a run whose journal
+ * replays or resumes (no call of it could take the C path: Tool.call
+ * stays, without the C path's checks in front of it per call). */
 static int l_fast(lua_State *L) {
   struct lc_journal *j = lc_l_journal(L);
-  if (j && lc_journal_mode(j) != LC_JOURNAL_OFF) {
+  if (j && lc_journal_mode(j) != LC_JOURNAL_OFF && !lc_journal_records_fresh(j)) {
     lua_pushnil(L);
     return 1;
   }
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TSTRING);
-  for (int i = 3; i <= 8; i++)
+  for (int i = 3; i <= 9; i++)
     if (i != 5) luaL_checktype(L, i, LUA_TFUNCTION);
   void *box = lc_l_schema_box(L, 5);
   luaL_argcheck(L, box != NULL, 5, "not a compiled schema");
-  lua_settop(L, 8);
+  lua_settop(L, 9);
   /* the params' text after the arguments, as l_call writes it all */
   struct lc_buf b;
   lc_buf_init(&b, 0);
   static const char *const keys[] = {"arguments", "name"}; /* sorted, as _start's */
-  const int idxs[] = {9, 2}; /* 9: none, written as {} */
+  const int idxs[] = {10, 2}; /* 10: none, written as {} */
   char err[160];
   int rc = lc_conv_members_to_text(L, 2, keys, idxs, &b, err, sizeof err);
   size_t pl = strlen(FAST_PREFIX "{}");
@@ -1158,11 +1319,12 @@ static int l_fast(lua_State *L) {
   lua_pushlstring(L, suffix, sl);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &sess_mt_key);
   lua_rawgetp(L, LUA_REGISTRYINDEX, &op_mt_key);
-  lua_rotate(L, 1, 2); /* sess_mt op_mt server ... rest suffix */
+  lua_rotate(L, 1, 2); /* sess_mt op_mt server ... rest adopted suffix */
   lua_pushlightuserdata(L, box);
   lua_insert(L, FU_BOX);
   lua_pushnil(L); /* FU_SPARE */
   lua_pushnil(L); /* FU_HEADER */
+  for (int i = FU_HDESC; i <= FU_HASH; i++) lua_pushnil(L);
   for (int k = 0; k < K_N; k++) lua_pushstring(L, fast_keys[k]);
   lua_pushcclosure(L, l_fast_call, FU_N);
   return 1;

@@ -985,6 +985,9 @@ int lc_journal_has_run(struct lc_journal *j) {
 }
 
 enum lc_journal_mode lc_journal_mode(const struct lc_journal *j) { return j->mode; }
+int lc_journal_records_fresh(const struct lc_journal *j) {
+  return j->mode == LC_JOURNAL_RECORD && !j->resume && j->sync != LC_JOURNAL_SYNC_ALL;
+}
 void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s) { j->sync = s; }
 const char *lc_journal_run_id(const struct lc_journal *j) { return j->run_id; }
 enum lc_journal_fail lc_journal_failed(const struct lc_journal *j) { return j->failed; }
@@ -1528,6 +1531,21 @@ int lc_effect_end_text(struct lc_effect_op *e, const char *result, size_t len,
   lc_crash_point("before_result", e->kind);
   struct end_text t = {result, len, effects, spawned};
   return end_one_line(e, NULL, NULL, NULL, &t);
+}
+
+int lc_effect_end_str(struct lc_effect_op *e, const char *s, size_t n, unsigned long effects,
+                      unsigned long spawned) {
+  if (!lc_effect_one_line_owed(e)) return LC_EINVAL;
+  struct lc_buf t;
+  lc_buf_init(&t, 0);
+  struct lc_jsonw w;
+  lc_jsonw_init(&w, &t);
+  lc_jsonw_arr(&w);
+  lc_jsonw_str(&w, s, n);
+  lc_jsonw_arr_end(&w);
+  int rc = lc_jsonw_finish(&w) ? LC_ENOMEM : lc_effect_end_text(e, t.data, t.len, effects, spawned);
+  lc_buf_free(&t);
+  return rc;
 }
 
 void lc_effect_cancel(struct lc_effect_op *e, const char *why) {

@@ -118,6 +118,13 @@ int lc_journal_wait_input(const struct lc_journal *j);
 void lc_journal_wait_for_input(struct lc_journal *j, const char *question, size_t len);
 const char *lc_journal_question(const struct lc_journal *j);
 enum lc_journal_mode lc_journal_mode(const struct lc_journal *j);
+/* 1 when a pure effect begun now (not an LLM call's or luact.ask's) is
+ * recorded fresh as one line that nobody waits for: a recording that is not
+ * a resume, with journal-sync other than all. lc_effect_begin then returns
+ * LC_EFFECT_RUN (or an error) with no ticket, and the end sets none: a
+ * binding's C path can begin and end such an effect without a Lua token
+ * (l_mcp.c's journaled plain call). */
+int lc_journal_records_fresh(const struct lc_journal *j);
 void lc_journal_set_sync(struct lc_journal *j, enum lc_journal_sync s);
 /* The run id: fresh when recording, the recorded one when replaying. */
 const char *lc_journal_run_id(const struct lc_journal *j);
@@ -255,6 +262,12 @@ static inline int lc_effect_one_line_owed(const struct lc_effect_op *e) {
  * nothing) when no one-line effect's line is owed. */
 int lc_effect_end_text(struct lc_effect_op *e, const char *result, size_t len,
                        unsigned long effects, unsigned long spawned);
+/* lc_effect_end_text for a result list of one string s (n bytes, valid
+ * UTF-8 without NUL: a JSON string as it is), written as lc_jsonw writes
+ * it: ["s"]. Returns 0, LC_EIO, LC_EINVAL (no one-line effect owed), or
+ * LC_ENOMEM with the effect still owed (the caller cancels it). */
+int lc_effect_end_str(struct lc_effect_op *e, const char *s, size_t n, unsigned long effects,
+                      unsigned long spawned);
 /* The effect was abandoned (task killed, call freed): writes a result line
  * {cancelled: why} when one is owed. Replay treats it like a missing
  * result (by the effect's class). */

@@ -46,6 +46,15 @@ local function run_noctx(kind, name, request, class, schema, fn, ...)
 end
 luact._effect_run_noctx = run_noctx -- for tool.lua too
 
+-- The end of an effect a C path began (l_mcp.c's journaled plain call,
+-- when its answer needs Lua): tok came from C (lc_l_effect_adopt); fn's
+-- outcome is recorded as run records it, and a raise closes tok.
+local function adopted(tok, fn, ...)
+  local t <close> = tok
+  return settle(t, pcall(fn, ...))
+end
+luact.mcp._adopted = adopted -- for mcp.lua, which takes it away
+
 --- fn(ctx) gets ctx = {idempotency_key =, effect_id =}. opts.schema: a
 -- table whose content hash is recorded as the effect's tool-schema version
 -- (a replay stops when it changed).

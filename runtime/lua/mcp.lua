@@ -12,7 +12,8 @@ local json = luact.json
 local spawns = mcp._spawns -- the calling task's spawn count, moved (tool's _direct)
 local now = mcp._clock -- monotonic, not journaled as luact.now is
 local fast = mcp._fast -- a plain tool call in C (Server:_tool)
-mcp._spawns, mcp._clock, mcp._fast = nil, nil, nil
+local adopted = mcp._adopted -- its journaled effect's end in Lua (effect.lua)
+mcp._spawns, mcp._clock, mcp._fast, mcp._adopted = nil, nil, nil, nil
 local timeout = luact.timeout
 
 local MAX_PAGES = 100
@@ -470,14 +471,16 @@ function Server:_tool(def)
   -- checks _direct and Tool:call make, the arguments validated, the
   -- request sent and its plain answer marked there; anything else goes on
   -- in Lua (Tool.call from the start, or rest after the first event).
-  -- nil in a run that journals (recording or replaying): no call could
-  -- take that path.
+  -- A run that records journals the call there too, as its one line
+  -- (pure tools; the line ended in C, or through adopted when the rest
+  -- is Lua's). nil in a run that replays or resumes: no call could take
+  -- that path.
   local settle = getmetatable(t)._settle
   if fast and t._schema then
     t.call = fast(server, mname, body, t.validator, t._schema, t._direct, getmetatable(t).call,
       function(tool, args, s, t0, op, kind, a, b, c, err, code)
         return settle(tool, pcall(after, server.timeout, args, s, t0, op, kind, a, b, c, err, code))
-      end)
+      end, adopted)
   end
   self.tool[name] = t
   return t

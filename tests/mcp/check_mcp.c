@@ -6,6 +6,7 @@
  * oversize messages, bad schemas, exits, a tool that changes). */
 #include <arpa/inet.h>
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1072,6 +1073,143 @@ START_TEST(http_refused) {
 }
 END_TEST
 
+/* A run that records journals a plain call in C too (l_mcp.c: the effect
+ * begun and ended there, or handed to a Lua token when the rest of the
+ * call is Lua's): every line must be the one Tool.call's Lua path writes.
+ * Twin sessions of one kind, each call made both ways in turn; the
+ * journal's tool lines compared in pairs without their id, order and
+ * latency: arguments of every shape (the request text is the params'
+ * arguments, not made again), each result shape, a tool error, text over
+ * max_output, a closing mark inside, a request that times out, a call
+ * killed mid-flight (its cancelled line), a server that dies on the call.
+ * A journaled plain call runs no Lua function. The journal then replays
+ * (the Lua path's checks of request and schema hash pass on the C path's
+ * lines) and gives the same results. */
+START_TEST(journaled_c_path_lines_as_the_lua_path) {
+  char dir[] = "/tmp/lc_mcp_jc_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char script[700], journal[700], cmd[4096];
+  snprintf(script, sizeof script, "%s/agent.lua", dir);
+  snprintf(journal, sizeof journal, "%s/run.jsonl", dir);
+  const char *src = lc_test_source_dir();
+  FILE *f = fopen(script, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "local FAKE = '%s/tests/mcp/fake_server.js'\n"
+          "local EV = {'%s/tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js', 'stdio'}\n"
+          "local function fake(mode, extra)\n"
+          "  local t = {command='node', args={FAKE, mode}, connect_timeout=20}\n"
+          "  for k, v in pairs(extra or {}) do t[k] = v end\n"
+          "  return assert(luact.mcp.connect(t))\n"
+          "end\n"
+          "local function pair(mode, extra) return {fake(mode, extra), fake(mode, extra)} end\n"
+          "local function latin1(b) return (b:gsub('.', function(c) return utf8.char(c:byte()) end)) end\n"
+          "local n = 0\n"
+          "local function same(x, y, what)\n"
+          "  for i = 1, 4 do assert(x[i] == y[i], what .. ': ' .. tostring(x[i]) .. ' / ' .. tostring(y[i])) end\n"
+          "  n = n + 1\n"
+          "end\n"
+          "local function both(p, tool, args, what)\n"
+          "  local t, t2 = p[1].tool[tool], p[2].tool[tool]\n"
+          "  same(table.pack(pcall(t.call, t, args)), table.pack(pcall(getmetatable(t2).call, t2, args)), what)\n"
+          "end\n"
+          "local ev = {assert(luact.mcp.connect{command='node', args=EV}), assert(luact.mcp.connect{command='node', args=EV})}\n"
+          "for i, a in ipairs{{message='warm'}, {message=1}, {message='a\\0b'}, {message='\\xff'}, {message='q\"\\\\\\n'}} do\n"
+          "  both(ev, 'echo', a, 'echo ' .. i)\n"
+          "end\n"
+          "local ok = pair('ok')\n"
+          "local many = {}\n"
+          "for i = 1, 17 do many['k' .. i] = i end\n"
+          "for i, a in ipairs{{a = 1}, {a = 1.5, b = -0.0, c = 1e300, d = 9007199254740993, e = math.mininteger, f = 0.1},\n"
+          "    {z = 'x', a = 'y', m = '\\u{e9}\\u{1F600}', q = '\"\\\\\\n\\t\\1\\127'},\n"
+          "    {b = true, a = false}, {ab = 1, a = 2, [''] = 3, ['a\\u{e9}'] = 4, B = 5, ['a b'] = 6},\n"
+          "    many, {a = {1, 2}, b = {c = 'd'}}, {}, {a = 0/0}, {[1] = 'x'}} do\n"
+          "  both(ok, 'ok', a, 'args ' .. i)\n"
+          "end\n"
+          "both(ok, 'ok', nil, 'nil args')\n"
+          "local sh = pair('shapes')\n"
+          "for _, shape in ipairs{'dup_type', 'error', 'two', 'structured', 'dup_text'} do both(sh, 'ok', {shape = shape}, shape) end\n"
+          "both(pair('big_text', {max_output = 1000}), 'ok', {}, 'big')\n"
+          "both(pair('inject'), 'ok', {}, 'inject')\n"
+          "local H = '{\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"'\n"
+          "local M = '\"}]},\"jsonrpc\":\"2.0\",\"id\":@ID@}'\n"
+          "local raw = pair('raw', {timeout = 0.5})\n"
+          "for i, l in ipairs{H .. 'plain' .. M, H .. 'bad \\xff' .. M, H .. 'x\"}],\"isError\":true},\"jsonrpc\":\"2.0\",\"id\":@ID@}'} do\n"
+          "  both(raw, 'ok', {line = latin1(l)}, 'raw ' .. i)\n"
+          "end\n"
+          /* the usual answer runs no Lua (the fake server sends nothing
+           * unasked: server-everything may send list_changed, which a
+           * call reads in Lua) */
+          "local calls = 0\n"
+          "local plain = {line = latin1(H .. 'plain' .. M)}\n"
+          /* (no collector meanwhile: a finalizer of earlier garbage
+           * written in Lua would count) */
+          "collectgarbage() collectgarbage('stop')\n"
+          "debug.sethook(function() if debug.getinfo(2, 'S').what == 'Lua' then calls = calls + 1 end end, 'c')\n"
+          "local x = table.pack(pcall(raw[1].tool.ok.call, raw[1].tool.ok, plain))\n"
+          "debug.sethook()\n"
+          "collectgarbage('restart')\n"
+          /* a replay answers from the journal: no C path there */
+          "local c_path = rawget(raw[1].tool.ok, 'call') ~= nil\n"
+          "print(c_path and 'c path' or 'lua path')\n"
+          "assert(x[2]:find('plain', 1, true) and (calls == 0) == c_path, 'Lua functions run: ' .. calls)\n"
+          "same(x, table.pack(pcall(getmetatable(raw[2].tool.ok).call, raw[2].tool.ok, plain)), 'hooked')\n"
+          /* a line that answers nothing (a notification): the call
+           * times out (raw's 0.5 s), or is killed mid-flight first
+           * (luact.timeout's child, the call in it) */
+          "local note = {line = '{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"x\"}}'}\n"
+          "both(raw, 'ok', note, 'timeout')\n"
+          "same(table.pack(luact.timeout(0.2, function() return raw[1].tool.ok:call(note) end)),\n"
+          "  table.pack(luact.timeout(0.2, function() return getmetatable(raw[2].tool.ok).call(raw[2].tool.ok, note) end)), 'killed')\n"
+          "both(pair('die_on_call'), 'ok', {}, 'die')\n"
+          "print('pairs ' .. n)\n",
+          src, src);
+  fclose(f);
+  for (int replay = 0; replay < 2; replay++) {
+    snprintf(cmd, sizeof cmd, "%s/luact run %s %s %s 2>&1", LC_BINARY_DIR,
+             replay ? "--replay" : "--record", journal, script);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "pairs 30\n"), "%s", out);
+    ck_assert_msg(strstr(out, replay ? "lua path\n" : "c path\n"), "%s", out);
+  }
+  size_t len;
+  char *j = lc_test_read_file(journal, &len);
+  ck_assert_ptr_nonnull(j);
+  char *lines[128];
+  int nl = 0, cancelled = 0;
+  for (char *save = NULL, *l = strtok_r(j, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+    cJSON *o = cJSON_Parse(l);
+    ck_assert_msg(o, "%s", l);
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(o, "kind");
+    if (cJSON_IsString(kind) && !strcmp(kind->valuestring, "tool")) {
+      cJSON_DeleteItemFromObjectCaseSensitive(o, "id");
+      cJSON_DeleteItemFromObjectCaseSensitive(o, "order");
+      cJSON_DeleteItemFromObjectCaseSensitive(o, "latency_ms");
+      cancelled += cJSON_GetObjectItemCaseSensitive(o, "cancelled") != NULL;
+      ck_assert_int_lt(nl, 128);
+      lines[nl++] = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(o);
+  }
+  /* the arguments refused before the effect (a number for echo's string,
+   * an array) or that cannot be journaled (a NUL, not UTF-8, NaN) journal
+   * nothing on either path: 30 pairs, 25 with lines */
+  ck_assert_int_eq(nl, 2 * 25);
+  ck_assert_int_eq(cancelled, 2);
+  for (int i = 0; i < nl; i += 2)
+    ck_assert_msg(!strcmp(lines[i], lines[i + 1]), "pair %d:\n%s\n%s", i / 2, lines[i], lines[i + 1]);
+  for (int i = 0; i < nl; i++) free(lines[i]);
+  free(j);
+  unlink(journal);
+  unlink(script);
+  rmdir(dir);
+}
+END_TEST
+
 /* A replay of a recorded run answers the listing and the calls from the
  * journal: the server is never started (its log file stays absent). */
 START_TEST(replay_starts_no_server) {
@@ -1831,6 +1969,8 @@ Suite *mcp_suite(void) {
   CASE(everything_http, tcase_add_test(tc, everything_http));
   CASE(http_refused, tcase_add_test(tc, http_refused));
   CASE(replay_starts_no_server, tcase_add_test(tc, replay_starts_no_server));
+  CASE(journaled_c_path_lines_as_the_lua_path,
+       tcase_add_test(tc, journaled_c_path_lines_as_the_lua_path));
   CASE(example_mcp_files, tcase_add_test(tc, example_mcp_files));
   CASE(serve_driven_by_sdk_client, tcase_add_test(tc, serve_driven_by_sdk_client));
   CASE(serve_http_bearer, tcase_add_test(tc, serve_http_bearer));
