@@ -2,12 +2,14 @@
  * client: the same server scripts/bench-mcp calls (server-everything's
  * echo, a child process on two pipes), called N times one after the other
  * by a loop that does only what every client must: send the request,
- * epoll_wait for the answer, read it (scanning for its newline). No JSON
- * parse, no ids matched, nothing journaled. Prints this process's CPU per
+ * epoll_wait for the answer, read it (scanning for its newline). With
+ * CONC, that many calls are kept in flight and every read's answers are
+ * replaced by new requests in one write (the fewest system calls any
+ * client could make). No JSON parse, no ids matched, nothing journaled. Prints this process's CPU per
  * call (user + system, getrusage: the server's CPU is not in it) in the
  * JSON shape bench_mcp.lua prints. Not part of the build or the tests:
  *   cc -O2 -o /tmp/mcp-floor scripts/bench_mcp_floor.c
- *   /tmp/mcp-floor N path/to/server-everything/dist/index.js */
+ *   /tmp/mcp-floor N path/to/server-everything/dist/index.js [CONC [WARM]] */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -38,18 +40,22 @@ static void put(const char *s) {
   }
 }
 
-/* Reads until a whole line that holds "\"id\":" is in; drops it. Lines
- * without an id (notifications, log messages) are dropped too. */
-static void await_answer(void) {
+/* Reads until at least one whole line that holds "\"id\":" is in; drops
+ * every whole line there is (lines without an id, notifications and log
+ * messages, too) and returns how many answers they held. */
+static long await_answers(void) {
   for (;;) {
+    long answers = 0;
     char *nl;
-    while ((nl = memchr(buf, '\n', have)) != NULL) {
-      size_t len = (size_t)(nl - buf) + 1;
-      int answer = memmem(buf, len, "\"id\":", 5) != NULL;
-      memmove(buf, nl + 1, have - len);
-      have -= len;
-      if (answer) return;
+    size_t off = 0;
+    while ((nl = memchr(buf + off, '\n', have - off)) != NULL) {
+      size_t len = (size_t)(nl - (buf + off)) + 1;
+      answers += memmem(buf + off, len, "\"id\":", 5) != NULL;
+      off += len;
     }
+    memmove(buf, buf + off, have - off);
+    have -= off;
+    if (answers) return answers;
     struct epoll_event ev;
     int n = epoll_wait(ep, &ev, 1, -1);
     if (n < 0 && errno == EINTR) continue;
@@ -64,6 +70,32 @@ static void await_answer(void) {
       exit(1);
     }
     have += (size_t)r;
+  }
+}
+
+static void await_answer(void) {
+  await_answers();
+}
+
+/* k requests, ids from *id on, in one write: the fewest system calls any
+ * client with k calls ready could make. */
+static void send_requests(long k, long *id) {
+  static char out[1 << 20];
+  size_t len = 0;
+  for (long i = 0; i < k; i++)
+    len += (size_t)snprintf(out + len, sizeof out - len,
+                            "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"tools/call\",\"params\":"
+                            "{\"name\":\"echo\",\"arguments\":{\"message\":\"x\"}}}\n",
+                            (*id)++);
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = send(to_srv, out + off, len - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      perror("write");
+      exit(1);
+    }
+    off += (size_t)w;
   }
 }
 
@@ -82,10 +114,12 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s N server.js\n", argv[0]);
+    fprintf(stderr, "usage: %s N server.js [CONC [WARM]]\n", argv[0]);
     return 2;
   }
   long n = atol(argv[1]);
+  long conc = argc > 3 ? atol(argv[3]) : 1, warm = argc > 4 ? atol(argv[4]) : 0;
+  if (conc < 1 || conc > 4096) conc = 1; /* (one write's buffer holds 4,096 requests) */
   int in[2], out[2];
   /* As luact's client (mcp.c): the server's stdin a socket, its stdout a
    * pipe. */
@@ -117,25 +151,37 @@ int main(int argc, char **argv) {
            "\"arguments\":{\"message\":\"warm\"}}}\n");
   put(req);
   await_answer();
-  double c0 = cpu_s(), t0 = now_s();
-  for (long i = 0; i < n; i++) {
-    snprintf(req, sizeof req,
-             "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"tools/call\",\"params\":{\"name\":"
-             "\"echo\",\"arguments\":{\"message\":\"x\"}}}\n",
-             i + 2);
-    put(req);
-    await_answer();
+  /* WARM calls first (not counted), then N: CONC kept in flight, each
+   * answer read replaced by a new request, all of one read's in one write */
+  long id = 2;
+  for (int phase = 0; phase < 2; phase++) {
+    long total = phase ? n : warm, sent = 0, done = 0;
+    double c0 = cpu_s(), t0 = now_s();
+    struct rusage u0;
+    getrusage(RUSAGE_SELF, &u0);
+    long first = conc < total ? conc : total;
+    send_requests(first, &id);
+    sent = first;
+    while (done < total) {
+      long k = await_answers();
+      done += k;
+      long more = k < total - sent ? k : total - sent;
+      if (more > 0) send_requests(more, &id);
+      sent += more;
+    }
+    if (!phase) continue;
+    double cpu = cpu_s() - c0, wall = now_s() - t0;
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    double us = ((double)(u.ru_utime.tv_sec - u0.ru_utime.tv_sec) * 1e6 +
+                 (double)(u.ru_utime.tv_usec - u0.ru_utime.tv_usec)) / (double)n;
+    double ss = ((double)(u.ru_stime.tv_sec - u0.ru_stime.tv_sec) * 1e6 +
+                 (double)(u.ru_stime.tv_usec - u0.ru_stime.tv_usec)) / (double)n;
+    printf("{\"client\":\"c-floor\",\"mode\":\"stdio\",\"n\":%ld,\"conc\":%ld,\"warm\":%ld,"
+           "\"cpu_us_per_call\":%.3f,\"user_us\":%.3f,\"sys_us\":%.3f,\"wall_ms\":%.1f,"
+           "\"rss_mb\":%.1f}\n",
+           n, conc, warm, cpu * 1e6 / (double)n, us, ss, wall * 1e3, (double)u.ru_maxrss / 1024);
   }
-  double cpu = cpu_s() - c0, wall = now_s() - t0;
-  struct rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  if (getenv("FLOOR_SPLIT")) /* user and system apart (from the start) */
-    fprintf(stderr, "user %.1f us sys %.1f us per call (whole process)\n",
-            ((double)u.ru_utime.tv_sec * 1e6 + (double)u.ru_utime.tv_usec) / (double)n,
-            ((double)u.ru_stime.tv_sec * 1e6 + (double)u.ru_stime.tv_usec) / (double)n);
-  printf("{\"client\":\"c-floor\",\"mode\":\"stdio\",\"n\":%ld,\"conc\":1,\"cpu_us_per_call\":%.3f,"
-         "\"wall_ms\":%.1f,\"rss_mb\":%.1f}\n",
-         n, cpu * 1e6 / (double)n, wall * 1e3, (double)u.ru_maxrss / 1024);
   close(to_srv);
   waitpid(pid, NULL, 0);
   return 0;
