@@ -27,8 +27,8 @@ static int to_srv, from_srv, ep;
 static char buf[1 << 20];
 static size_t have;
 
-static void put(const char *s) {
-  size_t n = strlen(s), off = 0;
+static void put_len(const char *s, size_t n) {
+  size_t off = 0;
   while (off < n) {
     ssize_t w = send(to_srv, s + off, n - off, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
@@ -39,6 +39,8 @@ static void put(const char *s) {
     off += (size_t)w;
   }
 }
+
+static void put(const char *s) { put_len(s, strlen(s)); }
 
 /* Reads until at least one whole line that holds "\"id\":" is in; drops
  * every whole line there is (lines without an id, notifications and log
@@ -87,16 +89,7 @@ static void send_requests(long k, long *id) {
                             "{\"jsonrpc\":\"2.0\",\"id\":%ld,\"method\":\"tools/call\",\"params\":"
                             "{\"name\":\"echo\",\"arguments\":{\"message\":\"x\"}}}\n",
                             (*id)++);
-  size_t off = 0;
-  while (off < len) {
-    ssize_t w = send(to_srv, out + off, len - off, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      perror("write");
-      exit(1);
-    }
-    off += (size_t)w;
-  }
+  put_len(out, len);
 }
 
 static double cpu_s(void) {

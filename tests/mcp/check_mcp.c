@@ -1073,6 +1073,19 @@ START_TEST(http_refused) {
 }
 END_TEST
 
+/* luact run --record JOURNAL SCRIPT (--replay with replay), its output
+ * in out; it must exit 0. */
+static void run_journaled(int replay, const char *journal, const char *script) {
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "%s/luact run %s %s %s 2>&1", LC_BINARY_DIR,
+           replay ? "--replay" : "--record", journal, script);
+  FILE *p = popen(cmd, "r");
+  ck_assert_ptr_nonnull(p);
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = '\0';
+  ck_assert_msg(pclose(p) == 0, "%s", out);
+}
+
 /* A run that records journals a plain call in C too (l_mcp.c: the effect
  * begun and ended there, or handed to a Lua token when the rest of the
  * call is Lua's): every line must be the one Tool.call's Lua path writes.
@@ -1088,7 +1101,7 @@ END_TEST
 START_TEST(journaled_c_path_lines_as_the_lua_path) {
   char dir[] = "/tmp/lc_mcp_jc_XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
-  char script[700], journal[700], cmd[4096];
+  char script[700], journal[700];
   snprintf(script, sizeof script, "%s/agent.lua", dir);
   snprintf(journal, sizeof journal, "%s/run.jsonl", dir);
   const char *src = lc_test_source_dir();
@@ -1166,13 +1179,7 @@ START_TEST(journaled_c_path_lines_as_the_lua_path) {
           src, src);
   fclose(f);
   for (int replay = 0; replay < 2; replay++) {
-    snprintf(cmd, sizeof cmd, "%s/luact run %s %s %s 2>&1", LC_BINARY_DIR,
-             replay ? "--replay" : "--record", journal, script);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    ck_assert_msg(pclose(p) == 0, "%s", out);
+    run_journaled(replay, journal, script);
     ck_assert_msg(strstr(out, "pairs 30\n"), "%s", out);
     ck_assert_msg(strstr(out, replay ? "lua path\n" : "c path\n"), "%s", out);
   }
@@ -1215,7 +1222,7 @@ END_TEST
 START_TEST(replay_starts_no_server) {
   char dir[] = "/tmp/lc_mcp_rep_XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
-  char script[700], journal[700], log[700], cmd[4096];
+  char script[700], journal[700], log[700];
   snprintf(script, sizeof script, "%s/agent.lua", dir);
   snprintf(journal, sizeof journal, "%s/run.jsonl", dir);
   snprintf(log, sizeof log, "%s/server.log", dir);
@@ -1228,13 +1235,7 @@ START_TEST(replay_starts_no_server) {
           lc_test_source_dir(), log);
   fclose(f);
   for (int replay = 0; replay < 2; replay++) {
-    snprintf(cmd, sizeof cmd, "%s/luact run %s %s %s 2>&1", LC_BINARY_DIR,
-             replay ? "--replay" : "--record", journal, script);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t n = fread(out, 1, sizeof out - 1, p);
-    out[n] = '\0';
-    ck_assert_msg(pclose(p) == 0, "%s", out);
+    run_journaled(replay, journal, script);
     ck_assert_msg(strstr(out, "ok from ok"), "%s", out);
     struct stat st;
     if (!replay) {
