@@ -75,10 +75,6 @@ static long await_answers(void) {
   }
 }
 
-static void await_answer(void) {
-  await_answers();
-}
-
 /* k requests, ids from *id on, in one write: the fewest system calls any
  * client with k calls ready could make. */
 static void send_requests(long k, long *id) {
@@ -136,14 +132,14 @@ int main(int argc, char **argv) {
   epoll_ctl(ep, EPOLL_CTL_ADD, from_srv, &ev);
   put("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
       "\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"floor\",\"version\":\"1\"}}}\n");
-  await_answer();
+  await_answers();
   put("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
   char req[256];
   snprintf(req, sizeof req,
            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\","
            "\"arguments\":{\"message\":\"warm\"}}}\n");
   put(req);
-  await_answer();
+  await_answers();
   /* WARM calls first (not counted), then N: CONC kept in flight, each
    * answer read replaced by a new request, all of one read's in one write */
   long id = 2;

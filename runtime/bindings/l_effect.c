@@ -385,6 +385,14 @@ static void schema_hash_put(lua_State *L, int idx, const char th[65]) {
   lua_pop(L, 1);
 }
 
+int lc_l_schema_hash(lua_State *L, int idx, char th[65], char *err, size_t errlen) {
+  cJSON *sj = NULL;
+  if (lc_conv_to_json(L, idx, &sj, err, errlen)) return LC_EINVAL;
+  int hr = lc_jcanon_hash(sj, th);
+  cJSON_Delete(sj);
+  return hr ? LC_ENOMEM : 0;
+}
+
 /* _effect_begin(kind, name, request, class [, schema]) -> token, replayed
  * | nil | false, ctx. nil: no journal attached; run the effect plainly.
  * false: the journal is off; run it plainly with ctx. replayed: the token
@@ -434,9 +442,9 @@ static int l_effect_begin(lua_State *L) {
   }
   if (!lua_isnoneornil(L, 5)) {
     if (!schema_hash_get(L, 5, th)) {
-      cJSON *sj = to_json_or_raise(L, 5, "the schema");
-      int hr = lc_jcanon_hash(sj, th);
-      cJSON_Delete(sj); /* before anything that may raise */
+      char err[256];
+      int hr = lc_l_schema_hash(L, 5, th, err, sizeof err);
+      if (hr == LC_EINVAL) return luaL_error(L, "luact.effect: the schema cannot be journaled: %s", err);
       if (hr) return luaL_error(L, "out of memory");
       schema_hash_put(L, 5, th);
     }
@@ -566,22 +574,18 @@ static cJSON *nested_extra(struct effect_box *b) {
   return x;
 }
 
-/* tok:finish's path for a one-line effect whose values are all nil,
- * booleans and strings that JSON holds as they are (valid UTF-8, no NUL):
- * the result list's text is written straight from them, with no tree, no
- * copy of it and no values made again from it, and the values given are
- * returned (reading them back from the line gives the same ones). -1: not
- * such values; the general path below takes them (with its messages).
- * check_effect's finish_as_given_writes_the_general_line. */
-static int finish_as_given(lua_State *L, struct effect_box *b, int n) {
-  if (!lc_effect_one_line_owed(&b->e)) return -1;
-  for (int i = 2; i <= n + 1; i++) {
+/* (l_effect.h) No tree, no copy of the text and no values made again
+ * from it. check_effect's finish_as_given_writes_the_general_line. */
+int lc_l_effect_end_given(lua_State *L, struct lc_effect_op *e, int first, int n,
+                          unsigned long effects, unsigned long spawned) {
+  if (!lc_effect_one_line_owed(e)) return 1;
+  for (int i = first; i < first + n; i++) {
     int t = lua_type(L, i);
     if (t == LUA_TNIL || t == LUA_TBOOLEAN) continue;
-    if (t != LUA_TSTRING) return -1;
+    if (t != LUA_TSTRING) return 1;
     size_t len;
     const char *s = lua_tolstring(L, i, &len);
-    if (memchr(s, 0, len) || !lc_utf8_valid(s, len, NULL)) return -1;
+    if (memchr(s, 0, len) || !lc_utf8_valid(s, len, NULL)) return 1;
   }
   /* No Lua call from here to lc_buf_free: nothing can raise past t. */
   struct lc_buf t;
@@ -589,7 +593,7 @@ static int finish_as_given(lua_State *L, struct effect_box *b, int n) {
   struct lc_jsonw w;
   lc_jsonw_init(&w, &t);
   lc_jsonw_arr(&w);
-  for (int i = 2; i <= n + 1; i++) {
+  for (int i = first; i < first + n; i++) {
     int ty = lua_type(L, i);
     if (ty == LUA_TNIL) {
       lc_jsonw_null(&w);
@@ -604,13 +608,24 @@ static int finish_as_given(lua_State *L, struct effect_box *b, int n) {
   lc_jsonw_arr_end(&w);
   if (lc_jsonw_finish(&w)) { /* no memory: the general path says so */
     lc_buf_free(&t);
-    return -1;
+    return 1;
   }
-  b->state = TOK_DONE;
+  int rc = lc_effect_end_text(e, t.data, t.len, effects, spawned);
+  lc_buf_free(&t);
+  return rc;
+}
+
+/* tok:finish's path for a one-line effect whose values are all nil,
+ * booleans and strings that JSON holds as they are: the line written from
+ * them (lc_l_effect_end_given) and the values given returned (reading them
+ * back from the line gives the same ones). -1: not such values; the
+ * general path below takes them (with its messages). */
+static int finish_as_given(lua_State *L, struct effect_box *b, int n) {
   unsigned long seq, children;
   lc_task_counters(b->task, &seq, &children);
-  int rc = lc_effect_end_text(&b->e, t.data, t.len, seq - b->seq0, children - b->children0);
-  lc_buf_free(&t);
+  int rc = lc_l_effect_end_given(L, &b->e, 2, n, seq - b->seq0, children - b->children0);
+  if (rc == 1) return -1;
+  b->state = TOK_DONE;
   if (rc) return raise_journal(L, b->e.j);
   if (!b->e.ticket) return n;
   return await_durable(L, K_FINISH_AS_GIVEN | (lua_KContext)n << 8);

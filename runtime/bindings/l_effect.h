@@ -32,6 +32,18 @@ void lc_l_effect_src(lua_State *L, struct lc_task *t, struct lc_effect_src *src)
  * untouched and still the caller's. */
 void lc_l_effect_adopt(lua_State *L, struct lc_effect_op *e, struct lc_task *task,
                        unsigned long seq0, unsigned long children0);
+/* [-0, +0, -] Ends e, a one-line effect still owed (effect.h), with the
+ * values at first..first+n-1 as its result list, written straight from
+ * them: each nil, a boolean, or a string JSON holds as it is (valid UTF-8,
+ * no NUL); effects and spawned are its nested counts. 1: not such values,
+ * no such effect, or no memory, and nothing is done (the caller takes its
+ * general path). Else lc_effect_end_text's return: 0 or LC_EIO. */
+int lc_l_effect_end_given(lua_State *L, struct lc_effect_op *e, int first, int n,
+                          unsigned long effects, unsigned long spawned);
+/* [-0, +0, m] The canonical hash (lc_jcanon_hash) of the value at idx as
+ * JSON: a tool's schema version. 0; LC_EINVAL with why in err (it cannot
+ * be JSON); LC_ENOMEM. */
+int lc_l_schema_hash(lua_State *L, int idx, char th[65], char *err, size_t errlen);
 /* [-0, +0, e] Sets now, random, ask and _effect_begin in the table at the
  * top of the stack (the luact module). */
 void lc_l_effect_register(lua_State *L);

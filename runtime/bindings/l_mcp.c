@@ -34,7 +34,6 @@
 
 #include "conv.h"
 #include "effect.h"
-#include "jcanon.h"
 #include "jsonrpc.h"
 #include "loop.h"
 #include "l_luact.h"
@@ -956,13 +955,14 @@ static void fast_end(lua_State *L, struct lop *op) {
   op->eff = NULL;
   unsigned long seq, children;
   lc_task_counters(fe->task, &seq, &children);
-  size_t n;
-  const char *str = lua_tolstring(L, -1, &n);
-  int rc = lc_effect_end_str(&fe->e, str, n, seq - fe->seq0, children - fe->children0);
-  if (rc == LC_ENOMEM) lc_effect_cancel(&fe->e, "cancelled by an error");
+  /* as tok:finish writes it for that string (valid UTF-8, no NUL: the
+   * mark checked, the text as mcp.h promises): 1 is no memory only */
+  int rc = lc_l_effect_end_given(L, &fe->e, lua_gettop(L), 1, seq - fe->seq0,
+                                 children - fe->children0);
+  if (rc == 1) lc_effect_cancel(&fe->e, "cancelled by an error");
   struct lc_journal *j = fe->e.j;
   lc_free(fe);
-  if (rc == LC_ENOMEM) luaL_error(L, "out of memory");
+  if (rc == 1) luaL_error(L, "out of memory");
   if (rc) luaL_error(L, "%s", lc_journal_error(j));
 }
 
@@ -1124,11 +1124,8 @@ static const char *fast_tools_hash(lua_State *L, int tool) {
   lua_setfield(L, -2, "description");
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, "params");
-  cJSON *sj = NULL;
   char err[160], th[65];
-  int bad = lc_conv_to_json(L, -1, &sj, err, sizeof err) != 0 || !sj;
-  bad = bad || lc_jcanon_hash(sj, th) != 0;
-  cJSON_Delete(sj);
+  int bad = lc_l_schema_hash(L, -1, th, err, sizeof err) != 0;
   lua_pop(L, 1);
   if (bad) {
     lua_pop(L, 2);

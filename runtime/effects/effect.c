@@ -1533,21 +1533,6 @@ int lc_effect_end_text(struct lc_effect_op *e, const char *result, size_t len,
   return end_one_line(e, NULL, NULL, NULL, &t);
 }
 
-int lc_effect_end_str(struct lc_effect_op *e, const char *s, size_t n, unsigned long effects,
-                      unsigned long spawned) {
-  if (!lc_effect_one_line_owed(e)) return LC_EINVAL;
-  struct lc_buf t;
-  lc_buf_init(&t, 0);
-  struct lc_jsonw w;
-  lc_jsonw_init(&w, &t);
-  lc_jsonw_arr(&w);
-  lc_jsonw_str(&w, s, n);
-  lc_jsonw_arr_end(&w);
-  int rc = lc_jsonw_finish(&w) ? LC_ENOMEM : lc_effect_end_text(e, t.data, t.len, effects, spawned);
-  lc_buf_free(&t);
-  return rc;
-}
-
 void lc_effect_cancel(struct lc_effect_op *e, const char *why) {
   if (!e->recording) return;
   e->recording = 0;

@@ -262,12 +262,6 @@ static inline int lc_effect_one_line_owed(const struct lc_effect_op *e) {
  * nothing) when no one-line effect's line is owed. */
 int lc_effect_end_text(struct lc_effect_op *e, const char *result, size_t len,
                        unsigned long effects, unsigned long spawned);
-/* lc_effect_end_text for a result list of one string s (n bytes, valid
- * UTF-8 without NUL: a JSON string as it is), written as lc_jsonw writes
- * it: ["s"]. Returns 0, LC_EIO, LC_EINVAL (no one-line effect owed), or
- * LC_ENOMEM with the effect still owed (the caller cancels it). */
-int lc_effect_end_str(struct lc_effect_op *e, const char *s, size_t n, unsigned long effects,
-                      unsigned long spawned);
 /* The effect was abandoned (task killed, call freed): writes a result line
  * {cancelled: why} when one is owed. Replay treats it like a missing
  * result (by the effect's class). */
